@@ -1,0 +1,240 @@
+//! FHIR `date` / `dateTime` values at their stated precision, and the ranges that
+//! `date` search parameters select.
+
+use std::fmt;
+
+/// A calendar date or partial date (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`), the way FHIR and
+/// GP systems record dates of uncertain precision. A dateTime's time part is ignored:
+/// the gateway compares clinical dates at day precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartialDate {
+    pub year: i32,
+    pub month: Option<u8>,
+    pub day: Option<u8>,
+}
+
+/// Why a date is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateError {
+    #[error("'{0}' is not a FHIR date: expected YYYY, YYYY-MM or YYYY-MM-DD (optionally followed by a time)")]
+    Syntax(String),
+    #[error("'{0}' is not a real calendar date")]
+    Calendar(String),
+}
+
+/// Days in a month of a year.
+pub fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl PartialDate {
+    /// A full date.
+    pub fn ymd(year: i32, month: u8, day: u8) -> Self {
+        Self { year, month: Some(month), day: Some(day) }
+    }
+
+    /// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD` or a dateTime `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`.
+    pub fn parse(s: &str) -> Result<Self, DateError> {
+        let syntax = || DateError::Syntax(s.chars().take(40).collect());
+        let (date, time) = match s.split_once('T') {
+            Some((d, t)) => (d, Some(t)),
+            None => (s, None),
+        };
+        let mut parts = date.split('-');
+        let year_s = parts.next().ok_or_else(syntax)?;
+        if year_s.len() != 4 {
+            return Err(syntax());
+        }
+        let year = digits(year_s).ok_or_else(syntax)? as i32;
+        let month = match parts.next() {
+            None => None,
+            Some(m) if m.len() == 2 => Some(digits(m).ok_or_else(syntax)? as u8),
+            Some(_) => return Err(syntax()),
+        };
+        let day = match parts.next() {
+            None => None,
+            Some(d) if d.len() == 2 => Some(digits(d).ok_or_else(syntax)? as u8),
+            Some(_) => return Err(syntax()),
+        };
+        if parts.next().is_some() {
+            return Err(syntax());
+        }
+        if let Some(t) = time
+            && (day.is_none() || !valid_time(t))
+        {
+            return Err(syntax());
+        }
+        let calendar = || DateError::Calendar(s.chars().take(40).collect());
+        if let Some(m) = month {
+            if !(1..=12).contains(&m) {
+                return Err(calendar());
+            }
+            if let Some(d) = day
+                && (d == 0 || d > days_in_month(year, m))
+            {
+                return Err(calendar());
+            }
+        }
+        Ok(Self { year, month, day })
+    }
+
+    /// The first day this (partial) date covers.
+    pub fn first_day(&self) -> (i32, u8, u8) {
+        (self.year, self.month.unwrap_or(1), self.day.unwrap_or(1))
+    }
+
+    /// The last day this (partial) date covers.
+    pub fn last_day(&self) -> (i32, u8, u8) {
+        let m = self.month.unwrap_or(12);
+        (self.year, m, self.day.unwrap_or_else(|| days_in_month(self.year, m)))
+    }
+}
+
+fn valid_time(t: &str) -> bool {
+    // hh:mm:ss with optional fraction and a zone; precise enough to refuse junk.
+    let b = t.as_bytes();
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return false;
+    }
+    let (h, m, s) = (digits(&t[0..2]), digits(&t[3..5]), digits(&t[6..8]));
+    if !matches!((h, m, s), (Some(h), Some(m), Some(s)) if h < 24 && m < 60 && s < 60) {
+        return false;
+    }
+    let mut rest = &t[8..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest {
+        "Z" | "" => true,
+        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && z.as_bytes()[3] == b':' => {
+            digits(&z[1..3]).is_some_and(|h| h <= 14) && digits(&z[4..6]).is_some_and(|m| m < 60)
+        }
+        _ => false,
+    }
+}
+
+impl fmt::Display for PartialDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}", self.year)?;
+        if let Some(m) = self.month {
+            write!(f, "-{m:02}")?;
+            if let Some(d) = self.day {
+                write!(f, "-{d:02}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An inclusive range of days selected by one or more `date` search parameters.
+/// `None` on a side means unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DateRange {
+    pub from: Option<(i32, u8, u8)>,
+    pub to: Option<(i32, u8, u8)>,
+}
+
+impl DateRange {
+    /// True when the range selects nothing at all (e.g. `ge2024` and `le2020`).
+    pub fn is_empty(&self) -> bool {
+        matches!((self.from, self.to), (Some(f), Some(t)) if f > t)
+    }
+
+    /// True when no bound is set.
+    pub fn is_unbounded(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// Narrows the lower bound.
+    pub fn at_least(&mut self, day: (i32, u8, u8)) {
+        self.from = Some(self.from.map_or(day, |f| f.max(day)));
+    }
+
+    /// Narrows the upper bound.
+    pub fn at_most(&mut self, day: (i32, u8, u8)) {
+        self.to = Some(self.to.map_or(day, |t| t.min(day)));
+    }
+
+    /// Whether a recorded (possibly partial) date overlaps the range. An entry with
+    /// no date matches only an unbounded range.
+    pub fn contains(&self, recorded: Option<&str>) -> bool {
+        if self.is_unbounded() {
+            return true;
+        }
+        let Some(date) = recorded.and_then(|s| PartialDate::parse(s).ok()) else {
+            return false;
+        };
+        let (first, last) = (date.first_day(), date.last_day());
+        self.from.is_none_or(|f| last >= f) && self.to.is_none_or(|t| first <= t)
+    }
+}
+
+/// The previous calendar day.
+pub fn day_before((y, m, d): (i32, u8, u8)) -> (i32, u8, u8) {
+    if d > 1 {
+        (y, m, d - 1)
+    } else if m > 1 {
+        (y, m - 1, days_in_month(y, m - 1))
+    } else {
+        (y - 1, 12, 31)
+    }
+}
+
+/// The next calendar day.
+pub fn day_after((y, m, d): (i32, u8, u8)) -> (i32, u8, u8) {
+    if d < days_in_month(y, m) {
+        (y, m, d + 1)
+    } else if m < 12 {
+        (y, m + 1, 1)
+    } else {
+        (y + 1, 1, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_precision_and_refuses_impossible_dates() {
+        assert_eq!(PartialDate::parse("2024").unwrap().to_string(), "2024");
+        assert_eq!(PartialDate::parse("2024-02").unwrap().last_day(), (2024, 2, 29));
+        assert_eq!(PartialDate::parse("2023-02").unwrap().last_day(), (2023, 2, 28));
+        assert_eq!(PartialDate::parse("2024-02-29T10:15:00+01:00").unwrap(), PartialDate::ymd(2024, 2, 29));
+        assert!(matches!(PartialDate::parse("2023-02-29"), Err(DateError::Calendar(_))));
+        assert!(matches!(PartialDate::parse("2023-13"), Err(DateError::Calendar(_))));
+        for bad in ["", "24", "2024-1-01", "2024/01/01", "2024-01-01T25:00:00Z", "2024-01T10:00:00Z", "abcd"] {
+            assert!(matches!(PartialDate::parse(bad), Err(DateError::Syntax(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_overlap_partial_dates() {
+        let mut r = DateRange::default();
+        r.at_least((2020, 1, 1));
+        r.at_most((2020, 12, 31));
+        assert!(r.contains(Some("2020-06-01")));
+        assert!(r.contains(Some("2020")));
+        assert!(r.contains(Some("2019-12-31T23:59:59Z")) == false);
+        assert!(!r.contains(None));
+        assert!(DateRange::default().contains(None));
+        assert_eq!(day_before((2024, 3, 1)), (2024, 2, 29));
+        assert_eq!(day_after((2023, 12, 31)), (2024, 1, 1));
+    }
+}

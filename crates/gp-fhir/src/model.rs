@@ -1,0 +1,779 @@
+//! The UK Core R4 resource model the adapters emit and the gateway serialises.
+//!
+//! Plain serde structs rather than fhirbolt's generated model: serialising these is
+//! several times faster and builds in seconds. Only the elements gp-gateway uses are
+//! modelled; every field name is the FHIR R4 element name, so the output is valid R4
+//! (the adapter conformance harness checks it with fhirbolt's strict parser).
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::ids::{NHS_NUMBER_SYSTEM, NhsNumber, ODS_CODE_SYSTEM, OdsCode};
+
+/// SNOMED CT.
+pub const SNOMED: &str = "http://snomed.info/sct";
+/// NHS Dictionary of medicines and devices.
+pub const DMD: &str = "https://dmd.nhs.uk";
+/// Read codes version 2.
+pub const READ_V2: &str = "http://read.info/readv2";
+/// Clinical Terms Version 3 (Read v3).
+pub const CTV3: &str = "http://read.info/ctv3";
+/// UCUM units.
+pub const UCUM: &str = "http://unitsofmeasure.org";
+/// SDS user id of a practitioner.
+pub const SDS_USER_ID_SYSTEM: &str = "https://fhir.nhs.uk/Id/sds-user-id";
+/// Base of every UK Core profile URL.
+pub const UK_CORE_PROFILE_BASE: &str = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-";
+/// The NHS number verification status extension.
+pub const NHS_NUMBER_VERIFICATION_EXTENSION: &str =
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus";
+/// Its CodeSystem.
+pub const NHS_NUMBER_VERIFICATION_SYSTEM: &str =
+    "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland";
+/// Confidentiality codes (`R` = restricted) used in `meta.security`.
+pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+
+/// `Meta`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security: Vec<Coding>,
+}
+
+impl Meta {
+    /// Meta claiming the UK Core profile `name` (e.g. `Patient`).
+    pub fn uk_core(name: &str) -> Self {
+        Self { profile: vec![format!("{UK_CORE_PROFILE_BASE}{name}")], ..Self::default() }
+    }
+}
+
+/// `Coding`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Coding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Marks the code the clinician originally chose, when a mapped code stands beside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_selected: Option<bool>,
+}
+
+impl Coding {
+    /// A coding with system, code and display.
+    pub fn new(system: &str, code: &str, display: &str) -> Self {
+        Self {
+            system: Some(system.to_owned()),
+            code: Some(code.to_owned()),
+            display: (!display.is_empty()).then(|| display.to_owned()),
+            user_selected: None,
+        }
+    }
+}
+
+/// `CodeableConcept`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeableConcept {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coding: Vec<Coding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl CodeableConcept {
+    /// One coding, no text.
+    pub fn coded(system: &str, code: &str, display: &str) -> Self {
+        Self { coding: vec![Coding::new(system, code, display)], text: None }
+    }
+
+    /// True when any coding has this system and code.
+    pub fn has(&self, system: &str, code: &str) -> bool {
+        self.coding.iter().any(|c| c.system.as_deref() == Some(system) && c.code.as_deref() == Some(code))
+    }
+
+    /// The code of the first coding in `system`.
+    pub fn code_in(&self, system: &str) -> Option<&str> {
+        self.coding.iter().find(|c| c.system.as_deref() == Some(system)).and_then(|c| c.code.as_deref())
+    }
+}
+
+/// `Extension` with the value types gp-gateway uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Extension {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_boolean: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_date_time: Option<String>,
+}
+
+/// `Identifier`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identifier {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Identifier {
+    /// An identifier with system and value.
+    pub fn new(system: &str, value: &str) -> Self {
+        Self { extension: Vec::new(), system: Some(system.to_owned()), value: Some(value.to_owned()) }
+    }
+
+    /// The NHS number identifier with its verification status (`01` = verified).
+    pub fn nhs_number(nhs: NhsNumber, verification: NhsVerification) -> Self {
+        let (code, display) = verification.code_display();
+        Self {
+            extension: vec![Extension {
+                url: NHS_NUMBER_VERIFICATION_EXTENSION.to_owned(),
+                value_codeable_concept: Some(CodeableConcept::coded(NHS_NUMBER_VERIFICATION_SYSTEM, code, display)),
+                ..Extension::default()
+            }],
+            system: Some(NHS_NUMBER_SYSTEM.to_owned()),
+            value: Some(nhs.to_string()),
+        }
+    }
+
+    /// The ODS code identifier.
+    pub fn ods(ods: &OdsCode) -> Self {
+        Self::new(ODS_CODE_SYSTEM, ods.as_str())
+    }
+}
+
+/// NHS number verification status (UKCore-NHSNumberVerificationStatusEngland).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NhsVerification {
+    /// 01: number present and verified.
+    Verified,
+    /// 02: number present but not traced.
+    NotTraced,
+    /// 03: trace required.
+    TraceRequired,
+    /// 04: trace attempted, no match or multiple matches.
+    NoMatch,
+    /// 05: trace needs to be resolved (NHS number or patient detail conflict).
+    NeedsResolving,
+    /// 06: trace in progress.
+    InProgress,
+    /// 07: number not present and trace not required.
+    NotPresent,
+    /// 08: trace postponed (baby under six weeks old).
+    Postponed,
+}
+
+impl NhsVerification {
+    /// Code and display.
+    pub fn code_display(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Verified => ("01", "Number present and verified"),
+            Self::NotTraced => ("02", "Number present but not traced"),
+            Self::TraceRequired => ("03", "Trace required"),
+            Self::NoMatch => ("04", "Trace attempted - No match or multiple match found"),
+            Self::NeedsResolving => ("05", "Trace needs to be resolved - (NHS number or patient detail conflict)"),
+            Self::InProgress => ("06", "Trace in progress"),
+            Self::NotPresent => ("07", "Number not present and trace not required"),
+            Self::Postponed => ("08", "Trace postponed (baby under six weeks)"),
+        }
+    }
+
+    /// From the two-digit code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "01" => Self::Verified,
+            "02" => Self::NotTraced,
+            "03" => Self::TraceRequired,
+            "04" => Self::NoMatch,
+            "05" => Self::NeedsResolving,
+            "06" => Self::InProgress,
+            "07" => Self::NotPresent,
+            "08" => Self::Postponed,
+            _ => return None,
+        })
+    }
+}
+
+/// `Reference`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+impl Reference {
+    /// A literal reference such as `Patient/9690937278`.
+    pub fn to(resource_type: &str, id: &str) -> Self {
+        Self { reference: Some(format!("{resource_type}/{id}")), identifier: None, display: None }
+    }
+}
+
+/// `HumanName`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HumanName {
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<String>,
+}
+
+/// `ContactPoint`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContactPoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+/// `Address`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// `Period`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// A FHIR `decimal`, written without a spurious `.0` for whole numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Decimal(pub f64);
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            #[allow(clippy::cast_possible_truncation)]
+            s.serialize_i64(v as i64)
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+}
+
+/// `Quantity` (UCUM-coded when `system` is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantity {
+    pub value: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl Quantity {
+    /// A UCUM quantity; `unit` is both the human unit and the UCUM code.
+    pub fn ucum(value: f64, unit: &str) -> Self {
+        Self {
+            value: Decimal(value),
+            unit: Some(unit.to_owned()),
+            system: Some(UCUM.to_owned()),
+            code: Some(unit.to_owned()),
+        }
+    }
+}
+
+/// `Annotation`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub text: String,
+}
+
+/// `Patient` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name: Vec<HumanName>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deceased_date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub general_practitioner: Vec<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managing_organization: Option<Reference>,
+}
+
+impl Patient {
+    /// The NHS number from the identifiers, if one is present and valid.
+    pub fn nhs_number(&self) -> Option<NhsNumber> {
+        self.identifier
+            .iter()
+            .find(|i| i.system.as_deref() == Some(NHS_NUMBER_SYSTEM))
+            .and_then(|i| i.value.as_deref())
+            .and_then(|v| NhsNumber::parse(v).ok())
+    }
+
+    /// True when `meta.security` marks the record restricted (sensitive).
+    pub fn is_restricted(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| {
+            m.security
+                .iter()
+                .any(|c| c.system.as_deref() == Some(CONFIDENTIALITY_SYSTEM) && c.code.as_deref() == Some("R"))
+        })
+    }
+}
+
+/// `Organization` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<Address>,
+}
+
+/// `Practitioner` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Practitioner {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name: Vec<HumanName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+}
+
+/// `AllergyIntolerance.reaction`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AllergyReaction {
+    pub manifestation: Vec<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+}
+
+/// `AllergyIntolerance` (UK Core; `code` 1..1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllergyIntolerance {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clinical_status: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_status: Option<CodeableConcept>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criticality: Option<String>,
+    pub code: CodeableConcept,
+    pub patient: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reaction: Vec<AllergyReaction>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+}
+
+/// `Dosage` (text only: GP systems record dosage as free text).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dosage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_instruction: Option<String>,
+}
+
+/// `MedicationStatement` (UK Core; `identifier` 1..1 in the GP Connect rendering).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MedicationStatement {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    pub medication_codeable_concept: CodeableConcept,
+    pub subject: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_period: Option<Period>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_asserted: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub information_source: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dosage: Vec<Dosage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+}
+
+/// `Condition` (UK Core; GP problems are `problem-list-item`s).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clinical_status: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_status: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<CodeableConcept>,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abatement_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+}
+
+/// `Observation.component`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationComponent {
+    pub code: CodeableConcept,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_quantity: Option<Quantity>,
+}
+
+/// `Observation` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performer: Vec<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_quantity: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<ObservationComponent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+}
+
+/// `Immunization.performer`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImmunizationPerformer {
+    pub actor: Reference,
+}
+
+/// `Immunization.protocolApplied`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtocolApplied {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dose_number_positive_int: Option<u32>,
+}
+
+/// `Immunization` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Immunization {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    pub vaccine_code: CodeableConcept,
+    pub patient: Reference,
+    pub occurrence_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_source: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performer: Vec<ImmunizationPerformer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocol_applied: Vec<ProtocolApplied>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+}
+
+/// `Encounter.participant`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EncounterParticipant {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub individual: Option<Reference>,
+}
+
+/// `Encounter` (UK Core; a GP consultation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Encounter {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    pub class: Coding,
+    #[serde(rename = "type", default, skip_serializing_if = "Vec::is_empty")]
+    pub type_: Vec<CodeableConcept>,
+    pub subject: Reference,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participant: Vec<EncounterParticipant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_provider: Option<Reference>,
+}
+
+/// Any resource gp-gateway returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "resourceType")]
+#[allow(clippy::large_enum_variant)]
+pub enum Resource {
+    Patient(Patient),
+    Organization(Organization),
+    Practitioner(Practitioner),
+    AllergyIntolerance(AllergyIntolerance),
+    MedicationStatement(MedicationStatement),
+    Condition(Condition),
+    Observation(Observation),
+    Immunization(Immunization),
+    Encounter(Encounter),
+}
+
+impl Resource {
+    /// `resourceType`.
+    pub fn resource_type(&self) -> &'static str {
+        match self {
+            Self::Patient(_) => "Patient",
+            Self::Organization(_) => "Organization",
+            Self::Practitioner(_) => "Practitioner",
+            Self::AllergyIntolerance(_) => "AllergyIntolerance",
+            Self::MedicationStatement(_) => "MedicationStatement",
+            Self::Condition(_) => "Condition",
+            Self::Observation(_) => "Observation",
+            Self::Immunization(_) => "Immunization",
+            Self::Encounter(_) => "Encounter",
+        }
+    }
+
+    /// Logical id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Patient(r) => &r.id,
+            Self::Organization(r) => &r.id,
+            Self::Practitioner(r) => &r.id,
+            Self::AllergyIntolerance(r) => &r.id,
+            Self::MedicationStatement(r) => &r.id,
+            Self::Condition(r) => &r.id,
+            Self::Observation(r) => &r.id,
+            Self::Immunization(r) => &r.id,
+            Self::Encounter(r) => &r.id,
+        }
+    }
+
+    /// Meta, if set.
+    pub fn meta(&self) -> Option<&Meta> {
+        match self {
+            Self::Patient(r) => r.meta.as_ref(),
+            Self::Organization(r) => r.meta.as_ref(),
+            Self::Practitioner(r) => r.meta.as_ref(),
+            Self::AllergyIntolerance(r) => r.meta.as_ref(),
+            Self::MedicationStatement(r) => r.meta.as_ref(),
+            Self::Condition(r) => r.meta.as_ref(),
+            Self::Observation(r) => r.meta.as_ref(),
+            Self::Immunization(r) => r.meta.as_ref(),
+            Self::Encounter(r) => r.meta.as_ref(),
+        }
+    }
+
+    /// The clinically relevant date used by `date` searches (onset, effective,
+    /// occurrence, period start, assertion date), as FHIR date/dateTime text.
+    pub fn clinical_date(&self) -> Option<&str> {
+        match self {
+            Self::AllergyIntolerance(r) => r.onset_date_time.as_deref().or(r.recorded_date.as_deref()),
+            Self::MedicationStatement(r) => r
+                .effective_period
+                .as_ref()
+                .and_then(|p| p.start.as_deref())
+                .or(r.date_asserted.as_deref()),
+            Self::Condition(r) => r.onset_date_time.as_deref().or(r.recorded_date.as_deref()),
+            Self::Observation(r) => r.effective_date_time.as_deref(),
+            Self::Immunization(r) => Some(&r.occurrence_date_time),
+            Self::Encounter(r) => r.period.as_ref().and_then(|p| p.start.as_deref()),
+            Self::Patient(_) | Self::Organization(_) | Self::Practitioner(_) => None,
+        }
+    }
+
+    /// Every literal reference the resource makes (`Type/id`), for checks that a
+    /// Bundle's references resolve.
+    pub fn references(&self) -> Vec<&str> {
+        fn lit(r: &Reference) -> Option<&str> {
+            r.reference.as_deref()
+        }
+        let mut out: Vec<&str> = Vec::new();
+        match self {
+            Self::Patient(r) => {
+                out.extend(r.general_practitioner.iter().filter_map(lit));
+                out.extend(r.managing_organization.iter().filter_map(lit));
+            }
+            Self::Organization(_) | Self::Practitioner(_) => {}
+            Self::AllergyIntolerance(r) => {
+                out.extend(lit(&r.patient));
+                out.extend(r.recorder.iter().filter_map(lit));
+            }
+            Self::MedicationStatement(r) => {
+                out.extend(lit(&r.subject));
+                out.extend(r.information_source.iter().filter_map(lit));
+            }
+            Self::Condition(r) => {
+                out.extend(lit(&r.subject));
+                out.extend(r.recorder.iter().filter_map(lit));
+            }
+            Self::Observation(r) => {
+                out.extend(lit(&r.subject));
+                out.extend(r.performer.iter().filter_map(lit));
+            }
+            Self::Immunization(r) => {
+                out.extend(lit(&r.patient));
+                out.extend(r.performer.iter().filter_map(|p| lit(&p.actor)));
+            }
+            Self::Encounter(r) => {
+                out.extend(lit(&r.subject));
+                out.extend(r.participant.iter().filter_map(|p| p.individual.as_ref()).filter_map(lit));
+                out.extend(r.service_provider.iter().filter_map(lit));
+            }
+        }
+        out
+    }
+
+    /// Serialises to FHIR JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_serialises_as_uk_core_json() {
+        let nhs = NhsNumber::parse("9690937278").unwrap();
+        let p = Resource::Patient(Patient {
+            id: nhs.to_string(),
+            meta: Some(Meta::uk_core("Patient")),
+            identifier: vec![Identifier::nhs_number(nhs, NhsVerification::Verified)],
+            gender: Some("female".into()),
+            birth_date: Some("1970-03-02".into()),
+            ..Patient::default()
+        });
+        let v: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
+        assert_eq!(v["resourceType"], "Patient");
+        assert_eq!(v["meta"]["profile"][0], "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient");
+        assert_eq!(v["identifier"][0]["system"], NHS_NUMBER_SYSTEM);
+        assert_eq!(v["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"], "01");
+        assert_eq!(v["birthDate"], "1970-03-02");
+        assert!(v.get("name").is_none(), "empty arrays are omitted, never []");
+    }
+
+    #[test]
+    fn decimals_keep_their_form() {
+        assert_eq!(serde_json::to_string(&Decimal(120.0)).unwrap(), "120");
+        assert_eq!(serde_json::to_string(&Decimal(72.5)).unwrap(), "72.5");
+    }
+}

@@ -1,0 +1,345 @@
+//! Search-parameter parsing: query strings into typed, validated searches.
+//!
+//! Unknown parameters are refused rather than silently ignored: a supplier who
+//! misspells `date` must not receive a whole record believing it was filtered.
+
+use crate::date::{DateRange, PartialDate, day_after, day_before};
+use crate::ids::{NHS_NUMBER_SYSTEM, NhsNumber, NhsNumberError};
+use crate::outcome::{FhirError, IssueType, SpineCode};
+
+/// Longest query string value the gateway will look at.
+const MAX_VALUE_LEN: usize = 512;
+
+/// A bad search request; each variant names the parameter at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    #[error("query string is not valid percent-encoded UTF-8")]
+    Encoding,
+    #[error("unknown search parameter '{0}' (supported: {1})")]
+    UnknownParameter(String, &'static str),
+    #[error("search parameter '{0}' is required")]
+    Missing(&'static str),
+    #[error("search parameter '{0}' may appear only once")]
+    Repeated(String),
+    #[error("search parameter '{name}' has an invalid value: {why}")]
+    Invalid { name: String, why: String },
+    #[error("_count must be an integer from 1 to {max}, not '{value}'")]
+    Count { value: String, max: u32 },
+    #[error("{0}")]
+    NhsNumber(#[from] NhsNumberError),
+}
+
+impl FhirError for SearchError {
+    fn status(&self) -> u16 {
+        400
+    }
+    fn spine_code(&self) -> SpineCode {
+        match self {
+            Self::NhsNumber(_) => SpineCode::InvalidResourceId,
+            Self::Missing(_) => SpineCode::MissingValue,
+            Self::UnknownParameter(..) => SpineCode::InvalidParameter,
+            _ => SpineCode::InvalidSearchData,
+        }
+    }
+    fn issue_type(&self) -> IssueType {
+        match self {
+            Self::Missing(_) => IssueType::Required,
+            Self::UnknownParameter(..) => IssueType::NotSupported,
+            _ => IssueType::Invalid,
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a space).
+pub fn percent_decode(s: &str) -> Result<String, SearchError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex).ok_or(SearchError::Encoding)?;
+                let lo = bytes.get(i + 2).copied().and_then(hex).ok_or(SearchError::Encoding)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| SearchError::Encoding)
+}
+
+/// Encodes a value for use in a query string (RFC 3986 unreserved characters pass).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Splits and decodes a query string into ordered `(name, value)` pairs.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, SearchError> {
+    let mut pairs = Vec::new();
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        if v.len() > MAX_VALUE_LEN {
+            return Err(SearchError::Invalid { name: k, why: format!("longer than {MAX_VALUE_LEN} characters") });
+        }
+        pairs.push((k, v));
+    }
+    Ok(pairs)
+}
+
+/// Paging and size limits applied to searches.
+#[derive(Debug, Clone, Copy)]
+pub struct PagingLimits {
+    pub default_count: u32,
+    pub max_count: u32,
+}
+
+impl Default for PagingLimits {
+    fn default() -> Self {
+        Self { default_count: 50, max_count: 250 }
+    }
+}
+
+/// Result-set parameters every search accepts: `_count`, `_offset`, `_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub count: u32,
+    pub offset: u32,
+}
+
+/// Parameters accepted on every search, handled by the server rather than the adapter.
+const RESULT_PARAMS: [&str; 3] = ["_count", "_offset", "_format"];
+
+fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Paging, SearchError> {
+    let mut paging = Paging { count: limits.default_count, offset: 0 };
+    let mut seen = (false, false);
+    for (k, v) in pairs {
+        match k.as_str() {
+            "_count" => {
+                if std::mem::replace(&mut seen.0, true) {
+                    return Err(SearchError::Repeated(k.clone()));
+                }
+                paging.count = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| (1..=limits.max_count).contains(c))
+                    .ok_or_else(|| SearchError::Count { value: v.chars().take(20).collect(), max: limits.max_count })?;
+            }
+            "_offset" => {
+                if std::mem::replace(&mut seen.1, true) {
+                    return Err(SearchError::Repeated(k.clone()));
+                }
+                paging.offset = v.parse::<u32>().map_err(|_| SearchError::Invalid {
+                    name: k.clone(),
+                    why: "expected a non-negative integer".into(),
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(paging)
+}
+
+/// Parses a `date` parameter value such as `ge2020-01-01` into the range it selects.
+pub fn apply_date(range: &mut DateRange, value: &str) -> Result<(), SearchError> {
+    let invalid = |why: String| SearchError::Invalid { name: "date".into(), why };
+    let (prefix, date) = match value.get(..2) {
+        Some(p @ ("eq" | "ne" | "gt" | "lt" | "ge" | "le" | "sa" | "eb" | "ap")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    let d = PartialDate::parse(date).map_err(|e| invalid(e.to_string()))?;
+    match prefix {
+        "eq" => {
+            range.at_least(d.first_day());
+            range.at_most(d.last_day());
+        }
+        "ge" => range.at_least(d.first_day()),
+        "le" => range.at_most(d.last_day()),
+        "gt" | "sa" => range.at_least(day_after(d.last_day())),
+        "lt" | "eb" => range.at_most(day_before(d.first_day())),
+        other => return Err(invalid(format!("the '{other}' prefix is not supported; use eq, gt, lt, ge, le, sa or eb"))),
+    }
+    Ok(())
+}
+
+/// Reads a patient reference: `9690937278`, `Patient/9690937278`, or an identifier
+/// token `https://fhir.nhs.uk/Id/nhs-number|9690937278`.
+pub fn parse_patient_reference(value: &str) -> Result<NhsNumber, SearchError> {
+    if let Some((system, v)) = value.split_once('|') {
+        if system != NHS_NUMBER_SYSTEM {
+            return Err(SearchError::Invalid {
+                name: "patient".into(),
+                why: format!("identifier system must be {NHS_NUMBER_SYSTEM}"),
+            });
+        }
+        return Ok(NhsNumber::parse(v)?);
+    }
+    let id = value.strip_prefix("Patient/").unwrap_or(value);
+    Ok(NhsNumber::parse(id)?)
+}
+
+/// A validated search of a patient's clinical resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClinicalSearchParams {
+    pub patient: NhsNumber,
+    pub date: DateRange,
+    pub paging: Paging,
+}
+
+impl ClinicalSearchParams {
+    /// The parameters that define the result set (for `self`/`next` links), without paging.
+    pub fn link_params(&self, raw: &[(String, String)]) -> Vec<(String, String)> {
+        raw.iter().filter(|(k, _)| !RESULT_PARAMS.contains(&k.as_str())).cloned().collect()
+    }
+}
+
+/// Parses `GET /{ClinicalType}?patient=…&date=…&_count=…&_offset=…`.
+pub fn parse_clinical_search(
+    pairs: &[(String, String)],
+    limits: PagingLimits,
+) -> Result<ClinicalSearchParams, SearchError> {
+    const SUPPORTED: &str = "patient, patient:identifier, date, _count, _offset, _format";
+    let mut patient = None;
+    let mut date = DateRange::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "patient" | "patient:identifier" | "subject" => {
+                if patient.is_some() {
+                    return Err(SearchError::Repeated("patient".into()));
+                }
+                let value = if k == "patient:identifier" && !v.contains('|') {
+                    return Err(SearchError::Invalid {
+                        name: k.clone(),
+                        why: format!("expected {NHS_NUMBER_SYSTEM}|<NHS number>"),
+                    });
+                } else {
+                    v
+                };
+                patient = Some(parse_patient_reference(value)?);
+            }
+            "date" => apply_date(&mut date, v)?,
+            k if RESULT_PARAMS.contains(&k) => {}
+            other => return Err(SearchError::UnknownParameter(sanitize(other), SUPPORTED)),
+        }
+    }
+    let patient = patient.ok_or(SearchError::Missing("patient"))?;
+    Ok(ClinicalSearchParams { patient, date, paging: parse_paging(pairs, limits)? })
+}
+
+/// Parses `GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`.
+pub fn parse_patient_search(pairs: &[(String, String)]) -> Result<NhsNumber, SearchError> {
+    const SUPPORTED: &str = "identifier, _format";
+    let mut found = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "identifier" => {
+                if found.is_some() {
+                    return Err(SearchError::Repeated(k.clone()));
+                }
+                let Some((system, value)) = v.split_once('|') else {
+                    return Err(SearchError::Invalid {
+                        name: "identifier".into(),
+                        why: format!("expected {NHS_NUMBER_SYSTEM}|<NHS number>"),
+                    });
+                };
+                if system != NHS_NUMBER_SYSTEM {
+                    return Err(SearchError::Invalid {
+                        name: "identifier".into(),
+                        why: format!("only the NHS number system {NHS_NUMBER_SYSTEM} is searchable"),
+                    });
+                }
+                found = Some(NhsNumber::parse(value)?);
+            }
+            "_format" => {}
+            other => return Err(SearchError::UnknownParameter(sanitize(other), SUPPORTED)),
+        }
+    }
+    found.ok_or(SearchError::Missing("identifier"))
+}
+
+/// Bounded, printable echo of a caller-supplied name.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        parse_query(s).unwrap()
+    }
+
+    #[test]
+    fn clinical_search_reads_patient_dates_and_paging() {
+        let p = parse_clinical_search(
+            &q("patient=Patient/9690937278&date=ge2020-01-01&date=lt2021&_count=10&_offset=20"),
+            PagingLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(p.patient.to_string(), "9690937278");
+        assert_eq!(p.date.from, Some((2020, 1, 1)));
+        assert_eq!(p.date.to, Some((2020, 12, 31)));
+        assert_eq!(p.paging, Paging { count: 10, offset: 20 });
+        let p = parse_clinical_search(
+            &q("patient:identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9690937278"),
+            PagingLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(p.patient.to_string(), "9690937278");
+        assert_eq!(p.paging.count, 50);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        let lim = PagingLimits::default();
+        assert_eq!(parse_clinical_search(&q("date=2020"), lim), Err(SearchError::Missing("patient")));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937278&dtae=2020"), lim),
+            Err(SearchError::UnknownParameter(p, _)) if p == "dtae"
+        ));
+        assert!(matches!(parse_clinical_search(&q("patient=9690937278&_count=0"), lim), Err(SearchError::Count { .. })));
+        assert!(matches!(parse_clinical_search(&q("patient=9690937278&_count=251"), lim), Err(SearchError::Count { .. })));
+        assert!(matches!(parse_clinical_search(&q("patient=9690937279"), lim), Err(SearchError::NhsNumber(_))));
+        assert!(matches!(parse_clinical_search(&q("patient=9690937278&date=ne2020"), lim), Err(SearchError::Invalid { .. })));
+        assert!(matches!(parse_clinical_search(&q("patient=9690937278&date=2020-02-30"), lim), Err(SearchError::Invalid { .. })));
+        assert_eq!(parse_query("a=%zz"), Err(SearchError::Encoding));
+        assert_eq!(parse_query("a=%ff"), Err(SearchError::Encoding));
+    }
+
+    #[test]
+    fn patient_search_needs_the_nhs_number_system() {
+        assert_eq!(
+            parse_patient_search(&q("identifier=https://fhir.nhs.uk/Id/nhs-number|9690937278")).unwrap().to_string(),
+            "9690937278"
+        );
+        assert!(matches!(parse_patient_search(&q("identifier=9690937278")), Err(SearchError::Invalid { .. })));
+        assert!(matches!(parse_patient_search(&q("name=smith")), Err(SearchError::UnknownParameter(..))));
+        assert_eq!(parse_patient_search(&q("")), Err(SearchError::Missing("identifier")));
+    }
+}
