@@ -1,0 +1,425 @@
+//! Configuration types (serde, `deny_unknown_fields`) and their pure validation.
+//!
+//! `validate()` needs no files, network or secrets, so `check-config` can run in CI; the
+//! `build`/`load` steps that read key files live in [`crate::registry`] and [`crate::keys`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ratelimit::RateLimit;
+use crate::scope::ScopeSet;
+
+/// The supplier registry file: practice groups and suppliers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppliersConfig {
+    /// Named lists of practice ODS codes, referenced from `practices` as `group:NAME`.
+    #[serde(default)]
+    pub practice_groups: BTreeMap<String, Vec<String>>,
+    /// The accredited suppliers.
+    #[serde(default)]
+    pub suppliers: Vec<SupplierConfig>,
+}
+
+/// Whether a supplier may obtain and use tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SupplierStatus {
+    /// Normal operation.
+    Active,
+    /// No new tokens, and tokens already issued are refused at once.
+    Suspended,
+}
+
+/// One accredited supplier application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupplierConfig {
+    /// OAuth2 client id: the `iss`/`sub` of its client assertions.
+    pub client_id: String,
+    /// Human-readable name (logs, audit).
+    pub name: String,
+    /// `active` or `suspended`.
+    pub status: SupplierStatus,
+    /// The supplier's public JWKS inline (`{"keys":[...]}`); exclusive with `jwks_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Path of the supplier's public JWKS file, relative to the registry file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// SMART `system/` scopes the supplier may be granted.
+    pub scopes: Vec<String>,
+    /// Practices it may reach: ODS codes or `group:NAME`.
+    pub practices: Vec<String>,
+    /// FHIR API rate limit.
+    pub rate_limit: RateLimit,
+    /// Token endpoint rate limit.
+    #[serde(default = "default_token_rate_limit")]
+    pub token_rate_limit: RateLimit,
+}
+
+/// Default token endpoint limit: a token lives 5 minutes, so one a second is generous.
+pub fn default_token_rate_limit() -> RateLimit {
+    RateLimit {
+        per_second: 1.0,
+        burst: 5,
+    }
+}
+
+/// The gateway's own token settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The exact token endpoint URL suppliers put in their assertions' `aud`.
+    pub token_url: String,
+    /// `iss` of the access tokens the gateway issues (its base URL).
+    pub issuer: String,
+    /// `aud` of the access tokens (the FHIR base URL).
+    pub audience: String,
+    /// Access token lifetime.
+    #[serde(default = "default_300")]
+    pub access_token_ttl_secs: u64,
+    /// Gateway signing keys (Ed25519); all verify, `active_kid` signs.
+    pub signing_keys: Vec<SigningKeyConfig>,
+    /// The `kid` of the key that signs new tokens.
+    pub active_kid: String,
+    /// Longest accepted client assertion lifetime (`exp` − now).
+    #[serde(default = "default_300")]
+    pub assertion_max_lifetime_secs: u64,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    pub clock_leeway_secs: u64,
+    /// Largest accepted `client_assertion`, in bytes.
+    #[serde(default = "default_max_assertion")]
+    pub max_assertion_bytes: usize,
+}
+
+/// One gateway signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// Key id, published in the JWKS and put in each token's header.
+    pub kid: String,
+    /// PKCS#8 PEM file of the Ed25519 private key (relative to the config directory).
+    pub private_key_pem: PathBuf,
+}
+
+fn default_300() -> u64 {
+    300
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_max_assertion() -> usize {
+    8 * 1024
+}
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A supplier entry is wrong.
+    #[error("supplier '{supplier}', key '{key}': {problem}")]
+    Supplier {
+        /// Its client id (or `#<index>` when the id itself is missing).
+        supplier: String,
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Two suppliers share a client id.
+    #[error("supplier '{0}' is defined more than once (client_id must be unique)")]
+    DuplicateClientId(String),
+    /// A practice group is wrong.
+    #[error("practice_groups.{group}: {problem}")]
+    PracticeGroup {
+        /// Group name.
+        group: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The auth settings are wrong.
+    #[error("auth, key '{key}': {problem}")]
+    Auth {
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+pub(crate) fn supplier_err(
+    supplier: &str,
+    key: &'static str,
+    problem: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Supplier {
+        supplier: supplier.to_owned(),
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl SuppliersConfig {
+    /// Checks everything that needs no file: ids, groups, ODS codes, scopes, limits and
+    /// inline JWKS. `jwks_file` contents are checked by [`crate::SupplierSet::build`].
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        for (group, codes) in &self.practice_groups {
+            if !valid_name(group) {
+                errors.push(ConfigError::PracticeGroup {
+                    group: group.clone(),
+                    problem: "group names use letters, digits, '-', '_' and '.'".into(),
+                });
+            }
+            for code in codes {
+                if let Err(e) = gp_fhir::OdsCode::parse(code) {
+                    errors.push(ConfigError::PracticeGroup {
+                        group: group.clone(),
+                        problem: e.to_string(),
+                    });
+                }
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, s) in self.suppliers.iter().enumerate() {
+            let id = if s.client_id.is_empty() {
+                format!("#{i}")
+            } else {
+                s.client_id.clone()
+            };
+            if !valid_name(&s.client_id) {
+                errors.push(supplier_err(
+                    &id,
+                    "client_id",
+                    "must be 1 to 128 letters, digits, '-', '_' or '.'",
+                ));
+            } else if !ids.insert(s.client_id.as_str()) {
+                errors.push(ConfigError::DuplicateClientId(s.client_id.clone()));
+            }
+            if s.name.trim().is_empty() {
+                errors.push(supplier_err(&id, "name", "must not be empty"));
+            }
+            match (&s.jwks, &s.jwks_file) {
+                (Some(_), Some(_)) => errors.push(supplier_err(
+                    &id,
+                    "jwks",
+                    "give either 'jwks' or 'jwks_file', not both",
+                )),
+                (None, None) => errors.push(supplier_err(
+                    &id,
+                    "jwks",
+                    "missing: give the public keys inline ('jwks') or as a file ('jwks_file')",
+                )),
+                (Some(inline), None) => {
+                    if let Err(problem) = crate::registry::parse_jwks(inline) {
+                        errors.push(supplier_err(&id, "jwks", problem));
+                    }
+                }
+                (None, Some(path)) => {
+                    if path.as_os_str().is_empty() {
+                        errors.push(supplier_err(&id, "jwks_file", "must not be empty"));
+                    }
+                }
+            }
+            if let Err(e) = ScopeSet::parse_all(s.scopes.iter().map(String::as_str)) {
+                errors.push(supplier_err(&id, "scopes", e.to_string()));
+            }
+            if s.practices.is_empty() {
+                errors.push(supplier_err(
+                    &id,
+                    "practices",
+                    "is empty: list ODS codes or 'group:NAME' the supplier may reach",
+                ));
+            }
+            for p in &s.practices {
+                if let Some(group) = p.strip_prefix("group:") {
+                    if !self.practice_groups.contains_key(group) {
+                        errors.push(supplier_err(
+                            &id,
+                            "practices",
+                            format!("unknown practice group '{group}' (not in practice_groups)"),
+                        ));
+                    }
+                } else if let Err(e) = gp_fhir::OdsCode::parse(p) {
+                    errors.push(supplier_err(&id, "practices", e.to_string()));
+                }
+            }
+            if let Some(problem) = s.rate_limit.problem() {
+                errors.push(supplier_err(&id, "rate_limit", problem));
+            }
+            if let Some(problem) = s.token_rate_limit.problem() {
+                errors.push(supplier_err(&id, "token_rate_limit", problem));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks the settings without reading the key files.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut err = |key, problem: &str| {
+            errors.push(ConfigError::Auth {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        for (key, url) in [
+            ("token_url", &self.token_url),
+            ("issuer", &self.issuer),
+            ("audience", &self.audience),
+        ] {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.contains('#') || url.contains(char::is_whitespace) {
+                err(
+                    key,
+                    "must be an absolute http(s) URL without fragment or spaces",
+                );
+            }
+        }
+        if !(1..=3600).contains(&self.access_token_ttl_secs) {
+            err("access_token_ttl_secs", "must be between 1 and 3600");
+        }
+        if !(1..=3600).contains(&self.assertion_max_lifetime_secs) {
+            err("assertion_max_lifetime_secs", "must be between 1 and 3600");
+        }
+        if self.clock_leeway_secs > 300 {
+            err("clock_leeway_secs", "must be at most 300");
+        }
+        if !(512..=65536).contains(&self.max_assertion_bytes) {
+            err("max_assertion_bytes", "must be between 512 and 65536");
+        }
+        if self.signing_keys.is_empty() {
+            err("signing_keys", "at least one signing key is needed");
+        }
+        let mut kids = HashSet::new();
+        for k in &self.signing_keys {
+            if !valid_name(&k.kid) {
+                err(
+                    "signing_keys",
+                    "each kid must be 1 to 128 letters, digits, '-', '_' or '.'",
+                );
+            } else if !kids.insert(k.kid.as_str()) {
+                err("signing_keys", "kids must be unique");
+            }
+        }
+        if !kids.contains(self.active_kid.as_str()) {
+            err("active_kid", "must be the kid of one of signing_keys");
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supplier() -> SupplierConfig {
+        SupplierConfig {
+            client_id: "acme".into(),
+            name: "Acme".into(),
+            status: SupplierStatus::Active,
+            jwks: None,
+            jwks_file: Some("acme.jwks.json".into()),
+            scopes: vec!["system/Patient.rs".into()],
+            practices: vec!["group:north".into(), "B82617".into()],
+            rate_limit: RateLimit {
+                per_second: 5.0,
+                burst: 10,
+            },
+            token_rate_limit: default_token_rate_limit(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_supplier_and_key() {
+        let mut bad = supplier();
+        bad.scopes = vec!["patient/Patient.rs".into()];
+        bad.practices = vec!["group:nowhere".into(), "B8".into()];
+        bad.jwks = Some(serde_json::json!({"keys": []}));
+        let cfg = SuppliersConfig {
+            practice_groups: BTreeMap::new(),
+            suppliers: vec![supplier(), bad],
+        };
+        let errors: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.contains(
+            &"supplier 'acme' is defined more than once (client_id must be unique)".to_string()
+        ));
+        assert!(errors.contains(
+            &"supplier 'acme', key 'jwks': give either 'jwks' or 'jwks_file', not both".to_string()
+        ));
+        assert!(errors.contains(&"supplier 'acme', key 'practices': unknown practice group 'nowhere' (not in practice_groups)".to_string()));
+        assert!(errors.contains(&"supplier 'acme', key 'practices': ODS code 'B8' must be 3 to 10 letters and digits".to_string()));
+        assert!(errors.iter().any(|e| e.starts_with("supplier 'acme', key 'scopes': scope 'patient/Patient.rs'")));
+    }
+
+    #[test]
+    fn toml_shape_denies_unknown_keys() {
+        let err = toml_like(
+            r#"{"suppliers":[{"client_id":"a","name":"A","status":"active","jwks_file":"x","scopes":[],"practices":[],"rate_limit":{"per_second":1,"burst":1},"colour":"red"}]}"#,
+        );
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    fn toml_like(json: &str) -> String {
+        serde_json::from_str::<SuppliersConfig>(json)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn auth_config_checks_active_kid_and_ranges() {
+        let cfg = AuthConfig {
+            token_url: "https://gw.example/oauth2/token".into(),
+            issuer: "https://gw.example".into(),
+            audience: "ftp://gw.example/FHIR/R4".into(),
+            access_token_ttl_secs: 0,
+            signing_keys: vec![SigningKeyConfig {
+                kid: "k1".into(),
+                private_key_pem: "k1.pem".into(),
+            }],
+            active_kid: "k2".into(),
+            assertion_max_lifetime_secs: 300,
+            clock_leeway_secs: 30,
+            max_assertion_bytes: 8192,
+        };
+        let errors: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                "auth, key 'audience': must be an absolute http(s) URL without fragment or spaces",
+                "auth, key 'access_token_ttl_secs': must be between 1 and 3600",
+                "auth, key 'active_kid': must be the kid of one of signing_keys",
+            ]
+        );
+    }
+}

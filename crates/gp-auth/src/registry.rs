@@ -1,0 +1,425 @@
+//! The supplier registry: compiled supplier entries, swappable at runtime.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gp_fhir::OdsCode;
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::access::{AccessClaims, AccessError};
+use crate::config::{ConfigError, SupplierConfig, SupplierStatus, SuppliersConfig, supplier_err};
+use crate::ratelimit::RateLimit;
+use crate::scope::{Interaction, ScopeError, ScopeSet};
+
+/// Client assertion algorithms accepted (SMART Backend Services; NHS uses RS512).
+pub const ASSERTION_ALGORITHMS: [Algorithm; 3] =
+    [Algorithm::RS512, Algorithm::RS384, Algorithm::ES384];
+
+/// The allowed assertion algorithm named `name` (exact, case-sensitive as RFC 7518).
+pub(crate) fn assertion_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS512" => Some(Algorithm::RS512),
+        "RS384" => Some(Algorithm::RS384),
+        "ES384" => Some(Algorithm::ES384),
+        _ => None,
+    }
+}
+
+/// Key type of a supplier public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// RSA, for RS384 / RS512.
+    Rsa,
+    /// EC on P-384, for ES384.
+    EcP384,
+}
+
+impl KeyKind {
+    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+        matches!(
+            (self, alg),
+            (Self::Rsa, Algorithm::RS384 | Algorithm::RS512) | (Self::EcP384, Algorithm::ES384)
+        )
+    }
+
+    pub(crate) fn algorithms(self) -> &'static str {
+        match self {
+            Self::Rsa => "RS384/RS512",
+            Self::EcP384 => "ES384",
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Rsa => "an RSA key",
+            Self::EcP384 => "an EC P-384 key",
+        }
+    }
+}
+
+/// One registered supplier public key.
+#[derive(Clone)]
+pub(crate) struct SupplierKey {
+    pub(crate) kind: KeyKind,
+    /// The JWK's `alg`, when it pins one.
+    pub(crate) alg: Option<Algorithm>,
+    pub(crate) key: DecodingKey,
+}
+
+/// Parses a JWKS into keys by `kid`; errors are phrased for a config file.
+pub(crate) fn parse_jwks(jwks: &serde_json::Value) -> Result<HashMap<String, SupplierKey>, String> {
+    let keys = jwks
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("must be a JWKS object with a 'keys' array")?;
+    if keys.is_empty() {
+        return Err("the JWKS has no keys".into());
+    }
+    let mut out = HashMap::new();
+    for (i, jwk) in keys.iter().enumerate() {
+        let field = |name: &str| jwk.get(name).and_then(|v| v.as_str());
+        let kid = field("kid")
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| format!("keys[{i}] has no 'kid' (needed to select the key)"))?;
+        if jwk.get("d").is_some() {
+            return Err(format!(
+                "key '{kid}' contains private key material ('d'): register only the public key"
+            ));
+        }
+        if let Some(usage) = field("use")
+            && usage != "sig"
+        {
+            return Err(format!("key '{kid}' has use '{usage}'; it must be 'sig'"));
+        }
+        let alg = match field("alg") {
+            None => None,
+            Some(a) => Some(assertion_algorithm(a).ok_or_else(|| {
+                format!("key '{kid}' has alg '{a}'; allowed: RS512, RS384, ES384")
+            })?),
+        };
+        let b64 = |name: &str| -> Result<Vec<u8>, String> {
+            let v = field(name).ok_or_else(|| format!("key '{kid}' has no '{name}'"))?;
+            URL_SAFE_NO_PAD
+                .decode(v)
+                .map_err(|_| format!("key '{kid}': '{name}' is not base64url"))
+        };
+        let (kind, key) = match field("kty") {
+            Some("RSA") => {
+                let n = b64("n")?;
+                let e = b64("e")?;
+                if n.len() < 256 {
+                    return Err(format!(
+                        "key '{kid}' is a {}-bit RSA key; at least 2048 bits are required",
+                        n.len() * 8
+                    ));
+                }
+                (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+            }
+            Some("EC") => {
+                if field("crv") != Some("P-384") {
+                    return Err(format!("key '{kid}' must use curve P-384 (for ES384)"));
+                }
+                let (x, y) = (b64("x")?, b64("y")?);
+                if x.len() != 48 || y.len() != 48 {
+                    return Err(format!("key '{kid}': P-384 coordinates must be 48 bytes"));
+                }
+                let mut point = Vec::with_capacity(97);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (KeyKind::EcP384, DecodingKey::from_ec_der(&point))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "key '{kid}' has kty '{other}'; allowed: RSA, EC (P-384)"
+                ));
+            }
+            None => return Err(format!("key '{kid}' has no 'kty'")),
+        };
+        if let Some(a) = alg
+            && !kind.fits(a)
+        {
+            return Err(format!(
+                "key '{kid}' declares alg {a:?}, which {} cannot use",
+                kind.describe()
+            ));
+        }
+        if out
+            .insert(kid.to_owned(), SupplierKey { kind, alg, key })
+            .is_some()
+        {
+            return Err(format!("kid '{kid}' appears twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// A compiled supplier entry.
+pub(crate) struct Supplier {
+    pub(crate) client_id: String,
+    pub(crate) name: String,
+    pub(crate) status: SupplierStatus,
+    pub(crate) keys: HashMap<String, SupplierKey>,
+    pub(crate) scopes: ScopeSet,
+    pub(crate) practices: HashSet<OdsCode>,
+    pub(crate) rate_limit: RateLimit,
+    pub(crate) token_rate_limit: RateLimit,
+}
+
+/// An immutable, validated set of suppliers: what a [`SupplierRegistry`] serves.
+pub struct SupplierSet {
+    suppliers: HashMap<String, Arc<Supplier>>,
+}
+
+impl std::fmt::Debug for SupplierSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<_> = self.suppliers.keys().collect();
+        ids.sort();
+        f.debug_struct("SupplierSet")
+            .field("suppliers", &ids)
+            .finish()
+    }
+}
+
+impl SupplierSet {
+    /// Validates `config`, reads `jwks_file`s (relative paths against `base_dir`) and
+    /// compiles the suppliers. Every problem found is returned, each naming supplier and key.
+    pub fn build(config: &SuppliersConfig, base_dir: &Path) -> Result<Self, Vec<ConfigError>> {
+        config.validate()?;
+        let mut errors = Vec::new();
+        let mut suppliers = HashMap::new();
+        for s in &config.suppliers {
+            match compile(config, s, base_dir) {
+                Ok(sup) => {
+                    suppliers.insert(s.client_id.clone(), Arc::new(sup));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { suppliers })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// An empty set (no supplier can get a token).
+    pub fn empty() -> Self {
+        Self {
+            suppliers: HashMap::new(),
+        }
+    }
+
+    /// Number of suppliers.
+    pub fn len(&self) -> usize {
+        self.suppliers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.suppliers.is_empty()
+    }
+
+    /// Union of every active supplier's allowed scopes (for `scopes_supported`).
+    pub fn all_scopes(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .suppliers
+            .values()
+            .filter(|s| s.status == SupplierStatus::Active)
+            .flat_map(|s| {
+                s.scopes
+                    .to_string()
+                    .split(' ')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    pub(crate) fn get(&self, client_id: &str) -> Option<&Arc<Supplier>> {
+        self.suppliers.get(client_id)
+    }
+}
+
+fn compile(
+    config: &SuppliersConfig,
+    s: &SupplierConfig,
+    base_dir: &Path,
+) -> Result<Supplier, ConfigError> {
+    let id = s.client_id.as_str();
+    let keys = match (&s.jwks, &s.jwks_file) {
+        (Some(inline), _) => parse_jwks(inline).map_err(|p| supplier_err(id, "jwks", p))?,
+        (None, Some(path)) => {
+            let full = base_dir.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                supplier_err(
+                    id,
+                    "jwks_file",
+                    format!("cannot read {}: {e}", full.display()),
+                )
+            })?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                supplier_err(
+                    id,
+                    "jwks_file",
+                    format!("{} is not JSON: {e}", full.display()),
+                )
+            })?;
+            parse_jwks(&json)
+                .map_err(|p| supplier_err(id, "jwks_file", format!("{}: {p}", full.display())))?
+        }
+        (None, None) => return Err(supplier_err(id, "jwks", "missing")),
+    };
+    let scopes = ScopeSet::parse_all(s.scopes.iter().map(String::as_str))
+        .map_err(|e| supplier_err(id, "scopes", e.to_string()))?;
+    let mut practices = HashSet::new();
+    for p in &s.practices {
+        let codes: Vec<&String> = match p.strip_prefix("group:") {
+            Some(group) => config
+                .practice_groups
+                .get(group)
+                .map(|g| g.iter().collect())
+                .unwrap_or_default(),
+            None => vec![p],
+        };
+        for code in codes {
+            practices.insert(
+                OdsCode::parse(code).map_err(|e| supplier_err(id, "practices", e.to_string()))?,
+            );
+        }
+    }
+    Ok(Supplier {
+        client_id: s.client_id.clone(),
+        name: s.name.clone(),
+        status: s.status,
+        keys,
+        scopes,
+        practices,
+        rate_limit: s.rate_limit,
+        token_rate_limit: s.token_rate_limit,
+    })
+}
+
+/// The live supplier registry: a cheap, cloneable handle whose [`SupplierSet`] can be
+/// swapped at runtime ([`replace`](Self::replace)); readers hold the lock only to clone an `Arc`.
+#[derive(Debug, Clone)]
+pub struct SupplierRegistry {
+    current: Arc<RwLock<Arc<SupplierSet>>>,
+}
+
+impl SupplierRegistry {
+    /// A registry serving `set`.
+    pub fn new(set: SupplierSet) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(set))),
+        }
+    }
+
+    /// Swaps in a new set; requests already holding the old snapshot finish with it.
+    pub fn replace(&self, set: SupplierSet) {
+        let new = Arc::new(set);
+        match self.current.write() {
+            Ok(mut guard) => *guard = new,
+            // A writer never panics while holding the lock; recover the guard regardless.
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// The current set.
+    pub fn snapshot(&self) -> Arc<SupplierSet> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Checks a verified access token's supplier against the *current* registry, so a
+    /// suspension or removal applies at once, even to cached tokens. The returned view's
+    /// scopes are the token's scopes narrowed to what the supplier is allowed now.
+    pub fn authorise(&self, claims: &AccessClaims) -> Result<SupplierView, AccessError> {
+        let set = self.snapshot();
+        let supplier = set
+            .get(&claims.client_id)
+            .ok_or_else(|| AccessError::UnknownSupplier(claims.client_id.clone()))?;
+        if supplier.status == SupplierStatus::Suspended {
+            return Err(AccessError::SupplierSuspended(claims.client_id.clone()));
+        }
+        Ok(SupplierView {
+            granted: claims.scopes.intersect(&supplier.scopes),
+            supplier: Arc::clone(supplier),
+        })
+    }
+}
+
+/// An authorised supplier, as the request pipeline sees it.
+#[derive(Clone)]
+pub struct SupplierView {
+    supplier: Arc<Supplier>,
+    granted: ScopeSet,
+}
+
+impl std::fmt::Debug for SupplierView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupplierView")
+            .field("client_id", &self.supplier.client_id)
+            .field("granted", &self.granted.to_string())
+            .finish()
+    }
+}
+
+impl SupplierView {
+    /// OAuth2 client id.
+    pub fn client_id(&self) -> &str {
+        &self.supplier.client_id
+    }
+
+    /// Display name.
+    pub fn name(&self) -> &str {
+        &self.supplier.name
+    }
+
+    /// Scopes this request may use (token scopes ∩ currently allowed scopes).
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.granted
+    }
+
+    /// Fails with a 403 naming the missing scope unless `interaction` on `resource_type`
+    /// is granted.
+    pub fn require(&self, resource_type: &str, interaction: Interaction) -> Result<(), ScopeError> {
+        self.granted.require(resource_type, interaction)
+    }
+
+    /// Whether the supplier may reach practice `ods` (groups expanded).
+    pub fn paired_with(&self, ods: &OdsCode) -> bool {
+        self.supplier.practices.contains(ods)
+    }
+
+    /// Like [`paired_with`](Self::paired_with), as a 403 error.
+    pub fn require_paired(&self, ods: &OdsCode) -> Result<(), AccessError> {
+        if self.paired_with(ods) {
+            Ok(())
+        } else {
+            Err(AccessError::NotPaired {
+                client_id: self.supplier.client_id.clone(),
+                ods: ods.to_string(),
+            })
+        }
+    }
+
+    /// The FHIR API rate limit for this supplier.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.supplier.rate_limit
+    }
+
+    /// The token endpoint rate limit for this supplier.
+    pub fn token_rate_limit(&self) -> RateLimit {
+        self.supplier.token_rate_limit
+    }
+}
