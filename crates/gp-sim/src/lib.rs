@@ -1,0 +1,24 @@
+//! Reference simulators of the GP systems' native APIs (EMIS Web XML, PDS FHIR JSON)
+//! over a deterministic synthetic population. Knows native wire formats, never FHIR
+//! resources: embeddable in tests and the sandbox, and runnable as the `gp-sim` binary.
+
+pub mod concepts;
+pub mod date;
+pub mod emis;
+pub mod model;
+pub mod pds;
+pub mod population;
+mod rng;
+pub mod server;
+pub mod store;
+mod xml;
+
+pub use date::{Precision, SimDate};
+pub use emis::start_emis;
+pub use model::*;
+pub use pds::start_pds;
+pub use population::{
+    DEMO_NHS_NUMBERS, DISSENT_INDEX, Population, PopulationSpec, SENSITIVE_INDEX,
+};
+pub use server::{Fault, SimHandle};
+pub use store::SimStore;

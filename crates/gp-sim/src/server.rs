@@ -1,0 +1,271 @@
+//! The HTTP/1.1 plumbing every simulator shares: accept loop, fault injection,
+//! header echo, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+/// A failure to inject into a simulator's record responses, for adapter tests.
+/// Health probes are never faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Answer normally.
+    #[default]
+    None,
+    /// The native error document with this status.
+    Status(u16),
+    /// `200` with bytes that are not the native format.
+    Garbage,
+    /// `200` with the normal document cut in half.
+    Truncated,
+    /// `200` with invalid UTF-8 inside an element / string value.
+    MisEncoded,
+    /// `200` with the patient's NHS number left out.
+    MissingNhsNumber,
+    /// Accept the request and never answer (until shutdown).
+    Hang,
+    /// Close the connection without answering.
+    Reset,
+}
+
+/// A response before HTTP framing.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
+}
+
+/// How a simulator answered, and whether faults apply to it.
+pub(crate) struct Routed {
+    pub(crate) reply: Reply,
+    /// A patient-record request: faults apply and it is counted.
+    pub(crate) record: bool,
+}
+
+/// One native API: routing plus how each fault corrupts its format.
+pub(crate) trait Simulator: Send + Sync + 'static {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// Answers a request (reads the store; never blocks on I/O).
+    fn route(&self, method: &Method, path: &str) -> Routed;
+    /// The native error document for `status`.
+    fn error_reply(&self, status: u16) -> Reply;
+    /// Bytes that are not this format at all.
+    fn garbage(&self) -> Vec<u8>;
+    /// `body` with invalid UTF-8 inside an element / string.
+    fn mis_encode(&self, body: &[u8]) -> Vec<u8>;
+    /// `body` without the patient's NHS number.
+    fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8>;
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    fault: Mutex<Fault>,
+    requests: AtomicU64,
+}
+
+/// A running simulator. Dropping it stops accepting; [`SimHandle::shutdown`] also
+/// waits for open connections (hung ones are released) to finish.
+#[derive(Debug)]
+pub struct SimHandle {
+    /// The bound loopback address.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`, no trailing slash: append the paths of the native format doc.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Injects `fault` into every following record request (until changed).
+    pub fn set_fault(&self, fault: Fault) {
+        *self
+            .shared
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// The fault currently injected.
+    pub fn fault(&self) -> Fault {
+        *self
+            .shared
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Requests received so far, health probes excluded (so background probes do
+    /// not disturb retry counts in tests).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, releases hung requests and waits (at most 5 s) for connections to close.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Why a request got no answer (hyper then closes the connection).
+#[derive(Debug, thiserror::Error)]
+enum NoAnswer {
+    #[error("fault injected: connection reset")]
+    Reset,
+    #[error("fault injected: hung until shutdown")]
+    Released,
+    #[error("could not build response: {0}")]
+    Http(#[from] hyper::http::Error),
+}
+
+/// Serves `sim` on `listener` until the handle is shut down or dropped.
+pub(crate) fn serve(sim: Arc<dyn Simulator>, listener: TcpListener) -> std::io::Result<SimHandle> {
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(sim, listener, shared.clone(), stop_rx));
+    Ok(SimHandle {
+        addr,
+        shared,
+        stop,
+        task: Some(task),
+    })
+}
+
+async fn accept_loop(
+    sim: Arc<dyn Simulator>,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let (sim, shared, stop) = (sim.clone(), shared.clone(), stop.clone());
+                    let svc = service_fn(move |req| handle(sim.clone(), shared.clone(), stop.clone(), req));
+                    let conn = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        if let Err(error) = conn.await {
+                            debug!(%peer, %error, "connection ended without a response");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Usually fd exhaustion: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            // A send or a dropped handle both mean stop.
+            _ = stopping.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            sim = sim.name(),
+            "connections still open after 5 s; abandoning them"
+        );
+    }
+}
+
+async fn handle(
+    sim: Arc<dyn Simulator>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, NoAnswer> {
+    let path = req.uri().path().to_owned();
+    let routed = sim.route(req.method(), &path);
+    let is_health = path.ends_with("/health");
+    if !is_health {
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut reply = routed.reply;
+    if routed.record {
+        let fault = *shared.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        match fault {
+            Fault::None => {}
+            Fault::Status(status) => reply = sim.error_reply(status),
+            Fault::Garbage => {
+                reply = Reply {
+                    status: 200,
+                    body: sim.garbage(),
+                    ..reply
+                }
+            }
+            Fault::Truncated => {
+                reply.body.truncate(reply.body.len() / 2);
+                reply.status = 200;
+            }
+            Fault::MisEncoded => {
+                reply = Reply {
+                    status: 200,
+                    body: sim.mis_encode(&reply.body),
+                    ..reply
+                }
+            }
+            Fault::MissingNhsNumber => {
+                reply = Reply {
+                    status: 200,
+                    body: sim.drop_nhs_number(&reply.body),
+                    ..reply
+                }
+            }
+            Fault::Hang => {
+                while !*stop.borrow_and_update() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+                return Err(NoAnswer::Released);
+            }
+            Fault::Reset => return Err(NoAnswer::Reset),
+        }
+        if fault != Fault::None {
+            debug!(sim = sim.name(), ?fault, %path, "fault injected");
+        }
+    }
+    debug!(sim = sim.name(), method = %req.method(), %path, status = reply.status, "answered");
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", reply.content_type);
+    // Echo tracing headers so callers can check propagation end to end.
+    for name in ["x-correlation-id", "x-request-id", "traceparent"] {
+        if let Some(v) = req.headers().get(name).cloned() {
+            builder = builder.header(name, v);
+        }
+    }
+    builder = builder.header("cache-control", HeaderValue::from_static("no-store"));
+    Ok(builder.body(Full::new(Bytes::from(reply.body)))?)
+}
