@@ -1,0 +1,152 @@
+//! Native calls to EMIS Web's EMIS Open API, and its `<Error>` documents mapped to
+//! [`AdapterError`]s.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::{AdapterError, CallContext, GpSystem};
+use gp_fhir::{NhsNumber, OdsCode};
+
+use crate::config::EmisConfig;
+use crate::config::EmisConfigError;
+use crate::mapping::parse_error_document;
+
+/// An EMIS Open API client.
+#[derive(Debug, Clone)]
+pub struct EmisClient {
+    http: NativeClient,
+}
+
+impl EmisClient {
+    /// Builds the client from a config (validated first).
+    pub fn new(config: &EmisConfig) -> Result<Self, EmisConfigError> {
+        config.validate()?;
+        let http = NativeClient::new(
+            GpSystem::Emis,
+            &config.base_url,
+            Duration::from_millis(config.connect_timeout_ms),
+            Duration::from_millis(config.request_timeout_ms),
+            config.max_record_bytes,
+        )?;
+        Ok(Self { http })
+    }
+
+    /// `GET /emis/practices/{ODS}/patients/{NHS}/medicalrecord`: the whole record's XML.
+    pub async fn medical_record(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!(
+            "/emis/practices/{}/patients/{nhs}/medicalrecord",
+            ods.as_str()
+        );
+        let response = self.http.get(&path, ctx).await?;
+        if response.status == 200 {
+            Ok(response.body)
+        } else {
+            Err(error_from(&response))
+        }
+    }
+
+    /// `GET /emis/health`: ready when it answers 200 with `<Status>OK</Status>`.
+    pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        let response = self.http.get("/emis/health", ctx).await?;
+        let ok = response.status == 200
+            && std::str::from_utf8(&response.body).is_ok_and(|b| b.contains("<Status>OK</Status>"));
+        if ok {
+            Ok(())
+        } else {
+            Err(AdapterError::Unavailable {
+                system: GpSystem::Emis,
+                detail: format!(
+                    "health check answered {} without <Status>OK</Status>",
+                    response.status
+                ),
+            })
+        }
+    }
+}
+
+/// Maps a non-200 answer: not-found codes → `PatientNotFound`, other 4xx → `Rejected`,
+/// 5xx (and anything else) → `Unavailable`.
+pub fn error_from(response: &NativeResponse) -> AdapterError {
+    let system = GpSystem::Emis;
+    let native = parse_error_document(&response.body);
+    let detail = match &native {
+        Some((code, message)) if message.is_empty() => format!("HTTP {} {code}", response.status),
+        Some((code, message)) => format!("HTTP {} {code}: {message}", response.status),
+        None => format!("HTTP {} without an EMIS error document", response.status),
+    };
+    match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
+        (404, Some("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND")) => AdapterError::PatientNotFound,
+        (400..=499, _) => AdapterError::Rejected { system, detail },
+        _ => AdapterError::Unavailable { system, detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &'static str) -> NativeResponse {
+        NativeResponse {
+            status,
+            body: Bytes::from_static(body.as_bytes()),
+            content_type: None,
+        }
+    }
+
+    const NS: &str = r#"xmlns="http://www.e-mis.com/emisopen/MedicalRecord""#;
+
+    #[test]
+    fn maps_native_error_documents() {
+        let nf = format!(
+            "<Error {NS}><Code>PATIENT_NOT_FOUND</Code><Message>No patient</Message></Error>"
+        );
+        let nf = NativeResponse {
+            status: 404,
+            body: Bytes::from(nf),
+            content_type: None,
+        };
+        assert_eq!(error_from(&nf), AdapterError::PatientNotFound);
+        let pnf = NativeResponse {
+            status: 404,
+            body: Bytes::from(format!(
+                "<Error {NS}><Code>PRACTICE_NOT_FOUND</Code></Error>"
+            )),
+            content_type: None,
+        };
+        assert_eq!(error_from(&pnf), AdapterError::PatientNotFound);
+        let bad = NativeResponse {
+            status: 400,
+            body: Bytes::from(format!(
+                "<Error {NS}><Code>INVALID_NHS_NUMBER</Code><Message>bad</Message></Error>"
+            )),
+            content_type: None,
+        };
+        assert_eq!(
+            error_from(&bad),
+            AdapterError::Rejected {
+                system: GpSystem::Emis,
+                detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
+            }
+        );
+        assert!(matches!(
+            error_from(&resp(404, "not found")),
+            AdapterError::Rejected { .. }
+        ));
+        assert!(
+            matches!(error_from(&resp(500, "")), AdapterError::Unavailable { detail, .. } if detail.contains("HTTP 500"))
+        );
+        assert!(matches!(
+            error_from(&resp(
+                503,
+                "<Error><Code>SERVICE_UNAVAILABLE</Code></Error>"
+            )),
+            AdapterError::Unavailable { .. }
+        ));
+    }
+}

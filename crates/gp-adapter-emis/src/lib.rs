@@ -1,0 +1,107 @@
+//! The reference adapter for EMIS Web: reads a patient's whole EMIS Open MedicalRecord
+//! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`).
+//!
+//! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
+//! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
+//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod mapping;
+
+use async_trait::async_trait;
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
+    SearchRequest, paging,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+
+pub use client::EmisClient;
+pub use config::{EmisConfig, EmisConfigError};
+pub use error::EmisDataError;
+pub use mapping::{MappedRecord, map_record};
+
+/// EMIS Web, as gp-gateway sees it.
+#[derive(Debug, Clone)]
+pub struct EmisAdapter {
+    client: EmisClient,
+}
+
+impl EmisAdapter {
+    /// Validates `config` and builds the adapter (no network I/O until the first call).
+    pub fn new(config: EmisConfig) -> Result<Self, EmisConfigError> {
+        Ok(Self {
+            client: EmisClient::new(&config)?,
+        })
+    }
+
+    /// Fetches and maps the whole record, and checks it is the record that was asked for.
+    async fn record(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        ctx: &CallContext,
+    ) -> Result<MappedRecord, AdapterError> {
+        let body = self.client.medical_record(ods, nhs, ctx).await?;
+        let record = map_record(&body)?;
+        // A record for someone else, or from another practice, must never be answered.
+        if record.nhs_number != nhs {
+            return Err(EmisDataError::Invalid {
+                path: "Registration/NhsNumber".into(),
+                reason: format!(
+                    "the record is for {}, but {nhs} was requested",
+                    record.nhs_number
+                ),
+            }
+            .into());
+        }
+        if record.ods != *ods {
+            return Err(EmisDataError::Invalid {
+                path: "Organisation/OdsCode".into(),
+                reason: format!(
+                    "the record is from practice {}, but {ods} was requested",
+                    record.ods
+                ),
+            }
+            .into());
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl Adapter for EmisAdapter {
+    fn system(&self) -> GpSystem {
+        GpSystem::Emis
+    }
+
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        let r = self
+            .record(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        Ok(PatientRecord {
+            patient: r.patient,
+            organization: Some(r.organization),
+            practitioner: r.practitioner,
+            version: r.version,
+            flags: r.flags,
+        })
+    }
+
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        let r = self
+            .record(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        let wanted = r
+            .clinical
+            .into_iter()
+            .filter(|res| req.resource_type.matches(res))
+            .collect();
+        Ok(paging::page(wanted, req))
+    }
+
+    async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        self.client.health(ctx).await
+    }
+}

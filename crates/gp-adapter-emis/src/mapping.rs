@@ -1,0 +1,1024 @@
+//! EMIS Open MedicalRecord XML → UK Core R4. Pure functions, no I/O.
+//!
+//! The whole record is mapped or nothing is: any element that is missing or malformed
+//! fails the record with an [`EmisDataError`] naming it, so a caller never sees a
+//! half-mapped resource. The format is `docs/native-formats/emis.md`.
+
+use gp_adapter::PatientFlags;
+use gp_adapter::terminology::{self, CodeScheme};
+use gp_fhir::model::{
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
+    CodeableConcept, Coding, Condition, ContactPoint, Dosage, Encounter, EncounterParticipant,
+    HumanName, Identifier, Immunization, ImmunizationPerformer, MedicationStatement, Meta,
+    NhsVerification, Observation, Organization, Patient, Period, Practitioner, ProtocolApplied,
+    Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+use roxmltree::{Document, Node};
+
+use crate::error::EmisDataError;
+
+/// The EMIS Open MedicalRecord namespace; every element is in it.
+pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
+/// Base of the identifier systems holding EMIS GUIDs (`{base}{element}-guid`).
+pub const EMIS_ID_BASE: &str = "https://emis.com/Id/";
+/// GMC reference number of a doctor.
+pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+
+const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
+const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const ALLERGY_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// A mapped MedicalRecord.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub nhs_number: NhsNumber,
+    pub ods: OdsCode,
+    pub patient: Patient,
+    pub organization: Organization,
+    /// The usual GP, when the record names one.
+    pub practitioner: Option<Practitioner>,
+    /// `Registration/LastModified` as a FHIR instant: changes whenever demographics change.
+    pub version: String,
+    pub flags: PatientFlags,
+    /// Every clinical entry, in document order.
+    pub clinical: Vec<Resource>,
+}
+
+type Result<T> = std::result::Result<T, EmisDataError>;
+
+/// Maps a MedicalRecord body (bytes as received) to UK Core.
+pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
+    let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let doc = Document::parse(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
+        return Err(EmisDataError::WrongRoot {
+            found: qualified(root),
+        });
+    }
+    map_root(root)
+}
+
+/// Reads an EMIS `<Error>` document's `(Code, Message)`, if the body is one.
+pub fn parse_error_document(body: &[u8]) -> Option<(String, String)> {
+    let doc = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "Error" {
+        return None;
+    }
+    let code = text(child(root, "Code"))?.to_owned();
+    let message = text(child(root, "Message")).unwrap_or_default().to_owned();
+    Some((code, message))
+}
+
+fn qualified(n: Node) -> String {
+    match n.tag_name().namespace() {
+        Some(ns) => format!("{{{ns}}}{}", n.tag_name().name()),
+        None => n.tag_name().name().to_owned(),
+    }
+}
+
+// ---- element access ------------------------------------------------------------------
+
+fn is(n: &Node, name: &str) -> bool {
+    n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(NS)
+}
+
+fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children().find(|c| is(c, name))
+}
+
+fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    n.children().filter(move |c| is(c, name))
+}
+
+/// Trimmed text of an element; `None` when absent or empty (`<Title/>`).
+fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
+    n.and_then(|n| n.text())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Where an element sits, for error messages (`EventList/Event[3]`); built only on error.
+#[derive(Clone, Copy)]
+struct At<'p> {
+    parent: Option<&'p At<'p>>,
+    name: &'static str,
+    index: Option<usize>,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(self.name)?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'p> At<'p> {
+    fn root(name: &'static str) -> Self {
+        Self {
+            parent: None,
+            name,
+            index: None,
+        }
+    }
+    fn nth(parent: &'p At<'p>, name: &'static str, index: usize) -> At<'p> {
+        At {
+            parent: Some(parent),
+            name,
+            index: Some(index),
+        }
+    }
+    fn path(&self, element: &str) -> String {
+        format!("{self}/{element}")
+    }
+    fn missing(&self, element: &str) -> EmisDataError {
+        EmisDataError::Missing {
+            path: self.path(element),
+        }
+    }
+    fn invalid(&self, element: &str, reason: impl Into<String>) -> EmisDataError {
+        EmisDataError::Invalid {
+            path: self.path(element),
+            reason: reason.into(),
+        }
+    }
+    fn req<'a>(&self, n: Node<'a, '_>, element: &'static str) -> Result<&'a str> {
+        text(child(n, element)).ok_or_else(|| self.missing(element))
+    }
+}
+
+fn opt<'a>(n: Node<'a, '_>, element: &str) -> Option<&'a str> {
+    text(child(n, element))
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+fn boolean(at: &At, n: Node, element: &'static str) -> Result<bool> {
+    match opt(n, element) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+        Some(v) => Err(at.invalid(element, format!("'{}' is not true or false", shown(v)))),
+    }
+}
+
+/// A bounded, printable echo of bad native text for error messages.
+fn shown(v: &str) -> String {
+    v.chars().take(40).filter(|c| !c.is_control()).collect()
+}
+
+/// An EMIS GUID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.
+fn guid(at: &At, n: Node, element: &'static str) -> Result<String> {
+    let raw = at.req(n, element)?;
+    guid_value(raw).ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw))))
+}
+
+fn guid_value(raw: &str) -> Option<String> {
+    let v = raw.trim_start_matches('{').trim_end_matches('}');
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then(|| v.to_ascii_lowercase())
+}
+
+fn opt_guid(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
+    match opt(n, element) {
+        None => Ok(None),
+        Some(raw) => guid_value(raw)
+            .map(Some)
+            .ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw)))),
+    }
+}
+
+// ---- dates ---------------------------------------------------------------------------
+
+/// `dd/mm/yyyy` → (year, month, day); zeros allowed for day/month (partial dates).
+fn dmy(s: &str) -> Option<(i32, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[2] != b'/' || b[5] != b'/' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    Some((
+        i32::try_from(num(6..10)?).ok()?,
+        u8::try_from(num(3..5)?).ok()?,
+        u8::try_from(num(0..2)?).ok()?,
+    ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DatePart {
+    Y,
+    Ym,
+    Ymd,
+    Ymdt,
+}
+
+fn check_calendar(y: i32, m: u8, d: u8) -> bool {
+    (1..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && d >= 1
+        && d <= gp_fhir::date::days_in_month(y, m)
+}
+
+/// `HH:MM:SS` → seconds-precise parts.
+fn hms(s: &str) -> Option<(u8, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let p = |r: std::ops::Range<usize>| {
+        s.get(r)
+            .filter(|x| x.bytes().all(|c| c.is_ascii_digit()))?
+            .parse::<u8>()
+            .ok()
+    };
+    let (h, m, sec) = (p(0..2)?, p(3..5)?, p(6..8)?);
+    (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
+}
+
+/// Day of week, 0 = Sunday (Sakamoto).
+fn weekday(y: i32, m: u8, d: u8) -> u8 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
+    w as u8
+}
+
+fn last_sunday(y: i32, m: u8) -> u8 {
+    let last = gp_fhir::date::days_in_month(y, m);
+    last - weekday(y, m, last)
+}
+
+/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time. BST runs from
+/// 01:00 GMT on the last Sunday of March to 01:00 GMT on the last Sunday of October.
+/// In the skipped March hour (01:xx local) the time is read as BST; in the repeated
+/// October hour (01:xx local) as its first, BST, occurrence.
+pub fn is_bst(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 2)
+        }
+        _ => false,
+    }
+}
+
+/// A UK local date-time as a FHIR dateTime with its offset (`+00:00` GMT, `+01:00` BST).
+fn local_date_time(y: i32, m: u8, d: u8, (h, mi, s): (u8, u8, u8)) -> String {
+    let offset = if is_bst(y, m, d, h) {
+        "+01:00"
+    } else {
+        "+00:00"
+    };
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}")
+}
+
+/// An EMIS date element with its `DatePart`/`AssignedTime` siblings → FHIR date/dateTime.
+fn assigned_date(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
+    let Some(raw) = opt(n, element) else {
+        return Ok(None);
+    };
+    let part = match opt(n, "DatePart") {
+        None | Some("YMD") => DatePart::Ymd,
+        Some("Y") => DatePart::Y,
+        Some("YM") => DatePart::Ym,
+        Some("YMDT") => DatePart::Ymdt,
+        Some(other) => {
+            return Err(at.invalid(
+                "DatePart",
+                format!("'{}' is not Y, YM, YMD or YMDT", shown(other)),
+            ));
+        }
+    };
+    let bad = || {
+        at.invalid(
+            element,
+            format!(
+                "'{}' is not a dd/mm/yyyy date of precision {part:?}",
+                shown(raw)
+            ),
+        )
+    };
+    let (y, m, d) = dmy(raw).ok_or_else(bad)?;
+    Ok(Some(match part {
+        DatePart::Y if (1..=9999).contains(&y) => format!("{y:04}"),
+        DatePart::Ym if (1..=9999).contains(&y) && (1..=12).contains(&m) => {
+            format!("{y:04}-{m:02}")
+        }
+        DatePart::Ymd if check_calendar(y, m, d) => format!("{y:04}-{m:02}-{d:02}"),
+        DatePart::Ymdt if check_calendar(y, m, d) => {
+            let t = at.req(n, "AssignedTime")?;
+            let time = hms(t).ok_or_else(|| {
+                at.invalid("AssignedTime", format!("'{}' is not HH:MM:SS", shown(t)))
+            })?;
+            local_date_time(y, m, d, time)
+        }
+        _ => return Err(bad()),
+    }))
+}
+
+/// A date with no `DatePart` sibling; precision inferred from zeros (`00/00/1998` = 1998).
+fn plain_date(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
+    let Some(raw) = opt(n, element) else {
+        return Ok(None);
+    };
+    let bad = || {
+        at.invalid(
+            element,
+            format!("'{}' is not a dd/mm/yyyy date", shown(raw)),
+        )
+    };
+    let (y, m, d) = dmy(raw).ok_or_else(bad)?;
+    Ok(Some(match (m, d) {
+        (0, 0) if (1..=9999).contains(&y) => format!("{y:04}"),
+        (1..=12, 0) if (1..=9999).contains(&y) => format!("{y:04}-{m:02}"),
+        _ if check_calendar(y, m, d) => format!("{y:04}-{m:02}-{d:02}"),
+        _ => return Err(bad()),
+    }))
+}
+
+/// `dd/mm/yyyy HH:MM:SS` (UK local) → FHIR instant.
+fn timestamp(at: &At, n: Node, element: &'static str) -> Result<String> {
+    let raw = at.req(n, element)?;
+    let bad = || {
+        at.invalid(
+            element,
+            format!("'{}' is not dd/mm/yyyy HH:MM:SS", shown(raw)),
+        )
+    };
+    let (date, time) = raw.split_once(' ').ok_or_else(bad)?;
+    let (y, m, d) = dmy(date)
+        .filter(|&(y, m, d)| check_calendar(y, m, d))
+        .ok_or_else(bad)?;
+    Ok(local_date_time(y, m, d, hms(time.trim()).ok_or_else(bad)?))
+}
+
+// ---- shared pieces -------------------------------------------------------------------
+
+fn gender(at: &At, n: Node) -> Result<Option<String>> {
+    Ok(match opt(n, "Sex") {
+        None => None,
+        Some("M") => Some("male".into()),
+        Some("F") => Some("female".into()),
+        Some("I") => Some("other".into()),
+        Some("U") => Some("unknown".into()),
+        Some(v) => return Err(at.invalid("Sex", format!("'{}' is not M, F, I or U", shown(v)))),
+    })
+}
+
+fn human_name(n: Node, use_: Option<&str>) -> Option<HumanName> {
+    let family = owned(opt(n, "FamilyName"));
+    let given: Vec<String> = opt(n, "FirstNames")
+        .map(|g| g.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let prefix: Vec<String> = opt(n, "Title")
+        .map(|t| vec![t.to_owned()])
+        .unwrap_or_default();
+    (family.is_some() || !given.is_empty()).then(|| HumanName {
+        use_: use_.map(str::to_owned),
+        family,
+        given,
+        prefix,
+    })
+}
+
+fn address(n: Node) -> Option<Address> {
+    let a = child(n, "Address")?;
+    let line: Vec<String> = ["HouseNameFlat", "Street", "Village"]
+        .iter()
+        .filter_map(|e| opt(a, e))
+        .map(str::to_owned)
+        .collect();
+    let addr = Address {
+        use_: None,
+        line,
+        city: owned(opt(a, "Town")),
+        district: owned(opt(a, "County")),
+        postal_code: owned(opt(a, "PostCode")),
+        country: None,
+    };
+    (addr != Address::default()).then_some(addr)
+}
+
+fn phone(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<ContactPoint> {
+    value.map(|v| ContactPoint {
+        system: Some(system.to_owned()),
+        value: Some(v.to_owned()),
+        use_: use_.map(str::to_owned),
+    })
+}
+
+fn meta(profile: &str, confidential: bool) -> Option<Meta> {
+    let mut m = Meta::uk_core(profile);
+    if confidential {
+        m.security
+            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
+    }
+    Some(m)
+}
+
+fn emis_id(element: &str, guid: &str) -> Identifier {
+    Identifier::new(&format!("{EMIS_ID_BASE}{element}-guid"), guid)
+}
+
+fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
+    CodeableConcept::coded(system, code, display)
+}
+
+/// A `<Code>` coded item → CodeableConcept via the gateway's terminology maps.
+fn coded_item(at: &At, code: Node) -> Result<CodeableConcept> {
+    let value = at.req(code, "Value")?;
+    let scheme = match at.req(code, "Scheme")? {
+        "READ2" => CodeScheme::ReadV2,
+        "CTV3" => CodeScheme::Ctv3,
+        "EMISCLINICAL" => CodeScheme::EmisLocal,
+        "SNOMED" => CodeScheme::Snomed,
+        "DMD" => CodeScheme::Dmd,
+        other => {
+            return Err(at.invalid(
+                "Scheme",
+                format!(
+                    "'{}' is not READ2, CTV3, EMISCLINICAL, SNOMED or DMD",
+                    shown(other)
+                ),
+            ));
+        }
+    };
+    let term = opt(code, "Term").unwrap_or_default();
+    // EMIS's own map is used only when it says it is SNOMED CT (or does not say).
+    let supplied =
+        opt(code, "MapCode").filter(|_| opt(code, "MapScheme").is_none_or(|s| s == "SNOMED"));
+    Ok(terminology::coded(scheme, value, term, supplied))
+}
+
+/// The coded item under `wrapper` (`<Type>`, `<Drug>`, `<Reaction>`, or `<Code>` itself):
+/// a wrapper holds a `<Code>`; for robustness a `<Reaction>` holding `Value`/`Scheme`
+/// directly is read too.
+fn coded_under(parent: &At, n: Node, wrapper: &'static str) -> Result<Option<CodeableConcept>> {
+    let Some(w) = child(n, wrapper) else {
+        return Ok(None);
+    };
+    let at = At {
+        parent: Some(parent),
+        name: wrapper,
+        index: None,
+    };
+    if wrapper == "Code" {
+        return coded_item(&at, w).map(Some);
+    }
+    match child(w, "Code") {
+        Some(code) => {
+            let code_at = At {
+                parent: Some(&at),
+                name: "Code",
+                index: None,
+            };
+            coded_item(&code_at, code).map(Some)
+        }
+        None if child(w, "Value").is_some() => coded_item(&at, w).map(Some),
+        // An empty optional wrapper (`<Reaction/>`) carries nothing.
+        None => Ok(None),
+    }
+}
+
+fn required_code(at: &At, n: Node, wrapper: &'static str) -> Result<CodeableConcept> {
+    coded_under(at, n, wrapper)?.ok_or_else(|| at.missing(wrapper))
+}
+
+fn practitioner_ref(guid: Option<String>) -> Option<Reference> {
+    guid.map(|g| Reference::to("Practitioner", &g))
+}
+
+// ---- the record ----------------------------------------------------------------------
+
+struct Ctx {
+    patient_ref: Reference,
+    org_ref: Reference,
+}
+
+fn map_root(root: Node) -> Result<MappedRecord> {
+    let reg_at = At::root("Registration");
+    let reg = child(root, "Registration").ok_or_else(|| EmisDataError::Missing {
+        path: "Registration".into(),
+    })?;
+    let raw_nhs = reg_at.req(reg, "NhsNumber")?;
+    // EMIS writes the number spaced 3 3 4; anything else must still be 10 digits.
+    let compact: String = raw_nhs.chars().filter(|c| *c != ' ').collect();
+    let nhs = NhsNumber::parse(&compact).map_err(|e| reg_at.invalid("NhsNumber", e.to_string()))?;
+    let status = reg_at.req(reg, "NhsNumberStatus")?;
+    let verification = NhsVerification::from_code(status).ok_or_else(|| {
+        reg_at.invalid(
+            "NhsNumberStatus",
+            format!("'{}' is not a code 01 to 08", shown(status)),
+        )
+    })?;
+    let patient_guid = guid(&reg_at, reg, "GUID")?;
+    let version = timestamp(&reg_at, reg, "LastModified")?;
+    let restricted = boolean(&reg_at, reg, "Confidential")?;
+    let dissent = boolean(&reg_at, reg, "SharingDissent")?;
+    let usual_gp = opt_guid(&reg_at, reg, "UsualGpID")?;
+    if opt(reg, "FamilyName").is_none() {
+        return Err(reg_at.missing("FamilyName"));
+    }
+
+    let org_at = At::root("Organisation");
+    let org_node = child(root, "Organisation").ok_or_else(|| EmisDataError::Missing {
+        path: "Organisation".into(),
+    })?;
+    let raw_ods = org_at.req(org_node, "OdsCode")?;
+    let ods = OdsCode::parse(raw_ods).map_err(|e| org_at.invalid("OdsCode", e.to_string()))?;
+    let organization = Organization {
+        id: ods.as_str().to_owned(),
+        meta: meta("Organization", false),
+        identifier: vec![
+            Identifier::ods(&ods),
+            emis_id("organisation", &guid(&org_at, org_node, "GUID")?),
+        ],
+        name: owned(opt(org_node, "Name")),
+        telecom: phone(opt(org_node, "Telephone"), "phone", Some("work"))
+            .into_iter()
+            .collect(),
+        address: address(org_node).into_iter().collect(),
+    };
+
+    let people_at = At::root("PeopleList");
+    let mut practitioner = None;
+    if let Some(people) = child(root, "PeopleList") {
+        for (i, person) in children(people, "Person").enumerate() {
+            let at = At::nth(&people_at, "Person", i + 1);
+            let id = guid(&at, person, "GUID")?;
+            if usual_gp.as_deref() == Some(id.as_str()) {
+                practitioner = Some(map_person(&at, person, id)?);
+            }
+        }
+    }
+    if let (Some(gp), None) = (&usual_gp, &practitioner) {
+        return Err(reg_at.invalid("UsualGpID", format!("{gp} is not a Person in PeopleList")));
+    }
+
+    let mut telecom: Vec<ContactPoint> = Vec::new();
+    telecom.extend(phone(opt(reg, "HomeTelephone"), "phone", Some("home")));
+    telecom.extend(phone(opt(reg, "MobileTelephone"), "phone", Some("mobile")));
+    telecom.extend(phone(opt(reg, "Email"), "email", None));
+    let patient = Patient {
+        id: nhs.to_string(),
+        meta: meta("Patient", restricted),
+        identifier: vec![
+            Identifier::nhs_number(nhs, verification),
+            emis_id("registration", &patient_guid),
+        ],
+        active: Some(true),
+        name: human_name(reg, Some("official")).into_iter().collect(),
+        telecom,
+        gender: gender(&reg_at, reg)?,
+        birth_date: Some(
+            plain_date(&reg_at, reg, "DateOfBirth")?
+                .ok_or_else(|| reg_at.missing("DateOfBirth"))?,
+        ),
+        deceased_date_time: plain_date(&reg_at, reg, "DateOfDeath")?,
+        address: address(reg)
+            .map(|a| Address {
+                use_: Some("home".into()),
+                ..a
+            })
+            .into_iter()
+            .collect(),
+        general_practitioner: practitioner_ref(usual_gp).into_iter().collect(),
+        managing_organization: Some(Reference::to("Organization", ods.as_str())),
+    };
+
+    let ctx = Ctx {
+        patient_ref: Reference::to("Patient", &patient.id),
+        org_ref: Reference::to("Organization", ods.as_str()),
+    };
+    let mut clinical = Vec::new();
+    map_list(
+        root,
+        "ConsultationList",
+        "Consultation",
+        &mut clinical,
+        |at, n| map_consultation(&ctx, at, n),
+    )?;
+    map_list(root, "EventList", "Event", &mut clinical, |at, n| {
+        map_event(&ctx, at, n)
+    })?;
+    map_list(root, "AllergyList", "Allergy", &mut clinical, |at, n| {
+        map_allergy(&ctx, at, n).map(Resource::AllergyIntolerance)
+    })?;
+    map_list(
+        root,
+        "MedicationList",
+        "Medication",
+        &mut clinical,
+        |at, n| map_medication(&ctx, at, n).map(Resource::MedicationStatement),
+    )?;
+
+    Ok(MappedRecord {
+        nhs_number: nhs,
+        ods,
+        patient,
+        organization,
+        practitioner,
+        version,
+        flags: PatientFlags {
+            restricted,
+            dissent,
+        },
+        clinical,
+    })
+}
+
+fn map_list(
+    root: Node,
+    list: &'static str,
+    item: &'static str,
+    out: &mut Vec<Resource>,
+    f: impl Fn(&At, Node) -> Result<Resource>,
+) -> Result<()> {
+    let Some(l) = child(root, list) else {
+        return Ok(());
+    };
+    let list_at = At::root(list);
+    for (i, n) in children(l, item).enumerate() {
+        out.push(f(&At::nth(&list_at, item, i + 1), n)?);
+    }
+    Ok(())
+}
+
+fn map_person(at: &At, n: Node, id: String) -> Result<Practitioner> {
+    let mut identifier = vec![emis_id("person", &id)];
+    identifier.extend(opt(n, "SdsUserId").map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
+    identifier.extend(
+        opt(n, "GmcCode").map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
+    );
+    Ok(Practitioner {
+        meta: meta("Practitioner", false),
+        identifier,
+        name: human_name(n, Some("official")).into_iter().collect(),
+        gender: gender(at, n)?,
+        id,
+    })
+}
+
+fn map_consultation(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
+    let id = guid(at, n, "GUID")?;
+    let start = assigned_date(at, n, "AssignedDate")?.ok_or_else(|| at.missing("AssignedDate"))?;
+    Ok(Resource::Encounter(Encounter {
+        meta: meta("Encounter", boolean(at, n, "Confidential")?),
+        identifier: vec![emis_id("consultation", &id)],
+        status: "finished".into(),
+        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        type_: coded_under(at, n, "Type")?.into_iter().collect(),
+        subject: ctx.patient_ref.clone(),
+        participant: practitioner_ref(opt_guid(at, n, "UserID")?)
+            .map(|r| EncounterParticipant {
+                individual: Some(r),
+            })
+            .into_iter()
+            .collect(),
+        period: Some(Period {
+            start: Some(start),
+            end: None,
+        }),
+        service_provider: Some(ctx.org_ref.clone()),
+        id,
+    }))
+}
+
+fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
+    let id = guid(at, n, "GUID")?;
+    let confidential = boolean(at, n, "Confidential")?;
+    let date = assigned_date(at, n, "AssignedDate")?;
+    let author = practitioner_ref(opt_guid(at, n, "AuthorID")?);
+    let code = required_code(at, n, "Code")?;
+    let identifier = vec![emis_id("event", &id)];
+    match at.req(n, "EventType")? {
+        "Observation" => {
+            let value_quantity = match opt(n, "NumericValue") {
+                None => None,
+                Some(v) => {
+                    let value: f64 =
+                        v.parse()
+                            .ok()
+                            .filter(|x: &f64| x.is_finite())
+                            .ok_or_else(|| {
+                                at.invalid(
+                                    "NumericValue",
+                                    format!("'{}' is not a number", shown(v)),
+                                )
+                            })?;
+                    Some(match opt(n, "Units") {
+                        Some(u) => Quantity::ucum(value, u),
+                        None => Quantity {
+                            value: gp_fhir::model::Decimal(value),
+                            unit: None,
+                            system: None,
+                            code: None,
+                        },
+                    })
+                }
+            };
+            Ok(Resource::Observation(Observation {
+                id,
+                meta: meta("Observation", confidential),
+                identifier,
+                status: "final".into(),
+                code,
+                subject: ctx.patient_ref.clone(),
+                effective_date_time: date,
+                performer: author.into_iter().collect(),
+                value_quantity,
+                ..Observation::default()
+            }))
+        }
+        "Problem" => {
+            let problem_at = At {
+                parent: Some(at),
+                name: "Problem",
+                index: None,
+            };
+            let problem = child(n, "Problem").ok_or_else(|| at.missing("Problem"))?;
+            let status = match problem_at.req(problem, "Status")? {
+                "Active" => "active",
+                "Past" => "inactive",
+                other => {
+                    return Err(problem_at.invalid(
+                        "Status",
+                        format!("'{}' is not Active or Past", shown(other)),
+                    ));
+                }
+            };
+            Ok(Resource::Condition(Condition {
+                id,
+                meta: meta("Condition", confidential),
+                identifier,
+                clinical_status: Some(concept(
+                    CONDITION_CLINICAL,
+                    status,
+                    if status == "active" {
+                        "Active"
+                    } else {
+                        "Inactive"
+                    },
+                )),
+                verification_status: Some(concept(
+                    CONDITION_VERIFICATION,
+                    "confirmed",
+                    "Confirmed",
+                )),
+                category: vec![concept(
+                    CONDITION_CATEGORY,
+                    "problem-list-item",
+                    "Problem List Item",
+                )],
+                code,
+                subject: ctx.patient_ref.clone(),
+                onset_date_time: date,
+                abatement_date_time: plain_date(&problem_at, problem, "EndDate")?,
+                recorder: author,
+                ..Condition::default()
+            }))
+        }
+        "Immunisation" => {
+            let occurrence = date.ok_or_else(|| at.missing("AssignedDate"))?;
+            let dose = match opt(n, "DoseSequence") {
+                None => None,
+                Some(v) => Some(v.parse::<u32>().ok().filter(|d| *d >= 1).ok_or_else(|| {
+                    at.invalid(
+                        "DoseSequence",
+                        format!("'{}' is not a positive whole number", shown(v)),
+                    )
+                })?),
+            };
+            Ok(Resource::Immunization(Immunization {
+                id,
+                meta: meta("Immunization", confidential),
+                identifier,
+                status: "completed".into(),
+                vaccine_code: code,
+                patient: ctx.patient_ref.clone(),
+                occurrence_date_time: occurrence,
+                primary_source: Some(true),
+                lot_number: owned(opt(n, "Batch")),
+                performer: author
+                    .map(|actor| ImmunizationPerformer { actor })
+                    .into_iter()
+                    .collect(),
+                protocol_applied: dose
+                    .map(|d| ProtocolApplied {
+                        dose_number_positive_int: Some(d),
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Immunization::default()
+            }))
+        }
+        other => Err(at.invalid(
+            "EventType",
+            format!(
+                "'{}' is not Observation, Problem or Immunisation",
+                shown(other)
+            ),
+        )),
+    }
+}
+
+fn map_allergy(ctx: &Ctx, at: &At, n: Node) -> Result<AllergyIntolerance> {
+    let id = guid(at, n, "GUID")?;
+    let category = match opt(n, "Category") {
+        None => None,
+        Some("Drug") => Some("medication"),
+        Some("Food") => Some("food"),
+        Some("Environment") => Some("environment"),
+        Some(v) => {
+            return Err(at.invalid(
+                "Category",
+                format!("'{}' is not Drug, Food or Environment", shown(v)),
+            ));
+        }
+    };
+    let status = match at.req(n, "Status")? {
+        "Active" => ("active", "Active"),
+        "Resolved" => ("resolved", "Resolved"),
+        v => {
+            return Err(at.invalid(
+                "Status",
+                format!("'{}' is not Active or Resolved", shown(v)),
+            ));
+        }
+    };
+    let severity = match opt(n, "Severity") {
+        None => None,
+        Some("Mild") => Some("mild"),
+        Some("Moderate") => Some("moderate"),
+        Some("Severe") => Some("severe"),
+        Some(v) => {
+            return Err(at.invalid(
+                "Severity",
+                format!("'{}' is not Mild, Moderate or Severe", shown(v)),
+            ));
+        }
+    };
+    // FHIR needs a manifestation for a reaction, so a severity alone is not emitted.
+    let reaction = coded_under(at, n, "Reaction")?.map(|m| AllergyReaction {
+        manifestation: vec![m],
+        severity: severity.map(str::to_owned),
+    });
+    let ended = plain_date(at, n, "EndDate")?;
+    Ok(AllergyIntolerance {
+        meta: meta("AllergyIntolerance", boolean(at, n, "Confidential")?),
+        identifier: vec![emis_id("allergy", &id)],
+        clinical_status: Some(concept(ALLERGY_CLINICAL, status.0, status.1)),
+        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        category: category.map(str::to_owned).into_iter().collect(),
+        code: required_code(at, n, "Code")?,
+        patient: ctx.patient_ref.clone(),
+        onset_date_time: assigned_date(at, n, "AssignedDate")?,
+        recorder: practitioner_ref(opt_guid(at, n, "AuthorID")?),
+        reaction: reaction.into_iter().collect(),
+        // R4 AllergyIntolerance has no end date element; keep it readable rather than lose it.
+        note: ended
+            .map(|d| Annotation {
+                text: format!("Ended {d}"),
+            })
+            .into_iter()
+            .collect(),
+        id,
+        ..AllergyIntolerance::default()
+    })
+}
+
+fn map_medication(ctx: &Ctx, at: &At, n: Node) -> Result<MedicationStatement> {
+    let id = guid(at, n, "GUID")?;
+    let status = match at.req(n, "Status")? {
+        "Active" => "active",
+        "Completed" => "completed",
+        "Cancelled" => "stopped",
+        v => {
+            return Err(at.invalid(
+                "Status",
+                format!("'{}' is not Active, Completed or Cancelled", shown(v)),
+            ));
+        }
+    };
+    let start = assigned_date(at, n, "AssignedDate")?;
+    let end = plain_date(at, n, "EndDate")?;
+    let kind = match opt(n, "PrescriptionType") {
+        None => None,
+        Some("Acute") => Some("Acute"),
+        Some("Repeat") => Some("Repeat"),
+        Some(v) => {
+            return Err(at.invalid(
+                "PrescriptionType",
+                format!("'{}' is not Acute or Repeat", shown(v)),
+            ));
+        }
+    };
+    let quantity = opt(n, "Quantity").map(|q| match opt(n, "QuantityUnits") {
+        Some(u) => format!("{q} {u}"),
+        None => q.to_owned(),
+    });
+    let note = match (kind, quantity) {
+        (None, None) => None,
+        (Some(k), None) => Some(format!("{k} prescription")),
+        (None, Some(q)) => Some(format!("Quantity {q}")),
+        (Some(k), Some(q)) => Some(format!("{k} prescription, quantity {q}")),
+    };
+    Ok(MedicationStatement {
+        meta: meta("MedicationStatement", boolean(at, n, "Confidential")?),
+        identifier: vec![emis_id("medication", &id)],
+        status: status.into(),
+        medication_codeable_concept: required_code(at, n, "Drug")?,
+        subject: ctx.patient_ref.clone(),
+        effective_period: (start.is_some() || end.is_some()).then(|| Period {
+            start: start.clone(),
+            end,
+        }),
+        date_asserted: start,
+        information_source: practitioner_ref(opt_guid(at, n, "AuthorID")?),
+        dosage: opt(n, "Dosage")
+            .map(|d| Dosage {
+                text: Some(d.to_owned()),
+                patient_instruction: None,
+            })
+            .into_iter()
+            .collect(),
+        note: note.map(|text| Annotation { text }).into_iter().collect(),
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bst_follows_the_last_sunday_rules() {
+        // 2024: BST from Sunday 31 March 01:00 GMT to Sunday 27 October 01:00 GMT.
+        assert_eq!(last_sunday(2024, 3), 31);
+        assert_eq!(last_sunday(2024, 10), 27);
+        assert_eq!(last_sunday(2023, 3), 26);
+        assert_eq!(last_sunday(2023, 10), 29);
+        assert!(!is_bst(2024, 3, 31, 0));
+        assert!(is_bst(2024, 3, 31, 2));
+        assert!(!is_bst(2024, 3, 30, 23));
+        assert!(is_bst(2024, 7, 1, 12));
+        assert!(is_bst(2024, 10, 27, 0));
+        assert!(is_bst(2024, 10, 27, 1));
+        assert!(!is_bst(2024, 10, 27, 2));
+        assert!(!is_bst(2024, 1, 15, 10));
+        assert!(!is_bst(2024, 11, 1, 10));
+        assert_eq!(
+            local_date_time(2024, 1, 12, (9, 40, 0)),
+            "2024-01-12T09:40:00+00:00"
+        );
+        assert_eq!(
+            local_date_time(2024, 6, 12, (9, 40, 0)),
+            "2024-06-12T09:40:00+01:00"
+        );
+    }
+
+    #[test]
+    fn weekday_is_right() {
+        assert_eq!(weekday(2024, 1, 1), 1); // Monday
+        assert_eq!(weekday(2000, 2, 29), 2); // Tuesday
+        assert_eq!(weekday(2024, 3, 31), 0);
+    }
+
+    #[test]
+    fn guids_become_fhir_ids() {
+        assert_eq!(
+            guid_value("{8A2F1C3E-0B1D-4E5F-9A6B-7C8D9E0F1A2B}").as_deref(),
+            Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
+        );
+        assert_eq!(guid_value("a b"), None);
+    }
+}

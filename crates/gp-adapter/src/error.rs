@@ -1,0 +1,74 @@
+//! Errors an adapter returns; each renders itself as the OperationOutcome a supplier sees.
+
+use gp_fhir::{Blame, FhirError, IssueType, SpineCode};
+
+use crate::GpSystem;
+
+/// What went wrong talking to a GP system.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// The system holds no such patient at that practice.
+    #[error("patient not found")]
+    PatientNotFound,
+    /// The system cannot do what was asked (e.g. a clinical area it does not record).
+    #[error("{system} does not support {what}")]
+    NotSupported { system: GpSystem, what: String },
+    /// The system could not be reached, refused the connection or answered with a server error.
+    #[error("{system} is unavailable: {detail}")]
+    Unavailable { system: GpSystem, detail: String },
+    /// The system did not answer in time.
+    #[error("{system} did not answer within {after_ms} ms")]
+    Timeout { system: GpSystem, after_ms: u64 },
+    /// The system answered, but with data that cannot be mapped: malformed, truncated,
+    /// mis-encoded or missing required fields. Never a half-mapped resource.
+    #[error("{system} returned data that cannot be read: {detail}")]
+    InvalidNativeData { system: GpSystem, detail: String },
+    /// The system refused the request (a native 4xx other than not-found).
+    #[error("{system} refused the request: {detail}")]
+    Rejected { system: GpSystem, detail: String },
+}
+
+impl FhirError for AdapterError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::PatientNotFound => 404,
+            Self::NotSupported { .. } => 501,
+            Self::Timeout { .. } => 504,
+            Self::Unavailable { .. } | Self::InvalidNativeData { .. } | Self::Rejected { .. } => {
+                502
+            }
+        }
+    }
+    fn spine_code(&self) -> SpineCode {
+        match self {
+            Self::PatientNotFound => SpineCode::ResourceNotFound,
+            Self::NotSupported { .. } => SpineCode::NotImplemented,
+            Self::Timeout { .. }
+            | Self::Unavailable { .. }
+            | Self::InvalidNativeData { .. }
+            | Self::Rejected { .. } => SpineCode::UnableToCallService,
+        }
+    }
+    fn issue_type(&self) -> IssueType {
+        match self {
+            Self::PatientNotFound => IssueType::NotFound,
+            Self::NotSupported { .. } => IssueType::NotSupported,
+            Self::Timeout { .. } => IssueType::Timeout,
+            Self::Unavailable { .. } => IssueType::Transient,
+            Self::InvalidNativeData { .. } | Self::Rejected { .. } => IssueType::Exception,
+        }
+    }
+    fn blame(&self) -> Blame {
+        match self {
+            Self::PatientNotFound => Blame::Client,
+            _ => Blame::Upstream,
+        }
+    }
+}
+
+impl AdapterError {
+    /// Whether retrying an idempotent read might succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+    }
+}

@@ -1,0 +1,229 @@
+//! The contract between gp-gateway and a GP clinical system.
+//!
+//! A GP system vendor implements [`Adapter`] (two required methods) in a crate of its
+//! own, maps its native records to UK Core with the [`terminology`] helpers, and proves
+//! the mapping with the [`harness`]. Adapters see typed requests and return FHIR
+//! resources: they never see tokens, suppliers or the gateway's HTTP.
+
+pub mod error;
+pub mod harness;
+pub mod native;
+pub mod paging;
+pub mod terminology;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use gp_fhir::date::DateRange;
+use gp_fhir::model::{Organization, Patient, Practitioner, Resource};
+use gp_fhir::{NhsNumber, OdsCode};
+use serde::{Deserialize, Serialize};
+
+pub use error::AdapterError;
+
+/// The GP clinical systems gp-gateway speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpSystem {
+    Emis,
+    Tpp,
+    Vision,
+    Microtest,
+}
+
+impl GpSystem {
+    /// Every system.
+    pub const ALL: [GpSystem; 4] = [Self::Emis, Self::Tpp, Self::Vision, Self::Microtest];
+
+    /// The id used in config and the sandbox manifest (`emis`, `tpp`, `vision`, `microtest`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Emis => "emis",
+            Self::Tpp => "tpp",
+            Self::Vision => "vision",
+            Self::Microtest => "microtest",
+        }
+    }
+
+    /// The product name suppliers and operators know.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Emis => "EMIS Web",
+            Self::Tpp => "TPP SystmOne",
+            Self::Vision => "Vision",
+            Self::Microtest => "Microtest Evolution",
+        }
+    }
+
+    /// From the config id.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.id() == id)
+    }
+}
+
+impl fmt::Display for GpSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.display_name())
+    }
+}
+
+/// The clinical areas a patient's record is searched by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ClinicalType {
+    AllergyIntolerance,
+    MedicationStatement,
+    Condition,
+    Observation,
+    Immunization,
+    Encounter,
+}
+
+impl ClinicalType {
+    /// Every clinical type.
+    pub const ALL: &'static [ClinicalType] = &[
+        Self::AllergyIntolerance,
+        Self::MedicationStatement,
+        Self::Condition,
+        Self::Observation,
+        Self::Immunization,
+        Self::Encounter,
+    ];
+
+    /// The FHIR resource type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllergyIntolerance => "AllergyIntolerance",
+            Self::MedicationStatement => "MedicationStatement",
+            Self::Condition => "Condition",
+            Self::Observation => "Observation",
+            Self::Immunization => "Immunization",
+            Self::Encounter => "Encounter",
+        }
+    }
+
+    /// From the FHIR resource type name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+
+    /// True when `resource` is of this type.
+    pub fn matches(self, resource: &Resource) -> bool {
+        resource.resource_type() == self.as_str()
+    }
+}
+
+impl fmt::Display for ClinicalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Context every adapter call carries.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The gateway's request id, to send on as the native system's correlation id.
+    pub request_id: String,
+    /// W3C `traceparent` to propagate to the native call, when tracing.
+    pub traceparent: Option<String>,
+}
+
+impl CallContext {
+    /// A context with only a request id.
+    pub fn new(request_id: impl Into<String>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            traceparent: None,
+        }
+    }
+}
+
+/// Read one patient's demographics.
+#[derive(Debug, Clone)]
+pub struct PatientRequest {
+    pub nhs_number: NhsNumber,
+    /// The practice the record locator found the patient registered at.
+    pub practice: OdsCode,
+    pub context: CallContext,
+}
+
+/// Search one clinical area of one patient's record.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub nhs_number: NhsNumber,
+    pub practice: OdsCode,
+    pub resource_type: ClinicalType,
+    /// Only entries whose clinical date overlaps this range (unbounded = all).
+    pub date: DateRange,
+    /// Page size (≥ 1).
+    pub count: u32,
+    /// Entries to skip, in the adapter's stable order (most recent first).
+    pub offset: u32,
+    pub context: CallContext,
+}
+
+/// What a patient read returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRecord {
+    /// UK Core Patient; `id` is the NHS number. A restricted (sensitive) patient has
+    /// `meta.security` code `R`.
+    pub patient: Patient,
+    /// The registered practice.
+    pub organization: Option<Organization>,
+    /// The usual GP.
+    pub practitioner: Option<Practitioner>,
+    /// Opaque version of the demographics, changing whenever they change (the ETag).
+    pub version: String,
+    /// Sharing flags recorded in the GP system.
+    pub flags: PatientFlags,
+}
+
+/// Flags a GP system records about sharing a patient's record with third parties.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PatientFlags {
+    /// Restricted/sensitive record: never released to third-party suppliers.
+    pub restricted: bool,
+    /// The patient dissents from third-party sharing.
+    pub dissent: bool,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub resources: Vec<Resource>,
+    /// Matches across all pages.
+    pub total: u32,
+}
+
+/// A GP clinical system, as gp-gateway sees it.
+///
+/// Implementations are shared by every request (`Arc<dyn Adapter>`), so they must be
+/// cheap to call concurrently. Every method may be cancelled (the gateway applies its
+/// own timeout); errors are [`AdapterError`]s, which the gateway renders as
+/// OperationOutcomes naming the GP system.
+#[async_trait]
+pub trait Adapter: Send + Sync {
+    /// The system this adapter speaks to. Called once at start-up.
+    fn system(&self) -> GpSystem;
+
+    /// Reads a patient's demographics. Called for `GET /Patient/{nhs}` and before every
+    /// search, so keep it to one native call. A patient the system does not hold at
+    /// `req.practice` is [`AdapterError::PatientNotFound`].
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError>;
+
+    /// Searches one clinical area. Must return entries in a stable order (most recent
+    /// first), honour `date`, `count` and `offset`, and report the `total` across all
+    /// pages. Entries a clinician marked confidential are still returned with
+    /// `meta.security` `R`; the gateway decides what each caller sees.
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError>;
+
+    /// The clinical types [`Adapter::search`] supports. Called once at start-up, to build
+    /// the CapabilityStatement. Default: all of them.
+    fn supported_types(&self) -> &'static [ClinicalType] {
+        ClinicalType::ALL
+    }
+
+    /// Readiness probe, called by the gateway's `/_ready` endpoint. Default: always ready.
+    async fn ready(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
+        Ok(())
+    }
+}

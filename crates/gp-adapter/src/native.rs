@@ -1,0 +1,406 @@
+//! A small HTTP/1.1 client for GP systems' native APIs, shared by every adapter so each
+//! gets the same timeouts, body cap, correlation headers and error mapping.
+//!
+//! Plain HTTP only: native APIs are reached over loopback (the simulators) or through
+//! an operator's TLS-terminating tunnel.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::{AdapterError, CallContext, GpSystem};
+
+/// Why a [`NativeClient`] could not be built (a configuration mistake, found before any call).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NativeClientError {
+    /// The base URL does not parse as an absolute `http://host[:port][/path]` URL.
+    #[error("base URL '{url}' is not valid: {reason}")]
+    InvalidBaseUrl { url: String, reason: String },
+}
+
+/// A native system's answer: status, the whole (capped) body and its content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeResponse {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}
+
+/// HTTP client for one GP system's native API. Cheap to clone; connections are pooled.
+#[derive(Clone)]
+pub struct NativeClient {
+    system: GpSystem,
+    /// Base URL without a trailing slash, so `get("/x")` concatenates cleanly.
+    base: String,
+    request_timeout: Duration,
+    max_body_bytes: usize,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl std::fmt::Debug for NativeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeClient")
+            .field("system", &self.system)
+            .field("base", &self.base)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a base URL is absolute plain HTTP with a host; returns it without a trailing slash.
+pub fn check_base_url(url: &str) -> Result<String, NativeClientError> {
+    let bad = |reason: &str| NativeClientError::InvalidBaseUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(_) => {
+            return Err(bad(
+                "only http:// is supported (native APIs are reached over loopback or a tunnel)",
+            ));
+        }
+        None => return Err(bad("it must be absolute, starting with http://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("it must not have a query string"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+impl NativeClient {
+    /// A client for `system` at `base_url`. `connect_timeout` bounds the TCP connect,
+    /// `request_timeout` the whole exchange (connect, headers and body); bodies larger
+    /// than `max_body_bytes` are refused.
+    pub fn new(
+        system: GpSystem,
+        base_url: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        max_body_bytes: usize,
+    ) -> Result<Self, NativeClientError> {
+        let base = check_base_url(base_url)?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self {
+            system,
+            base,
+            request_timeout,
+            max_body_bytes,
+            client,
+        })
+    }
+
+    /// The system this client speaks to.
+    pub fn system(&self) -> GpSystem {
+        self.system
+    }
+
+    /// `GET {base}{path}`, sending the request id as `X-Correlation-Id` and the
+    /// `traceparent` when set. Any status is returned as a response; only transport
+    /// failures are errors: refused/reset → `Unavailable`, too slow → `Timeout`, body
+    /// over the cap → `InvalidNativeData`.
+    pub async fn get(&self, path: &str, ctx: &CallContext) -> Result<NativeResponse, AdapterError> {
+        let system = self.system;
+        let url = format!("{}{path}", self.base);
+        let mut builder = Request::builder().method(Method::GET).uri(&url);
+        // A request id or traceparent that is not a valid header value is not sent rather
+        // than failing the call: correlation is best effort.
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            builder = builder.header("x-correlation-id", v);
+        }
+        if let Some(tp) = ctx
+            .traceparent
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            builder = builder.header("traceparent", tp);
+        }
+        let request = builder
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| AdapterError::Rejected {
+                system,
+                detail: format!("cannot build request for {url}: {e}"),
+            })?;
+        let after_ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
+        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(AdapterError::Timeout { system, after_ms }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<NativeResponse, AdapterError> {
+        let system = self.system;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let too_big = |n: u64| AdapterError::InvalidNativeData {
+            system,
+            detail: format!(
+                "response body of {n} bytes or more exceeds the {} byte limit",
+                self.max_body_bytes
+            ),
+        };
+        // Refuse early when the server announces an oversized body.
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > self.max_body_bytes as u64) {
+            return Err(too_big(n));
+        }
+        let mut body = response.into_body();
+        let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| AdapterError::Unavailable {
+                system,
+                detail: format!(
+                    "connection failed while reading the response body: {}",
+                    root_cause(&e)
+                ),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > self.max_body_bytes {
+                    return Err(too_big((buf.len() + data.len()) as u64));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(NativeResponse {
+            status: status_u16(status),
+            body: buf.freeze(),
+            content_type,
+        })
+    }
+
+    fn transport_error(&self, e: &hyper_util::client::legacy::Error) -> AdapterError {
+        let system = self.system;
+        // A connect timeout surfaces as an io::Error of kind TimedOut somewhere in the chain.
+        let mut source: Option<&(dyn StdError + 'static)> = e.source();
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                let after_ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
+                return AdapterError::Timeout { system, after_ms };
+            }
+            source = s.source();
+        }
+        let what = if e.is_connect() {
+            "cannot connect"
+        } else {
+            "connection failed"
+        };
+        AdapterError::Unavailable {
+            system,
+            detail: format!("{what} to {}: {}", self.base, root_cause(e)),
+        }
+    }
+}
+
+fn status_u16(s: StatusCode) -> u16 {
+    s.as_u16()
+}
+
+/// The innermost error message, which names the real cause ("Connection refused").
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut last: &(dyn StdError + 'static) = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    /// Serves `handler` on 127.0.0.1:0 until the test ends; returns the base URL.
+    async fn serve<F>(handler: F) -> String
+    where
+        F: Fn(Request<Incoming>) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn client(base: &str, timeout_ms: u64, cap: usize) -> NativeClient {
+        NativeClient::new(
+            GpSystem::Emis,
+            base,
+            Duration::from_millis(500),
+            Duration::from_millis(timeout_ms),
+            cap,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sends_correlation_headers_and_returns_the_body() {
+        let saw = Arc::new(AtomicBool::new(false));
+        let saw2 = saw.clone();
+        let base = serve(move |req| {
+            let h = req.headers();
+            let ok = h.get("x-correlation-id").map(|v| v.as_bytes()) == Some(b"req-1")
+                && h.get("traceparent").is_some()
+                && req.uri().path() == "/emis/health";
+            saw2.store(ok, Ordering::SeqCst);
+            hyper::Response::builder()
+                .header("content-type", "application/xml")
+                .body(Full::new(Bytes::from_static(b"<Health/>")))
+                .unwrap()
+        })
+        .await;
+        let ctx = CallContext {
+            request_id: "req-1".into(),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        };
+        let r = client(&format!("{base}/"), 2000, 1024)
+            .get("/emis/health", &ctx)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], b"<Health/>");
+        assert_eq!(r.content_type.as_deref(), Some("application/xml"));
+        assert!(
+            saw.load(Ordering::SeqCst),
+            "headers and path reached the server"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unavailable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = client(&format!("http://{addr}"), 2000, 1024)
+            .get("/x", &CallContext::new("r"))
+            .await
+            .unwrap_err();
+        match err {
+            AdapterError::Unavailable { system, detail } => {
+                assert_eq!(system, GpSystem::Emis);
+                assert!(detail.contains("cannot connect"), "{detail}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accept and hold connections, never answering.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = client(&format!("http://{addr}"), 150, 1024)
+            .get("/x", &CallContext::new("r"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AdapterError::Timeout {
+                system: GpSystem::Emis,
+                after_ms: 150
+            }
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let base = serve(|_| hyper::Response::new(Full::new(Bytes::from(vec![b'x'; 4096])))).await;
+        let err = client(&base, 2000, 1000)
+            .get("/big", &CallContext::new("r"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::InvalidNativeData { detail, .. } if detail.contains("1000 byte limit")),
+            "{err:?}"
+        );
+        // Exactly at the cap is fine.
+        let ok = client(&base, 2000, 4096)
+            .get("/big", &CallContext::new("r"))
+            .await
+            .unwrap();
+        assert_eq!(ok.body.len(), 4096);
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "",
+            "127.0.0.1:80",
+            "https://emis.example",
+            "ftp://x",
+            "http://h/?q=1",
+            "not a url",
+        ] {
+            assert!(check_base_url(bad).is_err(), "{bad}");
+        }
+    }
+}
