@@ -54,6 +54,7 @@
 //! | `temporarily_unavailable` | 429 / 503 | token rate limit exceeded / replay store or limiter unreachable (fail closed) |
 
 mod access;
+mod client;
 mod config;
 mod jwt;
 mod keys;
@@ -64,6 +65,7 @@ mod scope;
 mod token;
 
 pub use access::{AccessClaims, AccessError, AccessVerifier, bearer_token};
+pub use client::{AssertionError, ClientAssertion};
 pub use config::{
     AuthConfig, ConfigError, SigningKeyConfig, SupplierConfig, SupplierStatus, SuppliersConfig,
     default_token_rate_limit,

@@ -1,0 +1,115 @@
+//! The access step of the pipeline: authenticate the bearer token, authorise the
+//! route's scope, then charge the supplier's rate limit. Practice pairing is checked
+//! later, once the record locator knows the patient's practice.
+
+use gp_auth::{Interaction as Scope, RateDecision, RateLimitExceeded, SupplierView};
+use gp_fhir::{FhirError, IssueType, SpineCode};
+use http::request::Parts;
+use http::{HeaderValue, header};
+
+use crate::app::App;
+use crate::config::AccessMode;
+use crate::error::Rescue;
+use crate::routes::{Interaction, Route};
+
+/// Who is calling.
+pub enum Caller {
+    /// A public route (the CapabilityStatement): no token needed.
+    Public,
+    /// The sandbox's open mode: no supplier.
+    Open,
+    /// An authenticated, authorised supplier, and its rate-limit state.
+    Supplier { view: SupplierView, decision: RateDecision },
+}
+
+impl Caller {
+    /// True when the caller may see patients at `practice`.
+    pub fn paired_with(&self, practice: &gp_fhir::OdsCode) -> bool {
+        match self {
+            Self::Supplier { view, .. } => view.paired_with(practice),
+            Self::Open | Self::Public => true,
+        }
+    }
+
+    /// The supplier's client id, for logs and audit.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Supplier { view, .. } => Some(view.client_id()),
+            _ => None,
+        }
+    }
+}
+
+/// The shared-state store behind rate limits failed: fail closed.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiting is unavailable ({0}); the request was not processed")]
+pub struct LimiterUnavailable(String);
+
+impl FhirError for LimiterUnavailable {
+    fn status(&self) -> u16 {
+        503
+    }
+    fn spine_code(&self) -> SpineCode {
+        SpineCode::ServiceUnavailable
+    }
+    fn issue_type(&self) -> IssueType {
+        IssueType::Transient
+    }
+    fn blame(&self) -> gp_fhir::Blame {
+        gp_fhir::Blame::Gateway
+    }
+}
+
+fn unauthorised(e: gp_auth::AccessError) -> Rescue {
+    let status = e.status();
+    let rescue = Rescue::from(e);
+    if status == 401 {
+        rescue.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))
+    } else {
+        rescue
+    }
+}
+
+/// Authenticates, authorises and rate-limits a FHIR request.
+pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Rescue> {
+    let Some((resource_type, interaction)) = route.interaction() else {
+        return Ok(Caller::Public);
+    };
+    let auth = match (app.access, &app.auth) {
+        // The sandbox's open mode: `serve` refuses to start with it.
+        (AccessMode::Open, _) => return Ok(Caller::Open),
+        (AccessMode::Oauth, Some(auth)) => auth,
+        (AccessMode::Oauth, None) => {
+            return Err(crate::error::GatewayError::Internal("oauth mode without auth state".into()).into());
+        }
+    };
+    let header = match parts.headers.get(header::AUTHORIZATION) {
+        None => None,
+        // A non-ASCII header is as malformed as a wrong scheme.
+        Some(v) => Some(v.to_str().unwrap_or("")),
+    };
+    let claims = auth.verify(header).await.map_err(unauthorised)?;
+    let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
+    let needed = match interaction {
+        Interaction::Read => Scope::Read,
+        Interaction::SearchType => Scope::Search,
+    };
+    view.require(resource_type, needed)?;
+    let decision = auth
+        .limiter
+        .check(&format!("api:{}", view.client_id()), view.rate_limit())
+        .await
+        .map_err(|e| LimiterUnavailable(e.to_string()))?;
+    if !decision.allowed {
+        let err = RateLimitExceeded::new(format!("supplier {}", view.client_id()), &decision);
+        let mut rescue = Rescue::from(err);
+        let mut headers = http::HeaderMap::new();
+        crate::auth::rate_limit_headers(&mut headers, &decision);
+        for (name, value) in headers.iter() {
+            rescue = rescue.with_header(name.clone(), value.clone());
+        }
+        return Err(rescue);
+    }
+    tracing::debug!(supplier = view.client_id(), token = %claims.token_id, "access granted");
+    Ok(Caller::Supplier { view, decision })
+}

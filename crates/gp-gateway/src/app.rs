@@ -1,0 +1,160 @@
+//! The running gateway's shared state, built from a validated configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gp_adapter::{Adapter, ClinicalType, GpSystem};
+use gp_fhir::search::PagingLimits;
+use gp_fhir::{NhsNumber, OdsCode};
+
+use crate::config::{AccessMode, LoadedConfig, PracticeEntry};
+use crate::error::GatewayError;
+use crate::locator::{Location, Locator, PdsLocator};
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    /// Public URL of the FHIR base (`https://host/FHIR/R4`): every link starts with it.
+    pub public_base: String,
+    /// Path of the FHIR base (`/FHIR/R4`).
+    pub fhir_base_path: String,
+    pub paging: PagingLimits,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub access: AccessMode,
+    pub practices: BTreeMap<OdsCode, PracticeEntry>,
+    pub adapters: BTreeMap<GpSystem, Arc<dyn Adapter>>,
+    pub locator: Arc<dyn Locator>,
+    /// NHS number → location, so PDS is not asked on every request.
+    pub locations: moka::future::Cache<NhsNumber, Location>,
+    /// The CapabilityStatement, generated once.
+    pub capability: bytes::Bytes,
+    /// False once shutdown begins: readiness fails first so load balancers drain us.
+    pub accepting: AtomicBool,
+    /// The sandbox manifest, served at `/_sandbox/manifest` (sandbox only).
+    pub sandbox_manifest: Option<bytes::Bytes>,
+    /// Supplier access (absent in the sandbox's open mode).
+    pub auth: Option<crate::auth::AuthState>,
+}
+
+/// Why the gateway could not be assembled from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("adapter for {0} could not be created: {1}")]
+    Adapter(GpSystem, String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthSetupError),
+}
+
+impl App {
+    /// Builds adapters, locator, caches and supplier access. The only network call is
+    /// connecting to Redis when `[state] backend = "redis"`.
+    pub async fn build(cfg: &LoadedConfig) -> Result<Self, BuildError> {
+        Self::build_with_keys(cfg, None).await
+    }
+
+    /// As [`App::build`], with the gateway's signing keys supplied (the sandbox embeds them).
+    pub async fn build_with_keys(cfg: &LoadedConfig, keys: Option<gp_auth::GatewayKeys>) -> Result<Self, BuildError> {
+        let g = &cfg.gateway;
+        let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
+        if let Some(emis) = &g.systems.emis {
+            let adapter = gp_adapter_emis::EmisAdapter::new(emis.clone())
+                .map_err(|e| BuildError::Adapter(GpSystem::Emis, e.to_string()))?;
+            adapters.insert(GpSystem::Emis, Arc::new(adapter));
+        }
+        let locator = Arc::new(PdsLocator::new(&g.locator.pds_base_url, Duration::from_millis(g.locator.timeout_ms)));
+        let mut app = Self::assemble(cfg, adapters, locator);
+        if g.access.mode == AccessMode::Oauth {
+            app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);
+        }
+        Ok(app)
+    }
+
+    /// Assembles the state from parts (tests substitute adapters and locators).
+    pub fn assemble(
+        cfg: &LoadedConfig,
+        adapters: BTreeMap<GpSystem, Arc<dyn Adapter>>,
+        locator: Arc<dyn Locator>,
+    ) -> Self {
+        let g = &cfg.gateway;
+        let public_base = format!("{}{}", g.server.public_base_url, g.server.fhir_base_path);
+        let mut clinical: Vec<ClinicalType> =
+            adapters.values().flat_map(|a| a.supported_types().iter().copied()).collect();
+        clinical.sort();
+        clinical.dedup();
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        let capability = crate::capability::capability_statement(
+            &public_base,
+            &clinical,
+            &today,
+            g.access.mode == AccessMode::Oauth,
+        );
+        Self {
+            public_base,
+            fhir_base_path: g.server.fhir_base_path.clone(),
+            paging: PagingLimits { default_count: g.search.default_count, max_count: g.search.max_count },
+            max_body_bytes: g.server.max_body_bytes,
+            request_timeout: Duration::from_millis(g.server.request_timeout_ms),
+            access: g.access.mode,
+            practices: cfg.practices.clone(),
+            adapters,
+            locator,
+            locations: moka::future::Cache::builder()
+                .max_capacity(g.locator.cache_max_entries)
+                .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
+                .build(),
+            capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
+            accepting: AtomicBool::new(true),
+            sandbox_manifest: None,
+            auth: None,
+        }
+    }
+
+    /// Finds the patient's practice and the adapter of its GP system. A patient PDS
+    /// does not know, and one registered at a practice this gateway does not serve,
+    /// are both "not found" to the caller.
+    pub async fn locate(
+        &self,
+        nhs: NhsNumber,
+        request_id: &str,
+    ) -> Result<(Location, &PracticeEntry, Arc<dyn Adapter>), GatewayError> {
+        let not_found = || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
+        let location = match self.locations.get(&nhs).await {
+            Some(hit) => hit,
+            None => {
+                let found = self
+                    .locator
+                    .locate(nhs, request_id)
+                    .await
+                    .map_err(|e| GatewayError::LocatorUnavailable(e.to_string()))?;
+                let Some(found) = found else {
+                    tracing::debug!(reason = "not-registered", "patient not located");
+                    return Err(not_found());
+                };
+                self.locations.insert(nhs, found.clone()).await;
+                found
+            }
+        };
+        let Some(practice) = self.practices.get(&location.practice) else {
+            tracing::debug!(reason = "practice-not-served", practice = %location.practice, "patient not located");
+            return Err(not_found());
+        };
+        let adapter = self
+            .adapters
+            .get(&practice.system)
+            .cloned()
+            .ok_or_else(|| GatewayError::NoAdapter(location.practice.to_string(), practice.system.to_string()))?;
+        Ok((location, practice, adapter))
+    }
+
+    /// Marks the gateway as draining: readiness fails from now on.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the gateway is accepting new work.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+}

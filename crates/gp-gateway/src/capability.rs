@@ -1,0 +1,61 @@
+//! The CapabilityStatement, generated from the route table and what the configured
+//! adapters support — never written by hand.
+
+use gp_adapter::ClinicalType;
+use serde_json::{Value, json};
+
+use crate::routes::served;
+
+/// Search parameters each served type accepts, as the router parses them.
+fn search_params(resource_type: &str) -> Value {
+    if resource_type == "Patient" {
+        json!([{ "name": "identifier", "type": "token",
+                 "documentation": "https://fhir.nhs.uk/Id/nhs-number|{NHS number}" }])
+    } else {
+        json!([
+            { "name": "patient", "type": "reference", "documentation": "Patient/{NHS number}, or the NHS number" },
+            { "name": "date", "type": "date", "documentation": "prefixes eq, gt, lt, ge, le, sa, eb; repeatable" },
+            { "name": "_count", "type": "number" },
+            { "name": "_offset", "type": "number", "documentation": "paging: follow Bundle.link next" }
+        ])
+    }
+}
+
+/// Builds the CapabilityStatement for the types the adapters support.
+pub fn capability_statement(base_url: &str, clinical: &[ClinicalType], date: &str, oauth: bool) -> Value {
+    let resources: Vec<Value> = served(clinical)
+        .into_iter()
+        .map(|(t, interactions)| {
+            json!({
+                "type": t,
+                "profile": format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
+                "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
+                "searchParam": search_params(t),
+            })
+        })
+        .collect();
+    let security = if oauth {
+        json!({
+            "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
+            "description": "OAuth2 client credentials with signed JWT client assertions (SMART Backend Services)"
+        })
+    } else {
+        json!({ "description": "OPEN SANDBOX: no authentication. Never deploy this mode." })
+    };
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "gp-gateway",
+        "kind": "instance",
+        "software": { "name": "gp-gateway", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "gp-gateway FHIR API for GP records", "url": base_url },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": security,
+            "resource": resources,
+        }],
+    })
+}

@@ -1,0 +1,151 @@
+//! The gateway's own errors, and the one rescue at the edge that turns any error into
+//! an OperationOutcome response.
+
+use bytes::Bytes;
+use gp_fhir::{Blame, FhirError, IssueType, OperationOutcome, SpineCode};
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Errors raised by the gateway itself (routing, limits, locating records).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for {method} {path}; the supported interactions are listed at {base}/metadata")]
+    NoRoute { method: String, path: String, base: String },
+    #[error("{method} is not allowed on {path}; allowed: {allowed}")]
+    MethodNotAllowed { method: String, path: String, allowed: &'static str },
+    #[error("request body of {0} bytes exceeds the limit of {1} bytes")]
+    BodyTooLarge(u64, usize),
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("X-Request-ID must be a UUID, not '{0}'")]
+    BadRequestId(String),
+    #[error("{0} must be printable ASCII of at most 200 characters")]
+    BadHeader(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("patient has dissented from sharing their record with third-party suppliers")]
+    NoConsent,
+    #[error("the record locator is unavailable: {0}")]
+    LocatorUnavailable(String),
+    #[error("practice {0} is registered to {1}, which this gateway has no adapter for")]
+    NoAdapter(String, String),
+    #[error("the gateway is shutting down; retry on another replica")]
+    ShuttingDown,
+    #[error("the request was not completed within {0} ms")]
+    Timeout(u64),
+    #[error("internal error (quote the request id to the service desk)")]
+    Internal(String),
+    #[error(transparent)]
+    Adapter(#[from] gp_adapter::AdapterError),
+}
+
+impl FhirError for GatewayError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Adapter(e) => e.status(),
+            Self::NoRoute { .. } | Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::BodyTooLarge(..) => 413,
+            Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => 400,
+            Self::NoConsent => 403,
+            Self::LocatorUnavailable(_) | Self::NoAdapter(..) => 502,
+            Self::ShuttingDown => 503,
+            Self::Timeout(_) => 504,
+            Self::Internal(_) => 500,
+        }
+    }
+    fn spine_code(&self) -> SpineCode {
+        match self {
+            Self::Adapter(e) => e.spine_code(),
+            Self::NoRoute { .. } => SpineCode::UnsupportedService,
+            Self::NotFound(_) => SpineCode::ResourceNotFound,
+            Self::MethodNotAllowed { .. } => SpineCode::MethodNotAllowed,
+            Self::BodyTooLarge(..) => SpineCode::PayloadTooLarge,
+            Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => SpineCode::InvalidValue,
+            Self::NoConsent => SpineCode::NoPatientConsent,
+            Self::LocatorUnavailable(_) | Self::NoAdapter(..) => SpineCode::UnableToCallService,
+            Self::ShuttingDown => SpineCode::ServiceUnavailable,
+            Self::Timeout(_) => SpineCode::UnableToCallService,
+            Self::Internal(_) => SpineCode::InternalServerError,
+        }
+    }
+    fn issue_type(&self) -> IssueType {
+        match self {
+            Self::Adapter(e) => e.issue_type(),
+            Self::NoRoute { .. } | Self::MethodNotAllowed { .. } => IssueType::NotSupported,
+            Self::NotFound(_) => IssueType::NotFound,
+            Self::BodyTooLarge(..) => IssueType::TooCostly,
+            Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => IssueType::Invalid,
+            Self::NoConsent => IssueType::Forbidden,
+            Self::LocatorUnavailable(_) | Self::NoAdapter(..) | Self::ShuttingDown => IssueType::Transient,
+            Self::Timeout(_) => IssueType::Timeout,
+            Self::Internal(_) => IssueType::Exception,
+        }
+    }
+    fn blame(&self) -> Blame {
+        match self {
+            Self::Adapter(e) => e.blame(),
+            Self::LocatorUnavailable(_) => Blame::Upstream,
+            Self::NoAdapter(..) | Self::Internal(_) => Blame::Gateway,
+            _ if self.status() < 500 => Blame::Client,
+            _ => Blame::Gateway,
+        }
+    }
+    fn diagnostics(&self) -> String {
+        match self {
+            // The detail of an internal error goes to the log, never to the caller.
+            Self::Internal(_) => "internal error (quote the request id to the service desk)".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Any error on its way to becoming a response.
+pub type BoxError = Box<dyn FhirError + Send + Sync>;
+
+/// The single place errors become OperationOutcome responses, with any headers the
+/// error needs (`Allow`, `Retry-After`, `WWW-Authenticate`).
+pub struct Rescue {
+    pub error: BoxError,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl<E: FhirError + Send + Sync + 'static> From<E> for Rescue {
+    fn from(e: E) -> Self {
+        Self { error: Box::new(e), headers: Vec::new() }
+    }
+}
+
+impl std::fmt::Debug for Rescue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rescue({})", self.error)
+    }
+}
+
+impl Rescue {
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Renders the OperationOutcome, logging what is not the caller's fault.
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let err = &self.error;
+        let (status, code) = (err.status(), err.spine_code().as_str());
+        match err.blame() {
+            Blame::Client => tracing::debug!(status, code, error = %err, "request refused"),
+            Blame::Upstream => tracing::warn!(status, code, error = %err, "upstream failure"),
+            Blame::Gateway => tracing::error!(status, code, error = %err, "gateway failure"),
+        }
+        let outcome = OperationOutcome::from_error(err.as_ref()).with_id(request_id);
+        let mut resp = Response::new(Full::new(Bytes::from(outcome.to_json())));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(gp_fhir::format::FHIR_JSON));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        resp
+    }
+}

@@ -1,0 +1,17 @@
+//! gp-gateway: the server. It owns routing, the request pipeline, the record
+//! locator, caches, config loading and the sandbox; vendor formats live in the
+//! adapter crates, and auth rules in gp-auth.
+
+pub mod access;
+pub mod app;
+pub mod body;
+pub mod capability;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod locator;
+pub mod pipeline;
+pub mod routes;
+pub mod server;
+pub mod sandbox;
+pub mod auth;

@@ -1,0 +1,143 @@
+//! The record locator: NHS number → registered practice (from the Personal
+//! Demographics Service) → GP system (from the practice registry) → adapter.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use gp_fhir::{NhsNumber, OdsCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Where a patient is registered, according to PDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub practice: OdsCode,
+    /// PDS marks the patient restricted (sensitive): never released to third parties.
+    pub restricted: bool,
+}
+
+/// Why a lookup failed (not "not found", which is `Ok(None)`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LocateError {
+    #[error("PDS did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("PDS is unreachable: {0}")]
+    Unreachable(String),
+    #[error("PDS answered HTTP {0}")]
+    Status(u16),
+    #[error("PDS answered with a Patient that cannot be read: {0}")]
+    Invalid(String),
+}
+
+/// Finds a patient's registered practice.
+#[async_trait]
+pub trait Locator: Send + Sync {
+    /// `Ok(None)` when the patient is not known or not registered with a GP practice.
+    async fn locate(&self, nhs: NhsNumber, request_id: &str) -> Result<Option<Location>, LocateError>;
+}
+
+/// Looks patients up in the PDS FHIR API (`GET {base}/Patient/{nhs}`).
+pub struct PdsLocator {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    base_url: String,
+    timeout: Duration,
+}
+
+/// Largest PDS answer read.
+const MAX_PDS_BYTES: usize = 256 * 1024;
+
+impl PdsLocator {
+    /// A locator for the PDS FHIR API at `base_url`.
+    pub fn new(base_url: &str, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout,
+        }
+    }
+
+    async fn fetch(&self, nhs: NhsNumber, request_id: &str) -> Result<(u16, Bytes), LocateError> {
+        let uri = format!("{}/Patient/{nhs}", self.base_url);
+        let req = http::Request::get(&uri)
+            .header("X-Request-ID", request_id)
+            .header("Accept", "application/fhir+json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| LocateError::Unreachable(e.to_string()))?;
+        let resp = self.client.request(req).await.map_err(|e| LocateError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        #[allow(clippy::disallowed_methods)] // capped by Limited
+        let body = Limited::new(resp.into_body(), MAX_PDS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| LocateError::Invalid(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+#[async_trait]
+impl Locator for PdsLocator {
+    async fn locate(&self, nhs: NhsNumber, request_id: &str) -> Result<Option<Location>, LocateError> {
+        let millis = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let (status, body) = tokio::time::timeout(self.timeout, self.fetch(nhs, request_id))
+            .await
+            .map_err(|_| LocateError::Timeout(millis))??;
+        match status {
+            200 => parse_pds_patient(&body),
+            404 => Ok(None),
+            s => Err(LocateError::Status(s)),
+        }
+    }
+}
+
+/// Reads the registered practice and the restricted flag from a PDS Patient.
+pub fn parse_pds_patient(body: &[u8]) -> Result<Option<Location>, LocateError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| LocateError::Invalid(e.to_string()))?;
+    if v.get("resourceType").and_then(|t| t.as_str()) != Some("Patient") {
+        return Err(LocateError::Invalid("resourceType is not Patient".into()));
+    }
+    let restricted = v
+        .pointer("/meta/security")
+        .and_then(|s| s.as_array())
+        .is_some_and(|codes| codes.iter().any(|c| c.get("code").and_then(|c| c.as_str()) == Some("R")));
+    let ods = v
+        .get("generalPractitioner")
+        .and_then(|g| g.as_array())
+        .and_then(|gps| {
+            gps.iter().find(|gp| {
+                gp.pointer("/identifier/system").and_then(|s| s.as_str()) == Some(gp_fhir::ids::ODS_CODE_SYSTEM)
+            })
+        })
+        .and_then(|gp| gp.pointer("/identifier/value"))
+        .and_then(|v| v.as_str());
+    match ods {
+        None => Ok(None),
+        Some(code) => {
+            let practice = OdsCode::parse(code).map_err(|e| LocateError::Invalid(e.to_string()))?;
+            Ok(Some(Location { practice, restricted }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_practice_and_restriction() {
+        let body = br#"{"resourceType":"Patient","id":"9000000009","meta":{"security":[{"code":"R"}]},
+            "generalPractitioner":[{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"A12345"}}]}"#;
+        let loc = parse_pds_patient(body).unwrap().unwrap();
+        assert_eq!(loc.practice.as_str(), "A12345");
+        assert!(loc.restricted);
+        assert_eq!(parse_pds_patient(br#"{"resourceType":"Patient"}"#).unwrap(), None);
+        assert!(parse_pds_patient(b"{").is_err());
+        assert!(parse_pds_patient(br#"{"resourceType":"Patient","generalPractitioner":[{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"A/1"}}]}"#).is_err());
+    }
+}

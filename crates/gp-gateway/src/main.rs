@@ -1,0 +1,273 @@
+//! The `gp-gateway` binary: parses the command line and config, then wires things.
+// The CLI talks to its operator on stdout/stderr; everything else goes through tracing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gp_gateway::config::{AccessMode, LoadedConfig};
+use gp_gateway::{app::App, sandbox, server};
+
+#[derive(Parser)]
+#[command(name = "gp-gateway", version, about = "FHIR R4 gateway to English GP clinical systems")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "GP_GATEWAY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway for a real deployment.
+    Serve {
+        /// Path of gateway.toml.
+        #[arg(long, env = "GP_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration (no network, no secrets needed) and exit.
+    CheckConfig {
+        /// Path of gateway.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the gateway and simulators of every GP system on loopback, with demo data.
+    Sandbox {
+        /// Address for the gateway (default: config/sandbox/gateway.toml's server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Print the sandbox manifest (JSON) and exit.
+        #[arg(long)]
+        print_manifest: bool,
+        /// Also write the manifest to this file once the sandbox is ready.
+        #[arg(long)]
+        write_manifest: Option<PathBuf>,
+        /// Seed of the synthetic population.
+        #[arg(long, default_value_t = sandbox::DEFAULT_SEED)]
+        seed: u64,
+    },
+    /// Print a signed client assertion (JWT) for a token request, as a supplier's code
+    /// would make one. Defaults to a sandbox demo supplier's TEST-ONLY key.
+    ClientAssertion {
+        /// Client id (a sandbox demo supplier, or your own with --key).
+        #[arg(long)]
+        client_id: String,
+        /// The exact token URL (`aud`); default: the sandbox's.
+        #[arg(long)]
+        token_url: Option<String>,
+        /// PEM private key (default: the sandbox demo supplier's).
+        #[arg(long, requires_all = ["kid", "alg"])]
+        key: Option<PathBuf>,
+        /// Key id registered in your JWKS.
+        #[arg(long)]
+        kid: Option<String>,
+        /// RS512, RS384 or ES384.
+        #[arg(long)]
+        alg: Option<String>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GP_GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gp-gateway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::CheckConfig { config } => check_config(&config),
+            Command::Serve { config } => serve(&config).await,
+            Command::Sandbox { listen, print_manifest, write_manifest, seed } => {
+                run_sandbox(listen, print_manifest, write_manifest, seed).await
+            }
+            Command::ClientAssertion { client_id, token_url, key, kid, alg } => {
+                client_assertion(client_id, token_url, key, kid, alg)
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gp-gateway: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let cfg = LoadedConfig::load(path).map_err(|e| e.to_string())?;
+    let systems: Vec<&str> = cfg.gateway.systems.configured().iter().map(|s| s.id()).collect();
+    println!(
+        "{}: OK ({} practices; GP systems: {}; access: {:?})",
+        path.display(),
+        cfg.practices.len(),
+        systems.join(", "),
+        cfg.gateway.access.mode
+    );
+    Ok(())
+}
+
+async fn serve(path: &Path) -> Result<(), String> {
+    let cfg = LoadedConfig::load(path).map_err(|e| e.to_string())?;
+    if cfg.gateway.access.mode == AccessMode::Open {
+        return Err(format!(
+            "{}: access.mode = \"open\" serves patient data without authentication and is accepted only by `gp-gateway sandbox`",
+            path.display()
+        ));
+    }
+    let tls = match &cfg.gateway.server.tls {
+        Some(tls) => Some(server::tls_acceptor(tls, &cfg.dir).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let app = Arc::new(App::build(&cfg).await.map_err(|e| e.to_string())?);
+    let listen = &cfg.gateway.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    spawn_supplier_reload(app.clone());
+    let handle = server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
+    tracing::info!(addr = %handle.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
+    wait_for_signal().await;
+    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    handle.shutdown(Duration::from_millis(cfg.gateway.server.request_timeout_ms)).await;
+    Ok(())
+}
+
+async fn run_sandbox(
+    listen: Option<SocketAddr>,
+    print_manifest: bool,
+    write_manifest: Option<PathBuf>,
+    seed: u64,
+) -> Result<(), String> {
+    let listen = match listen {
+        Some(l) => l,
+        None => sandbox::default_listen().map_err(|e| e.to_string())?,
+    };
+    if print_manifest {
+        let manifest = sandbox::print_manifest(listen, seed).map_err(|e| e.to_string())?;
+        println!("{}", serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let sb = sandbox::start(listen, seed).await.map_err(|e| e.to_string())?;
+    if let Some(path) = write_manifest {
+        let json = serde_json::to_vec_pretty(&sb.manifest).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    println!("FHIR base URL: {}", sb.manifest.base_url);
+    println!(
+        "gp-gateway sandbox ready on {}: {} test patients on {} practices; manifest at http://{}/_sandbox/manifest (Ctrl-C to stop)",
+        sb.server.addr,
+        sb.manifest.patients.len(),
+        sb.manifest.practices.len(),
+        sb.server.addr
+    );
+    wait_for_signal().await;
+    sb.shutdown().await;
+    Ok(())
+}
+
+fn client_assertion(
+    client_id: String,
+    token_url: Option<String>,
+    key: Option<PathBuf>,
+    kid: Option<String>,
+    alg: Option<String>,
+) -> Result<(), String> {
+    let listen = sandbox::default_listen().map_err(|e| e.to_string())?;
+    let token_url = token_url.unwrap_or_else(|| format!("http://{listen}/oauth2/token"));
+    let assertion = match key {
+        Some(path) => gp_auth::ClientAssertion {
+            client_id,
+            kid: kid.unwrap_or_default(),
+            alg: alg.unwrap_or_default(),
+            private_key_pem: std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+        },
+        None => sandbox::demo_identity(&client_id).map_err(|e| e.to_string())?,
+    };
+    println!("{}", assertion.sign(&token_url, 240).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// Reloads the supplier registry on SIGHUP and whenever its file changes.
+fn spawn_supplier_reload(app: Arc<App>) {
+    let Some(path) = app.auth.as_ref().and_then(|a| a.suppliers_path.clone()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut last = modified(&path);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            tokio::select! {
+                _ = signalled => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    let now = modified(&path);
+                    if now == last { continue; }
+                }
+            }
+            last = modified(&path);
+            if let Some(auth) = &app.auth {
+                match auth.reload_suppliers() {
+                    Ok(n) => tracing::info!(suppliers = n, "supplier registry reloaded"),
+                    Err(e) => tracing::error!(error = %e, "supplier registry NOT reloaded; the running one is kept"),
+                }
+            }
+        }
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

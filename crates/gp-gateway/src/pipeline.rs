@@ -1,0 +1,217 @@
+//! The request pipeline: every request crosses these steps, in this order, in this
+//! one file. Each step says why it sits where it does.
+//!
+//! 1. request ids   — first, so every answer (errors included) carries them
+//! 2. trace span    — wraps everything after, keyed by the request id
+//! 3. timeout       — bounds the whole of the work below
+//! 4. operational endpoints (`/_health`, `/_ready`) — before auth: probes carry no token
+//! 5. body limits   — before anything buffers a body
+//! 6. routing + content negotiation — a bad path or format costs no auth work
+//! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
+//! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`)
+//! 9. respond       — headers every response carries, then the one error rescue
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::error::{GatewayError, Rescue};
+use crate::routes::match_route;
+
+/// The ids a request is known by.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    /// `X-Request-ID`: the caller's UUID, or one we mint.
+    pub request_id: String,
+    /// `X-Correlation-ID`, mirrored when sent.
+    pub correlation_id: Option<String>,
+    /// W3C `traceparent`, propagated to GP systems.
+    pub traceparent: Option<String>,
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn printable(v: &HeaderValue) -> Option<&str> {
+    v.to_str().ok().filter(|s| s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+}
+
+impl RequestIds {
+    /// Reads and checks the id headers; a malformed one is refused rather than echoed.
+    fn from_headers(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let request_id = match headers.get("x-request-id") {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(v) => match printable(v) {
+                Some(s) if is_uuid(s) => s.to_ascii_lowercase(),
+                Some(s) => return Err(GatewayError::BadRequestId(s.chars().take(40).collect())),
+                None => return Err(GatewayError::BadHeader("X-Request-ID")),
+            },
+        };
+        let correlation_id = match headers.get("x-correlation-id") {
+            None => None,
+            Some(v) => Some(printable(v).ok_or(GatewayError::BadHeader("X-Correlation-ID"))?.to_owned()),
+        };
+        let traceparent = headers.get("traceparent").and_then(printable).map(str::to_owned);
+        Ok(Self { request_id, correlation_id, traceparent })
+    }
+}
+
+/// Handles one request end to end. Never fails: every error becomes a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    // 1. Request ids.
+    let ids = match RequestIds::from_headers(req.headers()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let minted = RequestIds { request_id: uuid::Uuid::new_v4().to_string(), correlation_id: None, traceparent: None };
+            return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
+        }
+    };
+    // 2. Trace span.
+    let span = tracing::info_span!("request", request_id = %ids.request_id, method = %req.method(), path = %req.uri().path());
+    async move {
+        let started = std::time::Instant::now();
+        // 3. Timeout over all the work.
+        let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(rescue)) => rescue.into_response(&ids.request_id),
+            Err(_) => Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64)).into_response(&ids.request_id),
+        };
+        tracing::info!(status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        finish(resp, &ids)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route(app: &App, req: Request<Incoming>, ids: &RequestIds) -> Result<Response<Full<Bytes>>, Rescue> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+
+    // 4. Operational endpoints.
+    match path {
+        "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        "/_ready" => return Ok(readiness(app, ids).await),
+        "/_sandbox/manifest" => {
+            if let Some(m) = &app.sandbox_manifest {
+                return Ok(json(StatusCode::OK, m.clone()));
+            }
+        }
+        _ => {}
+    }
+    if let Some(auth) = &app.auth {
+        match (path, &parts.method) {
+            ("/oauth2/token", &Method::POST) => {
+                let declared = content_length(&parts.headers);
+                let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                return Ok(match crate::body::read_capped(body, declared, crate::auth::MAX_TOKEN_REQUEST_BYTES).await {
+                    Ok(bytes) => auth.token_endpoint(content_type, &bytes).await,
+                    Err(e) => crate::auth::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+                });
+            }
+            ("/oauth2/token", _) => {
+                let mut resp = crate::auth::oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST for token requests");
+                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return Ok(resp);
+            }
+            ("/oauth2/jwks", &Method::GET) => return Ok(json(StatusCode::OK, auth.jwks.clone())),
+            ("/.well-known/smart-configuration", &Method::GET) => {
+                return Ok(json(StatusCode::OK, auth.smart_configuration.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    // 5. Body limits: FHIR routes served so far take no body; refuse a large one unread.
+    let declared = content_length(&parts.headers);
+    if let Some(len) = declared.filter(|l| *l > app.max_body_bytes as u64) {
+        return Err(GatewayError::BodyTooLarge(len, app.max_body_bytes).into());
+    }
+
+    // 6. Routing and content negotiation.
+    let base = app.fhir_base_path.as_str();
+    let Some(rest) = path.strip_prefix(base).filter(|r| r.is_empty() || r.starts_with('/')) else {
+        return Err(GatewayError::NoRoute { method: parts.method.to_string(), path: crate::routes::shown(path), base: base.into() }.into());
+    };
+    let route = match match_route(&parts.method, rest, base) {
+        Ok(r) => r,
+        Err(e @ GatewayError::MethodNotAllowed { allowed, .. }) => {
+            return Err(Rescue::from(e).with_header(header::ALLOW, HeaderValue::from_static(allowed)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
+    let format = query.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
+    gp_fhir::format::negotiate(format, parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))?;
+
+    // 7. Authenticate, authorise, rate limit.
+    let caller = crate::access::check(app, &parts, &route).await?;
+
+    // 8. The interaction itself.
+    if !app.is_accepting() && parts.method != Method::GET {
+        return Err(GatewayError::ShuttingDown.into());
+    }
+    let mut resp = crate::fhir::serve(app, route, &query, ids, &caller).await?;
+    if let crate::access::Caller::Supplier { decision, .. } = &caller {
+        crate::auth::rate_limit_headers(resp.headers_mut(), decision);
+    }
+    Ok(resp)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
+    if !app.is_accepting() {
+        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#);
+    }
+    let ctx = ids.call_context();
+    let mut systems = serde_json::Map::new();
+    let mut all_ready = true;
+    for (system, adapter) in &app.adapters {
+        let state = match tokio::time::timeout(std::time::Duration::from_secs(2), adapter.ready(&ctx)).await {
+            Ok(Ok(())) => "ready".to_owned(),
+            Ok(Err(e)) => format!("unavailable: {e}"),
+            Err(_) => "unavailable: readiness probe timed out".to_owned(),
+        };
+        all_ready &= state == "ready";
+        systems.insert(system.id().to_owned(), serde_json::Value::String(state));
+    }
+    let status = if all_ready { "ready" } else { "degraded" };
+    let body = serde_json::json!({ "status": status, "systems": systems });
+    // One GP system down must not take the gateway out of service for the others.
+    json(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// 9. Headers every response carries.
+fn finish(mut resp: Response<Full<Bytes>>, ids: &RequestIds) -> Response<Full<Bytes>> {
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Some(v) = ids.correlation_id.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("x-correlation-id", v);
+    }
+    // Responses may identify patients: never stored by browsers or intermediaries.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}

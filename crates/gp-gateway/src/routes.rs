@@ -1,0 +1,112 @@
+//! The FHIR route table: the single list the router matches against and the
+//! CapabilityStatement is generated from, so the two cannot disagree.
+
+use gp_adapter::ClinicalType;
+use http::Method;
+
+use crate::error::GatewayError;
+
+/// What a matched request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /metadata`.
+    Metadata,
+    /// `GET /Patient/{nhsNumber}`.
+    PatientRead(String),
+    /// `GET /Patient?identifier=…`.
+    PatientSearch,
+    /// `GET /{ClinicalType}?patient=…`.
+    ClinicalSearch(ClinicalType),
+}
+
+/// FHIR interactions, as the CapabilityStatement names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Read,
+    SearchType,
+}
+
+impl Interaction {
+    /// The CapabilityStatement code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::SearchType => "search-type",
+        }
+    }
+}
+
+impl Route {
+    /// The resource type and interaction a route serves (`None` for `metadata`).
+    pub fn interaction(&self) -> Option<(&'static str, Interaction)> {
+        match self {
+            Self::Metadata => None,
+            Self::PatientRead(_) => Some(("Patient", Interaction::Read)),
+            Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
+            Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
+        }
+    }
+}
+
+/// Matches a path below the FHIR base (`rest` has no leading base path) and method.
+pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, GatewayError> {
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let route = match segments.as_slice() {
+        ["metadata"] => Route::Metadata,
+        ["Patient"] => Route::PatientSearch,
+        ["Patient", id] if !id.is_empty() => Route::PatientRead((*id).to_owned()),
+        [t] => match ClinicalType::parse(t) {
+            Some(ct) => Route::ClinicalSearch(ct),
+            None => return Err(no_route(method, rest, base)),
+        },
+        _ => return Err(no_route(method, rest, base)),
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return Err(GatewayError::MethodNotAllowed {
+            method: shown(method.as_str()),
+            path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
+            allowed: "GET",
+        });
+    }
+    Ok(route)
+}
+
+fn no_route(method: &Method, rest: &str, base: &str) -> GatewayError {
+    GatewayError::NoRoute {
+        method: shown(method.as_str()),
+        path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
+        base: base.to_owned(),
+    }
+}
+
+/// A bounded, printable echo of caller input.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(100).collect();
+    if s.chars().count() > 100 {
+        out.push('…');
+    }
+    out
+}
+
+/// Every resource type and interaction the router serves, for the CapabilityStatement.
+pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
+    let mut out = vec![("Patient", vec![Interaction::Read, Interaction::SearchType])];
+    out.extend(clinical.iter().map(|t| (t.as_str(), vec![Interaction::SearchType])));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_refusals() {
+        let b = "/FHIR/R4";
+        assert_eq!(match_route(&Method::GET, "/metadata", b).unwrap(), Route::Metadata);
+        assert_eq!(match_route(&Method::GET, "/Patient/9000000009", b).unwrap(), Route::PatientRead("9000000009".into()));
+        assert_eq!(match_route(&Method::GET, "/Observation", b).unwrap(), Route::ClinicalSearch(ClinicalType::Observation));
+        assert!(matches!(match_route(&Method::GET, "/Foo", b), Err(GatewayError::NoRoute { .. })));
+        assert!(matches!(match_route(&Method::GET, "/Patient/1/2", b), Err(GatewayError::NoRoute { .. })));
+        assert!(matches!(match_route(&Method::DELETE, "/Patient/9000000009", b), Err(GatewayError::MethodNotAllowed { .. })));
+    }
+}

@@ -1,0 +1,340 @@
+//! `gp-gateway sandbox`: the gateway and a simulator of every GP system in one
+//! process on loopback, over a deterministic synthetic population, with demo
+//! suppliers — what a start-up develops against.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gp_adapter::GpSystem;
+use gp_sim::{Population, PopulationSpec, SimHandle, SimStore, SystemKind};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{ConfigErrors, GatewayConfig, LoadedConfig, PracticeEntry, PracticeRegistryFile};
+use crate::server::ServerHandle;
+
+/// The sandbox's configuration, compiled in (see `config/sandbox/gateway.toml`).
+pub const SANDBOX_CONFIG: &str = include_str!("../../../config/sandbox/gateway.toml");
+/// The demo suppliers (TEST-ONLY keys and registry, see fixtures/sandbox/README.md).
+const SUPPLIERS: &str = include_str!("../../../fixtures/sandbox/suppliers.toml");
+const GATEWAY_SIGNING_KEY: &[u8] = include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
+/// client id, JWKS, private key.
+const DEMO_KEYS: [(&str, &str, &str); 3] = [
+    (
+        "demo-booking",
+        include_str!("../../../fixtures/sandbox/demo-booking.jwks.json"),
+        include_str!("../../../fixtures/sandbox/demo-booking.private.pem"),
+    ),
+    (
+        "demo-monitoring",
+        include_str!("../../../fixtures/sandbox/demo-monitoring.jwks.json"),
+        include_str!("../../../fixtures/sandbox/demo-monitoring.private.pem"),
+    ),
+    (
+        "demo-consult",
+        include_str!("../../../fixtures/sandbox/demo-consult.jwks.json"),
+        include_str!("../../../fixtures/sandbox/demo-consult.private.pem"),
+    ),
+];
+
+/// Seed of the demo population unless `--seed` says otherwise.
+pub const DEFAULT_SEED: u64 = 20_261_123;
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox config: {0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("{0}")]
+    Build(#[from] crate::app::BuildError),
+    #[error("--print-manifest needs a fixed port (the manifest names the URL); got {0}")]
+    EphemeralPort(SocketAddr),
+    #[error("sandbox fixtures: {0}")]
+    Fixture(String),
+}
+
+/// The sandbox manifest: what a developer or the conformance kit needs to call it.
+/// Keys are a contract (see README): add, never rename.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub base_url: String,
+    pub token_url: String,
+    pub suppliers: Vec<ManifestSupplier>,
+    pub patients: Vec<gp_sim::ManifestPatient>,
+    /// Practices served, with their GP system.
+    pub practices: Vec<PracticeEntry>,
+    /// Base URLs of the running simulators (empty for `--print-manifest`).
+    pub simulators: std::collections::BTreeMap<String, String>,
+}
+
+/// A demo supplier in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestSupplier {
+    pub client_id: String,
+    pub kid: String,
+    pub alg: String,
+    /// Path of the private key file (PEM).
+    pub private_key_pem: String,
+    pub scopes: Vec<String>,
+    pub practices: Vec<String>,
+}
+
+/// Which simulated systems the sandbox runs.
+pub const SIMULATED: [SystemKind; 1] = [SystemKind::Emis];
+
+fn system_of(kind: SystemKind) -> GpSystem {
+    match kind {
+        SystemKind::Emis => GpSystem::Emis,
+        SystemKind::Tpp => GpSystem::Tpp,
+        SystemKind::Vision => GpSystem::Vision,
+        SystemKind::Microtest => GpSystem::Microtest,
+    }
+}
+
+/// The demo population.
+pub fn population(seed: u64) -> Population {
+    Population::generate(seed, &PopulationSpec::sandbox())
+}
+
+/// Builds the sandbox configuration for a listen address and simulator URLs.
+pub fn config(
+    listen: SocketAddr,
+    pds_url: &str,
+    system_urls: &[(SystemKind, String)],
+    population: &Population,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let file = Path::new("config/sandbox/gateway.toml");
+    let mut gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
+        ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+    })?;
+    gateway.server.listen = listen.to_string();
+    gateway.server.public_base_url = format!("http://{listen}");
+    if let Some(auth) = gateway.auth.as_mut() {
+        auth.token_url = format!("http://{listen}/oauth2/token");
+        auth.issuer = format!("http://{listen}");
+        auth.audience = format!("http://{listen}{}", gateway.server.fhir_base_path);
+    }
+    gateway.locator.pds_base_url = pds_url.to_owned();
+    for (kind, url) in system_urls {
+        match kind {
+            SystemKind::Emis => {
+                if let Some(emis) = gateway.systems.emis.as_mut() {
+                    emis.base_url = url.clone();
+                }
+            }
+            SystemKind::Tpp | SystemKind::Vision | SystemKind::Microtest => {}
+        }
+    }
+    let practice = population
+        .practices
+        .iter()
+        .filter(|p| SIMULATED.contains(&p.system))
+        .map(|p| PracticeEntry { ods: p.ods.clone(), name: p.name.clone(), system: system_of(p.system) })
+        .collect();
+    let mut loaded =
+        LoadedConfig::from_parts(gateway, PracticeRegistryFile { practice }, file, Path::new("(sandbox population)"), ".".into())?;
+    loaded.set_suppliers(suppliers(population, &loaded)?, None)?;
+    Ok(loaded)
+}
+
+/// The demo suppliers, paired with the population's practices: `sandbox-north` is the
+/// first practice of each GP system, `sandbox-south` the second, `sandbox-all` all.
+fn suppliers(population: &Population, cfg: &LoadedConfig) -> Result<gp_auth::SuppliersConfig, ConfigErrors> {
+    let file = Path::new("fixtures/sandbox/suppliers.toml");
+    let parse_err = |message: String| ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message });
+    let mut registry: gp_auth::SuppliersConfig = toml::from_str(SUPPLIERS).map_err(|e| parse_err(e.to_string()))?;
+    let served: Vec<&gp_sim::Practice> =
+        population.practices.iter().filter(|p| cfg.practices.keys().any(|o| o.as_str() == p.ods)).collect();
+    let nth = |n: usize| -> Vec<String> {
+        SIMULATED
+            .iter()
+            .filter_map(|s| served.iter().filter(|p| p.system == *s).nth(n))
+            .map(|p| p.ods.clone())
+            .collect()
+    };
+    registry.practice_groups.insert("sandbox-all".into(), served.iter().map(|p| p.ods.clone()).collect());
+    registry.practice_groups.insert("sandbox-north".into(), nth(0));
+    registry.practice_groups.insert("sandbox-south".into(), nth(1));
+    for supplier in &mut registry.suppliers {
+        let (_, jwks, _) = DEMO_KEYS
+            .iter()
+            .find(|(id, _, _)| *id == supplier.client_id)
+            .ok_or_else(|| parse_err(format!("no embedded key for supplier {}", supplier.client_id)))?;
+        supplier.jwks = Some(serde_json::from_str(jwks).map_err(|e| parse_err(e.to_string()))?);
+        supplier.jwks_file = None;
+    }
+    Ok(registry)
+}
+
+/// Writes the demo suppliers' private keys where the manifest says they are.
+fn write_keys(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, SandboxError> {
+    let fixture = |e: std::io::Error| SandboxError::Fixture(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fixture)?;
+    let mut out = Vec::new();
+    for (client_id, _, pem) in DEMO_KEYS {
+        let path = dir.join(format!("{client_id}.private.pem"));
+        std::fs::write(&path, pem).map_err(fixture)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fixture)?;
+        }
+        out.push((client_id.to_owned(), path));
+    }
+    Ok(out)
+}
+
+/// A demo supplier's signing identity (TEST-ONLY keys).
+pub fn demo_identity(client_id: &str) -> Result<gp_auth::ClientAssertion, SandboxError> {
+    let (_, jwks, pem) = DEMO_KEYS
+        .iter()
+        .find(|(id, _, _)| *id == client_id)
+        .ok_or_else(|| SandboxError::Fixture(format!("'{client_id}' is not a sandbox demo supplier (demo-booking, demo-monitoring, demo-consult)")))?;
+    let jwks: serde_json::Value = serde_json::from_str(jwks).map_err(|e| SandboxError::Fixture(e.to_string()))?;
+    let field = |k: &str| jwks.pointer(&format!("/keys/0/{k}")).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    Ok(gp_auth::ClientAssertion {
+        client_id: client_id.to_owned(),
+        kid: field("kid"),
+        alg: field("alg"),
+        private_key_pem: pem.as_bytes().to_vec(),
+    })
+}
+
+/// Where the demo keys are written: a fixed per-user temp folder.
+pub fn keys_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("gp-gateway-sandbox-keys")
+}
+
+fn manifest_suppliers(cfg: &LoadedConfig, keys: &[(String, std::path::PathBuf)]) -> Vec<ManifestSupplier> {
+    cfg.suppliers
+        .suppliers
+        .iter()
+        .map(|s| {
+            let jwk = s.jwks.as_ref().and_then(|j| j.pointer("/keys/0"));
+            let field = |k: &str| jwk.and_then(|j| j.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let practices = s
+                .practices
+                .iter()
+                .flat_map(|p| match p.strip_prefix("group:") {
+                    Some(g) => cfg.suppliers.practice_groups.get(g).cloned().unwrap_or_default(),
+                    None => vec![p.clone()],
+                })
+                .collect();
+            ManifestSupplier {
+                client_id: s.client_id.clone(),
+                kid: field("kid"),
+                alg: field("alg"),
+                private_key_pem: keys
+                    .iter()
+                    .find(|(id, _)| *id == s.client_id)
+                    .map(|(_, p)| p.display().to_string())
+                    .unwrap_or_default(),
+                scopes: s.scopes.clone(),
+                practices,
+            }
+        })
+        .collect()
+}
+
+fn gateway_keys(cfg: &LoadedConfig) -> Result<gp_auth::GatewayKeys, SandboxError> {
+    let kid = cfg.gateway.auth.as_ref().map(|a| a.active_kid.clone()).unwrap_or_default();
+    gp_auth::GatewayKeys::from_pems(&kid, &[(kid.clone(), GATEWAY_SIGNING_KEY.to_vec())])
+        .map_err(|e| SandboxError::Fixture(e.to_string()))
+}
+
+/// The manifest for a sandbox listening on `listen`; writes the demo keys it names.
+pub fn manifest(listen: SocketAddr, population: &Population, cfg: &LoadedConfig) -> Result<Manifest, SandboxError> {
+    let origin = format!("http://{listen}");
+    let keys = write_keys(&keys_dir())?;
+    Ok(Manifest {
+        base_url: format!("{origin}{}", cfg.gateway.server.fhir_base_path),
+        token_url: format!("{origin}/oauth2/token"),
+        suppliers: manifest_suppliers(cfg, &keys),
+        patients: population
+            .manifest_patients()
+            .into_iter()
+            .filter(|p| SIMULATED.iter().any(|s| s.id() == p.system))
+            .collect(),
+        practices: cfg.practices.values().cloned().collect(),
+        simulators: Default::default(),
+    })
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub server: ServerHandle,
+    pub simulators: Vec<(String, SimHandle)>,
+    pub store: SimStore,
+    pub app: Arc<App>,
+    pub manifest: Manifest,
+    /// The configuration it runs with.
+    pub config: LoadedConfig,
+}
+
+/// The running sandbox's supplier registry, as TOML (to edit and reload).
+pub fn current_suppliers(sandbox: &Sandbox) -> Result<String, String> {
+    toml::to_string(&sandbox.config.suppliers).map_err(|e| e.to_string())
+}
+
+impl Sandbox {
+    /// Stops the gateway, then the simulators.
+    pub async fn shutdown(self) {
+        self.server.shutdown(std::time::Duration::from_secs(5)).await;
+        for (_, sim) in self.simulators {
+            sim.shutdown().await;
+        }
+    }
+}
+
+async fn loopback() -> Result<TcpListener, SandboxError> {
+    TcpListener::bind("127.0.0.1:0").await.map_err(|e| SandboxError::Bind("127.0.0.1:0".into(), e))
+}
+
+/// Starts the simulators and the gateway. `listen` may use port 0 (tests).
+pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxError> {
+    let population = population(seed);
+    let store = SimStore::new(population.clone());
+    let pds = gp_sim::start_pds(store.clone(), loopback().await?).await.map_err(|e| SandboxError::Bind("PDS".into(), e))?;
+    let emis = gp_sim::start_emis(store.clone(), loopback().await?).await.map_err(|e| SandboxError::Bind("EMIS".into(), e))?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
+    let bound = listener.local_addr().map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
+    let cfg = config(bound, &format!("{}/personal-demographics/FHIR/R4", pds.base_url()), &[(SystemKind::Emis, emis.base_url())], &population)?;
+    let mut manifest = manifest(bound, &population, &cfg)?;
+    manifest.simulators.insert("pds".into(), pds.base_url());
+    manifest.simulators.insert("emis".into(), emis.base_url());
+    let mut app = App::build_with_keys(&cfg, Some(gateway_keys(&cfg)?)).await?;
+    app.sandbox_manifest = Some(bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).unwrap_or_default()));
+    let app = Arc::new(app);
+    let server = crate::server::start(app.clone(), listener, &cfg.gateway.server, None)
+        .map_err(|e| SandboxError::Bind(bound.to_string(), e))?;
+    Ok(Sandbox { server, simulators: vec![("pds".into(), pds), ("emis".into(), emis)], store, app, manifest, config: cfg })
+}
+
+/// The manifest `--print-manifest` prints, without starting anything.
+pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, SandboxError> {
+    if listen.port() == 0 {
+        return Err(SandboxError::EphemeralPort(listen));
+    }
+    let population = population(seed);
+    let cfg = config(listen, "http://127.0.0.1/pds", &[(SystemKind::Emis, "http://127.0.0.1/emis".into())], &population)?;
+    manifest(listen, &population, &cfg)
+}
+
+/// The sandbox's default listen address, from its config file.
+pub fn default_listen() -> Result<SocketAddr, ConfigErrors> {
+    let file = Path::new("config/sandbox/gateway.toml");
+    let gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
+        ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+    })?;
+    gateway.server.listen.parse().map_err(|_| {
+        ConfigErrors::from(crate::config::ConfigError::Invalid {
+            file: file.to_owned(),
+            key: "server.listen".into(),
+            problem: "not a socket address".into(),
+        })
+    })
+}

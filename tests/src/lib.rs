@@ -1,0 +1,129 @@
+//! End-to-end test support: a sandbox on 127.0.0.1:0 and a small HTTP client.
+//! Shared by every black-box test so they all speak to the gateway the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use gp_gateway::sandbox::{Manifest, Sandbox};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// An HTTP answer, body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body text when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The Spine code of an OperationOutcome answer.
+    pub fn spine_code(&self) -> String {
+        self.json()["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The diagnostics of an OperationOutcome answer.
+    pub fn diagnostics(&self) -> String {
+        self.json()["issue"][0]["diagnostics"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A running sandbox and a client for it.
+pub struct World {
+    pub sandbox: Sandbox,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl World {
+    /// Starts the sandbox (gateway + simulators) on loopback ephemeral ports.
+    pub async fn start() -> Self {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sandbox = gp_gateway::sandbox::start(listen, gp_gateway::sandbox::DEFAULT_SEED).await.expect("sandbox starts");
+        Self { sandbox, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.sandbox.manifest
+    }
+
+    /// Sends a request.
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let resp = self.client.request(req).await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        #[allow(clippy::disallowed_methods)] // test client reading test-sized bodies
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Answer { status, headers, body }
+    }
+
+    /// GET a FHIR path (relative to the base URL) with a bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let url = format!("{}{path}", self.manifest().base_url);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("accept", "application/fhir+json")];
+        if let Some(a) = auth.as_deref() {
+            headers.push(("authorization", a));
+        }
+        self.send("GET", &url, &headers, b"").await
+    }
+
+    /// Requests a token for a demo supplier; returns the raw answer.
+    pub async fn token_request(&self, client_id: &str, scope: Option<&str>) -> Answer {
+        let identity = gp_gateway::sandbox::demo_identity(client_id).unwrap();
+        let body = identity.token_request_body(&self.manifest().token_url, scope).unwrap();
+        self.send(
+            "POST",
+            &self.manifest().token_url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    /// An access token for a demo supplier (panics when refused).
+    pub async fn token(&self, client_id: &str) -> String {
+        let a = self.token_request(client_id, None).await;
+        assert_eq!(a.status, 200, "token for {client_id}: {}", String::from_utf8_lossy(&a.body));
+        a.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A manifest patient at `practice` with `flag` ("" for an ordinary one).
+    pub fn patient(&self, practice: &str, flag: &str) -> String {
+        self.manifest()
+            .patients
+            .iter()
+            .find(|p| p.practice == practice && (if flag.is_empty() { p.flags.is_empty() } else { p.flags.iter().any(|f| f == flag) }))
+            .map(|p| p.nhs_number.clone())
+            .unwrap_or_else(|| panic!("no patient at {practice} with flag '{flag}'"))
+    }
+
+    /// The practices a demo supplier is paired with.
+    pub fn practices_of(&self, client_id: &str) -> Vec<String> {
+        self.manifest().suppliers.iter().find(|s| s.client_id == client_id).unwrap().practices.clone()
+    }
+
+    /// The practice a manifest patient is registered at.
+    pub fn practice_of(&self, nhs: &str) -> String {
+        self.manifest().patients.iter().find(|p| p.nhs_number == nhs).unwrap().practice.clone()
+    }
+}
