@@ -34,12 +34,18 @@ impl Answer {
 
     /// The Spine code of an OperationOutcome answer.
     pub fn spine_code(&self) -> String {
-        self.json()["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["issue"][0]["details"]["coding"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// The diagnostics of an OperationOutcome answer.
     pub fn diagnostics(&self) -> String {
-        self.json()["issue"][0]["diagnostics"].as_str().unwrap_or_default().to_owned()
+        self.json()["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -53,8 +59,13 @@ impl World {
     /// Starts the sandbox (gateway + simulators) on loopback ephemeral ports.
     pub async fn start() -> Self {
         let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let sandbox = gp_gateway::sandbox::start(listen, gp_gateway::sandbox::DEFAULT_SEED).await.expect("sandbox starts");
-        Self { sandbox, client: Client::builder(TokioExecutor::new()).build_http() }
+        let sandbox = gp_gateway::sandbox::start(listen, gp_gateway::sandbox::DEFAULT_SEED)
+            .await
+            .expect("sandbox starts");
+        Self {
+            sandbox,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -62,7 +73,13 @@ impl World {
     }
 
     /// Sends a request.
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -73,7 +90,11 @@ impl World {
         let headers = resp.headers().clone();
         #[allow(clippy::disallowed_methods)] // test client reading test-sized bodies
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Answer { status, headers, body }
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// GET a FHIR path (relative to the base URL) with a bearer token.
@@ -90,7 +111,9 @@ impl World {
     /// Requests a token for a demo supplier; returns the raw answer.
     pub async fn token_request(&self, client_id: &str, scope: Option<&str>) -> Answer {
         let identity = gp_gateway::sandbox::demo_identity(client_id).unwrap();
-        let body = identity.token_request_body(&self.manifest().token_url, scope).unwrap();
+        let body = identity
+            .token_request_body(&self.manifest().token_url, scope)
+            .unwrap();
         self.send(
             "POST",
             &self.manifest().token_url,
@@ -103,7 +126,12 @@ impl World {
     /// An access token for a demo supplier (panics when refused).
     pub async fn token(&self, client_id: &str) -> String {
         let a = self.token_request(client_id, None).await;
-        assert_eq!(a.status, 200, "token for {client_id}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            200,
+            "token for {client_id}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         a.json()["access_token"].as_str().unwrap().to_owned()
     }
 
@@ -112,18 +140,37 @@ impl World {
         self.manifest()
             .patients
             .iter()
-            .find(|p| p.practice == practice && (if flag.is_empty() { p.flags.is_empty() } else { p.flags.iter().any(|f| f == flag) }))
+            .find(|p| {
+                p.practice == practice
+                    && (if flag.is_empty() {
+                        p.flags.is_empty()
+                    } else {
+                        p.flags.iter().any(|f| f == flag)
+                    })
+            })
             .map(|p| p.nhs_number.clone())
             .unwrap_or_else(|| panic!("no patient at {practice} with flag '{flag}'"))
     }
 
     /// The practices a demo supplier is paired with.
     pub fn practices_of(&self, client_id: &str) -> Vec<String> {
-        self.manifest().suppliers.iter().find(|s| s.client_id == client_id).unwrap().practices.clone()
+        self.manifest()
+            .suppliers
+            .iter()
+            .find(|s| s.client_id == client_id)
+            .unwrap()
+            .practices
+            .clone()
     }
 
     /// The practice a manifest patient is registered at.
     pub fn practice_of(&self, nhs: &str) -> String {
-        self.manifest().patients.iter().find(|p| p.nhs_number == nhs).unwrap().practice.clone()
+        self.manifest()
+            .patients
+            .iter()
+            .find(|p| p.nhs_number == nhs)
+            .unwrap()
+            .practice
+            .clone()
     }
 }

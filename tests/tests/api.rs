@@ -19,34 +19,66 @@ async fn a_paired_supplier_reads_a_uk_core_patient_and_their_allergies() {
     let p = a.json();
     assert_eq!(p["resourceType"], "Patient");
     assert_eq!(p["id"], EMIS_DEMO);
-    assert_eq!(p["meta"]["profile"][0], "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient");
-    assert_eq!(p["identifier"][0]["system"], "https://fhir.nhs.uk/Id/nhs-number");
+    assert_eq!(
+        p["meta"]["profile"][0],
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+    );
+    assert_eq!(
+        p["identifier"][0]["system"],
+        "https://fhir.nhs.uk/Id/nhs-number"
+    );
     assert_eq!(p["identifier"][0]["value"], EMIS_DEMO);
     assert!(a.header("etag").unwrap().starts_with("W/\""));
     assert_eq!(a.header("cache-control"), Some("no-store"));
-    assert!(a.header("content-type").unwrap().starts_with("application/fhir+json"));
-    assert!(a.header("ratelimit").is_some(), "rate-limit state is reported");
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("application/fhir+json")
+    );
+    assert!(
+        a.header("ratelimit").is_some(),
+        "rate-limit state is reported"
+    );
 
-    let a = w.get(&format!("/Observation?patient={EMIS_DEMO}"), Some(&token)).await;
+    let a = w
+        .get(&format!("/Observation?patient={EMIS_DEMO}"), Some(&token))
+        .await;
     assert_eq!(a.status, 200);
     let b = a.json();
     assert_eq!(b["type"], "searchset");
     assert!(b["total"].as_u64().unwrap() > 0);
     for e in b["entry"].as_array().unwrap() {
         assert_eq!(e["resource"]["resourceType"], "Observation");
-        assert_eq!(e["resource"]["subject"]["reference"], format!("Patient/{EMIS_DEMO}"));
-        assert!(e["fullUrl"].as_str().unwrap().starts_with(&w.manifest().base_url), "links use the public base URL");
+        assert_eq!(
+            e["resource"]["subject"]["reference"],
+            format!("Patient/{EMIS_DEMO}")
+        );
+        assert!(
+            e["fullUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&w.manifest().base_url),
+            "links use the public base URL"
+        );
     }
 
     // Allergies: demo-consult holds that scope at every practice.
     assert!(w.practices_of("demo-consult").contains(&practice));
     let consult = w.token("demo-consult").await;
-    let a = w.get(&format!("/AllergyIntolerance?patient={EMIS_DEMO}"), Some(&consult)).await;
+    let a = w
+        .get(
+            &format!("/AllergyIntolerance?patient={EMIS_DEMO}"),
+            Some(&consult),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     for e in a.json()["entry"].as_array().into_iter().flatten() {
         let r = &e["resource"];
         assert_eq!(r["resourceType"], "AllergyIntolerance");
-        assert_eq!(r["code"]["coding"][0]["system"], "http://snomed.info/sct", "mapped SNOMED CT coding first");
+        assert_eq!(
+            r["code"]["coding"][0]["system"], "http://snomed.info/sct",
+            "mapped SNOMED CT coding first"
+        );
     }
     w.sandbox.shutdown().await;
 }
@@ -56,32 +88,66 @@ async fn pairing_and_scopes_are_enforced() {
     let w = World::start().await;
     // demo-monitoring is paired with the north practices only: a south patient does
     // not exist for it, though demo-consult reads the same record.
-    let south = w.practices_of("demo-consult").into_iter().find(|p| !w.practices_of("demo-monitoring").contains(p)).unwrap();
+    let south = w
+        .practices_of("demo-consult")
+        .into_iter()
+        .find(|p| !w.practices_of("demo-monitoring").contains(p))
+        .unwrap();
     let patient = w.patient(&south, "");
     let consult = w.token("demo-consult").await;
-    assert_eq!(w.get(&format!("/Patient/{patient}"), Some(&consult)).await.status, 200);
+    assert_eq!(
+        w.get(&format!("/Patient/{patient}"), Some(&consult))
+            .await
+            .status,
+        200
+    );
     let monitoring = w.token("demo-monitoring").await;
-    let a = w.get(&format!("/Patient/{patient}"), Some(&monitoring)).await;
+    let a = w
+        .get(&format!("/Patient/{patient}"), Some(&monitoring))
+        .await;
     assert_eq!(a.status, 404);
     assert_eq!(a.spine_code(), "RESOURCE_NOT_FOUND");
     // ...exactly as for a patient registered nowhere.
     let unknown = w.get("/Patient/9434765919", Some(&monitoring)).await;
     assert_eq!(unknown.status, 404);
-    assert_eq!(a.diagnostics().replace(&patient, "N"), unknown.diagnostics().replace("9434765919", "N"));
+    assert_eq!(
+        a.diagnostics().replace(&patient, "N"),
+        unknown.diagnostics().replace("9434765919", "N")
+    );
 
     // demo-booking is paired everywhere but holds no Observation scope.
     let booking = w.token("demo-booking").await;
-    let a = w.get(&format!("/Observation?patient={EMIS_DEMO}"), Some(&booking)).await;
+    let a = w
+        .get(&format!("/Observation?patient={EMIS_DEMO}"), Some(&booking))
+        .await;
     assert_eq!(a.status, 403);
     assert_eq!(a.spine_code(), "ACCESS_DENIED");
-    assert!(a.diagnostics().contains("system/Observation"), "{}", a.diagnostics());
+    assert!(
+        a.diagnostics().contains("system/Observation"),
+        "{}",
+        a.diagnostics()
+    );
     // ...but may read the Patient.
-    assert_eq!(w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&booking)).await.status, 200);
+    assert_eq!(
+        w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&booking))
+            .await
+            .status,
+        200
+    );
 
     // demo-monitoring may not read allergies.
-    let a = w.get(&format!("/AllergyIntolerance?patient={EMIS_DEMO}"), Some(&monitoring)).await;
+    let a = w
+        .get(
+            &format!("/AllergyIntolerance?patient={EMIS_DEMO}"),
+            Some(&monitoring),
+        )
+        .await;
     assert_eq!(a.status, 403);
-    assert!(a.diagnostics().contains("system/AllergyIntolerance"), "{}", a.diagnostics());
+    assert!(
+        a.diagnostics().contains("system/AllergyIntolerance"),
+        "{}",
+        a.diagnostics()
+    );
     w.sandbox.shutdown().await;
 }
 
@@ -92,10 +158,14 @@ async fn missing_or_bad_tokens_get_401_with_a_reason() {
     assert_eq!(a.status, 401);
     assert_eq!(a.spine_code(), "ACCESS_DENIED");
     assert!(a.header("www-authenticate").unwrap().starts_with("Bearer"));
-    let a = w.get(&format!("/Patient/{EMIS_DEMO}"), Some("not.a.jwt")).await;
+    let a = w
+        .get(&format!("/Patient/{EMIS_DEMO}"), Some("not.a.jwt"))
+        .await;
     assert_eq!(a.status, 401);
     let url = format!("{}/Patient/{EMIS_DEMO}", w.manifest().base_url);
-    let a = w.send("GET", &url, &[("authorization", "Basic Zm9vOmJhcg==")], b"").await;
+    let a = w
+        .send("GET", &url, &[("authorization", "Basic Zm9vOmJhcg==")], b"")
+        .await;
     assert_eq!(a.status, 401);
     assert!(!a.diagnostics().is_empty());
     // The CapabilityStatement is public.
@@ -103,8 +173,21 @@ async fn missing_or_bad_tokens_get_401_with_a_reason() {
     assert_eq!(a.status, 200);
     let cs = a.json();
     assert_eq!(cs["resourceType"], "CapabilityStatement");
-    let types: Vec<&str> = cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
-    for t in ["Patient", "AllergyIntolerance", "MedicationStatement", "Condition", "Observation", "Immunization", "Encounter"] {
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "Patient",
+        "AllergyIntolerance",
+        "MedicationStatement",
+        "Condition",
+        "Observation",
+        "Immunization",
+        "Encounter",
+    ] {
         assert!(types.contains(&t), "{t} routed and declared");
     }
     w.sandbox.shutdown().await;
@@ -113,40 +196,83 @@ async fn missing_or_bad_tokens_get_401_with_a_reason() {
 #[tokio::test]
 async fn token_endpoint_speaks_oauth2() {
     let w = World::start().await;
-    let a = w.token_request("demo-monitoring", Some("system/Observation.rs system/Immunization.rs")).await;
+    let a = w
+        .token_request(
+            "demo-monitoring",
+            Some("system/Observation.rs system/Immunization.rs"),
+        )
+        .await;
     assert_eq!(a.status, 200);
     let t = a.json();
     assert_eq!(t["token_type"], "Bearer");
-    assert_eq!(t["scope"], "system/Observation.rs", "granted = requested ∩ allowed");
+    assert_eq!(
+        t["scope"], "system/Observation.rs",
+        "granted = requested ∩ allowed"
+    );
     assert!(t["expires_in"].as_u64().unwrap() > 0);
     assert_eq!(a.header("cache-control"), Some("no-store"));
 
-    let a = w.token_request("demo-monitoring", Some("system/Immunization.rs")).await;
+    let a = w
+        .token_request("demo-monitoring", Some("system/Immunization.rs"))
+        .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.json()["error"], "invalid_scope");
 
     // The same assertion twice: the second is a replay.
     let identity = gp_gateway::sandbox::demo_identity("demo-consult").unwrap();
-    let body = identity.token_request_body(&w.manifest().token_url, None).unwrap();
+    let body = identity
+        .token_request_body(&w.manifest().token_url, None)
+        .unwrap();
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let url = w.manifest().token_url.clone();
-    assert_eq!(w.send("POST", &url, &form, body.as_bytes()).await.status, 200);
+    assert_eq!(
+        w.send("POST", &url, &form, body.as_bytes()).await.status,
+        200
+    );
     let replay = w.send("POST", &url, &form, body.as_bytes()).await;
     assert_eq!(replay.status, 400);
     assert_eq!(replay.json()["error"], "invalid_grant");
-    assert!(replay.json()["error_description"].as_str().unwrap().contains("jti"));
+    assert!(
+        replay.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("jti")
+    );
 
-    let a = w.send("POST", &w.manifest().token_url, &[("content-type", "application/json")], b"{}").await;
+    let a = w
+        .send(
+            "POST",
+            &w.manifest().token_url,
+            &[("content-type", "application/json")],
+            b"{}",
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.json()["error"], "invalid_request");
     let a = w.send("GET", &w.manifest().token_url, &[], b"").await;
     assert_eq!(a.status, 405);
 
-    let base = w.manifest().base_url.trim_end_matches("/FHIR/R4").to_owned();
-    let smart = w.send("GET", &format!("{base}/.well-known/smart-configuration"), &[], b"").await;
+    let base = w
+        .manifest()
+        .base_url
+        .trim_end_matches("/FHIR/R4")
+        .to_owned();
+    let smart = w
+        .send(
+            "GET",
+            &format!("{base}/.well-known/smart-configuration"),
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(smart.status, 200);
-    assert_eq!(smart.json()["token_endpoint"], w.manifest().token_url.as_str());
-    let jwks = w.send("GET", &format!("{base}/oauth2/jwks"), &[], b"").await;
+    assert_eq!(
+        smart.json()["token_endpoint"],
+        w.manifest().token_url.as_str()
+    );
+    let jwks = w
+        .send("GET", &format!("{base}/oauth2/jwks"), &[], b"")
+        .await;
     assert_eq!(jwks.json()["keys"][0]["alg"], "EdDSA");
     w.sandbox.shutdown().await;
 }
@@ -170,7 +296,13 @@ async fn a_burst_past_the_limit_gets_429_and_recovers() {
     assert!((1..=2).contains(&retry));
     assert!(a.header("ratelimit").is_some() && a.header("ratelimit-policy").is_some());
     tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
-    assert_eq!(w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token)).await.status, 200, "recovers after Retry-After");
+    assert_eq!(
+        w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token))
+            .await
+            .status,
+        200,
+        "recovers after Retry-After"
+    );
     w.sandbox.shutdown().await;
 }
 
@@ -180,44 +312,136 @@ async fn bad_requests_get_precise_operation_outcomes() {
     let token = w.token("demo-monitoring").await;
     let t = Some(token.as_str());
     let cases: Vec<(String, u16, &str, &str)> = vec![
-        ("/Patient/12345".into(), 400, "INVALID_RESOURCE_ID", "10 digits"),
-        ("/Patient/9000000008".into(), 400, "INVALID_RESOURCE_ID", "modulus 11"),
-        ("/Patient/9434765919".into(), 404, "RESOURCE_NOT_FOUND", "9434765919"),
+        (
+            "/Patient/12345".into(),
+            400,
+            "INVALID_RESOURCE_ID",
+            "10 digits",
+        ),
+        (
+            "/Patient/9000000008".into(),
+            400,
+            "INVALID_RESOURCE_ID",
+            "modulus 11",
+        ),
+        (
+            "/Patient/9434765919".into(),
+            404,
+            "RESOURCE_NOT_FOUND",
+            "9434765919",
+        ),
         ("/Frobnicate".into(), 404, "UNSUPPORTED_SERVICE", "no route"),
-        (format!("/Observation?patient={EMIS_DEMO}&dtae=2020"), 400, "INVALID_PARAMETER", "dtae"),
-        (format!("/Observation?patient={EMIS_DEMO}&_count=0"), 400, "INVALID_SEARCH_DATA", "_count"),
-        (format!("/Observation?patient={EMIS_DEMO}&_count=100000"), 400, "INVALID_SEARCH_DATA", "_count"),
-        (format!("/Observation?patient={EMIS_DEMO}&date=2021-02-30"), 400, "INVALID_SEARCH_DATA", "date"),
+        (
+            format!("/Observation?patient={EMIS_DEMO}&dtae=2020"),
+            400,
+            "INVALID_PARAMETER",
+            "dtae",
+        ),
+        (
+            format!("/Observation?patient={EMIS_DEMO}&_count=0"),
+            400,
+            "INVALID_SEARCH_DATA",
+            "_count",
+        ),
+        (
+            format!("/Observation?patient={EMIS_DEMO}&_count=100000"),
+            400,
+            "INVALID_SEARCH_DATA",
+            "_count",
+        ),
+        (
+            format!("/Observation?patient={EMIS_DEMO}&date=2021-02-30"),
+            400,
+            "INVALID_SEARCH_DATA",
+            "date",
+        ),
         ("/Observation".into(), 400, "MISSING_VALUE", "patient"),
-        ("/Patient?identifier=9000000009".into(), 400, "INVALID_SEARCH_DATA", "identifier"),
-        (format!("/Patient/{EMIS_DEMO}?_format=xml"), 406, "NOT_ACCEPTABLE", "XML"),
+        (
+            "/Patient?identifier=9000000009".into(),
+            400,
+            "INVALID_SEARCH_DATA",
+            "identifier",
+        ),
+        (
+            format!("/Patient/{EMIS_DEMO}?_format=xml"),
+            406,
+            "NOT_ACCEPTABLE",
+            "XML",
+        ),
     ];
     for (path, status, code, needle) in cases {
         let a = w.get(&path, t).await;
-        assert_eq!(a.status, status, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert_eq!(a.spine_code(), code, "{path}");
-        assert!(a.diagnostics().contains(needle), "{path}: '{}' lacks '{needle}'", a.diagnostics());
+        assert!(
+            a.diagnostics().contains(needle),
+            "{path}: '{}' lacks '{needle}'",
+            a.diagnostics()
+        );
         assert_eq!(a.json()["resourceType"], "OperationOutcome");
     }
     let base = &w.manifest().base_url;
     let auth = format!("Bearer {token}");
-    let a = w.send("DELETE", &format!("{base}/Patient/{EMIS_DEMO}"), &[("authorization", &auth)], b"").await;
+    let a = w
+        .send(
+            "DELETE",
+            &format!("{base}/Patient/{EMIS_DEMO}"),
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 405);
     assert_eq!(a.header("allow"), Some("GET"));
-    let a = w.send("GET", &format!("{base}/Patient/{EMIS_DEMO}"), &[("authorization", &auth), ("accept", "application/fhir+xml")], b"").await;
+    let a = w
+        .send(
+            "GET",
+            &format!("{base}/Patient/{EMIS_DEMO}"),
+            &[("authorization", &auth), ("accept", "application/fhir+xml")],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 406);
     let big = vec![b'x'; 2 * 1024 * 1024];
-    let a = w.send("POST", &format!("{base}/Patient"), &[("authorization", &auth)], &big).await;
+    let a = w
+        .send(
+            "POST",
+            &format!("{base}/Patient"),
+            &[("authorization", &auth)],
+            &big,
+        )
+        .await;
     assert_eq!(a.status, 413);
     assert_eq!(a.spine_code(), "PAYLOAD_TOO_LARGE");
     // Ids: a caller's UUID is mirrored; anything else is refused, not echoed.
     let rid = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    let a = w.send("GET", &format!("{base}/metadata"), &[("x-request-id", rid), ("x-correlation-id", "abc-123")], b"").await;
+    let a = w
+        .send(
+            "GET",
+            &format!("{base}/metadata"),
+            &[("x-request-id", rid), ("x-correlation-id", "abc-123")],
+            b"",
+        )
+        .await;
     assert_eq!(a.header("x-request-id"), Some(rid));
     assert_eq!(a.header("x-correlation-id"), Some("abc-123"));
-    let a = w.send("GET", &format!("{base}/metadata"), &[("x-request-id", "not-a-uuid")], b"").await;
+    let a = w
+        .send(
+            "GET",
+            &format!("{base}/metadata"),
+            &[("x-request-id", "not-a-uuid")],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 400);
-    assert!(a.header("x-request-id").is_some(), "a fresh id is minted for the error");
+    assert!(
+        a.header("x-request-id").is_some(),
+        "a fresh id is minted for the error"
+    );
     w.sandbox.shutdown().await;
 }
 
@@ -226,19 +450,33 @@ async fn searches_page_with_links_and_filter_by_date() {
     let w = World::start().await;
     let token = w.token("demo-monitoring").await;
     let t = Some(token.as_str());
-    let all = w.get(&format!("/Observation?patient={EMIS_DEMO}&_count=250"), t).await.json();
+    let all = w
+        .get(&format!("/Observation?patient={EMIS_DEMO}&_count=250"), t)
+        .await
+        .json();
     let total = all["total"].as_u64().unwrap();
     assert!(total >= 3, "demo patient has observations");
     let mut seen = Vec::new();
-    let mut next = Some(format!("{}/Observation?patient={EMIS_DEMO}&_count=2", w.manifest().base_url));
+    let mut next = Some(format!(
+        "{}/Observation?patient={EMIS_DEMO}&_count=2",
+        w.manifest().base_url
+    ));
     while let Some(url) = next.take() {
         let auth = format!("Bearer {token}");
-        let page = w.send("GET", &url, &[("authorization", &auth)], b"").await.json();
+        let page = w
+            .send("GET", &url, &[("authorization", &auth)], b"")
+            .await
+            .json();
         assert_eq!(page["total"].as_u64().unwrap(), total);
         for e in page["entry"].as_array().unwrap() {
             seen.push(e["resource"]["id"].as_str().unwrap().to_owned());
         }
-        next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| l["url"].as_str().unwrap().to_owned());
+        next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
         tokio::time::sleep(std::time::Duration::from_millis(150)).await; // stay under the rate limit
     }
     let mut unique = seen.clone();
@@ -246,9 +484,20 @@ async fn searches_page_with_links_and_filter_by_date() {
     unique.dedup();
     assert_eq!(unique.len(), seen.len(), "no duplicates across pages");
     assert_eq!(seen.len() as u64, total, "no gaps across pages");
-    let dates: Vec<&str> = all["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["effectiveDateTime"].as_str()).collect();
+    let dates: Vec<&str> = all["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["effectiveDateTime"].as_str())
+        .collect();
     let pivot = &dates[dates.len() / 2][..10];
-    let after = w.get(&format!("/Observation?patient={EMIS_DEMO}&date=ge{pivot}&_count=250"), t).await.json();
+    let after = w
+        .get(
+            &format!("/Observation?patient={EMIS_DEMO}&date=ge{pivot}&_count=250"),
+            t,
+        )
+        .await
+        .json();
     for e in after["entry"].as_array().unwrap_or(&Vec::new()) {
         assert!(e["resource"]["effectiveDateTime"].as_str().unwrap()[..10] >= *pivot);
     }
@@ -263,15 +512,25 @@ async fn sensitive_and_dissenting_patients_are_withheld() {
     let token = w.token("demo-monitoring").await;
     let sensitive = w.patient(&practice, "sensitive");
     let a = w.get(&format!("/Patient/{sensitive}"), Some(&token)).await;
-    assert_eq!(a.status, 404, "sensitive patients do not exist for third parties");
-    let a = w.get(&format!("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{sensitive}"), Some(&token)).await;
+    assert_eq!(
+        a.status, 404,
+        "sensitive patients do not exist for third parties"
+    );
+    let a = w
+        .get(
+            &format!("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{sensitive}"),
+            Some(&token),
+        )
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["total"], 0);
     let dissent = w.patient(&practice, "dissent");
     let a = w.get(&format!("/Patient/{dissent}"), Some(&token)).await;
     assert_eq!(a.status, 403);
     assert_eq!(a.spine_code(), "NO_PATIENT_CONSENT");
-    let a = w.get(&format!("/Observation?patient={dissent}"), Some(&token)).await;
+    let a = w
+        .get(&format!("/Observation?patient={dissent}"), Some(&token))
+        .await;
     assert_eq!(a.status, 403);
     w.sandbox.shutdown().await;
 }
@@ -280,14 +539,23 @@ async fn sensitive_and_dissenting_patients_are_withheld() {
 async fn a_suspended_suppliers_live_token_stops_working_on_reload() {
     let w = World::start().await;
     let token = w.token("demo-monitoring").await;
-    assert_eq!(w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token)).await.status, 200);
+    assert_eq!(
+        w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token))
+            .await
+            .status,
+        200
+    );
     let auth = w.sandbox.app.auth.as_ref().unwrap();
     let dir = std::env::temp_dir().join(format!("gp-e2e-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("suppliers.toml");
     // The sandbox's registry with every supplier suspended.
     let current = gp_gateway::sandbox::current_suppliers(&w.sandbox).unwrap();
-    std::fs::write(&path, current.replace("status = \"active\"", "status = \"suspended\"")).unwrap();
+    std::fs::write(
+        &path,
+        current.replace("status = \"active\"", "status = \"suspended\""),
+    )
+    .unwrap();
     auth.reload_from(&path).unwrap();
     let a = w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token)).await;
     assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
@@ -295,7 +563,12 @@ async fn a_suspended_suppliers_live_token_stops_working_on_reload() {
     // An invalid registry is refused and the running one kept.
     std::fs::write(&path, "[[suppliers]]\nclient_id = 3\n").unwrap();
     assert!(auth.reload_from(&path).is_err());
-    assert_eq!(w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token)).await.status, 403);
+    assert_eq!(
+        w.get(&format!("/Patient/{EMIS_DEMO}"), Some(&token))
+            .await
+            .status,
+        403
+    );
     std::fs::remove_dir_all(&dir).ok();
     w.sandbox.shutdown().await;
 }

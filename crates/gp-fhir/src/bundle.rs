@@ -94,25 +94,43 @@ impl Searchset<'_> {
     /// The Bundle for `page`, whose entries' `fullUrl`s point at the public base URL.
     pub fn build(&self, page: Vec<Resource>) -> Bundle {
         let Paging { count, offset } = self.paging;
-        let mut link = vec![BundleLink { relation: "self".into(), url: self.link(offset) }];
+        let mut link = vec![BundleLink {
+            relation: "self".into(),
+            url: self.link(offset),
+        }];
         let served_to = offset.saturating_add(page.len() as u32);
         if served_to < self.total {
-            link.push(BundleLink { relation: "next".into(), url: self.link(served_to) });
+            link.push(BundleLink {
+                relation: "next".into(),
+                url: self.link(served_to),
+            });
         }
         if offset > 0 {
-            link.push(BundleLink { relation: "previous".into(), url: self.link(offset.saturating_sub(count)) });
+            link.push(BundleLink {
+                relation: "previous".into(),
+                url: self.link(offset.saturating_sub(count)),
+            });
         }
         let entry = page
             .into_iter()
             .map(|r| BundleEntry {
-                full_url: Some(format!("{}/{}/{}", self.base_url, r.resource_type(), r.id())),
+                full_url: Some(format!(
+                    "{}/{}/{}",
+                    self.base_url,
+                    r.resource_type(),
+                    r.id()
+                )),
                 resource: r,
-                search: Some(EntrySearch { mode: "match".into() }),
+                search: Some(EntrySearch {
+                    mode: "match".into(),
+                }),
             })
             .collect();
         Bundle {
             id: self.id.to_owned(),
-            meta: Some(BundleMeta { last_updated: self.last_updated.to_owned() }),
+            meta: Some(BundleMeta {
+                last_updated: self.last_updated.to_owned(),
+            }),
             type_: "searchset".into(),
             total: Some(self.total),
             link,
@@ -137,12 +155,18 @@ mod tests {
 
     #[test]
     fn pages_link_forward_and_back_with_total() {
-        let params = vec![("patient".to_string(), "9690937278".to_string()), ("date".into(), "ge2020-01-01".into())];
+        let params = vec![
+            ("patient".to_string(), "9690937278".to_string()),
+            ("date".into(), "ge2020-01-01".into()),
+        ];
         let s = Searchset {
             base_url: "https://gw.example/FHIR/R4",
             resource_type: "Observation",
             params: &params,
-            paging: Paging { count: 2, offset: 2 },
+            paging: Paging {
+                count: 2,
+                offset: 2,
+            },
             total: 5,
             id: "req-1",
             last_updated: "2026-01-01T00:00:00Z",
@@ -156,11 +180,29 @@ mod tests {
             "https://gw.example/FHIR/R4/Observation?patient=9690937278&date=ge2020-01-01&_count=2&_offset=2"
         );
         assert_eq!(v["link"][1]["relation"], "next");
-        assert!(v["link"][1]["url"].as_str().unwrap().ends_with("_count=2&_offset=4"));
+        assert!(
+            v["link"][1]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("_count=2&_offset=4")
+        );
         assert_eq!(v["link"][2]["relation"], "previous");
-        assert_eq!(v["entry"][0]["fullUrl"], "https://gw.example/FHIR/R4/Observation/a");
+        assert_eq!(
+            v["entry"][0]["fullUrl"],
+            "https://gw.example/FHIR/R4/Observation/a"
+        );
         assert_eq!(v["entry"][0]["search"]["mode"], "match");
-        let last = Searchset { paging: Paging { count: 2, offset: 4 }, ..s }.build(vec![obs("c")]);
-        assert!(last.link.iter().all(|l| l.relation != "next"), "no next link on the last page");
+        let last = Searchset {
+            paging: Paging {
+                count: 2,
+                offset: 4,
+            },
+            ..s
+        }
+        .build(vec![obs("c")]);
+        assert!(
+            last.link.iter().all(|l| l.relation != "next"),
+            "no next link on the last page"
+        );
     }
 }

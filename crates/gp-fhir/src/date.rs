@@ -16,7 +16,9 @@ pub struct PartialDate {
 /// Why a date is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DateError {
-    #[error("'{0}' is not a FHIR date: expected YYYY, YYYY-MM or YYYY-MM-DD (optionally followed by a time)")]
+    #[error(
+        "'{0}' is not a FHIR date: expected YYYY, YYYY-MM or YYYY-MM-DD (optionally followed by a time)"
+    )]
     Syntax(String),
     #[error("'{0}' is not a real calendar date")]
     Calendar(String),
@@ -42,7 +44,11 @@ fn digits(s: &str) -> Option<u32> {
 impl PartialDate {
     /// A full date.
     pub fn ymd(year: i32, month: u8, day: u8) -> Self {
-        Self { year, month: Some(month), day: Some(day) }
+        Self {
+            year,
+            month: Some(month),
+            day: Some(day),
+        }
     }
 
     /// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD` or a dateTime `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`.
@@ -98,7 +104,11 @@ impl PartialDate {
     /// The last day this (partial) date covers.
     pub fn last_day(&self) -> (i32, u8, u8) {
         let m = self.month.unwrap_or(12);
-        (self.year, m, self.day.unwrap_or_else(|| days_in_month(self.year, m)))
+        (
+            self.year,
+            m,
+            self.day.unwrap_or_else(|| days_in_month(self.year, m)),
+        )
     }
 }
 
@@ -122,7 +132,10 @@ fn valid_time(t: &str) -> bool {
     }
     match rest {
         "Z" | "" => true,
-        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && z.as_bytes()[3] == b':' => {
+        z if z.len() == 6
+            && (z.starts_with('+') || z.starts_with('-'))
+            && z.as_bytes()[3] == b':' =>
+        {
             digits(&z[1..3]).is_some_and(|h| h <= 14) && digits(&z[4..6]).is_some_and(|m| m < 60)
         }
         _ => false,
@@ -214,13 +227,39 @@ mod tests {
     #[test]
     fn parses_each_precision_and_refuses_impossible_dates() {
         assert_eq!(PartialDate::parse("2024").unwrap().to_string(), "2024");
-        assert_eq!(PartialDate::parse("2024-02").unwrap().last_day(), (2024, 2, 29));
-        assert_eq!(PartialDate::parse("2023-02").unwrap().last_day(), (2023, 2, 28));
-        assert_eq!(PartialDate::parse("2024-02-29T10:15:00+01:00").unwrap(), PartialDate::ymd(2024, 2, 29));
-        assert!(matches!(PartialDate::parse("2023-02-29"), Err(DateError::Calendar(_))));
-        assert!(matches!(PartialDate::parse("2023-13"), Err(DateError::Calendar(_))));
-        for bad in ["", "24", "2024-1-01", "2024/01/01", "2024-01-01T25:00:00Z", "2024-01T10:00:00Z", "abcd"] {
-            assert!(matches!(PartialDate::parse(bad), Err(DateError::Syntax(_))), "{bad}");
+        assert_eq!(
+            PartialDate::parse("2024-02").unwrap().last_day(),
+            (2024, 2, 29)
+        );
+        assert_eq!(
+            PartialDate::parse("2023-02").unwrap().last_day(),
+            (2023, 2, 28)
+        );
+        assert_eq!(
+            PartialDate::parse("2024-02-29T10:15:00+01:00").unwrap(),
+            PartialDate::ymd(2024, 2, 29)
+        );
+        assert!(matches!(
+            PartialDate::parse("2023-02-29"),
+            Err(DateError::Calendar(_))
+        ));
+        assert!(matches!(
+            PartialDate::parse("2023-13"),
+            Err(DateError::Calendar(_))
+        ));
+        for bad in [
+            "",
+            "24",
+            "2024-1-01",
+            "2024/01/01",
+            "2024-01-01T25:00:00Z",
+            "2024-01T10:00:00Z",
+            "abcd",
+        ] {
+            assert!(
+                matches!(PartialDate::parse(bad), Err(DateError::Syntax(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -231,7 +270,7 @@ mod tests {
         r.at_most((2020, 12, 31));
         assert!(r.contains(Some("2020-06-01")));
         assert!(r.contains(Some("2020")));
-        assert!(r.contains(Some("2019-12-31T23:59:59Z")) == false);
+        assert!(!r.contains(Some("2019-12-31T23:59:59Z")));
         assert!(!r.contains(None));
         assert!(DateRange::default().contains(None));
         assert_eq!(day_before((2024, 3, 1)), (2024, 2, 29));

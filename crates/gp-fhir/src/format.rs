@@ -8,7 +8,9 @@ pub const FHIR_JSON: &str = "application/fhir+json; fhirVersion=4.0; charset=utf
 /// A format the gateway cannot produce or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
-    #[error("cannot produce '{0}': this server answers in application/fhir+json only (XML is not supported)")]
+    #[error(
+        "cannot produce '{0}': this server answers in application/fhir+json only (XML is not supported)"
+    )]
     NotAcceptable(String),
     #[error("request body type '{0}' is not supported: send application/fhir+json")]
     UnsupportedMediaType(String),
@@ -35,7 +37,12 @@ impl FhirError for FormatError {
 fn is_json(media: &str) -> bool {
     matches!(
         media,
-        "application/fhir+json" | "application/json" | "application/json+fhir" | "json" | "*/*" | "application/*"
+        "application/fhir+json"
+            | "application/json"
+            | "application/json+fhir"
+            | "json"
+            | "*/*"
+            | "application/*"
     )
 }
 
@@ -46,8 +53,17 @@ fn shown(s: &str) -> String {
 /// Decides the response format from `_format` (which wins) and `Accept`.
 pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<(), FormatError> {
     if let Some(f) = format_param {
-        let media = f.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        return if is_json(&media) { Ok(()) } else { Err(FormatError::NotAcceptable(shown(f))) };
+        let media = f
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        return if is_json(&media) {
+            Ok(())
+        } else {
+            Err(FormatError::NotAcceptable(shown(f)))
+        };
     }
     let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
         return Ok(());
@@ -56,22 +72,39 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<(),
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let refused = parts.any(|p| {
-            p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            p.trim()
+                .strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
         });
         is_json(&media) && !refused
     });
-    if acceptable { Ok(()) } else { Err(FormatError::NotAcceptable(shown(accept))) }
+    if acceptable {
+        Ok(())
+    } else {
+        Err(FormatError::NotAcceptable(shown(accept)))
+    }
 }
 
 /// Checks a request body's `Content-Type`.
-pub fn check_content_type(content_type: Option<&str>, also_allowed: &[&str]) -> Result<(), FormatError> {
+pub fn check_content_type(
+    content_type: Option<&str>,
+    also_allowed: &[&str],
+) -> Result<(), FormatError> {
     let raw = content_type.unwrap_or("");
-    let media = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if matches!(media.as_str(), "application/fhir+json" | "application/json") || also_allowed.contains(&media.as_str())
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(media.as_str(), "application/fhir+json" | "application/json")
+        || also_allowed.contains(&media.as_str())
     {
         Ok(())
     } else {
-        Err(FormatError::UnsupportedMediaType(shown(if raw.is_empty() { "(none)" } else { raw })))
+        Err(FormatError::UnsupportedMediaType(shown(
+            if raw.is_empty() { "(none)" } else { raw },
+        )))
     }
 }
 
@@ -84,7 +117,10 @@ mod tests {
         assert!(negotiate(None, None).is_ok());
         assert!(negotiate(None, Some("application/fhir+json")).is_ok());
         assert!(negotiate(None, Some("text/html, */*;q=0.8")).is_ok());
-        assert!(negotiate(Some("json"), Some("application/fhir+xml")).is_ok(), "_format overrides Accept");
+        assert!(
+            negotiate(Some("json"), Some("application/fhir+xml")).is_ok(),
+            "_format overrides Accept"
+        );
         assert_eq!(
             negotiate(None, Some("application/fhir+xml")),
             Err(FormatError::NotAcceptable("application/fhir+xml".into()))

@@ -24,9 +24,13 @@ pub enum NhsNumberError {
     Length(usize),
     #[error("NHS number must contain only digits 0-9")]
     NotDigits,
-    #[error("NHS number fails the modulus 11 check: its check digit should be {expected}, not {found}")]
+    #[error(
+        "NHS number fails the modulus 11 check: its check digit should be {expected}, not {found}"
+    )]
     CheckDigit { expected: u8, found: u8 },
-    #[error("NHS number fails the modulus 11 check: no valid check digit exists for its first nine digits")]
+    #[error(
+        "NHS number fails the modulus 11 check: no valid check digit exists for its first nine digits"
+    )]
     NoCheckDigit,
 }
 
@@ -62,7 +66,10 @@ impl NhsNumber {
         }
         match Self::check_digit(&digits) {
             None => Err(NhsNumberError::NoCheckDigit),
-            Some(expected) if expected != digits[9] => Err(NhsNumberError::CheckDigit { expected, found: digits[9] }),
+            Some(expected) if expected != digits[9] => Err(NhsNumberError::CheckDigit {
+                expected,
+                found: digits[9],
+            }),
             Some(_) => Ok(Self(digits)),
         }
     }
@@ -86,7 +93,11 @@ impl NhsNumber {
 
     /// Modulus 11: weights 10..2 on digits 1-9; check = 11 - (sum mod 11), 11 → 0, 10 → invalid.
     fn check_digit(digits: &[u8; 10]) -> Option<u8> {
-        let sum: u32 = digits[..9].iter().zip((2..=10).rev()).map(|(d, w)| u32::from(*d) * w).sum();
+        let sum: u32 = digits[..9]
+            .iter()
+            .zip((2..=10).rev())
+            .map(|(d, w)| u32::from(*d) * w)
+            .sum();
         match 11 - (sum % 11) {
             11 => Some(0),
             10 => None,
@@ -218,7 +229,13 @@ mod tests {
 
     #[test]
     fn accepts_the_published_test_numbers() {
-        for n in ["9000000009", "9690937278", "9658218865", "9912003888", "9434765919"] {
+        for n in [
+            "9000000009",
+            "9690937278",
+            "9658218865",
+            "9912003888",
+            "9434765919",
+        ] {
             assert_eq!(NhsNumber::parse(n).unwrap().to_string(), n);
         }
     }
@@ -227,12 +244,27 @@ mod tests {
     fn names_the_problem() {
         assert_eq!(NhsNumber::parse(""), Err(NhsNumberError::Empty));
         assert_eq!(NhsNumber::parse("12345"), Err(NhsNumberError::Length(5)));
-        assert_eq!(NhsNumber::parse("969093727X"), Err(NhsNumberError::NotDigits));
-        assert_eq!(NhsNumber::parse("9690937279"), Err(NhsNumberError::CheckDigit { expected: 8, found: 9 }));
+        assert_eq!(
+            NhsNumber::parse("969093727X"),
+            Err(NhsNumberError::NotDigits)
+        );
+        assert_eq!(
+            NhsNumber::parse("9690937279"),
+            Err(NhsNumberError::CheckDigit {
+                expected: 8,
+                found: 9
+            })
+        );
         // 1234567890: weighted sum 1*10+2*9+...+9*2 = 210, 210 mod 11 = 1, 11-1 = 10 → no valid check digit.
-        assert_eq!(NhsNumber::parse("1234567890"), Err(NhsNumberError::NoCheckDigit));
+        assert_eq!(
+            NhsNumber::parse("1234567890"),
+            Err(NhsNumberError::NoCheckDigit)
+        );
         // A full-width digit is ten characters long but not ASCII.
-        assert_eq!(NhsNumber::parse("96909372７8"), Err(NhsNumberError::NotDigits));
+        assert_eq!(
+            NhsNumber::parse("96909372７8"),
+            Err(NhsNumberError::NotDigits)
+        );
     }
 
     #[test]
@@ -248,14 +280,23 @@ mod tests {
                 assert_eq!(NhsNumber::parse(&n.to_string()), Ok(n));
             }
         }
-        assert!(valid > 85, "about 1 in 11 stems has no check digit, got {valid} valid of 100");
+        assert!(
+            valid > 85,
+            "about 1 in 11 stems has no check digit, got {valid} valid of 100"
+        );
     }
 
     #[test]
     fn ods_codes() {
         assert_eq!(OdsCode::parse("b82617").unwrap().as_str(), "B82617");
-        assert!(matches!(OdsCode::parse("B8/2617"), Err(OdsCodeError::Malformed(_))));
-        assert!(matches!(OdsCode::parse("AB"), Err(OdsCodeError::Malformed(_))));
+        assert!(matches!(
+            OdsCode::parse("B8/2617"),
+            Err(OdsCodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            OdsCode::parse("AB"),
+            Err(OdsCodeError::Malformed(_))
+        ));
         assert_eq!(OdsCode::parse(""), Err(OdsCodeError::Empty));
     }
 }

@@ -49,7 +49,10 @@ pub struct Meta {
 impl Meta {
     /// Meta claiming the UK Core profile `name` (e.g. `Patient`).
     pub fn uk_core(name: &str) -> Self {
-        Self { profile: vec![format!("{UK_CORE_PROFILE_BASE}{name}")], ..Self::default() }
+        Self {
+            profile: vec![format!("{UK_CORE_PROFILE_BASE}{name}")],
+            ..Self::default()
+        }
     }
 }
 
@@ -92,17 +95,25 @@ pub struct CodeableConcept {
 impl CodeableConcept {
     /// One coding, no text.
     pub fn coded(system: &str, code: &str, display: &str) -> Self {
-        Self { coding: vec![Coding::new(system, code, display)], text: None }
+        Self {
+            coding: vec![Coding::new(system, code, display)],
+            text: None,
+        }
     }
 
     /// True when any coding has this system and code.
     pub fn has(&self, system: &str, code: &str) -> bool {
-        self.coding.iter().any(|c| c.system.as_deref() == Some(system) && c.code.as_deref() == Some(code))
+        self.coding
+            .iter()
+            .any(|c| c.system.as_deref() == Some(system) && c.code.as_deref() == Some(code))
     }
 
     /// The code of the first coding in `system`.
     pub fn code_in(&self, system: &str) -> Option<&str> {
-        self.coding.iter().find(|c| c.system.as_deref() == Some(system)).and_then(|c| c.code.as_deref())
+        self.coding
+            .iter()
+            .find(|c| c.system.as_deref() == Some(system))
+            .and_then(|c| c.code.as_deref())
     }
 }
 
@@ -135,7 +146,11 @@ pub struct Identifier {
 impl Identifier {
     /// An identifier with system and value.
     pub fn new(system: &str, value: &str) -> Self {
-        Self { extension: Vec::new(), system: Some(system.to_owned()), value: Some(value.to_owned()) }
+        Self {
+            extension: Vec::new(),
+            system: Some(system.to_owned()),
+            value: Some(value.to_owned()),
+        }
     }
 
     /// The NHS number identifier with its verification status (`01` = verified).
@@ -144,7 +159,11 @@ impl Identifier {
         Self {
             extension: vec![Extension {
                 url: NHS_NUMBER_VERIFICATION_EXTENSION.to_owned(),
-                value_codeable_concept: Some(CodeableConcept::coded(NHS_NUMBER_VERIFICATION_SYSTEM, code, display)),
+                value_codeable_concept: Some(CodeableConcept::coded(
+                    NHS_NUMBER_VERIFICATION_SYSTEM,
+                    code,
+                    display,
+                )),
                 ..Extension::default()
             }],
             system: Some(NHS_NUMBER_SYSTEM.to_owned()),
@@ -187,7 +206,10 @@ impl NhsVerification {
             Self::NotTraced => ("02", "Number present but not traced"),
             Self::TraceRequired => ("03", "Trace required"),
             Self::NoMatch => ("04", "Trace attempted - No match or multiple match found"),
-            Self::NeedsResolving => ("05", "Trace needs to be resolved - (NHS number or patient detail conflict)"),
+            Self::NeedsResolving => (
+                "05",
+                "Trace needs to be resolved - (NHS number or patient detail conflict)",
+            ),
             Self::InProgress => ("06", "Trace in progress"),
             Self::NotPresent => ("07", "Number not present and trace not required"),
             Self::Postponed => ("08", "Trace postponed (baby under six weeks)"),
@@ -224,7 +246,11 @@ pub struct Reference {
 impl Reference {
     /// A literal reference such as `Patient/9690937278`.
     pub fn to(resource_type: &str, id: &str) -> Self {
-        Self { reference: Some(format!("{resource_type}/{id}")), identifier: None, display: None }
+        Self {
+            reference: Some(format!("{resource_type}/{id}")),
+            identifier: None,
+            display: None,
+        }
     }
 }
 
@@ -367,9 +393,10 @@ impl Patient {
     /// True when `meta.security` marks the record restricted (sensitive).
     pub fn is_restricted(&self) -> bool {
         self.meta.as_ref().is_some_and(|m| {
-            m.security
-                .iter()
-                .any(|c| c.system.as_deref() == Some(CONFIDENTIALITY_SYSTEM) && c.code.as_deref() == Some("R"))
+            m.security.iter().any(|c| {
+                c.system.as_deref() == Some(CONFIDENTIALITY_SYSTEM)
+                    && c.code.as_deref() == Some("R")
+            })
         })
     }
 }
@@ -685,7 +712,9 @@ impl Resource {
     /// occurrence, period start, assertion date), as FHIR date/dateTime text.
     pub fn clinical_date(&self) -> Option<&str> {
         match self {
-            Self::AllergyIntolerance(r) => r.onset_date_time.as_deref().or(r.recorded_date.as_deref()),
+            Self::AllergyIntolerance(r) => {
+                r.onset_date_time.as_deref().or(r.recorded_date.as_deref())
+            }
             Self::MedicationStatement(r) => r
                 .effective_period
                 .as_ref()
@@ -734,7 +763,12 @@ impl Resource {
             }
             Self::Encounter(r) => {
                 out.extend(lit(&r.subject));
-                out.extend(r.participant.iter().filter_map(|p| p.individual.as_ref()).filter_map(lit));
+                out.extend(
+                    r.participant
+                        .iter()
+                        .filter_map(|p| p.individual.as_ref())
+                        .filter_map(lit),
+                );
                 out.extend(r.service_provider.iter().filter_map(lit));
             }
         }
@@ -764,11 +798,20 @@ mod tests {
         });
         let v: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
         assert_eq!(v["resourceType"], "Patient");
-        assert_eq!(v["meta"]["profile"][0], "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient");
+        assert_eq!(
+            v["meta"]["profile"][0],
+            "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+        );
         assert_eq!(v["identifier"][0]["system"], NHS_NUMBER_SYSTEM);
-        assert_eq!(v["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"], "01");
+        assert_eq!(
+            v["identifier"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"],
+            "01"
+        );
         assert_eq!(v["birthDate"], "1970-03-02");
-        assert!(v.get("name").is_none(), "empty arrays are omitted, never []");
+        assert!(
+            v.get("name").is_none(),
+            "empty arrays are omitted, never []"
+        );
     }
 
     #[test]

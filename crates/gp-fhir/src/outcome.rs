@@ -284,12 +284,22 @@ mod tests {
 
     #[test]
     fn renders_spine_coding_and_diagnostics() {
-        let json: serde_json::Value = serde_json::from_slice(&OperationOutcome::from_error(&Bad).to_json()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&OperationOutcome::from_error(&Bad).to_json()).unwrap();
         assert_eq!(json["resourceType"], "OperationOutcome");
         assert_eq!(json["issue"][0]["severity"], "error");
         assert_eq!(json["issue"][0]["code"], "value");
-        assert_eq!(json["issue"][0]["details"]["coding"][0]["system"], SPINE_ERROR_SYSTEM);
-        assert_eq!(json["issue"][0]["details"]["coding"][0]["code"], "INVALID_RESOURCE_ID");
-        assert_eq!(json["issue"][0]["diagnostics"], "NHS number '123' has 3 digits; it must have 10");
+        assert_eq!(
+            json["issue"][0]["details"]["coding"][0]["system"],
+            SPINE_ERROR_SYSTEM
+        );
+        assert_eq!(
+            json["issue"][0]["details"]["coding"][0]["code"],
+            "INVALID_RESOURCE_ID"
+        );
+        assert_eq!(
+            json["issue"][0]["diagnostics"],
+            "NHS number '123' has 3 digits; it must have 10"
+        );
     }
 }

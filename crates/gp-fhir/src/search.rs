@@ -67,8 +67,16 @@ pub fn percent_decode(s: &str) -> Result<String, SearchError> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex).ok_or(SearchError::Encoding)?;
-                let lo = bytes.get(i + 2).copied().and_then(hex).ok_or(SearchError::Encoding)?;
+                let hi = bytes
+                    .get(i + 1)
+                    .copied()
+                    .and_then(hex)
+                    .ok_or(SearchError::Encoding)?;
+                let lo = bytes
+                    .get(i + 2)
+                    .copied()
+                    .and_then(hex)
+                    .ok_or(SearchError::Encoding)?;
                 out.push(hi << 4 | lo);
                 i += 3;
             }
@@ -105,7 +113,10 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, SearchError> {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
         if v.len() > MAX_VALUE_LEN {
-            return Err(SearchError::Invalid { name: k, why: format!("longer than {MAX_VALUE_LEN} characters") });
+            return Err(SearchError::Invalid {
+                name: k,
+                why: format!("longer than {MAX_VALUE_LEN} characters"),
+            });
         }
         pairs.push((k, v));
     }
@@ -121,7 +132,10 @@ pub struct PagingLimits {
 
 impl Default for PagingLimits {
     fn default() -> Self {
-        Self { default_count: 50, max_count: 250 }
+        Self {
+            default_count: 50,
+            max_count: 250,
+        }
     }
 }
 
@@ -136,7 +150,10 @@ pub struct Paging {
 const RESULT_PARAMS: [&str; 3] = ["_count", "_offset", "_format"];
 
 fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Paging, SearchError> {
-    let mut paging = Paging { count: limits.default_count, offset: 0 };
+    let mut paging = Paging {
+        count: limits.default_count,
+        offset: 0,
+    };
     let mut seen = (false, false);
     for (k, v) in pairs {
         match k.as_str() {
@@ -148,7 +165,10 @@ fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Pagi
                     .parse::<u32>()
                     .ok()
                     .filter(|c| (1..=limits.max_count).contains(c))
-                    .ok_or_else(|| SearchError::Count { value: v.chars().take(20).collect(), max: limits.max_count })?;
+                    .ok_or_else(|| SearchError::Count {
+                        value: v.chars().take(20).collect(),
+                        max: limits.max_count,
+                    })?;
             }
             "_offset" => {
                 if std::mem::replace(&mut seen.1, true) {
@@ -167,9 +187,14 @@ fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Pagi
 
 /// Parses a `date` parameter value such as `ge2020-01-01` into the range it selects.
 pub fn apply_date(range: &mut DateRange, value: &str) -> Result<(), SearchError> {
-    let invalid = |why: String| SearchError::Invalid { name: "date".into(), why };
+    let invalid = |why: String| SearchError::Invalid {
+        name: "date".into(),
+        why,
+    };
     let (prefix, date) = match value.get(..2) {
-        Some(p @ ("eq" | "ne" | "gt" | "lt" | "ge" | "le" | "sa" | "eb" | "ap")) => (p, &value[2..]),
+        Some(p @ ("eq" | "ne" | "gt" | "lt" | "ge" | "le" | "sa" | "eb" | "ap")) => {
+            (p, &value[2..])
+        }
         _ => ("eq", value),
     };
     let d = PartialDate::parse(date).map_err(|e| invalid(e.to_string()))?;
@@ -182,7 +207,11 @@ pub fn apply_date(range: &mut DateRange, value: &str) -> Result<(), SearchError>
         "le" => range.at_most(d.last_day()),
         "gt" | "sa" => range.at_least(day_after(d.last_day())),
         "lt" | "eb" => range.at_most(day_before(d.first_day())),
-        other => return Err(invalid(format!("the '{other}' prefix is not supported; use eq, gt, lt, ge, le, sa or eb"))),
+        other => {
+            return Err(invalid(format!(
+                "the '{other}' prefix is not supported; use eq, gt, lt, ge, le, sa or eb"
+            )));
+        }
     }
     Ok(())
 }
@@ -214,7 +243,10 @@ pub struct ClinicalSearchParams {
 impl ClinicalSearchParams {
     /// The parameters that define the result set (for `self`/`next` links), without paging.
     pub fn link_params(&self, raw: &[(String, String)]) -> Vec<(String, String)> {
-        raw.iter().filter(|(k, _)| !RESULT_PARAMS.contains(&k.as_str())).cloned().collect()
+        raw.iter()
+            .filter(|(k, _)| !RESULT_PARAMS.contains(&k.as_str()))
+            .cloned()
+            .collect()
     }
 }
 
@@ -248,7 +280,11 @@ pub fn parse_clinical_search(
         }
     }
     let patient = patient.ok_or(SearchError::Missing("patient"))?;
-    Ok(ClinicalSearchParams { patient, date, paging: parse_paging(pairs, limits)? })
+    Ok(ClinicalSearchParams {
+        patient,
+        date,
+        paging: parse_paging(pairs, limits)?,
+    })
 }
 
 /// Parses `GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`.
@@ -270,7 +306,9 @@ pub fn parse_patient_search(pairs: &[(String, String)]) -> Result<NhsNumber, Sea
                 if system != NHS_NUMBER_SYSTEM {
                     return Err(SearchError::Invalid {
                         name: "identifier".into(),
-                        why: format!("only the NHS number system {NHS_NUMBER_SYSTEM} is searchable"),
+                        why: format!(
+                            "only the NHS number system {NHS_NUMBER_SYSTEM} is searchable"
+                        ),
                     });
                 }
                 found = Some(NhsNumber::parse(value)?);
@@ -305,7 +343,13 @@ mod tests {
         assert_eq!(p.patient.to_string(), "9690937278");
         assert_eq!(p.date.from, Some((2020, 1, 1)));
         assert_eq!(p.date.to, Some((2020, 12, 31)));
-        assert_eq!(p.paging, Paging { count: 10, offset: 20 });
+        assert_eq!(
+            p.paging,
+            Paging {
+                count: 10,
+                offset: 20
+            }
+        );
         let p = parse_clinical_search(
             &q("patient:identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9690937278"),
             PagingLimits::default(),
@@ -318,16 +362,34 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_honour() {
         let lim = PagingLimits::default();
-        assert_eq!(parse_clinical_search(&q("date=2020"), lim), Err(SearchError::Missing("patient")));
+        assert_eq!(
+            parse_clinical_search(&q("date=2020"), lim),
+            Err(SearchError::Missing("patient"))
+        );
         assert!(matches!(
             parse_clinical_search(&q("patient=9690937278&dtae=2020"), lim),
             Err(SearchError::UnknownParameter(p, _)) if p == "dtae"
         ));
-        assert!(matches!(parse_clinical_search(&q("patient=9690937278&_count=0"), lim), Err(SearchError::Count { .. })));
-        assert!(matches!(parse_clinical_search(&q("patient=9690937278&_count=251"), lim), Err(SearchError::Count { .. })));
-        assert!(matches!(parse_clinical_search(&q("patient=9690937279"), lim), Err(SearchError::NhsNumber(_))));
-        assert!(matches!(parse_clinical_search(&q("patient=9690937278&date=ne2020"), lim), Err(SearchError::Invalid { .. })));
-        assert!(matches!(parse_clinical_search(&q("patient=9690937278&date=2020-02-30"), lim), Err(SearchError::Invalid { .. })));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937278&_count=0"), lim),
+            Err(SearchError::Count { .. })
+        ));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937278&_count=251"), lim),
+            Err(SearchError::Count { .. })
+        ));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937279"), lim),
+            Err(SearchError::NhsNumber(_))
+        ));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937278&date=ne2020"), lim),
+            Err(SearchError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse_clinical_search(&q("patient=9690937278&date=2020-02-30"), lim),
+            Err(SearchError::Invalid { .. })
+        ));
         assert_eq!(parse_query("a=%zz"), Err(SearchError::Encoding));
         assert_eq!(parse_query("a=%ff"), Err(SearchError::Encoding));
     }
@@ -335,11 +397,24 @@ mod tests {
     #[test]
     fn patient_search_needs_the_nhs_number_system() {
         assert_eq!(
-            parse_patient_search(&q("identifier=https://fhir.nhs.uk/Id/nhs-number|9690937278")).unwrap().to_string(),
+            parse_patient_search(&q(
+                "identifier=https://fhir.nhs.uk/Id/nhs-number|9690937278"
+            ))
+            .unwrap()
+            .to_string(),
             "9690937278"
         );
-        assert!(matches!(parse_patient_search(&q("identifier=9690937278")), Err(SearchError::Invalid { .. })));
-        assert!(matches!(parse_patient_search(&q("name=smith")), Err(SearchError::UnknownParameter(..))));
-        assert_eq!(parse_patient_search(&q("")), Err(SearchError::Missing("identifier")));
+        assert!(matches!(
+            parse_patient_search(&q("identifier=9690937278")),
+            Err(SearchError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse_patient_search(&q("name=smith")),
+            Err(SearchError::UnknownParameter(..))
+        ));
+        assert_eq!(
+            parse_patient_search(&q("")),
+            Err(SearchError::Missing("identifier"))
+        );
     }
 }

@@ -27,7 +27,10 @@ pub enum StructureError {
     #[error("resource body is not a JSON object with a resourceType")]
     NoResourceType,
     #[error("not a valid FHIR R4 {resource_type}: {message}")]
-    Fhir { resource_type: String, message: String },
+    Fhir {
+        resource_type: String,
+        message: String,
+    },
 }
 
 impl FhirError for StructureError {
@@ -101,14 +104,23 @@ pub fn precheck(bytes: &[u8]) -> Result<serde_json::Value, StructureError> {
 /// `resourceType`. Code values, dates and invariants are not checked here.
 pub fn check_r4_json(bytes: &[u8]) -> Result<String, StructureError> {
     let value = precheck(bytes)?;
-    let resource_type = value.get("resourceType").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let config = fhirbolt::serde::DeserializationConfig { mode: fhirbolt::serde::DeserializationMode::Strict };
+    let resource_type = value
+        .get("resourceType")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let config = fhirbolt::serde::DeserializationConfig {
+        mode: fhirbolt::serde::DeserializationMode::Strict,
+    };
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         fhirbolt::json::from_slice::<fhirbolt::model::r4::Resource>(bytes, Some(config)).map(|_| ())
     }));
     match parsed {
         Ok(Ok(())) => Ok(resource_type),
-        Ok(Err(e)) => Err(StructureError::Fhir { resource_type, message: e.to_string() }),
+        Ok(Err(e)) => Err(StructureError::Fhir {
+            resource_type,
+            message: e.to_string(),
+        }),
         Err(_) => Err(StructureError::Fhir {
             resource_type,
             message: "the resource could not be read (an element is empty or malformed)".into(),
@@ -122,25 +134,38 @@ mod tests {
 
     #[test]
     fn accepts_valid_r4_and_refuses_unknown_elements() {
-        let ok = br#"{"resourceType":"Patient","id":"a","gender":"female","birthDate":"1970-01-01"}"#;
+        let ok =
+            br#"{"resourceType":"Patient","id":"a","gender":"female","birthDate":"1970-01-01"}"#;
         assert_eq!(check_r4_json(ok).unwrap(), "Patient");
         let unknown = br#"{"resourceType":"Patient","id":"a","colour":"blue"}"#;
-        assert!(matches!(check_r4_json(unknown), Err(StructureError::Fhir { .. })));
+        assert!(matches!(
+            check_r4_json(unknown),
+            Err(StructureError::Fhir { .. })
+        ));
         let wrong_type = br#"{"resourceType":"Patient","active":"yes"}"#;
-        assert!(matches!(check_r4_json(wrong_type), Err(StructureError::Fhir { .. })));
+        assert!(matches!(
+            check_r4_json(wrong_type),
+            Err(StructureError::Fhir { .. })
+        ));
     }
 
     #[test]
     fn contains_the_known_fhirbolt_panic() {
         let panics = br#"{"resourceType":"Patient","identifier":[]}"#;
-        assert!(matches!(check_r4_json(panics), Err(StructureError::Fhir { .. })));
+        assert!(matches!(
+            check_r4_json(panics),
+            Err(StructureError::Fhir { .. })
+        ));
     }
 
     #[test]
     fn refuses_deep_and_malformed_json_before_fhirbolt() {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(check_r4_json(deep.as_bytes()), Err(StructureError::TooDeep));
-        assert!(matches!(check_r4_json(b"{\"resourceType\":"), Err(StructureError::Json(_))));
+        assert!(matches!(
+            check_r4_json(b"{\"resourceType\":"),
+            Err(StructureError::Json(_))
+        ));
         assert_eq!(check_r4_json(b"[1]"), Err(StructureError::NoResourceType));
         assert_eq!(json_depth(br#"{"a":"{{{{"}"#), 1);
     }

@@ -19,7 +19,10 @@ pub enum Caller {
     /// The sandbox's open mode: no supplier.
     Open,
     /// An authenticated, authorised supplier, and its rate-limit state.
-    Supplier { view: SupplierView, decision: RateDecision },
+    Supplier {
+        view: SupplierView,
+        decision: RateDecision,
+    },
 }
 
 impl Caller {
@@ -64,7 +67,10 @@ fn unauthorised(e: gp_auth::AccessError) -> Rescue {
     let status = e.status();
     let rescue = Rescue::from(e);
     if status == 401 {
-        rescue.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))
+        rescue.with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
     } else {
         rescue
     }
@@ -80,7 +86,10 @@ pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Re
         (AccessMode::Open, _) => return Ok(Caller::Open),
         (AccessMode::Oauth, Some(auth)) => auth,
         (AccessMode::Oauth, None) => {
-            return Err(crate::error::GatewayError::Internal("oauth mode without auth state".into()).into());
+            return Err(crate::error::GatewayError::Internal(
+                "oauth mode without auth state".into(),
+            )
+            .into());
         }
     };
     let header = match parts.headers.get(header::AUTHORIZATION) {

@@ -55,7 +55,10 @@ impl App {
     }
 
     /// As [`App::build`], with the gateway's signing keys supplied (the sandbox embeds them).
-    pub async fn build_with_keys(cfg: &LoadedConfig, keys: Option<gp_auth::GatewayKeys>) -> Result<Self, BuildError> {
+    pub async fn build_with_keys(
+        cfg: &LoadedConfig,
+        keys: Option<gp_auth::GatewayKeys>,
+    ) -> Result<Self, BuildError> {
         let g = &cfg.gateway;
         let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
         if let Some(emis) = &g.systems.emis {
@@ -63,7 +66,10 @@ impl App {
                 .map_err(|e| BuildError::Adapter(GpSystem::Emis, e.to_string()))?;
             adapters.insert(GpSystem::Emis, Arc::new(adapter));
         }
-        let locator = Arc::new(PdsLocator::new(&g.locator.pds_base_url, Duration::from_millis(g.locator.timeout_ms)));
+        let locator = Arc::new(PdsLocator::new(
+            &g.locator.pds_base_url,
+            Duration::from_millis(g.locator.timeout_ms),
+        ));
         let mut app = Self::assemble(cfg, adapters, locator);
         if g.access.mode == AccessMode::Oauth {
             app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);
@@ -79,8 +85,10 @@ impl App {
     ) -> Self {
         let g = &cfg.gateway;
         let public_base = format!("{}{}", g.server.public_base_url, g.server.fhir_base_path);
-        let mut clinical: Vec<ClinicalType> =
-            adapters.values().flat_map(|a| a.supported_types().iter().copied()).collect();
+        let mut clinical: Vec<ClinicalType> = adapters
+            .values()
+            .flat_map(|a| a.supported_types().iter().copied())
+            .collect();
         clinical.sort();
         clinical.dedup();
         let today = time::OffsetDateTime::now_utc().date().to_string();
@@ -93,7 +101,10 @@ impl App {
         Self {
             public_base,
             fhir_base_path: g.server.fhir_base_path.clone(),
-            paging: PagingLimits { default_count: g.search.default_count, max_count: g.search.max_count },
+            paging: PagingLimits {
+                default_count: g.search.default_count,
+                max_count: g.search.max_count,
+            },
             max_body_bytes: g.server.max_body_bytes,
             request_timeout: Duration::from_millis(g.server.request_timeout_ms),
             access: g.access.mode,
@@ -119,7 +130,8 @@ impl App {
         nhs: NhsNumber,
         request_id: &str,
     ) -> Result<(Location, &PracticeEntry, Arc<dyn Adapter>), GatewayError> {
-        let not_found = || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
+        let not_found =
+            || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
         let location = match self.locations.get(&nhs).await {
             Some(hit) => hit,
             None => {
@@ -144,7 +156,9 @@ impl App {
             .adapters
             .get(&practice.system)
             .cloned()
-            .ok_or_else(|| GatewayError::NoAdapter(location.practice.to_string(), practice.system.to_string()))?;
+            .ok_or_else(|| {
+                GatewayError::NoAdapter(location.practice.to_string(), practice.system.to_string())
+            })?;
         Ok((location, practice, adapter))
     }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gp_auth::{
-    AccessClaims, AccessVerifier, GatewayKeys, MemoryRateLimiter, MemoryReplayStore, RateDecision, RateLimiter,
-    RedisRateLimiter, RedisReplayStore, ReplayStore, SupplierRegistry, SupplierSet, TokenService,
+    AccessClaims, AccessVerifier, GatewayKeys, MemoryRateLimiter, MemoryReplayStore, RateDecision,
+    RateLimiter, RedisRateLimiter, RedisReplayStore, ReplayStore, SupplierRegistry, SupplierSet,
+    TokenService,
 };
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -47,22 +48,39 @@ pub struct AuthState {
 }
 
 fn joined(errors: Vec<gp_auth::ConfigError>) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl AuthState {
     /// Loads keys and suppliers and connects the shared-state stores.
-    pub async fn build(cfg: &LoadedConfig, keys: Option<GatewayKeys>) -> Result<Self, AuthSetupError> {
+    pub async fn build(
+        cfg: &LoadedConfig,
+        keys: Option<GatewayKeys>,
+    ) -> Result<Self, AuthSetupError> {
         let g = &cfg.gateway;
-        let auth = g.auth.clone().ok_or_else(|| AuthSetupError::Config("missing".into()))?;
+        let auth = g
+            .auth
+            .clone()
+            .ok_or_else(|| AuthSetupError::Config("missing".into()))?;
         let keys = match keys {
             Some(k) => k,
-            None => GatewayKeys::load(&auth, &cfg.dir).map_err(|e| AuthSetupError::Config(joined(e)))?,
+            None => {
+                GatewayKeys::load(&auth, &cfg.dir).map_err(|e| AuthSetupError::Config(joined(e)))?
+            }
         };
-        let set = SupplierSet::build(&cfg.suppliers, &cfg.dir).map_err(|e| AuthSetupError::Config(joined(e)))?;
+        let set = SupplierSet::build(&cfg.suppliers, &cfg.dir)
+            .map_err(|e| AuthSetupError::Config(joined(e)))?;
         let registry = SupplierRegistry::new(set);
-        let (limiter, replay): (Arc<dyn RateLimiter>, Arc<dyn ReplayStore>) = match g.state.backend {
-            StateBackend::Memory => (Arc::new(MemoryRateLimiter::default()), Arc::new(MemoryReplayStore::default())),
+        let (limiter, replay): (Arc<dyn RateLimiter>, Arc<dyn ReplayStore>) = match g.state.backend
+        {
+            StateBackend::Memory => (
+                Arc::new(MemoryRateLimiter::default()),
+                Arc::new(MemoryReplayStore::default()),
+            ),
             StateBackend::Redis => {
                 let url = g.state.redis_url.clone().unwrap_or_default();
                 let prefix = &g.state.key_prefix;
@@ -77,15 +95,21 @@ impl AuthState {
         };
         let ttl = Duration::from_secs(auth.access_token_ttl_secs.max(1));
         let jwks_uri = format!("{}/oauth2/jwks", g.server.public_base_url);
-        let tokens = TokenService::new(auth, keys, registry.clone(), replay).with_rate_limiter(limiter.clone());
+        let tokens = TokenService::new(auth, keys, registry.clone(), replay)
+            .with_rate_limiter(limiter.clone());
         let jwks = Bytes::from(serde_json::to_vec(&tokens.jwks()).unwrap_or_default());
-        let smart_configuration = Bytes::from(serde_json::to_vec(&tokens.smart_configuration(&jwks_uri)).unwrap_or_default());
+        let smart_configuration = Bytes::from(
+            serde_json::to_vec(&tokens.smart_configuration(&jwks_uri)).unwrap_or_default(),
+        );
         Ok(Self {
             verifier: tokens.verifier(),
             tokens,
             registry,
             limiter,
-            cache: moka::future::Cache::builder().max_capacity(TOKEN_CACHE_ENTRIES).time_to_live(ttl).build(),
+            cache: moka::future::Cache::builder()
+                .max_capacity(TOKEN_CACHE_ENTRIES)
+                .time_to_live(ttl)
+                .build(),
             jwks,
             smart_configuration,
             suppliers_path: cfg.suppliers_path.clone(),
@@ -94,7 +118,10 @@ impl AuthState {
     }
 
     /// Verifies a bearer token, from the cache when it was verified before.
-    pub async fn verify(&self, authorization: Option<&str>) -> Result<AccessClaims, gp_auth::AccessError> {
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<AccessClaims, gp_auth::AccessError> {
         let token = gp_auth::bearer_token(authorization)?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.cache.get(&key).await {
@@ -111,7 +138,10 @@ impl AuthState {
     /// Re-reads the supplier registry file and swaps it in. On any error the running
     /// registry is kept. Returns the number of suppliers now registered.
     pub fn reload_suppliers(&self) -> Result<usize, String> {
-        let path = self.suppliers_path.as_ref().ok_or("no suppliers_file configured")?;
+        let path = self
+            .suppliers_path
+            .as_ref()
+            .ok_or("no suppliers_file configured")?;
         self.reload_from(path)
     }
 
@@ -127,8 +157,18 @@ impl AuthState {
     }
 
     /// `POST /oauth2/token`.
-    pub async fn token_endpoint(&self, content_type: Option<&str>, body: &[u8]) -> Response<Full<Bytes>> {
-        let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    pub async fn token_endpoint(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Response<Full<Bytes>> {
+        let media = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if media != "application/x-www-form-urlencoded" {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -142,12 +182,20 @@ impl AuthState {
                 json(StatusCode::OK, ok.to_json())
             }
             Err(e) => {
-                tracing::info!(error = e.code(), status = e.status(), "token request refused");
-                let mut resp = json(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_json());
-                if let Some(secs) = e.retry_after_secs() {
-                    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                        resp.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
+                tracing::info!(
+                    error = e.code(),
+                    status = e.status(),
+                    "token request refused"
+                );
+                let mut resp = json(
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    e.to_json(),
+                );
+                if let Some(v) = e
+                    .retry_after_secs()
+                    .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
+                {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
                 resp
             }
@@ -163,7 +211,10 @@ pub fn rate_limit_headers(resp_headers: &mut http::HeaderMap, decision: &RateDec
     if let Ok(v) = HeaderValue::from_str(&decision.ratelimit_policy_header()) {
         resp_headers.insert("ratelimit-policy", v);
     }
-    if let Some(v) = decision.retry_after().and_then(|r| HeaderValue::from_str(&r).ok()) {
+    if let Some(v) = decision
+        .retry_after()
+        .and_then(|r| HeaderValue::from_str(&r).ok())
+    {
         resp_headers.insert(header::RETRY_AFTER, v);
     }
 }
@@ -172,7 +223,10 @@ pub fn rate_limit_headers(resp_headers: &mut http::HeaderMap, decision: &RateDec
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -183,5 +237,8 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

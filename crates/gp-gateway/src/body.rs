@@ -8,7 +8,11 @@ use crate::error::GatewayError;
 
 /// Reads a whole body, refusing it once it passes `limit` bytes (so a client
 /// announcing nothing and streaming forever is cut off at the cap).
-pub async fn read_capped(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, GatewayError> {
+pub async fn read_capped(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     if let Some(len) = declared.filter(|l| *l > limit as u64) {
         return Err(GatewayError::BodyTooLarge(len, limit));
     }
@@ -16,9 +20,10 @@ pub async fn read_capped(body: Incoming, declared: Option<u64>, limit: usize) ->
     let collected = Limited::new(body, limit).collect().await;
     match collected {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::BodyTooLarge(declared.unwrap_or(limit as u64 + 1), limit))
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge(
+            declared.unwrap_or(limit as u64 + 1),
+            limit,
+        )),
         Err(e) => Err(GatewayError::BodyRead(e.to_string())),
     }
 }

@@ -22,7 +22,12 @@ fn search_params(resource_type: &str) -> Value {
 }
 
 /// Builds the CapabilityStatement for the types the adapters support.
-pub fn capability_statement(base_url: &str, clinical: &[ClinicalType], date: &str, oauth: bool) -> Value {
+pub fn capability_statement(
+    base_url: &str,
+    clinical: &[ClinicalType],
+    date: &str,
+    oauth: bool,
+) -> Value {
     let resources: Vec<Value> = served(clinical)
         .into_iter()
         .map(|(t, interactions)| {

@@ -18,7 +18,11 @@ pub enum ConfigError {
     #[error("{file}: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("{file}: {key}: {problem}")]
-    Invalid { file: PathBuf, key: String, problem: String },
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
 }
 
 /// Several problems found at once (validation reports them all).
@@ -87,7 +91,11 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { backend: StateBackend::Memory, redis_url: None, key_prefix: default_key_prefix() }
+        Self {
+            backend: StateBackend::Memory,
+            redis_url: None,
+            key_prefix: default_key_prefix(),
+        }
     }
 }
 
@@ -163,7 +171,10 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         let d = gp_fhir::search::PagingLimits::default();
-        Self { default_count: d.default_count, max_count: d.max_count }
+        Self {
+            default_count: d.default_count,
+            max_count: d.max_count,
+        }
     }
 }
 
@@ -260,11 +271,17 @@ pub struct LoadedConfig {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: path.to_owned(), message: e.to_string() })
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().replace('\n', " ") })
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
 }
 
 impl LoadedConfig {
@@ -296,7 +313,12 @@ impl LoadedConfig {
     ) -> Result<(), ConfigErrors> {
         let file = path.clone().unwrap_or_else(|| PathBuf::from("(suppliers)"));
         if let Err(errors) = suppliers.validate() {
-            return Err(ConfigErrors(errors.into_iter().map(|e| invalid(&file, "suppliers", e.to_string())).collect()));
+            return Err(ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|e| invalid(&file, "suppliers", e.to_string()))
+                    .collect(),
+            ));
         }
         self.suppliers = suppliers;
         self.suppliers_path = path;
@@ -317,7 +339,11 @@ impl LoadedConfig {
         for (i, p) in registry.practice.into_iter().enumerate() {
             let key = format!("practice[{i}]");
             match OdsCode::parse(&p.ods) {
-                Err(e) => errors.push(invalid(practices_file, &format!("{key}.ods"), e.to_string())),
+                Err(e) => errors.push(invalid(
+                    practices_file,
+                    &format!("{key}.ods"),
+                    e.to_string(),
+                )),
                 Ok(ods) => {
                     if !configured.contains(&p.system) {
                         errors.push(invalid(
@@ -327,13 +353,23 @@ impl LoadedConfig {
                         ));
                     }
                     if practices.insert(ods.clone(), p).is_some() {
-                        errors.push(invalid(practices_file, &format!("{key}.ods"), format!("practice {ods} is listed twice")));
+                        errors.push(invalid(
+                            practices_file,
+                            &format!("{key}.ods"),
+                            format!("practice {ods} is listed twice"),
+                        ));
                     }
                 }
             }
         }
         if errors.is_empty() {
-            Ok(Self { gateway, practices, suppliers: gp_auth::SuppliersConfig::default(), suppliers_path: None, dir })
+            Ok(Self {
+                gateway,
+                practices,
+                suppliers: gp_auth::SuppliersConfig::default(),
+                suppliers_path: None,
+                dir,
+            })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -347,7 +383,11 @@ pub fn load_suppliers(path: &Path) -> Result<gp_auth::SuppliersConfig, ConfigErr
 }
 
 fn invalid(file: &Path, key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { file: file.to_owned(), key: key.to_owned(), problem: problem.into() }
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
 }
 
 fn check_url(errors: &mut Vec<ConfigError>, file: &Path, key: &str, url: &str) {
@@ -362,58 +402,124 @@ fn check_url(errors: &mut Vec<ConfigError>, file: &Path, key: &str, url: &str) {
 fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     if c.server.listen.parse::<std::net::SocketAddr>().is_err() {
-        errors.push(invalid(file, "server.listen", format!("'{}' is not a socket address such as 0.0.0.0:8443", c.server.listen)));
+        errors.push(invalid(
+            file,
+            "server.listen",
+            format!(
+                "'{}' is not a socket address such as 0.0.0.0:8443",
+                c.server.listen
+            ),
+        ));
     }
-    check_url(&mut errors, file, "server.public_base_url", &c.server.public_base_url);
+    check_url(
+        &mut errors,
+        file,
+        "server.public_base_url",
+        &c.server.public_base_url,
+    );
     if c.server.public_base_url.ends_with('/') {
-        errors.push(invalid(file, "server.public_base_url", "must not end with '/'"));
+        errors.push(invalid(
+            file,
+            "server.public_base_url",
+            "must not end with '/'",
+        ));
     }
     let base = &c.server.fhir_base_path;
     if !base.starts_with('/') || base.ends_with('/') || base.contains("//") {
-        errors.push(invalid(file, "server.fhir_base_path", format!("'{base}' must start with '/' and not end with one")));
+        errors.push(invalid(
+            file,
+            "server.fhir_base_path",
+            format!("'{base}' must start with '/' and not end with one"),
+        ));
     }
     if !(1024..=64 * 1024 * 1024).contains(&c.server.max_body_bytes) {
-        errors.push(invalid(file, "server.max_body_bytes", "must be between 1024 and 67108864"));
+        errors.push(invalid(
+            file,
+            "server.max_body_bytes",
+            "must be between 1024 and 67108864",
+        ));
     }
     if !(8192..=1024 * 1024).contains(&c.server.max_header_bytes) {
-        errors.push(invalid(file, "server.max_header_bytes", "must be between 8192 and 1048576"));
+        errors.push(invalid(
+            file,
+            "server.max_header_bytes",
+            "must be between 8192 and 1048576",
+        ));
     }
     if c.server.request_timeout_ms == 0 || c.server.header_read_timeout_ms == 0 {
-        errors.push(invalid(file, "server.request_timeout_ms", "timeouts must be greater than zero"));
+        errors.push(invalid(
+            file,
+            "server.request_timeout_ms",
+            "timeouts must be greater than zero",
+        ));
     }
-    if c.search.default_count == 0 || c.search.default_count > c.search.max_count || c.search.max_count > 1000 {
-        errors.push(invalid(file, "search", "need 1 <= default_count <= max_count <= 1000"));
+    if c.search.default_count == 0
+        || c.search.default_count > c.search.max_count
+        || c.search.max_count > 1000
+    {
+        errors.push(invalid(
+            file,
+            "search",
+            "need 1 <= default_count <= max_count <= 1000",
+        ));
     }
-    check_url(&mut errors, file, "locator.pds_base_url", &c.locator.pds_base_url);
+    check_url(
+        &mut errors,
+        file,
+        "locator.pds_base_url",
+        &c.locator.pds_base_url,
+    );
     if c.locator.timeout_ms == 0 {
-        errors.push(invalid(file, "locator.timeout_ms", "must be greater than zero"));
+        errors.push(invalid(
+            file,
+            "locator.timeout_ms",
+            "must be greater than zero",
+        ));
     }
-    if let Some(emis) = &c.systems.emis {
-        if let Err(problem) = emis.validate() {
-            errors.push(invalid(file, "systems.emis", problem.to_string()));
-        }
+    if let Some(Err(problem)) = c.systems.emis.as_ref().map(|e| e.validate()) {
+        errors.push(invalid(file, "systems.emis", problem.to_string()));
     }
     if c.access.mode == AccessMode::Oauth {
         match &c.auth {
-            None => errors.push(invalid(file, "auth", "access.mode is \"oauth\" but there is no [auth] section")),
+            None => errors.push(invalid(
+                file,
+                "auth",
+                "access.mode is \"oauth\" but there is no [auth] section",
+            )),
             Some(auth) => {
                 if let Err(problems) = auth.validate() {
-                    errors.extend(problems.into_iter().map(|e| invalid(file, "auth", e.to_string())));
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|e| invalid(file, "auth", e.to_string())),
+                    );
                 }
             }
         }
         if c.suppliers_file.is_none() {
-            errors.push(invalid(file, "suppliers_file", "access.mode is \"oauth\" but no supplier registry is named"));
+            errors.push(invalid(
+                file,
+                "suppliers_file",
+                "access.mode is \"oauth\" but no supplier registry is named",
+            ));
         }
     }
     if c.state.backend == StateBackend::Redis {
         match &c.state.redis_url {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {}
-            _ => errors.push(invalid(file, "state.redis_url", "backend \"redis\" needs redis_url = \"redis://host:port/db\"")),
+            _ => errors.push(invalid(
+                file,
+                "state.redis_url",
+                "backend \"redis\" needs redis_url = \"redis://host:port/db\"",
+            )),
         }
     }
     if c.systems.configured().is_empty() {
-        errors.push(invalid(file, "systems", "no GP system is configured: add at least one [systems.<name>] table"));
+        errors.push(invalid(
+            file,
+            "systems",
+            "no GP system is configured: add at least one [systems.<name>] table",
+        ));
     }
     errors
 }

@@ -9,10 +9,20 @@ use http_body_util::Full;
 /// Errors raised by the gateway itself (routing, limits, locating records).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("no route for {method} {path}; the supported interactions are listed at {base}/metadata")]
-    NoRoute { method: String, path: String, base: String },
+    #[error(
+        "no route for {method} {path}; the supported interactions are listed at {base}/metadata"
+    )]
+    NoRoute {
+        method: String,
+        path: String,
+        base: String,
+    },
     #[error("{method} is not allowed on {path}; allowed: {allowed}")]
-    MethodNotAllowed { method: String, path: String, allowed: &'static str },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
     #[error("request body of {0} bytes exceeds the limit of {1} bytes")]
     BodyTooLarge(u64, usize),
     #[error("request body could not be read: {0}")]
@@ -61,7 +71,9 @@ impl FhirError for GatewayError {
             Self::NotFound(_) => SpineCode::ResourceNotFound,
             Self::MethodNotAllowed { .. } => SpineCode::MethodNotAllowed,
             Self::BodyTooLarge(..) => SpineCode::PayloadTooLarge,
-            Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => SpineCode::InvalidValue,
+            Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => {
+                SpineCode::InvalidValue
+            }
             Self::NoConsent => SpineCode::NoPatientConsent,
             Self::LocatorUnavailable(_) | Self::NoAdapter(..) => SpineCode::UnableToCallService,
             Self::ShuttingDown => SpineCode::ServiceUnavailable,
@@ -77,7 +89,9 @@ impl FhirError for GatewayError {
             Self::BodyTooLarge(..) => IssueType::TooCostly,
             Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => IssueType::Invalid,
             Self::NoConsent => IssueType::Forbidden,
-            Self::LocatorUnavailable(_) | Self::NoAdapter(..) | Self::ShuttingDown => IssueType::Transient,
+            Self::LocatorUnavailable(_) | Self::NoAdapter(..) | Self::ShuttingDown => {
+                IssueType::Transient
+            }
             Self::Timeout(_) => IssueType::Timeout,
             Self::Internal(_) => IssueType::Exception,
         }
@@ -112,7 +126,10 @@ pub struct Rescue {
 
 impl<E: FhirError + Send + Sync + 'static> From<E> for Rescue {
     fn from(e: E) -> Self {
-        Self { error: Box::new(e), headers: Vec::new() }
+        Self {
+            error: Box::new(e),
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -140,9 +157,13 @@ impl Rescue {
         }
         let outcome = OperationOutcome::from_error(err.as_ref()).with_id(request_id);
         let mut resp = Response::new(Full::new(Bytes::from(outcome.to_json())));
-        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *resp.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(gp_fhir::format::FHIR_JSON));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(gp_fhir::format::FHIR_JSON),
+        );
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

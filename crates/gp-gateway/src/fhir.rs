@@ -23,7 +23,10 @@ const MAX_ENTRIES_PER_SEARCH: u32 = 10_000;
 pub fn fhir_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(gp_fhir::format::FHIR_JSON));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(gp_fhir::format::FHIR_JSON),
+    );
     resp
 }
 
@@ -31,7 +34,10 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -49,7 +55,8 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
             let record = released_patient(app, nhs, ids, caller).await?.record;
-            let mut resp = fhir_response(StatusCode::OK, Resource::Patient(record.patient).to_json());
+            let mut resp =
+                fhir_response(StatusCode::OK, Resource::Patient(record.patient).to_json());
             if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
                 resp.headers_mut().insert(header::ETAG, etag);
             }
@@ -63,19 +70,29 @@ pub async fn serve(
                 Err(other) => return Err(other.into()),
             };
             let total = found.len() as u32;
-            let paging = Paging { count: app.paging.default_count, offset: 0 };
+            let paging = Paging {
+                count: app.paging.default_count,
+                offset: 0,
+            };
             let last_updated = now_rfc3339();
-            let bundle = searchset(app, "Patient", query, paging, total, ids, &last_updated).build(found);
+            let bundle =
+                searchset(app, "Patient", query, paging, total, ids, &last_updated).build(found);
             Ok(fhir_response(StatusCode::OK, bundle.to_json()))
         }
-        Route::ClinicalSearch(resource_type) => clinical_search(app, resource_type, query, ids, caller).await,
+        Route::ClinicalSearch(resource_type) => {
+            clinical_search(app, resource_type, query, ids, caller).await
+        }
     }
 }
 
 fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
     match query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         None => Ok(()),
-        Some((k, _)) => Err(gp_fhir::search::SearchError::UnknownParameter(crate::routes::shown(k), "_format").into()),
+        Some((k, _)) => Err(gp_fhir::search::SearchError::UnknownParameter(
+            crate::routes::shown(k),
+            "_format",
+        )
+        .into()),
     }
 }
 
@@ -115,7 +132,8 @@ async fn released_patient(
     caller: &Caller,
 ) -> Result<Released, GatewayError> {
     let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
-    let not_found = || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
+    let not_found =
+        || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
     // Unpaired looks exactly like unregistered to the supplier; only our logs differ.
     if !caller.paired_with(&location.practice) {
         tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %location.practice, "patient withheld");
@@ -125,7 +143,11 @@ async fn released_patient(
         tracing::debug!(reason = "restricted-in-pds", "patient withheld");
         return Err(not_found());
     }
-    let req = PatientRequest { nhs_number: nhs, practice: location.practice.clone(), context: ids.call_context() };
+    let req = PatientRequest {
+        nhs_number: nhs,
+        practice: location.practice.clone(),
+        context: ids.call_context(),
+    };
     let record = match adapter.read_patient(&req).await {
         Ok(r) => r,
         Err(gp_adapter::AdapterError::PatientNotFound) => {
@@ -141,14 +163,19 @@ async fn released_patient(
     if record.flags.dissent {
         return Err(GatewayError::NoConsent);
     }
-    Ok(Released { record, practice: location.practice, adapter })
+    Ok(Released {
+        record,
+        practice: location.practice,
+        adapter,
+    })
 }
 
 /// True when the GP system marked the entry confidential (`meta.security` R).
 fn is_confidential(r: &Resource) -> bool {
     r.meta().is_some_and(|m| {
         m.security.iter().any(|c| {
-            c.system.as_deref() == Some(gp_fhir::model::CONFIDENTIALITY_SYSTEM) && c.code.as_deref() == Some("R")
+            c.system.as_deref() == Some(gp_fhir::model::CONFIDENTIALITY_SYSTEM)
+                && c.code.as_deref() == Some("R")
         })
     })
 }
@@ -161,7 +188,9 @@ async fn clinical_search(
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let params = parse_clinical_search(query, app.paging)?;
-    let Released { practice, adapter, .. } = released_patient(app, params.patient, ids, caller).await?;
+    let Released {
+        practice, adapter, ..
+    } = released_patient(app, params.patient, ids, caller).await?;
     let req = SearchRequest {
         nhs_number: params.patient,
         practice,
@@ -172,19 +201,38 @@ async fn clinical_search(
         context: ids.call_context(),
     };
     let page = adapter.search(&req).await.map_err(GatewayError::Adapter)?;
-    let mut released: Vec<Resource> = page.resources.into_iter().filter(|r| !is_confidential(r)).collect();
+    let mut released: Vec<Resource> = page
+        .resources
+        .into_iter()
+        .filter(|r| !is_confidential(r))
+        .collect();
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;
-    let page: Vec<Resource> = released.drain(..).skip(offset as usize).take(count as usize).collect();
+    let page: Vec<Resource> = released
+        .drain(..)
+        .skip(offset as usize)
+        .take(count as usize)
+        .collect();
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
-    let set = searchset(app, resource_type.as_str(), &link_params, params.paging, total, ids, &last_updated);
+    let set = searchset(
+        app,
+        resource_type.as_str(),
+        &link_params,
+        params.paging,
+        total,
+        ids,
+        &last_updated,
+    );
     Ok(fhir_response(StatusCode::OK, set.build(page).to_json()))
 }
 
 impl RequestIds {
     /// The context passed to adapters.
     pub fn call_context(&self) -> CallContext {
-        CallContext { request_id: self.request_id.clone(), traceparent: self.traceparent.clone() }
+        CallContext {
+            request_id: self.request_id.clone(),
+            traceparent: self.traceparent.clone(),
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod capability;
 pub mod config;
@@ -12,6 +13,5 @@ pub mod fhir;
 pub mod locator;
 pub mod pipeline;
 pub mod routes;
-pub mod server;
 pub mod sandbox;
-pub mod auth;
+pub mod server;

@@ -36,7 +36,11 @@ pub enum LocateError {
 #[async_trait]
 pub trait Locator: Send + Sync {
     /// `Ok(None)` when the patient is not known or not registered with a GP practice.
-    async fn locate(&self, nhs: NhsNumber, request_id: &str) -> Result<Option<Location>, LocateError>;
+    async fn locate(
+        &self,
+        nhs: NhsNumber,
+        request_id: &str,
+    ) -> Result<Option<Location>, LocateError>;
 }
 
 /// Looks patients up in the PDS FHIR API (`GET {base}/Patient/{nhs}`).
@@ -69,7 +73,11 @@ impl PdsLocator {
             .header("Accept", "application/fhir+json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| LocateError::Unreachable(e.to_string()))?;
-        let resp = self.client.request(req).await.map_err(|e| LocateError::Unreachable(e.to_string()))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| LocateError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
         #[allow(clippy::disallowed_methods)] // capped by Limited
         let body = Limited::new(resp.into_body(), MAX_PDS_BYTES)
@@ -83,7 +91,11 @@ impl PdsLocator {
 
 #[async_trait]
 impl Locator for PdsLocator {
-    async fn locate(&self, nhs: NhsNumber, request_id: &str) -> Result<Option<Location>, LocateError> {
+    async fn locate(
+        &self,
+        nhs: NhsNumber,
+        request_id: &str,
+    ) -> Result<Option<Location>, LocateError> {
         let millis = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let (status, body) = tokio::time::timeout(self.timeout, self.fetch(nhs, request_id))
             .await
@@ -98,20 +110,26 @@ impl Locator for PdsLocator {
 
 /// Reads the registered practice and the restricted flag from a PDS Patient.
 pub fn parse_pds_patient(body: &[u8]) -> Result<Option<Location>, LocateError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| LocateError::Invalid(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| LocateError::Invalid(e.to_string()))?;
     if v.get("resourceType").and_then(|t| t.as_str()) != Some("Patient") {
         return Err(LocateError::Invalid("resourceType is not Patient".into()));
     }
     let restricted = v
         .pointer("/meta/security")
         .and_then(|s| s.as_array())
-        .is_some_and(|codes| codes.iter().any(|c| c.get("code").and_then(|c| c.as_str()) == Some("R")));
+        .is_some_and(|codes| {
+            codes
+                .iter()
+                .any(|c| c.get("code").and_then(|c| c.as_str()) == Some("R"))
+        });
     let ods = v
         .get("generalPractitioner")
         .and_then(|g| g.as_array())
         .and_then(|gps| {
             gps.iter().find(|gp| {
-                gp.pointer("/identifier/system").and_then(|s| s.as_str()) == Some(gp_fhir::ids::ODS_CODE_SYSTEM)
+                gp.pointer("/identifier/system").and_then(|s| s.as_str())
+                    == Some(gp_fhir::ids::ODS_CODE_SYSTEM)
             })
         })
         .and_then(|gp| gp.pointer("/identifier/value"))
@@ -120,7 +138,10 @@ pub fn parse_pds_patient(body: &[u8]) -> Result<Option<Location>, LocateError> {
         None => Ok(None),
         Some(code) => {
             let practice = OdsCode::parse(code).map_err(|e| LocateError::Invalid(e.to_string()))?;
-            Ok(Some(Location { practice, restricted }))
+            Ok(Some(Location {
+                practice,
+                restricted,
+            }))
         }
     }
 }
@@ -136,7 +157,10 @@ mod tests {
         let loc = parse_pds_patient(body).unwrap().unwrap();
         assert_eq!(loc.practice.as_str(), "A12345");
         assert!(loc.restricted);
-        assert_eq!(parse_pds_patient(br#"{"resourceType":"Patient"}"#).unwrap(), None);
+        assert_eq!(
+            parse_pds_patient(br#"{"resourceType":"Patient"}"#).unwrap(),
+            None
+        );
         assert!(parse_pds_patient(b"{").is_err());
         assert!(parse_pds_patient(br#"{"resourceType":"Patient","generalPractitioner":[{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"A/1"}}]}"#).is_err());
     }

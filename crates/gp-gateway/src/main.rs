@@ -13,10 +13,20 @@ use gp_gateway::config::{AccessMode, LoadedConfig};
 use gp_gateway::{app::App, sandbox, server};
 
 #[derive(Parser)]
-#[command(name = "gp-gateway", version, about = "FHIR R4 gateway to English GP clinical systems")]
+#[command(
+    name = "gp-gateway",
+    version,
+    about = "FHIR R4 gateway to English GP clinical systems"
+)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, env = "GP_GATEWAY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "GP_GATEWAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -81,7 +91,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GP_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.compact().init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -91,7 +103,10 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gp-gateway: cannot start the async runtime: {e}");
@@ -102,12 +117,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::CheckConfig { config } => check_config(&config),
             Command::Serve { config } => serve(&config).await,
-            Command::Sandbox { listen, print_manifest, write_manifest, seed } => {
-                run_sandbox(listen, print_manifest, write_manifest, seed).await
-            }
-            Command::ClientAssertion { client_id, token_url, key, kid, alg } => {
-                client_assertion(client_id, token_url, key, kid, alg)
-            }
+            Command::Sandbox {
+                listen,
+                print_manifest,
+                write_manifest,
+                seed,
+            } => run_sandbox(listen, print_manifest, write_manifest, seed).await,
+            Command::ClientAssertion {
+                client_id,
+                token_url,
+                key,
+                kid,
+                alg,
+            } => client_assertion(client_id, token_url, key, kid, alg),
         }
     });
     match result {
@@ -121,7 +143,13 @@ fn main() -> ExitCode {
 
 fn check_config(path: &Path) -> Result<(), String> {
     let cfg = LoadedConfig::load(path).map_err(|e| e.to_string())?;
-    let systems: Vec<&str> = cfg.gateway.systems.configured().iter().map(|s| s.id()).collect();
+    let systems: Vec<&str> = cfg
+        .gateway
+        .systems
+        .configured()
+        .iter()
+        .map(|s| s.id())
+        .collect();
     println!(
         "{}: OK ({} practices; GP systems: {}; access: {:?})",
         path.display(),
@@ -146,13 +174,18 @@ async fn serve(path: &Path) -> Result<(), String> {
     };
     let app = Arc::new(App::build(&cfg).await.map_err(|e| e.to_string())?);
     let listen = &cfg.gateway.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     spawn_supplier_reload(app.clone());
-    let handle = server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
+    let handle =
+        server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
     tracing::info!(addr = %handle.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
-    handle.shutdown(Duration::from_millis(cfg.gateway.server.request_timeout_ms)).await;
+    handle
+        .shutdown(Duration::from_millis(cfg.gateway.server.request_timeout_ms))
+        .await;
     Ok(())
 }
 
@@ -168,10 +201,15 @@ async fn run_sandbox(
     };
     if print_manifest {
         let manifest = sandbox::print_manifest(listen, seed).map_err(|e| e.to_string())?;
-        println!("{}", serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
-    let sb = sandbox::start(listen, seed).await.map_err(|e| e.to_string())?;
+    let sb = sandbox::start(listen, seed)
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(path) = write_manifest {
         let json = serde_json::to_vec_pretty(&sb.manifest).map_err(|e| e.to_string())?;
         std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -203,11 +241,15 @@ fn client_assertion(
             client_id,
             kid: kid.unwrap_or_default(),
             alg: alg.unwrap_or_default(),
-            private_key_pem: std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            private_key_pem: std::fs::read(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
         },
         None => sandbox::demo_identity(&client_id).map_err(|e| e.to_string())?,
     };
-    println!("{}", assertion.sign(&token_url, 240).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        assertion.sign(&token_url, 240).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 
@@ -244,7 +286,9 @@ fn spawn_supplier_reload(app: Arc<App>) {
             if let Some(auth) = &app.auth {
                 match auth.reload_suppliers() {
                     Ok(n) => tracing::info!(suppliers = n, "supplier registry reloaded"),
-                    Err(e) => tracing::error!(error = %e, "supplier registry NOT reloaded; the running one is kept"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "supplier registry NOT reloaded; the running one is kept")
+                    }
                 }
             }
         }
@@ -254,13 +298,14 @@ fn spawn_supplier_reload(app: Arc<App>) {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

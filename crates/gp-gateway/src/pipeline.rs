@@ -44,7 +44,9 @@ fn is_uuid(s: &str) -> bool {
 }
 
 fn printable(v: &HeaderValue) -> Option<&str> {
-    v.to_str().ok().filter(|s| s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+    v.to_str()
+        .ok()
+        .filter(|s| s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
 }
 
 impl RequestIds {
@@ -60,10 +62,21 @@ impl RequestIds {
         };
         let correlation_id = match headers.get("x-correlation-id") {
             None => None,
-            Some(v) => Some(printable(v).ok_or(GatewayError::BadHeader("X-Correlation-ID"))?.to_owned()),
+            Some(v) => Some(
+                printable(v)
+                    .ok_or(GatewayError::BadHeader("X-Correlation-ID"))?
+                    .to_owned(),
+            ),
         };
-        let traceparent = headers.get("traceparent").and_then(printable).map(str::to_owned);
-        Ok(Self { request_id, correlation_id, traceparent })
+        let traceparent = headers
+            .get("traceparent")
+            .and_then(printable)
+            .map(str::to_owned);
+        Ok(Self {
+            request_id,
+            correlation_id,
+            traceparent,
+        })
     }
 }
 
@@ -73,7 +86,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
     let ids = match RequestIds::from_headers(req.headers()) {
         Ok(ids) => ids,
         Err(e) => {
-            let minted = RequestIds { request_id: uuid::Uuid::new_v4().to_string(), correlation_id: None, traceparent: None };
+            let minted = RequestIds {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                correlation_id: None,
+                traceparent: None,
+            };
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
@@ -85,16 +102,25 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
         let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(rescue)) => rescue.into_response(&ids.request_id),
-            Err(_) => Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64)).into_response(&ids.request_id),
+            Err(_) => Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64))
+                .into_response(&ids.request_id),
         };
-        tracing::info!(status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        tracing::info!(
+            status = resp.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request done"
+        );
         finish(resp, &ids)
     }
     .instrument(span)
     .await
 }
 
-async fn route(app: &App, req: Request<Incoming>, ids: &RequestIds) -> Result<Response<Full<Bytes>>, Rescue> {
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    ids: &RequestIds,
+) -> Result<Response<Full<Bytes>>, Rescue> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
 
@@ -113,15 +139,35 @@ async fn route(app: &App, req: Request<Incoming>, ids: &RequestIds) -> Result<Re
         match (path, &parts.method) {
             ("/oauth2/token", &Method::POST) => {
                 let declared = content_length(&parts.headers);
-                let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                return Ok(match crate::body::read_capped(body, declared, crate::auth::MAX_TOKEN_REQUEST_BYTES).await {
-                    Ok(bytes) => auth.token_endpoint(content_type, &bytes).await,
-                    Err(e) => crate::auth::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
-                });
+                let content_type = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                return Ok(
+                    match crate::body::read_capped(
+                        body,
+                        declared,
+                        crate::auth::MAX_TOKEN_REQUEST_BYTES,
+                    )
+                    .await
+                    {
+                        Ok(bytes) => auth.token_endpoint(content_type, &bytes).await,
+                        Err(e) => crate::auth::oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request",
+                            &e.to_string(),
+                        ),
+                    },
+                );
             }
             ("/oauth2/token", _) => {
-                let mut resp = crate::auth::oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST for token requests");
-                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                let mut resp = crate::auth::oauth_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request",
+                    "use POST for token requests",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return Ok(resp);
             }
             ("/oauth2/jwks", &Method::GET) => return Ok(json(StatusCode::OK, auth.jwks.clone())),
@@ -140,19 +186,38 @@ async fn route(app: &App, req: Request<Incoming>, ids: &RequestIds) -> Result<Re
 
     // 6. Routing and content negotiation.
     let base = app.fhir_base_path.as_str();
-    let Some(rest) = path.strip_prefix(base).filter(|r| r.is_empty() || r.starts_with('/')) else {
-        return Err(GatewayError::NoRoute { method: parts.method.to_string(), path: crate::routes::shown(path), base: base.into() }.into());
+    let Some(rest) = path
+        .strip_prefix(base)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    else {
+        return Err(GatewayError::NoRoute {
+            method: parts.method.to_string(),
+            path: crate::routes::shown(path),
+            base: base.into(),
+        }
+        .into());
     };
     let route = match match_route(&parts.method, rest, base) {
         Ok(r) => r,
         Err(e @ GatewayError::MethodNotAllowed { allowed, .. }) => {
-            return Err(Rescue::from(e).with_header(header::ALLOW, HeaderValue::from_static(allowed)));
+            return Err(
+                Rescue::from(e).with_header(header::ALLOW, HeaderValue::from_static(allowed))
+            );
         }
         Err(e) => return Err(e.into()),
     };
     let query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
-    let format = query.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    gp_fhir::format::negotiate(format, parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))?;
+    let format = query
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str());
+    gp_fhir::format::negotiate(
+        format,
+        parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    )?;
 
     // 7. Authenticate, authorise, rate limit.
     let caller = crate::access::check(app, &parts, &route).await?;
@@ -169,7 +234,10 @@ async fn route(app: &App, req: Request<Incoming>, ids: &RequestIds) -> Result<Re
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
@@ -180,7 +248,12 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
     let mut systems = serde_json::Map::new();
     let mut all_ready = true;
     for (system, adapter) in &app.adapters {
-        let state = match tokio::time::timeout(std::time::Duration::from_secs(2), adapter.ready(&ctx)).await {
+        let state = match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            adapter.ready(&ctx),
+        )
+        .await
+        {
             Ok(Ok(())) => "ready".to_owned(),
             Ok(Err(e)) => format!("unavailable: {e}"),
             Err(_) => "unavailable: readiness probe timed out".to_owned(),
@@ -191,13 +264,19 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
     let status = if all_ready { "ready" } else { "degraded" };
     let body = serde_json::json!({ "status": status, "systems": systems });
     // One GP system down must not take the gateway out of service for the others.
-    json(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())
+    json(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -207,11 +286,18 @@ fn finish(mut resp: Response<Full<Bytes>>, ids: &RequestIds) -> Response<Full<By
     if let Ok(v) = HeaderValue::from_str(&ids.request_id) {
         headers.insert("x-request-id", v);
     }
-    if let Some(v) = ids.correlation_id.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+    if let Some(v) = ids
+        .correlation_id
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
         headers.insert("x-correlation-id", v);
     }
     // Responses may identify patients: never stored by browsers or intermediaries.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }

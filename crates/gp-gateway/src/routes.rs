@@ -91,7 +91,11 @@ pub fn shown(s: &str) -> String {
 /// Every resource type and interaction the router serves, for the CapabilityStatement.
 pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
     let mut out = vec![("Patient", vec![Interaction::Read, Interaction::SearchType])];
-    out.extend(clinical.iter().map(|t| (t.as_str(), vec![Interaction::SearchType])));
+    out.extend(
+        clinical
+            .iter()
+            .map(|t| (t.as_str(), vec![Interaction::SearchType])),
+    );
     out
 }
 
@@ -102,11 +106,29 @@ mod tests {
     #[test]
     fn routes_and_refusals() {
         let b = "/FHIR/R4";
-        assert_eq!(match_route(&Method::GET, "/metadata", b).unwrap(), Route::Metadata);
-        assert_eq!(match_route(&Method::GET, "/Patient/9000000009", b).unwrap(), Route::PatientRead("9000000009".into()));
-        assert_eq!(match_route(&Method::GET, "/Observation", b).unwrap(), Route::ClinicalSearch(ClinicalType::Observation));
-        assert!(matches!(match_route(&Method::GET, "/Foo", b), Err(GatewayError::NoRoute { .. })));
-        assert!(matches!(match_route(&Method::GET, "/Patient/1/2", b), Err(GatewayError::NoRoute { .. })));
-        assert!(matches!(match_route(&Method::DELETE, "/Patient/9000000009", b), Err(GatewayError::MethodNotAllowed { .. })));
+        assert_eq!(
+            match_route(&Method::GET, "/metadata", b).unwrap(),
+            Route::Metadata
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/Patient/9000000009", b).unwrap(),
+            Route::PatientRead("9000000009".into())
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/Observation", b).unwrap(),
+            Route::ClinicalSearch(ClinicalType::Observation)
+        );
+        assert!(matches!(
+            match_route(&Method::GET, "/Foo", b),
+            Err(GatewayError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            match_route(&Method::GET, "/Patient/1/2", b),
+            Err(GatewayError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            match_route(&Method::DELETE, "/Patient/9000000009", b),
+            Err(GatewayError::MethodNotAllowed { .. })
+        ));
     }
 }

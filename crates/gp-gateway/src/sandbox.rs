@@ -12,14 +12,17 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::config::{ConfigErrors, GatewayConfig, LoadedConfig, PracticeEntry, PracticeRegistryFile};
+use crate::config::{
+    ConfigErrors, GatewayConfig, LoadedConfig, PracticeEntry, PracticeRegistryFile,
+};
 use crate::server::ServerHandle;
 
 /// The sandbox's configuration, compiled in (see `config/sandbox/gateway.toml`).
 pub const SANDBOX_CONFIG: &str = include_str!("../../../config/sandbox/gateway.toml");
 /// The demo suppliers (TEST-ONLY keys and registry, see fixtures/sandbox/README.md).
 const SUPPLIERS: &str = include_str!("../../../fixtures/sandbox/suppliers.toml");
-const GATEWAY_SIGNING_KEY: &[u8] = include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
+const GATEWAY_SIGNING_KEY: &[u8] =
+    include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
 /// client id, JWKS, private key.
 const DEMO_KEYS: [(&str, &str, &str); 3] = [
     (
@@ -109,7 +112,10 @@ pub fn config(
 ) -> Result<LoadedConfig, ConfigErrors> {
     let file = Path::new("config/sandbox/gateway.toml");
     let mut gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
-        ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+        ConfigErrors::from(crate::config::ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })
     })?;
     gateway.server.listen = listen.to_string();
     gateway.server.public_base_url = format!("http://{listen}");
@@ -133,22 +139,43 @@ pub fn config(
         .practices
         .iter()
         .filter(|p| SIMULATED.contains(&p.system))
-        .map(|p| PracticeEntry { ods: p.ods.clone(), name: p.name.clone(), system: system_of(p.system) })
+        .map(|p| PracticeEntry {
+            ods: p.ods.clone(),
+            name: p.name.clone(),
+            system: system_of(p.system),
+        })
         .collect();
-    let mut loaded =
-        LoadedConfig::from_parts(gateway, PracticeRegistryFile { practice }, file, Path::new("(sandbox population)"), ".".into())?;
+    let mut loaded = LoadedConfig::from_parts(
+        gateway,
+        PracticeRegistryFile { practice },
+        file,
+        Path::new("(sandbox population)"),
+        ".".into(),
+    )?;
     loaded.set_suppliers(suppliers(population, &loaded)?, None)?;
     Ok(loaded)
 }
 
 /// The demo suppliers, paired with the population's practices: `sandbox-north` is the
 /// first practice of each GP system, `sandbox-south` the second, `sandbox-all` all.
-fn suppliers(population: &Population, cfg: &LoadedConfig) -> Result<gp_auth::SuppliersConfig, ConfigErrors> {
+fn suppliers(
+    population: &Population,
+    cfg: &LoadedConfig,
+) -> Result<gp_auth::SuppliersConfig, ConfigErrors> {
     let file = Path::new("fixtures/sandbox/suppliers.toml");
-    let parse_err = |message: String| ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message });
-    let mut registry: gp_auth::SuppliersConfig = toml::from_str(SUPPLIERS).map_err(|e| parse_err(e.to_string()))?;
-    let served: Vec<&gp_sim::Practice> =
-        population.practices.iter().filter(|p| cfg.practices.keys().any(|o| o.as_str() == p.ods)).collect();
+    let parse_err = |message: String| {
+        ConfigErrors::from(crate::config::ConfigError::Parse {
+            file: file.to_owned(),
+            message,
+        })
+    };
+    let mut registry: gp_auth::SuppliersConfig =
+        toml::from_str(SUPPLIERS).map_err(|e| parse_err(e.to_string()))?;
+    let served: Vec<&gp_sim::Practice> = population
+        .practices
+        .iter()
+        .filter(|p| cfg.practices.keys().any(|o| o.as_str() == p.ods))
+        .collect();
     let nth = |n: usize| -> Vec<String> {
         SIMULATED
             .iter()
@@ -156,14 +183,26 @@ fn suppliers(population: &Population, cfg: &LoadedConfig) -> Result<gp_auth::Sup
             .map(|p| p.ods.clone())
             .collect()
     };
-    registry.practice_groups.insert("sandbox-all".into(), served.iter().map(|p| p.ods.clone()).collect());
-    registry.practice_groups.insert("sandbox-north".into(), nth(0));
-    registry.practice_groups.insert("sandbox-south".into(), nth(1));
+    registry.practice_groups.insert(
+        "sandbox-all".into(),
+        served.iter().map(|p| p.ods.clone()).collect(),
+    );
+    registry
+        .practice_groups
+        .insert("sandbox-north".into(), nth(0));
+    registry
+        .practice_groups
+        .insert("sandbox-south".into(), nth(1));
     for supplier in &mut registry.suppliers {
         let (_, jwks, _) = DEMO_KEYS
             .iter()
             .find(|(id, _, _)| *id == supplier.client_id)
-            .ok_or_else(|| parse_err(format!("no embedded key for supplier {}", supplier.client_id)))?;
+            .ok_or_else(|| {
+                parse_err(format!(
+                    "no embedded key for supplier {}",
+                    supplier.client_id
+                ))
+            })?;
         supplier.jwks = Some(serde_json::from_str(jwks).map_err(|e| parse_err(e.to_string()))?);
         supplier.jwks_file = None;
     }
@@ -181,7 +220,8 @@ fn write_keys(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, SandboxEr
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fixture)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(fixture)?;
         }
         out.push((client_id.to_owned(), path));
     }
@@ -194,8 +234,14 @@ pub fn demo_identity(client_id: &str) -> Result<gp_auth::ClientAssertion, Sandbo
         .iter()
         .find(|(id, _, _)| *id == client_id)
         .ok_or_else(|| SandboxError::Fixture(format!("'{client_id}' is not a sandbox demo supplier (demo-booking, demo-monitoring, demo-consult)")))?;
-    let jwks: serde_json::Value = serde_json::from_str(jwks).map_err(|e| SandboxError::Fixture(e.to_string()))?;
-    let field = |k: &str| jwks.pointer(&format!("/keys/0/{k}")).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let jwks: serde_json::Value =
+        serde_json::from_str(jwks).map_err(|e| SandboxError::Fixture(e.to_string()))?;
+    let field = |k: &str| {
+        jwks.pointer(&format!("/keys/0/{k}"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     Ok(gp_auth::ClientAssertion {
         client_id: client_id.to_owned(),
         kid: field("kid"),
@@ -209,18 +255,31 @@ pub fn keys_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("gp-gateway-sandbox-keys")
 }
 
-fn manifest_suppliers(cfg: &LoadedConfig, keys: &[(String, std::path::PathBuf)]) -> Vec<ManifestSupplier> {
+fn manifest_suppliers(
+    cfg: &LoadedConfig,
+    keys: &[(String, std::path::PathBuf)],
+) -> Vec<ManifestSupplier> {
     cfg.suppliers
         .suppliers
         .iter()
         .map(|s| {
             let jwk = s.jwks.as_ref().and_then(|j| j.pointer("/keys/0"));
-            let field = |k: &str| jwk.and_then(|j| j.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let field = |k: &str| {
+                jwk.and_then(|j| j.get(k))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let practices = s
                 .practices
                 .iter()
                 .flat_map(|p| match p.strip_prefix("group:") {
-                    Some(g) => cfg.suppliers.practice_groups.get(g).cloned().unwrap_or_default(),
+                    Some(g) => cfg
+                        .suppliers
+                        .practice_groups
+                        .get(g)
+                        .cloned()
+                        .unwrap_or_default(),
                     None => vec![p.clone()],
                 })
                 .collect();
@@ -241,13 +300,22 @@ fn manifest_suppliers(cfg: &LoadedConfig, keys: &[(String, std::path::PathBuf)])
 }
 
 fn gateway_keys(cfg: &LoadedConfig) -> Result<gp_auth::GatewayKeys, SandboxError> {
-    let kid = cfg.gateway.auth.as_ref().map(|a| a.active_kid.clone()).unwrap_or_default();
+    let kid = cfg
+        .gateway
+        .auth
+        .as_ref()
+        .map(|a| a.active_kid.clone())
+        .unwrap_or_default();
     gp_auth::GatewayKeys::from_pems(&kid, &[(kid.clone(), GATEWAY_SIGNING_KEY.to_vec())])
         .map_err(|e| SandboxError::Fixture(e.to_string()))
 }
 
 /// The manifest for a sandbox listening on `listen`; writes the demo keys it names.
-pub fn manifest(listen: SocketAddr, population: &Population, cfg: &LoadedConfig) -> Result<Manifest, SandboxError> {
+pub fn manifest(
+    listen: SocketAddr,
+    population: &Population,
+    cfg: &LoadedConfig,
+) -> Result<Manifest, SandboxError> {
     let origin = format!("http://{listen}");
     let keys = write_keys(&keys_dir())?;
     Ok(Manifest {
@@ -283,7 +351,9 @@ pub fn current_suppliers(sandbox: &Sandbox) -> Result<String, String> {
 impl Sandbox {
     /// Stops the gateway, then the simulators.
     pub async fn shutdown(self) {
-        self.server.shutdown(std::time::Duration::from_secs(5)).await;
+        self.server
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         for (_, sim) in self.simulators {
             sim.shutdown().await;
         }
@@ -291,27 +361,51 @@ impl Sandbox {
 }
 
 async fn loopback() -> Result<TcpListener, SandboxError> {
-    TcpListener::bind("127.0.0.1:0").await.map_err(|e| SandboxError::Bind("127.0.0.1:0".into(), e))
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| SandboxError::Bind("127.0.0.1:0".into(), e))
 }
 
 /// Starts the simulators and the gateway. `listen` may use port 0 (tests).
 pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxError> {
     let population = population(seed);
     let store = SimStore::new(population.clone());
-    let pds = gp_sim::start_pds(store.clone(), loopback().await?).await.map_err(|e| SandboxError::Bind("PDS".into(), e))?;
-    let emis = gp_sim::start_emis(store.clone(), loopback().await?).await.map_err(|e| SandboxError::Bind("EMIS".into(), e))?;
-    let listener = TcpListener::bind(listen).await.map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
-    let bound = listener.local_addr().map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
-    let cfg = config(bound, &format!("{}/personal-demographics/FHIR/R4", pds.base_url()), &[(SystemKind::Emis, emis.base_url())], &population)?;
+    let pds = gp_sim::start_pds(store.clone(), loopback().await?)
+        .await
+        .map_err(|e| SandboxError::Bind("PDS".into(), e))?;
+    let emis = gp_sim::start_emis(store.clone(), loopback().await?)
+        .await
+        .map_err(|e| SandboxError::Bind("EMIS".into(), e))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
+    let cfg = config(
+        bound,
+        &format!("{}/personal-demographics/FHIR/R4", pds.base_url()),
+        &[(SystemKind::Emis, emis.base_url())],
+        &population,
+    )?;
     let mut manifest = manifest(bound, &population, &cfg)?;
     manifest.simulators.insert("pds".into(), pds.base_url());
     manifest.simulators.insert("emis".into(), emis.base_url());
     let mut app = App::build_with_keys(&cfg, Some(gateway_keys(&cfg)?)).await?;
-    app.sandbox_manifest = Some(bytes::Bytes::from(serde_json::to_vec_pretty(&manifest).unwrap_or_default()));
+    app.sandbox_manifest = Some(bytes::Bytes::from(
+        serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+    ));
     let app = Arc::new(app);
     let server = crate::server::start(app.clone(), listener, &cfg.gateway.server, None)
         .map_err(|e| SandboxError::Bind(bound.to_string(), e))?;
-    Ok(Sandbox { server, simulators: vec![("pds".into(), pds), ("emis".into(), emis)], store, app, manifest, config: cfg })
+    Ok(Sandbox {
+        server,
+        simulators: vec![("pds".into(), pds), ("emis".into(), emis)],
+        store,
+        app,
+        manifest,
+        config: cfg,
+    })
 }
 
 /// The manifest `--print-manifest` prints, without starting anything.
@@ -320,7 +414,12 @@ pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, Sandbox
         return Err(SandboxError::EphemeralPort(listen));
     }
     let population = population(seed);
-    let cfg = config(listen, "http://127.0.0.1/pds", &[(SystemKind::Emis, "http://127.0.0.1/emis".into())], &population)?;
+    let cfg = config(
+        listen,
+        "http://127.0.0.1/pds",
+        &[(SystemKind::Emis, "http://127.0.0.1/emis".into())],
+        &population,
+    )?;
     manifest(listen, &population, &cfg)
 }
 
@@ -328,7 +427,10 @@ pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, Sandbox
 pub fn default_listen() -> Result<SocketAddr, ConfigErrors> {
     let file = Path::new("config/sandbox/gateway.toml");
     let gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
-        ConfigErrors::from(crate::config::ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+        ConfigErrors::from(crate::config::ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })
     })?;
     gateway.server.listen.parse().map_err(|_| {
         ConfigErrors::from(crate::config::ConfigError::Invalid {

@@ -36,7 +36,10 @@ pub fn tls_acceptor(tls: &TlsConfig, dir: &Path) -> Result<TlsAcceptor, TlsError
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cert_path = dir.join(&tls.cert_file);
     let key_path = dir.join(&tls.key_file);
-    let file_err = |p: &Path, e: &dyn std::fmt::Display| TlsError::File { path: p.display().to_string(), message: e.to_string() };
+    let file_err = |p: &Path, e: &dyn std::fmt::Display| TlsError::File {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .map_err(|e| file_err(&cert_path, &e))?
         .collect::<Result<_, _>>()
@@ -45,10 +48,13 @@ pub fn tls_acceptor(tls: &TlsConfig, dir: &Path) -> Result<TlsAcceptor, TlsError
         return Err(file_err(&cert_path, &"no certificate found"));
     }
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| file_err(&key_path, &e))?;
-    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -80,7 +86,12 @@ impl ServerHandle {
 }
 
 /// Starts serving `app` on `listener`.
-pub fn start(app: Arc<App>, listener: TcpListener, server: &ServerConfig, tls: Option<TlsAcceptor>) -> std::io::Result<ServerHandle> {
+pub fn start(
+    app: Arc<App>,
+    listener: TcpListener,
+    server: &ServerConfig,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let (tx, mut rx) = watch::channel(false);
     let mut builder = Builder::new(TokioExecutor::new());
@@ -89,7 +100,10 @@ pub fn start(app: Arc<App>, listener: TcpListener, server: &ServerConfig, tls: O
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
         .max_buf_size(server.max_header_bytes);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     let drain = Duration::from_millis(server.request_timeout_ms);
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -144,9 +158,16 @@ pub fn start(app: Arc<App>, listener: TcpListener, server: &ServerConfig, tls: O
         }
         app.stop_accepting();
         drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown deadline passed with requests still in flight");
         }
     });
-    Ok(ServerHandle { addr, shutdown: tx, task })
+    Ok(ServerHandle {
+        addr,
+        shutdown: tx,
+        task,
+    })
 }
