@@ -1,0 +1,75 @@
+//! `check-config`: a config tree is validated on load, every problem naming its file and key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use gp_gateway::config::LoadedConfig;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Copies config/ into a temp dir and applies `edit` to gateway.toml.
+fn tree(edit: impl Fn(String) -> String, practices: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = std::fs::read_to_string(repo().join("config/gateway.toml")).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), edit(gateway)).unwrap();
+    std::fs::write(dir.path().join("practices.toml"), practices).unwrap();
+    for f in std::fs::read_dir(repo().join("config")).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name();
+        if name != "gateway.toml" && name != "practices.toml" && f.path().is_file() {
+            std::fs::copy(f.path(), dir.path().join(name)).unwrap();
+        }
+    }
+    dir
+}
+
+const PRACTICES: &str = "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\nsystem = \"emis\"\n";
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let cfg = LoadedConfig::load(&repo().join("config/gateway.toml")).unwrap();
+    assert!(!cfg.practices.is_empty());
+    assert!(!cfg.suppliers.suppliers.is_empty(), "example names a supplier registry");
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_file_and_name() {
+    let dir = tree(|g| g.replace("[search]", "[search]\ncolour = \"blue\""), PRACTICES);
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
+    assert!(err.contains("gateway.toml"), "{err}");
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let dir = tree(
+        |g| {
+            g.replace("listen = \"0.0.0.0:8443\"", "listen = \"everywhere\"")
+                .replace("max_count = 250", "max_count = 5000")
+                .replace("pds_base_url = \"https://", "pds_base_url = \"ftp://")
+        },
+        "[[practice]]\nods = \"B8/617\"\nname = \"x\"\nsystem = \"emis\"\n[[practice]]\nods = \"C12345\"\nname = \"y\"\nsystem = \"tpp\"\n",
+    );
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err();
+    let text = err.to_string();
+    for needle in ["server.listen", "search", "locator.pds_base_url", "practice[0].ods", "practice[1].system"] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    assert!(err.0.len() >= 5, "{text}");
+}
+
+#[test]
+fn oauth_mode_needs_auth_and_suppliers() {
+    let dir = tree(|g| g.replace("suppliers_file = \"suppliers.toml\"", ""), PRACTICES);
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
+    assert!(err.contains("suppliers_file"), "{err}");
+}
+
+#[test]
+fn a_missing_practice_registry_names_the_path() {
+    let dir = tree(|g| g.replace("practices_file = \"practices.toml\"", "practices_file = \"nope.toml\""), PRACTICES);
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
+    assert!(err.contains("nope.toml") && err.contains("cannot read"), "{err}");
+}
