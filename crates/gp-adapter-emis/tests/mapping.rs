@@ -418,7 +418,7 @@ fn reaction_wrapping_a_code_element_is_read_too() {
 }
 
 #[test]
-fn a_thousand_entries_map_quickly() {
+fn a_thousand_entry_record_maps_whole() {
     let event = FULL
         .split("<EventList>")
         .nth(1)
@@ -437,14 +437,10 @@ fn a_thousand_entries_map_quickly() {
     let xml = FULL.replace(event, &many);
     let r = map_record(xml.as_bytes()).unwrap();
     assert!(r.clinical.len() > 1000);
-    let started = std::time::Instant::now();
-    for _ in 0..5 {
-        map_record(xml.as_bytes()).unwrap();
-    }
-    let each = started.elapsed() / 5;
-    // The target is < 2 ms in release; debug builds (our code unoptimised) are ~20x slower,
-    // and the machine is shared, so the bounds leave headroom while still catching a blow-up.
-    let bound_ms = if cfg!(debug_assertions) { 250 } else { 10 };
-    assert!(each.as_millis() < bound_ms, "mapping a 1,000-entry record took {each:?}");
-    eprintln!("1,000-entry record mapped in {each:?} (debug build)");
+    // Every event mapped, each with its own id: speed is measured by the benchmarks
+    // (issue "Performance"), never by a timed test.
+    let mut ids: Vec<&str> = r.clinical.iter().map(|c| c.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), r.clinical.len());
 }

@@ -51,7 +51,10 @@ impl ClientAssertion {
             Algorithm::ES384 => EncodingKey::from_ec_pem(&self.private_key_pem),
             _ => EncodingKey::from_rsa_pem(&self.private_key_pem),
         }
-        .map_err(|e| AssertionError::Key { alg: self.alg.clone(), message: e.to_string() })?;
+        .map_err(|e| AssertionError::Key {
+            alg: self.alg.clone(),
+            message: e.to_string(),
+        })?;
         let mut header = Header::new(alg);
         header.kid = Some(self.kid.clone());
         let now = crate::unix_now();
@@ -63,11 +66,16 @@ impl ClientAssertion {
             iat: now,
             exp: now + lifetime_secs,
         };
-        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| AssertionError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, &claims, &key)
+            .map_err(|e| AssertionError::Sign(e.to_string()))
     }
 
     /// The form body of a token request carrying a fresh assertion.
-    pub fn token_request_body(&self, token_url: &str, scope: Option<&str>) -> Result<String, AssertionError> {
+    pub fn token_request_body(
+        &self,
+        token_url: &str,
+        scope: Option<&str>,
+    ) -> Result<String, AssertionError> {
         let assertion = self.sign(token_url, 240)?;
         let mut body = format!(
             "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",

@@ -207,16 +207,76 @@ fn default_locator_entries() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct SystemsConfig {
     pub emis: Option<gp_adapter_emis::EmisConfig>,
+    pub tpp: Option<gp_adapter_tpp::TppConfig>,
+    pub vision: Option<gp_adapter_vision::VisionConfig>,
+    pub microtest: Option<gp_adapter_microtest::MicrotestConfig>,
 }
 
 impl SystemsConfig {
     /// The systems configured.
     pub fn configured(&self) -> Vec<GpSystem> {
-        let mut out = Vec::new();
-        if self.emis.is_some() {
-            out.push(GpSystem::Emis);
+        let present = [
+            (GpSystem::Emis, self.emis.is_some()),
+            (GpSystem::Tpp, self.tpp.is_some()),
+            (GpSystem::Vision, self.vision.is_some()),
+            (GpSystem::Microtest, self.microtest.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// Each configured system's own validation problem, if any.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        fn check<E: std::fmt::Display>(
+            key: &'static str,
+            r: Option<Result<(), E>>,
+        ) -> Option<(&'static str, String)> {
+            match r {
+                Some(Err(e)) => Some((key, e.to_string())),
+                _ => None,
+            }
         }
-        out
+        [
+            check("systems.emis", self.emis.as_ref().map(|c| c.validate())),
+            check("systems.tpp", self.tpp.as_ref().map(|c| c.validate())),
+            check("systems.vision", self.vision.as_ref().map(|c| c.validate())),
+            check(
+                "systems.microtest",
+                self.microtest.as_ref().map(|c| c.validate()),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Points a system at a base URL (the sandbox's simulators).
+    pub fn set_base_url(&mut self, system: GpSystem, url: &str) {
+        match system {
+            GpSystem::Emis => {
+                if let Some(c) = self.emis.as_mut() {
+                    c.base_url = url.to_owned();
+                }
+            }
+            GpSystem::Tpp => {
+                if let Some(c) = self.tpp.as_mut() {
+                    c.base_url = url.to_owned();
+                }
+            }
+            GpSystem::Vision => {
+                if let Some(c) = self.vision.as_mut() {
+                    c.base_url = url.to_owned();
+                }
+            }
+            GpSystem::Microtest => {
+                if let Some(c) = self.microtest.as_mut() {
+                    c.base_url = url.to_owned();
+                }
+            }
+        }
     }
 }
 
@@ -476,8 +536,8 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "must be greater than zero",
         ));
     }
-    if let Some(Err(problem)) = c.systems.emis.as_ref().map(|e| e.validate()) {
-        errors.push(invalid(file, "systems.emis", problem.to_string()));
+    for (key, problem) in c.systems.problems() {
+        errors.push(invalid(file, key, problem));
     }
     if c.access.mode == AccessMode::Oauth {
         match &c.auth {

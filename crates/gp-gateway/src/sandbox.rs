@@ -87,7 +87,12 @@ pub struct ManifestSupplier {
 }
 
 /// Which simulated systems the sandbox runs.
-pub const SIMULATED: [SystemKind; 1] = [SystemKind::Emis];
+pub const SIMULATED: [SystemKind; 4] = [
+    SystemKind::Emis,
+    SystemKind::Tpp,
+    SystemKind::Vision,
+    SystemKind::Microtest,
+];
 
 fn system_of(kind: SystemKind) -> GpSystem {
     match kind {
@@ -126,14 +131,7 @@ pub fn config(
     }
     gateway.locator.pds_base_url = pds_url.to_owned();
     for (kind, url) in system_urls {
-        match kind {
-            SystemKind::Emis => {
-                if let Some(emis) = gateway.systems.emis.as_mut() {
-                    emis.base_url = url.clone();
-                }
-            }
-            SystemKind::Tpp | SystemKind::Vision | SystemKind::Microtest => {}
-        }
+        gateway.systems.set_base_url(system_of(*kind), url);
     }
     let practice = population
         .practices
@@ -373,9 +371,35 @@ pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxErro
     let pds = gp_sim::start_pds(store.clone(), loopback().await?)
         .await
         .map_err(|e| SandboxError::Bind("PDS".into(), e))?;
-    let emis = gp_sim::start_emis(store.clone(), loopback().await?)
-        .await
-        .map_err(|e| SandboxError::Bind("EMIS".into(), e))?;
+    let bind = |name: &'static str| move |e| SandboxError::Bind(name.to_owned(), e);
+    let simulators: Vec<(SystemKind, SimHandle)> = vec![
+        (
+            SystemKind::Emis,
+            gp_sim::start_emis(store.clone(), loopback().await?)
+                .await
+                .map_err(bind("EMIS"))?,
+        ),
+        (
+            SystemKind::Tpp,
+            gp_sim::start_tpp(store.clone(), loopback().await?)
+                .await
+                .map_err(bind("TPP"))?,
+        ),
+        (
+            SystemKind::Vision,
+            gp_sim::start_vision(store.clone(), loopback().await?)
+                .await
+                .map_err(bind("Vision"))?,
+        ),
+        (
+            SystemKind::Microtest,
+            gp_sim::start_microtest(store.clone(), loopback().await?)
+                .await
+                .map_err(bind("Microtest"))?,
+        ),
+    ];
+    let urls: Vec<(SystemKind, String)> =
+        simulators.iter().map(|(k, h)| (*k, h.base_url())).collect();
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
@@ -385,12 +409,14 @@ pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxErro
     let cfg = config(
         bound,
         &format!("{}/personal-demographics/FHIR/R4", pds.base_url()),
-        &[(SystemKind::Emis, emis.base_url())],
+        &urls,
         &population,
     )?;
     let mut manifest = manifest(bound, &population, &cfg)?;
     manifest.simulators.insert("pds".into(), pds.base_url());
-    manifest.simulators.insert("emis".into(), emis.base_url());
+    for (kind, url) in &urls {
+        manifest.simulators.insert(kind.id().into(), url.clone());
+    }
     let mut app = App::build_with_keys(&cfg, Some(gateway_keys(&cfg)?)).await?;
     app.sandbox_manifest = Some(bytes::Bytes::from(
         serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
@@ -400,7 +426,9 @@ pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxErro
         .map_err(|e| SandboxError::Bind(bound.to_string(), e))?;
     Ok(Sandbox {
         server,
-        simulators: vec![("pds".into(), pds), ("emis".into(), emis)],
+        simulators: std::iter::once(("pds".to_owned(), pds))
+            .chain(simulators.into_iter().map(|(k, h)| (k.id().to_owned(), h)))
+            .collect(),
         store,
         app,
         manifest,
@@ -417,7 +445,7 @@ pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, Sandbox
     let cfg = config(
         listen,
         "http://127.0.0.1/pds",
-        &[(SystemKind::Emis, "http://127.0.0.1/emis".into())],
+        &SIMULATED.map(|k| (k, format!("http://127.0.0.1/{}", k.id()))),
         &population,
     )?;
     manifest(listen, &population, &cfg)

@@ -31,13 +31,21 @@ const PRACTICES: &str = "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\ns
 fn the_shipped_example_config_is_valid() {
     let cfg = LoadedConfig::load(&repo().join("config/gateway.toml")).unwrap();
     assert!(!cfg.practices.is_empty());
-    assert!(!cfg.suppliers.suppliers.is_empty(), "example names a supplier registry");
+    assert!(
+        !cfg.suppliers.suppliers.is_empty(),
+        "example names a supplier registry"
+    );
 }
 
 #[test]
 fn an_unknown_key_is_refused_with_its_file_and_name() {
-    let dir = tree(|g| g.replace("[search]", "[search]\ncolour = \"blue\""), PRACTICES);
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
+    let dir = tree(
+        |g| g.replace("[search]", "[search]\ncolour = \"blue\""),
+        PRACTICES,
+    );
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gateway.toml"), "{err}");
     assert!(err.contains("colour"), "{err}");
 }
@@ -54,7 +62,13 @@ fn every_semantic_problem_is_reported_at_once() {
     );
     let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err();
     let text = err.to_string();
-    for needle in ["server.listen", "search", "locator.pds_base_url", "practice[0].ods", "practice[1].system"] {
+    for needle in [
+        "server.listen",
+        "search",
+        "locator.pds_base_url",
+        "practice[0].ods",
+        "practice[1].system",
+    ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
     assert!(err.0.len() >= 5, "{text}");
@@ -62,14 +76,32 @@ fn every_semantic_problem_is_reported_at_once() {
 
 #[test]
 fn oauth_mode_needs_auth_and_suppliers() {
-    let dir = tree(|g| g.replace("suppliers_file = \"suppliers.toml\"", ""), PRACTICES);
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
+    let dir = tree(
+        |g| g.replace("suppliers_file = \"suppliers.toml\"", ""),
+        PRACTICES,
+    );
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("suppliers_file"), "{err}");
 }
 
 #[test]
 fn a_missing_practice_registry_names_the_path() {
-    let dir = tree(|g| g.replace("practices_file = \"practices.toml\"", "practices_file = \"nope.toml\""), PRACTICES);
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err().to_string();
-    assert!(err.contains("nope.toml") && err.contains("cannot read"), "{err}");
+    let dir = tree(
+        |g| {
+            g.replace(
+                "practices_file = \"practices.toml\"",
+                "practices_file = \"nope.toml\"",
+            )
+        },
+        PRACTICES,
+    );
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope.toml") && err.contains("cannot read"),
+        "{err}"
+    );
 }

@@ -12,7 +12,7 @@ use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::SimStore;
-use crate::xml::XmlWriter;
+use crate::xml::{XmlWriter, insert_after, remove_element};
 
 /// Default namespace of every EMIS Open document.
 pub const NAMESPACE: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
@@ -426,28 +426,6 @@ fn spaced_nhs(n: &str) -> String {
     match (n.get(0..3), n.get(3..6), n.get(6..)) {
         (Some(a), Some(b), Some(c)) => format!("{a} {b} {c}"),
         _ => n.to_owned(),
-    }
-}
-
-fn insert_after(body: &[u8], marker: &[u8], insert: &[u8]) -> Option<Vec<u8>> {
-    let at = body.windows(marker.len()).position(|w| w == marker)? + marker.len();
-    Some([&body[..at], insert, &body[at..]].concat())
-}
-
-/// `body` without the first `<name>…</name>` element (and its indentation).
-fn remove_element(body: &[u8], name: &str) -> Vec<u8> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    match (find(body, open.as_bytes()), find(body, close.as_bytes())) {
-        (Some(start), Some(end)) if end > start => {
-            let mut start = start;
-            while start > 0 && matches!(body[start - 1], b' ' | b'\n') {
-                start -= 1;
-            }
-            [&body[..start], &body[end + close.len()..]].concat()
-        }
-        _ => body.to_vec(),
     }
 }
 

@@ -5,16 +5,20 @@
 pub mod concepts;
 pub mod date;
 pub mod emis;
+pub mod microtest;
 pub mod model;
 pub mod pds;
 pub mod population;
 mod rng;
 pub mod server;
 pub mod store;
+pub mod tpp;
+pub mod vision;
 mod xml;
 
 pub use date::{Precision, SimDate};
 pub use emis::start_emis;
+pub use microtest::start_microtest;
 pub use model::*;
 pub use pds::start_pds;
 pub use population::{
@@ -22,3 +26,5 @@ pub use population::{
 };
 pub use server::{Fault, SimHandle};
 pub use store::SimStore;
+pub use tpp::start_tpp;
+pub use vision::start_vision;

@@ -72,6 +72,16 @@ pub(crate) trait Simulator: Send + Sync + 'static {
     fn mis_encode(&self, body: &[u8]) -> Vec<u8>;
     /// `body` without the patient's NHS number.
     fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8>;
+    /// Like [`Simulator::route`], for APIs that read the query string or answer extra
+    /// response headers (Vision's continuation token). Default: `route`, no extra headers.
+    fn route_query(
+        &self,
+        method: &Method,
+        path: &str,
+        _query: Option<&str>,
+    ) -> (Routed, Vec<(&'static str, String)>) {
+        (self.route(method, path), Vec::new())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -205,7 +215,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, NoAnswer> {
     let path = req.uri().path().to_owned();
-    let routed = sim.route(req.method(), &path);
+    let (routed, extra_headers) = sim.route_query(req.method(), &path, req.uri().query());
     let is_health = path.ends_with("/health");
     if !is_health {
         shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -267,5 +277,8 @@ async fn handle(
         }
     }
     builder = builder.header("cache-control", HeaderValue::from_static("no-store"));
+    for (name, value) in extra_headers {
+        builder = builder.header(name, value);
+    }
     Ok(builder.body(Full::new(Bytes::from(reply.body)))?)
 }

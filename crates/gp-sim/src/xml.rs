@@ -22,8 +22,8 @@ impl XmlWriter {
         }
     }
 
-    /// Opens `<name attrs…>`; attribute values are escaped.
-    pub(crate) fn open_with(&mut self, name: &str, attrs: &[(&str, &str)]) {
+    /// Writes `<name attrs…` on a new line, leaving the tag open; values are escaped.
+    fn start_tag(&mut self, name: &str, attrs: &[(&str, &str)]) {
         self.indent();
         self.buf.push('<');
         self.buf.push_str(name);
@@ -34,8 +34,27 @@ impl XmlWriter {
             escape_into(&mut self.buf, v);
             self.buf.push('"');
         }
+    }
+
+    /// Opens `<name attrs…>`; attribute values are escaped.
+    pub(crate) fn open_with(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.start_tag(name, attrs);
         self.buf.push('>');
         self.depth += 1;
+    }
+
+    /// `<name attrs…>text</name>`, or `<name attrs…/>` when `text` is empty.
+    pub(crate) fn text_with(&mut self, name: &str, attrs: &[(&str, &str)], text: &str) {
+        self.start_tag(name, attrs);
+        if text.is_empty() {
+            self.buf.push_str("/>");
+            return;
+        }
+        self.buf.push('>');
+        escape_into(&mut self.buf, text);
+        self.buf.push_str("</");
+        self.buf.push_str(name);
+        self.buf.push('>');
     }
 
     pub(crate) fn open(&mut self, name: &str) {
@@ -52,18 +71,7 @@ impl XmlWriter {
 
     /// `<name>text</name>`, or `<name/>` when `text` is empty.
     pub(crate) fn text(&mut self, name: &str, text: &str) {
-        self.indent();
-        self.buf.push('<');
-        self.buf.push_str(name);
-        if text.is_empty() {
-            self.buf.push_str("/>");
-            return;
-        }
-        self.buf.push('>');
-        escape_into(&mut self.buf, text);
-        self.buf.push_str("</");
-        self.buf.push_str(name);
-        self.buf.push('>');
+        self.text_with(name, &[], text);
     }
 
     /// `<name>text</name>` when present; nothing when absent.
@@ -93,6 +101,29 @@ pub(crate) fn escape_into(out: &mut String, s: &str) {
             c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
             c => out.push(c),
         }
+    }
+}
+
+/// `body` with `insert` placed right after the first `marker` (fault injection).
+pub(crate) fn insert_after(body: &[u8], marker: &[u8], insert: &[u8]) -> Option<Vec<u8>> {
+    let at = body.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    Some([&body[..at], insert, &body[at..]].concat())
+}
+
+/// `body` without the first `<name>…</name>` element (and its indentation).
+pub(crate) fn remove_element(body: &[u8], name: &str) -> Vec<u8> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    match (find(body, open.as_bytes()), find(body, close.as_bytes())) {
+        (Some(start), Some(end)) if end > start => {
+            let mut start = start;
+            while start > 0 && matches!(body[start - 1], b' ' | b'\n') {
+                start -= 1;
+            }
+            [&body[..start], &body[end + close.len()..]].concat()
+        }
+        _ => body.to_vec(),
     }
 }
 

@@ -1,0 +1,210 @@
+//! Native calls to Microtest Evolution's v2 JSON API, and its problem+json errors mapped
+//! to [`AdapterError`]s.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::{AdapterError, CallContext, GpSystem};
+use gp_fhir::{NhsNumber, OdsCode};
+
+use crate::config::{MicrotestConfig, MicrotestConfigError};
+use crate::error::MicrotestDataError;
+use crate::mapping::{EntryType, parse_problem};
+
+/// Path prefix of every Evolution v2 endpoint.
+pub const PREFIX: &str = "/evolution/v2";
+
+/// An Evolution v2 API client.
+#[derive(Debug, Clone)]
+pub struct MicrotestClient {
+    http: NativeClient,
+}
+
+impl MicrotestClient {
+    /// Builds the client from a config (validated first).
+    pub fn new(config: &MicrotestConfig) -> Result<Self, MicrotestConfigError> {
+        config.validate()?;
+        let http = NativeClient::new(
+            GpSystem::Microtest,
+            &config.base_url,
+            Duration::from_millis(config.connect_timeout_ms),
+            Duration::from_millis(config.request_timeout_ms),
+            config.max_record_bytes,
+        )?;
+        Ok(Self { http })
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        ctx: &CallContext,
+    ) -> Result<Result<Bytes, NativeResponse>, AdapterError> {
+        let response = self.http.get(path, ctx).await?;
+        Ok(if response.status == 200 {
+            Ok(response.body)
+        } else {
+            Err(response)
+        })
+    }
+
+    /// `GET /sites/{ODS}/patients?nhs_number={NHS}`: the patient index (a list).
+    pub async fn patient_index(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!("{PREFIX}/sites/{}/patients?nhs_number={nhs}", ods.as_str());
+        self.get(&path, ctx).await?.map_err(|r| error_from(&r))
+    }
+
+    /// `GET /sites/{ODS}/patients/{id}`: demographics and the registered site.
+    /// `patient_id` has been checked to be URL-safe (a FHIR id).
+    pub async fn patient(
+        &self,
+        ods: &OdsCode,
+        patient_id: &str,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!("{PREFIX}/sites/{}/patients/{patient_id}", ods.as_str());
+        self.get(&path, ctx).await?.map_err(|r| error_from(&r))
+    }
+
+    /// `GET /sites/{ODS}/clinicians/{id}`. A clinician the patient document names but the
+    /// site does not know is bad native data, not a missing patient.
+    pub async fn clinician(
+        &self,
+        ods: &OdsCode,
+        clinician_id: &str,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!("{PREFIX}/sites/{}/clinicians/{clinician_id}", ods.as_str());
+        self.get(&path, ctx)
+            .await?
+            .map_err(|r| match (r.status, parse_problem(&r.body)) {
+                (404, Some(p)) if p.code == "CLINICIAN_NOT_FOUND" => MicrotestDataError::Invalid {
+                    path: "usual_clinician_id".into(),
+                    reason: format!("clinician {clinician_id} is not known at site {ods}"),
+                }
+                .into(),
+                _ => error_from(&r),
+            })
+    }
+
+    /// `GET /sites/{ODS}/patients/{id}/entries?type={type}[&cursor={cursor}]`: one page.
+    /// A cursor the system issued and then refuses is a broken cursor (bad native data).
+    pub async fn entries(
+        &self,
+        ods: &OdsCode,
+        patient_id: &str,
+        kind: EntryType,
+        cursor: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let mut path = format!(
+            "{PREFIX}/sites/{}/patients/{patient_id}/entries?type={}",
+            ods.as_str(),
+            kind.as_str()
+        );
+        if let Some(c) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(c);
+        }
+        self.get(&path, ctx)
+            .await?
+            .map_err(|r| match (r.status, parse_problem(&r.body), cursor) {
+                (400, Some(p), Some(c)) if p.code == "INVALID_CURSOR" => {
+                    MicrotestDataError::BrokenCursor {
+                        what: kind.as_str().to_owned(),
+                        reason: format!("Evolution refused its own next_cursor '{c}'"),
+                    }
+                    .into()
+                }
+                _ => error_from(&r),
+            })
+    }
+
+    /// `GET /health`: ready when it answers 200 with `"status": "ok"`.
+    pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        let response = self.http.get(&format!("{PREFIX}/health"), ctx).await?;
+        let ok = response.status == 200
+            && serde_json::from_slice::<serde_json::Value>(&response.body)
+                .is_ok_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("ok"));
+        if ok {
+            Ok(())
+        } else {
+            Err(AdapterError::Unavailable {
+                system: GpSystem::Microtest,
+                detail: format!(
+                    "health check answered {} without \"status\": \"ok\"",
+                    response.status
+                ),
+            })
+        }
+    }
+}
+
+/// Maps a non-200 answer: `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` → `PatientNotFound`, other
+/// 4xx → `Rejected`, 5xx (and anything else) → `Unavailable`.
+pub fn error_from(response: &NativeResponse) -> AdapterError {
+    let system = GpSystem::Microtest;
+    let native = parse_problem(&response.body);
+    let detail = match &native {
+        Some(p) if p.detail.is_empty() => format!("HTTP {} {}", response.status, p.code),
+        Some(p) => format!("HTTP {} {}: {}", response.status, p.code, p.detail),
+        None => format!(
+            "HTTP {} without an Evolution problem document",
+            response.status
+        ),
+    };
+    match (response.status, native.as_ref().map(|p| p.code.as_str())) {
+        (404, Some("PATIENT_NOT_FOUND" | "SITE_NOT_FOUND")) => AdapterError::PatientNotFound,
+        (400..=499, _) => AdapterError::Rejected { system, detail },
+        _ => AdapterError::Unavailable { system, detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &'static str) -> NativeResponse {
+        NativeResponse {
+            status,
+            body: Bytes::from_static(body.as_bytes()),
+            content_type: Some("application/problem+json".into()),
+        }
+    }
+
+    #[test]
+    fn maps_problem_documents() {
+        let nf = r#"{"type":"about:blank","title":"Patient not found","status":404,"detail":"No patient","code":"PATIENT_NOT_FOUND"}"#;
+        assert_eq!(error_from(&resp(404, nf)), AdapterError::PatientNotFound);
+        assert_eq!(
+            error_from(&resp(404, r#"{"status":404,"code":"SITE_NOT_FOUND"}"#)),
+            AdapterError::PatientNotFound
+        );
+        assert_eq!(
+            error_from(&resp(
+                400,
+                r#"{"status":400,"code":"INVALID_NHS_NUMBER","detail":"bad"}"#
+            )),
+            AdapterError::Rejected {
+                system: GpSystem::Microtest,
+                detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
+            }
+        );
+        assert!(matches!(
+            error_from(&resp(404, "not found")),
+            AdapterError::Rejected { .. }
+        ));
+        assert!(
+            matches!(error_from(&resp(500, "")), AdapterError::Unavailable { detail, .. } if detail.contains("HTTP 500"))
+        );
+        assert!(matches!(
+            error_from(&resp(503, r#"{"code":"SERVICE_UNAVAILABLE"}"#)),
+            AdapterError::Unavailable { .. }
+        ));
+    }
+}

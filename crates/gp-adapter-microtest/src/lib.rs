@@ -1,0 +1,188 @@
+//! The reference adapter for Microtest Evolution: finds the patient in the Evolution v2
+//! JSON API's patient index, reads demographics and pages of clinical entries over the
+//! native API (`client`) and maps them to UK Core R4 (`mapping`), the same FHIR as EMIS.
+//!
+//! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
+//! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
+//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod mapping;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
+    SearchRequest, paging,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+
+pub use client::MicrotestClient;
+pub use config::{MicrotestConfig, MicrotestConfigError};
+pub use error::MicrotestDataError;
+pub use mapping::{
+    EntryType, MappedPage, MappedPatient, map_clinician, map_entries, map_patient,
+    parse_patient_index,
+};
+
+/// Most pages one search follows: 10,000 pages of 200 is far beyond any GP record, so
+/// hitting it means the cursors go round in circles.
+pub const MAX_PAGES: usize = 10_000;
+
+/// Microtest Evolution, as gp-gateway sees it.
+#[derive(Debug, Clone)]
+pub struct MicrotestAdapter {
+    client: MicrotestClient,
+}
+
+impl MicrotestAdapter {
+    /// Validates `config` and builds the adapter (no network I/O until the first call).
+    pub fn new(config: MicrotestConfig) -> Result<Self, MicrotestConfigError> {
+        Ok(Self {
+            client: MicrotestClient::new(&config)?,
+        })
+    }
+
+    /// The Evolution patient id of `nhs` at `ods`, from the patient index.
+    async fn patient_id(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        ctx: &CallContext,
+    ) -> Result<String, AdapterError> {
+        let body = self.client.patient_index(ods, nhs, ctx).await?;
+        parse_patient_index(&body, nhs, ods)?.ok_or(AdapterError::PatientNotFound)
+    }
+
+    /// Every entry of `kind`, following cursors to the last page, mapped.
+    async fn all_entries(
+        &self,
+        req: &SearchRequest,
+        patient_id: &str,
+    ) -> Result<Vec<gp_fhir::model::Resource>, AdapterError> {
+        let kind = EntryType::for_clinical(req.resource_type);
+        let broken = |reason: String| -> AdapterError {
+            MicrotestDataError::BrokenCursor {
+                what: kind.as_str().to_owned(),
+                reason,
+            }
+            .into()
+        };
+        let mut resources = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut native = 0u64;
+        for _ in 0..MAX_PAGES {
+            let body = self
+                .client
+                .entries(
+                    &req.practice,
+                    patient_id,
+                    kind,
+                    cursor.as_deref(),
+                    &req.context,
+                )
+                .await?;
+            let page = map_entries(&body, kind, req.nhs_number, &req.practice)?;
+            native += page.entries as u64;
+            resources.extend(page.resources);
+            match page.next_cursor {
+                None => {
+                    return match page.total {
+                        Some(total) if total != native => Err(broken(format!(
+                            "the pages held {native} entries but total says {total}"
+                        ))),
+                        _ => Ok(resources),
+                    };
+                }
+                Some(_) if page.entries == 0 => {
+                    return Err(broken("an empty page has a next_cursor".into()));
+                }
+                Some(next) => {
+                    if !seen.insert(next.clone()) {
+                        return Err(broken(format!(
+                            "next_cursor '{next}' repeats a page already read"
+                        )));
+                    }
+                    cursor = Some(next);
+                }
+            }
+        }
+        Err(broken(format!("still more pages after {MAX_PAGES}")))
+    }
+}
+
+#[async_trait]
+impl Adapter for MicrotestAdapter {
+    fn system(&self) -> GpSystem {
+        GpSystem::Microtest
+    }
+
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        let (nhs, ods, ctx) = (req.nhs_number, &req.practice, &req.context);
+        let patient_id = self.patient_id(nhs, ods, ctx).await?;
+        let body = self.client.patient(ods, &patient_id, ctx).await?;
+        let p = map_patient(&body)?;
+        // A record for someone else, or from another site, must never be answered.
+        if p.nhs_number != nhs {
+            return Err(MicrotestDataError::Invalid {
+                path: "nhs_number".into(),
+                reason: format!(
+                    "the patient document is for {}, but {nhs} was requested",
+                    p.nhs_number
+                ),
+            }
+            .into());
+        }
+        if p.ods != *ods {
+            return Err(MicrotestDataError::Invalid {
+                path: "site.ods_code".into(),
+                reason: format!(
+                    "the patient is registered at {}, but {ods} was requested",
+                    p.ods
+                ),
+            }
+            .into());
+        }
+        let practitioner = match &p.usual_clinician_id {
+            None => None,
+            Some(id) => {
+                let body = self.client.clinician(ods, id, ctx).await?;
+                let practitioner = map_clinician(&body)?;
+                if practitioner.id != *id {
+                    return Err(MicrotestDataError::Invalid {
+                        path: "clinician_id".into(),
+                        reason: format!(
+                            "the clinician document is for {}, but {id} was requested",
+                            practitioner.id
+                        ),
+                    }
+                    .into());
+                }
+                Some(practitioner)
+            }
+        };
+        Ok(PatientRecord {
+            patient: p.patient,
+            organization: Some(p.organization),
+            practitioner,
+            version: p.version,
+            flags: p.flags,
+        })
+    }
+
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        let patient_id = self
+            .patient_id(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        let resources = self.all_entries(req, &patient_id).await?;
+        Ok(paging::page(resources, req))
+    }
+
+    async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        self.client.health(ctx).await
+    }
+}

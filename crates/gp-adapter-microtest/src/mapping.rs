@@ -1,0 +1,1278 @@
+//! Microtest Evolution v2 JSON → UK Core R4. Pure functions, no I/O.
+//!
+//! Each document is mapped whole or not at all: a missing or malformed field fails it
+//! with a [`MicrotestDataError`] naming the field (`entries[3].date.value`), so a caller
+//! never sees a half-mapped resource. The format is `docs/native-formats/microtest.md`.
+//! The FHIR produced is the same as gp-adapter-emis produces for the same facts.
+
+use gp_adapter::terminology::{self, CodeScheme};
+use gp_adapter::{ClinicalType, PatientFlags};
+use gp_fhir::model::{
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
+    CodeableConcept, Coding, Condition, ContactPoint, Decimal, Dosage, Encounter,
+    EncounterParticipant, HumanName, Identifier, Immunization, ImmunizationPerformer,
+    MedicationStatement, Meta, NhsVerification, Observation, Organization, Patient, Period,
+    Practitioner, ProtocolApplied, Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+use serde::Deserialize;
+
+use crate::error::MicrotestDataError;
+
+/// Base of the identifier systems holding Evolution ids (`{base}{type}-id`).
+pub const MICROTEST_ID_BASE: &str = "https://microtest.co.uk/Id/";
+/// GMC reference number of a doctor.
+pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+
+const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
+const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const ALLERGY_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+type Result<T> = std::result::Result<T, MicrotestDataError>;
+
+/// The kinds of clinical entry Evolution serves (`…/entries?type=…`), one per FHIR type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryType {
+    Allergy,
+    Medication,
+    Problem,
+    Observation,
+    Immunisation,
+    Consultation,
+}
+
+impl EntryType {
+    /// The `type` query value and entry field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allergy => "allergy",
+            Self::Medication => "medication",
+            Self::Problem => "problem",
+            Self::Observation => "observation",
+            Self::Immunisation => "immunisation",
+            Self::Consultation => "consultation",
+        }
+    }
+
+    /// The entry type holding a FHIR clinical type.
+    pub fn for_clinical(t: ClinicalType) -> Self {
+        match t {
+            ClinicalType::AllergyIntolerance => Self::Allergy,
+            ClinicalType::MedicationStatement => Self::Medication,
+            ClinicalType::Condition => Self::Problem,
+            ClinicalType::Observation => Self::Observation,
+            ClinicalType::Immunization => Self::Immunisation,
+            ClinicalType::Encounter => Self::Consultation,
+        }
+    }
+}
+
+// ---- native documents (private: only this module knows the wire shape) -------------
+//
+// Every field is optional to serde so that a missing one is reported by path below;
+// unknown fields are ignored (vendors add fields).
+
+#[derive(Deserialize)]
+struct NIndex {
+    patients: Option<Vec<NSummary>>,
+}
+
+#[derive(Deserialize)]
+struct NSummary {
+    patient_id: Option<String>,
+    nhs_number: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NDate {
+    value: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NCode {
+    read: Option<String>,
+    snomed: Option<String>,
+    dmd: Option<String>,
+    term: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NAddress {
+    lines: Option<Vec<String>>,
+    town: Option<String>,
+    county: Option<String>,
+    postcode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NSite {
+    site_id: Option<String>,
+    ods_code: Option<String>,
+    name: Option<String>,
+    address: Option<NAddress>,
+    phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NPatient {
+    patient_id: Option<String>,
+    family_name: Option<String>,
+    given_names: Option<Vec<String>>,
+    title: Option<String>,
+    nhs_number: Option<String>,
+    nhs_number_status: Option<String>,
+    sex: Option<String>,
+    date_of_birth: Option<NDate>,
+    date_of_death: Option<NDate>,
+    address: Option<NAddress>,
+    home_phone: Option<String>,
+    mobile_phone: Option<String>,
+    email: Option<String>,
+    usual_clinician_id: Option<String>,
+    restricted: Option<bool>,
+    sharing_dissent: Option<bool>,
+    last_modified: Option<NDate>,
+    site: Option<NSite>,
+}
+
+#[derive(Deserialize)]
+struct NClinician {
+    clinician_id: Option<String>,
+    title: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    sex: Option<String>,
+    sds_user_id: Option<String>,
+    gmc_number: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NPage {
+    entries: Option<Vec<NEntry>>,
+    total: Option<u64>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NReading {
+    id: Option<String>,
+    value: Option<String>,
+    unit: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NEntry {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    date: Option<NDate>,
+    clinician_id: Option<String>,
+    confidential: Option<bool>,
+    code: Option<NCode>,
+    status: Option<String>,
+    end_date: Option<NDate>,
+    // allergy
+    category: Option<String>,
+    reaction: Option<NCode>,
+    severity: Option<String>,
+    // medication
+    drug: Option<NCode>,
+    dosage: Option<String>,
+    quantity: Option<String>,
+    quantity_unit: Option<String>,
+    prescription_type: Option<String>,
+    // problem
+    significance: Option<String>,
+    // observation
+    value: Option<String>,
+    unit: Option<String>,
+    systolic: Option<NReading>,
+    diastolic: Option<NReading>,
+    // immunisation
+    batch: Option<String>,
+    dose: Option<String>,
+    // consultation
+    duration_minutes: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NProblem {
+    code: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+// ---- results -------------------------------------------------------------------------
+
+/// A mapped patient document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedPatient {
+    pub nhs_number: NhsNumber,
+    pub ods: OdsCode,
+    pub patient: Patient,
+    pub organization: Organization,
+    /// `usual_clinician_id`, to fetch the usual GP with.
+    pub usual_clinician_id: Option<String>,
+    /// `last_modified` as a FHIR instant: changes whenever demographics change.
+    pub version: String,
+    pub flags: PatientFlags,
+}
+
+/// One mapped page of entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedPage {
+    /// The page's resources (a blood pressure entry gives two Observations).
+    pub resources: Vec<Resource>,
+    /// Native entries on the page.
+    pub entries: usize,
+    /// Native entries across all pages, when the page says.
+    pub total: Option<u64>,
+    /// The cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An Evolution problem+json error document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NativeProblem {
+    pub code: String,
+    pub title: String,
+    pub detail: String,
+}
+
+// ---- parsing helpers -----------------------------------------------------------------
+
+fn parse<T: for<'de> Deserialize<'de>>(document: &'static str, body: &[u8]) -> Result<T> {
+    let text = std::str::from_utf8(body).map_err(|e| MicrotestDataError::NotUtf8 {
+        document,
+        offset: e.valid_up_to(),
+    })?;
+    serde_json::from_str(text).map_err(|e| MicrotestDataError::MalformedJson {
+        document,
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a problem+json error body, if it is one.
+pub fn parse_problem(body: &[u8]) -> Option<NativeProblem> {
+    let p: NProblem = serde_json::from_slice(body).ok()?;
+    Some(NativeProblem {
+        code: p.code?,
+        title: p.title.unwrap_or_default(),
+        detail: p.detail.unwrap_or_default(),
+    })
+}
+
+/// Where a field sits, for error messages (`entries[3].code`); built only on error.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    prefix: &'a str,
+    index: Option<usize>,
+}
+
+impl<'a> At<'a> {
+    const ROOT: At<'static> = At {
+        prefix: "",
+        index: None,
+    };
+    fn field(prefix: &'a str) -> Self {
+        Self {
+            prefix,
+            index: None,
+        }
+    }
+    fn nth(prefix: &'a str, index: usize) -> Self {
+        Self {
+            prefix,
+            index: Some(index),
+        }
+    }
+    fn path(&self, field: &str) -> String {
+        match (self.prefix, self.index) {
+            ("", _) => field.to_owned(),
+            (p, Some(i)) => format!("{p}[{i}].{field}"),
+            (p, None) => format!("{p}.{field}"),
+        }
+    }
+    fn missing(&self, field: &str) -> MicrotestDataError {
+        MicrotestDataError::Missing {
+            path: self.path(field),
+        }
+    }
+    fn invalid(&self, field: &str, reason: impl Into<String>) -> MicrotestDataError {
+        MicrotestDataError::Invalid {
+            path: self.path(field),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Trimmed text; `None` when absent, `null` or empty.
+fn opt(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn req<'v>(at: &At, field: &str, v: &'v Option<String>) -> Result<&'v str> {
+    opt(v).ok_or_else(|| at.missing(field))
+}
+
+fn owned(v: &Option<String>) -> Option<String> {
+    opt(v).map(str::to_owned)
+}
+
+/// A bounded, printable echo of bad native text for error messages.
+fn shown(v: &str) -> String {
+    v.chars().take(40).filter(|c| !c.is_control()).collect()
+}
+
+fn valid_id(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// An Evolution id, used as the FHIR id as it is: 1-64 of `A-Z a-z 0-9 - .`.
+fn id(at: &At, field: &str, v: &Option<String>) -> Result<String> {
+    let raw = req(at, field, v)?;
+    valid_id(raw)
+        .then(|| raw.to_owned())
+        .ok_or_else(|| at.invalid(field, format!("'{}' is not a valid id", shown(raw))))
+}
+
+fn opt_id(at: &At, field: &str, v: &Option<String>) -> Result<Option<String>> {
+    match opt(v) {
+        None => Ok(None),
+        Some(_) => id(at, field, v).map(Some),
+    }
+}
+
+/// A number sent as a string (`"120"`, `"72.5"`).
+fn number(at: &At, field: &str, v: &str) -> Result<f64> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| at.invalid(field, format!("'{}' is not a number", shown(v))))
+}
+
+fn one_of<'v>(at: &At, field: &str, v: &str, allowed: &[(&str, &'v str)]) -> Result<&'v str> {
+    allowed
+        .iter()
+        .find(|(native, _)| *native == v)
+        .map(|(_, mapped)| *mapped)
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            at.invalid(
+                field,
+                format!("'{}' is not one of {}", shown(v), names.join(", ")),
+            )
+        })
+}
+
+fn opt_one_of<'v>(
+    at: &At,
+    field: &str,
+    v: &Option<String>,
+    allowed: &[(&str, &'v str)],
+) -> Result<Option<&'v str>> {
+    opt(v).map(|s| one_of(at, field, s, allowed)).transpose()
+}
+
+// ---- dates ---------------------------------------------------------------------------
+
+fn digits(s: &str, r: std::ops::Range<usize>) -> Option<u32> {
+    let part = s.get(r)?;
+    if part.bytes().all(|b| b.is_ascii_digit()) {
+        part.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn ymd(s: &str) -> Option<(i32, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (
+        i32::try_from(digits(s, 0..4)?).ok()?,
+        u8::try_from(digits(s, 5..7)?).ok()?,
+        u8::try_from(digits(s, 8..10)?).ok()?,
+    );
+    ((1..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && d >= 1
+        && d <= gp_fhir::date::days_in_month(y, m))
+    .then_some((y, m, d))
+}
+
+fn hms(s: &str) -> Option<(u8, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (
+        u8::try_from(digits(s, 0..2)?).ok()?,
+        u8::try_from(digits(s, 3..5)?).ok()?,
+        u8::try_from(digits(s, 6..8)?).ok()?,
+    );
+    (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
+}
+
+/// Day of week, 0 = Sunday (Sakamoto).
+fn weekday(y: i32, m: u8, d: u8) -> u8 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
+    // rem_euclid(7) is 0..=6.
+    u8::try_from(w).unwrap_or(0)
+}
+
+fn last_sunday(y: i32, m: u8) -> u8 {
+    let last = gp_fhir::date::days_in_month(y, m);
+    last - weekday(y, m, last)
+}
+
+/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time (from 01:00 GMT
+/// on the last Sunday of March to 01:00 GMT on the last Sunday of October). The skipped
+/// March hour reads as BST; the repeated October hour as its first, BST, occurrence.
+/// The same rule as gp-adapter-emis, so both give the same instant.
+pub fn is_bst(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 2)
+        }
+        _ => false,
+    }
+}
+
+/// An Evolution date object → FHIR date/dateTime at its precision; `datetime` values are
+/// UK local time and get their offset (`+00:00` GMT, `+01:00` BST).
+fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
+    let Some(d) = d else {
+        return Ok(None);
+    };
+    let value = req(at, &format!("{field}.value"), &d.value)?;
+    let precision = req(at, &format!("{field}.precision"), &d.precision)?;
+    let bad = || {
+        at.invalid(
+            &format!("{field}.value"),
+            format!(
+                "'{}' is not a date of precision {}",
+                shown(value),
+                shown(precision)
+            ),
+        )
+    };
+    let fhir = match precision {
+        "year" => {
+            let y = digits(value, 0..4).filter(|y| *y >= 1 && value.len() == 4);
+            y.map(|y| format!("{y:04}"))
+        }
+        "month" => {
+            let ok = value.len() == 7
+                && value.as_bytes()[4] == b'-'
+                && digits(value, 0..4).is_some_and(|y| y >= 1)
+                && digits(value, 5..7).is_some_and(|m| (1..=12).contains(&m));
+            ok.then(|| value.to_owned())
+        }
+        "day" => ymd(value).map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        "datetime" => value.split_once('T').and_then(|(day, time)| {
+            let (y, m, d) = ymd(day)?;
+            let (h, mi, s) = hms(time)?;
+            let offset = if is_bst(y, m, d, h) {
+                "+01:00"
+            } else {
+                "+00:00"
+            };
+            Some(format!(
+                "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}"
+            ))
+        }),
+        other => {
+            return Err(at.invalid(
+                &format!("{field}.precision"),
+                format!("'{}' is not year, month, day or datetime", shown(other)),
+            ));
+        }
+    };
+    fhir.map(Some).ok_or_else(bad)
+}
+
+fn req_date(at: &At, field: &str, d: &Option<NDate>) -> Result<String> {
+    date(at, field, d)?.ok_or_else(|| at.missing(field))
+}
+
+// ---- shared pieces -------------------------------------------------------------------
+
+fn meta(profile: &str, confidential: bool) -> Option<Meta> {
+    let mut m = Meta::uk_core(profile);
+    if confidential {
+        m.security
+            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
+    }
+    Some(m)
+}
+
+fn microtest_id(kind: &str, id: &str) -> Identifier {
+    Identifier::new(&format!("{MICROTEST_ID_BASE}{kind}-id"), id)
+}
+
+fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
+    CodeableConcept::coded(system, code, display)
+}
+
+fn gender(at: &At, v: &Option<String>) -> Result<Option<String>> {
+    opt_one_of(
+        at,
+        "sex",
+        v,
+        &[
+            ("M", "male"),
+            ("F", "female"),
+            ("X", "other"),
+            ("U", "unknown"),
+        ],
+    )
+    .map(|g| g.map(str::to_owned))
+}
+
+fn human_name(
+    title: &Option<String>,
+    given: impl Iterator<Item = String>,
+    family: &Option<String>,
+) -> Option<HumanName> {
+    let family = owned(family);
+    let given: Vec<String> = given.collect();
+    (family.is_some() || !given.is_empty()).then(|| HumanName {
+        use_: Some("official".into()),
+        family,
+        given,
+        prefix: owned(title).into_iter().collect(),
+    })
+}
+
+fn address(a: &Option<NAddress>) -> Option<Address> {
+    let a = a.as_ref()?;
+    let addr = Address {
+        use_: None,
+        line: a
+            .lines
+            .iter()
+            .flatten()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        city: owned(&a.town),
+        district: owned(&a.county),
+        postal_code: owned(&a.postcode),
+        country: None,
+    };
+    (addr != Address::default()).then_some(addr)
+}
+
+fn contact(value: &Option<String>, system: &str, use_: Option<&str>) -> Option<ContactPoint> {
+    opt(value).map(|v| ContactPoint {
+        system: Some(system.to_owned()),
+        value: Some(v.to_owned()),
+        use_: use_.map(str::to_owned),
+    })
+}
+
+fn practitioner_ref(id: Option<String>) -> Option<Reference> {
+    id.map(|i| Reference::to("Practitioner", &i))
+}
+
+/// True for a Read v2 code: 5 characters of `A-Z a-z 0-9 .`.
+fn is_read2(c: &str) -> bool {
+    c.len() == 5 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
+fn is_sctid(c: &str) -> bool {
+    (6..=18).contains(&c.len()) && !c.starts_with('0') && c.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An Evolution code object (`{"read": "H33..", "term": "Asthma"}`, or `snomed`/`dmd`
+/// instead of `read`) → CodeableConcept via the gateway's terminology maps.
+fn coded(at: &At, field: &str, c: &Option<NCode>) -> Result<Option<CodeableConcept>> {
+    let Some(c) = c else {
+        return Ok(None);
+    };
+    let term = opt(&c.term).unwrap_or_default();
+    let (scheme, key, value) = match (opt(&c.read), opt(&c.snomed), opt(&c.dmd)) {
+        (Some(r), None, None) => (CodeScheme::ReadV2, "read", r),
+        (None, Some(s), None) => (CodeScheme::Snomed, "snomed", s),
+        (None, None, Some(d)) => (CodeScheme::Dmd, "dmd", d),
+        (None, None, None) => {
+            return Err(at.invalid(field, "has no read, snomed or dmd code"));
+        }
+        _ => {
+            return Err(at.invalid(
+                field,
+                "has more than one of read, snomed and dmd; expected exactly one",
+            ));
+        }
+    };
+    let ok = match scheme {
+        CodeScheme::ReadV2 => is_read2(value),
+        _ => is_sctid(value),
+    };
+    if !ok {
+        let what = if scheme == CodeScheme::ReadV2 {
+            "a Read v2 code (5 characters, trailing dots)"
+        } else {
+            "a SNOMED CT / dm+d id"
+        };
+        return Err(at.invalid(
+            &format!("{field}.{key}"),
+            format!("'{}' is not {what}", shown(value)),
+        ));
+    }
+    Ok(Some(terminology::coded(scheme, value, term, None)))
+}
+
+fn req_coded(at: &At, field: &str, c: &Option<NCode>) -> Result<CodeableConcept> {
+    coded(at, field, c)?.ok_or_else(|| at.missing(field))
+}
+
+fn quantity(at: &At, field: &str, value: &str, unit: &Option<String>) -> Result<Quantity> {
+    let v = number(at, field, value)?;
+    Ok(match opt(unit) {
+        Some(u) => Quantity::ucum(v, u),
+        None => Quantity {
+            value: Decimal(v),
+            unit: None,
+            system: None,
+            code: None,
+        },
+    })
+}
+
+// ---- documents -----------------------------------------------------------------------
+
+/// Reads the patient index (`GET …/patients?nhs_number=`): the Evolution patient id of
+/// `nhs` at `site`, or `None` when it holds no such patient. Two or more is an error: the
+/// gateway must never guess which record is the patient's.
+pub fn parse_patient_index(body: &[u8], nhs: NhsNumber, site: &OdsCode) -> Result<Option<String>> {
+    let index: NIndex = parse("patient index", body)?;
+    let patients = index.patients.ok_or_else(|| At::ROOT.missing("patients"))?;
+    let mut found = Vec::with_capacity(patients.len());
+    for (i, s) in patients.iter().enumerate() {
+        let at = At::nth("patients", i);
+        let patient_id = id(&at, "patient_id", &s.patient_id)?;
+        let raw = req(&at, "nhs_number", &s.nhs_number)?;
+        let listed = NhsNumber::parse(raw).map_err(|e| at.invalid("nhs_number", e.to_string()))?;
+        if listed != nhs {
+            return Err(at.invalid(
+                "nhs_number",
+                format!("the index lists {listed}, but {nhs} was asked for"),
+            ));
+        }
+        found.push(patient_id);
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        count => Err(MicrotestDataError::AmbiguousNhsNumber {
+            nhs_number: nhs.to_string(),
+            site: site.to_string(),
+            count,
+        }),
+    }
+}
+
+/// Maps a patient document (`GET …/patients/{id}`) to Patient and Organization.
+pub fn map_patient(body: &[u8]) -> Result<MappedPatient> {
+    let p: NPatient = parse("patient", body)?;
+    let at = At::ROOT;
+    let raw_nhs = req(&at, "nhs_number", &p.nhs_number)?;
+    let compact: String = raw_nhs.chars().filter(|c| *c != ' ').collect();
+    let nhs = NhsNumber::parse(&compact).map_err(|e| at.invalid("nhs_number", e.to_string()))?;
+    let status = req(&at, "nhs_number_status", &p.nhs_number_status)?;
+    let verification = NhsVerification::from_code(status).ok_or_else(|| {
+        at.invalid(
+            "nhs_number_status",
+            format!("'{}' is not a code 01 to 08", shown(status)),
+        )
+    })?;
+    let patient_id = id(&at, "patient_id", &p.patient_id)?;
+    req(&at, "family_name", &p.family_name)?;
+    let version = req_date(&at, "last_modified", &p.last_modified)?;
+    if version.len() < 20 {
+        return Err(at.invalid(
+            "last_modified.precision",
+            "last_modified must have precision datetime",
+        ));
+    }
+    let restricted = p.restricted.unwrap_or(false);
+    let dissent = p.sharing_dissent.unwrap_or(false);
+    let usual = opt_id(&at, "usual_clinician_id", &p.usual_clinician_id)?;
+
+    let site = p.site.as_ref().ok_or_else(|| at.missing("site"))?;
+    let site_at = At::field("site");
+    let raw_ods = req(&site_at, "ods_code", &site.ods_code)?;
+    let ods = OdsCode::parse(raw_ods).map_err(|e| site_at.invalid("ods_code", e.to_string()))?;
+    let organization = Organization {
+        id: ods.as_str().to_owned(),
+        meta: meta("Organization", false),
+        identifier: vec![
+            Identifier::ods(&ods),
+            microtest_id("site", &id(&site_at, "site_id", &site.site_id)?),
+        ],
+        name: owned(&site.name),
+        telecom: contact(&site.phone, "phone", Some("work"))
+            .into_iter()
+            .collect(),
+        address: address(&site.address).into_iter().collect(),
+    };
+
+    let given = p
+        .given_names
+        .iter()
+        .flatten()
+        .flat_map(|g| g.split_whitespace())
+        .map(str::to_owned);
+    let mut telecom = Vec::new();
+    telecom.extend(contact(&p.home_phone, "phone", Some("home")));
+    telecom.extend(contact(&p.mobile_phone, "phone", Some("mobile")));
+    telecom.extend(contact(&p.email, "email", None));
+    let patient = Patient {
+        id: nhs.to_string(),
+        meta: meta("Patient", restricted),
+        identifier: vec![
+            Identifier::nhs_number(nhs, verification),
+            microtest_id("patient", &patient_id),
+        ],
+        active: Some(true),
+        name: human_name(&p.title, given, &p.family_name)
+            .into_iter()
+            .collect(),
+        telecom,
+        gender: gender(&at, &p.sex)?,
+        birth_date: Some(req_date(&at, "date_of_birth", &p.date_of_birth)?),
+        deceased_date_time: date(&at, "date_of_death", &p.date_of_death)?,
+        address: address(&p.address)
+            .map(|a| Address {
+                use_: Some("home".into()),
+                ..a
+            })
+            .into_iter()
+            .collect(),
+        general_practitioner: practitioner_ref(usual.clone()).into_iter().collect(),
+        managing_organization: Some(Reference::to("Organization", ods.as_str())),
+    };
+    Ok(MappedPatient {
+        nhs_number: nhs,
+        ods,
+        patient,
+        organization,
+        usual_clinician_id: usual,
+        version,
+        flags: PatientFlags {
+            restricted,
+            dissent,
+        },
+    })
+}
+
+/// Maps a clinician document (`GET …/clinicians/{id}`) to a Practitioner.
+pub fn map_clinician(body: &[u8]) -> Result<Practitioner> {
+    let c: NClinician = parse("clinician", body)?;
+    let at = At::ROOT;
+    let id = id(&at, "clinician_id", &c.clinician_id)?;
+    let mut identifier = vec![microtest_id("clinician", &id)];
+    identifier.extend(opt(&c.sds_user_id).map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
+    identifier.extend(
+        opt(&c.gmc_number).map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
+    );
+    let given = opt(&c.given_name)
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned);
+    Ok(Practitioner {
+        meta: meta("Practitioner", false),
+        identifier,
+        name: human_name(&c.title, given, &c.family_name)
+            .into_iter()
+            .collect(),
+        gender: gender(&at, &c.sex)?,
+        id,
+    })
+}
+
+/// A cursor is sent back as a query value, so it must be URL-safe as it stands.
+fn check_cursor(kind: EntryType, cursor: &str) -> Result<()> {
+    let ok = (1..=512).contains(&cursor.len())
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MicrotestDataError::BrokenCursor {
+            what: kind.as_str().to_owned(),
+            reason: format!(
+                "next_cursor '{}' is empty, too long or not URL-safe",
+                shown(cursor)
+            ),
+        })
+    }
+}
+
+/// Maps one page of entries (`GET …/entries?type=…`) for the patient `nhs` at `ods`.
+pub fn map_entries(
+    body: &[u8],
+    kind: EntryType,
+    nhs: NhsNumber,
+    ods: &OdsCode,
+) -> Result<MappedPage> {
+    let page: NPage = parse("entries page", body)?;
+    let entries = page.entries.ok_or_else(|| At::ROOT.missing("entries"))?;
+    if let Some(c) = page.next_cursor.as_deref() {
+        check_cursor(kind, c)?;
+    }
+    let ctx = Ctx {
+        patient_ref: Reference::to("Patient", &nhs.to_string()),
+        org_ref: Reference::to("Organization", ods.as_str()),
+    };
+    let mut resources = Vec::with_capacity(entries.len() + entries.len() / 4);
+    for (i, e) in entries.iter().enumerate() {
+        let at = At::nth("entries", i);
+        let found = req(&at, "type", &e.kind)?;
+        if found != kind.as_str() {
+            return Err(at.invalid(
+                "type",
+                format!("'{}' on a page of {} entries", shown(found), kind.as_str()),
+            ));
+        }
+        map_entry(&ctx, &at, kind, e, &mut resources)?;
+    }
+    Ok(MappedPage {
+        resources,
+        entries: entries.len(),
+        total: page.total,
+        next_cursor: page.next_cursor,
+    })
+}
+
+struct Ctx {
+    patient_ref: Reference,
+    org_ref: Reference,
+}
+
+fn map_entry(
+    ctx: &Ctx,
+    at: &At,
+    kind: EntryType,
+    e: &NEntry,
+    out: &mut Vec<Resource>,
+) -> Result<()> {
+    let id = id(at, "id", &e.id)?;
+    let confidential = e.confidential.unwrap_or(false);
+    let author = practitioner_ref(opt_id(at, "clinician_id", &e.clinician_id)?);
+    match kind {
+        EntryType::Allergy => out.push(Resource::AllergyIntolerance(map_allergy(
+            ctx,
+            at,
+            e,
+            id,
+            confidential,
+            author,
+        )?)),
+        EntryType::Medication => out.push(Resource::MedicationStatement(map_medication(
+            ctx,
+            at,
+            e,
+            id,
+            confidential,
+            author,
+        )?)),
+        EntryType::Problem => out.push(map_problem(ctx, at, e, id, confidential, author)?),
+        EntryType::Observation => map_observation(ctx, at, e, id, confidential, author, out)?,
+        EntryType::Immunisation => {
+            out.push(map_immunisation(ctx, at, e, id, confidential, author)?);
+        }
+        EntryType::Consultation => {
+            out.push(map_consultation(ctx, at, e, id, confidential, author)?);
+        }
+    }
+    Ok(())
+}
+
+fn map_allergy(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+) -> Result<AllergyIntolerance> {
+    let category = opt_one_of(
+        at,
+        "category",
+        &e.category,
+        &[
+            ("drug", "medication"),
+            ("food", "food"),
+            ("environment", "environment"),
+        ],
+    )?;
+    let status = one_of(
+        at,
+        "status",
+        req(at, "status", &e.status)?,
+        &[("active", "active"), ("resolved", "resolved")],
+    )?;
+    let status_display = if status == "active" {
+        "Active"
+    } else {
+        "Resolved"
+    };
+    let severity = opt_one_of(
+        at,
+        "severity",
+        &e.severity,
+        &[
+            ("mild", "mild"),
+            ("moderate", "moderate"),
+            ("severe", "severe"),
+        ],
+    )?;
+    // FHIR needs a manifestation for a reaction, so a severity alone is not emitted.
+    let reaction = coded(at, "reaction", &e.reaction)?.map(|m| AllergyReaction {
+        manifestation: vec![m],
+        severity: severity.map(str::to_owned),
+    });
+    let ended = date(at, "end_date", &e.end_date)?;
+    Ok(AllergyIntolerance {
+        meta: meta("AllergyIntolerance", confidential),
+        identifier: vec![microtest_id("allergy", &id)],
+        clinical_status: Some(concept(ALLERGY_CLINICAL, status, status_display)),
+        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        category: category.map(str::to_owned).into_iter().collect(),
+        code: req_coded(at, "code", &e.code)?,
+        patient: ctx.patient_ref.clone(),
+        onset_date_time: date(at, "date", &e.date)?,
+        recorder: author,
+        reaction: reaction.into_iter().collect(),
+        // R4 AllergyIntolerance has no end date element; keep it readable rather than lose it.
+        note: ended
+            .map(|d| Annotation {
+                text: format!("Ended {d}"),
+            })
+            .into_iter()
+            .collect(),
+        id,
+        ..AllergyIntolerance::default()
+    })
+}
+
+fn map_medication(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+) -> Result<MedicationStatement> {
+    let status = one_of(
+        at,
+        "status",
+        req(at, "status", &e.status)?,
+        &[
+            ("active", "active"),
+            ("completed", "completed"),
+            ("cancelled", "stopped"),
+        ],
+    )?;
+    let start = date(at, "date", &e.date)?;
+    let end = date(at, "end_date", &e.end_date)?;
+    let kind = opt_one_of(
+        at,
+        "prescription_type",
+        &e.prescription_type,
+        &[("acute", "Acute"), ("repeat", "Repeat")],
+    )?;
+    let quantity = match opt(&e.quantity) {
+        None => None,
+        Some(q) => {
+            number(at, "quantity", q)?;
+            Some(match opt(&e.quantity_unit) {
+                Some(u) => format!("{q} {u}"),
+                None => q.to_owned(),
+            })
+        }
+    };
+    let note = match (kind, quantity) {
+        (None, None) => None,
+        (Some(k), None) => Some(format!("{k} prescription")),
+        (None, Some(q)) => Some(format!("Quantity {q}")),
+        (Some(k), Some(q)) => Some(format!("{k} prescription, quantity {q}")),
+    };
+    Ok(MedicationStatement {
+        meta: meta("MedicationStatement", confidential),
+        identifier: vec![microtest_id("medication", &id)],
+        status: status.into(),
+        medication_codeable_concept: req_coded(at, "drug", &e.drug)?,
+        subject: ctx.patient_ref.clone(),
+        effective_period: (start.is_some() || end.is_some()).then(|| Period {
+            start: start.clone(),
+            end,
+        }),
+        date_asserted: start,
+        information_source: author,
+        dosage: owned(&e.dosage)
+            .map(|d| Dosage {
+                text: Some(d),
+                patient_instruction: None,
+            })
+            .into_iter()
+            .collect(),
+        note: note.map(|text| Annotation { text }).into_iter().collect(),
+        id,
+    })
+}
+
+fn map_problem(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+) -> Result<Resource> {
+    let status = one_of(
+        at,
+        "status",
+        req(at, "status", &e.status)?,
+        &[("active", "active"), ("past", "inactive")],
+    )?;
+    // Not mapped (as for EMIS), but still checked: a value outside the format is a fault.
+    opt_one_of(
+        at,
+        "significance",
+        &e.significance,
+        &[("major", "major"), ("minor", "minor")],
+    )?;
+    Ok(Resource::Condition(Condition {
+        meta: meta("Condition", confidential),
+        identifier: vec![microtest_id("problem", &id)],
+        clinical_status: Some(concept(
+            CONDITION_CLINICAL,
+            status,
+            if status == "active" {
+                "Active"
+            } else {
+                "Inactive"
+            },
+        )),
+        verification_status: Some(concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")),
+        category: vec![concept(
+            CONDITION_CATEGORY,
+            "problem-list-item",
+            "Problem List Item",
+        )],
+        code: req_coded(at, "code", &e.code)?,
+        subject: ctx.patient_ref.clone(),
+        onset_date_time: date(at, "date", &e.date)?,
+        abatement_date_time: date(at, "end_date", &e.end_date)?,
+        recorder: author,
+        id,
+        ..Condition::default()
+    }))
+}
+
+/// One Observation; a blood pressure entry (`systolic`/`diastolic`) becomes two, the
+/// systolic and the diastolic reading, exactly as EMIS records them.
+fn map_observation(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+    out: &mut Vec<Resource>,
+) -> Result<()> {
+    let effective = date(at, "date", &e.date)?;
+    let code = req_coded(at, "code", &e.code)?;
+    let observation = |id: String, code: CodeableConcept, value: Option<Quantity>| {
+        Resource::Observation(Observation {
+            meta: meta("Observation", confidential),
+            identifier: vec![microtest_id("observation", &id)],
+            id,
+            status: "final".into(),
+            code,
+            subject: ctx.patient_ref.clone(),
+            effective_date_time: effective.clone(),
+            performer: author.clone().into_iter().collect(),
+            value_quantity: value,
+            ..Observation::default()
+        })
+    };
+    if e.systolic.is_none() && e.diastolic.is_none() {
+        let value = opt(&e.value)
+            .map(|v| quantity(at, "value", v, &e.unit))
+            .transpose()?;
+        out.push(observation(id, code, value));
+        return Ok(());
+    }
+    if opt(&e.value).is_some() {
+        return Err(at.invalid(
+            "value",
+            "a blood pressure entry carries systolic and diastolic, not value",
+        ));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(2);
+    for (field, reading, read, term) in [
+        ("systolic", &e.systolic, "2469.", "Systolic blood pressure"),
+        (
+            "diastolic",
+            &e.diastolic,
+            "246A.",
+            "Diastolic blood pressure",
+        ),
+    ] {
+        let Some(r) = reading else { continue };
+        let r_at = At::field(field);
+        // The systolic reading is keyed by the entry's own id; the diastolic by its own.
+        let rid = match (field, opt(&r.id)) {
+            ("systolic", None) => id.clone(),
+            _ => self::id(at, &r_at.path("id"), &r.id)?,
+        };
+        if ids.contains(&rid) {
+            return Err(at.invalid(
+                &r_at.path("id"),
+                format!("'{rid}' is the id of the other reading too"),
+            ));
+        }
+        let value = req(at, &r_at.path("value"), &r.value)?;
+        let value = quantity(at, &r_at.path("value"), value, &r.unit)?;
+        out.push(observation(
+            rid.clone(),
+            terminology::coded(CodeScheme::ReadV2, read, term, None),
+            Some(value),
+        ));
+        ids.push(rid);
+    }
+    Ok(())
+}
+
+fn map_immunisation(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+) -> Result<Resource> {
+    let occurrence = req_date(at, "date", &e.date)?;
+    let dose = match opt(&e.dose) {
+        None => None,
+        Some(v) => Some(v.parse::<u32>().ok().filter(|d| *d >= 1).ok_or_else(|| {
+            at.invalid(
+                "dose",
+                format!("'{}' is not a positive whole number", shown(v)),
+            )
+        })?),
+    };
+    Ok(Resource::Immunization(Immunization {
+        meta: meta("Immunization", confidential),
+        identifier: vec![microtest_id("immunisation", &id)],
+        id,
+        status: "completed".into(),
+        vaccine_code: req_coded(at, "code", &e.code)?,
+        patient: ctx.patient_ref.clone(),
+        occurrence_date_time: occurrence,
+        primary_source: Some(true),
+        lot_number: owned(&e.batch),
+        performer: author
+            .map(|actor| ImmunizationPerformer { actor })
+            .into_iter()
+            .collect(),
+        protocol_applied: dose
+            .map(|d| ProtocolApplied {
+                dose_number_positive_int: Some(d),
+            })
+            .into_iter()
+            .collect(),
+        ..Immunization::default()
+    }))
+}
+
+fn map_consultation(
+    ctx: &Ctx,
+    at: &At,
+    e: &NEntry,
+    id: String,
+    confidential: bool,
+    author: Option<Reference>,
+) -> Result<Resource> {
+    let start = req_date(at, "date", &e.date)?;
+    // Not mapped (as for EMIS), but a duration that is not a number is a fault.
+    if let Some(d) = opt(&e.duration_minutes) {
+        number(at, "duration_minutes", d)?;
+    }
+    Ok(Resource::Encounter(Encounter {
+        meta: meta("Encounter", confidential),
+        identifier: vec![microtest_id("consultation", &id)],
+        status: "finished".into(),
+        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        type_: coded(at, "code", &e.code)?.into_iter().collect(),
+        subject: ctx.patient_ref.clone(),
+        participant: author
+            .map(|r| EncounterParticipant {
+                individual: Some(r),
+            })
+            .into_iter()
+            .collect(),
+        period: Some(Period {
+            start: Some(start),
+            end: None,
+        }),
+        service_provider: Some(ctx.org_ref.clone()),
+        id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bst_follows_the_last_sunday_rules() {
+        assert_eq!(last_sunday(2024, 3), 31);
+        assert_eq!(last_sunday(2024, 10), 27);
+        assert!(!is_bst(2024, 3, 31, 0));
+        assert!(is_bst(2024, 3, 31, 2));
+        assert!(is_bst(2024, 10, 27, 1));
+        assert!(!is_bst(2024, 10, 27, 2));
+        assert!(!is_bst(2024, 1, 15, 10));
+    }
+
+    #[test]
+    fn paths_name_the_field() {
+        assert_eq!(
+            At::nth("entries", 3).path("code.read"),
+            "entries[3].code.read"
+        );
+        assert_eq!(At::ROOT.path("nhs_number"), "nhs_number");
+        assert_eq!(At::field("site").path("ods_code"), "site.ods_code");
+    }
+
+    #[test]
+    fn read_codes_and_sctids_are_checked() {
+        assert!(is_read2("H33.."));
+        assert!(!is_read2("H33"));
+        assert!(is_sctid("195967001"));
+        assert!(!is_sctid("0123456"));
+    }
+}

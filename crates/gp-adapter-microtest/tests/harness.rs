@@ -1,0 +1,216 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The adapter conformance harness and the backend-fault checks, run against the real
+//! Microtest Evolution simulator from gp-sim on 127.0.0.1:0.
+
+use gp_adapter::harness::{self, ExpectedFailure, HarnessFixture};
+use gp_adapter::{Adapter, AdapterError, CallContext, ClinicalType, PatientRequest, SearchRequest};
+use gp_adapter_microtest::{MicrotestAdapter, MicrotestConfig};
+use gp_fhir::date::DateRange;
+use gp_fhir::{NhsNumber, OdsCode};
+use gp_sim::{Fault, Population, PopulationSpec, SimHandle, SimStore, SystemKind};
+use tokio::net::TcpListener;
+
+async fn start() -> (SimHandle, Population) {
+    let population = Population::generate(42, &PopulationSpec::sandbox());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = gp_sim::start_microtest(SimStore::new(population.clone()), listener)
+        .await
+        .unwrap();
+    (sim, population)
+}
+
+fn adapter(sim: &SimHandle, request_timeout_ms: u64) -> MicrotestAdapter {
+    let mut config = MicrotestConfig::new(sim.base_url());
+    config.request_timeout_ms = request_timeout_ms;
+    config.connect_timeout_ms = config.connect_timeout_ms.min(request_timeout_ms);
+    MicrotestAdapter::new(config).unwrap()
+}
+
+/// The demo patient plus others of the first Microtest practice, one of the second,
+/// and an unknown patient.
+fn fixture(population: &Population) -> HarnessFixture {
+    let mut sites = population
+        .practices
+        .iter()
+        .filter(|p| p.system == SystemKind::Microtest);
+    let first = sites.next().unwrap();
+    let second = sites.next().unwrap();
+    let ods = OdsCode::parse(&first.ods).unwrap();
+    let at = |site: &str, n: usize| {
+        population
+            .patients
+            .iter()
+            .filter(|p| p.practice == site)
+            .take(n)
+            .map(|p| {
+                (
+                    NhsNumber::parse(&p.nhs_number).unwrap(),
+                    OdsCode::parse(site).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut patients = at(&first.ods, 6);
+    patients.extend(at(&second.ods, 2));
+    assert_eq!(
+        patients[0].0.to_string(),
+        "9912003888",
+        "the demo patient leads the first Microtest practice"
+    );
+    let unknown = (0..)
+        .filter_map(|stem| NhsNumber::from_stem(999_999_000 + stem))
+        .find(|n| population.patient_by_nhs(&n.to_string()).is_none())
+        .unwrap();
+    HarnessFixture {
+        patients,
+        unknown: (unknown, ods),
+    }
+}
+
+fn read_req((nhs, ods): &(NhsNumber, OdsCode)) -> PatientRequest {
+    PatientRequest {
+        nhs_number: *nhs,
+        practice: ods.clone(),
+        context: CallContext::new("t"),
+    }
+}
+
+#[tokio::test]
+async fn microtest_adapter_passes_the_conformance_harness() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let report = harness::run(&adapter, &fixture(&population)).await;
+    println!("{report}");
+    report.assert_passed();
+}
+
+#[tokio::test]
+async fn blood_pressure_is_two_observations_like_emis() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let (nhs, ods) = fixture(&population).patients[0].clone();
+    let page = adapter
+        .search(&SearchRequest {
+            nhs_number: nhs,
+            practice: ods,
+            resource_type: ClinicalType::Observation,
+            date: DateRange::default(),
+            count: u32::MAX,
+            offset: 0,
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
+    let codes: Vec<Option<&str>> = page
+        .resources
+        .iter()
+        .map(|r| match r {
+            gp_fhir::model::Resource::Observation(o) => o.code.code_in(gp_fhir::model::SNOMED),
+            _ => None,
+        })
+        .collect();
+    let systolic = codes.iter().filter(|c| **c == Some("271649006")).count();
+    let diastolic = codes.iter().filter(|c| **c == Some("271650006")).count();
+    assert!(systolic > 0 && systolic == diastolic, "{codes:?}");
+    // The demo patient's observations as the population holds them: one per reading.
+    let expected = population
+        .patient_by_nhs("9912003888")
+        .unwrap()
+        .observations
+        .len();
+    assert_eq!(page.total as usize, expected);
+}
+
+#[tokio::test]
+async fn sensitive_and_dissenting_patients_are_flagged() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let sensitive = adapter
+        .read_patient(&read_req(&fx.patients[gp_sim::SENSITIVE_INDEX]))
+        .await
+        .unwrap();
+    assert!(sensitive.flags.restricted && sensitive.patient.is_restricted());
+    let dissent = adapter
+        .read_patient(&read_req(&fx.patients[gp_sim::DISSENT_INDEX]))
+        .await
+        .unwrap();
+    assert!(dissent.flags.dissent && !dissent.flags.restricted);
+    let demo = adapter
+        .read_patient(&read_req(&fx.patients[0]))
+        .await
+        .unwrap();
+    assert!(!demo.flags.restricted && !demo.flags.dissent);
+    assert!(demo.practitioner.is_some(), "the usual GP is read too");
+}
+
+#[tokio::test]
+async fn backend_faults_become_typed_errors() {
+    let (sim, population) = start().await;
+    let fx = fixture(&population);
+    let demo = fx.patients[0].clone();
+    let cases = [
+        (Fault::Status(500), ExpectedFailure::Unavailable),
+        (Fault::Status(503), ExpectedFailure::Unavailable),
+        (Fault::Reset, ExpectedFailure::Unavailable),
+        (Fault::Garbage, ExpectedFailure::InvalidNativeData),
+        (Fault::Truncated, ExpectedFailure::InvalidNativeData),
+        (Fault::MisEncoded, ExpectedFailure::InvalidNativeData),
+        (Fault::MissingNhsNumber, ExpectedFailure::InvalidNativeData),
+    ];
+    let adapter = adapter(&sim, 5000);
+    for (fault, expected) in cases {
+        sim.set_fault(fault);
+        let report = harness::check_backend_failure(&adapter, &demo, expected).await;
+        assert!(report.passed(), "{fault:?}:\n{report}");
+    }
+    // Hang needs a short timeout to be a fast test.
+    sim.set_fault(Fault::Hang);
+    let quick = self::adapter(&sim, 200);
+    harness::check_backend_failure(&quick, &demo, ExpectedFailure::Timeout)
+        .await
+        .assert_passed();
+    sim.set_fault(Fault::None);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_data_errors_name_microtest_and_the_field() {
+    let (sim, population) = start().await;
+    let fx = fixture(&population);
+    let adapter = adapter(&sim, 5000);
+    let req = read_req(&fx.patients[0]);
+    sim.set_fault(Fault::MissingNhsNumber);
+    let err = adapter.read_patient(&req).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Microtest Evolution returned data that cannot be read: patients[0].nhs_number is missing"
+    );
+    sim.set_fault(Fault::MisEncoded);
+    let err = adapter.read_patient(&req).await.unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::InvalidNativeData { detail, .. } if detail.contains("not valid UTF-8")),
+        "{err}"
+    );
+    sim.set_fault(Fault::Truncated);
+    let err = adapter.read_patient(&req).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("Microtest Evolution returned data that cannot be read: the patient index is not valid Evolution JSON"),
+        "{err}"
+    );
+    sim.set_fault(Fault::None);
+}
+
+#[tokio::test]
+async fn ready_follows_the_health_endpoint() {
+    let (sim, _) = start().await;
+    let adapter = adapter(&sim, 5000);
+    adapter.ready(&CallContext::new("t")).await.unwrap();
+    let base = sim.base_url();
+    sim.shutdown().await;
+    let gone = MicrotestAdapter::new(MicrotestConfig::new(base)).unwrap();
+    assert!(matches!(
+        gone.ready(&CallContext::new("t")).await,
+        Err(AdapterError::Unavailable { .. })
+    ));
+}

@@ -1,0 +1,128 @@
+//! The reference adapter for TPP SystmOne: reads a patient's PatientRecord XML over the
+//! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`).
+//!
+//! Same anatomy as every vendor crate: `config.rs` (serde config, pure validation),
+//! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
+//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod mapping;
+
+use async_trait::async_trait;
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
+    SearchRequest, paging,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+
+pub use client::TppClient;
+pub use config::{TppConfig, TppConfigError};
+pub use error::TppDataError;
+pub use mapping::{MappedRecord, RecordPage, assemble, map_page, map_record};
+
+/// TPP SystmOne, as gp-gateway sees it.
+#[derive(Debug, Clone)]
+pub struct TppAdapter {
+    client: TppClient,
+}
+
+impl TppAdapter {
+    /// Validates `config` and builds the adapter (no network I/O until the first call).
+    pub fn new(config: TppConfig) -> Result<Self, TppConfigError> {
+        Ok(Self {
+            client: TppClient::new(&config)?,
+        })
+    }
+
+    /// Fetches and maps one page.
+    async fn page(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        number: u32,
+        ctx: &CallContext,
+    ) -> Result<RecordPage, AdapterError> {
+        let body = self.client.record_page(ods, nhs, number, ctx).await?;
+        map_page(&body).map_err(|e| e.on_page(number).into())
+    }
+
+    /// Fetches every page, maps and joins them, and checks it is the record that was
+    /// asked for.
+    async fn record(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        ctx: &CallContext,
+    ) -> Result<MappedRecord, AdapterError> {
+        let size = self.client.page_size();
+        let first = self.page(nhs, ods, 1, ctx).await?;
+        let needed = mapping::pages_to_fetch(&first, size)?;
+        let mut pages = Vec::with_capacity(needed as usize);
+        pages.push(first);
+        // Sequential on purpose: pages are small, and a failing page stops the walk.
+        for number in 2..=needed {
+            pages.push(self.page(nhs, ods, number, ctx).await?);
+        }
+        let record = assemble(pages, size)?;
+        // A record for someone else, or from another practice, must never be answered.
+        if record.nhs_number != nhs {
+            return Err(TppDataError::Invalid {
+                path: "Patient/Identity/NHSNumber".into(),
+                reason: format!(
+                    "the record is for {}, but {nhs} was requested",
+                    record.nhs_number
+                ),
+            }
+            .into());
+        }
+        if record.ods != *ods {
+            return Err(TppDataError::Invalid {
+                path: "OrganisationID".into(),
+                reason: format!(
+                    "the record is from organisation {}, but {ods} was requested",
+                    record.ods
+                ),
+            }
+            .into());
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl Adapter for TppAdapter {
+    fn system(&self) -> GpSystem {
+        GpSystem::Tpp
+    }
+
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        let r = self
+            .record(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        Ok(PatientRecord {
+            patient: r.patient,
+            organization: Some(r.organization),
+            practitioner: r.practitioner,
+            version: r.version,
+            flags: r.flags,
+        })
+    }
+
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        let r = self
+            .record(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        let wanted = r
+            .clinical
+            .into_iter()
+            .filter(|res| req.resource_type.matches(res))
+            .collect();
+        Ok(paging::page(wanted, req))
+    }
+
+    async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        self.client.health(ctx).await
+    }
+}

@@ -1,0 +1,1350 @@
+//! SystmOne PatientRecord XML → UK Core R4. Pure functions, no I/O.
+//!
+//! The record arrives in pages ([`map_page`] maps one, [`assemble`] checks the pages
+//! add up to one record and joins them). The whole record is mapped or nothing is: any
+//! element that is missing or malformed, or pages that disagree, fail the record with a
+//! [`TppDataError`] naming what is wrong, so a caller never sees a half-mapped
+//! resource. The format is `docs/native-formats/tpp.md`.
+
+use std::collections::HashSet;
+
+use gp_adapter::PatientFlags;
+use gp_adapter::terminology::{self, CodeScheme};
+use gp_fhir::model::{
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
+    CodeableConcept, Coding, Condition, ContactPoint, Dosage, Encounter, EncounterParticipant,
+    HumanName, Identifier, Immunization, ImmunizationPerformer, MedicationStatement, Meta,
+    NhsVerification, Observation, Organization, Patient, Period, Practitioner, ProtocolApplied,
+    Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+use roxmltree::{Document, Node};
+
+use crate::config::MAX_PAGE_SIZE;
+use crate::error::TppDataError;
+
+/// Base of the identifier systems holding SystmOne UIDs (`{base}{type}-uid`).
+pub const TPP_ID_BASE: &str = "https://tpp-uk.com/Id/";
+/// GMC reference number of a doctor.
+pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+/// Most pages a record may have (10,000 pages of 100 events): a bound against a
+/// `TotalEvents` that would have the adapter fetch forever.
+pub const MAX_PAGES: u32 = 10_000;
+
+const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
+const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const ALLERGY_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// A whole mapped record (every page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub nhs_number: NhsNumber,
+    pub ods: OdsCode,
+    pub patient: Patient,
+    pub organization: Organization,
+    /// The usual GP, when the record names one.
+    pub practitioner: Option<Practitioner>,
+    /// `Demographics/LastUpdated`: changes whenever demographics change.
+    pub version: String,
+    pub flags: PatientFlags,
+    /// Every clinical entry, in journal (document) order across pages.
+    pub clinical: Vec<Resource>,
+}
+
+/// The `<Paging>` element of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// 1-based page number.
+    pub page: u32,
+    /// Top-level events per page.
+    pub page_size: u32,
+    /// Top-level events in the whole record.
+    pub total_events: u32,
+}
+
+impl Paging {
+    /// Pages the record has (an empty journal still has one page).
+    pub fn pages(&self) -> u32 {
+        self.total_events.div_ceil(self.page_size.max(1)).max(1)
+    }
+
+    /// Top-level events page `page` must hold.
+    pub fn events_on(&self, page: u32) -> u32 {
+        let before = u64::from(page.saturating_sub(1)) * u64::from(self.page_size);
+        let left = u64::from(self.total_events).saturating_sub(before);
+        u32::try_from(left.min(u64::from(self.page_size))).unwrap_or(self.page_size)
+    }
+}
+
+/// One mapped page: the demographics (repeated on every page) and its clinical events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    pub paging: Paging,
+    /// Top-level `Clinical/Event`s on this page.
+    pub events: u32,
+    /// `PatientUID`, lower case.
+    pub patient_uid: String,
+    pub nhs_number: NhsNumber,
+    pub ods: OdsCode,
+    pub patient: Patient,
+    pub organization: Organization,
+    pub practitioner: Option<Practitioner>,
+    pub version: String,
+    pub flags: PatientFlags,
+    pub clinical: Vec<Resource>,
+}
+
+type Result<T> = std::result::Result<T, TppDataError>;
+
+/// Maps every page of a record, in page order, and joins them; `page_size` is the
+/// `pageSize` the pages were requested with.
+pub fn map_record(pages: &[&[u8]], page_size: u32) -> Result<MappedRecord> {
+    let mut mapped = Vec::with_capacity(pages.len());
+    for (i, body) in pages.iter().enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        mapped.push(map_page(body).map_err(|e| e.on_page(number))?);
+    }
+    assemble(mapped, page_size)
+}
+
+/// Maps one page body (bytes as received).
+pub fn map_page(body: &[u8]) -> Result<RecordPage> {
+    let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "PatientRecord" {
+        return Err(TppDataError::WrongRoot {
+            found: root.tag_name().name().to_owned(),
+        });
+    }
+    map_root(root)
+}
+
+/// How many pages to fetch, judged from page 1 (checked again by [`assemble`]).
+pub fn pages_to_fetch(first: &RecordPage, page_size: u32) -> Result<u32> {
+    check_first(&first.paging, page_size)?;
+    Ok(first.paging.pages())
+}
+
+fn check_first(p: &Paging, page_size: u32) -> Result<()> {
+    if p.page != 1 {
+        return Err(TppDataError::Paging(format!(
+            "page 1 was requested, but Page {} was answered",
+            p.page
+        )));
+    }
+    if p.page_size != page_size {
+        return Err(TppDataError::Paging(format!(
+            "pageSize {page_size} was requested, but page 1 has PageSize {}",
+            p.page_size
+        )));
+    }
+    if p.pages() > MAX_PAGES {
+        return Err(TppDataError::Paging(format!(
+            "TotalEvents {} needs {} pages, more than the {MAX_PAGES} accepted",
+            p.total_events,
+            p.pages()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `pages` (in the order requested, from page 1) are one consistent record and
+/// joins them: every page numbered as asked, the same PageSize and TotalEvents, the
+/// same patient and demographics version, each holding the events its number implies,
+/// all pages present and no event twice.
+pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> {
+    let first = pages
+        .first()
+        .ok_or_else(|| TppDataError::Paging("no page was read".into()))?;
+    let expected = first.paging;
+    check_first(&expected, page_size)?;
+    let n = u32::try_from(pages.len()).unwrap_or(u32::MAX);
+    if n != expected.pages() {
+        return Err(TppDataError::Paging(format!(
+            "{n} pages were read, but TotalEvents {} at PageSize {} makes {}",
+            expected.total_events,
+            expected.page_size,
+            expected.pages()
+        )));
+    }
+    for (number, p) in (1u32..).zip(&pages) {
+        let bad = |what: String| Err(TppDataError::Paging(format!("page {number} {what}")));
+        if p.paging.page != number {
+            return bad(format!("was answered as Page {}", p.paging.page));
+        }
+        if (p.paging.page_size, p.paging.total_events)
+            != (expected.page_size, expected.total_events)
+        {
+            return bad(format!(
+                "has PageSize {} and TotalEvents {}, but page 1 has {} and {}",
+                p.paging.page_size,
+                p.paging.total_events,
+                expected.page_size,
+                expected.total_events
+            ));
+        }
+        if p.events != expected.events_on(number) {
+            return bad(format!(
+                "holds {} events, but {} were expected",
+                p.events,
+                expected.events_on(number)
+            ));
+        }
+        if p.nhs_number != first.nhs_number
+            || p.ods != first.ods
+            || p.patient_uid != first.patient_uid
+        {
+            return bad(format!(
+                "is for patient {} at {}, not {} at {}",
+                p.nhs_number, p.ods, first.nhs_number, first.ods
+            ));
+        }
+        if p.version != first.version || p.flags != first.flags {
+            return bad(
+                "shows demographics or sharing flags changed while the pages were read".into(),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for p in &pages {
+        for r in &p.clinical {
+            if !seen.insert((r.resource_type(), r.id())) {
+                return Err(TppDataError::Paging(format!(
+                    "event {} appears more than once",
+                    r.id()
+                )));
+            }
+        }
+    }
+    let total: usize = pages.iter().map(|p| p.clinical.len()).sum();
+    let mut pages = pages.into_iter();
+    let Some(first) = pages.next() else {
+        return Err(TppDataError::Paging("no page was read".into()));
+    };
+    let mut clinical = first.clinical;
+    clinical.reserve(total.saturating_sub(clinical.len()));
+    for p in pages {
+        clinical.extend(p.clinical);
+    }
+    Ok(MappedRecord {
+        nhs_number: first.nhs_number,
+        ods: first.ods,
+        patient: first.patient,
+        organization: first.organization,
+        practitioner: first.practitioner,
+        version: first.version,
+        flags: first.flags,
+        clinical,
+    })
+}
+
+/// Reads a SystmOne `<ErrorResponse>`'s `(ErrorCode, Description)`, if the body is one.
+pub fn parse_error_document(body: &[u8]) -> Option<(String, String)> {
+    let doc = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "ErrorResponse" {
+        return None;
+    }
+    let code = text(child(root, "ErrorCode"))?.to_owned();
+    let description = text(child(root, "Description"))
+        .unwrap_or_default()
+        .to_owned();
+    Some((code, description))
+}
+
+// ---- element access ------------------------------------------------------------------
+
+// The format has no namespace; readers match local names.
+fn is(n: &Node, name: &str) -> bool {
+    n.is_element() && n.tag_name().name() == name
+}
+
+fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children().find(|c| is(c, name))
+}
+
+/// Trimmed text of an element; `None` when absent or empty (`<Title/>`).
+fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
+    n.and_then(|n| n.text())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn opt<'a>(n: Node<'a, '_>, element: &str) -> Option<&'a str> {
+    text(child(n, element))
+}
+
+/// Trimmed attribute value; `None` when absent or empty.
+fn attr<'a>(n: Node<'a, '_>, name: &str) -> Option<&'a str> {
+    n.attribute(name).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Where an element sits, for error messages (`Patient/Clinical/Event[3]/Event[1]`);
+/// built only on error.
+#[derive(Clone, Copy)]
+struct At<'p> {
+    parent: Option<&'p At<'p>>,
+    name: &'static str,
+    index: Option<usize>,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent
+            && !p.name.is_empty()
+        {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(self.name)?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'p> At<'p> {
+    /// The document element itself: paths under it start with the child's name.
+    const DOC: At<'static> = At {
+        parent: None,
+        name: "",
+        index: None,
+    };
+
+    fn under(&'p self, name: &'static str) -> At<'p> {
+        At {
+            parent: Some(self),
+            name,
+            index: None,
+        }
+    }
+    fn nth(&'p self, name: &'static str, index: usize) -> At<'p> {
+        At {
+            parent: Some(self),
+            name,
+            index: Some(index),
+        }
+    }
+    fn path(&self, element: &str) -> String {
+        if self.name.is_empty() {
+            element.to_owned()
+        } else {
+            format!("{self}/{element}")
+        }
+    }
+    fn missing(&self, element: &str) -> TppDataError {
+        TppDataError::Missing {
+            path: self.path(element),
+        }
+    }
+    fn invalid(&self, element: &str, reason: impl Into<String>) -> TppDataError {
+        TppDataError::Invalid {
+            path: self.path(element),
+            reason: reason.into(),
+        }
+    }
+    fn req<'a>(&self, n: Node<'a, '_>, element: &'static str) -> Result<&'a str> {
+        opt(n, element).ok_or_else(|| self.missing(element))
+    }
+    fn node<'a, 'i>(&self, n: Node<'a, 'i>, element: &'static str) -> Result<Node<'a, 'i>> {
+        child(n, element).ok_or_else(|| self.missing(element))
+    }
+}
+
+/// An attribute's path segment, `@Name`.
+fn at_attr(name: &str) -> String {
+    format!("@{name}")
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+/// A boolean attribute; `None` when absent. Paths are built only on error.
+fn bool_value(at: &At, n: Node, name: &str) -> Result<Option<bool>> {
+    match attr(n, name) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(Some(false)),
+        Some(v) => Err(at.invalid(
+            &at_attr(name),
+            format!("'{}' is not true or false", shown(v)),
+        )),
+    }
+}
+
+/// A boolean attribute, `false` when absent.
+fn bool_attr(at: &At, n: Node, name: &str) -> Result<bool> {
+    Ok(bool_value(at, n, name)?.unwrap_or(false))
+}
+
+/// A bounded, printable echo of bad native text for error messages.
+fn shown(v: &str) -> String {
+    v.chars().take(40).filter(|c| !c.is_control()).collect()
+}
+
+/// A SystmOne UID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.
+fn uid_value(raw: &str) -> Option<String> {
+    let v = raw.trim_start_matches('{').trim_end_matches('}');
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then(|| v.to_ascii_lowercase())
+}
+
+fn uid_checked(at: &At, what: &str, raw: &str) -> Result<String> {
+    uid_value(raw).ok_or_else(|| at.invalid(what, format!("'{}' is not a UID", shown(raw))))
+}
+
+fn uid_attr(at: &At, n: Node, name: &str) -> Result<String> {
+    opt_uid_attr(at, n, name)?.ok_or_else(|| at.missing(&at_attr(name)))
+}
+
+fn opt_uid_attr(at: &At, n: Node, name: &str) -> Result<Option<String>> {
+    let Some(raw) = attr(n, name) else {
+        return Ok(None);
+    };
+    uid_value(raw)
+        .map(Some)
+        .ok_or_else(|| at.invalid(&at_attr(name), format!("'{}' is not a UID", shown(raw))))
+}
+
+fn positive(at: &At, what: &str, v: Option<&str>) -> Result<u32> {
+    let v = v.ok_or_else(|| at.missing(what))?;
+    v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        at.invalid(
+            what,
+            format!("'{}' is not a positive whole number", shown(v)),
+        )
+    })
+}
+
+// ---- dates ---------------------------------------------------------------------------
+
+fn check_calendar(y: i32, m: u8, d: u8) -> bool {
+    (1..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && d >= 1
+        && d <= gp_fhir::date::days_in_month(y, m)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` → parts, calendar and clock checked.
+fn iso_utc(s: &str) -> Option<(i32, u8, u8, u8, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let y = i32::try_from(num(0..4)?).ok()?;
+    let m = u8::try_from(num(5..7)?).ok()?;
+    let d = u8::try_from(num(8..10)?).ok()?;
+    let h = u8::try_from(num(11..13)?).ok()?;
+    let mi = u8::try_from(num(14..16)?).ok()?;
+    let sec = u8::try_from(num(17..19)?).ok()?;
+    (check_calendar(y, m, d) && h < 24 && mi < 60 && sec < 60).then_some((y, m, d, h, mi, sec))
+}
+
+/// Day of week, 0 = Sunday (Sakamoto).
+fn weekday(y: i32, m: u8, d: u8) -> u8 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
+    w as u8
+}
+
+fn last_sunday(y: i32, m: u8) -> u8 {
+    let last = gp_fhir::date::days_in_month(y, m);
+    last - weekday(y, m, last)
+}
+
+/// True when the UTC instant `y-m-d h:..` falls in British Summer Time: from 01:00 UTC
+/// on the last Sunday of March to 01:00 UTC on the last Sunday of October.
+pub fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 1)
+        }
+        _ => false,
+    }
+}
+
+/// A UTC instant as UK local time with its offset, the form every adapter answers
+/// (`2024-06-12T08:40:00Z` → `2024-06-12T09:40:00+01:00`).
+pub fn uk_local(y: i32, m: u8, d: u8, h: u8, mi: u8, s: u8) -> String {
+    if !is_bst_utc(y, m, d, h) {
+        return format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}+00:00");
+    }
+    let (y, m, d, h) = if h == 23 {
+        let (y, m, d) = gp_fhir::date::day_after((y, m, d));
+        (y, m, d, 0)
+    } else {
+        (y, m, d, h + 1)
+    };
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}+01:00")
+}
+
+/// A SystmOne date (`raw`, ISO-8601 UTC) at its `DatePrecision` → FHIR date/dateTime.
+/// `what` names the value and `precision_on` the element holding `DatePrecision`
+/// (`None`: an attribute beside `what`), for errors.
+fn precise(
+    at: &At,
+    what: &str,
+    raw: &str,
+    precision_on: Option<&str>,
+    precision: Option<&str>,
+) -> Result<String> {
+    let (y, m, d, h, mi, s) = iso_utc(raw).ok_or_else(|| {
+        at.invalid(
+            what,
+            format!("'{}' is not a YYYY-MM-DDTHH:MM:SSZ date-time", shown(raw)),
+        )
+    })?;
+    // Partial dates are the first instant they denote and are never shifted to local time.
+    Ok(match precision {
+        None | Some("DateTime") => uk_local(y, m, d, h, mi, s),
+        Some("Date") => format!("{y:04}-{m:02}-{d:02}"),
+        Some("Month") => format!("{y:04}-{m:02}"),
+        Some("Year") => format!("{y:04}"),
+        Some(other) => {
+            let precision_what = match precision_on {
+                Some(element) => format!("{element}/@DatePrecision"),
+                None => "@DatePrecision".to_owned(),
+            };
+            return Err(at.invalid(
+                &precision_what,
+                format!("'{}' is not Year, Month, Date or DateTime", shown(other)),
+            ));
+        }
+    })
+}
+
+/// A date element (`<DateOfBirth DatePrecision="Date">1970-03-02T00:00:00Z</DateOfBirth>`).
+fn date_element(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
+    let Some(e) = child(n, element) else {
+        return Ok(None);
+    };
+    let Some(raw) = text(Some(e)) else {
+        return Ok(None);
+    };
+    precise(at, element, raw, Some(element), attr(e, "DatePrecision")).map(Some)
+}
+
+// ---- shared pieces -------------------------------------------------------------------
+
+fn gender(at: &At, n: Node) -> Result<Option<String>> {
+    Ok(match opt(n, "Sex") {
+        None => None,
+        Some("Male") => Some("male".into()),
+        Some("Female") => Some("female".into()),
+        Some("Indeterminate") => Some("other".into()),
+        Some("Unknown") => Some("unknown".into()),
+        Some(v) => {
+            return Err(at.invalid(
+                "Sex",
+                format!(
+                    "'{}' is not Male, Female, Indeterminate or Unknown",
+                    shown(v)
+                ),
+            ));
+        }
+    })
+}
+
+fn human_name(n: Node, use_: Option<&str>) -> Option<HumanName> {
+    let family = owned(opt(n, "Surname"));
+    let mut given: Vec<String> = opt(n, "Forename")
+        .map(|f| f.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(middle) = opt(n, "MiddleNames") {
+        given.extend(middle.split_whitespace().map(str::to_owned));
+    }
+    let prefix: Vec<String> = opt(n, "Title")
+        .map(|t| vec![t.to_owned()])
+        .unwrap_or_default();
+    (family.is_some() || !given.is_empty()).then(|| HumanName {
+        use_: use_.map(str::to_owned),
+        family,
+        given,
+        prefix,
+    })
+}
+
+fn address(n: Node) -> Option<Address> {
+    let a = child(n, "Address")?;
+    let line: Vec<String> = ["AddressLine1", "AddressLine2", "AddressLine3"]
+        .iter()
+        .filter_map(|e| opt(a, e))
+        .map(str::to_owned)
+        .collect();
+    let addr = Address {
+        use_: None,
+        line,
+        city: owned(opt(a, "AddressLine4")),
+        district: None,
+        postal_code: owned(opt(a, "PostCode")),
+        country: None,
+    };
+    (addr != Address::default()).then_some(addr)
+}
+
+fn contact(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<ContactPoint> {
+    value.map(|v| ContactPoint {
+        system: Some(system.to_owned()),
+        value: Some(v.to_owned()),
+        use_: use_.map(str::to_owned),
+    })
+}
+
+fn meta(profile: &str, confidential: bool) -> Option<Meta> {
+    let mut m = Meta::uk_core(profile);
+    if confidential {
+        m.security
+            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
+    }
+    Some(m)
+}
+
+/// The kinds of native object whose UIDs become identifiers.
+#[derive(Clone, Copy)]
+enum UidKind {
+    Patient,
+    Organisation,
+    Staff,
+    Event,
+}
+
+/// `https://tpp-uk.com/Id/{kind}-uid` (see [`TPP_ID_BASE`]), without a per-resource format.
+fn tpp_id(kind: UidKind, uid: &str) -> Identifier {
+    let system = match kind {
+        UidKind::Patient => "https://tpp-uk.com/Id/patient-uid",
+        UidKind::Organisation => "https://tpp-uk.com/Id/organisation-uid",
+        UidKind::Staff => "https://tpp-uk.com/Id/staff-uid",
+        UidKind::Event => "https://tpp-uk.com/Id/event-uid",
+    };
+    Identifier::new(system, uid)
+}
+
+fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
+    CodeableConcept::coded(system, code, display)
+}
+
+/// The `<Code Scheme=…>` and `<Rubric>` children of `n` → CodeableConcept via the
+/// gateway's terminology maps. `None` when `n` has no `<Code>`.
+fn coded(at: &At, n: Node) -> Result<Option<CodeableConcept>> {
+    let Some(code) = child(n, "Code") else {
+        return Ok(None);
+    };
+    let value = text(Some(code)).ok_or_else(|| at.missing("Code"))?;
+    let scheme = match attr(code, "Scheme") {
+        None => return Err(at.missing("Code/@Scheme")),
+        Some(s) if s.eq_ignore_ascii_case("CTV3") => CodeScheme::Ctv3,
+        Some(s) if s.eq_ignore_ascii_case("Snomed") => CodeScheme::Snomed,
+        Some(s) if s.eq_ignore_ascii_case("DMD") => CodeScheme::Dmd,
+        Some(other) => {
+            return Err(at.invalid(
+                "Code/@Scheme",
+                format!("'{}' is not CTV3, Snomed or DMD", shown(other)),
+            ));
+        }
+    };
+    let rubric = opt(n, "Rubric").unwrap_or_default();
+    Ok(Some(terminology::coded(scheme, value, rubric, None)))
+}
+
+fn required_code(at: &At, n: Node) -> Result<CodeableConcept> {
+    coded(at, n)?.ok_or_else(|| at.missing("Code"))
+}
+
+fn practitioner_ref(uid: Option<&str>) -> Option<Reference> {
+    uid.map(|g| Reference::to("Practitioner", g))
+}
+
+// ---- the page ------------------------------------------------------------------------
+
+struct Ctx {
+    patient_ref: Reference,
+    org_ref: Reference,
+}
+
+fn map_root(root: Node) -> Result<RecordPage> {
+    let doc = At::DOC;
+    let paging = map_paging(&doc, root)?;
+    let patient_uid = uid_checked(&doc, "PatientUID", doc.req(root, "PatientUID")?)?;
+    let raw_ods = doc.req(root, "OrganisationID")?;
+    let ods = OdsCode::parse(raw_ods).map_err(|e| doc.invalid("OrganisationID", e.to_string()))?;
+
+    let patient_at = doc.under("Patient");
+    let patient_node = doc.node(root, "Patient")?;
+    let identity_at = patient_at.under("Identity");
+    let identity = patient_at.node(patient_node, "Identity")?;
+    let raw_nhs = identity_at.req(identity, "NHSNumber")?;
+    // SystmOne writes the bare 10 digits; spaces are a different system's habit.
+    if raw_nhs.len() != 10 || !raw_nhs.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(identity_at.invalid(
+            "NHSNumber",
+            format!("'{}' is not 10 digits", shown(raw_nhs)),
+        ));
+    }
+    let nhs =
+        NhsNumber::parse(raw_nhs).map_err(|e| identity_at.invalid("NHSNumber", e.to_string()))?;
+    let status = identity_at.req(identity, "NHSNumberStatus")?;
+    let verification = NhsVerification::from_code(status).ok_or_else(|| {
+        identity_at.invalid(
+            "NHSNumberStatus",
+            format!("'{}' is not a code 01 to 08", shown(status)),
+        )
+    })?;
+
+    let demo_at = patient_at.under("Demographics");
+    let demo = patient_at.node(patient_node, "Demographics")?;
+    if opt(demo, "Surname").is_none() {
+        return Err(demo_at.missing("Surname"));
+    }
+    let birth_date = date_element(&demo_at, demo, "DateOfBirth")?
+        .ok_or_else(|| demo_at.missing("DateOfBirth"))?;
+    let version = demo_at.req(demo, "LastUpdated")?;
+    if iso_utc(version).is_none() {
+        return Err(demo_at.invalid(
+            "LastUpdated",
+            format!(
+                "'{}' is not a YYYY-MM-DDTHH:MM:SSZ date-time",
+                shown(version)
+            ),
+        ));
+    }
+    let usual_gp = match child(demo, "UsualGP") {
+        Some(gp) => opt_uid_attr(&demo_at.under("UsualGP"), gp, "StaffUID")?,
+        None => None,
+    };
+
+    // The sharing flags decide what may leave the gateway, so they are never assumed.
+    let flags_at = patient_at.under("SharingFlags");
+    let flags_node = patient_at.node(patient_node, "SharingFlags")?;
+    let flag = |name: &str| -> Result<bool> {
+        bool_value(&flags_at, flags_node, name)?.ok_or_else(|| flags_at.missing(&at_attr(name)))
+    };
+    let restricted = flag("Sensitive")?;
+    let dissent = flag("ThirdPartyDissent")?;
+
+    let org_at = doc.under("Organisation");
+    let org_node = doc.node(root, "Organisation")?;
+    let organization = Organization {
+        id: ods.as_str().to_owned(),
+        meta: meta("Organization", false),
+        identifier: vec![
+            Identifier::ods(&ods),
+            tpp_id(
+                UidKind::Organisation,
+                &uid_attr(&org_at, org_node, "OrganisationUID")?,
+            ),
+        ],
+        name: owned(opt(org_node, "Name")),
+        telecom: contact(opt(org_node, "Telephone"), "phone", Some("work"))
+            .into_iter()
+            .collect(),
+        address: address(org_node).into_iter().collect(),
+    };
+
+    let mut practitioner = None;
+    if let Some(staff) = child(org_node, "Staff") {
+        let staff_at = org_at.under("Staff");
+        for (i, member) in staff
+            .children()
+            .filter(|c| is(c, "StaffMember"))
+            .enumerate()
+        {
+            let at = staff_at.nth("StaffMember", i + 1);
+            let id = uid_attr(&at, member, "StaffUID")?;
+            if practitioner.is_none() && usual_gp.as_deref() == Some(id.as_str()) {
+                practitioner = Some(map_staff(&at, member, id)?);
+            }
+        }
+    }
+    if let (Some(gp), None) = (&usual_gp, &practitioner) {
+        return Err(demo_at.invalid(
+            "UsualGP/@StaffUID",
+            format!("{gp} is not a StaffMember of the Organisation"),
+        ));
+    }
+
+    let mut telecom: Vec<ContactPoint> = Vec::new();
+    telecom.extend(contact(opt(demo, "HomeTelephone"), "phone", Some("home")));
+    telecom.extend(contact(
+        opt(demo, "MobileTelephone"),
+        "phone",
+        Some("mobile"),
+    ));
+    telecom.extend(contact(opt(demo, "Email"), "email", None));
+    let patient = Patient {
+        id: nhs.to_string(),
+        meta: meta("Patient", restricted),
+        identifier: vec![
+            Identifier::nhs_number(nhs, verification),
+            tpp_id(UidKind::Patient, &patient_uid),
+        ],
+        active: Some(true),
+        name: human_name(demo, Some("official")).into_iter().collect(),
+        telecom,
+        gender: gender(&demo_at, demo)?,
+        birth_date: Some(birth_date),
+        deceased_date_time: date_element(&demo_at, demo, "DateOfDeath")?,
+        address: address(demo)
+            .map(|a| Address {
+                use_: Some("home".into()),
+                ..a
+            })
+            .into_iter()
+            .collect(),
+        general_practitioner: practitioner_ref(usual_gp.as_deref()).into_iter().collect(),
+        managing_organization: Some(Reference::to("Organization", ods.as_str())),
+    };
+
+    let ctx = Ctx {
+        patient_ref: Reference::to("Patient", &patient.id),
+        org_ref: Reference::to("Organization", ods.as_str()),
+    };
+    let mut clinical = Vec::new();
+    let mut events = 0u32;
+    if let Some(list) = child(patient_node, "Clinical") {
+        let clinical_at = patient_at.under("Clinical");
+        for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
+            events += 1;
+            map_event(
+                &ctx,
+                &clinical_at.nth("Event", i + 1),
+                e,
+                false,
+                &mut clinical,
+            )?;
+        }
+    }
+    if events > paging.page_size {
+        return Err(TppDataError::Paging(format!(
+            "page {} holds {events} events, more than its PageSize {}",
+            paging.page, paging.page_size
+        )));
+    }
+
+    Ok(RecordPage {
+        paging,
+        events,
+        patient_uid,
+        nhs_number: nhs,
+        ods,
+        patient,
+        organization,
+        practitioner,
+        version: version.to_owned(),
+        flags: PatientFlags {
+            restricted,
+            dissent,
+        },
+        clinical,
+    })
+}
+
+fn map_paging(doc: &At, root: Node) -> Result<Paging> {
+    let at = doc.under("Paging");
+    let n = doc.node(root, "Paging")?;
+    let page = positive(&at, "@Page", attr(n, "Page"))?;
+    let page_size = positive(&at, "@PageSize", attr(n, "PageSize"))?;
+    if page_size > MAX_PAGE_SIZE {
+        return Err(at.invalid(
+            "@PageSize",
+            format!("{page_size} is more than the maximum {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let raw_total = attr(n, "TotalEvents").ok_or_else(|| at.missing("@TotalEvents"))?;
+    let total_events = raw_total.parse::<u32>().map_err(|_| {
+        at.invalid(
+            "@TotalEvents",
+            format!("'{}' is not a whole number", shown(raw_total)),
+        )
+    })?;
+    Ok(Paging {
+        page,
+        page_size,
+        total_events,
+    })
+}
+
+fn map_staff(at: &At, n: Node, id: String) -> Result<Practitioner> {
+    let mut identifier = vec![tpp_id(UidKind::Staff, &id)];
+    identifier.extend(opt(n, "SmartcardID").map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
+    identifier.extend(
+        opt(n, "GmcNumber").map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
+    );
+    Ok(Practitioner {
+        meta: meta("Practitioner", false),
+        identifier,
+        name: human_name(n, Some("official")).into_iter().collect(),
+        gender: gender(at, n)?,
+        id,
+    })
+}
+
+/// What every Event carries, read from its attributes.
+struct EventHead {
+    id: String,
+    date: String,
+    done_by: Option<String>,
+    confidential: bool,
+}
+
+/// The one element that says what an Event is.
+const CONTENT: [&str; 4] = ["Consultation", "ClinicalCode", "Medication", "Vaccination"];
+
+/// Maps an `<Event>` (and, for a consultation, the Events grouped in it) into `out`.
+/// A confidential consultation makes everything recorded in it confidential.
+fn map_event(
+    ctx: &Ctx,
+    at: &At,
+    n: Node,
+    inherited_confidential: bool,
+    out: &mut Vec<Resource>,
+) -> Result<()> {
+    let id = uid_attr(at, n, "EventUID")?;
+    let raw_date = attr(n, "DateTime").ok_or_else(|| at.missing("@DateTime"))?;
+    let date = precise(at, "@DateTime", raw_date, None, attr(n, "DatePrecision"))?;
+    let head = EventHead {
+        id,
+        date,
+        done_by: opt_uid_attr(at, n, "DoneBy")?,
+        confidential: inherited_confidential || bool_attr(at, n, "Confidential")?,
+    };
+    let mut content = n
+        .children()
+        .filter(|c| c.is_element() && CONTENT.contains(&c.tag_name().name()));
+    let Some(item) = content.next() else {
+        return Err(at.missing("Consultation, ClinicalCode, Medication or Vaccination"));
+    };
+    if let Some(extra) = content.next() {
+        return Err(at.invalid(
+            extra.tag_name().name(),
+            format!(
+                "an Event holds one entry, but this one also holds <{}>",
+                item.tag_name().name()
+            ),
+        ));
+    }
+    let nested = n.children().filter(|c| is(c, "Event"));
+    let name = item.tag_name().name();
+    if name != "Consultation" && nested.clone().next().is_some() {
+        return Err(at.invalid("Event", "only a consultation Event groups other Events"));
+    }
+    match name {
+        "Consultation" => {
+            if at.parent.is_some_and(|p| p.name == "Event") {
+                return Err(at.invalid(
+                    "Consultation",
+                    "a consultation cannot be grouped inside another consultation",
+                ));
+            }
+            let confidential = head.confidential;
+            out.push(map_consultation(
+                ctx,
+                &at.under("Consultation"),
+                item,
+                head,
+            )?);
+            for (i, e) in nested.enumerate() {
+                map_event(ctx, &at.nth("Event", i + 1), e, confidential, out)?;
+            }
+        }
+        "ClinicalCode" => out.push(map_clinical_code(
+            ctx,
+            &at.under("ClinicalCode"),
+            item,
+            head,
+        )?),
+        "Medication" => out.push(Resource::MedicationStatement(map_medication(
+            ctx,
+            &at.under("Medication"),
+            item,
+            head,
+        )?)),
+        _ => out.push(Resource::Immunization(map_vaccination(
+            ctx,
+            &at.under("Vaccination"),
+            item,
+            head,
+        )?)),
+    }
+    Ok(())
+}
+
+fn map_consultation(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Resource> {
+    Ok(Resource::Encounter(Encounter {
+        meta: meta("Encounter", head.confidential),
+        identifier: vec![tpp_id(UidKind::Event, &head.id)],
+        status: "finished".into(),
+        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        type_: coded(at, n)?.into_iter().collect(),
+        subject: ctx.patient_ref.clone(),
+        participant: practitioner_ref(head.done_by.as_deref())
+            .map(|r| EncounterParticipant {
+                individual: Some(r),
+            })
+            .into_iter()
+            .collect(),
+        period: Some(Period {
+            start: Some(head.date),
+            end: None,
+        }),
+        service_provider: Some(ctx.org_ref.clone()),
+        id: head.id,
+    }))
+}
+
+fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Resource> {
+    let code = required_code(at, n)?;
+    let is_allergy = bool_attr(at, n, "IsAllergy")?;
+    let problem = child(n, "Problem");
+    let author = practitioner_ref(head.done_by.as_deref());
+    let identifier = vec![tpp_id(UidKind::Event, &head.id)];
+    if is_allergy {
+        if problem.is_some() {
+            return Err(at.invalid(
+                "Problem",
+                "a ClinicalCode with IsAllergy=\"true\" cannot also be a problem",
+            ));
+        }
+        return map_allergy(ctx, at, n, head, code).map(Resource::AllergyIntolerance);
+    }
+    if let Some(problem) = problem {
+        let problem_at = at.under("Problem");
+        let status = match problem_at.req(problem, "Status")? {
+            "Active" => "active",
+            "Past" => "inactive",
+            other => {
+                return Err(problem_at.invalid(
+                    "Status",
+                    format!("'{}' is not Active or Past", shown(other)),
+                ));
+            }
+        };
+        return Ok(Resource::Condition(Condition {
+            meta: meta("Condition", head.confidential),
+            identifier,
+            clinical_status: Some(concept(
+                CONDITION_CLINICAL,
+                status,
+                if status == "active" {
+                    "Active"
+                } else {
+                    "Inactive"
+                },
+            )),
+            verification_status: Some(concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")),
+            category: vec![concept(
+                CONDITION_CATEGORY,
+                "problem-list-item",
+                "Problem List Item",
+            )],
+            code,
+            subject: ctx.patient_ref.clone(),
+            onset_date_time: Some(head.date),
+            abatement_date_time: date_element(&problem_at, problem, "EndDate")?,
+            recorder: author,
+            id: head.id,
+            ..Condition::default()
+        }));
+    }
+    let value_quantity = match opt(n, "Value") {
+        None => None,
+        Some(v) => {
+            let value: f64 = v
+                .parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite())
+                .ok_or_else(|| at.invalid("Value", format!("'{}' is not a number", shown(v))))?;
+            Some(match opt(n, "Units") {
+                Some(u) => Quantity::ucum(value, u),
+                None => Quantity {
+                    value: gp_fhir::model::Decimal(value),
+                    unit: None,
+                    system: None,
+                    code: None,
+                },
+            })
+        }
+    };
+    Ok(Resource::Observation(Observation {
+        meta: meta("Observation", head.confidential),
+        identifier,
+        status: "final".into(),
+        code,
+        subject: ctx.patient_ref.clone(),
+        effective_date_time: Some(head.date),
+        performer: author.into_iter().collect(),
+        value_quantity,
+        id: head.id,
+        ..Observation::default()
+    }))
+}
+
+fn map_allergy(
+    ctx: &Ctx,
+    at: &At,
+    n: Node,
+    head: EventHead,
+    code: CodeableConcept,
+) -> Result<AllergyIntolerance> {
+    let details_at = at.under("Allergy");
+    let details = at.node(n, "Allergy")?;
+    let category = match opt(details, "Category") {
+        None => None,
+        Some("Drug") => Some("medication"),
+        Some("Food") => Some("food"),
+        Some("Environment") => Some("environment"),
+        Some(v) => {
+            return Err(details_at.invalid(
+                "Category",
+                format!("'{}' is not Drug, Food or Environment", shown(v)),
+            ));
+        }
+    };
+    let status = match details_at.req(details, "Status")? {
+        "Active" => ("active", "Active"),
+        "Resolved" => ("resolved", "Resolved"),
+        v => {
+            return Err(details_at.invalid(
+                "Status",
+                format!("'{}' is not Active or Resolved", shown(v)),
+            ));
+        }
+    };
+    let severity = match opt(details, "Severity") {
+        None => None,
+        Some("Mild") => Some("mild"),
+        Some("Moderate") => Some("moderate"),
+        Some("Severe") => Some("severe"),
+        Some(v) => {
+            return Err(details_at.invalid(
+                "Severity",
+                format!("'{}' is not Mild, Moderate or Severe", shown(v)),
+            ));
+        }
+    };
+    // FHIR needs a manifestation for a reaction, so a severity alone is not emitted.
+    let reaction = match child(details, "Reaction") {
+        Some(r) => coded(&details_at.under("Reaction"), r)?,
+        None => None,
+    }
+    .map(|m| AllergyReaction {
+        manifestation: vec![m],
+        severity: severity.map(str::to_owned),
+    });
+    let ended = date_element(&details_at, details, "EndDate")?;
+    Ok(AllergyIntolerance {
+        meta: meta("AllergyIntolerance", head.confidential),
+        identifier: vec![tpp_id(UidKind::Event, &head.id)],
+        clinical_status: Some(concept(ALLERGY_CLINICAL, status.0, status.1)),
+        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        category: category.map(str::to_owned).into_iter().collect(),
+        code,
+        patient: ctx.patient_ref.clone(),
+        onset_date_time: Some(head.date),
+        recorder: practitioner_ref(head.done_by.as_deref()),
+        reaction: reaction.into_iter().collect(),
+        // R4 AllergyIntolerance has no end date element; keep it readable rather than lose it.
+        note: ended
+            .map(|d| Annotation {
+                text: format!("Ended {d}"),
+            })
+            .into_iter()
+            .collect(),
+        id: head.id,
+        ..AllergyIntolerance::default()
+    })
+}
+
+fn map_medication(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<MedicationStatement> {
+    let drug_at = at.under("Drug");
+    let drug = at.node(n, "Drug")?;
+    let medication = required_code(&drug_at, drug)?;
+    let status = match at.req(n, "Status")? {
+        "Active" => "active",
+        "Completed" => "completed",
+        "Cancelled" => "stopped",
+        v => {
+            return Err(at.invalid(
+                "Status",
+                format!("'{}' is not Active, Completed or Cancelled", shown(v)),
+            ));
+        }
+    };
+    let end = date_element(at, n, "EndDate")?;
+    let kind = match opt(n, "PrescriptionType") {
+        None => None,
+        Some("Acute") => Some("Acute"),
+        Some("Repeat") => Some("Repeat"),
+        Some(v) => {
+            return Err(at.invalid(
+                "PrescriptionType",
+                format!("'{}' is not Acute or Repeat", shown(v)),
+            ));
+        }
+    };
+    let quantity = opt(n, "Quantity").map(|q| match opt(n, "QuantityUnits") {
+        Some(u) => format!("{q} {u}"),
+        None => q.to_owned(),
+    });
+    let note = match (kind, quantity) {
+        (None, None) => None,
+        (Some(k), None) => Some(format!("{k} prescription")),
+        (None, Some(q)) => Some(format!("Quantity {q}")),
+        (Some(k), Some(q)) => Some(format!("{k} prescription, quantity {q}")),
+    };
+    Ok(MedicationStatement {
+        meta: meta("MedicationStatement", head.confidential),
+        identifier: vec![tpp_id(UidKind::Event, &head.id)],
+        status: status.into(),
+        medication_codeable_concept: medication,
+        subject: ctx.patient_ref.clone(),
+        effective_period: Some(Period {
+            start: Some(head.date.clone()),
+            end,
+        }),
+        date_asserted: Some(head.date),
+        information_source: practitioner_ref(head.done_by.as_deref()),
+        dosage: opt(n, "Dosage")
+            .map(|d| Dosage {
+                text: Some(d.to_owned()),
+                patient_instruction: None,
+            })
+            .into_iter()
+            .collect(),
+        note: note.map(|text| Annotation { text }).into_iter().collect(),
+        id: head.id,
+    })
+}
+
+fn map_vaccination(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Immunization> {
+    let dose = match opt(n, "DoseSequence") {
+        None => None,
+        Some(v) => Some(positive(at, "DoseSequence", Some(v))?),
+    };
+    Ok(Immunization {
+        meta: meta("Immunization", head.confidential),
+        identifier: vec![tpp_id(UidKind::Event, &head.id)],
+        status: "completed".into(),
+        vaccine_code: required_code(at, n)?,
+        patient: ctx.patient_ref.clone(),
+        occurrence_date_time: head.date,
+        primary_source: Some(true),
+        lot_number: owned(opt(n, "Batch")),
+        performer: practitioner_ref(head.done_by.as_deref())
+            .map(|actor| ImmunizationPerformer { actor })
+            .into_iter()
+            .collect(),
+        protocol_applied: dose
+            .map(|d| ProtocolApplied {
+                dose_number_positive_int: Some(d),
+            })
+            .into_iter()
+            .collect(),
+        id: head.id,
+        ..Immunization::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_becomes_uk_local() {
+        assert_eq!(last_sunday(2024, 3), 31);
+        assert_eq!(last_sunday(2024, 10), 27);
+        assert_eq!(uk_local(2024, 1, 12, 9, 40, 0), "2024-01-12T09:40:00+00:00");
+        assert_eq!(uk_local(2024, 6, 12, 8, 40, 0), "2024-06-12T09:40:00+01:00");
+        // Late evening UTC in summer is the next day in the UK.
+        assert_eq!(
+            uk_local(2024, 6, 30, 23, 30, 0),
+            "2024-07-01T00:30:00+01:00"
+        );
+        // The changes happen at 01:00 UTC.
+        assert!(!is_bst_utc(2024, 3, 31, 0));
+        assert!(is_bst_utc(2024, 3, 31, 1));
+        assert!(is_bst_utc(2024, 10, 27, 0));
+        assert!(!is_bst_utc(2024, 10, 27, 1));
+    }
+
+    #[test]
+    fn iso_dates_are_strict() {
+        assert_eq!(
+            iso_utc("2024-01-12T09:40:00Z"),
+            Some((2024, 1, 12, 9, 40, 0))
+        );
+        for bad in [
+            "2024-01-12T09:40:00",
+            "2024-01-12T09:40Z",
+            "2024-02-30T09:40:00Z",
+            "2024-01-12T24:00:00Z",
+            "2024-01-12 09:40:00Z",
+            "12/01/2024",
+        ] {
+            assert_eq!(iso_utc(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn paging_arithmetic() {
+        let p = Paging {
+            page: 1,
+            page_size: 100,
+            total_events: 250,
+        };
+        assert_eq!(p.pages(), 3);
+        assert_eq!(
+            (
+                p.events_on(1),
+                p.events_on(2),
+                p.events_on(3),
+                p.events_on(4)
+            ),
+            (100, 100, 50, 0)
+        );
+        let empty = Paging {
+            total_events: 0,
+            ..p
+        };
+        assert_eq!((empty.pages(), empty.events_on(1)), (1, 0));
+    }
+
+    #[test]
+    fn uids_become_fhir_ids() {
+        assert_eq!(
+            uid_value("{8A2F1C3E-0B1D-4E5F-9A6B-7C8D9E0F1A2B}").as_deref(),
+            Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
+        );
+        assert_eq!(uid_value("a b"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! The reference adapter for Vision (INPS/Cegedim): reads a patient's pipe-delimited
+//! extract rows over the native API (`client`) and maps them to UK Core R4 (`mapping`),
+//! giving the same FHIR shape as the EMIS Web adapter for the same facts.
+//!
+//! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
+//! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
+//! `error.rs` (native data errors), and this file wiring them into [`Adapter`]. Vision
+//! adds `extract.rs`, the delimited-row reader its format needs.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod mapping;
+
+use async_trait::async_trait;
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
+    SearchRequest, paging,
+};
+use gp_fhir::{NhsNumber, OdsCode};
+
+pub use client::VisionClient;
+pub use config::{VisionConfig, VisionConfigError};
+pub use error::VisionDataError;
+pub use mapping::{
+    JournalOwner, MappedPatient, map_journal, map_journal_page, map_patient, map_practice,
+    map_staff,
+};
+
+/// Vision, as gp-gateway sees it.
+#[derive(Debug, Clone)]
+pub struct VisionAdapter {
+    client: VisionClient,
+}
+
+/// A patient extract for someone else is never answered.
+fn check_is(patient: &MappedPatient, nhs: NhsNumber) -> Result<(), AdapterError> {
+    if patient.nhs_number == nhs {
+        return Ok(());
+    }
+    Err(VisionDataError::Invalid {
+        extract: "patient extract",
+        row: 2,
+        column: "NHS_NUMBER",
+        reason: format!(
+            "the extract is for {}, but {nhs} was requested",
+            patient.nhs_number
+        ),
+    }
+    .into())
+}
+
+impl VisionAdapter {
+    /// Validates `config` and builds the adapter (no network I/O until the first call).
+    pub fn new(config: VisionConfig) -> Result<Self, VisionConfigError> {
+        Ok(Self {
+            client: VisionClient::new(&config)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Adapter for VisionAdapter {
+    fn system(&self) -> GpSystem {
+        GpSystem::Vision
+    }
+
+    /// Three native calls, made concurrently: patient, practice and staff extracts.
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        let (ods, ctx) = (&req.practice, &req.context);
+        let (patient, practice, staff) = tokio::try_join!(
+            self.client.patient(ods, req.nhs_number, ctx),
+            self.client.practice(ods, ctx),
+            self.client.staff(ods, ctx),
+        )?;
+        let patient = map_patient(&patient, ods)?;
+        check_is(&patient, req.nhs_number)?;
+        let (practice_ods, organization) = map_practice(&practice)?;
+        if practice_ods != *ods {
+            return Err(VisionDataError::Invalid {
+                extract: "practice extract",
+                row: 2,
+                column: "ODS_CODE",
+                reason: format!("the extract is for {practice_ods}, but {ods} was requested"),
+            }
+            .into());
+        }
+        let practitioner = match &patient.usual_gp {
+            None => None,
+            Some(gp) => Some(
+                map_staff(&staff, gp)?.ok_or_else(|| VisionDataError::Invalid {
+                    extract: "patient extract",
+                    row: 2,
+                    column: "GP_USUAL",
+                    reason: format!("{gp} is not in the practice's staff extract"),
+                })?,
+            ),
+        };
+        Ok(PatientRecord {
+            patient: patient.patient,
+            organization: Some(organization),
+            practitioner,
+            version: patient.version,
+            flags: patient.flags,
+        })
+    }
+
+    /// The patient extract (to tie journal rows to the patient) and every journal page,
+    /// fetched concurrently; then filtered, ordered and paged like every adapter.
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        let (ods, nhs, ctx) = (&req.practice, req.nhs_number, &req.context);
+        let (patient, pages) = tokio::try_join!(
+            self.client.patient(ods, nhs, ctx),
+            self.client.journal(ods, nhs, ctx),
+        )?;
+        let patient = map_patient(&patient, ods)?;
+        check_is(&patient, nhs)?;
+        let owner = JournalOwner {
+            pid: patient.pid,
+            nhs_number: nhs,
+            ods: OdsCode::clone(ods),
+        };
+        let mut resources = Vec::new();
+        for (i, page) in pages.iter().enumerate() {
+            let rows = map_journal_page(page, &owner, &mut resources)?;
+            // A page that promises more but carries nothing would be followed forever.
+            if rows == 0 && i + 1 < pages.len() {
+                return Err(VisionDataError::Continuation(format!(
+                    "page {} has no rows but a continuation token",
+                    i + 1
+                ))
+                .into());
+            }
+        }
+        resources.retain(|r| req.resource_type.matches(r));
+        Ok(paging::page(resources, req))
+    }
+
+    async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
+        self.client.health(ctx).await
+    }
+}

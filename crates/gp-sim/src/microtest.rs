@@ -1,0 +1,646 @@
+//! Microtest Evolution simulator: serves exactly `docs/native-formats/microtest.md` (the
+//! Evolution v2 JSON API, our design: Microtest publishes no format) for patients of
+//! practices whose system is Microtest.
+
+use std::sync::Arc;
+
+use gp_fhir::NhsNumber;
+use hyper::Method;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use crate::concepts::Concept;
+use crate::date::{Precision, SimDate};
+use crate::model::*;
+use crate::server::{self, Reply, Routed, SimHandle, Simulator};
+use crate::store::SimStore;
+
+/// Path prefix of every Evolution v2 endpoint.
+pub const PREFIX: &str = "/evolution/v2";
+/// Most entries in one page of `…/entries?type=…`.
+pub const PAGE_SIZE: usize = 200;
+/// The entry types `…/entries?type=…` serves.
+pub const ENTRY_TYPES: [&str; 6] = [
+    "allergy",
+    "medication",
+    "problem",
+    "observation",
+    "immunisation",
+    "consultation",
+];
+const JSON: &str = "application/json";
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Starts the Microtest Evolution simulator on `listener` (bind it to `127.0.0.1:0` in tests).
+pub async fn start_microtest(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
+    server::serve(Arc::new(Microtest { store }), listener)
+}
+
+struct Microtest {
+    store: SimStore,
+}
+
+impl Simulator for Microtest {
+    fn name(&self) -> &'static str {
+        "microtest"
+    }
+
+    fn route(&self, method: &Method, path: &str) -> Routed {
+        self.route_query(method, path, None).0
+    }
+
+    fn route_query(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> (Routed, Vec<(&'static str, String)>) {
+        (self.answer(method, path, query), Vec::new())
+    }
+
+    fn error_reply(&self, status: u16) -> Reply {
+        let (code, title) = match status {
+            400 => ("INVALID_REQUEST", "Bad request"),
+            404 => ("PATIENT_NOT_FOUND", "Patient not found"),
+            503 => ("SERVICE_UNAVAILABLE", "Service unavailable"),
+            _ => ("INTERNAL_ERROR", "Internal error"),
+        };
+        problem(status, code, title, "Injected fault")
+    }
+
+    fn garbage(&self) -> Vec<u8> {
+        b"\x00\x01<html>this is not JSON at all }{ ][".to_vec()
+    }
+
+    fn mis_encode(&self, body: &[u8]) -> Vec<u8> {
+        // 0xC3 0x28 is an invalid two-byte UTF-8 sequence, placed inside a string value.
+        insert_after(body, b"\"family_name\":\"", b"\xC3\x28")
+            .or_else(|| insert_after(body, b"\":\"", b"\xC3\x28"))
+            .unwrap_or_else(|| [body, b"\xC3\x28"].concat())
+    }
+
+    fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(mut v) => {
+                remove_key(&mut v, "nhs_number");
+                serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec())
+            }
+            Err(_) => body.to_vec(),
+        }
+    }
+}
+
+/// The value of `name` in a query string (values are URL-safe: no percent-decoding).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn missing_parameter(name: &str) -> Reply {
+    problem(
+        400,
+        "MISSING_PARAMETER",
+        "Missing parameter",
+        &format!("The query parameter {name} is required"),
+    )
+}
+
+fn not_record(reply: Reply) -> Routed {
+    Routed {
+        reply,
+        record: false,
+    }
+}
+
+impl Microtest {
+    fn answer(&self, method: &Method, path: &str, query: Option<&str>) -> Routed {
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return not_record(not_found(path));
+        };
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        if method != Method::GET {
+            return not_record(problem(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+                "Only GET is supported",
+            ));
+        }
+        let record = |reply| Routed {
+            reply,
+            record: true,
+        };
+        let param = |name: &str| query_param(query, name);
+        match segments.as_slice() {
+            ["", "health"] => not_record(ok(&json!({"status": "ok", "version": "2.14.3"}))),
+            ["", "sites", ods, "patients"] => record(match param("nhs_number") {
+                Some(nhs) => self.patient_index(ods, nhs),
+                None => missing_parameter("nhs_number"),
+            }),
+            ["", "sites", ods, "patients", id] => record(self.patient(ods, id)),
+            ["", "sites", ods, "patients", id, "entries"] => record(match param("type") {
+                Some(kind) => self.entries(ods, id, kind, param("cursor")),
+                None => missing_parameter("type"),
+            }),
+            ["", "sites", ods, "clinicians", id] => record(self.clinician(ods, id)),
+            _ => not_record(not_found(path)),
+        }
+    }
+
+    fn site(&self, ods: &str) -> Result<Practice, Reply> {
+        match self.store.practice(ods) {
+            Some(p) if p.system == SystemKind::Microtest => Ok(p),
+            _ => Err(problem(
+                404,
+                "SITE_NOT_FOUND",
+                "Site not found",
+                &format!("No Evolution site with ODS code {ods}"),
+            )),
+        }
+    }
+
+    fn find_patient(&self, ods: &str, id: &str) -> Result<(Practice, SimPatient), Reply> {
+        let site = self.site(ods)?;
+        self.store
+            .read(|p| {
+                p.patients
+                    .iter()
+                    .find(|x| x.practice == ods && x.id == id)
+                    .cloned()
+            })
+            .map(|patient| (site, patient))
+            .ok_or_else(|| {
+                problem(
+                    404,
+                    "PATIENT_NOT_FOUND",
+                    "Patient not found",
+                    &format!("No patient {id} at site {ods}"),
+                )
+            })
+    }
+
+    fn patient_index(&self, ods: &str, nhs: &str) -> Reply {
+        if let Err(reply) = self.site(ods) {
+            return reply;
+        }
+        if NhsNumber::parse(nhs).is_err() {
+            return problem(
+                400,
+                "INVALID_NHS_NUMBER",
+                "Invalid NHS number",
+                &format!("{nhs} is not a valid NHS number"),
+            );
+        }
+        let matches: Vec<Value> = self.store.read(|p| {
+            p.patients
+                .iter()
+                .filter(|x| x.practice == ods && x.nhs_number == nhs)
+                .map(summary)
+                .collect()
+        });
+        ok(&json!({ "patients": matches }))
+    }
+
+    fn patient(&self, ods: &str, id: &str) -> Reply {
+        match self.find_patient(ods, id) {
+            Ok((site, p)) => ok(&render_patient(&site, &p)),
+            Err(reply) => reply,
+        }
+    }
+
+    fn clinician(&self, ods: &str, id: &str) -> Reply {
+        let site = match self.site(ods) {
+            Ok(s) => s,
+            Err(reply) => return reply,
+        };
+        match site.clinicians.iter().find(|c| c.id == id) {
+            Some(c) => ok(&render_clinician(c)),
+            None => problem(
+                404,
+                "CLINICIAN_NOT_FOUND",
+                "Clinician not found",
+                &format!("No clinician {id} at site {ods}"),
+            ),
+        }
+    }
+
+    fn entries(&self, ods: &str, id: &str, kind: &str, cursor: Option<&str>) -> Reply {
+        let (_, p) = match self.find_patient(ods, id) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        if !ENTRY_TYPES.contains(&kind) {
+            return problem(
+                400,
+                "INVALID_ENTRY_TYPE",
+                "Invalid entry type",
+                &format!("'{kind}' is not one of {}", ENTRY_TYPES.join(", ")),
+            );
+        }
+        let all = render_entries(&p, kind);
+        let start = match cursor {
+            None => 0,
+            Some(c) => match decode_cursor(&p.id, kind, c).filter(|s| *s < all.len()) {
+                Some(s) => s,
+                None => {
+                    return problem(
+                        400,
+                        "INVALID_CURSOR",
+                        "Invalid cursor",
+                        "The cursor is not one this server issued for these entries",
+                    );
+                }
+            },
+        };
+        let end = (start + PAGE_SIZE).min(all.len());
+        let next = (end < all.len()).then(|| encode_cursor(&p.id, kind, end));
+        let total = all.len();
+        let page: Vec<Value> = all.into_iter().skip(start).take(end - start).collect();
+        ok(&json!({ "entries": page, "total": total, "next_cursor": next }))
+    }
+}
+
+// ---- cursors -------------------------------------------------------------------------
+
+/// A short keyed check so a cursor is only valid for the patient and type it was made for.
+fn cursor_check(patient: &str, kind: &str, offset: usize) -> u32 {
+    // FNV-1a: deterministic across runs, no dependency.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in patient
+        .bytes()
+        .chain(kind.bytes())
+        .chain(offset.to_le_bytes())
+    {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// An opaque cursor for the page starting at `offset`: `c{offset:x}.{check:08x}`.
+pub fn encode_cursor(patient: &str, kind: &str, offset: usize) -> String {
+    format!("c{offset:x}.{:08x}", cursor_check(patient, kind, offset))
+}
+
+fn decode_cursor(patient: &str, kind: &str, cursor: &str) -> Option<usize> {
+    let (offset, check) = cursor.strip_prefix('c')?.split_once('.')?;
+    let offset = usize::from_str_radix(offset, 16).ok()?;
+    let check = u32::from_str_radix(check, 16).ok()?;
+    (check == cursor_check(patient, kind, offset)).then_some(offset)
+}
+
+// ---- rendering -----------------------------------------------------------------------
+
+fn ok(v: &Value) -> Reply {
+    Reply {
+        status: 200,
+        content_type: JSON,
+        body: serde_json::to_vec(v).unwrap_or_default(),
+    }
+}
+
+/// An RFC 9457 problem+json document with Evolution's `code`.
+fn problem(status: u16, code: &str, title: &str, detail: &str) -> Reply {
+    let doc = json!({
+        "type": format!("https://evolution.microtest.co.uk/problems/{}", code.to_ascii_lowercase().replace('_', "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    });
+    Reply {
+        status,
+        content_type: PROBLEM_JSON,
+        body: serde_json::to_vec(&doc).unwrap_or_default(),
+    }
+}
+
+fn not_found(path: &str) -> Reply {
+    problem(
+        404,
+        "NOT_FOUND",
+        "Not found",
+        &format!("No endpoint at {path}"),
+    )
+}
+
+/// `{"value": "2019-03", "precision": "month"}`.
+fn date(d: SimDate) -> Value {
+    let precision = match d.precision() {
+        Precision::Y => "year",
+        Precision::YM => "month",
+        Precision::YMD => "day",
+        Precision::YMDT => "datetime",
+    };
+    json!({ "value": d.to_string(), "precision": precision })
+}
+
+fn opt_date(d: Option<SimDate>) -> Value {
+    d.map_or(Value::Null, date)
+}
+
+fn sex(s: Sex) -> &'static str {
+    match s {
+        Sex::Male => "M",
+        Sex::Female => "F",
+        Sex::Indeterminate => "X",
+        Sex::Unknown => "U",
+    }
+}
+
+fn address(a: &Address) -> Value {
+    let lines: Vec<&str> = [&a.house, &a.street, &a.village]
+        .into_iter()
+        .map(String::as_str)
+        .filter(|l| !l.is_empty())
+        .collect();
+    json!({ "lines": lines, "town": a.town, "county": a.county, "postcode": a.postcode })
+}
+
+/// Evolution codes clinical items in Read v2 where the concept has one, else SNOMED CT.
+fn code(c: &Concept) -> Value {
+    match c.read2 {
+        Some(read) => json!({ "read": read, "term": c.term }),
+        None => json!({ "snomed": c.snomed, "term": c.term }),
+    }
+}
+
+/// A number as Evolution sends it: a string (`"120"`, `"72.5"`).
+fn number(v: f64) -> String {
+    v.to_string()
+}
+
+fn summary(p: &SimPatient) -> Value {
+    json!({
+        "patient_id": p.id,
+        "nhs_number": p.nhs_number,
+        "family_name": p.family,
+        "given_names": p.given,
+        "date_of_birth": date(p.birth_date),
+    })
+}
+
+/// A patient's demographics document, with the site it is registered at.
+pub fn render_patient(site: &Practice, p: &SimPatient) -> Value {
+    json!({
+        "patient_id": p.id,
+        "family_name": p.family,
+        "given_names": p.given,
+        "title": p.title,
+        "nhs_number": p.nhs_number,
+        "nhs_number_status": p.nhs_status,
+        "sex": sex(p.sex),
+        "date_of_birth": date(p.birth_date),
+        "date_of_death": opt_date(p.deceased_on),
+        "address": address(&p.address),
+        "home_phone": p.home_phone,
+        "mobile_phone": p.mobile,
+        "email": p.email,
+        "usual_clinician_id": p.usual_gp,
+        "registration_date": date(p.registered_on),
+        "restricted": p.flags.sensitive,
+        "sharing_dissent": p.flags.dissent,
+        "last_modified": date(p.last_modified),
+        "site": {
+            "site_id": site.guid,
+            "ods_code": site.ods,
+            "name": site.name,
+            "address": address(&site.address),
+            "phone": site.phone,
+        },
+    })
+}
+
+fn render_clinician(c: &Clinician) -> Value {
+    json!({
+        "clinician_id": c.id,
+        "title": c.title,
+        "given_name": c.given,
+        "family_name": c.family,
+        "sex": sex(c.sex),
+        "role": c.role,
+        "sds_user_id": c.sds_user_id,
+        "gmc_number": c.gmc,
+    })
+}
+
+/// The fields every entry has.
+fn head(kind: &str, m: &EntryMeta) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(m.id));
+    o.insert("type".into(), json!(kind));
+    o.insert("date".into(), date(m.date));
+    if !m.author.is_empty() {
+        o.insert("clinician_id".into(), json!(m.author));
+    }
+    if let Some(c) = &m.consultation {
+        o.insert("consultation_id".into(), json!(c));
+    }
+    if m.confidential {
+        o.insert("confidential".into(), json!(true));
+    }
+    o
+}
+
+fn with(mut o: Map<String, Value>, fields: Value) -> Value {
+    if let Value::Object(extra) = fields {
+        o.extend(extra);
+    }
+    Value::Object(o)
+}
+
+fn lower<T: std::fmt::Debug>(v: T) -> String {
+    format!("{v:?}").to_ascii_lowercase()
+}
+
+/// Every entry of `kind` in the patient's record, in record order.
+pub fn render_entries(p: &SimPatient, kind: &str) -> Vec<Value> {
+    match kind {
+        "allergy" => p
+            .allergies
+            .iter()
+            .map(|a| {
+                with(
+                    head(kind, &a.meta),
+                    json!({
+                        "code": code(a.concept),
+                        "category": lower(a.category),
+                        "status": lower(a.status),
+                        "end_date": opt_date(a.end_date),
+                        "reaction": a.reaction.map(code),
+                        "severity": lower(a.severity),
+                    }),
+                )
+            })
+            .collect(),
+        "medication" => p
+            .medications
+            .iter()
+            .map(|m| {
+                with(
+                    head(kind, &m.meta),
+                    json!({
+                        "drug": { "dmd": m.drug.dmd.unwrap_or(m.drug.snomed), "term": m.drug.term },
+                        "dosage": m.dosage,
+                        "quantity": m.quantity.to_string(),
+                        "quantity_unit": m.quantity_units,
+                        "prescription_type": lower(m.kind),
+                        "status": lower(m.status),
+                        "end_date": opt_date(m.end_date),
+                    }),
+                )
+            })
+            .collect(),
+        "problem" => p
+            .problems
+            .iter()
+            .map(|x| {
+                with(
+                    head(kind, &x.meta),
+                    json!({
+                        "code": code(x.concept),
+                        "status": lower(x.status),
+                        "significance": lower(x.significance),
+                        "end_date": opt_date(x.end_date),
+                    }),
+                )
+            })
+            .collect(),
+        "observation" => observations(&p.observations),
+        "immunisation" => p
+            .immunisations
+            .iter()
+            .map(|x| {
+                with(
+                    head(kind, &x.meta),
+                    json!({
+                        "code": code(x.concept),
+                        "batch": x.batch,
+                        "dose": x.dose_sequence.to_string(),
+                    }),
+                )
+            })
+            .collect(),
+        "consultation" => p
+            .consultations
+            .iter()
+            .map(|c| {
+                let mut meta = c.meta.clone();
+                meta.author = c.clinician.clone();
+                with(
+                    head(kind, &meta),
+                    json!({
+                        "code": code(c.kind),
+                        "duration_minutes": c.duration_minutes.to_string(),
+                    }),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Observations, with each systolic reading followed by its diastolic partner (same
+/// date, consultation, clinician and confidentiality) folded into one BP entry, as
+/// Evolution records blood pressure. The entry's id is the systolic reading's.
+fn observations(list: &[Observation]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(list.len());
+    let mut i = 0;
+    while let Some(o) = list.get(i) {
+        let partner = list.get(i + 1).filter(|d| {
+            o.concept.key == "systolic-bp"
+                && d.concept.key == "diastolic-bp"
+                && d.meta.date == o.meta.date
+                && d.meta.consultation == o.meta.consultation
+                && d.meta.author == o.meta.author
+                && d.meta.confidential == o.meta.confidential
+                && o.value.is_some()
+                && d.value.is_some()
+        });
+        let mut entry = head("observation", &o.meta);
+        match partner {
+            Some(d) => {
+                let reading = |x: &Observation, id: Option<&str>| {
+                    let mut r = json!({
+                        "value": number(x.value.unwrap_or_default()),
+                        "unit": x.units.unwrap_or("mm[Hg]"),
+                    });
+                    if let (Some(id), Value::Object(m)) = (id, &mut r) {
+                        m.insert("id".into(), json!(id));
+                    }
+                    r
+                };
+                entry.insert(
+                    "code".into(),
+                    json!({ "read": "246..", "term": "O/E - blood pressure reading" }),
+                );
+                entry.insert("systolic".into(), reading(o, None));
+                entry.insert("diastolic".into(), reading(d, Some(&d.meta.id)));
+                i += 2;
+            }
+            None => {
+                entry.insert("code".into(), code(o.concept));
+                if let Some(v) = o.value {
+                    entry.insert("value".into(), json!(number(v)));
+                    if let Some(u) = o.units {
+                        entry.insert("unit".into(), json!(u));
+                    }
+                }
+                i += 1;
+            }
+        }
+        out.push(Value::Object(entry));
+    }
+    out
+}
+
+// ---- faults --------------------------------------------------------------------------
+
+fn insert_after(body: &[u8], marker: &[u8], insert: &[u8]) -> Option<Vec<u8>> {
+    let at = body.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    Some([&body[..at], insert, &body[at..]].concat())
+}
+
+/// Removes `key` from every object in `v`.
+fn remove_key(v: &mut Value, key: &str) {
+    match v {
+        Value::Object(m) => {
+            m.remove(key);
+            m.values_mut().for_each(|x| remove_key(x, key));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| remove_key(x, key)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_bound_to_patient_and_type() {
+        let c = encode_cursor("p1", "observation", 200);
+        assert_eq!(decode_cursor("p1", "observation", &c), Some(200));
+        assert_eq!(decode_cursor("p2", "observation", &c), None);
+        assert_eq!(decode_cursor("p1", "allergy", &c), None);
+        assert_eq!(decode_cursor("p1", "observation", "c1.0"), None);
+        assert_eq!(decode_cursor("p1", "observation", "garbage"), None);
+    }
+
+    #[test]
+    fn dates_carry_their_precision() {
+        let d = SimDate::ymd(2019, 3, 2);
+        assert_eq!(
+            date(d.truncate(Precision::YM)),
+            json!({"value": "2019-03", "precision": "month"})
+        );
+        assert_eq!(date(d.truncate(Precision::Y))["precision"], "year");
+        assert_eq!(
+            date(d.at(9, 40, 0)),
+            json!({"value": "2019-03-02T09:40:00", "precision": "datetime"})
+        );
+    }
+}

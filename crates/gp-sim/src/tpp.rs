@@ -1,0 +1,657 @@
+//! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
+//! XML, clinical events in pages) for patients of practices whose system is TPP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gp_fhir::NhsNumber;
+use hyper::Method;
+use tokio::net::TcpListener;
+
+use crate::concepts::Concept;
+use crate::date::{Precision, SimDate};
+use crate::model::*;
+use crate::server::{self, Reply, Routed, SimHandle, Simulator};
+use crate::store::SimStore;
+use crate::xml::{XmlWriter, insert_after, remove_element};
+
+/// Largest `pageSize` the API accepts.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// `pageSize` when the request gives none.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+const XML: &str = "application/xml";
+
+/// Starts the SystmOne simulator on `listener` (bind it to `127.0.0.1:0` in tests).
+pub async fn start_tpp(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
+    server::serve(Arc::new(Tpp { store }), listener)
+}
+
+struct Tpp {
+    store: SimStore,
+}
+
+impl Simulator for Tpp {
+    fn name(&self) -> &'static str {
+        "tpp"
+    }
+
+    fn route(&self, method: &Method, path: &str) -> Routed {
+        self.route_query(method, path, None).0
+    }
+
+    fn route_query(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> (Routed, Vec<(&'static str, String)>) {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let not_record = |reply| Routed {
+            reply,
+            record: false,
+        };
+        let routed = match segments.as_slice() {
+            ["", "systmone", "api", "v1", "health"] if method == Method::GET => {
+                not_record(health())
+            }
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "record",
+            ] if method == Method::GET => Routed {
+                reply: self.record(ods, nhs, query),
+                record: true,
+            },
+            ["", "systmone", ..] if method != Method::GET => {
+                not_record(error(405, "METHOD_NOT_ALLOWED", "Only GET is supported"))
+            }
+            _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
+        };
+        (routed, Vec::new())
+    }
+
+    fn error_reply(&self, status: u16) -> Reply {
+        let code = match status {
+            400 => "INVALID_NHS_NUMBER",
+            404 => "PATIENT_NOT_FOUND",
+            503 => "SERVICE_UNAVAILABLE",
+            _ => "INTERNAL_ERROR",
+        };
+        error(status, code, "Injected fault")
+    }
+
+    fn garbage(&self) -> Vec<u8> {
+        b"\x00\x02SystmOne }{ not XML ][ \xff".to_vec()
+    }
+
+    fn mis_encode(&self, body: &[u8]) -> Vec<u8> {
+        // 0xC3 0x28 is an invalid two-byte UTF-8 sequence, placed inside an element's text.
+        insert_after(body, b"<Surname>", b"\xC3\x28")
+            .or_else(|| insert_after(body, b"<Description>", b"\xC3\x28"))
+            .unwrap_or_else(|| [body, b"\xC3\x28"].concat())
+    }
+
+    fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
+        remove_element(body, "NHSNumber")
+    }
+}
+
+/// `page` and `pageSize` from the query string; other parameters are ignored.
+fn paging_params(query: Option<&str>) -> Result<(usize, usize), String> {
+    let (mut page, mut size) = (1, DEFAULT_PAGE_SIZE);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let target = match k {
+            "page" => &mut page,
+            "pageSize" => &mut size,
+            _ => continue,
+        };
+        *target = v
+            .parse()
+            .map_err(|_| format!("{k} '{v}' is not a whole number"))?;
+    }
+    if page < 1 {
+        return Err("page must be 1 or more".into());
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&size) {
+        return Err(format!("pageSize must be between 1 and {MAX_PAGE_SIZE}"));
+    }
+    Ok((page, size))
+}
+
+impl Tpp {
+    fn record(&self, ods: &str, nhs: &str, query: Option<&str>) -> Reply {
+        let (page, size) = match paging_params(query) {
+            Ok(p) => p,
+            Err(why) => return error(400, "INVALID_PARAMETER", &why),
+        };
+        let practice = match self.store.practice(ods) {
+            Some(p) if p.system == SystemKind::Tpp => p,
+            _ => {
+                return error(
+                    404,
+                    "ORGANISATION_NOT_FOUND",
+                    &format!("No SystmOne organisation with ODS code {ods}"),
+                );
+            }
+        };
+        if NhsNumber::parse(nhs).is_err() {
+            return error(
+                400,
+                "INVALID_NHS_NUMBER",
+                &format!("{nhs} is not a valid NHS number"),
+            );
+        }
+        // Render under the read lock: no patient copy is needed.
+        let body = self.store.read(|pop| {
+            pop.patient(ods, nhs)
+                .map(|p| render_page(&practice, p, page, size))
+        });
+        match body {
+            Some(body) => Reply {
+                status: 200,
+                content_type: XML,
+                body: body.into_bytes(),
+            },
+            None => error(
+                404,
+                "PATIENT_NOT_FOUND",
+                &format!("No patient with that NHS number is registered at {ods}"),
+            ),
+        }
+    }
+}
+
+fn health() -> Reply {
+    let mut w = XmlWriter::new();
+    w.open("HealthCheck");
+    w.text("Status", "OK");
+    w.close("HealthCheck");
+    Reply {
+        status: 200,
+        content_type: XML,
+        body: w.finish().into_bytes(),
+    }
+}
+
+fn error(status: u16, code: &str, description: &str) -> Reply {
+    let mut w = XmlWriter::new();
+    w.open("ErrorResponse");
+    w.text("ErrorCode", code);
+    w.text("Description", description);
+    w.close("ErrorResponse");
+    Reply {
+        status,
+        content_type: XML,
+        body: w.finish().into_bytes(),
+    }
+}
+
+/// One clinical entry of the model, whatever its kind.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Problem(&'a Problem),
+    Observation(&'a Observation),
+    Immunisation(&'a Immunisation),
+    Allergy(&'a Allergy),
+    Medication(&'a Medication),
+}
+
+impl Entry<'_> {
+    fn meta(&self) -> &EntryMeta {
+        match self {
+            Entry::Problem(x) => &x.meta,
+            Entry::Observation(x) => &x.meta,
+            Entry::Immunisation(x) => &x.meta,
+            Entry::Allergy(x) => &x.meta,
+            Entry::Medication(x) => &x.meta,
+        }
+    }
+}
+
+/// A top-level journal event: a consultation grouping the entries recorded in it, or
+/// an entry recorded outside any consultation.
+enum TopEvent<'a> {
+    Consultation(&'a Consultation, Vec<Entry<'a>>),
+    Entry(Entry<'a>),
+}
+
+impl TopEvent<'_> {
+    fn meta(&self) -> &EntryMeta {
+        match self {
+            TopEvent::Consultation(c, _) => &c.meta,
+            TopEvent::Entry(e) => e.meta(),
+        }
+    }
+}
+
+/// The patient's journal, oldest first (ties by UID), as SystmOne pages it.
+fn journal(p: &SimPatient) -> Vec<TopEvent<'_>> {
+    let mut events: Vec<TopEvent> = p
+        .consultations
+        .iter()
+        .map(|c| TopEvent::Consultation(c, Vec::new()))
+        .collect();
+    let index: HashMap<&str, usize> = p
+        .consultations
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.meta.id.as_str(), i))
+        .collect();
+    let entries = p
+        .problems
+        .iter()
+        .map(Entry::Problem)
+        .chain(p.observations.iter().map(Entry::Observation))
+        .chain(p.immunisations.iter().map(Entry::Immunisation))
+        .chain(p.allergies.iter().map(Entry::Allergy))
+        .chain(p.medications.iter().map(Entry::Medication));
+    for e in entries {
+        let group = e.meta().consultation.as_deref().and_then(|c| index.get(c));
+        match group.and_then(|&i| events.get_mut(i)) {
+            Some(TopEvent::Consultation(_, inner)) => inner.push(e),
+            _ => events.push(TopEvent::Entry(e)),
+        }
+    }
+    for e in &mut events {
+        if let TopEvent::Consultation(_, inner) = e {
+            inner.sort_by(|a, b| order(a.meta(), b.meta()));
+        }
+    }
+    events.sort_by(|a, b| order(a.meta(), b.meta()));
+    events
+}
+
+fn order(a: &EntryMeta, b: &EntryMeta) -> std::cmp::Ordering {
+    a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id))
+}
+
+/// Renders page `page` (1-based) of `size` events of a patient's record.
+pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize) -> String {
+    let events = journal(p);
+    let start = page.saturating_sub(1).saturating_mul(size);
+    let on_page = events.get(start..).unwrap_or_default();
+    let on_page = &on_page[..on_page.len().min(size)];
+
+    let mut w = XmlWriter::new();
+    w.open("PatientRecord");
+    w.text("PatientUID", &p.id);
+    w.text("OrganisationID", &practice.ods);
+    w.text_with(
+        "Paging",
+        &[
+            ("Page", &page.to_string()),
+            ("PageSize", &size.to_string()),
+            ("TotalEvents", &events.len().to_string()),
+        ],
+        "",
+    );
+
+    w.open_with("Organisation", &[("OrganisationUID", &practice.guid)]);
+    w.text("Name", &practice.name);
+    address(&mut w, &practice.address);
+    w.text("Telephone", &practice.phone);
+    w.open("Staff");
+    for c in &practice.clinicians {
+        w.open_with("StaffMember", &[("StaffUID", &c.id)]);
+        w.text("Title", &c.title);
+        w.text("Forename", &c.given);
+        w.text("Surname", &c.family);
+        w.text("Sex", sex(c.sex));
+        w.text("Role", &c.role);
+        w.text("SmartcardID", &c.sds_user_id);
+        w.opt("GmcNumber", c.gmc.as_deref());
+        w.close("StaffMember");
+    }
+    w.close("Staff");
+    w.close("Organisation");
+
+    w.open("Patient");
+    w.open("Identity");
+    w.text("NHSNumber", &p.nhs_number);
+    w.text("NHSNumberStatus", &p.nhs_status);
+    w.close("Identity");
+    w.open("Demographics");
+    w.text("Title", &p.title);
+    w.text("Forename", p.given.first().map_or("", String::as_str));
+    w.text(
+        "MiddleNames",
+        &p.given.get(1..).unwrap_or_default().join(" "),
+    );
+    w.text("Surname", &p.family);
+    dated(&mut w, "DateOfBirth", p.birth_date);
+    w.text("Sex", sex(p.sex));
+    address(&mut w, &p.address);
+    w.opt("HomeTelephone", p.home_phone.as_deref());
+    w.opt("MobileTelephone", p.mobile.as_deref());
+    w.opt("Email", p.email.as_deref());
+    w.text_with("UsualGP", &[("StaffUID", &p.usual_gp)], "");
+    dated(&mut w, "RegistrationDate", p.registered_on);
+    if let Some(d) = p.deceased_on {
+        dated(&mut w, "DateOfDeath", d);
+    }
+    w.text("LastUpdated", &utc_date_time(p.last_modified));
+    w.close("Demographics");
+    w.text_with(
+        "SharingFlags",
+        &[
+            ("Sensitive", bool_text(p.flags.sensitive)),
+            ("ThirdPartyDissent", bool_text(p.flags.dissent)),
+        ],
+        "",
+    );
+
+    w.open("Clinical");
+    for e in on_page {
+        match e {
+            TopEvent::Consultation(c, inner) => {
+                open_event(&mut w, &c.meta, &c.clinician);
+                w.open("Consultation");
+                code(&mut w, c.kind, &c.meta);
+                w.text("Duration", &c.duration_minutes.to_string());
+                w.close("Consultation");
+                for x in inner {
+                    entry_event(&mut w, *x);
+                }
+                w.close("Event");
+            }
+            TopEvent::Entry(x) => entry_event(&mut w, *x),
+        }
+    }
+    w.close("Clinical");
+    w.close("Patient");
+    w.close("PatientRecord");
+    w.finish()
+}
+
+/// `<Event EventUID DateTime DatePrecision DoneBy Confidential>`, left open.
+fn open_event(w: &mut XmlWriter, meta: &EntryMeta, done_by: &str) {
+    let (when, precision) = date_time_attr(meta.date);
+    let mut attrs = vec![("EventUID", meta.id.as_str()), ("DateTime", when.as_str())];
+    // SystmOne leaves the attribute out for full date-times (the documented default).
+    if precision != "DateTime" {
+        attrs.push(("DatePrecision", precision));
+    }
+    attrs.push(("DoneBy", done_by));
+    attrs.push(("Confidential", bool_text(meta.confidential)));
+    w.open_with("Event", &attrs);
+}
+
+fn entry_event(w: &mut XmlWriter, e: Entry) {
+    let meta = e.meta();
+    open_event(w, meta, &meta.author);
+    match e {
+        Entry::Observation(x) => {
+            w.open_with("ClinicalCode", &[("IsAllergy", "false")]);
+            code(w, x.concept, meta);
+            if let Some(v) = x.value {
+                w.text("Value", &v.to_string());
+                w.text("Units", x.units.unwrap_or(""));
+            }
+            w.close("ClinicalCode");
+        }
+        Entry::Problem(x) => {
+            w.open_with("ClinicalCode", &[("IsAllergy", "false")]);
+            code(w, x.concept, meta);
+            w.open("Problem");
+            w.text(
+                "Status",
+                match x.status {
+                    ProblemStatus::Active => "Active",
+                    ProblemStatus::Past => "Past",
+                },
+            );
+            w.text(
+                "Significance",
+                match x.significance {
+                    Significance::Major => "Major",
+                    Significance::Minor => "Minor",
+                },
+            );
+            if let Some(d) = x.end_date {
+                dated(w, "EndDate", d);
+            }
+            w.close("Problem");
+            w.close("ClinicalCode");
+        }
+        Entry::Allergy(a) => {
+            w.open_with("ClinicalCode", &[("IsAllergy", "true")]);
+            code(w, a.concept, meta);
+            w.open("Allergy");
+            w.text(
+                "Category",
+                match a.category {
+                    AllergyCategory::Drug => "Drug",
+                    AllergyCategory::Food => "Food",
+                    AllergyCategory::Environment => "Environment",
+                },
+            );
+            w.text(
+                "Status",
+                match a.status {
+                    AllergyStatus::Active => "Active",
+                    AllergyStatus::Resolved => "Resolved",
+                },
+            );
+            if let Some(r) = a.reaction {
+                w.open("Reaction");
+                code(w, r, meta);
+                w.close("Reaction");
+            }
+            w.text(
+                "Severity",
+                match a.severity {
+                    Severity::Mild => "Mild",
+                    Severity::Moderate => "Moderate",
+                    Severity::Severe => "Severe",
+                },
+            );
+            if let Some(d) = a.end_date {
+                dated(w, "EndDate", d);
+            }
+            w.close("Allergy");
+            w.close("ClinicalCode");
+        }
+        Entry::Immunisation(x) => {
+            w.open("Vaccination");
+            code(w, x.concept, meta);
+            w.text("Batch", &x.batch);
+            w.text("DoseSequence", &x.dose_sequence.to_string());
+            w.close("Vaccination");
+        }
+        Entry::Medication(m) => {
+            w.open("Medication");
+            w.open("Drug");
+            code(w, m.drug, meta);
+            w.close("Drug");
+            w.text("Dosage", &m.dosage);
+            w.text("Quantity", &m.quantity.to_string());
+            w.text("QuantityUnits", &m.quantity_units);
+            w.text(
+                "PrescriptionType",
+                match m.kind {
+                    MedicationKind::Acute => "Acute",
+                    MedicationKind::Repeat => "Repeat",
+                },
+            );
+            w.text(
+                "Status",
+                match m.status {
+                    MedicationStatus::Active => "Active",
+                    MedicationStatus::Completed => "Completed",
+                    MedicationStatus::Cancelled => "Cancelled",
+                },
+            );
+            if let Some(d) = m.end_date {
+                dated(w, "EndDate", d);
+            }
+            w.close("Medication");
+        }
+    }
+    w.close("Event");
+}
+
+/// `<Code Scheme=…>` and `<Rubric>`. Which scheme SystmOne would use: dm+d for drugs;
+/// CTV3 where the concept has a CTV3 code, except that some entries from 2020 on (when
+/// SystmOne moved to SNOMED CT) are SNOMED, chosen by the entry UID so output stays
+/// deterministic; SNOMED CT otherwise.
+fn code(w: &mut XmlWriter, c: &Concept, meta: &EntryMeta) {
+    let odd = meta.id.bytes().last().is_some_and(|b| b % 2 == 1);
+    let (value, scheme) = if let Some(dmd) = c.dmd {
+        (dmd, "DMD")
+    } else {
+        match c.ctv3 {
+            Some(ctv3) if !(meta.date.year >= 2020 && odd) => (ctv3, "CTV3"),
+            _ => (c.snomed, "Snomed"),
+        }
+    };
+    w.text_with("Code", &[("Scheme", scheme)], value);
+    w.text("Rubric", c.term);
+}
+
+fn address(w: &mut XmlWriter, a: &Address) {
+    // SystmOne keeps four free lines and the postcode; the county is not recorded.
+    w.open("Address");
+    w.text("AddressLine1", &a.house);
+    w.text("AddressLine2", &a.street);
+    w.text("AddressLine3", &a.village);
+    w.text("AddressLine4", &a.town);
+    w.text("PostCode", &a.postcode);
+    w.close("Address");
+}
+
+/// A date element: `<name DatePrecision=…>ISO-8601 UTC</name>`.
+fn dated(w: &mut XmlWriter, name: &str, d: SimDate) {
+    let (when, precision) = date_time_attr(d);
+    w.text_with(name, &[("DatePrecision", precision)], &when);
+}
+
+/// The `DateTime` value and `DatePrecision` of a date: partial dates are written as the
+/// first instant they can denote (`1998-01-01T00:00:00Z` for 1998) and are not
+/// shifted to UTC; full date-times are UK local time converted to UTC.
+fn date_time_attr(d: SimDate) -> (String, &'static str) {
+    let precision = match d.precision() {
+        Precision::Y => "Year",
+        Precision::YM => "Month",
+        Precision::YMD => "Date",
+        Precision::YMDT => "DateTime",
+    };
+    let when = if d.time.is_some() {
+        utc_date_time(d)
+    } else {
+        format!(
+            "{:04}-{:02}-{:02}T00:00:00Z",
+            d.year,
+            d.month.unwrap_or(1),
+            d.day.unwrap_or(1)
+        )
+    };
+    (when, precision)
+}
+
+/// UK local date-time → `YYYY-MM-DDTHH:MM:SSZ`. BST (UTC+1) runs from 01:00 UTC on the
+/// last Sunday of March to 01:00 UTC on the last Sunday of October; the skipped March
+/// hour and the repeated October hour are read as BST, as EMIS readers do.
+pub fn utc_date_time(d: SimDate) -> String {
+    let (h, mi, s) = d.time.unwrap_or((0, 0, 0));
+    let (mut day, mut hour) = (d, h);
+    if is_bst_local(d.year, d.month.unwrap_or(1), d.day.unwrap_or(1), h) {
+        if h >= 1 {
+            hour = h - 1;
+        } else {
+            hour = 23;
+            day = SimDate::from_days(d.days() - 1);
+        }
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{hour:02}:{mi:02}:{s:02}Z",
+        day.year,
+        day.month.unwrap_or(1),
+        day.day.unwrap_or(1)
+    )
+}
+
+fn last_sunday(y: i32, m: u8) -> u8 {
+    let last = gp_fhir::date::days_in_month(y, m);
+    // 1970-01-01 was a Thursday; 0 = Sunday.
+    let weekday = (SimDate::ymd(y, m, last).days() + 4).rem_euclid(7) as u8;
+    last - weekday
+}
+
+fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 2)
+        }
+        _ => false,
+    }
+}
+
+fn sex(s: Sex) -> &'static str {
+    match s {
+        Sex::Male => "Male",
+        Sex::Female => "Female",
+        Sex::Indeterminate => "Indeterminate",
+        Sex::Unknown => "Unknown",
+    }
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_times_become_utc() {
+        assert_eq!(last_sunday(2024, 3), 31);
+        assert_eq!(last_sunday(2024, 10), 27);
+        assert_eq!(
+            utc_date_time(SimDate::ymd(2024, 1, 12).at(9, 40, 0)),
+            "2024-01-12T09:40:00Z"
+        );
+        assert_eq!(
+            utc_date_time(SimDate::ymd(2024, 6, 12).at(9, 40, 0)),
+            "2024-06-12T08:40:00Z"
+        );
+        assert_eq!(
+            utc_date_time(SimDate::ymd(2024, 6, 1).at(0, 30, 0)),
+            "2024-05-31T23:30:00Z"
+        );
+        assert_eq!(
+            date_time_attr(SimDate::ymd(1998, 3, 2).truncate(Precision::Y)),
+            ("1998-01-01T00:00:00Z".to_owned(), "Year")
+        );
+        assert_eq!(
+            date_time_attr(SimDate::ymd(1998, 3, 2).truncate(Precision::YM)),
+            ("1998-03-01T00:00:00Z".to_owned(), "Month")
+        );
+    }
+
+    #[test]
+    fn paging_parameters() {
+        assert_eq!(paging_params(None), Ok((1, 100)));
+        assert_eq!(paging_params(Some("page=3&pageSize=10&x=y")), Ok((3, 10)));
+        assert!(paging_params(Some("page=0")).is_err());
+        assert!(paging_params(Some("pageSize=101")).is_err());
+        assert!(paging_params(Some("pageSize=abc")).is_err());
+    }
+}

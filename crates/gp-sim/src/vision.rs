@@ -1,0 +1,774 @@
+//! Vision (INPS/Cegedim) simulator: serves exactly `docs/native-formats/vision.md`
+//! (pipe-delimited extract rows) for patients of practices whose system is Vision.
+
+use std::sync::Arc;
+
+use gp_fhir::NhsNumber;
+use hyper::Method;
+use tokio::net::TcpListener;
+
+use crate::concepts::Concept;
+use crate::date::SimDate;
+use crate::model::*;
+use crate::server::{self, Reply, Routed, SimHandle, Simulator};
+use crate::store::SimStore;
+
+/// Content type of every Vision extract and error body.
+pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// Response header naming the next journal page's token.
+pub const CONTINUATION_HEADER: &str = "x-vision-continuation";
+/// Most journal rows one call returns.
+pub const PAGE_ROWS: usize = 500;
+
+/// Patient extract columns, in the order the simulator writes them.
+pub const PATIENT_COLUMNS: [&str; 25] = [
+    "PID",
+    "NHS_NUMBER",
+    "SURNAME",
+    "FORENAME",
+    "DATE_OF_BIRTH",
+    "SEX",
+    "POSTCODE",
+    "GP_USUAL",
+    "ACTIVE",
+    "TITLE",
+    "MIDDLE_NAMES",
+    "ADDRESS1",
+    "ADDRESS2",
+    "ADDRESS3",
+    "TOWN",
+    "COUNTY",
+    "HOME_PHONE",
+    "MOBILE_PHONE",
+    "EMAIL",
+    "NHS_NUMBER_STATUS",
+    "DATE_OF_DEATH",
+    "REGISTERED_DATE",
+    "SENSITIVE",
+    "DISSENT",
+    "LAST_MODIFIED",
+];
+
+/// Journal extract columns, in the order the simulator writes them.
+pub const JOURNAL_COLUMNS: [&str; 28] = [
+    "PID",
+    "ID",
+    "DATE",
+    "CODE",
+    "SNOMED_CODE",
+    "DMD_CODE",
+    "RUBRIC",
+    "VALUE1",
+    "VALUE2",
+    "END_DATE",
+    "SEVERITY",
+    "TIME",
+    "TYPE",
+    "STATUS",
+    "UNITS",
+    "CATEGORY",
+    "AUTHOR",
+    "CONSULTATION_ID",
+    "CONFIDENTIAL",
+    "DOSAGE",
+    "QUANTITY",
+    "QUANTITY_UNITS",
+    "PRESCRIPTION_TYPE",
+    "BATCH",
+    "DOSE_NO",
+    "REACTION_CODE",
+    "REACTION_SNOMED",
+    "REACTION_RUBRIC",
+];
+
+/// Staff extract columns.
+pub const STAFF_COLUMNS: [&str; 8] = [
+    "STAFF_ID",
+    "TITLE",
+    "FORENAME",
+    "SURNAME",
+    "SEX",
+    "ROLE",
+    "SDS_USER_ID",
+    "GMC_NUMBER",
+];
+
+/// Practice extract columns.
+pub const PRACTICE_COLUMNS: [&str; 10] = [
+    "ODS_CODE",
+    "PRACTICE_ID",
+    "NAME",
+    "ADDRESS1",
+    "ADDRESS2",
+    "ADDRESS3",
+    "TOWN",
+    "COUNTY",
+    "POSTCODE",
+    "PHONE",
+];
+
+/// Read v2 code of the one-row blood pressure reading (systolic in VALUE1, diastolic in VALUE2).
+pub const BP_READ_CODE: &str = "246..";
+const BP_SNOMED: &str = "75367002";
+const BP_RUBRIC: &str = "O/E - blood pressure reading";
+
+/// Starts the Vision simulator on `listener` (bind it to `127.0.0.1:0` in tests).
+pub async fn start_vision(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
+    server::serve(Arc::new(Vision { store }), listener)
+}
+
+struct Vision {
+    store: SimStore,
+}
+
+fn not_record(reply: Reply) -> Routed {
+    Routed {
+        reply,
+        record: false,
+    }
+}
+
+impl Simulator for Vision {
+    fn name(&self) -> &'static str {
+        "vision"
+    }
+
+    fn route(&self, method: &Method, path: &str) -> Routed {
+        self.route_query(method, path, None).0
+    }
+
+    fn route_query(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> (Routed, Vec<(&'static str, String)>) {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let get = method == Method::GET;
+        let routed = match segments.as_slice() {
+            ["", "vision", "health"] if get => not_record(health()),
+            ["", "vision", "practices", ods] if get => not_record(self.practice(ods)),
+            ["", "vision", "practices", ods, "staff"] if get => not_record(self.staff(ods)),
+            ["", "vision", "practices", ods, "patients", nhs] if get => Routed {
+                reply: self.patient(ods, nhs),
+                record: true,
+            },
+            ["", "vision", "practices", ods, "patients", nhs, "journal"] if get => {
+                let continuation = query
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("continuation="));
+                let (reply, next) = self.journal(ods, nhs, continuation);
+                let headers = next
+                    .map(|t| vec![(CONTINUATION_HEADER, t)])
+                    .unwrap_or_default();
+                return (
+                    Routed {
+                        reply,
+                        record: true,
+                    },
+                    headers,
+                );
+            }
+            ["", "vision", ..] if !get => {
+                not_record(error(405, "METHOD_NOT_ALLOWED", "Only GET is supported"))
+            }
+            _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
+        };
+        (routed, Vec::new())
+    }
+
+    fn error_reply(&self, status: u16) -> Reply {
+        let code = match status {
+            400 => "INVALID_NHS_NUMBER",
+            404 => "PATIENT_NOT_FOUND",
+            503 => "SERVICE_UNAVAILABLE",
+            _ => "INTERNAL_ERROR",
+        };
+        error(status, code, "Injected fault")
+    }
+
+    fn garbage(&self) -> Vec<u8> {
+        // What a misconfigured proxy in front of a practice server answers with a 200.
+        b"<html><head><title>Service</title></head><body>Please log in</body></html>".to_vec()
+    }
+
+    fn mis_encode(&self, body: &[u8]) -> Vec<u8> {
+        // 0xE9 is "é" in Windows-1252, the classic Vision extract encoding slip: invalid
+        // UTF-8, placed inside the first data row's third field.
+        let Some(row) = find(body, b"\r\n").map(|i| i + 2) else {
+            return [body, b"\xE9"].concat();
+        };
+        let mut at = row;
+        for _ in 0..2 {
+            match body[at..].iter().position(|b| *b == b'|') {
+                Some(i) => at += i + 1,
+                None => return [body, b"\xE9"].concat(),
+            }
+        }
+        [&body[..at], b"\xE9", &body[at..]].concat()
+    }
+
+    fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
+        // Only the patient extract carries the NHS number (second column of the data row).
+        if !body.starts_with(b"PID|NHS_NUMBER|") {
+            return body.to_vec();
+        }
+        let Some(row) = find(body, b"\r\n").map(|i| i + 2) else {
+            return body.to_vec();
+        };
+        let Some(start) = body[row..]
+            .iter()
+            .position(|b| *b == b'|')
+            .map(|i| row + i + 1)
+        else {
+            return body.to_vec();
+        };
+        let end = body[start..]
+            .iter()
+            .position(|b| *b == b'|')
+            .map_or(body.len(), |i| start + i);
+        [&body[..start], &body[end..]].concat()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Vision {
+    fn vision_practice(&self, ods: &str) -> Result<Practice, Reply> {
+        match self.store.practice(ods) {
+            Some(p) if p.system == SystemKind::Vision => Ok(p),
+            _ => Err(error(
+                404,
+                "PRACTICE_NOT_FOUND",
+                &format!("No Vision practice with ODS code {ods}"),
+            )),
+        }
+    }
+
+    fn vision_patient(&self, ods: &str, nhs: &str) -> Result<(Practice, SimPatient), Reply> {
+        self.vision_practice(ods)?;
+        if NhsNumber::parse(nhs).is_err() {
+            return Err(error(
+                400,
+                "INVALID_NHS_NUMBER",
+                &format!("{nhs} is not a valid NHS number"),
+            ));
+        }
+        self.store.patient(ods, nhs).ok_or_else(|| {
+            error(
+                404,
+                "PATIENT_NOT_FOUND",
+                &format!("No patient with that NHS number is registered at {ods}"),
+            )
+        })
+    }
+
+    fn practice(&self, ods: &str) -> Reply {
+        match self.vision_practice(ods) {
+            Ok(p) => ok(render_practice(&p)),
+            Err(e) => e,
+        }
+    }
+
+    fn staff(&self, ods: &str) -> Reply {
+        match self.vision_practice(ods) {
+            Ok(p) => ok(render_staff(&p)),
+            Err(e) => e,
+        }
+    }
+
+    fn patient(&self, ods: &str, nhs: &str) -> Reply {
+        match self.vision_patient(ods, nhs) {
+            Ok((_, p)) => ok(render_patient(&p)),
+            Err(e) => e,
+        }
+    }
+
+    fn journal(&self, ods: &str, nhs: &str, continuation: Option<&str>) -> (Reply, Option<String>) {
+        let p = match self.vision_patient(ods, nhs) {
+            Ok((_, p)) => p,
+            Err(e) => return (e, None),
+        };
+        let offset = match continuation {
+            None => 0,
+            Some(token) => match parse_token(nhs, token) {
+                Some(offset) => offset,
+                None => {
+                    return (
+                        error(
+                            400,
+                            "INVALID_CONTINUATION",
+                            "The continuation token is not one this server issued for this patient",
+                        ),
+                        None,
+                    );
+                }
+            },
+        };
+        let rows = journal_rows(&p);
+        if offset > rows.len() {
+            return (
+                error(
+                    400,
+                    "INVALID_CONTINUATION",
+                    "The continuation token is past the end of the journal",
+                ),
+                None,
+            );
+        }
+        let end = (offset + PAGE_ROWS).min(rows.len());
+        let next = (end < rows.len()).then(|| token(nhs, end));
+        let mut w = Writer::new(&JOURNAL_COLUMNS);
+        for r in &rows[offset..end] {
+            w.row(r);
+        }
+        (ok(w.finish()), next)
+    }
+}
+
+/// `{offset hex}-{check hex}`: opaque to clients, checked so a forged or foreign token is refused.
+fn token(nhs: &str, offset: usize) -> String {
+    format!("{offset:x}-{:08x}", check(nhs, offset))
+}
+
+fn parse_token(nhs: &str, token: &str) -> Option<usize> {
+    let (offset, sum) = token.split_once('-')?;
+    let offset = usize::from_str_radix(offset, 16).ok()?;
+    (u32::from_str_radix(sum, 16).ok()? == check(nhs, offset)).then_some(offset)
+}
+
+/// FNV-1a over the NHS number and offset.
+fn check(nhs: &str, offset: usize) -> u32 {
+    format!("{nhs}:{offset}")
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+}
+
+fn ok(body: String) -> Reply {
+    Reply {
+        status: 200,
+        content_type: CONTENT_TYPE,
+        body: body.into_bytes(),
+    }
+}
+
+fn health() -> Reply {
+    let mut w = Writer::new(&["STATUS"]);
+    w.row(&["OK".to_owned()]);
+    ok(w.finish())
+}
+
+/// The one-line `ERROR|CODE|message` body (CRLF-terminated).
+fn error(status: u16, code: &str, message: &str) -> Reply {
+    Reply {
+        status,
+        content_type: CONTENT_TYPE,
+        body: format!(
+            "ERROR|{code}|{}\r\n",
+            message.replace(['|', '\r', '\n'], " ")
+        )
+        .into_bytes(),
+    }
+}
+
+/// Writes a delimited extract: header row, rows, `EOF|{rows}` trailer, CRLF line ends.
+struct Writer {
+    out: String,
+    rows: usize,
+}
+
+impl Writer {
+    fn new(columns: &[&str]) -> Self {
+        let mut out = columns.join("|");
+        out.push_str("\r\n");
+        Self { out, rows: 0 }
+    }
+
+    fn row(&mut self, fields: &[String]) {
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                self.out.push('|');
+            }
+            quote_into(&mut self.out, f);
+        }
+        self.out.push_str("\r\n");
+        self.rows += 1;
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str(&format!("EOF|{}\r\n", self.rows));
+        self.out
+    }
+}
+
+/// Appends `field`, quoted with `"` (inner quotes doubled) when it holds `|`, `"`, CR or LF.
+pub fn quote_into(out: &mut String, field: &str) {
+    if field.contains(['|', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// `YYYYMMDD`, unknown parts padded with zeros (`19980000`, `19980300`).
+pub fn date(d: SimDate) -> String {
+    format!(
+        "{:04}{:02}{:02}",
+        d.year,
+        d.month.unwrap_or(0),
+        d.day.unwrap_or(0)
+    )
+}
+
+fn opt_date(d: Option<SimDate>) -> String {
+    d.map(date).unwrap_or_default()
+}
+
+/// `HHMM`, or empty when the date has no time.
+fn time(d: SimDate) -> String {
+    d.time
+        .map(|(h, m, _)| format!("{h:02}{m:02}"))
+        .unwrap_or_default()
+}
+
+/// Vision sex codes: `1` male, `2` female, `0` not known, `9` indeterminate.
+pub fn sex(s: Sex) -> &'static str {
+    match s {
+        Sex::Male => "1",
+        Sex::Female => "2",
+        Sex::Unknown => "0",
+        Sex::Indeterminate => "9",
+    }
+}
+
+fn yn(b: bool) -> String {
+    if b { "Y" } else { "N" }.to_owned()
+}
+
+/// Renders a patient's demographics as a patient extract (one data row).
+pub fn render_patient(p: &SimPatient) -> String {
+    let (h, m, s) = p.last_modified.time.unwrap_or((0, 0, 0));
+    let row = [
+        p.id.clone(),
+        p.nhs_number.clone(),
+        p.family.clone(),
+        p.given.first().cloned().unwrap_or_default(),
+        date(p.birth_date),
+        sex(p.sex).to_owned(),
+        p.address.postcode.clone(),
+        p.usual_gp.clone(),
+        "Y".to_owned(),
+        p.title.clone(),
+        p.given.get(1..).map(|g| g.join(" ")).unwrap_or_default(),
+        p.address.house.clone(),
+        p.address.street.clone(),
+        p.address.village.clone(),
+        p.address.town.clone(),
+        p.address.county.clone(),
+        p.home_phone.clone().unwrap_or_default(),
+        p.mobile.clone().unwrap_or_default(),
+        p.email.clone().unwrap_or_default(),
+        p.nhs_status.clone(),
+        opt_date(p.deceased_on),
+        date(p.registered_on),
+        yn(p.flags.sensitive),
+        yn(p.flags.dissent),
+        format!("{}{h:02}{m:02}{s:02}", date(p.last_modified)),
+    ];
+    let mut w = Writer::new(&PATIENT_COLUMNS);
+    w.row(&row);
+    w.finish()
+}
+
+/// Renders a practice's staff extract.
+pub fn render_staff(practice: &Practice) -> String {
+    let mut w = Writer::new(&STAFF_COLUMNS);
+    for c in &practice.clinicians {
+        w.row(&[
+            c.id.clone(),
+            c.title.clone(),
+            c.given.clone(),
+            c.family.clone(),
+            sex(c.sex).to_owned(),
+            c.role.clone(),
+            c.sds_user_id.clone(),
+            // Vision keeps the bare 7-digit GMC number.
+            c.gmc
+                .as_deref()
+                .map(|g| g.trim_start_matches('G').to_owned())
+                .unwrap_or_default(),
+        ]);
+    }
+    w.finish()
+}
+
+/// Renders the practice extract (one data row).
+pub fn render_practice(p: &Practice) -> String {
+    let mut w = Writer::new(&PRACTICE_COLUMNS);
+    w.row(&[
+        p.ods.clone(),
+        p.guid.clone(),
+        p.name.clone(),
+        p.address.house.clone(),
+        p.address.street.clone(),
+        p.address.village.clone(),
+        p.address.town.clone(),
+        p.address.county.clone(),
+        p.address.postcode.clone(),
+        p.phone.clone(),
+    ]);
+    w.finish()
+}
+
+/// Renders a whole journal (every page) as one extract; the endpoint pages it.
+pub fn render_journal(p: &SimPatient) -> String {
+    let mut w = Writer::new(&JOURNAL_COLUMNS);
+    for r in journal_rows(p) {
+        w.row(&r);
+    }
+    w.finish()
+}
+
+type Row = [String; 28];
+
+// Column positions in JOURNAL_COLUMNS.
+const PID: usize = 0;
+const ID: usize = 1;
+const DATE: usize = 2;
+const CODE: usize = 3;
+const SNOMED: usize = 4;
+const DMD: usize = 5;
+const RUBRIC: usize = 6;
+const VALUE1: usize = 7;
+const VALUE2: usize = 8;
+const END_DATE: usize = 9;
+const SEVERITY: usize = 10;
+const TIME: usize = 11;
+const TYPE: usize = 12;
+const STATUS: usize = 13;
+const UNITS: usize = 14;
+const CATEGORY: usize = 15;
+const AUTHOR: usize = 16;
+const CONSULTATION_ID: usize = 17;
+const CONFIDENTIAL: usize = 18;
+const DOSAGE: usize = 19;
+const QUANTITY: usize = 20;
+const QUANTITY_UNITS: usize = 21;
+const PRESCRIPTION_TYPE: usize = 22;
+const BATCH: usize = 23;
+const DOSE_NO: usize = 24;
+const REACTION_CODE: usize = 25;
+const REACTION_SNOMED: usize = 26;
+const REACTION_RUBRIC: usize = 27;
+
+fn base(p: &SimPatient, kind: &str, meta: &EntryMeta) -> Row {
+    let mut r: Row = Default::default();
+    r[PID] = p.id.clone();
+    r[ID] = meta.id.clone();
+    r[DATE] = date(meta.date);
+    r[TIME] = time(meta.date);
+    r[TYPE] = kind.to_owned();
+    r[AUTHOR] = meta.author.clone();
+    r[CONSULTATION_ID] = meta.consultation.clone().unwrap_or_default();
+    r[CONFIDENTIAL] = yn(meta.confidential);
+    r
+}
+
+/// Fills CODE / SNOMED_CODE / DMD_CODE / RUBRIC: drugs by dm+d only (Read v2 drug codes
+/// are left blank), otherwise Read v2 when the concept has one, with SNOMED CT beside it.
+fn code(r: &mut Row, c: &Concept) {
+    if let Some(dmd) = c.dmd {
+        r[DMD] = dmd.to_owned();
+    } else {
+        r[CODE] = c.read2.unwrap_or_default().to_owned();
+        r[SNOMED] = c.snomed.to_owned();
+    }
+    r[RUBRIC] = c.term.to_owned();
+}
+
+fn value(v: f64) -> String {
+    v.to_string()
+}
+
+/// Every journal row of a patient, in a stable order.
+pub fn journal_rows(p: &SimPatient) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for c in &p.consultations {
+        let mut r = base(p, "CONSULTATION", &c.meta);
+        code(&mut r, c.kind);
+        r[AUTHOR] = c.clinician.clone();
+        r[VALUE1] = c.duration_minutes.to_string();
+        r[UNITS] = "min".to_owned();
+        rows.push(r);
+    }
+    for x in &p.problems {
+        let mut r = base(p, "PROBLEM", &x.meta);
+        code(&mut r, x.concept);
+        r[STATUS] = match x.status {
+            ProblemStatus::Active => "ACTIVE",
+            ProblemStatus::Past => "PAST",
+        }
+        .to_owned();
+        r[SEVERITY] = match x.significance {
+            Significance::Major => "MAJOR",
+            Significance::Minor => "MINOR",
+        }
+        .to_owned();
+        r[END_DATE] = opt_date(x.end_date);
+        rows.push(r);
+    }
+    // A systolic reading and its diastolic partner (same time, author, consultation) are
+    // one Vision BP row, written where the systolic reading falls.
+    let partner = |x: &Observation, d: &Observation| {
+        d.concept.key == "diastolic-bp"
+            && d.meta.date == x.meta.date
+            && d.meta.author == x.meta.author
+            && d.meta.consultation == x.meta.consultation
+            && d.meta.confidential == x.meta.confidential
+            && d.value.is_some()
+    };
+    let mut used = vec![false; p.observations.len()];
+    for (i, x) in p.observations.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        used[i] = true;
+        let pair = (x.concept.key == "systolic-bp" && x.value.is_some())
+            .then(|| {
+                p.observations
+                    .iter()
+                    .enumerate()
+                    .position(|(j, d)| !used[j] && partner(x, d))
+            })
+            .flatten();
+        if let (Some(j), Some(sys)) = (pair, x.value) {
+            used[j] = true;
+            let dia = p.observations[j].value.unwrap_or_default();
+            let mut r = base(p, "OBSERVATION", &x.meta);
+            r[CODE] = BP_READ_CODE.to_owned();
+            r[SNOMED] = BP_SNOMED.to_owned();
+            r[RUBRIC] = BP_RUBRIC.to_owned();
+            r[VALUE1] = value(sys);
+            r[VALUE2] = value(dia);
+            r[UNITS] = "mm[Hg]".to_owned();
+            rows.push(r);
+            continue;
+        }
+        let mut r = base(p, "OBSERVATION", &x.meta);
+        code(&mut r, x.concept);
+        if let Some(v) = x.value {
+            r[VALUE1] = value(v);
+            r[UNITS] = x.units.unwrap_or_default().to_owned();
+        }
+        rows.push(r);
+    }
+    for x in &p.immunisations {
+        let mut r = base(p, "IMMUNISATION", &x.meta);
+        code(&mut r, x.concept);
+        r[BATCH] = x.batch.clone();
+        r[DOSE_NO] = x.dose_sequence.to_string();
+        rows.push(r);
+    }
+    for a in &p.allergies {
+        let mut r = base(p, "ALLERGY", &a.meta);
+        code(&mut r, a.concept);
+        r[CATEGORY] = match a.category {
+            AllergyCategory::Drug => "DRUG",
+            AllergyCategory::Food => "FOOD",
+            AllergyCategory::Environment => "ENVIRONMENT",
+        }
+        .to_owned();
+        r[STATUS] = match a.status {
+            AllergyStatus::Active => "ACTIVE",
+            AllergyStatus::Resolved => "RESOLVED",
+        }
+        .to_owned();
+        r[END_DATE] = opt_date(a.end_date);
+        if let Some(reaction) = a.reaction {
+            r[REACTION_CODE] = reaction.read2.unwrap_or_default().to_owned();
+            r[REACTION_SNOMED] = reaction.snomed.to_owned();
+            r[REACTION_RUBRIC] = reaction.term.to_owned();
+        }
+        r[SEVERITY] = match a.severity {
+            Severity::Mild => "MILD",
+            Severity::Moderate => "MODERATE",
+            Severity::Severe => "SEVERE",
+        }
+        .to_owned();
+        rows.push(r);
+    }
+    for m in &p.medications {
+        let mut r = base(p, "THERAPY", &m.meta);
+        code(&mut r, m.drug);
+        r[DOSAGE] = m.dosage.clone();
+        r[QUANTITY] = m.quantity.to_string();
+        r[QUANTITY_UNITS] = m.quantity_units.clone();
+        r[PRESCRIPTION_TYPE] = match m.kind {
+            MedicationKind::Acute => "ACUTE",
+            MedicationKind::Repeat => "REPEAT",
+        }
+        .to_owned();
+        r[STATUS] = match m.status {
+            MedicationStatus::Active => "ACTIVE",
+            MedicationStatus::Completed => "COMPLETED",
+            MedicationStatus::Cancelled => "CANCELLED",
+        }
+        .to_owned();
+        r[END_DATE] = opt_date(m.end_date);
+        rows.push(r);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::date::Precision;
+
+    #[test]
+    fn quirky_formats() {
+        let d = SimDate::ymd(1998, 3, 2);
+        assert_eq!(date(d), "19980302");
+        assert_eq!(date(d.truncate(Precision::YM)), "19980300");
+        assert_eq!(date(d.truncate(Precision::Y)), "19980000");
+        assert_eq!(time(d.at(9, 5, 0)), "0905");
+        let mut s = String::new();
+        quote_into(&mut s, r#"a|b "c""#);
+        assert_eq!(s, r#""a|b ""c""""#);
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        let t = token("9658218865", 500);
+        assert_eq!(parse_token("9658218865", &t), Some(500));
+        assert_eq!(parse_token("9000000009", &t), None);
+        assert_eq!(parse_token("9658218865", "1f4-00000000"), None);
+        assert_eq!(parse_token("9658218865", "nonsense"), None);
+    }
+
+    #[test]
+    fn faults_corrupt_the_right_field() {
+        let v = Vision {
+            store: SimStore::new(crate::Population::generate(
+                1,
+                &crate::PopulationSpec::sandbox(),
+            )),
+        };
+        let body = b"PID|NHS_NUMBER|SURNAME\r\nabc|9658218865|Smith\r\nEOF|1\r\n";
+        assert_eq!(
+            v.drop_nhs_number(body),
+            b"PID|NHS_NUMBER|SURNAME\r\nabc||Smith\r\nEOF|1\r\n"
+        );
+        assert_eq!(
+            v.mis_encode(body),
+            b"PID|NHS_NUMBER|SURNAME\r\nabc|9658218865|\xE9Smith\r\nEOF|1\r\n"
+        );
+    }
+}
