@@ -577,7 +577,7 @@ fn inconsistent_pages_are_refused() {
 }
 
 #[test]
-fn a_thousand_entry_record_maps_quickly() {
+fn a_thousand_entry_record_maps_whole() {
     let size = 100;
     let specs: Vec<String> = (0..10)
         .map(|p| {
@@ -586,23 +586,14 @@ fn a_thousand_entry_record_maps_quickly() {
         })
         .collect();
     let bodies: Vec<&[u8]> = specs.iter().map(|s| s.as_bytes()).collect();
-    let _ = map_record(&bodies, size).unwrap(); // warm the terminology maps
-    let started = std::time::Instant::now();
-    let runs = 20;
-    for _ in 0..runs {
-        assert_eq!(map_record(&bodies, size).unwrap().clinical.len(), 1000);
-    }
-    let each = started.elapsed() / runs;
-    let parse_started = std::time::Instant::now();
-    for _ in 0..runs {
-        for s in &specs {
-            roxmltree::Document::parse(s).unwrap();
-        }
-    }
-    println!("parse only: {:?}", parse_started.elapsed() / runs);
-    println!("1,000 entries over 10 pages: {each:?} per record");
-    // Debug builds of this crate are unoptimised; the bound is for a regression, not the target.
-    assert!(each < std::time::Duration::from_millis(100), "{each:?}");
+    // All ten pages joined, every event mapped once; speed is measured by the
+    // benchmarks, never by a timed test.
+    let record = map_record(&bodies, size).unwrap();
+    assert_eq!(record.clinical.len(), 1000);
+    let mut ids: Vec<&str> = record.clinical.iter().map(|c| c.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
 }
 
 #[test]
