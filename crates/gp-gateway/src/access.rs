@@ -34,6 +34,14 @@ impl Caller {
         }
     }
 
+    /// Checks the caller may read `resource_type` (a structured record part).
+    pub fn require_read(&self, resource_type: &str) -> Result<(), gp_auth::ScopeError> {
+        match self {
+            Self::Supplier { view, .. } => view.require(resource_type, Scope::Read),
+            Self::Open | Self::Public => Ok(()),
+        }
+    }
+
     /// The supplier's client id, for logs and audit.
     pub fn client_id(&self) -> Option<&str> {
         match self {
@@ -100,7 +108,7 @@ pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Re
     let claims = auth.verify(header).await.map_err(unauthorised)?;
     let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
     let needed = match interaction {
-        Interaction::Read => Scope::Read,
+        Interaction::Read | Interaction::Operation => Scope::Read,
         Interaction::SearchType => Scope::Search,
     };
     view.require(resource_type, needed)?;

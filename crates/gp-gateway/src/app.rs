@@ -28,6 +28,8 @@ pub struct App {
     pub locator: Arc<dyn Locator>,
     /// NHS number → location, so PDS is not asked on every request.
     pub locations: moka::future::Cache<NhsNumber, Location>,
+    /// GP system reads, per patient.
+    pub records: crate::cache::RecordCache,
     /// The CapabilityStatement, generated once.
     pub capability: bytes::Bytes,
     /// False once shutdown begins: readiness fails first so load balancers drain us.
@@ -133,6 +135,7 @@ impl App {
                 .max_capacity(g.locator.cache_max_entries)
                 .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
                 .build(),
+            records: crate::cache::RecordCache::new(g.cache),
             capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
             accepting: AtomicBool::new(true),
             sandbox_manifest: None,

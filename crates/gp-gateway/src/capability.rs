@@ -61,6 +61,11 @@ pub fn capability_statement(
             "mode": "server",
             "security": security,
             "resource": resources,
+            "operation": [{
+                "name": "gpc.getstructuredrecord",
+                "definition": "https://fhir.nhs.uk/OperationDefinition/GPConnect-GetStructuredRecord-Operation-1",
+                "documentation": "POST /Patient/$gpc.getstructuredrecord with a Parameters body: a collection Bundle of the patient's record, one List per clinical area"
+            }],
         }],
     })
 }

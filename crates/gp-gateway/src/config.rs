@@ -72,6 +72,9 @@ pub struct GatewayConfig {
     /// `[state]`: where state shared between replicas lives.
     #[serde(default)]
     pub state: StateConfig,
+    /// `[cache]`: reuse of GP system reads.
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// `[state]`: rate-limit counters and the assertion replay set.

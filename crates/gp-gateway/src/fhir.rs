@@ -1,7 +1,7 @@
 //! FHIR interactions: what each route does once the pipeline has let it through.
 
 use bytes::Bytes;
-use gp_adapter::{CallContext, ClinicalType, PatientRecord, PatientRequest, SearchRequest};
+use gp_adapter::{CallContext, ClinicalType, PatientRecord};
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::Searchset;
 use gp_fhir::model::Resource;
@@ -14,10 +14,6 @@ use crate::app::App;
 use crate::error::{GatewayError, Rescue};
 use crate::pipeline::RequestIds;
 use crate::routes::Route;
-
-/// Most entries of one clinical type fetched from a GP system for one search; the
-/// gateway filters and pages within them so totals stay true after filtering.
-const MAX_ENTRIES_PER_SEARCH: u32 = 10_000;
 
 /// A FHIR JSON response.
 pub fn fhir_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -48,15 +44,19 @@ pub async fn serve(
     query: &[(String, String)],
     ids: &RequestIds,
     caller: &Caller,
+    body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     match route {
+        Route::StructuredRecord => structured_record(app, query, ids, caller, body).await,
         Route::Metadata => Ok(fhir_response(StatusCode::OK, app.capability.clone())),
         Route::PatientRead(id) => {
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
             let record = released_patient(app, nhs, ids, caller).await?.record;
-            let mut resp =
-                fhir_response(StatusCode::OK, Resource::Patient(record.patient).to_json());
+            let mut resp = fhir_response(
+                StatusCode::OK,
+                Resource::Patient(record.patient.clone()).to_json(),
+            );
             if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
                 resp.headers_mut().insert(header::ETAG, etag);
             }
@@ -65,7 +65,7 @@ pub async fn serve(
         Route::PatientSearch => {
             let nhs = parse_patient_search(query)?;
             let found = match released_patient(app, nhs, ids, caller).await {
-                Ok(released) => vec![Resource::Patient(released.record.patient)],
+                Ok(released) => vec![Resource::Patient(released.record.patient.clone())],
                 Err(GatewayError::NotFound(_)) => Vec::new(),
                 Err(other) => return Err(other.into()),
             };
@@ -117,15 +117,15 @@ fn searchset<'a>(
 }
 
 /// A patient a third-party supplier may see, with where their record lives.
-struct Released {
-    record: PatientRecord,
-    practice: gp_fhir::OdsCode,
-    adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
+pub(crate) struct Released {
+    pub(crate) record: std::sync::Arc<PatientRecord>,
+    pub(crate) practice: gp_fhir::OdsCode,
+    pub(crate) adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
 }
 
 /// Reads a patient the way a third-party supplier may see them: restricted
 /// (sensitive) patients are not found; dissenting patients are refused.
-async fn released_patient(
+pub(crate) async fn released_patient(
     app: &App,
     nhs: NhsNumber,
     ids: &RequestIds,
@@ -143,12 +143,16 @@ async fn released_patient(
         tracing::debug!(reason = "restricted-in-pds", "patient withheld");
         return Err(not_found());
     }
-    let req = PatientRequest {
-        nhs_number: nhs,
-        practice: location.practice.clone(),
-        context: ids.call_context(),
-    };
-    let record = match adapter.read_patient(&req).await {
+    let record = match app
+        .records
+        .patient(
+            adapter.as_ref(),
+            &location.practice,
+            nhs,
+            &ids.call_context(),
+        )
+        .await
+    {
         Ok(r) => r,
         Err(gp_adapter::AdapterError::PatientNotFound) => {
             tracing::warn!(practice = %practice.ods, "PDS names a practice whose GP system does not hold the patient");
@@ -171,7 +175,7 @@ async fn released_patient(
 }
 
 /// True when the GP system marked the entry confidential (`meta.security` R).
-fn is_confidential(r: &Resource) -> bool {
+pub(crate) fn is_confidential(r: &Resource) -> bool {
     r.meta().is_some_and(|m| {
         m.security.iter().any(|c| {
             c.system.as_deref() == Some(gp_fhir::model::CONFIDENTIALITY_SYSTEM)
@@ -191,27 +195,29 @@ async fn clinical_search(
     let Released {
         practice, adapter, ..
     } = released_patient(app, params.patient, ids, caller).await?;
-    let req = SearchRequest {
-        nhs_number: params.patient,
-        practice,
-        resource_type,
-        date: params.date,
-        count: MAX_ENTRIES_PER_SEARCH,
-        offset: 0,
-        context: ids.call_context(),
-    };
-    let page = adapter.search(&req).await.map_err(GatewayError::Adapter)?;
-    let mut released: Vec<Resource> = page
-        .resources
-        .into_iter()
-        .filter(|r| !is_confidential(r))
+    let area = app
+        .records
+        .area(
+            adapter.as_ref(),
+            &practice,
+            params.patient,
+            resource_type,
+            &ids.call_context(),
+        )
+        .await
+        .map_err(GatewayError::Adapter)?;
+    // Filtered after the cache: the cache holds what the GP system holds.
+    let released: Vec<&Resource> = area
+        .iter()
+        .filter(|r| !is_confidential(r) && params.date.contains(r.clinical_date()))
         .collect();
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;
     let page: Vec<Resource> = released
-        .drain(..)
+        .into_iter()
         .skip(offset as usize)
         .take(count as usize)
+        .cloned()
         .collect();
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
@@ -235,4 +241,68 @@ impl RequestIds {
             traceparent: self.traceparent.clone(),
         }
     }
+}
+
+async fn structured_record(
+    app: &App,
+    query: &[(String, String)],
+    ids: &RequestIds,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    reject_params(query, &["_format"])?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let req = crate::structured::parse(body, (today.year(), u8::from(today.month()), today.day()))?;
+    // Every area asked for must be within the token's scopes, before any data is read.
+    for area in &req.areas {
+        caller.require_read(area.clinical_type().as_str())?;
+    }
+    let Released {
+        record,
+        practice,
+        adapter,
+    } = released_patient(app, req.nhs_number, ids, caller).await?;
+    let ctx = ids.call_context();
+    let mut demographics = vec![Resource::Patient(record.patient.clone())];
+    demographics.extend(record.organization.clone().map(Resource::Organization));
+    demographics.extend(record.practitioner.clone().map(Resource::Practitioner));
+    let mut held = Vec::with_capacity(req.areas.len());
+    for area in &req.areas {
+        let entries = app
+            .records
+            .area(
+                adapter.as_ref(),
+                &practice,
+                req.nhs_number,
+                area.clinical_type(),
+                &ctx,
+            )
+            .await
+            .map_err(GatewayError::Adapter)?;
+        held.push(entries);
+    }
+    let areas = req
+        .areas
+        .iter()
+        .zip(&held)
+        .map(|(area, entries)| {
+            (
+                area,
+                crate::structured::select(area, entries.iter().filter(|r| !is_confidential(r))),
+            )
+        })
+        .collect();
+    let last_updated = now_rfc3339();
+    let bundle = crate::structured::bundle(
+        &app.public_base,
+        &ids.request_id,
+        &last_updated,
+        req.nhs_number,
+        demographics,
+        areas,
+    );
+    Ok(fhir_response(
+        StatusCode::OK,
+        serde_json::to_vec(&bundle).unwrap_or_default(),
+    ))
 }

@@ -222,11 +222,21 @@ async fn route(
     // 7. Authenticate, authorise, rate limit.
     let caller = crate::access::check(app, &parts, &route).await?;
 
-    // 8. The interaction itself.
+    // 8. The interaction itself, reading a body only for routes that take one.
     if !app.is_accepting() && parts.method != Method::GET {
         return Err(GatewayError::ShuttingDown.into());
     }
-    let mut resp = crate::fhir::serve(app, route, &query, ids, &caller).await?;
+    let body = if parts.method == Method::POST {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        gp_fhir::format::check_content_type(content_type, &[])?;
+        crate::body::read_capped(body, declared, app.max_body_bytes).await?
+    } else {
+        Bytes::new()
+    };
+    let mut resp = crate::fhir::serve(app, route, &query, ids, &caller, &body).await?;
     if let crate::access::Caller::Supplier { decision, .. } = &caller {
         crate::auth::rate_limit_headers(resp.headers_mut(), decision);
     }

@@ -17,13 +17,20 @@ pub enum Route {
     PatientSearch,
     /// `GET /{ClinicalType}?patient=…`.
     ClinicalSearch(ClinicalType),
+    /// `POST /Patient/$gpc.getstructuredrecord`.
+    StructuredRecord,
 }
+
+/// The structured record operation's name.
+pub const STRUCTURED_RECORD: &str = "$gpc.getstructuredrecord";
 
 /// FHIR interactions, as the CapabilityStatement names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interaction {
     Read,
     SearchType,
+    /// A type-level operation (reads what its parameters name).
+    Operation,
 }
 
 impl Interaction {
@@ -32,6 +39,7 @@ impl Interaction {
         match self {
             Self::Read => "read",
             Self::SearchType => "search-type",
+            Self::Operation => "operation",
         }
     }
 }
@@ -44,6 +52,7 @@ impl Route {
             Self::PatientRead(_) => Some(("Patient", Interaction::Read)),
             Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
+            Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
         }
     }
 }
@@ -51,6 +60,16 @@ impl Route {
 /// Matches a path below the FHIR base (`rest` has no leading base path) and method.
 pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, GatewayError> {
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    if segments.as_slice() == ["Patient", STRUCTURED_RECORD] {
+        if method != Method::POST {
+            return Err(GatewayError::MethodNotAllowed {
+                method: shown(method.as_str()),
+                path: format!("{base}/Patient/{STRUCTURED_RECORD}"),
+                allowed: "POST",
+            });
+        }
+        return Ok(Route::StructuredRecord);
+    }
     let route = match segments.as_slice() {
         ["metadata"] => Route::Metadata,
         ["Patient"] => Route::PatientSearch,

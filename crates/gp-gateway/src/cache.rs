@@ -1,0 +1,147 @@
+//! Per-patient caches of GP system reads: demographics and each clinical area's full
+//! entry list, bounded and expiring. Entries are cached exactly as the GP system gave
+//! them; what a caller may see (confidential entries, dates, pages, scopes) is decided
+//! after the cache, so one supplier's view never leaks into another's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, ClinicalType, PatientRecord, PatientRequest, SearchRequest,
+};
+use gp_fhir::date::DateRange;
+use gp_fhir::model::Resource;
+use gp_fhir::{NhsNumber, OdsCode};
+use serde::Deserialize;
+
+/// Most entries of one clinical type fetched from a GP system for one patient.
+pub const MAX_ENTRIES_PER_AREA: u32 = 10_000;
+
+/// `[cache]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a GP system read is reused. 0 disables caching.
+    pub ttl_secs: u64,
+    /// Most patients whose demographics are kept.
+    pub max_patients: u64,
+    /// Most (patient, clinical area) entry lists kept.
+    pub max_entry_lists: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 30,
+            max_patients: 10_000,
+            max_entry_lists: 50_000,
+        }
+    }
+}
+
+type PatientKey = (OdsCode, NhsNumber);
+type AreaKey = (OdsCode, NhsNumber, ClinicalType);
+
+/// The caches.
+pub struct RecordCache {
+    patients: Option<moka::future::Cache<PatientKey, Arc<PatientRecord>>>,
+    areas: Option<moka::future::Cache<AreaKey, Arc<Vec<Resource>>>>,
+}
+
+impl RecordCache {
+    /// Builds the caches (none when `ttl_secs` is 0).
+    pub fn new(config: CacheConfig) -> Self {
+        if config.ttl_secs == 0 {
+            return Self {
+                patients: None,
+                areas: None,
+            };
+        }
+        let ttl = Duration::from_secs(config.ttl_secs);
+        Self {
+            patients: Some(
+                moka::future::Cache::builder()
+                    .max_capacity(config.max_patients)
+                    .time_to_live(ttl)
+                    .build(),
+            ),
+            areas: Some(
+                moka::future::Cache::builder()
+                    .max_capacity(config.max_entry_lists)
+                    .time_to_live(ttl)
+                    .build(),
+            ),
+        }
+    }
+
+    /// A patient's demographics; concurrent misses share one GP system call, and
+    /// errors are never cached.
+    pub async fn patient(
+        &self,
+        adapter: &dyn Adapter,
+        practice: &OdsCode,
+        nhs: NhsNumber,
+        ctx: &CallContext,
+    ) -> Result<Arc<PatientRecord>, AdapterError> {
+        let load = async {
+            let req = PatientRequest {
+                nhs_number: nhs,
+                practice: practice.clone(),
+                context: ctx.clone(),
+            };
+            adapter.read_patient(&req).await.map(Arc::new)
+        };
+        match &self.patients {
+            None => load.await,
+            Some(cache) => cache
+                .try_get_with((practice.clone(), nhs), load)
+                .await
+                .map_err(|e| (*e).clone()),
+        }
+    }
+
+    /// Every entry of one clinical area, as the GP system holds it (all dates, confidential included).
+    pub async fn area(
+        &self,
+        adapter: &dyn Adapter,
+        practice: &OdsCode,
+        nhs: NhsNumber,
+        area: ClinicalType,
+        ctx: &CallContext,
+    ) -> Result<Arc<Vec<Resource>>, AdapterError> {
+        let load = async {
+            let req = SearchRequest {
+                nhs_number: nhs,
+                practice: practice.clone(),
+                resource_type: area,
+                date: DateRange::default(),
+                count: MAX_ENTRIES_PER_AREA,
+                offset: 0,
+                context: ctx.clone(),
+            };
+            adapter
+                .search(&req)
+                .await
+                .map(|page| Arc::new(page.resources))
+        };
+        match &self.areas {
+            None => load.await,
+            Some(cache) => cache
+                .try_get_with((practice.clone(), nhs, area), load)
+                .await
+                .map_err(|e| (*e).clone()),
+        }
+    }
+
+    /// Forgets everything cached about a patient (after a write through the gateway).
+    pub async fn invalidate(&self, practice: &OdsCode, nhs: NhsNumber) {
+        if let Some(c) = &self.patients {
+            c.invalidate(&(practice.clone(), nhs)).await;
+        }
+        if let Some(c) = &self.areas {
+            for area in ClinicalType::ALL {
+                c.invalidate(&(practice.clone(), nhs, *area)).await;
+            }
+        }
+    }
+}

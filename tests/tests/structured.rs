@@ -1,0 +1,202 @@
+//! `POST /Patient/$gpc.getstructuredrecord` end to end, on every GP system.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gp_e2e::World;
+use serde_json::{Value, json};
+
+fn params(nhs: &str, extra: Value) -> Vec<u8> {
+    let mut p = vec![
+        json!({ "name": "patientNHSNumber", "valueIdentifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs } }),
+    ];
+    p.extend(extra.as_array().cloned().unwrap_or_default());
+    serde_json::to_vec(&json!({ "resourceType": "Parameters", "parameter": p })).unwrap()
+}
+
+fn everything() -> Value {
+    json!([
+        { "name": "includeAllergies", "part": [{ "name": "includeResolvedAllergies", "valueBoolean": true }] },
+        { "name": "includeMedication" },
+        { "name": "includeConsultations", "part": [{ "name": "includeNumberOfMostRecent", "valuePositiveInt": 3 }] },
+        { "name": "includeProblems" },
+        { "name": "includeImmunisations" },
+        { "name": "includeInvestigations" }
+    ])
+}
+
+async fn post(w: &World, token: &str, body: &[u8], content_type: &str) -> gp_e2e::Answer {
+    let url = format!("{}/Patient/$gpc.getstructuredrecord", w.manifest().base_url);
+    let auth = format!("Bearer {token}");
+    w.send(
+        "POST",
+        &url,
+        &[("authorization", &auth), ("content-type", content_type)],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_whole_record_from_each_gp_system_as_one_collection_bundle() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for nhs in ["9000000009", "9690937278", "9658218865", "9912003888"] {
+        let a = post(
+            &w,
+            &token,
+            &params(nhs, everything()),
+            "application/fhir+json",
+        )
+        .await;
+        assert_eq!(a.status, 200, "{nhs}: {}", String::from_utf8_lossy(&a.body));
+        let b = a.json();
+        assert_eq!(b["type"], "collection");
+        let entries = b["entry"].as_array().unwrap();
+        let resources: Vec<&Value> = entries.iter().map(|e| &e["resource"]).collect();
+        let of_type = |t: &str| resources.iter().filter(|r| r["resourceType"] == t).count();
+        assert_eq!(of_type("Patient"), 1, "{nhs}");
+        assert_eq!(of_type("Organization"), 1, "{nhs}");
+        assert_eq!(of_type("List"), 6, "{nhs}: one List per area asked for");
+        assert!(
+            of_type("Encounter") <= 3,
+            "{nhs}: includeNumberOfMostRecent 3"
+        );
+        // Every List entry resolves inside the Bundle; nothing confidential is released.
+        let ids: Vec<String> = resources
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap(),
+                    r["id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        for list in resources.iter().filter(|r| r["resourceType"] == "List") {
+            assert_eq!(list["subject"]["reference"], format!("Patient/{nhs}"));
+            for item in list["entry"].as_array().into_iter().flatten() {
+                let reference = item["item"]["reference"].as_str().unwrap();
+                assert!(
+                    ids.iter().any(|i| i == reference),
+                    "{nhs}: {reference} does not resolve"
+                );
+            }
+        }
+        for r in &resources {
+            let restricted = r["meta"]["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["code"] == "R");
+            assert!(
+                !restricted,
+                "{nhs}: a confidential entry was released: {}",
+                r["id"]
+            );
+        }
+        for e in entries {
+            assert!(
+                e["fullUrl"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&w.manifest().base_url)
+            );
+        }
+    }
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_areas_within_the_tokens_scopes() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await; // Patient.rs, Observation.crs
+    let ok = post(
+        &w,
+        &token,
+        &params("9000000009", json!([{ "name": "includeInvestigations" }])),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let refused = post(
+        &w,
+        &token,
+        &params("9000000009", everything()),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.spine_code(), "ACCESS_DENIED");
+    assert!(
+        refused.diagnostics().contains("system/AllergyIntolerance"),
+        "{}",
+        refused.diagnostics()
+    );
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_precisely() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let conflicting = json!([{ "name": "includeConsultations", "part": [
+        { "name": "includeNumberOfMostRecent", "valuePositiveInt": 3 },
+        { "name": "consultationSearchPeriod", "valuePeriod": { "start": "2020-01-01" } }] }]);
+    let a = post(
+        &w,
+        &token,
+        &params("9000000009", conflicting),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(a.status, 422);
+    assert_eq!(a.spine_code(), "INVALID_PARAMETER");
+    assert!(
+        a.diagnostics().contains("includeConsultations"),
+        "{}",
+        a.diagnostics()
+    );
+    let a = post(&w, &token, b"{\"resourceType\":", "application/fhir+json").await;
+    assert_eq!(a.status, 400);
+    let a = post(
+        &w,
+        &token,
+        &params("9000000008", json!([])),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.spine_code(), "INVALID_RESOURCE_ID");
+    let a = post(&w, &token, &params("9000000009", json!([])), "text/plain").await;
+    assert_eq!(a.status, 415);
+    let url = format!("{}/Patient/$gpc.getstructuredrecord", w.manifest().base_url);
+    let a = w
+        .send(
+            "GET",
+            &url,
+            &[("authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), Some("POST"));
+    // Sensitive and dissenting patients, as for reads.
+    let practice = w.practice_of("9000000009");
+    let a = post(
+        &w,
+        &token,
+        &params(&w.patient(&practice, "sensitive"), everything()),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let a = post(
+        &w,
+        &token,
+        &params(&w.patient(&practice, "dissent"), everything()),
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.spine_code(), "NO_PATIENT_CONSENT");
+    w.sandbox.shutdown().await;
+}
