@@ -572,3 +572,42 @@ async fn a_suspended_suppliers_live_token_stops_working_on_reload() {
     std::fs::remove_dir_all(&dir).ok();
     w.sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn links_never_follow_an_untrusted_callers_forwarding_headers() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await;
+    let url = format!(
+        "{}/Observation?patient={EMIS_DEMO}&_count=1",
+        w.manifest().base_url
+    );
+    let auth = format!("Bearer {token}");
+    let a = w
+        .send(
+            "GET",
+            &url,
+            &[
+                ("authorization", &auth),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "host=evil.example;proto=https"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let text = String::from_utf8_lossy(&a.body).to_string();
+    assert!(
+        !text.contains("evil.example"),
+        "the sandbox trusts no proxy"
+    );
+    for l in a.json()["link"].as_array().unwrap() {
+        assert!(
+            l["url"]
+                .as_str()
+                .unwrap()
+                .starts_with(&w.manifest().base_url)
+        );
+    }
+    w.sandbox.shutdown().await;
+}

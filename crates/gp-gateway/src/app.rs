@@ -19,6 +19,10 @@ pub struct App {
     pub public_base: String,
     /// Path of the FHIR base (`/FHIR/R4`).
     pub fhir_base_path: String,
+    /// The configured public origin.
+    pub public_origin: String,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<crate::forwarded::Cidr>,
     pub paging: PagingLimits,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -121,6 +125,14 @@ impl App {
         Self {
             public_base,
             fhir_base_path: g.server.fhir_base_path.clone(),
+            public_origin: g.server.public_base_url.clone(),
+            // Validated on load: an unparsable entry cannot reach here.
+            trusted_proxies: g
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::forwarded::Cidr::parse(p).ok())
+                .collect(),
             paging: PagingLimits {
                 default_count: g.search.default_count,
                 max_count: g.search.max_count,

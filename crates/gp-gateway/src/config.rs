@@ -137,6 +137,10 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Reverse proxies (IP networks) whose `Forwarded` / `X-Forwarded-*` headers decide
+    /// the origin written in links. Empty: always `public_base_url`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_fhir_base() -> String {
@@ -508,6 +512,15 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "server.max_header_bytes",
             "must be between 8192 and 1048576",
         ));
+    }
+    for (i, p) in c.server.trusted_proxies.iter().enumerate() {
+        if let Err(problem) = crate::forwarded::Cidr::parse(p) {
+            errors.push(invalid(
+                file,
+                &format!("server.trusted_proxies[{i}]"),
+                problem,
+            ));
+        }
     }
     if c.server.request_timeout_ms == 0 || c.server.header_read_timeout_ms == 0 {
         errors.push(invalid(

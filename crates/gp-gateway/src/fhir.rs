@@ -76,7 +76,7 @@ pub async fn serve(
             };
             let last_updated = now_rfc3339();
             let bundle =
-                searchset(app, "Patient", query, paging, total, ids, &last_updated).build(found);
+                searchset("Patient", query, paging, total, ids, &last_updated).build(found);
             Ok(fhir_response(StatusCode::OK, bundle.to_json()))
         }
         Route::ClinicalSearch(resource_type) => {
@@ -97,7 +97,6 @@ fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Res
 }
 
 fn searchset<'a>(
-    app: &'a App,
     resource_type: &'a str,
     params: &'a [(String, String)],
     paging: Paging,
@@ -106,7 +105,7 @@ fn searchset<'a>(
     last_updated: &'a str,
 ) -> Searchset<'a> {
     Searchset {
-        base_url: &app.public_base,
+        base_url: &ids.base_url,
         resource_type,
         params,
         paging,
@@ -222,7 +221,6 @@ async fn clinical_search(
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
     let set = searchset(
-        app,
         resource_type.as_str(),
         &link_params,
         params.paging,
@@ -294,7 +292,7 @@ async fn structured_record(
         .collect();
     let last_updated = now_rfc3339();
     let bundle = crate::structured::bundle(
-        &app.public_base,
+        &ids.base_url,
         &ids.request_id,
         &last_updated,
         req.nhs_number,

@@ -11,6 +11,7 @@ pub mod capability;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod forwarded;
 pub mod locator;
 pub mod pipeline;
 pub mod routes;

@@ -32,6 +32,8 @@ pub struct RequestIds {
     pub correlation_id: Option<String>,
     /// W3C `traceparent`, propagated to GP systems.
     pub traceparent: Option<String>,
+    /// The FHIR base URL links in this response start with.
+    pub base_url: String,
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -76,20 +78,35 @@ impl RequestIds {
             request_id,
             correlation_id,
             traceparent,
+            base_url: String::new(),
         })
     }
 }
 
 /// Handles one request end to end. Never fails: every error becomes a response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    // 1. Request ids.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: Option<std::net::IpAddr>,
+) -> Response<Full<Bytes>> {
+    // 1. Request ids, and the public base URL this caller reached us by.
     let ids = match RequestIds::from_headers(req.headers()) {
-        Ok(ids) => ids,
+        Ok(mut ids) => {
+            let origin = crate::forwarded::public_origin(
+                req.headers(),
+                peer,
+                &app.trusted_proxies,
+                &app.public_origin,
+            );
+            ids.base_url = format!("{origin}{}", app.fhir_base_path);
+            ids
+        }
         Err(e) => {
             let minted = RequestIds {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 correlation_id: None,
                 traceparent: None,
+                base_url: app.public_base.clone(),
             };
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }

@@ -123,7 +123,7 @@ pub fn start(
                     let app = app.clone();
                     let service = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req).await) }
+                        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req, Some(peer.ip())).await) }
                     });
                     match &tls {
                         None => {
