@@ -1,11 +1,14 @@
-//! `gp-sim`: runs the PDS and EMIS simulators over a synthetic population, for
-//! vendors who want to poke the native formats by hand.
+//! `gp-sim`: runs the PDS simulator and the simulators of all four GP systems over a
+//! synthetic population, for vendors who want to poke the native formats by hand.
 #![allow(clippy::print_stdout)] // a CLI whose whole output is the URLs it prints
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use clap::Parser;
-use gp_sim::{Population, PopulationSpec, SimStore, start_emis, start_pds};
+use gp_sim::{
+    Population, PopulationSpec, SimStore, start_emis, start_microtest, start_pds, start_tpp,
+    start_vision,
+};
 use tokio::net::TcpListener;
 
 /// Run the GP system simulators on loopback.
@@ -18,6 +21,15 @@ struct Args {
     /// EMIS port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 0)]
     emis_port: u16,
+    /// TPP SystmOne port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    tpp_port: u16,
+    /// Vision port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    vision_port: u16,
+    /// Microtest Evolution port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    microtest_port: u16,
     /// PDS port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 0)]
     pds_port: u16,
@@ -54,15 +66,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         TcpListener::bind(loopback(args.pds_port)).await?,
     )
     .await?;
-    let emis = start_emis(store, TcpListener::bind(loopback(args.emis_port)).await?).await?;
+    let emis = start_emis(
+        store.clone(),
+        TcpListener::bind(loopback(args.emis_port)).await?,
+    )
+    .await?;
+    let tpp = start_tpp(
+        store.clone(),
+        TcpListener::bind(loopback(args.tpp_port)).await?,
+    )
+    .await?;
+    let vision = start_vision(
+        store.clone(),
+        TcpListener::bind(loopback(args.vision_port)).await?,
+    )
+    .await?;
+    let microtest = start_microtest(
+        store,
+        TcpListener::bind(loopback(args.microtest_port)).await?,
+    )
+    .await?;
     println!(
         "PDS:  {}/personal-demographics/FHIR/R4/Patient/9000000009",
         pds.base_url()
     );
-    println!("EMIS: {}/emis/health", emis.base_url());
+    println!("EMIS:      {}/emis/health", emis.base_url());
+    println!("SystmOne:  {}/systmone/api/v1/health", tpp.base_url());
+    println!("Vision:    {}/vision/health", vision.base_url());
+    println!("Evolution: {}/evolution/v2/health", microtest.base_url());
     println!("seed {}; Ctrl-C to stop", args.seed);
     tokio::signal::ctrl_c().await?;
-    emis.shutdown().await;
-    pds.shutdown().await;
+    for sim in [emis, tpp, vision, microtest, pds] {
+        sim.shutdown().await;
+    }
     Ok(())
 }
