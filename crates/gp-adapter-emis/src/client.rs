@@ -1,8 +1,6 @@
 //! Native calls to EMIS Web's EMIS Open API, and its `<Error>` documents mapped to
 //! [`AdapterError`]s.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use gp_adapter::native::{NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
@@ -21,14 +19,7 @@ pub struct EmisClient {
 impl EmisClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &EmisConfig) -> Result<Self, EmisConfigError> {
-        config.validate()?;
-        let http = NativeClient::new(
-            GpSystem::Emis,
-            &config.base_url,
-            Duration::from_millis(config.connect_timeout_ms),
-            Duration::from_millis(config.request_timeout_ms),
-            config.max_record_bytes,
-        )?;
+        let http = config.endpoint().client()?;
         Ok(Self { http })
     }
 
@@ -96,6 +87,7 @@ mod tests {
             status,
             body: Bytes::from_static(body.as_bytes()),
             content_type: None,
+            headers: Default::default(),
         }
     }
 
@@ -110,6 +102,7 @@ mod tests {
             status: 404,
             body: Bytes::from(nf),
             content_type: None,
+            headers: Default::default(),
         };
         assert_eq!(error_from(&nf), AdapterError::PatientNotFound);
         let pnf = NativeResponse {
@@ -118,6 +111,7 @@ mod tests {
                 "<Error {NS}><Code>PRACTICE_NOT_FOUND</Code></Error>"
             )),
             content_type: None,
+            headers: Default::default(),
         };
         assert_eq!(error_from(&pnf), AdapterError::PatientNotFound);
         let bad = NativeResponse {
@@ -126,6 +120,7 @@ mod tests {
                 "<Error {NS}><Code>INVALID_NHS_NUMBER</Code><Message>bad</Message></Error>"
             )),
             content_type: None,
+            headers: Default::default(),
         };
         assert_eq!(
             error_from(&bad),

@@ -1,7 +1,12 @@
 //! EMIS adapter configuration: one serde section, checked purely (no network) so
-//! `gp-gateway check-config` can run it in CI.
+//! `gp-gateway check-config` can run it in CI. Defaults, limits and checks are the
+//! shared [`gp_adapter::endpoint`] ones.
 
+use gp_adapter::GpSystem;
+use gp_adapter::endpoint::{self, Endpoint};
 use serde::{Deserialize, Serialize};
+
+pub use gp_adapter::endpoint::{MAX_RECORD_BYTES, MAX_TIMEOUT_MS};
 
 /// Where and how to reach an EMIS Web native API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,78 +15,44 @@ pub struct EmisConfig {
     /// Base URL of the EMIS Open API, e.g. `http://127.0.0.1:9001`.
     pub base_url: String,
     /// TCP connect timeout.
-    #[serde(default = "default_connect_timeout_ms")]
+    #[serde(default = "endpoint::default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Whole-request timeout (connect, headers and body).
-    #[serde(default = "default_request_timeout_ms")]
+    #[serde(default = "endpoint::default_request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Largest MedicalRecord accepted, in bytes.
-    #[serde(default = "default_max_record_bytes")]
+    #[serde(default = "endpoint::default_max_record_bytes")]
     pub max_record_bytes: usize,
 }
 
-fn default_connect_timeout_ms() -> u64 {
-    1000
-}
-fn default_request_timeout_ms() -> u64 {
-    5000
-}
-fn default_max_record_bytes() -> usize {
-    16 * 1024 * 1024
-}
-
-/// Longest timeout accepted: beyond this a hung GP system ties up gateway capacity.
-pub const MAX_TIMEOUT_MS: u64 = 120_000;
-/// Largest record cap accepted (a whole GP record is a few MB at most).
-pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
-
-/// What is wrong with an [`EmisConfig`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EmisConfigError {
-    #[error("emis.base_url: {0}")]
-    BaseUrl(#[from] gp_adapter::native::NativeClientError),
-    #[error("emis.{field} is {value} ms; it must be between 1 and {MAX_TIMEOUT_MS}")]
-    TimeoutOutOfRange { field: &'static str, value: u64 },
-    #[error(
-        "emis.connect_timeout_ms ({connect}) must not exceed emis.request_timeout_ms ({request})"
-    )]
-    ConnectExceedsRequest { connect: u64, request: u64 },
-    #[error("emis.max_record_bytes is {0}; it must be between 1024 and {MAX_RECORD_BYTES}")]
-    RecordCapOutOfRange(usize),
-}
+/// What is wrong with a [`EmisConfig`]; messages are prefixed `emis.`.
+pub type EmisConfigError = endpoint::EndpointError;
 
 impl EmisConfig {
     /// A config for `base_url` with every default.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
-            connect_timeout_ms: default_connect_timeout_ms(),
-            request_timeout_ms: default_request_timeout_ms(),
-            max_record_bytes: default_max_record_bytes(),
+            connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
+            max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+
+    /// The endpoint settings, to validate or build the native client from.
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            system: GpSystem::Emis,
+            base_url: &self.base_url,
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_record_bytes: self.max_record_bytes,
         }
     }
 
     /// Checks the config without any I/O; the first problem found is returned.
     pub fn validate(&self) -> Result<(), EmisConfigError> {
-        gp_adapter::native::check_base_url(&self.base_url)?;
-        for (field, value) in [
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if value == 0 || value > MAX_TIMEOUT_MS {
-                return Err(EmisConfigError::TimeoutOutOfRange { field, value });
-            }
-        }
-        if self.connect_timeout_ms > self.request_timeout_ms {
-            return Err(EmisConfigError::ConnectExceedsRequest {
-                connect: self.connect_timeout_ms,
-                request: self.request_timeout_ms,
-            });
-        }
-        if !(1024..=MAX_RECORD_BYTES).contains(&self.max_record_bytes) {
-            return Err(EmisConfigError::RecordCapOutOfRange(self.max_record_bytes));
-        }
-        Ok(())
+        self.endpoint().validate()
     }
 }
 
@@ -123,19 +94,6 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "emis.request_timeout_ms is 0 ms; it must be between 1 and 120000"
         );
-        c.request_timeout_ms = 500;
-        assert_eq!(
-            c.validate().unwrap_err(),
-            EmisConfigError::ConnectExceedsRequest {
-                connect: 1000,
-                request: 500
-            }
-        );
-        c.request_timeout_ms = 5000;
-        c.max_record_bytes = 10;
-        assert_eq!(
-            c.validate().unwrap_err(),
-            EmisConfigError::RecordCapOutOfRange(10)
-        );
+        // The other checks are gp_adapter::endpoint's, tested there.
     }
 }

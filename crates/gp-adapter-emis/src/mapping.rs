@@ -6,12 +6,14 @@
 
 use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
+use gp_adapter::time::local_date_time;
+use gp_adapter::uk_core::{self, meta};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
-    CodeableConcept, Coding, Condition, ContactPoint, Dosage, Encounter, EncounterParticipant,
-    HumanName, Identifier, Immunization, ImmunizationPerformer, MedicationStatement, Meta,
-    NhsVerification, Observation, Organization, Patient, Period, Practitioner, ProtocolApplied,
-    Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
+    ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
+    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
+    SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use roxmltree::{Document, Node};
@@ -23,15 +25,7 @@ pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
 /// Base of the identifier systems holding EMIS GUIDs (`{base}{element}-guid`).
 pub const EMIS_ID_BASE: &str = "https://emis.com/Id/";
 /// GMC reference number of a doctor.
-pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
-
-const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
-const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
-const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
-const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
-const ALLERGY_VERIFICATION: &str =
-    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub use gp_adapter::uk_core::GMC_SYSTEM;
 
 /// A mapped MedicalRecord.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,48 +253,6 @@ fn hms(s: &str) -> Option<(u8, u8, u8)> {
     (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
 }
 
-/// Day of week, 0 = Sunday (Sakamoto).
-fn weekday(y: i32, m: u8, d: u8) -> u8 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
-    w as u8
-}
-
-fn last_sunday(y: i32, m: u8) -> u8 {
-    let last = gp_fhir::date::days_in_month(y, m);
-    last - weekday(y, m, last)
-}
-
-/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time. BST runs from
-/// 01:00 GMT on the last Sunday of March to 01:00 GMT on the last Sunday of October.
-/// In the skipped March hour (01:xx local) the time is read as BST; in the repeated
-/// October hour (01:xx local) as its first, BST, occurrence.
-pub fn is_bst(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 2)
-        }
-        _ => false,
-    }
-}
-
-/// A UK local date-time as a FHIR dateTime with its offset (`+00:00` GMT, `+01:00` BST).
-fn local_date_time(y: i32, m: u8, d: u8, (h, mi, s): (u8, u8, u8)) -> String {
-    let offset = if is_bst(y, m, d, h) {
-        "+01:00"
-    } else {
-        "+00:00"
-    };
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}")
-}
-
 /// An EMIS date element with its `DatePart`/`AssignedTime` siblings → FHIR date/dateTime.
 fn assigned_date(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
     let Some(raw) = opt(n, element) else {
@@ -436,21 +388,8 @@ fn phone(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<Contac
     })
 }
 
-fn meta(profile: &str, confidential: bool) -> Option<Meta> {
-    let mut m = Meta::uk_core(profile);
-    if confidential {
-        m.security
-            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
-    }
-    Some(m)
-}
-
 fn emis_id(element: &str, guid: &str) -> Identifier {
     Identifier::new(&format!("{EMIS_ID_BASE}{element}-guid"), guid)
-}
-
-fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept::coded(system, code, display)
 }
 
 /// A `<Code>` coded item → CodeableConcept via the gateway's terminology maps.
@@ -676,9 +615,7 @@ fn map_list(
 fn map_person(at: &At, n: Node, id: String) -> Result<Practitioner> {
     let mut identifier = vec![emis_id("person", &id)];
     identifier.extend(opt(n, "SdsUserId").map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
-    identifier.extend(
-        opt(n, "GmcCode").map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
-    );
+    identifier.extend(opt(n, "GmcCode").map(uk_core::gmc_identifier));
     Ok(Practitioner {
         meta: meta("Practitioner", false),
         identifier,
@@ -695,7 +632,7 @@ fn map_consultation(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
         meta: meta("Encounter", boolean(at, n, "Confidential")?),
         identifier: vec![emis_id("consultation", &id)],
         status: "finished".into(),
-        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        class: uk_core::ambulatory(),
         type_: coded_under(at, n, "Type")?.into_iter().collect(),
         subject: ctx.patient_ref.clone(),
         participant: practitioner_ref(opt_guid(at, n, "UserID")?)
@@ -780,25 +717,9 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
                 id,
                 meta: meta("Condition", confidential),
                 identifier,
-                clinical_status: Some(concept(
-                    CONDITION_CLINICAL,
-                    status,
-                    if status == "active" {
-                        "Active"
-                    } else {
-                        "Inactive"
-                    },
-                )),
-                verification_status: Some(concept(
-                    CONDITION_VERIFICATION,
-                    "confirmed",
-                    "Confirmed",
-                )),
-                category: vec![concept(
-                    CONDITION_CATEGORY,
-                    "problem-list-item",
-                    "Problem List Item",
-                )],
+                clinical_status: Some(uk_core::condition_clinical_status(status)),
+                verification_status: Some(uk_core::condition_confirmed()),
+                category: vec![uk_core::problem_list_item()],
                 code,
                 subject: ctx.patient_ref.clone(),
                 onset_date_time: date,
@@ -866,8 +787,8 @@ fn map_allergy(ctx: &Ctx, at: &At, n: Node) -> Result<AllergyIntolerance> {
         }
     };
     let status = match at.req(n, "Status")? {
-        "Active" => ("active", "Active"),
-        "Resolved" => ("resolved", "Resolved"),
+        "Active" => "active",
+        "Resolved" => "resolved",
         v => {
             return Err(at.invalid(
                 "Status",
@@ -896,8 +817,8 @@ fn map_allergy(ctx: &Ctx, at: &At, n: Node) -> Result<AllergyIntolerance> {
     Ok(AllergyIntolerance {
         meta: meta("AllergyIntolerance", boolean(at, n, "Confidential")?),
         identifier: vec![emis_id("allergy", &id)],
-        clinical_status: Some(concept(ALLERGY_CLINICAL, status.0, status.1)),
-        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        clinical_status: Some(uk_core::allergy_clinical_status(status)),
+        verification_status: Some(uk_core::allergy_confirmed()),
         category: category.map(str::to_owned).into_iter().collect(),
         code: required_code(at, n, "Code")?,
         patient: ctx.patient_ref.clone(),
@@ -979,39 +900,6 @@ fn map_medication(ctx: &Ctx, at: &At, n: Node) -> Result<MedicationStatement> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bst_follows_the_last_sunday_rules() {
-        // 2024: BST from Sunday 31 March 01:00 GMT to Sunday 27 October 01:00 GMT.
-        assert_eq!(last_sunday(2024, 3), 31);
-        assert_eq!(last_sunday(2024, 10), 27);
-        assert_eq!(last_sunday(2023, 3), 26);
-        assert_eq!(last_sunday(2023, 10), 29);
-        assert!(!is_bst(2024, 3, 31, 0));
-        assert!(is_bst(2024, 3, 31, 2));
-        assert!(!is_bst(2024, 3, 30, 23));
-        assert!(is_bst(2024, 7, 1, 12));
-        assert!(is_bst(2024, 10, 27, 0));
-        assert!(is_bst(2024, 10, 27, 1));
-        assert!(!is_bst(2024, 10, 27, 2));
-        assert!(!is_bst(2024, 1, 15, 10));
-        assert!(!is_bst(2024, 11, 1, 10));
-        assert_eq!(
-            local_date_time(2024, 1, 12, (9, 40, 0)),
-            "2024-01-12T09:40:00+00:00"
-        );
-        assert_eq!(
-            local_date_time(2024, 6, 12, (9, 40, 0)),
-            "2024-06-12T09:40:00+01:00"
-        );
-    }
-
-    #[test]
-    fn weekday_is_right() {
-        assert_eq!(weekday(2024, 1, 1), 1); // Monday
-        assert_eq!(weekday(2000, 2, 29), 2); // Tuesday
-        assert_eq!(weekday(2024, 3, 31), 0);
-    }
 
     #[test]
     fn guids_become_fhir_ids() {

@@ -1,8 +1,6 @@
 //! Native calls to Microtest Evolution's v2 JSON API, and its problem+json errors mapped
 //! to [`AdapterError`]s.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use gp_adapter::native::{NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
@@ -24,14 +22,7 @@ pub struct MicrotestClient {
 impl MicrotestClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &MicrotestConfig) -> Result<Self, MicrotestConfigError> {
-        config.validate()?;
-        let http = NativeClient::new(
-            GpSystem::Microtest,
-            &config.base_url,
-            Duration::from_millis(config.connect_timeout_ms),
-            Duration::from_millis(config.request_timeout_ms),
-            config.max_record_bytes,
-        )?;
+        let http = config.endpoint().client()?;
         Ok(Self { http })
     }
 
@@ -174,6 +165,7 @@ mod tests {
             status,
             body: Bytes::from_static(body.as_bytes()),
             content_type: Some("application/problem+json".into()),
+            headers: Default::default(),
         }
     }
 

@@ -6,13 +6,15 @@
 //! The FHIR produced is the same as gp-adapter-emis produces for the same facts.
 
 use gp_adapter::terminology::{self, CodeScheme};
+use gp_adapter::time::local_date_time;
+use gp_adapter::uk_core::{self, meta};
 use gp_adapter::{ClinicalType, PatientFlags};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
-    CodeableConcept, Coding, Condition, ContactPoint, Decimal, Dosage, Encounter,
-    EncounterParticipant, HumanName, Identifier, Immunization, ImmunizationPerformer,
-    MedicationStatement, Meta, NhsVerification, Observation, Organization, Patient, Period,
-    Practitioner, ProtocolApplied, Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    ContactPoint, Decimal, Dosage, Encounter, EncounterParticipant, HumanName, Identifier,
+    Immunization, ImmunizationPerformer, MedicationStatement, NhsVerification, Observation,
+    Organization, Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
+    SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
@@ -22,15 +24,7 @@ use crate::error::MicrotestDataError;
 /// Base of the identifier systems holding Evolution ids (`{base}{type}-id`).
 pub const MICROTEST_ID_BASE: &str = "https://microtest.co.uk/Id/";
 /// GMC reference number of a doctor.
-pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
-
-const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
-const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
-const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
-const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
-const ALLERGY_VERIFICATION: &str =
-    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub use gp_adapter::uk_core::GMC_SYSTEM;
 
 type Result<T> = std::result::Result<T, MicrotestDataError>;
 
@@ -422,39 +416,6 @@ fn hms(s: &str) -> Option<(u8, u8, u8)> {
     (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
 }
 
-/// Day of week, 0 = Sunday (Sakamoto).
-fn weekday(y: i32, m: u8, d: u8) -> u8 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
-    // rem_euclid(7) is 0..=6.
-    u8::try_from(w).unwrap_or(0)
-}
-
-fn last_sunday(y: i32, m: u8) -> u8 {
-    let last = gp_fhir::date::days_in_month(y, m);
-    last - weekday(y, m, last)
-}
-
-/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time (from 01:00 GMT
-/// on the last Sunday of March to 01:00 GMT on the last Sunday of October). The skipped
-/// March hour reads as BST; the repeated October hour as its first, BST, occurrence.
-/// The same rule as gp-adapter-emis, so both give the same instant.
-pub fn is_bst(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 2)
-        }
-        _ => false,
-    }
-}
-
 /// An Evolution date object → FHIR date/dateTime at its precision; `datetime` values are
 /// UK local time and get their offset (`+00:00` GMT, `+01:00` BST).
 fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
@@ -489,14 +450,7 @@ fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
         "datetime" => value.split_once('T').and_then(|(day, time)| {
             let (y, m, d) = ymd(day)?;
             let (h, mi, s) = hms(time)?;
-            let offset = if is_bst(y, m, d, h) {
-                "+01:00"
-            } else {
-                "+00:00"
-            };
-            Some(format!(
-                "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}"
-            ))
+            Some(local_date_time(y, m, d, (h, mi, s)))
         }),
         other => {
             return Err(at.invalid(
@@ -514,21 +468,8 @@ fn req_date(at: &At, field: &str, d: &Option<NDate>) -> Result<String> {
 
 // ---- shared pieces -------------------------------------------------------------------
 
-fn meta(profile: &str, confidential: bool) -> Option<Meta> {
-    let mut m = Meta::uk_core(profile);
-    if confidential {
-        m.security
-            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
-    }
-    Some(m)
-}
-
 fn microtest_id(kind: &str, id: &str) -> Identifier {
     Identifier::new(&format!("{MICROTEST_ID_BASE}{kind}-id"), id)
-}
-
-fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept::coded(system, code, display)
 }
 
 fn gender(at: &At, v: &Option<String>) -> Result<Option<String>> {
@@ -791,9 +732,7 @@ pub fn map_clinician(body: &[u8]) -> Result<Practitioner> {
     let id = id(&at, "clinician_id", &c.clinician_id)?;
     let mut identifier = vec![microtest_id("clinician", &id)];
     identifier.extend(opt(&c.sds_user_id).map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
-    identifier.extend(
-        opt(&c.gmc_number).map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
-    );
+    identifier.extend(opt(&c.gmc_number).map(uk_core::gmc_identifier));
     let given = opt(&c.given_name)
         .into_iter()
         .flat_map(str::split_whitespace)
@@ -932,11 +871,6 @@ fn map_allergy(
         req(at, "status", &e.status)?,
         &[("active", "active"), ("resolved", "resolved")],
     )?;
-    let status_display = if status == "active" {
-        "Active"
-    } else {
-        "Resolved"
-    };
     let severity = opt_one_of(
         at,
         "severity",
@@ -956,8 +890,8 @@ fn map_allergy(
     Ok(AllergyIntolerance {
         meta: meta("AllergyIntolerance", confidential),
         identifier: vec![microtest_id("allergy", &id)],
-        clinical_status: Some(concept(ALLERGY_CLINICAL, status, status_display)),
-        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        clinical_status: Some(uk_core::allergy_clinical_status(status)),
+        verification_status: Some(uk_core::allergy_confirmed()),
         category: category.map(str::to_owned).into_iter().collect(),
         code: req_coded(at, "code", &e.code)?,
         patient: ctx.patient_ref.clone(),
@@ -1066,21 +1000,9 @@ fn map_problem(
     Ok(Resource::Condition(Condition {
         meta: meta("Condition", confidential),
         identifier: vec![microtest_id("problem", &id)],
-        clinical_status: Some(concept(
-            CONDITION_CLINICAL,
-            status,
-            if status == "active" {
-                "Active"
-            } else {
-                "Inactive"
-            },
-        )),
-        verification_status: Some(concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")),
-        category: vec![concept(
-            CONDITION_CATEGORY,
-            "problem-list-item",
-            "Problem List Item",
-        )],
+        clinical_status: Some(uk_core::condition_clinical_status(status)),
+        verification_status: Some(uk_core::condition_confirmed()),
+        category: vec![uk_core::problem_list_item()],
         code: req_coded(at, "code", &e.code)?,
         subject: ctx.patient_ref.clone(),
         onset_date_time: date(at, "date", &e.date)?,
@@ -1225,7 +1147,7 @@ fn map_consultation(
         meta: meta("Encounter", confidential),
         identifier: vec![microtest_id("consultation", &id)],
         status: "finished".into(),
-        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        class: uk_core::ambulatory(),
         type_: coded(at, "code", &e.code)?.into_iter().collect(),
         subject: ctx.patient_ref.clone(),
         participant: author
@@ -1246,17 +1168,6 @@ fn map_consultation(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bst_follows_the_last_sunday_rules() {
-        assert_eq!(last_sunday(2024, 3), 31);
-        assert_eq!(last_sunday(2024, 10), 27);
-        assert!(!is_bst(2024, 3, 31, 0));
-        assert!(is_bst(2024, 3, 31, 2));
-        assert!(is_bst(2024, 10, 27, 1));
-        assert!(!is_bst(2024, 10, 27, 2));
-        assert!(!is_bst(2024, 1, 15, 10));
-    }
 
     #[test]
     fn paths_name_the_field() {

@@ -1,8 +1,6 @@
 //! Native calls to TPP SystmOne's API (one record page per call), and its
 //! `<ErrorResponse>` documents mapped to [`AdapterError`]s.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use gp_adapter::native::{NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
@@ -22,13 +20,7 @@ impl TppClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &TppConfig) -> Result<Self, TppConfigError> {
         config.validate()?;
-        let http = NativeClient::new(
-            GpSystem::Tpp,
-            &config.base_url,
-            Duration::from_millis(config.connect_timeout_ms),
-            Duration::from_millis(config.request_timeout_ms),
-            config.max_record_bytes,
-        )?;
+        let http = config.endpoint().client()?;
         Ok(Self {
             http,
             page_size: config.page_size,
@@ -109,6 +101,7 @@ mod tests {
             status,
             body: Bytes::from(body.to_owned()),
             content_type: None,
+            headers: Default::default(),
         }
     }
 

@@ -1,7 +1,12 @@
 //! TPP SystmOne adapter configuration: one serde section, checked purely (no network) so
-//! `gp-gateway check-config` can run it in CI.
+//! `gp-gateway check-config` can run it in CI. The endpoint defaults, limits and checks
+//! are the shared [`gp_adapter::endpoint`] ones; `page_size` is TPP's own.
 
+use gp_adapter::GpSystem;
+use gp_adapter::endpoint::{self, Endpoint, EndpointError};
 use serde::{Deserialize, Serialize};
+
+pub use gp_adapter::endpoint::{MAX_RECORD_BYTES, MAX_TIMEOUT_MS};
 
 /// Where and how to reach a TPP SystmOne native API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,13 +15,13 @@ pub struct TppConfig {
     /// Base URL of the SystmOne API, e.g. `http://127.0.0.1:9001`.
     pub base_url: String,
     /// TCP connect timeout.
-    #[serde(default = "default_connect_timeout_ms")]
+    #[serde(default = "endpoint::default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Whole-request timeout (connect, headers and body).
-    #[serde(default = "default_request_timeout_ms")]
+    #[serde(default = "endpoint::default_request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Largest record page accepted, in bytes (each page is capped on its own).
-    #[serde(default = "default_max_record_bytes")]
+    #[serde(default = "endpoint::default_max_record_bytes")]
     pub max_record_bytes: usize,
     /// Clinical events asked for per page (`pageSize`, 1 to [`MAX_PAGE_SIZE`]): fewer
     /// pages means fewer round trips, so the default is the API's maximum.
@@ -24,39 +29,19 @@ pub struct TppConfig {
     pub page_size: u32,
 }
 
-fn default_connect_timeout_ms() -> u64 {
-    1000
-}
-fn default_request_timeout_ms() -> u64 {
-    5000
-}
-fn default_max_record_bytes() -> usize {
-    16 * 1024 * 1024
-}
 fn default_page_size() -> u32 {
     MAX_PAGE_SIZE
 }
 
-/// Longest timeout accepted: beyond this a hung GP system ties up gateway capacity.
-pub const MAX_TIMEOUT_MS: u64 = 120_000;
-/// Largest record cap accepted (a whole GP record is a few MB at most).
-pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
 /// The largest `pageSize` the SystmOne API accepts.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-/// What is wrong with an [`TppConfig`].
+/// What is wrong with a [`TppConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TppConfigError {
-    #[error("tpp.base_url: {0}")]
-    BaseUrl(#[from] gp_adapter::native::NativeClientError),
-    #[error("tpp.{field} is {value} ms; it must be between 1 and {MAX_TIMEOUT_MS}")]
-    TimeoutOutOfRange { field: &'static str, value: u64 },
-    #[error(
-        "tpp.connect_timeout_ms ({connect}) must not exceed tpp.request_timeout_ms ({request})"
-    )]
-    ConnectExceedsRequest { connect: u64, request: u64 },
-    #[error("tpp.max_record_bytes is {0}; it must be between 1024 and {MAX_RECORD_BYTES}")]
-    RecordCapOutOfRange(usize),
+    /// A shared endpoint setting (messages prefixed `tpp.`).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error("tpp.page_size is {0}; it must be between 1 and {MAX_PAGE_SIZE}")]
     PageSizeOutOfRange(u32),
 }
@@ -66,33 +51,27 @@ impl TppConfig {
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
-            connect_timeout_ms: default_connect_timeout_ms(),
-            request_timeout_ms: default_request_timeout_ms(),
-            max_record_bytes: default_max_record_bytes(),
+            connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
+            max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
             page_size: default_page_size(),
+        }
+    }
+
+    /// The endpoint settings, to validate or build the native client from.
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            system: GpSystem::Tpp,
+            base_url: &self.base_url,
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_record_bytes: self.max_record_bytes,
         }
     }
 
     /// Checks the config without any I/O; the first problem found is returned.
     pub fn validate(&self) -> Result<(), TppConfigError> {
-        gp_adapter::native::check_base_url(&self.base_url)?;
-        for (field, value) in [
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if value == 0 || value > MAX_TIMEOUT_MS {
-                return Err(TppConfigError::TimeoutOutOfRange { field, value });
-            }
-        }
-        if self.connect_timeout_ms > self.request_timeout_ms {
-            return Err(TppConfigError::ConnectExceedsRequest {
-                connect: self.connect_timeout_ms,
-                request: self.request_timeout_ms,
-            });
-        }
-        if !(1024..=MAX_RECORD_BYTES).contains(&self.max_record_bytes) {
-            return Err(TppConfigError::RecordCapOutOfRange(self.max_record_bytes));
-        }
+        self.endpoint().validate()?;
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(TppConfigError::PageSizeOutOfRange(self.page_size));
         }
@@ -141,16 +120,20 @@ mod tests {
         c.request_timeout_ms = 500;
         assert_eq!(
             c.validate().unwrap_err(),
-            TppConfigError::ConnectExceedsRequest {
+            TppConfigError::Endpoint(EndpointError::ConnectExceedsRequest {
+                system: GpSystem::Tpp,
                 connect: 1000,
                 request: 500
-            }
+            })
         );
         c.request_timeout_ms = 5000;
         c.max_record_bytes = 10;
         assert_eq!(
             c.validate().unwrap_err(),
-            TppConfigError::RecordCapOutOfRange(10)
+            TppConfigError::Endpoint(EndpointError::RecordCapOutOfRange {
+                system: GpSystem::Tpp,
+                value: 10
+            })
         );
         c.max_record_bytes = 4096;
         for bad in [0, 101] {

@@ -10,12 +10,14 @@ use std::collections::HashSet;
 
 use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
+use gp_adapter::time::uk_local_from_utc;
+use gp_adapter::uk_core::{self, meta};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
-    CodeableConcept, Coding, Condition, ContactPoint, Dosage, Encounter, EncounterParticipant,
-    HumanName, Identifier, Immunization, ImmunizationPerformer, MedicationStatement, Meta,
-    NhsVerification, Observation, Organization, Patient, Period, Practitioner, ProtocolApplied,
-    Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
+    ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
+    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
+    SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use roxmltree::{Document, Node};
@@ -26,18 +28,10 @@ use crate::error::TppDataError;
 /// Base of the identifier systems holding SystmOne UIDs (`{base}{type}-uid`).
 pub const TPP_ID_BASE: &str = "https://tpp-uk.com/Id/";
 /// GMC reference number of a doctor.
-pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+pub use gp_adapter::uk_core::GMC_SYSTEM;
 /// Most pages a record may have (10,000 pages of 100 events): a bound against a
 /// `TotalEvents` that would have the adapter fetch forever.
 pub const MAX_PAGES: u32 = 10_000;
-
-const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
-const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
-const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
-const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
-const ALLERGY_VERIFICATION: &str =
-    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 /// A whole mapped record (every page).
 #[derive(Debug, Clone, PartialEq)]
@@ -464,51 +458,6 @@ fn iso_utc(s: &str) -> Option<(i32, u8, u8, u8, u8, u8)> {
     (check_calendar(y, m, d) && h < 24 && mi < 60 && sec < 60).then_some((y, m, d, h, mi, sec))
 }
 
-/// Day of week, 0 = Sunday (Sakamoto).
-fn weekday(y: i32, m: u8, d: u8) -> u8 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
-    w as u8
-}
-
-fn last_sunday(y: i32, m: u8) -> u8 {
-    let last = gp_fhir::date::days_in_month(y, m);
-    last - weekday(y, m, last)
-}
-
-/// True when the UTC instant `y-m-d h:..` falls in British Summer Time: from 01:00 UTC
-/// on the last Sunday of March to 01:00 UTC on the last Sunday of October.
-pub fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 1)
-        }
-        _ => false,
-    }
-}
-
-/// A UTC instant as UK local time with its offset, the form every adapter answers
-/// (`2024-06-12T08:40:00Z` → `2024-06-12T09:40:00+01:00`).
-pub fn uk_local(y: i32, m: u8, d: u8, h: u8, mi: u8, s: u8) -> String {
-    if !is_bst_utc(y, m, d, h) {
-        return format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}+00:00");
-    }
-    let (y, m, d, h) = if h == 23 {
-        let (y, m, d) = gp_fhir::date::day_after((y, m, d));
-        (y, m, d, 0)
-    } else {
-        (y, m, d, h + 1)
-    };
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}+01:00")
-}
-
 /// A SystmOne date (`raw`, ISO-8601 UTC) at its `DatePrecision` → FHIR date/dateTime.
 /// `what` names the value and `precision_on` the element holding `DatePrecision`
 /// (`None`: an attribute beside `what`), for errors.
@@ -527,7 +476,7 @@ fn precise(
     })?;
     // Partial dates are the first instant they denote and are never shifted to local time.
     Ok(match precision {
-        None | Some("DateTime") => uk_local(y, m, d, h, mi, s),
+        None | Some("DateTime") => uk_local_from_utc(y, m, d, h, mi, s),
         Some("Date") => format!("{y:04}-{m:02}-{d:02}"),
         Some("Month") => format!("{y:04}-{m:02}"),
         Some("Year") => format!("{y:04}"),
@@ -621,15 +570,6 @@ fn contact(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<Cont
     })
 }
 
-fn meta(profile: &str, confidential: bool) -> Option<Meta> {
-    let mut m = Meta::uk_core(profile);
-    if confidential {
-        m.security
-            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
-    }
-    Some(m)
-}
-
 /// The kinds of native object whose UIDs become identifiers.
 #[derive(Clone, Copy)]
 enum UidKind {
@@ -648,10 +588,6 @@ fn tpp_id(kind: UidKind, uid: &str) -> Identifier {
         UidKind::Event => "https://tpp-uk.com/Id/event-uid",
     };
     Identifier::new(system, uid)
-}
-
-fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept::coded(system, code, display)
 }
 
 /// The `<Code Scheme=…>` and `<Rubric>` children of `n` → CodeableConcept via the
@@ -897,9 +833,7 @@ fn map_paging(doc: &At, root: Node) -> Result<Paging> {
 fn map_staff(at: &At, n: Node, id: String) -> Result<Practitioner> {
     let mut identifier = vec![tpp_id(UidKind::Staff, &id)];
     identifier.extend(opt(n, "SmartcardID").map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
-    identifier.extend(
-        opt(n, "GmcNumber").map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
-    );
+    identifier.extend(opt(n, "GmcNumber").map(uk_core::gmc_identifier));
     Ok(Practitioner {
         meta: meta("Practitioner", false),
         identifier,
@@ -1004,7 +938,7 @@ fn map_consultation(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Reso
         meta: meta("Encounter", head.confidential),
         identifier: vec![tpp_id(UidKind::Event, &head.id)],
         status: "finished".into(),
-        class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+        class: uk_core::ambulatory(),
         type_: coded(at, n)?.into_iter().collect(),
         subject: ctx.patient_ref.clone(),
         participant: practitioner_ref(head.done_by.as_deref())
@@ -1052,21 +986,9 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
         return Ok(Resource::Condition(Condition {
             meta: meta("Condition", head.confidential),
             identifier,
-            clinical_status: Some(concept(
-                CONDITION_CLINICAL,
-                status,
-                if status == "active" {
-                    "Active"
-                } else {
-                    "Inactive"
-                },
-            )),
-            verification_status: Some(concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")),
-            category: vec![concept(
-                CONDITION_CATEGORY,
-                "problem-list-item",
-                "Problem List Item",
-            )],
+            clinical_status: Some(uk_core::condition_clinical_status(status)),
+            verification_status: Some(uk_core::condition_confirmed()),
+            category: vec![uk_core::problem_list_item()],
             code,
             subject: ctx.patient_ref.clone(),
             onset_date_time: Some(head.date),
@@ -1131,8 +1053,8 @@ fn map_allergy(
         }
     };
     let status = match details_at.req(details, "Status")? {
-        "Active" => ("active", "Active"),
-        "Resolved" => ("resolved", "Resolved"),
+        "Active" => "active",
+        "Resolved" => "resolved",
         v => {
             return Err(details_at.invalid(
                 "Status",
@@ -1165,8 +1087,8 @@ fn map_allergy(
     Ok(AllergyIntolerance {
         meta: meta("AllergyIntolerance", head.confidential),
         identifier: vec![tpp_id(UidKind::Event, &head.id)],
-        clinical_status: Some(concept(ALLERGY_CLINICAL, status.0, status.1)),
-        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        clinical_status: Some(uk_core::allergy_clinical_status(status)),
+        verification_status: Some(uk_core::allergy_confirmed()),
         category: category.map(str::to_owned).into_iter().collect(),
         code,
         patient: ctx.patient_ref.clone(),
@@ -1278,24 +1200,6 @@ fn map_vaccination(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Immun
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_becomes_uk_local() {
-        assert_eq!(last_sunday(2024, 3), 31);
-        assert_eq!(last_sunday(2024, 10), 27);
-        assert_eq!(uk_local(2024, 1, 12, 9, 40, 0), "2024-01-12T09:40:00+00:00");
-        assert_eq!(uk_local(2024, 6, 12, 8, 40, 0), "2024-06-12T09:40:00+01:00");
-        // Late evening UTC in summer is the next day in the UK.
-        assert_eq!(
-            uk_local(2024, 6, 30, 23, 30, 0),
-            "2024-07-01T00:30:00+01:00"
-        );
-        // The changes happen at 01:00 UTC.
-        assert!(!is_bst_utc(2024, 3, 31, 0));
-        assert!(is_bst_utc(2024, 3, 31, 1));
-        assert!(is_bst_utc(2024, 10, 27, 0));
-        assert!(!is_bst_utc(2024, 10, 27, 1));
-    }
 
     #[test]
     fn iso_dates_are_strict() {

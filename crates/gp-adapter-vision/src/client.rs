@@ -1,23 +1,13 @@
 //! Native calls to Vision's extract API, its `ERROR|CODE|message` bodies mapped to
-//! [`AdapterError`]s, and the journal's continuation tokens followed to the end.
-//!
-//! Vision needs a response header (`X-Vision-Continuation`) that
-//! `gp_adapter::native::NativeClient` does not return, so this crate carries its own
-//! small transport with the same timeouts, body cap, correlation headers and error
-//! mapping. It can move onto `NativeClient` once that exposes response headers.
+//! [`AdapterError`]s, and the journal's continuation tokens (the `X-Vision-Continuation`
+//! response header) followed to the end.
 
 use std::collections::HashSet;
-use std::error::Error as StdError;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use gp_adapter::native::{NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
-use http::{HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::{VisionConfig, VisionConfigError};
 use crate::error::VisionDataError;
@@ -30,50 +20,20 @@ pub const CONTINUATION_HEADER: &str = "x-vision-continuation";
 /// server that never stops issuing tokens.
 pub const MAX_JOURNAL_PAGES: usize = 2000;
 
-/// A Vision answer: status, the whole (capped) body and the continuation token, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisionResponse {
-    pub status: u16,
-    pub body: Bytes,
-    /// `X-Vision-Continuation`, when present (not yet validated).
-    pub continuation: Option<String>,
-}
-
 /// A Vision extract API client. Cheap to clone; connections are pooled.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct VisionClient {
-    base: String,
-    request_timeout: Duration,
+    http: NativeClient,
+    /// The body cap, applied to each answer and to a whole journal's pages together.
     max_body_bytes: usize,
-    client: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl std::fmt::Debug for VisionClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VisionClient")
-            .field("base", &self.base)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .finish_non_exhaustive()
-    }
 }
 
 impl VisionClient {
     /// Builds the client from a config (validated first; no I/O).
     pub fn new(config: &VisionConfig) -> Result<Self, VisionConfigError> {
-        config.validate()?;
-        let base = gp_adapter::native::check_base_url(&config.base_url)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Ok(Self {
-            base,
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            http: config.endpoint().client()?,
             max_body_bytes: config.max_record_bytes,
-            client,
         })
     }
 
@@ -123,7 +83,7 @@ impl VisionClient {
                 None => path.clone(),
                 Some(t) => format!("{path}?continuation={t}"),
             };
-            let response = self.get(&url, ctx).await?;
+            let response = self.http.get(&url, ctx).await?;
             if response.status != 200 {
                 let refused_token = token.is_some()
                     && parse_error_body(&response.body)
@@ -147,8 +107,9 @@ impl VisionClient {
                     ),
                 });
             }
+            let continuation = response.header(CONTINUATION_HEADER);
             pages.push(response.body);
-            match response.continuation {
+            match continuation {
                 None => return Ok(pages),
                 Some(next) => {
                     check_token(&next)?;
@@ -170,7 +131,7 @@ impl VisionClient {
 
     /// `GET /vision/health`: ready when it answers 200 with an `OK` status row.
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
-        let response = self.get("/vision/health", ctx).await?;
+        let response = self.http.get("/vision/health", ctx).await?;
         let ok = response.status == 200
             && std::str::from_utf8(&response.body).is_ok_and(|b| b.contains("\r\nOK\r\n"));
         if ok {
@@ -187,130 +148,13 @@ impl VisionClient {
     }
 
     async fn extract(&self, path: &str, ctx: &CallContext) -> Result<Bytes, AdapterError> {
-        let response = self.get(path, ctx).await?;
+        let response = self.http.get(path, ctx).await?;
         if response.status == 200 {
             Ok(response.body)
         } else {
             Err(error_from(&response))
         }
     }
-
-    /// `GET {base}{path}` with the request id as `X-Correlation-Id` and the `traceparent`.
-    /// Transport failures: refused/reset → `Unavailable`, too slow → `Timeout`, body
-    /// over the cap → `InvalidNativeData`.
-    pub async fn get(&self, path: &str, ctx: &CallContext) -> Result<VisionResponse, AdapterError> {
-        let url = format!("{}{path}", self.base);
-        let mut builder = Request::builder().method(Method::GET).uri(&url);
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            builder = builder.header("x-correlation-id", v);
-        }
-        if let Some(tp) = ctx
-            .traceparent
-            .as_deref()
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            builder = builder.header("traceparent", tp);
-        }
-        let request = builder
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| AdapterError::Rejected {
-                system: SYSTEM,
-                detail: format!("cannot build request for {url}: {e}"),
-            })?;
-        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timeout()),
-        }
-    }
-
-    fn timeout(&self) -> AdapterError {
-        AdapterError::Timeout {
-            system: SYSTEM,
-            after_ms: u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
-    async fn exchange(
-        &self,
-        request: Request<Empty<Bytes>>,
-    ) -> Result<VisionResponse, AdapterError> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        let status = response.status().as_u16();
-        let continuation = response
-            .headers()
-            .get(CONTINUATION_HEADER)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let too_big = |n: u64| AdapterError::InvalidNativeData {
-            system: SYSTEM,
-            detail: format!(
-                "response body of {n} bytes or more exceeds the {} byte limit",
-                self.max_body_bytes
-            ),
-        };
-        let declared = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > self.max_body_bytes as u64) {
-            return Err(too_big(n));
-        }
-        let mut body = response.into_body();
-        let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| AdapterError::Unavailable {
-                system: SYSTEM,
-                detail: format!(
-                    "connection failed while reading the response body: {}",
-                    root_cause(&e)
-                ),
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > self.max_body_bytes {
-                    return Err(too_big((buf.len() + data.len()) as u64));
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(VisionResponse {
-            status,
-            body: buf.freeze(),
-            continuation,
-        })
-    }
-
-    fn transport_error(&self, e: &hyper_util::client::legacy::Error) -> AdapterError {
-        let mut source: Option<&(dyn StdError + 'static)> = e.source();
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::TimedOut
-            {
-                return self.timeout();
-            }
-            source = s.source();
-        }
-        let what = if e.is_connect() {
-            "cannot connect"
-        } else {
-            "connection failed"
-        };
-        AdapterError::Unavailable {
-            system: SYSTEM,
-            detail: format!("{what} to {}: {}", self.base, root_cause(e)),
-        }
-    }
-}
-
-fn root_cause(e: &(dyn StdError + 'static)) -> String {
-    let mut last: &(dyn StdError + 'static) = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
 }
 
 /// A token is opaque but must be safe to put back in a query string unescaped:
@@ -334,7 +178,7 @@ pub fn check_token(token: &str) -> Result<(), VisionDataError> {
     }
 }
 
-fn detail(response: &VisionResponse) -> String {
+fn detail(response: &NativeResponse) -> String {
     match parse_error_body(&response.body) {
         Some((code, message)) if message.is_empty() => format!("HTTP {} {code}", response.status),
         Some((code, message)) => format!("HTTP {} {code}: {message}", response.status),
@@ -344,7 +188,7 @@ fn detail(response: &VisionResponse) -> String {
 
 /// Maps a non-200 answer: not-found codes → `PatientNotFound`, other 4xx → `Rejected`,
 /// 5xx (and anything else) → `Unavailable`.
-pub fn error_from(response: &VisionResponse) -> AdapterError {
+pub fn error_from(response: &NativeResponse) -> AdapterError {
     let code = parse_error_body(&response.body).map(|(c, _)| c);
     match (response.status, code.as_deref()) {
         (404, Some("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND")) => AdapterError::PatientNotFound,
@@ -363,11 +207,12 @@ pub fn error_from(response: &VisionResponse) -> AdapterError {
 mod tests {
     use super::*;
 
-    fn resp(status: u16, body: &'static str) -> VisionResponse {
-        VisionResponse {
+    fn resp(status: u16, body: &'static str) -> NativeResponse {
+        NativeResponse {
             status,
             body: Bytes::from_static(body.as_bytes()),
-            continuation: None,
+            content_type: None,
+            headers: Default::default(),
         }
     }
 

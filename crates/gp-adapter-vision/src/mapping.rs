@@ -7,12 +7,14 @@
 
 use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
+use gp_adapter::time::local_date_time;
+use gp_adapter::uk_core::{self, meta};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CONFIDENTIALITY_SYSTEM,
-    CodeableConcept, Coding, Condition, ContactPoint, Dosage, Encounter, EncounterParticipant,
-    HumanName, Identifier, Immunization, ImmunizationPerformer, MedicationStatement, Meta,
-    NhsVerification, Observation, Organization, Patient, Period, Practitioner, ProtocolApplied,
-    Quantity, Reference, Resource, SDS_USER_ID_SYSTEM,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
+    ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
+    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
+    SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -22,7 +24,7 @@ use crate::extract::{Extract, Row};
 /// Base of the identifier systems holding Vision ids (`{base}{type}-id`).
 pub const VISION_ID_BASE: &str = "https://inps.co.uk/Id/";
 /// GMC reference number of a doctor.
-pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+pub use gp_adapter::uk_core::GMC_SYSTEM;
 /// Read v2 code of Vision's one-row blood pressure reading.
 pub const BP_READ_CODE: &str = "246..";
 /// SNOMED CT codes a BP row may carry instead of a Read v2 code.
@@ -32,14 +34,6 @@ const BP_PARTS: [(&str, &str, &str); 2] = [
     ("2469.", "Systolic blood pressure", "sys"),
     ("246A.", "Diastolic blood pressure", "dia"),
 ];
-
-const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
-const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
-const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
-const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
-const ALLERGY_VERIFICATION: &str =
-    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 type Result<T> = std::result::Result<T, VisionDataError>;
 
@@ -271,46 +265,6 @@ fn timestamp(row: &Row, c: Col) -> Result<String> {
     Ok(local_date_time(y, m, d, (h as u8, mi as u8, s as u8)))
 }
 
-/// Day of week, 0 = Sunday (Sakamoto).
-fn weekday(y: i32, m: u8, d: u8) -> u8 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
-    w as u8
-}
-
-fn last_sunday(y: i32, m: u8) -> u8 {
-    let last = gp_fhir::date::days_in_month(y, m);
-    last - weekday(y, m, last)
-}
-
-/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time (from 01:00 GMT
-/// on the last Sunday of March to 01:00 GMT on the last Sunday of October; the skipped
-/// and repeated hours read as BST, as gp-adapter-emis reads them).
-pub fn is_bst(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 2)
-        }
-        _ => false,
-    }
-}
-
-fn local_date_time(y: i32, m: u8, d: u8, (h, mi, s): (u8, u8, u8)) -> String {
-    let offset = if is_bst(y, m, d, h) {
-        "+01:00"
-    } else {
-        "+00:00"
-    };
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}")
-}
-
 // ---- shared pieces -------------------------------------------------------------------
 
 /// Vision sex codes: `1` male, `2` female, `9` indeterminate, `0` not known.
@@ -386,21 +340,8 @@ fn phone(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<Contac
     })
 }
 
-fn meta(profile: &str, confidential: bool) -> Option<Meta> {
-    let mut m = Meta::uk_core(profile);
-    if confidential {
-        m.security
-            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
-    }
-    Some(m)
-}
-
 fn vision_id(kind: &str, value: &str) -> Identifier {
     Identifier::new(&format!("{VISION_ID_BASE}{kind}-id"), value)
-}
-
-fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept::coded(system, code, display)
 }
 
 fn practitioner_ref(id: Option<String>) -> Option<Reference> {
@@ -557,9 +498,7 @@ pub fn map_staff(body: &[u8], wanted: &str) -> Result<Option<Practitioner>> {
         }
         let mut identifier = vec![vision_id("staff", &staff_id)];
         identifier.extend(opt(&row, sds).map(|s| Identifier::new(SDS_USER_ID_SYSTEM, s)));
-        identifier.extend(
-            opt(&row, gmc).map(|g| Identifier::new(GMC_SYSTEM, g.trim_start_matches(['G', 'g']))),
-        );
+        identifier.extend(opt(&row, gmc).map(uk_core::gmc_identifier));
         found = Some(Practitioner {
             meta: meta("Practitioner", false),
             identifier,
@@ -805,7 +744,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 meta: meta("Encounter", confidential),
                 identifier,
                 status: "finished".into(),
-                class: Coding::new(ACT_CODE, "AMB", "ambulatory"),
+                class: uk_core::ambulatory(),
                 type_: coded(row, c.code, c.snomed, None, c.rubric, false)?
                     .into_iter()
                     .collect(),
@@ -890,25 +829,9 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 id,
                 meta: meta("Condition", confidential),
                 identifier,
-                clinical_status: Some(concept(
-                    CONDITION_CLINICAL,
-                    status,
-                    if status == "active" {
-                        "Active"
-                    } else {
-                        "Inactive"
-                    },
-                )),
-                verification_status: Some(concept(
-                    CONDITION_VERIFICATION,
-                    "confirmed",
-                    "Confirmed",
-                )),
-                category: vec![concept(
-                    CONDITION_CATEGORY,
-                    "problem-list-item",
-                    "Problem List Item",
-                )],
+                clinical_status: Some(uk_core::condition_clinical_status(status)),
+                verification_status: Some(uk_core::condition_confirmed()),
+                category: vec![uk_core::problem_list_item()],
                 code: required_code(ctx, row, false)?,
                 subject: patient,
                 onset_date_time: date,
@@ -1013,8 +936,8 @@ fn map_allergy(
         }
     };
     let status = match req(row, c.status)? {
-        "ACTIVE" => ("active", "Active"),
-        "RESOLVED" => ("resolved", "Resolved"),
+        "ACTIVE" => "active",
+        "RESOLVED" => "resolved",
         v => {
             return Err(invalid(
                 row,
@@ -1053,8 +976,8 @@ fn map_allergy(
     Ok(AllergyIntolerance {
         meta: meta("AllergyIntolerance", confidential),
         identifier,
-        clinical_status: Some(concept(ALLERGY_CLINICAL, status.0, status.1)),
-        verification_status: Some(concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")),
+        clinical_status: Some(uk_core::allergy_clinical_status(status)),
+        verification_status: Some(uk_core::allergy_confirmed()),
         category: category.map(str::to_owned).into_iter().collect(),
         code: required_code(ctx, row, false)?,
         patient: ctx.patient_ref.clone(),
@@ -1145,20 +1068,6 @@ fn map_therapy(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bst_follows_the_last_sunday_rules() {
-        assert_eq!(last_sunday(2024, 3), 31);
-        assert_eq!(last_sunday(2024, 10), 27);
-        assert!(!is_bst(2024, 3, 31, 0));
-        assert!(is_bst(2024, 3, 31, 2));
-        assert!(is_bst(2024, 10, 27, 1));
-        assert!(!is_bst(2024, 10, 27, 2));
-        assert_eq!(
-            local_date_time(2024, 6, 12, (9, 40, 0)),
-            "2024-06-12T09:40:00+01:00"
-        );
-    }
 
     #[test]
     fn partial_dates_pad_with_zeros() {

@@ -5,11 +5,14 @@
 //! the mapping with the [`harness`]. Adapters see typed requests and return FHIR
 //! resources: they never see tokens, suppliers or the gateway's HTTP.
 
+pub mod endpoint;
 pub mod error;
 pub mod harness;
 pub mod native;
 pub mod paging;
 pub mod terminology;
+pub mod time;
+pub mod uk_core;
 
 use std::fmt;
 

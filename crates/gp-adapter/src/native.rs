@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,12 +24,23 @@ pub enum NativeClientError {
     InvalidBaseUrl { url: String, reason: String },
 }
 
-/// A native system's answer: status, the whole (capped) body and its content type.
+/// A native system's answer: status, the whole (capped) body, its content type and
+/// every response header (some APIs page through one, e.g. `X-Vision-Continuation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeResponse {
     pub status: u16,
     pub body: Bytes,
     pub content_type: Option<String>,
+    pub headers: HeaderMap,
+}
+
+impl NativeResponse {
+    /// The value of header `name`, when present (bytes that are not UTF-8 replaced).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
 }
 
 /// HTTP client for one GP system's native API. Cheap to clone; connections are pooled.
@@ -176,7 +187,7 @@ impl NativeClient {
         if let Some(n) = declared.filter(|n| *n > self.max_body_bytes as u64) {
             return Err(too_big(n));
         }
-        let mut body = response.into_body();
+        let (parts, mut body) = response.into_parts();
         let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| AdapterError::Unavailable {
@@ -197,6 +208,7 @@ impl NativeClient {
             status: status_u16(status),
             body: buf.freeze(),
             content_type,
+            headers: parts.headers,
         })
     }
 

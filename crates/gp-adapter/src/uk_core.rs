@@ -1,0 +1,104 @@
+//! Small UK Core builders every adapter maps its native records with, so the same
+//! clinical fact gives the same FHIR whichever GP system recorded it. Native parsing
+//! stays in each adapter; what it produces is built here.
+
+use gp_fhir::model::{
+    CONFIDENTIALITY_SYSTEM, CodeableConcept, Coding, Identifier, Meta, Reference,
+};
+
+/// GMC reference number of a doctor.
+pub const GMC_SYSTEM: &str = "https://fhir.hl7.org.uk/Id/gmc-number";
+
+const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+const CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
+const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const ALLERGY_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// UK Core `meta` for `profile` (e.g. `Condition`); an entry a clinician marked
+/// confidential carries `security` `R` (restricted).
+pub fn meta(profile: &str, confidential: bool) -> Option<Meta> {
+    let mut m = Meta::uk_core(profile);
+    if confidential {
+        m.security
+            .push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", "restricted"));
+    }
+    Some(m)
+}
+
+/// A CodeableConcept of one coding.
+pub fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
+    CodeableConcept::coded(system, code, display)
+}
+
+/// A reference to the Practitioner with this id, when there is one.
+pub fn practitioner_ref(id: Option<&str>) -> Option<Reference> {
+    id.map(|i| Reference::to("Practitioner", i))
+}
+
+/// A doctor's GMC number as an identifier, without the `G` some systems prefix.
+pub fn gmc_identifier(raw: &str) -> Identifier {
+    Identifier::new(GMC_SYSTEM, raw.trim_start_matches(['G', 'g']))
+}
+
+/// `Encounter.class` of a GP consultation: ambulatory.
+pub fn ambulatory() -> Coding {
+    Coding::new(ACT_CODE, "AMB", "ambulatory")
+}
+
+/// `Condition.clinicalStatus`: `active` (Active) or `inactive` (Inactive).
+pub fn condition_clinical_status(code: &str) -> CodeableConcept {
+    let display = if code == "active" {
+        "Active"
+    } else {
+        "Inactive"
+    };
+    concept(CONDITION_CLINICAL, code, display)
+}
+
+/// `Condition.verificationStatus`: GP systems record only confirmed problems.
+pub fn condition_confirmed() -> CodeableConcept {
+    concept(CONDITION_VERIFICATION, "confirmed", "Confirmed")
+}
+
+/// `Condition.category` of a GP problem.
+pub fn problem_list_item() -> CodeableConcept {
+    concept(CONDITION_CATEGORY, "problem-list-item", "Problem List Item")
+}
+
+/// `AllergyIntolerance.clinicalStatus`: `active` (Active) or `resolved` (Resolved).
+pub fn allergy_clinical_status(code: &str) -> CodeableConcept {
+    let display = if code == "active" {
+        "Active"
+    } else {
+        "Resolved"
+    };
+    concept(ALLERGY_CLINICAL, code, display)
+}
+
+/// `AllergyIntolerance.verificationStatus`: GP systems record only confirmed allergies.
+pub fn allergy_confirmed() -> CodeableConcept {
+    concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidential_entries_are_restricted() {
+        let open = meta("Condition", false).unwrap();
+        assert!(open.security.is_empty());
+        assert!(open.profile[0].ends_with("Condition"));
+        let closed = meta("Condition", true).unwrap();
+        assert_eq!(closed.security.len(), 1);
+        assert_eq!(closed.security[0].code.as_deref(), Some("R"));
+    }
+
+    #[test]
+    fn gmc_numbers_lose_their_prefix() {
+        assert_eq!(gmc_identifier("G1234567"), gmc_identifier("1234567"));
+    }
+}
