@@ -423,14 +423,14 @@ pub fn bundle(
             "date": last_updated,
             "entry": resources.iter().map(|r| json!({ "item": { "reference": format!("{}/{}", r.resource_type(), r.id()) } })).collect::<Vec<_>>(),
         });
-        if resources.is_empty() {
-            if let Some(obj) = list.as_object_mut() {
-                obj.remove("entry");
-                obj.insert(
-                    "emptyReason".into(),
-                    json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nocontent", "display": "No Content Recorded" }] }),
-                );
-            }
+        if resources.is_empty()
+            && let Some(obj) = list.as_object_mut()
+        {
+            obj.remove("entry");
+            obj.insert(
+                "emptyReason".into(),
+                json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nocontent", "display": "No Content Recorded" }] }),
+            );
         }
         entries.push(json!({ "fullUrl": format!("{base_url}/List/{}", list["id"].as_str().unwrap_or_default()), "resource": list }));
         entries.extend(resources.iter().map(|r| entry_of(r)));
