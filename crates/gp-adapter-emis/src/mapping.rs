@@ -4,6 +4,8 @@
 //! fails the record with an [`EmisDataError`] naming it, so a caller never sees a
 //! half-mapped resource. The format is `docs/native-formats/emis.md`.
 
+use std::collections::HashSet;
+
 use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::local_date_time;
@@ -461,6 +463,20 @@ fn practitioner_ref(guid: Option<String>) -> Option<Reference> {
 struct Ctx {
     patient_ref: Reference,
     org_ref: Reference,
+    /// Ids of the Encounters mapped from `ConsultationList`, so entries link only to those.
+    encounters: HashSet<String>,
+}
+
+/// `Encounter/{id}` for an entry's `ConsultationID`, which must name a mapped Consultation.
+fn encounter_ref(ctx: &Ctx, at: &At, n: Node) -> Result<Option<Reference>> {
+    match opt_guid(at, n, "ConsultationID")? {
+        None => Ok(None),
+        Some(id) if ctx.encounters.contains(&id) => Ok(Some(Reference::to("Encounter", &id))),
+        Some(id) => Err(at.invalid(
+            "ConsultationID",
+            format!("{id} is not a Consultation in ConsultationList"),
+        )),
+    }
 }
 
 fn map_root(root: Node) -> Result<MappedRecord> {
@@ -557,6 +573,7 @@ fn map_root(root: Node) -> Result<MappedRecord> {
     let ctx = Ctx {
         patient_ref: Reference::to("Patient", &patient.id),
         org_ref: Reference::to("Organization", ods.as_str()),
+        encounters: HashSet::new(),
     };
     let mut clinical = Vec::new();
     map_list(
@@ -566,6 +583,14 @@ fn map_root(root: Node) -> Result<MappedRecord> {
         &mut clinical,
         |at, n| map_consultation(&ctx, at, n),
     )?;
+    let ctx = Ctx {
+        encounters: clinical
+            .iter()
+            .filter(|r| matches!(r, Resource::Encounter(_)))
+            .map(|r| r.id().to_owned())
+            .collect(),
+        ..ctx
+    };
     map_list(root, "EventList", "Event", &mut clinical, |at, n| {
         map_event(&ctx, at, n)
     })?;
@@ -657,6 +682,7 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
     let author = practitioner_ref(opt_guid(at, n, "AuthorID")?);
     let code = required_code(at, n, "Code")?;
     let identifier = vec![emis_id("event", &id)];
+    let encounter = encounter_ref(ctx, at, n)?;
     match at.req(n, "EventType")? {
         "Observation" => {
             let value_quantity = match opt(n, "NumericValue") {
@@ -690,6 +716,7 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
                 status: "final".into(),
                 code,
                 subject: ctx.patient_ref.clone(),
+                encounter,
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
                 value_quantity,
@@ -722,6 +749,7 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
                 category: vec![uk_core::problem_list_item()],
                 code,
                 subject: ctx.patient_ref.clone(),
+                encounter,
                 onset_date_time: date,
                 abatement_date_time: plain_date(&problem_at, problem, "EndDate")?,
                 recorder: author,
@@ -746,6 +774,7 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
                 status: "completed".into(),
                 vaccine_code: code,
                 patient: ctx.patient_ref.clone(),
+                encounter,
                 occurrence_date_time: occurrence,
                 primary_source: Some(true),
                 lot_number: owned(opt(n, "Batch")),
@@ -894,6 +923,7 @@ fn map_medication(ctx: &Ctx, at: &At, n: Node) -> Result<MedicationStatement> {
             .collect(),
         note: note.map(|text| Annotation { text }).into_iter().collect(),
         id,
+        ..MedicationStatement::default()
     })
 }
 

@@ -181,8 +181,17 @@ fn observations_with_values_and_partial_dates() {
         bp["performer"][0]["reference"],
         "Practitioner/33333333-3333-3333-3333-333333333333"
     );
+    // Recorded in a consultation: references that consultation's Encounter.
+    assert_eq!(
+        bp["encounter"]["reference"],
+        "Encounter/c0000000-0000-0000-0000-000000000002"
+    );
     let weight = json(find(&r, "e0000000-0000-0000-0000-000000000002"));
     assert_eq!(weight["effectiveDateTime"], "1998-03", "DatePart YM");
+    assert!(
+        weight.get("encounter").is_none(),
+        "no ConsultationID, no encounter"
+    );
     assert_eq!(weight["valueQuantity"]["value"], 72.5);
     assert!(
         weight.get("performer").is_none(),
@@ -332,6 +341,14 @@ fn bad_native_data_is_refused_precisely() {
     assert_eq!(
         map_record(&bytes).unwrap_err(),
         EmisDataError::NotUtf8 { offset: at }
+    );
+    // A ConsultationID that names no Consultation would dangle.
+    assert!(
+        err(&FULL.replace(
+            "<ConsultationID>c0000000-0000-0000-0000-000000000002</ConsultationID>",
+            "<ConsultationID>{C0000000-0000-0000-0000-0000000000FF}</ConsultationID>"
+        ))
+        .contains("c0000000-0000-0000-0000-0000000000ff is not a Consultation in ConsultationList")
     );
     // Wrong root / wrong namespace.
     assert_eq!(

@@ -166,6 +166,7 @@ struct NEntry {
     kind: Option<String>,
     date: Option<NDate>,
     clinician_id: Option<String>,
+    consultation_id: Option<String>,
     confidential: Option<bool>,
     code: Option<NCode>,
     status: Option<String>,
@@ -808,6 +809,12 @@ struct Ctx {
     org_ref: Reference,
 }
 
+/// `Encounter/{consultation_id}`: ids are used as they are, so this is the id the
+/// consultation entry's Encounter gets.
+fn encounter_ref(at: &At, e: &NEntry) -> Result<Option<Reference>> {
+    Ok(opt_id(at, "consultation_id", &e.consultation_id)?.map(|c| Reference::to("Encounter", &c)))
+}
+
 fn map_entry(
     ctx: &Ctx,
     at: &At,
@@ -888,6 +895,7 @@ fn map_allergy(
     });
     let ended = date(at, "end_date", &e.end_date)?;
     Ok(AllergyIntolerance {
+        encounter: encounter_ref(at, e)?,
         meta: meta("AllergyIntolerance", confidential),
         identifier: vec![microtest_id("allergy", &id)],
         clinical_status: Some(uk_core::allergy_clinical_status(status)),
@@ -953,6 +961,7 @@ fn map_medication(
         (Some(k), Some(q)) => Some(format!("{k} prescription, quantity {q}")),
     };
     Ok(MedicationStatement {
+        context: encounter_ref(at, e)?,
         meta: meta("MedicationStatement", confidential),
         identifier: vec![microtest_id("medication", &id)],
         status: status.into(),
@@ -998,6 +1007,7 @@ fn map_problem(
         &[("major", "major"), ("minor", "minor")],
     )?;
     Ok(Resource::Condition(Condition {
+        encounter: encounter_ref(at, e)?,
         meta: meta("Condition", confidential),
         identifier: vec![microtest_id("problem", &id)],
         clinical_status: Some(uk_core::condition_clinical_status(status)),
@@ -1026,6 +1036,7 @@ fn map_observation(
 ) -> Result<()> {
     let effective = date(at, "date", &e.date)?;
     let code = req_coded(at, "code", &e.code)?;
+    let encounter = encounter_ref(at, e)?;
     let observation = |id: String, code: CodeableConcept, value: Option<Quantity>| {
         Resource::Observation(Observation {
             meta: meta("Observation", confidential),
@@ -1034,6 +1045,7 @@ fn map_observation(
             status: "final".into(),
             code,
             subject: ctx.patient_ref.clone(),
+            encounter: encounter.clone(),
             effective_date_time: effective.clone(),
             performer: author.clone().into_iter().collect(),
             value_quantity: value,
@@ -1107,6 +1119,7 @@ fn map_immunisation(
         })?),
     };
     Ok(Resource::Immunization(Immunization {
+        encounter: encounter_ref(at, e)?,
         meta: meta("Immunization", confidential),
         identifier: vec![microtest_id("immunisation", &id)],
         id,

@@ -347,17 +347,22 @@ fn problems_allergies_medications_immunisations_consultations() {
     let i = j(&map(
         EntryType::Immunisation,
         json!([{"id": "i1", "type": "immunisation", "date": {"value": "2023-10-01", "precision": "day"},
-        "code": {"read": "65E..", "term": "Influenza vaccination"}, "batch": "AB12", "dose": "2"}]),
+        "code": {"read": "65E..", "term": "Influenza vaccination"}, "batch": "AB12", "dose": "2",
+        "consultation_id": "E1"}]),
     )[0]);
     assert_eq!(i["protocolApplied"][0]["doseNumberPositiveInt"], 2);
     assert_eq!(i["lotNumber"], "AB12");
     assert_eq!(i["vaccineCode"]["coding"][0]["code"], "86198006");
+    // Recorded in consultation E1: the id is used as it is, as the Encounter's own is.
+    assert_eq!(i["encounter"]["reference"], "Encounter/E1");
+    assert!(m.get("context").is_none(), "no consultation_id");
 
     let e = j(&map(
         EntryType::Consultation,
-        json!([{"id": "e1", "type": "consultation", "date": {"value": "2024-07-01T09:00:00", "precision": "datetime"},
+        json!([{"id": "E1", "type": "consultation", "date": {"value": "2024-07-01T09:00:00", "precision": "datetime"},
         "clinician_id": "c-01", "code": {"snomed": "11429006", "term": "Consultation"}, "duration_minutes": "10"}]),
     )[0]);
+    assert_eq!(e["id"], "E1");
     assert_eq!(e["period"]["start"], "2024-07-01T09:00:00+01:00");
     assert_eq!(e["class"]["code"], "AMB");
     assert_eq!(

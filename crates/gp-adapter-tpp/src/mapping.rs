@@ -775,7 +775,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
                 &ctx,
                 &clinical_at.nth("Event", i + 1),
                 e,
-                false,
+                None,
                 &mut clinical,
             )?;
         }
@@ -849,6 +849,14 @@ struct EventHead {
     date: String,
     done_by: Option<String>,
     confidential: bool,
+    /// `Encounter/{uid}` of the consultation Event this one is grouped in.
+    encounter: Option<Reference>,
+}
+
+/// The consultation Event a grouped Event inherits from.
+struct Grouping<'a> {
+    consultation_id: &'a str,
+    confidential: bool,
 }
 
 /// The one element that says what an Event is.
@@ -860,7 +868,7 @@ fn map_event(
     ctx: &Ctx,
     at: &At,
     n: Node,
-    inherited_confidential: bool,
+    grouped_in: Option<&Grouping>,
     out: &mut Vec<Resource>,
 ) -> Result<()> {
     let id = uid_attr(at, n, "EventUID")?;
@@ -870,7 +878,9 @@ fn map_event(
         id,
         date,
         done_by: opt_uid_attr(at, n, "DoneBy")?,
-        confidential: inherited_confidential || bool_attr(at, n, "Confidential")?,
+        confidential: grouped_in.is_some_and(|g| g.confidential)
+            || bool_attr(at, n, "Confidential")?,
+        encounter: grouped_in.map(|g| Reference::to("Encounter", g.consultation_id)),
     };
     let mut content = n
         .children()
@@ -900,7 +910,12 @@ fn map_event(
                     "a consultation cannot be grouped inside another consultation",
                 ));
             }
-            let confidential = head.confidential;
+            // The grouped Events reference the Encounter by the id it is given here.
+            let id = head.id.clone();
+            let grouping = Grouping {
+                consultation_id: &id,
+                confidential: head.confidential,
+            };
             out.push(map_consultation(
                 ctx,
                 &at.under("Consultation"),
@@ -908,7 +923,7 @@ fn map_event(
                 head,
             )?);
             for (i, e) in nested.enumerate() {
-                map_event(ctx, &at.nth("Event", i + 1), e, confidential, out)?;
+                map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), out)?;
             }
         }
         "ClinicalCode" => out.push(map_clinical_code(
@@ -991,6 +1006,7 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
             category: vec![uk_core::problem_list_item()],
             code,
             subject: ctx.patient_ref.clone(),
+            encounter: head.encounter,
             onset_date_time: Some(head.date),
             abatement_date_time: date_element(&problem_at, problem, "EndDate")?,
             recorder: author,
@@ -1023,6 +1039,7 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
         status: "final".into(),
         code,
         subject: ctx.patient_ref.clone(),
+        encounter: head.encounter,
         effective_date_time: Some(head.date),
         performer: author.into_iter().collect(),
         value_quantity,
@@ -1092,6 +1109,7 @@ fn map_allergy(
         category: category.map(str::to_owned).into_iter().collect(),
         code,
         patient: ctx.patient_ref.clone(),
+        encounter: head.encounter,
         onset_date_time: Some(head.date),
         recorder: practitioner_ref(head.done_by.as_deref()),
         reaction: reaction.into_iter().collect(),
@@ -1150,6 +1168,7 @@ fn map_medication(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Medica
         status: status.into(),
         medication_codeable_concept: medication,
         subject: ctx.patient_ref.clone(),
+        context: head.encounter,
         effective_period: Some(Period {
             start: Some(head.date.clone()),
             end,
@@ -1179,6 +1198,7 @@ fn map_vaccination(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Immun
         status: "completed".into(),
         vaccine_code: required_code(at, n)?,
         patient: ctx.patient_ref.clone(),
+        encounter: head.encounter,
         occurrence_date_time: head.date,
         primary_source: Some(true),
         lot_number: owned(opt(n, "Batch")),

@@ -173,6 +173,14 @@ fn every_entry_type_maps_and_is_strict_r4() {
     assert_eq!(obs["valueQuantity"]["value"], 132.0);
     assert_eq!(obs["valueQuantity"]["code"], "mm[Hg]");
     assert_eq!(obs["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    // Grouped in consultation ...01: references its Encounter, by the lower-cased id.
+    let consultation = format!("Encounter/{DEMO_UID}1");
+    assert_eq!(obs["encounter"]["reference"], consultation.as_str());
+    assert!(find(&r, '2').references().contains(&consultation.as_str()));
+    assert_eq!(
+        json(find(&r, 'a'))["encounter"]["reference"],
+        format!("Encounter/{DEMO_UID}8")
+    );
 
     let active = json(find(&r, '3'));
     assert_eq!(active["clinicalStatus"]["coding"][0]["code"], "active");
@@ -186,6 +194,10 @@ fn every_entry_type_maps_and_is_strict_r4() {
     );
     let past = json(find(&r, '5'));
     assert_eq!(past["clinicalStatus"]["coding"][0]["code"], "inactive");
+    assert!(
+        past.get("encounter").is_none(),
+        "top-level Event: no encounter"
+    );
 
     let allergy = json(find(&r, '4'));
     assert_eq!(allergy["clinicalStatus"]["coding"][0]["code"], "resolved");
@@ -201,6 +213,7 @@ fn every_entry_type_maps_and_is_strict_r4() {
     );
     assert_eq!(allergy["reaction"][0]["severity"], "moderate");
     assert_eq!(allergy["note"][0]["text"], "Ended 2025");
+    assert_eq!(allergy["encounter"]["reference"], consultation.as_str());
 
     let imm = json(find(&r, '6'));
     assert_eq!(imm["status"], "completed");
@@ -217,6 +230,7 @@ fn every_entry_type_maps_and_is_strict_r4() {
         "Repeat prescription, quantity 28 tablet"
     );
     assert_eq!(med["identifier"].as_array().unwrap().len(), 1);
+    assert!(med.get("context").is_none(), "top-level Event: no context");
 }
 
 #[test]

@@ -533,6 +533,7 @@ struct JournalCols {
     status: Col,
     category: Col,
     author: Col,
+    consultation: Col,
     confidential: Col,
     dosage: Col,
     quantity: Col,
@@ -566,6 +567,7 @@ impl JournalCols {
             status: c("STATUS")?,
             category: c("CATEGORY")?,
             author: c("AUTHOR")?,
+            consultation: c("CONSULTATION_ID")?,
             confidential: c("CONFIDENTIAL")?,
             dosage: c("DOSAGE")?,
             quantity: c("QUANTITY")?,
@@ -725,6 +727,12 @@ fn quantity(value: f64, units: Option<&str>) -> Quantity {
     }
 }
 
+/// `Encounter/{CONSULTATION_ID}`, lower-cased by `opt_id` exactly as the CONSULTATION
+/// row's own `ID` is, so it names the Encounter that row becomes.
+fn encounter_ref(ctx: &Ctx, row: &Row) -> Result<Option<Reference>> {
+    Ok(opt_id(row, ctx.cols.consultation)?.map(|e| Reference::to("Encounter", &e)))
+}
+
 fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
     let c = ctx.cols;
     let id = id(row, c.id)?;
@@ -733,6 +741,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
     let author = practitioner_ref(opt_id(row, c.author)?);
     let identifier = vec![vision_id("journal", &id)];
     let patient = ctx.patient_ref.clone();
+    let encounter = encounter_ref(ctx, row)?;
     match req(row, c.kind)? {
         "CONSULTATION" => {
             let start = date.ok_or(VisionDataError::Missing {
@@ -792,6 +801,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                         status: "final".into(),
                         code: terminology::coded(CodeScheme::ReadV2, code, term, None),
                         subject: patient.clone(),
+                        encounter: encounter.clone(),
                         effective_date_time: date.clone(),
                         performer: author.clone().into_iter().collect(),
                         value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
@@ -807,6 +817,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 status: "final".into(),
                 code: required_code(ctx, row, false)?,
                 subject: patient,
+                encounter,
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
                 value_quantity: value1.map(|v| quantity(v, units)),
@@ -834,6 +845,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 category: vec![uk_core::problem_list_item()],
                 code: required_code(ctx, row, false)?,
                 subject: patient,
+                encounter,
                 onset_date_time: date,
                 abatement_date_time: self::date(row, c.end_date)?,
                 recorder: author,
@@ -864,6 +876,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 status: "completed".into(),
                 vaccine_code: required_code(ctx, row, false)?,
                 patient,
+                encounter,
                 occurrence_date_time: occurrence,
                 primary_source: Some(true),
                 lot_number: owned(opt(row, c.batch)),
@@ -922,6 +935,7 @@ fn map_allergy(
     author: Option<Reference>,
 ) -> Result<AllergyIntolerance> {
     let c = ctx.cols;
+    let encounter = encounter_ref(ctx, row)?;
     let category = match opt(row, c.category) {
         None => None,
         Some("DRUG") => Some("medication"),
@@ -981,6 +995,7 @@ fn map_allergy(
         category: category.map(str::to_owned).into_iter().collect(),
         code: required_code(ctx, row, false)?,
         patient: ctx.patient_ref.clone(),
+        encounter,
         onset_date_time: date,
         recorder: author,
         reaction: reaction.into_iter().collect(),
@@ -1006,6 +1021,7 @@ fn map_therapy(
     author: Option<Reference>,
 ) -> Result<MedicationStatement> {
     let c = ctx.cols;
+    let context = encounter_ref(ctx, row)?;
     let status = match req(row, c.status)? {
         "ACTIVE" => "active",
         "COMPLETED" => "completed",
@@ -1047,6 +1063,7 @@ fn map_therapy(
         status: status.into(),
         medication_codeable_concept: required_code(ctx, row, true)?,
         subject: ctx.patient_ref.clone(),
+        context,
         effective_period: (start.is_some() || end.is_some()).then(|| Period {
             start: start.clone(),
             end,

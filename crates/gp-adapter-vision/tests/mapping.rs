@@ -292,6 +292,7 @@ fn problem_allergy_immunisation_therapy_consultation() {
             ("RUBRIC", "Influenza vaccination"),
             ("BATCH", "AB1234"),
             ("DOSE_NO", "1"),
+            ("CONSULTATION_ID", "CO1"),
         ],
         &[
             ("ID", "TH1"),
@@ -305,6 +306,7 @@ fn problem_allergy_immunisation_therapy_consultation() {
             ("QUANTITY", "1"),
             ("QUANTITY_UNITS", "inhaler"),
             ("PRESCRIPTION_TYPE", "REPEAT"),
+            ("CONSULTATION_ID", "CO1"),
         ],
         &[
             ("ID", "CO1"),
@@ -329,6 +331,7 @@ fn problem_allergy_immunisation_therapy_consultation() {
         "problem-list-item"
     );
     assert_eq!(v[0]["code"]["coding"][0]["code"], "195967001");
+    assert!(v[0].get("encounter").is_none(), "no CONSULTATION_ID");
     // Allergy: SNOMED-only row, SNOMED-only reaction
     assert_eq!(v[1]["resourceType"], "AllergyIntolerance");
     assert_eq!(v[1]["code"]["coding"][0]["system"], SNOMED);
@@ -346,6 +349,8 @@ fn problem_allergy_immunisation_therapy_consultation() {
     assert_eq!(v[2]["lotNumber"], "AB1234");
     assert_eq!(v[2]["protocolApplied"][0]["doseNumberPositiveInt"], 1);
     assert_eq!(v[2]["vaccineCode"]["coding"][0]["code"], "86198006");
+    // Recorded in consultation CO1: references the Encounter that row becomes (lower case).
+    assert_eq!(v[2]["encounter"]["reference"], "Encounter/co1");
     // Therapy: dm+d only, quoted dosage
     assert_eq!(v[3]["resourceType"], "MedicationStatement");
     assert_eq!(v[3]["status"], "stopped");
@@ -363,8 +368,10 @@ fn problem_allergy_immunisation_therapy_consultation() {
         "Repeat prescription, quantity 1 inhaler"
     );
     assert_eq!(v[3]["identifier"].as_array().unwrap().len(), 1);
+    assert_eq!(v[3]["context"]["reference"], "Encounter/co1");
     // Consultation
     assert_eq!(v[4]["resourceType"], "Encounter");
+    assert_eq!(v[4]["id"], "co1");
     assert_eq!(v[4]["period"]["start"], "2024-07-01T14:15:00+01:00");
     assert_eq!(v[4]["class"]["code"], "AMB");
     assert_eq!(

@@ -394,13 +394,20 @@ fn clinical_codes(r: &Resource) -> Vec<(&'static str, &CodeableConcept, bool)> {
 fn check_resources(report: &mut HarnessReport, data: &[PatientData]) {
     let (mut r4, mut profile, mut uk_rules, mut codes, mut nhs_ok) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let (mut patient_refs, mut other_refs, mut ids) = (vec![], vec![], vec![]);
+    let (mut patient_refs, mut other_refs, mut encounter_refs, mut ids) =
+        (vec![], vec![], vec![], vec![]);
     for p in data {
         let resources = all_resources(p);
         let patient_ref = format!("Patient/{}", p.nhs);
         // What a reference may resolve to: the read's Organization/Practitioner and
         // anything else the record returned.
         let known: HashSet<String> = resources.iter().map(name).collect();
+        // The consultation an entry was recorded in must be one of this patient's Encounters.
+        let encounters: HashSet<String> = resources
+            .iter()
+            .filter(|r| matches!(r, Resource::Encounter(_)))
+            .map(name)
+            .collect();
         let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
         for r in &resources {
             let n = name(r);
@@ -447,6 +454,10 @@ fn check_resources(report: &mut HarnessReport, data: &[PatientData]) {
                         patient_refs.push(format!("{n}: refers to {reference}, not {patient_ref}"));
                     }
                     Some(("Patient", _)) => {}
+                    Some(("Encounter", id)) if valid_id(id) && encounters.contains(reference) => {}
+                    Some(("Encounter", _)) => encounter_refs.push(format!(
+                        "{n}: reference {reference} does not resolve to an Encounter returned for {patient_ref}"
+                    )),
                     Some((_, id)) if valid_id(id) && known.contains(reference) => {}
                     // The Adapter trait can return only the usual GP, so a reference to
                     // another clinician of the practice (an entry's author) cannot be
@@ -516,8 +527,13 @@ fn check_resources(report: &mut HarnessReport, data: &[PatientData]) {
     );
     report.add(
         "ADP-REF-02",
-        "references resolve to the read's Organization/Practitioner or a resource in the record (other clinicians: well-formed Practitioner/{id})",
+        "references resolve to the read's Organization/Practitioner or a resource in the record (other clinicians: well-formed Practitioner/{id}; Encounters: ADP-REF-03)",
         other_refs,
+    );
+    report.add(
+        "ADP-REF-03",
+        "Encounter/{id} references (the consultation an entry was recorded in) resolve to an Encounter returned for that patient",
+        encounter_refs,
     );
     report.add(
         "ADP-ID-01",
@@ -811,4 +827,86 @@ pub async fn check_backend_failure(
         search_fail,
     );
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use gp_fhir::model::{Encounter, Observation, Patient, Reference};
+
+    use super::*;
+
+    fn outcome(report: &HarnessReport, id: &str) -> Outcome {
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.outcome.clone())
+            .unwrap()
+    }
+
+    /// One patient with a consultation and an Observation recorded in `consultation`.
+    fn data(consultation: &str) -> Vec<PatientData> {
+        let nhs = NhsNumber::parse("9690937278").unwrap();
+        let subject = Reference::to("Patient", &nhs.to_string());
+        let encounter = Encounter {
+            id: "c1".into(),
+            status: "finished".into(),
+            class: crate::uk_core::ambulatory(),
+            subject: subject.clone(),
+            ..Encounter::default()
+        };
+        let observation = Observation {
+            id: "o1".into(),
+            status: "final".into(),
+            subject,
+            encounter: Some(Reference::to("Encounter", consultation)),
+            ..Observation::default()
+        };
+        vec![PatientData {
+            nhs,
+            ods: OdsCode::parse("B82617").unwrap(),
+            record: PatientRecord {
+                patient: Patient {
+                    id: nhs.to_string(),
+                    ..Patient::default()
+                },
+                organization: None,
+                practitioner: None,
+                version: "1".into(),
+                flags: crate::PatientFlags::default(),
+            },
+            clinical: vec![
+                (
+                    ClinicalType::Encounter,
+                    vec![Resource::Encounter(encounter)],
+                ),
+                (
+                    ClinicalType::Observation,
+                    vec![Resource::Observation(observation)],
+                ),
+            ],
+        }]
+    }
+
+    #[test]
+    fn encounter_references_must_resolve_to_the_patients_encounters() {
+        let mut report = HarnessReport::default();
+        check_resources(&mut report, &data("c1"));
+        assert_eq!(outcome(&report, "ADP-REF-03"), Outcome::Pass);
+
+        let mut report = HarnessReport::default();
+        check_resources(&mut report, &data("c2"));
+        assert_eq!(
+            outcome(&report, "ADP-REF-03"),
+            Outcome::Fail(
+                "Observation/o1: reference Encounter/c2 does not resolve to an Encounter returned for Patient/9690937278"
+                    .into()
+            )
+        );
+        assert_eq!(
+            outcome(&report, "ADP-REF-02"),
+            Outcome::Pass,
+            "reported once"
+        );
+    }
 }

@@ -460,6 +460,9 @@ pub struct AllergyIntolerance {
     pub criticality: Option<String>,
     pub code: CodeableConcept,
     pub patient: Reference,
+    /// The consultation the entry was recorded in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onset_date_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -494,6 +497,9 @@ pub struct MedicationStatement {
     pub status: String,
     pub medication_codeable_concept: CodeableConcept,
     pub subject: Reference,
+    /// The consultation the entry was recorded in (R4 names it `context`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_period: Option<Period>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -525,6 +531,9 @@ pub struct Condition {
     pub severity: Option<CodeableConcept>,
     pub code: CodeableConcept,
     pub subject: Reference,
+    /// The consultation the entry was recorded in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onset_date_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -560,6 +569,9 @@ pub struct Observation {
     pub category: Vec<CodeableConcept>,
     pub code: CodeableConcept,
     pub subject: Reference,
+    /// The consultation the entry was recorded in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_date_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -602,6 +614,9 @@ pub struct Immunization {
     pub status: String,
     pub vaccine_code: CodeableConcept,
     pub patient: Reference,
+    /// The consultation the entry was recorded in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<Reference>,
     pub occurrence_date_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded: Option<String>,
@@ -743,22 +758,27 @@ impl Resource {
             Self::Organization(_) | Self::Practitioner(_) => {}
             Self::AllergyIntolerance(r) => {
                 out.extend(lit(&r.patient));
+                out.extend(r.encounter.iter().filter_map(lit));
                 out.extend(r.recorder.iter().filter_map(lit));
             }
             Self::MedicationStatement(r) => {
                 out.extend(lit(&r.subject));
+                out.extend(r.context.iter().filter_map(lit));
                 out.extend(r.information_source.iter().filter_map(lit));
             }
             Self::Condition(r) => {
                 out.extend(lit(&r.subject));
+                out.extend(r.encounter.iter().filter_map(lit));
                 out.extend(r.recorder.iter().filter_map(lit));
             }
             Self::Observation(r) => {
                 out.extend(lit(&r.subject));
+                out.extend(r.encounter.iter().filter_map(lit));
                 out.extend(r.performer.iter().filter_map(lit));
             }
             Self::Immunization(r) => {
                 out.extend(lit(&r.patient));
+                out.extend(r.encounter.iter().filter_map(lit));
                 out.extend(r.performer.iter().filter_map(|p| lit(&p.actor)));
             }
             Self::Encounter(r) => {
@@ -812,6 +832,28 @@ mod tests {
             v.get("name").is_none(),
             "empty arrays are omitted, never []"
         );
+    }
+
+    #[test]
+    fn the_consultation_link_is_a_reference_with_its_r4_name() {
+        let ms = Resource::MedicationStatement(MedicationStatement {
+            id: "m1".into(),
+            status: "active".into(),
+            subject: Reference::to("Patient", "9690937278"),
+            context: Some(Reference::to("Encounter", "c1")),
+            ..MedicationStatement::default()
+        });
+        assert!(ms.references().contains(&"Encounter/c1"));
+        let v: serde_json::Value = serde_json::from_slice(&ms.to_json()).unwrap();
+        assert_eq!(v["context"]["reference"], "Encounter/c1");
+        let obs = Resource::Observation(Observation {
+            id: "o1".into(),
+            encounter: Some(Reference::to("Encounter", "c1")),
+            ..Observation::default()
+        });
+        assert!(obs.references().contains(&"Encounter/c1"));
+        let v: serde_json::Value = serde_json::from_slice(&obs.to_json()).unwrap();
+        assert_eq!(v["encounter"]["reference"], "Encounter/c1");
     }
 
     #[test]
