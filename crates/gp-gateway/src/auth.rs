@@ -17,6 +17,7 @@ use http_body_util::Full;
 use sha2::{Digest, Sha256};
 
 use crate::config::{LoadedConfig, StateBackend};
+use crate::respond::json;
 
 /// Most validated tokens kept in the cache.
 const TOKEN_CACHE_ENTRIES: u64 = 100_000;
@@ -217,17 +218,6 @@ pub fn rate_limit_headers(resp_headers: &mut http::HeaderMap, decision: &RateDec
     {
         resp_headers.insert(header::RETRY_AFTER, v);
     }
-}
-
-/// A JSON response (OAuth2 endpoints speak plain JSON, not FHIR).
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// An OAuth2 error response.

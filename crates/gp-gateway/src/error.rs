@@ -156,14 +156,9 @@ impl Rescue {
             Blame::Gateway => tracing::error!(status, code, error = %err, "gateway failure"),
         }
         let outcome = OperationOutcome::from_error(err.as_ref()).with_id(request_id);
-        let mut resp = Response::new(Full::new(Bytes::from(outcome.to_json())));
-        *resp.status_mut() =
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = crate::respond::fhir(status, outcome.to_json());
         let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(gp_fhir::format::FHIR_JSON),
-        );
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

@@ -13,18 +13,8 @@ use crate::access::Caller;
 use crate::app::App;
 use crate::error::{GatewayError, Rescue};
 use crate::pipeline::RequestIds;
+use crate::respond::fhir as fhir_response;
 use crate::routes::Route;
-
-/// A FHIR JSON response.
-pub fn fhir_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(gp_fhir::format::FHIR_JSON),
-    );
-    resp
-}
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

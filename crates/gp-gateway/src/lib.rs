@@ -14,6 +14,7 @@ pub mod fhir;
 pub mod forwarded;
 pub mod locator;
 pub mod pipeline;
+pub mod respond;
 pub mod routes;
 pub mod sandbox;
 pub mod server;

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::error::{GatewayError, Rescue};
+use crate::respond::json;
 use crate::routes::match_route;
 
 /// The ids a request is known by.
@@ -295,16 +296,6 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
     )
-}
-
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// 9. Headers every response carries.

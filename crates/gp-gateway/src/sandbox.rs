@@ -108,6 +108,19 @@ pub fn population(seed: u64) -> Population {
     Population::generate(seed, &PopulationSpec::sandbox())
 }
 
+/// Where the compiled-in sandbox config comes from, for error messages.
+const SANDBOX_CONFIG_PATH: &str = "config/sandbox/gateway.toml";
+
+/// The compiled-in sandbox config, parsed.
+fn base_config() -> Result<GatewayConfig, ConfigErrors> {
+    toml::from_str(SANDBOX_CONFIG).map_err(|e| {
+        ConfigErrors::from(crate::config::ConfigError::Parse {
+            file: SANDBOX_CONFIG_PATH.into(),
+            message: e.to_string(),
+        })
+    })
+}
+
 /// Builds the sandbox configuration for a listen address and simulator URLs.
 pub fn config(
     listen: SocketAddr,
@@ -115,13 +128,8 @@ pub fn config(
     system_urls: &[(SystemKind, String)],
     population: &Population,
 ) -> Result<LoadedConfig, ConfigErrors> {
-    let file = Path::new("config/sandbox/gateway.toml");
-    let mut gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
-        ConfigErrors::from(crate::config::ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string(),
-        })
-    })?;
+    let file = Path::new(SANDBOX_CONFIG_PATH);
+    let mut gateway = base_config()?;
     gateway.server.listen = listen.to_string();
     gateway.server.public_base_url = format!("http://{listen}");
     if let Some(auth) = gateway.auth.as_mut() {
@@ -453,16 +461,9 @@ pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, Sandbox
 
 /// The sandbox's default listen address, from its config file.
 pub fn default_listen() -> Result<SocketAddr, ConfigErrors> {
-    let file = Path::new("config/sandbox/gateway.toml");
-    let gateway: GatewayConfig = toml::from_str(SANDBOX_CONFIG).map_err(|e| {
-        ConfigErrors::from(crate::config::ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string(),
-        })
-    })?;
-    gateway.server.listen.parse().map_err(|_| {
+    base_config()?.server.listen.parse().map_err(|_| {
         ConfigErrors::from(crate::config::ConfigError::Invalid {
-            file: file.to_owned(),
+            file: SANDBOX_CONFIG_PATH.into(),
             key: "server.listen".into(),
             problem: "not a socket address".into(),
         })

@@ -1,0 +1,29 @@
+//! Response bodies: the one place a response with a status, a media type and a body is
+//! built, so every route answers with the same shape.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// A response with `status`, `Content-Type: media_type` and `body`.
+pub fn with_type(
+    status: StatusCode,
+    media_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    resp
+}
+
+/// A FHIR JSON response.
+pub fn fhir(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    with_type(status, gp_fhir::format::FHIR_JSON, body)
+}
+
+/// A plain JSON response (OAuth2 endpoints and operational probes speak JSON, not FHIR).
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    with_type(status, "application/json", body)
+}
