@@ -26,6 +26,13 @@ pub enum AdapterError {
     /// The system refused the request (a native 4xx other than not-found).
     #[error("{system} refused the request: {detail}")]
     Rejected { system: GpSystem, detail: String },
+    /// A write was refused because the record changed since the version it was made against.
+    #[error("{system} holds a newer version of the record: {detail}")]
+    VersionConflict { system: GpSystem, detail: String },
+    /// A write was refused because the GP system cannot hold what was sent (a code it
+    /// has no native code for, a value out of its range).
+    #[error("{system} cannot record this: {detail}")]
+    Unprocessable { system: GpSystem, detail: String },
 }
 
 impl FhirError for AdapterError {
@@ -33,6 +40,8 @@ impl FhirError for AdapterError {
         match self {
             Self::PatientNotFound => 404,
             Self::NotSupported { .. } => 501,
+            Self::VersionConflict { .. } => 412,
+            Self::Unprocessable { .. } => 422,
             Self::Timeout { .. } => 504,
             Self::Unavailable { .. } | Self::InvalidNativeData { .. } | Self::Rejected { .. } => {
                 502
@@ -43,6 +52,8 @@ impl FhirError for AdapterError {
         match self {
             Self::PatientNotFound => SpineCode::ResourceNotFound,
             Self::NotSupported { .. } => SpineCode::NotImplemented,
+            Self::VersionConflict { .. } => SpineCode::PreconditionFailed,
+            Self::Unprocessable { .. } => SpineCode::InvalidResource,
             Self::Timeout { .. }
             | Self::Unavailable { .. }
             | Self::InvalidNativeData { .. }
@@ -53,6 +64,8 @@ impl FhirError for AdapterError {
         match self {
             Self::PatientNotFound => IssueType::NotFound,
             Self::NotSupported { .. } => IssueType::NotSupported,
+            Self::VersionConflict { .. } => IssueType::Conflict,
+            Self::Unprocessable { .. } => IssueType::Processing,
             Self::Timeout { .. } => IssueType::Timeout,
             Self::Unavailable { .. } => IssueType::Transient,
             Self::InvalidNativeData { .. } | Self::Rejected { .. } => IssueType::Exception,
@@ -60,7 +73,9 @@ impl FhirError for AdapterError {
     }
     fn blame(&self) -> Blame {
         match self {
-            Self::PatientNotFound => Blame::Client,
+            Self::PatientNotFound | Self::VersionConflict { .. } | Self::Unprocessable { .. } => {
+                Blame::Client
+            }
             _ => Blame::Upstream,
         }
     }

@@ -13,6 +13,7 @@ pub mod paging;
 pub mod terminology;
 pub mod time;
 pub mod uk_core;
+pub mod write;
 
 use std::fmt;
 
@@ -23,6 +24,10 @@ use gp_fhir::{NhsNumber, OdsCode};
 use serde::{Deserialize, Serialize};
 
 pub use error::AdapterError;
+pub use write::{
+    ContactDetails, CreateObservationRequest, Created, HomeAddress, Measurement, NewObservation,
+    UpdateContactRequest, UtcDateTime,
+};
 
 /// The GP clinical systems gp-gateway speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -223,6 +228,32 @@ pub trait Adapter: Send + Sync {
     /// the CapabilityStatement. Default: all of them.
     fn supported_types(&self) -> &'static [ClinicalType] {
         ClinicalType::ALL
+    }
+
+    /// Records an observation a supplier captured. Must be idempotent on
+    /// `req.observation.key`: a create whose key the system has already seen records
+    /// nothing and answers the existing entries with `created: false`, even when two
+    /// arrive at once. Default: [`AdapterError::NotSupported`].
+    async fn create_observation(
+        &self,
+        req: &CreateObservationRequest,
+    ) -> Result<Created, AdapterError> {
+        let _ = req;
+        Err(AdapterError::NotSupported {
+            system: self.system(),
+            what: "recording observations".into(),
+        })
+    }
+
+    /// Replaces a patient's contact details and preferred language, only if the record
+    /// is still at `req.expected_version` ([`AdapterError::VersionConflict`] otherwise).
+    /// Returns the new version. Default: [`AdapterError::NotSupported`].
+    async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
+        let _ = req;
+        Err(AdapterError::NotSupported {
+            system: self.system(),
+            what: "updating contact details".into(),
+        })
     }
 
     /// Readiness probe, called by the gateway's `/_ready` endpoint. Default: always ready.

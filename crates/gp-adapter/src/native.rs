@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -51,7 +51,7 @@ pub struct NativeClient {
     base: String,
     request_timeout: Duration,
     max_body_bytes: usize,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for NativeClient {
@@ -127,9 +127,23 @@ impl NativeClient {
     /// failures are errors: refused/reset → `Unavailable`, too slow → `Timeout`, body
     /// over the cap → `InvalidNativeData`.
     pub async fn get(&self, path: &str, ctx: &CallContext) -> Result<NativeResponse, AdapterError> {
+        self.send(Method::GET, path, None, &[], ctx).await
+    }
+
+    /// Like [`NativeClient::get`] for any method, with an optional `(content type, body)`
+    /// and extra request headers (a native version precondition, say). Writes are never
+    /// retried here: whether a retry is safe is the caller's decision.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, String)],
+        ctx: &CallContext,
+    ) -> Result<NativeResponse, AdapterError> {
         let system = self.system;
         let url = format!("{}{path}", self.base);
-        let mut builder = Request::builder().method(Method::GET).uri(&url);
+        let mut builder = Request::builder().method(method).uri(&url);
         // A request id or traceparent that is not a valid header value is not sent rather
         // than failing the call: correlation is best effort.
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -142,8 +156,18 @@ impl NativeClient {
         {
             builder = builder.header("traceparent", tp);
         }
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let payload = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                Bytes::from(bytes)
+            }
+            None => Bytes::new(),
+        };
         let request = builder
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(payload))
             .map_err(|e| AdapterError::Rejected {
                 system,
                 detail: format!("cannot build request for {url}: {e}"),
@@ -157,7 +181,7 @@ impl NativeClient {
 
     async fn exchange(
         &self,
-        request: Request<Empty<Bytes>>,
+        request: Request<Full<Bytes>>,
     ) -> Result<NativeResponse, AdapterError> {
         let system = self.system;
         let response = self
@@ -257,7 +281,6 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use http_body_util::Full;
     use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;

@@ -96,6 +96,39 @@ pub fn lookup(scheme: CodeScheme, code: &str) -> Option<(&'static str, &'static 
     map_for(scheme)?.get(code).copied()
 }
 
+/// Reverse maps, SNOMED CT id → the first source code (in file order) that maps to it.
+static REVERSE: LazyLock<[HashMap<&'static str, &'static str>; 3]> = LazyLock::new(|| {
+    let reverse = |text: &'static str| {
+        let mut out = HashMap::new();
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let mut f = l.split('\t');
+            if let (Some(code), Some(snomed), Some(_), None) =
+                (f.next(), f.next(), f.next(), f.next())
+            {
+                out.entry(snomed).or_insert(code);
+            }
+        }
+        out
+    };
+    [reverse(READV2_TSV), reverse(CTV3_TSV), reverse(EMIS_TSV)]
+});
+
+/// The native code of `scheme` to record SNOMED CT concept `snomed` with, for write-back
+/// (the first code in the map that maps to it). SNOMED CT and dm+d are returned as given;
+/// `None` when the scheme has no code for the concept.
+pub fn native_code(scheme: CodeScheme, snomed: &str) -> Option<&str> {
+    let idx = match scheme {
+        CodeScheme::ReadV2 => 0,
+        CodeScheme::Ctv3 => 1,
+        CodeScheme::EmisLocal => 2,
+        CodeScheme::Snomed | CodeScheme::Dmd => return Some(snomed),
+    };
+    REVERSE[idx].get(snomed).copied()
+}
+
 /// How many codes of `scheme` were coded without a SNOMED CT coding since start-up.
 pub fn unmapped_count(scheme: CodeScheme) -> u64 {
     UNMAPPED[scheme.index()].load(Ordering::Relaxed)

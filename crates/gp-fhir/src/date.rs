@@ -112,6 +112,45 @@ impl PartialDate {
     }
 }
 
+/// A FHIR instant-precision `dateTime` (`YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`) as UTC
+/// `(year, month, day, hour, minute, second)`, fractions of a second dropped. Anything
+/// less precise, or without its zone, is refused: a measurement's time must be exact.
+pub fn parse_instant_utc(s: &str) -> Result<(i32, u8, u8, u8, u8, u8), DateError> {
+    let syntax = || DateError::Syntax(s.chars().take(40).collect());
+    let date = PartialDate::parse(s)?;
+    let (Some(month), Some(day)) = (date.month, date.day) else {
+        return Err(syntax());
+    };
+    let t = s.split_once('T').map(|(_, t)| t).ok_or_else(syntax)?;
+    let zone_at = t.find(['Z', '+', '-']).ok_or_else(syntax)?;
+    let (clock, zone) = t.split_at(zone_at);
+    let num = |a: usize, b: usize| clock.get(a..b).and_then(digits).ok_or_else(syntax);
+    let (h, mi, sec) = (num(0, 2)?, num(3, 5)?, num(6, 8)?);
+    let offset_minutes: i64 = match zone {
+        "Z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let hh = z.get(1..3).and_then(digits).ok_or_else(syntax)?;
+            let mm = z.get(4..6).and_then(digits).ok_or_else(syntax)?;
+            sign * i64::from(hh * 60 + mm)
+        }
+    };
+    let month_t = time::Month::try_from(month).map_err(|_| syntax())?;
+    let local = time::Date::from_calendar_date(date.year, month_t, day)
+        .map_err(|_| syntax())?
+        .with_hms(h as u8, mi as u8, sec as u8)
+        .map_err(|_| syntax())?;
+    let utc = local - time::Duration::minutes(offset_minutes);
+    Ok((
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+    ))
+}
+
 fn valid_time(t: &str) -> bool {
     // hh:mm:ss with optional fraction and a zone; precise enough to refuse junk.
     let b = t.as_bytes();
@@ -223,6 +262,35 @@ pub fn day_after((y, m, d): (i32, u8, u8)) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_normalise_to_utc() {
+        assert_eq!(
+            parse_instant_utc("2026-07-14T08:32:05+01:00"),
+            Ok((2026, 7, 14, 7, 32, 5))
+        );
+        assert_eq!(
+            parse_instant_utc("2026-01-01T00:10:00.250+01:00"),
+            Ok((2025, 12, 31, 23, 10, 0))
+        );
+        assert_eq!(
+            parse_instant_utc("2026-03-01T23:30:00-01:00"),
+            Ok((2026, 3, 2, 0, 30, 0))
+        );
+        assert_eq!(
+            parse_instant_utc("2026-07-14T07:32:05Z"),
+            Ok((2026, 7, 14, 7, 32, 5))
+        );
+        for bad in [
+            "2026-07-14",
+            "2026-07-14T07:32:05",
+            "2026-07",
+            "2026-02-30T10:00:00Z",
+            "2026-07-14T25:00:00Z",
+        ] {
+            assert!(parse_instant_utc(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_each_precision_and_refuses_impossible_dates() {

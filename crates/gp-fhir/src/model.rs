@@ -31,6 +31,40 @@ pub const NHS_NUMBER_VERIFICATION_SYSTEM: &str =
     "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland";
 /// Confidentiality codes (`R` = restricted) used in `meta.security`.
 pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+/// UK Core human language CodeSystem (`Patient.communication.language`).
+pub const HUMAN_LANGUAGE_SYSTEM: &str = "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage";
+
+/// The human languages GP systems record as a preferred language (code, display): a
+/// subset of UK Core HumanLanguage, the languages most often recorded in England and Wales.
+pub const HUMAN_LANGUAGES: &[(&str, &str)] = &[
+    ("en", "English"),
+    ("cy", "Welsh"),
+    ("pl", "Polish"),
+    ("ur", "Urdu"),
+    ("pa", "Panjabi"),
+    ("bn", "Bengali"),
+    ("gu", "Gujarati"),
+    ("ar", "Arabic"),
+    ("ro", "Romanian"),
+    ("pt", "Portuguese"),
+    ("es", "Spanish"),
+    ("fr", "French"),
+    ("it", "Italian"),
+    ("lt", "Lithuanian"),
+    ("so", "Somali"),
+    ("ta", "Tamil"),
+    ("tr", "Turkish"),
+    ("zh", "Chinese"),
+    ("q4", "British Sign Language"),
+];
+
+/// The display of a [`HUMAN_LANGUAGES`] code.
+pub fn human_language(code: &str) -> Option<&'static str> {
+    HUMAN_LANGUAGES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, d)| *d)
+}
 
 /// `Meta`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -378,9 +412,47 @@ pub struct Patient {
     pub general_practitioner: Vec<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub managing_organization: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communication: Vec<PatientCommunication>,
+}
+
+/// `Patient.communication`: a language and whether it is preferred.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatientCommunication {
+    pub language: CodeableConcept,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred: Option<bool>,
+}
+
+impl PatientCommunication {
+    /// The preferred language `code` (a [`HUMAN_LANGUAGES`] code; others keep the code as display).
+    pub fn preferred(code: &str) -> Self {
+        let display = human_language(code).unwrap_or(code);
+        Self {
+            language: CodeableConcept {
+                coding: vec![Coding::new(HUMAN_LANGUAGE_SYSTEM, code, display)],
+                text: None,
+            },
+            preferred: Some(true),
+        }
+    }
 }
 
 impl Patient {
+    /// The code of the preferred language (or the first language when none is marked).
+    pub fn preferred_language(&self) -> Option<&str> {
+        let pick = self
+            .communication
+            .iter()
+            .find(|c| c.preferred == Some(true))
+            .or_else(|| self.communication.first())?;
+        pick.language
+            .coding
+            .iter()
+            .find(|c| c.system.as_deref() == Some(HUMAN_LANGUAGE_SYSTEM))
+            .and_then(|c| c.code.as_deref())
+    }
+
     /// The NHS number from the identifiers, if one is present and valid.
     pub fn nhs_number(&self) -> Option<NhsNumber> {
         self.identifier

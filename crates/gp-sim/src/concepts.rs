@@ -378,6 +378,27 @@ pub fn get(key: &str) -> Option<&'static Concept> {
     ALL.iter().find(|c| c.key == key)
 }
 
+/// The measurement concept a native write names by Read v2 code (EMIS, Vision).
+pub fn measurement_by_read2(code: &str) -> Option<&'static Concept> {
+    measurements().find(|c| c.read2 == Some(code))
+}
+
+/// The measurement concept a native write names by CTV3 code (TPP SystmOne).
+pub fn measurement_by_ctv3(code: &str) -> Option<&'static Concept> {
+    measurements().find(|c| c.ctv3 == Some(code))
+}
+
+/// The measurement concept a native write names by SNOMED CT id (Microtest Evolution).
+pub fn measurement_by_snomed(code: &str) -> Option<&'static Concept> {
+    measurements().find(|c| c.snomed == code)
+}
+
+/// Quantitative observation concepts: the only ones a supplier may write.
+fn measurements() -> impl Iterator<Item = &'static Concept> {
+    ALL.iter()
+        .filter(|c| c.kind == ConceptKind::Observation && c.units.is_some())
+}
+
 /// Like [`get`], for keys written in this crate. An unknown key is a programming error
 /// caught by the catalogue test; falling back to the first entry keeps it panic-free.
 pub(crate) fn known(key: &str) -> &'static Concept {

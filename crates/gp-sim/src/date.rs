@@ -90,6 +90,20 @@ impl SimDate {
         }
     }
 
+    /// A date-time `seconds` later (a date without a time is taken at midnight).
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        let (h, mi, s) = self.time.unwrap_or((0, 0, 0));
+        let total = self.days() * 86_400
+            + i64::from(h) * 3600
+            + i64::from(mi) * 60
+            + i64::from(s)
+            + seconds;
+        let (days, secs) = (total.div_euclid(86_400), total.rem_euclid(86_400));
+        // secs is 0..86_400, so each part fits a u8.
+        let part = |v: i64| u8::try_from(v).unwrap_or(0);
+        Self::from_days(days).at(part(secs / 3600), part(secs % 3600 / 60), part(secs % 60))
+    }
+
     /// Whole years from `self` (a birth date) to `on`.
     pub fn age_on(&self, on: &SimDate) -> i32 {
         let mut age = on.year - self.year;

@@ -143,6 +143,8 @@ pub struct SimPatient {
     pub mobile: Option<String>,
     /// Email `@example.com`.
     pub email: Option<String>,
+    /// Preferred language (UK Core HumanLanguage code: `en`, `cy`, `pl`, …).
+    pub language: Option<String>,
     /// ODS code of the registered practice.
     pub practice: String,
     /// Clinician id of the usual GP.
@@ -184,6 +186,8 @@ pub struct EntryMeta {
     pub consultation: Option<String>,
     /// Marked confidential by the practice (withheld from third parties).
     pub confidential: bool,
+    /// The idempotency key a third-party supplier wrote the entry with (write-back only).
+    pub external_key: Option<String>,
 }
 
 /// Allergy category.

@@ -419,6 +419,7 @@ impl PatientGen<'_> {
             author,
             consultation,
             confidential,
+            external_key: None,
         }
     }
 
@@ -528,6 +529,15 @@ impl PatientGen<'_> {
             home_phone,
             mobile,
             email,
+            // Deterministic and drawn from no random stream, so the rest of the population is unchanged.
+            language: Some(
+                match self.k % 6 {
+                    4 => "pl",
+                    5 => "cy",
+                    _ => "en",
+                }
+                .to_owned(),
+            ),
             practice: self.practice.ods.clone(),
             usual_gp,
             registered_on,

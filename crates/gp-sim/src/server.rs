@@ -82,6 +82,37 @@ pub(crate) trait Simulator: Send + Sync + 'static {
     ) -> (Routed, Vec<(&'static str, String)>) {
         (self.route(method, path), Vec::new())
     }
+    /// Answers a write (`POST`, `PUT`, `PATCH`) with its headers and body (at most
+    /// [`MAX_WRITE_BODY`] bytes). `None` = no write endpoint here: answered by `route`.
+    /// Writes are record requests: faults replace the reply after the write happened,
+    /// like a GP system whose answer is lost on the way back.
+    fn route_write(
+        &self,
+        _method: &Method,
+        _path: &str,
+        _headers: &hyper::HeaderMap,
+        _body: &[u8],
+    ) -> Option<Routed> {
+        None
+    }
+}
+
+/// The largest write body a simulator reads.
+pub(crate) const MAX_WRITE_BODY: usize = 256 * 1024;
+
+/// Reads a request body up to [`MAX_WRITE_BODY`]; `None` when larger or broken.
+async fn read_body(mut body: Incoming) -> Option<Vec<u8>> {
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            if out.len() + data.len() > MAX_WRITE_BODY {
+                return None;
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Some(out)
 }
 
 #[derive(Debug, Default)]
@@ -214,8 +245,24 @@ async fn handle(
     mut stop: watch::Receiver<bool>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, NoAnswer> {
-    let path = req.uri().path().to_owned();
-    let (routed, extra_headers) = sim.route_query(req.method(), &path, req.uri().query());
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let is_write = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    let written = if is_write {
+        match read_body(body).await {
+            Some(bytes) => sim.route_write(&parts.method, &path, &parts.headers, &bytes),
+            None => Some(Routed {
+                reply: sim.error_reply(413),
+                record: false,
+            }),
+        }
+    } else {
+        None
+    };
+    let (routed, extra_headers) = match written {
+        Some(routed) => (routed, Vec::new()),
+        None => sim.route_query(&parts.method, &path, parts.uri.query()),
+    };
     let is_health = path.ends_with("/health");
     if !is_health {
         shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -265,14 +312,14 @@ async fn handle(
             debug!(sim = sim.name(), ?fault, %path, "fault injected");
         }
     }
-    debug!(sim = sim.name(), method = %req.method(), %path, status = reply.status, "answered");
+    debug!(sim = sim.name(), method = %parts.method, %path, status = reply.status, "answered");
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = Response::builder()
         .status(status)
         .header("content-type", reply.content_type);
     // Echo tracing headers so callers can check propagation end to end.
     for name in ["x-correlation-id", "x-request-id", "traceparent"] {
-        if let Some(v) = req.headers().get(name).cloned() {
+        if let Some(v) = parts.headers.get(name).cloned() {
             builder = builder.header(name, v);
         }
     }

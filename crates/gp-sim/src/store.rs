@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::model::{Practice, SimPatient};
+use crate::concepts::Concept;
+use crate::date::SimDate;
+use crate::model::{Address, EntryMeta, Observation, Practice, SimPatient, SystemKind};
 use crate::population::Population;
 
 /// The population behind a lock, cheap to clone. Simulators read it per request (the
@@ -46,5 +48,197 @@ impl SimStore {
     /// A copy of the patient `nhs`, wherever registered.
     pub fn patient_by_nhs(&self, nhs: &str) -> Option<SimPatient> {
         self.read(|p| p.patient_by_nhs(nhs).cloned())
+    }
+}
+
+/// Why a simulator refused a write. Each simulator renders it in its native error format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// No practice on this system has that ODS code.
+    #[error("no practice with ODS code {0} on this system")]
+    PracticeNotFound(String),
+    /// No such patient registered at the practice.
+    #[error("no patient with that NHS number is registered at {0}")]
+    PatientNotFound(String),
+    /// The demographics changed since the version the write was made against.
+    #[error("the record was modified since the version given; it is now at {0}")]
+    Conflict(SimDate),
+    /// The write itself is not acceptable (unknown code, wrong unit, bad date).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One measured value a supplier writes back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReading {
+    /// A quantitative observation concept.
+    pub concept: &'static Concept,
+    /// In the concept's units.
+    pub value: f64,
+}
+
+/// What [`SimStore::record_readings`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The entries holding the readings, in the order given.
+    pub ids: Vec<String>,
+    /// False when the key had been seen and the existing entries were answered instead.
+    pub created: bool,
+}
+
+/// Complete new contact details for a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    /// Home landline.
+    pub home_phone: Option<String>,
+    /// Mobile.
+    pub mobile: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Home address.
+    pub address: Address,
+    /// Preferred language code.
+    pub language: Option<String>,
+}
+
+/// A GUID derived from the write's key, so a replayed population is reproducible.
+fn write_guid(key: &str, index: usize) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut parts = [0u64; 2];
+    for (n, part) in parts.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (key, index, n).hash(&mut h);
+        *part = h.finish();
+    }
+    let [a, b] = parts;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+impl SimStore {
+    /// Records `readings`, taken at `date` (a date-time), in the record of patient `nhs` at
+    /// practice `ods` (which must run `system`), under idempotency key `key`. Atomic: a key
+    /// already recorded answers its entries with `created: false`, however many
+    /// concurrent requests carry it; an invalid reading records nothing.
+    pub fn record_readings(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        key: &str,
+        date: SimDate,
+        readings: &[NewReading],
+    ) -> Result<Recorded, WriteError> {
+        if key.is_empty()
+            || key.len() > 64
+            || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(WriteError::Invalid(
+                "the idempotency key must be 1 to 64 letters, digits or hyphens".into(),
+            ));
+        }
+        if readings.is_empty() {
+            return Err(WriteError::Invalid("no readings given".into()));
+        }
+        if date.time.is_none() {
+            return Err(WriteError::Invalid(
+                "the date must have a time of day".into(),
+            ));
+        }
+        for r in readings {
+            if r.concept.units.is_none()
+                || !r.value.is_finite()
+                || r.value <= 0.0
+                || r.value >= 1.0e6
+            {
+                return Err(WriteError::Invalid(format!(
+                    "{} of {} is not a plausible reading",
+                    r.concept.term, r.value
+                )));
+            }
+        }
+        self.write(|pop| {
+            let practice_ok = pop.practice(ods).is_some_and(|p| p.system == system);
+            if !practice_ok {
+                return Err(WriteError::PracticeNotFound(ods.to_owned()));
+            }
+            let patient = pop
+                .patients
+                .iter_mut()
+                .find(|p| p.practice == ods && p.nhs_number == nhs)
+                .ok_or_else(|| WriteError::PatientNotFound(ods.to_owned()))?;
+            let existing: Vec<String> = patient
+                .observations
+                .iter()
+                .filter(|o| o.meta.external_key.as_deref() == Some(key))
+                .map(|o| o.meta.id.clone())
+                .collect();
+            if !existing.is_empty() {
+                return Ok(Recorded {
+                    ids: existing,
+                    created: false,
+                });
+            }
+            let mut ids = Vec::with_capacity(readings.len());
+            for (i, r) in readings.iter().enumerate() {
+                let id = write_guid(key, i);
+                ids.push(id.clone());
+                patient.observations.push(Observation {
+                    meta: EntryMeta {
+                        id,
+                        date,
+                        // Written by a third-party supplier, not a practice clinician.
+                        author: String::new(),
+                        consultation: None,
+                        confidential: false,
+                        external_key: Some(key.to_owned()),
+                    },
+                    concept: r.concept,
+                    value: Some(r.value),
+                    units: r.concept.units,
+                });
+            }
+            Ok(Recorded { ids, created: true })
+        })
+    }
+
+    /// Replaces patient `nhs`'s contact details if their demographics are still at
+    /// `expected` (their `last_modified`); returns the new `last_modified`, which is
+    /// always later than the old one.
+    pub fn update_contact(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        expected: SimDate,
+        update: ContactUpdate,
+    ) -> Result<SimDate, WriteError> {
+        self.write(|pop| {
+            let practice_ok = pop.practice(ods).is_some_and(|p| p.system == system);
+            if !practice_ok {
+                return Err(WriteError::PracticeNotFound(ods.to_owned()));
+            }
+            let patient = pop
+                .patients
+                .iter_mut()
+                .find(|p| p.practice == ods && p.nhs_number == nhs)
+                .ok_or_else(|| WriteError::PatientNotFound(ods.to_owned()))?;
+            if patient.last_modified != expected {
+                return Err(WriteError::Conflict(patient.last_modified));
+            }
+            patient.home_phone = update.home_phone;
+            patient.mobile = update.mobile;
+            patient.email = update.email;
+            patient.address = update.address;
+            patient.language = update.language;
+            patient.last_modified = patient.last_modified.plus_seconds(1);
+            Ok(patient.last_modified)
+        })
     }
 }

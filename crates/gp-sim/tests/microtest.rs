@@ -148,6 +148,7 @@ async fn pages_with_cursors_of_at_most_200() {
                     author: String::new(),
                     consultation: None,
                     confidential: false,
+                    external_key: None,
                 },
                 concept: pulse,
                 value: Some(70.0),

@@ -10,6 +10,10 @@
 //! fault injection on (e.g. a 500, a hang, garbage), then check the adapter answers the
 //! typed error, naming its system, for both a read and a search.
 
+mod write;
+
+pub use write::{blood_pressure, body_weight, run_writes};
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
