@@ -568,6 +568,7 @@ fn map_root(root: Node) -> Result<MappedRecord> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
+        communication: Vec::new(),
     };
 
     let ctx = Ctx {

@@ -711,6 +711,7 @@ pub fn map_patient(body: &[u8]) -> Result<MappedPatient> {
             .collect(),
         general_practitioner: practitioner_ref(usual.clone()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
+        communication: Vec::new(),
     };
     Ok(MappedPatient {
         nhs_number: nhs,

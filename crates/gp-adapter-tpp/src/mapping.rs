@@ -759,6 +759,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp.as_deref()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
+        communication: Vec::new(),
     };
 
     let ctx = Ctx {

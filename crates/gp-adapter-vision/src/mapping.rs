@@ -440,6 +440,7 @@ pub fn map_patient(body: &[u8], ods: &OdsCode) -> Result<MappedPatient> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp.clone()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
+        communication: Vec::new(),
     };
     Ok(MappedPatient {
         nhs_number: nhs,
