@@ -108,6 +108,49 @@ impl World {
         self.send("GET", &url, &headers, b"").await
     }
 
+    /// Sends `method` to a FHIR path with a bearer token, the way a well-behaved client
+    /// does: on 429 it waits the `Retry-After` seconds and tries again (at most 5 times).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let url = format!("{}{path}", self.manifest().base_url);
+        let auth = format!("Bearer {token}");
+        let mut all = vec![
+            ("accept", "application/fhir+json"),
+            ("authorization", auth.as_str()),
+        ];
+        all.extend_from_slice(headers);
+        let mut answer = self.send(method, &url, &all, body).await;
+        for _ in 0..5 {
+            if answer.status != 429 {
+                break;
+            }
+            let wait: u64 = answer
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.clamp(1, 5))).await;
+            answer = self.send(method, &url, &all, body).await;
+        }
+        answer
+    }
+
+    /// An ordinary (unflagged) manifest patient on `system` whom `client_id` is paired with.
+    pub fn ordinary_patient(&self, system: &str, client_id: &str) -> String {
+        let paired = self.practices_of(client_id);
+        self.manifest()
+            .patients
+            .iter()
+            .find(|p| p.system == system && p.flags.is_empty() && paired.contains(&p.practice))
+            .map(|p| p.nhs_number.clone())
+            .unwrap_or_else(|| panic!("no ordinary {system} patient paired with {client_id}"))
+    }
+
     /// Requests a token for a demo supplier; returns the raw answer.
     pub async fn token_request(&self, client_id: &str, scope: Option<&str>) -> Answer {
         let identity = gp_gateway::sandbox::demo_identity(client_id).unwrap();

@@ -14,19 +14,25 @@ pub enum FormatError {
     NotAcceptable(String),
     #[error("request body type '{0}' is not supported: send application/fhir+json")]
     UnsupportedMediaType(String),
+    #[error(
+        "PATCH body type '{0}' is not supported: send a JSON Patch as application/json-patch+json (FHIRPath Patch is not supported)"
+    )]
+    UnsupportedPatchType(String),
 }
 
 impl FhirError for FormatError {
     fn status(&self) -> u16 {
         match self {
             Self::NotAcceptable(_) => 406,
-            Self::UnsupportedMediaType(_) => 415,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedPatchType(_) => 415,
         }
     }
     fn spine_code(&self) -> SpineCode {
         match self {
             Self::NotAcceptable(_) => SpineCode::NotAcceptable,
-            Self::UnsupportedMediaType(_) => SpineCode::UnsupportedMediaType,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedPatchType(_) => {
+                SpineCode::UnsupportedMediaType
+            }
         }
     }
     fn issue_type(&self) -> IssueType {
@@ -103,6 +109,24 @@ pub fn check_content_type(
         Ok(())
     } else {
         Err(FormatError::UnsupportedMediaType(shown(
+            if raw.is_empty() { "(none)" } else { raw },
+        )))
+    }
+}
+
+/// Checks a PATCH body's `Content-Type`: JSON Patch only.
+pub fn check_patch_content_type(content_type: Option<&str>) -> Result<(), FormatError> {
+    let raw = content_type.unwrap_or("");
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json-patch+json" {
+        Ok(())
+    } else {
+        Err(FormatError::UnsupportedPatchType(shown(
             if raw.is_empty() { "(none)" } else { raw },
         )))
     }

@@ -237,6 +237,8 @@ pub fn parse_patient_reference(value: &str) -> Result<NhsNumber, SearchError> {
 pub struct ClinicalSearchParams {
     pub patient: NhsNumber,
     pub date: DateRange,
+    /// `_id`: only entries with one of these ids (empty = any).
+    pub ids: Vec<String>,
     pub paging: Paging,
 }
 
@@ -255,11 +257,28 @@ pub fn parse_clinical_search(
     pairs: &[(String, String)],
     limits: PagingLimits,
 ) -> Result<ClinicalSearchParams, SearchError> {
-    const SUPPORTED: &str = "patient, patient:identifier, date, _count, _offset, _format";
+    const SUPPORTED: &str = "patient, patient:identifier, date, _id, _count, _offset, _format";
     let mut patient = None;
     let mut date = DateRange::default();
+    let mut ids = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
+            "_id" => {
+                for id in v.split(',') {
+                    // FHIR ids: 1 to 64 of A-Z a-z 0-9 - .
+                    let ok = (1..=64).contains(&id.len())
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                    if !ok {
+                        return Err(SearchError::Invalid {
+                            name: "_id".into(),
+                            why: "expected a comma-separated list of resource ids (1 to 64 of A-Z, a-z, 0-9, '-', '.')".into(),
+                        });
+                    }
+                    ids.push(id.to_owned());
+                }
+            }
             "patient" | "patient:identifier" | "subject" => {
                 if patient.is_some() {
                     return Err(SearchError::Repeated("patient".into()));
@@ -283,6 +302,7 @@ pub fn parse_clinical_search(
     Ok(ClinicalSearchParams {
         patient,
         date,
+        ids,
         paging: parse_paging(pairs, limits)?,
     })
 }

@@ -82,17 +82,21 @@ pub fn json_depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Pre-checks shared by every body the gateway reads: size, depth, syntax, and that
-/// it is an object naming a `resourceType`. Returns the parsed JSON.
-pub fn precheck(bytes: &[u8]) -> Result<serde_json::Value, StructureError> {
+/// Size, depth and syntax checks for any JSON body (a JSON Patch, say). Returns the parsed JSON.
+pub fn precheck_json(bytes: &[u8]) -> Result<serde_json::Value, StructureError> {
     if bytes.len() > MAX_BYTES {
         return Err(StructureError::TooLarge(bytes.len()));
     }
     if json_depth(bytes) > MAX_DEPTH {
         return Err(StructureError::TooDeep);
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| StructureError::Json(e.to_string()))?;
+    serde_json::from_slice(bytes).map_err(|e| StructureError::Json(e.to_string()))
+}
+
+/// Pre-checks shared by every body the gateway reads: size, depth, syntax, and that
+/// it is an object naming a `resourceType`. Returns the parsed JSON.
+pub fn precheck(bytes: &[u8]) -> Result<serde_json::Value, StructureError> {
+    let value = precheck_json(bytes)?;
     match value.get("resourceType") {
         Some(serde_json::Value::String(_)) => Ok(value),
         _ => Err(StructureError::NoResourceType),

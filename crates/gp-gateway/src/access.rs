@@ -110,6 +110,8 @@ pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Re
     let needed = match interaction {
         Interaction::Read | Interaction::Operation => Scope::Read,
         Interaction::SearchType => Scope::Search,
+        Interaction::Create => Scope::Create,
+        Interaction::Patch => Scope::Update,
     };
     view.require(resource_type, needed)?;
     let decision = auth

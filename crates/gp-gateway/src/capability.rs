@@ -15,6 +15,7 @@ fn search_params(resource_type: &str) -> Value {
         json!([
             { "name": "patient", "type": "reference", "documentation": "Patient/{NHS number}, or the NHS number" },
             { "name": "date", "type": "date", "documentation": "prefixes eq, gt, lt, ge, le, sa, eb; repeatable" },
+            { "name": "_id", "type": "token", "documentation": "comma-separated entry ids (a create's Location uses it)" },
             { "name": "_count", "type": "number" },
             { "name": "_offset", "type": "number", "documentation": "paging: follow Bundle.link next" }
         ])
@@ -36,6 +37,8 @@ pub fn capability_statement(
                 "profile": format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
                 "searchParam": search_params(t),
+                "conditionalCreate": t == "Observation",
+                "versioning": "versioned",
             })
         })
         .collect();
@@ -57,6 +60,7 @@ pub fn capability_statement(
         "implementation": { "description": "gp-gateway FHIR API for GP records", "url": base_url },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json"],
+        "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
             "security": security,

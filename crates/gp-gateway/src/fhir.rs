@@ -32,25 +32,27 @@ pub async fn serve(
     app: &App,
     route: Route,
     query: &[(String, String)],
+    headers: &http::HeaderMap,
     ids: &RequestIds,
     caller: &Caller,
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     match route {
+        Route::ObservationCreate => {
+            reject_params(query, &["_format"])?;
+            crate::writes::create_observation(app, headers, ids, caller, body).await
+        }
+        Route::PatientPatch(id) => {
+            reject_params(query, &["_format"])?;
+            crate::writes::patch_patient(app, &id, headers, ids, caller, body).await
+        }
         Route::StructuredRecord => structured_record(app, query, ids, caller, body).await,
         Route::Metadata => Ok(fhir_response(StatusCode::OK, app.capability.clone())),
         Route::PatientRead(id) => {
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
             let record = released_patient(app, nhs, ids, caller).await?.record;
-            let mut resp = fhir_response(
-                StatusCode::OK,
-                Resource::Patient(record.patient.clone()).to_json(),
-            );
-            if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
-                resp.headers_mut().insert(header::ETAG, etag);
-            }
-            Ok(resp)
+            Ok(patient_response(StatusCode::OK, &record))
         }
         Route::PatientSearch => {
             let nhs = parse_patient_search(query)?;
@@ -75,7 +77,19 @@ pub async fn serve(
     }
 }
 
-fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
+/// A Patient response with its version as a weak `ETag` (what `If-Match` quotes back).
+pub(crate) fn patient_response(
+    status: StatusCode,
+    record: &PatientRecord,
+) -> Response<Full<Bytes>> {
+    let mut resp = fhir_response(status, Resource::Patient(record.patient.clone()).to_json());
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
+}
+
+pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
     match query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         None => Ok(()),
         Some((k, _)) => Err(gp_fhir::search::SearchError::UnknownParameter(
@@ -120,6 +134,27 @@ pub(crate) async fn released_patient(
     ids: &RequestIds,
     caller: &Caller,
 ) -> Result<Released, GatewayError> {
+    released(app, nhs, ids, caller, false).await
+}
+
+/// Like [`released_patient`], reading the GP system's current demographics rather than
+/// the cache: what a write is checked and made against.
+pub(crate) async fn released_patient_fresh(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Released, GatewayError> {
+    released(app, nhs, ids, caller, true).await
+}
+
+async fn released(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+    caller: &Caller,
+    fresh: bool,
+) -> Result<Released, GatewayError> {
     let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
     let not_found =
         || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
@@ -131,6 +166,9 @@ pub(crate) async fn released_patient(
     if location.restricted {
         tracing::debug!(reason = "restricted-in-pds", "patient withheld");
         return Err(not_found());
+    }
+    if fresh {
+        app.records.invalidate(&location.practice, nhs).await;
     }
     let record = match app
         .records
@@ -198,7 +236,11 @@ async fn clinical_search(
     // Filtered after the cache: the cache holds what the GP system holds.
     let released: Vec<&Resource> = area
         .iter()
-        .filter(|r| !is_confidential(r) && params.date.contains(r.clinical_date()))
+        .filter(|r| {
+            !is_confidential(r)
+                && params.date.contains(r.clinical_date())
+                && (params.ids.is_empty() || params.ids.iter().any(|id| id == r.id()))
+        })
         .collect();
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;

@@ -196,7 +196,7 @@ async fn route(
         }
     }
 
-    // 5. Body limits: FHIR routes served so far take no body; refuse a large one unread.
+    // 5. Body limits: refuse a body over the limit unread.
     let declared = content_length(&parts.headers);
     if let Some(len) = declared.filter(|l| *l > app.max_body_bytes as u64) {
         return Err(GatewayError::BodyTooLarge(len, app.max_body_bytes).into());
@@ -244,17 +244,23 @@ async fn route(
     if !app.is_accepting() && parts.method != Method::GET {
         return Err(GatewayError::ShuttingDown.into());
     }
-    let body = if parts.method == Method::POST {
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        gp_fhir::format::check_content_type(content_type, &[])?;
-        crate::body::read_capped(body, declared, app.max_body_bytes).await?
-    } else {
-        Bytes::new()
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body = match parts.method {
+        Method::POST => {
+            gp_fhir::format::check_content_type(content_type, &[])?;
+            crate::body::read_capped(body, declared, app.max_body_bytes).await?
+        }
+        Method::PATCH => {
+            gp_fhir::format::check_patch_content_type(content_type)?;
+            crate::body::read_capped(body, declared, app.max_body_bytes).await?
+        }
+        _ => Bytes::new(),
     };
-    let mut resp = crate::fhir::serve(app, route, &query, ids, &caller, &body).await?;
+    let mut resp =
+        crate::fhir::serve(app, route, &query, &parts.headers, ids, &caller, &body).await?;
     if let crate::access::Caller::Supplier { decision, .. } = &caller {
         crate::auth::rate_limit_headers(resp.headers_mut(), decision);
     }

@@ -19,6 +19,10 @@ pub enum Route {
     ClinicalSearch(ClinicalType),
     /// `POST /Patient/$gpc.getstructuredrecord`.
     StructuredRecord,
+    /// `POST /Observation`: write a reading back to the patient's GP record.
+    ObservationCreate,
+    /// `PATCH /Patient/{nhsNumber}`: change contact details (JSON Patch).
+    PatientPatch(String),
 }
 
 /// The structured record operation's name.
@@ -31,6 +35,8 @@ pub enum Interaction {
     SearchType,
     /// A type-level operation (reads what its parameters name).
     Operation,
+    Create,
+    Patch,
 }
 
 impl Interaction {
@@ -40,6 +46,8 @@ impl Interaction {
             Self::Read => "read",
             Self::SearchType => "search-type",
             Self::Operation => "operation",
+            Self::Create => "create",
+            Self::Patch => "patch",
         }
     }
 }
@@ -53,6 +61,8 @@ impl Route {
             Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
+            Self::ObservationCreate => Some(("Observation", Interaction::Create)),
+            Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
         }
     }
 }
@@ -70,6 +80,24 @@ pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, Gat
         }
         return Ok(Route::StructuredRecord);
     }
+    let not_allowed = |allowed: &'static str| GatewayError::MethodNotAllowed {
+        method: shown(method.as_str()),
+        path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
+        allowed,
+    };
+    match (segments.as_slice(), method) {
+        (["Observation"], &Method::POST) => return Ok(Route::ObservationCreate),
+        (["Observation"], m) if m != Method::GET && m != Method::HEAD => {
+            return Err(not_allowed("GET, POST"));
+        }
+        (["Patient", id], &Method::PATCH) if !id.is_empty() => {
+            return Ok(Route::PatientPatch((*id).to_owned()));
+        }
+        (["Patient", id], m) if !id.is_empty() && m != Method::GET && m != Method::HEAD => {
+            return Err(not_allowed("GET, PATCH"));
+        }
+        _ => {}
+    }
     let route = match segments.as_slice() {
         ["metadata"] => Route::Metadata,
         ["Patient"] => Route::PatientSearch,
@@ -81,11 +109,7 @@ pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, Gat
         _ => return Err(no_route(method, rest, base)),
     };
     if method != Method::GET && method != Method::HEAD {
-        return Err(GatewayError::MethodNotAllowed {
-            method: shown(method.as_str()),
-            path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
-            allowed: "GET",
-        });
+        return Err(not_allowed("GET"));
     }
     Ok(route)
 }
@@ -109,12 +133,21 @@ pub fn shown(s: &str) -> String {
 
 /// Every resource type and interaction the router serves, for the CapabilityStatement.
 pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
-    let mut out = vec![("Patient", vec![Interaction::Read, Interaction::SearchType])];
-    out.extend(
-        clinical
-            .iter()
-            .map(|t| (t.as_str(), vec![Interaction::SearchType])),
-    );
+    let mut out = vec![(
+        "Patient",
+        vec![
+            Interaction::Read,
+            Interaction::SearchType,
+            Interaction::Patch,
+        ],
+    )];
+    out.extend(clinical.iter().map(|t| {
+        let mut interactions = vec![Interaction::SearchType];
+        if *t == ClinicalType::Observation {
+            interactions.push(Interaction::Create);
+        }
+        (t.as_str(), interactions)
+    }));
     out
 }
 
@@ -147,7 +180,29 @@ mod tests {
         ));
         assert!(matches!(
             match_route(&Method::DELETE, "/Patient/9000000009", b),
-            Err(GatewayError::MethodNotAllowed { .. })
+            Err(GatewayError::MethodNotAllowed {
+                allowed: "GET, PATCH",
+                ..
+            })
+        ));
+        assert_eq!(
+            match_route(&Method::POST, "/Observation", b).unwrap(),
+            Route::ObservationCreate
+        );
+        assert_eq!(
+            match_route(&Method::PATCH, "/Patient/9000000009", b).unwrap(),
+            Route::PatientPatch("9000000009".into())
+        );
+        assert!(matches!(
+            match_route(&Method::PUT, "/Observation", b),
+            Err(GatewayError::MethodNotAllowed {
+                allowed: "GET, POST",
+                ..
+            })
+        ));
+        assert!(matches!(
+            match_route(&Method::POST, "/Condition", b),
+            Err(GatewayError::MethodNotAllowed { allowed: "GET", .. })
         ));
     }
 }

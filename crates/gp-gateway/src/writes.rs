@@ -1,0 +1,286 @@
+//! Write-back: `POST /Observation` and `PATCH /Patient/{nhsNumber}`, so what one supplier
+//! captures is in the GP record every other supplier reads.
+//!
+//! Order, for both: check the body (nothing reaches a GP system unless it is valid UK
+//! Core the GP system can hold) → locate the patient and apply pairing, sensitivity and
+//! consent exactly as reads do → one adapter write → forget the cached record, whatever
+//! the outcome (a write that timed out may still have happened).
+
+use bytes::Bytes;
+use gp_adapter::{CreateObservationRequest, UpdateContactRequest};
+use gp_fhir::model::Resource;
+use gp_fhir::{FhirError, IssueType, NhsNumber, SpineCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use sha2::{Digest, Sha256};
+
+use crate::access::Caller;
+use crate::app::App;
+use crate::error::{GatewayError, Rescue};
+use crate::fhir::{Released, patient_response, released_patient, released_patient_fresh};
+use crate::incoming::Invalid;
+use crate::pipeline::RequestIds;
+use crate::respond::fhir as fhir_response;
+
+/// A write precondition the caller sent that does not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PreconditionFailed(String);
+
+impl FhirError for PreconditionFailed {
+    fn status(&self) -> u16 {
+        412
+    }
+    fn spine_code(&self) -> SpineCode {
+        SpineCode::PreconditionFailed
+    }
+    fn issue_type(&self) -> IssueType {
+        IssueType::Conflict
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Invalid> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|s| s.len() <= 500)
+            .map(Some)
+            .ok_or_else(|| {
+                Invalid::request(format!(
+                    "{name} must be printable ASCII of at most 500 characters"
+                ))
+            }),
+    }
+}
+
+/// `If-None-Exist: identifier=system|value` (the only conditional create supported).
+fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, Invalid> {
+    let Some(raw) = header_text(headers, "if-none-exist")? else {
+        return Ok(None);
+    };
+    let query = raw.trim().trim_start_matches('?');
+    let pairs = gp_fhir::search::parse_query(query)
+        .map_err(|e| Invalid::request(format!("If-None-Exist: {e}")))?;
+    match pairs.as_slice() {
+        [(k, v)] if k == "identifier" => match v.split_once('|') {
+            Some((system, value)) if !system.is_empty() && !value.is_empty() => {
+                Ok(Some((system.to_owned(), value.to_owned())))
+            }
+            _ => Err(Invalid::request(
+                "If-None-Exist: expected identifier=<system>|<value>",
+            )),
+        },
+        _ => Err(Invalid::request(
+            "If-None-Exist: only identifier=<system>|<value> is supported (a retried create is recognised by its identifier)",
+        )),
+    }
+}
+
+/// The idempotency key a create is recorded under: the supplier and the identifier,
+/// hashed, so two suppliers' identifiers never collide and the GP system sees no supplier data.
+fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
+    let mut h = Sha256::new();
+    for part in [client, system.as_str(), value.as_str()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `POST /Observation`.
+pub(crate) async fn create_observation(
+    app: &App,
+    headers: &HeaderMap,
+    ids: &RequestIds,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let now = time::OffsetDateTime::now_utc();
+    let incoming = crate::incoming::observation(body, now)?;
+    let conditional = if_none_exist(headers)?;
+    let identifier = match (conditional, incoming.identifier) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(Invalid::request(format!(
+                "If-None-Exist names identifier {}|{} but the Observation's identifier[0] is {}|{}",
+                crate::routes::shown(&h.0),
+                crate::routes::shown(&h.1),
+                crate::routes::shown(&b.0),
+                crate::routes::shown(&b.1)
+            ))
+            .into());
+        }
+        (Some(i), _) | (None, Some(i)) => i,
+        (None, None) => {
+            return Err(Invalid::resource(
+                "Observation.identifier",
+                "is required (or an If-None-Exist: identifier=<system>|<value> header): it is how a retried create is recognised, so a reading is never recorded twice",
+            )
+            .into());
+        }
+    };
+    let nhs = incoming.nhs_number;
+    let Released {
+        practice, adapter, ..
+    } = released_patient(app, nhs, ids, caller).await?;
+    let mut observation = incoming.observation;
+    observation.key = idempotency_key(caller.client_id().unwrap_or("-"), &identifier);
+    let req = CreateObservationRequest {
+        nhs_number: nhs,
+        practice: practice.clone(),
+        observation,
+        context: ids.call_context(),
+    };
+    let result = adapter.create_observation(&req).await;
+    app.records.invalidate(&practice, nhs).await;
+    let created = result.map_err(GatewayError::Adapter)?;
+    tracing::info!(
+        supplier = caller.client_id().unwrap_or("-"),
+        practice = %practice,
+        created = created.created,
+        entries = created.ids.len(),
+        "observation written back"
+    );
+    let Some(first) = created.ids.first() else {
+        return Err(GatewayError::Internal(
+            "the GP system recorded the observation without an id".into(),
+        )
+        .into());
+    };
+    // The resource as written, with the id the GP system gave it.
+    let mut resource = crate::incoming::parse_json(body)?;
+    if let Some(o) = resource.as_object_mut() {
+        o.insert("id".into(), first.clone().into());
+        o.remove("meta");
+    }
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = fhir_response(status, serde_json::to_vec(&resource).unwrap_or_default());
+    let location = format!(
+        "{}/Observation?patient={nhs}&_id={}",
+        ids.base_url,
+        created.ids.join(",")
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// The version an `If-Match` quotes: `W/"v"` or `"v"`.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, Invalid> {
+    let Some(raw) = header_text(headers, "if-match")? else {
+        return Ok(None);
+    };
+    let raw = raw.trim();
+    let quoted = raw.strip_prefix("W/").unwrap_or(raw);
+    match quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(v) if !v.is_empty() && !v.contains('"') => Ok(Some(v.to_owned())),
+        _ => Err(Invalid::request(
+            "If-Match must quote the ETag of a read, e.g. W/\"2026-11-01T09:40:00\"",
+        )),
+    }
+}
+
+/// `PATCH /Patient/{nhsNumber}` with a JSON Patch.
+pub(crate) async fn patch_patient(
+    app: &App,
+    id: &str,
+    headers: &HeaderMap,
+    ids: &RequestIds,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let nhs = NhsNumber::parse(id)?;
+    let ops = crate::patch::parse(body)?;
+    let expected = if_match(headers)?;
+    let Released {
+        record,
+        practice,
+        adapter,
+    } = released_patient_fresh(app, nhs, ids, caller).await?;
+    if let Some(v) = &expected
+        && *v != record.version
+    {
+        return Err(PreconditionFailed(format!(
+            "If-Match W/\"{}\" is not the current version W/\"{}\" of Patient/{nhs}: it changed since you read it; read it again and reapply your change",
+            crate::routes::shown(v),
+            record.version
+        ))
+        .into());
+    }
+    let mut doc = serde_json::from_slice::<serde_json::Value>(
+        &Resource::Patient(record.patient.clone()).to_json(),
+    )
+    .map_err(|e| GatewayError::Internal(format!("patient JSON: {e}")))?;
+    crate::patch::apply(&mut doc, &ops)?;
+    let details = crate::patch::contact_details(&doc)?;
+    let req = UpdateContactRequest {
+        nhs_number: nhs,
+        practice: practice.clone(),
+        expected_version: record.version.clone(),
+        details,
+        context: ids.call_context(),
+    };
+    let result = adapter.update_contact(&req).await;
+    app.records.invalidate(&practice, nhs).await;
+    let version = result.map_err(GatewayError::Adapter)?;
+    tracing::info!(
+        supplier = caller.client_id().unwrap_or("-"),
+        practice = %practice,
+        "contact details written back"
+    );
+    let updated = released_patient_fresh(app, nhs, ids, caller).await?.record;
+    if updated.version != version {
+        tracing::warn!(%practice, "the GP system changed the record again straight after our update");
+    }
+    Ok(patient_response(StatusCode::OK, &updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_suppliers_and_identifiers() {
+        let id = ("https://example.com/r".to_owned(), "1".to_owned());
+        let a = idempotency_key("demo-consult", &id);
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, idempotency_key("demo-consult", &id));
+        assert_ne!(a, idempotency_key("demo-monitoring", &id));
+        assert_ne!(
+            idempotency_key("a", &("bc".into(), "d".into())),
+            idempotency_key("ab", &("c".into(), "d".into()))
+        );
+    }
+
+    #[test]
+    fn conditional_headers_parse_strictly() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "if-none-exist",
+            HeaderValue::from_static("identifier=https://x.example/r|42"),
+        );
+        assert_eq!(
+            if_none_exist(&h).unwrap(),
+            Some(("https://x.example/r".into(), "42".into()))
+        );
+        h.insert("if-none-exist", HeaderValue::from_static("code=1234"));
+        assert_eq!(if_none_exist(&h).unwrap_err().status, 400);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "if-match",
+            HeaderValue::from_static("W/\"2026-11-01T09:40:00\""),
+        );
+        assert_eq!(
+            if_match(&h).unwrap().as_deref(),
+            Some("2026-11-01T09:40:00")
+        );
+        h.insert("if-match", HeaderValue::from_static("2026"));
+        assert_eq!(if_match(&h).unwrap_err().status, 400);
+    }
+}
