@@ -396,7 +396,7 @@ async fn bad_requests_get_precise_operation_outcomes() {
         )
         .await;
     assert_eq!(a.status, 405);
-    assert_eq!(a.header("allow"), Some("GET"));
+    assert_eq!(a.header("allow"), Some("GET, PATCH"));
     let a = w
         .send(
             "GET",

@@ -68,7 +68,7 @@ async fn es384_supplier_gets_a_token() {
 async fn rs384_supplier_gets_a_token() {
     happy(
         CONSULT,
-        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.rs system/Patient.rs",
+        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Patient.rus",
     )
     .await;
 }
