@@ -1,5 +1,6 @@
 //! The reference adapter for EMIS Web: reads a patient's whole EMIS Open MedicalRecord
-//! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`).
+//! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`); files
+//! supplier observations and contact-detail updates back through the same API.
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
@@ -12,8 +13,8 @@ pub mod mapping;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
-    SearchRequest, paging,
+    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
+    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -99,6 +100,32 @@ impl Adapter for EmisAdapter {
             .filter(|res| req.resource_type.matches(res))
             .collect();
         Ok(paging::page(wanted, req))
+    }
+
+    async fn create_observation(
+        &self,
+        req: &CreateObservationRequest,
+    ) -> Result<Created, AdapterError> {
+        let batch = mapping::render_observation_batch(&req.observation)?;
+        // EMIS files the batch at most once per ExternalKey, so a retry is answered with
+        // the first filing's GUIDs and `200`.
+        let (body, created) = self
+            .client
+            .file_observations(&req.practice, req.nhs_number, batch, &req.context)
+            .await?;
+        Ok(Created {
+            ids: mapping::parse_batch_result(&body)?,
+            created,
+        })
+    }
+
+    async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
+        let update = mapping::render_contact_details(&req.expected_version, &req.details)?;
+        let body = self
+            .client
+            .update_contact_details(&req.practice, req.nhs_number, update, &req.context)
+            .await?;
+        mapping::parse_contact_result(&body)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

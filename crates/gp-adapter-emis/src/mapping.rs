@@ -6,16 +6,18 @@
 
 use std::collections::HashSet;
 
-use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::local_date_time;
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::{
+    AdapterError, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
+};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
-    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
-    SDS_USER_ID_SYSTEM,
+    Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
+    Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use roxmltree::{Document, Node};
@@ -322,17 +324,20 @@ fn plain_date(at: &At, n: Node, element: &'static str) -> Result<Option<String>>
 /// `dd/mm/yyyy HH:MM:SS` (UK local) → FHIR instant.
 fn timestamp(at: &At, n: Node, element: &'static str) -> Result<String> {
     let raw = at.req(n, element)?;
-    let bad = || {
+    version_from_last_modified(raw).ok_or_else(|| {
         at.invalid(
             element,
             format!("'{}' is not dd/mm/yyyy HH:MM:SS", shown(raw)),
         )
-    };
-    let (date, time) = raw.split_once(' ').ok_or_else(bad)?;
-    let (y, m, d) = dmy(date)
-        .filter(|&(y, m, d)| check_calendar(y, m, d))
-        .ok_or_else(bad)?;
-    Ok(local_date_time(y, m, d, hms(time.trim()).ok_or_else(bad)?))
+    })
+}
+
+/// A `LastModified` value (`dd/mm/yyyy HH:MM:SS`, UK local) as the record version the
+/// adapter answers: a FHIR instant with its UK offset.
+pub fn version_from_last_modified(raw: &str) -> Option<String> {
+    let (date, time) = raw.trim().split_once(' ')?;
+    let (y, m, d) = dmy(date).filter(|&(y, m, d)| check_calendar(y, m, d))?;
+    Some(local_date_time(y, m, d, hms(time.trim())?))
 }
 
 // ---- shared pieces -------------------------------------------------------------------
@@ -568,7 +573,11 @@ fn map_root(root: Node) -> Result<MappedRecord> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
-        communication: Vec::new(),
+        communication: child(reg, "MainSpokenLanguage")
+            .and_then(|l| opt(l, "Value"))
+            .map(PatientCommunication::preferred)
+            .into_iter()
+            .collect(),
     };
 
     let ctx = Ctx {
@@ -928,6 +937,308 @@ fn map_medication(ctx: &Ctx, at: &At, n: Node) -> Result<MedicationStatement> {
     })
 }
 
+// ---- writes: neutral → native --------------------------------------------------------
+
+/// Content type of every EMIS write request.
+pub const XML: &str = "application/xml";
+
+fn unprocessable(detail: impl Into<String>) -> AdapterError {
+    AdapterError::Unprocessable {
+        system: GpSystem::Emis,
+        detail: detail.into(),
+    }
+}
+
+fn invalid_answer(detail: impl Into<String>) -> AdapterError {
+    AdapterError::InvalidNativeData {
+        system: GpSystem::Emis,
+        detail: detail.into(),
+    }
+}
+
+/// Builds a small request document with escaped text.
+struct Doc(String);
+
+impl Doc {
+    fn new(root: &str) -> Self {
+        Doc(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"{NS}\">"
+        ))
+    }
+    fn open(&mut self, name: &str) {
+        self.0.push('<');
+        self.0.push_str(name);
+        self.0.push('>');
+    }
+    fn close(&mut self, name: &str) {
+        self.0.push_str("</");
+        self.0.push_str(name);
+        self.0.push('>');
+    }
+    fn text(&mut self, name: &str, text: &str) {
+        self.open(name);
+        for ch in text.chars() {
+            match ch {
+                '&' => self.0.push_str("&amp;"),
+                '<' => self.0.push_str("&lt;"),
+                '>' => self.0.push_str("&gt;"),
+                '"' => self.0.push_str("&quot;"),
+                '\'' => self.0.push_str("&apos;"),
+                c => self.0.push(c),
+            }
+        }
+        self.close(name);
+    }
+    fn finish(mut self, root: &str) -> String {
+        self.close(root);
+        self.0.push('\n');
+        self.0
+    }
+}
+
+/// `NewObservation` → an `ObservationBatch`: one `<Observation>` per measurement (EMIS
+/// files a blood pressure as separate systolic `2469.` and diastolic `246A.` readings),
+/// Read v2 coded, at the measured instant in UK local time. A measurement without a
+/// Read v2 code is `Unprocessable`, naming its SNOMED CT code.
+pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<String, AdapterError> {
+    if o.measurements.is_empty() {
+        return Err(unprocessable(format!(
+            "observation {} ({}) has no measured value",
+            o.snomed, o.display
+        )));
+    }
+    let local = o.effective.uk_local();
+    let mut doc = Doc::new("ObservationBatch");
+    doc.text("ExternalKey", &o.key);
+    doc.text(
+        "AssignedDate",
+        &format!("{:02}/{:02}/{:04}", local.day, local.month, local.year),
+    );
+    doc.text("DatePart", "YMDT");
+    doc.text(
+        "AssignedTime",
+        &format!("{:02}:{:02}:{:02}", local.hour, local.minute, local.second),
+    );
+    for m in &o.measurements {
+        let read2 = terminology::native_code(CodeScheme::ReadV2, &m.snomed).ok_or_else(|| {
+            unprocessable(format!(
+                "SNOMED CT {} ({}) has no Read v2 code EMIS Web can file",
+                m.snomed, m.display
+            ))
+        })?;
+        if !m.value.is_finite() {
+            return Err(unprocessable(format!(
+                "{} of {} is not a number",
+                m.display, m.value
+            )));
+        }
+        doc.open("Observation");
+        doc.open("Code");
+        doc.text("Value", read2);
+        doc.text("Scheme", "READ2");
+        doc.text("Term", &m.display);
+        doc.close("Code");
+        // Display of an f64 is the shortest text that parses back to the same value.
+        doc.text("NumericValue", &m.value.to_string());
+        doc.text("Units", &m.unit);
+        doc.close("Observation");
+    }
+    Ok(doc.finish("ObservationBatch"))
+}
+
+/// The entry ids of an `ObservationBatchResult`, as the read mapping gives them.
+pub fn parse_batch_result(body: &[u8]) -> std::result::Result<Vec<String>, AdapterError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| invalid_answer("the ObservationBatchResult is not valid UTF-8"))?;
+    let doc = Document::parse(body)
+        .map_err(|e| invalid_answer(format!("the ObservationBatchResult is not XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(&root, "ObservationBatchResult") {
+        return Err(invalid_answer(format!(
+            "the answer's root is <{}>, expected <ObservationBatchResult>",
+            qualified(root)
+        )));
+    }
+    let ids = children(root, "EventGUID")
+        .map(|n| {
+            let raw = text(Some(n)).unwrap_or_default();
+            guid_value(raw).ok_or_else(|| {
+                invalid_answer(format!(
+                    "ObservationBatchResult/EventGUID '{}' is not a GUID",
+                    shown(raw)
+                ))
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err(invalid_answer(
+            "the ObservationBatchResult holds no EventGUID",
+        ));
+    }
+    Ok(ids)
+}
+
+/// The adapter's record version (a FHIR instant, see [`version_from_last_modified`]) as
+/// the `LastModified` EMIS rendered: UK local `dd/mm/yyyy HH:MM:SS`. A version this
+/// adapter issued carries the local wall-clock time itself, which is used as is (so even
+/// a time in the skipped spring hour, which no UTC instant converts to, round-trips);
+/// any other instant is converted to UK local time.
+pub fn last_modified_from_version(version: &str) -> Option<String> {
+    let (year, month, day, hour, minute, second) =
+        gp_fhir::date::parse_instant_utc(version).ok()?;
+    let issued = wall_clock(version).filter(|l| {
+        local_date_time(l.year, l.month, l.day, (l.hour, l.minute, l.second)) == version
+    });
+    let l = issued.unwrap_or_else(|| {
+        UtcDateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        }
+        .uk_local()
+    });
+    Some(format!(
+        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+        l.day, l.month, l.year, l.hour, l.minute, l.second
+    ))
+}
+
+/// The `YYYY-MM-DDThh:mm:ss` a dateTime starts with, ignoring its zone.
+fn wall_clock(v: &str) -> Option<UtcDateTime> {
+    let n = |r: std::ops::Range<usize>| -> Option<u8> {
+        v.get(r)
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))?
+            .parse()
+            .ok()
+    };
+    let year = v
+        .get(0..4)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()?;
+    Some(UtcDateTime {
+        year,
+        month: n(5..7)?,
+        day: n(8..10)?,
+        hour: n(11..13)?,
+        minute: n(14..16)?,
+        second: n(17..19)?,
+    })
+}
+
+/// A value that must read back exactly as written: no surrounding whitespace, no line
+/// breaks (EMIS trims element text).
+fn exact(what: &str, v: &str) -> std::result::Result<(), AdapterError> {
+    if v.trim() != v || v.contains(['\n', '\r', '\t']) {
+        return Err(unprocessable(format!(
+            "{what} {v:?} has surrounding whitespace or line breaks EMIS Web would not keep"
+        )));
+    }
+    Ok(())
+}
+
+/// `ContactDetails` → an `UpdateContactDetails` made against `version`. Address lines
+/// go where the read mapping takes them from (`HouseNameFlat`, `Street`, `Village`, empty
+/// ones skipped): one line → `Street`; two → `Street`, `Village`; three → all three.
+/// `None` fields are sent empty (EMIS replaces every contact detail).
+pub fn render_contact_details(
+    version: &str,
+    details: &ContactDetails,
+) -> std::result::Result<String, AdapterError> {
+    let last_modified =
+        last_modified_from_version(version).ok_or_else(|| AdapterError::VersionConflict {
+            system: GpSystem::Emis,
+            detail: format!("'{}' is not a version EMIS Web issued", shown(version)),
+        })?;
+    let mut doc = Doc::new("UpdateContactDetails");
+    doc.text("LastModified", &last_modified);
+    doc.open("Address");
+    let (house, street, village) = match &details.address {
+        None => ("", "", ""),
+        Some(a) => {
+            for line in &a.lines {
+                if line.is_empty() {
+                    return Err(unprocessable("an address line is empty"));
+                }
+                exact("address line", line)?;
+            }
+            for (what, v) in [
+                ("town", &a.town),
+                ("county", &a.county),
+                ("postcode", &a.postcode),
+            ] {
+                exact(what, v)?;
+            }
+            match a.lines.as_slice() {
+                [street] => ("", street.as_str(), ""),
+                [street, village] => ("", street.as_str(), village.as_str()),
+                [house, street, village] => (house.as_str(), street.as_str(), village.as_str()),
+                lines => {
+                    return Err(unprocessable(format!(
+                        "an address has 1 to 3 lines, not {}",
+                        lines.len()
+                    )));
+                }
+            }
+        }
+    };
+    let town = details.address.as_ref().map_or("", |a| a.town.as_str());
+    let county = details.address.as_ref().map_or("", |a| a.county.as_str());
+    let postcode = details.address.as_ref().map_or("", |a| a.postcode.as_str());
+    doc.text("HouseNameFlat", house);
+    doc.text("Street", street);
+    doc.text("Village", village);
+    doc.text("Town", town);
+    doc.text("County", county);
+    doc.text("PostCode", postcode);
+    doc.close("Address");
+    for (name, value) in [
+        ("HomeTelephone", &details.home_phone),
+        ("MobileTelephone", &details.mobile),
+        ("Email", &details.email),
+    ] {
+        if let Some(v) = value {
+            if v.is_empty() {
+                return Err(unprocessable(format!("{name} is empty")));
+            }
+            exact(name, v)?;
+        }
+        doc.text(name, value.as_deref().unwrap_or(""));
+    }
+    if let Some(code) = &details.language {
+        exact("language", code)?;
+        doc.open("MainSpokenLanguage");
+        doc.text("Value", code);
+        doc.close("MainSpokenLanguage");
+    }
+    Ok(doc.finish("UpdateContactDetails"))
+}
+
+/// The new record version from a `ContactDetailsResult`.
+pub fn parse_contact_result(body: &[u8]) -> std::result::Result<String, AdapterError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| invalid_answer("the ContactDetailsResult is not valid UTF-8"))?;
+    let doc = Document::parse(body)
+        .map_err(|e| invalid_answer(format!("the ContactDetailsResult is not XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(&root, "ContactDetailsResult") {
+        return Err(invalid_answer(format!(
+            "the answer's root is <{}>, expected <ContactDetailsResult>",
+            qualified(root)
+        )));
+    }
+    let raw = opt(root, "LastModified").unwrap_or_default();
+    version_from_last_modified(raw).ok_or_else(|| {
+        invalid_answer(format!(
+            "ContactDetailsResult/LastModified '{}' is not dd/mm/yyyy HH:MM:SS",
+            shown(raw)
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,5 +1250,262 @@ mod tests {
             Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
         );
         assert_eq!(guid_value("a b"), None);
+    }
+    use gp_adapter::harness::{blood_pressure, body_weight};
+    use gp_adapter::{HomeAddress, Measurement};
+
+    /// `(path, text)` of every leaf element of a rendered request, in order.
+    fn leaves(xml: &str) -> Vec<(String, String)> {
+        let doc = Document::parse(xml).unwrap();
+        assert_eq!(doc.root_element().tag_name().namespace(), Some(NS));
+        let mut out = Vec::new();
+        for n in doc.descendants().filter(|n| n.is_element()) {
+            if n.children().any(|c| c.is_element()) {
+                continue;
+            }
+            let path: Vec<&str> = n
+                .ancestors()
+                .filter(|a| a.is_element())
+                .map(|a| a.tag_name().name())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .skip(1)
+                .collect();
+            out.push((path.join("/"), n.text().unwrap_or_default().to_owned()));
+        }
+        out
+    }
+
+    fn leaf<'a>(l: &'a [(String, String)], path: &str) -> Vec<&'a str> {
+        l.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_blood_pressure_is_two_read_v2_readings_at_uk_local_time() {
+        // 07:32:05Z on 14 July 2026 is 08:32:05 BST.
+        let xml = render_observation_batch(&blood_pressure("key-1")).unwrap();
+        let l = leaves(&xml);
+        assert_eq!(leaf(&l, "ExternalKey"), ["key-1"]);
+        assert_eq!(leaf(&l, "AssignedDate"), ["14/07/2026"]);
+        assert_eq!(leaf(&l, "DatePart"), ["YMDT"]);
+        assert_eq!(leaf(&l, "AssignedTime"), ["08:32:05"]);
+        assert_eq!(leaf(&l, "Observation/Code/Value"), ["2469.", "246A."]);
+        assert_eq!(leaf(&l, "Observation/Code/Scheme"), ["READ2", "READ2"]);
+        assert_eq!(leaf(&l, "Observation/NumericValue"), ["131", "84"]);
+        assert_eq!(leaf(&l, "Observation/Units"), ["mm[Hg]", "mm[Hg]"]);
+
+        let mut winter = body_weight("key-2");
+        winter.effective = UtcDateTime {
+            year: 2026,
+            month: 1,
+            day: 31,
+            hour: 23,
+            minute: 59,
+            second: 59,
+        };
+        let l = leaves(&render_observation_batch(&winter).unwrap());
+        assert_eq!(leaf(&l, "AssignedDate"), ["31/01/2026"], "GMT: no shift");
+        assert_eq!(leaf(&l, "AssignedTime"), ["23:59:59"]);
+        assert_eq!(leaf(&l, "Observation/Code/Value"), ["22A.."]);
+        assert_eq!(leaf(&l, "Observation/NumericValue"), ["72.4"]);
+        assert_eq!(leaf(&l, "Observation/Units"), ["kg"]);
+
+        // Late evening UTC in summer is the next day in the UK.
+        let mut late = body_weight("key-3");
+        late.effective = UtcDateTime {
+            year: 2026,
+            month: 6,
+            day: 30,
+            hour: 23,
+            minute: 10,
+            second: 0,
+        };
+        let l = leaves(&render_observation_batch(&late).unwrap());
+        assert_eq!(leaf(&l, "AssignedDate"), ["01/07/2026"]);
+        assert_eq!(leaf(&l, "AssignedTime"), ["00:10:00"]);
+    }
+
+    #[test]
+    fn a_measurement_without_a_read_v2_code_is_unprocessable() {
+        let mut o = body_weight("key-4");
+        o.measurements.push(Measurement {
+            snomed: "1234567008".into(),
+            display: "Something new".into(),
+            value: 1.0,
+            unit: "kg".into(),
+        });
+        match render_observation_batch(&o) {
+            Err(AdapterError::Unprocessable { system, detail }) => {
+                assert_eq!(system, GpSystem::Emis);
+                assert!(detail.contains("1234567008"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        o.measurements.clear();
+        assert!(matches!(
+            render_observation_batch(&o),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+    }
+
+    #[test]
+    fn request_text_is_escaped() {
+        let mut o = body_weight("key-5");
+        o.measurements[0].display = "Weight <home> & \"scales\"".into();
+        let xml = render_observation_batch(&o).unwrap();
+        assert!(xml.contains("Weight &lt;home&gt; &amp; &quot;scales&quot;"));
+        let l = leaves(&xml);
+        assert_eq!(
+            leaf(&l, "Observation/Code/Term"),
+            ["Weight <home> & \"scales\""]
+        );
+    }
+
+    fn details(lines: &[&str]) -> ContactDetails {
+        ContactDetails {
+            home_phone: Some("01632 960123".into()),
+            mobile: None,
+            email: Some("a.b@example.com".into()),
+            address: Some(HomeAddress {
+                lines: lines.iter().map(|l| (*l).to_owned()).collect(),
+                town: "Leeds".into(),
+                county: "West Yorkshire".into(),
+                postcode: "LS1 4AP".into(),
+            }),
+            language: Some("cy".into()),
+        }
+    }
+
+    #[test]
+    fn contact_details_render_where_the_read_mapping_looks() {
+        let version = "2024-07-15T10:30:00+01:00";
+        let xml =
+            render_contact_details(version, &details(&["12 Harness Row", "Testville"])).unwrap();
+        let l = leaves(&xml);
+        assert_eq!(leaf(&l, "LastModified"), ["15/07/2024 10:30:00"]);
+        assert_eq!(leaf(&l, "Address/HouseNameFlat"), [""]);
+        assert_eq!(leaf(&l, "Address/Street"), ["12 Harness Row"]);
+        assert_eq!(leaf(&l, "Address/Village"), ["Testville"]);
+        assert_eq!(leaf(&l, "Address/Town"), ["Leeds"]);
+        assert_eq!(leaf(&l, "Address/County"), ["West Yorkshire"]);
+        assert_eq!(leaf(&l, "Address/PostCode"), ["LS1 4AP"]);
+        assert_eq!(leaf(&l, "HomeTelephone"), ["01632 960123"]);
+        assert_eq!(leaf(&l, "MobileTelephone"), [""], "None is sent empty");
+        assert_eq!(leaf(&l, "Email"), ["a.b@example.com"]);
+        assert_eq!(leaf(&l, "MainSpokenLanguage/Value"), ["cy"]);
+
+        let l = leaves(
+            &render_contact_details(version, &details(&["Flat 2", "1 High St", "Roundhay"]))
+                .unwrap(),
+        );
+        assert_eq!(leaf(&l, "Address/HouseNameFlat"), ["Flat 2"]);
+        assert_eq!(leaf(&l, "Address/Street"), ["1 High St"]);
+        assert_eq!(leaf(&l, "Address/Village"), ["Roundhay"]);
+        let l = leaves(&render_contact_details(version, &details(&["1 High St"])).unwrap());
+        assert_eq!(leaf(&l, "Address/Street"), ["1 High St"]);
+        assert_eq!(leaf(&l, "Address/Village"), [""]);
+
+        let none = ContactDetails::default();
+        let l = leaves(&render_contact_details(version, &none).unwrap());
+        assert!(
+            leaf(&l, "Address/Street") == [""] && leaf(&l, "Address/PostCode") == [""],
+            "no address: every part empty"
+        );
+        assert!(leaf(&l, "MainSpokenLanguage/Value").is_empty());
+
+        for bad in [
+            details(&[]),
+            details(&["a", "b", "c", "d"]),
+            details(&["", "b"]),
+            details(&[" 12 Row"]),
+            ContactDetails {
+                email: Some(String::new()),
+                ..details(&["1 Row"])
+            },
+        ] {
+            assert!(
+                matches!(
+                    render_contact_details(version, &bad),
+                    Err(AdapterError::Unprocessable { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_and_last_modified_round_trip() {
+        for raw in [
+            "15/01/2024 10:30:00",
+            "15/07/2024 10:30:00",
+            // The repeated autumn hour and the skipped spring hour.
+            "27/10/2024 01:30:00",
+            "31/03/2024 01:30:00",
+            "31/03/2024 00:59:59",
+            "31/12/2024 23:59:59",
+        ] {
+            let version = version_from_last_modified(raw).unwrap();
+            assert_eq!(
+                last_modified_from_version(&version).as_deref(),
+                Some(raw),
+                "{version}"
+            );
+        }
+        // A UTC form of the same instant is converted to UK local time.
+        assert_eq!(
+            last_modified_from_version("2024-07-15T09:30:00Z").as_deref(),
+            Some("15/07/2024 10:30:00")
+        );
+        assert_eq!(
+            last_modified_from_version("2024-07-15T09:30:00+00:00").as_deref(),
+            Some("15/07/2024 10:30:00")
+        );
+        assert_eq!(last_modified_from_version("W/\"3\""), None);
+        assert!(matches!(
+            render_contact_details("yesterday", &ContactDetails::default()),
+            Err(AdapterError::VersionConflict { .. })
+        ));
+    }
+
+    #[test]
+    fn write_answers_are_read_strictly() {
+        let ok = format!(
+            "<ObservationBatchResult xmlns=\"{NS}\"><Outcome>Created</Outcome><EventGUID>{{AB-1}}</EventGUID><EventGUID>cd-2</EventGUID></ObservationBatchResult>"
+        );
+        assert_eq!(parse_batch_result(ok.as_bytes()).unwrap(), ["ab-1", "cd-2"]);
+        for bad in [
+            format!("<ObservationBatchResult xmlns=\"{NS}\"/>"),
+            format!(
+                "<ObservationBatchResult xmlns=\"{NS}\"><EventGUID>a b</EventGUID></ObservationBatchResult>"
+            ),
+            "<ObservationBatchResult><EventGUID>ab</EventGUID></ObservationBatchResult>".to_owned(),
+            "not xml".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    parse_batch_result(bad.as_bytes()),
+                    Err(AdapterError::InvalidNativeData { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let ok = format!(
+            "<ContactDetailsResult xmlns=\"{NS}\"><LastModified>15/07/2024 10:30:01</LastModified></ContactDetailsResult>"
+        );
+        assert_eq!(
+            parse_contact_result(ok.as_bytes()).unwrap(),
+            "2024-07-15T10:30:01+01:00"
+        );
+        let bad = format!(
+            "<ContactDetailsResult xmlns=\"{NS}\"><LastModified>soon</LastModified></ContactDetailsResult>"
+        );
+        assert!(matches!(
+            parse_contact_result(bad.as_bytes()),
+            Err(AdapterError::InvalidNativeData { .. })
+        ));
     }
 }

@@ -66,6 +66,16 @@ async fn emis_adapter_passes_the_conformance_harness() {
 }
 
 #[tokio::test]
+async fn emis_adapter_passes_the_write_harness() {
+    // A simulator of its own: the checks write into the demo patient's record.
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let report = harness::run_writes(&adapter, &fixture(&population)).await;
+    println!("{report}");
+    report.assert_passed();
+}
+
+#[tokio::test]
 async fn sensitive_and_dissenting_patients_are_flagged() {
     let (sim, population) = start().await;
     let adapter = adapter(&sim, 5000);

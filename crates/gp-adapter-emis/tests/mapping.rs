@@ -461,3 +461,101 @@ fn a_thousand_entry_record_maps_whole() {
     ids.dedup();
     assert_eq!(ids.len(), r.clinical.len());
 }
+
+#[test]
+fn main_spoken_language_is_the_preferred_communication() {
+    assert!(full().patient.communication.is_empty(), "none recorded");
+    let xml = FULL.replace(
+        "<Email>jane.smith@example.com</Email>",
+        "<Email>jane.smith@example.com</Email>\n    <MainSpokenLanguage><Value>cy</Value><Term>Welsh</Term></MainSpokenLanguage>",
+    );
+    let p = map_record(xml.as_bytes()).unwrap().patient;
+    assert_eq!(p.preferred_language(), Some("cy"));
+    let v = json(&Resource::Patient(p));
+    assert_eq!(
+        v["communication"],
+        serde_json::json!([{
+            "language": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage", "code": "cy", "display": "Welsh"}]},
+            "preferred": true
+        }])
+    );
+}
+
+#[test]
+fn a_filed_reading_without_author_id_has_no_performer() {
+    // As the simulator renders an entry a supplier filed: no AuthorID, no ConsultationID.
+    let filed = r#"<EventList>
+    <Event><GUID>0f0e0d0c-0b0a-4909-8807-060504030201</GUID><EventType>Observation</EventType>
+      <AssignedDate>14/07/2026</AssignedDate><DatePart>YMDT</DatePart><AssignedTime>08:32:05</AssignedTime>
+      <Code><Value>2469.</Value><Scheme>READ2</Scheme><Term>O/E - Systolic BP reading</Term></Code>
+      <NumericValue>131</NumericValue><Units>mm[Hg]</Units><Confidential>false</Confidential></Event>"#;
+    let xml = FULL.replacen("<EventList>", filed, 1);
+    let r = map_record(xml.as_bytes()).unwrap();
+    let o = json(find(&r, "0f0e0d0c-0b0a-4909-8807-060504030201"));
+    assert!(o.get("performer").is_none(), "{o}");
+    assert!(o.get("encounter").is_none());
+    assert_eq!(o["effectiveDateTime"], "2026-07-14T08:32:05+01:00");
+    assert_eq!(o["code"]["coding"][0]["code"], "271649006");
+    assert_eq!(o["valueQuantity"]["value"], 131);
+}
+
+#[test]
+fn written_contact_details_read_back_exactly() {
+    use gp_adapter::{ContactDetails, HomeAddress};
+    use gp_adapter_emis::mapping::render_contact_details;
+    for lines in [
+        vec!["12 Harness Row", "Testville"],
+        vec!["Flat 2", "1 High St", "Roundhay"],
+        vec!["1 High St"],
+    ] {
+        let details = ContactDetails {
+            home_phone: Some("01632 960123".into()),
+            mobile: Some("07700 900456".into()),
+            email: Some("a&b@example.com".into()),
+            address: Some(HomeAddress {
+                lines: lines.iter().map(|l| (*l).to_owned()).collect(),
+                town: "Leeds".into(),
+                county: "West Yorkshire".into(),
+                postcode: "LS1 4AP".into(),
+            }),
+            language: Some("pl".into()),
+        };
+        let update = render_contact_details("2024-07-15T10:30:00+01:00", &details).unwrap();
+        // The request's Address, phones and email, spliced into a record as EMIS renders them.
+        let between = |open: &str, close: &str| {
+            let a = update.find(open).unwrap();
+            let b = update.find(close).unwrap() + close.len();
+            update[a..b].to_owned()
+        };
+        let address = between("<Address>", "</Address>");
+        let contact = between("<HomeTelephone>", "</Email>");
+        let language = between("<MainSpokenLanguage>", "</MainSpokenLanguage>");
+        let start = FULL.find("<Address>").unwrap();
+        let end = FULL.find("<UsualGpID>").unwrap();
+        let xml = format!(
+            "{}{address}\n    {contact}\n    {language}\n    {}",
+            &FULL[..start],
+            &FULL[end..]
+        );
+        let p = map_record(xml.as_bytes()).unwrap().patient;
+        let a = &p.address[0];
+        assert_eq!(a.line, lines, "{xml}");
+        assert_eq!(a.city.as_deref(), Some("Leeds"));
+        assert_eq!(a.district.as_deref(), Some("West Yorkshire"));
+        assert_eq!(a.postal_code.as_deref(), Some("LS1 4AP"));
+        let telecom: Vec<_> = p
+            .telecom
+            .iter()
+            .map(|t| (t.use_.as_deref(), t.value.as_deref()))
+            .collect();
+        assert_eq!(
+            telecom,
+            [
+                (Some("home"), Some("01632 960123")),
+                (Some("mobile"), Some("07700 900456")),
+                (None, Some("a&b@example.com"))
+            ]
+        );
+        assert_eq!(p.preferred_language(), Some("pl"));
+    }
+}

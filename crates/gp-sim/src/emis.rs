@@ -1,5 +1,6 @@
 //! EMIS Web simulator: serves exactly `docs/native-formats/emis.md` (MedicalRecord XML)
-//! for patients of practices whose system is EMIS.
+//! for patients of practices whose system is EMIS, and files the write-back requests
+//! (`ObservationBatch`, `UpdateContactDetails`) that document describes.
 
 use std::sync::Arc;
 
@@ -7,11 +8,11 @@ use gp_fhir::NhsNumber;
 use hyper::Method;
 use tokio::net::TcpListener;
 
-use crate::concepts::Concept;
+use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::SimStore;
+use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
 use crate::xml::{XmlWriter, insert_after, remove_element};
 
 /// Default namespace of every EMIS Open document.
@@ -52,9 +53,13 @@ impl Simulator for Emis {
                 reply: self.medical_record(ods, nhs),
                 record: true,
             },
-            ["", "emis", ..] if method != Method::GET => {
-                not_record(error(405, "METHOD_NOT_ALLOWED", "Only GET is supported"))
+            ["", "emis", "practices", _, "patients", _, "observations"] => {
+                not_record(method_not_allowed("POST"))
             }
+            ["", "emis", "practices", _, "patients", _, "contactdetails"] => {
+                not_record(method_not_allowed("PUT"))
+            }
+            ["", "emis", ..] if method != Method::GET => not_record(method_not_allowed("GET")),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         }
     }
@@ -63,6 +68,9 @@ impl Simulator for Emis {
         let code = match status {
             400 => "INVALID_NHS_NUMBER",
             404 => "PATIENT_NOT_FOUND",
+            409 => "VERSION_CONFLICT",
+            413 => "REQUEST_TOO_LARGE",
+            422 => "INVALID_VALUE",
             503 => "SERVICE_UNAVAILABLE",
             _ => "INTERNAL_ERROR",
         };
@@ -83,40 +91,479 @@ impl Simulator for Emis {
     fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
         remove_element(body, "NhsNumber")
     }
+
+    fn route_write(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Option<Routed> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        // A wrong method is not a record request: no fault, not counted.
+        let (reply, record) = match segments.as_slice() {
+            [
+                "",
+                "emis",
+                "practices",
+                ods,
+                "patients",
+                nhs,
+                "observations",
+            ] => {
+                if method == Method::POST {
+                    (self.file_observations(ods, nhs, headers, body), true)
+                } else {
+                    (method_not_allowed("POST"), false)
+                }
+            }
+            [
+                "",
+                "emis",
+                "practices",
+                ods,
+                "patients",
+                nhs,
+                "contactdetails",
+            ] => {
+                if method == Method::PUT {
+                    (self.update_contact_details(ods, nhs, headers, body), true)
+                } else {
+                    (method_not_allowed("PUT"), false)
+                }
+            }
+            _ => return None,
+        };
+        Some(Routed { reply, record })
+    }
 }
 
 impl Emis {
-    fn medical_record(&self, ods: &str, nhs: &str) -> Reply {
+    /// The EMIS practice `ods` and a checked NHS number, or the native error to answer.
+    fn practice_and_nhs(&self, ods: &str, nhs: &str) -> Result<Practice, Reply> {
         let practice = match self.store.practice(ods) {
             Some(p) if p.system == SystemKind::Emis => p,
-            _ => {
-                return error(
-                    404,
-                    "PRACTICE_NOT_FOUND",
-                    &format!("No EMIS Web practice with ODS code {ods}"),
-                );
-            }
+            _ => return Err(practice_not_found(ods)),
         };
         if NhsNumber::parse(nhs).is_err() {
-            return error(
+            return Err(error(
                 400,
                 "INVALID_NHS_NUMBER",
                 &format!("{nhs} is not a valid NHS number"),
-            );
+            ));
         }
+        Ok(practice)
+    }
+
+    fn medical_record(&self, ods: &str, nhs: &str) -> Reply {
+        let practice = match self.practice_and_nhs(ods, nhs) {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
         match self.store.patient(ods, nhs) {
             Some((_, patient)) => Reply {
                 status: 200,
                 content_type: XML,
                 body: render_record(&practice, &patient).into_bytes(),
             },
-            None => error(
-                404,
-                "PATIENT_NOT_FOUND",
-                &format!("No patient with that NHS number is registered at {ods}"),
-            ),
+            None => patient_not_found(ods),
         }
     }
+
+    /// Checks shared by both writes: the practice, the NHS number, that the patient is
+    /// registered there, and an XML body whose root is `root` in the EMIS namespace.
+    fn write_preflight(
+        &self,
+        ods: &str,
+        nhs: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+        root: &str,
+    ) -> Result<Element, Reply> {
+        self.practice_and_nhs(ods, nhs)?;
+        if self.store.patient(ods, nhs).is_none() {
+            return Err(patient_not_found(ods));
+        }
+        let xml_body = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == XML || v == "text/xml");
+        if !xml_body {
+            return Err(error(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "The request body must be application/xml",
+            ));
+        }
+        let doc = parse_request(body).map_err(|e| invalid_request(&e))?;
+        if doc.name != root || doc.ns.as_deref() != Some(NAMESPACE) {
+            return Err(invalid_request(&format!(
+                "The document element must be <{root}> in namespace {NAMESPACE}"
+            )));
+        }
+        Ok(doc)
+    }
+
+    /// `POST …/observations`: files an `ObservationBatch`, at most once per `ExternalKey`.
+    fn file_observations(
+        &self,
+        ods: &str,
+        nhs: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        let doc = match self.write_preflight(ods, nhs, headers, body, "ObservationBatch") {
+            Ok(doc) => doc,
+            Err(reply) => return reply,
+        };
+        let (key, date, readings) = match read_batch(&doc) {
+            Ok(batch) => batch,
+            Err(reply) => return reply,
+        };
+        match self
+            .store
+            .record_readings(SystemKind::Emis, ods, nhs, &key, date, &readings)
+        {
+            Ok(recorded) => {
+                let mut w = XmlWriter::new();
+                w.open_with("ObservationBatchResult", &[("xmlns", NAMESPACE)]);
+                w.text(
+                    "Outcome",
+                    if recorded.created {
+                        "Created"
+                    } else {
+                        "AlreadyFiled"
+                    },
+                );
+                for id in &recorded.ids {
+                    w.text("EventGUID", id);
+                }
+                w.close("ObservationBatchResult");
+                Reply {
+                    status: if recorded.created { 201 } else { 200 },
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            Err(e) => write_error(e),
+        }
+    }
+
+    /// `PUT …/contactdetails`: replaces the contact details if `LastModified` is current.
+    fn update_contact_details(
+        &self,
+        ods: &str,
+        nhs: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        let doc = match self.write_preflight(ods, nhs, headers, body, "UpdateContactDetails") {
+            Ok(doc) => doc,
+            Err(reply) => return reply,
+        };
+        let (expected, update) = match read_contact_details(&doc) {
+            Ok(parts) => parts,
+            Err(reply) => return reply,
+        };
+        match self
+            .store
+            .update_contact(SystemKind::Emis, ods, nhs, expected, update)
+        {
+            Ok(now) => {
+                let mut w = XmlWriter::new();
+                w.open_with("ContactDetailsResult", &[("xmlns", NAMESPACE)]);
+                w.text("LastModified", &date_time(now));
+                w.close("ContactDetailsResult");
+                Reply {
+                    status: 200,
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            Err(WriteError::Conflict(now)) => error(
+                409,
+                "VERSION_CONFLICT",
+                &format!(
+                    "The registration was modified after {}; LastModified is now {}",
+                    date_time(expected),
+                    date_time(now)
+                ),
+            ),
+            Err(e) => write_error(e),
+        }
+    }
+}
+
+/// Most readings one `ObservationBatch` may hold.
+pub const MAX_BATCH_OBSERVATIONS: usize = 10;
+/// Longest contact detail (phone, email, address part) EMIS Web holds.
+pub const MAX_CONTACT_FIELD: usize = 100;
+
+/// The key, date and readings of an `ObservationBatch`, or the native error.
+fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply> {
+    let key = doc
+        .text("ExternalKey")
+        .ok_or_else(|| invalid_request("ExternalKey is missing"))?;
+    let key_ok = key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !key_ok {
+        return Err(invalid_request(
+            "ExternalKey must be 1 to 64 letters, digits or hyphens",
+        ));
+    }
+    match doc.text("DatePart") {
+        Some("YMDT") => {}
+        other => {
+            return Err(invalid_request(&format!(
+                "DatePart is {:?}; readings are filed with DatePart YMDT",
+                other.unwrap_or("")
+            )));
+        }
+    }
+    let day = doc
+        .text("AssignedDate")
+        .and_then(parse_date)
+        .ok_or_else(|| invalid_request("AssignedDate is not a dd/mm/yyyy date"))?;
+    let (h, m, s) = doc
+        .text("AssignedTime")
+        .and_then(parse_time)
+        .ok_or_else(|| invalid_request("AssignedTime is not HH:MM:SS"))?;
+    let date = day.at(h, m, s);
+    let items: Vec<&Element> = doc.children_named("Observation").collect();
+    if items.is_empty() || items.len() > MAX_BATCH_OBSERVATIONS {
+        return Err(invalid_request(&format!(
+            "An ObservationBatch holds 1 to {MAX_BATCH_OBSERVATIONS} Observation elements, not {}",
+            items.len()
+        )));
+    }
+    let mut readings = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("Observation[{}]", i + 1);
+        let code = item
+            .child("Code")
+            .ok_or_else(|| invalid_request(&format!("{at}/Code is missing")))?;
+        let value = code
+            .text("Value")
+            .ok_or_else(|| invalid_request(&format!("{at}/Code/Value is missing")))?;
+        let scheme = code.text("Scheme").unwrap_or("");
+        if scheme != "READ2" {
+            return Err(error(
+                422,
+                "UNKNOWN_CODE",
+                &format!("{at}/Code/Scheme is {scheme:?}; readings are filed with READ2 codes"),
+            ));
+        }
+        let concept = concepts::measurement_by_read2(value).ok_or_else(|| {
+            error(
+                422,
+                "UNKNOWN_CODE",
+                &format!("READ2 code {value} is not a measurement EMIS Web files with a value"),
+            )
+        })?;
+        let number = item
+            .text("NumericValue")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| invalid_request(&format!("{at}/NumericValue is not a number")))?;
+        let units = item
+            .text("Units")
+            .ok_or_else(|| invalid_request(&format!("{at}/Units is missing")))?;
+        if Some(units) != concept.units {
+            return Err(error(
+                422,
+                "UNITS_MISMATCH",
+                &format!(
+                    "{} ({value}) is recorded in {}, not {units}",
+                    concept.term,
+                    concept.units.unwrap_or("")
+                ),
+            ));
+        }
+        readings.push(NewReading {
+            concept,
+            value: number,
+        });
+    }
+    Ok((key.to_owned(), date, readings))
+}
+
+/// The expected `LastModified` and the new details of an `UpdateContactDetails`.
+fn read_contact_details(doc: &Element) -> Result<(SimDate, ContactUpdate), Reply> {
+    let expected = doc
+        .text("LastModified")
+        .and_then(parse_date_time)
+        .ok_or_else(|| invalid_request("LastModified is not dd/mm/yyyy HH:MM:SS"))?;
+    let field = |e: Option<&Element>, name: &str| -> Result<String, Reply> {
+        let v = e.and_then(|e| e.text(name)).unwrap_or("");
+        if v.chars().count() > MAX_CONTACT_FIELD {
+            return Err(invalid_value(&format!(
+                "{name} is longer than {MAX_CONTACT_FIELD} characters"
+            )));
+        }
+        Ok(v.to_owned())
+    };
+    let optional = |name: &str| -> Result<Option<String>, Reply> {
+        let v = field(Some(doc), name)?;
+        Ok((!v.is_empty()).then_some(v))
+    };
+    let a = doc.child("Address");
+    let address = Address {
+        house: field(a, "HouseNameFlat")?,
+        street: field(a, "Street")?,
+        village: field(a, "Village")?,
+        town: field(a, "Town")?,
+        county: field(a, "County")?,
+        postcode: field(a, "PostCode")?,
+    };
+    let home_phone = optional("HomeTelephone")?;
+    let mobile = optional("MobileTelephone")?;
+    for (name, phone) in [("HomeTelephone", &home_phone), ("MobileTelephone", &mobile)] {
+        let ok = phone.as_deref().is_none_or(|p| {
+            p.bytes().any(|b| b.is_ascii_digit())
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || b" +()-".contains(&b))
+        });
+        if !ok {
+            return Err(invalid_value(&format!(
+                "{name} may hold only digits, spaces and + ( ) -"
+            )));
+        }
+    }
+    let email = optional("Email")?;
+    let email_ok = email.as_deref().is_none_or(|e| {
+        e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        }) && !e.contains(char::is_whitespace)
+    });
+    if !email_ok {
+        return Err(invalid_value("Email is not an email address"));
+    }
+    let language = doc
+        .child("MainSpokenLanguage")
+        .and_then(|l| l.text("Value"))
+        .map(str::to_owned);
+    if let Some(code) = language.as_deref().filter(|c| !language_code_ok(c)) {
+        return Err(invalid_value(&format!(
+            "MainSpokenLanguage/Value {code:?} is not a language code"
+        )));
+    }
+    Ok((
+        expected,
+        ContactUpdate {
+            home_phone,
+            mobile,
+            email,
+            address,
+            language,
+        },
+    ))
+}
+
+/// A UK Core HumanLanguage code: `cy`, `pl`, `q4`, `en-GB`.
+fn language_code_ok(code: &str) -> bool {
+    let (base, region) = match code.split_once('-') {
+        Some((b, r)) => (b, Some(r)),
+        None => (code, None),
+    };
+    (2..=3).contains(&base.len())
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && region.is_none_or(|r| {
+            (2..=8).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// `dd/mm/yyyy`, a real calendar date.
+fn parse_date(s: &str) -> Option<SimDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[2] != b'/' || b[5] != b'/' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        s.get(r)
+            .filter(|p| p.bytes().all(|c| c.is_ascii_digit()))?
+            .parse::<u16>()
+            .ok()
+    };
+    let (d, m, y) = (num(0..2)?, num(3..5)?, num(6..10)?);
+    let (d, m) = (u8::try_from(d).ok()?, u8::try_from(m).ok()?);
+    let y = i32::from(y);
+    let days_in_month = gp_fhir::date::days_in_month(y, m.clamp(1, 12));
+    ((1..=12).contains(&m) && d >= 1 && d <= days_in_month && y >= 1).then(|| SimDate::ymd(y, m, d))
+}
+
+/// `HH:MM:SS`.
+fn parse_time(s: &str) -> Option<(u8, u8, u8)> {
+    let b = s.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        s.get(r)
+            .filter(|p| p.bytes().all(|c| c.is_ascii_digit()))?
+            .parse::<u8>()
+            .ok()
+    };
+    let (h, m, sec) = (num(0..2)?, num(3..5)?, num(6..8)?);
+    (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
+}
+
+/// `dd/mm/yyyy HH:MM:SS`, as `LastModified` is rendered.
+fn parse_date_time(s: &str) -> Option<SimDate> {
+    let (date, time) = s.split_once(' ')?;
+    let (h, m, sec) = parse_time(time)?;
+    Some(parse_date(date)?.at(h, m, sec))
+}
+
+/// A refused store write in the native error format.
+fn write_error(e: WriteError) -> Reply {
+    match e {
+        WriteError::PracticeNotFound(ods) => practice_not_found(&ods),
+        WriteError::PatientNotFound(ods) => patient_not_found(&ods),
+        WriteError::Conflict(now) => error(
+            409,
+            "VERSION_CONFLICT",
+            &format!(
+                "The registration was modified; LastModified is now {}",
+                date_time(now)
+            ),
+        ),
+        WriteError::Invalid(message) => invalid_value(&message),
+    }
+}
+
+fn practice_not_found(ods: &str) -> Reply {
+    error(
+        404,
+        "PRACTICE_NOT_FOUND",
+        &format!("No EMIS Web practice with ODS code {ods}"),
+    )
+}
+
+fn patient_not_found(ods: &str) -> Reply {
+    error(
+        404,
+        "PATIENT_NOT_FOUND",
+        &format!("No patient with that NHS number is registered at {ods}"),
+    )
+}
+
+fn invalid_request(message: &str) -> Reply {
+    error(400, "INVALID_REQUEST", message)
+}
+
+fn invalid_value(message: &str) -> Reply {
+    error(422, "INVALID_VALUE", message)
+}
+
+fn method_not_allowed(allowed: &str) -> Reply {
+    error(
+        405,
+        "METHOD_NOT_ALLOWED",
+        &format!("Only {allowed} is supported here"),
+    )
 }
 
 fn health() -> Reply {
@@ -162,6 +609,12 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
     w.opt("HomeTelephone", p.home_phone.as_deref());
     w.opt("MobileTelephone", p.mobile.as_deref());
     w.opt("Email", p.email.as_deref());
+    if let Some(code) = p.language.as_deref() {
+        w.open("MainSpokenLanguage");
+        w.text("Value", code);
+        w.opt("Term", gp_fhir::model::human_language(code));
+        w.close("MainSpokenLanguage");
+    }
     w.text("UsualGpID", &p.usual_gp);
     w.text("DateOfRegistration", &date(p.registered_on));
     w.text("DateOfDeath", &p.deceased_on.map(date).unwrap_or_default());
@@ -328,7 +781,11 @@ fn event_head(w: &mut XmlWriter, kind: &str, meta: &EntryMeta, concept: &Concept
     w.text("GUID", &meta.id);
     w.text("EventType", kind);
     assigned(w, meta.date, true);
-    w.text("AuthorID", &meta.author);
+    // Entries a third-party supplier filed have no practice author: no AuthorID at all.
+    w.opt(
+        "AuthorID",
+        Some(meta.author.as_str()).filter(|a| !a.is_empty()),
+    );
     w.opt("ConsultationID", meta.consultation.as_deref());
     coded(w, "Code", concept, meta);
 }
@@ -365,6 +822,9 @@ fn coded(w: &mut XmlWriter, tag: &str, c: &Concept, meta: &EntryMeta) {
         (dmd, "DMD", false)
     } else if let Some(local) = c.emis {
         (local, "EMISCLINICAL", true)
+    } else if let (Some(read2), Some(_)) = (c.read2, &meta.external_key) {
+        // Filed through the write API: shown with the code it was filed with.
+        (read2, "READ2", false)
     } else {
         match c.read2 {
             Some(read2) if !(meta.date.year >= 2023 && odd) => (read2, "READ2", !odd),
@@ -429,6 +889,226 @@ fn spaced_nhs(n: &str) -> String {
     }
 }
 
+// ---- request bodies ------------------------------------------------------------------
+
+/// One element of a request document: local name, default namespace in force, the
+/// concatenated text directly inside it and its child elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Element {
+    name: String,
+    ns: Option<String>,
+    text: String,
+    children: Vec<Element>,
+}
+
+impl Element {
+    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children
+            .iter()
+            .filter(move |c| c.name == name && c.ns == self.ns)
+    }
+
+    fn child(&self, name: &str) -> Option<&Element> {
+        self.children
+            .iter()
+            .find(|c| c.name == name && c.ns == self.ns)
+    }
+
+    /// Trimmed text of child `name`; `None` when absent or empty.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.child(name)
+            .map(|c| c.text.trim())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// Deepest nesting a request document may have.
+const MAX_DEPTH: usize = 16;
+
+/// Parses a small request document: elements, attributes, text, character and the five
+/// predefined entity references, comments and the XML declaration. No DTDs, CDATA,
+/// processing instructions or prefixed names: EMIS write requests use none.
+fn parse_request(body: &[u8]) -> Result<Element, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "The body is not UTF-8".to_owned())?;
+    let mut p = XmlReader {
+        s: text.trim_start_matches('\u{feff}'),
+        at: 0,
+    };
+    p.skip_misc()?;
+    if p.s[p.at..].starts_with("<?xml") {
+        let end = p.s[p.at..]
+            .find("?>")
+            .ok_or("The XML declaration is not closed")?;
+        p.at += end + 2;
+    }
+    p.skip_misc()?;
+    let root = p.element(None, 0)?;
+    p.skip_misc()?;
+    if p.at != p.s.len() {
+        return Err("Content after the document element".into());
+    }
+    Ok(root)
+}
+
+struct XmlReader<'a> {
+    s: &'a str,
+    at: usize,
+}
+
+impl<'a> XmlReader<'a> {
+    fn rest(&self) -> &'a str {
+        &self.s[self.at..]
+    }
+
+    /// Skips whitespace and comments.
+    fn skip_misc(&mut self) -> Result<(), String> {
+        loop {
+            let trimmed = self.rest().trim_start();
+            self.at = self.s.len() - trimmed.len();
+            if trimmed.starts_with("<!--") {
+                let end = trimmed.find("-->").ok_or("A comment is not closed")?;
+                self.at += end + 3;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        let rest = self.rest();
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+            .unwrap_or(rest.len());
+        let name = &rest[..len];
+        if name.is_empty() {
+            return Err(format!("Expected a name at byte {}", self.at));
+        }
+        if name.contains(':') && !name.starts_with("xmlns:") {
+            return Err(format!("Prefixed name {name} is not supported"));
+        }
+        self.at += len;
+        Ok(name.to_owned())
+    }
+
+    /// An element starting at `<`, inheriting default namespace `ns`.
+    fn element(&mut self, ns: Option<&str>, depth: usize) -> Result<Element, String> {
+        if depth >= MAX_DEPTH {
+            return Err("The document is nested too deeply".into());
+        }
+        if !self.rest().starts_with('<') || self.rest().starts_with("<!") {
+            return Err(format!("Expected an element at byte {}", self.at));
+        }
+        self.at += 1;
+        let name = self.name()?;
+        let mut ns = ns.map(str::to_owned);
+        loop {
+            let trimmed = self.rest().trim_start();
+            self.at = self.s.len() - trimmed.len();
+            if let Some(after) = trimmed.strip_prefix("/>") {
+                self.at = self.s.len() - after.len();
+                return Ok(Element {
+                    name,
+                    ns,
+                    text: String::new(),
+                    children: Vec::new(),
+                });
+            }
+            if let Some(after) = trimmed.strip_prefix('>') {
+                self.at = self.s.len() - after.len();
+                break;
+            }
+            let attr = self.name()?;
+            let rest = self.rest().trim_start();
+            let rest = rest
+                .strip_prefix('=')
+                .ok_or_else(|| format!("Attribute {attr} has no value"))?
+                .trim_start();
+            let quote = rest
+                .chars()
+                .next()
+                .filter(|q| matches!(q, '"' | '\''))
+                .ok_or_else(|| format!("Attribute {attr} is not quoted"))?;
+            let body = &rest[1..];
+            let end = body
+                .find(quote)
+                .ok_or_else(|| format!("Attribute {attr} is not closed"))?;
+            let value = unescape(&body[..end])?;
+            self.at = self.s.len() - body.len() + end + 1;
+            if attr == "xmlns" {
+                ns = Some(value);
+            }
+        }
+        let mut text = String::new();
+        let mut children = Vec::new();
+        loop {
+            let rest = self.rest();
+            let lt = rest
+                .find('<')
+                .ok_or_else(|| format!("<{name}> is not closed"))?;
+            text.push_str(&unescape(&rest[..lt])?);
+            self.at += lt;
+            let rest = self.rest();
+            if rest.starts_with("<!--") {
+                let end = rest.find("-->").ok_or("A comment is not closed")?;
+                self.at += end + 3;
+            } else if rest.starts_with("</") {
+                self.at += 2;
+                let close = self.name()?;
+                if close != name {
+                    return Err(format!("<{name}> is closed by </{close}>"));
+                }
+                let after_name = self.rest().trim_start();
+                let after_close = after_name
+                    .strip_prefix('>')
+                    .ok_or_else(|| format!("</{name} is not closed"))?;
+                self.at = self.s.len() - after_close.len();
+                return Ok(Element {
+                    name,
+                    ns,
+                    text,
+                    children,
+                });
+            } else {
+                children.push(self.element(ns.as_deref(), depth + 1)?);
+            }
+        }
+    }
+}
+
+/// Text with entity and character references resolved.
+fn unescape(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let semi = after.find(';').ok_or("An entity reference is not closed")?;
+        let entity = &after[..semi];
+        let ch = match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(hex) = entity.strip_prefix("#x") {
+                    u32::from_str_radix(hex, 16).ok()
+                } else if let Some(dec) = entity.strip_prefix('#') {
+                    dec.parse().ok()
+                } else {
+                    None
+                };
+                code.and_then(char::from_u32)
+                    .ok_or_else(|| format!("Unknown entity &{entity};"))?
+            }
+        };
+        out.push(ch);
+        rest = &after[semi + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +1132,56 @@ mod tests {
             remove_element(b"<a>\n  <NhsNumber>1</NhsNumber>\n  <b/></a>", "NhsNumber"),
             b"<a>\n  <b/></a>"
         );
+    }
+
+    #[test]
+    fn request_parser_reads_what_writers_send() {
+        let doc = parse_request(
+            "\u{feff}<?xml version=\"1.0\"?>\n<!-- c --><A xmlns='urn:a' x=\"1\">\
+             <B>x &amp; &lt;y&gt; &#65;&#x42; &quot;&apos;</B><C/><!-- c --><D><E> t </E></D>\
+             <F xmlns=\"urn:other\">no</F></A>\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((doc.name.as_str(), doc.ns.as_deref()), ("A", Some("urn:a")));
+        assert_eq!(doc.text("B"), Some("x & <y> AB \"'"));
+        assert_eq!(doc.text("C"), None, "empty is absent");
+        assert_eq!(doc.child("D").and_then(|d| d.text("E")), Some("t"));
+        assert_eq!(doc.text("F"), None, "another namespace is not ours");
+        for bad in [
+            "",
+            "<A>",
+            "<A></B>",
+            "<A><B></A>",
+            "<A x=1/>",
+            "<A>&bogus;</A>",
+            "<A/><B/>",
+            "<!DOCTYPE A><A/>",
+            "<a:A xmlns:a='urn:a'/>",
+            "<A><![CDATA[x]]></A>",
+        ] {
+            assert!(parse_request(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let deep = format!("{}{}", "<A>".repeat(40), "</A>".repeat(40));
+        assert!(parse_request(deep.as_bytes()).is_err());
+        assert!(parse_request(b"<A>\xC3\x28</A>").is_err());
+    }
+
+    #[test]
+    fn write_values_are_checked() {
+        assert_eq!(parse_date("29/02/2024"), Some(SimDate::ymd(2024, 2, 29)));
+        assert_eq!(parse_date("29/02/2023"), None);
+        assert_eq!(parse_date("00/00/2023"), None);
+        assert_eq!(
+            parse_date_time("15/01/2024 10:30:00"),
+            Some(SimDate::ymd(2024, 1, 15).at(10, 30, 0))
+        );
+        assert_eq!(parse_date_time("15/01/2024 24:00:00"), None);
+        for ok in ["en", "cy", "q4", "en-GB", "zh-Hant"] {
+            assert!(language_code_ok(ok), "{ok}");
+        }
+        for bad in ["", "e", "English", "EN", "en-", "en GB"] {
+            assert!(!language_code_ok(bad), "{bad}");
+        }
     }
 }

@@ -266,3 +266,512 @@ async fn faults_behave_as_described() {
     let r = hung.await.unwrap();
     assert!(r.is_err() && r.err().as_deref() != Some("timed out"));
 }
+
+// ---- write-back ----------------------------------------------------------------------
+
+/// Sends `method path` with an optional `(content type, body)` and reads the answer.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (head, payload) = match body {
+        Some((ct, b)) => (
+            format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len()),
+            b,
+        ),
+        None => ("Content-Length: 0\r\n".to_owned(), ""),
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Correlation-Id: w-1\r\n{head}\r\n{payload}"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: buf[split + 4..].to_vec(),
+    }
+}
+
+const XML: &str = "application/xml";
+
+fn reading(code: &str, value: &str, units: &str) -> String {
+    format!(
+        "<Observation><Code><Value>{code}</Value><Scheme>READ2</Scheme><Term>t</Term></Code><NumericValue>{value}</NumericValue><Units>{units}</Units></Observation>"
+    )
+}
+
+fn batch(key: &str, readings: &[String]) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- a supplier's reading -->\n<ObservationBatch xmlns=\"{NS}\"><ExternalKey>{key}</ExternalKey><AssignedDate>14/07/2026</AssignedDate><DatePart>YMDT</DatePart><AssignedTime>08:32:05</AssignedTime>{}</ObservationBatch>",
+        readings.concat()
+    )
+}
+
+fn blood_pressure(key: &str) -> String {
+    batch(
+        key,
+        &[
+            reading("2469.", "131", "mm[Hg]"),
+            reading("246A.", "84", "mm[Hg]"),
+        ],
+    )
+}
+
+/// The native error's `(status, Code)`.
+fn native_error(a: &Answer) -> (u16, String) {
+    let doc = roxmltree::Document::parse(a.text()).unwrap();
+    assert!(
+        doc.root_element().has_tag_name((NS, "Error")),
+        "{}",
+        a.text()
+    );
+    (
+        a.status,
+        child_text(doc.root_element(), "Code").unwrap().to_owned(),
+    )
+}
+
+fn record_path(ods: &str, nhs: &str) -> String {
+    format!("/emis/practices/{ods}/patients/{nhs}/medicalrecord")
+}
+
+/// The `<Event>`s whose GUID is one of `ids`, as `(Code/Value, NumericValue, has AuthorID)`.
+fn filed_events(record: &str, ids: &[String]) -> Vec<(String, String, bool)> {
+    let doc = roxmltree::Document::parse(record).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name((NS, "Event")))
+        .filter(|e| child_text(*e, "GUID").is_some_and(|g| ids.iter().any(|i| i == g)))
+        .map(|e| {
+            let code = e.children().find(|n| n.has_tag_name((NS, "Code"))).unwrap();
+            assert_eq!(child_text(e, "EventType"), Some("Observation"));
+            assert_eq!(child_text(e, "AssignedDate"), Some("14/07/2026"));
+            assert_eq!(child_text(e, "DatePart"), Some("YMDT"));
+            assert_eq!(child_text(e, "AssignedTime"), Some("08:32:05"));
+            assert_eq!(child_text(code, "Scheme"), Some("READ2"));
+            (
+                child_text(code, "Value").unwrap().to_owned(),
+                child_text(e, "NumericValue").unwrap().to_owned(),
+                e.children().any(|n| n.has_tag_name((NS, "AuthorID"))),
+            )
+        })
+        .collect()
+}
+
+fn event_guids(a: &Answer) -> (String, Vec<String>) {
+    let doc = roxmltree::Document::parse(a.text()).unwrap();
+    let root = doc.root_element();
+    assert!(root.has_tag_name((NS, "ObservationBatchResult")));
+    let ids = root
+        .children()
+        .filter(|n| n.has_tag_name((NS, "EventGUID")))
+        .map(|n| n.text().unwrap().to_owned())
+        .collect();
+    (child_text(root, "Outcome").unwrap().to_owned(), ids)
+}
+
+#[tokio::test]
+async fn filing_readings_is_idempotent_on_the_external_key() {
+    let store = store();
+    let ods = first_emis_ods(&store);
+    let sim = start_emis(store, loopback().await).await.unwrap();
+    let path = format!("/emis/practices/{ods}/patients/9000000009/observations");
+
+    let first = send(
+        sim.addr,
+        "POST",
+        &path,
+        Some((XML, &blood_pressure("bp-1"))),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.header("content-type"), Some(XML));
+    assert_eq!(first.header("x-correlation-id"), Some("w-1"));
+    let (outcome, ids) = event_guids(&first);
+    assert_eq!(outcome, "Created");
+    assert_eq!(ids.len(), 2);
+
+    let record = get(sim.addr, &record_path(&ods, "9000000009")).await;
+    let events = filed_events(record.text(), &ids);
+    assert_eq!(
+        events,
+        [
+            ("2469.".to_owned(), "131".to_owned(), false),
+            ("246A.".to_owned(), "84".to_owned(), false)
+        ],
+        "filed as two READ2 readings with no AuthorID"
+    );
+
+    // The same key again: nothing new, the first filing's GUIDs.
+    let again = send(
+        sim.addr,
+        "POST",
+        &path,
+        Some((XML, &blood_pressure("bp-1"))),
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        event_guids(&again),
+        ("AlreadyFiled".to_owned(), ids.clone())
+    );
+    assert_eq!(
+        get(sim.addr, &record_path(&ods, "9000000009")).await.body,
+        record.body,
+        "a replay changes nothing"
+    );
+
+    // A lost answer (fault after the write) is safe to retry under the same key.
+    sim.set_fault(Fault::Status(503));
+    let weight = batch("wt-1", &[reading("22A..", "72.4", "kg")]);
+    let lost = send(sim.addr, "POST", &path, Some((XML, &weight))).await;
+    assert_eq!(native_error(&lost), (503, "SERVICE_UNAVAILABLE".to_owned()));
+    sim.set_fault(Fault::None);
+    let retry = send(sim.addr, "POST", &path, Some((XML, &weight))).await;
+    assert_eq!(retry.status, 200, "filed before the answer was lost");
+    let (_, wt) = event_guids(&retry);
+    let record = get(sim.addr, &record_path(&ods, "9000000009")).await;
+    assert_eq!(
+        filed_events(record.text(), &wt),
+        [("22A..".to_owned(), "72.4".to_owned(), false)]
+    );
+}
+
+/// A write that must be refused: path, `(content type, body)`, status and native Code.
+type RefusedCase = (String, Option<(&'static str, String)>, u16, &'static str);
+
+#[tokio::test]
+async fn refused_readings_change_nothing() {
+    let store = store();
+    let ods = first_emis_ods(&store);
+    let tpp_ods = store.read(|p| {
+        p.practices
+            .iter()
+            .find(|x| x.system == SystemKind::Tpp)
+            .unwrap()
+            .ods
+            .clone()
+    });
+    let sim = start_emis(store, loopback().await).await.unwrap();
+    let path = format!("/emis/practices/{ods}/patients/9000000009/observations");
+    let before = get(sim.addr, &record_path(&ods, "9000000009")).await.body;
+
+    let wrong_scheme = blood_pressure("k-2").replace(
+        "<Value>2469.</Value><Scheme>READ2</Scheme>",
+        "<Value>271649006</Value><Scheme>SNOMED</Scheme>",
+    );
+    let cases: Vec<RefusedCase> = vec![
+        // Asthma is a Read v2 code, but not a measurement.
+        (
+            path.clone(),
+            Some((XML, batch("k-1", &[reading("H33..", "1", "kg")]))),
+            422,
+            "UNKNOWN_CODE",
+        ),
+        (path.clone(), Some((XML, wrong_scheme)), 422, "UNKNOWN_CODE"),
+        // A good systolic with a bad diastolic: the whole batch is refused.
+        (
+            path.clone(),
+            Some((
+                XML,
+                batch(
+                    "k-3",
+                    &[
+                        reading("2469.", "131", "mm[Hg]"),
+                        reading("246A.", "84", "kg"),
+                    ],
+                ),
+            )),
+            422,
+            "UNITS_MISMATCH",
+        ),
+        (
+            path.clone(),
+            Some((XML, batch("k-4", &[reading("22A..", "-5", "kg")]))),
+            422,
+            "INVALID_VALUE",
+        ),
+        (
+            path.clone(),
+            Some((XML, batch("k-5", &[reading("22A..", "heavy", "kg")]))),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((XML, blood_pressure("not a key!"))),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((
+                XML,
+                blood_pressure("k-6").replace("<DatePart>YMDT</DatePart>", ""),
+            )),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((
+                XML,
+                blood_pressure("k-7").replace("14/07/2026", "31/02/2026"),
+            )),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((XML, batch("k-8", &[]))),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((
+                XML,
+                blood_pressure("k-9").replace("</ObservationBatch>", ""),
+            )),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some((
+                XML,
+                blood_pressure("k-10").replace(&format!(" xmlns=\"{NS}\""), ""),
+            )),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            path.clone(),
+            Some(("application/json", blood_pressure("k-11"))),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            format!("/emis/practices/{ods}/patients/9000000001/observations"),
+            Some((XML, blood_pressure("k-12"))),
+            400,
+            "INVALID_NHS_NUMBER",
+        ),
+        (
+            format!("/emis/practices/{ods}/patients/9434765919/observations"),
+            Some((XML, blood_pressure("k-13"))),
+            404,
+            "PATIENT_NOT_FOUND",
+        ),
+        (
+            format!("/emis/practices/{tpp_ods}/patients/9000000009/observations"),
+            Some((XML, blood_pressure("k-14"))),
+            404,
+            "PRACTICE_NOT_FOUND",
+        ),
+    ];
+    for (p, body, status, code) in cases {
+        let a = send(
+            sim.addr,
+            "POST",
+            &p,
+            body.as_ref().map(|(ct, b)| (*ct, b.as_str())),
+        )
+        .await;
+        assert_eq!(
+            native_error(&a),
+            (status, code.to_owned()),
+            "{:?}",
+            body.map(|b| b.1)
+        );
+    }
+    let a = send(sim.addr, "GET", &path, None).await;
+    assert_eq!(native_error(&a), (405, "METHOD_NOT_ALLOWED".to_owned()));
+    let a = send(sim.addr, "PUT", &path, Some((XML, &blood_pressure("k-15")))).await;
+    assert_eq!(native_error(&a), (405, "METHOD_NOT_ALLOWED".to_owned()));
+    assert_eq!(
+        get(sim.addr, &record_path(&ods, "9000000009")).await.body,
+        before,
+        "no refused write changed the record"
+    );
+}
+
+fn registration_text(record: &str, path: &[&str]) -> Option<String> {
+    let doc = roxmltree::Document::parse(record).unwrap();
+    let mut node = doc
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name((NS, "Registration")))?;
+    for name in path {
+        node = node.children().find(|n| n.has_tag_name((NS, *name)))?;
+    }
+    node.text().map(str::to_owned)
+}
+
+fn contact_update(last_modified: &str, mobile: &str, email: &str) -> String {
+    format!(
+        "<UpdateContactDetails xmlns=\"{NS}\"><LastModified>{last_modified}</LastModified>\
+         <Address><HouseNameFlat/><Street>12 Harness Row</Street><Village>Testville</Village><Town>Leeds</Town><County>West Yorkshire</County><PostCode>LS1 4AP</PostCode></Address>\
+         <HomeTelephone/><MobileTelephone>{mobile}</MobileTelephone><Email>{email}</Email>\
+         <MainSpokenLanguage><Value>cy</Value></MainSpokenLanguage></UpdateContactDetails>"
+    )
+}
+
+#[tokio::test]
+async fn the_main_spoken_language_is_in_the_registration() {
+    let store = store();
+    let ods = first_emis_ods(&store);
+    let sim = start_emis(store, loopback().await).await.unwrap();
+    let record = get(sim.addr, &record_path(&ods, "9000000009")).await;
+    let code = registration_text(record.text(), &["MainSpokenLanguage", "Value"]).unwrap();
+    let term = registration_text(record.text(), &["MainSpokenLanguage", "Term"]).unwrap();
+    assert!(
+        matches!(
+            (code.as_str(), term.as_str()),
+            ("en", "English") | ("pl", "Polish") | ("cy", "Welsh")
+        ),
+        "{code} {term}"
+    );
+}
+
+#[tokio::test]
+async fn contact_updates_need_the_current_last_modified() {
+    let store = store();
+    let ods = first_emis_ods(&store);
+    let sim = start_emis(store, loopback().await).await.unwrap();
+    let path = format!("/emis/practices/{ods}/patients/9000000009/contactdetails");
+    let record = get(sim.addr, &record_path(&ods, "9000000009")).await;
+    let v1 = registration_text(record.text(), &["LastModified"]).unwrap();
+
+    // Refused writes first: none may change the record.
+    let refused = [
+        (
+            contact_update(&v1, "07700 900456", "not-an-email"),
+            422,
+            "INVALID_VALUE",
+        ),
+        (
+            contact_update(&v1, "call me", "a@example.com"),
+            422,
+            "INVALID_VALUE",
+        ),
+        (
+            contact_update("yesterday", "07700 900456", "a@example.com"),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            contact_update("01/01/2001 00:00:00", "07700 900456", "a@example.com"),
+            409,
+            "VERSION_CONFLICT",
+        ),
+        (
+            contact_update(&v1, "07700 900456", "a@example.com")
+                .replace("<Value>cy</Value>", "<Value>Welsh!</Value>"),
+            422,
+            "INVALID_VALUE",
+        ),
+    ];
+    for (body, status, code) in &refused {
+        let a = send(sim.addr, "PUT", &path, Some((XML, body))).await;
+        assert_eq!(native_error(&a), (*status, (*code).to_owned()), "{body}");
+    }
+    let a = send(
+        sim.addr,
+        "PUT",
+        &format!("/emis/practices/{ods}/patients/9434765919/contactdetails"),
+        Some((XML, &contact_update(&v1, "07700 900456", "a@example.com"))),
+    )
+    .await;
+    assert_eq!(native_error(&a), (404, "PATIENT_NOT_FOUND".to_owned()));
+    assert_eq!(
+        get(sim.addr, &record_path(&ods, "9000000009")).await.body,
+        record.body,
+        "refused updates changed nothing"
+    );
+
+    let a = send(
+        sim.addr,
+        "PUT",
+        &path,
+        Some((XML, &contact_update(&v1, "07700 900456", "h.w@example.com"))),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let doc = roxmltree::Document::parse(a.text()).unwrap();
+    assert!(
+        doc.root_element()
+            .has_tag_name((NS, "ContactDetailsResult"))
+    );
+    let v2 = child_text(doc.root_element(), "LastModified")
+        .unwrap()
+        .to_owned();
+    assert_ne!(v2, v1);
+
+    let after = get(sim.addr, &record_path(&ods, "9000000009")).await;
+    let t = after.text();
+    assert_eq!(registration_text(t, &["LastModified"]), Some(v2.clone()));
+    assert_eq!(
+        registration_text(t, &["Address", "Street"]).as_deref(),
+        Some("12 Harness Row")
+    );
+    assert_eq!(
+        registration_text(t, &["Address", "Village"]).as_deref(),
+        Some("Testville")
+    );
+    assert_eq!(registration_text(t, &["Address", "HouseNameFlat"]), None);
+    assert_eq!(registration_text(t, &["HomeTelephone"]), None, "removed");
+    assert_eq!(
+        registration_text(t, &["MobileTelephone"]).as_deref(),
+        Some("07700 900456")
+    );
+    assert_eq!(
+        registration_text(t, &["Email"]).as_deref(),
+        Some("h.w@example.com")
+    );
+    assert_eq!(
+        registration_text(t, &["MainSpokenLanguage", "Value"]).as_deref(),
+        Some("cy")
+    );
+    assert_eq!(
+        registration_text(t, &["MainSpokenLanguage", "Term"]).as_deref(),
+        Some("Welsh")
+    );
+
+    // The old LastModified is now stale: refused, nothing changed.
+    let a = send(
+        sim.addr,
+        "PUT",
+        &path,
+        Some((XML, &contact_update(&v1, "07700 900999", "h.w@example.com"))),
+    )
+    .await;
+    assert_eq!(native_error(&a), (409, "VERSION_CONFLICT".to_owned()));
+    assert!(a.text().contains(&v2), "names the current LastModified");
+    assert_eq!(
+        get(sim.addr, &record_path(&ods, "9000000009")).await.body,
+        after.body
+    );
+    let a = send(sim.addr, "POST", &path, Some((XML, "<x/>"))).await;
+    assert_eq!(native_error(&a), (405, "METHOD_NOT_ALLOWED".to_owned()));
+}
