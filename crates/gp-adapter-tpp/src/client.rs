@@ -1,8 +1,8 @@
-//! Native calls to TPP SystmOne's API (one record page per call), and its
-//! `<ErrorResponse>` documents mapped to [`AdapterError`]s.
+//! Native calls to TPP SystmOne's API (one record page per call, and the two writes),
+//! and its `<ErrorResponse>` documents mapped to [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -54,6 +54,60 @@ impl TppClient {
         }
     }
 
+    /// `POST /systmone/api/v1/organisations/{ODS}/patients/{NHS}/events` with a
+    /// `RecordEventsRequest`: answers the status (`201` created, `200` key seen before)
+    /// and the `RecordEventsResponse` body. Never retried here.
+    pub async fn record_events(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        body: String,
+        ctx: &CallContext,
+    ) -> Result<(u16, Bytes), AdapterError> {
+        let path = format!(
+            "/systmone/api/v1/organisations/{}/patients/{nhs}/events",
+            ods.as_str()
+        );
+        let response = self
+            .http
+            .send(
+                Method::POST,
+                &path,
+                Some((XML, body.into_bytes())),
+                &[],
+                ctx,
+            )
+            .await?;
+        match response.status {
+            200 | 201 => Ok((response.status, response.body)),
+            _ => Err(write_error_from(&response)),
+        }
+    }
+
+    /// `PUT /systmone/api/v1/organisations/{ODS}/patients/{NHS}/demographics/contact`
+    /// with a `ContactDetailsUpdate`: the `ContactDetailsUpdateResponse` body.
+    pub async fn update_contact(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        body: String,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!(
+            "/systmone/api/v1/organisations/{}/patients/{nhs}/demographics/contact",
+            ods.as_str()
+        );
+        let response = self
+            .http
+            .send(Method::PUT, &path, Some((XML, body.into_bytes())), &[], ctx)
+            .await?;
+        if response.status == 200 {
+            Ok(response.body)
+        } else {
+            Err(write_error_from(&response))
+        }
+    }
+
     /// `GET /systmone/api/v1/health`: ready when it answers 200 with `<Status>OK</Status>`.
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         let response = self.http.get("/systmone/api/v1/health", ctx).await?;
@@ -73,16 +127,44 @@ impl TppClient {
     }
 }
 
+/// Content type of every request body the API takes.
+const XML: &str = "application/xml";
+
+/// `HTTP {status} {ErrorCode}: {Description}`, or what the answer was when it is not
+/// a SystmOne ErrorResponse.
+fn describe(response: &NativeResponse, native: Option<&(String, String)>) -> String {
+    match native {
+        Some((code, text)) if text.is_empty() => format!("HTTP {} {code}", response.status),
+        Some((code, text)) => format!("HTTP {} {code}: {text}", response.status),
+        None => format!("HTTP {} without a SystmOne ErrorResponse", response.status),
+    }
+}
+
+/// Maps a refused write: `409 RECORD_MODIFIED` → `VersionConflict`, not-found codes →
+/// `PatientNotFound`, `422` (a code, unit or value SystmOne cannot hold) →
+/// `Unprocessable`, other 4xx (a request this adapter built wrongly) → `Rejected`,
+/// 5xx (and anything else) → `Unavailable`; each keeps the native message.
+pub fn write_error_from(response: &NativeResponse) -> AdapterError {
+    let system = GpSystem::Tpp;
+    let native = parse_error_document(&response.body);
+    let detail = describe(response, native.as_ref());
+    match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
+        (409, Some("RECORD_MODIFIED")) => AdapterError::VersionConflict { system, detail },
+        (404, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND")) => {
+            AdapterError::PatientNotFound
+        }
+        (422, Some(_)) => AdapterError::Unprocessable { system, detail },
+        (400..=499, _) => AdapterError::Rejected { system, detail },
+        _ => AdapterError::Unavailable { system, detail },
+    }
+}
+
 /// Maps a non-200 answer: not-found codes → `PatientNotFound`, other 4xx → `Rejected`,
 /// 5xx (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
     let system = GpSystem::Tpp;
     let native = parse_error_document(&response.body);
-    let detail = match &native {
-        Some((code, text)) if text.is_empty() => format!("HTTP {} {code}", response.status),
-        Some((code, text)) => format!("HTTP {} {code}: {text}", response.status),
-        None => format!("HTTP {} without a SystmOne ErrorResponse", response.status),
-    };
+    let detail = describe(response, native.as_ref());
     match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
         (404, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND")) => {
             AdapterError::PatientNotFound
@@ -143,6 +225,40 @@ mod tests {
                 system: GpSystem::Tpp,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn maps_refused_writes() {
+        assert!(matches!(
+            write_error_from(&resp(409, &doc("RECORD_MODIFIED", "it is now 2024-07-15T09:30:01Z"))),
+            AdapterError::VersionConflict { system: GpSystem::Tpp, detail }
+                if detail == "HTTP 409 RECORD_MODIFIED: it is now 2024-07-15T09:30:01Z"
+        ));
+        assert_eq!(
+            write_error_from(&resp(404, &doc("PATIENT_NOT_FOUND", "No patient"))),
+            AdapterError::PatientNotFound
+        );
+        assert!(matches!(
+            write_error_from(&resp(422, &doc("INVALID_UNITS", "Body weight is recorded in kg, not g"))),
+            AdapterError::Unprocessable { detail, .. } if detail.ends_with("recorded in kg, not g")
+        ));
+        assert!(matches!(
+            write_error_from(&resp(400, &doc("INVALID_REQUEST", "DateTime is missing"))),
+            AdapterError::Rejected { detail, .. } if detail.contains("INVALID_REQUEST")
+        ));
+        // A 409 or 422 that is not SystmOne's own answer is not trusted as one.
+        assert!(matches!(
+            write_error_from(&resp(409, "conflict")),
+            AdapterError::Rejected { .. }
+        ));
+        assert!(matches!(
+            write_error_from(&resp(422, "")),
+            AdapterError::Rejected { .. }
+        ));
+        assert!(matches!(
+            write_error_from(&resp(503, &doc("SERVICE_UNAVAILABLE", ""))),
+            AdapterError::Unavailable { .. }
         ));
     }
 }

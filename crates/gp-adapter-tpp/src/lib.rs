@@ -1,5 +1,6 @@
 //! The reference adapter for TPP SystmOne: reads a patient's PatientRecord XML over the
-//! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`).
+//! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`); writes
+//! supplier measurements (CTV3-coded events) and contact details back.
 //!
 //! Same anatomy as every vendor crate: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
@@ -12,8 +13,8 @@ pub mod mapping;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
-    SearchRequest, paging,
+    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
+    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -120,6 +121,32 @@ impl Adapter for TppAdapter {
             .filter(|res| req.resource_type.matches(res))
             .collect();
         Ok(paging::page(wanted, req))
+    }
+
+    /// One `RecordEventsRequest` holding one CTV3-coded event per measurement, keyed by
+    /// the observation's idempotency key (SystmOne answers the same EventUIDs for a key
+    /// it has seen). The instant is sent in UTC, SystmOne's wire convention.
+    async fn create_observation(
+        &self,
+        req: &CreateObservationRequest,
+    ) -> Result<Created, AdapterError> {
+        let body = mapping::render_record_events(&req.observation)?;
+        let (status, answer) = self
+            .client
+            .record_events(&req.practice, req.nhs_number, body, &req.context)
+            .await?;
+        Ok(mapping::parse_record_events_response(&answer, status)?)
+    }
+
+    /// One `ContactDetailsUpdate` made against `LastUpdated` = the expected version;
+    /// SystmOne's `409 RECORD_MODIFIED` is a `VersionConflict`.
+    async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
+        let body = mapping::render_contact_update(&req.expected_version, &req.details)?;
+        let answer = self
+            .client
+            .update_contact(&req.practice, req.nhs_number, body, &req.context)
+            .await?;
+        Ok(mapping::parse_contact_update_response(&answer)?)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

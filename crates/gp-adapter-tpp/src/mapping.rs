@@ -8,16 +8,17 @@
 
 use std::collections::HashSet;
 
-use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::uk_local_from_utc;
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::write::{ContactDetails, Created, NewObservation};
+use gp_adapter::{AdapterError, GpSystem, PatientFlags};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
-    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
-    SDS_USER_ID_SYSTEM,
+    Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
+    Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use roxmltree::{Document, Node};
@@ -562,6 +563,12 @@ fn address(n: Node) -> Option<Address> {
     (addr != Address::default()).then_some(addr)
 }
 
+/// `Demographics/MainSpokenLanguage/@Code`, the patient's preferred language (the
+/// element's text is only the language's name).
+fn main_spoken_language<'a>(demo: Node<'a, '_>) -> Option<&'a str> {
+    child(demo, "MainSpokenLanguage").and_then(|l| attr(l, "Code"))
+}
+
 fn contact(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<ContactPoint> {
     value.map(|v| ContactPoint {
         system: Some(system.to_owned()),
@@ -759,7 +766,10 @@ fn map_root(root: Node) -> Result<RecordPage> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp.as_deref()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
-        communication: Vec::new(),
+        communication: main_spoken_language(demo)
+            .map(PatientCommunication::preferred)
+            .into_iter()
+            .collect(),
     };
 
     let ctx = Ctx {
@@ -1218,6 +1228,210 @@ fn map_vaccination(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Immun
     })
 }
 
+// ---- write-back: neutral → native ----------------------------------------------------
+
+/// XML-escapes `s` for element text and attribute values, dropping the characters
+/// XML 1.0 cannot carry.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(ch),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unprocessable(detail: String) -> AdapterError {
+    AdapterError::Unprocessable {
+        system: GpSystem::Tpp,
+        detail,
+    }
+}
+
+/// The `RecordEventsRequest` body for `o`: one `ClinicalCode` (one SystmOne event) per
+/// measurement, each coded in CTV3, at the measured instant in UTC, under the
+/// observation's idempotency key. A blood pressure panel is its systolic and diastolic
+/// measurements (SystmOne records them as two events); the panel code itself is not sent.
+/// A measurement with no CTV3 code is [`AdapterError::Unprocessable`], naming it.
+pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, AdapterError> {
+    if o.measurements.is_empty() {
+        return Err(unprocessable(format!(
+            "observation {} ({}) has no measurements to record",
+            o.snomed, o.display
+        )));
+    }
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RecordEventsRequest ExternalReference=\"{}\" DateTime=\"{}\">\n",
+        escape(&o.key),
+        o.effective.to_rfc3339()
+    );
+    for m in &o.measurements {
+        let ctv3 = terminology::native_code(CodeScheme::Ctv3, &m.snomed).ok_or_else(|| {
+            unprocessable(format!(
+                "SNOMED CT {} ({}) has no CTV3 code SystmOne can record it with",
+                m.snomed, m.display
+            ))
+        })?;
+        if !m.value.is_finite() {
+            return Err(unprocessable(format!(
+                "{} ({}) has no finite value",
+                m.snomed, m.display
+            )));
+        }
+        xml.push_str(&format!(
+            "  <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">{}</Code><Rubric>{}</Rubric><Value>{}</Value><Units>{}</Units></ClinicalCode>\n",
+            escape(ctv3),
+            escape(&m.display),
+            m.value,
+            escape(&m.unit)
+        ));
+    }
+    xml.push_str("</RecordEventsRequest>\n");
+    Ok(xml)
+}
+
+/// Reads a `RecordEventsResponse`: the EventUIDs (as the read mapping gives them, so
+/// they are the Observation ids) and whether they were created now. `status` is the
+/// HTTP status it came with: `201` created, `200` a key seen before.
+pub fn parse_record_events_response(body: &[u8], status: u16) -> Result<Created> {
+    let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "RecordEventsResponse" {
+        return Err(TppDataError::Invalid {
+            path: root.tag_name().name().to_owned(),
+            reason: "expected <RecordEventsResponse>".into(),
+        });
+    }
+    let doc_at = At::DOC;
+    let at = doc_at.under("RecordEventsResponse");
+    let created = bool_value(&at, root, "Created")?.ok_or_else(|| at.missing("@Created"))?;
+    if created != (status == 201) {
+        return Err(at.invalid(
+            "@Created",
+            format!("Created=\"{created}\" came with HTTP {status}"),
+        ));
+    }
+    let ids = root
+        .children()
+        .filter(|c| is(c, "Event"))
+        .enumerate()
+        .map(|(i, e)| uid_attr(&at.nth("Event", i + 1), e, "EventUID"))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        return Err(at.missing("Event"));
+    }
+    Ok(Created { ids, created })
+}
+
+/// The `ContactDetailsUpdate` body: the `LastUpdated` precondition (the record version
+/// the update was made against) and the complete new contact details. Address lines go
+/// to `AddressLine1..3` and the town to `AddressLine4`, as the read mapping takes them
+/// back; blank lines are dropped (the read mapping skips them too). SystmOne holds no
+/// county, so it is not sent. More than three lines is [`AdapterError::Unprocessable`];
+/// a `version` that is not a `LastUpdated` value is [`AdapterError::VersionConflict`].
+pub fn render_contact_update(
+    version: &str,
+    d: &ContactDetails,
+) -> std::result::Result<String, AdapterError> {
+    // A version SystmOne never gave cannot be the record's current one.
+    if iso_utc(version).is_none() {
+        return Err(AdapterError::VersionConflict {
+            system: GpSystem::Tpp,
+            detail: format!(
+                "'{}' is not a SystmOne LastUpdated value, so not the record's version",
+                shown(version)
+            ),
+        });
+    }
+    let element = |name: &str, value: &str| format!("  <{name}>{}</{name}>\n", escape(value));
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ContactDetailsUpdate>\n");
+    xml.push_str(&element("LastUpdated", version));
+    if let Some(a) = &d.address {
+        let lines: Vec<&str> = a
+            .lines
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > 3 {
+            return Err(unprocessable(format!(
+                "SystmOne holds at most three address lines before the town, not {}",
+                lines.len()
+            )));
+        }
+        xml.push_str("  <Address>");
+        for (i, name) in ["AddressLine1", "AddressLine2", "AddressLine3"]
+            .iter()
+            .enumerate()
+        {
+            let line = lines.get(i).copied().unwrap_or("");
+            xml.push_str(&format!("<{name}>{}</{name}>", escape(line)));
+        }
+        xml.push_str(&format!(
+            "<AddressLine4>{}</AddressLine4><PostCode>{}</PostCode></Address>\n",
+            escape(&a.town),
+            escape(&a.postcode)
+        ));
+    }
+    for (name, value) in [
+        ("HomeTelephone", &d.home_phone),
+        ("MobileTelephone", &d.mobile),
+        ("Email", &d.email),
+    ] {
+        if let Some(v) = value {
+            xml.push_str(&element(name, v));
+        }
+    }
+    if let Some(code) = &d.language {
+        xml.push_str(&format!(
+            "  <MainSpokenLanguage Code=\"{}\"/>\n",
+            escape(code)
+        ));
+    }
+    xml.push_str("</ContactDetailsUpdate>\n");
+    Ok(xml)
+}
+
+/// Reads a `ContactDetailsUpdateResponse`: the record's new `LastUpdated` (its version).
+pub fn parse_contact_update_response(body: &[u8]) -> Result<String> {
+    let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "ContactDetailsUpdateResponse" {
+        return Err(TppDataError::Invalid {
+            path: root.tag_name().name().to_owned(),
+            reason: "expected <ContactDetailsUpdateResponse>".into(),
+        });
+    }
+    let doc_at = At::DOC;
+    let at = doc_at.under("ContactDetailsUpdateResponse");
+    let version = at.req(root, "LastUpdated")?;
+    if iso_utc(version).is_none() {
+        return Err(at.invalid(
+            "LastUpdated",
+            format!(
+                "'{}' is not a YYYY-MM-DDTHH:MM:SSZ date-time",
+                shown(version)
+            ),
+        ));
+    }
+    Ok(version.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1262,6 +1476,166 @@ mod tests {
             ..p
         };
         assert_eq!((empty.pages(), empty.events_on(1)), (1, 0));
+    }
+
+    fn weight(unit: &str) -> NewObservation {
+        NewObservation {
+            key: "k-1".into(),
+            snomed: "27113001".into(),
+            display: "Body weight".into(),
+            effective: gp_adapter::UtcDateTime {
+                year: 2026,
+                month: 7,
+                day: 14,
+                hour: 7,
+                minute: 32,
+                second: 5,
+            },
+            measurements: vec![gp_adapter::Measurement {
+                snomed: "27113001".into(),
+                display: "Body weight <home scales>".into(),
+                value: 72.4,
+                unit: unit.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_blood_pressure_is_two_ctv3_events_at_the_utc_instant() {
+        let bp = gp_adapter::harness::blood_pressure("bp-key-1");
+        let xml = render_record_events(&bp).unwrap();
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <RecordEventsRequest ExternalReference=\"bp-key-1\" DateTime=\"2026-07-14T07:32:05Z\">\n  \
+             <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">2469.</Code><Rubric>Systolic blood pressure</Rubric><Value>131</Value><Units>mm[Hg]</Units></ClinicalCode>\n  \
+             <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">246A.</Code><Rubric>Diastolic blood pressure</Rubric><Value>84</Value><Units>mm[Hg]</Units></ClinicalCode>\n\
+             </RecordEventsRequest>\n"
+        );
+        let doc = Document::parse(&xml).unwrap();
+        assert_eq!(doc.root_element().tag_name().name(), "RecordEventsRequest");
+    }
+
+    #[test]
+    fn values_and_text_are_rendered_exactly_and_escaped() {
+        let xml = render_record_events(&weight("kg")).unwrap();
+        assert!(xml.contains("<Code Scheme=\"CTV3\">22A..</Code>"), "{xml}");
+        assert!(xml.contains("<Rubric>Body weight &lt;home scales&gt;</Rubric>"));
+        assert!(xml.contains("<Value>72.4</Value><Units>kg</Units>"));
+    }
+
+    #[test]
+    fn a_measurement_without_a_ctv3_code_is_unprocessable() {
+        let mut o = weight("mmol/L");
+        o.measurements[0].snomed = "1005671000000105".into();
+        let err = render_record_events(&o).unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::Unprocessable { system: GpSystem::Tpp, detail } if detail.contains("SNOMED CT 1005671000000105")),
+            "{err:?}"
+        );
+        o.measurements.clear();
+        assert!(matches!(
+            render_record_events(&o),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+    }
+
+    #[test]
+    fn record_events_answers_are_read() {
+        let body = br#"<RecordEventsResponse ExternalReference="k" Created="true"><Event EventUID="{AB-1}"/><Event EventUID="cd-2"/></RecordEventsResponse>"#;
+        assert_eq!(
+            parse_record_events_response(body, 201).unwrap(),
+            Created {
+                ids: vec!["ab-1".into(), "cd-2".into()],
+                created: true
+            }
+        );
+        let seen = br#"<RecordEventsResponse Created="false"><Event EventUID="ab-1"/></RecordEventsResponse>"#;
+        assert!(!parse_record_events_response(seen, 200).unwrap().created);
+        // The status and the Created flag must agree; there must be events.
+        assert!(parse_record_events_response(seen, 201).is_err());
+        assert!(
+            parse_record_events_response(br#"<RecordEventsResponse Created="true"/>"#, 201)
+                .is_err()
+        );
+        assert!(parse_record_events_response(b"<PatientRecord/>", 201).is_err());
+    }
+
+    fn details() -> ContactDetails {
+        ContactDetails {
+            home_phone: Some("01632 960123".into()),
+            mobile: None,
+            email: Some("a&b@example.com".into()),
+            address: Some(gp_adapter::HomeAddress {
+                lines: vec!["12 Harness Row".into(), " ".into(), "Testville".into()],
+                town: "Leeds".into(),
+                county: "West Yorkshire".into(),
+                postcode: "LS1 4AP".into(),
+            }),
+            language: Some("cy".into()),
+        }
+    }
+
+    #[test]
+    fn contact_updates_are_rendered_as_the_read_mapping_takes_them_back() {
+        let xml = render_contact_update("2024-07-15T09:30:00Z", &details()).unwrap();
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ContactDetailsUpdate>\n  \
+             <LastUpdated>2024-07-15T09:30:00Z</LastUpdated>\n  \
+             <Address><AddressLine1>12 Harness Row</AddressLine1><AddressLine2>Testville</AddressLine2><AddressLine3></AddressLine3><AddressLine4>Leeds</AddressLine4><PostCode>LS1 4AP</PostCode></Address>\n  \
+             <HomeTelephone>01632 960123</HomeTelephone>\n  \
+             <Email>a&amp;b@example.com</Email>\n  \
+             <MainSpokenLanguage Code=\"cy\"/>\n\
+             </ContactDetailsUpdate>\n"
+        );
+        // The Address element reads back through the read mapping as written (no county).
+        let doc = Document::parse(&xml).unwrap();
+        let a = address(doc.root_element()).unwrap();
+        assert_eq!(a.line, ["12 Harness Row", "Testville"]);
+        assert_eq!(a.city.as_deref(), Some("Leeds"));
+        assert_eq!(a.postal_code.as_deref(), Some("LS1 4AP"));
+        assert_eq!(a.district, None);
+        assert_eq!(main_spoken_language(doc.root_element()), Some("cy"));
+    }
+
+    #[test]
+    fn no_details_means_none_and_bad_input_is_refused() {
+        let xml =
+            render_contact_update("2024-07-15T09:30:00Z", &ContactDetails::default()).unwrap();
+        assert!(
+            !xml.contains("<Address>") && !xml.contains("Telephone") && !xml.contains("Language")
+        );
+        let mut four = details();
+        if let Some(a) = four.address.as_mut() {
+            a.lines = vec!["1".into(), "2".into(), "3".into(), "4".into()];
+        }
+        assert!(matches!(
+            render_contact_update("2024-07-15T09:30:00Z", &four),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+        assert!(matches!(
+            render_contact_update("\"etag\"", &details()),
+            Err(AdapterError::VersionConflict { .. })
+        ));
+    }
+
+    #[test]
+    fn contact_update_answers_are_read() {
+        assert_eq!(
+            parse_contact_update_response(
+                b"<ContactDetailsUpdateResponse><LastUpdated>2024-07-15T09:30:01Z</LastUpdated></ContactDetailsUpdateResponse>"
+            )
+            .unwrap(),
+            "2024-07-15T09:30:01Z"
+        );
+        assert!(parse_contact_update_response(b"<ContactDetailsUpdateResponse/>").is_err());
+        assert!(
+            parse_contact_update_response(
+                b"<ContactDetailsUpdateResponse><LastUpdated>yesterday</LastUpdated></ContactDetailsUpdateResponse>"
+            )
+            .is_err()
+        );
     }
 
     #[test]

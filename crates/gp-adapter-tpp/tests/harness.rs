@@ -204,3 +204,186 @@ async fn ready_follows_the_health_endpoint() {
         Err(AdapterError::Unavailable { .. })
     ));
 }
+
+#[tokio::test]
+async fn tpp_adapter_passes_the_write_back_harness() {
+    // A store of its own: the writes must not disturb the other tests' records.
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let report = harness::run_writes(&adapter, &fx).await;
+    println!("{report}");
+    report.assert_passed();
+    // The written record still passes the read harness.
+    harness::run(&adapter, &fx).await.assert_passed();
+}
+
+#[tokio::test]
+async fn written_observations_have_no_performer_and_keep_their_ctv3_code() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let (nhs, ods) = fx.patients[0].clone();
+    let created = adapter
+        .create_observation(&gp_adapter::CreateObservationRequest {
+            nhs_number: nhs,
+            practice: ods.clone(),
+            observation: harness::blood_pressure("written-bp-1"),
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
+    assert!(created.created);
+    assert_eq!(
+        created.ids.len(),
+        2,
+        "systolic and diastolic are two events"
+    );
+    let page = adapter
+        .search(&gp_adapter::SearchRequest {
+            nhs_number: nhs,
+            practice: ods,
+            resource_type: gp_adapter::ClinicalType::Observation,
+            date: Default::default(),
+            count: u32::MAX,
+            offset: 0,
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
+    let written: Vec<_> = page
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            gp_fhir::model::Resource::Observation(o) if created.ids.contains(&o.id) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written.len(), 2);
+    for o in written {
+        assert!(o.performer.is_empty(), "{o:?}");
+        assert!(o.encounter.is_none());
+        let codes: Vec<_> = o
+            .code
+            .coding
+            .iter()
+            .filter_map(|c| c.code.as_deref())
+            .collect();
+        assert!(
+            codes == ["271649006", "2469."] || codes == ["271650006", "246A."],
+            "{codes:?}"
+        );
+        assert_eq!(
+            o.effective_date_time.as_deref(),
+            Some("2026-07-14T08:32:05+01:00")
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_writes_become_typed_errors() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let (nhs, ods) = fx.patients[0].clone();
+    let create = |observation| gp_adapter::CreateObservationRequest {
+        nhs_number: nhs,
+        practice: ods.clone(),
+        observation,
+        context: CallContext::new("t"),
+    };
+    // No CTV3 code for the concept: refused before any native call.
+    let before = sim.requests();
+    let mut cholesterol = harness::body_weight("chol-1");
+    cholesterol.measurements[0].snomed = "1005671000000105".into();
+    let err = adapter
+        .create_observation(&create(cholesterol))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("1005671000000105")),
+        "{err:?}"
+    );
+    assert_eq!(sim.requests(), before);
+    // A unit SystmOne does not record the concept in: the native 422, message kept.
+    let mut grams = harness::body_weight("grams-1");
+    grams.measurements[0].unit = "g".into();
+    let err = adapter
+        .create_observation(&create(grams))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("INVALID_UNITS") && detail.contains("not g")),
+        "{err:?}"
+    );
+    // Server errors are Unavailable.
+    sim.set_fault(Fault::Status(503));
+    let err = adapter
+        .create_observation(&create(harness::body_weight("down-1")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::Unavailable { .. }), "{err:?}");
+    sim.set_fault(Fault::None);
+    // A version SystmOne never gave is a conflict, as is a stale one.
+    let update = |version: &str| gp_adapter::UpdateContactRequest {
+        nhs_number: nhs,
+        practice: ods.clone(),
+        expected_version: version.into(),
+        details: gp_adapter::ContactDetails::default(),
+        context: CallContext::new("t"),
+    };
+    for version in ["W/\"3\"", "2001-01-01T00:00:00Z"] {
+        let err = adapter.update_contact(&update(version)).await.unwrap_err();
+        assert!(
+            matches!(err, AdapterError::VersionConflict { .. }),
+            "{version}: {err:?}"
+        );
+    }
+    // An unknown patient.
+    let err = adapter
+        .update_contact(&gp_adapter::UpdateContactRequest {
+            nhs_number: fx.unknown.0,
+            ..update("2001-01-01T00:00:00Z")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, AdapterError::PatientNotFound);
+}
+
+#[tokio::test]
+async fn the_preferred_language_is_patient_communication() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    for p in population
+        .patients
+        .iter()
+        .filter(|p| {
+            population
+                .practice(&p.practice)
+                .is_some_and(|pr| pr.system == SystemKind::Tpp)
+        })
+        .take(12)
+    {
+        let record = adapter
+            .read_patient(&PatientRequest {
+                nhs_number: NhsNumber::parse(&p.nhs_number).unwrap(),
+                practice: OdsCode::parse(&p.practice).unwrap(),
+                context: CallContext::new("t"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            record.patient.preferred_language(),
+            p.language.as_deref(),
+            "{}",
+            p.nhs_number
+        );
+        assert!(
+            record
+                .patient
+                .communication
+                .iter()
+                .all(|c| c.preferred == Some(true))
+        );
+    }
+}

@@ -76,6 +76,18 @@ fn patient_demographics_and_quirks() {
     assert_eq!(v["address"][0]["postalCode"], "LS1 4AP");
     assert_eq!(v["telecom"].as_array().unwrap().len(), 2);
     assert_eq!(
+        v["communication"],
+        serde_json::json!([{
+            "language": {"coding": [{
+                "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage",
+                "code": "cy",
+                "display": "Welsh"
+            }]},
+            "preferred": true
+        }]),
+        "MainSpokenLanguage/@Code is the preferred language"
+    );
+    assert_eq!(
         v["generalPractitioner"][0]["reference"],
         "Practitioner/11111111-1111-1111-1111-111111111111"
     );
@@ -112,6 +124,34 @@ fn patient_demographics_and_quirks() {
     );
     assert_eq!(gp["identifier"][2]["value"], "1234567");
     assert_eq!(gp["gender"], "male");
+}
+
+#[test]
+fn no_main_spoken_language_is_no_communication() {
+    let xml = FULL.replace(
+        "<MainSpokenLanguage Code=\"cy\">Welsh</MainSpokenLanguage>",
+        "<MainSpokenLanguage>Welsh</MainSpokenLanguage>",
+    );
+    assert_ne!(xml, FULL);
+    let r = map_record(&[xml.as_bytes()], 100).unwrap();
+    assert!(r.patient.communication.is_empty());
+}
+
+#[test]
+fn an_event_without_done_by_has_no_performer() {
+    // What a third-party supplier's write looks like: no practice author.
+    let xml = FULL.replacen(
+        "<Event EventUID=\"AAAAAAAA-0000-4000-8000-000000000002\" DateTime=\"2024-06-12T08:40:00Z\" DoneBy=\"11111111-1111-1111-1111-111111111111\"",
+        "<Event EventUID=\"AAAAAAAA-0000-4000-8000-000000000002\" DateTime=\"2024-06-12T08:40:00Z\"",
+        1,
+    );
+    assert_ne!(xml, FULL);
+    let r = map_record(&[xml.as_bytes()], 100).unwrap();
+    let v = json(find(&r, '2'));
+    assert_eq!(v["resourceType"], "Observation");
+    assert!(v.get("performer").is_none(), "{v}");
+    assert_eq!(v["valueQuantity"]["value"], 132.0);
+    gp_fhir::validate::check_r4_json(&find(&r, '2').to_json()).unwrap();
 }
 
 #[test]

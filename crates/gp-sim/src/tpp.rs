@@ -1,5 +1,6 @@
 //! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
-//! XML, clinical events in pages) for patients of practices whose system is TPP.
+//! XML, clinical events in pages) for patients of practices whose system is TPP, and
+//! takes its two writes: recording measurements and replacing contact details.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use crate::concepts::Concept;
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::SimStore;
+use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
 use crate::xml::{XmlWriter, insert_after, remove_element};
 
 /// Largest `pageSize` the API accepts.
@@ -68,15 +69,96 @@ impl Simulator for Tpp {
                 reply: self.record(ods, nhs, query),
                 record: true,
             },
-            ["", "systmone", ..] if method != Method::GET => {
-                not_record(error(405, "METHOD_NOT_ALLOWED", "Only GET is supported"))
-            }
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "events",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only POST is supported here",
+            )),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "demographics",
+                "contact",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only PUT is supported here",
+            )),
+            ["", "systmone", ..] if method != Method::GET => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET is supported here",
+            )),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         };
         (routed, Vec::new())
     }
 
+    fn route_write(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Option<Routed> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let reply = match segments.as_slice() {
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "events",
+            ] if method == Method::POST => self.record_events(ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "demographics",
+                "contact",
+            ] if method == Method::PUT => self.update_contact(ods, nhs, headers, body),
+            _ => return None,
+        };
+        Some(Routed {
+            reply,
+            record: true,
+        })
+    }
+
     fn error_reply(&self, status: u16) -> Reply {
+        // 413 is the server's answer to an oversized write body, not an injected fault.
+        if status == 413 {
+            return error(
+                413,
+                "REQUEST_TOO_LARGE",
+                "The request body is larger than 256 KiB",
+            );
+        }
         let code = match status {
             400 => "INVALID_NHS_NUMBER",
             404 => "PATIENT_NOT_FOUND",
@@ -170,6 +252,645 @@ impl Tpp {
             ),
         }
     }
+}
+
+// ---- writes ----------------------------------------------------------------------------
+
+/// Most measurements one `RecordEventsRequest` may carry.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10;
+/// Longest contact-detail value accepted (characters).
+const MAX_CONTACT_CHARS: usize = 100;
+
+impl Tpp {
+    /// What every write checks before reading its body: the organisation runs
+    /// SystmOne, the NHS number is valid and the body is XML.
+    fn write_target(&self, ods: &str, nhs: &str, headers: &hyper::HeaderMap) -> Result<(), Reply> {
+        if self
+            .store
+            .practice(ods)
+            .is_none_or(|p| p.system != SystemKind::Tpp)
+        {
+            return Err(error(
+                404,
+                "ORGANISATION_NOT_FOUND",
+                &format!("No SystmOne organisation with ODS code {ods}"),
+            ));
+        }
+        if NhsNumber::parse(nhs).is_err() || nhs.len() != 10 {
+            return Err(error(
+                400,
+                "INVALID_NHS_NUMBER",
+                &format!("{nhs} is not a valid NHS number"),
+            ));
+        }
+        let content_type = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case(XML) {
+            return Err(error(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "The request body must be application/xml",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST …/patients/{NHS}/events`: records measurements, once per `ExternalReference`.
+    fn record_events(
+        &self,
+        ods: &str,
+        nhs: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        if let Err(reply) = self.write_target(ods, nhs, headers) {
+            return reply;
+        }
+        let request = match parse_record_events(body) {
+            Ok(r) => r,
+            Err(refusal) => return refusal.reply(),
+        };
+        match self.store.record_readings(
+            SystemKind::Tpp,
+            ods,
+            nhs,
+            &request.key,
+            request.date,
+            &request.readings,
+        ) {
+            Ok(recorded) => {
+                let mut w = XmlWriter::new();
+                w.open_with(
+                    "RecordEventsResponse",
+                    &[
+                        ("ExternalReference", request.key.as_str()),
+                        ("Created", bool_text(recorded.created)),
+                    ],
+                );
+                for id in &recorded.ids {
+                    w.text_with("Event", &[("EventUID", id)], "");
+                }
+                w.close("RecordEventsResponse");
+                Reply {
+                    status: if recorded.created { 201 } else { 200 },
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            Err(e) => write_error(&e),
+        }
+    }
+
+    /// `PUT …/patients/{NHS}/demographics/contact`: replaces the contact details if
+    /// `LastUpdated` is still the one the record shows.
+    fn update_contact(
+        &self,
+        ods: &str,
+        nhs: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        if let Err(reply) = self.write_target(ods, nhs, headers) {
+            return reply;
+        }
+        let (expected, update) = match parse_contact_update(body) {
+            Ok(r) => r,
+            Err(refusal) => return refusal.reply(),
+        };
+        // The precondition is the rendered value, so compare it as rendered; the store
+        // then checks the underlying version again under its lock.
+        let Some(current) = self
+            .store
+            .read(|pop| pop.patient(ods, nhs).map(|p| p.last_modified))
+        else {
+            return write_error(&WriteError::PatientNotFound(ods.to_owned()));
+        };
+        if utc_date_time(current) != expected {
+            return write_error(&WriteError::Conflict(current));
+        }
+        match self
+            .store
+            .update_contact(SystemKind::Tpp, ods, nhs, current, update)
+        {
+            Ok(now) => {
+                let mut w = XmlWriter::new();
+                w.open("ContactDetailsUpdateResponse");
+                w.text("LastUpdated", &utc_date_time(now));
+                w.close("ContactDetailsUpdateResponse");
+                Reply {
+                    status: 200,
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            Err(e) => write_error(&e),
+        }
+    }
+}
+
+/// A store refusal as a SystmOne `ErrorResponse`.
+fn write_error(e: &WriteError) -> Reply {
+    match e {
+        WriteError::PracticeNotFound(ods) => error(
+            404,
+            "ORGANISATION_NOT_FOUND",
+            &format!("No SystmOne organisation with ODS code {ods}"),
+        ),
+        WriteError::PatientNotFound(ods) => error(
+            404,
+            "PATIENT_NOT_FOUND",
+            &format!("No patient with that NHS number is registered at {ods}"),
+        ),
+        WriteError::Conflict(now) => error(
+            409,
+            "RECORD_MODIFIED",
+            &format!(
+                "The record was modified since the LastUpdated given; it is now {}",
+                utc_date_time(*now)
+            ),
+        ),
+        WriteError::Invalid(why) => error(422, "INVALID_EVENT", why),
+    }
+}
+
+/// Why a write body was refused before reaching the store.
+#[derive(Debug)]
+enum Refusal {
+    /// `400 INVALID_REQUEST`: not the documented request shape.
+    Malformed(String),
+    /// `422` with this ErrorCode: well-formed, but not something SystmOne records.
+    Unprocessable(&'static str, String),
+}
+
+impl Refusal {
+    fn reply(&self) -> Reply {
+        match self {
+            Refusal::Malformed(why) => error(400, "INVALID_REQUEST", why),
+            Refusal::Unprocessable(code, why) => error(422, code, why),
+        }
+    }
+}
+
+fn malformed(why: impl Into<String>) -> Refusal {
+    Refusal::Malformed(why.into())
+}
+
+/// A parsed `RecordEventsRequest`.
+#[derive(Debug)]
+struct RecordEvents {
+    key: String,
+    /// UK local time (the store's clock), converted from the request's UTC.
+    date: SimDate,
+    readings: Vec<NewReading>,
+}
+
+fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
+    let root = parse_xml(body).map_err(malformed)?;
+    if root.name != "RecordEventsRequest" {
+        return Err(malformed(format!(
+            "the root element is <{}>, expected <RecordEventsRequest>",
+            root.name
+        )));
+    }
+    let key = root
+        .attr("ExternalReference")
+        .ok_or_else(|| malformed("RecordEventsRequest/@ExternalReference is missing"))?;
+    if key.len() > 64 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(malformed(
+            "ExternalReference must be 1 to 64 letters, digits or hyphens",
+        ));
+    }
+    let raw_date = root
+        .attr("DateTime")
+        .ok_or_else(|| malformed("RecordEventsRequest/@DateTime is missing"))?;
+    let date = local_from_utc(raw_date).ok_or_else(|| {
+        malformed(format!(
+            "DateTime '{raw_date}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
+        ))
+    })?;
+    let codes: Vec<&XmlElement> = root.children_named("ClinicalCode").collect();
+    if codes.is_empty() || codes.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(malformed(format!(
+            "a request holds 1 to {MAX_EVENTS_PER_REQUEST} ClinicalCode elements, not {}",
+            codes.len()
+        )));
+    }
+    let mut readings = Vec::with_capacity(codes.len());
+    for (i, c) in codes.into_iter().enumerate() {
+        let at = format!("ClinicalCode[{}]", i + 1);
+        if c.attr("IsAllergy").is_some_and(|v| v != "false") {
+            return Err(Refusal::Unprocessable(
+                "INVALID_CODE",
+                format!("{at}: only measurements can be recorded, not allergies"),
+            ));
+        }
+        let code = c
+            .child("Code")
+            .ok_or_else(|| malformed(format!("{at}/Code is missing")))?;
+        let scheme = code.attr("Scheme").unwrap_or("");
+        let value = code.trimmed();
+        if !scheme.eq_ignore_ascii_case("CTV3") {
+            return Err(Refusal::Unprocessable(
+                "INVALID_CODE",
+                format!("{at}: measurements are recorded with CTV3 codes, not Scheme '{scheme}'"),
+            ));
+        }
+        let concept = crate::concepts::measurement_by_ctv3(value).ok_or_else(|| {
+            Refusal::Unprocessable(
+                "INVALID_CODE",
+                format!(
+                    "{at}: CTV3 code '{value}' is not a measurement SystmOne records with a value"
+                ),
+            )
+        })?;
+        let raw_value = c
+            .text_of("Value")
+            .ok_or_else(|| malformed(format!("{at}/Value is missing")))?;
+        let value: f64 = raw_value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| malformed(format!("{at}/Value '{raw_value}' is not a number")))?;
+        let units = c
+            .text_of("Units")
+            .ok_or_else(|| malformed(format!("{at}/Units is missing")))?;
+        if Some(units) != concept.units {
+            return Err(Refusal::Unprocessable(
+                "INVALID_UNITS",
+                format!(
+                    "{at}: {} is recorded in {}, not {units}",
+                    concept.term,
+                    concept.units.unwrap_or("no units")
+                ),
+            ));
+        }
+        readings.push(NewReading { concept, value });
+    }
+    Ok(RecordEvents {
+        key: key.to_owned(),
+        date,
+        readings,
+    })
+}
+
+/// A parsed `ContactDetailsUpdate`: the `LastUpdated` precondition and the new details.
+fn parse_contact_update(body: &[u8]) -> Result<(String, ContactUpdate), Refusal> {
+    let root = parse_xml(body).map_err(malformed)?;
+    if root.name != "ContactDetailsUpdate" {
+        return Err(malformed(format!(
+            "the root element is <{}>, expected <ContactDetailsUpdate>",
+            root.name
+        )));
+    }
+    let expected = root.text_of("LastUpdated").ok_or_else(|| {
+        malformed("ContactDetailsUpdate/LastUpdated (the record's current LastUpdated) is missing")
+    })?;
+    if local_from_utc(expected).is_none() {
+        return Err(malformed(format!(
+            "LastUpdated '{expected}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
+        )));
+    }
+    let value = |parent: &XmlElement, name: &str| -> Result<String, Refusal> {
+        let v = parent.text_of(name).unwrap_or("");
+        if v.chars().count() > MAX_CONTACT_CHARS || v.chars().any(char::is_control) {
+            return Err(Refusal::Unprocessable(
+                "INVALID_VALUE",
+                format!("{name} must be at most {MAX_CONTACT_CHARS} characters on one line"),
+            ));
+        }
+        Ok(v.to_owned())
+    };
+    let optional = |name: &str| -> Result<Option<String>, Refusal> {
+        Ok(Some(value(&root, name)?).filter(|v| !v.is_empty()))
+    };
+    let address = match root.child("Address") {
+        Some(a) => Address {
+            house: value(a, "AddressLine1")?,
+            street: value(a, "AddressLine2")?,
+            village: value(a, "AddressLine3")?,
+            town: value(a, "AddressLine4")?,
+            // SystmOne keeps no county: a new address has none.
+            county: String::new(),
+            postcode: value(a, "PostCode")?,
+        },
+        None => Address {
+            house: String::new(),
+            street: String::new(),
+            village: String::new(),
+            town: String::new(),
+            county: String::new(),
+            postcode: String::new(),
+        },
+    };
+    let email = optional("Email")?;
+    if email.as_deref().is_some_and(|e| !e.contains('@')) {
+        return Err(Refusal::Unprocessable(
+            "INVALID_VALUE",
+            "Email is not an email address".into(),
+        ));
+    }
+    let language = match root.child("MainSpokenLanguage") {
+        None => None,
+        Some(l) => {
+            let code = l.attr("Code").unwrap_or("");
+            let ok = (2..=8).contains(&code.len())
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(Refusal::Unprocessable(
+                    "INVALID_VALUE",
+                    format!("MainSpokenLanguage/@Code '{code}' is not a language code"),
+                ));
+            }
+            Some(code.to_owned())
+        }
+    };
+    Ok((
+        expected.to_owned(),
+        ContactUpdate {
+            home_phone: optional("HomeTelephone")?,
+            mobile: optional("MobileTelephone")?,
+            email,
+            address,
+            language,
+        },
+    ))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` → the UK local date-time it denotes (the store's clock).
+fn local_from_utc(s: &str) -> Option<SimDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|p| p.parse::<u8>().ok());
+    let year: i32 = s.get(0..4)?.parse().ok()?;
+    let (month, day, hour, minute, second) = (
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let valid = (1..=12).contains(&month)
+        && day >= 1
+        && day <= gp_fhir::date::days_in_month(year, month)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    if !valid {
+        return None;
+    }
+    let utc = SimDate::ymd(year, month, day).at(hour, minute, second);
+    Some(if is_bst_utc(year, month, day, hour) {
+        utc.plus_seconds(3600)
+    } else {
+        utc
+    })
+}
+
+// ---- request XML -----------------------------------------------------------------------
+
+/// One element of a write body: local name, attributes, child elements and text.
+/// Enough XML for the two request documents (no DTDs; namespaces prefixes dropped).
+#[derive(Debug, Default)]
+struct XmlElement {
+    name: String,
+    attrs: Vec<(String, String)>,
+    children: Vec<XmlElement>,
+    text: String,
+}
+
+impl XmlElement {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn child(&self, name: &str) -> Option<&XmlElement> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlElement> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    fn trimmed(&self) -> &str {
+        self.text.trim()
+    }
+
+    /// Trimmed text of child `name`; `None` when absent or empty.
+    fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name)
+            .map(XmlElement::trimmed)
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// Deepest element nesting a request may have.
+const MAX_XML_DEPTH: usize = 16;
+
+/// Parses a whole request body into its document element.
+fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        format!(
+            "the body is not UTF-8 (first bad byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    let mut p = XmlParser {
+        s: text.trim_start_matches('\u{feff}'),
+        pos: 0,
+    };
+    p.misc()?;
+    if !p.rest().starts_with('<') {
+        return Err("the body is not an XML document".into());
+    }
+    let root = p.element(0)?;
+    p.misc()?;
+    if !p.rest().is_empty() {
+        return Err("content after the document element".into());
+    }
+    Ok(root)
+}
+
+struct XmlParser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> XmlParser<'a> {
+    fn rest(&self) -> &'a str {
+        self.s.get(self.pos..).unwrap_or("")
+    }
+
+    fn skip_ws(&mut self) {
+        let r = self.rest();
+        self.pos += r.len() - r.trim_start().len();
+    }
+
+    /// Skips past the next `end`, failing with `what` when there is none.
+    fn skip_past(&mut self, end: &str, what: &str) -> Result<&'a str, String> {
+        let r = self.rest();
+        let at = r.find(end).ok_or_else(|| format!("unterminated {what}"))?;
+        self.pos += at + end.len();
+        Ok(r.get(..at).unwrap_or(""))
+    }
+
+    /// Whitespace, comments and processing instructions (the XML declaration).
+    fn misc(&mut self) -> Result<(), String> {
+        loop {
+            self.skip_ws();
+            let r = self.rest();
+            if r.starts_with("<?") {
+                self.skip_past("?>", "processing instruction")?;
+            } else if r.starts_with("<!--") {
+                self.skip_past("-->", "comment")?;
+            } else if r.starts_with("<!") {
+                return Err("DTDs are not accepted".into());
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        let r = self.rest();
+        let len = r
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '>' | '=' | '<'))
+            .unwrap_or(r.len());
+        if len == 0 {
+            return Err("an element or attribute without a name".into());
+        }
+        self.pos += len;
+        let full = r.get(..len).unwrap_or("");
+        // Readers match local names.
+        Ok(full.rsplit(':').next().unwrap_or(full).to_owned())
+    }
+
+    fn element(&mut self, depth: usize) -> Result<XmlElement, String> {
+        if depth > MAX_XML_DEPTH {
+            return Err(format!("elements nested more than {MAX_XML_DEPTH} deep"));
+        }
+        self.pos += 1; // '<'
+        let mut el = XmlElement {
+            name: self.name()?,
+            ..XmlElement::default()
+        };
+        loop {
+            self.skip_ws();
+            let r = self.rest();
+            if r.starts_with("/>") {
+                self.pos += 2;
+                return Ok(el);
+            }
+            if r.starts_with('>') {
+                self.pos += 1;
+                break;
+            }
+            let key = self.name()?;
+            self.skip_ws();
+            if !self.rest().starts_with('=') {
+                return Err(format!("attribute {key} of <{}> has no value", el.name));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let quote = match self.rest().chars().next() {
+                Some(q @ ('"' | '\'')) => q,
+                _ => return Err(format!("attribute {key} of <{}> is not quoted", el.name)),
+            };
+            self.pos += 1;
+            let raw = self.skip_past(&quote.to_string(), "attribute value")?;
+            if raw.contains('<') {
+                return Err(format!("attribute {key} of <{}> contains '<'", el.name));
+            }
+            el.attrs.push((key, decode_entities(raw)?));
+        }
+        loop {
+            let r = self.rest();
+            let at = r
+                .find('<')
+                .ok_or_else(|| format!("<{}> is not closed", el.name))?;
+            el.text
+                .push_str(&decode_entities(r.get(..at).unwrap_or(""))?);
+            self.pos += at;
+            let r = self.rest();
+            if r.starts_with("</") {
+                self.pos += 2;
+                let closing = self.name()?;
+                self.skip_ws();
+                if closing != el.name || !self.rest().starts_with('>') {
+                    return Err(format!("<{}> is closed by </{closing}>", el.name));
+                }
+                self.pos += 1;
+                return Ok(el);
+            } else if r.starts_with("<!--") {
+                self.skip_past("-->", "comment")?;
+            } else if r.starts_with("<![CDATA[") {
+                self.pos += "<![CDATA[".len();
+                let data = self.skip_past("]]>", "CDATA section")?;
+                el.text.push_str(data);
+            } else if r.starts_with("<?") {
+                self.skip_past("?>", "processing instruction")?;
+            } else if r.starts_with("<!") {
+                return Err("DTDs are not accepted".into());
+            } else {
+                let child = self.element(depth + 1)?;
+                el.children.push(child);
+            }
+        }
+    }
+}
+
+/// Replaces the five predefined entities and character references.
+fn decode_entities(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('&') {
+        out.push_str(rest.get(..at).unwrap_or(""));
+        let after = rest.get(at + 1..).unwrap_or("");
+        let end = after
+            .find(';')
+            .ok_or("an entity reference without its ';'")?;
+        let name = after.get(..end).unwrap_or("");
+        let ch = match name {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            n => {
+                let number = if let Some(hex) = n.strip_prefix("#x") {
+                    u32::from_str_radix(hex, 16).ok()
+                } else if let Some(dec) = n.strip_prefix('#') {
+                    dec.parse().ok()
+                } else {
+                    None
+                };
+                number.and_then(char::from_u32)
+            }
+        }
+        .ok_or_else(|| format!("unknown entity reference &{name};"))?;
+        out.push(ch);
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn health() -> Reply {
@@ -335,6 +1056,14 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
     w.opt("HomeTelephone", p.home_phone.as_deref());
     w.opt("MobileTelephone", p.mobile.as_deref());
     w.opt("Email", p.email.as_deref());
+    if let Some(code) = p.language.as_deref() {
+        // SystmOne's "main spoken language": the code, and its name as the text.
+        w.text_with(
+            "MainSpokenLanguage",
+            &[("Code", code)],
+            gp_fhir::model::human_language(code).unwrap_or(""),
+        );
+    }
     w.text_with("UsualGP", &[("StaffUID", &p.usual_gp)], "");
     dated(&mut w, "RegistrationDate", p.registered_on);
     if let Some(d) = p.deceased_on {
@@ -382,7 +1111,10 @@ fn open_event(w: &mut XmlWriter, meta: &EntryMeta, done_by: &str) {
     if precision != "DateTime" {
         attrs.push(("DatePrecision", precision));
     }
-    attrs.push(("DoneBy", done_by));
+    // An entry a third-party supplier wrote has no practice author: no DoneBy at all.
+    if !done_by.is_empty() {
+        attrs.push(("DoneBy", done_by));
+    }
     attrs.push(("Confidential", bool_text(meta.confidential)));
     w.open_with("Event", &attrs);
 }
@@ -506,7 +1238,8 @@ fn entry_event(w: &mut XmlWriter, e: Entry) {
 /// SystmOne moved to SNOMED CT) are SNOMED, chosen by the entry UID so output stays
 /// deterministic; SNOMED CT otherwise.
 fn code(w: &mut XmlWriter, c: &Concept, meta: &EntryMeta) {
-    let odd = meta.id.bytes().last().is_some_and(|b| b % 2 == 1);
+    // Entries written through the API keep the CTV3 code they were written with.
+    let odd = meta.external_key.is_none() && meta.id.bytes().last().is_some_and(|b| b % 2 == 1);
     let (value, scheme) = if let Some(dmd) = c.dmd {
         (dmd, "DMD")
     } else {
@@ -603,6 +1336,22 @@ fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
     }
 }
 
+/// True when the UTC instant `y-m-d hour:..` falls in British Summer Time.
+fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 1)
+        }
+        _ => false,
+    }
+}
+
 fn sex(s: Sex) -> &'static str {
     match s {
         Sex::Male => "Male",
@@ -644,6 +1393,63 @@ mod tests {
             date_time_attr(SimDate::ymd(1998, 3, 2).truncate(Precision::YM)),
             ("1998-03-01T00:00:00Z".to_owned(), "Month")
         );
+    }
+
+    #[test]
+    fn request_xml_is_read_strictly() {
+        let doc = parse_xml(
+            "\u{feff}<?xml version=\"1.0\"?><!-- c --><s:A xmlns:s=\"urn:x\" k='1 &amp; 2'>\
+             <B>x &lt;y&gt; &#233;&#xE9;<![CDATA[<z>]]></B><C/></s:A>\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(doc.name, "A");
+        assert_eq!(doc.attr("k"), Some("1 & 2"));
+        assert_eq!(doc.text_of("B"), Some("x <y> éé<z>"));
+        assert_eq!(doc.text_of("C"), None);
+        for bad in [
+            "",
+            "text",
+            "<A>",
+            "<A></B>",
+            "<A k=1/>",
+            "<A>&bogus;</A>",
+            "<!DOCTYPE A><A/>",
+            "<A/><B/>",
+            "<A>\u{0}",
+        ] {
+            assert!(parse_xml(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let deep = "<A>".repeat(40) + &"</A>".repeat(40);
+        assert!(parse_xml(deep.as_bytes()).is_err());
+        assert!(parse_xml(b"<A>\xff</A>").is_err());
+    }
+
+    #[test]
+    fn utc_becomes_local_and_back() {
+        for utc in [
+            "2024-01-12T09:40:00Z",
+            "2024-06-12T08:40:00Z",
+            "2024-05-31T23:30:00Z",
+            "2024-03-31T01:00:00Z",
+            "2024-10-27T00:59:59Z",
+            "2024-12-31T23:59:59Z",
+        ] {
+            let local = local_from_utc(utc).unwrap();
+            assert_eq!(utc_date_time(local), utc);
+        }
+        assert_eq!(
+            local_from_utc("2024-05-31T23:30:00Z"),
+            Some(SimDate::ymd(2024, 6, 1).at(0, 30, 0))
+        );
+        for bad in [
+            "2024-02-30T00:00:00Z",
+            "2024-01-12T09:40:00",
+            "2024-01-12T24:00:00Z",
+            "2024-01-12T09:40:00+01:00",
+        ] {
+            assert_eq!(local_from_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]
