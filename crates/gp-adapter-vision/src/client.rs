@@ -1,11 +1,11 @@
 //! Native calls to Vision's extract API, its `ERROR|CODE|message` bodies mapped to
-//! [`AdapterError`]s, and the journal's continuation tokens (the `X-Vision-Continuation`
-//! response header) followed to the end.
+//! [`AdapterError`]s, the journal's continuation tokens (the `X-Vision-Continuation`
+//! response header) followed to the end, and the two writes (journal rows, contact details).
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -14,6 +14,10 @@ use crate::error::VisionDataError;
 use crate::mapping::parse_error_body;
 
 const SYSTEM: GpSystem = GpSystem::Vision;
+/// The request header carrying a journal write's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "x-vision-idempotency-key";
+/// Content type of every body sent to Vision.
+const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// The response header naming the next journal page.
 pub const CONTINUATION_HEADER: &str = "x-vision-continuation";
 /// Most journal pages followed for one record (500 rows each): a guard against a
@@ -129,6 +133,62 @@ impl VisionClient {
         )
     }
 
+    /// `POST /vision/practices/{ODS}/patients/{NHS}/journal` with a write extract under
+    /// idempotency key `key`: `(created, answer)`, the answer being the journal rows
+    /// holding the entries (201 created them; 200 means the key had been seen).
+    pub async fn record(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        key: &str,
+        body: String,
+        ctx: &CallContext,
+    ) -> Result<(bool, Bytes), AdapterError> {
+        let path = format!("/vision/practices/{}/patients/{nhs}/journal", ods.as_str());
+        let response = self
+            .http
+            .send(
+                Method::POST,
+                &path,
+                Some((CONTENT_TYPE, body.into_bytes())),
+                &[(IDEMPOTENCY_HEADER, key.to_owned())],
+                ctx,
+            )
+            .await?;
+        match response.status {
+            201 => Ok((true, response.body)),
+            200 => Ok((false, response.body)),
+            _ => Err(write_error_from(&response)),
+        }
+    }
+
+    /// `PUT /vision/practices/{ODS}/patients/{NHS}/contact` with a contact update
+    /// extract: the answer (`PID|NHS_NUMBER|LAST_MODIFIED`).
+    pub async fn update_contact(
+        &self,
+        ods: &OdsCode,
+        nhs: NhsNumber,
+        body: String,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!("/vision/practices/{}/patients/{nhs}/contact", ods.as_str());
+        let response = self
+            .http
+            .send(
+                Method::PUT,
+                &path,
+                Some((CONTENT_TYPE, body.into_bytes())),
+                &[],
+                ctx,
+            )
+            .await?;
+        if response.status == 200 {
+            Ok(response.body)
+        } else {
+            Err(write_error_from(&response))
+        }
+    }
+
     /// `GET /vision/health`: ready when it answers 200 with an `OK` status row.
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         let response = self.http.get("/vision/health", ctx).await?;
@@ -203,6 +263,25 @@ pub fn error_from(response: &NativeResponse) -> AdapterError {
     }
 }
 
+/// Maps a write's non-success answer: not-found codes → `PatientNotFound`,
+/// `409 RECORD_MODIFIED` → `VersionConflict`, 422 (a code, unit or value Vision cannot
+/// hold) → `Unprocessable`, other 4xx (a request the adapter should not have built) →
+/// `Rejected`, 5xx → `Unavailable`; each with Vision's message.
+pub fn write_error_from(response: &NativeResponse) -> AdapterError {
+    let code = parse_error_body(&response.body).map(|(c, _)| c);
+    match (response.status, code.as_deref()) {
+        (409, _) => AdapterError::VersionConflict {
+            system: SYSTEM,
+            detail: detail(response),
+        },
+        (422, _) => AdapterError::Unprocessable {
+            system: SYSTEM,
+            detail: detail(response),
+        },
+        _ => error_from(response),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +322,42 @@ mod tests {
         ));
         assert!(matches!(
             error_from(&resp(503, "ERROR|SERVICE_UNAVAILABLE|down\r\n")),
+            AdapterError::Unavailable { .. }
+        ));
+    }
+
+    #[test]
+    fn maps_native_write_errors() {
+        assert_eq!(
+            write_error_from(&resp(
+                409,
+                "ERROR|RECORD_MODIFIED|The record was modified since the LAST_MODIFIED given; it is now 20240112093016\r\n"
+            )),
+            AdapterError::VersionConflict {
+                system: GpSystem::Vision,
+                detail: "HTTP 409 RECORD_MODIFIED: The record was modified since the LAST_MODIFIED given; it is now 20240112093016".into()
+            }
+        );
+        assert_eq!(
+            write_error_from(&resp(
+                422,
+                "ERROR|UNKNOWN_CODE|row 2: 'XXXX.' is not a Read v2 code\r\n"
+            )),
+            AdapterError::Unprocessable {
+                system: GpSystem::Vision,
+                detail: "HTTP 422 UNKNOWN_CODE: row 2: 'XXXX.' is not a Read v2 code".into()
+            }
+        );
+        assert_eq!(
+            write_error_from(&resp(404, "ERROR|PATIENT_NOT_FOUND|No patient\r\n")),
+            AdapterError::PatientNotFound
+        );
+        assert!(matches!(
+            write_error_from(&resp(400, "ERROR|INVALID_EXTRACT|row 2: bad\r\n")),
+            AdapterError::Rejected { detail, .. } if detail == "HTTP 400 INVALID_EXTRACT: row 2: bad"
+        ));
+        assert!(matches!(
+            write_error_from(&resp(503, "ERROR|SERVICE_UNAVAILABLE|down\r\n")),
             AdapterError::Unavailable { .. }
         ));
     }

@@ -124,6 +124,11 @@ impl<'a> Extract<'a> {
             })
     }
 
+    /// The index of a column that older extracts may leave out (`None` when absent).
+    pub fn optional_column(&self, column: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == column)
+    }
+
     /// Data row `index` (0-based), as a row handle.
     pub fn row(&self, index: usize) -> Row<'_, 'a> {
         Row { ex: self, index }
@@ -165,6 +170,31 @@ impl<'e> Row<'e, '_> {
     pub fn extract(&self) -> &'static str {
         self.ex.name
     }
+}
+
+/// Writes a delimited body the way Vision reads one: the header, each row (a field
+/// holding `|`, `"`, CR or LF quoted, inner quotes doubled), the `EOF|{rows}` trailer,
+/// CRLF after every row. Every row must be as wide as `columns`.
+pub fn write(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = columns.join("|");
+    out.push_str("\r\n");
+    for row in rows {
+        for (i, field) in row.iter().enumerate() {
+            if i > 0 {
+                out.push('|');
+            }
+            if field.contains(['|', '"', '\r', '\n']) {
+                out.push('"');
+                out.push_str(&field.replace('"', "\"\""));
+                out.push('"');
+            } else {
+                out.push_str(field);
+            }
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("EOF|{}\r\n", rows.len()));
+    out
 }
 
 struct Parser<'a> {
@@ -267,6 +297,28 @@ mod tests {
 
     fn parse(body: &str) -> Result<Extract<'_>> {
         Extract::parse("test extract", body.as_bytes())
+    }
+
+    #[test]
+    fn written_bodies_read_back_field_for_field() {
+        let rows = vec![
+            vec![
+                "O\"Brien | Smith".to_owned(),
+                String::new(),
+                "two\r\nlines".to_owned(),
+            ],
+            vec!["plain".to_owned(), "x".to_owned(), "\"".to_owned()],
+        ];
+        let body = write(&["A", "B", "C"], &rows);
+        assert!(body.starts_with("A|B|C\r\n\"O\"\"Brien | Smith\"||"));
+        assert!(body.ends_with("\r\nEOF|2\r\n"));
+        let ex = parse(&body).unwrap();
+        for (i, want) in rows.iter().enumerate() {
+            let got: Vec<&str> = (0..3).map(|c| ex.row(i).raw(c)).collect();
+            assert_eq!(got, *want);
+        }
+        assert_eq!(ex.optional_column("B"), Some(1));
+        assert_eq!(ex.optional_column("D"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The reference adapter for Vision (INPS/Cegedim): reads a patient's pipe-delimited
 //! extract rows over the native API (`client`) and maps them to UK Core R4 (`mapping`),
-//! giving the same FHIR shape as the EMIS Web adapter for the same facts.
+//! giving the same FHIR shape as the EMIS Web adapter for the same facts; writes
+//! observations and contact details back as Vision's own delimited rows.
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
@@ -15,8 +16,8 @@ pub mod mapping;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
-    SearchRequest, paging,
+    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
+    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -24,8 +25,8 @@ pub use client::VisionClient;
 pub use config::{VisionConfig, VisionConfigError};
 pub use error::VisionDataError;
 pub use mapping::{
-    JournalOwner, MappedPatient, map_journal, map_journal_page, map_patient, map_practice,
-    map_staff,
+    JournalOwner, MappedPatient, map_contact_answer, map_journal, map_journal_page, map_patient,
+    map_practice, map_staff, native_timestamp, render_contact, render_observation, written_ids,
 };
 
 /// Vision, as gp-gateway sees it.
@@ -135,6 +136,50 @@ impl Adapter for VisionAdapter {
         }
         resources.retain(|r| req.resource_type.matches(r));
         Ok(paging::page(resources, req))
+    }
+
+    /// One native call: the observation as a journal write extract (a blood pressure is
+    /// one BP row), under the request's key. The ids come from the rows Vision answers,
+    /// mapped as a search maps them.
+    async fn create_observation(
+        &self,
+        req: &CreateObservationRequest,
+    ) -> Result<Created, AdapterError> {
+        let body = render_observation(&req.observation)?;
+        let (created, answer) = self
+            .client
+            .record(
+                &req.practice,
+                req.nhs_number,
+                &req.observation.key,
+                body,
+                &req.context,
+            )
+            .await?;
+        let ids = written_ids(&answer, req.nhs_number, &req.practice)?;
+        Ok(Created { ids, created })
+    }
+
+    /// One native call: the complete new contact details with the `LAST_MODIFIED` the
+    /// version stands for; Vision refuses it (`VersionConflict`) if the record changed.
+    async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
+        let Some(last_modified) = native_timestamp(&req.expected_version) else {
+            // Every version this adapter hands out is an instant: anything else is not
+            // a version the record can be at.
+            return Err(AdapterError::VersionConflict {
+                system: GpSystem::Vision,
+                detail: format!(
+                    "'{}' is not a Vision record version",
+                    req.expected_version.chars().take(40).collect::<String>()
+                ),
+            });
+        };
+        let body = render_contact(&req.details, &last_modified)?;
+        let answer = self
+            .client
+            .update_contact(&req.practice, req.nhs_number, body, &req.context)
+            .await?;
+        Ok(map_contact_answer(&answer, req.nhs_number)?)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -5,21 +5,24 @@
 //! never sees a half-mapped resource. The format is `docs/native-formats/vision.md`;
 //! the FHIR produced is the same shape as gp-adapter-emis produces for the same facts.
 
-use gp_adapter::PatientFlags;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::local_date_time;
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::write::BLOOD_PRESSURE_PANEL;
+use gp_adapter::{
+    AdapterError, ContactDetails, GpSystem, Measurement, NewObservation, PatientFlags, UtcDateTime,
+};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
-    Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
-    SDS_USER_ID_SYSTEM,
+    Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
+    Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::error::VisionDataError;
-use crate::extract::{Extract, Row};
+use crate::extract::{self, Extract, Row};
 
 /// Base of the identifier systems holding Vision ids (`{base}{type}-id`).
 pub const VISION_ID_BASE: &str = "https://inps.co.uk/Id/";
@@ -209,7 +212,8 @@ fn date(row: &Row, c: Col) -> Result<Option<String>> {
         .transpose()
 }
 
-/// `DATE` plus its `TIME` (`HHMM`, UK local, only with a full date) → FHIR date/dateTime.
+/// `DATE` plus its `TIME` (`HHMM`, or `HHMMSS` when the seconds were recorded; UK
+/// local, only with a full date) → FHIR date/dateTime.
 fn date_time(row: &Row, date_col: Col, time_col: Col) -> Result<Option<String>> {
     let Some(raw) = opt(row, date_col) else {
         return match opt(row, time_col) {
@@ -233,12 +237,29 @@ fn date_time(row: &Row, date_col: Col, time_col: Col) -> Result<Option<String>> 
     let Some((y, m, d)) = full else {
         return Err(invalid(row, time_col, "a TIME on a partial DATE"));
     };
-    let hm = (t.len() == 4)
-        .then(|| Some((digits(t.get(0..2)?)?, digits(t.get(2..4)?)?)))
-        .flatten()
-        .filter(|&(h, mi)| h < 24 && mi < 60)
-        .ok_or_else(|| invalid(row, time_col, format!("'{}' is not HHMM", shown(t))))?;
-    Ok(Some(local_date_time(y, m, d, (hm.0 as u8, hm.1 as u8, 0))))
+    let part = |r: std::ops::Range<usize>| t.get(r).and_then(digits);
+    let hms = match t.len() {
+        4 => part(0..2).zip(part(2..4)).map(|(h, mi)| (h, mi, 0)),
+        6 => part(0..2)
+            .zip(part(2..4))
+            .zip(part(4..6))
+            .map(|((h, mi), sec)| (h, mi, sec)),
+        _ => None,
+    }
+    .filter(|&(h, mi, sec)| h < 24 && mi < 60 && sec < 60)
+    .ok_or_else(|| {
+        invalid(
+            row,
+            time_col,
+            format!("'{}' is not HHMM or HHMMSS", shown(t)),
+        )
+    })?;
+    Ok(Some(local_date_time(
+        y,
+        m,
+        d,
+        (hms.0 as u8, hms.1 as u8, hms.2 as u8),
+    )))
 }
 
 /// `YYYYMMDDHHMMSS` (UK local) → FHIR instant.
@@ -412,6 +433,22 @@ pub fn map_patient(body: &[u8], ods: &OdsCode) -> Result<MappedPatient> {
         Some("mobile"),
     ));
     telecom.extend(phone(opt(&row, c("EMAIL")?), "email", None));
+    // Older extracts have no MAIN_LANGUAGE column: no language recorded.
+    let communication = match ex.optional_column("MAIN_LANGUAGE") {
+        None => Vec::new(),
+        Some(index) => {
+            let lang = Col {
+                name: "MAIN_LANGUAGE",
+                index,
+            };
+            match opt(&row, lang) {
+                None => Vec::new(),
+                Some(code) => vec![PatientCommunication::preferred(&language_code(
+                    &row, lang, code,
+                )?)],
+            }
+        }
+    };
     let patient = Patient {
         id: nhs.to_string(),
         meta: meta("Patient", restricted),
@@ -440,7 +477,7 @@ pub fn map_patient(body: &[u8], ods: &OdsCode) -> Result<MappedPatient> {
             .collect(),
         general_practitioner: practitioner_ref(usual_gp.clone()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
-        communication: Vec::new(),
+        communication,
     };
     Ok(MappedPatient {
         nhs_number: nhs,
@@ -453,6 +490,22 @@ pub fn map_patient(body: &[u8], ods: &OdsCode) -> Result<MappedPatient> {
             dissent,
         },
     })
+}
+
+/// `MAIN_LANGUAGE` (Vision keeps the ISO 639-1 code upper-cased: `PL`) → the UK Core
+/// HumanLanguage code (`pl`).
+fn language_code(row: &Row, c: Col, raw: &str) -> Result<String> {
+    let ok =
+        (2..=8).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err(invalid(
+            row,
+            c,
+            format!("'{}' is not a language code", shown(raw)),
+        ))
+    }
 }
 
 /// Maps a practice extract (one row) to an Organization.
@@ -1083,6 +1136,221 @@ fn map_therapy(
     })
 }
 
+// ---- writes (neutral → native) -------------------------------------------------------
+
+/// Columns of a journal write (`POST …/journal`), in the order the adapter sends them.
+pub const WRITE_COLUMNS: [&str; 8] = [
+    "TYPE", "DATE", "TIME", "CODE", "RUBRIC", "VALUE1", "VALUE2", "UNITS",
+];
+/// Columns of a contact update (`PUT …/contact`).
+pub const CONTACT_COLUMNS: [&str; 11] = [
+    "HOME_PHONE",
+    "MOBILE_PHONE",
+    "EMAIL",
+    "ADDRESS1",
+    "ADDRESS2",
+    "ADDRESS3",
+    "TOWN",
+    "COUNTY",
+    "POSTCODE",
+    "MAIN_LANGUAGE",
+    "LAST_MODIFIED",
+];
+/// SNOMED CT systolic and diastolic blood pressure: the two readings of a BP row.
+const SYSTOLIC: &str = "271649006";
+const DIASTOLIC: &str = "271650006";
+
+fn unprocessable(detail: String) -> AdapterError {
+    AdapterError::Unprocessable {
+        system: GpSystem::Vision,
+        detail,
+    }
+}
+
+/// A measured value as Vision writes it (the shortest decimal that reads back exactly).
+fn native_value(m: &Measurement) -> std::result::Result<String, AdapterError> {
+    if m.value.is_finite() {
+        Ok(m.value.to_string())
+    } else {
+        Err(unprocessable(format!(
+            "{} {} is not a number Vision can record",
+            m.display, m.value
+        )))
+    }
+}
+
+fn read_code(m: &Measurement) -> std::result::Result<&str, AdapterError> {
+    terminology::native_code(CodeScheme::ReadV2, &m.snomed).ok_or_else(|| {
+        unprocessable(format!(
+            "Vision has no Read v2 code for SNOMED CT {} ({})",
+            m.snomed, m.display
+        ))
+    })
+}
+
+/// `YYYYMMDD` and `HHMMSS`, UK local time (Vision records wall-clock time, no offset).
+pub fn native_date_time(at: UtcDateTime) -> (String, String) {
+    let l = at.uk_local();
+    (
+        format!("{:04}{:02}{:02}", l.year, l.month, l.day),
+        format!("{:02}{:02}{:02}", l.hour, l.minute, l.second),
+    )
+}
+
+/// Renders a supplier's observation as a journal write extract: a blood pressure panel
+/// with both readings is Vision's one BP row (`246..`, systolic in `VALUE1`, diastolic
+/// in `VALUE2`); every other measurement is a row of its own, coded in Read v2. A
+/// measurement with no Read v2 code is `Unprocessable`, naming the SNOMED CT code.
+pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, AdapterError> {
+    if obs.measurements.is_empty() {
+        return Err(unprocessable("the observation has no measurement".into()));
+    }
+    let (date, time) = native_date_time(obs.effective);
+    let row = |code: &str, rubric: &str, v1: String, v2: String, units: &str| {
+        vec![
+            "OBSERVATION".to_owned(),
+            date.clone(),
+            time.clone(),
+            code.to_owned(),
+            rubric.to_owned(),
+            v1,
+            v2,
+            units.to_owned(),
+        ]
+    };
+    let mut rest: Vec<&Measurement> = obs.measurements.iter().collect();
+    let mut rows = Vec::new();
+    let find = |rest: &[&Measurement], code: &str| rest.iter().position(|m| m.snomed == code);
+    if obs.snomed == BLOOD_PRESSURE_PANEL
+        && let (Some(s), Some(d)) = (find(&rest, SYSTOLIC), find(&rest, DIASTOLIC))
+    {
+        let (sys, dia) = (rest[s], rest[d]);
+        if sys.unit != dia.unit {
+            return Err(unprocessable(format!(
+                "a Vision blood pressure row holds both readings in one unit, not {} and {}",
+                sys.unit, dia.unit
+            )));
+        }
+        let code = terminology::native_code(CodeScheme::ReadV2, BLOOD_PRESSURE_PANEL)
+            .unwrap_or(BP_READ_CODE);
+        rows.push(row(
+            code,
+            &obs.display,
+            native_value(sys)?,
+            native_value(dia)?,
+            &sys.unit,
+        ));
+        rest.retain(|m| m.snomed != SYSTOLIC && m.snomed != DIASTOLIC);
+    }
+    for m in rest {
+        rows.push(row(
+            read_code(m)?,
+            &m.display,
+            native_value(m)?,
+            String::new(),
+            &m.unit,
+        ));
+    }
+    Ok(extract::write(&WRITE_COLUMNS, &rows))
+}
+
+/// The ids [`crate::VisionAdapter::search`] gives the entries in a journal write's answer
+/// (a journal extract of the rows written): the answer is mapped exactly as a search
+/// page is, so a BP row's ids are `{ID}-sys` and `{ID}-dia` there too.
+pub fn written_ids(body: &[u8], nhs: NhsNumber, ods: &OdsCode) -> Result<Vec<String>> {
+    let ex = Extract::parse("journal write answer", body)?;
+    let pid_col = col(&ex, "PID")?;
+    if ex.rows() == 0 {
+        return Err(VisionDataError::RowCount {
+            extract: ex.name(),
+            found: 0,
+            expected: "at least 1",
+        });
+    }
+    let owner = JournalOwner {
+        pid: id(&ex.row(0), pid_col)?,
+        nhs_number: nhs,
+        ods: ods.clone(),
+    };
+    let mut resources = Vec::new();
+    map_journal_page(body, &owner, &mut resources)?;
+    Ok(resources.iter().map(|r| r.id().to_owned()).collect())
+}
+
+/// A record version (a FHIR instant, as [`map_patient`] gives it) as Vision's
+/// `LAST_MODIFIED` (`YYYYMMDDHHMMSS`, UK local); `None` when it is not an instant.
+pub fn native_timestamp(version: &str) -> Option<String> {
+    let (year, month, day, hour, minute, second) =
+        gp_fhir::date::parse_instant_utc(version).ok()?;
+    let (date, time) = native_date_time(UtcDateTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    });
+    Some(format!("{date}{time}"))
+}
+
+/// Renders new contact details as a contact update extract made against `last_modified`
+/// (`YYYYMMDDHHMMSS`). Address lines go to `ADDRESS1`–`3` in order, as the read mapping
+/// takes them back; more than three is `Unprocessable`. Values are trimmed, as Vision
+/// reads them; the language is upper-cased (`cy` → `CY`).
+pub fn render_contact(
+    details: &ContactDetails,
+    last_modified: &str,
+) -> std::result::Result<String, AdapterError> {
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let mut address = vec![String::new(); 6];
+    if let Some(a) = &details.address {
+        let lines: Vec<&str> = a
+            .lines
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > 3 {
+            return Err(unprocessable(format!(
+                "Vision holds at most 3 address lines, not {}",
+                lines.len()
+            )));
+        }
+        for (slot, line) in address.iter_mut().zip(lines) {
+            *slot = line.to_owned();
+        }
+        address[3] = a.town.trim().to_owned();
+        address[4] = a.county.trim().to_owned();
+        address[5] = a.postcode.trim().to_owned();
+    }
+    let mut row = vec![
+        text(&details.home_phone),
+        text(&details.mobile),
+        text(&details.email),
+    ];
+    row.extend(address);
+    row.push(text(&details.language).to_ascii_uppercase());
+    row.push(last_modified.to_owned());
+    Ok(extract::write(&CONTACT_COLUMNS, &[row]))
+}
+
+/// Reads a contact update's answer (`PID|NHS_NUMBER|LAST_MODIFIED`, one row) for
+/// patient `nhs`: the new version, as [`map_patient`] would give it.
+pub fn map_contact_answer(body: &[u8], nhs: NhsNumber) -> Result<String> {
+    let ex = Extract::parse("contact update answer", body)?;
+    let row = exactly_one(&ex)?;
+    let nhs_col = col(&ex, "NHS_NUMBER")?;
+    let raw = req(&row, nhs_col)?;
+    if NhsNumber::parse(raw).ok() != Some(nhs) {
+        return Err(invalid(
+            &row,
+            nhs_col,
+            format!("the answer is for {}, but {nhs} was updated", shown(raw)),
+        ));
+    }
+    timestamp(&row, col(&ex, "LAST_MODIFIED")?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1116,5 +1384,269 @@ mod tests {
         );
         assert_eq!(parse_error_body(b"PID|NHS\r\n"), None);
         assert_eq!(parse_error_body(b"ERROR||x"), None);
+    }
+
+    // ---- writes ----
+
+    fn taken(month: u8, day: u8, hour: u8) -> UtcDateTime {
+        UtcDateTime {
+            year: 2026,
+            month,
+            day,
+            hour,
+            minute: 32,
+            second: 5,
+        }
+    }
+
+    fn m(snomed: &str, display: &str, value: f64, unit: &str) -> Measurement {
+        Measurement {
+            snomed: snomed.into(),
+            display: display.into(),
+            value,
+            unit: unit.into(),
+        }
+    }
+
+    fn bp(at: UtcDateTime) -> NewObservation {
+        NewObservation {
+            key: "k1".into(),
+            snomed: BLOOD_PRESSURE_PANEL.into(),
+            display: "Blood pressure".into(),
+            effective: at,
+            measurements: vec![
+                m(SYSTOLIC, "Systolic blood pressure", 131.0, "mm[Hg]"),
+                m(DIASTOLIC, "Diastolic blood pressure", 84.0, "mm[Hg]"),
+            ],
+        }
+    }
+
+    const WRITE_HEADER: &str = "TYPE|DATE|TIME|CODE|RUBRIC|VALUE1|VALUE2|UNITS\r\n";
+
+    #[test]
+    fn a_blood_pressure_is_one_bp_row_in_uk_local_time() {
+        // 07:32:05Z in July is 08:32:05 BST.
+        assert_eq!(
+            render_observation(&bp(taken(7, 14, 7))).unwrap(),
+            format!(
+                "{WRITE_HEADER}OBSERVATION|20260714|083205|246..|Blood pressure|131|84|mm[Hg]\r\nEOF|1\r\n"
+            )
+        );
+        // GMT in January; BST crossing midnight moves the date.
+        assert!(
+            render_observation(&bp(taken(1, 14, 7)))
+                .unwrap()
+                .contains("|20260114|073205|")
+        );
+        assert!(
+            render_observation(&bp(taken(7, 14, 23)))
+                .unwrap()
+                .contains("|20260715|003205|")
+        );
+    }
+
+    #[test]
+    fn other_measurements_are_one_row_each_in_read_v2() {
+        let weight = NewObservation {
+            key: "k2".into(),
+            snomed: "27113001".into(),
+            display: "Body weight".into(),
+            effective: taken(1, 2, 9),
+            measurements: vec![m("27113001", "Body weight", 72.4, "kg")],
+        };
+        assert_eq!(
+            render_observation(&weight).unwrap(),
+            format!(
+                "{WRITE_HEADER}OBSERVATION|20260102|093205|22A..|Body weight|72.4||kg\r\nEOF|1\r\n"
+            )
+        );
+        // A panel with one part only, and a part given alone, are ordinary rows.
+        let mut half = bp(taken(1, 2, 9));
+        half.measurements.remove(1);
+        assert!(
+            render_observation(&half)
+                .unwrap()
+                .contains("|2469.|Systolic blood pressure|131||mm[Hg]\r\n")
+        );
+    }
+
+    #[test]
+    fn measurements_vision_cannot_hold_are_unprocessable() {
+        let mut o = bp(taken(1, 2, 9));
+        o.measurements
+            .push(m("1234567890123", "Something new", 1.0, "1"));
+        match render_observation(&o) {
+            Err(AdapterError::Unprocessable { system, detail }) => {
+                assert_eq!(system, GpSystem::Vision);
+                assert_eq!(
+                    detail,
+                    "Vision has no Read v2 code for SNOMED CT 1234567890123 (Something new)"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut mixed = bp(taken(1, 2, 9));
+        mixed.measurements[1].unit = "kPa".into();
+        assert!(matches!(
+            render_observation(&mixed),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+        let mut empty = bp(taken(1, 2, 9));
+        empty.measurements.clear();
+        assert!(matches!(
+            render_observation(&empty),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+        let mut nan = bp(taken(1, 2, 9));
+        nan.measurements[0].value = f64::NAN;
+        assert!(matches!(
+            render_observation(&nan),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+    }
+
+    #[test]
+    fn contact_details_are_one_row_against_last_modified() {
+        let details = ContactDetails {
+            home_phone: Some(" 01632 960123 ".into()),
+            mobile: None,
+            email: Some("a|b@example.com".into()),
+            address: Some(gp_adapter::HomeAddress {
+                lines: vec!["12 Harness Row".into(), "".into(), "Testville".into()],
+                town: "Leeds".into(),
+                county: "West Yorkshire".into(),
+                postcode: "LS1 4AP".into(),
+            }),
+            language: Some("cy".into()),
+        };
+        assert_eq!(
+            render_contact(&details, "20240615103000").unwrap(),
+            "HOME_PHONE|MOBILE_PHONE|EMAIL|ADDRESS1|ADDRESS2|ADDRESS3|TOWN|COUNTY|POSTCODE|MAIN_LANGUAGE|LAST_MODIFIED\r\n\
+             01632 960123||\"a|b@example.com\"|12 Harness Row|Testville||Leeds|West Yorkshire|LS1 4AP|CY|20240615103000\r\n\
+             EOF|1\r\n"
+        );
+        let nothing = render_contact(&ContactDetails::default(), "20240615103000").unwrap();
+        assert!(
+            nothing.contains("\r\n||||||||||20240615103000\r\n"),
+            "{nothing}"
+        );
+        let mut four = details.clone();
+        if let Some(a) = four.address.as_mut() {
+            a.lines = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        }
+        assert!(matches!(
+            render_contact(&four, "20240615103000"),
+            Err(AdapterError::Unprocessable { .. })
+        ));
+    }
+
+    /// The written address reads back as the lines, town, county and postcode written.
+    #[test]
+    fn contact_rows_round_trip_through_the_read_mapping() {
+        let details = ContactDetails {
+            home_phone: Some("01632 960123".into()),
+            mobile: Some("07700 900456".into()),
+            email: Some("x@example.com".into()),
+            address: Some(gp_adapter::HomeAddress {
+                lines: vec!["Flat 2".into(), "12 Harness Row".into(), "Testville".into()],
+                town: "Leeds".into(),
+                county: "West Yorkshire".into(),
+                postcode: "LS1 4AP".into(),
+            }),
+            language: Some("pl".into()),
+        };
+        let body = render_contact(&details, "20240615103000").unwrap();
+        let ex = Extract::parse("contact update", body.as_bytes()).unwrap();
+        let row = ex.row(0);
+        let a = address(&row, &address_cols(&ex).unwrap()).unwrap();
+        assert_eq!(a.line, vec!["Flat 2", "12 Harness Row", "Testville"]);
+        assert_eq!(a.city.as_deref(), Some("Leeds"));
+        assert_eq!(a.district.as_deref(), Some("West Yorkshire"));
+        assert_eq!(a.postal_code.as_deref(), Some("LS1 4AP"));
+        let lang = col(&ex, "MAIN_LANGUAGE").unwrap();
+        let code = language_code(&row, lang, opt(&row, lang).unwrap()).unwrap();
+        assert_eq!(code, "pl");
+    }
+
+    #[test]
+    fn versions_are_last_modified_in_uk_local_time() {
+        // What map_patient gives for 20240615103000, and the same instant in UTC.
+        for v in ["2024-06-15T10:30:00+01:00", "2024-06-15T09:30:00Z"] {
+            assert_eq!(
+                native_timestamp(v).as_deref(),
+                Some("20240615103000"),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            native_timestamp("2024-01-15T10:30:00+00:00").as_deref(),
+            Some("20240115103000")
+        );
+        for bad in ["", "W/\"3\"", "2024-06-15", "20240615103000"] {
+            assert_eq!(native_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn write_answers_are_read() {
+        let nhs = NhsNumber::parse("9658218865").unwrap();
+        let ods = OdsCode::parse("B82617").unwrap();
+        let cols: Vec<&str> = "PID|ID|DATE|CODE|SNOMED_CODE|DMD_CODE|RUBRIC|VALUE1|VALUE2|END_DATE|SEVERITY|TIME|TYPE|STATUS|UNITS|CATEGORY|AUTHOR|CONSULTATION_ID|CONFIDENTIAL|DOSAGE|QUANTITY|QUANTITY_UNITS|PRESCRIPTION_TYPE|BATCH|DOSE_NO|REACTION_CODE|REACTION_SNOMED|REACTION_RUBRIC".split('|').collect();
+        let row = |set: &[(&str, &str)]| -> Vec<String> {
+            cols.iter()
+                .map(|c| {
+                    set.iter()
+                        .find(|(k, _)| k == c)
+                        .map_or(String::new(), |(_, v)| (*v).to_owned())
+                })
+                .collect()
+        };
+        let common = [
+            ("PID", "P1"),
+            ("DATE", "20260714"),
+            ("TIME", "083205"),
+            ("TYPE", "OBSERVATION"),
+            ("CONFIDENTIAL", "N"),
+        ];
+        let body = extract::write(
+            &cols,
+            &[
+                row(&[
+                    &common[..],
+                    &[
+                        ("ID", "AB-12"),
+                        ("CODE", "246.."),
+                        ("VALUE1", "131"),
+                        ("VALUE2", "84"),
+                        ("UNITS", "mm[Hg]"),
+                    ],
+                ]
+                .concat()),
+                row(&[
+                    &common[..],
+                    &[
+                        ("ID", "CD-34"),
+                        ("CODE", "22A.."),
+                        ("VALUE1", "72.4"),
+                        ("UNITS", "kg"),
+                    ],
+                ]
+                .concat()),
+            ],
+        );
+        assert_eq!(
+            written_ids(body.as_bytes(), nhs, &ods).unwrap(),
+            vec!["ab-12-sys", "ab-12-dia", "cd-34"]
+        );
+        let empty = extract::write(&cols, &[]);
+        assert!(written_ids(empty.as_bytes(), nhs, &ods).is_err());
+
+        let answer = "PID|NHS_NUMBER|LAST_MODIFIED\r\nP1|9658218865|20240615103001\r\nEOF|1\r\n";
+        assert_eq!(
+            map_contact_answer(answer.as_bytes(), nhs).unwrap(),
+            "2024-06-15T10:30:01+01:00"
+        );
+        let other = "PID|NHS_NUMBER|LAST_MODIFIED\r\nP1|9000000009|20240615103001\r\nEOF|1\r\n";
+        assert!(map_contact_answer(other.as_bytes(), nhs).is_err());
     }
 }

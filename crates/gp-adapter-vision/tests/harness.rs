@@ -87,6 +87,39 @@ async fn vision_adapter_passes_the_conformance_harness() {
     report.assert_passed();
 }
 
+/// Write-back through the native journal POST and contact PUT, on a simulator of its
+/// own; the read harness must still pass afterwards, with the written (authorless,
+/// consultation-less) entries in the record.
+#[tokio::test]
+async fn vision_adapter_passes_the_write_harness() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let report = harness::run_writes(&adapter, &fx).await;
+    println!("{report}");
+    report.assert_passed();
+    let (nhs, ods) = fx.patients[0].clone();
+    let page = adapter
+        .search(&search(nhs, &ods, ClinicalType::Observation))
+        .await
+        .unwrap();
+    let written: Vec<&gp_fhir::model::Observation> = page
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Observation(o) if o.performer.is_empty() => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        written.len(),
+        3,
+        "the BP row's two Observations and the weight, none with a performer"
+    );
+    assert!(written.iter().all(|o| o.encounter.is_none()));
+    harness::run(&adapter, &fx).await.assert_passed();
+}
+
 #[tokio::test]
 async fn sensitive_and_dissenting_patients_are_flagged() {
     let (sim, population) = start().await;

@@ -578,3 +578,80 @@ fn a_thousand_entry_journal_maps_whole() {
     let out = map_journal(&pages, &owner()).unwrap();
     assert_eq!(out.len(), 1000);
 }
+
+/// `MAIN_LANGUAGE` holds the ISO 639-1 code upper-cased; the column is optional
+/// (older extracts have none) and an empty field is no language.
+#[test]
+fn main_language_becomes_the_preferred_communication() {
+    let with_language = |value: &str| {
+        PATIENT
+            .replacen("|LAST_MODIFIED\r\n", "|LAST_MODIFIED|MAIN_LANGUAGE\r\n", 1)
+            .replacen(
+                "|20240615103000\r\n",
+                &format!("|20240615103000|{value}\r\n"),
+                1,
+            )
+    };
+    let p = map_patient(with_language("PL").as_bytes(), &ods()).unwrap();
+    assert_eq!(p.patient.preferred_language(), Some("pl"));
+    let v = json(&Resource::Patient(p.patient));
+    assert_eq!(
+        v["communication"],
+        serde_json::json!([{
+            "language": {"coding": [{
+                "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage",
+                "code": "pl",
+                "display": "Polish"
+            }]},
+            "preferred": true
+        }])
+    );
+    let none = map_patient(with_language("").as_bytes(), &ods()).unwrap();
+    assert!(none.patient.communication.is_empty());
+    let old = map_patient(PATIENT.as_bytes(), &ods()).unwrap();
+    assert!(
+        old.patient.communication.is_empty(),
+        "no column, no language"
+    );
+    let bad = map_patient(with_language("Polish!").as_bytes(), &ods()).unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "patient extract row 2 MAIN_LANGUAGE is invalid: 'Polish!' is not a language code"
+    );
+}
+
+/// Entries written through the API have seconds (`HHMMSS`) and no author: no performer.
+#[test]
+fn written_rows_have_seconds_and_no_performer() {
+    let r = map(&[&[
+        ("ID", "W1"),
+        ("TYPE", "OBSERVATION"),
+        ("DATE", "20260714"),
+        ("TIME", "083205"),
+        ("CODE", "246.."),
+        ("SNOMED_CODE", "75367002"),
+        ("VALUE1", "131"),
+        ("VALUE2", "84"),
+        ("UNITS", "mm[Hg]"),
+        ("CONFIDENTIAL", "N"),
+    ]]);
+    assert_eq!(r.len(), 2);
+    for o in &r {
+        let v = json(o);
+        assert_eq!(v["effectiveDateTime"], "2026-07-14T08:32:05+01:00");
+        assert!(v.get("performer").is_none(), "{v}");
+        assert!(v.get("encounter").is_none(), "{v}");
+    }
+    for bad in ["08320", "083260", "0832051"] {
+        let e = err(&[&[
+            ("ID", "W1"),
+            ("TYPE", "OBSERVATION"),
+            ("DATE", "20260714"),
+            ("TIME", bad),
+            ("CODE", "22A.."),
+            ("VALUE1", "70"),
+            ("UNITS", "kg"),
+        ]]);
+        assert!(e.contains("is not HHMM or HHMMSS"), "{bad}: {e}");
+    }
+}

@@ -11,7 +11,7 @@ use crate::concepts::Concept;
 use crate::date::SimDate;
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::SimStore;
+use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
 
 /// Content type of every Vision extract and error body.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -21,7 +21,7 @@ pub const CONTINUATION_HEADER: &str = "x-vision-continuation";
 pub const PAGE_ROWS: usize = 500;
 
 /// Patient extract columns, in the order the simulator writes them.
-pub const PATIENT_COLUMNS: [&str; 25] = [
+pub const PATIENT_COLUMNS: [&str; 26] = [
     "PID",
     "NHS_NUMBER",
     "SURNAME",
@@ -41,6 +41,7 @@ pub const PATIENT_COLUMNS: [&str; 25] = [
     "HOME_PHONE",
     "MOBILE_PHONE",
     "EMAIL",
+    "MAIN_LANGUAGE",
     "NHS_NUMBER_STATUS",
     "DATE_OF_DEATH",
     "REGISTERED_DATE",
@@ -112,6 +113,34 @@ pub const BP_READ_CODE: &str = "246..";
 const BP_SNOMED: &str = "75367002";
 const BP_RUBRIC: &str = "O/E - blood pressure reading";
 
+/// Request header carrying a journal write's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "x-vision-idempotency-key";
+/// Columns a journal write may carry (`RUBRIC` and `VALUE2` may be left out; `RUBRIC`
+/// is not stored: Vision shows its own term for the code).
+pub const WRITE_COLUMNS: [&str; 8] = [
+    "TYPE", "DATE", "TIME", "CODE", "RUBRIC", "VALUE1", "VALUE2", "UNITS",
+];
+/// Most rows one journal write carries.
+pub const MAX_WRITE_ROWS: usize = 16;
+/// Columns of a contact update (all required).
+pub const CONTACT_COLUMNS: [&str; 11] = [
+    "HOME_PHONE",
+    "MOBILE_PHONE",
+    "EMAIL",
+    "ADDRESS1",
+    "ADDRESS2",
+    "ADDRESS3",
+    "TOWN",
+    "COUNTY",
+    "POSTCODE",
+    "MAIN_LANGUAGE",
+    "LAST_MODIFIED",
+];
+/// Columns of the answer to a contact update.
+pub const CONTACT_ANSWER_COLUMNS: [&str; 3] = ["PID", "NHS_NUMBER", "LAST_MODIFIED"];
+/// Longest contact field accepted, in characters.
+pub const MAX_FIELD_CHARS: usize = 255;
+
 /// Starts the Vision simulator on `listener` (bind it to `127.0.0.1:0` in tests).
 pub async fn start_vision(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
     server::serve(Arc::new(Vision { store }), listener)
@@ -170,9 +199,11 @@ impl Simulator for Vision {
                     headers,
                 );
             }
-            ["", "vision", ..] if !get => {
-                not_record(error(405, "METHOD_NOT_ALLOWED", "Only GET is supported"))
-            }
+            ["", "vision", ..] if !get => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET, and the journal POST and contact PUT, are supported",
+            )),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         };
         (routed, Vec::new())
@@ -182,6 +213,9 @@ impl Simulator for Vision {
         let code = match status {
             400 => "INVALID_NHS_NUMBER",
             404 => "PATIENT_NOT_FOUND",
+            409 => "RECORD_MODIFIED",
+            413 => "BODY_TOO_LARGE",
+            422 => "INVALID_VALUE",
             503 => "SERVICE_UNAVAILABLE",
             _ => "INTERNAL_ERROR",
         };
@@ -229,6 +263,36 @@ impl Simulator for Vision {
             .position(|b| *b == b'|')
             .map_or(body.len(), |i| start + i);
         [&body[..start], &body[end..]].concat()
+    }
+
+    fn route_write(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Option<Routed> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let reply = match segments.as_slice() {
+            ["", "vision", "practices", ods, "patients", nhs, "journal"]
+                if method == Method::POST =>
+            {
+                let key = headers
+                    .get(IDEMPOTENCY_HEADER)
+                    .map(|v| v.to_str().unwrap_or_default());
+                self.record(ods, nhs, key, body)
+            }
+            ["", "vision", "practices", ods, "patients", nhs, "contact"]
+                if method == Method::PUT =>
+            {
+                self.update_contact(ods, nhs, body)
+            }
+            _ => return None,
+        };
+        Some(Routed {
+            reply,
+            record: true,
+        })
     }
 }
 
@@ -326,6 +390,488 @@ impl Vision {
             w.row(r);
         }
         (ok(w.finish()), next)
+    }
+}
+
+impl Vision {
+    /// The practice, NHS number and patient checks every write starts with (no copy of
+    /// the record is made).
+    fn writable_patient(&self, ods: &str, nhs: &str) -> Result<(), Reply> {
+        self.vision_practice(ods)?;
+        if NhsNumber::parse(nhs).is_err() {
+            return Err(error(
+                400,
+                "INVALID_NHS_NUMBER",
+                &format!("{nhs} is not a valid NHS number"),
+            ));
+        }
+        if !self.store.read(|p| p.patient(ods, nhs).is_some()) {
+            return Err(error(
+                404,
+                "PATIENT_NOT_FOUND",
+                &format!("No patient with that NHS number is registered at {ods}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST …/journal`: records the rows of a write extract under the request's
+    /// idempotency key; answers the journal rows holding them (201, or 200 when the key
+    /// had been seen and nothing new was recorded).
+    fn record(&self, ods: &str, nhs: &str, key: Option<&str>, body: &[u8]) -> Reply {
+        if let Err(e) = self.writable_patient(ods, nhs) {
+            return e;
+        }
+        let Some(key) = key.filter(|k| valid_key(k)) else {
+            return error(
+                400,
+                "INVALID_IDEMPOTENCY_KEY",
+                "X-Vision-Idempotency-Key must be 1 to 64 letters, digits or hyphens",
+            );
+        };
+        let (when, readings) = match readings(body) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let recorded =
+            match self
+                .store
+                .record_readings(SystemKind::Vision, ods, nhs, key, when, &readings)
+            {
+                Ok(r) => r,
+                Err(e) => return write_error(&e),
+            };
+        // Written entries never change, so their rows are the same whenever they are read.
+        let rows = self.store.read(|pop| {
+            pop.patient(ods, nhs)
+                .map(|p| {
+                    journal_rows(p)
+                        .into_iter()
+                        .filter(|r| recorded.ids.contains(&r[ID]))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        });
+        let mut w = Writer::new(&JOURNAL_COLUMNS);
+        for r in &rows {
+            w.row(r);
+        }
+        Reply {
+            status: if recorded.created { 201 } else { 200 },
+            ..ok(w.finish())
+        }
+    }
+
+    /// `PUT …/contact`: replaces the contact details if the record is still at the
+    /// row's `LAST_MODIFIED`; answers the new `LAST_MODIFIED`.
+    fn update_contact(&self, ods: &str, nhs: &str, body: &[u8]) -> Reply {
+        if let Err(e) = self.writable_patient(ods, nhs) {
+            return e;
+        }
+        let (expected, update) = match contact(body) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        match self
+            .store
+            .update_contact(SystemKind::Vision, ods, nhs, expected, update)
+        {
+            Ok(now) => {
+                let pid = self
+                    .store
+                    .read(|pop| pop.patient(ods, nhs).map(|p| p.id.clone()))
+                    .unwrap_or_default();
+                let mut w = Writer::new(&CONTACT_ANSWER_COLUMNS);
+                w.row(&[pid, nhs.to_owned(), timestamp(now)]);
+                ok(w.finish())
+            }
+            Err(e) => write_error(&e),
+        }
+    }
+}
+
+/// A store refusal as Vision's error line.
+fn write_error(e: &WriteError) -> Reply {
+    match e {
+        WriteError::PracticeNotFound(ods) => error(
+            404,
+            "PRACTICE_NOT_FOUND",
+            &format!("No Vision practice with ODS code {ods}"),
+        ),
+        WriteError::PatientNotFound(ods) => error(
+            404,
+            "PATIENT_NOT_FOUND",
+            &format!("No patient with that NHS number is registered at {ods}"),
+        ),
+        WriteError::Conflict(now) => error(
+            409,
+            "RECORD_MODIFIED",
+            &format!(
+                "The record was modified since the LAST_MODIFIED given; it is now {}",
+                timestamp(*now)
+            ),
+        ),
+        WriteError::Invalid(why) => error(422, "INVALID_VALUE", why),
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn bad_extract(why: impl std::fmt::Display) -> Reply {
+    error(400, "INVALID_EXTRACT", &why.to_string())
+}
+
+/// Reads a journal write extract: one observation's rows, all taken at one time.
+fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>), Reply> {
+    let sent = Sent::parse(body).map_err(bad_extract)?;
+    sent.only(&WRITE_COLUMNS)?;
+    let [kind, day, at, code, value1, units] =
+        ["TYPE", "DATE", "TIME", "CODE", "VALUE1", "UNITS"].map(|c| sent.column(c));
+    let (kind, day, at, code, value1, units) = (kind?, day?, at?, code?, value1?, units?);
+    let value2 = sent.column("VALUE2").ok();
+    if sent.rows.is_empty() || sent.rows.len() > MAX_WRITE_ROWS {
+        return Err(bad_extract(format!(
+            "a write carries 1 to {MAX_WRITE_ROWS} rows, not {}",
+            sent.rows.len()
+        )));
+    }
+    let part = |key: &str| {
+        crate::concepts::get(key).ok_or_else(|| {
+            error(
+                500,
+                "INTERNAL_ERROR",
+                "The blood pressure concepts are missing",
+            )
+        })
+    };
+    let mut when: Option<SimDate> = None;
+    let mut readings = Vec::new();
+    for (i, row) in sent.rows.iter().enumerate() {
+        let n = i + 2;
+        if row[kind] != "OBSERVATION" {
+            return Err(error(
+                422,
+                "INVALID_VALUE",
+                &format!("row {n}: only OBSERVATION rows can be written"),
+            ));
+        }
+        let taken = parse_when(&row[day], &row[at]).ok_or_else(|| {
+            bad_extract(format!(
+                "row {n}: '{}' '{}' is not a YYYYMMDD DATE with an HHMM or HHMMSS TIME",
+                row[day], row[at]
+            ))
+        })?;
+        if when.is_some_and(|w| w != taken) {
+            return Err(error(
+                422,
+                "INVALID_VALUE",
+                &format!("row {n}: the rows of one write are taken at one DATE and TIME"),
+            ));
+        }
+        when = Some(taken);
+        let number = |c: usize| {
+            row[c]
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    bad_extract(format!(
+                        "row {n}: {} '{}' is not a number",
+                        sent.header[c], row[c]
+                    ))
+                })
+        };
+        let first = number(value1)?;
+        let second = match value2 {
+            Some(c) if !row[c].is_empty() => Some(number(c)?),
+            _ => None,
+        };
+        let code = row[code].as_str();
+        let unit_error = |term: &str, want: &str| {
+            error(
+                422,
+                "INVALID_UNITS",
+                &format!(
+                    "row {n}: {term} is recorded in {want}, not '{}'",
+                    row[units]
+                ),
+            )
+        };
+        if code == BP_READ_CODE {
+            let Some(diastolic) = second else {
+                return Err(error(
+                    422,
+                    "INVALID_VALUE",
+                    &format!(
+                        "row {n}: a blood pressure (246..) row needs the diastolic reading in VALUE2"
+                    ),
+                ));
+            };
+            let (sys, dia) = (part("systolic-bp")?, part("diastolic-bp")?);
+            if Some(row[units].as_str()) != sys.units {
+                return Err(unit_error("blood pressure", sys.units.unwrap_or_default()));
+            }
+            readings.push(NewReading {
+                concept: sys,
+                value: first,
+            });
+            readings.push(NewReading {
+                concept: dia,
+                value: diastolic,
+            });
+            continue;
+        }
+        let Some(concept) = crate::concepts::measurement_by_read2(code) else {
+            return Err(error(
+                422,
+                "UNKNOWN_CODE",
+                &format!("row {n}: '{code}' is not a Read v2 code Vision records a value for"),
+            ));
+        };
+        if second.is_some() {
+            return Err(error(
+                422,
+                "INVALID_VALUE",
+                &format!("row {n}: VALUE2 is only used by blood pressure (246..) rows"),
+            ));
+        }
+        if Some(row[units].as_str()) != concept.units {
+            return Err(unit_error(concept.term, concept.units.unwrap_or_default()));
+        }
+        readings.push(NewReading {
+            concept,
+            value: first,
+        });
+    }
+    let when = when.ok_or_else(|| bad_extract("no rows"))?;
+    Ok((when, readings))
+}
+
+/// Reads a contact update extract: the new details and the `LAST_MODIFIED` they were
+/// made against.
+fn contact(body: &[u8]) -> Result<(SimDate, ContactUpdate), Reply> {
+    let sent = Sent::parse(body).map_err(bad_extract)?;
+    sent.only(&CONTACT_COLUMNS)?;
+    for name in CONTACT_COLUMNS {
+        sent.column(name)?;
+    }
+    let [row] = sent.rows.as_slice() else {
+        return Err(bad_extract(format!(
+            "a contact update is exactly 1 row, not {}",
+            sent.rows.len()
+        )));
+    };
+    let field = |name: &str| -> Result<String, Reply> {
+        let v = row[sent.column(name)?].clone();
+        if v.chars().count() > MAX_FIELD_CHARS || v.chars().any(char::is_control) {
+            return Err(error(
+                422,
+                "INVALID_FIELD",
+                &format!(
+                    "{name} must be at most {MAX_FIELD_CHARS} characters without control characters"
+                ),
+            ));
+        }
+        Ok(v)
+    };
+    let opt = |name: &str| field(name).map(|v| Some(v).filter(|v| !v.is_empty()));
+    let stamp = field("LAST_MODIFIED")?;
+    let expected = parse_timestamp(&stamp)
+        .ok_or_else(|| bad_extract(format!("LAST_MODIFIED '{stamp}' is not YYYYMMDDHHMMSS")))?;
+    let language = match opt("MAIN_LANGUAGE")? {
+        None => None,
+        Some(code)
+            if (2..=8).contains(&code.len())
+                && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            Some(code.to_ascii_lowercase())
+        }
+        Some(code) => {
+            return Err(error(
+                422,
+                "INVALID_FIELD",
+                &format!("MAIN_LANGUAGE '{code}' is not a language code"),
+            ));
+        }
+    };
+    let update = ContactUpdate {
+        home_phone: opt("HOME_PHONE")?,
+        mobile: opt("MOBILE_PHONE")?,
+        email: opt("EMAIL")?,
+        address: Address {
+            house: field("ADDRESS1")?,
+            street: field("ADDRESS2")?,
+            village: field("ADDRESS3")?,
+            town: field("TOWN")?,
+            county: field("COUNTY")?,
+            postcode: field("POSTCODE")?,
+        },
+        language,
+    };
+    Ok((expected, update))
+}
+
+fn digits(s: &str) -> Option<u32> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// A full `YYYYMMDD` date.
+fn parse_day(s: &str) -> Option<SimDate> {
+    if s.len() != 8 {
+        return None;
+    }
+    let y = i32::try_from(digits(s.get(0..4)?)?).ok()?;
+    let m = u8::try_from(digits(s.get(4..6)?)?).ok()?;
+    let d = u8::try_from(digits(s.get(6..8)?)?).ok()?;
+    let ok = y >= 1 && (1..=12).contains(&m) && d >= 1 && d <= gp_fhir::date::days_in_month(y, m);
+    ok.then(|| SimDate::ymd(y, m, d))
+}
+
+/// `HHMM` or `HHMMSS`.
+fn parse_time(s: &str) -> Option<(u8, u8, u8)> {
+    if s.len() != 4 && s.len() != 6 {
+        return None;
+    }
+    let part = |r: std::ops::Range<usize>| u8::try_from(digits(s.get(r)?)?).ok();
+    let (h, m) = (part(0..2)?, part(2..4)?);
+    let sec = if s.len() == 6 { part(4..6)? } else { 0 };
+    (h < 24 && m < 60 && sec < 60).then_some((h, m, sec))
+}
+
+fn parse_when(day: &str, time: &str) -> Option<SimDate> {
+    let (h, m, s) = parse_time(time)?;
+    Some(parse_day(day)?.at(h, m, s))
+}
+
+/// `YYYYMMDDHHMMSS`.
+fn parse_timestamp(s: &str) -> Option<SimDate> {
+    if s.len() != 14 {
+        return None;
+    }
+    let (h, m, sec) = parse_time(s.get(8..14)?)?;
+    Some(parse_day(s.get(0..8)?)?.at(h, m, sec))
+}
+
+/// A delimited body a client sent, read as strictly as Vision's readers read extracts:
+/// a header, rows as wide as the header, an `EOF|{rows}` trailer, CRLF after every row,
+/// quoting as [`quote_into`] writes it. Fields are trimmed.
+struct Sent {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Sent {
+    fn parse(body: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            format!(
+                "the body is not UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            )
+        })?;
+        let mut records = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let (fields, after) =
+                record(rest).map_err(|why| format!("row {}: {why}", records.len() + 1))?;
+            records.push(fields);
+            rest = after;
+        }
+        let mut records = records.into_iter();
+        let header = records.next().ok_or("the body is empty")?;
+        if header.iter().any(String::is_empty) {
+            return Err("the header has an empty column name".into());
+        }
+        for (i, h) in header.iter().enumerate() {
+            if header[..i].contains(h) {
+                return Err(format!("the header names {h} twice"));
+            }
+        }
+        let mut rows: Vec<Vec<String>> = records.collect();
+        let trailer = rows.pop().ok_or("no EOF trailer")?;
+        if trailer.len() != 2 || trailer[0] != "EOF" || trailer[1] != rows.len().to_string() {
+            return Err(format!(
+                "the last row must be the trailer EOF|{}",
+                rows.len()
+            ));
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if r.len() != header.len() {
+                return Err(format!(
+                    "row {} has {} fields, the header has {}",
+                    i + 2,
+                    r.len(),
+                    header.len()
+                ));
+            }
+        }
+        Ok(Self { header, rows })
+    }
+
+    fn column(&self, name: &str) -> Result<usize, Reply> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| bad_extract(format!("the header has no {name} column")))
+    }
+
+    /// Refuses columns a write does not take, so nothing sent is silently dropped.
+    fn only(&self, allowed: &[&str]) -> Result<(), Reply> {
+        match self.header.iter().find(|h| !allowed.contains(&h.as_str())) {
+            Some(h) => Err(bad_extract(format!(
+                "{h} is not a column this write takes ({})",
+                allowed.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One row from the start of `text`: its (trimmed) fields and the text after its CRLF.
+fn record(text: &str) -> Result<(Vec<String>, &str), &'static str> {
+    let b = text.as_bytes();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        let value = if b.get(i) == Some(&b'"') {
+            let mut v = String::new();
+            let mut j = i + 1;
+            loop {
+                let close = text[j..]
+                    .find('"')
+                    .map(|k| j + k)
+                    .ok_or("a quote is never closed")?;
+                v.push_str(&text[j..close]);
+                if b.get(close + 1) == Some(&b'"') {
+                    v.push('"');
+                    j = close + 2;
+                } else {
+                    i = close + 1;
+                    break;
+                }
+            }
+            v
+        } else {
+            let end = text[i..]
+                .find(['|', '\r', '\n', '"'])
+                .map_or(text.len(), |k| i + k);
+            if b.get(end) == Some(&b'"') {
+                return Err("a quote inside an unquoted field");
+            }
+            let v = text[i..end].to_owned();
+            i = end;
+            v
+        };
+        fields.push(value.trim().to_owned());
+        match (b.get(i), b.get(i + 1)) {
+            (Some(b'|'), _) => i += 1,
+            (Some(b'\r'), Some(b'\n')) => return Ok((fields, &text[i + 2..])),
+            (None, _) => return Err("the row does not end in CRLF"),
+            _ => return Err("a bare CR or LF, or text after a closing quote"),
+        }
     }
 }
 
@@ -431,11 +977,25 @@ fn opt_date(d: Option<SimDate>) -> String {
     d.map(date).unwrap_or_default()
 }
 
-/// `HHMM`, or empty when the date has no time.
+/// `HHMM` (`HHMMSS` when the seconds are known and not zero, as on entries written
+/// through the API), or empty when the date has no time.
 fn time(d: SimDate) -> String {
-    d.time
-        .map(|(h, m, _)| format!("{h:02}{m:02}"))
-        .unwrap_or_default()
+    match d.time {
+        None => String::new(),
+        Some((h, m, 0)) => format!("{h:02}{m:02}"),
+        Some((h, m, s)) => format!("{h:02}{m:02}{s:02}"),
+    }
+}
+
+/// `YYYYMMDDHHMMSS` (`LAST_MODIFIED`); a date without a time is taken at midnight.
+pub fn timestamp(d: SimDate) -> String {
+    let (h, m, s) = d.time.unwrap_or((0, 0, 0));
+    format!("{}{h:02}{m:02}{s:02}", date(d))
+}
+
+/// `MAIN_LANGUAGE`: Vision keeps the ISO 639-1 code in upper case (`EN`, `PL`, `CY`).
+fn language(code: Option<&str>) -> String {
+    code.map(str::to_ascii_uppercase).unwrap_or_default()
 }
 
 /// Vision sex codes: `1` male, `2` female, `0` not known, `9` indeterminate.
@@ -454,7 +1014,6 @@ fn yn(b: bool) -> String {
 
 /// Renders a patient's demographics as a patient extract (one data row).
 pub fn render_patient(p: &SimPatient) -> String {
-    let (h, m, s) = p.last_modified.time.unwrap_or((0, 0, 0));
     let row = [
         p.id.clone(),
         p.nhs_number.clone(),
@@ -475,12 +1034,13 @@ pub fn render_patient(p: &SimPatient) -> String {
         p.home_phone.clone().unwrap_or_default(),
         p.mobile.clone().unwrap_or_default(),
         p.email.clone().unwrap_or_default(),
+        language(p.language.as_deref()),
         p.nhs_status.clone(),
         opt_date(p.deceased_on),
         date(p.registered_on),
         yn(p.flags.sensitive),
         yn(p.flags.dissent),
-        format!("{}{h:02}{m:02}{s:02}", date(p.last_modified)),
+        timestamp(p.last_modified),
     ];
     let mut w = Writer::new(&PATIENT_COLUMNS);
     w.row(&row);
@@ -624,14 +1184,16 @@ pub fn journal_rows(p: &SimPatient) -> Vec<Row> {
         r[END_DATE] = opt_date(x.end_date);
         rows.push(r);
     }
-    // A systolic reading and its diastolic partner (same time, author, consultation) are
-    // one Vision BP row, written where the systolic reading falls.
+    // A systolic reading and its diastolic partner (same time, author, consultation,
+    // confidentiality and write) are one Vision BP row, written where the systolic falls.
     let partner = |x: &Observation, d: &Observation| {
         d.concept.key == "diastolic-bp"
             && d.meta.date == x.meta.date
             && d.meta.author == x.meta.author
             && d.meta.consultation == x.meta.consultation
             && d.meta.confidential == x.meta.confidential
+            // Readings written through the API pair only within their own write.
+            && d.meta.external_key == x.meta.external_key
             && d.value.is_some()
     };
     let mut used = vec![false; p.observations.len()];
@@ -742,6 +1304,51 @@ mod tests {
         let mut s = String::new();
         quote_into(&mut s, r#"a|b "c""#);
         assert_eq!(s, r#""a|b ""c""""#);
+    }
+
+    #[test]
+    fn sent_bodies_are_read_strictly() {
+        let ok = Sent::parse(b"A|B\r\n\" x|\"\"y\"\" \"| z \r\nEOF|1\r\n").unwrap();
+        assert_eq!(ok.header, ["A", "B"]);
+        assert_eq!(ok.rows, [[r#"x|"y""#, "z"]]);
+        for bad in [
+            &b""[..],
+            b"A|B\r\nx|y\r\n",
+            b"A|B\r\nx|y\r\nEOF|2\r\n",
+            b"A|B\r\nx\r\nEOF|1\r\n",
+            b"A|A\r\nx|y\r\nEOF|1\r\n",
+            b"A|B\r\nx\"|y\r\nEOF|1\r\n",
+            b"A|B\r\n\"x\"z|y\r\nEOF|1\r\n",
+            b"A|B\r\n\"x|y\r\nEOF|1\r\n",
+            b"A|B\nx|y\nEOF|1\n",
+            b"A|B\r\nx|\xE9\r\nEOF|1\r\n",
+        ] {
+            assert!(
+                Sent::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            parse_when("20260714", "083205"),
+            Some(SimDate::ymd(2026, 7, 14).at(8, 32, 5))
+        );
+        assert_eq!(
+            parse_when("20260714", "0832"),
+            Some(SimDate::ymd(2026, 7, 14).at(8, 32, 0))
+        );
+        for (d, t) in [
+            ("20260230", "0832"),
+            ("20260714", "2400"),
+            ("2026071", "0832"),
+            ("20260714", "08320"),
+        ] {
+            assert_eq!(parse_when(d, t), None, "{d} {t}");
+        }
+        let at = SimDate::ymd(2024, 6, 15).at(10, 30, 0);
+        assert_eq!(parse_timestamp(&timestamp(at)), Some(at));
+        assert_eq!(time(at), "1030");
+        assert_eq!(time(at.plus_seconds(5)), "103005");
     }
 
     #[test]
