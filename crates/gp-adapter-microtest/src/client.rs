@@ -2,6 +2,7 @@
 //! to [`AdapterError`]s.
 
 use bytes::Bytes;
+use gp_adapter::native::Method;
 use gp_adapter::native::{NativeClient, NativeResponse};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
@@ -12,6 +13,8 @@ use crate::mapping::{EntryType, parse_problem};
 
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
+/// The content type of write bodies.
+const JSON: &str = "application/json";
 
 /// An Evolution v2 API client.
 #[derive(Debug, Clone)]
@@ -116,6 +119,61 @@ impl MicrotestClient {
             })
     }
 
+    /// `POST /sites/{ODS}/patients/{id}/entries` with `Idempotency-Key: {key}`: records
+    /// readings. `Ok((created, body))`: `201` created, `200` the key was seen before.
+    pub async fn record_entries(
+        &self,
+        ods: &OdsCode,
+        patient_id: &str,
+        key: &str,
+        body: Vec<u8>,
+        ctx: &CallContext,
+    ) -> Result<(bool, Bytes), AdapterError> {
+        let path = format!(
+            "{PREFIX}/sites/{}/patients/{patient_id}/entries",
+            ods.as_str()
+        );
+        let response = self
+            .http
+            .send(
+                Method::POST,
+                &path,
+                Some((JSON, body)),
+                &[("idempotency-key", key.to_owned())],
+                ctx,
+            )
+            .await?;
+        match response.status {
+            201 => Ok((true, response.body)),
+            200 => Ok((false, response.body)),
+            _ => Err(write_error_from(&response)),
+        }
+    }
+
+    /// `PUT /sites/{ODS}/patients/{id}/contact`: replaces the contact details if the
+    /// record is still at the body's `last_modified`.
+    pub async fn update_contact(
+        &self,
+        ods: &OdsCode,
+        patient_id: &str,
+        body: Vec<u8>,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!(
+            "{PREFIX}/sites/{}/patients/{patient_id}/contact",
+            ods.as_str()
+        );
+        let response = self
+            .http
+            .send(Method::PUT, &path, Some((JSON, body)), &[], ctx)
+            .await?;
+        if response.status == 200 {
+            Ok(response.body)
+        } else {
+            Err(write_error_from(&response))
+        }
+    }
+
     /// `GET /health`: ready when it answers 200 with `"status": "ok"`.
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         let response = self.http.get(&format!("{PREFIX}/health"), ctx).await?;
@@ -153,6 +211,29 @@ pub fn error_from(response: &NativeResponse) -> AdapterError {
         (404, Some("PATIENT_NOT_FOUND" | "SITE_NOT_FOUND")) => AdapterError::PatientNotFound,
         (400..=499, _) => AdapterError::Rejected { system, detail },
         _ => AdapterError::Unavailable { system, detail },
+    }
+}
+
+/// Maps a refused write: `409 RECORD_MODIFIED` → `VersionConflict`, `422` (Evolution
+/// cannot hold what was sent) → `Unprocessable`, both with the native message; the
+/// rest as [`error_from`] (a `400` means this adapter sent a bad request: `Rejected`).
+pub fn write_error_from(response: &NativeResponse) -> AdapterError {
+    let system = GpSystem::Microtest;
+    let native = || match parse_problem(&response.body) {
+        Some(p) if p.detail.is_empty() => p.code,
+        Some(p) => format!("{}: {}", p.code, p.detail),
+        None => format!("HTTP {}", response.status),
+    };
+    match response.status {
+        409 => AdapterError::VersionConflict {
+            system,
+            detail: native(),
+        },
+        422 => AdapterError::Unprocessable {
+            system,
+            detail: native(),
+        },
+        _ => error_from(response),
     }
 }
 
@@ -194,6 +275,39 @@ mod tests {
         assert!(
             matches!(error_from(&resp(500, "")), AdapterError::Unavailable { detail, .. } if detail.contains("HTTP 500"))
         );
+    }
+
+    #[test]
+    fn maps_refused_writes() {
+        let stale = r#"{"status":409,"code":"RECORD_MODIFIED","detail":"it is now at 2024-01-15T10:30:01"}"#;
+        assert_eq!(
+            write_error_from(&resp(409, stale)),
+            AdapterError::VersionConflict {
+                system: GpSystem::Microtest,
+                detail: "RECORD_MODIFIED: it is now at 2024-01-15T10:30:01".into()
+            }
+        );
+        let unit = r#"{"status":422,"code":"INVALID_UNIT","detail":"readings[0].unit: Body weight is recorded in kg, not 'lb'"}"#;
+        assert_eq!(
+            write_error_from(&resp(422, unit)),
+            AdapterError::Unprocessable {
+                system: GpSystem::Microtest,
+                detail: "INVALID_UNIT: readings[0].unit: Body weight is recorded in kg, not 'lb'"
+                    .into()
+            }
+        );
+        assert_eq!(
+            write_error_from(&resp(404, r#"{"status":404,"code":"PATIENT_NOT_FOUND"}"#)),
+            AdapterError::PatientNotFound
+        );
+        assert!(matches!(
+            write_error_from(&resp(400, r#"{"status":400,"code":"INVALID_BODY","detail":"x"}"#)),
+            AdapterError::Rejected { detail, .. } if detail == "HTTP 400 INVALID_BODY: x"
+        ));
+        assert!(matches!(
+            write_error_from(&resp(503, "")),
+            AdapterError::Unavailable { .. }
+        ));
         assert!(matches!(
             error_from(&resp(503, r#"{"code":"SERVICE_UNAVAILABLE"}"#)),
             AdapterError::Unavailable { .. }

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, GpSystem, PatientRecord, PatientRequest, SearchPage,
-    SearchRequest, paging,
+    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
+    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -24,8 +24,9 @@ pub use client::MicrotestClient;
 pub use config::{MicrotestConfig, MicrotestConfigError};
 pub use error::MicrotestDataError;
 pub use mapping::{
-    EntryType, MappedPage, MappedPatient, map_clinician, map_entries, map_patient,
-    parse_patient_index,
+    EntryType, MappedPage, MappedPatient, map_clinician, map_entries, map_patient, native_datetime,
+    native_last_modified, parse_contact_updated, parse_patient_index, parse_recorded,
+    render_contact_request, render_entries_request,
 };
 
 /// Most pages one search follows: 10,000 pages of 200 is far beyond any GP record, so
@@ -180,6 +181,47 @@ impl Adapter for MicrotestAdapter {
             .await?;
         let resources = self.all_entries(req, &patient_id).await?;
         Ok(paging::page(resources, req))
+    }
+
+    /// One `POST …/entries` with the observation's key as `Idempotency-Key`: Evolution
+    /// records it once however often it is retried and answers the same entry ids.
+    async fn create_observation(
+        &self,
+        req: &CreateObservationRequest,
+    ) -> Result<Created, AdapterError> {
+        let (ods, ctx, o) = (&req.practice, &req.context, &req.observation);
+        // Rendered first: a measurement Evolution cannot hold fails without any I/O.
+        let body = render_entries_request(req.nhs_number, o)?;
+        let patient_id = self.patient_id(req.nhs_number, ods, ctx).await?;
+        let (created, answer) = self
+            .client
+            .record_entries(ods, &patient_id, &o.key, body, ctx)
+            .await?;
+        let ids = parse_recorded(&answer, o.measurements.len())?;
+        Ok(Created { ids, created })
+    }
+
+    /// One `PUT …/contact` carrying the expected version as Evolution's `last_modified`;
+    /// a stale one is Evolution's `409 RECORD_MODIFIED`, i.e. `VersionConflict`.
+    async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
+        let (ods, ctx) = (&req.practice, &req.context);
+        let Some(last_modified) = native_last_modified(&req.expected_version) else {
+            // Not an instant, so not a version of this record: it cannot be current.
+            return Err(AdapterError::VersionConflict {
+                system: GpSystem::Microtest,
+                detail: format!(
+                    "'{}' is not a Microtest Evolution record version",
+                    req.expected_version.chars().take(40).collect::<String>()
+                ),
+            });
+        };
+        let body = render_contact_request(req.nhs_number, &last_modified, &req.details)?;
+        let patient_id = self.patient_id(req.nhs_number, ods, ctx).await?;
+        let answer = self
+            .client
+            .update_contact(ods, &patient_id, body, ctx)
+            .await?;
+        Ok(parse_contact_updated(&answer, &patient_id)?)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -8,13 +8,15 @@
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::local_date_time;
 use gp_adapter::uk_core::{self, meta};
-use gp_adapter::{ClinicalType, PatientFlags};
+use gp_adapter::{
+    AdapterError, ClinicalType, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
+};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Decimal, Dosage, Encounter, EncounterParticipant, HumanName, Identifier,
     Immunization, ImmunizationPerformer, MedicationStatement, NhsVerification, Observation,
-    Organization, Patient, Period, Practitioner, ProtocolApplied, Quantity, Reference, Resource,
-    SDS_USER_ID_SYSTEM,
+    Organization, Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity,
+    Reference, Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
@@ -104,6 +106,11 @@ struct NAddress {
 }
 
 #[derive(Deserialize)]
+struct NLanguage {
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct NSite {
     site_id: Option<String>,
     ods_code: Option<String>,
@@ -130,6 +137,7 @@ struct NPatient {
     usual_clinician_id: Option<String>,
     restricted: Option<bool>,
     sharing_dissent: Option<bool>,
+    preferred_language: Option<NLanguage>,
     last_modified: Option<NDate>,
     site: Option<NSite>,
 }
@@ -540,6 +548,17 @@ fn is_read2(c: &str) -> bool {
     c.len() == 5 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }
 
+/// A UK Core HumanLanguage code: 2 to 3 letters or digits (`cy`, `q4`), maybe a region (`zh-HK`).
+fn is_language_code(c: &str) -> bool {
+    let mut parts = c.split('-');
+    let primary = parts.next().unwrap_or("");
+    (2..=3).contains(&primary.len())
+        && primary
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 fn is_sctid(c: &str) -> bool {
     (6..=18).contains(&c.len()) && !c.starts_with('0') && c.bytes().all(|b| b.is_ascii_digit())
 }
@@ -658,6 +677,19 @@ pub fn map_patient(body: &[u8]) -> Result<MappedPatient> {
     let restricted = p.restricted.unwrap_or(false);
     let dissent = p.sharing_dissent.unwrap_or(false);
     let usual = opt_id(&at, "usual_clinician_id", &p.usual_clinician_id)?;
+    let language = match &p.preferred_language {
+        None => None,
+        Some(l) => {
+            let code = req(&at, "preferred_language.code", &l.code)?;
+            if !is_language_code(code) {
+                return Err(at.invalid(
+                    "preferred_language.code",
+                    format!("'{}' is not a language code", shown(code)),
+                ));
+            }
+            Some(PatientCommunication::preferred(code))
+        }
+    };
 
     let site = p.site.as_ref().ok_or_else(|| at.missing("site"))?;
     let site_at = At::field("site");
@@ -711,7 +743,7 @@ pub fn map_patient(body: &[u8]) -> Result<MappedPatient> {
             .collect(),
         general_practitioner: practitioner_ref(usual.clone()).into_iter().collect(),
         managing_organization: Some(Reference::to("Organization", ods.as_str())),
-        communication: Vec::new(),
+        communication: language.into_iter().collect(),
     };
     Ok(MappedPatient {
         nhs_number: nhs,
@@ -1177,6 +1209,196 @@ fn map_consultation(
         service_provider: Some(ctx.org_ref.clone()),
         id,
     }))
+}
+
+// ---- write-back: neutral → native ----------------------------------------------------
+
+#[derive(Deserialize)]
+struct NRecorded {
+    entry_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct NContactUpdated {
+    patient_id: Option<String>,
+    last_modified: Option<NDate>,
+}
+
+fn unprocessable(detail: String) -> AdapterError {
+    AdapterError::Unprocessable {
+        system: GpSystem::Microtest,
+        detail,
+    }
+}
+
+/// An instant as Evolution records it: UK local wall-clock time, `YYYY-MM-DDThh:mm:ss`.
+pub fn native_datetime(t: UtcDateTime) -> String {
+    let l = t.uk_local();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        l.year, l.month, l.day, l.hour, l.minute, l.second
+    )
+}
+
+/// A number as Evolution sends it: a string, no exponent, no trailing `.0` (`"131"`, `"72.4"`).
+fn native_number(v: f64) -> String {
+    v.to_string()
+}
+
+/// The body of `POST …/patients/{id}/entries` recording `o` for patient `nhs`: one
+/// reading per measurement, coded in SNOMED CT as Evolution records written readings
+/// (a blood pressure panel is its systolic and diastolic readings; Evolution shows a
+/// systolic followed by a diastolic at one time as one BP entry). A measurement
+/// Evolution has no code for, or a value that is not a finite number, is `Unprocessable`.
+pub fn render_entries_request(
+    nhs: NhsNumber,
+    o: &NewObservation,
+) -> std::result::Result<Vec<u8>, AdapterError> {
+    if o.measurements.is_empty() {
+        return Err(unprocessable(format!(
+            "observation {} ({}) has no measurements",
+            o.snomed, o.display
+        )));
+    }
+    let mut readings = Vec::with_capacity(o.measurements.len());
+    for m in &o.measurements {
+        let code = terminology::native_code(CodeScheme::Snomed, &m.snomed)
+            .filter(|c| is_sctid(c))
+            .ok_or_else(|| {
+                unprocessable(format!(
+                    "SNOMED CT {} ({}) has no Microtest Evolution code",
+                    shown(&m.snomed),
+                    m.display
+                ))
+            })?;
+        if !m.value.is_finite() {
+            return Err(unprocessable(format!(
+                "{} value {} is not a number",
+                m.display, m.value
+            )));
+        }
+        readings.push(serde_json::json!({
+            "code": { "snomed": code, "term": m.display },
+            "value": native_number(m.value),
+            "unit": m.unit,
+        }));
+    }
+    let body = serde_json::json!({
+        "nhs_number": nhs.to_string(),
+        "type": "observation",
+        "date": { "value": native_datetime(o.effective), "precision": "datetime" },
+        "readings": readings,
+    });
+    serde_json::to_vec(&body).map_err(|e| unprocessable(e.to_string()))
+}
+
+/// The native `last_modified` value (UK local time, no offset) of a record version the
+/// adapter answered (`last_modified` with its UK offset, see [`map_patient`]). Other
+/// instants are converted to UK local time; `None` when `version` is not an instant.
+pub fn native_last_modified(version: &str) -> Option<String> {
+    // Our own versions: the local time is the text before the offset. Taking it as it
+    // is (rather than via UTC) keeps the ambiguous autumn hour exact.
+    if let Some(local) = version.get(..19) {
+        let ours = local.split_once('T').and_then(|(day, time)| {
+            let (y, m, d) = ymd(day)?;
+            Some(local_date_time(y, m, d, hms(time)?))
+        });
+        if ours.as_deref() == Some(version) {
+            return Some(local.to_owned());
+        }
+    }
+    let (year, month, day, hour, minute, second) =
+        gp_fhir::date::parse_instant_utc(version).ok()?;
+    Some(native_datetime(UtcDateTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    }))
+}
+
+/// The body of `PUT …/patients/{id}/contact`: every contact field (`null` = none), the
+/// address lines as Evolution holds them (1 to 3, as [`map_patient`] reads them back)
+/// and the version the update was made against as `last_modified`.
+pub fn render_contact_request(
+    nhs: NhsNumber,
+    last_modified: &str,
+    d: &ContactDetails,
+) -> std::result::Result<Vec<u8>, AdapterError> {
+    let address = match &d.address {
+        None => serde_json::Value::Null,
+        Some(a) => {
+            let lines: Vec<&str> = a
+                .lines
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if !(1..=3).contains(&lines.len()) {
+                return Err(unprocessable(format!(
+                    "the address has {} lines; Microtest Evolution holds 1 to 3",
+                    lines.len()
+                )));
+            }
+            serde_json::json!({
+                "lines": lines,
+                "town": a.town,
+                "county": a.county,
+                "postcode": a.postcode,
+            })
+        }
+    };
+    let body = serde_json::json!({
+        "nhs_number": nhs.to_string(),
+        "last_modified": { "value": last_modified, "precision": "datetime" },
+        "home_phone": d.home_phone,
+        "mobile_phone": d.mobile,
+        "email": d.email,
+        "address": address,
+        "preferred_language": d.language.as_ref().map(|code| serde_json::json!({ "code": code })),
+    });
+    serde_json::to_vec(&body).map_err(|e| unprocessable(e.to_string()))
+}
+
+/// Reads the answer to `POST …/entries`: the ids of the entries holding the readings,
+/// one per reading, as a search returns them.
+pub fn parse_recorded(body: &[u8], readings: usize) -> Result<Vec<String>> {
+    let r: NRecorded = parse("entries answer", body)?;
+    let ids = r.entry_ids.ok_or_else(|| At::ROOT.missing("entry_ids"))?;
+    if ids.len() != readings {
+        return Err(At::ROOT.invalid(
+            "entry_ids",
+            format!("{} ids for {readings} readings", ids.len()),
+        ));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, v)| id(&At::nth("entry_ids", i), "id", &Some(v.clone())))
+        .collect()
+}
+
+/// Reads the answer to `PUT …/contact` for `patient_id`: the new record version
+/// (`last_modified` with its UK offset, as [`map_patient`] gives it).
+pub fn parse_contact_updated(body: &[u8], patient_id: &str) -> Result<String> {
+    let u: NContactUpdated = parse("contact answer", body)?;
+    let at = At::ROOT;
+    let answered = id(&at, "patient_id", &u.patient_id)?;
+    if answered != patient_id {
+        return Err(at.invalid(
+            "patient_id",
+            format!("the answer is for {answered}, but {patient_id} was updated"),
+        ));
+    }
+    let version = req_date(&at, "last_modified", &u.last_modified)?;
+    if version.len() < 20 {
+        return Err(at.invalid(
+            "last_modified.precision",
+            "last_modified must have precision datetime",
+        ));
+    }
+    Ok(version)
 }
 
 #[cfg(test)]

@@ -84,6 +84,184 @@ async fn microtest_adapter_passes_the_conformance_harness() {
     report.assert_passed();
 }
 
+/// Writes go to a simulator of their own, so the other tests read an unchanged population.
+#[tokio::test]
+async fn microtest_adapter_passes_the_write_back_harness() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let report = harness::run_writes(&adapter, &fixture(&population)).await;
+    println!("{report}");
+    report.assert_passed();
+    sim.shutdown().await;
+}
+
+/// A written reading has no author: the Observation has no performer, and the rest of
+/// the record still reads (and still passes the read harness).
+#[tokio::test]
+async fn written_readings_read_back_without_a_performer() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let (nhs, ods) = fx.patients[0].clone();
+    let created = adapter
+        .create_observation(&gp_adapter::CreateObservationRequest {
+            nhs_number: nhs,
+            practice: ods.clone(),
+            observation: harness::blood_pressure("performer-check"),
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
+    assert!(created.created);
+    assert_eq!(created.ids.len(), 2, "a systolic and a diastolic entry");
+    let page = adapter
+        .search(&SearchRequest {
+            nhs_number: nhs,
+            practice: ods,
+            resource_type: ClinicalType::Observation,
+            date: DateRange::default(),
+            count: u32::MAX,
+            offset: 0,
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
+    let written: Vec<&gp_fhir::model::Observation> = page
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            gp_fhir::model::Resource::Observation(o) if created.ids.contains(&o.id) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written.len(), 2);
+    for o in &written {
+        assert!(o.performer.is_empty(), "{o:?}");
+        assert!(o.encounter.is_none(), "{o:?}");
+        assert_eq!(
+            o.effective_date_time.as_deref(),
+            Some("2026-07-14T08:32:05+01:00"),
+            "recorded in UK local time (BST)"
+        );
+    }
+    harness::run(&adapter, &fx).await.assert_passed();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn preferred_language_is_patient_communication() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    for pair in &fx.patients {
+        let held = population
+            .patient_by_nhs(&pair.0.to_string())
+            .unwrap()
+            .language
+            .clone();
+        let read = adapter.read_patient(&read_req(pair)).await.unwrap();
+        assert_eq!(read.patient.preferred_language(), held.as_deref());
+        assert_eq!(
+            read.patient.communication.first().map(|c| c.preferred),
+            held.as_ref().map(|_| Some(true))
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_writes_are_typed_errors() {
+    let (sim, population) = start().await;
+    let adapter = adapter(&sim, 5000);
+    let fx = fixture(&population);
+    let (nhs, ods) = fx.patients[0].clone();
+    let create = |observation| gp_adapter::CreateObservationRequest {
+        nhs_number: nhs,
+        practice: ods.clone(),
+        observation,
+        context: CallContext::new("t"),
+    };
+    // A concept Evolution does not record: its own 422, Unprocessable.
+    let mut o = harness::body_weight("unknown-concept");
+    o.measurements[0].snomed = "123456789".into();
+    let err = adapter.create_observation(&create(o)).await.unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("UNKNOWN_CODE") && detail.contains("123456789")),
+        "{err}"
+    );
+    // A unit the concept is not recorded in.
+    let mut o = harness::body_weight("wrong-unit");
+    o.measurements[0].unit = "[lb_av]".into();
+    let err = adapter.create_observation(&create(o)).await.unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("INVALID_UNIT")),
+        "{err}"
+    );
+    // Four address lines: refused before any call.
+    let before = sim.requests();
+    let read = adapter
+        .read_patient(&read_req(&fx.patients[0]))
+        .await
+        .unwrap();
+    let mut details = gp_adapter::ContactDetails {
+        address: Some(gp_adapter::HomeAddress {
+            lines: vec!["1".into(), "2".into(), "3".into(), "4".into()],
+            town: "Leeds".into(),
+            county: String::new(),
+            postcode: "LS1 4AP".into(),
+        }),
+        ..Default::default()
+    };
+    let update =
+        |details: gp_adapter::ContactDetails, version: &str| gp_adapter::UpdateContactRequest {
+            nhs_number: nhs,
+            practice: ods.clone(),
+            expected_version: version.to_owned(),
+            details,
+            context: CallContext::new("t"),
+        };
+    let reads = sim.requests() - before;
+    let err = adapter
+        .update_contact(&update(details.clone(), &read.version))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::Unprocessable { .. }), "{err}");
+    assert_eq!(sim.requests() - before, reads, "no call for a bad address");
+    // A language Evolution does not record.
+    details.address = None;
+    details.language = Some("xx".into());
+    let err = adapter
+        .update_contact(&update(details.clone(), &read.version))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("INVALID_LANGUAGE")),
+        "{err}"
+    );
+    // A version that is not one: a conflict, not a crash.
+    details.language = None;
+    let err = adapter
+        .update_contact(&update(details, "W/\"3\""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::VersionConflict { .. }), "{err}");
+    // None of it changed the record.
+    let after = adapter
+        .read_patient(&read_req(&fx.patients[0]))
+        .await
+        .unwrap();
+    assert_eq!(after, read);
+    // A 5xx from Evolution on a write is Unavailable.
+    sim.set_fault(Fault::Status(503));
+    let err = adapter
+        .create_observation(&create(harness::body_weight("fault")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::Unavailable { .. }), "{err}");
+    sim.set_fault(Fault::None);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn blood_pressure_is_two_observations_like_emis() {
     let (sim, population) = start().await;

@@ -9,11 +9,11 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::concepts::Concept;
+use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::SimStore;
+use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
 
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
@@ -63,9 +63,44 @@ impl Simulator for Microtest {
             400 => ("INVALID_REQUEST", "Bad request"),
             404 => ("PATIENT_NOT_FOUND", "Patient not found"),
             503 => ("SERVICE_UNAVAILABLE", "Service unavailable"),
+            409 => ("RECORD_MODIFIED", "Record modified"),
+            413 => ("PAYLOAD_TOO_LARGE", "Payload too large"),
+            422 => ("UNPROCESSABLE", "Unprocessable entry"),
             _ => ("INTERNAL_ERROR", "Internal error"),
         };
         problem(status, code, title, "Injected fault")
+    }
+
+    fn route_write(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Option<Routed> {
+        let rest = path.strip_prefix(PREFIX)?;
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        let reply = match segments.as_slice() {
+            ["", "sites", ods, "patients", id, "entries"] => {
+                if method == Method::POST {
+                    self.record_entries(ods, id, headers, body)
+                } else {
+                    method_not_allowed("GET and POST")
+                }
+            }
+            ["", "sites", ods, "patients", id, "contact"] => {
+                if method == Method::PUT {
+                    self.update_contact(ods, id, headers, body)
+                } else {
+                    method_not_allowed("PUT")
+                }
+            }
+            _ => return None,
+        };
+        Some(Routed {
+            reply,
+            record: true,
+        })
     }
 
     fn garbage(&self) -> Vec<u8> {
@@ -108,6 +143,15 @@ fn missing_parameter(name: &str) -> Reply {
     )
 }
 
+fn method_not_allowed(allowed: &str) -> Reply {
+    problem(
+        405,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed",
+        &format!("This endpoint accepts {allowed} only"),
+    )
+}
+
 fn not_record(reply: Reply) -> Routed {
     Routed {
         reply,
@@ -126,7 +170,7 @@ impl Microtest {
                 405,
                 "METHOD_NOT_ALLOWED",
                 "Method not allowed",
-                "Only GET is supported",
+                "Only GET is supported here",
             ));
         }
         let record = |reply| Routed {
@@ -172,6 +216,26 @@ impl Microtest {
                     .cloned()
             })
             .map(|patient| (site, patient))
+            .ok_or_else(|| {
+                problem(
+                    404,
+                    "PATIENT_NOT_FOUND",
+                    "Patient not found",
+                    &format!("No patient {id} at site {ods}"),
+                )
+            })
+    }
+
+    /// The NHS number of patient `id` at site `ods` (without copying the record).
+    fn patient_nhs(&self, ods: &str, id: &str) -> Result<String, Reply> {
+        self.site(ods)?;
+        self.store
+            .read(|p| {
+                p.patients
+                    .iter()
+                    .find(|x| x.practice == ods && x.id == id)
+                    .map(|x| x.nhs_number.clone())
+            })
             .ok_or_else(|| {
                 problem(
                     404,
@@ -263,6 +327,480 @@ impl Microtest {
     }
 }
 
+// ---- write-back ----------------------------------------------------------------------
+
+/// Most readings one `POST …/entries` may carry.
+pub const MAX_READINGS: usize = 10;
+
+fn invalid_body(detail: &str) -> Reply {
+    problem(400, "INVALID_BODY", "Invalid body", detail)
+}
+
+fn unprocessable(code: &str, title: &str, detail: &str) -> Reply {
+    problem(422, code, title, detail)
+}
+
+/// Writes take `application/json` (parameters such as `charset` allowed).
+fn json_content(headers: &hyper::HeaderMap) -> Result<(), Reply> {
+    let ct = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case(JSON) {
+        Ok(())
+    } else {
+        Err(problem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Unsupported media type",
+            &format!("Writes take {JSON}, not '{ct}'"),
+        ))
+    }
+}
+
+/// The body as a JSON object.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(invalid_body("The body is not a JSON object")),
+        Err(e) => Err(invalid_body(&format!("The body is not valid JSON: {e}"))),
+    }
+}
+
+/// A required string field (non-blank).
+fn req_str<'b>(m: &'b Map<String, Value>, field: &str) -> Result<&'b str, Reply> {
+    match m.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(invalid_body(&format!("{field} is required")))
+        }
+        Some(_) => Err(invalid_body(&format!("{field} must be a string"))),
+    }
+}
+
+/// The body's `nhs_number`, which must be the patient's: a guard against writing to
+/// the wrong record when a patient id is mixed up.
+fn check_nhs(m: &Map<String, Value>, patient_nhs: &str) -> Result<(), Reply> {
+    let nhs = req_str(m, "nhs_number")?;
+    if NhsNumber::parse(nhs).is_err() {
+        return Err(problem(
+            400,
+            "INVALID_NHS_NUMBER",
+            "Invalid NHS number",
+            &format!("{nhs} is not a valid NHS number"),
+        ));
+    }
+    if nhs != patient_nhs {
+        return Err(unprocessable(
+            "NHS_NUMBER_MISMATCH",
+            "NHS number mismatch",
+            &format!("nhs_number {nhs} is not the NHS number of this patient"),
+        ));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DDThh:mm:ss` (UK local time) as a date-time.
+fn parse_datetime(v: &str) -> Option<SimDate> {
+    let b = v.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = v.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let [month, day, hour, minute, second] =
+        [5..7, 8..10, 11..13, 14..16, 17..19].map(|r| num(r).and_then(|n| u8::try_from(n).ok()));
+    let (month, day, hour, minute, second) = (month?, day?, hour?, minute?, second?);
+    let valid = year >= 1900
+        && (1..=12).contains(&month)
+        && day >= 1
+        && day <= gp_fhir::date::days_in_month(year, month)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    valid.then(|| SimDate::ymd(year, month, day).at(hour, minute, second))
+}
+
+/// A required date object of precision `datetime`.
+fn req_datetime(m: &Map<String, Value>, field: &str) -> Result<SimDate, Reply> {
+    let d = match m.get(field) {
+        Some(Value::Object(d)) => d,
+        None | Some(Value::Null) => return Err(invalid_body(&format!("{field} is required"))),
+        Some(_) => {
+            return Err(invalid_body(&format!(
+                "{field} must be a date object {{\"value\":…,\"precision\":\"datetime\"}}"
+            )));
+        }
+    };
+    let value = d.get("value").and_then(Value::as_str).unwrap_or("");
+    let precision = d.get("precision").and_then(Value::as_str).unwrap_or("");
+    match (precision, parse_datetime(value)) {
+        ("datetime", Some(date)) => Ok(date),
+        _ => Err(problem(
+            400,
+            "INVALID_DATE",
+            "Invalid date",
+            &format!(
+                "{field} must have precision datetime and a value YYYY-MM-DDThh:mm:ss, not '{}' / '{}'",
+                value.chars().take(40).collect::<String>(),
+                precision.chars().take(20).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// One reading of a `POST …/entries` body: `{"code":{"snomed":…},"value":"72.4","unit":"kg"}`.
+fn reading(i: usize, r: &Value) -> Result<NewReading, Reply> {
+    let at = format!("readings[{i}]");
+    let Value::Object(r) = r else {
+        return Err(invalid_body(&format!("{at} is not an object")));
+    };
+    let Some(Value::Object(code)) = r.get("code") else {
+        return Err(invalid_body(&format!("{at}.code is required")));
+    };
+    let snomed = match code.get("snomed") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => {
+            return Err(unprocessable(
+                "UNKNOWN_CODE",
+                "Unknown code",
+                &format!("{at}.code: written readings are coded in SNOMED CT ({{\"snomed\":…}})"),
+            ));
+        }
+    };
+    let concept = concepts::measurement_by_snomed(snomed).ok_or_else(|| {
+        unprocessable(
+            "UNKNOWN_CODE",
+            "Unknown code",
+            &format!(
+                "{at}.code: SNOMED CT {} is not a measurement Evolution records",
+                snomed.chars().take(20).collect::<String>()
+            ),
+        )
+    })?;
+    let raw = req_str(r, "value")
+        .map_err(|_| invalid_body(&format!("{at}.value is required, a number as a string")))?;
+    let value = raw
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| invalid_body(&format!("{at}.value '{raw}' is not a number")))?;
+    let unit = r.get("unit").and_then(Value::as_str).unwrap_or("");
+    if concept.units != Some(unit) {
+        return Err(unprocessable(
+            "INVALID_UNIT",
+            "Invalid unit",
+            &format!(
+                "{at}.unit: {} is recorded in {}, not '{}'",
+                concept.term,
+                concept.units.unwrap_or("no unit"),
+                unit.chars().take(20).collect::<String>()
+            ),
+        ));
+    }
+    Ok(NewReading { concept, value })
+}
+
+/// The store's refusal in Evolution's format.
+fn write_error(e: WriteError) -> Reply {
+    match &e {
+        WriteError::PracticeNotFound(ods) => problem(
+            404,
+            "SITE_NOT_FOUND",
+            "Site not found",
+            &format!("No Evolution site with ODS code {ods}"),
+        ),
+        WriteError::PatientNotFound(_) => problem(
+            404,
+            "PATIENT_NOT_FOUND",
+            "Patient not found",
+            &e.to_string(),
+        ),
+        WriteError::Conflict(current) => problem_with(
+            409,
+            "RECORD_MODIFIED",
+            "Record modified",
+            &format!(
+                "The record was modified since the last_modified given; it is now at {current}"
+            ),
+            // The version to re-read against.
+            Map::from_iter([("current_last_modified".to_owned(), date(*current))]),
+        ),
+        WriteError::Invalid(reason) => unprocessable("INVALID_READING", "Invalid reading", reason),
+    }
+}
+
+/// A nullable string field that must be present (`null` = none).
+fn nullable_str<'b>(m: &'b Map<String, Value>, field: &str) -> Result<Option<&'b str>, Reply> {
+    match m.get(field) {
+        None => Err(invalid_body(&format!(
+            "{field} is required (null when the patient has none)"
+        ))),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim())),
+        Some(Value::String(_)) => Err(invalid_body(&format!(
+            "{field} is blank; send null when the patient has none"
+        ))),
+        Some(_) => Err(invalid_body(&format!("{field} must be a string or null"))),
+    }
+}
+
+fn valid_phone(v: &str) -> bool {
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    (6..=15).contains(&digits)
+        && v.len() <= 35
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'+' | b'(' | b')' | b'-'))
+}
+
+fn valid_email(v: &str) -> bool {
+    v.len() <= 254
+        && !v.chars().any(char::is_whitespace)
+        && v.split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+}
+
+/// The `address` of a contact update: `null`, or 1-3 lines, town, county, postcode.
+fn contact_address(m: &Map<String, Value>) -> Result<Address, Reply> {
+    let bad = |detail: &str| unprocessable("INVALID_ADDRESS", "Invalid address", detail);
+    let a = match m.get("address") {
+        None => {
+            return Err(invalid_body(
+                "address is required (null when the patient has none)",
+            ));
+        }
+        Some(Value::Null) => {
+            return Ok(Address {
+                house: String::new(),
+                street: String::new(),
+                village: String::new(),
+                town: String::new(),
+                county: String::new(),
+                postcode: String::new(),
+            });
+        }
+        Some(Value::Object(a)) => a,
+        Some(_) => return Err(invalid_body("address must be an object or null")),
+    };
+    let lines: Vec<&str> = match a.get("lines") {
+        Some(Value::Array(lines)) => lines
+            .iter()
+            .map(|l| l.as_str().map(str::trim).filter(|l| !l.is_empty()))
+            .collect::<Option<Vec<&str>>>()
+            .ok_or_else(|| bad("address.lines must all be non-blank strings"))?,
+        _ => return Err(bad("address.lines is required, 1 to 3 lines")),
+    };
+    if !(1..=3).contains(&lines.len()) {
+        return Err(bad(&format!(
+            "address.lines has {} lines; Evolution holds 1 to 3",
+            lines.len()
+        )));
+    }
+    let part = |field: &str, required: bool| -> Result<String, Reply> {
+        match a.get(field) {
+            Some(Value::String(s)) if !required || !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            None | Some(Value::Null) if !required => Ok(String::new()),
+            _ => Err(bad(&format!("address.{field} is required"))),
+        }
+    };
+    let line = |i: usize| lines.get(i).map_or_else(String::new, |l| (*l).to_owned());
+    Ok(Address {
+        house: line(0),
+        street: line(1),
+        village: line(2),
+        town: part("town", true)?,
+        county: part("county", false)?,
+        postcode: part("postcode", true)?,
+    })
+}
+
+/// The `preferred_language` of a contact update: `null` or `{"code": "cy"}`.
+fn contact_language(m: &Map<String, Value>) -> Result<Option<String>, Reply> {
+    match m.get("preferred_language") {
+        None => Err(invalid_body(
+            "preferred_language is required (null when none is recorded)",
+        )),
+        Some(Value::Null) => Ok(None),
+        Some(Value::Object(l)) => {
+            let code = l.get("code").and_then(Value::as_str).unwrap_or("");
+            if gp_fhir::model::human_language(code).is_some() {
+                Ok(Some(code.to_owned()))
+            } else {
+                Err(unprocessable(
+                    "INVALID_LANGUAGE",
+                    "Invalid language",
+                    &format!(
+                        "preferred_language.code '{}' is not a language Evolution records",
+                        code.chars().take(20).collect::<String>()
+                    ),
+                ))
+            }
+        }
+        Some(_) => Err(invalid_body("preferred_language must be an object or null")),
+    }
+}
+
+impl Microtest {
+    /// `POST …/patients/{id}/entries`: records readings under the `Idempotency-Key`.
+    fn record_entries(
+        &self,
+        ods: &str,
+        id: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        if let Err(reply) = json_content(headers) {
+            return reply;
+        }
+        let nhs = match self.patient_nhs(ods, id) {
+            Ok(nhs) => nhs,
+            Err(reply) => return reply,
+        };
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let key_ok = (1..=64).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !key_ok {
+            return problem(
+                400,
+                "INVALID_IDEMPOTENCY_KEY",
+                "Invalid idempotency key",
+                "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
+            );
+        }
+        let parsed = json_object(body).and_then(|m| {
+            check_nhs(&m, &nhs)?;
+            match req_str(&m, "type")? {
+                "observation" => {}
+                other => {
+                    return Err(unprocessable(
+                        "UNSUPPORTED_ENTRY_TYPE",
+                        "Unsupported entry type",
+                        &format!(
+                            "Only observation entries may be written, not '{}'",
+                            other.chars().take(20).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+            let date = req_datetime(&m, "date")?;
+            let readings = match m.get("readings") {
+                Some(Value::Array(r)) if (1..=MAX_READINGS).contains(&r.len()) => r,
+                _ => {
+                    return Err(invalid_body(&format!(
+                        "readings is required: 1 to {MAX_READINGS} readings"
+                    )));
+                }
+            };
+            let readings = readings
+                .iter()
+                .enumerate()
+                .map(|(i, r)| reading(i, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((date, readings))
+        });
+        let (date, readings) = match parsed {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
+        match self
+            .store
+            .record_readings(SystemKind::Microtest, ods, &nhs, key, date, &readings)
+        {
+            Ok(recorded) => {
+                let mut reply = ok(&json!({ "entry_ids": recorded.ids }));
+                if recorded.created {
+                    reply.status = 201;
+                }
+                reply
+            }
+            Err(e) => write_error(e),
+        }
+    }
+
+    /// `PUT …/patients/{id}/contact`: replaces the contact details if the record is
+    /// still at the body's `last_modified`.
+    fn update_contact(
+        &self,
+        ods: &str,
+        id: &str,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Reply {
+        if let Err(reply) = json_content(headers) {
+            return reply;
+        }
+        let nhs = match self.patient_nhs(ods, id) {
+            Ok(nhs) => nhs,
+            Err(reply) => return reply,
+        };
+        let parsed = json_object(body).and_then(|m| {
+            check_nhs(&m, &nhs)?;
+            let expected = req_datetime(&m, "last_modified")?;
+            let home_phone = nullable_str(&m, "home_phone")?;
+            let mobile = nullable_str(&m, "mobile_phone")?;
+            for (field, phone) in [("home_phone", home_phone), ("mobile_phone", mobile)] {
+                if let Some(p) = phone.filter(|p| !valid_phone(p)) {
+                    return Err(unprocessable(
+                        "INVALID_PHONE",
+                        "Invalid phone number",
+                        &format!(
+                            "{field} '{}' is not a UK phone number",
+                            p.chars().take(40).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+            let email = nullable_str(&m, "email")?;
+            if let Some(e) = email.filter(|e| !valid_email(e)) {
+                return Err(unprocessable(
+                    "INVALID_EMAIL",
+                    "Invalid email",
+                    &format!(
+                        "email '{}' is not an email address",
+                        e.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+            let update = ContactUpdate {
+                home_phone: home_phone.map(str::to_owned),
+                mobile: mobile.map(str::to_owned),
+                email: email.map(str::to_owned),
+                address: contact_address(&m)?,
+                language: contact_language(&m)?,
+            };
+            Ok((expected, update))
+        });
+        let (expected, update) = match parsed {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
+        match self
+            .store
+            .update_contact(SystemKind::Microtest, ods, &nhs, expected, update)
+        {
+            Ok(now) => ok(&json!({ "patient_id": id, "last_modified": date(now) })),
+            Err(e) => write_error(e),
+        }
+    }
+}
+
 // ---- cursors -------------------------------------------------------------------------
 
 /// A short keyed check so a cursor is only valid for the patient and type it was made for.
@@ -304,13 +842,27 @@ fn ok(v: &Value) -> Reply {
 
 /// An RFC 9457 problem+json document with Evolution's `code`.
 fn problem(status: u16, code: &str, title: &str, detail: &str) -> Reply {
-    let doc = json!({
+    problem_with(status, code, title, detail, Map::new())
+}
+
+/// [`problem`] with RFC 9457 extension members.
+fn problem_with(
+    status: u16,
+    code: &str,
+    title: &str,
+    detail: &str,
+    extensions: Map<String, Value>,
+) -> Reply {
+    let mut doc = json!({
         "type": format!("https://evolution.microtest.co.uk/problems/{}", code.to_ascii_lowercase().replace('_', "-")),
         "title": title,
         "status": status,
         "detail": detail,
         "code": code,
     });
+    if let Value::Object(m) = &mut doc {
+        m.extend(extensions);
+    }
     Reply {
         status,
         content_type: PROBLEM_JSON,
@@ -403,6 +955,10 @@ pub fn render_patient(site: &Practice, p: &SimPatient) -> Value {
         "registration_date": date(p.registered_on),
         "restricted": p.flags.sensitive,
         "sharing_dissent": p.flags.dissent,
+        "preferred_language": p.language.as_deref().map(|code| json!({
+            "code": code,
+            "term": gp_fhir::model::human_language(code).unwrap_or(code),
+        })),
         "last_modified": date(p.last_modified),
         "site": {
             "site_id": site.guid,
