@@ -1,0 +1,564 @@
+//! Write-back end to end: what one supplier captures through the gateway is in the GP
+//! system's record, and every other supplier's next read sees it; bad writes change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gp_e2e::World;
+use serde_json::{Value, json};
+
+const SYSTEMS: [&str; 4] = ["emis", "tpp", "vision", "microtest"];
+const SNOMED: &str = "http://snomed.info/sct";
+const UCUM: &str = "http://unitsofmeasure.org";
+const FHIR_JSON: (&str, &str) = ("content-type", "application/fhir+json");
+const JSON_PATCH: (&str, &str) = ("content-type", "application/json-patch+json");
+
+/// A home blood pressure reading for `nhs`, with the supplier's own identifier.
+fn blood_pressure(nhs: &str, reading_id: &str, systolic: u32, diastolic: u32) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "identifier": [{"system": "https://demo-consult.example/readings", "value": reading_id}],
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": "75367002", "display": "Blood pressure"}]},
+        "subject": {"reference": format!("Patient/{nhs}")},
+        "effectiveDateTime": "2026-11-20T08:30:00+00:00",
+        "component": [
+            {"code": {"coding": [{"system": SNOMED, "code": "271649006", "display": "Systolic blood pressure"}]},
+             "valueQuantity": {"value": systolic, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": SNOMED, "code": "271650006", "display": "Diastolic blood pressure"}]},
+             "valueQuantity": {"value": diastolic, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}}
+        ]
+    })
+}
+
+fn address_change() -> Value {
+    json!([
+        {"op": "replace", "path": "/address", "value": [{
+            "use": "home",
+            "line": ["Flat 2", "14 Canal Wharf"],
+            "city": "Leeds",
+            "district": "West Yorkshire",
+            "postalCode": "LS11 5PS"
+        }]},
+        {"op": "add", "path": "/communication", "value": [{
+            "language": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage", "code": "pl"}]},
+            "preferred": true
+        }]}
+    ])
+}
+
+/// Every (SNOMED code, value) in an Observation searchset, components included.
+fn readings(bundle: &Value) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let code = |v: &Value| {
+        v["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["system"] == SNOMED)
+            .and_then(|c| c["code"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for e in bundle["entry"].as_array().into_iter().flatten() {
+        let r = &e["resource"];
+        if let Some(v) = r["valueQuantity"]["value"].as_f64() {
+            out.push((code(&r["code"]), v));
+        }
+        for c in r["component"].as_array().into_iter().flatten() {
+            if let Some(v) = c["valueQuantity"]["value"].as_f64() {
+                out.push((code(&c["code"]), v));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
+    let w = World::start().await;
+    let a = w.token("demo-consult").await;
+    let b = w.token("demo-monitoring").await;
+    for system in SYSTEMS {
+        // A patient both suppliers may see ("north" practices).
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        // B reads first, so the gateway has the old record cached.
+        let before = w
+            .call("GET", &format!("/Patient/{nhs}"), &b, &[], b"")
+            .await;
+        assert_eq!(before.status, 200, "{system}: {}", before.diagnostics());
+        let old_etag = before.header("etag").unwrap().to_owned();
+        let old_obs = w
+            .call(
+                "GET",
+                &format!("/Observation?patient={nhs}&date=2026-11-20"),
+                &b,
+                &[],
+                b"",
+            )
+            .await
+            .json();
+
+        // A changes the address and language against the version it read.
+        let read = w
+            .call("GET", &format!("/Patient/{nhs}"), &a, &[], b"")
+            .await;
+        let etag = read.header("etag").unwrap().to_owned();
+        let patched = w
+            .call(
+                "PATCH",
+                &format!("/Patient/{nhs}"),
+                &a,
+                &[JSON_PATCH, ("if-match", &etag)],
+                &serde_json::to_vec(&address_change()).unwrap(),
+            )
+            .await;
+        assert_eq!(
+            patched.status,
+            200,
+            "{system}: {}",
+            String::from_utf8_lossy(&patched.body)
+        );
+        let new_etag = patched.header("etag").unwrap().to_owned();
+        assert_ne!(new_etag, old_etag, "{system}: the version changes");
+        assert_eq!(patched.json()["address"][0]["postalCode"], "LS11 5PS");
+
+        // A records a home blood pressure reading.
+        let body = blood_pressure(&nhs, &format!("bp-{system}"), 131, 84);
+        let created = w
+            .call(
+                "POST",
+                "/Observation",
+                &a,
+                &[FHIR_JSON],
+                &serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+        assert_eq!(
+            created.status,
+            201,
+            "{system}: {}",
+            String::from_utf8_lossy(&created.body)
+        );
+        let location = created.header("location").unwrap().to_owned();
+        assert!(
+            location.starts_with(&format!(
+                "{}/Observation?patient={nhs}&_id=",
+                w.manifest().base_url
+            )),
+            "{location}"
+        );
+        assert!(
+            created.json()["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
+
+        // B's next read sees both, despite its cached copy.
+        let after = w
+            .call("GET", &format!("/Patient/{nhs}"), &b, &[], b"")
+            .await;
+        assert_eq!(after.status, 200);
+        assert_eq!(after.header("etag"), Some(new_etag.as_str()), "{system}");
+        let p = after.json();
+        assert_eq!(
+            p["address"][0]["line"],
+            json!(["Flat 2", "14 Canal Wharf"]),
+            "{system}"
+        );
+        assert_eq!(p["address"][0]["city"], "Leeds", "{system}");
+        assert_eq!(p["address"][0]["postalCode"], "LS11 5PS", "{system}");
+        assert_eq!(
+            p["communication"][0]["language"]["coding"][0]["code"], "pl",
+            "{system}"
+        );
+        let obs = w
+            .call(
+                "GET",
+                &format!("/Observation?patient={nhs}&date=2026-11-20"),
+                &b,
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(obs.status, 200);
+        let now = readings(&obs.json());
+        let was = readings(&old_obs);
+        assert!(
+            now.contains(&("271649006".into(), 131.0)),
+            "{system}: {now:?}"
+        );
+        assert!(
+            now.contains(&("271650006".into(), 84.0)),
+            "{system}: {now:?}"
+        );
+        assert_eq!(
+            now.len(),
+            was.len() + 2,
+            "{system}: exactly the two new readings"
+        );
+
+        // The Location answers the created entries.
+        let path = location.strip_prefix(&w.manifest().base_url).unwrap();
+        let located = w.call("GET", path, &a, &[], b"").await.json();
+        let found = readings(&located);
+        assert!(
+            found.contains(&("271649006".into(), 131.0)),
+            "{system}: {found:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retried_and_concurrent_creates_record_once() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await;
+    let nhs = w.ordinary_patient("tpp", "demo-monitoring");
+    let count = |store: &gp_sim::SimStore| {
+        store
+            .patient_by_nhs(&nhs)
+            .map(|p| p.observations.len())
+            .unwrap()
+    };
+    let start = count(&w.sandbox.store);
+    let body = serde_json::to_vec(&blood_pressure(&nhs, "retry-1", 140, 90)).unwrap();
+    let first = w
+        .call("POST", "/Observation", &token, &[FHIR_JSON], &body)
+        .await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    for _ in 0..2 {
+        let again = w
+            .call("POST", "/Observation", &token, &[FHIR_JSON], &body)
+            .await;
+        assert_eq!(again.status, 200, "a retry is answered, not recorded again");
+        assert_eq!(again.header("location"), first.header("location"));
+    }
+    assert_eq!(
+        count(&w.sandbox.store),
+        start + 2,
+        "one BP = two TPP events, once"
+    );
+
+    // If-None-Exist carries the identifier when the body has none.
+    let mut no_id = blood_pressure(&nhs, "unused", 150, 95);
+    no_id.as_object_mut().unwrap().remove("identifier");
+    let no_id = serde_json::to_vec(&no_id).unwrap();
+    let conditional = (
+        "if-none-exist",
+        "identifier=https://demo-monitoring.example/r|c-1",
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let a = w
+            .call(
+                "POST",
+                "/Observation",
+                &token,
+                &[FHIR_JSON, conditional],
+                &no_id,
+            )
+            .await;
+        statuses.push(a.status);
+    }
+    // A truly concurrent burst of one create.
+    let burst: Vec<_> = (0..6)
+        .map(|_| {
+            let body = serde_json::to_vec(&blood_pressure(&nhs, "burst-1", 120, 80)).unwrap();
+            let w = &w;
+            let token = token.clone();
+            async move {
+                w.call("POST", "/Observation", &token, &[FHIR_JSON], &body)
+                    .await
+                    .status
+            }
+        })
+        .collect();
+    let burst_statuses = futures_join(burst.into_iter().map(Box::pin).collect()).await;
+    assert_eq!(statuses, [201, 200, 200]);
+    assert_eq!(
+        burst_statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{burst_statuses:?}"
+    );
+    assert!(
+        burst_statuses.iter().all(|s| *s == 201 || *s == 200),
+        "{burst_statuses:?}"
+    );
+    assert_eq!(
+        count(&w.sandbox.store),
+        start + 6,
+        "three readings of two events each"
+    );
+
+    // No identifier and no If-None-Exist: refused, since a retry could not be recognised.
+    let a = w
+        .call("POST", "/Observation", &token, &[FHIR_JSON], &no_id)
+        .await;
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        a.json()["issue"][0]["expression"][0],
+        "Observation.identifier"
+    );
+    assert_eq!(count(&w.sandbox.store), start + 6);
+}
+
+async fn futures_join<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut slots: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(slots.iter_mut()) {
+            if slot.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    slots.into_iter().flatten().collect()
+}
+
+#[tokio::test]
+async fn a_stale_if_match_gets_412_and_changes_nothing() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let nhs = w.ordinary_patient("vision", "demo-consult");
+    let first = w
+        .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+        .await;
+    let stale = first.header("etag").unwrap().to_owned();
+    let patch = json!([{"op": "replace", "path": "/telecom", "value": [
+        {"system": "phone", "value": "07700 900321", "use": "mobile"}
+    ]}]);
+    let ok = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{nhs}"),
+            &token,
+            &[JSON_PATCH, ("if-match", &stale)],
+            &serde_json::to_vec(&patch).unwrap(),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let current = w.sandbox.store.patient_by_nhs(&nhs).unwrap();
+    assert_eq!(current.mobile.as_deref(), Some("07700 900321"));
+    assert_eq!(
+        current.home_phone, None,
+        "replace /telecom leaves only the mobile"
+    );
+
+    let again = json!([{"op": "replace", "path": "/telecom", "value": [
+        {"system": "phone", "value": "07700 900999", "use": "mobile"}
+    ]}]);
+    let refused = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{nhs}"),
+            &token,
+            &[JSON_PATCH, ("if-match", &stale)],
+            &serde_json::to_vec(&again).unwrap(),
+        )
+        .await;
+    assert_eq!(refused.status, 412);
+    assert_eq!(refused.spine_code(), "PRECONDITION_FAILED");
+    assert!(
+        refused.diagnostics().contains("read it again"),
+        "{}",
+        refused.diagnostics()
+    );
+    assert_eq!(
+        w.sandbox.store.patient_by_nhs(&nhs).unwrap(),
+        current,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn bad_writes_get_precise_errors_and_change_nothing() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let nhs = w.ordinary_patient("emis", "demo-consult");
+    let other = w.ordinary_patient("microtest", "demo-consult");
+    let before = w.sandbox.store.patient_by_nhs(&nhs).unwrap();
+    let other_before = w.sandbox.store.patient_by_nhs(&other).unwrap();
+    let bp = blood_pressure(&nhs, "bad-1", 131, 84);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = bp.clone();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let big = vec![b' '; 2 * 1024 * 1024];
+    // (method, path, content type, body, status, Spine code, expression)
+    type Case<'a> = (&'a str, String, &'a str, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        ("POST", "/Observation".into(), "application/fhir+json", b"{\"resourceType\": \"Observation\",".to_vec(), 400, "INVALID_VALUE", ""),
+        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["resourceType"] = "Patient".into()), 422, "INVALID_RESOURCE", "Observation.resourceType"),
+        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["flavour"] = "salty".into()), 422, "INVALID_RESOURCE", "Observation.flavour"),
+        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["effectiveDateTime"] = "2026-02-30T08:00:00Z".into()), 422, "INVALID_RESOURCE", "Observation.effectiveDateTime"),
+        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["component"][0]["valueQuantity"]["code"] = "kPa".into()), 422, "INVALID_RESOURCE", "Observation.component[0].valueQuantity.code"),
+        ("POST", "/Observation".into(), "application/fhir+xml", with(&|_| {}), 415, "UNSUPPORTED_MEDIA_TYPE", ""),
+        ("POST", "/Observation".into(), "application/fhir+json", big.clone(), 413, "PAYLOAD_TOO_LARGE", ""),
+        ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/name/0/family", "value": "Hacker"}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.name.0.family"),
+        ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/id", "value": other}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.id"),
+        ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/address/0/postalCode", "value": "NOT A POSTCODE"}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.address[0].postalCode"),
+        ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", b"{not json".to_vec(), 400, "INVALID_VALUE", ""),
+        ("PATCH", format!("/Patient/{nhs}"), "application/fhir+json", serde_json::to_vec(&address_change()).unwrap(), 415, "UNSUPPORTED_MEDIA_TYPE", ""),
+        ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", big, 413, "PAYLOAD_TOO_LARGE", ""),
+    ];
+    for (method, path, content_type, body, status, code, expression) in cases {
+        let a = w
+            .call(
+                method,
+                &path,
+                &token,
+                &[("content-type", content_type)],
+                &body,
+            )
+            .await;
+        let what = format!("{method} {path} ({content_type}, {} bytes)", body.len());
+        assert_eq!(
+            a.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.spine_code(), code, "{what}");
+        let got = a.json()["issue"][0]["expression"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(got, expression, "{what}: {}", a.diagnostics());
+    }
+    assert_eq!(
+        w.sandbox.store.patient_by_nhs(&nhs).unwrap(),
+        before,
+        "the GP record is unchanged"
+    );
+    assert_eq!(
+        w.sandbox.store.patient_by_nhs(&other).unwrap(),
+        other_before
+    );
+}
+
+#[tokio::test]
+async fn sensitive_dissenting_unpaired_and_unscoped_writes_are_refused() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let booking = w.token("demo-booking").await;
+    let practice = w.practices_of("demo-monitoring")[0].clone();
+    let sensitive = w.patient(&practice, "sensitive");
+    let dissent = w.patient(&practice, "dissent");
+    let south = w
+        .practices_of("demo-consult")
+        .into_iter()
+        .find(|p| !w.practices_of("demo-monitoring").contains(p))
+        .unwrap();
+    let unpaired = w.patient(&south, "");
+    let snapshot = |n: &str| w.sandbox.store.patient_by_nhs(n).unwrap();
+    let before: Vec<_> = [&sensitive, &dissent, &unpaired]
+        .iter()
+        .map(|n| snapshot(n))
+        .collect();
+
+    let post = |nhs: &str| serde_json::to_vec(&blood_pressure(nhs, "refused", 131, 84)).unwrap();
+    let a = w
+        .call(
+            "POST",
+            "/Observation",
+            &consult,
+            &[FHIR_JSON],
+            &post(&sensitive),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.spine_code().as_str()),
+        (404, "RESOURCE_NOT_FOUND")
+    );
+    let a = w
+        .call(
+            "POST",
+            "/Observation",
+            &consult,
+            &[FHIR_JSON],
+            &post(&dissent),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.spine_code().as_str()),
+        (403, "NO_PATIENT_CONSENT")
+    );
+    let a = w
+        .call(
+            "POST",
+            "/Observation",
+            &monitoring,
+            &[FHIR_JSON],
+            &post(&unpaired),
+        )
+        .await;
+    assert_eq!(a.status, 404, "unpaired looks like unknown");
+    let patch = serde_json::to_vec(&address_change()).unwrap();
+    let a = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{sensitive}"),
+            &consult,
+            &[JSON_PATCH],
+            &patch,
+        )
+        .await;
+    assert_eq!(a.status, 404);
+    let a = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{dissent}"),
+            &consult,
+            &[JSON_PATCH],
+            &patch,
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    // Scopes: monitoring may not update patients; booking may not create observations.
+    let a = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{unpaired}"),
+            &monitoring,
+            &[JSON_PATCH],
+            &patch,
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert!(a.diagnostics().contains("Patient"), "{}", a.diagnostics());
+    let a = w
+        .call(
+            "POST",
+            "/Observation",
+            &booking,
+            &[FHIR_JSON],
+            &post(&unpaired),
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert!(
+        a.diagnostics().contains("Observation"),
+        "{}",
+        a.diagnostics()
+    );
+    let after: Vec<_> = [&sensitive, &dissent, &unpaired]
+        .iter()
+        .map(|n| snapshot(n))
+        .collect();
+    assert_eq!(before, after, "no refused write reached a GP record");
+}
