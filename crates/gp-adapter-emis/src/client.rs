@@ -2,8 +2,7 @@
 //! [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::Method;
-use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -35,30 +34,24 @@ impl EmisClient {
             "/emis/practices/{}/patients/{nhs}/medicalrecord",
             ods.as_str()
         );
-        let response = self.http.get(&path, ctx).await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(error_from(&response))
-        }
+        self.http.get(&path, ctx).await?.ok_body(error_from)
     }
 
     /// `POST /emis/practices/{ODS}/patients/{NHS}/observations` with an `ObservationBatch`:
-    /// the answer body and whether the batch was filed now (`201`) rather than seen
-    /// before under its key (`200`).
+    /// whether the batch was filed now (`201`) rather than seen before under its key
+    /// (`200`), and the answer body.
     pub async fn file_observations(
         &self,
         ods: &OdsCode,
         nhs: NhsNumber,
         batch: String,
         ctx: &CallContext,
-    ) -> Result<(Bytes, bool), AdapterError> {
+    ) -> Result<(bool, Bytes), AdapterError> {
         let path = format!(
             "/emis/practices/{}/patients/{nhs}/observations",
             ods.as_str()
         );
-        let response = self
-            .http
+        self.http
             .send(
                 Method::POST,
                 &path,
@@ -66,12 +59,8 @@ impl EmisClient {
                 &[],
                 ctx,
             )
-            .await?;
-        match response.status {
-            201 => Ok((response.body, true)),
-            200 => Ok((response.body, false)),
-            _ => Err(error_from(&response)),
-        }
+            .await?
+            .created_body(error_from)
     }
 
     /// `PUT /emis/practices/{ODS}/patients/{NHS}/contactdetails` with an
@@ -87,8 +76,7 @@ impl EmisClient {
             "/emis/practices/{}/patients/{nhs}/contactdetails",
             ods.as_str()
         );
-        let response = self
-            .http
+        self.http
             .send(
                 Method::PUT,
                 &path,
@@ -96,12 +84,8 @@ impl EmisClient {
                 &[],
                 ctx,
             )
-            .await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(error_from(&response))
-        }
+            .await?
+            .ok_body(error_from)
     }
 
     /// `GET /emis/health`: ready when it answers 200 with `<Status>OK</Status>`.
@@ -123,24 +107,19 @@ impl EmisClient {
     }
 }
 
-/// Maps a non-success answer: not-found codes → `PatientNotFound`, `409` (a stale
-/// `LastModified`) → `VersionConflict`, `422` (a value EMIS cannot file) →
-/// `Unprocessable`, other 4xx → `Rejected`, 5xx (and anything else) → `Unavailable`.
+/// Maps a non-success answer (read or write) by the shared status table,
+/// [`status_error`]: `PATIENT_NOT_FOUND`/`PRACTICE_NOT_FOUND` on a `404` →
+/// `PatientNotFound`, `409` (a stale `LastModified`) → `VersionConflict`, `422` (a value
+/// EMIS cannot file) → `Unprocessable`, other 4xx → `Rejected`, 5xx → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Emis;
     let native = parse_error_document(&response.body);
-    let detail = match &native {
-        Some((code, message)) if message.is_empty() => format!("HTTP {} {code}", response.status),
-        Some((code, message)) => format!("HTTP {} {code}: {message}", response.status),
-        None => format!("HTTP {} without an EMIS error document", response.status),
-    };
-    match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
-        (404, Some("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND")) => AdapterError::PatientNotFound,
-        (409, _) => AdapterError::VersionConflict { system, detail },
-        (422, _) => AdapterError::Unprocessable { system, detail },
-        (400..=499, _) => AdapterError::Rejected { system, detail },
-        _ => AdapterError::Unavailable { system, detail },
-    }
+    let native = native.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+    let not_found = matches!(
+        native,
+        Some(("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND", _))
+    );
+    let detail = refusal_detail(response.status, native, "an EMIS error document");
+    status_error(GpSystem::Emis, response.status, not_found, detail)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl Adapter for EmisAdapter {
         let batch = mapping::render_observation_batch(&req.observation)?;
         // EMIS files the batch at most once per ExternalKey, so a retry is answered with
         // the first filing's GUIDs and `200`.
-        let (body, created) = self
+        let (created, body) = self
             .client
             .file_observations(&req.practice, req.nhs_number, batch, &req.context)
             .await?;

@@ -2,8 +2,7 @@
 //! to [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::Method;
-use gp_adapter::native::{NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -133,8 +132,7 @@ impl MicrotestClient {
             "{PREFIX}/sites/{}/patients/{patient_id}/entries",
             ods.as_str()
         );
-        let response = self
-            .http
+        self.http
             .send(
                 Method::POST,
                 &path,
@@ -142,12 +140,8 @@ impl MicrotestClient {
                 &[("idempotency-key", key.to_owned())],
                 ctx,
             )
-            .await?;
-        match response.status {
-            201 => Ok((true, response.body)),
-            200 => Ok((false, response.body)),
-            _ => Err(write_error_from(&response)),
-        }
+            .await?
+            .created_body(write_error_from)
     }
 
     /// `PUT /sites/{ODS}/patients/{id}/contact`: replaces the contact details if the
@@ -163,15 +157,10 @@ impl MicrotestClient {
             "{PREFIX}/sites/{}/patients/{patient_id}/contact",
             ods.as_str()
         );
-        let response = self
-            .http
+        self.http
             .send(Method::PUT, &path, Some((JSON, body)), &[], ctx)
-            .await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(write_error_from(&response))
-        }
+            .await?
+            .ok_body(write_error_from)
     }
 
     /// `GET /health`: ready when it answers 200 with `"status": "ok"`.
@@ -194,47 +183,50 @@ impl MicrotestClient {
     }
 }
 
-/// Maps a non-200 answer: `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` → `PatientNotFound`, other
-/// 4xx → `Rejected`, 5xx (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer: `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` on a `404` →
+/// `PatientNotFound`, other 4xx (a `409` or `422` included: a read is never refused for
+/// those) → `Rejected`, 5xx (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
     let system = GpSystem::Microtest;
-    let native = parse_problem(&response.body);
-    let detail = match &native {
-        Some(p) if p.detail.is_empty() => format!("HTTP {} {}", response.status, p.code),
-        Some(p) => format!("HTTP {} {}: {}", response.status, p.code, p.detail),
-        None => format!(
-            "HTTP {} without an Evolution problem document",
-            response.status
-        ),
-    };
-    match (response.status, native.as_ref().map(|p| p.code.as_str())) {
-        (404, Some("PATIENT_NOT_FOUND" | "SITE_NOT_FOUND")) => AdapterError::PatientNotFound,
-        (400..=499, _) => AdapterError::Rejected { system, detail },
-        _ => AdapterError::Unavailable { system, detail },
+    let (not_found, detail) = refusal(response);
+    match response.status {
+        409 | 422 => AdapterError::Rejected { system, detail },
+        status => status_error(system, status, not_found, detail),
     }
 }
 
-/// Maps a refused write: `409 RECORD_MODIFIED` → `VersionConflict`, `422` (Evolution
-/// cannot hold what was sent) → `Unprocessable`, both with the native message; the
-/// rest as [`error_from`] (a `400` means this adapter sent a bad request: `Rejected`).
+/// Maps a refused write by the shared status table ([`status_error`]): `409
+/// RECORD_MODIFIED` → `VersionConflict`, `422` (Evolution cannot hold what was sent) →
+/// `Unprocessable`, both with the native message alone (`{code}: {detail}`); the rest
+/// as [`error_from`] (a `400` means this adapter sent a bad request: `Rejected`).
 pub fn write_error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Microtest;
-    let native = || match parse_problem(&response.body) {
-        Some(p) if p.detail.is_empty() => p.code,
-        Some(p) => format!("{}: {}", p.code, p.detail),
-        None => format!("HTTP {}", response.status),
+    let (not_found, detail) = refusal(response);
+    let detail = match response.status {
+        409 | 422 => match parse_problem(&response.body) {
+            Some(p) if p.detail.is_empty() => p.code,
+            Some(p) => format!("{}: {}", p.code, p.detail),
+            None => format!("HTTP {}", response.status),
+        },
+        _ => detail,
     };
-    match response.status {
-        409 => AdapterError::VersionConflict {
-            system,
-            detail: native(),
-        },
-        422 => AdapterError::Unprocessable {
-            system,
-            detail: native(),
-        },
-        _ => error_from(response),
-    }
+    status_error(GpSystem::Microtest, response.status, not_found, detail)
+}
+
+/// Whether a problem document names an unknown patient or site, and the detail every
+/// mapped error carries: `HTTP {status} {code}: {detail}`.
+fn refusal(response: &NativeResponse) -> (bool, String) {
+    let native = parse_problem(&response.body);
+    let not_found = native
+        .as_ref()
+        .is_some_and(|p| matches!(p.code.as_str(), "PATIENT_NOT_FOUND" | "SITE_NOT_FOUND"));
+    let detail = refusal_detail(
+        response.status,
+        native
+            .as_ref()
+            .map(|p| (p.code.as_str(), p.detail.as_str())),
+        "an Evolution problem document",
+    );
+    (not_found, detail)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! and its `<ErrorResponse>` documents mapped to [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -46,12 +46,7 @@ impl TppClient {
             ods.as_str(),
             self.page_size
         );
-        let response = self.http.get(&path, ctx).await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(error_from(&response))
-        }
+        self.http.get(&path, ctx).await?.ok_body(error_from)
     }
 
     /// `POST /systmone/api/v1/organisations/{ODS}/patients/{NHS}/events` with a
@@ -97,15 +92,10 @@ impl TppClient {
             "/systmone/api/v1/organisations/{}/patients/{nhs}/demographics/contact",
             ods.as_str()
         );
-        let response = self
-            .http
+        self.http
             .send(Method::PUT, &path, Some((XML, body.into_bytes())), &[], ctx)
-            .await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(write_error_from(&response))
-        }
+            .await?
+            .ok_body(write_error_from)
     }
 
     /// `GET /systmone/api/v1/health`: ready when it answers 200 with `<Status>OK</Status>`.
@@ -130,47 +120,55 @@ impl TppClient {
 /// Content type of every request body the API takes.
 const XML: &str = "application/xml";
 
-/// `HTTP {status} {ErrorCode}: {Description}`, or what the answer was when it is not
-/// a SystmOne ErrorResponse.
-fn describe(response: &NativeResponse, native: Option<&(String, String)>) -> String {
-    match native {
-        Some((code, text)) if text.is_empty() => format!("HTTP {} {code}", response.status),
-        Some((code, text)) => format!("HTTP {} {code}: {text}", response.status),
-        None => format!("HTTP {} without a SystmOne ErrorResponse", response.status),
-    }
+/// The native error code (if the body is a SystmOne ErrorResponse) and the detail
+/// every mapped error carries: `HTTP {status} {ErrorCode}: {Description}`.
+fn refusal(response: &NativeResponse) -> (Option<String>, String) {
+    let native = parse_error_document(&response.body);
+    let detail = refusal_detail(
+        response.status,
+        native.as_ref().map(|(c, d)| (c.as_str(), d.as_str())),
+        "a SystmOne ErrorResponse",
+    );
+    (native.map(|(code, _)| code), detail)
 }
 
-/// Maps a refused write: `409 RECORD_MODIFIED` → `VersionConflict`, not-found codes →
-/// `PatientNotFound`, `422` (a code, unit or value SystmOne cannot hold) →
-/// `Unprocessable`, other 4xx (a request this adapter built wrongly) → `Rejected`,
-/// 5xx (and anything else) → `Unavailable`; each keeps the native message.
+fn is_not_found(code: Option<&str>) -> bool {
+    matches!(code, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND"))
+}
+
+/// Maps a refused write by the shared status table ([`status_error`]): `409
+/// RECORD_MODIFIED` → `VersionConflict`, not-found codes on a `404` → `PatientNotFound`,
+/// `422` (a code, unit or value SystmOne cannot hold) → `Unprocessable`, other 4xx (a
+/// request this adapter built wrongly) → `Rejected`, 5xx → `Unavailable`; each keeps the
+/// native message. A `409` or `422` that is not SystmOne's own answer is `Rejected`.
 pub fn write_error_from(response: &NativeResponse) -> AdapterError {
     let system = GpSystem::Tpp;
-    let native = parse_error_document(&response.body);
-    let detail = describe(response, native.as_ref());
-    match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
-        (409, Some("RECORD_MODIFIED")) => AdapterError::VersionConflict { system, detail },
-        (404, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND")) => {
-            AdapterError::PatientNotFound
-        }
-        (422, Some(_)) => AdapterError::Unprocessable { system, detail },
-        (400..=499, _) => AdapterError::Rejected { system, detail },
-        _ => AdapterError::Unavailable { system, detail },
+    let (code, detail) = refusal(response);
+    let trusted = match response.status {
+        409 => code.as_deref() == Some("RECORD_MODIFIED"),
+        422 => code.is_some(),
+        _ => true,
+    };
+    if !trusted {
+        return AdapterError::Rejected { system, detail };
     }
+    status_error(
+        system,
+        response.status,
+        is_not_found(code.as_deref()),
+        detail,
+    )
 }
 
-/// Maps a non-200 answer: not-found codes → `PatientNotFound`, other 4xx → `Rejected`,
-/// 5xx (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer: not-found codes on a `404` → `PatientNotFound`, other 4xx
+/// (a `409` or `422` included: a read is never refused for those) → `Rejected`, 5xx
+/// (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
     let system = GpSystem::Tpp;
-    let native = parse_error_document(&response.body);
-    let detail = describe(response, native.as_ref());
-    match (response.status, native.as_ref().map(|(c, _)| c.as_str())) {
-        (404, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND")) => {
-            AdapterError::PatientNotFound
-        }
-        (400..=499, _) => AdapterError::Rejected { system, detail },
-        _ => AdapterError::Unavailable { system, detail },
+    let (code, detail) = refusal(response);
+    match response.status {
+        409 | 422 => AdapterError::Rejected { system, detail },
+        status => status_error(system, status, is_not_found(code.as_deref()), detail),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse};
+use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -95,7 +95,7 @@ impl VisionClient {
                 if refused_token {
                     return Err(VisionDataError::Continuation(format!(
                         "the server refused the token it issued ({})",
-                        detail(&response)
+                        refusal(&response).1
                     ))
                     .into());
                 }
@@ -145,8 +145,7 @@ impl VisionClient {
         ctx: &CallContext,
     ) -> Result<(bool, Bytes), AdapterError> {
         let path = format!("/vision/practices/{}/patients/{nhs}/journal", ods.as_str());
-        let response = self
-            .http
+        self.http
             .send(
                 Method::POST,
                 &path,
@@ -154,12 +153,8 @@ impl VisionClient {
                 &[(IDEMPOTENCY_HEADER, key.to_owned())],
                 ctx,
             )
-            .await?;
-        match response.status {
-            201 => Ok((true, response.body)),
-            200 => Ok((false, response.body)),
-            _ => Err(write_error_from(&response)),
-        }
+            .await?
+            .created_body(write_error_from)
     }
 
     /// `PUT /vision/practices/{ODS}/patients/{NHS}/contact` with a contact update
@@ -172,8 +167,7 @@ impl VisionClient {
         ctx: &CallContext,
     ) -> Result<Bytes, AdapterError> {
         let path = format!("/vision/practices/{}/patients/{nhs}/contact", ods.as_str());
-        let response = self
-            .http
+        self.http
             .send(
                 Method::PUT,
                 &path,
@@ -181,12 +175,8 @@ impl VisionClient {
                 &[],
                 ctx,
             )
-            .await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(write_error_from(&response))
-        }
+            .await?
+            .ok_body(write_error_from)
     }
 
     /// `GET /vision/health`: ready when it answers 200 with an `OK` status row.
@@ -208,12 +198,7 @@ impl VisionClient {
     }
 
     async fn extract(&self, path: &str, ctx: &CallContext) -> Result<Bytes, AdapterError> {
-        let response = self.http.get(path, ctx).await?;
-        if response.status == 200 {
-            Ok(response.body)
-        } else {
-            Err(error_from(&response))
-        }
+        self.http.get(path, ctx).await?.ok_body(error_from)
     }
 }
 
@@ -238,48 +223,43 @@ pub fn check_token(token: &str) -> Result<(), VisionDataError> {
     }
 }
 
-fn detail(response: &NativeResponse) -> String {
-    match parse_error_body(&response.body) {
-        Some((code, message)) if message.is_empty() => format!("HTTP {} {code}", response.status),
-        Some((code, message)) => format!("HTTP {} {code}: {message}", response.status),
-        None => format!("HTTP {} without a Vision ERROR line", response.status),
-    }
+/// Whether Vision's ERROR line names an unknown patient or practice, and the detail every
+/// mapped error carries: `HTTP {status} {CODE}: {message}`.
+fn refusal(response: &NativeResponse) -> (bool, String) {
+    let native = parse_error_body(&response.body);
+    let not_found = native.as_ref().is_some_and(|(code, _)| {
+        matches!(code.as_str(), "PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND")
+    });
+    let detail = refusal_detail(
+        response.status,
+        native.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
+        "a Vision ERROR line",
+    );
+    (not_found, detail)
 }
 
-/// Maps a non-200 answer: not-found codes → `PatientNotFound`, other 4xx → `Rejected`,
-/// 5xx (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer: not-found codes on a `404` → `PatientNotFound`, other 4xx
+/// (a `409` or `422` included: a read is never refused for those) → `Rejected`, 5xx
+/// (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let code = parse_error_body(&response.body).map(|(c, _)| c);
-    match (response.status, code.as_deref()) {
-        (404, Some("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND")) => AdapterError::PatientNotFound,
-        (400..=499, _) => AdapterError::Rejected {
+    let (not_found, detail) = refusal(response);
+    match response.status {
+        409 | 422 => AdapterError::Rejected {
             system: SYSTEM,
-            detail: detail(response),
+            detail,
         },
-        _ => AdapterError::Unavailable {
-            system: SYSTEM,
-            detail: detail(response),
-        },
+        status => status_error(SYSTEM, status, not_found, detail),
     }
 }
 
-/// Maps a write's non-success answer: not-found codes → `PatientNotFound`,
-/// `409 RECORD_MODIFIED` → `VersionConflict`, 422 (a code, unit or value Vision cannot
-/// hold) → `Unprocessable`, other 4xx (a request the adapter should not have built) →
-/// `Rejected`, 5xx → `Unavailable`; each with Vision's message.
+/// Maps a write's non-success answer by the shared status table ([`status_error`]):
+/// not-found codes on a `404` → `PatientNotFound`, `409 RECORD_MODIFIED` →
+/// `VersionConflict`, 422 (a code, unit or value Vision cannot hold) → `Unprocessable`,
+/// other 4xx (a request the adapter should not have built) → `Rejected`, 5xx →
+/// `Unavailable`; each with Vision's message.
 pub fn write_error_from(response: &NativeResponse) -> AdapterError {
-    let code = parse_error_body(&response.body).map(|(c, _)| c);
-    match (response.status, code.as_deref()) {
-        (409, _) => AdapterError::VersionConflict {
-            system: SYSTEM,
-            detail: detail(response),
-        },
-        (422, _) => AdapterError::Unprocessable {
-            system: SYSTEM,
-            detail: detail(response),
-        },
-        _ => error_from(response),
-    }
+    let (not_found, detail) = refusal(response);
+    status_error(SYSTEM, response.status, not_found, detail)
 }
 
 #[cfg(test)]

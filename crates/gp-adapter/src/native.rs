@@ -44,6 +44,34 @@ impl NativeResponse {
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
+
+    /// The body of a `200` answer; any other answer is the error `refused` maps it to
+    /// (each adapter's native error mapping).
+    pub fn ok_body(
+        self,
+        refused: impl FnOnce(&NativeResponse) -> AdapterError,
+    ) -> Result<Bytes, AdapterError> {
+        if self.status == 200 {
+            Ok(self.body)
+        } else {
+            Err(refused(&self))
+        }
+    }
+
+    /// The answer to a create made under an idempotency key, as every GP system gives
+    /// it: `(true, body)` for `201` (created now), `(false, body)` for `200` (the key had
+    /// been seen; the body describes the first creation); any other answer is the error
+    /// `refused` maps it to.
+    pub fn created_body(
+        self,
+        refused: impl FnOnce(&NativeResponse) -> AdapterError,
+    ) -> Result<(bool, Bytes), AdapterError> {
+        match self.status {
+            201 => Ok((true, self.body)),
+            200 => Ok((false, self.body)),
+            _ => Err(refused(&self)),
+        }
+    }
 }
 
 /// HTTP client for one GP system's native API. Cheap to clone; connections are pooled.
@@ -264,6 +292,46 @@ impl NativeClient {
     }
 }
 
+/// Maps a GP system's refusal of a call by its HTTP status: the table every adapter
+/// shares, so the same native answer means the same thing whichever system gave it.
+///
+/// - `404` whose native error names an unknown patient or practice (`not_found`) →
+///   [`AdapterError::PatientNotFound`]; a bare `404` is a wrong URL, so `Rejected`;
+/// - `409` (the record changed since the version the write was made against) →
+///   [`AdapterError::VersionConflict`];
+/// - `422` (a code, unit or value the system cannot hold) → [`AdapterError::Unprocessable`];
+/// - any other 4xx (a request the adapter should not have built) → [`AdapterError::Rejected`];
+/// - 5xx and anything else → [`AdapterError::Unavailable`].
+///
+/// `detail` carries the native code and message (see [`refusal_detail`]). Answers an
+/// adapter does not trust as the system's own (a `409` without the native code, say)
+/// it maps itself before calling this.
+pub fn status_error(
+    system: GpSystem,
+    status: u16,
+    not_found: bool,
+    detail: String,
+) -> AdapterError {
+    match status {
+        404 if not_found => AdapterError::PatientNotFound,
+        409 => AdapterError::VersionConflict { system, detail },
+        422 => AdapterError::Unprocessable { system, detail },
+        400..=499 => AdapterError::Rejected { system, detail },
+        _ => AdapterError::Unavailable { system, detail },
+    }
+}
+
+/// `HTTP {status} {code}: {message}` (without `: {message}` when it is empty), or
+/// `HTTP {status} without {document}` when the body is not the system's error document
+/// (`document` says what was expected, e.g. "an EMIS error document").
+pub fn refusal_detail(status: u16, native: Option<(&str, &str)>, document: &str) -> String {
+    match native {
+        Some((code, "")) => format!("HTTP {status} {code}"),
+        Some((code, message)) => format!("HTTP {status} {code}: {message}"),
+        None => format!("HTTP {status} without {document}"),
+    }
+}
+
 fn status_u16(s: StatusCode) -> u16 {
     s.as_u16()
 }
@@ -422,6 +490,99 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok.body.len(), 4096);
+    }
+
+    #[test]
+    fn answers_are_split_by_status() {
+        let answer = |status| NativeResponse {
+            status,
+            body: Bytes::from_static(b"b"),
+            content_type: None,
+            headers: HeaderMap::new(),
+        };
+        let refused = |r: &NativeResponse| AdapterError::Rejected {
+            system: GpSystem::Emis,
+            detail: r.status.to_string(),
+        };
+        assert_eq!(answer(200).ok_body(refused), Ok(Bytes::from_static(b"b")));
+        assert!(
+            matches!(answer(201).ok_body(refused), Err(AdapterError::Rejected { detail, .. }) if detail == "201")
+        );
+        assert_eq!(
+            answer(201).created_body(refused),
+            Ok((true, Bytes::from_static(b"b")))
+        );
+        assert_eq!(
+            answer(200).created_body(refused),
+            Ok((false, Bytes::from_static(b"b")))
+        );
+        assert!(
+            matches!(answer(409).created_body(refused), Err(AdapterError::Rejected { detail, .. }) if detail == "409")
+        );
+    }
+
+    #[test]
+    fn refusals_map_by_status() {
+        let sys = GpSystem::Tpp;
+        let d = || "HTTP 4xx X: y".to_owned();
+        assert_eq!(
+            status_error(sys, 404, true, d()),
+            AdapterError::PatientNotFound
+        );
+        assert_eq!(
+            status_error(sys, 404, false, d()),
+            AdapterError::Rejected {
+                system: sys,
+                detail: d()
+            }
+        );
+        assert_eq!(
+            status_error(sys, 409, false, d()),
+            AdapterError::VersionConflict {
+                system: sys,
+                detail: d()
+            }
+        );
+        assert_eq!(
+            status_error(sys, 422, false, d()),
+            AdapterError::Unprocessable {
+                system: sys,
+                detail: d()
+            }
+        );
+        for status in [400, 401, 403, 405, 413, 415, 499] {
+            assert_eq!(
+                status_error(sys, status, true, d()),
+                AdapterError::Rejected {
+                    system: sys,
+                    detail: d()
+                },
+                "{status}"
+            );
+        }
+        for status in [500, 502, 503, 302, 200] {
+            assert_eq!(
+                status_error(sys, status, false, d()),
+                AdapterError::Unavailable {
+                    system: sys,
+                    detail: d()
+                },
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusal_details_name_the_native_code() {
+        assert_eq!(
+            refusal_detail(409, Some(("RECORD_MODIFIED", "it is now x")), "a doc"),
+            "HTTP 409 RECORD_MODIFIED: it is now x"
+        );
+        assert_eq!(
+            refusal_detail(404, Some(("NOT_FOUND", "")), "a doc"),
+            "HTTP 404 NOT_FOUND"
+        );
+        assert_eq!(refusal_detail(500, None, "a doc"), "HTTP 500 without a doc");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! for patients of practices whose system is EMIS, and files the write-back requests
 //! (`ObservationBatch`, `UpdateContactDetails`) that document describes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use gp_fhir::NhsNumber;
@@ -13,7 +14,7 @@ use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
-use crate::xml::{XmlWriter, insert_after, remove_element};
+use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
 
 /// Default namespace of every EMIS Open document.
 pub const NAMESPACE: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
@@ -172,14 +173,14 @@ impl Emis {
 
     /// Checks shared by both writes: the practice, the NHS number, that the patient is
     /// registered there, and an XML body whose root is `root` in the EMIS namespace.
-    fn write_preflight(
+    fn write_preflight<'b>(
         &self,
         ods: &str,
         nhs: &str,
         headers: &hyper::HeaderMap,
-        body: &[u8],
+        body: &'b [u8],
         root: &str,
-    ) -> Result<Element, Reply> {
+    ) -> Result<RequestDoc<'b>, Reply> {
         self.practice_and_nhs(ods, nhs)?;
         if self.store.patient(ods, nhs).is_none() {
             return Err(patient_not_found(ods));
@@ -197,8 +198,9 @@ impl Emis {
                 "The request body must be application/xml",
             ));
         }
-        let doc = parse_request(body).map_err(|e| invalid_request(&e))?;
-        if doc.name != root || doc.ns.as_deref() != Some(NAMESPACE) {
+        let doc = parse_request(body)?;
+        let top = doc.root();
+        if top.name() != root || top.namespace() != Some(NAMESPACE) {
             return Err(invalid_request(&format!(
                 "The document element must be <{root}> in namespace {NAMESPACE}"
             )));
@@ -218,7 +220,7 @@ impl Emis {
             Ok(doc) => doc,
             Err(reply) => return reply,
         };
-        let (key, date, readings) = match read_batch(&doc) {
+        let (key, date, readings) = match read_batch(doc.root()) {
             Ok(batch) => batch,
             Err(reply) => return reply,
         };
@@ -263,7 +265,7 @@ impl Emis {
             Ok(doc) => doc,
             Err(reply) => return reply,
         };
-        let (expected, update) = match read_contact_details(&doc) {
+        let (expected, update) = match read_contact_details(doc.root()) {
             Ok(parts) => parts,
             Err(reply) => return reply,
         };
@@ -302,17 +304,15 @@ pub const MAX_BATCH_OBSERVATIONS: usize = 10;
 pub const MAX_CONTACT_FIELD: usize = 100;
 
 /// The key, date and readings of an `ObservationBatch`, or the native error.
-fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply> {
-    let key = doc
-        .text("ExternalKey")
-        .ok_or_else(|| invalid_request("ExternalKey is missing"))?;
+fn read_batch(doc: Element<'_, '_>) -> Result<(String, SimDate, Vec<NewReading>), Reply> {
+    let key = doc.required_text("ExternalKey", || invalid_request("ExternalKey is missing"))?;
     let key_ok = key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !key_ok {
         return Err(invalid_request(
             "ExternalKey must be 1 to 64 letters, digits or hyphens",
         ));
     }
-    match doc.text("DatePart") {
+    match doc.child_text("DatePart").as_deref() {
         Some("YMDT") => {}
         other => {
             return Err(invalid_request(&format!(
@@ -322,15 +322,15 @@ fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply
         }
     }
     let day = doc
-        .text("AssignedDate")
-        .and_then(parse_date)
+        .child_text("AssignedDate")
+        .and_then(|d| parse_date(&d))
         .ok_or_else(|| invalid_request("AssignedDate is not a dd/mm/yyyy date"))?;
     let (h, m, s) = doc
-        .text("AssignedTime")
-        .and_then(parse_time)
+        .child_text("AssignedTime")
+        .and_then(|t| parse_time(&t))
         .ok_or_else(|| invalid_request("AssignedTime is not HH:MM:SS"))?;
     let date = day.at(h, m, s);
-    let items: Vec<&Element> = doc.children_named("Observation").collect();
+    let items: Vec<Element> = doc.children_named("Observation").collect();
     if items.is_empty() || items.len() > MAX_BATCH_OBSERVATIONS {
         return Err(invalid_request(&format!(
             "An ObservationBatch holds 1 to {MAX_BATCH_OBSERVATIONS} Observation elements, not {}",
@@ -343,10 +343,10 @@ fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply
         let code = item
             .child("Code")
             .ok_or_else(|| invalid_request(&format!("{at}/Code is missing")))?;
-        let value = code
-            .text("Value")
-            .ok_or_else(|| invalid_request(&format!("{at}/Code/Value is missing")))?;
-        let scheme = code.text("Scheme").unwrap_or("");
+        let value = code.required_text("Value", || {
+            invalid_request(&format!("{at}/Code/Value is missing"))
+        })?;
+        let scheme = code.child_text("Scheme").unwrap_or_default();
         if scheme != "READ2" {
             return Err(error(
                 422,
@@ -354,7 +354,7 @@ fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply
                 &format!("{at}/Code/Scheme is {scheme:?}; readings are filed with READ2 codes"),
             ));
         }
-        let concept = concepts::measurement_by_read2(value).ok_or_else(|| {
+        let concept = concepts::measurement_by_read2(&value).ok_or_else(|| {
             error(
                 422,
                 "UNKNOWN_CODE",
@@ -362,14 +362,14 @@ fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply
             )
         })?;
         let number = item
-            .text("NumericValue")
+            .child_text("NumericValue")
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite())
             .ok_or_else(|| invalid_request(&format!("{at}/NumericValue is not a number")))?;
-        let units = item
-            .text("Units")
-            .ok_or_else(|| invalid_request(&format!("{at}/Units is missing")))?;
-        if Some(units) != concept.units {
+        let units = item.required_text("Units", || {
+            invalid_request(&format!("{at}/Units is missing"))
+        })?;
+        if Some(&*units) != concept.units {
             return Err(error(
                 422,
                 "UNITS_MISMATCH",
@@ -385,23 +385,23 @@ fn read_batch(doc: &Element) -> Result<(String, SimDate, Vec<NewReading>), Reply
             value: number,
         });
     }
-    Ok((key.to_owned(), date, readings))
+    Ok((key.into_owned(), date, readings))
 }
 
 /// The expected `LastModified` and the new details of an `UpdateContactDetails`.
-fn read_contact_details(doc: &Element) -> Result<(SimDate, ContactUpdate), Reply> {
+fn read_contact_details(doc: Element<'_, '_>) -> Result<(SimDate, ContactUpdate), Reply> {
     let expected = doc
-        .text("LastModified")
-        .and_then(parse_date_time)
+        .child_text("LastModified")
+        .and_then(|t| parse_date_time(&t))
         .ok_or_else(|| invalid_request("LastModified is not dd/mm/yyyy HH:MM:SS"))?;
-    let field = |e: Option<&Element>, name: &str| -> Result<String, Reply> {
-        let v = e.and_then(|e| e.text(name)).unwrap_or("");
+    let field = |e: Option<Element>, name: &str| -> Result<String, Reply> {
+        let v = e.and_then(|e| e.child_text(name)).unwrap_or_default();
         if v.chars().count() > MAX_CONTACT_FIELD {
             return Err(invalid_value(&format!(
                 "{name} is longer than {MAX_CONTACT_FIELD} characters"
             )));
         }
-        Ok(v.to_owned())
+        Ok(v.into_owned())
     };
     let optional = |name: &str| -> Result<Option<String>, Reply> {
         let v = field(Some(doc), name)?;
@@ -441,8 +441,8 @@ fn read_contact_details(doc: &Element) -> Result<(SimDate, ContactUpdate), Reply
     }
     let language = doc
         .child("MainSpokenLanguage")
-        .and_then(|l| l.text("Value"))
-        .map(str::to_owned);
+        .and_then(|l| l.child_text("Value"))
+        .map(Cow::into_owned);
     if let Some(code) = language.as_deref().filter(|c| !language_code_ok(c)) {
         return Err(invalid_value(&format!(
             "MainSpokenLanguage/Value {code:?} is not a language code"
@@ -515,6 +515,19 @@ fn parse_date_time(s: &str) -> Option<SimDate> {
     let (date, time) = s.split_once(' ')?;
     let (h, m, sec) = parse_time(time)?;
     Some(parse_date(date)?.at(h, m, sec))
+}
+
+/// How EMIS Open reads a request: no DTDs, CDATA, processing instructions or prefixed
+/// names, children only in their parent's namespace, at most 16 levels deep.
+const READ_RULES: ReadRules = ReadRules {
+    max_depth: 16,
+    plain: true,
+};
+
+/// Parses a write body as EMIS reads it; anything else is `400 INVALID_REQUEST`.
+fn parse_request(body: &[u8]) -> Result<RequestDoc<'_>, Reply> {
+    RequestDoc::parse(body, READ_RULES)
+        .map_err(|e| invalid_request(&format!("The body is not an EMIS Open request: {e}")))
 }
 
 /// A refused store write in the native error format.
@@ -889,226 +902,6 @@ fn spaced_nhs(n: &str) -> String {
     }
 }
 
-// ---- request bodies ------------------------------------------------------------------
-
-/// One element of a request document: local name, default namespace in force, the
-/// concatenated text directly inside it and its child elements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Element {
-    name: String,
-    ns: Option<String>,
-    text: String,
-    children: Vec<Element>,
-}
-
-impl Element {
-    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.children
-            .iter()
-            .filter(move |c| c.name == name && c.ns == self.ns)
-    }
-
-    fn child(&self, name: &str) -> Option<&Element> {
-        self.children
-            .iter()
-            .find(|c| c.name == name && c.ns == self.ns)
-    }
-
-    /// Trimmed text of child `name`; `None` when absent or empty.
-    fn text(&self, name: &str) -> Option<&str> {
-        self.child(name)
-            .map(|c| c.text.trim())
-            .filter(|t| !t.is_empty())
-    }
-}
-
-/// Deepest nesting a request document may have.
-const MAX_DEPTH: usize = 16;
-
-/// Parses a small request document: elements, attributes, text, character and the five
-/// predefined entity references, comments and the XML declaration. No DTDs, CDATA,
-/// processing instructions or prefixed names: EMIS write requests use none.
-fn parse_request(body: &[u8]) -> Result<Element, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "The body is not UTF-8".to_owned())?;
-    let mut p = XmlReader {
-        s: text.trim_start_matches('\u{feff}'),
-        at: 0,
-    };
-    p.skip_misc()?;
-    if p.s[p.at..].starts_with("<?xml") {
-        let end = p.s[p.at..]
-            .find("?>")
-            .ok_or("The XML declaration is not closed")?;
-        p.at += end + 2;
-    }
-    p.skip_misc()?;
-    let root = p.element(None, 0)?;
-    p.skip_misc()?;
-    if p.at != p.s.len() {
-        return Err("Content after the document element".into());
-    }
-    Ok(root)
-}
-
-struct XmlReader<'a> {
-    s: &'a str,
-    at: usize,
-}
-
-impl<'a> XmlReader<'a> {
-    fn rest(&self) -> &'a str {
-        &self.s[self.at..]
-    }
-
-    /// Skips whitespace and comments.
-    fn skip_misc(&mut self) -> Result<(), String> {
-        loop {
-            let trimmed = self.rest().trim_start();
-            self.at = self.s.len() - trimmed.len();
-            if trimmed.starts_with("<!--") {
-                let end = trimmed.find("-->").ok_or("A comment is not closed")?;
-                self.at += end + 3;
-            } else {
-                return Ok(());
-            }
-        }
-    }
-
-    fn name(&mut self) -> Result<String, String> {
-        let rest = self.rest();
-        let len = rest
-            .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-            .unwrap_or(rest.len());
-        let name = &rest[..len];
-        if name.is_empty() {
-            return Err(format!("Expected a name at byte {}", self.at));
-        }
-        if name.contains(':') && !name.starts_with("xmlns:") {
-            return Err(format!("Prefixed name {name} is not supported"));
-        }
-        self.at += len;
-        Ok(name.to_owned())
-    }
-
-    /// An element starting at `<`, inheriting default namespace `ns`.
-    fn element(&mut self, ns: Option<&str>, depth: usize) -> Result<Element, String> {
-        if depth >= MAX_DEPTH {
-            return Err("The document is nested too deeply".into());
-        }
-        if !self.rest().starts_with('<') || self.rest().starts_with("<!") {
-            return Err(format!("Expected an element at byte {}", self.at));
-        }
-        self.at += 1;
-        let name = self.name()?;
-        let mut ns = ns.map(str::to_owned);
-        loop {
-            let trimmed = self.rest().trim_start();
-            self.at = self.s.len() - trimmed.len();
-            if let Some(after) = trimmed.strip_prefix("/>") {
-                self.at = self.s.len() - after.len();
-                return Ok(Element {
-                    name,
-                    ns,
-                    text: String::new(),
-                    children: Vec::new(),
-                });
-            }
-            if let Some(after) = trimmed.strip_prefix('>') {
-                self.at = self.s.len() - after.len();
-                break;
-            }
-            let attr = self.name()?;
-            let rest = self.rest().trim_start();
-            let rest = rest
-                .strip_prefix('=')
-                .ok_or_else(|| format!("Attribute {attr} has no value"))?
-                .trim_start();
-            let quote = rest
-                .chars()
-                .next()
-                .filter(|q| matches!(q, '"' | '\''))
-                .ok_or_else(|| format!("Attribute {attr} is not quoted"))?;
-            let body = &rest[1..];
-            let end = body
-                .find(quote)
-                .ok_or_else(|| format!("Attribute {attr} is not closed"))?;
-            let value = unescape(&body[..end])?;
-            self.at = self.s.len() - body.len() + end + 1;
-            if attr == "xmlns" {
-                ns = Some(value);
-            }
-        }
-        let mut text = String::new();
-        let mut children = Vec::new();
-        loop {
-            let rest = self.rest();
-            let lt = rest
-                .find('<')
-                .ok_or_else(|| format!("<{name}> is not closed"))?;
-            text.push_str(&unescape(&rest[..lt])?);
-            self.at += lt;
-            let rest = self.rest();
-            if rest.starts_with("<!--") {
-                let end = rest.find("-->").ok_or("A comment is not closed")?;
-                self.at += end + 3;
-            } else if rest.starts_with("</") {
-                self.at += 2;
-                let close = self.name()?;
-                if close != name {
-                    return Err(format!("<{name}> is closed by </{close}>"));
-                }
-                let after_name = self.rest().trim_start();
-                let after_close = after_name
-                    .strip_prefix('>')
-                    .ok_or_else(|| format!("</{name} is not closed"))?;
-                self.at = self.s.len() - after_close.len();
-                return Ok(Element {
-                    name,
-                    ns,
-                    text,
-                    children,
-                });
-            } else {
-                children.push(self.element(ns.as_deref(), depth + 1)?);
-            }
-        }
-    }
-}
-
-/// Text with entity and character references resolved.
-fn unescape(raw: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let semi = after.find(';').ok_or("An entity reference is not closed")?;
-        let entity = &after[..semi];
-        let ch = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else if let Some(dec) = entity.strip_prefix('#') {
-                    dec.parse().ok()
-                } else {
-                    None
-                };
-                code.and_then(char::from_u32)
-                    .ok_or_else(|| format!("Unknown entity &{entity};"))?
-            }
-        };
-        out.push(ch);
-        rest = &after[semi + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1136,18 +929,24 @@ mod tests {
 
     #[test]
     fn request_parser_reads_what_writers_send() {
-        let doc = parse_request(
-            "\u{feff}<?xml version=\"1.0\"?>\n<!-- c --><A xmlns='urn:a' x=\"1\">\
+        let body = "\u{feff}<?xml version=\"1.0\"?>\n<!-- c --><A xmlns='urn:a' x=\"1\">\
              <B>x &amp; &lt;y&gt; &#65;&#x42; &quot;&apos;</B><C/><!-- c --><D><E> t </E></D>\
-             <F xmlns=\"urn:other\">no</F></A>\n"
-                .as_bytes(),
-        )
-        .unwrap();
-        assert_eq!((doc.name.as_str(), doc.ns.as_deref()), ("A", Some("urn:a")));
-        assert_eq!(doc.text("B"), Some("x & <y> AB \"'"));
-        assert_eq!(doc.text("C"), None, "empty is absent");
-        assert_eq!(doc.child("D").and_then(|d| d.text("E")), Some("t"));
-        assert_eq!(doc.text("F"), None, "another namespace is not ours");
+             <F xmlns=\"urn:other\">no</F><G>a<!-- <![CDATA[ -->b</G></A>\n";
+        let parsed = RequestDoc::parse(body.as_bytes(), READ_RULES).unwrap();
+        let doc = parsed.root();
+        assert_eq!((doc.name(), doc.namespace()), ("A", Some("urn:a")));
+        assert_eq!(doc.child_text("B").as_deref(), Some("x & <y> AB \"'"));
+        assert_eq!(doc.child_text("C"), None, "empty is absent");
+        assert_eq!(
+            doc.child("D").and_then(|d| d.child_text("E")).as_deref(),
+            Some("t")
+        );
+        assert_eq!(doc.child_text("F"), None, "another namespace is not ours");
+        assert_eq!(
+            doc.child_text("G").as_deref(),
+            Some("ab"),
+            "text around a comment"
+        );
         for bad in [
             "",
             "<A>",
@@ -1158,12 +957,19 @@ mod tests {
             "<A/><B/>",
             "<!DOCTYPE A><A/>",
             "<a:A xmlns:a='urn:a'/>",
+            "<A><a:B xmlns:a='urn:a'/></A>",
+            "<A xmlns:a='urn:a' a:x='1'/>",
             "<A><![CDATA[x]]></A>",
+            "<A><?pi x?></A>",
         ] {
             assert!(parse_request(bad.as_bytes()).is_err(), "{bad}");
         }
         let deep = format!("{}{}", "<A>".repeat(40), "</A>".repeat(40));
         assert!(parse_request(deep.as_bytes()).is_err());
+        let limit = format!("{}{}", "<A>".repeat(16), "</A>".repeat(16));
+        assert!(parse_request(limit.as_bytes()).is_ok());
+        let over = format!("{}{}", "<A>".repeat(17), "</A>".repeat(17));
+        assert!(parse_request(over.as_bytes()).is_err());
         assert!(parse_request(b"<A>\xC3\x28</A>").is_err());
     }
 

@@ -14,7 +14,7 @@ use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
-use crate::xml::{XmlWriter, insert_after, remove_element};
+use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
 
 /// Largest `pageSize` the API accepts.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -448,11 +448,12 @@ struct RecordEvents {
 }
 
 fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
-    let root = parse_xml(body).map_err(malformed)?;
-    if root.name != "RecordEventsRequest" {
+    let doc = parse_xml(body)?;
+    let root = doc.root();
+    if root.name() != "RecordEventsRequest" {
         return Err(malformed(format!(
             "the root element is <{}>, expected <RecordEventsRequest>",
-            root.name
+            root.name()
         )));
     }
     let key = root
@@ -471,7 +472,7 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
             "DateTime '{raw_date}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
         ))
     })?;
-    let codes: Vec<&XmlElement> = root.children_named("ClinicalCode").collect();
+    let codes: Vec<Element> = root.children_named("ClinicalCode").collect();
     if codes.is_empty() || codes.len() > MAX_EVENTS_PER_REQUEST {
         return Err(malformed(format!(
             "a request holds 1 to {MAX_EVENTS_PER_REQUEST} ClinicalCode elements, not {}",
@@ -491,14 +492,14 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
             .child("Code")
             .ok_or_else(|| malformed(format!("{at}/Code is missing")))?;
         let scheme = code.attr("Scheme").unwrap_or("");
-        let value = code.trimmed();
+        let value = code.text();
         if !scheme.eq_ignore_ascii_case("CTV3") {
             return Err(Refusal::Unprocessable(
                 "INVALID_CODE",
                 format!("{at}: measurements are recorded with CTV3 codes, not Scheme '{scheme}'"),
             ));
         }
-        let concept = crate::concepts::measurement_by_ctv3(value).ok_or_else(|| {
+        let concept = crate::concepts::measurement_by_ctv3(&value).ok_or_else(|| {
             Refusal::Unprocessable(
                 "INVALID_CODE",
                 format!(
@@ -506,18 +507,14 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
                 ),
             )
         })?;
-        let raw_value = c
-            .text_of("Value")
-            .ok_or_else(|| malformed(format!("{at}/Value is missing")))?;
+        let raw_value = c.required_text("Value", || malformed(format!("{at}/Value is missing")))?;
         let value: f64 = raw_value
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
             .ok_or_else(|| malformed(format!("{at}/Value '{raw_value}' is not a number")))?;
-        let units = c
-            .text_of("Units")
-            .ok_or_else(|| malformed(format!("{at}/Units is missing")))?;
-        if Some(units) != concept.units {
+        let units = c.required_text("Units", || malformed(format!("{at}/Units is missing")))?;
+        if Some(&*units) != concept.units {
             return Err(Refusal::Unprocessable(
                 "INVALID_UNITS",
                 format!(
@@ -538,33 +535,34 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
 
 /// A parsed `ContactDetailsUpdate`: the `LastUpdated` precondition and the new details.
 fn parse_contact_update(body: &[u8]) -> Result<(String, ContactUpdate), Refusal> {
-    let root = parse_xml(body).map_err(malformed)?;
-    if root.name != "ContactDetailsUpdate" {
+    let doc = parse_xml(body)?;
+    let root = doc.root();
+    if root.name() != "ContactDetailsUpdate" {
         return Err(malformed(format!(
             "the root element is <{}>, expected <ContactDetailsUpdate>",
-            root.name
+            root.name()
         )));
     }
-    let expected = root.text_of("LastUpdated").ok_or_else(|| {
+    let expected = root.required_text("LastUpdated", || {
         malformed("ContactDetailsUpdate/LastUpdated (the record's current LastUpdated) is missing")
     })?;
-    if local_from_utc(expected).is_none() {
+    if local_from_utc(&expected).is_none() {
         return Err(malformed(format!(
             "LastUpdated '{expected}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
         )));
     }
-    let value = |parent: &XmlElement, name: &str| -> Result<String, Refusal> {
-        let v = parent.text_of(name).unwrap_or("");
+    let value = |parent: Element, name: &str| -> Result<String, Refusal> {
+        let v = parent.child_text(name).unwrap_or_default();
         if v.chars().count() > MAX_CONTACT_CHARS || v.chars().any(char::is_control) {
             return Err(Refusal::Unprocessable(
                 "INVALID_VALUE",
                 format!("{name} must be at most {MAX_CONTACT_CHARS} characters on one line"),
             ));
         }
-        Ok(v.to_owned())
+        Ok(v.into_owned())
     };
     let optional = |name: &str| -> Result<Option<String>, Refusal> {
-        Ok(Some(value(&root, name)?).filter(|v| !v.is_empty()))
+        Ok(Some(value(root, name)?).filter(|v| !v.is_empty()))
     };
     let address = match root.child("Address") {
         Some(a) => Address {
@@ -610,7 +608,7 @@ fn parse_contact_update(body: &[u8]) -> Result<(String, ContactUpdate), Refusal>
         }
     };
     Ok((
-        expected.to_owned(),
+        expected.into_owned(),
         ContactUpdate {
             home_phone: optional("HomeTelephone")?,
             mobile: optional("MobileTelephone")?,
@@ -663,234 +661,16 @@ fn local_from_utc(s: &str) -> Option<SimDate> {
 
 // ---- request XML -----------------------------------------------------------------------
 
-/// One element of a write body: local name, attributes, child elements and text.
-/// Enough XML for the two request documents (no DTDs; namespaces prefixes dropped).
-#[derive(Debug, Default)]
-struct XmlElement {
-    name: String,
-    attrs: Vec<(String, String)>,
-    children: Vec<XmlElement>,
-    text: String,
-}
+/// How SystmOne reads a request: no DTDs; comments, CDATA and processing instructions
+/// are read past, prefixes dropped (elements match by local name), at most 17 levels.
+const READ_RULES: ReadRules = ReadRules {
+    max_depth: 17,
+    plain: false,
+};
 
-impl XmlElement {
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn child(&self, name: &str) -> Option<&XmlElement> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlElement> {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
-    fn trimmed(&self) -> &str {
-        self.text.trim()
-    }
-
-    /// Trimmed text of child `name`; `None` when absent or empty.
-    fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name)
-            .map(XmlElement::trimmed)
-            .filter(|t| !t.is_empty())
-    }
-}
-
-/// Deepest element nesting a request may have.
-const MAX_XML_DEPTH: usize = 16;
-
-/// Parses a whole request body into its document element.
-fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        format!(
-            "the body is not UTF-8 (first bad byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
-    let mut p = XmlParser {
-        s: text.trim_start_matches('\u{feff}'),
-        pos: 0,
-    };
-    p.misc()?;
-    if !p.rest().starts_with('<') {
-        return Err("the body is not an XML document".into());
-    }
-    let root = p.element(0)?;
-    p.misc()?;
-    if !p.rest().is_empty() {
-        return Err("content after the document element".into());
-    }
-    Ok(root)
-}
-
-struct XmlParser<'a> {
-    s: &'a str,
-    pos: usize,
-}
-
-impl<'a> XmlParser<'a> {
-    fn rest(&self) -> &'a str {
-        self.s.get(self.pos..).unwrap_or("")
-    }
-
-    fn skip_ws(&mut self) {
-        let r = self.rest();
-        self.pos += r.len() - r.trim_start().len();
-    }
-
-    /// Skips past the next `end`, failing with `what` when there is none.
-    fn skip_past(&mut self, end: &str, what: &str) -> Result<&'a str, String> {
-        let r = self.rest();
-        let at = r.find(end).ok_or_else(|| format!("unterminated {what}"))?;
-        self.pos += at + end.len();
-        Ok(r.get(..at).unwrap_or(""))
-    }
-
-    /// Whitespace, comments and processing instructions (the XML declaration).
-    fn misc(&mut self) -> Result<(), String> {
-        loop {
-            self.skip_ws();
-            let r = self.rest();
-            if r.starts_with("<?") {
-                self.skip_past("?>", "processing instruction")?;
-            } else if r.starts_with("<!--") {
-                self.skip_past("-->", "comment")?;
-            } else if r.starts_with("<!") {
-                return Err("DTDs are not accepted".into());
-            } else {
-                return Ok(());
-            }
-        }
-    }
-
-    fn name(&mut self) -> Result<String, String> {
-        let r = self.rest();
-        let len = r
-            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '>' | '=' | '<'))
-            .unwrap_or(r.len());
-        if len == 0 {
-            return Err("an element or attribute without a name".into());
-        }
-        self.pos += len;
-        let full = r.get(..len).unwrap_or("");
-        // Readers match local names.
-        Ok(full.rsplit(':').next().unwrap_or(full).to_owned())
-    }
-
-    fn element(&mut self, depth: usize) -> Result<XmlElement, String> {
-        if depth > MAX_XML_DEPTH {
-            return Err(format!("elements nested more than {MAX_XML_DEPTH} deep"));
-        }
-        self.pos += 1; // '<'
-        let mut el = XmlElement {
-            name: self.name()?,
-            ..XmlElement::default()
-        };
-        loop {
-            self.skip_ws();
-            let r = self.rest();
-            if r.starts_with("/>") {
-                self.pos += 2;
-                return Ok(el);
-            }
-            if r.starts_with('>') {
-                self.pos += 1;
-                break;
-            }
-            let key = self.name()?;
-            self.skip_ws();
-            if !self.rest().starts_with('=') {
-                return Err(format!("attribute {key} of <{}> has no value", el.name));
-            }
-            self.pos += 1;
-            self.skip_ws();
-            let quote = match self.rest().chars().next() {
-                Some(q @ ('"' | '\'')) => q,
-                _ => return Err(format!("attribute {key} of <{}> is not quoted", el.name)),
-            };
-            self.pos += 1;
-            let raw = self.skip_past(&quote.to_string(), "attribute value")?;
-            if raw.contains('<') {
-                return Err(format!("attribute {key} of <{}> contains '<'", el.name));
-            }
-            el.attrs.push((key, decode_entities(raw)?));
-        }
-        loop {
-            let r = self.rest();
-            let at = r
-                .find('<')
-                .ok_or_else(|| format!("<{}> is not closed", el.name))?;
-            el.text
-                .push_str(&decode_entities(r.get(..at).unwrap_or(""))?);
-            self.pos += at;
-            let r = self.rest();
-            if r.starts_with("</") {
-                self.pos += 2;
-                let closing = self.name()?;
-                self.skip_ws();
-                if closing != el.name || !self.rest().starts_with('>') {
-                    return Err(format!("<{}> is closed by </{closing}>", el.name));
-                }
-                self.pos += 1;
-                return Ok(el);
-            } else if r.starts_with("<!--") {
-                self.skip_past("-->", "comment")?;
-            } else if r.starts_with("<![CDATA[") {
-                self.pos += "<![CDATA[".len();
-                let data = self.skip_past("]]>", "CDATA section")?;
-                el.text.push_str(data);
-            } else if r.starts_with("<?") {
-                self.skip_past("?>", "processing instruction")?;
-            } else if r.starts_with("<!") {
-                return Err("DTDs are not accepted".into());
-            } else {
-                let child = self.element(depth + 1)?;
-                el.children.push(child);
-            }
-        }
-    }
-}
-
-/// Replaces the five predefined entities and character references.
-fn decode_entities(raw: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(at) = rest.find('&') {
-        out.push_str(rest.get(..at).unwrap_or(""));
-        let after = rest.get(at + 1..).unwrap_or("");
-        let end = after
-            .find(';')
-            .ok_or("an entity reference without its ';'")?;
-        let name = after.get(..end).unwrap_or("");
-        let ch = match name {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            n => {
-                let number = if let Some(hex) = n.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else if let Some(dec) = n.strip_prefix('#') {
-                    dec.parse().ok()
-                } else {
-                    None
-                };
-                number.and_then(char::from_u32)
-            }
-        }
-        .ok_or_else(|| format!("unknown entity reference &{name};"))?;
-        out.push(ch);
-        rest = after.get(end + 1..).unwrap_or("");
-    }
-    out.push_str(rest);
-    Ok(out)
+/// Parses a write body as SystmOne reads it; anything else is `400 INVALID_REQUEST`.
+fn parse_xml(body: &[u8]) -> Result<RequestDoc<'_>, Refusal> {
+    RequestDoc::parse(body, READ_RULES).map_err(|e| malformed(e.to_string()))
 }
 
 fn health() -> Reply {
@@ -1397,16 +1177,19 @@ mod tests {
 
     #[test]
     fn request_xml_is_read_strictly() {
-        let doc = parse_xml(
-            "\u{feff}<?xml version=\"1.0\"?><!-- c --><s:A xmlns:s=\"urn:x\" k='1 &amp; 2'>\
-             <B>x &lt;y&gt; &#233;&#xE9;<![CDATA[<z>]]></B><C/></s:A>\n"
-                .as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(doc.name, "A");
+        let body = "\u{feff}<?xml version=\"1.0\"?><!-- c --><s:A xmlns:s=\"urn:x\" k='1 &amp; 2'>\
+             <B>x &lt;y&gt; &#233;&#xE9;<![CDATA[<z>]]></B><C/><s:D>d</s:D></s:A>\n";
+        let parsed = parse_xml(body.as_bytes()).unwrap();
+        let doc = parsed.root();
+        assert_eq!(doc.name(), "A");
         assert_eq!(doc.attr("k"), Some("1 & 2"));
-        assert_eq!(doc.text_of("B"), Some("x <y> éé<z>"));
-        assert_eq!(doc.text_of("C"), None);
+        assert_eq!(doc.child_text("B").as_deref(), Some("x <y> éé<z>"));
+        assert_eq!(doc.child_text("C"), None);
+        assert_eq!(
+            doc.child_text("D").as_deref(),
+            Some("d"),
+            "local names match"
+        );
         for bad in [
             "",
             "text",
@@ -1422,6 +1205,8 @@ mod tests {
         }
         let deep = "<A>".repeat(40) + &"</A>".repeat(40);
         assert!(parse_xml(deep.as_bytes()).is_err());
+        let limit = "<A>".repeat(17) + &"</A>".repeat(17);
+        assert!(parse_xml(limit.as_bytes()).is_ok());
         assert!(parse_xml(b"<A>\xff</A>").is_err());
     }
 
