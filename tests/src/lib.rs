@@ -68,6 +68,22 @@ impl World {
         }
     }
 
+    /// Starts the sandbox with its audit trail in `audit`.
+    pub async fn start_with_audit(audit: gp_gateway::audit::AuditConfig) -> Self {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sandbox = gp_gateway::sandbox::start_with_audit(
+            listen,
+            gp_gateway::sandbox::DEFAULT_SEED,
+            Some(audit),
+        )
+        .await
+        .expect("sandbox starts");
+        Self {
+            sandbox,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.sandbox.manifest
     }

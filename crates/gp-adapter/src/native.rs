@@ -201,7 +201,10 @@ impl NativeClient {
             .body(Full::new(payload))
             .map_err(|e| AdapterError::Rejected {
                 system,
-                detail: format!("cannot build request for {url}: {e}"),
+                detail: {
+                    tracing::error!(%url, error = %e, "cannot build native request");
+                    format!("cannot build the request: {e}")
+                },
             })?;
         let after_ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
         match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
@@ -287,7 +290,12 @@ impl NativeClient {
         };
         AdapterError::Unavailable {
             system,
-            detail: format!("{what} to {}: {}", self.base, root_cause(e)),
+            // The address stays in our logs: suppliers see the GP system's name, never
+            // an internal endpoint.
+            detail: {
+                tracing::warn!(system = %system, base = %self.base, error = %root_cause(e), "{what}");
+                format!("{what}: {}", root_cause(e))
+            },
         }
     }
 }

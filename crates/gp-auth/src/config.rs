@@ -43,6 +43,10 @@ pub struct SupplierConfig {
     pub name: String,
     /// `active` or `suspended`.
     pub status: SupplierStatus,
+    /// An operator client (the service desk) rather than a supplier: may search every
+    /// supplier's audit trail. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator: bool,
     /// The supplier's public JWKS inline (`{"keys":[...]}`); exclusive with `jwks_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
@@ -234,7 +238,8 @@ impl SuppliersConfig {
             if let Err(e) = ScopeSet::parse_all(s.scopes.iter().map(String::as_str)) {
                 errors.push(supplier_err(&id, "scopes", e.to_string()));
             }
-            if s.practices.is_empty() {
+            // An operator client reads no patient data, so it may be paired with no practice.
+            if s.practices.is_empty() && !s.operator {
                 errors.push(supplier_err(
                     &id,
                     "practices",
@@ -338,6 +343,7 @@ mod tests {
             client_id: "acme".into(),
             name: "Acme".into(),
             status: SupplierStatus::Active,
+            operator: false,
             jwks: None,
             jwks_file: Some("acme.jwks.json".into()),
             scopes: vec!["system/Patient.rs".into()],

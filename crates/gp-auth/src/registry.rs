@@ -162,6 +162,7 @@ pub(crate) struct Supplier {
     pub(crate) client_id: String,
     pub(crate) name: String,
     pub(crate) status: SupplierStatus,
+    pub(crate) operator: bool,
     pub(crate) keys: HashMap<String, SupplierKey>,
     pub(crate) scopes: ScopeSet,
     pub(crate) practices: HashSet<OdsCode>,
@@ -299,6 +300,7 @@ fn compile(
         client_id: s.client_id.clone(),
         name: s.name.clone(),
         status: s.status,
+        operator: s.operator,
         keys,
         scopes,
         practices,
@@ -378,6 +380,11 @@ impl SupplierView {
     /// OAuth2 client id.
     pub fn client_id(&self) -> &str {
         &self.supplier.client_id
+    }
+
+    /// An operator client (may search every supplier's audit trail).
+    pub fn is_operator(&self) -> bool {
+        self.supplier.operator
     }
 
     /// Display name.

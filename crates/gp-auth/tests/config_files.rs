@@ -9,10 +9,18 @@ use gp_auth::*;
 #[test]
 fn sandbox_suppliers_file_validates_and_builds() {
     let cfg = suppliers_config();
-    assert_eq!(cfg.suppliers.len(), 3);
+    // Three demo suppliers and the demo operator console.
+    assert_eq!(cfg.suppliers.len(), 4);
     cfg.validate().unwrap();
     let set = SupplierSet::build(&cfg, &sandbox()).unwrap();
-    assert_eq!(set.len(), 3);
+    assert_eq!(set.len(), 4);
+    let operators: Vec<&str> = cfg
+        .suppliers
+        .iter()
+        .filter(|s| s.operator)
+        .map(|s| s.client_id.as_str())
+        .collect();
+    assert_eq!(operators, ["demo-operator"]);
 }
 
 #[test]

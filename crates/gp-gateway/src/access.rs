@@ -42,6 +42,15 @@ impl Caller {
         }
     }
 
+    /// The client id whose audit rows the caller is limited to (`None`: every row —
+    /// an operator client, or the sandbox's open mode).
+    pub fn audit_scope(&self) -> Option<&str> {
+        match self {
+            Self::Supplier { view, .. } if !view.is_operator() => Some(view.client_id()),
+            _ => None,
+        }
+    }
+
     /// The supplier's client id, for logs and audit.
     pub fn client_id(&self) -> Option<&str> {
         match self {
@@ -85,7 +94,12 @@ fn unauthorised(e: gp_auth::AccessError) -> Rescue {
 }
 
 /// Authenticates, authorises and rate-limits a FHIR request.
-pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Rescue> {
+pub async fn check(
+    app: &App,
+    parts: &Parts,
+    route: &Route,
+    facts: &crate::audit::RequestFacts,
+) -> Result<Caller, Rescue> {
     let Some((resource_type, interaction)) = route.interaction() else {
         return Ok(Caller::Public);
     };
@@ -106,6 +120,7 @@ pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Re
         Some(v) => Some(v.to_str().unwrap_or("")),
     };
     let claims = auth.verify(header).await.map_err(unauthorised)?;
+    facts.caller(&claims.client_id, &claims.token_id);
     let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
     let needed = match interaction {
         Interaction::Read | Interaction::Operation => Scope::Read,
@@ -120,6 +135,7 @@ pub async fn check(app: &App, parts: &Parts, route: &Route) -> Result<Caller, Re
         .await
         .map_err(|e| LimiterUnavailable(e.to_string()))?;
     if !decision.allowed {
+        app.metrics.rate_limited(view.client_id());
         let err = RateLimitExceeded::new(format!("supplier {}", view.client_id()), &decision);
         let mut rescue = Rescue::from(err);
         let mut headers = http::HeaderMap::new();

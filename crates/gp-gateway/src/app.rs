@@ -42,6 +42,12 @@ pub struct App {
     pub sandbox_manifest: Option<bytes::Bytes>,
     /// Supplier access (absent in the sandbox's open mode).
     pub auth: Option<crate::auth::AuthState>,
+    /// The audit trail.
+    pub audit: Arc<dyn crate::audit::AuditStore>,
+    /// This replica's name, in its audit rows.
+    pub replica: String,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why the gateway could not be assembled from a valid config.
@@ -51,6 +57,8 @@ pub enum BuildError {
     Adapter(GpSystem, String),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthSetupError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl App {
@@ -94,7 +102,8 @@ impl App {
             &g.locator.pds_base_url,
             Duration::from_millis(g.locator.timeout_ms),
         ));
-        let mut app = Self::assemble(cfg, adapters, locator);
+        let audit = crate::audit::open(&g.audit, &cfg.dir).await?;
+        let mut app = Self::assemble(cfg, adapters, locator, audit);
         if g.access.mode == AccessMode::Oauth {
             app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);
         }
@@ -106,6 +115,7 @@ impl App {
         cfg: &LoadedConfig,
         adapters: BTreeMap<GpSystem, Arc<dyn Adapter>>,
         locator: Arc<dyn Locator>,
+        audit: Arc<dyn crate::audit::AuditStore>,
     ) -> Self {
         let g = &cfg.gateway;
         let public_base = format!("{}{}", g.server.public_base_url, g.server.fhir_base_path);
@@ -115,6 +125,19 @@ impl App {
             .collect();
         clinical.sort();
         clinical.dedup();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        // Every GP system, ours or a vendor's, sits behind its own bulkhead and breaker.
+        let adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = adapters
+            .into_iter()
+            .map(|(system, inner)| {
+                let guarded: Arc<dyn Adapter> = Arc::new(crate::resilience::Resilient::new(
+                    inner,
+                    g.resilience,
+                    metrics.clone(),
+                ));
+                (system, guarded)
+            })
+            .collect();
         let today = time::OffsetDateTime::now_utc().date().to_string();
         let capability = crate::capability::capability_statement(
             &public_base,
@@ -147,11 +170,14 @@ impl App {
                 .max_capacity(g.locator.cache_max_entries)
                 .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
                 .build(),
-            records: crate::cache::RecordCache::new(g.cache),
+            records: crate::cache::RecordCache::new(g.cache, metrics.clone()),
             capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
             accepting: AtomicBool::new(true),
             sandbox_manifest: None,
             auth: None,
+            audit,
+            replica: crate::audit::replica_name(),
+            metrics,
         }
     }
 
@@ -165,7 +191,9 @@ impl App {
     ) -> Result<(Location, &PracticeEntry, Arc<dyn Adapter>), GatewayError> {
         let not_found =
             || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
-        let location = match self.locations.get(&nhs).await {
+        let cached = self.locations.get(&nhs).await;
+        self.metrics.cache("locator", cached.is_some());
+        let location = match cached {
             Some(hit) => hit,
             None => {
                 let found = self

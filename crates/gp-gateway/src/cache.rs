@@ -46,15 +46,17 @@ type AreaKey = (OdsCode, NhsNumber, ClinicalType);
 pub struct RecordCache {
     patients: Option<moka::future::Cache<PatientKey, Arc<PatientRecord>>>,
     areas: Option<moka::future::Cache<AreaKey, Arc<Vec<Resource>>>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RecordCache {
     /// Builds the caches (none when `ttl_secs` is 0).
-    pub fn new(config: CacheConfig) -> Self {
+    pub fn new(config: CacheConfig, metrics: Arc<crate::metrics::Metrics>) -> Self {
         if config.ttl_secs == 0 {
             return Self {
                 patients: None,
                 areas: None,
+                metrics,
             };
         }
         let ttl = Duration::from_secs(config.ttl_secs);
@@ -71,6 +73,7 @@ impl RecordCache {
                     .time_to_live(ttl)
                     .build(),
             ),
+            metrics,
         }
     }
 
@@ -83,7 +86,9 @@ impl RecordCache {
         nhs: NhsNumber,
         ctx: &CallContext,
     ) -> Result<Arc<PatientRecord>, AdapterError> {
+        let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
             let req = PatientRequest {
                 nhs_number: nhs,
                 practice: practice.clone(),
@@ -91,13 +96,18 @@ impl RecordCache {
             };
             adapter.read_patient(&req).await.map(Arc::new)
         };
-        match &self.patients {
+        let result = match &self.patients {
             None => load.await,
             Some(cache) => cache
                 .try_get_with((practice.clone(), nhs), load)
                 .await
                 .map_err(|e| (*e).clone()),
-        }
+        };
+        self.metrics.cache(
+            "patient",
+            !missed.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        result
     }
 
     /// Every entry of one clinical area, as the GP system holds it (all dates, confidential included).
@@ -109,7 +119,9 @@ impl RecordCache {
         area: ClinicalType,
         ctx: &CallContext,
     ) -> Result<Arc<Vec<Resource>>, AdapterError> {
+        let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
             let req = SearchRequest {
                 nhs_number: nhs,
                 practice: practice.clone(),
@@ -124,13 +136,16 @@ impl RecordCache {
                 .await
                 .map(|page| Arc::new(page.resources))
         };
-        match &self.areas {
+        let result = match &self.areas {
             None => load.await,
             Some(cache) => cache
                 .try_get_with((practice.clone(), nhs, area), load)
                 .await
                 .map_err(|e| (*e).clone()),
-        }
+        };
+        self.metrics
+            .cache("area", !missed.load(std::sync::atomic::Ordering::Relaxed));
+        result
     }
 
     /// Forgets everything cached about a patient (after a write through the gateway).

@@ -8,6 +8,14 @@ use crate::routes::served;
 
 /// Search parameters each served type accepts, as the router parses them.
 fn search_params(resource_type: &str) -> Value {
+    if resource_type == "AuditEvent" {
+        return json!([
+            { "name": "patient", "type": "reference", "documentation": "the NHS number" },
+            { "name": "agent", "type": "token", "documentation": "a client id (operators only; suppliers see their own rows)" },
+            { "name": "date", "type": "date", "documentation": "prefixes eq, ge, gt, le, lt" },
+            { "name": "_count", "type": "number", "documentation": "1 to 1000, most recent first" }
+        ]);
+    }
     if resource_type == "Patient" {
         json!([{ "name": "identifier", "type": "token",
                  "documentation": "https://fhir.nhs.uk/Id/nhs-number|{NHS number}" }])

@@ -75,6 +75,12 @@ pub struct GatewayConfig {
     /// `[cache]`: reuse of GP system reads.
     #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+    /// `[audit]`: the audit trail every request is recorded in.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// `[resilience]`: bulkhead, circuit breaker and read retries per GP system.
+    #[serde(default)]
+    pub resilience: crate::resilience::ResilienceConfig,
 }
 
 /// `[state]`: rate-limit counters and the assertion replay set.
@@ -553,6 +559,12 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
         ));
     }
     for (key, problem) in c.systems.problems() {
+        errors.push(invalid(file, key, problem));
+    }
+    for (key, problem) in c.audit.problems() {
+        errors.push(invalid(file, key, problem));
+    }
+    for (key, problem) in c.resilience.problems() {
         errors.push(invalid(file, key, problem));
     }
     if c.access.mode == AccessMode::Oauth {

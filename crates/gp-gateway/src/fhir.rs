@@ -42,6 +42,15 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             crate::writes::create_observation(app, headers, ids, caller, body).await
         }
+        Route::AuditEventSearch => {
+            let q = crate::audit::search::parse(query, caller.audit_scope())?;
+            let rows = app.audit.query(q).await?;
+            let bundle = crate::audit::search::bundle(&ids.base_url, &ids.request_id, query, &rows);
+            Ok(fhir_response(
+                StatusCode::OK,
+                serde_json::to_vec(&bundle).unwrap_or_default(),
+            ))
+        }
         Route::PatientPatch(id) => {
             reject_params(query, &["_format"])?;
             crate::writes::patch_patient(app, &id, headers, ids, caller, body).await
@@ -155,7 +164,9 @@ async fn released(
     caller: &Caller,
     fresh: bool,
 ) -> Result<Released, GatewayError> {
+    ids.facts.patient(&nhs.to_string());
     let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
+    ids.facts.practice(location.practice.as_str());
     let not_found =
         || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
     // Unpaired looks exactly like unregistered to the supplier; only our logs differ.

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cache;
@@ -14,8 +15,10 @@ pub mod fhir;
 pub mod forwarded;
 pub mod incoming;
 pub mod locator;
+pub mod metrics;
 pub mod patch;
 pub mod pipeline;
+pub mod resilience;
 pub mod respond;
 pub mod routes;
 pub mod sandbox;

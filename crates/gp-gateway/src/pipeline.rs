@@ -35,6 +35,8 @@ pub struct RequestIds {
     pub traceparent: Option<String>,
     /// The FHIR base URL links in this response start with.
     pub base_url: String,
+    /// What the audit row of this request records, filled in as handling goes.
+    pub facts: Arc<crate::audit::RequestFacts>,
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -80,6 +82,7 @@ impl RequestIds {
             correlation_id,
             traceparent,
             base_url: String::new(),
+            facts: Arc::default(),
         })
     }
 }
@@ -108,6 +111,7 @@ pub async fn handle(
                 correlation_id: None,
                 traceparent: None,
                 base_url: app.public_base.clone(),
+                facts: Arc::default(),
             };
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
@@ -117,12 +121,35 @@ pub async fn handle(
     async move {
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.
+        let audited = is_audited(&app, req.uri().path());
         let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(rescue)) => rescue.into_response(&ids.request_id),
-            Err(_) => Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64))
-                .into_response(&ids.request_id),
+            Ok(Err(rescue)) => {
+                ids.facts.outcome(rescue.error.spine_code().as_str());
+                rescue.into_response(&ids.request_id)
+            }
+            Err(_) => {
+                let rescue =
+                    Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64));
+                ids.facts.outcome(rescue.error.spine_code().as_str());
+                rescue.into_response(&ids.request_id)
+            }
         };
+        // 9a. No audit, no data: the row is committed before the response leaves.
+        let resp = if audited {
+            audit(&app, &ids, resp).await
+        } else {
+            resp
+        };
+        let facts = ids.facts.snapshot();
+        let label = match (facts.interaction, facts.resource_type.as_deref()) {
+            (Some("token"), _) => "token".to_owned(),
+            (Some(i), Some(t)) => format!("{i} {t}"),
+            _ if audited => "none".to_owned(),
+            _ => "operational".to_owned(),
+        };
+        app.metrics
+            .request(&label, resp.status().as_u16(), started.elapsed());
         tracing::info!(
             status = resp.status().as_u16(),
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -145,6 +172,14 @@ async fn route(
     // 4. Operational endpoints.
     match path {
         "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return Ok(resp);
+        }
         "/_ready" => return Ok(readiness(app, ids).await),
         "/_sandbox/manifest" => {
             if let Some(m) = &app.sandbox_manifest {
@@ -169,7 +204,10 @@ async fn route(
                     )
                     .await
                     {
-                        Ok(bytes) => auth.token_endpoint(content_type, &bytes).await,
+                        Ok(bytes) => {
+                            ids.facts.route("token", "-");
+                            auth.token_endpoint(content_type, &bytes).await
+                        }
                         Err(e) => crate::auth::oauth_error(
                             StatusCode::BAD_REQUEST,
                             "invalid_request",
@@ -237,8 +275,16 @@ async fn route(
             .and_then(|v| v.to_str().ok()),
     )?;
 
+    if let Some((resource_type, interaction)) = route.interaction() {
+        ids.facts.route(interaction.code(), resource_type);
+    }
+    // The patient a request names is audited even when it is refused before any lookup.
+    if let Some(nhs) = named_patient(&route, &query) {
+        ids.facts.patient(&nhs.to_string());
+    }
+
     // 7. Authenticate, authorise, rate limit.
-    let caller = crate::access::check(app, &parts, &route).await?;
+    let caller = crate::access::check(app, &parts, &route, &ids.facts).await?;
 
     // 8. The interaction itself, reading a body only for routes that take one.
     if !app.is_accepting() && parts.method != Method::GET {
@@ -265,6 +311,22 @@ async fn route(
         crate::auth::rate_limit_headers(resp.headers_mut(), decision);
     }
     Ok(resp)
+}
+
+/// The valid NHS number a request's path or `patient` parameter names, if any.
+fn named_patient(
+    route: &crate::routes::Route,
+    query: &[(String, String)],
+) -> Option<gp_fhir::NhsNumber> {
+    use crate::routes::Route;
+    let raw = match route {
+        Route::PatientRead(id) | Route::PatientPatch(id) => Some(id.as_str()),
+        _ => query
+            .iter()
+            .find(|(k, _)| k == "patient" || k == "patient:identifier" || k == "subject")
+            .map(|(_, v)| v.rsplit(['/', '|']).next().unwrap_or(v)),
+    }?;
+    gp_fhir::NhsNumber::parse(raw).ok()
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -295,13 +357,72 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
         all_ready &= state == "ready";
         systems.insert(system.id().to_owned(), serde_json::Value::String(state));
     }
+    // Without the audit trail nothing can be served: not ready at all.
+    let audit = match app.audit.ready().await {
+        Ok(()) => "ready".to_owned(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    if audit != "ready" {
+        let body =
+            serde_json::json!({ "status": "unavailable", "audit": audit, "systems": systems });
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::to_vec(&body).unwrap_or_default(),
+        );
+    }
     let status = if all_ready { "ready" } else { "degraded" };
-    let body = serde_json::json!({ "status": status, "systems": systems });
+    let body =
+        serde_json::json!({ "status": status, "audit": app.audit.backend(), "systems": systems });
     // One GP system down must not take the gateway out of service for the others.
     json(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
     )
+}
+
+/// Requests the trail records: every FHIR route and the token endpoint.
+fn is_audited(app: &App, path: &str) -> bool {
+    path == "/oauth2/token"
+        || path
+            .strip_prefix(app.fhir_base_path.as_str())
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+}
+
+/// Writes the request's audit row. When it cannot be committed, a successful answer is
+/// replaced by a 503 (no patient data leaves unaudited); a refusal is still sent, since
+/// it releases nothing, and the failure is logged.
+async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let facts = ids.facts.snapshot();
+    let status = resp.status().as_u16();
+    let record = crate::audit::AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        recorded: crate::audit::now_recorded(),
+        request_id: ids.request_id.clone(),
+        supplier: facts.supplier,
+        token_id: facts.token_id,
+        patient: facts.patient,
+        practice: facts.practice,
+        interaction: facts.interaction.unwrap_or("none").to_owned(),
+        resource_type: facts.resource_type,
+        status,
+        outcome_code: facts.outcome_code,
+        replica: app.replica.clone(),
+    };
+    let result = app.audit.append(record).await;
+    if result.is_err() {
+        app.metrics.audit_failure();
+    }
+    match result {
+        Ok(()) => resp,
+        Err(e) if resp.status().is_success() => {
+            tracing::error!(error = %e, "audit row not committed: response withheld");
+            Rescue::from(e).into_response(&ids.request_id)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, status, "audit row not committed for a refusal");
+            resp
+        }
+    }
 }
 
 /// 9. Headers every response carries.

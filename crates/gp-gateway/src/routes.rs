@@ -23,6 +23,8 @@ pub enum Route {
     ObservationCreate,
     /// `PATCH /Patient/{nhsNumber}`: change contact details (JSON Patch).
     PatientPatch(String),
+    /// `GET /AuditEvent?…`: the audit trail.
+    AuditEventSearch,
 }
 
 /// The structured record operation's name.
@@ -63,6 +65,7 @@ impl Route {
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
+            Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
         }
     }
 }
@@ -101,6 +104,7 @@ pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, Gat
     let route = match segments.as_slice() {
         ["metadata"] => Route::Metadata,
         ["Patient"] => Route::PatientSearch,
+        ["AuditEvent"] => Route::AuditEventSearch,
         ["Patient", id] if !id.is_empty() => Route::PatientRead((*id).to_owned()),
         [t] => match ClinicalType::parse(t) {
             Some(ct) => Route::ClinicalSearch(ct),
@@ -148,6 +152,7 @@ pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)
         }
         (t.as_str(), interactions)
     }));
+    out.push(("AuditEvent", vec![Interaction::SearchType]));
     out
 }
 

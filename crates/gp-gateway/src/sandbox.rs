@@ -24,7 +24,7 @@ const SUPPLIERS: &str = include_str!("../../../fixtures/sandbox/suppliers.toml")
 const GATEWAY_SIGNING_KEY: &[u8] =
     include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
 /// client id, JWKS, private key.
-const DEMO_KEYS: [(&str, &str, &str); 3] = [
+const DEMO_KEYS: [(&str, &str, &str); 4] = [
     (
         "demo-booking",
         include_str!("../../../fixtures/sandbox/demo-booking.jwks.json"),
@@ -39,6 +39,11 @@ const DEMO_KEYS: [(&str, &str, &str); 3] = [
         "demo-consult",
         include_str!("../../../fixtures/sandbox/demo-consult.jwks.json"),
         include_str!("../../../fixtures/sandbox/demo-consult.private.pem"),
+    ),
+    (
+        "demo-operator",
+        include_str!("../../../fixtures/sandbox/demo-operator.jwks.json"),
+        include_str!("../../../fixtures/sandbox/demo-operator.private.pem"),
     ),
 ];
 
@@ -138,6 +143,10 @@ pub fn config(
         auth.audience = format!("http://{listen}{}", gateway.server.fhir_base_path);
     }
     gateway.locator.pds_base_url = pds_url.to_owned();
+    // Each sandbox run keeps its own audit trail, so parallel test sandboxes never share one.
+    gateway.audit.sqlite_path = std::env::temp_dir()
+        .join("gp-gateway-sandbox")
+        .join(format!("audit-{}.sqlite", uuid::Uuid::new_v4()));
     for (kind, url) in system_urls {
         gateway.systems.set_base_url(system_of(*kind), url);
     }
@@ -239,7 +248,7 @@ pub fn demo_identity(client_id: &str) -> Result<gp_auth::ClientAssertion, Sandbo
     let (_, jwks, pem) = DEMO_KEYS
         .iter()
         .find(|(id, _, _)| *id == client_id)
-        .ok_or_else(|| SandboxError::Fixture(format!("'{client_id}' is not a sandbox demo supplier (demo-booking, demo-monitoring, demo-consult)")))?;
+        .ok_or_else(|| SandboxError::Fixture(format!("'{client_id}' is not a sandbox demo supplier (demo-booking, demo-monitoring, demo-consult, demo-operator)")))?;
     let jwks: serde_json::Value =
         serde_json::from_str(jwks).map_err(|e| SandboxError::Fixture(e.to_string()))?;
     let field = |k: &str| {
@@ -374,6 +383,16 @@ async fn loopback() -> Result<TcpListener, SandboxError> {
 
 /// Starts the simulators and the gateway. `listen` may use port 0 (tests).
 pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxError> {
+    start_with_audit(listen, seed, None).await
+}
+
+/// As [`start`], with the audit trail in `audit` instead of a fresh SQLite file (tests
+/// point it at PostgreSQL).
+pub async fn start_with_audit(
+    listen: SocketAddr,
+    seed: u64,
+    audit: Option<crate::audit::AuditConfig>,
+) -> Result<Sandbox, SandboxError> {
     let population = population(seed);
     let store = SimStore::new(population.clone());
     let pds = gp_sim::start_pds(store.clone(), loopback().await?)
@@ -414,12 +433,15 @@ pub async fn start(listen: SocketAddr, seed: u64) -> Result<Sandbox, SandboxErro
     let bound = listener
         .local_addr()
         .map_err(|e| SandboxError::Bind(listen.to_string(), e))?;
-    let cfg = config(
+    let mut cfg = config(
         bound,
         &format!("{}/personal-demographics/FHIR/R4", pds.base_url()),
         &urls,
         &population,
     )?;
+    if let Some(audit) = audit {
+        cfg.gateway.audit = audit;
+    }
     let mut manifest = manifest(bound, &population, &cfg)?;
     manifest.simulators.insert("pds".into(), pds.base_url());
     for (kind, url) in &urls {

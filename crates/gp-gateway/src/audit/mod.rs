@@ -1,0 +1,400 @@
+//! The audit trail: one durable row for every request through the gateway, written
+//! before a clinical response is released. No audit, no data: when the store cannot
+//! commit the row, the supplier gets a 503, never the record.
+//!
+//! Stores sit behind [`AuditStore`]: an embedded SQLite file by default (nothing to
+//! install), PostgreSQL when several replicas must share one trail. Both batch the rows
+//! that arrive together into one transaction (group commit), so durability does not
+//! cost a disk flush per request, and each request waits only for its own batch.
+
+mod postgres;
+pub mod search;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gp_fhir::{FhirError, IssueType, SpineCode};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use postgres::PostgresAudit;
+pub use sqlite::SqliteAudit;
+
+/// One audited request. Never holds a token, a key or a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unique id of the row (a UUID), the AuditEvent id.
+    pub id: String,
+    /// When the response was decided, RFC 3339 UTC with milliseconds.
+    pub recorded: String,
+    /// `X-Request-ID`.
+    pub request_id: String,
+    /// The supplier's client id (none before authentication).
+    pub supplier: Option<String>,
+    /// The access token's id (`jti`), never the token.
+    pub token_id: Option<String>,
+    /// The patient's NHS number, when the request named one.
+    pub patient: Option<String>,
+    /// The practice the patient's record was located at.
+    pub practice: Option<String>,
+    /// `read`, `search-type`, `create`, `patch`, `operation`, `token` or `none` (unrouted).
+    pub interaction: String,
+    /// The FHIR resource type, when routed.
+    pub resource_type: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// The Spine (or OAuth2) error code of a refusal.
+    pub outcome_code: Option<String>,
+    /// Which gateway replica answered.
+    pub replica: String,
+}
+
+/// What an operator asks of the trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub patient: Option<String>,
+    pub supplier: Option<String>,
+    /// Recorded at or after (RFC 3339 or a date).
+    pub from: Option<String>,
+    /// Recorded before.
+    pub before: Option<String>,
+    /// Most rows (most recent first).
+    pub limit: u32,
+}
+
+/// The trail could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the audit trail is unavailable ({0}); no patient data is released without an audit record"
+)]
+pub struct AuditError(pub String);
+
+impl FhirError for AuditError {
+    fn status(&self) -> u16 {
+        503
+    }
+    fn spine_code(&self) -> SpineCode {
+        SpineCode::ServiceUnavailable
+    }
+    fn issue_type(&self) -> IssueType {
+        IssueType::Transient
+    }
+    fn blame(&self) -> gp_fhir::Blame {
+        gp_fhir::Blame::Gateway
+    }
+}
+
+/// Where audit rows are kept.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// `sqlite` or `postgres`, for readiness and logs.
+    fn backend(&self) -> &'static str;
+    /// Durably appends one row: returns once it is committed.
+    async fn append(&self, record: AuditRecord) -> Result<(), AuditError>;
+    /// Rows matching `query`, most recent first.
+    async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError>;
+    /// Whether rows can be written now.
+    async fn ready(&self) -> Result<(), AuditError>;
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `sqlite` (default) or `postgres`.
+    #[serde(default)]
+    pub backend: AuditBackend,
+    /// SQLite file, relative to the config file (created if absent).
+    #[serde(default = "default_sqlite_path")]
+    pub sqlite_path: PathBuf,
+    /// libpq-style connection string (`host=… user=… dbname=…`) for `postgres`.
+    #[serde(default)]
+    pub postgres_url: Option<String>,
+    /// Schema the `audit_event` table lives in (created if absent).
+    #[serde(default = "default_schema")]
+    pub postgres_schema: String,
+    /// How long a request waits for its row to commit before it is refused (ms).
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+}
+
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("audit.sqlite")
+}
+fn default_schema() -> String {
+    "gp_gateway".into()
+}
+fn default_write_timeout_ms() -> u64 {
+    2_000
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            backend: AuditBackend::default(),
+            sqlite_path: default_sqlite_path(),
+            postgres_url: None,
+            postgres_schema: default_schema(),
+            write_timeout_ms: default_write_timeout_ms(),
+        }
+    }
+}
+
+/// `[audit] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditBackend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+impl AuditConfig {
+    /// Pure checks for `check-config`: each problem as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.backend == AuditBackend::Postgres
+            && self.postgres_url.as_deref().is_none_or(str::is_empty)
+        {
+            out.push((
+                "audit.postgres_url",
+                "is required when backend = \"postgres\"".into(),
+            ));
+        }
+        if !valid_schema(&self.postgres_schema) {
+            out.push((
+                "audit.postgres_schema",
+                "must be 1 to 63 lower-case letters, digits or underscores, starting with a letter"
+                    .into(),
+            ));
+        }
+        if !(50..=60_000).contains(&self.write_timeout_ms) {
+            out.push((
+                "audit.write_timeout_ms",
+                "must be between 50 and 60000".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// A schema name safe to put in SQL (it cannot be a bind parameter).
+pub fn valid_schema(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Opens the configured store. `base` is the config file's directory.
+pub async fn open(config: &AuditConfig, base: &Path) -> Result<Arc<dyn AuditStore>, AuditError> {
+    let timeout = Duration::from_millis(config.write_timeout_ms);
+    match config.backend {
+        AuditBackend::Sqlite => {
+            let path = if config.sqlite_path.is_absolute() {
+                config.sqlite_path.clone()
+            } else {
+                base.join(&config.sqlite_path)
+            };
+            Ok(Arc::new(SqliteAudit::open(&path, timeout)?))
+        }
+        AuditBackend::Postgres => {
+            let url = config
+                .postgres_url
+                .clone()
+                .ok_or_else(|| AuditError("audit.postgres_url is not set".into()))?;
+            Ok(Arc::new(
+                PostgresAudit::connect(&url, &config.postgres_schema, timeout).await?,
+            ))
+        }
+    }
+}
+
+/// Work for a store's writer.
+pub(crate) enum Job {
+    Append(AuditRecord, oneshot::Sender<Result<(), AuditError>>),
+    Query(
+        AuditQuery,
+        oneshot::Sender<Result<Vec<AuditRecord>, AuditError>>,
+    ),
+    Ping(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// Most rows committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// Queue between request tasks and a store's single writer.
+pub(crate) const QUEUE: usize = 8_192;
+
+/// Sends a job and waits for its answer, within `timeout`.
+pub(crate) async fn submit<T>(
+    tx: &mpsc::Sender<Job>,
+    timeout: Duration,
+    make: impl FnOnce(oneshot::Sender<Result<T, AuditError>>) -> Job,
+) -> Result<T, AuditError> {
+    let (done, answer) = oneshot::channel();
+    let work = async {
+        tx.send(make(done))
+            .await
+            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AuditError("the audit writer stopped before committing".into()))?
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(AuditError(format!(
+            "no commit within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// The SQL both stores share (a `?`/`$n` placeholder dialect aside).
+pub(crate) const COLUMNS: &str = "id, recorded, request_id, supplier, token_id, patient, practice, interaction, resource_type, status, outcome_code, replica";
+
+/// This replica's name: `GP_GATEWAY_REPLICA`, else the host name, else `gateway`.
+pub fn replica_name() -> String {
+    std::env::var("GP_GATEWAY_REPLICA")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect())
+        .unwrap_or_else(|| "gateway".into())
+}
+
+/// The current time as the trail records it.
+pub fn now_recorded() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let ms = now.millisecond();
+    now.replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map(|s| match s.strip_suffix('Z') {
+            Some(base) => format!("{base}.{ms:03}Z"),
+            None => s,
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) fn sample(n: u32, patient: &str, supplier: &str, recorded: &str) -> AuditRecord {
+    AuditRecord {
+        id: format!("00000000-0000-4000-8000-{n:012}"),
+        recorded: recorded.into(),
+        request_id: format!("req-{n}"),
+        supplier: Some(supplier.into()),
+        token_id: Some(format!("tok-{n}")),
+        patient: Some(patient.into()),
+        practice: Some("A12345".into()),
+        interaction: "read".into(),
+        resource_type: Some("Patient".into()),
+        status: 200,
+        outcome_code: None,
+        replica: "test".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_problems_are_named() {
+        let c = AuditConfig {
+            backend: AuditBackend::Postgres,
+            postgres_schema: "Robert'); DROP".into(),
+            write_timeout_ms: 1,
+            ..AuditConfig::default()
+        };
+        let keys: Vec<&str> = c.problems().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "audit.postgres_url",
+                "audit.postgres_schema",
+                "audit.write_timeout_ms"
+            ]
+        );
+        assert!(AuditConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn recorded_times_have_milliseconds() {
+        let t = now_recorded();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z'));
+    }
+}
+
+/// What a request's handling learned that its audit row needs, filled in as it goes
+/// (shared by the pipeline steps through [`crate::pipeline::RequestIds`]).
+#[derive(Debug, Default)]
+pub struct RequestFacts(std::sync::Mutex<Facts>);
+
+/// A snapshot of [`RequestFacts`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub supplier: Option<String>,
+    pub token_id: Option<String>,
+    pub patient: Option<String>,
+    pub practice: Option<String>,
+    pub interaction: Option<&'static str>,
+    pub resource_type: Option<String>,
+    pub outcome_code: Option<String>,
+}
+
+impl RequestFacts {
+    fn with(&self, f: impl FnOnce(&mut Facts)) {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// The authenticated supplier and its token's id.
+    pub fn caller(&self, supplier: &str, token_id: &str) {
+        self.with(|f| {
+            f.supplier = Some(supplier.to_owned());
+            f.token_id = Some(token_id.to_owned());
+        });
+    }
+
+    /// The interaction routed to.
+    pub fn route(&self, interaction: &'static str, resource_type: &str) {
+        self.with(|f| {
+            f.interaction = Some(interaction);
+            f.resource_type = Some(resource_type.to_owned());
+        });
+    }
+
+    /// The patient the request is about.
+    pub fn patient(&self, nhs: &str) {
+        self.with(|f| f.patient = Some(nhs.to_owned()));
+    }
+
+    /// Where the patient's record was found.
+    pub fn practice(&self, ods: &str) {
+        self.with(|f| f.practice = Some(ods.to_owned()));
+    }
+
+    /// The error code of a refusal.
+    pub fn outcome(&self, code: &str) {
+        self.with(|f| f.outcome_code = Some(code.to_owned()));
+    }
+
+    /// What has been learned so far.
+    pub fn snapshot(&self) -> Facts {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}

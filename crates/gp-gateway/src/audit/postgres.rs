@@ -1,0 +1,335 @@
+//! The shared audit store: PostgreSQL, for several replicas writing one trail. One
+//! writer task per replica commits queued rows as one multi-row INSERT, and reconnects
+//! after a failure (the rows of a failed batch are refused, never silently dropped).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, MAX_BATCH, QUEUE, submit,
+    valid_schema,
+};
+
+/// The PostgreSQL audit store.
+pub struct PostgresAudit {
+    tx: mpsc::Sender<Job>,
+    timeout: Duration,
+}
+
+fn pg_error(e: tokio_postgres::Error) -> AuditError {
+    // The Display of a server error is only "db error": the detail is in its source.
+    let detail = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string());
+    AuditError(format!("PostgreSQL: {detail}"))
+}
+
+async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
+    let (client, connection) =
+        tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(url, NoTls))
+            .await
+            .map_err(|_| AuditError("PostgreSQL: connect timed out".into()))?
+            .map_err(pg_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "audit PostgreSQL connection closed");
+        }
+    });
+    // `schema` was checked by `valid_schema`: safe to put in the statement.
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.audit_event (
+                seq BIGSERIAL PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                recorded TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                supplier TEXT,
+                token_id TEXT,
+                patient TEXT,
+                practice TEXT,
+                interaction TEXT NOT NULL,
+                resource_type TEXT,
+                status INTEGER NOT NULL,
+                outcome_code TEXT,
+                replica TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS audit_event_patient ON {schema}.audit_event (patient, recorded);
+             CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);"
+        ))
+        .await
+        .map_err(pg_error)?;
+    Ok(client)
+}
+
+impl PostgresAudit {
+    /// Connects (creating schema and table if needed) and starts the writer task.
+    pub async fn connect(url: &str, schema: &str, timeout: Duration) -> Result<Self, AuditError> {
+        if !valid_schema(schema) {
+            return Err(AuditError(format!("invalid schema name {schema:?}")));
+        }
+        let client = connect(url, schema).await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(url.to_owned(), schema.to_owned(), Some(client), rx));
+        Ok(Self { tx, timeout })
+    }
+}
+
+async fn writer(
+    url: String,
+    schema: String,
+    mut client: Option<Client>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut appends = Vec::new();
+        let mut others = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(r, done) => appends.push((r, done)),
+                other => others.push(other),
+            }
+            if appends.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match connect(&url, &schema).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "audit PostgreSQL unreachable");
+                    None
+                }
+            };
+        }
+        if !appends.is_empty() {
+            let rows: Vec<&AuditRecord> = appends.iter().map(|(r, _)| r).collect();
+            let result = match &client {
+                Some(c) => insert(c, &schema, &rows).await,
+                None => Err(AuditError("PostgreSQL unreachable".into())),
+            };
+            if let Err(e) = &result {
+                tracing::error!(error = %e, rows = rows.len(), "audit rows not committed");
+            }
+            for (_, done) in appends {
+                let _ = done.send(result.clone());
+            }
+        }
+        for job in others {
+            match (job, &client) {
+                (Job::Query(q, done), Some(c)) => {
+                    let _ = done.send(query(c, &schema, &q).await);
+                }
+                (Job::Ping(done), Some(c)) => {
+                    // The table itself, not just the connection: rows must be writable.
+                    let probe = format!("SELECT 1 FROM {schema}.audit_event LIMIT 1");
+                    let _ = done.send(c.simple_query(&probe).await.map(|_| ()).map_err(pg_error));
+                }
+                (Job::Query(_, done), None) => {
+                    let _ = done.send(Err(AuditError("PostgreSQL unreachable".into())));
+                }
+                (Job::Ping(done), None) => {
+                    let _ = done.send(Err(AuditError("PostgreSQL unreachable".into())));
+                }
+                (Job::Append(..), _) => {}
+            }
+        }
+    }
+}
+
+async fn insert(client: &Client, schema: &str, rows: &[&AuditRecord]) -> Result<(), AuditError> {
+    let statuses: Vec<i32> = rows.iter().map(|r| i32::from(r.status)).collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 12);
+    let mut values = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let n = i * 12;
+        values.push(format!(
+            "(${},${},${},${},${},${},${},${},${},${},${},${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8,
+            n + 9,
+            n + 10,
+            n + 11,
+            n + 12
+        ));
+        params.extend_from_slice(&[
+            &r.id,
+            &r.recorded,
+            &r.request_id,
+            &r.supplier,
+            &r.token_id,
+            &r.patient,
+            &r.practice,
+            &r.interaction,
+            &r.resource_type,
+            &statuses[i],
+            &r.outcome_code,
+            &r.replica,
+        ]);
+    }
+    // One statement is one transaction: all rows commit or none do.
+    let sql = format!(
+        "INSERT INTO {schema}.audit_event ({COLUMNS}) VALUES {}",
+        values.join(",")
+    );
+    client
+        .execute(sql.as_str(), &params)
+        .await
+        .map(|_| ())
+        .map_err(pg_error)
+}
+
+fn row_record(row: &Row) -> Result<AuditRecord, tokio_postgres::Error> {
+    let status: i32 = row.try_get(9)?;
+    Ok(AuditRecord {
+        id: row.try_get(0)?,
+        recorded: row.try_get(1)?,
+        request_id: row.try_get(2)?,
+        supplier: row.try_get(3)?,
+        token_id: row.try_get(4)?,
+        patient: row.try_get(5)?,
+        practice: row.try_get(6)?,
+        interaction: row.try_get(7)?,
+        resource_type: row.try_get(8)?,
+        status: u16::try_from(status).unwrap_or(0),
+        outcome_code: row.try_get(10)?,
+        replica: row.try_get(11)?,
+    })
+}
+
+async fn query(
+    client: &Client,
+    schema: &str,
+    q: &AuditQuery,
+) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM {schema}.audit_event WHERE TRUE");
+    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    for (column, op, value) in [
+        ("patient", "=", &q.patient),
+        ("supplier", "=", &q.supplier),
+        ("recorded", ">=", &q.from),
+        ("recorded", "<", &q.before),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY recorded DESC, seq DESC LIMIT {}",
+        q.limit.max(1)
+    ));
+    let rows = client.query(sql.as_str(), &args).await.map_err(pg_error)?;
+    rows.iter()
+        .map(row_record)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pg_error)
+}
+
+#[async_trait]
+impl AuditStore for PostgresAudit {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+    async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
+        submit(&self.tx, self.timeout, |done| Job::Append(record, done)).await
+    }
+    async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        submit(&self.tx, self.timeout, |done| Job::Query(query, done)).await
+    }
+    async fn ready(&self) -> Result<(), AuditError> {
+        submit(&self.tx, self.timeout, Job::Ping).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::*;
+
+    /// The machine's PostgreSQL (CI has it); a unique schema per run, dropped after.
+    const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
+
+    #[tokio::test]
+    async fn rows_commit_in_batches_and_query_back() {
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let store = PostgresAudit::connect(URL, &schema, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
+            });
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for n in 0..100u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let patient = if n % 2 == 0 {
+                    "9000000009"
+                } else {
+                    "9690937278"
+                };
+                let at = format!("2026-11-{:02}T10:00:00.000Z", 1 + n % 20);
+                store.append(sample(n, patient, "demo-consult", &at)).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let all = store
+            .query(AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 100);
+        let one = store
+            .query(AuditQuery {
+                patient: Some("9690937278".into()),
+                from: Some("2026-11-10".into()),
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            one.iter()
+                .all(|r| r.patient.as_deref() == Some("9690937278")
+                    && r.recorded.as_str() >= "2026-11-10")
+        );
+        // Odd n whose day (1 + n % 20) is 10 or later: n % 20 in 9, 11, …, 19, five times each.
+        assert_eq!(one.len(), 30);
+        // Clean up.
+        let (client, conn) = tokio_postgres::connect(URL, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_refuses_rows() {
+        let err = PostgresAudit::connect(
+            "host=127.0.0.1 port=1 user=postgres dbname=test connect_timeout=2",
+            "gp_gateway",
+            Duration::from_secs(5),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+}

@@ -1,0 +1,265 @@
+//! `GET /AuditEvent?patient=…&agent=…&date=…&_count=…`: the audit trail as FHIR
+//! AuditEvents, most recent first. An operator client (`operator = true` in the
+//! supplier registry) sees every supplier's rows; a supplier sees only its own.
+
+use gp_fhir::NhsNumber;
+use gp_fhir::date::{PartialDate, day_after};
+use gp_fhir::ids::NHS_NUMBER_SYSTEM;
+use gp_fhir::search::SearchError;
+use serde_json::{Value, json};
+
+use super::{AuditQuery, AuditRecord};
+
+/// Identifier system of a gateway client id in `AuditEvent.agent.who`.
+pub const CLIENT_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/client-id";
+/// Identifier system of request ids and access-token ids in `AuditEvent.entity`.
+pub const REQUEST_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/request-id";
+pub const TOKEN_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/access-token-id";
+
+const SUPPORTED: &str = "patient, agent, date, _count, _format";
+
+fn invalid(name: &str, why: impl Into<String>) -> SearchError {
+    SearchError::Invalid {
+        name: name.into(),
+        why: why.into(),
+    }
+}
+
+/// Parses the search; `own` is the caller's client id when it may see only its own rows.
+pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditQuery, SearchError> {
+    let mut q = AuditQuery {
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "patient" => {
+                let id = v.strip_prefix("Patient/").unwrap_or(v);
+                q.patient = Some(NhsNumber::parse(id)?.to_string());
+            }
+            "agent" => {
+                let ok = (1..=64).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+                if !ok {
+                    return Err(invalid("agent", "expected a client id"));
+                }
+                q.supplier = Some(v.clone());
+            }
+            "date" => {
+                let (prefix, value) = match v.get(..2) {
+                    Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &v[2..]),
+                    _ => ("eq", v.as_str()),
+                };
+                let d = PartialDate::parse(value).map_err(|e| invalid("date", e.to_string()))?;
+                let first = format_day(d.first_day());
+                let after_last = format_day(day_after(d.last_day()));
+                match prefix {
+                    "ge" => q.from = Some(first),
+                    "gt" => q.from = Some(after_last),
+                    "lt" => q.before = Some(first),
+                    "le" => q.before = Some(after_last),
+                    _ => {
+                        q.from = Some(first);
+                        q.before = Some(after_last);
+                    }
+                }
+            }
+            "_count" => {
+                q.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| invalid("_count", "expected 1 to 1000"))?;
+            }
+            "_format" => {}
+            other => {
+                return Err(SearchError::UnknownParameter(
+                    crate::routes::shown(other),
+                    SUPPORTED,
+                ));
+            }
+        }
+    }
+    if let Some(me) = own {
+        match &q.supplier {
+            Some(agent) if agent != me => {
+                return Err(invalid(
+                    "agent",
+                    "a supplier may search only its own audit trail (agent must be your client id)",
+                ));
+            }
+            _ => q.supplier = Some(me.to_owned()),
+        }
+    }
+    Ok(q)
+}
+
+fn format_day((y, m, d): (i32, u8, u8)) -> String {
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A FHIR R4 AuditEvent for one row.
+pub fn audit_event(r: &AuditRecord) -> Value {
+    let action = match r.interaction.as_str() {
+        "create" => "C",
+        "patch" | "update" => "U",
+        "read" | "search-type" => "R",
+        _ => "E",
+    };
+    let outcome = match r.status {
+        200..=399 => "0",
+        400..=499 => "4",
+        _ => "8",
+    };
+    let mut entity = vec![json!({
+        "what": { "identifier": { "system": REQUEST_ID_SYSTEM, "value": r.request_id } },
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object" }
+    })];
+    if let Some(p) = &r.patient {
+        entity.push(json!({
+            "what": { "reference": format!("Patient/{p}"), "identifier": { "system": NHS_NUMBER_SYSTEM, "value": p } },
+            "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person" },
+            "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient" }
+        }));
+    }
+    if let Some(ods) = &r.practice {
+        entity.push(json!({
+            "what": { "identifier": { "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods } },
+            "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object" }
+        }));
+    }
+    if let Some(t) = &r.token_id {
+        entity.push(json!({
+            "what": { "identifier": { "system": TOKEN_ID_SYSTEM, "value": t } },
+            "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object" }
+        }));
+    }
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": r.id,
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
+        "action": action,
+        "recorded": r.recorded,
+        "outcome": outcome,
+        "agent": [{
+            "who": match &r.supplier {
+                Some(s) => json!({ "identifier": { "system": CLIENT_ID_SYSTEM, "value": s } }),
+                None => json!({ "display": "unauthenticated caller" }),
+            },
+            "requestor": true
+        }],
+        "source": { "site": r.replica, "observer": { "display": "gp-gateway" } },
+        "entity": entity,
+    });
+    if let Some(o) = event.as_object_mut() {
+        let mut subtype = r.interaction.clone();
+        if let Some(t) = &r.resource_type {
+            subtype = format!("{subtype} {t}");
+        }
+        o.insert(
+            "subtype".into(),
+            json!([{ "system": "http://hl7.org/fhir/restful-interaction", "code": r.interaction, "display": subtype }]),
+        );
+        let mut desc = format!("HTTP {}", r.status);
+        if let Some(code) = &r.outcome_code {
+            desc.push(' ');
+            desc.push_str(code);
+        }
+        o.insert("outcomeDesc".into(), Value::String(desc));
+    }
+    event
+}
+
+/// The searchset of `rows`.
+pub fn bundle(
+    base_url: &str,
+    request_id: &str,
+    query: &[(String, String)],
+    rows: &[AuditRecord],
+) -> Value {
+    let mut self_url = format!("{base_url}/AuditEvent");
+    let params: Vec<String> = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                gp_fhir::search::percent_encode(k),
+                gp_fhir::search::percent_encode(v)
+            )
+        })
+        .collect();
+    if !params.is_empty() {
+        self_url.push('?');
+        self_url.push_str(&params.join("&"));
+    }
+    json!({
+        "resourceType": "Bundle",
+        "id": request_id,
+        "type": "searchset",
+        "total": rows.len(),
+        "link": [{ "relation": "self", "url": self_url }],
+        "entry": rows.iter().map(|r| json!({
+            "fullUrl": format!("{base_url}/AuditEvent/{}", r.id),
+            "resource": audit_event(r),
+            "search": { "mode": "match" }
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn dates_become_half_open_ranges_and_suppliers_see_their_own_rows() {
+        let parsed = parse(
+            &q(&[
+                ("patient", "9000000009"),
+                ("date", "ge2026-11-01"),
+                ("date", "le2026-11-23"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(parsed.patient.as_deref(), Some("9000000009"));
+        assert_eq!(parsed.from.as_deref(), Some("2026-11-01"));
+        assert_eq!(parsed.before.as_deref(), Some("2026-11-24"));
+        assert_eq!(parsed.supplier, None);
+        let own = parse(&q(&[("date", "2026-11")]), Some("demo-consult")).unwrap();
+        assert_eq!(own.supplier.as_deref(), Some("demo-consult"));
+        assert_eq!(
+            (own.from.as_deref(), own.before.as_deref()),
+            (Some("2026-11-01"), Some("2026-12-01"))
+        );
+        assert!(parse(&q(&[("agent", "demo-monitoring")]), Some("demo-consult")).is_err());
+        assert!(parse(&q(&[("patient", "9000000008")]), None).is_err());
+        assert!(parse(&q(&[("colour", "x")]), None).is_err());
+        assert!(parse(&q(&[("_count", "0")]), None).is_err());
+    }
+
+    #[test]
+    fn rows_render_as_audit_events() {
+        let mut r =
+            super::super::sample(1, "9000000009", "demo-consult", "2026-11-23T10:00:00.000Z");
+        r.interaction = "create".into();
+        r.status = 201;
+        let e = audit_event(&r);
+        assert_eq!(e["action"], "C");
+        assert_eq!(e["outcome"], "0");
+        assert_eq!(e["agent"][0]["who"]["identifier"]["value"], "demo-consult");
+        assert_eq!(e["entity"][1]["what"]["reference"], "Patient/9000000009");
+        let json = serde_json::to_vec(&e).unwrap();
+        assert_eq!(
+            gp_fhir::validate::check_r4_json(&json).unwrap(),
+            "AuditEvent"
+        );
+    }
+}

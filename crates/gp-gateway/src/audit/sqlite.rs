@@ -1,0 +1,272 @@
+//! The default audit store: one SQLite file (WAL, `synchronous = FULL`), written by one
+//! thread that commits whatever rows have queued up as one transaction.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, params_from_iter};
+use tokio::sync::mpsc;
+
+use super::{
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, MAX_BATCH, QUEUE, submit,
+};
+
+/// The SQLite audit store.
+pub struct SqliteAudit {
+    tx: mpsc::Sender<Job>,
+    timeout: Duration,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    recorded TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    supplier TEXT,
+    token_id TEXT,
+    patient TEXT,
+    practice TEXT,
+    interaction TEXT NOT NULL,
+    resource_type TEXT,
+    status INTEGER NOT NULL,
+    outcome_code TEXT,
+    replica TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_event_patient ON audit_event (patient, recorded);
+CREATE INDEX IF NOT EXISTS audit_event_supplier ON audit_event (supplier, recorded);
+";
+
+fn sql_error(e: rusqlite::Error) -> AuditError {
+    AuditError(format!("SQLite: {e}"))
+}
+
+impl SqliteAudit {
+    /// Opens (creating if needed) the trail at `path` and starts its writer thread.
+    pub fn open(path: &Path, timeout: Duration) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(sql_error)?;
+        conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("audit-sqlite".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
+        Ok(Self { tx, timeout })
+    }
+}
+
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut appends = Vec::new();
+        let mut others = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(r, done) => appends.push((r, done)),
+                other => others.push(other),
+            }
+            if appends.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !appends.is_empty() {
+            let rows: Vec<&AuditRecord> = appends.iter().map(|(r, _)| r).collect();
+            let result = commit(&mut conn, &rows);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, rows = rows.len(), "audit rows not committed");
+            }
+            for (_, done) in appends {
+                let _ = done.send(result.clone());
+            }
+        }
+        for job in others {
+            match job {
+                Job::Query(q, done) => {
+                    let _ = done.send(query(&conn, &q));
+                }
+                Job::Ping(done) => {
+                    let _ = done.send(
+                        conn.query_row(
+                            "SELECT count(*) FROM (SELECT 1 FROM audit_event LIMIT 1)",
+                            [],
+                            |_| Ok(()),
+                        )
+                        .map_err(sql_error),
+                    );
+                }
+                Job::Append(..) => {}
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))
+            .map_err(sql_error)?;
+        for r in rows {
+            stmt.execute(rusqlite::params![
+                r.id,
+                r.recorded,
+                r.request_id,
+                r.supplier,
+                r.token_id,
+                r.patient,
+                r.practice,
+                r.interaction,
+                r.resource_type,
+                r.status,
+                r.outcome_code,
+                r.replica
+            ])
+            .map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)
+}
+
+fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_event WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    for (column, op, value) in [
+        ("patient", "=", &q.patient),
+        ("supplier", "=", &q.supplier),
+        ("recorded", ">=", &q.from),
+        ("recorded", "<", &q.before),
+    ] {
+        if let Some(v) = value {
+            args.push(v.clone());
+            sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY recorded DESC, seq DESC LIMIT {}",
+        q.limit.max(1)
+    ));
+    let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
+    let rows = stmt
+        .query_map(params_from_iter(args.iter()), |row| {
+            Ok(AuditRecord {
+                id: row.get(0)?,
+                recorded: row.get(1)?,
+                request_id: row.get(2)?,
+                supplier: row.get(3)?,
+                token_id: row.get(4)?,
+                patient: row.get(5)?,
+                practice: row.get(6)?,
+                interaction: row.get(7)?,
+                resource_type: row.get(8)?,
+                status: row.get(9)?,
+                outcome_code: row.get(10)?,
+                replica: row.get(11)?,
+            })
+        })
+        .map_err(sql_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+}
+
+#[async_trait]
+impl AuditStore for SqliteAudit {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+    async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
+        submit(&self.tx, self.timeout, |done| Job::Append(record, done)).await
+    }
+    async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        submit(&self.tx, self.timeout, |done| Job::Query(query, done)).await
+    }
+    async fn ready(&self) -> Result<(), AuditError> {
+        submit(&self.tx, self.timeout, Job::Ping).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_survive_reopening_and_queries_filter() {
+        let dir = std::env::temp_dir().join(format!("gp-audit-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("trail.sqlite");
+        {
+            let store =
+                std::sync::Arc::new(SqliteAudit::open(&path, Duration::from_secs(5)).unwrap());
+            let mut tasks = Vec::new();
+            for n in 0..40u32 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let patient = if n % 2 == 0 {
+                        "9000000009"
+                    } else {
+                        "9690937278"
+                    };
+                    let supplier = if n % 4 < 2 {
+                        "demo-consult"
+                    } else {
+                        "demo-monitoring"
+                    };
+                    let at = format!("2026-11-{:02}T10:00:00.000Z", 1 + n % 20);
+                    store.append(sample(n, patient, supplier, &at)).await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+            store.ready().await.unwrap();
+        }
+        let store = SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
+        let all = store
+            .query(AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            all.len(),
+            40,
+            "every committed row is there after reopening"
+        );
+        let some = store
+            .query(AuditQuery {
+                patient: Some("9000000009".into()),
+                supplier: Some("demo-consult".into()),
+                from: Some("2026-11-05".into()),
+                before: Some("2026-11-15".into()),
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        assert!(!some.is_empty());
+        for r in &some {
+            assert_eq!(r.patient.as_deref(), Some("9000000009"));
+            assert_eq!(r.supplier.as_deref(), Some("demo-consult"));
+            assert!(r.recorded.as_str() >= "2026-11-05" && r.recorded.as_str() < "2026-11-15");
+        }
+        assert!(
+            some.windows(2).all(|w| w[0].recorded >= w[1].recorded),
+            "most recent first"
+        );
+        let dup = store
+            .append(sample(0, "9000000009", "x", "2026-11-01T00:00:00.000Z"))
+            .await;
+        assert!(dup.is_err(), "ids are unique");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

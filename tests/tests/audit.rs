@@ -1,0 +1,234 @@
+//! The audit trail end to end: every request is recorded before its answer leaves, an
+//! operator can search it as FHIR AuditEvents, and without it no patient data is released.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gp_e2e::World;
+use gp_gateway::audit::{AuditBackend, AuditConfig};
+use serde_json::Value;
+
+fn events(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|x| &x["resource"]).collect())
+        .unwrap_or_default()
+}
+
+fn agent(e: &Value) -> &str {
+    e["agent"][0]["who"]["identifier"]["value"]
+        .as_str()
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_request_is_audited_and_an_operator_searches_the_trail() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let operator = w.token("demo-operator").await;
+    let nhs = w.ordinary_patient("emis", "demo-monitoring");
+    let rid = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b";
+    let a = w
+        .call(
+            "GET",
+            &format!("/Patient/{nhs}"),
+            &consult,
+            &[("x-request-id", rid)],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        w.call(
+            "GET",
+            &format!("/Observation?patient={nhs}"),
+            &monitoring,
+            &[],
+            b""
+        )
+        .await
+        .status,
+        200
+    );
+    let refused = w
+        .call(
+            "GET",
+            &format!("/Condition?patient={nhs}"),
+            &monitoring,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let a = w
+        .call(
+            "GET",
+            &format!("/AuditEvent?patient={nhs}"),
+            &operator,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let bundle = a.json();
+    let found = events(&bundle);
+    assert_eq!(found.len(), 3, "{bundle:#}");
+    // Most recent first: the refusal, the search, the read.
+    assert_eq!(agent(found[0]), "demo-monitoring");
+    assert_eq!(found[0]["outcome"], "4");
+    assert!(
+        found[0]["outcomeDesc"]
+            .as_str()
+            .unwrap()
+            .contains("ACCESS_DENIED")
+    );
+    assert_eq!(found[1]["subtype"][0]["code"], "search-type");
+    assert_eq!(agent(found[2]), "demo-consult");
+    assert_eq!(found[2]["action"], "R");
+    assert_eq!(found[2]["outcome"], "0");
+    let entities = found[2]["entity"].as_array().unwrap();
+    assert!(
+        entities
+            .iter()
+            .any(|e| e["what"]["identifier"]["value"] == rid),
+        "request id kept"
+    );
+    assert!(
+        entities
+            .iter()
+            .any(|e| e["what"]["reference"] == format!("Patient/{nhs}"))
+    );
+    assert!(
+        entities
+            .iter()
+            .any(|e| e["what"]["identifier"]["value"] == w.practice_of(&nhs)),
+        "practice kept"
+    );
+    let body = String::from_utf8_lossy(&a.body);
+    assert!(!body.contains(&consult), "tokens never reach the trail");
+
+    // The operator narrows by agent; suppliers may not search the trail at all.
+    let mine = w
+        .call(
+            "GET",
+            "/AuditEvent?agent=demo-consult&date=ge2020-01-01",
+            &operator,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    assert!(events(&mine).iter().all(|e| agent(e) == "demo-consult"));
+    assert!(!events(&mine).is_empty());
+    let a = w
+        .call(
+            "GET",
+            &format!("/AuditEvent?patient={nhs}"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    // Token requests are in the trail too (one per token above).
+    let all = w
+        .call("GET", "/AuditEvent?_count=1000", &operator, &[], b"")
+        .await
+        .json();
+    let tokens = events(&all)
+        .iter()
+        .filter(|e| e["subtype"][0]["code"] == "token")
+        .count();
+    assert!(tokens >= 3, "{tokens}");
+}
+
+/// PostgreSQL on 127.0.0.1:5432; a schema per test, dropped at the end.
+const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
+
+async fn pg() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test]
+async fn no_audit_no_data_and_recovery_without_restart() {
+    let schema = format!("e2e_audit_{}", uuid::Uuid::new_v4().simple());
+    let w = World::start_with_audit(AuditConfig {
+        backend: AuditBackend::Postgres,
+        postgres_url: Some(PG.into()),
+        postgres_schema: schema.clone(),
+        write_timeout_ms: 2000,
+        ..AuditConfig::default()
+    })
+    .await;
+    let token = w.token("demo-consult").await;
+    let nhs = w.ordinary_patient("tpp", "demo-consult");
+    assert_eq!(
+        w.call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+            .await
+            .status,
+        200
+    );
+
+    // The trail goes away.
+    let db = pg().await;
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.audit_event RENAME TO audit_event_gone"
+    ))
+    .await
+    .unwrap();
+    let a = w
+        .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+        .await;
+    assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.spine_code(), "SERVICE_UNAVAILABLE");
+    assert!(
+        !String::from_utf8_lossy(&a.body).contains(&nhs),
+        "no patient data released"
+    );
+    assert!(a.diagnostics().contains("audit"), "{}", a.diagnostics());
+    let ready = w
+        .send(
+            "GET",
+            &format!(
+                "{}/_ready",
+                w.manifest().base_url.trim_end_matches("/FHIR/R4")
+            ),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        ready.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+
+    // It comes back: served again, without a restart.
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.audit_event_gone RENAME TO audit_event"
+    ))
+    .await
+    .unwrap();
+    let a = w
+        .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+        .await;
+    assert_eq!(a.status, 200);
+    let rows = db
+        .query(
+            &format!("SELECT status FROM {schema}.audit_event WHERE patient = $1 ORDER BY seq"),
+            &[&nhs],
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    // The refused read was answered but could not be recorded; both served reads are.
+    assert_eq!(statuses, [200, 200]);
+    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
