@@ -150,10 +150,12 @@ impl Rescue {
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let err = &self.error;
         let (status, code) = (err.status(), err.spine_code().as_str());
+        // Messages may name the patient a request was about: masked in logs.
+        let logged = crate::redact::nhs_numbers(&err.to_string());
         match err.blame() {
-            Blame::Client => tracing::debug!(status, code, error = %err, "request refused"),
-            Blame::Upstream => tracing::warn!(status, code, error = %err, "upstream failure"),
-            Blame::Gateway => tracing::error!(status, code, error = %err, "gateway failure"),
+            Blame::Client => tracing::debug!(status, code, error = %logged, "request refused"),
+            Blame::Upstream => tracing::warn!(status, code, error = %logged, "upstream failure"),
+            Blame::Gateway => tracing::error!(status, code, error = %logged, "gateway failure"),
         }
         let outcome = OperationOutcome::from_error(err.as_ref()).with_id(request_id);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

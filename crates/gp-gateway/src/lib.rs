@@ -18,6 +18,7 @@ pub mod locator;
 pub mod metrics;
 pub mod patch;
 pub mod pipeline;
+pub mod redact;
 pub mod resilience;
 pub mod respond;
 pub mod routes;

@@ -117,7 +117,7 @@ pub async fn handle(
         }
     };
     // 2. Trace span.
-    let span = tracing::info_span!("request", request_id = %ids.request_id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!("request", request_id = %ids.request_id, method = %req.method(), path = %crate::redact::nhs_numbers(req.uri().path()));
     async move {
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.
@@ -343,16 +343,33 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
     let ctx = ids.call_context();
     let mut systems = serde_json::Map::new();
     let mut all_ready = true;
-    for (system, adapter) in &app.adapters {
-        let state = match tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            adapter.ready(&ctx),
-        )
-        .await
-        {
-            Ok(Ok(())) => "ready".to_owned(),
-            Ok(Err(e)) => format!("unavailable: {e}"),
-            Err(_) => "unavailable: readiness probe timed out".to_owned(),
+    // Every system is probed at once, so the probe takes as long as the slowest (≤ 2 s).
+    let probes: Vec<_> = app
+        .adapters
+        .iter()
+        .map(|(system, adapter)| {
+            let ctx = ctx.clone();
+            let adapter = adapter.clone();
+            let system = *system;
+            tokio::spawn(async move {
+                let state = match tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    adapter.ready(&ctx),
+                )
+                .await
+                {
+                    Ok(Ok(())) => "ready".to_owned(),
+                    Ok(Err(e)) => format!("unavailable: {e}"),
+                    Err(_) => "unavailable: readiness probe timed out".to_owned(),
+                };
+                (system, state)
+            })
+        })
+        .collect();
+    for probe in probes {
+        let Ok((system, state)) = probe.await else {
+            all_ready = false;
+            continue;
         };
         all_ready &= state == "ready";
         systems.insert(system.id().to_owned(), serde_json::Value::String(state));

@@ -43,7 +43,11 @@ async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
     // `schema` was checked by `valid_schema`: safe to put in the statement.
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            // Replicas start together: an advisory lock serialises their DDL (CREATE …
+            // IF NOT EXISTS alone races on the catalogue's unique indexes).
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(7242170651);
+             CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {schema}.audit_event (
                 seq BIGSERIAL PRIMARY KEY,
                 id TEXT NOT NULL UNIQUE,
@@ -60,7 +64,8 @@ async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
                 replica TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS audit_event_patient ON {schema}.audit_event (patient, recorded);
-             CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);"
+             CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);
+             COMMIT;"
         ))
         .await
         .map_err(pg_error)?;
