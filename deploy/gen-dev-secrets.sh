@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes DEVELOPMENT-ONLY key material for deploy/compose.yaml in deploy/secrets/
+# (git-ignored). Never use these files in production: there, keys come from your
+# organisation's PKI and secret store (see deploy/README.md, "Secrets").
+#
+#   signing-ed25519.pem   the gateway's access-token signing key (Ed25519, PKCS#8)
+#   ca.crt                a throwaway CA that signed server.crt (give it to clients: curl --cacert)
+#   server.crt/.key       TLS for https://localhost:8443 and https://gateway:8443 (compose network)
+#
+# Needs openssl 3. Existing files are kept; pass --force to replace them.
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p secrets
+cd secrets
+
+force=false
+[ "${1:-}" = "--force" ] && force=true
+if [ -e signing-ed25519.pem ] && [ "$force" = false ]; then
+  echo "deploy/secrets/ already has keys (use --force to replace them)"
+  exit 0
+fi
+
+openssl genpkey -quiet -algorithm ed25519 -out signing-ed25519.pem
+
+openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+  -keyout ca.key -out ca.crt -days 30 -subj "/CN=gp-gateway compose dev CA" 2>/dev/null
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+  -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+printf '%s\n' \
+  "subjectAltName=DNS:localhost,DNS:gateway,IP:127.0.0.1" \
+  "basicConstraints=critical,CA:FALSE" \
+  "keyUsage=critical,digitalSignature" \
+  "extendedKeyUsage=serverAuth" > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+  -out server.crt -days 30 -extfile server.ext 2>/dev/null
+rm -f server.csr server.ext ca.srl ca.key
+
+# compose mounts these files into containers running as uid 10001: they must be
+# readable by that user. Acceptable for throwaway development keys only.
+chmod 0644 signing-ed25519.pem server.key server.crt ca.crt
+echo "development keys written to $(pwd) (valid 30 days; TEST-ONLY)"
