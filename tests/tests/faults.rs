@@ -262,3 +262,33 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     slots.into_iter().flatten().collect()
 }
+
+#[tokio::test]
+async fn shutdown_turns_readiness_off_and_drains_in_flight_requests() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let emis = w.ordinary_patient("emis", "demo-consult");
+    sim(&w, "emis").set_fault(Fault::Delay(1500));
+    let path = format!("/Patient/{emis}");
+    let in_flight = w.call("GET", &path, &token, &[], b"");
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = w.sandbox.server.shutdown_trigger().send(true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Readiness is off before the in-flight request finishes.
+        assert!(!w.sandbox.app.is_accepting());
+    };
+    let (answer, ()) = tokio::join!(in_flight, stop);
+    assert_eq!(
+        answer.status, 200,
+        "the in-flight request completed during the drain"
+    );
+    // New connections are no longer accepted.
+    let url = format!("{}/metadata", w.manifest().base_url);
+    let req = http::Request::get(url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    assert!(client.request(req).await.is_err(), "the listener is closed");
+}

@@ -81,6 +81,9 @@ pub struct GatewayConfig {
     /// `[resilience]`: bulkhead, circuit breaker and read retries per GP system.
     #[serde(default)]
     pub resilience: crate::resilience::ResilienceConfig,
+    /// `[telemetry]`: OpenTelemetry trace export. Default: nothing exported.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// `[state]`: rate-limit counters and the assertion replay set.
@@ -565,6 +568,9 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
         errors.push(invalid(file, key, problem));
     }
     for (key, problem) in c.resilience.problems() {
+        errors.push(invalid(file, key, problem));
+    }
+    for (key, problem) in c.telemetry.problems() {
         errors.push(invalid(file, key, problem));
     }
     if c.access.mode == AccessMode::Oauth {

@@ -279,7 +279,8 @@ impl RequestIds {
     pub fn call_context(&self) -> CallContext {
         CallContext {
             request_id: self.request_id.clone(),
-            traceparent: self.traceparent.clone(),
+            // The gateway's span is the parent of every native call.
+            traceparent: Some(self.traceparent.to_string()),
         }
     }
 }

@@ -25,4 +25,5 @@ pub mod routes;
 pub mod sandbox;
 pub mod server;
 pub mod structured;
+pub mod telemetry;
 pub mod writes;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gp_gateway::config::{AccessMode, LoadedConfig};
+use gp_gateway::telemetry::Telemetry;
 use gp_gateway::{app::App, sandbox, server};
 
 #[derive(Parser)]
@@ -88,21 +89,55 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs on stderr, filtered by `GP_GATEWAY_LOG`; plus, when `[telemetry]` is on, the
+/// OpenTelemetry layer with its own filter (so quieter logs do not thin out traces).
+fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GP_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.compact().init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.compact().boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(telemetry.map(Telemetry::layer))
+        .init();
 }
+
+/// How long exit waits for the last spans to reach the collector.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // `serve` reads its config before logging starts: `[telemetry]` decides what the
+    // subscriber exports.
+    let loaded = match &cli.command {
+        Command::Serve { config } => match LoadedConfig::load(config) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                eprintln!("gp-gateway: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let telemetry = match loaded
+        .as_ref()
+        .map(|cfg| Telemetry::start(&cfg.gateway.telemetry))
+        .transpose()
+    {
+        Ok(t) => t.flatten(),
+        Err(e) => {
+            eprintln!("gp-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.log_format, telemetry.as_ref());
+    if let Some(t) = &telemetry {
+        tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP/HTTP");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,7 +151,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::CheckConfig { config } => check_config(&config),
-            Command::Serve { config } => serve(&config).await,
+            Command::Serve { config } => match loaded {
+                Some(cfg) => serve(&config, cfg).await,
+                None => Err("configuration not loaded".to_owned()),
+            },
             Command::Sandbox {
                 listen,
                 print_manifest,
@@ -132,6 +170,10 @@ fn main() -> ExitCode {
             } => client_assertion(client_id, token_url, key, kid, alg),
         }
     });
+    drop(runtime);
+    if let Some(t) = telemetry {
+        t.shutdown(TELEMETRY_FLUSH);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -160,8 +202,7 @@ fn check_config(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(path: &Path) -> Result<(), String> {
-    let cfg = LoadedConfig::load(path).map_err(|e| e.to_string())?;
+async fn serve(path: &Path, cfg: LoadedConfig) -> Result<(), String> {
     if cfg.gateway.access.mode == AccessMode::Open {
         return Err(format!(
             "{}: access.mode = \"open\" serves patient data without authentication and is accepted only by `gp-gateway sandbox`",

@@ -31,8 +31,9 @@ pub struct RequestIds {
     pub request_id: String,
     /// `X-Correlation-ID`, mirrored when sent.
     pub correlation_id: Option<String>,
-    /// W3C `traceparent`, propagated to GP systems.
-    pub traceparent: Option<String>,
+    /// The W3C trace context of this request's span (continuing the caller's
+    /// `traceparent`, or a new trace): every GP system call carries it as its parent.
+    pub traceparent: crate::telemetry::TraceContext,
     /// The FHIR base URL links in this response start with.
     pub base_url: String,
     /// What the audit row of this request records, filled in as handling goes.
@@ -73,10 +74,8 @@ impl RequestIds {
                     .to_owned(),
             ),
         };
-        let traceparent = headers
-            .get("traceparent")
-            .and_then(printable)
-            .map(str::to_owned);
+        // A malformed traceparent is not refused: the request starts a new trace.
+        let traceparent = crate::telemetry::TraceContext::for_request(headers);
         Ok(Self {
             request_id,
             correlation_id,
@@ -94,7 +93,7 @@ pub async fn handle(
     peer: Option<std::net::IpAddr>,
 ) -> Response<Full<Bytes>> {
     // 1. Request ids, and the public base URL this caller reached us by.
-    let ids = match RequestIds::from_headers(req.headers()) {
+    let mut ids = match RequestIds::from_headers(req.headers()) {
         Ok(mut ids) => {
             let origin = crate::forwarded::public_origin(
                 req.headers(),
@@ -109,15 +108,16 @@ pub async fn handle(
             let minted = RequestIds {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 correlation_id: None,
-                traceparent: None,
+                traceparent: crate::telemetry::TraceContext::root(),
                 base_url: app.public_base.clone(),
                 facts: Arc::default(),
             };
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
-    // 2. Trace span.
-    let span = tracing::info_span!("request", request_id = %ids.request_id, method = %req.method(), path = %crate::redact::nhs_numbers(req.uri().path()));
+    // 2. Trace span, in the caller's trace (or a new one); native calls are its children.
+    let span = tracing::info_span!("request", request_id = %ids.request_id, trace_id = tracing::field::Empty, method = %req.method(), path = %crate::redact::nhs_numbers(req.uri().path()));
+    ids.traceparent = crate::telemetry::attach(&span, req.headers(), ids.traceparent);
     async move {
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.

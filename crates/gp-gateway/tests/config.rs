@@ -105,3 +105,46 @@ fn a_missing_practice_registry_names_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_its_example_is_valid_once_uncommented() {
+    let cfg = LoadedConfig::load(&repo().join("config/gateway.toml")).unwrap();
+    assert_eq!(cfg.gateway.telemetry.otlp_endpoint, None);
+
+    let dir = tree(
+        |g| {
+            g.replace("# [telemetry]", "[telemetry]")
+                .replace("# otlp_endpoint =", "otlp_endpoint =")
+                .replace("# service_name =", "service_name =")
+                .replace("# sample_ratio =", "sample_ratio =")
+        },
+        PRACTICES,
+    );
+    let cfg = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap();
+    let t = &cfg.gateway.telemetry;
+    assert_eq!(
+        t.otlp_endpoint.as_deref(),
+        Some("http://otel-collector:4318/v1/traces")
+    );
+    assert_eq!(t.service_name, "gp-gateway");
+    assert_eq!(t.sample_ratio, 1.0);
+}
+
+#[test]
+fn telemetry_problems_name_their_keys() {
+    let dir = tree(
+        |g| {
+            g.replace(
+                "# [telemetry]",
+                "[telemetry]\notlp_endpoint = \"https://collector:4318/v1/traces\"\nsample_ratio = 2.0\n",
+            )
+        },
+        PRACTICES,
+    );
+    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
+    assert!(err.contains("no TLS"), "{err}");
+    assert!(err.contains("telemetry.sample_ratio"), "{err}");
+}

@@ -39,6 +39,8 @@ pub enum Fault {
     MissingNhsNumber,
     /// Accept the request and never answer (until shutdown).
     Hang,
+    /// Answer normally, this many milliseconds late (a slow GP system).
+    Delay(u64),
     /// Close the connection without answering.
     Reset,
 }
@@ -307,6 +309,7 @@ async fn handle(
                 return Err(NoAnswer::Released);
             }
             Fault::Reset => return Err(NoAnswer::Reset),
+            Fault::Delay(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
         }
         if fault != Fault::None {
             debug!(sim = sim.name(), ?fault, %path, "fault injected");
