@@ -215,7 +215,7 @@ async fn a_slow_system_cannot_take_every_slot() {
         w.call("GET", &format!("/Patient/{micro}"), &token, &[], b"")
             .await
     };
-    let (answers, micro_answer) = tokio::join!(futures_join(burst), during);
+    let (answers, micro_answer) = tokio::join!(gp_e2e::join_all(burst), during);
     assert_eq!(micro_answer.status, 200, "Microtest is not starved by EMIS");
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     let bulkhead = answers
@@ -238,29 +238,6 @@ async fn a_slow_system_cannot_take_every_slot() {
         audited += audited_for(&w, &operator, n).await.len();
     }
     assert_eq!(audited, answers.len(), "every answer sent is audited");
-}
-
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut slots: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in pinned.iter_mut().zip(slots.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    slots.into_iter().flatten().collect()
 }
 
 #[tokio::test]

@@ -277,7 +277,7 @@ async fn retried_and_concurrent_creates_record_once() {
             }
         })
         .collect();
-    let burst_statuses = futures_join(burst.into_iter().map(Box::pin).collect()).await;
+    let burst_statuses = gp_e2e::join_all(burst).await;
     assert_eq!(statuses, [201, 200, 200]);
     assert_eq!(
         burst_statuses.iter().filter(|s| **s == 201).count(),
@@ -304,28 +304,6 @@ async fn retried_and_concurrent_creates_record_once() {
         "Observation.identifier"
     );
     assert_eq!(count(&w.sandbox.store), start + 6);
-}
-
-async fn futures_join<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futures.iter_mut().zip(slots.iter_mut()) {
-            if slot.is_none() {
-                match std::pin::Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    slots.into_iter().flatten().collect()
 }
 
 #[tokio::test]

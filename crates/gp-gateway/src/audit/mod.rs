@@ -229,6 +229,50 @@ pub(crate) const MAX_BATCH: usize = 512;
 /// Queue between request tasks and a store's single writer.
 pub(crate) const QUEUE: usize = 8_192;
 
+/// An append waiting for its batch to commit.
+pub(crate) type PendingAppend = (AuditRecord, oneshot::Sender<Result<(), AuditError>>);
+
+/// `first` and whatever else is already queued (at most [`MAX_BATCH`] appends): the
+/// appends to commit together, and the other jobs to answer after them.
+pub(crate) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<PendingAppend>, Vec<Job>) {
+    let mut appends = Vec::new();
+    let mut others = Vec::new();
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        match job {
+            Job::Append(r, done) => appends.push((r, done)),
+            other => others.push(other),
+        }
+        if appends.len() < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    (appends, others)
+}
+
+/// Answers every append of a batch with the batch's result, logging a failure once.
+pub(crate) fn answer(appends: Vec<PendingAppend>, result: Result<(), AuditError>) {
+    if let Err(e) = &result {
+        tracing::error!(error = %e, rows = appends.len(), "audit rows not committed");
+    }
+    for (_, done) in appends {
+        let _ = done.send(result.clone());
+    }
+}
+
+/// The query's filters as (column, operator, value), for either SQL dialect.
+pub(crate) fn filters(q: &AuditQuery) -> Vec<(&'static str, &'static str, &String)> {
+    [
+        ("patient", "=", &q.patient),
+        ("supplier", "=", &q.supplier),
+        ("recorded", ">=", &q.from),
+        ("recorded", "<", &q.before),
+    ]
+    .into_iter()
+    .filter_map(|(c, op, v)| v.as_ref().map(|v| (c, op, v)))
+    .collect()
+}
+
 /// Sends a job and waits for its answer, within `timeout`.
 pub(crate) async fn submit<T>(
     tx: &mpsc::Sender<Job>,

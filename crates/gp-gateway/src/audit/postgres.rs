@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, MAX_BATCH, QUEUE, submit,
-    valid_schema,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, answer, filters, gather,
+    submit, valid_schema,
 };
 
 /// The PostgreSQL audit store.
@@ -92,18 +92,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Job>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut appends = Vec::new();
-        let mut others = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Append(r, done) => appends.push((r, done)),
-                other => others.push(other),
-            }
-            if appends.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (appends, others) = gather(first, &mut rx);
         if client.as_ref().is_none_or(Client::is_closed) {
             client = match connect(&url, &schema).await {
                 Ok(c) => Some(c),
@@ -119,12 +108,7 @@ async fn writer(
                 Some(c) => insert(c, &schema, &rows).await,
                 None => Err(AuditError("PostgreSQL unreachable".into())),
             };
-            if let Err(e) = &result {
-                tracing::error!(error = %e, rows = rows.len(), "audit rows not committed");
-            }
-            for (_, done) in appends {
-                let _ = done.send(result.clone());
-            }
+            answer(appends, result);
         }
         for job in others {
             match (job, &client) {
@@ -221,16 +205,9 @@ async fn query(
 ) -> Result<Vec<AuditRecord>, AuditError> {
     let mut sql = format!("SELECT {COLUMNS} FROM {schema}.audit_event WHERE TRUE");
     let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    for (column, op, value) in [
-        ("patient", "=", &q.patient),
-        ("supplier", "=", &q.supplier),
-        ("recorded", ">=", &q.from),
-        ("recorded", "<", &q.before),
-    ] {
-        if let Some(v) = value {
-            args.push(v);
-            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
-        }
+    for (column, op, value) in filters(q) {
+        args.push(value);
+        sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
     }
     sql.push_str(&format!(
         " ORDER BY recorded DESC, seq DESC LIMIT {}",

@@ -9,7 +9,8 @@ use rusqlite::{Connection, params_from_iter};
 use tokio::sync::mpsc;
 
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, MAX_BATCH, QUEUE, submit,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, answer, filters, gather,
+    submit,
 };
 
 /// The SQLite audit store.
@@ -67,27 +68,11 @@ impl SqliteAudit {
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
-        let mut appends = Vec::new();
-        let mut others = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Append(r, done) => appends.push((r, done)),
-                other => others.push(other),
-            }
-            if appends.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (appends, others) = gather(first, &mut rx);
         if !appends.is_empty() {
             let rows: Vec<&AuditRecord> = appends.iter().map(|(r, _)| r).collect();
             let result = commit(&mut conn, &rows);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, rows = rows.len(), "audit rows not committed");
-            }
-            for (_, done) in appends {
-                let _ = done.send(result.clone());
-            }
+            answer(appends, result);
         }
         for job in others {
             match job {
@@ -141,17 +126,10 @@ fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError
 
 fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
     let mut sql = format!("SELECT {COLUMNS} FROM audit_event WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
-    for (column, op, value) in [
-        ("patient", "=", &q.patient),
-        ("supplier", "=", &q.supplier),
-        ("recorded", ">=", &q.from),
-        ("recorded", "<", &q.before),
-    ] {
-        if let Some(v) = value {
-            args.push(v.clone());
-            sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
-        }
+    let mut args: Vec<&String> = Vec::new();
+    for (column, op, value) in filters(q) {
+        args.push(value);
+        sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
     }
     sql.push_str(&format!(
         " ORDER BY recorded DESC, seq DESC LIMIT {}",
