@@ -130,6 +130,49 @@ async fn every_request_is_audited_and_an_operator_searches_the_trail() {
         )
         .await;
     assert_eq!(a.status, 403);
+    // The patient-facing view: who accessed the record, by name, successful accesses only,
+    // nothing internal.
+    let a = w
+        .call(
+            "GET",
+            &format!("/Patient/{nhs}/$access-log"),
+            &operator,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let log = a.json();
+    assert_eq!(log["type"], "collection");
+    let who: Vec<&str> = events(&log)
+        .iter()
+        .map(|e| e["agent"][0]["who"]["display"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        who,
+        [
+            "Demo Remote Monitoring plc (sandbox)",
+            "Demo Online Consult (sandbox)"
+        ],
+        "the refused request and the operator's own searches are not accesses"
+    );
+    assert_eq!(events(&log)[1]["outcomeDesc"], "read your Patient");
+    let text = String::from_utf8_lossy(&a.body);
+    assert!(
+        !text.contains(rid) && !text.contains("replica"),
+        "nothing internal: {text}"
+    );
+    let a = w
+        .call(
+            "GET",
+            &format!("/Patient/{nhs}/$access-log"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 403, "needs system/AuditEvent.r");
+
     // Token requests are in the trail too (one per token above).
     let all = w
         .call("GET", "/AuditEvent?_count=1000", &operator, &[], b"")

@@ -214,6 +214,11 @@ impl SupplierSet {
         }
     }
 
+    /// The display name of supplier `client_id` (as registered), if known.
+    pub fn name_of(&self, client_id: &str) -> Option<&str> {
+        self.suppliers.get(client_id).map(|s| s.name.as_str())
+    }
+
     /// Number of suppliers.
     pub fn len(&self) -> usize {
         self.suppliers.len()

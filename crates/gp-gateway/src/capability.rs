@@ -77,6 +77,10 @@ pub fn capability_statement(
                 "name": "gpc.getstructuredrecord",
                 "definition": "https://fhir.nhs.uk/OperationDefinition/GPConnect-GetStructuredRecord-Operation-1",
                 "documentation": "POST /Patient/$gpc.getstructuredrecord with a Parameters body: a collection Bundle of the patient's record, one List per clinical area"
+            }, {
+                "name": "access-log",
+                "definition": "https://gp-gateway.invalid/OperationDefinition/access-log",
+                "documentation": "GET /Patient/{nhsNumber}/$access-log: who accessed the patient's record (suppliers by name, when, what), for the patient or the service desk; system/AuditEvent.r"
             }],
         }],
     })

@@ -51,6 +51,35 @@ pub async fn serve(
                 serde_json::to_vec(&bundle).unwrap_or_default(),
             ))
         }
+        Route::AccessLog(id) => {
+            reject_params(query, &["_format"])?;
+            let nhs = NhsNumber::parse(&id)?;
+            // Operators may answer any patient; a supplier (a patient-facing app) only
+            // for patients it may see at all.
+            if caller.audit_scope().is_some() {
+                released_patient(app, nhs, ids, caller).await?;
+            }
+            let rows = app
+                .audit
+                .query(crate::audit::AuditQuery {
+                    patient: Some(nhs.to_string()),
+                    limit: 1000,
+                    ..crate::audit::AuditQuery::default()
+                })
+                .await?;
+            let names = app.auth.as_ref().map(|a| a.registry.snapshot());
+            let bundle = crate::audit::search::access_log(
+                &ids.base_url,
+                &ids.request_id,
+                &nhs.to_string(),
+                &rows,
+                |c| names.as_ref().and_then(|n| n.name_of(c)).map(str::to_owned),
+            );
+            Ok(fhir_response(
+                StatusCode::OK,
+                serde_json::to_vec(&bundle).unwrap_or_default(),
+            ))
+        }
         Route::PatientPatch(id) => {
             reject_params(query, &["_format"])?;
             crate::writes::patch_patient(app, &id, headers, ids, caller, body).await

@@ -25,7 +25,12 @@ pub enum Route {
     PatientPatch(String),
     /// `GET /AuditEvent?…`: the audit trail.
     AuditEventSearch,
+    /// `GET /Patient/{nhsNumber}/$access-log`: who accessed a patient's record, for the patient.
+    AccessLog(String),
 }
+
+/// The patient-facing access log operation's name.
+pub const ACCESS_LOG: &str = "$access-log";
 
 /// The structured record operation's name.
 pub const STRUCTURED_RECORD: &str = "$gpc.getstructuredrecord";
@@ -66,6 +71,7 @@ impl Route {
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
             Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
+            Self::AccessLog(_) => Some(("AuditEvent", Interaction::Read)),
         }
     }
 }
@@ -89,6 +95,12 @@ pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, Gat
         allowed,
     };
     match (segments.as_slice(), method) {
+        (["Patient", id, op], m) if *op == ACCESS_LOG && !id.is_empty() => {
+            if m != Method::GET && m != Method::HEAD {
+                return Err(not_allowed("GET"));
+            }
+            return Ok(Route::AccessLog((*id).to_owned()));
+        }
         (["Observation"], &Method::POST) => return Ok(Route::ObservationCreate),
         (["Observation"], m) if m != Method::GET && m != Method::HEAD => {
             return Err(not_allowed("GET, POST"));

@@ -171,6 +171,60 @@ pub fn audit_event(r: &AuditRecord) -> Value {
     event
 }
 
+/// What a patient (or the service desk answering them) may see of who accessed their
+/// record: successful accesses by suppliers, when, who (by name) and what kind, and
+/// nothing internal (no request or token ids, replica or practice).
+pub fn access_log(
+    base_url: &str,
+    request_id: &str,
+    nhs: &str,
+    rows: &[AuditRecord],
+    name_of: impl Fn(&str) -> Option<String>,
+) -> Value {
+    let what = |r: &AuditRecord| {
+        let t = r.resource_type.as_deref().unwrap_or("record");
+        match r.interaction.as_str() {
+            "read" => format!("read your {t}"),
+            "search-type" => format!("looked through your {t} entries"),
+            "create" => format!("added a new {t} to your record"),
+            "patch" => format!("changed your {t} details"),
+            "operation" => "read your GP record summary".to_owned(),
+            other => format!("{other} {t}"),
+        }
+    };
+    let entries: Vec<Value> = rows
+        .iter()
+        .filter(|r| (200..300).contains(&r.status) && r.interaction != "token")
+        .filter(|r| r.resource_type.as_deref() != Some("AuditEvent"))
+        .filter_map(|r| {
+            let client = r.supplier.as_deref()?;
+            let name = name_of(client).unwrap_or_else(|| client.to_owned());
+            Some(json!({
+                "resource": {
+                    "resourceType": "AuditEvent",
+                    "id": r.id,
+                    "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
+                    "action": match r.interaction.as_str() { "create" => "C", "patch" => "U", _ => "R" },
+                    "recorded": r.recorded,
+                    "outcome": "0",
+                    "outcomeDesc": what(r),
+                    "agent": [{ "who": { "identifier": { "system": CLIENT_ID_SYSTEM, "value": client }, "display": name }, "requestor": true }],
+                    "source": { "observer": { "display": "gp-gateway" } },
+                    "entity": [{ "what": { "reference": format!("Patient/{nhs}") } }]
+                }
+            }))
+        })
+        .collect();
+    json!({
+        "resourceType": "Bundle",
+        "id": request_id,
+        "type": "collection",
+        "total": entries.len(),
+        "link": [{ "relation": "self", "url": format!("{base_url}/Patient/{nhs}/$access-log") }],
+        "entry": entries,
+    })
+}
+
 /// The searchset of `rows`.
 pub fn bundle(
     base_url: &str,
