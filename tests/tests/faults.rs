@@ -269,3 +269,47 @@ async fn shutdown_turns_readiness_off_and_drains_in_flight_requests() {
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     assert!(client.request(req).await.is_err(), "the listener is closed");
 }
+
+#[tokio::test]
+async fn a_system_killed_mid_request_gives_502_and_the_rest_carry_on() {
+    let mut w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let operator = w.token("demo-operator").await;
+    let micro = w.ordinary_patient("microtest", "demo-consult");
+    let emis = w.ordinary_patient("emis", "demo-consult");
+    let at = w
+        .sandbox
+        .simulators
+        .iter()
+        .position(|(name, _)| name == "microtest")
+        .unwrap();
+    let (_, handle) = w.sandbox.simulators.remove(at);
+    handle.set_fault(Fault::Hang);
+    let path = format!("/Patient/{micro}");
+    let in_flight = w.call("GET", &path, &token, &[], b"");
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Shutdown releases the hung request by closing its connection: killed mid-answer.
+        handle.shutdown().await;
+    };
+    let (answer, ()) = tokio::join!(in_flight, kill);
+    assert_eq!(
+        answer.status,
+        502,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(
+        answer.diagnostics().contains("Microtest Evolution"),
+        "{}",
+        answer.diagnostics()
+    );
+    // Gone for good: refused at once, and EMIS is unaffected.
+    let again = w.call("GET", &path, &token, &[], b"").await;
+    assert_eq!(again.status, 502);
+    let ok = w
+        .call("GET", &format!("/Patient/{emis}"), &token, &[], b"")
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(audited_for(&w, &operator, &micro).await, [502, 502]);
+}
