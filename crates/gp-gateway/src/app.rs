@@ -33,7 +33,9 @@ pub struct App {
     /// NHS number → location, so PDS is not asked on every request.
     pub locations: moka::future::Cache<NhsNumber, Location>,
     /// GP system reads, per patient.
-    pub records: crate::cache::RecordCache,
+    pub records: Arc<crate::cache::RecordCache>,
+    /// Tells other replicas when a write makes their cached copy stale.
+    pub invalidator: crate::invalidate::Invalidator,
     /// The CapabilityStatement, generated once.
     pub capability: bytes::Bytes,
     /// False once shutdown begins: readiness fails first so load balancers drain us.
@@ -104,6 +106,16 @@ impl App {
         ));
         let audit = crate::audit::open(&g.audit, &cfg.dir).await?;
         let mut app = Self::assemble(cfg, adapters, locator, audit);
+        if g.state.backend == crate::config::StateBackend::Redis {
+            let url = g.state.redis_url.clone().unwrap_or_default();
+            app.invalidator = crate::invalidate::Invalidator::redis(
+                &url,
+                &g.state.key_prefix,
+                app.records.clone(),
+            )
+            .await
+            .map_err(|e| BuildError::Auth(crate::auth::AuthSetupError::State(e)))?;
+        }
         if g.access.mode == AccessMode::Oauth {
             app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);
         }
@@ -170,7 +182,8 @@ impl App {
                 .max_capacity(g.locator.cache_max_entries)
                 .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
                 .build(),
-            records: crate::cache::RecordCache::new(g.cache, metrics.clone()),
+            records: Arc::new(crate::cache::RecordCache::new(g.cache, metrics.clone())),
+            invalidator: crate::invalidate::Invalidator::local(),
             capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
             accepting: AtomicBool::new(true),
             sandbox_manifest: None,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fhir;
 pub mod forwarded;
 pub mod incoming;
+pub mod invalidate;
 pub mod locator;
 pub mod metrics;
 pub mod patch;

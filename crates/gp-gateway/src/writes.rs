@@ -134,6 +134,7 @@ pub(crate) async fn create_observation(
     };
     let result = adapter.create_observation(&req).await;
     app.records.invalidate(&practice, nhs).await;
+    app.invalidator.publish(&practice, nhs).await;
     let created = result.map_err(GatewayError::Adapter)?;
     tracing::info!(
         supplier = caller.client_id().unwrap_or("-"),
@@ -228,6 +229,7 @@ pub(crate) async fn patch_patient(
     };
     let result = adapter.update_contact(&req).await;
     app.records.invalidate(&practice, nhs).await;
+    app.invalidator.publish(&practice, nhs).await;
     let version = result.map_err(GatewayError::Adapter)?;
     tracing::info!(
         supplier = caller.client_id().unwrap_or("-"),

@@ -199,8 +199,18 @@ scopes = ["system/Patient.rs", "system/Observation.crs"]
 practices = [{ods}]
 rate_limit = {{ per_second = 1.0, burst = 10 }}
 token_rate_limit = {{ per_second = 1.0, burst = 10 }}
+
+[[suppliers]]
+client_id = "demo-consult"
+name = "Demo Online Consult (scale-out test)"
+status = "active"
+jwks_file = "{consult_jwks}"
+scopes = ["system/Patient.rus", "system/Observation.crs"]
+practices = [{ods}]
+rate_limit = {{ per_second = 100.0, burst = 100 }}
 "#,
             jwks = fixtures().join("demo-monitoring.jwks.json").display(),
+            consult_jwks = fixtures().join("demo-consult.jwks.json").display(),
             ods = ods.join(", ")
         ),
     )
@@ -305,6 +315,58 @@ token_rate_limit = {{ per_second = 1.0, burst = 10 }}
     assert_eq!(get(&client, b, &path, Some(&token)).await.0, 200);
     answered += 1;
 
+    // A write at A reaches B's cache: B had the patient's observations cached, and its
+    // next reads see the new reading once A's invalidation arrives (milliseconds).
+    let consult = gp_gateway::sandbox::demo_identity("demo-consult").unwrap();
+    let form = consult
+        .token_request_body(&format!("{PUBLIC}/oauth2/token"), None)
+        .unwrap();
+    let (status, consult_token) = post_form(&client, a, &form).await;
+    assert_eq!(status, 200, "{consult_token}");
+    let consult_token = consult_token["access_token"].as_str().unwrap().to_owned();
+    answered += 1;
+    let search = format!("/FHIR/R4/Observation?patient={nhs}&_count=250");
+    let count = |body: &Bytes| {
+        serde_json::from_slice::<serde_json::Value>(body).unwrap()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    let (status, before) = get(&client, b, &search, Some(&consult_token)).await;
+    assert_eq!(status, 200);
+    answered += 1;
+    let reading = serde_json::json!({
+        "resourceType": "Observation",
+        "identifier": [{"system": "https://consult.example/readings", "value": run}],
+        "status": "final",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "27113001"}]},
+        "subject": {"reference": format!("Patient/{nhs}")},
+        "effectiveDateTime": "2026-11-20T08:30:00Z",
+        "valueQuantity": {"value": 70.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    });
+    let req = http::Request::post(format!("http://127.0.0.1:{a}/FHIR/R4/Observation"))
+        .header("authorization", format!("Bearer {consult_token}"))
+        .header("content-type", "application/fhir+json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&reading).unwrap(),
+        )))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 201);
+    answered += 1;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, after) = get(&client, b, &search, Some(&consult_token)).await;
+        assert_eq!(status, 200);
+        answered += 1;
+        if count(&after) == count(&before) + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still serves its stale copy after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // One trail: every answer from either replica, each naming its replica.
     let rows = db
         .query(
@@ -319,8 +381,8 @@ token_rate_limit = {{ per_second = 1.0, burst = 10 }}
             .count()
     };
     assert_eq!(rows.len(), answered, "every answer is in the trail");
-    assert_eq!(per_replica("replica-a"), 11);
-    assert_eq!(per_replica("replica-b"), answered - 11);
+    assert_eq!(per_replica("replica-a"), 13, "2 tokens, 10 reads, 1 write");
+    assert_eq!(per_replica("replica-b"), answered - 13);
     let throttled = rows.iter().filter(|r| r.get::<_, i32>(1) == 429).count();
     assert_eq!(
         throttled,
