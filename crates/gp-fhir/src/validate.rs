@@ -90,7 +90,71 @@ pub fn precheck_json(bytes: &[u8]) -> Result<serde_json::Value, StructureError> 
     if json_depth(bytes) > MAX_DEPTH {
         return Err(StructureError::TooDeep);
     }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde::de::Deserializer::deserialize_any(&mut de, UniqueKeys)
+        .and_then(|()| de.end())
+        .map_err(|e| StructureError::Json(e.to_string()))?;
     serde_json::from_slice(bytes).map_err(|e| StructureError::Json(e.to_string()))
+}
+
+/// Walks a JSON text refusing any object that repeats a key. serde_json keeps the last
+/// of two equal keys; for a clinical write that silently drops what the sender may have
+/// meant, so a body naming a key twice is refused instead. (A separate pass rather than
+/// a custom `Value` builder, so serde_json's own number handling is kept as it is.)
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(UniqueKeys)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                let shown: String = key.chars().filter(|c| !c.is_control()).take(60).collect();
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key '{shown}' in an object"
+                )));
+            }
+            map.next_value_seed(UniqueKeys)?;
+        }
+        Ok(())
+    }
 }
 
 /// Pre-checks shared by every body the gateway reads: size, depth, syntax, and that
@@ -172,5 +236,31 @@ mod tests {
         ));
         assert_eq!(check_r4_json(b"[1]"), Err(StructureError::NoResourceType));
         assert_eq!(json_depth(br#"{"a":"{{{{"}"#), 1);
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_at_any_depth() {
+        let top = br#"{"resourceType":"Observation","status":"final","status":"entered-in-error"}"#;
+        match precheck(top) {
+            Err(StructureError::Json(m)) => assert!(m.contains("duplicate key 'status'"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let nested = br#"[{"op":"replace","path":"/telecom","path":"/name","value":[]}]"#;
+        assert!(matches!(
+            precheck_json(nested),
+            Err(StructureError::Json(_))
+        ));
+        // Equal keys in different objects are fine, and values are kept exactly.
+        let ok = br#"{"resourceType":"Patient","a":{"x":1},"b":{"x":-2.5e3},"c":[null,true,"s"]}"#;
+        let v = precheck(ok).unwrap();
+        assert_eq!(v, serde_json::from_slice::<serde_json::Value>(ok).unwrap());
+        assert!(matches!(
+            precheck_json(b"{} trailing"),
+            Err(StructureError::Json(_))
+        ));
+        // Out-of-range numbers: whether they parse depends on serde_json's
+        // `arbitrary_precision` (on in this workspace, via feature unification); the
+        // resource validators refuse them either way (tests/tests/hostile.rs).
+        let _ = precheck_json(b"[1e400]");
     }
 }

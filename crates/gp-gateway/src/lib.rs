@@ -17,6 +17,7 @@ pub mod incoming;
 pub mod invalidate;
 pub mod locator;
 pub mod metrics;
+pub mod openapi;
 pub mod patch;
 pub mod pipeline;
 pub mod redact;

@@ -4,12 +4,14 @@
 //! 1. request ids   — first, so every answer (errors included) carries them
 //! 2. trace span    — wraps everything after, keyed by the request id
 //! 3. timeout       — bounds the whole of the work below
-//! 4. operational endpoints (`/_health`, `/_ready`) — before auth: probes carry no token
+//! 4. operational endpoints (`/_health`, `/_ready`, `/metrics`, `/openapi.json`, the
+//!    token endpoint) — before auth: probes and discovery carry no token
 //! 5. body limits   — before anything buffers a body
 //! 6. routing + content negotiation — a bad path or format costs no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
 //! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`)
-//! 9. respond       — headers every response carries, then the one error rescue
+//! 9. respond       — the audit row is committed (no audit, no data), then the headers
+//!    every response carries; errors go through the one rescue
 
 use std::sync::Arc;
 
@@ -172,6 +174,7 @@ async fn route(
     // 4. Operational endpoints.
     match path {
         "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        crate::openapi::PATH => return Ok(crate::openapi::response(app)),
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
             resp.headers_mut().insert(
