@@ -1,0 +1,78 @@
+//! Native records for the mapping benchmarks, built from the simulators' own synthetic
+//! population so every adapter maps exactly what its GP system simulator serves.
+//! Included by each adapter's `benches/mapping.rs` with `#[path]` (one source, four crates).
+
+use gp_sim::{EntryMeta, Population, PopulationSpec, Practice, SimPatient, SystemKind};
+
+/// The sandbox's population seed (`gp_gateway::sandbox::DEFAULT_SEED`).
+pub const SEED: u64 = 20_261_123;
+
+/// Entries in the "large" record.
+pub const LARGE: usize = 1_000;
+
+/// The demo patient of `system` (a typical full record) and their practice.
+pub fn typical(system: SystemKind) -> (Practice, SimPatient) {
+    let population = Population::generate(SEED, &PopulationSpec::sandbox());
+    let nhs = gp_sim::DEMO_NHS_NUMBERS
+        .iter()
+        .find(|(s, _)| *s == system)
+        .map_or("", |(_, n)| *n);
+    let patient = population
+        .patient_by_nhs(nhs)
+        .cloned()
+        .unwrap_or_else(|| population.patients[0].clone());
+    let practice = population
+        .practice(&patient.practice)
+        .cloned()
+        .unwrap_or_else(|| population.practices[0].clone());
+    (practice, patient)
+}
+
+/// Clinical entries of every kind a patient holds.
+pub fn entries(p: &SimPatient) -> usize {
+    p.allergies.len()
+        + p.medications.len()
+        + p.problems.len()
+        + p.observations.len()
+        + p.immunisations.len()
+        + p.consultations.len()
+}
+
+/// `p` grown to exactly `n` clinical entries by repeating its own entries (same mix of
+/// kinds, fresh GUIDs, none confidential so every one is mapped).
+pub fn grown(p: &SimPatient, n: usize) -> SimPatient {
+    let mut out = p.clone();
+    let mut i = 0usize;
+    let fresh = |meta: &EntryMeta, i: usize| EntryMeta {
+        id: format!("b{:07x}-0000-4000-8000-{:012x}", i, i),
+        confidential: false,
+        external_key: None,
+        ..meta.clone()
+    };
+    while entries(&out) < n {
+        let before = entries(&out);
+        macro_rules! grow {
+            ($field:ident) => {
+                for e in &p.$field {
+                    if entries(&out) >= n {
+                        break;
+                    }
+                    let mut e = e.clone();
+                    e.meta = fresh(&e.meta, i);
+                    i += 1;
+                    out.$field.push(e);
+                }
+            };
+        }
+        grow!(observations);
+        grow!(medications);
+        grow!(problems);
+        grow!(allergies);
+        grow!(immunisations);
+        grow!(consultations);
+        if entries(&out) == before {
+            break; // an empty record cannot grow
+        }
+    }
+    out
+}

@@ -1,0 +1,64 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Microtest Evolution JSON → UK Core: the patient document plus one entries page per
+//! entry type, for the demo patient and a 1,000-entry record, rendered by the Evolution
+//! simulator. `cargo bench -p gp-adapter-microtest`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gp_adapter_microtest::{EntryType, map_entries, map_patient};
+use gp_fhir::{NhsNumber, OdsCode};
+use gp_sim::SystemKind;
+use serde_json::json;
+
+#[path = "../../../bench/support/records.rs"]
+mod records;
+
+const TYPES: [EntryType; 6] = [
+    EntryType::Allergy,
+    EntryType::Medication,
+    EntryType::Problem,
+    EntryType::Observation,
+    EntryType::Immunisation,
+    EntryType::Consultation,
+];
+
+fn mapping(c: &mut Criterion) {
+    let (practice, patient) = records::typical(SystemKind::Microtest);
+    let large = records::grown(&patient, records::LARGE);
+    let nhs = NhsNumber::parse(&patient.nhs_number).unwrap();
+    let ods = OdsCode::parse(&practice.ods).unwrap();
+    let mut group = c.benchmark_group("microtest/map_record");
+    for (name, p) in [("typical", &patient), ("1000_entries", &large)] {
+        let doc = serde_json::to_vec(&gp_sim::microtest::render_patient(&practice, p)).unwrap();
+        let pages: Vec<(EntryType, Vec<u8>)> = TYPES
+            .iter()
+            .map(|t| {
+                let entries = gp_sim::microtest::render_entries(p, t.as_str());
+                let total = entries.len();
+                let page = json!({"entries": entries, "total": total, "next_cursor": null});
+                (*t, serde_json::to_vec(&page).unwrap())
+            })
+            .collect();
+        let mapped: usize = pages
+            .iter()
+            .map(|(t, b)| map_entries(b, *t, nhs, &ods).unwrap().resources.len())
+            .sum();
+        assert!(mapped >= records::entries(p) / 2, "{name}");
+        group.throughput(Throughput::Elements(records::entries(p) as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let patient = map_patient(black_box(&doc)).unwrap();
+                let clinical: Vec<_> = pages
+                    .iter()
+                    .map(|(t, body)| map_entries(black_box(body), *t, nhs, &ods).unwrap())
+                    .collect();
+                (patient, clinical)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, mapping);
+criterion_main!(benches);
