@@ -393,34 +393,67 @@ pub fn select<'a>(area: &Area, entries: impl Iterator<Item = &'a Resource>) -> V
     }
 }
 
-/// Builds the `collection` Bundle.
-pub fn bundle(
-    base_url: &str,
-    id: &str,
-    last_updated: &str,
+/// The `collection` Bundle, serialised straight from the resources (never through an
+/// intermediate `serde_json::Value` tree, which cost most of the time for large records).
+pub struct StructuredBundle<'a> {
+    base_url: &'a str,
+    id: &'a str,
+    last_updated: &'a str,
     nhs: NhsNumber,
     demographics: Vec<Resource>,
-    areas: Vec<(&Area, Vec<&Resource>)>,
-) -> Value {
-    let entry_of = |r: &Resource| {
-        json!({
-            "fullUrl": format!("{base_url}/{}/{}", r.resource_type(), r.id()),
-            "resource": r,
-        })
-    };
-    let mut entries: Vec<Value> = demographics.iter().map(entry_of).collect();
-    for (area, resources) in &areas {
+    areas: Vec<(&'a Area, Vec<&'a Resource>)>,
+}
+
+/// Builds the `collection` Bundle: Patient, Organization and Practitioner, then for each
+/// area its `List` followed by the entries it lists.
+pub fn bundle<'a>(
+    base_url: &'a str,
+    id: &'a str,
+    last_updated: &'a str,
+    nhs: NhsNumber,
+    demographics: Vec<Resource>,
+    areas: Vec<(&'a Area, Vec<&'a Resource>)>,
+) -> StructuredBundle<'a> {
+    StructuredBundle {
+        base_url,
+        id,
+        last_updated,
+        nhs,
+        demographics,
+        areas,
+    }
+}
+
+/// One `Bundle.entry`.
+#[derive(serde::Serialize)]
+struct Entry<R: serde::Serialize> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    resource: R,
+}
+
+impl StructuredBundle<'_> {
+    fn entry<'r>(&self, r: &'r Resource) -> Entry<&'r Resource> {
+        Entry {
+            full_url: format!("{}/{}/{}", self.base_url, r.resource_type(), r.id()),
+            resource: r,
+        }
+    }
+
+    /// The `List` of one area (small: built as JSON).
+    fn list(&self, area: &Area, resources: &[&Resource]) -> Entry<Value> {
         let (code, title) = area.list_code();
+        let list_id = format!("{}-{code}", self.id);
         let mut list = json!({
             "resourceType": "List",
-            "id": format!("{}-{code}", id),
+            "id": list_id,
             "meta": { "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-List"] },
             "status": "current",
             "mode": "snapshot",
             "title": title,
             "code": { "coding": [{ "system": SNOMED, "code": code, "display": title }] },
-            "subject": { "reference": format!("Patient/{nhs}") },
-            "date": last_updated,
+            "subject": { "reference": format!("Patient/{}", self.nhs) },
+            "date": self.last_updated,
             "entry": resources.iter().map(|r| json!({ "item": { "reference": format!("{}/{}", r.resource_type(), r.id()) } })).collect::<Vec<_>>(),
         });
         if resources.is_empty()
@@ -432,16 +465,45 @@ pub fn bundle(
                 json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nocontent", "display": "No Content Recorded" }] }),
             );
         }
-        entries.push(json!({ "fullUrl": format!("{base_url}/List/{}", list["id"].as_str().unwrap_or_default()), "resource": list }));
-        entries.extend(resources.iter().map(|r| entry_of(r)));
+        Entry {
+            full_url: format!("{}/List/{list_id}", self.base_url),
+            resource: list,
+        }
     }
-    json!({
-        "resourceType": "Bundle",
-        "id": id,
-        "meta": { "lastUpdated": last_updated },
-        "type": "collection",
-        "entry": entries,
-    })
+}
+
+/// `Bundle.entry`, in order.
+struct Entries<'b, 'a>(&'b StructuredBundle<'a>);
+
+impl serde::Serialize for Entries<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let b = self.0;
+        let mut seq = s.serialize_seq(None)?;
+        for r in &b.demographics {
+            seq.serialize_element(&b.entry(r))?;
+        }
+        for (area, resources) in &b.areas {
+            seq.serialize_element(&b.list(area, resources))?;
+            for r in resources {
+                seq.serialize_element(&b.entry(r))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl serde::Serialize for StructuredBundle<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("resourceType", "Bundle")?;
+        m.serialize_entry("id", self.id)?;
+        m.serialize_entry("meta", &json!({ "lastUpdated": self.last_updated }))?;
+        m.serialize_entry("type", "collection")?;
+        m.serialize_entry("entry", &Entries(self))?;
+        m.end()
+    }
 }
 
 #[cfg(test)]
