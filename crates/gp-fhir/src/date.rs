@@ -151,6 +151,57 @@ pub fn parse_instant_utc(s: &str) -> Result<(i32, u8, u8, u8, u8, u8), DateError
     ))
 }
 
+/// UK civil time. British Summer Time runs from 01:00 GMT on the last Sunday of March
+/// to 01:00 GMT on the last Sunday of October; adapters and simulators share these rules.
+/// Day of week, 0 = Sunday (Sakamoto).
+fn weekday(y: i32, m: u8, d: u8) -> u8 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let w = (y + y / 4 - y / 100 + y / 400 + T[usize::from(m - 1)] + i32::from(d)).rem_euclid(7);
+    // rem_euclid(7) is 0..=6.
+    u8::try_from(w).unwrap_or(0)
+}
+
+/// The day of the month of the last Sunday of month `m` of year `y`.
+fn last_sunday(y: i32, m: u8) -> u8 {
+    let last = days_in_month(y, m);
+    last - weekday(y, m, last)
+}
+
+/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time. In the
+/// skipped March hour (01:xx local) the time is read as BST; in the repeated October
+/// hour (01:xx local) as its first, BST, occurrence.
+pub fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 2)
+        }
+        _ => false,
+    }
+}
+
+/// True when the UTC instant `y-m-d h:..` falls in British Summer Time.
+pub fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let change = last_sunday(y, 3);
+            d > change || (d == change && hour >= 1)
+        }
+        10 => {
+            let change = last_sunday(y, 10);
+            d < change || (d == change && hour < 1)
+        }
+        _ => false,
+    }
+}
+
 fn valid_time(t: &str) -> bool {
     // hh:mm:ss with optional fraction and a zone; precise enough to refuse junk.
     let b = t.as_bytes();
@@ -262,6 +313,33 @@ pub fn day_after((y, m, d): (i32, u8, u8)) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_sundays() {
+        // 2024: BST from Sunday 31 March 01:00 GMT to Sunday 27 October 01:00 GMT.
+        assert_eq!(last_sunday(2024, 3), 31);
+        assert_eq!(last_sunday(2024, 10), 27);
+        assert_eq!(last_sunday(2023, 3), 26);
+        assert_eq!(last_sunday(2023, 10), 29);
+    }
+
+    #[test]
+    fn bst_follows_the_last_sunday_rules() {
+        assert!(!is_bst_local(2024, 3, 31, 0));
+        assert!(is_bst_local(2024, 3, 31, 2));
+        assert!(!is_bst_local(2024, 3, 30, 23));
+        assert!(is_bst_local(2024, 7, 1, 12));
+        assert!(is_bst_local(2024, 10, 27, 0));
+        assert!(is_bst_local(2024, 10, 27, 1));
+        assert!(!is_bst_local(2024, 10, 27, 2));
+        assert!(!is_bst_local(2024, 1, 15, 10));
+        assert!(!is_bst_local(2024, 11, 1, 10));
+        // The changes happen at 01:00 UTC.
+        assert!(!is_bst_utc(2024, 3, 31, 0));
+        assert!(is_bst_utc(2024, 3, 31, 1));
+        assert!(is_bst_utc(2024, 10, 27, 0));
+        assert!(!is_bst_utc(2024, 10, 27, 1));
+    }
 
     #[test]
     fn instants_normalise_to_utc() {

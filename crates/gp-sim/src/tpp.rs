@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gp_fhir::NhsNumber;
+use gp_fhir::date::{is_bst_local, is_bst_utc};
 use hyper::Method;
 use tokio::net::TcpListener;
 
@@ -1094,44 +1095,6 @@ pub fn utc_date_time(d: SimDate) -> String {
     )
 }
 
-fn last_sunday(y: i32, m: u8) -> u8 {
-    let last = gp_fhir::date::days_in_month(y, m);
-    // 1970-01-01 was a Thursday; 0 = Sunday.
-    let weekday = (SimDate::ymd(y, m, last).days() + 4).rem_euclid(7) as u8;
-    last - weekday
-}
-
-fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 2)
-        }
-        _ => false,
-    }
-}
-
-/// True when the UTC instant `y-m-d hour:..` falls in British Summer Time.
-fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 1)
-        }
-        _ => false,
-    }
-}
-
 fn sex(s: Sex) -> &'static str {
     match s {
         Sex::Male => "Male",
@@ -1151,8 +1114,6 @@ mod tests {
 
     #[test]
     fn local_times_become_utc() {
-        assert_eq!(last_sunday(2024, 3), 31);
-        assert_eq!(last_sunday(2024, 10), 27);
         assert_eq!(
             utc_date_time(SimDate::ymd(2024, 1, 12).at(9, 40, 0)),
             "2024-01-12T09:40:00Z"
