@@ -25,8 +25,11 @@ pub struct CacheConfig {
     pub ttl_secs: u64,
     /// Most patients whose demographics are kept.
     pub max_patients: u64,
-    /// Most (patient, clinical area) entry lists kept.
-    pub max_entry_lists: u64,
+    /// Most clinical entries (FHIR resources) kept across every cached (patient,
+    /// clinical area) list: a list weighs its entry count (an empty list weighs 1).
+    /// Bounds memory by what is held, not by how many lists hold it; a list larger
+    /// than the whole bound is never cached.
+    pub max_entries: u64,
 }
 
 impl Default for CacheConfig {
@@ -34,12 +37,17 @@ impl Default for CacheConfig {
         Self {
             ttl_secs: 30,
             max_patients: 10_000,
-            max_entry_lists: 50_000,
+            max_entries: 100_000,
         }
     }
 }
 
 type PatientKey = (OdsCode, NhsNumber);
+
+/// What a cached entry list weighs against `max_entries`.
+fn list_weight(entries: usize) -> u32 {
+    u32::try_from(entries).unwrap_or(u32::MAX).max(1)
+}
 type AreaKey = (OdsCode, NhsNumber, ClinicalType);
 
 /// The caches.
@@ -69,7 +77,8 @@ impl RecordCache {
             ),
             areas: Some(
                 moka::future::Cache::builder()
-                    .max_capacity(config.max_entry_lists)
+                    .max_capacity(config.max_entries)
+                    .weigher(|_, list: &Arc<Vec<Resource>>| list_weight(list.len()))
                     .time_to_live(ttl)
                     .build(),
             ),
@@ -158,5 +167,83 @@ impl RecordCache {
                 c.invalidate(&(practice.clone(), nhs, *area)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use async_trait::async_trait;
+    use gp_adapter::{GpSystem, SearchPage};
+    use gp_fhir::model::Organization;
+
+    /// Answers every search with `entries` resources.
+    struct Lists {
+        entries: usize,
+    }
+
+    #[async_trait]
+    impl Adapter for Lists {
+        fn system(&self) -> GpSystem {
+            GpSystem::Emis
+        }
+        async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Ok(SearchPage {
+                resources: vec![Resource::Organization(Organization::default()); self.entries],
+                total: u32::try_from(self.entries).unwrap(),
+            })
+        }
+    }
+
+    /// The `i`th synthetic 999-range NHS number with a valid check digit.
+    fn nhs(i: usize) -> NhsNumber {
+        (999_000_000u64..)
+            .flat_map(|stem| (0..10).map(move |d| format!("{stem}{d}")))
+            .filter_map(|s| NhsNumber::parse(&s).ok())
+            .nth(i)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn entry_lists_are_bounded_by_the_entries_they_hold_not_by_their_number() {
+        let cache = RecordCache::new(
+            CacheConfig {
+                ttl_secs: 60,
+                max_patients: 10,
+                max_entries: 1_000,
+            },
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        let adapter = Lists { entries: 100 };
+        let practice = OdsCode::parse("A12345").unwrap();
+        let ctx = CallContext::new("t");
+        for i in 0..40 {
+            let list = cache
+                .area(&adapter, &practice, nhs(i), ClinicalType::ALL[0], &ctx)
+                .await
+                .unwrap();
+            assert_eq!(list.len(), 100);
+        }
+        let areas = cache.areas.as_ref().unwrap();
+        areas.run_pending_tasks().await;
+        // 40 lists of 100 entries were read; at most 10 of them (1,000 entries) stay.
+        assert!(areas.weighted_size() <= 1_000, "{}", areas.weighted_size());
+        assert!(areas.entry_count() <= 10, "{}", areas.entry_count());
+        assert!(areas.entry_count() >= 1);
+
+        // A list larger than the whole bound is answered but never kept.
+        let huge = Lists { entries: 1_001 };
+        let other = OdsCode::parse("B12345").unwrap();
+        let list = cache
+            .area(&huge, &other, nhs(99), ClinicalType::ALL[0], &ctx)
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1_001);
+        areas.run_pending_tasks().await;
+        assert!(!areas.contains_key(&(other, nhs(99), ClinicalType::ALL[0])));
     }
 }
