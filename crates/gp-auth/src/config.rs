@@ -62,6 +62,54 @@ pub struct SupplierConfig {
     /// Token endpoint rate limit.
     #[serde(default = "default_token_rate_limit")]
     pub token_rate_limit: RateLimit,
+    /// SHA-256 fingerprint of the client certificate the supplier must present over
+    /// mutual TLS (64 hex digits; `openssl x509 -fingerprint -sha256`'s colon form is
+    /// accepted too). When set, its token requests and API calls over a connection
+    /// without that certificate are refused, as the NHS Spine requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_sha256: Option<String>,
+}
+
+/// The SHA-256 fingerprint of a DER X.509 certificate: how a supplier's mutual-TLS
+/// client certificate is bound to its registry entry (RFC 8705's `x5t#S256`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertThumbprint([u8; 32]);
+
+impl CertThumbprint {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of_der(der: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(der).into())
+    }
+
+    /// Parses 64 hex digits, optionally separated by `:` in pairs; case-insensitive.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let hex: Vec<u8> = s.trim().bytes().filter(|b| *b != b':').collect();
+        if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(
+                "must be the certificate's SHA-256 fingerprint: 64 hex digits (colons allowed)"
+                    .into(),
+            );
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+            out[i] = digit(pair[0]) << 4 | digit(pair[1]);
+        }
+        Ok(Self(out))
+    }
+}
+
+impl std::fmt::Display for CertThumbprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for CertThumbprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertThumbprint({self})")
+    }
 }
 
 /// Default token endpoint limit: a token lives 5 minutes, so one a second is generous.
@@ -195,6 +243,7 @@ impl SuppliersConfig {
             }
         }
         let mut ids = HashSet::new();
+        let mut bound = HashSet::new();
         for (i, s) in self.suppliers.iter().enumerate() {
             let id = if s.client_id.is_empty() {
                 format!("#{i}")
@@ -264,6 +313,18 @@ impl SuppliersConfig {
             }
             if let Some(problem) = s.token_rate_limit.problem() {
                 errors.push(supplier_err(&id, "token_rate_limit", problem));
+            }
+            if let Some(fingerprint) = &s.client_cert_sha256 {
+                match CertThumbprint::parse(fingerprint) {
+                    Err(problem) => errors.push(supplier_err(&id, "client_cert_sha256", problem)),
+                    // One certificate identifies one supplier.
+                    Ok(t) if !bound.insert(t) => errors.push(supplier_err(
+                        &id,
+                        "client_cert_sha256",
+                        "is already bound to another supplier",
+                    )),
+                    Ok(_) => {}
+                }
             }
         }
         if errors.is_empty() {
@@ -353,7 +414,52 @@ mod tests {
                 burst: 10,
             },
             token_rate_limit: default_token_rate_limit(),
+            client_cert_sha256: None,
         }
+    }
+
+    #[test]
+    fn client_certificate_bindings_are_fingerprints_bound_once() {
+        let hex = "AB".repeat(32);
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(
+            CertThumbprint::parse(&hex).unwrap(),
+            CertThumbprint::parse(&colons).unwrap()
+        );
+        assert_eq!(
+            CertThumbprint::parse(&hex).unwrap().to_string(),
+            "ab".repeat(32)
+        );
+        let mut a = supplier();
+        a.client_cert_sha256 = Some(hex.clone());
+        let mut b = supplier();
+        b.client_id = "other".into();
+        b.practices = vec!["B82617".into()];
+        b.client_cert_sha256 = Some(colons);
+        let mut c = supplier();
+        c.client_id = "short".into();
+        c.practices = vec!["B82617".into()];
+        c.client_cert_sha256 = Some("abc123".into());
+        let mut groups = BTreeMap::new();
+        groups.insert("north".to_owned(), vec!["B82617".to_owned()]);
+        let cfg = SuppliersConfig {
+            practice_groups: groups,
+            suppliers: vec![a, b, c],
+        };
+        let errors: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                "supplier 'other', key 'client_cert_sha256': is already bound to another supplier",
+                "supplier 'short', key 'client_cert_sha256': must be the certificate's SHA-256 fingerprint: 64 hex digits (colons allowed)",
+            ]
+        );
+        assert!(CertThumbprint::parse(&"g".repeat(64)).is_err());
     }
 
     #[test]

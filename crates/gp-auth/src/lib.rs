@@ -31,6 +31,7 @@
 //! // Every FHIR request: authenticate, authorise, rate limit.
 //! let claims = verifier.verify(Some("Bearer eyJ..."))?;      // 401 AccessError
 //! let supplier = registry.authorise(&claims)?;               // unknown / suspended
+//! supplier.require_client_cert(None)?;                       // 401 when bound to a client cert
 //! supplier.require("Observation", Interaction::Search)?;     // 403 ScopeError
 //! let ods = gp_fhir::OdsCode::parse("B82617")?;
 //! supplier.require_paired(&ods)?;                            // 403 AccessError
@@ -48,7 +49,7 @@
 //! |---|---|---|
 //! | `invalid_request` | 400 | malformed form, missing parameter, wrong assertion type, oversized or malformed JWT, `alg` not RS512/RS384/ES384 (incl. `none`, HS*), missing `kid` or claim |
 //! | `unsupported_grant_type` | 400 | `grant_type` other than `client_credentials` |
-//! | `invalid_client` | 401 | unknown or suspended client, `iss` ≠ `sub`, unknown `kid`, key/`alg` mismatch, bad signature |
+//! | `invalid_client` | 401 | unknown or suspended client, `iss` ≠ `sub`, client bound to a mutual-TLS certificate (`client_cert_sha256`) that the connection did not present, unknown `kid`, key/`alg` mismatch, bad signature |
 //! | `invalid_grant` | 400 | authentic assertion not valid here and now: wrong `aud`, expired, lifetime too long, `nbf`/`iat` in the future, replayed `jti` |
 //! | `invalid_scope` | 400 | unparsable `scope`, or nothing requested is allowed |
 //! | `temporarily_unavailable` | 429 / 503 | token rate limit exceeded / replay store or limiter unreachable (fail closed) |
@@ -67,14 +68,16 @@ mod token;
 pub use access::{AccessClaims, AccessError, AccessVerifier, bearer_token};
 pub use client::{AssertionError, ClientAssertion};
 pub use config::{
-    AuthConfig, ConfigError, SigningKeyConfig, SupplierConfig, SupplierStatus, SuppliersConfig,
-    default_token_rate_limit,
+    AuthConfig, CertThumbprint, ConfigError, SigningKeyConfig, SupplierConfig, SupplierStatus,
+    SuppliersConfig, default_token_rate_limit,
 };
 pub use keys::GatewayKeys;
 pub use ratelimit::{
     MemoryRateLimiter, RateDecision, RateLimit, RateLimitExceeded, RateLimiter, RedisRateLimiter,
 };
-pub use registry::{ASSERTION_ALGORITHMS, SupplierRegistry, SupplierSet, SupplierView};
+pub use registry::{
+    ASSERTION_ALGORITHMS, ClientCertError, SupplierRegistry, SupplierSet, SupplierView,
+};
 pub use replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 pub use scope::{Interaction, ScopeError, ScopeParseError, ScopeSet};
 pub use token::{JWT_BEARER, OAuthError, TokenResponse, TokenService, smart_configuration};

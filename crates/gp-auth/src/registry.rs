@@ -10,7 +10,9 @@ use gp_fhir::OdsCode;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::access::{AccessClaims, AccessError};
-use crate::config::{ConfigError, SupplierConfig, SupplierStatus, SuppliersConfig, supplier_err};
+use crate::config::{
+    CertThumbprint, ConfigError, SupplierConfig, SupplierStatus, SuppliersConfig, supplier_err,
+};
 use crate::ratelimit::RateLimit;
 use crate::scope::{Interaction, ScopeError, ScopeSet};
 
@@ -168,6 +170,48 @@ pub(crate) struct Supplier {
     pub(crate) practices: HashSet<OdsCode>,
     pub(crate) rate_limit: RateLimit,
     pub(crate) token_rate_limit: RateLimit,
+    /// The mutual-TLS client certificate it must call with, when bound.
+    pub(crate) client_cert: Option<CertThumbprint>,
+}
+
+impl Supplier {
+    /// Checks the connection's client certificate against the supplier's binding; a
+    /// supplier without one may call with any certificate, or none.
+    pub(crate) fn check_client_cert(
+        &self,
+        presented: Option<&CertThumbprint>,
+    ) -> Result<(), ClientCertError> {
+        match (&self.client_cert, presented) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(ClientCertError::Missing(self.client_id.clone())),
+            (Some(bound), Some(p)) if bound == p => Ok(()),
+            (Some(_), Some(_)) => Err(ClientCertError::Mismatch(self.client_id.clone())),
+        }
+    }
+}
+
+/// A supplier bound to a client certificate called over a connection without that
+/// certificate (RFC 8705 semantics: refused as unauthenticated).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientCertError {
+    /// No client certificate was presented on the connection.
+    #[error("supplier '{0}' is bound to a client certificate: call over mutual TLS presenting it")]
+    Missing(String),
+    /// A certificate was presented, but not the one registered for the supplier.
+    #[error("the client certificate presented is not the one registered for supplier '{0}'")]
+    Mismatch(String),
+}
+
+impl gp_fhir::FhirError for ClientCertError {
+    fn status(&self) -> u16 {
+        401
+    }
+    fn spine_code(&self) -> gp_fhir::SpineCode {
+        gp_fhir::SpineCode::AccessDenied
+    }
+    fn issue_type(&self) -> gp_fhir::IssueType {
+        gp_fhir::IssueType::Security
+    }
 }
 
 /// An immutable, validated set of suppliers: what a [`SupplierRegistry`] serves.
@@ -301,7 +345,14 @@ fn compile(
             );
         }
     }
+    let client_cert = s
+        .client_cert_sha256
+        .as_deref()
+        .map(CertThumbprint::parse)
+        .transpose()
+        .map_err(|p| supplier_err(id, "client_cert_sha256", p))?;
     Ok(Supplier {
+        client_cert,
         client_id: s.client_id.clone(),
         name: s.name.clone(),
         status: s.status,
@@ -433,5 +484,16 @@ impl SupplierView {
     /// The token endpoint rate limit for this supplier.
     pub fn token_rate_limit(&self) -> RateLimit {
         self.supplier.token_rate_limit
+    }
+
+    /// Fails with a 401 when the supplier is bound to a client certificate and the
+    /// request's connection did not present it (`presented`: the connection's
+    /// certificate fingerprint, `None` without mutual TLS). Checked against the current
+    /// registry, so a new binding applies to tokens already issued.
+    pub fn require_client_cert(
+        &self,
+        presented: Option<&CertThumbprint>,
+    ) -> Result<(), ClientCertError> {
+        self.supplier.check_client_cert(presented)
     }
 }

@@ -116,6 +116,9 @@ pub enum OAuthError {
     /// The client is suspended.
     #[error("Client '{0}' is suspended")]
     SuspendedClient(String),
+    /// The client is bound to a mutual-TLS certificate the connection did not present.
+    #[error("{0}")]
+    ClientCertificate(crate::registry::ClientCertError),
     /// `kid` names no key of this client.
     #[error(
         "Invalid 'kid' header in client_assertion JWT: no public key '{kid}' is registered for client '{client}'"
@@ -208,6 +211,7 @@ impl OAuthError {
             | ClientIdMismatch
             | UnknownClient(_)
             | SuspendedClient(_)
+            | ClientCertificate(_)
             | UnknownKid { .. }
             | KeyAlgorithmMismatch { .. }
             | BadSignature => "invalid_client",
@@ -321,8 +325,20 @@ impl TokenService {
         )
     }
 
-    /// Handles a token request body (`application/x-www-form-urlencoded`).
+    /// Handles a token request body (`application/x-www-form-urlencoded`) that came
+    /// without a client certificate.
     pub async fn issue(&self, form_body: &[u8]) -> Result<TokenResponse, OAuthError> {
+        self.issue_with_client_cert(form_body, None).await
+    }
+
+    /// Handles a token request body; `client_cert` is the fingerprint of the client
+    /// certificate its connection presented (mutual TLS), checked against the client's
+    /// `client_cert_sha256` binding.
+    pub async fn issue_with_client_cert(
+        &self,
+        form_body: &[u8],
+        client_cert: Option<&crate::config::CertThumbprint>,
+    ) -> Result<TokenResponse, OAuthError> {
         let form = parse_form(form_body)?;
         match form.grant_type.as_deref() {
             None => return Err(OAuthError::MissingParameter("grant_type")),
@@ -383,6 +399,10 @@ impl TokenService {
         if supplier.status == SupplierStatus::Suspended {
             return Err(OAuthError::SuspendedClient(supplier.client_id.clone()));
         }
+        // The certificate is part of client authentication when the client is bound.
+        supplier
+            .check_client_cert(client_cert)
+            .map_err(OAuthError::ClientCertificate)?;
         let key = supplier
             .keys
             .get(kid)

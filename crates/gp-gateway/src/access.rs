@@ -122,6 +122,15 @@ pub async fn check(
     let claims = auth.verify(header).await.map_err(unauthorised)?;
     facts.caller(&claims.client_id, &claims.token_id);
     let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
+    // A supplier bound to a client certificate must call over a connection presenting it
+    // (the token alone is not enough: RFC 8705 certificate-bound access).
+    view.require_client_cert(crate::server::client_certificate(&parts.extensions))
+        .map_err(|e| {
+            Rescue::from(e).with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            )
+        })?;
     let needed = match interaction {
         Interaction::Read | Interaction::Operation => Scope::Read,
         Interaction::SearchType => Scope::Search,

@@ -25,6 +25,8 @@ pub struct App {
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
     pub paging: PagingLimits,
     pub max_body_bytes: usize,
+    /// Largest request head (request line + headers) answered; see `server::check_head`.
+    pub max_header_bytes: usize,
     pub request_timeout: Duration,
     pub access: AccessMode,
     pub practices: BTreeMap<OdsCode, PracticeEntry>,
@@ -107,7 +109,10 @@ impl App {
         let audit = crate::audit::open(&g.audit, &cfg.dir).await?;
         let mut app = Self::assemble(cfg, adapters, locator, audit);
         if g.state.backend == crate::config::StateBackend::Redis {
-            let url = g.state.redis_url.clone().unwrap_or_default();
+            let url = g
+                .state
+                .redis_connection_url(&cfg.dir)
+                .map_err(|e| BuildError::Auth(crate::auth::AuthSetupError::State(e)))?;
             app.invalidator = crate::invalidate::Invalidator::redis(
                 &url,
                 &g.state.key_prefix,
@@ -173,6 +178,7 @@ impl App {
                 max_count: g.search.max_count,
             },
             max_body_bytes: g.server.max_body_bytes,
+            max_header_bytes: g.server.max_header_bytes,
             request_timeout: Duration::from_millis(g.server.request_timeout_ms),
             access: g.access.mode,
             practices: cfg.practices.clone(),

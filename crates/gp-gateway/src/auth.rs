@@ -83,7 +83,10 @@ impl AuthState {
                 Arc::new(MemoryReplayStore::default()),
             ),
             StateBackend::Redis => {
-                let url = g.state.redis_url.clone().unwrap_or_default();
+                let url = g
+                    .state
+                    .redis_connection_url(&cfg.dir)
+                    .map_err(AuthSetupError::State)?;
                 let prefix = &g.state.key_prefix;
                 let limiter = RedisRateLimiter::connect(&url, format!("{prefix}rl:"))
                     .await
@@ -157,11 +160,13 @@ impl AuthState {
         Ok(n)
     }
 
-    /// `POST /oauth2/token`.
+    /// `POST /oauth2/token`. `client_cert` is the fingerprint of the client certificate
+    /// the request's connection presented (mutual TLS), for suppliers bound to one.
     pub async fn token_endpoint(
         &self,
         content_type: Option<&str>,
         body: &[u8],
+        client_cert: Option<&gp_auth::CertThumbprint>,
     ) -> Response<Full<Bytes>> {
         let media = content_type
             .unwrap_or("")
@@ -177,7 +182,7 @@ impl AuthState {
                 "token requests must be application/x-www-form-urlencoded",
             );
         }
-        match self.tokens.issue(body).await {
+        match self.tokens.issue_with_client_cert(body, client_cert).await {
             Ok(ok) => {
                 tracing::info!(scope = %ok.scope, "access token issued");
                 json(StatusCode::OK, ok.to_json())

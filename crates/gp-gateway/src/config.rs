@@ -93,9 +93,15 @@ pub struct StateConfig {
     /// `memory` (one replica) or `redis` (several replicas share one budget and replay set).
     #[serde(default)]
     pub backend: StateBackend,
-    /// Redis URL when `backend = "redis"`.
+    /// Redis URL when `backend = "redis"`. Keep the password out of it: use
+    /// `redis_password_file`.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// File holding the Redis password (relative to this file; one line, trailing
+    /// newline ignored), e.g. a mounted Kubernetes secret. Read at start-up only, never by
+    /// `check-config`; the URL must then carry no password of its own.
+    #[serde(default)]
+    pub redis_password_file: Option<PathBuf>,
     /// Prefix of every Redis key the gateway writes.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -106,9 +112,64 @@ impl Default for StateConfig {
         Self {
             backend: StateBackend::Memory,
             redis_url: None,
+            redis_password_file: None,
             key_prefix: default_key_prefix(),
         }
     }
+}
+
+impl StateConfig {
+    /// The Redis URL to connect with: `redis_url`, with the password from
+    /// `redis_password_file` (relative to `dir`) put in its user-info when one is named.
+    /// Errors name the file, never the password.
+    pub fn redis_connection_url(&self, dir: &Path) -> Result<String, String> {
+        let url = self.redis_url.clone().unwrap_or_default();
+        let Some(file) = &self.redis_password_file else {
+            return Ok(url);
+        };
+        let path = dir.join(file);
+        let password = read_secret(&path)?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("state.redis_url is not a redis:// URL")?;
+        // `redis://[user@]host…`: the password joins the user (empty for Redis < 6 AUTH).
+        let (user, host) = match rest.split_once('@') {
+            Some((user, host)) => (user, host),
+            None => ("", rest),
+        };
+        Ok(format!(
+            "{scheme}://{user}:{}@{host}",
+            percent_encode_userinfo(&password)
+        ))
+    }
+}
+
+/// Reads a one-line secret file (a password), trailing newline removed. The error names
+/// the file and what is wrong, never the content.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() || secret.contains(['\r', '\n']) {
+        return Err(format!(
+            "secret file {} must hold exactly one non-empty line",
+            path.display()
+        ));
+    }
+    Ok(secret.to_owned())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for URL user-info.
+fn percent_encode_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn default_key_prefix() -> String {
@@ -168,12 +229,59 @@ fn default_header_timeout() -> u64 {
     5_000
 }
 
-/// `[server.tls]`: TLS with rustls when present.
+/// `[server.tls]`: TLS with rustls when present (TLS 1.2 and 1.3, AEAD cipher suites
+/// with ECDHE only; see `server::CIPHER_SUITES`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (relative to this file).
     pub cert_file: PathBuf,
+    /// PEM private key of the leaf (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// How often the certificate and key files are checked for a change (modification
+    /// time and size), and a new pair loaded without a restart; 0 = only on SIGHUP.
+    /// A pair that does not load (unreadable, or key not matching the certificate) is
+    /// refused with an error in the log and the running one keeps serving.
+    #[serde(default = "default_tls_reload")]
+    pub reload_interval_secs: u64,
+    /// PEM file of the CA certificate(s) supplier client certificates must chain to.
+    /// Set: the server asks for a client certificate (mutual TLS), and suppliers with a
+    /// `client_cert_sha256` binding can only call over a connection presenting it.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// `optional` (default with `client_ca_file`): a client certificate, when sent, must
+    /// chain to `client_ca_file` and be valid, but suppliers without a binding may
+    /// connect without one; `required`: every connection must present one.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+impl TlsConfig {
+    /// A TLS config with these files and every other setting at its default.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            reload_interval_secs: default_tls_reload(),
+            client_ca_file: None,
+            client_auth: None,
+        }
+    }
+}
+
+fn default_tls_reload() -> u64 {
+    5
+}
+
+/// Whether a TLS client must present a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Verified when presented; connections without one are allowed.
+    #[default]
+    Optional,
+    /// Every connection must present a valid client certificate.
+    Required,
 }
 
 /// `[search]`.
@@ -396,6 +504,33 @@ impl LoadedConfig {
                     .collect(),
             ));
         }
+        let mutual_tls = self
+            .gateway
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        if !mutual_tls {
+            // A bound supplier could never connect: say so now rather than at its first call.
+            let bound: Vec<ConfigError> = suppliers
+                .suppliers
+                .iter()
+                .filter(|s| s.client_cert_sha256.is_some())
+                .map(|s| {
+                    invalid(
+                        &file,
+                        "suppliers",
+                        format!(
+                            "supplier '{}' has client_cert_sha256 but gateway.toml has no [server.tls] client_ca_file (mutual TLS is off)",
+                            s.client_id
+                        ),
+                    )
+                })
+                .collect();
+            if !bound.is_empty() {
+                return Err(ConfigErrors(bound));
+            }
+        }
         self.suppliers = suppliers;
         self.suppliers_path = path;
         Ok(())
@@ -531,6 +666,31 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             ));
         }
     }
+    if let Some(tls) = &c.server.tls {
+        for (key, path) in [
+            ("server.tls.cert_file", Some(&tls.cert_file)),
+            ("server.tls.key_file", Some(&tls.key_file)),
+            ("server.tls.client_ca_file", tls.client_ca_file.as_ref()),
+        ] {
+            if path.is_some_and(|p| p.as_os_str().is_empty()) {
+                errors.push(invalid(file, key, "must not be empty"));
+            }
+        }
+        if tls.client_auth.is_some() && tls.client_ca_file.is_none() {
+            errors.push(invalid(
+                file,
+                "server.tls.client_auth",
+                "needs client_ca_file: the CA supplier client certificates must chain to",
+            ));
+        }
+        if tls.reload_interval_secs > 86_400 {
+            errors.push(invalid(
+                file,
+                "server.tls.reload_interval_secs",
+                "must be at most 86400 (0 = reload on SIGHUP only)",
+            ));
+        }
+    }
     if c.server.request_timeout_ms == 0 || c.server.header_read_timeout_ms == 0 {
         errors.push(invalid(
             file,
@@ -600,13 +760,35 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
     }
     if c.state.backend == StateBackend::Redis {
         match &c.state.redis_url {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {}
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let userinfo = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .and_then(|authority| authority.rsplit_once('@'))
+                    .map(|(userinfo, _)| userinfo);
+                if c.state.redis_password_file.is_some()
+                    && userinfo.is_some_and(|u| u.contains(':'))
+                {
+                    errors.push(invalid(
+                        file,
+                        "state.redis_password_file",
+                        "redis_url already carries a password: give it once, in the file",
+                    ));
+                }
+            }
             _ => errors.push(invalid(
                 file,
                 "state.redis_url",
                 "backend \"redis\" needs redis_url = \"redis://host:port/db\"",
             )),
         }
+    }
+    if c.state.redis_password_file.is_some() && c.state.backend != StateBackend::Redis {
+        errors.push(invalid(
+            file,
+            "state.redis_password_file",
+            "is only used with backend = \"redis\"",
+        ));
     }
     if c.systems.configured().is_empty() {
         errors.push(invalid(
@@ -616,4 +798,121 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
         ));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn example() -> LoadedConfig {
+        LoadedConfig::load(Path::new("../../config/gateway.toml")).unwrap()
+    }
+
+    fn problems(c: &GatewayConfig) -> Vec<String> {
+        validate_gateway(c, Path::new("gateway.toml"))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn tls_options_are_checked() {
+        let mut cfg = example();
+        assert_eq!(problems(&cfg.gateway), Vec::<String>::new());
+        let tls = cfg.gateway.server.tls.as_mut().unwrap();
+        tls.client_auth = Some(ClientAuth::Required);
+        tls.cert_file = PathBuf::new();
+        tls.reload_interval_secs = 100_000;
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec![
+                "gateway.toml: server.tls.cert_file: must not be empty",
+                "gateway.toml: server.tls.client_auth: needs client_ca_file: the CA supplier client certificates must chain to",
+                "gateway.toml: server.tls.reload_interval_secs: must be at most 86400 (0 = reload on SIGHUP only)",
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_toml_shape() {
+        let tls: TlsConfig = toml::from_str(
+            "cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\nclient_auth = \"required\"",
+        )
+        .unwrap();
+        assert_eq!(tls.client_auth, Some(ClientAuth::Required));
+        assert_eq!(tls.reload_interval_secs, 5);
+        let err = toml::from_str::<TlsConfig>(
+            "cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"sometimes\"",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn supplier_certificate_bindings_need_mutual_tls_and_a_fingerprint() {
+        let mut cfg = example();
+        let mut suppliers = cfg.suppliers.clone();
+        suppliers.suppliers[0].client_cert_sha256 = Some("ab".repeat(32));
+        let err = cfg
+            .set_suppliers(suppliers.clone(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "has client_cert_sha256 but gateway.toml has no [server.tls] client_ca_file"
+            ),
+            "{err}"
+        );
+
+        cfg.gateway.server.tls.as_mut().unwrap().client_ca_file = Some("ca.pem".into());
+        cfg.set_suppliers(suppliers.clone(), None).unwrap();
+
+        suppliers.suppliers[0].client_cert_sha256 = Some("ab".repeat(31));
+        let err = cfg.set_suppliers(suppliers, None).unwrap_err().to_string();
+        assert!(err.contains("key 'client_cert_sha256': must be the certificate's SHA-256 fingerprint: 64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn redis_password_file_is_checked_and_kept_out_of_errors() {
+        let mut cfg = example();
+        cfg.gateway.state.redis_password_file = Some("redis-password".into());
+        assert_eq!(problems(&cfg.gateway), Vec::<String>::new());
+        cfg.gateway.state.redis_url = Some("redis://:hunter2@redis:6379/0".into());
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec![
+                "gateway.toml: state.redis_password_file: redis_url already carries a password: give it once, in the file"
+            ]
+        );
+        cfg.gateway.state.backend = StateBackend::Memory;
+        cfg.gateway.state.redis_url = None;
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec!["gateway.toml: state.redis_password_file: is only used with backend = \"redis\""]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("redis-password"), "p@ss:w/rd%\n").unwrap();
+        let state = StateConfig {
+            backend: StateBackend::Redis,
+            redis_url: Some("redis://gateway@redis:6379/0".into()),
+            redis_password_file: Some("redis-password".into()),
+            key_prefix: default_key_prefix(),
+        };
+        assert_eq!(
+            state.redis_connection_url(dir.path()).unwrap(),
+            "redis://gateway:p%40ss%3Aw%2Frd%25@redis:6379/0"
+        );
+        std::fs::write(
+            dir.path().join("redis-password"),
+            "hunter-one\nhunter-two\n",
+        )
+        .unwrap();
+        let err = state.redis_connection_url(dir.path()).unwrap_err();
+        assert!(
+            err.contains("redis-password") && !err.contains("hunter"),
+            "{err}"
+        );
+    }
 }

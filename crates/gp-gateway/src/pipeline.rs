@@ -1,7 +1,9 @@
 //! The request pipeline: every request crosses these steps, in this order, in this
 //! one file. Each step says why it sits where it does.
 //!
-//! 1. request ids   — first, so every answer (errors included) carries them
+//! 1. request ids   — first, so every answer (errors included) carries them; then the
+//!    head size check — hyper buffers twice `max_header_bytes` so an oversized head is
+//!    still refused here, as an OperationOutcome, before any other work
 //! 2. trace span    — wraps everything after, keyed by the request id
 //! 3. timeout       — bounds the whole of the work below
 //! 4. operational endpoints (`/_health`, `/_ready`, `/metrics`, `/openapi.json`, the
@@ -117,6 +119,10 @@ pub async fn handle(
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
+    // 1b. Head size: refused before any work, with an OperationOutcome (not hyper's bare 431).
+    if let Err(e) = crate::server::check_head(&req, app.max_header_bytes) {
+        return finish(Rescue::from(e).into_response(&ids.request_id), &ids);
+    }
     // 2. Trace span, in the caller's trace (or a new one); native calls are its children.
     let span = tracing::info_span!("request", request_id = %ids.request_id, trace_id = tracing::field::Empty, method = %req.method(), path = %crate::redact::nhs_numbers(req.uri().path()));
     ids.traceparent = crate::telemetry::attach(&span, req.headers(), ids.traceparent);
@@ -209,7 +215,8 @@ async fn route(
                     {
                         Ok(bytes) => {
                             ids.facts.route("token", "-");
-                            auth.token_endpoint(content_type, &bytes).await
+                            let client_cert = crate::server::client_certificate(&parts.extensions);
+                            auth.token_endpoint(content_type, &bytes, client_cert).await
                         }
                         Err(e) => crate::auth::oauth_error(
                             StatusCode::BAD_REQUEST,

@@ -1,16 +1,28 @@
 //! The HTTP server: HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge in clear),
-//! optional TLS with rustls, connection limits and graceful shutdown.
+//! optional TLS with rustls (modern suites only, certificate reload without restart,
+//! optional mutual TLS), request-head size limits, connection limits and graceful shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use gp_auth::CertThumbprint;
+use gp_fhir::{FhirError, IssueType, SpineCode};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::ring::cipher_suite as suite;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -19,9 +31,30 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::config::{ServerConfig, TlsConfig};
+use crate::config::{ClientAuth, ServerConfig, TlsConfig};
 
-/// Why TLS could not be set up.
+/// The only cipher suites offered: TLS 1.3's three AEAD suites, and for TLS 1.2 only
+/// ECDHE key exchange (forward secrecy) with an AEAD cipher. No CBC, no RC4, no static
+/// RSA key exchange; with TLS 1.0 and 1.1 off (see [`tls_acceptor`]). Listed here rather
+/// than taken from the provider's defaults so a dependency upgrade cannot widen it.
+pub static CIPHER_SUITES: &[SupportedCipherSuite] = &[
+    suite::TLS13_AES_256_GCM_SHA384,
+    suite::TLS13_AES_128_GCM_SHA256,
+    suite::TLS13_CHACHA20_POLY1305_SHA256,
+    suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// Longest request target (path and query) accepted: RFC 9110 §4.1 asks servers to
+/// take at least 8000 octets; longer ones get a 414 OperationOutcome.
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
+/// Why TLS could not be set up, or a certificate reload was refused. Messages name files
+/// and what is wrong with them, never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {message}")]
@@ -30,33 +63,328 @@ pub enum TlsError {
     Rustls(String),
 }
 
-/// Builds a rustls acceptor: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1.
-pub fn tls_acceptor(tls: &TlsConfig, dir: &Path) -> Result<TlsAcceptor, TlsError> {
-    // Two crypto providers may be compiled in through feature unification; choose one.
+/// The fingerprint of the client certificate a request's connection presented (mutual
+/// TLS), put in each request's extensions by the server: only the TLS handshake sets it,
+/// never a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertificate(pub CertThumbprint);
+
+/// The client certificate fingerprint of the connection a request came over, if any.
+pub fn client_certificate(extensions: &http::Extensions) -> Option<&CertThumbprint> {
+    extensions.get::<ClientCertificate>().map(|c| &c.0)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = CIPHER_SUITES.to_vec();
+    Arc::new(provider)
+}
+
+/// Serves the current certificate and key to every handshake; [`ServerTls::reload`]
+/// swaps in a new pair, which new connections get at once (open ones keep theirs).
+#[derive(Debug)]
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn replace(&self, key: CertifiedKey) {
+        let new = Arc::new(key);
+        match self.current.write() {
+            Ok(mut guard) => *guard = new,
+            // A writer never panics while holding the lock; recover the guard regardless.
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The server's TLS set-up: the acceptor and the certificate it can reload.
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: TlsAcceptor,
+    resolver: Arc<CertResolver>,
+    provider: Arc<CryptoProvider>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    reload_interval: Option<Duration>,
+    /// The files' stamp when the served pair was first read.
+    loaded: FileStamp,
+}
+
+/// Both files' modification times and sizes: a rotated pair changes at least one.
+type FileStamp = [Option<(SystemTime, u64)>; 2];
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("reload_interval", &self.reload_interval)
+            .finish()
+    }
+}
+
+impl ServerTls {
+    /// The acceptor TCP connections go through.
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+
+    /// Loads the certificate and key files again and, when they form a valid pair,
+    /// serves them to new connections. On any error the running pair keeps serving.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let key = load_pair(&self.cert_path, &self.key_path, &self.provider)?;
+        self.resolver.replace(key);
+        Ok(())
+    }
+
+    /// The certificate being served (its leaf first), for operators and tests.
+    pub fn current_certificate(&self) -> Vec<CertificateDer<'static>> {
+        self.resolver.current().cert.clone()
+    }
+
+    /// What the reload watcher compares between polls.
+    fn stamp(&self) -> FileStamp {
+        stamp(&self.cert_path, &self.key_path)
+    }
+}
+
+fn stamp(cert_path: &Path, key_path: &Path) -> FileStamp {
+    let of = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .ok()
+    };
+    [of(cert_path), of(key_path)]
+}
+
+fn file_err(path: &Path, e: &dyn std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, &e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, &"no certificate found"));
+    }
+    Ok(certs)
+}
+
+/// Reads a certificate chain and its private key and checks they belong together.
+fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let certs = read_certs(cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_err(key_path, &e))?;
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| {
+        file_err(
+            key_path,
+            &format_args!("not a usable private key for {}: {e}", cert_path.display()),
+        )
+    })
+}
+
+/// Builds the server's TLS: TLS 1.2 and 1.3 only, [`CIPHER_SUITES`] only, ALPN h2 and
+/// http/1.1, the certificate behind a reloadable resolver, and client certificates
+/// verified against `client_ca_file` when one is configured.
+pub fn tls_acceptor(tls: &TlsConfig, dir: &Path) -> Result<ServerTls, TlsError> {
+    // Two crypto providers may be compiled in through feature unification; choose one
+    // for anything not built with an explicit provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let provider = provider();
     let cert_path = dir.join(&tls.cert_file);
     let key_path = dir.join(&tls.key_file);
-    let file_err = |p: &Path, e: &dyn std::fmt::Display| TlsError::File {
-        path: p.display().to_string(),
-        message: e.to_string(),
+    // Taken before reading, so a change made while reading is seen by the next poll.
+    let loaded = stamp(&cert_path, &key_path);
+    let resolver = Arc::new(CertResolver {
+        current: RwLock::new(Arc::new(load_pair(&cert_path, &key_path, &provider)?)),
+    });
+    let verifier = match &tls.client_ca_file {
+        None => WebPkiClientVerifier::no_client_auth(),
+        Some(file) => {
+            let ca_path = dir.join(file);
+            let mut roots = RootCertStore::empty();
+            for ca in read_certs(&ca_path)? {
+                roots.add(ca).map_err(|e| file_err(&ca_path, &e))?;
+            }
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = match tls.client_auth.unwrap_or_default() {
+                // Suppliers without a certificate binding may still connect; bound ones
+                // are refused later, per request, by gp-auth.
+                ClientAuth::Optional => builder.allow_unauthenticated(),
+                ClientAuth::Required => builder,
+            };
+            builder
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?
+        }
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| file_err(&cert_path, &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(&cert_path, &e))?;
-    if certs.is_empty() {
-        return Err(file_err(&cert_path, &"no certificate found"));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| file_err(&key_path, &e))?;
-    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[
-        &rustls::version::TLS13,
-        &rustls::version::TLS12,
-    ])
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(ServerTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        resolver,
+        provider,
+        cert_path,
+        key_path,
+        reload_interval: (tls.reload_interval_secs > 0)
+            .then(|| Duration::from_secs(tls.reload_interval_secs)),
+        loaded,
+    })
+}
+
+/// Reloads the certificate on SIGHUP and whenever its files change (polled), until
+/// `stop` fires. A pair that fails to load is logged and the running one kept.
+fn spawn_cert_reload(tls: ServerTls, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut last = tls.loaded;
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            let polled = async {
+                match tls.reload_interval {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = signalled => {}
+                _ = polled => {
+                    if tls.stamp() == last { continue; }
+                }
+            }
+            last = tls.stamp();
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.cert_path.display(), "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate NOT reloaded; the running one keeps serving")
+                }
+            }
+        }
+    });
+}
+
+/// A request head over the limits; refused with an OperationOutcome rather than
+/// hyper's bare status line.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadTooLarge {
+    #[error("request headers are {size} bytes; at most {max} bytes are accepted")]
+    Headers { size: usize, max: usize },
+    #[error("request URL is {size} bytes; at most {max} bytes are accepted")]
+    Url { size: usize, max: usize },
+}
+
+impl FhirError for HeadTooLarge {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Headers { .. } => 431,
+            Self::Url { .. } => 414,
+        }
+    }
+    fn spine_code(&self) -> SpineCode {
+        SpineCode::PayloadTooLarge
+    }
+    fn issue_type(&self) -> IssueType {
+        IssueType::TooCostly
+    }
+}
+
+/// Checks a request head against [`MAX_URL_BYTES`] and `max_header_bytes` (request line
+/// plus header lines, as sent in HTTP/1.1).
+pub fn check_head<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), HeadTooLarge> {
+    let url = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if url > MAX_URL_BYTES {
+        return Err(HeadTooLarge::Url {
+            size: url,
+            max: MAX_URL_BYTES,
+        });
+    }
+    // "METHOD SP target SP HTTP/1.1 CRLF", then "name: value CRLF" per header.
+    let size = req.method().as_str().len()
+        + url
+        + 11
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > max_header_bytes {
+        return Err(HeadTooLarge::Headers {
+            size,
+            max: max_header_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// hyper's own head limit: twice `max_header_bytes`, so a head over the limit (but
+/// not absurdly so) still reaches the pipeline and is refused with an OperationOutcome
+/// by [`check_head`]; beyond this, hyper answers a bare 431 and closes.
+fn transport_head_limit(max_header_bytes: usize) -> usize {
+    max_header_bytes.saturating_mul(2).max(8192)
+}
+
+/// The service for one connection: every request goes to the pipeline, carrying the
+/// connection's client certificate (mutual TLS) as an extension.
+fn connection_service(
+    app: Arc<App>,
+    peer: SocketAddr,
+    client_cert: Option<CertThumbprint>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |mut req: Request<Incoming>| {
+        let app = app.clone();
+        if let Some(cert) = client_cert {
+            req.extensions_mut().insert(ClientCertificate(cert));
+        }
+        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req, Some(peer.ip())).await) }
+    })
 }
 
 /// A running server.
@@ -90,20 +418,24 @@ pub fn start(
     app: Arc<App>,
     listener: TcpListener,
     server: &ServerConfig,
-    tls: Option<TlsAcceptor>,
+    tls: Option<ServerTls>,
 ) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let (tx, mut rx) = watch::channel(false);
+    if let Some(tls) = &tls {
+        spawn_cert_reload(tls.clone(), tx.subscribe());
+    }
+    let head_limit = transport_head_limit(server.max_header_bytes);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
-        .max_buf_size(server.max_header_bytes);
+        .max_buf_size(head_limit);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     let drain = Duration::from_millis(server.request_timeout_ms);
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -121,12 +453,9 @@ pub fn start(
                     };
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
-                    let service = service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req, Some(peer.ip())).await) }
-                    });
                     match &tls {
                         None => {
+                            let service = connection_service(app, peer, None);
                             let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                             let conn = graceful.watch(conn);
                             tokio::spawn(async move {
@@ -135,8 +464,8 @@ pub fn start(
                                 }
                             });
                         }
-                        Some(acceptor) => {
-                            let acceptor = acceptor.clone();
+                        Some(tls) => {
+                            let acceptor = tls.acceptor().clone();
                             let builder = builder.clone();
                             let watcher = graceful.watcher();
                             tokio::spawn(async move {
@@ -145,6 +474,13 @@ pub fn start(
                                     Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
                                     Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
                                 };
+                                let client_cert = tls_stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .map(|leaf| CertThumbprint::of_der(leaf.as_ref()));
+                                let service = connection_service(app, peer, client_cert);
                                 let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
                                 if let Err(e) = watcher.watch(conn).await {
                                     tracing::debug!(%peer, error = %e, "connection ended with an error");
