@@ -93,6 +93,8 @@ pub struct Exchange {
 pub struct Probe {
     client: Client,
     pub evidence: Vec<Exchange>,
+    /// Audit-trail rows a judgement rests on (supplier assessment).
+    pub audit_rows: Vec<crate::model::AuditRow>,
 }
 
 impl Probe {
@@ -100,6 +102,7 @@ impl Probe {
         Self {
             client,
             evidence: Vec::new(),
+            audit_rows: Vec::new(),
         }
     }
 
@@ -223,39 +226,56 @@ impl Probe {
         token: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Result<Answer, Verdict> {
+        self.call("GET", url, token, extra, b"").await
+    }
+
+    /// A FHIR request (`Accept: application/fhir+json`, the bearer token, `extra`
+    /// headers), waiting out `429` (`Retry-After`, at most 5 times).
+    pub async fn call(
+        &mut self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, Verdict> {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("accept", "application/fhir+json")];
         if let Some(a) = auth.as_deref() {
             headers.push(("authorization", a));
         }
         headers.extend_from_slice(extra);
-        let mut answer = self.send("GET", url, &headers, b"").await?;
-        for _ in 0..5 {
-            if answer.status != 429 {
-                break;
-            }
-            tokio::time::sleep(retry_after(&answer)).await;
-            answer = self.send("GET", url, &headers, b"").await?;
-        }
-        Ok(answer)
+        self.patiently(method, url, &headers, body).await
     }
 
     /// POSTs a form to the token endpoint, waiting out `429` (at most 5 times).
     pub async fn post_form(&mut self, url: &str, body: &str) -> Result<Answer, Verdict> {
         let headers = [("content-type", "application/x-www-form-urlencoded")];
-        let mut answer = self.send("POST", url, &headers, body.as_bytes()).await?;
+        self.patiently("POST", url, &headers, body.as_bytes()).await
+    }
+
+    /// [`Probe::send`], then again after each `429`'s `Retry-After` (at most 5 times).
+    async fn patiently(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, Verdict> {
+        let mut answer = self.send(method, url, headers, body).await?;
         for _ in 0..5 {
             if answer.status != 429 {
                 break;
             }
             tokio::time::sleep(retry_after(&answer)).await;
-            answer = self.send("POST", url, &headers, body.as_bytes()).await?;
+            answer = self.send(method, url, headers, body).await?;
         }
         Ok(answer)
     }
 }
 
-fn retry_after(answer: &Answer) -> Duration {
+/// How long a `429` asks the client to wait (`Retry-After` seconds, 1 to 5).
+pub fn retry_after(answer: &Answer) -> Duration {
     let secs: u64 = answer
         .header("retry-after")
         .and_then(|v| v.trim().parse().ok())

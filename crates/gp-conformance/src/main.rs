@@ -26,7 +26,7 @@ enum Command {
         /// The gateway's origin, e.g. http://127.0.0.1:8080.
         #[arg(long)]
         target: String,
-        /// Suite to run (repeatable): gateway-security, provider.
+        /// Suite to run (repeatable): gateway-security, provider, supplier-assessment.
         #[arg(long = "suite", required = true)]
         suites: Vec<String>,
         /// Manifest file (sandbox manifest format); default: GET {target}/_sandbox/manifest.
@@ -35,6 +35,14 @@ enum Command {
         /// Folder for junit.xml, report.json and report.html.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// supplier-assessment: the client id of the supplier whose recorded traffic is
+        /// judged (read from the audit trail as the manifest's operator client).
+        #[arg(long = "client-id")]
+        client_id: Option<String>,
+        /// supplier-assessment: judge only traffic recorded at or after this RFC 3339
+        /// date-time, e.g. 2026-11-23T09:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// List the suites and their tests.
     List,
@@ -63,11 +71,15 @@ async fn main() -> ExitCode {
             suites,
             manifest,
             report: dir,
+            client_id,
+            since,
         } => {
             let opts = RunOptions {
                 target,
                 suites,
                 manifest,
+                client_id,
+                since,
             };
             let report = match gp_conformance::run(&opts).await {
                 Ok(r) => r,

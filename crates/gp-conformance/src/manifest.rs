@@ -25,6 +25,14 @@ pub struct Supplier {
     pub private_key_pem: String,
     pub scopes: Vec<String>,
     pub practices: Vec<String>,
+    /// `active` (the default) or `suspended`: the security suite checks a suspended
+    /// supplier gets no token. The sandbox manifest does not say; a team's file may.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// An operator client (reads every supplier's audit trail). When no supplier says,
+    /// the one holding an AuditEvent search scope and paired with no practice is taken.
+    #[serde(default)]
+    pub operator: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +70,27 @@ impl Manifest {
                     && s.scopes.iter().any(|sc| sc.starts_with("system/Patient."))
             })
             .max_by_key(|s| (s.practices.len(), s.scopes.len()))
+    }
+}
+
+impl Manifest {
+    /// The operator client the kit reads the audit trail as.
+    pub fn operator(&self) -> Option<&Supplier> {
+        self.suppliers
+            .iter()
+            .find(|s| s.operator == Some(true))
+            .or_else(|| {
+                self.suppliers.iter().find(|s| {
+                    s.operator.is_none() && s.practices.is_empty() && s.has_scope("AuditEvent", 's')
+                })
+            })
+    }
+
+    /// A supplier the manifest says is suspended.
+    pub fn suspended(&self) -> Option<&Supplier> {
+        self.suppliers
+            .iter()
+            .find(|s| s.status.as_deref() == Some("suspended"))
     }
 }
 

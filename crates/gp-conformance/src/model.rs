@@ -18,6 +18,37 @@ pub struct TestDef {
     pub required: bool,
 }
 
+impl TestDef {
+    /// A required test: its failure fails the run.
+    pub const fn required(
+        id: &'static str,
+        group: &'static str,
+        title: &'static str,
+        requirement: &'static str,
+    ) -> Self {
+        Self {
+            id,
+            group,
+            title,
+            requirement,
+            required: true,
+        }
+    }
+
+    /// An optional test: reported, never fails the run.
+    pub const fn optional(
+        id: &'static str,
+        group: &'static str,
+        title: &'static str,
+        requirement: &'static str,
+    ) -> Self {
+        Self {
+            required: false,
+            ..Self::required(id, group, title, requirement)
+        }
+    }
+}
+
 /// A test's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +84,15 @@ pub enum Verdict {
     Error(String),
 }
 
+impl Verdict {
+    /// What the verdict says, whatever its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Fail(m) | Self::Skip(m) | Self::Omit(m) | Self::Error(m) => m,
+        }
+    }
+}
+
 /// What a test body returns.
 pub type Check = Result<(), Verdict>;
 
@@ -80,6 +120,58 @@ pub struct TestResult {
     pub message: String,
     pub duration_ms: u64,
     pub evidence: Vec<Exchange>,
+    /// Audit-trail rows a judgement of recorded traffic rests on (supplier assessment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_rows: Vec<AuditRow>,
+}
+
+/// One row of the gateway's audit trail as the kit read it (an `AuditEvent`), with no
+/// patient identifier: what a supplier-assessment verdict points at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    /// The AuditEvent id.
+    pub id: String,
+    /// RFC 3339, milliseconds.
+    pub recorded: String,
+    /// `read`, `search-type`, `create`, `patch`, `operation`…
+    pub interaction: String,
+    pub resource_type: String,
+    pub status: u16,
+    /// The Spine error code of a refusal, empty otherwise.
+    pub outcome: String,
+    /// The request's `X-Request-ID`.
+    pub request_id: String,
+    /// Who chose that id: `client`, `gateway`, or `unknown` (rows from before the
+    /// gateway recorded it).
+    pub request_id_source: String,
+    /// The access token's id (`jti`), never the token.
+    pub token_id: String,
+}
+
+impl AuditRow {
+    /// One line for a report.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} {} {} HTTP {}",
+            self.recorded, self.interaction, self.resource_type, self.status
+        );
+        if !self.outcome.is_empty() {
+            s.push(' ');
+            s.push_str(&self.outcome);
+        }
+        s.push_str(&format!(
+            "  X-Request-ID {} ({})  token {}  AuditEvent/{}",
+            self.request_id,
+            self.request_id_source,
+            if self.token_id.is_empty() {
+                "-"
+            } else {
+                &self.token_id
+            },
+            self.id
+        ));
+        s
+    }
 }
 
 /// Counts by status.

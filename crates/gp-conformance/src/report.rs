@@ -75,6 +75,15 @@ fn evidence_text(e: &Exchange) -> String {
     s
 }
 
+/// The audit-trail rows a judgement rests on, one a line.
+fn audit_rows_text(r: &TestResult) -> String {
+    r.audit_rows
+        .iter()
+        .map(|a| a.line())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn secs(ms: u64) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
@@ -139,12 +148,12 @@ pub fn junit(report: &Report) -> String {
                     );
                 }
             }
-            let evidence: String = r
-                .evidence
-                .iter()
-                .map(evidence_text)
-                .collect::<Vec<_>>()
-                .join("\n----\n");
+            let mut parts: Vec<String> = Vec::new();
+            if !r.audit_rows.is_empty() {
+                parts.push(format!("audit trail rows:\n{}", audit_rows_text(r)));
+            }
+            parts.extend(r.evidence.iter().map(evidence_text));
+            let evidence = parts.join("\n----\n");
             if !evidence.is_empty() {
                 let _ = writeln!(x, "      <system-out>{}</system-out>", escape(&evidence));
             }
@@ -244,6 +253,14 @@ pub fn html(report: &Report) -> String {
                 "<p class=\"{}\">{}</p>",
                 r.status.as_str(),
                 escape(&r.message)
+            );
+        }
+        if !r.audit_rows.is_empty() {
+            let _ = writeln!(
+                h,
+                "<details open><summary>audit trail: {} row(s) this judgement rests on</summary><pre>{}</pre></details>",
+                r.audit_rows.len(),
+                escape(&audit_rows_text(r))
             );
         }
         for (i, e) in r.evidence.iter().enumerate() {

@@ -6,16 +6,20 @@ use std::time::Instant;
 use crate::http::{Client, Probe};
 use crate::manifest::Manifest;
 use crate::model::Report;
-use crate::suites::{self, Ctx, Recorder};
+use crate::suites::{self, Recorder};
 
 /// What to run, against what.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The gateway's origin, e.g. `http://127.0.0.1:8080`.
     pub target: String,
     pub suites: Vec<String>,
     /// A manifest file; absent = `GET {target}/_sandbox/manifest`.
     pub manifest: Option<PathBuf>,
+    /// The supplier whose recorded traffic `supplier-assessment` judges.
+    pub client_id: Option<String>,
+    /// `supplier-assessment` judges only traffic recorded at or after this (RFC 3339).
+    pub since: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,10 @@ pub enum RunError {
     UnknownSuite(String),
     #[error("manifest {0}: {1}")]
     Manifest(String, String),
+    #[error("the supplier-assessment suite judges one supplier: pass --client-id ID")]
+    NoClientId,
+    #[error("--since {0}: expected an RFC 3339 date-time such as 2026-11-23T09:00:00Z")]
+    BadSince(String),
 }
 
 /// Loads the manifest from a file or the target.
@@ -61,41 +69,46 @@ pub async fn load_manifest(client: &Client, opts: &RunOptions) -> Result<Manifes
 
 /// Runs the selected suites in order.
 pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
+    let mut selected: Vec<&'static str> = Vec::new();
     for s in &opts.suites {
-        if suites::catalogue(s).is_none() {
-            return Err(RunError::UnknownSuite(s.clone()));
-        }
+        let known = suites::SUITES
+            .into_iter()
+            .find(|k| k == s)
+            .ok_or_else(|| RunError::UnknownSuite(s.clone()))?;
+        selected.push(known);
     }
+    if selected.contains(&"supplier-assessment") && opts.client_id.is_none() {
+        return Err(RunError::NoClientId);
+    }
+    let since = opts
+        .since
+        .as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| RunError::BadSince(s.to_owned()))
+        })
+        .transpose()?;
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let started = Instant::now();
     let client = Client::default();
     let manifest = load_manifest(&client, opts).await?;
-    let ctx = Ctx {
-        client: client.clone(),
-        manifest,
-    };
-    let mut results = Vec::new();
-    for s in &opts.suites {
-        match s.as_str() {
-            "gateway-security" => {
-                let mut rec = Recorder::new(
-                    "gateway-security",
-                    suites::security::CATALOGUE,
-                    client.clone(),
-                );
-                suites::security::run(&ctx, &mut rec).await;
-                results.extend(rec.results);
-            }
-            "provider" => {
-                let mut rec =
-                    Recorder::new("provider", suites::provider::CATALOGUE, client.clone());
-                suites::provider::run(&ctx, &mut rec).await;
-                results.extend(rec.results);
-            }
-            other => return Err(RunError::UnknownSuite(other.to_owned())),
-        }
+    let mut ctx = suites::Ctx::new(client.clone(), manifest);
+    ctx.client_id = opts.client_id.clone();
+    ctx.since = since;
+    let mut results: Vec<crate::model::TestResult> = Vec::new();
+    for name in selected {
+        let catalogue = suites::catalogue(name).unwrap_or_default();
+        let mut rec = Recorder::new(name, catalogue, client.clone());
+        suites::run(name, &ctx, &mut rec).await;
+        // What the kit sent is never judged as the supplier's own traffic.
+        ctx.kit_request_ids.extend(
+            rec.results
+                .iter()
+                .flat_map(|r| r.evidence.iter().map(|e| e.request_id.clone())),
+        );
+        results.extend(rec.results);
     }
     Ok(Report {
         kit_version: env!("CARGO_PKG_VERSION"),

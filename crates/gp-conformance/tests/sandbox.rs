@@ -3,52 +3,31 @@
 //! fail with evidence pointing at the cause.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use gp_conformance::{RunOptions, Status, report};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-
-fn scratch(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("gp-conformance-{name}-{}", uuid::Uuid::new_v4()))
-}
-
-/// Writes the sandbox manifest (as served at /_sandbox/manifest) to a file.
-fn manifest_file(manifest: &gp_gateway::sandbox::Manifest, dir: &std::path::Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("manifest.json");
-    std::fs::write(&path, serde_json::to_vec(manifest).unwrap()).unwrap();
-    path
-}
+use support::{manifest_file, scratch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let sandbox = gp_gateway::sandbox::start(listen, gp_gateway::sandbox::DEFAULT_SEED)
-        .await
-        .expect("sandbox starts");
-    let target = sandbox
-        .manifest
-        .base_url
-        .split("/FHIR")
-        .next()
-        .unwrap()
-        .to_owned();
-    let opts = RunOptions {
-        target,
-        suites: vec!["gateway-security".into(), "provider".into()],
-        manifest: None, // read from the target's /_sandbox/manifest
-    };
-    let report = tokio::time::timeout(
-        std::time::Duration::from_secs(240),
-        gp_conformance::run(&opts),
-    )
-    .await
-    .expect("the run finishes")
-    .expect("the run starts");
+    let sandbox = support::sandbox().await;
+    // A well-behaved supplier application's traffic first: the assessment judges it,
+    // and not the kit's own requests to the same supplier that follow.
+    let app = support::App::new(&sandbox, "demo-consult");
+    support::well_behaved(&app, &support::ordinary_patient(&sandbox, "demo-consult")).await;
+    // Read from the target's /_sandbox/manifest.
+    let mut opts = support::options(
+        &support::origin(&sandbox),
+        &["gateway-security", "provider", "supplier-assessment"],
+    );
+    opts.client_id = Some("demo-consult".into());
+    let report = support::run(&opts, 300).await;
 
     let bad: Vec<String> = report
         .results
@@ -62,14 +41,43 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
         bad.join("\n")
     );
     assert!(report.passed());
-    // The only skip is the one the kit cannot judge yet (documented in conformance/README.md).
+    // The only skips: what the kit cannot judge yet, and a suspended supplier the
+    // sandbox manifest does not name (both documented in conformance/README.md).
     let skipped: Vec<&str> = report
         .results
         .iter()
         .filter(|r| r.status == Status::Skip)
         .map(|r| r.id.as_str())
         .collect();
-    assert_eq!(skipped, ["SEC-ACC-05"]);
+    assert_eq!(skipped, ["SEC-SUS-01", "SEC-ACC-05"]);
+    // The over-the-limit check met a real 429.
+    let rl = report.result("SEC-RL-02").unwrap();
+    assert!(rl.evidence.iter().any(|e| e.status == 429));
+    // The well-behaved application passes its assessment, judged on its own rows.
+    for id in [
+        "SUP-REQ-01",
+        "SUP-RL-01",
+        "SUP-SCO-01",
+        "SUP-NHS-01",
+        "SUP-TOK-01",
+        "SUP-TOK-02",
+    ] {
+        let r = report.result(id).unwrap();
+        assert_eq!(r.status, Status::Pass, "{id}: {}", r.message);
+    }
+    // Write-back ran on every GP system.
+    for system in ["emis", "tpp", "vision", "microtest"] {
+        for id in [
+            "PRV-WRT-01",
+            "PRV-WRT-02",
+            "PRV-PAGE-01",
+            "PRV-DATE-01",
+            "PRV-CODE-01",
+        ] {
+            let r = report.result(&format!("{id}/{system}")).unwrap();
+            assert_eq!(r.status, Status::Pass, "{id}/{system}: {}", r.message);
+        }
+    }
     // Provider tests ran once per GP system.
     for system in ["emis", "tpp", "vision", "microtest"] {
         let r = report
@@ -77,7 +85,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             .expect("per-system provider test");
         assert_eq!(r.status, Status::Pass, "{system}: {}", r.message);
     }
-    assert_eq!(report.summary.total, 25 + 9 * 4 + 1);
+    assert_eq!(report.summary.total, 30 + 14 * 4 + 1 + 6);
 
     let dir = scratch("reports");
     let paths = report::write_all(&report, &dir).unwrap();
@@ -178,9 +186,8 @@ async fn a_target_that_accepts_everything_fails_the_named_tests_with_evidence() 
     let path = manifest_file(&manifest, &dir);
 
     let opts = RunOptions {
-        target: origin.clone(),
-        suites: vec!["gateway-security".into()],
         manifest: Some(path.clone()),
+        ..support::options(&origin, &["gateway-security"])
     };
     let report = tokio::time::timeout(
         std::time::Duration::from_secs(120),
@@ -258,9 +265,8 @@ async fn a_token_url_that_answers_404_fails_the_token_tests() {
         .replace("/oauth2/token", "/oauth2/no-such-endpoint");
     let dir = scratch("wrong-token-url");
     let opts = RunOptions {
-        target: manifest.base_url.split("/FHIR").next().unwrap().to_owned(),
-        suites: vec!["gateway-security".into()],
         manifest: Some(manifest_file(&manifest, &dir)),
+        ..support::options(&support::origin(&sandbox), &["gateway-security"])
     };
     let report = gp_conformance::run(&opts).await.unwrap();
     let r = report.result("SEC-TOK-00").unwrap();

@@ -85,7 +85,9 @@ impl RequestIds {
             correlation_id,
             traceparent,
             base_url: String::new(),
-            facts: Arc::default(),
+            facts: Arc::new(crate::audit::RequestFacts::new(
+                headers.contains_key("x-request-id"),
+            )),
         })
     }
 }
@@ -425,6 +427,7 @@ async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Resp
         id: uuid::Uuid::new_v4().to_string(),
         recorded: crate::audit::now_recorded(),
         request_id: ids.request_id.clone(),
+        request_id_supplied: Some(facts.request_id_supplied),
         supplier: facts.supplier,
         token_id: facts.token_id,
         patient: facts.patient,

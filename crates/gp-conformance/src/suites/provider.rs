@@ -2,6 +2,8 @@
 //! Patient read is UK Core, each clinical search is a proper searchset; the flagged
 //! patients are refused the way suppliers are promised.
 
+use serde_json::{Value, json};
+
 use super::{Ctx, Recorder};
 use crate::http::{Answer, Probe};
 use crate::manifest::Supplier;
@@ -9,77 +11,92 @@ use crate::model::{Check, TestDef, Verdict, ensure};
 use crate::run_test;
 use crate::suites::security::UNKNOWN_NHS_NUMBER;
 
-const fn def(
-    id: &'static str,
-    group: &'static str,
-    title: &'static str,
-    requirement: &'static str,
-) -> TestDef {
-    TestDef {
-        id,
-        group,
-        title,
-        requirement,
-        required: true,
-    }
-}
-
 pub const CATALOGUE: &[TestDef] = &[
-    def(
+    TestDef::required(
         "PRV-PAT-01",
         "patient",
         "Patient read is UK Core: profile, NHS number identifier",
         "REQ-PRV-01",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-01",
         "search",
         "AllergyIntolerance search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-02",
         "search",
         "MedicationStatement search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-03",
         "search",
         "Condition search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-04",
         "search",
         "Observation search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-05",
         "search",
         "Immunization search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-SRCH-06",
         "search",
         "Encounter search is a searchset with a self link",
         "REQ-PRV-02",
     ),
-    def(
+    TestDef::required(
         "PRV-ACC-01",
         "access",
         "a sensitive patient answers 404 RESOURCE_NOT_FOUND",
         "REQ-PRV-03",
     ),
-    def(
+    TestDef::required(
         "PRV-ACC-02",
         "access",
         "a dissenting patient answers 403 NO_PATIENT_CONSENT",
         "REQ-PRV-04",
     ),
-    def(
+    TestDef::required(
+        "PRV-PAGE-01",
+        "paging",
+        "_count pages a search: each page a valid searchset, next links followed to the end, no entry twice",
+        "REQ-PRV-05",
+    ),
+    TestDef::required(
+        "PRV-DATE-01",
+        "search",
+        "a date filter splits Observations: ge and lt a date partition the unfiltered search",
+        "REQ-PRV-06",
+    ),
+    TestDef::required(
+        "PRV-CODE-01",
+        "coding",
+        "coded entries (Condition, AllergyIntolerance, Observation, Immunization) carry a SNOMED CT coding",
+        "REQ-PRV-07",
+    ),
+    TestDef::required(
+        "PRV-WRT-01",
+        "write-back",
+        "POST /Observation with an identifier is created (201), a retry is recognised, and a search finds it once",
+        "REQ-PRV-08",
+    ),
+    TestDef::required(
+        "PRV-WRT-02",
+        "write-back",
+        "PATCH /Patient contact details with If-Match is applied and read back",
+        "REQ-PRV-08",
+    ),
+    TestDef::required(
         "PRV-LOC-01",
         "locator",
         "an unknown NHS number answers 404 RESOURCE_NOT_FOUND",
@@ -99,19 +116,8 @@ const SEARCHES: [(&str, &str); 6] = [
 ];
 
 pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
-    let Some(sup) = ctx.manifest.reader().cloned() else {
-        rec.omit_rest(
-            "the manifest names no supplier paired with a practice and holding a Patient scope",
-        );
+    let Some((sup, token)) = rec.reader_token(ctx).await else {
         return;
-    };
-    let mut p = rec.probe();
-    let token = match super::security::token(ctx, &sup, &mut p.0).await {
-        Ok(t) => t,
-        Err(e) => {
-            rec.omit_rest(&format!("no access token for {}: {e}", sup.client_id));
-            return;
-        }
     };
     for system in ctx.manifest.systems() {
         let sys = Some(system.as_str());
@@ -141,6 +147,17 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
             sys,
             refused(ctx, &token, dissent.as_deref(), 403, "NO_PATIENT_CONSENT")
         );
+        let on = On {
+            ctx,
+            sup: &sup,
+            token: &token,
+            patient: patient.as_deref(),
+        };
+        run_test!(rec, "PRV-PAGE-01", sys, paging(&on));
+        run_test!(rec, "PRV-DATE-01", sys, date_filter(&on));
+        run_test!(rec, "PRV-CODE-01", sys, snomed_coded(&on));
+        run_test!(rec, "PRV-WRT-01", sys, observation_round_trip(&on));
+        run_test!(rec, "PRV-WRT-02", sys, contact_round_trip(&on));
     }
     run_test!(
         rec,
@@ -154,6 +171,15 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
             "RESOURCE_NOT_FOUND"
         )
     );
+}
+
+/// What a per-system test works on: the kit's supplier, its token, and the system's
+/// ordinary test patient (if the manifest has one).
+struct On<'a> {
+    ctx: &'a Ctx,
+    sup: &'a Supplier,
+    token: &'a str,
+    patient: Option<&'a str>,
 }
 
 /// A manifest patient on `system` the supplier is paired with, with `flag` ("" = none).
@@ -297,4 +323,403 @@ async fn refused(
         format!("expected HTTP {status}, got {}", a.status)
     })?;
     super::security::outcome(&a, code)
+}
+
+const SNOMED: &str = "http://snomed.info/sct";
+/// Pages followed at most, so a next link that loops cannot hold the run.
+const MAX_PAGES: usize = 50;
+
+/// The search scope `resource` needs, or a skip saying the supplier lacks it.
+fn need_scope(sup: &Supplier, resource: &str, interaction: char) -> Check {
+    if sup.has_scope(resource, interaction) {
+        Ok(())
+    } else {
+        Err(Verdict::Omit(format!(
+            "{} holds no system/{resource}.{interaction} scope",
+            sup.client_id
+        )))
+    }
+}
+
+/// The matched resources of a searchset.
+fn matches(v: &Value) -> Vec<Value> {
+    v["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .filter(|e| e["search"]["mode"] != "include")
+                .map(|e| e["resource"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// All of a search's matches, following `next` links (at most [`MAX_PAGES`]).
+async fn search_all(
+    url: &str,
+    resource: &str,
+    token: &str,
+    p: &mut Probe,
+) -> Result<(Vec<Value>, usize), Verdict> {
+    let mut out = Vec::new();
+    let mut next = Some(url.to_owned());
+    let mut pages = 0;
+    while let Some(url) = next.take() {
+        if pages == MAX_PAGES {
+            return Err(Verdict::Fail(format!(
+                "still a next link after {MAX_PAGES} pages: paging does not end"
+            )));
+        }
+        let a = p.get(&url, Some(token)).await?;
+        searchset(&a, resource).map_err(|v| match v {
+            Verdict::Fail(m) => Verdict::Fail(format!("page {}: {m}", pages + 1)),
+            other => other,
+        })?;
+        let v = a.json()?;
+        out.extend(matches(&v));
+        pages += 1;
+        next = v["link"].as_array().and_then(|ls| {
+            ls.iter()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str().map(str::to_owned))
+        });
+    }
+    Ok((out, pages))
+}
+
+async fn paging(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 's')?;
+    let base = format!("{}/Observation?patient={nhs}", ctx.manifest.base_url);
+    let (all, _) = search_all(&format!("{base}&_count=250"), "Observation", token, p).await?;
+    if all.len() <= 2 {
+        return Err(Verdict::Skip(format!(
+            "the patient has {} Observation(s): too few to page by 2",
+            all.len()
+        )));
+    }
+    let evidence_from = p.evidence.len();
+    let (paged, pages) = search_all(&format!("{base}&_count=2"), "Observation", token, p).await?;
+    // The long unpaged answer is not what this test is about: keep its request only.
+    for e in p.evidence.iter_mut().take(evidence_from) {
+        e.response_body = "(the unpaged search: omitted)".into();
+    }
+    ensure(pages >= all.len().div_ceil(2), || {
+        format!(
+            "{} Observations came in {pages} page(s) of _count=2: the pages are larger than asked",
+            all.len()
+        )
+    })?;
+    let ids = |v: &[Value]| -> Vec<String> {
+        let mut ids: Vec<String> = v
+            .iter()
+            .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (want, got) = (ids(&all), ids(&paged));
+    let mut dedup = got.clone();
+    dedup.dedup();
+    ensure(dedup.len() == got.len(), || {
+        format!(
+            "{} entries appeared on more than one page",
+            got.len() - dedup.len()
+        )
+    })?;
+    ensure(want == got, || {
+        format!(
+            "paging by 2 found {} Observations over {pages} pages, the unpaged search {}: entries were lost or added between pages",
+            got.len(),
+            want.len()
+        )
+    })
+}
+
+/// The date (`YYYY-MM-DD`) an Observation is filed under.
+fn effective_day(r: &Value) -> Option<String> {
+    r["effectiveDateTime"]
+        .as_str()
+        .or_else(|| r["effectivePeriod"]["start"].as_str())
+        .or_else(|| r["issued"].as_str())
+        .and_then(|d| d.get(..10))
+        .map(str::to_owned)
+}
+
+async fn date_filter(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 's')?;
+    let base = format!(
+        "{}/Observation?patient={nhs}&_count=250",
+        ctx.manifest.base_url
+    );
+    let (all, _) = search_all(&base, "Observation", token, p).await?;
+    let mut days: Vec<String> = all.iter().filter_map(effective_day).collect();
+    days.sort();
+    days.dedup();
+    if days.len() < 2 {
+        return Err(Verdict::Skip(format!(
+            "the patient's Observations fall on {} date(s): a date filter cannot be seen to split them",
+            days.len()
+        )));
+    }
+    let cut = days[days.len() / 2].clone();
+    let (ge, _) = search_all(&format!("{base}&date=ge{cut}"), "Observation", token, p).await?;
+    let (lt, _) = search_all(&format!("{base}&date=lt{cut}"), "Observation", token, p).await?;
+    for (name, set, inside) in [("ge", &ge, true), ("lt", &lt, false)] {
+        if let Some(bad) = set
+            .iter()
+            .find(|r| effective_day(r).is_some_and(|d| (d.as_str() >= cut.as_str()) != inside))
+        {
+            return Err(Verdict::Fail(format!(
+                "date={name}{cut} returned Observation/{} dated {}",
+                bad["id"].as_str().unwrap_or("?"),
+                effective_day(bad).unwrap_or_default()
+            )));
+        }
+    }
+    ensure(
+        ge.len() + lt.len() == all.len() && !ge.is_empty() && !lt.is_empty(),
+        || {
+            format!(
+                "date=ge{cut} found {} and date=lt{cut} found {}, together not the {} of the unfiltered search",
+                ge.len(),
+                lt.len(),
+                all.len()
+            )
+        },
+    )
+}
+
+/// The coded element of each coded resource type.
+const CODED: [(&str, &str); 4] = [
+    ("Condition", "code"),
+    ("AllergyIntolerance", "code"),
+    ("Observation", "code"),
+    ("Immunization", "vaccineCode"),
+];
+
+async fn snomed_coded(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    let mut checked = 0;
+    for (resource, element) in CODED {
+        if !sup.has_scope(resource, 's') {
+            continue;
+        }
+        let url = format!(
+            "{}/{resource}?patient={nhs}&_count=250",
+            ctx.manifest.base_url
+        );
+        let (found, _) = search_all(&url, resource, token, p).await?;
+        for r in &found {
+            let codings = r[element]["coding"].as_array().cloned().unwrap_or_default();
+            if codings.is_empty() {
+                continue;
+            }
+            checked += 1;
+            ensure(
+                codings.iter().any(|c| {
+                    c["system"] == SNOMED && c["code"].as_str().is_some_and(|c| !c.is_empty())
+                }),
+                || {
+                    let systems: Vec<&str> = codings
+                        .iter()
+                        .filter_map(|c| c["system"].as_str())
+                        .collect();
+                    format!(
+                        "{resource}/{} {element} is coded only in {systems:?}: no SNOMED CT ({SNOMED}) coding",
+                        r["id"].as_str().unwrap_or("?")
+                    )
+                },
+            )?;
+        }
+    }
+    if checked == 0 {
+        return Err(Verdict::Skip(
+            "no coded entry for the patient (or no search scope for the coded types)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An hour ago, RFC 3339 UTC: a reading taken today, never in the future.
+fn an_hour_ago() -> String {
+    (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Where the kit's write-back readings are identified.
+const KIT_READINGS: &str = "https://gp-conformance.invalid/Id/reading";
+
+async fn observation_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 'c')?;
+    need_scope(sup, "Observation", 's')?;
+    let key = uuid::Uuid::new_v4().to_string();
+    let when = an_hour_ago();
+    let reading = json!({
+        "resourceType": "Observation",
+        "identifier": [{"system": KIT_READINGS, "value": key}],
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": "27113001", "display": "Body weight"}]},
+        "subject": {"reference": format!("Patient/{nhs}")},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": 71.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    });
+    let url = format!("{}/Observation", ctx.manifest.base_url);
+    // The create, then the same create again (a client retrying after a lost answer).
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let a = p
+            .call(
+                "POST",
+                &url,
+                Some(token),
+                &[("content-type", "application/fhir+json")],
+                reading.to_string().as_bytes(),
+            )
+            .await?;
+        answers.push(a);
+    }
+    let (a, retry) = (&answers[0], &answers[1]);
+    ensure(a.status == 201, || {
+        format!(
+            "POST /Observation answered HTTP {}, expected 201 Created{}",
+            a.status,
+            a.spine_code()
+                .map(|(_, c)| format!(" ({c})"))
+                .unwrap_or_default()
+        )
+    })?;
+    let created = a.json()?;
+    let id = created["id"]
+        .as_str()
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Verdict::Fail("the 201 answer carries no Observation with an id".into()))?;
+    // The retry (same identifier) is recognised, never recorded twice.
+    let retried_id = retry
+        .json()
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    ensure(
+        matches!(retry.status, 200 | 201) && retried_id.as_deref() == Some(id.as_str()),
+        || {
+            format!(
+                "re-sending the same create (identifier {KIT_READINGS}|{key}) answered HTTP {} with Observation/{}: not recognised as the one created (Observation/{id})",
+                retry.status,
+                retried_id.as_deref().unwrap_or("?")
+            )
+        },
+    )?;
+    let day = when.get(..10).unwrap_or_default();
+    let search = format!(
+        "{}/Observation?patient={nhs}&date=ge{day}&_count=250",
+        ctx.manifest.base_url
+    );
+    let (found, _) = search_all(&search, "Observation", token, p).await?;
+    let same: Vec<&Value> = found.iter().filter(|r| r["id"] == id.as_str()).collect();
+    let Some(back) = same.first() else {
+        return Err(Verdict::Fail(format!(
+            "the created Observation/{id} is not among the {} found by a search afterwards (date=ge{day})",
+            found.len()
+        )));
+    };
+    ensure(same.len() == 1, || {
+        format!(
+            "Observation/{id} appears {} times in the search",
+            same.len()
+        )
+    })?;
+    let has_code = back["code"]["coding"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["system"] == SNOMED && c["code"] == "27113001")
+    });
+    ensure(has_code, || {
+        "the Observation read back lost its SNOMED CT code 27113001".into()
+    })?;
+    ensure(
+        back["valueQuantity"]["value"].as_f64() == Some(71.5),
+        || {
+            format!(
+                "the Observation read back has value {}, not 71.5",
+                back["valueQuantity"]["value"]
+            )
+        },
+    )
+}
+
+async fn contact_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Patient", 'u')?;
+    let url = format!("{}/Patient/{nhs}", ctx.manifest.base_url);
+    let a = p.get(&url, Some(token)).await?;
+    ensure(a.status == 200, || {
+        format!("reading the patient first: HTTP {}", a.status)
+    })?;
+    let etag = a.header("etag").map(str::to_owned).ok_or_else(|| {
+        Verdict::Fail("the Patient read carries no ETag to quote in If-Match".into())
+    })?;
+    let before = a.json()?;
+    // A mobile number from Ofcom's drama range, different each run.
+    let mobile = format!(
+        "07700 900{:03}",
+        u32::from(uuid::Uuid::new_v4().as_bytes()[0]) * 999 / 255
+    );
+    let mut telecom: Vec<Value> = before["telecom"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !(t["system"] == "phone" && t["use"] == "mobile"))
+        .collect();
+    telecom.push(json!({"system": "phone", "value": mobile, "use": "mobile"}));
+    let patch = json!([{"op": "add", "path": "/telecom", "value": telecom}]);
+    let b = p
+        .call(
+            "PATCH",
+            &url,
+            Some(token),
+            &[
+                ("content-type", "application/json-patch+json"),
+                ("if-match", &etag),
+            ],
+            patch.to_string().as_bytes(),
+        )
+        .await?;
+    ensure(b.status == 200, || {
+        format!(
+            "PATCH with If-Match {etag} answered HTTP {}, expected 200{}",
+            b.status,
+            b.spine_code()
+                .map(|(_, c)| format!(" ({c})"))
+                .unwrap_or_default()
+        )
+    })?;
+    let c = p.get(&url, Some(token)).await?;
+    ensure(c.status == 200, || {
+        format!("reading the patient back: HTTP {}", c.status)
+    })?;
+    let after = c.json()?;
+    let has = after["telecom"]
+        .as_array()
+        .is_some_and(|ts| ts.iter().any(|t| t["value"] == mobile.as_str()));
+    ensure(has, || {
+        format!("the patient read back has no telecom {mobile}: the change was not kept")
+    })?;
+    ensure(c.header("etag") != Some(etag.as_str()), || {
+        format!("the patient changed but its ETag is still {etag}")
+    })
 }

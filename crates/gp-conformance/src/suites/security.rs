@@ -11,171 +11,186 @@ use crate::manifest::Supplier;
 use crate::model::{Check, TestDef, Verdict, ensure};
 use crate::run_test;
 
-const fn def(
-    id: &'static str,
-    group: &'static str,
-    title: &'static str,
-    requirement: &'static str,
-) -> TestDef {
-    TestDef {
-        id,
-        group,
-        title,
-        requirement,
-        required: true,
-    }
-}
-
 pub const CATALOGUE: &[TestDef] = &[
-    def(
+    TestDef::required(
         "SEC-TOK-00",
         "token-endpoint",
         "a correctly signed assertion is exchanged for a Bearer token",
         "REQ-AUTH-01",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-01",
         "token-endpoint",
         "an assertion with alg 'none' is refused",
         "REQ-AUTH-02",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-02",
         "token-endpoint",
         "HS256 signed with the supplier's public key bytes (algorithm confusion) is refused",
         "REQ-AUTH-02",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-03",
         "token-endpoint",
         "an expired assertion is refused (invalid_grant)",
         "REQ-AUTH-03",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-04",
         "token-endpoint",
         "an assertion for another audience is refused (invalid_grant)",
         "REQ-AUTH-03",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-05",
         "token-endpoint",
         "a replayed jti is refused (invalid_grant)",
         "REQ-AUTH-04",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-06",
         "token-endpoint",
         "an unknown kid is refused (invalid_client, 401)",
         "REQ-AUTH-05",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-07",
         "token-endpoint",
         "an unknown client is refused (invalid_client, 401)",
         "REQ-AUTH-05",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-08",
         "token-endpoint",
         "a scope the supplier is not allowed is refused (invalid_scope)",
         "REQ-AUTH-06",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-09",
         "token-endpoint",
         "a JSON body instead of a form is refused",
         "REQ-AUTH-07",
     ),
-    def(
+    TestDef::required(
         "SEC-TOK-10",
         "token-endpoint",
         "a grant type other than client_credentials is refused (unsupported_grant_type)",
         "REQ-AUTH-07",
     ),
-    def(
+    TestDef::required(
+        "SEC-TOK-11",
+        "token-endpoint",
+        "an assertion whose exp is more than 5 minutes ahead is refused (invalid_grant)",
+        "REQ-AUTH-10",
+    ),
+    TestDef::required(
+        "SEC-TOK-12",
+        "token-endpoint",
+        "an assertion whose nbf is in the future is refused (invalid_grant)",
+        "REQ-AUTH-10",
+    ),
+    TestDef::required(
+        "SEC-TOK-13",
+        "token-endpoint",
+        "an oversized assertion is refused unread (invalid_request)",
+        "REQ-AUTH-10",
+    ),
+    TestDef::required(
+        "SEC-SUS-01",
+        "token-endpoint",
+        "a suspended supplier is refused a token (invalid_client, 401)",
+        "REQ-AUTH-11",
+    ),
+    TestDef::required(
         "SEC-ACC-01",
         "access-token",
         "a FHIR request without a token answers 401 with WWW-Authenticate",
         "REQ-AUTH-08",
     ),
-    def(
+    TestDef::required(
         "SEC-ACC-02",
         "access-token",
         "a malformed token answers 401 with WWW-Authenticate",
         "REQ-AUTH-08",
     ),
-    def(
+    TestDef::required(
         "SEC-ACC-03",
         "access-token",
         "a tampered token (claims changed, signature kept) answers 401",
         "REQ-AUTH-08",
     ),
-    def(
+    TestDef::required(
         "SEC-ACC-04",
         "access-token",
         "an unsigned (alg none) access token answers 401",
         "REQ-AUTH-08",
     ),
-    def(
+    TestDef::required(
         "SEC-ACC-05",
         "access-token",
         "an expired access token answers 401",
         "REQ-AUTH-08",
     ),
-    def(
+    TestDef::required(
         "SEC-SCO-01",
         "scopes",
         "a search without the resource's scope answers 403 naming the scope",
         "REQ-AUTH-09",
     ),
-    def(
+    TestDef::required(
         "SEC-PAIR-01",
         "pairing",
         "a patient at an unpaired practice answers 404 identical to an unknown patient",
         "REQ-PAIR-01",
     ),
-    def(
+    TestDef::required(
         "SEC-PAIR-02",
         "pairing",
         "an unknown NHS number answers 404 RESOURCE_NOT_FOUND",
         "REQ-PAIR-01",
     ),
-    def(
+    TestDef::required(
         "SEC-HDR-01",
         "headers",
         "X-Request-ID is mirrored back",
         "REQ-HDR-01",
     ),
-    def(
+    TestDef::required(
         "SEC-HDR-02",
         "headers",
         "patient data answers Cache-Control: no-store",
         "REQ-HDR-02",
     ),
-    def(
+    TestDef::required(
         "SEC-HDR-03",
         "headers",
         "FHIR answers are application/fhir+json",
         "REQ-HDR-03",
     ),
-    def(
+    TestDef::required(
         "SEC-ERR-01",
         "errors",
         "an invalid NHS number answers 400 OperationOutcome INVALID_RESOURCE_ID (Spine code system)",
         "REQ-ERR-01",
     ),
-    def(
+    TestDef::required(
         "SEC-ERR-02",
         "errors",
         "an unknown search parameter is refused with 400 OperationOutcome, never ignored",
         "REQ-ERR-01",
     ),
-    def(
+    TestDef::required(
         "SEC-RL-01",
         "rate-limits",
         "authorised answers carry RateLimit and RateLimit-Policy headers",
         "REQ-RL-01",
+    ),
+    TestDef::required(
+        "SEC-RL-02",
+        "rate-limits",
+        "over its limit a supplier gets 429 TOO_MANY_REQUESTS with Retry-After and RateLimit headers",
+        "REQ-RL-02",
     ),
 ];
 
@@ -194,44 +209,31 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
     run_test!(rec, "SEC-TOK-00", None, tok_valid(ctx, &sup));
     run_test!(rec, "SEC-TOK-01", None, tok_alg_none(ctx, &sup));
     run_test!(rec, "SEC-TOK-02", None, tok_hs256(ctx, &sup));
-    run_test!(
-        rec,
-        "SEC-TOK-03",
-        None,
-        tok_claims(ctx, &sup, Tweak::Expired)
-    );
-    run_test!(
-        rec,
-        "SEC-TOK-04",
-        None,
-        tok_claims(ctx, &sup, Tweak::Audience)
-    );
+    for (id, tweak) in [
+        ("SEC-TOK-03", Tweak::Expired),
+        ("SEC-TOK-04", Tweak::Audience),
+    ] {
+        run_test!(rec, id, None, tok_claims(ctx, &sup, tweak));
+    }
     run_test!(rec, "SEC-TOK-05", None, tok_replay(ctx, &sup));
-    run_test!(rec, "SEC-TOK-06", None, tok_claims(ctx, &sup, Tweak::Kid));
-    run_test!(
-        rec,
-        "SEC-TOK-07",
-        None,
-        tok_claims(ctx, &sup, Tweak::Client)
-    );
+    for (id, tweak) in [("SEC-TOK-06", Tweak::Kid), ("SEC-TOK-07", Tweak::Client)] {
+        run_test!(rec, id, None, tok_claims(ctx, &sup, tweak));
+    }
     run_test!(rec, "SEC-TOK-08", None, tok_scope(ctx, &sup));
     run_test!(rec, "SEC-TOK-09", None, tok_json_body(ctx, &sup));
     run_test!(rec, "SEC-TOK-10", None, tok_grant_type(ctx, &sup));
+    for (id, tweak) in [
+        ("SEC-TOK-11", Tweak::TooLong),
+        ("SEC-TOK-12", Tweak::NotYet),
+        ("SEC-TOK-13", Tweak::Oversized),
+    ] {
+        run_test!(rec, id, None, tok_claims(ctx, &sup, tweak));
+    }
+    run_test!(rec, "SEC-SUS-01", None, tok_suspended(ctx));
 
     // One token for the FHIR checks; without it they cannot run.
-    let mut p = rec.probe();
-    let token = token_for(ctx, &sup, None, &mut p.0).await;
-    let token = match token {
-        Ok(t) => t,
-        Err(v) => {
-            let why = match &v {
-                Verdict::Fail(m) | Verdict::Error(m) | Verdict::Skip(m) | Verdict::Omit(m) => {
-                    m.clone()
-                }
-            };
-            rec.omit_rest(&format!("no access token for {}: {why}", sup.client_id));
-            return;
-        }
+    let Some((_, token)) = rec.reader_token(ctx).await else {
+        return;
     };
     let patient = ctx
         .manifest
@@ -275,13 +277,15 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         err_unknown_param(ctx, &token, &patient)
     );
     run_test!(rec, "SEC-RL-01", None, rl_headers(&read_url, &token));
+    // Last: it spends the supplier's rate limit (and waits it out before returning).
+    run_test!(rec, "SEC-RL-02", None, rl_exceeded(&read_url, &token));
 }
 
 /// An access token for `sup` (all its scopes), for other suites.
 pub(crate) async fn token(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Result<String, String> {
-    token_for(ctx, sup, None, p).await.map_err(|v| match v {
-        Verdict::Fail(m) | Verdict::Error(m) | Verdict::Skip(m) | Verdict::Omit(m) => m,
-    })
+    token_for(ctx, sup, None, p)
+        .await
+        .map_err(|v| v.message().to_owned())
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -335,6 +339,16 @@ fn sign(ctx: &Ctx, sup: &Supplier, kid: &str, claims: &Value) -> Result<String, 
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, claims, &key).map_err(|e| Verdict::Error(format!("signing: {e}")))
+}
+
+/// A correctly signed assertion for `sup`, valid for 4 minutes.
+fn valid_assertion(ctx: &Ctx, sup: &Supplier) -> Result<String, Verdict> {
+    sign(
+        ctx,
+        sup,
+        &sup.kid,
+        &claims(&sup.client_id, &ctx.manifest.token_url, 240),
+    )
 }
 
 /// Requests a token; `Ok(token)` on 200 with `access_token`.
@@ -487,6 +501,12 @@ enum Tweak {
     Audience,
     Kid,
     Client,
+    /// `exp` beyond the 5 minutes an assertion may live (and any clock leeway).
+    TooLong,
+    /// `nbf` two minutes ahead (beyond any reasonable clock leeway).
+    NotYet,
+    /// A claim padded past the size any gateway should read (16 KiB).
+    Oversized,
 }
 
 async fn tok_claims(ctx: &Ctx, sup: &Supplier, tweak: Tweak, p: &mut Probe) -> Check {
@@ -516,10 +536,45 @@ async fn tok_claims(ctx: &Ctx, sup: &Supplier, tweak: Tweak, p: &mut Probe) -> C
             &[401],
             &["invalid_client"],
         ),
+        Tweak::TooLong => (
+            sup.kid.clone(),
+            claims(&sup.client_id, url, 300 + 120 + 60),
+            &[400],
+            &["invalid_grant"],
+        ),
+        Tweak::NotYet => {
+            let mut c = claims(&sup.client_id, url, 240);
+            c["nbf"] = json!(now() + 120);
+            (sup.kid.clone(), c, &[400], &["invalid_grant"])
+        }
+        Tweak::Oversized => {
+            let mut c = claims(&sup.client_id, url, 240);
+            c["padding"] = json!("x".repeat(16 * 1024));
+            (sup.kid.clone(), c, &[400, 413], &["invalid_request"])
+        }
     };
     let jwt = sign(ctx, sup, &kid, &c)?;
     let a = p.post_form(url, &form(&jwt, None)).await?;
     oauth_refusal(&a, statuses, codes)
+}
+
+async fn tok_suspended(ctx: &Ctx, p: &mut Probe) -> Check {
+    let Some(sup) = ctx.manifest.suspended() else {
+        return Err(Verdict::Skip(
+            "the manifest names no suspended supplier (a supplier with \"status\": \"suspended\"), so suspension cannot be checked here".into(),
+        ));
+    };
+    let jwt = valid_assertion(ctx, sup)?;
+    let a = p
+        .post_form(&ctx.manifest.token_url, &form(&jwt, None))
+        .await?;
+    oauth_refusal(&a, &[401], &["invalid_client"]).map_err(|v| match v {
+        Verdict::Fail(m) => Verdict::Fail(format!(
+            "{} is suspended (says the manifest), yet: {m}",
+            sup.client_id
+        )),
+        other => other,
+    })
 }
 
 async fn tok_replay(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
@@ -553,12 +608,7 @@ async fn tok_scope(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
             sup.client_id
         )));
     };
-    let jwt = sign(
-        ctx,
-        sup,
-        &sup.kid,
-        &claims(&sup.client_id, &ctx.manifest.token_url, 240),
-    )?;
+    let jwt = valid_assertion(ctx, sup)?;
     let a = p
         .post_form(&ctx.manifest.token_url, &form(&jwt, Some(scope)))
         .await?;
@@ -566,12 +616,7 @@ async fn tok_scope(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
 }
 
 async fn tok_json_body(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
-    let jwt = sign(
-        ctx,
-        sup,
-        &sup.kid,
-        &claims(&sup.client_id, &ctx.manifest.token_url, 240),
-    )?;
+    let jwt = valid_assertion(ctx, sup)?;
     let body = json!({"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "client_assertion": jwt});
     let a = p
         .send(
@@ -591,12 +636,7 @@ async fn tok_json_body(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
 }
 
 async fn tok_grant_type(ctx: &Ctx, sup: &Supplier, p: &mut Probe) -> Check {
-    let jwt = sign(
-        ctx,
-        sup,
-        &sup.kid,
-        &claims(&sup.client_id, &ctx.manifest.token_url, 240),
-    )?;
+    let jwt = valid_assertion(ctx, sup)?;
     let body = form(&jwt, None).replace(
         "grant_type=client_credentials",
         "grant_type=authorization_code",
@@ -632,6 +672,60 @@ async fn acc_refused(url: &str, token: Option<String>, p: &mut Probe) -> Check {
         || "401 without a 'WWW-Authenticate: Bearer' header".into(),
     )?;
     outcome(&a, "ACCESS_DENIED")
+}
+
+/// Requests the patient read quickly until the supplier's limit answers `429`: at most
+/// the `RateLimit-Policy` quota plus 20 requests (100 at the most), then waits it out.
+async fn rl_exceeded(url: &str, token: &str, p: &mut Probe) -> Check {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("accept", "application/fhir+json"),
+        ("authorization", auth.as_str()),
+    ];
+    let first = p.send("GET", url, &headers, b"").await?;
+    let quota = first
+        .header("ratelimit-policy")
+        .and_then(|v| v.split(";q=").nth(1))
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(80);
+    let bound = (quota + 20).min(100);
+    let mut limited = (first.status == 429).then_some(first);
+    let mut sent = 1;
+    while limited.is_none() && sent < bound {
+        let a = p.send("GET", url, &headers, b"").await?;
+        sent += 1;
+        if a.status == 429 {
+            limited = Some(a);
+        }
+    }
+    let Some(a) = limited else {
+        return Err(Verdict::Fail(format!(
+            "{sent} requests in quick succession were all answered: no 429 (RateLimit-Policy quota {quota})"
+        )));
+    };
+    // Every request stays in the evidence (its X-Request-ID tells the kit's traffic
+    // from a supplier's); the bodies between the first and the refused one add nothing.
+    let last = p.evidence.len().saturating_sub(1);
+    for e in p.evidence.iter_mut().take(last).skip(1) {
+        e.response_body = "(omitted: as the first)".into();
+    }
+    tokio::time::sleep(crate::http::retry_after(&a)).await;
+    ensure(
+        a.header("retry-after")
+            .is_some_and(|v| v.trim().parse::<u64>().is_ok_and(|s| s >= 1)),
+        || {
+            format!(
+                "429 after {sent} requests without a Retry-After of whole seconds: {:?}",
+                a.header("retry-after")
+            )
+        },
+    )?;
+    ensure(
+        a.header("ratelimit").is_some() && a.header("ratelimit-policy").is_some(),
+        || "the 429 carries no RateLimit / RateLimit-Policy headers".into(),
+    )?;
+    outcome(&a, "TOO_MANY_REQUESTS")
 }
 
 async fn acc_expired(_p: &mut Probe) -> Check {

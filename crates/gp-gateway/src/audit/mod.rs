@@ -32,6 +32,9 @@ pub struct AuditRecord {
     pub recorded: String,
     /// `X-Request-ID`.
     pub request_id: String,
+    /// Whether the caller sent that `X-Request-ID` (`false`: the gateway minted it).
+    /// `None` on rows written before this was recorded.
+    pub request_id_supplied: Option<bool>,
     /// The supplier's client id (none before authentication).
     pub supplier: Option<String>,
     /// The access token's id (`jti`), never the token.
@@ -298,7 +301,7 @@ pub(crate) async fn submit<T>(
 }
 
 /// The SQL both stores share (a `?`/`$n` placeholder dialect aside).
-pub(crate) const COLUMNS: &str = "id, recorded, request_id, supplier, token_id, patient, practice, interaction, resource_type, status, outcome_code, replica";
+pub(crate) const COLUMNS: &str = "id, recorded, request_id, supplier, token_id, patient, practice, interaction, resource_type, status, outcome_code, replica, request_id_supplied";
 
 /// This replica's name: `GP_GATEWAY_REPLICA`, else the host name, else `gateway`.
 pub fn replica_name() -> String {
@@ -333,6 +336,7 @@ pub(crate) fn sample(n: u32, patient: &str, supplier: &str, recorded: &str) -> A
         id: format!("00000000-0000-4000-8000-{n:012}"),
         recorded: recorded.into(),
         request_id: format!("req-{n}"),
+        request_id_supplied: Some(n.is_multiple_of(2)),
         supplier: Some(supplier.into()),
         token_id: Some(format!("tok-{n}")),
         patient: Some(patient.into()),
@@ -343,6 +347,34 @@ pub(crate) fn sample(n: u32, patient: &str, supplier: &str, recorded: &str) -> A
         outcome_code: None,
         replica: "test".into(),
     }
+}
+
+/// A first-release row (before `request_id_supplied`), for upgrade tests: `{table}`
+/// is the table's qualified name.
+#[cfg(test)]
+pub(crate) const FIRST_RELEASE_ROW: &str = "INSERT INTO {table} (id, recorded, request_id, interaction, status, replica) VALUES ('old-1', '2026-11-01T00:00:00.000Z', 'req-old', 'read', 200, 'r1')";
+
+/// Appends a new row to a store upgraded over a first-release table holding
+/// [`FIRST_RELEASE_ROW`], and checks both read back: the new one knows who chose its
+/// request id, the old one says it is unknown.
+#[cfg(test)]
+pub(crate) async fn check_upgraded(store: &dyn AuditStore) {
+    let new = sample(2, "9000000009", "demo-consult", "2026-11-02T00:00:00.000Z");
+    store.append(new).await.unwrap();
+    let rows = store
+        .query(AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].request_id_supplied, Some(true), "new rows say");
+    assert_eq!(
+        (rows[1].id.as_str(), rows[1].request_id_supplied),
+        ("old-1", None),
+        "old rows are unknown"
+    );
 }
 
 #[cfg(test)]
@@ -385,6 +417,8 @@ pub struct RequestFacts(std::sync::Mutex<Facts>);
 /// A snapshot of [`RequestFacts`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Facts {
+    /// The caller sent its own `X-Request-ID`.
+    pub request_id_supplied: bool,
     pub supplier: Option<String>,
     pub token_id: Option<String>,
     pub patient: Option<String>,
@@ -395,6 +429,15 @@ pub struct Facts {
 }
 
 impl RequestFacts {
+    /// Facts of a request whose `X-Request-ID` the caller sent (`true`) or the gateway
+    /// minted (`false`): the supplier assessment judges whether suppliers send one.
+    pub fn new(request_id_supplied: bool) -> Self {
+        Self(std::sync::Mutex::new(Facts {
+            request_id_supplied,
+            ..Facts::default()
+        }))
+    }
+
     fn with(&self, f: impl FnOnce(&mut Facts)) {
         let mut guard = self
             .0

@@ -63,6 +63,8 @@ async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
                 outcome_code TEXT,
                 replica TEXT NOT NULL
              );
+             -- Added after the first release: trails created before it gain the column.
+             ALTER TABLE {schema}.audit_event ADD COLUMN IF NOT EXISTS request_id_supplied BOOLEAN;
              CREATE INDEX IF NOT EXISTS audit_event_patient ON {schema}.audit_event (patient, recorded);
              CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);
              COMMIT;"
@@ -132,27 +134,17 @@ async fn writer(
     }
 }
 
+/// Bind parameters per row: one per column in [`COLUMNS`].
+const PER_ROW: usize = 13;
+
 async fn insert(client: &Client, schema: &str, rows: &[&AuditRecord]) -> Result<(), AuditError> {
     let statuses: Vec<i32> = rows.iter().map(|r| i32::from(r.status)).collect();
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 12);
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * PER_ROW);
     let mut values = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
-        let n = i * 12;
-        values.push(format!(
-            "(${},${},${},${},${},${},${},${},${},${},${},${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8,
-            n + 9,
-            n + 10,
-            n + 11,
-            n + 12
-        ));
+        let n = i * PER_ROW;
+        let placeholders: Vec<String> = (1..=PER_ROW).map(|k| format!("${}", n + k)).collect();
+        values.push(format!("({})", placeholders.join(",")));
         params.extend_from_slice(&[
             &r.id,
             &r.recorded,
@@ -166,6 +158,7 @@ async fn insert(client: &Client, schema: &str, rows: &[&AuditRecord]) -> Result<
             &statuses[i],
             &r.outcome_code,
             &r.replica,
+            &r.request_id_supplied,
         ]);
     }
     // One statement is one transaction: all rows commit or none do.
@@ -195,6 +188,7 @@ fn row_record(row: &Row) -> Result<AuditRecord, tokio_postgres::Error> {
         status: u16::try_from(status).unwrap_or(0),
         outcome_code: row.try_get(10)?,
         replica: row.try_get(11)?,
+        request_id_supplied: row.try_get(12)?,
     })
 }
 
@@ -238,7 +232,7 @@ impl AuditStore for PostgresAudit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample;
+    use super::super::{FIRST_RELEASE_ROW, check_upgraded, sample};
     use super::*;
 
     /// The machine's PostgreSQL (CI has it); a unique schema per run, dropped after.
@@ -296,6 +290,38 @@ mod tests {
         // Clean up.
         let (client, conn) = tokio_postgres::connect(URL, NoTls).await.unwrap();
         tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_trail_from_before_request_id_supplied_gains_the_column() {
+        assert_eq!(COLUMNS.split(',').count(), PER_ROW);
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(URL, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed: {e}"));
+        tokio::spawn(conn);
+        // The first release's table, with one row in it.
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema};
+                 CREATE TABLE {schema}.audit_event (
+                    seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, recorded TEXT NOT NULL,
+                    request_id TEXT NOT NULL, supplier TEXT, token_id TEXT, patient TEXT,
+                    practice TEXT, interaction TEXT NOT NULL, resource_type TEXT,
+                    status INTEGER NOT NULL, outcome_code TEXT, replica TEXT NOT NULL);
+                 {};",
+                FIRST_RELEASE_ROW.replace("{table}", &format!("{schema}.audit_event"))
+            ))
+            .await
+            .unwrap();
+        let store = PostgresAudit::connect(URL, &schema, Duration::from_secs(10))
+            .await
+            .unwrap();
+        check_upgraded(&store).await;
         client
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await

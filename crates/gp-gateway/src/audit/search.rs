@@ -12,6 +12,9 @@ use super::{AuditQuery, AuditRecord};
 
 /// Identifier system of a gateway client id in `AuditEvent.agent.who`.
 pub const CLIENT_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/client-id";
+/// `AuditEvent.entity.detail.type` on the request id entity: who chose the
+/// `X-Request-ID`, `client` (the caller sent it) or `gateway` (the gateway minted it).
+pub const REQUEST_ID_SOURCE: &str = "request-id-source";
 /// Identifier system of request ids and access-token ids in `AuditEvent.entity`.
 pub const REQUEST_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/request-id";
 pub const TOKEN_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/access-token-id";
@@ -112,10 +115,18 @@ pub fn audit_event(r: &AuditRecord) -> Value {
         400..=499 => "4",
         _ => "8",
     };
-    let mut entity = vec![json!({
+    let mut request = json!({
         "what": { "identifier": { "system": REQUEST_ID_SYSTEM, "value": r.request_id } },
         "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object" }
-    })];
+    });
+    if let (Some(supplied), Some(o)) = (r.request_id_supplied, request.as_object_mut()) {
+        let source = if supplied { "client" } else { "gateway" };
+        o.insert(
+            "detail".into(),
+            json!([{ "type": REQUEST_ID_SOURCE, "valueString": source }]),
+        );
+    }
+    let mut entity = vec![request];
     if let Some(p) = &r.patient {
         entity.push(json!({
             "what": { "reference": format!("Patient/{p}"), "identifier": { "system": NHS_NUMBER_SYSTEM, "value": p } },
@@ -310,10 +321,21 @@ mod tests {
         assert_eq!(e["outcome"], "0");
         assert_eq!(e["agent"][0]["who"]["identifier"]["value"], "demo-consult");
         assert_eq!(e["entity"][1]["what"]["reference"], "Patient/9000000009");
+        // sample(1) is a request whose X-Request-ID the gateway minted.
+        assert_eq!(
+            e["entity"][0]["detail"],
+            json!([{ "type": REQUEST_ID_SOURCE, "valueString": "gateway" }])
+        );
         let json = serde_json::to_vec(&e).unwrap();
         assert_eq!(
             gp_fhir::validate::check_r4_json(&json).unwrap(),
             "AuditEvent"
+        );
+        r.request_id_supplied = None;
+        let old = audit_event(&r);
+        assert!(
+            old["entity"][0].get("detail").is_none(),
+            "unknown on old rows: no claim either way"
         );
     }
 }

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS audit_event (
     resource_type TEXT,
     status INTEGER NOT NULL,
     outcome_code TEXT,
-    replica TEXT NOT NULL
+    replica TEXT NOT NULL,
+    request_id_supplied INTEGER
 );
 CREATE INDEX IF NOT EXISTS audit_event_patient ON audit_event (patient, recorded);
 CREATE INDEX IF NOT EXISTS audit_event_supplier ON audit_event (supplier, recorded);
@@ -57,6 +58,7 @@ impl SqliteAudit {
         )
         .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        upgrade(&conn)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("audit-sqlite".into())
@@ -64,6 +66,30 @@ impl SqliteAudit {
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
         Ok(Self { tx, timeout })
     }
+}
+
+/// Columns added since the first release, for trails created before them (SQLite has
+/// no `ADD COLUMN IF NOT EXISTS`: the table's columns are looked up first).
+const ADDED_COLUMNS: [(&str, &str); 1] = [("request_id_supplied", "INTEGER")];
+
+fn upgrade(conn: &Connection) -> Result<(), AuditError> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info('audit_event')")
+        .map_err(sql_error)?;
+    let present = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+    for (column, kind) in ADDED_COLUMNS {
+        if !present.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE audit_event ADD COLUMN {column} {kind}"
+            ))
+            .map_err(sql_error)?;
+        }
+    }
+    Ok(())
 }
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
@@ -100,7 +126,7 @@ fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError
     {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "INSERT INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                "INSERT INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))
             .map_err(sql_error)?;
         for r in rows {
@@ -116,7 +142,8 @@ fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError
                 r.resource_type,
                 r.status,
                 r.outcome_code,
-                r.replica
+                r.replica,
+                r.request_id_supplied
             ])
             .map_err(sql_error)?;
         }
@@ -151,6 +178,7 @@ fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditErr
                 status: row.get(9)?,
                 outcome_code: row.get(10)?,
                 replica: row.get(11)?,
+                request_id_supplied: row.get(12)?,
             })
         })
         .map_err(sql_error)?;
@@ -175,7 +203,7 @@ impl AuditStore for SqliteAudit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample;
+    use super::super::{FIRST_RELEASE_ROW, check_upgraded, sample};
     use super::*;
 
     #[tokio::test]
@@ -245,6 +273,28 @@ mod tests {
             .append(sample(0, "9000000009", "x", "2026-11-01T00:00:00.000Z"))
             .await;
         assert!(dup.is_err(), "ids are unique");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_trail_from_before_request_id_supplied_is_upgraded_and_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("gp-audit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.sqlite");
+        {
+            // The first release's table, with one row in it.
+            let conn = Connection::open(&path).unwrap();
+            let first_release = SCHEMA.replace(",\n    request_id_supplied INTEGER", "");
+            assert!(!first_release.contains("request_id_supplied"));
+            conn.execute_batch(&first_release).unwrap();
+            conn.execute_batch(&FIRST_RELEASE_ROW.replace("{table}", "audit_event"))
+                .unwrap();
+        }
+        let store = SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
+        check_upgraded(&store).await;
+        drop(store);
+        // Opening again finds the column there and leaves it.
+        SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 }
