@@ -6,8 +6,11 @@
 #   signing-ed25519.pem   the gateway's access-token signing key (Ed25519, PKCS#8)
 #   ca.crt                a throwaway CA that signed server.crt (give it to clients: curl --cacert)
 #   server.crt/.key       TLS for https://localhost:8443 and https://gateway:8443 (compose network)
+#   postgres-password     the audit database user's password (PostgreSQL and the gateway read it)
+#   redis-password        the Redis password (Redis and the gateway read it)
 #
-# Needs openssl 3. Existing files are kept; pass --force to replace them.
+# Needs openssl 3. Existing files are kept (a missing password file is still made); pass
+# --force to replace them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p secrets
@@ -15,6 +18,16 @@ cd secrets
 
 force=false
 [ "${1:-}" = "--force" ] && force=true
+
+# One line of random hex each: nothing to quote in a shell, URL or connection string.
+for name in postgres-password redis-password; do
+  if [ ! -e "$name" ] || [ "$force" = true ]; then
+    openssl rand -hex 24 >"$name"
+    chmod 0644 "$name"
+    echo "made $name"
+  fi
+done
+
 if [ -e signing-ed25519.pem ] && [ "$force" = false ]; then
   echo "deploy/secrets/ already has keys (use --force to replace them)"
   exit 0

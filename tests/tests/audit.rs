@@ -185,6 +185,165 @@ async fn every_request_is_audited_and_an_operator_searches_the_trail() {
     assert!(tokens >= 3, "{tokens}");
 }
 
+/// Posts the token request `body` with `request_id`; returns the status and JSON body.
+async fn post_token(w: &World, body: &str, request_id: &str) -> (u16, Value) {
+    let a = w
+        .send(
+            "POST",
+            &w.manifest().token_url,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-request-id", request_id),
+            ],
+            body.as_bytes(),
+        )
+        .await;
+    (a.status, a.json())
+}
+
+/// The AuditEvent recorded for the request `request_id`.
+fn event_of<'a>(events: &[&'a Value], request_id: &str) -> Option<&'a Value> {
+    events.iter().copied().find(|e| {
+        e["entity"].as_array().is_some_and(|es| {
+            es.iter()
+                .any(|x| x["what"]["identifier"]["value"] == request_id)
+        })
+    })
+}
+
+fn token_id(e: &Value) -> Option<&str> {
+    e["entity"].as_array()?.iter().find_map(|x| {
+        let id = &x["what"]["identifier"];
+        (id["system"] == gp_gateway::audit::search::TOKEN_ID_SYSTEM)
+            .then(|| id["value"].as_str())?
+    })
+}
+
+#[tokio::test]
+async fn token_rows_name_a_registered_client_issued_or_refused_and_never_an_unknown_one() {
+    let w = World::start().await;
+    let demo = |id: &str| gp_gateway::sandbox::demo_identity(id).unwrap();
+    let url = w.manifest().token_url.clone();
+
+    // Issued: the row names the client and the token's id, which its API calls carry too.
+    let issued = uuid::Uuid::new_v4().to_string();
+    let (status, body) = post_token(
+        &w,
+        &demo("demo-booking").token_request_body(&url, None).unwrap(),
+        &issued,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let nhs = w.ordinary_patient("emis", "demo-booking");
+    let call = uuid::Uuid::new_v4().to_string();
+    let read = w
+        .call(
+            "GET",
+            &format!("/Patient/{nhs}"),
+            &token,
+            &[("x-request-id", &call)],
+            b"",
+        )
+        .await;
+    assert_eq!(read.status, 200);
+
+    // Refused after naming a registered client: a bad signature (demo-booking's claims
+    // and kid, demo-consult's key), and a suspended supplier.
+    let mut forged = demo("demo-booking");
+    forged.private_key_pem = demo("demo-consult").private_key_pem;
+    let bad_signature = uuid::Uuid::new_v4().to_string();
+    let (status, body) = post_token(
+        &w,
+        &forged.token_request_body(&url, None).unwrap(),
+        &bad_signature,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let suspended = uuid::Uuid::new_v4().to_string();
+    let (status, body) = post_token(
+        &w,
+        &demo("demo-suspended")
+            .token_request_body(&url, None)
+            .unwrap(),
+        &suspended,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // A client id nobody registered, correctly signed with a real key: refused, and the
+    // row names no one (the caller's string never reaches the trail).
+    let stranger = format!("intruder-{}", uuid::Uuid::new_v4().simple());
+    let mut unknown = demo("demo-booking");
+    unknown.client_id = stranger.clone();
+    let unregistered = uuid::Uuid::new_v4().to_string();
+    let (status, body) = post_token(
+        &w,
+        &unknown.token_request_body(&url, None).unwrap(),
+        &unregistered,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    let operator = w.token("demo-operator").await;
+    let all = w
+        .call("GET", "/AuditEvent?_count=1000", &operator, &[], b"")
+        .await;
+    assert_eq!(all.status, 200);
+    let text = String::from_utf8_lossy(&all.body).into_owned();
+    let all = all.json();
+    let found = events(&all);
+
+    let row = event_of(&found, &issued).expect("the issued token's row");
+    assert_eq!(row["subtype"][0]["code"], "token");
+    assert_eq!(agent(row), "demo-booking");
+    assert_eq!(row["outcomeDesc"], "HTTP 200");
+    let jti = token_id(row).expect("the issued token's id");
+    let used = event_of(&found, &call).expect("the read's row");
+    assert_eq!(
+        token_id(used),
+        Some(jti),
+        "the read ran on the token issued"
+    );
+
+    let row = event_of(&found, &bad_signature).expect("the bad signature's row");
+    assert_eq!(agent(row), "demo-booking");
+    assert_eq!(row["outcomeDesc"], "HTTP 401 invalid_client");
+    assert_eq!(token_id(row), None, "no token was issued");
+    let row = event_of(&found, &suspended).expect("the suspended supplier's row");
+    assert_eq!(agent(row), "demo-suspended");
+    assert_eq!(row["outcomeDesc"], "HTTP 401 invalid_client");
+
+    let row = event_of(&found, &unregistered).expect("the unknown client's row");
+    assert_eq!(row["subtype"][0]["code"], "token");
+    assert_eq!(row["agent"][0]["who"]["display"], "unauthenticated caller");
+    assert_eq!(agent(row), "");
+    assert!(
+        !text.contains(&stranger),
+        "an unregistered client id reached the trail"
+    );
+    let by_agent = w
+        .call(
+            "GET",
+            &format!("/AuditEvent?agent={stranger}"),
+            &operator,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    assert!(events(&by_agent).is_empty(), "{by_agent:#}");
+}
+
 /// PostgreSQL on 127.0.0.1:5432; a schema per test, dropped at the end.
 const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
 

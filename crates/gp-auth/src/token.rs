@@ -31,6 +31,12 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// Granted scopes, canonical SMART v2, space separated.
     pub scope: String,
+    /// The supplier the token was issued to (for the audit trail; not in the body).
+    #[serde(skip)]
+    pub client_id: String,
+    /// The token's `jti` (for the audit trail; not in the body).
+    #[serde(skip)]
+    pub token_id: String,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -537,6 +543,8 @@ impl TokenService {
             token_type: "Bearer",
             expires_in: ttl,
             scope: token_claims.scope,
+            client_id: token_claims.client_id,
+            token_id: token_claims.jti,
         })
     }
 }

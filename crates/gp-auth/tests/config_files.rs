@@ -9,11 +9,18 @@ use gp_auth::*;
 #[test]
 fn sandbox_suppliers_file_validates_and_builds() {
     let cfg = suppliers_config();
-    // Three demo suppliers and the demo operator console.
-    assert_eq!(cfg.suppliers.len(), 4);
+    // Three demo suppliers, the demo operator console and a suspended demo supplier.
+    assert_eq!(cfg.suppliers.len(), 5);
     cfg.validate().unwrap();
     let set = SupplierSet::build(&cfg, &sandbox()).unwrap();
-    assert_eq!(set.len(), 4);
+    assert_eq!(set.len(), 5);
+    let suspended: Vec<&str> = cfg
+        .suppliers
+        .iter()
+        .filter(|s| s.status == SupplierStatus::Suspended)
+        .map(|s| s.client_id.as_str())
+        .collect();
+    assert_eq!(suspended, ["demo-suspended"]);
     let operators: Vec<&str> = cfg
         .suppliers
         .iter()

@@ -26,7 +26,7 @@ pub struct Supplier {
     pub scopes: Vec<String>,
     pub practices: Vec<String>,
     /// `active` (the default) or `suspended`: the security suite checks a suspended
-    /// supplier gets no token. The sandbox manifest does not say; a team's file may.
+    /// supplier gets no token, and never acts as one otherwise.
     #[serde(default)]
     pub status: Option<String>,
     /// An operator client (reads every supplier's audit trail). When no supplier says,
@@ -61,10 +61,10 @@ impl Manifest {
     }
 
     /// The supplier best placed to read clinical data: paired with the most practices,
-    /// then holding the most scopes (operators, paired with none, never qualify).
+    /// then holding the most scopes (operators, paired with none, and suspended
+    /// suppliers never qualify).
     pub fn reader(&self) -> Option<&Supplier> {
-        self.suppliers
-            .iter()
+        self.active()
             .filter(|s| {
                 !s.practices.is_empty()
                     && s.scopes.iter().any(|sc| sc.starts_with("system/Patient."))
@@ -74,27 +74,34 @@ impl Manifest {
 }
 
 impl Manifest {
-    /// The operator client the kit reads the audit trail as.
+    /// The operator client the kit reads the audit trail as (never a suspended one).
     pub fn operator(&self) -> Option<&Supplier> {
-        self.suppliers
-            .iter()
+        self.active()
             .find(|s| s.operator == Some(true))
             .or_else(|| {
-                self.suppliers.iter().find(|s| {
+                self.active().find(|s| {
                     s.operator.is_none() && s.practices.is_empty() && s.has_scope("AuditEvent", 's')
                 })
             })
     }
 
+    /// The suppliers the kit may act as: every one not suspended.
+    pub fn active(&self) -> impl Iterator<Item = &Supplier> {
+        self.suppliers.iter().filter(|s| !s.is_suspended())
+    }
+
     /// A supplier the manifest says is suspended.
     pub fn suspended(&self) -> Option<&Supplier> {
-        self.suppliers
-            .iter()
-            .find(|s| s.status.as_deref() == Some("suspended"))
+        self.suppliers.iter().find(|s| s.is_suspended())
     }
 }
 
 impl Supplier {
+    /// Whether the manifest says the supplier is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.status.as_deref() == Some("suspended")
+    }
+
     /// The PEM bytes of the private key.
     pub fn private_key(&self, manifest_dir: Option<&Path>) -> Result<Vec<u8>, String> {
         if self.private_key_pem.trim_start().starts_with("-----BEGIN") {

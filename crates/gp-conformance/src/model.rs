@@ -133,18 +133,19 @@ pub struct AuditRow {
     pub id: String,
     /// RFC 3339, milliseconds.
     pub recorded: String,
-    /// `read`, `search-type`, `create`, `patch`, `operation`…
+    /// `read`, `search-type`, `create`, `patch`, `operation`, `token` (a token request)…
     pub interaction: String,
     pub resource_type: String,
     pub status: u16,
-    /// The Spine error code of a refusal, empty otherwise.
+    /// The Spine (or, for a token request, OAuth2) error code of a refusal, empty otherwise.
     pub outcome: String,
     /// The request's `X-Request-ID`.
     pub request_id: String,
     /// Who chose that id: `client`, `gateway`, or `unknown` (rows from before the
     /// gateway recorded it).
     pub request_id_source: String,
-    /// The access token's id (`jti`), never the token.
+    /// The access token's id (`jti`), never the token: the one a call used, or the one a
+    /// token request was issued.
     pub token_id: String,
 }
 

@@ -106,7 +106,8 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
         ctx.kit_request_ids.extend(
             rec.results
                 .iter()
-                .flat_map(|r| r.evidence.iter().map(|e| e.request_id.clone())),
+                .flat_map(|r| r.evidence.iter().map(|e| e.request_id.clone()))
+                .chain(rec.setup_request_ids.drain(..)),
         );
         results.extend(rec.results);
     }

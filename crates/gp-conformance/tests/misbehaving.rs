@@ -70,18 +70,40 @@ async fn a_badly_behaved_supplier_fails_each_named_test_with_the_rows_that_show_
     assert!(r.audit_rows.len() >= 2);
     assert!(r.message.contains("Retry-After window"), "{}", r.message);
 
+    // Judged from the token requests the trail records: each call after one of its own.
     let r = failed("SUP-TOK-01");
     assert!(r.message.contains("a token per call"), "{}", r.message);
+    assert!(
+        r.message.contains("4 token request(s) (0 refused)"),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        r.audit_rows.len(),
+        8,
+        "4 token requests, each with its call"
+    );
+    for pair in r.audit_rows.chunks(2) {
+        assert_eq!(
+            (pair[0].interaction.as_str(), pair[1].interaction.as_str()),
+            ("token", "read")
+        );
+        assert_eq!(
+            pair[0].token_id, pair[1].token_id,
+            "the call used the token issued"
+        );
+    }
     let tokens: std::collections::HashSet<&str> =
         r.audit_rows.iter().map(|a| a.token_id.as_str()).collect();
-    assert_eq!(
-        tokens.len(),
-        r.audit_rows.len(),
-        "each row on a token of its own"
-    );
+    assert_eq!(tokens.len(), 4, "each call on a token of its own");
 
     let r = failed("SUP-TOK-02");
-    assert!(r.message.contains("3 of 4 token(s)"), "{}", r.message);
+    assert!(
+        r.message.contains("3 of 4 token(s) were issued"),
+        "{}",
+        r.message
+    );
+    assert!(r.audit_rows.iter().all(|a| a.interaction == "token"));
 
     // The evidence names no patient and holds no token.
     let json = serde_json::to_string(&report).unwrap();
@@ -153,8 +175,13 @@ fn suspend(sandbox: &gp_gateway::sandbox::Sandbox, client_id: &str, dir: &std::p
 async fn a_suspended_supplier_is_checked_when_the_manifest_names_one() {
     let sandbox = support::sandbox().await;
     let dir = scratch("suspended");
-    // The team's manifest says demo-booking is suspended.
+    // The team's manifest says demo-booking is suspended (and names no other suspended
+    // supplier: the sandbox's own demo-suspended is left out).
     let mut manifest = serde_json::to_value(&sandbox.manifest).unwrap();
+    manifest["suppliers"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["status"] != "suspended");
     for s in manifest["suppliers"].as_array_mut().unwrap() {
         if s["client_id"] == "demo-booking" {
             s["status"] = "suspended".into();

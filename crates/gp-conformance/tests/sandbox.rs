@@ -41,15 +41,27 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
         bad.join("\n")
     );
     assert!(report.passed());
-    // The only skips: what the kit cannot judge yet, and a suspended supplier the
-    // sandbox manifest does not name (both documented in conformance/README.md).
+    // The only skip: what the kit cannot judge yet (documented in conformance/README.md).
     let skipped: Vec<&str> = report
         .results
         .iter()
         .filter(|r| r.status == Status::Skip)
         .map(|r| r.id.as_str())
         .collect();
-    assert_eq!(skipped, ["SEC-SUS-01", "SEC-ACC-05"]);
+    assert_eq!(skipped, ["SEC-ACC-05"]);
+    // The manifest names the sandbox's suspended supplier: it was refused its token.
+    let sus = report.result("SEC-SUS-01").unwrap();
+    assert_eq!(sus.status, Status::Pass, "{}", sus.message);
+    assert_eq!(sus.evidence[0].status, 401);
+    assert!(
+        sus.evidence[0]
+            .request_body
+            .contains("client_assertion=[REDACTED]")
+            && sus.evidence[0].response_body.contains("demo-suspended")
+            && sus.evidence[0].response_body.contains("suspended"),
+        "{}",
+        sus.evidence[0].response_body
+    );
     // The over-the-limit check met a real 429.
     let rl = report.result("SEC-RL-02").unwrap();
     assert!(rl.evidence.iter().any(|e| e.status == 429));

@@ -218,7 +218,8 @@ async fn route(
                         Ok(bytes) => {
                             ids.facts.route("token", "-");
                             let client_cert = crate::server::client_certificate(&parts.extensions);
-                            auth.token_endpoint(content_type, &bytes, client_cert).await
+                            auth.token_endpoint(content_type, &bytes, client_cert, &ids.facts)
+                                .await
                         }
                         Err(e) => crate::auth::oauth_error(
                             StatusCode::BAD_REQUEST,

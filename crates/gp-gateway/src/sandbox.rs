@@ -24,7 +24,7 @@ const SUPPLIERS: &str = include_str!("../../../fixtures/sandbox/suppliers.toml")
 const GATEWAY_SIGNING_KEY: &[u8] =
     include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
 /// client id, JWKS, private key.
-const DEMO_KEYS: [(&str, &str, &str); 4] = [
+const DEMO_KEYS: [(&str, &str, &str); 5] = [
     (
         "demo-booking",
         include_str!("../../../fixtures/sandbox/demo-booking.jwks.json"),
@@ -44,6 +44,11 @@ const DEMO_KEYS: [(&str, &str, &str); 4] = [
         "demo-operator",
         include_str!("../../../fixtures/sandbox/demo-operator.jwks.json"),
         include_str!("../../../fixtures/sandbox/demo-operator.private.pem"),
+    ),
+    (
+        "demo-suspended",
+        include_str!("../../../fixtures/sandbox/demo-suspended.jwks.json"),
+        include_str!("../../../fixtures/sandbox/demo-suspended.private.pem"),
     ),
 ];
 
@@ -89,6 +94,10 @@ pub struct ManifestSupplier {
     pub private_key_pem: String,
     pub scopes: Vec<String>,
     pub practices: Vec<String>,
+    /// `active` or `suspended` (refused every token: what SEC-SUS-01 checks).
+    pub status: gp_auth::SupplierStatus,
+    /// An operator client (the service desk): searches every supplier's audit trail.
+    pub operator: bool,
 }
 
 /// Which simulated systems the sandbox runs.
@@ -248,7 +257,12 @@ pub fn demo_identity(client_id: &str) -> Result<gp_auth::ClientAssertion, Sandbo
     let (_, jwks, pem) = DEMO_KEYS
         .iter()
         .find(|(id, _, _)| *id == client_id)
-        .ok_or_else(|| SandboxError::Fixture(format!("'{client_id}' is not a sandbox demo supplier (demo-booking, demo-monitoring, demo-consult, demo-operator)")))?;
+        .ok_or_else(|| {
+            SandboxError::Fixture(format!(
+                "'{client_id}' is not a sandbox demo supplier ({})",
+                DEMO_KEYS.map(|(id, _, _)| id).join(", ")
+            ))
+        })?;
     let jwks: serde_json::Value =
         serde_json::from_str(jwks).map_err(|e| SandboxError::Fixture(e.to_string()))?;
     let field = |k: &str| {
@@ -309,6 +323,8 @@ fn manifest_suppliers(
                     .unwrap_or_default(),
                 scopes: s.scopes.clone(),
                 practices,
+                status: s.status,
+                operator: s.operator,
             }
         })
         .collect()
@@ -490,4 +506,41 @@ pub fn default_listen() -> Result<SocketAddr, ConfigErrors> {
             problem: "not a socket address".into(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gp_auth::SupplierStatus::{Active, Suspended};
+
+    #[test]
+    fn the_manifest_names_each_suppliers_status_and_operator_role() {
+        let manifest = print_manifest("127.0.0.1:18080".parse().unwrap(), DEFAULT_SEED).unwrap();
+        let roles: Vec<(&str, gp_auth::SupplierStatus, bool)> = manifest
+            .suppliers
+            .iter()
+            .map(|s| (s.client_id.as_str(), s.status, s.operator))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("demo-booking", Active, false),
+                ("demo-monitoring", Active, false),
+                ("demo-consult", Active, false),
+                ("demo-operator", Active, true),
+                ("demo-suspended", Suspended, false),
+            ]
+        );
+        // Every demo supplier's key is embedded and written where the manifest says.
+        for s in &manifest.suppliers {
+            assert!(!s.kid.is_empty(), "{}", s.client_id);
+            assert!(Path::new(&s.private_key_pem).is_file(), "{}", s.client_id);
+        }
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["suppliers"][4]["status"], "suspended");
+        assert_eq!(json["suppliers"][3]["operator"], true);
+        assert!(demo_identity("demo-suspended").is_ok());
+        let e = demo_identity("nobody").err().unwrap();
+        assert!(e.to_string().contains("demo-suspended"), "{e}");
+    }
 }

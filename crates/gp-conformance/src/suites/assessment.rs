@@ -1,7 +1,9 @@
 //! `supplier-assessment`: judges a supplier's own application from the traffic the
 //! gateway recorded for it (the audit trail, read as the manifest's operator client
 //! through `GET /AuditEvent?agent=…`), not from anything the kit sends. The kit's own
-//! requests earlier in the same run are left out by their `X-Request-ID`.
+//! requests earlier in the same run are left out by their `X-Request-ID`. The trail holds
+//! the supplier's FHIR calls and its token requests (rows of interaction `token`, issued
+//! or refused, the issued token's id on each issued one).
 
 use std::collections::{HashMap, HashSet};
 
@@ -67,8 +69,10 @@ const RETRY_AFTER_WINDOW_MS: i128 = 1000;
 const IN_FLIGHT_MS: i128 = 50;
 /// A token replaced while it still had this long to live was replaced early.
 const RENEWAL_MARGIN_SECS: i64 = 60;
-/// Consecutive calls, each on a token of its own, that show a token per call.
+/// Consecutive calls, each after a token request of its own, that show a token per call.
 const TOKEN_PER_CALL_RUN: usize = 3;
+/// The interaction of a token request's row.
+const TOKEN_REQUEST: &str = "token";
 /// Rows shown as evidence for one judgement (the message gives the full count).
 const EVIDENCE_ROWS: usize = 12;
 
@@ -152,7 +156,7 @@ impl Trail {
     }
 
     fn scope_note(&self) -> String {
-        let mut s = format!("{} call(s){}", self.rows.len(), self.window());
+        let mut s = format!("{} recorded request(s){}", self.rows.len(), self.window());
         if self.truncated {
             s.push_str(&format!(", the latest {MAX_ROWS} only"));
         }
@@ -165,6 +169,13 @@ impl Trail {
 struct Row {
     at: OffsetDateTime,
     row: AuditRow,
+}
+
+impl Row {
+    /// A request to the token endpoint (issued or refused), not a FHIR call.
+    fn is_token_request(&self) -> bool {
+        self.row.interaction == TOKEN_REQUEST
+    }
 }
 
 async fn read_trail(
@@ -200,7 +211,9 @@ async fn read_trail(
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
     let truncated = entries.len() >= MAX_ROWS;
     let mut rows = Vec::new();
-    for e in &entries {
+    // Oldest first before sorting, so rows recorded in the same millisecond keep the
+    // order they were committed in (the search answers most recent first).
+    for e in entries.iter().rev() {
         let Some(row) = parse_event(&e["resource"], client_id) else {
             continue;
         };
@@ -386,9 +399,13 @@ fn retry_after(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
     }
     let mut ignored: Vec<(&Row, &Row)> = Vec::new();
     for l in &limited {
+        // The token endpoint and the FHIR API are limited separately: a 429 from one
+        // says nothing about requests to the other.
         let too_soon = trail.rows.iter().find(|r| {
             let after_ms = (r.at - l.at).whole_milliseconds();
-            r.row.id != l.row.id && (IN_FLIGHT_MS..RETRY_AFTER_WINDOW_MS).contains(&after_ms)
+            r.row.id != l.row.id
+                && r.is_token_request() == l.is_token_request()
+                && (IN_FLIGHT_MS..RETRY_AFTER_WINDOW_MS).contains(&after_ms)
         });
         if let Some(r) = too_soon {
             ignored.push((l, r));
@@ -437,13 +454,18 @@ fn nhs_numbers(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
     })
 }
 
-/// Authenticated calls, oldest first.
+/// Authenticated FHIR calls, oldest first.
 fn authenticated(trail: &Trail) -> Vec<&Row> {
     trail
         .rows
         .iter()
-        .filter(|r| !r.row.token_id.is_empty())
+        .filter(|r| !r.is_token_request() && !r.row.token_id.is_empty())
         .collect()
+}
+
+/// Token requests (issued or refused), oldest first.
+fn token_requests(trail: &Trail) -> Vec<&Row> {
+    trail.rows.iter().filter(|r| r.is_token_request()).collect()
 }
 
 fn token_per_call(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
@@ -455,11 +477,73 @@ fn token_per_call(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
             trail.client_id
         )));
     }
+    let requests = token_requests(trail);
+    if requests.is_empty() {
+        // A trail without the supplier's token requests (a gateway that does not record
+        // them, or tokens obtained before --since): tokens are seen only through use.
+        return token_per_call_by_use(trail, &calls, evidence);
+    }
+    // The longest run of consecutive calls, within one token lifetime, each after a token
+    // request made since the call before it: (request, call) pairs. Requests count
+    // whether or not a token was issued, and whichever token the call then used.
+    let mut best: Vec<(&Row, &Row)> = Vec::new();
+    let mut run: Vec<(&Row, &Row)> = Vec::new();
+    let mut pending: Option<&Row> = None;
+    for r in &trail.rows {
+        if r.is_token_request() {
+            pending = Some(r);
+            continue;
+        }
+        if r.row.token_id.is_empty() {
+            continue;
+        }
+        let Some(request) = pending.take() else {
+            run.clear();
+            continue;
+        };
+        if run
+            .first()
+            .is_some_and(|(_, first)| (r.at - first.at).whole_seconds() >= trail.token_lifetime)
+        {
+            run.clear();
+        }
+        run.push((request, r));
+        if run.len() > best.len() {
+            best = run.clone();
+        }
+    }
+    if best.len() < TOKEN_PER_CALL_RUN {
+        return Ok(());
+    }
+    evidence.extend(
+        best.iter()
+            .flat_map(|(request, call)| [request.row.clone(), call.row.clone()])
+            .take(EVIDENCE_ROWS),
+    );
+    let refused = requests.iter().filter(|r| r.row.status != 200).count();
+    Err(Verdict::Fail(format!(
+        "{} consecutive calls each came after a token request of its own, within one token lifetime ({} s): a token per call; {} token request(s) ({refused} refused) for {} authenticated call(s) (of {}); each call is shown after its token request{}",
+        best.len(),
+        trail.token_lifetime,
+        requests.len(),
+        calls.len(),
+        trail.scope_note(),
+        if best.len() * 2 > EVIDENCE_ROWS {
+            format!(" (the first {EVIDENCE_ROWS} rows)")
+        } else {
+            String::new()
+        }
+    )))
+}
+
+/// [`token_per_call`] from the calls alone: runs of consecutive calls each on a token no
+/// other call used.
+fn token_per_call_by_use(trail: &Trail, calls: &[&Row], evidence: &mut Vec<AuditRow>) -> Check {
     let tokens: HashSet<&str> = calls.iter().map(|r| r.row.token_id.as_str()).collect();
     // The longest run of consecutive calls, within one token lifetime, each on a token
     // no other call used.
     let mut uses: HashMap<&str, usize> = HashMap::new();
-    for r in &calls {
+    for r in calls {
         *uses.entry(r.row.token_id.as_str()).or_default() += 1;
     }
     let mut best: &[&Row] = &[];
@@ -483,34 +567,45 @@ fn token_per_call(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
     }
     evidence.extend(best.iter().take(EVIDENCE_ROWS).map(|r| r.row.clone()));
     Err(Verdict::Fail(format!(
-        "{} consecutive calls each used a token of its own, within one token lifetime ({} s): a token per call; {} token(s) for {} authenticated call(s) (of {}); {}",
+        "{} consecutive calls each used a token of its own, within one token lifetime ({} s): a token per call; {} token(s) for {} authenticated call(s) (of {}; the trail holds none of {}'s token requests); {}",
         best.len(),
         trail.token_lifetime,
         tokens.len(),
         calls.len(),
         trail.scope_note(),
+        trail.client_id,
         shown_note(best.len())
     )))
 }
 
 fn token_lifetime(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
-    let calls = authenticated(trail);
-    if calls.is_empty() {
-        return Err(Verdict::Skip(format!(
-            "no authenticated call from {} ({}): no token use to judge",
-            trail.client_id,
-            trail.scope_note()
-        )));
-    }
-    // Each token's first use stands in for when it was issued.
-    let mut first_use: Vec<&Row> = Vec::new();
-    let mut seen = HashSet::new();
-    for r in &calls {
-        if seen.insert(r.row.token_id.as_str()) {
-            first_use.push(r);
+    // When each token was issued: its token row, when the trail holds them; else its
+    // first use stands in.
+    let issued: Vec<&Row> = token_requests(trail)
+        .into_iter()
+        .filter(|r| r.row.status == 200 && !r.row.token_id.is_empty())
+        .collect();
+    let (tokens, how) = if issued.is_empty() {
+        let calls = authenticated(trail);
+        if calls.is_empty() {
+            return Err(Verdict::Skip(format!(
+                "no token issued to and no authenticated call from {} ({}): no token use to judge",
+                trail.client_id,
+                trail.scope_note()
+            )));
         }
-    }
-    let early: Vec<&Row> = first_use
+        let mut first_use: Vec<&Row> = Vec::new();
+        let mut seen = HashSet::new();
+        for r in calls {
+            if seen.insert(r.row.token_id.as_str()) {
+                first_use.push(r);
+            }
+        }
+        (first_use, "first used")
+    } else {
+        (issued, "issued")
+    };
+    let early: Vec<&Row> = tokens
         .windows(2)
         .filter(|w| {
             (w[1].at - w[0].at).whole_seconds() < trail.token_lifetime - RENEWAL_MARGIN_SECS
@@ -519,14 +614,19 @@ fn token_lifetime(trail: &Trail, evidence: &mut Vec<AuditRow>) -> Check {
         .collect();
     // An application restart may replace a token early now and then: more than one
     // token in five is a habit.
-    if early.is_empty() || early.len() * 5 <= first_use.len() {
+    if early.is_empty() || early.len() * 5 <= tokens.len() {
         return Ok(());
     }
     evidence.extend(early.iter().take(EVIDENCE_ROWS).map(|r| r.row.clone()));
+    let shown = if how == "issued" {
+        "the token request of each early token is shown"
+    } else {
+        "the first call on each early token is shown"
+    };
     Err(Verdict::Fail(format!(
-        "{} of {} token(s) were first used while the previous one still had more than {RENEWAL_MARGIN_SECS} s of its {} s to live (of {}); the first call on each early token is shown{}",
+        "{} of {} token(s) were {how} while the previous one still had more than {RENEWAL_MARGIN_SECS} s of its {} s to live (of {}); {shown}{}",
         early.len(),
-        first_use.len(),
+        tokens.len(),
         trail.token_lifetime,
         trail.scope_note(),
         if early.len() > EVIDENCE_ROWS {
@@ -557,6 +657,17 @@ mod tests {
                 token_id: token.into(),
             },
         }
+    }
+
+    /// A token request's row: issued (`token` is the new token's id) or refused.
+    fn token_row(ms: i64, status: u16, token: &str) -> Row {
+        let mut r = row(ms, status, "", "client", token);
+        r.row.interaction = TOKEN_REQUEST.into();
+        r.row.resource_type = "-".into();
+        if status != 200 {
+            r.row.outcome = "invalid_client".into();
+        }
+        r
     }
 
     fn trail(rows: Vec<Row>) -> Trail {
@@ -629,6 +740,68 @@ mod tests {
         let (c, ev) = judge(token_lifetime, &t);
         assert!(c.unwrap_err().message().contains("5 of 6"));
         assert_eq!(ev.len(), 5);
+    }
+
+    #[test]
+    fn token_rows_show_a_token_requested_for_every_call_even_when_unused() {
+        // A new token before every call, yet each call on the first token: the calls'
+        // token ids alone look like reuse; the token requests show the habit.
+        let t = trail(vec![
+            token_row(0, 200, "t1"),
+            row(10, 200, "", "client", "t1"),
+            token_row(20, 200, "t2"),
+            row(30, 200, "", "client", "t1"),
+            token_row(40, 401, ""),
+            row(50, 200, "", "client", "t1"),
+        ]);
+        let (c, ev) = judge(token_per_call, &t);
+        let m = c.unwrap_err().message().to_owned();
+        assert!(m.contains("a token per call"), "{m}");
+        assert!(m.contains("3 token request(s) (1 refused)"), "{m}");
+        let kinds: Vec<&str> = ev.iter().map(|r| r.interaction.as_str()).collect();
+        assert_eq!(kinds, ["token", "read", "token", "read", "token", "read"]);
+        let (c, ev) = judge(token_lifetime, &t);
+        assert!(
+            c.unwrap_err()
+                .message()
+                .contains("1 of 2 token(s) were issued")
+        );
+        assert_eq!(ev[0].id, "ev-20", "the early token's request");
+        // The calls alone would have passed.
+        let calls_only = trail(
+            t.rows
+                .iter()
+                .filter(|r| !r.is_token_request())
+                .cloned()
+                .collect(),
+        );
+        assert!(judge(token_per_call, &calls_only).0.is_ok());
+        assert!(judge(token_lifetime, &calls_only).0.is_ok());
+    }
+
+    #[test]
+    fn one_token_reused_passes_and_429s_are_judged_per_endpoint() {
+        let t = trail(vec![
+            token_row(0, 200, "t1"),
+            row(10, 200, "", "client", "t1"),
+            row(20, 200, "", "client", "t1"),
+            row(30, 429, "TOO_MANY_REQUESTS", "client", "t1"),
+            // A token request is no retry of the limited FHIR call.
+            token_row(100, 200, "t2"),
+            row(1100, 200, "", "client", "t1"),
+            row(400_000, 200, "", "client", "t2"),
+        ]);
+        for f in [retry_after, token_per_call] {
+            let (check, ev) = judge(f, &t);
+            assert!(
+                check.is_ok(),
+                "{:?}",
+                check.err().map(|v| v.message().to_owned())
+            );
+            assert!(ev.is_empty());
+        }
+        // But t2 replaced t1 100 ms after it was issued: 1 early token in 2 is a habit.
+        assert!(judge(token_lifetime, &t).0.is_err());
     }
 
     #[test]

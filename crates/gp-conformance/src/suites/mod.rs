@@ -67,6 +67,9 @@ pub struct Recorder {
     catalogue: &'static [TestDef],
     client: Client,
     pub results: Vec<TestResult>,
+    /// `X-Request-ID`s of set-up requests kept as no test's evidence (a token the tests
+    /// share): still the kit's own traffic, never to be judged as a supplier's.
+    pub setup_request_ids: Vec<String>,
 }
 
 impl Recorder {
@@ -76,6 +79,7 @@ impl Recorder {
             catalogue,
             client,
             results: Vec::new(),
+            setup_request_ids: Vec::new(),
         }
     }
 
@@ -148,7 +152,10 @@ impl Recorder {
             return None;
         };
         let mut p = self.probe();
-        match security::token(ctx, &sup, &mut p.0).await {
+        let token = security::token(ctx, &sup, &mut p.0).await;
+        self.setup_request_ids
+            .extend(p.0.evidence.iter().map(|e| e.request_id.clone()));
+        match token {
             Ok(t) => Some((sup, t)),
             Err(e) => {
                 self.omit_rest(&format!("no access token for {}: {e}", sup.client_id));

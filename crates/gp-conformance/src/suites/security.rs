@@ -777,8 +777,7 @@ async fn sco_missing(ctx: &Ctx, sup: &Supplier, patient: &str, p: &mut Probe) ->
 async fn pair_unpaired(ctx: &Ctx, p: &mut Probe) -> Check {
     let m = &ctx.manifest;
     let found = m
-        .suppliers
-        .iter()
+        .active()
         .filter(|s| !s.practices.is_empty() && s.has_scope("Patient", 'r'))
         .find_map(|s| {
             m.patients

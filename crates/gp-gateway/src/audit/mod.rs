@@ -35,9 +35,12 @@ pub struct AuditRecord {
     /// Whether the caller sent that `X-Request-ID` (`false`: the gateway minted it).
     /// `None` on rows written before this was recorded.
     pub request_id_supplied: Option<bool>,
-    /// The supplier's client id (none before authentication).
+    /// The supplier's client id (none before authentication). On a token request's row:
+    /// the registered client its assertion names, whether the token was issued or not
+    /// (never a name the registry does not hold).
     pub supplier: Option<String>,
-    /// The access token's id (`jti`), never the token.
+    /// The access token's id (`jti`), never the token: the one a request carried, or on a
+    /// token request's row the one issued.
     pub token_id: Option<String>,
     /// The patient's NHS number, when the request named one.
     pub patient: Option<String>,
@@ -113,9 +116,15 @@ pub struct AuditConfig {
     /// SQLite file, relative to the config file (created if absent).
     #[serde(default = "default_sqlite_path")]
     pub sqlite_path: PathBuf,
-    /// libpq-style connection string (`host=… user=… dbname=…`) for `postgres`.
+    /// libpq-style connection string (`host=… user=… dbname=…`, or a `postgresql://`
+    /// URL) for `postgres`. Keep the password out of it: use `postgres_password_file`.
     #[serde(default)]
     pub postgres_url: Option<String>,
+    /// File holding the PostgreSQL password (relative to the config file; one line,
+    /// trailing newline ignored), e.g. a mounted Kubernetes secret. Read at start-up
+    /// only, never by `check-config`; `postgres_url` must then carry no password.
+    #[serde(default)]
+    pub postgres_password_file: Option<PathBuf>,
     /// Schema the `audit_event` table lives in (created if absent).
     #[serde(default = "default_schema")]
     pub postgres_schema: String,
@@ -140,6 +149,7 @@ impl Default for AuditConfig {
             backend: AuditBackend::default(),
             sqlite_path: default_sqlite_path(),
             postgres_url: None,
+            postgres_password_file: None,
             postgres_schema: default_schema(),
             write_timeout_ms: default_write_timeout_ms(),
         }
@@ -156,15 +166,35 @@ pub enum AuditBackend {
 }
 
 impl AuditConfig {
-    /// Pure checks for `check-config`: each problem as (key, message).
+    /// Pure checks for `check-config`: each problem as (key, message). Reads no file
+    /// (the password file is only named here) and never echoes the connection string.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if self.backend == AuditBackend::Postgres
-            && self.postgres_url.as_deref().is_none_or(str::is_empty)
-        {
-            out.push((
+        let url = self.postgres_url.as_deref().filter(|u| !u.is_empty());
+        match (self.backend, url) {
+            (AuditBackend::Postgres, None) => out.push((
                 "audit.postgres_url",
                 "is required when backend = \"postgres\"".into(),
+            )),
+            (AuditBackend::Postgres, Some(url)) => match url.parse::<tokio_postgres::Config>() {
+                Err(_) => out.push((
+                    "audit.postgres_url",
+                    "is not a PostgreSQL connection string (`host=… user=… dbname=…` or a postgresql:// URL)".into(),
+                )),
+                Ok(c) if c.get_password().is_some() && self.postgres_password_file.is_some() => {
+                    out.push((
+                        "audit.postgres_password_file",
+                        "postgres_url already carries a password: give it once, in the file".into(),
+                    ))
+                }
+                Ok(_) => {}
+            },
+            (AuditBackend::Sqlite, _) => {}
+        }
+        if self.postgres_password_file.is_some() && self.backend != AuditBackend::Postgres {
+            out.push((
+                "audit.postgres_password_file",
+                "is only used with backend = \"postgres\"".into(),
             ));
         }
         if !valid_schema(&self.postgres_schema) {
@@ -204,15 +234,35 @@ pub async fn open(config: &AuditConfig, base: &Path) -> Result<Arc<dyn AuditStor
             };
             Ok(Arc::new(SqliteAudit::open(&path, timeout)?))
         }
-        AuditBackend::Postgres => {
-            let url = config
-                .postgres_url
-                .clone()
-                .ok_or_else(|| AuditError("audit.postgres_url is not set".into()))?;
-            Ok(Arc::new(
-                PostgresAudit::connect(&url, &config.postgres_schema, timeout).await?,
-            ))
+        AuditBackend::Postgres => Ok(Arc::new(
+            PostgresAudit::connect(
+                config.postgres_config(base)?,
+                &config.postgres_schema,
+                timeout,
+            )
+            .await?,
+        )),
+    }
+}
+
+impl AuditConfig {
+    /// The PostgreSQL connection settings: `postgres_url`, with the password read from
+    /// `postgres_password_file` (relative to `base`, the config file's directory) when
+    /// one is named. Errors name the file, never the password or the connection string.
+    pub fn postgres_config(&self, base: &Path) -> Result<tokio_postgres::Config, AuditError> {
+        let url = self
+            .postgres_url
+            .as_deref()
+            .ok_or_else(|| AuditError("audit.postgres_url is not set".into()))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            AuditError("audit.postgres_url is not a PostgreSQL connection string".into())
+        })?;
+        if let Some(file) = &self.postgres_password_file {
+            let password = crate::config::read_secret(&base.join(file))
+                .map_err(|e| AuditError(format!("audit.postgres_password_file: {e}")))?;
+            config.password(password);
         }
+        Ok(config)
     }
 }
 
@@ -402,6 +452,49 @@ mod tests {
     }
 
     #[test]
+    fn the_password_file_is_checked_without_reading_it() {
+        let pg = |url: &str| AuditConfig {
+            backend: AuditBackend::Postgres,
+            postgres_url: Some(url.into()),
+            postgres_password_file: Some("no-such-dir/pg-password".into()),
+            ..AuditConfig::default()
+        };
+        // Named, never read: check-config passes though the file does not exist.
+        let ok = pg("host=db user=gateway dbname=audit");
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        assert!(pg("postgresql://gateway@db/audit").problems().is_empty());
+        for url in [
+            "host=db user=gateway password=hunter2 dbname=audit",
+            "postgresql://gateway:hunter2@db/audit",
+        ] {
+            let problems = pg(url).problems();
+            assert_eq!(
+                problems,
+                [(
+                    "audit.postgres_password_file",
+                    "postgres_url already carries a password: give it once, in the file".into()
+                )],
+                "{url}"
+            );
+        }
+        let not_a_url = pg("host='unterminated password=hunter2").problems();
+        assert_eq!(not_a_url.len(), 1);
+        assert_eq!(not_a_url[0].0, "audit.postgres_url");
+        assert!(!not_a_url[0].1.contains("hunter2"), "{}", not_a_url[0].1);
+        let sqlite = AuditConfig {
+            postgres_password_file: Some("pg-password".into()),
+            ..AuditConfig::default()
+        };
+        assert_eq!(
+            sqlite.problems(),
+            [(
+                "audit.postgres_password_file",
+                "is only used with backend = \"postgres\"".into()
+            )]
+        );
+    }
+
+    #[test]
     fn recorded_times_have_milliseconds() {
         let t = now_recorded();
         assert_eq!(t.len(), 24, "{t}");
@@ -452,6 +545,12 @@ impl RequestFacts {
             f.supplier = Some(supplier.to_owned());
             f.token_id = Some(token_id.to_owned());
         });
+    }
+
+    /// The registered client a token request names, before (or without) it proving so:
+    /// a refused token request is still traceable to the supplier it claimed to be.
+    pub fn client(&self, supplier: &str) {
+        self.with(|f| f.supplier = Some(supplier.to_owned()));
     }
 
     /// The interaction routed to.

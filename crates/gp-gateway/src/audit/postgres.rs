@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::{
     AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, answer, filters, gather,
@@ -29,12 +29,11 @@ fn pg_error(e: tokio_postgres::Error) -> AuditError {
     AuditError(format!("PostgreSQL: {detail}"))
 }
 
-async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
-    let (client, connection) =
-        tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(url, NoTls))
-            .await
-            .map_err(|_| AuditError("PostgreSQL: connect timed out".into()))?
-            .map_err(pg_error)?;
+async fn connect(config: &Config, schema: &str) -> Result<Client, AuditError> {
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
+        .await
+        .map_err(|_| AuditError("PostgreSQL: connect timed out".into()))?
+        .map_err(pg_error)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "audit PostgreSQL connection closed");
@@ -75,20 +74,25 @@ async fn connect(url: &str, schema: &str) -> Result<Client, AuditError> {
 }
 
 impl PostgresAudit {
-    /// Connects (creating schema and table if needed) and starts the writer task.
-    pub async fn connect(url: &str, schema: &str, timeout: Duration) -> Result<Self, AuditError> {
+    /// Connects (creating schema and table if needed) and starts the writer task, which
+    /// reconnects with the same settings after a failure.
+    pub async fn connect(
+        config: Config,
+        schema: &str,
+        timeout: Duration,
+    ) -> Result<Self, AuditError> {
         if !valid_schema(schema) {
             return Err(AuditError(format!("invalid schema name {schema:?}")));
         }
-        let client = connect(url, schema).await?;
+        let client = connect(&config, schema).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(url.to_owned(), schema.to_owned(), Some(client), rx));
+        tokio::spawn(writer(config, schema.to_owned(), Some(client), rx));
         Ok(Self { tx, timeout })
     }
 }
 
 async fn writer(
-    url: String,
+    config: Config,
     schema: String,
     mut client: Option<Client>,
     mut rx: mpsc::Receiver<Job>,
@@ -96,7 +100,7 @@ async fn writer(
     while let Some(first) = rx.recv().await {
         let (appends, others) = gather(first, &mut rx);
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(&url, &schema).await {
+            client = match connect(&config, &schema).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "audit PostgreSQL unreachable");
@@ -232,7 +236,7 @@ impl AuditStore for PostgresAudit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FIRST_RELEASE_ROW, check_upgraded, sample};
+    use super::super::{AuditConfig, FIRST_RELEASE_ROW, check_upgraded, sample};
     use super::*;
 
     /// The machine's PostgreSQL (CI has it); a unique schema per run, dropped after.
@@ -241,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn rows_commit_in_batches_and_query_back() {
         let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-        let store = PostgresAudit::connect(URL, &schema, Duration::from_secs(10))
+        let store = PostgresAudit::connect(URL.parse().unwrap(), &schema, Duration::from_secs(10))
             .await
             .unwrap_or_else(|e| {
                 panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
@@ -318,7 +322,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        let store = PostgresAudit::connect(URL, &schema, Duration::from_secs(10))
+        let store = PostgresAudit::connect(URL.parse().unwrap(), &schema, Duration::from_secs(10))
             .await
             .unwrap();
         check_upgraded(&store).await;
@@ -328,10 +332,82 @@ mod tests {
             .unwrap();
     }
 
+    /// `[audit] postgres_password_file` end to end against the local server. Its trust
+    /// authentication accepts any password, so what this shows is the wiring: the file
+    /// is read relative to the config directory, its one line (any characters, no
+    /// quoting) becomes the password setting, and the store connects with it.
+    #[tokio::test]
+    async fn the_password_file_is_read_and_used_to_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = "p@ss word'\\=:/%x";
+        std::fs::write(dir.path().join("pg-password"), format!("{password}\n")).unwrap();
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let config = AuditConfig {
+            backend: super::super::AuditBackend::Postgres,
+            postgres_url: Some(URL.into()),
+            postgres_password_file: Some("pg-password".into()),
+            postgres_schema: schema.clone(),
+            ..AuditConfig::default()
+        };
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        let pg = config.postgres_config(dir.path()).unwrap();
+        assert_eq!(pg.get_password(), Some(password.as_bytes()));
+        assert_eq!(
+            pg.get_user(),
+            Some("postgres"),
+            "the URL's settings are kept"
+        );
+        let store = super::super::open(&config, dir.path()).await.unwrap();
+        store.ready().await.unwrap();
+        store
+            .append(sample(
+                1,
+                "9000000009",
+                "demo-consult",
+                "2026-11-23T10:00:00.000Z",
+            ))
+            .await
+            .unwrap();
+
+        // A missing file: a clear error naming it, at start-up.
+        std::fs::remove_file(dir.path().join("pg-password")).unwrap();
+        let err = super::super::open(&config, dir.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        let path = dir.path().join("pg-password");
+        assert!(
+            err.contains("audit.postgres_password_file")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        // Two lines: refused, naming the file and showing neither.
+        std::fs::write(&path, "first-secret\nsecond-secret\n").unwrap();
+        let err = config.postgres_config(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("pg-password") && !err.contains("secret\n"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("first-secret") && !err.contains("second-secret"),
+            "{err}"
+        );
+
+        let (client, conn) = tokio_postgres::connect(URL, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_refuses_rows() {
         let err = PostgresAudit::connect(
-            "host=127.0.0.1 port=1 user=postgres dbname=test connect_timeout=2",
+            "host=127.0.0.1 port=1 user=postgres dbname=test connect_timeout=2"
+                .parse()
+                .unwrap(),
             "gp_gateway",
             Duration::from_secs(5),
         )
