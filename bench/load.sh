@@ -7,16 +7,20 @@
 #   4. gateway      authenticated FHIR GET /Patient/{nhs} and Observation?patient={nhs},
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
 #
-# Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run); the script
-# prints one markdown table and rewrites the generated part of BENCHMARKS.md (between the
-# BEGIN/END GENERATED markers), together with the criterion micro-benchmark figures
-# (MICRO=1, the default). Installs what it lacks (apt-get: wrk nginx haproxy jq curl
-# openssl). Stops everything it started on exit. Keys are throwaway (HAProxy's) or the
-# TEST-ONLY sandbox fixtures (the gateway's).
+# Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
+# turned off: an open-loop run (oha at a fixed rate, half the cached gateway's peak) for
+# the p99 added latency (OPEN_LOOP=1); the token endpoint over HTTP with TOKENS pre-signed
+# assertions, per CPU-second of the gateway; with SOAK_SECONDS, a memory soak at
+# SOAK_CONNS connections over a population larger than the cache bounds; and the criterion
+# micro-benchmarks (MICRO=1). The script prints the tables and rewrites the generated part
+# of BENCHMARKS.md (between the BEGIN/END GENERATED markers). Installs what it lacks
+# (apt-get: wrk nginx haproxy jq curl openssl; cargo: oha into target/bench-tools). Stops
+# everything it started on exit. Keys are throwaway (HAProxy's) or the TEST-ONLY sandbox
+# fixtures (the gateway's).
 #
 #   bench/load.sh                            # defaults: 10 s per peer, 32 connections
 #   DURATION=5s CONNS=64 MICRO=0 bench/load.sh
-#   SOAK_SECONDS=600 bench/load.sh           # also: RSS of the gateway under 256 connections
+#   SOAK_SECONDS=600 bench/load.sh           # also: the 10-minute RSS soak, 256 connections
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +35,14 @@ MICRO=${MICRO:-1}
 MICRO_ARGS=${MICRO_ARGS:---warm-up-time 1 --measurement-time 3}
 SOAK_SECONDS=${SOAK_SECONDS:-0}
 SOAK_CONNS=${SOAK_CONNS:-256}
+SOAK_PRACTICES=${SOAK_PRACTICES:-4}            # per GP system
+SOAK_PATIENTS=${SOAK_PATIENTS:-800}            # per practice: 12,800 > SOAK_MAX_PATIENTS
+SOAK_MAX_PATIENTS=${SOAK_MAX_PATIENTS:-10000}  # deploy/config/gateway.toml's bounds
+SOAK_MAX_ENTRIES=${SOAK_MAX_ENTRIES:-100000}
+OPEN_LOOP=${OPEN_LOOP:-1}
+OPEN_DURATION=${OPEN_DURATION:-10s}
+TOKENS=${TOKENS:-20000}
+TOKEN_CONNS=${TOKEN_CONNS:-16}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
@@ -47,11 +59,18 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export PATH="$PATH:/usr/sbin"
+OHA=$(command -v oha || echo "$ROOT/target/bench-tools/bin/oha")
+if [ "$OPEN_LOOP" = 1 ] && [ ! -x "$OHA" ]; then
+    log "installing oha (open-loop load generator) into target/bench-tools"
+    cargo install -q oha --version 1.16.0 --locked --root "$ROOT/target/bench-tools"
+fi
 HAPROXY_VERSION=$(haproxy -v 2>&1 || true)
 grep -Eq 'version (2\.[6-9]|[3-9]\.)' <<<"$HAPROXY_VERSION" || { log "HAProxy 2.6+ needed for jwt_verify"; exit 1; }
 
-log "building release binaries"
-(cd "$ROOT" && cargo build --release -q -p gp-gateway -p gp-sim --bins)
+if [ "${BUILD:-1}" = 1 ]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -q -p gp-gateway -p gp-sim --bins)
+fi
 GW=$ROOT/target/release/gp-gateway
 SIM=$ROOT/target/release/gp-sim
 
@@ -189,7 +208,7 @@ backend = "memory"
 [cache]
 ttl_secs = $2
 max_patients = 10000
-max_entry_lists = 50000
+max_entries = 100000
 [resilience]
 max_concurrent_calls = 512
 queue_wait_ms = 1000
@@ -273,16 +292,144 @@ RSS_GW=$(rss_mib "$GW_PID")
 RSS_GW_NC=$(rss_mib "$GW_NC_PID")
 SERVED=$(awk -F'\t' '$1 ~ /gateway.*cached/ {n += $2} END {print n}' "$RESULTS")
 
+# --- open loop: p99 at half of the gateway's peak, same fixed rate for every peer ---------
+# wrk is closed-loop (a slow answer delays the next request, hiding queueing), so the
+# latency target is measured with oha at a fixed request rate, with latency counted from
+# when each request was due (--latency-correction: no coordinated omission).
+OPEN=""
+if [ "$OPEN_LOOP" = 1 ]; then
+    RATE=$(awk -F'\t' 'index($1, "4a.") == 1 {printf "%d", $3 / 2}' "$RESULTS")
+    log "open loop: $RATE req/s (half the cached gateway's peak) for $OPEN_DURATION"
+    : >"$TMP/open.tsv"
+    open_p99() { # label, url, token
+        local out=$TMP/oha.json
+        "$OHA" --no-tui --output-format json -z "$OPEN_DURATION" -c "$CONNS" -q "$RATE" \
+            --latency-correction ${3:+-H "Authorization: Bearer $3"} "$2" >"$out"
+        jq -r --arg l "$1" '[$l, (.summary.requestsPerSec | floor),
+            (.latencyPercentiles.p50 * 1000), (.latencyPercentiles.p99 * 1000),
+            (.latencyPercentiles["p99.9"] * 1000), ((.statusCodeDistribution | to_entries
+            | map(select(.key != "200") | .value) | add) // 0)] | @tsv' "$out" >>"$TMP/open.tsv"
+    }
+    open_p99 "1. direct" "http://127.0.0.1:$P_EMIS$NATIVE_PATH"
+    open_p99 "2. nginx" "http://127.0.0.1:$P_NGINX$NATIVE_PATH"
+    open_p99 "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient/$NHS" "$TOKEN"
+    OPEN=$(awk -F'\t' -v rate="$RATE" '
+        BEGIN { print "| peer (" rate " req/s, open loop) | achieved req/s | p50 ms | p99 ms | p99.9 ms | non-200 | p99 added vs direct, ms |"
+                print "|---|---:|---:|---:|---:|---:|---:|" }
+        NR == 1 { d = $4 }
+        { printf "| %s | %d | %.2f | %.2f | %.2f | %d | %+.2f |\n", $1, $2, $3, $4, $5, $6, $4 - d }' "$TMP/open.tsv")
+    OPEN_ADDED=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 3 { printf "%.2f", $4 - d }' "$TMP/open.tsv")
+fi
+
+# --- token endpoint over HTTP: pre-signed assertions, each used once ------------------------
+TOKENS_LINE=""
+if [ "$TOKENS" -gt 0 ]; then
+    log "token endpoint: $TOKENS pre-signed assertions"
+    "$GW" client-assertion --client-id demo-consult --token-url "http://127.0.0.1:$P_GW/oauth2/token" \
+        --count "$TOKENS" >"$TMP/assertions.txt"
+    cat >"$TMP/token.lua" <<'LUA'
+local n = 0
+setup = function(thread) thread:set("tid", n); n = n + 1 end
+init = function(args)
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+    mine, i = {}, 0
+    local k = 0
+    for line in io.lines(os.getenv("ASSERTIONS")) do
+        if k % tonumber(os.getenv("WRK_THREADS")) == tid then table.insert(mine, line) end
+        k = k + 1
+    end
+end
+request = function()
+    i = i + 1
+    if i > #mine then wrk.thread:stop(); i = #mine end
+    return wrk.format(nil, nil, nil, "grant_type=client_credentials&client_assertion_type=" ..
+        "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=" .. mine[i])
+end
+done = function(summary, latency, requests)
+    io.write(string.format("RESULT %d %.1f %.3f %.3f %d\n", summary.requests,
+        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+        latency:percentile(99) / 1000, summary.errors.status))
+end
+LUA
+    cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+    c0=$(cpu_ticks "$GW_PID") w0=$(now_ns)
+    line=$(ASSERTIONS=$TMP/assertions.txt WRK_THREADS=$THREADS wrk -t"$THREADS" -c"$TOKEN_CONNS" -d60s \
+        -s "$TMP/token.lua" "http://127.0.0.1:$P_GW/oauth2/token" | grep '^RESULT')
+    c1=$(cpu_ticks "$GW_PID") w1=$(now_ns)
+    read -r _ n _ p50 p99 bad <<<"$line"
+    rate=$(awk -v n="$n" -v ns=$((w1 - w0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+    per_core=$(awk -v n="$n" -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n / (t / hz) : 0) }')
+    TOKENS_LINE="- token endpoint over HTTP ($TOKEN_CONNS connections, $n requests, each a fresh RS384 assertion): $rate tokens/s (wall clock, both cores shared with wrk), p50 $p50 ms, p99 $p99 ms, $bad non-2xx; gateway CPU time ⇒ **$per_core tokens per CPU-second** (target ≥ 2,000 per core) — $([ "$per_core" -ge 2000 ] && echo met || echo missed)"
+fi
+
+# --- memory soak: caches driven to their configured bounds ---------------------------------
+# A second simulator holds more patients than the cache may keep, and the load walks all of
+# them (demographics and observations), so both caches sit at their bounds and evict.
 SOAK=""
 if [ "$SOAK_SECONDS" -gt 0 ]; then
-    log "soak: $SOAK_SECONDS s at $SOAK_CONNS connections, RSS every 10 s"
-    BENCH_TOKEN=$TOKEN wrk -t"$THREADS" -c"$SOAK_CONNS" -d"${SOAK_SECONDS}s" -s "$TMP/wrk.lua" \
-        "http://127.0.0.1:$P_GW$FHIR/Patient/$NHS" >"$TMP/soak.out" &
+    P_SOAK_SIM=$((PORT_BASE + 9)) P_SOAK_GW=$((PORT_BASE + 14))
+    start sim-soak "$SIM" --seed "$SEED" --manifest --practices-per-system "$SOAK_PRACTICES" \
+        --patients-per-practice "$SOAK_PATIENTS" --emis-port "$P_SOAK_SIM" \
+        --tpp-port $((P_SOAK_SIM + 1)) --vision-port $((P_SOAK_SIM + 2)) \
+        --microtest-port $((P_SOAK_SIM + 3)) --pds-port $((P_SOAK_SIM + 4))
+    wait_http "http://127.0.0.1:$P_SOAK_SIM/emis/health"
+    sed '/^PDS: /,$d' "$TMP/sim-soak.log" >"$TMP/soak-manifest.json"
+    jq -r '[.[] | {practice, system}] | unique | .[] | "[[practice]]\nods = \"\(.practice)\"\nname = \"Soak \(.practice)\"\nsystem = \"\(.system)\"\n"' \
+        "$TMP/soak-manifest.json" >"$TMP/practices-soak.toml"
+    sed "s/^practices = .*/practices = $(jq -c '[.[].practice] | unique' "$TMP/soak-manifest.json")/" \
+        "$TMP/suppliers.toml" >"$TMP/suppliers-soak.toml"
+    jq -r '.[] | select(.flags == []) | .nhs_number' "$TMP/soak-manifest.json" >"$TMP/soak-nhs.txt"
+    SOAK_N=$(wc -l <"$TMP/soak-nhs.txt")
+    P_EMIS=$P_SOAK_SIM P_TPP=$((P_SOAK_SIM + 1)) P_VISION=$((P_SOAK_SIM + 2)) P_MT=$((P_SOAK_SIM + 3)) \
+        P_PDS=$((P_SOAK_SIM + 4))
+    gateway_config "$P_SOAK_GW" 30 | sed -e "s/^max_patients = .*/max_patients = $SOAK_MAX_PATIENTS/" \
+        -e "s/^max_entries = .*/max_entries = $SOAK_MAX_ENTRIES/" -e 's/"practices.toml"/"practices-soak.toml"/' \
+        -e 's/"suppliers.toml"/"suppliers-soak.toml"/' >"$TMP/gateway-soak.toml"
+    start gateway-soak "$GW" serve --config "$TMP/gateway-soak.toml"
+    SOAK_GW_PID=$LAST_PID
+    wait_http "http://127.0.0.1:$P_SOAK_GW/_ready"
+    SOAK_TOKEN=$(token_for "$P_SOAK_GW")
+    cat >"$TMP/soak.lua" <<'LUA'
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+init = function(args)
+    nhs, i = {}, 0
+    for line in io.lines(os.getenv("SOAK_NHS")) do table.insert(nhs, line) end
+end
+request = function()
+    i = i + 1
+    local n = nhs[math.random(#nhs)]
+    if i % 2 == 0 then return wrk.format(nil, "/FHIR/R4/Patient/" .. n) end
+    return wrk.format(nil, "/FHIR/R4/Observation?patient=" .. n .. "&_count=20")
+end
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("RESULT %d %.1f %.3f %.3f %.3f %d %d\n", summary.requests,
+        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+        latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, e.status,
+        e.connect + e.read + e.write + e.timeout))
+end
+LUA
+    log "soak: $SOAK_SECONDS s at $SOAK_CONNS connections over $SOAK_N patients (cache bounds: $SOAK_MAX_PATIENTS patients, $SOAK_MAX_ENTRIES entries), RSS every 10 s"
+    BENCH_TOKEN=$SOAK_TOKEN SOAK_NHS=$TMP/soak-nhs.txt wrk -t"$THREADS" -c"$SOAK_CONNS" -d"${SOAK_SECONDS}s" \
+        --timeout 10s -s "$TMP/soak.lua" "http://127.0.0.1:$P_SOAK_GW" >"$TMP/soak.out" &
     SOAK_PID=$!
     samples=()
-    while kill -0 "$SOAK_PID" 2>/dev/null; do samples+=("$(rss_mib "$GW_PID")"); sleep 10; done
+    while kill -0 "$SOAK_PID" 2>/dev/null; do samples+=("$(rss_mib "$SOAK_GW_PID")"); sleep 10; done
     wait "$SOAK_PID"
-    SOAK="Soak: $(grep '^RESULT' "$TMP/soak.out" | awk '{print $2}') requests in ${SOAK_SECONDS} s at $SOAK_CONNS connections; gateway RSS (MiB) every 10 s: ${samples[*]}"
+    read -r _ n rate p50 p99 _ bad sock <<<"$(grep '^RESULT' "$TMP/soak.out")"
+    samples+=("$(rss_mib "$SOAK_GW_PID")")
+    SOAK_VERDICT=$(printf '%s\n' "${samples[@]}" | awk -v n="$n" '
+        { v[NR] = $1; if ($1 > max) max = $1 }
+        END { h = int(NR / 2)
+              for (i = 1; i <= h; i++) if (v[i] > fmax) fmax = v[i]
+              for (i = h + 1; i <= NR; i++) if (v[i] > smax) smax = v[i]
+              growth = fmax > 0 ? (smax - fmax) / fmax * 100 : 0
+              verdict = n < 1000000 ? "not judged: fewer than 1,000,000 requests" : \
+                  max > 100 ? sprintf("missed by %.1f MiB", max - 100) : \
+                  growth > 5 ? "missed: still growing" : "met"
+              printf "peak %.1f MiB; second-half peak %+.1f%% over first-half peak — %s", max, growth, verdict }')
+    SOAK="soak: $n requests in ${SOAK_SECONDS} s ($(printf '%.0f' "$rate") req/s; p50 $p50 ms, p99 $p99 ms; $bad non-2xx, $sock socket errors) at $SOAK_CONNS connections over $SOAK_N patients, cache bounds $SOAK_MAX_PATIENTS patients / $SOAK_MAX_ENTRIES entries; gateway RSS (MiB) every 10 s: ${samples[*]}; **$SOAK_VERDICT** (target ≤ 100 MiB after 1,000,000 requests, flat)"
 fi
 
 # --- micro-benchmarks ----------------------------------------------------------------------
@@ -322,9 +469,16 @@ TARGETS=$(
     echo "- gateway cached GET /Patient vs HAProxy-JWT: $(verdict "$(rps 4a.)" "$(rps 3.)" 1)"
     echo "- start-up to ready (spawn → first 200 from /_ready, polled every 25 ms): ${STARTUP_MS} ms (target ≤ 200 ms) — $([ "$STARTUP_MS" -le 200 ] && echo met || echo "missed by $((STARTUP_MS - 200)) ms")"
     echo "- RSS after this run: cached gateway ${RSS_GW} MiB after ${SERVED} cached requests (plus warm-ups); no-cache gateway ${RSS_GW_NC} MiB (target ≤ 100 MiB after 1,000,000 requests at 256 connections: needs SOAK_SECONDS)"
+    [ -n "$OPEN" ] && echo "- p99 added over direct at half of the cached gateway's peak (open loop, table below): ${OPEN_ADDED} ms (target ≤ 1 ms) — $(awk -v a="$OPEN_ADDED" 'BEGIN { print (a <= 1 ? "met" : sprintf("missed by %.2f ms", a - 1)) }')"
+    [ -n "$TOKENS_LINE" ] && echo "$TOKENS_LINE"
     [ -n "$SOAK" ] && echo "- $SOAK"
     true
 )
+OPEN_SECTION=""
+if [ -n "$OPEN" ]; then
+    OPEN_SECTION=$(printf '### Open loop (oha, fixed rate; latency from when each request was due)\n\n%s\n\n' "$OPEN")
+    OPEN_SECTION+=$'\n\n'
+fi
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MACHINE="$(nproc) CPU(s), ${CPU:-unknown CPU}, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), $(head -1 <<<"$HAPROXY_VERSION" | cut -d' ' -f1-3), $(rustc --version | cut -d' ' -f1-2)"
 GENERATED=$(cat <<EOF
@@ -343,7 +497,7 @@ GENERATED=$(cat <<EOF
 
 $TABLE
 
-### Targets (this run)
+${OPEN_SECTION}### Targets (this run)
 
 $TARGETS
 

@@ -2,6 +2,7 @@
 // The CLI talks to its operator on stdout/stderr; everything else goes through tracing.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -86,6 +87,10 @@ enum Command {
         /// RS512, RS384 or ES384.
         #[arg(long)]
         alg: Option<String>,
+        /// How many assertions to print, one per line, each with its own `jti` (for
+        /// load tests of the token endpoint: an assertion is accepted once).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
     },
 }
 
@@ -167,7 +172,8 @@ fn main() -> ExitCode {
                 key,
                 kid,
                 alg,
-            } => client_assertion(client_id, token_url, key, kid, alg),
+                count,
+            } => client_assertion(client_id, token_url, key, kid, alg, count),
         }
     });
     drop(runtime);
@@ -274,6 +280,7 @@ fn client_assertion(
     key: Option<PathBuf>,
     kid: Option<String>,
     alg: Option<String>,
+    count: u32,
 ) -> Result<(), String> {
     let listen = sandbox::default_listen().map_err(|e| e.to_string())?;
     let token_url = token_url.unwrap_or_else(|| format!("http://{listen}/oauth2/token"));
@@ -287,11 +294,12 @@ fn client_assertion(
         },
         None => sandbox::demo_identity(&client_id).map_err(|e| e.to_string())?,
     };
-    println!(
-        "{}",
-        assertion.sign(&token_url, 240).map_err(|e| e.to_string())?
-    );
-    Ok(())
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..count {
+        let signed = assertion.sign(&token_url, 240).map_err(|e| e.to_string())?;
+        writeln!(out, "{signed}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
 }
 
 /// Reloads the supplier registry on SIGHUP and whenever its file changes.
