@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::SpineCode;
+use gp_fhir::ids::NHS_NUMBER_SYSTEM;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
@@ -21,6 +22,20 @@ pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const EXAMPLE_NHS: &str = "9000000009";
 
 const SPINE_SYSTEM: &str = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode";
+
+/// The shape of an NHS number identifier token (the check digit is the gateway's to check).
+const NHS_IDENTIFIER_PATTERN: &str = "^https://fhir\\.nhs\\.uk/Id/nhs-number\\|[0-9]{10}$";
+/// A patient reference as searches take it: `9000000009`, `Patient/9000000009` or the
+/// identifier token.
+const PATIENT_PATTERN: &str =
+    "^((Patient/)?[0-9]{10}|https://fhir\\.nhs\\.uk/Id/nhs-number\\|[0-9]{10})$";
+/// `_format` values the gateway answers (anything else is 406 NOT_ACCEPTABLE).
+const FORMATS: [&str; 4] = [
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "json",
+];
 
 /// The document for a running gateway, as a response.
 pub fn response(app: &App) -> Response<Full<Bytes>> {
@@ -165,31 +180,38 @@ fn fhir_content(schema: &str) -> Value {
 fn query_parameters(route: &Route) -> Vec<Value> {
     let q = |name: &str, required: bool, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": required, "schema": schema, "description": description });
     let string = json!({ "type": "string" });
-    let date = json!({ "type": "array", "items": { "type": "string" } });
+    // A FHIR date, month or year, or a dateTime with its zone, after an optional prefix.
+    let date = |prefixes: &str| {
+        json!({ "type": "array", "items": { "type": "string",
+            "pattern": format!("^({prefixes})?[0-9]{{4}}(-[0-9]{{2}}(-[0-9]{{2}}(T[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\\.[0-9]+)?)?(Z|[+-][0-9]{{2}}:[0-9]{{2}}))?)?)?$") },
+            "example": ["ge2020-01-01"] })
+    };
+    let patient = json!({ "type": "string", "pattern": PATIENT_PATTERN, "example": EXAMPLE_NHS });
     match route {
         Route::PatientSearch => vec![q(
             "identifier",
             true,
-            string,
+            json!({ "type": "string", "pattern": NHS_IDENTIFIER_PATTERN,
+                "example": format!("{NHS_NUMBER_SYSTEM}|{EXAMPLE_NHS}") }),
             "https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
         )],
         Route::ClinicalSearch(_) => vec![
             q(
                 "patient",
                 true,
-                string.clone(),
-                "Patient/{NHS number}, or the NHS number",
+                patient.clone(),
+                "Patient/{NHS number}, the NHS number, or https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
             ),
             q(
                 "date",
                 false,
-                date,
+                date("eq|gt|lt|ge|le|sa|eb"),
                 "prefixes eq, gt, lt, ge, le, sa, eb; repeatable",
             ),
             q(
                 "_id",
                 false,
-                string,
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64})*$" }),
                 "comma-separated entry ids (a create's Location uses it)",
             ),
             q(
@@ -206,14 +228,19 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             ),
         ],
         Route::AuditEventSearch => vec![
-            q("patient", false, string.clone(), "the NHS number"),
+            q("patient", false, patient, "the NHS number"),
             q(
                 "agent",
                 false,
                 string,
                 "a client id (operators only; suppliers see their own rows)",
             ),
-            q("date", false, date, "prefixes eq, ge, gt, le, lt"),
+            q(
+                "date",
+                false,
+                date("eq|ge|gt|le|lt"),
+                "prefixes eq, ge, gt, le, lt",
+            ),
             q(
                 "_count",
                 false,
@@ -313,9 +340,13 @@ fn operation(route: &Route, oauth: bool) -> Value {
     op.insert("x-fhir-interaction".into(), json!(interaction));
     op.insert("parameters".into(), Value::Array(parameters));
     if let Some((media_type, schema)) = request_schema {
+        let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
+        if let Some(example) = request_example(route) {
+            media["example"] = example;
+        }
         op.insert(
             "requestBody".into(),
-            json!({ "required": true, "content": { media_type: { "schema": reference(&format!("schemas/{schema}")) } } }),
+            json!({ "required": true, "content": { media_type: media } }),
         );
     }
     let mut ok_headers = json!({
@@ -380,6 +411,35 @@ fn operation(route: &Route, oauth: bool) -> Value {
     Value::Object(op)
 }
 
+/// A request body that succeeds against the sandbox's demo patient [`EXAMPLE_NHS`].
+fn request_example(route: &Route) -> Option<Value> {
+    let snomed = "http://snomed.info/sct";
+    Some(match route {
+        Route::ObservationCreate => json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": { "coding": [{ "system": snomed, "code": "27113001", "display": "Body weight" }] },
+            "subject": { "reference": format!("Patient/{EXAMPLE_NHS}") },
+            "effectiveDateTime": "2026-01-05T09:30:00+00:00",
+            "valueQuantity": { "value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg" }
+        }),
+        Route::StructuredRecord => json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                { "name": "patientNHSNumber",
+                  "valueIdentifier": { "system": NHS_NUMBER_SYSTEM, "value": EXAMPLE_NHS } },
+                { "name": "includeAllergies",
+                  "part": [{ "name": "includeResolvedAllergies", "valueBoolean": true }] }
+            ]
+        }),
+        Route::PatientPatch(_) => json!([
+            { "op": "add", "path": "/telecom/-",
+              "value": { "system": "email", "value": "patient@example.com", "use": "home" } }
+        ]),
+        _ => return None,
+    })
+}
+
 fn token_operation() -> Value {
     let oauth_error = json!({ "application/json": { "schema": reference("schemas/OAuth2Error") } });
     json!({
@@ -421,21 +481,23 @@ fn components(origin: &str, scopes: &[String]) -> Value {
         },
         "parameters": {
             "nhsNumber": { "name": "nhsNumber", "in": "path", "required": true,
-                "schema": { "type": "string", "pattern": "^[0-9]{10}$" },
+                "schema": { "type": "string", "pattern": "^[0-9]{10}$" }, "example": EXAMPLE_NHS,
                 "description": "a 10-digit NHS number (modulus 11 check digit)" },
             "XRequestID": { "name": "X-Request-ID", "in": "header", "required": false,
                 "schema": { "type": "string", "format": "uuid" },
                 "description": "your request's UUID, mirrored back; one is minted when absent" },
             "XCorrelationID": { "name": "X-Correlation-ID", "in": "header", "required": false,
-                "schema": { "type": "string", "maxLength": 200 },
+                "schema": { "type": "string", "maxLength": 200, "pattern": "^[ -~]*$" },
                 "description": "printable ASCII, mirrored back" },
             "traceparent": { "name": "traceparent", "in": "header", "required": false,
                 "schema": { "type": "string" },
                 "description": "W3C trace context; a malformed one starts a new trace" },
             "Accept": { "name": "Accept", "in": "header", "required": false,
-                "schema": { "type": "string", "default": "application/fhir+json" } },
+                "schema": { "type": "string", "default": "application/fhir+json" },
+                "description": "FHIR JSON (application/fhir+json, application/json or */*); anything else is 406 NOT_ACCEPTABLE" },
             "format": { "name": "_format", "in": "query", "required": false,
-                "schema": { "type": "string" }, "description": "overrides Accept" },
+                "schema": { "type": "string", "enum": FORMATS },
+                "description": "overrides Accept; JSON only (XML is 406 NOT_ACCEPTABLE)" },
             "IfMatch": { "name": "If-Match", "in": "header", "required": false,
                 "schema": { "type": "string" },
                 "description": "a read's ETag; a stale one answers 412 PRECONDITION_FAILED" },
@@ -712,6 +774,39 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn request_examples_are_accepted_by_the_parsers_they_document() {
+        let doc = doc();
+        let example = |path: &str, method: &str, media: &str| {
+            let op = &doc["paths"][format!("{BASE}{path}")][method];
+            serde_json::to_vec(&op["requestBody"]["content"][media]["example"]).unwrap()
+        };
+        let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let obs = crate::incoming::observation(
+            &example("/Observation", "post", "application/fhir+json"),
+            now,
+        )
+        .unwrap();
+        assert_eq!(obs.nhs_number.to_string(), EXAMPLE_NHS);
+        let ops = crate::patch::parse(&example(
+            "/Patient/{nhsNumber}",
+            "patch",
+            "application/json-patch+json",
+        ))
+        .unwrap();
+        assert_eq!(ops.len(), 1);
+        let structured = example(
+            &format!("/Patient/{STRUCTURED_RECORD}"),
+            "post",
+            "application/fhir+json",
+        );
+        crate::structured::parse(&structured, (2026, 11, 23)).unwrap();
+        let format = &doc["components"]["parameters"]["format"]["schema"]["enum"];
+        for f in format.as_array().unwrap() {
+            gp_fhir::format::negotiate(f.as_str(), None).unwrap();
         }
     }
 
