@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use gp_adapter::terminology::{self, CodeScheme};
-use gp_adapter::time::local_date_time;
+use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::{
     AdapterError, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
@@ -285,11 +285,9 @@ fn assigned_date(at: &At, n: Node, element: &'static str) -> Result<Option<Strin
     };
     let (y, m, d) = dmy(raw).ok_or_else(bad)?;
     Ok(Some(match part {
-        DatePart::Y if (1..=9999).contains(&y) => format!("{y:04}"),
-        DatePart::Ym if (1..=9999).contains(&y) && (1..=12).contains(&m) => {
-            format!("{y:04}-{m:02}")
-        }
-        DatePart::Ymd if check_calendar(y, m, d) => format!("{y:04}-{m:02}-{d:02}"),
+        DatePart::Y if (1..=9999).contains(&y) => fhir_year(y),
+        DatePart::Ym if (1..=9999).contains(&y) && (1..=12).contains(&m) => fhir_year_month(y, m),
+        DatePart::Ymd if check_calendar(y, m, d) => fhir_date(y, m, d),
         DatePart::Ymdt if check_calendar(y, m, d) => {
             let t = at.req(n, "AssignedTime")?;
             let time = hms(t).ok_or_else(|| {
@@ -314,9 +312,9 @@ fn plain_date(at: &At, n: Node, element: &'static str) -> Result<Option<String>>
     };
     let (y, m, d) = dmy(raw).ok_or_else(bad)?;
     Ok(Some(match (m, d) {
-        (0, 0) if (1..=9999).contains(&y) => format!("{y:04}"),
-        (1..=12, 0) if (1..=9999).contains(&y) => format!("{y:04}-{m:02}"),
-        _ if check_calendar(y, m, d) => format!("{y:04}-{m:02}-{d:02}"),
+        (0, 0) if (1..=9999).contains(&y) => fhir_year(y),
+        (1..=12, 0) if (1..=9999).contains(&y) => fhir_year_month(y, m),
+        _ if check_calendar(y, m, d) => fhir_date(y, m, d),
         _ => return Err(bad()),
     }))
 }
@@ -395,8 +393,20 @@ fn phone(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<Contac
     })
 }
 
+/// `{EMIS_ID_BASE}{element}-guid`; the systems are constants so an entry's identifier
+/// costs no formatting.
 fn emis_id(element: &str, guid: &str) -> Identifier {
-    Identifier::new(&format!("{EMIS_ID_BASE}{element}-guid"), guid)
+    let system = match element {
+        "registration" => "https://emis.com/Id/registration-guid",
+        "organisation" => "https://emis.com/Id/organisation-guid",
+        "person" => "https://emis.com/Id/person-guid",
+        "consultation" => "https://emis.com/Id/consultation-guid",
+        "event" => "https://emis.com/Id/event-guid",
+        "allergy" => "https://emis.com/Id/allergy-guid",
+        "medication" => "https://emis.com/Id/medication-guid",
+        other => return Identifier::new(&format!("{EMIS_ID_BASE}{other}-guid"), guid),
+    };
+    Identifier::new(system, guid)
 }
 
 /// A `<Code>` coded item → CodeableConcept via the gateway's terminology maps.

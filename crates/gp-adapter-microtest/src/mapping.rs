@@ -6,7 +6,7 @@
 //! The FHIR produced is the same as gp-adapter-emis produces for the same facts.
 
 use gp_adapter::terminology::{self, CodeScheme};
-use gp_adapter::time::local_date_time;
+use gp_adapter::time::{fhir_date, fhir_year, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::{
     AdapterError, ClinicalType, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
@@ -355,10 +355,11 @@ fn opt_id(at: &At, field: &str, v: &Option<String>) -> Result<Option<String>> {
 
 /// A number sent as a string (`"120"`, `"72.5"`).
 fn number(at: &At, field: &str, v: &str) -> Result<f64> {
-    v.parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .ok_or_else(|| at.invalid(field, format!("'{}' is not a number", shown(v))))
+    number_value(v).ok_or_else(|| at.invalid(field, format!("'{}' is not a number", shown(v))))
+}
+
+fn number_value(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
 fn one_of<'v>(at: &At, field: &str, v: &str, allowed: &[(&str, &'v str)]) -> Result<&'v str> {
@@ -431,8 +432,9 @@ fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
     let Some(d) = d else {
         return Ok(None);
     };
-    let value = req(at, &format!("{field}.value"), &d.value)?;
-    let precision = req(at, &format!("{field}.precision"), &d.precision)?;
+    // Paths are built only on error: a record has a date on nearly every entry.
+    let value = opt(&d.value).ok_or_else(|| at.missing(&format!("{field}.value")))?;
+    let precision = opt(&d.precision).ok_or_else(|| at.missing(&format!("{field}.precision")))?;
     let bad = || {
         at.invalid(
             &format!("{field}.value"),
@@ -446,7 +448,7 @@ fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
     let fhir = match precision {
         "year" => {
             let y = digits(value, 0..4).filter(|y| *y >= 1 && value.len() == 4);
-            y.map(|y| format!("{y:04}"))
+            y.and_then(|y| i32::try_from(y).ok()).map(fhir_year)
         }
         "month" => {
             let ok = value.len() == 7
@@ -455,7 +457,7 @@ fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
                 && digits(value, 5..7).is_some_and(|m| (1..=12).contains(&m));
             ok.then(|| value.to_owned())
         }
-        "day" => ymd(value).map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        "day" => ymd(value).map(|(y, m, d)| fhir_date(y, m, d)),
         "datetime" => value.split_once('T').and_then(|(day, time)| {
             let (y, m, d) = ymd(day)?;
             let (h, mi, s) = hms(time)?;
@@ -477,8 +479,22 @@ fn req_date(at: &At, field: &str, d: &Option<NDate>) -> Result<String> {
 
 // ---- shared pieces -------------------------------------------------------------------
 
+/// `{MICROTEST_ID_BASE}{kind}-id`; the systems are constants so an entry's identifier
+/// costs no formatting.
 fn microtest_id(kind: &str, id: &str) -> Identifier {
-    Identifier::new(&format!("{MICROTEST_ID_BASE}{kind}-id"), id)
+    let system = match kind {
+        "site" => "https://microtest.co.uk/Id/site-id",
+        "patient" => "https://microtest.co.uk/Id/patient-id",
+        "clinician" => "https://microtest.co.uk/Id/clinician-id",
+        "allergy" => "https://microtest.co.uk/Id/allergy-id",
+        "medication" => "https://microtest.co.uk/Id/medication-id",
+        "problem" => "https://microtest.co.uk/Id/problem-id",
+        "observation" => "https://microtest.co.uk/Id/observation-id",
+        "immunisation" => "https://microtest.co.uk/Id/immunisation-id",
+        "consultation" => "https://microtest.co.uk/Id/consultation-id",
+        other => return Identifier::new(&format!("{MICROTEST_ID_BASE}{other}-id"), id),
+    };
+    Identifier::new(system, id)
 }
 
 fn gender(at: &At, v: &Option<String>) -> Result<Option<String>> {
@@ -607,8 +623,11 @@ fn req_coded(at: &At, field: &str, c: &Option<NCode>) -> Result<CodeableConcept>
 }
 
 fn quantity(at: &At, field: &str, value: &str, unit: &Option<String>) -> Result<Quantity> {
-    let v = number(at, field, value)?;
-    Ok(match opt(unit) {
+    Ok(quantity_of(number(at, field, value)?, unit))
+}
+
+fn quantity_of(v: f64, unit: &Option<String>) -> Quantity {
+    match opt(unit) {
         Some(u) => Quantity::ucum(v, u),
         None => Quantity {
             value: Decimal(v),
@@ -616,7 +635,7 @@ fn quantity(at: &At, field: &str, value: &str, unit: &Option<String>) -> Result<
             system: None,
             code: None,
         },
-    })
+    }
 }
 
 // ---- documents -----------------------------------------------------------------------
@@ -1111,8 +1130,10 @@ fn map_observation(
         let Some(r) = reading else { continue };
         let r_at = At::field(field);
         // The systolic reading is keyed by the entry's own id; the diastolic by its own.
+        // Paths are built only on error (`r_at.path` formats).
         let rid = match (field, opt(&r.id)) {
             ("systolic", None) => id.clone(),
+            (_, Some(raw)) if valid_id(raw) => raw.to_owned(),
             _ => self::id(at, &r_at.path("id"), &r.id)?,
         };
         if ids.contains(&rid) {
@@ -1121,8 +1142,11 @@ fn map_observation(
                 format!("'{rid}' is the id of the other reading too"),
             ));
         }
-        let value = req(at, &r_at.path("value"), &r.value)?;
-        let value = quantity(at, &r_at.path("value"), value, &r.unit)?;
+        let value = opt(&r.value).ok_or_else(|| at.missing(&r_at.path("value")))?;
+        let value = match number_value(value) {
+            Some(v) => quantity_of(v, &r.unit),
+            None => quantity(at, &r_at.path("value"), value, &r.unit)?,
+        };
         out.push(observation(
             rid.clone(),
             terminology::coded(CodeScheme::ReadV2, read, term, None),

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use gp_adapter::terminology::{self, CodeScheme};
-use gp_adapter::time::uk_local_from_utc;
+use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::write::{ContactDetails, Created, NewObservation};
 use gp_adapter::{AdapterError, GpSystem, PatientFlags};
@@ -478,9 +478,9 @@ fn precise(
     // Partial dates are the first instant they denote and are never shifted to local time.
     Ok(match precision {
         None | Some("DateTime") => uk_local_from_utc(y, m, d, h, mi, s),
-        Some("Date") => format!("{y:04}-{m:02}-{d:02}"),
-        Some("Month") => format!("{y:04}-{m:02}"),
-        Some("Year") => format!("{y:04}"),
+        Some("Date") => fhir_date(y, m, d),
+        Some("Month") => fhir_year_month(y, m),
+        Some("Year") => fhir_year(y),
         Some(other) => {
             let precision_what = match precision_on {
                 Some(element) => format!("{element}/@DatePrecision"),

@@ -27,6 +27,8 @@ fn mapping(c: &mut Criterion) {
         let extract = gp_sim::vision::render_patient(p);
         // One page holding the whole journal (the simulator splits at 500 rows).
         let journal = [gp_sim::vision::render_journal(p)];
+        // The same calls the timed loop makes, so `--list` under callgrind profiles exactly them.
+        map_patient(extract.as_bytes(), &ods).unwrap();
         let mapped = map_journal(&journal, &owner).unwrap();
         assert!(mapped.len() >= records::entries(p) / 2, "{name}");
         group.throughput(Throughput::Elements(records::entries(p) as u64));

@@ -6,7 +6,7 @@
 //! the FHIR produced is the same shape as gp-adapter-emis produces for the same facts.
 
 use gp_adapter::terminology::{self, CodeScheme};
-use gp_adapter::time::local_date_time;
+use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
@@ -188,9 +188,9 @@ type Ymd = (i32, u8, u8);
 fn vision_date(s: &str) -> Option<(String, Option<Ymd>)> {
     let (y, m, d) = ymd(s)?;
     match (m, d) {
-        (0, 0) if (1..=9999).contains(&y) => Some((format!("{y:04}"), None)),
-        (1..=12, 0) if (1..=9999).contains(&y) => Some((format!("{y:04}-{m:02}"), None)),
-        _ if check_calendar(y, m, d) => Some((format!("{y:04}-{m:02}-{d:02}"), Some((y, m, d)))),
+        (0, 0) if (1..=9999).contains(&y) => Some((fhir_year(y), None)),
+        (1..=12, 0) if (1..=9999).contains(&y) => Some((fhir_year_month(y, m), None)),
+        _ if check_calendar(y, m, d) => Some((fhir_date(y, m, d), Some((y, m, d)))),
         _ => None,
     }
 }
@@ -361,8 +361,17 @@ fn phone(value: Option<&str>, system: &str, use_: Option<&str>) -> Option<Contac
     })
 }
 
+/// `{VISION_ID_BASE}{kind}-id`; the systems are constants so a journal row's identifier
+/// costs no formatting.
 fn vision_id(kind: &str, value: &str) -> Identifier {
-    Identifier::new(&format!("{VISION_ID_BASE}{kind}-id"), value)
+    let system = match kind {
+        "patient" => "https://inps.co.uk/Id/patient-id",
+        "practice" => "https://inps.co.uk/Id/practice-id",
+        "staff" => "https://inps.co.uk/Id/staff-id",
+        "journal" => "https://inps.co.uk/Id/journal-id",
+        other => return Identifier::new(&format!("{VISION_ID_BASE}{other}-id"), value),
+    };
+    Identifier::new(system, value)
 }
 
 fn practitioner_ref(id: Option<String>) -> Option<Reference> {
