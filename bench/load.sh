@@ -202,6 +202,8 @@ token_url = "http://127.0.0.1:$1/oauth2/token"
 issuer = "http://127.0.0.1:$1"
 audience = "http://127.0.0.1:$1/FHIR/R4"
 active_kid = "sandbox-gw-1"
+# One token serves each wrk run (the soak's up to an hour), so it must outlive it.
+access_token_ttl_secs = 3600
 signing_keys = [{ kid = "sandbox-gw-1", private_key_pem = "$ROOT/fixtures/sandbox/gateway-signing-ed25519.pem" }]
 [state]
 backend = "memory"
@@ -418,6 +420,12 @@ LUA
     while kill -0 "$SOAK_PID" 2>/dev/null; do samples+=("$(rss_mib "$SOAK_GW_PID")"); sleep 10; done
     wait "$SOAK_PID"
     read -r _ n rate p50 p99 _ bad sock <<<"$(grep '^RESULT' "$TMP/soak.out")"
+    # What the gateway answered, by route and status (its own /metrics).
+    SOAK_STATUSES=$(curl -sf "http://127.0.0.1:$P_SOAK_GW/metrics" | awk '
+        /^gp_gateway_requests_total\{/ { match($0, /route="[^"]*"/); r = substr($0, RSTART + 7, RLENGTH - 8)
+            match($0, /status="[^"]*"/); st = substr($0, RSTART + 8, RLENGTH - 9)
+            if (r != "none") printf "%s%s %s: %d", (n++ ? "; " : ""), r, st, $NF }')
+    log "soak answers: $SOAK_STATUSES"
     samples+=("$(rss_mib "$SOAK_GW_PID")")
     SOAK_VERDICT=$(printf '%s\n' "${samples[@]}" | awk -v n="$n" '
         { v[NR] = $1; if ($1 > max) max = $1 }
@@ -429,7 +437,7 @@ LUA
                   max > 100 ? sprintf("missed by %.1f MiB", max - 100) : \
                   growth > 5 ? "missed: still growing" : "met"
               printf "peak %.1f MiB; second-half peak %+.1f%% over first-half peak — %s", max, growth, verdict }')
-    SOAK="soak: $n requests in ${SOAK_SECONDS} s ($(printf '%.0f' "$rate") req/s; p50 $p50 ms, p99 $p99 ms; $bad non-2xx, $sock socket errors) at $SOAK_CONNS connections over $SOAK_N patients, cache bounds $SOAK_MAX_PATIENTS patients / $SOAK_MAX_ENTRIES entries; gateway RSS (MiB) every 10 s: ${samples[*]}; **$SOAK_VERDICT** (target ≤ 100 MiB after 1,000,000 requests, flat)"
+    SOAK="soak: $n requests in ${SOAK_SECONDS} s ($(printf '%.0f' "$rate") req/s; p50 $p50 ms, p99 $p99 ms; $bad non-2xx, $sock socket errors; answers by route and status: $SOAK_STATUSES) at $SOAK_CONNS connections over $SOAK_N patients, cache bounds $SOAK_MAX_PATIENTS patients / $SOAK_MAX_ENTRIES entries; gateway RSS (MiB) every 10 s: ${samples[*]}; **$SOAK_VERDICT** (target ≤ 100 MiB after 1,000,000 requests, flat)"
 fi
 
 # --- micro-benchmarks ----------------------------------------------------------------------
