@@ -36,8 +36,8 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             ttl_secs: 30,
-            max_patients: 10_000,
-            max_entries: 100_000,
+            max_patients: 1_000,
+            max_entries: 8_000,
         }
     }
 }
