@@ -203,9 +203,11 @@ pub fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
 }
 
 fn valid_time(t: &str) -> bool {
-    // hh:mm:ss with optional fraction and a zone; precise enough to refuse junk.
+    // hh:mm:ss with optional fraction and a zone; precise enough to refuse junk. ASCII
+    // only, checked first: the slices below are by byte, and a multi-byte character
+    // across one of them would panic (found by the search_params fuzz target).
     let b = t.as_bytes();
-    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+    if !t.is_ascii() || b.len() < 8 || b[2] != b':' || b[5] != b':' {
         return false;
     }
     let (h, m, s) = (digits(&t[0..2]), digits(&t[3..5]), digits(&t[6..8]));
@@ -313,6 +315,19 @@ pub fn day_after((y, m, d): (i32, u8, u8)) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// fuzz/regressions/search_params/multibyte-in-seconds: a two-byte character where
+    /// the seconds end used to panic on a byte slice instead of being refused.
+    #[test]
+    fn a_multibyte_character_in_a_time_is_refused_not_a_panic() {
+        for t in [
+            "2026-11-01T10:00:0\u{565}",
+            "2026-11-01T10:0\u{e9}:00Z",
+            "2026-11-01T10:00:00+0\u{e9}:00",
+        ] {
+            assert!(PartialDate::parse(t).is_err(), "{t}");
+        }
+    }
 
     #[test]
     fn last_sundays() {
