@@ -21,6 +21,8 @@
 #   bench/load.sh                            # defaults: 10 s per peer, 32 connections
 #   DURATION=5s CONNS=64 MICRO=0 bench/load.sh
 #   SOAK_SECONDS=600 bench/load.sh           # also: the 10-minute RSS soak, 256 connections
+#   AUDIT_SYNC=normal bench/load.sh          # gateways with [audit] synchronous = "normal"
+#   BUILD=0 GW_BIN=/tmp/gw SIM_BIN=/tmp/sim bench/load.sh   # binaries built elsewhere
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +45,7 @@ OPEN_LOOP=${OPEN_LOOP:-1}
 OPEN_DURATION=${OPEN_DURATION:-10s}
 TOKENS=${TOKENS:-20000}
 TOKEN_CONNS=${TOKEN_CONNS:-16}
+AUDIT_SYNC=${AUDIT_SYNC:-full}                 # [audit] synchronous of every gateway: full or normal
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
@@ -71,8 +74,8 @@ if [ "${BUILD:-1}" = 1 ]; then
     log "building release binaries"
     (cd "$ROOT" && cargo build --release -q -p gp-gateway -p gp-sim --bins)
 fi
-GW=$ROOT/target/release/gp-gateway
-SIM=$ROOT/target/release/gp-sim
+GW=${GW_BIN:-$ROOT/target/release/gp-gateway}
+SIM=${SIM_BIN:-$ROOT/target/release/gp-sim}
 
 # --- processes, stopped on exit ----------------------------------------------------------
 TMP=$(mktemp -d -t gp-load.XXXXXX)
@@ -221,6 +224,7 @@ retry_backoff_ms = 50
 [audit]
 backend = "sqlite"
 sqlite_path = "audit-$1.sqlite"
+synchronous = "$AUDIT_SYNC"
 [systems.emis]
 base_url = "http://127.0.0.1:$P_EMIS"
 [systems.tpp]
@@ -498,8 +502,8 @@ GENERATED=$(cat <<EOF
 - Load: wrk, $THREADS thread(s), $CONNS connections, $DURATION per peer after a $WARMUP warm-up, keep-alive, on
   loopback; load generator, peers and simulator share the machine's CPUs. Patient $NHS (EMIS demo record).
 - Native read measured: \`GET $NATIVE_PATH\` (whole EMIS MedicalRecord XML).
-- Gateway: \`gp-gateway serve\` (release), OAuth2 bearer token of \`demo-consult\`, SQLite audit trail,
-  \`GP_GATEWAY_LOG=warn\`; "cached" = \`[cache] ttl_secs = 30\`, "no cache" = \`ttl_secs = 0\`
+- Gateway: \`gp-gateway serve\` (release), OAuth2 bearer token of \`demo-consult\`, SQLite audit trail
+  (\`[audit] synchronous = "$AUDIT_SYNC"\`, in $(df -T "$TMP" | awk 'NR == 2 {print $2}') on $(df "$TMP" | awk 'NR == 2 {print $1}')), \`GP_GATEWAY_LOG=warn\`; "cached" = \`[cache] ttl_secs = 30\`, "no cache" = \`ttl_secs = 0\`
   (locator cache on in both).
 
 ### Load

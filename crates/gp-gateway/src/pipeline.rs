@@ -425,7 +425,7 @@ async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Resp
     let facts = ids.facts.snapshot();
     let status = resp.status().as_u16();
     let record = crate::audit::AuditRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::audit::new_row_id(),
         recorded: crate::audit::now_recorded(),
         request_id: ids.request_id.clone(),
         request_id_supplied: Some(facts.request_id_supplied),

@@ -131,6 +131,28 @@ pub struct AuditConfig {
     /// How long a request waits for its row to commit before it is refused (ms).
     #[serde(default = "default_write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// When a committed row is on disk: `full` (default) or `normal`. See [`Synchronous`].
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+/// `[audit] synchronous`: what "committed" means before an answer is released.
+///
+/// Either way every answer waits for its row to be committed, and a crash of the
+/// gateway process loses no row. They differ on a crash of the machine holding the trail
+/// (power loss, kernel panic):
+/// - `full` (default): the commit is flushed to disk (fsync) first, so nothing is lost.
+/// - `normal`: the commit is in the database's log but its flush may lag (SQLite:
+///   `synchronous = NORMAL` in WAL mode, flushed at the next checkpoint, within about a
+///   second; PostgreSQL: `synchronous_commit = off`, flushed within `3 ×
+///   wal_writer_delay`, 600 ms by default), so rows of that last moment can be lost. It
+///   takes the flush off every request's path (see BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
 }
 
 fn default_sqlite_path() -> PathBuf {
@@ -152,6 +174,7 @@ impl Default for AuditConfig {
             postgres_password_file: None,
             postgres_schema: default_schema(),
             write_timeout_ms: default_write_timeout_ms(),
+            synchronous: Synchronous::default(),
         }
     }
 }
@@ -232,13 +255,18 @@ pub async fn open(config: &AuditConfig, base: &Path) -> Result<Arc<dyn AuditStor
             } else {
                 base.join(&config.sqlite_path)
             };
-            Ok(Arc::new(SqliteAudit::open(&path, timeout)?))
+            Ok(Arc::new(SqliteAudit::open(
+                &path,
+                timeout,
+                config.synchronous,
+            )?))
         }
         AuditBackend::Postgres => Ok(Arc::new(
             PostgresAudit::connect(
                 config.postgres_config(base)?,
                 &config.postgres_schema,
                 timeout,
+                config.synchronous,
             )
             .await?,
         )),
@@ -353,6 +381,13 @@ pub(crate) async fn submit<T>(
 /// The SQL both stores share (a `?`/`$n` placeholder dialect aside).
 pub(crate) const COLUMNS: &str = "id, recorded, request_id, supplier, token_id, patient, practice, interaction, resource_type, status, outcome_code, replica, request_id_supplied";
 
+/// A new row's id: a time-ordered UUID (version 7). Rows are appended in id order, so
+/// the trail's unique index on `id` grows at its end; random (v4) ids put every insert
+/// on a random index page, and commits slowed down as the trail grew (BENCHMARKS.md).
+pub fn new_row_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// This replica's name: `GP_GATEWAY_REPLICA`, else the host name, else `gateway`.
 pub fn replica_name() -> String {
     std::env::var("GP_GATEWAY_REPLICA")
@@ -378,6 +413,22 @@ pub fn now_recorded() -> String {
             None => s,
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod row_id_tests {
+    #[test]
+    fn row_ids_are_uuids_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..2_000).map(|_| super::new_row_id()).collect();
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 7, "{id}");
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "each id sorts after the one before"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, answer, filters, gather,
-    submit, valid_schema,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, answer,
+    filters, gather, submit, valid_schema,
 };
 
 /// The PostgreSQL audit store.
@@ -29,7 +29,11 @@ fn pg_error(e: tokio_postgres::Error) -> AuditError {
     AuditError(format!("PostgreSQL: {detail}"))
 }
 
-async fn connect(config: &Config, schema: &str) -> Result<Client, AuditError> {
+async fn connect(
+    config: &Config,
+    schema: &str,
+    synchronous: Synchronous,
+) -> Result<Client, AuditError> {
     let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
         .await
         .map_err(|_| AuditError("PostgreSQL: connect timed out".into()))?
@@ -70,6 +74,13 @@ async fn connect(config: &Config, schema: &str) -> Result<Client, AuditError> {
         ))
         .await
         .map_err(pg_error)?;
+    if synchronous == Synchronous::Normal {
+        // This session's commits return before their WAL is flushed (`[audit] synchronous`).
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(client)
 }
 
@@ -80,13 +91,20 @@ impl PostgresAudit {
         config: Config,
         schema: &str,
         timeout: Duration,
+        synchronous: Synchronous,
     ) -> Result<Self, AuditError> {
         if !valid_schema(schema) {
             return Err(AuditError(format!("invalid schema name {schema:?}")));
         }
-        let client = connect(&config, schema).await?;
+        let client = connect(&config, schema, synchronous).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(config, schema.to_owned(), Some(client), rx));
+        tokio::spawn(writer(
+            config,
+            schema.to_owned(),
+            synchronous,
+            Some(client),
+            rx,
+        ));
         Ok(Self { tx, timeout })
     }
 }
@@ -94,13 +112,14 @@ impl PostgresAudit {
 async fn writer(
     config: Config,
     schema: String,
+    synchronous: Synchronous,
     mut client: Option<Client>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     while let Some(first) = rx.recv().await {
         let (appends, others) = gather(first, &mut rx);
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(&config, &schema).await {
+            client = match connect(&config, &schema, synchronous).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "audit PostgreSQL unreachable");
@@ -245,11 +264,14 @@ mod tests {
     #[tokio::test]
     async fn rows_commit_in_batches_and_query_back() {
         let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-        let store = PostgresAudit::connect(URL.parse().unwrap(), &schema, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
-            });
+        let store = PostgresAudit::connect(
+            URL.parse().unwrap(),
+            &schema,
+            Duration::from_secs(10),
+            Synchronous::Full,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"));
         let store = std::sync::Arc::new(store);
         let mut tasks = Vec::new();
         for n in 0..100u32 {
@@ -322,9 +344,14 @@ mod tests {
             ))
             .await
             .unwrap();
-        let store = PostgresAudit::connect(URL.parse().unwrap(), &schema, Duration::from_secs(10))
-            .await
-            .unwrap();
+        let store = PostgresAudit::connect(
+            URL.parse().unwrap(),
+            &schema,
+            Duration::from_secs(10),
+            Synchronous::Full,
+        )
+        .await
+        .unwrap();
         check_upgraded(&store).await;
         client
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -403,6 +430,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn synchronous_normal_turns_off_synchronous_commit_for_the_writer_only() {
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let config: Config = URL.parse().unwrap();
+        let mut seen = Vec::new();
+        for synchronous in [Synchronous::Full, Synchronous::Normal] {
+            let client = connect(&config, &schema, synchronous)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
+                });
+            let row = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .unwrap();
+            seen.push(row.get::<_, String>(0));
+        }
+        assert_eq!(seen, ["on", "off"]);
+        let client = connect(&config, &schema, Synchronous::Full).await.unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_refuses_rows() {
         let err = PostgresAudit::connect(
             "host=127.0.0.1 port=1 user=postgres dbname=test connect_timeout=2"
@@ -410,6 +462,7 @@ mod tests {
                 .unwrap(),
             "gp_gateway",
             Duration::from_secs(5),
+            Synchronous::Full,
         )
         .await
         .err()

@@ -1,7 +1,14 @@
-//! The default audit store: one SQLite file (WAL, `synchronous = FULL`), written by one
-//! thread that commits whatever rows have queued up as one transaction.
+//! The default audit store: one SQLite file in WAL mode, written by one thread that
+//! commits whatever rows have queued up as one transaction. `synchronous = FULL` (the
+//! default) flushes the WAL at every commit; `NORMAL` leaves the flush to checkpoints.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its own flush) run on
+//! a second thread and connection, once a second, so the writer never stops for one and a
+//! request never waits behind a checkpoint's flush. The writer's own automatic checkpoint
+//! is only a backstop, at a WAL far larger than a second's rows.
 
 use std::path::Path;
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,9 +16,16 @@ use rusqlite::{Connection, params_from_iter};
 use tokio::sync::mpsc;
 
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, answer, filters, gather,
-    submit,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, answer,
+    filters, gather, submit,
 };
+
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's own automatic checkpoint, in WAL pages (4 KiB): a backstop for a
+/// checkpoint thread that cannot keep up, about 64 MiB.
+const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
 
 /// The SQLite audit store.
 pub struct SqliteAudit {
@@ -45,24 +59,47 @@ fn sql_error(e: rusqlite::Error) -> AuditError {
 }
 
 impl SqliteAudit {
-    /// Opens (creating if needed) the trail at `path` and starts its writer thread.
-    pub fn open(path: &Path, timeout: Duration) -> Result<Self, AuditError> {
+    /// Opens (creating if needed) the trail at `path` and starts its writer and
+    /// checkpoint threads, which stop when the store is dropped.
+    pub fn open(
+        path: &Path,
+        timeout: Duration,
+        synchronous: Synchronous,
+    ) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)
             .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-        )
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; \
+             PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
+        ))
         .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         upgrade(&conn)?;
+        let checkpoints = Connection::open(path)
+            .and_then(|c| {
+                c.execute_batch(&format!(
+                    "PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+                ))
+                .map(|()| c)
+            })
+            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        let (stop, stopped) = std_mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("audit-checkpoint".into())
+            .spawn(move || checkpointer(checkpoints, stopped))
+            .map_err(|e| AuditError(format!("cannot start the audit checkpoints: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("audit-sqlite".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, stop))
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
         Ok(Self { tx, timeout })
     }
@@ -92,7 +129,19 @@ fn upgrade(conn: &Connection) -> Result<(), AuditError> {
     Ok(())
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] (PASSIVE: it never
+/// waits for, nor blocks, the writer) until the writer drops `stop`.
+fn checkpointer(conn: Connection, stop: std_mpsc::Receiver<()>) {
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "audit checkpoint failed; the writer's backstop remains");
+        }
+    }
+}
+
+/// Commits queued rows until every sender is gone; `_stop` ends the checkpoint thread
+/// when the writer ends.
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, _stop: std_mpsc::Sender<()>) {
     while let Some(first) = rx.blocking_recv() {
         let (appends, others) = gather(first, &mut rx);
         if !appends.is_empty() {
@@ -211,8 +260,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gp-audit-{}", uuid::Uuid::new_v4()));
         let path = dir.join("trail.sqlite");
         {
-            let store =
-                std::sync::Arc::new(SqliteAudit::open(&path, Duration::from_secs(5)).unwrap());
+            let store = std::sync::Arc::new(
+                SqliteAudit::open(&path, Duration::from_secs(5), Synchronous::Full).unwrap(),
+            );
             let mut tasks = Vec::new();
             for n in 0..40u32 {
                 let store = store.clone();
@@ -236,7 +286,7 @@ mod tests {
             }
             store.ready().await.unwrap();
         }
-        let store = SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
+        let store = SqliteAudit::open(&path, Duration::from_secs(5), Synchronous::Full).unwrap();
         let all = store
             .query(AuditQuery {
                 limit: 1000,
@@ -277,6 +327,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rows_reach_the_database_file_by_the_checkpoint_thread_in_either_mode() {
+        for synchronous in [Synchronous::Full, Synchronous::Normal] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("trail.sqlite");
+            let store = SqliteAudit::open(&path, Duration::from_secs(5), synchronous).unwrap();
+            for n in 0..300u32 {
+                let at = format!("2026-11-01T10:00:{:02}.000Z", n % 60);
+                store
+                    .append(sample(n, "9000000009", "demo-consult", &at))
+                    .await
+                    .unwrap();
+            }
+            // 300 rows are far below the writer's backstop: only the checkpoint thread
+            // copies them out of the WAL into the file itself.
+            let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while file_len() < 32 * 1024 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                file_len() >= 32 * 1024,
+                "{synchronous:?}: the database file is still {} bytes",
+                file_len()
+            );
+            drop(store);
+            let reopened = SqliteAudit::open(&path, Duration::from_secs(5), synchronous).unwrap();
+            let rows = reopened
+                .query(AuditQuery {
+                    limit: 1000,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 300, "{synchronous:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_trail_from_before_request_id_supplied_is_upgraded_and_keeps_its_rows() {
         let dir = std::env::temp_dir().join(format!("gp-audit-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -290,11 +378,11 @@ mod tests {
             conn.execute_batch(&FIRST_RELEASE_ROW.replace("{table}", "audit_event"))
                 .unwrap();
         }
-        let store = SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
+        let store = SqliteAudit::open(&path, Duration::from_secs(5), Synchronous::Full).unwrap();
         check_upgraded(&store).await;
         drop(store);
         // Opening again finds the column there and leaves it.
-        SqliteAudit::open(&path, Duration::from_secs(5)).unwrap();
+        SqliteAudit::open(&path, Duration::from_secs(5), Synchronous::Full).unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 }
