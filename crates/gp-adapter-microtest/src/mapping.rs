@@ -5,6 +5,9 @@
 //! never sees a half-mapped resource. The format is `docs/native-formats/microtest.md`.
 //! The FHIR produced is the same as gp-adapter-emis produces for the same facts.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, local_date_time};
 use gp_adapter::uk_core::{self, meta};
@@ -20,6 +23,7 @@ use gp_fhir::model::{
 };
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::error::MicrotestDataError;
 
@@ -84,17 +88,23 @@ struct NSummary {
 }
 
 #[derive(Deserialize)]
-struct NDate {
-    value: Option<String>,
-    precision: Option<String>,
+struct NDate<'a> {
+    #[serde(borrow)]
+    value: Option<Text<'a>>,
+    #[serde(borrow)]
+    precision: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
-struct NCode {
-    read: Option<String>,
-    snomed: Option<String>,
-    dmd: Option<String>,
-    term: Option<String>,
+struct NCode<'a> {
+    #[serde(borrow)]
+    read: Option<Text<'a>>,
+    #[serde(borrow)]
+    snomed: Option<Text<'a>>,
+    #[serde(borrow)]
+    dmd: Option<Text<'a>>,
+    #[serde(borrow)]
+    term: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +130,7 @@ struct NSite {
 }
 
 #[derive(Deserialize)]
-struct NPatient {
+struct NPatient<'a> {
     patient_id: Option<String>,
     family_name: Option<String>,
     given_names: Option<Vec<String>>,
@@ -128,8 +138,10 @@ struct NPatient {
     nhs_number: Option<String>,
     nhs_number_status: Option<String>,
     sex: Option<String>,
-    date_of_birth: Option<NDate>,
-    date_of_death: Option<NDate>,
+    #[serde(borrow)]
+    date_of_birth: Option<NDate<'a>>,
+    #[serde(borrow)]
+    date_of_death: Option<NDate<'a>>,
     address: Option<NAddress>,
     home_phone: Option<String>,
     mobile_phone: Option<String>,
@@ -138,7 +150,8 @@ struct NPatient {
     restricted: Option<bool>,
     sharing_dissent: Option<bool>,
     preferred_language: Option<NLanguage>,
-    last_modified: Option<NDate>,
+    #[serde(borrow)]
+    last_modified: Option<NDate<'a>>,
     site: Option<NSite>,
 }
 
@@ -154,53 +167,80 @@ struct NClinician {
 }
 
 #[derive(Deserialize)]
-struct NPage {
-    entries: Option<Vec<NEntry>>,
+struct NPage<'a> {
+    #[serde(borrow)]
+    entries: Option<Vec<NEntry<'a>>>,
     total: Option<u64>,
     next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct NReading {
-    id: Option<String>,
-    value: Option<String>,
-    unit: Option<String>,
+struct NReading<'a> {
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    value: Option<Text<'a>>,
+    #[serde(borrow)]
+    unit: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
-struct NEntry {
-    id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    date: Option<NDate>,
-    clinician_id: Option<String>,
-    consultation_id: Option<String>,
+struct NEntry<'a> {
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    date: Option<NDate<'a>>,
+    #[serde(borrow)]
+    clinician_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    consultation_id: Option<Text<'a>>,
     confidential: Option<bool>,
-    code: Option<NCode>,
-    status: Option<String>,
-    end_date: Option<NDate>,
+    #[serde(borrow)]
+    code: Option<NCode<'a>>,
+    #[serde(borrow)]
+    status: Option<Text<'a>>,
+    #[serde(borrow)]
+    end_date: Option<NDate<'a>>,
     // allergy
-    category: Option<String>,
-    reaction: Option<NCode>,
-    severity: Option<String>,
+    #[serde(borrow)]
+    category: Option<Text<'a>>,
+    #[serde(borrow)]
+    reaction: Option<NCode<'a>>,
+    #[serde(borrow)]
+    severity: Option<Text<'a>>,
     // medication
-    drug: Option<NCode>,
-    dosage: Option<String>,
-    quantity: Option<String>,
-    quantity_unit: Option<String>,
-    prescription_type: Option<String>,
+    #[serde(borrow)]
+    drug: Option<NCode<'a>>,
+    #[serde(borrow)]
+    dosage: Option<Text<'a>>,
+    #[serde(borrow)]
+    quantity: Option<Text<'a>>,
+    #[serde(borrow)]
+    quantity_unit: Option<Text<'a>>,
+    #[serde(borrow)]
+    prescription_type: Option<Text<'a>>,
     // problem
-    significance: Option<String>,
+    #[serde(borrow)]
+    significance: Option<Text<'a>>,
     // observation
-    value: Option<String>,
-    unit: Option<String>,
-    systolic: Option<NReading>,
-    diastolic: Option<NReading>,
+    #[serde(borrow)]
+    value: Option<Text<'a>>,
+    #[serde(borrow)]
+    unit: Option<Text<'a>>,
+    #[serde(borrow)]
+    systolic: Option<NReading<'a>>,
+    #[serde(borrow)]
+    diastolic: Option<NReading<'a>>,
     // immunisation
-    batch: Option<String>,
-    dose: Option<String>,
+    #[serde(borrow)]
+    batch: Option<Text<'a>>,
+    #[serde(borrow)]
+    dose: Option<Text<'a>>,
     // consultation
-    duration_minutes: Option<String>,
+    #[serde(borrow)]
+    duration_minutes: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +248,43 @@ struct NProblem {
     code: Option<String>,
     title: Option<String>,
     detail: Option<String>,
+}
+
+/// Native text as it stands in the body: borrowed, and owned only when the JSON string
+/// held escapes. Per-entry fields are read as this, so mapping a page allocates only for
+/// what the FHIR resources keep.
+struct Text<'a>(Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            // As serde's own String visitor says, so type errors read as they always have.
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                v: &'de str,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(V).map(Text)
+    }
 }
 
 // ---- results -------------------------------------------------------------------------
@@ -249,7 +326,7 @@ pub struct NativeProblem {
 
 // ---- parsing helpers -----------------------------------------------------------------
 
-fn parse<T: for<'de> Deserialize<'de>>(document: &'static str, body: &[u8]) -> Result<T> {
+fn parse<'a, T: Deserialize<'a>>(document: &'static str, body: &'a [u8]) -> Result<T> {
     let text = std::str::from_utf8(body).map_err(|e| MicrotestDataError::NotUtf8 {
         document,
         offset: e.valid_up_to(),
@@ -315,15 +392,17 @@ impl<'a> At<'a> {
 }
 
 /// Trimmed text; `None` when absent, `null` or empty.
-fn opt(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+fn opt(v: &Option<impl AsRef<str>>) -> Option<&str> {
+    v.as_ref()
+        .map(|s| s.as_ref().trim())
+        .filter(|s| !s.is_empty())
 }
 
-fn req<'v>(at: &At, field: &str, v: &'v Option<String>) -> Result<&'v str> {
+fn req<'v>(at: &At, field: &str, v: &'v Option<impl AsRef<str>>) -> Result<&'v str> {
     opt(v).ok_or_else(|| at.missing(field))
 }
 
-fn owned(v: &Option<String>) -> Option<String> {
+fn owned(v: &Option<impl AsRef<str>>) -> Option<String> {
     opt(v).map(str::to_owned)
 }
 
@@ -339,14 +418,14 @@ fn valid_id(v: &str) -> bool {
 }
 
 /// An Evolution id, used as the FHIR id as it is: 1-64 of `A-Z a-z 0-9 - .`.
-fn id(at: &At, field: &str, v: &Option<String>) -> Result<String> {
+fn id(at: &At, field: &str, v: &Option<impl AsRef<str>>) -> Result<String> {
     let raw = req(at, field, v)?;
     valid_id(raw)
         .then(|| raw.to_owned())
         .ok_or_else(|| at.invalid(field, format!("'{}' is not a valid id", shown(raw))))
 }
 
-fn opt_id(at: &At, field: &str, v: &Option<String>) -> Result<Option<String>> {
+fn opt_id(at: &At, field: &str, v: &Option<impl AsRef<str>>) -> Result<Option<String>> {
     match opt(v) {
         None => Ok(None),
         Some(_) => id(at, field, v).map(Some),
@@ -379,7 +458,7 @@ fn one_of<'v>(at: &At, field: &str, v: &str, allowed: &[(&str, &'v str)]) -> Res
 fn opt_one_of<'v>(
     at: &At,
     field: &str,
-    v: &Option<String>,
+    v: &Option<impl AsRef<str>>,
     allowed: &[(&str, &'v str)],
 ) -> Result<Option<&'v str>> {
     opt(v).map(|s| one_of(at, field, s, allowed)).transpose()
@@ -428,7 +507,7 @@ fn hms(s: &str) -> Option<(u8, u8, u8)> {
 
 /// An Evolution date object → FHIR date/dateTime at its precision; `datetime` values are
 /// UK local time and get their offset (`+00:00` GMT, `+01:00` BST).
-fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
+fn date(at: &At, field: &str, d: &Option<NDate<'_>>) -> Result<Option<String>> {
     let Some(d) = d else {
         return Ok(None);
     };
@@ -473,7 +552,7 @@ fn date(at: &At, field: &str, d: &Option<NDate>) -> Result<Option<String>> {
     fhir.map(Some).ok_or_else(bad)
 }
 
-fn req_date(at: &At, field: &str, d: &Option<NDate>) -> Result<String> {
+fn req_date(at: &At, field: &str, d: &Option<NDate<'_>>) -> Result<String> {
     date(at, field, d)?.ok_or_else(|| at.missing(field))
 }
 
@@ -497,7 +576,7 @@ fn microtest_id(kind: &str, id: &str) -> Identifier {
     Identifier::new(system, id)
 }
 
-fn gender(at: &At, v: &Option<String>) -> Result<Option<String>> {
+fn gender(at: &At, v: &Option<impl AsRef<str>>) -> Result<Option<String>> {
     opt_one_of(
         at,
         "sex",
@@ -513,9 +592,9 @@ fn gender(at: &At, v: &Option<String>) -> Result<Option<String>> {
 }
 
 fn human_name(
-    title: &Option<String>,
+    title: &Option<impl AsRef<str>>,
     given: impl Iterator<Item = String>,
-    family: &Option<String>,
+    family: &Option<impl AsRef<str>>,
 ) -> Option<HumanName> {
     let family = owned(family);
     let given: Vec<String> = given.collect();
@@ -547,7 +626,11 @@ fn address(a: &Option<NAddress>) -> Option<Address> {
     (addr != Address::default()).then_some(addr)
 }
 
-fn contact(value: &Option<String>, system: &str, use_: Option<&str>) -> Option<ContactPoint> {
+fn contact(
+    value: &Option<impl AsRef<str>>,
+    system: &str,
+    use_: Option<&str>,
+) -> Option<ContactPoint> {
     opt(value).map(|v| ContactPoint {
         system: Some(system.to_owned()),
         value: Some(v.to_owned()),
@@ -581,7 +664,7 @@ fn is_sctid(c: &str) -> bool {
 
 /// An Evolution code object (`{"read": "H33..", "term": "Asthma"}`, or `snomed`/`dmd`
 /// instead of `read`) → CodeableConcept via the gateway's terminology maps.
-fn coded(at: &At, field: &str, c: &Option<NCode>) -> Result<Option<CodeableConcept>> {
+fn coded(at: &At, field: &str, c: &Option<NCode<'_>>) -> Result<Option<CodeableConcept>> {
     let Some(c) = c else {
         return Ok(None);
     };
@@ -618,15 +701,15 @@ fn coded(at: &At, field: &str, c: &Option<NCode>) -> Result<Option<CodeableConce
     Ok(Some(terminology::coded(scheme, value, term, None)))
 }
 
-fn req_coded(at: &At, field: &str, c: &Option<NCode>) -> Result<CodeableConcept> {
+fn req_coded(at: &At, field: &str, c: &Option<NCode<'_>>) -> Result<CodeableConcept> {
     coded(at, field, c)?.ok_or_else(|| at.missing(field))
 }
 
-fn quantity(at: &At, field: &str, value: &str, unit: &Option<String>) -> Result<Quantity> {
+fn quantity(at: &At, field: &str, value: &str, unit: &Option<impl AsRef<str>>) -> Result<Quantity> {
     Ok(quantity_of(number(at, field, value)?, unit))
 }
 
-fn quantity_of(v: f64, unit: &Option<String>) -> Quantity {
+fn quantity_of(v: f64, unit: &Option<impl AsRef<str>>) -> Quantity {
     match opt(unit) {
         Some(u) => Quantity::ucum(v, u),
         None => Quantity {
@@ -863,20 +946,35 @@ struct Ctx {
 
 /// `Encounter/{consultation_id}`: ids are used as they are, so this is the id the
 /// consultation entry's Encounter gets.
-fn encounter_ref(at: &At, e: &NEntry) -> Result<Option<Reference>> {
-    Ok(opt_id(at, "consultation_id", &e.consultation_id)?.map(|c| Reference::to("Encounter", &c)))
+fn encounter_ref(at: &At, e: &NEntry<'_>) -> Result<Option<Reference>> {
+    opt_ref(at, "consultation_id", &e.consultation_id, "Encounter")
+}
+
+/// `{resource_type}/{id}` for an optional id field, checked as [`opt_id`] checks it,
+/// built straight from the native text.
+fn opt_ref(
+    at: &At,
+    field: &str,
+    v: &Option<impl AsRef<str>>,
+    resource_type: &str,
+) -> Result<Option<Reference>> {
+    match opt(v) {
+        None => Ok(None),
+        Some(raw) if valid_id(raw) => Ok(Some(Reference::to(resource_type, raw))),
+        Some(_) => id(at, field, v).map(|_| None),
+    }
 }
 
 fn map_entry(
     ctx: &Ctx,
     at: &At,
     kind: EntryType,
-    e: &NEntry,
+    e: &NEntry<'_>,
     out: &mut Vec<Resource>,
 ) -> Result<()> {
     let id = id(at, "id", &e.id)?;
     let confidential = e.confidential.unwrap_or(false);
-    let author = practitioner_ref(opt_id(at, "clinician_id", &e.clinician_id)?);
+    let author = opt_ref(at, "clinician_id", &e.clinician_id, "Practitioner")?;
     match kind {
         EntryType::Allergy => out.push(Resource::AllergyIntolerance(map_allergy(
             ctx,
@@ -909,7 +1007,7 @@ fn map_entry(
 fn map_allergy(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -973,7 +1071,7 @@ fn map_allergy(
 fn map_medication(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -1040,7 +1138,7 @@ fn map_medication(
 fn map_problem(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -1080,7 +1178,7 @@ fn map_problem(
 fn map_observation(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -1160,7 +1258,7 @@ fn map_observation(
 fn map_immunisation(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -1203,7 +1301,7 @@ fn map_immunisation(
 fn map_consultation(
     ctx: &Ctx,
     at: &At,
-    e: &NEntry,
+    e: &NEntry<'_>,
     id: String,
     confidential: bool,
     author: Option<Reference>,
@@ -1243,9 +1341,10 @@ struct NRecorded {
 }
 
 #[derive(Deserialize)]
-struct NContactUpdated {
+struct NContactUpdated<'a> {
     patient_id: Option<String>,
-    last_modified: Option<NDate>,
+    #[serde(borrow)]
+    last_modified: Option<NDate<'a>>,
 }
 
 fn unprocessable(detail: String) -> AdapterError {
@@ -1437,6 +1536,29 @@ mod tests {
         );
         assert_eq!(At::ROOT.path("nhs_number"), "nhs_number");
         assert_eq!(At::field("site").path("ods_code"), "site.ods_code");
+    }
+
+    #[test]
+    fn native_text_is_borrowed_or_unescaped_and_type_errors_read_as_before() {
+        let nhs = NhsNumber::parse("9690937278").unwrap();
+        let ods = OdsCode::parse("M85001").unwrap();
+        let page = br#"{"entries":[{"id":"p1","type":"problem","status":"active",
+            "code":{"read":"H33..","term":"Asthma \"brittle\" \u00e9"}}]}"#;
+        let mapped = map_entries(page, EntryType::Problem, nhs, &ods).unwrap();
+        let Resource::Condition(c) = &mapped.resources[0] else {
+            panic!("{:?}", mapped.resources[0]);
+        };
+        assert_eq!(c.code.text.as_deref(), Some("Asthma \"brittle\" \u{e9}"));
+        let bad = br#"{"entries":[{"id":5,"type":"problem"}]}"#;
+        let e = map_entries(bad, EntryType::Problem, nhs, &ods).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            MicrotestDataError::MalformedJson {
+                document: "entries page",
+                reason: "invalid type: integer `5`, expected a string at line 1 column 19".into(),
+            }
+            .to_string()
+        );
     }
 
     #[test]

@@ -126,13 +126,16 @@ fn yes_no(row: &Row, c: Col) -> Result<bool> {
     }
 }
 
-fn id_value(raw: &str) -> Option<String> {
+fn valid_id(raw: &str) -> bool {
     // Room for the `-sys`/`-dia` suffix of split BP rows within FHIR's 64.
-    let ok = (1..=60).contains(&raw.len())
+    (1..=60).contains(&raw.len())
         && raw
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    ok.then(|| raw.to_ascii_lowercase())
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn id_value(raw: &str) -> Option<String> {
+    valid_id(raw).then(|| raw.to_ascii_lowercase())
 }
 
 /// A Vision id as a FHIR id: `A-Za-z0-9-.`, at most 60 characters, lower-cased.
@@ -152,6 +155,16 @@ fn opt_id(row: &Row, c: Col) -> Result<Option<String>> {
 
 fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_owned)
+}
+
+/// The parts joined in one exact allocation: ids and notes are built per row, and
+/// `format!` costs several times as much.
+fn joined(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 // ---- dates ---------------------------------------------------------------------------
@@ -661,9 +674,12 @@ pub fn map_journal_page(
         patient_ref: &patient_ref,
         org_ref: &org_ref,
     };
-    // Map into a scratch list so a bad row leaves `out` untouched.
-    let mut page = Vec::with_capacity(ex.rows() + 8);
-    for row in ex.iter() {
+    // Room for exactly the page's resources (a BP row, the one with a VALUE2, gives two),
+    // mapped straight into `out`; a bad row truncates `out` back to as it was.
+    let bp_rows = ex.iter().filter(|r| opt(r, cols.value2).is_some()).count();
+    out.reserve(ex.rows() + bp_rows);
+    let start = out.len();
+    let mapped = ex.iter().try_for_each(|row| {
         let pid = req(&row, cols.pid)?;
         if !pid.eq_ignore_ascii_case(&owner.pid) {
             return Err(invalid(
@@ -672,9 +688,12 @@ pub fn map_journal_page(
                 format!("the row is for patient {}, not {}", shown(pid), owner.pid),
             ));
         }
-        map_row(&ctx, &row, &mut page)?;
+        map_row(&ctx, &row, out)
+    });
+    if let Err(e) = mapped {
+        out.truncate(start);
+        return Err(e);
     }
-    out.append(&mut page);
     Ok(ex.rows())
 }
 
@@ -793,7 +812,27 @@ fn quantity(value: f64, units: Option<&str>) -> Quantity {
 /// `Encounter/{CONSULTATION_ID}`, lower-cased by `opt_id` exactly as the CONSULTATION
 /// row's own `ID` is, so it names the Encounter that row becomes.
 fn encounter_ref(ctx: &Ctx, row: &Row) -> Result<Option<Reference>> {
-    Ok(opt_id(row, ctx.cols.consultation)?.map(|e| Reference::to("Encounter", &e)))
+    opt_ref(row, ctx.cols.consultation, "Encounter")
+}
+
+/// `{resource_type}/{id}` for an optional id column, the id checked and lower-cased as
+/// [`opt_id`] does, without an intermediate String when it is lower case already.
+fn opt_ref(row: &Row, c: Col, resource_type: &str) -> Result<Option<Reference>> {
+    let Some(raw) = opt(row, c) else {
+        return Ok(None);
+    };
+    if !valid_id(raw) {
+        return Err(invalid(
+            row,
+            c,
+            format!("'{}' is not a Vision id", shown(raw)),
+        ));
+    }
+    Ok(Some(if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        Reference::to(resource_type, &raw.to_ascii_lowercase())
+    } else {
+        Reference::to(resource_type, raw)
+    }))
 }
 
 fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
@@ -801,9 +840,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
     let id = id(row, c.id)?;
     let confidential = yes_no(row, c.confidential)?;
     let date = date_time(row, c.date, c.time)?;
-    let author = practitioner_ref(opt_id(row, c.author)?);
-    let identifier = vec![vision_id("journal", &id)];
-    let patient = ctx.patient_ref.clone();
+    let author = opt_ref(row, c.author, "Practitioner")?;
     let encounter = encounter_ref(ctx, row)?;
     match req(row, c.kind)? {
         "CONSULTATION" => {
@@ -814,13 +851,13 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
             })?;
             out.push(Resource::Encounter(Encounter {
                 meta: meta("Encounter", confidential),
-                identifier,
+                identifier: vec![vision_id("journal", &id)],
                 status: "finished".into(),
                 class: uk_core::ambulatory(),
                 type_: coded(row, c.code, c.snomed, None, c.rubric, false)?
                     .into_iter()
                     .collect(),
-                subject: patient,
+                subject: ctx.patient_ref.clone(),
                 participant: author
                     .map(|r| EncounterParticipant {
                         individual: Some(r),
@@ -856,14 +893,15 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     row: row.number(),
                     column: "VALUE1",
                 })?;
+                let identifier = vec![vision_id("journal", &id)];
                 for ((code, term, suffix), value) in BP_PARTS.iter().zip([systolic, value2]) {
                     out.push(Resource::Observation(Observation {
-                        id: format!("{id}-{suffix}"),
+                        id: joined(&[&id, "-", suffix]),
                         meta: meta("Observation", confidential),
                         identifier: identifier.clone(),
                         status: "final".into(),
                         code: terminology::coded(CodeScheme::ReadV2, code, term, None),
-                        subject: patient.clone(),
+                        subject: ctx.patient_ref.clone(),
                         encounter: encounter.clone(),
                         effective_date_time: date.clone(),
                         performer: author.clone().into_iter().collect(),
@@ -874,12 +912,12 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 return Ok(());
             }
             out.push(Resource::Observation(Observation {
-                id,
                 meta: meta("Observation", confidential),
-                identifier,
+                identifier: vec![vision_id("journal", &id)],
+                id,
                 status: "final".into(),
                 code: required_code(ctx, row, false)?,
-                subject: patient,
+                subject: ctx.patient_ref.clone(),
                 encounter,
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
@@ -900,14 +938,14 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 }
             };
             out.push(Resource::Condition(Condition {
-                id,
                 meta: meta("Condition", confidential),
-                identifier,
+                identifier: vec![vision_id("journal", &id)],
+                id,
                 clinical_status: Some(uk_core::condition_clinical_status(status)),
                 verification_status: Some(uk_core::condition_confirmed()),
                 category: vec![uk_core::problem_list_item()],
                 code: required_code(ctx, row, false)?,
-                subject: patient,
+                subject: ctx.patient_ref.clone(),
                 encounter,
                 onset_date_time: date,
                 abatement_date_time: self::date(row, c.end_date)?,
@@ -933,12 +971,12 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 })
                 .transpose()?;
             out.push(Resource::Immunization(Immunization {
-                id,
                 meta: meta("Immunization", confidential),
-                identifier,
+                identifier: vec![vision_id("journal", &id)],
+                id,
                 status: "completed".into(),
                 vaccine_code: required_code(ctx, row, false)?,
-                patient,
+                patient: ctx.patient_ref.clone(),
                 encounter,
                 occurrence_date_time: occurrence,
                 primary_source: Some(true),
@@ -960,19 +998,19 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
             ctx,
             row,
             id,
-            identifier,
             confidential,
             date,
             author,
+            encounter,
         )?)),
         "THERAPY" => out.push(Resource::MedicationStatement(map_therapy(
             ctx,
             row,
             id,
-            identifier,
             confidential,
             date,
             author,
+            encounter,
         )?)),
         other => {
             return Err(invalid(
@@ -992,13 +1030,12 @@ fn map_allergy(
     ctx: &Ctx,
     row: &Row,
     id: String,
-    identifier: Vec<Identifier>,
     confidential: bool,
     date: Option<String>,
     author: Option<Reference>,
+    encounter: Option<Reference>,
 ) -> Result<AllergyIntolerance> {
     let c = ctx.cols;
-    let encounter = encounter_ref(ctx, row)?;
     let category = match opt(row, c.category) {
         None => None,
         Some("DRUG") => Some("medication"),
@@ -1052,7 +1089,7 @@ fn map_allergy(
     let ended = self::date(row, c.end_date)?;
     Ok(AllergyIntolerance {
         meta: meta("AllergyIntolerance", confidential),
-        identifier,
+        identifier: vec![vision_id("journal", &id)],
         clinical_status: Some(uk_core::allergy_clinical_status(status)),
         verification_status: Some(uk_core::allergy_confirmed()),
         category: category.map(str::to_owned).into_iter().collect(),
@@ -1065,7 +1102,7 @@ fn map_allergy(
         // R4 AllergyIntolerance has no end date element; keep it readable rather than lose it.
         note: ended
             .map(|d| Annotation {
-                text: format!("Ended {d}"),
+                text: joined(&["Ended ", &d]),
             })
             .into_iter()
             .collect(),
@@ -1078,13 +1115,12 @@ fn map_therapy(
     ctx: &Ctx,
     row: &Row,
     id: String,
-    identifier: Vec<Identifier>,
     confidential: bool,
     start: Option<String>,
     author: Option<Reference>,
+    context: Option<Reference>,
 ) -> Result<MedicationStatement> {
     let c = ctx.cols;
-    let context = encounter_ref(ctx, row)?;
     let status = match req(row, c.status)? {
         "ACTIVE" => "active",
         "COMPLETED" => "completed",
@@ -1110,19 +1146,19 @@ fn map_therapy(
             ));
         }
     };
-    let quantity = opt(row, c.quantity).map(|q| match opt(row, c.quantity_units) {
-        Some(u) => format!("{q} {u}"),
-        None => q.to_owned(),
-    });
-    let note = match (kind, quantity) {
-        (None, None) => None,
-        (Some(k), None) => Some(format!("{k} prescription")),
-        (None, Some(q)) => Some(format!("Quantity {q}")),
-        (Some(k), Some(q)) => Some(format!("{k} prescription, quantity {q}")),
+    let quantity = opt(row, c.quantity);
+    let units = quantity.and(opt(row, c.quantity_units));
+    let note = match (kind, quantity, units) {
+        (None, None, _) => None,
+        (Some(k), None, _) => Some(joined(&[k, " prescription"])),
+        (None, Some(q), None) => Some(joined(&["Quantity ", q])),
+        (None, Some(q), Some(u)) => Some(joined(&["Quantity ", q, " ", u])),
+        (Some(k), Some(q), None) => Some(joined(&[k, " prescription, quantity ", q])),
+        (Some(k), Some(q), Some(u)) => Some(joined(&[k, " prescription, quantity ", q, " ", u])),
     };
     Ok(MedicationStatement {
         meta: meta("MedicationStatement", confidential),
-        identifier,
+        identifier: vec![vision_id("journal", &id)],
         status: status.into(),
         medication_codeable_concept: required_code(ctx, row, true)?,
         subject: ctx.patient_ref.clone(),

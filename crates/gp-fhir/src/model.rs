@@ -83,8 +83,12 @@ pub struct Meta {
 impl Meta {
     /// Meta claiming the UK Core profile `name` (e.g. `Patient`).
     pub fn uk_core(name: &str) -> Self {
+        // Every resource carries one: built with one exact allocation, not `format!`.
+        let mut profile = String::with_capacity(UK_CORE_PROFILE_BASE.len() + name.len());
+        profile.push_str(UK_CORE_PROFILE_BASE);
+        profile.push_str(name);
         Self {
-            profile: vec![format!("{UK_CORE_PROFILE_BASE}{name}")],
+            profile: vec![profile],
             ..Self::default()
         }
     }
@@ -280,8 +284,13 @@ pub struct Reference {
 impl Reference {
     /// A literal reference such as `Patient/9690937278`.
     pub fn to(resource_type: &str, id: &str) -> Self {
+        // Several per resource: one exact allocation rather than `format!`.
+        let mut reference = String::with_capacity(resource_type.len() + 1 + id.len());
+        reference.push_str(resource_type);
+        reference.push('/');
+        reference.push_str(id);
         Self {
-            reference: Some(format!("{resource_type}/{id}")),
+            reference: Some(reference),
             identifier: None,
             display: None,
         }
