@@ -299,6 +299,16 @@ async fn main() {
     tpp.shutdown().await;
 
     // Vision extracts, for the demo patient (whose identity the target reads).
+    // The XML DOM on its own: every EMIS and SystmOne seed above.
+    let dom = corpus("xml_dom");
+    for (system, prefix) in [("emis_xml", "emis"), ("tpp_xml", "tpp")] {
+        for entry in std::fs::read_dir(corpus(system)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("{prefix}-{}", path.file_name().unwrap().to_string_lossy());
+            put(&dom, &name, std::fs::read(&path).unwrap());
+        }
+    }
+
     let dir = corpus("vision_extract");
     let (practice, p) = demo(&population, SystemKind::Vision);
     put(

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::xml::{Document, Node};
 use gp_adapter::{
     AdapterError, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
 };
@@ -20,7 +21,6 @@ use gp_fhir::model::{
     Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
-use roxmltree::{Document, Node};
 
 use crate::error::EmisDataError;
 
@@ -86,7 +86,7 @@ fn qualified(n: Node) -> String {
 // ---- element access ------------------------------------------------------------------
 
 fn is(n: &Node, name: &str) -> bool {
-    n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(NS)
+    n.has_tag_name(Some(NS), name)
 }
 
 fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {

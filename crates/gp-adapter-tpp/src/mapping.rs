@@ -12,6 +12,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::write::{ContactDetails, Created, NewObservation};
+use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, GpSystem, PatientFlags};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -21,7 +22,6 @@ use gp_fhir::model::{
     Resource, SDS_USER_ID_SYSTEM,
 };
 use gp_fhir::{NhsNumber, OdsCode};
-use roxmltree::{Document, Node};
 
 use crate::config::MAX_PAGE_SIZE;
 use crate::error::TppDataError;
@@ -207,7 +207,8 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
             );
         }
     }
-    let mut seen = HashSet::new();
+    let total: usize = pages.iter().map(|p| p.clinical.len()).sum();
+    let mut seen = HashSet::with_capacity(total);
     for p in &pages {
         for r in &p.clinical {
             if !seen.insert((r.resource_type(), r.id())) {
@@ -218,7 +219,6 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
             }
         }
     }
-    let total: usize = pages.iter().map(|p| p.clinical.len()).sum();
     let mut pages = pages.into_iter();
     let Some(first) = pages.next() else {
         return Err(TppDataError::Paging("no page was read".into()));
@@ -776,9 +776,13 @@ fn map_root(root: Node) -> Result<RecordPage> {
         patient_ref: Reference::to("Patient", &patient.id),
         org_ref: Reference::to("Organization", ods.as_str()),
     };
-    let mut clinical = Vec::new();
+    let clinical_list = child(patient_node, "Clinical");
+    // One resource per event at least (nested events add more): reserve once.
+    let mut clinical = Vec::with_capacity(
+        clinical_list.map_or(0, |l| l.children().filter(|c| is(c, "Event")).count()),
+    );
     let mut events = 0u32;
-    if let Some(list) = child(patient_node, "Clinical") {
+    if let Some(list) = clinical_list {
         let clinical_at = patient_at.under("Clinical");
         for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
             events += 1;

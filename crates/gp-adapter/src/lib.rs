@@ -14,6 +14,7 @@ pub mod terminology;
 pub mod time;
 pub mod uk_core;
 pub mod write;
+pub mod xml;
 
 use std::fmt;
 
