@@ -261,18 +261,22 @@ mod tests {
     /// The machine's PostgreSQL (CI has it); a unique schema per run, dropped after.
     const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
 
-    #[tokio::test]
-    async fn rows_commit_in_batches_and_query_back() {
-        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-        let store = PostgresAudit::connect(
+    /// A store on the machine's PostgreSQL in `schema`, failing clearly when it is absent.
+    async fn store_in(schema: &str) -> PostgresAudit {
+        PostgresAudit::connect(
             URL.parse().unwrap(),
-            &schema,
+            schema,
             Duration::from_secs(10),
             Synchronous::Full,
         )
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"));
-        let store = std::sync::Arc::new(store);
+        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"))
+    }
+
+    #[tokio::test]
+    async fn rows_commit_in_batches_and_query_back() {
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let store = std::sync::Arc::new(store_in(&schema).await);
         let mut tasks = Vec::new();
         for n in 0..100u32 {
             let store = store.clone();
@@ -344,14 +348,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        let store = PostgresAudit::connect(
-            URL.parse().unwrap(),
-            &schema,
-            Duration::from_secs(10),
-            Synchronous::Full,
-        )
-        .await
-        .unwrap();
+        let store = store_in(&schema).await;
         check_upgraded(&store).await;
         client
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))

@@ -70,27 +70,16 @@ impl SqliteAudit {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
-        let sync = match synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; \
-             PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
-        ))
-        .map_err(sql_error)?;
+        let conn = connect(
+            path,
+            synchronous,
+            &format!(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
+            ),
+        )?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         upgrade(&conn)?;
-        let checkpoints = Connection::open(path)
-            .and_then(|c| {
-                c.execute_batch(&format!(
-                    "PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
-                ))
-                .map(|()| c)
-            })
-            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        let checkpoints = connect(path, synchronous, "")?;
         let (stop, stopped) = std_mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("audit-checkpoint".into())
@@ -103,6 +92,22 @@ impl SqliteAudit {
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
         Ok(Self { tx, timeout })
     }
+}
+
+/// A connection to the trail at `path` with the configured `synchronous`, a busy timeout
+/// and the `extra` pragmas.
+fn connect(path: &Path, synchronous: Synchronous, extra: &str) -> Result<Connection, AuditError> {
+    let conn = Connection::open(path)
+        .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; {extra}"
+    ))
+    .map_err(sql_error)?;
+    Ok(conn)
 }
 
 /// Columns added since the first release, for trails created before them (SQLite has
