@@ -2,12 +2,12 @@
 //! both refuse, or ours refuses for one of its documented, deliberately stricter reasons.
 #![no_main]
 
-use gp_adapter::xml::{Document, NodeType, XmlErrorKind};
+use gp_adapter::xml::{Document, Node, NodeType, XmlErrorKind};
 use libfuzzer_sys::fuzz_target;
 
 /// One line per node in document order; CR compared as LF, an empty namespace as none.
-fn ours(doc: &Document) -> Vec<String> {
-    doc.descendants()
+fn ours<'a, 'i: 'a>(nodes: impl Iterator<Item = Node<'a, 'i>>) -> Vec<String> {
+    nodes
         .map(|n| {
             let body = match n.node_type() {
                 NodeType::Root => "root".to_owned(),
@@ -57,8 +57,25 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match (Document::parse(text), roxmltree::Document::parse(text)) {
-        (Ok(m), Ok(t)) => assert_eq!(ours(&m), oracle(&t)),
+    let mine = Document::parse(text);
+    // `parse_data`: the same verdict, and the same tree less its whitespace-only text.
+    match (&mine, Document::parse_data(text)) {
+        (Ok(m), Ok(d)) => {
+            let blank = |n: &Node| {
+                n.is_text()
+                    && n.text()
+                        .is_some_and(|t| t.bytes().all(|b| b" \t\r\n".contains(&b)))
+            };
+            assert_eq!(
+                ours(m.descendants().filter(|n| !blank(n))),
+                ours(d.descendants())
+            );
+        }
+        (Err(m), Err(d)) => assert_eq!(*m, d),
+        (m, d) => panic!("parse and parse_data disagree: {m:?} / {d:?}"),
+    }
+    match (mine, roxmltree::Document::parse(text)) {
+        (Ok(m), Ok(t)) => assert_eq!(ours(m.descendants()), oracle(&t)),
         (Err(_), Err(_)) => {}
         (Err(e), Ok(_)) => assert!(
             match &e.kind {

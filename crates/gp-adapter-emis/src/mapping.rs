@@ -54,7 +54,7 @@ pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))?;
+    let doc = Document::parse_data(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
         return Err(EmisDataError::WrongRoot {
@@ -66,7 +66,7 @@ pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
 
 /// Reads an EMIS `<Error>` document's `(Code, Message)`, if the body is one.
 pub fn parse_error_document(body: &[u8]) -> Option<(String, String)> {
-    let doc = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let doc = Document::parse_data(std::str::from_utf8(body).ok()?).ok()?;
     let root = doc.root_element();
     if root.tag_name().name() != "Error" {
         return None;
@@ -184,21 +184,14 @@ fn shown(v: &str) -> String {
 /// An EMIS GUID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.
 fn guid(at: &At, n: Node, element: &'static str) -> Result<String> {
     let raw = at.req(n, element)?;
-    guid_value(raw).ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw))))
-}
-
-fn guid_value(raw: &str) -> Option<String> {
-    let v = raw.trim_start_matches('{').trim_end_matches('}');
-    let ok = (1..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    ok.then(|| v.to_ascii_lowercase())
+    uk_core::guid_id(raw)
+        .ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw))))
 }
 
 fn opt_guid(at: &At, n: Node, element: &'static str) -> Result<Option<String>> {
     match opt(n, element) {
         None => Ok(None),
-        Some(raw) => guid_value(raw)
+        Some(raw) => uk_core::guid_id(raw)
             .map(Some)
             .ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw)))),
     }
@@ -1060,7 +1053,7 @@ pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<Strin
 pub fn parse_batch_result(body: &[u8]) -> std::result::Result<Vec<String>, AdapterError> {
     let body = std::str::from_utf8(body)
         .map_err(|_| invalid_answer("the ObservationBatchResult is not valid UTF-8"))?;
-    let doc = Document::parse(body)
+    let doc = Document::parse_data(body)
         .map_err(|e| invalid_answer(format!("the ObservationBatchResult is not XML: {e}")))?;
     let root = doc.root_element();
     if !is(&root, "ObservationBatchResult") {
@@ -1072,7 +1065,7 @@ pub fn parse_batch_result(body: &[u8]) -> std::result::Result<Vec<String>, Adapt
     let ids = children(root, "EventGUID")
         .map(|n| {
             let raw = text(Some(n)).unwrap_or_default();
-            guid_value(raw).ok_or_else(|| {
+            uk_core::guid_id(raw).ok_or_else(|| {
                 invalid_answer(format!(
                     "ObservationBatchResult/EventGUID '{}' is not a GUID",
                     shown(raw)
@@ -1231,7 +1224,7 @@ pub fn render_contact_details(
 pub fn parse_contact_result(body: &[u8]) -> std::result::Result<String, AdapterError> {
     let body = std::str::from_utf8(body)
         .map_err(|_| invalid_answer("the ContactDetailsResult is not valid UTF-8"))?;
-    let doc = Document::parse(body)
+    let doc = Document::parse_data(body)
         .map_err(|e| invalid_answer(format!("the ContactDetailsResult is not XML: {e}")))?;
     let root = doc.root_element();
     if !is(&root, "ContactDetailsResult") {
@@ -1253,14 +1246,6 @@ pub fn parse_contact_result(body: &[u8]) -> std::result::Result<String, AdapterE
 mod tests {
     use super::*;
 
-    #[test]
-    fn guids_become_fhir_ids() {
-        assert_eq!(
-            guid_value("{8A2F1C3E-0B1D-4E5F-9A6B-7C8D9E0F1A2B}").as_deref(),
-            Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
-        );
-        assert_eq!(guid_value("a b"), None);
-    }
     use gp_adapter::harness::{blood_pressure, body_weight};
     use gp_adapter::{HomeAddress, Measurement};
 

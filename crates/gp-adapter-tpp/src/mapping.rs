@@ -111,7 +111,7 @@ pub fn map_page(body: &[u8]) -> Result<RecordPage> {
     let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let doc = Document::parse_data(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "PatientRecord" {
         return Err(TppDataError::WrongRoot {
@@ -242,7 +242,7 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
 
 /// Reads a SystmOne `<ErrorResponse>`'s `(ErrorCode, Description)`, if the body is one.
 pub fn parse_error_document(body: &[u8]) -> Option<(String, String)> {
-    let doc = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
+    let doc = Document::parse_data(std::str::from_utf8(body).ok()?).ok()?;
     let root = doc.root_element();
     if root.tag_name().name() != "ErrorResponse" {
         return None;
@@ -385,17 +385,8 @@ fn shown(v: &str) -> String {
     v.chars().take(40).filter(|c| !c.is_control()).collect()
 }
 
-/// A SystmOne UID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.
-fn uid_value(raw: &str) -> Option<String> {
-    let v = raw.trim_start_matches('{').trim_end_matches('}');
-    let ok = (1..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    ok.then(|| v.to_ascii_lowercase())
-}
-
 fn uid_checked(at: &At, what: &str, raw: &str) -> Result<String> {
-    uid_value(raw).ok_or_else(|| at.invalid(what, format!("'{}' is not a UID", shown(raw))))
+    uk_core::guid_id(raw).ok_or_else(|| at.invalid(what, format!("'{}' is not a UID", shown(raw))))
 }
 
 fn uid_attr(at: &At, n: Node, name: &str) -> Result<String> {
@@ -406,7 +397,7 @@ fn opt_uid_attr(at: &At, n: Node, name: &str) -> Result<Option<String>> {
     let Some(raw) = attr(n, name) else {
         return Ok(None);
     };
-    uid_value(raw)
+    uk_core::guid_id(raw)
         .map(Some)
         .ok_or_else(|| at.invalid(&at_attr(name), format!("'{}' is not a UID", shown(raw))))
 }
@@ -1309,7 +1300,7 @@ pub fn parse_record_events_response(body: &[u8], status: u16) -> Result<Created>
     let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let doc = Document::parse_data(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "RecordEventsResponse" {
         return Err(TppDataError::Invalid {
@@ -1413,7 +1404,7 @@ pub fn parse_contact_update_response(body: &[u8]) -> Result<String> {
     let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    let doc = Document::parse_data(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "ContactDetailsUpdateResponse" {
         return Err(TppDataError::Invalid {
@@ -1640,14 +1631,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn uids_become_fhir_ids() {
-        assert_eq!(
-            uid_value("{8A2F1C3E-0B1D-4E5F-9A6B-7C8D9E0F1A2B}").as_deref(),
-            Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
-        );
-        assert_eq!(uid_value("a b"), None);
     }
 }

@@ -83,6 +83,16 @@ pub fn allergy_confirmed() -> CodeableConcept {
     concept(ALLERGY_VERIFICATION, "confirmed", "Confirmed")
 }
 
+/// A native GUID or UID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`,
+/// 1 to 64 characters; `None` for anything else.
+pub fn guid_id(raw: &str) -> Option<String> {
+    let v = raw.trim_start_matches('{').trim_end_matches('}');
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then(|| v.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +110,17 @@ mod tests {
     #[test]
     fn gmc_numbers_lose_their_prefix() {
         assert_eq!(gmc_identifier("G1234567"), gmc_identifier("1234567"));
+    }
+
+    #[test]
+    fn guids_become_fhir_ids() {
+        assert_eq!(
+            guid_id("{8A2F1C3E-0B1D-4E5F-9A6B-7C8D9E0F1A2B}").as_deref(),
+            Some("8a2f1c3e-0b1d-4e5f-9a6b-7c8d9e0f1a2b")
+        );
+        assert_eq!(guid_id("a.B-9").as_deref(), Some("a.b-9"));
+        for bad in ["a b", "", "{}", "é", &"a".repeat(65)] {
+            assert_eq!(guid_id(bad), None, "{bad:?}");
+        }
     }
 }

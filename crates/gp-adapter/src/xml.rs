@@ -194,7 +194,18 @@ impl<'input> Document<'input> {
 
     /// Parses `text`, refusing documents beyond `limits`.
     pub fn parse_with_limits(text: &'input str, limits: Limits) -> Result<Self, XmlError> {
-        Parser::new(text, limits).run()
+        Parser::new(text, limits, true).run()
+    }
+
+    /// Parses a data document (the adapters' native records) with the default [`Limits`]:
+    /// the documents [`Document::parse`] accepts (the node limit counts only nodes built),
+    /// with the same tree except that text nodes made only of XML whitespace (space, TAB,
+    /// CR, LF) are not built. Those
+    /// are the indentation between elements; an element holding only whitespace has no
+    /// text. About half the nodes of an indented record, never read by a mapping that
+    /// trims what it reads.
+    pub fn parse_data(text: &'input str) -> Result<Self, XmlError> {
+        Parser::new(text, Limits::default(), false).run()
     }
 
     /// The document node (parent of the root element).
@@ -575,12 +586,18 @@ struct Parser<'input> {
     pending: Vec<PendingAttr<'input>>,
     /// The text node content may still be appended to (no other node since).
     open_text: u32,
+    /// The open text node's previous sibling (`NONE` for a first child).
+    open_text_prev: u32,
+    /// The open text node holds only whitespace so far.
+    open_text_blank: bool,
+    /// Build text nodes that hold only whitespace (false for [`Document::parse_data`]).
+    keep_blank: bool,
 }
 
 type PResult<T> = Result<T, XmlError>;
 
 impl<'input> Parser<'input> {
-    fn new(text: &'input str, limits: Limits) -> Self {
+    fn new(text: &'input str, limits: Limits, keep_blank: bool) -> Self {
         let b = text.as_bytes();
         // Every node but the root starts at a `<` or ends at one (a text run): reserve
         // that bound once rather than grow (and copy) the arena while parsing.
@@ -608,6 +625,9 @@ impl<'input> Parser<'input> {
             scope: Vec::new(),
             pending: Vec::new(),
             open_text: NONE,
+            open_text_prev: NONE,
+            open_text_blank: false,
+            keep_blank,
         }
     }
 
@@ -683,6 +703,7 @@ impl<'input> Parser<'input> {
         if self.b.get(self.pos) == Some(&b'<') && self.start_tag()? {
             self.content()?;
         }
+        self.settle_text();
         self.misc()?;
         if !self.at_end() {
             return Err(self.err(XmlErrorKind::UnexpectedToken, self.pos));
@@ -794,6 +815,7 @@ impl<'input> Parser<'input> {
     }
 
     fn append(&mut self, kind: Kind<'input>, at: usize) -> PResult<u32> {
+        self.settle_text();
         if self.doc.nodes.len() >= self.limits.max_nodes as usize {
             return Err(self.err(XmlErrorKind::TooManyNodes, at));
         }
@@ -818,15 +840,47 @@ impl<'input> Parser<'input> {
         Ok(id)
     }
 
+    /// Ends the open text node; without `keep_blank`, takes it back out of the tree when
+    /// it holds only whitespace.
+    #[inline]
+    fn settle_text(&mut self) {
+        let id = std::mem::replace(&mut self.open_text, NONE);
+        if id != NONE && self.open_text_blank && !self.keep_blank {
+            self.retract_text(id);
+        }
+    }
+
+    /// Takes the text node `id` out of the tree. It is the last node built, so it is the
+    /// arena's last entry and its parent's last child.
+    fn retract_text(&mut self, id: u32) {
+        if id as usize + 1 != self.doc.nodes.len() {
+            return;
+        }
+        let parent = self.doc.nodes[id as usize].parent as usize;
+        let prev = self.open_text_prev;
+        self.doc.nodes.pop();
+        self.doc.nodes[parent].last_child = prev;
+        if prev == NONE {
+            self.doc.nodes[parent].first_child = NONE;
+        } else {
+            self.doc.nodes[prev as usize].next_sibling = NONE;
+        }
+    }
+
     fn append_text(&mut self, text: Cow<'input, str>, at: usize) -> PResult<()> {
+        let blank = !self.keep_blank && text.bytes().all(is_space);
         if self.open_text != NONE {
+            self.open_text_blank &= blank;
             if let Kind::Text(t) = &mut self.doc.nodes[self.open_text as usize].kind {
                 t.to_mut().push_str(&text);
             }
             return Ok(());
         }
+        let prev = self.doc.nodes[self.parent() as usize].last_child;
         let id = self.append(Kind::Text(text), at)?;
         self.open_text = id;
+        self.open_text_prev = prev;
+        self.open_text_blank = blank;
         Ok(())
     }
 
@@ -854,6 +908,18 @@ impl<'input> Parser<'input> {
 
     fn text_run(&mut self) -> PResult<()> {
         let start = self.pos;
+        if !self.keep_blank && self.open_text == NONE {
+            // Indentation between tags, the commonest run in a data document: skipped
+            // here without building a node (see the same rule after the full scan).
+            let mut j = start;
+            while j < self.b.len() && is_space(self.b[j]) {
+                j += 1;
+            }
+            if self.b.get(j) == Some(&b'<') && !self.b[j..].starts_with(b"<![CDATA[") {
+                self.pos = j;
+                return Ok(());
+            }
+        }
         let end = memchr(b'<', &self.b[start..]).map_or(self.b.len(), |i| start + i);
         let b = &self.b[start..end];
         let mut rewrite = false;
@@ -877,6 +943,15 @@ impl<'input> Parser<'input> {
             i += 1;
         }
         self.pos = end;
+        // Indentation in a data document: not built, unless a CDATA section follows that
+        // may join it into a text that is not blank (`settle_text` decides then).
+        if !self.keep_blank
+            && self.open_text == NONE
+            && b.iter().all(|&c| is_space(c))
+            && !self.starts_with(b"<![CDATA[")
+        {
+            return Ok(());
+        }
         let raw = &self.text[start..end];
         let text = if rewrite {
             Cow::Owned(self.unescape_text(raw, start)?)
@@ -1057,29 +1132,36 @@ impl<'input> Parser<'input> {
     /// A qualified name: (prefix, local); the prefix is empty when there is none.
     fn qname(&mut self) -> PResult<(&'input str, &'input str)> {
         let start = self.pos;
+        let b = self.b;
+        let mut i = start;
         let mut colon = None;
-        while let Some(&c) = self.b.get(self.pos) {
+        while let Some(&c) = b.get(i) {
             match QNAME[c as usize] {
-                Q_NAME => self.pos += 1,
+                Q_NAME => i += 1,
                 Q_COLON => {
                     if colon.is_some() {
                         return Err(self.err(XmlErrorKind::InvalidName, start));
                     }
-                    colon = Some(self.pos);
-                    self.pos += 1;
+                    colon = Some(i);
+                    i += 1;
                 }
-                Q_NON_ASCII => match self.text[self.pos..].chars().next() {
-                    Some(ch) if is_name_char(ch) => self.pos += ch.len_utf8(),
+                Q_NON_ASCII => match self.text[i..].chars().next() {
+                    Some(ch) if is_name_char(ch) => i += ch.len_utf8(),
                     _ => break,
                 },
                 _ => break,
             }
         }
+        self.pos = i;
         let (prefix, local) = match colon {
-            Some(c) => (&self.text[start..c], &self.text[c + 1..self.pos]),
-            None => ("", &self.text[start..self.pos]),
+            Some(c) => (&self.text[start..c], &self.text[c + 1..i]),
+            None => ("", &self.text[start..i]),
         };
-        let starts_ok = |s: &str| s.chars().next().is_some_and(is_name_start_char);
+        let starts_ok = |s: &str| match s.as_bytes().first() {
+            Some(&c) if c < 128 => NAME[c as usize] == 1,
+            Some(_) => s.chars().next().is_some_and(is_name_start_char),
+            None => false,
+        };
         if (!prefix.is_empty() && !starts_ok(prefix)) || !starts_ok(local) {
             return Err(self.err(XmlErrorKind::InvalidName, start));
         }
@@ -1281,7 +1363,7 @@ impl<'input> Parser<'input> {
                 if let Some(open) = self.open.pop() {
                     self.scope.truncate(open.ns_len);
                 }
-                self.open_text = NONE;
+                self.settle_text();
                 return Ok(());
             }
         }
@@ -1308,7 +1390,7 @@ impl<'input> Parser<'input> {
             ));
         }
         self.scope.truncate(open.ns_len);
-        self.open_text = NONE;
+        self.settle_text();
         Ok(())
     }
 }
@@ -1322,7 +1404,16 @@ mod xml_diff_tests {
     /// One line per node in document order: depth, kind, name, attributes, text.
     /// CR is compared as LF and an empty namespace as none (documented differences).
     fn ours(doc: &Document) -> Vec<String> {
-        doc.descendants()
+        dump(doc.descendants())
+    }
+
+    /// A text node holding only XML whitespace: what [`Document::parse_data`] leaves out.
+    fn blank(n: &Node) -> bool {
+        n.is_text() && n.text().is_some_and(|t| t.bytes().all(is_space))
+    }
+
+    fn dump<'a, 'i: 'a>(nodes: impl Iterator<Item = Node<'a, 'i>>) -> Vec<String> {
+        nodes
             .map(|n| {
                 let depth = n.ancestors().count();
                 let body = match n.node_type() {
@@ -1389,6 +1480,16 @@ mod xml_diff_tests {
     fn check(text: &str) -> bool {
         let mine = Document::parse(text);
         let theirs = roxmltree::Document::parse(text);
+        let data = Document::parse_data(text);
+        match (&mine, &data) {
+            (Ok(m), Ok(d)) => assert_eq!(
+                dump(m.descendants().filter(|n| !blank(n))),
+                ours(d),
+                "parse_data differs for {text:?}"
+            ),
+            (Err(m), Err(d)) => assert_eq!(m, d, "parse_data refuses differently"),
+            _ => panic!("parse_data accepts differently for {text:?}: {data:?}"),
+        }
         match (&mine, &theirs) {
             (Ok(m), Ok(t)) => {
                 assert_eq!(ours(m), oracle(t), "trees differ for {text:?}");
@@ -1422,6 +1523,14 @@ mod xml_diff_tests {
 
     const WELL_FORMED: &[&str] = &[
         "<a/>",
+        // Blank text, which `parse_data` leaves out: on its own, joined by CDATA, from
+        // references, beside comments and PIs, and non-XML whitespace that is kept.
+        "<r>\n  <a> </a>\n  <b>\t\r\n</b>\n</r>",
+        "<r>  <![CDATA[]]>  <a/> \r\n<![CDATA[ x ]]></r>",
+        "<r><![CDATA[ ]]>  </r>",
+        "<r>x<![CDATA[]]> </r>",
+        "<r> <!-- c -->  <?p?> <a>&#32;&#x9;</a> </r>",
+        "<r>&#32;<a/>&#xA;<b/>\u{a0}</r>",
         "<a></a>",
         "\u{feff}<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n<a/>\n",
         "<?xml version=\"1.0\"?><!-- c --><?pi data?><a/><!--x--> <?p?>",
