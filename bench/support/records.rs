@@ -2,6 +2,11 @@
 //! population so every adapter maps exactly what its GP system simulator serves.
 //! Included by each adapter's `benches/mapping.rs` with `#[path]` (one source, four crates).
 
+/// The allocator the `gp-gateway` binary ships with (its `main.rs`), so every benchmark
+/// that includes this file measures the mapping as it runs in the gateway.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gp_sim::{EntryMeta, Population, PopulationSpec, Practice, SimPatient, SystemKind};
 
 /// The sandbox's population seed (`gp_gateway::sandbox::DEFAULT_SEED`).
