@@ -200,10 +200,9 @@ impl<'input> Document<'input> {
     /// Parses a data document (the adapters' native records) with the default [`Limits`]:
     /// the documents [`Document::parse`] accepts (the node limit counts only nodes built),
     /// with the same tree except that text nodes made only of XML whitespace (space, TAB,
-    /// CR, LF) are not built. Those
-    /// are the indentation between elements; an element holding only whitespace has no
-    /// text. About half the nodes of an indented record, never read by a mapping that
-    /// trims what it reads.
+    /// CR, LF) are not built. Those are the indentation between elements; an element
+    /// holding only whitespace has no text. About half the nodes of an indented record,
+    /// never read by a mapping that trims what it reads.
     pub fn parse_data(text: &'input str) -> Result<Self, XmlError> {
         Parser::new(text, Limits::default(), false).run()
     }
@@ -845,7 +844,8 @@ impl<'input> Parser<'input> {
     #[inline]
     fn settle_text(&mut self) {
         let id = std::mem::replace(&mut self.open_text, NONE);
-        if id != NONE && self.open_text_blank && !self.keep_blank {
+        // `open_text_blank` is never set when blank text is kept.
+        if id != NONE && self.open_text_blank {
             self.retract_text(id);
         }
     }
@@ -909,8 +909,9 @@ impl<'input> Parser<'input> {
     fn text_run(&mut self) -> PResult<()> {
         let start = self.pos;
         if !self.keep_blank && self.open_text == NONE {
-            // Indentation between tags, the commonest run in a data document: skipped
-            // here without building a node (see the same rule after the full scan).
+            // Indentation before a tag, the commonest run in a data document: not built.
+            // Blank text that a CDATA section may join, or that ends the input, is built
+            // and taken back out by `settle_text` if it is still blank when it ends.
             let mut j = start;
             while j < self.b.len() && is_space(self.b[j]) {
                 j += 1;
@@ -943,15 +944,6 @@ impl<'input> Parser<'input> {
             i += 1;
         }
         self.pos = end;
-        // Indentation in a data document: not built, unless a CDATA section follows that
-        // may join it into a text that is not blank (`settle_text` decides then).
-        if !self.keep_blank
-            && self.open_text == NONE
-            && b.iter().all(|&c| is_space(c))
-            && !self.starts_with(b"<![CDATA[")
-        {
-            return Ok(());
-        }
         let raw = &self.text[start..end];
         let text = if rewrite {
             Cow::Owned(self.unescape_text(raw, start)?)
@@ -1559,6 +1551,9 @@ mod xml_diff_tests {
     const MALFORMED: &[&str] = &[
         "",
         "   ",
+        // Blank text that ends the input: `parse_data` must refuse it as `parse` does.
+        "<r><a/>  ",
+        "<r><![CDATA[]]>  ",
         "text",
         "<a>",
         "<a></b>",
