@@ -22,6 +22,8 @@
 #   DURATION=5s CONNS=64 MICRO=0 bench/load.sh
 #   SOAK_SECONDS=600 bench/load.sh           # also: the 10-minute RSS soak, 256 connections
 #   AUDIT_SYNC=normal bench/load.sh          # gateways with [audit] synchronous = "normal"
+#   AUDIT_BACKEND=postgres bench/load.sh     # the trail in PostgreSQL (PG_URL; a schema per
+#                                            # gateway, dropped on exit) instead of SQLite
 #   BUILD=0 GW_BIN=/tmp/gw SIM_BIN=/tmp/sim bench/load.sh   # binaries built elsewhere
 set -euo pipefail
 
@@ -46,13 +48,21 @@ OPEN_DURATION=${OPEN_DURATION:-10s}
 TOKENS=${TOKENS:-20000}
 TOKEN_CONNS=${TOKEN_CONNS:-16}
 AUDIT_SYNC=${AUDIT_SYNC:-full}                 # [audit] synchronous of every gateway: full or normal
+AUDIT_BACKEND=${AUDIT_BACKEND:-sqlite}         # [audit] backend of every gateway: sqlite or postgres
+PG_URL=${PG_URL:-host=127.0.0.1 port=5432 user=postgres dbname=test}   # for AUDIT_BACKEND=postgres
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
+case $AUDIT_BACKEND in
+    sqlite | postgres) ;;
+    *) echo "AUDIT_BACKEND must be sqlite or postgres, not '$AUDIT_BACKEND'" >&2; exit 2 ;;
+esac
 
 log() { printf '[load.sh] %s\n' "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------------------
 need=()
-for t in wrk:wrk nginx:nginx-light haproxy:haproxy jq:jq curl:curl openssl:openssl; do
+tools=(wrk:wrk nginx:nginx-light haproxy:haproxy jq:jq curl:curl openssl:openssl)
+[ "$AUDIT_BACKEND" = postgres ] && tools+=(psql:postgresql-client)
+for t in "${tools[@]}"; do
     command -v "${t%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${t%%:*}" ] || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -80,9 +90,16 @@ SIM=${SIM_BIN:-$ROOT/target/release/gp-sim}
 # --- processes, stopped on exit ----------------------------------------------------------
 TMP=$(mktemp -d -t gp-load.XXXXXX)
 PIDS=()
+# AUDIT_BACKEND=postgres: each gateway's trail goes in a schema of its own, named after
+# this run and the gateway's port, all dropped on exit.
+PG_SCHEMA_PREFIX=gp_load_$$
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ "$AUDIT_BACKEND" = postgres ]; then
+        psql "$PG_URL" -Atqc "SELECT nspname FROM pg_namespace WHERE nspname LIKE '${PG_SCHEMA_PREFIX}\_%'" |
+            while read -r schema; do psql "$PG_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" >/dev/null; done || true
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -104,6 +121,13 @@ now_ns() { date +%s%N; }
 P_EMIS=$PORT_BASE P_TPP=$((PORT_BASE + 1)) P_VISION=$((PORT_BASE + 2)) P_MT=$((PORT_BASE + 3))
 P_PDS=$((PORT_BASE + 4)) P_NGINX=$((PORT_BASE + 5)) P_HAPROXY=$((PORT_BASE + 6))
 P_GW=$((PORT_BASE + 7)) P_GW_NOCACHE=$((PORT_BASE + 8))
+
+if [ "$AUDIT_BACKEND" = postgres ]; then
+    psql "$PG_URL" -Atqc 'SELECT 1' >/dev/null || { log "AUDIT_BACKEND=postgres needs PostgreSQL at '$PG_URL'"; exit 1; }
+    TRAIL="PostgreSQL audit trail (\`[audit] synchronous = \"$AUDIT_SYNC\"\`, $(psql "$PG_URL" -Atc 'SHOW server_version'), a schema per gateway)"
+else
+    TRAIL="SQLite audit trail (\`[audit] synchronous = \"$AUDIT_SYNC\"\`, in $(df -T "$TMP" | awk 'NR == 2 {print $2}') on $(df "$TMP" | awk 'NR == 2 {print $1}'))"
+fi
 
 # --- simulators ----------------------------------------------------------------------------
 "$GW" sandbox --print-manifest --seed "$SEED" >"$TMP/manifest.json"
@@ -222,8 +246,10 @@ breaker_cooldown_ms = 1000
 read_retries = 0
 retry_backoff_ms = 50
 [audit]
-backend = "sqlite"
+backend = "$AUDIT_BACKEND"
 sqlite_path = "audit-$1.sqlite"
+postgres_url = "$PG_URL"
+postgres_schema = "${PG_SCHEMA_PREFIX}_$1"
 synchronous = "$AUDIT_SYNC"
 [systems.emis]
 base_url = "http://127.0.0.1:$P_EMIS"
@@ -502,8 +528,7 @@ GENERATED=$(cat <<EOF
 - Load: wrk, $THREADS thread(s), $CONNS connections, $DURATION per peer after a $WARMUP warm-up, keep-alive, on
   loopback; load generator, peers and simulator share the machine's CPUs. Patient $NHS (EMIS demo record).
 - Native read measured: \`GET $NATIVE_PATH\` (whole EMIS MedicalRecord XML).
-- Gateway: \`gp-gateway serve\` (release), OAuth2 bearer token of \`demo-consult\`, SQLite audit trail
-  (\`[audit] synchronous = "$AUDIT_SYNC"\`, in $(df -T "$TMP" | awk 'NR == 2 {print $2}') on $(df "$TMP" | awk 'NR == 2 {print $1}')), \`GP_GATEWAY_LOG=warn\`; "cached" = \`[cache] ttl_secs = 30\`, "no cache" = \`ttl_secs = 0\`
+- Gateway: \`gp-gateway serve\` (release), OAuth2 bearer token of \`demo-consult\`, $TRAIL, \`GP_GATEWAY_LOG=warn\`; "cached" = \`[cache] ttl_secs = 30\`, "no cache" = \`ttl_secs = 0\`
   (locator cache on in both).
 
 ### Load
