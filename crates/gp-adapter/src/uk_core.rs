@@ -86,12 +86,36 @@ pub fn allergy_confirmed() -> CodeableConcept {
 /// A native GUID or UID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`,
 /// 1 to 64 characters; `None` for anything else.
 pub fn guid_id(raw: &str) -> Option<String> {
-    let v = raw.trim_start_matches('{').trim_end_matches('}');
-    let ok = (1..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    ok.then(|| v.to_ascii_lowercase())
+    let v = raw.trim_start_matches('{').trim_end_matches('}').as_bytes();
+    if !(1..=64).contains(&v.len()) {
+        return None;
+    }
+    // One pass: each byte checked and lowered through ID_BYTE, into a buffer on the stack.
+    let mut id = [0u8; 64];
+    for (out, &b) in id.iter_mut().zip(v) {
+        *out = ID_BYTE[b as usize];
+        if *out == 0 {
+            return None;
+        }
+    }
+    std::str::from_utf8(&id[..v.len()]).ok().map(str::to_owned)
 }
+
+/// A FHIR id byte for each input byte: `A-Z` lowered, `a-z0-9-.` kept, 0 for the rest.
+const ID_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'A'..=b'Z' => c + 32,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => c,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
