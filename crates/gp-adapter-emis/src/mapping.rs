@@ -99,9 +99,7 @@ fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = 
 
 /// Trimmed text of an element; `None` when absent or empty (`<Title/>`).
 fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
-    n.and_then(|n| n.text())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    n.and_then(|n| n.trimmed_text())
 }
 
 /// Where an element sits, for error messages (`EventList/Event[3]`); built only on error.
@@ -588,7 +586,13 @@ fn map_root(root: Node) -> Result<MappedRecord> {
         org_ref: Reference::to("Organization", ods.as_str()),
         encounters: HashSet::new(),
     };
-    let mut clinical = Vec::new();
+    // One resource per entry: sized once rather than grown (a Resource is large to move).
+    let entries = LISTS
+        .iter()
+        .filter_map(|list| child(root, list))
+        .map(|list| list.children().count())
+        .sum();
+    let mut clinical = Vec::with_capacity(entries);
     map_list(
         root,
         "ConsultationList",
@@ -632,6 +636,14 @@ fn map_root(root: Node) -> Result<MappedRecord> {
         clinical,
     })
 }
+
+/// The lists of clinical entries, in the order they are mapped.
+const LISTS: [&str; 4] = [
+    "ConsultationList",
+    "EventList",
+    "AllergyList",
+    "MedicationList",
+];
 
 fn map_list(
     root: Node,

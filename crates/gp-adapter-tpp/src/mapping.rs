@@ -267,9 +267,7 @@ fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
 
 /// Trimmed text of an element; `None` when absent or empty (`<Title/>`).
 fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
-    n.and_then(|n| n.text())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    n.and_then(|n| n.trimmed_text())
 }
 
 fn opt<'a>(n: Node<'a, '_>, element: &str) -> Option<&'a str> {

@@ -388,6 +388,20 @@ impl<'a, 'input> Node<'a, 'input> {
         }
     }
 
+    /// [`Node::text`] trimmed as [`str::trim`] does; `None` when absent or when nothing is
+    /// left (`<Title/>`, `<Title>  </Title>`). Text that starts and ends with a printable
+    /// ASCII character, most of a data document's, is returned without the Unicode scan.
+    pub fn trimmed_text(&self) -> Option<&'a str> {
+        let t = self.text()?;
+        let printable = |b: Option<&u8>| b.is_some_and(|b| (0x21..0x80).contains(b));
+        let t = if printable(t.as_bytes().first()) && printable(t.as_bytes().last()) {
+            t
+        } else {
+            t.trim()
+        };
+        (!t.is_empty()).then_some(t)
+    }
+
     /// A processing instruction's target and value.
     pub fn pi(&self) -> Option<(&'a str, Option<&'a str>)> {
         match self.d.kind {
@@ -547,6 +561,58 @@ fn is_xml_char(c: char) -> bool {
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `x` is zero (exact: a borrow only follows a zero byte).
+#[inline]
+fn has_zero_byte(x: u64) -> bool {
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+/// A mask with the high bit set in each byte of `x` that is zero (exact).
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    const LOWS: u64 = ONES * 0x7F;
+    !(((x & LOWS) + LOWS) | x | LOWS)
+}
+
+/// How many bytes from `b[i]` on, at most 8, are XML whitespace (space, TAB, LF, CR): 8
+/// means the run may go on. A word at a time where 8 bytes are left, else byte by byte.
+#[inline]
+fn leading_spaces(b: &[u8], i: usize) -> usize {
+    let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+        return b
+            .get(i..)
+            .map_or(0, |rest| rest.iter().take_while(|&&c| is_space(c)).count());
+    };
+    let x = u64::from_le_bytes(word);
+    let spaces = zero_bytes(x ^ (ONES * u64::from(b' ')))
+        | zero_bytes(x ^ (ONES * u64::from(b'\n')))
+        | zero_bytes(x ^ (ONES * u64::from(b'\t')))
+        | zero_bytes(x ^ (ONES * u64::from(b'\r')));
+    // Little-endian: the first byte that is not whitespace is the lowest clear high bit.
+    ((!spaces & HIGHS).trailing_zeros() / 8) as usize
+}
+
+/// Whether the 8 bytes at `b[i..]` are all [`PLAIN`] in character data: ASCII from space
+/// to DEL except `&` and `>`; false when fewer than 8 bytes are left. Lets the text scan
+/// take a run of plain text a word at a time; any other byte (controls, TAB, LF, CR,
+/// non-ASCII) goes to the byte-by-byte classification.
+#[inline]
+fn plain_word(b: &[u8], i: usize) -> bool {
+    let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
+        return false;
+    };
+    let x = u64::from_le_bytes(word);
+    // A byte below 0x20 borrows in `x - 0x20…`; a byte from 0x80 up has its high bit set.
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+    !(control
+        || x & HIGHS != 0
+        || has_zero_byte(x ^ (ONES * u64::from(b'&')))
+        || has_zero_byte(x ^ (ONES * u64::from(b'>'))))
 }
 
 /// What a run of character data held, beyond plain characters.
@@ -813,6 +879,8 @@ impl<'input> Parser<'input> {
         self.open.last().map_or(0, |e| e.node)
     }
 
+    // Inlined: it runs once per node built, and the call cost as much as its work.
+    #[inline(always)]
     fn append(&mut self, kind: Kind<'input>, at: usize) -> PResult<u32> {
         self.settle_text();
         if self.doc.nodes.len() >= self.limits.max_nodes as usize {
@@ -913,8 +981,12 @@ impl<'input> Parser<'input> {
             // Blank text that a CDATA section may join, or that ends the input, is built
             // and taken back out by `settle_text` if it is still blank when it ends.
             let mut j = start;
-            while j < self.b.len() && is_space(self.b[j]) {
-                j += 1;
+            loop {
+                let n = leading_spaces(self.b, j);
+                j += n;
+                if n < 8 {
+                    break;
+                }
             }
             if self.b.get(j) == Some(&b'<') && !self.b[j..].starts_with(b"<![CDATA[") {
                 self.pos = j;
@@ -924,7 +996,11 @@ impl<'input> Parser<'input> {
         let end = memchr(b'<', &self.b[start..]).map_or(self.b.len(), |i| start + i);
         let b = &self.b[start..end];
         let mut rewrite = false;
+        // Plain words first; from the first word that is not, byte by byte.
         let mut i = 0;
+        while plain_word(b, i) {
+            i += 8;
+        }
         while i < b.len() {
             match CLASS[b[i] as usize] {
                 PLAIN | WS => {}
@@ -1121,15 +1197,21 @@ impl<'input> Parser<'input> {
         Ok(&self.text[start..self.pos])
     }
 
-    /// A qualified name: (prefix, local); the prefix is empty when there is none.
+    /// A qualified name: (prefix, local); the prefix is empty when there is none. Inlined:
+    /// it runs for every start tag.
+    #[inline(always)]
     fn qname(&mut self) -> PResult<(&'input str, &'input str)> {
         let start = self.pos;
         let b = self.b;
         let mut i = start;
         let mut colon = None;
-        while let Some(&c) = b.get(i) {
+        loop {
+            // The ASCII name characters, in a loop of their own: most names are only those.
+            while b.get(i).is_some_and(|&c| QNAME[c as usize] == Q_NAME) {
+                i += 1;
+            }
+            let Some(&c) = b.get(i) else { break };
             match QNAME[c as usize] {
-                Q_NAME => i += 1,
                 Q_COLON => {
                     if colon.is_some() {
                         return Err(self.err(XmlErrorKind::InvalidName, start));
@@ -1546,6 +1628,12 @@ mod xml_diff_tests {
         "<?xml version='1.0'?>\n<r>\n  <x>1</x>\n  <y/>\n</r>",
         "<a><?t?><?xml-stylesheet x?></a>",
         "<a>&#x10FFFF;</a>",
+        // Runs longer than a word: special bytes at and across 8-byte boundaries.
+        "<a>abcdefg&amp;hijklmnopqrstuvw&lt;</a>",
+        "<a>abcdefgh]]xyz > 0123456]]</a>",
+        "<a>0123456789abcdef\u{7f}ghijklm\u{e9}nopqrstuv\u{fffd}wxyz</a>",
+        "<a>0123456789abcdef\r\nghijklmnopqrstuv\tw</a>",
+        "<r>\n                  <x>deep</x>\n                \n\t</r>",
     ];
 
     const MALFORMED: &[&str] = &[
@@ -1608,7 +1696,39 @@ mod xml_diff_tests {
         "<?xml version='1.0'encoding='UTF-8'?><a/>",
         "<a><b></a></b>",
         "<a>\u{0}</a>",
+        "<a>abcdefg]]>hijklmnop</a>",
+        "<a>abcdefghijklmno]]>p</a>",
+        "<a>abcdefghijklmnop\u{1f}q</a>",
+        "<a>abcdefgh\u{ffff}ijklmnop</a>",
     ];
+
+    #[test]
+    fn leading_spaces_counts_xml_whitespace_only() {
+        for byte in 0..=255u8 {
+            for at in 0..10 {
+                let mut run = *b"  \n\t\r     ";
+                run[at] = byte;
+                let want = run.iter().take_while(|&&c| is_space(c)).count().min(8);
+                assert_eq!(leading_spaces(&run, 0), want, "byte {byte:#04x} at {at}");
+            }
+        }
+        assert_eq!(leading_spaces(b" \n x", 0), 3, "fewer than 8 bytes left");
+        assert_eq!(leading_spaces(b"  ", 2), 0);
+    }
+
+    #[test]
+    fn plain_words_are_exactly_the_plain_ascii_bytes() {
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[at] = byte;
+                let plain = byte.is_ascii() && CLASS[byte as usize] == PLAIN;
+                assert_eq!(plain_word(&word, 0), plain, "byte {byte:#04x} at {at}");
+            }
+        }
+        assert!(!plain_word(b"abcdefg", 0), "fewer than 8 bytes left");
+        assert!(plain_word(b"xabcdefgh", 1));
+    }
 
     #[test]
     fn tricky_well_formed_documents_match_roxmltree() {
@@ -1678,5 +1798,35 @@ mod xml_diff_tests {
         assert_eq!(kids[2].text(), Some("x"));
         assert_eq!(kids[2].parent(), Some(r));
         assert_eq!(r.parent().map(|p| p.node_type()), Some(NodeType::Root));
+    }
+
+    #[test]
+    fn trimmed_text_trims_as_str_trim() {
+        let texts = [
+            "x",
+            "a b",
+            " x ",
+            "\tx\n",
+            "\u{a0}x\u{3000}",
+            "\u{85}x",
+            "é",
+            "x\u{7f}",
+            "\u{7f}",
+            "  ",
+            "\u{2028}",
+            "",
+        ];
+        for t in texts {
+            let xml = format!("<r><e>{t}</e></r>");
+            let doc = Document::parse_data(&xml).unwrap();
+            let e = doc.root_element().first_child().unwrap();
+            let want = Some(t.trim()).filter(|s| !s.is_empty());
+            assert_eq!(e.trimmed_text(), want, "{t:?}");
+        }
+        let doc = Document::parse("<r><e/></r>").unwrap();
+        assert_eq!(
+            doc.root_element().first_child().unwrap().trimmed_text(),
+            None
+        );
     }
 }
