@@ -579,28 +579,31 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & LOWS) + LOWS) | x | LOWS)
 }
 
-/// How many bytes from `b[i]` on, at most 8, are XML whitespace (space, TAB, LF, CR): 8
-/// means the run may go on. A word at a time where 8 bytes are left, else byte by byte.
+/// Where the run of XML whitespace (space, TAB, LF, CR) from `b[i]` ends. Spaces, the
+/// bulk of indentation, are taken a word (8 bytes) at a time.
 #[inline]
-fn leading_spaces(b: &[u8], i: usize) -> usize {
-    let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
-        return b
-            .get(i..)
-            .map_or(0, |rest| rest.iter().take_while(|&&c| is_space(c)).count());
-    };
-    let x = u64::from_le_bytes(word);
-    let spaces = zero_bytes(x ^ (ONES * u64::from(b' ')))
-        | zero_bytes(x ^ (ONES * u64::from(b'\n')))
-        | zero_bytes(x ^ (ONES * u64::from(b'\t')))
-        | zero_bytes(x ^ (ONES * u64::from(b'\r')));
-    // Little-endian: the first byte that is not whitespace is the lowest clear high bit.
-    ((!spaces & HIGHS).trailing_zeros() / 8) as usize
+fn skip_spaces_from(b: &[u8], mut i: usize) -> usize {
+    loop {
+        match b.get(i) {
+            Some(b'\n' | b'\t' | b'\r') => i += 1,
+            Some(b' ') => match b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+                Some(word) => {
+                    let spaces = zero_bytes(u64::from_le_bytes(word) ^ (ONES * u64::from(b' ')));
+                    // Little-endian: the first byte that is not a space is the lowest
+                    // clear high bit (at least one space: `b[i]`).
+                    i += ((!spaces & HIGHS).trailing_zeros() / 8) as usize;
+                }
+                None => i += 1,
+            },
+            _ => return i,
+        }
+    }
 }
 
 /// Whether the 8 bytes at `b[i..]` are all [`PLAIN`] in character data: ASCII from space
-/// to DEL except `&` and `>`; false when fewer than 8 bytes are left. Lets the text scan
-/// take a run of plain text a word at a time; any other byte (controls, TAB, LF, CR,
-/// non-ASCII) goes to the byte-by-byte classification.
+/// to DEL except `&` and `>`; false when fewer than 8 bytes are left. Lets the scans of
+/// text, attribute values, comments and CDATA take plain runs a word at a time; any other
+/// byte (controls, TAB, LF, CR, non-ASCII) goes to the byte-by-byte classification.
 #[inline]
 fn plain_word(b: &[u8], i: usize) -> bool {
     let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) else {
@@ -956,7 +959,11 @@ impl<'input> Parser<'input> {
     fn check_chars(&self, start: usize, end: usize) -> PResult<Scan> {
         let mut scan = Scan::default();
         let b = &self.b[start..end];
+        // Plain words first; from the first word that is not, byte by byte.
         let mut i = 0;
+        while plain_word(b, i) {
+            i += 8;
+        }
         while i < b.len() {
             match CLASS[b[i] as usize] {
                 PLAIN | GT => {}
@@ -980,14 +987,7 @@ impl<'input> Parser<'input> {
             // Indentation before a tag, the commonest run in a data document: not built.
             // Blank text that a CDATA section may join, or that ends the input, is built
             // and taken back out by `settle_text` if it is still blank when it ends.
-            let mut j = start;
-            loop {
-                let n = leading_spaces(self.b, j);
-                j += n;
-                if n < 8 {
-                    break;
-                }
-            }
+            let j = skip_spaces_from(self.b, start);
             if self.b.get(j) == Some(&b'<') && !self.b[j..].starts_with(b"<![CDATA[") {
                 self.pos = j;
                 return Ok(());
@@ -1634,6 +1634,8 @@ mod xml_diff_tests {
         "<a>0123456789abcdef\u{7f}ghijklm\u{e9}nopqrstuv\u{fffd}wxyz</a>",
         "<a>0123456789abcdef\r\nghijklmnopqrstuv\tw</a>",
         "<r>\n                  <x>deep</x>\n                \n\t</r>",
+        "<a b='abcdefgh&amp;ijklmnop\tq\r\nr' c='0123456789>abcdef\u{e9}ghijklmn'/>",
+        "<a><!-- abcdefghijklmnop \u{e9} qrstuvwx --><![CDATA[abcdefgh\r\nijklmnop<q]]></a>",
     ];
 
     const MALFORMED: &[&str] = &[
@@ -1700,20 +1702,23 @@ mod xml_diff_tests {
         "<a>abcdefghijklmno]]>p</a>",
         "<a>abcdefghijklmnop\u{1f}q</a>",
         "<a>abcdefgh\u{ffff}ijklmnop</a>",
+        "<a b='abcdefghijklmnop\u{1}q'/>",
+        "<a><!-- abcdefghijklmnop\u{fffe}qrstuvwx --></a>",
     ];
 
     #[test]
-    fn leading_spaces_counts_xml_whitespace_only() {
+    fn skip_spaces_from_stops_at_the_first_other_byte() {
         for byte in 0..=255u8 {
-            for at in 0..10 {
-                let mut run = *b"  \n\t\r     ";
+            for at in 0..12 {
+                let mut run = *b"\n   \t\r         ";
                 run[at] = byte;
-                let want = run.iter().take_while(|&&c| is_space(c)).count().min(8);
-                assert_eq!(leading_spaces(&run, 0), want, "byte {byte:#04x} at {at}");
+                let want = run.iter().take_while(|&&c| is_space(c)).count();
+                assert_eq!(skip_spaces_from(&run, 0), want, "byte {byte:#04x} at {at}");
             }
         }
-        assert_eq!(leading_spaces(b" \n x", 0), 3, "fewer than 8 bytes left");
-        assert_eq!(leading_spaces(b"  ", 2), 0);
+        assert_eq!(skip_spaces_from(b" \n x", 0), 3, "fewer than 8 bytes left");
+        assert_eq!(skip_spaces_from(b"x  ", 1), 3);
+        assert_eq!(skip_spaces_from(b"  ", 2), 2);
     }
 
     #[test]
