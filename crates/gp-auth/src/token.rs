@@ -427,9 +427,8 @@ impl TokenService {
                 expected,
             });
         }
-        match jsonwebtoken::crypto::verify(raw.signature, raw.message.as_bytes(), &key.key, alg) {
-            Ok(true) => {}
-            _ => return Err(OAuthError::BadSignature),
+        if !key.verifies(alg, raw.message.as_bytes(), raw.signature) {
+            return Err(OAuthError::BadSignature);
         }
 
         // Authentic: now whether it is valid here and now.
