@@ -148,8 +148,14 @@ pub(crate) fn parse_jwks(jwks: &serde_json::Value) -> Result<HashMap<String, Sup
         };
         let (kind, key) = match field("kty") {
             Some("RSA") => {
-                let n = b64("n")?;
-                let e = b64("e")?;
+                // Big-endian integers; a leading zero octet (which RFC 7518 forbids but some
+                // tools write) is dropped, as ring reads only the minimal form.
+                let unpadded = |v: Vec<u8>| match v.iter().position(|&b| b != 0) {
+                    Some(first) => v[first..].to_vec(),
+                    None => Vec::new(),
+                };
+                let n = unpadded(b64("n")?);
+                let e = unpadded(b64("e")?);
                 if n.len() < 256 {
                     return Err(format!(
                         "key '{kid}' is a {}-bit RSA key; at least 2048 bits are required",
@@ -616,8 +622,17 @@ mod tests {
                 );
             }
         }
-        // An RSA key never verifies for an algorithm of another family.
+        // A modulus written with a leading zero octet is the same key.
         let good = sign("demo-consult", Algorithm::RS384, message);
+        let mut jwks: serde_json::Value =
+            serde_json::from_slice(&fixture("demo-consult.jwks.json")).unwrap();
+        let n = jwks["keys"][0]["n"].as_str().unwrap();
+        let mut padded = vec![0u8];
+        padded.extend(URL_SAFE_NO_PAD.decode(n).unwrap());
+        jwks["keys"][0]["n"] = URL_SAFE_NO_PAD.encode(&padded).into();
+        let padded_key = parse_jwks(&jwks).unwrap().into_values().next().unwrap();
+        assert!(padded_key.verifies(Algorithm::RS384, message, &good));
+        // An RSA key never verifies for an algorithm of another family.
         for alg in [
             Algorithm::ES384,
             Algorithm::PS384,
