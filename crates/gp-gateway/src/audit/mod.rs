@@ -3,10 +3,12 @@
 //! commit the row, the supplier gets a 503, never the record.
 //!
 //! Stores sit behind [`AuditStore`]: an embedded SQLite file by default (nothing to
-//! install), PostgreSQL when several replicas must share one trail. Both batch the rows
-//! that arrive together into one transaction (group commit), so durability does not
-//! cost a disk flush per request, and each request waits only for its own batch.
+//! install; rows become durable in a log of its own and are indexed behind it, see
+//! `log.rs`), PostgreSQL when several replicas must share one trail. Both batch the rows
+//! that arrive together (group commit), so durability does not cost a disk flush per
+//! request, and each request waits only for its own batch.
 
+mod log;
 mod postgres;
 pub mod search;
 mod sqlite;
@@ -113,7 +115,9 @@ pub struct AuditConfig {
     /// `sqlite` (default) or `postgres`.
     #[serde(default)]
     pub backend: AuditBackend,
-    /// SQLite file, relative to the config file (created if absent).
+    /// SQLite file, relative to the config file (created if absent). Its write-ahead
+    /// log, where rows become durable, is the directory beside it named `<file>-log`;
+    /// keep both on the same volume, and back them up together.
     #[serde(default = "default_sqlite_path")]
     pub sqlite_path: PathBuf,
     /// libpq-style connection string (`host=… user=… dbname=…`, or a `postgresql://`
@@ -142,11 +146,11 @@ pub struct AuditConfig {
 /// gateway process loses no row. They differ on a crash of the machine holding the trail
 /// (power loss, kernel panic):
 /// - `full` (default): the commit is flushed to disk (fsync) first, so nothing is lost.
-/// - `normal`: the commit is in the database's log but its flush may lag (SQLite:
-///   `synchronous = NORMAL` in WAL mode, flushed at the next checkpoint, within about a
-///   second; PostgreSQL: `synchronous_commit = off`, flushed within `3 ×
-///   wal_writer_delay`, 600 ms by default), so rows of that last moment can be lost. It
-///   takes the flush off every request's path (see BENCHMARKS.md).
+/// - `normal`: the commit is written but its flush may lag (SQLite: the trail's log is
+///   not flushed per batch, and rows are on disk once the index's next checkpoint has
+///   flushed it, within about a second; PostgreSQL: `synchronous_commit = off`, flushed
+///   within `3 × wal_writer_delay`, 600 ms by default), so rows of that last moment can
+///   be lost. It takes the flush off every request's path (see BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
@@ -331,12 +335,16 @@ pub(crate) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<PendingAp
     (appends, others)
 }
 
-/// Answers every append of a batch with the batch's result, logging a failure once.
-pub(crate) fn answer(appends: Vec<PendingAppend>, result: Result<(), AuditError>) {
+/// Answers every append of a batch (`dones`) with the batch's result, logging a failure
+/// once.
+pub(crate) fn answer(
+    dones: impl ExactSizeIterator<Item = oneshot::Sender<Result<(), AuditError>>>,
+    result: Result<(), AuditError>,
+) {
     if let Err(e) = &result {
-        tracing::error!(error = %e, rows = appends.len(), "audit rows not committed");
+        tracing::error!(error = %e, rows = dones.len(), "audit rows not committed");
     }
-    for (_, done) in appends {
+    for done in dones {
         let _ = done.send(result.clone());
     }
 }

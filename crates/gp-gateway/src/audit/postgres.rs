@@ -133,7 +133,7 @@ async fn writer(
                 Some(c) => insert(c, &schema, &rows).await,
                 None => Err(AuditError("PostgreSQL unreachable".into())),
             };
-            answer(appends, result);
+            answer(appends.into_iter().map(|(_, done)| done), result);
         }
         for job in others {
             match (job, &client) {

@@ -1,36 +1,59 @@
-//! The default audit store: one SQLite file in WAL mode, written by one thread that
-//! commits whatever rows have queued up as one transaction. `synchronous = FULL` (the
-//! default) flushes the WAL at every commit; `NORMAL` leaves the flush to checkpoints.
+//! The default audit store: one SQLite file in WAL mode, behind a log of its own.
 //!
-//! Checkpoints (copying the WAL back into the database file, with its own flush) run on
-//! a second thread and connection, once a second, so the writer never stops for one and a
-//! request never waits behind a checkpoint's flush. The writer's own automatic checkpoint
-//! is only a backstop, at a WAL far larger than a second's rows.
+//! One thread (the writer) takes whatever rows have queued up as one batch, appends it
+//! to the trail's write-ahead log ([`super::log`]) and, with `synchronous = FULL` (the
+//! default), flushes the log before the batch's requests are answered. A second thread
+//! (the indexer) inserts the rows into SQLite behind the log, with the log position they
+//! end at, in one transaction per tenth of a second; it also answers queries, after every row
+//! already acknowledged, and once a second checkpoints SQLite's WAL into the database
+//! file and deletes the log segments whose rows are now there on disk. So a request
+//! waits for one small sequential write and its flush, never for SQLite's page writes
+//! nor a checkpoint; and on opening, whatever the log holds past the index's position
+//! is inserted before anything else happens.
+//!
+//! `synchronous = NORMAL` leaves out the per-batch flush of the log: rows are on disk
+//! once the indexer's next checkpoint has flushed the database file, within about a
+//! second.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use tokio::sync::mpsc;
 
+use super::log::{self, Frame, Log, Position, Spares};
 use super::{
     AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, answer,
     filters, gather, submit,
 };
 
-/// How often the checkpoint thread copies the WAL into the database file.
+/// How often the indexer checkpoints SQLite's WAL into the database file (and then drops
+/// the log segments it no longer needs).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// The writer's own automatic checkpoint, in WAL pages (4 KiB): a backstop for a
-/// checkpoint thread that cannot keep up, about 64 MiB.
+/// How long the indexer gathers rows into one transaction. Each SQLite commit writes
+/// every page it touched in full, so a commit per frame wrote (and the checkpoint then
+/// flushed) several times the rows' own bytes, and those flushes stalled the log's;
+/// measured in BENCHMARKS.md ("An audit log of its own").
+const INDEX_EVERY: Duration = Duration::from_millis(100);
+
+/// SQLite's own automatic checkpoint, in WAL pages (4 KiB): a backstop, about 64 MiB.
 const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
+
+/// Batches the writer may hand the indexer before it waits (and with it, the requests).
+const INDEX_QUEUE: usize = 1_024;
+
+/// After a failed insert, how long the indexer waits before trying the same rows again.
+const INDEX_RETRY: Duration = Duration::from_millis(200);
 
 /// The SQLite audit store.
 pub struct SqliteAudit {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
     timeout: Duration,
+    writer: Option<JoinHandle<()>>,
 }
 
 const SCHEMA: &str = "
@@ -52,6 +75,11 @@ CREATE TABLE IF NOT EXISTS audit_event (
 );
 CREATE INDEX IF NOT EXISTS audit_event_patient ON audit_event (patient, recorded);
 CREATE INDEX IF NOT EXISTS audit_event_supplier ON audit_event (supplier, recorded);
+CREATE TABLE IF NOT EXISTS audit_log_position (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    segment INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL
+);
 ";
 
 fn sql_error(e: rusqlite::Error) -> AuditError {
@@ -59,8 +87,9 @@ fn sql_error(e: rusqlite::Error) -> AuditError {
 }
 
 impl SqliteAudit {
-    /// Opens (creating if needed) the trail at `path` and starts its writer and
-    /// checkpoint threads, which stop when the store is dropped.
+    /// Opens (creating if needed) the trail at `path` and its log beside it
+    /// (`<path>-log/`), inserts what the log holds past the index, and starts the writer
+    /// and indexer threads, which stop when the store is dropped.
     pub fn open(
         path: &Path,
         timeout: Duration,
@@ -70,44 +99,64 @@ impl SqliteAudit {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = connect(
-            path,
-            synchronous,
-            &format!(
-                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
-            ),
-        )?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
+        // The index needs no flush of its own per commit: the log is where a row becomes
+        // durable, and a checkpoint flushes the database file before a segment goes.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+             PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
+        ))
+        .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         upgrade(&conn)?;
-        let checkpoints = connect(path, synchronous, "")?;
-        let (stop, stopped) = std_mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("audit-checkpoint".into())
-            .spawn(move || checkpointer(checkpoints, stopped))
-            .map_err(|e| AuditError(format!("cannot start the audit checkpoints: {e}")))?;
+        let log_dir = log::dir_for(path);
+        let indexed = position(&conn)?;
+        let (log, pending, spares) =
+            Log::open(&log_dir, indexed, synchronous == Synchronous::Full)?;
+        if !pending.is_empty() {
+            let rows: usize = pending.iter().map(|(rows, _)| rows.len()).sum();
+            tracing::info!(
+                rows,
+                "audit rows from the log inserted into the trail's index"
+            );
+        }
+        insert(&mut conn, &pending)?;
+        checkpoint(&conn)?;
+        let (index_tx, index_rx) = std_mpsc::sync_channel(INDEX_QUEUE);
+        let indexer = std::thread::Builder::new()
+            .name("audit-index".into())
+            .spawn(move || indexer(conn, index_rx, log_dir, spares))
+            .map_err(|e| AuditError(format!("cannot start the audit indexer: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("audit-sqlite".into())
-            .spawn(move || writer(conn, rx, stop))
+            .spawn(move || writer(log, rx, index_tx, indexer))
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
-        Ok(Self { tx, timeout })
+        Ok(Self {
+            tx: Some(tx),
+            timeout,
+            writer: Some(writer),
+        })
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Job>, AuditError> {
+        self.tx
+            .as_ref()
+            .ok_or_else(|| AuditError("the audit store is closed".into()))
     }
 }
 
-/// A connection to the trail at `path` with the configured `synchronous`, a busy timeout
-/// and the `extra` pragmas.
-fn connect(path: &Path, synchronous: Synchronous, extra: &str) -> Result<Connection, AuditError> {
-    let conn = Connection::open(path)
-        .map_err(|e| AuditError(format!("cannot open {}: {e}", path.display())))?;
-    let sync = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; {extra}"
-    ))
-    .map_err(sql_error)?;
-    Ok(conn)
+impl Drop for SqliteAudit {
+    /// Closes the queue and waits for the writer, which waits for the indexer: every
+    /// acknowledged row is in the index, the index is checkpointed and the log is free
+    /// for the next opening.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// Columns added since the first release, for trails created before them (SQLite has
@@ -134,32 +183,135 @@ fn upgrade(conn: &Connection) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] (PASSIVE: it never
-/// waits for, nor blocks, the writer) until the writer drops `stop`.
-fn checkpointer(conn: Connection, stop: std_mpsc::Receiver<()>) {
-    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "audit checkpoint failed; the writer's backstop remains");
-        }
-    }
+/// How far into the log the index has taken rows (none for a new trail, or one from
+/// before the log).
+fn position(conn: &Connection) -> Result<Option<Position>, AuditError> {
+    conn.query_row(
+        "SELECT segment, end_offset FROM audit_log_position WHERE one = 1",
+        [],
+        |row| {
+            Ok(Position {
+                segment: row.get::<_, i64>(0)? as u64,
+                offset: row.get::<_, i64>(1)? as u64,
+            })
+        },
+    )
+    .optional()
+    .map_err(sql_error)
 }
 
-/// Commits queued rows until every sender is gone; `_stop` ends the checkpoint thread
-/// when the writer ends.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, _stop: std_mpsc::Sender<()>) {
+/// Work for the indexer, in the writer's order.
+enum Index {
+    /// Rows already durable in the log, and where their frame ends.
+    Rows(Frame),
+    /// A query or ping, answered after every row sent before it.
+    Job(Box<Job>),
+}
+
+/// Appends queued rows to the log until every sender is gone, then waits for the
+/// indexer to finish.
+fn writer(
+    mut log: Log,
+    mut rx: mpsc::Receiver<Job>,
+    index: std_mpsc::SyncSender<Index>,
+    indexer: JoinHandle<()>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let (appends, others) = gather(first, &mut rx);
         if !appends.is_empty() {
-            let rows: Vec<&AuditRecord> = appends.iter().map(|(r, _)| r).collect();
-            let result = commit(&mut conn, &rows);
-            answer(appends, result);
+            let (rows, dones): (Vec<AuditRecord>, Vec<_>) = appends.into_iter().unzip();
+            match log.append(&rows) {
+                Ok(end) => {
+                    // Handed over before the answers, so a query sent after an answer
+                    // finds its row.
+                    let _ = index.send(Index::Rows((rows, end)));
+                    answer(dones.into_iter(), Ok(()));
+                }
+                Err(e) => answer(dones.into_iter(), Err(e)),
+            }
         }
         for job in others {
             match job {
-                Job::Query(q, done) => {
+                Job::Ping(done) => match log.ready() {
+                    Ok(()) => {
+                        let _ = index.send(Index::Job(Box::new(Job::Ping(done))));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                },
+                job => {
+                    let _ = index.send(Index::Job(Box::new(job)));
+                }
+            }
+        }
+    }
+    drop(index);
+    let _ = indexer.join();
+}
+
+/// Inserts the writer's rows into SQLite, answers queries in order, and checkpoints
+/// every [`CHECKPOINT_EVERY`]; ends, after a last checkpoint, when the writer is gone.
+///
+/// When an insert fails (a full disk, say), the rows are still safe in the log: the
+/// indexer is then *behind*. It drops what the writer hands it, refuses pings and
+/// queries (an incomplete answer would mislead), and at every turn tries to catch up by
+/// reading the log from the index's position; once that succeeds it goes on as before.
+fn indexer(mut conn: Connection, rx: std_mpsc::Receiver<Index>, log_dir: PathBuf, spares: Spares) {
+    let mut last_checkpoint = Instant::now();
+    let mut behind: Option<AuditError> = None;
+    let mut open = true;
+    while open {
+        let mut frames = Vec::new();
+        let mut jobs = Vec::new();
+        match rx.recv_timeout(if behind.is_some() {
+            INDEX_RETRY
+        } else {
+            CHECKPOINT_EVERY
+        }) {
+            Ok(Index::Rows(frame)) => frames.push(frame),
+            Ok(Index::Job(job)) => jobs.push(*job),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        // What arrives within INDEX_EVERY joins this transaction, up to the first query
+        // (answered at once, after the rows before it).
+        let until = Instant::now() + INDEX_EVERY;
+        while open && jobs.is_empty() && !frames.is_empty() && Instant::now() < until {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Index::Rows(frame)) => frames.push(frame),
+                Ok(Index::Job(job)) => jobs.push(*job),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if behind.is_some() {
+            // The log holds these frames too: catching up reads them from there.
+            frames.clear();
+            behind = catch_up(&mut conn, &log_dir).err();
+            if behind.is_none() {
+                tracing::info!("audit index caught up with its log");
+            }
+        } else if !frames.is_empty()
+            && let Err(e) = insert_new(&mut conn, &frames)
+        {
+            tracing::error!(error = %e, "audit rows not inserted into the index (they are safe in the log); catching up from the log");
+            behind = Some(e);
+        }
+        for job in jobs {
+            let refused =
+                |e: &AuditError| AuditError(format!("the index is behind its log ({})", e.0));
+            match (job, &behind) {
+                (Job::Query(_, done), Some(e)) => {
+                    let _ = done.send(Err(refused(e)));
+                }
+                (Job::Ping(done), Some(e)) => {
+                    let _ = done.send(Err(refused(e)));
+                }
+                (Job::Query(q, done), None) => {
                     let _ = done.send(query(&conn, &q));
                 }
-                Job::Ping(done) => {
+                (Job::Ping(done), None) => {
                     let _ = done.send(
                         conn.query_row(
                             "SELECT count(*) FROM (SELECT 1 FROM audit_event LIMIT 1)",
@@ -169,21 +321,72 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, _stop: std_mpsc::Se
                         .map_err(sql_error),
                     );
                 }
-                Job::Append(..) => {}
+                (Job::Append(..), _) => {}
             }
+        }
+        if !open || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            let recycled = checkpoint(&conn).and_then(|indexed| match indexed {
+                Some(indexed) => spares.recycle(indexed),
+                None => Ok(()),
+            });
+            if let Err(e) = recycled {
+                tracing::warn!(error = %e, "audit checkpoint failed; the log keeps its segments");
+            }
+            last_checkpoint = Instant::now();
         }
     }
 }
 
-fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError> {
+/// Inserts the frames that end past the index's position (a frame the index already
+/// took from the log while catching up is skipped).
+fn insert_new(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
+    let indexed = position(conn)?;
+    let first_new = frames
+        .iter()
+        .position(|(_, end)| indexed.is_none_or(|p| *end > p))
+        .unwrap_or(frames.len());
+    insert(conn, &frames[first_new..])
+}
+
+/// Inserts every frame the log holds past the index's position.
+fn catch_up(conn: &mut Connection, log_dir: &Path) -> Result<(), AuditError> {
+    let frames = log::read_after(log_dir, position(conn)?)?;
+    insert(conn, &frames)
+}
+
+/// Copies SQLite's WAL into the database file and flushes it. Once all of it is there,
+/// the index's position: the log segments below its segment are no longer needed.
+fn checkpoint(conn: &Connection) -> Result<Option<Position>, AuditError> {
+    let (busy, wal_frames, copied) = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(sql_error)?;
+    if busy != 0 || wal_frames != copied {
+        return Ok(None);
+    }
+    position(conn)
+}
+
+/// Inserts the frames' rows (a row whose id is already there, from a frame inserted
+/// before a crash, is skipped) and moves the index's position to the last frame's end,
+/// in one transaction.
+fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
+    let Some((_, end)) = frames.last() else {
+        return Ok(());
+    };
     let tx = conn.transaction().map_err(sql_error)?;
     {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "INSERT INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                "INSERT OR IGNORE INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))
             .map_err(sql_error)?;
-        for r in rows {
+        for r in frames.iter().flat_map(|(rows, _)| rows) {
             stmt.execute(rusqlite::params![
                 r.id,
                 r.recorded,
@@ -201,6 +404,12 @@ fn commit(conn: &mut Connection, rows: &[&AuditRecord]) -> Result<(), AuditError
             ])
             .map_err(sql_error)?;
         }
+        tx.execute(
+            "INSERT INTO audit_log_position (one, segment, end_offset) VALUES (1, ?1, ?2) \
+             ON CONFLICT (one) DO UPDATE SET segment = excluded.segment, end_offset = excluded.end_offset",
+            rusqlite::params![end.segment as i64, end.offset as i64],
+        )
+        .map_err(sql_error)?;
     }
     tx.commit().map_err(sql_error)
 }
@@ -245,13 +454,16 @@ impl AuditStore for SqliteAudit {
         "sqlite"
     }
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        submit(&self.tx, self.timeout, |done| Job::Append(record, done)).await
+        submit(self.sender()?, self.timeout, |done| {
+            Job::Append(record, done)
+        })
+        .await
     }
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
-        submit(&self.tx, self.timeout, |done| Job::Query(query, done)).await
+        submit(self.sender()?, self.timeout, |done| Job::Query(query, done)).await
     }
     async fn ready(&self) -> Result<(), AuditError> {
-        submit(&self.tx, self.timeout, Job::Ping).await
+        submit(self.sender()?, self.timeout, Job::Ping).await
     }
 }
 
@@ -324,15 +536,195 @@ mod tests {
             some.windows(2).all(|w| w[0].recorded >= w[1].recorded),
             "most recent first"
         );
-        let dup = store
+        // An id already in the trail (a frame inserted again after a crash) is kept once.
+        store
             .append(sample(0, "9000000009", "x", "2026-11-01T00:00:00.000Z"))
-            .await;
-        assert!(dup.is_err(), "ids are unique");
+            .await
+            .unwrap();
+        let again = store.query(all_rows()).await.unwrap();
+        assert_eq!(again.len(), 40, "ids are unique");
+        assert_eq!(
+            again
+                .iter()
+                .filter(|r| r.id == sample(0, "", "", "").id)
+                .count(),
+            1
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    fn all_rows() -> AuditQuery {
+        AuditQuery {
+            limit: 10_000,
+            ..AuditQuery::default()
+        }
+    }
+
+    /// Appends the sample rows numbered `ns`, each committed before the next.
+    async fn append_rows(store: &SqliteAudit, ns: std::ops::Range<u32>) {
+        for n in ns {
+            store
+                .append(sample(
+                    n,
+                    "9000000009",
+                    "demo-consult",
+                    "2026-11-01T10:00:00.000Z",
+                ))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn open(path: &Path) -> SqliteAudit {
+        SqliteAudit::open(path, Duration::from_secs(5), Synchronous::Full).unwrap()
+    }
+
     #[tokio::test]
-    async fn rows_reach_the_database_file_by_the_checkpoint_thread_in_either_mode() {
+    async fn rows_flushed_to_the_log_but_not_yet_indexed_are_there_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        {
+            append_rows(&open(&path), 0..5).await;
+        }
+        // What a crash right after the writer's flush leaves: frames in the log that the
+        // index has not taken (written here by a log of our own, the store closed), and a
+        // last frame cut short mid-write, never acknowledged.
+        let log_dir = log::dir_for(&path);
+        let indexed = position(&Connection::open(&path).unwrap()).unwrap();
+        assert!(indexed.is_some(), "the index records how far it has read");
+        let last_segment = {
+            let (mut log, pending, _) = Log::open(&log_dir, indexed, true).unwrap();
+            assert!(pending.is_empty(), "a clean close leaves nothing to insert");
+            log.append(&[sample(
+                5,
+                "9690937278",
+                "demo-booking",
+                "2026-11-02T10:00:00.000Z",
+            )])
+            .unwrap();
+            let end = log
+                .append(&[sample(
+                    6,
+                    "9690937278",
+                    "demo-booking",
+                    "2026-11-02T10:00:01.000Z",
+                )])
+                .unwrap();
+            log.append(&[sample(
+                7,
+                "9690937278",
+                "demo-booking",
+                "2026-11-02T10:00:02.000Z",
+            )])
+            .unwrap();
+            end
+        };
+        let segment = log_dir.join(format!("{:020}.log", last_segment.segment));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(last_segment.offset + 10)
+            .unwrap();
+
+        let store = open(&path);
+        let rows = store.query(all_rows()).await.unwrap();
+        let mut ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        ids.sort();
+        let mut expected: Vec<String> = (0..7).map(|n| sample(n, "", "", "").id).collect();
+        expected.sort();
+        assert_eq!(ids, expected, "every flushed row, and not the torn one");
+        // And the trail goes on: a new row, a clean close, nothing inserted twice.
+        store
+            .append(sample(
+                8,
+                "9690937278",
+                "demo-booking",
+                "2026-11-03T10:00:00.000Z",
+            ))
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(open(&path).query(all_rows()).await.unwrap().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn log_segments_go_once_their_rows_are_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        for round in 0..3u32 {
+            append_rows(&open(&path), round * 10..round * 10 + 10).await;
+        }
+        let segments = || {
+            std::fs::read_dir(log::dir_for(&path))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".log")
+                })
+                .count()
+        };
+        // Each opening starts a segment; each close checkpoints and drops the older ones.
+        assert_eq!(segments(), 1);
+        assert_eq!(open(&path).query(all_rows()).await.unwrap().len(), 30);
+    }
+
+    #[tokio::test]
+    async fn an_index_that_cannot_take_rows_is_reported_and_catches_up_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        let store = open(&path);
+        append_rows(&store, 0..1).await;
+        // The index refuses inserts, as a full disk would make it.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .unwrap();
+        for n in 1..4 {
+            store
+                .append(sample(
+                    n,
+                    "9000000009",
+                    "demo-consult",
+                    "2026-11-01T10:00:01.000Z",
+                ))
+                .await
+                .expect("a row in the log is committed, whatever the index does");
+        }
+        let refused = store.ready().await.unwrap_err();
+        assert!(refused.0.contains("behind its log"), "{refused}");
+        assert!(refused.0.contains("disk full"), "{refused}");
+        assert!(
+            store.query(all_rows()).await.is_err(),
+            "no incomplete answer"
+        );
+
+        other.execute_batch("DROP TRIGGER refuse;").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.ready().await.is_err() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.ready().await.expect("caught up");
+        assert_eq!(store.query(all_rows()).await.unwrap().len(), 4);
+        store
+            .append(sample(
+                4,
+                "9000000009",
+                "demo-consult",
+                "2026-11-01T10:00:02.000Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(store.query(all_rows()).await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn rows_reach_the_database_file_by_the_indexers_checkpoint_in_either_mode() {
         for synchronous in [Synchronous::Full, Synchronous::Normal] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("trail.sqlite");
@@ -344,7 +736,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            // 300 rows are far below the writer's backstop: only the checkpoint thread
+            // 300 rows are far below SQLite's backstop: only the indexer's checkpoint
             // copies them out of the WAL into the file itself.
             let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
