@@ -249,16 +249,22 @@ fn start_segment(
     spare_ready: &AtomicBool,
 ) -> Result<(File, bool), AuditError> {
     let path = segment_path(dir, segment);
-    let growing = !spare_ready.load(Ordering::Acquire);
+    let mut growing = true;
+    if spare_ready.load(Ordering::Acquire) {
+        match std::fs::rename(dir.join(SPARE), &path) {
+            Ok(()) => growing = false,
+            // Gone (removed by hand, say): a segment that grows does as well.
+            Err(e) => tracing::warn!(error = %e, "audit log: no spare segment to take"),
+        }
+        // Only once the spare is taken may the indexer make the next one.
+        spare_ready.store(false, Ordering::Release);
+    }
     if growing {
         OpenOptions::new()
             .create_new(true)
             .write(true)
             .open(&path)
             .map_err(|e| io_error("create", &path, e))?;
-    } else {
-        std::fs::rename(dir.join(SPARE), &path).map_err(|e| io_error("create", &path, e))?;
-        spare_ready.store(false, Ordering::Release);
     }
     sync_dir(dir)?;
     let file = OpenOptions::new()
@@ -279,7 +285,9 @@ impl Spares {
             .take_while(|&n| n < indexed.segment)
             .collect();
         let spare = self.dir.join(SPARE);
-        let mut changed = false;
+        // Only this side sets `ready`, and only for a spare it has just made: the writer
+        // may take one at any moment.
+        let mut made = false;
         if !self.ready.load(Ordering::Acquire) {
             // Only a full-sized segment: a smaller one would grow again as it is written.
             let full = done.iter().position(|&n| {
@@ -290,24 +298,25 @@ impl Spares {
                 Some(i) => {
                     let path = segment_path(&self.dir, done.remove(i));
                     std::fs::rename(&path, &spare).map_err(|e| io_error("rename", &path, e))?;
-                    changed = true;
+                    made = true;
                 }
                 None if indexed.offset >= SPARE_AFTER => {
                     self.zeros()?;
-                    changed = true;
+                    made = true;
                 }
                 None => {}
             }
         }
+        let removed = !done.is_empty();
         for number in done {
             let path = segment_path(&self.dir, number);
             std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
-            changed = true;
         }
-        if changed {
+        if made || removed {
             sync_dir(&self.dir)?;
-            self.ready
-                .store(self.dir.join(SPARE).exists(), Ordering::Release);
+        }
+        if made {
+            self.ready.store(true, Ordering::Release);
         }
         Ok(())
     }
@@ -680,6 +689,21 @@ mod tests {
         let spare = std::fs::metadata(dir.path().join(SPARE)).unwrap();
         assert_eq!(spare.len(), SEGMENT_BYTES);
         assert!(!dir.path().join(SPARE_PARTIAL).exists());
+    }
+
+    #[test]
+    fn a_spare_that_has_gone_costs_no_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = Log::open(dir.path(), None, true).unwrap();
+        let first = log.append(&rows(0, 1)).unwrap();
+        // Announced, but not there (removed by hand).
+        log.spare_ready.store(true, Ordering::Release);
+        let next = log.append(&rows(1, 1)).unwrap();
+        assert_eq!(next.segment, first.segment + 1);
+        assert!(log.growing && !log.spare_ready.load(Ordering::Acquire));
+        drop(log);
+        let (_log, pending, _) = Log::open(dir.path(), None, true).unwrap();
+        assert_eq!(pending.len(), 2);
     }
 
     #[test]
