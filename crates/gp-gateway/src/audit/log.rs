@@ -113,12 +113,12 @@ pub(crate) fn dir_for(sqlite_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))
 }
 
 /// The segment numbers in `dir`, ascending.
-fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
+pub(crate) fn segments(dir: &Path) -> Result<Vec<u64>, AuditError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| io_error("read", dir, e))?;
     for entry in entries {
