@@ -140,10 +140,15 @@ impl RecordCache {
                 offset: 0,
                 context: ctx.clone(),
             };
-            adapter
-                .search(&req)
-                .await
-                .map(|page| Arc::new(page.resources))
+            adapter.search(&req).await.map(|page| {
+                // An adapter's list often shares the allocation of the whole record it
+                // was filtered from (`into_iter().filter().collect()` reuses it), so a
+                // list of 10 entries could hold room for the record's 100 (824 bytes a
+                // slot) for as long as it is cached. A kept list holds its entries only.
+                let mut resources = page.resources;
+                resources.shrink_to_fit();
+                Arc::new(resources)
+            })
         };
         let result = match &self.areas {
             None => load.await,
@@ -178,9 +183,11 @@ mod tests {
     use gp_adapter::{GpSystem, SearchPage};
     use gp_fhir::model::Organization;
 
-    /// Answers every search with `entries` resources.
+    /// Answers every search with `entries` resources, in a list with room for `spare`
+    /// more (as a list filtered out of a whole record is).
     struct Lists {
         entries: usize,
+        spare: usize,
     }
 
     #[async_trait]
@@ -192,8 +199,13 @@ mod tests {
             Err(AdapterError::PatientNotFound)
         }
         async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            let mut resources = Vec::with_capacity(self.entries + self.spare);
+            resources.resize(
+                self.entries,
+                Resource::Organization(Organization::default()),
+            );
             Ok(SearchPage {
-                resources: vec![Resource::Organization(Organization::default()); self.entries],
+                resources,
                 total: u32::try_from(self.entries).unwrap(),
             })
         }
@@ -218,7 +230,10 @@ mod tests {
             },
             Arc::new(crate::metrics::Metrics::default()),
         );
-        let adapter = Lists { entries: 100 };
+        let adapter = Lists {
+            entries: 100,
+            spare: 0,
+        };
         let practice = OdsCode::parse("A12345").unwrap();
         let ctx = CallContext::new("t");
         for i in 0..40 {
@@ -236,7 +251,10 @@ mod tests {
         assert!(areas.entry_count() >= 1);
 
         // A list larger than the whole bound is answered but never kept.
-        let huge = Lists { entries: 1_001 };
+        let huge = Lists {
+            entries: 1_001,
+            spare: 0,
+        };
         let other = OdsCode::parse("B12345").unwrap();
         let list = cache
             .area(&huge, &other, nhs(99), ClinicalType::ALL[0], &ctx)
@@ -245,5 +263,38 @@ mod tests {
         assert_eq!(list.len(), 1_001);
         areas.run_pending_tasks().await;
         assert!(!areas.contains_key(&(other, nhs(99), ClinicalType::ALL[0])));
+    }
+
+    #[tokio::test]
+    async fn a_kept_list_holds_its_entries_and_no_spare_room() {
+        let cache = RecordCache::new(
+            CacheConfig::default(),
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        // Ten entries filtered out of a record of 500: the adapter's list has room for 500.
+        let adapter = Lists {
+            entries: 10,
+            spare: 490,
+        };
+        let practice = OdsCode::parse("A12345").unwrap();
+        let ctx = CallContext::new("t");
+        let first = cache
+            .area(&adapter, &practice, nhs(1), ClinicalType::ALL[0], &ctx)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 10);
+        assert_eq!(
+            first.capacity(),
+            10,
+            "the cached list keeps the record's spare room"
+        );
+        let again = cache
+            .area(&adapter, &practice, nhs(1), ClinicalType::ALL[0], &ctx)
+            .await
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second read is a cache hit"
+        );
     }
 }
