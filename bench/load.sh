@@ -8,8 +8,9 @@
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
 #
 # Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
-# turned off: an open-loop run (oha at a fixed rate, half the cached gateway's peak) for
-# the p99 added latency (OPEN_LOOP=1); the token endpoint over HTTP with TOKENS pre-signed
+# turned off: open-loop runs (oha at a fixed rate, half the cached gateway's peak) for the
+# p99 added latency, OPEN_ROUNDS rounds of every peer in turn, each peer judged by its
+# median round (OPEN_LOOP=1); the token endpoint over HTTP with TOKENS pre-signed
 # assertions, per CPU-second of the gateway; with SOAK_SECONDS, a memory soak at
 # SOAK_CONNS connections over a population larger than the cache bounds; and the criterion
 # micro-benchmarks (MICRO=1). The script prints the tables and rewrites the generated part
@@ -45,6 +46,7 @@ SOAK_MAX_PATIENTS=${SOAK_MAX_PATIENTS:-1000}   # deploy/config/gateway.toml's bo
 SOAK_MAX_ENTRIES=${SOAK_MAX_ENTRIES:-8000}
 OPEN_LOOP=${OPEN_LOOP:-1}
 OPEN_DURATION=${OPEN_DURATION:-10s}
+OPEN_ROUNDS=${OPEN_ROUNDS:-3}
 TOKENS=${TOKENS:-20000}
 TOKEN_CONNS=${TOKEN_CONNS:-16}
 AUDIT_SYNC=${AUDIT_SYNC:-full}                 # [audit] synchronous of every gateway: full or normal
@@ -120,7 +122,7 @@ now_ns() { date +%s%N; }
 
 P_EMIS=$PORT_BASE P_TPP=$((PORT_BASE + 1)) P_VISION=$((PORT_BASE + 2)) P_MT=$((PORT_BASE + 3))
 P_PDS=$((PORT_BASE + 4)) P_NGINX=$((PORT_BASE + 5)) P_HAPROXY=$((PORT_BASE + 6))
-P_GW=$((PORT_BASE + 7)) P_GW_NOCACHE=$((PORT_BASE + 8))
+P_GW=$((PORT_BASE + 7)) P_GW_NOCACHE=$((PORT_BASE + 8)) P_GW_NORMAL=$((PORT_BASE + 15))
 
 if [ "$AUDIT_BACKEND" = postgres ]; then
     psql "$PG_URL" -Atqc 'SELECT 1' >/dev/null || { log "AUDIT_BACKEND=postgres needs PostgreSQL at '$PG_URL'"; exit 1; }
@@ -331,7 +333,18 @@ SERVED=$(awk -F'\t' '$1 ~ /gateway.*cached/ {n += $2} END {print n}' "$RESULTS")
 OPEN=""
 if [ "$OPEN_LOOP" = 1 ]; then
     RATE=$(awk -F'\t' 'index($1, "4a.") == 1 {printf "%d", $3 / 2}' "$RESULTS")
-    log "open loop: $RATE req/s (half the cached gateway's peak) for $OPEN_DURATION"
+    # Beside the gateways above (each answer waits for its audit row's flush to disk), one
+    # whose answers wait only for the row's write to the OS ([audit] synchronous =
+    # "normal"): what the flush itself costs at this rate.
+    NORMAL_LABEL=""
+    if [ "$AUDIT_SYNC" = full ]; then
+        NORMAL_LABEL='4a. gateway Patient/{nhs}, cached, `synchronous = "normal"`'
+        gateway_config "$P_GW_NORMAL" 30 | sed 's/^synchronous = .*/synchronous = "normal"/' >"$TMP/gateway-normal.toml"
+        start gateway-normal "$GW" serve --config "$TMP/gateway-normal.toml"
+        wait_http "http://127.0.0.1:$P_GW_NORMAL/_ready"
+        TOKEN_NORMAL=$(token_for "$P_GW_NORMAL")
+    fi
+    log "open loop: $RATE req/s (half the cached gateway's peak), $OPEN_ROUNDS round(s) of $OPEN_DURATION per peer"
     : >"$TMP/open.tsv"
     open_p99() { # label, url, token
         local out=$TMP/oha.json
@@ -342,15 +355,37 @@ if [ "$OPEN_LOOP" = 1 ]; then
             (.latencyPercentiles["p99.9"] * 1000), ((.statusCodeDistribution | to_entries
             | map(select(.key != "200") | .value) | add) // 0)] | @tsv' "$out" >>"$TMP/open.tsv"
     }
-    open_p99 "1. direct" "http://127.0.0.1:$P_EMIS$NATIVE_PATH"
-    open_p99 "2. nginx" "http://127.0.0.1:$P_NGINX$NATIVE_PATH"
-    open_p99 "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient/$NHS" "$TOKEN"
-    OPEN=$(awk -F'\t' -v rate="$RATE" '
-        BEGIN { print "| peer (" rate " req/s, open loop) | achieved req/s | p50 ms | p99 ms | p99.9 ms | non-200 | p99 added vs direct, ms |"
-                print "|---|---:|---:|---:|---:|---:|---:|" }
+    # Rounds of every peer in turn, so a stall of this shared host lands in one peer's
+    # round rather than deciding a peer's whole figure; each peer is judged by its median.
+    for _ in $(seq 1 "$OPEN_ROUNDS"); do
+        open_p99 "1. direct" "http://127.0.0.1:$P_EMIS$NATIVE_PATH"
+        open_p99 "2. nginx" "http://127.0.0.1:$P_NGINX$NATIVE_PATH"
+        open_p99 "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient/$NHS" "$TOKEN"
+        if [ -n "$NORMAL_LABEL" ]; then
+            open_p99 "$NORMAL_LABEL" "http://127.0.0.1:$P_GW_NORMAL$FHIR/Patient/$NHS" "$TOKEN_NORMAL"
+        fi
+    done
+    # One row a peer, in order: median p50, p99 and p99.9 over its rounds, the lowest
+    # achieved rate, every round's p99, non-200s summed; added = median p99 - direct's.
+    awk -F'\t' '
+        function median(list,   v, n, i, j, t) {
+            n = split(list, v, " ")
+            for (i = 2; i <= n; i++) { t = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        !($1 in seen) { seen[$1] = 1; order[++n] = $1; low[$1] = $2 }
+        { if ($2 < low[$1]) low[$1] = $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4
+          p999[$1] = p999[$1] " " $5; each[$1] = each[$1] (each[$1] == "" ? "" : ", ") sprintf("%.2f", $4); bad[$1] += $6 }
+        END { for (i = 1; i <= n; i++) { k = order[i]
+              printf "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t%d\n", k, low[k], median(p50[k]), median(p99[k]), median(p999[k]), each[k], bad[k] } }' \
+        "$TMP/open.tsv" >"$TMP/open-median.tsv"
+    OPEN=$(awk -F'\t' -v rate="$RATE" -v rounds="$OPEN_ROUNDS" '
+        BEGIN { print "| peer (" rate " req/s, open loop; median of " rounds " round(s)) | achieved req/s, lowest | p50 ms | p99 ms | p99.9 ms | p99 of each round, ms | non-200 | p99 added vs direct, ms |"
+                print "|---|---:|---:|---:|---:|---|---:|---:|" }
         NR == 1 { d = $4 }
-        { printf "| %s | %d | %.2f | %.2f | %.2f | %d | %+.2f |\n", $1, $2, $3, $4, $5, $6, $4 - d }' "$TMP/open.tsv")
-    OPEN_ADDED=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 3 { printf "%.2f", $4 - d }' "$TMP/open.tsv")
+        { printf "| %s | %d | %.2f | %.2f | %.2f | %s | %d | %+.2f |\n", $1, $2, $3, $4, $5, $6, $7, $4 - d }' "$TMP/open-median.tsv")
+    OPEN_ADDED=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 3 { printf "%.2f", $4 - d }' "$TMP/open-median.tsv")
+    OPEN_ADDED_NORMAL=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 4 { printf "%.2f", $4 - d }' "$TMP/open-median.tsv")
 fi
 
 # --- token endpoint over HTTP: pre-signed assertions, each used once ------------------------
@@ -508,14 +543,14 @@ TARGETS=$(
     echo "- gateway cached GET /Patient vs HAProxy-JWT: $(verdict "$(rps 4a.)" "$(rps 3.)" 1)"
     echo "- start-up to ready (spawn → first 200 from /_ready, polled every 25 ms): ${STARTUP_MS} ms (target ≤ 200 ms) — $([ "$STARTUP_MS" -le 200 ] && echo met || echo "missed by $((STARTUP_MS - 200)) ms")"
     echo "- RSS after this run: cached gateway ${RSS_GW} MiB after ${SERVED} cached requests (plus warm-ups); no-cache gateway ${RSS_GW_NC} MiB (target ≤ 100 MiB after 1,000,000 requests at 256 connections: needs SOAK_SECONDS)"
-    [ -n "$OPEN" ] && echo "- p99 added over direct at half of the cached gateway's peak (open loop, table below): ${OPEN_ADDED} ms (target ≤ 1 ms) — $(awk -v a="$OPEN_ADDED" 'BEGIN { print (a <= 1 ? "met" : sprintf("missed by %.2f ms", a - 1)) }')"
+    [ -n "$OPEN" ] && echo "- p99 added over direct at half of the cached gateway's peak (open loop, median of $OPEN_ROUNDS rounds, table below): ${OPEN_ADDED} ms (target ≤ 1 ms) — $(awk -v a="$OPEN_ADDED" 'BEGIN { print (a <= 1 ? "met" : sprintf("missed by %.2f ms", a - 1)) }')${OPEN_ADDED_NORMAL:+; with \`synchronous = \"normal\"\` (answers not waiting for the flush): ${OPEN_ADDED_NORMAL} ms}"
     [ -n "$TOKENS_LINE" ] && echo "$TOKENS_LINE"
     [ -n "$SOAK" ] && echo "- $SOAK"
     true
 )
 OPEN_SECTION=""
 if [ -n "$OPEN" ]; then
-    OPEN_SECTION=$(printf '### Open loop (oha, fixed rate; latency from when each request was due)\n\n%s\n\n' "$OPEN")
+    OPEN_SECTION=$(printf '### Open loop (oha, fixed rate; latency from when each request was due; peers in turn, %s round(s) of %s each)\n\n%s\n\n' "$OPEN_ROUNDS" "$OPEN_DURATION" "$OPEN")
     OPEN_SECTION+=$'\n\n'
 fi
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
