@@ -43,6 +43,10 @@ const INDEX_EVERY: Duration = Duration::from_millis(100);
 /// SQLite's own automatic checkpoint, in WAL pages (4 KiB): a backstop, about 64 MiB.
 const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
 
+/// How long the indexer naps between looks at its queue while it gathers a transaction:
+/// the most a query or a readiness ping waits on top of the rows before it.
+const GATHER_NAP: Duration = Duration::from_millis(10);
+
 /// Batches the writer may hand the indexer before it waits (and with it, the requests).
 const INDEX_QUEUE: usize = 1_024;
 
@@ -275,14 +279,27 @@ fn indexer(mut conn: Connection, rx: std_mpsc::Receiver<Index>, log_dir: PathBuf
             Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
         }
         // What arrives within INDEX_EVERY joins this transaction, up to the first query
-        // (answered at once, after the rows before it).
+        // (answered within a GATHER_NAP, after the rows before it). The indexer naps
+        // rather than waits on the channel meanwhile: a batch sent to a waiting indexer
+        // wakes it, and the writer, which has yet to answer that batch's requests, can
+        // lose its CPU to it; a batch sent during a nap wakes no one.
         let until = Instant::now() + INDEX_EVERY;
         while open && jobs.is_empty() && !frames.is_empty() && Instant::now() < until {
-            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            match rx.try_recv() {
                 Ok(Index::Rows(frame)) => frames.push(frame),
                 Ok(Index::Job(job)) => jobs.push(*job),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => open = false,
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "the indexer's own thread, not the async runtime"
+                    )]
+                    std::thread::sleep(left.min(GATHER_NAP));
+                }
+                Err(std_mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
         if behind.is_some() {
@@ -577,6 +594,21 @@ mod tests {
 
     fn open(path: &Path) -> SqliteAudit {
         SqliteAudit::open(path, Duration::from_secs(5), Synchronous::Full).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_query_right_after_an_answer_finds_its_row_while_the_indexer_gathers() {
+        let dir = std::env::temp_dir().join(format!("gp-audit-{}", uuid::Uuid::new_v4()));
+        let store = open(&dir.join("trail.sqlite"));
+        // Each row's query arrives while the indexer is still gathering the batches
+        // before it into a transaction: it must end the gathering, not miss the row.
+        for n in 0..30u32 {
+            append_rows(&store, n..n + 1).await;
+            let rows = store.query(all_rows()).await.unwrap();
+            assert_eq!(rows.len(), n as usize + 1, "after row {n}");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
