@@ -10,9 +10,9 @@
 # Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
 # turned off: open-loop runs (oha at a fixed rate, half the cached gateway's peak) for the
 # p99 added latency, OPEN_ROUNDS rounds of every peer in turn, each peer judged by its
-# median round (OPEN_LOOP=1), with, for a trail that flushes each batch, the device's own
-# flush time measured by fio in each round (the floor of such an answer); the token endpoint over HTTP with TOKENS pre-signed
-# assertions, per CPU-second of the gateway; with SOAK_SECONDS, a memory soak at
+# median round (OPEN_LOOP=1), with, for a SQLite trail that flushes each batch, the
+# device's own flush time measured by fio in each round; the token endpoint over HTTP with
+# TOKENS pre-signed assertions, per CPU-second of the gateway; with SOAK_SECONDS, a memory soak at
 # SOAK_CONNS connections over a population larger than the cache bounds; and the criterion
 # micro-benchmarks (MICRO=1). The script prints the tables and rewrites the generated part
 # of BENCHMARKS.md (between the BEGIN/END GENERATED markers). Installs what it lacks
@@ -64,7 +64,10 @@ log() { printf '[load.sh] %s\n' "$*" >&2; }
 # --- tools -------------------------------------------------------------------------------
 need=()
 tools=(wrk:wrk nginx:nginx-light haproxy:haproxy jq:jq curl:curl openssl:openssl)
-[ "$OPEN_LOOP" = 1 ] && [ "$AUDIT_SYNC" = full ] && tools+=(fio:fio)
+# The device's flush is measured beside a SQLite trail that flushes each batch.
+PROBE_FLUSH=0
+[ "$OPEN_LOOP" = 1 ] && [ "$AUDIT_SYNC" = full ] && [ "$AUDIT_BACKEND" = sqlite ] && PROBE_FLUSH=1
+[ "$PROBE_FLUSH" = 1 ] && tools+=(fio:fio)
 [ "$AUDIT_BACKEND" = postgres ] && tools+=(psql:postgresql-client)
 for t in "${tools[@]}"; do
     command -v "${t%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${t%%:*}" ] || need+=("${t#*:}")
@@ -126,11 +129,12 @@ P_EMIS=$PORT_BASE P_TPP=$((PORT_BASE + 1)) P_VISION=$((PORT_BASE + 2)) P_MT=$((P
 P_PDS=$((PORT_BASE + 4)) P_NGINX=$((PORT_BASE + 5)) P_HAPROXY=$((PORT_BASE + 6))
 P_GW=$((PORT_BASE + 7)) P_GW_NOCACHE=$((PORT_BASE + 8)) P_GW_NORMAL=$((PORT_BASE + 15))
 
+TMP_DEV=$(df "$TMP" | awk 'NR == 2 {print $1}') # the device holding the SQLite trail
 if [ "$AUDIT_BACKEND" = postgres ]; then
     psql "$PG_URL" -Atqc 'SELECT 1' >/dev/null || { log "AUDIT_BACKEND=postgres needs PostgreSQL at '$PG_URL'"; exit 1; }
     TRAIL="PostgreSQL audit trail (\`[audit] synchronous = \"$AUDIT_SYNC\"\`, $(psql "$PG_URL" -Atc 'SHOW server_version'), a schema per gateway)"
 else
-    TRAIL="SQLite audit trail (\`[audit] synchronous = \"$AUDIT_SYNC\"\`, in $(df -T "$TMP" | awk 'NR == 2 {print $2}') on $(df "$TMP" | awk 'NR == 2 {print $1}'))"
+    TRAIL="SQLite audit trail (\`[audit] synchronous = \"$AUDIT_SYNC\"\`, in $(df -T "$TMP" | awk 'NR == 2 {print $2}') on $TMP_DEV)"
 fi
 
 # --- simulators ----------------------------------------------------------------------------
@@ -365,13 +369,13 @@ if [ "$OPEN_LOOP" = 1 ]; then
     # (small overwrites of a laid-out file, each flushed before the next).
     FLUSH=""
     : >"$TMP/flush.tsv"
-    flush_p99() {
+    flush_round() {
         fio --name=flush --directory="$TMP" --filename=flush.probe --size=16M --rw=write --bs=4k \
             --overwrite=1 --fdatasync=1 --runtime="${OPEN_DURATION%s}" --time_based --output-format=json 2>/dev/null |
             jq -r '.jobs[0].sync.lat_ns | [.percentile["50.000000"], .percentile["99.000000"], .percentile["99.900000"], .max]
                 | map(. / 1e6) | @tsv' >>"$TMP/flush.tsv"
     }
-    if [ -n "$NORMAL_LABEL" ] && [ "$AUDIT_BACKEND" = sqlite ]; then
+    if [ "$PROBE_FLUSH" = 1 ]; then
         # Laid out and flushed once beforehand, as the trail's spare segment is.
         fio --name=layout --directory="$TMP" --filename=flush.probe --size=16M --rw=write --bs=1M \
             --end_fsync=1 >/dev/null 2>&1
@@ -382,27 +386,28 @@ if [ "$OPEN_LOOP" = 1 ]; then
         open_p99 "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient/$NHS" "$TOKEN"
         if [ -n "$NORMAL_LABEL" ]; then
             open_p99 "$NORMAL_LABEL" "http://127.0.0.1:$P_GW_NORMAL$FHIR/Patient/$NHS" "$TOKEN_NORMAL"
-            [ "$AUDIT_BACKEND" = sqlite ] && flush_p99
         fi
+        if [ "$PROBE_FLUSH" = 1 ]; then flush_round; fi
     done
     rm -f "$TMP/flush.probe"
-    if [ -s "$TMP/flush.tsv" ]; then
-        FLUSH_P99=$(sort -g -k2,2 "$TMP/flush.tsv" | awk -F'\t' '{ v[NR] = $2 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-        FLUSH_DEV=$(df "$TMP" | awk 'NR == 2 {print $1}')
-        FLUSH_MAX=$(cut -f4 "$TMP/flush.tsv" | sort -g | tail -1 | xargs printf '%.2f')
-        rounds() { cut -f"$1" "$TMP/flush.tsv" | xargs printf '%.2f, ' | sed 's/, $//'; }
-        FLUSH=$(printf 'Flushes of the device alone, measured in each round after the gateways (fio: 4 KiB overwrites of a laid-out 16 MiB file in the trail directory, each followed by `fdatasync`, one at a time; %s, write cache: %s): p50 of each round %s ms; p99 %s ms (median **%s ms**); p99.9 %s ms; longest %s ms. An answer with `synchronous = "full"` waits for at least one such flush, and a slow one holds up every answer due meanwhile.' \
-            "$FLUSH_DEV" "$(cat "/sys/block/$(basename "$FLUSH_DEV")/queue/write_cache" 2>/dev/null || echo unknown)" \
-            "$(rounds 1)" "$(rounds 2)" "$FLUSH_P99" "$(rounds 3)" "$(rounds 4)")
-    fi
-    # One row a peer, in order: median p50, p99 and p99.9 over its rounds, the lowest
-    # achieved rate, every round's p99, non-200s summed; added = median p99 - direct's.
-    awk -F'\t' '
+    # The median of a space-separated list of numbers, for the awk programs below.
+    MEDIAN_AWK='
         function median(list,   v, n, i, j, t) {
             n = split(list, v, " ")
             for (i = 2; i <= n; i++) { t = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
             return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
+        }'
+    if [ -s "$TMP/flush.tsv" ]; then
+        FLUSH_P99=$(awk -F'\t' "$MEDIAN_AWK"' { l = l " " $2 } END { printf "%.2f", median(l) }' "$TMP/flush.tsv")
+        FLUSH_MAX=$(cut -f4 "$TMP/flush.tsv" | sort -g | tail -1 | xargs printf '%.2f')
+        rounds() { cut -f"$1" "$TMP/flush.tsv" | xargs printf '%.2f, ' | sed 's/, $//'; }
+        FLUSH=$(printf 'Flushes of the device alone, measured in each round after the gateways (fio: 4 KiB overwrites of a laid-out 16 MiB file in the trail directory, each followed by `fdatasync`, one at a time; %s, write cache: %s): p50 of each round %s ms; p99 %s ms (median **%s ms**); p99.9 %s ms; longest %s ms. An answer with `synchronous = "full"` waits for at least one such flush, and a slow one holds up every answer due meanwhile.' \
+            "$TMP_DEV" "$(cat "/sys/block/$(basename "$TMP_DEV")/queue/write_cache" 2>/dev/null || echo unknown)" \
+            "$(rounds 1)" "$(rounds 2)" "$FLUSH_P99" "$(rounds 3)" "$(rounds 4)")
+    fi
+    # One row a peer, in order: median p50, p99 and p99.9 over its rounds, the lowest
+    # achieved rate, every round's p99, non-200s summed; added = median p99 - direct's.
+    awk -F'\t' "$MEDIAN_AWK"'
         !($1 in seen) { seen[$1] = 1; order[++n] = $1; low[$1] = $2 }
         { if ($2 < low[$1]) low[$1] = $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4
           p999[$1] = p999[$1] " " $5; each[$1] = each[$1] (each[$1] == "" ? "" : ", ") sprintf("%.2f", $4); bad[$1] += $6 }
