@@ -355,17 +355,24 @@ async fn pg() -> tokio_postgres::Client {
     client
 }
 
-#[tokio::test]
-async fn no_audit_no_data_and_recovery_without_restart() {
+/// The sandbox with its trail in a schema of its own on the machine's PostgreSQL, whose
+/// writes wait at most `write_timeout_ms`.
+async fn pg_world(write_timeout_ms: u64) -> (World, String) {
     let schema = format!("e2e_audit_{}", uuid::Uuid::new_v4().simple());
     let w = World::start_with_audit(AuditConfig {
         backend: AuditBackend::Postgres,
         postgres_url: Some(PG.into()),
         postgres_schema: schema.clone(),
-        write_timeout_ms: 2000,
+        write_timeout_ms,
         ..AuditConfig::default()
     })
     .await;
+    (w, schema)
+}
+
+#[tokio::test]
+async fn no_audit_no_data_and_recovery_without_restart() {
+    let (w, schema) = pg_world(2000).await;
     let token = w.token("demo-consult").await;
     let nhs = w.ordinary_patient("tpp", "demo-consult");
     assert_eq!(
@@ -428,9 +435,233 @@ async fn no_audit_no_data_and_recovery_without_restart() {
         .await
         .unwrap();
     let statuses: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    // The refused read was answered but could not be recorded; both served reads are.
-    assert_eq!(statuses, [200, 200]);
+    // The refused read is recorded as the 503 it got once the trail is back, before
+    // the read that follows.
+    assert_eq!(statuses, [200, 503, 200]);
     db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
+}
+
+/// `/_ready` on the gateway's main port.
+async fn ready(w: &World) -> (u16, String) {
+    let url = format!(
+        "{}/_ready",
+        w.manifest().base_url.trim_end_matches("/FHIR/R4")
+    );
+    let a = w.send("GET", &url, &[], b"").await;
+    (a.status, String::from_utf8_lossy(&a.body).into_owned())
+}
+
+#[tokio::test]
+async fn reads_refused_for_a_locked_trail_are_recorded_as_refused_not_as_served() {
+    let (w, schema) = pg_world(300).await;
+    let token = w.token("demo-consult").await;
+    let operator = w.token("demo-operator").await;
+    let nhs = w.ordinary_patient("emis", "demo-consult");
+    let db = pg().await;
+    db.batch_execute(&format!(
+        "BEGIN; LOCK TABLE {schema}.audit_event IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    let path = format!("/Patient/{nhs}");
+    let reads = gp_e2e::join_all(
+        (0..4)
+            .map(|_| w.call("GET", &path, &token, &[], b""))
+            .collect(),
+    )
+    .await;
+    for a in &reads {
+        assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
+        assert!(!String::from_utf8_lossy(&a.body).contains(&nhs));
+    }
+    db.batch_execute("COMMIT").await.unwrap();
+    let a = w
+        .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+        .await;
+    assert_eq!(a.status, 200);
+    // What the operator reads of the trail: one read served, four refused.
+    let trail = w
+        .call(
+            "GET",
+            &format!("/AuditEvent?patient={nhs}"),
+            &operator,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    let mut outcomes: Vec<(String, String)> = events(&trail)
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap_or("").to_owned(),
+                e["outcomeDesc"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("0", "HTTP 200"),
+            ("8", "HTTP 503 SERVICE_UNAVAILABLE"),
+            ("8", "HTTP 503 SERVICE_UNAVAILABLE"),
+            ("8", "HTTP 503 SERVICE_UNAVAILABLE"),
+            ("8", "HTTP 503 SERVICE_UNAVAILABLE"),
+        ]
+        .map(|(o, d)| (o.to_owned(), d.to_owned())),
+        "{trail}"
+    );
+    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_trail_that_refuses_every_row_makes_the_replica_unready_until_it_takes_rows() {
+    let (w, schema) = pg_world(1000).await;
+    let token = w.token("demo-consult").await;
+    let nhs = w.ordinary_patient("tpp", "demo-consult");
+    assert_eq!(ready(&w).await.0, 200);
+    // In real life: a revoked INSERT grant, a full disk, a read-only standby. The
+    // table still answers a SELECT.
+    let db = pg().await;
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.audit_event ADD CONSTRAINT refuse_all CHECK (status < 0) NOT VALID"
+    ))
+    .await
+    .unwrap();
+    let (status, body) = ready(&w).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("refuse_all"), "{body}");
+    let a = w
+        .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+        .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(ready(&w).await.0, 503);
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.audit_event DROP CONSTRAINT refuse_all"
+    ))
+    .await
+    .unwrap();
+    // Back by itself, with no traffic (a load balancer sends none to an unready replica).
+    let (status, body) = ready(&w).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        w.call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+            .await
+            .status,
+        200
+    );
+    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_pages_through_the_trail_with_next_links() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let operator = w.token("demo-operator").await;
+    let nhs = w.ordinary_patient("vision", "demo-consult");
+    for _ in 0..7 {
+        let a = w
+            .call("GET", &format!("/Patient/{nhs}"), &consult, &[], b"")
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    // Pages of 3, each resuming where the last ended, newest first.
+    let mut seen = Vec::new();
+    let mut url = format!(
+        "{}/AuditEvent?patient={nhs}&_count=3",
+        w.manifest().base_url
+    );
+    let auth = format!("Bearer {operator}");
+    let mut pages = 0;
+    loop {
+        let a = w
+            .send(
+                "GET",
+                &url,
+                &[
+                    ("authorization", &auth),
+                    ("accept", "application/fhir+json"),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let page = a.json();
+        pages += 1;
+        let entries = events(&page);
+        assert!(entries.len() <= 3);
+        seen.extend(entries.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        let recorded: Vec<&str> = entries
+            .iter()
+            .map(|e| e["recorded"].as_str().unwrap())
+            .collect();
+        assert!(recorded.windows(2).all(|p| p[0] >= p[1]), "{recorded:?}");
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        match next {
+            Some(n) => {
+                assert!(page.get("total").is_none(), "no total on a partial page");
+                url = n;
+            }
+            None => break,
+        }
+        // Rows added meanwhile (this page's own search, a new read) are newer than
+        // every row paged so far: they never shift a page.
+        w.call("GET", &format!("/Patient/{nhs}"), &consult, &[], b"")
+            .await;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 7);
+    let everything = w
+        .call(
+            "GET",
+            &format!("/AuditEvent?patient={nhs}&_count=5000"),
+            &operator,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        everything.status, 200,
+        "a large _count is served, not refused"
+    );
+    let everything = everything.json();
+    let all: Vec<String> = events(&everything)
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(everything["total"], all.len());
+    let from_first: Vec<String> = all
+        .iter()
+        .skip_while(|id| **id != seen[0])
+        .cloned()
+        .collect();
+    assert_eq!(seen, from_first, "every row once, in the trail's order");
+
+    let bad = w
+        .call(
+            "GET",
+            "/AuditEvent?_cursor=not-a-cursor",
+            &operator,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.diagnostics().contains("_cursor"),
+        "{}",
+        bad.diagnostics()
+    );
 }

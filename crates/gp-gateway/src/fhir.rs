@@ -43,9 +43,10 @@ pub async fn serve(
             crate::writes::create_observation(app, headers, ids, caller, body).await
         }
         Route::AuditEventSearch => {
-            let q = crate::audit::search::parse(query, caller.audit_scope())?;
-            let rows = app.audit.query(q).await?;
-            let bundle = crate::audit::search::bundle(&ids.base_url, &ids.request_id, query, &rows);
+            let search = crate::audit::search::parse(query, caller.audit_scope())?;
+            let rows = app.audit.query(search.query.clone()).await?;
+            let bundle =
+                crate::audit::search::bundle(&ids.base_url, &ids.request_id, query, &search, &rows);
             Ok(fhir_response(
                 StatusCode::OK,
                 serde_json::to_vec(&bundle).unwrap_or_default(),

@@ -418,9 +418,10 @@ fn is_audited(app: &App, path: &str) -> bool {
             .is_some_and(|r| r.is_empty() || r.starts_with('/'))
 }
 
-/// Writes the request's audit row. When it cannot be committed, a successful answer is
-/// replaced by a 503 (no patient data leaves unaudited); a refusal is still sent, since
-/// it releases nothing, and the failure is logged.
+/// Writes the request's audit row. When it cannot be committed in time, a successful
+/// answer is replaced by a 503 (no patient data leaves unaudited); a refusal is still
+/// sent, since it releases nothing, and the failure is logged. Either way the trail
+/// records, if anything, what was sent ([`crate::audit::AuditRecord::withheld`]).
 async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     let facts = ids.facts.snapshot();
     let status = resp.status().as_u16();
@@ -445,7 +446,7 @@ async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Resp
     }
     match result {
         Ok(()) => resp,
-        Err(e) if resp.status().is_success() => {
+        Err(e) if crate::audit::releases(status) => {
             tracing::error!(error = %e, "audit row not committed: response withheld");
             Rescue::from(e).into_response(&ids.request_id)
         }

@@ -48,9 +48,9 @@ pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The next segment, ready to write: see the module's documentation.
 const SPARE: &str = "spare";
-/// A trail writes a spare of zeros only once its segment holds this much: a quiet one
-/// (a sandbox, a test) never needs the speed, nor the disk space.
-const SPARE_AFTER: u64 = SEGMENT_BYTES / 16;
+/// A trail writes a spare of zeros only once its segment holds this share of a segment
+/// (1/16th): a quiet one (a sandbox, a test) never needs the speed, nor the disk space.
+const SPARE_AFTER_SHARE: u64 = 16;
 /// A spare being zero-filled; left by a crash, it is removed.
 const SPARE_PARTIAL: &str = "spare.partial";
 
@@ -92,6 +92,9 @@ pub(crate) struct Log {
     growing: bool,
     /// Shared with [`Spares`]: a spare is in place.
     spare_ready: Arc<AtomicBool>,
+    /// A segment is closed once it holds this many bytes ([`SEGMENT_BYTES`], smaller
+    /// in crash tests so that they cross many segments).
+    segment_bytes: u64,
     /// Held for the life of the log: one writer per directory.
     _lock: File,
 }
@@ -100,6 +103,7 @@ pub(crate) struct Log {
 pub(crate) struct Spares {
     dir: PathBuf,
     ready: Arc<AtomicBool>,
+    segment_bytes: u64,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> AuditError {
@@ -156,10 +160,21 @@ impl Log {
     /// Opens the log in `dir` (creating it), holding it against any other writer, and
     /// returns it with every frame written after `indexed` (all frames when `None`), in
     /// order, and the spare's maker for the indexer. Writing continues in a new segment.
+    #[cfg(test)]
     pub(crate) fn open(
         dir: &Path,
         indexed: Option<Position>,
         flush: bool,
+    ) -> Result<(Self, Vec<Frame>, Spares), AuditError> {
+        Self::open_sized(dir, indexed, flush, SEGMENT_BYTES)
+    }
+
+    /// [`Log::open`] with segments of `segment_bytes`.
+    pub(crate) fn open_sized(
+        dir: &Path,
+        indexed: Option<Position>,
+        flush: bool,
+        segment_bytes: u64,
     ) -> Result<(Self, Vec<Frame>, Spares), AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
         let lock = lock(dir)?;
@@ -187,20 +202,25 @@ impl Log {
             rotate: false,
             growing,
             spare_ready: spare_ready.clone(),
+            segment_bytes,
             _lock: lock,
         };
         let spares = Spares {
             dir: dir.to_path_buf(),
             ready: spare_ready,
+            segment_bytes,
         };
         Ok((log, pending, spares))
     }
 
     /// Writes `rows` as one frame (flushed to disk first when the log flushes) and
     /// returns where it ends.
-    pub(crate) fn append(&mut self, rows: &[AuditRecord]) -> Result<Position, AuditError> {
+    pub(crate) fn append<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'a AuditRecord, IntoIter: ExactSizeIterator>,
+    ) -> Result<Position, AuditError> {
         self.ready()?;
-        let frame = encode_frame(self.segment, rows);
+        let frame = encode_frame(self.segment, rows.into_iter());
         let written = self.file.write_all_at(&frame, self.len).and_then(|()| {
             if self.flush {
                 self.file.sync_data()
@@ -217,7 +237,7 @@ impl Log {
             segment: self.segment,
             offset: self.len,
         };
-        if self.len >= SEGMENT_BYTES {
+        if self.len >= self.segment_bytes {
             // A failure to start the next one now is retried at the next frame.
             self.rotate = true;
         }
@@ -277,7 +297,7 @@ fn start_segment(
 impl Spares {
     /// After the index is on disk up to `indexed`: makes the next spare if the writer
     /// has taken the last one (from a full segment below `indexed`'s, else from zeros
-    /// once the trail is busy enough to fill [`SPARE_AFTER`] of a segment), and deletes
+    /// once the trail is busy enough to fill 1/[`SPARE_AFTER_SHARE`] of a segment), and deletes
     /// the other segments below `indexed`'s.
     pub(crate) fn recycle(&self, indexed: Position) -> Result<(), AuditError> {
         let mut done: Vec<u64> = segments(&self.dir)?
@@ -292,7 +312,7 @@ impl Spares {
             // Only a full-sized segment: a smaller one would grow again as it is written.
             let full = done.iter().position(|&n| {
                 std::fs::metadata(segment_path(&self.dir, n))
-                    .is_ok_and(|m| m.len() >= SEGMENT_BYTES)
+                    .is_ok_and(|m| m.len() >= self.segment_bytes)
             });
             match full {
                 Some(i) => {
@@ -300,7 +320,7 @@ impl Spares {
                     std::fs::rename(&path, &spare).map_err(|e| io_error("rename", &path, e))?;
                     made = true;
                 }
-                None if indexed.offset >= SPARE_AFTER => {
+                None if indexed.offset >= self.segment_bytes / SPARE_AFTER_SHARE => {
                     self.zeros()?;
                     made = true;
                 }
@@ -326,8 +346,8 @@ impl Spares {
     fn zeros(&self) -> Result<(), AuditError> {
         let partial = self.dir.join(SPARE_PARTIAL);
         let mut file = File::create(&partial).map_err(|e| io_error("create", &partial, e))?;
-        let chunk = vec![0u8; 1024 * 1024];
-        for _ in 0..SEGMENT_BYTES / chunk.len() as u64 {
+        let chunk = vec![0u8; (1024 * 1024).min(self.segment_bytes as usize)];
+        for _ in 0..self.segment_bytes.div_ceil(chunk.len() as u64) {
             file.write_all(&chunk)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io_error("write", &partial, e))?;
@@ -398,7 +418,7 @@ fn checksum(segment: u64, len: u32, payload: &[u8]) -> [u8; 8] {
     out
 }
 
-fn encode_frame(segment: u64, rows: &[AuditRecord]) -> Vec<u8> {
+fn encode_frame<'a>(segment: u64, rows: impl ExactSizeIterator<Item = &'a AuditRecord>) -> Vec<u8> {
     let mut payload = Vec::with_capacity(rows.len() * 320);
     put_u32(&mut payload, rows.len());
     for r in rows {
@@ -613,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_damaged_byte_or_a_frame_of_another_segment_is_not_read() {
-        let frame = encode_frame(7, &rows(0, 2));
+        let frame = encode_frame(7, rows(0, 2).iter());
         assert_eq!(read_frames(&frame, 7, 0).0.len(), 1);
         assert!(
             read_frames(&frame, 8, 0).0.is_empty(),
@@ -682,7 +702,7 @@ mod tests {
         assert!(!dir.path().join(SPARE).exists());
         spares
             .recycle(Position {
-                offset: SPARE_AFTER,
+                offset: SEGMENT_BYTES / SPARE_AFTER_SHARE,
                 ..moved
             })
             .unwrap();

@@ -15,6 +15,7 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,8 +70,18 @@ pub struct AuditQuery {
     pub from: Option<String>,
     /// Recorded before.
     pub before: Option<String>,
+    /// Only rows after this one in the trail's order (`recorded`, then `id`, both
+    /// descending): where the previous page ended.
+    pub after: Option<Cursor>,
     /// Most rows (most recent first).
     pub limit: u32,
+}
+
+/// A row's place in the trail's order: its `recorded` time and its `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub recorded: String,
+    pub id: String,
 }
 
 /// The trail could not be written or read.
@@ -100,11 +111,15 @@ impl FhirError for AuditError {
 pub trait AuditStore: Send + Sync {
     /// `sqlite` or `postgres`, for readiness and logs.
     fn backend(&self) -> &'static str;
-    /// Durably appends one row: returns once it is committed.
+    /// Durably appends one row within `[audit] write_timeout_ms`. `Ok` once it is
+    /// committed as given. On `Err` (the deadline passed, or the trail refused it) the
+    /// trail holds the row, if at all, as [`AuditRecord::withheld`]: the answer the
+    /// caller must then send. A commit that ended after the deadline is overwritten so.
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError>;
     /// Rows matching `query`, most recent first.
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError>;
-    /// Whether rows can be written now.
+    /// Whether rows can be written now: not while the last write failed (within
+    /// [`FAILURE_MEMORY`]), nor while the store's own probe fails.
     async fn ready(&self) -> Result<(), AuditError>;
 }
 
@@ -300,7 +315,7 @@ impl AuditConfig {
 
 /// Work for a store's writer.
 pub(crate) enum Job {
-    Append(AuditRecord, oneshot::Sender<Result<(), AuditError>>),
+    Append(PendingAppend),
     Query(
         AuditQuery,
         oneshot::Sender<Result<Vec<AuditRecord>, AuditError>>,
@@ -314,8 +329,82 @@ pub(crate) const MAX_BATCH: usize = 512;
 /// Queue between request tasks and a store's single writer.
 pub(crate) const QUEUE: usize = 8_192;
 
-/// An append waiting for its batch to commit.
-pub(crate) type PendingAppend = (AuditRecord, oneshot::Sender<Result<(), AuditError>>);
+/// Most rows a writer keeps to commit as refusals (see [`Writer`]) while the trail
+/// refuses them; past this they are dropped, and each drop is logged.
+pub(crate) const MAX_OWED: usize = QUEUE;
+
+/// How long a failed write keeps a store unready when nothing has been written since:
+/// long enough for a load balancer to take the replica out of service, short enough that
+/// a replica no longer sent traffic comes back by itself once its probe passes.
+#[cfg(not(test))]
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+#[cfg(test)]
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_millis(400);
+
+/// Whether an answer with this status releases anything: only a success does. A
+/// success whose row is not committed in time is withheld (503); a refusal is sent as
+/// it is, since it releases nothing.
+pub fn releases(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+impl AuditRecord {
+    /// The row as the answer the client gets when this row is not committed in time:
+    /// a success is withheld, as a 503 SERVICE_UNAVAILABLE; a refusal is unchanged.
+    pub fn withheld(mut self) -> Self {
+        if releases(self.status) {
+            self.status = 503;
+            self.outcome_code = Some(SpineCode::ServiceUnavailable.as_str().to_owned());
+        }
+        self
+    }
+}
+
+/// Who decides what an append's row records: the writer, when it takes the row into a
+/// commit before the request's deadline, or the request, when the deadline passes
+/// first. Whichever moves first wins, so the trail says what the client was sent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claim(Arc<AtomicU8>);
+
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+const SETTLED: u8 = 2;
+const ABANDONED: u8 = 3;
+
+impl Claim {
+    /// The writer takes the row into a commit as it is; `false` when the request has
+    /// already given up (its row must then record the refusal it sent).
+    fn take(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The writer, once the commit's outcome is known: the request will act on it;
+    /// `false` when the request gave up while the commit ran.
+    fn settle(&self) -> bool {
+        self.0
+            .compare_exchange(TAKEN, SETTLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The request, at its deadline: gives up (`true`) unless the writer has settled the
+    /// row, whose outcome is then on its way.
+    fn abandon(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                matches!(s, PENDING | TAKEN).then_some(ABANDONED)
+            })
+            .is_ok()
+    }
+}
+
+/// An append waiting for its commit.
+pub(crate) struct PendingAppend {
+    record: AuditRecord,
+    claim: Claim,
+    done: oneshot::Sender<Result<(), AuditError>>,
+}
 
 /// `first` and whatever else is already queued (at most [`MAX_BATCH`] appends): the
 /// appends to commit together, and the other jobs to answer after them.
@@ -325,7 +414,7 @@ pub(crate) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<PendingAp
     let mut next = Some(first);
     while let Some(job) = next.take() {
         match job {
-            Job::Append(r, done) => appends.push((r, done)),
+            Job::Append(a) => appends.push(a),
             other => others.push(other),
         }
         if appends.len() < MAX_BATCH {
@@ -335,31 +424,191 @@ pub(crate) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<PendingAp
     (appends, others)
 }
 
-/// Answers every append of a batch (`dones`) with the batch's result, logging a failure
-/// once.
-pub(crate) fn answer(
-    dones: impl ExactSizeIterator<Item = oneshot::Sender<Result<(), AuditError>>>,
-    result: Result<(), AuditError>,
-) {
-    if let Err(e) = &result {
-        tracing::error!(error = %e, rows = dones.len(), "audit rows not committed");
+/// The half of a store's writer both stores share: which rows a commit takes, what
+/// each request hears, the rows still owed to the trail, and whether writes work.
+///
+/// A row whose request gave up before the writer took it is not committed as the
+/// request built it: it is *owed*, as the refusal the client was sent
+/// ([`AuditRecord::withheld`]). So is a row whose commit failed (the client was refused),
+/// and one whose request gave up while its commit ran (the commit may have succeeded:
+/// the owed row replaces it, stores writing owed rows over rows with the same id). Owed
+/// rows are committed in a commit of their own before the next batch, so a row the
+/// trail refuses never holds up the others.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    owed: Vec<AuditRecord>,
+    failed: Option<(std::time::Instant, AuditError)>,
+}
+
+impl Writer {
+    /// The rows to commit now, as they are, from `appends`; the others become owed.
+    pub(crate) fn take(&mut self, appends: Vec<PendingAppend>) -> Vec<PendingAppend> {
+        let mut taken = Vec::with_capacity(appends.len());
+        for a in appends {
+            if a.claim.take() {
+                taken.push(a);
+            } else {
+                self.owe(a.record.withheld());
+            }
+        }
+        taken
     }
-    for done in dones {
-        let _ = done.send(result.clone());
+
+    /// The rows of a batch, to commit.
+    pub(crate) fn rows(
+        taken: &[PendingAppend],
+    ) -> impl ExactSizeIterator<Item = &AuditRecord> + Clone {
+        taken.iter().map(|a| &a.record)
+    }
+
+    /// Tells each request of a batch the commit's outcome, and owes the rows the trail
+    /// does not hold as their clients were answered. On success `committed` gets the
+    /// batch's rows before any request is answered (a query sent after an answer must
+    /// find its row).
+    pub(crate) fn settle(
+        &mut self,
+        taken: Vec<PendingAppend>,
+        result: Result<(), AuditError>,
+        committed: impl FnOnce(Vec<AuditRecord>),
+    ) {
+        self.outcome(&result);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, rows = taken.len(), "audit rows not committed");
+        }
+        let mut rows = Vec::with_capacity(taken.len());
+        let mut answers = Vec::with_capacity(taken.len());
+        for PendingAppend {
+            record,
+            claim,
+            done,
+        } in taken
+        {
+            let told = claim.settle();
+            if told {
+                answers.push(done);
+            }
+            if result.is_err() {
+                self.owe(record.withheld());
+            } else {
+                if !told {
+                    // Committed as given, but its client was refused meanwhile.
+                    self.owe(record.clone().withheld());
+                }
+                rows.push(record);
+            }
+        }
+        if result.is_ok() {
+            committed(rows);
+        }
+        for done in answers {
+            let _ = done.send(result.clone());
+        }
+    }
+
+    /// Rows owed to the trail, deduplicated by id (the last kept), to commit with
+    /// writes over rows of the same id; hand the outcome to [`Writer::paid`].
+    pub(crate) fn owed(&mut self) -> Vec<AuditRecord> {
+        let mut rows = std::mem::take(&mut self.owed);
+        let mut seen = std::collections::HashSet::new();
+        rows.reverse();
+        rows.retain(|r| seen.insert(r.id.clone()));
+        rows.reverse();
+        rows
+    }
+
+    /// The outcome of committing [`Writer::owed`]'s rows: on failure they are kept to
+    /// try again before the next batch (or readiness probe).
+    pub(crate) fn paid(&mut self, result: Result<(), (Vec<AuditRecord>, AuditError)>) {
+        match result {
+            Ok(()) => self.outcome(&Ok(())),
+            Err((rows, e)) => {
+                tracing::error!(error = %e, rows = rows.len(), "audit rows of refused requests not committed; kept to try again");
+                self.outcome(&Err(e));
+                let newer = std::mem::replace(&mut self.owed, rows);
+                for r in newer {
+                    self.owe(r);
+                }
+            }
+        }
+    }
+
+    /// Whether any rows are owed.
+    pub(crate) fn owes(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    fn owe(&mut self, row: AuditRecord) {
+        if self.owed.len() < MAX_OWED {
+            self.owed.push(row);
+        } else {
+            tracing::error!(id = %row.id, status = row.status, "audit row of a refused request dropped: too many rows owed to the trail");
+        }
+    }
+
+    fn outcome(&mut self, result: &Result<(), AuditError>) {
+        match result {
+            Ok(()) => self.failed = None,
+            Err(e) => self.failed = Some((std::time::Instant::now(), e.clone())),
+        }
+    }
+
+    /// Readiness as far as writes go: refused while the last write failed, within
+    /// [`FAILURE_MEMORY`] (a probe that only reads cannot see a trail refusing rows).
+    pub(crate) fn ready(&self) -> Result<(), AuditError> {
+        match &self.failed {
+            Some((at, e)) if at.elapsed() < FAILURE_MEMORY => Err(AuditError(format!(
+                "the last write failed {} ms ago: {}",
+                at.elapsed().as_millis(),
+                e.0
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
-/// The query's filters as (column, operator, value), for either SQL dialect.
-pub(crate) fn filters(q: &AuditQuery) -> Vec<(&'static str, &'static str, &String)> {
-    [
+/// The `WHERE` conditions (after `WHERE 1 = 1`), order and limit of `q`, with
+/// numbered placeholders written `{mark}1`, `{mark}2`, … (`?` for SQLite, `$` for
+/// PostgreSQL), and the values they bind, in order. The order (`recorded`, then `id`,
+/// both descending) is total, so a page's cursor resumes exactly where it ended while
+/// new rows arrive.
+pub(crate) fn query_sql(q: &AuditQuery, mark: char) -> (String, Vec<&String>) {
+    fn bind<'a>(args: &mut Vec<&'a String>, v: &'a String, mark: char) -> String {
+        args.push(v);
+        format!("{mark}{}", args.len())
+    }
+    let mut sql = String::new();
+    let mut args: Vec<&String> = Vec::new();
+    for (column, op, value) in [
         ("patient", "=", &q.patient),
         ("supplier", "=", &q.supplier),
         ("recorded", ">=", &q.from),
         ("recorded", "<", &q.before),
-    ]
-    .into_iter()
-    .filter_map(|(c, op, v)| v.as_ref().map(|v| (c, op, v)))
-    .collect()
+    ] {
+        if let Some(v) = value {
+            let p = bind(&mut args, v, mark);
+            sql.push_str(&format!(" AND {column} {op} {p}"));
+        }
+    }
+    if let Some(c) = &q.after {
+        let r = bind(&mut args, &c.recorded, mark);
+        let i = bind(&mut args, &c.id, mark);
+        sql.push_str(&format!(
+            " AND (recorded < {r} OR (recorded = {r} AND id < {i}))"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY recorded DESC, id DESC LIMIT {}",
+        q.limit.max(1)
+    ));
+    (sql, args)
+}
+
+fn missed(timeout: Duration) -> AuditError {
+    AuditError(format!("no commit within {} ms", timeout.as_millis()))
+}
+
+fn stopped() -> AuditError {
+    AuditError("the audit writer has stopped".into())
 }
 
 /// Sends a job and waits for its answer, within `timeout`.
@@ -370,19 +619,42 @@ pub(crate) async fn submit<T>(
 ) -> Result<T, AuditError> {
     let (done, answer) = oneshot::channel();
     let work = async {
-        tx.send(make(done))
-            .await
-            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| AuditError("the audit writer stopped before committing".into()))?
+        tx.send(make(done)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(AuditError(format!(
-            "no commit within {} ms",
-            timeout.as_millis()
-        ))),
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(missed(timeout)))
+}
+
+/// Queues `record` and waits for its commit until `timeout`. `Ok` means the row is
+/// committed as given. On `Err` the row is either not in the trail, or (committed
+/// later) recorded as [`AuditRecord::withheld`]: what the caller must then answer.
+pub(crate) async fn submit_append(
+    tx: &mpsc::Sender<Job>,
+    timeout: Duration,
+    record: AuditRecord,
+) -> Result<(), AuditError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let claim = Claim::default();
+    let (done, answer) = oneshot::channel();
+    let job = Job::Append(PendingAppend {
+        record,
+        claim: claim.clone(),
+        done,
+    });
+    match tokio::time::timeout_at(deadline, tx.send(job)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(stopped()),
+        // Never queued: no row is written.
+        Err(_) => return Err(missed(timeout)),
+    }
+    let mut answer = std::pin::pin!(answer);
+    match tokio::time::timeout_at(deadline, &mut answer).await {
+        Ok(result) => result.map_err(|_| stopped())?,
+        Err(_) if claim.abandon() => Err(missed(timeout)),
+        // Settled just now: the commit's outcome is being sent.
+        Err(_) => answer.await.map_err(|_| stopped())?,
     }
 }
 

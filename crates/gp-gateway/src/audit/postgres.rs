@@ -7,11 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, answer,
-    filters, gather, submit, valid_schema,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, Writer,
+    gather, query_sql, submit, submit_append, valid_schema,
 };
 
 /// The PostgreSQL audit store.
@@ -33,6 +33,7 @@ async fn connect(
     config: &Config,
     schema: &str,
     synchronous: Synchronous,
+    timeout: Duration,
 ) -> Result<Client, AuditError> {
     let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
         .await
@@ -74,6 +75,15 @@ async fn connect(
         ))
         .await
         .map_err(pg_error)?;
+    // The server gives up a statement (an INSERT waiting on a locked table, say) at the
+    // requests' own deadline, so the rows behind it are not held longer than theirs.
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            timeout.as_millis().max(1)
+        ))
+        .await
+        .map_err(pg_error)?;
     if synchronous == Synchronous::Normal {
         // This session's commits return before their WAL is flushed (`[audit] synchronous`).
         client
@@ -96,12 +106,13 @@ impl PostgresAudit {
         if !valid_schema(schema) {
             return Err(AuditError(format!("invalid schema name {schema:?}")));
         }
-        let client = connect(&config, schema, synchronous).await?;
+        let client = connect(&config, schema, synchronous, timeout).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(
             config,
             schema.to_owned(),
             synchronous,
+            timeout,
             Some(client),
             rx,
         ));
@@ -113,13 +124,16 @@ async fn writer(
     config: Config,
     schema: String,
     synchronous: Synchronous,
+    timeout: Duration,
     mut client: Option<Client>,
     mut rx: mpsc::Receiver<Job>,
 ) {
+    let mut w = Writer::default();
     while let Some(first) = rx.recv().await {
         let (appends, others) = gather(first, &mut rx);
+        let taken = w.take(appends);
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(&config, &schema, synchronous).await {
+            client = match connect(&config, &schema, synchronous, timeout).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "audit PostgreSQL unreachable");
@@ -127,29 +141,36 @@ async fn writer(
                 }
             };
         }
-        if !appends.is_empty() {
-            let rows: Vec<&AuditRecord> = appends.iter().map(|(r, _)| r).collect();
-            let result = match &client {
-                Some(c) => insert(c, &schema, &rows).await,
-                None => Err(AuditError("PostgreSQL unreachable".into())),
-            };
-            answer(appends.into_iter().map(|(_, done)| done), result);
+        if w.owes() {
+            pay(&mut client, &schema, timeout, &mut w).await;
+        }
+        if !taken.is_empty() {
+            let rows: Vec<&AuditRecord> = Writer::rows(&taken).collect();
+            let result = commit(&mut client, &schema, timeout, &rows, Conflict::Refuse).await;
+            drop(rows);
+            let committed = result.is_ok();
+            w.settle(taken, result, drop);
+            // A request that gave up while its rows committed is owed its refusal now.
+            if committed && w.owes() {
+                pay(&mut client, &schema, timeout, &mut w).await;
+            }
         }
         for job in others {
-            match (job, &client) {
+            match (job, &mut client) {
                 (Job::Query(q, done), Some(c)) => {
                     let _ = done.send(query(c, &schema, &q).await);
                 }
                 (Job::Ping(done), Some(c)) => {
-                    // The table itself, not just the connection: rows must be writable.
-                    let probe = format!("SELECT 1 FROM {schema}.audit_event LIMIT 1");
-                    let _ = done.send(c.simple_query(&probe).await.map(|_| ()).map_err(pg_error));
+                    let _ = done.send(match w.ready() {
+                        Ok(()) => probe(c, &schema).await,
+                        Err(e) => Err(e),
+                    });
                 }
                 (Job::Query(_, done), None) => {
-                    let _ = done.send(Err(AuditError("PostgreSQL unreachable".into())));
+                    let _ = done.send(Err(unreachable()));
                 }
                 (Job::Ping(done), None) => {
-                    let _ = done.send(Err(AuditError("PostgreSQL unreachable".into())));
+                    let _ = done.send(Err(unreachable()));
                 }
                 (Job::Append(..), _) => {}
             }
@@ -157,10 +178,90 @@ async fn writer(
     }
 }
 
+fn unreachable() -> AuditError {
+    AuditError("PostgreSQL unreachable".into())
+}
+
+/// Commits the rows owed to the trail, over rows of the same id.
+async fn pay(client: &mut Option<Client>, schema: &str, timeout: Duration, w: &mut Writer) {
+    let rows = w.owed();
+    let refs: Vec<&AuditRecord> = rows.iter().collect();
+    let result = commit(client, schema, timeout, &refs, Conflict::Replace).await;
+    drop(refs);
+    w.paid(result.map_err(|e| (rows, e)));
+}
+
+/// What an insert does with a row whose id the trail already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    /// Fail, with the whole statement: ids are new.
+    Refuse,
+    /// Take the new row's status and outcome: a row owed to the trail.
+    Replace,
+}
+
+/// How long past the server's own `statement_timeout` the writer waits for an answer
+/// before it gives the connection up (a silent network would otherwise hold it).
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
+
+/// Inserts `rows` in one statement, bounded in time. When no answer comes, the
+/// connection is dropped: whether the rows committed is unknown, and they are treated
+/// as not committed (owed rows then replace them).
+async fn commit(
+    client: &mut Option<Client>,
+    schema: &str,
+    timeout: Duration,
+    rows: &[&AuditRecord],
+    conflict: Conflict,
+) -> Result<(), AuditError> {
+    let Some(c) = client.as_ref() else {
+        return Err(unreachable());
+    };
+    match tokio::time::timeout(timeout + CLIENT_GRACE, insert(c, schema, rows, conflict)).await {
+        Ok(result) => result,
+        Err(_) => {
+            *client = None;
+            Err(AuditError(format!(
+                "PostgreSQL: no answer within {} ms; connection dropped",
+                (timeout + CLIENT_GRACE).as_millis()
+            )))
+        }
+    }
+}
+
+/// Readiness: a row is inserted and rolled back, so a trail that refuses rows (a
+/// revoked INSERT grant, a constraint, a read-only standby after failover) is not
+/// ready though it still answers a `SELECT`.
+async fn probe(client: &mut Client, schema: &str) -> Result<(), AuditError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let row = AuditRecord {
+        id: format!("readiness-probe-{}", super::new_row_id()),
+        recorded: super::now_recorded(),
+        request_id: "readiness-probe".into(),
+        request_id_supplied: Some(false),
+        supplier: None,
+        token_id: None,
+        patient: None,
+        practice: None,
+        interaction: "read".into(),
+        resource_type: None,
+        status: 200,
+        outcome_code: None,
+        replica: super::replica_name(),
+    };
+    insert(&tx, schema, &[&row], Conflict::Refuse).await?;
+    tx.rollback().await.map_err(pg_error)
+}
+
 /// Bind parameters per row: one per column in [`COLUMNS`].
 const PER_ROW: usize = 13;
 
-async fn insert(client: &Client, schema: &str, rows: &[&AuditRecord]) -> Result<(), AuditError> {
+async fn insert(
+    client: &impl GenericClient,
+    schema: &str,
+    rows: &[&AuditRecord],
+    conflict: Conflict,
+) -> Result<(), AuditError> {
     let statuses: Vec<i32> = rows.iter().map(|r| i32::from(r.status)).collect();
     let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * PER_ROW);
     let mut values = Vec::with_capacity(rows.len());
@@ -185,8 +286,14 @@ async fn insert(client: &Client, schema: &str, rows: &[&AuditRecord]) -> Result<
         ]);
     }
     // One statement is one transaction: all rows commit or none do.
+    let on_conflict = match conflict {
+        Conflict::Refuse => "",
+        Conflict::Replace => {
+            " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, outcome_code = EXCLUDED.outcome_code"
+        }
+    };
     let sql = format!(
-        "INSERT INTO {schema}.audit_event ({COLUMNS}) VALUES {}",
+        "INSERT INTO {schema}.audit_event ({COLUMNS}) VALUES {}{on_conflict}",
         values.join(",")
     );
     client
@@ -220,16 +327,9 @@ async fn query(
     schema: &str,
     q: &AuditQuery,
 ) -> Result<Vec<AuditRecord>, AuditError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM {schema}.audit_event WHERE TRUE");
-    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    for (column, op, value) in filters(q) {
-        args.push(value);
-        sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
-    }
-    sql.push_str(&format!(
-        " ORDER BY recorded DESC, seq DESC LIMIT {}",
-        q.limit.max(1)
-    ));
+    let (tail, values) = query_sql(q, '$');
+    let sql = format!("SELECT {COLUMNS} FROM {schema}.audit_event WHERE 1 = 1{tail}");
+    let args: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
     let rows = client.query(sql.as_str(), &args).await.map_err(pg_error)?;
     rows.iter()
         .map(row_record)
@@ -243,7 +343,7 @@ impl AuditStore for PostgresAudit {
         "postgres"
     }
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        submit(&self.tx, self.timeout, |done| Job::Append(record, done)).await
+        submit_append(&self.tx, self.timeout, record).await
     }
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
         submit(&self.tx, self.timeout, |done| Job::Query(query, done)).await
@@ -432,7 +532,7 @@ mod tests {
         let config: Config = URL.parse().unwrap();
         let mut seen = Vec::new();
         for synchronous in [Synchronous::Full, Synchronous::Normal] {
-            let client = connect(&config, &schema, synchronous)
+            let client = connect(&config, &schema, synchronous, Duration::from_secs(10))
                 .await
                 .unwrap_or_else(|e| {
                     panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
@@ -444,7 +544,9 @@ mod tests {
             seen.push(row.get::<_, String>(0));
         }
         assert_eq!(seen, ["on", "off"]);
-        let client = connect(&config, &schema, Synchronous::Full).await.unwrap();
+        let client = connect(&config, &schema, Synchronous::Full, Duration::from_secs(10))
+            .await
+            .unwrap();
         client
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
@@ -465,5 +567,122 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+
+    /// A plain connection to the machine's PostgreSQL, for a test to play another
+    /// session (an operator, a migration) against the trail.
+    async fn other_session() -> Client {
+        let (client, conn) = tokio_postgres::connect(URL, NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")
+            });
+        tokio::spawn(conn);
+        client
+    }
+
+    async fn statuses(store: &PostgresAudit, ids: &[String]) -> Vec<Option<(u16, Option<String>)>> {
+        let rows = store
+            .query(AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        ids.iter()
+            .map(|id| {
+                rows.iter()
+                    .find(|r| &r.id == id)
+                    .map(|r| (r.status, r.outcome_code.clone()))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rows_refused_while_the_table_is_locked_are_recorded_as_refused() {
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let store = std::sync::Arc::new(
+            PostgresAudit::connect(
+                URL.parse().unwrap(),
+                &schema,
+                Duration::from_millis(300),
+                Synchronous::Full,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed: {e}")),
+        );
+        let locker = other_session().await;
+        locker
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {schema}.audit_event IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        let at = "2026-11-01T10:00:00.000Z";
+        let mut tasks = Vec::new();
+        let mut ids = Vec::new();
+        for n in 0..6u32 {
+            let row = sample(n, "9000000009", "demo-consult", at);
+            ids.push(row.id.clone());
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(40 * u64::from(n))).await;
+                store.append(row).await
+            }));
+        }
+        for t in tasks {
+            t.await
+                .unwrap()
+                .expect_err("refused while the table is locked");
+        }
+        locker.batch_execute("COMMIT").await.unwrap();
+        // The next row commits, and the refused ones are recorded as the 503 they got.
+        let ok = sample(99, "9000000009", "demo-consult", at);
+        store.append(ok.clone()).await.unwrap();
+        let refusal = Some((503, Some("SERVICE_UNAVAILABLE".to_owned())));
+        assert_eq!(statuses(&store, &ids).await, vec![refusal; ids.len()]);
+        assert_eq!(statuses(&store, &[ok.id]).await, vec![Some((200, None))]);
+        locker
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_trail_that_refuses_rows_is_not_ready_and_comes_back_by_itself() {
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let store = store_in(&schema).await;
+        store.ready().await.expect("a new trail is ready");
+        let other = other_session().await;
+        // A constraint no row meets: in real life a revoked INSERT grant, a read-only
+        // standby after failover. A SELECT still works.
+        other
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.audit_event ADD CONSTRAINT refuse_all CHECK (status < 0) NOT VALID"
+            ))
+            .await
+            .unwrap();
+        let not_ready = store.ready().await.expect_err("no row can be written");
+        assert!(not_ready.0.contains("refuse_all"), "{not_ready}");
+        let row = sample(1, "9000000009", "demo-consult", "2026-11-01T10:00:00.000Z");
+        store.append(row.clone()).await.unwrap_err();
+        let not_ready = store.ready().await.unwrap_err();
+        assert!(not_ready.0.contains("last write failed"), "{not_ready}");
+        other
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.audit_event DROP CONSTRAINT refuse_all"
+            ))
+            .await
+            .unwrap();
+        // No request needed: the probe's turn writes the refused request's row.
+        store.ready().await.expect("ready again");
+        assert_eq!(
+            statuses(&store, &[row.id]).await,
+            vec![Some((503, Some("SERVICE_UNAVAILABLE".to_owned())))]
+        );
+        other
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
     }
 }

@@ -8,7 +8,7 @@ use gp_fhir::ids::NHS_NUMBER_SYSTEM;
 use gp_fhir::search::SearchError;
 use serde_json::{Value, json};
 
-use super::{AuditQuery, AuditRecord};
+use super::{AuditQuery, AuditRecord, Cursor};
 
 /// Identifier system of a gateway client id in `AuditEvent.agent.who`.
 pub const CLIENT_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/client-id";
@@ -19,7 +19,19 @@ pub const REQUEST_ID_SOURCE: &str = "request-id-source";
 pub const REQUEST_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/request-id";
 pub const TOKEN_ID_SYSTEM: &str = "https://gp-gateway.invalid/Id/access-token-id";
 
-const SUPPORTED: &str = "patient, agent, date, _count, _format";
+const SUPPORTED: &str = "patient, agent, date, _count, _cursor, _format";
+
+/// Rows a page holds unless `_count` asks for fewer; a larger `_count` gets this many
+/// (a server may return fewer than asked, and FHIR clients ask for more than it gives).
+pub const MAX_COUNT: u32 = 1000;
+
+/// A parsed search: what to ask the trail (one row more than the page, to know whether
+/// another follows) and the page's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSearch {
+    pub query: AuditQuery,
+    pub count: u32,
+}
 
 fn invalid(name: &str, why: impl Into<String>) -> SearchError {
     SearchError::Invalid {
@@ -29,11 +41,9 @@ fn invalid(name: &str, why: impl Into<String>) -> SearchError {
 }
 
 /// Parses the search; `own` is the caller's client id when it may see only its own rows.
-pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditQuery, SearchError> {
-    let mut q = AuditQuery {
-        limit: 50,
-        ..AuditQuery::default()
-    };
+pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditSearch, SearchError> {
+    let mut q = AuditQuery::default();
+    let mut count = 50;
     for (k, v) in pairs {
         match k.as_str() {
             "patient" => {
@@ -69,12 +79,14 @@ pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditQuery
                 }
             }
             "_count" => {
-                q.limit = v
+                count = v
                     .parse::<u32>()
                     .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| invalid("_count", "expected 1 to 1000"))?;
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("_count", "expected a whole number from 1"))?
+                    .min(MAX_COUNT);
             }
+            "_cursor" => q.after = Some(parse_cursor(v)?),
             "_format" => {}
             other => {
                 return Err(SearchError::UnknownParameter(
@@ -95,7 +107,28 @@ pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditQuery
             _ => q.supplier = Some(me.to_owned()),
         }
     }
-    Ok(q)
+    q.limit = count + 1;
+    Ok(AuditSearch { query: q, count })
+}
+
+/// `_cursor`, as written in a `next` link: `<recorded>,<id>` of the last row of the
+/// previous page.
+fn parse_cursor(v: &str) -> Result<Cursor, SearchError> {
+    let bad = || invalid("_cursor", "expected the value of a next link");
+    let (recorded, id) = v.split_once(',').ok_or_else(bad)?;
+    let recorded_ok = (10..=40).contains(&recorded.len())
+        && recorded
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"-:.TZ+".contains(&b));
+    let id_ok =
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !(recorded_ok && id_ok) {
+        return Err(bad());
+    }
+    Ok(Cursor {
+        recorded: recorded.to_owned(),
+        id: id.to_owned(),
+    })
 }
 
 fn format_day((y, m, d): (i32, u8, u8)) -> String {
@@ -236,40 +269,68 @@ pub fn access_log(
     })
 }
 
-/// The searchset of `rows`.
+/// The searchset page of `rows` (as asked for by [`AuditSearch::query`]: one more than
+/// the page when another page follows), with a `next` link that resumes after the
+/// page's last row. `total` is given when the whole result is on a first page.
 pub fn bundle(
     base_url: &str,
     request_id: &str,
     query: &[(String, String)],
+    search: &AuditSearch,
     rows: &[AuditRecord],
 ) -> Value {
-    let mut self_url = format!("{base_url}/AuditEvent");
-    let params: Vec<String> = query
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                gp_fhir::search::percent_encode(k),
-                gp_fhir::search::percent_encode(v)
-            )
-        })
-        .collect();
-    if !params.is_empty() {
-        self_url.push('?');
-        self_url.push_str(&params.join("&"));
+    let link = |cursor: Option<&AuditRecord>| {
+        let mut params: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| k != "_cursor")
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    gp_fhir::search::percent_encode(k),
+                    gp_fhir::search::percent_encode(v)
+                )
+            })
+            .collect();
+        if let Some(last) = cursor {
+            params.push(format!(
+                "_cursor={}",
+                gp_fhir::search::percent_encode(&format!("{},{}", last.recorded, last.id))
+            ));
+        } else if let Some((_, v)) = query.iter().find(|(k, _)| k == "_cursor") {
+            params.push(format!("_cursor={}", gp_fhir::search::percent_encode(v)));
+        }
+        let mut url = format!("{base_url}/AuditEvent");
+        if !params.is_empty() {
+            url.push('?');
+            url.push_str(&params.join("&"));
+        }
+        url
+    };
+    let count = search.count as usize;
+    let page = &rows[..rows.len().min(count)];
+    let mut links = vec![json!({ "relation": "self", "url": link(None) })];
+    let more = rows.len() > count;
+    if more && let Some(last) = page.last() {
+        links.push(json!({ "relation": "next", "url": link(Some(last)) }));
     }
-    json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "id": request_id,
         "type": "searchset",
-        "total": rows.len(),
-        "link": [{ "relation": "self", "url": self_url }],
-        "entry": rows.iter().map(|r| json!({
+        "link": links,
+        "entry": page.iter().map(|r| json!({
             "fullUrl": format!("{base_url}/AuditEvent/{}", r.id),
             "resource": audit_event(r),
             "search": { "mode": "match" }
         })).collect::<Vec<_>>(),
-    })
+    });
+    if !more
+        && search.query.after.is_none()
+        && let Some(o) = bundle.as_object_mut()
+    {
+        o.insert("total".into(), json!(page.len()));
+    }
+    bundle
 }
 
 #[cfg(test)]
@@ -293,12 +354,15 @@ mod tests {
             ]),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .query;
         assert_eq!(parsed.patient.as_deref(), Some("9000000009"));
         assert_eq!(parsed.from.as_deref(), Some("2026-11-01"));
         assert_eq!(parsed.before.as_deref(), Some("2026-11-24"));
         assert_eq!(parsed.supplier, None);
-        let own = parse(&q(&[("date", "2026-11")]), Some("demo-consult")).unwrap();
+        let own = parse(&q(&[("date", "2026-11")]), Some("demo-consult"))
+            .unwrap()
+            .query;
         assert_eq!(own.supplier.as_deref(), Some("demo-consult"));
         assert_eq!(
             (own.from.as_deref(), own.before.as_deref()),

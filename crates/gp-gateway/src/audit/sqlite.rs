@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 
 use super::log::{self, Frame, Log, Position, Spares};
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, answer,
-    filters, gather, submit,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, Writer,
+    gather, query_sql, submit, submit_append,
 };
 
 /// How often the indexer checkpoints SQLite's WAL into the database file (and then drops
@@ -59,6 +59,8 @@ pub struct SqliteAudit {
     tx: Option<mpsc::Sender<Job>>,
     timeout: Duration,
     writer: Option<JoinHandle<()>>,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests play a bad disk"))]
+    disk: DiskFault,
 }
 
 const SCHEMA: &str = "
@@ -100,6 +102,18 @@ impl SqliteAudit {
         timeout: Duration,
         synchronous: Synchronous,
     ) -> Result<Self, AuditError> {
+        Self::open_sized(path, timeout, synchronous, log::SEGMENT_BYTES)
+    }
+
+    /// [`SqliteAudit::open`] with log segments of `segment_bytes`, for crash tests
+    /// that must cross many segments and spares quickly; not for production use.
+    #[doc(hidden)]
+    pub fn open_sized(
+        path: &Path,
+        timeout: Duration,
+        synchronous: Synchronous,
+        segment_bytes: u64,
+    ) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
@@ -117,8 +131,12 @@ impl SqliteAudit {
         upgrade(&conn)?;
         let log_dir = log::dir_for(path);
         let indexed = position(&conn)?;
-        let (log, pending, spares) =
-            Log::open(&log_dir, indexed, synchronous == Synchronous::Full)?;
+        let (log, pending, spares) = Log::open_sized(
+            &log_dir,
+            indexed,
+            synchronous == Synchronous::Full,
+            segment_bytes,
+        )?;
         if !pending.is_empty() {
             let rows: usize = pending.iter().map(|(rows, _)| rows.len()).sum();
             tracing::info!(
@@ -133,14 +151,19 @@ impl SqliteAudit {
             .spawn(move || indexer(conn, index_rx, log_dir, spares))
             .map_err(|e| AuditError(format!("cannot start the audit indexer: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let disk = DiskFault::default();
         let writer = std::thread::Builder::new()
             .name("audit-sqlite".into())
-            .spawn(move || writer(log, rx, index_tx, indexer))
+            .spawn({
+                let disk = disk.clone();
+                move || writer(log, rx, index_tx, indexer, disk)
+            })
             .map_err(|e| AuditError(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
             tx: Some(tx),
             timeout,
             writer: Some(writer),
+            disk,
         })
     }
 
@@ -212,6 +235,45 @@ enum Index {
     Job(Box<Job>),
 }
 
+/// A slow or failing disk under the log, played by tests; a no-op otherwise.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DiskFault {
+    #[cfg(test)]
+    stall_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    #[cfg(test)]
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DiskFault {
+    #[cfg(test)]
+    pub(crate) fn stall(&self, ms: u64) {
+        self.stall_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn before_write(&self) -> Result<(), AuditError> {
+        #[cfg(test)]
+        {
+            let ms = self.stall_ms.load(std::sync::atomic::Ordering::SeqCst);
+            if ms > 0 {
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "the writer's own thread, not the async runtime"
+                )]
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(AuditError("write: injected disk failure".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Appends queued rows to the log until every sender is gone, then waits for the
 /// indexer to finish.
 fn writer(
@@ -219,24 +281,34 @@ fn writer(
     mut rx: mpsc::Receiver<Job>,
     index: std_mpsc::SyncSender<Index>,
     indexer: JoinHandle<()>,
+    disk: DiskFault,
 ) {
+    let mut w = Writer::default();
     while let Some(first) = rx.blocking_recv() {
         let (appends, others) = gather(first, &mut rx);
-        if !appends.is_empty() {
-            let (rows, dones): (Vec<AuditRecord>, Vec<_>) = appends.into_iter().unzip();
-            match log.append(&rows) {
-                Ok(end) => {
-                    // Handed over before the answers, so a query sent after an answer
-                    // finds its row.
+        let taken = w.take(appends);
+        if w.owes() {
+            pay(&mut log, &mut w, &index, &disk);
+        }
+        if !taken.is_empty() {
+            let written = disk
+                .before_write()
+                .and_then(|()| log.append(Writer::rows(&taken)));
+            let end = written.as_ref().ok().copied();
+            w.settle(taken, written.map(|_| ()), |rows| {
+                if let Some(end) = end {
                     let _ = index.send(Index::Rows((rows, end)));
-                    answer(dones.into_iter(), Ok(()));
                 }
-                Err(e) => answer(dones.into_iter(), Err(e)),
+            });
+            // A request that gave up while its frame was written is owed its refusal
+            // now, while the log works, not at the next request.
+            if end.is_some() && w.owes() {
+                pay(&mut log, &mut w, &index, &disk);
             }
         }
         for job in others {
             match job {
-                Job::Ping(done) => match log.ready() {
+                Job::Ping(done) => match w.ready().and_then(|()| log.ready()) {
                     Ok(()) => {
                         let _ = index.send(Index::Job(Box::new(Job::Ping(done))));
                     }
@@ -252,6 +324,19 @@ fn writer(
     }
     drop(index);
     let _ = indexer.join();
+}
+
+/// Writes the rows owed to the trail as a frame of their own (the index writes them
+/// over rows of the same id).
+fn pay(log: &mut Log, w: &mut Writer, index: &std_mpsc::SyncSender<Index>, disk: &DiskFault) {
+    let rows = w.owed();
+    match disk.before_write().and_then(|()| log.append(&rows)) {
+        Ok(end) => {
+            let _ = index.send(Index::Rows((rows, end)));
+            w.paid(Ok(()));
+        }
+        Err(e) => w.paid(Err((rows, e))),
+    }
 }
 
 /// Inserts the writer's rows into SQLite, answers queries in order, and checkpoints
@@ -389,9 +474,10 @@ fn checkpoint(conn: &Connection) -> Result<Option<Position>, AuditError> {
     position(conn)
 }
 
-/// Inserts the frames' rows (a row whose id is already there, from a frame inserted
-/// before a crash, is skipped) and moves the index's position to the last frame's end,
-/// in one transaction.
+/// Inserts the frames' rows and moves the index's position to the last frame's end, in
+/// one transaction. A row whose id is already there takes the later frame's status and
+/// outcome: the same values for a frame inserted again after a crash, the refusal its
+/// client got for a row owed to the trail ([`Writer`]).
 fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
     let Some((_, end)) = frames.last() else {
         return Ok(());
@@ -400,7 +486,8 @@ fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
     {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                "INSERT INTO audit_event ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, outcome_code = excluded.outcome_code"
             ))
             .map_err(sql_error)?;
         for r in frames.iter().flat_map(|(rows, _)| rows) {
@@ -432,16 +519,8 @@ fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
 }
 
 fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_event WHERE 1 = 1");
-    let mut args: Vec<&String> = Vec::new();
-    for (column, op, value) in filters(q) {
-        args.push(value);
-        sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
-    }
-    sql.push_str(&format!(
-        " ORDER BY recorded DESC, seq DESC LIMIT {}",
-        q.limit.max(1)
-    ));
+    let (tail, args) = query_sql(q, '?');
+    let sql = format!("SELECT {COLUMNS} FROM audit_event WHERE 1 = 1{tail}");
     let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
     let rows = stmt
         .query_map(params_from_iter(args.iter()), |row| {
@@ -471,10 +550,7 @@ impl AuditStore for SqliteAudit {
         "sqlite"
     }
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        submit(self.sender()?, self.timeout, |done| {
-            Job::Append(record, done)
-        })
-        .await
+        submit_append(self.sender()?, self.timeout, record).await
     }
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
         submit(self.sender()?, self.timeout, |done| Job::Query(query, done)).await
@@ -539,6 +615,7 @@ mod tests {
                 supplier: Some("demo-consult".into()),
                 from: Some("2026-11-05".into()),
                 before: Some("2026-11-15".into()),
+                after: None,
                 limit: 100,
             })
             .await
@@ -801,5 +878,131 @@ mod tests {
         // Opening again finds the column there and leaves it.
         SqliteAudit::open(&path, Duration::from_secs(5), Synchronous::Full).unwrap();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The rows of `ids`, by id, from `store`.
+    async fn statuses(store: &SqliteAudit, ids: &[&str]) -> Vec<(u16, Option<String>)> {
+        let rows = store.query(all_rows()).await.unwrap();
+        ids.iter()
+            .map(|id| {
+                let r = rows
+                    .iter()
+                    .find(|r| r.id == *id)
+                    .unwrap_or_else(|| panic!("row {id} is in the trail"));
+                (r.status, r.outcome_code.clone())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_row_that_misses_its_deadline_records_the_refusal_the_client_got() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        let store = std::sync::Arc::new(
+            SqliteAudit::open(&path, Duration::from_millis(150), Synchronous::Full).unwrap(),
+        );
+        // A disk that takes 500 ms per write: the first row's frame is being written
+        // when its deadline passes, the others queue behind it and miss theirs.
+        store.disk.stall(500);
+        let at = "2026-11-01T10:00:00.000Z";
+        let mut refused = sample(3, "9690937278", "demo-consult", at);
+        refused.status = 404;
+        refused.outcome_code = Some("RESOURCE_NOT_FOUND".into());
+        let rows = [
+            sample(1, "9000000009", "demo-consult", at),
+            sample(2, "9000000009", "demo-consult", at),
+            refused,
+        ];
+        let mut tasks = Vec::new();
+        for (i, row) in rows.iter().cloned().enumerate() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
+                store.append(row).await
+            }));
+        }
+        for t in tasks {
+            let err = t.await.unwrap().unwrap_err();
+            assert!(err.0.contains("no commit within 150 ms"), "{err}");
+        }
+        store.disk.stall(0);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let refusal = (503, Some("SERVICE_UNAVAILABLE".to_owned()));
+        let expected = vec![
+            refusal.clone(),
+            refusal,
+            (404, Some("RESOURCE_NOT_FOUND".to_owned())),
+        ];
+        // The writer catches up on its own (the stalled writes end), with no new request.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Queries wait behind the stalled writes, and may miss their own deadline.
+            let rows = store.query(all_rows()).await.unwrap_or_default();
+            let settled = ids.iter().all(|id| {
+                rows.iter()
+                    .any(|r| r.id == *id && !super::super::releases(r.status))
+            });
+            if settled || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            statuses(&store, &ids).await,
+            expected,
+            "no row says a success the client never got"
+        );
+        // A row committed in time says what it was.
+        let ok = sample(4, "9000000009", "demo-consult", at);
+        store.append(ok.clone()).await.unwrap();
+        assert_eq!(statuses(&store, &[&ok.id]).await, vec![(200, None)]);
+        drop(store);
+        let mut all_ids = ids;
+        all_ids.push(&ok.id);
+        let mut again = expected;
+        again.push((200, None));
+        assert_eq!(statuses(&open(&path), &all_ids).await, again, "kept");
+    }
+
+    #[tokio::test]
+    async fn a_later_frame_of_the_log_overrides_a_rows_status_when_it_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        drop(open(&path));
+        // What a crash leaves after a row was written, its client refused meanwhile, and
+        // the refusal written as a later frame: neither in the index yet.
+        let row = sample(1, "9000000009", "demo-consult", "2026-11-01T10:00:00.000Z");
+        {
+            let indexed = position(&Connection::open(&path).unwrap()).unwrap();
+            let (mut log, _, _) = Log::open(&log::dir_for(&path), indexed, true).unwrap();
+            log.append(std::slice::from_ref(&row)).unwrap();
+            log.append(&[row.clone().withheld()]).unwrap();
+        }
+        assert_eq!(
+            statuses(&open(&path), &[&row.id]).await,
+            vec![(503, Some("SERVICE_UNAVAILABLE".to_owned()))]
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_failing_writes_and_comes_back_when_they_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("trail.sqlite"));
+        store.ready().await.expect("a new trail is ready");
+        store.disk.fail(true);
+        let row = sample(1, "9000000009", "demo-consult", "2026-11-01T10:00:00.000Z");
+        store.append(row.clone()).await.unwrap_err();
+        let not_ready = store.ready().await.unwrap_err();
+        assert!(not_ready.0.contains("the last write failed"), "{not_ready}");
+        // Still failing: each probe tries the owed row again, and still fails.
+        tokio::time::sleep(super::super::FAILURE_MEMORY / 2).await;
+        store.ready().await.unwrap_err();
+        store.disk.fail(false);
+        // No request needed: the probe's turn writes the refused request's row.
+        store.ready().await.expect("ready once a write succeeds");
+        assert_eq!(
+            statuses(&store, &[&row.id]).await,
+            vec![(503, Some("SERVICE_UNAVAILABLE".to_owned()))]
+        );
     }
 }
