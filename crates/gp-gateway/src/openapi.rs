@@ -244,8 +244,14 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             q(
                 "_count",
                 false,
-                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
-                "most recent first",
+                json!({ "type": "integer", "minimum": 1 }),
+                "rows per page, most recent first (default 50; more than 1000 gets 1000)",
+            ),
+            q(
+                "_cursor",
+                false,
+                json!({ "type": "string", "pattern": "^[0-9T:.Z+-]{10,40},[A-Za-z0-9-]{1,64}$" }),
+                "paging: follow Bundle.link next (where the previous page ended)",
             ),
         ],
         _ => Vec::new(),
