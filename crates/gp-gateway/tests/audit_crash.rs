@@ -35,7 +35,7 @@ fn row(id: &str) -> AuditRecord {
         id: id.to_owned(),
         recorded: format!("2026-12-06T10:{:02}:{:02}.000Z", n % 60, (n / 60) % 60),
         request_id: format!("req-{id}"),
-        request_id_supplied: Some(n % 2 == 0),
+        request_id_supplied: Some(n.is_multiple_of(2)),
         supplier: Some("crash-test".into()),
         token_id: Some(format!("tok-{id}")),
         patient: Some("9000000009".into()),
@@ -163,6 +163,10 @@ fn every_acknowledged_row_survives_repeated_kill_9() {
             ids
         });
         // From just after start (opening and recovery) to well into the load.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test's own thread, no async runtime"
+        )]
         std::thread::sleep(Duration::from_millis(30 + rng.below(900)));
         child.kill().unwrap();
         child.wait().unwrap();
