@@ -6,6 +6,11 @@
 use gp_adapter::{ContactDetails, HomeAddress};
 use gp_fhir::model::{HUMAN_LANGUAGE_SYSTEM, human_language};
 use gp_fhir::{IssueType, SpineCode};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{
+    AddOperation, CopyOperation, MoveOperation, PatchErrorKind, PatchOperation, RemoveOperation,
+    ReplaceOperation, TestOperation,
+};
 use serde_json::{Map, Value};
 
 use crate::incoming::{Invalid, array, object, only, string};
@@ -212,145 +217,112 @@ fn unprocessable(index: usize, message: String) -> Invalid {
     )
 }
 
-fn array_index(token: &str, len: usize, allow_end: bool) -> Option<usize> {
-    if allow_end && token == "-" {
-        return Some(len);
+impl Op {
+    /// The operation for the RFC 6902 engine.
+    fn engine(&self) -> PatchOperation {
+        let ptr = |p: &[String]| PointerBuf::from_tokens(p.iter().map(String::as_str));
+        match self {
+            Op::Add { path, value } => PatchOperation::Add(AddOperation {
+                path: ptr(path),
+                value: value.clone(),
+            }),
+            Op::Remove { path } => PatchOperation::Remove(RemoveOperation { path: ptr(path) }),
+            Op::Replace { path, value } => PatchOperation::Replace(ReplaceOperation {
+                path: ptr(path),
+                value: value.clone(),
+            }),
+            Op::Move { from, path } => PatchOperation::Move(MoveOperation {
+                from: ptr(from),
+                path: ptr(path),
+            }),
+            Op::Copy { from, path } => PatchOperation::Copy(CopyOperation {
+                from: ptr(from),
+                path: ptr(path),
+            }),
+            Op::Test { path, value } => PatchOperation::Test(TestOperation {
+                path: ptr(path),
+                value: value.clone(),
+            }),
+        }
     }
-    if token.is_empty()
-        || (token.len() > 1 && token.starts_with('0'))
-        || !token.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let i: usize = token.parse().ok()?;
-    let limit = if allow_end {
-        len
-    } else {
-        len.saturating_sub(1)
-    };
-    (i <= limit && (allow_end || len > 0)).then_some(i)
-}
 
-fn get<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let mut at = doc;
-    for t in path {
-        at = match at {
-            Value::Object(m) => m.get(t)?,
-            Value::Array(a) => a.get(array_index(t, a.len(), false)?)?,
-            _ => return None,
-        };
-    }
-    Some(at)
-}
-
-fn parent_mut<'a, 'p>(
-    doc: &'a mut Value,
-    path: &'p [String],
-) -> Option<(&'a mut Value, &'p String)> {
-    let (last, parents) = path.split_last()?;
-    let mut at = doc;
-    for t in parents {
-        at = match at {
-            Value::Object(m) => m.get_mut(t)?,
-            Value::Array(a) => {
-                let i = array_index(t, a.len(), false)?;
-                a.get_mut(i)?
+    /// The locations the operation changes: each must be writable. A `copy` only reads
+    /// its `from`, a `test` changes nothing.
+    fn changes(&self) -> Vec<&[String]> {
+        match self {
+            Op::Add { path, .. } | Op::Remove { path } | Op::Replace { path, .. } => {
+                vec![path]
             }
-            _ => return None,
-        };
+            Op::Move { from, path } => vec![from, path],
+            Op::Copy { path, .. } => vec![path],
+            Op::Test { .. } => Vec::new(),
+        }
     }
-    Some((at, last))
-}
 
-fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), String> {
-    let (parent, last) =
-        parent_mut(doc, path).ok_or_else(|| format!("{} has no parent to add to", show(path)))?;
-    match parent {
-        Value::Object(m) => {
-            m.insert(last.clone(), value);
-            Ok(())
+    fn source(&self) -> Option<&[String]> {
+        match self {
+            Op::Move { from, .. } | Op::Copy { from, .. } => Some(from),
+            _ => None,
         }
-        Value::Array(a) => {
-            let i = array_index(last, a.len(), true).ok_or_else(|| {
-                format!("{} is not an index of an array of {}", show(path), a.len())
-            })?;
-            a.insert(i, value);
-            Ok(())
+    }
+
+    fn path(&self) -> &[String] {
+        match self {
+            Op::Add { path, .. }
+            | Op::Remove { path }
+            | Op::Replace { path, .. }
+            | Op::Move { path, .. }
+            | Op::Copy { path, .. }
+            | Op::Test { path, .. } => path,
         }
-        _ => Err(format!(
-            "{} is inside a value that is neither object nor array",
-            show(path)
-        )),
     }
 }
 
-fn remove(doc: &mut Value, path: &[String]) -> Result<Value, String> {
-    let (parent, last) =
-        parent_mut(doc, path).ok_or_else(|| format!("nothing at {} to remove", show(path)))?;
-    match parent {
-        Value::Object(m) => m
-            .remove(last)
-            .ok_or_else(|| format!("nothing at {} to remove", show(path))),
-        Value::Array(a) => {
-            let i = array_index(last, a.len(), false)
-                .ok_or_else(|| format!("nothing at {} to remove", show(path)))?;
-            Ok(a.remove(i))
-        }
-        _ => Err(format!("nothing at {} to remove", show(path))),
-    }
-}
-
-/// Applies `ops` to `doc`, all or nothing: on any failure `doc` is unchanged.
+/// Applies `ops` to `doc`, all or nothing: on any failure `doc` is unchanged. The
+/// engine is the json-patch crate's; the rules on top are ours: only [`WRITABLE`]
+/// elements change, and a failed `test` is a 409 (the record changed since it was read).
 pub fn apply(doc: &mut Value, ops: &[Op]) -> Result<(), Invalid> {
     let mut work = doc.clone();
     for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Add { path, value } => {
-                writable(i, path)?;
-                add(&mut work, path, value.clone()).map_err(|e| unprocessable(i, e))?;
-            }
-            Op::Remove { path } => {
-                writable(i, path)?;
-                remove(&mut work, path).map_err(|e| unprocessable(i, e))?;
-            }
-            Op::Replace { path, value } => {
-                writable(i, path)?;
-                remove(&mut work, path).map_err(|e| unprocessable(i, e))?;
-                add(&mut work, path, value.clone()).map_err(|e| unprocessable(i, e))?;
-            }
-            Op::Move { from, path } => {
-                writable(i, from)?;
-                writable(i, path)?;
-                if path.starts_with(from) && path.len() > from.len() {
-                    return Err(unprocessable(
-                        i,
-                        format!("cannot move {} into itself", show(from)),
-                    ));
-                }
-                let v = remove(&mut work, from).map_err(|e| unprocessable(i, e))?;
-                add(&mut work, path, v).map_err(|e| unprocessable(i, e))?;
-            }
-            Op::Copy { from, path } => {
-                writable(i, path)?;
-                let v = get(&work, from).cloned().ok_or_else(|| {
-                    unprocessable(i, format!("nothing at {} to copy", show(from)))
-                })?;
-                add(&mut work, path, v).map_err(|e| unprocessable(i, e))?;
-            }
-            Op::Test { path, value } => {
-                if get(&work, path) != Some(value) {
-                    return Err(Invalid {
-                        status: 409,
-                        code: SpineCode::VersionConflict,
-                        issue: IssueType::Conflict,
-                        path: String::new(),
-                        message: format!(
-                            "JSON Patch operation {i}: test failed: the value at {} is not the one given (the record has changed; read it again)",
-                            show(path)
-                        ),
-                    });
-                }
-            }
+        for path in op.changes() {
+            writable(i, path)?;
+        }
+        // One operation at a time on a copy: the error names the operation, and the
+        // document is replaced only once every operation applied.
+        if let Err(e) = json_patch::patch_unsafe(&mut work, &[op.engine()]) {
+            return Err(match e.kind {
+                PatchErrorKind::TestFailed => Invalid {
+                    status: 409,
+                    code: SpineCode::VersionConflict,
+                    issue: IssueType::Conflict,
+                    path: String::new(),
+                    message: format!(
+                        "JSON Patch operation {i}: test failed: the value at {} is not the one given (the record has changed; read it again)",
+                        show(op.path())
+                    ),
+                },
+                PatchErrorKind::InvalidFromPointer => unprocessable(
+                    i,
+                    format!(
+                        "nothing at {} to take the value from",
+                        show(op.source().unwrap_or_default())
+                    ),
+                ),
+                PatchErrorKind::CannotMoveInsideItself => unprocessable(
+                    i,
+                    format!(
+                        "cannot move {} into itself",
+                        show(op.source().unwrap_or_default())
+                    ),
+                ),
+                _ => unprocessable(
+                    i,
+                    format!(
+                        "{} is not in the Patient (an object member, an array index up to its length, or - to append)",
+                        show(op.path())
+                    ),
+                ),
+            });
         }
     }
     *doc = work;
