@@ -7,6 +7,7 @@
 
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod native;
 pub mod paging;

@@ -4,8 +4,10 @@
 //! some inputs and mis-parses concrete types (see shared/DEPENDENCIES.md). So: size,
 //! syntax and nesting depth are checked first, it parses only into `Resource`, its
 //! panics are contained, and it sits behind these two non-generic functions so only
-//! this crate pays for its code generation.
+//! this crate pays for its code generation. The strict check is behind the `strict`
+//! feature (tests and the adapter harness): the gateway itself needs only the prechecks.
 
+#[cfg(feature = "strict")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::outcome::{FhirError, IssueType, SpineCode};
@@ -167,6 +169,7 @@ pub fn precheck(bytes: &[u8]) -> Result<serde_json::Value, StructureError> {
     }
 }
 
+#[cfg(feature = "strict")]
 /// Validates a FHIR R4 JSON resource strictly: unknown elements, wrong JSON types,
 /// two choice types at once and missing required elements are refused. Returns the
 /// `resourceType`. Code values, dates and invariants are not checked here.
