@@ -227,20 +227,27 @@ async fn serve(path: &Path, cfg: LoadedConfig) -> Result<(), String> {
         None => None,
     };
     let app = Arc::new(App::build(&cfg).await.map_err(|e| e.to_string())?);
-    let listen = &cfg.gateway.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = bind(&cfg.gateway.server.listen).await?;
+    let admin_listener = bind(&cfg.gateway.admin.listen).await?;
     spawn_supplier_reload(app.clone());
+    let admin = server::start_admin(app.clone(), admin_listener, &cfg.gateway.server)
+        .map_err(|e| e.to_string())?;
     let handle =
         server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
-    tracing::info!(addr = %handle.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
+    tracing::info!(addr = %handle.addr, admin = %admin.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
-    handle
-        .shutdown(Duration::from_millis(cfg.gateway.server.request_timeout_ms))
-        .await;
+    let deadline = Duration::from_millis(cfg.gateway.server.request_timeout_ms);
+    // The admin listener last: `/_ready` there says "draining" while the main port drains.
+    handle.shutdown(deadline).await;
+    admin.shutdown(deadline).await;
     Ok(())
+}
+
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
 async fn run_sandbox(
@@ -270,11 +277,12 @@ async fn run_sandbox(
     }
     println!("FHIR base URL: {}", sb.manifest.base_url);
     println!(
-        "gp-gateway sandbox ready on {}: {} test patients on {} practices; manifest at http://{}/_sandbox/manifest (Ctrl-C to stop)",
+        "gp-gateway sandbox ready on {}: {} test patients on {} practices; manifest at http://{}/_sandbox/manifest; metrics at http://{}/metrics (Ctrl-C to stop)",
         sb.server.addr,
         sb.manifest.patients.len(),
         sb.manifest.practices.len(),
-        sb.server.addr
+        sb.server.addr,
+        sb.admin.addr
     );
     wait_for_signal().await;
     sb.shutdown().await;

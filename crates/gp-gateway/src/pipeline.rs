@@ -6,8 +6,9 @@
 //!    still refused here, as an OperationOutcome, before any other work
 //! 2. trace span    — wraps everything after, keyed by the request id
 //! 3. timeout       — bounds the whole of the work below
-//! 4. operational endpoints (`/_health`, `/_ready`, `/metrics`, `/openapi.json`, the
-//!    token endpoint) — before auth: probes and discovery carry no token
+//! 4. operational endpoints (`/_health`, `/_ready`, `/openapi.json`, the token
+//!    endpoint) — before auth: probes and discovery carry no token. `/metrics` is not
+//!    here: it is for operators, on the admin listener ([`admin`])
 //! 5. body limits   — before anything buffers a body
 //! 6. routing + content negotiation — a bad path or format costs no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
@@ -60,6 +61,17 @@ fn printable(v: &HeaderValue) -> Option<&str> {
 }
 
 impl RequestIds {
+    /// Fresh ids for a request whose own id headers were refused.
+    fn minted(app: &App) -> Self {
+        Self {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: None,
+            traceparent: crate::telemetry::TraceContext::root(),
+            base_url: app.public_base.clone(),
+            facts: Arc::default(),
+        }
+    }
+
     /// Reads and checks the id headers; a malformed one is refused rather than echoed.
     fn from_headers(headers: &HeaderMap) -> Result<Self, GatewayError> {
         let request_id = match headers.get("x-request-id") {
@@ -111,13 +123,7 @@ pub async fn handle(
             ids
         }
         Err(e) => {
-            let minted = RequestIds {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                correlation_id: None,
-                traceparent: crate::telemetry::TraceContext::root(),
-                base_url: app.public_base.clone(),
-                facts: Arc::default(),
-            };
+            let minted = RequestIds::minted(&app);
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
@@ -171,6 +177,36 @@ pub async fn handle(
     .await
 }
 
+/// Handles one request on the admin listener: operational endpoints that are not for
+/// suppliers. Not audited (no patient data, no supplier) and not counted as requests.
+pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let ids = match RequestIds::from_headers(req.headers()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let minted = RequestIds::minted(&app);
+            return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
+        }
+    };
+    let resp = match req.uri().path() {
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        "/_health" => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        "/_ready" => readiness(&app, &ids).await,
+        path => Rescue::from(GatewayError::NotFound(format!(
+            "no admin endpoint at {}; served here: /metrics, /_health, /_ready",
+            crate::routes::shown(path)
+        )))
+        .into_response(&ids.request_id),
+    };
+    finish(resp, &ids)
+}
+
 async fn route(
     app: &App,
     req: Request<Incoming>,
@@ -183,14 +219,6 @@ async fn route(
     match path {
         "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
         crate::openapi::PATH => return Ok(crate::openapi::response(app)),
-        "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            return Ok(resp);
-        }
         "/_ready" => return Ok(readiness(app, ids).await),
         "/_sandbox/manifest" => {
             if let Some(m) = &app.sandbox_manifest {
