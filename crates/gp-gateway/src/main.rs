@@ -118,6 +118,18 @@ fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
         .init();
 }
 
+/// Panics go to the log like every other error, in its format and with NHS numbers
+/// masked, instead of raw to stderr: a panic in request handling is answered 500 and
+/// the process keeps serving (see `pipeline::handle`), so it must be findable in the log.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message =
+            gp_gateway::redact::nhs_numbers(gp_gateway::pipeline::panic_message(info.payload()));
+        let location = info.location().map(ToString::to_string);
+        tracing::error!(panic = %message, location = location.as_deref().unwrap_or("unknown"), "panicked");
+    }));
+}
+
 /// How long exit waits for the last spans to reach the collector.
 const TELEMETRY_FLUSH: Duration = Duration::from_secs(3);
 
@@ -147,6 +159,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format, telemetry.as_ref());
+    log_panics();
     if let Some(t) = &telemetry {
         tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP/HTTP");
     }

@@ -5,7 +5,8 @@
 //!    head size check — hyper buffers twice `max_header_bytes` so an oversized head is
 //!    still refused here, as an OperationOutcome, before any other work
 //! 2. trace span    — wraps everything after, keyed by the request id
-//! 3. timeout       — bounds the whole of the work below
+//! 3. timeout       — bounds the whole of the work below, and contains a panic in it
+//!    (answered 500 and audited like any failure, the process serving on)
 //! 4. operational endpoints (`/_health`, `/_ready`, `/openapi.json`, the token
 //!    endpoint) — before auth: probes and discovery carry no token. `/metrics` is not
 //!    here: it is for operators, on the admin listener ([`admin`])
@@ -16,9 +17,11 @@
 //! 9. respond       — the audit row is committed (no audit, no data), then the headers
 //!    every response carries; errors go through the one rescue
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -138,9 +141,21 @@ pub async fn handle(
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.
         let audited = is_audited(&app, req.uri().path());
-        let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(rescue)) => {
+        // A panic below is contained here, so it is answered and audited like any
+        // failure instead of dropping the connection with no answer and no row.
+        let routed = AssertUnwindSafe(route(&app, req, &ids)).catch_unwind();
+        let resp = match tokio::time::timeout(app.request_timeout, routed).await {
+            Ok(Ok(Ok(resp))) => resp,
+            Ok(Ok(Err(rescue))) => {
+                ids.facts.outcome(rescue.error.spine_code().as_str());
+                rescue.into_response(&ids.request_id)
+            }
+            Ok(Err(panic)) => {
+                app.metrics.panicked();
+                // The message may name a patient: masked, as every logged error is.
+                let message = crate::redact::nhs_numbers(panic_message(panic.as_ref()));
+                tracing::error!(panic = %message, "request handling panicked; answered 500");
+                let rescue = Rescue::from(GatewayError::Internal(message));
                 ids.facts.outcome(rescue.error.spine_code().as_str());
                 rescue.into_response(&ids.request_id)
             }
@@ -175,6 +190,15 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Handles one request on the admin listener: operational endpoints that are not for

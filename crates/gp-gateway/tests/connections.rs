@@ -1,16 +1,24 @@
 //! Connection hygiene, black box over TCP on 127.0.0.1:0: idle connections (silent from
 //! the start, HTTP/1.1 keep-alive between requests, HTTP/2 with no stream) are closed
 //! after `server.idle_timeout_ms`; the connection caps close the excess at once while
-//! normal requests keep working; and `/metrics` is served on the admin listener only.
+//! normal requests keep working; `/metrics` is served on the admin listener only; and a
+//! panic in request handling is answered 500, audited and counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use gp_adapter::{
+    Adapter, AdapterError, GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest,
+};
+use gp_fhir::{NhsNumber, OdsCode};
 use gp_gateway::app::App;
 use gp_gateway::config::{AccessMode, LoadedConfig, ServerConfig};
+use gp_gateway::locator::{LocateError, Location, Locator};
 use gp_gateway::server::ServerHandle;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -37,6 +45,7 @@ fn config() -> LoadedConfig {
 struct Rig {
     main: ServerHandle,
     admin: ServerHandle,
+    app: Arc<App>,
 }
 
 async fn rig_with(app: App, server: &ServerConfig) -> Rig {
@@ -45,7 +54,8 @@ async fn rig_with(app: App, server: &ServerConfig) -> Rig {
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     Rig {
         main: gp_gateway::server::start(app.clone(), main, server, None).unwrap(),
-        admin: gp_gateway::server::start_admin(app, admin, server).unwrap(),
+        admin: gp_gateway::server::start_admin(app.clone(), admin, server).unwrap(),
+        app,
     }
 }
 
@@ -299,4 +309,96 @@ async fn metrics_are_served_on_the_admin_listener_only() {
     }
     let (status, body) = get_once(loopback(), rig.admin.addr, "/FHIR/R4/metadata").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// An adapter whose every read panics, as a bug in an adapter would.
+struct Panicking;
+
+#[async_trait]
+impl Adapter for Panicking {
+    fn system(&self) -> GpSystem {
+        GpSystem::Emis
+    }
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        panic!("adapter bug while reading {}", req.nhs_number);
+    }
+    async fn search(&self, _req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        panic!("adapter bug while searching");
+    }
+}
+
+/// Every patient is registered at one practice.
+struct At(OdsCode);
+
+#[async_trait]
+impl Locator for At {
+    async fn locate(&self, _: NhsNumber, _: &str) -> Result<Option<Location>, LocateError> {
+        Ok(Some(Location {
+            practice: self.0.clone(),
+            restricted: false,
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_request_handling_is_answered_500_audited_and_counted() {
+    let cfg = config();
+    let emis = cfg
+        .practices
+        .iter()
+        .find(|(_, p)| p.system == GpSystem::Emis)
+        .map(|(ods, _)| ods.clone())
+        .unwrap();
+    let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
+    adapters.insert(GpSystem::Emis, Arc::new(Panicking));
+    let audit = gp_gateway::audit::open(&cfg.gateway.audit, &cfg.dir)
+        .await
+        .unwrap();
+    let app = App::assemble(&cfg, adapters, Arc::new(At(emis)), audit);
+    let rig = rig_with(app, &cfg.gateway.server).await;
+
+    let nhs = "9000000009";
+    let (status, body) = get_once(
+        loopback(),
+        rig.main.addr,
+        &format!("/FHIR/R4/Patient/{nhs}"),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    let outcome: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        outcome["issue"][0]["details"]["coding"][0]["code"], "INTERNAL_SERVER_ERROR",
+        "{body}"
+    );
+    // Nothing of the panic reaches the caller.
+    assert!(!body.contains("adapter bug"), "{body}");
+
+    let rows = rig
+        .app
+        .audit
+        .query(gp_gateway::audit::AuditQuery {
+            patient: Some(nhs.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].status, 500);
+    assert_eq!(
+        rows[0].outcome_code.as_deref(),
+        Some("INTERNAL_SERVER_ERROR")
+    );
+
+    // The process keeps serving, the same connection path included.
+    assert_eq!(get_once(loopback(), rig.main.addr, "/_health").await.0, 200);
+    let (status, _) = get_once(
+        loopback(),
+        rig.main.addr,
+        &format!("/FHIR/R4/Patient/{nhs}"),
+    )
+    .await;
+    assert_eq!(status, 500);
+    let (_, metrics) = get_once(loopback(), rig.admin.addr, "/metrics").await;
+    assert!(metrics.contains("gp_gateway_panics_total 2"), "{metrics}");
 }
