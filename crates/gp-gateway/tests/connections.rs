@@ -402,3 +402,87 @@ async fn a_panic_in_request_handling_is_answered_500_audited_and_counted() {
     let (_, metrics) = get_once(loopback(), rig.admin.addr, "/metrics").await;
     assert!(metrics.contains("gp_gateway_panics_total 2"), "{metrics}");
 }
+
+/// The CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Out of file descriptors, the gateway neither spins on `accept` nor floods the log,
+/// and serves again once descriptors are free: the sandbox under `ulimit -n 64` is sent
+/// more silent connections than it can hold.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn out_of_file_descriptors_the_gateway_backs_off_and_recovers() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 64 && exec \"$0\" sandbox --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_gp-gateway"),
+        ])
+        .env("GP_GATEWAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map(Result::unwrap)
+            .find_map(|l| {
+                let rest = l.strip_prefix("gp-gateway sandbox ready on ")?;
+                rest.split(':')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(":")
+                    .parse()
+                    .ok()
+            })
+            .expect("the sandbox says where it listens")
+    })
+    .await
+    .unwrap();
+
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(connect(addr).await);
+    }
+    let (cpu_before, started) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let busy = cpu_time(pid) - cpu_before;
+    assert!(
+        busy < started.elapsed() / 4,
+        "{busy:?} of CPU in {:?} out of file descriptors: accept is spinning",
+        started.elapsed()
+    );
+
+    drop(silent);
+    let (status, _) = retry_get(loopback(), addr, "/_health").await;
+    assert_eq!(status, 200);
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let warnings = text.matches("accept failed").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} accept warnings (one per 10 s expected):\n{text}"
+    );
+}
