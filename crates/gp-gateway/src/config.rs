@@ -232,10 +232,12 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_ms: u64,
-    /// A connection with no request in flight for this long is closed: one that never
-    /// sent a byte, an HTTP/1.1 keep-alive connection between requests, an HTTP/2
-    /// connection with no open stream (pings do not count). Longer than a load
-    /// balancer's own idle timeout (AWS ALB: 60 s), so the balancer closes first.
+    /// A connection with no request in flight for this long is closed: an HTTP/1.1
+    /// keep-alive connection between requests, an HTTP/2 connection with no open stream
+    /// (pings do not count). Before its first request a connection gets the shorter of
+    /// this and `header_read_timeout_ms` (a silent connection holds a descriptor for
+    /// nothing). Longer than a load balancer's own idle timeout (AWS ALB: 60 s), so the
+    /// balancer closes first.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
     /// Most connections open at once; a new one over the cap is closed at once, so a

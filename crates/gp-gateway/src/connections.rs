@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -218,12 +218,32 @@ impl Drop for Slot {
     }
 }
 
+/// How long a connection may go without a request in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleLimits {
+    /// After a request: `server.idle_timeout_ms`.
+    pub between: Duration,
+    /// Before the first: the shorter of that and `server.header_read_timeout_ms`.
+    pub first: Duration,
+}
+
+impl IdleLimits {
+    pub fn new(idle: Duration, header_read: Duration) -> Self {
+        Self {
+            between: idle,
+            first: idle.min(header_read),
+        }
+    }
+}
+
 /// Whether a connection has a request in flight, and since when it has had none.
 #[derive(Debug)]
 pub struct Activity {
     /// Tokio's clock, so tests can run it paused.
     born: tokio::time::Instant,
     in_flight: AtomicUsize,
+    /// Whether any request has started on it.
+    served: AtomicBool,
     /// Milliseconds after `born` when a request last started or ended.
     last_ms: AtomicU64,
 }
@@ -233,6 +253,7 @@ impl Default for Activity {
         Self {
             born: tokio::time::Instant::now(),
             in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
         }
     }
@@ -248,14 +269,22 @@ impl Activity {
     /// handed to hyper, or the request is cancelled).
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.served.store(true, Ordering::SeqCst);
         self.touch();
         Busy(self.clone())
     }
 
-    /// Returns once the connection has had no request in flight for `limit`. Counted in
-    /// requests, not bytes: an HTTP/2 ping or a stray byte does not keep a connection.
-    pub async fn idle_for(&self, limit: Duration) {
+    /// Returns once the connection has had no request in flight for `limits.between`, or,
+    /// before its first request, for `limits.first` (a client that connects means to ask at once; one
+    /// that never does holds a descriptor for nothing). Counted in requests, not bytes:
+    /// an HTTP/2 ping or a stray byte does not keep a connection.
+    pub async fn idle_for(&self, limits: IdleLimits) {
         loop {
+            let limit = if self.served.load(Ordering::SeqCst) {
+                limits.between
+            } else {
+                limits.first
+            };
             let now = tokio::time::Instant::now();
             let quiet_since = if self.in_flight.load(Ordering::SeqCst) > 0 {
                 now
@@ -394,13 +423,30 @@ mod tests {
         let busy = a.begin();
         // A request in flight keeps the connection however long it takes.
         assert!(
-            tokio::time::timeout(limit * 3, a.idle_for(limit))
+            tokio::time::timeout(limit * 3, a.idle_for(IdleLimits::new(limit, limit)))
                 .await
                 .is_err()
         );
         drop(busy);
         let started = tokio::time::Instant::now();
-        a.idle_for(limit).await;
+        a.idle_for(IdleLimits::new(limit, limit)).await;
         assert!(started.elapsed() >= limit);
+    }
+
+    #[tokio::test]
+    async fn a_connection_must_ask_its_first_request_within_the_first_limit() {
+        let a = Arc::new(Activity::default());
+        let started = tokio::time::Instant::now();
+        let limits = IdleLimits::new(Duration::from_secs(60), Duration::from_millis(50));
+        a.idle_for(limits).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Once it has asked, the idle limit applies.
+        drop(a.begin());
+        let idle = a.idle_for(limits);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), idle)
+                .await
+                .is_err()
+        );
     }
 }

@@ -18,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulConnection;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::cipher_suite as suite;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -33,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::{ClientAuth, ServerConfig, TlsConfig};
-use crate::connections::{AcceptBackoff, Activity, Limits};
+use crate::connections::{AcceptBackoff, Activity, IdleLimits, Limits};
 
 /// The only cipher suites offered: TLS 1.3's three AEAD suites, and for TLS 1.2 only
 /// ECDHE key exchange (forward secrecy) with an AEAD cipher. No CBC, no RC4, no static
@@ -431,44 +430,67 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// scrape or a probe (it is loopback by default; these bound a misconfigured exposure).
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
-/// Drives one connection until it ends, closing it gracefully (HTTP/1.1: after the
-/// request in flight; HTTP/2: GOAWAY, then the open streams finish) once it has been
-/// idle for `idle` or the server stops; still busy `grace` later, it is dropped.
-async fn drive<C>(
-    conn: C,
+/// One accepted connection, and what serving it needs.
+struct Conn {
+    app: Arc<App>,
     peer: SocketAddr,
-    activity: Arc<Activity>,
-    idle: Duration,
+    endpoints: Endpoints,
+    idle: IdleLimits,
+    /// How long requests in flight may finish once the connection is being closed.
     grace: Duration,
-    mut stop: watch::Receiver<bool>,
-) where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
-{
-    let mut conn = std::pin::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => Some(ended),
-        () = activity.idle_for(idle) => {
-            tracing::debug!(%peer, "closing an idle connection");
-            None
-        }
-        _ = stop.wait_for(|stopping| *stopping) => None,
-    };
-    let ended = match ended {
-        Some(ended) => ended,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(grace, conn).await {
-                Ok(ended) => ended,
-                Err(_) => {
-                    tracing::debug!(%peer, "connection dropped: still open after its grace period");
-                    return;
+    stop: watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// Serves HTTP over `io` (after any TLS handshake, so the time to the first request
+    /// counts from here) until the connection ends, closing it gracefully (HTTP/1.1:
+    /// after the request in flight; HTTP/2: GOAWAY, then the open streams finish) once
+    /// it has been idle past `idle` or the server stops; still open `grace` later, it is
+    /// dropped.
+    async fn serve<I>(
+        self,
+        builder: &Builder<TokioExecutor>,
+        io: I,
+        client_cert: Option<CertThumbprint>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            app,
+            peer,
+            endpoints,
+            idle,
+            grace,
+            mut stop,
+        } = self;
+        let activity = Arc::new(Activity::default());
+        let service = connection_service(app, peer, client_cert, endpoints, activity.clone());
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => Some(ended),
+            () = activity.idle_for(idle) => {
+                tracing::debug!(%peer, "closing an idle connection");
+                None
+            }
+            _ = stop.wait_for(|stopping| *stopping) => None,
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(grace, conn).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        tracing::debug!(%peer, "connection dropped: still open after its grace period");
+                        return;
+                    }
                 }
             }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -560,7 +582,10 @@ fn serve(
         .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
-    let idle = Duration::from_millis(server.idle_timeout_ms);
+    let idle = IdleLimits::new(
+        Duration::from_millis(server.idle_timeout_ms),
+        Duration::from_millis(server.header_read_timeout_ms),
+    );
     let drain = Duration::from_millis(server.request_timeout_ms);
     let task = tokio::spawn(async move {
         let mut backoff = AcceptBackoff::default();
@@ -582,18 +607,20 @@ fn serve(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone();
+                    let conn = Conn {
+                        app: app.clone(),
+                        peer,
+                        endpoints,
+                        idle,
+                        grace: drain,
+                        stop: rx.clone(),
+                    };
                     let builder = builder.clone();
-                    let stop = rx.clone();
                     let acceptor = tls.as_ref().map(|t| t.acceptor().clone());
                     tokio::spawn(async move {
                         let _slot = slot;
-                        let activity = Arc::new(Activity::default());
                         let Some(acceptor) = acceptor else {
-                            let service = connection_service(app, peer, None, endpoints, activity.clone());
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            drive(conn, peer, activity, idle, drain, stop).await;
-                            return;
+                            return conn.serve(&builder, stream, None).await;
                         };
                         let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                             Ok(Ok(s)) => s,
@@ -606,9 +633,7 @@ fn serve(
                             .peer_certificates()
                             .and_then(|chain| chain.first())
                             .map(|leaf| CertThumbprint::of_der(leaf.as_ref()));
-                        let service = connection_service(app, peer, client_cert, endpoints, activity.clone());
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                        drive(conn, peer, activity, idle, drain, stop).await;
+                        conn.serve(&builder, tls_stream, client_cert).await;
                     });
                 }
                 _ = rx.changed() => break,
