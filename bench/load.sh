@@ -227,6 +227,11 @@ suppliers_file = "suppliers.toml"
 listen = "127.0.0.1:$1"
 public_base_url = "http://127.0.0.1:$1"
 fhir_base_path = "/FHIR/R4"
+# Every load connection comes from 127.0.0.1: the per-peer cap is lifted to the overall one.
+max_connections_per_peer = 4096
+[admin]
+# /metrics: each gateway's admin port is 100 above its main port.
+listen = "127.0.0.1:$(($1 + 100))"
 [locator]
 pds_base_url = "http://127.0.0.1:$P_PDS/personal-demographics/FHIR/R4"
 timeout_ms = 2000
@@ -522,8 +527,8 @@ LUA
     while kill -0 "$SOAK_PID" 2>/dev/null; do samples+=("$(rss_mib "$SOAK_GW_PID")"); sleep 10; done
     wait "$SOAK_PID"
     read -r _ n rate p50 p99 _ bad sock <<<"$(grep '^RESULT' "$TMP/soak.out")"
-    # What the gateway answered, by route and status (its own /metrics).
-    SOAK_STATUSES=$(curl -sf "http://127.0.0.1:$P_SOAK_GW/metrics" | awk '
+    # What the gateway answered, by route and status (its own /metrics, on its admin port).
+    SOAK_STATUSES=$(curl -sf "http://127.0.0.1:$((P_SOAK_GW + 100))/metrics" | awk '
         /^gp_gateway_requests_total\{/ { match($0, /route="[^"]*"/); r = substr($0, RSTART + 7, RLENGTH - 8)
             match($0, /status="[^"]*"/); st = substr($0, RSTART + 8, RLENGTH - 9)
             if (r != "none") printf "%s%s %s: %d", (n++ ? "; " : ""), r, st, $NF }')

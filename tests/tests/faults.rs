@@ -162,7 +162,7 @@ async fn failing_systems_give_502_and_the_breaker_opens_then_recovers() {
     let metrics = w
         .send(
             "GET",
-            &w.manifest().base_url.replace("/FHIR/R4", "/metrics"),
+            &format!("http://{}/metrics", w.sandbox.admin.addr),
             &[],
             b"",
         )

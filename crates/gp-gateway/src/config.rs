@@ -84,6 +84,33 @@ pub struct GatewayConfig {
     /// `[telemetry]`: OpenTelemetry trace export. Default: nothing exported.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// `[admin]`: the operators' listener (`/metrics`, probes), apart from suppliers'.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: a second listener for operational endpoints that are not for suppliers:
+/// `/metrics` is served only here; `/_health` and `/_ready` here and on the main port
+/// (load balancers probe that one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Socket address; loopback by default, so only the host (or the pod: a sidecar, or
+    /// the kubelet and Prometheus through the pod IP when set to `0.0.0.0:9091`) reaches it.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9091".into()
 }
 
 /// `[state]`: rate-limit counters and the assertion replay set.
@@ -205,6 +232,22 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed: an HTTP/1.1
+    /// keep-alive connection between requests, an HTTP/2 connection with no open stream
+    /// (pings do not count). Before its first request a connection gets the shorter of
+    /// this and `header_read_timeout_ms` (a silent connection holds a descriptor for
+    /// nothing). Longer than a load balancer's own idle timeout (AWS ALB: 60 s), so the
+    /// balancer closes first.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; a new one over the cap is closed at once, so a
+    /// flood cannot take the file descriptors real requests need.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address. Peers in `trusted_proxies`
+    /// are exempt (a load balancer carries many clients); `max_connections` still holds.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// Reverse proxies (IP networks) whose `Forwarded` / `X-Forwarded-*` headers decide
@@ -227,6 +270,15 @@ fn default_request_timeout() -> u64 {
 }
 fn default_header_timeout() -> u64 {
     5_000
+}
+fn default_idle_timeout() -> u64 {
+    75_000
+}
+fn default_max_connections() -> usize {
+    4_096
+}
+fn default_max_connections_per_peer() -> usize {
+    256
 }
 
 /// `[server.tls]`: TLS with rustls when present (TLS 1.2 and 1.3, AEAD cipher suites
@@ -698,6 +750,57 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "timeouts must be greater than zero",
         ));
     }
+    if !(100..=3_600_000).contains(&c.server.idle_timeout_ms) {
+        errors.push(invalid(
+            file,
+            "server.idle_timeout_ms",
+            "must be between 100 and 3600000",
+        ));
+    }
+    if !(1..=1_000_000).contains(&c.server.max_connections) {
+        errors.push(invalid(
+            file,
+            "server.max_connections",
+            "must be between 1 and 1000000",
+        ));
+    }
+    if c.server.max_connections_per_peer == 0
+        || c.server.max_connections_per_peer > c.server.max_connections
+    {
+        errors.push(invalid(
+            file,
+            "server.max_connections_per_peer",
+            "must be between 1 and max_connections",
+        ));
+    }
+    match (
+        c.admin.listen.parse::<std::net::SocketAddr>(),
+        c.server.listen.parse::<std::net::SocketAddr>(),
+    ) {
+        (Err(_), _) => errors.push(invalid(
+            file,
+            "admin.listen",
+            format!(
+                "'{}' is not a socket address such as 127.0.0.1:9091",
+                c.admin.listen
+            ),
+        )),
+        // Both on one port could never bind (port 0 picks a free one for each).
+        (Ok(admin), Ok(main))
+            if admin.port() != 0
+                && admin.port() == main.port()
+                && (admin.ip() == main.ip()
+                    || admin.ip().is_unspecified()
+                    || main.ip().is_unspecified()) =>
+        {
+            errors.push(invalid(
+                file,
+                "admin.listen",
+                format!("'{}' is the port server.listen uses", c.admin.listen),
+            ))
+        }
+        _ => {}
+    }
     if c.search.default_count == 0
         || c.search.default_count > c.search.max_count
         || c.search.max_count > 1000
@@ -832,6 +935,32 @@ mod tests {
                 "gateway.toml: server.tls.reload_interval_secs: must be at most 86400 (0 = reload on SIGHUP only)",
             ]
         );
+    }
+
+    #[test]
+    fn connection_limits_and_the_admin_listener_are_checked() {
+        let mut cfg = example();
+        assert_eq!(cfg.gateway.admin.listen, "127.0.0.1:9091");
+        let server = &mut cfg.gateway.server;
+        server.idle_timeout_ms = 50;
+        server.max_connections = 0;
+        cfg.gateway.admin.listen = "0.0.0.0:8443".into();
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec![
+                "gateway.toml: server.idle_timeout_ms: must be between 100 and 3600000",
+                "gateway.toml: server.max_connections: must be between 1 and 1000000",
+                "gateway.toml: server.max_connections_per_peer: must be between 1 and max_connections",
+                "gateway.toml: admin.listen: '0.0.0.0:8443' is the port server.listen uses",
+            ]
+        );
+        cfg.gateway.admin.listen = "localhost".into();
+        assert_eq!(
+            problems(&cfg.gateway).last().unwrap(),
+            "gateway.toml: admin.listen: 'localhost' is not a socket address such as 127.0.0.1:9091"
+        );
+        let err = toml::from_str::<AdminConfig>("listen = \"127.0.0.1:9\"\nport = 9").unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
     }
 
     #[test]

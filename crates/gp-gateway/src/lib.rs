@@ -10,6 +10,7 @@ pub mod body;
 pub mod cache;
 pub mod capability;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod fhir;
 pub mod forwarded;

@@ -118,6 +118,18 @@ fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
         .init();
 }
 
+/// Panics go to the log like every other error, in its format and with NHS numbers
+/// masked, instead of raw to stderr: a panic in request handling is answered 500 and
+/// the process keeps serving (see `pipeline::handle`), so it must be findable in the log.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message =
+            gp_gateway::redact::nhs_numbers(gp_gateway::pipeline::panic_message(info.payload()));
+        let location = info.location().map(ToString::to_string);
+        tracing::error!(panic = %message, location = location.as_deref().unwrap_or("unknown"), "panicked");
+    }));
+}
+
 /// How long exit waits for the last spans to reach the collector.
 const TELEMETRY_FLUSH: Duration = Duration::from_secs(3);
 
@@ -147,6 +159,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format, telemetry.as_ref());
+    log_panics();
     if let Some(t) = &telemetry {
         tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP/HTTP");
     }
@@ -227,20 +240,27 @@ async fn serve(path: &Path, cfg: LoadedConfig) -> Result<(), String> {
         None => None,
     };
     let app = Arc::new(App::build(&cfg).await.map_err(|e| e.to_string())?);
-    let listen = &cfg.gateway.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = bind(&cfg.gateway.server.listen).await?;
+    let admin_listener = bind(&cfg.gateway.admin.listen).await?;
     spawn_supplier_reload(app.clone());
+    let admin = server::start_admin(app.clone(), admin_listener, &cfg.gateway.server)
+        .map_err(|e| e.to_string())?;
     let handle =
         server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
-    tracing::info!(addr = %handle.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
+    tracing::info!(addr = %handle.addr, admin = %admin.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
-    handle
-        .shutdown(Duration::from_millis(cfg.gateway.server.request_timeout_ms))
-        .await;
+    let deadline = Duration::from_millis(cfg.gateway.server.request_timeout_ms);
+    // The admin listener last: `/_ready` there says "draining" while the main port drains.
+    handle.shutdown(deadline).await;
+    admin.shutdown(deadline).await;
     Ok(())
+}
+
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
 async fn run_sandbox(
@@ -270,11 +290,12 @@ async fn run_sandbox(
     }
     println!("FHIR base URL: {}", sb.manifest.base_url);
     println!(
-        "gp-gateway sandbox ready on {}: {} test patients on {} practices; manifest at http://{}/_sandbox/manifest (Ctrl-C to stop)",
+        "gp-gateway sandbox ready on {}: {} test patients on {} practices; manifest at http://{}/_sandbox/manifest; metrics at http://{}/metrics (Ctrl-C to stop)",
         sb.server.addr,
         sb.manifest.patients.len(),
         sb.manifest.practices.len(),
-        sb.server.addr
+        sb.server.addr,
+        sb.admin.addr
     );
     wait_for_signal().await;
     sb.shutdown().await;

@@ -1,4 +1,5 @@
-//! Prometheus metrics, served as text at `GET /metrics`.
+//! Prometheus metrics, served as text at `GET /metrics` on the admin listener
+//! (`[admin] listen`), never on the suppliers' port.
 //!
 //! A small registry of atomic counters and fixed-bucket histograms keyed by label
 //! values. Labels are bounded by construction: routes, status codes, GP systems, error
@@ -86,6 +87,8 @@ pub struct Metrics {
     rate_limited: Family<AtomicU64>,
     audit_failures: AtomicU64,
     breaker_open: Family<AtomicU64>,
+    connections_refused: Family<AtomicU64>,
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -148,6 +151,22 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A new connection closed at once because a cap (`limit` = `total` or `peer`) was
+    /// reached on a listener (`main` or `admin`).
+    pub fn connection_refused(&self, listener: &'static str, limit: &'static str) {
+        self.connections_refused
+            .get(vec![
+                ("listener", listener.to_owned()),
+                ("limit", limit.to_owned()),
+            ])
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request whose handling panicked (answered 500 and audited).
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
@@ -193,10 +212,23 @@ impl Metrics {
             "Times a GP system's circuit breaker opened.",
             &self.breaker_open,
         );
-        let _ = writeln!(
-            out,
-            "# HELP gp_gateway_audit_failures_total Audit rows that could not be committed.\n# TYPE gp_gateway_audit_failures_total counter\ngp_gateway_audit_failures_total {}",
-            self.audit_failures.load(Ordering::Relaxed)
+        counter(
+            &mut out,
+            "gp_gateway_connections_refused_total",
+            "New connections closed at once by a connection cap, by listener and cap.",
+            &self.connections_refused,
+        );
+        plain_counter(
+            &mut out,
+            "gp_gateway_audit_failures_total",
+            "Audit rows that could not be committed.",
+            &self.audit_failures,
+        );
+        plain_counter(
+            &mut out,
+            "gp_gateway_panics_total",
+            "Requests whose handling panicked (answered 500, audited).",
+            &self.panics,
         );
         let _ = writeln!(
             out,
@@ -250,6 +282,14 @@ fn counter(out: &mut String, name: &str, help: &str, family: &Family<AtomicU64>)
     }
 }
 
+fn plain_counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+        value.load(Ordering::Relaxed)
+    );
+}
+
 fn histogram(out: &mut String, name: &str, help: &str, family: &Family<Histogram>) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     for (labels, h) in family.snapshot() {
@@ -288,7 +328,9 @@ mod tests {
         m.cache("patient", false);
         m.backend_call("emis", "timeout", Duration::from_secs(2));
         m.rate_limited("demo-consult");
+        m.panicked();
         let text = m.render();
+        assert!(text.contains("\ngp_gateway_panics_total 1\n"), "{text}");
         assert!(
             text.contains("gp_gateway_requests_total{route=\"read Patient\",status=\"200\"} 2"),
             "{text}"

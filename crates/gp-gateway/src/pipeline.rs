@@ -5,9 +5,11 @@
 //!    head size check — hyper buffers twice `max_header_bytes` so an oversized head is
 //!    still refused here, as an OperationOutcome, before any other work
 //! 2. trace span    — wraps everything after, keyed by the request id
-//! 3. timeout       — bounds the whole of the work below
-//! 4. operational endpoints (`/_health`, `/_ready`, `/metrics`, `/openapi.json`, the
-//!    token endpoint) — before auth: probes and discovery carry no token
+//! 3. timeout       — bounds the whole of the work below, and contains a panic in it
+//!    (answered 500 and audited like any failure, the process serving on)
+//! 4. operational endpoints (`/_health`, `/_ready`, `/openapi.json`, the token
+//!    endpoint) — before auth: probes and discovery carry no token. `/metrics` is not
+//!    here: it is for operators, on the admin listener ([`admin`])
 //! 5. body limits   — before anything buffers a body
 //! 6. routing + content negotiation — a bad path or format costs no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
@@ -15,9 +17,11 @@
 //! 9. respond       — the audit row is committed (no audit, no data), then the headers
 //!    every response carries; errors go through the one rescue
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -60,6 +64,17 @@ fn printable(v: &HeaderValue) -> Option<&str> {
 }
 
 impl RequestIds {
+    /// Fresh ids for a request whose own id headers were refused.
+    fn minted(app: &App) -> Self {
+        Self {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: None,
+            traceparent: crate::telemetry::TraceContext::root(),
+            base_url: app.public_base.clone(),
+            facts: Arc::default(),
+        }
+    }
+
     /// Reads and checks the id headers; a malformed one is refused rather than echoed.
     fn from_headers(headers: &HeaderMap) -> Result<Self, GatewayError> {
         let request_id = match headers.get("x-request-id") {
@@ -111,13 +126,7 @@ pub async fn handle(
             ids
         }
         Err(e) => {
-            let minted = RequestIds {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                correlation_id: None,
-                traceparent: crate::telemetry::TraceContext::root(),
-                base_url: app.public_base.clone(),
-                facts: Arc::default(),
-            };
+            let minted = RequestIds::minted(&app);
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
@@ -132,9 +141,21 @@ pub async fn handle(
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.
         let audited = is_audited(&app, req.uri().path());
-        let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(rescue)) => {
+        // A panic below is contained here, so it is answered and audited like any
+        // failure instead of dropping the connection with no answer and no row.
+        let routed = AssertUnwindSafe(route(&app, req, &ids)).catch_unwind();
+        let resp = match tokio::time::timeout(app.request_timeout, routed).await {
+            Ok(Ok(Ok(resp))) => resp,
+            Ok(Ok(Err(rescue))) => {
+                ids.facts.outcome(rescue.error.spine_code().as_str());
+                rescue.into_response(&ids.request_id)
+            }
+            Ok(Err(panic)) => {
+                app.metrics.panicked();
+                // The message may name a patient: masked, as every logged error is.
+                let message = crate::redact::nhs_numbers(panic_message(panic.as_ref()));
+                tracing::error!(panic = %message, "request handling panicked; answered 500");
+                let rescue = Rescue::from(GatewayError::Internal(message));
                 ids.facts.outcome(rescue.error.spine_code().as_str());
                 rescue.into_response(&ids.request_id)
             }
@@ -171,6 +192,45 @@ pub async fn handle(
     .await
 }
 
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Handles one request on the admin listener: operational endpoints that are not for
+/// suppliers. Not audited (no patient data, no supplier) and not counted as requests.
+pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let ids = match RequestIds::from_headers(req.headers()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let minted = RequestIds::minted(&app);
+            return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
+        }
+    };
+    let resp = match req.uri().path() {
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        "/_health" => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        "/_ready" => readiness(&app, &ids).await,
+        path => Rescue::from(GatewayError::NotFound(format!(
+            "no admin endpoint at {}; served here: /metrics, /_health, /_ready",
+            crate::routes::shown(path)
+        )))
+        .into_response(&ids.request_id),
+    };
+    finish(resp, &ids)
+}
+
 async fn route(
     app: &App,
     req: Request<Incoming>,
@@ -183,14 +243,6 @@ async fn route(
     match path {
         "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
         crate::openapi::PATH => return Ok(crate::openapi::response(app)),
-        "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            return Ok(resp);
-        }
         "/_ready" => return Ok(readiness(app, ids).await),
         "/_sandbox/manifest" => {
             if let Some(m) = &app.sandbox_manifest {

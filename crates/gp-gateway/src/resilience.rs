@@ -223,17 +223,14 @@ impl Resilient {
     where
         F: std::future::Future<Output = Result<T, AdapterError>>,
     {
-        let probe = self.admit()?;
+        let mut probe = ProbeTurn {
+            breaker: self,
+            held: self.admit()?,
+        };
         let wait = Duration::from_millis(self.config.queue_wait_ms);
         let permit = match tokio::time::timeout(wait, self.slots.acquire()).await {
             Ok(Ok(p)) => p,
             _ => {
-                if probe {
-                    // Give the probe back: nothing was learned.
-                    *self.lock() = State::Open {
-                        until: Instant::now(),
-                    };
-                }
                 self.metrics
                     .backend_call(self.system.id(), "bulkhead_full", Duration::ZERO);
                 return Err(AdapterError::Unavailable {
@@ -250,6 +247,7 @@ impl Resilient {
         drop(permit);
         let failed = result.as_ref().err().is_some_and(is_system_failure);
         self.record(failed);
+        probe.held = false;
         let outcome = result.as_ref().err().map_or("ok", kind);
         self.metrics
             .backend_call(self.system.id(), outcome, started.elapsed());
@@ -284,6 +282,27 @@ impl Resilient {
 
     fn is_open(&self) -> bool {
         !matches!(*self.lock(), State::Closed { .. })
+    }
+}
+
+/// A probe call's turn. Given back when the call ends without reporting (no slot in the
+/// bulkhead, cancelled by the request timeout, or panicked): nothing was learned, and a
+/// circuit left "probing" would refuse every call to the system for good.
+struct ProbeTurn<'a> {
+    breaker: &'a Resilient,
+    held: bool,
+}
+
+impl Drop for ProbeTurn<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let mut state = self.breaker.lock();
+            if matches!(*state, State::Probing) {
+                *state = State::Open {
+                    until: Instant::now(),
+                };
+            }
+        }
     }
 }
 
@@ -430,6 +449,34 @@ mod tests {
             Err(AdapterError::PatientNotFound)
         ));
         assert_eq!(inner.calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_never_reports_gives_its_turn_back() {
+        let inner = Arc::new(Flaky {
+            failing: false.into(),
+            calls: AtomicU32::new(0),
+            hold: Some(Arc::new(tokio::sync::Notify::new())),
+        });
+        let r = Resilient::new(inner.clone(), config(), Arc::new(Metrics::default()));
+        *r.lock() = State::Open {
+            until: Instant::now(),
+        };
+        let cut_short = Duration::from_millis(20);
+        // The probe is cancelled (its request timed out) before the system answers...
+        assert!(
+            tokio::time::timeout(cut_short, r.read_patient(&req()))
+                .await
+                .is_err()
+        );
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        // ...so the next call is the new probe, not refused as "a probe is checking".
+        assert!(
+            tokio::time::timeout(cut_short, r.read_patient(&req()))
+                .await
+                .is_err()
+        );
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -366,6 +366,8 @@ pub fn manifest(
 /// A running sandbox.
 pub struct Sandbox {
     pub server: ServerHandle,
+    /// The admin listener: `/metrics` and the probes.
+    pub admin: ServerHandle,
     pub simulators: Vec<(String, SimHandle)>,
     pub store: SimStore,
     pub app: Arc<App>,
@@ -382,9 +384,9 @@ pub fn current_suppliers(sandbox: &Sandbox) -> Result<String, String> {
 impl Sandbox {
     /// Stops the gateway, then the simulators.
     pub async fn shutdown(self) {
-        self.server
-            .shutdown(std::time::Duration::from_secs(5))
-            .await;
+        let deadline = std::time::Duration::from_secs(5);
+        self.server.shutdown(deadline).await;
+        self.admin.shutdown(deadline).await;
         for (_, sim) in self.simulators {
             sim.shutdown().await;
         }
@@ -468,10 +470,22 @@ pub async fn start_with_audit(
         serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
     ));
     let app = Arc::new(app);
+    // Tests run many sandboxes at once on ephemeral ports: their admin listeners too.
+    let admin_listen = if listen.port() == 0 {
+        "127.0.0.1:0".to_owned()
+    } else {
+        cfg.gateway.admin.listen.clone()
+    };
+    let admin_listener = TcpListener::bind(&admin_listen)
+        .await
+        .map_err(|e| SandboxError::Bind(admin_listen.clone(), e))?;
+    let admin = crate::server::start_admin(app.clone(), admin_listener, &cfg.gateway.server)
+        .map_err(|e| SandboxError::Bind(admin_listen, e))?;
     let server = crate::server::start(app.clone(), listener, &cfg.gateway.server, None)
         .map_err(|e| SandboxError::Bind(bound.to_string(), e))?;
     Ok(Sandbox {
         server,
+        admin,
         simulators: std::iter::once(("pds".to_owned(), pds))
             .chain(simulators.into_iter().map(|(k, h)| (k.id().to_owned(), h)))
             .collect(),

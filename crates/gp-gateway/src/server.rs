@@ -1,6 +1,7 @@
 //! The HTTP server: HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge in clear),
 //! optional TLS with rustls (modern suites only, certificate reload without restart,
-//! optional mutual TLS), request-head size limits, connection limits and graceful shutdown.
+//! optional mutual TLS), request-head size limits, connection caps and idle closing
+//! (see `connections`), the admin listener, and graceful shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::cipher_suite as suite;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::{ClientAuth, ServerConfig, TlsConfig};
+use crate::connections::{AcceptBackoff, Activity, IdleLimits, Limits};
 
 /// The only cipher suites offered: TLS 1.3's three AEAD suites, and for TLS 1.2 only
 /// ECDHE key exchange (forward secrecy) with an AEAD cipher. No CBC, no RC4, no static
@@ -364,12 +365,33 @@ fn transport_head_limit(max_header_bytes: usize) -> usize {
     max_header_bytes.saturating_mul(2).max(8192)
 }
 
-/// The service for one connection: every request goes to the pipeline, carrying the
-/// connection's client certificate (mutual TLS) as an extension.
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoints {
+    /// The suppliers' port: the whole pipeline.
+    Main,
+    /// The operators' port (`[admin] listen`): `/metrics` and the probes only.
+    Admin,
+}
+
+impl Endpoints {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The service for one connection: every request goes to the pipeline (or the admin
+/// endpoints), carrying the connection's client certificate (mutual TLS) as an
+/// extension, and counts as activity on the connection while it is in flight.
 fn connection_service(
     app: Arc<App>,
     peer: SocketAddr,
     client_cert: Option<CertThumbprint>,
+    endpoints: Endpoints,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
@@ -380,11 +402,96 @@ fn connection_service(
 + 'static {
     service_fn(move |mut req: Request<Incoming>| {
         let app = app.clone();
+        let busy = activity.begin();
         if let Some(cert) = client_cert {
             req.extensions_mut().insert(ClientCertificate(cert));
         }
-        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, req, Some(peer.ip())).await) }
+        async move {
+            let resp = match endpoints {
+                Endpoints::Main => crate::pipeline::handle(app, req, Some(peer.ip())).await,
+                Endpoints::Admin => crate::pipeline::admin(app, req).await,
+            };
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     })
+}
+
+/// How often an HTTP/2 connection is pinged, and how long an answer may take, so a
+/// peer that vanished mid-request frees its connection without waiting for the idle
+/// timer. Pings do not count as activity (see [`Activity::idle_for`]).
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Caps of the admin listener: its own, so a flood on the main port never blocks a
+/// scrape or a probe (it is loopback by default; these bound a misconfigured exposure).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// One accepted connection, and what serving it needs.
+struct Conn {
+    app: Arc<App>,
+    peer: SocketAddr,
+    endpoints: Endpoints,
+    idle: IdleLimits,
+    /// How long requests in flight may finish once the connection is being closed.
+    grace: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// Serves HTTP over `io` (after any TLS handshake, so the time to the first request
+    /// counts from here) until the connection ends, closing it gracefully (HTTP/1.1:
+    /// after the request in flight; HTTP/2: GOAWAY, then the open streams finish) once
+    /// it has been idle past `idle` or the server stops; still open `grace` later, it is
+    /// dropped.
+    async fn serve<I>(
+        self,
+        builder: &Builder<TokioExecutor>,
+        io: I,
+        client_cert: Option<CertThumbprint>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            app,
+            peer,
+            endpoints,
+            idle,
+            grace,
+            mut stop,
+        } = self;
+        let activity = Arc::new(Activity::default());
+        let service = connection_service(app, peer, client_cert, endpoints, activity.clone());
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => Some(ended),
+            () = activity.idle_for(idle) => {
+                tracing::debug!(%peer, "closing an idle connection");
+                None
+            }
+            _ = stop.wait_for(|stopping| *stopping) => None,
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(grace, conn).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        tracing::debug!(%peer, "connection dropped: still open after its grace period");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
 }
 
 /// A running server.
@@ -413,12 +520,48 @@ impl ServerHandle {
     }
 }
 
-/// Starts serving `app` on `listener`.
+/// Starts serving `app` to suppliers on `listener`.
 pub fn start(
     app: Arc<App>,
     listener: TcpListener,
     server: &ServerConfig,
     tls: Option<ServerTls>,
+) -> std::io::Result<ServerHandle> {
+    let limits = Limits::new(
+        Endpoints::Main.label(),
+        server.max_connections,
+        server.max_connections_per_peer,
+        app.trusted_proxies.clone(),
+        app.metrics.clone(),
+    );
+    serve(app, listener, server, tls, Endpoints::Main, limits)
+}
+
+/// Starts the admin listener (`[admin] listen`): `/metrics`, `/_health` and `/_ready`,
+/// in clear (it is for the host or the pod, not the network). Its shutdown does not
+/// mark the gateway draining: stop it after the main listener.
+pub fn start_admin(
+    app: Arc<App>,
+    listener: TcpListener,
+    server: &ServerConfig,
+) -> std::io::Result<ServerHandle> {
+    let limits = Limits::new(
+        Endpoints::Admin.label(),
+        ADMIN_MAX_CONNECTIONS,
+        ADMIN_MAX_CONNECTIONS,
+        Vec::new(),
+        app.metrics.clone(),
+    );
+    serve(app, listener, server, None, Endpoints::Admin, limits)
+}
+
+fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    server: &ServerConfig,
+    tls: Option<ServerTls>,
+    endpoints: Endpoints,
+    limits: Arc<Limits>,
 ) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let (tx, mut rx) = watch::channel(false);
@@ -435,70 +578,77 @@ pub fn start(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_EVERY)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let idle = IdleLimits::new(
+        Duration::from_millis(server.idle_timeout_ms),
+        Duration::from_millis(server.header_read_timeout_ms),
+    );
     let drain = Duration::from_millis(server.request_timeout_ms);
     let task = tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
+        let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
-                        Ok(s) => s,
+                        Ok(s) => {
+                            backoff.reset();
+                            s
+                        }
                         Err(e) => {
-                            // Out of file descriptors and the like: back off rather than spin.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            backoff.failed(endpoints.label(), &e).await;
                             continue;
                         }
                     };
+                    // Over a cap: dropped (closed) here, before TLS or HTTP spend anything on it.
+                    let Ok(slot) = limits.admit(peer.ip()) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    match &tls {
-                        None => {
-                            let service = connection_service(app, peer, None);
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                            let conn = graceful.watch(conn);
-                            tokio::spawn(async move {
-                                if let Err(e) = conn.await {
-                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                                }
-                            });
-                        }
-                        Some(tls) => {
-                            let acceptor = tls.acceptor().clone();
-                            let builder = builder.clone();
-                            let watcher = graceful.watcher();
-                            tokio::spawn(async move {
-                                let tls_stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                    Ok(Ok(s)) => s,
-                                    Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
-                                    Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
-                                };
-                                let client_cert = tls_stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|chain| chain.first())
-                                    .map(|leaf| CertThumbprint::of_der(leaf.as_ref()));
-                                let service = connection_service(app, peer, client_cert);
-                                let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
-                                if let Err(e) = watcher.watch(conn).await {
-                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                                }
-                            });
-                        }
-                    }
+                    let conn = Conn {
+                        app: app.clone(),
+                        peer,
+                        endpoints,
+                        idle,
+                        grace: drain,
+                        stop: rx.clone(),
+                    };
+                    let builder = builder.clone();
+                    let acceptor = tls.as_ref().map(|t| t.acceptor().clone());
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let Some(acceptor) = acceptor else {
+                            return conn.serve(&builder, stream, None).await;
+                        };
+                        let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
+                            Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
+                        };
+                        let client_cert = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|leaf| CertThumbprint::of_der(leaf.as_ref()));
+                        conn.serve(&builder, tls_stream, client_cert).await;
+                    });
                 }
                 _ = rx.changed() => break,
             }
         }
-        app.stop_accepting();
+        if endpoints == Endpoints::Main {
+            app.stop_accepting();
+        }
         drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown deadline passed with requests still in flight");
+        if tokio::time::timeout(drain, limits.drained()).await.is_err() {
+            tracing::warn!(
+                listener = endpoints.label(),
+                open = limits.open(),
+                "shutdown deadline passed with requests still in flight"
+            );
         }
     });
     Ok(ServerHandle {

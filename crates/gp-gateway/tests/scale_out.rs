@@ -64,6 +64,10 @@ listen = "127.0.0.1:{port}"
 public_base_url = "{PUBLIC}"
 fhir_base_path = "/FHIR/R4"
 
+# Replicas and test runs side by side: each admin listener on a port of its own.
+[admin]
+listen = "127.0.0.1:0"
+
 [locator]
 pds_base_url = "{pds}/personal-demographics/FHIR/R4"
 timeout_ms = 2000

@@ -315,6 +315,10 @@ suppliers_file = "suppliers.toml"
 listen = "127.0.0.1:{port}"
 public_base_url = "{public}"
 
+# Replicas and test runs side by side: each admin listener on a port of its own.
+[admin]
+listen = "127.0.0.1:0"
+
 [locator]
 pds_base_url = "http://127.0.0.1:9/personal-demographics/FHIR/R4"
 
