@@ -158,6 +158,21 @@ else
   echo "SKIP: hadolint is not available on this platform ($HADOLINT_REQUIREMENT); deploy/Dockerfile not linted"
 fi
 
+# What the image's binary is built from: no simulator and no strict test validator.
+if grep -q -- "-p gp-gateway --no-default-features" deploy/Dockerfile; then
+  echo "ok: deploy/Dockerfile builds gp-gateway without the sandbox feature"
+else
+  fail "deploy/Dockerfile must build gp-gateway with --no-default-features (no simulators in the image)"
+fi
+SHIPPED=$(cargo tree --locked -p gp-gateway --no-default-features -e normal,build --prefix none | awk '{print $1}' | sort -u)
+for crate in gp-sim fhirbolt; do
+  if printf '%s\n' "$SHIPPED" | grep -qx "$crate"; then
+    fail "the production binary (no default features) depends on $crate"
+  else
+    echo "ok: the production binary does not carry $crate"
+  fi
+done
+
 section "4. gateway configuration (gp-gateway check-config)"
 if ! cargo run --quiet --locked -p gp-gateway -- check-config --config deploy/config/gateway.toml; then
   fail "deploy/config/gateway.toml does not pass check-config (above)"

@@ -25,6 +25,7 @@ pub mod redact;
 pub mod resilience;
 pub mod respond;
 pub mod routes;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod structured;

@@ -11,8 +11,21 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gp_gateway::config::{AccessMode, LoadedConfig};
+#[cfg(feature = "sandbox")]
+use gp_gateway::sandbox;
 use gp_gateway::telemetry::Telemetry;
-use gp_gateway::{app::App, sandbox, server};
+use gp_gateway::{app::App, server};
+
+/// The synthetic population's default seed (the sandbox's; unused without it).
+#[cfg(feature = "sandbox")]
+const SEED: u64 = sandbox::DEFAULT_SEED;
+#[cfg(not(feature = "sandbox"))]
+const SEED: u64 = 0;
+
+/// Why a build without the `sandbox` feature (the production image) refuses a command
+/// that needs the simulators or the demo suppliers.
+#[cfg(not(feature = "sandbox"))]
+const NO_SANDBOX: &str = "this build carries no simulators nor demo suppliers (built without the `sandbox` feature, as the production image is): run the sandbox from a development build, `cargo run -p gp-gateway -- sandbox`";
 
 /// mimalloc rather than glibc's malloc: glibc hands the freed top of its heap back to the
 /// kernel after each uncached record is mapped and faults it in again on the next, which
@@ -73,7 +86,7 @@ enum Command {
         #[arg(long)]
         write_manifest: Option<PathBuf>,
         /// Seed of the synthetic population.
-        #[arg(long, default_value_t = sandbox::DEFAULT_SEED)]
+        #[arg(long, default_value_t = SEED)]
         seed: u64,
     },
     /// Print a signed client assertion (JWT) for a token request, as a supplier's code
@@ -263,6 +276,17 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener, String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
+#[cfg(not(feature = "sandbox"))]
+async fn run_sandbox(
+    _listen: Option<SocketAddr>,
+    _print_manifest: bool,
+    _write_manifest: Option<PathBuf>,
+    _seed: u64,
+) -> Result<(), String> {
+    Err(NO_SANDBOX.to_owned())
+}
+
+#[cfg(feature = "sandbox")]
 async fn run_sandbox(
     listen: Option<SocketAddr>,
     print_manifest: bool,
@@ -310,8 +334,16 @@ fn client_assertion(
     alg: Option<String>,
     count: u32,
 ) -> Result<(), String> {
-    let listen = sandbox::default_listen().map_err(|e| e.to_string())?;
-    let token_url = token_url.unwrap_or_else(|| format!("http://{listen}/oauth2/token"));
+    let token_url = match token_url {
+        Some(url) => url,
+        #[cfg(feature = "sandbox")]
+        None => {
+            let listen = sandbox::default_listen().map_err(|e| e.to_string())?;
+            format!("http://{listen}/oauth2/token")
+        }
+        #[cfg(not(feature = "sandbox"))]
+        None => return Err(format!("--token-url is required: {NO_SANDBOX}")),
+    };
     let assertion = match key {
         Some(path) => gp_auth::ClientAssertion {
             client_id,
@@ -320,7 +352,10 @@ fn client_assertion(
             private_key_pem: std::fs::read(&path)
                 .map_err(|e| format!("{}: {e}", path.display()))?,
         },
+        #[cfg(feature = "sandbox")]
         None => sandbox::demo_identity(&client_id).map_err(|e| e.to_string())?,
+        #[cfg(not(feature = "sandbox"))]
+        None => return Err(format!("--key is required: {NO_SANDBOX}")),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..count {
