@@ -1,94 +1,148 @@
 //! Prometheus metrics, served as text at `GET /metrics` on the admin listener
 //! (`[admin] listen`), never on the suppliers' port.
 //!
-//! A small registry of atomic counters and fixed-bucket histograms keyed by label
-//! values. Labels are bounded by construction: routes, status codes, GP systems, error
-//! kinds, cache names and client ids (a registry of about twenty). Never a patient
-//! identifier, a token or a practice.
+//! Families of counters and histograms from prometheus-client, rendered in the
+//! Prometheus text format (0.0.4). Labels are bounded by construction: routes, status
+//! codes, GP systems, error kinds, cache names and client ids (a registry of about
+//! twenty). Never a patient identifier, a token or a practice.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Latency buckets (seconds): a gateway hop is sub-millisecond, a GP system call can take seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A histogram of durations.
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, slot) in BUCKETS.iter().zip(&self.counts) {
-            if secs <= *bound {
-                slot.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-}
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// A family of series sharing a name, keyed by their label values.
-#[derive(Debug, Default)]
-struct Family<T> {
-    series: RwLock<BTreeMap<Labels, Arc<T>>>,
-}
-
-impl<T: Default> Family<T> {
-    fn get(&self, labels: Labels) -> Arc<T> {
-        if let Some(s) = self
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&labels)
-        {
-            return s.clone();
-        }
-        self.series
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(labels)
-            .or_default()
-            .clone()
-    }
-
-    fn snapshot(&self) -> Vec<(Labels, Arc<T>)> {
-        self.series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// Every metric the gateway exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Family<AtomicU64>,
-    latency: Family<Histogram>,
-    backend_errors: Family<AtomicU64>,
-    backend_calls: Family<Histogram>,
-    cache: Family<AtomicU64>,
-    rate_limited: Family<AtomicU64>,
-    audit_failures: AtomicU64,
-    breaker_open: Family<AtomicU64>,
-    connections_refused: Family<AtomicU64>,
-    panics: AtomicU64,
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Histograms,
+    backend_errors: Family<Labels, Counter>,
+    backend_calls: Histograms,
+    cache: Family<Labels, Counter>,
+    rate_limited: Family<Labels, Counter>,
+    audit_failures: Counter,
+    breaker_open: Family<Labels, Counter>,
+    connections_refused: Family<Labels, Counter>,
+    panics: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let histograms = || Histograms::new_with_constructor(latency_histogram);
+        let m = Self {
+            registry: Registry::default(),
+            requests: Family::default(),
+            latency: histograms(),
+            backend_errors: Family::default(),
+            backend_calls: histograms(),
+            cache: Family::default(),
+            rate_limited: Family::default(),
+            audit_failures: Counter::default(),
+            breaker_open: Family::default(),
+            connections_refused: Family::default(),
+            panics: Counter::default(),
+        };
+        let mut registry = Registry::default();
+        // Counters are registered without `_total`: the encoder adds it.
+        registry.register(
+            "gp_gateway_requests",
+            "Requests answered, by route and HTTP status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "gp_gateway_request_duration_seconds",
+            "Time from request to response, by route",
+            m.latency.clone(),
+        );
+        registry.register(
+            "gp_gateway_backend_call_duration_seconds",
+            "Time of each call to a GP system, by system",
+            m.backend_calls.clone(),
+        );
+        registry.register(
+            "gp_gateway_backend_errors",
+            "Failed GP system calls, by system and kind",
+            m.backend_errors.clone(),
+        );
+        registry.register(
+            "gp_gateway_cache_requests",
+            "Cache lookups by cache and result (hit ratio = hit / (hit + miss))",
+            m.cache.clone(),
+        );
+        registry.register(
+            "gp_gateway_rate_limited",
+            "Requests refused by a supplier's rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "gp_gateway_circuit_opened",
+            "Times a GP system's circuit breaker opened",
+            m.breaker_open.clone(),
+        );
+        registry.register(
+            "gp_gateway_connections_refused",
+            "New connections closed at once by a connection cap, by listener and cap",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "gp_gateway_audit_failures",
+            "Audit rows that could not be committed",
+            m.audit_failures.clone(),
+        );
+        registry.register(
+            "gp_gateway_panics",
+            "Requests whose handling panicked (answered 500, audited)",
+            m.panics.clone(),
+        );
+        registry.register_collector(Box::new(UnmappedCodes));
+        Self { registry, ..m }
+    }
+}
+
+/// The adapters' counts of native codes answered without a SNOMED CT mapping, read at
+/// each scrape.
+#[derive(Debug)]
+struct UnmappedCodes;
+
+impl Collector for UnmappedCodes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "gp_gateway_unmapped_codes",
+            "Native codes answered without a SNOMED CT mapping, by scheme",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, scheme) in [
+            ("readv2", gp_adapter::terminology::CodeScheme::ReadV2),
+            ("ctv3", gp_adapter::terminology::CodeScheme::Ctv3),
+            ("emis", gp_adapter::terminology::CodeScheme::EmisLocal),
+        ] {
+            let count = ConstCounter::new(gp_adapter::terminology::unmapped_count(scheme));
+            count.encode(family.encode_family(&[("scheme", name)])?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
@@ -96,28 +150,28 @@ impl Metrics {
     /// `token`, `none`), status and time taken.
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
         self.requests
-            .get(vec![
+            .get_or_create(&vec![
                 ("route", route.to_owned()),
                 ("status", status.to_string()),
             ])
-            .fetch_add(1, Ordering::Relaxed);
+            .inc();
         self.latency
-            .get(vec![("route", route.to_owned())])
-            .observe(elapsed);
+            .get_or_create(&vec![("route", route.to_owned())])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// One call to a GP system, and how it ended (`ok` or an error kind).
     pub fn backend_call(&self, system: &str, outcome: &str, elapsed: Duration) {
         self.backend_calls
-            .get(vec![("system", system.to_owned())])
-            .observe(elapsed);
+            .get_or_create(&vec![("system", system.to_owned())])
+            .observe(elapsed.as_secs_f64());
         if outcome != "ok" {
             self.backend_errors
-                .get(vec![
+                .get_or_create(&vec![
                     ("system", system.to_owned()),
                     ("kind", outcome.to_owned()),
                 ])
-                .fetch_add(1, Ordering::Relaxed);
+                .inc();
         }
     }
 
@@ -125,192 +179,55 @@ impl Metrics {
     pub fn cache(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache
-            .get(vec![
+            .get_or_create(&vec![
                 ("cache", cache.to_owned()),
                 ("result", result.to_owned()),
             ])
-            .fetch_add(1, Ordering::Relaxed);
+            .inc();
     }
 
     /// A request refused by a supplier's rate limit.
     pub fn rate_limited(&self, client_id: &str) {
         self.rate_limited
-            .get(vec![("client_id", client_id.to_owned())])
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&vec![("client_id", client_id.to_owned())])
+            .inc();
     }
 
     /// An audit row that could not be committed.
     pub fn audit_failure(&self) {
-        self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        self.audit_failures.inc();
     }
 
     /// A GP system's circuit breaker opened.
     pub fn breaker_opened(&self, system: &str) {
         self.breaker_open
-            .get(vec![("system", system.to_owned())])
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&vec![("system", system.to_owned())])
+            .inc();
     }
 
     /// A new connection closed at once because a cap (`limit` = `total` or `peer`) was
     /// reached on a listener (`main` or `admin`).
     pub fn connection_refused(&self, listener: &'static str, limit: &'static str) {
         self.connections_refused
-            .get(vec![
+            .get_or_create(&vec![
                 ("listener", listener.to_owned()),
                 ("limit", limit.to_owned()),
             ])
-            .fetch_add(1, Ordering::Relaxed);
+            .inc();
     }
 
     /// A request whose handling panicked (answered 500 and audited).
     pub fn panicked(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
+        self.panics.inc();
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        counter(
-            &mut out,
-            "gp_gateway_requests_total",
-            "Requests answered, by route and HTTP status.",
-            &self.requests,
-        );
-        histogram(
-            &mut out,
-            "gp_gateway_request_duration_seconds",
-            "Time from request to response, by route.",
-            &self.latency,
-        );
-        histogram(
-            &mut out,
-            "gp_gateway_backend_call_duration_seconds",
-            "Time of each call to a GP system, by system.",
-            &self.backend_calls,
-        );
-        counter(
-            &mut out,
-            "gp_gateway_backend_errors_total",
-            "Failed GP system calls, by system and kind.",
-            &self.backend_errors,
-        );
-        counter(
-            &mut out,
-            "gp_gateway_cache_requests_total",
-            "Cache lookups by cache and result (hit ratio = hit / (hit + miss)).",
-            &self.cache,
-        );
-        counter(
-            &mut out,
-            "gp_gateway_rate_limited_total",
-            "Requests refused by a supplier's rate limit.",
-            &self.rate_limited,
-        );
-        counter(
-            &mut out,
-            "gp_gateway_circuit_opened_total",
-            "Times a GP system's circuit breaker opened.",
-            &self.breaker_open,
-        );
-        counter(
-            &mut out,
-            "gp_gateway_connections_refused_total",
-            "New connections closed at once by a connection cap, by listener and cap.",
-            &self.connections_refused,
-        );
-        plain_counter(
-            &mut out,
-            "gp_gateway_audit_failures_total",
-            "Audit rows that could not be committed.",
-            &self.audit_failures,
-        );
-        plain_counter(
-            &mut out,
-            "gp_gateway_panics_total",
-            "Requests whose handling panicked (answered 500, audited).",
-            &self.panics,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gp_gateway_unmapped_codes_total Native codes answered without a SNOMED CT mapping, by scheme.\n# TYPE gp_gateway_unmapped_codes_total counter"
-        );
-        for (name, scheme) in [
-            ("readv2", gp_adapter::terminology::CodeScheme::ReadV2),
-            ("ctv3", gp_adapter::terminology::CodeScheme::Ctv3),
-            ("emis", gp_adapter::terminology::CodeScheme::EmisLocal),
-        ] {
-            let _ = writeln!(
-                out,
-                "gp_gateway_unmapped_codes_total{{scheme=\"{name}\"}} {}",
-                gp_adapter::terminology::unmapped_count(scheme)
-            );
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics could not be rendered");
         }
         out
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, family: &Family<AtomicU64>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (labels, v) in family.snapshot() {
-        let _ = writeln!(
-            out,
-            "{name}{} {}",
-            label_text(&labels, None),
-            v.load(Ordering::Relaxed)
-        );
-    }
-}
-
-fn plain_counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-        value.load(Ordering::Relaxed)
-    );
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, family: &Family<Histogram>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (labels, h) in family.snapshot() {
-        for (bound, slot) in BUCKETS.iter().zip(&h.counts) {
-            let le = bound.to_string();
-            let _ = writeln!(
-                out,
-                "{name}_bucket{} {}",
-                label_text(&labels, Some(("le", &le))),
-                slot.load(Ordering::Relaxed)
-            );
-        }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{} {count}",
-            label_text(&labels, Some(("le", "+Inf")))
-        );
-        let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{} {sum}", label_text(&labels, None));
-        let _ = writeln!(out, "{name}_count{} {count}", label_text(&labels, None));
     }
 }
 

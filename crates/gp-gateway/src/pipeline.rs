@@ -216,7 +216,7 @@ pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             resp
         }
