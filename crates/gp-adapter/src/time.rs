@@ -3,7 +3,8 @@
 //! the same moment recorded in any GP system gives the same FHIR.
 //!
 //! BST runs from 01:00 GMT on the last Sunday of March to 01:00 GMT on the last Sunday
-//! of October.
+//! of October since 1996; earlier years (from 1968) follow the UK's dates of the time.
+//! The rules live in [`gp_fhir::date`], checked hour by hour against the tz database.
 
 pub use gp_fhir::date::{is_bst_local, is_bst_utc};
 

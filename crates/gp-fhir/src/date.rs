@@ -151,8 +151,19 @@ pub fn parse_instant_utc(s: &str) -> Result<(i32, u8, u8, u8, u8, u8), DateError
     ))
 }
 
-/// UK civil time. British Summer Time runs from 01:00 GMT on the last Sunday of March
-/// to 01:00 GMT on the last Sunday of October; adapters and simulators share these rules.
+// UK civil time: GMT, or British Summer Time (GMT+1). The dates of the changes are the
+// UK's own history as the tz database records it for Europe/London, because GP records
+// hold times of day from decades back (births, old consultations):
+// - 1968-02-18 to 1971-10-31: GMT+1 all year round (the "British Standard Time" trial);
+// - 1972-1980: third Sunday of March (Sunday on or after the 16th) to the Sunday on or
+//   after 23 October, both at 02:00 GMT;
+// - 1981-1995: last Sunday of March to the Sunday on or after 23 October (22 October
+//   from 1990), both at 01:00 GMT;
+// - since 1996 (EU rule): last Sunday of March to last Sunday of October, 01:00 GMT.
+// Years before 1968 are outside the modelled range and get the current rule (the
+// wartime and post-war changes were set year by year). tests/bst_oracle.rs checks every
+// hour from 1968 to 2100 against the tz database.
+
 /// Day of week, 0 = Sunday (Sakamoto).
 fn weekday(y: i32, m: u8, d: u8) -> u8 {
     const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
@@ -168,38 +179,53 @@ fn last_sunday(y: i32, m: u8) -> u8 {
     last - weekday(y, m, last)
 }
 
-/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time. In the
-/// skipped March hour (01:xx local) the time is read as BST; in the repeated October
-/// hour (01:xx local) as its first, BST, occurrence.
-pub fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
+/// The day of the month of the first Sunday on or after day `d` of month `m`.
+fn sunday_on_or_after(y: i32, m: u8, d: u8) -> u8 {
+    d + (7 - weekday(y, m, d)) % 7
+}
+
+/// A moment of year `y` as `(month, day, hour)`, comparable as a tuple.
+type MonthDayHour = (u8, u8, u8);
+
+/// When BST begins and ends in year `y`, both as GMT `(month, day, hour)`. A year that
+/// is BST from its start has a beginning before 1 January; one that is BST to its end,
+/// an end after 31 December.
+fn bst_span(y: i32) -> (MonthDayHour, MonthDayHour) {
+    const FROM_NEW_YEAR: MonthDayHour = (0, 0, 0);
+    const TO_NEXT_YEAR: MonthDayHour = (13, 0, 0);
+    match y {
+        1968 => ((2, 18, 2), TO_NEXT_YEAR),
+        1969 | 1970 => (FROM_NEW_YEAR, TO_NEXT_YEAR),
+        1971 => (FROM_NEW_YEAR, (10, 31, 2)),
+        1972..=1980 => (
+            (3, sunday_on_or_after(y, 3, 16), 2),
+            (10, sunday_on_or_after(y, 10, 23), 2),
+        ),
+        1981..=1995 => {
+            let october = if y < 1990 { 23 } else { 22 };
+            (
+                (3, last_sunday(y, 3), 1),
+                (10, sunday_on_or_after(y, 10, october), 1),
+            )
         }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 2)
-        }
-        _ => false,
+        _ => ((3, last_sunday(y, 3), 1), (10, last_sunday(y, 10), 1)),
     }
+}
+
+/// True when UK local wall-clock time `y-m-d h:..` is British Summer Time. In the
+/// skipped spring hour (the hour from the change's GMT hour, local) the time is read as
+/// BST; in the repeated autumn hour as its first, BST, occurrence.
+pub fn is_bst_local(y: i32, m: u8, d: u8, hour: u8) -> bool {
+    let (begins, (end_m, end_d, end_h)) = bst_span(y);
+    // Clocks go forward at the GMT hour `begins` (local = GMT before it), and back when
+    // the BST clock reads one hour past the GMT hour of the end.
+    (m, d, hour) >= begins && (m, d, hour) < (end_m, end_d, end_h + 1)
 }
 
 /// True when the UTC instant `y-m-d h:..` falls in British Summer Time.
 pub fn is_bst_utc(y: i32, m: u8, d: u8, hour: u8) -> bool {
-    match m {
-        4..=9 => true,
-        3 => {
-            let change = last_sunday(y, 3);
-            d > change || (d == change && hour >= 1)
-        }
-        10 => {
-            let change = last_sunday(y, 10);
-            d < change || (d == change && hour < 1)
-        }
-        _ => false,
-    }
+    let (begins, ends) = bst_span(y);
+    (m, d, hour) >= begins && (m, d, hour) < ends
 }
 
 fn valid_time(t: &str) -> bool {
@@ -336,6 +362,9 @@ mod tests {
         assert_eq!(last_sunday(2024, 10), 27);
         assert_eq!(last_sunday(2023, 3), 26);
         assert_eq!(last_sunday(2023, 10), 29);
+        // 1975: from Sunday 16 March to Sunday 26 October (tz database, Europe/London).
+        assert_eq!(sunday_on_or_after(1975, 3, 16), 16);
+        assert_eq!(sunday_on_or_after(1975, 10, 23), 26);
     }
 
     #[test]

@@ -139,6 +139,22 @@ impl Serialize for SimDate {
     }
 }
 
+/// Days in `month` (1..=12) of `year`, proleptic Gregorian: the gap between the first of
+/// the month and the first of the next. 0 for a month outside 1..=12.
+pub fn days_in_month(year: i32, month: u8) -> u8 {
+    if !(1..=12).contains(&month) {
+        return 0;
+    }
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let days = days_from_civil(next_year, next_month, 1) - days_from_civil(year, month, 1);
+    // 28..=31.
+    u8::try_from(days).unwrap_or(0)
+}
+
 // Howard Hinnant's civil-calendar algorithms: exact integer arithmetic, proleptic Gregorian.
 fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     let y = i64::from(y) - i64::from(m <= 2);
@@ -177,6 +193,11 @@ mod tests {
             SimDate::ymd(2024, 3, 1).days()
         );
         assert_eq!(SimDate::ymd(1970, 1, 1).days(), 0);
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2100, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(2023, 12), 31);
+        assert_eq!(days_in_month(2023, 13), 0);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use gp_fhir::NhsNumber;
 use hyper::Method;
 use tokio::net::TcpListener;
 
@@ -146,7 +145,7 @@ impl Emis {
             Some(p) if p.system == SystemKind::Emis => p,
             _ => return Err(practice_not_found(ods)),
         };
-        if NhsNumber::parse(nhs).is_err() {
+        if !crate::nhs::is_valid(nhs) {
             return Err(error(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -490,7 +489,7 @@ fn parse_date(s: &str) -> Option<SimDate> {
     let (d, m, y) = (num(0..2)?, num(3..5)?, num(6..10)?);
     let (d, m) = (u8::try_from(d).ok()?, u8::try_from(m).ok()?);
     let y = i32::from(y);
-    let days_in_month = gp_fhir::date::days_in_month(y, m.clamp(1, 12));
+    let days_in_month = crate::date::days_in_month(y, m.clamp(1, 12));
     ((1..=12).contains(&m) && d >= 1 && d <= days_in_month && y >= 1).then(|| SimDate::ymd(y, m, d))
 }
 
@@ -625,7 +624,7 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
     if let Some(code) = p.language.as_deref() {
         w.open("MainSpokenLanguage");
         w.text("Value", code);
-        w.opt("Term", gp_fhir::model::human_language(code));
+        w.opt("Term", crate::languages::name(code));
         w.close("MainSpokenLanguage");
     }
     w.text("UsualGpID", &p.usual_gp);

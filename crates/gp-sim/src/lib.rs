@@ -1,12 +1,21 @@
 //! Reference simulators of the GP systems' native APIs (EMIS Web XML, PDS FHIR JSON)
 //! over a deterministic synthetic population. Knows native wire formats, never FHIR
 //! resources: embeddable in tests and the sandbox, and runnable as the `gp-sim` binary.
+//!
+//! The rules a GP system keeps for itself are the simulators' own, written apart from the
+//! gateway's (no dependency on `gp-fhir`): the UK clock ([`clock`]), days in a month
+//! ([`date::days_in_month`]), the NHS number check ([`nhs`]) and the main-language pick
+//! list ([`languages`]). Where the gateway must agree, the e2e crate compares the two
+//! sides (`tests/tests/independent_rules.rs`), so a wrong rule cannot cancel out.
 
+pub mod clock;
 pub mod concepts;
 pub mod date;
 pub mod emis;
+pub mod languages;
 pub mod microtest;
 pub mod model;
+pub mod nhs;
 pub mod pds;
 pub mod population;
 mod rng;

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use gp_fhir::NhsNumber;
 use hyper::Method;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
@@ -250,7 +249,7 @@ impl Microtest {
         if let Err(reply) = self.site(ods) {
             return reply;
         }
-        if NhsNumber::parse(nhs).is_err() {
+        if !crate::nhs::is_valid(nhs) {
             return problem(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -383,7 +382,7 @@ fn req_str<'b>(m: &'b Map<String, Value>, field: &str) -> Result<&'b str, Reply>
 /// the wrong record when a patient id is mixed up.
 fn check_nhs(m: &Map<String, Value>, patient_nhs: &str) -> Result<(), Reply> {
     let nhs = req_str(m, "nhs_number")?;
-    if NhsNumber::parse(nhs).is_err() {
+    if !crate::nhs::is_valid(nhs) {
         return Err(problem(
             400,
             "INVALID_NHS_NUMBER",
@@ -427,7 +426,7 @@ fn parse_datetime(v: &str) -> Option<SimDate> {
     let valid = year >= 1900
         && (1..=12).contains(&month)
         && day >= 1
-        && day <= gp_fhir::date::days_in_month(year, month)
+        && day <= crate::date::days_in_month(year, month)
         && hour < 24
         && minute < 60
         && second < 60;
@@ -637,7 +636,7 @@ fn contact_language(m: &Map<String, Value>) -> Result<Option<String>, Reply> {
         Some(Value::Null) => Ok(None),
         Some(Value::Object(l)) => {
             let code = l.get("code").and_then(Value::as_str).unwrap_or("");
-            if gp_fhir::model::human_language(code).is_some() {
+            if crate::languages::name(code).is_some() {
                 Ok(Some(code.to_owned()))
             } else {
                 Err(unprocessable(
@@ -957,7 +956,7 @@ pub fn render_patient(site: &Practice, p: &SimPatient) -> Value {
         "sharing_dissent": p.flags.dissent,
         "preferred_language": p.language.as_deref().map(|code| json!({
             "code": code,
-            "term": gp_fhir::model::human_language(code).unwrap_or(code),
+            "term": crate::languages::name(code).unwrap_or(code),
         })),
         "last_modified": date(p.last_modified),
         "site": {

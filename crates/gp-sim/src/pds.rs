@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use gp_fhir::NhsNumber;
 use hyper::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -63,7 +62,7 @@ impl Simulator for Pds {
                 record: false,
             };
         }
-        let reply = if NhsNumber::parse(nhs).is_err() {
+        let reply = if !crate::nhs::is_valid(nhs) {
             outcome(400, "value", "INVALID_RESOURCE_ID", "Invalid NHS number")
         } else {
             match self.store.patient_by_nhs(nhs) {

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use gp_fhir::NhsNumber;
 use serde::Serialize;
 
 use crate::concepts::{self, Concept};
@@ -164,11 +163,10 @@ impl Population {
 fn gen_nhs(r: &mut Rng, used: &mut BTreeSet<String>) -> String {
     loop {
         let stem = 999_000_000 + r.below(1_000_000) as u32;
-        if let Some(n) = NhsNumber::from_stem(stem) {
-            let s = n.to_string();
-            if used.insert(s.clone()) {
-                return s;
-            }
+        if let Some(s) = crate::nhs::with_check_digit(stem)
+            && used.insert(s.clone())
+        {
+            return s;
         }
     }
 }

@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gp_fhir::NhsNumber;
-use gp_fhir::date::{is_bst_local, is_bst_utc};
 use hyper::Method;
 use tokio::net::TcpListener;
 
+use crate::clock;
 use crate::concepts::Concept;
 use crate::date::{Precision, SimDate};
 use crate::model::*;
@@ -228,7 +227,7 @@ impl Tpp {
                 );
             }
         };
-        if NhsNumber::parse(nhs).is_err() {
+        if !crate::nhs::is_valid(nhs) {
             return error(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -277,7 +276,7 @@ impl Tpp {
                 &format!("No SystmOne organisation with ODS code {ods}"),
             ));
         }
-        if NhsNumber::parse(nhs).is_err() || nhs.len() != 10 {
+        if !crate::nhs::is_valid(nhs) {
             return Err(error(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -645,19 +644,16 @@ fn local_from_utc(s: &str) -> Option<SimDate> {
     );
     let valid = (1..=12).contains(&month)
         && day >= 1
-        && day <= gp_fhir::date::days_in_month(year, month)
+        && day <= crate::date::days_in_month(year, month)
         && hour < 24
         && minute < 60
         && second < 60;
     if !valid {
         return None;
     }
-    let utc = SimDate::ymd(year, month, day).at(hour, minute, second);
-    Some(if is_bst_utc(year, month, day, hour) {
-        utc.plus_seconds(3600)
-    } else {
-        utc
-    })
+    Some(clock::local_from_utc(
+        SimDate::ymd(year, month, day).at(hour, minute, second),
+    ))
 }
 
 // ---- request XML -----------------------------------------------------------------------
@@ -842,7 +838,7 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
         w.text_with(
             "MainSpokenLanguage",
             &[("Code", code)],
-            gp_fhir::model::human_language(code).unwrap_or(""),
+            crate::languages::name(code).unwrap_or(""),
         );
     }
     w.text_with("UsualGP", &[("StaffUID", &p.usual_gp)], "");
@@ -1073,25 +1069,17 @@ fn date_time_attr(d: SimDate) -> (String, &'static str) {
     (when, precision)
 }
 
-/// UK local date-time → `YYYY-MM-DDTHH:MM:SSZ`. BST (UTC+1) runs from 01:00 UTC on the
-/// last Sunday of March to 01:00 UTC on the last Sunday of October; the skipped March
-/// hour and the repeated October hour are read as BST, as EMIS readers do.
+/// UK local date-time → `YYYY-MM-DDTHH:MM:SSZ`, by the simulators' UK clock
+/// ([`clock`]): the skipped spring hour and the repeated autumn hour are read as BST,
+/// as EMIS readers do.
 pub fn utc_date_time(d: SimDate) -> String {
-    let (h, mi, s) = d.time.unwrap_or((0, 0, 0));
-    let (mut day, mut hour) = (d, h);
-    if is_bst_local(d.year, d.month.unwrap_or(1), d.day.unwrap_or(1), h) {
-        if h >= 1 {
-            hour = h - 1;
-        } else {
-            hour = 23;
-            day = SimDate::from_days(d.days() - 1);
-        }
-    }
+    let utc = clock::utc_from_local(d);
+    let (hour, mi, s) = utc.time.unwrap_or((0, 0, 0));
     format!(
         "{:04}-{:02}-{:02}T{hour:02}:{mi:02}:{s:02}Z",
-        day.year,
-        day.month.unwrap_or(1),
-        day.day.unwrap_or(1)
+        utc.year,
+        utc.month.unwrap_or(1),
+        utc.day.unwrap_or(1)
     )
 }
 

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use gp_fhir::NhsNumber;
 use hyper::Method;
 use tokio::net::TcpListener;
 
@@ -314,7 +313,7 @@ impl Vision {
 
     fn vision_patient(&self, ods: &str, nhs: &str) -> Result<(Practice, SimPatient), Reply> {
         self.vision_practice(ods)?;
-        if NhsNumber::parse(nhs).is_err() {
+        if !crate::nhs::is_valid(nhs) {
             return Err(error(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -398,7 +397,7 @@ impl Vision {
     /// the record is made).
     fn writable_patient(&self, ods: &str, nhs: &str) -> Result<(), Reply> {
         self.vision_practice(ods)?;
-        if NhsNumber::parse(nhs).is_err() {
+        if !crate::nhs::is_valid(nhs) {
             return Err(error(
                 400,
                 "INVALID_NHS_NUMBER",
@@ -727,7 +726,7 @@ fn parse_day(s: &str) -> Option<SimDate> {
     let y = i32::try_from(digits(s.get(0..4)?)?).ok()?;
     let m = u8::try_from(digits(s.get(4..6)?)?).ok()?;
     let d = u8::try_from(digits(s.get(6..8)?)?).ok()?;
-    let ok = y >= 1 && (1..=12).contains(&m) && d >= 1 && d <= gp_fhir::date::days_in_month(y, m);
+    let ok = y >= 1 && (1..=12).contains(&m) && d >= 1 && d <= crate::date::days_in_month(y, m);
     ok.then(|| SimDate::ymd(y, m, d))
 }
 
