@@ -15,7 +15,7 @@ pub enum EmisDataError {
     /// The document element is not `MedicalRecord` in the EMIS Open namespace.
     #[error(
         "the root element is <{found}>, expected <MedicalRecord> in namespace {}",
-        crate::mapping::NS
+        crate::NS
     )]
     WrongRoot { found: String },
     /// A required element is absent or empty.

@@ -6,6 +6,10 @@
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
 
+/// The EMIS Open MedicalRecord namespace; every element is in it. At the crate's root:
+/// the mapping reads it and the errors name it.
+pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
+
 pub mod client;
 pub mod config;
 pub mod error;

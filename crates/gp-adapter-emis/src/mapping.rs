@@ -24,8 +24,7 @@ use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::error::EmisDataError;
 
-/// The EMIS Open MedicalRecord namespace; every element is in it.
-pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
+pub use crate::NS;
 /// Base of the identifier systems holding EMIS GUIDs (`{base}{element}-guid`).
 pub const EMIS_ID_BASE: &str = "https://emis.com/Id/";
 /// GMC reference number of a doctor.

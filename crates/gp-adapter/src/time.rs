@@ -92,7 +92,7 @@ fn date_time_string(y: i32, m: u8, d: u8, (h, mi, s): (u8, u8, u8), offset: &str
 /// A UTC instant as UK local time with its offset, the form every adapter answers
 /// (`2024-06-12T08:40:00Z` → `2024-06-12T09:40:00+01:00`).
 pub fn uk_local_from_utc(y: i32, m: u8, d: u8, h: u8, mi: u8, s: u8) -> String {
-    let utc = crate::write::UtcDateTime {
+    let utc = UtcDateTime {
         year: y,
         month: m,
         day: d,
@@ -107,6 +107,48 @@ pub fn uk_local_from_utc(y: i32, m: u8, d: u8, h: u8, mi: u8, s: u8) -> String {
     };
     let l = utc.uk_local();
     date_time_string(l.year, l.month, l.day, (l.hour, l.minute, l.second), offset)
+}
+
+/// A UTC instant, second precision (the form every native write is derived from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UtcDateTime {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+}
+
+impl UtcDateTime {
+    /// The instant as UK local wall-clock time (GMT or BST), for systems that record local time.
+    pub fn uk_local(self) -> UtcDateTime {
+        let (year, month, day, hour) = if is_bst_utc(self.year, self.month, self.day, self.hour) {
+            if self.hour == 23 {
+                let (y, m, d) = gp_fhir::date::day_after((self.year, self.month, self.day));
+                (y, m, d, 0)
+            } else {
+                (self.year, self.month, self.day, self.hour + 1)
+            }
+        } else {
+            (self.year, self.month, self.day, self.hour)
+        };
+        UtcDateTime {
+            year,
+            month,
+            day,
+            hour,
+            ..self
+        }
+    }
+
+    /// `YYYY-MM-DDThh:mm:ssZ`.
+    pub fn to_rfc3339(self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
 }
 
 #[cfg(test)]

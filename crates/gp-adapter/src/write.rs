@@ -6,49 +6,7 @@
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::CallContext;
-
-/// A UTC instant, second precision (the form every native write is derived from).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UtcDateTime {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-}
-
-impl UtcDateTime {
-    /// The instant as UK local wall-clock time (GMT or BST), for systems that record local time.
-    pub fn uk_local(self) -> UtcDateTime {
-        let (year, month, day, hour) =
-            if crate::time::is_bst_utc(self.year, self.month, self.day, self.hour) {
-                if self.hour == 23 {
-                    let (y, m, d) = gp_fhir::date::day_after((self.year, self.month, self.day));
-                    (y, m, d, 0)
-                } else {
-                    (self.year, self.month, self.day, self.hour + 1)
-                }
-            } else {
-                (self.year, self.month, self.day, self.hour)
-            };
-        UtcDateTime {
-            year,
-            month,
-            day,
-            hour,
-            ..self
-        }
-    }
-
-    /// `YYYY-MM-DDThh:mm:ssZ`.
-    pub fn to_rfc3339(self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
-    }
-}
+pub use crate::time::UtcDateTime;
 
 /// One measured value: a SNOMED CT concept, its value and UCUM unit.
 #[derive(Debug, Clone, PartialEq)]

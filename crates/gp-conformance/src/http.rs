@@ -9,7 +9,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::Verdict;
@@ -72,22 +71,7 @@ impl Answer {
     }
 }
 
-/// One recorded request and response, redacted.
-#[derive(Debug, Clone, Serialize)]
-pub struct Exchange {
-    pub method: String,
-    pub url: String,
-    pub request_headers: Vec<(String, String)>,
-    pub request_body: String,
-    /// 0 when no response came (see `transport_error`).
-    pub status: u16,
-    pub response_headers: Vec<(String, String)>,
-    pub response_body: String,
-    pub elapsed_ms: u64,
-    /// `X-Request-ID` sent: the trace id to quote to the service desk.
-    pub request_id: String,
-    pub transport_error: Option<String>,
-}
+pub use crate::model::Exchange;
 
 /// A test's view of the target: sends requests and keeps the evidence.
 pub struct Probe {

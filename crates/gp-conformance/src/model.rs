@@ -2,7 +2,22 @@
 
 use serde::Serialize;
 
-use crate::http::Exchange;
+/// One recorded request and response, redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: String,
+    /// 0 when no response came (see `transport_error`).
+    pub status: u16,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: String,
+    pub elapsed_ms: u64,
+    /// `X-Request-ID` sent: the trace id to quote to the service desk.
+    pub request_id: String,
+    pub transport_error: Option<String>,
+}
 
 /// A test as the catalogue declares it: its stable id never changes once published.
 #[derive(Debug, Clone, Copy)]

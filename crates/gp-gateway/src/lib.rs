@@ -27,6 +27,7 @@ pub mod respond;
 pub mod routes;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod secrets;
 pub mod server;
 pub mod structured;
 pub mod telemetry;

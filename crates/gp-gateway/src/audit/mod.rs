@@ -305,7 +305,7 @@ impl AuditConfig {
             AuditError("audit.postgres_url is not a PostgreSQL connection string".into())
         })?;
         if let Some(file) = &self.postgres_password_file {
-            let password = crate::config::read_secret(&base.join(file))
+            let password = crate::secrets::read_secret(&base.join(file))
                 .map_err(|e| AuditError(format!("audit.postgres_password_file: {e}")))?;
             config.password(password);
         }
