@@ -124,7 +124,7 @@ pub async fn check(
     let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
     // A supplier bound to a client certificate must call over a connection presenting it
     // (the token alone is not enough: RFC 8705 certificate-bound access).
-    view.require_client_cert(crate::server::client_certificate(&parts.extensions))
+    view.require_client_cert(crate::context::client_certificate(&parts.extensions))
         .map_err(|e| {
             Rescue::from(e).with_header(
                 header::WWW_AUTHENTICATE,

@@ -25,7 +25,7 @@ pub struct App {
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
     pub paging: PagingLimits,
     pub max_body_bytes: usize,
-    /// Largest request head (request line + headers) answered; see `server::check_head`.
+    /// Largest request head (request line + headers) answered; see `head::check_head`.
     pub max_header_bytes: usize,
     pub request_timeout: Duration,
     pub access: AccessMode,

@@ -1,18 +1,19 @@
 //! FHIR interactions: what each route does once the pipeline has let it through.
 
 use bytes::Bytes;
-use gp_adapter::{CallContext, ClinicalType, PatientRecord};
+use gp_adapter::{CallContext, ClinicalType};
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::Searchset;
 use gp_fhir::model::Resource;
 use gp_fhir::search::{Paging, parse_clinical_search, parse_patient_search};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::access::Caller;
 use crate::app::App;
 use crate::error::{GatewayError, Rescue};
 use crate::pipeline::RequestIds;
+use crate::release::{Released, is_confidential, released_patient};
 use crate::respond::fhir as fhir_response;
 use crate::routes::Route;
 
@@ -91,7 +92,7 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
             let record = released_patient(app, nhs, ids, caller).await?.record;
-            Ok(patient_response(StatusCode::OK, &record))
+            Ok(crate::respond::patient(StatusCode::OK, &record))
         }
         Route::PatientSearch => {
             let nhs = parse_patient_search(query)?;
@@ -114,18 +115,6 @@ pub async fn serve(
             clinical_search(app, resource_type, query, ids, caller).await
         }
     }
-}
-
-/// A Patient response with its version as a weak `ETag` (what `If-Match` quotes back).
-pub(crate) fn patient_response(
-    status: StatusCode,
-    record: &PatientRecord,
-) -> Response<Full<Bytes>> {
-    let mut resp = fhir_response(status, Resource::Patient(record.patient.clone()).to_json());
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
-        resp.headers_mut().insert(header::ETAG, etag);
-    }
-    resp
 }
 
 pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
@@ -156,100 +145,6 @@ fn searchset<'a>(
         id: &ids.request_id,
         last_updated,
     }
-}
-
-/// A patient a third-party supplier may see, with where their record lives.
-pub(crate) struct Released {
-    pub(crate) record: std::sync::Arc<PatientRecord>,
-    pub(crate) practice: gp_fhir::OdsCode,
-    pub(crate) adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
-}
-
-/// Reads a patient the way a third-party supplier may see them: restricted
-/// (sensitive) patients are not found; dissenting patients are refused.
-pub(crate) async fn released_patient(
-    app: &App,
-    nhs: NhsNumber,
-    ids: &RequestIds,
-    caller: &Caller,
-) -> Result<Released, GatewayError> {
-    released(app, nhs, ids, caller, false).await
-}
-
-/// Like [`released_patient`], reading the GP system's current demographics rather than
-/// the cache: what a write is checked and made against.
-pub(crate) async fn released_patient_fresh(
-    app: &App,
-    nhs: NhsNumber,
-    ids: &RequestIds,
-    caller: &Caller,
-) -> Result<Released, GatewayError> {
-    released(app, nhs, ids, caller, true).await
-}
-
-async fn released(
-    app: &App,
-    nhs: NhsNumber,
-    ids: &RequestIds,
-    caller: &Caller,
-    fresh: bool,
-) -> Result<Released, GatewayError> {
-    ids.facts.patient(&nhs.to_string());
-    let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
-    ids.facts.practice(location.practice.as_str());
-    let not_found =
-        || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
-    // Unpaired looks exactly like unregistered to the supplier; only our logs differ.
-    if !caller.paired_with(&location.practice) {
-        tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %location.practice, "patient withheld");
-        return Err(not_found());
-    }
-    if location.restricted {
-        tracing::debug!(reason = "restricted-in-pds", "patient withheld");
-        return Err(not_found());
-    }
-    if fresh {
-        app.records.invalidate(&location.practice, nhs).await;
-    }
-    let record = match app
-        .records
-        .patient(
-            adapter.as_ref(),
-            &location.practice,
-            nhs,
-            &ids.call_context(),
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(gp_adapter::AdapterError::PatientNotFound) => {
-            tracing::warn!(practice = %practice.ods, "PDS names a practice whose GP system does not hold the patient");
-            return Err(not_found());
-        }
-        Err(e) => return Err(GatewayError::Adapter(e)),
-    };
-    if record.flags.restricted || record.patient.is_restricted() {
-        tracing::debug!(reason = "restricted-in-gp-system", "patient withheld");
-        return Err(not_found());
-    }
-    if record.flags.dissent {
-        return Err(GatewayError::NoConsent);
-    }
-    Ok(Released {
-        record,
-        practice: location.practice,
-        adapter,
-    })
-}
-
-/// True when the GP system marked the entry confidential (`meta.security` R).
-pub(crate) fn is_confidential(r: &Resource) -> bool {
-    r.meta().is_some_and(|m| {
-        m.security.iter().any(|c| {
-            c.system.as_deref() == Some(gp_fhir::model::CONFIDENTIALITY_SYSTEM)
-                && c.code.as_deref() == Some("R")
-        })
-    })
 }
 
 async fn clinical_search(

@@ -131,7 +131,7 @@ pub async fn handle(
         }
     };
     // 1b. Head size: refused before any work, with an OperationOutcome (not hyper's bare 431).
-    if let Err(e) = crate::server::check_head(&req, app.max_header_bytes) {
+    if let Err(e) = crate::head::check_head(&req, app.max_header_bytes) {
         return finish(Rescue::from(e).into_response(&ids.request_id), &ids);
     }
     // 2. Trace span, in the caller's trace (or a new one); native calls are its children.
@@ -269,7 +269,7 @@ async fn route(
                     {
                         Ok(bytes) => {
                             ids.facts.route("token", "-");
-                            let client_cert = crate::server::client_certificate(&parts.extensions);
+                            let client_cert = crate::context::client_certificate(&parts.extensions);
                             auth.token_endpoint(content_type, &bytes, client_cert, &ids.facts)
                                 .await
                         }

@@ -2,6 +2,8 @@
 //! built, so every route answers with the same shape.
 
 use bytes::Bytes;
+use gp_adapter::PatientRecord;
+use gp_fhir::model::Resource;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
@@ -26,4 +28,13 @@ pub fn fhir(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>>
 /// A plain JSON response (OAuth2 endpoints and operational probes speak JSON, not FHIR).
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     with_type(status, "application/json", body)
+}
+
+/// A Patient response with its version as a weak `ETag` (what `If-Match` quotes back).
+pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {
+    let mut resp = fhir(status, Resource::Patient(record.patient.clone()).to_json());
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
 }

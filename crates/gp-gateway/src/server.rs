@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use gp_auth::CertThumbprint;
-use gp_fhir::{FhirError, IssueType, SpineCode};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -33,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::config::{ClientAuth, ServerConfig, TlsConfig};
 use crate::connections::{AcceptBackoff, Activity, IdleLimits, Limits};
+use crate::context::ClientCertificate;
 
 /// The only cipher suites offered: TLS 1.3's three AEAD suites, and for TLS 1.2 only
 /// ECDHE key exchange (forward secrecy) with an AEAD cipher. No CBC, no RC4, no static
@@ -50,10 +50,6 @@ pub static CIPHER_SUITES: &[SupportedCipherSuite] = &[
     suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
-/// Longest request target (path and query) accepted: RFC 9110 §4.1 asks servers to
-/// take at least 8000 octets; longer ones get a 414 OperationOutcome.
-pub const MAX_URL_BYTES: usize = 8 * 1024;
-
 /// Why TLS could not be set up, or a certificate reload was refused. Messages name files
 /// and what is wrong with them, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -62,17 +58,6 @@ pub enum TlsError {
     File { path: String, message: String },
     #[error("TLS configuration rejected: {0}")]
     Rustls(String),
-}
-
-/// The fingerprint of the client certificate a request's connection presented (mutual
-/// TLS), put in each request's extensions by the server: only the TLS handshake sets it,
-/// never a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientCertificate(pub CertThumbprint);
-
-/// The client certificate fingerprint of the connection a request came over, if any.
-pub fn client_certificate(extensions: &http::Extensions) -> Option<&CertThumbprint> {
-    extensions.get::<ClientCertificate>().map(|c| &c.0)
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -305,62 +290,9 @@ fn spawn_cert_reload(tls: ServerTls, mut stop: watch::Receiver<bool>) {
     });
 }
 
-/// A request head over the limits; refused with an OperationOutcome rather than
-/// hyper's bare status line.
-#[derive(Debug, thiserror::Error)]
-pub enum HeadTooLarge {
-    #[error("request headers are {size} bytes; at most {max} bytes are accepted")]
-    Headers { size: usize, max: usize },
-    #[error("request URL is {size} bytes; at most {max} bytes are accepted")]
-    Url { size: usize, max: usize },
-}
-
-impl FhirError for HeadTooLarge {
-    fn status(&self) -> u16 {
-        match self {
-            Self::Headers { .. } => 431,
-            Self::Url { .. } => 414,
-        }
-    }
-    fn spine_code(&self) -> SpineCode {
-        SpineCode::PayloadTooLarge
-    }
-    fn issue_type(&self) -> IssueType {
-        IssueType::TooCostly
-    }
-}
-
-/// Checks a request head against [`MAX_URL_BYTES`] and `max_header_bytes` (request line
-/// plus header lines, as sent in HTTP/1.1).
-pub fn check_head<B>(req: &Request<B>, max_header_bytes: usize) -> Result<(), HeadTooLarge> {
-    let url = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if url > MAX_URL_BYTES {
-        return Err(HeadTooLarge::Url {
-            size: url,
-            max: MAX_URL_BYTES,
-        });
-    }
-    // "METHOD SP target SP HTTP/1.1 CRLF", then "name: value CRLF" per header.
-    let size = req.method().as_str().len()
-        + url
-        + 11
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if size > max_header_bytes {
-        return Err(HeadTooLarge::Headers {
-            size,
-            max: max_header_bytes,
-        });
-    }
-    Ok(())
-}
-
 /// hyper's own head limit: twice `max_header_bytes`, so a head over the limit (but
 /// not absurdly so) still reaches the pipeline and is refused with an OperationOutcome
-/// by [`check_head`]; beyond this, hyper answers a bare 431 and closes.
+/// by [`crate::head::check_head`]; beyond this, hyper answers a bare 431 and closes.
 fn transport_head_limit(max_header_bytes: usize) -> usize {
     max_header_bytes.saturating_mul(2).max(8192)
 }

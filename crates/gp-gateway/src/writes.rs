@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::access::Caller;
 use crate::app::App;
 use crate::error::{GatewayError, Rescue};
-use crate::fhir::{Released, patient_response, released_patient, released_patient_fresh};
 use crate::incoming::Invalid;
 use crate::pipeline::RequestIds;
+use crate::release::{Released, released_patient, released_patient_fresh};
 use crate::respond::fhir as fhir_response;
 
 /// A write precondition the caller sent that does not hold.
@@ -240,7 +240,7 @@ pub(crate) async fn patch_patient(
     if updated.version != version {
         tracing::warn!(%practice, "the GP system changed the record again straight after our update");
     }
-    Ok(patient_response(StatusCode::OK, &updated))
+    Ok(crate::respond::patient(StatusCode::OK, &updated))
 }
 
 #[cfg(test)]

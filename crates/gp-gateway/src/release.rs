@@ -1,0 +1,113 @@
+//! The release policy: what a third-party supplier may see of a patient, and nothing
+//! more. The heart of patient safety, in one place, applied to every read, search,
+//! write and operation:
+//! - **pairing**: a supplier sees only patients of practices it is paired with, and an
+//!   unpaired practice's patient looks exactly like an unregistered one (not found);
+//! - **restricted** (sensitive) patients, marked in PDS or by the GP system (by the
+//!   record's flag or the Patient's own security label, either one), are not found;
+//! - **dissent** from sharing with third parties is refused (403 NO_PATIENT_CONSENT);
+//! - **confidential** entries (`meta.security` R from the GP system) are left out of
+//!   every answer.
+
+use gp_adapter::PatientRecord;
+use gp_fhir::NhsNumber;
+use gp_fhir::model::Resource;
+
+use crate::access::Caller;
+use crate::app::App;
+use crate::error::GatewayError;
+use crate::pipeline::RequestIds;
+
+/// A patient a third-party supplier may see, with where their record lives.
+pub(crate) struct Released {
+    pub(crate) record: std::sync::Arc<PatientRecord>,
+    pub(crate) practice: gp_fhir::OdsCode,
+    pub(crate) adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
+}
+
+/// Reads a patient the way a third-party supplier may see them: restricted
+/// (sensitive) patients are not found; dissenting patients are refused.
+pub(crate) async fn released_patient(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Released, GatewayError> {
+    released(app, nhs, ids, caller, false).await
+}
+
+/// Like [`released_patient`], reading the GP system's current demographics rather than
+/// the cache: what a write is checked and made against.
+pub(crate) async fn released_patient_fresh(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Released, GatewayError> {
+    released(app, nhs, ids, caller, true).await
+}
+
+async fn released(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+    caller: &Caller,
+    fresh: bool,
+) -> Result<Released, GatewayError> {
+    ids.facts.patient(&nhs.to_string());
+    let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
+    ids.facts.practice(location.practice.as_str());
+    let not_found =
+        || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
+    // Unpaired looks exactly like unregistered to the supplier; only our logs differ.
+    if !caller.paired_with(&location.practice) {
+        tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %location.practice, "patient withheld");
+        return Err(not_found());
+    }
+    if location.restricted {
+        tracing::debug!(reason = "restricted-in-pds", "patient withheld");
+        return Err(not_found());
+    }
+    if fresh {
+        app.records.invalidate(&location.practice, nhs).await;
+    }
+    let record = match app
+        .records
+        .patient(
+            adapter.as_ref(),
+            &location.practice,
+            nhs,
+            &ids.call_context(),
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(gp_adapter::AdapterError::PatientNotFound) => {
+            tracing::warn!(practice = %practice.ods, "PDS names a practice whose GP system does not hold the patient");
+            return Err(not_found());
+        }
+        Err(e) => return Err(GatewayError::Adapter(e)),
+    };
+    if record.flags.restricted || record.patient.is_restricted() {
+        tracing::debug!(reason = "restricted-in-gp-system", "patient withheld");
+        return Err(not_found());
+    }
+    if record.flags.dissent {
+        return Err(GatewayError::NoConsent);
+    }
+    Ok(Released {
+        record,
+        practice: location.practice,
+        adapter,
+    })
+}
+
+/// True when the GP system marked the entry confidential (`meta.security` R).
+pub(crate) fn is_confidential(r: &Resource) -> bool {
+    r.meta().is_some_and(|m| {
+        m.security.iter().any(|c| {
+            c.system.as_deref() == Some(gp_fhir::model::CONFIDENTIALITY_SYSTEM)
+                && c.code.as_deref() == Some("R")
+        })
+    })
+}
