@@ -274,7 +274,7 @@ impl SuppliersConfig {
                     "missing: give the public keys inline ('jwks') or as a file ('jwks_file')",
                 )),
                 (Some(inline), None) => {
-                    if let Err(problem) = crate::registry::parse_jwks(inline) {
+                    if let Err(problem) = crate::jwks::parse_jwks(inline) {
                         errors.push(supplier_err(&id, "jwks", problem));
                     }
                 }

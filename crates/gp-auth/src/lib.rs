@@ -57,6 +57,7 @@
 mod access;
 mod client;
 mod config;
+mod jwks;
 mod jwt;
 mod keys;
 mod ratelimit;
