@@ -1,7 +1,15 @@
-//! What the transport knows of a request that the handlers may need: a leaf, set by
-//! the server and read by the pipeline and the access checks.
+//! A request's context that every layer reads: the ids it is known by (and the facts
+//! its audit row gathers), and what the transport learned of it (the client
+//! certificate). A leaf: set by the server and the pipeline, read by the handlers, the
+//! release policy and the access checks, importing none of them.
 
+use std::sync::Arc;
+
+use gp_adapter::CallContext;
 use gp_auth::CertThumbprint;
+use http::{HeaderMap, HeaderValue};
+
+use crate::error::GatewayError;
 
 /// The fingerprint of the client certificate a request's connection presented (mutual
 /// TLS), put in each request's extensions by the server: only the TLS handshake sets it,
@@ -12,4 +20,89 @@ pub struct ClientCertificate(pub CertThumbprint);
 /// The client certificate fingerprint of the connection a request came over, if any.
 pub fn client_certificate(extensions: &http::Extensions) -> Option<&CertThumbprint> {
     extensions.get::<ClientCertificate>().map(|c| &c.0)
+}
+
+/// The ids a request is known by.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    /// `X-Request-ID`: the caller's UUID, or one we mint.
+    pub request_id: String,
+    /// `X-Correlation-ID`, mirrored when sent.
+    pub correlation_id: Option<String>,
+    /// The W3C trace context of this request's span (continuing the caller's
+    /// `traceparent`, or a new trace): every GP system call carries it as its parent.
+    pub traceparent: crate::telemetry::TraceContext,
+    /// The FHIR base URL links in this response start with.
+    pub base_url: String,
+    /// What the audit row of this request records, filled in as handling goes.
+    pub facts: Arc<crate::audit::RequestFacts>,
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn printable(v: &HeaderValue) -> Option<&str> {
+    v.to_str()
+        .ok()
+        .filter(|s| s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+}
+
+impl RequestIds {
+    /// Fresh ids for a request whose own id headers were refused, its links starting
+    /// with `public_base`.
+    pub fn minted(public_base: &str) -> Self {
+        Self {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: None,
+            traceparent: crate::telemetry::TraceContext::root(),
+            base_url: public_base.to_owned(),
+            facts: Arc::default(),
+        }
+    }
+
+    /// Reads and checks the id headers; a malformed one is refused rather than echoed.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let request_id = match headers.get("x-request-id") {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(v) => match printable(v) {
+                Some(s) if is_uuid(s) => s.to_ascii_lowercase(),
+                Some(s) => return Err(GatewayError::BadRequestId(s.chars().take(40).collect())),
+                None => return Err(GatewayError::BadHeader("X-Request-ID")),
+            },
+        };
+        let correlation_id = match headers.get("x-correlation-id") {
+            None => None,
+            Some(v) => Some(
+                printable(v)
+                    .ok_or(GatewayError::BadHeader("X-Correlation-ID"))?
+                    .to_owned(),
+            ),
+        };
+        // A malformed traceparent is not refused: the request starts a new trace.
+        let traceparent = crate::telemetry::TraceContext::for_request(headers);
+        Ok(Self {
+            request_id,
+            correlation_id,
+            traceparent,
+            base_url: String::new(),
+            facts: Arc::new(crate::audit::RequestFacts::new(
+                headers.contains_key("x-request-id"),
+            )),
+        })
+    }
+
+    /// The context passed to adapters.
+    pub fn call_context(&self) -> CallContext {
+        CallContext {
+            request_id: self.request_id.clone(),
+            // The gateway's span is the parent of every native call.
+            traceparent: Some(self.traceparent.to_string()),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! FHIR interactions: what each route does once the pipeline has let it through.
 
 use bytes::Bytes;
-use gp_adapter::{CallContext, ClinicalType};
+use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::Searchset;
 use gp_fhir::model::Resource;
@@ -11,8 +11,8 @@ use http_body_util::Full;
 
 use crate::access::Caller;
 use crate::app::App;
+use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
-use crate::pipeline::RequestIds;
 use crate::release::{Released, is_confidential, released_patient};
 use crate::respond::fhir as fhir_response;
 use crate::routes::Route;
@@ -197,17 +197,6 @@ async fn clinical_search(
         &last_updated,
     );
     Ok(fhir_response(StatusCode::OK, set.build(page).to_json()))
-}
-
-impl RequestIds {
-    /// The context passed to adapters.
-    pub fn call_context(&self) -> CallContext {
-        CallContext {
-            request_id: self.request_id.clone(),
-            // The gateway's span is the parent of every native call.
-            traceparent: Some(self.traceparent.to_string()),
-        }
-    }
 }
 
 async fn structured_record(

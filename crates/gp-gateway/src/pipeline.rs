@@ -32,80 +32,7 @@ use crate::error::{GatewayError, Rescue};
 use crate::respond::json;
 use crate::routes::match_route;
 
-/// The ids a request is known by.
-#[derive(Debug, Clone)]
-pub struct RequestIds {
-    /// `X-Request-ID`: the caller's UUID, or one we mint.
-    pub request_id: String,
-    /// `X-Correlation-ID`, mirrored when sent.
-    pub correlation_id: Option<String>,
-    /// The W3C trace context of this request's span (continuing the caller's
-    /// `traceparent`, or a new trace): every GP system call carries it as its parent.
-    pub traceparent: crate::telemetry::TraceContext,
-    /// The FHIR base URL links in this response start with.
-    pub base_url: String,
-    /// What the audit row of this request records, filled in as handling goes.
-    pub facts: Arc<crate::audit::RequestFacts>,
-}
-
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-fn printable(v: &HeaderValue) -> Option<&str> {
-    v.to_str()
-        .ok()
-        .filter(|s| s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
-}
-
-impl RequestIds {
-    /// Fresh ids for a request whose own id headers were refused.
-    fn minted(app: &App) -> Self {
-        Self {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: None,
-            traceparent: crate::telemetry::TraceContext::root(),
-            base_url: app.public_base.clone(),
-            facts: Arc::default(),
-        }
-    }
-
-    /// Reads and checks the id headers; a malformed one is refused rather than echoed.
-    fn from_headers(headers: &HeaderMap) -> Result<Self, GatewayError> {
-        let request_id = match headers.get("x-request-id") {
-            None => uuid::Uuid::new_v4().to_string(),
-            Some(v) => match printable(v) {
-                Some(s) if is_uuid(s) => s.to_ascii_lowercase(),
-                Some(s) => return Err(GatewayError::BadRequestId(s.chars().take(40).collect())),
-                None => return Err(GatewayError::BadHeader("X-Request-ID")),
-            },
-        };
-        let correlation_id = match headers.get("x-correlation-id") {
-            None => None,
-            Some(v) => Some(
-                printable(v)
-                    .ok_or(GatewayError::BadHeader("X-Correlation-ID"))?
-                    .to_owned(),
-            ),
-        };
-        // A malformed traceparent is not refused: the request starts a new trace.
-        let traceparent = crate::telemetry::TraceContext::for_request(headers);
-        Ok(Self {
-            request_id,
-            correlation_id,
-            traceparent,
-            base_url: String::new(),
-            facts: Arc::new(crate::audit::RequestFacts::new(
-                headers.contains_key("x-request-id"),
-            )),
-        })
-    }
-}
+pub use crate::context::RequestIds;
 
 /// Handles one request end to end. Never fails: every error becomes a response.
 pub async fn handle(
@@ -126,7 +53,7 @@ pub async fn handle(
             ids
         }
         Err(e) => {
-            let minted = RequestIds::minted(&app);
+            let minted = RequestIds::minted(&app.public_base);
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
@@ -207,7 +134,7 @@ pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     let ids = match RequestIds::from_headers(req.headers()) {
         Ok(ids) => ids,
         Err(e) => {
-            let minted = RequestIds::minted(&app);
+            let minted = RequestIds::minted(&app.public_base);
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };

@@ -15,8 +15,8 @@ use gp_fhir::model::Resource;
 
 use crate::access::Caller;
 use crate::app::App;
+use crate::context::RequestIds;
 use crate::error::GatewayError;
-use crate::pipeline::RequestIds;
 
 /// A patient a third-party supplier may see, with where their record lives.
 pub(crate) struct Released {

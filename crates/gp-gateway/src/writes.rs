@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::access::Caller;
 use crate::app::App;
+use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
 use crate::incoming::Invalid;
-use crate::pipeline::RequestIds;
 use crate::release::{Released, released_patient, released_patient_fresh};
 use crate::respond::fhir as fhir_response;
 

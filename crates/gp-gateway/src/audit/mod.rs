@@ -834,7 +834,7 @@ mod tests {
 }
 
 /// What a request's handling learned that its audit row needs, filled in as it goes
-/// (shared by the pipeline steps through [`crate::pipeline::RequestIds`]).
+/// (shared by the pipeline steps through [`crate::context::RequestIds`]).
 #[derive(Debug, Default)]
 pub struct RequestFacts(std::sync::Mutex<Facts>);
 
