@@ -194,7 +194,7 @@ fn requests() {
     let now = time::macros::datetime!(2026-11-23 12:00 UTC);
     for (i, o) in observations().iter().enumerate() {
         let mut incoming =
-            gp_gateway::incoming::observation(o.to_string().as_bytes(), now).unwrap();
+            gp_gateway::write_body::observation(o.to_string().as_bytes(), now).unwrap();
         incoming.observation.key = format!("{:064x}", i + 1);
         put(
             &dir,

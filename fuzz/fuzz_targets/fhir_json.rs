@@ -1,12 +1,12 @@
 //! FHIR JSON request bodies: the structural prechecks every body passes
 //! (gp_fhir::validate), the Observation write-back validator
-//! (gp_gateway::incoming::observation) and the `$gpc.getstructuredrecord` Parameters
+//! (gp_gateway::write_body::observation) and the `$gpc.getstructuredrecord` Parameters
 //! reader (gp_gateway::structured::parse).
 #![no_main]
 
 use gp_fhir::FhirError;
 use gp_fhir::validate::{MAX_DEPTH, json_depth, precheck, precheck_json};
-use gp_gateway::{incoming, structured};
+use gp_gateway::{structured, write_body};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = precheck(data);
     // A fixed "now" so a run is reproducible.
     let now = time::macros::datetime!(2026-11-23 12:00 UTC);
-    match incoming::observation(data, now) {
+    match write_body::observation(data, now) {
         Ok(obs) => {
             let _ = format!("{obs:?}");
         }

@@ -1,6 +1,17 @@
 //! gp-gateway: the server. It owns routing, the request pipeline, the record
 //! locator, caches, config loading and the sandbox; vendor formats live in the
 //! adapter crates, and auth rules in gp-auth.
+//!
+//! Modules depend on each other one way (`tests/module_layers.rs` fails on a circle):
+//! - transport: [`server`] (listeners, TLS, connection limits) calls the pipeline;
+//! - [`pipeline`]: the ordered steps every request crosses, in one file;
+//! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
+//!   [`structured`], with write-body validation in [`write_body`] and [`patch`];
+//! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
+//! - leaves: [`context`] (request ids, client certificate), [`head`] (request-head
+//!   checks), [`secrets`], [`respond`], [`error`], [`redact`];
+//! - services the layers above use: [`app`], [`locator`], [`cache`], [`resilience`],
+//!   [`audit`], [`auth`], [`access`], [`metrics`], [`telemetry`].
 
 pub mod access;
 pub mod app;
@@ -13,10 +24,9 @@ pub mod config;
 pub mod connections;
 pub mod context;
 pub mod error;
-pub mod fhir;
 pub mod forwarded;
+pub mod handlers;
 pub mod head;
-pub mod incoming;
 pub mod invalidate;
 pub mod locator;
 pub mod metrics;
@@ -34,4 +44,5 @@ pub mod secrets;
 pub mod server;
 pub mod structured;
 pub mod telemetry;
+pub mod write_body;
 pub mod writes;

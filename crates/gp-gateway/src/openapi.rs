@@ -791,7 +791,7 @@ mod tests {
             serde_json::to_vec(&op["requestBody"]["content"][media]["example"]).unwrap()
         };
         let now = time::macros::datetime!(2026-11-23 12:00 UTC);
-        let obs = crate::incoming::observation(
+        let obs = crate::write_body::observation(
             &example("/Observation", "post", "application/fhir+json"),
             now,
         )

@@ -13,7 +13,7 @@ use json_patch::{
 };
 use serde_json::{Map, Value};
 
-use crate::incoming::{Invalid, array, object, only, string};
+use crate::write_body::{Invalid, array, object, only, string};
 
 /// The top-level Patient elements a supplier may change.
 pub const WRITABLE: &[&str] = &["telecom", "address", "communication"];

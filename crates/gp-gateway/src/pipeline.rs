@@ -298,7 +298,7 @@ async fn route(
         _ => Bytes::new(),
     };
     let mut resp =
-        crate::fhir::serve(app, route, &query, &parts.headers, ids, &caller, &body).await?;
+        crate::handlers::serve(app, route, &query, &parts.headers, ids, &caller, &body).await?;
     if let crate::access::Caller::Supplier { decision, .. } = &caller {
         crate::auth::rate_limit_headers(resp.headers_mut(), decision);
     }

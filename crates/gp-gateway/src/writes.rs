@@ -18,9 +18,9 @@ use crate::access::Caller;
 use crate::app::App;
 use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
-use crate::incoming::Invalid;
 use crate::release::{Released, released_patient, released_patient_fresh};
 use crate::respond::fhir as fhir_response;
+use crate::write_body::Invalid;
 
 /// A write precondition the caller sent that does not hold.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub(crate) async fn create_observation(
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let now = time::OffsetDateTime::now_utc();
-    let incoming = crate::incoming::observation(body, now)?;
+    let incoming = crate::write_body::observation(body, now)?;
     let conditional = if_none_exist(headers)?;
     let identifier = match (conditional, incoming.identifier) {
         (Some(h), Some(b)) if h != b => {
@@ -150,7 +150,7 @@ pub(crate) async fn create_observation(
         .into());
     };
     // The resource as written, with the id the GP system gave it.
-    let mut resource = crate::incoming::parse_json(body)?;
+    let mut resource = crate::write_body::parse_json(body)?;
     if let Some(o) = resource.as_object_mut() {
         o.insert("id".into(), first.clone().into());
         o.remove("meta");

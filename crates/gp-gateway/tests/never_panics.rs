@@ -230,13 +230,13 @@ fn observation_parser_never_panics() {
     let mut rng = Rng(7);
     let now = time::OffsetDateTime::now_utc();
     let base = blood_pressure();
-    assert!(gp_gateway::incoming::observation(&serde_json::to_vec(&base).unwrap(), now).is_ok());
+    assert!(gp_gateway::write_body::observation(&serde_json::to_vec(&base).unwrap(), now).is_ok());
     for _ in 0..ITERATIONS {
         let mut v = base.clone();
         for _ in 0..=rng.below(3) {
             mutate(&mut rng, &mut v);
         }
-        let _ = gp_gateway::incoming::observation(&bytes(&mut rng, &v), now);
+        let _ = gp_gateway::write_body::observation(&bytes(&mut rng, &v), now);
     }
 }
 

@@ -1,4 +1,6 @@
-//! FHIR interactions: what each route does once the pipeline has let it through.
+//! Interaction handlers: what each FHIR route does once the pipeline has let it through
+//! (reads, searches and operations here; writes in `writes`), each patient first passing
+//! the release policy (`release`).
 
 use bytes::Bytes;
 use gp_adapter::ClinicalType;
