@@ -826,6 +826,19 @@ mod tests {
     }
 
     #[test]
+    fn rows_owed_past_the_cap_are_dropped_and_the_first_kept() {
+        let mut w = Writer::default();
+        let at = "2026-11-01T10:00:00.000Z";
+        for n in 0..MAX_OWED as u32 + 2 {
+            w.owe(sample(n, "9000000009", "demo-consult", at));
+        }
+        let owed = w.owed();
+        assert_eq!(owed.len(), MAX_OWED, "a trail refusing rows cannot grow the queue");
+        assert_eq!(owed[0].id, sample(0, "9000000009", "x", at).id);
+        assert!(!w.owes());
+    }
+
+    #[test]
     fn recorded_times_have_milliseconds() {
         let t = now_recorded();
         assert_eq!(t.len(), 24, "{t}");
