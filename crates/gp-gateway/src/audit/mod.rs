@@ -839,6 +839,22 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_makes_the_store_unready_for_a_while_then_not() {
+        let mut w = Writer::default();
+        assert!(w.ready().is_ok());
+        w.outcome(&Err(AuditError("disk full".into())));
+        let e = w.ready().unwrap_err();
+        assert!(e.0.contains("disk full"), "{e}");
+        // No write since (a load balancer sends no traffic to an unready replica): the
+        // failure is forgotten, and the store's own probe decides again.
+        std::thread::sleep(FAILURE_MEMORY + Duration::from_millis(50));
+        assert!(w.ready().is_ok());
+        w.outcome(&Err(AuditError("disk full".into())));
+        w.outcome(&Ok(()));
+        assert!(w.ready().is_ok(), "a write that succeeds clears it at once");
+    }
+
+    #[test]
     fn recorded_times_have_milliseconds() {
         let t = now_recorded();
         assert_eq!(t.len(), 24, "{t}");
