@@ -847,6 +847,7 @@ mod tests {
         assert!(e.0.contains("disk full"), "{e}");
         // No write since (a load balancer sends no traffic to an unready replica): the
         // failure is forgotten, and the store's own probe decides again.
+        #[expect(clippy::disallowed_methods, reason = "a plain test, no async runtime")]
         std::thread::sleep(FAILURE_MEMORY + Duration::from_millis(50));
         assert!(w.ready().is_ok());
         w.outcome(&Err(AuditError("disk full".into())));
