@@ -4,6 +4,7 @@
 //! fails the record with an [`EmisDataError`] naming it, so a caller never sees a
 //! half-mapped resource. The format is `docs/native-formats/emis.md`.
 
+use gp_fhir::text::shown;
 use std::collections::HashSet;
 
 use gp_adapter::terminology::{self, CodeScheme};
@@ -171,11 +172,6 @@ fn boolean(at: &At, n: Node, element: &'static str) -> Result<bool> {
         Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
         Some(v) => Err(at.invalid(element, format!("'{}' is not true or false", shown(v)))),
     }
-}
-
-/// A bounded, printable echo of bad native text for error messages.
-fn shown(v: &str) -> String {
-    v.chars().take(40).filter(|c| !c.is_control()).collect()
 }
 
 /// An EMIS GUID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.

@@ -5,6 +5,7 @@
 //! never sees a half-mapped resource. The format is `docs/native-formats/microtest.md`.
 //! The FHIR produced is the same as gp-adapter-emis produces for the same facts.
 
+use gp_fhir::text::shown;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -404,11 +405,6 @@ fn req<'v>(at: &At, field: &str, v: &'v Option<impl AsRef<str>>) -> Result<&'v s
 
 fn owned(v: &Option<impl AsRef<str>>) -> Option<String> {
     opt(v).map(str::to_owned)
-}
-
-/// A bounded, printable echo of bad native text for error messages.
-fn shown(v: &str) -> String {
-    v.chars().take(40).filter(|c| !c.is_control()).collect()
 }
 
 fn valid_id(v: &str) -> bool {

@@ -6,6 +6,7 @@
 //! [`TppDataError`] naming what is wrong, so a caller never sees a half-mapped
 //! resource. The format is `docs/native-formats/tpp.md`.
 
+use gp_fhir::text::shown;
 use std::collections::HashSet;
 
 use gp_adapter::terminology::{self, CodeScheme};
@@ -376,11 +377,6 @@ fn bool_value(at: &At, n: Node, name: &str) -> Result<Option<bool>> {
 /// A boolean attribute, `false` when absent.
 fn bool_attr(at: &At, n: Node, name: &str) -> Result<bool> {
     Ok(bool_value(at, n, name)?.unwrap_or(false))
-}
-
-/// A bounded, printable echo of bad native text for error messages.
-fn shown(v: &str) -> String {
-    v.chars().take(40).filter(|c| !c.is_control()).collect()
 }
 
 fn uid_checked(at: &At, what: &str, raw: &str) -> Result<String> {

@@ -19,6 +19,7 @@ use gp_fhir::model::{
     Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
     Resource, SDS_USER_ID_SYSTEM,
 };
+use gp_fhir::text::shown;
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::error::VisionDataError;
@@ -76,11 +77,6 @@ pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
 }
 
 // ---- field access --------------------------------------------------------------------
-
-/// A bounded, printable echo of bad native text for error messages.
-fn shown(v: &str) -> String {
-    v.chars().take(40).filter(|c| !c.is_control()).collect()
-}
 
 /// Columns looked up once per extract; `Col` carries the name for messages.
 #[derive(Clone, Copy)]

@@ -69,7 +69,4 @@ fn decode_object(part: &str, name: &'static str) -> Result<Map<String, Value>, J
     serde_json::from_slice(&bytes).map_err(|_| JwtShapeError::Json(name))
 }
 
-/// A bounded, printable echo of caller-controlled text for error messages.
-pub(crate) fn shown(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
-}
+pub(crate) use gp_fhir::text::shown;

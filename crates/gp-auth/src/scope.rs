@@ -136,10 +136,7 @@ impl FhirError for ScopeError {
     }
 }
 
-/// Bounded, printable echo of caller input for error messages.
-fn shown(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(80).collect()
-}
+use gp_fhir::text::shown;
 
 impl ScopeSet {
     /// An empty set (allows nothing).

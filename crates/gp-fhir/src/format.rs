@@ -52,9 +52,7 @@ fn is_json(media: &str) -> bool {
     )
 }
 
-fn shown(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(80).collect()
-}
+use crate::text::shown;
 
 /// Decides the response format from `_format` (which wins) and `Accept`.
 pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<(), FormatError> {

@@ -138,14 +138,7 @@ fn no_route(method: &Method, rest: &str, base: &str) -> GatewayError {
     }
 }
 
-/// A bounded, printable echo of caller input.
-pub fn shown(s: &str) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(100).collect();
-    if s.chars().count() > 100 {
-        out.push('…');
-    }
-    out
-}
+pub use gp_fhir::text::shown;
 
 /// Every resource type and interaction the router serves, for the CapabilityStatement.
 pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {

@@ -833,7 +833,11 @@ mod tests {
             w.owe(sample(n, "9000000009", "demo-consult", at));
         }
         let owed = w.owed();
-        assert_eq!(owed.len(), MAX_OWED, "a trail refusing rows cannot grow the queue");
+        assert_eq!(
+            owed.len(),
+            MAX_OWED,
+            "a trail refusing rows cannot grow the queue"
+        );
         assert_eq!(owed[0].id, sample(0, "9000000009", "x", at).id);
         assert!(!w.owes());
     }
