@@ -54,7 +54,7 @@
 //! | `invalid_scope` | 400 | unparsable `scope`, or nothing requested is allowed |
 //! | `temporarily_unavailable` | 429 / 503 | token rate limit exceeded / replay store or limiter unreachable (fail closed) |
 
-mod access;
+mod access_token;
 mod client;
 mod config;
 mod jwks;
@@ -66,7 +66,7 @@ mod replay;
 mod scope;
 mod token;
 
-pub use access::{AccessClaims, AccessError, AccessVerifier, bearer_token};
+pub use access_token::{AccessClaims, AccessError, AccessVerifier, bearer_token};
 pub use client::{AssertionError, ClientAssertion};
 pub use config::{
     AuthConfig, CertThumbprint, ConfigError, SigningKeyConfig, SupplierConfig, SupplierStatus,

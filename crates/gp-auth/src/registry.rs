@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use gp_fhir::OdsCode;
 
-use crate::access::{AccessClaims, AccessError};
+use crate::access_token::{AccessClaims, AccessError};
 use crate::config::{
     CertThumbprint, ConfigError, SupplierConfig, SupplierStatus, SuppliersConfig, supplier_err,
 };

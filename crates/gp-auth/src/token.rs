@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::access::{AccessTokenClaims, AccessVerifier};
+use crate::access_token::{AccessTokenClaims, AccessVerifier};
 use crate::config::{AuthConfig, SupplierStatus};
 use crate::jwt::{self, shown};
 use crate::keys::GatewayKeys;
