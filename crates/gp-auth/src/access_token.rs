@@ -104,6 +104,13 @@ impl FhirError for AccessError {
             _ => IssueType::Login,
         }
     }
+    /// RFC 6750: a 401 names the scheme and says the token is what failed.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match self.status() {
+            401 => vec![("www-authenticate", "Bearer error=\"invalid_token\"".into())],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Extracts the token from an `Authorization: Bearer <token>` header value.

@@ -172,6 +172,12 @@ pub trait FhirError: std::error::Error {
     fn expression(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Response headers the refusal needs (`WWW-Authenticate` on a 401, `Allow` on a
+    /// 405, `Retry-After` on a 429 or 503), as (name, value): the error knows them, so
+    /// no call site has to remember to add them.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// `CodeableConcept` restricted to what `OperationOutcome.issue.details` needs.

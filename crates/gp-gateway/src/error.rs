@@ -105,6 +105,13 @@ impl FhirError for GatewayError {
             _ => Blame::Gateway,
         }
     }
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Adapter(e) => e.headers(),
+            Self::MethodNotAllowed { allowed, .. } => vec![("allow", (*allowed).to_owned())],
+            _ => Vec::new(),
+        }
+    }
     fn diagnostics(&self) -> String {
         match self {
             // The detail of an internal error goes to the log, never to the caller.
@@ -117,8 +124,9 @@ impl FhirError for GatewayError {
 /// Any error on its way to becoming a response.
 pub type BoxError = Box<dyn FhirError + Send + Sync>;
 
-/// The single place errors become OperationOutcome responses, with any headers the
-/// error needs (`Allow`, `Retry-After`, `WWW-Authenticate`).
+/// The single place errors become OperationOutcome responses, with the headers the
+/// error says it needs ([`FhirError::headers`]: `Allow`, `Retry-After`,
+/// `WWW-Authenticate`) and any a call site adds.
 pub struct Rescue {
     pub error: BoxError,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
@@ -161,9 +169,47 @@ impl Rescue {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = crate::respond::fhir(status, outcome.to_json());
         let headers = resp.headers_mut();
+        for (name, value) in err.headers() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(e: impl FhirError + Send + Sync + 'static, name: &str) -> Option<String> {
+        Rescue::from(e)
+            .into_response("req")
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn refusals_carry_the_headers_their_error_names_with_no_call_site_adding_them() {
+        let not_allowed = GatewayError::MethodNotAllowed {
+            method: "DELETE".into(),
+            path: "/Patient/9000000009".into(),
+            allowed: "GET, PATCH",
+        };
+        assert_eq!(header(not_allowed, "allow").as_deref(), Some("GET, PATCH"));
+        assert_eq!(
+            header(
+                gp_auth::AccessError::MissingAuthorization,
+                "www-authenticate"
+            )
+            .as_deref(),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(header(GatewayError::NoConsent, "www-authenticate"), None);
     }
 }

@@ -247,11 +247,6 @@ async fn route(
     };
     let route = match match_route(&parts.method, rest, base) {
         Ok(r) => r,
-        Err(e @ GatewayError::MethodNotAllowed { allowed, .. }) => {
-            return Err(
-                Rescue::from(e).with_header(header::ALLOW, HeaderValue::from_static(allowed))
-            );
-        }
         Err(e) => return Err(e.into()),
     };
     let query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
