@@ -132,19 +132,20 @@ pub async fn handle(
         let started = std::time::Instant::now();
         // 3. Timeout over all the work.
         let audited = is_audited(&app, req.uri().path());
-        let resp = match tokio::time::timeout(app.request_timeout, route(&app, req, &ids)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(rescue)) => {
-                ids.facts.outcome(rescue.error.spine_code().as_str());
-                rescue.into_response(&ids.request_id)
-            }
-            Err(_) => {
-                let rescue =
-                    Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64));
-                ids.facts.outcome(rescue.error.spine_code().as_str());
-                rescue.into_response(&ids.request_id)
-            }
-        };
+        let resp =
+            match tokio::time::timeout(app.request_timeout, route(&app, req, &ids, peer)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(rescue)) => {
+                    ids.facts.outcome(rescue.error.spine_code().as_str());
+                    rescue.into_response(&ids.request_id)
+                }
+                Err(_) => {
+                    let rescue =
+                        Rescue::from(GatewayError::Timeout(app.request_timeout.as_millis() as u64));
+                    ids.facts.outcome(rescue.error.spine_code().as_str());
+                    rescue.into_response(&ids.request_id)
+                }
+            };
         // 9a. No audit, no data: the row is committed before the response leaves.
         let resp = if audited {
             audit(&app, &ids, resp).await
@@ -175,6 +176,7 @@ async fn route(
     app: &App,
     req: Request<Incoming>,
     ids: &RequestIds,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -218,8 +220,20 @@ async fn route(
                         Ok(bytes) => {
                             ids.facts.route("token", "-");
                             let client_cert = crate::server::client_certificate(&parts.extensions);
-                            auth.token_endpoint(content_type, &bytes, client_cert, &ids.facts)
-                                .await
+                            // Charged to the pre-signature per-address limit.
+                            let client = crate::forwarded::client_address(
+                                &parts.headers,
+                                peer,
+                                &app.trusted_proxies,
+                            );
+                            auth.token_endpoint(
+                                content_type,
+                                &bytes,
+                                client_cert,
+                                client,
+                                &ids.facts,
+                            )
+                            .await
                         }
                         Err(e) => crate::auth::oauth_error(
                             StatusCode::BAD_REQUEST,
