@@ -229,3 +229,40 @@ async fn a_patients_access_log_lists_only_their_own_accesses() {
         );
     }
 }
+
+/// `_id` narrows a clinical search to the entries named, in the same filter that
+/// withholds confidential ones (a mutant matching every *other* id went unnoticed).
+#[tokio::test]
+async fn a_search_by_id_returns_the_entries_named_and_no_other() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let all = w
+        .call(
+            "GET",
+            &format!("/Observation?patient={DEMO}&_count=100"),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(all.status, 200, "{}", String::from_utf8_lossy(&all.body));
+    let all = ids(&all.json());
+    assert!(all.len() >= 3, "{all:?}");
+    for wanted in [vec![all[0].clone()], vec![all[1].clone(), all[2].clone()]] {
+        let a = w
+            .call(
+                "GET",
+                &format!("/Observation?patient={DEMO}&_id={}", wanted.join(",")),
+                &token,
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let mut found = ids(&a.json());
+        found.sort();
+        let mut wanted = wanted;
+        wanted.sort();
+        assert_eq!(found, wanted);
+    }
+}
