@@ -148,7 +148,19 @@ async fn a_patient_restricted_by_either_marker_alone_is_not_found() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
 }
 
-fn ids(bundle: &Value) -> Vec<String> {
+/// The ids of the EMIS demo patient's observations a search with `params` answers.
+async fn observation_ids(w: &World, token: &str, params: &str) -> Vec<String> {
+    let a = w
+        .call(
+            "GET",
+            &format!("/Observation?patient={DEMO}&{params}"),
+            token,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let bundle: Value = a.json();
     bundle["entry"]
         .as_array()
         .map(|e| {
@@ -163,17 +175,7 @@ fn ids(bundle: &Value) -> Vec<String> {
 async fn only_entries_labelled_confidential_are_withheld() {
     let (w, changes) = world().await;
     let token = w.token("demo-consult").await;
-    let a = w
-        .call(
-            "GET",
-            &format!("/Observation?patient={DEMO}&_count=100"),
-            &token,
-            &[],
-            b"",
-        )
-        .await;
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    let released = ids(&a.json());
+    let released = observation_ids(&w, &token, "_count=100").await;
     let labelled = changes.labelled.lock().unwrap().clone();
     assert_eq!(
         labelled.len(),
@@ -236,32 +238,11 @@ async fn a_patients_access_log_lists_only_their_own_accesses() {
 async fn a_search_by_id_returns_the_entries_named_and_no_other() {
     let w = World::start().await;
     let token = w.token("demo-consult").await;
-    let all = w
-        .call(
-            "GET",
-            &format!("/Observation?patient={DEMO}&_count=100"),
-            &token,
-            &[],
-            b"",
-        )
-        .await;
-    assert_eq!(all.status, 200, "{}", String::from_utf8_lossy(&all.body));
-    let all = ids(&all.json());
+    let all = observation_ids(&w, &token, "_count=100").await;
     assert!(all.len() >= 3, "{all:?}");
-    for wanted in [vec![all[0].clone()], vec![all[1].clone(), all[2].clone()]] {
-        let a = w
-            .call(
-                "GET",
-                &format!("/Observation?patient={DEMO}&_id={}", wanted.join(",")),
-                &token,
-                &[],
-                b"",
-            )
-            .await;
-        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-        let mut found = ids(&a.json());
+    for mut wanted in [vec![all[0].clone()], vec![all[1].clone(), all[2].clone()]] {
+        let mut found = observation_ids(&w, &token, &format!("_id={}", wanted.join(","))).await;
         found.sort();
-        let mut wanted = wanted;
         wanted.sort();
         assert_eq!(found, wanted);
     }
