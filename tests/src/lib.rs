@@ -84,6 +84,19 @@ impl World {
         }
     }
 
+    /// Starts the sandbox with `layer` between the gateway and every GP system's adapter.
+    pub async fn start_layered(layer: gp_gateway::sandbox::AdapterLayer) -> Self {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sandbox =
+            gp_gateway::sandbox::start_layered(listen, gp_gateway::sandbox::DEFAULT_SEED, layer)
+                .await
+                .expect("sandbox starts");
+        Self {
+            sandbox,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.sandbox.manifest
     }
@@ -209,6 +222,19 @@ impl World {
             })
             .map(|p| p.nhs_number.clone())
             .unwrap_or_else(|| panic!("no patient at {practice} with flag '{flag}'"))
+    }
+
+    /// Swaps in the sandbox's supplier registry as `edit` rewrites its TOML text, the way
+    /// a reload after an operator edited the file does (panics when it is refused).
+    pub fn reload_suppliers(&self, edit: impl FnOnce(String) -> String) {
+        let current = gp_gateway::sandbox::current_suppliers(&self.sandbox).unwrap();
+        let dir = std::env::temp_dir().join(format!("gp-e2e-suppliers-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("suppliers.toml");
+        std::fs::write(&path, edit(current)).unwrap();
+        let reloaded = self.sandbox.app.auth.as_ref().unwrap().reload_from(&path);
+        std::fs::remove_dir_all(&dir).ok();
+        reloaded.unwrap();
     }
 
     /// The practices a demo supplier is paired with.

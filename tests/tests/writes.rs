@@ -540,3 +540,24 @@ async fn sensitive_dissenting_unpaired_and_unscoped_writes_are_refused() {
         .collect();
     assert_eq!(before, after, "no refused write reached a GP record");
 }
+
+/// A create is recognised as a retry by its identifier within one supplier's own
+/// readings: another supplier's reading with the same identifier is recorded too.
+#[tokio::test]
+async fn the_same_identifier_from_two_suppliers_is_two_readings() {
+    let w = World::start().await;
+    let nhs = w.ordinary_patient("emis", "demo-monitoring");
+    let body = serde_json::to_vec(&blood_pressure(&nhs, "shared-reading-1", 131, 85)).unwrap();
+    for client in ["demo-consult", "demo-monitoring"] {
+        let token = w.token(client).await;
+        let a = w
+            .call("POST", "/Observation", &token, &[FHIR_JSON], &body)
+            .await;
+        assert_eq!(
+            a.status,
+            201,
+            "{client}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+}

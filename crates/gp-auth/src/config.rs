@@ -146,6 +146,66 @@ pub struct AuthConfig {
     /// Largest accepted `client_assertion`, in bytes.
     #[serde(default = "default_max_assertion")]
     pub max_assertion_bytes: usize,
+    /// Limits on token requests applied before any signature is checked.
+    #[serde(default)]
+    pub token_precheck: TokenPrecheck,
+}
+
+/// Limits a token request meets before its assertion's signature is checked, keyed by
+/// what the request says rather than what it proves: its peer address and the client
+/// it claims to be. They keep a flood of forged assertions from costing a signature
+/// check each and from filling a real supplier's audit trail.
+///
+/// The per-client limit is a trade-off: anyone can spend it by naming the client, so
+/// it is a multiple of the client's own `token_rate_limit` (an honest client meets its
+/// own limit first) and the per-peer limit is the main defence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPrecheck {
+    /// Token requests from one peer address (one IPv6 /64), whoever they claim to be.
+    #[serde(default = "default_precheck_per_peer")]
+    pub per_peer: RateLimit,
+    /// Token requests naming one registered client, from anywhere: this many times
+    /// that client's `token_rate_limit` (both rate and burst), 2 to 1000.
+    #[serde(default = "default_precheck_client_factor")]
+    pub per_client_factor: u32,
+}
+
+impl Default for TokenPrecheck {
+    fn default() -> Self {
+        Self {
+            per_peer: default_precheck_per_peer(),
+            per_client_factor: default_precheck_client_factor(),
+        }
+    }
+}
+
+impl TokenPrecheck {
+    /// The pre-check limit of a client whose own token limit is `own`.
+    pub fn per_client(&self, own: RateLimit) -> RateLimit {
+        let factor = self.per_client_factor.max(1);
+        RateLimit {
+            per_second: own.per_second * f64::from(factor),
+            burst: own.burst.saturating_mul(factor),
+        }
+    }
+}
+
+/// Default per-peer pre-check: a token lives minutes, so 2 a second from one address
+/// (20 at once) leaves room for hundreds of instances behind one NAT, while one address
+/// spends at most a fifth of a claimed client's default pre-check burst.
+fn default_precheck_per_peer() -> RateLimit {
+    RateLimit {
+        per_second: 2.0,
+        burst: 20,
+    }
+}
+
+/// Default per-client pre-check: twenty times the client's own token limit (20 a second,
+/// 100 at once for the default), so locking a client out takes a flood from more than
+/// ten addresses at their per-peer rate.
+fn default_precheck_client_factor() -> u32 {
+    20
 }
 
 /// One gateway signing key.
@@ -370,6 +430,17 @@ impl AuthConfig {
         if !(512..=65536).contains(&self.max_assertion_bytes) {
             err("max_assertion_bytes", "must be between 512 and 65536");
         }
+        if let Some(problem) = self.token_precheck.per_peer.problem() {
+            err("token_precheck.per_peer", problem);
+        }
+        // Below 2 an honest client would meet the pre-check (which anyone can spend)
+        // before its own limit.
+        if !(2..=1000).contains(&self.token_precheck.per_client_factor) {
+            err(
+                "token_precheck.per_client_factor",
+                "must be between 2 and 1000",
+            );
+        }
         if self.signing_keys.is_empty() {
             err("signing_keys", "at least one signing key is needed");
         }
@@ -518,6 +589,13 @@ mod tests {
             assertion_max_lifetime_secs: 300,
             clock_leeway_secs: 30,
             max_assertion_bytes: 8192,
+            token_precheck: TokenPrecheck {
+                per_peer: RateLimit {
+                    per_second: 0.0,
+                    burst: 1,
+                },
+                per_client_factor: 1,
+            },
         };
         let errors: Vec<String> = cfg
             .validate()
@@ -530,6 +608,8 @@ mod tests {
             vec![
                 "auth, key 'audience': must be an absolute http(s) URL without fragment or spaces",
                 "auth, key 'access_token_ttl_secs': must be between 1 and 3600",
+                "auth, key 'token_precheck.per_peer': per_second must be a positive number",
+                "auth, key 'token_precheck.per_client_factor': must be between 2 and 1000",
                 "auth, key 'active_kid': must be the kid of one of signing_keys",
             ]
         );

@@ -23,7 +23,7 @@
 //! let verifier = tokens.verifier();
 //!
 //! // POST /oauth2/token: body → JSON, status from the error.
-//! match tokens.issue(b"grant_type=client_credentials&...").await {
+//! match tokens.issue_from(b"grant_type=client_credentials&...", None, Some([192, 0, 2, 7].into())).await {
 //!     Ok(ok) => { let _body = ok.to_json(); }
 //!     Err(e) => { let (_status, _body) = (e.status(), e.to_json()); }
 //! }
@@ -52,7 +52,7 @@
 //! | `invalid_client` | 401 | unknown or suspended client, `iss` ≠ `sub`, client bound to a mutual-TLS certificate (`client_cert_sha256`) that the connection did not present, unknown `kid`, key/`alg` mismatch, bad signature |
 //! | `invalid_grant` | 400 | authentic assertion not valid here and now: wrong `aud`, expired, lifetime too long, `nbf`/`iat` in the future, replayed `jti` |
 //! | `invalid_scope` | 400 | unparsable `scope`, or nothing requested is allowed |
-//! | `temporarily_unavailable` | 429 / 503 | token rate limit exceeded / replay store or limiter unreachable (fail closed) |
+//! | `temporarily_unavailable` | 429 / 503 | token rate limit exceeded, or before any signature check the per-address or per-claimed-client pre-check limit / replay store or limiter unreachable (fail closed) |
 
 mod access_token;
 mod client;
@@ -70,7 +70,7 @@ pub use access_token::{AccessClaims, AccessError, AccessVerifier, bearer_token};
 pub use client::{AssertionError, ClientAssertion};
 pub use config::{
     AuthConfig, CertThumbprint, ConfigError, SigningKeyConfig, SupplierConfig, SupplierStatus,
-    SuppliersConfig, default_token_rate_limit,
+    SuppliersConfig, TokenPrecheck, default_token_rate_limit,
 };
 pub use keys::GatewayKeys;
 pub use ratelimit::{

@@ -1,8 +1,12 @@
 //! `POST /oauth2/token`: client credentials with a signed JWT client assertion
 //! (SMART Backend Services / NHS API platform "signed JWT authentication").
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -11,7 +15,7 @@ use crate::access_token::{AccessTokenClaims, AccessVerifier};
 use crate::config::{AuthConfig, SupplierStatus};
 use crate::jwt::{self, shown};
 use crate::keys::GatewayKeys;
-use crate::ratelimit::{RateDecision, RateLimiter};
+use crate::ratelimit::{RateDecision, RateLimit, RateLimiter};
 use crate::registry::{SupplierRegistry, assertion_algorithm};
 use crate::replay::ReplayStore;
 use crate::scope::ScopeSet;
@@ -188,6 +192,21 @@ pub enum OAuthError {
         /// The decision, for `Retry-After` / `RateLimit` headers.
         decision: RateDecision,
     },
+    /// Too many token requests from one peer address, checked before any signature.
+    #[error("Too many token requests from this address: retry after {retry_after_secs} s")]
+    PeerRateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Too many token requests naming one client, from anywhere, checked before any
+    /// signature: the requests are not known to come from the client.
+    #[error("Too many token requests naming client '{client}': retry after {retry_after_secs} s")]
+    ClaimedClientRateLimited {
+        /// The client named.
+        client: String,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// The replay store or rate limiter is unreachable: fail closed.
     #[error("Token service temporarily unavailable ({0}); retry shortly")]
     StoreUnavailable(&'static str),
@@ -225,7 +244,10 @@ impl OAuthError {
                 "invalid_grant"
             }
             BadScope(_) | NoScopeGranted { .. } => "invalid_scope",
-            RateLimited { .. } | StoreUnavailable(_) => "temporarily_unavailable",
+            RateLimited { .. }
+            | PeerRateLimited { .. }
+            | ClaimedClientRateLimited { .. }
+            | StoreUnavailable(_) => "temporarily_unavailable",
             Signing => "server_error",
         }
     }
@@ -234,7 +256,9 @@ impl OAuthError {
     /// down, 500 on signing failure, otherwise 400.
     pub fn status(&self) -> u16 {
         match self {
-            Self::RateLimited { .. } => 429,
+            Self::RateLimited { .. }
+            | Self::PeerRateLimited { .. }
+            | Self::ClaimedClientRateLimited { .. } => 429,
             Self::StoreUnavailable(_) => 503,
             Self::Signing => 500,
             _ if self.code() == "invalid_client" => 401,
@@ -247,10 +271,24 @@ impl OAuthError {
         match self {
             Self::RateLimited {
                 retry_after_secs, ..
+            }
+            | Self::PeerRateLimited { retry_after_secs }
+            | Self::ClaimedClientRateLimited {
+                retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::StoreUnavailable(_) => Some(1),
             _ => None,
         }
+    }
+
+    /// True when the request was refused by a limit checked before its assertion was
+    /// looked at: nothing says it came from the client it names, so it must not be
+    /// recorded as that client's attempt.
+    pub fn refused_before_authentication(&self) -> bool {
+        matches!(
+            self,
+            Self::PeerRateLimited { .. } | Self::ClaimedClientRateLimited { .. }
+        )
     }
 
     /// `{"error": ..., "error_description": ...}`.
@@ -267,6 +305,8 @@ pub struct TokenService {
     registry: SupplierRegistry,
     replay: Arc<dyn ReplayStore>,
     limiter: Option<Arc<dyn RateLimiter>>,
+    /// Assertion signatures checked so far (the cost the pre-check limits bound).
+    signature_checks: AtomicU64,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -301,11 +341,16 @@ impl TokenService {
             registry,
             replay,
             limiter: None,
+            signature_checks: AtomicU64::new(0),
         }
     }
 
     /// Applies each supplier's `token_rate_limit` (key `token:<client_id>`) once its
-    /// assertion's signature has verified, so only the client itself can spend its budget.
+    /// assertion's signature has verified, so only the client itself can spend its budget;
+    /// and, before anything in the assertion is checked, the `[auth] token_precheck`
+    /// limits per peer address (`pre:peer:<address>`) and per claimed client
+    /// (`pre:client:<client_id>`), so forged assertions cost neither a signature check
+    /// nor the named client's audit trail once over them.
     pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
         self
@@ -331,20 +376,29 @@ impl TokenService {
         )
     }
 
-    /// Handles a token request body (`application/x-www-form-urlencoded`) that came
-    /// without a client certificate.
-    pub async fn issue(&self, form_body: &[u8]) -> Result<TokenResponse, OAuthError> {
-        self.issue_with_client_cert(form_body, None).await
+    /// Assertion signatures checked since start-up.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
-    /// Handles a token request body; `client_cert` is the fingerprint of the client
+    /// Handles a token request body (`application/x-www-form-urlencoded`) that came
+    /// without a client certificate, from an unknown peer.
+    pub async fn issue(&self, form_body: &[u8]) -> Result<TokenResponse, OAuthError> {
+        self.issue_from(form_body, None, None).await
+    }
+
+    /// Handles a token request body. `client_cert` is the fingerprint of the client
     /// certificate its connection presented (mutual TLS), checked against the client's
-    /// `client_cert_sha256` binding.
-    pub async fn issue_with_client_cert(
+    /// `client_cert_sha256` binding; `peer` is the address it came from (the client's
+    /// own, not a trusted proxy's), charged to the per-peer pre-check limit.
+    pub async fn issue_from(
         &self,
         form_body: &[u8],
         client_cert: Option<&crate::config::CertThumbprint>,
+        peer: Option<IpAddr>,
     ) -> Result<TokenResponse, OAuthError> {
+        // Before anything else: a request over these limits costs one limiter call.
+        self.precheck(form_body, peer).await?;
         let form = parse_form(form_body)?;
         match form.grant_type.as_deref() {
             None => return Err(OAuthError::MissingParameter("grant_type")),
@@ -427,6 +481,7 @@ impl TokenService {
                 expected,
             });
         }
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         if !key.verifies(alg, raw.message.as_bytes(), raw.signature) {
             return Err(OAuthError::BadSignature);
         }
@@ -482,13 +537,12 @@ impl TokenService {
         }
 
         if let Some(limiter) = &self.limiter {
-            let decision = limiter
-                .check(&format!("token:{}", supplier.client_id), supplier.token_rate_limit)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "token rate limiter unavailable; refusing token requests");
-                    OAuthError::StoreUnavailable("rate limiter unreachable")
-                })?;
+            let decision = limited(
+                limiter.as_ref(),
+                &format!("token:{}", supplier.client_id),
+                supplier.token_rate_limit,
+            )
+            .await?;
             if !decision.allowed {
                 return Err(OAuthError::RateLimited {
                     client: supplier.client_id.clone(),
@@ -545,6 +599,93 @@ impl TokenService {
             client_id: token_claims.client_id,
             token_id: token_claims.jti,
         })
+    }
+}
+
+impl TokenService {
+    /// The registered client a token request's assertion names (`iss`, else `sub`),
+    /// read without verifying anything, and that client's own token limit. `None` for a
+    /// malformed request or a name not in the registry, so neither the limiter's keys
+    /// nor the audit trail take strings of the caller's choosing.
+    pub fn claimed_client(&self, form_body: &[u8]) -> Option<(String, RateLimit)> {
+        let form = parse_form(form_body).ok()?;
+        let payload = form.assertion?.split('.').nth(1)?.to_owned();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?)
+                .ok()?;
+        let named = ["iss", "sub"]
+            .iter()
+            .find_map(|c| claims.get(*c).and_then(Value::as_str))?;
+        let set = self.registry.snapshot();
+        let supplier = set.get(named)?;
+        Some((supplier.client_id.clone(), supplier.token_rate_limit))
+    }
+
+    /// The limits checked before any signature: per peer address first, so one
+    /// flooding address cannot spend the budget of the client it names; then per
+    /// claimed client, which bounds a flood spread over many addresses.
+    async fn precheck(&self, form_body: &[u8], peer: Option<IpAddr>) -> Result<(), OAuthError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let limits = self.config.token_precheck;
+        if let Some(peer) = peer {
+            let decision = limited(
+                limiter.as_ref(),
+                &format!("pre:peer:{}", peer_key(peer)),
+                limits.per_peer,
+            )
+            .await?;
+            if !decision.allowed {
+                tracing::warn!(%peer, "token requests from one address over the pre-check limit");
+                return Err(OAuthError::PeerRateLimited {
+                    retry_after_secs: decision.retry_after_secs.max(1),
+                });
+            }
+        }
+        if let Some((client, own)) = self.claimed_client(form_body) {
+            let decision = limited(
+                limiter.as_ref(),
+                &format!("pre:client:{client}"),
+                limits.per_client(own),
+            )
+            .await?;
+            if !decision.allowed {
+                tracing::warn!(claimed_client = %client, "token requests naming one client over the pre-check limit");
+                return Err(OAuthError::ClaimedClientRateLimited {
+                    client,
+                    retry_after_secs: decision.retry_after_secs.max(1),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One limiter check; an unreachable limiter refuses the request (fail closed).
+async fn limited(
+    limiter: &dyn RateLimiter,
+    key: &str,
+    limit: RateLimit,
+) -> Result<RateDecision, OAuthError> {
+    limiter.check(key, limit).await.map_err(|e| {
+        tracing::error!(error = %e, "token rate limiter unavailable; refusing token requests");
+        OAuthError::StoreUnavailable("rate limiter unreachable")
+    })
+}
+
+/// The bucket a peer address is charged to: the address itself, or its /64 for IPv6,
+/// since one IPv6 host is typically given a whole /64 to choose addresses from.
+fn peer_key(peer: IpAddr) -> String {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -681,5 +822,15 @@ mod tests {
         );
         assert_eq!(OAuthError::BadSignature.status(), 401);
         assert_eq!(OAuthError::StoreUnavailable("x").status(), 503);
+    }
+
+    #[test]
+    fn peers_are_keyed_by_address_or_ipv6_64() {
+        let key = |s: &str| peer_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7", "IPv4-mapped IPv6");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 }

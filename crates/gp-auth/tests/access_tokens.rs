@@ -272,3 +272,68 @@ async fn signing_key_rotation_keeps_old_tokens_valid() {
         "access token was signed by an unknown key (kid 'gw-2')",
     );
 }
+
+#[test]
+fn a_refusal_once_the_supplier_is_known_is_forbidden_not_a_login_problem() {
+    for err in [
+        AccessError::SupplierSuspended("demo-booking".into()),
+        AccessError::NotPaired {
+            client_id: "demo-booking".into(),
+            ods: "B82617".into(),
+        },
+    ] {
+        assert_eq!(err.status(), 403, "{err}");
+        assert_eq!(err.issue_type(), IssueType::Forbidden, "{err}");
+        assert_eq!(err.spine_code(), SpineCode::AccessDenied);
+    }
+}
+
+#[test]
+fn an_access_token_of_exactly_the_size_limit_is_accepted() {
+    const LIMIT: usize = 4096;
+    let h = harness();
+    // Pad a claim (and, for the lengths base64 cannot reach with one header, add a header
+    // field) until the signed token is exactly LIMIT bytes.
+    let sized = |len: usize| {
+        (0..LIMIT)
+            .flat_map(|pad| [false, true].map(|cty| (pad, cty)))
+            .find_map(|(pad, cty)| {
+                let mut claims = access_claims();
+                claims["pad"] = json!("x".repeat(pad));
+                let mut header = Header::new(Algorithm::EdDSA);
+                header.kid = Some("gw-1".into());
+                header.cty = cty.then(|| "x".into());
+                let token = jsonwebtoken::encode(
+                    &header,
+                    &claims,
+                    &EncodingKey::from_ed_pem(&read("gateway-signing-ed25519.pem")).unwrap(),
+                )
+                .unwrap();
+                (token.len() == len).then_some(token)
+            })
+            .unwrap_or_else(|| panic!("no token of {len} bytes"))
+    };
+    let at_limit = sized(LIMIT);
+    let claims = h
+        .verifier
+        .verify(Some(&format!("Bearer {at_limit}")))
+        .unwrap();
+    assert_eq!(claims.client_id, "demo-booking");
+    let over = sized(LIMIT + 1);
+    let err = refused(&h, &over);
+    assert_401(
+        &err,
+        &format!("access token is malformed: it is longer than {LIMIT} bytes"),
+    );
+}
+
+#[test]
+fn the_verifiers_debug_names_its_issuer_and_no_key() {
+    let h = harness();
+    let shown = format!("{:?}", h.verifier);
+    assert!(
+        shown.contains(ISSUER) && shown.contains(AUDIENCE),
+        "{shown}"
+    );
+    assert!(!shown.contains("key"), "{shown}");
+}

@@ -157,3 +157,17 @@ pub async fn check(
     tracing::debug!(supplier = view.client_id(), token = %claims.token_id, "access granted");
     Ok(Caller::Supplier { view, decision })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_limiter_is_a_503_the_gateway_answers_for() {
+        let e = LimiterUnavailable("redis: connection refused".into());
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.spine_code(), SpineCode::ServiceUnavailable);
+        assert_eq!(e.issue_type(), IssueType::Transient);
+        assert_eq!(e.blame(), gp_fhir::Blame::Gateway);
+    }
+}

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use gp_auth::{
     AccessClaims, AccessVerifier, GatewayKeys, MemoryRateLimiter, MemoryReplayStore, RateDecision,
@@ -163,7 +161,8 @@ impl AuthState {
     }
 
     /// `POST /oauth2/token`. `client_cert` is the fingerprint of the client certificate
-    /// the request's connection presented (mutual TLS), for suppliers bound to one.
+    /// the request's connection presented (mutual TLS), for suppliers bound to one;
+    /// `peer` the address the request came from (the client's, not a trusted proxy's).
     /// `facts` gets what the token row records: the registered client the assertion
     /// names (issued or refused), the issued token's id, or the OAuth2 error code.
     pub async fn token_endpoint(
@@ -171,6 +170,7 @@ impl AuthState {
         content_type: Option<&str>,
         body: &[u8],
         client_cert: Option<&gp_auth::CertThumbprint>,
+        peer: Option<std::net::IpAddr>,
         facts: &crate::audit::RequestFacts,
     ) -> Response<Full<Bytes>> {
         let media = content_type
@@ -187,16 +187,22 @@ impl AuthState {
                 "token requests must be application/x-www-form-urlencoded",
             );
         }
-        if let Some(client) = self.claimed_client(body) {
-            facts.client(&client);
-        }
-        match self.tokens.issue_with_client_cert(body, client_cert).await {
+        // Read without verifying anything: only so that the row of a refused request (bad
+        // signature, expired assertion…) shows which registered supplier it claimed to be.
+        let claimed = self.tokens.claimed_client(body);
+        match self.tokens.issue_from(body, client_cert, peer).await {
             Ok(ok) => {
                 facts.caller(&ok.client_id, &ok.token_id);
                 tracing::info!(scope = %ok.scope, "access token issued");
                 json(StatusCode::OK, ok.to_json())
             }
             Err(e) => {
+                // A request refused before its assertion was looked at is not the named
+                // supplier's attempt: attributed, a flood of forgeries naming a supplier
+                // would read as that supplier's behaviour in its assessment.
+                if let Some((client, _)) = claimed.filter(|_| !e.refused_before_authentication()) {
+                    facts.client(&client);
+                }
                 facts.outcome(e.code());
                 tracing::info!(
                     error = e.code(),
@@ -217,54 +223,6 @@ impl AuthState {
             }
         }
     }
-}
-
-impl AuthState {
-    /// The registered client a token request's assertion names (`iss`, else `sub`), read
-    /// without verifying anything: only so that the audit row of a refused request (bad
-    /// signature, expired assertion…) shows which supplier it claimed to be. `None` for
-    /// a name not in the registry, so callers cannot write strings of their choosing
-    /// into the trail.
-    fn claimed_client(&self, form_body: &[u8]) -> Option<String> {
-        let form = std::str::from_utf8(form_body).ok()?;
-        let assertion = form.split('&').find_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            (name == "client_assertion").then_some(value)
-        })?;
-        let assertion = percent_decode(assertion)?;
-        let payload = assertion.split('.').nth(1)?;
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?)
-                .ok()?;
-        let named = ["iss", "sub"]
-            .iter()
-            .find_map(|c| claims.get(*c).and_then(serde_json::Value::as_str))?;
-        self.registry
-            .snapshot()
-            .name_of(named)
-            .is_some()
-            .then(|| named.to_owned())
-    }
-}
-
-/// Decodes one `application/x-www-form-urlencoded` value; `None` when malformed.
-fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = [bytes.next()?, bytes.next()?];
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Adds the IETF `RateLimit` headers describing a decision.
@@ -294,18 +252,4 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_values_decode_or_are_refused() {
-        assert_eq!(percent_decode("a%2Eb+c").as_deref(), Some("a.b c"));
-        assert_eq!(percent_decode("eyJ.x_y-z").as_deref(), Some("eyJ.x_y-z"));
-        for bad in ["%", "%4", "%zz", "%+1", "%ff"] {
-            assert_eq!(percent_decode(bad), None, "{bad}");
-        }
-    }
 }

@@ -2,7 +2,7 @@
 //! `public_base_url`, or what a trusted reverse proxy says the client called
 //! (`Forwarded`, else `X-Forwarded-Proto` / `X-Forwarded-Host`). Headers from anyone
 //! else are ignored, so a caller cannot make the gateway write links to a host of its
-//! choosing.
+//! choosing. The same rule gives the client address per-address limits are charged to.
 
 use std::net::IpAddr;
 
@@ -124,6 +124,70 @@ pub fn public_origin(
     }
 }
 
+/// One `for=` value (RFC 7239 §6) or `X-Forwarded-For` entry as an address: quotes,
+/// brackets and a port are dropped; obfuscated identifiers and `unknown` are `None`.
+fn node_address(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    node.rsplit_once(':')?.0.parse().ok()
+}
+
+/// The address of the client a request came from, for per-address limits: the peer,
+/// unless the peer is a trusted proxy, in which case the nearest address in the
+/// proxies' chain (`Forwarded: for=`, else `X-Forwarded-For`) that is not itself a
+/// trusted proxy. Entries further left were written by the caller and are not believed.
+pub fn client_address(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let values = |name: &str| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect()
+    };
+    let forwarded = values("forwarded");
+    let chain: Vec<Option<IpAddr>> = if forwarded.is_empty() {
+        values("x-forwarded-for")
+            .into_iter()
+            .map(node_address)
+            .collect()
+    } else {
+        forwarded
+            .into_iter()
+            .map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v)
+                })
+            })
+            .map(|v| v.and_then(node_address))
+            .collect()
+    };
+    for hop in chain.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return Some(ip),
+            // An entry we cannot read: the chain is not to be trusted beyond it.
+            None => break,
+        }
+    }
+    Some(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +248,38 @@ mod tests {
             public_origin(&f, Some("10.9.9.9".parse().unwrap()), &trusted, CONFIGURED),
             "https://gp.example.org:8443"
         );
+    }
+
+    #[test]
+    fn client_address_believes_only_the_trusted_part_of_the_chain() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let proxy = Some("10.0.0.5".parse().unwrap());
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Straight from the client: its own address, whatever it claims.
+        let spoof = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(
+            client_address(&spoof, ip("192.0.2.7"), &trusted),
+            ip("192.0.2.7")
+        );
+        // Through the proxy: the nearest untrusted hop; the caller's own entries ignored.
+        let xff = headers(&[("x-forwarded-for", "198.51.100.1, 192.0.2.7, 10.0.0.9")]);
+        assert_eq!(client_address(&xff, proxy, &trusted), ip("192.0.2.7"));
+        let f = headers(&[(
+            "forwarded",
+            "for=198.51.100.1, for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.9",
+        )]);
+        assert_eq!(client_address(&f, proxy, &trusted), ip("2001:db8::1"));
+        let port = headers(&[("forwarded", "for=\"192.0.2.8:1234\"")]);
+        assert_eq!(client_address(&port, proxy, &trusted), ip("192.0.2.8"));
+        // Nothing usable: the proxy itself.
+        for h in [
+            headers(&[]),
+            headers(&[("forwarded", "for=unknown")]),
+            headers(&[("x-forwarded-for", "10.0.0.9")]),
+        ] {
+            assert_eq!(client_address(&h, proxy, &trusted), proxy);
+        }
+        assert_eq!(client_address(&xff, None, &trusted), None);
     }
 
     #[test]

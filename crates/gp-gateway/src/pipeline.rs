@@ -70,7 +70,7 @@ pub async fn handle(
         let audited = is_audited(&app, req.uri().path());
         // A panic below is contained here, so it is answered and audited like any
         // failure instead of dropping the connection with no answer and no row.
-        let routed = AssertUnwindSafe(route(&app, req, &ids)).catch_unwind();
+        let routed = AssertUnwindSafe(route(&app, req, &ids, peer)).catch_unwind();
         let resp = match tokio::time::timeout(app.request_timeout, routed).await {
             Ok(Ok(Ok(resp))) => resp,
             Ok(Ok(Err(rescue))) => {
@@ -162,6 +162,7 @@ async fn route(
     app: &App,
     req: Request<Incoming>,
     ids: &RequestIds,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -197,8 +198,20 @@ async fn route(
                         Ok(bytes) => {
                             ids.facts.route("token", "-");
                             let client_cert = crate::context::client_certificate(&parts.extensions);
-                            auth.token_endpoint(content_type, &bytes, client_cert, &ids.facts)
-                                .await
+                            // Charged to the pre-signature per-address limit.
+                            let client = crate::forwarded::client_address(
+                                &parts.headers,
+                                peer,
+                                &app.trusted_proxies,
+                            );
+                            auth.token_endpoint(
+                                content_type,
+                                &bytes,
+                                client_cert,
+                                client,
+                                &ids.facts,
+                            )
+                            .await
                         }
                         Err(e) => crate::auth::oauth_error(
                             StatusCode::BAD_REQUEST,

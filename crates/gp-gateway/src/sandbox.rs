@@ -411,6 +411,31 @@ pub async fn start_with_audit(
     seed: u64,
     audit: Option<crate::audit::AuditConfig>,
 ) -> Result<Sandbox, SandboxError> {
+    start_inner(listen, seed, audit, None).await
+}
+
+/// Puts a layer between the gateway and each GP system's adapter.
+pub type AdapterLayer =
+    Box<dyn Fn(Arc<dyn gp_adapter::Adapter>) -> Arc<dyn gp_adapter::Adapter> + Send + Sync>;
+
+/// As [`start`], with `layer` over every GP system's adapter: tests make a GP system
+/// answer what the simulators never do (a record restricted by one of its two markers
+/// only, an entry labelled with another confidentiality code) and check what the
+/// gateway releases.
+pub async fn start_layered(
+    listen: SocketAddr,
+    seed: u64,
+    layer: AdapterLayer,
+) -> Result<Sandbox, SandboxError> {
+    start_inner(listen, seed, None, Some(layer)).await
+}
+
+async fn start_inner(
+    listen: SocketAddr,
+    seed: u64,
+    audit: Option<crate::audit::AuditConfig>,
+    layer: Option<AdapterLayer>,
+) -> Result<Sandbox, SandboxError> {
     let population = population(seed);
     let store = SimStore::new(population.clone());
     let pds = gp_sim::start_pds(store.clone(), loopback().await?)
@@ -466,6 +491,11 @@ pub async fn start_with_audit(
         manifest.simulators.insert(kind.id().into(), url.clone());
     }
     let mut app = App::build_with_keys(&cfg, Some(gateway_keys(&cfg)?)).await?;
+    if let Some(layer) = &layer {
+        for adapter in app.adapters.values_mut() {
+            *adapter = layer(adapter.clone());
+        }
+    }
     app.sandbox_manifest = Some(bytes::Bytes::from(
         serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
     ));
