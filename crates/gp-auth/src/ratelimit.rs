@@ -256,6 +256,10 @@ redis.call('PEXPIRE', KEYS[1], full_ms + 1000)
 return {allowed, math.floor(tokens), full_ms, retry_ms}
 ";
 
+/// The token bucket script, as redis-rs runs it: by hash, loaded on demand.
+static TOKEN_BUCKET: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(TOKEN_BUCKET_LUA));
+
 /// Redis rate limiter: every gateway replica using the same Redis and prefix shares one
 /// budget per key. Keys are `<prefix>rl:<key>` and expire once their bucket is full again.
 #[derive(Clone)]
@@ -295,13 +299,13 @@ impl RateLimiter for RedisRateLimiter {
             return Err(StoreError::InvalidLimit(problem));
         }
         let mut conn = self.conn.clone();
-        let (allowed, remaining, reset_ms, retry_ms): (i64, i64, i64, i64) = redis::cmd("EVAL")
-            .arg(TOKEN_BUCKET_LUA)
-            .arg(1)
-            .arg(format!("{}rl:{key}", self.prefix))
+        // Sent by its SHA1 (EVALSHA); loaded into Redis on demand when Redis does not
+        // know it yet (a new or restarted server), instead of the whole script each time.
+        let (allowed, remaining, reset_ms, retry_ms): (i64, i64, i64, i64) = TOKEN_BUCKET
+            .key(format!("{}rl:{key}", self.prefix))
             .arg(limit.per_second)
             .arg(limit.burst)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(StoreError::redis)?;
         let ms_to_secs = |ms: i64| u64::try_from(ms).unwrap_or(0).div_ceil(1000);

@@ -141,3 +141,29 @@ async fn unreachable_redis_is_an_error_not_a_pass() {
     let result = RedisReplayStore::connect("redis://127.0.0.1:1/0", "x:").await;
     assert!(matches!(result, Err(StoreError::Redis(_))));
 }
+
+#[tokio::test]
+async fn the_rate_limit_script_is_loaded_again_when_redis_has_forgotten_it() {
+    let mut conn = connect().await;
+    let prefix = unique_prefix("script");
+    let limiter = RedisRateLimiter::new(connect().await, prefix.clone());
+    let limit = RateLimit {
+        per_second: 0.01,
+        burst: 2,
+    };
+    assert!(limiter.check("a", limit).await.unwrap().allowed);
+    // A restarted (or failed-over) Redis knows no scripts: sent by hash, the script is
+    // refused as unknown and must be loaded again, not fail the check.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let second = limiter.check("a", limit).await.unwrap();
+    assert!(second.allowed);
+    assert!(
+        !limiter.check("a", limit).await.unwrap().allowed,
+        "the bucket is shared state"
+    );
+    cleanup(&mut conn, &prefix).await;
+}
