@@ -98,7 +98,7 @@ pub async fn check(
     app: &App,
     parts: &Parts,
     route: &Route,
-    facts: &crate::audit::RequestFacts,
+    facts: &crate::context::RequestFacts,
 ) -> Result<Caller, Rescue> {
     let Some((resource_type, interaction)) = route.interaction() else {
         return Ok(Caller::Public);

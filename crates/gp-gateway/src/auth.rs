@@ -171,7 +171,7 @@ impl AuthState {
         body: &[u8],
         client_cert: Option<&gp_auth::CertThumbprint>,
         peer: Option<std::net::IpAddr>,
-        facts: &crate::audit::RequestFacts,
+        facts: &crate::context::RequestFacts,
     ) -> Response<Full<Bytes>> {
         let media = content_type
             .unwrap_or("")

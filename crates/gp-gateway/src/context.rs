@@ -35,7 +35,7 @@ pub struct RequestIds {
     /// The FHIR base URL links in this response start with.
     pub base_url: String,
     /// What the audit row of this request records, filled in as handling goes.
-    pub facts: Arc<crate::audit::RequestFacts>,
+    pub facts: Arc<crate::context::RequestFacts>,
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -91,7 +91,7 @@ impl RequestIds {
             correlation_id,
             traceparent,
             base_url: String::new(),
-            facts: Arc::new(crate::audit::RequestFacts::new(
+            facts: Arc::new(crate::context::RequestFacts::new(
                 headers.contains_key("x-request-id"),
             )),
         })
@@ -104,5 +104,88 @@ impl RequestIds {
             // The gateway's span is the parent of every native call.
             traceparent: Some(self.traceparent.to_string()),
         }
+    }
+}
+
+/// What a request's handling learned that its audit row needs, filled in as it goes
+/// (shared by the pipeline steps through [`RequestIds`]).
+#[derive(Debug, Default)]
+pub struct RequestFacts(std::sync::Mutex<Facts>);
+
+/// A snapshot of [`RequestFacts`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The caller sent its own `X-Request-ID`.
+    pub request_id_supplied: bool,
+    pub supplier: Option<String>,
+    pub token_id: Option<String>,
+    pub patient: Option<String>,
+    pub practice: Option<String>,
+    pub interaction: Option<&'static str>,
+    pub resource_type: Option<String>,
+    pub outcome_code: Option<String>,
+}
+
+impl RequestFacts {
+    /// Facts of a request whose `X-Request-ID` the caller sent (`true`) or the gateway
+    /// minted (`false`): the supplier assessment judges whether suppliers send one.
+    pub fn new(request_id_supplied: bool) -> Self {
+        Self(std::sync::Mutex::new(Facts {
+            request_id_supplied,
+            ..Facts::default()
+        }))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Facts)) {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// The authenticated supplier and its token's id.
+    pub fn caller(&self, supplier: &str, token_id: &str) {
+        self.with(|f| {
+            f.supplier = Some(supplier.to_owned());
+            f.token_id = Some(token_id.to_owned());
+        });
+    }
+
+    /// The registered client a token request names, before (or without) it proving so:
+    /// a refused token request is still traceable to the supplier it claimed to be.
+    pub fn client(&self, supplier: &str) {
+        self.with(|f| f.supplier = Some(supplier.to_owned()));
+    }
+
+    /// The interaction routed to.
+    pub fn route(&self, interaction: &'static str, resource_type: &str) {
+        self.with(|f| {
+            f.interaction = Some(interaction);
+            f.resource_type = Some(resource_type.to_owned());
+        });
+    }
+
+    /// The patient the request is about.
+    pub fn patient(&self, nhs: &str) {
+        self.with(|f| f.patient = Some(nhs.to_owned()));
+    }
+
+    /// Where the patient's record was found.
+    pub fn practice(&self, ods: &str) {
+        self.with(|f| f.practice = Some(ods.to_owned()));
+    }
+
+    /// The error code of a refusal.
+    pub fn outcome(&self, code: &str) {
+        self.with(|f| f.outcome_code = Some(code.to_owned()));
+    }
+
+    /// What has been learned so far.
+    pub fn snapshot(&self) -> Facts {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

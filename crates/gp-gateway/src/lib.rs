@@ -15,7 +15,8 @@
 
 pub mod access;
 pub mod app;
-pub mod audit;
+/// The audit trail (the gp-audit crate), under the name the gateway has always used.
+pub use gp_audit as audit;
 pub mod auth;
 pub mod body;
 pub mod cache;

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gp_gateway::audit::{AuditQuery, AuditRecord, AuditStore, SqliteAudit, Synchronous};
+use gp_audit::{AuditQuery, AuditRecord, AuditStore, SqliteAudit, Synchronous};
 
 /// Set in a child: the trail's path. The child appends until it is killed.
 const CHILD_TRAIL: &str = "GP_AUDIT_CRASH_TRAIL";

@@ -90,7 +90,7 @@ pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditSearc
             "_format" => {}
             other => {
                 return Err(SearchError::UnknownParameter(
-                    crate::routes::shown(other),
+                    gp_fhir::text::shown(other),
                     SUPPORTED,
                 ));
             }

@@ -1,4 +1,4 @@
-//! The audit trail: one durable row for every request through the gateway, written
+//! The audit trail (the gp-audit crate): one durable row for every request through the gateway, written
 //! before a clinical response is released. No audit, no data: when the store cannot
 //! commit the row, the supplier gets a 503, never the record.
 //!
@@ -305,7 +305,7 @@ impl AuditConfig {
             AuditError("audit.postgres_url is not a PostgreSQL connection string".into())
         })?;
         if let Some(file) = &self.postgres_password_file {
-            let password = crate::secrets::read_secret(&base.join(file))
+            let password = read_secret(&base.join(file))
                 .map_err(|e| AuditError(format!("audit.postgres_password_file: {e}")))?;
             config.password(password);
         }
@@ -695,6 +695,21 @@ pub fn now_recorded() -> String {
         .unwrap_or_default()
 }
 
+/// Reads a one-line secret file (a password), trailing newline removed. The error names
+/// the file and what is wrong, never the content.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() || secret.contains(['\r', '\n']) {
+        return Err(format!(
+            "secret file {} must hold exactly one non-empty line",
+            path.display()
+        ));
+    }
+    Ok(secret.to_owned())
+}
+
 #[cfg(test)]
 mod row_id_tests {
     #[test]
@@ -864,88 +879,5 @@ mod tests {
         let t = now_recorded();
         assert_eq!(t.len(), 24, "{t}");
         assert!(t.ends_with('Z'));
-    }
-}
-
-/// What a request's handling learned that its audit row needs, filled in as it goes
-/// (shared by the pipeline steps through [`crate::context::RequestIds`]).
-#[derive(Debug, Default)]
-pub struct RequestFacts(std::sync::Mutex<Facts>);
-
-/// A snapshot of [`RequestFacts`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Facts {
-    /// The caller sent its own `X-Request-ID`.
-    pub request_id_supplied: bool,
-    pub supplier: Option<String>,
-    pub token_id: Option<String>,
-    pub patient: Option<String>,
-    pub practice: Option<String>,
-    pub interaction: Option<&'static str>,
-    pub resource_type: Option<String>,
-    pub outcome_code: Option<String>,
-}
-
-impl RequestFacts {
-    /// Facts of a request whose `X-Request-ID` the caller sent (`true`) or the gateway
-    /// minted (`false`): the supplier assessment judges whether suppliers send one.
-    pub fn new(request_id_supplied: bool) -> Self {
-        Self(std::sync::Mutex::new(Facts {
-            request_id_supplied,
-            ..Facts::default()
-        }))
-    }
-
-    fn with(&self, f: impl FnOnce(&mut Facts)) {
-        let mut guard = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut guard);
-    }
-
-    /// The authenticated supplier and its token's id.
-    pub fn caller(&self, supplier: &str, token_id: &str) {
-        self.with(|f| {
-            f.supplier = Some(supplier.to_owned());
-            f.token_id = Some(token_id.to_owned());
-        });
-    }
-
-    /// The registered client a token request names, before (or without) it proving so:
-    /// a refused token request is still traceable to the supplier it claimed to be.
-    pub fn client(&self, supplier: &str) {
-        self.with(|f| f.supplier = Some(supplier.to_owned()));
-    }
-
-    /// The interaction routed to.
-    pub fn route(&self, interaction: &'static str, resource_type: &str) {
-        self.with(|f| {
-            f.interaction = Some(interaction);
-            f.resource_type = Some(resource_type.to_owned());
-        });
-    }
-
-    /// The patient the request is about.
-    pub fn patient(&self, nhs: &str) {
-        self.with(|f| f.patient = Some(nhs.to_owned()));
-    }
-
-    /// Where the patient's record was found.
-    pub fn practice(&self, ods: &str) {
-        self.with(|f| f.practice = Some(ods.to_owned()));
-    }
-
-    /// The error code of a refusal.
-    pub fn outcome(&self, code: &str) {
-        self.with(|f| f.outcome_code = Some(code.to_owned()));
-    }
-
-    /// What has been learned so far.
-    pub fn snapshot(&self) -> Facts {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
