@@ -2,15 +2,15 @@
 //! (gp_auth::ScopeSet).
 #![no_main]
 
-use gp_auth::{Interaction, ScopeSet};
+use gp_auth::{Permission, ScopeSet};
 use libfuzzer_sys::fuzz_target;
 
-const INTERACTIONS: [Interaction; 5] = [
-    Interaction::Create,
-    Interaction::Read,
-    Interaction::Update,
-    Interaction::Delete,
-    Interaction::Search,
+const INTERACTIONS: [Permission; 5] = [
+    Permission::Create,
+    Permission::Read,
+    Permission::Update,
+    Permission::Delete,
+    Permission::Search,
 ];
 
 fuzz_target!(|data: &[u8]| {

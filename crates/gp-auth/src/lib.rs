@@ -32,7 +32,7 @@
 //! let claims = verifier.verify(Some("Bearer eyJ..."))?;      // 401 AccessError
 //! let supplier = registry.authorise(&claims)?;               // unknown / suspended
 //! supplier.require_client_cert(None)?;                       // 401 when bound to a client cert
-//! supplier.require("Observation", Interaction::Search)?;     // 403 ScopeError
+//! supplier.require("Observation", Permission::Search)?;     // 403 ScopeError
 //! let ods = gp_fhir::OdsCode::parse("B82617")?;
 //! supplier.require_paired(&ods)?;                            // 403 AccessError
 //! let d = limiter.check(&format!("api:{}", supplier.client_id()), supplier.rate_limit()).await?;
@@ -80,7 +80,7 @@ pub use registry::{
     ASSERTION_ALGORITHMS, ClientCertError, SupplierRegistry, SupplierSet, SupplierView,
 };
 pub use replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
-pub use scope::{Interaction, ScopeError, ScopeParseError, ScopeSet};
+pub use scope::{Permission, ScopeError, ScopeParseError, ScopeSet};
 pub use token::{JWT_BEARER, OAuthError, TokenResponse, TokenService, smart_configuration};
 
 /// A shared-state store (replay set, rate-limit buckets) failed; callers fail closed.

@@ -11,7 +11,7 @@ use crate::config::{
     CertThumbprint, ConfigError, SupplierConfig, SupplierStatus, SuppliersConfig, supplier_err,
 };
 use crate::ratelimit::RateLimit;
-use crate::scope::{Interaction, ScopeError, ScopeSet};
+use crate::scope::{Permission, ScopeError, ScopeSet};
 
 pub use crate::jwks::ASSERTION_ALGORITHMS;
 pub(crate) use crate::jwks::{SupplierKey, assertion_algorithm, parse_jwks};
@@ -312,7 +312,7 @@ impl SupplierView {
 
     /// Fails with a 403 naming the missing scope unless `interaction` on `resource_type`
     /// is granted.
-    pub fn require(&self, resource_type: &str, interaction: Interaction) -> Result<(), ScopeError> {
+    pub fn require(&self, resource_type: &str, interaction: Permission) -> Result<(), ScopeError> {
         self.granted.require(resource_type, interaction)
     }
 

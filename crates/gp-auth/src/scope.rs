@@ -5,9 +5,10 @@ use std::fmt;
 
 use gp_fhir::{FhirError, IssueType, SpineCode};
 
-/// A FHIR interaction a scope can allow.
+/// What a SMART scope permits on a resource type (its `cruds` letters): not to be
+/// confused with the FHIR interactions the router serves (`gp_gateway::routes::Interaction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Interaction {
+pub enum Permission {
     /// `create` (SMART letter `c`).
     Create,
     /// `read` and `vread` (letter `r`).
@@ -20,7 +21,7 @@ pub enum Interaction {
     Search,
 }
 
-impl Interaction {
+impl Permission {
     fn bit(self) -> u8 {
         match self {
             Self::Create => C,
@@ -167,12 +168,12 @@ impl ScopeSet {
     }
 
     /// Whether the set allows `interaction` on `resource_type`.
-    pub fn allows(&self, resource_type: &str, interaction: Interaction) -> bool {
+    pub fn allows(&self, resource_type: &str, interaction: Permission) -> bool {
         self.bits_for(resource_type) & interaction.bit() != 0
     }
 
     /// Like [`allows`](Self::allows), as an error naming the missing scope.
-    pub fn require(&self, resource_type: &str, interaction: Interaction) -> Result<(), ScopeError> {
+    pub fn require(&self, resource_type: &str, interaction: Permission) -> Result<(), ScopeError> {
         if self.allows(resource_type, interaction) {
             Ok(())
         } else {
@@ -320,11 +321,11 @@ mod tests {
     #[test]
     fn parses_v2_and_writes_canonical_form() {
         let s = ScopeSet::parse("system/Patient.rs system/Observation.crs system/*.s").unwrap();
-        assert!(s.allows("Patient", Interaction::Read));
-        assert!(s.allows("Observation", Interaction::Create));
-        assert!(!s.allows("Observation", Interaction::Delete));
-        assert!(s.allows("Slot", Interaction::Search));
-        assert!(!s.allows("Slot", Interaction::Read));
+        assert!(s.allows("Patient", Permission::Read));
+        assert!(s.allows("Observation", Permission::Create));
+        assert!(!s.allows("Observation", Permission::Delete));
+        assert!(s.allows("Slot", Permission::Search));
+        assert!(!s.allows("Slot", Permission::Read));
         assert_eq!(
             s.to_string(),
             "system/*.s system/Observation.cr system/Patient.r"
@@ -338,8 +339,8 @@ mod tests {
         let all = ScopeSet::parse("system/Patient.*").unwrap();
         assert_eq!(all.to_string(), "system/Patient.cruds");
         let star = ScopeSet::parse("system/*.write").unwrap();
-        assert!(star.allows("Observation", Interaction::Update));
-        assert!(!star.allows("Observation", Interaction::Read));
+        assert!(star.allows("Observation", Permission::Update));
+        assert!(!star.allows("Observation", Permission::Read));
     }
 
     #[test]
@@ -417,7 +418,7 @@ mod tests {
     #[test]
     fn missing_scope_names_the_needed_scope() {
         let s = ScopeSet::parse("system/Patient.rs").unwrap();
-        let err = s.require("Observation", Interaction::Search).unwrap_err();
+        let err = s.require("Observation", Permission::Search).unwrap_err();
         assert_eq!(err.to_string(), "token lacks scope system/Observation.s");
         assert_eq!(err.status(), 403);
         assert_eq!(err.spine_code(), SpineCode::AccessDenied);

@@ -56,7 +56,7 @@ fn a_well_formed_gateway_token_is_accepted() {
         .unwrap();
     assert_eq!(claims.client_id, "demo-booking");
     assert_eq!(claims.token_id, "t-1");
-    assert!(claims.scopes.allows("Patient", Interaction::Search));
+    assert!(claims.scopes.allows("Patient", Permission::Search));
 }
 
 #[test]
@@ -216,10 +216,8 @@ async fn narrowing_allowed_scopes_applies_to_tokens_already_issued() {
     h.registry
         .replace(SupplierSet::build(&cfg, &sandbox()).unwrap());
     let view = h.registry.authorise(&claims).unwrap();
-    assert!(view.require("Patient", Interaction::Read).is_ok());
-    let err = view
-        .require("Appointment", Interaction::Create)
-        .unwrap_err();
+    assert!(view.require("Patient", Permission::Read).is_ok());
+    let err = view.require("Appointment", Permission::Create).unwrap_err();
     assert_eq!(err.to_string(), "token lacks scope system/Appointment.c");
     assert_eq!(err.status(), 403);
 }

@@ -87,15 +87,15 @@ async fn requested_scopes_partly_beyond_allowed_get_the_intersection() {
         .verify(Some(&format!("Bearer {}", ok.access_token)))
         .unwrap();
     let view = h.registry.authorise(&claims).unwrap();
-    assert!(view.require("Observation", Interaction::Create).is_ok());
+    assert!(view.require("Observation", Permission::Create).is_ok());
     assert_eq!(
-        view.require("Observation", Interaction::Delete)
+        view.require("Observation", Permission::Delete)
             .unwrap_err()
             .to_string(),
         "token lacks scope system/Observation.d"
     );
     assert_eq!(
-        view.require("Appointment", Interaction::Create)
+        view.require("Appointment", Permission::Create)
             .unwrap_err()
             .to_string(),
         "token lacks scope system/Appointment.c"

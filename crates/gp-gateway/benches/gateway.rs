@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gp_auth::{
-    GatewayKeys, Interaction, MemoryReplayStore, ScopeSet, SupplierRegistry, SupplierSet,
+    GatewayKeys, MemoryReplayStore, Permission, ScopeSet, SupplierRegistry, SupplierSet,
     TokenService,
 };
 use gp_fhir::NhsNumber;
@@ -107,10 +107,10 @@ fn scopes(c: &mut Criterion) {
         b.iter(|| ScopeSet::parse(black_box(CONSULT_SCOPES)).unwrap())
     });
     group.bench_function("allows_hit", |b| {
-        b.iter(|| set.allows(black_box("Observation"), Interaction::Search))
+        b.iter(|| set.allows(black_box("Observation"), Permission::Search))
     });
     group.bench_function("require_miss", |b| {
-        b.iter(|| set.require(black_box("AuditEvent"), Interaction::Search))
+        b.iter(|| set.require(black_box("AuditEvent"), Permission::Search))
     });
     group.finish();
 }

@@ -2,7 +2,7 @@
 //! route's scope, then charge the supplier's rate limit. Practice pairing is checked
 //! later, once the record locator knows the patient's practice.
 
-use gp_auth::{Interaction as Scope, RateDecision, RateLimitExceeded, SupplierView};
+use gp_auth::{Permission, RateDecision, RateLimitExceeded, SupplierView};
 use gp_fhir::{FhirError, IssueType, SpineCode};
 use http::request::Parts;
 use http::{HeaderValue, header};
@@ -37,7 +37,7 @@ impl Caller {
     /// Checks the caller may read `resource_type` (a structured record part).
     pub fn require_read(&self, resource_type: &str) -> Result<(), gp_auth::ScopeError> {
         match self {
-            Self::Supplier { view, .. } => view.require(resource_type, Scope::Read),
+            Self::Supplier { view, .. } => view.require(resource_type, Permission::Read),
             Self::Open | Self::Public => Ok(()),
         }
     }
@@ -132,10 +132,10 @@ pub async fn check(
             )
         })?;
     let needed = match interaction {
-        Interaction::Read | Interaction::Operation => Scope::Read,
-        Interaction::SearchType => Scope::Search,
-        Interaction::Create => Scope::Create,
-        Interaction::Patch => Scope::Update,
+        Interaction::Read | Interaction::Operation => Permission::Read,
+        Interaction::SearchType => Permission::Search,
+        Interaction::Create => Permission::Create,
+        Interaction::Patch => Permission::Update,
     };
     view.require(resource_type, needed)?;
     let decision = auth
