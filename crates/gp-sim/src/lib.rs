@@ -37,3 +37,18 @@ pub use server::{Fault, SimHandle};
 pub use store::SimStore;
 pub use tpp::start_tpp;
 pub use vision::start_vision;
+
+/// Starts the simulator of `system` over `store` on `listener`, so callers can iterate
+/// [`SystemKind::ALL`] (or a population's practices) instead of naming each system.
+pub async fn start(
+    system: SystemKind,
+    store: SimStore,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<SimHandle> {
+    match system {
+        SystemKind::Emis => start_emis(store, listener).await,
+        SystemKind::Tpp => start_tpp(store, listener).await,
+        SystemKind::Vision => start_vision(store, listener).await,
+        SystemKind::Microtest => start_microtest(store, listener).await,
+    }
+}
