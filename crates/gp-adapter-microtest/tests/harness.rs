@@ -105,7 +105,12 @@ async fn written_readings_read_back_without_a_performer() {
             "recorded in UK local time (BST)"
         );
     }
-    harness::run(&adapter, &fx).await.assert_passed();
+    // The write grew the record past the canonical one: parity is not for it.
+    let written = HarnessFixture {
+        canonical: None,
+        ..fx
+    };
+    harness::run(&adapter, &written).await.assert_passed();
     sim.shutdown().await;
 }
 

@@ -22,7 +22,7 @@ pub use faults::{
 pub use suite::{Backend, Suite, SuiteTarget};
 pub use write::{blood_pressure, body_weight, run_writes};
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use gp_fhir::date::{DateRange, PartialDate};
@@ -55,6 +55,18 @@ pub struct HarnessFixture {
     /// order (one entry per FHIR resource the adapter should answer); `None` skips the
     /// confidentiality check.
     pub confidential: Option<Vec<usize>>,
+    /// The record each of `patients` holds, as the system's own data says (in order);
+    /// `None` skips the parity check.
+    pub canonical: Option<Vec<CanonicalRecord>>,
+}
+
+/// What a patient's record holds, independent of any adapter: per clinical type, one
+/// item per entry listing the concept codes (SNOMED CT, or dm+d for drugs) any of which
+/// the entry's FHIR code must carry (`code`, `medicationCodeableConcept`, `vaccineCode`,
+/// `Encounter.type`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CanonicalRecord {
+    pub entries: BTreeMap<ClinicalType, Vec<Vec<String>>>,
 }
 
 /// The result of one check.
@@ -305,7 +317,59 @@ pub async fn run(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessRepo
     check_date_range(&mut report, adapter, &data).await;
     check_flags(&mut report, fixture, &data);
     check_confidential(&mut report, fixture, &data);
+    check_parity(&mut report, fixture, &data);
     report
+}
+
+/// The SNOMED CT and dm+d codes of a resource's primary concept.
+fn concept_codes(r: &Resource) -> Vec<&str> {
+    clinical_codes(r)
+        .into_iter()
+        .filter(|(path, _, _)| !matches!(*path, "component.code" | "reaction.manifestation"))
+        .flat_map(|(_, cc, _)| &cc.coding)
+        .filter(|c| matches!(c.system.as_deref(), Some(SNOMED | DMD)))
+        .filter_map(|c| c.code.as_deref())
+        .collect()
+}
+
+fn check_parity(report: &mut HarnessReport, fixture: &HarnessFixture, data: &[PatientData]) {
+    const WHAT: &str = "every record answers the canonical record's entries: per clinical type the same number, each with its SNOMED CT / dm+d concept";
+    let Some(records) = &fixture.canonical else {
+        report.skip("ADP-PAR-01", WHAT, "the fixture has no canonical records");
+        return;
+    };
+    let mut failures = Vec::new();
+    for ((nhs, _), canonical) in fixture.patients.iter().zip(records) {
+        let Some(p) = data.iter().find(|p| p.nhs == *nhs) else {
+            continue;
+        };
+        for (t, answered) in &p.clinical {
+            let want = canonical.entries.get(t).map(Vec::as_slice).unwrap_or(&[]);
+            if answered.len() != want.len() {
+                failures.push(format!(
+                    "{t} for {nhs}: {} entries, the canonical record has {}",
+                    answered.len(),
+                    want.len()
+                ));
+                continue;
+            }
+            let mut unused: Vec<Vec<&str>> = answered.iter().map(concept_codes).collect();
+            for codes in want {
+                match unused
+                    .iter()
+                    .position(|got| got.iter().any(|c| codes.iter().any(|w| w == c)))
+                {
+                    Some(i) => {
+                        unused.swap_remove(i);
+                    }
+                    None => failures.push(format!(
+                        "{t} for {nhs}: no entry carries the canonical concept {codes:?}"
+                    )),
+                }
+            }
+        }
+    }
+    report.add("ADP-PAR-01", WHAT, failures);
 }
 
 fn all_resources(p: &PatientData) -> Vec<Resource> {

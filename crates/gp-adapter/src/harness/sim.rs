@@ -7,7 +7,8 @@
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::{Population, PopulationSpec, SimHandle, SimPatient, SimStore, SystemKind};
 
-use super::{Backend, Fault, FaultTarget, HarnessFixture};
+use super::{Backend, CanonicalRecord, Fault, FaultTarget, HarnessFixture};
+use crate::ClinicalType;
 
 /// The population every simulator-backed suite run reads.
 pub const SEED: u64 = 42;
@@ -126,6 +127,7 @@ pub fn fixture(population: &Population, system: SystemKind) -> HarnessFixture {
         restricted: at(|p| p.flags.sensitive),
         dissenting: at(|p| p.flags.dissent),
         confidential: Some(held.iter().map(|p| confidential(p, system)).collect()),
+        canonical: Some(held.iter().map(|p| canonical(p)).collect()),
     }
 }
 
@@ -156,4 +158,46 @@ fn confidential(p: &SimPatient, system: SystemKind) -> usize {
         .chain(p.immunisations.iter().map(|e| &e.meta))
         .chain(p.consultations.iter().map(|e| &e.meta));
     metas.filter(|m| m.confidential || grouped(m)).count()
+}
+
+/// The record as the population holds it: per type, each entry's SNOMED CT and dm+d codes.
+fn canonical(p: &SimPatient) -> CanonicalRecord {
+    let codes = |c: &gp_sim::concepts::Concept| -> Vec<String> {
+        std::iter::once(c.snomed)
+            .chain(c.dmd)
+            .map(str::to_owned)
+            .collect()
+    };
+    let of = |entries: Vec<&'static gp_sim::concepts::Concept>| -> Vec<Vec<String>> {
+        entries.into_iter().map(codes).collect()
+    };
+    let entries = [
+        (
+            ClinicalType::AllergyIntolerance,
+            of(p.allergies.iter().map(|e| e.concept).collect()),
+        ),
+        (
+            ClinicalType::MedicationStatement,
+            of(p.medications.iter().map(|e| e.drug).collect()),
+        ),
+        (
+            ClinicalType::Condition,
+            of(p.problems.iter().map(|e| e.concept).collect()),
+        ),
+        (
+            ClinicalType::Observation,
+            of(p.observations.iter().map(|e| e.concept).collect()),
+        ),
+        (
+            ClinicalType::Immunization,
+            of(p.immunisations.iter().map(|e| e.concept).collect()),
+        ),
+        (
+            ClinicalType::Encounter,
+            of(p.consultations.iter().map(|e| e.kind).collect()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    CanonicalRecord { entries }
 }

@@ -572,6 +572,7 @@ mod tests {
             restricted: Vec::new(),
             dissenting: Vec::new(),
             confidential: None,
+            canonical: None,
         };
         let report = run_writes(&ReadOnly, &fixture).await;
         assert!(report.passed(), "{report}");
