@@ -184,3 +184,106 @@ pub async fn check_fault_matrix(
     target.clear();
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{Created, GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest};
+
+    /// A vendor's own stub: no gp-sim, just a fault slot its fake adapter obeys.
+    #[derive(Default, Clone)]
+    struct Stub(Arc<Mutex<Option<Fault>>>);
+
+    impl FaultTarget for Stub {
+        fn set(&self, fault: Fault) {
+            *self.0.lock().unwrap() = Some(fault);
+        }
+        fn clear(&self) {
+            *self.0.lock().unwrap() = None;
+        }
+    }
+
+    struct Fake {
+        stub: Stub,
+        /// Answers garbage as Unavailable: the matrix must catch it.
+        wrong_on_garbage: bool,
+    }
+
+    impl Fake {
+        fn fail(&self) -> AdapterError {
+            let system = GpSystem::Tpp;
+            let detail = String::from("stub");
+            match *self.stub.0.lock().unwrap() {
+                Some(Fault::Hang) => AdapterError::Timeout {
+                    system,
+                    after_ms: 200,
+                },
+                Some(Fault::Garbage) if self.wrong_on_garbage => {
+                    AdapterError::Unavailable { system, detail }
+                }
+                Some(
+                    Fault::Garbage | Fault::Truncated | Fault::MisEncoded | Fault::MissingNhsNumber,
+                ) => AdapterError::InvalidNativeData { system, detail },
+                _ => AdapterError::Unavailable { system, detail },
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Adapter for Fake {
+        fn system(&self) -> GpSystem {
+            GpSystem::Tpp
+        }
+        async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+            Err(self.fail())
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Err(self.fail())
+        }
+        async fn create_observation(
+            &self,
+            _: &CreateObservationRequest,
+        ) -> Result<Created, AdapterError> {
+            Err(self.fail())
+        }
+    }
+
+    fn patient() -> (NhsNumber, OdsCode) {
+        (
+            NhsNumber::parse("9690937278").unwrap(),
+            OdsCode::parse("B82617").unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_matrix_runs_against_a_vendor_stub_and_names_the_fault_that_failed() {
+        let stub = Stub::default();
+        let good = Fake {
+            stub: stub.clone(),
+            wrong_on_garbage: false,
+        };
+        let report = check_fault_matrix(&good, &good, &stub, &patient()).await;
+        assert!(report.passed(), "{report}");
+        // 7 read faults and the hang on a read and a search; 3 write faults and the hang on a create.
+        assert_eq!(report.checks.len(), 8 * 2 + 4);
+        assert_eq!(*stub.0.lock().unwrap(), None, "the fault is cleared");
+
+        let wrong = Fake {
+            stub: stub.clone(),
+            wrong_on_garbage: true,
+        };
+        let report = check_fault_matrix(&wrong, &wrong, &stub, &patient()).await;
+        let failed: Vec<&str> = report.failures().map(|c| c.description.as_str()).collect();
+        assert_eq!(
+            failed,
+            [
+                "a backend fault fails read_patient with the expected typed error [Garbage]",
+                "a backend fault fails search with the expected typed error [Garbage]",
+            ]
+        );
+    }
+}
