@@ -153,6 +153,38 @@ pub async fn check_write_failure(
     report
 }
 
+/// While the backend answers invalid UTF-8, the read's error says so (`not valid
+/// UTF-8`), so an operator can tell an encoding fault from a format change.
+async fn check_mis_encoding_named(
+    adapter: &dyn Adapter,
+    patient: &(NhsNumber, OdsCode),
+) -> HarnessReport {
+    let mut report = HarnessReport::default();
+    let read = adapter
+        .read_patient(&crate::PatientRequest {
+            nhs_number: patient.0,
+            practice: patient.1.clone(),
+            context: ctx(),
+        })
+        .await;
+    let failures = match read {
+        Err(AdapterError::InvalidNativeData { detail, .. })
+            if detail.contains("not valid UTF-8") =>
+        {
+            vec![]
+        }
+        other => vec![format!(
+            "read_patient of a mis-encoded answer gave {other:?}, not InvalidNativeData saying \"not valid UTF-8\""
+        )],
+    };
+    report.add(
+        "ADP-FLT-04",
+        "an answer with invalid UTF-8 fails read_patient as InvalidNativeData saying \"not valid UTF-8\"",
+        failures,
+    );
+    report
+}
+
 /// Runs the whole matrix against `adapter`, switching faults in `target`: every read
 /// fault on a read and a search, every write fault on a create, then a hang against
 /// `quick`, an adapter for the same backend with a short request timeout. Clears the
@@ -169,6 +201,8 @@ pub async fn check_fault_matrix(
         let one = check_backend_failure(adapter, patient, expected).await;
         report.extend_naming(&format!("{fault:?}"), one);
     }
+    target.set(Fault::MisEncoded);
+    report.extend(check_mis_encoding_named(adapter, patient).await);
     for (i, (fault, expected)) in WRITE_FAULTS.into_iter().enumerate() {
         target.set(fault);
         let key = format!("harness-fault-{}-{i}", adapter.system().id());
@@ -216,8 +250,12 @@ mod tests {
     impl Fake {
         fn fail(&self) -> AdapterError {
             let system = GpSystem::Tpp;
-            let detail = String::from("stub");
-            match *self.stub.0.lock().unwrap() {
+            let fault = *self.stub.0.lock().unwrap();
+            let detail = match fault {
+                Some(Fault::MisEncoded) => String::from("byte 3 is not valid UTF-8"),
+                _ => String::from("stub"),
+            };
+            match fault {
                 Some(Fault::Hang) => AdapterError::Timeout {
                     system,
                     after_ms: 200,
@@ -268,8 +306,9 @@ mod tests {
         };
         let report = check_fault_matrix(&good, &good, &stub, &patient()).await;
         assert!(report.passed(), "{report}");
-        // 7 read faults and the hang on a read and a search; 3 write faults and the hang on a create.
-        assert_eq!(report.checks.len(), 8 * 2 + 4);
+        // 7 read faults and the hang on a read and a search; the mis-encoding named; 3 write
+        // faults and the hang on a create.
+        assert_eq!(report.checks.len(), 8 * 2 + 1 + 4);
         assert_eq!(*stub.0.lock().unwrap(), None, "the fault is cleared");
 
         let wrong = Fake {
