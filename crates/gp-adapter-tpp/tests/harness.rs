@@ -1,72 +1,51 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The adapter conformance harness and the backend-fault checks, run against the real
-//! SystmOne simulator from gp-sim on 127.0.0.1:0.
+//! The shared adapter suite, run against the real SystmOne simulator from gp-sim on
+//! 127.0.0.1:0, and the checks only SystmOne has (native paging, CTV3 write-back, its
+//! refusals and error wording).
 
-use gp_adapter::harness::{self, ExpectedFailure, HarnessFixture};
+use gp_adapter::harness::{self, Backend, HarnessFixture, SuiteTarget, sim};
 use gp_adapter::{Adapter, AdapterError, CallContext, PatientRequest};
 use gp_adapter_tpp::{TppAdapter, TppConfig};
 use gp_fhir::{NhsNumber, OdsCode};
-use gp_sim::{Fault, Population, PopulationSpec, SimHandle, SimStore, SystemKind};
-use tokio::net::TcpListener;
+use gp_sim::{Fault, Population, SimHandle, SystemKind};
 
-async fn start() -> (SimHandle, Population) {
-    let population = Population::generate(42, &PopulationSpec::sandbox());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = gp_sim::start_tpp(SimStore::new(population.clone()), listener)
-        .await
-        .unwrap();
-    (sim, population)
+struct Tpp;
+
+#[async_trait::async_trait]
+impl SuiteTarget for Tpp {
+    fn adapter(&self, base_url: &str, request_timeout_ms: u64) -> Box<dyn Adapter> {
+        Box::new(TppAdapter::new(config(base_url, request_timeout_ms, 100)).unwrap())
+    }
+
+    async fn start(&self) -> Backend {
+        sim::backend(SystemKind::Tpp).await
+    }
 }
 
-fn config(sim: &SimHandle, request_timeout_ms: u64, page_size: u32) -> TppConfig {
-    let mut config = TppConfig::new(sim.base_url());
+gp_adapter::adapter_suite!(Tpp);
+
+fn config(base_url: &str, request_timeout_ms: u64, page_size: u32) -> TppConfig {
+    let mut config = TppConfig::new(base_url.to_owned());
     config.request_timeout_ms = request_timeout_ms;
     config.connect_timeout_ms = config.connect_timeout_ms.min(request_timeout_ms);
     config.page_size = page_size;
     config
 }
 
+async fn start() -> (SimHandle, Population) {
+    let population = sim::population();
+    (
+        sim::start(SystemKind::Tpp, population.clone()).await,
+        population,
+    )
+}
+
 fn adapter(sim: &SimHandle, request_timeout_ms: u64) -> TppAdapter {
-    TppAdapter::new(config(sim, request_timeout_ms, 100)).unwrap()
+    TppAdapter::new(config(&sim.base_url(), request_timeout_ms, 100)).unwrap()
 }
 
-/// The demo patient plus more of the first TPP practice, and an unknown patient.
 fn fixture(population: &Population) -> HarnessFixture {
-    let first = population
-        .practices
-        .iter()
-        .find(|p| p.system == SystemKind::Tpp)
-        .unwrap();
-    let ods = OdsCode::parse(&first.ods).unwrap();
-    let patients: Vec<(NhsNumber, OdsCode)> = population
-        .patients
-        .iter()
-        .filter(|p| p.practice == first.ods)
-        .take(6)
-        .map(|p| (NhsNumber::parse(&p.nhs_number).unwrap(), ods.clone()))
-        .collect();
-    assert_eq!(
-        patients[0].0.to_string(),
-        "9690937278",
-        "the demo patient leads the first TPP practice"
-    );
-    // A valid NHS number nobody in the population has.
-    let unknown = (0..)
-        .filter_map(|stem| NhsNumber::from_stem(999_999_000 + stem))
-        .find(|n| population.patient_by_nhs(&n.to_string()).is_none())
-        .unwrap();
-    HarnessFixture {
-        patients,
-        unknown: (unknown, ods),
-    }
-}
-
-#[tokio::test]
-async fn tpp_adapter_passes_the_conformance_harness() {
-    let (sim, population) = start().await;
-    let report = harness::run(&adapter(&sim, 5000), &fixture(&population)).await;
-    println!("{report}");
-    report.assert_passed();
+    sim::fixture(population, SystemKind::Tpp)
 }
 
 #[tokio::test]
@@ -74,7 +53,7 @@ async fn small_pages_give_the_same_record_as_one_big_page() {
     let (sim, population) = start().await;
     let fx = fixture(&population);
     let one = adapter(&sim, 5000);
-    let paged = TppAdapter::new(config(&sim, 5000, 2)).unwrap();
+    let paged = TppAdapter::new(config(&sim.base_url(), 5000, 2)).unwrap();
     // The harness passes with many native pages per record too.
     harness::run(&paged, &fx).await.assert_passed();
     for (nhs, ods) in &fx.patients {
@@ -109,63 +88,6 @@ async fn small_pages_give_the_same_record_as_one_big_page() {
 }
 
 #[tokio::test]
-async fn sensitive_and_dissenting_patients_are_flagged() {
-    let (sim, population) = start().await;
-    let adapter = adapter(&sim, 5000);
-    let fx = fixture(&population);
-    let read = |i: usize| {
-        let (nhs, ods) = fx.patients[i].clone();
-        let adapter = &adapter;
-        async move {
-            adapter
-                .read_patient(&PatientRequest {
-                    nhs_number: nhs,
-                    practice: ods,
-                    context: CallContext::new("t"),
-                })
-                .await
-                .unwrap()
-        }
-    };
-    let sensitive = read(gp_sim::SENSITIVE_INDEX).await;
-    assert!(sensitive.flags.restricted && sensitive.patient.is_restricted());
-    let dissent = read(gp_sim::DISSENT_INDEX).await;
-    assert!(dissent.flags.dissent && !dissent.flags.restricted);
-    let demo = read(0).await;
-    assert!(!demo.flags.restricted && !demo.flags.dissent);
-}
-
-#[tokio::test]
-async fn backend_faults_become_typed_errors() {
-    let (sim, population) = start().await;
-    let fx = fixture(&population);
-    let demo = fx.patients[0].clone();
-    let cases = [
-        (Fault::Status(500), ExpectedFailure::Unavailable),
-        (Fault::Status(503), ExpectedFailure::Unavailable),
-        (Fault::Reset, ExpectedFailure::Unavailable),
-        (Fault::Garbage, ExpectedFailure::InvalidNativeData),
-        (Fault::Truncated, ExpectedFailure::InvalidNativeData),
-        (Fault::MisEncoded, ExpectedFailure::InvalidNativeData),
-        (Fault::MissingNhsNumber, ExpectedFailure::InvalidNativeData),
-    ];
-    let adapter = adapter(&sim, 5000);
-    for (fault, expected) in cases {
-        sim.set_fault(fault);
-        let report = harness::check_backend_failure(&adapter, &demo, expected).await;
-        assert!(report.passed(), "{fault:?}:\n{report}");
-    }
-    // Hang needs a short timeout to be a fast test.
-    sim.set_fault(Fault::Hang);
-    let quick = self::adapter(&sim, 200);
-    harness::check_backend_failure(&quick, &demo, ExpectedFailure::Timeout)
-        .await
-        .assert_passed();
-    sim.set_fault(Fault::None);
-    sim.shutdown().await;
-}
-
-#[tokio::test]
 async fn invalid_data_errors_name_tpp_and_the_element() {
     let (sim, population) = start().await;
     let fx = fixture(&population);
@@ -182,40 +104,7 @@ async fn invalid_data_errors_name_tpp_and_the_element() {
         err.to_string(),
         "TPP SystmOne returned data that cannot be read: page 1: Patient/Identity/NHSNumber is missing"
     );
-    sim.set_fault(Fault::MisEncoded);
-    let err = adapter.read_patient(&req).await.unwrap_err();
-    assert!(
-        matches!(&err, AdapterError::InvalidNativeData { detail, .. } if detail.contains("not valid UTF-8")),
-        "{err}"
-    );
     sim.set_fault(Fault::None);
-}
-
-#[tokio::test]
-async fn ready_follows_the_health_endpoint() {
-    let (sim, _) = start().await;
-    let adapter = adapter(&sim, 5000);
-    adapter.ready(&CallContext::new("t")).await.unwrap();
-    let base = sim.base_url();
-    sim.shutdown().await;
-    let gone = TppAdapter::new(TppConfig::new(base)).unwrap();
-    assert!(matches!(
-        gone.ready(&CallContext::new("t")).await,
-        Err(AdapterError::Unavailable { .. })
-    ));
-}
-
-#[tokio::test]
-async fn tpp_adapter_passes_the_write_back_harness() {
-    // A store of its own: the writes must not disturb the other tests' records.
-    let (sim, population) = start().await;
-    let adapter = adapter(&sim, 5000);
-    let fx = fixture(&population);
-    let report = harness::run_writes(&adapter, &fx).await;
-    println!("{report}");
-    report.assert_passed();
-    // The written record still passes the read harness.
-    harness::run(&adapter, &fx).await.assert_passed();
 }
 
 #[tokio::test]

@@ -7,6 +7,12 @@
 //! ([`date::days_in_month`]), the NHS number check ([`nhs`]) and the main-language pick
 //! list ([`languages`]). Where the gateway must agree, the e2e crate compares the two
 //! sides (`tests/tests/independent_rules.rs`), so a wrong rule cannot cancel out.
+//!
+//! The simulator kit is public: a simulator of another native API implements
+//! [`Simulator`] and runs with [`serve`], getting the shared fault injection ([`Fault`],
+//! [`SimHandle::set_fault`]) and request counting. [`start`] runs any of the systems
+//! here; [`Population::systems`] lists a population's systems, so callers iterate them
+//! instead of naming four.
 
 pub mod clock;
 pub mod concepts;
@@ -33,7 +39,22 @@ pub use pds::start_pds;
 pub use population::{
     DEMO_NHS_NUMBERS, DISSENT_INDEX, Population, PopulationSpec, SENSITIVE_INDEX,
 };
-pub use server::{Fault, SimHandle};
+pub use server::{Fault, MAX_WRITE_BODY, Reply, Routed, SimHandle, Simulator, serve};
 pub use store::SimStore;
 pub use tpp::start_tpp;
 pub use vision::start_vision;
+
+/// Starts the simulator of `system` over `store` on `listener`, so callers can iterate
+/// [`SystemKind::ALL`] (or a population's practices) instead of naming each system.
+pub async fn start(
+    system: SystemKind,
+    store: SimStore,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<SimHandle> {
+    match system {
+        SystemKind::Emis => start_emis(store, listener).await,
+        SystemKind::Tpp => start_tpp(store, listener).await,
+        SystemKind::Vision => start_vision(store, listener).await,
+        SystemKind::Microtest => start_microtest(store, listener).await,
+    }
+}

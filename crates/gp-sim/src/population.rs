@@ -114,6 +114,22 @@ impl Population {
         }
     }
 
+    /// The GP systems this population's practices run, in population order, each once.
+    pub fn systems(&self) -> Vec<SystemKind> {
+        let mut out: Vec<SystemKind> = Vec::new();
+        for p in &self.practices {
+            if !out.contains(&p.system) {
+                out.push(p.system);
+            }
+        }
+        out
+    }
+
+    /// The practices running `system`, in population order.
+    pub fn practices_of(&self, system: SystemKind) -> impl Iterator<Item = &Practice> {
+        self.practices.iter().filter(move |p| p.system == system)
+    }
+
     /// The practice with ODS code `ods`.
     pub fn practice(&self, ods: &str) -> Option<&Practice> {
         self.practices.iter().find(|p| p.ods == ods)

@@ -1,5 +1,23 @@
-//! The HTTP/1.1 plumbing every simulator shares: accept loop, fault injection,
-//! header echo, graceful shutdown.
+//! The simulator kit: the HTTP/1.1 plumbing every simulator shares (accept loop, fault
+//! injection, header echo, graceful shutdown). A native API is a [`Simulator`]: it routes
+//! requests to [`Reply`]s and says how each [`Fault`] corrupts its format; [`serve`] runs
+//! it on a listener and answers a [`SimHandle`] to switch faults and count requests.
+//!
+//! ```ignore
+//! struct Acme { store: SimStore }
+//!
+//! impl Simulator for Acme {
+//!     fn name(&self) -> &'static str { "acme" }
+//!     fn route(&self, method: &Method, path: &str) -> Routed { … }
+//!     fn error_reply(&self, status: u16) -> Reply { … }
+//!     fn garbage(&self) -> Vec<u8> { b"<html>".to_vec() }
+//!     fn mis_encode(&self, body: &[u8]) -> Vec<u8> { … }
+//!     fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> { … }
+//! }
+//!
+//! let sim = gp_sim::serve(Arc::new(Acme { store }), TcpListener::bind("127.0.0.1:0").await?)?;
+//! sim.set_fault(Fault::Status(503));
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -45,23 +63,34 @@ pub enum Fault {
     Reset,
 }
 
+/// The request types [`Simulator`] methods take, re-exported so a simulator needs no
+/// hyper dependency of its own.
+pub use hyper::{HeaderMap, Method};
+
 /// A response before HTTP framing.
 #[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) content_type: &'static str,
-    pub(crate) body: Vec<u8>,
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `content-type` header.
+    pub content_type: &'static str,
+    /// The body, in the native format.
+    pub body: Vec<u8>,
 }
 
 /// How a simulator answered, and whether faults apply to it.
-pub(crate) struct Routed {
-    pub(crate) reply: Reply,
-    /// A patient-record request: faults apply and it is counted.
-    pub(crate) record: bool,
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The answer when no fault is injected.
+    pub reply: Reply,
+    /// A patient-record request: faults apply to it (health probes and the like: `false`).
+    pub record: bool,
 }
 
-/// One native API: routing plus how each fault corrupts its format.
-pub(crate) trait Simulator: Send + Sync + 'static {
+/// One native API: routing plus how each fault corrupts its format. Implement it for a
+/// simulator of your GP system and run it with [`serve`]; the accept loop, fault
+/// injection, request counting and shutdown are shared.
+pub trait Simulator: Send + Sync + 'static {
     /// Short name for logs.
     fn name(&self) -> &'static str;
     /// Answers a request (reads the store; never blocks on I/O).
@@ -99,8 +128,9 @@ pub(crate) trait Simulator: Send + Sync + 'static {
     }
 }
 
-/// The largest write body a simulator reads.
-pub(crate) const MAX_WRITE_BODY: usize = 256 * 1024;
+/// The largest write body a simulator reads; a larger one is answered
+/// [`Simulator::error_reply`] `413` without reaching [`Simulator::route_write`].
+pub const MAX_WRITE_BODY: usize = 256 * 1024;
 
 /// Reads a request body up to [`MAX_WRITE_BODY`]; `None` when larger or broken.
 async fn read_body(mut body: Incoming) -> Option<Vec<u8>> {
@@ -184,8 +214,9 @@ enum NoAnswer {
     Http(#[from] hyper::http::Error),
 }
 
-/// Serves `sim` on `listener` until the handle is shut down or dropped.
-pub(crate) fn serve(sim: Arc<dyn Simulator>, listener: TcpListener) -> std::io::Result<SimHandle> {
+/// Serves `sim` on `listener` until the handle is shut down or dropped. Must be called
+/// inside a Tokio runtime (the accept loop is a spawned task).
+pub fn serve(sim: Arc<dyn Simulator>, listener: TcpListener) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::default());
     let (stop, stop_rx) = watch::channel(false);

@@ -10,17 +10,26 @@
 //! fault injection on (e.g. a 500, a hang, garbage), then check the adapter answers the
 //! typed error, naming its system, for both a read and a search.
 
+mod faults;
+pub mod sim;
+mod suite;
 mod write;
 
+pub use faults::{
+    ExpectedFailure, Fault, FaultTarget, READ_FAULTS, WRITE_FAULTS, check_backend_failure,
+    check_fault_matrix, check_write_failure,
+};
+pub use suite::{Backend, Suite, SuiteTarget};
 pub use write::{blood_pressure, body_weight, run_writes};
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use gp_fhir::date::{DateRange, PartialDate};
 use gp_fhir::ids::NHS_NUMBER_SYSTEM;
 use gp_fhir::model::{
-    CodeableConcept, DMD, NHS_NUMBER_VERIFICATION_EXTENSION, Resource, SNOMED, UK_CORE_PROFILE_BASE,
+    CONFIDENTIALITY_SYSTEM, CodeableConcept, DMD, NHS_NUMBER_VERIFICATION_EXTENSION, Resource,
+    SNOMED, UK_CORE_PROFILE_BASE,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -32,9 +41,32 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct HarnessFixture {
     /// Known patients, with clinical data, and the practice each is registered at.
+    /// The first is the one write-back and fault checks use; it is neither restricted
+    /// nor dissenting.
     pub patients: Vec<(NhsNumber, OdsCode)>,
     /// A patient the system does not hold at that practice.
     pub unknown: (NhsNumber, OdsCode),
+    /// Which of `patients` the system holds as restricted (sensitive), and which as
+    /// dissenting from sharing, by index; empty skips the flag checks.
+    pub restricted: Vec<usize>,
+    /// See `restricted`.
+    pub dissenting: Vec<usize>,
+    /// How many entries the system holds as confidential for each of `patients`, in
+    /// order (one entry per FHIR resource the adapter should answer); `None` skips the
+    /// confidentiality check.
+    pub confidential: Option<Vec<usize>>,
+    /// The record each of `patients` holds, as the system's own data says (in order);
+    /// `None` skips the parity check.
+    pub canonical: Option<Vec<CanonicalRecord>>,
+}
+
+/// What a patient's record holds, independent of any adapter: per clinical type, one
+/// item per entry listing the concept codes (SNOMED CT, or dm+d for drugs) any of which
+/// the entry's FHIR code must carry (`code`, `medicationCodeableConcept`, `vaccineCode`,
+/// `Encounter.type`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CanonicalRecord {
+    pub entries: BTreeMap<ClinicalType, Vec<Vec<String>>>,
 }
 
 /// The result of one check.
@@ -43,6 +75,8 @@ pub enum Outcome {
     Pass,
     /// Failed; the detail names the resource and element at fault.
     Fail(String),
+    /// Not run, for the reason given (e.g. the adapter does not write).
+    Skipped(String),
 }
 
 /// One check of the contract.
@@ -50,7 +84,9 @@ pub enum Outcome {
 pub struct Check {
     /// Stable id, e.g. `ADP-PAT-01`, for reports and requirement tracing.
     pub id: &'static str,
-    pub description: &'static str,
+    /// What is checked; a check repeated under several conditions (the fault matrix)
+    /// names the condition in brackets.
+    pub description: String,
     pub outcome: Outcome,
 }
 
@@ -63,7 +99,37 @@ pub struct HarnessReport {
 impl HarnessReport {
     /// The failed checks.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
-        self.checks.iter().filter(|c| c.outcome != Outcome::Pass)
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
+    }
+
+    /// The checks that were not run.
+    pub fn skipped(&self) -> impl Iterator<Item = &Check> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
+    }
+
+    /// Appends `other`'s checks, naming `condition` in each description.
+    pub fn extend_naming(&mut self, condition: &str, other: HarnessReport) {
+        for mut c in other.checks {
+            c.description = format!("{} [{condition}]", c.description);
+            self.checks.push(c);
+        }
+    }
+
+    /// Appends `other`'s checks as they are.
+    pub fn extend(&mut self, other: HarnessReport) {
+        self.checks.extend(other.checks);
+    }
+
+    fn skip(&mut self, id: &'static str, description: &str, why: &str) {
+        self.checks.push(Check {
+            id,
+            description: description.to_owned(),
+            outcome: Outcome::Skipped(why.to_owned()),
+        });
     }
 
     /// True when every check passed.
@@ -82,7 +148,7 @@ impl HarnessReport {
         }
     }
 
-    fn add(&mut self, id: &'static str, description: &'static str, failures: Vec<String>) {
+    fn add(&mut self, id: &'static str, description: &str, failures: Vec<String>) {
         // One check per id, however many resources it looked at; the first failures are
         // listed so the report stays readable for a large record.
         let outcome = if failures.is_empty() {
@@ -99,7 +165,7 @@ impl HarnessReport {
         };
         self.checks.push(Check {
             id,
-            description,
+            description: description.to_owned(),
             outcome,
         });
     }
@@ -111,6 +177,7 @@ impl fmt::Display for HarnessReport {
             match &c.outcome {
                 Outcome::Pass => writeln!(f, "  PASS {} {}", c.id, c.description)?,
                 Outcome::Fail(d) => writeln!(f, "  FAIL {} {}: {d}", c.id, c.description)?,
+                Outcome::Skipped(why) => writeln!(f, "  SKIP {} {}: {why}", c.id, c.description)?,
             }
         }
         Ok(())
@@ -248,7 +315,61 @@ pub async fn run(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessRepo
     check_unknown(&mut report, adapter, fixture).await;
     check_paging(&mut report, adapter, &data).await;
     check_date_range(&mut report, adapter, &data).await;
+    check_flags(&mut report, fixture, &data);
+    check_confidential(&mut report, fixture, &data);
+    check_parity(&mut report, fixture, &data);
     report
+}
+
+/// The SNOMED CT and dm+d codes of a resource's primary concept.
+fn concept_codes(r: &Resource) -> Vec<&str> {
+    clinical_codes(r)
+        .into_iter()
+        .filter(|(path, _, _)| !matches!(*path, "component.code" | "reaction.manifestation"))
+        .flat_map(|(_, cc, _)| &cc.coding)
+        .filter(|c| matches!(c.system.as_deref(), Some(SNOMED | DMD)))
+        .filter_map(|c| c.code.as_deref())
+        .collect()
+}
+
+fn check_parity(report: &mut HarnessReport, fixture: &HarnessFixture, data: &[PatientData]) {
+    const WHAT: &str = "every record answers the canonical record's entries: per clinical type the same number, each with its SNOMED CT / dm+d concept";
+    let Some(records) = &fixture.canonical else {
+        report.skip("ADP-PAR-01", WHAT, "the fixture has no canonical records");
+        return;
+    };
+    let mut failures = Vec::new();
+    for ((nhs, _), canonical) in fixture.patients.iter().zip(records) {
+        let Some(p) = data.iter().find(|p| p.nhs == *nhs) else {
+            continue;
+        };
+        for (t, answered) in &p.clinical {
+            let want = canonical.entries.get(t).map(Vec::as_slice).unwrap_or(&[]);
+            if answered.len() != want.len() {
+                failures.push(format!(
+                    "{t} for {nhs}: {} entries, the canonical record has {}",
+                    answered.len(),
+                    want.len()
+                ));
+                continue;
+            }
+            let mut unused: Vec<Vec<&str>> = answered.iter().map(concept_codes).collect();
+            for codes in want {
+                match unused
+                    .iter()
+                    .position(|got| got.iter().any(|c| codes.iter().any(|w| w == c)))
+                {
+                    Some(i) => {
+                        unused.swap_remove(i);
+                    }
+                    None => failures.push(format!(
+                        "{t} for {nhs}: no entry carries the canonical concept {codes:?}"
+                    )),
+                }
+            }
+        }
+    }
+    report.add("ADP-PAR-01", WHAT, failures);
 }
 
 fn all_resources(p: &PatientData) -> Vec<Resource> {
@@ -566,7 +687,31 @@ async fn check_unknown(
     adapter: &dyn Adapter,
     fixture: &HarnessFixture,
 ) {
-    let (nhs, ods) = &fixture.unknown;
+    let (read_fail, search_fail) = both_fail(adapter, &fixture.unknown, "PatientNotFound", |e| {
+        matches!(e, AdapterError::PatientNotFound)
+    })
+    .await;
+    report.add(
+        "ADP-PAT-03",
+        "read_patient for an unknown patient is PatientNotFound",
+        read_fail,
+    );
+    report.add(
+        "ADP-SRCH-01",
+        "search for an unknown patient is PatientNotFound",
+        search_fail,
+    );
+}
+
+/// Reads `patient` and searches its first supported type: both must fail with an error
+/// `accepts` takes (described as `expected`). Answers the failures of the read and of
+/// the search.
+async fn both_fail(
+    adapter: &dyn Adapter,
+    (nhs, ods): &(NhsNumber, OdsCode),
+    expected: &str,
+    accepts: impl Fn(&AdapterError) -> bool,
+) -> (Vec<String>, Vec<String>) {
     let read = adapter
         .read_patient(&PatientRequest {
             nhs_number: *nhs,
@@ -575,35 +720,28 @@ async fn check_unknown(
         })
         .await;
     let read_fail = match read {
-        Err(AdapterError::PatientNotFound) => vec![],
+        Err(e) if accepts(&e) => vec![],
         Err(e) => vec![format!(
-            "read_patient({nhs} at {ods}) gave {e:?}, not PatientNotFound"
+            "read_patient({nhs} at {ods}) gave {e:?}, not {expected}"
         )],
-        Ok(_) => vec![format!("read_patient({nhs} at {ods}) found a patient")],
+        Ok(_) => vec![format!(
+            "read_patient({nhs} at {ods}) answered a patient, not {expected}"
+        )],
     };
-    report.add(
-        "ADP-PAT-03",
-        "read_patient for an unknown patient is PatientNotFound",
-        read_fail,
-    );
     let mut search_fail = Vec::new();
     if let Some(&t) = adapter.supported_types().first() {
         match adapter
             .search(&search_req(*nhs, ods, t, DateRange::default(), 10, 0))
             .await
         {
-            Err(AdapterError::PatientNotFound) => {}
-            Err(e) => search_fail.push(format!(
-                "search {t} for {nhs} gave {e:?}, not PatientNotFound"
+            Err(e) if accepts(&e) => {}
+            Err(e) => search_fail.push(format!("search {t} for {nhs} gave {e:?}, not {expected}")),
+            Ok(_) => search_fail.push(format!(
+                "search {t} for {nhs} answered a page, not {expected}"
             )),
-            Ok(_) => search_fail.push(format!("search {t} for {nhs} answered a page")),
         }
     }
-    report.add(
-        "ADP-SRCH-01",
-        "search for an unknown patient is PatientNotFound",
-        search_fail,
-    );
+    (read_fail, search_fail)
 }
 
 async fn check_paging(report: &mut HarnessReport, adapter: &dyn Adapter, data: &[PatientData]) {
@@ -706,131 +844,163 @@ async fn check_paging(report: &mut HarnessReport, adapter: &dyn Adapter, data: &
 }
 
 async fn check_date_range(report: &mut HarnessReport, adapter: &dyn Adapter, data: &[PatientData]) {
-    let mut failures = Vec::new();
+    let (mut from, mut to) = (Vec::new(), Vec::new());
     for p in data {
         for (t, full) in &p.clinical {
-            // Select from the most recent entry's first day on: older entries must go.
-            let Some(latest) = full.iter().filter_map(date_key).max() else {
-                continue;
-            };
-            let mut range = DateRange::default();
-            range.at_least(latest.first_day());
-            let expected: BTreeSet<&str> = full
-                .iter()
-                .filter(|r| range.contains(r.clinical_date()))
-                .map(Resource::id)
-                .collect();
-            match adapter
-                .search(&search_req(p.nhs, &p.ods, *t, range, u32::MAX, 0))
-                .await
-            {
-                Ok(page) => {
-                    let got: BTreeSet<&str> = page.resources.iter().map(Resource::id).collect();
-                    if got != expected {
-                        let extra: Vec<&&str> = got.difference(&expected).take(3).collect();
-                        let missing: Vec<&&str> = expected.difference(&got).take(3).collect();
-                        failures.push(format!(
-                            "{t} for {} from {latest}: extra {extra:?}, missing {missing:?}",
-                            p.nhs
-                        ));
-                    }
-                    if page.total as usize != expected.len() {
-                        failures.push(format!(
-                            "{t} for {} from {latest}: total {} not {}",
-                            p.nhs,
-                            page.total,
-                            expected.len()
-                        ));
-                    }
-                }
-                Err(e) => failures.push(format!("{t} for {} from {latest}: {e}", p.nhs)),
+            let dates: Vec<PartialDate> = full.iter().filter_map(date_key).collect();
+            // From the most recent entry's first day on: older entries must go.
+            if let Some(latest) = dates.iter().max() {
+                let mut range = DateRange::default();
+                range.at_least(latest.first_day());
+                from.extend(selects(adapter, p, *t, full, range, &format!("from {latest}")).await);
+            }
+            // Up to the oldest entry's last day: newer entries must go.
+            if let Some(earliest) = dates.iter().min() {
+                let mut range = DateRange::default();
+                range.at_most(earliest.last_day());
+                to.extend(selects(adapter, p, *t, full, range, &format!("to {earliest}")).await);
             }
         }
     }
     report.add(
         "ADP-DATE-01",
         "a date range excludes out-of-range entries",
-        failures,
+        from,
+    );
+    report.add(
+        "ADP-DATE-02",
+        "a date range with only an upper bound excludes newer entries",
+        to,
     );
 }
 
-/// The typed error a backend fault must produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpectedFailure {
-    Unavailable,
-    Timeout,
-    InvalidNativeData,
-}
-
-impl ExpectedFailure {
-    fn matches(self, e: &AdapterError, system: crate::GpSystem) -> bool {
-        match (self, e) {
-            (Self::Unavailable, AdapterError::Unavailable { system: s, .. })
-            | (Self::Timeout, AdapterError::Timeout { system: s, .. })
-            | (Self::InvalidNativeData, AdapterError::InvalidNativeData { system: s, .. }) => {
-                *s == system
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Checks that, while the backend misbehaves (the caller has switched its simulator's
-/// fault injection on), both `read_patient` and a `search` for `patient` fail with
-/// `expected`, naming the adapter's system, and never answer data.
-///
-/// ```ignore
-/// sim.set_fault(Fault::Status(500));
-/// check_backend_failure(&adapter, &patient, ExpectedFailure::Unavailable).await.assert_passed();
-/// ```
-pub async fn check_backend_failure(
+/// How a search of `t` with `range` differs from filtering the full result set.
+async fn selects(
     adapter: &dyn Adapter,
-    patient: &(NhsNumber, OdsCode),
-    expected: ExpectedFailure,
-) -> HarnessReport {
-    let (nhs, ods) = patient;
-    let system = adapter.system();
-    let mut report = HarnessReport::default();
-    let read = adapter
-        .read_patient(&PatientRequest {
-            nhs_number: *nhs,
-            practice: ods.clone(),
-            context: ctx(),
+    p: &PatientData,
+    t: ClinicalType,
+    full: &[Resource],
+    range: DateRange,
+    what: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let expected: BTreeSet<&str> = full
+        .iter()
+        .filter(|r| range.contains(r.clinical_date()))
+        .map(Resource::id)
+        .collect();
+    match adapter
+        .search(&search_req(p.nhs, &p.ods, t, range, u32::MAX, 0))
+        .await
+    {
+        Ok(page) => {
+            let got: BTreeSet<&str> = page.resources.iter().map(Resource::id).collect();
+            if got != expected {
+                let extra: Vec<&&str> = got.difference(&expected).take(3).collect();
+                let missing: Vec<&&str> = expected.difference(&got).take(3).collect();
+                failures.push(format!(
+                    "{t} for {} {what}: extra {extra:?}, missing {missing:?}",
+                    p.nhs
+                ));
+            }
+            if page.total as usize != expected.len() {
+                failures.push(format!(
+                    "{t} for {} {what}: total {} not {}",
+                    p.nhs,
+                    page.total,
+                    expected.len()
+                ));
+            }
+        }
+        Err(e) => failures.push(format!("{t} for {} {what}: {e}", p.nhs)),
+    }
+    failures
+}
+
+/// `meta.security` code `R`: restricted, for a patient or a confidential entry.
+fn restricted(r: &Resource) -> bool {
+    r.meta().is_some_and(|m| {
+        m.security.iter().any(|c| {
+            c.system.as_deref() == Some(CONFIDENTIALITY_SYSTEM) && c.code.as_deref() == Some("R")
         })
-        .await;
-    let read_fail = match read {
-        Err(e) if expected.matches(&e, system) => vec![],
-        Err(e) => vec![format!(
-            "read_patient gave {e:?}, expected {expected:?} from {system}"
-        )],
-        Ok(_) => vec![format!(
-            "read_patient answered a patient, expected {expected:?}"
-        )],
-    };
-    report.add(
-        "ADP-FLT-01",
-        "a backend fault fails read_patient with the expected typed error",
-        read_fail,
-    );
-    let mut search_fail = Vec::new();
-    if let Some(&t) = adapter.supported_types().first() {
-        match adapter
-            .search(&search_req(*nhs, ods, t, DateRange::default(), 10, 0))
-            .await
-        {
-            Err(e) if expected.matches(&e, system) => {}
-            Err(e) => search_fail.push(format!(
-                "search {t} gave {e:?}, expected {expected:?} from {system}"
-            )),
-            Ok(_) => search_fail.push(format!("search {t} answered a page, expected {expected:?}")),
+    })
+}
+
+fn check_flags(report: &mut HarnessReport, fixture: &HarnessFixture, data: &[PatientData]) {
+    const WHAT: &str = "restricted and dissenting patients are flagged (flags and Patient meta.security R), and no other patient is";
+    if fixture.restricted.is_empty() && fixture.dissenting.is_empty() {
+        report.skip(
+            "ADP-FLG-01",
+            WHAT,
+            "the fixture names no restricted or dissenting patient",
+        );
+        return;
+    }
+    let mut failures = Vec::new();
+    for (i, (nhs, _)) in fixture.patients.iter().enumerate() {
+        let Some(p) = data.iter().find(|p| p.nhs == *nhs) else {
+            failures.push(format!("Patient/{nhs} could not be read (ADP-PAT-01)"));
+            continue;
+        };
+        let want_restricted = fixture.restricted.contains(&i);
+        let want_dissent = fixture.dissenting.contains(&i);
+        let flags = p.record.flags;
+        if flags.restricted != want_restricted {
+            failures.push(format!(
+                "Patient/{nhs}: flags.restricted is {}, the system holds {want_restricted}",
+                flags.restricted
+            ));
+        }
+        if p.record.patient.is_restricted() != want_restricted {
+            failures.push(format!(
+                "Patient/{nhs}: meta.security R is {}, the system holds restricted {want_restricted}",
+                p.record.patient.is_restricted()
+            ));
+        }
+        if flags.dissent != want_dissent {
+            failures.push(format!(
+                "Patient/{nhs}: flags.dissent is {}, the system holds {want_dissent}",
+                flags.dissent
+            ));
         }
     }
-    report.add(
-        "ADP-FLT-02",
-        "a backend fault fails search with the expected typed error",
-        search_fail,
-    );
-    report
+    report.add("ADP-FLG-01", WHAT, failures);
+}
+
+fn check_confidential(report: &mut HarnessReport, fixture: &HarnessFixture, data: &[PatientData]) {
+    const WHAT: &str =
+        "entries a clinician marked confidential are answered with meta.security R, and only those";
+    let Some(counts) = &fixture.confidential else {
+        report.skip(
+            "ADP-SEC-01",
+            WHAT,
+            "the fixture does not say how many entries are confidential",
+        );
+        return;
+    };
+    let mut failures = Vec::new();
+    let mut marked_anywhere = false;
+    for ((nhs, _), want) in fixture.patients.iter().zip(counts) {
+        let Some(p) = data.iter().find(|p| p.nhs == *nhs) else {
+            continue;
+        };
+        let marked = p
+            .clinical
+            .iter()
+            .flat_map(|(_, rs)| rs)
+            .filter(|r| restricted(r))
+            .count();
+        marked_anywhere |= marked > 0;
+        if marked != *want {
+            failures.push(format!(
+                "Patient/{nhs}: {marked} entries carry meta.security R, the system holds {want} confidential"
+            ));
+        }
+    }
+    if !marked_anywhere && counts.iter().any(|n| *n > 0) && failures.is_empty() {
+        failures.push("no confidential entry in the fixture, so the check tested nothing".into());
+    }
+    report.add("ADP-SEC-01", WHAT, failures);
 }
 
 #[cfg(test)]

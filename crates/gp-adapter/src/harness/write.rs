@@ -185,6 +185,14 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
     let first = adapter
         .create_observation(&create(patient, bp.clone()))
         .await;
+    if let Err(AdapterError::NotSupported { what, .. }) = &first {
+        let why = format!("the adapter does not support {what}");
+        for id in ["ADP-WRI-01", "ADP-WRI-02", "ADP-WRI-03", "ADP-WRI-06"] {
+            report.skip(id, "observation write-back", &why);
+        }
+        contact_checks(&mut report, adapter, patient).await;
+        return report;
+    }
     match (&before, &first) {
         (Ok(_), Ok(created)) => {
             if !created.created {
@@ -291,7 +299,34 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
         failures,
     );
 
-    // ADP-WRI-04 / 05: contact update at the current version, then a stale one.
+    contact_checks(&mut report, adapter, patient).await;
+
+    // ADP-WRI-06: writes for a patient the system does not hold.
+    let mut failures = Vec::new();
+    match adapter
+        .create_observation(&create(&fixture.unknown, blood_pressure(&key("unknown"))))
+        .await
+    {
+        Err(AdapterError::PatientNotFound) => {}
+        other => failures.push(format!(
+            "a create for an unknown patient answered {other:?}, not PatientNotFound"
+        )),
+    }
+    report.add(
+        "ADP-WRI-06",
+        "a create for a patient the system does not hold is PatientNotFound",
+        failures,
+    );
+    report
+}
+
+/// ADP-WRI-04 / 05: a contact update at the current version, then a stale one; both
+/// skipped for an adapter that does not update contact details.
+async fn contact_checks(
+    report: &mut HarnessReport,
+    adapter: &dyn Adapter,
+    patient: &(NhsNumber, OdsCode),
+) {
     let mut failures = Vec::new();
     let read = PatientRequest {
         nhs_number: patient.0,
@@ -339,6 +374,12 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
                     }
                     stale = Some(update);
                 }
+                Err(AdapterError::NotSupported { what, .. }) => {
+                    let why = format!("the adapter does not support {what}");
+                    report.skip("ADP-WRI-04", "contact details write-back", &why);
+                    report.skip("ADP-WRI-05", "stale contact updates", &why);
+                    return;
+                }
                 Err(e) => failures.push(format!("update failed: {e}")),
             }
         }
@@ -374,24 +415,6 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
         "an update made against an old version is refused as VersionConflict and changes nothing",
         failures,
     );
-
-    // ADP-WRI-06: writes for a patient the system does not hold.
-    let mut failures = Vec::new();
-    match adapter
-        .create_observation(&create(&fixture.unknown, blood_pressure(&key("unknown"))))
-        .await
-    {
-        Err(AdapterError::PatientNotFound) => {}
-        other => failures.push(format!(
-            "a create for an unknown patient answered {other:?}, not PatientNotFound"
-        )),
-    }
-    report.add(
-        "ADP-WRI-06",
-        "a create for a patient the system does not hold is PatientNotFound",
-        failures,
-    );
-    report
 }
 
 async fn futures_join(
@@ -502,4 +525,74 @@ fn contact_differences(p: &gp_fhir::model::Patient, want: &ContactDetails) -> Ve
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::harness::Outcome;
+    use crate::{GpSystem, PatientRecord, SearchPage, SearchRequest};
+
+    /// An adapter that reads (nothing) and does not write.
+    struct ReadOnly;
+
+    #[async_trait]
+    impl Adapter for ReadOnly {
+        fn system(&self) -> GpSystem {
+            GpSystem::Emis
+        }
+        async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+            Ok(PatientRecord {
+                patient: gp_fhir::model::Patient::default(),
+                organization: None,
+                practitioner: None,
+                version: "1".into(),
+                flags: crate::PatientFlags::default(),
+            })
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Ok(SearchPage {
+                resources: Vec::new(),
+                total: 0,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn write_back_is_skipped_for_an_adapter_that_does_not_write() {
+        let patient = (
+            NhsNumber::parse("9690937278").unwrap(),
+            OdsCode::parse("B82617").unwrap(),
+        );
+        let fixture = HarnessFixture {
+            patients: vec![patient.clone()],
+            unknown: patient,
+            restricted: Vec::new(),
+            dissenting: Vec::new(),
+            confidential: None,
+            canonical: None,
+        };
+        let report = run_writes(&ReadOnly, &fixture).await;
+        assert!(report.passed(), "{report}");
+        let skipped: Vec<&str> = report.skipped().map(|c| c.id).collect();
+        assert_eq!(
+            skipped,
+            [
+                "ADP-WRI-01",
+                "ADP-WRI-02",
+                "ADP-WRI-03",
+                "ADP-WRI-06",
+                "ADP-WRI-04",
+                "ADP-WRI-05"
+            ]
+        );
+        assert!(
+            report
+                .checks
+                .iter()
+                .all(|c| matches!(c.outcome, Outcome::Skipped(_)))
+        );
+    }
 }
