@@ -36,34 +36,46 @@ async fn forged_assertions_over_the_precheck_are_refused_and_not_attributed() {
     let body = forged(&w);
     let (mut unauthenticated, mut limited) = (0, 0);
     let started = std::time::Instant::now();
-    for _ in 0..150 {
-        let a = w
-            .send(
-                "POST",
-                &w.manifest().token_url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                body.as_bytes(),
-            )
-            .await;
-        match a.status {
-            401 => unauthenticated += 1,
-            429 => {
-                let v = a.json();
-                assert_eq!(v["error"], "temporarily_unavailable");
-                assert!(
-                    v["error_description"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("Too many token requests naming client 'demo-booking'"),
-                    "{v}"
-                );
-                assert!(
-                    a.header("retry-after")
-                        .is_some_and(|s| s.parse::<u64>().unwrap() >= 1)
-                );
-                limited += 1;
+    // In bursts of 25 at once, until the pre-check has refused some (at least 150 sent):
+    // on a loaded machine the flood is slower and more of the budget refills meanwhile,
+    // so the count it takes is not fixed, only bounded.
+    let mut sent = 0;
+    while sent < 600 && (sent < 150 || limited == 0) {
+        let burst = gp_e2e::join_all(
+            (0..25)
+                .map(|_| {
+                    w.send(
+                        "POST",
+                        &w.manifest().token_url,
+                        &[("content-type", "application/x-www-form-urlencoded")],
+                        body.as_bytes(),
+                    )
+                })
+                .collect(),
+        )
+        .await;
+        for a in burst {
+            sent += 1;
+            match a.status {
+                401 => unauthenticated += 1,
+                429 => {
+                    let v = a.json();
+                    assert_eq!(v["error"], "temporarily_unavailable");
+                    assert!(
+                        v["error_description"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("Too many token requests naming client 'demo-booking'"),
+                        "{v}"
+                    );
+                    assert!(
+                        a.header("retry-after")
+                            .is_some_and(|s| s.parse::<u64>().unwrap() >= 1)
+                    );
+                    limited += 1;
+                }
+                other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&a.body)),
             }
-            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&a.body)),
         }
     }
     // demo-booking's token_rate_limit is burst 5 at 1/s; the per-client pre-check is 20
@@ -75,7 +87,7 @@ async fn forged_assertions_over_the_precheck_are_refused_and_not_attributed() {
         "{unauthenticated} checked, {limited} refused in {:?}",
         started.elapsed()
     );
-    assert_eq!(unauthenticated + limited, 150);
+    assert_eq!(unauthenticated + limited, sent);
 
     let trail = |query: &'static str| {
         let (w, operator) = (&w, &operator);

@@ -21,7 +21,7 @@ pub enum GatewayError {
     MethodNotAllowed {
         method: String,
         path: String,
-        allowed: &'static str,
+        allowed: String,
     },
     #[error("request body of {0} bytes exceeds the limit of {1} bytes")]
     BodyTooLarge(u64, usize),
@@ -108,7 +108,7 @@ impl FhirError for GatewayError {
     fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::Adapter(e) => e.headers(),
-            Self::MethodNotAllowed { allowed, .. } => vec![("allow", (*allowed).to_owned())],
+            Self::MethodNotAllowed { allowed, .. } => vec![("allow", allowed.clone())],
             _ => Vec::new(),
         }
     }
@@ -199,7 +199,7 @@ mod tests {
         let not_allowed = GatewayError::MethodNotAllowed {
             method: "DELETE".into(),
             path: "/Patient/9000000009".into(),
-            allowed: "GET, PATCH",
+            allowed: "GET, PATCH".into(),
         };
         assert_eq!(header(not_allowed, "allow").as_deref(), Some("GET, PATCH"));
         assert_eq!(

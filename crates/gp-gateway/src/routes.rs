@@ -76,58 +76,116 @@ impl Route {
     }
 }
 
-/// Matches a path below the FHIR base (`rest` has no leading base path) and method.
+/// One segment of a route's path pattern.
+#[derive(Debug, Clone, Copy)]
+enum Seg {
+    /// Exactly this text.
+    Lit(&'static str),
+    /// A resource id: not empty, and not an operation name (`$…`).
+    Id,
+    /// A clinical resource type the adapters serve.
+    Clinical,
+}
+
+/// One row of the route table: a method, a path pattern below the FHIR base, and the
+/// route a matching request makes.
+struct Row {
+    method: Method,
+    path: &'static [Seg],
+    make: fn(&[&str]) -> Option<Route>,
+}
+
+/// The route table: every FHIR interaction served, in one list. The router matches it,
+/// and a path that matches with another method is answered 405 with the `Allow` header
+/// listing the methods this table has for it; [`served`] (the CapabilityStatement) reads
+/// the same rows.
+const ROUTES: &[Row] = &[
+    Row {
+        method: Method::GET,
+        path: &[Seg::Lit("Patient"), Seg::Id],
+        make: |s| Some(Route::PatientRead(s[1].to_owned())),
+    },
+    Row {
+        method: Method::GET,
+        path: &[Seg::Lit("Patient")],
+        make: |_| Some(Route::PatientSearch),
+    },
+    Row {
+        method: Method::PATCH,
+        path: &[Seg::Lit("Patient"), Seg::Id],
+        make: |s| Some(Route::PatientPatch(s[1].to_owned())),
+    },
+    Row {
+        method: Method::POST,
+        path: &[Seg::Lit("Patient"), Seg::Lit(STRUCTURED_RECORD)],
+        make: |_| Some(Route::StructuredRecord),
+    },
+    Row {
+        method: Method::GET,
+        path: &[Seg::Lit("Patient"), Seg::Id, Seg::Lit(ACCESS_LOG)],
+        make: |s| Some(Route::AccessLog(s[1].to_owned())),
+    },
+    Row {
+        method: Method::GET,
+        path: &[Seg::Clinical],
+        make: |s| ClinicalType::parse(s[0]).map(Route::ClinicalSearch),
+    },
+    Row {
+        method: Method::POST,
+        path: &[Seg::Lit("Observation")],
+        make: |_| Some(Route::ObservationCreate),
+    },
+    Row {
+        method: Method::GET,
+        path: &[Seg::Lit("AuditEvent")],
+        make: |_| Some(Route::AuditEventSearch),
+    },
+    Row {
+        method: Method::GET,
+        path: &[Seg::Lit("metadata")],
+        make: |_| Some(Route::Metadata),
+    },
+];
+
+fn matches(pattern: &[Seg], segments: &[&str]) -> bool {
+    pattern.len() == segments.len()
+        && pattern.iter().zip(segments).all(|(p, s)| match p {
+            Seg::Lit(l) => l == s,
+            Seg::Id => !s.is_empty() && !s.starts_with('$'),
+            Seg::Clinical => ClinicalType::parse(s).is_some(),
+        })
+}
+
+/// Matches a path below the FHIR base (`rest` has no leading base path) and method
+/// against [`ROUTES`]. `HEAD` is served wherever `GET` is.
 pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, GatewayError> {
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-    if segments.as_slice() == ["Patient", STRUCTURED_RECORD] {
-        if method != Method::POST {
-            return Err(GatewayError::MethodNotAllowed {
-                method: shown(method.as_str()),
-                path: format!("{base}/Patient/{STRUCTURED_RECORD}"),
-                allowed: "POST",
-            });
+    let asked = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let mut allowed: Vec<&str> = Vec::new();
+    for row in ROUTES.iter().filter(|r| matches(r.path, &segments)) {
+        if &row.method == asked
+            && let Some(route) = (row.make)(&segments)
+        {
+            return Ok(route);
         }
-        return Ok(Route::StructuredRecord);
+        if !allowed.contains(&row.method.as_str()) {
+            allowed.push(row.method.as_str());
+        }
     }
-    let not_allowed = |allowed: &'static str| GatewayError::MethodNotAllowed {
+    if allowed.is_empty() {
+        return Err(no_route(method, rest, base));
+    }
+    // GET first, then as the table lists them: `GET, PATCH`, `GET, POST`.
+    allowed.sort_by_key(|m| *m != "GET");
+    Err(GatewayError::MethodNotAllowed {
         method: shown(method.as_str()),
         path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
-        allowed,
-    };
-    match (segments.as_slice(), method) {
-        (["Patient", id, op], m) if *op == ACCESS_LOG && !id.is_empty() => {
-            if m != Method::GET && m != Method::HEAD {
-                return Err(not_allowed("GET"));
-            }
-            return Ok(Route::AccessLog((*id).to_owned()));
-        }
-        (["Observation"], &Method::POST) => return Ok(Route::ObservationCreate),
-        (["Observation"], m) if m != Method::GET && m != Method::HEAD => {
-            return Err(not_allowed("GET, POST"));
-        }
-        (["Patient", id], &Method::PATCH) if !id.is_empty() => {
-            return Ok(Route::PatientPatch((*id).to_owned()));
-        }
-        (["Patient", id], m) if !id.is_empty() && m != Method::GET && m != Method::HEAD => {
-            return Err(not_allowed("GET, PATCH"));
-        }
-        _ => {}
-    }
-    let route = match segments.as_slice() {
-        ["metadata"] => Route::Metadata,
-        ["Patient"] => Route::PatientSearch,
-        ["AuditEvent"] => Route::AuditEventSearch,
-        ["Patient", id] if !id.is_empty() => Route::PatientRead((*id).to_owned()),
-        [t] => match ClinicalType::parse(t) {
-            Some(ct) => Route::ClinicalSearch(ct),
-            None => return Err(no_route(method, rest, base)),
-        },
-        _ => return Err(no_route(method, rest, base)),
-    };
-    if method != Method::GET && method != Method::HEAD {
-        return Err(not_allowed("GET"));
-    }
-    Ok(route)
+        allowed: allowed.join(", "),
+    })
 }
 
 fn no_route(method: &Method, rest: &str, base: &str) -> GatewayError {
@@ -140,24 +198,56 @@ fn no_route(method: &Method, rest: &str, base: &str) -> GatewayError {
 
 pub use gp_fhir::text::shown;
 
-/// Every resource type and interaction the router serves, for the CapabilityStatement.
+/// Every resource type and interaction the router serves, for the CapabilityStatement:
+/// read from [`ROUTES`] (operations, `$…` paths, are listed as operations instead), with
+/// Patient first, then `clinical` in its order, then the rest; within a type, in the
+/// table's order.
 pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
-    let mut out = vec![(
-        "Patient",
-        vec![
-            Interaction::Read,
-            Interaction::SearchType,
-            Interaction::Patch,
-        ],
-    )];
-    out.extend(clinical.iter().map(|t| {
-        let mut interactions = vec![Interaction::SearchType];
-        if *t == ClinicalType::Observation {
-            interactions.push(Interaction::Create);
+    let mut pairs: Vec<(&'static str, Interaction)> = Vec::new();
+    for row in ROUTES {
+        let operation = row
+            .path
+            .iter()
+            .any(|seg| matches!(seg, Seg::Lit(l) if l.starts_with('$')));
+        if operation {
+            continue;
         }
-        (t.as_str(), interactions)
-    }));
-    out.push(("AuditEvent", vec![Interaction::SearchType]));
+        let has_clinical = row.path.iter().any(|seg| matches!(seg, Seg::Clinical));
+        let types: Vec<Option<&'static str>> = if has_clinical {
+            clinical.iter().map(|t| Some(t.as_str())).collect()
+        } else {
+            vec![None]
+        };
+        for t in types {
+            let segments: Vec<&str> = row
+                .path
+                .iter()
+                .map(|seg| match seg {
+                    Seg::Lit(l) => *l,
+                    Seg::Id => "id",
+                    Seg::Clinical => t.unwrap_or_default(),
+                })
+                .collect();
+            if let Some(pair) = (row.make)(&segments).and_then(|r| r.interaction()) {
+                pairs.push(pair);
+            }
+        }
+    }
+    let rank = |t: &str| match t {
+        "Patient" => 0,
+        t => clinical
+            .iter()
+            .position(|c| c.as_str() == t)
+            .map_or(usize::MAX, |i| i + 1),
+    };
+    let mut out: Vec<(&'static str, Vec<Interaction>)> = Vec::new();
+    for (t, i) in pairs {
+        match out.iter_mut().find(|(r, _)| *r == t) {
+            Some((_, list)) => list.push(i),
+            None => out.push((t, vec![i])),
+        }
+    }
+    out.sort_by_key(|(t, _)| rank(t));
     out
 }
 
@@ -190,10 +280,7 @@ mod tests {
         ));
         assert!(matches!(
             match_route(&Method::DELETE, "/Patient/9000000009", b),
-            Err(GatewayError::MethodNotAllowed {
-                allowed: "GET, PATCH",
-                ..
-            })
+            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET, PATCH"
         ));
         assert_eq!(
             match_route(&Method::POST, "/Observation", b).unwrap(),
@@ -205,14 +292,63 @@ mod tests {
         );
         assert!(matches!(
             match_route(&Method::PUT, "/Observation", b),
-            Err(GatewayError::MethodNotAllowed {
-                allowed: "GET, POST",
-                ..
-            })
+            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET, POST"
         ));
         assert!(matches!(
             match_route(&Method::POST, "/Condition", b),
-            Err(GatewayError::MethodNotAllowed { allowed: "GET", .. })
+            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET"
         ));
+    }
+
+    #[test]
+    fn allow_lists_the_tables_methods_for_the_path_operations_included() {
+        let b = "/FHIR/R4";
+        let allowed = |m: Method, path: &str| match match_route(&m, path, b) {
+            Err(GatewayError::MethodNotAllowed { allowed, .. }) => allowed,
+            other => panic!("{m} {path}: {other:?}"),
+        };
+        assert_eq!(
+            allowed(Method::GET, "/Patient/$gpc.getstructuredrecord"),
+            "POST"
+        );
+        assert_eq!(
+            allowed(Method::PATCH, "/Patient/9000000009/$access-log"),
+            "GET"
+        );
+        assert_eq!(allowed(Method::DELETE, "/AuditEvent"), "GET");
+        assert_eq!(allowed(Method::POST, "/metadata"), "GET");
+        assert_eq!(
+            match_route(&Method::HEAD, "/Patient/9000000009", b).unwrap(),
+            Route::PatientRead("9000000009".into())
+        );
+        // An operation name is never read as an id.
+        assert!(matches!(
+            match_route(&Method::GET, "/Patient/$everything", b),
+            Err(GatewayError::NoRoute { .. })
+        ));
+    }
+
+    #[test]
+    fn the_capability_statement_reads_the_same_table() {
+        let clinical = [ClinicalType::Condition, ClinicalType::Observation];
+        assert_eq!(
+            served(&clinical),
+            [
+                (
+                    "Patient",
+                    vec![
+                        Interaction::Read,
+                        Interaction::SearchType,
+                        Interaction::Patch
+                    ]
+                ),
+                ("Condition", vec![Interaction::SearchType]),
+                (
+                    "Observation",
+                    vec![Interaction::SearchType, Interaction::Create]
+                ),
+                ("AuditEvent", vec![Interaction::SearchType]),
+            ]
+        );
     }
 }
