@@ -167,7 +167,7 @@ pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, Gat
     };
     let mut allowed: Vec<&str> = Vec::new();
     for row in ROUTES.iter().filter(|r| matches(r.path, &segments)) {
-        if &row.method == asked
+        if row.method == *asked
             && let Some(route) = (row.make)(&segments)
         {
             return Ok(route);
