@@ -98,6 +98,9 @@ pub struct RateLimitExceeded {
     pub limit: u32,
     /// Seconds to wait.
     pub retry_after_secs: u64,
+    /// The refusing decision's `RateLimit` and `RateLimit-Policy` header values.
+    pub ratelimit: String,
+    pub ratelimit_policy: String,
 }
 
 impl RateLimitExceeded {
@@ -107,6 +110,8 @@ impl RateLimitExceeded {
             subject: subject.into(),
             limit: decision.limit,
             retry_after_secs: decision.retry_after_secs.max(1),
+            ratelimit: decision.ratelimit_header(),
+            ratelimit_policy: decision.ratelimit_policy_header(),
         }
     }
 }
@@ -120,6 +125,14 @@ impl FhirError for RateLimitExceeded {
     }
     fn issue_type(&self) -> IssueType {
         IssueType::Throttled
+    }
+    /// `Retry-After`, and the IETF draft's `RateLimit` and `RateLimit-Policy`.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("retry-after", self.retry_after_secs.to_string()),
+            ("ratelimit", self.ratelimit.clone()),
+            ("ratelimit-policy", self.ratelimit_policy.clone()),
+        ]
     }
 }
 

@@ -69,6 +69,10 @@ impl gp_fhir::FhirError for ClientCertError {
     fn issue_type(&self) -> gp_fhir::IssueType {
         gp_fhir::IssueType::Security
     }
+    /// RFC 6750: the token alone is not enough, so it is what failed.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![("www-authenticate", "Bearer error=\"invalid_token\"".into())]
+    }
 }
 
 /// An immutable, validated set of suppliers: what a [`SupplierRegistry`] serves.

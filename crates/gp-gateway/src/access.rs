@@ -4,8 +4,8 @@
 
 use gp_auth::{Permission, RateDecision, RateLimitExceeded, SupplierView};
 use gp_fhir::{FhirError, IssueType, SpineCode};
+use http::header;
 use http::request::Parts;
-use http::{HeaderValue, header};
 
 use crate::app::App;
 use crate::config::AccessMode;
@@ -80,19 +80,6 @@ impl FhirError for LimiterUnavailable {
     }
 }
 
-fn unauthorised(e: gp_auth::AccessError) -> Rescue {
-    let status = e.status();
-    let rescue = Rescue::from(e);
-    if status == 401 {
-        rescue.with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        )
-    } else {
-        rescue
-    }
-}
-
 /// Authenticates, authorises and rate-limits a FHIR request.
 pub async fn check(
     app: &App,
@@ -119,18 +106,13 @@ pub async fn check(
         // A non-ASCII header is as malformed as a wrong scheme.
         Some(v) => Some(v.to_str().unwrap_or("")),
     };
-    let claims = auth.verify(header).await.map_err(unauthorised)?;
+    let claims = auth.verify(header).await.map_err(Rescue::from)?;
     facts.caller(&claims.client_id, &claims.token_id);
-    let view = auth.registry.authorise(&claims).map_err(unauthorised)?;
+    let view = auth.registry.authorise(&claims).map_err(Rescue::from)?;
     // A supplier bound to a client certificate must call over a connection presenting it
     // (the token alone is not enough: RFC 8705 certificate-bound access).
     view.require_client_cert(crate::context::client_certificate(&parts.extensions))
-        .map_err(|e| {
-            Rescue::from(e).with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            )
-        })?;
+        .map_err(Rescue::from)?;
     let needed = match interaction {
         Interaction::Read | Interaction::Operation => Permission::Read,
         Interaction::SearchType => Permission::Search,
@@ -145,14 +127,10 @@ pub async fn check(
         .map_err(|e| LimiterUnavailable(e.to_string()))?;
     if !decision.allowed {
         app.metrics.rate_limited(view.client_id());
-        let err = RateLimitExceeded::new(format!("supplier {}", view.client_id()), &decision);
-        let mut rescue = Rescue::from(err);
-        let mut headers = http::HeaderMap::new();
-        crate::auth::rate_limit_headers(&mut headers, &decision);
-        for (name, value) in headers.iter() {
-            rescue = rescue.with_header(name.clone(), value.clone());
-        }
-        return Err(rescue);
+        // The error carries its Retry-After and RateLimit headers.
+        return Err(
+            RateLimitExceeded::new(format!("supplier {}", view.client_id()), &decision).into(),
+        );
     }
     tracing::debug!(supplier = view.client_id(), token = %claims.token_id, "access granted");
     Ok(Caller::Supplier { view, decision })

@@ -211,5 +211,25 @@ mod tests {
             Some("Bearer error=\"invalid_token\"")
         );
         assert_eq!(header(GatewayError::NoConsent, "www-authenticate"), None);
+        assert_eq!(
+            header(
+                gp_auth::ClientCertError::Missing("demo-consult".into()),
+                "www-authenticate"
+            )
+            .as_deref(),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        let refused = gp_auth::RateDecision {
+            allowed: false,
+            limit: 5,
+            remaining: 0,
+            reset_after_secs: 4,
+            retry_after_secs: 2,
+            window_secs: 5,
+        };
+        let limited = || gp_auth::RateLimitExceeded::new("supplier demo-booking", &refused);
+        assert_eq!(header(limited(), "retry-after").as_deref(), Some("2"));
+        assert!(header(limited(), "ratelimit").is_some_and(|v| v.contains("r=0")));
+        assert!(header(limited(), "ratelimit-policy").is_some());
     }
 }
