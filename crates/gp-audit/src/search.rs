@@ -279,39 +279,33 @@ pub fn bundle(
     search: &AuditSearch,
     rows: &[AuditRecord],
 ) -> Value {
-    let link = |cursor: Option<&AuditRecord>| {
-        let mut params: Vec<String> = query
-            .iter()
-            .filter(|(k, _)| k != "_cursor")
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    gp_fhir::search::percent_encode(k),
-                    gp_fhir::search::percent_encode(v)
-                )
-            })
-            .collect();
-        if let Some(last) = cursor {
-            params.push(format!(
-                "_cursor={}",
-                gp_fhir::search::percent_encode(&format!("{},{}", last.recorded, last.id))
-            ));
-        } else if let Some((_, v)) = query.iter().find(|(k, _)| k == "_cursor") {
-            params.push(format!("_cursor={}", gp_fhir::search::percent_encode(v)));
+    // The link to this search with `params`, or just its path when there are none.
+    let link = |params: Vec<(&str, &str)>| {
+        let query = gp_fhir::search::encode_query(params);
+        if query.is_empty() {
+            format!("{base_url}/AuditEvent")
+        } else {
+            format!("{base_url}/AuditEvent?{query}")
         }
-        let mut url = format!("{base_url}/AuditEvent");
-        if !params.is_empty() {
-            url.push('?');
-            url.push_str(&params.join("&"));
-        }
-        url
     };
+    let asked: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let count = search.count as usize;
     let page = &rows[..rows.len().min(count)];
-    let mut links = vec![json!({ "relation": "self", "url": link(None) })];
+    let mut links = vec![json!({ "relation": "self", "url": link(asked.clone()) })];
     let more = rows.len() > count;
     if more && let Some(last) = page.last() {
-        links.push(json!({ "relation": "next", "url": link(Some(last)) }));
+        // The same search, resuming after the page's last row.
+        let cursor = format!("{},{}", last.recorded, last.id);
+        let mut next: Vec<(&str, &str)> = asked
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "_cursor")
+            .collect();
+        next.push(("_cursor", &cursor));
+        links.push(json!({ "relation": "next", "url": link(next) }));
     }
     let mut bundle = json!({
         "resourceType": "Bundle",

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::Resource;
-use crate::search::{Paging, percent_encode};
+use crate::search::{Paging, encode_query};
 
 /// `Bundle.link`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,15 +80,15 @@ pub struct Searchset<'a> {
 
 impl Searchset<'_> {
     fn link(&self, offset: u32) -> String {
-        let mut url = format!("{}/{}?", self.base_url, self.resource_type);
-        for (k, v) in self.params {
-            url.push_str(&percent_encode(k));
-            url.push('=');
-            url.push_str(&percent_encode(v));
-            url.push('&');
-        }
-        url.push_str(&format!("_count={}&_offset={offset}", self.paging.count));
-        url
+        let (count, offset) = (self.paging.count.to_string(), offset.to_string());
+        let params = self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let paging = [("_count", count.as_str()), ("_offset", offset.as_str())];
+        format!(
+            "{}/{}?{}",
+            self.base_url,
+            self.resource_type,
+            encode_query(params.chain(paging))
+        )
     }
 
     /// The Bundle for `page`, whose entries' `fullUrl`s point at the public base URL.

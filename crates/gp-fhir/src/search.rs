@@ -106,6 +106,16 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// `pairs` as a query string (`a=1&b=2`), each name and value percent-encoded: what a
+/// `self` or `next` link repeats of a search.
+pub fn encode_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let encoded: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    encoded.join("&")
+}
+
 /// Splits and decodes a query string into ordered `(name, value)` pairs.
 pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, SearchError> {
     let mut pairs = Vec::new();
