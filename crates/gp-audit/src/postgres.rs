@@ -363,14 +363,14 @@ mod tests {
 
     /// A store on the machine's PostgreSQL in `schema`, failing clearly when it is absent.
     async fn store_in(schema: &str) -> PostgresAudit {
-        PostgresAudit::connect(
-            URL.parse().unwrap(),
-            schema,
-            Duration::from_secs(10),
-            Synchronous::Full,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"))
+        store_waiting(schema, Duration::from_secs(10)).await
+    }
+
+    /// [`store_in`] whose writes wait at most `timeout`.
+    async fn store_waiting(schema: &str, timeout: Duration) -> PostgresAudit {
+        PostgresAudit::connect(URL.parse().unwrap(), schema, timeout, Synchronous::Full)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"))
     }
 
     #[tokio::test]
@@ -418,9 +418,8 @@ mod tests {
         // Odd n whose day (1 + n % 20) is 10 or later: n % 20 in 9, 11, …, 19, five times each.
         assert_eq!(one.len(), 30);
         // Clean up.
-        let (client, conn) = tokio_postgres::connect(URL, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client
+        other_session()
+            .await
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
             .unwrap();
@@ -430,10 +429,7 @@ mod tests {
     async fn a_trail_from_before_request_id_supplied_gains_the_column() {
         assert_eq!(COLUMNS.split(',').count(), PER_ROW);
         let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(URL, NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed: {e}"));
-        tokio::spawn(conn);
+        let client = other_session().await;
         // The first release's table, with one row in it.
         client
             .batch_execute(&format!(
@@ -518,9 +514,8 @@ mod tests {
             "{err}"
         );
 
-        let (client, conn) = tokio_postgres::connect(URL, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client
+        other_session()
+            .await
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
             .unwrap();
@@ -601,16 +596,7 @@ mod tests {
     #[tokio::test]
     async fn rows_refused_while_the_table_is_locked_are_recorded_as_refused() {
         let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
-        let store = std::sync::Arc::new(
-            PostgresAudit::connect(
-                URL.parse().unwrap(),
-                &schema,
-                Duration::from_millis(300),
-                Synchronous::Full,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed: {e}")),
-        );
+        let store = std::sync::Arc::new(store_waiting(&schema, Duration::from_millis(300)).await);
         let locker = other_session().await;
         locker
             .batch_execute(&format!(
