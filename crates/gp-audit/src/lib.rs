@@ -505,15 +505,11 @@ impl Writer {
         }
     }
 
-    /// Rows owed to the trail, deduplicated by id (the last kept), to commit with
-    /// writes over rows of the same id; hand the outcome to [`Writer::paid`].
+    /// Rows owed to the trail, to commit with writes over rows of the same id; hand the
+    /// outcome to [`Writer::paid`]. Each id is owed at most once (a row is either taken
+    /// or not, and unpaid rows go back once), as PostgreSQL's upsert requires.
     pub(crate) fn owed(&mut self) -> Vec<AuditRecord> {
-        let mut rows = std::mem::take(&mut self.owed);
-        let mut seen = std::collections::HashSet::new();
-        rows.reverse();
-        rows.retain(|r| seen.insert(r.id.clone()));
-        rows.reverse();
-        rows
+        std::mem::take(&mut self.owed)
     }
 
     /// The outcome of committing [`Writer::owed`]'s rows: on failure they are kept to
