@@ -212,11 +212,12 @@ pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)
         if operation {
             continue;
         }
+        // A row with a clinical-type segment serves each type; the others, one route.
         let has_clinical = row.path.iter().any(|seg| matches!(seg, Seg::Clinical));
-        let types: Vec<Option<&'static str>> = if has_clinical {
-            clinical.iter().map(|t| Some(t.as_str())).collect()
+        let types: Vec<&str> = if has_clinical {
+            clinical.iter().map(|t| t.as_str()).collect()
         } else {
-            vec![None]
+            vec![""]
         };
         for t in types {
             let segments: Vec<&str> = row
@@ -225,7 +226,7 @@ pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)
                 .map(|seg| match seg {
                     Seg::Lit(l) => *l,
                     Seg::Id => "id",
-                    Seg::Clinical => t.unwrap_or_default(),
+                    Seg::Clinical => t,
                 })
                 .collect();
             if let Some(pair) = (row.make)(&segments).and_then(|r| r.interaction()) {
