@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gp_fhir::{Blame, FhirError, IssueType, OperationOutcome, SpineCode};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 /// Errors raised by the gateway itself (routing, limits, locating records).
@@ -126,18 +126,14 @@ pub type BoxError = Box<dyn FhirError + Send + Sync>;
 
 /// The single place errors become OperationOutcome responses, with the headers the
 /// error says it needs ([`FhirError::headers`]: `Allow`, `Retry-After`,
-/// `WWW-Authenticate`) and any a call site adds.
+/// `WWW-Authenticate`): no call site adds any.
 pub struct Rescue {
     pub error: BoxError,
-    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl<E: FhirError + Send + Sync + 'static> From<E> for Rescue {
     fn from(e: E) -> Self {
-        Self {
-            error: Box::new(e),
-            headers: Vec::new(),
-        }
+        Self { error: Box::new(e) }
     }
 }
 
@@ -148,12 +144,6 @@ impl std::fmt::Debug for Rescue {
 }
 
 impl Rescue {
-    /// Adds a response header.
-    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
     /// Renders the OperationOutcome, logging what is not the caller's fault.
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let err = &self.error;
@@ -173,9 +163,6 @@ impl Rescue {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
-        }
-        for (name, value) in self.headers {
-            headers.insert(name, value);
         }
         resp
     }
