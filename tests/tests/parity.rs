@@ -129,16 +129,16 @@ async fn one_patient_in_four_systems_gives_the_same_uk_core_fhir() {
         .find(|p| p.practice == source_practice.ods && !p.flags.sensitive && !p.flags.dissent)
         .unwrap()
         .clone();
-    let mut homes: BTreeMap<GpSystem, OdsCode> = BTreeMap::new();
+    // The same patient at the first practice of every other system the population runs.
+    let mut homes: BTreeMap<SystemKind, OdsCode> = BTreeMap::new();
     homes.insert(
-        GpSystem::Emis,
+        SystemKind::Emis,
         OdsCode::parse(&source_practice.ods).unwrap(),
     );
-    for (kind, system) in [
-        (SystemKind::Tpp, GpSystem::Tpp),
-        (SystemKind::Vision, GpSystem::Vision),
-        (SystemKind::Microtest, GpSystem::Microtest),
-    ] {
+    for kind in population.systems() {
+        if kind == SystemKind::Emis {
+            continue;
+        }
         let to = population
             .practices
             .iter()
@@ -148,64 +148,27 @@ async fn one_patient_in_four_systems_gives_the_same_uk_core_fhir() {
         population
             .patients
             .push(copy_to(&source, &source_practice, &to));
-        homes.insert(system, OdsCode::parse(&to.ods).unwrap());
+        homes.insert(kind, OdsCode::parse(&to.ods).unwrap());
     }
+    assert_eq!(homes.len(), 4, "the population runs the four GP systems");
     let store = SimStore::new(population);
-    let listener = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
-    let sims: Vec<SimHandle> = vec![
-        gp_sim::start_emis(store.clone(), listener().await)
-            .await
-            .unwrap(),
-        gp_sim::start_tpp(store.clone(), listener().await)
-            .await
-            .unwrap(),
-        gp_sim::start_vision(store.clone(), listener().await)
-            .await
-            .unwrap(),
-        gp_sim::start_microtest(store.clone(), listener().await)
-            .await
-            .unwrap(),
-    ];
-    let adapters: Vec<(GpSystem, Box<dyn Adapter>)> = vec![
-        (
-            GpSystem::Emis,
-            Box::new(
-                gp_adapter_emis::EmisAdapter::new(gp_adapter_emis::EmisConfig::new(
-                    sims[0].base_url(),
-                ))
-                .unwrap(),
-            ),
-        ),
-        (
-            GpSystem::Tpp,
-            Box::new(
-                gp_adapter_tpp::TppAdapter::new(gp_adapter_tpp::TppConfig::new(sims[1].base_url()))
-                    .unwrap(),
-            ),
-        ),
-        (
-            GpSystem::Vision,
-            Box::new(
-                gp_adapter_vision::VisionAdapter::new(gp_adapter_vision::VisionConfig::new(
-                    sims[2].base_url(),
-                ))
-                .unwrap(),
-            ),
-        ),
-        (
-            GpSystem::Microtest,
-            Box::new(
-                gp_adapter_microtest::MicrotestAdapter::new(
-                    gp_adapter_microtest::MicrotestConfig::new(sims[3].base_url()),
-                )
-                .unwrap(),
-            ),
-        ),
-    ];
+    // Each system's simulator, and its adapter from the gateway's registry.
+    let registry = gp_gateway::systems::builtin();
+    let mut sims: Vec<SimHandle> = Vec::new();
+    let mut adapters: Vec<(GpSystem, SystemKind, std::sync::Arc<dyn Adapter>)> = Vec::new();
+    for kind in homes.keys().copied() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = gp_sim::start(kind, store.clone(), listener).await.unwrap();
+        let config = registry
+            .configure(kind.id(), serde_json::json!({ "base_url": sim.base_url() }))
+            .unwrap();
+        adapters.push((config.system(), kind, config.build().unwrap()));
+        sims.push(sim);
+    }
     let nhs = NhsNumber::parse(&source.nhs_number).unwrap();
     let mut outputs: BTreeMap<String, Vec<(GpSystem, Vec<String>)>> = BTreeMap::new();
-    for (system, adapter) in &adapters {
-        let practice = homes[system].clone();
+    for (system, kind, adapter) in &adapters {
+        let practice = homes[kind].clone();
         let ctx = CallContext::new("parity");
         let record = adapter
             .read_patient(&PatientRequest {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
-use gp_adapter::{AdapterError, CallContext, GpSystem};
+use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::config::EmisConfig;
@@ -97,7 +97,7 @@ impl EmisClient {
             Ok(())
         } else {
             Err(AdapterError::Unavailable {
-                system: GpSystem::Emis,
+                system: crate::SYSTEM,
                 detail: format!(
                     "health check answered {} without <Status>OK</Status>",
                     response.status
@@ -119,7 +119,7 @@ pub fn error_from(response: &NativeResponse) -> AdapterError {
         Some(("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND", _))
     );
     let detail = refusal_detail(response.status, native, "an EMIS error document");
-    status_error(GpSystem::Emis, response.status, not_found, detail)
+    status_error(crate::SYSTEM, response.status, not_found, detail)
 }
 
 #[cfg(test)]
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(
             error_from(&bad),
             AdapterError::Rejected {
-                system: GpSystem::Emis,
+                system: crate::SYSTEM,
                 detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
             }
         );
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(
             error_from(&stale),
             AdapterError::VersionConflict {
-                system: GpSystem::Emis,
+                system: crate::SYSTEM,
                 detail: "HTTP 409 VERSION_CONFLICT: modified".into()
             }
         );
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(
             error_from(&unknown_code),
             AdapterError::Unprocessable {
-                system: GpSystem::Emis,
+                system: crate::SYSTEM,
                 detail: "HTTP 422 UNKNOWN_CODE: no such code".into()
             }
         );

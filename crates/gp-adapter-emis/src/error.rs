@@ -1,7 +1,7 @@
 //! What can be wrong with an EMIS Web MedicalRecord, each naming the element at fault.
 //! They all reach the gateway as [`AdapterError::InvalidNativeData`].
 
-use gp_adapter::{AdapterError, GpSystem};
+use gp_adapter::AdapterError;
 
 /// Why an EMIS MedicalRecord (or error document) cannot be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum EmisDataError {
 impl From<EmisDataError> for AdapterError {
     fn from(e: EmisDataError) -> Self {
         AdapterError::InvalidNativeData {
-            system: GpSystem::Emis,
+            system: crate::SYSTEM,
             detail: e.to_string(),
         }
     }

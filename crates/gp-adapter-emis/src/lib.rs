@@ -10,15 +10,21 @@
 /// the mapping reads it and the errors name it.
 pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
 
+/// EMIS Web: `[systems.emis]` in config, `emis` in the practice registry.
+pub const SYSTEM: GpSystem = GpSystem::new("emis", "EMIS Web");
+
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod mapping;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
-    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
+    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -75,10 +81,30 @@ impl EmisAdapter {
     }
 }
 
+/// How the gateway builds this adapter from `[systems.emis]` (registered once, in
+/// `gp_gateway::systems::builtin`).
+impl AdapterFactory for EmisAdapter {
+    const SYSTEM: GpSystem = SYSTEM;
+    type Config = EmisConfig;
+
+    fn validate(config: &EmisConfig) -> Result<(), String> {
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    fn set_base_url(config: &mut EmisConfig, url: &str) {
+        url.clone_into(&mut config.base_url);
+    }
+
+    fn build(config: &EmisConfig) -> Result<Arc<dyn Adapter>, String> {
+        let adapter = Self::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(adapter))
+    }
+}
+
 #[async_trait]
 impl Adapter for EmisAdapter {
     fn system(&self) -> GpSystem {
-        GpSystem::Emis
+        SYSTEM
     }
 
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {

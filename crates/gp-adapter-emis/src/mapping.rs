@@ -11,9 +11,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{
-    AdapterError, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
-};
+use gp_adapter::{AdapterError, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -954,14 +952,14 @@ pub const XML: &str = "application/xml";
 
 fn unprocessable(detail: impl Into<String>) -> AdapterError {
     AdapterError::Unprocessable {
-        system: GpSystem::Emis,
+        system: crate::SYSTEM,
         detail: detail.into(),
     }
 }
 
 fn invalid_answer(detail: impl Into<String>) -> AdapterError {
     AdapterError::InvalidNativeData {
-        system: GpSystem::Emis,
+        system: crate::SYSTEM,
         detail: detail.into(),
     }
 }
@@ -1160,7 +1158,7 @@ pub fn render_contact_details(
 ) -> std::result::Result<String, AdapterError> {
     let last_modified =
         last_modified_from_version(version).ok_or_else(|| AdapterError::VersionConflict {
-            system: GpSystem::Emis,
+            system: crate::SYSTEM,
             detail: format!("'{}' is not a version EMIS Web issued", shown(version)),
         })?;
     let mut doc = Doc::new("UpdateContactDetails");
@@ -1342,7 +1340,7 @@ mod tests {
         });
         match render_observation_batch(&o) {
             Err(AdapterError::Unprocessable { system, detail }) => {
-                assert_eq!(system, GpSystem::Emis);
+                assert_eq!(system, crate::SYSTEM);
                 assert!(detail.contains("1234567008"), "{detail}");
             }
             other => panic!("{other:?}"),

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
-use gp_adapter::{AdapterError, CallContext, GpSystem};
+use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::config::{MicrotestConfig, MicrotestConfigError};
@@ -173,7 +173,7 @@ impl MicrotestClient {
             Ok(())
         } else {
             Err(AdapterError::Unavailable {
-                system: GpSystem::Microtest,
+                system: crate::SYSTEM,
                 detail: format!(
                     "health check answered {} without \"status\": \"ok\"",
                     response.status
@@ -187,7 +187,7 @@ impl MicrotestClient {
 /// `PatientNotFound`, other 4xx (a `409` or `422` included: a read is never refused for
 /// those) → `Rejected`, 5xx (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Microtest;
+    let system = crate::SYSTEM;
     let (not_found, detail) = refusal(response);
     match response.status {
         409 | 422 => AdapterError::Rejected { system, detail },
@@ -209,7 +209,7 @@ pub fn write_error_from(response: &NativeResponse) -> AdapterError {
         },
         _ => detail,
     };
-    status_error(GpSystem::Microtest, response.status, not_found, detail)
+    status_error(crate::SYSTEM, response.status, not_found, detail)
 }
 
 /// Whether a problem document names an unknown patient or site, and the detail every
@@ -256,7 +256,7 @@ mod tests {
                 r#"{"status":400,"code":"INVALID_NHS_NUMBER","detail":"bad"}"#
             )),
             AdapterError::Rejected {
-                system: GpSystem::Microtest,
+                system: crate::SYSTEM,
                 detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
             }
         );
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(
             write_error_from(&resp(409, stale)),
             AdapterError::VersionConflict {
-                system: GpSystem::Microtest,
+                system: crate::SYSTEM,
                 detail: "RECORD_MODIFIED: it is now at 2024-01-15T10:30:01".into()
             }
         );
@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(
             write_error_from(&resp(422, unit)),
             AdapterError::Unprocessable {
-                system: GpSystem::Microtest,
+                system: crate::SYSTEM,
                 detail: "INVALID_UNIT: readings[0].unit: Body weight is recorded in kg, not 'lb'"
                     .into()
             }

@@ -2,7 +2,6 @@
 //! `gp-gateway check-config` can run it in CI. Defaults, limits and checks are the
 //! shared [`gp_adapter::endpoint`] ones.
 
-use gp_adapter::GpSystem;
 use gp_adapter::endpoint::{self, Endpoint};
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +41,7 @@ impl MicrotestConfig {
     /// The endpoint settings, to validate or build the native client from.
     pub fn endpoint(&self) -> Endpoint<'_> {
         Endpoint {
-            system: GpSystem::Microtest,
+            system: crate::SYSTEM,
             base_url: &self.base_url,
             connect_timeout_ms: self.connect_timeout_ms,
             request_timeout_ms: self.request_timeout_ms,

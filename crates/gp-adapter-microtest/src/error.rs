@@ -1,7 +1,7 @@
 //! What can be wrong with a Microtest Evolution document, each naming the field at fault.
 //! They all reach the gateway as [`AdapterError::InvalidNativeData`].
 
-use gp_adapter::{AdapterError, GpSystem};
+use gp_adapter::AdapterError;
 
 /// Why an Evolution document (patient index, patient, clinician or page of entries)
 /// cannot be mapped.
@@ -44,7 +44,7 @@ pub enum MicrotestDataError {
 impl From<MicrotestDataError> for AdapterError {
     fn from(e: MicrotestDataError) -> Self {
         AdapterError::InvalidNativeData {
-            system: GpSystem::Microtest,
+            system: crate::SYSTEM,
             detail: e.to_string(),
         }
     }

@@ -6,17 +6,22 @@
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
 
+/// Microtest Evolution: `[systems.microtest]` in config, `microtest` in the practice registry.
+pub const SYSTEM: GpSystem = GpSystem::new("microtest", "Microtest Evolution");
+
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod mapping;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
-    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
+    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -116,10 +121,30 @@ impl MicrotestAdapter {
     }
 }
 
+/// How the gateway builds this adapter from `[systems.microtest]` (registered once, in
+/// `gp_gateway::systems::builtin`).
+impl AdapterFactory for MicrotestAdapter {
+    const SYSTEM: GpSystem = SYSTEM;
+    type Config = MicrotestConfig;
+
+    fn validate(config: &MicrotestConfig) -> Result<(), String> {
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    fn set_base_url(config: &mut MicrotestConfig, url: &str) {
+        url.clone_into(&mut config.base_url);
+    }
+
+    fn build(config: &MicrotestConfig) -> Result<Arc<dyn Adapter>, String> {
+        let adapter = Self::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(adapter))
+    }
+}
+
 #[async_trait]
 impl Adapter for MicrotestAdapter {
     fn system(&self) -> GpSystem {
-        GpSystem::Microtest
+        SYSTEM
     }
 
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
@@ -208,7 +233,7 @@ impl Adapter for MicrotestAdapter {
         let Some(last_modified) = native_last_modified(&req.expected_version) else {
             // Not an instant, so not a version of this record: it cannot be current.
             return Err(AdapterError::VersionConflict {
-                system: GpSystem::Microtest,
+                system: SYSTEM,
                 detail: format!(
                     "'{}' is not a Microtest Evolution record version",
                     req.expected_version.chars().take(40).collect::<String>()

@@ -13,7 +13,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::{
-    AdapterError, ClinicalType, ContactDetails, GpSystem, NewObservation, PatientFlags, UtcDateTime,
+    AdapterError, ClinicalType, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
 };
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -1345,7 +1345,7 @@ struct NContactUpdated<'a> {
 
 fn unprocessable(detail: String) -> AdapterError {
     AdapterError::Unprocessable {
-        system: GpSystem::Microtest,
+        system: crate::SYSTEM,
         detail,
     }
 }

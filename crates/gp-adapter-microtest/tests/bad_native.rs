@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use gp_adapter::{
-    Adapter, AdapterError, CallContext, ClinicalType, GpSystem, PatientRequest, SearchRequest,
-};
+use gp_adapter::{Adapter, AdapterError, CallContext, ClinicalType, PatientRequest, SearchRequest};
 use gp_adapter_microtest::{MicrotestAdapter, MicrotestConfig};
 use gp_fhir::date::DateRange;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -70,7 +68,7 @@ fn search() -> SearchRequest {
 fn detail(e: AdapterError) -> String {
     match e {
         AdapterError::InvalidNativeData {
-            system: GpSystem::Microtest,
+            system: gp_adapter_microtest::SYSTEM,
             detail,
         } => detail,
         other => panic!("expected InvalidNativeData from Microtest Evolution, got {other:?}"),

@@ -2,7 +2,7 @@
 //! Mapping tests on hand-written Evolution JSON: every entry type, every quirk, and bad
 //! native data (which must fail whole, naming the field, never panic or half-map).
 
-use gp_adapter::{AdapterError, GpSystem};
+use gp_adapter::AdapterError;
 use gp_adapter_microtest::{
     EntryType, MicrotestDataError, map_clinician, map_entries, map_patient, parse_patient_index,
 };
@@ -385,7 +385,7 @@ fn problems_allergies_medications_immunisations_consultations() {
 fn invalid(e: MicrotestDataError) -> String {
     match AdapterError::from(e) {
         AdapterError::InvalidNativeData { system, detail } => {
-            assert_eq!(system, GpSystem::Microtest);
+            assert_eq!(system, gp_adapter_microtest::SYSTEM);
             detail
         }
         other => panic!("{other:?}"),

@@ -3,7 +3,7 @@
 //! `docs/native-formats/microtest.md`, and Evolution's answers read back.
 
 use gp_adapter::harness::{blood_pressure, body_weight};
-use gp_adapter::{AdapterError, ContactDetails, GpSystem, HomeAddress, UtcDateTime};
+use gp_adapter::{AdapterError, ContactDetails, HomeAddress, UtcDateTime};
 use gp_adapter_microtest::{
     MicrotestDataError, map_patient, native_datetime, native_last_modified, parse_contact_updated,
     parse_recorded, render_contact_request, render_entries_request,
@@ -75,7 +75,7 @@ fn writes_evolution_cannot_hold_are_unprocessable_before_any_call() {
     w.measurements[0].snomed = "not-a-code".into();
     assert!(matches!(
         render_entries_request(nhs(), &w),
-        Err(AdapterError::Unprocessable { system: GpSystem::Microtest, detail }) if detail.contains("not-a-code")
+        Err(AdapterError::Unprocessable { system, detail }) if system == gp_adapter_microtest::SYSTEM && detail.contains("not-a-code")
     ));
     let mut w = body_weight("k-4");
     w.measurements[0].value = f64::NAN;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
-use gp_adapter::{AdapterError, CallContext, GpSystem};
+use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::config::{TppConfig, TppConfigError};
@@ -107,7 +107,7 @@ impl TppClient {
             Ok(())
         } else {
             Err(AdapterError::Unavailable {
-                system: GpSystem::Tpp,
+                system: crate::SYSTEM,
                 detail: format!(
                     "health check answered {} without <Status>OK</Status>",
                     response.status
@@ -142,7 +142,7 @@ fn is_not_found(code: Option<&str>) -> bool {
 /// request this adapter built wrongly) → `Rejected`, 5xx → `Unavailable`; each keeps the
 /// native message. A `409` or `422` that is not SystmOne's own answer is `Rejected`.
 pub fn write_error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Tpp;
+    let system = crate::SYSTEM;
     let (code, detail) = refusal(response);
     let trusted = match response.status {
         409 => code.as_deref() == Some("RECORD_MODIFIED"),
@@ -164,7 +164,7 @@ pub fn write_error_from(response: &NativeResponse) -> AdapterError {
 /// (a `409` or `422` included: a read is never refused for those) → `Rejected`, 5xx
 /// (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Tpp;
+    let system = crate::SYSTEM;
     let (code, detail) = refusal(response);
     match response.status {
         409 | 422 => AdapterError::Rejected { system, detail },
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(
             error_from(&resp(400, &doc("INVALID_NHS_NUMBER", "bad"))),
             AdapterError::Rejected {
-                system: GpSystem::Tpp,
+                system: crate::SYSTEM,
                 detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
             }
         );
@@ -220,7 +220,7 @@ mod tests {
         assert!(matches!(
             error_from(&resp(503, &doc("SERVICE_UNAVAILABLE", ""))),
             AdapterError::Unavailable {
-                system: GpSystem::Tpp,
+                system: crate::SYSTEM,
                 ..
             }
         ));
@@ -230,7 +230,7 @@ mod tests {
     fn maps_refused_writes() {
         assert!(matches!(
             write_error_from(&resp(409, &doc("RECORD_MODIFIED", "it is now 2024-07-15T09:30:01Z"))),
-            AdapterError::VersionConflict { system: GpSystem::Tpp, detail }
+            AdapterError::VersionConflict { system: crate::SYSTEM, detail }
                 if detail == "HTTP 409 RECORD_MODIFIED: it is now 2024-07-15T09:30:01Z"
         ));
         assert_eq!(

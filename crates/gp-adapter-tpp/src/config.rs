@@ -2,7 +2,6 @@
 //! `gp-gateway check-config` can run it in CI. The endpoint defaults, limits and checks
 //! are the shared [`gp_adapter::endpoint`] ones; `page_size` is TPP's own.
 
-use gp_adapter::GpSystem;
 use gp_adapter::endpoint::{self, Endpoint, EndpointError};
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +60,7 @@ impl TppConfig {
     /// The endpoint settings, to validate or build the native client from.
     pub fn endpoint(&self) -> Endpoint<'_> {
         Endpoint {
-            system: GpSystem::Tpp,
+            system: crate::SYSTEM,
             base_url: &self.base_url,
             connect_timeout_ms: self.connect_timeout_ms,
             request_timeout_ms: self.request_timeout_ms,
@@ -121,7 +120,7 @@ mod tests {
         assert_eq!(
             c.validate().unwrap_err(),
             TppConfigError::Endpoint(EndpointError::ConnectExceedsRequest {
-                system: GpSystem::Tpp,
+                system: crate::SYSTEM,
                 connect: 1000,
                 request: 500
             })
@@ -131,7 +130,7 @@ mod tests {
         assert_eq!(
             c.validate().unwrap_err(),
             TppConfigError::Endpoint(EndpointError::RecordCapOutOfRange {
-                system: GpSystem::Tpp,
+                system: crate::SYSTEM,
                 value: 10
             })
         );

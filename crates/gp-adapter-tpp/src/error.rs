@@ -2,7 +2,7 @@
 //! naming the element at fault. They all reach the gateway as
 //! [`AdapterError::InvalidNativeData`].
 
-use gp_adapter::{AdapterError, GpSystem};
+use gp_adapter::AdapterError;
 
 /// Why a SystmOne PatientRecord cannot be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +47,7 @@ impl TppDataError {
 impl From<TppDataError> for AdapterError {
     fn from(e: TppDataError) -> Self {
         AdapterError::InvalidNativeData {
-            system: GpSystem::Tpp,
+            system: crate::SYSTEM,
             detail: e.to_string(),
         }
     }

@@ -6,15 +6,21 @@
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
 
+/// TPP SystmOne: `[systems.tpp]` in config, `tpp` in the practice registry.
+pub const SYSTEM: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
+
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod mapping;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
-    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
+    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -92,10 +98,30 @@ impl TppAdapter {
     }
 }
 
+/// How the gateway builds this adapter from `[systems.tpp]` (registered once, in
+/// `gp_gateway::systems::builtin`).
+impl AdapterFactory for TppAdapter {
+    const SYSTEM: GpSystem = SYSTEM;
+    type Config = TppConfig;
+
+    fn validate(config: &TppConfig) -> Result<(), String> {
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    fn set_base_url(config: &mut TppConfig, url: &str) {
+        url.clone_into(&mut config.base_url);
+    }
+
+    fn build(config: &TppConfig) -> Result<Arc<dyn Adapter>, String> {
+        let adapter = Self::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(adapter))
+    }
+}
+
 #[async_trait]
 impl Adapter for TppAdapter {
     fn system(&self) -> GpSystem {
-        GpSystem::Tpp
+        SYSTEM
     }
 
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {

@@ -14,7 +14,7 @@ use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc}
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::write::{ContactDetails, Created, NewObservation};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{AdapterError, GpSystem, PatientFlags};
+use gp_adapter::{AdapterError, PatientFlags};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -1240,7 +1240,7 @@ fn escape(s: &str) -> String {
 
 fn unprocessable(detail: String) -> AdapterError {
     AdapterError::Unprocessable {
-        system: GpSystem::Tpp,
+        system: crate::SYSTEM,
         detail,
     }
 }
@@ -1336,7 +1336,7 @@ pub fn render_contact_update(
     // A version SystmOne never gave cannot be the record's current one.
     if iso_utc(version).is_none() {
         return Err(AdapterError::VersionConflict {
-            system: GpSystem::Tpp,
+            system: crate::SYSTEM,
             detail: format!(
                 "'{}' is not a SystmOne LastUpdated value, so not the record's version",
                 shown(version)
@@ -1519,7 +1519,7 @@ mod tests {
         o.measurements[0].snomed = "1005671000000105".into();
         let err = render_record_events(&o).unwrap_err();
         assert!(
-            matches!(&err, AdapterError::Unprocessable { system: GpSystem::Tpp, detail } if detail.contains("SNOMED CT 1005671000000105")),
+            matches!(&err, AdapterError::Unprocessable { system: crate::SYSTEM, detail } if detail.contains("SNOMED CT 1005671000000105")),
             "{err:?}"
         );
         o.measurements.clear();

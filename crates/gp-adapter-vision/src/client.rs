@@ -13,7 +13,7 @@ use crate::config::{VisionConfig, VisionConfigError};
 use crate::error::VisionDataError;
 use crate::mapping::parse_error_body;
 
-const SYSTEM: GpSystem = GpSystem::Vision;
+const SYSTEM: GpSystem = crate::SYSTEM;
 /// The request header carrying a journal write's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "x-vision-idempotency-key";
 /// Content type of every body sent to Vision.
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(
             error_from(&resp(400, "ERROR|INVALID_NHS_NUMBER|bad\r\n")),
             AdapterError::Rejected {
-                system: GpSystem::Vision,
+                system: crate::SYSTEM,
                 detail: "HTTP 400 INVALID_NHS_NUMBER: bad".into()
             }
         );
@@ -314,7 +314,7 @@ mod tests {
                 "ERROR|RECORD_MODIFIED|The record was modified since the LAST_MODIFIED given; it is now 20240112093016\r\n"
             )),
             AdapterError::VersionConflict {
-                system: GpSystem::Vision,
+                system: crate::SYSTEM,
                 detail: "HTTP 409 RECORD_MODIFIED: The record was modified since the LAST_MODIFIED given; it is now 20240112093016".into()
             }
         );
@@ -324,7 +324,7 @@ mod tests {
                 "ERROR|UNKNOWN_CODE|row 2: 'XXXX.' is not a Read v2 code\r\n"
             )),
             AdapterError::Unprocessable {
-                system: GpSystem::Vision,
+                system: crate::SYSTEM,
                 detail: "HTTP 422 UNKNOWN_CODE: row 2: 'XXXX.' is not a Read v2 code".into()
             }
         );

@@ -1,7 +1,7 @@
 //! What can be wrong with Vision extract data, each naming the extract, row and column
 //! at fault. They all reach the gateway as [`AdapterError::InvalidNativeData`].
 
-use gp_adapter::{AdapterError, GpSystem};
+use gp_adapter::AdapterError;
 
 /// Why a Vision extract (or a chain of journal pages) cannot be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +70,7 @@ pub enum VisionDataError {
 impl From<VisionDataError> for AdapterError {
     fn from(e: VisionDataError) -> Self {
         AdapterError::InvalidNativeData {
-            system: GpSystem::Vision,
+            system: crate::SYSTEM,
             detail: e.to_string(),
         }
     }

@@ -8,16 +8,22 @@
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`]. Vision
 //! adds `extract.rs`, the delimited-row reader its format needs.
 
+/// Vision: `[systems.vision]` in config, `vision` in the practice registry.
+pub const SYSTEM: GpSystem = GpSystem::new("vision", "Vision");
+
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod mapping;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, CreateObservationRequest, Created, GpSystem, PatientRecord,
-    PatientRequest, SearchPage, SearchRequest, UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
+    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -61,10 +67,30 @@ impl VisionAdapter {
     }
 }
 
+/// How the gateway builds this adapter from `[systems.vision]` (registered once, in
+/// `gp_gateway::systems::builtin`).
+impl AdapterFactory for VisionAdapter {
+    const SYSTEM: GpSystem = SYSTEM;
+    type Config = VisionConfig;
+
+    fn validate(config: &VisionConfig) -> Result<(), String> {
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    fn set_base_url(config: &mut VisionConfig, url: &str) {
+        url.clone_into(&mut config.base_url);
+    }
+
+    fn build(config: &VisionConfig) -> Result<Arc<dyn Adapter>, String> {
+        let adapter = Self::new(config.clone()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(adapter))
+    }
+}
+
 #[async_trait]
 impl Adapter for VisionAdapter {
     fn system(&self) -> GpSystem {
-        GpSystem::Vision
+        SYSTEM
     }
 
     /// Three native calls, made concurrently: patient, practice and staff extracts.
@@ -167,7 +193,7 @@ impl Adapter for VisionAdapter {
             // Every version this adapter hands out is an instant: anything else is not
             // a version the record can be at.
             return Err(AdapterError::VersionConflict {
-                system: GpSystem::Vision,
+                system: SYSTEM,
                 detail: format!(
                     "'{}' is not a Vision record version",
                     req.expected_version.chars().take(40).collect::<String>()

@@ -10,7 +10,7 @@ use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
-    AdapterError, ContactDetails, GpSystem, Measurement, NewObservation, PatientFlags, UtcDateTime,
+    AdapterError, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
 };
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -1203,7 +1203,7 @@ const DIASTOLIC: &str = "271650006";
 
 fn unprocessable(detail: String) -> AdapterError {
     AdapterError::Unprocessable {
-        system: GpSystem::Vision,
+        system: crate::SYSTEM,
         detail,
     }
 }
@@ -1518,7 +1518,7 @@ mod tests {
             .push(m("1234567890123", "Something new", 1.0, "1"));
         match render_observation(&o) {
             Err(AdapterError::Unprocessable { system, detail }) => {
-                assert_eq!(system, GpSystem::Vision);
+                assert_eq!(system, crate::SYSTEM);
                 assert_eq!(
                     detail,
                     "Vision has no Read v2 code for SNOMED CT 1234567890123 (Something new)"

@@ -11,6 +11,7 @@ pub mod error;
 pub mod harness;
 pub mod native;
 pub mod paging;
+pub mod registry;
 pub mod terminology;
 pub mod time;
 pub mod uk_core;
@@ -26,56 +27,11 @@ use gp_fhir::{NhsNumber, OdsCode};
 use serde::{Deserialize, Serialize};
 
 pub use error::AdapterError;
+pub use registry::{AdapterFactory, GpSystem, Registration, Registry, SystemConfig};
 pub use write::{
     ContactDetails, CreateObservationRequest, Created, HomeAddress, Measurement, NewObservation,
     UpdateContactRequest, UtcDateTime,
 };
-
-/// The GP clinical systems gp-gateway speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GpSystem {
-    Emis,
-    Tpp,
-    Vision,
-    Microtest,
-}
-
-impl GpSystem {
-    /// Every system.
-    pub const ALL: [GpSystem; 4] = [Self::Emis, Self::Tpp, Self::Vision, Self::Microtest];
-
-    /// The id used in config and the sandbox manifest (`emis`, `tpp`, `vision`, `microtest`).
-    pub fn id(self) -> &'static str {
-        match self {
-            Self::Emis => "emis",
-            Self::Tpp => "tpp",
-            Self::Vision => "vision",
-            Self::Microtest => "microtest",
-        }
-    }
-
-    /// The product name suppliers and operators know.
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Self::Emis => "EMIS Web",
-            Self::Tpp => "TPP SystmOne",
-            Self::Vision => "Vision",
-            Self::Microtest => "Microtest Evolution",
-        }
-    }
-
-    /// From the config id.
-    pub fn from_id(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.id() == id)
-    }
-}
-
-impl fmt::Display for GpSystem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.display_name())
-    }
-}
 
 /// The clinical areas a patient's record is searched by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -262,4 +218,12 @@ pub trait Adapter: Send + Sync {
     async fn ready(&self, _ctx: &CallContext) -> Result<(), AdapterError> {
         Ok(())
     }
+}
+
+/// Systems the crate's own tests name (the real ones are declared by their crates).
+#[cfg(test)]
+pub(crate) mod test_systems {
+    use crate::GpSystem;
+    pub const EMIS: GpSystem = GpSystem::new("emis", "EMIS Web");
+    pub const TPP: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
 }

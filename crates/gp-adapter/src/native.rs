@@ -395,7 +395,7 @@ mod tests {
 
     fn client(base: &str, timeout_ms: u64, cap: usize) -> NativeClient {
         NativeClient::new(
-            GpSystem::Emis,
+            crate::test_systems::EMIS,
             base,
             Duration::from_millis(500),
             Duration::from_millis(timeout_ms),
@@ -448,7 +448,7 @@ mod tests {
             .unwrap_err();
         match err {
             AdapterError::Unavailable { system, detail } => {
-                assert_eq!(system, GpSystem::Emis);
+                assert_eq!(system, crate::test_systems::EMIS);
                 assert!(detail.contains("cannot connect"), "{detail}");
             }
             other => panic!("expected Unavailable, got {other:?}"),
@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(
             err,
             AdapterError::Timeout {
-                system: GpSystem::Emis,
+                system: crate::test_systems::EMIS,
                 after_ms: 150
             }
         );
@@ -509,7 +509,7 @@ mod tests {
             headers: HeaderMap::new(),
         };
         let refused = |r: &NativeResponse| AdapterError::Rejected {
-            system: GpSystem::Emis,
+            system: crate::test_systems::EMIS,
             detail: r.status.to_string(),
         };
         assert_eq!(answer(200).ok_body(refused), Ok(Bytes::from_static(b"b")));
@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn refusals_map_by_status() {
-        let sys = GpSystem::Tpp;
+        let sys = crate::test_systems::TPP;
         let d = || "HTTP 4xx X: y".to_owned();
         assert_eq!(
             status_error(sys, 404, true, d()),

@@ -79,28 +79,11 @@ impl App {
     ) -> Result<Self, BuildError> {
         let g = &cfg.gateway;
         let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
-        let failed = |system: GpSystem| {
-            move |e: &dyn std::fmt::Display| BuildError::Adapter(system, e.to_string())
-        };
-        if let Some(c) = &g.systems.emis {
-            let a = gp_adapter_emis::EmisAdapter::new(c.clone())
-                .map_err(|e| failed(GpSystem::Emis)(&e))?;
-            adapters.insert(GpSystem::Emis, Arc::new(a));
-        }
-        if let Some(c) = &g.systems.tpp {
-            let a = gp_adapter_tpp::TppAdapter::new(c.clone())
-                .map_err(|e| failed(GpSystem::Tpp)(&e))?;
-            adapters.insert(GpSystem::Tpp, Arc::new(a));
-        }
-        if let Some(c) = &g.systems.vision {
-            let a = gp_adapter_vision::VisionAdapter::new(c.clone())
-                .map_err(|e| failed(GpSystem::Vision)(&e))?;
-            adapters.insert(GpSystem::Vision, Arc::new(a));
-        }
-        if let Some(c) = &g.systems.microtest {
-            let a = gp_adapter_microtest::MicrotestAdapter::new(c.clone())
-                .map_err(|e| failed(GpSystem::Microtest)(&e))?;
-            adapters.insert(GpSystem::Microtest, Arc::new(a));
+        for (system, config) in &cfg.systems {
+            let adapter = config
+                .build()
+                .map_err(|e| BuildError::Adapter(*system, e))?;
+            adapters.insert(*system, adapter);
         }
         let locator = Arc::new(PdsLocator::new(
             &g.locator.pds_base_url,

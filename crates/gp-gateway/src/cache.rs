@@ -193,7 +193,7 @@ mod tests {
     #[async_trait]
     impl Adapter for Lists {
         fn system(&self) -> GpSystem {
-            GpSystem::Emis
+            gp_adapter_emis::SYSTEM
         }
         async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
             Err(AdapterError::PatientNotFound)

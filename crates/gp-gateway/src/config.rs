@@ -2,11 +2,11 @@
 //! parsed with `deny_unknown_fields` and validated purely (no network, no secrets read)
 //! so `gp-gateway check-config` can run in CI.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use gp_adapter::GpSystem;
+use gp_adapter::{GpSystem, Registry, SystemConfig};
 use gp_fhir::OdsCode;
 use serde::Deserialize;
 
@@ -365,81 +365,35 @@ fn default_locator_entries() -> u64 {
     100_000
 }
 
-/// `[systems.*]`: one table per GP system the gateway talks to.
+/// `[systems.<id>]`: one table per GP system the gateway talks to, each read by the
+/// factory registered under that id (see [`crate::systems`]).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SystemsConfig {
-    pub emis: Option<gp_adapter_emis::EmisConfig>,
-    pub tpp: Option<gp_adapter_tpp::TppConfig>,
-    pub vision: Option<gp_adapter_vision::VisionConfig>,
-    pub microtest: Option<gp_adapter_microtest::MicrotestConfig>,
-}
+#[serde(transparent)]
+pub struct SystemsConfig(pub BTreeMap<String, toml::Table>);
 
 impl SystemsConfig {
-    /// The systems configured.
-    pub fn configured(&self) -> Vec<GpSystem> {
-        let present = [
-            (GpSystem::Emis, self.emis.is_some()),
-            (GpSystem::Tpp, self.tpp.is_some()),
-            (GpSystem::Vision, self.vision.is_some()),
-            (GpSystem::Microtest, self.microtest.is_some()),
-        ];
-        present
-            .into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(s, _)| s)
-            .collect()
-    }
-
-    /// Each configured system's own validation problem, if any.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        fn check<E: std::fmt::Display>(
-            key: &'static str,
-            r: Option<Result<(), E>>,
-        ) -> Option<(&'static str, String)> {
-            match r {
-                Some(Err(e)) => Some((key, e.to_string())),
-                _ => None,
+    /// Reads each table through its system's factory. Each problem is keyed
+    /// `systems.<id>`: an id no factory is registered under, a table its factory
+    /// cannot read, or a setting it refuses.
+    pub fn resolve(
+        &self,
+        registry: &Registry,
+    ) -> (BTreeMap<GpSystem, SystemConfig>, Vec<(String, String)>) {
+        let mut systems = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (id, table) in &self.0 {
+            let key = format!("systems.{id}");
+            let read = serde_json::to_value(table)
+                .map_err(|e| e.to_string())
+                .and_then(|value| registry.configure(id, value));
+            match read {
+                Ok(config) => {
+                    systems.insert(config.system(), config);
+                }
+                Err(problem) => problems.push((key, problem)),
             }
         }
-        [
-            check("systems.emis", self.emis.as_ref().map(|c| c.validate())),
-            check("systems.tpp", self.tpp.as_ref().map(|c| c.validate())),
-            check("systems.vision", self.vision.as_ref().map(|c| c.validate())),
-            check(
-                "systems.microtest",
-                self.microtest.as_ref().map(|c| c.validate()),
-            ),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// Points a system at a base URL (the sandbox's simulators).
-    pub fn set_base_url(&mut self, system: GpSystem, url: &str) {
-        match system {
-            GpSystem::Emis => {
-                if let Some(c) = self.emis.as_mut() {
-                    c.base_url = url.to_owned();
-                }
-            }
-            GpSystem::Tpp => {
-                if let Some(c) = self.tpp.as_mut() {
-                    c.base_url = url.to_owned();
-                }
-            }
-            GpSystem::Vision => {
-                if let Some(c) = self.vision.as_mut() {
-                    c.base_url = url.to_owned();
-                }
-            }
-            GpSystem::Microtest => {
-                if let Some(c) = self.microtest.as_mut() {
-                    c.base_url = url.to_owned();
-                }
-            }
-        }
+        (systems, problems)
     }
 }
 
@@ -468,12 +422,21 @@ pub enum AccessMode {
 #[serde(deny_unknown_fields)]
 pub struct PracticeRegistryFile {
     #[serde(default)]
-    pub practice: Vec<PracticeEntry>,
+    pub practice: Vec<PracticeRecord>,
 }
 
-/// One GP practice and the system its records live in.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+/// One GP practice as the registry file lists it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PracticeRecord {
+    pub ods: String,
+    pub name: String,
+    /// The id of its GP system, as in `[systems.<id>]`.
+    pub system: String,
+}
+
+/// One GP practice the gateway serves, and the system its records live in.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PracticeEntry {
     pub ods: String,
     pub name: String,
@@ -485,6 +448,8 @@ pub struct PracticeEntry {
 pub struct LoadedConfig {
     pub gateway: GatewayConfig,
     pub practices: BTreeMap<OdsCode, PracticeEntry>,
+    /// Each configured GP system's settings, read by its registered factory.
+    pub systems: BTreeMap<GpSystem, SystemConfig>,
     /// The supplier registry (empty when access is open).
     pub suppliers: gp_auth::SuppliersConfig,
     /// Where the supplier registry was read from, for reloads.
@@ -508,8 +473,9 @@ fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
 }
 
 impl LoadedConfig {
-    /// Reads `gateway.toml` and the practice registry it names, then validates both.
-    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+    /// Reads `gateway.toml` and the practice registry it names, then validates both;
+    /// each `[systems.<id>]` table is read by the factory `systems` registers as `id`.
+    pub fn load(path: &Path, systems: &Registry) -> Result<Self, ConfigErrors> {
         let text = read(path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let gateway: GatewayConfig = parse(path, &text)?;
@@ -523,7 +489,7 @@ impl LoadedConfig {
             }
             None => (gp_auth::SuppliersConfig::default(), None),
         };
-        let mut loaded = Self::from_parts(gateway, registry, path, &practices_path, dir)?;
+        let mut loaded = Self::from_parts(gateway, registry, systems, path, &practices_path, dir)?;
         loaded.set_suppliers(suppliers, suppliers_path)?;
         Ok(loaded)
     }
@@ -579,13 +545,17 @@ impl LoadedConfig {
     pub fn from_parts(
         gateway: GatewayConfig,
         registry: PracticeRegistryFile,
+        systems: &Registry,
         file: &Path,
         practices_file: &Path,
         dir: PathBuf,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = validate_gateway(&gateway, file);
+        let (configured, problems) = gateway.systems.resolve(systems);
+        for (key, problem) in problems {
+            errors.push(invalid(file, &key, problem));
+        }
         let mut practices = BTreeMap::new();
-        let configured: HashSet<GpSystem> = gateway.systems.configured().into_iter().collect();
         for (i, p) in registry.practice.into_iter().enumerate() {
             let key = format!("practice[{i}]");
             match OdsCode::parse(&p.ods) {
@@ -595,13 +565,26 @@ impl LoadedConfig {
                     e.to_string(),
                 )),
                 Ok(ods) => {
-                    if !configured.contains(&p.system) {
+                    let Some(system) = configured.keys().find(|s| s.id() == p.system) else {
+                        if gateway.systems.0.contains_key(&p.system) {
+                            // Its table is there but wrong: that error is already listed.
+                            continue;
+                        }
                         errors.push(invalid(
                             practices_file,
                             &format!("{key}.system"),
-                            format!("practice {ods} uses '{}' but gateway.toml has no [systems.{}] table", p.system.id(), p.system.id()),
+                            format!(
+                                "practice {ods} uses '{}' but gateway.toml has no [systems.{}] table",
+                                p.system, p.system
+                            ),
                         ));
-                    }
+                        continue;
+                    };
+                    let p = PracticeEntry {
+                        ods: p.ods,
+                        name: p.name,
+                        system: *system,
+                    };
                     if practices.insert(ods.clone(), p).is_some() {
                         errors.push(invalid(
                             practices_file,
@@ -616,6 +599,7 @@ impl LoadedConfig {
             Ok(Self {
                 gateway,
                 practices,
+                systems: configured,
                 suppliers: gp_auth::SuppliersConfig::default(),
                 suppliers_path: None,
                 dir,
@@ -811,9 +795,6 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "must be greater than zero",
         ));
     }
-    for (key, problem) in c.systems.problems() {
-        errors.push(invalid(file, key, problem));
-    }
     for (key, problem) in c.audit.problems() {
         errors.push(invalid(file, key, problem));
     }
@@ -880,7 +861,7 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "is only used with backend = \"redis\"",
         ));
     }
-    if c.systems.configured().is_empty() {
+    if c.systems.0.is_empty() {
         errors.push(invalid(
             file,
             "systems",
@@ -896,7 +877,11 @@ mod tests {
     use super::*;
 
     fn example() -> LoadedConfig {
-        LoadedConfig::load(Path::new("../../config/gateway.toml")).unwrap()
+        LoadedConfig::load(
+            Path::new("../../config/gateway.toml"),
+            &crate::systems::builtin(),
+        )
+        .unwrap()
     }
 
     fn problems(c: &GatewayConfig) -> Vec<String> {

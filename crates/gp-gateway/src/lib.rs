@@ -44,6 +44,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod structured;
+pub mod systems;
 pub mod telemetry;
 pub mod write_body;
 pub mod writes;

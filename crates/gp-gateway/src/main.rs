@@ -151,13 +151,15 @@ fn main() -> ExitCode {
     // `serve` reads its config before logging starts: `[telemetry]` decides what the
     // subscriber exports.
     let loaded = match &cli.command {
-        Command::Serve { config } => match LoadedConfig::load(config) {
-            Ok(cfg) => Some(cfg),
-            Err(e) => {
-                eprintln!("gp-gateway: {e}");
-                return ExitCode::from(2);
+        Command::Serve { config } => {
+            match LoadedConfig::load(config, &gp_gateway::systems::builtin()) {
+                Ok(cfg) => Some(cfg),
+                Err(e) => {
+                    eprintln!("gp-gateway: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         _ => None,
     };
     let telemetry = match loaded
@@ -223,14 +225,9 @@ fn main() -> ExitCode {
 }
 
 fn check_config(path: &Path) -> Result<(), String> {
-    let cfg = LoadedConfig::load(path).map_err(|e| e.to_string())?;
-    let systems: Vec<&str> = cfg
-        .gateway
-        .systems
-        .configured()
-        .iter()
-        .map(|s| s.id())
-        .collect();
+    let cfg =
+        LoadedConfig::load(path, &gp_gateway::systems::builtin()).map_err(|e| e.to_string())?;
+    let systems: Vec<&str> = cfg.systems.keys().map(|s| s.id()).collect();
     println!(
         "{}: OK ({} practices; GP systems: {}; access: {:?})",
         path.display(),

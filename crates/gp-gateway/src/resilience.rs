@@ -364,7 +364,7 @@ mod tests {
     #[async_trait]
     impl Adapter for Flaky {
         fn system(&self) -> GpSystem {
-            GpSystem::Emis
+            gp_adapter_emis::SYSTEM
         }
         async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -373,7 +373,7 @@ mod tests {
             }
             Err(if self.failing.load(Ordering::SeqCst) {
                 AdapterError::Timeout {
-                    system: GpSystem::Emis,
+                    system: gp_adapter_emis::SYSTEM,
                     after_ms: 1,
                 }
             } else {

@@ -6,14 +6,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use gp_adapter::GpSystem;
 use gp_sim::{Population, PopulationSpec, SimHandle, SimStore, SystemKind};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::{
-    ConfigErrors, GatewayConfig, LoadedConfig, PracticeEntry, PracticeRegistryFile,
+    ConfigErrors, GatewayConfig, LoadedConfig, PracticeEntry, PracticeRecord, PracticeRegistryFile,
 };
 use crate::server::ServerHandle;
 
@@ -100,23 +99,6 @@ pub struct ManifestSupplier {
     pub operator: bool,
 }
 
-/// Which simulated systems the sandbox runs.
-pub const SIMULATED: [SystemKind; 4] = [
-    SystemKind::Emis,
-    SystemKind::Tpp,
-    SystemKind::Vision,
-    SystemKind::Microtest,
-];
-
-fn system_of(kind: SystemKind) -> GpSystem {
-    match kind {
-        SystemKind::Emis => GpSystem::Emis,
-        SystemKind::Tpp => GpSystem::Tpp,
-        SystemKind::Vision => GpSystem::Vision,
-        SystemKind::Microtest => GpSystem::Microtest,
-    }
-}
-
 /// The demo population.
 pub fn population(seed: u64) -> Population {
     Population::generate(seed, &PopulationSpec::sandbox())
@@ -156,26 +138,38 @@ pub fn config(
     gateway.audit.sqlite_path = std::env::temp_dir()
         .join("gp-gateway-sandbox")
         .join(format!("audit-{}.sqlite", uuid::Uuid::new_v4()));
-    for (kind, url) in system_urls {
-        gateway.systems.set_base_url(system_of(*kind), url);
-    }
     let practice = population
         .practices
         .iter()
-        .filter(|p| SIMULATED.contains(&p.system))
-        .map(|p| PracticeEntry {
+        .map(|p| PracticeRecord {
             ods: p.ods.clone(),
             name: p.name.clone(),
-            system: system_of(p.system),
+            system: p.system.id().to_owned(),
         })
         .collect();
     let mut loaded = LoadedConfig::from_parts(
         gateway,
         PracticeRegistryFile { practice },
+        &crate::systems::builtin(),
         file,
         Path::new("(sandbox population)"),
         ".".into(),
     )?;
+    // Each simulated system's adapter is pointed at its simulator.
+    for (kind, url) in system_urls {
+        let Some(system) = loaded
+            .systems
+            .values_mut()
+            .find(|s| s.system().id() == kind.id())
+        else {
+            return Err(ConfigErrors::from(crate::config::ConfigError::Invalid {
+                file: file.to_owned(),
+                key: format!("systems.{}", kind.id()),
+                problem: "the sandbox simulates this system but has no table for it".into(),
+            }));
+        };
+        system.set_base_url(url);
+    }
     loaded.set_suppliers(suppliers(population, &loaded)?, None)?;
     Ok(loaded)
 }
@@ -201,9 +195,10 @@ fn suppliers(
         .filter(|p| cfg.practices.keys().any(|o| o.as_str() == p.ods))
         .collect();
     let nth = |n: usize| -> Vec<String> {
-        SIMULATED
-            .iter()
-            .filter_map(|s| served.iter().filter(|p| p.system == *s).nth(n))
+        population
+            .systems()
+            .into_iter()
+            .filter_map(|s| served.iter().filter(|p| p.system == s).nth(n))
             .map(|p| p.ods.clone())
             .collect()
     };
@@ -353,11 +348,7 @@ pub fn manifest(
         base_url: format!("{origin}{}", cfg.gateway.server.fhir_base_path),
         token_url: format!("{origin}/oauth2/token"),
         suppliers: manifest_suppliers(cfg, &keys),
-        patients: population
-            .manifest_patients()
-            .into_iter()
-            .filter(|p| SIMULATED.iter().any(|s| s.id() == p.system))
-            .collect(),
+        patients: population.manifest_patients(),
         practices: cfg.practices.values().cloned().collect(),
         simulators: Default::default(),
     })
@@ -441,33 +432,13 @@ async fn start_inner(
     let pds = gp_sim::start_pds(store.clone(), loopback().await?)
         .await
         .map_err(|e| SandboxError::Bind("PDS".into(), e))?;
-    let bind = |name: &'static str| move |e| SandboxError::Bind(name.to_owned(), e);
-    let simulators: Vec<(SystemKind, SimHandle)> = vec![
-        (
-            SystemKind::Emis,
-            gp_sim::start_emis(store.clone(), loopback().await?)
-                .await
-                .map_err(bind("EMIS"))?,
-        ),
-        (
-            SystemKind::Tpp,
-            gp_sim::start_tpp(store.clone(), loopback().await?)
-                .await
-                .map_err(bind("TPP"))?,
-        ),
-        (
-            SystemKind::Vision,
-            gp_sim::start_vision(store.clone(), loopback().await?)
-                .await
-                .map_err(bind("Vision"))?,
-        ),
-        (
-            SystemKind::Microtest,
-            gp_sim::start_microtest(store.clone(), loopback().await?)
-                .await
-                .map_err(bind("Microtest"))?,
-        ),
-    ];
+    let mut simulators: Vec<(SystemKind, SimHandle)> = Vec::new();
+    for kind in population.systems() {
+        let handle = gp_sim::start(kind, store.clone(), loopback().await?)
+            .await
+            .map_err(|e| SandboxError::Bind(kind.id().to_owned(), e))?;
+        simulators.push((kind, handle));
+    }
     let urls: Vec<(SystemKind, String)> =
         simulators.iter().map(|(k, h)| (*k, h.base_url())).collect();
     let listener = TcpListener::bind(listen)
@@ -535,7 +506,11 @@ pub fn print_manifest(listen: SocketAddr, seed: u64) -> Result<Manifest, Sandbox
     let cfg = config(
         listen,
         "http://127.0.0.1/pds",
-        &SIMULATED.map(|k| (k, format!("http://127.0.0.1/{}", k.id()))),
+        &population
+            .systems()
+            .into_iter()
+            .map(|k| (k, format!("http://127.0.0.1/{}", k.id())))
+            .collect::<Vec<_>>(),
         &population,
     )?;
     manifest(listen, &population, &cfg)

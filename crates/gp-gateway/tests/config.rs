@@ -29,7 +29,11 @@ const PRACTICES: &str = "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\ns
 
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let cfg = LoadedConfig::load(&repo().join("config/gateway.toml")).unwrap();
+    let cfg = LoadedConfig::load(
+        &repo().join("config/gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap();
     assert!(!cfg.practices.is_empty());
     assert!(
         !cfg.suppliers.suppliers.is_empty(),
@@ -43,9 +47,12 @@ fn an_unknown_key_is_refused_with_its_file_and_name() {
         |g| g.replace("[search]", "[search]\ncolour = \"blue\""),
         PRACTICES,
     );
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("gateway.toml"), "{err}");
     assert!(err.contains("colour"), "{err}");
 }
@@ -60,7 +67,11 @@ fn every_semantic_problem_is_reported_at_once() {
         },
         "[[practice]]\nods = \"B8/617\"\nname = \"x\"\nsystem = \"emis\"\n[[practice]]\nods = \"C12345\"\nname = \"y\"\nsystem = \"tpp\"\n",
     );
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap_err();
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err();
     let text = err.to_string();
     for needle in [
         "server.listen",
@@ -80,9 +91,12 @@ fn oauth_mode_needs_auth_and_suppliers() {
         |g| g.replace("suppliers_file = \"suppliers.toml\"", ""),
         PRACTICES,
     );
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("suppliers_file"), "{err}");
 }
 
@@ -97,9 +111,12 @@ fn a_missing_practice_registry_names_the_path() {
         },
         PRACTICES,
     );
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("nope.toml") && err.contains("cannot read"),
         "{err}"
@@ -108,7 +125,11 @@ fn a_missing_practice_registry_names_the_path() {
 
 #[test]
 fn telemetry_is_off_by_default_and_its_example_is_valid_once_uncommented() {
-    let cfg = LoadedConfig::load(&repo().join("config/gateway.toml")).unwrap();
+    let cfg = LoadedConfig::load(
+        &repo().join("config/gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap();
     assert_eq!(cfg.gateway.telemetry.otlp_endpoint, None);
 
     let dir = tree(
@@ -120,7 +141,11 @@ fn telemetry_is_off_by_default_and_its_example_is_valid_once_uncommented() {
         },
         PRACTICES,
     );
-    let cfg = LoadedConfig::load(&dir.path().join("gateway.toml")).unwrap();
+    let cfg = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap();
     let t = &cfg.gateway.telemetry;
     assert_eq!(
         t.otlp_endpoint.as_deref(),
@@ -141,10 +166,54 @@ fn telemetry_problems_name_their_keys() {
         },
         PRACTICES,
     );
-    let err = LoadedConfig::load(&dir.path().join("gateway.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
     assert!(err.contains("no TLS"), "{err}");
     assert!(err.contains("telemetry.sample_ratio"), "{err}");
+}
+
+#[test]
+fn each_systems_table_is_read_by_its_registered_factory() {
+    // A system this binary does not register, a table its factory cannot read, and a
+    // setting it refuses: each named by its key, all reported at once.
+    let dir = tree(
+        |g| {
+            g.replace("[systems.emis]", "[systems.acme]\nbase_url = \"http://127.0.0.1:9\"\n\n[systems.tpp]\nbase_urll = \"http://127.0.0.1:9\"\n\n[systems.vision]\nbase_url = \"http://127.0.0.1:9\"\nrequest_timeout_ms = 0\n\n[systems.emis]")
+        },
+        "[[practice]]\nods = \"B82617\"\nname = \"x\"\nsystem = \"acme\"\n[[practice]]\nods = \"C12345\"\nname = \"y\"\nsystem = \"tpp\"\n",
+    );
+    let err = LoadedConfig::load(
+        &dir.path().join("gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "systems.acme: no GP system 'acme' is registered in this gateway (registered: emis, microtest, tpp, vision)",
+        "systems.tpp: unknown field `base_urll`",
+        "systems.vision: vision.request_timeout_ms is 0 ms",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // The practice on the unregistered system is refused once, for its table; the one
+    // on the unreadable table is not blamed again.
+    assert_eq!(err.0.len(), 3, "{text}");
+
+    // The shipped tree's one table is read by EMIS's factory.
+    let cfg = LoadedConfig::load(
+        &repo().join("config/gateway.toml"),
+        &gp_gateway::systems::builtin(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = cfg.systems.keys().map(|s| s.id()).collect();
+    assert_eq!(ids, ["emis"]);
+    assert_eq!(
+        cfg.systems.values().next().unwrap().system().display_name(),
+        "EMIS Web"
+    );
 }

@@ -34,7 +34,11 @@ const BOUND: Duration = Duration::from_secs(3);
 fn config() -> LoadedConfig {
     let population = gp_gateway::sandbox::population(gp_gateway::sandbox::DEFAULT_SEED);
     let unused = "http://127.0.0.1:9".to_owned();
-    let urls = gp_gateway::sandbox::SIMULATED.map(|k| (k, unused.clone()));
+    let urls: Vec<_> = population
+        .systems()
+        .into_iter()
+        .map(|k| (k, unused.clone()))
+        .collect();
     let mut cfg =
         gp_gateway::sandbox::config("127.0.0.1:1".parse().unwrap(), &unused, &urls, &population)
             .unwrap();
@@ -323,7 +327,7 @@ struct Panicking;
 #[async_trait]
 impl Adapter for Panicking {
     fn system(&self) -> GpSystem {
-        GpSystem::Emis
+        gp_adapter_emis::SYSTEM
     }
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
         panic!("adapter bug while reading {}", req.nhs_number);
@@ -352,11 +356,11 @@ async fn a_panic_in_request_handling_is_answered_500_audited_and_counted() {
     let emis = cfg
         .practices
         .iter()
-        .find(|(_, p)| p.system == GpSystem::Emis)
+        .find(|(_, p)| p.system == gp_adapter_emis::SYSTEM)
         .map(|(ods, _)| ods.clone())
         .unwrap();
     let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
-    adapters.insert(GpSystem::Emis, Arc::new(Panicking));
+    adapters.insert(gp_adapter_emis::SYSTEM, Arc::new(Panicking));
     let audit = gp_gateway::audit::open(&cfg.gateway.audit, &cfg.dir)
         .await
         .unwrap();

@@ -249,7 +249,7 @@ mod tests {
 
     impl Fake {
         fn fail(&self) -> AdapterError {
-            let system = GpSystem::Tpp;
+            let system = crate::test_systems::TPP;
             let fault = *self.stub.0.lock().unwrap();
             let detail = match fault {
                 Some(Fault::MisEncoded) => String::from("byte 3 is not valid UTF-8"),
@@ -274,7 +274,7 @@ mod tests {
     #[async_trait]
     impl Adapter for Fake {
         fn system(&self) -> GpSystem {
-            GpSystem::Tpp
+            crate::test_systems::TPP
         }
         async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
             Err(self.fail())

@@ -541,7 +541,7 @@ mod tests {
     #[async_trait]
     impl Adapter for ReadOnly {
         fn system(&self) -> GpSystem {
-            GpSystem::Emis
+            crate::test_systems::EMIS
         }
         async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
             Ok(PatientRecord {
