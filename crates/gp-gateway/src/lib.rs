@@ -21,6 +21,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod capability;
+pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod context;
