@@ -130,8 +130,10 @@ pub struct AuthConfig {
     pub issuer: String,
     /// `aud` of the access tokens (the FHIR base URL).
     pub audience: String,
-    /// Access token lifetime.
-    #[serde(default = "default_300")]
+    /// Access token lifetime. 15 minutes by default: long enough that a client library
+    /// refreshing a few minutes before expiry (medplum: 300 s) holds a usable token, and
+    /// within the NHS pattern's short-lived tokens.
+    #[serde(default = "default_access_token_ttl")]
     pub access_token_ttl_secs: u64,
     /// Gateway signing keys (Ed25519); all verify, `active_kid` signs.
     pub signing_keys: Vec<SigningKeyConfig>,
@@ -220,6 +222,9 @@ pub struct SigningKeyConfig {
 
 fn default_300() -> u64 {
     300
+}
+fn default_access_token_ttl() -> u64 {
+    900
 }
 fn default_leeway() -> u64 {
     30
@@ -613,5 +618,22 @@ mod tests {
                 "auth, key 'active_kid': must be the kid of one of signing_keys",
             ]
         );
+    }
+
+    #[test]
+    fn access_tokens_live_fifteen_minutes_unless_configured() {
+        let minimal = serde_json::json!({
+            "token_url": "https://gw.example/oauth2/token",
+            "issuer": "https://gw.example",
+            "audience": "https://gw.example/FHIR/R4",
+            "signing_keys": [{"kid": "k1", "private_key_pem": "k1.pem"}],
+            "active_kid": "k1",
+        });
+        let cfg: AuthConfig = serde_json::from_value(minimal.clone()).unwrap();
+        assert_eq!(cfg.access_token_ttl_secs, 900);
+        let mut set = minimal;
+        set["access_token_ttl_secs"] = 600.into();
+        let cfg: AuthConfig = serde_json::from_value(set).unwrap();
+        assert_eq!(cfg.access_token_ttl_secs, 600);
     }
 }
