@@ -300,21 +300,22 @@ fn map_clinician(c: &NClinician) -> Result<Practitioner> {
 /// Acme's order; the list must be `nhs`'s. Entries a clinician marked confidential carry
 /// `meta.security` R (restricted): the gateway withholds them.
 pub fn map_list(body: &[u8], list: List, nhs: NhsNumber) -> Result<Vec<Resource>> {
-    let subject = Reference::to("Patient", &nhs.to_string());
     match list {
-        List::Problems => {
-            let doc: NList<NProblem> = parse("problem list", body)?;
-            same_patient(&doc.nhs_number, nhs)?;
-            let items = doc.items.iter().enumerate();
-            items.map(|(i, e)| problem(i, e, &subject)).collect()
-        }
-        List::Measurements => {
-            let doc: NList<NMeasurement> = parse("measurement list", body)?;
-            same_patient(&doc.nhs_number, nhs)?;
-            let items = doc.items.iter().enumerate();
-            items.map(|(i, e)| measurement(i, e, &subject)).collect()
-        }
+        List::Problems => items(parse("problem list", body)?, nhs, problem),
+        List::Measurements => items(parse("measurement list", body)?, nhs, measurement),
     }
+}
+
+/// Maps each item of a list, which must be `nhs`'s, with `map`.
+fn items<T>(
+    list: NList<T>,
+    nhs: NhsNumber,
+    map: fn(usize, &T, &Reference) -> Result<Resource>,
+) -> Result<Vec<Resource>> {
+    same_patient(&list.nhs_number, nhs)?;
+    let subject = Reference::to("Patient", &nhs.to_string());
+    let items = list.items.iter().enumerate();
+    items.map(|(i, item)| map(i, item, &subject)).collect()
 }
 
 fn problem(i: usize, e: &NProblem, subject: &Reference) -> Result<Resource> {
@@ -389,34 +390,24 @@ mod tests {
 
     #[test]
     fn bad_documents_name_the_field() {
-        let wrong = br#"{"nhs_number":"9993000027","items":[]}"#;
+        let refused = |body: &[u8]| {
+            let mapped = map_list(body, List::Problems, nhs());
+            mapped.unwrap_err().to_string()
+        };
         assert_eq!(
-            map_list(wrong, List::Problems, nhs())
-                .unwrap_err()
-                .to_string(),
+            refused(br#"{"nhs_number":"9993000027","items":[]}"#),
             "nhs_number is invalid: the document is for 9993000027, but 9993000019 was asked for"
         );
         let onset = br#"{"nhs_number":"9993000019","items":[{"id":"p1","snomed":"195967001",
             "term":"Asthma","onset":"2009-13","status":"active","confidential":false}]}"#;
         assert_eq!(
-            map_list(onset, List::Problems, nhs())
-                .unwrap_err()
-                .to_string(),
+            refused(onset),
             "items[0].onset is invalid: '2009-13' is not a real calendar date"
         );
+        // Whether an entry is confidential is never guessed.
         let unsure = br#"{"nhs_number":"9993000019","items":[{"id":"p1","snomed":"195967001",
             "term":"Asthma","onset":"2009","status":"active"}]}"#;
-        assert!(
-            map_list(unsure, List::Problems, nhs())
-                .unwrap_err()
-                .to_string()
-                .contains("missing field `confidential`")
-        );
-        assert!(
-            map_list(b"{\"nhs_number\":\"\xC3\x28\"}", List::Problems, nhs())
-                .unwrap_err()
-                .to_string()
-                .contains("not valid UTF-8")
-        );
+        assert!(refused(unsure).contains("missing field `confidential`"));
+        assert!(refused(b"{\"nhs_number\":\"\xC3\x28\"}").contains("not valid UTF-8"));
     }
 }
