@@ -82,7 +82,7 @@ impl EmisAdapter {
 }
 
 /// How the gateway builds this adapter from `[systems.emis]` (registered once, in
-/// `gp_gateway::systems::builtin`).
+/// `gp_gateway::systems::builtin`, or by a binary of your own: see docs/adding-a-gp-system.md §4).
 impl AdapterFactory for EmisAdapter {
     const SYSTEM: GpSystem = SYSTEM;
     type Config = EmisConfig;
