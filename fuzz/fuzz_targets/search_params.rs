@@ -24,5 +24,5 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(search) = parse_clinical_search(&pairs, PagingLimits::default()) {
         let _ = search.link_params(&pairs);
     }
-    let _ = parse_patient_search(&pairs);
+    let _ = parse_patient_search(&pairs, PagingLimits::default());
 });

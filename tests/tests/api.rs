@@ -340,16 +340,16 @@ async fn bad_requests_get_precise_operation_outcomes() {
             "dtae",
         ),
         (
-            format!("/Observation?patient={EMIS_DEMO}&_count=0"),
+            format!("/Observation?patient={EMIS_DEMO}&_count=-1"),
             400,
             "INVALID_SEARCH_DATA",
             "_count",
         ),
         (
-            format!("/Observation?patient={EMIS_DEMO}&_count=100000"),
+            format!("/Observation?patient={EMIS_DEMO}&_summary=text"),
             400,
             "INVALID_SEARCH_DATA",
-            "_count",
+            "_summary",
         ),
         (
             format!("/Observation?patient={EMIS_DEMO}&date=2021-02-30"),
@@ -505,6 +505,66 @@ async fn searches_page_with_links_and_filter_by_date() {
     }
     assert!(after["total"].as_u64().unwrap() < total || dates.iter().all(|d| d[..10] >= *pivot));
     w.sandbox.shutdown().await;
+}
+
+/// What client libraries send by default: medplum pages with `_count=1000`, its
+/// `searchOne` and fhirpy's `first()` send `_count=1`, and `_count=0` / `_summary=count`
+/// ask for the total alone.
+#[tokio::test]
+async fn searches_take_the_result_parameters_client_libraries_send() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let max = 250;
+    let all = w
+        .get(&format!("/Observation?patient={EMIS_DEMO}"), Some(&token))
+        .await
+        .json();
+    let total = all["total"].as_u64().unwrap();
+    assert!(total > 0);
+
+    let a = w
+        .get(
+            &format!("/Observation?patient={EMIS_DEMO}&_count=1000"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let b = a.json();
+    assert_eq!(b["total"].as_u64(), Some(total));
+    let served = b["entry"].as_array().unwrap().len() as u64;
+    assert_eq!(served, total.min(max), "served at the maximum page size");
+    assert!(b["link"][0]["url"].as_str().unwrap().contains("_count=250"));
+
+    for ask in ["_count=0", "_summary=count"] {
+        let a = w
+            .get(
+                &format!("/Observation?patient={EMIS_DEMO}&{ask}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{ask}: {}", String::from_utf8_lossy(&a.body));
+        let b = a.json();
+        assert_eq!(b["total"].as_u64(), Some(total), "{ask}");
+        assert!(b.get("entry").is_none(), "{ask}: the count only");
+        let relations: Vec<&str> = b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["relation"].as_str().unwrap())
+            .collect();
+        assert_eq!(relations, ["self"], "{ask}: nothing to page through");
+    }
+
+    let a = w
+        .get(
+            &format!("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{EMIS_DEMO}&_count=1"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let b = a.json();
+    assert_eq!(b["total"], 1);
+    assert_eq!(b["entry"][0]["resource"]["id"], EMIS_DEMO);
 }
 
 #[tokio::test]

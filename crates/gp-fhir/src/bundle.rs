@@ -99,13 +99,14 @@ impl Searchset<'_> {
             url: self.link(offset),
         }];
         let served_to = offset.saturating_add(page.len() as u32);
-        if served_to < self.total {
+        // A count-only answer (`_count=0`) has no pages to link.
+        if count > 0 && served_to < self.total {
             link.push(BundleLink {
                 relation: "next".into(),
                 url: self.link(served_to),
             });
         }
-        if offset > 0 {
+        if count > 0 && offset > 0 {
             link.push(BundleLink {
                 relation: "previous".into(),
                 url: self.link(offset.saturating_sub(count)),
@@ -203,6 +204,32 @@ mod tests {
         assert!(
             last.link.iter().all(|l| l.relation != "next"),
             "no next link on the last page"
+        );
+    }
+
+    #[test]
+    fn a_count_only_answer_has_the_total_and_no_page_links() {
+        let params = vec![("patient".to_string(), "9690937278".to_string())];
+        let b = Searchset {
+            base_url: "https://gw.example/FHIR/R4",
+            resource_type: "Observation",
+            params: &params,
+            paging: Paging {
+                count: 0,
+                offset: 3,
+            },
+            total: 5,
+            id: "req-1",
+            last_updated: "2026-01-01T00:00:00Z",
+        }
+        .build(Vec::new());
+        assert_eq!(b.total, Some(5));
+        assert!(b.entry.is_empty());
+        let relations: Vec<&str> = b.link.iter().map(|l| l.relation.as_str()).collect();
+        assert_eq!(
+            relations,
+            ["self"],
+            "a client following next would never end"
         );
     }
 }

@@ -23,8 +23,8 @@ pub enum SearchError {
     Repeated(String),
     #[error("search parameter '{name}' has an invalid value: {why}")]
     Invalid { name: String, why: String },
-    #[error("_count must be an integer from 1 to {max}, not '{value}'")]
-    Count { value: String, max: u32 },
+    #[error("_count must be a whole number (0 asks for the count only), not '{value}'")]
+    Count { value: String },
     #[error("{0}")]
     NhsNumber(#[from] NhsNumberError),
 }
@@ -149,36 +149,39 @@ impl Default for PagingLimits {
     }
 }
 
-/// Result-set parameters every search accepts: `_count`, `_offset`, `_format`.
+/// Result-set parameters every search accepts: `_count`, `_offset`, `_format`,
+/// `_summary`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
+    /// Entries per page; 0 asks for the total only (`_count=0`, `_summary=count`).
     pub count: u32,
     pub offset: u32,
 }
 
 /// Parameters accepted on every search, handled by the server rather than the adapter.
-const RESULT_PARAMS: [&str; 3] = ["_count", "_offset", "_format"];
+const RESULT_PARAMS: [&str; 4] = ["_count", "_offset", "_format", "_summary"];
 
 fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Paging, SearchError> {
     let mut paging = Paging {
         count: limits.default_count,
         offset: 0,
     };
-    let mut seen = (false, false);
+    let mut seen = (false, false, false);
+    let mut count_only = false;
     for (k, v) in pairs {
         match k.as_str() {
             "_count" => {
                 if std::mem::replace(&mut seen.0, true) {
                     return Err(SearchError::Repeated(k.clone()));
                 }
-                paging.count = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|c| (1..=limits.max_count).contains(c))
-                    .ok_or_else(|| SearchError::Count {
+                // FHIR lets a server return fewer than asked: a larger page is served
+                // at the maximum, as client libraries' default page sizes expect.
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(SearchError::Count {
                         value: v.chars().take(20).collect(),
-                        max: limits.max_count,
-                    })?;
+                    });
+                }
+                paging.count = v.parse::<u32>().unwrap_or(u32::MAX).min(limits.max_count);
             }
             "_offset" => {
                 if std::mem::replace(&mut seen.1, true) {
@@ -189,8 +192,26 @@ fn parse_paging(pairs: &[(String, String)], limits: PagingLimits) -> Result<Pagi
                     why: "expected a non-negative integer".into(),
                 })?;
             }
+            "_summary" => {
+                if std::mem::replace(&mut seen.2, true) {
+                    return Err(SearchError::Repeated(k.clone()));
+                }
+                match v.as_str() {
+                    "count" => count_only = true,
+                    "false" => {}
+                    _ => {
+                        return Err(SearchError::Invalid {
+                            name: k.clone(),
+                            why: "only 'count' (the total, no entries) and 'false' (whole resources) are supported".into(),
+                        });
+                    }
+                }
+            }
             _ => {}
         }
+    }
+    if count_only {
+        paging.count = 0;
     }
     Ok(paging)
 }
@@ -255,10 +276,7 @@ pub struct ClinicalSearchParams {
 impl ClinicalSearchParams {
     /// The parameters that define the result set (for `self`/`next` links), without paging.
     pub fn link_params(&self, raw: &[(String, String)]) -> Vec<(String, String)> {
-        raw.iter()
-            .filter(|(k, _)| !RESULT_PARAMS.contains(&k.as_str()))
-            .cloned()
-            .collect()
+        result_set(raw)
     }
 }
 
@@ -267,7 +285,8 @@ pub fn parse_clinical_search(
     pairs: &[(String, String)],
     limits: PagingLimits,
 ) -> Result<ClinicalSearchParams, SearchError> {
-    const SUPPORTED: &str = "patient, patient:identifier, date, _id, _count, _offset, _format";
+    const SUPPORTED: &str =
+        "patient, patient:identifier, subject, date, _id, _count, _offset, _summary, _format";
     let mut patient = None;
     let mut date = DateRange::default();
     let mut ids = Vec::new();
@@ -317,9 +336,20 @@ pub fn parse_clinical_search(
     })
 }
 
-/// Parses `GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`.
-pub fn parse_patient_search(pairs: &[(String, String)]) -> Result<NhsNumber, SearchError> {
-    const SUPPORTED: &str = "identifier, _format";
+/// A validated `GET /Patient?identifier=…` search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatientSearchParams {
+    pub nhs_number: NhsNumber,
+    pub paging: Paging,
+}
+
+/// Parses `GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`, with the
+/// result parameters client libraries send (`_count=1` for "the first match").
+pub fn parse_patient_search(
+    pairs: &[(String, String)],
+    limits: PagingLimits,
+) -> Result<PatientSearchParams, SearchError> {
+    const SUPPORTED: &str = "identifier, _count, _offset, _summary, _format";
     let mut found = None;
     for (k, v) in pairs {
         match k.as_str() {
@@ -343,11 +373,29 @@ pub fn parse_patient_search(pairs: &[(String, String)]) -> Result<NhsNumber, Sea
                 }
                 found = Some(NhsNumber::parse(value)?);
             }
-            "_format" => {}
+            k if RESULT_PARAMS.contains(&k) => {}
             other => return Err(SearchError::UnknownParameter(sanitize(other), SUPPORTED)),
         }
     }
-    found.ok_or(SearchError::Missing("identifier"))
+    Ok(PatientSearchParams {
+        nhs_number: found.ok_or(SearchError::Missing("identifier"))?,
+        paging: parse_paging(pairs, limits)?,
+    })
+}
+
+impl PatientSearchParams {
+    /// The parameters that define the result set (for `self`/`next` links), without paging.
+    pub fn link_params(raw: &[(String, String)]) -> Vec<(String, String)> {
+        result_set(raw)
+    }
+}
+
+/// `raw` without the result parameters (paging, format, summary).
+fn result_set(raw: &[(String, String)]) -> Vec<(String, String)> {
+    raw.iter()
+        .filter(|(k, _)| !RESULT_PARAMS.contains(&k.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Bounded, printable echo of a caller-supplied name.
@@ -400,13 +448,18 @@ mod tests {
             parse_clinical_search(&q("patient=9690937278&dtae=2020"), lim),
             Err(SearchError::UnknownParameter(p, _)) if p == "dtae"
         ));
+        for bad in ["-1", "", "ten", "1.5", "+3"] {
+            assert!(
+                matches!(
+                    parse_clinical_search(&q(&format!("patient=9690937278&_count={bad}")), lim),
+                    Err(SearchError::Count { .. })
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
-            parse_clinical_search(&q("patient=9690937278&_count=0"), lim),
-            Err(SearchError::Count { .. })
-        ));
-        assert!(matches!(
-            parse_clinical_search(&q("patient=9690937278&_count=251"), lim),
-            Err(SearchError::Count { .. })
+            parse_clinical_search(&q("patient=9690937278&_summary=true"), lim),
+            Err(SearchError::Invalid { name, .. }) if name == "_summary"
         ));
         assert!(matches!(
             parse_clinical_search(&q("patient=9690937279"), lim),
@@ -426,25 +479,56 @@ mod tests {
 
     #[test]
     fn patient_search_needs_the_nhs_number_system() {
+        let lim = PagingLimits::default();
+        let found = parse_patient_search(
+            &q("identifier=https://fhir.nhs.uk/Id/nhs-number|9690937278&_count=1"),
+            lim,
+        )
+        .unwrap();
+        assert_eq!(found.nhs_number.to_string(), "9690937278");
         assert_eq!(
-            parse_patient_search(&q(
-                "identifier=https://fhir.nhs.uk/Id/nhs-number|9690937278"
-            ))
-            .unwrap()
-            .to_string(),
-            "9690937278"
+            found.paging.count, 1,
+            "medplum's searchOne, fhirpy's first()"
         );
         assert!(matches!(
-            parse_patient_search(&q("identifier=9690937278")),
+            parse_patient_search(&q("identifier=9690937278"), lim),
             Err(SearchError::Invalid { .. })
         ));
         assert!(matches!(
-            parse_patient_search(&q("name=smith")),
+            parse_patient_search(&q("name=smith"), lim),
             Err(SearchError::UnknownParameter(..))
         ));
         assert_eq!(
-            parse_patient_search(&q("")),
+            parse_patient_search(&q(""), lim),
             Err(SearchError::Missing("identifier"))
+        );
+    }
+
+    #[test]
+    fn count_is_clamped_and_zero_or_summary_count_asks_for_the_total() {
+        let lim = PagingLimits {
+            default_count: 50,
+            max_count: 250,
+        };
+        let count = |query: &str| {
+            parse_clinical_search(&q(&format!("patient=9690937278&{query}")), lim)
+                .unwrap()
+                .paging
+                .count
+        };
+        assert_eq!(count("_count=1000"), 250, "medplum's default page size");
+        assert_eq!(count("_count=99999999999999999999999"), 250);
+        assert_eq!(count("_count=250"), 250);
+        assert_eq!(count("_count=7"), 7);
+        assert_eq!(count("_count=0"), 0);
+        assert_eq!(count("_summary=count"), 0);
+        assert_eq!(count("_summary=count&_count=10"), 0);
+        assert_eq!(count("_summary=false"), 50);
+        let p =
+            parse_clinical_search(&q("patient=9690937278&_summary=count&date=2020"), lim).unwrap();
+        assert_eq!(
+            p.link_params(&q("patient=9690937278&_summary=count&date=2020")),
+            q("patient=9690937278&date=2020")
         );
     }
 }

@@ -7,7 +7,7 @@ use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::Searchset;
 use gp_fhir::model::Resource;
-use gp_fhir::search::{Paging, parse_clinical_search, parse_patient_search};
+use gp_fhir::search::{Paging, PatientSearchParams, parse_clinical_search, parse_patient_search};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -97,20 +97,30 @@ pub async fn serve(
             Ok(crate::respond::patient(StatusCode::OK, &record))
         }
         Route::PatientSearch => {
-            let nhs = parse_patient_search(query)?;
-            let found = match released_patient(app, nhs, ids, caller).await {
+            let search = parse_patient_search(query, app.paging)?;
+            let found = match released_patient(app, search.nhs_number, ids, caller).await {
                 Ok(released) => vec![Resource::Patient(released.record.patient.clone())],
                 Err(GatewayError::NotFound(_)) => Vec::new(),
                 Err(other) => return Err(other.into()),
             };
             let total = found.len() as u32;
-            let paging = Paging {
-                count: app.paging.default_count,
-                offset: 0,
-            };
+            let Paging { count, offset } = search.paging;
+            let page = found
+                .into_iter()
+                .skip(offset as usize)
+                .take(count as usize)
+                .collect();
             let last_updated = now_rfc3339();
-            let bundle =
-                searchset("Patient", query, paging, total, ids, &last_updated).build(found);
+            let link_params = PatientSearchParams::link_params(query);
+            let bundle = searchset(
+                "Patient",
+                &link_params,
+                search.paging,
+                total,
+                ids,
+                &last_updated,
+            )
+            .build(page);
             Ok(fhir_response(StatusCode::OK, bundle.to_json()))
         }
         Route::ClinicalSearch(resource_type) => {

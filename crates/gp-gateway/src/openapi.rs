@@ -187,14 +187,41 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             "example": ["ge2020-01-01"] })
     };
     let patient = json!({ "type": "string", "pattern": PATIENT_PATTERN, "example": EXAMPLE_NHS });
+    // The result parameters every FHIR search takes (client libraries send them).
+    let result_parameters = || {
+        vec![
+            q(
+                "_count",
+                false,
+                json!({ "type": "integer", "minimum": 0, "default": 50 }),
+                "page size; more than 250 is served 250, 0 the total only",
+            ),
+            q(
+                "_offset",
+                false,
+                json!({ "type": "integer", "minimum": 0 }),
+                "paging: follow Bundle.link next",
+            ),
+            q(
+                "_summary",
+                false,
+                json!({ "type": "string", "enum": ["count", "false"] }),
+                "count: the total only; false: whole resources",
+            ),
+        ]
+    };
     match route {
-        Route::PatientSearch => vec![q(
-            "identifier",
-            true,
-            json!({ "type": "string", "pattern": NHS_IDENTIFIER_PATTERN,
-                "example": format!("{NHS_NUMBER_SYSTEM}|{EXAMPLE_NHS}") }),
-            "https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
-        )],
+        Route::PatientSearch => {
+            let mut params = vec![q(
+                "identifier",
+                true,
+                json!({ "type": "string", "pattern": NHS_IDENTIFIER_PATTERN,
+                    "example": format!("{NHS_NUMBER_SYSTEM}|{EXAMPLE_NHS}") }),
+                "https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
+            )];
+            params.extend(result_parameters());
+            params
+        }
         Route::ClinicalSearch(_) => vec![
             q(
                 "patient",
@@ -214,19 +241,10 @@ fn query_parameters(route: &Route) -> Vec<Value> {
                 json!({ "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64})*$" }),
                 "comma-separated entry ids (a create's Location uses it)",
             ),
-            q(
-                "_count",
-                false,
-                json!({ "type": "integer", "minimum": 1, "maximum": 250, "default": 50 }),
-                "page size",
-            ),
-            q(
-                "_offset",
-                false,
-                json!({ "type": "integer", "minimum": 0 }),
-                "paging: follow Bundle.link next",
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(result_parameters())
+        .collect(),
         Route::AuditEventSearch => vec![
             q("patient", false, patient, "the NHS number"),
             q(
