@@ -361,6 +361,94 @@ async fn a_stale_if_match_gets_412_and_changes_nothing() {
     );
 }
 
+/// Versions as FHIR clients use them, on every GP system: `meta.versionId` is what the
+/// ETag quotes, `If-None-Match` answers 304, `If-Match: *` updates whatever is current.
+#[tokio::test]
+async fn versions_are_version_ids_clients_can_send_back() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let read = w
+            .call("GET", &format!("/Patient/{nhs}"), &token, &[], b"")
+            .await;
+        assert_eq!(read.status, 200, "{system}");
+        let version_id = read.json()["meta"]["versionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{system}: no meta.versionId"))
+            .to_owned();
+        assert!(
+            version_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+            "{system}: {version_id} is not a FHIR id"
+        );
+        let etag = format!("W/\"{version_id}\"");
+        assert_eq!(read.header("etag"), Some(etag.as_str()), "{system}");
+
+        let again = w
+            .call(
+                "GET",
+                &format!("/Patient/{nhs}"),
+                &token,
+                &[("if-none-match", &etag)],
+                b"",
+            )
+            .await;
+        assert_eq!(again.status, 304, "{system}");
+        assert!(again.body.is_empty(), "{system}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()), "{system}");
+        let other = w
+            .call(
+                "GET",
+                &format!("/Patient/{nhs}"),
+                &token,
+                &[("if-none-match", "W/\"elsewhen\"")],
+                b"",
+            )
+            .await;
+        assert_eq!(other.status, 200, "{system}: another version is answered");
+
+        let patch = json!([{"op": "replace", "path": "/telecom", "value": [
+            {"system": "phone", "value": "07700 900432", "use": "mobile"}
+        ]}]);
+        let patched = w
+            .call(
+                "PATCH",
+                &format!("/Patient/{nhs}"),
+                &token,
+                &[JSON_PATCH, ("if-match", "*")],
+                &serde_json::to_vec(&patch).unwrap(),
+            )
+            .await;
+        assert_eq!(
+            patched.status,
+            200,
+            "{system}: {}",
+            String::from_utf8_lossy(&patched.body)
+        );
+        let new_id = patched.json()["meta"]["versionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(new_id, version_id, "{system}: the version moved on");
+        assert_eq!(
+            patched.header("etag"),
+            Some(format!("W/\"{new_id}\"").as_str()),
+            "{system}"
+        );
+    }
+    let metadata = w.call("GET", "/metadata", &token, &[], b"").await.json();
+    for r in metadata["rest"][0]["resource"].as_array().unwrap() {
+        let expected = if r["type"] == "Patient" {
+            "versioned-update"
+        } else {
+            "no-version"
+        };
+        assert_eq!(r["versioning"], expected, "{}", r["type"]);
+    }
+}
+
 #[tokio::test]
 async fn bad_writes_get_precise_errors_and_change_nothing() {
     let w = World::start().await;

@@ -300,3 +300,60 @@ mod tests {
         assert_eq!(OdsCode::parse(""), Err(OdsCodeError::Empty));
     }
 }
+
+/// A GP system's record version as a FHIR `meta.versionId` (an `id`: 1 to 64 of
+/// `A-Za-z0-9-.`), the value a weak ETag quotes. GP systems version records with
+/// timestamps such as `2026-11-01T09:40:00+00:00`, which are not ids: letters, digits and
+/// `-` are kept and every other byte is written `.XX` (its hex), so distinct versions stay
+/// distinct; a version too long for that is named by a 64-bit FNV-1a hash. Compare a
+/// quoted version with `version_id(current)`, never decode one.
+pub fn version_id(version: &str) -> String {
+    let mut out = String::with_capacity(version.len());
+    for b in version.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!(".{b:02X}"));
+        }
+    }
+    if (1..=64).contains(&out.len()) {
+        return out;
+    }
+    let hash = version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("h.{hash:016x}")
+}
+
+#[cfg(test)]
+mod version_id_tests {
+    use super::version_id;
+
+    fn is_fhir_id(s: &str) -> bool {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    }
+
+    #[test]
+    fn versions_become_distinct_fhir_ids() {
+        assert_eq!(
+            version_id("2026-11-01T09:40:00+00:00"),
+            "2026-11-01T09.3A40.3A00.2B00.3A00"
+        );
+        assert_eq!(version_id("17"), "17");
+        // The escape character itself is escaped, so `a.3A` and `a:` differ.
+        assert_ne!(version_id("a:"), version_id("a.3A"));
+        assert_eq!(
+            version_id(""),
+            format!("h.{:016x}", 0xcbf2_9ce4_8422_2325_u64)
+        );
+        let long = "x:".repeat(40);
+        let named = version_id(&long);
+        assert!(named.starts_with("h."), "{named}");
+        assert_ne!(named, version_id(&"x:".repeat(41)));
+        for v in ["2026-11-01T09:40:00Z", "r=3;t=2", "é", &long, ""] {
+            assert!(is_fhir_id(&version_id(v)), "{v}: {}", version_id(v));
+        }
+    }
+}

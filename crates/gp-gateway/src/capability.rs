@@ -46,7 +46,9 @@ pub fn capability_statement(
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
                 "searchParam": search_params(t),
                 "conditionalCreate": t == "Observation",
-                "versioning": "versioned",
+                // Patient reads carry meta.versionId and its ETag, and its update is
+                // version-aware (If-Match); no other type has versions to offer.
+                "versioning": if t == "Patient" { "versioned-update" } else { "no-version" },
             })
         })
         .collect();

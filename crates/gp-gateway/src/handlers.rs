@@ -94,6 +94,9 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
             let record = released_patient(app, nhs, ids, caller).await?.record;
+            if crate::respond::unchanged(headers, &record) {
+                return Ok(crate::respond::not_modified(&record));
+            }
             Ok(crate::respond::patient(StatusCode::OK, &record))
         }
         Route::PatientSearch => {

@@ -30,11 +30,48 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>>
     with_type(status, "application/json", body)
 }
 
-/// A Patient response with its version as a weak `ETag` (what `If-Match` quotes back).
+/// A Patient response: `meta.versionId` is the record's version as a FHIR id, and the
+/// weak `ETag` quotes it (what `If-Match` and `If-None-Match` quote back).
 pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {
-    let mut resp = fhir(status, Resource::Patient(record.patient.clone()).to_json());
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", record.version)) {
+    let version_id = gp_fhir::ids::version_id(&record.version);
+    let mut patient = record.patient.clone();
+    patient.meta.get_or_insert_with(Default::default).version_id = Some(version_id.clone());
+    let mut resp = fhir(status, Resource::Patient(patient).to_json());
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
     resp
+}
+
+/// `304 Not Modified` with the version's `ETag`, for a read whose `If-None-Match` names
+/// the current version.
+pub fn not_modified(record: &PatientRecord) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    let version_id = gp_fhir::ids::version_id(&record.version);
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
+}
+
+/// True when an `If-None-Match` header names `record`'s current version (`*`, or one of
+/// a list of entity tags, compared weakly).
+pub fn unchanged(headers: &http::HeaderMap, record: &PatientRecord) -> bool {
+    let version_id = gp_fhir::ids::version_id(&record.version);
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| {
+            tag == "*"
+                || tag
+                    .strip_prefix("W/")
+                    .unwrap_or(tag)
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    == Some(version_id.as_str())
+        })
 }

@@ -172,17 +172,50 @@ pub(crate) async fn create_observation(
     Ok(resp)
 }
 
-/// The version an `If-Match` quotes: `W/"v"` or `"v"`.
-fn if_match(headers: &HeaderMap) -> Result<Option<String>, Invalid> {
+/// What an `If-Match` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IfMatch {
+    /// `*`: any current version (the resource exists).
+    Any,
+    /// `W/"v"` or `"v"`: the version `v`.
+    Version(String),
+}
+
+impl IfMatch {
+    /// True when `version` (the GP system's) is what this asks for: quoted as its
+    /// `meta.versionId` (the ETag a read gives), or as the version itself (the ETag
+    /// before versionIds).
+    fn accepts(&self, version: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Version(v) => *v == gp_fhir::ids::version_id(version) || v == version,
+        }
+    }
+}
+
+impl std::fmt::Display for IfMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Version(v) => write!(f, "W/\"{}\"", crate::routes::shown(v)),
+        }
+    }
+}
+
+/// The `If-Match` header, if any.
+fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Invalid> {
     let Some(raw) = header_text(headers, "if-match")? else {
         return Ok(None);
     };
     let raw = raw.trim();
+    if raw == "*" {
+        return Ok(Some(IfMatch::Any));
+    }
     let quoted = raw.strip_prefix("W/").unwrap_or(raw);
     match quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        Some(v) if !v.is_empty() && !v.contains('"') => Ok(Some(v.to_owned())),
+        Some(v) if !v.is_empty() && !v.contains('"') => Ok(Some(IfMatch::Version(v.to_owned()))),
         _ => Err(Invalid::request(
-            "If-Match must quote the ETag of a read, e.g. W/\"2026-11-01T09:40:00\"",
+            "If-Match must be * or quote the ETag of a read, e.g. W/\"2026-11-01T09.3A40.3A00\"",
         )),
     }
 }
@@ -204,13 +237,12 @@ pub(crate) async fn patch_patient(
         practice,
         adapter,
     } = released_patient_fresh(app, nhs, ids, caller).await?;
-    if let Some(v) = &expected
-        && *v != record.version
+    if let Some(asked) = &expected
+        && !asked.accepts(&record.version)
     {
         return Err(PreconditionFailed(format!(
-            "If-Match W/\"{}\" is not the current version W/\"{}\" of Patient/{nhs}: it changed since you read it; read it again and reapply your change",
-            crate::routes::shown(v),
-            record.version
+            "If-Match {asked} is not the current version W/\"{}\" of Patient/{nhs}: it changed since you read it; read it again and reapply your change",
+            gp_fhir::ids::version_id(&record.version)
         ))
         .into());
     }
@@ -278,10 +310,20 @@ mod tests {
             "if-match",
             HeaderValue::from_static("W/\"2026-11-01T09:40:00\""),
         );
-        assert_eq!(
-            if_match(&h).unwrap().as_deref(),
-            Some("2026-11-01T09:40:00")
+        let asked = if_match(&h).unwrap().unwrap();
+        assert_eq!(asked, IfMatch::Version("2026-11-01T09:40:00".into()));
+        assert!(asked.accepts("2026-11-01T09:40:00"), "the version itself");
+        assert!(!asked.accepts("2026-11-01T09:40:01"));
+        h.insert(
+            "if-match",
+            HeaderValue::from_static("W/\"2026-11-01T09.3A40.3A00\""),
         );
+        let asked = if_match(&h).unwrap().unwrap();
+        assert!(asked.accepts("2026-11-01T09:40:00"), "its meta.versionId");
+        assert!(!asked.accepts("2026-11-01T09:40:01"));
+        h.insert("if-match", HeaderValue::from_static("*"));
+        assert_eq!(if_match(&h).unwrap(), Some(IfMatch::Any));
+        assert!(IfMatch::Any.accepts("anything"));
         h.insert("if-match", HeaderValue::from_static("2026"));
         assert_eq!(if_match(&h).unwrap_err().status, 400);
     }
