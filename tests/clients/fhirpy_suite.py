@@ -220,10 +220,8 @@ class System:
 
 class Suite:
     def __init__(self, manifest, gateway):
-        self.manifest = manifest
         self.base = manifest["base_url"]
         self.token_url = manifest["token_url"]
-        self.origin = self.token_url.rsplit("/oauth2/", 1)[0]
         self.run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         # The reader reads the whole record and updates contact details (demo-consult in
         # the sandbox); the writer records readings, another supplier when one can, so the

@@ -198,11 +198,10 @@ const day = (r) => (r.effectiveDateTime ?? r.effectivePeriod?.start ?? '').slice
 
 class Suite {
   constructor(manifest, gateway) {
-    this.manifest = manifest;
     this.gateway = gateway;
     this.base = manifest.base_url;
     this.tokenUrl = manifest.token_url;
-    this.origin = this.tokenUrl.split('/oauth2/')[0];
+    this.origin = new URL(this.base).origin;
     this.runId = new Date().toISOString().replace(/[-:]/g, '').slice(0, 15);
     // The reader reads the whole record and updates contact details (demo-consult in the
     // sandbox); the writer records readings, another supplier when one can, so the two
