@@ -31,7 +31,6 @@ LIBRARY = f"fhirpy {fhirpy.__version__}"
 # listed here fails the run. A key is a check name (every system it runs on) or
 # "check@system" (that system only).
 KNOWN_GAPS = {
-    "search-patient-by-identifier": "issue 22 §4: _count=1 refused on Patient search",
     "read-search-entry-by-id": "issue 22 §1: no read by id but Patient",
     "resolve-record-references-Practitioner": "issue 22 §1: Practitioner read",
     "resolve-record-references-Organization": "issue 22 §1: Organization read",
@@ -43,9 +42,7 @@ KNOWN_GAPS = {
     "conditional-create": "not in issue 22: fhirpy puts the condition in the query string (tests/clients/README.md)",
     "patch-patient-contact": "issue 22 §6: JSON Merge Patch",
     "update-patient": "issue 22 §6: PUT /Patient",
-    "refresh-patient": "issue 22 §5: meta.versionId, If-None-Match",
     "discover-smart-configuration": "issue 22 §3: [base]/.well-known/smart-configuration",
-    "discover-capability-oauth-uris": "issue 22 §3: oauth-uris extension",
 }
 
 SNOMED = "http://snomed.info/sct"

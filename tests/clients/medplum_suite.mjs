@@ -19,20 +19,16 @@ const LIBRARY = `@medplum/core ${MEDPLUM_VERSION.split('-')[0]}`;
 // listed here fails the run. A key is a check name (every system it runs on) or
 // "check@system" (that system only).
 const KNOWN_GAPS = {
-  'search-patient-by-identifier': 'issue 22 §4: _count=1 refused on Patient search',
   'read-search-entry-by-id': 'issue 22 §1: no read by id but Patient',
   'resolve-record-references-Practitioner': 'issue 22 §1: Practitioner read',
   'resolve-record-references-Organization': 'issue 22 §1: Organization read',
   'resolve-record-references-Encounter': 'issue 22 §1: Encounter read',
   'resolve-structured-record-references': 'issue 22 §1: references outside the bundle',
-  'page-default': 'issue 22 §4: _count=1000 refused, not clamped',
   'search-by-code': 'issue 22 §4: token search on code',
   'create-observation-read-back': 'issue 22 §2: Location, read by id',
   'create-bp-panel-read-back': 'issue 22 §2: Location, read by id, one panel',
-  'patch-patient-if-match': 'issue 22 §5: meta.versionId for If-Match',
   'update-patient': 'issue 22 §6: PUT /Patient',
   'discover-smart-configuration': 'issue 22 §3: [base]/.well-known/smart-configuration',
-  'discover-capability-oauth-uris': 'issue 22 §3: oauth-uris extension',
 };
 
 const SNOMED = 'http://snomed.info/sct';

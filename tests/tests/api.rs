@@ -567,6 +567,29 @@ async fn searches_take_the_result_parameters_client_libraries_send() {
     assert_eq!(b["entry"][0]["resource"]["id"], EMIS_DEMO);
 }
 
+/// SMART discovery (fhir-kit-client, the SMART JS client) finds the token endpoint in
+/// the CapabilityStatement's oauth-uris extension.
+#[tokio::test]
+async fn the_capability_statement_names_the_token_endpoint() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let metadata = w.get("/metadata", Some(&token)).await.json();
+    let security = &metadata["rest"][0]["security"];
+    let oauth = security["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        })
+        .expect("an oauth-uris extension");
+    assert_eq!(oauth["extension"][0]["url"], "token");
+    assert_eq!(
+        oauth["extension"][0]["valueUri"].as_str(),
+        Some(w.manifest().token_url.as_str())
+    );
+}
+
 #[tokio::test]
 async fn sensitive_and_dissenting_patients_are_withheld() {
     let w = World::start().await;

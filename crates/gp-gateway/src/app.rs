@@ -143,7 +143,10 @@ impl App {
             &public_base,
             &clinical,
             &today,
-            g.access.mode == AccessMode::Oauth,
+            g.auth
+                .as_ref()
+                .filter(|_| g.access.mode == AccessMode::Oauth)
+                .map(|a| a.token_url.as_str()),
         );
         Self {
             public_base,

@@ -35,7 +35,7 @@ pub fn capability_statement(
     base_url: &str,
     clinical: &[ClinicalType],
     date: &str,
-    oauth: bool,
+    token_url: Option<&str>,
 ) -> Value {
     let resources: Vec<Value> = served(clinical)
         .into_iter()
@@ -52,8 +52,14 @@ pub fn capability_statement(
             })
         })
         .collect();
-    let security = if oauth {
+    let security = if let Some(token_url) = token_url {
         json!({
+            // Where SMART clients' discovery (fhir-kit-client, the SMART JS client) looks
+            // for the token endpoint.
+            "extension": [{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{ "url": "token", "valueUri": token_url }]
+            }],
             "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
             "description": "OAuth2 client credentials with signed JWT client assertions (SMART Backend Services)"
         })
