@@ -89,13 +89,15 @@ impl RateDecision {
 /// A request was refused by a rate limit: 429 TOO_MANY_REQUESTS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "rate limit exceeded for {subject}: at most {limit} requests at once; retry after {retry_after_secs} s"
+    "request rate limit exceeded for {subject}: more than {limit} requests within {window_secs} s (the limit is on the rate of requests, not on how many are in flight); retry after {retry_after_secs} s"
 )]
 pub struct RateLimitExceeded {
     /// What was limited, e.g. `supplier demo-booking`.
     pub subject: String,
     /// The bucket size.
     pub limit: u32,
+    /// Seconds an empty bucket takes to fill.
+    pub window_secs: u64,
     /// Seconds to wait.
     pub retry_after_secs: u64,
     /// The refusing decision's `RateLimit` and `RateLimit-Policy` header values.
@@ -109,6 +111,7 @@ impl RateLimitExceeded {
         Self {
             subject: subject.into(),
             limit: decision.limit,
+            window_secs: decision.window_secs.max(1),
             retry_after_secs: decision.retry_after_secs.max(1),
             ratelimit: decision.ratelimit_header(),
             ratelimit_policy: decision.ratelimit_policy_header(),
@@ -359,7 +362,7 @@ mod tests {
         assert_eq!(err.issue_type(), IssueType::Throttled);
         assert_eq!(
             err.to_string(),
-            "rate limit exceeded for supplier demo-booking: at most 4 requests at once; retry after 1 s"
+            "request rate limit exceeded for supplier demo-booking: more than 4 requests within 2 s (the limit is on the rate of requests, not on how many are in flight); retry after 1 s"
         );
     }
 
