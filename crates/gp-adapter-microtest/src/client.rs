@@ -2,6 +2,7 @@
 //! to [`AdapterError`]s.
 
 use bytes::Bytes;
+use gp_adapter::json::Document;
 use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
@@ -167,8 +168,8 @@ impl MicrotestClient {
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         let response = self.http.get(&format!("{PREFIX}/health"), ctx).await?;
         let ok = response.status == 200
-            && serde_json::from_slice::<serde_json::Value>(&response.body)
-                .is_ok_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("ok"));
+            && Document::parse(&response.body)
+                .is_ok_and(|d| d.get("status").opt_str() == Ok(Some("ok")));
         if ok {
             Ok(())
         } else {
