@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use gp_adapter::json::Document;
-use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::native::{
+    Call, Method, NativeClient, NativeResponse, refusal_detail, status_error,
+};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -184,16 +186,18 @@ impl MicrotestClient {
     }
 }
 
-/// Maps a non-200 read answer: `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` on a `404` →
-/// `PatientNotFound`, other 4xx (a `409` or `422` included: a read is never refused for
-/// those) → `Rejected`, 5xx (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer by the shared status table ([`status_error`]):
+/// `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` on a `404` → `PatientNotFound`, other 4xx →
+/// `Rejected`, 5xx (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = GpSystem::Microtest;
     let (not_found, detail) = refusal(response);
-    match response.status {
-        409 | 422 => AdapterError::Rejected { system, detail },
-        status => status_error(system, status, not_found, detail),
-    }
+    status_error(
+        GpSystem::Microtest,
+        Call::Read,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 /// Maps a refused write by the shared status table ([`status_error`]): `409
@@ -210,7 +214,13 @@ pub fn write_error_from(response: &NativeResponse) -> AdapterError {
         },
         _ => detail,
     };
-    status_error(GpSystem::Microtest, response.status, not_found, detail)
+    status_error(
+        GpSystem::Microtest,
+        Call::Write,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 /// Whether a problem document names an unknown patient or site, and the detail every

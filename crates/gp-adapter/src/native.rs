@@ -300,14 +300,22 @@ impl NativeClient {
     }
 }
 
-/// Maps a GP system's refusal of a call by its HTTP status: the table every adapter
+/// Whether a native call read or wrote: a refusal means something else for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    Write,
+}
+
+/// Maps a GP system's refusal of a call by its HTTP status: the one table every adapter
 /// shares, so the same native answer means the same thing whichever system gave it.
 ///
 /// - `404` whose native error names an unknown patient or practice (`not_found`) →
 ///   [`AdapterError::PatientNotFound`]; a bare `404` is a wrong URL, so `Rejected`;
-/// - `409` (the record changed since the version the write was made against) →
-///   [`AdapterError::VersionConflict`];
-/// - `422` (a code, unit or value the system cannot hold) → [`AdapterError::Unprocessable`];
+/// - on a write, `409` (the record changed since the version the write was made
+///   against) → [`AdapterError::VersionConflict`] and `422` (a code, unit or value the
+///   system cannot hold) → [`AdapterError::Unprocessable`]; a read is never refused for
+///   those, so on a read they are `Rejected`;
 /// - any other 4xx (a request the adapter should not have built) → [`AdapterError::Rejected`];
 /// - 5xx and anything else → [`AdapterError::Unavailable`].
 ///
@@ -316,15 +324,16 @@ impl NativeClient {
 /// it maps itself before calling this.
 pub fn status_error(
     system: GpSystem,
+    call: Call,
     status: u16,
     not_found: bool,
     detail: String,
 ) -> AdapterError {
-    match status {
-        404 if not_found => AdapterError::PatientNotFound,
-        409 => AdapterError::VersionConflict { system, detail },
-        422 => AdapterError::Unprocessable { system, detail },
-        400..=499 => AdapterError::Rejected { system, detail },
+    match (call, status) {
+        (_, 404) if not_found => AdapterError::PatientNotFound,
+        (Call::Write, 409) => AdapterError::VersionConflict { system, detail },
+        (Call::Write, 422) => AdapterError::Unprocessable { system, detail },
+        (_, 400..=499) => AdapterError::Rejected { system, detail },
         _ => AdapterError::Unavailable { system, detail },
     }
 }
@@ -533,50 +542,51 @@ mod tests {
     fn refusals_map_by_status() {
         let sys = GpSystem::Tpp;
         let d = || "HTTP 4xx X: y".to_owned();
-        assert_eq!(
-            status_error(sys, 404, true, d()),
-            AdapterError::PatientNotFound
-        );
-        assert_eq!(
-            status_error(sys, 404, false, d()),
-            AdapterError::Rejected {
-                system: sys,
-                detail: d()
+        let rejected = AdapterError::Rejected {
+            system: sys,
+            detail: d(),
+        };
+        for call in [Call::Read, Call::Write] {
+            assert_eq!(
+                status_error(sys, call, 404, true, d()),
+                AdapterError::PatientNotFound
+            );
+            assert_eq!(status_error(sys, call, 404, false, d()), rejected);
+            for status in [400, 401, 403, 405, 413, 415, 499] {
+                assert_eq!(
+                    status_error(sys, call, status, true, d()),
+                    rejected,
+                    "{status}"
+                );
             }
-        );
+            for status in [500, 502, 503, 302, 200] {
+                assert_eq!(
+                    status_error(sys, call, status, false, d()),
+                    AdapterError::Unavailable {
+                        system: sys,
+                        detail: d()
+                    },
+                    "{status}"
+                );
+            }
+        }
         assert_eq!(
-            status_error(sys, 409, false, d()),
+            status_error(sys, Call::Write, 409, false, d()),
             AdapterError::VersionConflict {
                 system: sys,
                 detail: d()
             }
         );
         assert_eq!(
-            status_error(sys, 422, false, d()),
+            status_error(sys, Call::Write, 422, false, d()),
             AdapterError::Unprocessable {
                 system: sys,
                 detail: d()
             }
         );
-        for status in [400, 401, 403, 405, 413, 415, 499] {
-            assert_eq!(
-                status_error(sys, status, true, d()),
-                AdapterError::Rejected {
-                    system: sys,
-                    detail: d()
-                },
-                "{status}"
-            );
-        }
-        for status in [500, 502, 503, 302, 200] {
-            assert_eq!(
-                status_error(sys, status, false, d()),
-                AdapterError::Unavailable {
-                    system: sys,
-                    detail: d()
-                },
-                "{status}"
-            );
+        // A read is never refused for a stale version or a value it cannot hold.
+        for status in [409, 422] {
+            assert_eq!(status_error(sys, Call::Read, status, false, d()), rejected);
         }
     }
 
