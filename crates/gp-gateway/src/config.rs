@@ -416,6 +416,24 @@ impl SystemsConfig {
         .collect()
     }
 
+    /// Resolves each system's relative file paths (`ca_file`, `auth.*_file`) against
+    /// `dir`, the directory of gateway.toml, as every other file it names.
+    pub fn resolve_files(&mut self, dir: &Path) {
+        use gp_adapter::endpoint::resolve_files;
+        if let Some(c) = &mut self.emis {
+            resolve_files(dir, &mut c.ca_file, &mut c.auth);
+        }
+        if let Some(c) = &mut self.tpp {
+            resolve_files(dir, &mut c.ca_file, &mut c.auth);
+        }
+        if let Some(c) = &mut self.vision {
+            resolve_files(dir, &mut c.ca_file, &mut c.auth);
+        }
+        if let Some(c) = &mut self.microtest {
+            resolve_files(dir, &mut c.ca_file, &mut c.auth);
+        }
+    }
+
     /// Points a system at a base URL (the sandbox's simulators).
     pub fn set_base_url(&mut self, system: GpSystem, url: &str) {
         match system {
@@ -512,7 +530,8 @@ impl LoadedConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let text = read(path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let gateway: GatewayConfig = parse(path, &text)?;
+        let mut gateway: GatewayConfig = parse(path, &text)?;
+        gateway.systems.resolve_files(&dir);
         let practices_path = dir.join(&gateway.practices_file);
         let practices_text = read(&practices_path)?;
         let registry: PracticeRegistryFile = parse(&practices_path, &practices_text)?;
@@ -1029,6 +1048,55 @@ mod tests {
         assert!(
             err.contains("redis-password") && !err.contains("hunter"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn systems_carry_tls_and_auth_with_files_relative_to_the_config() {
+        let mut systems: SystemsConfig = toml::from_str(
+            r#"
+            [emis]
+            base_url = "https://emis.example:9443"
+            ca_file = "certs/emis-ca.pem"
+            [emis.auth]
+            kind = "mutual_tls"
+            cert_file = "certs/gateway.pem"
+            key_file = "/run/secrets/gateway.key"
+
+            [microtest]
+            base_url = "http://127.0.0.1:9004"
+            [microtest.auth]
+            kind = "oauth_client_credentials"
+            token_url = "https://auth.example/token"
+            client_id = "gp-gateway"
+            client_secret_env = "MICROTEST_SECRET"
+            "#,
+        )
+        .unwrap();
+        systems.resolve_files(Path::new("/etc/gp-gateway"));
+        let emis = systems.emis.as_ref().unwrap();
+        assert_eq!(
+            emis.ca_file.as_deref(),
+            Some(Path::new("/etc/gp-gateway/certs/emis-ca.pem"))
+        );
+        assert_eq!(
+            emis.auth,
+            Some(gp_adapter::endpoint::AuthConfig::MutualTls {
+                cert_file: "/etc/gp-gateway/certs/gateway.pem".into(),
+                key_file: "/run/secrets/gateway.key".into(),
+            })
+        );
+        assert_eq!(
+            systems.problems(),
+            vec![(
+                "systems.microtest",
+                "microtest.auth.token_url: an https:// token URL is verified with ca_file, which is not set".to_owned()
+            )]
+        );
+        let inline = "[tpp]\nbase_url = \"http://h\"\n[tpp.auth]\nkind = \"api_key\"\nheader = \"X-Key\"\nkey = \"s3cret\"\n";
+        assert!(
+            toml::from_str::<SystemsConfig>(inline).is_err(),
+            "secrets are never inline"
         );
     }
 }
