@@ -2,7 +2,7 @@
 //! shared status table ([`status_error`]).
 
 use gp_adapter::endpoint::EndpointError;
-use gp_adapter::native::{NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::native::{Call, NativeClient, NativeResponse, refusal_detail, status_error};
 use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
@@ -92,13 +92,14 @@ pub fn refused(response: &NativeResponse) -> AdapterError {
             .map(|e| (e.code.as_str(), e.message.as_str())),
         "an Acme error document",
     );
-    match response.status {
-        409 | 422 => AdapterError::Rejected {
-            system: crate::SYSTEM,
-            detail,
-        },
-        status => status_error(crate::SYSTEM, status, not_found, detail),
-    }
+    // Acme is read-only: every refusal it answers is to a read.
+    status_error(
+        crate::SYSTEM,
+        Call::Read,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 #[cfg(test)]

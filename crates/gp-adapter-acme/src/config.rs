@@ -2,7 +2,9 @@
 //! purely (no network) so `gp-gateway check-config` can run it in CI; the defaults,
 //! limits and messages are the shared [`gp_adapter::endpoint`] ones.
 
-use gp_adapter::endpoint::{self, Endpoint, EndpointError};
+use std::path::PathBuf;
+
+use gp_adapter::endpoint::{self, AuthConfig, Endpoint, EndpointError};
 use serde::Deserialize;
 
 /// Where and how to reach Acme Clinical's native API.
@@ -20,6 +22,12 @@ pub struct AcmeConfig {
     /// Largest native response accepted, in bytes.
     #[serde(default = "endpoint::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// CA bundle (PEM) an `https://` base URL's certificate must chain to.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `[systems.acme.auth]`: API key, OAuth client credentials or mutual TLS.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 impl AcmeConfig {
@@ -30,6 +38,8 @@ impl AcmeConfig {
             connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
             max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
+            ca_file: None,
+            auth: None,
         }
     }
 
@@ -41,6 +51,8 @@ impl AcmeConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             request_timeout_ms: self.request_timeout_ms,
             max_record_bytes: self.max_record_bytes,
+            ca_file: self.ca_file.as_deref(),
+            auth: self.auth.as_ref(),
         }
     }
 

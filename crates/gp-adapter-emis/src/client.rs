@@ -2,7 +2,9 @@
 //! [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::native::{
+    Call, Method, NativeClient, NativeResponse, refusal_detail, status_error,
+};
 use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -60,7 +62,7 @@ impl EmisClient {
                 ctx,
             )
             .await?
-            .created_body(error_from)
+            .created_body(write_error_from)
     }
 
     /// `PUT /emis/practices/{ODS}/patients/{NHS}/contactdetails` with an
@@ -85,7 +87,7 @@ impl EmisClient {
                 ctx,
             )
             .await?
-            .ok_body(error_from)
+            .ok_body(write_error_from)
     }
 
     /// `GET /emis/health`: ready when it answers 200 with `<Status>OK</Status>`.
@@ -107,11 +109,21 @@ impl EmisClient {
     }
 }
 
-/// Maps a non-success answer (read or write) by the shared status table,
-/// [`status_error`]: `PATIENT_NOT_FOUND`/`PRACTICE_NOT_FOUND` on a `404` →
-/// `PatientNotFound`, `409` (a stale `LastModified`) → `VersionConflict`, `422` (a value
-/// EMIS cannot file) → `Unprocessable`, other 4xx → `Rejected`, 5xx → `Unavailable`.
+/// Maps a non-200 read answer by the shared status table ([`status_error`]):
+/// `PATIENT_NOT_FOUND`/`PRACTICE_NOT_FOUND` on a `404` → `PatientNotFound`, other 4xx →
+/// `Rejected`, 5xx → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
+    refused(Call::Read, response)
+}
+
+/// Maps a refused write by the shared status table: as [`error_from`], and `409` (a
+/// stale `LastModified`) → `VersionConflict`, `422` (a value EMIS cannot file) →
+/// `Unprocessable`.
+pub fn write_error_from(response: &NativeResponse) -> AdapterError {
+    refused(Call::Write, response)
+}
+
+fn refused(call: Call, response: &NativeResponse) -> AdapterError {
     let native = parse_error_document(&response.body);
     let native = native.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
     let not_found = matches!(
@@ -119,7 +131,7 @@ pub fn error_from(response: &NativeResponse) -> AdapterError {
         Some(("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND", _))
     );
     let detail = refusal_detail(response.status, native, "an EMIS error document");
-    status_error(crate::SYSTEM, response.status, not_found, detail)
+    status_error(crate::SYSTEM, call, response.status, not_found, detail)
 }
 
 #[cfg(test)]
@@ -188,8 +200,13 @@ mod tests {
             content_type: None,
             headers: Default::default(),
         };
-        assert_eq!(
+        // A read is never refused for a stale version: that is a request gone wrong.
+        assert!(matches!(
             error_from(&stale),
+            AdapterError::Rejected { detail, .. } if detail == "HTTP 409 VERSION_CONFLICT: modified"
+        ));
+        assert_eq!(
+            write_error_from(&stale),
             AdapterError::VersionConflict {
                 system: crate::SYSTEM,
                 detail: "HTTP 409 VERSION_CONFLICT: modified".into()
@@ -203,8 +220,12 @@ mod tests {
             content_type: None,
             headers: Default::default(),
         };
-        assert_eq!(
+        assert!(matches!(
             error_from(&unknown_code),
+            AdapterError::Rejected { .. }
+        ));
+        assert_eq!(
+            write_error_from(&unknown_code),
             AdapterError::Unprocessable {
                 system: crate::SYSTEM,
                 detail: "HTTP 422 UNKNOWN_CODE: no such code".into()

@@ -2,7 +2,10 @@
 //! to [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::json::Document;
+use gp_adapter::native::{
+    Call, Method, NativeClient, NativeResponse, refusal_detail, status_error,
+};
 use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -167,8 +170,8 @@ impl MicrotestClient {
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         let response = self.http.get(&format!("{PREFIX}/health"), ctx).await?;
         let ok = response.status == 200
-            && serde_json::from_slice::<serde_json::Value>(&response.body)
-                .is_ok_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("ok"));
+            && Document::parse(&response.body)
+                .is_ok_and(|d| d.get("status").opt_str() == Ok(Some("ok")));
         if ok {
             Ok(())
         } else {
@@ -183,16 +186,18 @@ impl MicrotestClient {
     }
 }
 
-/// Maps a non-200 read answer: `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` on a `404` →
-/// `PatientNotFound`, other 4xx (a `409` or `422` included: a read is never refused for
-/// those) → `Rejected`, 5xx (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer by the shared status table ([`status_error`]):
+/// `PATIENT_NOT_FOUND`/`SITE_NOT_FOUND` on a `404` → `PatientNotFound`, other 4xx →
+/// `Rejected`, 5xx (and anything else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = crate::SYSTEM;
     let (not_found, detail) = refusal(response);
-    match response.status {
-        409 | 422 => AdapterError::Rejected { system, detail },
-        status => status_error(system, status, not_found, detail),
-    }
+    status_error(
+        crate::SYSTEM,
+        Call::Read,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 /// Maps a refused write by the shared status table ([`status_error`]): `409
@@ -209,7 +214,13 @@ pub fn write_error_from(response: &NativeResponse) -> AdapterError {
         },
         _ => detail,
     };
-    status_error(crate::SYSTEM, response.status, not_found, detail)
+    status_error(
+        crate::SYSTEM,
+        Call::Write,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 /// Whether a problem document names an unknown patient or site, and the detail every

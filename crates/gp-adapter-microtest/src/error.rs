@@ -2,6 +2,7 @@
 //! They all reach the gateway as [`AdapterError::InvalidNativeData`].
 
 use gp_adapter::AdapterError;
+use gp_adapter::json::FieldError;
 
 /// Why an Evolution document (patient index, patient, clinician or page of entries)
 /// cannot be mapped.
@@ -13,8 +14,8 @@ pub enum MicrotestDataError {
         document: &'static str,
         offset: usize,
     },
-    /// The body is not JSON of the documented shape: malformed, truncated, or a field
-    /// of the wrong JSON type.
+    /// The body is not JSON: malformed or truncated. (A field of the wrong JSON type is
+    /// [`MicrotestDataError::Invalid`], naming the field.)
     #[error("the {document} is not valid Evolution JSON (truncated or malformed): {reason}")]
     MalformedJson {
         document: &'static str,
@@ -39,6 +40,15 @@ pub enum MicrotestDataError {
     /// system that issued it, or pages that disagree with their `total`.
     #[error("broken cursor paging {what} entries: {reason}")]
     BrokenCursor { what: String, reason: String },
+}
+
+impl From<FieldError> for MicrotestDataError {
+    fn from(e: FieldError) -> Self {
+        match e {
+            FieldError::Missing { path } => Self::Missing { path },
+            FieldError::Invalid { path, reason } => Self::Invalid { path, reason },
+        }
+    }
 }
 
 impl From<MicrotestDataError> for AdapterError {

@@ -249,9 +249,9 @@ fn observations_string_numbers_and_codes() {
         EntryType::Observation,
         json!([{"id": "o1", "type": "observation", "code": {"read": "22A.."}, "value": 72}]),
     );
-    assert!(
-        err.contains("not valid Evolution JSON") && err.contains("expected a string"),
-        "{err}"
+    assert_eq!(
+        err,
+        "entries[0].value is invalid: expected a string, found a number"
     );
 }
 

@@ -272,7 +272,7 @@ fn answers_are_read_strictly() {
     ));
     assert!(matches!(
         parse_recorded(br#"{"entry_ids":["a 1"]}"#, 1),
-        Err(MicrotestDataError::Invalid { path, .. }) if path == "entry_ids[0].id"
+        Err(MicrotestDataError::Invalid { path, .. }) if path == "entry_ids[0]"
     ));
     assert!(matches!(
         parse_recorded(b"{}", 1),

@@ -2,7 +2,9 @@
 //! and its `<ErrorResponse>` documents mapped to [`AdapterError`]s.
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::native::{
+    Call, Method, NativeClient, NativeResponse, refusal_detail, status_error,
+};
 use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -154,22 +156,26 @@ pub fn write_error_from(response: &NativeResponse) -> AdapterError {
     }
     status_error(
         system,
+        Call::Write,
         response.status,
         is_not_found(code.as_deref()),
         detail,
     )
 }
 
-/// Maps a non-200 read answer: not-found codes on a `404` → `PatientNotFound`, other 4xx
-/// (a `409` or `422` included: a read is never refused for those) → `Rejected`, 5xx
-/// (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer by the shared status table ([`status_error`]): not-found
+/// codes on a `404` → `PatientNotFound`, other 4xx → `Rejected`, 5xx (and anything
+/// else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
-    let system = crate::SYSTEM;
     let (code, detail) = refusal(response);
-    match response.status {
-        409 | 422 => AdapterError::Rejected { system, detail },
-        status => status_error(system, status, is_not_found(code.as_deref()), detail),
-    }
+    let not_found = is_not_found(code.as_deref());
+    status_error(
+        crate::SYSTEM,
+        Call::Read,
+        response.status,
+        not_found,
+        detail,
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! `gp-gateway check-config` can run it in CI. The endpoint defaults, limits and checks
 //! are the shared [`gp_adapter::endpoint`] ones; `page_size` is TPP's own.
 
-use gp_adapter::endpoint::{self, Endpoint, EndpointError};
+use std::path::PathBuf;
+
+use gp_adapter::endpoint::{self, AuthConfig, Endpoint, EndpointError};
 use serde::{Deserialize, Serialize};
 
 pub use gp_adapter::endpoint::{MAX_RECORD_BYTES, MAX_TIMEOUT_MS};
@@ -22,6 +24,12 @@ pub struct TppConfig {
     /// Largest record page accepted, in bytes (each page is capped on its own).
     #[serde(default = "endpoint::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// CA bundle (PEM) an `https://` base URL's certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// `[systems.<id>.auth]`: API key, OAuth client credentials or mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// Clinical events asked for per page (`pageSize`, 1 to [`MAX_PAGE_SIZE`]): fewer
     /// pages means fewer round trips, so the default is the API's maximum.
     #[serde(default = "default_page_size")]
@@ -53,6 +61,8 @@ impl TppConfig {
             connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
             max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
+            ca_file: None,
+            auth: None,
             page_size: default_page_size(),
         }
     }
@@ -65,6 +75,8 @@ impl TppConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             request_timeout_ms: self.request_timeout_ms,
             max_record_bytes: self.max_record_bytes,
+            ca_file: self.ca_file.as_deref(),
+            auth: self.auth.as_ref(),
         }
     }
 
@@ -103,12 +115,12 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let mut c = TppConfig::new("https://tpp.example");
+        let mut c = TppConfig::new("ftp://tpp.example");
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("tpp.base_url: base URL 'https://tpp.example'")
+                .starts_with("tpp.base_url: base URL 'ftp://tpp.example'")
         );
         c.base_url = "http://127.0.0.1:1".into();
         c.request_timeout_ms = 0;

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use gp_adapter::native::{Method, NativeClient, NativeResponse, refusal_detail, status_error};
+use gp_adapter::native::{
+    Call, Method, NativeClient, NativeResponse, refusal_detail, status_error,
+};
 use gp_adapter::{AdapterError, CallContext, GpSystem};
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -238,18 +240,12 @@ fn refusal(response: &NativeResponse) -> (bool, String) {
     (not_found, detail)
 }
 
-/// Maps a non-200 read answer: not-found codes on a `404` → `PatientNotFound`, other 4xx
-/// (a `409` or `422` included: a read is never refused for those) → `Rejected`, 5xx
-/// (and anything else) → `Unavailable`.
+/// Maps a non-200 read answer by the shared status table ([`status_error`]): not-found
+/// codes on a `404` → `PatientNotFound`, other 4xx → `Rejected`, 5xx (and anything
+/// else) → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
     let (not_found, detail) = refusal(response);
-    match response.status {
-        409 | 422 => AdapterError::Rejected {
-            system: SYSTEM,
-            detail,
-        },
-        status => status_error(SYSTEM, status, not_found, detail),
-    }
+    status_error(SYSTEM, Call::Read, response.status, not_found, detail)
 }
 
 /// Maps a write's non-success answer by the shared status table ([`status_error`]):
@@ -259,7 +255,7 @@ pub fn error_from(response: &NativeResponse) -> AdapterError {
 /// `Unavailable`; each with Vision's message.
 pub fn write_error_from(response: &NativeResponse) -> AdapterError {
     let (not_found, detail) = refusal(response);
-    status_error(SYSTEM, response.status, not_found, detail)
+    status_error(SYSTEM, Call::Write, response.status, not_found, detail)
 }
 
 #[cfg(test)]

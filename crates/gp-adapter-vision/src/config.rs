@@ -2,7 +2,9 @@
 //! `gp-gateway check-config` can run it in CI. Defaults, limits and checks are the
 //! shared [`gp_adapter::endpoint`] ones.
 
-use gp_adapter::endpoint::{self, Endpoint};
+use std::path::PathBuf;
+
+use gp_adapter::endpoint::{self, AuthConfig, Endpoint};
 use serde::{Deserialize, Serialize};
 
 pub use gp_adapter::endpoint::{MAX_RECORD_BYTES, MAX_TIMEOUT_MS};
@@ -22,6 +24,12 @@ pub struct VisionConfig {
     /// Largest extract body accepted per call, in bytes (a whole journal, all pages together, is held to the same cap).
     #[serde(default = "endpoint::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// CA bundle (PEM) an `https://` base URL's certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// `[systems.<id>.auth]`: API key, OAuth client credentials or mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
 }
 
 /// What is wrong with a [`VisionConfig`]; messages are prefixed `vision.`.
@@ -35,6 +43,8 @@ impl VisionConfig {
             connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
             max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
+            ca_file: None,
+            auth: None,
         }
     }
 
@@ -46,6 +56,8 @@ impl VisionConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             request_timeout_ms: self.request_timeout_ms,
             max_record_bytes: self.max_record_bytes,
+            ca_file: self.ca_file.as_deref(),
+            auth: self.auth.as_ref(),
         }
     }
 
@@ -80,12 +92,12 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let mut c = VisionConfig::new("https://vision.example");
+        let mut c = VisionConfig::new("ftp://vision.example");
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("vision.base_url: base URL 'https://vision.example'")
+                .starts_with("vision.base_url: base URL 'ftp://vision.example'")
         );
         c.base_url = "http://127.0.0.1:1".into();
         c.request_timeout_ms = 0;

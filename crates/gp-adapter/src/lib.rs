@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod error;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod json;
 pub mod native;
 pub mod paging;
 pub mod registry;

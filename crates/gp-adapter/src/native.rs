@@ -1,13 +1,21 @@
 //! A small HTTP/1.1 client for GP systems' native APIs, shared by every adapter so each
-//! gets the same timeouts, body cap, correlation headers and error mapping.
+//! gets the same timeouts, body cap, correlation headers, transport security and error
+//! mapping.
 //!
-//! Plain HTTP only: native APIs are reached over loopback (the simulators) or through
-//! an operator's TLS-terminating tunnel.
+//! `http://` for loopback simulators and operators' TLS-terminating tunnels; `https://`
+//! with rustls, trusting only the operator's CA bundle and optionally presenting a client
+//! certificate ([`NativeTls`]); credentials on every call from a [`NativeAuth`] (an API
+//! key, OAuth 2.0 client credentials, or a vendor's own).
+
+mod auth;
+mod tls;
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 
 /// The HTTP method of a native call (re-exported so adapters need no `http` dependency).
@@ -17,14 +25,20 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+pub use auth::{ApiKey, NativeAuth, OAuthClientCredentials};
+pub use tls::{NativeTls, TlsError, TlsInput};
+
 use crate::{AdapterError, CallContext, GpSystem};
 
 /// Why a [`NativeClient`] could not be built (a configuration mistake, found before any call).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NativeClientError {
-    /// The base URL does not parse as an absolute `http://host[:port][/path]` URL.
+    /// The base URL does not parse as an absolute `http(s)://host[:port][/path]` URL.
     #[error("base URL '{url}' is not valid: {reason}")]
     InvalidBaseUrl { url: String, reason: String },
+    /// An `https://` base URL without TLS settings to verify the system with.
+    #[error("base URL '{url}' is https:// but no CA bundle was given to verify the system with")]
+    NoTrustRoots { url: String },
 }
 
 /// A native system's answer: status, the whole (capped) body, its content type and
@@ -82,7 +96,8 @@ pub struct NativeClient {
     base: String,
     request_timeout: Duration,
     max_body_bytes: usize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<tls::Connector, Full<Bytes>>,
+    auth: Option<Arc<dyn NativeAuth>>,
 }
 
 impl std::fmt::Debug for NativeClient {
@@ -92,11 +107,13 @@ impl std::fmt::Debug for NativeClient {
             .field("base", &self.base)
             .field("request_timeout", &self.request_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("authenticated", &self.auth.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// Checks a base URL is absolute plain HTTP with a host; returns it without a trailing slash.
+/// Checks a base URL is absolute `http://` or `https://` with a host; returns it without
+/// a trailing slash.
 pub fn check_base_url(url: &str) -> Result<String, NativeClientError> {
     let bad = |reason: &str| NativeClientError::InvalidBaseUrl {
         url: url.to_owned(),
@@ -104,13 +121,13 @@ pub fn check_base_url(url: &str) -> Result<String, NativeClientError> {
     };
     let uri: Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some(_) => {
+        Some("http" | "https") => {}
+        Some(_) => return Err(bad("only http:// and https:// are supported")),
+        None => {
             return Err(bad(
-                "only http:// is supported (native APIs are reached over loopback or a tunnel)",
+                "it must be absolute, starting with http:// or https://",
             ));
         }
-        None => return Err(bad("it must be absolute, starting with http://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("it has no host"));
@@ -121,31 +138,52 @@ pub fn check_base_url(url: &str) -> Result<String, NativeClientError> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// True for an `https://` URL.
+pub fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 impl NativeClient {
     /// A client for `system` at `base_url`. `connect_timeout` bounds the TCP connect,
-    /// `request_timeout` the whole exchange (connect, headers and body); bodies larger
-    /// than `max_body_bytes` are refused.
+    /// `request_timeout` the whole call (credentials, TLS handshake, headers and body);
+    /// bodies larger than `max_body_bytes` are refused. An `https://` base URL needs
+    /// `tls`; calls carry no credentials until [`NativeClient::with_auth`].
     pub fn new(
         system: GpSystem,
         base_url: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
         max_body_bytes: usize,
+        tls: Option<&NativeTls>,
     ) -> Result<Self, NativeClientError> {
         let base = check_base_url(base_url)?;
+        if is_https(&base) && tls.is_none() {
+            return Err(NativeClientError::NoTrustRoots { url: base });
+        }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(tls::Connector::new(connector, tls));
         Ok(Self {
             system,
             base,
             request_timeout,
             max_body_bytes,
             client,
+            auth: None,
         })
+    }
+
+    /// The same client presenting `auth`'s credentials on every call (in place of any it
+    /// had): a vendor's own [`NativeAuth`], or a built-in one.
+    pub fn with_auth(self, auth: Arc<dyn NativeAuth>) -> Self {
+        Self {
+            auth: Some(auth),
+            ..self
+        }
     }
 
     /// The system this client speaks to.
@@ -163,7 +201,8 @@ impl NativeClient {
 
     /// Like [`NativeClient::get`] for any method, with an optional `(content type, body)`
     /// and extra request headers (a native version precondition, say). Writes are never
-    /// retried here: whether a retry is safe is the caller's decision.
+    /// retried here (whether a retry is safe is the caller's decision), except once after
+    /// a `401` when the [`NativeAuth`] has fresh credentials: the system did not act on it.
     pub async fn send(
         &self,
         method: Method,
@@ -172,42 +211,100 @@ impl NativeClient {
         headers: &[(&str, String)],
         ctx: &CallContext,
     ) -> Result<NativeResponse, AdapterError> {
+        let mut extra = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|n| Ok((n, HeaderValue::from_str(value).map_err(|e| e.to_string())?)));
+            let (name, value) = header.map_err(|e| self.unbuildable(&e))?;
+            extra.append(name, value);
+        }
+        self.call(method, path, body, extra, ctx, true).await
+    }
+
+    /// [`NativeClient::send`] without the client's [`NativeAuth`] (a token endpoint's
+    /// own call), with typed headers so sensitive values stay marked as such.
+    pub(crate) async fn send_unauthenticated(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: HeaderMap,
+        ctx: &CallContext,
+    ) -> Result<NativeResponse, AdapterError> {
+        self.call(method, path, body, headers, ctx, false).await
+    }
+
+    fn unbuildable(&self, error: &str) -> AdapterError {
+        tracing::error!(system = %self.system, base = %self.base, %error, "cannot build native request");
+        AdapterError::Rejected {
+            system: self.system,
+            detail: format!("cannot build the request: {error}"),
+        }
+    }
+
+    /// One call under the request timeout: credentials, the exchange, and (after a `401`
+    /// the credentials can be renewed for) the exchange once more.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        mut headers: HeaderMap,
+        ctx: &CallContext,
+        authenticate: bool,
+    ) -> Result<NativeResponse, AdapterError> {
         let system = self.system;
         let url = format!("{}{path}", self.base);
-        let mut builder = Request::builder().method(method).uri(&url);
         // A request id or traceparent that is not a valid header value is not sent rather
         // than failing the call: correlation is best effort.
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            builder = builder.header("x-correlation-id", v);
+            headers.insert("x-correlation-id", v);
         }
         if let Some(tp) = ctx
             .traceparent
             .as_deref()
             .and_then(|t| HeaderValue::from_str(t).ok())
         {
-            builder = builder.header("traceparent", tp);
-        }
-        for (name, value) in headers {
-            builder = builder.header(*name, value.as_str());
+            headers.insert("traceparent", tp);
         }
         let payload = match body {
             Some((content_type, bytes)) => {
-                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                let content_type = HeaderValue::from_str(content_type)
+                    .map_err(|e| self.unbuildable(&e.to_string()))?;
+                headers.insert(CONTENT_TYPE, content_type);
                 Bytes::from(bytes)
             }
             None => Bytes::new(),
         };
-        let request = builder
-            .body(Full::new(payload))
-            .map_err(|e| AdapterError::Rejected {
-                system,
-                detail: {
-                    tracing::error!(%url, error = %e, "cannot build native request");
-                    format!("cannot build the request: {e}")
-                },
-            })?;
+        let auth = self.auth.as_deref().filter(|_| authenticate);
+        let attempts = async {
+            let mut renewed = false;
+            loop {
+                let mut sent = headers.clone();
+                if let Some(auth) = auth {
+                    auth.authorise(&mut sent, ctx).await?;
+                }
+                let mut request = Request::builder()
+                    .method(method.clone())
+                    .uri(&url)
+                    .body(Full::new(payload.clone()))
+                    .map_err(|e| self.unbuildable(&e.to_string()))?;
+                *request.headers_mut() = sent.clone();
+                let response = self.exchange(request).await?;
+                match auth {
+                    Some(auth)
+                        if response.status == 401 && !renewed && auth.refused(&sent).await =>
+                    {
+                        tracing::debug!(system = %system, "credentials refused; renewing them once");
+                        renewed = true;
+                    }
+                    _ => return Ok(response),
+                }
+            }
+        };
         let after_ms = u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX);
-        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
+        match tokio::time::timeout(self.request_timeout, attempts).await {
             Ok(result) => result,
             Err(_) => Err(AdapterError::Timeout { system, after_ms }),
         }
@@ -300,14 +397,22 @@ impl NativeClient {
     }
 }
 
-/// Maps a GP system's refusal of a call by its HTTP status: the table every adapter
+/// Whether a native call read or wrote: a refusal means something else for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    Write,
+}
+
+/// Maps a GP system's refusal of a call by its HTTP status: the one table every adapter
 /// shares, so the same native answer means the same thing whichever system gave it.
 ///
 /// - `404` whose native error names an unknown patient or practice (`not_found`) →
 ///   [`AdapterError::PatientNotFound`]; a bare `404` is a wrong URL, so `Rejected`;
-/// - `409` (the record changed since the version the write was made against) →
-///   [`AdapterError::VersionConflict`];
-/// - `422` (a code, unit or value the system cannot hold) → [`AdapterError::Unprocessable`];
+/// - on a write, `409` (the record changed since the version the write was made
+///   against) → [`AdapterError::VersionConflict`] and `422` (a code, unit or value the
+///   system cannot hold) → [`AdapterError::Unprocessable`]; a read is never refused for
+///   those, so on a read they are `Rejected`;
 /// - any other 4xx (a request the adapter should not have built) → [`AdapterError::Rejected`];
 /// - 5xx and anything else → [`AdapterError::Unavailable`].
 ///
@@ -316,15 +421,16 @@ impl NativeClient {
 /// it maps itself before calling this.
 pub fn status_error(
     system: GpSystem,
+    call: Call,
     status: u16,
     not_found: bool,
     detail: String,
 ) -> AdapterError {
-    match status {
-        404 if not_found => AdapterError::PatientNotFound,
-        409 => AdapterError::VersionConflict { system, detail },
-        422 => AdapterError::Unprocessable { system, detail },
-        400..=499 => AdapterError::Rejected { system, detail },
+    match (call, status) {
+        (_, 404) if not_found => AdapterError::PatientNotFound,
+        (Call::Write, 409) => AdapterError::VersionConflict { system, detail },
+        (Call::Write, 422) => AdapterError::Unprocessable { system, detail },
+        (_, 400..=499) => AdapterError::Rejected { system, detail },
         _ => AdapterError::Unavailable { system, detail },
     }
 }
@@ -400,6 +506,7 @@ mod tests {
             Duration::from_millis(500),
             Duration::from_millis(timeout_ms),
             cap,
+            None,
         )
         .unwrap()
     }
@@ -435,6 +542,52 @@ mod tests {
             saw.load(Ordering::SeqCst),
             "headers and path reached the server"
         );
+    }
+
+    /// A vendor's own credentials: a header computed per call.
+    struct Signed;
+
+    #[async_trait::async_trait]
+    impl NativeAuth for Signed {
+        async fn authorise(
+            &self,
+            headers: &mut HeaderMap,
+            ctx: &CallContext,
+        ) -> Result<(), AdapterError> {
+            let signature =
+                HeaderValue::from_str(&format!("sig-{}", ctx.request_id)).map_err(|e| {
+                    AdapterError::Rejected {
+                        system: crate::test_systems::EMIS,
+                        detail: e.to_string(),
+                    }
+                })?;
+            headers.insert("x-vendor-signature", signature);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vendors_own_auth_signs_every_call_and_a_401_is_the_answer() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let base = serve(move |req| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let signed = req
+                .headers()
+                .get("x-vendor-signature")
+                .map(|v| v.as_bytes())
+                == Some(b"sig-req-7");
+            hyper::Response::builder()
+                .status(if signed { 401 } else { 400 })
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        })
+        .await;
+        let client = client(&base, 2000, 1024).with_auth(Arc::new(Signed));
+        let r = client.get("/x", &CallContext::new("req-7")).await.unwrap();
+        // The default `refused` does not renew: the 401 is answered as it is, once.
+        assert_eq!(r.status, 401);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -533,50 +686,51 @@ mod tests {
     fn refusals_map_by_status() {
         let sys = crate::test_systems::TPP;
         let d = || "HTTP 4xx X: y".to_owned();
-        assert_eq!(
-            status_error(sys, 404, true, d()),
-            AdapterError::PatientNotFound
-        );
-        assert_eq!(
-            status_error(sys, 404, false, d()),
-            AdapterError::Rejected {
-                system: sys,
-                detail: d()
+        let rejected = AdapterError::Rejected {
+            system: sys,
+            detail: d(),
+        };
+        for call in [Call::Read, Call::Write] {
+            assert_eq!(
+                status_error(sys, call, 404, true, d()),
+                AdapterError::PatientNotFound
+            );
+            assert_eq!(status_error(sys, call, 404, false, d()), rejected);
+            for status in [400, 401, 403, 405, 413, 415, 499] {
+                assert_eq!(
+                    status_error(sys, call, status, true, d()),
+                    rejected,
+                    "{status}"
+                );
             }
-        );
+            for status in [500, 502, 503, 302, 200] {
+                assert_eq!(
+                    status_error(sys, call, status, false, d()),
+                    AdapterError::Unavailable {
+                        system: sys,
+                        detail: d()
+                    },
+                    "{status}"
+                );
+            }
+        }
         assert_eq!(
-            status_error(sys, 409, false, d()),
+            status_error(sys, Call::Write, 409, false, d()),
             AdapterError::VersionConflict {
                 system: sys,
                 detail: d()
             }
         );
         assert_eq!(
-            status_error(sys, 422, false, d()),
+            status_error(sys, Call::Write, 422, false, d()),
             AdapterError::Unprocessable {
                 system: sys,
                 detail: d()
             }
         );
-        for status in [400, 401, 403, 405, 413, 415, 499] {
-            assert_eq!(
-                status_error(sys, status, true, d()),
-                AdapterError::Rejected {
-                    system: sys,
-                    detail: d()
-                },
-                "{status}"
-            );
-        }
-        for status in [500, 502, 503, 302, 200] {
-            assert_eq!(
-                status_error(sys, status, false, d()),
-                AdapterError::Unavailable {
-                    system: sys,
-                    detail: d()
-                },
-                "{status}"
-            );
+        // A read is never refused for a stale version or a value it cannot hold.
+        for status in [409, 422] {
+            assert_eq!(status_error(sys, Call::Read, status, false, d()), rejected);
         }
     }
 
@@ -599,14 +753,26 @@ mod tests {
             check_base_url("http://127.0.0.1:8080/").unwrap(),
             "http://127.0.0.1:8080"
         );
-        for bad in [
-            "",
-            "127.0.0.1:80",
-            "https://emis.example",
-            "ftp://x",
-            "http://h/?q=1",
-            "not a url",
-        ] {
+        assert_eq!(
+            check_base_url("https://emis.example/api/").unwrap(),
+            "https://emis.example/api"
+        );
+        assert!(is_https("HTTPS://emis.example") && !is_https("http://emis.example"));
+        // https:// needs trust roots to verify the system with.
+        assert_eq!(
+            NativeClient::new(
+                crate::test_systems::EMIS,
+                "https://emis.example",
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                1024,
+                None
+            )
+            .unwrap_err()
+            .to_string(),
+            "base URL 'https://emis.example' is https:// but no CA bundle was given to verify the system with"
+        );
+        for bad in ["", "127.0.0.1:80", "ftp://x", "http://h/?q=1", "not a url"] {
             assert!(check_base_url(bad).is_err(), "{bad}");
         }
     }

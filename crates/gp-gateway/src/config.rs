@@ -395,6 +395,27 @@ impl SystemsConfig {
         }
         (systems, problems)
     }
+
+    /// Resolves the file paths the tables name against `dir`, the directory of
+    /// gateway.toml, as every other file it names: any setting whose name ends in
+    /// `_file` (`ca_file`, `auth.cert_file`, …), in a table or a table within it, is a
+    /// path, and a relative one is joined to `dir`.
+    pub fn resolve_files(&mut self, dir: &Path) {
+        fn walk(table: &mut toml::Table, dir: &Path) {
+            for (key, value) in table.iter_mut() {
+                match value {
+                    toml::Value::String(path) if key.ends_with("_file") => {
+                        *path = dir.join(&*path).to_string_lossy().into_owned();
+                    }
+                    toml::Value::Table(inner) => walk(inner, dir),
+                    _ => {}
+                }
+            }
+        }
+        for table in self.0.values_mut() {
+            walk(table, dir);
+        }
+    }
 }
 
 /// `[access]`: how FHIR routes are protected.
@@ -478,7 +499,8 @@ impl LoadedConfig {
     pub fn load(path: &Path, systems: &Registry) -> Result<Self, ConfigErrors> {
         let text = read(path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let gateway: GatewayConfig = parse(path, &text)?;
+        let mut gateway: GatewayConfig = parse(path, &text)?;
+        gateway.systems.resolve_files(&dir);
         let practices_path = dir.join(&gateway.practices_file);
         let practices_text = read(&practices_path)?;
         let registry: PracticeRegistryFile = parse(&practices_path, &practices_text)?;
@@ -1014,6 +1036,62 @@ mod tests {
         assert!(
             err.contains("redis-password") && !err.contains("hunter"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn systems_carry_tls_and_auth_with_files_relative_to_the_config() {
+        let mut systems: SystemsConfig = toml::from_str(
+            r#"
+            [emis]
+            base_url = "https://emis.example:9443"
+            ca_file = "certs/emis-ca.pem"
+            [emis.auth]
+            kind = "mutual_tls"
+            cert_file = "certs/gateway.pem"
+            key_file = "/run/secrets/gateway.key"
+
+            [microtest]
+            base_url = "http://127.0.0.1:9004"
+            [microtest.auth]
+            kind = "oauth_client_credentials"
+            token_url = "https://auth.example/token"
+            client_id = "gp-gateway"
+            client_secret_env = "MICROTEST_SECRET"
+            "#,
+        )
+        .unwrap();
+        systems.resolve_files(Path::new("/etc/gp-gateway"));
+        let (configured, problems) = systems.resolve(&crate::systems::builtin());
+        let emis = configured
+            .get(&gp_adapter_emis::SYSTEM)
+            .and_then(|c| c.get::<gp_adapter_emis::EmisConfig>())
+            .unwrap();
+        assert_eq!(
+            emis.ca_file.as_deref(),
+            Some(Path::new("/etc/gp-gateway/certs/emis-ca.pem"))
+        );
+        assert_eq!(
+            emis.auth,
+            Some(gp_adapter::endpoint::AuthConfig::MutualTls {
+                cert_file: "/etc/gp-gateway/certs/gateway.pem".into(),
+                key_file: "/run/secrets/gateway.key".into(),
+            })
+        );
+        assert_eq!(
+            problems,
+            vec![(
+                "systems.microtest".to_owned(),
+                "microtest.auth.token_url: an https:// token URL is verified with ca_file, which is not set".to_owned()
+            )]
+        );
+        let inline = "[tpp]\nbase_url = \"http://h\"\n[tpp.auth]\nkind = \"api_key\"\nheader = \"X-Key\"\nkey = \"s3cret\"\n";
+        let inline: SystemsConfig = toml::from_str(inline).unwrap();
+        let (_, problems) = inline.resolve(&crate::systems::builtin());
+        assert_eq!(problems.len(), 1, "secrets are never inline: {problems:?}");
+        assert!(
+            problems[0].1.contains("unknown field `key`"),
+            "{problems:?}"
         );
     }
 }
