@@ -311,7 +311,7 @@ fn config_problems_name_systems_acme() {
         (
             "base_url = \"https://acme.example\"".to_owned(),
             registry(),
-            "systems.acme: acme.base_url: base URL 'https://acme.example' is not valid",
+            "systems.acme: acme.ca_file: an https:// base_url needs the CA bundle (PEM)",
         ),
         // The shipped registry alone cannot read the table.
         (

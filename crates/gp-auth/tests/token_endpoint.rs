@@ -29,7 +29,7 @@ async fn happy(supplier: (&str, &str, Algorithm, &str), expected_scope: &str) {
         .await
         .unwrap();
     assert_eq!(ok.token_type, "Bearer");
-    assert_eq!(ok.expires_in, 300);
+    assert_eq!(ok.expires_in, 900, "the default lifetime, 15 minutes");
     assert_eq!(ok.scope, expected_scope);
     let body: Value = serde_json::from_slice(&ok.to_json()).unwrap();
     assert_eq!(body["token_type"], "Bearer");
@@ -45,7 +45,7 @@ async fn happy(supplier: (&str, &str, Algorithm, &str), expected_scope: &str) {
         .unwrap();
     assert_eq!(claims.client_id, supplier.0);
     assert_eq!(claims.scopes.to_string(), expected_scope);
-    assert!(claims.expires_at > now() && claims.expires_at <= now() + 300);
+    assert!(claims.expires_at > now() && claims.expires_at <= now() + 900);
     let view = h.registry.authorise(&claims).unwrap();
     assert_eq!(view.client_id(), supplier.0);
 }
