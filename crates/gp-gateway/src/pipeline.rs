@@ -213,23 +213,18 @@ async fn route(
                             )
                             .await
                         }
-                        Err(e) => crate::auth::oauth_error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_request",
-                            &e.to_string(),
-                        ),
+                        Err(e) => crate::auth::refusal(&gp_auth::OAuthError::UnreadableBody(
+                            e.to_string(),
+                        )),
                     },
                 );
             }
             ("/oauth2/token", _) => {
-                let mut resp = crate::auth::oauth_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "invalid_request",
-                    "use POST for token requests",
-                );
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
-                return Ok(resp);
+                return Ok(crate::auth::refusal(
+                    &gp_auth::OAuthError::MethodNotAllowed {
+                        allowed: "POST".into(),
+                    },
+                ));
             }
             ("/oauth2/jwks", &Method::GET) => return Ok(json(StatusCode::OK, auth.jwks.clone())),
             ("/.well-known/smart-configuration", &Method::GET) => {

@@ -30,6 +30,16 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>>
     with_type(status, "application/json", body)
 }
 
+/// Adds the headers a refusal names (its `headers()`); a value that is not a valid
+/// header value is left out rather than failing the answer.
+pub fn add_headers(resp: &mut Response<Full<Bytes>>, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+}
+
 /// A Patient response with its version as a weak `ETag` (what `If-Match` quotes back).
 pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {
     let mut resp = fhir(status, Resource::Patient(record.patient.clone()).to_json());
