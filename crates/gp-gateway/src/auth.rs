@@ -98,7 +98,7 @@ impl AuthState {
             }
         };
         let ttl = Duration::from_secs(auth.access_token_ttl_secs.max(1));
-        let jwks_uri = format!("{}/oauth2/jwks", g.server.public_base_url);
+        let jwks_uri = format!("{}{}", g.server.public_base_url, crate::routes::JWKS_PATH);
         let tokens = TokenService::new(auth, keys, registry.clone(), replay)
             .with_rate_limiter(limiter.clone());
         let jwks = Bytes::from(serde_json::to_vec(&tokens.jwks()).unwrap_or_default());
