@@ -64,6 +64,18 @@ impl TokenResponse {
 /// `error_description`; it never contains the assertion or any key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
+    /// The token endpoint was called with another method.
+    #[error("use {allowed} for token requests")]
+    MethodNotAllowed {
+        /// The methods it answers, for the `Allow` header.
+        allowed: String,
+    },
+    /// The request does not say it carries a form.
+    #[error("token requests must be application/x-www-form-urlencoded")]
+    NotAForm,
+    /// The body could not be read: over the size cap, or cut short.
+    #[error("{0}")]
+    UnreadableBody(String),
     /// The body is not `application/x-www-form-urlencoded`.
     #[error("Request body is not valid application/x-www-form-urlencoded: {0}")]
     MalformedForm(&'static str),
@@ -220,7 +232,10 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         use OAuthError::*;
         match self {
-            MalformedForm(_)
+            MethodNotAllowed { .. }
+            | NotAForm
+            | UnreadableBody(_)
+            | MalformedForm(_)
             | DuplicateParameter(_)
             | MissingParameter(_)
             | WrongAssertionType
@@ -252,10 +267,12 @@ impl OAuthError {
         }
     }
 
-    /// HTTP status: 401 for `invalid_client`, 429 when rate limited, 503 when a store is
-    /// down, 500 on signing failure, otherwise 400.
+    /// HTTP status: 401 for `invalid_client`, 405 for another method than the
+    /// endpoint's, 429 when rate limited, 503 when a store is down, 500 on signing
+    /// failure, otherwise 400.
     pub fn status(&self) -> u16 {
         match self {
+            Self::MethodNotAllowed { .. } => 405,
             Self::RateLimited { .. }
             | Self::PeerRateLimited { .. }
             | Self::ClaimedClientRateLimited { .. } => 429,
@@ -279,6 +296,25 @@ impl OAuthError {
             Self::StoreUnavailable(_) => Some(1),
             _ => None,
         }
+    }
+
+    /// Response headers the refusal needs, as (name, value): `Allow` for another method,
+    /// `Retry-After` when the client should come back later, and the client's own
+    /// `RateLimit` and `RateLimit-Policy` when its budget refused it. The refusal knows
+    /// them, so no call site has to remember to add them.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Self::MethodNotAllowed { allowed } = self {
+            out.push(("allow", allowed.clone()));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            out.push(("retry-after", secs.to_string()));
+        }
+        if let Self::RateLimited { decision, .. } = self {
+            out.push(("ratelimit", decision.ratelimit_header()));
+            out.push(("ratelimit-policy", decision.ratelimit_policy_header()));
+        }
+        out
     }
 
     /// True when the request was refused by a limit checked before its assertion was
@@ -822,6 +858,56 @@ mod tests {
         );
         assert_eq!(OAuthError::BadSignature.status(), 401);
         assert_eq!(OAuthError::StoreUnavailable("x").status(), 503);
+    }
+
+    #[tokio::test]
+    async fn each_refusal_names_the_headers_its_answer_carries() {
+        let header = |e: &OAuthError, name: &str| {
+            e.headers()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        };
+        let wrong_method = OAuthError::MethodNotAllowed {
+            allowed: "POST".into(),
+        };
+        assert_eq!(wrong_method.status(), 405);
+        assert_eq!(wrong_method.code(), "invalid_request");
+        assert_eq!(wrong_method.to_string(), "use POST for token requests");
+        assert_eq!(header(&wrong_method, "allow").as_deref(), Some("POST"));
+        assert_eq!(header(&wrong_method, "retry-after"), None);
+
+        let peer = OAuthError::PeerRateLimited {
+            retry_after_secs: 3,
+        };
+        assert_eq!(header(&peer, "retry-after").as_deref(), Some("3"));
+        assert_eq!(header(&peer, "ratelimit"), None);
+        let store = OAuthError::StoreUnavailable("redis");
+        assert_eq!(header(&store, "retry-after").as_deref(), Some("1"));
+
+        // The client's own budget refused it: its RateLimit state goes with the refusal.
+        let limiter = crate::MemoryRateLimiter::default();
+        let limit = crate::RateLimit {
+            per_second: 0.5,
+            burst: 1,
+        };
+        assert!(limiter.check("c", limit).await.unwrap().allowed);
+        let decision = limiter.check("c", limit).await.unwrap();
+        let limited = OAuthError::RateLimited {
+            client: "demo-consult".into(),
+            retry_after_secs: decision.retry_after_secs,
+            decision,
+        };
+        assert_eq!(header(&limited, "retry-after"), Some("2".to_owned()));
+        assert_eq!(
+            header(&limited, "ratelimit"),
+            Some(decision.ratelimit_header())
+        );
+        assert_eq!(
+            header(&limited, "ratelimit-policy"),
+            Some(decision.ratelimit_policy_header())
+        );
+        assert!(OAuthError::BadSignature.headers().is_empty());
     }
 
     #[test]

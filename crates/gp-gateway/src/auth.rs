@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gp_auth::{
-    AccessClaims, AccessVerifier, GatewayKeys, MemoryRateLimiter, MemoryReplayStore, RateDecision,
-    RateLimiter, RedisRateLimiter, RedisReplayStore, ReplayStore, SupplierRegistry, SupplierSet,
-    TokenService,
+    AccessClaims, AccessVerifier, GatewayKeys, MemoryRateLimiter, MemoryReplayStore, OAuthError,
+    RateDecision, RateLimiter, RedisRateLimiter, RedisReplayStore, ReplayStore, SupplierRegistry,
+    SupplierSet, TokenService,
 };
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -98,7 +98,7 @@ impl AuthState {
             }
         };
         let ttl = Duration::from_secs(auth.access_token_ttl_secs.max(1));
-        let jwks_uri = format!("{}/oauth2/jwks", g.server.public_base_url);
+        let jwks_uri = format!("{}{}", g.server.public_base_url, crate::routes::JWKS_PATH);
         let tokens = TokenService::new(auth, keys, registry.clone(), replay)
             .with_rate_limiter(limiter.clone());
         let jwks = Bytes::from(serde_json::to_vec(&tokens.jwks()).unwrap_or_default());
@@ -181,11 +181,7 @@ impl AuthState {
             .trim()
             .to_ascii_lowercase();
         if media != "application/x-www-form-urlencoded" {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "token requests must be application/x-www-form-urlencoded",
-            );
+            return refusal(&OAuthError::NotAForm);
         }
         // Read without verifying anything: only so that the row of a refused request (bad
         // signature, expired assertion…) shows which registered supplier it claimed to be.
@@ -209,17 +205,7 @@ impl AuthState {
                     status = e.status(),
                     "token request refused"
                 );
-                let mut resp = json(
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                    e.to_json(),
-                );
-                if let Some(v) = e
-                    .retry_after_secs()
-                    .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
-                {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                resp
+                refusal(&e)
             }
         }
     }
@@ -241,10 +227,13 @@ pub fn rate_limit_headers(resp_headers: &mut http::HeaderMap, decision: &RateDec
     }
 }
 
-/// An OAuth2 error response.
-pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "error": error, "error_description": description });
-    json(status, serde_json::to_vec(&body).unwrap_or_default())
+/// The one place a refused token request becomes an answer: the OAuth2 JSON error
+/// (RFC 6749 §5.2), with the headers the refusal names ([`OAuthError::headers`]).
+pub fn refusal(e: &OAuthError) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = json(status, e.to_json());
+    crate::respond::add_headers(&mut resp, e.headers());
+    resp
 }
 
 fn unix_now() -> u64 {
@@ -252,4 +241,41 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(resp: &'a Response<Full<Bytes>>, name: &str) -> Option<&'a str> {
+        resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn refused_token_requests_carry_the_headers_their_error_names_with_no_call_site_adding_them() {
+        let wrong_method = refusal(&OAuthError::MethodNotAllowed {
+            allowed: "POST".into(),
+        });
+        assert_eq!(wrong_method.status(), 405);
+        assert_eq!(header(&wrong_method, "allow"), Some("POST"));
+        assert_eq!(
+            header(&wrong_method, "content-type"),
+            Some("application/json")
+        );
+
+        let flooded = refusal(&OAuthError::PeerRateLimited {
+            retry_after_secs: 2,
+        });
+        assert_eq!(flooded.status(), 429);
+        assert_eq!(header(&flooded, "retry-after"), Some("2"));
+        assert_eq!(header(&flooded, "allow"), None);
+
+        let down = refusal(&OAuthError::StoreUnavailable("replay store"));
+        assert_eq!(down.status(), 503);
+        assert_eq!(header(&down, "retry-after"), Some("1"));
+
+        let bad = refusal(&OAuthError::NotAForm);
+        assert_eq!(bad.status(), 400);
+        assert!(bad.headers().get("retry-after").is_none());
+    }
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gp_fhir::{Blame, FhirError, IssueType, OperationOutcome, SpineCode};
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 
 /// Errors raised by the gateway itself (routing, limits, locating records).
@@ -158,12 +158,7 @@ impl Rescue {
         let outcome = OperationOutcome::from_error(err.as_ref()).with_id(request_id);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = crate::respond::fhir(status, outcome.to_json());
-        let headers = resp.headers_mut();
-        for (name, value) in err.headers() {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
+        crate::respond::add_headers(&mut resp, err.headers());
         resp
     }
 }

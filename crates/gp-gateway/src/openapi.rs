@@ -1,23 +1,23 @@
-//! The OpenAPI 3.0 description of the supplier-facing API, served at `/openapi.json`.
-//! Generated from the route table (`routes::served` and the `Route` variants), never
-//! written by hand: a route added without a documented method and path fails to compile
-//! (`method_and_path` matches every variant) or fails the tests below.
+//! The OpenAPI 3.0 description of everything the gateway serves, at `/openapi.json`.
+//! Its paths and operations are read from the route table (`routes::ROUTES`: method,
+//! path, listener, who may call, summary), so no path is served that is not documented,
+//! nor documented that is not served; what each answers (parameters, bodies, the Spine
+//! codes of its errors, request examples) is written here, by what answers it.
 
 use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::SpineCode;
 use gp_fhir::ids::NHS_NUMBER_SYSTEM;
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::routes::{ACCESS_LOG, Interaction, Route, STRUCTURED_RECORD, served};
+use crate::routes::{
+    Access, Endpoint, Handler, ID_TEMPLATE, Interaction, Listener, Mount, ROUTES, Route, Row,
+    Serving, TOKEN_PATH,
+};
 
-/// Where the document is served (outside the FHIR base, like the token endpoint).
-pub const PATH: &str = "/openapi.json";
-/// The token endpoint.
-pub const TOKEN_PATH: &str = "/oauth2/token";
 /// A valid NHS number, for examples and for routes that carry one.
 pub const EXAMPLE_NHS: &str = "9000000009";
 
@@ -38,7 +38,7 @@ const FORMATS: [&str; 4] = [
 ];
 
 /// The document for a running gateway, as a response.
-pub fn response(app: &App) -> Response<Full<Bytes>> {
+pub fn response(app: &App, serving: Serving) -> Response<Full<Bytes>> {
     let mut clinical: Vec<ClinicalType> = app
         .adapters
         .values()
@@ -46,61 +46,51 @@ pub fn response(app: &App) -> Response<Full<Bytes>> {
         .collect();
     clinical.sort();
     clinical.dedup();
-    let doc = document(
-        &app.public_origin,
-        &app.fhir_base_path,
-        &clinical,
-        app.auth.is_some(),
-    );
+    let doc = document(&app.public_origin, &app.fhir_base_path, &clinical, serving);
     crate::respond::json(StatusCode::OK, serde_json::to_vec(&doc).unwrap_or_default())
 }
 
-/// Every route the router serves for `clinical`, one per documented operation.
-pub fn documented_routes(clinical: &[ClinicalType]) -> Vec<Route> {
-    let mut out = vec![Route::Metadata];
-    for (resource_type, interactions) in served(clinical) {
-        out.extend(
-            interactions
+/// One documented operation: a row of the route table on one of its paths.
+struct Operation {
+    row: &'static Row,
+    /// What a request to it is answered by.
+    handler: Handler,
+    /// The path template below the row's mount (`/Patient/{nhsNumber}`).
+    template: String,
+    /// The path template as the document lists it (the FHIR base included).
+    path: String,
+}
+
+/// Every operation a gateway serving `serving` answers, on any listener, in the table's
+/// order: a clinical type row once per type in `clinical`.
+fn operations(base: &str, clinical: &[ClinicalType], serving: Serving) -> Vec<Operation> {
+    ROUTES
+        .iter()
+        .filter(|row| row.when.holds(serving))
+        .flat_map(|row| {
+            row.paths(clinical)
                 .into_iter()
-                .filter_map(|i| route_for(resource_type, i)),
-        );
-    }
-    out.push(Route::StructuredRecord);
-    out.push(Route::AccessLog(EXAMPLE_NHS.into()));
-    out
+                .map(move |(template, handler)| Operation {
+                    row,
+                    handler,
+                    path: match row.mount {
+                        Mount::Origin => template.clone(),
+                        Mount::FhirBase => format!("{base}{template}"),
+                    },
+                    template,
+                })
+        })
+        .collect()
 }
 
-/// The route serving `interaction` on `resource_type`, as `served()` lists them.
-pub fn route_for(resource_type: &str, interaction: Interaction) -> Option<Route> {
-    Some(match (resource_type, interaction) {
-        ("Patient", Interaction::Read) => Route::PatientRead(EXAMPLE_NHS.into()),
-        ("Patient", Interaction::SearchType) => Route::PatientSearch,
-        ("Patient", Interaction::Patch) => Route::PatientPatch(EXAMPLE_NHS.into()),
-        ("AuditEvent", Interaction::SearchType) => Route::AuditEventSearch,
-        ("Observation", Interaction::Create) => Route::ObservationCreate,
-        (t, Interaction::SearchType) => Route::ClinicalSearch(ClinicalType::parse(t)?),
-        _ => return None,
-    })
-}
-
-/// The HTTP method and path template (below the FHIR base) of a route.
-pub fn method_and_path(route: &Route) -> (Method, String) {
-    match route {
-        Route::Metadata => (Method::GET, "/metadata".into()),
-        Route::PatientRead(_) => (Method::GET, "/Patient/{nhsNumber}".into()),
-        Route::PatientSearch => (Method::GET, "/Patient".into()),
-        Route::ClinicalSearch(t) => (Method::GET, format!("/{}", t.as_str())),
-        Route::StructuredRecord => (Method::POST, format!("/Patient/{STRUCTURED_RECORD}")),
-        Route::ObservationCreate => (Method::POST, "/Observation".into()),
-        Route::PatientPatch(_) => (Method::PATCH, "/Patient/{nhsNumber}".into()),
-        Route::AuditEventSearch => (Method::GET, "/AuditEvent".into()),
-        Route::AccessLog(_) => (Method::GET, format!("/Patient/{{nhsNumber}}/{ACCESS_LOG}")),
-    }
-}
-
-/// The SMART scope a route needs, as `access::check` demands it (`None`: public).
-pub fn scope(route: &Route) -> Option<String> {
-    let (resource_type, interaction) = route.interaction()?;
+/// The SMART scope an operation needs, as `access::check` demands it (`None`: none).
+fn scope(op: &Operation) -> Option<String> {
+    let Handler::Fhir(route) = &op.handler else {
+        return None;
+    };
+    let (resource_type, interaction) = route
+        .interaction()
+        .filter(|_| op.row.access == Access::Bearer)?;
     let letter = match interaction {
         Interaction::Read | Interaction::Operation => 'r',
         Interaction::SearchType => 's',
@@ -110,8 +100,309 @@ pub fn scope(route: &Route) -> Option<String> {
     Some(format!("system/{resource_type}.{letter}"))
 }
 
-/// The error statuses and Spine codes a route can answer.
-fn errors(route: &Route, oauth: bool) -> Vec<(u16, Vec<SpineCode>)> {
+/// The admin listener, where the rows served there only are answered.
+fn admin_servers() -> Value {
+    json!([{
+        "url": "http://{admin}",
+        "description": "the admin listener ([admin] listen): operators only (Prometheus, the kubelet), plain HTTP, never routed to suppliers",
+        "variables": { "admin": {
+            "default": "127.0.0.1:9091",
+            "description": "the gateway's [admin] listen address (loopback by default)"
+        } }
+    }])
+}
+
+/// The whole document: `origin` is the public origin, `base` the FHIR base path.
+pub fn document(origin: &str, base: &str, clinical: &[ClinicalType], serving: Serving) -> Value {
+    let mut paths = Map::new();
+    let mut scopes = Vec::new();
+    for op in operations(base, clinical, serving) {
+        if let Some(s) = scope(&op)
+            && !scopes.contains(&s)
+        {
+            scopes.push(s);
+        }
+        let item = paths.entry(op.path.clone()).or_insert_with(|| json!({}));
+        item[op.row.method.as_str().to_lowercase()] = operation(&op, serving.oauth);
+        if !op.row.on(Listener::Main) {
+            item["servers"] = admin_servers();
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "gp-gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "One FHIR R4 API (UK Core) over the GP clinical systems in England, and the gateway's operational endpoints. Generated from the gateway's route table. Errors on FHIR routes are OperationOutcomes with a Spine-ErrorOrWarningCode; the token endpoint answers OAuth2 JSON errors.",
+        },
+        "servers": [{ "url": origin }],
+        "paths": paths,
+        "components": components(origin, &scopes),
+    })
+}
+
+/// One operation: what the table says (method, path, summary, who may call), then what
+/// answers it.
+fn operation(op: &Operation, oauth: bool) -> Value {
+    let row = op.row;
+    let mut o = match &op.handler {
+        Handler::Fhir(route) => fhir_operation(route, op, oauth && row.access == Access::Bearer),
+        Handler::Endpoint(endpoint) => endpoint_operation(*endpoint),
+    };
+    o.insert(
+        "operationId".into(),
+        json!(format!(
+            "{}{}",
+            row.method.as_str().to_lowercase(),
+            op.template.replace(['/', '{', '}', '$', '.', '-'], "_")
+        )),
+    );
+    o.insert("summary".into(), json!(row.summary));
+    let mut description = row.description.to_owned();
+    if row.on(Listener::Main) && row.on(Listener::Admin) {
+        if !description.is_empty() {
+            description.push(' ');
+        }
+        description.push_str("Also served on the admin listener ([admin] listen).");
+    }
+    if !description.is_empty() {
+        o.insert("description".into(), json!(description));
+    }
+    o.insert(
+        "security".into(),
+        match scope(op) {
+            Some(s) if oauth => json!([{ "smart": [s] }]),
+            _ => json!([]),
+        },
+    );
+    // Every listener reads these on every request, and refuses a malformed id (400).
+    let mut parameters = vec![
+        reference("parameters/XRequestID"),
+        reference("parameters/XCorrelationID"),
+        reference("parameters/traceparent"),
+    ];
+    if let Some(Value::Array(more)) = o.remove("parameters") {
+        parameters.extend(more);
+    }
+    o.insert("parameters".into(), Value::Array(parameters));
+    Value::Object(o)
+}
+
+/// The headers every answer carries.
+fn answer_headers() -> Value {
+    json!({
+        "X-Request-ID": reference("headers/XRequestID"),
+        "X-Correlation-ID": reference("headers/XCorrelationID"),
+        "Cache-Control": reference("headers/CacheControl"),
+    })
+}
+
+/// An OperationOutcome answer, listing the Spine codes it can carry.
+fn outcome(codes: &[SpineCode], headers: Value) -> Value {
+    let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    json!({
+        "description": format!("OperationOutcome; Spine code {}", names.join(", ")),
+        "headers": headers,
+        "x-spine-codes": names,
+        "content": fhir_content("OperationOutcome"),
+    })
+}
+
+fn json_content(schema: &str) -> Value {
+    json!({ "application/json": { "schema": reference(&format!("schemas/{schema}")) } })
+}
+
+/// An operational endpoint's parameters, bodies and answers.
+fn endpoint_operation(endpoint: Endpoint) -> Map<String, Value> {
+    let text = json!({ crate::metrics::CONTENT_TYPE: { "schema": { "type": "string" } } });
+    let (tag, answers) = match endpoint {
+        Endpoint::Token => return token_operation(),
+        Endpoint::Health => (
+            "Operational",
+            vec![("200", "serving", json_content("Health"))],
+        ),
+        Endpoint::Ready => (
+            "Operational",
+            vec![
+                ("200", "ready, or degraded", json_content("Readiness")),
+                (
+                    "503",
+                    "draining, or the audit trail unavailable",
+                    json_content("Readiness"),
+                ),
+            ],
+        ),
+        Endpoint::Metrics => (
+            "Operational",
+            vec![("200", "the Prometheus text exposition", text)],
+        ),
+        Endpoint::OpenApi => (
+            "Operational",
+            vec![("200", "this document", json_content("OpenAPI"))],
+        ),
+        Endpoint::SandboxManifest => (
+            "Operational",
+            vec![(
+                "200",
+                "the sandbox manifest",
+                json_content("SandboxManifest"),
+            )],
+        ),
+        Endpoint::Jwks => (
+            "OAuth2",
+            vec![("200", "the public signing keys", json_content("JWKS"))],
+        ),
+        Endpoint::SmartConfiguration => (
+            "OAuth2",
+            vec![(
+                "200",
+                "the SMART configuration",
+                json_content("SmartConfiguration"),
+            )],
+        ),
+    };
+    let mut responses = Map::new();
+    for (status, description, content) in answers {
+        responses.insert(
+            status.into(),
+            json!({ "description": description, "headers": answer_headers(), "content": content }),
+        );
+    }
+    let id_headers = json!({ "X-Request-ID": reference("headers/XRequestID") });
+    responses.insert(
+        "400".into(),
+        outcome(&[SpineCode::InvalidValue], id_headers.clone()),
+    );
+    let mut allow = id_headers;
+    allow["Allow"] = reference("headers/Allow");
+    responses.insert("405".into(), outcome(&[SpineCode::MethodNotAllowed], allow));
+    let mut o = Map::new();
+    o.insert("tags".into(), json!([tag]));
+    o.insert("responses".into(), Value::Object(responses));
+    o
+}
+
+fn token_operation() -> Map<String, Value> {
+    let oauth_error = json_content("OAuth2Error");
+    let mut bad_request = oauth_error.clone();
+    bad_request["application/fhir+json"] =
+        fhir_content("OperationOutcome")["application/fhir+json"].clone();
+    let retry = json!({ "X-Request-ID": reference("headers/XRequestID"), "Retry-After": reference("headers/RetryAfter") });
+    let mut limited = retry.clone();
+    limited["RateLimit"] = reference("headers/RateLimit");
+    limited["RateLimit-Policy"] = reference("headers/RateLimitPolicy");
+    let mut unavailable = oauth_error.clone();
+    unavailable["application/fhir+json"] = bad_request["application/fhir+json"].clone();
+    let op = json!({
+        "tags": ["OAuth2"],
+        "requestBody": { "required": true, "content": {
+            "application/x-www-form-urlencoded": { "schema": reference("schemas/TokenRequest") } } },
+        "responses": {
+            "200": { "description": "an access token", "headers": answer_headers(),
+                "content": json_content("TokenResponse") },
+            "400": { "description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type (one precise message per failed check); an OperationOutcome for a malformed X-Request-ID or X-Correlation-ID", "content": bad_request },
+            "401": { "description": "invalid_client", "content": oauth_error.clone() },
+            "405": { "description": "invalid_request: use POST", "headers": { "Allow": reference("headers/Allow") }, "content": oauth_error.clone() },
+            "429": { "description": "temporarily_unavailable: too many token requests (from this address, naming this client, or over the client's own budget, which its RateLimit headers describe)", "headers": limited, "content": oauth_error },
+            "503": { "description": "temporarily_unavailable: the replay store or the rate limiter is unreachable; an OperationOutcome when the audit trail cannot take the request's row", "headers": retry, "content": unavailable },
+        }
+    });
+    match op {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    }
+}
+
+/// A FHIR interaction's parameters, bodies and answers. `bearer`: it needs a token.
+fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Value> {
+    let mut parameters = vec![
+        reference("parameters/Accept"),
+        reference("parameters/format"),
+    ];
+    if op.template.contains(ID_TEMPLATE) {
+        parameters.push(reference("parameters/nhsNumber"));
+    }
+    parameters.extend(query_parameters(route));
+    let (ok_status, ok_schema, request_schema): (u16, &str, Option<(&str, &str)>) = match route {
+        Route::Metadata => (200, "CapabilityStatement", None),
+        Route::PatientRead(_) | Route::PatientPatch(_) => (
+            200,
+            "Patient",
+            matches!(route, Route::PatientPatch(_))
+                .then_some(("application/json-patch+json", "JsonPatch")),
+        ),
+        Route::PatientSearch
+        | Route::ClinicalSearch(_)
+        | Route::AuditEventSearch
+        | Route::AccessLog(_) => (200, "Bundle", None),
+        Route::StructuredRecord => (200, "Bundle", Some(("application/fhir+json", "Parameters"))),
+        Route::ObservationCreate => (
+            201,
+            "Observation",
+            Some(("application/fhir+json", "Observation")),
+        ),
+    };
+    match route {
+        Route::ObservationCreate => parameters.push(reference("parameters/IfNoneExist")),
+        Route::PatientPatch(_) => parameters.push(reference("parameters/IfMatch")),
+        _ => {}
+    }
+    let (resource_type, interaction) = route
+        .interaction()
+        .map(|(t, i)| (t, i.code()))
+        .unwrap_or(("CapabilityStatement", "capabilities"));
+    let mut o = Map::new();
+    o.insert("tags".into(), json!([resource_type]));
+    o.insert("x-fhir-interaction".into(), json!(interaction));
+    o.insert("parameters".into(), Value::Array(parameters));
+    if let Some((media_type, schema)) = request_schema {
+        let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
+        if let Some(example) = request_example(route) {
+            media["example"] = example;
+        }
+        o.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": { media_type: media } }),
+        );
+    }
+    let mut ok_headers = answer_headers();
+    if matches!(route, Route::PatientRead(_) | Route::PatientPatch(_)) {
+        ok_headers["ETag"] = reference("headers/ETag");
+    }
+    if matches!(route, Route::ObservationCreate) {
+        ok_headers["Location"] = reference("headers/Location");
+    }
+    if bearer {
+        ok_headers["RateLimit"] = reference("headers/RateLimit");
+        ok_headers["RateLimit-Policy"] = reference("headers/RateLimitPolicy");
+    }
+    let mut responses = Map::new();
+    responses.insert(
+        ok_status.to_string(),
+        json!({ "description": op.row.summary, "headers": ok_headers, "content": fhir_content(ok_schema) }),
+    );
+    if matches!(route, Route::ObservationCreate) {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "a retry of a reading already recorded (same identifier): nothing recorded again", "headers": ok_headers, "content": fhir_content("Observation") }),
+        );
+    }
+    for (status, codes) in errors(route, bearer) {
+        let mut headers = json!({ "X-Request-ID": reference("headers/XRequestID") });
+        match status {
+            405 => headers["Allow"] = reference("headers/Allow"),
+            401 => headers["WWW-Authenticate"] = reference("headers/WWWAuthenticate"),
+            429 | 503 => headers["Retry-After"] = reference("headers/RetryAfter"),
+            _ => {}
+        }
+        responses.insert(status.to_string(), outcome(&codes, headers));
+    }
+    o.insert("responses".into(), Value::Object(responses));
+    o
+}
+
+/// The error statuses and Spine codes a route can answer (`bearer`: it needs a token).
+fn errors(route: &Route, bearer: bool) -> Vec<(u16, Vec<SpineCode>)> {
     use SpineCode as S;
     let writes = matches!(
         route,
@@ -135,7 +426,7 @@ fn errors(route: &Route, oauth: bool) -> Vec<(u16, Vec<SpineCode>)> {
         (406, vec![S::NotAcceptable]),
         (413, vec![S::PayloadTooLarge]),
     ];
-    if oauth && route.interaction().is_some() {
+    if bearer {
         out.push((401, vec![S::AccessDenied]));
         out.push((403, vec![S::AccessDenied]));
         out.push((429, vec![S::TooManyRequests]));
@@ -276,165 +567,6 @@ fn query_parameters(route: &Route) -> Vec<Value> {
     }
 }
 
-fn operation(route: &Route, oauth: bool) -> Value {
-    let (method, template) = method_and_path(route);
-    let mut parameters = vec![
-        reference("parameters/XRequestID"),
-        reference("parameters/XCorrelationID"),
-        reference("parameters/traceparent"),
-        reference("parameters/Accept"),
-        reference("parameters/format"),
-    ];
-    if template.contains("{nhsNumber}") {
-        parameters.push(reference("parameters/nhsNumber"));
-    }
-    parameters.extend(query_parameters(route));
-    let mut op = Map::new();
-    let (summary, ok_status, ok_schema, request_schema): (&str, u16, &str, Option<(&str, &str)>) =
-        match route {
-            Route::Metadata => (
-                "The CapabilityStatement, generated from the routes served",
-                200,
-                "CapabilityStatement",
-                None,
-            ),
-            Route::PatientRead(_) => ("Read a patient (UK Core Patient)", 200, "Patient", None),
-            Route::PatientSearch => (
-                "Find a patient by NHS number: a searchset of 0 or 1",
-                200,
-                "Bundle",
-                None,
-            ),
-            Route::ClinicalSearch(_) => (
-                "Search a patient's record entries of this type",
-                200,
-                "Bundle",
-                None,
-            ),
-            Route::StructuredRecord => (
-                "GP Connect's structured record in R4: a collection Bundle with one List per area",
-                200,
-                "Bundle",
-                Some(("application/fhir+json", "Parameters")),
-            ),
-            Route::ObservationCreate => (
-                "Record a reading in the patient's GP record (201; 200 for a retry)",
-                201,
-                "Observation",
-                Some(("application/fhir+json", "Observation")),
-            ),
-            Route::PatientPatch(_) => (
-                "Change a patient's contact details (telecom, address, communication)",
-                200,
-                "Patient",
-                Some(("application/json-patch+json", "JsonPatch")),
-            ),
-            Route::AuditEventSearch => (
-                "The audit trail as AuditEvents, most recent first (operators)",
-                200,
-                "Bundle",
-                None,
-            ),
-            Route::AccessLog(_) => (
-                "Who accessed the patient's record, for the patient",
-                200,
-                "Bundle",
-                None,
-            ),
-        };
-    match route {
-        Route::ObservationCreate => parameters.push(reference("parameters/IfNoneExist")),
-        Route::PatientPatch(_) => parameters.push(reference("parameters/IfMatch")),
-        _ => {}
-    }
-    let (resource_type, interaction) = route
-        .interaction()
-        .map(|(t, i)| (t, i.code()))
-        .unwrap_or(("CapabilityStatement", "capabilities"));
-    op.insert(
-        "operationId".into(),
-        json!(format!(
-            "{}{}",
-            method.as_str().to_lowercase(),
-            template.replace(['/', '{', '}', '$', '.', '-'], "_")
-        )),
-    );
-    op.insert("summary".into(), json!(summary));
-    op.insert("tags".into(), json!([resource_type]));
-    op.insert("x-fhir-interaction".into(), json!(interaction));
-    op.insert("parameters".into(), Value::Array(parameters));
-    if let Some((media_type, schema)) = request_schema {
-        let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
-        if let Some(example) = request_example(route) {
-            media["example"] = example;
-        }
-        op.insert(
-            "requestBody".into(),
-            json!({ "required": true, "content": { media_type: media } }),
-        );
-    }
-    let mut ok_headers = json!({
-        "X-Request-ID": reference("headers/XRequestID"),
-        "X-Correlation-ID": reference("headers/XCorrelationID"),
-        "Cache-Control": reference("headers/CacheControl"),
-    });
-    if matches!(route, Route::PatientRead(_) | Route::PatientPatch(_)) {
-        ok_headers["ETag"] = reference("headers/ETag");
-    }
-    if matches!(route, Route::ObservationCreate) {
-        ok_headers["Location"] = reference("headers/Location");
-    }
-    if oauth && route.interaction().is_some() {
-        ok_headers["RateLimit"] = reference("headers/RateLimit");
-        ok_headers["RateLimit-Policy"] = reference("headers/RateLimitPolicy");
-    }
-    let mut responses = Map::new();
-    responses.insert(
-        ok_status.to_string(),
-        json!({ "description": summary, "headers": ok_headers, "content": fhir_content(ok_schema) }),
-    );
-    if matches!(route, Route::ObservationCreate) {
-        responses.insert(
-            "200".into(),
-            json!({ "description": "a retry of a reading already recorded (same identifier): nothing recorded again", "headers": ok_headers, "content": fhir_content("Observation") }),
-        );
-    }
-    for (status, codes) in errors(route, oauth) {
-        let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-        let mut headers = json!({ "X-Request-ID": reference("headers/XRequestID") });
-        match status {
-            405 => headers["Allow"] = reference("headers/Allow"),
-            401 => headers["WWW-Authenticate"] = reference("headers/WWWAuthenticate"),
-            429 | 503 => headers["Retry-After"] = reference("headers/RetryAfter"),
-            _ => {}
-        }
-        responses.insert(
-            status.to_string(),
-            json!({
-                "description": format!("OperationOutcome; Spine code {}", names.join(", ")),
-                "headers": headers,
-                "x-spine-codes": names,
-                "content": fhir_content("OperationOutcome"),
-            }),
-        );
-    }
-    op.insert("responses".into(), Value::Object(responses));
-    op.insert(
-        "security".into(),
-        match scope(route) {
-            Some(s) if oauth => json!([{ "smart": [s] }]),
-            _ => json!([]),
-        },
-    );
-    if let Route::StructuredRecord = route {
-        op.insert(
-            "description".into(),
-            json!("Needs system/Patient.r plus system/{Type}.r of each area asked for; invalid parameter combinations answer 422 INVALID_PARAMETER naming the parameter."),
-        );
-    }
-    Value::Object(op)
-}
-
 /// A request body that succeeds against the sandbox's demo patient [`EXAMPLE_NHS`].
 fn request_example(route: &Route) -> Option<Value> {
     let snomed = "http://snomed.info/sct";
@@ -461,27 +593,6 @@ fn request_example(route: &Route) -> Option<Value> {
               "value": { "system": "email", "value": "patient@example.com", "use": "home" } }
         ]),
         _ => return None,
-    })
-}
-
-fn token_operation() -> Value {
-    let oauth_error = json!({ "application/json": { "schema": reference("schemas/OAuth2Error") } });
-    json!({
-        "post": {
-            "operationId": "post_oauth2_token",
-            "summary": "Exchange a signed JWT client assertion for an access token (SMART Backend Services)",
-            "tags": ["OAuth2"],
-            "security": [],
-            "requestBody": { "required": true, "content": {
-                "application/x-www-form-urlencoded": { "schema": reference("schemas/TokenRequest") } } },
-            "responses": {
-                "200": { "description": "an access token", "content": {
-                    "application/json": { "schema": reference("schemas/TokenResponse") } } },
-                "400": { "description": "invalid_request, invalid_scope, unsupported_grant_type (one precise message per failed check)", "content": oauth_error.clone() },
-                "401": { "description": "invalid_client", "content": oauth_error.clone() },
-                "405": { "description": "invalid_request: use POST", "headers": { "Allow": reference("headers/Allow") }, "content": oauth_error },
-            }
-        }
     })
 }
 
@@ -590,9 +701,39 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                     "token_type": { "type": "string", "enum": ["Bearer"] },
                     "expires_in": { "type": "integer" },
                     "scope": { "type": "string" } } },
+            "Health": { "type": "object", "required": ["status"],
+                "properties": { "status": { "type": "string", "enum": ["ok"] } } },
+            "Readiness": { "type": "object", "required": ["status"],
+                "properties": {
+                    "status": { "type": "string", "enum": ["ready", "degraded", "draining", "unavailable"] },
+                    "audit": { "type": "string", "description": "the audit trail's backend, or why it cannot take rows" },
+                    "systems": { "type": "object", "additionalProperties": { "type": "string" },
+                        "description": "each GP system: ready, or why it is unavailable" } } },
+            "OpenAPI": { "type": "object", "required": ["openapi", "info", "paths"],
+                "properties": { "openapi": { "type": "string" } } },
+            "SandboxManifest": { "type": "object",
+                "required": ["base_url", "token_url", "suppliers", "patients", "practices", "simulators"],
+                "properties": {
+                    "base_url": { "type": "string" },
+                    "token_url": { "type": "string" },
+                    "suppliers": { "type": "array", "items": { "type": "object" } },
+                    "patients": { "type": "array", "items": { "type": "object" } },
+                    "practices": { "type": "array", "items": { "type": "object" } },
+                    "simulators": { "type": "object", "additionalProperties": { "type": "string" } } } },
+            "JWKS": { "type": "object", "required": ["keys"],
+                "properties": { "keys": { "type": "array", "items": { "type": "object",
+                    "required": ["kty", "kid"], "properties": {
+                        "kty": { "type": "string" }, "kid": { "type": "string" }, "alg": { "type": "string" } } } } } },
+            "SmartConfiguration": { "type": "object", "required": ["token_endpoint", "grant_types_supported"],
+                "properties": {
+                    "token_endpoint": { "type": "string" },
+                    "jwks_uri": { "type": "string" },
+                    "token_endpoint_auth_methods_supported": { "type": "array", "items": { "type": "string" } },
+                    "grant_types_supported": { "type": "array", "items": { "type": "string" } },
+                    "scopes_supported": { "type": "array", "items": { "type": "string" } } } },
             "OAuth2Error": { "type": "object", "required": ["error"],
                 "properties": {
-                    "error": { "type": "string", "enum": ["invalid_request", "invalid_client", "invalid_scope", "unsupported_grant_type"] },
+                    "error": { "type": "string", "enum": ["invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "unsupported_grant_type", "temporarily_unavailable", "server_error"] },
                     "error_description": { "type": "string" } } },
         }
     })
@@ -606,115 +747,123 @@ fn resource_schema(resource_type: &str) -> Value {
     } ] })
 }
 
-/// The whole document: `origin` is the public origin, `base` the FHIR base path.
-pub fn document(origin: &str, base: &str, clinical: &[ClinicalType], oauth: bool) -> Value {
-    let mut paths = Map::new();
-    let mut scopes = Vec::new();
-    for route in documented_routes(clinical) {
-        let (method, template) = method_and_path(&route);
-        if let Some(s) = scope(&route)
-            && !scopes.contains(&s)
-        {
-            scopes.push(s);
-        }
-        let entry = paths
-            .entry(format!("{base}{template}"))
-            .or_insert_with(|| json!({}));
-        entry[method.as_str().to_lowercase()] = operation(&route, oauth);
-    }
-    if oauth {
-        paths.insert(TOKEN_PATH.into(), token_operation());
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "gp-gateway",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "One FHIR R4 API (UK Core) over the GP clinical systems in England. Generated from the gateway's route table. Errors on FHIR routes are OperationOutcomes with a Spine-ErrorOrWarningCode; the token endpoint answers OAuth2 JSON errors.",
-        },
-        "servers": [{ "url": origin }],
-        "paths": paths,
-        "components": components(origin, &scopes),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use http::Method;
+
     use super::*;
-    use crate::routes::match_route;
+    use crate::routes::{ACCESS_LOG, Lookup, STRUCTURED_RECORD, lookup};
 
     const BASE: &str = "/FHIR/R4";
+    const ALL: Serving = Serving {
+        oauth: true,
+        sandbox: true,
+    };
 
     fn doc() -> Value {
-        document("https://gp.example", BASE, ClinicalType::ALL, true)
+        served_as(ALL)
     }
 
-    /// Every documented path and method, with path parameters filled in.
-    fn operations(doc: &Value) -> Vec<(Method, String, String)> {
-        let mut out = Vec::new();
+    fn served_as(serving: Serving) -> Value {
+        document("https://gp.example", BASE, ClinicalType::ALL, serving)
+    }
+
+    /// Every (method, path template) a document lists.
+    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, _) in item.as_object().unwrap() {
-                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-                out.push((m, path.clone(), path.replace("{nhsNumber}", EXAMPLE_NHS)));
+            for method in item.as_object().unwrap().keys() {
+                if method != "servers" {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
             }
         }
         out
     }
 
     #[test]
-    fn every_served_interaction_and_route_variant_is_documented() {
-        let doc = doc();
-        for (t, interactions) in served(ClinicalType::ALL) {
-            for i in interactions {
-                let route = route_for(t, i)
-                    .unwrap_or_else(|| panic!("served() lists {t} {i:?} but no route maps to it"));
-                let (method, template) = method_and_path(&route);
-                let op = &doc["paths"][format!("{BASE}{template}")][method.as_str().to_lowercase()];
-                assert!(
-                    op.is_object(),
-                    "{method} {template} ({t} {i:?}) is not documented"
-                );
-                assert_eq!(op["x-fhir-interaction"], i.code());
+    fn the_document_lists_exactly_the_rows_of_the_route_table() {
+        let servings = [(true, true), (true, false), (false, true), (false, false)]
+            .map(|(oauth, sandbox)| Serving { oauth, sandbox });
+        for serving in servings {
+            let doc = served_as(serving);
+            // The table's side, read from the rows themselves.
+            let mut table = BTreeSet::new();
+            for row in ROUTES.iter().filter(|r| r.when.holds(serving)) {
+                for (template, _) in row.paths(ClinicalType::ALL) {
+                    let path = match row.mount {
+                        Mount::Origin => template,
+                        Mount::FhirBase => format!("{BASE}{template}"),
+                    };
+                    table.insert((row.method.to_string(), path));
+                }
             }
+            let documented = documented(&doc);
+            assert_eq!(
+                documented.difference(&table).collect::<Vec<_>>(),
+                Vec::<&(String, String)>::new(),
+                "documented, not in the table ({serving:?})"
+            );
+            assert_eq!(
+                table.difference(&documented).collect::<Vec<_>>(),
+                Vec::<&(String, String)>::new(),
+                "in the table, not documented ({serving:?})"
+            );
         }
-        // Every Route variant: a new one fails `method_and_path` to compile until
-        // documented, and must be produced by `documented_routes`.
-        let routes = documented_routes(ClinicalType::ALL);
-        let samples = [
-            Route::Metadata,
-            Route::PatientRead(EXAMPLE_NHS.into()),
-            Route::PatientSearch,
-            Route::StructuredRecord,
-            Route::ObservationCreate,
-            Route::PatientPatch(EXAMPLE_NHS.into()),
-            Route::AuditEventSearch,
-            Route::AccessLog(EXAMPLE_NHS.into()),
-        ]
-        .into_iter()
-        .chain(ClinicalType::ALL.iter().map(|t| Route::ClinicalSearch(*t)));
-        for route in samples {
-            assert!(routes.contains(&route), "{route:?} is not documented");
-        }
+        // The conditional rows come and go with what they need.
+        let open = served_as(Serving {
+            oauth: false,
+            sandbox: false,
+        });
+        assert!(open["paths"][TOKEN_PATH].is_null());
+        assert!(open["paths"]["/_sandbox/manifest"].is_null());
+        assert!(doc()["paths"]["/_sandbox/manifest"]["get"].is_object());
     }
 
     #[test]
-    fn every_documented_operation_is_routed_to_the_route_it_documents() {
+    fn every_documented_operation_is_answered_on_the_listener_the_document_names() {
         let doc = doc();
-        let ops = operations(&doc);
-        assert!(ops.len() >= 15, "{ops:?}");
-        for (method, template, concrete) in ops {
-            if template == TOKEN_PATH {
-                assert_eq!(method, Method::POST);
-                continue;
+        let ops = documented(&doc);
+        assert!(ops.len() >= 22, "{ops:?}");
+        for (method, path) in ops {
+            let item = &doc["paths"][&path];
+            let (named, other) = if item["servers"].is_null() {
+                (Listener::Main, Listener::Admin)
+            } else {
+                (Listener::Admin, Listener::Main)
+            };
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let concrete = path.replace(ID_TEMPLATE, EXAMPLE_NHS);
+            let found = lookup(named, ALL, &method, &concrete, BASE);
+            let Lookup::Found(handler) = found else {
+                panic!("{method} {path} is documented but refused: {found:?}");
+            };
+            let op = &item[method.as_str().to_lowercase()];
+            match handler {
+                Handler::Fhir(route) => assert_eq!(
+                    op["x-fhir-interaction"],
+                    route
+                        .interaction()
+                        .map_or("capabilities", |(_, i)| i.code()),
+                    "{method} {path}"
+                ),
+                Handler::Endpoint(_) => assert!(op["x-fhir-interaction"].is_null()),
             }
-            let rest = concrete
-                .strip_prefix(BASE)
-                .unwrap_or_else(|| panic!("{template} is outside the FHIR base"));
-            let route = match_route(&method, rest, BASE)
-                .unwrap_or_else(|e| panic!("{method} {template} is documented but refused: {e}"));
-            let (m, t) = method_and_path(&route);
-            assert_eq!((m, format!("{BASE}{t}")), (method, template));
+            // Served on both listeners: said so. On one: the other refuses it.
+            let also = op["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("admin listener"));
+            let elsewhere = lookup(other, ALL, &method, &concrete, BASE);
+            assert_eq!(
+                matches!(elsewhere, Lookup::Found(_)),
+                also,
+                "{method} {path} on {other:?}: {elsewhere:?}"
+            );
         }
+        assert!(doc["paths"]["/metrics"]["servers"][0]["url"].is_string());
+        assert!(doc["paths"]["/_health"]["servers"].is_null());
     }
 
     #[test]
@@ -753,6 +902,16 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             assert!(path.starts_with('/'), "{path}");
             for (method, op) in item.as_object().unwrap() {
+                if method == "servers" {
+                    // A path item's own servers: each URL's variables have defaults.
+                    for server in op.as_array().unwrap() {
+                        let url = server["url"].as_str().unwrap();
+                        for name in url.split('{').skip(1).filter_map(|s| s.split('}').next()) {
+                            assert!(server["variables"][name]["default"].is_string(), "{url}");
+                        }
+                    }
+                    continue;
+                }
                 assert!(
                     ["get", "post", "patch", "put", "delete", "head"].contains(&method.as_str())
                 );
@@ -863,8 +1022,27 @@ mod tests {
             ["application/x-www-form-urlencoded"]
             .is_object());
         // Open mode: no token endpoint, no security requirements.
-        let open = document("http://127.0.0.1:1", BASE, ClinicalType::ALL, false);
+        let open = served_as(Serving {
+            oauth: false,
+            sandbox: true,
+        });
         assert!(open["paths"][TOKEN_PATH].is_null());
+        assert_eq!(
+            open["paths"]["/FHIR/R4/Patient/{nhsNumber}"]["get"]["security"],
+            json!([])
+        );
+        // Operational endpoints answer 405 with Allow like every route, each in its dialect.
+        let health = &doc["paths"]["/_health"]["get"];
+        assert!(health["responses"]["405"]["headers"]["Allow"].is_object());
+        assert_eq!(health["security"], json!([]));
+        let token = &doc["paths"][TOKEN_PATH]["post"];
+        assert!(token["responses"]["405"]["headers"]["Allow"].is_object());
+        assert!(token["responses"]["429"]["headers"]["Retry-After"].is_object());
+        assert!(
+            token["responses"]["405"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("OAuth2Error"))
+        );
         assert_eq!(read["x-fhir-interaction"], "read");
     }
 }

@@ -7,11 +7,15 @@
 //! 2. trace span    — wraps everything after, keyed by the request id
 //! 3. timeout       — bounds the whole of the work below, and contains a panic in it
 //!    (answered 500 and audited like any failure, the process serving on)
-//! 4. operational endpoints (`/_health`, `/_ready`, `/openapi.json`, the token
-//!    endpoint) — before auth: probes and discovery carry no token. `/metrics` is not
-//!    here: it is for operators, on the admin listener ([`admin`])
+//! 4. route         — the request is looked up in the one route table (`routes`);
+//!    operational endpoints (probes, `/openapi.json`, the token endpoint and its
+//!    discovery documents) are answered here, a method they do not serve refused with its
+//!    `Allow`: before auth, since probes and discovery carry no token and the token
+//!    endpoint authenticates its caller itself (reading at most 16 KiB of body).
+//!    `/metrics` is for operators, on the admin listener ([`admin`]), from the same table
 //! 5. body limits   — before anything buffers a body
-//! 6. routing + content negotiation — a bad path or format costs no auth work
+//! 6. FHIR route refusals (404, 405) + content negotiation — a bad path or format costs
+//!    no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
 //! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`)
 //! 9. respond       — the audit row is committed (no audit, no data), then the headers
@@ -22,6 +26,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
+use gp_auth::OAuthError;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -30,7 +36,9 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::error::{GatewayError, Rescue};
 use crate::respond::json;
-use crate::routes::match_route;
+use crate::routes::{
+    Access, Endpoint, Handler, Listener, Lookup, Mount, ROUTES, Serving, lookup, shown_path,
+};
 
 pub use crate::context::RequestIds;
 
@@ -128,8 +136,9 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// Handles one request on the admin listener: operational endpoints that are not for
-/// suppliers. Not audited (no patient data, no supplier) and not counted as requests.
+/// Handles one request on the admin listener: the rows of the route table it serves
+/// (metrics and the probes, not for suppliers). Not audited (no patient data, no
+/// supplier) and not counted as requests.
 pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let ids = match RequestIds::from_headers(req.headers()) {
         Ok(ids) => ids,
@@ -138,24 +147,116 @@ pub async fn admin(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             return finish(Rescue::from(e).into_response(&minted.request_id), &minted);
         }
     };
-    let resp = match req.uri().path() {
-        "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-            );
-            resp
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let base = app.fhir_base_path.as_str();
+    let answered = match lookup(Listener::Admin, serving(&app), &parts.method, path, base) {
+        Lookup::Found(Handler::Endpoint(e)) => endpoint(&app, e, &parts, body, &ids, None).await,
+        Lookup::WrongMethod { allowed, .. } => Err(not_allowed(&parts.method, path, base, allowed)),
+        Lookup::Found(Handler::Fhir(_)) | Lookup::NotFound => {
+            let served: Vec<String> = ROUTES
+                .iter()
+                .filter(|r| r.on(Listener::Admin))
+                .flat_map(|r| r.paths(&[]))
+                .map(|(path, _)| path)
+                .collect();
+            Err(GatewayError::NotFound(format!(
+                "no admin endpoint at {}; served here: {}",
+                crate::routes::shown(path),
+                served.join(", ")
+            ))
+            .into())
         }
-        "/_health" => json(StatusCode::OK, r#"{"status":"ok"}"#),
-        "/_ready" => readiness(&app, &ids).await,
-        path => Rescue::from(GatewayError::NotFound(format!(
-            "no admin endpoint at {}; served here: /metrics, /_health, /_ready",
-            crate::routes::shown(path)
-        )))
-        .into_response(&ids.request_id),
     };
+    let resp = answered.unwrap_or_else(|rescue| rescue.into_response(&ids.request_id));
     finish(resp, &ids)
+}
+
+/// Which of the route table's conditional rows this gateway serves.
+fn serving(app: &App) -> Serving {
+    Serving {
+        oauth: app.auth.is_some(),
+        sandbox: app.sandbox_manifest.is_some(),
+    }
+}
+
+/// A path served, with other methods than `method`.
+fn not_allowed(method: &Method, path: &str, base: &str, allowed: String) -> Rescue {
+    GatewayError::MethodNotAllowed {
+        method: crate::routes::shown(method.as_str()),
+        path: shown_path(path, base),
+        allowed,
+    }
+    .into()
+}
+
+/// 4. An operational endpoint's answer, on either listener.
+async fn endpoint(
+    app: &App,
+    endpoint: Endpoint,
+    parts: &Parts,
+    body: Incoming,
+    ids: &RequestIds,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    // The table serves these rows only when the gateway has what they answer with.
+    let unserved = || -> Rescue {
+        GatewayError::NotFound(format!(
+            "{} is not served by this gateway",
+            crate::routes::shown(parts.uri.path())
+        ))
+        .into()
+    };
+    Ok(match endpoint {
+        Endpoint::Health => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        Endpoint::Ready => readiness(app, ids).await,
+        Endpoint::OpenApi => crate::openapi::response(app, serving(app)),
+        Endpoint::Metrics => crate::respond::with_type(
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            app.metrics.render(),
+        ),
+        Endpoint::SandboxManifest => json(
+            StatusCode::OK,
+            app.sandbox_manifest.clone().ok_or_else(unserved)?,
+        ),
+        Endpoint::Jwks => json(
+            StatusCode::OK,
+            app.auth.as_ref().ok_or_else(unserved)?.jwks.clone(),
+        ),
+        Endpoint::SmartConfiguration => json(
+            StatusCode::OK,
+            app.auth
+                .as_ref()
+                .ok_or_else(unserved)?
+                .smart_configuration
+                .clone(),
+        ),
+        Endpoint::Token => {
+            let auth = app.auth.as_ref().ok_or_else(unserved)?;
+            let declared = content_length(&parts.headers);
+            let limit = crate::auth::MAX_TOKEN_REQUEST_BYTES;
+            let bytes = match crate::body::read_capped(body, declared, limit).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return Ok(crate::auth::refusal(&OAuthError::UnreadableBody(
+                        e.to_string(),
+                    )));
+                }
+            };
+            ids.facts.route("token", "-");
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let client_cert = crate::context::client_certificate(&parts.extensions);
+            // Charged to the pre-signature per-address limit.
+            let client =
+                crate::forwarded::client_address(&parts.headers, peer, &app.trusted_proxies);
+            auth.token_endpoint(content_type, &bytes, client_cert, client, &ids.facts)
+                .await
+        }
+    })
 }
 
 async fn route(
@@ -166,78 +267,35 @@ async fn route(
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    let base = app.fhir_base_path.as_str();
 
-    // 4. Operational endpoints.
-    match path {
-        "/_health" => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
-        crate::openapi::PATH => return Ok(crate::openapi::response(app)),
-        "/_ready" => return Ok(readiness(app, ids).await),
-        "/_sandbox/manifest" => {
-            if let Some(m) = &app.sandbox_manifest {
-                return Ok(json(StatusCode::OK, m.clone()));
-            }
+    // 4. The route table; operational endpoints are answered here.
+    let route = match lookup(Listener::Main, serving(app), &parts.method, path, base) {
+        Lookup::Found(Handler::Endpoint(e)) => {
+            return endpoint(app, e, &parts, body, ids, peer).await;
         }
-        _ => {}
-    }
-    if let Some(auth) = &app.auth {
-        match (path, &parts.method) {
-            ("/oauth2/token", &Method::POST) => {
-                let declared = content_length(&parts.headers);
-                let content_type = parts
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                return Ok(
-                    match crate::body::read_capped(
-                        body,
-                        declared,
-                        crate::auth::MAX_TOKEN_REQUEST_BYTES,
-                    )
-                    .await
-                    {
-                        Ok(bytes) => {
-                            ids.facts.route("token", "-");
-                            let client_cert = crate::context::client_certificate(&parts.extensions);
-                            // Charged to the pre-signature per-address limit.
-                            let client = crate::forwarded::client_address(
-                                &parts.headers,
-                                peer,
-                                &app.trusted_proxies,
-                            );
-                            auth.token_endpoint(
-                                content_type,
-                                &bytes,
-                                client_cert,
-                                client,
-                                &ids.facts,
-                            )
-                            .await
-                        }
-                        Err(e) => crate::auth::oauth_error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_request",
-                            &e.to_string(),
-                        ),
-                    },
-                );
-            }
-            ("/oauth2/token", _) => {
-                let mut resp = crate::auth::oauth_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "invalid_request",
-                    "use POST for token requests",
-                );
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
-                return Ok(resp);
-            }
-            ("/oauth2/jwks", &Method::GET) => return Ok(json(StatusCode::OK, auth.jwks.clone())),
-            ("/.well-known/smart-configuration", &Method::GET) => {
-                return Ok(json(StatusCode::OK, auth.smart_configuration.clone()));
-            }
-            _ => {}
+        Lookup::WrongMethod {
+            allowed,
+            access: Access::ClientAssertion,
+            ..
+        } => {
+            return Ok(crate::auth::refusal(&OAuthError::MethodNotAllowed {
+                allowed,
+            }));
         }
-    }
+        Lookup::WrongMethod {
+            allowed,
+            mount: Mount::Origin,
+            ..
+        } => return Err(not_allowed(&parts.method, path, base, allowed)),
+        Lookup::Found(Handler::Fhir(route)) => Ok(route),
+        Lookup::WrongMethod { allowed, .. } => Err(not_allowed(&parts.method, path, base, allowed)),
+        Lookup::NotFound => Err(Rescue::from(GatewayError::NoRoute {
+            method: crate::routes::shown(parts.method.as_str()),
+            path: shown_path(path, base),
+            base: base.into(),
+        })),
+    };
 
     // 5. Body limits: refuse a body over the limit unread.
     let declared = content_length(&parts.headers);
@@ -245,23 +303,8 @@ async fn route(
         return Err(GatewayError::BodyTooLarge(len, app.max_body_bytes).into());
     }
 
-    // 6. Routing and content negotiation.
-    let base = app.fhir_base_path.as_str();
-    let Some(rest) = path
-        .strip_prefix(base)
-        .filter(|r| r.is_empty() || r.starts_with('/'))
-    else {
-        return Err(GatewayError::NoRoute {
-            method: parts.method.to_string(),
-            path: crate::routes::shown(path),
-            base: base.into(),
-        }
-        .into());
-    };
-    let route = match match_route(&parts.method, rest, base) {
-        Ok(r) => r,
-        Err(e) => return Err(e.into()),
-    };
+    // 6. FHIR route refusals, and content negotiation.
+    let route = route?;
     let query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
     let format = query
         .iter()
@@ -399,7 +442,7 @@ async fn readiness(app: &App, ids: &RequestIds) -> Response<Full<Bytes>> {
 
 /// Requests the trail records: every FHIR route and the token endpoint.
 fn is_audited(app: &App, path: &str) -> bool {
-    path == "/oauth2/token"
+    path == crate::routes::TOKEN_PATH
         || path
             .strip_prefix(app.fhir_base_path.as_str())
             .is_some_and(|r| r.is_empty() || r.starts_with('/'))

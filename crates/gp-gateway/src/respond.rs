@@ -30,6 +30,16 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>>
     with_type(status, "application/json", body)
 }
 
+/// Adds the headers a refusal names (its `headers()`); a value that is not a valid
+/// header value is left out rather than failing the answer.
+pub fn add_headers(resp: &mut Response<Full<Bytes>>, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+}
+
 /// A Patient response: `meta.versionId` is the record's version as a FHIR id, and the
 /// weak `ETag` quotes it (what `If-Match` and `If-None-Match` quote back).
 pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {

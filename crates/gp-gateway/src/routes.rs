@@ -1,12 +1,12 @@
-//! The FHIR route table: the single list the router matches against and the
-//! CapabilityStatement is generated from, so the two cannot disagree.
+//! The route table: everything the gateway serves — on which listener, when, to whom,
+//! and what answers it — in one list. The router matches it (a path served with other
+//! methods is answered 405 with the `Allow` it gives), and the CapabilityStatement and
+//! the OpenAPI document are read from it, so none of them can disagree.
 
 use gp_adapter::ClinicalType;
 use http::Method;
 
-use crate::error::GatewayError;
-
-/// What a matched request asks for.
+/// What a matched FHIR request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET /metadata`.
@@ -29,11 +29,113 @@ pub enum Route {
     AccessLog(String),
 }
 
+/// An operational endpoint: answered before the FHIR pipeline's body limit and access
+/// checks, and not audited (the token endpoint, which checks its own caller, excepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Liveness.
+    Health,
+    /// Readiness: every GP system and the audit trail.
+    Ready,
+    /// The OpenAPI document, read from this table.
+    OpenApi,
+    /// The sandbox's manifest: demo suppliers, test patients, simulators.
+    SandboxManifest,
+    /// The OAuth2 token endpoint.
+    Token,
+    /// The gateway's access-token signing keys.
+    Jwks,
+    /// SMART discovery.
+    SmartConfiguration,
+    /// Prometheus metrics.
+    Metrics,
+}
+
+/// What answers a matched request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// A FHIR interaction: body limit, access checks, the GP systems, the audit trail.
+    Fhir(Route),
+    /// An operational endpoint.
+    Endpoint(Endpoint),
+}
+
+/// The listeners a gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The suppliers' port (`[server] listen`).
+    Main,
+    /// The operators' port (`[admin] listen`): metrics and probes, never suppliers.
+    Admin,
+}
+
+/// Where a row's path hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// The listener's origin (`/_health`).
+    Origin,
+    /// The FHIR base path (`[server] fhir_base_path`, e.g. `/FHIR/R4/metadata`).
+    FhirBase,
+}
+
+/// When a row is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// With supplier access on (not in the sandbox's open mode).
+    OAuth,
+    /// In the sandbox only.
+    Sandbox,
+}
+
+/// Which conditional rows a running gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// Supplier access is on: the token endpoint and its discovery documents are served.
+    pub oauth: bool,
+    /// This is the sandbox: its manifest is served.
+    pub sandbox: bool,
+}
+
+impl When {
+    /// True when a gateway serving `serving` serves rows marked `self`.
+    pub fn holds(self, serving: Serving) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OAuth => serving.oauth,
+            Self::Sandbox => serving.sandbox,
+        }
+    }
+}
+
+/// What a caller needs to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing: probes, discovery, the CapabilityStatement.
+    Public,
+    /// A signed client assertion in the request itself (the token endpoint); its
+    /// refusals are OAuth2 JSON errors (RFC 6749 §5.2), not OperationOutcomes.
+    ClientAssertion,
+    /// A bearer token whose SMART scopes allow the route's interaction (nothing in the
+    /// sandbox's open mode).
+    Bearer,
+}
+
 /// The patient-facing access log operation's name.
 pub const ACCESS_LOG: &str = "$access-log";
 
 /// The structured record operation's name.
 pub const STRUCTURED_RECORD: &str = "$gpc.getstructuredrecord";
+
+/// The token endpoint's path (the audit trail records its requests).
+pub const TOKEN_PATH: &str = "/oauth2/token";
+
+/// The JWKS's path (named by the SMART configuration).
+pub const JWKS_PATH: &str = "/oauth2/jwks";
+
+/// How an id segment appears in a path template (every id the gateway serves is an NHS
+/// number).
+pub const ID_TEMPLATE: &str = "{nhsNumber}";
 
 /// FHIR interactions, as the CapabilityStatement names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +178,7 @@ impl Route {
     }
 }
 
-/// One segment of a route's path pattern.
+/// One segment of a row's path pattern.
 #[derive(Debug, Clone, Copy)]
 enum Seg {
     /// Exactly this text.
@@ -87,112 +189,375 @@ enum Seg {
     Clinical,
 }
 
-/// One row of the route table: a method, a path pattern below the FHIR base, and the
-/// route a matching request makes.
-struct Row {
+/// What a row's matching request is answered by.
+#[derive(Clone, Copy)]
+enum Make {
+    /// This endpoint, whatever the path's segments.
+    Endpoint(Endpoint),
+    /// The FHIR route, from the path's segments.
+    Fhir(fn(&[&str]) -> Option<Route>),
+}
+
+/// One row of the route table.
+pub struct Row {
+    /// The method served (`HEAD` is served wherever `GET` is).
+    pub method: Method,
+    pub mount: Mount,
+    path: &'static [Seg],
+    /// The listeners serving it.
+    pub listeners: &'static [Listener],
+    pub when: When,
+    pub access: Access,
+    make: Make,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    /// More, when a line is not enough (empty otherwise).
+    pub description: &'static str,
+}
+
+/// A FHIR interaction's row: on the main listener, below the FHIR base, always served.
+const fn fhir(
     method: Method,
     path: &'static [Seg],
+    access: Access,
     make: fn(&[&str]) -> Option<Route>,
+    summary: &'static str,
+) -> Row {
+    Row {
+        method,
+        mount: Mount::FhirBase,
+        path,
+        listeners: &[Listener::Main],
+        when: When::Always,
+        access,
+        make: Make::Fhir(make),
+        summary,
+        description: "",
+    }
 }
 
-/// The route table: every FHIR interaction served, in one list. The router matches it,
-/// and a path that matches with another method is answered 405 with the `Allow` header
-/// listing the methods this table has for it; [`served`] (the CapabilityStatement) reads
-/// the same rows.
-const ROUTES: &[Row] = &[
+/// An operational endpoint's row: at the origin, open to anyone unless narrowed.
+const fn endpoint(
+    method: Method,
+    path: &'static [Seg],
+    listeners: &'static [Listener],
+    when: When,
+    endpoint: Endpoint,
+    summary: &'static str,
+) -> Row {
     Row {
-        method: Method::GET,
-        path: &[Seg::Lit("Patient"), Seg::Id],
-        make: |s| Some(Route::PatientRead(s[1].to_owned())),
-    },
-    Row {
-        method: Method::GET,
-        path: &[Seg::Lit("Patient")],
-        make: |_| Some(Route::PatientSearch),
-    },
-    Row {
-        method: Method::PATCH,
-        path: &[Seg::Lit("Patient"), Seg::Id],
-        make: |s| Some(Route::PatientPatch(s[1].to_owned())),
-    },
-    Row {
-        method: Method::POST,
-        path: &[Seg::Lit("Patient"), Seg::Lit(STRUCTURED_RECORD)],
-        make: |_| Some(Route::StructuredRecord),
-    },
-    Row {
-        method: Method::GET,
-        path: &[Seg::Lit("Patient"), Seg::Id, Seg::Lit(ACCESS_LOG)],
-        make: |s| Some(Route::AccessLog(s[1].to_owned())),
-    },
-    Row {
-        method: Method::GET,
-        path: &[Seg::Clinical],
-        make: |s| ClinicalType::parse(s[0]).map(Route::ClinicalSearch),
-    },
-    Row {
-        method: Method::POST,
-        path: &[Seg::Lit("Observation")],
-        make: |_| Some(Route::ObservationCreate),
-    },
-    Row {
-        method: Method::GET,
-        path: &[Seg::Lit("AuditEvent")],
-        make: |_| Some(Route::AuditEventSearch),
-    },
-    Row {
-        method: Method::GET,
-        path: &[Seg::Lit("metadata")],
-        make: |_| Some(Route::Metadata),
-    },
+        method,
+        mount: Mount::Origin,
+        path,
+        listeners,
+        when,
+        access: Access::Public,
+        make: Make::Endpoint(endpoint),
+        summary,
+        description: "",
+    }
+}
+
+impl Row {
+    /// The row, open only to callers with `access`.
+    const fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// The row, with a description.
+    const fn described(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+}
+
+const MAIN: &[Listener] = &[Listener::Main];
+const BOTH: &[Listener] = &[Listener::Main, Listener::Admin];
+
+/// The route table: everything served, in one list.
+pub const ROUTES: &[Row] = &[
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("_health")],
+        BOTH,
+        When::Always,
+        Endpoint::Health,
+        "Liveness: 200 while the process serves",
+    ),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("_ready")],
+        BOTH,
+        When::Always,
+        Endpoint::Ready,
+        "Readiness: every GP system and the audit trail",
+    )
+    .described(
+        "200 `ready`, or `degraded` while some GP system is unreachable (the others are still served); 503 `draining` once shutdown begins, or `unavailable` while the audit trail cannot take rows.",
+    ),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("metrics")],
+        &[Listener::Admin],
+        When::Always,
+        Endpoint::Metrics,
+        "Prometheus metrics (the admin listener only: operators, never suppliers)",
+    ),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("openapi.json")],
+        MAIN,
+        When::Always,
+        Endpoint::OpenApi,
+        "This document, generated from the gateway's route table",
+    ),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("_sandbox"), Seg::Lit("manifest")],
+        MAIN,
+        When::Sandbox,
+        Endpoint::SandboxManifest,
+        "The sandbox's demo suppliers (keys, scopes, practices), test patients and simulators",
+    ),
+    endpoint(
+        Method::POST,
+        &[Seg::Lit("oauth2"), Seg::Lit("token")],
+        MAIN,
+        When::OAuth,
+        Endpoint::Token,
+        "Exchange a signed JWT client assertion for an access token (SMART Backend Services)",
+    )
+    .access(Access::ClientAssertion),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit("oauth2"), Seg::Lit("jwks")],
+        MAIN,
+        When::OAuth,
+        Endpoint::Jwks,
+        "The gateway's access-token signing keys (JWKS)",
+    ),
+    endpoint(
+        Method::GET,
+        &[Seg::Lit(".well-known"), Seg::Lit("smart-configuration")],
+        MAIN,
+        When::OAuth,
+        Endpoint::SmartConfiguration,
+        "SMART discovery: the token endpoint, its authentication methods and the scopes",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("metadata")],
+        Access::Public,
+        |_| Some(Route::Metadata),
+        "The CapabilityStatement, generated from the routes served",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Patient"), Seg::Id],
+        Access::Bearer,
+        |s| Some(Route::PatientRead(s[1].to_owned())),
+        "Read a patient (UK Core Patient)",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Patient")],
+        Access::Bearer,
+        |_| Some(Route::PatientSearch),
+        "Find a patient by NHS number: a searchset of 0 or 1",
+    ),
+    fhir(
+        Method::PATCH,
+        &[Seg::Lit("Patient"), Seg::Id],
+        Access::Bearer,
+        |s| Some(Route::PatientPatch(s[1].to_owned())),
+        "Change a patient's contact details (telecom, address, communication)",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Patient"), Seg::Lit(STRUCTURED_RECORD)],
+        Access::Bearer,
+        |_| Some(Route::StructuredRecord),
+        "GP Connect's structured record in R4: a collection Bundle with one List per area",
+    )
+    .described(
+        "Needs system/Patient.r plus system/{Type}.r of each area asked for; invalid parameter combinations answer 422 INVALID_PARAMETER naming the parameter.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Patient"), Seg::Id, Seg::Lit(ACCESS_LOG)],
+        Access::Bearer,
+        |s| Some(Route::AccessLog(s[1].to_owned())),
+        "Who accessed the patient's record, for the patient",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Clinical],
+        Access::Bearer,
+        |s| ClinicalType::parse(s[0]).map(Route::ClinicalSearch),
+        "Search a patient's record entries of this type",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Observation")],
+        Access::Bearer,
+        |_| Some(Route::ObservationCreate),
+        "Record a reading in the patient's GP record (201; 200 for a retry)",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("AuditEvent")],
+        Access::Bearer,
+        |_| Some(Route::AuditEventSearch),
+        "The audit trail as AuditEvents, most recent first (operators)",
+    ),
 ];
 
-fn matches(pattern: &[Seg], segments: &[&str]) -> bool {
-    pattern.len() == segments.len()
-        && pattern.iter().zip(segments).all(|(p, s)| match p {
-            Seg::Lit(l) => l == s,
-            Seg::Id => !s.is_empty() && !s.starts_with('$'),
-            Seg::Clinical => ClinicalType::parse(s).is_some(),
-        })
+impl Row {
+    /// True when `listener` serves this row.
+    pub fn on(&self, listener: Listener) -> bool {
+        self.listeners.contains(&listener)
+    }
+
+    /// True when a path's segments (below the row's mount) fit the row's pattern.
+    fn fits(&self, segments: &[&str]) -> bool {
+        self.path.len() == segments.len()
+            && self.path.iter().zip(segments).all(|(p, s)| match p {
+                Seg::Lit(l) => l == s,
+                Seg::Id => !s.is_empty() && !s.starts_with('$'),
+                Seg::Clinical => ClinicalType::parse(s).is_some(),
+            })
+    }
+
+    fn handler(&self, segments: &[&str]) -> Option<Handler> {
+        match self.make {
+            Make::Endpoint(e) => Some(Handler::Endpoint(e)),
+            Make::Fhir(make) => make(segments).map(Handler::Fhir),
+        }
+    }
+
+    /// True for a FHIR operation (a `$…` segment).
+    pub fn is_operation(&self) -> bool {
+        self.path
+            .iter()
+            .any(|seg| matches!(seg, Seg::Lit(l) if l.starts_with('$')))
+    }
+
+    /// The paths this row serves below its mount, each as a template (an id is
+    /// [`ID_TEMPLATE`]; a clinical type segment gives one path per type in `clinical`)
+    /// with the handler a request to it gets.
+    pub fn paths(&self, clinical: &[ClinicalType]) -> Vec<(String, Handler)> {
+        let per_type = self.path.iter().any(|seg| matches!(seg, Seg::Clinical));
+        let types: Vec<Option<ClinicalType>> = if per_type {
+            clinical.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        types
+            .into_iter()
+            .filter_map(|t| {
+                let segments: Vec<&str> = self
+                    .path
+                    .iter()
+                    .map(|seg| match seg {
+                        Seg::Lit(l) => l,
+                        Seg::Id => ID_TEMPLATE,
+                        Seg::Clinical => t.map_or("", ClinicalType::as_str),
+                    })
+                    .collect();
+                let handler = self.handler(&segments)?;
+                Some((format!("/{}", segments.join("/")), handler))
+            })
+            .collect()
+    }
 }
 
-/// Matches a path below the FHIR base (`rest` has no leading base path) and method
-/// against [`ROUTES`]. `HEAD` is served wherever `GET` is.
-pub fn match_route(method: &Method, rest: &str, base: &str) -> Result<Route, GatewayError> {
-    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+/// A request looked up in [`ROUTES`].
+#[derive(Debug)]
+pub enum Lookup {
+    /// A row serves it.
+    Found(Handler),
+    /// Rows serve the path, with other methods: `allowed` is the `Allow` header (`GET`
+    /// first, then in the table's order), `access` who those rows are for (whose dialect
+    /// the refusal speaks), `mount` where they hang.
+    WrongMethod {
+        allowed: String,
+        access: Access,
+        mount: Mount,
+    },
+    /// No row serves the path.
+    NotFound,
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+/// Looks a request to `listener` up in [`ROUTES`], among the rows `serving` turns on;
+/// `base` is the FHIR base path. `HEAD` is served wherever `GET` is.
+pub fn lookup(
+    listener: Listener,
+    serving: Serving,
+    method: &Method,
+    path: &str,
+    base: &str,
+) -> Lookup {
     let asked = if method == Method::HEAD {
         &Method::GET
     } else {
         method
     };
+    let at_origin = segments(path);
+    let below_base = path
+        .strip_prefix(base)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .map(segments);
     let mut allowed: Vec<&str> = Vec::new();
-    for row in ROUTES.iter().filter(|r| matches(r.path, &segments)) {
-        if row.method == *asked
-            && let Some(route) = (row.make)(&segments)
-        {
-            return Ok(route);
+    let mut refusing = None;
+    for row in ROUTES
+        .iter()
+        .filter(|r| r.on(listener) && r.when.holds(serving))
+    {
+        let segments = match row.mount {
+            Mount::Origin => &at_origin,
+            Mount::FhirBase => match &below_base {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        if !row.fits(segments) {
+            continue;
         }
+        if row.method == *asked
+            && let Some(handler) = row.handler(segments)
+        {
+            return Lookup::Found(handler);
+        }
+        refusing.get_or_insert(row);
         if !allowed.contains(&row.method.as_str()) {
             allowed.push(row.method.as_str());
         }
     }
-    if allowed.is_empty() {
-        return Err(no_route(method, rest, base));
-    }
+    let Some(row) = refusing else {
+        return Lookup::NotFound;
+    };
     // GET first, then as the table lists them: `GET, PATCH`, `GET, POST`.
     allowed.sort_by_key(|m| *m != "GET");
-    Err(GatewayError::MethodNotAllowed {
-        method: shown(method.as_str()),
-        path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
+    Lookup::WrongMethod {
         allowed: allowed.join(", "),
-    })
+        access: row.access,
+        mount: row.mount,
+    }
 }
 
-fn no_route(method: &Method, rest: &str, base: &str) -> GatewayError {
-    GatewayError::NoRoute {
-        method: shown(method.as_str()),
-        path: format!("{base}/{}", shown(rest.trim_start_matches('/'))),
-        base: base.to_owned(),
+/// The path as an error message shows it: bounded, with the FHIR base kept whole.
+pub fn shown_path(path: &str, base: &str) -> String {
+    match path
+        .strip_prefix(base)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        Some(rest) => format!("{base}/{}", shown(rest.trim_start_matches('/'))),
+        None => shown(path),
     }
 }
 
@@ -203,37 +568,14 @@ pub use gp_fhir::text::shown;
 /// Patient first, then `clinical` in its order, then the rest; within a type, in the
 /// table's order.
 pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
-    let mut pairs: Vec<(&'static str, Interaction)> = Vec::new();
-    for row in ROUTES {
-        let operation = row
-            .path
-            .iter()
-            .any(|seg| matches!(seg, Seg::Lit(l) if l.starts_with('$')));
-        if operation {
-            continue;
-        }
-        // A row with a clinical-type segment serves each type; the others, one route.
-        let has_clinical = row.path.iter().any(|seg| matches!(seg, Seg::Clinical));
-        let types: Vec<&str> = if has_clinical {
-            clinical.iter().map(|t| t.as_str()).collect()
-        } else {
-            vec![""]
-        };
-        for t in types {
-            let segments: Vec<&str> = row
-                .path
-                .iter()
-                .map(|seg| match seg {
-                    Seg::Lit(l) => *l,
-                    Seg::Id => "id",
-                    Seg::Clinical => t,
-                })
-                .collect();
-            if let Some(pair) = (row.make)(&segments).and_then(|r| r.interaction()) {
-                pairs.push(pair);
-            }
-        }
-    }
+    let pairs = ROUTES
+        .iter()
+        .filter(|row| !row.is_operation())
+        .flat_map(|row| row.paths(clinical))
+        .filter_map(|(_, handler)| match handler {
+            Handler::Fhir(route) => route.interaction(),
+            Handler::Endpoint(_) => None,
+        });
     let rank = |t: &str| match t {
         "Patient" => 0,
         t => clinical
@@ -256,77 +598,175 @@ pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)
 mod tests {
     use super::*;
 
+    const BASE: &str = "/FHIR/R4";
+    const ALL: Serving = Serving {
+        oauth: true,
+        sandbox: true,
+    };
+
+    fn main(method: Method, path: &str) -> Lookup {
+        lookup(Listener::Main, ALL, &method, path, BASE)
+    }
+
+    fn fhir(method: Method, rest: &str) -> Option<Route> {
+        match main(method, &format!("{BASE}{rest}")) {
+            Lookup::Found(Handler::Fhir(route)) => Some(route),
+            _ => None,
+        }
+    }
+
+    fn allowed(method: Method, path: &str) -> String {
+        match main(method.clone(), path) {
+            Lookup::WrongMethod { allowed, .. } => allowed,
+            other => panic!("{method} {path}: {other:?}"),
+        }
+    }
+
     #[test]
     fn routes_and_refusals() {
-        let b = "/FHIR/R4";
+        assert_eq!(fhir(Method::GET, "/metadata"), Some(Route::Metadata));
         assert_eq!(
-            match_route(&Method::GET, "/metadata", b).unwrap(),
-            Route::Metadata
+            fhir(Method::GET, "/Patient/9000000009"),
+            Some(Route::PatientRead("9000000009".into()))
         );
         assert_eq!(
-            match_route(&Method::GET, "/Patient/9000000009", b).unwrap(),
-            Route::PatientRead("9000000009".into())
+            fhir(Method::GET, "/Observation"),
+            Some(Route::ClinicalSearch(ClinicalType::Observation))
+        );
+        for path in [
+            "/FHIR/R4/Foo",
+            "/FHIR/R4/Patient/1/2",
+            "/FHIR/R4",
+            "/FHIR/R4x/metadata",
+        ] {
+            assert!(
+                matches!(main(Method::GET, path), Lookup::NotFound),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            allowed(Method::DELETE, "/FHIR/R4/Patient/9000000009"),
+            "GET, PATCH"
         );
         assert_eq!(
-            match_route(&Method::GET, "/Observation", b).unwrap(),
-            Route::ClinicalSearch(ClinicalType::Observation)
-        );
-        assert!(matches!(
-            match_route(&Method::GET, "/Foo", b),
-            Err(GatewayError::NoRoute { .. })
-        ));
-        assert!(matches!(
-            match_route(&Method::GET, "/Patient/1/2", b),
-            Err(GatewayError::NoRoute { .. })
-        ));
-        assert!(matches!(
-            match_route(&Method::DELETE, "/Patient/9000000009", b),
-            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET, PATCH"
-        ));
-        assert_eq!(
-            match_route(&Method::POST, "/Observation", b).unwrap(),
-            Route::ObservationCreate
+            fhir(Method::POST, "/Observation"),
+            Some(Route::ObservationCreate)
         );
         assert_eq!(
-            match_route(&Method::PATCH, "/Patient/9000000009", b).unwrap(),
-            Route::PatientPatch("9000000009".into())
+            fhir(Method::PATCH, "/Patient/9000000009"),
+            Some(Route::PatientPatch("9000000009".into()))
         );
-        assert!(matches!(
-            match_route(&Method::PUT, "/Observation", b),
-            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET, POST"
-        ));
-        assert!(matches!(
-            match_route(&Method::POST, "/Condition", b),
-            Err(GatewayError::MethodNotAllowed { allowed, .. }) if allowed == "GET"
-        ));
+        assert_eq!(allowed(Method::PUT, "/FHIR/R4/Observation"), "GET, POST");
+        assert_eq!(allowed(Method::POST, "/FHIR/R4/Condition"), "GET");
     }
 
     #[test]
     fn allow_lists_the_tables_methods_for_the_path_operations_included() {
-        let b = "/FHIR/R4";
-        let allowed = |m: Method, path: &str| match match_route(&m, path, b) {
-            Err(GatewayError::MethodNotAllowed { allowed, .. }) => allowed,
-            other => panic!("{m} {path}: {other:?}"),
-        };
         assert_eq!(
-            allowed(Method::GET, "/Patient/$gpc.getstructuredrecord"),
+            allowed(Method::GET, "/FHIR/R4/Patient/$gpc.getstructuredrecord"),
             "POST"
         );
         assert_eq!(
-            allowed(Method::PATCH, "/Patient/9000000009/$access-log"),
+            allowed(Method::PATCH, "/FHIR/R4/Patient/9000000009/$access-log"),
             "GET"
         );
-        assert_eq!(allowed(Method::DELETE, "/AuditEvent"), "GET");
-        assert_eq!(allowed(Method::POST, "/metadata"), "GET");
+        assert_eq!(allowed(Method::DELETE, "/FHIR/R4/AuditEvent"), "GET");
+        assert_eq!(allowed(Method::POST, "/FHIR/R4/metadata"), "GET");
         assert_eq!(
-            match_route(&Method::HEAD, "/Patient/9000000009", b).unwrap(),
-            Route::PatientRead("9000000009".into())
+            fhir(Method::HEAD, "/Patient/9000000009"),
+            Some(Route::PatientRead("9000000009".into()))
         );
         // An operation name is never read as an id.
         assert!(matches!(
-            match_route(&Method::GET, "/Patient/$everything", b),
-            Err(GatewayError::NoRoute { .. })
+            main(Method::GET, "/FHIR/R4/Patient/$everything"),
+            Lookup::NotFound
         ));
+    }
+
+    #[test]
+    fn operational_endpoints_are_rows_like_the_rest_allow_included() {
+        let endpoint =
+            |listener, method: Method, path| match lookup(listener, ALL, &method, path, BASE) {
+                Lookup::Found(Handler::Endpoint(e)) => Some(e),
+                _ => None,
+            };
+        assert_eq!(
+            endpoint(Listener::Main, Method::GET, "/_health"),
+            Some(Endpoint::Health)
+        );
+        assert_eq!(
+            endpoint(Listener::Admin, Method::HEAD, "/_ready"),
+            Some(Endpoint::Ready)
+        );
+        assert_eq!(
+            endpoint(Listener::Admin, Method::GET, "/metrics"),
+            Some(Endpoint::Metrics)
+        );
+        // Metrics are for operators: not on the suppliers' port; FHIR not on the admin port.
+        assert_eq!(endpoint(Listener::Main, Method::GET, "/metrics"), None);
+        assert!(matches!(
+            lookup(
+                Listener::Admin,
+                ALL,
+                &Method::GET,
+                "/FHIR/R4/metadata",
+                BASE
+            ),
+            Lookup::NotFound
+        ));
+        assert_eq!(allowed(Method::POST, "/_health"), "GET");
+        assert_eq!(allowed(Method::DELETE, "/openapi.json"), "GET");
+        assert!(matches!(
+            main(Method::GET, TOKEN_PATH),
+            Lookup::WrongMethod { allowed, access: Access::ClientAssertion, mount: Mount::Origin }
+                if allowed == "POST"
+        ));
+        // Conditional rows: no token endpoint in open mode, no manifest outside the sandbox.
+        let open = Serving {
+            oauth: false,
+            sandbox: false,
+        };
+        for path in [TOKEN_PATH, JWKS_PATH, "/_sandbox/manifest"] {
+            assert!(matches!(
+                lookup(Listener::Main, open, &Method::GET, path, BASE),
+                Lookup::NotFound
+            ));
+        }
+    }
+
+    #[test]
+    fn every_row_is_reached_by_its_own_paths_and_bearer_rows_name_an_interaction() {
+        for row in ROUTES {
+            for (template, handler) in row.paths(ClinicalType::ALL) {
+                let path = match row.mount {
+                    Mount::Origin => template.clone(),
+                    Mount::FhirBase => format!("{BASE}{template}"),
+                };
+                for &listener in row.listeners {
+                    let found = lookup(listener, ALL, &row.method, &path, BASE);
+                    assert!(
+                        matches!(&found, Lookup::Found(h) if *h == handler),
+                        "{} {path}: {found:?}",
+                        row.method
+                    );
+                }
+                let interaction = match &handler {
+                    Handler::Fhir(route) => route.interaction(),
+                    Handler::Endpoint(_) => None,
+                };
+                // The access check reads the scope a bearer row needs from its interaction.
+                assert_eq!(
+                    row.access == Access::Bearer,
+                    interaction.is_some(),
+                    "{path}"
+                );
+                assert_eq!(
+                    row.mount == Mount::FhirBase,
+                    matches!(handler, Handler::Fhir(_)),
+                    "{path}"
+                );
+            }
+        }
     }
 
     #[test]
