@@ -42,7 +42,6 @@ KNOWN_GAPS = {
     "conditional-create": "not in issue 22: fhirpy puts the condition in the query string (tests/clients/README.md)",
     "patch-patient-contact": "issue 22 §6: JSON Merge Patch",
     "update-patient": "issue 22 §6: PUT /Patient",
-    "discover-smart-configuration": "issue 22 §3: [base]/.well-known/smart-configuration",
 }
 
 SNOMED = "http://snomed.info/sct"

@@ -28,7 +28,6 @@ const KNOWN_GAPS = {
   'create-observation-read-back': 'issue 22 §2: Location, read by id',
   'create-bp-panel-read-back': 'issue 22 §2: Location, read by id, one panel',
   'update-patient': 'issue 22 §6: PUT /Patient',
-  'discover-smart-configuration': 'issue 22 §3: [base]/.well-known/smart-configuration',
 };
 
 const SNOMED = 'http://snomed.info/sct';

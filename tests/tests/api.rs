@@ -570,7 +570,7 @@ async fn searches_take_the_result_parameters_client_libraries_send() {
 /// SMART discovery (fhir-kit-client, the SMART JS client) finds the token endpoint in
 /// the CapabilityStatement's oauth-uris extension.
 #[tokio::test]
-async fn the_capability_statement_names_the_token_endpoint() {
+async fn discovery_finds_the_token_endpoint_where_smart_clients_look() {
     let w = World::start().await;
     let token = w.token("demo-consult").await;
     let metadata = w.get("/metadata", Some(&token)).await.json();
@@ -587,6 +587,27 @@ async fn the_capability_statement_names_the_token_endpoint() {
     assert_eq!(
         oauth["extension"][0]["valueUri"].as_str(),
         Some(w.manifest().token_url.as_str())
+    );
+    // And the SMART configuration, below the FHIR base as at the origin.
+    let smart = w.get("/.well-known/smart-configuration", None).await;
+    assert_eq!(
+        smart.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&smart.body)
+    );
+    let smart = smart.json();
+    assert_eq!(
+        smart["token_endpoint"].as_str(),
+        Some(w.manifest().token_url.as_str())
+    );
+    assert_eq!(
+        smart["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["private_key_jwt"])
+    );
+    assert_eq!(
+        smart["grant_types_supported"],
+        serde_json::json!(["client_credentials"])
     );
 }
 

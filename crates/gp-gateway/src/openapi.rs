@@ -149,12 +149,16 @@ fn operation(op: &Operation, oauth: bool) -> Value {
         Handler::Fhir(route) => fhir_operation(route, op, oauth && row.access == Access::Bearer),
         Handler::Endpoint(endpoint) => endpoint_operation(*endpoint),
     };
+    // An operational endpoint served at the origin and below the FHIR base (SMART
+    // discovery) is two operations.
+    let below_base = matches!(op.handler, Handler::Endpoint(_)) && row.mount == Mount::FhirBase;
     o.insert(
         "operationId".into(),
         json!(format!(
-            "{}{}",
+            "{}{}{}",
             row.method.as_str().to_lowercase(),
-            op.template.replace(['/', '{', '}', '$', '.', '-'], "_")
+            op.template.replace(['/', '{', '}', '$', '.', '-'], "_"),
+            if below_base { "_below_fhir_base" } else { "" }
         )),
     );
     o.insert("summary".into(), json!(row.summary));

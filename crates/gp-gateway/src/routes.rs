@@ -265,6 +265,12 @@ impl Row {
         self
     }
 
+    /// The row, hung below `mount` instead.
+    const fn at(mut self, mount: Mount) -> Self {
+        self.mount = mount;
+        self
+    }
+
     /// The row, with a description.
     const fn described(mut self, description: &'static str) -> Self {
         self.description = description;
@@ -345,6 +351,16 @@ pub const ROUTES: &[Row] = &[
         Endpoint::SmartConfiguration,
         "SMART discovery: the token endpoint, its authentication methods and the scopes",
     ),
+    // SMART clients (fhir-kit-client, the SMART JS client) look below the FHIR base.
+    endpoint(
+        Method::GET,
+        &[Seg::Lit(".well-known"), Seg::Lit("smart-configuration")],
+        MAIN,
+        When::OAuth,
+        Endpoint::SmartConfiguration,
+        "SMART discovery below the FHIR base, where SMART clients look for it",
+    )
+    .at(Mount::FhirBase),
     fhir(
         Method::GET,
         &[Seg::Lit("metadata")],
@@ -760,9 +776,10 @@ mod tests {
                     interaction.is_some(),
                     "{path}"
                 );
-                assert_eq!(
-                    row.mount == Mount::FhirBase,
-                    matches!(handler, Handler::Fhir(_)),
+                // FHIR interactions hang below the FHIR base; operational endpoints at
+                // the origin, and SMART discovery also below the base.
+                assert!(
+                    row.mount == Mount::FhirBase || matches!(handler, Handler::Endpoint(_)),
                     "{path}"
                 );
             }
