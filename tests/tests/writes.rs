@@ -140,18 +140,28 @@ async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
             String::from_utf8_lossy(&created.body)
         );
         let location = created.header("location").unwrap().to_owned();
-        assert!(
-            location.starts_with(&format!(
-                "{}/Observation?patient={nhs}&_id=",
-                w.manifest().base_url
-            )),
-            "{location}"
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        assert!(!id.is_empty());
+        assert_eq!(
+            location,
+            format!("{}/Observation/{id}", w.manifest().base_url),
+            "{system}: Location names the instance"
         );
-        assert!(
-            created.json()["id"]
-                .as_str()
-                .is_some_and(|id| !id.is_empty())
-        );
+        // Following it reads the reading back, for the writer and for a paired reader.
+        for token in [&a, &b] {
+            let path = location.strip_prefix(&w.manifest().base_url).unwrap();
+            let read = w.call("GET", path, token, &[], b"").await;
+            assert_eq!(
+                read.status,
+                200,
+                "{system}: {}",
+                String::from_utf8_lossy(&read.body)
+            );
+            let r = read.json();
+            assert_eq!(r["resourceType"], "Observation");
+            assert_eq!(r["id"], id.as_str());
+            assert_eq!(r["subject"]["reference"], format!("Patient/{nhs}"));
+        }
 
         // B's next read sees both, despite its cached copy.
         let after = w
@@ -197,12 +207,13 @@ async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
             "{system}: exactly the two new readings"
         );
 
-        // The Location answers the created entries.
+        // The Location answers the first entry recorded: the systolic reading.
         let path = location.strip_prefix(&w.manifest().base_url).unwrap();
         let located = w.call("GET", path, &a, &[], b"").await.json();
-        let found = readings(&located);
-        assert!(
-            found.contains(&("271649006".into(), 131.0)),
+        let found = readings(&json!({ "entry": [{ "resource": located }] }));
+        assert_eq!(
+            found,
+            [("271649006".to_owned(), 131.0)],
             "{system}: {found:?}"
         );
     }
@@ -447,6 +458,88 @@ async fn versions_are_version_ids_clients_can_send_back() {
         };
         assert_eq!(r["versioning"], expected, "{}", r["type"]);
     }
+}
+
+/// Every entry a search answers can be read by its fullUrl, on every GP system, under
+/// the search's release rules; an id never answered, or asked of the wrong type, is not
+/// found, and a supplier not paired with the practice cannot read it either.
+#[tokio::test]
+async fn entries_are_read_by_their_full_url() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let base = w.manifest().base_url.clone();
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        for t in ["Observation", "Condition", "Encounter"] {
+            let search = w
+                .call(
+                    "GET",
+                    &format!("/{t}?patient={nhs}&_count=3"),
+                    &token,
+                    &[],
+                    b"",
+                )
+                .await;
+            assert_eq!(search.status, 200, "{system} {t}");
+            let bundle = search.json();
+            for e in bundle["entry"].as_array().into_iter().flatten() {
+                let url = e["fullUrl"].as_str().unwrap();
+                let read = w
+                    .call("GET", url.strip_prefix(&base).unwrap(), &token, &[], b"")
+                    .await;
+                assert_eq!(read.status, 200, "{system} {url}");
+                assert_eq!(
+                    read.json(),
+                    e["resource"],
+                    "{system} {url}: as the search gave it"
+                );
+            }
+        }
+        let search = w
+            .call(
+                "GET",
+                &format!("/Observation?patient={nhs}&_count=1"),
+                &token,
+                &[],
+                b"",
+            )
+            .await
+            .json();
+        let id = search["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let wrong_type = w
+            .call("GET", &format!("/Condition/{id}"), &token, &[], b"")
+            .await;
+        assert_eq!(wrong_type.status, 404, "{system}");
+        assert_eq!(wrong_type.spine_code(), "RESOURCE_NOT_FOUND");
+        // demo-booking is paired with other practices than every system's first one.
+        if !w
+            .practices_of("demo-booking")
+            .contains(&w.practice_of(&nhs))
+        {
+            let other = w.token("demo-booking").await;
+            let unpaired = w
+                .call("GET", &format!("/Observation/{id}"), &other, &[], b"")
+                .await;
+            assert!(
+                [403, 404].contains(&unpaired.status),
+                "{system}: {}",
+                unpaired.status
+            );
+        }
+    }
+    let unknown = w
+        .call("GET", "/Observation/never-answered-1", &token, &[], b"")
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.spine_code(), "RESOURCE_NOT_FOUND");
+    assert!(
+        unknown.diagnostics().contains("never-answered-1"),
+        "{}",
+        unknown.diagnostics()
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@ use crate::config::{AccessMode, LoadedConfig, PracticeEntry};
 use crate::error::GatewayError;
 use crate::locator::{Location, Locator, PdsLocator};
 
+/// Record entries whose patient is remembered for reads by id (about 100 bytes each).
+const ENTRIES_REMEMBERED: u64 = 1_000_000;
+
 /// Everything a request needs, shared by all connections.
 pub struct App {
     /// Public URL of the FHIR base (`https://host/FHIR/R4`): every link starts with it.
@@ -36,6 +39,8 @@ pub struct App {
     pub locations: moka::future::Cache<NhsNumber, Location>,
     /// GP system reads, per patient.
     pub records: Arc<crate::cache::RecordCache>,
+    /// The patient of each record entry answered, for reads by id.
+    pub entries: crate::entries::EntryIndex,
     /// Tells other replicas when a write makes their cached copy stale.
     pub invalidator: crate::invalidate::Invalidator,
     /// The CapabilityStatement, generated once.
@@ -175,6 +180,7 @@ impl App {
                 .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
                 .build(),
             records: Arc::new(crate::cache::RecordCache::new(g.cache, metrics.clone())),
+            entries: crate::entries::EntryIndex::new(ENTRIES_REMEMBERED),
             invalidator: crate::invalidate::Invalidator::local(),
             capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
             accepting: AtomicBool::new(true),

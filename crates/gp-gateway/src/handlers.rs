@@ -129,7 +129,50 @@ pub async fn serve(
         Route::ClinicalSearch(resource_type) => {
             clinical_search(app, resource_type, query, ids, caller).await
         }
+        Route::ClinicalRead(resource_type, id) => {
+            reject_params(query, &["_format"])?;
+            clinical_read(app, resource_type, &id, ids, caller).await
+        }
     }
+}
+
+/// One record entry by its id: found through the patient it was answered for, then
+/// read under the same release policy as a search of that patient's record.
+async fn clinical_read(
+    app: &App,
+    resource_type: ClinicalType,
+    id: &str,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let not_found = || {
+        GatewayError::NotFound(format!(
+            "no {resource_type}/{} is known: read an entry by the id a search, the structured record or a create gave (within a day)",
+            gp_fhir::text::shown(id)
+        ))
+    };
+    let Some(nhs) = app.entries.patient_of(resource_type, id).await else {
+        return Err(not_found().into());
+    };
+    let Released {
+        practice, adapter, ..
+    } = released_patient(app, nhs, ids, caller).await?;
+    let area = app
+        .records
+        .area(
+            adapter.as_ref(),
+            &practice,
+            nhs,
+            resource_type,
+            &ids.call_context(),
+        )
+        .await
+        .map_err(GatewayError::Adapter)?;
+    let entry = area
+        .iter()
+        .find(|r| r.id() == id && !is_confidential(r))
+        .ok_or_else(not_found)?;
+    Ok(fhir_response(StatusCode::OK, entry.to_json()))
 }
 
 pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
@@ -201,6 +244,9 @@ async fn clinical_search(
         .take(count as usize)
         .cloned()
         .collect();
+    // Each entry answered can be read by its fullUrl.
+    let answered = app.entries.unknown(&page);
+    app.entries.remember(params.patient, answered).await;
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
     let set = searchset(
@@ -252,7 +298,7 @@ async fn structured_record(
             .map_err(GatewayError::Adapter)?;
         held.push(entries);
     }
-    let areas = req
+    let areas: Vec<_> = req
         .areas
         .iter()
         .zip(&held)
@@ -263,6 +309,10 @@ async fn structured_record(
             )
         })
         .collect();
+    let answered = app
+        .entries
+        .unknown(areas.iter().flat_map(|(_, e)| e.iter().copied()));
+    app.entries.remember(req.nhs_number, answered).await;
     let last_updated = now_rfc3339();
     let bundle = crate::structured::bundle(
         &ids.base_url,

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod context;
+pub mod entries;
 pub mod error;
 pub mod forwarded;
 pub mod handlers;

@@ -14,12 +14,14 @@ use serde_json::{Map, Value, json};
 
 use crate::app::App;
 use crate::routes::{
-    Access, Endpoint, Handler, ID_TEMPLATE, Interaction, Listener, Mount, ROUTES, Route, Row,
-    Serving, TOKEN_PATH,
+    Access, ENTRY_ID_TEMPLATE, Endpoint, Handler, ID_TEMPLATE, Interaction, Listener, Mount,
+    ROUTES, Route, Row, Serving, TOKEN_PATH,
 };
 
 /// A valid NHS number, for examples and for routes that carry one.
 pub const EXAMPLE_NHS: &str = "9000000009";
+/// An example record entry id (an EMIS GUID, as the gateway answers it).
+pub const EXAMPLE_ENTRY_ID: &str = "5e3f0c3e-0f4c-4c53-9a1e-2d6f8f6c7a11";
 
 const SPINE_SYSTEM: &str = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode";
 
@@ -326,6 +328,9 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     if op.template.contains(ID_TEMPLATE) {
         parameters.push(reference("parameters/nhsNumber"));
     }
+    if op.template.contains(ENTRY_ID_TEMPLATE) {
+        parameters.push(reference("parameters/id"));
+    }
     parameters.extend(query_parameters(route));
     let (ok_status, ok_schema, request_schema): (u16, &str, Option<(&str, &str)>) = match route {
         Route::Metadata => (200, "CapabilityStatement", None),
@@ -335,6 +340,7 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             matches!(route, Route::PatientPatch(_))
                 .then_some(("application/json-patch+json", "JsonPatch")),
         ),
+        Route::ClinicalRead(..) => (200, "Resource", None),
         Route::PatientSearch
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch
@@ -619,6 +625,10 @@ fn components(origin: &str, scopes: &[String]) -> Value {
             }
         },
         "parameters": {
+            "id": { "name": "id", "in": "path", "required": true,
+                "schema": { "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$" },
+                "example": EXAMPLE_ENTRY_ID,
+                "description": "a record entry's id, as a search, the structured record or a create gave it" },
             "nhsNumber": { "name": "nhsNumber", "in": "path", "required": true,
                 "schema": { "type": "string", "pattern": "^[0-9]{10}$" }, "example": EXAMPLE_NHS,
                 "description": "a 10-digit NHS number (modulus 11 check digit)" },
@@ -649,7 +659,7 @@ fn components(origin: &str, scopes: &[String]) -> Value {
             "XCorrelationID": header("mirrored when sent"),
             "CacheControl": header("no-store"),
             "ETag": header("the version of the resource, for If-Match"),
-            "Location": header("where the created entries can be read"),
+            "Location": header("where the created reading can be read: [base]/Observation/{id}"),
             "Allow": header("the methods the path allows"),
             "WWWAuthenticate": header("Bearer error=\"invalid_token\""),
             "RetryAfter": header("seconds to wait before retrying"),
@@ -839,7 +849,9 @@ mod tests {
                 (Listener::Admin, Listener::Main)
             };
             let method = Method::from_bytes(method.as_bytes()).unwrap();
-            let concrete = path.replace(ID_TEMPLATE, EXAMPLE_NHS);
+            let concrete = path
+                .replace(ID_TEMPLATE, EXAMPLE_NHS)
+                .replace(ENTRY_ID_TEMPLATE, EXAMPLE_ENTRY_ID);
             let found = lookup(named, ALL, &method, &concrete, BASE);
             let Lookup::Found(handler) = found else {
                 panic!("{method} {path} is documented but refused: {found:?}");

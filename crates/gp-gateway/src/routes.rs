@@ -17,6 +17,9 @@ pub enum Route {
     PatientSearch,
     /// `GET /{ClinicalType}?patient=…`.
     ClinicalSearch(ClinicalType),
+    /// `GET /{ClinicalType}/{id}`: one record entry, by the id a search, the structured
+    /// record or a create gave.
+    ClinicalRead(ClinicalType, String),
     /// `POST /Patient/$gpc.getstructuredrecord`.
     StructuredRecord,
     /// `POST /Observation`: write a reading back to the patient's GP record.
@@ -133,9 +136,12 @@ pub const TOKEN_PATH: &str = "/oauth2/token";
 /// The JWKS's path (named by the SMART configuration).
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 
-/// How an id segment appears in a path template (every id the gateway serves is an NHS
+/// How a patient id segment appears in a path template (a patient's id is their NHS
 /// number).
 pub const ID_TEMPLATE: &str = "{nhsNumber}";
+
+/// How a record entry's id appears in a path template.
+pub const ENTRY_ID_TEMPLATE: &str = "{id}";
 
 /// FHIR interactions, as the CapabilityStatement names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +175,7 @@ impl Route {
             Self::PatientRead(_) => Some(("Patient", Interaction::Read)),
             Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
+            Self::ClinicalRead(t, _) => Some((t.as_str(), Interaction::Read)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
@@ -183,8 +190,10 @@ impl Route {
 enum Seg {
     /// Exactly this text.
     Lit(&'static str),
-    /// A resource id: not empty, and not an operation name (`$…`).
+    /// A patient's id: not empty, and not an operation name (`$…`).
     Id,
+    /// A record entry's id: not empty, and not an operation name (`$…`).
+    EntryId,
     /// A clinical resource type the adapters serve.
     Clinical,
 }
@@ -414,6 +423,16 @@ pub const ROUTES: &[Row] = &[
         "Search a patient's record entries of this type",
     ),
     fhir(
+        Method::GET,
+        &[Seg::Clinical, Seg::EntryId],
+        Access::Bearer,
+        |s| ClinicalType::parse(s[0]).map(|t| Route::ClinicalRead(t, s[1].to_owned())),
+        "Read one record entry by its id (a searchset entry's fullUrl, a create's Location)",
+    )
+    .described(
+        "Served for entries this gateway has answered (in a search, the structured record or a create) within a day, under the same pairing, scope and release rules as the search; any other id is 404 RESOURCE_NOT_FOUND.",
+    ),
+    fhir(
         Method::POST,
         &[Seg::Lit("Observation")],
         Access::Bearer,
@@ -440,7 +459,7 @@ impl Row {
         self.path.len() == segments.len()
             && self.path.iter().zip(segments).all(|(p, s)| match p {
                 Seg::Lit(l) => l == s,
-                Seg::Id => !s.is_empty() && !s.starts_with('$'),
+                Seg::Id | Seg::EntryId => !s.is_empty() && !s.starts_with('$'),
                 Seg::Clinical => ClinicalType::parse(s).is_some(),
             })
     }
@@ -478,6 +497,7 @@ impl Row {
                     .map(|seg| match seg {
                         Seg::Lit(l) => l,
                         Seg::Id => ID_TEMPLATE,
+                        Seg::EntryId => ENTRY_ID_TEMPLATE,
                         Seg::Clinical => t.map_or("", ClinicalType::as_str),
                     })
                     .collect();

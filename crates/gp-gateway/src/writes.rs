@@ -161,11 +161,15 @@ pub(crate) async fn create_observation(
         StatusCode::OK
     };
     let mut resp = fhir_response(status, serde_json::to_vec(&resource).unwrap_or_default());
-    let location = format!(
-        "{}/Observation?patient={nhs}&_id={}",
-        ids.base_url,
-        created.ids.join(",")
-    );
+    // Each entry recorded can be read by its id; the Location is the first (a panel a
+    // GP system files as several entries answers one per reading).
+    let recorded = created
+        .ids
+        .iter()
+        .map(|id| (gp_adapter::ClinicalType::Observation, id.clone()))
+        .collect();
+    app.entries.remember(nhs, recorded).await;
+    let location = format!("{}/Observation/{first}", ids.base_url);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -87,7 +87,7 @@ pub const CATALOGUE: &[TestDef] = &[
     TestDef::required(
         "PRV-WRT-01",
         "write-back",
-        "POST /Observation with an identifier is created (201), a retry is recognised, and a search finds it once",
+        "POST /Observation with an identifier is created (201) with its Location, a retry is recognised, a search finds it once and the Location reads it",
         "REQ-PRV-08",
     ),
     TestDef::required(
@@ -657,7 +657,28 @@ async fn observation_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
                 back["valueQuantity"]["value"]
             )
         },
-    )
+    )?;
+    // The Location names the instance, and (with read scope) reading it gives it back.
+    let expected = format!("{url}/{id}");
+    ensure(a.header("location") == Some(expected.as_str()), || {
+        format!(
+            "the 201 answer's Location is {:?}, expected {expected}",
+            a.header("location")
+        )
+    })?;
+    if need_scope(sup, "Observation", 'r').is_ok() {
+        let read = p.get(&expected, Some(token)).await?;
+        ensure(read.status == 200, || {
+            format!(
+                "GET {expected} (the Location) answered HTTP {}",
+                read.status
+            )
+        })?;
+        ensure(read.json()?["id"] == id.as_str(), || {
+            format!("GET {expected} answered another Observation")
+        })?;
+    }
+    Ok(())
 }
 
 async fn contact_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
