@@ -820,10 +820,17 @@ mod tests {
                         Interaction::Patch
                     ]
                 ),
-                ("Condition", vec![Interaction::SearchType]),
+                (
+                    "Condition",
+                    vec![Interaction::SearchType, Interaction::Read]
+                ),
                 (
                     "Observation",
-                    vec![Interaction::SearchType, Interaction::Create]
+                    vec![
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Create
+                    ]
                 ),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
