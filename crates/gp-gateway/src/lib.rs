@@ -8,8 +8,9 @@
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
 //!   [`structured`], with write-body validation in [`write_body`] and [`patch`];
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
-//! - leaves: [`context`] (request ids, client certificate), [`head`] (request-head
-//!   checks), [`secrets`], [`respond`], [`error`], [`redact`];
+//! - leaves: [`routes`] (the one route table: what is served, where, to whom),
+//!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
+//!   [`secrets`], [`respond`], [`error`], [`redact`];
 //! - services the layers above use: [`app`], [`locator`], [`cache`], [`resilience`],
 //!   [`audit`], [`auth`], [`access`], [`metrics`], [`telemetry`].
 
