@@ -23,7 +23,7 @@ impl AcmeClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &AcmeConfig) -> Result<Self, EndpointError> {
         Ok(Self {
-            http: config.endpoint().client()?,
+            http: config.endpoint(crate::SYSTEM).client()?,
         })
     }
 

@@ -53,7 +53,7 @@ impl AdapterFactory for AcmeAdapter {
     type Config = AcmeConfig;
 
     fn validate(config: &AcmeConfig) -> Result<(), String> {
-        config.validate().map_err(|e| e.to_string())
+        config.validate(SYSTEM).map_err(|e| e.to_string())
     }
 
     fn set_base_url(config: &mut AcmeConfig, url: &str) {

@@ -21,7 +21,7 @@ pub struct EmisClient {
 impl EmisClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &EmisConfig) -> Result<Self, EmisConfigError> {
-        let http = config.endpoint().client()?;
+        let http = config.endpoint(crate::SYSTEM).client()?;
         Ok(Self { http })
     }
 

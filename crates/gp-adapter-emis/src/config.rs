@@ -1,71 +1,14 @@
-//! EMIS adapter configuration: one serde section, checked purely (no network) so
-//! `gp-gateway check-config` can run it in CI. Defaults, limits and checks are the
-//! shared [`gp_adapter::endpoint`] ones.
-
-use std::path::PathBuf;
-
-use gp_adapter::endpoint::{self, AuthConfig, Endpoint};
-use serde::{Deserialize, Serialize};
+//! EMIS adapter configuration: the shared native endpoint settings
+//! ([`gp_adapter::endpoint::EndpointConfig`]), checked purely (no network) so
+//! `gp-gateway check-config` can run them in CI, with messages naming `emis.<field>`.
 
 pub use gp_adapter::endpoint::{MAX_RECORD_BYTES, MAX_TIMEOUT_MS};
 
-/// Where and how to reach an EMIS Web native API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmisConfig {
-    /// Base URL of the EMIS Open API, e.g. `http://127.0.0.1:9001`.
-    pub base_url: String,
-    /// TCP connect timeout.
-    #[serde(default = "endpoint::default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Whole-request timeout (connect, headers and body).
-    #[serde(default = "endpoint::default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Largest MedicalRecord accepted, in bytes.
-    #[serde(default = "endpoint::default_max_record_bytes")]
-    pub max_record_bytes: usize,
-    /// CA bundle (PEM) an `https://` base URL's certificate must chain to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// `[systems.<id>.auth]`: API key, OAuth client credentials or mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<AuthConfig>,
-}
+/// Where and how to reach an EMIS Web native API: the `[systems.emis]` table.
+pub type EmisConfig = gp_adapter::endpoint::EndpointConfig;
 
 /// What is wrong with a [`EmisConfig`]; messages are prefixed `emis.`.
-pub type EmisConfigError = endpoint::EndpointError;
-
-impl EmisConfig {
-    /// A config for `base_url` with every default.
-    pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into(),
-            connect_timeout_ms: endpoint::DEFAULT_CONNECT_TIMEOUT_MS,
-            request_timeout_ms: endpoint::DEFAULT_REQUEST_TIMEOUT_MS,
-            max_record_bytes: endpoint::DEFAULT_MAX_RECORD_BYTES,
-            ca_file: None,
-            auth: None,
-        }
-    }
-
-    /// The endpoint settings, to validate or build the native client from.
-    pub fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
-            system: crate::SYSTEM,
-            base_url: &self.base_url,
-            connect_timeout_ms: self.connect_timeout_ms,
-            request_timeout_ms: self.request_timeout_ms,
-            max_record_bytes: self.max_record_bytes,
-            ca_file: self.ca_file.as_deref(),
-            auth: self.auth.as_ref(),
-        }
-    }
-
-    /// Checks the config without any I/O; the first problem found is returned.
-    pub fn validate(&self) -> Result<(), EmisConfigError> {
-        self.endpoint().validate()
-    }
-}
+pub type EmisConfigError = gp_adapter::endpoint::EndpointError;
 
 #[cfg(test)]
 mod tests {
@@ -84,7 +27,7 @@ mod tests {
             ),
             (1000, 5000, 16 * 1024 * 1024)
         );
-        assert!(c.validate().is_ok());
+        assert!(c.validate(crate::SYSTEM).is_ok());
         assert!(
             serde_json::from_str::<EmisConfig>(r#"{"base_url":"http://h","timeout":1}"#).is_err()
         );
@@ -94,7 +37,7 @@ mod tests {
     fn validate_names_the_field() {
         let mut c = EmisConfig::new("ftp://emis.example");
         assert!(
-            c.validate()
+            c.validate(crate::SYSTEM)
                 .unwrap_err()
                 .to_string()
                 .starts_with("emis.base_url: base URL 'ftp://emis.example'")
@@ -102,7 +45,7 @@ mod tests {
         c.base_url = "http://127.0.0.1:1".into();
         c.request_timeout_ms = 0;
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            c.validate(crate::SYSTEM).unwrap_err().to_string(),
             "emis.request_timeout_ms is 0 ms; it must be between 1 and 120000"
         );
         // The other checks are gp_adapter::endpoint's, tested there.

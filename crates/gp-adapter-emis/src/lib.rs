@@ -88,7 +88,7 @@ impl AdapterFactory for EmisAdapter {
     type Config = EmisConfig;
 
     fn validate(config: &EmisConfig) -> Result<(), String> {
-        config.validate().map_err(|e| e.to_string())
+        config.validate(SYSTEM).map_err(|e| e.to_string())
     }
 
     fn set_base_url(config: &mut EmisConfig, url: &str) {

@@ -27,7 +27,7 @@ pub struct MicrotestClient {
 impl MicrotestClient {
     /// Builds the client from a config (validated first).
     pub fn new(config: &MicrotestConfig) -> Result<Self, MicrotestConfigError> {
-        let http = config.endpoint().client()?;
+        let http = config.endpoint(crate::SYSTEM).client()?;
         Ok(Self { http })
     }
 

@@ -128,7 +128,7 @@ impl AdapterFactory for MicrotestAdapter {
     type Config = MicrotestConfig;
 
     fn validate(config: &MicrotestConfig) -> Result<(), String> {
-        config.validate().map_err(|e| e.to_string())
+        config.validate(SYSTEM).map_err(|e| e.to_string())
     }
 
     fn set_base_url(config: &mut MicrotestConfig, url: &str) {

@@ -38,7 +38,7 @@ impl VisionClient {
     /// Builds the client from a config (validated first; no I/O).
     pub fn new(config: &VisionConfig) -> Result<Self, VisionConfigError> {
         Ok(Self {
-            http: config.endpoint().client()?,
+            http: config.endpoint(crate::SYSTEM).client()?,
             max_body_bytes: config.max_record_bytes,
         })
     }

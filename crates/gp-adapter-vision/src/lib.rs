@@ -74,7 +74,7 @@ impl AdapterFactory for VisionAdapter {
     type Config = VisionConfig;
 
     fn validate(config: &VisionConfig) -> Result<(), String> {
-        config.validate().map_err(|e| e.to_string())
+        config.validate(SYSTEM).map_err(|e| e.to_string())
     }
 
     fn set_base_url(config: &mut VisionConfig, url: &str) {

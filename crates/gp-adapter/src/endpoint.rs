@@ -208,6 +208,66 @@ fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<String, String>
     Ok(secret)
 }
 
+/// The settings every native API's `[systems.<id>]` table holds: where it is, how long
+/// to wait, how much to read, and how to trust and authenticate to it. An adapter whose
+/// table needs nothing more uses it as its config (`pub type AcmeConfig =
+/// EndpointConfig;`); one that does (TPP's `page_size`) declares these fields beside its
+/// own and builds an [`Endpoint`] from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL of the native API, e.g. `http://127.0.0.1:9001`.
+    pub base_url: String,
+    /// TCP connect timeout.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout (connect, headers and body).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Largest native answer accepted, in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// CA bundle (PEM) an `https://` base URL's certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// `[systems.<id>.auth]`: API key, OAuth client credentials or mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+}
+
+impl EndpointConfig {
+    /// Settings for `base_url` with every default.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            ca_file: None,
+            auth: None,
+        }
+    }
+
+    /// These settings as `system`'s endpoint, to validate or build its client from.
+    pub fn endpoint(&self, system: GpSystem) -> Endpoint<'_> {
+        Endpoint {
+            system,
+            base_url: &self.base_url,
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            max_record_bytes: self.max_record_bytes,
+            ca_file: self.ca_file.as_deref(),
+            auth: self.auth.as_ref(),
+        }
+    }
+
+    /// Checks the settings without any I/O, naming `system` in the message
+    /// (`emis.request_timeout_ms is 0 ms; …`); the first problem found is returned.
+    pub fn validate(&self, system: GpSystem) -> Result<(), EndpointError> {
+        self.endpoint(system).validate()
+    }
+}
+
 /// A view of one system's endpoint settings, borrowed from its vendor config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint<'a> {
