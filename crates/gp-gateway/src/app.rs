@@ -108,6 +108,10 @@ impl App {
             )
             .await
             .map_err(|e| BuildError::Auth(crate::auth::AuthSetupError::State(e)))?;
+            app.entries = crate::entries::EntryIndex::new(ENTRIES_REMEMBERED)
+                .shared(&url, &g.state.key_prefix)
+                .await
+                .map_err(|e| BuildError::Auth(crate::auth::AuthSetupError::State(e)))?;
         }
         if g.access.mode == AccessMode::Oauth {
             app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);

@@ -3,7 +3,8 @@
 //! remembers, for a day, the patient of every entry it answers: in a search, the
 //! structured record or a create. A read by id finds the patient here, then reads the
 //! entry through the same release policy as the search would; an id never answered is
-//! not found.
+//! not found. With `[state] backend = "redis"` the replicas share what they remember
+//! (`{key_prefix}entry:{Type}/{id}`), so an entry answered by one is read at another.
 
 use std::time::Duration;
 
@@ -14,9 +15,26 @@ use gp_fhir::model::Resource;
 /// How long an answered entry can be read by its id.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a replica waits for Redis when reading or sharing an entry's patient.
+const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Entries answered, by type and id, with their patient.
 pub struct EntryIndex {
     patients: moka::future::Cache<(ClinicalType, String), NhsNumber>,
+    shared: Option<Shared>,
+}
+
+/// Where the replicas share what they remember.
+#[derive(Clone)]
+struct Shared {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl Shared {
+    fn key(&self, t: ClinicalType, id: &str) -> String {
+        format!("{}entry:{t}/{id}", self.prefix)
+    }
 }
 
 impl EntryIndex {
@@ -27,12 +45,54 @@ impl EntryIndex {
                 .max_capacity(max_entries)
                 .time_to_live(REMEMBERED_FOR)
                 .build(),
+            shared: None,
         }
+    }
+
+    /// This index, sharing what it remembers with the other replicas through Redis at
+    /// `url`, under `prefix`.
+    pub async fn shared(mut self, url: &str, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        let redis = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| format!("cannot connect to Redis for the entry index: {e}"))?;
+        self.shared = Some(Shared {
+            redis,
+            prefix: prefix.to_owned(),
+        });
+        Ok(self)
     }
 
     /// Remembers that `nhs`'s record holds each of `entries` (see
     /// [`EntryIndex::unknown`]).
     pub async fn remember(&self, nhs: NhsNumber, entries: Vec<(ClinicalType, String)>) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            // Shared before the answer goes: a client may read it back at another
+            // replica at once (bounded: Redis slow or down costs at most the timeout).
+            let mut pipe = redis::pipe();
+            for (t, id) in &entries {
+                pipe.set_ex(
+                    shared.key(*t, id),
+                    nhs.to_string(),
+                    REMEMBERED_FOR.as_secs(),
+                )
+                .ignore();
+            }
+            let mut conn = shared.redis.clone();
+            let sent = tokio::time::timeout(SHARED_TIMEOUT, pipe.query_async::<()>(&mut conn));
+            match sent.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "entries not shared: other replicas cannot read them by id")
+                }
+                Err(_) => tracing::warn!(
+                    "entries not shared in time: other replicas cannot read them by id"
+                ),
+            }
+        }
         for key in entries {
             self.patients.insert(key, nhs).await;
         }
@@ -64,7 +124,31 @@ impl EntryIndex {
 
     /// The patient whose record holds entry `id` of type `t`, if it was answered.
     pub async fn patient_of(&self, t: ClinicalType, id: &str) -> Option<NhsNumber> {
-        self.patients.get(&(t, id.to_owned())).await
+        let key = (t, id.to_owned());
+        if let Some(nhs) = self.patients.get(&key).await {
+            return Some(nhs);
+        }
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.redis.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(shared.key(t, id));
+        let asked = get.query_async::<Option<String>>(&mut conn);
+        let found = match tokio::time::timeout(SHARED_TIMEOUT, asked).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "entry index unreachable: read by id answered as unknown");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "entry index did not answer in time: read by id answered as unknown"
+                );
+                None
+            }
+        };
+        let nhs = NhsNumber::parse(&found?).ok()?;
+        self.patients.insert(key, nhs).await;
+        Some(nhs)
     }
 }
 

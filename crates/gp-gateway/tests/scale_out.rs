@@ -354,7 +354,16 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
             serde_json::to_vec(&reading).unwrap(),
         )))
         .unwrap();
-    assert_eq!(client.request(req).await.unwrap().status(), 201);
+    let created = client.request(req).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    answered += 1;
+    // Its Location reads it at B too: the replicas share which patient holds an entry.
+    let path = location.strip_prefix(PUBLIC).unwrap().to_owned();
+    let (status, read) = get(&client, b, &path, Some(&consult_token)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&read));
+    let read: serde_json::Value = serde_json::from_slice(&read).unwrap();
+    assert_eq!(read["valueQuantity"]["value"], 70.5);
     answered += 1;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
