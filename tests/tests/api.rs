@@ -611,6 +611,89 @@ async fn discovery_finds_the_token_endpoint_where_smart_clients_look() {
     );
 }
 
+/// `code` finds entries by what they record, by the SNOMED CT coding or by the GP
+/// system's original one, on every GP system.
+#[tokio::test]
+async fn searches_find_entries_by_code() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for system in ["emis", "tpp", "vision", "microtest"] {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let all = w
+            .get(
+                &format!("/Observation?patient={nhs}&_count=250"),
+                Some(&token),
+            )
+            .await
+            .json();
+        let entries = all["entry"].as_array().unwrap();
+        let first = &entries[0]["resource"];
+        // The SNOMED CT coding and the original one beside it, if any.
+        for coding in first["code"]["coding"].as_array().unwrap().iter().take(2) {
+            let (sys, code) = (
+                coding["system"].as_str().unwrap(),
+                coding["code"].as_str().unwrap(),
+            );
+            let found = w
+                .get(
+                    &format!(
+                        "/Observation?patient={nhs}&_count=250&code={}",
+                        gp_fhir::search::percent_encode(&format!("{sys}|{code}"))
+                    ),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(
+                found.status,
+                200,
+                "{system}: {}",
+                String::from_utf8_lossy(&found.body)
+            );
+            let found = found.json();
+            let ids: Vec<&str> = found["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap())
+                .collect();
+            assert!(
+                ids.contains(&first["id"].as_str().unwrap()),
+                "{system}: {sys}|{code}"
+            );
+            let expected = entries
+                .iter()
+                .filter(|e| {
+                    e["resource"]["code"]["coding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["system"] == sys && c["code"] == code)
+                })
+                .count();
+            assert_eq!(
+                ids.len(),
+                expected,
+                "{system}: {sys}|{code} finds exactly those"
+            );
+        }
+        let none = w
+            .get(
+                &format!("/Observation?patient={nhs}&code=http://snomed.info/sct|1"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            none.status,
+            200,
+            "{system}: {}",
+            String::from_utf8_lossy(&none.body)
+        );
+        assert_eq!(none.json()["total"], 0, "{system}");
+        // Four requests a system: within demo-consult's 5 a second.
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    }
+}
+
 #[tokio::test]
 async fn sensitive_and_dissenting_patients_are_withheld() {
     let w = World::start().await;

@@ -824,6 +824,21 @@ impl Resource {
         }
     }
 
+    /// What the entry records, as `code` searches match it: `code` (Condition,
+    /// AllergyIntolerance, Observation), `medicationCodeableConcept`, `vaccineCode`,
+    /// `Encounter.type`.
+    pub fn codes(&self) -> Vec<&CodeableConcept> {
+        match self {
+            Self::AllergyIntolerance(r) => vec![&r.code],
+            Self::MedicationStatement(r) => vec![&r.medication_codeable_concept],
+            Self::Condition(r) => vec![&r.code],
+            Self::Observation(r) => vec![&r.code],
+            Self::Immunization(r) => vec![&r.vaccine_code],
+            Self::Encounter(r) => r.type_.iter().collect(),
+            Self::Patient(_) | Self::Organization(_) | Self::Practitioner(_) => Vec::new(),
+        }
+    }
+
     /// Every literal reference the resource makes (`Type/id`), for checks that a
     /// Bundle's references resolve.
     pub fn references(&self) -> Vec<&str> {

@@ -263,17 +263,77 @@ pub fn parse_patient_reference(value: &str) -> Result<NhsNumber, SearchError> {
     Ok(NhsNumber::parse(id)?)
 }
 
+/// One value of a token search (`code=system|code`): `system|code`, `code` in any
+/// system, or `system|` for any code of that system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+impl Token {
+    /// Parses one token value.
+    pub fn parse(name: &str, value: &str) -> Result<Self, SearchError> {
+        let invalid = |why: &str| SearchError::Invalid {
+            name: name.to_owned(),
+            why: why.to_owned(),
+        };
+        let (system, code) = match value.split_once('|') {
+            Some((system, code)) => (Some(system), code),
+            None => (None, value),
+        };
+        if code.contains('|') {
+            return Err(invalid("expected system|code, code, or system|"));
+        }
+        let token = Self {
+            system: system.filter(|s| !s.is_empty()).map(str::to_owned),
+            code: Some(code).filter(|c| !c.is_empty()).map(str::to_owned),
+        };
+        if token.system.is_none() && token.code.is_none() {
+            return Err(invalid("expected system|code, code, or system|"));
+        }
+        Ok(token)
+    }
+
+    /// True when `coding` is what this token names.
+    pub fn matches(&self, coding: &crate::model::Coding) -> bool {
+        self.system
+            .as_deref()
+            .is_none_or(|s| coding.system.as_deref() == Some(s))
+            && self
+                .code
+                .as_deref()
+                .is_none_or(|c| coding.code.as_deref() == Some(c))
+    }
+}
+
 /// A validated search of a patient's clinical resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClinicalSearchParams {
     pub patient: NhsNumber,
     pub date: DateRange,
+    /// `code`: each repetition must match (AND), by any of its comma-separated tokens
+    /// (OR), against any coding of what the entry records (the SNOMED CT coding or the
+    /// GP system's original Read v2 / CTV3 / local one).
+    pub code: Vec<Vec<Token>>,
     /// `_id`: only entries with one of these ids (empty = any).
     pub ids: Vec<String>,
     pub paging: Paging,
 }
 
 impl ClinicalSearchParams {
+    /// True when `entry` records what every `code` parameter names.
+    pub fn codes_match(&self, entry: &crate::model::Resource) -> bool {
+        let codings: Vec<&crate::model::Coding> = entry
+            .codes()
+            .into_iter()
+            .flat_map(|cc| cc.coding.iter())
+            .collect();
+        self.code
+            .iter()
+            .all(|any| codings.iter().any(|c| any.iter().any(|t| t.matches(c))))
+    }
+
     /// The parameters that define the result set (for `self`/`next` links), without paging.
     pub fn link_params(&self, raw: &[(String, String)]) -> Vec<(String, String)> {
         result_set(raw)
@@ -286,9 +346,10 @@ pub fn parse_clinical_search(
     limits: PagingLimits,
 ) -> Result<ClinicalSearchParams, SearchError> {
     const SUPPORTED: &str =
-        "patient, patient:identifier, subject, date, _id, _count, _offset, _summary, _format";
+        "patient, patient:identifier, subject, date, code, _id, _count, _offset, _summary, _format";
     let mut patient = None;
     let mut date = DateRange::default();
+    let mut code = Vec::new();
     let mut ids = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
@@ -323,6 +384,11 @@ pub fn parse_clinical_search(
                 patient = Some(parse_patient_reference(value)?);
             }
             "date" => apply_date(&mut date, v)?,
+            "code" => code.push(
+                v.split(',')
+                    .map(|t| Token::parse(k, t))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             k if RESULT_PARAMS.contains(&k) => {}
             other => return Err(SearchError::UnknownParameter(sanitize(other), SUPPORTED)),
         }
@@ -331,6 +397,7 @@ pub fn parse_clinical_search(
     Ok(ClinicalSearchParams {
         patient,
         date,
+        code,
         ids,
         paging: parse_paging(pairs, limits)?,
     })
@@ -530,5 +597,39 @@ mod tests {
             p.link_params(&q("patient=9690937278&_summary=count&date=2020")),
             q("patient=9690937278&date=2020")
         );
+    }
+
+    #[test]
+    fn code_tokens_match_any_coding_of_the_entry() {
+        use crate::model::Coding;
+        let lim = PagingLimits::default();
+        let p = parse_clinical_search(
+            &q("patient=9690937278&code=http://snomed.info/sct|271650006,http://read.info/readv2|246A.&code=|246A."),
+            lim,
+        )
+        .unwrap();
+        assert_eq!(p.code.len(), 2);
+        let read = Coding::new("http://read.info/readv2", "246A.", "O/E - diastolic BP");
+        let snomed = Coding::new(
+            "http://snomed.info/sct",
+            "271650006",
+            "Diastolic blood pressure",
+        );
+        let any_system = Token::parse("code", "246A.").unwrap();
+        assert!(any_system.matches(&read));
+        assert!(!any_system.matches(&snomed));
+        let system_only = Token::parse("code", "http://snomed.info/sct|").unwrap();
+        assert!(system_only.matches(&snomed) && !system_only.matches(&read));
+        assert!(p.code[0].iter().any(|t| t.matches(&snomed)));
+        assert!(p.code[0].iter().any(|t| t.matches(&read)));
+        for bad in ["|", "", "a|b|c"] {
+            assert!(
+                matches!(
+                    parse_clinical_search(&q(&format!("patient=9690937278&code={bad}")), lim),
+                    Err(SearchError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@ fn search_params(resource_type: &str) -> Value {
         json!([
             { "name": "patient", "type": "reference", "documentation": "Patient/{NHS number}, or the NHS number" },
             { "name": "date", "type": "date", "documentation": "prefixes eq, gt, lt, ge, le, sa, eb; repeatable" },
+            { "name": "code", "type": "token", "documentation": "system|code, code or system|; the SNOMED CT coding or the GP system's original one (Read v2, CTV3, local)" },
             { "name": "_id", "type": "token", "documentation": "comma-separated entry ids (a create's Location uses it)" },
             { "name": "_count", "type": "number" },
             { "name": "_offset", "type": "number", "documentation": "paging: follow Bundle.link next" }

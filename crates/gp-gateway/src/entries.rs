@@ -115,9 +115,10 @@ impl EntryIndex {
                 continue;
             }
             out.push(key);
-            if let Ok(json) = serde_json::to_value(r) {
-                referenced(&json, &mut out);
-            }
+            out.extend(r.references().into_iter().filter_map(|reference| {
+                let (t, id) = reference.split_once('/')?;
+                Some((ClinicalType::parse(t)?, id.to_owned()))
+            }));
         }
         out
     }
@@ -149,23 +150,6 @@ impl EntryIndex {
         let nhs = NhsNumber::parse(&found?).ok()?;
         self.patients.insert(key, nhs).await;
         Some(nhs)
-    }
-}
-
-/// Every `Type/id` reference to a record entry within `json`.
-fn referenced(json: &serde_json::Value, out: &mut Vec<(ClinicalType, String)>) {
-    match json {
-        serde_json::Value::Object(members) => {
-            if let Some(serde_json::Value::String(reference)) = members.get("reference")
-                && let Some((t, id)) = reference.split_once('/')
-                && let Some(t) = ClinicalType::parse(t)
-            {
-                out.push((t, id.to_owned()));
-            }
-            members.values().for_each(|v| referenced(v, out));
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| referenced(v, out)),
-        _ => {}
     }
 }
 

@@ -233,6 +233,7 @@ async fn clinical_search(
         .filter(|r| {
             !is_confidential(r)
                 && params.date.contains(r.clinical_date())
+                && params.codes_match(r)
                 && (params.ids.is_empty() || params.ids.iter().any(|id| id == r.id()))
         })
         .collect();

@@ -537,6 +537,12 @@ fn query_parameters(route: &Route) -> Vec<Value> {
                 "prefixes eq, gt, lt, ge, le, sa, eb; repeatable",
             ),
             q(
+                "code",
+                false,
+                json!({ "type": "array", "items": { "type": "string", "minLength": 1 }, "example": ["http://snomed.info/sct|27113001"] }),
+                "system|code, code, or system| (comma: any of; repeated: all of), against the SNOMED CT coding or the GP system's original one",
+            ),
+            q(
                 "_id",
                 false,
                 json!({ "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64})*$" }),
