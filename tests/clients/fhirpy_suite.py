@@ -34,7 +34,6 @@ KNOWN_GAPS = {
     "resolve-record-references-Practitioner": "issue 22 §1: Practitioner read",
     "resolve-record-references-Organization": "issue 22 §1: Organization read",
     "resolve-structured-record-references": "issue 22 §1: references outside the bundle",
-    "search-by-code": "issue 22 §4: token search on code",
     "create-observation-read-back": "issue 22 §2: Location and read by id work; the supplier's identifier and category do not survive the GP systems' mapping",
     "create-bp-panel-read-back": "issue 22 §2: Location, read by id, one panel",
     "conditional-create": "not in issue 22: fhirpy puts the condition in the query string (tests/clients/README.md)",
