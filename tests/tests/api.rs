@@ -333,6 +333,20 @@ async fn bad_requests_get_precise_operation_outcomes() {
             "9434765919",
         ),
         ("/Frobnicate".into(), 404, "UNSUPPORTED_SERVICE", "no route"),
+        // A type the gateway names but does not serve this way: not supported, never a
+        // 404 that clients read as deleted.
+        (
+            "/Practitioner/abc-123".into(),
+            501,
+            "NOT_IMPLEMENTED",
+            "not supported",
+        ),
+        (
+            format!("/Patient/{EMIS_DEMO}/_history/1"),
+            501,
+            "NOT_IMPLEMENTED",
+            "Patient",
+        ),
         (
             format!("/Observation?patient={EMIS_DEMO}&dtae=2020"),
             400,

@@ -17,6 +17,15 @@ pub enum GatewayError {
         path: String,
         base: String,
     },
+    #[error(
+        "{method} {path} is not supported: this gateway serves {resource_type} only as its CapabilityStatement at {base}/metadata lists"
+    )]
+    NotSupported {
+        method: String,
+        path: String,
+        resource_type: &'static str,
+        base: String,
+    },
     #[error("{method} is not allowed on {path}; allowed: {allowed}")]
     MethodNotAllowed {
         method: String,
@@ -54,6 +63,7 @@ impl FhirError for GatewayError {
         match self {
             Self::Adapter(e) => e.status(),
             Self::NoRoute { .. } | Self::NotFound(_) => 404,
+            Self::NotSupported { .. } => 501,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge(..) => 413,
             Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => 400,
@@ -68,6 +78,7 @@ impl FhirError for GatewayError {
         match self {
             Self::Adapter(e) => e.spine_code(),
             Self::NoRoute { .. } => SpineCode::UnsupportedService,
+            Self::NotSupported { .. } => SpineCode::NotImplemented,
             Self::NotFound(_) => SpineCode::ResourceNotFound,
             Self::MethodNotAllowed { .. } => SpineCode::MethodNotAllowed,
             Self::BodyTooLarge(..) => SpineCode::PayloadTooLarge,
@@ -84,7 +95,9 @@ impl FhirError for GatewayError {
     fn issue_type(&self) -> IssueType {
         match self {
             Self::Adapter(e) => e.issue_type(),
-            Self::NoRoute { .. } | Self::MethodNotAllowed { .. } => IssueType::NotSupported,
+            Self::NoRoute { .. } | Self::NotSupported { .. } | Self::MethodNotAllowed { .. } => {
+                IssueType::NotSupported
+            }
             Self::NotFound(_) => IssueType::NotFound,
             Self::BodyTooLarge(..) => IssueType::TooCostly,
             Self::BodyRead(_) | Self::BadRequestId(_) | Self::BadHeader(_) => IssueType::Invalid,
@@ -101,6 +114,8 @@ impl FhirError for GatewayError {
             Self::Adapter(e) => e.blame(),
             Self::LocatorUnavailable(_) => Blame::Upstream,
             Self::NoAdapter(..) | Self::Internal(_) => Blame::Gateway,
+            // The caller asked for what the gateway never offered.
+            Self::NotSupported { .. } => Blame::Client,
             _ if self.status() < 500 => Blame::Client,
             _ => Blame::Gateway,
         }

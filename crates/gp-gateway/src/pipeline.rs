@@ -290,10 +290,18 @@ async fn route(
         } => return Err(not_allowed(&parts.method, path, base, allowed)),
         Lookup::Found(Handler::Fhir(route)) => Ok(route),
         Lookup::WrongMethod { allowed, .. } => Err(not_allowed(&parts.method, path, base, allowed)),
-        Lookup::NotFound => Err(Rescue::from(GatewayError::NoRoute {
-            method: crate::routes::shown(parts.method.as_str()),
-            path: shown_path(path, base),
-            base: base.into(),
+        Lookup::NotFound => Err(Rescue::from(match crate::routes::named_type(path, base) {
+            Some(resource_type) => GatewayError::NotSupported {
+                method: crate::routes::shown(parts.method.as_str()),
+                path: shown_path(path, base),
+                resource_type,
+                base: base.into(),
+            },
+            None => GatewayError::NoRoute {
+                method: crate::routes::shown(parts.method.as_str()),
+                path: shown_path(path, base),
+                base: base.into(),
+            },
         })),
     };
 

@@ -136,6 +136,45 @@ pub const TOKEN_PATH: &str = "/oauth2/token";
 /// The JWKS's path (named by the SMART configuration).
 pub const JWKS_PATH: &str = "/oauth2/jwks";
 
+/// FHIR resource types the gateway names (in references, Bundles, its
+/// CapabilityStatement) without serving every interaction on them. A request about one
+/// that no row serves is "not supported" (501), never "not found" (404), which FHIR
+/// clients read as "deleted".
+pub const NAMED_TYPES: &[&str] = &[
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "List",
+    "Bundle",
+    "AuditEvent",
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Condition",
+    "Observation",
+    "Immunization",
+    "Encounter",
+];
+
+/// The named type a FHIR path below `base` is about, when it is well formed (ids,
+/// `_history`, `$operations`; no dot segments) and names one of [`NAMED_TYPES`].
+pub fn named_type(path: &str, base: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix(base)?.strip_prefix('/')?;
+    let well_formed = rest.split('/').all(|s| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'$'))
+    });
+    let first = rest.split('/').next()?;
+    well_formed
+        .then(|| NAMED_TYPES.iter().copied().find(|t| *t == first))
+        .flatten()
+}
+
 /// How a patient id segment appears in a path template (a patient's id is their NHS
 /// number).
 pub const ID_TEMPLATE: &str = "{nhsNumber}";
@@ -804,6 +843,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn named_types_are_told_apart_from_unknown_and_malformed_paths() {
+        assert_eq!(
+            named_type("/FHIR/R4/Practitioner/abc", BASE),
+            Some("Practitioner")
+        );
+        assert_eq!(
+            named_type("/FHIR/R4/Patient/9000000009/_history/1", BASE),
+            Some("Patient")
+        );
+        assert_eq!(named_type("/FHIR/R4/Frobnicate", BASE), None);
+        assert_eq!(named_type("/FHIR/R4/Patient/../../etc/passwd", BASE), None);
+        assert_eq!(named_type("/FHIR/R4/Patient//x", BASE), None);
+        assert_eq!(
+            named_type("/Practitioner/abc", BASE),
+            None,
+            "not below the base"
+        );
     }
 
     #[test]
