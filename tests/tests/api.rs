@@ -708,6 +708,63 @@ async fn searches_find_entries_by_code() {
     }
 }
 
+/// `Patient.managingOrganization` resolves: the practice, to a supplier paired with it
+/// and holding system/Organization.r.
+#[tokio::test]
+async fn a_patients_practice_is_read_through_its_reference() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let patient = w
+        .get(&format!("/Patient/{EMIS_DEMO}"), Some(&consult))
+        .await
+        .json();
+    let reference = patient["managingOrganization"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ods = reference.strip_prefix("Organization/").unwrap().to_owned();
+    let a = w.get(&format!("/{reference}"), Some(&consult)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let org = a.json();
+    assert_eq!(org["resourceType"], "Organization");
+    assert_eq!(org["id"], ods.as_str());
+    assert_eq!(
+        org["identifier"][0]["system"],
+        "https://fhir.nhs.uk/Id/ods-organization-code"
+    );
+    assert_eq!(org["identifier"][0]["value"], ods.as_str());
+    assert!(org["name"].as_str().is_some_and(|n| !n.is_empty()));
+
+    // Without the scope: 403; an unknown or unpaired practice: 404, alike.
+    let booking = w.token("demo-booking").await;
+    assert_eq!(
+        w.get(&format!("/{reference}"), Some(&booking)).await.status,
+        403
+    );
+    let unknown = w.get("/Organization/Z99999", Some(&consult)).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.spine_code(), "RESOURCE_NOT_FOUND");
+    // demo-monitoring is paired with the "north" practices only.
+    let monitoring = w.token("demo-monitoring").await;
+    let paired = w.practices_of("demo-monitoring");
+    let unpaired = w
+        .manifest()
+        .practices
+        .iter()
+        .map(|p| p.ods.clone())
+        .find(|o| !paired.contains(o))
+        .unwrap();
+    let refused = w
+        .get(&format!("/Organization/{unpaired}"), Some(&monitoring))
+        .await;
+    assert_eq!(refused.status, 404, "unpaired looks like unknown");
+    assert_eq!(refused.spine_code(), "RESOURCE_NOT_FOUND");
+    let own = w
+        .get(&format!("/Organization/{}", paired[0]), Some(&monitoring))
+        .await;
+    assert_eq!(own.status, 200);
+}
+
 #[tokio::test]
 async fn sensitive_and_dissenting_patients_are_withheld() {
     let w = World::start().await;

@@ -61,14 +61,18 @@ async fn rs512_supplier_gets_a_token_with_all_its_scopes() {
 
 #[tokio::test]
 async fn es384_supplier_gets_a_token() {
-    happy(MONITORING, "system/Observation.crs system/Patient.rs").await;
+    happy(
+        MONITORING,
+        "system/Observation.crs system/Organization.r system/Patient.rs",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rs384_supplier_gets_a_token() {
     happy(
         CONSULT,
-        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Patient.rus",
+        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus",
     )
     .await;
 }
@@ -587,7 +591,7 @@ async fn requested_scopes_wholly_beyond_allowed() {
     assert_refused(
         &err,
         "invalid_scope",
-        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Patient.rs",
+        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Organization.r system/Patient.rs",
         400,
     );
 }

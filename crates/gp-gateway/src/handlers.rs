@@ -129,11 +129,46 @@ pub async fn serve(
         Route::ClinicalSearch(resource_type) => {
             clinical_search(app, resource_type, query, ids, caller).await
         }
+        Route::OrganizationRead(id) => {
+            reject_params(query, &["_format"])?;
+            organization_read(app, &id, caller)
+        }
         Route::ClinicalRead(resource_type, id) => {
             reject_params(query, &["_format"])?;
             clinical_read(app, resource_type, &id, ids, caller).await
         }
     }
+}
+
+/// A practice this gateway serves, to a supplier paired with it; any other looks
+/// exactly like one that does not exist.
+fn organization_read(
+    app: &App,
+    id: &str,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let not_found = || {
+        GatewayError::NotFound(format!(
+            "no Organization/{} is served to you: read the practice Patient.managingOrganization names",
+            gp_fhir::text::shown(id)
+        ))
+    };
+    let ods = gp_fhir::OdsCode::parse(id).map_err(|_| not_found())?;
+    let practice = app.practices.get(&ods).ok_or_else(not_found)?;
+    if !caller.paired_with(&ods) {
+        return Err(not_found().into());
+    }
+    let organization = gp_fhir::model::Organization {
+        id: ods.as_str().to_owned(),
+        meta: Some(gp_fhir::model::Meta::uk_core("Organization")),
+        identifier: vec![gp_fhir::model::Identifier::ods(&ods)],
+        name: Some(practice.name.clone()),
+        ..Default::default()
+    };
+    Ok(fhir_response(
+        StatusCode::OK,
+        Resource::Organization(organization).to_json(),
+    ))
 }
 
 /// One record entry by its id: found through the patient it was answered for, then

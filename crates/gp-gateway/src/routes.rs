@@ -20,6 +20,9 @@ pub enum Route {
     /// `GET /{ClinicalType}/{id}`: one record entry, by the id a search, the structured
     /// record or a create gave.
     ClinicalRead(ClinicalType, String),
+    /// `GET /Organization/{odsCode}`: a practice this gateway serves, as
+    /// `Patient.managingOrganization` refers to it.
+    OrganizationRead(String),
     /// `POST /Patient/$gpc.getstructuredrecord`.
     StructuredRecord,
     /// `POST /Observation`: write a reading back to the patient's GP record.
@@ -215,6 +218,7 @@ impl Route {
             Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
             Self::ClinicalRead(t, _) => Some((t.as_str(), Interaction::Read)),
+            Self::OrganizationRead(_) => Some(("Organization", Interaction::Read)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
@@ -470,6 +474,16 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "Served for entries this gateway has answered (in a search, the structured record or a create) within a day, under the same pairing, scope and release rules as the search; any other id is 404 RESOURCE_NOT_FOUND.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Organization"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::OrganizationRead(s[1].to_owned())),
+        "Read a practice this gateway serves, by its ODS code (UK Core Organization)",
+    )
+    .described(
+        "What Patient.managingOrganization refers to. Needs system/Organization.r; a practice you are not paired with, or one this gateway does not serve, is 404 RESOURCE_NOT_FOUND.",
     ),
     fhir(
         Method::POST,
@@ -891,6 +905,7 @@ mod tests {
                         Interaction::Create
                     ]
                 ),
+                ("Organization", vec![Interaction::Read]),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );
