@@ -212,8 +212,18 @@ async fn the_gateway_serves_acme_records_under_its_release_rules() {
         .map(|r| r["type"].as_str().unwrap())
         .collect();
     types.sort_unstable();
-    // What Acme serves, and the gateway's own AuditEvent; no clinical type Acme lacks.
-    assert_eq!(types, ["AuditEvent", "Condition", "Observation", "Patient"]);
+    // What Acme serves, and the gateway's own AuditEvent and practice Organizations; no
+    // clinical type Acme lacks.
+    assert_eq!(
+        types,
+        [
+            "AuditEvent",
+            "Condition",
+            "Observation",
+            "Organization",
+            "Patient"
+        ]
+    );
 
     let (status, patient) = get(&format!("{base}/Patient/{DEMO}")).await;
     assert_eq!(status, 200, "{patient}");
