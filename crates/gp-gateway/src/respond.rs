@@ -47,9 +47,7 @@ pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Byte
     let mut patient = record.patient.clone();
     patient.meta.get_or_insert_with(Default::default).version_id = Some(version_id.clone());
     let mut resp = fhir(status, Resource::Patient(patient).to_json());
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
-        resp.headers_mut().insert(header::ETAG, etag);
-    }
+    insert_etag(&mut resp, &version_id);
     resp
 }
 
@@ -58,11 +56,25 @@ pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Byte
 pub fn not_modified(record: &PatientRecord) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
-    let version_id = gp_fhir::ids::version_id(&record.version);
+    insert_etag(&mut resp, &gp_fhir::ids::version_id(&record.version));
+    resp
+}
+
+/// The weak `ETag` quoting `version_id`.
+fn insert_etag(resp: &mut Response<Full<Bytes>>, version_id: &str) {
     if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
-    resp
+}
+
+/// The value an entity tag quotes, `W/"v"` or `"v"` (weak and strong alike): `v`, when
+/// it is not empty and holds no quote.
+pub fn entity_tag_value(tag: &str) -> Option<&str> {
+    tag.strip_prefix("W/")
+        .unwrap_or(tag)
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|v| !v.is_empty() && !v.contains('"'))
 }
 
 /// True when an `If-None-Match` header names `record`'s current version (`*`, or one of
@@ -75,13 +87,5 @@ pub fn unchanged(headers: &http::HeaderMap, record: &PatientRecord) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .any(|tag| {
-            tag == "*"
-                || tag
-                    .strip_prefix("W/")
-                    .unwrap_or(tag)
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    == Some(version_id.as_str())
-        })
+        .any(|tag| tag == "*" || entity_tag_value(tag) == Some(version_id.as_str()))
 }

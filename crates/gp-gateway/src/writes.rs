@@ -215,10 +215,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Invalid> {
     if raw == "*" {
         return Ok(Some(IfMatch::Any));
     }
-    let quoted = raw.strip_prefix("W/").unwrap_or(raw);
-    match quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        Some(v) if !v.is_empty() && !v.contains('"') => Ok(Some(IfMatch::Version(v.to_owned()))),
-        _ => Err(Invalid::request(
+    match crate::respond::entity_tag_value(raw) {
+        Some(v) => Ok(Some(IfMatch::Version(v.to_owned()))),
+        None => Err(Invalid::request(
             "If-Match must be * or quote the ETag of a read, e.g. W/\"2026-11-01T09.3A40.3A00\"",
         )),
     }
