@@ -364,20 +364,9 @@ fn spawn_supplier_reload(app: Arc<App>) {
     tokio::spawn(async move {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let mut last = modified(&path);
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangups = crate::server::Hangups::listen();
         loop {
-            #[cfg(unix)]
-            let signalled = async {
-                match hup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signalled = std::future::pending::<()>();
+            let signalled = hangups.next();
             tokio::select! {
                 _ = signalled => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {
