@@ -53,6 +53,18 @@ impl AcmeClient {
     }
 
     /// `GET /health`: ready when it answers `200`.
+    /// `GET /practices/{ods}/clinicians/{id}`: one of the practice's clinicians.
+    /// `id` has been checked to be URL-safe (a FHIR id).
+    pub async fn clinician(
+        &self,
+        ods: &OdsCode,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<bytes::Bytes, AdapterError> {
+        self.get(&format!("{PREFIX}/practices/{ods}/clinicians/{id}"), ctx)
+            .await
+    }
+
     pub async fn health(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         self.get(&format!("{PREFIX}/health"), ctx).await.map(drop)
     }
@@ -75,16 +87,19 @@ struct NativeError {
     message: String,
 }
 
-/// Maps an answer other than `200`: `PATIENT_NOT_FOUND` or `PRACTICE_NOT_FOUND` on a
-/// `404` → `PatientNotFound`; the rest by the shared status table, except that Acme is
+/// Maps an answer other than `200`: `PATIENT_NOT_FOUND`, `PRACTICE_NOT_FOUND` or
+/// `CLINICIAN_NOT_FOUND` on a `404` → `PatientNotFound` (not found); the rest by the shared status table, except that Acme is
 /// only read, and a read is never in conflict: a `409` or `422` is a refused request.
 pub fn refused(response: &NativeResponse) -> AdapterError {
     let native = serde_json::from_slice::<ErrorDocument>(&response.body)
         .ok()
         .map(|d| d.error);
-    let not_found = native
-        .as_ref()
-        .is_some_and(|e| matches!(e.code.as_str(), "PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND"));
+    let not_found = native.as_ref().is_some_and(|e| {
+        matches!(
+            e.code.as_str(),
+            "PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND" | "CLINICIAN_NOT_FOUND"
+        )
+    });
     let detail = refusal_detail(
         response.status,
         native

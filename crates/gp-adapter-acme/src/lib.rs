@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use gp_adapter::endpoint::EndpointError;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, CallContext, ClinicalType, GpSystem, PatientRecord,
-    PatientRequest, SearchPage, SearchRequest, paging,
+    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, paging,
 };
+use gp_fhir::model::Practitioner;
 
 pub use client::AcmeClient;
 pub use config::AcmeConfig;
@@ -94,6 +95,21 @@ impl Adapter for AcmeAdapter {
 
     fn supported_types(&self) -> &'static [ClinicalType] {
         List::SERVED
+    }
+
+    /// One native call: the practice's clinician document.
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        gp_adapter::native::read_staff(SYSTEM, &req.id, |id| async move {
+            let body = self
+                .client
+                .clinician(&req.practice, &id, &req.context)
+                .await?;
+            Ok(Some(mapping::map_clinician_document(&body)?))
+        })
+        .await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

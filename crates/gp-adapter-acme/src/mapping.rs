@@ -282,6 +282,12 @@ pub fn map_patient(body: &[u8], nhs: NhsNumber, ods: &OdsCode) -> Result<Patient
     })
 }
 
+/// Maps a clinician document (`GET …/practices/{ods}/clinicians/{id}`), as the patient
+/// document's `usual_gp` is mapped.
+pub fn map_clinician_document(body: &[u8]) -> Result<Practitioner> {
+    map_clinician(&parse("clinician document", body)?)
+}
+
 fn map_clinician(c: &NClinician) -> Result<Practitioner> {
     Ok(Practitioner {
         id: fhir_id(At(None, "usual_gp.id"), &c.id)?,

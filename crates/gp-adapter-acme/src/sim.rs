@@ -323,6 +323,13 @@ impl Simulator for AcmeSim {
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         let reply = match segments.as_slice() {
             ["", "health"] => return other(ok(&json!({"status": "up"}))),
+            ["", "practices", ods, "clinicians", id] => {
+                return other(match PRACTICES.iter().find(|p| p.ods == *ods) {
+                    None => error(404, "PRACTICE_NOT_FOUND", "no such practice"),
+                    Some(p) if p.gp.id == *id => ok(&clinician_document(&p.gp)),
+                    Some(_) => error(404, "CLINICIAN_NOT_FOUND", "no such clinician here"),
+                });
+            }
             ["", "practices", ods, "patients", nhs] => {
                 find(ods, nhs).map(|(p, practice)| patient_document(p, practice))
             }
@@ -434,11 +441,16 @@ fn patient_document(p: &Patient, practice: &Practice) -> Value {
         "sensitive": p.sensitive,
         "sharing_dissent": p.dissent,
         "practice": {"ods_code": practice.ods, "name": practice.name},
-        "usual_gp": {
-            "id": gp.id,
-            "name": {"title": "Dr", "given": [gp.given], "family": gp.family},
-            "gmc_number": gp.gmc_number,
-        },
+        "usual_gp": clinician_document(gp),
+    })
+}
+
+/// A clinician, in the patient document's `usual_gp` and on its own alike.
+fn clinician_document(gp: &Clinician) -> Value {
+    json!({
+        "id": gp.id,
+        "name": {"title": "Dr", "given": [gp.given], "family": gp.family},
+        "gmc_number": gp.gmc_number,
     })
 }
 

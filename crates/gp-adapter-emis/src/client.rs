@@ -39,6 +39,18 @@ impl EmisClient {
         self.http.get(&path, ctx).await?.ok_body(error_from)
     }
 
+    /// `GET /emis/practices/{ODS}/people/{GUID}`: one member of the practice's staff, a
+    /// `<Person>` document.
+    pub async fn person(
+        &self,
+        ods: &OdsCode,
+        guid: &str,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!("/emis/practices/{}/people/{guid}", ods.as_str());
+        self.http.get(&path, ctx).await?.ok_body(error_from)
+    }
+
     /// `POST /emis/practices/{ODS}/patients/{NHS}/observations` with an `ObservationBatch`:
     /// whether the batch was filed now (`201`) rather than seen before under its key
     /// (`200`), and the answer body.
@@ -110,7 +122,7 @@ impl EmisClient {
 }
 
 /// Maps a non-200 read answer by the shared status table ([`status_error`]):
-/// `PATIENT_NOT_FOUND`/`PRACTICE_NOT_FOUND` on a `404` → `PatientNotFound`, other 4xx →
+/// `PATIENT_NOT_FOUND`/`PRACTICE_NOT_FOUND`/`PERSON_NOT_FOUND` on a `404` → `PatientNotFound`, other 4xx →
 /// `Rejected`, 5xx → `Unavailable`.
 pub fn error_from(response: &NativeResponse) -> AdapterError {
     refused(Call::Read, response)
@@ -128,7 +140,10 @@ fn refused(call: Call, response: &NativeResponse) -> AdapterError {
     let native = native.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
     let not_found = matches!(
         native,
-        Some(("PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND", _))
+        Some((
+            "PATIENT_NOT_FOUND" | "PRACTICE_NOT_FOUND" | "PERSON_NOT_FOUND",
+            _
+        ))
     );
     let detail = refusal_detail(response.status, native, "an EMIS error document");
     status_error(crate::SYSTEM, call, response.status, not_found, detail)

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
-    paging,
+    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    UpdateContactRequest, paging,
 };
+use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 
 pub use client::EmisClient;
@@ -130,6 +131,20 @@ impl Adapter for EmisAdapter {
             .filter(|res| req.resource_type.matches(res))
             .collect();
         Ok(paging::page(wanted, req))
+    }
+
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        gp_adapter::native::read_staff(SYSTEM, &req.id, |guid| async move {
+            let body = self
+                .client
+                .person(&req.practice, &guid, &req.context)
+                .await?;
+            Ok(Some(mapping::map_person_document(&body)?))
+        })
+        .await
     }
 
     async fn create_observation(

@@ -47,12 +47,17 @@ pub struct MappedRecord {
 
 type Result<T> = std::result::Result<T, EmisDataError>;
 
-/// Maps a MedicalRecord body (bytes as received) to UK Core.
-pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
+/// A native XML body (bytes as received) as a document.
+fn document(body: &[u8]) -> Result<Document<'_>> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse_data(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))?;
+    Document::parse_data(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))
+}
+
+/// Maps a MedicalRecord body (bytes as received) to UK Core.
+pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
+    let doc = document(body)?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
         return Err(EmisDataError::WrongRoot {
@@ -60,6 +65,25 @@ pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
         });
     }
     map_root(root)
+}
+
+/// Maps a `<Person>` document (a people read) to a UK Core Practitioner, as the
+/// record's `PeopleList/Person` is mapped.
+pub fn map_person_document(body: &[u8]) -> Result<Practitioner> {
+    let doc = document(body)?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "Person" || root.tag_name().namespace() != Some(NS) {
+        return Err(EmisDataError::Invalid {
+            path: "Person".into(),
+            reason: format!(
+                "the root element is <{}>, expected <Person> in namespace {NS}",
+                qualified(root)
+            ),
+        });
+    }
+    let at = At::root("Person");
+    let id = guid(&at, root, "GUID")?;
+    map_person(&at, root, id)
 }
 
 /// Reads an EMIS `<Error>` document's `(Code, Message)`, if the body is one.

@@ -67,25 +67,23 @@ impl MicrotestClient {
         self.get(&path, ctx).await?.map_err(|r| error_from(&r))
     }
 
-    /// `GET /sites/{ODS}/clinicians/{id}`. A clinician the patient document names but the
-    /// site does not know is bad native data, not a missing patient.
+    /// `GET /sites/{ODS}/clinicians/{id}`: the clinician document, or `None` when the
+    /// site has no such clinician (`404 CLINICIAN_NOT_FOUND`). `clinician_id` has been
+    /// checked to be URL-safe (a FHIR id).
     pub async fn clinician(
         &self,
         ods: &OdsCode,
         clinician_id: &str,
         ctx: &CallContext,
-    ) -> Result<Bytes, AdapterError> {
+    ) -> Result<Option<Bytes>, AdapterError> {
         let path = format!("{PREFIX}/sites/{}/clinicians/{clinician_id}", ods.as_str());
-        self.get(&path, ctx)
-            .await?
-            .map_err(|r| match (r.status, parse_problem(&r.body)) {
-                (404, Some(p)) if p.code == "CLINICIAN_NOT_FOUND" => MicrotestDataError::Invalid {
-                    path: "usual_clinician_id".into(),
-                    reason: format!("clinician {clinician_id} is not known at site {ods}"),
-                }
-                .into(),
-                _ => error_from(&r),
-            })
+        match self.get(&path, ctx).await? {
+            Ok(body) => Ok(Some(body)),
+            Err(r) => match (r.status, parse_problem(&r.body)) {
+                (404, Some(p)) if p.code == "CLINICIAN_NOT_FOUND" => Ok(None),
+                _ => Err(error_from(&r)),
+            },
+        }
     }
 
     /// `GET /sites/{ODS}/patients/{id}/entries?type={type}[&cursor={cursor}]`: one page.

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
-    paging,
+    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    UpdateContactRequest, paging,
 };
+use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 
 pub use client::MicrotestClient;
@@ -176,7 +177,14 @@ impl Adapter for MicrotestAdapter {
         let practitioner = match &p.usual_clinician_id {
             None => None,
             Some(id) => {
-                let body = self.client.clinician(ods, id, ctx).await?;
+                // A clinician the patient document names but the site does not know is
+                // bad native data, not a missing patient.
+                let body = self.client.clinician(ods, id, ctx).await?.ok_or_else(|| {
+                    MicrotestDataError::Invalid {
+                        path: "usual_clinician_id".into(),
+                        reason: format!("clinician {id} is not known at site {ods}"),
+                    }
+                })?;
                 let practitioner = map_clinician(&body)?;
                 if practitioner.id != *id {
                     return Err(MicrotestDataError::Invalid {
@@ -206,6 +214,24 @@ impl Adapter for MicrotestAdapter {
             .await?;
         let resources = self.all_entries(req, &patient_id).await?;
         Ok(paging::page(resources, req))
+    }
+
+    /// One call: the site's clinician document.
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        gp_adapter::native::read_staff(SYSTEM, &req.id, |id| async move {
+            match self
+                .client
+                .clinician(&req.practice, &id, &req.context)
+                .await?
+            {
+                Some(body) => Ok(Some(map_clinician(&body)?)),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     /// One `POST …/entries` with the observation's key as `Idempotency-Key`: Evolution

@@ -51,6 +51,21 @@ impl TppClient {
         self.http.get(&path, ctx).await?.ok_body(error_from)
     }
 
+    /// `GET /systmone/api/v1/organisations/{ODS}/staff/{StaffUID}`: one member of the
+    /// organisation's staff, a `<StaffMember>` document.
+    pub async fn staff_member(
+        &self,
+        ods: &OdsCode,
+        uid: &str,
+        ctx: &CallContext,
+    ) -> Result<Bytes, AdapterError> {
+        let path = format!(
+            "/systmone/api/v1/organisations/{}/staff/{uid}",
+            ods.as_str()
+        );
+        self.http.get(&path, ctx).await?.ok_body(error_from)
+    }
+
     /// `POST /systmone/api/v1/organisations/{ODS}/patients/{NHS}/events` with a
     /// `RecordEventsRequest`: answers the status (`201` created, `200` key seen before)
     /// and the `RecordEventsResponse` body. Never retried here.
@@ -135,7 +150,10 @@ fn refusal(response: &NativeResponse) -> (Option<String>, String) {
 }
 
 fn is_not_found(code: Option<&str>) -> bool {
-    matches!(code, Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND"))
+    matches!(
+        code,
+        Some("PATIENT_NOT_FOUND" | "ORGANISATION_NOT_FOUND" | "STAFF_NOT_FOUND")
+    )
 }
 
 /// Maps a refused write by the shared status table ([`status_error`]): `409

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
-    paging,
+    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    UpdateContactRequest, paging,
 };
+use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 
 pub use client::TppClient;
@@ -152,6 +153,20 @@ impl Adapter for TppAdapter {
     /// One `RecordEventsRequest` holding one CTV3-coded event per measurement, keyed by
     /// the observation's idempotency key (SystmOne answers the same EventUIDs for a key
     /// it has seen). The instant is sent in UTC, SystmOne's wire convention.
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        gp_adapter::native::read_staff(SYSTEM, &req.id, |uid| async move {
+            let body = self
+                .client
+                .staff_member(&req.practice, &uid, &req.context)
+                .await?;
+            Ok(Some(mapping::map_staff_document(&body)?))
+        })
+        .await
+    }
+
     async fn create_observation(
         &self,
         req: &CreateObservationRequest,

@@ -107,12 +107,17 @@ pub fn map_record(pages: &[&[u8]], page_size: u32) -> Result<MappedRecord> {
     assemble(mapped, page_size)
 }
 
-/// Maps one page body (bytes as received).
-pub fn map_page(body: &[u8]) -> Result<RecordPage> {
+/// A native XML body (bytes as received) as a document.
+fn document(body: &[u8]) -> Result<Document<'_>> {
     let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let doc = Document::parse_data(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))?;
+    Document::parse_data(text).map_err(|e| TppDataError::MalformedXml(e.to_string()))
+}
+
+/// Maps one page body (bytes as received).
+pub fn map_page(body: &[u8]) -> Result<RecordPage> {
+    let doc = document(body)?;
     let root = doc.root_element();
     if root.tag_name().name() != "PatientRecord" {
         return Err(TppDataError::WrongRoot {
@@ -120,6 +125,25 @@ pub fn map_page(body: &[u8]) -> Result<RecordPage> {
         });
     }
     map_root(root)
+}
+
+/// Maps a `<StaffMember>` document (a staff read) to a UK Core Practitioner, as the
+/// record's `Organisation/Staff/StaffMember` is mapped.
+pub fn map_staff_document(body: &[u8]) -> Result<Practitioner> {
+    let doc = document(body)?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "StaffMember" {
+        return Err(TppDataError::Invalid {
+            path: "StaffMember".into(),
+            reason: format!(
+                "the root element is <{}>, expected <StaffMember>",
+                root.tag_name().name()
+            ),
+        });
+    }
+    let at = At::DOC.under("StaffMember");
+    let id = uid_attr(&at, root, "StaffUID")?;
+    map_staff(&at, root, id)
 }
 
 /// How many pages to fetch, judged from page 1 (checked again by [`assemble`]).

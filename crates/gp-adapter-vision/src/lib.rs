@@ -22,9 +22,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
-    paging,
+    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    UpdateContactRequest, paging,
 };
+use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 
 pub use client::VisionClient;
@@ -167,6 +168,18 @@ impl Adapter for VisionAdapter {
     /// One native call: the observation as a journal write extract (a blood pressure is
     /// one BP row), under the request's key. The ids come from the rows Vision answers,
     /// mapped as a search maps them.
+    /// One call: the practice's staff extract, the person picked from it.
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        gp_adapter::native::read_staff(SYSTEM, &req.id, |id| async move {
+            let staff = self.client.staff(&req.practice, &req.context).await?;
+            Ok(map_staff(&staff, &id)?)
+        })
+        .await
+    }
+
     async fn create_observation(
         &self,
         req: &CreateObservationRequest,

@@ -153,6 +153,17 @@ pub struct PatientFlags {
     pub dissent: bool,
 }
 
+/// Read one member of a practice's staff: whom a record names as usual GP, author,
+/// performer, recorder or participant (`Practitioner/{id}` in what the adapter answers).
+#[derive(Debug, Clone)]
+pub struct PractitionerRequest {
+    /// The practice whose staff the id names.
+    pub practice: OdsCode,
+    /// The id the adapter gives the person in references (`Practitioner/{id}`).
+    pub id: String,
+    pub context: CallContext,
+}
+
 /// One page of a search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchPage {
@@ -212,6 +223,25 @@ pub trait Adapter: Send + Sync {
         Err(AdapterError::NotSupported {
             system: self.system(),
             what: "updating contact details".into(),
+        })
+    }
+
+    /// Reads one member of `req.practice`'s staff by the id the adapter's references give
+    /// them (`Patient.generalPractitioner`, an entry's author, performer, recorder or
+    /// participant): one native call, cheap enough to make for each person a structured
+    /// record names (the gateway caches the answers briefly). `Ok(None)` when the practice
+    /// has no such person (a person of another practice included); an unknown practice
+    /// is `Ok(None)` too. The Practitioner is UK Core, `id` the one asked for, mapped as
+    /// the usual GP in [`PatientRecord::practitioner`] is. Default: [`AdapterError::NotSupported`], so references to
+    /// people stay unresolved (the gateway answers `501`) until a vendor adds it.
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        let _ = req;
+        Err(AdapterError::NotSupported {
+            system: self.system(),
+            what: "reading practice staff".into(),
         })
     }
 

@@ -446,6 +446,44 @@ pub fn refusal_detail(status: u16, native: Option<(&str, &str)>, document: &str)
     }
 }
 
+/// [`crate::Adapter::read_practitioner`] as every adapter does it: `id` must be a FHIR
+/// id (`A-Z a-z 0-9 - .`, at most 64, not only dots: anything else names nobody, and
+/// no call is made, so it is safe in a native URL path), `fetch` makes the one native call for it and maps the answer (`None`: the
+/// answer lists staff, none of them this person); a native "no such person or
+/// practice" (a `404` the shared status table reports as
+/// [`AdapterError::PatientNotFound`]) is `None` too, and an answer about anyone else is
+/// refused as [`AdapterError::InvalidNativeData`].
+pub async fn read_staff<F, Fut>(
+    system: GpSystem,
+    id: &str,
+    fetch: F,
+) -> Result<Option<gp_fhir::model::Practitioner>, AdapterError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<gp_fhir::model::Practitioner>, AdapterError>>,
+{
+    let fhir_id = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    // `.` and `..` are FHIR ids, but path segments a URL resolves away.
+    if !fhir_id || id.bytes().all(|b| b == b'.') {
+        return Ok(None);
+    }
+    match fetch(id.to_owned()).await {
+        Err(AdapterError::PatientNotFound) | Ok(None) => Ok(None),
+        Err(e) => Err(e),
+        Ok(Some(p)) if p.id == id => Ok(Some(p)),
+        Ok(Some(p)) => Err(AdapterError::InvalidNativeData {
+            system,
+            detail: format!(
+                "asked for staff member {id}, the answer is about {}",
+                gp_fhir::text::shown(&p.id)
+            ),
+        }),
+    }
+}
+
 fn status_u16(s: StatusCode) -> u16 {
     s.as_u16()
 }

@@ -53,6 +53,9 @@ impl Simulator for Emis {
                 reply: self.medical_record(ods, nhs),
                 record: true,
             },
+            ["", "emis", "practices", ods, "people", guid] if method == Method::GET => {
+                not_record(self.person(ods, guid))
+            }
             ["", "emis", "practices", _, "patients", _, "observations"] => {
                 not_record(method_not_allowed("POST"))
             }
@@ -153,6 +156,33 @@ impl Emis {
             ));
         }
         Ok(practice)
+    }
+
+    /// `GET /emis/practices/{ODS}/people/{GUID}`: one member of the practice's staff
+    /// (braces and case in the GUID do not matter, as elsewhere in EMIS).
+    fn person(&self, ods: &str, guid: &str) -> Reply {
+        let practice = match self.store.practice(ods) {
+            Some(p) if p.system == SystemKind::Emis => p,
+            _ => return practice_not_found(ods),
+        };
+        match practice.clinician(guid) {
+            Some(c) => {
+                let mut w = XmlWriter::new();
+                w.open_with("Person", &[("xmlns", NAMESPACE)]);
+                person(&mut w, c);
+                w.close("Person");
+                Reply {
+                    status: 200,
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            None => error(
+                404,
+                "PERSON_NOT_FOUND",
+                &format!("No person with that GUID works at {ods}"),
+            ),
+        }
     }
 
     fn medical_record(&self, ods: &str, nhs: &str) -> Reply {
@@ -646,14 +676,7 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
     w.open("PeopleList");
     for c in &practice.clinicians {
         w.open("Person");
-        w.text("GUID", &c.id);
-        w.text("Title", &c.title);
-        w.text("FirstNames", &c.given);
-        w.text("FamilyName", &c.family);
-        w.text("Sex", sex(c.sex));
-        w.text("Role", &c.role);
-        w.text("SdsUserId", &c.sds_user_id);
-        w.text("GmcCode", c.gmc.as_deref().unwrap_or(""));
+        person(&mut w, c);
         w.close("Person");
     }
     w.close("PeopleList");
@@ -786,6 +809,18 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
 
     w.close("MedicalRecord");
     w.finish()
+}
+
+/// A `Person`'s children, in the record's `PeopleList` and in a people read alike.
+fn person(w: &mut XmlWriter, c: &Clinician) {
+    w.text("GUID", &c.id);
+    w.text("Title", &c.title);
+    w.text("FirstNames", &c.given);
+    w.text("FamilyName", &c.family);
+    w.text("Sex", sex(c.sex));
+    w.text("Role", &c.role);
+    w.text("SdsUserId", &c.sds_user_id);
+    w.text("GmcCode", c.gmc.as_deref().unwrap_or(""));
 }
 
 fn event_head(w: &mut XmlWriter, kind: &str, meta: &EntryMeta, concept: &Concept) {

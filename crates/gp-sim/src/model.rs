@@ -88,6 +88,17 @@ pub struct Practice {
     pub clinicians: Vec<Clinician>,
 }
 
+impl Practice {
+    /// The member of staff with this GUID, matched as GP systems match GUIDs: without
+    /// regard to case or surrounding braces.
+    pub fn clinician(&self, guid: &str) -> Option<&Clinician> {
+        let wanted = guid.trim_start_matches('{').trim_end_matches('}');
+        self.clinicians
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(wanted))
+    }
+}
+
 /// A member of practice clinical staff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Clinician {

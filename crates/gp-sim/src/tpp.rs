@@ -75,6 +75,16 @@ impl Simulator for Tpp {
                 "api",
                 "v1",
                 "organisations",
+                ods,
+                "staff",
+                uid,
+            ] if method == Method::GET => not_record(self.staff(ods, uid)),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
                 _,
                 "patients",
                 _,
@@ -212,20 +222,39 @@ fn paging_params(query: Option<&str>) -> Result<(usize, usize), String> {
 }
 
 impl Tpp {
+    /// `GET …/organisations/{ODS}/staff/{StaffUID}`: one member of the organisation's
+    /// staff (braces and case in the UID do not matter).
+    fn staff(&self, ods: &str, uid: &str) -> Reply {
+        let practice = match self.organisation(ods) {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
+        match practice.clinician(uid) {
+            Some(c) => {
+                let mut w = XmlWriter::new();
+                staff_member(&mut w, c);
+                Reply {
+                    status: 200,
+                    content_type: XML,
+                    body: w.finish().into_bytes(),
+                }
+            }
+            None => error(
+                404,
+                "STAFF_NOT_FOUND",
+                &format!("No staff member with that StaffUID at {ods}"),
+            ),
+        }
+    }
+
     fn record(&self, ods: &str, nhs: &str, query: Option<&str>) -> Reply {
         let (page, size) = match paging_params(query) {
             Ok(p) => p,
             Err(why) => return error(400, "INVALID_PARAMETER", &why),
         };
-        let practice = match self.store.practice(ods) {
-            Some(p) if p.system == SystemKind::Tpp => p,
-            _ => {
-                return error(
-                    404,
-                    "ORGANISATION_NOT_FOUND",
-                    &format!("No SystmOne organisation with ODS code {ods}"),
-                );
-            }
+        let practice = match self.organisation(ods) {
+            Ok(p) => p,
+            Err(reply) => return reply,
         };
         if !crate::nhs::is_valid(nhs) {
             return error(
@@ -262,20 +291,18 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 10;
 const MAX_CONTACT_CHARS: usize = 100;
 
 impl Tpp {
+    /// The SystmOne organisation `ods`, or the `404 ORGANISATION_NOT_FOUND` to answer.
+    fn organisation(&self, ods: &str) -> Result<Practice, Reply> {
+        match self.store.practice(ods) {
+            Some(p) if p.system == SystemKind::Tpp => Ok(p),
+            _ => Err(organisation_not_found(ods)),
+        }
+    }
+
     /// What every write checks before reading its body: the organisation runs
     /// SystmOne, the NHS number is valid and the body is XML.
     fn write_target(&self, ods: &str, nhs: &str, headers: &hyper::HeaderMap) -> Result<(), Reply> {
-        if self
-            .store
-            .practice(ods)
-            .is_none_or(|p| p.system != SystemKind::Tpp)
-        {
-            return Err(error(
-                404,
-                "ORGANISATION_NOT_FOUND",
-                &format!("No SystmOne organisation with ODS code {ods}"),
-            ));
-        }
+        self.organisation(ods)?;
         if !crate::nhs::is_valid(nhs) {
             return Err(error(
                 400,
@@ -391,14 +418,18 @@ impl Tpp {
     }
 }
 
+fn organisation_not_found(ods: &str) -> Reply {
+    error(
+        404,
+        "ORGANISATION_NOT_FOUND",
+        &format!("No SystmOne organisation with ODS code {ods}"),
+    )
+}
+
 /// A store refusal as a SystmOne `ErrorResponse`.
 fn write_error(e: &WriteError) -> Reply {
     match e {
-        WriteError::PracticeNotFound(ods) => error(
-            404,
-            "ORGANISATION_NOT_FOUND",
-            &format!("No SystmOne organisation with ODS code {ods}"),
-        ),
+        WriteError::PracticeNotFound(ods) => organisation_not_found(ods),
         WriteError::PatientNotFound(ods) => error(
             404,
             "PATIENT_NOT_FOUND",
@@ -682,6 +713,19 @@ fn health() -> Reply {
     }
 }
 
+/// A `StaffMember`, in the record's `Organisation/Staff` and in a staff read alike.
+fn staff_member(w: &mut XmlWriter, c: &Clinician) {
+    w.open_with("StaffMember", &[("StaffUID", &c.id)]);
+    w.text("Title", &c.title);
+    w.text("Forename", &c.given);
+    w.text("Surname", &c.family);
+    w.text("Sex", sex(c.sex));
+    w.text("Role", &c.role);
+    w.text("SmartcardID", &c.sds_user_id);
+    w.opt("GmcNumber", c.gmc.as_deref());
+    w.close("StaffMember");
+}
+
 fn error(status: u16, code: &str, description: &str) -> Reply {
     let mut w = XmlWriter::new();
     w.open("ErrorResponse");
@@ -801,15 +845,7 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
     w.text("Telephone", &practice.phone);
     w.open("Staff");
     for c in &practice.clinicians {
-        w.open_with("StaffMember", &[("StaffUID", &c.id)]);
-        w.text("Title", &c.title);
-        w.text("Forename", &c.given);
-        w.text("Surname", &c.family);
-        w.text("Sex", sex(c.sex));
-        w.text("Role", &c.role);
-        w.text("SmartcardID", &c.sds_user_id);
-        w.opt("GmcNumber", c.gmc.as_deref());
-        w.close("StaffMember");
+        staff_member(&mut w, c);
     }
     w.close("Staff");
     w.close("Organisation");

@@ -11,6 +11,7 @@
 //! typed error, naming its system, for both a read and a search.
 
 mod faults;
+mod people;
 pub mod sim;
 mod suite;
 mod write;
@@ -318,6 +319,7 @@ pub async fn run(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessRepo
     check_flags(&mut report, fixture, &data);
     check_confidential(&mut report, fixture, &data);
     check_parity(&mut report, fixture, &data);
+    people::check_practitioners(&mut report, adapter, &data).await;
     report
 }
 
