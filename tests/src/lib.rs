@@ -284,3 +284,45 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     slots.into_iter().flatten().collect()
 }
+
+/// Every literal reference in a FHIR JSON value (a `reference` member anywhere), with
+/// its `display`, in document order.
+pub fn references(v: &Value) -> Vec<(String, Option<String>)> {
+    fn walk(v: &Value, out: &mut Vec<(String, Option<String>)>) {
+        match v {
+            Value::Object(fields) => {
+                if let Some(r) = fields.get("reference").and_then(Value::as_str) {
+                    let display = fields.get("display").and_then(Value::as_str);
+                    out.push((r.to_owned(), display.map(str::to_owned)));
+                }
+                fields.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(items) => items.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+/// A Bundle's resources, and each one's `Type/id`, in entry order.
+pub fn bundle_resources(bundle: &Value) -> (Vec<&Value>, Vec<String>) {
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect();
+    let ids = resources
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    (resources, ids)
+}

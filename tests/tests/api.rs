@@ -336,7 +336,7 @@ async fn bad_requests_get_precise_operation_outcomes() {
         // A type the gateway names but does not serve this way: not supported, never a
         // 404 that clients read as deleted.
         (
-            "/Practitioner/abc-123".into(),
+            "/Location/abc-123".into(),
             501,
             "NOT_IMPLEMENTED",
             "not supported",
@@ -763,6 +763,176 @@ async fn a_patients_practice_is_read_through_its_reference() {
         .get(&format!("/Organization/{}", paired[0]), Some(&monitoring))
         .await;
     assert_eq!(own.status, 200);
+}
+
+/// The demo patient of each GP system.
+const DEMO_PATIENTS: [&str; 4] = ["9000000009", "9690937278", "9658218865", "9912003888"];
+
+/// "Dr Amir Khan": a Practitioner's official name as references display it.
+fn shown_name(p: &serde_json::Value) -> String {
+    let n = &p["name"][0];
+    let words = n["prefix"]
+        .as_array()
+        .into_iter()
+        .chain(n["given"].as_array())
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .chain(n["family"].as_str());
+    words.collect::<Vec<_>>().join(" ")
+}
+
+/// Every `Practitioner/{id}` reference in `resource`, with its display.
+fn practitioner_refs(resource: &serde_json::Value, out: &mut Vec<(String, Option<String>)>) {
+    let refs = gp_e2e::references(resource).into_iter();
+    out.extend(refs.filter(|(r, _)| r.starts_with("Practitioner/")));
+}
+
+/// `Patient.generalPractitioner` and every author, performer, recorder and participant
+/// in the record resolve: `GET /Practitioner/{id}` answers the person the reference names
+/// (on every GP system), and each reference displays their name, as the practice's
+/// reference displays its name.
+#[tokio::test]
+async fn every_practitioner_a_record_names_is_read_through_its_reference() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    for nhs in DEMO_PATIENTS {
+        let patient = w
+            .get(&format!("/Patient/{nhs}"), Some(&consult))
+            .await
+            .json();
+        let org = &patient["managingOrganization"];
+        let practice = w
+            .get(
+                &format!("/{}", org["reference"].as_str().unwrap()),
+                Some(&consult),
+            )
+            .await
+            .json();
+        assert_eq!(
+            org["display"], practice["name"],
+            "{nhs}: the practice is named"
+        );
+        let mut refs = Vec::new();
+        practitioner_refs(&patient, &mut refs);
+        let usual = refs.first().cloned().expect("a usual GP");
+        for kind in [
+            "AllergyIntolerance",
+            "MedicationStatement",
+            "Condition",
+            "Observation",
+            "Immunization",
+            "Encounter",
+        ] {
+            // Within demo-consult's 5 requests a second.
+            tokio::time::sleep(std::time::Duration::from_millis(220)).await;
+            let found = w
+                .get(&format!("/{kind}?patient={nhs}&_count=250"), Some(&consult))
+                .await;
+            assert_eq!(
+                found.status,
+                200,
+                "{nhs}: {}",
+                String::from_utf8_lossy(&found.body)
+            );
+            practitioner_refs(&found.json(), &mut refs);
+        }
+        let mut people: Vec<(String, Option<String>)> = Vec::new();
+        for r in refs {
+            if !people.iter().any(|p| p.0 == r.0) {
+                people.push(r);
+            }
+        }
+        assert!(
+            people.iter().any(|(r, _)| *r != usual.0),
+            "{nhs}: the record names someone besides the usual GP: {people:?}"
+        );
+        for (reference, display) in &people {
+            tokio::time::sleep(std::time::Duration::from_millis(220)).await;
+            let a = w.get(&format!("/{reference}"), Some(&consult)).await;
+            assert_eq!(
+                a.status,
+                200,
+                "{nhs}: {reference}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            let person = a.json();
+            assert_eq!(person["resourceType"], "Practitioner");
+            assert_eq!(
+                format!("Practitioner/{}", person["id"].as_str().unwrap()),
+                *reference
+            );
+            assert_eq!(
+                person["meta"]["profile"][0],
+                "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Practitioner"
+            );
+            assert_eq!(
+                display.as_deref(),
+                Some(shown_name(&person).as_str()),
+                "{nhs}: {reference} displays the person's name"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    }
+    w.sandbox.shutdown().await;
+}
+
+/// A Practitioner is released under the same rules as the practice: the scope
+/// `system/Practitioner.r` (else 403), and a pairing with their practice (else 404, like
+/// an id no answer gave).
+#[tokio::test]
+async fn practitioners_follow_the_pairing_and_scope_rules() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let booking = w.token("demo-booking").await;
+    let paired = w.practices_of("demo-monitoring");
+    let gp_of = |patient: serde_json::Value| {
+        patient["generalPractitioner"][0]["reference"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for system in ["emis", "tpp", "vision", "microtest"] {
+        let unpaired = w
+            .manifest()
+            .patients
+            .iter()
+            .find(|p| p.system == system && p.flags.is_empty() && !paired.contains(&p.practice))
+            .unwrap()
+            .nhs_number
+            .clone();
+        let own = w.ordinary_patient(system, "demo-monitoring");
+        let theirs = gp_of(
+            w.get(&format!("/Patient/{unpaired}"), Some(&consult))
+                .await
+                .json(),
+        );
+        let ours = gp_of(
+            w.get(&format!("/Patient/{own}"), Some(&monitoring))
+                .await
+                .json(),
+        );
+        assert_eq!(
+            w.get(&format!("/{theirs}"), Some(&consult)).await.status,
+            200
+        );
+        let refused = w.get(&format!("/{theirs}"), Some(&monitoring)).await;
+        assert_eq!(refused.status, 404, "{system}: unpaired looks like unknown");
+        assert_eq!(refused.spine_code(), "RESOURCE_NOT_FOUND");
+        assert_eq!(
+            w.get(&format!("/{ours}"), Some(&monitoring)).await.status,
+            200,
+            "{system}"
+        );
+        let no_scope = w.get(&format!("/{ours}"), Some(&booking)).await;
+        assert_eq!(no_scope.status, 403, "{system}");
+        assert_eq!(no_scope.spine_code(), "ACCESS_DENIED");
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    }
+    let unknown = w.get("/Practitioner/no-such-person", Some(&consult)).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.spine_code(), "RESOURCE_NOT_FOUND");
+    w.sandbox.shutdown().await;
 }
 
 #[tokio::test]

@@ -105,6 +105,72 @@ async fn the_whole_record_from_each_gp_system_as_one_collection_bundle() {
     w.sandbox.shutdown().await;
 }
 
+/// Every reference in the Bundle resolves, on every GP system: inside the Bundle (the
+/// Patient, the practice, every person the record names, the Lists' entries) or by a
+/// read through the gateway with the same token (an entry the options left out, such
+/// as an older consultation). Authors besides the usual GP are in the Bundle, and
+/// references to people display their names.
+#[tokio::test]
+async fn every_reference_in_the_structured_record_resolves() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for nhs in ["9000000009", "9690937278", "9658218865", "9912003888"] {
+        let a = post(
+            &w,
+            &token,
+            &params(nhs, everything()),
+            "application/fhir+json",
+        )
+        .await;
+        assert_eq!(a.status, 200, "{nhs}: {}", String::from_utf8_lossy(&a.body));
+        let b = a.json();
+        let (resources, local) = gp_e2e::bundle_resources(&b);
+        let refs = gp_e2e::references(&b);
+        let people = resources
+            .iter()
+            .filter(|r| r["resourceType"] == "Practitioner")
+            .count();
+        assert!(
+            people >= 2,
+            "{nhs}: the usual GP and the other authors are in the Bundle"
+        );
+        let mut outside: Vec<&str> = Vec::new();
+        for (reference, display) in &refs {
+            if reference.starts_with("Practitioner/") {
+                assert!(
+                    local.contains(reference),
+                    "{nhs}: {reference} is in the Bundle"
+                );
+                assert!(
+                    display.as_deref().is_some_and(|d| !d.is_empty()),
+                    "{nhs}: {reference} is named"
+                );
+            }
+            if !local.contains(reference) && !outside.contains(&reference.as_str()) {
+                outside.push(reference);
+            }
+        }
+        for reference in outside {
+            let read = w.get(&format!("/{reference}"), Some(&token)).await;
+            assert_eq!(
+                read.status,
+                200,
+                "{nhs}: {reference} dangles: {}",
+                String::from_utf8_lossy(&read.body)
+            );
+            let got = read.json();
+            let (kind, id) = reference.split_once('/').unwrap();
+            assert_eq!(
+                (got["resourceType"].as_str(), got["id"].as_str()),
+                (Some(kind), Some(id))
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    }
+    w.sandbox.shutdown().await;
+}
+
 #[tokio::test]
 async fn only_areas_within_the_tokens_scopes() {
     let w = World::start().await;

@@ -212,8 +212,8 @@ async fn the_gateway_serves_acme_records_under_its_release_rules() {
         .map(|r| r["type"].as_str().unwrap())
         .collect();
     types.sort_unstable();
-    // What Acme serves, and the gateway's own AuditEvent and practice Organizations; no
-    // clinical type Acme lacks.
+    // What Acme serves, and the gateway's own AuditEvent, practice Organizations and
+    // their staff; no clinical type Acme lacks.
     assert_eq!(
         types,
         [
@@ -221,7 +221,8 @@ async fn the_gateway_serves_acme_records_under_its_release_rules() {
             "Condition",
             "Observation",
             "Organization",
-            "Patient"
+            "Patient",
+            "Practitioner"
         ]
     );
 

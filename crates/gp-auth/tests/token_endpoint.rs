@@ -63,7 +63,7 @@ async fn rs512_supplier_gets_a_token_with_all_its_scopes() {
 async fn es384_supplier_gets_a_token() {
     happy(
         MONITORING,
-        "system/Observation.crs system/Organization.r system/Patient.rs",
+        "system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r",
     )
     .await;
 }
@@ -72,7 +72,7 @@ async fn es384_supplier_gets_a_token() {
 async fn rs384_supplier_gets_a_token() {
     happy(
         CONSULT,
-        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus",
+        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus system/Practitioner.r",
     )
     .await;
 }
@@ -591,7 +591,7 @@ async fn requested_scopes_wholly_beyond_allowed() {
     assert_refused(
         &err,
         "invalid_scope",
-        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Organization.r system/Patient.rs",
+        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r",
         400,
     );
 }

@@ -758,6 +758,53 @@ pub enum Resource {
     Encounter(Encounter),
 }
 
+/// The references a resource makes, in element order: one list for
+/// [`Resource::references`] and [`Resource::references_mut`] alike (`iter`/`iter_mut`,
+/// `as_ref`/`as_mut`, and `mut` or nothing for a borrow).
+macro_rules! references_of {
+    ($resource:expr, $iter:ident, $as_ref:ident, [$($m:tt)*]) => {{
+        let mut out = Vec::new();
+        match $resource {
+            Resource::Patient(r) => {
+                out.extend(r.general_practitioner.$iter());
+                out.extend(r.managing_organization.$iter());
+            }
+            Resource::Organization(_) | Resource::Practitioner(_) => {}
+            Resource::AllergyIntolerance(r) => {
+                out.push(&$($m)* r.patient);
+                out.extend(r.encounter.$iter());
+                out.extend(r.recorder.$iter());
+            }
+            Resource::MedicationStatement(r) => {
+                out.push(&$($m)* r.subject);
+                out.extend(r.context.$iter());
+                out.extend(r.information_source.$iter());
+            }
+            Resource::Condition(r) => {
+                out.push(&$($m)* r.subject);
+                out.extend(r.encounter.$iter());
+                out.extend(r.recorder.$iter());
+            }
+            Resource::Observation(r) => {
+                out.push(&$($m)* r.subject);
+                out.extend(r.encounter.$iter());
+                out.extend(r.performer.$iter());
+            }
+            Resource::Immunization(r) => {
+                out.push(&$($m)* r.patient);
+                out.extend(r.encounter.$iter());
+                out.extend(r.performer.$iter().map(|p| &$($m)* p.actor));
+            }
+            Resource::Encounter(r) => {
+                out.push(&$($m)* r.subject);
+                out.extend(r.participant.$iter().filter_map(|p| p.individual.$as_ref()));
+                out.extend(r.service_provider.$iter());
+            }
+        }
+        out
+    }};
+}
+
 impl Resource {
     /// `resourceType`.
     pub fn resource_type(&self) -> &'static str {
@@ -842,53 +889,15 @@ impl Resource {
     /// Every literal reference the resource makes (`Type/id`), for checks that a
     /// Bundle's references resolve.
     pub fn references(&self) -> Vec<&str> {
-        fn lit(r: &Reference) -> Option<&str> {
-            r.reference.as_deref()
-        }
-        let mut out: Vec<&str> = Vec::new();
-        match self {
-            Self::Patient(r) => {
-                out.extend(r.general_practitioner.iter().filter_map(lit));
-                out.extend(r.managing_organization.iter().filter_map(lit));
-            }
-            Self::Organization(_) | Self::Practitioner(_) => {}
-            Self::AllergyIntolerance(r) => {
-                out.extend(lit(&r.patient));
-                out.extend(r.encounter.iter().filter_map(lit));
-                out.extend(r.recorder.iter().filter_map(lit));
-            }
-            Self::MedicationStatement(r) => {
-                out.extend(lit(&r.subject));
-                out.extend(r.context.iter().filter_map(lit));
-                out.extend(r.information_source.iter().filter_map(lit));
-            }
-            Self::Condition(r) => {
-                out.extend(lit(&r.subject));
-                out.extend(r.encounter.iter().filter_map(lit));
-                out.extend(r.recorder.iter().filter_map(lit));
-            }
-            Self::Observation(r) => {
-                out.extend(lit(&r.subject));
-                out.extend(r.encounter.iter().filter_map(lit));
-                out.extend(r.performer.iter().filter_map(lit));
-            }
-            Self::Immunization(r) => {
-                out.extend(lit(&r.patient));
-                out.extend(r.encounter.iter().filter_map(lit));
-                out.extend(r.performer.iter().filter_map(|p| lit(&p.actor)));
-            }
-            Self::Encounter(r) => {
-                out.extend(lit(&r.subject));
-                out.extend(
-                    r.participant
-                        .iter()
-                        .filter_map(|p| p.individual.as_ref())
-                        .filter_map(lit),
-                );
-                out.extend(r.service_provider.iter().filter_map(lit));
-            }
-        }
-        out
+        references_of!(self, iter, as_ref, [])
+            .into_iter()
+            .filter_map(|r: &Reference| r.reference.as_deref())
+            .collect()
+    }
+
+    /// Every reference the resource makes, to add to (a `display`, say).
+    pub fn references_mut(&mut self) -> Vec<&mut Reference> {
+        references_of!(self, iter_mut, as_mut, [mut])
     }
 
     /// Serialises to FHIR JSON.

@@ -42,6 +42,8 @@ pub struct App {
     pub records: Arc<crate::cache::RecordCache>,
     /// The patient of each record entry answered, for reads by id.
     pub entries: crate::entries::EntryIndex,
+    /// Practice staff read from the GP systems, briefly.
+    pub staff: crate::people::StaffCache,
     /// Tells other replicas when a write makes their cached copy stale.
     pub invalidator: crate::invalidate::Invalidator,
     /// The CapabilityStatement, generated once.
@@ -186,6 +188,7 @@ impl App {
                 .build(),
             records: Arc::new(crate::cache::RecordCache::new(g.cache, metrics.clone())),
             entries: crate::entries::EntryIndex::new(ENTRIES_REMEMBERED),
+            staff: crate::people::StaffCache::default(),
             invalidator: crate::invalidate::Invalidator::local(),
             capability: bytes::Bytes::from(serde_json::to_vec(&capability).unwrap_or_default()),
             accepting: AtomicBool::new(true),

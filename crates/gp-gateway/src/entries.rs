@@ -3,14 +3,17 @@
 //! remembers, for a day, the patient of every entry it answers: in a search, the
 //! structured record or a create. A read by id finds the patient here, then reads the
 //! entry through the same release policy as the search would; an id never answered is
-//! not found. With `[state] backend = "redis"` the replicas share what they remember
-//! (`{key_prefix}entry:{Type}/{id}`), so an entry answered by one is read at another.
+//! not found. It remembers likewise the practice of every Practitioner the answers
+//! refer to (a GP system's staff ids do not say where they work either), for reads of
+//! `Practitioner/{id}`. With `[state] backend = "redis"` the replicas share what they
+//! remember (`{key_prefix}entry:{Type}/{id}`), so an entry answered by one is read at
+//! another.
 
 use std::time::Duration;
 
 use gp_adapter::ClinicalType;
-use gp_fhir::NhsNumber;
 use gp_fhir::model::Resource;
+use gp_fhir::{NhsNumber, OdsCode};
 
 /// How long an answered entry can be read by its id.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
@@ -18,11 +21,16 @@ pub const REMEMBERED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a replica waits for Redis when reading or sharing an entry's patient.
 const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Entries answered, by type and id, with their patient.
+/// Entries answered, by type and id, with their patient; Practitioners referred to, by
+/// id, with their practice.
 pub struct EntryIndex {
     patients: moka::future::Cache<(ClinicalType, String), NhsNumber>,
+    practices: moka::future::Cache<String, OdsCode>,
     shared: Option<Shared>,
 }
+
+/// The type under which a Practitioner's practice is remembered and shared.
+const PRACTITIONER: &str = "Practitioner";
 
 /// Where the replicas share what they remember.
 #[derive(Clone)]
@@ -32,8 +40,49 @@ struct Shared {
 }
 
 impl Shared {
-    fn key(&self, t: ClinicalType, id: &str) -> String {
+    fn key(&self, t: &str, id: &str) -> String {
         format!("{}entry:{t}/{id}", self.prefix)
+    }
+
+    /// Shares `(key, value)` pairs for a day; bounded: Redis slow or down costs at most
+    /// the timeout, and the entries are then readable by id at this replica only.
+    async fn share(&self, pairs: Vec<(String, String)>) {
+        let mut pipe = redis::pipe();
+        for (key, value) in pairs {
+            pipe.set_ex(key, value, REMEMBERED_FOR.as_secs()).ignore();
+        }
+        let mut conn = self.redis.clone();
+        let sent = tokio::time::timeout(SHARED_TIMEOUT, pipe.query_async::<()>(&mut conn));
+        match sent.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "entries not shared: other replicas cannot read them by id")
+            }
+            Err(_) => {
+                tracing::warn!("entries not shared in time: other replicas cannot read them by id")
+            }
+        }
+    }
+
+    /// What another replica shared under `key`, if anything (unreachable: nothing).
+    async fn lookup(&self, key: String) -> Option<String> {
+        let mut conn = self.redis.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let asked = get.query_async::<Option<String>>(&mut conn);
+        match tokio::time::timeout(SHARED_TIMEOUT, asked).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "entry index unreachable: read by id answered as unknown");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "entry index did not answer in time: read by id answered as unknown"
+                );
+                None
+            }
+        }
     }
 }
 
@@ -42,6 +91,10 @@ impl EntryIndex {
     pub fn new(max_entries: u64) -> Self {
         Self {
             patients: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(REMEMBERED_FOR)
+                .build(),
+            practices: moka::future::Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(REMEMBERED_FOR)
                 .build(),
@@ -71,27 +124,12 @@ impl EntryIndex {
         }
         if let Some(shared) = &self.shared {
             // Shared before the answer goes: a client may read it back at another
-            // replica at once (bounded: Redis slow or down costs at most the timeout).
-            let mut pipe = redis::pipe();
-            for (t, id) in &entries {
-                pipe.set_ex(
-                    shared.key(*t, id),
-                    nhs.to_string(),
-                    REMEMBERED_FOR.as_secs(),
-                )
-                .ignore();
-            }
-            let mut conn = shared.redis.clone();
-            let sent = tokio::time::timeout(SHARED_TIMEOUT, pipe.query_async::<()>(&mut conn));
-            match sent.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "entries not shared: other replicas cannot read them by id")
-                }
-                Err(_) => tracing::warn!(
-                    "entries not shared in time: other replicas cannot read them by id"
-                ),
-            }
+            // replica at once.
+            let pairs = entries
+                .iter()
+                .map(|(t, id)| (shared.key(t.as_str(), id), nhs.to_string()))
+                .collect();
+            shared.share(pairs).await;
         }
         for key in entries {
             self.patients.insert(key, nhs).await;
@@ -130,26 +168,59 @@ impl EntryIndex {
             return Some(nhs);
         }
         let shared = self.shared.as_ref()?;
-        let mut conn = shared.redis.clone();
-        let mut get = redis::cmd("GET");
-        get.arg(shared.key(t, id));
-        let asked = get.query_async::<Option<String>>(&mut conn);
-        let found = match tokio::time::timeout(SHARED_TIMEOUT, asked).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "entry index unreachable: read by id answered as unknown");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "entry index did not answer in time: read by id answered as unknown"
-                );
-                None
-            }
-        };
+        let found = shared.lookup(shared.key(t.as_str(), id)).await;
         let nhs = NhsNumber::parse(&found?).ok()?;
         self.patients.insert(key, nhs).await;
         Some(nhs)
+    }
+
+    /// The Practitioners `resources` refer to that are not yet remembered (a repeated
+    /// answer costs a lookup each, no more).
+    pub fn unknown_people<'a>(
+        &self,
+        resources: impl IntoIterator<Item = &'a Resource>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in resources {
+            for reference in r.references() {
+                if let Some(id) = reference.strip_prefix("Practitioner/")
+                    && !self.practices.contains_key(id)
+                    && !out.iter().any(|o| o == id)
+                {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Remembers that `people` (Practitioner ids) work at `practice`.
+    pub async fn remember_people(&self, practice: &OdsCode, people: Vec<String>) {
+        if people.is_empty() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            let pairs = people
+                .iter()
+                .map(|id| (shared.key(PRACTITIONER, id), practice.to_string()))
+                .collect();
+            shared.share(pairs).await;
+        }
+        for id in people {
+            self.practices.insert(id, practice.clone()).await;
+        }
+    }
+
+    /// The practice of the Practitioner `id`, if an answer referred to them.
+    pub async fn practice_of(&self, id: &str) -> Option<OdsCode> {
+        if let Some(ods) = self.practices.get(id).await {
+            return Some(ods);
+        }
+        let shared = self.shared.as_ref()?;
+        let found = shared.lookup(shared.key(PRACTITIONER, id)).await;
+        let ods = OdsCode::parse(&found?).ok()?;
+        self.practices.insert(id.to_owned(), ods.clone()).await;
+        Some(ods)
     }
 }
 

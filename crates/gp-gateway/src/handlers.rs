@@ -93,7 +93,10 @@ pub async fn serve(
         Route::PatientRead(id) => {
             reject_params(query, &["_format"])?;
             let nhs = NhsNumber::parse(&id)?;
-            let record = released_patient(app, nhs, ids, caller).await?.record;
+            let Released {
+                record, practice, ..
+            } = released_patient(app, nhs, ids, caller).await?;
+            remember_people(app, &practice, [&Resource::Patient(record.patient.clone())]).await;
             if crate::respond::unchanged(headers, &record) {
                 return Ok(crate::respond::not_modified(&record));
             }
@@ -102,7 +105,11 @@ pub async fn serve(
         Route::PatientSearch => {
             let search = parse_patient_search(query, app.paging)?;
             let found = match released_patient(app, search.nhs_number, ids, caller).await {
-                Ok(released) => vec![Resource::Patient(released.record.patient.clone())],
+                Ok(released) => {
+                    let patient = Resource::Patient(crate::people::named_patient(&released.record));
+                    remember_people(app, &released.practice, [&patient]).await;
+                    vec![patient]
+                }
                 Err(GatewayError::NotFound(_)) => Vec::new(),
                 Err(other) => return Err(other.into()),
             };
@@ -133,11 +140,24 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             organization_read(app, &id, caller)
         }
+        Route::PractitionerRead(id) => {
+            reject_params(query, &["_format"])?;
+            practitioner_read(app, &id, ids, caller).await
+        }
         Route::ClinicalRead(resource_type, id) => {
             reject_params(query, &["_format"])?;
             clinical_read(app, resource_type, &id, ids, caller).await
         }
     }
+}
+
+/// `404` for a read by id of something not served to the caller: unknown and withheld
+/// alike, saying how to get an id that is.
+fn not_served(resource_type: &str, id: &str, how: &str) -> GatewayError {
+    GatewayError::NotFound(format!(
+        "no {resource_type}/{} {how}",
+        gp_fhir::text::shown(id)
+    ))
 }
 
 /// A practice this gateway serves, to a supplier paired with it; any other looks
@@ -148,10 +168,11 @@ fn organization_read(
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let not_found = || {
-        GatewayError::NotFound(format!(
-            "no Organization/{} is served to you: read the practice Patient.managingOrganization names",
-            gp_fhir::text::shown(id)
-        ))
+        not_served(
+            "Organization",
+            id,
+            "is served to you: read the practice Patient.managingOrganization names",
+        )
     };
     let ods = gp_fhir::OdsCode::parse(id).map_err(|_| not_found())?;
     let practice = app.practices.get(&ods).ok_or_else(not_found)?;
@@ -171,6 +192,74 @@ fn organization_read(
     ))
 }
 
+/// Remembers the practice of each Practitioner `answered` refers to, so a read of the
+/// reference finds them.
+async fn remember_people<'a>(
+    app: &App,
+    practice: &gp_fhir::OdsCode,
+    answered: impl IntoIterator<Item = &'a Resource>,
+) {
+    let people = app.entries.unknown_people(answered);
+    app.entries.remember_people(practice, people).await;
+}
+
+/// Names the Practitioners `entries` refer to (`display`), as far as the GP system
+/// answers now.
+async fn name_people(
+    app: &App,
+    adapter: &dyn gp_adapter::Adapter,
+    practice: &gp_fhir::OdsCode,
+    entries: &mut [Resource],
+    ctx: &gp_adapter::CallContext,
+) {
+    let refs: Vec<&Resource> = entries.iter().collect();
+    let people = app.staff.referred(adapter, practice, &refs, ctx).await;
+    let names = crate::people::names_of(people.iter().map(|p| p.as_ref()));
+    for entry in entries {
+        crate::people::name_references(entry, &names);
+    }
+}
+
+/// A member of a practice's staff, by the id an answer referred to them with: to a
+/// supplier paired with their practice; anyone else looks exactly like nobody.
+async fn practitioner_read(
+    app: &App,
+    id: &str,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let not_found = || {
+        not_served(
+            "Practitioner",
+            id,
+            "is known to you: read a person by the reference an answer gave (within a day)",
+        )
+    };
+    let Some(ods) = app.entries.practice_of(id).await else {
+        return Err(not_found().into());
+    };
+    ids.facts.practice(ods.as_str());
+    if !caller.paired_with(&ods) {
+        tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %ods, "practitioner withheld");
+        return Err(not_found().into());
+    }
+    let adapter = app
+        .practices
+        .get(&ods)
+        .and_then(|p| app.adapters.get(&p.system))
+        .ok_or_else(not_found)?;
+    let person = app
+        .staff
+        .read(adapter.as_ref(), &ods, id, &ids.call_context())
+        .await
+        .map_err(GatewayError::Adapter)?
+        .ok_or_else(not_found)?;
+    Ok(fhir_response(
+        StatusCode::OK,
+        Resource::Practitioner(person.as_ref().clone()).to_json(),
+    ))
+}
+
 /// One record entry by its id: found through the patient it was answered for, then
 /// read under the same release policy as a search of that patient's record.
 async fn clinical_read(
@@ -181,10 +270,11 @@ async fn clinical_read(
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let not_found = || {
-        GatewayError::NotFound(format!(
-            "no {resource_type}/{} is known: read an entry by the id a search, the structured record or a create gave (within a day)",
-            gp_fhir::text::shown(id)
-        ))
+        not_served(
+            resource_type.as_str(),
+            id,
+            "is known: read an entry by the id a search, the structured record or a create gave (within a day)",
+        )
     };
     let Some(nhs) = app.entries.patient_of(resource_type, id).await else {
         return Err(not_found().into());
@@ -207,7 +297,17 @@ async fn clinical_read(
         .iter()
         .find(|r| r.id() == id && !is_confidential(r))
         .ok_or_else(not_found)?;
-    Ok(fhir_response(StatusCode::OK, entry.to_json()))
+    remember_people(app, &practice, [entry]).await;
+    let mut entry = [entry.clone()];
+    name_people(
+        app,
+        adapter.as_ref(),
+        &practice,
+        &mut entry,
+        &ids.call_context(),
+    )
+    .await;
+    Ok(fhir_response(StatusCode::OK, entry[0].to_json()))
 }
 
 pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {
@@ -274,15 +374,24 @@ async fn clinical_search(
         .collect();
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;
-    let page: Vec<Resource> = released
+    let mut page: Vec<Resource> = released
         .into_iter()
         .skip(offset as usize)
         .take(count as usize)
         .cloned()
         .collect();
-    // Each entry answered can be read by its fullUrl.
+    // Each entry answered can be read by its fullUrl, and each person it names.
     let answered = app.entries.unknown(&page);
     app.entries.remember(params.patient, answered).await;
+    remember_people(app, &practice, &page).await;
+    name_people(
+        app,
+        adapter.as_ref(),
+        &practice,
+        &mut page,
+        &ids.call_context(),
+    )
+    .await;
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
     let set = searchset(
@@ -316,9 +425,8 @@ async fn structured_record(
         adapter,
     } = released_patient(app, req.nhs_number, ids, caller).await?;
     let ctx = ids.call_context();
-    let mut demographics = vec![Resource::Patient(record.patient.clone())];
+    let mut demographics = vec![Resource::Patient(crate::people::named_patient(&record))];
     demographics.extend(record.organization.clone().map(Resource::Organization));
-    demographics.extend(record.practitioner.clone().map(Resource::Practitioner));
     let mut held = Vec::with_capacity(req.areas.len());
     for area in &req.areas {
         let entries = app
@@ -345,10 +453,55 @@ async fn structured_record(
             )
         })
         .collect();
-    let answered = app
-        .entries
-        .unknown(areas.iter().flat_map(|(_, e)| e.iter().copied()));
+    // Everyone the record names goes in the Bundle (as GP Connect puts them there), the
+    // usual GP first, and their names on the references to them.
+    let named: Vec<&Resource> = demographics
+        .iter()
+        .chain(areas.iter().flat_map(|(_, e)| e.iter().copied()))
+        .collect();
+    let people = app
+        .staff
+        .referred(adapter.as_ref(), &practice, &named, &ctx)
+        .await;
+    let mut staff: Vec<gp_fhir::model::Practitioner> =
+        record.practitioner.iter().cloned().collect();
+    for person in people {
+        if !staff.iter().any(|s| s.id == person.id) {
+            staff.push(person.as_ref().clone());
+        }
+    }
+    let mut names = crate::people::names_of(&staff);
+    if let Some(org) = &record.organization
+        && let Some(name) = &org.name
+    {
+        names.insert(format!("Organization/{}", org.id), name.clone());
+    }
+    demographics.extend(staff.into_iter().map(Resource::Practitioner));
+    let entries: Vec<Vec<Resource>> = areas
+        .iter()
+        .map(|(_, e)| {
+            e.iter()
+                .map(|r| {
+                    let mut r = (*r).clone();
+                    crate::people::name_references(&mut r, &names);
+                    r
+                })
+                .collect()
+        })
+        .collect();
+    let areas: Vec<_> = areas
+        .into_iter()
+        .zip(&entries)
+        .map(|((area, _), e)| (area, e.iter().collect::<Vec<_>>()))
+        .collect();
+    let answered = app.entries.unknown(entries.iter().flatten());
     app.entries.remember(req.nhs_number, answered).await;
+    remember_people(
+        app,
+        &practice,
+        demographics.iter().chain(entries.iter().flatten()),
+    )
+    .await;
     let last_updated = now_rfc3339();
     let bundle = crate::structured::bundle(
         &ids.base_url,

@@ -36,6 +36,7 @@ pub mod locator;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod people;
 pub mod pipeline;
 pub mod redact;
 pub mod release;

@@ -340,7 +340,9 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             matches!(route, Route::PatientPatch(_))
                 .then_some(("application/json-patch+json", "JsonPatch")),
         ),
-        Route::ClinicalRead(..) | Route::OrganizationRead(_) => (200, "Resource", None),
+        Route::ClinicalRead(..) | Route::OrganizationRead(_) | Route::PractitionerRead(_) => {
+            (200, "Resource", None)
+        }
         Route::PatientSearch
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch

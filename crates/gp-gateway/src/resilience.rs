@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, CallContext, ClinicalType, CreateObservationRequest, Created, GpSystem,
-    PatientRecord, PatientRequest, SearchPage, SearchRequest, UpdateContactRequest,
+    PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    UpdateContactRequest,
 };
+use gp_fhir::model::Practitioner;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -322,6 +324,13 @@ impl Adapter for Resilient {
 
     fn supported_types(&self) -> &'static [ClinicalType] {
         self.inner.supported_types()
+    }
+
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        self.read(|| self.inner.read_practitioner(req)).await
     }
 
     async fn create_observation(

@@ -40,11 +40,11 @@ pub fn add_headers(resp: &mut Response<Full<Bytes>>, headers: Vec<(&'static str,
     }
 }
 
-/// A Patient response: `meta.versionId` is the record's version as a FHIR id, and the
-/// weak `ETag` quotes it (what `If-Match` and `If-None-Match` quote back).
+/// A Patient response (its references named: see `people::named_patient`):
+/// `meta.versionId` is the record's version as a FHIR id, and the weak `ETag` quotes it (what `If-Match` and `If-None-Match` quote back).
 pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {
     let version_id = gp_fhir::ids::version_id(&record.version);
-    let mut patient = record.patient.clone();
+    let mut patient = crate::people::named_patient(record);
     patient.meta.get_or_insert_with(Default::default).version_id = Some(version_id.clone());
     let mut resp = fhir(status, Resource::Patient(patient).to_json());
     insert_etag(&mut resp, &version_id);

@@ -23,6 +23,9 @@ pub enum Route {
     /// `GET /Organization/{odsCode}`: a practice this gateway serves, as
     /// `Patient.managingOrganization` refers to it.
     OrganizationRead(String),
+    /// `GET /Practitioner/{id}`: a member of a practice's staff, as the answers refer to
+    /// them (usual GP, authors, performers, recorders, participants).
+    PractitionerRead(String),
     /// `POST /Patient/$gpc.getstructuredrecord`.
     StructuredRecord,
     /// `POST /Observation`: write a reading back to the patient's GP record.
@@ -219,6 +222,7 @@ impl Route {
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
             Self::ClinicalRead(t, _) => Some((t.as_str(), Interaction::Read)),
             Self::OrganizationRead(_) => Some(("Organization", Interaction::Read)),
+            Self::PractitionerRead(_) => Some(("Practitioner", Interaction::Read)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
@@ -484,6 +488,16 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "What Patient.managingOrganization refers to. Needs system/Organization.r; a practice you are not paired with, or one this gateway does not serve, is 404 RESOURCE_NOT_FOUND.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Practitioner"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::PractitionerRead(s[1].to_owned())),
+        "Read a member of a practice's staff the gateway's answers refer to (UK Core Practitioner)",
+    )
+    .described(
+        "What Patient.generalPractitioner and the entries' authors, performers, recorders and participants refer to, in answers this gateway gave within a day. Needs system/Practitioner.r; a person of a practice you are not paired with, or one no answer referred to, is 404 RESOURCE_NOT_FOUND. A GP system that cannot read its staff answers 501 NOT_IMPLEMENTED.",
     ),
     fhir(
         Method::POST,
@@ -906,6 +920,7 @@ mod tests {
                     ]
                 ),
                 ("Organization", vec![Interaction::Read]),
+                ("Practitioner", vec![Interaction::Read]),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );

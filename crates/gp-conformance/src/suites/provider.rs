@@ -97,6 +97,12 @@ pub const CATALOGUE: &[TestDef] = &[
         "REQ-PRV-08",
     ),
     TestDef::required(
+        "PRV-REF-01",
+        "references",
+        "every reference in the structured record resolves: inside the Bundle or by a read",
+        "REQ-PRV-09",
+    ),
+    TestDef::required(
         "PRV-LOC-01",
         "locator",
         "an unknown NHS number answers 404 RESOURCE_NOT_FOUND",
@@ -158,6 +164,7 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         run_test!(rec, "PRV-CODE-01", sys, snomed_coded(&on));
         run_test!(rec, "PRV-WRT-01", sys, observation_round_trip(&on));
         run_test!(rec, "PRV-WRT-02", sys, contact_round_trip(&on));
+        run_test!(rec, "PRV-REF-01", sys, references_resolve(&on));
     }
     run_test!(
         rec,
@@ -171,6 +178,112 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
             "RESOURCE_NOT_FOUND"
         )
     );
+}
+
+/// The structured record's areas, by parameter, with the type each answers.
+const STRUCTURED_AREAS: [(&str, &str); 6] = [
+    ("includeAllergies", "AllergyIntolerance"),
+    ("includeMedication", "MedicationStatement"),
+    ("includeConsultations", "Encounter"),
+    ("includeProblems", "Condition"),
+    ("includeImmunisations", "Immunization"),
+    ("includeInvestigations", "Observation"),
+];
+
+/// Every literal reference in `v`.
+fn references_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(fields) => {
+            if let Some(r) = fields.get("reference").and_then(Value::as_str) {
+                out.push(r.to_owned());
+            }
+            fields.values().for_each(|x| references_in(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| references_in(x, out)),
+        _ => {}
+    }
+}
+
+/// PRV-REF-01: the structured record of every area the supplier may read; each
+/// reference names a resource in the Bundle, or one a read with the same token answers.
+async fn references_resolve(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Patient", 'r')?;
+    let mut parameters = vec![json!({
+        "name": "patientNHSNumber",
+        "valueIdentifier": {"system": NHS_NUMBER_SYSTEM, "value": nhs}
+    })];
+    for (name, resource) in STRUCTURED_AREAS {
+        if !sup.has_scope(resource, 'r') {
+            continue;
+        }
+        parameters.push(if name == "includeAllergies" {
+            json!({"name": name, "part": [{"name": "includeResolvedAllergies", "valueBoolean": true}]})
+        } else {
+            json!({"name": name})
+        });
+    }
+    let body = json!({"resourceType": "Parameters", "parameter": parameters});
+    let base = &ctx.manifest.base_url;
+    let a = p
+        .call(
+            "POST",
+            &format!("{base}/Patient/$gpc.getstructuredrecord"),
+            Some(token),
+            &[("content-type", "application/fhir+json")],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+    ensure(a.status == 200, || {
+        format!("the structured record answered HTTP {}", a.status)
+    })?;
+    let v = a.json()?;
+    let resources: Vec<&Value> = v["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect();
+    let local: Vec<String> = resources
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let mut outside = Vec::new();
+    for r in &resources {
+        let mut refs = Vec::new();
+        references_in(r, &mut refs);
+        for reference in refs {
+            if !local.contains(&reference) && !outside.contains(&reference) {
+                outside.push(reference);
+            }
+        }
+    }
+    for reference in outside {
+        let read = p.get(&format!("{base}/{reference}"), Some(token)).await?;
+        ensure(read.status == 200, || {
+            format!(
+                "{reference} is not in the Bundle and its read answered HTTP {}",
+                read.status
+            )
+        })?;
+        let got = read.json()?;
+        let named = format!(
+            "{}/{}",
+            got["resourceType"].as_str().unwrap_or(""),
+            got["id"].as_str().unwrap_or("")
+        );
+        ensure(named == reference, || {
+            format!("{reference} read as {named}")
+        })?;
+    }
+    Ok(())
 }
 
 /// What a per-system test works on: the kit's supplier, its token, and the system's
