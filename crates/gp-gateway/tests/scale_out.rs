@@ -209,7 +209,7 @@ client_id = "demo-consult"
 name = "Demo Online Consult (scale-out test)"
 status = "active"
 jwks_file = "{consult_jwks}"
-scopes = ["system/Patient.rus", "system/Observation.crs"]
+scopes = ["system/Patient.rus", "system/Observation.crs", "system/Practitioner.r"]
 practices = [{ods}]
 rate_limit = {{ per_second = 100.0, burst = 100 }}
 "#,
@@ -338,6 +338,24 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
     let (status, before) = get(&client, b, &search, Some(&consult_token)).await;
     assert_eq!(status, 200);
     answered += 1;
+    // A person B's answer named is read at A: the replicas share each person's practice.
+    let found: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let performer = found["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["resource"]["performer"][0]["reference"].as_str())
+        .expect("an Observation with a performer")
+        .to_owned();
+    let (status, person) = get(
+        &client,
+        a,
+        &format!("/FHIR/R4/{performer}"),
+        Some(&consult_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&person));
+    answered += 1;
     let reading = serde_json::json!({
         "resourceType": "Observation",
         "identifier": [{"system": "https://consult.example/readings", "value": run}],
@@ -394,8 +412,8 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
             .count()
     };
     assert_eq!(rows.len(), answered, "every answer is in the trail");
-    assert_eq!(per_replica("replica-a"), 13, "2 tokens, 10 reads, 1 write");
-    assert_eq!(per_replica("replica-b"), answered - 13);
+    assert_eq!(per_replica("replica-a"), 14, "2 tokens, 11 reads, 1 write");
+    assert_eq!(per_replica("replica-b"), answered - 14);
     let throttled = rows.iter().filter(|r| r.get::<_, i32>(1) == 429).count();
     assert_eq!(
         throttled,
