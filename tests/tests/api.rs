@@ -341,6 +341,19 @@ async fn bad_requests_get_precise_operation_outcomes() {
             "NOT_IMPLEMENTED",
             "not supported",
         ),
+        // No GP system holds an SDS job role; a structured record's List is not kept.
+        (
+            "/PractitionerRole/abc-123".into(),
+            501,
+            "NOT_IMPLEMENTED",
+            "not supported",
+        ),
+        (
+            "/List/abc-123".into(),
+            501,
+            "NOT_IMPLEMENTED",
+            "not supported",
+        ),
         (
             format!("/Patient/{EMIS_DEMO}/_history/1"),
             501,
