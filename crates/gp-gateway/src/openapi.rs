@@ -463,6 +463,8 @@ fn errors(route: &Route, bearer: bool) -> Vec<(u16, Vec<SpineCode>)> {
             out.push((409, vec![S::VersionConflict]));
             out.push((412, vec![S::PreconditionFailed]));
         }
+        // A GP system that cannot read its staff (an adapter without read_practitioner).
+        Route::PractitionerRead(_) => out.push((501, vec![S::NotImplemented])),
         _ => {}
     }
     out.push((503, vec![S::ServiceUnavailable]));
@@ -1042,6 +1044,12 @@ mod tests {
         ] {
             assert!(read["responses"][status].is_object(), "{status}");
         }
+        let person = &doc["paths"]["/FHIR/R4/Practitioner/{id}"]["get"];
+        assert_eq!(person["security"][0]["smart"][0], "system/Practitioner.r");
+        assert_eq!(
+            person["responses"]["501"]["x-spine-codes"][0],
+            "NOT_IMPLEMENTED"
+        );
         assert!(doc["paths"][TOKEN_PATH]["post"]["requestBody"]["content"]
             ["application/x-www-form-urlencoded"]
             .is_object());
