@@ -129,3 +129,130 @@ pub(super) async fn check_practitioners(
     }
     report.add("ADP-PRA-02", NOBODY, failures);
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use gp_fhir::NhsNumber;
+    use gp_fhir::model::{HumanName, Meta, Patient, Practitioner, Reference};
+
+    use super::*;
+    use crate::harness::Outcome;
+    use crate::{GpSystem, PatientRecord, SearchPage, SearchRequest};
+
+    fn gp() -> Practitioner {
+        Practitioner {
+            id: "gp-1".into(),
+            meta: Some(Meta::uk_core("Practitioner")),
+            name: vec![HumanName {
+                family: Some("Khan".into()),
+                ..HumanName::default()
+            }],
+            ..Practitioner::default()
+        }
+    }
+
+    /// An adapter whose staff reads answer `answer`.
+    struct Staff {
+        answer: fn(&PractitionerRequest) -> Result<Option<Practitioner>, AdapterError>,
+    }
+
+    #[async_trait]
+    impl Adapter for Staff {
+        fn system(&self) -> GpSystem {
+            crate::test_systems::EMIS
+        }
+        async fn read_patient(
+            &self,
+            _: &crate::PatientRequest,
+        ) -> Result<PatientRecord, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn read_practitioner(
+            &self,
+            req: &PractitionerRequest,
+        ) -> Result<Option<Practitioner>, AdapterError> {
+            (self.answer)(req)
+        }
+    }
+
+    fn data() -> Vec<PatientData> {
+        let patient = Patient {
+            id: "9690937278".into(),
+            general_practitioner: vec![Reference::to("Practitioner", "gp-1")],
+            ..Patient::default()
+        };
+        vec![PatientData {
+            nhs: NhsNumber::parse("9690937278").unwrap(),
+            ods: OdsCode::parse("B82617").unwrap(),
+            record: PatientRecord {
+                patient,
+                organization: None,
+                practitioner: Some(gp()),
+                version: "1".into(),
+                flags: crate::PatientFlags::default(),
+            },
+            clinical: Vec::new(),
+        }]
+    }
+
+    async fn outcomes(staff: Staff) -> Vec<(&'static str, Outcome)> {
+        let mut report = HarnessReport::default();
+        check_practitioners(&mut report, &staff, &data()).await;
+        report
+            .checks
+            .into_iter()
+            .map(|c| (c.id, c.outcome))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_usual_gp_read_back_as_mapped_and_nobody_else_passes() {
+        let staff = Staff {
+            answer: |req| Ok((req.id == "gp-1").then(gp)),
+        };
+        let got = outcomes(staff).await;
+        assert!(got.iter().all(|(_, o)| *o == Outcome::Pass), "{got:?}");
+        assert_eq!(got.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_referred_person_not_found_or_a_stranger_found_fails() {
+        let nobody = outcomes(Staff {
+            answer: |_| Ok(None),
+        })
+        .await;
+        assert!(
+            matches!(&nobody[0], ("ADP-PRA-01", Outcome::Fail(d)) if d.contains("found nobody"))
+        );
+        let anyone = outcomes(Staff {
+            answer: |_| Ok(Some(gp())),
+        })
+        .await;
+        assert_eq!(anyone[0].1, Outcome::Pass);
+        assert!(
+            matches!(&anyone[1], ("ADP-PRA-02", Outcome::Fail(d)) if d.contains("no-such-person"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_adapter_without_staff_reads_is_skipped() {
+        let got = outcomes(Staff {
+            answer: |_| {
+                Err(AdapterError::NotSupported {
+                    system: crate::test_systems::EMIS,
+                    what: "reading practice staff".into(),
+                })
+            },
+        })
+        .await;
+        assert!(
+            got.iter().all(|(_, o)| matches!(o, Outcome::Skipped(_))),
+            "{got:?}"
+        );
+        assert_eq!(got.len(), 2);
+    }
+}
