@@ -485,6 +485,11 @@ async fn searches_page_with_links_and_filter_by_date() {
         .json();
     let total = all["total"].as_u64().unwrap();
     assert!(total >= 3, "demo patient has observations");
+    // A searchset says when it was answered: an instant (today, UTC), never empty.
+    let answered = all["meta"]["lastUpdated"].as_str().unwrap_or_default();
+    let (y, ..) = gp_fhir::date::parse_instant_utc(answered)
+        .unwrap_or_else(|e| panic!("searchset meta.lastUpdated {answered:?}: {e}"));
+    assert!(y >= 2026, "{answered}");
     let mut seen = Vec::new();
     let mut next = Some(format!(
         "{}/Observation?patient={EMIS_DEMO}&_count=2",
@@ -741,6 +746,10 @@ async fn a_patients_practice_is_read_through_its_reference() {
     let org = a.json();
     assert_eq!(org["resourceType"], "Organization");
     assert_eq!(org["id"], ods.as_str());
+    assert_eq!(
+        org["meta"]["profile"][0],
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Organization"
+    );
     assert_eq!(
         org["identifier"][0]["system"],
         "https://fhir.nhs.uk/Id/ods-organization-code"

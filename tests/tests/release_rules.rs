@@ -31,6 +31,8 @@ struct Changes {
     /// Observation ids of the demo patient, by the label given: `N` (normal, in the
     /// confidentiality system), `R` in another system, `R` (confidential).
     labelled: Mutex<Vec<(String, &'static str)>>,
+    /// Every Encounter of the demo patient is labelled confidential (from the start).
+    encounters_confidential: std::sync::atomic::AtomicBool,
 }
 
 struct Layer {
@@ -70,6 +72,19 @@ impl Adapter for Layer {
 
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
         let mut page = self.inner.search(req).await?;
+        if req.nhs_number.to_string() == DEMO
+            && req.resource_type == ClinicalType::Encounter
+            && self
+                .changes
+                .encounters_confidential
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            for r in &mut page.resources {
+                if let Resource::Encounter(e) = r {
+                    security(&mut e.meta).push(Coding::new(CONFIDENTIALITY_SYSTEM, "R", ""));
+                }
+            }
+        }
         if req.nhs_number.to_string() == DEMO && req.resource_type == ClinicalType::Observation {
             let mut labelled = self.changes.labelled.lock().unwrap();
             labelled.clear();
@@ -245,5 +260,63 @@ async fn a_search_by_id_returns_the_entries_named_and_no_other() {
         found.sort();
         wanted.sort();
         assert_eq!(found, wanted);
+    }
+}
+
+/// A read by id answers the entry asked for, and never one the clinician marked
+/// confidential, even when an answered entry refers to it (an Observation's encounter):
+/// the one lookup that checks both was found alive by `cargo mutants` (`&&` → `||`
+/// answered the first releasable entry whatever the id).
+#[tokio::test]
+async fn a_read_by_id_answers_that_entry_and_never_a_confidential_one() {
+    let (w, changes) = world().await;
+    changes
+        .encounters_confidential
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let token = w.token("demo-consult").await;
+    let a = w
+        .call(
+            "GET",
+            &format!("/Observation?patient={DEMO}&_count=100"),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let bundle = a.json();
+    let entries = bundle["entry"].as_array().unwrap();
+    assert!(entries.len() >= 3, "{bundle:#}");
+    // Each entry, the last first (the first releasable entry is the wrong answer to all
+    // but one of them), reads as itself.
+    for e in entries.iter().rev().take(3) {
+        let id = e["resource"]["id"].as_str().unwrap();
+        let a = w
+            .call("GET", &format!("/Observation/{id}"), &token, &[], b"")
+            .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.json()["id"], id, "a read by id answered another entry");
+    }
+    // The encounters they refer to are confidential: remembered (an answer named
+    // them), yet never released.
+    let encounters: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["resource"]["encounter"]["reference"].as_str())
+        .collect();
+    assert!(
+        !encounters.is_empty(),
+        "the demo patient's observations refer to encounters"
+    );
+    for reference in encounters.iter().take(2) {
+        let a = w
+            .call("GET", &format!("/{reference}"), &token, &[], b"")
+            .await;
+        assert_eq!(
+            a.status,
+            404,
+            "{reference}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.spine_code(), "RESOURCE_NOT_FOUND");
     }
 }

@@ -376,6 +376,31 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
     assert_eq!(created.status(), 201);
     let location = created.headers()["location"].to_str().unwrap().to_owned();
     answered += 1;
+    // Meanwhile A answers another patient's record: what the replicas share is kept
+    // per entry, so B still finds whose record holds the reading (one shared key for
+    // every entry, found alive by cargo mutants, would now name the other patient).
+    let other = population
+        .patients
+        .iter()
+        .find(|p| {
+            p.practice == population.practices[0].ods
+                && p.nhs_number != nhs
+                && !p.flags.sensitive
+                && !p.flags.dissent
+        })
+        .unwrap()
+        .nhs_number
+        .clone();
+    let (status, others) = get(
+        &client,
+        a,
+        &format!("/FHIR/R4/Observation?patient={other}"),
+        Some(&consult_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&others));
+    assert!(count(&others) > 0, "the other patient has observations");
+    answered += 1;
     // Its Location reads it at B too: the replicas share which patient holds an entry.
     let path = location.strip_prefix(PUBLIC).unwrap().to_owned();
     let (status, read) = get(&client, b, &path, Some(&consult_token)).await;
@@ -412,8 +437,8 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
             .count()
     };
     assert_eq!(rows.len(), answered, "every answer is in the trail");
-    assert_eq!(per_replica("replica-a"), 14, "2 tokens, 11 reads, 1 write");
-    assert_eq!(per_replica("replica-b"), answered - 14);
+    assert_eq!(per_replica("replica-a"), 15, "2 tokens, 12 reads, 1 write");
+    assert_eq!(per_replica("replica-b"), answered - 15);
     let throttled = rows.iter().filter(|r| r.get::<_, i32>(1) == 429).count();
     assert_eq!(
         throttled,
