@@ -333,6 +333,13 @@ async fn bad_requests_get_precise_operation_outcomes() {
             "9434765919",
         ),
         ("/Frobnicate".into(), 404, "UNSUPPORTED_SERVICE", "no route"),
+        // A read takes no search parameters: refused, never ignored.
+        (
+            format!("/Patient/{EMIS_DEMO}?name=smith"),
+            400,
+            "INVALID_PARAMETER",
+            "name",
+        ),
         // A type the gateway names but does not serve this way: not supported, never a
         // 404 that clients read as deleted.
         (
