@@ -423,7 +423,9 @@ async fn summary_elements_and_pretty_shape_each_entry_and_mark_it_subsetted() {
     let elements = found(
         &w,
         &token,
-        &format!("/Observation?patient={nhs}&_count=250&_elements=effective,valueQuantity"),
+        &format!(
+            "/Observation?patient={nhs}&_count=250&_elements=effective,valueQuantity,resourceType"
+        ),
     )
     .await;
     for (r, full) in resources(&elements).iter().zip(resources(&whole)) {

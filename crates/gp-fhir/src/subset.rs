@@ -51,9 +51,11 @@ impl Element {
     }
 }
 
-/// Elements every resource has (Resource and DomainResource); `id` and `meta` are
-/// always returned, `text` is summary only in `_summary=text`.
+/// Elements every resource has (Resource and DomainResource); `resourceType`, `id` and
+/// `meta` are always returned (fhirpy's `elements()` names `resourceType` too), `text` is
+/// summary only in `_summary=text`.
 const BASE: &[Element] = &[
+    el("resourceType").mandatory(),
     el("id").mandatory(),
     el("meta").mandatory(),
     el("implicitRules").summary(),
@@ -396,6 +398,7 @@ mod tests {
         assert!(is_element("Observation", "effective[x]"));
         assert!(is_element("Patient", "birthDate"));
         assert!(is_element("Patient", "id"));
+        assert!(is_element("Observation", "resourceType"), "fhirpy sends it");
         assert!(!is_element("Patient", "birthdate"));
         assert!(!is_element("Condition", "status"));
         assert!(!is_element("Observation", "code[x]"));

@@ -4,6 +4,7 @@
 //! audited like one); this module only knows the Bundle shapes, so it imports nothing
 //! of the layers that serve entries.
 
+use gp_auth::{RateDecision, RateLimitExceeded};
 use gp_fhir::{FhirError, IssueType, OperationOutcome, SpineCode};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -28,6 +29,10 @@ pub enum BatchError {
         "a batch holds at most {MAX_ENTRIES} entries; this one has {0}: split it into several batches"
     )]
     TooManyEntries(usize),
+    #[error(
+        "this batch has {entries} entries, each one request of your rate limit, which lets at most {fits} through at once beside the batch itself (a burst of {burst}): split it into batches of {fits} or fewer"
+    )]
+    OverBurst { entries: u32, fits: u32, burst: u32 },
 }
 
 impl FhirError for BatchError {
@@ -35,7 +40,7 @@ impl FhirError for BatchError {
         match self {
             Self::NotABundle(_) => 400,
             Self::Transaction | Self::NotABatch(_) => 422,
-            Self::TooManyEntries(_) => 413,
+            Self::TooManyEntries(_) | Self::OverBurst { .. } => 413,
         }
     }
     fn spine_code(&self) -> SpineCode {
@@ -43,14 +48,14 @@ impl FhirError for BatchError {
             Self::NotABundle(_) | Self::Transaction | Self::NotABatch(_) => {
                 SpineCode::InvalidResource
             }
-            Self::TooManyEntries(_) => SpineCode::PayloadTooLarge,
+            Self::TooManyEntries(_) | Self::OverBurst { .. } => SpineCode::PayloadTooLarge,
         }
     }
     fn issue_type(&self) -> IssueType {
         match self {
             Self::NotABundle(_) => IssueType::Structure,
             Self::Transaction | Self::NotABatch(_) => IssueType::NotSupported,
-            Self::TooManyEntries(_) => IssueType::TooCostly,
+            Self::TooManyEntries(_) | Self::OverBurst { .. } => IssueType::TooCostly,
         }
     }
 }
@@ -99,6 +104,45 @@ impl FhirError for EntryError {
             Self::ElsewhereUrl { .. } => IssueType::Invalid,
         }
     }
+}
+
+/// Checks, before any entry is served, that the supplier's rate limit has room for
+/// `entries` more requests now (`after_batch`: its state once the batch itself was
+/// charged). A batch that does not fit is refused whole, so a client retries it whole:
+/// 429 with the seconds until it fits, or 413 when it never can at once.
+pub fn within_budget(
+    client_id: &str,
+    entries: u32,
+    after_batch: &RateDecision,
+) -> Result<(), crate::error::Rescue> {
+    let burst = after_batch.limit;
+    let fits = burst.saturating_sub(1);
+    if entries > fits {
+        return Err(BatchError::OverBurst {
+            entries,
+            fits,
+            burst,
+        }
+        .into());
+    }
+    if entries <= after_batch.remaining {
+        return Ok(());
+    }
+    let missing = u64::from(entries - after_batch.remaining);
+    let window = after_batch.window_secs.max(1);
+    let refused = RateDecision {
+        allowed: false,
+        retry_after_secs: (missing * window).div_ceil(u64::from(burst.max(1))),
+        ..*after_batch
+    };
+    Err(RateLimitExceeded::new(
+        format!(
+            "supplier {client_id}: a batch of {entries} entries needs {entries} requests, {} left",
+            after_batch.remaining
+        ),
+        &refused,
+    )
+    .into())
 }
 
 /// One entry's read or search: the path below the FHIR base (`Patient/9000000009`), its
@@ -320,6 +364,35 @@ mod tests {
         assert_eq!(e.status(), 413);
         assert!(e.to_string().contains("at most 100"), "{e}");
         assert!(parse(b"{", BASE).is_err());
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fit_the_rate_limit_is_refused_whole() {
+        let left = |remaining| RateDecision {
+            allowed: true,
+            limit: 10,
+            remaining,
+            reset_after_secs: 2,
+            retry_after_secs: 0,
+            window_secs: 2,
+        };
+        assert!(within_budget("demo", 9, &left(9)).is_ok());
+        assert!(within_budget("demo", 0, &left(0)).is_ok());
+        let now = within_budget("demo", 9, &left(4)).unwrap_err();
+        assert_eq!(now.error.status(), 429);
+        // Five more requests at 10 per 2 s: one second.
+        assert!(
+            now.error
+                .headers()
+                .contains(&("retry-after", "1".to_owned()))
+        );
+        let never = within_budget("demo", 10, &left(9)).unwrap_err();
+        assert_eq!(never.error.status(), 413);
+        assert!(
+            never.error.to_string().contains("at most 9"),
+            "{}",
+            never.error
+        );
     }
 
     #[test]

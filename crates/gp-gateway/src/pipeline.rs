@@ -435,6 +435,10 @@ async fn batch(
     caller: &crate::access::Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let entries = crate::batch::parse(body, &ids.base_url)?;
+    if let crate::access::Caller::Supplier { view, decision } = caller {
+        let served = entries.iter().filter(|e| e.is_ok()).count() as u32;
+        crate::batch::within_budget(view.client_id(), served, decision)?;
+    }
     let mut answers = Vec::with_capacity(entries.len());
     let mut last = None;
     for entry in entries {
