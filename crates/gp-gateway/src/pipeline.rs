@@ -17,7 +17,10 @@
 //! 6. FHIR route refusals (404, 405) + content negotiation — a bad path or format costs
 //!    no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
-//! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`)
+//! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`); a
+//!    `POST [type]/_search` first adds its form body's parameters to the query; a batch
+//!    serves each entry through steps 4 and 6–9 as a request of its own (its own route,
+//!    scope check, rate-limit charge and audit row)
 //! 9. respond       — the audit row is committed (no audit, no data), then the headers
 //!    every response carries; errors go through the one rescue
 
