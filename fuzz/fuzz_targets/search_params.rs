@@ -21,8 +21,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(percent_decode(&percent_encode(k)).as_ref(), Ok(k));
         assert_eq!(percent_decode(&percent_encode(v)).as_ref(), Ok(v));
     }
-    if let Ok(search) = parse_clinical_search(&pairs, PagingLimits::default()) {
-        let _ = search.link_params(&pairs);
+    for resource_type in ["Observation", "Condition", "Encounter"] {
+        let base = "https://gw.example/FHIR/R4";
+        if let Ok(search) = parse_clinical_search(resource_type, &pairs, PagingLimits::default(), base) {
+            let _ = search.link_params(&pairs);
+        }
     }
     let _ = parse_patient_search(&pairs, PagingLimits::default());
 });

@@ -93,10 +93,15 @@ class Wire:
         remaining = param(resp.headers.get("ratelimit", ""), "r")
         if remaining is not None:
             self.left = remaining
-        if self.left < 1:
-            wait = (1 - self.left) / self.rate + 0.05
-            await asyncio.sleep(wait)
-            self.left, self.at = 1.0, time.monotonic()
+        await self.make_room(1)
+
+    async def make_room(self, requests):
+        """Waits until `requests` fit in the budget: a batch costs one plus one per entry."""
+        self.left = min(self.left + (time.monotonic() - self.at) * self.rate, self.burst)
+        self.at = time.monotonic()
+        if self.left < requests:
+            await asyncio.sleep((requests - self.left) / self.rate + 0.05)
+            self.left, self.at = float(requests), time.monotonic()
 
 
 def param(header, name):
@@ -191,6 +196,18 @@ def refs_in(node, path, out):
 
 def snomed_codes(resource):
     return [c.get("code") for c in resource.get("code", {}).get("coding", []) if c.get("system") == SNOMED]
+
+
+def codes_of(concepts):
+    return [c.get("code") for concept in concepts for c in concept.get("coding", [])]
+
+
+def instant_key(value):
+    """A FHIR date or dateTime as a UTC instant (a date as its first moment)."""
+    padded = {4: "-01-01", 7: "-01", 10: ""}.get(len(value))
+    if padded is not None:
+        value = f"{value}{padded}T00:00:00+00:00"
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def day(resource):
@@ -370,6 +387,74 @@ class Suite:
         if {o.id for o in got} != expected:
             raise Failed(f"date=ge{since} found {len(got)}, expected {len(expected)}")
 
+    async def search_by_status(self, s):
+        _, found = await self.load_record(s)
+        expected = {m.id for m in found["MedicationStatement"] if m.get("status") == "active"}
+        got = await self.reader.resources("MedicationStatement").search(patient=s.read_nhs, status="active").fetch_all()
+        if {m.id for m in got} != expected:
+            raise Failed(f"status=active found {sorted(m.id for m in got)}, expected {sorted(expected)}")
+
+    async def search_by_category(self, s):
+        _, found = await self.load_record(s)
+        expected = {c.id for c in found["Condition"] if "problem-list-item" in codes_of(c.get("category", []))}
+        if not expected:
+            raise Failed("the patient has no problem-list-item Condition")
+        got = await self.reader.resources("Condition").search(patient=s.read_nhs, category="problem-list-item").fetch_all()
+        if {c.id for c in got} != expected:
+            raise Failed(f"category=problem-list-item found {sorted(c.id for c in got)}, expected {sorted(expected)}")
+
+    async def search_elements(self, s):
+        got = await self.reader.resources("Observation").search(patient=s.read_nhs).elements("code").fetch_all()
+        if not got:
+            raise Failed("no Observations")
+        problems = set()
+        for o in got:
+            extra = set(o.keys()) - {"resourceType", "id", "meta", "status", "code"}
+            if extra:
+                problems.add(f"kept {sorted(extra)}")
+            if "code" not in o:
+                problems.add("lost code")
+            if not any(t.get("code") == "SUBSETTED" for t in o.get("meta", {}).get("tag", [])):
+                problems.add("not marked SUBSETTED")
+        if problems:
+            raise Failed("_elements=code: " + "; ".join(sorted(problems)))
+
+    async def search_sort_date(self, s):
+        got = await self.reader.resources("Observation").search(patient=s.read_nhs).sort("-date").fetch_all()
+        moments = [instant_key(o.get("effectiveDateTime", "")) for o in got]
+        if len(moments) < 2 or any(a < b for a, b in zip(moments, moments[1:])):
+            raise Failed(f"_sort=-date gave {[o.get('effectiveDateTime') for o in got]}")
+
+    async def search_post(self, s):
+        # fhirpy sends no POST _search of its own; execute() posts to [base]/Observation/_search
+        # with the parameters in the query (FHIR lets them be split between query and body).
+        params = {"patient": s.read_nhs, "_sort": "-date", "_count": "5"}
+        posted = await self.reader.execute("Observation/_search", method="post", params=params)
+        get = await self.reader.resources("Observation").search(patient=s.read_nhs).sort("-date").limit(5).fetch_raw()
+        ids = lambda b: [e["resource"]["id"] for e in b.get("entry", [])]
+        if posted.get("resourceType") != "Bundle" or ids(posted) != ids(get) or posted.get("total") != get.get("total"):
+            raise Failed(f"POST _search gave {ids(posted)} of {posted.get('total')}, GET {ids(get)} of {get.get('total')}")
+
+    async def batch(self, s):
+        # fhirpy's execute() posts the batch Bundle to the base.
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "GET", "url": f"Patient/{s.read_nhs}"}},
+                {"request": {"method": "GET", "url": f"Observation?patient={s.read_nhs}&_sort=-date&_count=2"}},
+                {"request": {"method": "GET", "url": f"Condition?patient={s.read_nhs}&_summary=count"}},
+            ],
+        }
+        await self.reader_wire.make_room(1 + len(bundle["entry"]))
+        answer = await self.reader.execute("", method="post", data=bundle)
+        entries = answer.get("entry", [])
+        statuses = [e.get("response", {}).get("status") for e in entries]
+        if answer.get("type") != "batch-response" or statuses != ["200 OK"] * 3:
+            raise Failed(f"batch answered {answer.get('type')} with {statuses}")
+        if entries[0]["resource"].get("id") != s.read_nhs or len(entries[1]["resource"].get("entry", [])) != 2:
+            raise Failed("batch entries are not the read and the search asked for")
+
     # -- writes -----------------------------------------------------------------------
 
     def reading(self, s, what):
@@ -519,6 +604,12 @@ class Suite:
             ("page-count-5", self.page_count_5),
             ("search-by-code", self.search_by_code),
             ("search-by-date", self.search_by_date),
+            ("search-by-status", self.search_by_status),
+            ("search-by-category", self.search_by_category),
+            ("search-elements", self.search_elements),
+            ("search-sort-date", self.search_sort_date),
+            ("search-post", self.search_post),
+            ("batch", self.batch),
             ("create-observation-read-back", self.create_observation_read_back),
             ("create-bp-panel-read-back", self.create_bp_panel_read_back),
             ("conditional-create", self.conditional_create),

@@ -73,12 +73,20 @@ class Wire {
     if (remaining !== undefined) {
       this.left = remaining;
     }
-    if (this.left < 1) {
-      await sleep(((1 - this.left) / this.rate) * 1000 + 50);
-      this.left = 1;
+    await this.makeRoom(1);
+    return response;
+  }
+
+  // Waits until `requests` fit in the budget: a batch costs one plus one per entry.
+  async makeRoom(requests) {
+    const now = performance.now();
+    this.left = Math.min(this.left + ((now - this.at) / 1000) * this.rate, this.burst);
+    this.at = now;
+    if (this.left < requests) {
+      await sleep(((requests - this.left) / this.rate) * 1000 + 50);
+      this.left = requests;
       this.at = performance.now();
     }
-    return response;
   }
 }
 
@@ -384,6 +392,87 @@ class Suite {
     }
   }
 
+  async searchByStatus(s) {
+    const { found } = await this.loadRecord(s);
+    const expected = found.MedicationStatement.filter((m) => m.status === 'active').map((m) => m.id);
+    const got = await this.reader.searchResources('MedicationStatement', { patient: s.readNhs, status: 'active' });
+    if (!sameIds(got.map((m) => m.id), expected)) {
+      throw new Failed(`status=active found ${got.length}, expected ${expected.length}`);
+    }
+  }
+
+  async searchByCategory(s) {
+    const { found } = await this.loadRecord(s);
+    const problem = (c) => (c.category ?? []).some((cc) => (cc.coding ?? []).some((x) => x.code === 'problem-list-item'));
+    const expected = found.Condition.filter(problem).map((c) => c.id);
+    if (!expected.length) {
+      throw new Failed('the patient has no problem-list-item Condition');
+    }
+    const got = await this.reader.searchResources('Condition', { patient: s.readNhs, category: 'problem-list-item' });
+    if (!sameIds(got.map((c) => c.id), expected)) {
+      throw new Failed(`category=problem-list-item found ${got.length}, expected ${expected.length}`);
+    }
+  }
+
+  async searchElements(s) {
+    const got = await this.reader.searchResources('Observation', { patient: s.readNhs, _elements: 'code' });
+    if (!got.length) {
+      throw new Failed('no Observations');
+    }
+    const problems = new Set();
+    for (const o of got) {
+      const extra = Object.keys(o).filter((k) => !['resourceType', 'id', 'meta', 'status', 'code'].includes(k));
+      if (extra.length) {
+        problems.add(`kept ${extra.join(',')}`);
+      }
+      if (!o.code) {
+        problems.add('lost code');
+      }
+      if (!(o.meta?.tag ?? []).some((t) => t.code === 'SUBSETTED')) {
+        problems.add('not marked SUBSETTED');
+      }
+    }
+    if (problems.size) {
+      throw new Failed(`_elements=code: ${[...problems].join('; ')}`);
+    }
+  }
+
+  async searchSortDate(s) {
+    const got = await this.reader.searchResources('Observation', { patient: s.readNhs, _sort: '-date' });
+    const moments = got.map((o) => Date.parse(o.effectiveDateTime));
+    if (moments.length < 2 || moments.some((m, i) => i > 0 && moments[i - 1] < m)) {
+      throw new Failed(`_sort=-date gave ${got.map((o) => o.effectiveDateTime).join(', ')}`);
+    }
+  }
+
+  async searchPost(s) {
+    // MedplumClient's post() with a form body to [base]/Observation/_search.
+    const form = new URLSearchParams({ patient: s.readNhs, _sort: '-date', _count: '5' }).toString();
+    const posted = await this.reader.post(this.reader.fhirUrl('Observation', '_search'), form, 'application/x-www-form-urlencoded');
+    const get = await this.reader.search('Observation', { patient: s.readNhs, _sort: '-date', _count: '5' });
+    const ids = (b) => (b.entry ?? []).map((e) => e.resource.id).join();
+    if (posted.resourceType !== 'Bundle' || ids(posted) !== ids(get) || posted.total !== get.total) {
+      throw new Failed(`POST _search gave ${ids(posted)} of ${posted.total}, GET ${ids(get)} of ${get.total}`);
+    }
+  }
+
+  async batch(s) {
+    const entry = [
+      { request: { method: 'GET', url: `Patient/${s.readNhs}` } },
+      { request: { method: 'GET', url: `Observation?patient=${s.readNhs}&_sort=-date&_count=2` } },
+      { request: { method: 'GET', url: `Condition?patient=${s.readNhs}&_summary=count` } },
+    ];
+    await this.readerWire.makeRoom(1 + entry.length);
+    const answer = await this.reader.executeBatch({ resourceType: 'Bundle', type: 'batch', entry });
+    const statuses = (answer.entry ?? []).map((e) => e.response?.status);
+    if (answer.type !== 'batch-response' || statuses.join() !== ['200 OK', '200 OK', '200 OK'].join()) {
+      throw new Failed(`executeBatch answered ${answer.type} with ${statuses.join(', ')}`);
+    }
+    if (answer.entry[0].resource?.id !== s.readNhs || answer.entry[1].resource?.entry?.length !== 2) {
+      throw new Failed('batch entries are not the read and the search asked for');
+    }
+  }
+
   async searchByDate(s) {
     const everything = await this.reader.searchResources('Observation', { patient: s.readNhs });
     const since = dateBoundary(everything.map(day));
@@ -573,6 +662,12 @@ class Suite {
       ['page-count-5', (s) => this.pageCount5(s)],
       ['search-by-code', (s) => this.searchByCode(s)],
       ['search-by-date', (s) => this.searchByDate(s)],
+      ['search-by-status', (s) => this.searchByStatus(s)],
+      ['search-by-category', (s) => this.searchByCategory(s)],
+      ['search-elements', (s) => this.searchElements(s)],
+      ['search-sort-date', (s) => this.searchSortDate(s)],
+      ['search-post', (s) => this.searchPost(s)],
+      ['batch', (s) => this.batch(s)],
       ['create-observation-read-back', (s) => this.createAndReadBack(s, 'weight')],
       ['create-bp-panel-read-back', (s) => this.createAndReadBack(s, 'bp')],
       ['conditional-create', (s) => this.conditionalCreate(s)],

@@ -382,7 +382,7 @@ async fn bad_requests_get_precise_operation_outcomes() {
         (
             format!("/Observation?patient={EMIS_DEMO}&_summary=text"),
             400,
-            "INVALID_SEARCH_DATA",
+            "INVALID_PARAMETER",
             "_summary",
         ),
         (

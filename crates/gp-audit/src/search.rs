@@ -91,7 +91,7 @@ pub fn parse(pairs: &[(String, String)], own: Option<&str>) -> Result<AuditSearc
             other => {
                 return Err(SearchError::UnknownParameter(
                     gp_fhir::text::shown(other),
-                    SUPPORTED,
+                    SUPPORTED.into(),
                 ));
             }
         }

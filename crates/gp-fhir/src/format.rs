@@ -18,21 +18,27 @@ pub enum FormatError {
         "PATCH body type '{0}' is not supported: send a JSON Patch as application/json-patch+json (FHIRPath Patch is not supported)"
     )]
     UnsupportedPatchType(String),
+    #[error(
+        "POST _search body type '{0}' is not supported: send the search parameters as application/x-www-form-urlencoded"
+    )]
+    UnsupportedSearchType(String),
 }
 
 impl FhirError for FormatError {
     fn status(&self) -> u16 {
         match self {
             Self::NotAcceptable(_) => 406,
-            Self::UnsupportedMediaType(_) | Self::UnsupportedPatchType(_) => 415,
+            Self::UnsupportedMediaType(_)
+            | Self::UnsupportedPatchType(_)
+            | Self::UnsupportedSearchType(_) => 415,
         }
     }
     fn spine_code(&self) -> SpineCode {
         match self {
             Self::NotAcceptable(_) => SpineCode::NotAcceptable,
-            Self::UnsupportedMediaType(_) | Self::UnsupportedPatchType(_) => {
-                SpineCode::UnsupportedMediaType
-            }
+            Self::UnsupportedMediaType(_)
+            | Self::UnsupportedPatchType(_)
+            | Self::UnsupportedSearchType(_) => SpineCode::UnsupportedMediaType,
         }
     }
     fn issue_type(&self) -> IssueType {
@@ -86,6 +92,19 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<(),
         Ok(())
     } else {
         Err(FormatError::NotAcceptable(shown(accept)))
+    }
+}
+
+/// Checks a `POST [type]/_search` body's `Content-Type`: a form, as FHIR asks.
+pub fn check_form_content_type(content_type: Option<&str>) -> Result<(), FormatError> {
+    let raw = content_type.unwrap_or("");
+    let media = raw.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(FormatError::UnsupportedSearchType(shown(
+            if raw.is_empty() { "(none)" } else { raw },
+        )))
     }
 }
 

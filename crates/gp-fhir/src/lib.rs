@@ -11,6 +11,7 @@ pub mod ids;
 pub mod model;
 pub mod outcome;
 pub mod search;
+pub mod subset;
 pub mod text;
 pub mod validate;
 

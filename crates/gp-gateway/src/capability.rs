@@ -4,7 +4,7 @@
 use gp_adapter::ClinicalType;
 use serde_json::{Value, json};
 
-use crate::routes::served;
+use crate::routes::{served, served_system};
 
 /// Search parameters each served type accepts, as the router parses them.
 fn search_params(resource_type: &str) -> Value {
@@ -16,19 +16,12 @@ fn search_params(resource_type: &str) -> Value {
             { "name": "_count", "type": "number", "documentation": "1 to 1000, most recent first" }
         ]);
     }
-    if resource_type == "Patient" {
-        json!([{ "name": "identifier", "type": "token",
-                 "documentation": "https://fhir.nhs.uk/Id/nhs-number|{NHS number}" }])
-    } else {
-        json!([
-            { "name": "patient", "type": "reference", "documentation": "Patient/{NHS number}, or the NHS number" },
-            { "name": "date", "type": "date", "documentation": "prefixes eq, gt, lt, ge, le, sa, eb; repeatable" },
-            { "name": "code", "type": "token", "documentation": "system|code, code or system|; the SNOMED CT coding or the GP system's original one (Read v2, CTV3, local)" },
-            { "name": "_id", "type": "token", "documentation": "comma-separated entry ids (a create's Location uses it)" },
-            { "name": "_count", "type": "number" },
-            { "name": "_offset", "type": "number", "documentation": "paging: follow Bundle.link next" }
-        ])
-    }
+    // As the parser reads them (gp_fhir::search), so the two cannot disagree.
+    let params: Vec<Value> = gp_fhir::search::search_params(resource_type)
+        .into_iter()
+        .map(|p| json!({ "name": p.name, "type": p.kind, "documentation": p.documentation }))
+        .collect();
+    Value::Array(params)
 }
 
 /// Builds the CapabilityStatement for the types the adapters support.
@@ -41,16 +34,21 @@ pub fn capability_statement(
     let resources: Vec<Value> = served(clinical)
         .into_iter()
         .map(|(t, interactions)| {
-            json!({
+            let mut resource = json!({
                 "type": t,
                 "profile": format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
-                "searchParam": search_params(t),
                 "conditionalCreate": t == "Observation",
                 // Patient reads carry meta.versionId and its ETag, and its update is
                 // version-aware (If-Match); no other type has versions to offer.
                 "versioning": if t == "Patient" { "versioned-update" } else { "no-version" },
-            })
+            });
+            // A type that is only read has none (FHIR JSON has no empty arrays).
+            let params = search_params(t);
+            if params.as_array().is_some_and(|p| !p.is_empty()) {
+                resource["searchParam"] = params;
+            }
+            resource
         })
         .collect();
     let security = if let Some(token_url) = token_url {
@@ -82,6 +80,10 @@ pub fn capability_statement(
             "mode": "server",
             "security": security,
             "resource": resources,
+            "interaction": served_system().iter().map(|i| json!({
+                "code": i.code(),
+                "documentation": "a batch Bundle of reads and searches (GET entries, at most 100): each entry is authorised, charged to the rate limit and audited as its own request"
+            })).collect::<Vec<_>>(),
             "operation": [{
                 "name": "gpc.getstructuredrecord",
                 "definition": "https://fhir.nhs.uk/OperationDefinition/GPConnect-GetStructuredRecord-Operation-1",

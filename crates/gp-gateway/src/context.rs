@@ -97,6 +97,15 @@ impl RequestIds {
         })
     }
 
+    /// The ids of one entry of a batch this request carries: the same request, trace and
+    /// base URL, with facts of its own (each entry is audited as its own interaction).
+    pub fn for_entry(&self) -> Self {
+        Self {
+            facts: Arc::new(RequestFacts::new(self.facts.snapshot().request_id_supplied)),
+            ..self.clone()
+        }
+    }
+
     /// The context passed to adapters.
     pub fn call_context(&self) -> CallContext {
         CallContext {

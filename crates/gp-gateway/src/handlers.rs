@@ -5,9 +5,11 @@
 use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
-use gp_fhir::bundle::Searchset;
+use gp_fhir::bundle::{Bundle, Searchset};
 use gp_fhir::model::Resource;
-use gp_fhir::search::{Paging, PatientSearchParams, parse_clinical_search, parse_patient_search};
+use gp_fhir::search::{
+    Paging, PatientSearchParams, Shape, parse_clinical_search, parse_patient_search,
+};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -131,11 +133,16 @@ pub async fn serve(
                 &last_updated,
             )
             .build(page);
-            Ok(fhir_response(StatusCode::OK, bundle.to_json()))
+            Ok(shaped(&bundle, &search.shape))
         }
         Route::ClinicalSearch(resource_type) => {
             clinical_search(app, resource_type, query, ids, caller).await
         }
+        // The pipeline serves a batch entry by entry, each through this function.
+        Route::Batch => Err(GatewayError::Internal(
+            "a batch reached the handlers whole; the pipeline serves it entry by entry".into(),
+        )
+        .into()),
         Route::OrganizationRead(id) => {
             reject_params(query, &["_format"])?;
             organization_read(app, &id, caller)
@@ -315,7 +322,7 @@ pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Res
         None => Ok(()),
         Some((k, _)) => Err(gp_fhir::search::SearchError::UnknownParameter(
             crate::routes::shown(k),
-            "_format",
+            "_format".into(),
         )
         .into()),
     }
@@ -347,7 +354,7 @@ async fn clinical_search(
     ids: &RequestIds,
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
-    let params = parse_clinical_search(query, app.paging)?;
+    let params = parse_clinical_search(resource_type.as_str(), query, app.paging, &ids.base_url)?;
     let Released {
         practice, adapter, ..
     } = released_patient(app, params.patient, ids, caller).await?;
@@ -363,15 +370,11 @@ async fn clinical_search(
         .await
         .map_err(GatewayError::Adapter)?;
     // Filtered after the cache: the cache holds what the GP system holds.
-    let released: Vec<&Resource> = area
+    let mut released: Vec<&Resource> = area
         .iter()
-        .filter(|r| {
-            !is_confidential(r)
-                && params.date.contains(r.clinical_date())
-                && params.codes_match(r)
-                && (params.ids.is_empty() || params.ids.iter().any(|id| id == r.id()))
-        })
+        .filter(|r| !is_confidential(r) && params.matches(r))
         .collect();
+    params.sort(&mut released);
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;
     let mut page: Vec<Resource> = released
@@ -402,7 +405,26 @@ async fn clinical_search(
         ids,
         &last_updated,
     );
-    Ok(fhir_response(StatusCode::OK, set.build(page).to_json()))
+    Ok(shaped(&set.build(page), &params.shape))
+}
+
+/// A searchset answer, each entry cut to the subset asked for (`_summary`, `_elements`)
+/// and the whole indented when `_pretty=true`.
+fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
+    let mut value = serde_json::to_value(bundle).unwrap_or_default();
+    if let Some(entries) = value.get_mut("entry").and_then(|e| e.as_array_mut()) {
+        for entry in entries {
+            if let Some(resource) = entry.get_mut("resource") {
+                shape.subset.apply(resource);
+            }
+        }
+    }
+    let body = if shape.pretty {
+        serde_json::to_vec_pretty(&value)
+    } else {
+        serde_json::to_vec(&value)
+    };
+    fhir_response(StatusCode::OK, body.unwrap_or_default())
 }
 
 async fn structured_record(

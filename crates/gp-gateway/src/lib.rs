@@ -6,7 +6,8 @@
 //! - transport: [`server`] (listeners, TLS, connection limits) calls the pipeline;
 //! - [`pipeline`]: the ordered steps every request crosses, in one file;
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
-//!   [`structured`], with write-body validation in [`write_body`] and [`patch`];
+//!   [`structured`], [`batch`] (its Bundles; the pipeline serves each entry), with
+//!   write-body validation in [`write_body`] and [`patch`];
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
 //! - leaves: [`routes`] (the one route table: what is served, where, to whom),
 //!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
@@ -19,6 +20,7 @@ pub mod app;
 /// The audit trail (the gp-audit crate), under the name the gateway has always used.
 pub use gp_audit as audit;
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod cache;
 pub mod capability;

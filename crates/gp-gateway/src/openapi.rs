@@ -98,6 +98,8 @@ fn scope(op: &Operation) -> Option<String> {
         Interaction::SearchType => 's',
         Interaction::Create => 'c',
         Interaction::Patch => 'u',
+        // Each entry of a batch needs the scope it would need alone.
+        Interaction::Batch => return None,
     };
     Some(format!("system/{resource_type}.{letter}"))
 }
@@ -331,7 +333,15 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     if op.template.contains(ENTRY_ID_TEMPLATE) {
         parameters.push(reference("parameters/id"));
     }
-    parameters.extend(query_parameters(route));
+    // A POST _search takes its parameters in a form body too: none is required in the query.
+    let form_search = op.row.method == http::Method::POST
+        && matches!(route, Route::PatientSearch | Route::ClinicalSearch(_));
+    parameters.extend(query_parameters(route).into_iter().map(|mut p| {
+        if form_search {
+            p["required"] = json!(false);
+        }
+        p
+    }));
     let (ok_status, ok_schema, request_schema): (u16, &str, Option<(&str, &str)>) = match route {
         Route::Metadata => (200, "CapabilityStatement", None),
         Route::PatientRead(_) | Route::PatientPatch(_) => (
@@ -347,6 +357,7 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch
         | Route::AccessLog(_) => (200, "Bundle", None),
+        Route::Batch => (200, "Bundle", Some(("application/fhir+json", "Bundle"))),
         Route::StructuredRecord => (200, "Bundle", Some(("application/fhir+json", "Parameters"))),
         Route::ObservationCreate => (
             201,
@@ -367,6 +378,19 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     o.insert("tags".into(), json!([resource_type]));
     o.insert("x-fhir-interaction".into(), json!(interaction));
     o.insert("parameters".into(), Value::Array(parameters));
+    if form_search {
+        // The same parameters as the query, as form fields (split between the two as
+        // the client likes).
+        let properties: Map<String, Value> = query_parameters(route)
+            .into_iter()
+            .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["schema"].clone())))
+            .collect();
+        o.insert(
+            "requestBody".into(),
+            json!({ "required": false, "content": { "application/x-www-form-urlencoded": {
+                "schema": { "type": "object", "properties": properties } } } }),
+        );
+    }
     if let Some((media_type, schema)) = request_schema {
         let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
         if let Some(example) = request_example(route) {
@@ -399,7 +423,7 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             json!({ "description": "a retry of a reading already recorded (same identifier): nothing recorded again", "headers": ok_headers, "content": fhir_content("Observation") }),
         );
     }
-    for (status, codes) in errors(route, bearer) {
+    for (status, codes) in errors(route, bearer, form_search) {
         let mut headers = json!({ "X-Request-ID": reference("headers/XRequestID") });
         match status {
             405 => headers["Allow"] = reference("headers/Allow"),
@@ -413,12 +437,13 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     o
 }
 
-/// The error statuses and Spine codes a route can answer (`bearer`: it needs a token).
-fn errors(route: &Route, bearer: bool) -> Vec<(u16, Vec<SpineCode>)> {
+/// The error statuses and Spine codes a route can answer (`bearer`: it needs a token;
+/// `form_search`: a POST _search, whose body must be a form).
+fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<SpineCode>)> {
     use SpineCode as S;
     let writes = matches!(
         route,
-        Route::ObservationCreate | Route::PatientPatch(_) | Route::StructuredRecord
+        Route::ObservationCreate | Route::PatientPatch(_) | Route::StructuredRecord | Route::Batch
     );
     let patient_data = !matches!(route, Route::Metadata | Route::AuditEventSearch);
     let mut bad_request = vec![S::InvalidValue, S::InvalidParameter];
@@ -430,6 +455,9 @@ fn errors(route: &Route, bearer: bool) -> Vec<(u16, Vec<SpineCode>)> {
         Route::PatientSearch | Route::ClinicalSearch(_) | Route::AuditEventSearch
     ) {
         bad_request.extend([S::InvalidSearchData, S::MissingValue]);
+    }
+    if matches!(route, Route::Batch) {
+        bad_request.push(S::InvalidResource);
     }
     let mut out = vec![
         (400, bad_request),
@@ -456,6 +484,10 @@ fn errors(route: &Route, bearer: bool) -> Vec<(u16, Vec<SpineCode>)> {
     if writes {
         out.push((415, vec![S::UnsupportedMediaType]));
         out.push((422, vec![S::InvalidResource, S::InvalidParameter]));
+    }
+    if form_search {
+        // POST _search with a body that is not a form.
+        out.push((415, vec![S::UnsupportedMediaType]));
     }
     match route {
         Route::ObservationCreate => out.push((409, vec![S::DuplicateRejected])),
@@ -492,70 +524,49 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             "example": ["ge2020-01-01"] })
     };
     let patient = json!({ "type": "string", "pattern": PATIENT_PATTERN, "example": EXAMPLE_NHS });
-    // The result parameters every FHIR search takes (client libraries send them).
-    let result_parameters = || {
-        vec![
-            q(
-                "_count",
-                false,
-                json!({ "type": "integer", "minimum": 0, "default": 50 }),
-                "page size; more than 250 is served 250, 0 the total only",
-            ),
-            q(
-                "_offset",
-                false,
-                json!({ "type": "integer", "minimum": 0 }),
-                "paging: follow Bundle.link next",
-            ),
-            q(
-                "_summary",
-                false,
-                json!({ "type": "string", "enum": ["count", "false"] }),
-                "count: the total only; false: whole resources",
-            ),
-        ]
+    // Each search parameter as the parser reads it (gp_fhir::search::search_params),
+    // with a tighter schema where one helps a client (and schemathesis) send good values.
+    let search = |resource_type: &str| -> Vec<Value> {
+        gp_fhir::search::search_params(resource_type)
+            .into_iter()
+            .map(|p| {
+                let schema = match p.name {
+                    "patient" | "subject" => patient.clone(),
+                    "date" => date("eq|gt|lt|ge|le|sa|eb"),
+                    "identifier" if resource_type == "Patient" => {
+                        json!({ "type": "string", "pattern": NHS_IDENTIFIER_PATTERN,
+                            "example": format!("{NHS_NUMBER_SYSTEM}|{EXAMPLE_NHS}") })
+                    }
+                    "code" | "category" | "status" | "clinical-status" | "identifier" => {
+                        json!({ "type": "array", "items": { "type": "string", "minLength": 1 }, "example": [p.example] })
+                    }
+                    "_id" => {
+                        json!({ "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64})*$" })
+                    }
+                    "_count" => json!({ "type": "integer", "minimum": 0, "default": 50 }),
+                    "_offset" => json!({ "type": "integer", "minimum": 0 }),
+                    "_summary" => {
+                        json!({ "type": "string", "enum": ["true", "data", "count", "false"] })
+                    }
+                    "_sort" => json!({ "type": "string", "enum": ["date", "-date"] }),
+                    "_total" => {
+                        json!({ "type": "string", "enum": ["none", "estimate", "accurate"] })
+                    }
+                    "_pretty" => json!({ "type": "string", "enum": ["true", "false"] }),
+                    _ => json!({ "type": "string", "example": p.example }),
+                };
+                // A search names its patient: by `patient` or `subject` for clinical types.
+                let required = matches!(
+                    (resource_type, p.name),
+                    ("Patient", "identifier") | (_, "patient")
+                );
+                q(p.name, required, schema, p.documentation)
+            })
+            .collect()
     };
     match route {
-        Route::PatientSearch => {
-            let mut params = vec![q(
-                "identifier",
-                true,
-                json!({ "type": "string", "pattern": NHS_IDENTIFIER_PATTERN,
-                    "example": format!("{NHS_NUMBER_SYSTEM}|{EXAMPLE_NHS}") }),
-                "https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
-            )];
-            params.extend(result_parameters());
-            params
-        }
-        Route::ClinicalSearch(_) => vec![
-            q(
-                "patient",
-                true,
-                patient.clone(),
-                "Patient/{NHS number}, the NHS number, or https://fhir.nhs.uk/Id/nhs-number|{NHS number}",
-            ),
-            q(
-                "date",
-                false,
-                date("eq|gt|lt|ge|le|sa|eb"),
-                "prefixes eq, gt, lt, ge, le, sa, eb; repeatable",
-            ),
-            q(
-                "code",
-                false,
-                json!({ "type": "array", "items": { "type": "string", "minLength": 1 }, "example": ["http://snomed.info/sct|27113001"] }),
-                "system|code, code, or system| (comma: any of; repeated: all of), against the SNOMED CT coding or the GP system's original one",
-            ),
-            q(
-                "_id",
-                false,
-                json!({ "type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}(,[A-Za-z0-9.-]{1,64})*$" }),
-                "comma-separated entry ids (a create's Location uses it)",
-            ),
-        ]
-        .into_iter()
-        .chain(result_parameters())
-        .collect(),
+        Route::PatientSearch => search("Patient"),
+        Route::ClinicalSearch(t) => search(t.as_str()),
         Route::AuditEventSearch => vec![
             q("patient", false, patient, "the NHS number"),
             q(
@@ -606,6 +617,15 @@ fn request_example(route: &Route) -> Option<Value> {
                   "valueIdentifier": { "system": NHS_NUMBER_SYSTEM, "value": EXAMPLE_NHS } },
                 { "name": "includeAllergies",
                   "part": [{ "name": "includeResolvedAllergies", "valueBoolean": true }] }
+            ]
+        }),
+        Route::Batch => json!({
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                { "request": { "method": "GET", "url": format!("Patient/{EXAMPLE_NHS}") } },
+                { "request": { "method": "GET",
+                    "url": format!("Observation?patient={EXAMPLE_NHS}&_sort=-date&_count=5") } }
             ]
         }),
         Route::PatientPatch(_) => json!([
@@ -1013,6 +1033,12 @@ mod tests {
             "application/fhir+json",
         );
         crate::structured::parse(&structured, (2026, 11, 23)).unwrap();
+        let batch = crate::batch::parse(
+            &example("", "post", "application/fhir+json"),
+            "https://gw.example/FHIR/R4",
+        )
+        .unwrap();
+        assert!(batch.iter().all(Result::is_ok));
         let format = &doc["components"]["parameters"]["format"]["schema"]["enum"];
         for f in format.as_array().unwrap() {
             gp_fhir::format::negotiate(f.as_str(), None).unwrap();

@@ -17,7 +17,10 @@
 //! 6. FHIR route refusals (404, 405) + content negotiation — a bad path or format costs
 //!    no auth work
 //! 7. authenticate, authorise, rate limit (gp-auth) — before any patient data is touched
-//! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`)
+//! 8. locate record → adapter call → consent/sensitivity filter (in `fhir`); a
+//!    `POST [type]/_search` first adds its form body's parameters to the query; a batch
+//!    serves each entry through steps 4 and 6–9 as a request of its own (its own route,
+//!    scope check, rate-limit charge and audit row)
 //! 9. respond       — the audit row is committed (no audit, no data), then the headers
 //!    every response carries; errors go through the one rescue
 
@@ -37,7 +40,7 @@ use crate::app::App;
 use crate::error::{GatewayError, Rescue};
 use crate::respond::json;
 use crate::routes::{
-    Access, Endpoint, Handler, Listener, Lookup, Mount, ROUTES, Serving, lookup, shown_path,
+    Access, Endpoint, Handler, Listener, Lookup, Mount, ROUTES, Route, Serving, lookup, shown_path,
 };
 
 pub use crate::context::RequestIds;
@@ -288,21 +291,7 @@ async fn route(
             mount: Mount::Origin,
             ..
         } => return Err(not_allowed(&parts.method, path, base, allowed)),
-        Lookup::Found(Handler::Fhir(route)) => Ok(route),
-        Lookup::WrongMethod { allowed, .. } => Err(not_allowed(&parts.method, path, base, allowed)),
-        Lookup::NotFound => Err(Rescue::from(match crate::routes::named_type(path, base) {
-            Some(resource_type) => GatewayError::NotSupported {
-                method: crate::routes::shown(parts.method.as_str()),
-                path: shown_path(path, base),
-                resource_type,
-                base: base.into(),
-            },
-            None => GatewayError::NoRoute {
-                method: crate::routes::shown(parts.method.as_str()),
-                path: shown_path(path, base),
-                base: base.into(),
-            },
-        })),
+        found => fhir_route(found, &parts.method, path, base),
     };
 
     // 5. Body limits: refuse a body over the limit unread.
@@ -311,31 +300,11 @@ async fn route(
         return Err(GatewayError::BodyTooLarge(len, app.max_body_bytes).into());
     }
 
-    // 6. FHIR route refusals, and content negotiation.
+    // 6–7. FHIR route refusals, content negotiation, then authenticate, authorise and
+    // rate limit.
     let route = route?;
-    let query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
-    let format = query
-        .iter()
-        .find(|(k, _)| k == "_format")
-        .map(|(_, v)| v.as_str());
-    gp_fhir::format::negotiate(
-        format,
-        parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    )?;
-
-    if let Some((resource_type, interaction)) = route.interaction() {
-        ids.facts.route(interaction.code(), resource_type);
-    }
-    // The patient a request names is audited even when it is refused before any lookup.
-    if let Some(nhs) = named_patient(&route, &query) {
-        ids.facts.patient(&nhs.to_string());
-    }
-
-    // 7. Authenticate, authorise, rate limit.
-    let caller = crate::access::check(app, &parts, &route, &ids.facts).await?;
+    let mut query = gp_fhir::search::parse_query(parts.uri.query().unwrap_or(""))?;
+    let caller = authorise(app, &parts, &route, &query, ids).await?;
 
     // 8. The interaction itself, reading a body only for routes that take one.
     if !app.is_accepting() && parts.method != Method::GET {
@@ -345,7 +314,23 @@ async fn route(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let searched = matches!(route, Route::PatientSearch | Route::ClinicalSearch(_));
     let body = match parts.method {
+        // FHIR's POST _search: the parameters in a form body, beside any in the query.
+        Method::POST if searched => {
+            let form = crate::body::read_capped(body, declared, app.max_body_bytes).await?;
+            if !form.is_empty() {
+                gp_fhir::format::check_form_content_type(content_type)?;
+                let text = std::str::from_utf8(&form)
+                    .map_err(|_| gp_fhir::search::SearchError::Encoding)?;
+                query.extend(gp_fhir::search::parse_query(text.trim_end())?);
+                negotiate(&query, &parts.headers)?;
+                if let Some(nhs) = named_patient(&route, &query) {
+                    ids.facts.patient(&nhs.to_string());
+                }
+            }
+            Bytes::new()
+        }
         Method::POST => {
             gp_fhir::format::check_content_type(content_type, &[])?;
             crate::body::read_capped(body, declared, app.max_body_bytes).await?
@@ -356,12 +341,209 @@ async fn route(
         }
         _ => Bytes::new(),
     };
-    let mut resp =
-        crate::handlers::serve(app, route, &query, &parts.headers, ids, &caller, &body).await?;
-    if let crate::access::Caller::Supplier { decision, .. } = &caller {
+    if route == Route::Batch {
+        crate::handlers::reject_params(&query, &["_format"])?;
+        return batch(app, &parts, &body, ids, &caller).await;
+    }
+    answer(app, route, &query, &parts.headers, ids, &caller, &body).await
+}
+
+/// The route a FHIR path's lookup found, or the refusal a request to it gets: 405 with
+/// the `Allow` of the rows serving the path, 501 for a type the gateway names without
+/// serving this interaction, 404 for anything else.
+fn fhir_route(found: Lookup, method: &Method, path: &str, base: &str) -> Result<Route, Rescue> {
+    let refusal = match found {
+        Lookup::Found(Handler::Fhir(route)) => return Ok(route),
+        Lookup::WrongMethod { allowed, .. } => {
+            return Err(not_allowed(method, path, base, allowed));
+        }
+        Lookup::NotFound => {
+            crate::routes::named_type(path, base).map(|resource_type| GatewayError::NotSupported {
+                method: crate::routes::shown(method.as_str()),
+                path: shown_path(path, base),
+                resource_type,
+                base: base.into(),
+            })
+        }
+        // An operational endpoint below the FHIR base (SMART discovery) is no FHIR
+        // interaction: a batch entry cannot name it.
+        Lookup::Found(Handler::Endpoint(_)) => None,
+    };
+    Err(refusal
+        .unwrap_or_else(|| GatewayError::NoRoute {
+            method: crate::routes::shown(method.as_str()),
+            path: shown_path(path, base),
+            base: base.into(),
+        })
+        .into())
+}
+
+/// 6. Content negotiation: `_format`, then `Accept`.
+fn negotiate(query: &[(String, String)], headers: &HeaderMap) -> Result<(), Rescue> {
+    let format = query
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    gp_fhir::format::negotiate(format, accept)?;
+    Ok(())
+}
+
+/// 6–7. A routed FHIR request's content negotiation and audit facts, then its caller
+/// authenticated, authorised for the route's scope and charged to its rate limit.
+async fn authorise(
+    app: &App,
+    parts: &Parts,
+    route: &Route,
+    query: &[(String, String)],
+    ids: &RequestIds,
+) -> Result<crate::access::Caller, Rescue> {
+    negotiate(query, &parts.headers)?;
+    if let Some((resource_type, interaction)) = route.interaction() {
+        ids.facts.route(interaction.code(), resource_type);
+    }
+    // The patient a request names is audited even when it is refused before any lookup.
+    if let Some(nhs) = named_patient(route, query) {
+        ids.facts.patient(&nhs.to_string());
+    }
+    crate::access::check(app, parts, route, &ids.facts).await
+}
+
+/// 8. The handler's answer, with the caller's rate-limit state.
+async fn answer(
+    app: &App,
+    route: Route,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    ids: &RequestIds,
+    caller: &crate::access::Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let mut resp = crate::handlers::serve(app, route, query, headers, ids, caller, body).await?;
+    if let crate::access::Caller::Supplier { decision, .. } = caller {
         crate::auth::rate_limit_headers(resp.headers_mut(), decision);
     }
     Ok(resp)
+}
+
+/// Step 8 of a batch: each entry served in turn as the request it stands for (looked up
+/// in the route table, authorised and charged to the rate limit with the batch's token,
+/// its handler run), and audited as its own interaction before its answer joins the
+/// `batch-response`. A refused entry is answered in its place; the batch goes on.
+async fn batch(
+    app: &App,
+    parts: &Parts,
+    body: &[u8],
+    ids: &RequestIds,
+    caller: &crate::access::Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let entries = crate::batch::parse(body, &ids.base_url)?;
+    if let crate::access::Caller::Supplier { view, decision } = caller {
+        let served = entries.iter().filter(|e| e.is_ok()).count() as u32;
+        crate::batch::within_budget(view.client_id(), served, decision)?;
+    }
+    let mut answers = Vec::with_capacity(entries.len());
+    let mut last = None;
+    for entry in entries {
+        let entry_ids = ids.for_entry();
+        let (resp, decision) = match entry {
+            Ok(read) => batch_entry(app, parts, &read, &entry_ids).await,
+            Err(refused) => (Err(Rescue::from(refused)), None),
+        };
+        last = decision.or(last);
+        let resp = resp.unwrap_or_else(|rescue| {
+            entry_ids.facts.outcome(rescue.error.spine_code().as_str());
+            rescue.into_response(&ids.request_id)
+        });
+        let resp = audit(app, &entry_ids, resp).await;
+        let (head, body) = resp.into_parts();
+        let header = |name: header::HeaderName| {
+            head.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        answers.push(crate::batch::EntryAnswer {
+            status: head.status,
+            etag: header(header::ETAG),
+            location: header(header::LOCATION),
+            last_modified: header(header::LAST_MODIFIED),
+            body: crate::body::answered(body).await.to_vec(),
+        });
+    }
+    let last_updated = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let bundle = crate::batch::response(&ids.request_id, &last_updated, answers);
+    let mut resp = crate::respond::fhir(
+        StatusCode::OK,
+        serde_json::to_vec(&bundle).unwrap_or_default(),
+    );
+    // The rate-limit state after the last entry charged (or the batch's own).
+    let decision = last.as_ref().or(match caller {
+        crate::access::Caller::Supplier { decision, .. } => Some(decision),
+        _ => None,
+    });
+    if let Some(decision) = decision {
+        crate::auth::rate_limit_headers(resp.headers_mut(), decision);
+    }
+    Ok(resp)
+}
+
+/// One batch entry, served as a `GET` of its URL with the batch's headers (its token,
+/// its client certificate) would be; with the rate-limit state it left.
+async fn batch_entry(
+    app: &App,
+    batch: &Parts,
+    read: &crate::batch::EntryRead,
+    ids: &RequestIds,
+) -> (
+    Result<Response<Full<Bytes>>, Rescue>,
+    Option<gp_auth::RateDecision>,
+) {
+    let base = app.fhir_base_path.as_str();
+    let path = format!("{base}/{}", read.path);
+    let route = fhir_route(
+        lookup(Listener::Main, serving(app), &Method::GET, &path, base),
+        &Method::GET,
+        &path,
+        base,
+    );
+    let route = match route {
+        Ok(route) => route,
+        Err(refused) => return (Err(refused), None),
+    };
+    let query = match gp_fhir::search::parse_query(&read.query) {
+        Ok(query) => query,
+        Err(e) => return (Err(e.into()), None),
+    };
+    let mut parts = batch.clone();
+    parts.method = Method::GET;
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::IF_NONE_MATCH);
+    if let Some(tag) = read
+        .if_none_match
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        parts.headers.insert(header::IF_NONE_MATCH, tag);
+    }
+    let caller = match authorise(app, &parts, &route, &query, ids).await {
+        Ok(caller) => caller,
+        Err(refused) => return (Err(refused), None),
+    };
+    let decision = match &caller {
+        crate::access::Caller::Supplier { decision, .. } => Some(*decision),
+        _ => None,
+    };
+    let answered = answer(app, route, &query, &parts.headers, ids, &caller, &[]).await;
+    (answered, decision)
 }
 
 /// The valid NHS number a request's path or `patient` parameter names, if any.

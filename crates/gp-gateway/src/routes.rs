@@ -13,9 +13,10 @@ pub enum Route {
     Metadata,
     /// `GET /Patient/{nhsNumber}`.
     PatientRead(String),
-    /// `GET /Patient?identifier=…`.
+    /// `GET /Patient?identifier=…`, or `POST /Patient/_search` with the parameters in a
+    /// form body.
     PatientSearch,
-    /// `GET /{ClinicalType}?patient=…`.
+    /// `GET /{ClinicalType}?patient=…`, or `POST /{ClinicalType}/_search`.
     ClinicalSearch(ClinicalType),
     /// `GET /{ClinicalType}/{id}`: one record entry, by the id a search, the structured
     /// record or a create gave.
@@ -36,6 +37,9 @@ pub enum Route {
     AuditEventSearch,
     /// `GET /Patient/{nhsNumber}/$access-log`: who accessed a patient's record, for the patient.
     AccessLog(String),
+    /// `POST /` with a `batch` Bundle: reads and searches, each entry served as its own
+    /// request (routed, authorised, rate-limited and audited like one).
+    Batch,
 }
 
 /// An operational endpoint: answered before the FHIR pipeline's body limit and access
@@ -197,6 +201,8 @@ pub enum Interaction {
     Operation,
     Create,
     Patch,
+    /// A system-level `batch` of reads and searches (each entry is authorised as itself).
+    Batch,
 }
 
 impl Interaction {
@@ -208,7 +214,13 @@ impl Interaction {
             Self::Operation => "operation",
             Self::Create => "create",
             Self::Patch => "patch",
+            Self::Batch => "batch",
         }
+    }
+
+    /// True for an interaction on the whole system, not on one resource type.
+    pub fn is_system_level(self) -> bool {
+        self == Self::Batch
     }
 }
 
@@ -228,6 +240,7 @@ impl Route {
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
             Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
             Self::AccessLog(_) => Some(("AuditEvent", Interaction::Read)),
+            Self::Batch => Some(("Bundle", Interaction::Batch)),
         }
     }
 }
@@ -418,6 +431,16 @@ pub const ROUTES: &[Row] = &[
     )
     .at(Mount::FhirBase),
     fhir(
+        Method::POST,
+        &[],
+        Access::Bearer,
+        |_| Some(Route::Batch),
+        "A batch of reads and searches: a batch Bundle in, a batch-response Bundle out",
+    )
+    .described(
+        "Entries are GET reads and searches with relative URLs (Patient/9000000009, Observation?patient=…&code=…). Each is routed, authorised (scopes, pairing, release rules), charged to your rate limit and audited as its own request; a refused entry gets its own response.status and response.outcome, never failing the batch. At most 100 entries (more: 413); a transaction, or any other Bundle type, is 422. The batch itself costs one request of the rate limit, each entry one more.",
+    ),
+    fhir(
         Method::GET,
         &[Seg::Lit("metadata")],
         Access::Public,
@@ -437,6 +460,16 @@ pub const ROUTES: &[Row] = &[
         Access::Bearer,
         |_| Some(Route::PatientSearch),
         "Find a patient by NHS number: a searchset of 0 or 1",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Patient"), Seg::Lit("_search")],
+        Access::Bearer,
+        |_| Some(Route::PatientSearch),
+        "Find a patient by NHS number, the parameters in a form body (and the query)",
+    )
+    .described(
+        "FHIR's POST _search: the parameters of GET /Patient as application/x-www-form-urlencoded, split between the body and the query string as you like; the same answer as the GET.",
     ),
     fhir(
         Method::PATCH,
@@ -468,6 +501,16 @@ pub const ROUTES: &[Row] = &[
         Access::Bearer,
         |s| ClinicalType::parse(s[0]).map(Route::ClinicalSearch),
         "Search a patient's record entries of this type",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Clinical, Seg::Lit("_search")],
+        Access::Bearer,
+        |s| ClinicalType::parse(s[0]).map(Route::ClinicalSearch),
+        "Search a patient's record entries of this type, the parameters in a form body",
+    )
+    .described(
+        "FHIR's POST _search: the parameters of the GET search as application/x-www-form-urlencoded, split between the body and the query string as you like; the same answer as the GET.",
     ),
     fhir(
         Method::GET,
@@ -569,7 +612,12 @@ impl Row {
                     })
                     .collect();
                 let handler = self.handler(&segments)?;
-                Some((format!("/{}", segments.join("/")), handler))
+                // The FHIR base itself (batch) is the base path, with no `/` after it.
+                let template = match segments.is_empty() {
+                    true => String::new(),
+                    false => format!("/{}", segments.join("/")),
+                };
+                Some((template, handler))
             })
             .collect()
     }
@@ -592,8 +640,12 @@ pub enum Lookup {
     NotFound,
 }
 
+/// A path's segments; the root (`/`, or the FHIR base itself) has none.
 fn segments(path: &str) -> Vec<&str> {
-    path.trim_start_matches('/').split('/').collect()
+    match path.trim_start_matches('/') {
+        "" => Vec::new(),
+        rest => rest.split('/').collect(),
+    }
 }
 
 /// Looks a request to `listener` up in [`ROUTES`], among the rows `serving` turns on;
@@ -666,19 +718,37 @@ pub fn shown_path(path: &str, base: &str) -> String {
 
 pub use gp_fhir::text::shown;
 
-/// Every resource type and interaction the router serves, for the CapabilityStatement:
-/// read from [`ROUTES`] (operations, `$…` paths, are listed as operations instead), with
-/// Patient first, then `clinical` in its order, then the rest; within a type, in the
-/// table's order.
-pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
-    let pairs = ROUTES
+/// The FHIR interactions of every row, as `(resource type, interaction)`.
+fn interactions(clinical: &[ClinicalType]) -> impl Iterator<Item = (&'static str, Interaction)> {
+    ROUTES
         .iter()
         .filter(|row| !row.is_operation())
         .flat_map(|row| row.paths(clinical))
         .filter_map(|(_, handler)| match handler {
             Handler::Fhir(route) => route.interaction(),
             Handler::Endpoint(_) => None,
-        });
+        })
+}
+
+/// The system-level interactions the router serves (`batch`), for the
+/// CapabilityStatement's `rest.interaction`.
+pub fn served_system() -> Vec<Interaction> {
+    let mut out: Vec<Interaction> = Vec::new();
+    for (_, i) in interactions(&[]).filter(|(_, i)| i.is_system_level()) {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Every resource type and interaction the router serves, for the CapabilityStatement:
+/// read from [`ROUTES`] (operations, `$…` paths, are listed as operations instead, and
+/// system-level interactions by [`served_system`]), with Patient first, then `clinical`
+/// in its order, then the rest; within a type, in the table's order, each once (a search
+/// by GET and by POST is one `search-type`).
+pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)> {
+    let pairs = interactions(clinical).filter(|(_, i)| !i.is_system_level());
     let rank = |t: &str| match t {
         "Patient" => 0,
         t => clinical
@@ -689,6 +759,7 @@ pub fn served(clinical: &[ClinicalType]) -> Vec<(&'static str, Vec<Interaction>)
     let mut out: Vec<(&'static str, Vec<Interaction>)> = Vec::new();
     for (t, i) in pairs {
         match out.iter_mut().find(|(r, _)| *r == t) {
+            Some((_, list)) if list.contains(&i) => {}
             Some((_, list)) => list.push(i),
             None => out.push((t, vec![i])),
         }
@@ -736,12 +807,7 @@ mod tests {
             fhir(Method::GET, "/Observation"),
             Some(Route::ClinicalSearch(ClinicalType::Observation))
         );
-        for path in [
-            "/FHIR/R4/Foo",
-            "/FHIR/R4/Patient/1/2",
-            "/FHIR/R4",
-            "/FHIR/R4x/metadata",
-        ] {
+        for path in ["/FHIR/R4/Foo", "/FHIR/R4/Patient/1/2", "/FHIR/R4x/metadata"] {
             assert!(
                 matches!(main(Method::GET, path), Lookup::NotFound),
                 "{path}"
@@ -761,6 +827,18 @@ mod tests {
         );
         assert_eq!(allowed(Method::PUT, "/FHIR/R4/Observation"), "GET, POST");
         assert_eq!(allowed(Method::POST, "/FHIR/R4/Condition"), "GET");
+        // POST _search: the same route as the GET; batch at the base itself.
+        assert_eq!(
+            fhir(Method::POST, "/Condition/_search"),
+            Some(Route::ClinicalSearch(ClinicalType::Condition))
+        );
+        assert_eq!(
+            fhir(Method::POST, "/Patient/_search"),
+            Some(Route::PatientSearch)
+        );
+        assert_eq!(fhir(Method::POST, ""), Some(Route::Batch));
+        assert_eq!(fhir(Method::POST, "/"), Some(Route::Batch));
+        assert_eq!(allowed(Method::GET, "/FHIR/R4"), "POST");
     }
 
     #[test]
@@ -924,5 +1002,6 @@ mod tests {
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );
+        assert_eq!(served_system(), [Interaction::Batch]);
     }
 }

@@ -97,6 +97,12 @@ fn search_parsers_never_panic() {
                         "_count",
                         "_offset",
                         "_format",
+                        "_summary",
+                        "_elements",
+                        "_sort",
+                        "status:not",
+                        "category",
+                        "identifier",
                         "x",
                     ])
                     .to_string(),
@@ -104,7 +110,12 @@ fn search_parsers_never_panic() {
                 )
             })
             .collect();
-        let _ = gp_fhir::search::parse_clinical_search(&pairs, limits);
+        let _ = gp_fhir::search::parse_clinical_search(
+            "Observation",
+            &pairs,
+            limits,
+            "https://gw.example/FHIR/R4",
+        );
     }
 }
 

@@ -79,6 +79,24 @@ pub const CATALOGUE: &[TestDef] = &[
         "REQ-PRV-06",
     ),
     TestDef::required(
+        "PRV-SORT-01",
+        "search",
+        "_sort=-date answers the patient's Observations newest first, _sort=date oldest first, the same entries as unsorted",
+        "REQ-PRV-09",
+    ),
+    TestDef::required(
+        "PRV-POST-01",
+        "search",
+        "POST /Observation/_search with the parameters in a form body answers the same entries as the GET",
+        "REQ-PRV-10",
+    ),
+    TestDef::required(
+        "PRV-BATCH-01",
+        "batch",
+        "a batch Bundle of a Patient read and an Observation search answers a batch-response, each entry 200 with its resource",
+        "REQ-PRV-11",
+    ),
+    TestDef::required(
         "PRV-CODE-01",
         "coding",
         "coded entries (Condition, AllergyIntolerance, Observation, Immunization) carry a SNOMED CT coding",
@@ -161,6 +179,9 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         };
         run_test!(rec, "PRV-PAGE-01", sys, paging(&on));
         run_test!(rec, "PRV-DATE-01", sys, date_filter(&on));
+        run_test!(rec, "PRV-SORT-01", sys, sorted_by_date(&on));
+        run_test!(rec, "PRV-POST-01", sys, post_search(&on));
+        run_test!(rec, "PRV-BATCH-01", sys, batch(&on));
         run_test!(rec, "PRV-CODE-01", sys, snomed_coded(&on));
         run_test!(rec, "PRV-WRT-01", sys, observation_round_trip(&on));
         run_test!(rec, "PRV-WRT-02", sys, contact_round_trip(&on));
@@ -560,15 +581,21 @@ fn effective_day(r: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn date_filter(on: &On<'_>, p: &mut Probe) -> Check {
-    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+/// The ordinary patient's Observations, unfiltered, with the search URL they came from.
+async fn observations(on: &On<'_>, p: &mut Probe) -> Result<(String, Vec<Value>), Verdict> {
     let nhs = need(on.patient, "ordinary")?;
-    need_scope(sup, "Observation", 's')?;
+    need_scope(on.sup, "Observation", 's')?;
     let base = format!(
         "{}/Observation?patient={nhs}&_count=250",
-        ctx.manifest.base_url
+        on.ctx.manifest.base_url
     );
-    let (all, _) = search_all(&base, "Observation", token, p).await?;
+    let (all, _) = search_all(&base, "Observation", on.token, p).await?;
+    Ok((base, all))
+}
+
+async fn date_filter(on: &On<'_>, p: &mut Probe) -> Check {
+    let token = on.token;
+    let (base, all) = observations(on, p).await?;
     let mut days: Vec<String> = all.iter().filter_map(effective_day).collect();
     days.sort();
     days.dedup();
@@ -603,6 +630,117 @@ async fn date_filter(on: &On<'_>, p: &mut Probe) -> Check {
                 all.len()
             )
         },
+    )
+}
+
+async fn sorted_by_date(on: &On<'_>, p: &mut Probe) -> Check {
+    let token = on.token;
+    let (base, all) = observations(on, p).await?;
+    let ids = |set: &[Value]| {
+        let mut ids: Vec<String> = set.iter().map(|r| r["id"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    for (sort, newest_first) in [("-date", true), ("date", false)] {
+        let (sorted, _) =
+            search_all(&format!("{base}&_sort={sort}"), "Observation", token, p).await?;
+        ensure(ids(&sorted) == ids(&all), || {
+            format!("_sort={sort} answered other entries than the unsorted search")
+        })?;
+        let days: Vec<String> = sorted.iter().filter_map(effective_day).collect();
+        if let Some(pair) = days
+            .windows(2)
+            .find(|d| (d[0] < d[1]) == newest_first && d[0] != d[1])
+        {
+            return Err(Verdict::Fail(format!(
+                "_sort={sort} put {} before {}",
+                pair[0], pair[1]
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn post_search(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 's')?;
+    let params = format!("patient={nhs}&_sort=-date&_count=5");
+    let base = &ctx.manifest.base_url;
+    let get = p
+        .get(&format!("{base}/Observation?{params}"), Some(token))
+        .await?;
+    searchset(&get, "Observation")?;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let post = p
+        .call(
+            "POST",
+            &format!("{base}/Observation/_search"),
+            Some(token),
+            &form,
+            params.as_bytes(),
+        )
+        .await?;
+    searchset(&post, "Observation")?;
+    let ids =
+        |v: &Value| -> Vec<String> { matches(v).iter().map(|r| r["id"].to_string()).collect() };
+    let (get, post) = (get.json()?, post.json()?);
+    ensure(
+        ids(&get) == ids(&post) && get["total"] == post["total"],
+        || {
+            format!(
+                "POST _search answered {} of {}, the GET {} of {}",
+                ids(&post).len(),
+                post["total"],
+                ids(&get).len(),
+                get["total"]
+            )
+        },
+    )
+}
+
+async fn batch(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Patient", 'r')?;
+    need_scope(sup, "Observation", 's')?;
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            { "request": { "method": "GET", "url": format!("Patient/{nhs}") } },
+            { "request": { "method": "GET", "url": format!("Observation?patient={nhs}&_count=2") } }
+        ]
+    });
+    let a = p
+        .call(
+            "POST",
+            &ctx.manifest.base_url,
+            Some(token),
+            &[("content-type", "application/fhir+json")],
+            bundle.to_string().as_bytes(),
+        )
+        .await?;
+    ensure(a.status == 200, || {
+        format!("expected HTTP 200, got {}", a.status)
+    })?;
+    let v = a.json()?;
+    ensure(v["type"] == "batch-response", || {
+        format!("Bundle.type is {}, not batch-response", v["type"])
+    })?;
+    let entries = v["entry"].as_array().cloned().unwrap_or_default();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap_or("(none)"))
+        .collect();
+    ensure(
+        statuses.len() == 2 && statuses.iter().all(|s| s.starts_with("200")),
+        || format!("entry statuses {statuses:?}, expected two 200s"),
+    )?;
+    ensure(
+        entries[0]["resource"]["id"] == nhs.as_str()
+            && entries[1]["resource"]["type"] == "searchset",
+        || "the entries are not the Patient read and the Observation search asked for".into(),
     )
 }
 
