@@ -235,16 +235,34 @@ fn write_keys(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, SandboxEr
     let mut out = Vec::new();
     for (client_id, _, pem) in DEMO_KEYS {
         let path = dir.join(format!("{client_id}.private.pem"));
-        std::fs::write(&path, pem).map_err(fixture)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(fixture)?;
-        }
+        write_whole(&path, pem.as_bytes()).map_err(fixture)?;
         out.push((client_id.to_owned(), path));
     }
     Ok(out)
+}
+
+/// Puts `contents` at `path` (owner-only) so that a reader never sees it part-written:
+/// every sandbox on the machine (each test, each `gp-gateway` run) writes the same key
+/// files, which another may be reading at that moment. Written beside it under a name
+/// of this process's own, then renamed over it; left alone when already in place.
+fn write_whole(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(path).is_ok_and(|held| held == contents) {
+        return Ok(());
+    }
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let staged = path.with_file_name(name);
+    std::fs::write(&staged, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&staged, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staged);
+    })
 }
 
 /// A demo supplier's signing identity (TEST-ONLY keys).
@@ -531,6 +549,40 @@ pub fn default_listen() -> Result<SocketAddr, ConfigErrors> {
 mod tests {
     use super::*;
     use gp_auth::SupplierStatus::{Active, Suspended};
+
+    /// Sandboxes started side by side (the test run starts dozens) rewrite the same key
+    /// files while the conformance kit reads them: a reader must always find a whole
+    /// key. (A plain truncate-and-write let the kit read an empty file: InvalidKeyFormat.)
+    #[test]
+    fn a_key_file_being_rewritten_is_always_read_whole() {
+        let dir = std::env::temp_dir().join(format!("gp-sandbox-keys-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("demo.private.pem");
+        let (a, b) = (vec![b'a'; 4096], vec![b'b'; 3000]);
+        write_whole(&path, &a).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0..400 {
+                    write_whole(&path, if i % 2 == 0 { &b } else { &a }).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || reads < 100 {
+                let held = std::fs::read(&path).unwrap();
+                assert!(
+                    held == a || held == b,
+                    "read a part-written key ({} bytes)",
+                    held.len()
+                );
+                reads += 1;
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no staged file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_manifest_names_each_suppliers_status_and_operator_role() {
