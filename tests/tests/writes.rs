@@ -207,13 +207,16 @@ async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
             "{system}: exactly the two new readings"
         );
 
-        // The Location answers the first entry recorded: the systolic reading.
+        // The Location answers the reading as recorded: one panel, both readings.
         let path = location.strip_prefix(&w.manifest().base_url).unwrap();
         let located = w.call("GET", path, &a, &[], b"").await.json();
         let found = readings(&json!({ "entry": [{ "resource": located }] }));
         assert_eq!(
             found,
-            [("271649006".to_owned(), 131.0)],
+            [
+                ("271649006".to_owned(), 131.0),
+                ("271650006".to_owned(), 84.0)
+            ],
             "{system}: {found:?}"
         );
     }
