@@ -21,8 +21,6 @@ const LIBRARY = `@medplum/core ${MEDPLUM_VERSION.split('-')[0]}`;
 const KNOWN_GAPS = {
   'resolve-record-references-Practitioner': 'issue 22 §1: Practitioner read',
   'resolve-structured-record-references': 'issue 22 §1: references outside the bundle',
-  'create-observation-read-back': 'issue 22 §2: Location and read by id work; the supplier\'s identifier and category do not survive the GP systems\' mapping',
-  'create-bp-panel-read-back': 'issue 22 §2: Location, read by id, one panel',
   'update-patient': 'issue 22 §6: PUT /Patient',
 };
 

@@ -114,7 +114,7 @@ pub async fn check(
     view.require_client_cert(crate::context::client_certificate(&parts.extensions))
         .map_err(Rescue::from)?;
     let needed = match interaction {
-        Interaction::Read | Interaction::Operation => Permission::Read,
+        Interaction::Read | Interaction::Vread | Interaction::Operation => Permission::Read,
         Interaction::SearchType => Permission::Search,
         Interaction::Create => Permission::Create,
         Interaction::Patch => Permission::Update,
