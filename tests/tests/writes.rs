@@ -867,3 +867,41 @@ async fn the_same_identifier_from_two_suppliers_is_two_readings() {
         );
     }
 }
+
+/// An identifier a GP system would not keep exactly as sent (over 200 characters, or
+/// with surrounding spaces some systems trim) is refused, naming it, and nothing is
+/// recorded: what is kept must read back as written.
+#[tokio::test]
+async fn identifiers_that_would_not_read_back_as_sent_are_refused() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        let held = |store: &gp_sim::SimStore| {
+            store
+                .patient_by_nhs(&nhs)
+                .map(|p| p.observations.len())
+                .unwrap()
+        };
+        let before = held(&w.sandbox.store);
+        for value in [" padded".to_owned(), "x".repeat(201)] {
+            let body = blood_pressure(&nhs, &value, 131, 84);
+            let a = w
+                .call(
+                    "POST",
+                    "/Observation",
+                    &token,
+                    &[FHIR_JSON],
+                    &serde_json::to_vec(&body).unwrap(),
+                )
+                .await;
+            assert_eq!(a.status, 422, "{system} {value:?}: {}", a.diagnostics());
+            assert!(
+                a.diagnostics().contains("Observation.identifier[0].value"),
+                "{system}: {}",
+                a.diagnostics()
+            );
+        }
+        assert_eq!(held(&w.sandbox.store), before, "{system}: nothing recorded");
+    }
+}

@@ -78,6 +78,28 @@ fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, Invali
     }
 }
 
+/// Longest identifier system or value the GP systems keep with a reading.
+const MAX_IDENTIFIER: usize = 200;
+
+/// Refuses an identifier the GP systems would not keep exactly as sent (they keep 1 to
+/// 200 characters, and some trim spaces), so it reads back as it was written.
+fn keepable((system, value): &(String, String)) -> Result<(), Invalid> {
+    for (part, v) in [("system", system), ("value", value)] {
+        let ok = (1..=MAX_IDENTIFIER).contains(&v.chars().count())
+            && v.trim() == v
+            && !v.chars().any(char::is_control);
+        if !ok {
+            return Err(Invalid::resource(
+                format!("Observation.identifier[0].{part}"),
+                format!(
+                    "must be 1 to {MAX_IDENTIFIER} characters without surrounding spaces or control characters: the GP system keeps it with the reading, and it must read back as written"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The idempotency key a create is recorded under: the supplier and the identifier,
 /// hashed, so two suppliers' identifiers never collide and the GP system sees no supplier data.
 fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
@@ -120,6 +142,7 @@ pub(crate) async fn create_observation(
             .into());
         }
     };
+    keepable(&identifier)?;
     let nhs = incoming.nhs_number;
     let Released {
         practice, adapter, ..
@@ -338,6 +361,27 @@ mod tests {
             idempotency_key("a", &("bc".into(), "d".into())),
             idempotency_key("ab", &("c".into(), "d".into()))
         );
+    }
+
+    #[test]
+    fn identifiers_the_gp_systems_cannot_keep_exactly_are_refused() {
+        let id = |s: &str, v: &str| (s.to_owned(), v.to_owned());
+        assert!(keepable(&id("https://x.example/r", "42")).is_ok());
+        let long = "x".repeat(201);
+        for bad in [
+            id("https://x.example/r", &long),
+            id(&long, "42"),
+            id("https://x.example/r", " 42"),
+            id("https://x.example/r", ""),
+        ] {
+            let e = keepable(&bad).unwrap_err();
+            assert_eq!(e.status, 422, "{bad:?}");
+            assert!(
+                e.path.starts_with("Observation.identifier[0]."),
+                "{}",
+                e.path
+            );
+        }
     }
 
     #[test]
