@@ -124,7 +124,7 @@ fn yes_no(row: &Row, c: Col) -> Result<bool> {
 }
 
 fn valid_id(raw: &str) -> bool {
-    // Room for the `-sys`/`-dia` suffix of split BP rows within FHIR's 64.
+    // The documented limit (docs/native-formats/vision.md), within FHIR's 64.
     (1..=60).contains(&raw.len())
         && raw
             .bytes()
