@@ -19,8 +19,6 @@ const LIBRARY = `@medplum/core ${MEDPLUM_VERSION.split('-')[0]}`;
 // listed here fails the run. A key is a check name (every system it runs on) or
 // "check@system" (that system only).
 const KNOWN_GAPS = {
-  'create-observation-read-back': 'issue 22 §2: Location and read by id work; the supplier\'s identifier and category do not survive the GP systems\' mapping',
-  'create-bp-panel-read-back': 'issue 22 §2: Location, read by id, one panel',
   'update-patient': 'issue 22 §6: PUT /Patient',
 };
 

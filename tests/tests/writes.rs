@@ -30,6 +30,55 @@ fn blood_pressure(nhs: &str, reading_id: &str, systolic: u32, diastolic: u32) ->
     })
 }
 
+/// Asserts `r` is the blood pressure `blood_pressure(nhs, reading_id, 131, 84)` wrote,
+/// as a reader gets it back: one panel with both readings, the supplier's identifier,
+/// the vital-signs category and the measured instant.
+fn assert_read_back(system: &str, r: &Value, id: &str, nhs: &str, reading_id: &str) {
+    assert_eq!(r["resourceType"], "Observation", "{system}");
+    assert_eq!(r["id"], id, "{system}");
+    assert_eq!(
+        r["subject"]["reference"],
+        format!("Patient/{nhs}"),
+        "{system}"
+    );
+    assert_eq!(snomed_code(&r["code"]), "75367002", "{system}: {r}");
+    let parts: Vec<(String, Option<f64>)> = r["component"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                snomed_code(&c["code"]),
+                c["valueQuantity"]["value"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("271649006".to_owned(), Some(131.0)),
+            ("271650006".to_owned(), Some(84.0))
+        ],
+        "{system}: one panel with both readings: {r}"
+    );
+    assert!(r.get("valueQuantity").is_none(), "{system}: {r}");
+    assert!(
+        r["identifier"].as_array().unwrap().contains(
+            &json!({"system": "https://demo-consult.example/readings", "value": reading_id})
+        ),
+        "{system}: the supplier's identifier: {}",
+        r["identifier"]
+    );
+    assert_eq!(
+        r["category"][0]["coding"][0]["code"], "vital-signs",
+        "{system}: {r}"
+    );
+    assert_eq!(
+        r["effectiveDateTime"], "2026-11-20T08:30:00+00:00",
+        "{system}: the measured instant"
+    );
+}
+
 fn address_change() -> Value {
     json!([
         {"op": "replace", "path": "/address", "value": [{
@@ -46,19 +95,22 @@ fn address_change() -> Value {
     ])
 }
 
+/// The SNOMED CT code of a CodeableConcept ("" when it has none).
+fn snomed_code(cc: &Value) -> String {
+    cc["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["system"] == SNOMED)
+        .and_then(|c| c["code"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Every (SNOMED code, value) in an Observation searchset, components included.
 fn readings(bundle: &Value) -> Vec<(String, f64)> {
     let mut out = Vec::new();
-    let code = |v: &Value| {
-        v["coding"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["system"] == SNOMED)
-            .and_then(|c| c["code"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let code = snomed_code;
     for e in bundle["entry"].as_array().into_iter().flatten() {
         let r = &e["resource"];
         if let Some(v) = r["valueQuantity"]["value"].as_f64() {
@@ -140,28 +192,87 @@ async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
             String::from_utf8_lossy(&created.body)
         );
         let location = created.header("location").unwrap().to_owned();
-        let id = created.json()["id"].as_str().unwrap().to_owned();
-        assert!(!id.is_empty());
+        let answer = created.json();
+        let id = answer["id"].as_str().unwrap().to_owned();
+        let vid = answer["meta"]["versionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!id.is_empty() && !vid.is_empty(), "{system}: {answer}");
+        let base = &w.manifest().base_url;
         assert_eq!(
             location,
-            format!("{}/Observation/{id}", w.manifest().base_url),
-            "{system}: Location names the instance"
+            format!("{base}/Observation/{id}/_history/{vid}"),
+            "{system}: Location names the version created"
         );
-        // Following it reads the reading back, for the writer and for a paired reader.
+        let etag = format!("W/\"{vid}\"");
+        assert_eq!(created.header("etag"), Some(etag.as_str()), "{system}");
+        assert!(
+            answer["meta"]["lastUpdated"].is_string() && created.header("last-modified").is_some(),
+            "{system}: when it was recorded: {answer}"
+        );
+        // Following it reads the reading back as written, for the writer and for a
+        // paired reader: one panel, both readings, the identifier, the category, the time.
         for token in [&a, &b] {
-            let path = location.strip_prefix(&w.manifest().base_url).unwrap();
-            let read = w.call("GET", path, token, &[], b"").await;
-            assert_eq!(
-                read.status,
-                200,
-                "{system}: {}",
-                String::from_utf8_lossy(&read.body)
-            );
-            let r = read.json();
-            assert_eq!(r["resourceType"], "Observation");
-            assert_eq!(r["id"], id.as_str());
-            assert_eq!(r["subject"]["reference"], format!("Patient/{nhs}"));
+            for path in [
+                location.strip_prefix(base.as_str()).unwrap().to_owned(),
+                format!("/Observation/{id}"),
+            ] {
+                let read = w.call("GET", &path, token, &[], b"").await;
+                assert_eq!(
+                    read.status,
+                    200,
+                    "{system} {path}: {}",
+                    String::from_utf8_lossy(&read.body)
+                );
+                assert_eq!(read.header("etag"), Some(etag.as_str()), "{system} {path}");
+                let r = read.json();
+                assert_eq!(r["meta"]["versionId"], vid.as_str(), "{system} {path}");
+                assert_read_back(system, &r, &id, &nhs, &format!("bp-{system}"));
+            }
         }
+        // A search by the panel's code, or by either part's, finds the panel.
+        for code in [
+            "75367002",
+            "271649006",
+            "271650006",
+            "http://snomed.info/sct|271650006",
+        ] {
+            let found = w
+                .call(
+                    "GET",
+                    &format!("/Observation?patient={nhs}&code={code}&date=2026-11-20"),
+                    &b,
+                    &[],
+                    b"",
+                )
+                .await
+                .json();
+            let ids: Vec<&str> = found["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["resource"]["id"].as_str())
+                .collect();
+            assert!(ids.contains(&id.as_str()), "{system} code={code}: {ids:?}");
+        }
+        // Versions the GP system does not keep are not found, saying so.
+        let gone = w
+            .call(
+                "GET",
+                &format!("/Observation/{id}/_history/0000000000000000"),
+                &a,
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(gone.status, 404, "{system}");
+        assert!(
+            gone.diagnostics()
+                .contains("only an entry's current version"),
+            "{system}: {}",
+            gone.diagnostics()
+        );
 
         // B's next read sees both, despite its cached copy.
         let after = w
@@ -207,13 +318,16 @@ async fn supplier_a_writes_and_supplier_b_sees_it_on_every_gp_system() {
             "{system}: exactly the two new readings"
         );
 
-        // The Location answers the first entry recorded: the systolic reading.
+        // The Location answers the reading as recorded: one panel, both readings.
         let path = location.strip_prefix(&w.manifest().base_url).unwrap();
         let located = w.call("GET", path, &a, &[], b"").await.json();
         let found = readings(&json!({ "entry": [{ "resource": located }] }));
         assert_eq!(
             found,
-            [("271649006".to_owned(), 131.0)],
+            [
+                ("271649006".to_owned(), 131.0),
+                ("271650006".to_owned(), 84.0)
+            ],
             "{system}: {found:?}"
         );
     }
@@ -451,12 +565,23 @@ async fn versions_are_version_ids_clients_can_send_back() {
     }
     let metadata = w.call("GET", "/metadata", &token, &[], b"").await.json();
     for r in metadata["rest"][0]["resource"].as_array().unwrap() {
+        let interactions: Vec<&str> = r["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["code"].as_str())
+            .collect();
+        // Record entries name their content version and serve vread of the current one;
+        // the GP systems keep no history.
         let expected = if r["type"] == "Patient" {
             "versioned-update"
+        } else if interactions.contains(&"vread") {
+            "versioned"
         } else {
             "no-version"
         };
         assert_eq!(r["versioning"], expected, "{}", r["type"]);
+        assert_eq!(r["readHistory"], false, "{}", r["type"]);
     }
 }
 
@@ -740,5 +865,43 @@ async fn the_same_identifier_from_two_suppliers_is_two_readings() {
             "{client}: {}",
             String::from_utf8_lossy(&a.body)
         );
+    }
+}
+
+/// An identifier a GP system would not keep exactly as sent (over 200 characters, or
+/// with surrounding spaces some systems trim) is refused, naming it, and nothing is
+/// recorded: what is kept must read back as written.
+#[tokio::test]
+async fn identifiers_that_would_not_read_back_as_sent_are_refused() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        let held = |store: &gp_sim::SimStore| {
+            store
+                .patient_by_nhs(&nhs)
+                .map(|p| p.observations.len())
+                .unwrap()
+        };
+        let before = held(&w.sandbox.store);
+        for value in [" padded".to_owned(), "x".repeat(201)] {
+            let body = blood_pressure(&nhs, &value, 131, 84);
+            let a = w
+                .call(
+                    "POST",
+                    "/Observation",
+                    &token,
+                    &[FHIR_JSON],
+                    &serde_json::to_vec(&body).unwrap(),
+                )
+                .await;
+            assert_eq!(a.status, 422, "{system} {value:?}: {}", a.diagnostics());
+            assert!(
+                a.diagnostics().contains("Observation.identifier[0].value"),
+                "{system}: {}",
+                a.diagnostics()
+            );
+        }
+        assert_eq!(held(&w.sandbox.store), before, "{system}: nothing recorded");
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
@@ -628,6 +629,7 @@ fn map_root(root: Node) -> Result<MappedRecord> {
     map_list(root, "EventList", "Event", &mut clinical, |at, n| {
         map_event(&ctx, at, n)
     })?;
+    let links = panel_links(root)?;
     map_list(root, "AllergyList", "Allergy", &mut clinical, |at, n| {
         map_allergy(&ctx, at, n).map(Resource::AllergyIntolerance)
     })?;
@@ -639,6 +641,7 @@ fn map_root(root: Node) -> Result<MappedRecord> {
         |at, n| map_medication(&ctx, at, n).map(Resource::MedicationStatement),
     )?;
 
+    gp_adapter::vital_signs::finish(&mut clinical, &links);
     Ok(MappedRecord {
         nhs_number: nhs,
         ods,
@@ -677,6 +680,26 @@ fn map_list(
         out.push(f(&At::nth(&list_at, item, i + 1), n)?);
     }
     Ok(())
+}
+
+/// Each Event's `ParentGUID`: the diastolic reading of a blood pressure names the
+/// systolic one it was taken with, so the two read as one panel.
+fn panel_links(root: Node) -> Result<Vec<PanelLink>> {
+    let Some(list) = child(root, "EventList") else {
+        return Ok(Vec::new());
+    };
+    let list_at = At::root("EventList");
+    let mut links = Vec::new();
+    for (i, n) in children(list, "Event").enumerate() {
+        let at = At::nth(&list_at, "Event", i + 1);
+        if let Some(parent) = opt_guid(&at, n, "ParentGUID")? {
+            links.push(PanelLink {
+                systolic: parent,
+                diastolic: guid(&at, n, "GUID")?,
+            });
+        }
+    }
+    Ok(links)
 }
 
 fn map_person(at: &At, n: Node, id: String) -> Result<Practitioner> {
@@ -723,7 +746,12 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
     let date = assigned_date(at, n, "AssignedDate")?;
     let author = practitioner_ref(opt_guid(at, n, "AuthorID")?);
     let code = required_code(at, n, "Code")?;
-    let identifier = vec![emis_id("event", &id)];
+    // The supplier's identifier of a reading it filed comes first, then EMIS's own.
+    let mut identifier: Vec<Identifier> = child(n, "ExternalIdentifier")
+        .and_then(|e| vital_signs::supplier_identifier(opt(e, "System"), opt(e, "Value")))
+        .into_iter()
+        .collect();
+    identifier.push(emis_id("event", &id));
     let encounter = encounter_ref(ctx, at, n)?;
     match at.req(n, "EventType")? {
         "Observation" => {
@@ -1042,6 +1070,12 @@ pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<Strin
     let local = o.effective.uk_local();
     let mut doc = Doc::new("ObservationBatch");
     doc.text("ExternalKey", &o.key);
+    if let Some((system, value)) = &o.identifier {
+        doc.open("ExternalIdentifier");
+        doc.text("System", system);
+        doc.text("Value", value);
+        doc.close("ExternalIdentifier");
+    }
     doc.text(
         "AssignedDate",
         &format!("{:02}/{:02}/{:04}", local.day, local.month, local.year),

@@ -9,6 +9,7 @@
 use gp_adapter::json::{Document, DocumentError, Node, Precision, Value, date_with_precision};
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::vital_signs;
 use gp_adapter::{
     AdapterError, ClinicalType, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
 };
@@ -770,17 +771,29 @@ fn map_problem(ctx: &Ctx, e: Node, head: Head) -> Result<Resource> {
     }))
 }
 
-/// One Observation; a blood pressure entry (`systolic`/`diastolic`) becomes two, the
-/// systolic and the diastolic reading, exactly as EMIS records them.
+/// One Observation; a blood pressure entry (`systolic`/`diastolic`) is one panel with
+/// the two readings as components, as every GP system's blood pressure reads.
 fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> Result<()> {
     let effective = date(e.get("date"))?;
     let code = req_coded(e.get("code"))?;
     let encounter = encounter_ref(e)?;
     let (confidential, author) = (head.confidential, head.author);
+    // The supplier's identifier of a reading it wrote comes first, then Evolution's.
+    let ext = e.get("external_identifier");
+    let supplier = match ext.opt_object()? {
+        None => None,
+        Some(x) => {
+            vital_signs::supplier_identifier(x.get("system").opt_str()?, x.get("value").opt_str()?)
+        }
+    };
     let observation = |id: String, code: CodeableConcept, value: Option<Quantity>| {
-        Resource::Observation(Observation {
+        let mut o = Observation {
             meta: meta("Observation", confidential),
-            identifier: vec![microtest_id("observation", &id)],
+            identifier: supplier
+                .clone()
+                .into_iter()
+                .chain([microtest_id("observation", &id)])
+                .collect(),
             id,
             status: "final".into(),
             code,
@@ -790,7 +803,9 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             performer: author.clone().into_iter().collect(),
             value_quantity: value,
             ..Observation::default()
-        })
+        };
+        vital_signs::categorise(&mut o);
+        o
     };
     let (systolic, diastolic) = (e.get("systolic"), e.get("diastolic"));
     let value = e.get("value");
@@ -799,7 +814,7 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             None => None,
             Some(v) => Some(quantity(value, v, e.get("unit").opt_str()?)?),
         };
-        out.push(observation(head.id, code, quantity));
+        out.push(Resource::Observation(observation(head.id, code, quantity)));
         return Ok(());
     }
     if value.opt_str()?.is_some() {
@@ -808,6 +823,7 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             .into());
     }
     let mut ids: Vec<String> = Vec::with_capacity(2);
+    let mut readings = Vec::with_capacity(2);
     for (field, reading, read, term) in [
         ("systolic", systolic, "2469.", "Systolic blood pressure"),
         ("diastolic", diastolic, "246A.", "Diastolic blood pressure"),
@@ -834,12 +850,31 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             Some(v) => quantity_of(v, unit),
             None => quantity(value, text, unit)?,
         };
-        out.push(observation(
+        readings.push(observation(
             rid_text.clone(),
             terminology::coded(CodeScheme::ReadV2, read, term, None),
             Some(value),
         ));
         ids.push(rid_text);
+    }
+    let mut readings = readings.into_iter();
+    match (readings.next(), readings.next()) {
+        (Some(systolic), Some(diastolic)) => {
+            // The panel is the entry: its id, the diastolic reading's id kept as an identifier.
+            let mut panel = vital_signs::blood_pressure_panel(
+                head.id.clone(),
+                systolic,
+                diastolic,
+                Some((CodeScheme::ReadV2, "246..")),
+            );
+            if !ids.contains(&head.id) {
+                panel.identifier.push(microtest_id("observation", &head.id));
+            }
+            out.push(Resource::Observation(panel));
+        }
+        // Half a blood pressure: the one reading Evolution holds, as it is.
+        (Some(one), None) => out.push(Resource::Observation(one)),
+        _ => {}
     }
     Ok(())
 }
@@ -976,6 +1011,13 @@ pub fn render_entries_request(
         "date": { "value": native_datetime(o.effective), "precision": "datetime" },
         "readings": readings,
     });
+    let mut body = body;
+    if let (Some((system, value)), serde_json::Value::Object(m)) = (&o.identifier, &mut body) {
+        m.insert(
+            "external_identifier".into(),
+            serde_json::json!({ "system": system, "value": value }),
+        );
+    }
     serde_json::to_vec(&body).map_err(|e| unprocessable(e.to_string()))
 }
 

@@ -95,7 +95,17 @@ async fn written_readings_read_back_without_a_performer() {
             _ => None,
         })
         .collect();
-    assert_eq!(written.len(), 2);
+    assert_eq!(written.len(), 1, "one blood pressure panel");
+    assert_eq!(
+        written[0].id, created.ids[0],
+        "the panel has the first entry's id"
+    );
+    assert_eq!(written[0].component.len(), 2);
+    assert_eq!(
+        written[0].identifier[0].value.as_deref(),
+        Some("performer-check"),
+        "the supplier's identifier is kept"
+    );
     for o in &written {
         assert!(o.performer.is_empty(), "{o:?}");
         assert!(o.encounter.is_none(), "{o:?}");
@@ -229,7 +239,7 @@ async fn refused_writes_are_typed_errors() {
 }
 
 #[tokio::test]
-async fn blood_pressure_is_two_observations_like_emis() {
+async fn blood_pressure_is_one_panel_with_both_readings_like_every_system() {
     let (sim, population) = start().await;
     let adapter = adapter(&sim, 5000);
     let (nhs, ods) = fixture(&population).patients[0].clone();
@@ -245,24 +255,42 @@ async fn blood_pressure_is_two_observations_like_emis() {
         })
         .await
         .unwrap();
-    let codes: Vec<Option<&str>> = page
+    let observations: Vec<&gp_fhir::model::Observation> = page
         .resources
         .iter()
-        .map(|r| match r {
-            gp_fhir::model::Resource::Observation(o) => o.code.code_in(gp_fhir::model::SNOMED),
+        .filter_map(|r| match r {
+            gp_fhir::model::Resource::Observation(o) => Some(o),
             _ => None,
         })
         .collect();
-    let systolic = codes.iter().filter(|c| **c == Some("271649006")).count();
-    let diastolic = codes.iter().filter(|c| **c == Some("271650006")).count();
-    assert!(systolic > 0 && systolic == diastolic, "{codes:?}");
-    // The demo patient's observations as the population holds them: one per reading.
-    let expected = population
+    let panels: Vec<_> = observations
+        .iter()
+        .filter(|o| o.code.code_in(gp_fhir::model::SNOMED) == Some("75367002"))
+        .collect();
+    assert!(!panels.is_empty());
+    for p in &panels {
+        let parts: Vec<_> = p
+            .component
+            .iter()
+            .map(|c| c.code.code_in(gp_fhir::model::SNOMED))
+            .collect();
+        assert_eq!(parts, [Some("271649006"), Some("271650006")], "{p:?}");
+        assert_eq!(p.value_quantity, None);
+    }
+    assert!(
+        observations
+            .iter()
+            .all(|o| o.code.code_in(gp_fhir::model::SNOMED) != Some("271650006")),
+        "no diastolic reading stands alone"
+    );
+    // The demo patient's observations as the population holds them, a pair once.
+    let held = &population
         .patient_by_nhs("9912003888")
         .unwrap()
-        .observations
-        .len();
+        .observations;
+    let expected = held.len() - gp_sim::blood_pressure_pairs(held).len();
     assert_eq!(page.total as usize, expected);
+    assert_eq!(observations.len(), expected);
 }
 
 /// The usual GP is read with the patient.

@@ -256,27 +256,44 @@ fn observations_string_numbers_and_codes() {
 }
 
 #[test]
-fn blood_pressure_splits_into_two_observations() {
+fn blood_pressure_is_one_panel_with_both_readings() {
     let r = map(
         EntryType::Observation,
         json!([{"id": "bp-1", "type": "observation", "date": {"value": "2024-03-04", "precision": "day"},
                 "clinician_id": "c-01", "code": {"read": "246..", "term": "O/E - blood pressure reading"},
+                "external_identifier": {"system": "https://example.com/r", "value": "r-1"},
                 "systolic": {"value": "128", "unit": "mm[Hg]"},
                 "diastolic": {"id": "bp-1-d", "value": "82", "unit": "mm[Hg]"}}]),
     );
-    assert_eq!(r.len(), 2);
-    let (s, d) = (j(&r[0]), j(&r[1]));
+    assert_eq!(r.len(), 1);
+    let p = j(&r[0]);
+    assert_eq!(p["id"], "bp-1", "the entry's id");
+    assert_eq!(p["code"]["coding"][0]["code"], "75367002");
+    assert_eq!(p["code"]["coding"][1]["code"], "246..");
+    assert_eq!(p["category"][0]["coding"][0]["code"], "vital-signs");
     assert_eq!(
-        (s["id"].as_str(), d["id"].as_str()),
-        (Some("bp-1"), Some("bp-1-d"))
+        p["identifier"][0]["value"], "r-1",
+        "the supplier's identifier first"
     );
+    let ids: Vec<&str> = p["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["value"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"bp-1-d"),
+        "the diastolic reading's id is kept: {ids:?}"
+    );
+    let (s, d) = (&p["component"][0], &p["component"][1]);
     assert_eq!(s["code"]["coding"][0]["code"], "271649006");
     assert_eq!(s["code"]["coding"][1]["code"], "2469.");
     assert_eq!(s["code"]["text"], "Systolic blood pressure");
     assert_eq!(d["code"]["coding"][0]["code"], "271650006");
     assert_eq!(s["valueQuantity"]["value"], 128);
     assert_eq!(d["valueQuantity"]["code"], "mm[Hg]");
-    assert_eq!(s["effectiveDateTime"], d["effectiveDateTime"]);
+    assert!(p.get("valueQuantity").is_none());
+    assert_eq!(p["effectiveDateTime"], "2024-03-04");
     assert_eq!(
         map_err(
             EntryType::Observation,

@@ -46,6 +46,8 @@ fn blood_pressure_is_two_snomed_readings_in_uk_local_time() {
                 {"code": {"snomed": "271649006", "term": "Systolic blood pressure"}, "value": "131", "unit": "mm[Hg]"},
                 {"code": {"snomed": "271650006", "term": "Diastolic blood pressure"}, "value": "84", "unit": "mm[Hg]"},
             ],
+            // The supplier's identifier, which Evolution keeps with the entries.
+            "external_identifier": {"system": "https://harness.example/readings", "value": "k-1"},
         })
     );
 }

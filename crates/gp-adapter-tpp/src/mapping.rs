@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc};
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::write::{ContactDetails, Created, NewObservation};
 use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, PatientFlags};
@@ -92,6 +93,9 @@ pub struct RecordPage {
     pub version: String,
     pub flags: PatientFlags,
     pub clinical: Vec<Resource>,
+    /// Diastolic readings linked to their systolic one (`ParentEventUID`), which may be
+    /// on another page.
+    pub links: Vec<PanelLink>,
 }
 
 type Result<T> = std::result::Result<T, TppDataError>;
@@ -249,10 +253,14 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
         return Err(TppDataError::Paging("no page was read".into()));
     };
     let mut clinical = first.clinical;
+    let mut links = first.links;
     clinical.reserve(total.saturating_sub(clinical.len()));
     for p in pages {
         clinical.extend(p.clinical);
+        links.extend(p.links);
     }
+    // A blood pressure is one panel, whichever pages its two events were on.
+    vital_signs::finish(&mut clinical, &links);
     Ok(MappedRecord {
         nhs_number: first.nhs_number,
         ods: first.ods,
@@ -791,6 +799,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
         clinical_list.map_or(0, |l| l.children().filter(|c| is(c, "Event")).count()),
     );
     let mut events = 0u32;
+    let mut links = Vec::new();
     if let Some(list) = clinical_list {
         let clinical_at = patient_at.under("Clinical");
         for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
@@ -800,7 +809,10 @@ fn map_root(root: Node) -> Result<RecordPage> {
                 &clinical_at.nth("Event", i + 1),
                 e,
                 None,
-                &mut clinical,
+                &mut Mapped {
+                    resources: &mut clinical,
+                    links: &mut links,
+                },
             )?;
         }
     }
@@ -812,6 +824,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
     }
 
     Ok(RecordPage {
+        links,
         paging,
         events,
         patient_uid,
@@ -875,6 +888,14 @@ struct EventHead {
     confidential: bool,
     /// `Encounter/{uid}` of the consultation Event this one is grouped in.
     encounter: Option<Reference>,
+    /// The supplier's identifier of a reading it recorded (`ExternalIdentifier`).
+    supplier_identifier: Option<Identifier>,
+}
+
+/// What a page's Events map to.
+struct Mapped<'a> {
+    resources: &'a mut Vec<Resource>,
+    links: &'a mut Vec<PanelLink>,
 }
 
 /// The consultation Event a grouped Event inherits from.
@@ -893,9 +914,16 @@ fn map_event(
     at: &At,
     n: Node,
     grouped_in: Option<&Grouping>,
-    out: &mut Vec<Resource>,
+    mapped: &mut Mapped,
 ) -> Result<()> {
     let id = uid_attr(at, n, "EventUID")?;
+    if let Some(parent) = opt_uid_attr(at, n, "ParentEventUID")? {
+        mapped.links.push(PanelLink {
+            systolic: parent,
+            diastolic: id.clone(),
+        });
+    }
+    let out = &mut *mapped.resources;
     let raw_date = attr(n, "DateTime").ok_or_else(|| at.missing("@DateTime"))?;
     let date = precise(at, "@DateTime", raw_date, None, attr(n, "DatePrecision"))?;
     let head = EventHead {
@@ -905,6 +933,8 @@ fn map_event(
         confidential: grouped_in.is_some_and(|g| g.confidential)
             || bool_attr(at, n, "Confidential")?,
         encounter: grouped_in.map(|g| Reference::to("Encounter", g.consultation_id)),
+        supplier_identifier: child(n, "ExternalIdentifier")
+            .and_then(|e| vital_signs::supplier_identifier(attr(e, "System"), e.text())),
     };
     let mut content = n
         .children()
@@ -947,7 +977,7 @@ fn map_event(
                 head,
             )?);
             for (i, e) in nested.enumerate() {
-                map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), out)?;
+                map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), mapped)?;
             }
         }
         "ClinicalCode" => out.push(map_clinical_code(
@@ -1057,6 +1087,12 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
             })
         }
     };
+    // The supplier's identifier of a reading it recorded comes first, then SystmOne's.
+    let identifier = head
+        .supplier_identifier
+        .into_iter()
+        .chain(identifier)
+        .collect();
     Ok(Resource::Observation(Observation {
         meta: meta("Observation", head.confidential),
         identifier,
@@ -1286,6 +1322,13 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
         escape(&o.key),
         o.effective.to_rfc3339()
     );
+    if let Some((system, value)) = &o.identifier {
+        xml.push_str(&format!(
+            "  <ExternalIdentifier System=\"{}\">{}</ExternalIdentifier>\n",
+            escape(system),
+            escape(value)
+        ));
+    }
     for m in &o.measurements {
         let ctv3 = terminology::native_code(CodeScheme::Ctv3, &m.snomed).ok_or_else(|| {
             unprocessable(format!(
@@ -1494,6 +1537,7 @@ mod tests {
     fn weight(unit: &str) -> NewObservation {
         NewObservation {
             key: "k-1".into(),
+            identifier: None,
             snomed: "27113001".into(),
             display: "Body weight".into(),
             effective: gp_adapter::UtcDateTime {
@@ -1521,6 +1565,7 @@ mod tests {
             xml,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <RecordEventsRequest ExternalReference=\"bp-key-1\" DateTime=\"2026-07-14T07:32:05Z\">\n  \
+             <ExternalIdentifier System=\"https://harness.example/readings\">bp-key-1</ExternalIdentifier>\n  \
              <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">2469.</Code><Rubric>Systolic blood pressure</Rubric><Value>131</Value><Units>mm[Hg]</Units></ClinicalCode>\n  \
              <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">246A.</Code><Rubric>Diastolic blood pressure</Rubric><Value>84</Value><Units>mm[Hg]</Units></ClinicalCode>\n\
              </RecordEventsRequest>\n"

@@ -148,19 +148,30 @@ async fn written_observations_have_no_performer_and_keep_their_ctv3_code() {
             _ => None,
         })
         .collect();
-    assert_eq!(written.len(), 2);
+    assert_eq!(written.len(), 1, "the two events read as one panel");
     for o in written {
         assert!(o.performer.is_empty(), "{o:?}");
         assert!(o.encounter.is_none());
-        let codes: Vec<_> = o
-            .code
-            .coding
+        assert_eq!(
+            o.id, created.ids[0],
+            "the panel has the systolic event's id"
+        );
+        assert_eq!(o.identifier[0].value.as_deref(), Some("written-bp-1"));
+        let codes: Vec<Vec<_>> = o
+            .component
             .iter()
-            .filter_map(|c| c.code.as_deref())
+            .map(|c| {
+                c.code
+                    .coding
+                    .iter()
+                    .filter_map(|c| c.code.as_deref())
+                    .collect()
+            })
             .collect();
-        assert!(
-            codes == ["271649006", "2469."] || codes == ["271650006", "246A."],
-            "{codes:?}"
+        assert_eq!(
+            codes,
+            [vec!["271649006", "2469."], vec!["271650006", "246A."]],
+            "each component keeps its CTV3 code"
         );
         assert_eq!(
             o.effective_date_time.as_deref(),

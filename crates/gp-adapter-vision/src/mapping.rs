@@ -8,6 +8,7 @@
 use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
+use gp_adapter::vital_signs;
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
     AdapterError, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
@@ -33,10 +34,10 @@ pub use gp_adapter::uk_core::GMC_SYSTEM;
 pub const BP_READ_CODE: &str = "246..";
 /// SNOMED CT codes a BP row may carry instead of a Read v2 code.
 const BP_SNOMED: [&str; 2] = ["75367002", "163020007"];
-/// What a BP row becomes: (Read v2 code, term, id suffix) for VALUE1 and VALUE2.
-const BP_PARTS: [(&str, &str, &str); 2] = [
-    ("2469.", "Systolic blood pressure", "sys"),
-    ("246A.", "Diastolic blood pressure", "dia"),
+/// The components a BP row's VALUE1 and VALUE2 become: (Read v2 code, term).
+const BP_PARTS: [(&str, &str); 2] = [
+    ("2469.", "Systolic blood pressure"),
+    ("246A.", "Diastolic blood pressure"),
 ];
 
 type Result<T> = std::result::Result<T, VisionDataError>;
@@ -123,7 +124,7 @@ fn yes_no(row: &Row, c: Col) -> Result<bool> {
 }
 
 fn valid_id(raw: &str) -> bool {
-    // Room for the `-sys`/`-dia` suffix of split BP rows within FHIR's 64.
+    // The documented limit (docs/native-formats/vision.md), within FHIR's 64.
     (1..=60).contains(&raw.len())
         && raw
             .bytes()
@@ -616,6 +617,9 @@ struct JournalCols {
     reaction_code: Col,
     reaction_snomed: Col,
     reaction_rubric: Col,
+    /// The supplier's identifier of a reading it wrote (optional columns).
+    ext_system: Option<usize>,
+    ext_id: Option<usize>,
 }
 
 impl JournalCols {
@@ -650,6 +654,8 @@ impl JournalCols {
             reaction_code: c("REACTION_CODE")?,
             reaction_snomed: c("REACTION_SNOMED")?,
             reaction_rubric: c("REACTION_RUBRIC")?,
+            ext_system: ex.optional_column("EXT_SYSTEM"),
+            ext_id: ex.optional_column("EXT_ID"),
         })
     }
 }
@@ -871,6 +877,14 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
         "OBSERVATION" => {
             let units = opt(row, c.units);
             let value1 = number(row, c.value1)?;
+            // The supplier's identifier of a reading it wrote comes first, then Vision's.
+            let identifier: Vec<Identifier> = vital_signs::supplier_identifier(
+                c.ext_system.and_then(|i| row.opt(i)),
+                c.ext_id.and_then(|i| row.opt(i)),
+            )
+            .into_iter()
+            .chain([vision_id("journal", &id)])
+            .collect();
             if let Some(value2) = number(row, c.value2)? {
                 // Vision's one-row blood pressure: the same two Observations EMIS yields.
                 let is_bp = match opt(row, c.code) {
@@ -889,10 +903,10 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     row: row.number(),
                     column: "VALUE1",
                 })?;
-                let identifier = vec![vision_id("journal", &id)];
-                for ((code, term, suffix), value) in BP_PARTS.iter().zip([systolic, value2]) {
-                    out.push(Resource::Observation(Observation {
-                        id: joined(&[&id, "-", suffix]),
+                // One panel, as every GP system's blood pressure reads: the row's id.
+                let [systolic, diastolic] = [(BP_PARTS[0], systolic), (BP_PARTS[1], value2)].map(
+                    |((code, term), value)| Observation {
+                        id: id.clone(),
                         meta: meta("Observation", confidential),
                         identifier: identifier.clone(),
                         status: "final".into(),
@@ -903,13 +917,18 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                         performer: author.clone().into_iter().collect(),
                         value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
                         ..Observation::default()
-                    }));
-                }
+                    },
+                );
+                // A row coded in SNOMED CT only (no CODE) reads as the SNOMED CT panel.
+                let native = opt(row, c.code).map(|_| (CodeScheme::ReadV2, BP_READ_CODE));
+                out.push(Resource::Observation(vital_signs::blood_pressure_panel(
+                    id, systolic, diastolic, native,
+                )));
                 return Ok(());
             }
-            out.push(Resource::Observation(Observation {
+            let mut observation = Observation {
                 meta: meta("Observation", confidential),
-                identifier: vec![vision_id("journal", &id)],
+                identifier,
                 id,
                 status: "final".into(),
                 code: required_code(ctx, row, false)?,
@@ -919,7 +938,9 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 performer: author.into_iter().collect(),
                 value_quantity: value1.map(|v| quantity(v, units)),
                 ..Observation::default()
-            }));
+            };
+            vital_signs::categorise(&mut observation);
+            out.push(Resource::Observation(observation));
         }
         "PROBLEM" => {
             let status = match req(row, c.status)? {
@@ -1183,6 +1204,8 @@ fn map_therapy(
 pub const WRITE_COLUMNS: [&str; 8] = [
     "TYPE", "DATE", "TIME", "CODE", "RUBRIC", "VALUE1", "VALUE2", "UNITS",
 ];
+/// The columns a journal write adds when the supplier gave the reading an identifier.
+pub const WRITE_IDENTIFIER_COLUMNS: [&str; 2] = ["EXT_SYSTEM", "EXT_ID"];
 /// Columns of a contact update (`PUT …/contact`).
 pub const CONTACT_COLUMNS: [&str; 11] = [
     "HOME_PHONE",
@@ -1248,7 +1271,7 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
     }
     let (date, time) = native_date_time(obs.effective);
     let row = |code: &str, rubric: &str, v1: String, v2: String, units: &str| {
-        vec![
+        let mut r = vec![
             "OBSERVATION".to_owned(),
             date.clone(),
             time.clone(),
@@ -1257,7 +1280,11 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             v1,
             v2,
             units.to_owned(),
-        ]
+        ];
+        if let Some((system, value)) = &obs.identifier {
+            r.extend([system.clone(), value.clone()]);
+        }
+        r
     };
     let mut rest: Vec<&Measurement> = obs.measurements.iter().collect();
     let mut rows = Vec::new();
@@ -1292,12 +1319,16 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             &m.unit,
         ));
     }
-    Ok(extract::write(&WRITE_COLUMNS, &rows))
+    let mut columns = WRITE_COLUMNS.to_vec();
+    if obs.identifier.is_some() {
+        columns.extend(WRITE_IDENTIFIER_COLUMNS);
+    }
+    Ok(extract::write(&columns, &rows))
 }
 
 /// The ids [`crate::VisionAdapter::search`] gives the entries in a journal write's answer
 /// (a journal extract of the rows written): the answer is mapped exactly as a search
-/// page is, so a BP row's ids are `{ID}-sys` and `{ID}-dia` there too.
+/// page is, so a BP row's id is the row's `ID` there too.
 pub fn written_ids(body: &[u8], nhs: NhsNumber, ods: &OdsCode) -> Result<Vec<String>> {
     let ex = Extract::parse("journal write answer", body)?;
     let pid_col = col(&ex, "PID")?;
@@ -1452,6 +1483,7 @@ mod tests {
     fn bp(at: UtcDateTime) -> NewObservation {
         NewObservation {
             key: "k1".into(),
+            identifier: None,
             snomed: BLOOD_PRESSURE_PANEL.into(),
             display: "Blood pressure".into(),
             effective: at,
@@ -1490,6 +1522,7 @@ mod tests {
     fn other_measurements_are_one_row_each_in_read_v2() {
         let weight = NewObservation {
             key: "k2".into(),
+            identifier: None,
             snomed: "27113001".into(),
             display: "Body weight".into(),
             effective: taken(1, 2, 9),
@@ -1677,7 +1710,7 @@ mod tests {
         );
         assert_eq!(
             written_ids(body.as_bytes(), nhs, &ods).unwrap(),
-            vec!["ab-12-sys", "ab-12-dia", "cd-34"]
+            vec!["ab-12", "cd-34"]
         );
         let empty = extract::write(&cols, &[]);
         assert!(written_ids(empty.as_bytes(), nhs, &ods).is_err());

@@ -83,8 +83,8 @@ async fn written_entries_have_no_performer_or_consultation() {
         .collect();
     assert_eq!(
         written.len(),
-        3,
-        "the BP row's two Observations and the weight, none with a performer"
+        2,
+        "the BP row's panel and the weight, none with a performer"
     );
     assert!(written.iter().all(|o| o.encounter.is_none()));
 }
@@ -110,10 +110,10 @@ async fn the_practice_and_usual_gp_are_read() {
     );
 }
 
-/// Blood pressure is one Vision row but two Observations, exactly as many as the
-/// population (and so the EMIS adapter) has.
+/// Blood pressure is one Vision row and one panel Observation with both readings as
+/// components, exactly as the EMIS adapter recombines the two events it files.
 #[tokio::test]
-async fn blood_pressure_rows_split_like_emis() {
+async fn blood_pressure_rows_are_one_panel_like_emis() {
     let (sim, population) = start().await;
     let adapter = adapter(&sim, 5000);
     let fx = fixture(&population);
@@ -122,8 +122,12 @@ async fn blood_pressure_rows_split_like_emis() {
         .search(&search(nhs, &ods, ClinicalType::Observation))
         .await
         .unwrap();
-    let sim_patient = population.patient_by_nhs("9658218865").unwrap();
-    assert_eq!(page.resources.len(), sim_patient.observations.len());
+    let held = &population
+        .patient_by_nhs("9658218865")
+        .unwrap()
+        .observations;
+    let pairs = gp_sim::blood_pressure_pairs(held).len();
+    assert_eq!(page.resources.len(), held.len() - pairs);
     let count = |code: &str| {
         page.resources
             .iter()
@@ -133,9 +137,16 @@ async fn blood_pressure_rows_split_like_emis() {
             })
             .count()
     };
-    let systolic = count("271649006");
-    assert!(systolic > 0);
-    assert_eq!(systolic, count("271650006"));
+    assert!(pairs > 0);
+    assert_eq!(count("75367002"), pairs);
+    assert_eq!(count("271650006"), 0, "no diastolic reading stands alone");
+    for r in &page.resources {
+        if let Resource::Observation(o) = r
+            && o.code.code_in(gp_fhir::model::SNOMED) == Some("75367002")
+        {
+            assert_eq!(o.component.len(), 2, "{o:?}");
+        }
+    }
 }
 
 /// A record longer than one 500-row page is fetched whole by following the token.
@@ -158,7 +169,7 @@ async fn long_journals_follow_continuation_tokens() {
         o.meta.id = format!("{}-{i}", template.meta.id);
         demo.observations.push(o);
     }
-    let expected = demo.observations.len();
+    let expected = demo.observations.len() - gp_sim::blood_pressure_pairs(&demo.observations).len();
     let sim = start_with(population.clone()).await;
     let adapter = adapter(&sim, 5000);
     let (nhs, ods) = fixture(&population).patients[0].clone();

@@ -8,7 +8,7 @@ use gp_adapter_vision::{
 use gp_fhir::model::{CONFIDENTIALITY_SYSTEM, DMD, READ_V2, Resource, SNOMED};
 use gp_fhir::{NhsNumber, OdsCode};
 
-const JOURNAL_COLUMNS: &str = "PID|ID|DATE|CODE|SNOMED_CODE|DMD_CODE|RUBRIC|VALUE1|VALUE2|END_DATE|SEVERITY|TIME|TYPE|STATUS|UNITS|CATEGORY|AUTHOR|CONSULTATION_ID|CONFIDENTIAL|DOSAGE|QUANTITY|QUANTITY_UNITS|PRESCRIPTION_TYPE|BATCH|DOSE_NO|REACTION_CODE|REACTION_SNOMED|REACTION_RUBRIC";
+const JOURNAL_COLUMNS: &str = "PID|ID|DATE|CODE|SNOMED_CODE|DMD_CODE|RUBRIC|VALUE1|VALUE2|END_DATE|SEVERITY|TIME|TYPE|STATUS|UNITS|CATEGORY|AUTHOR|CONSULTATION_ID|CONFIDENTIAL|DOSAGE|QUANTITY|QUANTITY_UNITS|PRESCRIPTION_TYPE|BATCH|DOSE_NO|REACTION_CODE|REACTION_SNOMED|REACTION_RUBRIC|EXT_SYSTEM|EXT_ID";
 
 const PATIENT: &str = concat!(
     "PID|NHS_NUMBER|SURNAME|FORENAME|DATE_OF_BIRTH|SEX|POSTCODE|GP_USUAL|ACTIVE|TITLE|MIDDLE_NAMES|ADDRESS1|ADDRESS2|ADDRESS3|TOWN|COUNTY|HOME_PHONE|MOBILE_PHONE|EMAIL|NHS_NUMBER_STATUS|DATE_OF_DEATH|REGISTERED_DATE|SENSITIVE|DISSENT|LAST_MODIFIED\r\n",
@@ -210,7 +210,7 @@ fn observation_with_read_code_time_and_value() {
 }
 
 #[test]
-fn one_bp_row_becomes_systolic_and_diastolic() {
+fn one_bp_row_becomes_one_panel_with_both_readings() {
     let r = map(&[&[
         ("ID", "BP1"),
         ("TYPE", "OBSERVATION"),
@@ -221,13 +221,16 @@ fn one_bp_row_becomes_systolic_and_diastolic() {
         ("VALUE1", "128"),
         ("VALUE2", "82"),
         ("UNITS", "mm[Hg]"),
+        ("EXT_SYSTEM", "https://example.com/r"),
+        ("EXT_ID", "r-1"),
     ]]);
-    assert_eq!(r.len(), 2);
-    let (s, d) = (json(&r[0]), json(&r[1]));
-    assert_eq!(
-        (s["id"].as_str(), d["id"].as_str()),
-        (Some("bp1-sys"), Some("bp1-dia"))
-    );
+    assert_eq!(r.len(), 1);
+    let p = json(&r[0]);
+    assert_eq!(p["id"], "bp1", "the row's id");
+    assert_eq!(p["code"]["coding"][0]["code"], "75367002");
+    assert_eq!(p["code"]["coding"][1]["code"], "246..");
+    assert_eq!(p["category"][0]["coding"][0]["code"], "vital-signs");
+    let (s, d) = (&p["component"][0], &p["component"][1]);
     assert_eq!(s["code"]["coding"][0]["code"], "271649006");
     assert_eq!(s["code"]["coding"][1]["code"], "2469.");
     assert_eq!(s["code"]["text"], "Systolic blood pressure");
@@ -237,10 +240,11 @@ fn one_bp_row_becomes_systolic_and_diastolic() {
     assert_eq!(d["valueQuantity"]["value"], 82.0);
     assert_eq!(d["valueQuantity"]["unit"], "mm[Hg]");
     assert_eq!(
-        s["identifier"][0]["value"], "bp1",
-        "both keep the native row id"
+        p["identifier"][0],
+        serde_json::json!({"system": "https://example.com/r", "value": "r-1"}),
+        "the supplier's identifier first"
     );
-    assert_eq!(d["identifier"][0]["value"], "bp1");
+    assert_eq!(p["identifier"][1]["value"], "bp1", "then the native row id");
     // VALUE2 on anything but BP is refused, as is a BP row without VALUE1.
     let e = err(&[&[
         ("ID", "X"),
@@ -489,7 +493,7 @@ fn malformed_extracts_are_refused_never_half_mapped() {
     let cases: Vec<(String, &str)> = vec![
         (
             good.replace("|OBSERVATION|", "|OBSERVATION|extra|"),
-            "has 29 fields, the header has 28",
+            "has 31 fields, the header has 30",
         ),
         (
             good[..good.len() - 12].to_owned(),
@@ -635,7 +639,7 @@ fn written_rows_have_seconds_and_no_performer() {
         ("UNITS", "mm[Hg]"),
         ("CONFIDENTIAL", "N"),
     ]]);
-    assert_eq!(r.len(), 2);
+    assert_eq!(r.len(), 1, "one panel");
     for o in &r {
         let v = json(o);
         assert_eq!(v["effectiveDateTime"], "2026-07-14T08:32:05+01:00");

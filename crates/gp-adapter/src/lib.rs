@@ -16,6 +16,7 @@ pub mod registry;
 pub mod terminology;
 pub mod time;
 pub mod uk_core;
+pub mod vital_signs;
 pub mod write;
 pub mod xml;
 

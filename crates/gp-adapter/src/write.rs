@@ -28,6 +28,9 @@ pub struct NewObservation {
     /// with the same key must not record anything twice. The GP system stores it with
     /// the entries and answers the existing entries when it sees the key again.
     pub key: String,
+    /// The supplier's own identifier of the reading (`system`, `value`), which the GP
+    /// system keeps with the entries (every reader of them sees it). `None`: none given.
+    pub identifier: Option<(String, String)>,
     /// SNOMED CT concept of the whole observation: the measurement's own concept, or a
     /// panel (75367002 blood pressure) whose parts are in `measurements`.
     pub snomed: String,
@@ -53,8 +56,10 @@ pub struct CreateObservationRequest {
 /// What the GP system did with a create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
-    /// Ids of the entries holding the observation, as [`crate::Adapter::search`] returns
-    /// them (one per native entry: a blood pressure may be two entries).
+    /// Ids of the native entries holding the observation, in measurement order. The
+    /// first is the id of the Observation [`crate::Adapter::search`] returns for it: a
+    /// blood pressure is one panel Observation, whichever entries hold it (see
+    /// [`crate::vital_signs`]).
     pub ids: Vec<String>,
     /// False when the key had been seen before and nothing new was recorded.
     pub created: bool,

@@ -851,6 +851,42 @@ impl Resource {
         }
     }
 
+    /// Meta, to change it.
+    pub fn meta_mut(&mut self) -> &mut Option<Meta> {
+        match self {
+            Self::Patient(r) => &mut r.meta,
+            Self::Organization(r) => &mut r.meta,
+            Self::Practitioner(r) => &mut r.meta,
+            Self::AllergyIntolerance(r) => &mut r.meta,
+            Self::MedicationStatement(r) => &mut r.meta,
+            Self::Condition(r) => &mut r.meta,
+            Self::Observation(r) => &mut r.meta,
+            Self::Immunization(r) => &mut r.meta,
+            Self::Encounter(r) => &mut r.meta,
+        }
+    }
+
+    /// Sets `meta.versionId` to a version of what the resource holds: 16 hex digits of a
+    /// 64-bit FNV-1a hash of its JSON without `meta.versionId` and `meta.lastUpdated`.
+    /// GP systems keep no versions of record entries, so this names the content: the
+    /// same on every replica and after a restart, and different once the GP system
+    /// changes the entry. Returns it.
+    pub fn stamp_content_version(&mut self) -> String {
+        if let Some(m) = self.meta_mut() {
+            m.version_id = None;
+            m.last_updated = None;
+        }
+        let hash = self
+            .to_json()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let version = format!("{hash:016x}");
+        self.meta_mut().get_or_insert_with(Meta::default).version_id = Some(version.clone());
+        version
+    }
+
     /// The clinically relevant date used by `date` searches (onset, effective,
     /// occurrence, period start, assertion date), as FHIR date/dateTime text.
     pub fn clinical_date(&self) -> Option<&str> {
@@ -872,14 +908,18 @@ impl Resource {
     }
 
     /// What the entry records, as `code` searches match it: `code` (Condition,
-    /// AllergyIntolerance, Observation), `medicationCodeableConcept`, `vaccineCode`,
+    /// AllergyIntolerance, Observation, with an Observation's component codes too, as
+    /// FHIR's `combo-code`: a blood pressure panel is found by its systolic or diastolic
+    /// code as well as its own), `medicationCodeableConcept`, `vaccineCode`,
     /// `Encounter.type`.
     pub fn codes(&self) -> Vec<&CodeableConcept> {
         match self {
             Self::AllergyIntolerance(r) => vec![&r.code],
             Self::MedicationStatement(r) => vec![&r.medication_codeable_concept],
             Self::Condition(r) => vec![&r.code],
-            Self::Observation(r) => vec![&r.code],
+            Self::Observation(r) => std::iter::once(&r.code)
+                .chain(r.component.iter().map(|c| &c.code))
+                .collect(),
             Self::Immunization(r) => vec![&r.vaccine_code],
             Self::Encounter(r) => r.type_.iter().collect(),
             Self::Patient(_) | Self::Organization(_) | Self::Practitioner(_) => Vec::new(),

@@ -114,7 +114,7 @@ pub async fn check(
     view.require_client_cert(crate::context::client_certificate(&parts.extensions))
         .map_err(Rescue::from)?;
     let needed = match interaction {
-        Interaction::Read | Interaction::Operation => Some(Permission::Read),
+        Interaction::Read | Interaction::Vread | Interaction::Operation => Some(Permission::Read),
         Interaction::SearchType => Some(Permission::Search),
         Interaction::Create => Some(Permission::Create),
         Interaction::Patch => Some(Permission::Update),

@@ -147,6 +147,11 @@ impl RecordCache {
                 // slot) for as long as it is cached. A kept list holds its entries only.
                 let mut resources = page.resources;
                 resources.shrink_to_fit();
+                // Every entry answered (search, read, vread, structured record, a create's
+                // answer) names its content version: meta.versionId and the ETag.
+                for r in &mut resources {
+                    r.stamp_content_version();
+                }
                 Arc::new(resources)
             })
         };

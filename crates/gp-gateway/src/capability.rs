@@ -4,7 +4,7 @@
 use gp_adapter::ClinicalType;
 use serde_json::{Value, json};
 
-use crate::routes::{served, served_system};
+use crate::routes::{Interaction, served, served_system};
 
 /// Search parameters each served type accepts, as the router parses them.
 fn search_params(resource_type: &str) -> Value {
@@ -24,6 +24,18 @@ fn search_params(resource_type: &str) -> Value {
     Value::Array(params)
 }
 
+/// What `meta.versionId` a type's resources carry: Patient's is its record version, its
+/// update version-aware; a type served by vread carries its content version; the rest none.
+fn versioning(t: &str, interactions: &[Interaction]) -> &'static str {
+    if t == "Patient" {
+        "versioned-update"
+    } else if interactions.contains(&Interaction::Vread) {
+        "versioned"
+    } else {
+        "no-version"
+    }
+}
+
 /// Builds the CapabilityStatement for the types the adapters support.
 pub fn capability_statement(
     base_url: &str,
@@ -40,8 +52,10 @@ pub fn capability_statement(
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
                 "conditionalCreate": t == "Observation",
                 // Patient reads carry meta.versionId and its ETag, and its update is
-                // version-aware (If-Match); no other type has versions to offer.
-                "versioning": if t == "Patient" { "versioned-update" } else { "no-version" },
+                // version-aware (If-Match). Record entries carry a versionId naming their
+                // content (vread serves the current one; GP systems keep no history).
+                "versioning": versioning(t, &interactions),
+                "readHistory": false,
             });
             // A type that is only read has none (FHIR JSON has no empty arrays).
             let params = search_params(t);

@@ -153,7 +153,24 @@ pub async fn serve(
         }
         Route::ClinicalRead(resource_type, id) => {
             reject_params(query, &["_format"])?;
-            clinical_read(app, resource_type, &id, ids, caller).await
+            let entry = clinical_entry(app, resource_type, &id, ids, caller).await?;
+            Ok(crate::respond::entry(StatusCode::OK, &entry))
+        }
+        Route::ClinicalVread(resource_type, id, vid) => {
+            reject_params(query, &["_format"])?;
+            let entry = clinical_entry(app, resource_type, &id, ids, caller).await?;
+            let current = entry.meta().and_then(|m| m.version_id.as_deref());
+            if current != Some(vid.as_str()) {
+                return Err(GatewayError::NotFound(format!(
+                    "{resource_type}/{}/_history/{} is not kept: GP systems keep only an entry's current version, which is {}; read {resource_type}/{}",
+                    gp_fhir::text::shown(&id),
+                    gp_fhir::text::shown(&vid),
+                    current.unwrap_or("unnamed"),
+                    gp_fhir::text::shown(&id),
+                ))
+                .into());
+            }
+            Ok(crate::respond::entry(StatusCode::OK, &entry))
         }
     }
 }
@@ -269,13 +286,13 @@ async fn practitioner_read(
 
 /// One record entry by its id: found through the patient it was answered for, then
 /// read under the same release policy as a search of that patient's record.
-async fn clinical_read(
+async fn clinical_entry(
     app: &App,
     resource_type: ClinicalType,
     id: &str,
     ids: &RequestIds,
     caller: &Caller,
-) -> Result<Response<Full<Bytes>>, Rescue> {
+) -> Result<Resource, Rescue> {
     let not_found = || {
         not_served(
             resource_type.as_str(),
@@ -314,7 +331,8 @@ async fn clinical_read(
         &ids.call_context(),
     )
     .await;
-    Ok(fhir_response(StatusCode::OK, entry[0].to_json()))
+    let [entry] = entry;
+    Ok(entry)
 }
 
 pub(crate) fn reject_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), Rescue> {

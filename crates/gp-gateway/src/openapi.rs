@@ -94,7 +94,7 @@ fn scope(op: &Operation) -> Option<String> {
         .interaction()
         .filter(|_| op.row.access == Access::Bearer)?;
     let letter = match interaction {
-        Interaction::Read | Interaction::Operation => 'r',
+        Interaction::Read | Interaction::Vread | Interaction::Operation => 'r',
         Interaction::SearchType => 's',
         Interaction::Create => 'c',
         Interaction::Patch => 'u',
@@ -350,9 +350,10 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             matches!(route, Route::PatientPatch(_))
                 .then_some(("application/json-patch+json", "JsonPatch")),
         ),
-        Route::ClinicalRead(..) | Route::OrganizationRead(_) | Route::PractitionerRead(_) => {
-            (200, "Resource", None)
-        }
+        Route::ClinicalRead(..)
+        | Route::ClinicalVread(..)
+        | Route::OrganizationRead(_)
+        | Route::PractitionerRead(_) => (200, "Resource", None),
         Route::PatientSearch
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch

@@ -51,6 +51,31 @@ pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Byte
     resp
 }
 
+/// A record entry (a read, a vread, a create's answer) with its `meta.versionId` as the
+/// `ETag` and its `meta.lastUpdated`, when it has one, as `Last-Modified`.
+pub fn entry(status: StatusCode, resource: &Resource) -> Response<Full<Bytes>> {
+    let mut resp = fhir(status, resource.to_json());
+    let meta = resource.meta();
+    if let Some(v) = meta.and_then(|m| m.version_id.as_deref()) {
+        insert_etag(&mut resp, v);
+    }
+    let modified = meta
+        .and_then(|m| m.last_updated.as_deref())
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .and_then(|t| {
+            t.to_offset(time::UtcOffset::UTC)
+                .format(&time::format_description::well_known::Rfc2822)
+                .ok()
+        });
+    // HTTP dates are RFC 2822's in GMT: `Sun, 06 Dec 2026 19:57:07 GMT`.
+    if let Some(v) = modified.and_then(|m| HeaderValue::from_str(&m.replace("+0000", "GMT")).ok()) {
+        resp.headers_mut().insert(header::LAST_MODIFIED, v);
+    }
+    resp
+}
+
 /// `304 Not Modified` with the version's `ETag`, for a read whose `If-None-Match` names
 /// the current version.
 pub fn not_modified(record: &PatientRecord) -> Response<Full<Bytes>> {

@@ -21,6 +21,9 @@ pub enum Route {
     /// `GET /{ClinicalType}/{id}`: one record entry, by the id a search, the structured
     /// record or a create gave.
     ClinicalRead(ClinicalType, String),
+    /// `GET /{ClinicalType}/{id}/_history/{vid}`: one version of a record entry (the
+    /// current one: GP systems keep no others), as a create's `Location` names it.
+    ClinicalVread(ClinicalType, String, String),
     /// `GET /Organization/{odsCode}`: a practice this gateway serves, as
     /// `Patient.managingOrganization` refers to it.
     OrganizationRead(String),
@@ -196,6 +199,8 @@ pub const ENTRY_ID_TEMPLATE: &str = "{id}";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interaction {
     Read,
+    /// A version of an instance (`_history/{vid}`).
+    Vread,
     SearchType,
     /// A type-level operation (reads what its parameters name).
     Operation,
@@ -210,6 +215,7 @@ impl Interaction {
     pub fn code(self) -> &'static str {
         match self {
             Self::Read => "read",
+            Self::Vread => "vread",
             Self::SearchType => "search-type",
             Self::Operation => "operation",
             Self::Create => "create",
@@ -233,6 +239,7 @@ impl Route {
             Self::PatientSearch => Some(("Patient", Interaction::SearchType)),
             Self::ClinicalSearch(t) => Some((t.as_str(), Interaction::SearchType)),
             Self::ClinicalRead(t, _) => Some((t.as_str(), Interaction::Read)),
+            Self::ClinicalVread(t, ..) => Some((t.as_str(), Interaction::Vread)),
             Self::OrganizationRead(_) => Some(("Organization", Interaction::Read)),
             Self::PractitionerRead(_) => Some(("Practitioner", Interaction::Read)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
@@ -524,6 +531,19 @@ pub const ROUTES: &[Row] = &[
     ),
     fhir(
         Method::GET,
+        &[Seg::Clinical, Seg::EntryId, Seg::Lit("_history"), Seg::EntryId],
+        Access::Bearer,
+        |s| {
+            ClinicalType::parse(s[0])
+                .map(|t| Route::ClinicalVread(t, s[1].to_owned(), s[3].to_owned()))
+        },
+        "Read a record entry's version (a create's Location): the current one",
+    )
+    .described(
+        "GP systems keep no earlier versions of an entry: the current version (its meta.versionId, the ETag of a read) answers 200 with that ETag; any other versionId answers 404 RESOURCE_NOT_FOUND saying only the current version is kept. The same pairing, scope and release rules as a read.",
+    ),
+    fhir(
+        Method::GET,
         &[Seg::Lit("Organization"), Seg::EntryId],
         Access::Bearer,
         |s| Some(Route::OrganizationRead(s[1].to_owned())),
@@ -807,6 +827,14 @@ mod tests {
             fhir(Method::GET, "/Observation"),
             Some(Route::ClinicalSearch(ClinicalType::Observation))
         );
+        assert_eq!(
+            fhir(Method::GET, "/Observation/abc/_history/0123456789abcdef"),
+            Some(Route::ClinicalVread(
+                ClinicalType::Observation,
+                "abc".into(),
+                "0123456789abcdef".into()
+            ))
+        );
         for path in ["/FHIR/R4/Foo", "/FHIR/R4/Patient/1/2", "/FHIR/R4x/metadata"] {
             assert!(
                 matches!(main(Method::GET, path), Lookup::NotFound),
@@ -987,13 +1015,18 @@ mod tests {
                 ),
                 (
                     "Condition",
-                    vec![Interaction::SearchType, Interaction::Read]
+                    vec![
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Vread
+                    ]
                 ),
                 (
                     "Observation",
                     vec![
                         Interaction::SearchType,
                         Interaction::Read,
+                        Interaction::Vread,
                         Interaction::Create
                     ]
                 ),

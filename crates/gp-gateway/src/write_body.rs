@@ -836,6 +836,8 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
         identifier,
         observation: NewObservation {
             key: String::new(),
+            // Set with the key: the identifier may come from If-None-Exist instead.
+            identifier: None,
             snomed: code,
             display,
             effective: when,

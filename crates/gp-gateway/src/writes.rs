@@ -78,6 +78,28 @@ fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, Invali
     }
 }
 
+/// Longest identifier system or value the GP systems keep with a reading.
+const MAX_IDENTIFIER: usize = 200;
+
+/// Refuses an identifier the GP systems would not keep exactly as sent (they keep 1 to
+/// 200 characters, and some trim spaces), so it reads back as it was written.
+fn keepable((system, value): &(String, String)) -> Result<(), Invalid> {
+    for (part, v) in [("system", system), ("value", value)] {
+        let ok = (1..=MAX_IDENTIFIER).contains(&v.chars().count())
+            && v.trim() == v
+            && !v.chars().any(char::is_control);
+        if !ok {
+            return Err(Invalid::resource(
+                format!("Observation.identifier[0].{part}"),
+                format!(
+                    "must be 1 to {MAX_IDENTIFIER} characters without surrounding spaces or control characters: the GP system keeps it with the reading, and it must read back as written"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The idempotency key a create is recorded under: the supplier and the identifier,
 /// hashed, so two suppliers' identifiers never collide and the GP system sees no supplier data.
 fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
@@ -120,12 +142,15 @@ pub(crate) async fn create_observation(
             .into());
         }
     };
+    keepable(&identifier)?;
     let nhs = incoming.nhs_number;
     let Released {
         practice, adapter, ..
     } = released_patient(app, nhs, ids, caller).await?;
     let mut observation = incoming.observation;
     observation.key = idempotency_key(caller.client_id().unwrap_or("-"), &identifier);
+    // Kept with the reading in the GP record: every supplier reading it sees it.
+    observation.identifier = Some(identifier.clone());
     let req = CreateObservationRequest {
         nhs_number: nhs,
         practice: practice.clone(),
@@ -149,31 +174,74 @@ pub(crate) async fn create_observation(
         )
         .into());
     };
-    // The resource as written, with the id the GP system gave it.
-    let mut resource = crate::write_body::parse_json(body)?;
-    if let Some(o) = resource.as_object_mut() {
-        o.insert("id".into(), first.clone().into());
-        o.remove("meta");
-    }
     let status = if created.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let mut resp = fhir_response(status, serde_json::to_vec(&resource).unwrap_or_default());
-    // Each entry recorded can be read by its id; the Location is the first (a panel a
-    // GP system files as several entries answers one per reading).
-    let recorded = created
-        .ids
-        .iter()
-        .map(|id| (gp_adapter::ClinicalType::Observation, id.clone()))
-        .collect();
-    app.entries.remember(nhs, recorded).await;
-    let location = format!("{}/Observation/{first}", ids.base_url);
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    app.entries
+        .remember(
+            nhs,
+            vec![(gp_adapter::ClinicalType::Observation, first.clone())],
+        )
+        .await;
+    // The answer is the reading as the GP system now holds it, read back as any reader
+    // will read it (a blood pressure: one panel), so its versionId is the one reads give.
+    let held = app
+        .records
+        .area(
+            adapter.as_ref(),
+            &practice,
+            nhs,
+            gp_adapter::ClinicalType::Observation,
+            &ids.call_context(),
+        )
+        .await;
+    let recorded = match &held {
+        Ok(area) => area.iter().find(|r| r.id() == first.as_str()).cloned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the observation written back could not be read back");
+            None
+        }
+    };
+    let Some(mut recorded) = recorded else {
+        // Recorded, but not (yet) readable: answer what was written, with its id.
+        tracing::warn!(%practice, "the observation written back is not in the next read");
+        let mut resource = crate::write_body::parse_json(body)?;
+        if let Some(o) = resource.as_object_mut() {
+            o.insert("id".into(), first.clone().into());
+            o.remove("meta");
+        }
+        let mut resp = fhir_response(status, serde_json::to_vec(&resource).unwrap_or_default());
+        insert_location(&mut resp, &format!("{}/Observation/{first}", ids.base_url));
+        return Ok(resp);
+    };
+    let version = recorded
+        .meta()
+        .and_then(|m| m.version_id.clone())
+        .unwrap_or_else(|| recorded.stamp_content_version());
+    // Recorded now: meta.lastUpdated and Last-Modified say so (a retry's first recording
+    // time is not known, so it names none).
+    if created.created
+        && let Some(m) = recorded.meta_mut()
+    {
+        m.last_updated = now.replace_nanosecond(0).ok().and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    }
+    let mut resp = crate::respond::entry(status, &recorded);
+    insert_location(
+        &mut resp,
+        &format!("{}/Observation/{first}/_history/{version}", ids.base_url),
+    );
+    Ok(resp)
+}
+
+fn insert_location(resp: &mut Response<Full<Bytes>>, location: &str) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(resp)
 }
 
 /// What an `If-Match` asks for.
@@ -293,6 +361,27 @@ mod tests {
             idempotency_key("a", &("bc".into(), "d".into())),
             idempotency_key("ab", &("c".into(), "d".into()))
         );
+    }
+
+    #[test]
+    fn identifiers_the_gp_systems_cannot_keep_exactly_are_refused() {
+        let id = |s: &str, v: &str| (s.to_owned(), v.to_owned());
+        assert!(keepable(&id("https://x.example/r", "42")).is_ok());
+        let long = "x".repeat(201);
+        for bad in [
+            id("https://x.example/r", &long),
+            id(&long, "42"),
+            id("https://x.example/r", " 42"),
+            id("https://x.example/r", ""),
+        ] {
+            let e = keepable(&bad).unwrap_err();
+            assert_eq!(e.status, 422, "{bad:?}");
+            assert!(
+                e.path.starts_with("Observation.identifier[0]."),
+                "{}",
+                e.path
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
+use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
 
 /// Default namespace of every EMIS Open document.
@@ -249,13 +249,19 @@ impl Emis {
             Ok(doc) => doc,
             Err(reply) => return reply,
         };
-        let (key, date, readings) = match read_batch(doc.root()) {
+        let batch = match read_batch(doc.root()) {
             Ok(batch) => batch,
             Err(reply) => return reply,
         };
+        let write = ReadingsWrite {
+            key: &batch.key,
+            date: batch.date,
+            readings: &batch.readings,
+            external_id: batch.external_id.as_ref(),
+        };
         match self
             .store
-            .record_readings(SystemKind::Emis, ods, nhs, &key, date, &readings)
+            .record_readings(SystemKind::Emis, ods, nhs, write)
         {
             Ok(recorded) => {
                 let mut w = XmlWriter::new();
@@ -333,7 +339,7 @@ pub const MAX_BATCH_OBSERVATIONS: usize = 10;
 pub const MAX_CONTACT_FIELD: usize = 100;
 
 /// The key, date and readings of an `ObservationBatch`, or the native error.
-fn read_batch(doc: Element<'_, '_>) -> Result<(String, SimDate, Vec<NewReading>), Reply> {
+fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
     let key = doc.required_text("ExternalKey", || invalid_request("ExternalKey is missing"))?;
     let key_ok = key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !key_ok {
@@ -341,6 +347,16 @@ fn read_batch(doc: Element<'_, '_>) -> Result<(String, SimDate, Vec<NewReading>)
             "ExternalKey must be 1 to 64 letters, digits or hyphens",
         ));
     }
+    let external_id = match doc.child("ExternalIdentifier") {
+        None => None,
+        Some(e) => {
+            let part = |name: &str| e.child_text(name).unwrap_or_default();
+            Some(
+                ExternalId::new(&part("System"), &part("Value"))
+                    .map_err(|m| invalid_request(&format!("ExternalIdentifier: {m}")))?,
+            )
+        }
+    };
     match doc.child_text("DatePart").as_deref() {
         Some("YMDT") => {}
         other => {
@@ -414,7 +430,20 @@ fn read_batch(doc: Element<'_, '_>) -> Result<(String, SimDate, Vec<NewReading>)
             value: number,
         });
     }
-    Ok((key.into_owned(), date, readings))
+    Ok(Batch {
+        key: key.into_owned(),
+        date,
+        readings,
+        external_id,
+    })
+}
+
+/// What an `ObservationBatch` asks EMIS Web to file.
+struct Batch {
+    key: String,
+    date: SimDate,
+    readings: Vec<NewReading>,
+    external_id: Option<ExternalId>,
 }
 
 /// The expected `LastModified` and the new details of an `UpdateContactDetails`.
@@ -717,11 +746,19 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
         w.close("Problem");
         event_tail(&mut w, &x.meta);
     }
-    for x in &p.observations {
+    // A diastolic reading names the systolic one it was taken with (EMIS's parent link).
+    let parents: Vec<(usize, usize)> = crate::model::blood_pressure_pairs(&p.observations);
+    for (i, x) in p.observations.iter().enumerate() {
         event_head(&mut w, "Observation", &x.meta, x.concept);
         if let Some(v) = x.value {
             w.text("NumericValue", &v.to_string());
             w.text("Units", x.units.unwrap_or(""));
+        }
+        if let Some((s, _)) = parents.iter().find(|(_, d)| *d == i) {
+            w.text("ParentGUID", &p.observations[*s].meta.id);
+        }
+        if let Some(ext) = &x.meta.external_id {
+            external_identifier(&mut w, ext);
         }
         event_tail(&mut w, &x.meta);
     }
@@ -835,6 +872,14 @@ fn event_head(w: &mut XmlWriter, kind: &str, meta: &EntryMeta, concept: &Concept
     );
     w.opt("ConsultationID", meta.consultation.as_deref());
     coded(w, "Code", concept, meta);
+}
+
+/// `<ExternalIdentifier>`: the supplier's identifier of a reading it filed.
+fn external_identifier(w: &mut XmlWriter, ext: &ExternalId) {
+    w.open("ExternalIdentifier");
+    w.text("System", &ext.system);
+    w.text("Value", &ext.value);
+    w.close("ExternalIdentifier");
 }
 
 fn event_tail(w: &mut XmlWriter, meta: &EntryMeta) {

@@ -12,7 +12,7 @@ use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
+use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
@@ -712,15 +712,36 @@ impl Microtest {
                 .enumerate()
                 .map(|(i, r)| reading(i, r))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((date, readings))
+            let external_id = match m.get("external_identifier") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(e)) => {
+                    let part = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+                    Some(
+                        ExternalId::new(part("system"), part("value"))
+                            .map_err(|m| invalid_body(&format!("external_identifier: {m}")))?,
+                    )
+                }
+                Some(_) => {
+                    return Err(invalid_body(
+                        "external_identifier must be an object with system and value",
+                    ));
+                }
+            };
+            Ok((date, readings, external_id))
         });
-        let (date, readings) = match parsed {
+        let (date, readings, external_id) = match parsed {
             Ok(p) => p,
             Err(reply) => return reply,
         };
+        let write = ReadingsWrite {
+            key,
+            date,
+            readings: &readings,
+            external_id: external_id.as_ref(),
+        };
         match self
             .store
-            .record_readings(SystemKind::Microtest, ods, &nhs, key, date, &readings)
+            .record_readings(SystemKind::Microtest, ods, &nhs, write)
         {
             Ok(recorded) => {
                 let mut reply = ok(&json!({ "entry_ids": recorded.ids }));
@@ -996,6 +1017,12 @@ fn head(kind: &str, m: &EntryMeta) -> Map<String, Value> {
     }
     if m.confidential {
         o.insert("confidential".into(), json!(true));
+    }
+    if let Some(ext) = &m.external_id {
+        o.insert(
+            "external_identifier".into(),
+            json!({ "system": ext.system, "value": ext.value }),
+        );
     }
     o
 }

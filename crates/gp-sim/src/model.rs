@@ -199,6 +199,80 @@ pub struct EntryMeta {
     pub confidential: bool,
     /// The idempotency key a third-party supplier wrote the entry with (write-back only).
     pub external_key: Option<String>,
+    /// The supplier's own identifier of what it wrote (write-back only).
+    pub external_id: Option<ExternalId>,
+}
+
+/// The identifier a third-party supplier gave a reading it wrote: its identifier space
+/// (a URI) and the value in it. GP systems keep it with the entries, so every reader
+/// of the record sees which supplier reading an entry is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalId {
+    /// The supplier's identifier space, a URI (at most 200 characters).
+    pub system: String,
+    /// The identifier (at most 200 characters).
+    pub value: String,
+}
+
+impl ExternalId {
+    /// Longest system or value a GP system keeps.
+    pub const MAX: usize = 200;
+
+    /// The identifier, if `system` and `value` are both 1 to [`Self::MAX`] characters
+    /// without control characters; else why not.
+    pub fn new(system: &str, value: &str) -> Result<Self, String> {
+        for (name, v) in [("system", system), ("value", value)] {
+            let n = v.chars().count();
+            if n == 0 || n > Self::MAX || v.chars().any(char::is_control) {
+                return Err(format!(
+                    "the external identifier's {name} must be 1 to {} characters without control characters",
+                    Self::MAX
+                ));
+            }
+        }
+        Ok(Self {
+            system: system.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// The blood pressures among `observations`: each systolic reading with a value and
+/// the first diastolic reading with a value taken with it (same time, author,
+/// consultation, confidentiality and write), as `(systolic, diastolic)` indices. GP
+/// systems that file the two readings apart link them by this pairing (EMIS Web's
+/// `ParentGUID`, SystmOne's `ParentEventUID`); Vision writes each pair as one BP row.
+pub fn blood_pressure_pairs(observations: &[Observation]) -> Vec<(usize, usize)> {
+    let partner = |x: &Observation, d: &Observation| {
+        d.concept.key == "diastolic-bp"
+            && d.meta.date == x.meta.date
+            && d.meta.author == x.meta.author
+            && d.meta.consultation == x.meta.consultation
+            && d.meta.confidential == x.meta.confidential
+            // Readings written through the API pair only within their own write.
+            && d.meta.external_key == x.meta.external_key
+            && d.value.is_some()
+    };
+    let mut used = vec![false; observations.len()];
+    let mut pairs = Vec::new();
+    for (i, x) in observations.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        used[i] = true;
+        if x.concept.key != "systolic-bp" || x.value.is_none() {
+            continue;
+        }
+        let found = observations
+            .iter()
+            .enumerate()
+            .position(|(j, d)| !used[j] && partner(x, d));
+        if let Some(j) = found {
+            used[j] = true;
+            pairs.push((i, j));
+        }
+    }
+    pairs
 }
 
 /// Allergy category.

@@ -434,6 +434,7 @@ impl PatientGen<'_> {
             consultation,
             confidential,
             external_key: None,
+            external_id: None,
         }
     }
 

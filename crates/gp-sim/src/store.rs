@@ -4,7 +4,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::concepts::Concept;
 use crate::date::SimDate;
-use crate::model::{Address, EntryMeta, Observation, Practice, SimPatient, SystemKind};
+use crate::model::{Address, EntryMeta, ExternalId, Observation, Practice, SimPatient, SystemKind};
 use crate::population::Population;
 
 /// The population behind a lock, cheap to clone. Simulators read it per request (the
@@ -121,9 +121,22 @@ fn write_guid(key: &str, index: usize) -> String {
     )
 }
 
+/// One write of readings a third-party supplier sent.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadingsWrite<'a> {
+    /// The idempotency key.
+    pub key: &'a str,
+    /// When they were taken (a date-time).
+    pub date: SimDate,
+    pub readings: &'a [NewReading],
+    /// The supplier's identifier of what it wrote.
+    pub external_id: Option<&'a ExternalId>,
+}
+
 impl SimStore {
-    /// Records `readings`, taken at `date` (a date-time), in the record of patient `nhs` at
-    /// practice `ods` (which must run `system`), under idempotency key `key`. Atomic: a key
+    /// Records `write.readings`, taken at `write.date` (a date-time), in the record of
+    /// patient `nhs` at practice `ods` (which must run `system`), under idempotency key
+    /// `write.key`, each entry keeping the supplier's `write.external_id`. Atomic: a key
     /// already recorded answers its entries with `created: false`, however many
     /// concurrent requests carry it; an invalid reading records nothing.
     pub fn record_readings(
@@ -131,10 +144,14 @@ impl SimStore {
         system: SystemKind,
         ods: &str,
         nhs: &str,
-        key: &str,
-        date: SimDate,
-        readings: &[NewReading],
+        write: ReadingsWrite<'_>,
     ) -> Result<Recorded, WriteError> {
+        let ReadingsWrite {
+            key,
+            date,
+            readings,
+            external_id,
+        } = write;
         if key.is_empty()
             || key.len() > 64
             || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -198,6 +215,7 @@ impl SimStore {
                         consultation: None,
                         confidential: false,
                         external_key: Some(key.to_owned()),
+                        external_id: external_id.cloned(),
                     },
                     concept: r.concept,
                     value: Some(r.value),

@@ -13,7 +13,7 @@ use crate::concepts::Concept;
 use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
+use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
 
 /// Largest `pageSize` the API accepts.
@@ -340,14 +340,13 @@ impl Tpp {
             Ok(r) => r,
             Err(refusal) => return refusal.reply(),
         };
-        match self.store.record_readings(
-            SystemKind::Tpp,
-            ods,
-            nhs,
-            &request.key,
-            request.date,
-            &request.readings,
-        ) {
+        let write = ReadingsWrite {
+            key: &request.key,
+            date: request.date,
+            readings: &request.readings,
+            external_id: request.external_id.as_ref(),
+        };
+        match self.store.record_readings(SystemKind::Tpp, ods, nhs, write) {
             Ok(recorded) => {
                 let mut w = XmlWriter::new();
                 w.open_with(
@@ -476,6 +475,8 @@ struct RecordEvents {
     /// UK local time (the store's clock), converted from the request's UTC.
     date: SimDate,
     readings: Vec<NewReading>,
+    /// The supplier's identifier of the reading (`ExternalIdentifier`).
+    external_id: Option<ExternalId>,
 }
 
 fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
@@ -557,10 +558,18 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
         }
         readings.push(NewReading { concept, value });
     }
+    let external_id = match root.child("ExternalIdentifier") {
+        None => None,
+        Some(e) => Some(
+            ExternalId::new(e.attr("System").unwrap_or(""), &e.text())
+                .map_err(|m| malformed(format!("ExternalIdentifier: {m}")))?,
+        ),
+    };
     Ok(RecordEvents {
         key: key.to_owned(),
         date,
         readings,
+        external_id,
     })
 }
 
@@ -893,21 +902,31 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
         "",
     );
 
+    // A diastolic reading names the systolic one it was taken with (ParentEventUID).
+    let parents: HashMap<&str, &str> = crate::model::blood_pressure_pairs(&p.observations)
+        .into_iter()
+        .map(|(s, d)| {
+            (
+                p.observations[d].meta.id.as_str(),
+                p.observations[s].meta.id.as_str(),
+            )
+        })
+        .collect();
     w.open("Clinical");
     for e in on_page {
         match e {
             TopEvent::Consultation(c, inner) => {
-                open_event(&mut w, &c.meta, &c.clinician);
+                open_event(&mut w, &c.meta, &c.clinician, None);
                 w.open("Consultation");
                 code(&mut w, c.kind, &c.meta);
                 w.text("Duration", &c.duration_minutes.to_string());
                 w.close("Consultation");
                 for x in inner {
-                    entry_event(&mut w, *x);
+                    entry_event(&mut w, *x, &parents);
                 }
                 w.close("Event");
             }
-            TopEvent::Entry(x) => entry_event(&mut w, *x),
+            TopEvent::Entry(x) => entry_event(&mut w, *x, &parents),
         }
     }
     w.close("Clinical");
@@ -917,7 +936,7 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
 }
 
 /// `<Event EventUID DateTime DatePrecision DoneBy Confidential>`, left open.
-fn open_event(w: &mut XmlWriter, meta: &EntryMeta, done_by: &str) {
+fn open_event(w: &mut XmlWriter, meta: &EntryMeta, done_by: &str, parent: Option<&str>) {
     let (when, precision) = date_time_attr(meta.date);
     let mut attrs = vec![("EventUID", meta.id.as_str()), ("DateTime", when.as_str())];
     // SystmOne leaves the attribute out for full date-times (the documented default).
@@ -929,12 +948,24 @@ fn open_event(w: &mut XmlWriter, meta: &EntryMeta, done_by: &str) {
         attrs.push(("DoneBy", done_by));
     }
     attrs.push(("Confidential", bool_text(meta.confidential)));
+    if let Some(parent) = parent {
+        attrs.push(("ParentEventUID", parent));
+    }
     w.open_with("Event", &attrs);
 }
 
-fn entry_event(w: &mut XmlWriter, e: Entry) {
+fn entry_event(w: &mut XmlWriter, e: Entry, parents: &HashMap<&str, &str>) {
     let meta = e.meta();
-    open_event(w, meta, &meta.author);
+    open_event(
+        w,
+        meta,
+        &meta.author,
+        parents.get(meta.id.as_str()).copied(),
+    );
+    // The supplier's identifier of a reading it recorded, beside the entry.
+    if let Some(ext) = &meta.external_id {
+        w.text_with("ExternalIdentifier", &[("System", &ext.system)], &ext.value);
+    }
     match e {
         Entry::Observation(x) => {
             w.open_with("ClinicalCode", &[("IsAllergy", "false")]);

@@ -10,7 +10,7 @@ use crate::concepts::Concept;
 use crate::date::SimDate;
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
-use crate::store::{ContactUpdate, NewReading, SimStore, WriteError};
+use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 
 /// Content type of every Vision extract and error body.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -50,7 +50,7 @@ pub const PATIENT_COLUMNS: [&str; 26] = [
 ];
 
 /// Journal extract columns, in the order the simulator writes them.
-pub const JOURNAL_COLUMNS: [&str; 28] = [
+pub const JOURNAL_COLUMNS: [&str; 30] = [
     "PID",
     "ID",
     "DATE",
@@ -79,6 +79,8 @@ pub const JOURNAL_COLUMNS: [&str; 28] = [
     "REACTION_CODE",
     "REACTION_SNOMED",
     "REACTION_RUBRIC",
+    "EXT_SYSTEM",
+    "EXT_ID",
 ];
 
 /// Staff extract columns.
@@ -119,6 +121,9 @@ pub const IDEMPOTENCY_HEADER: &str = "x-vision-idempotency-key";
 pub const WRITE_COLUMNS: [&str; 8] = [
     "TYPE", "DATE", "TIME", "CODE", "RUBRIC", "VALUE1", "VALUE2", "UNITS",
 ];
+/// Columns a journal write may add: the supplier's identifier of the observation
+/// (its identifier space and value), kept with the rows.
+pub const WRITE_IDENTIFIER_COLUMNS: [&str; 2] = ["EXT_SYSTEM", "EXT_ID"];
 /// Most rows one journal write carries.
 pub const MAX_WRITE_ROWS: usize = 16;
 /// Columns of a contact update (all required).
@@ -428,18 +433,23 @@ impl Vision {
                 "X-Vision-Idempotency-Key must be 1 to 64 letters, digits or hyphens",
             );
         };
-        let (when, readings) = match readings(body) {
+        let (when, readings, external_id) = match readings(body) {
             Ok(r) => r,
             Err(e) => return e,
         };
-        let recorded =
-            match self
-                .store
-                .record_readings(SystemKind::Vision, ods, nhs, key, when, &readings)
-            {
-                Ok(r) => r,
-                Err(e) => return write_error(&e),
-            };
+        let write = ReadingsWrite {
+            key,
+            date: when,
+            readings: &readings,
+            external_id: external_id.as_ref(),
+        };
+        let recorded = match self
+            .store
+            .record_readings(SystemKind::Vision, ods, nhs, write)
+        {
+            Ok(r) => r,
+            Err(e) => return write_error(&e),
+        };
         // Written entries never change, so their rows are the same whenever they are read.
         let rows = self.store.read(|pop| {
             pop.patient(ods, nhs)
@@ -523,13 +533,17 @@ fn bad_extract(why: impl std::fmt::Display) -> Reply {
 }
 
 /// Reads a journal write extract: one observation's rows, all taken at one time.
-fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>), Reply> {
+fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>), Reply> {
     let sent = Sent::parse(body).map_err(bad_extract)?;
-    sent.only(&WRITE_COLUMNS)?;
+    let mut allowed = WRITE_COLUMNS.to_vec();
+    allowed.extend(WRITE_IDENTIFIER_COLUMNS);
+    sent.only(&allowed)?;
     let [kind, day, at, code, value1, units] =
         ["TYPE", "DATE", "TIME", "CODE", "VALUE1", "UNITS"].map(|c| sent.column(c));
     let (kind, day, at, code, value1, units) = (kind?, day?, at?, code?, value1?, units?);
     let value2 = sent.column("VALUE2").ok();
+    let (ext_system, ext_id) = (sent.column("EXT_SYSTEM").ok(), sent.column("EXT_ID").ok());
+    let mut external_id: Option<ExternalId> = None;
     if sent.rows.is_empty() || sent.rows.len() > MAX_WRITE_ROWS {
         return Err(bad_extract(format!(
             "a write carries 1 to {MAX_WRITE_ROWS} rows, not {}",
@@ -570,6 +584,26 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>), Reply> {
             ));
         }
         when = Some(taken);
+        // The supplier's identifier of the observation: the same on every row, or none.
+        let field = |c: Option<usize>| c.map_or("", |c| row[c].as_str());
+        let ext = match (field(ext_system), field(ext_id)) {
+            ("", "") => None,
+            (system, value) => Some(ExternalId::new(system, value).map_err(|m| {
+                error(
+                    422,
+                    "INVALID_FIELD",
+                    &format!("row {n}: EXT_SYSTEM/EXT_ID: {m}"),
+                )
+            })?),
+        };
+        if i > 0 && ext != external_id {
+            return Err(error(
+                422,
+                "INVALID_FIELD",
+                &format!("row {n}: the rows of one write carry one EXT_SYSTEM and EXT_ID"),
+            ));
+        }
+        external_id = ext;
         let number = |c: usize| {
             row[c]
                 .parse::<f64>()
@@ -645,7 +679,7 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>), Reply> {
         });
     }
     let when = when.ok_or_else(|| bad_extract("no rows"))?;
-    Ok((when, readings))
+    Ok((when, readings, external_id))
 }
 
 /// Reads a contact update extract: the new details and the `LAST_MODIFIED` they were
@@ -1095,7 +1129,7 @@ pub fn render_journal(p: &SimPatient) -> String {
     w.finish()
 }
 
-type Row = [String; 28];
+type Row = [String; 30];
 
 // Column positions in JOURNAL_COLUMNS.
 const PID: usize = 0;
@@ -1126,6 +1160,8 @@ const DOSE_NO: usize = 24;
 const REACTION_CODE: usize = 25;
 const REACTION_SNOMED: usize = 26;
 const REACTION_RUBRIC: usize = 27;
+const EXT_SYSTEM: usize = 28;
+const EXT_ID: usize = 29;
 
 fn base(p: &SimPatient, kind: &str, meta: &EntryMeta) -> Row {
     let mut r: Row = Default::default();
@@ -1137,6 +1173,10 @@ fn base(p: &SimPatient, kind: &str, meta: &EntryMeta) -> Row {
     r[AUTHOR] = meta.author.clone();
     r[CONSULTATION_ID] = meta.consultation.clone().unwrap_or_default();
     r[CONFIDENTIAL] = yn(meta.confidential);
+    if let Some(ext) = &meta.external_id {
+        r[EXT_SYSTEM] = ext.system.clone();
+        r[EXT_ID] = ext.value.clone();
+    }
     r
 }
 
@@ -1185,32 +1225,13 @@ pub fn journal_rows(p: &SimPatient) -> Vec<Row> {
     }
     // A systolic reading and its diastolic partner (same time, author, consultation,
     // confidentiality and write) are one Vision BP row, written where the systolic falls.
-    let partner = |x: &Observation, d: &Observation| {
-        d.concept.key == "diastolic-bp"
-            && d.meta.date == x.meta.date
-            && d.meta.author == x.meta.author
-            && d.meta.consultation == x.meta.consultation
-            && d.meta.confidential == x.meta.confidential
-            // Readings written through the API pair only within their own write.
-            && d.meta.external_key == x.meta.external_key
-            && d.value.is_some()
-    };
-    let mut used = vec![false; p.observations.len()];
+    let pairs = blood_pressure_pairs(&p.observations);
     for (i, x) in p.observations.iter().enumerate() {
-        if used[i] {
+        if pairs.iter().any(|(_, d)| *d == i) {
             continue;
         }
-        used[i] = true;
-        let pair = (x.concept.key == "systolic-bp" && x.value.is_some())
-            .then(|| {
-                p.observations
-                    .iter()
-                    .enumerate()
-                    .position(|(j, d)| !used[j] && partner(x, d))
-            })
-            .flatten();
+        let pair = pairs.iter().find(|(s, _)| *s == i).map(|(_, d)| *d);
         if let (Some(j), Some(sys)) = (pair, x.value) {
-            used[j] = true;
             let dia = p.observations[j].value.unwrap_or_default();
             let mut r = base(p, "OBSERVATION", &x.meta);
             r[CODE] = BP_READ_CODE.to_owned();

@@ -149,6 +149,7 @@ async fn pages_with_cursors_of_at_most_200() {
                     consultation: None,
                     confidential: false,
                     external_key: None,
+                    external_id: None,
                 },
                 concept: pulse,
                 value: Some(70.0),

@@ -148,16 +148,43 @@ fn confidential(p: &SimPatient, system: SystemKind) -> usize {
                 .as_deref()
                 .is_some_and(|c| closed.contains(&c))
     };
+    let pairs = gp_sim::blood_pressure_pairs(&p.observations);
     let metas = p
         .allergies
         .iter()
         .map(|e| &e.meta)
         .chain(p.medications.iter().map(|e| &e.meta))
         .chain(p.problems.iter().map(|e| &e.meta))
-        .chain(p.observations.iter().map(|e| &e.meta))
+        // A blood pressure's two readings are one panel entry: its diastolic is not one.
+        .chain(
+            p.observations
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| (!pairs.iter().any(|(_, d)| *d == i)).then_some(&e.meta)),
+        )
         .chain(p.immunisations.iter().map(|e| &e.meta))
         .chain(p.consultations.iter().map(|e| &e.meta));
     metas.filter(|m| m.confidential || grouped(m)).count()
+}
+
+/// The observations' codes, a blood pressure (a systolic reading and the diastolic one
+/// taken with it) being one panel entry, as every adapter answers it.
+fn observations(p: &SimPatient) -> Vec<Vec<String>> {
+    let pairs = gp_sim::blood_pressure_pairs(&p.observations);
+    p.observations
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !pairs.iter().any(|(_, d)| d == i))
+        .map(|(i, e)| {
+            let panel = pairs.iter().any(|(s, _)| *s == i);
+            let code = if panel {
+                crate::vital_signs::BLOOD_PRESSURE_PANEL
+            } else {
+                e.concept.snomed
+            };
+            vec![code.to_owned()]
+        })
+        .collect()
 }
 
 /// The record as the population holds it: per type, each entry's SNOMED CT and dm+d codes.
@@ -184,10 +211,7 @@ fn canonical(p: &SimPatient) -> CanonicalRecord {
             ClinicalType::Condition,
             of(p.problems.iter().map(|e| e.concept).collect()),
         ),
-        (
-            ClinicalType::Observation,
-            of(p.observations.iter().map(|e| e.concept).collect()),
-        ),
+        (ClinicalType::Observation, observations(p)),
         (
             ClinicalType::Immunization,
             of(p.immunisations.iter().map(|e| e.concept).collect()),

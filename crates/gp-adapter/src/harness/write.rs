@@ -39,10 +39,14 @@ fn measurement(snomed: &str, display: &str, value: f64, unit: &str) -> Measureme
     }
 }
 
-/// A home blood pressure reading, 131/84 mm[Hg].
+/// The identifier space the harness's readings are written with, as a supplier's.
+pub const READINGS_SYSTEM: &str = "https://harness.example/readings";
+
+/// A home blood pressure reading, 131/84 mm[Hg], identified as `READINGS_SYSTEM|key`.
 pub fn blood_pressure(key: &str) -> NewObservation {
     NewObservation {
         key: key.into(),
+        identifier: Some((READINGS_SYSTEM.into(), key.into())),
         snomed: BLOOD_PRESSURE_PANEL.into(),
         display: "Blood pressure".into(),
         effective: TAKEN,
@@ -53,10 +57,11 @@ pub fn blood_pressure(key: &str) -> NewObservation {
     }
 }
 
-/// A body weight, 72.4 kg.
+/// A body weight, 72.4 kg, identified as `READINGS_SYSTEM|key`.
 pub fn body_weight(key: &str) -> NewObservation {
     NewObservation {
         key: key.into(),
+        identifier: Some((READINGS_SYSTEM.into(), key.into())),
         snomed: "27113001".into(),
         display: "Body weight".into(),
         effective: TAKEN,
@@ -164,6 +169,82 @@ fn find_written(held: &[Observation], created: &[String], written: &NewObservati
     failures
 }
 
+/// Checks a created reading reads back as written: ONE Observation with the create's
+/// first id (a blood pressure is one panel, whatever entries the system holds it in),
+/// the panel's code, one component per measurement, the supplier's identifier and the
+/// `vital-signs` category; no other entry holds a part of it.
+fn read_back(held: &[Observation], created: &[String], written: &NewObservation) -> Vec<String> {
+    let mut failures = Vec::new();
+    let Some(id) = created.first() else {
+        return vec!["the create answered no id".into()];
+    };
+    let others: Vec<&String> = held
+        .iter()
+        .filter(|o| created.contains(&o.id) && o.id != *id)
+        .map(|o| &o.id)
+        .collect();
+    if !others.is_empty() {
+        failures.push(format!(
+            "the reading reads back as several Observations ({id} and {others:?}), not one"
+        ));
+    }
+    let Some(o) = held.iter().find(|o| o.id == *id) else {
+        failures.push(format!(
+            "Observation/{id} (the create's first id) is not in the next search"
+        ));
+        return failures;
+    };
+    let code = o
+        .code
+        .coding
+        .iter()
+        .find(|c| c.system.as_deref() == Some(gp_fhir::model::SNOMED))
+        .and_then(|c| c.code.as_deref());
+    if code != Some(written.snomed.as_str()) {
+        failures.push(format!(
+            "Observation/{id}.code is {code:?}, not the written {}",
+            written.snomed
+        ));
+    }
+    if written.measurements.len() > 1 {
+        let parts: Vec<String> = values(o).into_iter().map(|(c, _, _)| c).collect();
+        let want: Vec<&str> = written
+            .measurements
+            .iter()
+            .map(|m| m.snomed.as_str())
+            .collect();
+        if o.value_quantity.is_some() || parts != want {
+            failures.push(format!(
+                "Observation/{id} holds {parts:?} (valueQuantity {:?}), not one component per written part {want:?}",
+                o.value_quantity.as_ref().map(|q| q.value.0)
+            ));
+        }
+    }
+    if let Some((system, value)) = &written.identifier {
+        let kept = o
+            .identifier
+            .iter()
+            .any(|i| i.system.as_deref() == Some(system) && i.value.as_deref() == Some(value));
+        if !kept {
+            failures.push(format!(
+                "Observation/{id}.identifier lacks the supplier's {system}|{value}: {:?}",
+                o.identifier
+            ));
+        }
+    }
+    let vital = o.category.iter().flat_map(|c| &c.coding).any(|c| {
+        c.system.as_deref() == Some(crate::vital_signs::CATEGORY_SYSTEM)
+            && c.code.as_deref() == Some("vital-signs")
+    });
+    if !vital {
+        failures.push(format!(
+            "Observation/{id}.category is {:?}, not vital-signs",
+            o.category
+        ));
+    }
+    failures
+}
+
 /// Runs the write-back checks against `fixture.patients[0]`'s record.
 pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessReport {
     let mut report = HarnessReport::default();
@@ -187,29 +268,47 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
         .await;
     if let Err(AdapterError::NotSupported { what, .. }) = &first {
         let why = format!("the adapter does not support {what}");
-        for id in ["ADP-WRI-01", "ADP-WRI-02", "ADP-WRI-03", "ADP-WRI-06"] {
+        for id in [
+            "ADP-WRI-01",
+            "ADP-WRI-02",
+            "ADP-WRI-03",
+            "ADP-WRI-06",
+            "ADP-WRI-07",
+        ] {
             report.skip(id, "observation write-back", &why);
         }
         contact_checks(&mut report, adapter, patient).await;
         return report;
     }
+    let mut read_back_failures = Vec::new();
     match (&before, &first) {
         (Ok(_), Ok(created)) => {
             if !created.created {
                 failures.push("a first create answered created: false".into());
             }
             match observations(adapter, patient).await {
-                Ok(after) => failures.extend(find_written(&after, &created.ids, &bp)),
+                Ok(after) => {
+                    failures.extend(find_written(&after, &created.ids, &bp));
+                    read_back_failures = read_back(&after, &created.ids, &bp);
+                }
                 Err(e) => failures.push(format!("search after create failed: {e}")),
             }
         }
         (Err(e), _) => failures.push(format!("search before create failed: {e}")),
         (_, Err(e)) => failures.push(format!("create failed: {e}")),
     }
+    if !failures.is_empty() && read_back_failures.is_empty() {
+        read_back_failures.push("not run: ADP-WRI-01 failed".into());
+    }
     report.add(
         "ADP-WRI-01",
         "a created blood pressure reading is in the next Observation search, values, units and instant intact",
         failures,
+    );
+    report.add(
+        "ADP-WRI-07",
+        "a created blood pressure reads back as one panel Observation with the create's id, both components, the supplier's identifier and the vital-signs category",
+        read_back_failures,
     );
 
     // ADP-WRI-02: a retried create records nothing new.
@@ -289,6 +388,7 @@ pub async fn run_writes(adapter: &dyn Adapter, fixture: &HarnessFixture) -> Harn
             }
             if let Some(Ok(c)) = results.first() {
                 failures.extend(find_written(&after, &c.ids, &weight));
+                failures.extend(read_back(&after, &c.ids, &weight));
             }
         }
         (Err(e), _) | (_, Err(e)) => failures.push(format!("search failed: {e}")),
@@ -584,6 +684,7 @@ mod tests {
                 "ADP-WRI-02",
                 "ADP-WRI-03",
                 "ADP-WRI-06",
+                "ADP-WRI-07",
                 "ADP-WRI-04",
                 "ADP-WRI-05"
             ]

@@ -105,7 +105,7 @@ pub const CATALOGUE: &[TestDef] = &[
     TestDef::required(
         "PRV-WRT-01",
         "write-back",
-        "POST /Observation with an identifier is created (201) with its Location, a retry is recognised, a search finds it once and the Location reads it",
+        "POST /Observation with an identifier is created (201) with Location [base]/Observation/{id}/_history/{vid} and ETag W/\"{vid}\", a retry is recognised, a search finds it once with its identifier and vital-signs category, and the Location reads it",
         "REQ-PRV-08",
     ),
     TestDef::required(
@@ -118,7 +118,7 @@ pub const CATALOGUE: &[TestDef] = &[
         "PRV-REF-01",
         "references",
         "every reference in the structured record resolves: inside the Bundle or by a read",
-        "REQ-PRV-09",
+        "REQ-PRV-12",
     ),
     TestDef::required(
         "PRV-LOC-01",
@@ -909,12 +909,48 @@ async fn observation_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
             )
         },
     )?;
-    // The Location names the instance, and (with read scope) reading it gives it back.
-    let expected = format!("{url}/{id}");
-    ensure(a.header("location") == Some(expected.as_str()), || {
+    // The supplier's identifier and the vital-signs category are read back too.
+    let kept = back["identifier"].as_array().is_some_and(|ids| {
+        ids.iter()
+            .any(|i| i["system"] == KIT_READINGS && i["value"] == key.as_str())
+    });
+    ensure(kept, || {
         format!(
-            "the 201 answer's Location is {:?}, expected {expected}",
-            a.header("location")
+            "the Observation read back lost its identifier {KIT_READINGS}|{key}: {}",
+            back["identifier"]
+        )
+    })?;
+    let vital = back["category"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c["coding"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["code"] == "vital-signs"))
+        })
+    });
+    ensure(vital, || {
+        format!(
+            "the Observation read back lost its category vital-signs: {}",
+            back["category"]
+        )
+    })?;
+    // The Location names the version created (FHIR: [base]/Observation/{id}/_history/{vid}),
+    // whose versionId the ETag quotes; (with read scope) reading it gives it back.
+    let vid = created["meta"]["versionId"].as_str().unwrap_or_default();
+    let expected = format!("{url}/{id}/_history/{vid}");
+    ensure(
+        !vid.is_empty() && a.header("location") == Some(expected.as_str()),
+        || {
+            format!(
+                "the 201 answer's Location is {:?} (meta.versionId {vid:?}), expected {url}/{id}/_history/{{meta.versionId}}",
+                a.header("location")
+            )
+        },
+    )?;
+    let etag = format!("W/\"{vid}\"");
+    ensure(a.header("etag") == Some(etag.as_str()), || {
+        format!(
+            "the 201 answer's ETag is {:?}, expected {etag} (its meta.versionId)",
+            a.header("etag")
         )
     })?;
     if need_scope(sup, "Observation", 'r').is_ok() {
@@ -927,6 +963,12 @@ async fn observation_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
         })?;
         ensure(read.json()?["id"] == id.as_str(), || {
             format!("GET {expected} answered another Observation")
+        })?;
+        ensure(read.header("etag") == Some(etag.as_str()), || {
+            format!(
+                "GET {expected} answered ETag {:?}, not the create's {etag}",
+                read.header("etag")
+            )
         })?;
     }
     Ok(())
