@@ -117,7 +117,7 @@ pub async fn check(
         Interaction::Read | Interaction::Operation => Permission::Read,
         Interaction::SearchType => Permission::Search,
         Interaction::Create => Permission::Create,
-        Interaction::Patch => Permission::Update,
+        Interaction::Patch | Interaction::Update => Permission::Update,
     };
     view.require(resource_type, needed)?;
     let decision = auth

@@ -6,7 +6,8 @@
 //! - transport: [`server`] (listeners, TLS, connection limits) calls the pipeline;
 //! - [`pipeline`]: the ordered steps every request crosses, in one file;
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
-//!   [`structured`], with write-body validation in [`write_body`] and [`patch`];
+//!   [`structured`], with write-body validation in [`write_body`], and a Patient's
+//!   change in any form clients send in [`patient_change`] ([`patch`], [`fhirpath_patch`]);
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
 //! - leaves: [`routes`] (the one route table: what is served, where, to whom),
 //!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
@@ -28,6 +29,7 @@ pub mod connections;
 pub mod context;
 pub mod entries;
 pub mod error;
+pub mod fhirpath_patch;
 pub mod forwarded;
 pub mod handlers;
 pub mod head;
@@ -36,6 +38,7 @@ pub mod locator;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod patient_change;
 pub mod pipeline;
 pub mod redact;
 pub mod release;
