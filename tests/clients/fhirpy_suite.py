@@ -35,9 +35,6 @@ KNOWN_GAPS = {
     "resolve-structured-record-references": "issue 22 §1: references outside the bundle",
     "create-observation-read-back": "issue 22 §2: Location and read by id work; the supplier's identifier and category do not survive the GP systems' mapping",
     "create-bp-panel-read-back": "issue 22 §2: Location, read by id, one panel",
-    "conditional-create": "not in issue 22: fhirpy puts the condition in the query string (tests/clients/README.md)",
-    "patch-patient-contact": "issue 22 §6: JSON Merge Patch",
-    "update-patient": "issue 22 §6: PUT /Patient",
 }
 
 SNOMED = "http://snomed.info/sct"

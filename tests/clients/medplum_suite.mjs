@@ -23,7 +23,6 @@ const KNOWN_GAPS = {
   'resolve-structured-record-references': 'issue 22 §1: references outside the bundle',
   'create-observation-read-back': 'issue 22 §2: Location and read by id work; the supplier\'s identifier and category do not survive the GP systems\' mapping',
   'create-bp-panel-read-back': 'issue 22 §2: Location, read by id, one panel',
-  'update-patient': 'issue 22 §6: PUT /Patient',
 };
 
 const SNOMED = 'http://snomed.info/sct';
