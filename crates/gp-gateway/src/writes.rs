@@ -1,4 +1,4 @@
-//! Write-back: `POST /Observation` and `PATCH /Patient/{nhsNumber}`, so what one supplier
+//! Write-back: `POST /Observation` and `PATCH`/`PUT /Patient/{nhsNumber}`, so what one supplier
 //! captures is in the GP record every other supplier reads.
 //!
 //! Order, for both: check the body (nothing reaches a GP system unless it is valid UK
