@@ -341,9 +341,9 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             "Patient",
             &[
                 ("application/json-patch+json", "JsonPatch"),
-                ("application/merge-patch+json", "Resource"),
-                ("application/fhir+json", "Resource"),
-                ("application/json", "Resource"),
+                ("application/merge-patch+json", "MergePatch"),
+                ("application/fhir+json", "FhirPatch"),
+                ("application/json", "FhirPatch"),
             ],
         ),
         Route::PatientUpdate(_) => (200, "Patient", &[("application/fhir+json", "Patient")]),
@@ -726,6 +726,10 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                         } } }
                 }
             },
+            "MergePatch": { "type": "object", "additionalProperties": true,
+                "description": "a JSON Merge Patch (RFC 7386) of the Patient: telecom, address and communication may change; any other member must leave its element as it is (null removes an element)" },
+            "FhirPatch": { "type": "object", "additionalProperties": true,
+                "description": "a FHIRPath Patch (a Parameters resource of operation parameters: add, insert, delete, replace, move on telecom, address and communication), or a partial Patient read as a JSON Merge Patch" },
             "JsonPatch": { "type": "array", "items": {
                 "type": "object", "required": ["op", "path"],
                 "properties": {
