@@ -286,6 +286,13 @@ mod tests {
         let change = Change::patch(PatchFormat::MergePatch, parameters).unwrap();
         let new = change.apply(&current()).unwrap();
         assert!(differing(&new).contains(&"Patient.resourceType".to_owned()));
+        // A JSON Patch sent as FHIR JSON is told where it belongs.
+        let err = Change::patch(PatchFormat::Fhir, b"[]").unwrap_err();
+        assert!(
+            err.message.contains("application/json-patch+json"),
+            "{}",
+            err.message
+        );
         for (format, body) in [
             (PatchFormat::Fhir, &b"[]"[..]),
             (PatchFormat::MergePatch, b"\"x\""),
