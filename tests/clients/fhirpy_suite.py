@@ -31,9 +31,6 @@ LIBRARY = f"fhirpy {fhirpy.__version__}"
 # listed here fails the run. A key is a check name (every system it runs on) or
 # "check@system" (that system only).
 KNOWN_GAPS = {
-    "conditional-create": "not in issue 22: fhirpy puts the condition in the query string (tests/clients/README.md)",
-    "patch-patient-contact": "issue 22 §6: JSON Merge Patch",
-    "update-patient": "issue 22 §6: PUT /Patient",
 }
 
 SNOMED = "http://snomed.info/sct"

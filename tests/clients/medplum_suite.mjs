@@ -19,7 +19,6 @@ const LIBRARY = `@medplum/core ${MEDPLUM_VERSION.split('-')[0]}`;
 // listed here fails the run. A key is a check name (every system it runs on) or
 // "check@system" (that system only).
 const KNOWN_GAPS = {
-  'update-patient': 'issue 22 §6: PUT /Patient',
 };
 
 const SNOMED = 'http://snomed.info/sct';

@@ -432,7 +432,7 @@ async fn bad_requests_get_precise_operation_outcomes() {
         )
         .await;
     assert_eq!(a.status, 405);
-    assert_eq!(a.header("allow"), Some("GET, PATCH"));
+    assert_eq!(a.header("allow"), Some("GET, PATCH, PUT"));
     let a = w
         .send(
             "GET",

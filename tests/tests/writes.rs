@@ -696,7 +696,8 @@ async fn bad_writes_get_precise_errors_and_change_nothing() {
         ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/id", "value": other}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.id"),
         ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/address/0/postalCode", "value": "NOT A POSTCODE"}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.address[0].postalCode"),
         ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", b"{not json".to_vec(), 400, "INVALID_VALUE", ""),
-        ("PATCH", format!("/Patient/{nhs}"), "application/fhir+json", serde_json::to_vec(&address_change()).unwrap(), 415, "UNSUPPORTED_MEDIA_TYPE", ""),
+        ("PATCH", format!("/Patient/{nhs}"), "application/fhir+json", serde_json::to_vec(&address_change()).unwrap(), 400, "INVALID_VALUE", ""),
+        ("PATCH", format!("/Patient/{nhs}"), "application/xml", serde_json::to_vec(&address_change()).unwrap(), 415, "UNSUPPORTED_MEDIA_TYPE", ""),
         ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", big, 413, "PAYLOAD_TOO_LARGE", ""),
     ];
     for (method, path, content_type, body, status, code, expression) in cases {

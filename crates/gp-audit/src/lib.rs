@@ -49,7 +49,8 @@ pub struct AuditRecord {
     pub patient: Option<String>,
     /// The practice the patient's record was located at.
     pub practice: Option<String>,
-    /// `read`, `search-type`, `create`, `patch`, `operation`, `token` or `none` (unrouted).
+    /// `read`, `search-type`, `create`, `update`, `patch`, `operation`, `token` or `none`
+    /// (unrouted).
     pub interaction: String,
     /// The FHIR resource type, when routed.
     pub resource_type: Option<String>,

@@ -231,7 +231,7 @@ pub fn access_log(
             "read" => format!("read your {t}"),
             "search-type" => format!("looked through your {t} entries"),
             "create" => format!("added a new {t} to your record"),
-            "patch" => format!("changed your {t} details"),
+            "patch" | "update" => format!("changed your {t} details"),
             "operation" => "read your GP record summary".to_owned(),
             other => format!("{other} {t}"),
         }
@@ -248,7 +248,7 @@ pub fn access_log(
                     "resourceType": "AuditEvent",
                     "id": r.id,
                     "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
-                    "action": match r.interaction.as_str() { "create" => "C", "patch" => "U", _ => "R" },
+                    "action": match r.interaction.as_str() { "create" => "C", "patch" | "update" => "U", _ => "R" },
                     "recorded": r.recorded,
                     "outcome": "0",
                     "outcomeDesc": what(r),
@@ -366,6 +366,24 @@ mod tests {
         assert!(parse(&q(&[("patient", "9000000008")]), None).is_err());
         assert!(parse(&q(&[("colour", "x")]), None).is_err());
         assert!(parse(&q(&[("_count", "0")]), None).is_err());
+    }
+
+    #[test]
+    fn a_patient_sees_an_update_as_a_change_of_their_details() {
+        let mut r =
+            super::super::sample(1, "9000000009", "demo-consult", "2026-11-23T10:00:00.000Z");
+        r.resource_type = Some("Patient".into());
+        for interaction in ["patch", "update"] {
+            r.interaction = interaction.into();
+            r.status = 200;
+            let log = access_log("https://x", "req", "9000000009", &[r.clone()], |_| None);
+            let event = &log["entry"][0]["resource"];
+            assert_eq!(event["action"], "U", "{interaction}");
+            assert_eq!(
+                event["outcomeDesc"], "changed your Patient details",
+                "{interaction}"
+            );
+        }
     }
 
     #[test]

@@ -82,6 +82,9 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
         for id in [
             "PRV-WRT-01",
             "PRV-WRT-02",
+            "PRV-WRT-03",
+            "PRV-WRT-04",
+            "PRV-WRT-05",
             "PRV-PAGE-01",
             "PRV-DATE-01",
             "PRV-SORT-01",
@@ -101,7 +104,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             .expect("per-system provider test");
         assert_eq!(r.status, Status::Pass, "{system}: {}", r.message);
     }
-    assert_eq!(report.summary.total, 30 + 18 * 4 + 1 + 6);
+    assert_eq!(report.summary.total, 30 + 21 * 4 + 1 + 6);
 
     let dir = scratch("reports");
     let paths = report::write_all(&report, &dir).unwrap();

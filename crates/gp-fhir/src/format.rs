@@ -15,7 +15,7 @@ pub enum FormatError {
     #[error("request body type '{0}' is not supported: send application/fhir+json")]
     UnsupportedMediaType(String),
     #[error(
-        "PATCH body type '{0}' is not supported: send a JSON Patch as application/json-patch+json (FHIRPath Patch is not supported)"
+        "PATCH body type '{0}' is not supported: send a JSON Patch as application/json-patch+json, a JSON Merge Patch as application/merge-patch+json, or a partial resource (merge patch) or a FHIRPath Patch Parameters as application/fhir+json or application/json"
     )]
     UnsupportedPatchType(String),
     #[error(
@@ -131,8 +131,20 @@ pub fn check_content_type(
     }
 }
 
-/// Checks a PATCH body's `Content-Type`: JSON Patch only.
-pub fn check_patch_content_type(content_type: Option<&str>) -> Result<(), FormatError> {
+/// What a PATCH body is, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchFormat {
+    /// `application/json-patch+json`: a JSON Patch (RFC 6902).
+    JsonPatch,
+    /// `application/merge-patch+json`: a JSON Merge Patch (RFC 7386).
+    MergePatch,
+    /// `application/fhir+json` or `application/json`: a FHIRPath Patch (a `Parameters`
+    /// resource) or a partial resource, read as a JSON Merge Patch.
+    Fhir,
+}
+
+/// Reads a PATCH body's `Content-Type`.
+pub fn patch_format(content_type: Option<&str>) -> Result<PatchFormat, FormatError> {
     let raw = content_type.unwrap_or("");
     let media = raw
         .split(';')
@@ -140,12 +152,13 @@ pub fn check_patch_content_type(content_type: Option<&str>) -> Result<(), Format
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if media == "application/json-patch+json" {
-        Ok(())
-    } else {
-        Err(FormatError::UnsupportedPatchType(shown(
+    match media.as_str() {
+        "application/json-patch+json" => Ok(PatchFormat::JsonPatch),
+        "application/merge-patch+json" => Ok(PatchFormat::MergePatch),
+        "application/fhir+json" | "application/json" => Ok(PatchFormat::Fhir),
+        _ => Err(FormatError::UnsupportedPatchType(shown(
             if raw.is_empty() { "(none)" } else { raw },
-        )))
+        ))),
     }
 }
 
@@ -170,5 +183,25 @@ mod tests {
         assert!(negotiate(None, Some("application/fhir+json;q=0")).is_err());
         assert!(check_content_type(Some("application/fhir+json; charset=utf-8"), &[]).is_ok());
         assert!(check_content_type(Some("text/plain"), &[]).is_err());
+    }
+
+    #[test]
+    fn patch_formats_are_told_by_content_type() {
+        for (ct, format) in [
+            ("application/json-patch+json", PatchFormat::JsonPatch),
+            ("Application/Merge-Patch+JSON", PatchFormat::MergePatch),
+            ("application/fhir+json; charset=utf-8", PatchFormat::Fhir),
+            ("application/json", PatchFormat::Fhir),
+        ] {
+            assert_eq!(patch_format(Some(ct)), Ok(format), "{ct}");
+        }
+        for ct in [None, Some("text/plain"), Some("application/xml-patch+xml")] {
+            let e = patch_format(ct).unwrap_err();
+            assert_eq!(e.status(), 415);
+            assert!(
+                e.to_string().contains("application/merge-patch+json"),
+                "{e}"
+            );
+        }
     }
 }

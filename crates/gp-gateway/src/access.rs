@@ -117,7 +117,7 @@ pub async fn check(
         Interaction::Read | Interaction::Vread | Interaction::Operation => Some(Permission::Read),
         Interaction::SearchType => Some(Permission::Search),
         Interaction::Create => Some(Permission::Create),
-        Interaction::Patch => Some(Permission::Update),
+        Interaction::Patch | Interaction::Update => Some(Permission::Update),
         // A batch needs no scope of its own: each entry is authorised as itself.
         Interaction::Batch => None,
     };

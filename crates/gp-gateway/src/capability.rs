@@ -89,7 +89,8 @@ pub fn capability_statement(
         "implementation": { "description": "gp-gateway FHIR API for GP records", "url": base_url },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json"],
-        "patchFormat": ["application/json-patch+json"],
+        // JSON Patch, JSON Merge Patch, and FHIRPath Patch (a Parameters resource).
+        "patchFormat": ["application/json-patch+json", "application/merge-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "security": security,

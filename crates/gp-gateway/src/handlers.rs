@@ -44,8 +44,7 @@ pub async fn serve(
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     match route {
         Route::ObservationCreate => {
-            reject_params(query, &["_format"])?;
-            crate::writes::create_observation(app, headers, ids, caller, body).await
+            crate::writes::create_observation(app, query, headers, ids, caller, body).await
         }
         Route::AuditEventSearch => {
             let search = crate::audit::search::parse(query, caller.audit_scope())?;
@@ -86,9 +85,10 @@ pub async fn serve(
                 serde_json::to_vec(&bundle).unwrap_or_default(),
             ))
         }
-        Route::PatientPatch(id) => {
+        Route::PatientPatch(ref id) | Route::PatientUpdate(ref id) => {
             reject_params(query, &["_format"])?;
-            crate::writes::patch_patient(app, &id, headers, ids, caller, body).await
+            let whole = matches!(route, Route::PatientUpdate(_));
+            crate::writes::update_patient(app, id, whole, headers, ids, caller, body).await
         }
         Route::StructuredRecord => structured_record(app, query, ids, caller, body).await,
         Route::Metadata => Ok(fhir_response(StatusCode::OK, app.capability.clone())),

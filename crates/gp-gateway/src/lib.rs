@@ -7,7 +7,8 @@
 //! - [`pipeline`]: the ordered steps every request crosses, in one file;
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
 //!   [`structured`], [`batch`] (its Bundles; the pipeline serves each entry), with
-//!   write-body validation in [`write_body`] and [`patch`];
+//!   write-body validation in [`write_body`], and a Patient's change in any form
+//!   clients send in [`patient_change`] ([`patch`], [`fhirpath_patch`]);
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
 //! - leaves: [`routes`] (the one route table: what is served, where, to whom),
 //!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
@@ -30,6 +31,7 @@ pub mod connections;
 pub mod context;
 pub mod entries;
 pub mod error;
+pub mod fhirpath_patch;
 pub mod forwarded;
 pub mod handlers;
 pub mod head;
@@ -38,6 +40,7 @@ pub mod locator;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod patient_change;
 pub mod people;
 pub mod pipeline;
 pub mod redact;

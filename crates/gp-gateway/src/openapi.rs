@@ -97,7 +97,7 @@ fn scope(op: &Operation) -> Option<String> {
         Interaction::Read | Interaction::Vread | Interaction::Operation => 'r',
         Interaction::SearchType => 's',
         Interaction::Create => 'c',
-        Interaction::Patch => 'u',
+        Interaction::Patch | Interaction::Update => 'u',
         // Each entry of a batch needs the scope it would need alone.
         Interaction::Batch => return None,
     };
@@ -342,33 +342,45 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
         }
         p
     }));
-    let (ok_status, ok_schema, request_schema): (u16, &str, Option<(&str, &str)>) = match route {
-        Route::Metadata => (200, "CapabilityStatement", None),
-        Route::PatientRead(_) | Route::PatientPatch(_) => (
+    // The request bodies a route takes, by media type (the first carries the example).
+    let (ok_status, ok_schema, request_schemas): (u16, &str, &[(&str, &str)]) = match route {
+        Route::Metadata => (200, "CapabilityStatement", &[]),
+        Route::PatientRead(_) => (200, "Patient", &[]),
+        Route::PatientPatch(_) => (
             200,
             "Patient",
-            matches!(route, Route::PatientPatch(_))
-                .then_some(("application/json-patch+json", "JsonPatch")),
+            &[
+                ("application/json-patch+json", "JsonPatch"),
+                ("application/merge-patch+json", "MergePatch"),
+                ("application/fhir+json", "FhirPatch"),
+                ("application/json", "FhirPatch"),
+            ],
         ),
+        Route::PatientUpdate(_) => (200, "Patient", &[("application/fhir+json", "Patient")]),
         Route::ClinicalRead(..)
         | Route::ClinicalVread(..)
         | Route::OrganizationRead(_)
-        | Route::PractitionerRead(_) => (200, "Resource", None),
+        | Route::PractitionerRead(_) => (200, "Resource", &[]),
         Route::PatientSearch
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch
-        | Route::AccessLog(_) => (200, "Bundle", None),
-        Route::Batch => (200, "Bundle", Some(("application/fhir+json", "Bundle"))),
-        Route::StructuredRecord => (200, "Bundle", Some(("application/fhir+json", "Parameters"))),
+        | Route::AccessLog(_) => (200, "Bundle", &[]),
+        Route::Batch => (200, "Bundle", &[("application/fhir+json", "Bundle")]),
+        Route::StructuredRecord => (200, "Bundle", &[("application/fhir+json", "Parameters")]),
         Route::ObservationCreate => (
             201,
             "Observation",
-            Some(("application/fhir+json", "Observation")),
+            &[("application/fhir+json", "Observation")],
         ),
     };
     match route {
-        Route::ObservationCreate => parameters.push(reference("parameters/IfNoneExist")),
-        Route::PatientPatch(_) => parameters.push(reference("parameters/IfMatch")),
+        Route::ObservationCreate => {
+            parameters.push(reference("parameters/IfNoneExist"));
+            parameters.push(reference("parameters/identifierCondition"));
+        }
+        Route::PatientPatch(_) | Route::PatientUpdate(_) => {
+            parameters.push(reference("parameters/IfMatch"));
+        }
         _ => {}
     }
     let (resource_type, interaction) = route
@@ -392,18 +404,25 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
                 "schema": { "type": "object", "properties": properties } } } }),
         );
     }
-    if let Some((media_type, schema)) = request_schema {
-        let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
-        if let Some(example) = request_example(route) {
-            media["example"] = example;
+    if !request_schemas.is_empty() {
+        let mut content = Map::new();
+        for (i, (media_type, schema)) in request_schemas.iter().enumerate() {
+            let mut media = json!({ "schema": reference(&format!("schemas/{schema}")) });
+            if let Some(example) = request_example(route).filter(|_| i == 0) {
+                media["example"] = example;
+            }
+            content.insert((*media_type).into(), media);
         }
         o.insert(
             "requestBody".into(),
-            json!({ "required": true, "content": { media_type: media } }),
+            json!({ "required": true, "content": content }),
         );
     }
     let mut ok_headers = answer_headers();
-    if matches!(route, Route::PatientRead(_) | Route::PatientPatch(_)) {
+    if matches!(
+        route,
+        Route::PatientRead(_) | Route::PatientPatch(_) | Route::PatientUpdate(_)
+    ) {
         ok_headers["ETag"] = reference("headers/ETag");
     }
     if matches!(route, Route::ObservationCreate) {
@@ -444,7 +463,11 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
     use SpineCode as S;
     let writes = matches!(
         route,
-        Route::ObservationCreate | Route::PatientPatch(_) | Route::StructuredRecord | Route::Batch
+        Route::ObservationCreate
+            | Route::PatientPatch(_)
+            | Route::PatientUpdate(_)
+            | Route::StructuredRecord
+            | Route::Batch
     );
     let patient_data = !matches!(route, Route::Metadata | Route::AuditEventSearch);
     let mut bad_request = vec![S::InvalidValue, S::InvalidParameter];
@@ -498,6 +521,7 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
         }
         // A GP system that cannot read its staff (an adapter without read_practitioner).
         Route::PractitionerRead(_) => out.push((501, vec![S::NotImplemented])),
+        Route::PatientUpdate(_) => out.push((412, vec![S::PreconditionFailed])),
         _ => {}
     }
     out.push((503, vec![S::ServiceUnavailable]));
@@ -680,10 +704,13 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                 "description": "overrides Accept; JSON only (XML is 406 NOT_ACCEPTABLE)" },
             "IfMatch": { "name": "If-Match", "in": "header", "required": false,
                 "schema": { "type": "string" },
-                "description": "a read's ETag; a stale one answers 412 PRECONDITION_FAILED" },
+                "description": "a read's ETag, or *; a stale one answers 412 PRECONDITION_FAILED. Without it the change is made to the version current when the gateway reads it" },
             "IfNoneExist": { "name": "If-None-Exist", "in": "header", "required": false,
                 "schema": { "type": "string" },
                 "description": "conditional create: identifier={system}|{value}" },
+            "identifierCondition": { "name": "identifier", "in": "query", "required": false,
+                "schema": { "type": "string", "pattern": "^[^|]+\\|.+$" },
+                "description": "conditional create as fhirpy sends it ({system}|{value}): the same as If-None-Exist: identifier={system}|{value}; both given must agree" },
         },
         "headers": {
             "XRequestID": header("the request's id (yours, if you sent a UUID)"),
@@ -725,6 +752,10 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                         } } }
                 }
             },
+            "MergePatch": { "type": "object", "additionalProperties": true,
+                "description": "a JSON Merge Patch (RFC 7386) of the Patient: telecom, address and communication may change; any other member must leave its element as it is (null removes an element)" },
+            "FhirPatch": { "type": "object", "additionalProperties": true,
+                "description": "a FHIRPath Patch (a Parameters resource of operation parameters: add, insert, delete, replace, move on telecom, address and communication), or a partial Patient read as a JSON Merge Patch" },
             "JsonPatch": { "type": "array", "items": {
                 "type": "object", "required": ["op", "path"],
                 "properties": {

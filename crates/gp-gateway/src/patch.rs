@@ -248,7 +248,7 @@ impl Op {
 
     /// The locations the operation changes: each must be writable. A `copy` only reads
     /// its `from`, a `test` changes nothing.
-    fn changes(&self) -> Vec<&[String]> {
+    pub(crate) fn changes(&self) -> Vec<&[String]> {
         match self {
             Op::Add { path, .. } | Op::Remove { path } | Op::Replace { path, .. } => {
                 vec![path]
@@ -327,6 +327,12 @@ pub fn apply(doc: &mut Value, ops: &[Op]) -> Result<(), Invalid> {
     }
     *doc = work;
     Ok(())
+}
+
+/// Applies one operation with the RFC 6902 engine alone: the caller has checked that it
+/// changes only writable elements, and keeps `doc` only when every operation applied.
+pub(crate) fn apply_unchecked(doc: &mut Value, op: &Op) -> Result<(), String> {
+    json_patch::patch_unsafe(doc, &[op.engine()]).map_err(|e| e.kind.to_string())
 }
 
 /// A UK telephone number: digits, spaces and one leading +, 10 to 13 digits.
@@ -612,11 +618,12 @@ pub fn contact_details(patient: &Value) -> Result<ContactDetails, Invalid> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn patient() -> Value {
+    /// A Patient the patch tests change.
+    pub(crate) fn patient() -> Value {
         json!({
             "resourceType": "Patient",
             "id": "9000000009",

@@ -331,12 +331,12 @@ async fn route(
             }
             Bytes::new()
         }
-        Method::POST => {
+        Method::POST | Method::PUT => {
             gp_fhir::format::check_content_type(content_type, &[])?;
             crate::body::read_capped(body, declared, app.max_body_bytes).await?
         }
         Method::PATCH => {
-            gp_fhir::format::check_patch_content_type(content_type)?;
+            gp_fhir::format::patch_format(content_type)?;
             crate::body::read_capped(body, declared, app.max_body_bytes).await?
         }
         _ => Bytes::new(),
@@ -553,7 +553,9 @@ fn named_patient(
 ) -> Option<gp_fhir::NhsNumber> {
     use crate::routes::Route;
     let raw = match route {
-        Route::PatientRead(id) | Route::PatientPatch(id) => Some(id.as_str()),
+        Route::PatientRead(id) | Route::PatientPatch(id) | Route::PatientUpdate(id) => {
+            Some(id.as_str())
+        }
         _ => query
             .iter()
             .find(|(k, _)| k == "patient" || k == "patient:identifier" || k == "subject")

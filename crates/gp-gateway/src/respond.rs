@@ -43,12 +43,18 @@ pub fn add_headers(resp: &mut Response<Full<Bytes>>, headers: Vec<(&'static str,
 /// A Patient response (its references named: see `people::named_patient`):
 /// `meta.versionId` is the record's version as a FHIR id, and the weak `ETag` quotes it (what `If-Match` and `If-None-Match` quote back).
 pub fn patient(status: StatusCode, record: &PatientRecord) -> Response<Full<Bytes>> {
-    let version_id = gp_fhir::ids::version_id(&record.version);
-    let mut patient = crate::people::named_patient(record);
-    patient.meta.get_or_insert_with(Default::default).version_id = Some(version_id.clone());
-    let mut resp = fhir(status, Resource::Patient(patient).to_json());
-    insert_etag(&mut resp, &version_id);
+    let mut resp = fhir(status, Resource::Patient(patient_as_read(record)).to_json());
+    insert_etag(&mut resp, &gp_fhir::ids::version_id(&record.version));
     resp
+}
+
+/// The Patient a read answers: the record's, its references named, with
+/// `meta.versionId` (what a `PUT` echoes back).
+pub fn patient_as_read(record: &PatientRecord) -> gp_fhir::model::Patient {
+    let mut patient = crate::people::named_patient(record);
+    patient.meta.get_or_insert_with(Default::default).version_id =
+        Some(gp_fhir::ids::version_id(&record.version));
+    patient
 }
 
 /// A record entry (a read, a vread, a create's answer) with its `meta.versionId` as the

@@ -34,8 +34,11 @@ pub enum Route {
     StructuredRecord,
     /// `POST /Observation`: write a reading back to the patient's GP record.
     ObservationCreate,
-    /// `PATCH /Patient/{nhsNumber}`: change contact details (JSON Patch).
+    /// `PATCH /Patient/{nhsNumber}`: change contact details (JSON Patch, JSON Merge
+    /// Patch or FHIRPath Patch).
     PatientPatch(String),
+    /// `PUT /Patient/{nhsNumber}`: change contact details by sending the whole Patient.
+    PatientUpdate(String),
     /// `GET /AuditEvent?…`: the audit trail.
     AuditEventSearch,
     /// `GET /Patient/{nhsNumber}/$access-log`: who accessed a patient's record, for the patient.
@@ -205,6 +208,7 @@ pub enum Interaction {
     /// A type-level operation (reads what its parameters name).
     Operation,
     Create,
+    Update,
     Patch,
     /// A system-level `batch` of reads and searches (each entry is authorised as itself).
     Batch,
@@ -219,6 +223,7 @@ impl Interaction {
             Self::SearchType => "search-type",
             Self::Operation => "operation",
             Self::Create => "create",
+            Self::Update => "update",
             Self::Patch => "patch",
             Self::Batch => "batch",
         }
@@ -245,6 +250,7 @@ impl Route {
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
+            Self::PatientUpdate(_) => Some(("Patient", Interaction::Update)),
             Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
             Self::AccessLog(_) => Some(("AuditEvent", Interaction::Read)),
             Self::Batch => Some(("Bundle", Interaction::Batch)),
@@ -484,6 +490,19 @@ pub const ROUTES: &[Row] = &[
         Access::Bearer,
         |s| Some(Route::PatientPatch(s[1].to_owned())),
         "Change a patient's contact details (telecom, address, communication)",
+    )
+    .described(
+        "JSON Patch (application/json-patch+json), JSON Merge Patch (application/merge-patch+json, or a partial Patient as application/fhir+json or application/json) or FHIRPath Patch (a Parameters body as application/fhir+json): each may change telecom, address and communication only (422 INVALID_RESOURCE naming any other element); If-Match with a read's ETag (412 when stale).",
+    ),
+    fhir(
+        Method::PUT,
+        &[Seg::Lit("Patient"), Seg::Id],
+        Access::Bearer,
+        |s| Some(Route::PatientUpdate(s[1].to_owned())),
+        "Replace a patient's contact details by sending the whole Patient as read, changed",
+    )
+    .described(
+        "The body is the Patient with its id: telecom, address and communication may differ from the current record; every other element must equal it (422 INVALID_RESOURCE naming each that differs), meta.versionId and meta.lastUpdated are ignored and meta and text may be left out. If-Match with a read's ETag (412 when stale).",
     ),
     fhir(
         Method::POST,
@@ -843,7 +862,11 @@ mod tests {
         }
         assert_eq!(
             allowed(Method::DELETE, "/FHIR/R4/Patient/9000000009"),
-            "GET, PATCH"
+            "GET, PATCH, PUT"
+        );
+        assert_eq!(
+            fhir(Method::PUT, "/Patient/9000000009"),
+            Some(Route::PatientUpdate("9000000009".into()))
         );
         assert_eq!(
             fhir(Method::POST, "/Observation"),
@@ -1010,7 +1033,8 @@ mod tests {
                     vec![
                         Interaction::Read,
                         Interaction::SearchType,
-                        Interaction::Patch
+                        Interaction::Patch,
+                        Interaction::Update
                     ]
                 ),
                 (

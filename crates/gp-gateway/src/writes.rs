@@ -1,4 +1,4 @@
-//! Write-back: `POST /Observation` and `PATCH /Patient/{nhsNumber}`, so what one supplier
+//! Write-back: `POST /Observation` and `PATCH`/`PUT /Patient/{nhsNumber}`, so what one supplier
 //! captures is in the GP record every other supplier reads.
 //!
 //! Order, for both: check the body (nothing reaches a GP system unless it is valid UK
@@ -18,6 +18,7 @@ use crate::access::Caller;
 use crate::app::App;
 use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
+use crate::patient_change::Change;
 use crate::release::{Released, released_patient, released_patient_fresh};
 use crate::respond::fhir as fhir_response;
 use crate::write_body::Invalid;
@@ -55,6 +56,19 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<
     }
 }
 
+/// `identifier=<system>|<value>`, the only condition a create takes; `source` names
+/// where it was given, for messages.
+fn identifier_condition(value: &str, source: &str) -> Result<(String, String), Invalid> {
+    match value.split_once('|') {
+        Some((system, value)) if !system.is_empty() && !value.is_empty() => {
+            Ok((system.to_owned(), value.to_owned()))
+        }
+        _ => Err(Invalid::request(format!(
+            "{source}: expected identifier=<system>|<value>"
+        ))),
+    }
+}
+
 /// `If-None-Exist: identifier=system|value` (the only conditional create supported).
 fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, Invalid> {
     let Some(raw) = header_text(headers, "if-none-exist")? else {
@@ -64,14 +78,7 @@ fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, Invali
     let pairs = gp_fhir::search::parse_query(query)
         .map_err(|e| Invalid::request(format!("If-None-Exist: {e}")))?;
     match pairs.as_slice() {
-        [(k, v)] if k == "identifier" => match v.split_once('|') {
-            Some((system, value)) if !system.is_empty() && !value.is_empty() => {
-                Ok(Some((system.to_owned(), value.to_owned())))
-            }
-            _ => Err(Invalid::request(
-                "If-None-Exist: expected identifier=<system>|<value>",
-            )),
-        },
+        [(k, v)] if k == "identifier" => identifier_condition(v, "If-None-Exist").map(Some),
         _ => Err(Invalid::request(
             "If-None-Exist: only identifier=<system>|<value> is supported (a retried create is recognised by its identifier)",
         )),
@@ -100,6 +107,51 @@ fn keepable((system, value): &(String, String)) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A create's condition: `If-None-Exist`, or the same search in the query string, as
+/// fhirpy's `get_or_create` sends it (`POST /Observation?identifier=system|value`).
+fn create_condition(
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Option<(String, String)>, Rescue> {
+    if let Some((k, _)) = query
+        .iter()
+        .find(|(k, _)| !matches!(k.as_str(), "identifier" | "_format"))
+    {
+        return Err(gp_fhir::search::SearchError::UnknownParameter(
+            crate::routes::shown(k),
+            "_format, and identifier=<system>|<value> for a conditional create (as If-None-Exist)"
+                .into(),
+        )
+        .into());
+    }
+    let in_query = match query
+        .iter()
+        .filter(|(k, _)| k == "identifier")
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => None,
+        [(_, v)] => Some(identifier_condition(v, "the identifier parameter")?),
+        _ => {
+            return Err(Invalid::request(
+                "a conditional create names one identifier: give the identifier parameter once",
+            )
+            .into());
+        }
+    };
+    match (if_none_exist(headers)?, in_query) {
+        (Some(h), Some(q)) if h != q => Err(Invalid::request(format!(
+            "If-None-Exist names identifier {}|{} but the query string names {}|{}: give one condition",
+            crate::routes::shown(&h.0),
+            crate::routes::shown(&h.1),
+            crate::routes::shown(&q.0),
+            crate::routes::shown(&q.1)
+        ))
+        .into()),
+        (h, q) => Ok(h.or(q)),
+    }
+}
+
 /// The idempotency key a create is recorded under: the supplier and the identifier,
 /// hashed, so two suppliers' identifiers never collide and the GP system sees no supplier data.
 fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
@@ -114,18 +166,19 @@ fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
 /// `POST /Observation`.
 pub(crate) async fn create_observation(
     app: &App,
+    query: &[(String, String)],
     headers: &HeaderMap,
     ids: &RequestIds,
     caller: &Caller,
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let now = time::OffsetDateTime::now_utc();
+    let conditional = create_condition(headers, query)?;
     let incoming = crate::write_body::observation(body, now)?;
-    let conditional = if_none_exist(headers)?;
     let identifier = match (conditional, incoming.identifier) {
         (Some(h), Some(b)) if h != b => {
             return Err(Invalid::request(format!(
-                "If-None-Exist names identifier {}|{} but the Observation's identifier[0] is {}|{}",
+                "the condition (If-None-Exist or identifier parameter) names identifier {}|{} but the Observation's identifier[0] is {}|{}",
                 crate::routes::shown(&h.0),
                 crate::routes::shown(&h.1),
                 crate::routes::shown(&b.0),
@@ -291,17 +344,42 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Invalid> {
     }
 }
 
-/// `PATCH /Patient/{nhsNumber}` with a JSON Patch.
-pub(crate) async fn patch_patient(
+/// `PATCH /Patient/{nhsNumber}` (`whole`: false) with a JSON Patch, a JSON Merge Patch
+/// (or a partial resource) or a FHIRPath Patch, as its `Content-Type` says; or `PUT`
+/// (`whole`: true) with the whole Patient, of which only the contact details may differ.
+pub(crate) async fn update_patient(
     app: &App,
     id: &str,
+    whole: bool,
     headers: &HeaderMap,
     ids: &RequestIds,
     caller: &Caller,
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let nhs = NhsNumber::parse(id)?;
-    let ops = crate::patch::parse(body)?;
+    let change = if whole {
+        Change::put(id, body)?
+    } else {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Change::patch(gp_fhir::format::patch_format(content_type)?, body)?
+    };
+    change_patient(app, nhs, headers, ids, caller, &change).await
+}
+
+/// Makes `change` to the patient's current record, whatever form it came in: `If-Match`
+/// against the version read now (without one, the change is made to the version read
+/// now, and the GP system refuses it if the record changes before the write), the
+/// writable-element and UK Core checks, then one adapter write.
+async fn change_patient(
+    app: &App,
+    nhs: NhsNumber,
+    headers: &HeaderMap,
+    ids: &RequestIds,
+    caller: &Caller,
+    change: &Change,
+) -> Result<Response<Full<Bytes>>, Rescue> {
     let expected = if_match(headers)?;
     let Released {
         record,
@@ -317,12 +395,12 @@ pub(crate) async fn patch_patient(
         ))
         .into());
     }
-    let mut doc = serde_json::from_slice::<serde_json::Value>(
-        &Resource::Patient(record.patient.clone()).to_json(),
+    let current = serde_json::from_slice::<serde_json::Value>(
+        &Resource::Patient(crate::respond::patient_as_read(&record)).to_json(),
     )
     .map_err(|e| GatewayError::Internal(format!("patient JSON: {e}")))?;
-    crate::patch::apply(&mut doc, &ops)?;
-    let details = crate::patch::contact_details(&doc)?;
+    let new = change.apply(&current)?;
+    let details = crate::patient_change::contact_details(&current, &new)?;
     let req = UpdateContactRequest {
         nhs_number: nhs,
         practice: practice.clone(),
@@ -381,6 +459,45 @@ mod tests {
                 "{}",
                 e.path
             );
+        }
+    }
+
+    #[test]
+    fn a_create_condition_may_be_in_the_query_string() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let status = |r: Result<Option<(String, String)>, Rescue>| r.unwrap_err().error.status();
+        let none = HeaderMap::new();
+        let id = Some(("https://x.example/r".to_owned(), "42".to_owned()));
+        assert_eq!(
+            create_condition(&none, &q(&[("identifier", "https://x.example/r|42")])).unwrap(),
+            id
+        );
+        assert_eq!(
+            create_condition(&none, &q(&[("_format", "json")])).unwrap(),
+            None
+        );
+        let mut header = HeaderMap::new();
+        header.insert(
+            "if-none-exist",
+            HeaderValue::from_static("identifier=https://x.example/r|42"),
+        );
+        assert_eq!(
+            create_condition(&header, &q(&[("identifier", "https://x.example/r|42")])).unwrap(),
+            id,
+            "both, agreeing"
+        );
+        for (headers, query) in [
+            (&header, q(&[("identifier", "https://x.example/r|43")])),
+            (&none, q(&[("identifier", "42")])),
+            (&none, q(&[("identifier", "a|1"), ("identifier", "a|2")])),
+            (&none, q(&[("code", "1234")])),
+        ] {
+            assert_eq!(status(create_condition(headers, &query)), 400, "{query:?}");
         }
     }
 

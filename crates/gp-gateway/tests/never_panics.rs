@@ -283,3 +283,57 @@ fn json_patch_parse_and_apply_never_panic() {
         ));
     }
 }
+
+#[test]
+fn patient_changes_in_every_format_never_panic() {
+    use gp_fhir::format::PatchFormat;
+    use gp_gateway::patient_change::{Change, contact_details};
+    let mut rng = Rng(22);
+    let patient = json!({
+        "resourceType": "Patient", "id": "9000000009",
+        "meta": {"versionId": "v1"},
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+        "telecom": [{"system": "phone", "value": "01632 960000", "use": "home"}],
+        "address": [{"use": "home", "line": ["1 Road"], "city": "Leeds", "postalCode": "LS1 1AA"}]
+    });
+    let operation = |kind: &str, path: String, extra: Value| {
+        let mut part = vec![
+            json!({"name": "type", "valueCode": kind}),
+            json!({"name": "path", "valueString": path}),
+        ];
+        part.extend(extra.as_array().cloned().unwrap_or_default());
+        json!({"name": "operation", "part": part})
+    };
+    let path_pieces = [
+        "Patient", ".telecom", ".address", "[0]", "[1]", ".line", ".value", ".where(", ")",
+        "system", " = ", "'phone'", "'", "\\", " and ", "use", "true", ".first()", ".last()", "(",
+        "[", "]", ".",
+    ];
+    for _ in 0..ITERATIONS {
+        let path = fragments(&mut rng, &path_pieces);
+        let base = json!({"resourceType": "Parameters", "parameter": [
+            operation("replace", path.clone(), json!([{"name": "value", "valueString": "07700 900000"}])),
+            operation("add", path.clone(), json!([{"name": "name", "valueString": "telecom"},
+                {"name": "value", "part": [{"name": "system", "valueCode": "email"}]}])),
+            operation("insert", path.clone(), json!([{"name": "index", "valueInteger": 0}, {"name": "value", "valueString": "x"}])),
+            operation("move", path.clone(), json!([{"name": "source", "valueInteger": 0}, {"name": "destination", "valueInteger": 1}])),
+            operation("delete", path, json!([])),
+        ]});
+        let mut v = base.clone();
+        for _ in 0..rng.below(3) {
+            mutate(&mut rng, &mut v);
+        }
+        let format = *rng.pick(&[PatchFormat::Fhir, PatchFormat::MergePatch]);
+        let body = bytes(&mut rng, &v);
+        for change in [
+            Change::patch(format, &body),
+            Change::put("9000000009", &body),
+        ] {
+            if let Ok(change) = change
+                && let Ok(new) = change.apply(&patient)
+            {
+                let _ = contact_details(&patient, &new);
+            }
+        }
+    }
+}

@@ -121,6 +121,24 @@ pub const CATALOGUE: &[TestDef] = &[
         "REQ-PRV-12",
     ),
     TestDef::required(
+        "PRV-WRT-03",
+        "write-back",
+        "PUT /Patient with the Patient as read and a new mobile, with If-Match, is applied and read back; a PUT that also changes the name is refused 422 naming Patient.name",
+        "REQ-PRV-13",
+    ),
+    TestDef::required(
+        "PRV-WRT-04",
+        "write-back",
+        "PATCH /Patient as a JSON Merge Patch and as a FHIRPath Patch, each with If-Match, is applied and read back",
+        "REQ-PRV-13",
+    ),
+    TestDef::required(
+        "PRV-WRT-05",
+        "write-back",
+        "POST /Observation?identifier=… (the condition in the query string) creates once: 201, then 200 with the same id",
+        "REQ-PRV-14",
+    ),
+    TestDef::required(
         "PRV-LOC-01",
         "locator",
         "an unknown NHS number answers 404 RESOURCE_NOT_FOUND",
@@ -186,6 +204,9 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         run_test!(rec, "PRV-WRT-01", sys, observation_round_trip(&on));
         run_test!(rec, "PRV-WRT-02", sys, contact_round_trip(&on));
         run_test!(rec, "PRV-REF-01", sys, references_resolve(&on));
+        run_test!(rec, "PRV-WRT-03", sys, whole_patient_update(&on));
+        run_test!(rec, "PRV-WRT-04", sys, patch_formats(&on));
+        run_test!(rec, "PRV-WRT-05", sys, conditional_create_in_query(&on));
     }
     run_test!(
         rec,
@@ -987,20 +1008,8 @@ async fn contact_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
         Verdict::Fail("the Patient read carries no ETag to quote in If-Match".into())
     })?;
     let before = a.json()?;
-    // A mobile number from Ofcom's drama range, different each run.
-    let mobile = format!(
-        "07700 900{:03}",
-        u32::from(uuid::Uuid::new_v4().as_bytes()[0]) * 999 / 255
-    );
-    let mut telecom: Vec<Value> = before["telecom"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| !(t["system"] == "phone" && t["use"] == "mobile"))
-        .collect();
-    telecom.push(json!({"system": "phone", "value": mobile, "use": "mobile"}));
-    let patch = json!([{"op": "add", "path": "/telecom", "value": telecom}]);
+    let mobile = kit_mobile();
+    let patch = json!([{"op": "add", "path": "/telecom", "value": with_mobile(&before, &mobile)}]);
     let b = p
         .call(
             "PATCH",
@@ -1035,5 +1044,197 @@ async fn contact_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
     })?;
     ensure(c.header("etag") != Some(etag.as_str()), || {
         format!("the patient changed but its ETag is still {etag}")
+    })
+}
+
+/// A mobile number from Ofcom's drama range, different each run.
+fn kit_mobile() -> String {
+    format!(
+        "07700 900{:03}",
+        u32::from(uuid::Uuid::new_v4().as_bytes()[0]) * 999 / 255
+    )
+}
+
+/// `telecom` with its mobile replaced by `mobile`.
+fn with_mobile(patient: &Value, mobile: &str) -> Value {
+    let mut telecom: Vec<Value> = patient["telecom"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !(t["system"] == "phone" && t["use"] == "mobile"))
+        .collect();
+    telecom.push(json!({"system": "phone", "value": mobile, "use": "mobile"}));
+    Value::Array(telecom)
+}
+
+/// Reads the patient: the Patient and its ETag.
+async fn read_patient(url: &str, token: &str, p: &mut Probe) -> Result<(Value, String), Verdict> {
+    let a = p.get(url, Some(token)).await?;
+    ensure(a.status == 200, || {
+        format!("reading the patient: HTTP {}", a.status)
+    })?;
+    let etag = a.header("etag").map(str::to_owned).ok_or_else(|| {
+        Verdict::Fail("the Patient read carries no ETag to quote in If-Match".into())
+    })?;
+    Ok((a.json()?, etag))
+}
+
+/// Sends a change to the patient and expects `status`.
+async fn change_patient(
+    p: &mut Probe,
+    (method, url, token): (&str, &str, &str),
+    content_type: &str,
+    etag: &str,
+    body: &Value,
+    status: u16,
+) -> Result<Answer, Verdict> {
+    let a = p
+        .call(
+            method,
+            url,
+            Some(token),
+            &[("content-type", content_type), ("if-match", etag)],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+    ensure(a.status == status, || {
+        format!(
+            "{method} as {content_type} with If-Match {etag} answered HTTP {}, expected {status}{}",
+            a.status,
+            a.spine_code()
+                .map(|(_, c)| format!(" ({c})"))
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(a)
+}
+
+/// Reads the patient back and checks its mobile is `mobile`.
+async fn mobile_read_back(url: &str, token: &str, mobile: &str, p: &mut Probe) -> Check {
+    let (after, _) = read_patient(url, token, p).await?;
+    let has = after["telecom"]
+        .as_array()
+        .is_some_and(|ts| ts.iter().any(|t| t["value"] == mobile));
+    ensure(has, || {
+        format!("the patient read back has no telecom {mobile}: the change was not kept")
+    })
+}
+
+async fn whole_patient_update(on: &On<'_>, p: &mut Probe) -> Check {
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(on.sup, "Patient", 'u')?;
+    let url = format!("{}/Patient/{nhs}", on.ctx.manifest.base_url);
+    let (mut patient, etag) = read_patient(&url, on.token, p).await?;
+    // A PUT that changes the name too is refused, naming it.
+    let mut renamed = patient.clone();
+    renamed["name"] = json!([{"family": "Conformance"}]);
+    let a = change_patient(
+        p,
+        ("PUT", &url, on.token),
+        "application/fhir+json",
+        &etag,
+        &renamed,
+        422,
+    )
+    .await?;
+    let expression = a.json()?["issue"][0]["expression"].clone();
+    ensure(expression == json!(["Patient.name"]), || {
+        format!("the 422 names {expression}, not [\"Patient.name\"]")
+    })?;
+    let mobile = kit_mobile();
+    patient["telecom"] = with_mobile(&patient, &mobile);
+    let b = change_patient(
+        p,
+        ("PUT", &url, on.token),
+        "application/fhir+json",
+        &etag,
+        &patient,
+        200,
+    )
+    .await?;
+    ensure(b.header("etag") != Some(etag.as_str()), || {
+        format!("the patient changed but its ETag is still {etag}")
+    })?;
+    mobile_read_back(&url, on.token, &mobile, p).await
+}
+
+async fn patch_formats(on: &On<'_>, p: &mut Probe) -> Check {
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(on.sup, "Patient", 'u')?;
+    let url = format!("{}/Patient/{nhs}", on.ctx.manifest.base_url);
+    let (patient, etag) = read_patient(&url, on.token, p).await?;
+    let mobile = kit_mobile();
+    let merge = json!({ "telecom": with_mobile(&patient, &mobile) });
+    change_patient(
+        p,
+        ("PATCH", &url, on.token),
+        "application/merge-patch+json",
+        &etag,
+        &merge,
+        200,
+    )
+    .await?;
+    mobile_read_back(&url, on.token, &mobile, p).await?;
+    let (_, etag) = read_patient(&url, on.token, p).await?;
+    let again = kit_mobile();
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"},
+        {"name": "path", "valueString": "Patient.telecom.where(system = 'phone' and use = 'mobile').value"},
+        {"name": "value", "valueString": again}
+    ]}]});
+    change_patient(
+        p,
+        ("PATCH", &url, on.token),
+        "application/fhir+json",
+        &etag,
+        &fhirpath,
+        200,
+    )
+    .await?;
+    mobile_read_back(&url, on.token, &again, p).await
+}
+
+async fn conditional_create_in_query(on: &On<'_>, p: &mut Probe) -> Check {
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(on.sup, "Observation", 'c')?;
+    let key = uuid::Uuid::new_v4().to_string();
+    let reading = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": SNOMED, "code": "78564009", "display": "Pulse rate"}]},
+        "subject": {"reference": format!("Patient/{nhs}")},
+        "effectiveDateTime": an_hour_ago(),
+        "valueQuantity": {"value": 64, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}
+    });
+    let url = format!(
+        "{}/Observation?identifier={}%7C{key}",
+        on.ctx.manifest.base_url,
+        KIT_READINGS.replace(':', "%3A").replace('/', "%2F")
+    );
+    let mut ids = Vec::new();
+    for expected in [201, 200] {
+        let a = p
+            .call(
+                "POST",
+                &url,
+                Some(on.token),
+                &[("content-type", "application/fhir+json")],
+                reading.to_string().as_bytes(),
+            )
+            .await?;
+        ensure(a.status == expected, || {
+            format!(
+                "POST /Observation?identifier={KIT_READINGS}|{key} answered HTTP {}, expected {expected}",
+                a.status
+            )
+        })?;
+        ids.push(a.json()?["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ensure(!ids[0].is_empty() && ids[0] == ids[1], || {
+        format!(
+            "the second conditional create answered Observation/{}, not the first's Observation/{}",
+            ids[1], ids[0]
+        )
     })
 }
