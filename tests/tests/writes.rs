@@ -906,3 +906,57 @@ async fn identifiers_that_would_not_read_back_as_sent_are_refused() {
         assert_eq!(held(&w.sandbox.store), before, "{system}: nothing recorded");
     }
 }
+
+/// A record entry read by id answers `If-None-Match` as a Patient read does, on every GP
+/// system: its `meta.versionId`'s tag is `304` with the tag (fhirpy's `refresh()` sends
+/// it), any other tag the entry.
+#[tokio::test]
+async fn an_entry_read_is_not_modified_while_its_version_is_current() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let search = w
+            .call(
+                "GET",
+                &format!("/Condition?patient={nhs}&_count=1"),
+                &token,
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(search.status, 200, "{system}");
+        let bundle = search.json();
+        let id = bundle["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{system}: the patient has a condition: {bundle}"))
+            .to_owned();
+        let path = format!("/Condition/{id}");
+        let read = w.call("GET", &path, &token, &[], b"").await;
+        assert_eq!(read.status, 200, "{system}");
+        let version_id = read.json()["meta"]["versionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{system}: no meta.versionId"))
+            .to_owned();
+        let etag = format!("W/\"{version_id}\"");
+        assert_eq!(read.header("etag"), Some(etag.as_str()), "{system}");
+
+        let again = w
+            .call("GET", &path, &token, &[("if-none-match", &etag)], b"")
+            .await;
+        assert_eq!(again.status, 304, "{system}");
+        assert!(again.body.is_empty(), "{system}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()), "{system}");
+        let other = w
+            .call(
+                "GET",
+                &path,
+                &token,
+                &[("if-none-match", "W/\"elsewhen\"")],
+                b"",
+            )
+            .await;
+        assert_eq!(other.status, 200, "{system}: another version is answered");
+        assert_eq!(other.json()["id"], id.as_str(), "{system}");
+    }
+}

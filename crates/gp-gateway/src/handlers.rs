@@ -99,8 +99,9 @@ pub async fn serve(
                 record, practice, ..
             } = released_patient(app, nhs, ids, caller).await?;
             remember_people(app, &practice, [&Resource::Patient(record.patient.clone())]).await;
-            if crate::respond::unchanged(headers, &record) {
-                return Ok(crate::respond::not_modified(&record));
+            let version_id = gp_fhir::ids::version_id(&record.version);
+            if crate::respond::unchanged(headers, &version_id) {
+                return Ok(crate::respond::not_modified(&version_id));
             }
             Ok(crate::respond::patient(StatusCode::OK, &record))
         }
@@ -154,6 +155,12 @@ pub async fn serve(
         Route::ClinicalRead(resource_type, id) => {
             reject_params(query, &["_format"])?;
             let entry = clinical_entry(app, resource_type, &id, ids, caller).await?;
+            // A client refreshing what it holds (fhirpy's refresh()) is told it is current.
+            if let Some(v) = entry.meta().and_then(|m| m.version_id.as_deref())
+                && crate::respond::unchanged(headers, v)
+            {
+                return Ok(crate::respond::not_modified(v));
+            }
             Ok(crate::respond::entry(StatusCode::OK, &entry))
         }
         Route::ClinicalVread(resource_type, id, vid) => {

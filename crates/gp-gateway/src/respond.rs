@@ -83,11 +83,12 @@ pub fn entry(status: StatusCode, resource: &Resource) -> Response<Full<Bytes>> {
 }
 
 /// `304 Not Modified` with the version's `ETag`, for a read whose `If-None-Match` names
-/// the current version.
-pub fn not_modified(record: &PatientRecord) -> Response<Full<Bytes>> {
+/// the current version (`version_id`: a Patient's record version as a FHIR id, an
+/// entry's `meta.versionId`).
+pub fn not_modified(version_id: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
-    insert_etag(&mut resp, &gp_fhir::ids::version_id(&record.version));
+    insert_etag(&mut resp, version_id);
     resp
 }
 
@@ -108,15 +109,14 @@ pub fn entity_tag_value(tag: &str) -> Option<&str> {
         .filter(|v| !v.is_empty() && !v.contains('"'))
 }
 
-/// True when an `If-None-Match` header names `record`'s current version (`*`, or one of
-/// a list of entity tags, compared weakly).
-pub fn unchanged(headers: &http::HeaderMap, record: &PatientRecord) -> bool {
-    let version_id = gp_fhir::ids::version_id(&record.version);
+/// True when an `If-None-Match` header names version `version_id` (`*`, or one of a
+/// list of entity tags, compared weakly).
+pub fn unchanged(headers: &http::HeaderMap, version_id: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .any(|tag| tag == "*" || entity_tag_value(tag) == Some(version_id.as_str()))
+        .any(|tag| tag == "*" || entity_tag_value(tag) == Some(version_id))
 }
