@@ -7,7 +7,8 @@
 //! - [`pipeline`]: the ordered steps every request crosses, in one file;
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
 //!   [`structured`], [`batch`] (its Bundles; the pipeline serves each entry), with
-//!   write-body validation in [`write_body`] and [`patch`];
+//!   write-body validation in [`write_body`] and [`patch`], and what a search's
+//!   `_include` / `_revinclude` bring in, in [`include`];
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
 //! - leaves: [`routes`] (the one route table: what is served, where, to whom),
 //!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
@@ -33,6 +34,7 @@ pub mod error;
 pub mod forwarded;
 pub mod handlers;
 pub mod head;
+pub mod include;
 pub mod invalidate;
 pub mod locator;
 pub mod metrics;
