@@ -194,13 +194,16 @@ impl IncludeDef {
         };
         refs.into_iter()
             .filter_map(|r| r.reference.as_deref())
-            .filter(|r| {
-                self.targets
-                    .iter()
-                    .any(|t| r.strip_prefix(t).is_some_and(|rest| rest.starts_with('/')))
-            })
+            .filter(|r| self.targets.iter().any(|t| refers_to(r, t)))
             .collect()
     }
+}
+
+/// True when `reference` (`Type/id`) is to a resource of `resource_type`.
+fn refers_to(reference: &str, resource_type: &str) -> bool {
+    reference
+        .strip_prefix(resource_type)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The `_include` values a search of `resource_type` takes.
@@ -229,7 +232,7 @@ impl Include {
         self.def
             .references(entry)
             .into_iter()
-            .filter(|r| r.starts_with(self.target) && r[self.target.len()..].starts_with('/'))
+            .filter(|r| refers_to(r, self.target))
             .collect()
     }
 }
