@@ -937,6 +937,29 @@ async fn include_and_revinclude_bring_in_what_the_matches_refer_to_on_every_gp_s
                 "{system}: {next}"
             );
         }
+        // `_elements` cuts the matches; what they brought in comes whole.
+        let cut = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_elements=code&_include=Observation:performer"),
+        )
+        .await;
+        let entries = cut["entry"].as_array().unwrap();
+        assert!(
+            entries.iter().any(|e| e["search"]["mode"] == "include")
+                && entries
+                    .iter()
+                    .filter(|e| e["search"]["mode"] == "include")
+                    .all(|e| e["resource"]["name"].is_array()),
+            "{system}: {cut}"
+        );
+        assert!(
+            entries
+                .iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .all(|e| e["resource"]["subject"].is_null()),
+            "{system}"
+        );
         // Counting includes nothing.
         let count = found(
             &w,

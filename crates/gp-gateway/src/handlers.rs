@@ -449,12 +449,16 @@ async fn included(
     Ok(included)
 }
 
-/// A searchset answer, each entry cut to the subset asked for (`_summary`, `_elements`)
-/// and the whole indented when `_pretty=true`.
+/// A searchset answer, each match cut to the subset asked for (`_summary`, `_elements`;
+/// as R4 says, what `_include` brought in comes whole) and the whole indented when
+/// `_pretty=true`.
 fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
     let mut value = serde_json::to_value(bundle).unwrap_or_default();
     if let Some(entries) = value.get_mut("entry").and_then(|e| e.as_array_mut()) {
-        for entry in entries {
+        for entry in entries
+            .iter_mut()
+            .filter(|e| e["search"]["mode"] == "match")
+        {
             if let Some(resource) = entry.get_mut("resource") {
                 shape.subset.apply(resource);
             }
