@@ -430,6 +430,54 @@ class Suite:
         if posted.get("resourceType") != "Bundle" or ids(posted) != ids(get) or posted.get("total") != get.get("total"):
             raise Failed(f"POST _search gave {ids(posted)} of {posted.get('total')}, GET {ids(get)} of {get.get('total')}")
 
+    async def search_include(self, s):
+        # fhirpy's include() / revinclude() send _include / _revinclude.
+        def split(bundle):
+            entries = bundle.get("entry", [])
+            found = [e["resource"] for e in entries if e.get("search", {}).get("mode") == "match"]
+            extra = {
+                f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                for e in entries
+                if e.get("search", {}).get("mode") == "include"
+            }
+            return found, extra
+
+        raw = await (
+            self.reader.resources("Observation")
+            .search(patient=s.read_nhs)
+            .include("Observation", "encounter")
+            .include("Observation", "performer")
+            .limit(50)
+            .fetch_raw()
+        )
+        found, extra = split(raw)
+        referred = set()
+        for o in found:
+            for r in [o.get("encounter") or {}] + o.get("performer", []):
+                if r.get("reference"):
+                    referred.add(r["reference"])
+        if not found or not extra or not extra <= referred:
+            raise Failed(f"_include: {len(found)} matches referring to {sorted(referred)}; included {sorted(extra)}")
+        if not any(r.startswith("Practitioner/") for r in extra):
+            raise Failed(f"_include=Observation:performer included no one: {sorted(extra)}")
+        raw = await (
+            self.reader.resources("Encounter")
+            .search(patient=s.read_nhs)
+            .revinclude("Observation", "encounter")
+            .limit(50)
+            .fetch_raw()
+        )
+        found, extra = split(raw)
+        encounters = {f"Encounter/{e['id']}" for e in found}
+        observations = await self.reader.resources("Observation").search(patient=s.read_nhs).fetch_all()
+        expected = {
+            f"Observation/{o.id}"
+            for o in observations
+            if (o.get("encounter") or {}).get("reference") in encounters
+        }
+        if extra != expected:
+            raise Failed(f"_revinclude=Observation:encounter included {sorted(extra)}, expected {sorted(expected)}")
+
     async def batch(self, s):
         # fhirpy's execute() posts the batch Bundle to the base.
         bundle = {
@@ -604,6 +652,7 @@ class Suite:
             ("search-elements", self.search_elements),
             ("search-sort-date", self.search_sort_date),
             ("search-post", self.search_post),
+            ("search-include", self.search_include),
             ("batch", self.batch),
             ("create-observation-read-back", self.create_observation_read_back),
             ("create-bp-panel-read-back", self.create_bp_panel_read_back),

@@ -453,6 +453,33 @@ class Suite {
     }
   }
 
+  async searchInclude(s) {
+    // searchResources with _include / _revinclude: the array holds the matches and what
+    // came with them; the Bundle's search.mode says which is which.
+    const split = (got) => {
+      const entries = got.bundle?.entry ?? [];
+      const matches = entries.filter((e) => e.search?.mode === 'match').map((e) => e.resource);
+      const extra = entries.filter((e) => e.search?.mode === 'include').map((e) => `${e.resource.resourceType}/${e.resource.id}`);
+      return { matches, extra };
+    };
+    const got = await this.reader.searchResources('Observation', { patient: s.readNhs, _include: 'Observation:performer', _count: '50' });
+    const { matches, extra } = split(got);
+    const referred = [...new Set(matches.flatMap((o) => (o.performer ?? []).map((p) => p.reference)).filter(Boolean))];
+    if (!matches.length || !extra.length || !sameIds(extra, referred) || got.length !== matches.length + extra.length) {
+      throw new Failed(`_include=Observation:performer: ${matches.length} matches referring to ${referred.join(', ')}; included ${extra.join(', ')}`);
+    }
+    const { found } = await this.loadRecord(s);
+    const patient = await this.reader.searchResources('Patient', {
+      identifier: `https://fhir.nhs.uk/Id/nhs-number|${s.readNhs}`,
+      _revinclude: 'Condition:patient',
+    });
+    const rev = split(patient);
+    const expected = found.Condition.map((c) => `Condition/${c.id}`);
+    if (rev.matches.length !== 1 || patient.bundle?.total !== 1 || !sameIds(rev.extra, expected)) {
+      throw new Failed(`_revinclude=Condition:patient included ${rev.extra.length} of the patient's ${expected.length} Conditions`);
+    }
+  }
+
   async batch(s) {
     const entry = [
       { request: { method: 'GET', url: `Patient/${s.readNhs}` } },
@@ -664,6 +691,7 @@ class Suite {
       ['search-elements', (s) => this.searchElements(s)],
       ['search-sort-date', (s) => this.searchSortDate(s)],
       ['search-post', (s) => this.searchPost(s)],
+      ['search-include', (s) => this.searchInclude(s)],
       ['batch', (s) => this.batch(s)],
       ['create-observation-read-back', (s) => this.createAndReadBack(s, 'weight')],
       ['create-bp-panel-read-back', (s) => this.createAndReadBack(s, 'bp')],

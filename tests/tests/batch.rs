@@ -267,3 +267,46 @@ async fn every_entry_counts_against_the_rate_limit_and_if_none_match_answers_304
     assert!(a.diagnostics().contains("at most 9"), "{}", a.diagnostics());
     w.sandbox.shutdown().await;
 }
+
+/// A batch entry's search takes `_include` as the search itself does: what the matches
+/// refer to comes in as `include`, and an include outside the scopes refuses that
+/// entry alone (403 naming the scope).
+#[tokio::test]
+async fn a_batch_entrys_search_includes_within_the_scopes_of_the_caller() {
+    let w = World::start().await;
+    let token = w.token("demo-monitoring").await;
+    let nhs = w.ordinary_patient("tpp", "demo-monitoring");
+    let bundle = batch(vec![
+        get(&format!(
+            "Observation?patient={nhs}&_count=5&_include=Observation:performer"
+        )),
+        get(&format!(
+            "Observation?patient={nhs}&_count=5&_include=Observation:encounter"
+        )),
+    ]);
+    let a = post_batch(&w, &token, &bundle, &uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let answer = a.json();
+    let entries = answer["entry"].as_array().unwrap();
+    assert_eq!(status(&entries[0]), "200 OK");
+    let inner = entries[0]["resource"]["entry"].as_array().unwrap();
+    let included: Vec<&Value> = inner
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .collect();
+    assert!(!included.is_empty(), "{:#}", entries[0]);
+    assert!(
+        included
+            .iter()
+            .all(|e| e["resource"]["resourceType"] == "Practitioner")
+    );
+    assert_eq!(status(&entries[1]), "403 Forbidden", "{:#}", entries[1]);
+    assert!(
+        entries[1]["response"]["outcome"]
+            .to_string()
+            .contains("system/Encounter.r"),
+        "{:#}",
+        entries[1]
+    );
+    w.sandbox.shutdown().await;
+}

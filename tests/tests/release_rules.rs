@@ -320,3 +320,75 @@ async fn a_read_by_id_answers_that_entry_and_never_a_confidential_one() {
         assert_eq!(a.spine_code(), "RESOURCE_NOT_FOUND");
     }
 }
+
+/// `_include` and `_revinclude` bring in what a read would answer: a confidential entry
+/// never, though a match refers to it or it refers to a match.
+#[tokio::test]
+async fn an_include_never_brings_in_a_confidential_entry() {
+    let (w, changes) = world().await;
+    changes
+        .encounters_confidential
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let token = w.token("demo-consult").await;
+    let get = |path: String| {
+        let (w, token) = (&w, &token);
+        async move {
+            let a = w.call("GET", &path, token, &[], b"").await;
+            assert_eq!(
+                a.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            a.json()
+        }
+    };
+    let included = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["resource"]["resourceType"].as_str().unwrap(),
+                    e["resource"]["id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let bundle = get(format!(
+        "/Observation?patient={DEMO}&_count=100&_include=Observation:encounter"
+    ))
+    .await;
+    assert!(
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["encounter"].is_object()),
+        "the demo patient's observations refer to encounters"
+    );
+    assert_eq!(
+        included(&bundle),
+        Vec::<String>::new(),
+        "a confidential encounter was included"
+    );
+
+    let bundle = get(format!(
+        "/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C{DEMO}&_revinclude=Observation:patient&_revinclude=Encounter:patient"
+    ))
+    .await;
+    let included = included(&bundle);
+    let labelled = changes.labelled.lock().unwrap().clone();
+    assert_eq!(labelled.len(), 3);
+    for (id, label) in &labelled {
+        let shown = included.contains(&format!("Observation/{id}"));
+        assert_eq!(shown, *label != "R", "Observation/{id} labelled {label}");
+    }
+    assert!(
+        !included.iter().any(|r| r.starts_with("Encounter/")),
+        "a confidential encounter was included: {included:?}"
+    );
+}

@@ -795,3 +795,364 @@ async fn the_capability_statement_lists_each_types_search_parameters_and_batch()
     assert_eq!(searches, 1, "GET and POST _search are one search-type");
     w.sandbox.shutdown().await;
 }
+
+/// The `Type/id` of each entry of `bundle` in `mode` (`match` or `include`).
+fn in_mode(bundle: &Value, mode: &str) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["search"]["mode"] == mode)
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap(),
+                        e["resource"]["id"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The references `resources` make through `element` (an object or a list of them, each
+/// a Reference or holding one in `via`).
+fn refs(resources: &[Value], element: &str, via: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in resources {
+        let items = match &r[element] {
+            Value::Array(list) => list.clone(),
+            Value::Null => Vec::new(),
+            one => vec![one.clone()],
+        };
+        for item in items {
+            let reference = match via {
+                Some(v) => &item[v]["reference"],
+                None => &item["reference"],
+            };
+            if let Some(s) = reference.as_str()
+                && !out.iter().any(|o| o == s)
+            {
+                out.push(s.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn include_and_revinclude_bring_in_what_the_matches_refer_to_on_every_gp_system() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let observations = resources(
+            &found(
+                &w,
+                &token,
+                &format!("/Observation?patient={nhs}&_count=250"),
+            )
+            .await,
+        );
+        let encounters =
+            resources(&found(&w, &token, &format!("/Encounter?patient={nhs}&_count=250")).await);
+        let encounter_ids: Vec<String> = encounters
+            .iter()
+            .map(|e| format!("Encounter/{}", e["id"].as_str().unwrap()))
+            .collect();
+
+        // Forward: the page's encounters and performers, each once, as `include`.
+        let got = found(
+            &w,
+            &token,
+            &format!(
+                "/Observation?patient={nhs}&_count=250&_include=Observation:encounter&_include=Observation:performer"
+            ),
+        )
+        .await;
+        assert_eq!(
+            got["total"],
+            observations.len(),
+            "{system}: total counts matches only"
+        );
+        let matches = in_mode(&got, "match");
+        assert_eq!(matches.len(), observations.len(), "{system}");
+        let mut expected: Vec<String> = refs(&observations, "encounter", None)
+            .into_iter()
+            .filter(|r| encounter_ids.contains(r))
+            .collect();
+        expected.extend(refs(&observations, "performer", None));
+        assert!(
+            !expected.is_empty(),
+            "{system}: observations refer to someone"
+        );
+        assert_eq!(
+            sorted(in_mode(&got, "include")),
+            sorted(expected),
+            "{system}: the included are exactly what the matches refer to"
+        );
+        let included = in_mode(&got, "include");
+        let person = included
+            .iter()
+            .find(|r| r.starts_with("Practitioner/"))
+            .unwrap();
+        assert_eq!(
+            search(&w, &token, &format!("/{person}")).await.status,
+            200,
+            "{system}: an included person reads by its fullUrl"
+        );
+
+        // Paged: a page's includes are its own matches' references; next carries them.
+        let page = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_count=1&_include=Observation:performer"),
+        )
+        .await;
+        let first = resources(&page)
+            .into_iter()
+            .filter(|r| r["resourceType"] == "Observation")
+            .collect::<Vec<_>>();
+        assert_eq!(
+            sorted(in_mode(&page, "include")),
+            sorted(refs(&first, "performer", None)),
+            "{system}: one page's includes"
+        );
+        if let Some(next) = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            assert!(
+                next["url"]
+                    .as_str()
+                    .unwrap()
+                    .contains("_include=Observation:performer"),
+                "{system}: {next}"
+            );
+        }
+        // `_elements` cuts the matches; what they brought in comes whole.
+        let cut = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_elements=code&_include=Observation:performer"),
+        )
+        .await;
+        let entries = cut["entry"].as_array().unwrap();
+        assert!(
+            entries.iter().any(|e| e["search"]["mode"] == "include")
+                && entries
+                    .iter()
+                    .filter(|e| e["search"]["mode"] == "include")
+                    .all(|e| e["resource"]["name"].is_array()),
+            "{system}: {cut}"
+        );
+        assert!(
+            entries
+                .iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .all(|e| e["resource"]["subject"].is_null()),
+            "{system}"
+        );
+        // Counting includes nothing.
+        let count = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_count=0&_include=Observation:encounter"),
+        )
+        .await;
+        assert!(count["entry"].is_null(), "{system}: {count}");
+
+        // Reverse: the observations recorded in the page's encounters.
+        let got = found(
+            &w,
+            &token,
+            &format!("/Encounter?patient={nhs}&_count=250&_revinclude=Observation:encounter"),
+        )
+        .await;
+        let recorded_in: Vec<String> = observations
+            .iter()
+            .filter(|o| {
+                o["encounter"]["reference"]
+                    .as_str()
+                    .is_some_and(|r| encounter_ids.iter().any(|e| e == r))
+            })
+            .map(|o| format!("Observation/{}", o["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            sorted(in_mode(&got, "include")),
+            sorted(recorded_in),
+            "{system}: Encounter _revinclude=Observation:encounter"
+        );
+        assert_eq!(
+            sorted(in_mode(&got, "match")),
+            sorted(encounter_ids.clone()),
+            "{system}"
+        );
+
+        // The patient: their GP and practice, and their problems; by POST _search too.
+        let conditions =
+            resources(&found(&w, &token, &format!("/Condition?patient={nhs}&_count=250")).await);
+        let post = w
+            .call(
+                "POST",
+                "/Patient/_search",
+                &token,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!(
+                    "identifier={}&_include=Patient:general-practitioner&_include=Patient:organization&_revinclude=Condition:patient",
+                    percent_encode(&format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"))
+                )
+                .as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            post.status,
+            200,
+            "{system}: {}",
+            String::from_utf8_lossy(&post.body)
+        );
+        let post = post.json();
+        assert_eq!(post["total"], 1, "{system}");
+        let patient = resources(&post).into_iter().next().unwrap();
+        let mut expected = refs(std::slice::from_ref(&patient), "generalPractitioner", None);
+        expected.extend(refs(
+            std::slice::from_ref(&patient),
+            "managingOrganization",
+            None,
+        ));
+        expected.extend(
+            conditions
+                .iter()
+                .map(|c| format!("Condition/{}", c["id"].as_str().unwrap())),
+        );
+        assert!(
+            expected.iter().any(|r| r.starts_with("Organization/")),
+            "{system}"
+        );
+        assert_eq!(
+            sorted(in_mode(&post, "include")),
+            sorted(expected),
+            "{system}: Patient includes"
+        );
+    }
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_include_outside_the_callers_scopes_is_refused_before_any_data_is_read() {
+    let w = World::start().await;
+    // demo-monitoring: Patient, Observation, Organization and Practitioner; no Encounter,
+    // no Condition.
+    let token = w.token("demo-monitoring").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        for query in [
+            format!("/Observation?patient={nhs}&_include=Observation:encounter"),
+            format!(
+                "/Patient?identifier={}&_revinclude=Condition:patient",
+                percent_encode(&format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"))
+            ),
+        ] {
+            let a = search(&w, &token, &query).await;
+            assert_eq!(
+                a.status,
+                403,
+                "{system} {query}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            let needed = if query.contains("Condition") {
+                "system/Condition.r"
+            } else {
+                "system/Encounter.r"
+            };
+            assert!(
+                a.diagnostics().contains(needed),
+                "{system}: {}",
+                a.diagnostics()
+            );
+        }
+        // Within its scopes, the same search includes.
+        let got = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_include=Observation:performer&_count=250"),
+        )
+        .await;
+        assert!(
+            in_mode(&got, "include")
+                .iter()
+                .all(|r| r.starts_with("Practitioner/")),
+            "{system}"
+        );
+    }
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn includes_the_gateway_cannot_serve_are_refused_naming_the_value() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let nhs = w.ordinary_patient("emis", "demo-consult");
+    for (query, value) in [
+        ("_include=Observation:code", "Observation:code"),
+        ("_include=*", "*"),
+        (
+            "_include:iterate=Observation:encounter",
+            "Observation:encounter",
+        ),
+        ("_include=Encounter:participant", "Encounter:participant"),
+        ("_revinclude=Condition:encounter", "Condition:encounter"),
+    ] {
+        let a = search(&w, &token, &format!("/Observation?patient={nhs}&{query}")).await;
+        refused(&a, query, &[value]);
+    }
+    let a = search(
+        &w,
+        &token,
+        &format!("/Condition?patient={nhs}&_include=Condition:asserter"),
+    )
+    .await;
+    refused(
+        &a,
+        "Condition:asserter",
+        &["Condition:asserter", "recorder"],
+    );
+    let metadata = w.get("/metadata", None).await.json();
+    let observation = metadata["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        observation["searchInclude"],
+        serde_json::json!([
+            "Observation:patient",
+            "Observation:subject",
+            "Observation:encounter",
+            "Observation:performer"
+        ])
+    );
+    let encounter = metadata["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Encounter")
+        .unwrap()
+        .clone();
+    assert!(
+        encounter["searchRevInclude"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("Observation:encounter"))
+    );
+    w.sandbox.shutdown().await;
+}

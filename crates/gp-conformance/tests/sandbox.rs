@@ -89,6 +89,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             "PRV-DATE-01",
             "PRV-SORT-01",
             "PRV-POST-01",
+            "PRV-INC-01",
             "PRV-BATCH-01",
             "PRV-CODE-01",
             "PRV-REF-01",
@@ -104,7 +105,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             .expect("per-system provider test");
         assert_eq!(r.status, Status::Pass, "{system}: {}", r.message);
     }
-    assert_eq!(report.summary.total, 30 + 21 * 4 + 1 + 6);
+    assert_eq!(report.summary.total, 30 + 22 * 4 + 1 + 6);
 
     let dir = scratch("reports");
     let paths = report::write_all(&report, &dir).unwrap();

@@ -93,6 +93,12 @@ impl Searchset<'_> {
 
     /// The Bundle for `page`, whose entries' `fullUrl`s point at the public base URL.
     pub fn build(&self, page: Vec<Resource>) -> Bundle {
+        self.build_with(page, Vec::new())
+    }
+
+    /// The Bundle for `page` and what `_include` / `_revinclude` brought in with it
+    /// (`search.mode` `include`; `total` counts the matches only).
+    pub fn build_with(&self, page: Vec<Resource>, included: Vec<Resource>) -> Bundle {
         let Paging { count, offset } = self.paging;
         let mut link = vec![BundleLink {
             relation: "self".into(),
@@ -112,9 +118,10 @@ impl Searchset<'_> {
                 url: self.link(offset.saturating_sub(count)),
             });
         }
-        let entry = page
-            .into_iter()
-            .map(|r| BundleEntry {
+        let matches = page.into_iter().map(|r| (r, "match"));
+        let entry = matches
+            .chain(included.into_iter().map(|r| (r, "include")))
+            .map(|(r, mode)| BundleEntry {
                 full_url: Some(format!(
                     "{}/{}/{}",
                     self.base_url,
@@ -122,9 +129,7 @@ impl Searchset<'_> {
                     r.id()
                 )),
                 resource: r,
-                search: Some(EntrySearch {
-                    mode: "match".into(),
-                }),
+                search: Some(EntrySearch { mode: mode.into() }),
             })
             .collect();
         Bundle {

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod date;
 pub mod format;
 pub mod ids;
+pub mod include;
 pub mod model;
 pub mod outcome;
 pub mod search;

@@ -5,6 +5,7 @@
 
 use crate::date::{DateRange, PartialDate, day_after, day_before};
 use crate::ids::{NHS_NUMBER_SYSTEM, NhsNumber, NhsNumberError};
+use crate::include::Includes;
 use crate::model::{CodeableConcept, Coding, Identifier, Resource};
 use crate::outcome::{FhirError, IssueType, SpineCode};
 use crate::subset::Subset;
@@ -45,6 +46,16 @@ pub enum SearchError {
         resource_type: String,
         why: &'static str,
     },
+}
+
+impl From<crate::include::Refused> for SearchError {
+    fn from(r: crate::include::Refused) -> Self {
+        Self::Unsupported {
+            name: r.name,
+            value: r.value,
+            why: r.why,
+        }
+    }
 }
 
 impl FhirError for SearchError {
@@ -319,6 +330,70 @@ const RESULT_DEFS: &[ParamDef] = &[
     def("_pretty", "token", "true: indented JSON", "true"),
 ];
 
+/// Said of every `_include` / `_revinclude` (their values: [`crate::include::INCLUDES`]).
+const INCLUDE_DOC: &str = "Type:param or Type:param:TargetType, one reference level, repeatable (the CapabilityStatement's searchInclude / searchRevInclude list each); needs the read scope of what it brings in (403 naming it otherwise)";
+
+/// `_include` and `_revinclude`, on the types they apply to, each with a value the
+/// gateway serves.
+const INCLUDE_PARAMS: &[(&str, ParamDef)] = &[
+    (
+        "Patient",
+        def(
+            "_include",
+            "special",
+            INCLUDE_DOC,
+            "Patient:general-practitioner",
+        ),
+    ),
+    (
+        "Patient",
+        def("_revinclude", "special", INCLUDE_DOC, "Observation:patient"),
+    ),
+    (
+        "AllergyIntolerance",
+        def(
+            "_include",
+            "special",
+            INCLUDE_DOC,
+            "AllergyIntolerance:recorder",
+        ),
+    ),
+    (
+        "MedicationStatement",
+        def(
+            "_include",
+            "special",
+            INCLUDE_DOC,
+            "MedicationStatement:context",
+        ),
+    ),
+    (
+        "Condition",
+        def("_include", "special", INCLUDE_DOC, "Condition:encounter"),
+    ),
+    (
+        "Observation",
+        def("_include", "special", INCLUDE_DOC, "Observation:encounter"),
+    ),
+    (
+        "Immunization",
+        def("_include", "special", INCLUDE_DOC, "Immunization:performer"),
+    ),
+    (
+        "Encounter",
+        def("_include", "special", INCLUDE_DOC, "Encounter:participant"),
+    ),
+    (
+        "Encounter",
+        def(
+            "_revinclude",
+            "special",
+            INCLUDE_DOC,
+            "Observation:encounter",
+        ),
+    ),
+];
+
 const PATIENT_PARAMS: &[ParamDef] = &[def(
     "identifier",
     "token",
@@ -343,7 +418,7 @@ fn not_on_type(resource_type: &str, param: &str) -> Option<&'static str> {
 }
 
 /// The clinical types a patient's record is searched by.
-const CLINICAL_TYPES: [&str; 6] = [
+pub(crate) const CLINICAL_TYPES: [&str; 6] = [
     "AllergyIntolerance",
     "MedicationStatement",
     "Condition",
@@ -365,7 +440,11 @@ pub fn search_params(resource_type: &str) -> Vec<&'static ParamDef> {
             .filter(|p| not_on_type(resource_type, p.name).is_none())
             .collect()
     };
-    own.into_iter().chain(RESULT_DEFS).collect()
+    let includes = INCLUDE_PARAMS
+        .iter()
+        .filter(|(t, _)| *t == resource_type)
+        .map(|(_, p)| p);
+    own.into_iter().chain(includes).chain(RESULT_DEFS).collect()
 }
 
 /// The names [`search_params`] lists, for the message refusing an unknown one.
@@ -796,6 +875,8 @@ pub struct ClinicalSearchParams {
     pub sort: Option<SortOrder>,
     pub paging: Paging,
     pub shape: Shape,
+    /// `_include` / `_revinclude`.
+    pub includes: Includes,
 }
 
 /// A dateTime as a UTC instant to sort by; a date alone as its first moment.
@@ -851,6 +932,7 @@ pub fn parse_clinical_search(
     let mut date = DateRange::default();
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
+    let mut includes = Includes::default();
     for (k, v) in pairs {
         let (name, modifier) = match k.split_once(':') {
             Some((name, modifier)) => (name, Some(modifier)),
@@ -911,6 +993,7 @@ pub fn parse_clinical_search(
                 apply_date(&mut date, v)?;
             }
             "_lastUpdated" => return Err(unsupported(k, v, NO_LAST_UPDATED)),
+            "_include" | "_revinclude" => includes.add(resource_type, k, v)?,
             "_sort" => no_modifier()?,
             _ if RESULT_PARAMS.contains(&k.as_str()) => {}
             _ => match TokenParam::named(name) {
@@ -964,6 +1047,7 @@ pub fn parse_clinical_search(
         sort: parse_sort(pairs)?,
         paging,
         shape,
+        includes,
     })
 }
 
@@ -973,6 +1057,8 @@ pub struct PatientSearchParams {
     pub nhs_number: NhsNumber,
     pub paging: Paging,
     pub shape: Shape,
+    /// `_include` / `_revinclude`.
+    pub includes: Includes,
 }
 
 /// Parses `GET /Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`, with the
@@ -982,8 +1068,14 @@ pub fn parse_patient_search(
     limits: PagingLimits,
 ) -> Result<PatientSearchParams, SearchError> {
     let mut found = None;
+    let mut includes = Includes::default();
     for (k, v) in pairs {
         match k.as_str() {
+            k if ["_include", "_revinclude"]
+                .contains(&k.split_once(':').map_or(k, |(name, _)| name)) =>
+            {
+                includes.add("Patient", k, v)?;
+            }
             "identifier" => {
                 if found.is_some() {
                     return Err(SearchError::Repeated(k.clone()));
@@ -1039,6 +1131,7 @@ pub fn parse_patient_search(
         nhs_number: found.ok_or(SearchError::Missing("identifier"))?,
         paging,
         shape,
+        includes,
     })
 }
 

@@ -17,8 +17,10 @@ fn search_params(resource_type: &str) -> Value {
         ]);
     }
     // As the parser reads them (gp_fhir::search), so the two cannot disagree.
+    // `_include` / `_revinclude` are declared as searchInclude / searchRevInclude.
     let params: Vec<Value> = gp_fhir::search::search_params(resource_type)
         .into_iter()
+        .filter(|p| !matches!(p.name, "_include" | "_revinclude"))
         .map(|p| json!({ "name": p.name, "type": p.kind, "documentation": p.documentation }))
         .collect();
     Value::Array(params)
@@ -61,6 +63,19 @@ pub fn capability_statement(
             let params = search_params(t);
             if params.as_array().is_some_and(|p| !p.is_empty()) {
                 resource["searchParam"] = params;
+            }
+            // From the one table the parser and the resolver read (gp_fhir::include).
+            let includes: Vec<String> = gp_fhir::include::includes_of(t)
+                .map(gp_fhir::include::IncludeDef::name)
+                .collect();
+            if !includes.is_empty() {
+                resource["searchInclude"] = json!(includes);
+            }
+            let revincludes: Vec<String> = gp_fhir::include::revincludes_of(t)
+                .map(gp_fhir::include::IncludeDef::name)
+                .collect();
+            if !revincludes.is_empty() {
+                resource["searchRevInclude"] = json!(revincludes);
             }
             resource
         })

@@ -107,22 +107,39 @@ pub async fn serve(
         }
         Route::PatientSearch => {
             let search = parse_patient_search(query, app.paging)?;
-            let found = match released_patient(app, search.nhs_number, ids, caller).await {
+            crate::include::authorise(&search.includes, caller)?;
+            let (found, released) = match released_patient(app, search.nhs_number, ids, caller)
+                .await
+            {
                 Ok(released) => {
                     let patient = Resource::Patient(crate::people::named_patient(&released.record));
                     remember_people(app, &released.practice, [&patient]).await;
-                    vec![patient]
+                    (vec![patient], Some(released))
                 }
-                Err(GatewayError::NotFound(_)) => Vec::new(),
+                Err(GatewayError::NotFound(_)) => (Vec::new(), None),
                 Err(other) => return Err(other.into()),
             };
             let total = found.len() as u32;
             let Paging { count, offset } = search.paging;
-            let page = found
+            let page: Vec<Resource> = found
                 .into_iter()
                 .skip(offset as usize)
                 .take(count as usize)
                 .collect();
+            let included = match &released {
+                Some(released) => {
+                    included(
+                        app,
+                        search.nhs_number,
+                        released,
+                        &page,
+                        &search.includes,
+                        ids,
+                    )
+                    .await?
+                }
+                None => Vec::new(),
+            };
             let last_updated = now_rfc3339();
             let link_params = PatientSearchParams::link_params(query);
             let bundle = searchset(
@@ -133,7 +150,7 @@ pub async fn serve(
                 ids,
                 &last_updated,
             )
-            .build(page);
+            .build_with(page, included);
             Ok(shaped(&bundle, &search.shape))
         }
         Route::ClinicalSearch(resource_type) => {
@@ -206,17 +223,10 @@ fn organization_read(
         )
     };
     let ods = gp_fhir::OdsCode::parse(id).map_err(|_| not_found())?;
-    let practice = app.practices.get(&ods).ok_or_else(not_found)?;
+    let organization = crate::include::practice_organization(app, &ods).ok_or_else(not_found)?;
     if !caller.paired_with(&ods) {
         return Err(not_found().into());
     }
-    let organization = gp_fhir::model::Organization {
-        id: ods.as_str().to_owned(),
-        meta: Some(gp_fhir::model::Meta::uk_core("Organization")),
-        identifier: vec![gp_fhir::model::Identifier::ods(&ods)],
-        name: Some(practice.name.clone()),
-        ..Default::default()
-    };
     Ok(fhir_response(
         StatusCode::OK,
         Resource::Organization(organization).to_json(),
@@ -380,14 +390,16 @@ async fn clinical_search(
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let params = parse_clinical_search(resource_type.as_str(), query, app.paging, &ids.base_url)?;
+    crate::include::authorise(&params.includes, caller)?;
+    let patient = released_patient(app, params.patient, ids, caller).await?;
     let Released {
         practice, adapter, ..
-    } = released_patient(app, params.patient, ids, caller).await?;
+    } = &patient;
     let area = app
         .records
         .area(
             adapter.as_ref(),
-            &practice,
+            practice,
             params.patient,
             resource_type,
             &ids.call_context(),
@@ -408,14 +420,15 @@ async fn clinical_search(
         .take(count as usize)
         .cloned()
         .collect();
+    let included = included(app, params.patient, &patient, &page, &params.includes, ids).await?;
     // Each entry answered can be read by its fullUrl, and each person it names.
     let answered = app.entries.unknown(&page);
     app.entries.remember(params.patient, answered).await;
-    remember_people(app, &practice, &page).await;
+    remember_people(app, practice, &page).await;
     name_people(
         app,
         adapter.as_ref(),
-        &practice,
+        practice,
         &mut page,
         &ids.call_context(),
     )
@@ -430,15 +443,47 @@ async fn clinical_search(
         ids,
         &last_updated,
     );
-    Ok(shaped(&set.build(page), &params.shape))
+    Ok(shaped(&set.build_with(page, included), &params.shape))
 }
 
-/// A searchset answer, each entry cut to the subset asked for (`_summary`, `_elements`)
-/// and the whole indented when `_pretty=true`.
+/// What `includes` bring in with `page`, remembered and named as the matches are:
+/// each entry readable by its fullUrl, each person it names by theirs.
+async fn included(
+    app: &App,
+    nhs: NhsNumber,
+    released: &Released,
+    page: &[Resource],
+    includes: &gp_fhir::include::Includes,
+    ids: &RequestIds,
+) -> Result<Vec<Resource>, GatewayError> {
+    let mut included = crate::include::resolve(app, nhs, released, page, includes, ids).await?;
+    if included.is_empty() {
+        return Ok(included);
+    }
+    let answered = app.entries.unknown(&included);
+    app.entries.remember(nhs, answered).await;
+    remember_people(app, &released.practice, &included).await;
+    name_people(
+        app,
+        released.adapter.as_ref(),
+        &released.practice,
+        &mut included,
+        &ids.call_context(),
+    )
+    .await;
+    Ok(included)
+}
+
+/// A searchset answer, each match cut to the subset asked for (`_summary`, `_elements`;
+/// as R4 says, what `_include` brought in comes whole) and the whole indented when
+/// `_pretty=true`.
 fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
     let mut value = serde_json::to_value(bundle).unwrap_or_default();
     if let Some(entries) = value.get_mut("entry").and_then(|e| e.as_array_mut()) {
-        for entry in entries {
+        for entry in entries
+            .iter_mut()
+            .filter(|e| e["search"]["mode"] == "match")
+        {
             if let Some(resource) = entry.get_mut("resource") {
                 shape.subset.apply(resource);
             }

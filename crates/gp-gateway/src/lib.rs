@@ -8,7 +8,8 @@
 //! - interaction handlers: [`handlers`] (reads, searches, operations), [`writes`],
 //!   [`structured`], [`batch`] (its Bundles; the pipeline serves each entry), with
 //!   write-body validation in [`write_body`], and a Patient's change in any form
-//!   clients send in [`patient_change`] ([`patch`], [`fhirpath_patch`]);
+//!   clients send in [`patient_change`] ([`patch`], [`fhirpath_patch`]), and what a
+//!   search's `_include` / `_revinclude` bring in, in [`include`];
 //! - [`release`]: the release policy (pairing, restricted, dissent, confidential);
 //! - leaves: [`routes`] (the one route table: what is served, where, to whom),
 //!   [`context`] (request ids, client certificate), [`head`] (request-head checks),
@@ -35,6 +36,7 @@ pub mod fhirpath_patch;
 pub mod forwarded;
 pub mod handlers;
 pub mod head;
+pub mod include;
 pub mod invalidate;
 pub mod locator;
 pub mod metrics;

@@ -578,6 +578,18 @@ fn query_parameters(route: &Route) -> Vec<Value> {
                         json!({ "type": "string", "enum": ["none", "estimate", "accurate"] })
                     }
                     "_pretty" => json!({ "type": "string", "enum": ["true", "false"] }),
+                    "_include" => {
+                        let values: Vec<String> = gp_fhir::include::includes_of(resource_type)
+                            .map(gp_fhir::include::IncludeDef::name)
+                            .collect();
+                        json!({ "type": "array", "items": { "type": "string", "enum": values }, "example": [p.example] })
+                    }
+                    "_revinclude" => {
+                        let values: Vec<String> = gp_fhir::include::revincludes_of(resource_type)
+                            .map(gp_fhir::include::IncludeDef::name)
+                            .collect();
+                        json!({ "type": "array", "items": { "type": "string", "enum": values }, "example": [p.example] })
+                    }
                     _ => json!({ "type": "string", "example": p.example }),
                 };
                 // A search names its patient: by `patient` or `subject` for clinical types.

@@ -91,6 +91,12 @@ pub const CATALOGUE: &[TestDef] = &[
         "REQ-PRV-10",
     ),
     TestDef::required(
+        "PRV-INC-01",
+        "search",
+        "_include=Observation:performer brings in, as search.mode include, exactly the people a page's Observations refer to; total counts the matches only",
+        "REQ-PRV-15",
+    ),
+    TestDef::required(
         "PRV-BATCH-01",
         "batch",
         "a batch Bundle of a Patient read and an Observation search answers a batch-response, each entry 200 with its resource",
@@ -199,6 +205,7 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         run_test!(rec, "PRV-DATE-01", sys, date_filter(&on));
         run_test!(rec, "PRV-SORT-01", sys, sorted_by_date(&on));
         run_test!(rec, "PRV-POST-01", sys, post_search(&on));
+        run_test!(rec, "PRV-INC-01", sys, include_performers(&on));
         run_test!(rec, "PRV-BATCH-01", sys, batch(&on));
         run_test!(rec, "PRV-CODE-01", sys, snomed_coded(&on));
         run_test!(rec, "PRV-WRT-01", sys, observation_round_trip(&on));
@@ -715,6 +722,61 @@ async fn post_search(on: &On<'_>, p: &mut Probe) -> Check {
                 post["total"],
                 ids(&get).len(),
                 get["total"]
+            )
+        },
+    )
+}
+
+async fn include_performers(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 's')?;
+    need_scope(sup, "Practitioner", 'r')?;
+    let a = p
+        .get(
+            &format!(
+                "{}/Observation?patient={nhs}&_count=10&_include=Observation:performer",
+                ctx.manifest.base_url
+            ),
+            Some(token),
+        )
+        .await?;
+    searchset(&a, "Observation")?;
+    let v = a.json()?;
+    let found = matches(&v);
+    let mut wanted: Vec<String> = found
+        .iter()
+        .flat_map(|o| o["performer"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["reference"].as_str().map(str::to_owned))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut included: Vec<String> = v["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .filter(|e| e["search"]["mode"] == "include")
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap_or("?"),
+                        e["resource"]["id"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    included.sort();
+    ensure(included == wanted, || {
+        format!("the page's Observations refer to {wanted:?}; included were {included:?}")
+    })?;
+    ensure(
+        v["total"].as_u64().is_some_and(|t| t >= found.len() as u64),
+        || {
+            format!(
+                "total {} counts fewer than the {} matches",
+                v["total"],
+                found.len()
             )
         },
     )
