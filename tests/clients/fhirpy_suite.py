@@ -335,8 +335,13 @@ class Suite:
         for path, ref in pairs:
             if ref not in local:
                 outside.setdefault(ref, path)
+        # The Bundle and its Lists are read back by their ids too (every fullUrl resolves).
+        emitted = {f"Bundle/{bundle.get('id')}": "Bundle.id"}
+        for entry in bundle.get("entry", []):
+            if entry["resource"]["resourceType"] == "List":
+                emitted[f"List/{entry['resource'].get('id')}"] = f"Bundle.entry[{entry.get('fullUrl')}]"
         dangling = {}
-        for ref, path in outside.items():
+        for ref, path in [*outside.items(), *emitted.items()]:
             if path in dangling:
                 continue
             kind, _, rid = ref.partition("/")

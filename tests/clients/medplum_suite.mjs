@@ -335,8 +335,15 @@ class Suite {
         }
       }
     }
+    // The Bundle and its Lists are read back by their ids too (every fullUrl resolves).
+    const emitted = new Map([[`Bundle/${bundle.id}`, 'Bundle.id']]);
+    for (const entry of bundle.entry ?? []) {
+      if (entry.resource.resourceType === 'List') {
+        emitted.set(`List/${entry.resource.id}`, `Bundle.entry[${entry.fullUrl}]`);
+      }
+    }
     const dangling = new Map();
-    for (const [ref, path] of outside) {
+    for (const [ref, path] of [...outside, ...emitted]) {
       if (dangling.has(path)) {
         continue;
       }

@@ -180,6 +180,18 @@ impl World {
             .unwrap_or_else(|| panic!("no ordinary {system} patient paired with {client_id}"))
     }
 
+    /// An ordinary (unflagged) manifest patient on `system` whom `client_id` is not
+    /// paired with.
+    pub fn unpaired_patient(&self, system: &str, client_id: &str) -> String {
+        let paired = self.practices_of(client_id);
+        self.manifest()
+            .patients
+            .iter()
+            .find(|p| p.system == system && p.flags.is_empty() && !paired.contains(&p.practice))
+            .map(|p| p.nhs_number.clone())
+            .unwrap_or_else(|| panic!("no ordinary {system} patient unpaired with {client_id}"))
+    }
+
     /// Requests a token for a demo supplier; returns the raw answer.
     pub async fn token_request(&self, client_id: &str, scope: Option<&str>) -> Answer {
         let identity = gp_gateway::sandbox::demo_identity(client_id).unwrap();

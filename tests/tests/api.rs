@@ -348,18 +348,20 @@ async fn bad_requests_get_precise_operation_outcomes() {
             "NOT_IMPLEMENTED",
             "not supported",
         ),
-        // No GP system holds an SDS job role; a structured record's List is not kept.
+        // No GP system holds an SDS job role.
         (
             "/PractitionerRole/abc-123".into(),
             501,
             "NOT_IMPLEMENTED",
             "not supported",
         ),
+        // A structured record's List is served by the id an answer gave; any other is
+        // not found.
         (
             "/List/abc-123".into(),
-            501,
-            "NOT_IMPLEMENTED",
-            "not supported",
+            404,
+            "RESOURCE_NOT_FOUND",
+            "List/abc-123",
         ),
         (
             format!("/Patient/{EMIS_DEMO}/_history/1"),
@@ -406,6 +408,8 @@ async fn bad_requests_get_precise_operation_outcomes() {
         ),
     ];
     for (path, status, code, needle) in cases {
+        // Paced: more cases than demo-monitoring's rate limit (10 in 2 s) allows at once.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let a = w.get(&path, t).await;
         assert_eq!(
             a.status,
@@ -914,7 +918,6 @@ async fn practitioners_follow_the_pairing_and_scope_rules() {
     let consult = w.token("demo-consult").await;
     let monitoring = w.token("demo-monitoring").await;
     let booking = w.token("demo-booking").await;
-    let paired = w.practices_of("demo-monitoring");
     let gp_of = |patient: serde_json::Value| {
         patient["generalPractitioner"][0]["reference"]
             .as_str()
@@ -922,14 +925,7 @@ async fn practitioners_follow_the_pairing_and_scope_rules() {
             .to_owned()
     };
     for system in ["emis", "tpp", "vision", "microtest"] {
-        let unpaired = w
-            .manifest()
-            .patients
-            .iter()
-            .find(|p| p.system == system && p.flags.is_empty() && !paired.contains(&p.practice))
-            .unwrap()
-            .nhs_number
-            .clone();
+        let unpaired = w.unpaired_patient(system, "demo-monitoring");
         let own = w.ordinary_patient(system, "demo-monitoring");
         let theirs = gp_of(
             w.get(&format!("/Patient/{unpaired}"), Some(&consult))

@@ -266,3 +266,103 @@ async fn bad_requests_are_refused_precisely() {
     assert_eq!(a.spine_code(), "NO_PATIENT_CONSENT");
     w.sandbox.shutdown().await;
 }
+
+/// The Bundle and each List the structured record answers read back by their ids, on
+/// every GP system: the same request answered again (same ids, same entries). A
+/// supplier not paired with the patient's practice finds neither (404, like an id never
+/// answered); a token without an area's scope is refused (403); an unknown id is 404.
+#[tokio::test]
+async fn the_bundle_and_its_lists_read_back_by_id() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await; // Patient.rs, Observation.crs
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(250));
+    for system in ["emis", "tpp", "vision", "microtest"] {
+        let nhs = w.unpaired_patient(system, "demo-monitoring");
+        let a = post(
+            &w,
+            &consult,
+            &params(&nhs, everything()),
+            "application/fhir+json",
+        )
+        .await;
+        assert_eq!(a.status, 200, "{nhs}: {}", String::from_utf8_lossy(&a.body));
+        let answered = a.json();
+        let id = answered["id"].as_str().unwrap();
+        let full_urls = |b: &Value| -> Vec<String> {
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["fullUrl"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        pause().await;
+        let read = w.get(&format!("/Bundle/{id}"), Some(&consult)).await;
+        assert_eq!(
+            read.status,
+            200,
+            "{system}: {}",
+            String::from_utf8_lossy(&read.body)
+        );
+        let again = read.json();
+        assert_eq!(again["id"], answered["id"], "{system}");
+        assert_eq!(again["type"], "collection");
+        assert_eq!(full_urls(&again), full_urls(&answered), "{system}");
+        let lists: Vec<&Value> = answered["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == "List")
+            .collect();
+        assert_eq!(lists.len(), 6, "{system}");
+        for list in &lists {
+            let list_id = list["id"].as_str().unwrap();
+            pause().await;
+            let read = w.get(&format!("/List/{list_id}"), Some(&consult)).await;
+            assert_eq!(
+                read.status,
+                200,
+                "{system}: List/{list_id}: {}",
+                String::from_utf8_lossy(&read.body)
+            );
+            let got = read.json();
+            assert_eq!(got["id"], list["id"], "{system}");
+            assert_eq!(got["code"], list["code"], "{system}");
+            assert_eq!(got["subject"], list["subject"], "{system}");
+            assert_eq!(got["entry"], list["entry"], "{system}: List/{list_id}");
+            assert_eq!(got["emptyReason"], list["emptyReason"], "{system}");
+        }
+        // Another supplier, not paired with the practice: as if never answered.
+        let investigations = lists
+            .iter()
+            .find(|l| l["code"]["coding"][0]["code"] == "887191000000108")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap();
+        pause().await;
+        let refused = w
+            .get(&format!("/List/{investigations}"), Some(&monitoring))
+            .await;
+        assert_eq!(refused.status, 404, "{system}: unpaired looks like unknown");
+        assert_eq!(refused.spine_code(), "RESOURCE_NOT_FOUND");
+        assert!(
+            !refused.diagnostics().contains(&nhs),
+            "{system}: the patient is not named: {}",
+            refused.diagnostics()
+        );
+        // Without the scope of every area the Bundle holds: refused.
+        pause().await;
+        let no_scope = w.get(&format!("/Bundle/{id}"), Some(&monitoring)).await;
+        assert_eq!(no_scope.status, 403, "{system}");
+        assert_eq!(no_scope.spine_code(), "ACCESS_DENIED");
+        pause().await;
+    }
+    for unknown in ["/Bundle/no-such-bundle", "/List/no-such-list"] {
+        let a = w.get(unknown, Some(&consult)).await;
+        assert_eq!(a.status, 404, "{unknown}");
+        assert_eq!(a.spine_code(), "RESOURCE_NOT_FOUND");
+    }
+    w.sandbox.shutdown().await;
+}

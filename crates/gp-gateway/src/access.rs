@@ -87,7 +87,7 @@ pub async fn check(
     route: &Route,
     facts: &crate::context::RequestFacts,
 ) -> Result<Caller, Rescue> {
-    let Some((resource_type, interaction)) = route.interaction() else {
+    let Some((resource_type, interaction)) = route.scope() else {
         return Ok(Caller::Public);
     };
     let auth = match (app.access, &app.auth) {

@@ -38,6 +38,15 @@ fn versioning(t: &str, interactions: &[Interaction]) -> &'static str {
     }
 }
 
+/// The profile a served type's resources claim: UK Core's, except the Bundle, which UK
+/// Core does not profile.
+fn profile(t: &str) -> String {
+    match t {
+        "Bundle" => "http://hl7.org/fhir/StructureDefinition/Bundle".to_owned(),
+        t => format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
+    }
+}
+
 /// Builds the CapabilityStatement for the types the adapters support.
 pub fn capability_statement(
     base_url: &str,
@@ -50,7 +59,7 @@ pub fn capability_statement(
         .map(|(t, interactions)| {
             let mut resource = json!({
                 "type": t,
-                "profile": format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
+                "profile": profile(t),
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
                 "conditionalCreate": t == "Observation",
                 // Patient reads carry meta.versionId and its ETag, and its update is

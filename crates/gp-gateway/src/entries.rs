@@ -7,7 +7,8 @@
 //! refer to (a GP system's staff ids do not say where they work either), for reads of
 //! `Practitioner/{id}`. With `[state] backend = "redis"` the replicas share what they
 //! remember (`{key_prefix}entry:{Type}/{id}`), so an entry answered by one is read at
-//! another.
+//! another. It remembers too, for each Bundle and List the structured record answered,
+//! the request that made it (not its content), so a read of the id answers it again.
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct EntryIndex {
     patients: moka::future::Cache<(ClinicalType, String), NhsNumber>,
     practices: moka::future::Cache<String, OdsCode>,
+    /// By `Bundle/{id}` or `List/{id}`: what the structured record was asked.
+    answers: moka::future::Cache<String, String>,
     shared: Option<Shared>,
 }
 
@@ -95,6 +98,10 @@ impl EntryIndex {
                 .time_to_live(REMEMBERED_FOR)
                 .build(),
             practices: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(REMEMBERED_FOR)
+                .build(),
+            answers: moka::future::Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(REMEMBERED_FOR)
                 .build(),
@@ -209,6 +216,34 @@ impl EntryIndex {
         for id in people {
             self.practices.insert(id, practice.clone()).await;
         }
+    }
+
+    /// Remembers how each of `answers` was made: `(type, id, request)`, the type
+    /// `Bundle` or `List`, the request what [`EntryIndex::answer_of`] gives back.
+    pub async fn remember_answers(&self, answers: Vec<(&str, String, String)>) {
+        if let Some(shared) = &self.shared {
+            let pairs = answers
+                .iter()
+                .map(|(t, id, request)| (shared.key(t, id), request.clone()))
+                .collect();
+            shared.share(pairs).await;
+        }
+        for (t, id, request) in answers {
+            self.answers.insert(format!("{t}/{id}"), request).await;
+        }
+    }
+
+    /// The request that made the answer `id` of type `t` (`Bundle` or `List`), if one
+    /// was answered.
+    pub async fn answer_of(&self, t: &str, id: &str) -> Option<String> {
+        let key = format!("{t}/{id}");
+        if let Some(request) = self.answers.get(&key).await {
+            return Some(request);
+        }
+        let shared = self.shared.as_ref()?;
+        let found = shared.lookup(shared.key(t, id)).await?;
+        self.answers.insert(key, found.clone()).await;
+        Some(found)
     }
 
     /// The practice of the Practitioner `id`, if an answer referred to them.

@@ -91,6 +91,14 @@ pub async fn serve(
             crate::writes::update_patient(app, id, whole, headers, ids, caller, body).await
         }
         Route::StructuredRecord => structured_record(app, query, ids, caller, body).await,
+        Route::ListRead(id) => {
+            reject_params(query, &["_format"])?;
+            structured_read(app, "List", &id, ids, caller).await
+        }
+        Route::BundleRead(id) => {
+            reject_params(query, &["_format"])?;
+            structured_read(app, "Bundle", &id, ids, caller).await
+        }
         Route::Metadata => Ok(fhir_response(StatusCode::OK, app.capability.clone())),
         Route::PatientRead(id) => {
             reject_params(query, &["_format"])?;
@@ -497,6 +505,8 @@ fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
     fhir_response(StatusCode::OK, body.unwrap_or_default())
 }
 
+/// `$gpc.getstructuredrecord`: the Bundle, under a fresh id, and how it and each of its
+/// Lists were made remembered, so a read of their ids answers them again.
 async fn structured_record(
     app: &App,
     query: &[(String, String)],
@@ -505,39 +515,142 @@ async fn structured_record(
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     reject_params(query, &["_format"])?;
-    let today = time::OffsetDateTime::now_utc().date();
-    let req = crate::structured::parse(body, (today.year(), u8::from(today.month()), today.day()))?;
+    let req = crate::structured::parse(body, today())?;
     // Every area asked for must be within the token's scopes, before any data is read.
     for area in &req.areas {
         caller.require_read(area.clinical_type().as_str())?;
     }
+    let released = released_patient(app, req.nhs_number, ids, caller).await?;
+    // Minted here, not the request id (which the client may choose): a read of the id
+    // must find this answer and no other.
+    let bundle_id = uuid::Uuid::new_v4().to_string();
+    let answer = structured_answer(app, &req, &bundle_id, &released, ids).await?;
+    let made = |req: &crate::structured::StructuredRequest| {
+        serde_json::to_string(&MadeBy {
+            bundle: bundle_id.clone(),
+            parameters: req.to_parameters(),
+        })
+        .unwrap_or_default()
+    };
+    let mut answers = vec![("Bundle", bundle_id.clone(), made(&req))];
+    for area in &req.areas {
+        answers.push((
+            "List",
+            crate::structured::list_id(&bundle_id, area),
+            made(&req.only(area)),
+        ));
+    }
+    // Before the answer goes: a client may read it back at another replica at once.
+    app.entries.remember_answers(answers).await;
+    Ok(fhir_response(StatusCode::OK, answer))
+}
+
+/// How a structured record's Bundle or List was made, as the entry index remembers it:
+/// the Bundle's id and the request (for a List, with its area alone), never the content.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MadeBy {
+    bundle: String,
+    parameters: serde_json::Value,
+}
+
+fn today() -> (i32, u8, u8) {
+    let today = time::OffsetDateTime::now_utc().date();
+    (today.year(), u8::from(today.month()), today.day())
+}
+
+/// The Bundle id and request that made the structured record's answer `id` of type
+/// `resource_type` (`Bundle` or `List`), if the gateway answered it within a day.
+async fn made_by(
+    app: &App,
+    resource_type: &str,
+    id: &str,
+) -> Option<(String, crate::structured::StructuredRequest)> {
+    let remembered = app.entries.answer_of(resource_type, id).await?;
+    let made: MadeBy = serde_json::from_str(&remembered).ok()?;
+    let parameters = serde_json::to_vec(&made.parameters).ok()?;
+    match crate::structured::parse(&parameters, today()) {
+        Ok(req) => Some((made.bundle, req)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a remembered structured record request no longer parses: answered as unknown");
+            None
+        }
+    }
+}
+
+/// `GET /Bundle/{id}` and `GET /List/{id}`: a structured record answered, or one area's
+/// List of it, answered again for the caller under the operation's rules (the caller's
+/// scopes for each area, pairing, release rules, confidential entries withheld).
+async fn structured_read(
+    app: &App,
+    resource_type: &'static str,
+    id: &str,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let not_found = || {
+        not_served(
+            resource_type,
+            id,
+            "is known: read the ids $gpc.getstructuredrecord gave (within a day)",
+        )
+    };
+    let Some((bundle_id, req)) = made_by(app, resource_type, id).await else {
+        return Err(not_found().into());
+    };
+    for area in &req.areas {
+        caller.require_read(area.clinical_type().as_str())?;
+    }
+    // A patient the caller may not see looks exactly like an id never answered.
+    let released = match released_patient(app, req.nhs_number, ids, caller).await {
+        Ok(released) => released,
+        Err(GatewayError::NotFound(_)) => return Err(not_found().into()),
+        Err(other) => return Err(other.into()),
+    };
+    if resource_type == "Bundle" {
+        let answer = structured_answer(app, &req, &bundle_id, &released, ids).await?;
+        return Ok(fhir_response(StatusCode::OK, answer));
+    }
+    let [area] = req.areas.as_slice() else {
+        return Err(not_found().into());
+    };
+    let entries =
+        crate::include::area(app, req.nhs_number, &released, area.clinical_type(), ids).await?;
+    let listed = crate::structured::select(area, entries.iter().filter(|r| !is_confidential(r)));
+    // Entries recorded since the Bundle was answered are listed too: each must resolve.
+    let answered = app.entries.unknown(listed.iter().copied());
+    app.entries.remember(req.nhs_number, answered).await;
+    remember_people(app, &released.practice, listed.iter().copied()).await;
+    let list = crate::structured::list(&bundle_id, &now_rfc3339(), req.nhs_number, area, &listed);
+    Ok(fhir_response(StatusCode::OK, list.to_string()))
+}
+
+/// The structured record's `collection` Bundle `bundle_id` for `req`, of a patient
+/// released to the caller whose scopes cover each area.
+async fn structured_answer(
+    app: &App,
+    req: &crate::structured::StructuredRequest,
+    bundle_id: &str,
+    released: &Released,
+    ids: &RequestIds,
+) -> Result<Vec<u8>, Rescue> {
     let Released {
         record,
         practice,
         adapter,
-    } = released_patient(app, req.nhs_number, ids, caller).await?;
+    } = released;
     let ctx = ids.call_context();
-    let mut demographics = vec![Resource::Patient(crate::people::named_patient(&record))];
+    let mut demographics = vec![Resource::Patient(crate::people::named_patient(record))];
     demographics.extend(record.organization.clone().map(Resource::Organization));
-    let mut held = Vec::with_capacity(req.areas.len());
+    let mut all_held = Vec::with_capacity(req.areas.len());
     for area in &req.areas {
-        let entries = app
-            .records
-            .area(
-                adapter.as_ref(),
-                &practice,
-                req.nhs_number,
-                area.clinical_type(),
-                &ctx,
-            )
-            .await
-            .map_err(GatewayError::Adapter)?;
-        held.push(entries);
+        all_held.push(
+            crate::include::area(app, req.nhs_number, released, area.clinical_type(), ids).await?,
+        );
     }
     let areas: Vec<_> = req
         .areas
         .iter()
-        .zip(&held)
+        .zip(&all_held)
         .map(|(area, entries)| {
             (
                 area,
@@ -553,7 +666,7 @@ async fn structured_record(
         .collect();
     let people = app
         .staff
-        .referred(adapter.as_ref(), &practice, &named, &ctx)
+        .referred(adapter.as_ref(), practice, &named, &ctx)
         .await;
     let mut staff: Vec<gp_fhir::model::Practitioner> =
         record.practitioner.iter().cloned().collect();
@@ -590,21 +703,18 @@ async fn structured_record(
     app.entries.remember(req.nhs_number, answered).await;
     remember_people(
         app,
-        &practice,
+        practice,
         demographics.iter().chain(entries.iter().flatten()),
     )
     .await;
     let last_updated = now_rfc3339();
     let bundle = crate::structured::bundle(
         &ids.base_url,
-        &ids.request_id,
+        bundle_id,
         &last_updated,
         req.nhs_number,
         demographics,
         areas,
     );
-    Ok(fhir_response(
-        StatusCode::OK,
-        serde_json::to_vec(&bundle).unwrap_or_default(),
-    ))
+    Ok(serde_json::to_vec(&bundle).unwrap_or_default())
 }

@@ -107,7 +107,7 @@ pub(crate) async fn resolve(
 }
 
 /// One area of the released patient's record, through the same cache as a search.
-async fn area(
+pub(crate) async fn area(
     app: &App,
     nhs: NhsNumber,
     released: &Released,

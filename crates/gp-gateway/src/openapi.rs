@@ -90,9 +90,7 @@ fn scope(op: &Operation) -> Option<String> {
     let Handler::Fhir(route) = &op.handler else {
         return None;
     };
-    let (resource_type, interaction) = route
-        .interaction()
-        .filter(|_| op.row.access == Access::Bearer)?;
+    let (resource_type, interaction) = route.scope().filter(|_| op.row.access == Access::Bearer)?;
     let letter = match interaction {
         Interaction::Read | Interaction::Vread | Interaction::Operation => 'r',
         Interaction::SearchType => 's',
@@ -361,6 +359,8 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
         | Route::ClinicalVread(..)
         | Route::OrganizationRead(_)
         | Route::PractitionerRead(_) => (200, "Resource", &[]),
+        Route::ListRead(_) => (200, "Resource", &[]),
+        Route::BundleRead(_) => (200, "Bundle", &[]),
         Route::PatientSearch
         | Route::ClinicalSearch(_)
         | Route::AuditEventSearch

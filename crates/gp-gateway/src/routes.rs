@@ -32,6 +32,10 @@ pub enum Route {
     PractitionerRead(String),
     /// `POST /Patient/$gpc.getstructuredrecord`.
     StructuredRecord,
+    /// `GET /List/{id}`: one area's List of a structured record answered, answered again.
+    ListRead(String),
+    /// `GET /Bundle/{id}`: a structured record answered, answered again.
+    BundleRead(String),
     /// `POST /Observation`: write a reading back to the patient's GP record.
     ObservationCreate,
     /// `PATCH /Patient/{nhsNumber}`: change contact details (JSON Patch, JSON Merge
@@ -248,12 +252,24 @@ impl Route {
             Self::OrganizationRead(_) => Some(("Organization", Interaction::Read)),
             Self::PractitionerRead(_) => Some(("Practitioner", Interaction::Read)),
             Self::StructuredRecord => Some(("Patient", Interaction::Operation)),
+            Self::ListRead(_) => Some(("List", Interaction::Read)),
+            Self::BundleRead(_) => Some(("Bundle", Interaction::Read)),
             Self::ObservationCreate => Some(("Observation", Interaction::Create)),
             Self::PatientPatch(_) => Some(("Patient", Interaction::Patch)),
             Self::PatientUpdate(_) => Some(("Patient", Interaction::Update)),
             Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
             Self::AccessLog(_) => Some(("AuditEvent", Interaction::Read)),
             Self::Batch => Some(("Bundle", Interaction::Batch)),
+        }
+    }
+
+    /// The resource type and interaction whose scope the route needs before its
+    /// handler runs: its own, except that a structured record's List or Bundle needs
+    /// the operation's (`system/Patient.r`; the handler checks each area's type).
+    pub fn scope(&self) -> Option<(&'static str, Interaction)> {
+        match self {
+            Self::ListRead(_) | Self::BundleRead(_) => Some(("Patient", Interaction::Read)),
+            _ => self.interaction(),
         }
     }
 }
@@ -580,6 +596,26 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "What Patient.generalPractitioner and the entries' authors, performers, recorders and participants refer to, in answers this gateway gave within a day. Needs system/Practitioner.r; a person of a practice you are not paired with, or one no answer referred to, is 404 RESOURCE_NOT_FOUND. A GP system that cannot read its staff answers 501 NOT_IMPLEMENTED.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("List"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::ListRead(s[1].to_owned())),
+        "Read one area's List of a structured record answered, by its id",
+    )
+    .described(
+        "Served for the Lists $gpc.getstructuredrecord answered within a day: the area selected again now under the operation's rules, its entries as references. Needs system/Patient.r plus system/{Type}.r of the area's type; any other id, or a patient you may not see, is 404 RESOURCE_NOT_FOUND.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Bundle"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::BundleRead(s[1].to_owned())),
+        "Read a structured record answered, by its Bundle id: the same request answered again",
+    )
+    .described(
+        "Served for Bundles $gpc.getstructuredrecord answered within a day: the same patient and parameters, selected again now under the operation's rules (pairing, release rules, confidential entries withheld), with the Bundle's id. Needs what the operation needs: system/Patient.r plus system/{Type}.r of each area; any other id, or a patient you may not see, is 404 RESOURCE_NOT_FOUND.",
     ),
     fhir(
         Method::POST,
@@ -1056,6 +1092,8 @@ mod tests {
                 ),
                 ("Organization", vec![Interaction::Read]),
                 ("Practitioner", vec![Interaction::Read]),
+                ("List", vec![Interaction::Read]),
+                ("Bundle", vec![Interaction::Read]),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );

@@ -156,6 +156,116 @@ pub struct StructuredRequest {
     pub areas: Vec<Area>,
 }
 
+impl StructuredRequest {
+    /// The request as a Parameters resource that [`parse`] reads back to it: what is
+    /// remembered to answer a Bundle or a List of the structured record again.
+    pub fn to_parameters(&self) -> Value {
+        let day = |(y, m, d): (i32, u8, u8)| PartialDate::ymd(y, m, d).to_string();
+        let mut params = vec![json!({
+            "name": "patientNHSNumber",
+            "valueIdentifier": { "system": NHS_NUMBER_SYSTEM, "value": self.nhs_number.to_string() },
+        })];
+        for area in &self.areas {
+            params.push(match area {
+                Area::Allergies { include_resolved } => json!({
+                    "name": "includeAllergies",
+                    "part": [{ "name": "includeResolvedAllergies", "valueBoolean": include_resolved }],
+                }),
+                Area::Medication { from } => {
+                    let part: Vec<Value> = from
+                        .iter()
+                        .map(|f| json!({ "name": "medicationSearchFromDate", "valueDate": f.to_string() }))
+                        .collect();
+                    json!({ "name": "includeMedication", "part": part })
+                }
+                Area::Consultations {
+                    period,
+                    most_recent,
+                } => {
+                    let mut part = Vec::new();
+                    if let Some(range) = period {
+                        let mut vp = serde_json::Map::new();
+                        if let Some(from) = range.from {
+                            vp.insert("start".into(), day(from).into());
+                        }
+                        if let Some(to) = range.to {
+                            vp.insert("end".into(), day(to).into());
+                        }
+                        part.push(json!({ "name": "consultationSearchPeriod", "valuePeriod": vp }));
+                    }
+                    if let Some(n) = most_recent {
+                        part.push(json!({ "name": "includeNumberOfMostRecent", "valuePositiveInt": n }));
+                    }
+                    json!({ "name": "includeConsultations", "part": part })
+                }
+                Area::Problems { status } => {
+                    let part: Vec<Value> = status
+                        .iter()
+                        .map(|s| {
+                            let code = match s {
+                                ProblemStatus::Active => "active",
+                                ProblemStatus::Inactive => "inactive",
+                            };
+                            json!({ "name": "filterStatus", "valueCode": code })
+                        })
+                        .collect();
+                    json!({ "name": "includeProblems", "part": part })
+                }
+                Area::Immunisations => json!({ "name": "includeImmunisations" }),
+                Area::Investigations => json!({ "name": "includeInvestigations" }),
+            });
+        }
+        json!({ "resourceType": "Parameters", "parameter": params })
+    }
+
+    /// The same request for `area` alone (what a List of it answers).
+    pub fn only(&self, area: &Area) -> Self {
+        Self {
+            nhs_number: self.nhs_number,
+            areas: vec![area.clone()],
+        }
+    }
+}
+
+/// The id of the List of `area` in the Bundle `bundle_id`.
+pub fn list_id(bundle_id: &str, area: &Area) -> String {
+    format!("{bundle_id}-{}", area.list_code().0)
+}
+
+/// The `List` of one area of the Bundle `bundle_id`, its entries as references (small:
+/// built as JSON).
+pub fn list(
+    bundle_id: &str,
+    last_updated: &str,
+    nhs: NhsNumber,
+    area: &Area,
+    resources: &[&Resource],
+) -> Value {
+    let (code, title) = area.list_code();
+    let mut list = json!({
+        "resourceType": "List",
+        "id": list_id(bundle_id, area),
+        "meta": { "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-List"] },
+        "status": "current",
+        "mode": "snapshot",
+        "title": title,
+        "code": { "coding": [{ "system": SNOMED, "code": code, "display": title }] },
+        "subject": { "reference": format!("Patient/{nhs}") },
+        "date": last_updated,
+        "entry": resources.iter().map(|r| json!({ "item": { "reference": format!("{}/{}", r.resource_type(), r.id()) } })).collect::<Vec<_>>(),
+    });
+    if resources.is_empty()
+        && let Some(obj) = list.as_object_mut()
+    {
+        obj.remove("entry");
+        obj.insert(
+            "emptyReason".into(),
+            json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nocontent", "display": "No Content Recorded" }] }),
+        );
+    }
+    list
+}
+
 fn parts(p: &Value) -> Vec<&Value> {
     p.get("part")
         .and_then(Value::as_array)
@@ -440,34 +550,11 @@ impl StructuredBundle<'_> {
         }
     }
 
-    /// The `List` of one area (small: built as JSON).
+    /// The `List` of one area.
     fn list(&self, area: &Area, resources: &[&Resource]) -> Entry<Value> {
-        let (code, title) = area.list_code();
-        let list_id = format!("{}-{code}", self.id);
-        let mut list = json!({
-            "resourceType": "List",
-            "id": list_id,
-            "meta": { "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-List"] },
-            "status": "current",
-            "mode": "snapshot",
-            "title": title,
-            "code": { "coding": [{ "system": SNOMED, "code": code, "display": title }] },
-            "subject": { "reference": format!("Patient/{}", self.nhs) },
-            "date": self.last_updated,
-            "entry": resources.iter().map(|r| json!({ "item": { "reference": format!("{}/{}", r.resource_type(), r.id()) } })).collect::<Vec<_>>(),
-        });
-        if resources.is_empty()
-            && let Some(obj) = list.as_object_mut()
-        {
-            obj.remove("entry");
-            obj.insert(
-                "emptyReason".into(),
-                json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nocontent", "display": "No Content Recorded" }] }),
-            );
-        }
         Entry {
-            full_url: format!("{}/List/{list_id}", self.base_url),
-            resource: list,
+            full_url: format!("{}/List/{}", self.base_url, list_id(self.id, area)),
+            resource: list(self.id, self.last_updated, self.nhs, area, resources),
         }
     }
 }
@@ -550,6 +637,32 @@ mod tests {
                 most_recent: Some(3)
             }
         );
+    }
+
+    #[test]
+    fn a_request_remembered_as_parameters_reads_back_the_same() {
+        let req = parse(
+            &body(json!([
+                nhs(),
+                { "name": "includeAllergies", "part": [{ "name": "includeResolvedAllergies", "valueBoolean": true }] },
+                { "name": "includeMedication", "part": [{ "name": "medicationSearchFromDate", "valueDate": "2020-01" }] },
+                { "name": "includeConsultations", "part": [{ "name": "consultationSearchPeriod", "valuePeriod": { "start": "2019", "end": "2021-02" } }] },
+                { "name": "includeProblems", "part": [{ "name": "filterStatus", "valueCode": "inactive" }] },
+                { "name": "includeImmunisations" },
+                { "name": "includeInvestigations" }
+            ])),
+            TODAY,
+        )
+        .unwrap();
+        let again = serde_json::to_vec(&req.to_parameters()).unwrap();
+        assert_eq!(parse(&again, TODAY).unwrap(), req);
+        let recent = parse(
+            &body(json!([nhs(), { "name": "includeConsultations", "part": [{ "name": "includeNumberOfMostRecent", "valuePositiveInt": 2 }] }, { "name": "includeMedication" }, { "name": "includeProblems" }])),
+            TODAY,
+        )
+        .unwrap();
+        let again = serde_json::to_vec(&recent.to_parameters()).unwrap();
+        assert_eq!(parse(&again, TODAY).unwrap(), recent);
     }
 
     #[test]

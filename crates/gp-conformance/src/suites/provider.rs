@@ -123,7 +123,7 @@ pub const CATALOGUE: &[TestDef] = &[
     TestDef::required(
         "PRV-REF-01",
         "references",
-        "every reference in the structured record resolves: inside the Bundle or by a read",
+        "every reference in the structured record resolves: inside the Bundle or by a read; the Bundle and its Lists read back by id",
         "REQ-PRV-12",
     ),
     TestDef::required(
@@ -254,7 +254,8 @@ fn references_in(v: &Value, out: &mut Vec<String>) {
 }
 
 /// PRV-REF-01: the structured record of every area the supplier may read; each
-/// reference names a resource in the Bundle, or one a read with the same token answers.
+/// reference names a resource in the Bundle, or one a read with the same token answers,
+/// and the Bundle and each List read back by their ids.
 async fn references_resolve(on: &On<'_>, p: &mut Probe) -> Check {
     let (ctx, sup, token) = (on.ctx, on.sup, on.token);
     let nhs = need(on.patient, "ordinary")?;
@@ -314,11 +315,14 @@ async fn references_resolve(on: &On<'_>, p: &mut Probe) -> Check {
             }
         }
     }
+    // The Bundle and its Lists are read back by their ids too: every fullUrl resolves.
+    outside.push(format!("Bundle/{}", v["id"].as_str().unwrap_or("")));
+    outside.extend(local.iter().filter(|l| l.starts_with("List/")).cloned());
     for reference in outside {
         let read = p.get(&format!("{base}/{reference}"), Some(token)).await?;
         ensure(read.status == 200, || {
             format!(
-                "{reference} is not in the Bundle and its read answered HTTP {}",
+                "{reference} (outside the Bundle, or its own id) answered HTTP {} when read",
                 read.status
             )
         })?;
