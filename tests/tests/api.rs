@@ -1066,3 +1066,58 @@ async fn links_never_follow_an_untrusted_callers_forwarding_headers() {
     }
     w.sandbox.shutdown().await;
 }
+
+/// An entry another supplier was answered, read by a supplier not paired with the
+/// patient's practice, is 404 like an id never answered: the refusal names neither the
+/// patient nor their NHS number (a GP system's entry ids do not say whose they are, and
+/// the refusal must not either).
+#[tokio::test]
+async fn an_entry_read_never_names_a_patient_the_caller_may_not_see() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let consult_practices = w.practices_of("demo-consult");
+    let nhs = w
+        .manifest()
+        .patients
+        .iter()
+        .find(|p| {
+            p.flags.is_empty()
+                && consult_practices.contains(&p.practice)
+                && !w.practices_of("demo-monitoring").contains(&p.practice)
+        })
+        .map(|p| p.nhs_number.clone())
+        .expect("a patient demo-consult reaches and demo-monitoring does not");
+    let search = w
+        .get(&format!("/Observation?patient={nhs}"), Some(&consult))
+        .await;
+    assert_eq!(search.status, 200);
+    let bundle = search.json();
+    let id = bundle["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = w
+        .get(&format!("/Observation/{id}"), Some(&monitoring))
+        .await;
+    assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.spine_code(), "RESOURCE_NOT_FOUND");
+    let body = String::from_utf8_lossy(&a.body);
+    assert!(
+        !body.contains(&nhs),
+        "the refusal names the patient: {body}"
+    );
+    let never = w
+        .get("/Observation/never-answered", Some(&monitoring))
+        .await;
+    let diagnostics = |b: &serde_json::Value| b["issue"][0]["diagnostics"].clone();
+    assert_eq!(
+        diagnostics(&a.json())
+            .as_str()
+            .map(|d| d.replace(&id, "{id}")),
+        diagnostics(&never.json())
+            .as_str()
+            .map(|d| d.replace("never-answered", "{id}")),
+        "withheld and unknown read alike"
+    );
+}

@@ -328,9 +328,16 @@ async fn clinical_entry(
     let Some(nhs) = app.entries.patient_of(resource_type, id).await else {
         return Err(not_found().into());
     };
+    // A patient withheld from the caller reads like an id never answered: the caller
+    // did not name the patient, and the refusal must not name them either.
     let Released {
         practice, adapter, ..
-    } = released_patient(app, nhs, ids, caller).await?;
+    } = released_patient(app, nhs, ids, caller)
+        .await
+        .map_err(|e| match e {
+            GatewayError::NotFound(_) => not_found(),
+            other => other,
+        })?;
     let area = app
         .records
         .area(
