@@ -212,13 +212,15 @@ async fn the_gateway_serves_acme_records_under_its_release_rules() {
         .map(|r| r["type"].as_str().unwrap())
         .collect();
     types.sort_unstable();
-    // What Acme serves, and the gateway's own AuditEvent, practice Organizations and
-    // their staff; no clinical type Acme lacks.
+    // What Acme serves, and the gateway's own AuditEvent, practice Organizations, their
+    // staff and the structured record's Bundle and Lists; no clinical type Acme lacks.
     assert_eq!(
         types,
         [
             "AuditEvent",
+            "Bundle",
             "Condition",
+            "List",
             "Observation",
             "Organization",
             "Patient",
