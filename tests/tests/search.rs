@@ -996,6 +996,19 @@ async fn include_and_revinclude_bring_in_what_the_matches_refer_to_on_every_gp_s
             "{system}"
         );
 
+        // The subject of every match: the patient, once.
+        let got = found(
+            &w,
+            &token,
+            &format!("/Condition?patient={nhs}&_include=Condition:subject"),
+        )
+        .await;
+        assert_eq!(
+            in_mode(&got, "include"),
+            [format!("Patient/{nhs}")],
+            "{system}: Condition _include=Condition:subject"
+        );
+
         // The patient: their GP and practice, and their problems; by POST _search too.
         let conditions =
             resources(&found(&w, &token, &format!("/Condition?patient={nhs}&_count=250")).await);
