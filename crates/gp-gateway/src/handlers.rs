@@ -330,35 +330,26 @@ async fn clinical_entry(
     };
     // A patient withheld from the caller reads like an id never answered: the caller
     // did not name the patient, and the refusal must not name them either.
-    let Released {
-        practice, adapter, ..
-    } = released_patient(app, nhs, ids, caller)
+    let released = released_patient(app, nhs, ids, caller)
         .await
         .map_err(|e| match e {
             GatewayError::NotFound(_) => not_found(),
             other => other,
         })?;
-    let area = app
-        .records
-        .area(
-            adapter.as_ref(),
-            &practice,
-            nhs,
-            resource_type,
-            &ids.call_context(),
-        )
-        .await
-        .map_err(GatewayError::Adapter)?;
+    let area = released.area(app, nhs, resource_type, ids).await?;
+    let Released {
+        practice, adapter, ..
+    } = &released;
     let entry = area
         .iter()
         .find(|r| r.id() == id && !is_confidential(r))
         .ok_or_else(not_found)?;
-    remember_people(app, &practice, [entry]).await;
+    remember_people(app, practice, [entry]).await;
     let mut entry = [entry.clone()];
     name_people(
         app,
         adapter.as_ref(),
-        &practice,
+        practice,
         &mut entry,
         &ids.call_context(),
     )
@@ -410,17 +401,9 @@ async fn clinical_search(
     let Released {
         practice, adapter, ..
     } = &patient;
-    let area = app
-        .records
-        .area(
-            adapter.as_ref(),
-            practice,
-            params.patient,
-            resource_type,
-            &ids.call_context(),
-        )
-        .await
-        .map_err(GatewayError::Adapter)?;
+    let area = patient
+        .area(app, params.patient, resource_type, ids)
+        .await?;
     // Filtered after the cache: the cache holds what the GP system holds.
     let mut released: Vec<&Resource> = area
         .iter()
@@ -620,8 +603,9 @@ async fn structured_read(
     let [area] = req.areas.as_slice() else {
         return Err(not_found().into());
     };
-    let entries =
-        crate::include::area(app, req.nhs_number, &released, area.clinical_type(), ids).await?;
+    let entries = released
+        .area(app, req.nhs_number, area.clinical_type(), ids)
+        .await?;
     let listed = crate::structured::select(area, entries.iter().filter(|r| !is_confidential(r)));
     // Entries recorded since the Bundle was answered are listed too: each must resolve.
     let answered = app.entries.unknown(listed.iter().copied());
@@ -651,7 +635,9 @@ async fn structured_answer(
     let mut all_held = Vec::with_capacity(req.areas.len());
     for area in &req.areas {
         all_held.push(
-            crate::include::area(app, req.nhs_number, released, area.clinical_type(), ids).await?,
+            released
+                .area(app, req.nhs_number, area.clinical_type(), ids)
+                .await?,
         );
     }
     let areas: Vec<_> = req

@@ -73,7 +73,7 @@ pub(crate) async fn resolve(
                 .map(|p| Resource::Practitioner(p.as_ref().clone())),
             t => match ClinicalType::parse(t) {
                 Some(clinical) => {
-                    let area = area(app, nhs, released, clinical, ids).await?;
+                    let area = released.area(app, nhs, clinical, ids).await?;
                     area.iter()
                         .find(|r| r.id() == id && !is_confidential(r))
                         .cloned()
@@ -90,7 +90,7 @@ pub(crate) async fn resolve(
         let Some(source) = ClinicalType::parse(include.def.source) else {
             continue;
         };
-        let area = area(app, nhs, released, source, ids).await?;
+        let area = released.area(app, nhs, source, ids).await?;
         for entry in area.iter().filter(|r| !is_confidential(r)) {
             let key = format!("{}/{}", entry.resource_type(), entry.id());
             let refers = include
@@ -104,26 +104,6 @@ pub(crate) async fn resolve(
         }
     }
     Ok(out)
-}
-
-/// One area of the released patient's record, through the same cache as a search.
-pub(crate) async fn area(
-    app: &App,
-    nhs: NhsNumber,
-    released: &Released,
-    t: ClinicalType,
-    ids: &RequestIds,
-) -> Result<std::sync::Arc<Vec<Resource>>, GatewayError> {
-    app.records
-        .area(
-            released.adapter.as_ref(),
-            &released.practice,
-            nhs,
-            t,
-            &ids.call_context(),
-        )
-        .await
-        .map_err(GatewayError::Adapter)
 }
 
 /// The practice `ods` as its Organization, when this gateway serves it.

@@ -25,6 +25,29 @@ pub(crate) struct Released {
     pub(crate) adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
 }
 
+impl Released {
+    /// One area of this patient's (`nhs`'s) record, as the GP system holds it, through
+    /// the gateway's cache: confidential entries included, for the caller to withhold.
+    pub(crate) async fn area(
+        &self,
+        app: &App,
+        nhs: NhsNumber,
+        t: gp_adapter::ClinicalType,
+        ids: &RequestIds,
+    ) -> Result<std::sync::Arc<Vec<Resource>>, GatewayError> {
+        app.records
+            .area(
+                self.adapter.as_ref(),
+                &self.practice,
+                nhs,
+                t,
+                &ids.call_context(),
+            )
+            .await
+            .map_err(GatewayError::Adapter)
+    }
+}
+
 /// Reads a patient the way a third-party supplier may see them: restricted
 /// (sensitive) patients are not found; dissenting patients are refused.
 pub(crate) async fn released_patient(
