@@ -29,6 +29,12 @@ pub enum AdapterError {
     /// A write was refused because the record changed since the version it was made against.
     #[error("{system} holds a newer version of the record: {detail}")]
     VersionConflict { system: GpSystem, detail: String },
+    /// A booking was refused because a slot it asked for is already booked.
+    #[error("{system} refused the booking: {detail}")]
+    SlotUnavailable { system: GpSystem, detail: String },
+    /// The system holds no such thing (an appointment, a practice) other than a patient.
+    #[error("{system} holds no {what}")]
+    NotFound { system: GpSystem, what: String },
     /// A write was refused because the GP system cannot hold what was sent (a code it
     /// has no native code for, a value out of its range).
     #[error("{system} cannot record this: {detail}")]
@@ -38,7 +44,8 @@ pub enum AdapterError {
 impl FhirError for AdapterError {
     fn status(&self) -> u16 {
         match self {
-            Self::PatientNotFound => 404,
+            Self::PatientNotFound | Self::NotFound { .. } => 404,
+            Self::SlotUnavailable { .. } => 409,
             Self::NotSupported { .. } => 501,
             Self::VersionConflict { .. } => 412,
             Self::Unprocessable { .. } => 422,
@@ -50,7 +57,8 @@ impl FhirError for AdapterError {
     }
     fn spine_code(&self) -> SpineCode {
         match self {
-            Self::PatientNotFound => SpineCode::ResourceNotFound,
+            Self::PatientNotFound | Self::NotFound { .. } => SpineCode::ResourceNotFound,
+            Self::SlotUnavailable { .. } => SpineCode::DuplicateRejected,
             Self::NotSupported { .. } => SpineCode::NotImplemented,
             Self::VersionConflict { .. } => SpineCode::PreconditionFailed,
             Self::Unprocessable { .. } => SpineCode::InvalidResource,
@@ -62,7 +70,8 @@ impl FhirError for AdapterError {
     }
     fn issue_type(&self) -> IssueType {
         match self {
-            Self::PatientNotFound => IssueType::NotFound,
+            Self::PatientNotFound | Self::NotFound { .. } => IssueType::NotFound,
+            Self::SlotUnavailable { .. } => IssueType::Duplicate,
             Self::NotSupported { .. } => IssueType::NotSupported,
             Self::VersionConflict { .. } => IssueType::Conflict,
             Self::Unprocessable { .. } => IssueType::Processing,
@@ -73,9 +82,11 @@ impl FhirError for AdapterError {
     }
     fn blame(&self) -> Blame {
         match self {
-            Self::PatientNotFound | Self::VersionConflict { .. } | Self::Unprocessable { .. } => {
-                Blame::Client
-            }
+            Self::PatientNotFound
+            | Self::NotFound { .. }
+            | Self::SlotUnavailable { .. }
+            | Self::VersionConflict { .. }
+            | Self::Unprocessable { .. } => Blame::Client,
             _ => Blame::Upstream,
         }
     }

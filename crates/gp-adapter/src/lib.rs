@@ -5,6 +5,7 @@
 //! the mapping with the [`harness`]. Adapters see typed requests and return FHIR
 //! resources: they never see tokens, suppliers or the gateway's HTTP.
 
+pub mod appointments;
 pub mod endpoint;
 pub mod error;
 #[cfg(feature = "harness")]
@@ -28,6 +29,10 @@ use gp_fhir::model::{Organization, Patient, Practitioner, Resource};
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::{Deserialize, Serialize};
 
+pub use appointments::{
+    AppointmentBook, AppointmentChange, AppointmentRequest, BookRequest, Booked, BookedAppointment,
+    ChangeAppointmentRequest, PatientAppointmentsRequest, SlotSearchRequest,
+};
 pub use error::AdapterError;
 pub use registry::{AdapterFactory, GpSystem, Registration, Registry, SystemConfig};
 pub use write::{
@@ -244,6 +249,71 @@ pub trait Adapter: Send + Sync {
             system: self.system(),
             what: "reading practice staff".into(),
         })
+    }
+
+    /// Reads the slots of `req.practice` starting in `[req.start, req.end)` (at most 14
+    /// days), every status, with the sessions they belong to and the clinicians and sites
+    /// those sessions name: one native search, called for `GET /Slot` (never cached).
+    /// An unknown practice is [`AdapterError::NotFound`]. Default:
+    /// [`AdapterError::NotSupported`].
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        let _ = req;
+        Err(self.no_appointments())
+    }
+
+    /// Books `req.appointment` with the system's own concurrency control, so a slot is
+    /// booked at most once however many bookings race for it, from however many
+    /// gateways: a slot already taken is [`AdapterError::SlotUnavailable`]; one kept from
+    /// third parties, started already, or not adjacent to the others is
+    /// [`AdapterError::Unprocessable`]. Idempotent on `req.appointment.key` (answer the
+    /// existing appointment with `created: false`). Default: [`AdapterError::NotSupported`].
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        let _ = req;
+        Err(self.no_appointments())
+    }
+
+    /// Reads one appointment, booked or cancelled, however it was booked (through the
+    /// gateway or at the practice). `Ok(None)`: no such appointment at the practice.
+    /// Default: [`AdapterError::NotSupported`].
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        let _ = req;
+        Err(self.no_appointments())
+    }
+
+    /// A patient's appointments overlapping the range, booked and cancelled, in time
+    /// order. A patient the system does not hold at the practice is
+    /// [`AdapterError::PatientNotFound`]. Default: [`AdapterError::NotSupported`].
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        let _ = req;
+        Err(self.no_appointments())
+    }
+
+    /// Amends or cancels an appointment only if it is still at `req.expected_version`
+    /// ([`AdapterError::VersionConflict`] otherwise); a cancel frees its slots. A
+    /// cancelled appointment cannot change ([`AdapterError::Unprocessable`]); an unknown
+    /// one is [`AdapterError::NotFound`]. Returns the appointment as changed. Default:
+    /// [`AdapterError::NotSupported`].
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        let _ = req;
+        Err(self.no_appointments())
+    }
+
+    /// The error every appointment method answers by default.
+    #[doc(hidden)]
+    fn no_appointments(&self) -> AdapterError {
+        AdapterError::NotSupported {
+            system: self.system(),
+            what: "appointment management".into(),
+        }
     }
 
     /// Readiness probe, called by the gateway's `/_ready` endpoint. Default: always ready.

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, ClinicalType, CreateObservationRequest, Created, GpSystem,
-    PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    Adapter, AdapterError, AppointmentBook, AppointmentRequest, BookRequest, Booked,
+    BookedAppointment, CallContext, ChangeAppointmentRequest, ClinicalType,
+    CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest, PatientRecord,
+    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest,
     UpdateContactRequest,
 };
 use gp_fhir::model::Practitioner;
@@ -136,7 +138,8 @@ fn is_system_failure(e: &AdapterError) -> bool {
 
 fn kind(e: &AdapterError) -> &'static str {
     match e {
-        AdapterError::PatientNotFound => "not_found",
+        AdapterError::PatientNotFound | AdapterError::NotFound { .. } => "not_found",
+        AdapterError::SlotUnavailable { .. } => "slot_unavailable",
         AdapterError::NotSupported { .. } => "not_supported",
         AdapterError::Unavailable { .. } => "unavailable",
         AdapterError::Timeout { .. } => "timeout",
@@ -342,6 +345,37 @@ impl Adapter for Resilient {
 
     async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
         self.once(self.inner.update_contact(req)).await
+    }
+
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        self.read(|| self.inner.search_slots(req)).await
+    }
+
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        // Idempotent on its key, but a retry could still race a second supplier for the
+        // slot: booked once, never retried here.
+        self.once(self.inner.book_appointment(req)).await
+    }
+
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        self.read(|| self.inner.read_appointment(req)).await
+    }
+
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        self.read(|| self.inner.search_appointments(req)).await
+    }
+
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        self.once(self.inner.change_appointment(req)).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -14,6 +14,7 @@
 //! here; [`Population::systems`] lists a population's systems, so callers iterate them
 //! instead of naming four.
 
+pub mod appointments;
 pub mod clock;
 pub mod concepts;
 pub mod date;

@@ -1,6 +1,10 @@
 //! The shared, mutable population the simulators serve.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use crate::appointments::{
+    self, Appointment, Book, BookError, BookView, Books, Change, NewBooking,
+};
 
 use crate::concepts::Concept;
 use crate::date::SimDate;
@@ -12,6 +16,8 @@ use crate::population::Population;
 #[derive(Debug, Clone)]
 pub struct SimStore {
     inner: Arc<RwLock<Population>>,
+    /// The practices' appointment books, opened on first use.
+    books: Arc<Mutex<Books>>,
 }
 
 impl SimStore {
@@ -19,6 +25,7 @@ impl SimStore {
     pub fn new(population: Population) -> Self {
         Self {
             inner: Arc::new(RwLock::new(population)),
+            books: Arc::new(Mutex::new(Books::default())),
         }
     }
 
@@ -48,6 +55,103 @@ impl SimStore {
     /// A copy of the patient `nhs`, wherever registered.
     pub fn patient_by_nhs(&self, nhs: &str) -> Option<SimPatient> {
         self.read(|p| p.patient_by_nhs(nhs).cloned())
+    }
+}
+
+// ---- appointment books ----
+
+impl SimStore {
+    /// Runs `f` on the book of practice `ods` (which must run `system`), opening it on
+    /// first use. Exclusive: every booking operation is atomic under this lock, so a
+    /// slot is booked at most once however many requests race for it.
+    pub fn with_book<R>(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        f: impl FnOnce(&Practice, &mut Book) -> R,
+    ) -> Result<R, BookError> {
+        let (seed, practice, patients) = self
+            .read(|pop| {
+                let practice = pop.practice(ods).filter(|p| p.system == system)?.clone();
+                let patients: Vec<String> = pop
+                    .patients
+                    .iter()
+                    .filter(|p| p.practice == ods)
+                    .map(|p| p.nhs_number.clone())
+                    .collect();
+                Some((pop.seed, practice, patients))
+            })
+            .ok_or_else(|| BookError::PracticeNotFound(ods.to_owned()))?;
+        let mut books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
+        let book = books.of(seed, &practice, &patients);
+        Ok(f(&practice, book))
+    }
+
+    /// The slots of practice `ods` starting in `[from, to)`, with their sessions, sites
+    /// and the practice's clinicians.
+    pub fn book_view(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        from: appointments::Instant,
+        to: appointments::Instant,
+    ) -> Result<BookView, BookError> {
+        self.with_book(system, ods, |practice, book| book.view(practice, from, to))
+    }
+
+    /// Books `booking` in practice `ods`'s book, now; the patient must be registered
+    /// there. See [`Book::book`].
+    pub fn book_appointment(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        booking: NewBooking,
+    ) -> Result<(Appointment, bool), BookError> {
+        if self.patient(ods, &booking.nhs).is_none() {
+            return Err(BookError::PatientNotFound(ods.to_owned()));
+        }
+        self.with_book(system, ods, |_, book| {
+            book.book(booking, appointments::now())
+        })?
+    }
+
+    /// Changes appointment `id` of practice `ods`. See [`Book::change`].
+    pub fn change_appointment(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+        expected_version: Option<u64>,
+        change: Change,
+    ) -> Result<Appointment, BookError> {
+        self.with_book(system, ods, |_, book| {
+            book.change(id, expected_version, change)
+        })?
+    }
+
+    /// Appointment `id` (GUID or number) of practice `ods`.
+    pub fn appointment(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+    ) -> Result<Option<Appointment>, BookError> {
+        self.with_book(system, ods, |_, book| book.appointment(id).cloned())
+    }
+
+    /// Patient `nhs`'s appointments at practice `ods` overlapping `[from, to)`.
+    pub fn appointments_of(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        from: appointments::Instant,
+        to: appointments::Instant,
+    ) -> Result<Vec<Appointment>, BookError> {
+        if self.patient(ods, nhs).is_none() {
+            return Err(BookError::PatientNotFound(ods.to_owned()));
+        }
+        self.with_book(system, ods, |_, book| book.appointments_of(nhs, from, to))
     }
 }
 
