@@ -12,6 +12,9 @@ use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 
+#[path = "vision_book.rs"]
+pub mod book;
+
 /// Content type of every Vision extract and error body.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// Response header naming the next journal page's token.
@@ -186,6 +189,18 @@ impl Simulator for Vision {
                 reply: self.patient(ods, nhs),
                 record: true,
             },
+            ["", "vision", "practices", ods, "slots"] if get => Routed {
+                reply: self.slots(ods, query),
+                record: true,
+            },
+            ["", "vision", "practices", ods, "appointments", id] if get => Routed {
+                reply: self.appointment(ods, id),
+                record: true,
+            },
+            ["", "vision", "practices", ods, "patients", nhs, "appointments"] if get => Routed {
+                reply: self.patient_appointments(ods, nhs, query),
+                record: true,
+            },
             ["", "vision", "practices", ods, "patients", nhs, "journal"] if get => {
                 let continuation = query
                     .unwrap_or_default()
@@ -206,7 +221,7 @@ impl Simulator for Vision {
             ["", "vision", ..] if !get => not_record(error(
                 405,
                 "METHOD_NOT_ALLOWED",
-                "Only GET, and the journal POST and contact PUT, are supported",
+                "Only GET, and the journal POST, contact PUT and appointment book writes, are supported",
             )),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         };
@@ -248,20 +263,25 @@ impl Simulator for Vision {
     }
 
     fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
-        // Only the patient extract carries the NHS number (second column of the data row).
-        if !body.starts_with(b"PID|NHS_NUMBER|") {
+        // The patient extract carries the NHS number in its second column, the
+        // appointment extract in its third: blanked in the first data row.
+        let skip = if body.starts_with(b"PID|NHS_NUMBER|") {
+            1
+        } else if body.starts_with(b"APPT_ID|SEQ|NHS_NUMBER|") {
+            2
+        } else {
             return body.to_vec();
-        }
+        };
         let Some(row) = find(body, b"\r\n").map(|i| i + 2) else {
             return body.to_vec();
         };
-        let Some(start) = body[row..]
-            .iter()
-            .position(|b| *b == b'|')
-            .map(|i| row + i + 1)
-        else {
-            return body.to_vec();
-        };
+        let mut start = row;
+        for _ in 0..skip {
+            match body[start..].iter().position(|b| *b == b'|') {
+                Some(i) => start += i + 1,
+                None => return body.to_vec(),
+            }
+        }
         let end = body[start..]
             .iter()
             .position(|b| *b == b'|')
@@ -290,6 +310,17 @@ impl Simulator for Vision {
                 if method == Method::PUT =>
             {
                 self.update_contact(ods, nhs, body)
+            }
+            ["", "vision", "practices", ods, "appointments"] if method == Method::POST => {
+                self.book(ods, body)
+            }
+            ["", "vision", "practices", ods, "appointments", id] if method == Method::PUT => {
+                self.change(ods, id, false, body)
+            }
+            ["", "vision", "practices", ods, "appointments", id, "cancel"]
+                if method == Method::POST =>
+            {
+                self.change(ods, id, true, body)
             }
             _ => return None,
         };
