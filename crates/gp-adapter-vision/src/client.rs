@@ -29,7 +29,7 @@ pub const MAX_JOURNAL_PAGES: usize = 2000;
 /// A Vision extract API client. Cheap to clone; connections are pooled.
 #[derive(Debug, Clone)]
 pub struct VisionClient {
-    http: NativeClient,
+    pub(crate) http: NativeClient,
     /// The body cap, applied to each answer and to a whole journal's pages together.
     max_body_bytes: usize,
 }

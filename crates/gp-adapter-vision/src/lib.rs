@@ -6,11 +6,13 @@
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`]. Vision
-//! adds `extract.rs`, the delimited-row reader its format needs.
+//! adds `extract.rs`, the delimited-row reader its format needs, and `appointments.rs`,
+//! the appointment book's native calls and mapping.
 
 /// Vision: `[systems.vision]` in config, `vision` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("vision", "Vision");
 
+pub mod appointments;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -20,10 +22,13 @@ pub mod mapping;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gp_adapter::appointments::AppointmentStatus;
 use gp_adapter::{
-    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
-    UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
+    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
+    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -57,6 +62,17 @@ fn check_is(patient: &MappedPatient, nhs: NhsNumber) -> Result<(), AdapterError>
         ),
     }
     .into())
+}
+
+/// An appointment answer about another appointment is never passed on.
+fn answer_about_another(asked: &str, answered: &str) -> AdapterError {
+    VisionDataError::Invalid {
+        extract: "appointment extract",
+        row: 2,
+        column: "APPT_ID",
+        reason: format!("asked for appointment {asked}, the answer is about {answered}"),
+    }
+    .into()
 }
 
 impl VisionAdapter {
@@ -219,6 +235,196 @@ impl Adapter for VisionAdapter {
             .update_contact(&req.practice, req.nhs_number, body, &req.context)
             .await?;
         Ok(map_contact_answer(&answer, req.nhs_number)?)
+    }
+
+    /// One native call: the slot extract for the range in local time, an hour wider
+    /// either side (the autumn's repeated hour), kept to the range in UTC.
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        let (from, to) = (
+            appointments::native_local(appointments::hour_earlier(req.start)),
+            appointments::native_local(appointments::hour_later(req.end)),
+        );
+        let body = self
+            .client
+            .slots(&req.practice, &from, &to, &req.context)
+            .await?;
+        let mapped = appointments::map_slots(&body)?;
+        Ok(appointments::keep_range(mapped.book, req.start, req.end))
+    }
+
+    /// Two native calls: the slots, for the `SEQ` each must still be at, then the
+    /// booking row. A slot booked by someone else in between is `SlotUnavailable`.
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        let a = &req.appointment;
+        let ids_ok = (1..=appointments::MAX_SLOTS).contains(&a.slots.len())
+            && a.slots.iter().all(|s| appointments::is_number(s));
+        if !ids_ok {
+            return Err(AdapterError::Unprocessable {
+                system: SYSTEM,
+                detail: format!(
+                    "a Vision booking names 1 to {} slots, each a Vision slot number",
+                    appointments::MAX_SLOTS
+                ),
+            });
+        }
+        let body = self
+            .client
+            .slots_by_id(
+                &req.practice,
+                &a.slots,
+                appointments::Op::Book,
+                &req.context,
+            )
+            .await?;
+        let read = appointments::map_slots(&body)?;
+        let mut seqs = Vec::with_capacity(a.slots.len());
+        for wanted in &a.slots {
+            let at = read
+                .book
+                .slots
+                .iter()
+                .position(|s| s.id == *wanted)
+                .ok_or_else(|| VisionDataError::RowCount {
+                    extract: "slot extract",
+                    found: read.book.slots.len(),
+                    expected: "a row for every slot asked for",
+                })?;
+            seqs.push(read.seqs[at]);
+        }
+        let (created, answer) = self
+            .client
+            .book(
+                &req.practice,
+                appointments::render_booking(a, &seqs),
+                &req.context,
+            )
+            .await?;
+        let appointment = appointments::map_one_appointment(&answer, "booking answer")?;
+        if appointment.nhs_number != a.nhs_number {
+            if created {
+                return Err(VisionDataError::Invalid {
+                    extract: "booking answer",
+                    row: 2,
+                    column: "NHS_NUMBER",
+                    reason: format!("the booking was for {}", a.nhs_number),
+                }
+                .into());
+            }
+            // A key replayed for someone else names another booking, not this one.
+            return Err(AdapterError::Unprocessable {
+                system: SYSTEM,
+                detail: "the booking's identifier was used before for another patient".into(),
+            });
+        }
+        Ok(Booked {
+            appointment,
+            created,
+        })
+    }
+
+    /// One native call; an id that is not a Vision number names nothing (no call).
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        if !appointments::is_number(&req.id) {
+            return Ok(None);
+        }
+        let Some(body) = self
+            .client
+            .appointment(&req.practice, &req.id, &req.context)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let a = appointments::map_one_appointment(&body, "appointment extract")?;
+        if a.id != req.id {
+            return Err(answer_about_another(&req.id, &a.id));
+        }
+        Ok(Some(a))
+    }
+
+    /// One native call for the range in local time, an hour wider either side, kept to
+    /// the appointments overlapping it in UTC.
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        let (from, to) = (
+            appointments::native_local(appointments::hour_earlier(req.start)),
+            appointments::native_local(appointments::hour_later(req.end)),
+        );
+        let body = self
+            .client
+            .patient_appointments(&req.practice, req.nhs_number, &from, &to, &req.context)
+            .await?;
+        let mut list = appointments::map_appointments(&body, "appointment extract")?;
+        if let Some(other) = list.iter().find(|a| a.nhs_number != req.nhs_number) {
+            return Err(VisionDataError::Invalid {
+                extract: "appointment extract",
+                row: 2,
+                column: "NHS_NUMBER",
+                reason: format!(
+                    "appointment {} is {}'s, but {} was asked for",
+                    other.id, other.nhs_number, req.nhs_number
+                ),
+            }
+            .into());
+        }
+        list.retain(|a| a.end > req.start && a.start < req.end);
+        list.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        Ok(list)
+    }
+
+    /// One native call: the amend or cancel row with the `SEQ` the version stands for.
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        if !appointments::is_number(&req.id) {
+            return Err(AdapterError::NotFound {
+                system: SYSTEM,
+                what: format!(
+                    "appointment '{}'",
+                    gp_fhir::text::shown(&req.id.chars().take(56).collect::<String>())
+                ),
+            });
+        }
+        let seq = req
+            .expected_version
+            .parse::<u64>()
+            .ok()
+            .filter(|_| appointments::is_number(&req.expected_version));
+        let Some(seq) = seq else {
+            // Every version this adapter hands out is a SEQ: anything else is not a
+            // version the appointment can be at.
+            return Err(AdapterError::VersionConflict {
+                system: SYSTEM,
+                detail: format!(
+                    "'{}' is not a Vision SEQ",
+                    req.expected_version.chars().take(40).collect::<String>()
+                ),
+            });
+        };
+        let body = self
+            .client
+            .change(&req.practice, &req.id, &req.change, seq, &req.context)
+            .await?;
+        let a = appointments::map_one_appointment(&body, "appointment extract")?;
+        if a.id != req.id {
+            return Err(answer_about_another(&req.id, &a.id));
+        }
+        let cancelled = matches!(req.change, gp_adapter::AppointmentChange::Cancel { .. });
+        if cancelled && a.status != AppointmentStatus::Cancelled {
+            return Err(VisionDataError::Invalid {
+                extract: "appointment extract",
+                row: 2,
+                column: "STATUS",
+                reason: "a cancel answered an appointment that is not cancelled".into(),
+            }
+            .into());
+        }
+        Ok(a)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

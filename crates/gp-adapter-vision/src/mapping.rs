@@ -81,23 +81,23 @@ pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
 
 /// Columns looked up once per extract; `Col` carries the name for messages.
 #[derive(Clone, Copy)]
-struct Col {
-    name: &'static str,
-    index: usize,
+pub(crate) struct Col {
+    pub(crate) name: &'static str,
+    pub(crate) index: usize,
 }
 
-fn col(ex: &Extract, name: &'static str) -> Result<Col> {
+pub(crate) fn col(ex: &Extract, name: &'static str) -> Result<Col> {
     Ok(Col {
         name,
         index: ex.column(name)?,
     })
 }
 
-fn opt<'e>(row: &Row<'e, '_>, c: Col) -> Option<&'e str> {
+pub(crate) fn opt<'e>(row: &Row<'e, '_>, c: Col) -> Option<&'e str> {
     row.opt(c.index)
 }
 
-fn req<'e>(row: &Row<'e, '_>, c: Col) -> Result<&'e str> {
+pub(crate) fn req<'e>(row: &Row<'e, '_>, c: Col) -> Result<&'e str> {
     row.opt(c.index).ok_or(VisionDataError::Missing {
         extract: row.extract(),
         row: row.number(),
@@ -105,7 +105,7 @@ fn req<'e>(row: &Row<'e, '_>, c: Col) -> Result<&'e str> {
     })
 }
 
-fn invalid(row: &Row, c: Col, reason: impl Into<String>) -> VisionDataError {
+pub(crate) fn invalid(row: &Row, c: Col, reason: impl Into<String>) -> VisionDataError {
     VisionDataError::Invalid {
         extract: row.extract(),
         row: row.number(),
@@ -136,12 +136,12 @@ fn id_value(raw: &str) -> Option<String> {
 }
 
 /// A Vision id as a FHIR id: `A-Za-z0-9-.`, at most 60 characters, lower-cased.
-fn id(row: &Row, c: Col) -> Result<String> {
+pub(crate) fn id(row: &Row, c: Col) -> Result<String> {
     let raw = req(row, c)?;
     id_value(raw).ok_or_else(|| invalid(row, c, format!("'{}' is not a Vision id", shown(raw))))
 }
 
-fn opt_id(row: &Row, c: Col) -> Result<Option<String>> {
+pub(crate) fn opt_id(row: &Row, c: Col) -> Result<Option<String>> {
     opt(row, c)
         .map(|raw| {
             id_value(raw)
@@ -166,13 +166,13 @@ fn joined(parts: &[&str]) -> String {
 
 // ---- dates ---------------------------------------------------------------------------
 
-fn digits(s: &str) -> Option<u32> {
+pub(crate) fn digits(s: &str) -> Option<u32> {
     (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
         .then(|| s.parse().ok())
         .flatten()
 }
 
-fn ymd(s: &str) -> Option<(i32, u8, u8)> {
+pub(crate) fn ymd(s: &str) -> Option<(i32, u8, u8)> {
     if s.len() != 8 {
         return None;
     }
@@ -183,7 +183,7 @@ fn ymd(s: &str) -> Option<(i32, u8, u8)> {
     ))
 }
 
-fn check_calendar(y: i32, m: u8, d: u8) -> bool {
+pub(crate) fn check_calendar(y: i32, m: u8, d: u8) -> bool {
     (1..=9999).contains(&y)
         && (1..=12).contains(&m)
         && d >= 1
@@ -299,7 +299,7 @@ fn timestamp(row: &Row, c: Col) -> Result<String> {
 // ---- shared pieces -------------------------------------------------------------------
 
 /// Vision sex codes: `1` male, `2` female, `9` indeterminate, `0` not known.
-fn gender(row: &Row, c: Col) -> Result<Option<String>> {
+pub(crate) fn gender(row: &Row, c: Col) -> Result<Option<String>> {
     Ok(match opt(row, c) {
         None => None,
         Some("1") => Some("male".into()),
@@ -388,7 +388,7 @@ fn practitioner_ref(id: Option<String>) -> Option<Reference> {
     id.map(|g| Reference::to("Practitioner", &g))
 }
 
-fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
+pub(crate) fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
     if ex.rows() != 1 {
         return Err(VisionDataError::RowCount {
             extract: ex.name(),

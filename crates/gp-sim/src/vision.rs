@@ -197,7 +197,15 @@ impl Simulator for Vision {
                 reply: self.appointment(ods, id),
                 record: true,
             },
-            ["", "vision", "practices", ods, "patients", nhs, "appointments"] if get => Routed {
+            [
+                "",
+                "vision",
+                "practices",
+                ods,
+                "patients",
+                nhs,
+                "appointments",
+            ] if get => Routed {
                 reply: self.patient_appointments(ods, nhs, query),
                 record: true,
             },

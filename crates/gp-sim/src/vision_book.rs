@@ -411,30 +411,36 @@ impl super::Vision {
                     &format!("ids is 1 to {MAX_SLOTS} slot ids separated by commas"),
                 );
             }
-            let answer = self.store.with_book(SystemKind::Vision, ods, |practice, book| {
-                let mut slots = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    let slot = book
-                        .slot(id)
-                        .ok_or_else(|| book_error(&BookError::SlotNotFound((*id).to_owned())))?;
-                    slots.push(slot);
-                }
-                Ok(ok(slot_rows(practice, book, &slots)))
-            });
-            return answer.unwrap_or_else(|e| Err(book_error(&e))).unwrap_or_else(|e| e);
+            let answer = self
+                .store
+                .with_book(SystemKind::Vision, ods, |practice, book| {
+                    let mut slots = Vec::with_capacity(ids.len());
+                    for id in &ids {
+                        let slot = book.slot(id).ok_or_else(|| {
+                            book_error(&BookError::SlotNotFound((*id).to_owned()))
+                        })?;
+                        slots.push(slot);
+                    }
+                    Ok(ok(slot_rows(practice, book, &slots)))
+                });
+            return answer
+                .unwrap_or_else(|e| Err(book_error(&e)))
+                .unwrap_or_else(|e| e);
         }
         let (from, to) = match range(query, Some(MAX_RANGE_DAYS)) {
             Ok(r) => r,
             Err(e) => return e,
         };
-        let rendered = self.store.with_book(SystemKind::Vision, ods, |practice, book| {
-            let slots: Vec<&appointments::Slot> = book
-                .slots
-                .iter()
-                .filter(|s| s.start >= from && s.start < to)
-                .collect();
-            slot_rows(practice, book, &slots)
-        });
+        let rendered = self
+            .store
+            .with_book(SystemKind::Vision, ods, |practice, book| {
+                let slots: Vec<&appointments::Slot> = book
+                    .slots
+                    .iter()
+                    .filter(|s| s.start >= from && s.start < to)
+                    .collect();
+                slot_rows(practice, book, &slots)
+            });
         match rendered {
             Ok(body) => ok(body),
             Err(e) => book_error(&e),
@@ -540,8 +546,18 @@ impl super::Vision {
 
 fn booking(body: &[u8]) -> Result<NewBooking, Reply> {
     let row = one_row(body, &BOOKING_COLUMNS)?;
-    let [ids, seqs, nhs, key, ods, name, description, comment, ext_system, ext_id] =
-        <[String; 10]>::try_from(row).map_err(|_| bad_extract("the row is not 10 fields"))?;
+    let [
+        ids,
+        seqs,
+        nhs,
+        key,
+        ods,
+        name,
+        description,
+        comment,
+        ext_system,
+        ext_id,
+    ] = <[String; 10]>::try_from(row).map_err(|_| bad_extract("the row is not 10 fields"))?;
     let ids: Vec<String> = ids.split(LIST_SEPARATOR).map(str::to_owned).collect();
     if ids.len() > MAX_SLOTS || !ids.iter().all(|id| numeric(id)) {
         return Err(bad_extract(format!(
