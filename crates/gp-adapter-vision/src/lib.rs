@@ -279,17 +279,18 @@ impl Adapter for VisionAdapter {
         let read = appointments::map_slots(&body)?;
         let mut seqs = Vec::with_capacity(a.slots.len());
         for wanted in &a.slots {
-            let at = read
+            let seq = read
                 .book
                 .slots
                 .iter()
-                .position(|s| s.id == *wanted)
-                .ok_or_else(|| VisionDataError::RowCount {
+                .zip(&read.seqs)
+                .find_map(|(s, seq)| (s.id == *wanted).then_some(*seq))
+                .ok_or(VisionDataError::RowCount {
                     extract: "slot extract",
                     found: read.book.slots.len(),
                     expected: "a row for every slot asked for",
                 })?;
-            seqs.push(read.seqs[at]);
+            seqs.push(seq);
         }
         let (created, answer) = self
             .client
