@@ -24,8 +24,7 @@ use crate::client::VisionClient;
 use crate::error::VisionDataError;
 use crate::extract::{self, Extract, Row};
 use crate::mapping::{
-    Col, check_calendar, col, digits, exactly_one, gender, id, invalid, opt, parse_error_body, req,
-    ymd,
+    Col, check_calendar, col, digits, gender, id, invalid, opt, parse_error_body, req, ymd,
 };
 
 type Result<T> = std::result::Result<T, VisionDataError>;
@@ -558,14 +557,15 @@ fn appointment(row: &Row, cols: &[Col; 20]) -> Result<BookedAppointment> {
 
 /// The one appointment a read, booking or change answers.
 pub fn map_one_appointment(body: &[u8], extract: &'static str) -> Result<BookedAppointment> {
-    let ex = Extract::parse(extract, body)?;
-    exactly_one(&ex)?;
     let mut all = map_appointments(body, extract)?;
-    all.pop().ok_or(VisionDataError::RowCount {
-        extract,
-        found: 0,
-        expected: "exactly 1",
-    })
+    match (all.pop(), all.len()) {
+        (Some(a), 0) => Ok(a),
+        (last, before) => Err(VisionDataError::RowCount {
+            extract,
+            found: before + usize::from(last.is_some()),
+            expected: "exactly 1",
+        }),
+    }
 }
 
 // ---- writes --------------------------------------------------------------------------

@@ -388,7 +388,7 @@ fn practitioner_ref(id: Option<String>) -> Option<Reference> {
     id.map(|g| Reference::to("Practitioner", &g))
 }
 
-pub(crate) fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
+fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
     if ex.rows() != 1 {
         return Err(VisionDataError::RowCount {
             extract: ex.name(),

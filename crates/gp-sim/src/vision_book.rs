@@ -677,4 +677,98 @@ mod tests {
         assert!(amendment(b"SEQ|DESCRIPTION|COMMENT\r\n2|x|\r\nEOF|1\r\n").is_ok());
         assert!(cancellation(b"SEQ|CANCEL_REASON\r\n2|\r\nEOF|1\r\n").is_err());
     }
+
+    /// A booking sends each slot's SEQ; one changed since it was read is refused
+    /// (`409 SEQ_MISMATCH`), a taken slot too (`409 SLOT_BOOKED`), and the same key
+    /// answers the first booking (`200`). An amend against an old SEQ is refused.
+    #[test]
+    fn seqs_guard_bookings_and_changes() {
+        let pop = crate::Population::generate(3, &crate::PopulationSpec::sandbox());
+        let practice = pop
+            .practices
+            .iter()
+            .find(|p| p.system == SystemKind::Vision)
+            .unwrap()
+            .clone();
+        let nhs = pop
+            .patients
+            .iter()
+            .find(|p| p.practice == practice.ods)
+            .unwrap()
+            .nhs_number
+            .clone();
+        let v = super::super::Vision {
+            store: crate::SimStore::new(pop),
+        };
+        let now = appointments::now();
+        let view = v
+            .store
+            .book_view(
+                SystemKind::Vision,
+                &practice.ods,
+                now + 86_400,
+                now + 20 * 86_400,
+            )
+            .unwrap();
+        let free: Vec<_> = view
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::Free)
+            .collect();
+        let body = |slot: &appointments::Slot, seq: u64, key: &str| {
+            format!(
+                "{}\r\n{}|{seq}|{nhs}|{key}|X26|Acme|Review|||\r\nEOF|1\r\n",
+                BOOKING_COLUMNS.join("|"),
+                slot.number
+            )
+        };
+        let text = |r: &Reply| String::from_utf8(r.body.clone()).unwrap();
+        let stale = v.book(
+            &practice.ods,
+            body(free[0], free[0].version + 1, "k1").as_bytes(),
+        );
+        assert_eq!(stale.status, 409);
+        assert!(text(&stale).starts_with("ERROR|SEQ_MISMATCH|"));
+        let booked = v.book(
+            &practice.ods,
+            body(free[0], free[0].version, "k1").as_bytes(),
+        );
+        assert_eq!(booked.status, 201, "{}", text(&booked));
+        let again = v.book(
+            &practice.ods,
+            body(free[0], free[0].version, "k1").as_bytes(),
+        );
+        assert_eq!((again.status, text(&again)), (200, text(&booked)));
+        let taken = v.book(
+            &practice.ods,
+            body(free[0], free[0].version + 1, "k2").as_bytes(),
+        );
+        assert!(
+            text(&taken).starts_with("ERROR|SLOT_BOOKED|"),
+            "{}",
+            text(&taken)
+        );
+        let id = text(&booked)
+            .lines()
+            .nth(1)
+            .and_then(|row| row.split('|').next())
+            .unwrap()
+            .to_owned();
+        let old = v.change(
+            &practice.ods,
+            &id,
+            false,
+            b"SEQ|DESCRIPTION|COMMENT\r\n7|x|\r\nEOF|1\r\n",
+        );
+        assert_eq!(old.status, 409);
+        assert!(text(&old).contains("it is now SEQ 1"), "{}", text(&old));
+        let ok = v.change(
+            &practice.ods,
+            &id,
+            true,
+            b"SEQ|CANCEL_REASON\r\n1|Better\r\nEOF|1\r\n",
+        );
+        assert_eq!(ok.status, 200, "{}", text(&ok));
+        assert!(text(&ok).contains("|CANCELLED|"));
+    }
 }
