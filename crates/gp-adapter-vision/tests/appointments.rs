@@ -553,3 +553,41 @@ async fn native_faults_never_answer_appointment_data() {
     p.sim.set_fault(Fault::None);
     assert_eq!(p.adapter.read_appointment(&read).await, Ok(Some(booked)));
 }
+
+#[tokio::test]
+async fn two_adjacent_slots_book_as_one_appointment_and_free_together() {
+    let p = practice().await;
+    let free = p.future(SlotState::Free);
+    let (first, second) = free
+        .windows(2)
+        .find_map(|w| {
+            let (a, b) = (&w[0], &w[1]);
+            let adjacent = a.end == b.start
+                && a.session == b.session
+                && a.channel == b.channel
+                && a.slot_type == b.slot_type;
+            adjacent.then(|| (a.clone(), b.clone()))
+        })
+        .expect("two adjacent free slots");
+    let booked = p
+        .adapter
+        .book_appointment(&p.booking("pair", &[&first, &second]))
+        .await
+        .unwrap()
+        .appointment;
+    assert_eq!(
+        booked.slots,
+        [first.number.to_string(), second.number.to_string()]
+    );
+    assert_eq!(
+        (booked.start, booked.end),
+        (utc(first.start), utc(second.end))
+    );
+    assert_eq!(p.slot(&second.id).state, SlotState::Booked);
+    p.change(&booked.id, &booked.version, cancel())
+        .await
+        .unwrap();
+    for s in [&first, &second] {
+        assert_eq!(p.slot(&s.id).state, SlotState::Free);
+    }
+}
