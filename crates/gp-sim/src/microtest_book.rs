@@ -240,8 +240,9 @@ impl Microtest {
             return reply;
         }
         match self.store.appointment(SystemKind::Microtest, ods, id) {
-            Ok(Some(a)) => self.render_one(ods, &a),
-            Ok(None) => book_error(BookError::AppointmentNotFound(id.to_owned())),
+            // Evolution addresses appointments by GUID, never by the book's number.
+            Ok(Some(a)) if a.id.eq_ignore_ascii_case(id) => self.render_one(ods, &a),
+            Ok(_) => book_error(BookError::AppointmentNotFound(id.to_owned())),
             Err(e) => book_error(e),
         }
     }
@@ -407,6 +408,12 @@ impl Microtest {
         }
         if let Err(reply) = self.site(ods) {
             return reply;
+        }
+        // By GUID only, as for a read (the book would also take its number).
+        match self.store.appointment(SystemKind::Microtest, ods, id) {
+            Ok(Some(a)) if a.id.eq_ignore_ascii_case(id) => {}
+            Ok(_) => return book_error(BookError::AppointmentNotFound(id.to_owned())),
+            Err(e) => return book_error(e),
         }
         let parsed = json_object(body).and_then(|m| {
             let expected = version(&m)?;
