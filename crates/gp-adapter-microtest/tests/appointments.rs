@@ -378,6 +378,24 @@ async fn the_same_key_books_once() {
     assert!(first.created);
     assert!(!second.created);
     assert_eq!(second.appointment.id, first.appointment.id);
+    // A key books for one patient: it never answers another patient's appointment.
+    let other = fx
+        .book_for("same-key", &[&slot.id], fx.patients[1], None)
+        .await;
+    assert!(
+        matches!(&other, Err(AdapterError::Unprocessable { detail, .. }) if detail.contains("IDEMPOTENCY_KEY_REUSED")),
+        "{other:?}"
+    );
+    // A patient's appointments over a year are one search.
+    let year = fx
+        .list(
+            fx.patients[0],
+            slot.start - 86_400,
+            slot.start + 365 * 86_400,
+        )
+        .await
+        .unwrap();
+    assert!(year.iter().any(|a| a.id == first.appointment.id));
     let all = fx
         .list(fx.patients[0], slot.start - 60, slot.end + 60)
         .await

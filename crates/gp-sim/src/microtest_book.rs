@@ -48,9 +48,12 @@ fn state(s: SlotState) -> &'static str {
     }
 }
 
-/// `from`/`to` query values: UK local date-times, `to` after `from`, at most
-/// [`MAX_RANGE_DAYS`] apart.
-fn range(query: Option<&str>) -> Result<(appointments::Instant, appointments::Instant), Reply> {
+/// `from`/`to` query values: UK local date-times, `to` after `from`, at most `max_days`
+/// apart when given (a slot search; a patient's few appointments need no bound).
+fn range(
+    query: Option<&str>,
+    max_days: Option<i64>,
+) -> Result<(appointments::Instant, appointments::Instant), Reply> {
     let mut ends = [0; 2];
     for (i, name) in ["from", "to"].into_iter().enumerate() {
         let raw = query_param(query, name).ok_or_else(|| missing_parameter(name))?;
@@ -68,12 +71,14 @@ fn range(query: Option<&str>) -> Result<(appointments::Instant, appointments::In
         ends[i] = appointments::from_local(local);
     }
     let [from, to] = ends;
-    if to <= from || to - from > MAX_RANGE_DAYS * 86_400 {
+    let too_wide = max_days.is_some_and(|days| to - from > days * 86_400);
+    if to <= from || too_wide {
+        let limit = max_days.map_or(String::new(), |d| format!(", at most {d} days later"));
         return Err(problem(
             400,
             "INVALID_RANGE",
             "Invalid range",
-            &format!("to must be after from, at most {MAX_RANGE_DAYS} days later"),
+            &format!("to must be after from{limit}"),
         ));
     }
     Ok((from, to))
@@ -162,7 +167,7 @@ impl Microtest {
             Ok(p) => p,
             Err(reply) => return reply,
         };
-        let (from, to) = match range(query) {
+        let (from, to) = match range(query, Some(MAX_RANGE_DAYS)) {
             Ok(r) => r,
             Err(reply) => return reply,
         };
@@ -254,7 +259,7 @@ impl Microtest {
             Ok(nhs) => nhs,
             Err(reply) => return reply,
         };
-        let (from, to) = match range(query) {
+        let (from, to) = match range(query, None) {
             Ok(r) => r,
             Err(reply) => return reply,
         };
