@@ -51,15 +51,15 @@ impl MicrotestClient {
             path.push_str("&cursor=");
             path.push_str(c);
         }
-        self.get(&path, ctx).await?.map_err(|r| match code_of(&r) {
-            (404, Some(code)) if code == "SITE_NOT_FOUND" => site_not_found(ods),
-            (400, Some(code)) if code == "INVALID_CURSOR" && cursor.is_some() => broken(format!(
-                "Evolution refused its own next_cursor '{}'",
-                cursor.unwrap_or_default()
-            ))
-            .into(),
-            _ => error_from(&r),
-        })
+        self.get(&path, ctx)
+            .await?
+            .map_err(|r| match (code_of(&r), cursor) {
+                ((404, Some(code)), _) if code == "SITE_NOT_FOUND" => site_not_found(ods),
+                ((400, Some(code)), Some(c)) if code == "INVALID_CURSOR" => {
+                    broken(format!("Evolution refused its own next_cursor '{c}'")).into()
+                }
+                _ => error_from(&r),
+            })
     }
 
     /// `GET /sites/{ODS}/appointments/{id}`; `None` when Evolution has no such appointment.

@@ -596,8 +596,8 @@ async fn native_faults_are_typed_errors_never_data() {
 }
 
 /// A tiny Evolution that answers every slot search with one new slot and the same
-/// `next_cursor`, forever.
-async fn looping_stub() -> (String, Arc<AtomicUsize>) {
+/// `next_cursor`, forever; or (`refuse_cursor`) refuses that cursor as not its own.
+async fn looping_stub(refuse_cursor: bool) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
@@ -627,8 +627,16 @@ async fn looping_stub() -> (String, Arc<AtomicUsize>) {
                 at("08:30:00"),
                 at("12:00:00")
             );
+            let (status, body) = if refuse_cursor && n > 0 {
+                (
+                    "400 Bad Request",
+                    r#"{"status":400,"code":"INVALID_CURSOR","detail":"not ours"}"#.to_owned(),
+                )
+            } else {
+                ("200 OK", body)
+            };
             let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
@@ -640,7 +648,7 @@ async fn looping_stub() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn a_cursor_that_goes_round_in_circles_is_bad_native_data_not_a_hang() {
-    let (base, served) = looping_stub().await;
+    let (base, served) = looping_stub(false).await;
     let adapter = MicrotestAdapter::new(MicrotestConfig::new(base)).unwrap();
     let start = UtcDateTime {
         year: 2026,
@@ -668,5 +676,30 @@ async fn a_cursor_that_goes_round_in_circles_is_bad_native_data_not_a_hang() {
         served.load(Ordering::SeqCst),
         2,
         "stops at the first repeat"
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_evolution_refuses_is_bad_native_data() {
+    let (base, _) = looping_stub(true).await;
+    let adapter = MicrotestAdapter::new(MicrotestConfig::new(base)).unwrap();
+    let start = UtcDateTime {
+        year: 2026,
+        month: 1,
+        day: 5,
+        hour: 0,
+        minute: 0,
+        second: 0,
+    };
+    let req = SlotSearchRequest {
+        practice: OdsCode::parse("M85001").unwrap(),
+        start,
+        end: UtcDateTime { day: 6, ..start },
+        context: ctx(),
+    };
+    let result = adapter.search_slots(&req).await;
+    assert!(
+        matches!(&result, Err(AdapterError::InvalidNativeData { detail, .. }) if detail.contains("refused its own next_cursor")),
+        "{result:?}"
     );
 }
