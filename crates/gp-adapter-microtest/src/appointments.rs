@@ -900,6 +900,38 @@ mod tests {
     }
 
     #[test]
+    fn bookings_and_changes_are_the_documented_bodies() {
+        let a = NewAppointment {
+            key: "k".into(),
+            identifier: Some(("https://booking.example/ids".into(), "b-0001".into())),
+            nhs_number: NhsNumber::parse("9912003888").unwrap(),
+            slots: vec!["s1".into(), "s2".into()],
+            description: Some("Asthma review".into()),
+            comment: Some("  ".into()),
+            booked_by: OdsCode::parse("X26").unwrap(),
+            booked_by_name: "Acme Booking".into(),
+        };
+        let body: serde_json::Value = serde_json::from_slice(&render_booking(&a)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "nhs_number": "9912003888", "slot_ids": ["s1", "s2"],
+                "description": "Asthma review", "comment": null,
+                "booking_organisation": {"ods_code": "X26", "name": "Acme Booking"},
+                "external_identifier": {"system": "https://booking.example/ids", "value": "b-0001"},
+            })
+        );
+        let cancel = AppointmentChange::Cancel {
+            reason: " Not needed ".into(),
+        };
+        let body: serde_json::Value = serde_json::from_slice(&render_change(2, &cancel)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"version": 2, "reason": "Not needed"})
+        );
+    }
+
+    #[test]
     fn local_times_become_utc() {
         let doc = br#"{"start":{"value":"2026-07-01T09:30:00","precision":"datetime"},
                        "end":{"value":"2026-07-01T09:40:00","precision":"day"}}"#;
