@@ -16,12 +16,12 @@ use crate::mapping::{EntryType, parse_problem};
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
 /// The content type of write bodies.
-const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 
 /// An Evolution v2 API client.
 #[derive(Debug, Clone)]
 pub struct MicrotestClient {
-    http: NativeClient,
+    pub(crate) http: NativeClient,
 }
 
 impl MicrotestClient {
@@ -31,7 +31,7 @@ impl MicrotestClient {
         Ok(Self { http })
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         path: &str,
         ctx: &CallContext,

@@ -4,11 +4,13 @@
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs` (the appointment book's calls and
+//! mapping), and this file wiring them into [`Adapter`].
 
 /// Microtest Evolution: `[systems.microtest]` in config, `microtest` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("microtest", "Microtest Evolution");
 
+pub mod appointments;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -19,9 +21,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
-    UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
+    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
+    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -273,6 +277,63 @@ impl Adapter for MicrotestAdapter {
             .update_contact(ods, &patient_id, body, ctx)
             .await?;
         Ok(parse_contact_updated(&answer, &patient_id)?)
+    }
+
+    /// Every page of `GET …/slots` for the range, following `next_cursor` to the end.
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        self.book_slots(&req.practice, req.start, req.end, &req.context)
+            .await
+    }
+
+    /// The patient index, then one `POST …/appointments` under the key as
+    /// `Idempotency-Key`: Evolution books a slot once however the requests race.
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        let (appointment, created) = self
+            .book(&req.practice, &req.appointment, &req.context)
+            .await?;
+        Ok(Booked {
+            appointment,
+            created,
+        })
+    }
+
+    /// One `GET …/appointments/{id}`.
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        self.one_appointment(&req.practice, &req.id, &req.context)
+            .await
+    }
+
+    /// The patient index, then one `GET …/patients/{id}/appointments`.
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        self.patient_appointments(
+            &req.practice,
+            req.nhs_number,
+            (req.start, req.end),
+            &req.context,
+        )
+        .await
+    }
+
+    /// One `PATCH …/appointments/{id}` or `POST …/{id}/cancel` carrying the expected
+    /// version; a stale one is Evolution's `409 RECORD_MODIFIED`, i.e. `VersionConflict`.
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        self.change(
+            &req.practice,
+            &req.id,
+            &req.expected_version,
+            &req.change,
+            &req.context,
+        )
+        .await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

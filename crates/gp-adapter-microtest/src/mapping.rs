@@ -109,7 +109,7 @@ pub struct NativeProblem {
 // ---- parsing helpers -----------------------------------------------------------------
 
 /// Parses an Evolution answer, named `document` in errors.
-fn parse<'a>(document: &'static str, body: &'a [u8]) -> Result<Document<'a>> {
+pub(crate) fn parse<'a>(document: &'static str, body: &'a [u8]) -> Result<Document<'a>> {
     Document::parse(body).map_err(|e| match e {
         DocumentError::NotUtf8 { offset } => MicrotestDataError::NotUtf8 { document, offset },
         DocumentError::Malformed { reason } => {

@@ -14,6 +14,11 @@ use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 
+// The appointment book's endpoints, in the same dialect (a child, so it shares the helpers).
+#[path = "microtest_book.rs"]
+mod book;
+pub use book::{MAX_RANGE_DAYS, MAX_SLOTS, SLOT_PAGE_SIZE};
+
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
 /// Most entries in one page of `…/entries?type=…`.
@@ -92,6 +97,27 @@ impl Simulator for Microtest {
                     self.update_contact(ods, id, headers, body)
                 } else {
                     method_not_allowed("PUT")
+                }
+            }
+            ["", "sites", ods, "patients", id, "appointments"] => {
+                if method == Method::POST {
+                    self.book(ods, id, headers, body)
+                } else {
+                    method_not_allowed("GET and POST")
+                }
+            }
+            ["", "sites", ods, "appointments", id] => {
+                if method == Method::PATCH {
+                    self.change(ods, id, false, headers, body)
+                } else {
+                    method_not_allowed("GET and PATCH")
+                }
+            }
+            ["", "sites", ods, "appointments", id, "cancel"] => {
+                if method == Method::POST {
+                    self.change(ods, id, true, headers, body)
+                } else {
+                    method_not_allowed("POST")
                 }
             }
             _ => return None,
@@ -189,6 +215,11 @@ impl Microtest {
                 None => missing_parameter("type"),
             }),
             ["", "sites", ods, "clinicians", id] => record(self.clinician(ods, id)),
+            ["", "sites", ods, "slots"] => record(self.slots(ods, query)),
+            ["", "sites", ods, "patients", id, "appointments"] => {
+                record(self.patient_appointments(ods, id, query))
+            }
+            ["", "sites", ods, "appointments", id] => record(self.appointment(ods, id)),
             _ => not_record(not_found(path)),
         }
     }
