@@ -30,6 +30,9 @@ use crate::mapping::{
     uid_attr,
 };
 
+/// The most slots SystmOne books (or reads by id) at a time.
+pub const MAX_SLOTS: usize = 8;
+
 /// The slots a search or a read by id answered, and each slot's `Version` (what a
 /// booking must name).
 #[derive(Debug, Clone, PartialEq, Eq)]

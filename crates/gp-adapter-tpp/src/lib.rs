@@ -197,6 +197,10 @@ impl Adapter for TppAdapter {
 
     /// One native slot search; the answer must be the practice's own book.
     async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        // An empty range holds no slots; SystmOne would refuse it as a bad parameter.
+        if req.end <= req.start {
+            return Ok(AppointmentBook::default());
+        }
         let body = self
             .client
             .slots_in_range(&req.practice, req.start, req.end, &req.context)
@@ -219,15 +223,24 @@ impl Adapter for TppAdapter {
                 ),
             });
         }
-        if a.slots.is_empty() {
+        if a.slots.is_empty() || a.slots.len() > appointments::MAX_SLOTS {
             return Err(AdapterError::Unprocessable {
                 system: SYSTEM,
-                detail: "a booking needs at least one slot".into(),
+                detail: format!(
+                    "SystmOne books 1 to {} slots at a time, not {}",
+                    appointments::MAX_SLOTS,
+                    a.slots.len()
+                ),
             });
         }
+        // Each slot once: a slot named twice is the booking's fault, which SystmOne
+        // answers (not adjacent), not a reason to refuse the read.
+        let mut unique = a.slots.clone();
+        unique.sort_unstable();
+        unique.dedup();
         let read = self
             .client
-            .slots_by_id(&req.practice, &a.slots, &req.context)
+            .slots_by_id(&req.practice, &unique, &req.context)
             .await?;
         let read = appointments::map_slot_search(&read, &req.practice)?;
         let versions = a

@@ -475,7 +475,7 @@ async fn twenty_racing_bookings_of_one_slot_book_it_once() {
         .book()
         .appointments
         .iter()
-        .filter(|a| a.slots.iter().any(|s| *s == slot.id) && a.state == AppointmentState::Booked)
+        .filter(|a| a.slots.contains(&slot.id) && a.state == AppointmentState::Booked)
         .count();
     assert_eq!(holding, 1);
 }
@@ -579,6 +579,12 @@ async fn bookings_the_book_cannot_take_are_refused_with_the_reason() {
     let err = env
         .adapter
         .book_appointment(&env.booking("apart-1", &[a.number, far.number], nhs))
+        .await
+        .unwrap_err();
+    unprocessable(err, "SLOTS_NOT_ADJACENT");
+    let err = env
+        .adapter
+        .book_appointment(&env.booking("twice-1", &[a.number, a.number], nhs))
         .await
         .unwrap_err();
     unprocessable(err, "SLOTS_NOT_ADJACENT");

@@ -118,7 +118,8 @@ pub(crate) fn patient_appointments(
     nhs: &str,
     query: Option<&str>,
 ) -> Reply {
-    let (from, to) = match range(query) {
+    // A patient's list may span any range: only slot searches are bounded.
+    let (from, to) = match range(query, None) {
         Ok(r) => r,
         Err(why) => return error(400, "INVALID_PARAMETER", &why),
     };
@@ -426,8 +427,8 @@ fn params(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// `from` and `to`, both required UTC date-times, `from` before `to`, at most
-/// [`MAX_SEARCH_DAYS`] apart.
-fn range(query: Option<&str>) -> Result<(Instant, Instant), String> {
+/// `max_days` apart when given.
+fn range(query: Option<&str>, max_days: Option<i64>) -> Result<(Instant, Instant), String> {
     let all = params(query);
     let get = |name: &str| -> Result<Instant, String> {
         let v = all
@@ -443,10 +444,10 @@ fn range(query: Option<&str>) -> Result<(Instant, Instant), String> {
     if to <= from {
         return Err("to must be later than from".into());
     }
-    if to - from > MAX_SEARCH_DAYS * 86_400 {
-        return Err(format!(
-            "from and to may be at most {MAX_SEARCH_DAYS} days apart"
-        ));
+    if let Some(days) = max_days
+        && to - from > days * 86_400
+    {
+        return Err(format!("from and to may be at most {days} days apart"));
     }
     Ok((from, to))
 }
@@ -454,7 +455,7 @@ fn range(query: Option<&str>) -> Result<(Instant, Instant), String> {
 fn slot_query(query: Option<&str>) -> Result<SlotQuery, String> {
     let all = params(query);
     let Some((_, ids)) = all.iter().find(|(k, _)| k == "slotIds") else {
-        let (from, to) = range(query)?;
+        let (from, to) = range(query, Some(MAX_SEARCH_DAYS))?;
         return Ok(SlotQuery::Range(from, to));
     };
     if all.iter().any(|(k, _)| k == "from" || k == "to") {
@@ -747,14 +748,23 @@ mod tests {
     #[test]
     fn query_strings() {
         assert_eq!(
-            range(Some(
-                "from=2026-12-07T09%3A00%3A00Z&to=2026-12-08T09:00:00Z"
-            )),
+            range(
+                Some("from=2026-12-07T09%3A00%3A00Z&to=2026-12-08T09:00:00Z"),
+                Some(31)
+            ),
             Ok((1_796_634_000, 1_796_720_400))
         );
-        assert!(range(Some("from=2026-12-07T09:00:00Z")).is_err());
-        assert!(range(Some("from=2026-12-08T09:00:00Z&to=2026-12-07T09:00:00Z")).is_err());
-        assert!(range(Some("from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z")).is_err());
+        assert!(range(Some("from=2026-12-07T09:00:00Z"), None).is_err());
+        assert!(
+            range(
+                Some("from=2026-12-08T09:00:00Z&to=2026-12-07T09:00:00Z"),
+                None
+            )
+            .is_err()
+        );
+        let months = Some("from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z");
+        assert!(range(months, Some(31)).is_err());
+        assert!(range(months, None).is_ok());
         assert!(
             matches!(slot_query(Some("slotIds=12,13")), Ok(SlotQuery::Ids(ids)) if ids == [12, 13])
         );
