@@ -627,3 +627,88 @@ async fn bookings_the_book_cannot_take_are_refused_with_the_reason() {
         .unwrap_err();
     assert_eq!(err, AdapterError::PatientNotFound);
 }
+
+#[tokio::test]
+async fn the_native_api_refuses_stale_slot_versions_and_changes_without_if_match() {
+    let env = env().await;
+    let http = TppConfig::new(env.sim.base_url())
+        .endpoint()
+        .client()
+        .unwrap();
+    let ctx = CallContext::new("t");
+    let slot = env.free_slot(&[]);
+    let nhs = env.patients[0].to_string();
+    // Booked and cancelled at the practice since it was read: free again, but changed.
+    let (held, _) = env
+        .store
+        .book_appointment(
+            SystemKind::Tpp,
+            env.ods.as_str(),
+            native::NewBooking {
+                key: None,
+                nhs: nhs.clone(),
+                slots: vec![slot.id.clone()],
+                slot_versions: None,
+                description: None,
+                comment: None,
+                booked_by: None,
+                external_id: None,
+            },
+        )
+        .unwrap();
+    env.store
+        .change_appointment(
+            SystemKind::Tpp,
+            env.ods.as_str(),
+            &held.id,
+            None,
+            native::Change::Cancel {
+                reason: "Rebooked".into(),
+            },
+        )
+        .unwrap();
+    let body = format!(
+        "<BookAppointmentRequest ExternalReference=\"stale-1\"><Slot SlotID=\"{}\" Version=\"{}\"/>\
+         <BookingOrganisation ODSCode=\"X26\">Demo Booking App</BookingOrganisation></BookAppointmentRequest>",
+        slot.number, slot.version
+    );
+    let path = format!(
+        "/systmone/api/v1/organisations/{}/patients/{nhs}/appointments",
+        env.ods
+    );
+    let answer = http
+        .send(
+            gp_adapter::native::Method::POST,
+            &path,
+            Some(("application/xml", body.into_bytes())),
+            &[],
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 409);
+    assert!(String::from_utf8_lossy(&answer.body).contains("<ErrorCode>SLOT_CHANGED</ErrorCode>"));
+    let path = format!(
+        "/systmone/api/v1/organisations/{}/appointments/{}",
+        env.ods, held.number
+    );
+    let answer = http
+        .send(
+            gp_adapter::native::Method::PUT,
+            &path,
+            Some(("application/xml", b"<AmendAppointmentRequest/>".to_vec())),
+            &[],
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 400);
+    assert!(String::from_utf8_lossy(&answer.body).contains("If-Match"));
+    // Through the adapter the slot is read afresh, so it books.
+    let booked = env
+        .adapter
+        .book_appointment(&env.booking("fresh-1", &[slot.number], env.patients[0]))
+        .await
+        .unwrap();
+    assert!(booked.created);
+}
