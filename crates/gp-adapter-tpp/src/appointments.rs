@@ -263,6 +263,16 @@ fn number_attr(at: &At, n: Node, name: &str) -> Result<String> {
     }
 }
 
+/// A `StaffUID` or `SiteUID` as a book id: lower case, braces dropped, and at most 56
+/// characters, the longest id the gateway can prefix with an ODS code.
+fn uid(at: &At, n: Node, name: &str) -> Result<String> {
+    let id = uid_attr(at, n, name)?;
+    if id.len() > 56 {
+        return Err(at.invalid(&at_attr(name), "is longer than 56 characters"));
+    }
+    Ok(id)
+}
+
 fn utc_value(at: &At, what: &str, raw: &str) -> Result<UtcDateTime> {
     let (year, month, day, hour, minute, second) = iso_utc(raw).ok_or_else(|| {
         at.invalid(
@@ -389,7 +399,7 @@ pub fn map_slot_search(body: &[u8], ods: &OdsCode) -> Result<SlotSearch> {
         let at = sites_at.nth("Site", i + 1);
         let address = child(n, "Address");
         book.locations.push(BookLocation {
-            id: uid_attr(&at, n, "SiteUID")?,
+            id: uid(&at, n, "SiteUID")?,
             name: at.req(n, "Name")?.to_owned(),
             lines: address
                 .map(|a| {
@@ -419,7 +429,7 @@ pub fn map_slot_search(body: &[u8], ods: &OdsCode) -> Result<SlotSearch> {
             }),
         };
         book.clinicians.push(BookClinician {
-            id: uid_attr(&at, n, "StaffUID")?,
+            id: uid(&at, n, "StaffUID")?,
             prefix: opt(n, "Title").map(str::to_owned),
             given: opt(n, "Forename").unwrap_or_default().to_owned(),
             family: at.req(n, "Surname")?.to_owned(),
@@ -433,13 +443,13 @@ pub fn map_slot_search(body: &[u8], ods: &OdsCode) -> Result<SlotSearch> {
         let at = sessions_at.nth("Session", i + 1);
         let clinician = match attr(n, "StaffUID") {
             None => None,
-            Some(_) => Some(uid_attr(&at, n, "StaffUID")?),
+            Some(_) => Some(uid(&at, n, "StaffUID")?),
         };
         let session = BookSession {
             id: number_attr(&at, n, "SessionID")?,
             name: at.req(n, "Name")?.to_owned(),
             clinician,
-            location: uid_attr(&at, n, "SiteUID")?,
+            location: uid(&at, n, "SiteUID")?,
             service: opt(n, "Service").map(str::to_owned),
             start: utc_element(&at, n, "StartDateTime")?,
             end: utc_element(&at, n, "EndDateTime")?,
@@ -522,11 +532,11 @@ fn map_appointment(at: &At, n: Node) -> Result<BookedAppointment> {
     let session = at.node(n, "Session")?;
     let clinician = match attr(session, "StaffUID") {
         None => None,
-        Some(_) => Some(uid_attr(&session_at, session, "StaffUID")?),
+        Some(_) => Some(uid(&session_at, session, "StaffUID")?),
     };
     let location = match attr(session, "SiteUID") {
         None => None,
-        Some(_) => Some(uid_attr(&session_at, session, "SiteUID")?),
+        Some(_) => Some(uid(&session_at, session, "SiteUID")?),
     };
     let slots_at = at.under("Slots");
     let slots = children(at.node(n, "Slots")?, "Slot")
@@ -736,6 +746,54 @@ mod tests {
             plus_minutes(t(2027, 2, 28, 23, 30), 60),
             t(2027, 3, 1, 0, 30)
         );
+    }
+
+    const SEARCH: &str = r#"<SlotSearchResponse OrganisationID="A81001">
+  <Sites><Site SiteUID="{0C3F-A}"><Name>Main</Name><Address><AddressLine1>1 High St</AddressLine1>
+    <AddressLine4>Leeds</AddressLine4><PostCode>LS1 4AP</PostCode></Address></Site></Sites>
+  <Staff><StaffMember StaffUID="5D1E-B"><Title>Dr</Title><Forename>Amir</Forename><Surname>Khan</Surname>
+    <Sex>Male</Sex><JobRole Code="R0260">General Medical Practitioner</JobRole></StaffMember></Staff>
+  <Sessions><Session SessionID="41" StaffUID="5d1e-b" SiteUID="0c3f-a"><Name>Morning surgery</Name>
+    <StartDateTime>2026-12-07T08:30:00Z</StartDateTime><EndDateTime>2026-12-07T12:00:00Z</EndDateTime></Session></Sessions>
+  <Slots><Slot SlotID="1207" SessionID="41" Version="3"><StartDateTime>2026-12-07T11:50:00Z</StartDateTime>
+    <Duration>10</Duration><SlotType>GP consultation</SlotType><DeliveryChannel>Video</DeliveryChannel>
+    <Status>PracticeOnly</Status></Slot></Slots>
+</SlotSearchResponse>"#;
+
+    #[test]
+    fn a_slot_search_maps_whole_or_not_at_all() {
+        let ods = OdsCode::parse("A81001").unwrap();
+        let found = map_slot_search(SEARCH.as_bytes(), &ods).unwrap();
+        let slot = &found.book.slots[0];
+        assert_eq!((slot.id.as_str(), slot.session.as_str()), ("1207", "41"));
+        assert_eq!(slot.end, t(2026, 12, 7, 12, 0));
+        assert_eq!(slot.status, SlotStatus::Unavailable);
+        assert_eq!(slot.channel, DeliveryChannel::Video);
+        assert_eq!(found.versions.get("1207"), Some(&3));
+        assert_eq!(found.book.sessions[0].clinician.as_deref(), Some("5d1e-b"));
+        assert_eq!(found.book.locations[0].id, "0c3f-a");
+        assert_eq!(found.book.locations[0].town.as_deref(), Some("Leeds"));
+        let role = found.book.clinicians[0].role.clone().unwrap();
+        assert_eq!(
+            (role.code.as_str(), role.display.as_str()),
+            ("R0260", "General Medical Practitioner")
+        );
+        let other = OdsCode::parse("B82002").unwrap();
+        assert!(map_slot_search(SEARCH.as_bytes(), &other).is_err());
+        for (from, to) in [
+            (r#"SiteUID="0c3f-a">"#, r#"SiteUID="ffff">"#),
+            (r#"StaffUID="5d1e-b""#, r#"StaffUID="eeee""#),
+            (r#"SessionID="41" Version"#, r#"SessionID="42" Version"#),
+            ("<Duration>10", "<Duration>0"),
+            ("<Status>PracticeOnly", "<Status>Free"),
+            ("<DeliveryChannel>Video", "<DeliveryChannel>In-person"),
+            ("T11:50:00Z", "T11:50Z"),
+            (r#"SlotID="1207""#, r#"SlotID="0127""#),
+        ] {
+            let broken = SEARCH.replacen(from, to, 1);
+            assert_ne!(broken, SEARCH, "{from}");
+            assert!(map_slot_search(broken.as_bytes(), &ods).is_err(), "{to}");
+        }
     }
 
     fn resp(status: u16, code: &str) -> NativeResponse {
