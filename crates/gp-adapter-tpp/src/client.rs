@@ -14,7 +14,7 @@ use crate::mapping::parse_error_document;
 /// A SystmOne API client.
 #[derive(Debug, Clone)]
 pub struct TppClient {
-    http: NativeClient,
+    pub(crate) http: NativeClient,
     page_size: u32,
 }
 
@@ -135,11 +135,11 @@ impl TppClient {
 }
 
 /// Content type of every request body the API takes.
-const XML: &str = "application/xml";
+pub(crate) const XML: &str = "application/xml";
 
 /// The native error code (if the body is a SystmOne ErrorResponse) and the detail
 /// every mapped error carries: `HTTP {status} {ErrorCode}: {Description}`.
-fn refusal(response: &NativeResponse) -> (Option<String>, String) {
+pub(crate) fn refusal(response: &NativeResponse) -> (Option<String>, String) {
     let native = parse_error_document(&response.body);
     let detail = refusal_detail(
         response.status,

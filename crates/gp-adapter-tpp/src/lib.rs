@@ -1,14 +1,17 @@
 //! The reference adapter for TPP SystmOne: reads a patient's PatientRecord XML over the
 //! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`); writes
-//! supplier measurements (CTV3-coded events) and contact details back.
+//! supplier measurements (CTV3-coded events) and contact details back; keeps the
+//! practice's appointment book (`appointments`: slots, booking, amend, cancel).
 //!
 //! Same anatomy as every vendor crate: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs` (the appointment book's native
+//! calls and mapping), and this file wiring them into [`Adapter`].
 
 /// TPP SystmOne: `[systems.tpp]` in config, `tpp` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
 
+pub mod appointments;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -18,8 +21,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentChange, AppointmentRequest,
+    BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest,
+    CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest, PatientRecord,
+    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest,
     UpdateContactRequest, paging,
 };
 use gp_fhir::model::Practitioner;
@@ -190,7 +195,185 @@ impl Adapter for TppAdapter {
         Ok(mapping::parse_contact_update_response(&answer)?)
     }
 
+    /// One native slot search; the answer must be the practice's own book.
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        // An empty range holds no slots; SystmOne would refuse it as a bad parameter.
+        if req.end <= req.start {
+            return Ok(AppointmentBook::default());
+        }
+        let body = self
+            .client
+            .slots_in_range(&req.practice, req.start, req.end, &req.context)
+            .await?;
+        Ok(appointments::map_slot_search(&body, &req.practice)?.book)
+    }
+
+    /// Two native calls: the slots are read for their `Version`s, then booked naming
+    /// them, so a slot booked by anyone in between is refused (`SlotUnavailable`) rather
+    /// than booked twice. A retried key answers its first booking, whatever the slots'
+    /// state now.
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        let a = &req.appointment;
+        if let Some(bad) = a.slots.iter().find(|id| !appointments::is_number(id)) {
+            return Err(AdapterError::Unprocessable {
+                system: SYSTEM,
+                detail: format!(
+                    "slot '{}' is not a SystmOne slot id",
+                    gp_fhir::text::shown(bad)
+                ),
+            });
+        }
+        if a.slots.is_empty() || a.slots.len() > appointments::MAX_SLOTS {
+            return Err(AdapterError::Unprocessable {
+                system: SYSTEM,
+                detail: format!(
+                    "SystmOne books 1 to {} slots at a time, not {}",
+                    appointments::MAX_SLOTS,
+                    a.slots.len()
+                ),
+            });
+        }
+        // Each slot once: a slot named twice is the booking's fault, which SystmOne
+        // answers (not adjacent), not a reason to refuse the read.
+        let mut unique = a.slots.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let read = self
+            .client
+            .slots_by_id(&req.practice, &unique, &req.context)
+            .await?;
+        let read = appointments::map_slot_search(&read, &req.practice)?;
+        let versions = a
+            .slots
+            .iter()
+            .map(|id| {
+                read.versions
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| TppDataError::Invalid {
+                        path: "SlotSearchResponse/Slots".into(),
+                        reason: format!("slot {id} was asked for but not answered"),
+                    })
+            })
+            .collect::<Result<Vec<u64>, TppDataError>>()?;
+        let body = appointments::render_booking(a, &versions);
+        let (created, answer) = self
+            .client
+            .book(&req.practice, a.nhs_number, body, &req.context)
+            .await?;
+        let (appointment, created) = appointments::map_book_response(&answer, created)?;
+        // A key reused for another patient must not hand out their appointment.
+        if appointment.nhs_number != a.nhs_number {
+            return Err(TppDataError::Invalid {
+                path: "BookAppointmentResponse/Appointment/NHSNumber".into(),
+                reason: format!(
+                    "the booking is for {}, but {} was asked for",
+                    appointment.nhs_number, a.nhs_number
+                ),
+            }
+            .into());
+        }
+        Ok(Booked {
+            appointment,
+            created,
+        })
+    }
+
+    /// An id that is not a SystmOne AppointmentID names no appointment: no call is made.
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        if !appointments::is_number(&req.id) {
+            return Ok(None);
+        }
+        let Some(body) = self
+            .client
+            .appointment(&req.practice, &req.id, &req.context)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let a = appointments::map_appointment_document(&body)?;
+        same_appointment(&a, &req.id)?;
+        Ok(Some(a))
+    }
+
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        let body = self
+            .client
+            .patient_appointments(
+                &req.practice,
+                req.nhs_number,
+                req.start,
+                req.end,
+                &req.context,
+            )
+            .await?;
+        Ok(appointments::map_patient_appointments(
+            &body,
+            req.nhs_number,
+        )?)
+    }
+
+    /// One native call with `If-Match: {Version}`; a version SystmOne never gave (not a
+    /// number) cannot be the appointment's current one, so it is a `VersionConflict`
+    /// without a call.
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        if !appointments::is_number(&req.id) {
+            return Err(AdapterError::NotFound {
+                system: SYSTEM,
+                what: format!("such appointment at {}", req.practice),
+            });
+        }
+        let version: u64 = req
+            .expected_version
+            .parse()
+            .ok()
+            .filter(|_| appointments::is_number(&req.expected_version))
+            .ok_or_else(|| AdapterError::VersionConflict {
+                system: SYSTEM,
+                detail: format!(
+                    "'{}' is not a SystmOne appointment Version, so not the appointment's version",
+                    gp_fhir::text::shown(&req.expected_version)
+                ),
+            })?;
+        if let AppointmentChange::Cancel { reason } = &req.change
+            && reason.trim().is_empty()
+        {
+            return Err(AdapterError::Unprocessable {
+                system: SYSTEM,
+                detail: "a cancellation needs a reason".into(),
+            });
+        }
+        let body = self
+            .client
+            .change_appointment(&req.practice, &req.id, version, &req.change, &req.context)
+            .await?;
+        let a = appointments::map_appointment_document(&body)?;
+        same_appointment(&a, &req.id)?;
+        Ok(a)
+    }
+
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         self.client.health(ctx).await
+    }
+}
+
+/// An answer about another appointment than the one asked for is never passed on.
+fn same_appointment(a: &BookedAppointment, id: &str) -> Result<(), TppDataError> {
+    if a.id == id {
+        Ok(())
+    } else {
+        Err(TppDataError::Invalid {
+            path: "Appointment/@AppointmentID".into(),
+            reason: format!("appointment {id} was asked for, the answer is {}", a.id),
+        })
     }
 }

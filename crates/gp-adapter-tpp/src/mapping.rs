@@ -98,7 +98,7 @@ pub struct RecordPage {
     pub links: Vec<PanelLink>,
 }
 
-type Result<T> = std::result::Result<T, TppDataError>;
+pub(crate) type Result<T> = std::result::Result<T, TppDataError>;
 
 /// Maps every page of a record, in page order, and joins them; `page_size` is the
 /// `pageSize` the pages were requested with.
@@ -112,7 +112,7 @@ pub fn map_record(pages: &[&[u8]], page_size: u32) -> Result<MappedRecord> {
 }
 
 /// A native XML body (bytes as received) as a document.
-fn document(body: &[u8]) -> Result<Document<'_>> {
+pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
     let text = std::str::from_utf8(body).map_err(|e| TppDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -290,32 +290,32 @@ pub fn parse_error_document(body: &[u8]) -> Option<(String, String)> {
 // ---- element access ------------------------------------------------------------------
 
 // The format has no namespace; readers match local names.
-fn is(n: &Node, name: &str) -> bool {
+pub(crate) fn is(n: &Node, name: &str) -> bool {
     n.is_element() && n.tag_name().name() == name
 }
 
-fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+pub(crate) fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     n.children().find(|c| is(c, name))
 }
 
 /// Trimmed text of an element; `None` when absent or empty (`<Title/>`).
-fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
+pub(crate) fn text<'a>(n: Option<Node<'a, '_>>) -> Option<&'a str> {
     n.and_then(|n| n.trimmed_text())
 }
 
-fn opt<'a>(n: Node<'a, '_>, element: &str) -> Option<&'a str> {
+pub(crate) fn opt<'a>(n: Node<'a, '_>, element: &str) -> Option<&'a str> {
     text(child(n, element))
 }
 
 /// Trimmed attribute value; `None` when absent or empty.
-fn attr<'a>(n: Node<'a, '_>, name: &str) -> Option<&'a str> {
+pub(crate) fn attr<'a>(n: Node<'a, '_>, name: &str) -> Option<&'a str> {
     n.attribute(name).map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Where an element sits, for error messages (`Patient/Clinical/Event[3]/Event[1]`);
 /// built only on error.
 #[derive(Clone, Copy)]
-struct At<'p> {
+pub(crate) struct At<'p> {
     parent: Option<&'p At<'p>>,
     name: &'static str,
     index: Option<usize>,
@@ -338,20 +338,20 @@ impl std::fmt::Display for At<'_> {
 
 impl<'p> At<'p> {
     /// The document element itself: paths under it start with the child's name.
-    const DOC: At<'static> = At {
+    pub(crate) const DOC: At<'static> = At {
         parent: None,
         name: "",
         index: None,
     };
 
-    fn under(&'p self, name: &'static str) -> At<'p> {
+    pub(crate) fn under(&'p self, name: &'static str) -> At<'p> {
         At {
             parent: Some(self),
             name,
             index: None,
         }
     }
-    fn nth(&'p self, name: &'static str, index: usize) -> At<'p> {
+    pub(crate) fn nth(&'p self, name: &'static str, index: usize) -> At<'p> {
         At {
             parent: Some(self),
             name,
@@ -365,27 +365,31 @@ impl<'p> At<'p> {
             format!("{self}/{element}")
         }
     }
-    fn missing(&self, element: &str) -> TppDataError {
+    pub(crate) fn missing(&self, element: &str) -> TppDataError {
         TppDataError::Missing {
             path: self.path(element),
         }
     }
-    fn invalid(&self, element: &str, reason: impl Into<String>) -> TppDataError {
+    pub(crate) fn invalid(&self, element: &str, reason: impl Into<String>) -> TppDataError {
         TppDataError::Invalid {
             path: self.path(element),
             reason: reason.into(),
         }
     }
-    fn req<'a>(&self, n: Node<'a, '_>, element: &'static str) -> Result<&'a str> {
+    pub(crate) fn req<'a>(&self, n: Node<'a, '_>, element: &'static str) -> Result<&'a str> {
         opt(n, element).ok_or_else(|| self.missing(element))
     }
-    fn node<'a, 'i>(&self, n: Node<'a, 'i>, element: &'static str) -> Result<Node<'a, 'i>> {
+    pub(crate) fn node<'a, 'i>(
+        &self,
+        n: Node<'a, 'i>,
+        element: &'static str,
+    ) -> Result<Node<'a, 'i>> {
         child(n, element).ok_or_else(|| self.missing(element))
     }
 }
 
 /// An attribute's path segment, `@Name`.
-fn at_attr(name: &str) -> String {
+pub(crate) fn at_attr(name: &str) -> String {
     format!("@{name}")
 }
 
@@ -394,7 +398,7 @@ fn owned(s: Option<&str>) -> Option<String> {
 }
 
 /// A boolean attribute; `None` when absent. Paths are built only on error.
-fn bool_value(at: &At, n: Node, name: &str) -> Result<Option<bool>> {
+pub(crate) fn bool_value(at: &At, n: Node, name: &str) -> Result<Option<bool>> {
     match attr(n, name) {
         None => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
@@ -415,11 +419,11 @@ fn uid_checked(at: &At, what: &str, raw: &str) -> Result<String> {
     uk_core::guid_id(raw).ok_or_else(|| at.invalid(what, format!("'{}' is not a UID", shown(raw))))
 }
 
-fn uid_attr(at: &At, n: Node, name: &str) -> Result<String> {
+pub(crate) fn uid_attr(at: &At, n: Node, name: &str) -> Result<String> {
     opt_uid_attr(at, n, name)?.ok_or_else(|| at.missing(&at_attr(name)))
 }
 
-fn opt_uid_attr(at: &At, n: Node, name: &str) -> Result<Option<String>> {
+pub(crate) fn opt_uid_attr(at: &At, n: Node, name: &str) -> Result<Option<String>> {
     let Some(raw) = attr(n, name) else {
         return Ok(None);
     };
@@ -448,7 +452,7 @@ fn check_calendar(y: i32, m: u8, d: u8) -> bool {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` → parts, calendar and clock checked.
-fn iso_utc(s: &str) -> Option<(i32, u8, u8, u8, u8, u8)> {
+pub(crate) fn iso_utc(s: &str) -> Option<(i32, u8, u8, u8, u8, u8)> {
     let b = s.as_bytes();
     if b.len() != 20
         || b[4] != b'-'
@@ -524,7 +528,7 @@ fn date_element(at: &At, n: Node, element: &'static str) -> Result<Option<String
 
 // ---- shared pieces -------------------------------------------------------------------
 
-fn gender(at: &At, n: Node) -> Result<Option<String>> {
+pub(crate) fn gender(at: &At, n: Node) -> Result<Option<String>> {
     Ok(match opt(n, "Sex") {
         None => None,
         Some("Male") => Some("male".into()),
@@ -1281,7 +1285,7 @@ fn map_vaccination(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Immun
 
 /// XML-escapes `s` for element text and attribute values, dropping the characters
 /// XML 1.0 cannot carry.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

@@ -29,6 +29,7 @@ mod rng;
 pub mod server;
 pub mod store;
 pub mod tpp;
+mod tpp_book;
 pub mod vision;
 mod xml;
 

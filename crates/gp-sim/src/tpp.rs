@@ -1,6 +1,7 @@
 //! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
 //! XML, clinical events in pages) for patients of practices whose system is TPP, and
-//! takes its two writes: recording measurements and replacing contact details.
+//! takes its two writes: recording measurements and replacing contact details. The
+//! appointment book's endpoints are routed here and served by [`crate::tpp_book`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +15,14 @@ use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
+use crate::tpp_book;
 use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
 
 /// Largest `pageSize` the API accepts.
 pub const MAX_PAGE_SIZE: usize = 100;
 /// `pageSize` when the request gives none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
-const XML: &str = "application/xml";
+pub(crate) const XML: &str = "application/xml";
 
 /// Starts the SystmOne simulator on `listener` (bind it to `127.0.0.1:0` in tests).
 pub async fn start_tpp(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
@@ -79,6 +81,85 @@ impl Simulator for Tpp {
                 "staff",
                 uid,
             ] if method == Method::GET => not_record(self.staff(ods, uid)),
+            ["", "systmone", "api", "v1", "organisations", ods, "slots"]
+                if method == Method::GET =>
+            {
+                Routed {
+                    reply: tpp_book::slots(&self.store, ods, query),
+                    record: true,
+                }
+            }
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "appointments",
+                id,
+            ] if method == Method::GET => Routed {
+                reply: tpp_book::appointment(&self.store, ods, id),
+                record: true,
+            },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "appointments",
+            ] if method == Method::GET => Routed {
+                reply: tpp_book::patient_appointments(&self.store, ods, nhs, query),
+                record: true,
+            },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "appointments",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET and POST are supported here",
+            )),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "appointments",
+                _,
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET and PUT are supported here",
+            )),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "appointments",
+                _,
+                "cancel",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only POST is supported here",
+            )),
             [
                 "",
                 "systmone",
@@ -152,6 +233,38 @@ impl Simulator for Tpp {
                 "demographics",
                 "contact",
             ] if method == Method::PUT => self.update_contact(ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "appointments",
+            ] if method == Method::POST => tpp_book::book(&self.store, ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "appointments",
+                id,
+            ] if method == Method::PUT => tpp_book::amend(&self.store, ods, id, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "appointments",
+                id,
+                "cancel",
+            ] if method == Method::POST => tpp_book::cancel(&self.store, ods, id, headers, body),
             _ => return None,
         };
         Some(Routed {
@@ -232,7 +345,7 @@ impl Tpp {
         match practice.clinician(uid) {
             Some(c) => {
                 let mut w = XmlWriter::new();
-                staff_member(&mut w, c);
+                staff_member(&mut w, c, None);
                 Reply {
                     status: 200,
                     content_type: XML,
@@ -310,19 +423,7 @@ impl Tpp {
                 &format!("{nhs} is not a valid NHS number"),
             ));
         }
-        let content_type = headers
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        if !media.eq_ignore_ascii_case(XML) {
-            return Err(error(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "The request body must be application/xml",
-            ));
-        }
-        Ok(())
+        xml_body(headers)
     }
 
     /// `POST …/patients/{NHS}/events`: records measurements, once per `ExternalReference`.
@@ -417,7 +518,24 @@ impl Tpp {
     }
 }
 
-fn organisation_not_found(ods: &str) -> Reply {
+/// `415 UNSUPPORTED_MEDIA_TYPE` unless the request body is `application/xml`.
+pub(crate) fn xml_body(headers: &hyper::HeaderMap) -> Result<(), Reply> {
+    let content_type = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case(XML) {
+        return Err(error(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "The request body must be application/xml",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn organisation_not_found(ods: &str) -> Reply {
     error(
         404,
         "ORGANISATION_NOT_FOUND",
@@ -448,7 +566,7 @@ fn write_error(e: &WriteError) -> Reply {
 
 /// Why a write body was refused before reaching the store.
 #[derive(Debug)]
-enum Refusal {
+pub(crate) enum Refusal {
     /// `400 INVALID_REQUEST`: not the documented request shape.
     Malformed(String),
     /// `422` with this ErrorCode: well-formed, but not something SystmOne records.
@@ -456,7 +574,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn reply(&self) -> Reply {
+    pub(crate) fn reply(&self) -> Reply {
         match self {
             Refusal::Malformed(why) => error(400, "INVALID_REQUEST", why),
             Refusal::Unprocessable(code, why) => error(422, code, why),
@@ -464,7 +582,7 @@ impl Refusal {
     }
 }
 
-fn malformed(why: impl Into<String>) -> Refusal {
+pub(crate) fn malformed(why: impl Into<String>) -> Refusal {
     Refusal::Malformed(why.into())
 }
 
@@ -661,6 +779,11 @@ fn parse_contact_update(body: &[u8]) -> Result<(String, ContactUpdate), Refusal>
 
 /// `YYYY-MM-DDTHH:MM:SSZ` → the UK local date-time it denotes (the store's clock).
 fn local_from_utc(s: &str) -> Option<SimDate> {
+    parse_utc(s).map(clock::local_from_utc)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` → that UTC date-time, calendar and clock checked.
+pub(crate) fn parse_utc(s: &str) -> Option<SimDate> {
     let b = s.as_bytes();
     let shape = b.len() == 20
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -691,9 +814,7 @@ fn local_from_utc(s: &str) -> Option<SimDate> {
     if !valid {
         return None;
     }
-    Some(clock::local_from_utc(
-        SimDate::ymd(year, month, day).at(hour, minute, second),
-    ))
+    Some(SimDate::ymd(year, month, day).at(hour, minute, second))
 }
 
 // ---- request XML -----------------------------------------------------------------------
@@ -706,7 +827,7 @@ const READ_RULES: ReadRules = ReadRules {
 };
 
 /// Parses a write body as SystmOne reads it; anything else is `400 INVALID_REQUEST`.
-fn parse_xml(body: &[u8]) -> Result<RequestDoc<'_>, Refusal> {
+pub(crate) fn parse_xml(body: &[u8]) -> Result<RequestDoc<'_>, Refusal> {
     RequestDoc::parse(body, READ_RULES).map_err(|e| malformed(e.to_string()))
 }
 
@@ -723,7 +844,8 @@ fn health() -> Reply {
 }
 
 /// A `StaffMember`, in the record's `Organisation/Staff` and in a staff read alike.
-fn staff_member(w: &mut XmlWriter, c: &Clinician) {
+/// `job_role`: the SDS job role (code, display), which the appointment book adds.
+pub(crate) fn staff_member(w: &mut XmlWriter, c: &Clinician, job_role: Option<(&str, &str)>) {
     w.open_with("StaffMember", &[("StaffUID", &c.id)]);
     w.text("Title", &c.title);
     w.text("Forename", &c.given);
@@ -732,10 +854,13 @@ fn staff_member(w: &mut XmlWriter, c: &Clinician) {
     w.text("Role", &c.role);
     w.text("SmartcardID", &c.sds_user_id);
     w.opt("GmcNumber", c.gmc.as_deref());
+    if let Some((code, display)) = job_role {
+        w.text_with("JobRole", &[("Code", code)], display);
+    }
     w.close("StaffMember");
 }
 
-fn error(status: u16, code: &str, description: &str) -> Reply {
+pub(crate) fn error(status: u16, code: &str, description: &str) -> Reply {
     let mut w = XmlWriter::new();
     w.open("ErrorResponse");
     w.text("ErrorCode", code);
@@ -854,7 +979,7 @@ pub fn render_page(practice: &Practice, p: &SimPatient, page: usize, size: usize
     w.text("Telephone", &practice.phone);
     w.open("Staff");
     for c in &practice.clinicians {
-        staff_member(&mut w, c);
+        staff_member(&mut w, c, None);
     }
     w.close("Staff");
     w.close("Organisation");
@@ -1150,7 +1275,7 @@ pub fn utc_date_time(d: SimDate) -> String {
     )
 }
 
-fn sex(s: Sex) -> &'static str {
+pub(crate) fn sex(s: Sex) -> &'static str {
     match s {
         Sex::Male => "Male",
         Sex::Female => "Female",
@@ -1159,7 +1284,7 @@ fn sex(s: Sex) -> &'static str {
     }
 }
 
-fn bool_text(b: bool) -> &'static str {
+pub(crate) fn bool_text(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
