@@ -931,10 +931,20 @@ async fn practice_booked(scene: &Scene<'_>, fixture: &HarnessFixture) -> Vec<Str
                         ));
                     }
                     match scene.read(&a.id).await {
-                        Ok(Some(r)) if r == *a => {}
-                        Ok(Some(_)) => failures.push(format!(
-                            "appointment {} reads otherwise than the patient's search answers it",
-                            a.id
+                        Ok(Some(r))
+                            if (r.id.as_str(), r.status, r.start, r.end, r.nhs_number)
+                                == (a.id.as_str(), a.status, a.start, a.end, a.nhs_number) => {}
+                        Ok(Some(r)) => failures.push(format!(
+                            "appointment {} reads as {:?} {} to {} for {}, the patient's search answers {:?} {} to {} for {}",
+                            a.id,
+                            r.status,
+                            r.start.to_rfc3339(),
+                            r.end.to_rfc3339(),
+                            r.nhs_number,
+                            a.status,
+                            a.start.to_rfc3339(),
+                            a.end.to_rfc3339(),
+                            a.nhs_number
                         )),
                         other => failures.push(format!(
                             "appointment {} (booked at the practice) reads as {other:?}",
