@@ -51,8 +51,9 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct HarnessFixture {
     /// Known patients, with clinical data, and the practice each is registered at.
-    /// The first is the one write-back and fault checks use; it is neither restricted
-    /// nor dissenting.
+    /// The first is the one write-back, appointment and fault checks use; it is neither
+    /// restricted nor dissenting. The appointment checks book at its practice and look for
+    /// appointments booked at the practice among the patients registered there.
     pub patients: Vec<(NhsNumber, OdsCode)>,
     /// A patient the system does not hold at that practice.
     pub unknown: (NhsNumber, OdsCode),
