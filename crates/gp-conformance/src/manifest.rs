@@ -33,6 +33,11 @@ pub struct Supplier {
     /// the one holding an AuditEvent search scope and paired with no practice is taken.
     #[serde(default)]
     pub operator: Option<bool>,
+    /// The supplier the `appointments` suite books as. When no supplier says, the active
+    /// one holding `system/Slot.s…` and `system/Appointment.c…` and paired with the most
+    /// practices is taken (`demo-booking` in the sandbox).
+    #[serde(default)]
+    pub booking: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +88,22 @@ impl Manifest {
                     s.operator.is_none() && s.practices.is_empty() && s.has_scope("AuditEvent", 's')
                 })
             })
+    }
+
+    /// The supplier the kit books appointments as (never a suspended one): the one the
+    /// manifest marks `"booking": true`, else the one holding Slot search and Appointment
+    /// create scopes paired with the most practices.
+    pub fn booker(&self) -> Option<&Supplier> {
+        self.active().find(|s| s.booking == Some(true)).or_else(|| {
+            self.active()
+                .filter(|s| {
+                    s.booking.is_none()
+                        && !s.practices.is_empty()
+                        && s.has_scope("Slot", 's')
+                        && s.has_scope("Appointment", 'c')
+                })
+                .max_by_key(|s| s.practices.len())
+        })
     }
 
     /// The suppliers the kit may act as: every one not suspended.

@@ -300,3 +300,96 @@ async fn a_token_url_that_answers_404_fails_the_token_tests() {
     let _ = std::fs::remove_dir_all(&dir);
     sandbox.shutdown().await;
 }
+
+/// The tests the `appointments` suite runs once per GP system.
+const APPOINTMENT_TESTS: [&str; 13] = [
+    "APT-SLOT-01",
+    "APT-SLOT-02",
+    "APT-BOOK-01",
+    "APT-READ-01",
+    "APT-BOOK-02",
+    "APT-AMD-01",
+    "APT-AMD-02",
+    "APT-CAN-01",
+    "APT-CAN-02",
+    "APT-RACE-01",
+    "APT-SRCH-01",
+    "APT-REF-01",
+    "APT-REF-02",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sandbox_books_amends_and_cancels_on_every_gp_system() {
+    let sandbox = support::sandbox().await;
+    let opts = support::options(&support::origin(&sandbox), &["appointments"]);
+    let report = support::run(&opts, 300).await;
+
+    let bad: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| r.status != Status::Pass)
+        .map(|r| format!("{} {:?}: {}", r.id, r.status, r.message))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "appointment tests not passing:\n{}",
+        bad.join("\n")
+    );
+    for system in ["emis", "tpp", "vision", "microtest"] {
+        for id in APPOINTMENT_TESTS {
+            let r = report.result(&format!("{id}/{system}")).unwrap();
+            assert_eq!(r.status, Status::Pass, "{id}/{system}: {}", r.message);
+        }
+        // The race was run: every racing booking is in the evidence, one created.
+        let race = report.result(&format!("APT-RACE-01/{system}")).unwrap();
+        let posts: Vec<u16> = race
+            .evidence
+            .iter()
+            .filter(|e| e.method == "POST")
+            .map(|e| e.status)
+            .collect();
+        assert_eq!(posts.iter().filter(|s| **s == 201).count(), 1, "{posts:?}");
+        assert!(
+            posts.iter().filter(|s| **s == 409).count() >= 9,
+            "{posts:?}"
+        );
+    }
+    assert_eq!(report.summary.total, 4 + APPOINTMENT_TESTS.len() * 4);
+    let json = serde_json::to_string(&report).unwrap();
+    for p in &sandbox.manifest.patients {
+        assert!(
+            !json.contains(&p.nhs_number),
+            "NHS number {} leaked",
+            p.nhs_number
+        );
+    }
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_booking_supplier_the_appointments_suite_is_skipped_saying_why() {
+    let sandbox = support::sandbox().await;
+    let mut manifest = serde_json::to_value(&sandbox.manifest).unwrap();
+    manifest["suppliers"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["client_id"] != "demo-booking");
+    let dir = scratch("no-booking-supplier");
+    let opts = RunOptions {
+        manifest: Some(manifest_file(&manifest, &dir)),
+        ..support::options(&support::origin(&sandbox), &["appointments"])
+    };
+    let report = support::run(&opts, 60).await;
+    assert_eq!(
+        report.results.len(),
+        gp_conformance::suites::appointments::CATALOGUE.len()
+    );
+    for r in &report.results {
+        assert_eq!(r.status, Status::Skip, "{}", r.id);
+        assert!(r.message.contains("no booking supplier"), "{}", r.message);
+        assert!(r.evidence.is_empty(), "{}: nothing is sent", r.id);
+    }
+    assert!(report.passed());
+    let _ = std::fs::remove_dir_all(&dir);
+    sandbox.shutdown().await;
+}

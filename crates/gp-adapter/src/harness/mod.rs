@@ -6,16 +6,25 @@
 //! report.assert_passed();
 //! ```
 //!
+//! Appointment management is checked by [`run_appointments`] (`ADP-APT-*`, the
+//! `appointments` group of the shared suite): slots round-trip, a booking reads back, a
+//! retried booking books nothing, a race books a slot once, kept slots are refused, a
+//! stale amend is refused, a cancel frees the slot, unknowns are typed errors, and
+//! appointments booked at the practice are visible. An adapter that answers
+//! `NotSupported` for appointments has them all reported as skipped.
+//!
 //! Backend failures are asserted with [`check_backend_failure`]: switch the simulator's
 //! fault injection on (e.g. a 500, a hang, garbage), then check the adapter answers the
 //! typed error, naming its system, for both a read and a search.
 
+mod appointments;
 mod faults;
 mod people;
 pub mod sim;
 mod suite;
 mod write;
 
+pub use appointments::{BOOKED_BY, BOOKINGS_SYSTEM, run_appointments};
 pub use faults::{
     ExpectedFailure, Fault, FaultTarget, READ_FAULTS, WRITE_FAULTS, check_backend_failure,
     check_fault_matrix, check_write_failure,
@@ -42,8 +51,9 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct HarnessFixture {
     /// Known patients, with clinical data, and the practice each is registered at.
-    /// The first is the one write-back and fault checks use; it is neither restricted
-    /// nor dissenting.
+    /// The first is the one write-back, appointment and fault checks use; it is neither
+    /// restricted nor dissenting. The appointment checks book at its practice and look for
+    /// appointments booked at the practice among the patients registered there.
     pub patients: Vec<(NhsNumber, OdsCode)>,
     /// A patient the system does not hold at that practice.
     pub unknown: (NhsNumber, OdsCode),

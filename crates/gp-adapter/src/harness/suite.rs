@@ -16,7 +16,8 @@
 //! ```
 //!
 //! [`adapter_suite!`](crate::adapter_suite) expands to one `#[tokio::test]` per group
-//! ([`Suite::reads`], [`Suite::writes`], [`Suite::faults`], [`Suite::down`]), so a
+//! ([`Suite::reads`], [`Suite::writes`], [`Suite::appointments`], [`Suite::faults`],
+//! [`Suite::down`]), so a
 //! failure names its group and the report names each failed check. Each group starts a
 //! backend of its own: writes and faults never disturb what another group reads.
 
@@ -66,6 +67,7 @@ impl<T: SuiteTarget> Suite<T> {
     pub async fn run(&self) -> HarnessReport {
         let mut report = self.reads().await;
         report.extend(self.writes().await);
+        report.extend(self.appointments().await);
         report.extend(self.faults().await);
         report.extend(self.down().await);
         report
@@ -94,6 +96,15 @@ impl<T: SuiteTarget> Suite<T> {
         let after = super::run(adapter.as_ref(), &written).await;
         report.extend_naming("after the writes", after);
         report
+    }
+
+    /// Appointment management ([`super::run_appointments`], skipped when the adapter
+    /// does not manage appointments): slot search, booking, retries, a race for one slot,
+    /// amend, stale amend, cancel, unknowns, appointments booked at the practice.
+    pub async fn appointments(&self) -> HarnessReport {
+        let backend = self.target.start().await;
+        let adapter = self.target.adapter(&backend.base_url, REQUEST_TIMEOUT_MS);
+        super::run_appointments(adapter.as_ref(), &backend.fixture).await
     }
 
     /// The fault matrix, reads and writes ([`super::check_fault_matrix`]), against the
@@ -183,6 +194,15 @@ macro_rules! adapter_suite {
             #[tokio::test]
             async fn writes() {
                 group("writes", $crate::harness::Suite::new($target).writes()).await;
+            }
+
+            #[tokio::test]
+            async fn appointments() {
+                group(
+                    "appointments",
+                    $crate::harness::Suite::new($target).appointments(),
+                )
+                .await;
             }
 
             #[tokio::test]

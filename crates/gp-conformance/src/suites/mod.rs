@@ -8,12 +8,18 @@ use crate::http::{Client, Probe};
 use crate::manifest::{Manifest, Supplier};
 use crate::model::{Check, Status, TestDef, TestResult, Verdict};
 
+pub mod appointments;
 pub mod assessment;
 pub mod provider;
 pub mod security;
 
 /// Suites the kit can run, in the order `list` shows them.
-pub const SUITES: [&str; 3] = ["gateway-security", "provider", "supplier-assessment"];
+pub const SUITES: [&str; 4] = [
+    "gateway-security",
+    "provider",
+    "supplier-assessment",
+    "appointments",
+];
 
 /// Every catalogue, by suite.
 pub fn catalogue(suite: &str) -> Option<&'static [TestDef]> {
@@ -21,6 +27,7 @@ pub fn catalogue(suite: &str) -> Option<&'static [TestDef]> {
         "gateway-security" => Some(security::CATALOGUE),
         "provider" => Some(provider::CATALOGUE),
         "supplier-assessment" => Some(assessment::CATALOGUE),
+        "appointments" => Some(appointments::CATALOGUE),
         _ => None,
     }
 }
@@ -31,6 +38,7 @@ pub async fn run(name: &str, ctx: &Ctx, rec: &mut Recorder) {
         "gateway-security" => security::run(ctx, rec).await,
         "provider" => provider::run(ctx, rec).await,
         "supplier-assessment" => assessment::run(ctx, rec).await,
+        "appointments" => appointments::run(ctx, rec).await,
         _ => rec.omit_rest(&format!("unknown suite '{name}'")),
     }
 }
