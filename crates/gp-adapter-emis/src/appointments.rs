@@ -8,8 +8,7 @@
 
 use gp_adapter::appointments::{
     AppointmentBook, AppointmentChange, AppointmentStatus, BookClinician, BookLocation,
-    BookSession, BookSlot, BookedAppointment, DeliveryChannel, JobRole, NewAppointment,
-    SlotStatus,
+    BookSession, BookSlot, BookedAppointment, DeliveryChannel, JobRole, NewAppointment, SlotStatus,
 };
 use gp_adapter::native::{Call, Method, NativeResponse, refusal_detail, status_error};
 use gp_adapter::time::is_bst_local;
@@ -115,11 +114,7 @@ pub fn parse_local(raw: &str) -> Option<UtcDateTime> {
             .flatten()
     };
     let mut d = date.split('/');
-    let (day, month, year) = (
-        num(d.next()?, 2)?,
-        num(d.next()?, 2)?,
-        num(d.next()?, 4)?,
-    );
+    let (day, month, year) = (num(d.next()?, 2)?, num(d.next()?, 2)?, num(d.next()?, 4)?);
     let mut t = time.trim().split(':');
     let (hour, minute, second) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
     if d.next().is_some() || t.next().is_some() {
@@ -487,7 +482,9 @@ impl Doc {
 /// before any call.
 pub fn render_booking(a: &NewAppointment) -> Result<String> {
     let key_ok = (1..=64).contains(&a.key.len())
-        && a.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && a.key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !key_ok {
         return Err(unprocessable(
             "the idempotency key must be 1 to 64 letters, digits or hyphens",
@@ -594,7 +591,8 @@ impl At {
     }
     fn id(&self, n: Node, element: &str) -> DataResult<String> {
         let raw = self.req(n, element)?;
-        native_id(raw).ok_or_else(|| self.invalid(element, format!("'{}' is not a GUID", shown(raw))))
+        native_id(raw)
+            .ok_or_else(|| self.invalid(element, format!("'{}' is not a GUID", shown(raw))))
     }
     fn opt_id(&self, n: Node, element: &str) -> DataResult<Option<String>> {
         match self.opt(n, element) {
@@ -849,12 +847,13 @@ fn map_appointment(at: &At, n: Node) -> DataResult<BookedAppointment> {
     let booked_by = match child(n, "BookingOrganisation") {
         None => None,
         Some(org) => {
-            let raw = at.req(org, "OdsCode").map_err(|_| {
-                at.missing("BookingOrganisation/OdsCode")
-            })?;
-            Some(OdsCode::parse(raw).map_err(|e| {
-                at.invalid("BookingOrganisation/OdsCode", e.to_string())
-            })?)
+            let raw = at
+                .req(org, "OdsCode")
+                .map_err(|_| at.missing("BookingOrganisation/OdsCode"))?;
+            Some(
+                OdsCode::parse(raw)
+                    .map_err(|e| at.invalid("BookingOrganisation/OdsCode", e.to_string()))?,
+            )
         }
     };
     let identifier = match child(n, "ExternalIdentifier") {
@@ -978,10 +977,8 @@ mod tests {
     fn a_taken_slot_is_not_a_stale_version() {
         let error = |status: u16, code: &str| NativeResponse {
             status,
-            body: format!(
-                "<Error xmlns=\"{NS}\"><Code>{code}</Code><Message>m</Message></Error>"
-            )
-            .into(),
+            body: format!("<Error xmlns=\"{NS}\"><Code>{code}</Code><Message>m</Message></Error>")
+                .into(),
             content_type: None,
             headers: Default::default(),
         };

@@ -112,7 +112,12 @@ impl Setup {
         }
     }
 
-    fn change(&self, id: &str, version: &str, change: AppointmentChange) -> ChangeAppointmentRequest {
+    fn change(
+        &self,
+        id: &str,
+        version: &str,
+        change: AppointmentChange,
+    ) -> ChangeAppointmentRequest {
         ChangeAppointmentRequest {
             practice: self.ods.clone(),
             id: id.to_owned(),
@@ -149,7 +154,11 @@ fn cancel() -> AppointmentChange {
 async fn slot_search_answers_the_book_at_the_stores_instants() {
     let s = setup().await;
     let (from, to) = (book::now() - DAY, book::now() + 14 * DAY);
-    let answer = s.adapter.search_slots(&s.slot_search(from, to)).await.unwrap();
+    let answer = s
+        .adapter
+        .search_slots(&s.slot_search(from, to))
+        .await
+        .unwrap();
     let view = s
         .store
         .book_view(SystemKind::Emis, s.ods.as_str(), from, to)
@@ -159,7 +168,12 @@ async fn slot_search_answers_the_book_at_the_stores_instants() {
     assert_eq!(answer.slots.len(), view.slots.len());
     for (got, want) in answer.slots.iter().zip(&view.slots) {
         assert_eq!(got.id, want.id);
-        assert_eq!((got.start, got.end), (utc(want.start), utc(want.end)), "{}", want.id);
+        assert_eq!(
+            (got.start, got.end),
+            (utc(want.start), utc(want.end)),
+            "{}",
+            want.id
+        );
         assert_eq!(got.session, want.session);
         assert_eq!(got.slot_type, want.slot_type);
         let channel = match want.channel {
@@ -176,7 +190,10 @@ async fn slot_search_answers_the_book_at_the_stores_instants() {
         assert_eq!(got.status, status, "{}", want.id);
     }
     for status in [SlotStatus::Free, SlotStatus::Busy, SlotStatus::Unavailable] {
-        assert!(answer.slots.iter().any(|x| x.status == status), "{status:?}");
+        assert!(
+            answer.slots.iter().any(|x| x.status == status),
+            "{status:?}"
+        );
     }
     // Every reference resolves, and nothing unreferenced is answered.
     for slot in &answer.slots {
@@ -185,11 +202,19 @@ async fn slot_search_answers_the_book_at_the_stores_instants() {
     assert_eq!(answer.sessions.len(), view.sessions.len());
     for session in &answer.sessions {
         let want = view.sessions.iter().find(|x| x.id == session.id).unwrap();
-        assert_eq!((session.start, session.end), (utc(want.start), utc(want.end)));
+        assert_eq!(
+            (session.start, session.end),
+            (utc(want.start), utc(want.end))
+        );
         assert_eq!(session.location, want.site);
         assert_eq!(session.clinician.as_deref(), Some(want.clinician.as_str()));
         assert!(answer.locations.iter().any(|l| l.id == session.location));
-        assert!(answer.clinicians.iter().any(|c| Some(&c.id) == session.clinician.as_ref()));
+        assert!(
+            answer
+                .clinicians
+                .iter()
+                .any(|c| Some(&c.id) == session.clinician.as_ref())
+        );
     }
     for location in &answer.locations {
         let site = view.sites.iter().find(|x| x.id == location.id).unwrap();
@@ -226,7 +251,10 @@ async fn slot_search_answers_the_book_at_the_stores_instants() {
         .chain(answer.clinicians.iter().map(|x| &x.id))
     {
         assert!(
-            id.len() <= 56 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+            id.len() <= 56
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
             "{id}"
         );
     }
@@ -268,12 +296,15 @@ async fn book_read_list_amend_cancel() {
     assert!(booked.created);
     let a = booked.appointment;
     assert_eq!(a.status, AppointmentStatus::Booked);
-    assert_eq!(a.slots, [slot.id.clone()]);
+    assert_eq!(a.slots, std::slice::from_ref(&slot.id));
     assert_eq!((a.start, a.end), (utc(slot.start), utc(slot.end)));
     assert_eq!(a.booked_by, Some(supplier()));
     assert_eq!(
         a.identifier,
-        Some(("https://supplier.example/bookings".into(), "key-lifecycle".into()))
+        Some((
+            "https://supplier.example/bookings".into(),
+            "key-lifecycle".into()
+        ))
     );
     assert_eq!(a.description.as_deref(), Some("Sore throat for a week"));
     assert_eq!(a.slot_type.as_deref(), Some(slot.slot_type.as_str()));
@@ -317,7 +348,10 @@ async fn book_read_list_amend_cancel() {
         .await
         .unwrap();
     assert_ne!(amended.version, a.version);
-    assert_eq!(amended.description.as_deref(), Some("Sore throat, now a cough"));
+    assert_eq!(
+        amended.description.as_deref(),
+        Some("Sore throat, now a cough")
+    );
     assert_eq!(amended.comment, None);
 
     let stale = s
@@ -325,7 +359,10 @@ async fn book_read_list_amend_cancel() {
         .change_appointment(&s.change(&a.id, &a.version, amend("Too late")))
         .await
         .unwrap_err();
-    assert!(matches!(stale, AdapterError::VersionConflict { .. }), "{stale:?}");
+    assert!(
+        matches!(stale, AdapterError::VersionConflict { .. }),
+        "{stale:?}"
+    );
 
     let cancelled = s
         .adapter
@@ -395,7 +432,10 @@ async fn the_same_key_books_once() {
             slot.end,
         )
         .unwrap();
-    assert_eq!(held.iter().filter(|a| a.slots == [slot.id.clone()]).count(), 1);
+    assert_eq!(
+        held.iter().filter(|a| a.slots == [slot.id.clone()]).count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -478,7 +518,10 @@ async fn slots_kept_from_suppliers_past_or_apart_are_unprocessable() {
         (SlotState::Embargoed, "kept-1"),
         (SlotState::PracticeOnly, "kept-2"),
     ] {
-        let kept = slots.iter().find(|x| x.state == state && x.start > now).unwrap();
+        let kept = slots
+            .iter()
+            .find(|x| x.state == state && x.start > now)
+            .unwrap();
         let e = s
             .adapter
             .book_appointment(&s.booking(key, &[kept]))
@@ -520,7 +563,8 @@ async fn two_adjacent_slots_book_as_one_appointment() {
     let pair = slots
         .windows(2)
         .find(|w| {
-            w.iter().all(|x| x.state == SlotState::Free && x.start > now + 3600)
+            w.iter()
+                .all(|x| x.state == SlotState::Free && x.start > now + 3600)
                 && w[0].end == w[1].start
                 && w[0].session == w[1].session
                 && w[0].channel == w[1].channel
@@ -547,7 +591,12 @@ async fn unknown_things_answer_as_the_contract_says() {
         s.adapter.search_slots(&search).await.unwrap_err(),
         AdapterError::NotFound { .. }
     ));
-    for id in ["00000000-0000-4000-8000-000000000000", "not_an_id", "..", "a/b"] {
+    for id in [
+        "00000000-0000-4000-8000-000000000000",
+        "not_an_id",
+        "..",
+        "a/b",
+    ] {
         let read = s
             .adapter
             .read_appointment(&AppointmentRequest {
@@ -563,7 +612,10 @@ async fn unknown_things_answer_as_the_contract_says() {
             .change_appointment(&s.change(id, "1", cancel()))
             .await
             .unwrap_err();
-        assert!(matches!(change, AdapterError::NotFound { .. }), "{id}: {change:?}");
+        assert!(
+            matches!(change, AdapterError::NotFound { .. }),
+            "{id}: {change:?}"
+        );
     }
     let unknown = sim::fixture(&sim::population(), SystemKind::Emis).unknown.0;
     let mut req = s.booking("unknown-1", &[&s.free_slot(5)]);
@@ -652,14 +704,23 @@ fn emis_local_times_convert_in_summer_and_winter() {
         second: 0,
     };
     // BST: 10:15 on the wall is 09:15 UTC.
-    assert_eq!(parse_local("14/07/2026 10:15:00"), Some(at(2026, 7, 14, 9, 15)));
+    assert_eq!(
+        parse_local("14/07/2026 10:15:00"),
+        Some(at(2026, 7, 14, 9, 15))
+    );
     assert_eq!(local_text(at(2026, 7, 14, 9, 15)), "14/07/2026 10:15:00");
     // GMT: the wall clock is UTC.
-    assert_eq!(parse_local("12/01/2027 10:15:00"), Some(at(2027, 1, 12, 10, 15)));
+    assert_eq!(
+        parse_local("12/01/2027 10:15:00"),
+        Some(at(2027, 1, 12, 10, 15))
+    );
     assert_eq!(local_text(at(2027, 1, 12, 10, 15)), "12/01/2027 10:15:00");
     // The day the clocks go back (25 October 2026): 00:30 UTC is 01:30 BST, 01:30 UTC
     // is 01:30 GMT; the repeated local hour reads as its first (BST) occurrence.
     assert_eq!(local_text(at(2026, 10, 25, 0, 30)), "25/10/2026 01:30:00");
     assert_eq!(local_text(at(2026, 10, 25, 1, 30)), "25/10/2026 01:30:00");
-    assert_eq!(parse_local("25/10/2026 01:30:00"), Some(at(2026, 10, 25, 0, 30)));
+    assert_eq!(
+        parse_local("25/10/2026 01:30:00"),
+        Some(at(2026, 10, 25, 0, 30))
+    );
 }

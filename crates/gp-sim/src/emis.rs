@@ -9,8 +9,8 @@ use hyper::Method;
 use tokio::net::TcpListener;
 
 use crate::concepts::{self, Concept};
-use crate::emis_book;
 use crate::date::{Precision, SimDate};
+use crate::emis_book;
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};

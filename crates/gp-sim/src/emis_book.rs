@@ -10,8 +10,8 @@
 use hyper::{HeaderMap, Method};
 
 use crate::appointments::{
-    self, Appointment, AppointmentState, BookError, BookView, BookingOrganisation, Change,
-    Channel, Instant, NewBooking, SlotState,
+    self, Appointment, AppointmentState, BookError, BookView, BookingOrganisation, Change, Channel,
+    Instant, NewBooking, SlotState,
 };
 use crate::emis::{
     NAMESPACE, XML, date_time, error, invalid_request, invalid_value, method_not_allowed,
@@ -39,11 +39,15 @@ pub(crate) fn route_read(
         ["", "emis", "practices", ods, "appointments", guid] if method == Method::GET => {
             read_appointment(store, ods, guid)
         }
-        ["", "emis", "practices", ods, "patients", nhs, "appointments"]
-            if method == Method::GET =>
-        {
-            patient_appointments(store, ods, nhs, query)
-        }
+        [
+            "",
+            "emis",
+            "practices",
+            ods,
+            "patients",
+            nhs,
+            "appointments",
+        ] if method == Method::GET => patient_appointments(store, ods, nhs, query),
         _ => return None,
     };
     Some(Routed {
@@ -62,7 +66,15 @@ pub(crate) fn route_write(
 ) -> Option<Routed> {
     // A wrong method is not a record request: no fault, not counted.
     let (reply, record) = match segments {
-        ["", "emis", "practices", ods, "patients", nhs, "appointments"] => {
+        [
+            "",
+            "emis",
+            "practices",
+            ods,
+            "patients",
+            nhs,
+            "appointments",
+        ] => {
             if method == Method::POST {
                 (book(store, ods, nhs, headers, body), true)
             } else {
@@ -372,14 +384,22 @@ fn amend(store: &SimStore, ods: &str, guid: &str, headers: &HeaderMap, body: &[u
 /// `POST /emis/practices/{ODS}/appointments/{GUID}/cancel` with a `CancelAppointment`:
 /// cancels it, freeing its slots, if `RowVersion` is current.
 fn cancel(store: &SimStore, ods: &str, guid: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
-    change(store, ods, guid, headers, body, "CancelAppointment", |doc| {
-        let reason = doc.required_text("CancellationReason", || {
-            invalid_request("CancellationReason is missing")
-        })?;
-        Ok(Change::Cancel {
-            reason: reason.into_owned(),
-        })
-    })
+    change(
+        store,
+        ods,
+        guid,
+        headers,
+        body,
+        "CancelAppointment",
+        |doc| {
+            let reason = doc.required_text("CancellationReason", || {
+                invalid_request("CancellationReason is missing")
+            })?;
+            Ok(Change::Cancel {
+                reason: reason.into_owned(),
+            })
+        },
+    )
 }
 
 fn change(
@@ -398,8 +418,7 @@ fn change(
         Ok(doc) => doc,
         Err(reply) => return reply,
     };
-    let (version, change) = match row_version(doc.root()).and_then(|v| Ok((v, read(doc.root())?)))
-    {
+    let (version, change) = match row_version(doc.root()).and_then(|v| Ok((v, read(doc.root())?))) {
         Ok(parts) => parts,
         Err(reply) => return reply,
     };
