@@ -266,6 +266,14 @@ pub async fn book(client: &EmisClient, req: &BookRequest) -> Result<Booked> {
         .await?
         .created_body(|r| refused(Op::Book, req.practice.as_str(), r))?;
     let appointment = map_appointment_document(&body)?;
+    if appointment.nhs_number != a.nhs_number && !created {
+        // The key is the practice's: one a supplier reused for another patient answers
+        // that patient's appointment, which must not be passed on.
+        return Err(unprocessable(format!(
+            "the idempotency key {} was used for a booking of another patient",
+            shown(&a.key)
+        )));
+    }
     if appointment.nhs_number != a.nhs_number {
         return Err(EmisDataError::Invalid {
             path: "Appointment/NhsNumber".into(),

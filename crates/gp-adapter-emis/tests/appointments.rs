@@ -421,7 +421,16 @@ async fn the_same_key_books_once() {
         .unwrap();
     assert!(first.created);
     assert!(!second.created);
-    assert_eq!(second.appointment.id, first.appointment.id);
+    assert_eq!(second.appointment, first.appointment);
+    // The same key for another patient answers nothing about the first one.
+    let other = sim::fixture(&sim::population(), SystemKind::Emis).patients[1].0;
+    let mut reused = s.booking("key-twice", &[&slot]);
+    reused.appointment.nhs_number = other;
+    let e = s.adapter.book_appointment(&reused).await.unwrap_err();
+    assert!(
+        matches!(&e, AdapterError::Unprocessable { detail, .. } if detail.contains("another patient")),
+        "{e:?}"
+    );
     let held = s
         .store
         .appointments_of(
