@@ -674,6 +674,158 @@ fn book_error(e: BookError) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::population::{Population, PopulationSpec};
+
+    /// A store over the sandbox population, its first EMIS practice and demo patient.
+    fn store() -> (SimStore, String, String) {
+        let pop = Population::generate(42, &PopulationSpec::sandbox());
+        let nhs = "9000000009".to_owned();
+        let ods = pop.patient_by_nhs(&nhs).unwrap().practice.clone();
+        (SimStore::new(pop), ods, nhs)
+    }
+
+    fn xml_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/xml"),
+        );
+        h
+    }
+
+    fn write(store: &SimStore, method: Method, path: &str, body: &str) -> Routed {
+        let segments: Vec<&str> = path.split('/').collect();
+        route_write(store, &method, &segments, &xml_headers(), body.as_bytes()).unwrap()
+    }
+
+    fn code(reply: &Reply) -> String {
+        let body = String::from_utf8(reply.body.clone()).unwrap();
+        body.split("<Code>")
+            .nth(1)
+            .and_then(|r| r.split("</Code>").next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn booking(key: &str, slot: &str) -> String {
+        format!(
+            "<BookAppointment xmlns=\"{NAMESPACE}\"><ExternalKey>{key}</ExternalKey>\
+             <SlotList><SlotID>{slot}</SlotID></SlotList>\
+             <BookingOrganisation><OdsCode>X26</OdsCode><Name>Supplier</Name></BookingOrganisation>\
+             </BookAppointment>"
+        )
+    }
+
+    #[test]
+    fn a_slot_books_once_and_a_stale_row_version_is_refused_natively() {
+        let (store, ods, nhs) = store();
+        let now = appointments::now();
+        let slot = store
+            .with_book(SystemKind::Emis, &ods, |_, b| {
+                b.slots
+                    .iter()
+                    .find(|s| s.state == SlotState::Free && s.start > now + 3600)
+                    .unwrap()
+                    .id
+                    .clone()
+            })
+            .unwrap();
+        let path = format!("/emis/practices/{ods}/patients/{nhs}/appointments");
+        // Braces and upper case, as EMIS tolerates them.
+        let braced = format!("{{{}}}", slot.to_ascii_uppercase());
+        let first = write(&store, Method::POST, &path, &booking("k-1", &braced));
+        assert_eq!(first.reply.status, 201);
+        assert!(first.record);
+        let body = String::from_utf8(first.reply.body.clone()).unwrap();
+        assert!(body.contains("<RowVersion>1</RowVersion>"), "{body}");
+        let guid = body
+            .split("<GUID>")
+            .nth(1)
+            .and_then(|r| r.split("</GUID>").next())
+            .unwrap()
+            .to_owned();
+        let again = write(&store, Method::POST, &path, &booking("k-1", &slot));
+        assert_eq!(
+            (again.reply.status, again.reply.body),
+            (200, first.reply.body)
+        );
+        let taken = write(&store, Method::POST, &path, &booking("k-2", &slot));
+        assert_eq!(
+            (taken.reply.status, code(&taken.reply)),
+            (409, "SLOT_UNAVAILABLE".into())
+        );
+
+        let amend = |version: u64| {
+            format!(
+                "<AmendAppointment xmlns=\"{NAMESPACE}\"><RowVersion>{version}</RowVersion>\
+                 <Description>New</Description></AmendAppointment>"
+            )
+        };
+        let at = format!("/emis/practices/{ods}/appointments/{{{guid}}}");
+        assert_eq!(write(&store, Method::PUT, &at, &amend(1)).reply.status, 200);
+        let stale = write(&store, Method::PUT, &at, &amend(1));
+        assert_eq!(
+            (stale.reply.status, code(&stale.reply)),
+            (409, "VERSION_CONFLICT".into())
+        );
+        let cancel = format!(
+            "<CancelAppointment xmlns=\"{NAMESPACE}\"><RowVersion>2</RowVersion>\
+             <CancellationReason>No longer needed</CancellationReason></CancelAppointment>"
+        );
+        let cancelled = write(&store, Method::POST, &format!("{at}/cancel"), &cancel);
+        assert_eq!(cancelled.reply.status, 200);
+        let late = write(&store, Method::PUT, &at, &amend(3));
+        assert_eq!(
+            (late.reply.status, code(&late.reply)),
+            (422, "APPOINTMENT_CANCELLED".into())
+        );
+        // The slot is free again: another booking takes it.
+        let retaken = write(&store, Method::POST, &path, &booking("k-3", &slot));
+        assert_eq!(retaken.reply.status, 201);
+
+        let unknown = format!("/emis/practices/{ods}/appointments/{}", "0".repeat(8));
+        let missing = write(&store, Method::PUT, &unknown, &amend(1));
+        assert_eq!(
+            (missing.reply.status, code(&missing.reply)),
+            (404, "APPOINTMENT_NOT_FOUND".into())
+        );
+        let wrong = write(&store, Method::PATCH, &at, &amend(1));
+        assert_eq!((wrong.reply.status, wrong.record), (405, false));
+    }
+
+    #[test]
+    fn reads_answer_native_errors() {
+        let (store, ods, nhs) = store();
+        let read = |path: &str, query: Option<&str>| {
+            let segments: Vec<&str> = path.split('/').collect();
+            route_read(&store, &Method::GET, &segments, query)
+                .unwrap()
+                .reply
+        };
+        let day = "From=01/01/2030%2000:00:00&To=02/01/2030%2000:00:00";
+        let r = read("/emis/practices/Z99999/slots", Some(day));
+        assert_eq!((r.status, code(&r)), (404, "PRACTICE_NOT_FOUND".into()));
+        let r = read(&format!("/emis/practices/{ods}/slots"), None);
+        assert_eq!((r.status, code(&r)), (400, "INVALID_REQUEST".into()));
+        let r = read(&format!("/emis/practices/{ods}/slots"), Some(day));
+        assert_eq!(r.status, 200);
+        let r = read(
+            &format!("/emis/practices/{ods}/patients/9000000017/appointments"),
+            Some(day),
+        );
+        assert_eq!((r.status, code(&r)), (404, "PATIENT_NOT_FOUND".into()));
+        let r = read(
+            &format!("/emis/practices/{ods}/patients/{nhs}/appointments"),
+            Some(day),
+        );
+        assert_eq!(r.status, 200);
+        let r = read(&format!("/emis/practices/{ods}/appointments/1"), None);
+        assert_eq!(
+            (r.status, code(&r)),
+            (404, "APPOINTMENT_NOT_FOUND".into()),
+            "not by number"
+        );
+    }
 
     #[test]
     fn guids_and_queries_read_as_emis_reads_them() {
