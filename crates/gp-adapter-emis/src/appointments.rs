@@ -22,7 +22,7 @@ use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::client::EmisClient;
 use crate::error::EmisDataError;
-use crate::mapping::{XML, parse_error_document};
+use crate::mapping::{Doc, XML, document, parse_error_document};
 use crate::{NS, SYSTEM};
 
 type Result<T> = std::result::Result<T, AdapterError>;
@@ -446,46 +446,6 @@ fn same_appointment(id: &str, a: &BookedAppointment) -> Result<()> {
 
 // ---- requests ------------------------------------------------------------------------
 
-/// Builds a small request document with escaped text.
-struct Doc(String);
-
-impl Doc {
-    fn new(root: &str) -> Self {
-        Doc(format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"{NS}\">"
-        ))
-    }
-    fn open(&mut self, name: &str) {
-        self.0.push('<');
-        self.0.push_str(name);
-        self.0.push('>');
-    }
-    fn close(&mut self, name: &str) {
-        self.0.push_str("</");
-        self.0.push_str(name);
-        self.0.push('>');
-    }
-    fn text(&mut self, name: &str, text: &str) {
-        self.open(name);
-        for ch in text.chars() {
-            match ch {
-                '&' => self.0.push_str("&amp;"),
-                '<' => self.0.push_str("&lt;"),
-                '>' => self.0.push_str("&gt;"),
-                '"' => self.0.push_str("&quot;"),
-                '\'' => self.0.push_str("&apos;"),
-                c => self.0.push(c),
-            }
-        }
-        self.close(name);
-    }
-    fn finish(mut self, root: &str) -> String {
-        self.close(root);
-        self.0.push('\n');
-        self.0
-    }
-}
-
 /// `NewAppointment` → a `BookAppointment`; what EMIS could never accept is refused here,
 /// before any call.
 pub fn render_booking(a: &NewAppointment) -> Result<String> {
@@ -539,13 +499,6 @@ pub fn render_booking(a: &NewAppointment) -> Result<String> {
 // ---- answers -------------------------------------------------------------------------
 
 type DataResult<T> = std::result::Result<T, EmisDataError>;
-
-fn document(body: &[u8]) -> DataResult<Document<'_>> {
-    let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    Document::parse_data(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))
-}
 
 fn root_named<'a, 'i>(doc: &'a Document<'i>, name: &str) -> DataResult<Node<'a, 'i>> {
     let root = doc.root_element();
