@@ -6,6 +6,8 @@
 //! here, and requests carry UTC instants converted back. Every answer is mapped whole or
 //! refused as [`AdapterError::InvalidNativeData`], never half-mapped.
 
+use std::collections::HashSet;
+
 use gp_adapter::appointments::{
     AppointmentBook, AppointmentChange, AppointmentStatus, BookClinician, BookLocation,
     BookSession, BookSlot, BookedAppointment, DeliveryChannel, JobRole, NewAppointment, SlotStatus,
@@ -611,8 +613,9 @@ impl Mapped {
     fn within(self, start: UtcDateTime, end: UtcDateTime) -> AppointmentBook {
         let Mapped(mut book) = self;
         book.slots.retain(|s| s.start >= start && s.start < end);
-        book.sessions
-            .retain(|x| book.slots.iter().any(|s| s.session == x.id));
+        // Thousands of slots over a fortnight: look their sessions up, not scan for them.
+        let held: HashSet<&str> = book.slots.iter().map(|s| s.session.as_str()).collect();
+        book.sessions.retain(|x| held.contains(x.id.as_str()));
         book.clinicians.retain(|c| {
             book.sessions
                 .iter()
@@ -705,12 +708,13 @@ fn map_book(body: &[u8]) -> DataResult<Mapped> {
         }
         sessions.push(session);
     }
+    let session_ids: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
     let mut slots = Vec::new();
     for (i, n) in children(list("SlotList")?, "Slot").enumerate() {
         let at = At::nth("SlotList", "Slot", i + 1);
         let (start, end) = at.span(n)?;
         let session = at.id(n, "SessionID")?;
-        if !sessions.iter().any(|s| s.id == session) {
+        if !session_ids.contains(session.as_str()) {
             return Err(at.invalid("SessionID", "names no Session of the SessionList"));
         }
         let status = match at.req(n, "Status")? {
