@@ -244,7 +244,17 @@ pub async fn search_slots(client: &EmisClient, req: &SlotSearchRequest) -> Resul
         .get(&path, &req.context)
         .await?
         .ok_body(|r| refused(Op::SearchSlots, ods, r))?;
-    Ok(map_book(&body)?.within(req.start, req.end))
+    map_slot_search(&body, req.start, req.end)
+}
+
+/// A slot search's `AppointmentBook` answer: the slots starting in `[start, end)`, with
+/// the sessions, people and sites they lead to.
+pub fn map_slot_search(
+    body: &[u8],
+    start: UtcDateTime,
+    end: UtcDateTime,
+) -> Result<AppointmentBook> {
+    Ok(map_book(body)?.within(start, end))
 }
 
 /// `POST /emis/practices/{ODS}/patients/{NHS}/appointments` with a `BookAppointment`.
