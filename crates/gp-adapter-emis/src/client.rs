@@ -25,6 +25,12 @@ impl EmisClient {
         Ok(Self { http })
     }
 
+    /// The HTTP client underneath, for the appointment book's calls
+    /// ([`crate::appointments`]), which map EMIS's answers themselves.
+    pub(crate) fn native(&self) -> &NativeClient {
+        &self.http
+    }
+
     /// `GET /emis/practices/{ODS}/patients/{NHS}/medicalrecord`: the whole record's XML.
     pub async fn medical_record(
         &self,

@@ -1,10 +1,13 @@
 //! The reference adapter for EMIS Web: reads a patient's whole EMIS Open MedicalRecord
 //! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`); files
-//! supplier observations and contact-detail updates back through the same API.
+//! supplier observations and contact-detail updates back through the same API; keeps
+//! the practice's appointment book (`appointments`): slot searches, bookings, amends
+//! and cancels with EMIS's own concurrency control.
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), and this file wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs` (the appointment book's calls and
+//! mapping), and this file wiring them into [`Adapter`].
 
 /// The EMIS Open MedicalRecord namespace; every element is in it. At the crate's root:
 /// the mapping reads it and the errors name it.
@@ -13,6 +16,7 @@ pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
 /// EMIS Web: `[systems.emis]` in config, `emis` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("emis", "EMIS Web");
 
+pub mod appointments;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -22,9 +26,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gp_adapter::{
-    Adapter, AdapterError, AdapterFactory, CallContext, CreateObservationRequest, Created,
-    GpSystem, PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
-    UpdateContactRequest, paging,
+    Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
+    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
+    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
+    paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -171,6 +177,35 @@ impl Adapter for EmisAdapter {
             .update_contact_details(&req.practice, req.nhs_number, update, &req.context)
             .await?;
         mapping::parse_contact_result(&body)
+    }
+
+    async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        appointments::search_slots(&self.client, req).await
+    }
+
+    async fn book_appointment(&self, req: &BookRequest) -> Result<Booked, AdapterError> {
+        appointments::book(&self.client, req).await
+    }
+
+    async fn read_appointment(
+        &self,
+        req: &AppointmentRequest,
+    ) -> Result<Option<BookedAppointment>, AdapterError> {
+        appointments::read(&self.client, req).await
+    }
+
+    async fn search_appointments(
+        &self,
+        req: &PatientAppointmentsRequest,
+    ) -> Result<Vec<BookedAppointment>, AdapterError> {
+        appointments::list(&self.client, req).await
+    }
+
+    async fn change_appointment(
+        &self,
+        req: &ChangeAppointmentRequest,
+    ) -> Result<BookedAppointment, AdapterError> {
+        appointments::change(&self.client, req).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -49,7 +49,7 @@ pub struct MappedRecord {
 type Result<T> = std::result::Result<T, EmisDataError>;
 
 /// A native XML body (bytes as received) as a document.
-fn document(body: &[u8]) -> Result<Document<'_>> {
+pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -1017,25 +1017,25 @@ fn invalid_answer(detail: impl Into<String>) -> AdapterError {
 }
 
 /// Builds a small request document with escaped text.
-struct Doc(String);
+pub(crate) struct Doc(String);
 
 impl Doc {
-    fn new(root: &str) -> Self {
+    pub(crate) fn new(root: &str) -> Self {
         Doc(format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"{NS}\">"
         ))
     }
-    fn open(&mut self, name: &str) {
+    pub(crate) fn open(&mut self, name: &str) {
         self.0.push('<');
         self.0.push_str(name);
         self.0.push('>');
     }
-    fn close(&mut self, name: &str) {
+    pub(crate) fn close(&mut self, name: &str) {
         self.0.push_str("</");
         self.0.push_str(name);
         self.0.push('>');
     }
-    fn text(&mut self, name: &str, text: &str) {
+    pub(crate) fn text(&mut self, name: &str, text: &str) {
         self.open(name);
         for ch in text.chars() {
             match ch {
@@ -1049,7 +1049,7 @@ impl Doc {
         }
         self.close(name);
     }
-    fn finish(mut self, root: &str) -> String {
+    pub(crate) fn finish(mut self, root: &str) -> String {
         self.close(root);
         self.0.push('\n');
         self.0

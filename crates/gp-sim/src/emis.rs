@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
+use crate::emis_book;
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
@@ -17,7 +18,7 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 /// Default namespace of every EMIS Open document.
 pub const NAMESPACE: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
-const XML: &str = "application/xml";
+pub(crate) const XML: &str = "application/xml";
 
 /// Starts the EMIS simulator on `listener` (bind it to `127.0.0.1:0` in tests).
 pub async fn start_emis(store: SimStore, listener: TcpListener) -> std::io::Result<SimHandle> {
@@ -62,6 +63,15 @@ impl Simulator for Emis {
             ["", "emis", "practices", _, "patients", _, "contactdetails"] => {
                 not_record(method_not_allowed("PUT"))
             }
+            ["", "emis", "practices", _, "appointments", _, "cancel"] => {
+                not_record(method_not_allowed("POST"))
+            }
+            ["", "emis", "practices", _, "appointments", _] => {
+                not_record(method_not_allowed("GET, PUT"))
+            }
+            ["", "emis", "practices", _, "patients", _, "appointments"] => {
+                not_record(method_not_allowed("GET, POST"))
+            }
             ["", "emis", ..] if method != Method::GET => not_record(method_not_allowed("GET")),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         }
@@ -78,6 +88,18 @@ impl Simulator for Emis {
             _ => "INTERNAL_ERROR",
         };
         error(status, code, "Injected fault")
+    }
+
+    fn route_query(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> (Routed, Vec<(&'static str, String)>) {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let routed = emis_book::route_read(&self.store, method, &segments, query)
+            .unwrap_or_else(|| self.route(method, path));
+        (routed, Vec::new())
     }
 
     fn garbage(&self) -> Vec<u8> {
@@ -135,7 +157,7 @@ impl Simulator for Emis {
                     (method_not_allowed("PUT"), false)
                 }
             }
-            _ => return None,
+            _ => return emis_book::route_write(&self.store, method, &segments, headers, body),
         };
         Some(Routed { reply, record })
     }
@@ -214,29 +236,41 @@ impl Emis {
         if self.store.patient(ods, nhs).is_none() {
             return Err(patient_not_found(ods));
         }
-        let xml_body = headers
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .is_some_and(|v| v == XML || v == "text/xml");
-        if !xml_body {
-            return Err(error(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "The request body must be application/xml",
-            ));
-        }
-        let doc = parse_request(body)?;
-        let top = doc.root();
-        if top.name() != root || top.namespace() != Some(NAMESPACE) {
-            return Err(invalid_request(&format!(
-                "The document element must be <{root}> in namespace {NAMESPACE}"
-            )));
-        }
-        Ok(doc)
+        xml_request(headers, body, root)
     }
+}
 
+/// An EMIS Open request body: `application/xml` (or `text/xml`), well-formed as EMIS
+/// reads it, its document element `root` in the EMIS namespace; or the native error.
+pub(crate) fn xml_request<'b>(
+    headers: &hyper::HeaderMap,
+    body: &'b [u8],
+    root: &str,
+) -> Result<RequestDoc<'b>, Reply> {
+    let xml_body = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == XML || v == "text/xml");
+    if !xml_body {
+        return Err(error(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "The request body must be application/xml",
+        ));
+    }
+    let doc = parse_request(body)?;
+    let top = doc.root();
+    if top.name() != root || top.namespace() != Some(NAMESPACE) {
+        return Err(invalid_request(&format!(
+            "The document element must be <{root}> in namespace {NAMESPACE}"
+        )));
+    }
+    Ok(doc)
+}
+
+impl Emis {
     /// `POST …/observations`: files an `ObservationBatch`, at most once per `ExternalKey`.
     fn file_observations(
         &self,
@@ -569,7 +603,7 @@ fn parse_time(s: &str) -> Option<(u8, u8, u8)> {
 }
 
 /// `dd/mm/yyyy HH:MM:SS`, as `LastModified` is rendered.
-fn parse_date_time(s: &str) -> Option<SimDate> {
+pub(crate) fn parse_date_time(s: &str) -> Option<SimDate> {
     let (date, time) = s.split_once(' ')?;
     let (h, m, sec) = parse_time(time)?;
     Some(parse_date(date)?.at(h, m, sec))
@@ -583,7 +617,7 @@ const READ_RULES: ReadRules = ReadRules {
 };
 
 /// Parses a write body as EMIS reads it; anything else is `400 INVALID_REQUEST`.
-fn parse_request(body: &[u8]) -> Result<RequestDoc<'_>, Reply> {
+pub(crate) fn parse_request(body: &[u8]) -> Result<RequestDoc<'_>, Reply> {
     RequestDoc::parse(body, READ_RULES)
         .map_err(|e| invalid_request(&format!("The body is not an EMIS Open request: {e}")))
 }
@@ -605,7 +639,7 @@ fn write_error(e: WriteError) -> Reply {
     }
 }
 
-fn practice_not_found(ods: &str) -> Reply {
+pub(crate) fn practice_not_found(ods: &str) -> Reply {
     error(
         404,
         "PRACTICE_NOT_FOUND",
@@ -613,7 +647,7 @@ fn practice_not_found(ods: &str) -> Reply {
     )
 }
 
-fn patient_not_found(ods: &str) -> Reply {
+pub(crate) fn patient_not_found(ods: &str) -> Reply {
     error(
         404,
         "PATIENT_NOT_FOUND",
@@ -621,15 +655,15 @@ fn patient_not_found(ods: &str) -> Reply {
     )
 }
 
-fn invalid_request(message: &str) -> Reply {
+pub(crate) fn invalid_request(message: &str) -> Reply {
     error(400, "INVALID_REQUEST", message)
 }
 
-fn invalid_value(message: &str) -> Reply {
+pub(crate) fn invalid_value(message: &str) -> Reply {
     error(422, "INVALID_VALUE", message)
 }
 
-fn method_not_allowed(allowed: &str) -> Reply {
+pub(crate) fn method_not_allowed(allowed: &str) -> Reply {
     error(
         405,
         "METHOD_NOT_ALLOWED",
@@ -649,7 +683,7 @@ fn health() -> Reply {
     }
 }
 
-fn error(status: u16, code: &str, message: &str) -> Reply {
+pub(crate) fn error(status: u16, code: &str, message: &str) -> Reply {
     let mut w = XmlWriter::new();
     w.open_with("Error", &[("xmlns", NAMESPACE)]);
     w.text("Code", code);
@@ -955,12 +989,12 @@ fn date(d: SimDate) -> String {
     )
 }
 
-fn date_time(d: SimDate) -> String {
+pub(crate) fn date_time(d: SimDate) -> String {
     let (h, m, s) = d.time.unwrap_or((0, 0, 0));
     format!("{} {h:02}:{m:02}:{s:02}", date(d))
 }
 
-fn sex(s: Sex) -> &'static str {
+pub(crate) fn sex(s: Sex) -> &'static str {
     match s {
         Sex::Male => "M",
         Sex::Female => "F",
@@ -974,7 +1008,7 @@ fn bool_text(b: bool) -> &'static str {
 }
 
 /// `9690937278` → `969 093 7278`.
-fn spaced_nhs(n: &str) -> String {
+pub(crate) fn spaced_nhs(n: &str) -> String {
     match (n.get(0..3), n.get(3..6), n.get(6..)) {
         (Some(a), Some(b), Some(c)) => format!("{a} {b} {c}"),
         _ => n.to_owned(),

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod concepts;
 pub mod date;
 pub mod emis;
+mod emis_book;
 pub mod languages;
 pub mod microtest;
 pub mod model;
