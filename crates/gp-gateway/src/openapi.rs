@@ -741,7 +741,7 @@ fn query_parameters(route: &Route) -> Vec<Value> {
 }
 
 /// The `_include` values a free-slot search takes.
-const SLOT_INCLUDES: [&str; 5] = [
+pub const SLOT_INCLUDES: [&str; 5] = [
     "Slot:schedule",
     "Schedule:actor:Practitioner",
     "Schedule:actor:PractitionerRole",
