@@ -111,7 +111,7 @@ pub fn capability_statement(
             // From the one table the parser and the resolver read (gp_fhir::include); a
             // free-slot search follows the Schedule's and Location's references too.
             let includes: Vec<String> = if t == "Slot" {
-                crate::openapi::SLOT_INCLUDES.iter().map(|i| (*i).to_owned()).collect()
+                crate::routes::SLOT_INCLUDES.iter().map(|i| (*i).to_owned()).collect()
             } else {
                 gp_fhir::include::includes_of(t)
                     .map(gp_fhir::include::IncludeDef::name)

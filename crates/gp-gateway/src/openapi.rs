@@ -670,13 +670,13 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             q(
                 "_include",
                 true,
-                json!({ "type": "array", "items": { "type": "string", "enum": SLOT_INCLUDES }, "example": ["Slot:schedule"] }),
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES }, "example": ["Slot:schedule"] }),
                 "Slot:schedule (required), and what the Schedule and Location refer to",
             ),
             q(
                 "_include:recurse",
                 false,
-                json!({ "type": "array", "items": { "type": "string", "enum": SLOT_INCLUDES } }),
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES } }),
                 "as _include",
             ),
             q(
@@ -739,15 +739,6 @@ fn query_parameters(route: &Route) -> Vec<Value> {
         _ => Vec::new(),
     }
 }
-
-/// The `_include` values a free-slot search takes.
-pub const SLOT_INCLUDES: [&str; 5] = [
-    "Slot:schedule",
-    "Schedule:actor:Practitioner",
-    "Schedule:actor:PractitionerRole",
-    "Schedule:actor:Location",
-    "Location:managingOrganization",
-];
 
 /// A request body that succeeds against the sandbox's demo patient [`EXAMPLE_NHS`].
 fn request_example(route: &Route) -> Option<Value> {

@@ -211,6 +211,16 @@ pub fn named_type(path: &str, base: &str) -> Option<&'static str> {
         .flatten()
 }
 
+/// The `_include` (and `_include:recurse`) values a free-slot search takes: the
+/// CapabilityStatement and the OpenAPI document read them here.
+pub const SLOT_INCLUDES: [&str; 5] = [
+    "Slot:schedule",
+    "Schedule:actor:Practitioner",
+    "Schedule:actor:PractitionerRole",
+    "Schedule:actor:Location",
+    "Location:managingOrganization",
+];
+
 /// How a patient id segment appears in a path template (a patient's id is their NHS
 /// number).
 pub const ID_TEMPLATE: &str = "{nhsNumber}";
@@ -1173,6 +1183,17 @@ mod tests {
                 ("Practitioner", vec![Interaction::Read]),
                 ("List", vec![Interaction::Read]),
                 ("Bundle", vec![Interaction::Read]),
+                ("Slot", vec![Interaction::SearchType]),
+                (
+                    "Appointment",
+                    vec![
+                        Interaction::Create,
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Update,
+                        Interaction::Patch
+                    ]
+                ),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );
