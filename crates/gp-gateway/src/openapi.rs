@@ -554,12 +554,16 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
     match route {
         Route::ObservationCreate => out.push((409, vec![S::DuplicateRejected])),
         Route::AppointmentCreate => out.push((409, vec![S::DuplicateRejected])),
+        // A GP system whose adapter cannot manage appointments yet.
+        Route::AppointmentRead(_) => out.push((501, vec![S::NotImplemented])),
         Route::AppointmentUpdate(_) | Route::AppointmentPatch(_) => {
             out.push((412, vec![S::PreconditionFailed]));
+            out.push((501, vec![S::NotImplemented]));
         }
         // The search refusals GP Connect names: 422 INVALID_PARAMETER naming the parameter.
         Route::SlotSearch | Route::AppointmentSearch => {
             out.push((422, vec![S::InvalidParameter]));
+            out.push((501, vec![S::NotImplemented]));
         }
         Route::PatientPatch(_) => {
             out.push((409, vec![S::VersionConflict]));
