@@ -462,6 +462,8 @@ pub(crate) async fn search_slots(
         .iter()
         .filter(|(ods, _)| search.practice.as_ref().is_none_or(|p| p == *ods))
         .filter(|(ods, _)| caller.paired_with(ods))
+        // A range already over offers nothing: no GP system is asked.
+        .filter(|_| search.start < search.end)
         .filter_map(|(ods, p)| Some((ods.clone(), app.adapters.get(&p.system)?.clone())))
         .collect();
     if let Some(p) = &search.practice {
