@@ -8,6 +8,8 @@
 //! them with the practice's ODS code to make FHIR ids it can route. Times are UTC
 //! instants ([`UtcDateTime`]); an adapter converts from the system's local time.
 
+pub mod fhir;
+
 use gp_fhir::{NhsNumber, OdsCode};
 
 use crate::CallContext;

@@ -39,8 +39,12 @@ pub enum SupplierStatus {
 pub struct SupplierConfig {
     /// OAuth2 client id: the `iss`/`sub` of its client assertions.
     pub client_id: String,
-    /// Human-readable name (logs, audit).
+    /// Human-readable name (logs, audit, the booking organisation's name).
     pub name: String,
+    /// The supplier's own ODS code: the booking organisation recorded in the GP system
+    /// with every appointment it books (a supplier without one cannot book).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ods_code: Option<String>,
     /// `active` or `suspended`.
     pub status: SupplierStatus,
     /// An operator client (the service desk) rather than a supplier: may search every
@@ -327,6 +331,9 @@ impl SuppliersConfig {
             if s.name.trim().is_empty() {
                 errors.push(supplier_err(&id, "name", "must not be empty"));
             }
+            if let Some(Err(e)) = s.ods_code.as_deref().map(gp_fhir::OdsCode::parse) {
+                errors.push(supplier_err(&id, "ods_code", e.to_string()));
+            }
             match (&s.jwks, &s.jwks_file) {
                 (Some(_), Some(_)) => errors.push(supplier_err(
                     &id,
@@ -479,6 +486,7 @@ mod tests {
         SupplierConfig {
             client_id: "acme".into(),
             name: "Acme".into(),
+            ods_code: None,
             status: SupplierStatus::Active,
             operator: false,
             jwks: None,

@@ -20,6 +20,8 @@ pub(crate) use crate::jwks::{SupplierKey, assertion_algorithm, parse_jwks};
 pub(crate) struct Supplier {
     pub(crate) client_id: String,
     pub(crate) name: String,
+    /// Its own ODS code: the booking organisation of its appointments.
+    pub(crate) ods_code: Option<OdsCode>,
     pub(crate) status: SupplierStatus,
     pub(crate) operator: bool,
     pub(crate) keys: HashMap<String, SupplierKey>,
@@ -212,10 +214,17 @@ fn compile(
         .map(CertThumbprint::parse)
         .transpose()
         .map_err(|p| supplier_err(id, "client_cert_sha256", p))?;
+    let ods_code = s
+        .ods_code
+        .as_deref()
+        .map(OdsCode::parse)
+        .transpose()
+        .map_err(|e| supplier_err(id, "ods_code", e.to_string()))?;
     Ok(Supplier {
         client_cert,
         client_id: s.client_id.clone(),
         name: s.name.clone(),
+        ods_code,
         status: s.status,
         operator: s.operator,
         keys,
@@ -307,6 +316,12 @@ impl SupplierView {
     /// Display name.
     pub fn name(&self) -> &str {
         &self.supplier.name
+    }
+
+    /// The supplier's own ODS code, as the registry holds it (the booking organisation
+    /// of the appointments it books); `None`: it has none and cannot book.
+    pub fn ods_code(&self) -> Option<&OdsCode> {
+        self.supplier.ods_code.as_ref()
     }
 
     /// Scopes this request may use (token scopes ∩ currently allowed scopes).

@@ -44,6 +44,8 @@ const PATIENT: &[&str] = &["Patient"];
 const ENCOUNTER: &[&str] = &["Encounter"];
 const PRACTITIONER: &[&str] = &["Practitioner"];
 const ORGANIZATION: &[&str] = &["Organization"];
+const SCHEDULE: &[&str] = &["Schedule"];
+const SCHEDULE_ACTORS: &[&str] = &["Practitioner", "PractitionerRole", "Location"];
 
 /// Every `_include` / `_revinclude` the gateway serves (names and paths as R4 defines
 /// them; targets as the adapters emit them).
@@ -140,6 +142,16 @@ pub const INCLUDES: &[IncludeDef] = &[
         "Encounter.serviceProvider",
         ORGANIZATION,
     ),
+    // Free-slot searches: a slot's session, the session's clinician, role and site, and
+    // the site's practice.
+    row("Slot", "schedule", "Slot.schedule", SCHEDULE),
+    row("Schedule", "actor", "Schedule.actor", SCHEDULE_ACTORS),
+    row(
+        "Location",
+        "organization",
+        "Location.managingOrganization",
+        ORGANIZATION,
+    ),
 ];
 
 /// R4 reference parameters of the searched types whose element no GP system fills.
@@ -190,6 +202,9 @@ impl IncludeDef {
                 .filter_map(|p| p.individual.as_ref())
                 .collect(),
             (Resource::Encounter(r), "service-provider") => r.service_provider.iter().collect(),
+            (Resource::Slot(r), "schedule") => vec![&r.schedule],
+            (Resource::Schedule(r), "actor") => r.actor.iter().collect(),
+            (Resource::Location(r), "organization") => r.managing_organization.iter().collect(),
             _ => Vec::new(),
         };
         refs.into_iter()

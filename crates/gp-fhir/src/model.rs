@@ -168,6 +168,10 @@ pub struct Extension {
     pub value_boolean: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_reference: Option<Reference>,
 }
 
 /// `Identifier`.
@@ -742,6 +746,113 @@ pub struct Encounter {
     pub service_provider: Option<Reference>,
 }
 
+/// `Slot` (UK Core): a free time a third party may book.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    /// The delivery channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+    /// `[0].text`: the slot type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_type: Vec<CodeableConcept>,
+    pub schedule: Reference,
+    pub status: String,
+    pub start: String,
+    pub end: String,
+}
+
+/// `Schedule` (UK Core): a clinician's session at a site.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_category: Vec<CodeableConcept>,
+    /// Practitioner, PractitionerRole and Location.
+    pub actor: Vec<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planning_horizon: Option<Period>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `Location` (UK Core): a site of a practice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managing_organization: Option<Reference>,
+}
+
+/// `PractitionerRole` (UK Core): a clinician's SDS job role at a practice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PractitionerRole {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub practitioner: Option<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<CodeableConcept>,
+}
+
+/// `Appointment.participant`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppointmentParticipant {
+    pub actor: Reference,
+    pub status: String,
+}
+
+/// `Appointment` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Appointment {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    /// The booking organisation, when a supplier booked it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contained: Vec<Resource>,
+    /// The booking organisation's reference and the delivery channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelation_reason: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_type: Vec<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub start: String,
+    pub end: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slot: Vec<Reference>,
+    pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub participant: Vec<AppointmentParticipant>,
+}
+
 /// Any resource gp-gateway returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "resourceType")]
@@ -756,6 +867,11 @@ pub enum Resource {
     Observation(Observation),
     Immunization(Immunization),
     Encounter(Encounter),
+    Slot(Slot),
+    Schedule(Schedule),
+    Location(Location),
+    PractitionerRole(PractitionerRole),
+    Appointment(Appointment),
 }
 
 /// The references a resource makes, in element order: one list for
@@ -800,6 +916,17 @@ macro_rules! references_of {
                 out.extend(r.participant.$iter().filter_map(|p| p.individual.$as_ref()));
                 out.extend(r.service_provider.$iter());
             }
+            Resource::Slot(r) => out.push(&$($m)* r.schedule),
+            Resource::Schedule(r) => out.extend(r.actor.$iter()),
+            Resource::Location(r) => out.extend(r.managing_organization.$iter()),
+            Resource::PractitionerRole(r) => {
+                out.extend(r.practitioner.$iter());
+                out.extend(r.organization.$iter());
+            }
+            Resource::Appointment(r) => {
+                out.extend(r.slot.$iter());
+                out.extend(r.participant.$iter().map(|p| &$($m)* p.actor));
+            }
         }
         out
     }};
@@ -818,6 +945,11 @@ impl Resource {
             Self::Observation(_) => "Observation",
             Self::Immunization(_) => "Immunization",
             Self::Encounter(_) => "Encounter",
+            Self::Slot(_) => "Slot",
+            Self::Schedule(_) => "Schedule",
+            Self::Location(_) => "Location",
+            Self::PractitionerRole(_) => "PractitionerRole",
+            Self::Appointment(_) => "Appointment",
         }
     }
 
@@ -833,6 +965,11 @@ impl Resource {
             Self::Observation(r) => &r.id,
             Self::Immunization(r) => &r.id,
             Self::Encounter(r) => &r.id,
+            Self::Slot(r) => &r.id,
+            Self::Schedule(r) => &r.id,
+            Self::Location(r) => &r.id,
+            Self::PractitionerRole(r) => &r.id,
+            Self::Appointment(r) => &r.id,
         }
     }
 
@@ -848,6 +985,11 @@ impl Resource {
             Self::Observation(r) => r.meta.as_ref(),
             Self::Immunization(r) => r.meta.as_ref(),
             Self::Encounter(r) => r.meta.as_ref(),
+            Self::Slot(r) => r.meta.as_ref(),
+            Self::Schedule(r) => r.meta.as_ref(),
+            Self::Location(r) => r.meta.as_ref(),
+            Self::PractitionerRole(r) => r.meta.as_ref(),
+            Self::Appointment(r) => r.meta.as_ref(),
         }
     }
 
@@ -863,6 +1005,11 @@ impl Resource {
             Self::Observation(r) => &mut r.meta,
             Self::Immunization(r) => &mut r.meta,
             Self::Encounter(r) => &mut r.meta,
+            Self::Slot(r) => &mut r.meta,
+            Self::Schedule(r) => &mut r.meta,
+            Self::Location(r) => &mut r.meta,
+            Self::PractitionerRole(r) => &mut r.meta,
+            Self::Appointment(r) => &mut r.meta,
         }
     }
 
@@ -903,7 +1050,14 @@ impl Resource {
             Self::Observation(r) => r.effective_date_time.as_deref(),
             Self::Immunization(r) => Some(&r.occurrence_date_time),
             Self::Encounter(r) => r.period.as_ref().and_then(|p| p.start.as_deref()),
-            Self::Patient(_) | Self::Organization(_) | Self::Practitioner(_) => None,
+            Self::Slot(r) => Some(&r.start),
+            Self::Appointment(r) => Some(&r.start),
+            Self::Patient(_)
+            | Self::Organization(_)
+            | Self::Practitioner(_)
+            | Self::Schedule(_)
+            | Self::Location(_)
+            | Self::PractitionerRole(_) => None,
         }
     }
 
@@ -922,7 +1076,14 @@ impl Resource {
                 .collect(),
             Self::Immunization(r) => vec![&r.vaccine_code],
             Self::Encounter(r) => r.type_.iter().collect(),
-            Self::Patient(_) | Self::Organization(_) | Self::Practitioner(_) => Vec::new(),
+            Self::Slot(r) => r.service_type.iter().collect(),
+            Self::Appointment(r) => r.service_type.iter().collect(),
+            Self::Patient(_)
+            | Self::Organization(_)
+            | Self::Practitioner(_)
+            | Self::Schedule(_)
+            | Self::Location(_)
+            | Self::PractitionerRole(_) => Vec::new(),
         }
     }
 

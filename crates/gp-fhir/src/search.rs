@@ -838,6 +838,11 @@ fn identifiers(entry: &Resource) -> &[Identifier] {
         Resource::Observation(r) => &r.identifier,
         Resource::Immunization(r) => &r.identifier,
         Resource::Encounter(r) => &r.identifier,
+        Resource::Appointment(r) => &r.identifier,
+        Resource::Slot(_)
+        | Resource::Schedule(_)
+        | Resource::Location(_)
+        | Resource::PractitionerRole(_) => &[],
     }
 }
 

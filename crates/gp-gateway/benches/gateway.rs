@@ -184,5 +184,119 @@ fn bundle(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bundle, tokens, scopes, nhs_number);
+/// A practice's book for a 14-day free-slot search: 4,000 slots of 10 minutes over 20
+/// sessions a day (mostly free, some booked or kept from third parties), 10 clinicians
+/// and 2 sites.
+fn appointment_book() -> gp_adapter::AppointmentBook {
+    use gp_adapter::appointments::{
+        BookClinician, BookLocation, BookSession, BookSlot, DeliveryChannel, JobRole, SlotStatus,
+    };
+    use gp_adapter::time::UtcDateTime;
+    let at = |day: u8, minutes: u32| UtcDateTime {
+        year: 2026,
+        month: 12,
+        day,
+        hour: (8 + minutes / 60) as u8,
+        minute: (minutes % 60) as u8,
+        second: 0,
+    };
+    let mut book = gp_adapter::AppointmentBook::default();
+    for c in 0..10 {
+        book.clinicians.push(BookClinician {
+            id: format!("clinician-{c}"),
+            prefix: Some("Dr".into()),
+            given: "Amir".into(),
+            family: format!("Khan{c}"),
+            gender: Some("male".into()),
+            sds_user_id: Some(format!("{:012}", 100_000 + c)),
+            role: Some(JobRole {
+                code: "R0260".into(),
+                display: "General Medical Practitioner".into(),
+            }),
+        });
+    }
+    for l in 0..2 {
+        book.locations.push(BookLocation {
+            id: format!("site-{l}"),
+            name: format!("Site {l}"),
+            lines: vec!["1 High Street".into()],
+            town: Some("Leeds".into()),
+            postcode: Some("LS1 1AA".into()),
+        });
+    }
+    let mut n = 0u32;
+    'days: for day in 1..=14u8 {
+        for session in 0..20u32 {
+            let id = format!("session-{day}-{session}");
+            book.sessions.push(BookSession {
+                id: id.clone(),
+                name: "Morning surgery".into(),
+                clinician: Some(format!("clinician-{}", session % 10)),
+                location: format!("site-{}", session % 2),
+                service: Some("GP consultation".into()),
+                start: at(day, 0),
+                end: at(day, 150),
+            });
+            for slot in 0..15u32 {
+                if n == 4_000 {
+                    break 'days;
+                }
+                book.slots.push(BookSlot {
+                    id: format!("slot-{n}"),
+                    session: id.clone(),
+                    start: at(day, slot * 10),
+                    end: at(day, slot * 10 + 10),
+                    slot_type: "GP consultation".into(),
+                    channel: DeliveryChannel::InPerson,
+                    status: match n % 10 {
+                        0 => SlotStatus::Busy,
+                        1 => SlotStatus::Unavailable,
+                        _ => SlotStatus::Free,
+                    },
+                });
+                n += 1;
+            }
+        }
+    }
+    book
+}
+
+/// The gateway's share of a 14-day free-slot search: the book mapped to FHIR (every
+/// include) and the searchset Bundle serialised.
+fn free_slots(c: &mut Criterion) {
+    use gp_adapter::appointments::fhir::{SlotFilter, SlotIncludes, free_slots};
+    let book = appointment_book();
+    let ods = gp_fhir::OdsCode::parse("A99901").unwrap();
+    let includes = SlotIncludes {
+        schedule: true,
+        practitioner: true,
+        practitioner_role: true,
+        location: true,
+    };
+    let mut g = c.benchmark_group("appointments");
+    g.throughput(Throughput::Elements(book.slots.len() as u64));
+    g.bench_function("free_slots_14_days_4000_slots_to_bundle_json", |b| {
+        b.iter(|| {
+            let found = free_slots(&ods, black_box(&book), &SlotFilter::default(), includes);
+            let total = found.slots.len() as u32;
+            let bundle = gp_fhir::bundle::Searchset {
+                base_url: "http://127.0.0.1:8080/FHIR/R4",
+                resource_type: "Slot",
+                params: &[],
+                paging: gp_fhir::search::Paging {
+                    count: total,
+                    offset: 0,
+                },
+                total,
+                id: "bench",
+                last_updated: "2026-12-01T09:00:00+00:00",
+            }
+            .build_with(found.slots, found.included);
+            black_box(bundle.to_json())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bundle, tokens, scopes, nhs_number, free_slots);
 criterion_main!(benches);

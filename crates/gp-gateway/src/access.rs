@@ -51,6 +51,20 @@ impl Caller {
         }
     }
 
+    /// The booking organisation the caller's appointments are recorded with: the
+    /// registry's ODS code and name (`Err`: the supplier, by client id, has no ODS code
+    /// in the registry); `None` without a supplier (the sandbox's open mode).
+    pub fn booking_organisation(&self) -> Option<Result<(gp_fhir::OdsCode, String), String>> {
+        match self {
+            Self::Supplier { view, .. } => Some(
+                view.ods_code()
+                    .map(|ods| (ods.clone(), view.name().to_owned()))
+                    .ok_or_else(|| view.client_id().to_owned()),
+            ),
+            Self::Open | Self::Public => None,
+        }
+    }
+
     /// The supplier's client id, for logs and audit.
     pub fn client_id(&self) -> Option<&str> {
         match self {

@@ -16,6 +16,22 @@ fn search_params(resource_type: &str) -> Value {
             { "name": "_count", "type": "number", "documentation": "1 to 1000, most recent first" }
         ]);
     }
+    if resource_type == "Slot" {
+        return json!([
+            { "name": "start", "type": "date", "documentation": "ge{date} (required): the first day searched" },
+            { "name": "end", "type": "date", "documentation": "le{date} (required): the last day searched, at most 14 days after start" },
+            { "name": "status", "type": "token", "documentation": "free (required): the only status offered to third parties" },
+            { "name": "practice", "definition": PRACTICE_PARAMETER, "type": "token", "documentation": "the practice's ODS code, or https://fhir.nhs.uk/Id/ods-organization-code|{ODS}; without it, every practice you are paired with" },
+            { "name": "delivery-channel", "type": "token", "documentation": "In-person, Telephone or Video" },
+            { "name": "service-type", "type": "string", "documentation": "the slot type (Slot.serviceType.text)" }
+        ]);
+    }
+    if resource_type == "Appointment" {
+        return json!([
+            { "name": "patient", "type": "reference", "documentation": "the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber} (required)" },
+            { "name": "date", "type": "date", "documentation": "date=ge{date}&date=le{date} (required): from today on, at most 31 days; booked and cancelled appointments overlapping it" }
+        ]);
+    }
     // As the parser reads them (gp_fhir::search), so the two cannot disagree.
     // `_include` / `_revinclude` are declared as searchInclude / searchRevInclude.
     let params: Vec<Value> = gp_fhir::search::search_params(resource_type)
@@ -26,10 +42,29 @@ fn search_params(resource_type: &str) -> Value {
     Value::Array(params)
 }
 
+/// The canonical URL of the `practice` search parameter of `GET /Slot`.
+pub const PRACTICE_PARAMETER: &str = "https://gp-gateway.invalid/SearchParameter/Slot-practice";
+
+/// Types the gateway returns only inside other answers (a free-slot search's includes).
+const INCLUDED_ONLY: [(&str, &str); 3] = [
+    (
+        "Schedule",
+        "returned by GET /Slot with _include=Slot:schedule: a clinician's session at a site",
+    ),
+    (
+        "Location",
+        "returned by GET /Slot with _include:recurse=Schedule:actor:Location: a practice's site",
+    ),
+    (
+        "PractitionerRole",
+        "returned by GET /Slot with _include:recurse=Schedule:actor:PractitionerRole: a clinician's SDS job role",
+    ),
+];
+
 /// What `meta.versionId` a type's resources carry: Patient's is its record version, its
 /// update version-aware; a type served by vread carries its content version; the rest none.
 fn versioning(t: &str, interactions: &[Interaction]) -> &'static str {
-    if t == "Patient" {
+    if t == "Patient" || t == "Appointment" {
         "versioned-update"
     } else if interactions.contains(&Interaction::Vread) {
         "versioned"
@@ -54,14 +89,14 @@ pub fn capability_statement(
     date: &str,
     token_url: Option<&str>,
 ) -> Value {
-    let resources: Vec<Value> = served(clinical)
+    let mut resources: Vec<Value> = served(clinical)
         .into_iter()
         .map(|(t, interactions)| {
             let mut resource = json!({
                 "type": t,
                 "profile": profile(t),
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
-                "conditionalCreate": t == "Observation",
+                "conditionalCreate": t == "Observation" || t == "Appointment",
                 // Patient reads carry meta.versionId and its ETag, and its update is
                 // version-aware (If-Match). Record entries carry a versionId naming their
                 // content (vread serves the current one; GP systems keep no history).
@@ -73,10 +108,15 @@ pub fn capability_statement(
             if params.as_array().is_some_and(|p| !p.is_empty()) {
                 resource["searchParam"] = params;
             }
-            // From the one table the parser and the resolver read (gp_fhir::include).
-            let includes: Vec<String> = gp_fhir::include::includes_of(t)
-                .map(gp_fhir::include::IncludeDef::name)
-                .collect();
+            // From the one table the parser and the resolver read (gp_fhir::include); a
+            // free-slot search follows the Schedule's and Location's references too.
+            let includes: Vec<String> = if t == "Slot" {
+                crate::routes::SLOT_INCLUDES.iter().map(|i| (*i).to_owned()).collect()
+            } else {
+                gp_fhir::include::includes_of(t)
+                    .map(gp_fhir::include::IncludeDef::name)
+                    .collect()
+            };
             if !includes.is_empty() {
                 resource["searchInclude"] = json!(includes);
             }
@@ -89,6 +129,9 @@ pub fn capability_statement(
             resource
         })
         .collect();
+    resources.extend(INCLUDED_ONLY.iter().map(|(t, documentation)| {
+        json!({ "type": t, "profile": profile(t), "documentation": documentation })
+    }));
     let security = if let Some(token_url) = token_url {
         json!({
             // Where SMART clients' discovery (fhir-kit-client, the SMART JS client) looks

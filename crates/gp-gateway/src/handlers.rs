@@ -46,6 +46,20 @@ pub async fn serve(
         Route::ObservationCreate => {
             crate::writes::create_observation(app, query, headers, ids, caller, body).await
         }
+        Route::SlotSearch => crate::appointments::search_slots(app, query, ids, caller).await,
+        Route::AppointmentCreate => {
+            crate::appointments::book(app, query, headers, ids, caller, body).await
+        }
+        Route::AppointmentRead(id) => {
+            reject_params(query, &["_format"])?;
+            crate::appointments::read(app, &id, headers, ids, caller).await
+        }
+        Route::AppointmentSearch => crate::appointments::search(app, query, ids, caller).await,
+        Route::AppointmentUpdate(ref id) | Route::AppointmentPatch(ref id) => {
+            reject_params(query, &["_format"])?;
+            let whole = matches!(route, Route::AppointmentUpdate(_));
+            crate::appointments::change(app, id, whole, headers, ids, caller, body).await
+        }
         Route::AuditEventSearch => {
             let search = crate::audit::search::parse(query, caller.audit_scope())?;
             let rows = app.audit.query(search.query.clone()).await?;

@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod app;
+pub mod appointments;
 /// The audit trail (the gp-audit crate), under the name the gateway has always used.
 pub use gp_audit as audit;
 pub mod auth;

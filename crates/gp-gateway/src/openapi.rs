@@ -372,13 +372,32 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             "Observation",
             &[("application/fhir+json", "Observation")],
         ),
+        Route::SlotSearch | Route::AppointmentSearch => (200, "Bundle", &[]),
+        Route::AppointmentRead(_) => (200, "Resource", &[]),
+        Route::AppointmentCreate => (201, "Resource", &[("application/fhir+json", "Resource")]),
+        Route::AppointmentUpdate(_) => (200, "Resource", &[("application/fhir+json", "Resource")]),
+        Route::AppointmentPatch(_) => (
+            200,
+            "Resource",
+            &[
+                ("application/json-patch+json", "JsonPatch"),
+                ("application/merge-patch+json", "MergePatch"),
+            ],
+        ),
     };
     match route {
         Route::ObservationCreate => {
             parameters.push(reference("parameters/IfNoneExist"));
             parameters.push(reference("parameters/identifierCondition"));
         }
-        Route::PatientPatch(_) | Route::PatientUpdate(_) => {
+        Route::AppointmentCreate => {
+            parameters.push(reference("parameters/IfNoneExist"));
+            parameters.push(reference("parameters/identifierCondition"));
+        }
+        Route::PatientPatch(_)
+        | Route::PatientUpdate(_)
+        | Route::AppointmentUpdate(_)
+        | Route::AppointmentPatch(_) => {
             parameters.push(reference("parameters/IfMatch"));
         }
         _ => {}
@@ -421,11 +440,17 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     let mut ok_headers = answer_headers();
     if matches!(
         route,
-        Route::PatientRead(_) | Route::PatientPatch(_) | Route::PatientUpdate(_)
+        Route::PatientRead(_)
+            | Route::PatientPatch(_)
+            | Route::PatientUpdate(_)
+            | Route::AppointmentCreate
+            | Route::AppointmentRead(_)
+            | Route::AppointmentUpdate(_)
+            | Route::AppointmentPatch(_)
     ) {
         ok_headers["ETag"] = reference("headers/ETag");
     }
-    if matches!(route, Route::ObservationCreate) {
+    if matches!(route, Route::ObservationCreate | Route::AppointmentCreate) {
         ok_headers["Location"] = reference("headers/Location");
     }
     if bearer {
@@ -441,6 +466,12 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
         responses.insert(
             "200".into(),
             json!({ "description": "a retry of a reading already recorded (same identifier): nothing recorded again", "headers": ok_headers, "content": fhir_content("Observation") }),
+        );
+    }
+    if matches!(route, Route::AppointmentCreate) {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "a retry of a booking already made (same identifier): nothing booked again", "headers": ok_headers, "content": fhir_content("Resource") }),
         );
     }
     for (status, codes) in errors(route, bearer, form_search) {
@@ -468,6 +499,9 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
             | Route::PatientUpdate(_)
             | Route::StructuredRecord
             | Route::Batch
+            | Route::AppointmentCreate
+            | Route::AppointmentUpdate(_)
+            | Route::AppointmentPatch(_)
     );
     let patient_data = !matches!(route, Route::Metadata | Route::AuditEventSearch);
     let mut bad_request = vec![S::InvalidValue, S::InvalidParameter];
@@ -476,7 +510,11 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
     }
     if matches!(
         route,
-        Route::PatientSearch | Route::ClinicalSearch(_) | Route::AuditEventSearch
+        Route::PatientSearch
+            | Route::ClinicalSearch(_)
+            | Route::AuditEventSearch
+            | Route::SlotSearch
+            | Route::AppointmentSearch
     ) {
         bad_request.extend([S::InvalidSearchData, S::MissingValue]);
     }
@@ -515,6 +553,18 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
     }
     match route {
         Route::ObservationCreate => out.push((409, vec![S::DuplicateRejected])),
+        Route::AppointmentCreate => out.push((409, vec![S::DuplicateRejected])),
+        // A GP system whose adapter cannot manage appointments yet.
+        Route::AppointmentRead(_) => out.push((501, vec![S::NotImplemented])),
+        Route::AppointmentUpdate(_) | Route::AppointmentPatch(_) => {
+            out.push((412, vec![S::PreconditionFailed]));
+            out.push((501, vec![S::NotImplemented]));
+        }
+        // The search refusals GP Connect names: 422 INVALID_PARAMETER naming the parameter.
+        Route::SlotSearch | Route::AppointmentSearch => {
+            out.push((422, vec![S::InvalidParameter]));
+            out.push((501, vec![S::NotImplemented]));
+        }
         Route::PatientPatch(_) => {
             out.push((409, vec![S::VersionConflict]));
             out.push((412, vec![S::PreconditionFailed]));
@@ -602,6 +652,65 @@ fn query_parameters(route: &Route) -> Vec<Value> {
             .collect()
     };
     match route {
+        Route::SlotSearch => vec![
+            q(
+                "start",
+                true,
+                date("ge|gt"),
+                "ge{date}: the first day searched",
+            ),
+            q(
+                "end",
+                true,
+                date("le|lt"),
+                "le{date}: the last day searched (at most 14 days after start)",
+            ),
+            q(
+                "status",
+                true,
+                json!({ "type": "string", "enum": ["free"] }),
+                "free: the only status offered",
+            ),
+            q(
+                "_include",
+                true,
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES }, "example": ["Slot:schedule"] }),
+                "Slot:schedule (required), and what the Schedule and Location refer to",
+            ),
+            q(
+                "_include:recurse",
+                false,
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES } }),
+                "as _include",
+            ),
+            q(
+                "practice",
+                false,
+                json!({ "type": "string", "pattern": "^(https://fhir\\.nhs\\.uk/Id/ods-organization-code\\|)?[A-Za-z0-9]{3,10}$" }),
+                "the practice's ODS code; without it, every practice you are paired with",
+            ),
+            q(
+                "delivery-channel",
+                false,
+                json!({ "type": "string", "enum": ["In-person", "Telephone", "Video"] }),
+                "how the patient and clinician meet",
+            ),
+            q(
+                "service-type",
+                false,
+                string,
+                "the slot type (Slot.serviceType.text)",
+            ),
+        ],
+        Route::AppointmentSearch => vec![
+            q("patient", true, patient, "the NHS number"),
+            q(
+                "date",
+                true,
+                date("ge|gt|le|lt"),
+                "date=ge{date}&date=le{date}: from today on, at most 31 days",
+            ),
+        ],
         Route::PatientSearch => search("Patient"),
         Route::ClinicalSearch(t) => search(t.as_str()),
         Route::AuditEventSearch => vec![
@@ -772,7 +881,7 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                 "type": "object", "required": ["op", "path"],
                 "properties": {
                     "op": { "type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"] },
-                    "path": { "type": "string", "description": "/telecom, /address or /communication only" },
+                    "path": { "type": "string", "description": "Patient: /telecom, /address or /communication only; Appointment: /description, /comment, /status and /cancelationReason only" },
                     "from": { "type": "string" },
                     "value": {} } } },
             "TokenRequest": { "type": "object",

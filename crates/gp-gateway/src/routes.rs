@@ -47,6 +47,19 @@ pub enum Route {
     AuditEventSearch,
     /// `GET /Patient/{nhsNumber}/$access-log`: who accessed a patient's record, for the patient.
     AccessLog(String),
+    /// `GET /Slot?start=ge…&end=le…&status=free&_include=Slot:schedule`: free slots of
+    /// the practices the supplier is paired with.
+    SlotSearch,
+    /// `POST /Appointment`: book one or more adjacent free slots for a patient.
+    AppointmentCreate,
+    /// `GET /Appointment/{id}`.
+    AppointmentRead(String),
+    /// `GET /Appointment?patient=…&date=ge…&date=le…`.
+    AppointmentSearch,
+    /// `PUT /Appointment/{id}`: amend or cancel by sending the whole Appointment.
+    AppointmentUpdate(String),
+    /// `PATCH /Appointment/{id}`: amend or cancel with a JSON Patch or merge patch.
+    AppointmentPatch(String),
     /// `POST /` with a `batch` Bundle: reads and searches, each entry served as its own
     /// request (routed, authorised, rate-limited and audited like one).
     Batch,
@@ -176,6 +189,9 @@ pub const NAMED_TYPES: &[&str] = &[
     "Observation",
     "Immunization",
     "Encounter",
+    "Slot",
+    "Schedule",
+    "Appointment",
 ];
 
 /// The named type a FHIR path below `base` is about, when it is well formed (ids,
@@ -194,6 +210,16 @@ pub fn named_type(path: &str, base: &str) -> Option<&'static str> {
         .then(|| NAMED_TYPES.iter().copied().find(|t| *t == first))
         .flatten()
 }
+
+/// The `_include` (and `_include:recurse`) values a free-slot search takes: the
+/// CapabilityStatement and the OpenAPI document read them here.
+pub const SLOT_INCLUDES: [&str; 5] = [
+    "Slot:schedule",
+    "Schedule:actor:Practitioner",
+    "Schedule:actor:PractitionerRole",
+    "Schedule:actor:Location",
+    "Location:managingOrganization",
+];
 
 /// How a patient id segment appears in a path template (a patient's id is their NHS
 /// number).
@@ -260,6 +286,12 @@ impl Route {
             Self::AuditEventSearch => Some(("AuditEvent", Interaction::SearchType)),
             Self::AccessLog(_) => Some(("AuditEvent", Interaction::Read)),
             Self::Batch => Some(("Bundle", Interaction::Batch)),
+            Self::SlotSearch => Some(("Slot", Interaction::SearchType)),
+            Self::AppointmentCreate => Some(("Appointment", Interaction::Create)),
+            Self::AppointmentRead(_) => Some(("Appointment", Interaction::Read)),
+            Self::AppointmentSearch => Some(("Appointment", Interaction::SearchType)),
+            Self::AppointmentUpdate(_) => Some(("Appointment", Interaction::Update)),
+            Self::AppointmentPatch(_) => Some(("Appointment", Interaction::Patch)),
         }
     }
 
@@ -623,6 +655,63 @@ pub const ROUTES: &[Row] = &[
         Access::Bearer,
         |_| Some(Route::ObservationCreate),
         "Record a reading in the patient's GP record (201; 200 for a retry)",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Slot")],
+        Access::Bearer,
+        |_| Some(Route::SlotSearch),
+        "Free slots to book: a searchset of Slots with their Schedules (and, as asked, Practitioners, PractitionerRoles, Locations and Organizations)",
+    )
+    .described(
+        "start=ge{date}, end=le{date} (at most 14 days), status=free and _include=Slot:schedule are required; _include (or _include:recurse) Schedule:actor:Practitioner, Schedule:actor:PractitionerRole, Schedule:actor:Location and Location:managingOrganization add what they name; practice ({ODS} or https://fhir.nhs.uk/Id/ods-organization-code|{ODS}; without it every practice you are paired with), delivery-channel (In-person, Telephone, Video) and service-type (the slot type) filter. Only free slots open to third parties are offered, never from a cache. A practice that cannot answer is left out with an OperationOutcome entry (search.mode outcome) naming it; when none can, the search fails. A missing or invalid parameter is 422 INVALID_PARAMETER naming it in expression.",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Appointment")],
+        Access::Bearer,
+        |_| Some(Route::AppointmentCreate),
+        "Book an appointment in free slots for a patient (201; 200 for a retry)",
+    )
+    .described(
+        "status booked; slot: Slot references (several only when adjacent, in one schedule, with one channel and type); start and end the slots' own; participant: Patient/{nhsNumber} and the schedule's Location; created; description (at most 100 characters) and comment (at most 500). The booking organisation recorded is your ODS code from the supplier registry (a contained Organization referred to by the GP Connect BookingOrganisation extension is optional and must match). Reasons, specialties, categories, past or unknown slots are 422 INVALID_RESOURCE naming the element; a slot already taken is 409 DUPLICATE_REJECTED. Idempotent on identifier or If-None-Exist: identifier=system|value.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Appointment")],
+        Access::Bearer,
+        |_| Some(Route::AppointmentSearch),
+        "A patient's appointments, booked and cancelled, in a future range",
+    )
+    .described(
+        "patient (the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber}) and date=ge{date}&date=le{date} are required: from today on, at most 31 days (otherwise 422 INVALID_PARAMETER naming date).",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Appointment"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::AppointmentRead(s[1].to_owned())),
+        "Read an appointment, as the GP system holds it now",
+    ),
+    fhir(
+        Method::PUT,
+        &[Seg::Lit("Appointment"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::AppointmentUpdate(s[1].to_owned())),
+        "Amend (description, comment) or cancel (status cancelled with cancelationReason) by sending the whole Appointment",
+    )
+    .described(
+        "Every other element must equal the appointment as read (422 INVALID_RESOURCE naming each that differs); a cancelled appointment cannot change (422). If-Match with a read's ETag (412 when stale); without it, the body's meta.versionId, else the current version. A cancel frees the slots.",
+    ),
+    fhir(
+        Method::PATCH,
+        &[Seg::Lit("Appointment"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::AppointmentPatch(s[1].to_owned())),
+        "Amend or cancel an appointment with a JSON Patch or JSON Merge Patch",
+    )
+    .described(
+        "The patch is applied to the appointment as it stands, then checked as a PUT is. If-Match with a read's ETag (412 when stale).",
     ),
     fhir(
         Method::GET,
@@ -1094,6 +1183,17 @@ mod tests {
                 ("Practitioner", vec![Interaction::Read]),
                 ("List", vec![Interaction::Read]),
                 ("Bundle", vec![Interaction::Read]),
+                ("Slot", vec![Interaction::SearchType]),
+                (
+                    "Appointment",
+                    vec![
+                        Interaction::Create,
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Update,
+                        Interaction::Patch
+                    ]
+                ),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );

@@ -26,7 +26,7 @@ use crate::write_body::Invalid;
 /// A write precondition the caller sent that does not hold.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct PreconditionFailed(String);
+pub struct PreconditionFailed(pub(crate) String);
 
 impl FhirError for PreconditionFailed {
     fn status(&self) -> u16 {
@@ -109,7 +109,7 @@ fn keepable((system, value): &(String, String)) -> Result<(), Invalid> {
 
 /// A create's condition: `If-None-Exist`, or the same search in the query string, as
 /// fhirpy's `get_or_create` sends it (`POST /Observation?identifier=system|value`).
-fn create_condition(
+pub(crate) fn create_condition(
     headers: &HeaderMap,
     query: &[(String, String)],
 ) -> Result<Option<(String, String)>, Rescue> {
@@ -154,7 +154,7 @@ fn create_condition(
 
 /// The idempotency key a create is recorded under: the supplier and the identifier,
 /// hashed, so two suppliers' identifiers never collide and the GP system sees no supplier data.
-fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
+pub(crate) fn idempotency_key(client: &str, (system, value): &(String, String)) -> String {
     let mut h = Sha256::new();
     for part in [client, system.as_str(), value.as_str()] {
         h.update((part.len() as u64).to_be_bytes());
@@ -299,7 +299,7 @@ fn insert_location(resp: &mut Response<Full<Bytes>>, location: &str) {
 
 /// What an `If-Match` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum IfMatch {
+pub(crate) enum IfMatch {
     /// `*`: any current version (the resource exists).
     Any,
     /// `W/"v"` or `"v"`: the version `v`.
@@ -310,7 +310,7 @@ impl IfMatch {
     /// True when `version` (the GP system's) is what this asks for: quoted as its
     /// `meta.versionId` (the ETag a read gives), or as the version itself (the ETag
     /// before versionIds).
-    fn accepts(&self, version: &str) -> bool {
+    pub(crate) fn accepts(&self, version: &str) -> bool {
         match self {
             Self::Any => true,
             Self::Version(v) => *v == gp_fhir::ids::version_id(version) || v == version,
@@ -328,7 +328,7 @@ impl std::fmt::Display for IfMatch {
 }
 
 /// The `If-Match` header, if any.
-fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Invalid> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Invalid> {
     let Some(raw) = header_text(headers, "if-match")? else {
         return Ok(None);
     };

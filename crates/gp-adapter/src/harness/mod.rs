@@ -525,6 +525,8 @@ fn clinical_codes(r: &Resource) -> Vec<(&'static str, &CodeableConcept, bool)> {
         )],
         Resource::Encounter(e) => e.type_.iter().map(|t| ("type", t, false)).collect(),
         Resource::Patient(_) | Resource::Organization(_) | Resource::Practitioner(_) => Vec::new(),
+        // Appointment-book resources are not record entries: no clinical codes.
+        _ => Vec::new(),
     }
 }
 
@@ -690,6 +692,8 @@ fn identifiers(r: &Resource) -> impl Iterator<Item = &gp_fhir::model::Identifier
         Resource::Observation(x) => &x.identifier,
         Resource::Immunization(x) => &x.identifier,
         Resource::Encounter(x) => &x.identifier,
+        Resource::Appointment(x) => &x.identifier,
+        _ => &[],
     };
     ids.iter()
 }
