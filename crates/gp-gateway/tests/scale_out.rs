@@ -212,9 +212,20 @@ jwks_file = "{consult_jwks}"
 scopes = ["system/Patient.rus", "system/Observation.crs", "system/Practitioner.r"]
 practices = [{ods}]
 rate_limit = {{ per_second = 100.0, burst = 100 }}
+
+[[suppliers]]
+client_id = "demo-booking"
+name = "Demo Booking (scale-out test)"
+ods_code = "Y90123"
+status = "active"
+jwks_file = "{booking_jwks}"
+scopes = ["system/Patient.rs", "system/Slot.rs", "system/Appointment.cruds"]
+practices = [{ods}]
+rate_limit = {{ per_second = 100.0, burst = 100 }}
 "#,
             jwks = fixtures().join("demo-monitoring.jwks.json").display(),
             consult_jwks = fixtures().join("demo-consult.jwks.json").display(),
+            booking_jwks = fixtures().join("demo-booking.jwks.json").display(),
             ods = ods.join(", ")
         ),
     )
@@ -423,6 +434,117 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // One slot, fifty bookings at once, half through each replica, each with an
+    // identifier of its own (so none is a retry of another): the GP system's own
+    // concurrency control lets exactly one book it, whichever replica carries it.
+    let booking = gp_gateway::sandbox::demo_identity("demo-booking").unwrap();
+    let form = booking
+        .token_request_body(&format!("{PUBLIC}/oauth2/token"), None)
+        .unwrap();
+    let (status, booking_token) = post_form(&client, a, &form).await;
+    assert_eq!(status, 200, "{booking_token}");
+    let booking_token = booking_token["access_token"].as_str().unwrap().to_owned();
+    answered += 1;
+    let today = time::OffsetDateTime::now_utc().date();
+    let slots_path = format!(
+        "/FHIR/R4/Slot?start=ge{}&end=le{}&status=free&_include=Slot:schedule&_include:recurse=Schedule:actor:Location&practice={}",
+        today,
+        today + time::Duration::days(13),
+        population.practices[0].ods
+    );
+    let (status, slots) = get(&client, a, &slots_path, Some(&booking_token)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&slots));
+    answered += 1;
+    let slots: serde_json::Value = serde_json::from_slice(&slots).unwrap();
+    let entries = slots["entry"].as_array().unwrap();
+    let resource = |kind: &str, id: &str| {
+        entries
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| r["resourceType"] == kind && r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let slot = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Slot")
+        .expect("a free slot in the next fortnight")
+        .clone();
+    let schedule = resource(
+        "Schedule",
+        slot["schedule"]["reference"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("Schedule/"),
+    );
+    let location = schedule["actor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["reference"].as_str())
+        .find(|r| r.starts_with("Location/"))
+        .unwrap()
+        .to_owned();
+    let body = |n: usize| {
+        serde_json::to_vec(&serde_json::json!({
+            "resourceType": "Appointment",
+            "identifier": [{"system": "https://booking.example/race", "value": format!("{run}-{n}")}],
+            "status": "booked",
+            "slot": [{"reference": format!("Slot/{}", slot["id"].as_str().unwrap())}],
+            "start": slot["start"],
+            "end": slot["end"],
+            "created": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "description": "Race for one slot",
+            "participant": [
+                {"actor": {"reference": format!("Patient/{nhs}")}, "status": "accepted"},
+                {"actor": {"reference": location}, "status": "accepted"}
+            ]
+        }))
+        .unwrap()
+    };
+    let mut racing = Vec::new();
+    for n in 0..50 {
+        let port = if n % 2 == 0 { a } else { b };
+        let req = http::Request::post(format!("http://127.0.0.1:{port}/FHIR/R4/Appointment"))
+            .header("authorization", format!("Bearer {booking_token}"))
+            .header("content-type", "application/fhir+json")
+            .body(Full::new(Bytes::from(body(n))))
+            .unwrap();
+        let client = client.clone();
+        racing.push(tokio::spawn(async move {
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            #[allow(clippy::disallowed_methods)] // test client, test-sized bodies
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for r in racing {
+        outcomes.push(r.await.unwrap());
+    }
+    answered += 50;
+    let booked = outcomes.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<&Bytes> = outcomes
+        .iter()
+        .filter(|(s, _)| *s == 409)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(
+        (booked, refused.len()),
+        (1, 49),
+        "{:?}",
+        outcomes.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    for body in refused {
+        assert!(
+            String::from_utf8_lossy(body).contains("DUPLICATE_REJECTED"),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
     // One trail: every answer from either replica, each naming its replica.
     let rows = db
         .query(
@@ -437,8 +559,12 @@ rate_limit = {{ per_second = 100.0, burst = 100 }}
             .count()
     };
     assert_eq!(rows.len(), answered, "every answer is in the trail");
-    assert_eq!(per_replica("replica-a"), 15, "2 tokens, 12 reads, 1 write");
-    assert_eq!(per_replica("replica-b"), answered - 15);
+    assert_eq!(
+        per_replica("replica-a"),
+        42,
+        "3 tokens, 13 reads, 1 write, 25 bookings"
+    );
+    assert_eq!(per_replica("replica-b"), answered - 42);
     let throttled = rows.iter().filter(|r| r.get::<_, i32>(1) == 429).count();
     assert_eq!(
         throttled,
