@@ -218,6 +218,17 @@ scopes = ["system/Patient.rus", "system/Observation.crs"]
 practices = $ALL_ODS
 rate_limit = { per_second = 1000000.0, burst = 1000000 }
 token_rate_limit = { per_second = 1000000.0, burst = 1000000 }
+
+[[suppliers]]
+client_id = "demo-booking"
+name = "Load benchmark booking (TEST-ONLY sandbox key)"
+ods_code = "Y90123"
+status = "active"
+jwks_file = "$ROOT/fixtures/sandbox/demo-booking.jwks.json"
+scopes = ["system/Slot.rs", "system/Appointment.cruds"]
+practices = $ALL_ODS
+rate_limit = { per_second = 1000000.0, burst = 1000000 }
+token_rate_limit = { per_second = 1000000.0, burst = 1000000 }
 EOF
 gateway_config() { # port, cache ttl
     cat <<EOF
@@ -289,9 +300,9 @@ wait_http "http://127.0.0.1:$P_GW_NOCACHE/_ready"
 wait_http "http://127.0.0.1:$P_NGINX$NATIVE_PATH"
 wait_http "http://127.0.0.1:$P_HAPROXY$NATIVE_PATH" "Authorization: Bearer $HAPROXY_JWT"
 
-token_for() { # gateway port
+token_for() { # gateway port, [client id]
     local assertion
-    assertion=$("$GW" client-assertion --client-id demo-consult --token-url "http://127.0.0.1:$1/oauth2/token")
+    assertion=$("$GW" client-assertion --client-id "${2:-demo-consult}" --token-url "http://127.0.0.1:$1/oauth2/token")
     curl -sf "http://127.0.0.1:$1/oauth2/token" -d grant_type=client_credentials \
         -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \
         -d client_assertion="$assertion" | jq -r .access_token
@@ -331,6 +342,34 @@ measure "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient
 measure "4b. gateway Observation?patient, cached" "http://127.0.0.1:$P_GW$FHIR/Observation?patient=$NHS" "$TOKEN"
 measure "4c. gateway Patient/{nhs}, no cache" "http://127.0.0.1:$P_GW_NOCACHE$FHIR/Patient/$NHS" "$TOKEN_NC"
 measure "4d. gateway Observation?patient, no cache" "http://127.0.0.1:$P_GW_NOCACHE$FHIR/Observation?patient=$NHS" "$TOKEN_NC"
+
+# --- free-slot search: what the gateway adds to the native call --------------------------
+# One connection (latency, not throughput), the same practice and 14 days both ways: EMIS's
+# native slot search, and GET /Slot with every include through the no-cache gateway (free
+# slots are never cached anyway). Target: the gateway adds ≤ 2 ms at p50.
+SLOT_FROM=$(date -u +%Y-%m-%d)
+SLOT_TO=$(date -u -d "$SLOT_FROM + 14 days" +%Y-%m-%d)
+local_day() { date -u -d "$1" +%d%%2F%m%%2F%Y%%2000:00:00; }
+NATIVE_SLOTS="/emis/practices/$ODS/slots?From=$(local_day "$SLOT_FROM")&To=$(local_day "$SLOT_TO")"
+FHIR_SLOTS="$FHIR/Slot?start=ge$SLOT_FROM&end=le$SLOT_TO&status=free&practice=$ODS&_include=Slot:schedule&_include:recurse=Schedule:actor:Practitioner&_include:recurse=Schedule:actor:PractitionerRole&_include:recurse=Schedule:actor:Location&_include:recurse=Location:managingOrganization"
+TOKEN_BOOKING=$(token_for "$P_GW_NOCACHE" demo-booking)
+SLOT_COUNT=$(curl -sf "http://127.0.0.1:$P_EMIS$NATIVE_SLOTS" | grep -o '<Slot>' | wc -l)
+FREE_COUNT=$(curl -sf -H "Authorization: Bearer $TOKEN_BOOKING" "http://127.0.0.1:$P_GW_NOCACHE$FHIR_SLOTS" |
+    jq '[.entry[] | select(.resource.resourceType == "Slot")] | length')
+: >"$TMP/slots.tsv"
+slot_latency() { # label, url, token
+    local line
+    BENCH_TOKEN=${3:-} wrk -t1 -c1 -d"$WARMUP" -s "$TMP/wrk.lua" "$2" >/dev/null
+    line=$(BENCH_TOKEN=${3:-} wrk -t1 -c1 -d"$DURATION" -s "$TMP/wrk.lua" "$2" | grep '^RESULT')
+    log "$1: $line"
+    printf '%s\t%s\n' "$1" "$(printf '%s' "${line#RESULT }" | tr ' ' '\t')" >>"$TMP/slots.tsv"
+}
+slot_latency "native EMIS slot search, 14 days" "http://127.0.0.1:$P_EMIS$NATIVE_SLOTS"
+slot_latency "gateway GET /Slot, 14 days, every include" "http://127.0.0.1:$P_GW_NOCACHE$FHIR_SLOTS" "$TOKEN_BOOKING"
+SLOT_TABLE=$(awk -F'\t' '
+    BEGIN { print "| call | req/s | p50 ms | p99 ms | non-2xx |"; print "|---|---:|---:|---:|---:|" }
+    { printf "| %s | %.0f | %.2f | %.2f | %d |\n", $1, $3, $4, $5, $7 }' "$TMP/slots.tsv")
+SLOT_ADDED=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 2 { printf "%.2f", $4 - d }' "$TMP/slots.tsv")
 
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 RSS_GW=$(rss_mib "$GW_PID")
@@ -585,6 +624,7 @@ TARGETS=$(
     echo "- start-up to ready (spawn → first 200 from /_ready, polled every 25 ms): ${STARTUP_MS} ms (target ≤ 200 ms) — $([ "$STARTUP_MS" -le 200 ] && echo met || echo "missed by $((STARTUP_MS - 200)) ms")"
     echo "- RSS after this run: cached gateway ${RSS_GW} MiB after ${SERVED} cached requests (plus warm-ups); no-cache gateway ${RSS_GW_NC} MiB (target ≤ 100 MiB after 1,000,000 requests at 256 connections: needs SOAK_SECONDS)"
     [ -n "$OPEN" ] && echo "- p99 added over direct at half of the cached gateway's peak (open loop, median of $OPEN_ROUNDS rounds, table below): ${OPEN_ADDED} ms (target ≤ 1 ms) — $(awk -v a="$OPEN_ADDED" 'BEGIN { print (a <= 1 ? "met" : sprintf("missed by %.2f ms", a - 1)) }')${FLUSH_P99:+; flushes of the device alone in the same rounds: p99 ${FLUSH_P99} ms, longest ${FLUSH_MAX} ms (below the table)}${OPEN_ADDED_NORMAL:+; with \`synchronous = \"normal\"\` (answers not waiting for the flush): ${OPEN_ADDED_NORMAL} ms}"
+    echo "- free-slot search, p50 the gateway adds over EMIS's native slot search (1 connection; $SLOT_COUNT slots in the practice's 14 days, $FREE_COUNT free and offered): ${SLOT_ADDED} ms (target ≤ 2 ms) — $(awk -v a="$SLOT_ADDED" 'BEGIN { print (a <= 2 ? "met" : sprintf("missed by %.2f ms", a - 2)) }')"
     [ -n "$TOKENS_LINE" ] && echo "$TOKENS_LINE"
     [ -n "$SOAK" ] && echo "- $SOAK"
     true
@@ -611,7 +651,11 @@ GENERATED=$(cat <<EOF
 
 $TABLE
 
-${OPEN_SECTION}### Targets (this run)
+${OPEN_SECTION}### Free-slot search (wrk, 1 connection, $DURATION each after a $WARMUP warm-up)
+
+$SLOT_TABLE
+
+### Targets (this run)
 
 $TARGETS
 
