@@ -1092,6 +1092,29 @@ pub(crate) async fn read(
     Ok(crate::respond::entry(StatusCode::OK, &resource))
 }
 
+/// `GET /Appointment/{id}/_history/{vid}`: the current version only.
+pub(crate) async fn vread(
+    app: &App,
+    id: &str,
+    vid: &str,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, Rescue> {
+    let (ods, _, appointment) = held(app, id, ids, caller).await?;
+    let current = gp_fhir::ids::version_id(&appointment.version);
+    if current != vid {
+        return Err(GatewayError::NotFound(format!(
+            "Appointment/{}/_history/{} is not kept: GP systems keep only an appointment's current version, which is {current}; read Appointment/{}",
+            gp_fhir::text::shown(id),
+            gp_fhir::text::shown(vid),
+            gp_fhir::text::shown(id)
+        ))
+        .into());
+    }
+    let resource = Resource::Appointment(map::appointment(&ods, &appointment, None));
+    Ok(crate::respond::entry(StatusCode::OK, &resource))
+}
+
 /// `GET /Appointment?patient=…&date=ge…&date=le…`: booked and cancelled appointments
 /// overlapping a future range of at most [`MAX_APPOINTMENT_SEARCH_DAYS`] days.
 pub(crate) async fn search(

@@ -45,26 +45,10 @@ fn search_params(resource_type: &str) -> Value {
 /// The canonical URL of the `practice` search parameter of `GET /Slot`.
 pub const PRACTICE_PARAMETER: &str = "https://gp-gateway.invalid/SearchParameter/Slot-practice";
 
-/// Types the gateway returns only inside other answers (a free-slot search's includes).
-const INCLUDED_ONLY: [(&str, &str); 3] = [
-    (
-        "Schedule",
-        "returned by GET /Slot with _include=Slot:schedule: a clinician's session at a site",
-    ),
-    (
-        "Location",
-        "returned by GET /Slot with _include:recurse=Schedule:actor:Location: a practice's site",
-    ),
-    (
-        "PractitionerRole",
-        "returned by GET /Slot with _include:recurse=Schedule:actor:PractitionerRole: a clinician's SDS job role",
-    ),
-];
-
 /// What `meta.versionId` a type's resources carry: Patient's is its record version, its
 /// update version-aware; a type served by vread carries its content version; the rest none.
 fn versioning(t: &str, interactions: &[Interaction]) -> &'static str {
-    if t == "Patient" || t == "Appointment" {
+    if t == "Patient" {
         "versioned-update"
     } else if interactions.contains(&Interaction::Vread) {
         "versioned"
@@ -89,7 +73,7 @@ pub fn capability_statement(
     date: &str,
     token_url: Option<&str>,
 ) -> Value {
-    let mut resources: Vec<Value> = served(clinical)
+    let resources: Vec<Value> = served(clinical)
         .into_iter()
         .map(|(t, interactions)| {
             let mut resource = json!({
@@ -120,6 +104,17 @@ pub fn capability_statement(
             if !includes.is_empty() {
                 resource["searchInclude"] = json!(includes);
             }
+            // Types returned only as a free-slot search's includes, each with its profile.
+            if t == "Slot" {
+                resource["documentation"] = json!(format!(
+                    "Free slots. Their includes are Schedule ({}), Practitioner ({}), PractitionerRole ({}), Location ({}) and Organization ({}); Schedule, Location and PractitionerRole are not read on their own.",
+                    profile("Schedule"),
+                    profile("Practitioner"),
+                    profile("PractitionerRole"),
+                    profile("Location"),
+                    profile("Organization")
+                ));
+            }
             let revincludes: Vec<String> = gp_fhir::include::revincludes_of(t)
                 .map(gp_fhir::include::IncludeDef::name)
                 .collect();
@@ -129,9 +124,6 @@ pub fn capability_statement(
             resource
         })
         .collect();
-    resources.extend(INCLUDED_ONLY.iter().map(|(t, documentation)| {
-        json!({ "type": t, "profile": profile(t), "documentation": documentation })
-    }));
     let security = if let Some(token_url) = token_url {
         json!({
             // Where SMART clients' discovery (fhir-kit-client, the SMART JS client) looks

@@ -54,6 +54,10 @@ pub async fn serve(
             reject_params(query, &["_format"])?;
             crate::appointments::read(app, &id, headers, ids, caller).await
         }
+        Route::AppointmentVread(id, vid) => {
+            reject_params(query, &["_format"])?;
+            crate::appointments::vread(app, &id, &vid, ids, caller).await
+        }
         Route::AppointmentSearch => crate::appointments::search(app, query, ids, caller).await,
         Route::AppointmentUpdate(ref id) | Route::AppointmentPatch(ref id) => {
             reject_params(query, &["_format"])?;

@@ -373,7 +373,7 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             &[("application/fhir+json", "Observation")],
         ),
         Route::SlotSearch | Route::AppointmentSearch => (200, "Bundle", &[]),
-        Route::AppointmentRead(_) => (200, "Resource", &[]),
+        Route::AppointmentRead(_) | Route::AppointmentVread(..) => (200, "Resource", &[]),
         Route::AppointmentCreate => (201, "Resource", &[("application/fhir+json", "Resource")]),
         Route::AppointmentUpdate(_) => (200, "Resource", &[("application/fhir+json", "Resource")]),
         Route::AppointmentPatch(_) => (
@@ -445,6 +445,7 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
             | Route::PatientUpdate(_)
             | Route::AppointmentCreate
             | Route::AppointmentRead(_)
+            | Route::AppointmentVread(..)
             | Route::AppointmentUpdate(_)
             | Route::AppointmentPatch(_)
     ) {
@@ -555,7 +556,9 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
         Route::ObservationCreate => out.push((409, vec![S::DuplicateRejected])),
         Route::AppointmentCreate => out.push((409, vec![S::DuplicateRejected])),
         // A GP system whose adapter cannot manage appointments yet.
-        Route::AppointmentRead(_) => out.push((501, vec![S::NotImplemented])),
+        Route::AppointmentRead(_) | Route::AppointmentVread(..) => {
+            out.push((501, vec![S::NotImplemented]));
+        }
         Route::AppointmentUpdate(_) | Route::AppointmentPatch(_) => {
             out.push((412, vec![S::PreconditionFailed]));
             out.push((501, vec![S::NotImplemented]));

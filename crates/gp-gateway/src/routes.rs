@@ -54,6 +54,9 @@ pub enum Route {
     AppointmentCreate,
     /// `GET /Appointment/{id}`.
     AppointmentRead(String),
+    /// `GET /Appointment/{id}/_history/{vid}`: the current version, as a booking's
+    /// `Location` names it (GP systems keep no earlier ones).
+    AppointmentVread(String, String),
     /// `GET /Appointment?patient=…&date=ge…&date=le…`.
     AppointmentSearch,
     /// `PUT /Appointment/{id}`: amend or cancel by sending the whole Appointment.
@@ -289,6 +292,7 @@ impl Route {
             Self::SlotSearch => Some(("Slot", Interaction::SearchType)),
             Self::AppointmentCreate => Some(("Appointment", Interaction::Create)),
             Self::AppointmentRead(_) => Some(("Appointment", Interaction::Read)),
+            Self::AppointmentVread(..) => Some(("Appointment", Interaction::Vread)),
             Self::AppointmentSearch => Some(("Appointment", Interaction::SearchType)),
             Self::AppointmentUpdate(_) => Some(("Appointment", Interaction::Update)),
             Self::AppointmentPatch(_) => Some(("Appointment", Interaction::Patch)),
@@ -692,6 +696,21 @@ pub const ROUTES: &[Row] = &[
         Access::Bearer,
         |s| Some(Route::AppointmentRead(s[1].to_owned())),
         "Read an appointment, as the GP system holds it now",
+    ),
+    fhir(
+        Method::GET,
+        &[
+            Seg::Lit("Appointment"),
+            Seg::EntryId,
+            Seg::Lit("_history"),
+            Seg::EntryId,
+        ],
+        Access::Bearer,
+        |s| Some(Route::AppointmentVread(s[1].to_owned(), s[3].to_owned())),
+        "Read an appointment's version (a booking's Location): the current one",
+    )
+    .described(
+        "GP systems keep no earlier versions of an appointment: the current version (its meta.versionId, the ETag of a read) answers 200 with that ETag; any other versionId answers 404 RESOURCE_NOT_FOUND.",
     ),
     fhir(
         Method::PUT,
@@ -1190,6 +1209,7 @@ mod tests {
                         Interaction::Create,
                         Interaction::SearchType,
                         Interaction::Read,
+                        Interaction::Vread,
                         Interaction::Update,
                         Interaction::Patch
                     ]

@@ -723,6 +723,17 @@ async fn a_booking_is_made_once_read_back_amended_and_cancelled_freeing_its_slot
         )),
         "{location}"
     );
+    // The Location answers the version booked; no other version is kept.
+    let history = location
+        .strip_prefix(&w.sandbox.manifest.base_url)
+        .unwrap()
+        .to_owned();
+    let v = w.call("GET", &history, &token, &[], b"").await;
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json()["id"], made["id"]);
+    let other_version = format!("/Appointment/{id}/_history/999");
+    let v = w.call("GET", &other_version, &token, &[], b"").await;
+    assert_eq!(v.status, 404, "{}", v.text());
     assert_eq!(made["status"], "booked");
     assert_eq!(made["start"], slot["start"]);
     assert_eq!(
