@@ -139,6 +139,10 @@ impl Adapter for EmisAdapter {
         Ok(paging::page(wanted, req))
     }
 
+    fn manages_appointments(&self) -> bool {
+        true
+    }
+
     async fn read_practitioner(
         &self,
         req: &PractitionerRequest,

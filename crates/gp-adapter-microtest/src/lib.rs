@@ -221,6 +221,10 @@ impl Adapter for MicrotestAdapter {
     }
 
     /// One call: the site's clinician document.
+    fn manages_appointments(&self) -> bool {
+        true
+    }
+
     async fn read_practitioner(
         &self,
         req: &PractitionerRequest,

@@ -158,6 +158,10 @@ impl Adapter for TppAdapter {
     /// One `RecordEventsRequest` holding one CTV3-coded event per measurement, keyed by
     /// the observation's idempotency key (SystmOne answers the same EventUIDs for a key
     /// it has seen). The instant is sent in UTC, SystmOne's wire convention.
+    fn manages_appointments(&self) -> bool {
+        true
+    }
+
     async fn read_practitioner(
         &self,
         req: &PractitionerRequest,

@@ -185,6 +185,10 @@ impl Adapter for VisionAdapter {
     /// one BP row), under the request's key. The ids come from the rows Vision answers,
     /// mapped as a search maps them.
     /// One call: the practice's staff extract, the person picked from it.
+    fn manages_appointments(&self) -> bool {
+        true
+    }
+
     async fn read_practitioner(
         &self,
         req: &PractitionerRequest,

@@ -251,6 +251,14 @@ pub trait Adapter: Send + Sync {
         })
     }
 
+    /// Whether this adapter implements the appointment methods below. Called once at
+    /// start-up: the CapabilityStatement and OpenAPI document offer `Slot` and
+    /// `Appointment` only when some adapter does. The shared suite checks that the answer
+    /// agrees with what the methods do. Default: false.
+    fn manages_appointments(&self) -> bool {
+        false
+    }
+
     /// Reads the slots of `req.practice` starting in `[req.start, req.end)` (at most 14
     /// days), every status, with the sessions they belong to and the clinicians and sites
     /// those sessions name: one native search, called for `GET /Slot` (never cached).

@@ -154,6 +154,7 @@ impl App {
         let capability = crate::capability::capability_statement(
             &public_base,
             &clinical,
+            adapters.values().any(|a| a.manages_appointments()),
             &today,
             g.auth
                 .as_ref()

@@ -70,11 +70,14 @@ fn profile(t: &str) -> String {
 pub fn capability_statement(
     base_url: &str,
     clinical: &[ClinicalType],
+    appointments: bool,
     date: &str,
     token_url: Option<&str>,
 ) -> Value {
     let resources: Vec<Value> = served(clinical)
         .into_iter()
+        // Slots and appointments only where some GP system manages appointments.
+        .filter(|(t, _)| appointments || !matches!(*t, "Slot" | "Appointment"))
         .map(|(t, interactions)| {
             let mut resource = json!({
                 "type": t,

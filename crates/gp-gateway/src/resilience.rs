@@ -347,6 +347,10 @@ impl Adapter for Resilient {
         self.once(self.inner.update_contact(req)).await
     }
 
+    fn manages_appointments(&self) -> bool {
+        self.inner.manages_appointments()
+    }
+
     async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
         self.read(|| self.inner.search_slots(req)).await
     }

@@ -159,6 +159,9 @@ impl Adapter for WithBook {
     fn system(&self) -> GpSystem {
         self.inner.system()
     }
+    fn manages_appointments(&self) -> bool {
+        true
+    }
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
         self.inner.read_patient(req).await
     }

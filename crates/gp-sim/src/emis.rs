@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 
 use crate::concepts::{self, Concept};
 use crate::date::{Precision, SimDate};
-use crate::emis_book;
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
 use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
+
+#[path = "emis_book.rs"]
+mod book;
 
 /// Default namespace of every EMIS Open document.
 pub const NAMESPACE: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
@@ -97,7 +99,7 @@ impl Simulator for Emis {
         query: Option<&str>,
     ) -> (Routed, Vec<(&'static str, String)>) {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        let routed = emis_book::route_read(&self.store, method, &segments, query)
+        let routed = book::route_read(&self.store, method, &segments, query)
             .unwrap_or_else(|| self.route(method, path));
         (routed, Vec::new())
     }
@@ -157,7 +159,7 @@ impl Simulator for Emis {
                     (method_not_allowed("PUT"), false)
                 }
             }
-            _ => return emis_book::route_write(&self.store, method, &segments, headers, body),
+            _ => return book::route_write(&self.store, method, &segments, headers, body),
         };
         Some(Routed { reply, record })
     }

@@ -9,13 +9,13 @@
 
 use hyper::{HeaderMap, Method};
 
+use super::{
+    NAMESPACE, XML, date_time, error, invalid_request, invalid_value, method_not_allowed,
+    parse_date_time, patient_not_found, practice_not_found, sex, spaced_nhs, xml_request,
+};
 use crate::appointments::{
     self, Appointment, AppointmentState, BookError, BookView, BookingOrganisation, Change, Channel,
     Instant, NewBooking, SlotState,
-};
-use crate::emis::{
-    NAMESPACE, XML, date_time, error, invalid_request, invalid_value, method_not_allowed,
-    parse_date_time, patient_not_found, practice_not_found, sex, spaced_nhs, xml_request,
 };
 use crate::model::{ExternalId, Practice, SystemKind};
 use crate::server::{Reply, Routed};

@@ -19,7 +19,6 @@ pub mod clock;
 pub mod concepts;
 pub mod date;
 pub mod emis;
-mod emis_book;
 pub mod languages;
 pub mod microtest;
 pub mod model;
@@ -30,7 +29,6 @@ mod rng;
 pub mod server;
 pub mod store;
 pub mod tpp;
-mod tpp_book;
 pub mod vision;
 mod xml;
 

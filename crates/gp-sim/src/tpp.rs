@@ -1,7 +1,7 @@
 //! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
 //! XML, clinical events in pages) for patients of practices whose system is TPP, and
 //! takes its two writes: recording measurements and replacing contact details. The
-//! appointment book's endpoints are routed here and served by [`crate::tpp_book`].
+//! appointment book's endpoints are routed here and served by [`book`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +15,10 @@ use crate::date::{Precision, SimDate};
 use crate::model::*;
 use crate::server::{self, Reply, Routed, SimHandle, Simulator};
 use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteError};
-use crate::tpp_book;
 use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove_element};
+
+#[path = "tpp_book.rs"]
+mod book;
 
 /// Largest `pageSize` the API accepts.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -85,7 +87,7 @@ impl Simulator for Tpp {
                 if method == Method::GET =>
             {
                 Routed {
-                    reply: tpp_book::slots(&self.store, ods, query),
+                    reply: book::slots(&self.store, ods, query),
                     record: true,
                 }
             }
@@ -99,7 +101,7 @@ impl Simulator for Tpp {
                 "appointments",
                 id,
             ] if method == Method::GET => Routed {
-                reply: tpp_book::appointment(&self.store, ods, id),
+                reply: book::appointment(&self.store, ods, id),
                 record: true,
             },
             [
@@ -113,7 +115,7 @@ impl Simulator for Tpp {
                 nhs,
                 "appointments",
             ] if method == Method::GET => Routed {
-                reply: tpp_book::patient_appointments(&self.store, ods, nhs, query),
+                reply: book::patient_appointments(&self.store, ods, nhs, query),
                 record: true,
             },
             [
@@ -243,7 +245,7 @@ impl Simulator for Tpp {
                 "patients",
                 nhs,
                 "appointments",
-            ] if method == Method::POST => tpp_book::book(&self.store, ods, nhs, headers, body),
+            ] if method == Method::POST => book::book(&self.store, ods, nhs, headers, body),
             [
                 "",
                 "systmone",
@@ -253,7 +255,7 @@ impl Simulator for Tpp {
                 ods,
                 "appointments",
                 id,
-            ] if method == Method::PUT => tpp_book::amend(&self.store, ods, id, headers, body),
+            ] if method == Method::PUT => book::amend(&self.store, ods, id, headers, body),
             [
                 "",
                 "systmone",
@@ -264,7 +266,7 @@ impl Simulator for Tpp {
                 "appointments",
                 id,
                 "cancel",
-            ] if method == Method::POST => tpp_book::cancel(&self.store, ods, id, headers, body),
+            ] if method == Method::POST => book::cancel(&self.store, ods, id, headers, body),
             _ => return None,
         };
         Some(Routed {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use hyper::HeaderMap;
 
+use super::{Refusal, XML, error, malformed};
 use crate::appointments::{
     self, Appointment, AppointmentState, Book, BookError, BookView, BookingOrganisation, Change,
     Channel, Instant, NewBooking, Slot, SlotState,
@@ -15,7 +16,6 @@ use crate::appointments::{
 use crate::model::{ExternalId, Practice, SystemKind};
 use crate::server::Reply;
 use crate::store::SimStore;
-use crate::tpp::{self, Refusal, XML, error, malformed};
 use crate::xml::{Element, XmlWriter};
 
 /// The longest range one slot search may span.
@@ -45,7 +45,7 @@ pub(crate) fn slots(store: &SimStore, ods: &str, query: Option<&str>) -> Reply {
     };
     let practice = match store.practice(ods) {
         Some(p) if p.system == SystemKind::Tpp => p,
-        _ => return tpp::organisation_not_found(ods),
+        _ => return super::organisation_not_found(ods),
     };
     let view = match wanted {
         SlotQuery::Range(from, to) => store.book_view(SystemKind::Tpp, ods, from, to),
@@ -162,7 +162,7 @@ pub(crate) fn book(
 ) -> Reply {
     if let Err(reply) = organisation(store, ods)
         .and_then(|()| nhs_ok(nhs))
-        .and_then(|()| tpp::xml_body(headers))
+        .and_then(|()| super::xml_body(headers))
     {
         return reply;
     }
@@ -180,7 +180,7 @@ pub(crate) fn book(
                     "BookAppointmentResponse",
                     &[
                         ("ExternalReference", key.as_str()),
-                        ("Created", tpp::bool_text(created)),
+                        ("Created", super::bool_text(created)),
                     ],
                 );
                 appointment_xml(&mut w, book, &a);
@@ -232,7 +232,7 @@ fn change(
     let Some(number) = appointment_number(id) else {
         return book_error(&BookError::AppointmentNotFound(id.to_owned()));
     };
-    if let Err(reply) = tpp::xml_body(headers) {
+    if let Err(reply) = super::xml_body(headers) {
         return reply;
     }
     let version = match if_match(headers) {
@@ -304,7 +304,7 @@ fn text(parent: Element, name: &str, max: usize) -> Result<Option<String>, Refus
 }
 
 fn parse_booking(nhs: &str, body: &[u8]) -> Result<NewBooking, Refusal> {
-    let doc = tpp::parse_xml(body)?;
+    let doc = super::parse_xml(body)?;
     let root = root_named(&doc, "BookAppointmentRequest")?;
     let key = root
         .attr("ExternalReference")
@@ -372,7 +372,7 @@ fn parse_booking(nhs: &str, body: &[u8]) -> Result<NewBooking, Refusal> {
 }
 
 fn parse_amend(body: &[u8]) -> Result<Change, Refusal> {
-    let doc = tpp::parse_xml(body)?;
+    let doc = super::parse_xml(body)?;
     let root = root_named(&doc, "AmendAppointmentRequest")?;
     Ok(Change::Amend {
         description: text(root, "Description", appointments::MAX_DESCRIPTION)?,
@@ -381,7 +381,7 @@ fn parse_amend(body: &[u8]) -> Result<Change, Refusal> {
 }
 
 fn parse_cancel(body: &[u8]) -> Result<Change, Refusal> {
-    let doc = tpp::parse_xml(body)?;
+    let doc = super::parse_xml(body)?;
     let root = root_named(&doc, "CancelAppointmentRequest")?;
     let reason = text(root, "Reason", MAX_REASON)?
         .ok_or_else(|| malformed("CancelAppointmentRequest/Reason is missing"))?;
@@ -436,7 +436,7 @@ fn range(query: Option<&str>, max_days: Option<i64>) -> Result<(Instant, Instant
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| format!("{name} is required"))?;
-        tpp::parse_utc(v)
+        super::parse_utc(v)
             .map(appointments::instant)
             .ok_or_else(|| format!("{name} '{v}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"))
     };
@@ -547,7 +547,7 @@ fn render_slots(practice: &Practice, view: &BookView) -> String {
         .filter(|c| running.contains(c.id.as_str()))
     {
         let role = appointments::job_role(practice, c);
-        tpp::staff_member(&mut w, c, Some(role));
+        super::staff_member(&mut w, c, Some(role));
     }
     w.close("Staff");
     w.open("Sessions");
@@ -665,7 +665,7 @@ fn ok(status: u16, body: String) -> Reply {
 fn organisation(store: &SimStore, ods: &str) -> Result<(), Reply> {
     match store.practice(ods) {
         Some(p) if p.system == SystemKind::Tpp => Ok(()),
-        _ => Err(tpp::organisation_not_found(ods)),
+        _ => Err(super::organisation_not_found(ods)),
     }
 }
 
@@ -684,7 +684,7 @@ fn nhs_ok(nhs: &str) -> Result<(), Reply> {
 /// A refusal of the book as a SystmOne `ErrorResponse`.
 fn book_error(e: &BookError) -> Reply {
     match e {
-        BookError::PracticeNotFound(ods) => tpp::organisation_not_found(ods),
+        BookError::PracticeNotFound(ods) => super::organisation_not_found(ods),
         BookError::PatientNotFound(ods) => error(
             404,
             "PATIENT_NOT_FOUND",

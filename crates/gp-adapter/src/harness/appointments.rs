@@ -293,7 +293,25 @@ pub async fn run_appointments(adapter: &dyn Adapter, fixture: &HarnessFixture) -
         run,
         booked_by,
     };
-    let book = match scene.slots().await {
+    let answer = scene.slots().await;
+    let unsupported = matches!(answer, Err(AdapterError::NotSupported { .. }));
+    if unsupported == adapter.manages_appointments() {
+        report.add(
+            "ADP-APT-00",
+            "manages_appointments() agrees with what the appointment methods do",
+            vec![format!(
+                "manages_appointments() is {} but search_slots answered {}",
+                adapter.manages_appointments(),
+                if unsupported {
+                    "NotSupported"
+                } else {
+                    "as an implemented method"
+                }
+            )],
+        );
+        return report;
+    }
+    let book = match answer {
         Err(AdapterError::NotSupported { what, .. }) => {
             let why = format!("the adapter does not support {what}");
             for (id, what) in CHECKS {
@@ -1093,6 +1111,9 @@ mod tests {
         fn system(&self) -> GpSystem {
             SYSTEM
         }
+        fn manages_appointments(&self) -> bool {
+            true
+        }
         async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
             Err(AdapterError::PatientNotFound)
         }
@@ -1319,6 +1340,56 @@ mod tests {
 
     fn failed(report: &HarnessReport) -> Vec<&str> {
         report.failures().map(|c| c.id).collect()
+    }
+
+    /// Claims appointments but keeps every method's `NotSupported` default.
+    struct Claims;
+
+    #[async_trait]
+    impl Adapter for Claims {
+        fn system(&self) -> GpSystem {
+            SYSTEM
+        }
+        fn manages_appointments(&self) -> bool {
+            true
+        }
+        async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+    }
+
+    /// Books, but says it does not (so the gateway would never offer it).
+    struct Hides(Fake);
+
+    #[async_trait]
+    impl Adapter for Hides {
+        fn system(&self) -> GpSystem {
+            SYSTEM
+        }
+        async fn read_patient(&self, _: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn search(&self, _: &SearchRequest) -> Result<SearchPage, AdapterError> {
+            Err(AdapterError::PatientNotFound)
+        }
+        async fn search_slots(
+            &self,
+            req: &SlotSearchRequest,
+        ) -> Result<AppointmentBook, AdapterError> {
+            self.0.search_slots(req).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_capability_flag_must_agree_with_the_methods() {
+        let (adapter, fixture) = fake(Flaw::None);
+        let report = run_appointments(&Claims, &fixture).await;
+        assert_eq!(failed(&report), ["ADP-APT-00"], "{report}");
+        let report = run_appointments(&Hides(adapter), &fixture).await;
+        assert_eq!(failed(&report), ["ADP-APT-00"], "{report}");
     }
 
     #[tokio::test]
