@@ -49,6 +49,7 @@ REFERENCED_TYPES = ["Patient", "Practitioner", "Organization", "Encounter"]
 # What the checks need of the reader's and the writer's scopes (SMART v2 letters).
 READER_NEEDS = {"Patient": "rus", **{kind: "rs" for kind in CLINICAL_TYPES}}
 WRITER_NEEDS = {"Observation": "crs"}
+BOOKER_NEEDS = {"Slot": "rs", "Appointment": "cru"}
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 CHECK_SECONDS = 60
 HEADERS_SHOWN = ("content-type", "if-match", "if-none-match", "if-none-exist", "prefer")
@@ -218,6 +219,7 @@ class System:
         self.read_nhs = read_nhs
         self.write_nhs = write_nhs
         self.record = None
+        self.appointment = None
 
 
 class Suite:
@@ -235,6 +237,11 @@ class Suite:
         self.reader = client_for(self.base, access_token(gateway, self.token_url, reader), self.reader_wire)
         self.writer = client_for(self.base, access_token(gateway, self.token_url, writer), self.writer_wire)
         self.systems = pick_patients(manifest, reader, writer)
+        # The booker finds free slots and books, amends and cancels (demo-booking).
+        booker = supplier_with(manifest, BOOKER_NEEDS)
+        self.booker_wire = Wire(booker)
+        self.booker = client_for(self.base, access_token(gateway, self.token_url, booker), self.booker_wire)
+        self.practice_of = {p["nhs_number"]: p["practice"] for p in manifest["patients"]}
         self.results = []
 
     # -- reads ------------------------------------------------------------------------
@@ -614,11 +621,112 @@ class Suite:
         """The gateway's answer that made fhirpy raise `e`: status and Spine code, and with
         `full` the diagnostics too. Anything else is described as it is."""
         last = max(
-            (w.log[-1] for w in (self.reader_wire, self.writer_wire) if w.log), key=lambda x: x["at"], default=None
+            (w.log[-1] for w in (self.reader_wire, self.writer_wire, self.booker_wire) if w.log),
+            key=lambda x: x["at"],
+            default=None,
         )
         if last is None or not isinstance(e, BaseFHIRError):
             return brief(e)
         return f"{last['status']} {last['answer'] if full else last['answer'].split(':')[0]}"
+
+    # -- appointments -------------------------------------------------------------------
+
+    async def free_slot(self, s):
+        """A free slot at the booking patient's practice an hour or more ahead, found with
+        fhirpy's include() (recursive=True sends _include:recurse), and its Location."""
+        today = datetime.date.today()
+        raw = await (
+            self.booker.resources("Slot")
+            .search(
+                start=f"ge{today}",
+                end=f"le{today + datetime.timedelta(days=13)}",
+                status="free",
+                practice=self.practice_of[s.write_nhs],
+            )
+            .include("Slot", "schedule")
+            .include("Schedule", "actor", "Location", recursive=True)
+            .fetch_raw()
+        )
+        entries = raw.get("entry", [])
+        included = {
+            f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"]
+            for e in entries
+            if e.get("search", {}).get("mode") == "include"
+        }
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        for e in entries:
+            slot = e["resource"]
+            if slot["resourceType"] != "Slot" or parse_instant(slot["start"]) < soon:
+                continue
+            schedule = included.get(slot["schedule"]["reference"])
+            if schedule is None:
+                raise Failed(f"Slot/{slot['id']}'s {slot['schedule']['reference']} is not included")
+            location = next(
+                (a["reference"] for a in schedule.get("actor", []) if a["reference"].startswith("Location/")), None
+            )
+            if location not in included:
+                raise Failed(f"{slot['schedule']['reference']}'s Location {location} is not included")
+            return slot, location
+        raise Failed(f"no free slot an hour or more ahead in {len(entries)} entries")
+
+    async def slot_search_include(self, s):
+        await self.free_slot(s)
+
+    async def book_appointment_read_back(self, s):
+        slot, location = await self.free_slot(s)
+        sent = {
+            "status": "booked",
+            "identifier": [{"system": "https://fhirpy.example/bookings", "value": f"{self.run_id}-{s.name}"}],
+            "slot": [{"reference": f"Slot/{slot['id']}"}],
+            "start": slot["start"],
+            "end": slot["end"],
+            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+            "description": "Review booked by fhirpy",
+            "participant": [
+                {"actor": {"reference": f"Patient/{s.write_nhs}"}, "status": "accepted"},
+                {"actor": {"reference": location}, "status": "accepted"},
+            ],
+        }
+        mark = len(self.booker_wire.log)
+        created = await self.booker.resource("Appointment", **json.loads(json.dumps(sent))).save()
+        post = self.booker_wire.log[mark]
+        if post["status"] != 201:
+            raise Failed(f"POST answered {post['status']}, not 201")
+        got = await self.booker.reference("Appointment", created.id).to_resource()
+        problems = []
+        if got.get("status") != "booked":
+            problems.append(f"read back as {got.get('status')}")
+        if [r.get("reference") for r in got.get("slot", [])] != [f"Slot/{slot['id']}"]:
+            problems.append(f"read back with slots {got.get('slot')}")
+        if problems:
+            raise Failed("; ".join(problems))
+        s.appointment = (created.id, slot["id"])
+
+    async def cancel_appointment_update(self, s):
+        if getattr(s, "appointment", None) is None:
+            raise Failed("nothing booked to cancel (book-appointment-read-back failed)")
+        rid, slot_id = s.appointment
+        appointment = await self.booker.reference("Appointment", rid).to_resource()
+        appointment["status"] = "cancelled"
+        appointment["cancelationReason"] = {"text": "Patient no longer needs it"}
+        await appointment.save()
+        got = await self.booker.reference("Appointment", rid).to_resource()
+        if got.get("status") != "cancelled":
+            raise Failed(f"read back as {got.get('status')} after the update")
+        today = datetime.date.today()
+        again = await (
+            self.booker.resources("Slot")
+            .search(
+                start=f"ge{today}",
+                end=f"le{today + datetime.timedelta(days=13)}",
+                status="free",
+                practice=self.practice_of[s.write_nhs],
+            )
+            .include("Slot", "schedule")
+            .fetch_raw()
+        )
+        if not any(e["resource"].get("id") == slot_id for e in again.get("entry", [])):
+            raise Failed(f"Slot/{slot_id} is not free again after the cancel")
 
     # -- the gateway ------------------------------------------------------------------
 
@@ -665,6 +773,9 @@ class Suite:
             ("patch-patient-contact", self.patch_patient_contact),
             ("update-patient", self.update_patient),
             ("refresh-patient", self.refresh_patient),
+            ("slot-search-include", self.slot_search_include),
+            ("book-appointment-read-back", self.book_appointment_read_back),
+            ("cancel-appointment-update", self.cancel_appointment_update),
         ]
         gateway = [
             ("discover-smart-configuration", self.discover_smart_configuration),
@@ -702,14 +813,16 @@ class Suite:
         )
 
     async def run_check(self, name, system, fn):
-        marks = (len(self.reader_wire.log), len(self.writer_wire.log))
+        marks = (len(self.reader_wire.log), len(self.writer_wire.log), len(self.booker_wire.log))
         started = time.monotonic()
         try:
             await asyncio.wait_for(fn(), CHECK_SECONDS)
             error = None
         except Exception as e:
             error = self.answer_to(e, full=True)
-        exchanges = self.reader_wire.log[marks[0] :] + self.writer_wire.log[marks[1] :]
+        exchanges = (
+            self.reader_wire.log[marks[0] :] + self.writer_wire.log[marks[1] :] + self.booker_wire.log[marks[2] :]
+        )
         r = verdict(name, system, error, exchanges, time.monotonic() - started)
         self.results.append(r)
         if r["outcome"] == "FAIL":

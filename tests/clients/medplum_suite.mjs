@@ -30,6 +30,7 @@ const REFERENCED_TYPES = ['Patient', 'Practitioner', 'Organization', 'Encounter'
 // What the checks need of the reader's and the writer's scopes (SMART v2 letters).
 const READER_NEEDS = { Patient: 'rus', ...Object.fromEntries(CLINICAL_TYPES.map((t) => [t, 'rs'])) };
 const WRITER_NEEDS = { Observation: 'crs' };
+const BOOKER_NEEDS = { Slot: 'rs', Appointment: 'cru' };
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
 const CHECK_SECONDS = 60;
 const HEADERS_SHOWN = ['content-type', 'if-match', 'if-none-match', 'if-none-exist', 'prefer'];
@@ -205,6 +206,9 @@ class Suite {
     this.readerWire = new Wire(reader);
     this.writerWire = new Wire(writer);
     this.systems = pickPatients(manifest, reader, writer);
+    // The booker finds free slots and books, amends and cancels (demo-booking).
+    this.bookerWire = new Wire(supplierWith(manifest, BOOKER_NEEDS));
+    this.practiceOf = Object.fromEntries(manifest.patients.map((p) => [p.nhs_number, p.practice]));
     this.results = [];
   }
 
@@ -212,6 +216,7 @@ class Suite {
     const token = (wire) => accessToken(this.gateway, this.tokenUrl, wire.supplier);
     this.reader = clientFor(this.origin, this.base, await token(this.readerWire), this.readerWire);
     this.writer = clientFor(this.origin, this.base, await token(this.writerWire), this.writerWire);
+    this.booker = clientFor(this.origin, this.base, await token(this.bookerWire), this.bookerWire);
   }
 
   // -- reads ------------------------------------------------------------------------
@@ -645,6 +650,96 @@ class Suite {
 
   // -- the gateway ------------------------------------------------------------------
 
+  // -- appointments -------------------------------------------------------------------
+
+  // A free slot at the booking patient's practice an hour or more ahead, found with
+  // searchResources and _include / _include:recurse, and its Location.
+  async freeSlot(s, extra = {}) {
+    const day = (d) => new Date(Date.now() + d * 86400000).toISOString().slice(0, 10);
+    const got = await this.booker.searchResources('Slot', {
+      start: `ge${day(0)}`,
+      end: `le${day(13)}`,
+      status: 'free',
+      practice: this.practiceOf[s.writeNhs],
+      _include: 'Slot:schedule',
+      '_include:recurse': 'Schedule:actor:Location',
+      ...extra,
+    });
+    const entries = got.bundle?.entry ?? [];
+    const included = new Map(
+      entries.filter((e) => e.search?.mode === 'include').map((e) => [`${e.resource.resourceType}/${e.resource.id}`, e.resource]),
+    );
+    const soon = Date.now() + 3600000;
+    const slots = entries.filter((e) => e.search?.mode === 'match').map((e) => e.resource);
+    for (const slot of slots) {
+      if (slot.resourceType !== 'Slot' || Date.parse(slot.start) < soon) {
+        continue;
+      }
+      const schedule = included.get(slot.schedule.reference);
+      if (!schedule) {
+        throw new Failed(`Slot/${slot.id}'s ${slot.schedule.reference} is not included`);
+      }
+      const location = (schedule.actor ?? []).map((a) => a.reference).find((r) => r?.startsWith('Location/'));
+      if (!included.has(location)) {
+        throw new Failed(`${slot.schedule.reference}'s Location ${location} is not included`);
+      }
+      return { slot, location, slots };
+    }
+    throw new Failed(`no free slot an hour or more ahead in ${entries.length} entries`);
+  }
+
+  async bookAppointmentReadBack(s) {
+    const { slot, location } = await this.freeSlot(s);
+    const sent = {
+      resourceType: 'Appointment',
+      status: 'booked',
+      identifier: [{ system: 'https://medplum.example/bookings', value: `${this.runId}-${s.name}` }],
+      slot: [{ reference: `Slot/${slot.id}` }],
+      start: slot.start,
+      end: slot.end,
+      created: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      description: 'Review booked by @medplum/core',
+      participant: [
+        { actor: { reference: `Patient/${s.writeNhs}` }, status: 'accepted' },
+        { actor: { reference: location }, status: 'accepted' },
+      ],
+    };
+    const mark = this.bookerWire.log.length;
+    const created = await this.booker.createResource(structuredClone(sent));
+    const post = this.bookerWire.log[mark];
+    if (post.status !== 201) {
+      throw new Failed(`POST answered ${post.status}, not 201`);
+    }
+    const got = await this.booker.readResource('Appointment', created.id);
+    const problems = [];
+    if (got.status !== 'booked') {
+      problems.push(`read back as ${got.status}`);
+    }
+    if (JSON.stringify((got.slot ?? []).map((r) => r.reference)) !== JSON.stringify([`Slot/${slot.id}`])) {
+      problems.push(`read back with slots ${JSON.stringify(got.slot)}`);
+    }
+    if (problems.length) {
+      throw new Failed(problems.join('; '));
+    }
+    s.appointment = { id: created.id, slot: slot.id };
+  }
+
+  async cancelAppointmentUpdate(s) {
+    if (!s.appointment) {
+      throw new Failed('nothing booked to cancel (book-appointment-read-back failed)');
+    }
+    const appointment = await this.booker.readResource('Appointment', s.appointment.id);
+    await this.booker.updateResource({ ...appointment, status: 'cancelled', cancelationReason: { text: 'Patient no longer needs it' } });
+    const got = await this.booker.readResource('Appointment', s.appointment.id);
+    if (got.status !== 'cancelled') {
+      throw new Failed(`read back as ${got.status} after the update`);
+    }
+    const { slots } = await this.freeSlot(s);
+    if (!slots.some((slot) => slot.id === s.appointment.slot)) {
+      throw new Failed(`Slot/${s.appointment.slot} is not free again after the cancel`);
+    }
+  }
+
   async discoverSmartConfiguration() {
     const url = `${this.base}/.well-known/smart-configuration`;
     const response = await fetch(url, { headers: { Accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
@@ -706,6 +801,9 @@ class Suite {
       ['patch-patient-contact', (s) => this.patchPatientContact(s)],
       ['patch-patient-if-match', (s) => this.patchPatientIfMatch(s)],
       ['update-patient', (s) => this.updatePatient(s)],
+      ['slot-search-include', (s) => this.freeSlot(s)],
+      ['book-appointment-read-back', (s) => this.bookAppointmentReadBack(s)],
+      ['cancel-appointment-update', (s) => this.cancelAppointmentUpdate(s)],
     ];
     const gateway = [
       ['discover-smart-configuration', () => this.discoverSmartConfiguration()],
@@ -739,7 +837,7 @@ class Suite {
   }
 
   async runCheck(name, system, fn) {
-    const marks = [this.readerWire.log.length, this.writerWire.log.length];
+    const marks = [this.readerWire.log.length, this.writerWire.log.length, this.bookerWire.log.length];
     const started = performance.now();
     let error;
     let timer;
@@ -753,7 +851,11 @@ class Suite {
     } finally {
       clearTimeout(timer);
     }
-    const exchanges = [...this.readerWire.log.slice(marks[0]), ...this.writerWire.log.slice(marks[1])];
+    const exchanges = [
+      ...this.readerWire.log.slice(marks[0]),
+      ...this.writerWire.log.slice(marks[1]),
+      ...this.bookerWire.log.slice(marks[2]),
+    ];
     const r = verdict(name, system, error, exchanges, (performance.now() - started) / 1000);
     this.results.push(r);
     if (r.outcome === 'FAIL') {
@@ -773,7 +875,7 @@ class Suite {
   // The gateway's answer that made medplum throw `e`: status and Spine code, and with
   // `full` the diagnostics too. Anything else is described as it is.
   answerTo(e, full = false) {
-    const logs = [this.readerWire.log, this.writerWire.log].filter((l) => l.length);
+    const logs = [this.readerWire.log, this.writerWire.log, this.bookerWire.log].filter((l) => l.length);
     const last = logs.map((l) => l[l.length - 1]).sort((a, b) => a.at - b.at).pop();
     if (!last || !e?.outcome) {
       return brief(e);

@@ -310,7 +310,9 @@ fn parse_slot_search(query: &[(String, String)], now: i64) -> Result<SlotSearch,
         "end",
         "status",
         "_include",
+        "_include:iterate",
         "_include:recurse",
+        "_include:recursive",
         "practice",
         "delivery-channel",
         "service-type",
@@ -374,7 +376,7 @@ fn parse_slot_search(query: &[(String, String)], now: i64) -> Result<SlotSearch,
     let mut organization = false;
     for (k, v) in query
         .iter()
-        .filter(|(k, _)| k == "_include" || k == "_include:recurse")
+        .filter(|(k, _)| crate::routes::SLOT_INCLUDE_PARAMETERS.contains(&k.as_str()))
     {
         match v.as_str() {
             "Slot:schedule" | "Slot:schedule:Schedule" => includes.schedule = true,
@@ -1525,12 +1527,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.practice.unwrap().as_str(), "B82617");
-        let s = parse_slot_search(
-            &q(&with(("_include:recurse", "Location:managingOrganization"))),
-            now,
-        )
-        .unwrap();
-        assert!(s.organization);
+        // GP Connect's :recurse, R4's :iterate and fhirpy's recursive=True spelling.
+        for modifier in ["_include:recurse", "_include:iterate", "_include:recursive"] {
+            let s = parse_slot_search(&q(&with((modifier, "Location:managingOrganization"))), now)
+                .unwrap();
+            assert!(s.organization, "{modifier}");
+        }
     }
 
     #[test]

@@ -681,10 +681,22 @@ fn query_parameters(route: &Route) -> Vec<Value> {
                 "Slot:schedule (required), and what the Schedule and Location refer to",
             ),
             q(
+                "_include:iterate",
+                false,
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES } }),
+                "as _include (R4's modifier)",
+            ),
+            q(
                 "_include:recurse",
                 false,
                 json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES } }),
-                "as _include",
+                "as _include (GP Connect's modifier)",
+            ),
+            q(
+                "_include:recursive",
+                false,
+                json!({ "type": "array", "items": { "type": "string", "enum": crate::routes::SLOT_INCLUDES } }),
+                "as _include (fhirpy's include(..., recursive=True))",
             ),
             q(
                 "practice",

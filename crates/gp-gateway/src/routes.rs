@@ -214,6 +214,17 @@ pub fn named_type(path: &str, base: &str) -> Option<&'static str> {
         .flatten()
 }
 
+/// The parameters a free-slot search reads includes from: `_include`, R4's `:iterate`,
+/// GP Connect's (STU3) `:recurse`, and `:recursive` (what fhirpy sends for
+/// `include(..., recursive=True)`): one include follows the Schedule's and Location's
+/// references however the client spells it.
+pub const SLOT_INCLUDE_PARAMETERS: &[&str] = &[
+    "_include",
+    "_include:iterate",
+    "_include:recurse",
+    "_include:recursive",
+];
+
 /// The `_include` (and `_include:recurse`) values a free-slot search takes: the
 /// CapabilityStatement and the OpenAPI document read them here.
 pub const SLOT_INCLUDES: [&str; 5] = [
@@ -668,7 +679,7 @@ pub const ROUTES: &[Row] = &[
         "Free slots to book: a searchset of Slots with their Schedules (and, as asked, Practitioners, PractitionerRoles, Locations and Organizations)",
     )
     .described(
-        "start=ge{date}, end=le{date} (at most 14 days), status=free and _include=Slot:schedule are required; _include (or _include:recurse) Schedule:actor:Practitioner, Schedule:actor:PractitionerRole, Schedule:actor:Location and Location:managingOrganization add what they name; practice ({ODS} or https://fhir.nhs.uk/Id/ods-organization-code|{ODS}; without it every practice you are paired with), delivery-channel (In-person, Telephone, Video) and service-type (the slot type) filter. Only free slots open to third parties are offered, never from a cache. A practice that cannot answer is left out with an OperationOutcome entry (search.mode outcome) naming it; when none can, the search fails. A missing or invalid parameter is 422 INVALID_PARAMETER naming it in expression.",
+        "start=ge{date}, end=le{date} (at most 14 days), status=free and _include=Slot:schedule are required; _include (or _include:iterate, :recurse, :recursive) Schedule:actor:Practitioner, Schedule:actor:PractitionerRole, Schedule:actor:Location and Location:managingOrganization add what they name; practice ({ODS} or https://fhir.nhs.uk/Id/ods-organization-code|{ODS}; without it every practice you are paired with), delivery-channel (In-person, Telephone, Video) and service-type (the slot type) filter. Only free slots open to third parties are offered, never from a cache. A practice that cannot answer is left out with an OperationOutcome entry (search.mode outcome) naming it; when none can, the search fails. A missing or invalid parameter is 422 INVALID_PARAMETER naming it in expression.",
     ),
     fhir(
         Method::POST,
