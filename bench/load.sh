@@ -6,6 +6,8 @@
 #   3. haproxy-jwt  HAProxy verifying an RS256 JWT per request (jwt_verify), same simulator
 #   4. gateway      authenticated FHIR GET /Patient/{nhs} and Observation?patient={nhs},
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
+#   5. free slots   EMIS's native 14-day slot search against GET /Slot with every include,
+#                   one connection: the p50 the gateway adds (target ≤ 2 ms)
 #
 # Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
 # turned off: open-loop runs (oha at a fixed rate, half the cached gateway's peak) for the
@@ -347,10 +349,12 @@ measure "4d. gateway Observation?patient, no cache" "http://127.0.0.1:$P_GW_NOCA
 # One connection (latency, not throughput), the same practice and 14 days both ways: EMIS's
 # native slot search, and GET /Slot with every include through the no-cache gateway (free
 # slots are never cached anyway). Target: the gateway adds ≤ 2 ms at p50.
+# FHIR's end=le{day} takes the whole day: 14 days are today to le today + 13, which the
+# native search asks for as [today 00:00, today + 14 00:00) in local time.
 SLOT_FROM=$(date -u +%Y-%m-%d)
-SLOT_TO=$(date -u -d "$SLOT_FROM + 14 days" +%Y-%m-%d)
+SLOT_TO=$(date -u -d "$SLOT_FROM + 13 days" +%Y-%m-%d)
 local_day() { date -u -d "$1" +%d%%2F%m%%2F%Y%%2000:00:00; }
-NATIVE_SLOTS="/emis/practices/$ODS/slots?From=$(local_day "$SLOT_FROM")&To=$(local_day "$SLOT_TO")"
+NATIVE_SLOTS="/emis/practices/$ODS/slots?From=$(local_day "$SLOT_FROM")&To=$(local_day "$SLOT_FROM + 14 days")"
 FHIR_SLOTS="$FHIR/Slot?start=ge$SLOT_FROM&end=le$SLOT_TO&status=free&practice=$ODS&_include=Slot:schedule&_include:recurse=Schedule:actor:Practitioner&_include:recurse=Schedule:actor:PractitionerRole&_include:recurse=Schedule:actor:Location&_include:recurse=Location:managingOrganization"
 TOKEN_BOOKING=$(token_for "$P_GW_NOCACHE" demo-booking)
 SLOT_COUNT=$(curl -sf "http://127.0.0.1:$P_EMIS$NATIVE_SLOTS" | grep -o '<Slot>' | wc -l)
