@@ -488,8 +488,13 @@ async fn an_appointment_booked_at_the_practice_is_listed_and_can_be_cancelled() 
         .book()
         .appointments
         .into_iter()
+        // One of a registered patient's (most practice bookings are for patients the
+        // simulator does not hold).
         .find(|a| {
-            a.booked_by.is_none() && a.start > now + 3600 && a.state == AppointmentState::Booked
+            a.booked_by.is_none()
+                && a.start > now + 3600
+                && a.state == AppointmentState::Booked
+                && env.store.patient(env.ods.as_str(), &a.nhs).is_some()
         })
         .unwrap();
     let nhs = NhsNumber::parse(&at_practice.nhs).unwrap();

@@ -417,7 +417,7 @@ impl Book {
                         };
                         number += 1;
                         if state == SlotState::Booked && !patients.is_empty() {
-                            let nhs = r.pick(patients).clone();
+                            let nhs = booking_patient(&mut r, patients);
                             let created = t - r.range(1, 14) * 86_400;
                             book.appointments.push(Appointment {
                                 id: r.guid(),
@@ -673,6 +673,28 @@ impl Book {
     }
 }
 
+/// Of the slots booked at the practice, the share held by the synthetic population's
+/// patients (a dozen of the practice's thousands); the rest hold someone else's.
+const POPULATION_BOOKING_PERCENT: u64 = 5;
+
+/// Whose appointment a slot booked at the practice holds: now and then one of the
+/// population's `patients`, otherwise a patient the simulator does not hold (a valid
+/// NHS number in the 999 test range, none of `patients`), so no synthetic patient has
+/// dozens of appointments a month.
+fn booking_patient(r: &mut Rng, patients: &[String]) -> String {
+    if r.chance(POPULATION_BOOKING_PERCENT) {
+        return r.pick(patients).clone();
+    }
+    loop {
+        let stem = 999_000_000 + r.below(1_000_000) as u32;
+        if let Some(nhs) = crate::nhs::with_check_digit(stem)
+            && !patients.contains(&nhs)
+        {
+            return nhs;
+        }
+    }
+}
+
 /// Why patients book (what the practice's receptionists write).
 const REASONS: &[&str] = &[
     "Medication review",
@@ -764,6 +786,23 @@ mod tests {
         assert!(lengths.len() >= 3, "{lengths:?}");
         assert!(a.appointments.iter().all(|x| x.booked_by.is_none()));
         assert!(!a.appointments.is_empty());
+        // Each population patient holds a few, not dozens; the rest are other patients'.
+        let (practice, _) = book();
+        let pop = Population::generate(7, &PopulationSpec::sandbox());
+        let ours: Vec<&str> = pop
+            .patients
+            .iter()
+            .filter(|p| p.practice == practice.ods)
+            .map(|p| p.nhs_number.as_str())
+            .collect();
+        let held = |nhs: &str| a.appointments.iter().filter(|x| x.nhs == nhs).count();
+        assert!(ours.iter().map(|n| held(n)).sum::<usize>() > 0);
+        assert!(
+            ours.iter().all(|n| held(n) <= 12),
+            "{:?}",
+            ours.iter().map(|n| held(n)).collect::<Vec<_>>()
+        );
+        assert!(a.appointments.iter().all(|x| crate::nhs::is_valid(&x.nhs)));
     }
 
     #[test]
