@@ -953,6 +953,11 @@ async fn bookings_the_rules_forbid_are_refused_naming_the_element_and_book_nothi
             "Appointment.slot[0]",
             Box::new(|b| b["slot"][0]["reference"] = json!("Slot/nonsense")),
         ),
+        // A booking organisation other than the supplier's own (the registry's Y90001).
+        (
+            "Appointment.contained",
+            Box::new(|b| with_booking_organisation(b, "Y99999")),
+        ),
     ];
     for (element, edit) in cases {
         let mut body = good.clone();
@@ -976,6 +981,28 @@ async fn bookings_the_rules_forbid_are_refused_naming_the_element_and_book_nothi
             .iter()
             .any(|s| s["id"] == slot["id"])
     );
+    // A condition naming another identifier than the body's is refused, booking nothing.
+    let a = w
+        .call(
+            "POST",
+            "/Appointment",
+            &token,
+            &[(
+                "if-none-exist",
+                "identifier=https://booking.example.com/ids|r-other",
+            )],
+            &serde_json::to_vec(&good).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.text().contains("r-other"), "{}", a.text());
+    let a = w.call("GET", &slots_path(&ods, ""), &token, &[], b"").await;
+    assert!(
+        entries(&a.json(), "Slot")
+            .iter()
+            .any(|s| s["id"] == slot["id"]),
+        "the refused bookings left the slot free"
+    );
     // A patient the supplier may not see is not found, and books nothing.
     if let Some(restricted) = w.flagged(&ods, "sensitive") {
         let body = booking(&slot, &schedule, &restricted, "r-2");
@@ -995,7 +1022,36 @@ async fn bookings_the_rules_forbid_are_refused_naming_the_element_and_book_nothi
         .call("GET", "/Appointment/A12345-1", &token, &[], b"")
         .await;
     assert_eq!(a.status, 404);
+    // The supplier's own booking organisation, contained, is accepted and recorded.
+    let mut own = good.clone();
+    with_booking_organisation(&mut own, "Y90001");
+    let a = w
+        .call(
+            "POST",
+            "/Appointment",
+            &token,
+            &[],
+            &serde_json::to_vec(&own).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert!(a.text().contains("Y90001"), "{}", a.text());
     w.sandbox.shutdown().await;
+}
+
+/// Names `ods` as the booking organisation: a contained Organization and the GP Connect
+/// extension referring to it.
+fn with_booking_organisation(body: &mut Value, ods: &str) {
+    body["contained"] = json!([{
+        "resourceType": "Organization",
+        "id": "booker",
+        "identifier": [{ "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods }],
+        "name": "The booking app"
+    }]);
+    body["extension"] = json!([{
+        "url": gp_adapter::appointments::fhir::BOOKING_ORGANISATION_EXTENSION,
+        "valueReference": { "reference": "#booker" }
+    }]);
 }
 
 #[tokio::test]
