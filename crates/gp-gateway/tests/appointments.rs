@@ -40,6 +40,8 @@ struct WithBook {
     inner: Arc<dyn Adapter>,
     books: Books,
     population: Arc<gp_sim::Population>,
+    /// GP systems (ids) whose slot searches fail, as a system that is down would.
+    failing: Arc<Mutex<Vec<&'static str>>>,
 }
 
 fn utc(t: sim::Instant) -> UtcDateTime {
@@ -182,6 +184,13 @@ impl Adapter for WithBook {
     }
 
     async fn search_slots(&self, req: &SlotSearchRequest) -> Result<AppointmentBook, AdapterError> {
+        let system = self.inner.system();
+        if self.failing.lock().unwrap().contains(&system.id()) {
+            return Err(AdapterError::Unavailable {
+                system,
+                detail: "down for the test".into(),
+            });
+        }
         Ok(self.with_book(&req.practice, |book, practice| {
             let view = book.view(practice, instant(req.start), instant(req.end));
             AppointmentBook {
@@ -335,6 +344,7 @@ impl Adapter for WithBook {
 struct World {
     sandbox: Sandbox,
     client: Client<HttpConnector, Full<Bytes>>,
+    failing: Arc<Mutex<Vec<&'static str>>>,
 }
 
 struct Answer {
@@ -371,11 +381,14 @@ impl World {
             gp_gateway::sandbox::DEFAULT_SEED,
         ));
         let books: Books = Arc::default();
+        let failing: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+        let down = failing.clone();
         let layer: gp_gateway::sandbox::AdapterLayer = Box::new(move |inner| {
             Arc::new(WithBook {
                 inner,
                 books: books.clone(),
                 population: population.clone(),
+                failing: down.clone(),
             })
         });
         let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -386,6 +399,7 @@ impl World {
         Self {
             sandbox,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            failing,
         }
     }
 
@@ -1022,7 +1036,8 @@ async fn bookings_the_rules_forbid_are_refused_naming_the_element_and_book_nothi
         .call("GET", "/Appointment/A12345-1", &token, &[], b"")
         .await;
     assert_eq!(a.status, 404);
-    // The supplier's own booking organisation, contained, is accepted and recorded.
+    // The supplier's own booking organisation, contained, is accepted and recorded (with
+    // a condition naming the body's own identifier).
     let mut own = good.clone();
     with_booking_organisation(&mut own, "Y90001");
     let a = w
@@ -1030,7 +1045,10 @@ async fn bookings_the_rules_forbid_are_refused_naming_the_element_and_book_nothi
             "POST",
             "/Appointment",
             &token,
-            &[],
+            &[(
+                "if-none-exist",
+                "identifier=https://booking.example.com/ids|r-1",
+            )],
             &serde_json::to_vec(&own).unwrap(),
         )
         .await;
@@ -1140,5 +1158,48 @@ async fn an_unpaired_practice_shows_no_slots_and_its_appointments_are_unknown() 
             .await;
         assert_eq!(a.status, 404, "{}", a.text());
     }
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gp_system_that_is_down_hides_only_its_own_practices_slots() {
+    let w = World::start().await;
+    let token = w.token("demo-booking").await;
+    let ods = first_practice(&w);
+    let system = w.sandbox.manifest.practices[0].system;
+    let all = format!(
+        "/Slot?start=ge{}&end=le{}&status=free&_include=Slot:schedule",
+        day(1),
+        day(13)
+    );
+    let before = w.call("GET", &all, &token, &[], b"").await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    let everyone = entries(&before.json(), "Slot").len();
+    let theirs = entries(
+        &w.call("GET", &slots_path(&ods, ""), &token, &[], b"")
+            .await
+            .json(),
+        "Slot",
+    )
+    .len();
+    assert!(theirs > 0 && everyone > theirs);
+    let id: &'static str = system.id();
+    w.failing.lock().unwrap().push(id);
+    // Asked alone, the practice's failure is the answer.
+    let a = w.call("GET", &slots_path(&ods, ""), &token, &[], b"").await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    // Asked with the others, its slots are missing and an outcome entry says why.
+    let a = w.call("GET", &all, &token, &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let bundle = a.json();
+    let slots = entries(&bundle, "Slot");
+    assert!(!slots.is_empty() && slots.len() < everyone);
+    assert!(
+        slots
+            .iter()
+            .all(|s| !s["id"].as_str().unwrap().starts_with(&format!("{ods}-"))),
+        "no slot of the practice that is down"
+    );
+    assert!(!entries(&bundle, "OperationOutcome").is_empty(), "{bundle}");
     w.sandbox.shutdown().await;
 }
