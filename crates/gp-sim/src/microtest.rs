@@ -685,6 +685,34 @@ fn contact_language(m: &Map<String, Value>) -> Result<Option<String>, Reply> {
 }
 
 impl Microtest {
+    /// What every keyed write checks first: a JSON body, the patient `id` at practice
+    /// `ods` (their NHS number), and an `Idempotency-Key` of 1 to 64 letters, digits or
+    /// hyphens (the key).
+    fn keyed_write<'h>(
+        &self,
+        ods: &str,
+        id: &str,
+        headers: &'h hyper::HeaderMap,
+    ) -> Result<(String, &'h str), Reply> {
+        json_content(headers)?;
+        let nhs = self.patient_nhs(ods, id)?;
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let key_ok = (1..=64).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !key_ok {
+            return Err(problem(
+                400,
+                "INVALID_IDEMPOTENCY_KEY",
+                "Invalid idempotency key",
+                "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
+            ));
+        }
+        Ok((nhs, key))
+    }
+
     /// `POST …/patients/{id}/entries`: records readings under the `Idempotency-Key`.
     fn record_entries(
         &self,
@@ -693,27 +721,10 @@ impl Microtest {
         headers: &hyper::HeaderMap,
         body: &[u8],
     ) -> Reply {
-        if let Err(reply) = json_content(headers) {
-            return reply;
-        }
-        let nhs = match self.patient_nhs(ods, id) {
-            Ok(nhs) => nhs,
+        let (nhs, key) = match self.keyed_write(ods, id, headers) {
+            Ok(checked) => checked,
             Err(reply) => return reply,
         };
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let key_ok = (1..=64).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !key_ok {
-            return problem(
-                400,
-                "INVALID_IDEMPOTENCY_KEY",
-                "Invalid idempotency key",
-                "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
-            );
-        }
         let parsed = json_object(body).and_then(|m| {
             check_nhs(&m, &nhs)?;
             match req_str(&m, "type")? {

@@ -285,27 +285,10 @@ impl Microtest {
         headers: &hyper::HeaderMap,
         body: &[u8],
     ) -> Reply {
-        if let Err(reply) = json_content(headers) {
-            return reply;
-        }
-        let nhs = match self.patient_nhs(ods, id) {
-            Ok(nhs) => nhs,
+        let (nhs, key) = match self.keyed_write(ods, id, headers) {
+            Ok(checked) => checked,
             Err(reply) => return reply,
         };
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let key_ok = (1..=64).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !key_ok {
-            return problem(
-                400,
-                "INVALID_IDEMPOTENCY_KEY",
-                "Invalid idempotency key",
-                "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
-            );
-        }
         let parsed = json_object(body).and_then(|m| {
             check_nhs(&m, &nhs)?;
             let slots = match m.get("slot_ids") {
