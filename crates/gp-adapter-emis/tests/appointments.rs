@@ -16,7 +16,7 @@ use gp_adapter::{
 use gp_adapter_emis::appointments::{local_text, parse_local};
 use gp_adapter_emis::{EmisAdapter, EmisConfig};
 use gp_fhir::{NhsNumber, OdsCode};
-use gp_sim::appointments::{self as book, AppointmentState, Channel, Instant, Slot, SlotState};
+use gp_sim::appointments::{self as book, Channel, Instant, Slot, SlotState};
 use gp_sim::{Fault, SimHandle, SimStore, SystemKind};
 
 const DAY: Instant = 86_400;
@@ -488,22 +488,9 @@ async fn twenty_racing_bookings_of_one_slot_book_it_once() {
 async fn an_appointment_booked_at_the_practice_is_listed_and_cancellable() {
     let s = setup().await;
     let now = book::now();
-    // One of a registered patient's (most practice bookings are for patients the
-    // simulator does not hold).
-    let registered = |nhs: &str| s.store.patient(s.ods.as_str(), nhs).is_some();
     let at_practice = s
         .store
-        .with_book(SystemKind::Emis, s.ods.as_str(), |_, b| {
-            b.appointments.clone()
-        })
-        .unwrap()
-        .into_iter()
-        .find(|a| {
-            a.booked_by.is_none()
-                && a.state == AppointmentState::Booked
-                && a.start > now
-                && registered(&a.nhs)
-        })
+        .practice_booking(SystemKind::Emis, s.ods.as_str(), now)
         .expect("an appointment booked at the practice for a registered patient");
     let nhs = NhsNumber::parse(&at_practice.nhs).unwrap();
     let listed = s

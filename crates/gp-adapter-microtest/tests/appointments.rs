@@ -430,17 +430,9 @@ async fn twenty_bookings_racing_for_one_slot_book_it_once() {
 async fn an_appointment_booked_at_the_practice_is_listed_and_cancellable() {
     let fx = start().await;
     let now = appointments::now();
-    // One of a registered patient's (most practice bookings are for patients the
-    // simulator does not hold).
-    let registered = |nhs: &str| fx.store.patient(fx.ods.as_str(), nhs).is_some();
     let at_practice = fx
         .store
-        .with_book(SystemKind::Microtest, fx.ods.as_str(), |_, b| {
-            b.appointments.clone()
-        })
-        .unwrap()
-        .into_iter()
-        .find(|a| a.start > now + 3600 && a.booked_by.is_none() && registered(&a.nhs))
+        .practice_booking(SystemKind::Microtest, fx.ods.as_str(), now + 3600)
         .expect("a future appointment booked at the practice for a registered patient");
     let nhs = NhsNumber::parse(&at_practice.nhs).unwrap();
     let listed = fx

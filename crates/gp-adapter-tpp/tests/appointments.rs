@@ -485,18 +485,9 @@ async fn an_appointment_booked_at_the_practice_is_listed_and_can_be_cancelled() 
     let env = env().await;
     let now = native::now();
     let at_practice = env
-        .book()
-        .appointments
-        .into_iter()
-        // One of a registered patient's (most practice bookings are for patients the
-        // simulator does not hold).
-        .find(|a| {
-            a.booked_by.is_none()
-                && a.start > now + 3600
-                && a.state == AppointmentState::Booked
-                && env.store.patient(env.ods.as_str(), &a.nhs).is_some()
-        })
-        .unwrap();
+        .store
+        .practice_booking(SystemKind::Tpp, env.ods.as_str(), now + 3600)
+        .expect("a future appointment booked at the practice for a registered patient");
     let nhs = NhsNumber::parse(&at_practice.nhs).unwrap();
     let listed = env
         .adapter

@@ -139,6 +139,34 @@ impl SimStore {
         self.with_book(system, ods, |_, book| book.appointment(id).cloned())
     }
 
+    /// An appointment booked at practice `ods` itself (no booking organisation), still
+    /// standing and starting after `after`, of a patient registered there (most practice
+    /// bookings hold patients the simulator does not have): what tests of "booked at the
+    /// practice" read, list and cancel. `None` when there is none.
+    pub fn practice_booking(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        after: appointments::Instant,
+    ) -> Option<Appointment> {
+        let candidates = self
+            .with_book(system, ods, |_, book| {
+                book.appointments
+                    .iter()
+                    .filter(|a| {
+                        a.booked_by.is_none()
+                            && a.state == appointments::AppointmentState::Booked
+                            && a.start > after
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .ok()?;
+        candidates
+            .into_iter()
+            .find(|a| self.patient(ods, &a.nhs).is_some())
+    }
+
     /// Patient `nhs`'s appointments at practice `ods` overlapping `[from, to)`.
     pub fn appointments_of(
         &self,
