@@ -1395,6 +1395,7 @@ mod tests {
             display: "Something new".into(),
             value: 1.0,
             unit: "kg".into(),
+            interpretation: None,
         });
         match render_observation_batch(&o) {
             Err(AdapterError::Unprocessable { system, detail }) => {

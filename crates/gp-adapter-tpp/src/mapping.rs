@@ -1557,7 +1557,9 @@ mod tests {
                 display: "Body weight <home scales>".into(),
                 value: 72.4,
                 unit: unit.into(),
+                interpretation: None,
             }],
+            details: Default::default(),
         }
     }
 

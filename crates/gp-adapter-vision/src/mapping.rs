@@ -1477,6 +1477,7 @@ mod tests {
             display: display.into(),
             value,
             unit: unit.into(),
+            interpretation: None,
         }
     }
 
@@ -1491,6 +1492,7 @@ mod tests {
                 m(SYSTOLIC, "Systolic blood pressure", 131.0, "mm[Hg]"),
                 m(DIASTOLIC, "Diastolic blood pressure", 84.0, "mm[Hg]"),
             ],
+            details: Default::default(),
         }
     }
 
@@ -1527,6 +1529,7 @@ mod tests {
             display: "Body weight".into(),
             effective: taken(1, 2, 9),
             measurements: vec![m("27113001", "Body weight", 72.4, "kg")],
+            details: Default::default(),
         };
         assert_eq!(
             render_observation(&weight).unwrap(),

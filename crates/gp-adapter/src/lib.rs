@@ -6,6 +6,7 @@
 //! resources: they never see tokens, suppliers or the gateway's HTTP.
 
 pub mod appointments;
+pub mod documents;
 pub mod endpoint;
 pub mod error;
 #[cfg(feature = "harness")]
@@ -33,11 +34,15 @@ pub use appointments::{
     AppointmentBook, AppointmentChange, AppointmentRequest, BookRequest, Booked, BookedAppointment,
     ChangeAppointmentRequest, PatientAppointmentsRequest, SlotSearchRequest,
 };
+pub use documents::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, NewDocument, UploadContentRequest, Uploaded,
+};
 pub use error::AdapterError;
 pub use registry::{AdapterFactory, GpSystem, Registration, Registry, SystemConfig};
 pub use write::{
-    ContactDetails, CreateObservationRequest, Created, HomeAddress, Measurement, NewObservation,
-    UpdateContactRequest, UtcDateTime,
+    Coded, ContactDetails, CreateObservationRequest, Created, HomeAddress, Measurement,
+    NewObservation, ReadingDetails, ReadingSupport, UpdateContactRequest, UtcDateTime,
 };
 
 /// The clinical areas a patient's record is searched by.
@@ -221,6 +226,13 @@ pub trait Adapter: Send + Sync {
         })
     }
 
+    /// Which reading details ([`ReadingDetails`]) [`Adapter::create_observation`]
+    /// records and its reads give back. Called once at start-up; the shared suite checks
+    /// each element claimed round-trips. Default: none.
+    fn reading_support(&self) -> ReadingSupport {
+        ReadingSupport::default()
+    }
+
     /// Replaces a patient's contact details and preferred language, only if the record
     /// is still at `req.expected_version` ([`AdapterError::VersionConflict`] otherwise).
     /// Returns the new version. Default: [`AdapterError::NotSupported`].
@@ -321,6 +333,66 @@ pub trait Adapter: Send + Sync {
         AdapterError::NotSupported {
             system: self.system(),
             what: "appointment management".into(),
+        }
+    }
+
+    /// Whether this adapter implements the document methods below. Called once at
+    /// start-up: the CapabilityStatement and OpenAPI document offer `DocumentReference`
+    /// and `Binary` only when some adapter does. Default: false.
+    fn manages_documents(&self) -> bool {
+        false
+    }
+
+    /// A patient's documents at the practice (letters, reports, what suppliers filed),
+    /// metadata only, newest first, every one (the gateway filters and pages): one native
+    /// call. A patient the system does not hold at the practice is
+    /// [`AdapterError::PatientNotFound`]. Default: [`AdapterError::NotSupported`].
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        let _ = req;
+        Err(self.no_documents())
+    }
+
+    /// One document's content by its content id ([`DocumentMeta::content_id`] or
+    /// [`Uploaded::content_id`]), with the NHS number of the patient it belongs to (the
+    /// gateway applies its release rules to that patient before answering). `Ok(None)`:
+    /// no such content at the practice. Default: [`AdapterError::NotSupported`].
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        let _ = req;
+        Err(self.no_documents())
+    }
+
+    /// Uploads content into the patient's record, not yet filed as a document (FHIR
+    /// `POST /Binary`): the system keeps it, unfiled, until a document names it. The
+    /// bytes are sent as they are (one `Bytes`, no copy). Default:
+    /// [`AdapterError::NotSupported`].
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        let _ = req;
+        Err(self.no_documents())
+    }
+
+    /// Files a document whose content was uploaded ([`Adapter::upload_content`]) into
+    /// the patient's record and the practice's document workflow. Idempotent on
+    /// `req.document.key`: a key seen before files nothing and answers the document
+    /// with `created: false`. Content of another patient, or filed already under
+    /// another key, is [`AdapterError::Unprocessable`]; unknown content is
+    /// [`AdapterError::NotFound`]. Default: [`AdapterError::NotSupported`].
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        let _ = req;
+        Err(self.no_documents())
+    }
+
+    /// The error every document method answers by default.
+    #[doc(hidden)]
+    fn no_documents(&self) -> AdapterError {
+        AdapterError::NotSupported {
+            system: self.system(),
+            what: "documents".into(),
         }
     }
 

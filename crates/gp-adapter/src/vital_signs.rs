@@ -62,7 +62,8 @@ pub fn is_vital_sign(o: &Observation) -> bool {
 /// The blood pressure panel of a `systolic` and a `diastolic` reading, as one
 /// Observation with id `id` (the id the GP system gives the pair: the row, the entry,
 /// or the systolic reading's). Everything but the value (meta, subject, encounter, time,
-/// performer) comes from the systolic reading; the identifiers of both are kept, each
+/// performer, body site, method, device) comes from the systolic reading; each reading's
+/// interpretation becomes its component's; the identifiers of both are kept, each
 /// once; the panel's code is SNOMED CT 75367002, with the GP system's own panel code
 /// (Read v2 `246..`) beside it when it has one.
 pub fn blood_pressure_panel(
@@ -84,14 +85,27 @@ pub fn blood_pressure_panel(
             identifier.push(i);
         }
     }
-    let component = [systolic.code.clone(), diastolic.code]
-        .into_iter()
-        .zip([systolic.value_quantity.clone(), diastolic.value_quantity])
-        .map(|(code, value_quantity)| ObservationComponent {
+    let component = [
+        (
+            systolic.code.clone(),
+            systolic.value_quantity.clone(),
+            systolic.interpretation.clone(),
+        ),
+        (
+            diastolic.code,
+            diastolic.value_quantity,
+            diastolic.interpretation,
+        ),
+    ]
+    .into_iter()
+    .map(
+        |(code, value_quantity, interpretation)| ObservationComponent {
             code,
             value_quantity,
-        })
-        .collect();
+            interpretation,
+        },
+    )
+    .collect();
     Observation {
         id,
         identifier,
@@ -99,6 +113,9 @@ pub fn blood_pressure_panel(
         code,
         value_quantity: None,
         value_string: None,
+        // Each reading's interpretation is its component's; an adapter that holds the
+        // panel's own sets it on the panel this returns.
+        interpretation: Vec::new(),
         component,
         ..systolic
     }

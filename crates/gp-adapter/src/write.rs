@@ -18,6 +18,81 @@ pub struct Measurement {
     pub value: f64,
     /// UCUM unit code (`mm[Hg]`, `kg`, `cm`, `/min`, `kg/m2`).
     pub unit: String,
+    /// How the value compares with normal (FHIR `interpretation`, e.g. v3
+    /// ObservationInterpretation `H`, `L`, `N`), when the supplier gave one.
+    pub interpretation: Option<Coded>,
+}
+
+/// One code as a supplier sent it: `system`, `code`, `display`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Coded {
+    pub system: String,
+    pub code: String,
+    pub display: Option<String>,
+}
+
+impl Coded {
+    /// The FHIR coding.
+    pub fn coding(&self) -> gp_fhir::model::Coding {
+        gp_fhir::model::Coding {
+            system: Some(self.system.clone()),
+            code: Some(self.code.clone()),
+            display: self.display.clone(),
+            user_selected: None,
+        }
+    }
+
+    /// The FHIR CodeableConcept of this one coding.
+    pub fn concept(&self) -> gp_fhir::model::CodeableConcept {
+        gp_fhir::model::CodeableConcept {
+            coding: vec![self.coding()],
+            text: None,
+        }
+    }
+}
+
+/// What a reading carries beyond its code, value and time, each element only when the
+/// supplier gave it. The gateway sends an element only to a GP system whose
+/// [`ReadingSupport`] says it holds it (it refuses the write otherwise), so an adapter
+/// records every element it receives, natively, and gives it back on every read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadingDetails {
+    /// The effective time is a calendar date only (FHIR `effectiveDateTime` of
+    /// `YYYY-MM-DD`): [`NewObservation::effective`] is that date at 00:00, and the GP
+    /// system records the date alone, so it reads back as the date.
+    pub date_only: bool,
+    /// The supplier's other codings of what was measured (LOINC `8867-4`, a device
+    /// code), in the order sent: kept where the system can hold them
+    /// ([`ReadingSupport::original_codings`]), read back after the SNOMED CT coding.
+    pub original_codings: Vec<Coded>,
+    /// Whole-reading interpretation (for a blood pressure, the panel's).
+    pub interpretation: Option<Coded>,
+    /// Where on the body (SNOMED CT), e.g. 368209003 right arm.
+    pub body_site: Option<Coded>,
+    /// How it was measured (SNOMED CT).
+    pub method: Option<Coded>,
+    /// The device, as its display text (the GP system holds text, not a Device resource).
+    pub device: Option<String>,
+    /// A member of the practice's staff who took the reading: the id
+    /// [`crate::Adapter::read_practitioner`] answers for them (checked by the gateway),
+    /// recorded as the entry's clinician and read back as `performer`.
+    pub performer: Option<String>,
+}
+
+/// Which [`ReadingDetails`] a GP system holds with a reading. The gateway refuses a
+/// reading carrying an element its patient's GP system does not hold, naming the element,
+/// rather than drop it. Default: none (the SNOMED CT code, value, time and identifier only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadingSupport {
+    /// A date without a time of day.
+    pub date_only: bool,
+    pub original_codings: bool,
+    /// Interpretation of the reading and of each measurement.
+    pub interpretation: bool,
+    pub body_site: bool,
+    pub method: bool,
+    pub device: bool,
+    pub performer: bool,
 }
 
 /// An observation a supplier captured (a home blood pressure reading, a weight).
@@ -39,6 +114,8 @@ pub struct NewObservation {
     pub effective: UtcDateTime,
     /// One measurement, or the panel's parts (systolic then diastolic for blood pressure).
     pub measurements: Vec<Measurement>,
+    /// What the reading carries beyond code, value and time.
+    pub details: ReadingDetails,
 }
 
 /// SNOMED CT blood pressure panel (whose parts are systolic and diastolic).

@@ -638,6 +638,8 @@ pub struct ObservationComponent {
     pub code: CodeableConcept,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_quantity: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpretation: Vec<CodeableConcept>,
 }
 
 /// `Observation` (UK Core).
@@ -668,9 +670,18 @@ pub struct Observation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_string: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub component: Vec<ObservationComponent>,
+    pub interpretation: Vec<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub note: Vec<Annotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<CodeableConcept>,
+    /// The device, as a display-only reference (GP systems hold its name, not a Device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<ObservationComponent>,
 }
 
 /// `Immunization.performer`.
@@ -853,6 +864,73 @@ pub struct Appointment {
     pub participant: Vec<AppointmentParticipant>,
 }
 
+/// `DocumentReference.content.attachment`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Where the content is (`Binary/{id}`); none when it is too large to be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Base64 SHA-1 of the content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation: Option<String>,
+}
+
+/// `DocumentReference.content`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentContentElement {
+    pub attachment: Attachment,
+}
+
+/// `DocumentReference.context`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentContext {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encounter: Vec<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub practice_setting: Option<CodeableConcept>,
+}
+
+/// `DocumentReference` (UK Core).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentReference {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_status: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<CodeableConcept>,
+    pub subject: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub author: Vec<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub content: Vec<DocumentContentElement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<DocumentContext>,
+}
+
 /// Any resource gp-gateway returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "resourceType")]
@@ -872,6 +950,7 @@ pub enum Resource {
     Location(Location),
     PractitionerRole(PractitionerRole),
     Appointment(Appointment),
+    DocumentReference(DocumentReference),
 }
 
 /// The references a resource makes, in element order: one list for
@@ -927,6 +1006,11 @@ macro_rules! references_of {
                 out.extend(r.slot.$iter());
                 out.extend(r.participant.$iter().map(|p| &$($m)* p.actor));
             }
+            Resource::DocumentReference(r) => {
+                out.push(&$($m)* r.subject);
+                out.extend(r.author.$iter());
+                out.extend(r.custodian.$iter());
+            }
         }
         out
     }};
@@ -950,6 +1034,7 @@ impl Resource {
             Self::Location(_) => "Location",
             Self::PractitionerRole(_) => "PractitionerRole",
             Self::Appointment(_) => "Appointment",
+            Self::DocumentReference(_) => "DocumentReference",
         }
     }
 
@@ -970,6 +1055,7 @@ impl Resource {
             Self::Location(r) => &r.id,
             Self::PractitionerRole(r) => &r.id,
             Self::Appointment(r) => &r.id,
+            Self::DocumentReference(r) => &r.id,
         }
     }
 
@@ -990,6 +1076,7 @@ impl Resource {
             Self::Location(r) => r.meta.as_ref(),
             Self::PractitionerRole(r) => r.meta.as_ref(),
             Self::Appointment(r) => r.meta.as_ref(),
+            Self::DocumentReference(r) => r.meta.as_ref(),
         }
     }
 
@@ -1010,6 +1097,7 @@ impl Resource {
             Self::Location(r) => &mut r.meta,
             Self::PractitionerRole(r) => &mut r.meta,
             Self::Appointment(r) => &mut r.meta,
+            Self::DocumentReference(r) => &mut r.meta,
         }
     }
 
@@ -1052,6 +1140,7 @@ impl Resource {
             Self::Encounter(r) => r.period.as_ref().and_then(|p| p.start.as_deref()),
             Self::Slot(r) => Some(&r.start),
             Self::Appointment(r) => Some(&r.start),
+            Self::DocumentReference(r) => r.date.as_deref(),
             Self::Patient(_)
             | Self::Organization(_)
             | Self::Practitioner(_)
@@ -1078,6 +1167,7 @@ impl Resource {
             Self::Encounter(r) => r.type_.iter().collect(),
             Self::Slot(r) => r.service_type.iter().collect(),
             Self::Appointment(r) => r.service_type.iter().collect(),
+            Self::DocumentReference(r) => r.type_.iter().collect(),
             Self::Patient(_)
             | Self::Organization(_)
             | Self::Practitioner(_)

@@ -839,6 +839,7 @@ fn identifiers(entry: &Resource) -> &[Identifier] {
         Resource::Immunization(r) => &r.identifier,
         Resource::Encounter(r) => &r.identifier,
         Resource::Appointment(r) => &r.identifier,
+        Resource::DocumentReference(r) => &r.identifier,
         Resource::Slot(_)
         | Resource::Schedule(_)
         | Resource::Location(_)

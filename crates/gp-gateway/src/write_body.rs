@@ -792,6 +792,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             display: v.display.into(),
             value,
             unit: v.unit.into(),
+            interpretation: None,
         };
         ("Blood pressure".to_owned(), vec![m(sv, s), m(dv, d)])
     } else {
@@ -828,6 +829,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
                 display: v.display.into(),
                 value,
                 unit: v.unit.into(),
+                interpretation: None,
             }],
         )
     };
@@ -842,6 +844,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             display,
             effective: when,
             measurements,
+            details: Default::default(),
         },
     })
 }

@@ -97,6 +97,19 @@ const fn obs(
     }
 }
 
+/// A quantitative observation with no Read v2 or CTV3 code (recorded in SNOMED CT).
+const fn obs_sct(
+    key: &'static str,
+    snomed: &'static str,
+    term: &'static str,
+    units: &'static str,
+) -> Concept {
+    Concept {
+        units: Some(units),
+        ..c(key, ConceptKind::Observation, snomed, term, None, None)
+    }
+}
+
 const fn drug(key: &'static str, vmp: &'static str, term: &'static str) -> Concept {
     Concept {
         dmd: Some(vmp),
@@ -252,6 +265,37 @@ static ALL: &[Concept] = &[
         "242..",
         Some("242.."),
         Some("/min"),
+    ),
+    // Vital signs suppliers write (FHIR R4 vital-signs set and remote monitoring). Recorded
+    // in SNOMED CT by every system (English GP systems have coded in SNOMED CT since
+    // 2018); no Read v2 or CTV3 code is given where we are not confident of one.
+    obs_sct("heart-rate", "364075005", "Heart rate", "/min"),
+    obs_sct("respiratory-rate", "86290005", "Respiratory rate", "/min"),
+    obs_sct("body-temperature", "386725007", "Body temperature", "Cel"),
+    obs_sct(
+        "oxygen-saturation",
+        "431314004",
+        "Peripheral oxygen saturation",
+        "%",
+    ),
+    obs_sct(
+        "head-circumference",
+        "363812007",
+        "Head circumference",
+        "cm",
+    ),
+    obs_sct(
+        "blood-glucose",
+        "434912009",
+        "Blood glucose concentration",
+        "mmol/L",
+    ),
+    obs_sct("peak-flow", "313193002", "Peak flow rate", "L/min"),
+    obs_sct(
+        "waist-circumference",
+        "276361009",
+        "Waist circumference",
+        "cm",
     ),
     obs(
         "serum-cholesterol",

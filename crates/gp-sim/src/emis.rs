@@ -294,6 +294,8 @@ impl Emis {
             date: batch.date,
             readings: &batch.readings,
             external_id: batch.external_id.as_ref(),
+            details: &Qualifiers::default(),
+            author: None,
         };
         match self
             .store
@@ -464,6 +466,7 @@ fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
         readings.push(NewReading {
             concept,
             value: number,
+            interpretation: None,
         });
     }
     Ok(Batch {

@@ -18,6 +18,7 @@ pub mod appointments;
 pub mod clock;
 pub mod concepts;
 pub mod date;
+pub mod documents;
 pub mod emis;
 pub mod languages;
 pub mod microtest;

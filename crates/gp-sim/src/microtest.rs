@@ -542,7 +542,11 @@ fn reading(i: usize, r: &Value) -> Result<NewReading, Reply> {
             ),
         ));
     }
-    Ok(NewReading { concept, value })
+    Ok(NewReading {
+        concept,
+        value,
+        interpretation: None,
+    })
 }
 
 /// The store's refusal in Evolution's format.
@@ -780,6 +784,8 @@ impl Microtest {
             date,
             readings: &readings,
             external_id: external_id.as_ref(),
+            details: &Qualifiers::default(),
+            author: None,
         };
         match self
             .store

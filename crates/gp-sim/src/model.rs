@@ -414,6 +414,34 @@ pub struct Observation {
     pub value: Option<f64>,
     /// UCUM units of `value`.
     pub units: Option<&'static str>,
+    /// What a supplier's reading carried beyond its value (write-back only): each
+    /// simulator holds and serves what its system can.
+    pub qualifiers: Option<Box<Qualifiers>>,
+}
+
+/// A code as a supplier sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Code {
+    pub system: String,
+    pub code: String,
+    pub display: Option<String>,
+}
+
+/// A written reading's details (see gp-adapter's `ReadingDetails`). On a blood pressure
+/// written as two entries, each entry holds its own `interpretation`; the first (systolic)
+/// holds the panel's in `panel_interpretation` and the whole reading's other details.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Qualifiers {
+    /// This measurement's interpretation.
+    pub interpretation: Option<Code>,
+    /// The whole panel's interpretation (blood pressure).
+    pub panel_interpretation: Option<Code>,
+    pub body_site: Option<Code>,
+    pub method: Option<Code>,
+    /// Device name.
+    pub device: Option<String>,
+    /// The supplier's own codings of the concept (LOINC), in order.
+    pub original_codings: Vec<Code>,
 }
 
 /// A vaccination given.

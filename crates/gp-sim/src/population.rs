@@ -1054,6 +1054,7 @@ impl PatientGen<'_> {
             concept,
             value,
             units: value.and(concept.units),
+            qualifiers: None,
         });
     }
 

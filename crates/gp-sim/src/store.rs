@@ -8,7 +8,12 @@ use crate::appointments::{
 
 use crate::concepts::Concept;
 use crate::date::SimDate;
-use crate::model::{Address, EntryMeta, ExternalId, Observation, Practice, SimPatient, SystemKind};
+use crate::documents::{
+    ContentView, DocumentError, Documents, NewSimDocument, PracticeDocuments, SimDocument,
+};
+use crate::model::{
+    Address, Code, EntryMeta, ExternalId, Observation, Practice, Qualifiers, SimPatient, SystemKind,
+};
 use crate::population::Population;
 
 /// The population behind a lock, cheap to clone. Simulators read it per request (the
@@ -18,6 +23,8 @@ pub struct SimStore {
     inner: Arc<RwLock<Population>>,
     /// The practices' appointment books, opened on first use.
     books: Arc<Mutex<Books>>,
+    /// The practices' documents, generated on first use.
+    documents: Arc<Mutex<Documents>>,
 }
 
 impl SimStore {
@@ -26,6 +33,7 @@ impl SimStore {
         Self {
             inner: Arc::new(RwLock::new(population)),
             books: Arc::new(Mutex::new(Books::default())),
+            documents: Arc::new(Mutex::new(Documents::default())),
         }
     }
 
@@ -183,6 +191,114 @@ impl SimStore {
     }
 }
 
+// ---- documents ----
+
+impl SimStore {
+    /// Runs `f` on the documents of practice `ods` (which must run `system`), generating
+    /// them on first use. Exclusive: every document operation is atomic under this lock.
+    pub fn with_documents<R>(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        f: impl FnOnce(&mut PracticeDocuments) -> R,
+    ) -> Result<R, DocumentError> {
+        let (seed, practice, patients) = self
+            .read(|pop| {
+                let practice = pop.practice(ods).filter(|p| p.system == system)?.clone();
+                let patients: Vec<(String, crate::date::SimDate)> = pop
+                    .patients
+                    .iter()
+                    .filter(|p| p.practice == ods)
+                    .map(|p| (p.nhs_number.clone(), p.birth_date))
+                    .collect();
+                Some((pop.seed, practice, patients))
+            })
+            .ok_or_else(|| DocumentError::PracticeNotFound(ods.to_owned()))?;
+        let mut documents = self
+            .documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(f(documents.of(seed, &practice, &patients)))
+    }
+
+    fn registered(&self, ods: &str, nhs: &str) -> Result<(), DocumentError> {
+        match self.patient(ods, nhs) {
+            Some(_) => Ok(()),
+            None => Err(DocumentError::PatientNotFound(ods.to_owned())),
+        }
+    }
+
+    /// Patient `nhs`'s documents at practice `ods`, newest first.
+    pub fn documents_of(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+    ) -> Result<Vec<SimDocument>, DocumentError> {
+        self.with_documents(system, ods, |_| ())?;
+        self.registered(ods, nhs)?;
+        self.with_documents(system, ods, |d| d.of_patient(nhs))
+    }
+
+    /// Content `id` (GUID or number) of practice `ods`; `None` when there is none.
+    pub fn document_content(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+    ) -> Result<Option<ContentView>, DocumentError> {
+        self.with_documents(system, ods, |d| d.content(id))
+    }
+
+    /// Document `id` (GUID or number) of practice `ods`.
+    pub fn document(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+    ) -> Result<Option<SimDocument>, DocumentError> {
+        self.with_documents(system, ods, |d| d.document(id).cloned())
+    }
+
+    /// Keeps uploaded content, unfiled, in patient `nhs`'s record at practice `ods`.
+    pub fn upload_content(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        content_type: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<ContentView, DocumentError> {
+        self.with_documents(system, ods, |_| ())?;
+        self.registered(ods, nhs)?;
+        let guid = write_guid(&format!("content:{ods}:{nhs}"), next_serial());
+        self.with_documents(system, ods, |d| d.upload(nhs, content_type, bytes, guid))?
+    }
+
+    /// Files `doc` in patient `nhs`'s record at practice `ods`, now. See
+    /// [`PracticeDocuments::file`].
+    pub fn file_document(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        doc: NewSimDocument,
+    ) -> Result<(SimDocument, bool), DocumentError> {
+        self.with_documents(system, ods, |_| ())?;
+        self.registered(ods, nhs)?;
+        let guid = write_guid(&format!("document:{}", doc.key), next_serial());
+        self.with_documents(system, ods, |d| {
+            d.file(nhs, doc, crate::documents::now(), guid)
+        })?
+    }
+}
+
+/// A process-wide serial, so ids of uploads are unique.
+fn next_serial() -> usize {
+    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why a simulator refused a write. Each simulator renders it in its native error format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -207,6 +323,8 @@ pub struct NewReading {
     pub concept: &'static Concept,
     /// In the concept's units.
     pub value: f64,
+    /// This measurement's interpretation.
+    pub interpretation: Option<Code>,
 }
 
 /// What [`SimStore::record_readings`] did.
@@ -258,11 +376,18 @@ fn write_guid(key: &str, index: usize) -> String {
 pub struct ReadingsWrite<'a> {
     /// The idempotency key.
     pub key: &'a str,
-    /// When they were taken (a date-time).
+    /// When they were taken: a date-time, or a date (precision YMD) when the supplier
+    /// gave only the date.
     pub date: SimDate,
     pub readings: &'a [NewReading],
     /// The supplier's identifier of what it wrote.
     pub external_id: Option<&'a ExternalId>,
+    /// The whole reading's details, kept on the first entry (each entry's own
+    /// interpretation comes from its reading).
+    pub details: &'a Qualifiers,
+    /// The practice clinician who took it (an id of `practice.clinicians`), recorded as
+    /// the entries' author; `None`: the supplier (no practice author).
+    pub author: Option<&'a str>,
 }
 
 impl SimStore {
@@ -283,6 +408,8 @@ impl SimStore {
             date,
             readings,
             external_id,
+            details,
+            author,
         } = write;
         if key.is_empty()
             || key.len() > 64
@@ -295,9 +422,9 @@ impl SimStore {
         if readings.is_empty() {
             return Err(WriteError::Invalid("no readings given".into()));
         }
-        if date.time.is_none() {
+        if date.day.is_none() {
             return Err(WriteError::Invalid(
-                "the date must have a time of day".into(),
+                "the date must be a full date, with or without a time of day".into(),
             ));
         }
         for r in readings {
@@ -313,9 +440,16 @@ impl SimStore {
             }
         }
         self.write(|pop| {
-            let practice_ok = pop.practice(ods).is_some_and(|p| p.system == system);
-            if !practice_ok {
+            let practice = pop.practice(ods).filter(|p| p.system == system);
+            let Some(practice) = practice else {
                 return Err(WriteError::PracticeNotFound(ods.to_owned()));
+            };
+            if let Some(a) = author
+                && practice.clinician(a).is_none()
+            {
+                return Err(WriteError::Invalid(format!(
+                    "no clinician {a} at the practice"
+                )));
             }
             let patient = pop
                 .patients
@@ -342,8 +476,8 @@ impl SimStore {
                     meta: EntryMeta {
                         id,
                         date,
-                        // Written by a third-party supplier, not a practice clinician.
-                        author: String::new(),
+                        // Written by a third-party supplier, unless a practice clinician took it.
+                        author: author.unwrap_or_default().to_owned(),
                         consultation: None,
                         confidential: false,
                         external_key: Some(key.to_owned()),
@@ -352,6 +486,20 @@ impl SimStore {
                     concept: r.concept,
                     value: Some(r.value),
                     units: r.concept.units,
+                    qualifiers: {
+                        let q = if i == 0 {
+                            Qualifiers {
+                                interpretation: r.interpretation.clone(),
+                                ..details.clone()
+                            }
+                        } else {
+                            Qualifiers {
+                                interpretation: r.interpretation.clone(),
+                                ..Qualifiers::default()
+                            }
+                        };
+                        (q != Qualifiers::default()).then(|| Box::new(q))
+                    },
                 });
             }
             Ok(Recorded { ids, created: true })

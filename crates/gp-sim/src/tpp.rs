@@ -448,6 +448,8 @@ impl Tpp {
             date: request.date,
             readings: &request.readings,
             external_id: request.external_id.as_ref(),
+            details: &Qualifiers::default(),
+            author: None,
         };
         match self.store.record_readings(SystemKind::Tpp, ods, nhs, write) {
             Ok(recorded) => {
@@ -676,7 +678,11 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
                 ),
             ));
         }
-        readings.push(NewReading { concept, value });
+        readings.push(NewReading {
+            concept,
+            value,
+            interpretation: None,
+        });
     }
     let external_id = match root.child("ExternalIdentifier") {
         None => None,

@@ -481,6 +481,8 @@ impl Vision {
             date: when,
             readings: &readings,
             external_id: external_id.as_ref(),
+            details: &Qualifiers::default(),
+            author: None,
         };
         let recorded = match self
             .store
@@ -688,10 +690,12 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
             readings.push(NewReading {
                 concept: sys,
                 value: first,
+                interpretation: None,
             });
             readings.push(NewReading {
                 concept: dia,
                 value: diastolic,
+                interpretation: None,
             });
             continue;
         }
@@ -715,6 +719,7 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
         readings.push(NewReading {
             concept,
             value: first,
+            interpretation: None,
         });
     }
     let when = when.ok_or_else(|| bad_extract("no rows"))?;

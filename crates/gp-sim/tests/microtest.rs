@@ -154,6 +154,7 @@ async fn pages_with_cursors_of_at_most_200() {
                 concept: pulse,
                 value: Some(70.0),
                 units: Some("/min"),
+                qualifiers: None,
             });
         }
     });

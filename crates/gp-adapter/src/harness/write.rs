@@ -36,6 +36,7 @@ fn measurement(snomed: &str, display: &str, value: f64, unit: &str) -> Measureme
         display: display.into(),
         value,
         unit: unit.into(),
+        interpretation: None,
     }
 }
 
@@ -54,6 +55,7 @@ pub fn blood_pressure(key: &str) -> NewObservation {
             measurement("271649006", "Systolic blood pressure", 131.0, "mm[Hg]"),
             measurement("271650006", "Diastolic blood pressure", 84.0, "mm[Hg]"),
         ],
+        details: Default::default(),
     }
 }
 
@@ -66,6 +68,7 @@ pub fn body_weight(key: &str) -> NewObservation {
         display: "Body weight".into(),
         effective: TAKEN,
         measurements: vec![measurement("27113001", "Body weight", 72.4, "kg")],
+        details: Default::default(),
     }
 }
 
