@@ -58,5 +58,6 @@ pub mod server;
 pub mod structured;
 pub mod systems;
 pub mod telemetry;
+pub mod vitals;
 pub mod write_body;
 pub mod writes;

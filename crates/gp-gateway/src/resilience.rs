@@ -329,6 +329,10 @@ impl Adapter for Resilient {
         self.inner.supported_types()
     }
 
+    fn reading_support(&self) -> gp_adapter::ReadingSupport {
+        self.inner.reading_support()
+    }
+
     async fn read_practitioner(
         &self,
         req: &PractitionerRequest,

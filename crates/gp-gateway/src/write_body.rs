@@ -4,12 +4,13 @@
 //! in the OperationOutcome's `expression`. What a GP system cannot hold is refused, never
 //! silently dropped: a supplier must know that what it captured is what was recorded.
 
-use gp_adapter::write::BLOOD_PRESSURE_PANEL;
-use gp_adapter::{Measurement, NewObservation, UtcDateTime};
+use gp_adapter::{Coded, Measurement, NewObservation, ReadingDetails, ReadingSupport, UtcDateTime};
 use gp_fhir::ids::NHS_NUMBER_SYSTEM;
 use gp_fhir::model::{SNOMED, UCUM};
 use gp_fhir::{FhirError, IssueType, NhsNumber, SpineCode};
 use serde_json::{Map, Value};
+
+use crate::vitals::{BLOOD_PRESSURE_PANEL, VITALS, Vital, vital};
 
 /// A write body the gateway refuses, with the element at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,66 +205,18 @@ const OBSERVATION_ELEMENTS: &[&str] = &[
     "derivedFrom",
 ];
 
-/// A vital sign suppliers may write: SNOMED CT concept, term, UCUM unit and the
-/// plausible range a reading must fall in.
-struct Vital {
-    snomed: &'static str,
-    display: &'static str,
-    unit: &'static str,
-    min: f64,
-    max: f64,
-}
-
-const VITALS: &[Vital] = &[
-    Vital {
-        snomed: "271649006",
-        display: "Systolic blood pressure",
-        unit: "mm[Hg]",
-        min: 40.0,
-        max: 300.0,
-    },
-    Vital {
-        snomed: "271650006",
-        display: "Diastolic blood pressure",
-        unit: "mm[Hg]",
-        min: 20.0,
-        max: 200.0,
-    },
-    Vital {
-        snomed: "27113001",
-        display: "Body weight",
-        unit: "kg",
-        min: 0.2,
-        max: 500.0,
-    },
-    Vital {
-        snomed: "50373000",
-        display: "Body height",
-        unit: "cm",
-        min: 20.0,
-        max: 280.0,
-    },
-    Vital {
-        snomed: "78564009",
-        display: "Pulse rate",
-        unit: "/min",
-        min: 20.0,
-        max: 300.0,
-    },
-    Vital {
-        snomed: "60621009",
-        display: "Body mass index",
-        unit: "kg/m2",
-        min: 5.0,
-        max: 150.0,
-    },
-];
-
 fn supported_codes() -> String {
-    let mut out =
-        format!("{BLOOD_PRESSURE_PANEL} Blood pressure (with systolic and diastolic components)");
+    let mut out = format!(
+        "{BLOOD_PRESSURE_PANEL} Blood pressure (LOINC 85354-9; with systolic and diastolic components)"
+    );
     for v in VITALS {
-        out.push_str(&format!(", {} {} ({})", v.snomed, v.display, v.unit));
+        let loinc = crate::vitals::loinc_for(v.snomed);
+        let loinc = if loinc.is_empty() {
+            String::new()
+        } else {
+            format!("LOINC {}; ", loinc.join(", "))
+        };
+        out.push_str(&format!(", {} {} ({loinc}{})", v.snomed, v.display, v.unit));
     }
     out
 }
@@ -277,14 +230,78 @@ pub struct IncomingObservation {
     pub identifier: Option<(String, String)>,
     /// What the GP system is asked to record (`key` empty: the caller sets it).
     pub observation: NewObservation,
+    /// Where each [`ReadingDetails`] element was given, to name it in a refusal.
+    pub detail_paths: DetailPaths,
+}
+
+/// The FHIRPath of each reading detail the body gave (empty: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetailPaths {
+    pub date_only: String,
+    pub interpretation: String,
+    pub body_site: String,
+    pub method: String,
+    pub device: String,
+    pub performer: String,
+}
+
+impl IncomingObservation {
+    /// Refuses the first detail the patient's GP system (`system`, holding `support`)
+    /// cannot record, naming the element: it is refused, never dropped. The supplier's
+    /// other codings are kept where the system holds them and otherwise not sent (the
+    /// SNOMED CT coding GP systems record says what was measured).
+    pub fn fit_to(&mut self, support: ReadingSupport, system: &str) -> Result<(), Invalid> {
+        let p = &self.detail_paths;
+        for (given, held, path, what) in [
+            (
+                !p.date_only.is_empty(),
+                support.date_only,
+                &p.date_only,
+                "a date without a time of day",
+            ),
+            (
+                !p.interpretation.is_empty(),
+                support.interpretation,
+                &p.interpretation,
+                "an interpretation",
+            ),
+            (
+                !p.body_site.is_empty(),
+                support.body_site,
+                &p.body_site,
+                "a body site",
+            ),
+            (!p.method.is_empty(), support.method, &p.method, "a method"),
+            (!p.device.is_empty(), support.device, &p.device, "a device"),
+            (
+                !p.performer.is_empty(),
+                support.performer,
+                &p.performer,
+                "a performer",
+            ),
+        ] {
+            if given && !held {
+                return Err(Invalid::resource(
+                    path.clone(),
+                    format!(
+                        "{system}, which holds this patient's record, cannot record {what} with a reading, so the reading is refused rather than recorded without it"
+                    ),
+                ));
+            }
+        }
+        if !support.original_codings {
+            self.observation.details.original_codings.clear();
+        }
+        Ok(())
+    }
 }
 
 const CODING_KEYS: &[&str] = &["system", "code", "display", "version", "userSelected"];
 const CODING_KNOWN: &[&str] = &["id", "extension"];
 const CONCEPT_KEYS: &[&str] = &["coding", "text"];
 
-/// The SNOMED CT code of a CodeableConcept (other codings may sit beside it).
-fn snomed_code(v: &Value, path: &str) -> Result<String, Invalid> {
+/// A CodeableConcept's codings, checked: `(system, code, display)` each.
+fn codings(v: &Value, path: &str) -> Result<Vec<Coded>, Invalid> {
     let cc = object(v, path)?;
     only(cc, path, CONCEPT_KEYS, &["id", "extension"])?;
     if let Some(text) = cc.get("text") {
@@ -295,7 +312,7 @@ fn snomed_code(v: &Value, path: &str) -> Result<String, Invalid> {
             .ok_or_else(|| Invalid::resource(format!("{path}.coding"), "is required"))?,
         &format!("{path}.coding"),
     )?;
-    let mut found = None;
+    let mut out = Vec::with_capacity(codings.len());
     for (i, c) in codings.iter().enumerate() {
         let at = format!("{path}.coding[{i}]");
         let coding = object(c, &at)?;
@@ -308,9 +325,13 @@ fn snomed_code(v: &Value, path: &str) -> Result<String, Invalid> {
             Some(s) => string(s, &format!("{at}.code"), 100)?,
             None => return Err(Invalid::resource(format!("{at}.code"), "is required")),
         };
+        let mut display = None;
         for key in ["display", "version"] {
             if let Some(d) = coding.get(key) {
-                string(d, &format!("{at}.{key}"), 500)?;
+                let d = string(d, &format!("{at}.{key}"), 500)?;
+                if key == "display" {
+                    display = Some(d.to_owned());
+                }
             }
         }
         if let Some(u) = coding.get("userSelected")
@@ -321,17 +342,116 @@ fn snomed_code(v: &Value, path: &str) -> Result<String, Invalid> {
                 "must be a boolean",
             ));
         }
-        if system == SNOMED && found.is_none() {
-            found = Some(code.to_owned());
-        }
+        out.push(Coded {
+            system: system.to_owned(),
+            code: code.to_owned(),
+            display,
+        });
     }
-    found.ok_or_else(|| {
-        Invalid::resource(
-            format!("{path}.coding"),
-            format!("needs a SNOMED CT coding (system {SNOMED})"),
-        )
-    })
+    Ok(out)
 }
+
+/// `http://loinc.org`.
+const LOINC: &str = "http://loinc.org";
+
+/// What a reading's `code` names: the SNOMED CT concept GP systems record it as (its
+/// SNOMED CT coding of a reading suppliers may write, or else the concept its LOINC
+/// coding maps to), and the supplier's other codings, in order.
+fn concept(v: &Value, path: &str) -> Result<(String, Vec<Coded>), Invalid> {
+    let all = codings(v, path)?;
+    let writable = |c: &str| c == BLOOD_PRESSURE_PANEL || vital(c).is_some();
+    let from_snomed = all
+        .iter()
+        .position(|c| c.system == SNOMED && writable(&c.code));
+    let from_loinc: Vec<(usize, &'static str)> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.system == LOINC)
+        .filter_map(|(i, c)| crate::vitals::snomed_for_loinc(&c.code).map(|s| (i, s)))
+        .collect();
+    let chosen = match from_snomed {
+        Some(i) => all[i].code.clone(),
+        None => match from_loinc.first() {
+            Some((_, s)) => (*s).to_owned(),
+            None => {
+                if let Some(c) = all.iter().find(|c| c.system == SNOMED) {
+                    return Err(Invalid::resource(
+                        path,
+                        format!(
+                            "SNOMED CT {} is not a reading suppliers may write to GP records; supported: {}",
+                            crate::routes::shown(&c.code),
+                            supported_codes()
+                        ),
+                    ));
+                }
+                let what = if all.iter().any(|c| c.system == LOINC) {
+                    "names no reading suppliers may write to GP records"
+                } else {
+                    "needs a SNOMED CT or LOINC coding"
+                };
+                return Err(Invalid::resource(
+                    format!("{path}.coding"),
+                    format!(
+                        "{what} (system {SNOMED} or {LOINC}); supported: {}",
+                        supported_codes()
+                    ),
+                ));
+            }
+        },
+    };
+    if let Some((i, s)) = from_loinc.iter().find(|(_, s)| *s != chosen) {
+        return Err(Invalid::resource(
+            format!("{path}.coding[{i}]"),
+            format!(
+                "LOINC {} is recorded as SNOMED CT {s}, but the reading is coded as SNOMED CT {chosen}: the codings must name one reading",
+                crate::routes::shown(&all[*i].code)
+            ),
+        ));
+    }
+    let originals = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != from_snomed)
+        .map(|(_, c)| c)
+        .collect();
+    Ok((chosen, originals))
+}
+
+/// A CodeableConcept of one coding in one of `systems` (an interpretation, a body site,
+/// a method): what the GP system records.
+fn one_code(v: &Value, path: &str, systems: &[&str]) -> Result<Coded, Invalid> {
+    let all = codings(v, path)?;
+    match all.as_slice() {
+        [c] if systems.contains(&c.system.as_str()) => Ok(c.clone()),
+        [c] => Err(Invalid::resource(
+            format!("{path}.coding[0].system"),
+            format!(
+                "'{}' is not recorded here; use {}",
+                crate::routes::shown(&c.system),
+                systems.join(" or ")
+            ),
+        )),
+        _ => Err(Invalid::resource(
+            format!("{path}.coding"),
+            "must hold one coding: GP systems record one code here",
+        )),
+    }
+}
+
+/// `interpretation` (0..*): GP systems record one.
+fn interpretation(v: &Value, path: &str) -> Result<Coded, Invalid> {
+    let items = array(v, path)?;
+    if items.len() > 1 {
+        return Err(Invalid::resource(
+            path,
+            "holds more than one interpretation; GP systems record one",
+        ));
+    }
+    one_code(&items[0], &format!("{path}[0]"), &[INTERPRETATION, SNOMED])
+}
+
+/// v3 ObservationInterpretation (`H`, `L`, `N`, …).
+const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 
 /// A UCUM Quantity checked against `vital`.
 fn quantity(v: &Value, path: &str, vital: &Vital) -> Result<f64, Invalid> {
@@ -375,32 +495,35 @@ fn quantity(v: &Value, path: &str, vital: &Vital) -> Result<f64, Invalid> {
             ));
         }
     };
-    if code != vital.unit {
+    let Some(recorded) = vital.to_recorded(value, code) else {
         return Err(Invalid::resource(
             format!("{path}.code"),
             format!(
-                "{} is recorded in {}, not {code}",
-                vital.display, vital.unit
+                "{} is measured in {} (UCUM), not {}",
+                vital.display,
+                vital.units(),
+                crate::routes::shown(code)
             ),
         ));
-    }
+    };
     if let Some(u) = q.get("unit") {
         string(u, &format!("{path}.unit"), 50)?;
     }
-    if !(vital.min..=vital.max).contains(&value) {
+    if !(vital.min..=vital.max).contains(&recorded) {
+        let given = if code == vital.unit {
+            String::new()
+        } else {
+            format!(" ({value} {code})")
+        };
         return Err(Invalid::resource(
             format!("{path}.value"),
             format!(
-                "{} of {value} {} is outside the plausible range {} to {}",
-                vital.display, vital.unit, vital.min, vital.max
+                "{} of {recorded} {}{given} is outside the plausible range {} to {} {}",
+                vital.display, vital.unit, vital.min, vital.max, vital.unit
             ),
         ));
     }
-    Ok(value)
-}
-
-fn vital(code: &str) -> Option<&'static Vital> {
-    VITALS.iter().find(|v| v.snomed == code)
+    Ok(recorded)
 }
 
 /// The NHS number a `subject` reference names: `Patient/{nhsNumber}` or an NHS number identifier.
@@ -484,13 +607,47 @@ pub fn subject_nhs_number(v: &Value, path: &str) -> Result<NhsNumber, Invalid> {
 }
 
 /// When the observation was made: an instant with its time zone, not in the future.
-fn effective(v: &Value, path: &str, now: time::OffsetDateTime) -> Result<UtcDateTime, Invalid> {
+/// A calendar date (`YYYY-MM-DD`) is taken as that date (`true`), at 00:00, and must not be
+/// after today anywhere in the world.
+fn effective(
+    v: &Value,
+    path: &str,
+    now: time::OffsetDateTime,
+) -> Result<(UtcDateTime, bool), Invalid> {
     let s = string(v, path, 40)?;
+    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
+        let date = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| {
+                Invalid::resource(
+                    path,
+                    format!("'{}' is not a calendar date", crate::routes::shown(s)),
+                )
+            })?;
+        let latest = (now.to_offset(time::UtcOffset::UTC) + time::Duration::hours(14)).date();
+        if date > latest {
+            return Err(Invalid::resource(
+                path,
+                format!("{s} is in the future (it is now {})", now.date()),
+            ));
+        }
+        if date.year() < 1900 {
+            return Err(Invalid::resource(path, "is before 1900"));
+        }
+        let at = UtcDateTime {
+            year: date.year(),
+            month: u8::from(date.month()),
+            day: date.day(),
+            hour: 0,
+            minute: 0,
+            second: 0,
+        };
+        return Ok((at, true));
+    }
     let (year, month, day, hour, minute, second) = gp_fhir::date::parse_instant_utc(s).map_err(|_| {
         Invalid::resource(
             path,
             format!(
-                "'{}' is not a dateTime with a time and time zone (e.g. 2026-07-14T08:32:05+01:00)",
+                "'{}' is neither a date (2026-07-14) nor a dateTime with a time and time zone (2026-07-14T08:32:05+01:00)",
                 crate::routes::shown(s)
             ),
         )
@@ -531,7 +688,59 @@ fn effective(v: &Value, path: &str, now: time::OffsetDateTime) -> Result<UtcDate
     if year < 1900 {
         return Err(Invalid::resource(path, "is before 1900"));
     }
-    Ok(at)
+    Ok((at, false))
+}
+
+/// `device`: a display-only reference (GP systems hold the device's name, not a Device).
+fn device(v: &Value, path: &str) -> Result<String, Invalid> {
+    let r = object(v, path)?;
+    only(
+        r,
+        path,
+        &["display", "reference", "type"],
+        &["id", "extension", "identifier"],
+    )?;
+    match r.get("display") {
+        Some(d) => Ok(string(d, &format!("{path}.display"), 200)?.to_owned()),
+        None => Err(Invalid::resource(
+            format!("{path}.display"),
+            "is required: GP systems record the device's name, not a reference to a Device",
+        )),
+    }
+}
+
+/// `performer`: one practice clinician, `Practitioner/{id}` as the gateway's reads name
+/// them (the GP system must know them: checked once the patient's practice is known).
+fn performer(v: &Value, path: &str) -> Result<String, Invalid> {
+    let items = array(v, path)?;
+    if items.len() > 1 {
+        return Err(Invalid::resource(
+            path,
+            "names more than one performer; GP systems record the one clinician who took the reading",
+        ));
+    }
+    let at = format!("{path}[0]");
+    let r = object(&items[0], &at)?;
+    only(
+        r,
+        &at,
+        &["reference", "display", "type"],
+        &["id", "extension", "identifier"],
+    )?;
+    let reference = r.get("reference").ok_or_else(|| {
+        Invalid::resource(format!("{at}.reference"), "is required (Practitioner/{id})")
+    })?;
+    let reference = string(reference, &format!("{at}.reference"), 100)?;
+    match reference.strip_prefix("Practitioner/") {
+        Some(id) if !id.is_empty() && !id.contains('/') => Ok(id.to_owned()),
+        _ => Err(Invalid::resource(
+            format!("{at}.reference"),
+            format!(
+                "'{}' is not recorded as a performer: GP systems record a member of the practice's staff, Practitioner/{{id}} as this API names them",
+                crate::routes::shown(reference)
+            ),
+        )),
+    }
 }
 
 /// Checks an Observation body and turns it into what the GP system is asked to record.
@@ -576,6 +785,11 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             "effectiveDateTime",
             "valueQuantity",
             "component",
+            "interpretation",
+            "bodySite",
+            "method",
+            "device",
+            "performer",
         ],
         &known,
     )?;
@@ -690,7 +904,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             }
         }
     }
-    let code = snomed_code(
+    let (code, original_codings) = concept(
         root.get("code")
             .ok_or_else(|| Invalid::resource("Observation.code", "is required"))?,
         "Observation.code",
@@ -700,16 +914,47 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             .ok_or_else(|| Invalid::resource("Observation.subject", "is required (the patient)"))?,
         "Observation.subject",
     )?;
-    let when = effective(
+    let (when, date_only) = effective(
         root.get("effectiveDateTime").ok_or_else(|| {
             Invalid::resource(
                 "Observation.effectiveDateTime",
-                "is required (when the reading was taken, with its time zone)",
+                "is required (when the reading was taken: a date, or a time with its time zone)",
             )
         })?,
         "Observation.effectiveDateTime",
         now,
     )?;
+    let mut paths = DetailPaths::default();
+    if date_only {
+        paths.date_only = "Observation.effectiveDateTime".into();
+    }
+    let mut details = ReadingDetails {
+        date_only,
+        ..ReadingDetails::default()
+    };
+    let top_interpretation = match root.get("interpretation") {
+        Some(v) => {
+            paths.interpretation = "Observation.interpretation".into();
+            Some(interpretation(v, "Observation.interpretation")?)
+        }
+        None => None,
+    };
+    if let Some(v) = root.get("bodySite") {
+        paths.body_site = "Observation.bodySite".into();
+        details.body_site = Some(one_code(v, "Observation.bodySite", &[SNOMED])?);
+    }
+    if let Some(v) = root.get("method") {
+        paths.method = "Observation.method".into();
+        details.method = Some(one_code(v, "Observation.method", &[SNOMED])?);
+    }
+    if let Some(v) = root.get("device") {
+        paths.device = "Observation.device".into();
+        details.device = Some(device(v, "Observation.device")?);
+    }
+    if let Some(v) = root.get("performer") {
+        paths.performer = "Observation.performer".into();
+        details.performer = Some(performer(v, "Observation.performer")?);
+    }
     let (display, measurements) = if code == BLOOD_PRESSURE_PANEL {
         if root.contains_key("valueQuantity") {
             return Err(Invalid::resource(
@@ -721,7 +966,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             root.get("component").ok_or_else(|| {
                 Invalid::resource(
                     "Observation.component",
-                    "is required for a blood pressure (systolic 271649006 and diastolic 271650006)",
+                    "is required for a blood pressure (systolic 271649006 / LOINC 8480-6 and diastolic 271650006 / LOINC 8462-4)",
                 )
             })?,
             "Observation.component",
@@ -734,19 +979,18 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             only(
                 o,
                 &at,
-                &["code", "valueQuantity"],
+                &["code", "valueQuantity", "interpretation"],
                 &[
                     "id",
                     "extension",
                     "modifierExtension",
                     "dataAbsentReason",
-                    "interpretation",
                     "referenceRange",
                     "valueString",
                     "valueCodeableConcept",
                 ],
             )?;
-            let ccode = snomed_code(
+            let (ccode, _) = concept(
                 o.get("code")
                     .ok_or_else(|| Invalid::resource(format!("{at}.code"), "is required"))?,
                 &format!("{at}.code"),
@@ -758,7 +1002,7 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
                     return Err(Invalid::resource(
                         format!("{at}.code"),
                         format!(
-                            "SNOMED CT {} is not a blood pressure component (271649006 systolic, 271650006 diastolic)",
+                            "SNOMED CT {} is not a blood pressure component (271649006 / LOINC 8480-6 systolic, 271650006 / LOINC 8462-4 diastolic)",
                             crate::routes::shown(other)
                         ),
                     ));
@@ -773,12 +1017,22 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             let q = o
                 .get("valueQuantity")
                 .ok_or_else(|| Invalid::resource(format!("{at}.valueQuantity"), "is required"))?;
-            *slot = Some((v, quantity(q, &format!("{at}.valueQuantity"), v)?));
+            let value = quantity(q, &format!("{at}.valueQuantity"), v)?;
+            let interp = match o.get("interpretation") {
+                Some(x) => {
+                    if paths.interpretation.is_empty() {
+                        paths.interpretation = format!("{at}.interpretation");
+                    }
+                    Some(interpretation(x, &format!("{at}.interpretation"))?)
+                }
+                None => None,
+            };
+            *slot = Some((v, value, interp));
         }
-        let (Some((sv, s)), Some((dv, d))) = (systolic, diastolic) else {
+        let (Some((sv, s, si)), Some((dv, d, di))) = (systolic, diastolic) else {
             return Err(Invalid::resource(
                 "Observation.component",
-                "a blood pressure needs both systolic (271649006) and diastolic (271650006) components",
+                "a blood pressure needs both systolic (271649006 / LOINC 8480-6) and diastolic (271650006 / LOINC 8462-4) components",
             ));
         };
         if s <= d {
@@ -787,14 +1041,18 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
                 format!("systolic {s} mm[Hg] must be above diastolic {d} mm[Hg]"),
             ));
         }
-        let m = |v: &Vital, value| Measurement {
+        details.interpretation = top_interpretation;
+        let m = |v: &Vital, value, interpretation| Measurement {
             snomed: v.snomed.into(),
             display: v.display.into(),
             value,
             unit: v.unit.into(),
-            interpretation: None,
+            interpretation,
         };
-        ("Blood pressure".to_owned(), vec![m(sv, s), m(dv, d)])
+        (
+            "Blood pressure".to_owned(),
+            vec![m(sv, s, si), m(dv, d, di)],
+        )
     } else {
         let Some(v) = vital(&code) else {
             return Err(Invalid::resource(
@@ -829,10 +1087,12 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
                 display: v.display.into(),
                 value,
                 unit: v.unit.into(),
-                interpretation: None,
+                // A single reading's interpretation is its measurement's.
+                interpretation: top_interpretation,
             }],
         )
     };
+    details.original_codings = original_codings;
     Ok(IncomingObservation {
         nhs_number,
         identifier,
@@ -844,8 +1104,9 @@ pub fn observation(body: &[u8], now: time::OffsetDateTime) -> Result<IncomingObs
             display,
             effective: when,
             measurements,
-            details: Default::default(),
+            details,
         },
+        detail_paths: paths,
     })
 }
 
@@ -923,7 +1184,7 @@ mod tests {
                 "Observation.subject.reference",
             ),
             (
-                Box::new(|v| v["effectiveDateTime"] = "2026-11-20".into()),
+                Box::new(|v| v["effectiveDateTime"] = "2026-11-31".into()),
                 "Observation.effectiveDateTime",
             ),
             (
@@ -935,7 +1196,7 @@ mod tests {
                 "Observation.effectiveDateTime",
             ),
             (
-                Box::new(|v| v["component"][0]["valueQuantity"]["code"] = "kPa".into()),
+                Box::new(|v| v["component"][0]["valueQuantity"]["code"] = "cm".into()),
                 "Observation.component[0].valueQuantity.code",
             ),
             (
@@ -1003,5 +1264,243 @@ mod tests {
             "2026-07-14T07:32:05Z"
         );
         assert_eq!(ok.observation.measurements[0].value, 72.4);
+    }
+
+    fn hl7(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/hl7-r4-vital-signs/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_official_hl7_vital_signs_examples_are_accepted_as_gp_systems_record_them() {
+        type Case = (&'static str, &'static str, &'static [(&'static str, f64)]);
+        let cases: &[Case] = &[
+            (
+                "Observation-heart-rate",
+                "364075005",
+                &[("364075005", 44.0)],
+            ),
+            (
+                "Observation-body-height",
+                "50373000",
+                &[("50373000", 169.9)],
+            ),
+            ("Observation-bmi", "60621009", &[("60621009", 16.2)]),
+            ("Observation-example", "27113001", &[("27113001", 83.91)]),
+            (
+                "Observation-blood-pressure",
+                "75367002",
+                &[("271649006", 107.0), ("271650006", 60.0)],
+            ),
+            (
+                "Observation-respiratory-rate",
+                "86290005",
+                &[("86290005", 26.0)],
+            ),
+            (
+                "Observation-body-temperature",
+                "386725007",
+                &[("386725007", 36.5)],
+            ),
+            (
+                "Observation-head-circumference",
+                "363812007",
+                &[("363812007", 51.2)],
+            ),
+        ];
+        for (name, code, values) in cases {
+            let ok = check(&hl7(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let o = &ok.observation;
+            assert_eq!(o.snomed, *code, "{name}");
+            let got: Vec<(&str, f64)> = o
+                .measurements
+                .iter()
+                .map(|m| (m.snomed.as_str(), m.value))
+                .collect();
+            assert_eq!(got, *values, "{name}");
+            assert_eq!(
+                ok.identifier,
+                Some(("https://example.org/hl7-examples".into(), (*name).into()))
+            );
+        }
+        // Date-only times stay dates.
+        let hr = check(&hl7("Observation-heart-rate")).unwrap();
+        assert!(hr.observation.details.date_only);
+        assert_eq!(
+            hr.observation.effective.to_rfc3339(),
+            "1999-07-02T00:00:00Z"
+        );
+        assert_eq!(hr.detail_paths.date_only, "Observation.effectiveDateTime");
+        // LOINC kept as the supplier's coding, in order.
+        let hr_codes: Vec<&str> = hr
+            .observation
+            .details
+            .original_codings
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(hr_codes, ["8867-4"]);
+        let weight = check(&hl7("Observation-example")).unwrap();
+        let codes: Vec<&str> = weight
+            .observation
+            .details
+            .original_codings
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(codes, ["29463-7", "3141-9", "body-weight"]);
+    }
+
+    #[test]
+    fn the_hl7_blood_pressure_keeps_its_interpretations_body_site_and_performer() {
+        let bp = check(&hl7("Observation-blood-pressure")).unwrap();
+        let d = &bp.observation.details;
+        assert_eq!(
+            d.interpretation.as_ref().map(|c| c.code.as_str()),
+            Some("L")
+        );
+        assert_eq!(
+            d.body_site.as_ref().map(|c| c.code.as_str()),
+            Some("368209003")
+        );
+        assert_eq!(d.performer.as_deref(), Some("example"));
+        let per: Vec<Option<&str>> = bp
+            .observation
+            .measurements
+            .iter()
+            .map(|m| m.interpretation.as_ref().map(|c| c.code.as_str()))
+            .collect();
+        assert_eq!(per, [Some("N"), Some("L")]);
+        assert_eq!(bp.detail_paths.performer, "Observation.performer");
+        assert_eq!(bp.detail_paths.body_site, "Observation.bodySite");
+    }
+
+    #[test]
+    fn what_the_gp_system_cannot_hold_is_refused_by_name_and_codings_it_cannot_hold_are_not_sent() {
+        let support = ReadingSupport {
+            date_only: true,
+            interpretation: true,
+            body_site: false,
+            ..ReadingSupport::default()
+        };
+        let mut bp = check(&hl7("Observation-blood-pressure")).unwrap();
+        let e = bp.fit_to(support, "Vision").unwrap_err();
+        assert_eq!(e.status, 422);
+        assert_eq!(e.path, "Observation.bodySite");
+        assert!(e.message.contains("Vision"), "{e}");
+        let mut hr = check(&hl7("Observation-heart-rate")).unwrap();
+        hr.fit_to(support, "Vision").unwrap();
+        assert!(hr.observation.details.original_codings.is_empty());
+        let mut hr = check(&hl7("Observation-heart-rate")).unwrap();
+        let e = hr
+            .fit_to(ReadingSupport::default(), "EMIS Web")
+            .unwrap_err();
+        assert_eq!(e.path, "Observation.effectiveDateTime");
+        let mut hr = check(&hl7("Observation-heart-rate")).unwrap();
+        hr.fit_to(
+            ReadingSupport {
+                date_only: true,
+                original_codings: true,
+                ..ReadingSupport::default()
+            },
+            "Microtest Evolution",
+        )
+        .unwrap();
+        assert_eq!(hr.observation.details.original_codings.len(), 1);
+    }
+
+    #[test]
+    fn elements_no_gp_system_records_are_refused_by_name() {
+        let e = check(&hl7("Observation-satO2")).unwrap_err();
+        assert_eq!(e.path, "Observation.partOf");
+        let mut v = hl7("Observation-heart-rate");
+        v["valueQuantity"]["code"] = "kg".into();
+        let e = check(&v).unwrap_err();
+        assert_eq!(e.path, "Observation.valueQuantity.code");
+        assert!(e.message.contains("/min"), "{e}");
+        let mut v = hl7("Observation-heart-rate");
+        v["valueQuantity"]["value"] = 400.into();
+        let e = check(&v).unwrap_err();
+        assert_eq!(e.path, "Observation.valueQuantity.value");
+        let mut v = hl7("Observation-body-temperature");
+        v["valueQuantity"] =
+            serde_json::json!({"value": 120, "unit": "F", "system": UCUM, "code": "[degF]"});
+        let e = check(&v).unwrap_err();
+        assert!(e.message.contains("48.9 Cel (120 [degF])"), "{e}");
+        let mut v = hl7("Observation-example");
+        v["code"]["coding"][0]["code"] = "8302-2".into();
+        let e = check(&v).unwrap_err();
+        assert_eq!(e.path, "Observation.code.coding[0]");
+        let mut v = hl7("Observation-heart-rate");
+        v["code"]["coding"][0]["system"] = "http://example.org/codes".into();
+        let e = check(&v).unwrap_err();
+        assert_eq!(e.path, "Observation.code.coding");
+        assert!(e.message.contains("SNOMED CT or LOINC"), "{e}");
+        let mut v = hl7("Observation-heart-rate");
+        v["device"] = serde_json::json!({"reference": "Device/1"});
+        assert_eq!(check(&v).unwrap_err().path, "Observation.device.display");
+        let mut v = hl7("Observation-heart-rate");
+        v["performer"] = serde_json::json!([{"reference": "Patient/9000000009"}]);
+        assert_eq!(
+            check(&v).unwrap_err().path,
+            "Observation.performer[0].reference"
+        );
+        let mut v = hl7("Observation-heart-rate");
+        v["effectiveDateTime"] = "2026-11-25".into();
+        assert_eq!(check(&v).unwrap_err().path, "Observation.effectiveDateTime");
+        let mut v = hl7("Observation-heart-rate");
+        v["interpretation"] =
+            serde_json::json!([{"coding": [{"system": "http://example.org", "code": "H"}]}]);
+        assert_eq!(
+            check(&v).unwrap_err().path,
+            "Observation.interpretation[0].coding[0].system"
+        );
+    }
+
+    #[test]
+    fn new_remote_monitoring_readings_are_accepted_in_loinc_or_snomed() {
+        let reading = |coding: Value, value: f64, unit: &str| {
+            let mut v = hl7("Observation-heart-rate");
+            v["code"] = serde_json::json!({"coding": [coding]});
+            v["valueQuantity"] = serde_json::json!({"value": value, "system": UCUM, "code": unit});
+            check(&v)
+        };
+        let g = reading(
+            serde_json::json!({"system": "http://loinc.org", "code": "41653-7"}),
+            99.0,
+            "mg/dL",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                g.observation.snomed.as_str(),
+                g.observation.measurements[0].value
+            ),
+            ("997671000000106", 5.5)
+        );
+        let p = reading(
+            serde_json::json!({"system": "http://loinc.org", "code": "19935-6"}),
+            420.0,
+            "L/min",
+        )
+        .unwrap();
+        assert_eq!(p.observation.snomed, "313193002");
+        let w = reading(
+            serde_json::json!({"system": SNOMED, "code": "276361009"}),
+            34.0,
+            "[in_i]",
+        )
+        .unwrap();
+        assert_eq!(w.observation.measurements[0].value, 86.4);
+        let s = reading(
+            serde_json::json!({"system": "http://loinc.org", "code": "59408-5"}),
+            97.0,
+            "%",
+        )
+        .unwrap();
+        assert_eq!(s.observation.snomed, "431314004");
     }
 }

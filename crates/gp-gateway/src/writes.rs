@@ -174,8 +174,8 @@ pub(crate) async fn create_observation(
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let now = time::OffsetDateTime::now_utc();
     let conditional = create_condition(headers, query)?;
-    let incoming = crate::write_body::observation(body, now)?;
-    let identifier = match (conditional, incoming.identifier) {
+    let mut incoming = crate::write_body::observation(body, now)?;
+    let identifier = match (conditional, incoming.identifier.take()) {
         (Some(h), Some(b)) if h != b => {
             return Err(Invalid::request(format!(
                 "the condition (If-None-Exist or identifier parameter) names identifier {}|{} but the Observation's identifier[0] is {}|{}",
@@ -200,6 +200,26 @@ pub(crate) async fn create_observation(
     let Released {
         practice, adapter, ..
     } = released_patient(app, nhs, ids, caller).await?;
+    // What the patient's GP system cannot hold is refused, naming the element.
+    incoming.fit_to(adapter.reading_support(), adapter.system().display_name())?;
+    if let Some(id) = &incoming.observation.details.performer {
+        let known = app
+            .staff
+            .read(adapter.as_ref(), &practice, id, &ids.call_context())
+            .await
+            .map_err(GatewayError::Adapter)?;
+        if known.is_none() {
+            return Err(Invalid::resource(
+                "Observation.performer[0].reference",
+                format!(
+                    "Practitioner/{} is not a member of staff {} knows at practice {practice}: the performer must be a clinician of the patient's practice, as this API names them",
+                    crate::routes::shown(id),
+                    adapter.system().display_name()
+                ),
+            )
+            .into());
+        }
+    }
     let mut observation = incoming.observation;
     observation.key = idempotency_key(caller.client_id().unwrap_or("-"), &identifier);
     // Kept with the reading in the GP record: every supplier reading it sees it.

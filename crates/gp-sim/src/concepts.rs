@@ -286,8 +286,8 @@ static ALL: &[Concept] = &[
     ),
     obs_sct(
         "blood-glucose",
-        "434912009",
-        "Blood glucose concentration",
+        "997671000000106",
+        "Blood glucose level",
         "mmol/L",
     ),
     obs_sct("peak-flow", "313193002", "Peak flow rate", "L/min"),
