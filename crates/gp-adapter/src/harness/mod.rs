@@ -13,22 +13,33 @@
 //! appointments booked at the practice are visible. An adapter that answers
 //! `NotSupported` for appointments has them all reported as skipped.
 //!
+//! Documents are checked by [`run_documents`] (`ADP-DOC-*`, the `documents` group):
+//! listing, content read back as listed, upload and filing round trips, idempotent
+//! filing, a 6 MB PDF, unknowns. Reading details are checked by [`run_reading_details`]
+//! (`ADP-RDG-*`, the `readings` group): every vital sign suppliers may write, and each
+//! detail the adapter's `reading_support()` claims (date-only, interpretation, body
+//! site, method, device, performer, original codings) round-trips.
+//!
 //! Backend failures are asserted with [`check_backend_failure`]: switch the simulator's
 //! fault injection on (e.g. a 500, a hang, garbage), then check the adapter answers the
 //! typed error, naming its system, for both a read and a search.
 
 mod appointments;
+mod documents;
 mod faults;
 mod people;
+mod readings;
 pub mod sim;
 mod suite;
 mod write;
 
 pub use appointments::{BOOKED_BY, BOOKINGS_SYSTEM, run_appointments};
+pub use documents::{DOCUMENTS_SYSTEM, FILED_BY, run_documents};
 pub use faults::{
     ExpectedFailure, Fault, FaultTarget, READ_FAULTS, WRITE_FAULTS, check_backend_failure,
     check_fault_matrix, check_write_failure,
 };
+pub use readings::{DETAILS_SYSTEM, MORE_VITALS, run_reading_details};
 pub use suite::{Backend, Suite, SuiteTarget};
 pub use write::{blood_pressure, body_weight, run_writes};
 

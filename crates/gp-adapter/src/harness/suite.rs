@@ -107,6 +107,22 @@ impl<T: SuiteTarget> Suite<T> {
         super::run_appointments(adapter.as_ref(), &backend.fixture).await
     }
 
+    /// Documents ([`super::run_documents`], skipped when the adapter does not manage
+    /// documents): listing, content, upload and filing, idempotency, a 6 MB PDF, unknowns.
+    pub async fn documents(&self) -> HarnessReport {
+        let backend = self.target.start().await;
+        let adapter = self.target.adapter(&backend.base_url, REQUEST_TIMEOUT_MS);
+        super::run_documents(adapter.as_ref(), &backend.fixture).await
+    }
+
+    /// Reading details ([`super::run_reading_details`]): every vital sign suppliers may
+    /// write, and each detail `reading_support()` claims, round-trip.
+    pub async fn readings(&self) -> HarnessReport {
+        let backend = self.target.start().await;
+        let adapter = self.target.adapter(&backend.base_url, REQUEST_TIMEOUT_MS);
+        super::run_reading_details(adapter.as_ref(), &backend.fixture).await
+    }
+
     /// The fault matrix, reads and writes ([`super::check_fault_matrix`]), against the
     /// first fixture patient.
     pub async fn faults(&self) -> HarnessReport {
@@ -203,6 +219,20 @@ macro_rules! adapter_suite {
                     $crate::harness::Suite::new($target).appointments(),
                 )
                 .await;
+            }
+
+            #[tokio::test]
+            async fn documents() {
+                group(
+                    "documents",
+                    $crate::harness::Suite::new($target).documents(),
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn readings() {
+                group("readings", $crate::harness::Suite::new($target).readings()).await;
             }
 
             #[tokio::test]
