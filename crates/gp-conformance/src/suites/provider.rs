@@ -145,6 +145,12 @@ pub const CATALOGUE: &[TestDef] = &[
         "REQ-PRV-14",
     ),
     TestDef::required(
+        "PRV-WRT-06",
+        "write-back",
+        "the official HL7 R4 vital-signs examples (heart rate, body height, BMI, body weight in [lb_av], blood pressure; LOINC-coded, date-only), changed only in subject and identifier, are recorded (201) and read back in SNOMED CT and the recorded unit; the blood pressure's unknown performer is refused naming Observation.performer[0].reference",
+        "REQ-PRV-16",
+    ),
+    TestDef::required(
         "PRV-LOC-01",
         "locator",
         "an unknown NHS number answers 404 RESOURCE_NOT_FOUND",
@@ -214,6 +220,7 @@ pub async fn run(ctx: &Ctx, rec: &mut Recorder) {
         run_test!(rec, "PRV-WRT-03", sys, whole_patient_update(&on));
         run_test!(rec, "PRV-WRT-04", sys, patch_formats(&on));
         run_test!(rec, "PRV-WRT-05", sys, conditional_create_in_query(&on));
+        run_test!(rec, "PRV-WRT-06", sys, official_examples(&on));
     }
     run_test!(
         rec,
@@ -897,6 +904,137 @@ fn an_hour_ago() -> String {
 
 /// Where the kit's write-back readings are identified.
 const KIT_READINGS: &str = "https://gp-conformance.invalid/Id/reading";
+
+/// The official HL7 R4 vital-signs examples, changed only as a supplier would (subject,
+/// identifier; no id, text, meta, encounter or basedOn), with the SNOMED CT code, value
+/// and unit GP systems record each as.
+const OFFICIAL_EXAMPLES: [(&str, &str, &str, f64, &str); 5] = [
+    (
+        "Observation-heart-rate",
+        include_str!(
+            "../../../gp-gateway/tests/fixtures/hl7-r4-vital-signs/Observation-heart-rate.json"
+        ),
+        "364075005",
+        44.0,
+        "/min",
+    ),
+    (
+        "Observation-body-height",
+        include_str!(
+            "../../../gp-gateway/tests/fixtures/hl7-r4-vital-signs/Observation-body-height.json"
+        ),
+        "50373000",
+        169.9,
+        "cm",
+    ),
+    (
+        "Observation-bmi",
+        include_str!("../../../gp-gateway/tests/fixtures/hl7-r4-vital-signs/Observation-bmi.json"),
+        "60621009",
+        16.2,
+        "kg/m2",
+    ),
+    (
+        "Observation-example",
+        include_str!(
+            "../../../gp-gateway/tests/fixtures/hl7-r4-vital-signs/Observation-example.json"
+        ),
+        "27113001",
+        83.91,
+        "kg",
+    ),
+    (
+        "Observation-blood-pressure",
+        include_str!(
+            "../../../gp-gateway/tests/fixtures/hl7-r4-vital-signs/Observation-blood-pressure.json"
+        ),
+        "75367002",
+        0.0,
+        "",
+    ),
+];
+
+/// PRV-WRT-06: the official examples are recorded on this GP system.
+async fn official_examples(on: &On<'_>, p: &mut Probe) -> Check {
+    let (ctx, sup, token) = (on.ctx, on.sup, on.token);
+    let nhs = need(on.patient, "ordinary")?;
+    need_scope(sup, "Observation", 'c')?;
+    let url = format!("{}/Observation", ctx.manifest.base_url);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    for (name, text, code, value, unit) in OFFICIAL_EXAMPLES {
+        let mut body: Value = serde_json::from_str(text)
+            .map_err(|e| Verdict::Fail(format!("{name}: the kit's copy does not parse: {e}")))?;
+        body["subject"] = json!({"reference": format!("Patient/{nhs}")});
+        body["identifier"] = json!([{"system": KIT_READINGS, "value": format!("{name}-{run}")}]);
+        if code == "75367002" {
+            // Its performer (Practitioner/example) is no one the GP system knows.
+            let a = p
+                .call(
+                    "POST",
+                    &url,
+                    Some(token),
+                    &[("content-type", "application/fhir+json")],
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            let named = a
+                .json()
+                .ok()
+                .and_then(|o| o["issue"][0]["expression"][0].as_str().map(str::to_owned));
+            ensure(
+                a.status == 422 && named.as_deref() == Some("Observation.performer[0].reference"),
+                || {
+                    format!(
+                        "{name} with performer Practitioner/example answered HTTP {} naming {named:?}, expected 422 naming Observation.performer[0].reference",
+                        a.status
+                    )
+                },
+            )?;
+            if let Some(o) = body.as_object_mut() {
+                o.remove("performer");
+            }
+        }
+        let a = p
+            .call(
+                "POST",
+                &url,
+                Some(token),
+                &[("content-type", "application/fhir+json")],
+                body.to_string().as_bytes(),
+            )
+            .await?;
+        ensure(a.status == 201, || {
+            format!(
+                "{name} answered HTTP {}{}, expected 201",
+                a.status,
+                a.spine_code()
+                    .map(|(_, c)| format!(" ({c})"))
+                    .unwrap_or_default()
+            )
+        })?;
+        let r = a.json()?;
+        let has_code = r["code"]["coding"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["system"] == SNOMED && c["code"] == code)
+        });
+        ensure(has_code, || {
+            format!("{name} reads back without SNOMED CT {code}: {}", r["code"])
+        })?;
+        if !unit.is_empty() {
+            ensure(
+                r["valueQuantity"]["value"].as_f64() == Some(value)
+                    && r["valueQuantity"]["code"] == unit,
+                || {
+                    format!(
+                        "{name} reads back as {}, expected {value} {unit}",
+                        r["valueQuantity"]
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
 
 async fn observation_round_trip(on: &On<'_>, p: &mut Probe) -> Check {
     let (ctx, sup, token) = (on.ctx, on.sup, on.token);
