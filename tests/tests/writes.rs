@@ -689,7 +689,7 @@ async fn bad_writes_get_precise_errors_and_change_nothing() {
         ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["resourceType"] = "Patient".into()), 422, "INVALID_RESOURCE", "Observation.resourceType"),
         ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["flavour"] = "salty".into()), 422, "INVALID_RESOURCE", "Observation.flavour"),
         ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["effectiveDateTime"] = "2026-02-30T08:00:00Z".into()), 422, "INVALID_RESOURCE", "Observation.effectiveDateTime"),
-        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["component"][0]["valueQuantity"]["code"] = "kPa".into()), 422, "INVALID_RESOURCE", "Observation.component[0].valueQuantity.code"),
+        ("POST", "/Observation".into(), "application/fhir+json", with(&|v| v["component"][0]["valueQuantity"]["code"] = "cm".into()), 422, "INVALID_RESOURCE", "Observation.component[0].valueQuantity.code"),
         ("POST", "/Observation".into(), "application/fhir+xml", with(&|_| {}), 415, "UNSUPPORTED_MEDIA_TYPE", ""),
         ("POST", "/Observation".into(), "application/fhir+json", big.clone(), 413, "PAYLOAD_TOO_LARGE", ""),
         ("PATCH", format!("/Patient/{nhs}"), "application/json-patch+json", serde_json::to_vec(&json!([{"op": "replace", "path": "/name/0/family", "value": "Hacker"}])).unwrap(), 422, "INVALID_RESOURCE", "Patient.name.0.family"),
