@@ -7,8 +7,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use gp_adapter::documents::{
-    CONTENT_TYPES, DocumentContent, DocumentMeta, Filed, FileDocumentRequest, NewDocument,
-    Uploaded,
+    CONTENT_TYPES, DocumentContent, DocumentMeta, FileDocumentRequest, Filed, NewDocument, Uploaded,
 };
 use gp_adapter::json::Node;
 use gp_adapter::native::{Method, NativeResponse};
@@ -63,7 +62,9 @@ fn same_patient(n: Node, nhs: NhsNumber) -> Result<()> {
         Ok(())
     } else {
         Err(n
-            .invalid(format!("the answer is for {listed}, but {nhs} was asked for"))
+            .invalid(format!(
+                "the answer is for {listed}, but {nhs} was asked for"
+            ))
             .into())
     }
 }
@@ -196,8 +197,9 @@ pub fn map_documents(body: &[u8], nhs: NhsNumber) -> Result<DocumentPage> {
         None => None,
         Some(c)
             if (1..=512).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) =>
+                && c.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                }) =>
         {
             Some(c.to_owned())
         }
@@ -244,8 +246,7 @@ pub fn map_content(response: NativeResponse) -> Result<DocumentContent> {
             .ok_or_else(|| bad_header(name, "is missing".into()))
     };
     let nhs = header(NHS_HEADER)?;
-    let nhs_number =
-        NhsNumber::parse(&nhs).map_err(|e| bad_header(NHS_HEADER, e.to_string()))?;
+    let nhs_number = NhsNumber::parse(&nhs).map_err(|e| bad_header(NHS_HEADER, e.to_string()))?;
     let confidential = match header(CONFIDENTIAL_HEADER)?.as_str() {
         "true" => true,
         "false" => false,
@@ -263,10 +264,7 @@ pub fn map_content(response: NativeResponse) -> Result<DocumentContent> {
     if size != response.body.len() {
         return Err(bad_header(
             SIZE_HEADER,
-            format!(
-                "says {size} bytes, but {} arrived",
-                response.body.len()
-            ),
+            format!("says {size} bytes, but {} arrived", response.body.len()),
         ));
     }
     let raw = response.content_type.clone().unwrap_or_default();
@@ -277,7 +275,11 @@ pub fn map_content(response: NativeResponse) -> Result<DocumentContent> {
         .ok_or_else(|| {
             bad_header(
                 "Content-Type",
-                format!("'{}' is not one of {}", shown(&raw), CONTENT_TYPES.join(", ")),
+                format!(
+                    "'{}' is not one of {}",
+                    shown(&raw),
+                    CONTENT_TYPES.join(", ")
+                ),
             )
         })?;
     Ok(DocumentContent {
@@ -451,7 +453,9 @@ impl MicrotestAdapter {
                         _ => Ok(out),
                     };
                 }
-                Some(_) if empty => return Err(broken("an empty page has a next_cursor".into()).into()),
+                Some(_) if empty => {
+                    return Err(broken("an empty page has a next_cursor".into()).into());
+                }
                 Some(next) => {
                     if !seen.insert(next.clone()) {
                         return Err(broken(format!(
@@ -529,8 +533,10 @@ mod tests {
     }
 
     fn page(doc: serde_json::Value) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({"documents": [doc], "total": 1, "next_cursor": null}))
-            .unwrap()
+        serde_json::to_vec(
+            &serde_json::json!({"documents": [doc], "total": 1, "next_cursor": null}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -542,7 +548,10 @@ mod tests {
         assert_eq!(d.indexed.to_rfc3339(), "2026-01-14T09:15:00Z");
         assert_eq!(d.size, 1234);
         assert_eq!(d.sha1.unwrap()[1], 0x11);
-        assert_eq!(d.identifier, Some(("https://s.example/d".into(), "d-1".into())));
+        assert_eq!(
+            d.identifier,
+            Some(("https://s.example/d".into(), "d-1".into()))
+        );
         assert_eq!(d.workflow, "awaiting-review");
     }
 
@@ -552,12 +561,36 @@ mod tests {
             ("size", serde_json::json!(1234), "documents[0].size"),
             ("size", serde_json::json!("12kB"), "documents[0].size"),
             ("sha1", serde_json::json!("abc"), "documents[0].sha1"),
-            ("mime_type", serde_json::json!("image/gif"), "documents[0].mime_type"),
-            ("workflow_state", serde_json::json!("lost"), "documents[0].workflow_state"),
-            ("nhs_number", serde_json::json!("9000000009"), "documents[0].nhs_number"),
-            ("document_id", serde_json::json!("a/b"), "documents[0].document_id"),
-            ("content_id", serde_json::json!("x".repeat(57)), "documents[0].content_id"),
-            ("created", serde_json::json!({"value": "2026-07-14", "precision": "day"}), "documents[0].created.precision"),
+            (
+                "mime_type",
+                serde_json::json!("image/gif"),
+                "documents[0].mime_type",
+            ),
+            (
+                "workflow_state",
+                serde_json::json!("lost"),
+                "documents[0].workflow_state",
+            ),
+            (
+                "nhs_number",
+                serde_json::json!("9000000009"),
+                "documents[0].nhs_number",
+            ),
+            (
+                "document_id",
+                serde_json::json!("a/b"),
+                "documents[0].document_id",
+            ),
+            (
+                "content_id",
+                serde_json::json!("x".repeat(57)),
+                "documents[0].content_id",
+            ),
+            (
+                "created",
+                serde_json::json!({"value": "2026-07-14", "precision": "day"}),
+                "documents[0].created.precision",
+            ),
         ] {
             let mut d = good();
             d[field] = value;
@@ -595,9 +628,15 @@ mod tests {
             (SIZE_HEADER, "5"),
         ];
         let c = map_content(response(b"hello", &ok)).unwrap();
-        assert_eq!((c.nhs_number, c.confidential, &c.bytes[..]), (nhs(), true, &b"hello"[..]));
+        assert_eq!(
+            (c.nhs_number, c.confidential, &c.bytes[..]),
+            (nhs(), true, &b"hello"[..])
+        );
         let cut = map_content(response(b"hel", &ok)).unwrap_err();
-        assert!(cut.to_string().contains("says 5 bytes, but 3 arrived"), "{cut}");
+        assert!(
+            cut.to_string().contains("says 5 bytes, but 3 arrived"),
+            "{cut}"
+        );
         let anonymous = map_content(response(b"hello", &ok[1..])).unwrap_err();
         assert!(anonymous.to_string().contains(NHS_HEADER), "{anonymous}");
     }

@@ -22,16 +22,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gp_adapter::documents::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, UploadContentRequest, Uploaded,
+};
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
     Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
     Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
     PractitionerRequest, ReadingSupport, SearchPage, SearchRequest, SlotSearchRequest,
     UpdateContactRequest, paging,
-};
-use gp_adapter::documents::{
-    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
-    Filed, UploadContentRequest, Uploaded,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};

@@ -143,7 +143,12 @@ async fn the_list_is_the_stores_documents_newest_first() {
             let c = h.created;
             assert_eq!(
                 l.created.to_rfc3339()[..10],
-                format!("{:04}-{:02}-{:02}", c.year, c.month.unwrap(), c.day.unwrap())[..10]
+                format!(
+                    "{:04}-{:02}-{:02}",
+                    c.year,
+                    c.month.unwrap(),
+                    c.day.unwrap()
+                )[..10]
             );
             listed_any = true;
         }
@@ -160,7 +165,10 @@ async fn the_list_is_the_stores_documents_newest_first() {
 async fn content_is_byte_identical_including_a_large_scan() {
     let fx = start().await;
     // A 6 MB scan uploaded through the adapter (over the simulator's usual body limit)…
-    let scan = Bytes::from(gp_sim::documents::pdf(&["Scanned records"], Some(LARGE_DOCUMENT)));
+    let scan = Bytes::from(gp_sim::documents::pdf(
+        &["Scanned records"],
+        Some(LARGE_DOCUMENT),
+    ));
     let uploaded = fx
         .adapter
         .upload_content(&UploadContentRequest {
@@ -201,10 +209,15 @@ async fn content_is_byte_identical_including_a_large_scan() {
         assert_eq!(content.confidential, expected.confidential);
     }
     assert_eq!(
-        fx.adapter.read_content(&fx.content("no-such-content")).await,
+        fx.adapter
+            .read_content(&fx.content("no-such-content"))
+            .await,
         Ok(None)
     );
-    assert_eq!(fx.adapter.read_content(&fx.content("../etc")).await, Ok(None));
+    assert_eq!(
+        fx.adapter.read_content(&fx.content("../etc")).await,
+        Ok(None)
+    );
 }
 
 #[tokio::test]
@@ -250,7 +263,11 @@ async fn upload_and_filing_round_trip_and_a_retry_files_nothing_new() {
     assert!(!again.created);
     assert_eq!(again.document.id, filed.document.id);
     assert_eq!(
-        fx.adapter.search_documents(&fx.search(nhs)).await.unwrap().len(),
+        fx.adapter
+            .search_documents(&fx.search(nhs))
+            .await
+            .unwrap()
+            .len(),
         listed.len()
     );
 }
@@ -272,7 +289,10 @@ async fn refusals_are_the_documented_errors() {
         .adapter
         .file_document(&fx.filing(a, "doc-key-3", "no-such-content"))
         .await;
-    assert!(matches!(unknown, Err(AdapterError::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(AdapterError::NotFound { .. })),
+        "{unknown:?}"
+    );
     let nobody = fx
         .adapter
         .upload_content(&UploadContentRequest {

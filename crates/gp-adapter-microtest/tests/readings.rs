@@ -96,7 +96,9 @@ impl Fixture {
             .into_iter()
             .find_map(|r| match r {
                 Resource::Observation(o)
-                    if o.identifier.iter().any(|i| i.value.as_deref() == Some(key.as_str())) =>
+                    if o.identifier
+                        .iter()
+                        .any(|i| i.value.as_deref() == Some(key.as_str())) =>
                 {
                     Some(o)
                 }
@@ -151,7 +153,10 @@ async fn every_detail_of_a_single_reading_round_trips() {
             display: Some("Seca 813 scales".into()),
         })
     );
-    assert_eq!(o.performer, vec![Reference::to("Practitioner", &fx.clinician)]);
+    assert_eq!(
+        o.performer,
+        vec![Reference::to("Practitioner", &fx.clinician)]
+    );
     // The supplier's coding comes after Evolution's SNOMED CT coding.
     let codings = &o.code.coding;
     assert_eq!(codings[0].system.as_deref(), Some(SCT));
@@ -166,7 +171,8 @@ async fn a_blood_pressure_keeps_each_readings_and_the_panels_interpretation() {
     bp.measurements[0].interpretation = Some(high.clone());
     bp.measurements[1].interpretation = Some(normal.clone());
     bp.details.interpretation = Some(high.clone());
-    bp.details.original_codings = vec![coded("http://loinc.org", "85354-9", "Blood pressure panel")];
+    bp.details.original_codings =
+        vec![coded("http://loinc.org", "85354-9", "Blood pressure panel")];
     let o = fx.round_trip(bp).await;
     assert_eq!(o.component.len(), 2);
     assert_eq!(o.component[0].interpretation, concept(&high));

@@ -66,8 +66,11 @@ impl Simulator for Microtest {
         // Content is raw bytes: its patient and confidentiality travel in headers.
         if method == Method::GET
             && let Some(rest) = path.strip_prefix(PREFIX)
-            && let ["", "sites", ods, "document-contents", id] =
-                rest.trim_end_matches('/').split('/').collect::<Vec<_>>().as_slice()
+            && let ["", "sites", ods, "document-contents", id] = rest
+                .trim_end_matches('/')
+                .split('/')
+                .collect::<Vec<_>>()
+                .as_slice()
         {
             let (reply, headers) = self.content(ods, id);
             return (
@@ -647,7 +650,9 @@ fn qualifiers(m: &Map<String, Value>) -> Result<Qualifiers, Reply> {
     let device = match m.get("device") {
         None | Some(Value::Null) => None,
         Some(Value::String(d))
-            if !d.trim().is_empty() && d.chars().count() <= 255 && !d.chars().any(char::is_control) =>
+            if !d.trim().is_empty()
+                && d.chars().count() <= 255
+                && !d.chars().any(char::is_control) =>
         {
             Some(d.clone())
         }
@@ -664,7 +669,11 @@ fn qualifiers(m: &Map<String, Value>) -> Result<Qualifiers, Reply> {
             .enumerate()
             .map(|(i, c)| coding_value(c, &format!("original_codes[{i}]")))
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid_body("original_codes must be a list of 0 to 10 codings")),
+        Some(_) => {
+            return Err(invalid_body(
+                "original_codes must be a list of 0 to 10 codings",
+            ));
+        }
     };
     Ok(Qualifiers {
         interpretation: None,
@@ -846,8 +855,8 @@ fn idempotency_key(headers: &hyper::HeaderMap) -> Result<&str, Reply> {
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let key_ok =
-        (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let key_ok = (1..=64).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if key_ok {
         Ok(key)
     } else {
@@ -1367,7 +1376,11 @@ fn observations(list: &[Observation]) -> Vec<Value> {
                         if let Some(id) = id {
                             m.insert("id".into(), json!(id));
                         }
-                        if let Some(i) = x.qualifiers.as_deref().and_then(|q| q.interpretation.as_ref()) {
+                        if let Some(i) = x
+                            .qualifiers
+                            .as_deref()
+                            .and_then(|q| q.interpretation.as_ref())
+                        {
                             m.insert("interpretation".into(), render_coding(i));
                         }
                     }
@@ -1392,7 +1405,11 @@ fn observations(list: &[Observation]) -> Vec<Value> {
                         entry.insert("unit".into(), json!(u));
                     }
                 }
-                if let Some(i) = q.and_then(|q| q.interpretation.as_ref().or(q.panel_interpretation.as_ref())) {
+                if let Some(i) = q.and_then(|q| {
+                    q.interpretation
+                        .as_ref()
+                        .or(q.panel_interpretation.as_ref())
+                }) {
                     entry.insert("interpretation".into(), render_coding(i));
                 }
                 i += 1;
@@ -1455,6 +1472,7 @@ fn remove_key(v: &mut Value, key: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -1478,6 +1496,98 @@ mod tests {
         assert_eq!(
             date(d.at(9, 40, 0)),
             json!({"value": "2019-03-02T09:40:00", "precision": "datetime"})
+        );
+    }
+
+    #[test]
+    fn reading_details_are_recorded_and_served_back() {
+        use crate::population::{Population, PopulationSpec};
+        let pop = Population::generate(5, &PopulationSpec::sandbox());
+        let practice = pop
+            .practices
+            .iter()
+            .find(|p| p.system == SystemKind::Microtest)
+            .unwrap()
+            .clone();
+        let patient = pop
+            .patients
+            .iter()
+            .find(|p| p.practice == practice.ods)
+            .unwrap()
+            .clone();
+        let sim = Microtest {
+            store: SimStore::new(pop),
+        };
+        let clinician = practice.clinicians[0].id.clone();
+        let v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+        let body = json!({
+            "nhs_number": patient.nhs_number,
+            "type": "observation",
+            "date": {"value": "2026-03-09", "precision": "day"},
+            "clinician_id": clinician,
+            "readings": [
+                {"code": {"snomed": "271649006"}, "value": "150", "unit": "mm[Hg]",
+                 "interpretation": {"system": v3, "code": "H", "term": "High"}},
+                {"code": {"snomed": "271650006"}, "value": "80", "unit": "mm[Hg]",
+                 "interpretation": {"system": v3, "code": "N"}},
+            ],
+            "interpretation": {"system": v3, "code": "H", "term": "High"},
+            "body_site": {"system": "http://snomed.info/sct", "code": "368209003", "term": "Right arm"},
+            "method": {"system": "http://snomed.info/sct", "code": "37931006"},
+            "device": "Omron M3",
+            "original_codes": [{"system": "http://loinc.org", "code": "85354-9"}],
+        });
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("content-type", JSON.parse().unwrap());
+        headers.insert("idempotency-key", "k-details".parse().unwrap());
+        let path = format!(
+            "{PREFIX}/sites/{}/patients/{}/entries",
+            practice.ods, patient.id
+        );
+        let post = |b: &Value| {
+            sim.route_write(
+                &Method::POST,
+                &path,
+                &headers,
+                &serde_json::to_vec(b).unwrap(),
+            )
+            .unwrap()
+            .reply
+        };
+        assert_eq!(post(&body).status, 201);
+        let patient = sim.find_patient(&practice.ods, &patient.id).unwrap().1;
+        let entries = render_entries(&patient, "observation");
+        let e = entries.last().unwrap();
+        assert_eq!(
+            e["date"],
+            json!({"value": "2026-03-09", "precision": "day"})
+        );
+        assert_eq!(e["clinician_id"], clinician.as_str());
+        assert_eq!(e["systolic"]["interpretation"]["code"], "H");
+        assert_eq!(
+            e["diastolic"]["interpretation"],
+            json!({"system": v3, "code": "N"})
+        );
+        assert_eq!(e["interpretation"]["term"], "High");
+        assert_eq!(e["body_site"]["code"], "368209003");
+        assert_eq!(e["method"]["code"], "37931006");
+        assert_eq!(e["device"], "Omron M3");
+        assert_eq!(e["original_codes"][0]["code"], "85354-9");
+        // Refusals: a coding without a system, a date of precision day with a time.
+        let mut bad = body.clone();
+        bad["body_site"] = json!({"code": "368209003"});
+        assert_eq!(post(&bad).status, 400);
+        let mut bad = body.clone();
+        bad["date"] = json!({"value": "2026-03-09T10:00:00", "precision": "day"});
+        assert_eq!(post(&bad).status, 400);
+        let mut bad = body;
+        bad["clinician_id"] = json!("nobody");
+        let reply = post(&bad);
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
         );
     }
 }

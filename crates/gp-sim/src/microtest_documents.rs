@@ -9,9 +9,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Microtest, date, decode_cursor, encode_cursor, idempotency_key, invalid_body,
-    json_content, json_object, missing_parameter, ok, parse_datetime, problem, query_param,
-    req_str, unprocessable,
+    Microtest, date, decode_cursor, encode_cursor, idempotency_key, invalid_body, json_content,
+    json_object, missing_parameter, ok, parse_datetime, problem, query_param, req_str,
+    unprocessable,
 };
 use crate::appointments;
 use crate::date::SimDate;
@@ -86,9 +86,11 @@ fn document_error(e: &DocumentError) -> Reply {
                 id.chars().take(64).collect::<String>()
             ),
         ),
-        DocumentError::Invalid(reason) if reason.contains("another patient") => {
-            unprocessable("CONTENT_OF_ANOTHER_PATIENT", "Content of another patient", reason)
-        }
+        DocumentError::Invalid(reason) if reason.contains("another patient") => unprocessable(
+            "CONTENT_OF_ANOTHER_PATIENT",
+            "Content of another patient",
+            reason,
+        ),
         DocumentError::Invalid(reason) if reason.contains("filed already") => {
             unprocessable("CONTENT_ALREADY_FILED", "Content already filed", reason)
         }
@@ -433,7 +435,10 @@ mod tests {
     }
 
     fn post(f: &Fixture, path: &str, h: &HeaderMap, body: &[u8]) -> Reply {
-        f.sim.route_write(&Method::POST, path, h, body).unwrap().reply
+        f.sim
+            .route_write(&Method::POST, path, h, body)
+            .unwrap()
+            .reply
     }
 
     fn file_body(nhs: &str, content: &str) -> Vec<u8> {
@@ -494,12 +499,22 @@ mod tests {
         let f = fixture();
         let path = format!("/evolution/v2/sites/{}/documents", f.ods);
         let (r, _) = get(&f, &path, None);
-        assert_eq!((r.status, doc(&r)["code"].clone()), (400, json!("MISSING_PARAMETER")));
+        assert_eq!(
+            (r.status, doc(&r)["code"].clone()),
+            (400, json!("MISSING_PARAMETER"))
+        );
         let (r, _) = get(&f, &path, Some("nhs_number=123"));
         assert_eq!(doc(&r)["code"], "INVALID_NHS_NUMBER");
         let (r, _) = get(&f, &path, Some("nhs_number=9000000009"));
-        assert_eq!((r.status, doc(&r)["code"].clone()), (404, json!("PATIENT_NOT_FOUND")));
-        let (r, _) = get(&f, "/evolution/v2/sites/X99999/documents", Some("nhs_number=9000000009"));
+        assert_eq!(
+            (r.status, doc(&r)["code"].clone()),
+            (404, json!("PATIENT_NOT_FOUND"))
+        );
+        let (r, _) = get(
+            &f,
+            "/evolution/v2/sites/X99999/documents",
+            Some("nhs_number=9000000009"),
+        );
         assert_eq!(doc(&r)["code"], "SITE_NOT_FOUND");
     }
 
@@ -527,7 +542,10 @@ mod tests {
         assert!(extra.contains(&(SIZE_HEADER, "11".into())));
         let missing = format!("/evolution/v2/sites/{}/document-contents/nope", f.ods);
         let (reply, extra) = get(&f, &missing, None);
-        assert_eq!((reply.status, doc(&reply)["code"].clone()), (404, json!("CONTENT_NOT_FOUND")));
+        assert_eq!(
+            (reply.status, doc(&reply)["code"].clone()),
+            (404, json!("CONTENT_NOT_FOUND"))
+        );
         assert!(extra.is_empty());
     }
 
@@ -570,16 +588,31 @@ mod tests {
         let (a, b) = (f.nhs[0].as_str(), f.nhs[1].as_str());
         let up = f
             .store
-            .upload_content(SystemKind::Microtest, &f.ods, a, "text/plain", Bytes::from_static(b"hi"))
+            .upload_content(
+                SystemKind::Microtest,
+                &f.ods,
+                a,
+                "text/plain",
+                Bytes::from_static(b"hi"),
+            )
             .unwrap();
         let path = format!("/evolution/v2/sites/{}/documents", f.ods);
         let keyed = |key: &'static str| {
-            headers(&[("content-type", "application/json"), ("idempotency-key", key)])
+            headers(&[
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ])
         };
         let refused = post(&f, &path, &keyed("k-0"), &file_body(b, &up.id));
-        assert_eq!((refused.status, doc(&refused)["code"].clone()), (422, json!("CONTENT_OF_ANOTHER_PATIENT")));
+        assert_eq!(
+            (refused.status, doc(&refused)["code"].clone()),
+            (422, json!("CONTENT_OF_ANOTHER_PATIENT"))
+        );
         let unknown = post(&f, &path, &keyed("k-0"), &file_body(a, "no-such-content"));
-        assert_eq!((unknown.status, doc(&unknown)["code"].clone()), (404, json!("CONTENT_NOT_FOUND")));
+        assert_eq!(
+            (unknown.status, doc(&unknown)["code"].clone()),
+            (404, json!("CONTENT_NOT_FOUND"))
+        );
         let filed = post(&f, &path, &keyed("k-1"), &file_body(a, &up.id));
         assert_eq!(filed.status, 201);
         let d = doc(&filed);
@@ -589,7 +622,11 @@ mod tests {
         assert_eq!(d["created"]["value"], "2026-07-14T09:15:00");
         let held = f
             .store
-            .document(SystemKind::Microtest, &f.ods, d["document_id"].as_str().unwrap())
+            .document(
+                SystemKind::Microtest,
+                &f.ods,
+                d["document_id"].as_str().unwrap(),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(held.created, SimDate::ymd(2026, 7, 14).at(8, 15, 0));
@@ -597,8 +634,14 @@ mod tests {
         assert_eq!(again.status, 200);
         assert_eq!(doc(&again)["document_id"], d["document_id"]);
         let twice = post(&f, &path, &keyed("k-2"), &file_body(a, &up.id));
-        assert_eq!((twice.status, doc(&twice)["code"].clone()), (422, json!("CONTENT_ALREADY_FILED")));
+        assert_eq!(
+            (twice.status, doc(&twice)["code"].clone()),
+            (422, json!("CONTENT_ALREADY_FILED"))
+        );
         let no_key = headers(&[("content-type", "application/json")]);
-        assert_eq!(doc(&post(&f, &path, &no_key, &file_body(a, &up.id)))["code"], "INVALID_IDEMPOTENCY_KEY");
+        assert_eq!(
+            doc(&post(&f, &path, &no_key, &file_body(a, &up.id)))["code"],
+            "INVALID_IDEMPOTENCY_KEY"
+        );
     }
 }
