@@ -328,3 +328,24 @@ async fn malformed_answers_are_invalid_native_data() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_long_list_is_followed_across_pages() {
+    let fx = start().await;
+    let nhs = fx.patients[2];
+    let page = gp_sim::microtest::DOCUMENT_PAGE_SIZE;
+    for i in 0..page + 5 {
+        let content_id = fx.upload(nhs, b"a page of notes").await;
+        let key = format!("page-key-{i}");
+        fx.adapter
+            .file_document(&fx.filing(nhs, &key, &content_id))
+            .await
+            .unwrap();
+    }
+    let held = fx.held(nhs);
+    assert!(held.len() > page);
+    let listed = fx.adapter.search_documents(&fx.search(nhs)).await.unwrap();
+    let listed: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
+    let held: Vec<&str> = held.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(listed, held);
+}
