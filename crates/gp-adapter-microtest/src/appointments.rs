@@ -207,7 +207,7 @@ fn broken(reason: String) -> MicrotestDataError {
 // ---- times and ids -------------------------------------------------------------------
 
 /// A date object of precision `datetime` (UK local time) as a UTC instant.
-fn utc(n: Node) -> Result<UtcDateTime> {
+pub(crate) fn utc(n: Node) -> Result<UtcDateTime> {
     let d = n.object()?;
     let precision = d.get("precision");
     if precision.str()? != "datetime" {

@@ -5,7 +5,8 @@
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), `appointments.rs` (the appointment book's calls and
-//! mapping), and this file wiring them into [`Adapter`].
+//! mapping), `documents.rs` (documents' calls and mapping), and this file wiring them
+//! into [`Adapter`].
 
 /// Microtest Evolution: `[systems.microtest]` in config, `microtest` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("microtest", "Microtest Evolution");
@@ -13,6 +14,7 @@ pub const SYSTEM: GpSystem = GpSystem::new("microtest", "Microtest Evolution");
 pub mod appointments;
 pub mod client;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod mapping;
 
@@ -20,12 +22,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gp_adapter::documents::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, UploadContentRequest, Uploaded,
+};
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
     Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
     Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
-    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
-    paging,
+    PractitionerRequest, ReadingSupport, SearchPage, SearchRequest, SlotSearchRequest,
+    UpdateContactRequest, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -260,6 +266,20 @@ impl Adapter for MicrotestAdapter {
         Ok(Created { ids, created })
     }
 
+    /// Evolution holds every reading detail: a date alone, the supplier's codings,
+    /// interpretations, body site, method, device and the practice clinician who took it.
+    fn reading_support(&self) -> ReadingSupport {
+        ReadingSupport {
+            date_only: true,
+            original_codings: true,
+            interpretation: true,
+            body_site: true,
+            method: true,
+            device: true,
+            performer: true,
+        }
+    }
+
     /// One `PUT …/contact` carrying the expected version as Evolution's `last_modified`;
     /// a stale one is Evolution's `409 RECORD_MODIFIED`, i.e. `VersionConflict`.
     async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
@@ -338,6 +358,49 @@ impl Adapter for MicrotestAdapter {
             &req.context,
         )
         .await
+    }
+
+    fn manages_documents(&self) -> bool {
+        true
+    }
+
+    /// Every page of `GET …/documents?nhs_number=…` (one call for most patients).
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        self.all_documents(&req.practice, req.nhs_number, &req.context)
+            .await
+    }
+
+    /// One `GET …/document-contents/{id}`: the raw bytes.
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        self.one_content(&req.practice, &req.content_id, &req.context)
+            .await
+    }
+
+    /// One `POST …/document-contents` with the bytes as the body, not copied.
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        let answer = self
+            .client
+            .upload_content(
+                &req.practice,
+                req.nhs_number,
+                &req.content_type,
+                &req.bytes,
+                &req.context,
+            )
+            .await?;
+        Ok(documents::parse_uploaded(&answer, req.nhs_number)?)
+    }
+
+    /// One `POST …/documents` under the key as `Idempotency-Key`: Evolution files it
+    /// once however often it is retried and answers the same document.
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        self.file(req).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

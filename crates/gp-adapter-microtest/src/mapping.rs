@@ -11,10 +11,10 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs;
 use gp_adapter::{
-    AdapterError, ClinicalType, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
+    AdapterError, ClinicalType, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
 };
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Coding, Condition,
     ContactPoint, Decimal, Dosage, Encounter, EncounterParticipant, HumanName, Identifier,
     Immunization, ImmunizationPerformer, MedicationStatement, NhsVerification, Observation,
     Organization, Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity,
@@ -807,6 +807,7 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
         vital_signs::categorise(&mut o);
         o
     };
+    let details = Details::read(e)?;
     let (systolic, diastolic) = (e.get("systolic"), e.get("diastolic"));
     let value = e.get("value");
     if systolic.opt_object()?.is_none() && diastolic.opt_object()?.is_none() {
@@ -814,7 +815,9 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             None => None,
             Some(v) => Some(quantity(value, v, e.get("unit").opt_str()?)?),
         };
-        out.push(Resource::Observation(observation(head.id, code, quantity)));
+        let mut one = observation(head.id, code, quantity);
+        details.apply(&mut one);
+        out.push(Resource::Observation(one));
         return Ok(());
     }
     if value.opt_str()?.is_some() {
@@ -850,11 +853,16 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             Some(v) => quantity_of(v, unit),
             None => quantity(value, text, unit)?,
         };
-        readings.push(observation(
+        let mut one = observation(
             rid_text.clone(),
             terminology::coded(CodeScheme::ReadV2, read, term, None),
             Some(value),
-        ));
+        );
+        one.interpretation = native_coding(r.get("interpretation"))?
+            .map(concept_of)
+            .into_iter()
+            .collect();
+        readings.push(one);
         ids.push(rid_text);
     }
     let mut readings = readings.into_iter();
@@ -870,13 +878,98 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
             if !ids.contains(&head.id) {
                 panel.identifier.push(microtest_id("observation", &head.id));
             }
+            details.apply(&mut panel);
             out.push(Resource::Observation(panel));
         }
         // Half a blood pressure: the one reading Evolution holds, as it is.
-        (Some(one), None) => out.push(Resource::Observation(one)),
+        (Some(mut one), None) => {
+            details.apply(&mut one);
+            out.push(Resource::Observation(one));
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// A coding object (`{"system": uri, "code": …, "term": …}`), as Evolution keeps the
+/// interpretations, body sites, methods and supplier codes written with readings.
+fn native_coding(n: Node) -> Result<Option<Coding>> {
+    let Some(c) = n.opt_object()? else {
+        return Ok(None);
+    };
+    let system = c.get("system");
+    let uri = system.str()?;
+    if !uri.contains(':') || uri.chars().any(char::is_whitespace) {
+        return Err(system
+            .invalid(format!("'{}' is not a URI", shown(uri)))
+            .into());
+    }
+    let code = c.get("code");
+    let value = code.str()?;
+    if value.trim().is_empty() {
+        return Err(code.invalid("is blank").into());
+    }
+    Ok(Some(Coding {
+        system: Some(uri.to_owned()),
+        code: Some(value.to_owned()),
+        display: c.get("term").opt_str()?.map(str::to_owned),
+        user_selected: None,
+    }))
+}
+
+fn concept_of(coding: Coding) -> CodeableConcept {
+    CodeableConcept {
+        coding: vec![coding],
+        text: None,
+    }
+}
+
+/// What an observation entry holds beyond code, value, date and clinician: its (the
+/// panel's) interpretation, body site, method, device and the supplier's own codes.
+struct Details {
+    interpretation: Option<Coding>,
+    body_site: Option<Coding>,
+    method: Option<Coding>,
+    device: Option<String>,
+    original_codes: Vec<Coding>,
+}
+
+impl Details {
+    fn read(e: Node) -> Result<Self> {
+        let list = e.get("original_codes");
+        let mut original_codes = Vec::new();
+        for c in list.opt_array()?.into_iter().flatten() {
+            original_codes.push(native_coding(c)?.ok_or_else(|| c.missing())?);
+        }
+        let device = e.get("device");
+        let device = match device.opt_str()? {
+            Some(d) if d.trim().is_empty() => return Err(device.invalid("is blank").into()),
+            d => d.map(str::to_owned),
+        };
+        Ok(Self {
+            interpretation: native_coding(e.get("interpretation"))?,
+            body_site: native_coding(e.get("body_site"))?,
+            method: native_coding(e.get("method"))?,
+            device,
+            original_codes,
+        })
+    }
+
+    /// Sets them on `o`: the supplier's codes after Evolution's own coding, the device as
+    /// a display-only reference (Evolution holds its name, not a Device).
+    fn apply(&self, o: &mut Observation) {
+        o.code.coding.extend(self.original_codes.iter().cloned());
+        if let Some(i) = &self.interpretation {
+            o.interpretation = vec![concept_of(i.clone())];
+        }
+        o.body_site = self.body_site.clone().map(concept_of);
+        o.method = self.method.clone().map(concept_of);
+        o.device = self.device.clone().map(|d| Reference {
+            reference: None,
+            identifier: None,
+            display: Some(d),
+        });
+    }
 }
 
 fn map_immunisation(ctx: &Ctx, e: Node, head: Head) -> Result<Resource> {
@@ -982,6 +1075,7 @@ pub fn render_entries_request(
             o.snomed, o.display
         )));
     }
+    let d = &o.details;
     let mut readings = Vec::with_capacity(o.measurements.len());
     for m in &o.measurements {
         let code = terminology::native_code(CodeScheme::Snomed, &m.snomed)
@@ -999,26 +1093,73 @@ pub fn render_entries_request(
                 m.display, m.value
             )));
         }
-        readings.push(serde_json::json!({
+        let mut reading = serde_json::json!({
             "code": { "snomed": code, "term": m.display },
             "value": native_number(m.value),
             "unit": m.unit,
-        }));
+        });
+        // A single reading's interpretation is its own, wherever the gateway put it.
+        let interpretation = match o.measurements.len() {
+            1 => m.interpretation.as_ref().or(d.interpretation.as_ref()),
+            _ => m.interpretation.as_ref(),
+        };
+        if let (Some(i), serde_json::Value::Object(r)) = (interpretation, &mut reading) {
+            r.insert("interpretation".into(), render_coding(i));
+        }
+        readings.push(reading);
     }
-    let body = serde_json::json!({
-        "nhs_number": nhs.to_string(),
-        "type": "observation",
-        "date": { "value": native_datetime(o.effective), "precision": "datetime" },
-        "readings": readings,
-    });
-    let mut body = body;
-    if let (Some((system, value)), serde_json::Value::Object(m)) = (&o.identifier, &mut body) {
-        m.insert(
+    let date = if d.date_only {
+        let t = o.effective;
+        serde_json::json!({
+            "value": format!("{:04}-{:02}-{:02}", t.year, t.month, t.day),
+            "precision": "day",
+        })
+    } else {
+        serde_json::json!({ "value": native_datetime(o.effective), "precision": "datetime" })
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("nhs_number".into(), nhs.to_string().into());
+    body.insert("type".into(), "observation".into());
+    body.insert("date".into(), date);
+    body.insert("readings".into(), readings.into());
+    if let Some((system, value)) = &o.identifier {
+        body.insert(
             "external_identifier".into(),
             serde_json::json!({ "system": system, "value": value }),
         );
     }
+    if let Some(clinician) = &d.performer {
+        body.insert("clinician_id".into(), clinician.as_str().into());
+    }
+    if o.measurements.len() > 1
+        && let Some(i) = &d.interpretation
+    {
+        body.insert("interpretation".into(), render_coding(i));
+    }
+    for (field, coded) in [("body_site", &d.body_site), ("method", &d.method)] {
+        if let Some(c) = coded {
+            body.insert(field.into(), render_coding(c));
+        }
+    }
+    if let Some(device) = &d.device {
+        body.insert("device".into(), device.as_str().into());
+    }
+    if !d.original_codings.is_empty() {
+        body.insert(
+            "original_codes".into(),
+            d.original_codings.iter().map(render_coding).collect(),
+        );
+    }
     serde_json::to_vec(&body).map_err(|e| unprocessable(e.to_string()))
+}
+
+/// A coding object as Evolution takes it: `{"system": uri, "code": …, "term": …}`.
+fn render_coding(c: &Coded) -> serde_json::Value {
+    let mut v = serde_json::json!({ "system": c.system, "code": c.code });
+    if let (Some(t), serde_json::Value::Object(m)) = (&c.display, &mut v) {
+        m.insert("term".into(), t.as_str().into());
+    }
+    v
 }
 
 /// The native `last_modified` value (UK local time, no offset) of a record version the

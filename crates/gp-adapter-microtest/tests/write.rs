@@ -354,3 +354,54 @@ fn patient_doc() -> Value {
         "site": {"site_id": "s-1", "ods_code": "M85001"},
     })
 }
+
+#[test]
+fn reading_details_are_carried_in_the_entries_body() {
+    let coded = |system: &str, code: &str, display: &str| gp_adapter::Coded {
+        system: system.into(),
+        code: code.into(),
+        display: Some(display.into()),
+    };
+    let v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+    let mut bp = blood_pressure("k-9");
+    bp.measurements[0].interpretation = Some(coded(v3, "H", "High"));
+    bp.details = gp_adapter::ReadingDetails {
+        date_only: true,
+        original_codings: vec![coded("http://loinc.org", "85354-9", "Blood pressure panel")],
+        interpretation: Some(coded(v3, "H", "High")),
+        body_site: Some(coded("http://snomed.info/sct", "368209003", "Right arm")),
+        method: Some(coded("http://snomed.info/sct", "37931006", "Auscultation")),
+        device: Some("Omron M3".into()),
+        performer: Some("clin-7".into()),
+    };
+    let b = body(render_entries_request(nhs(), &bp).unwrap());
+    // A date alone is the UTC date as given, with precision day.
+    assert_eq!(
+        b["date"],
+        json!({"value": "2026-07-14", "precision": "day"})
+    );
+    assert_eq!(
+        b["readings"][0]["interpretation"],
+        json!({"system": v3, "code": "H", "term": "High"})
+    );
+    assert!(b["readings"][1].get("interpretation").is_none());
+    assert_eq!(b["interpretation"]["code"], "H");
+    assert_eq!(
+        b["body_site"],
+        json!({"system": "http://snomed.info/sct", "code": "368209003", "term": "Right arm"})
+    );
+    assert_eq!(b["method"]["code"], "37931006");
+    assert_eq!(b["device"], "Omron M3");
+    assert_eq!(b["clinician_id"], "clin-7");
+    assert_eq!(
+        b["original_codes"],
+        json!([{"system": "http://loinc.org", "code": "85354-9", "term": "Blood pressure panel"}])
+    );
+    // A single reading's interpretation travels on the reading, wherever it was given.
+    let mut w = body_weight("k-10");
+    w.details.interpretation = Some(coded(v3, "L", "Low"));
+    let b = body(render_entries_request(nhs(), &w).unwrap());
+    assert_eq!(b["readings"][0]["interpretation"]["code"], "L");
+    assert!(b.get("interpretation").is_none());
+    assert!(b.get("clinician_id").is_none() && b.get("device").is_none());
+}

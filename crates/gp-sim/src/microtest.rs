@@ -18,6 +18,10 @@ use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteErro
 #[path = "microtest_book.rs"]
 mod book;
 pub use book::{MAX_RANGE_DAYS, MAX_SLOTS, SLOT_PAGE_SIZE};
+// Documents, likewise.
+#[path = "microtest_documents.rs"]
+mod documents;
+pub use documents::{CONFIDENTIAL_HEADER, DOCUMENT_PAGE_SIZE, NHS_HEADER, SIZE_HEADER};
 
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
@@ -59,7 +63,39 @@ impl Simulator for Microtest {
         path: &str,
         query: Option<&str>,
     ) -> (Routed, Vec<(&'static str, String)>) {
+        // Content is raw bytes: its patient and confidentiality travel in headers.
+        if method == Method::GET
+            && let Some(rest) = path.strip_prefix(PREFIX)
+            && let ["", "sites", ods, "document-contents", id] = rest
+                .trim_end_matches('/')
+                .split('/')
+                .collect::<Vec<_>>()
+                .as_slice()
+        {
+            let (reply, headers) = self.content(ods, id);
+            return (
+                Routed {
+                    reply,
+                    record: true,
+                },
+                headers,
+            );
+        }
         (self.answer(method, path, query), Vec::new())
+    }
+
+    fn max_write_body(&self, method: &Method, path: &str) -> usize {
+        let upload = method == Method::POST
+            && path
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.trim_end_matches('/').strip_prefix("/sites/"))
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, tail)| tail == "document-contents");
+        if upload {
+            crate::documents::MAX_UPLOAD
+        } else {
+            server::MAX_WRITE_BODY
+        }
     }
 
     fn error_reply(&self, status: u16) -> Reply {
@@ -111,6 +147,20 @@ impl Simulator for Microtest {
                     self.change(ods, id, false, headers, body)
                 } else {
                     method_not_allowed("GET and PATCH")
+                }
+            }
+            ["", "sites", ods, "document-contents"] => {
+                if method == Method::POST {
+                    self.upload(ods, headers, body)
+                } else {
+                    method_not_allowed("POST")
+                }
+            }
+            ["", "sites", ods, "documents"] => {
+                if method == Method::POST {
+                    self.file(ods, headers, body)
+                } else {
+                    method_not_allowed("GET and POST")
                 }
             }
             ["", "sites", ods, "appointments", id, "cancel"] => {
@@ -220,6 +270,7 @@ impl Microtest {
                 record(self.patient_appointments(ods, id, query))
             }
             ["", "sites", ods, "appointments", id] => record(self.appointment(ods, id)),
+            ["", "sites", ods, "documents"] => record(self.documents(ods, query)),
             _ => not_record(not_found(path)),
         }
     }
@@ -545,8 +596,118 @@ fn reading(i: usize, r: &Value) -> Result<NewReading, Reply> {
     Ok(NewReading {
         concept,
         value,
-        interpretation: None,
+        interpretation: coding(r, "interpretation", &at)?,
     })
+}
+
+/// An optional coding object `{"system": uri, "code": …, "term": …}` at `field` of `m`
+/// (`at` names `m` in errors): how readings carry codes from outside Evolution's own
+/// schemes (interpretations, body sites, methods, a supplier's LOINC codes).
+fn coding(m: &Map<String, Value>, field: &str, at: &str) -> Result<Option<Code>, Reply> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => coding_value(v, &format!("{at}.{field}")).map(Some),
+    }
+}
+
+fn coding_value(v: &Value, at: &str) -> Result<Code, Reply> {
+    let Value::Object(c) = v else {
+        return Err(invalid_body(&format!(
+            "{at} must be a coding object {{\"system\":…,\"code\":…,\"term\":…}}"
+        )));
+    };
+    let part = |k: &str, max: usize| -> Result<Option<String>, Reply> {
+        match c.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s))
+                if !s.trim().is_empty()
+                    && s.chars().count() <= max
+                    && !s.chars().any(char::is_control) =>
+            {
+                Ok(Some(s.clone()))
+            }
+            Some(_) => Err(invalid_body(&format!(
+                "{at}.{k} must be 1 to {max} characters without control characters"
+            ))),
+        }
+    };
+    let system = part("system", 255)?.filter(|s| s.contains(':'));
+    let (Some(system), Some(code)) = (system, part("code", 64)?) else {
+        return Err(invalid_body(&format!(
+            "{at} needs a system (a URI) and a code"
+        )));
+    };
+    Ok(Code {
+        system,
+        code,
+        display: part("term", 255)?,
+    })
+}
+
+/// The details of a `POST …/entries` body beyond its readings: the panel's
+/// `interpretation`, `body_site`, `method`, `device` and the supplier's `original_codes`.
+fn qualifiers(m: &Map<String, Value>) -> Result<Qualifiers, Reply> {
+    let device = match m.get("device") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d))
+            if !d.trim().is_empty()
+                && d.chars().count() <= 255
+                && !d.chars().any(char::is_control) =>
+        {
+            Some(d.clone())
+        }
+        Some(_) => {
+            return Err(invalid_body(
+                "device must be 1 to 255 characters without control characters",
+            ));
+        }
+    };
+    let original_codings = match m.get("original_codes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) if list.len() <= 10 => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| coding_value(c, &format!("original_codes[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(invalid_body(
+                "original_codes must be a list of 0 to 10 codings",
+            ));
+        }
+    };
+    Ok(Qualifiers {
+        interpretation: None,
+        panel_interpretation: coding(m, "interpretation", "body")?,
+        body_site: coding(m, "body_site", "body")?,
+        method: coding(m, "method", "body")?,
+        device,
+        original_codings,
+    })
+}
+
+/// The `date` of readings: a `datetime` (UK local time) or a `day` when only the date
+/// was taken down.
+fn reading_date(m: &Map<String, Value>) -> Result<SimDate, Reply> {
+    if let Some(Value::Object(d)) = m.get("date")
+        && d.get("precision").and_then(Value::as_str) == Some("day")
+    {
+        let value = d.get("value").and_then(Value::as_str).unwrap_or("");
+        return parse_datetime(&format!("{value}T00:00:00"))
+            .filter(|_| value.len() == 10)
+            .map(|d| d.truncate(Precision::YMD))
+            .ok_or_else(|| {
+                problem(
+                    400,
+                    "INVALID_DATE",
+                    "Invalid date",
+                    &format!(
+                        "date of precision day must have a value YYYY-MM-DD, not '{}'",
+                        value.chars().take(40).collect::<String>()
+                    ),
+                )
+            });
+    }
+    req_datetime(m, "date")
 }
 
 /// The store's refusal in Evolution's format.
@@ -688,6 +849,26 @@ fn contact_language(m: &Map<String, Value>) -> Result<Option<String>, Reply> {
     }
 }
 
+/// The `Idempotency-Key` header: 1 to 64 letters, digits or hyphens.
+fn idempotency_key(headers: &hyper::HeaderMap) -> Result<&str, Reply> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let key_ok = (1..=64).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if key_ok {
+        Ok(key)
+    } else {
+        Err(problem(
+            400,
+            "INVALID_IDEMPOTENCY_KEY",
+            "Invalid idempotency key",
+            "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
+        ))
+    }
+}
+
 impl Microtest {
     /// What every keyed write checks first: a JSON body, the patient `id` at practice
     /// `ods` (their NHS number), and an `Idempotency-Key` of 1 to 64 letters, digits or
@@ -700,21 +881,7 @@ impl Microtest {
     ) -> Result<(String, &'h str), Reply> {
         json_content(headers)?;
         let nhs = self.patient_nhs(ods, id)?;
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let key_ok = (1..=64).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !key_ok {
-            return Err(problem(
-                400,
-                "INVALID_IDEMPOTENCY_KEY",
-                "Invalid idempotency key",
-                "The Idempotency-Key header is required: 1 to 64 letters, digits or hyphens",
-            ));
-        }
-        Ok((nhs, key))
+        Ok((nhs, idempotency_key(headers)?))
     }
 
     /// `POST …/patients/{id}/entries`: records readings under the `Idempotency-Key`.
@@ -744,7 +911,13 @@ impl Microtest {
                     ));
                 }
             }
-            let date = req_datetime(&m, "date")?;
+            let date = reading_date(&m)?;
+            let details = qualifiers(&m)?;
+            let author = match m.get("clinician_id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) if !c.trim().is_empty() => Some(c.clone()),
+                Some(_) => return Err(invalid_body("clinician_id must be a clinician's id")),
+            };
             let readings = match m.get("readings") {
                 Some(Value::Array(r)) if (1..=MAX_READINGS).contains(&r.len()) => r,
                 _ => {
@@ -773,9 +946,9 @@ impl Microtest {
                     ));
                 }
             };
-            Ok((date, readings, external_id))
+            Ok((date, readings, external_id, details, author))
         });
-        let (date, readings, external_id) = match parsed {
+        let (date, readings, external_id, details, author) = match parsed {
             Ok(p) => p,
             Err(reply) => return reply,
         };
@@ -784,8 +957,8 @@ impl Microtest {
             date,
             readings: &readings,
             external_id: external_id.as_ref(),
-            details: &Qualifiers::default(),
-            author: None,
+            details: &details,
+            author: author.as_deref(),
         };
         match self
             .store
@@ -1191,6 +1364,7 @@ fn observations(list: &[Observation]) -> Vec<Value> {
                 && d.value.is_some()
         });
         let mut entry = head("observation", &o.meta);
+        let q = o.qualifiers.as_deref();
         match partner {
             Some(d) => {
                 let reading = |x: &Observation, id: Option<&str>| {
@@ -1198,11 +1372,23 @@ fn observations(list: &[Observation]) -> Vec<Value> {
                         "value": number(x.value.unwrap_or_default()),
                         "unit": x.units.unwrap_or("mm[Hg]"),
                     });
-                    if let (Some(id), Value::Object(m)) = (id, &mut r) {
-                        m.insert("id".into(), json!(id));
+                    if let Value::Object(m) = &mut r {
+                        if let Some(id) = id {
+                            m.insert("id".into(), json!(id));
+                        }
+                        if let Some(i) = x
+                            .qualifiers
+                            .as_deref()
+                            .and_then(|q| q.interpretation.as_ref())
+                        {
+                            m.insert("interpretation".into(), render_coding(i));
+                        }
                     }
                     r
                 };
+                if let Some(i) = q.and_then(|q| q.panel_interpretation.as_ref()) {
+                    entry.insert("interpretation".into(), render_coding(i));
+                }
                 entry.insert(
                     "code".into(),
                     json!({ "read": "246..", "term": "O/E - blood pressure reading" }),
@@ -1219,12 +1405,50 @@ fn observations(list: &[Observation]) -> Vec<Value> {
                         entry.insert("unit".into(), json!(u));
                     }
                 }
+                if let Some(i) = q.and_then(|q| {
+                    q.interpretation
+                        .as_ref()
+                        .or(q.panel_interpretation.as_ref())
+                }) {
+                    entry.insert("interpretation".into(), render_coding(i));
+                }
                 i += 1;
             }
+        }
+        if let Some(q) = q {
+            render_qualifiers(q, &mut entry);
         }
         out.push(Value::Object(entry));
     }
     out
+}
+
+/// A coding object: `{"system": uri, "code": …, "term": …}` (`term` when known).
+fn render_coding(c: &Code) -> Value {
+    let mut v = json!({ "system": c.system, "code": c.code });
+    if let (Some(t), Value::Object(m)) = (&c.display, &mut v) {
+        m.insert("term".into(), json!(t));
+    }
+    v
+}
+
+/// A written reading's body site, method, device and original codes on its entry.
+fn render_qualifiers(q: &Qualifiers, entry: &mut Map<String, Value>) {
+    if let Some(b) = &q.body_site {
+        entry.insert("body_site".into(), render_coding(b));
+    }
+    if let Some(m) = &q.method {
+        entry.insert("method".into(), render_coding(m));
+    }
+    if let Some(d) = &q.device {
+        entry.insert("device".into(), json!(d));
+    }
+    if !q.original_codings.is_empty() {
+        entry.insert(
+            "original_codes".into(),
+            q.original_codings.iter().map(render_coding).collect(),
+        );
+    }
 }
 
 // ---- faults --------------------------------------------------------------------------
@@ -1248,6 +1472,7 @@ fn remove_key(v: &mut Value, key: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -1271,6 +1496,98 @@ mod tests {
         assert_eq!(
             date(d.at(9, 40, 0)),
             json!({"value": "2019-03-02T09:40:00", "precision": "datetime"})
+        );
+    }
+
+    #[test]
+    fn reading_details_are_recorded_and_served_back() {
+        use crate::population::{Population, PopulationSpec};
+        let pop = Population::generate(5, &PopulationSpec::sandbox());
+        let practice = pop
+            .practices
+            .iter()
+            .find(|p| p.system == SystemKind::Microtest)
+            .unwrap()
+            .clone();
+        let patient = pop
+            .patients
+            .iter()
+            .find(|p| p.practice == practice.ods)
+            .unwrap()
+            .clone();
+        let sim = Microtest {
+            store: SimStore::new(pop),
+        };
+        let clinician = practice.clinicians[0].id.clone();
+        let v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+        let body = json!({
+            "nhs_number": patient.nhs_number,
+            "type": "observation",
+            "date": {"value": "2026-03-09", "precision": "day"},
+            "clinician_id": clinician,
+            "readings": [
+                {"code": {"snomed": "271649006"}, "value": "150", "unit": "mm[Hg]",
+                 "interpretation": {"system": v3, "code": "H", "term": "High"}},
+                {"code": {"snomed": "271650006"}, "value": "80", "unit": "mm[Hg]",
+                 "interpretation": {"system": v3, "code": "N"}},
+            ],
+            "interpretation": {"system": v3, "code": "H", "term": "High"},
+            "body_site": {"system": "http://snomed.info/sct", "code": "368209003", "term": "Right arm"},
+            "method": {"system": "http://snomed.info/sct", "code": "37931006"},
+            "device": "Omron M3",
+            "original_codes": [{"system": "http://loinc.org", "code": "85354-9"}],
+        });
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("content-type", JSON.parse().unwrap());
+        headers.insert("idempotency-key", "k-details".parse().unwrap());
+        let path = format!(
+            "{PREFIX}/sites/{}/patients/{}/entries",
+            practice.ods, patient.id
+        );
+        let post = |b: &Value| {
+            sim.route_write(
+                &Method::POST,
+                &path,
+                &headers,
+                &serde_json::to_vec(b).unwrap(),
+            )
+            .unwrap()
+            .reply
+        };
+        assert_eq!(post(&body).status, 201);
+        let patient = sim.find_patient(&practice.ods, &patient.id).unwrap().1;
+        let entries = render_entries(&patient, "observation");
+        let e = entries.last().unwrap();
+        assert_eq!(
+            e["date"],
+            json!({"value": "2026-03-09", "precision": "day"})
+        );
+        assert_eq!(e["clinician_id"], clinician.as_str());
+        assert_eq!(e["systolic"]["interpretation"]["code"], "H");
+        assert_eq!(
+            e["diastolic"]["interpretation"],
+            json!({"system": v3, "code": "N"})
+        );
+        assert_eq!(e["interpretation"]["term"], "High");
+        assert_eq!(e["body_site"]["code"], "368209003");
+        assert_eq!(e["method"]["code"], "37931006");
+        assert_eq!(e["device"], "Omron M3");
+        assert_eq!(e["original_codes"][0]["code"], "85354-9");
+        // Refusals: a coding without a system, a date of precision day with a time.
+        let mut bad = body.clone();
+        bad["body_site"] = json!({"code": "368209003"});
+        assert_eq!(post(&bad).status, 400);
+        let mut bad = body.clone();
+        bad["date"] = json!({"value": "2026-03-09T10:00:00", "precision": "day"});
+        assert_eq!(post(&bad).status, 400);
+        let mut bad = body;
+        bad["clinician_id"] = json!("nobody");
+        let reply = post(&bad);
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
         );
     }
 }

@@ -658,7 +658,7 @@ async fn refused_readings_change_nothing() {
         (
             path.clone(),
             vec![JSON_CT, key],
-            with(&|v| v["date"] = serde_json::json!({"value": "2026-07-14", "precision": "day"})),
+            with(&|v| v["date"] = serde_json::json!({"value": "2026-07-14", "precision": "month"})),
             400,
             "INVALID_DATE",
         ),
