@@ -11,7 +11,7 @@ use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs;
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
-    AdapterError, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
+    AdapterError, Coded, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
 };
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -115,7 +115,7 @@ pub(crate) fn invalid(row: &Row, c: Col, reason: impl Into<String>) -> VisionDat
 }
 
 /// `Y`/`N` (empty = `N`).
-fn yes_no(row: &Row, c: Col) -> Result<bool> {
+pub(crate) fn yes_no(row: &Row, c: Col) -> Result<bool> {
     match opt(row, c) {
         None | Some("N" | "n") => Ok(false),
         Some("Y" | "y") => Ok(true),
@@ -388,7 +388,7 @@ fn practitioner_ref(id: Option<String>) -> Option<Reference> {
     id.map(|g| Reference::to("Practitioner", &g))
 }
 
-fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
+pub(crate) fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
     if ex.rows() != 1 {
         return Err(VisionDataError::RowCount {
             extract: ex.name(),
@@ -620,6 +620,10 @@ struct JournalCols {
     /// The supplier's identifier of a reading it wrote (optional columns).
     ext_system: Option<usize>,
     ext_id: Option<usize>,
+    /// A reading's interpretations (the row's, `VALUE1`'s, `VALUE2`'s) and body site:
+    /// (code, term) optional columns.
+    interpretation: [(Option<usize>, Option<usize>); 3],
+    body_site: (Option<usize>, Option<usize>),
 }
 
 impl JournalCols {
@@ -656,6 +660,16 @@ impl JournalCols {
             reaction_rubric: c("REACTION_RUBRIC")?,
             ext_system: ex.optional_column("EXT_SYSTEM"),
             ext_id: ex.optional_column("EXT_ID"),
+            interpretation: [
+                ("INTERPRETATION", "INTERPRETATION_TERM"),
+                ("INTERPRETATION1", "INTERPRETATION1_TERM"),
+                ("INTERPRETATION2", "INTERPRETATION2_TERM"),
+            ]
+            .map(|(code, term)| (ex.optional_column(code), ex.optional_column(term))),
+            body_site: (
+                ex.optional_column("BODY_SITE"),
+                ex.optional_column("BODY_SITE_RUBRIC"),
+            ),
         })
     }
 }
@@ -799,6 +813,53 @@ fn number(row: &Row, c: Col) -> Result<Option<f64>> {
         .transpose()
 }
 
+/// The names of the qualifier columns, for messages.
+const INTERPRETATION_COLUMNS: [&str; 3] = ["INTERPRETATION", "INTERPRETATION1", "INTERPRETATION2"];
+
+/// A qualifier (code, term) column pair as a CodeableConcept of `system`; `None` when the
+/// code is empty. A term without a code, a code with spaces or control characters or
+/// over 20 characters, or a body site that is not a SNOMED CT id, fails the row.
+fn qualifier(
+    row: &Row,
+    (code, term): (Option<usize>, Option<usize>),
+    name: &'static str,
+    system: &str,
+) -> Result<Option<CodeableConcept>> {
+    let value = code.and_then(|c| row.opt(c));
+    let display = term.and_then(|c| row.opt(c));
+    let fail = |reason: String| VisionDataError::Invalid {
+        extract: row.extract(),
+        row: row.number(),
+        column: name,
+        reason,
+    };
+    let Some(value) = value else {
+        return match display {
+            None => Ok(None),
+            Some(_) => Err(fail("a term without a code".into())),
+        };
+    };
+    let ok = if system == SNOMED_SYSTEM {
+        (6..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+    } else {
+        value.chars().count() <= 20 && !value.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
+    if !ok {
+        return Err(fail(format!(
+            "'{}' is not a code Vision holds here",
+            shown(value)
+        )));
+    }
+    Ok(Some(
+        Coded {
+            system: system.to_owned(),
+            code: value.to_owned(),
+            display: owned(display),
+        }
+        .concept(),
+    ))
+}
+
 fn quantity(value: f64, units: Option<&str>) -> Quantity {
     match units {
         Some(u) => Quantity::ucum(value, u),
@@ -903,29 +964,61 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     row: row.number(),
                     column: "VALUE1",
                 })?;
+                let [panel_interp, sys_interp, dia_interp] = [0, 1, 2].map(|i| {
+                    qualifier(
+                        row,
+                        c.interpretation[i],
+                        INTERPRETATION_COLUMNS[i],
+                        INTERPRETATION_SYSTEM,
+                    )
+                });
+                let (panel_interp, sys_interp, dia_interp) =
+                    (panel_interp?, sys_interp?, dia_interp?);
+                let body_site = qualifier(row, c.body_site, "BODY_SITE", SNOMED_SYSTEM)?;
                 // One panel, as every GP system's blood pressure reads: the row's id.
-                let [systolic, diastolic] = [(BP_PARTS[0], systolic), (BP_PARTS[1], value2)].map(
-                    |((code, term), value)| Observation {
-                        id: id.clone(),
-                        meta: meta("Observation", confidential),
-                        identifier: identifier.clone(),
-                        status: "final".into(),
-                        code: terminology::coded(CodeScheme::ReadV2, code, term, None),
-                        subject: ctx.patient_ref.clone(),
-                        encounter: encounter.clone(),
-                        effective_date_time: date.clone(),
-                        performer: author.clone().into_iter().collect(),
-                        value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
-                        ..Observation::default()
-                    },
-                );
+                let [systolic, diastolic] = [
+                    (BP_PARTS[0], systolic, sys_interp),
+                    (BP_PARTS[1], value2, dia_interp),
+                ]
+                .map(|((code, term), value, interpretation)| Observation {
+                    id: id.clone(),
+                    meta: meta("Observation", confidential),
+                    identifier: identifier.clone(),
+                    status: "final".into(),
+                    code: terminology::coded(CodeScheme::ReadV2, code, term, None),
+                    subject: ctx.patient_ref.clone(),
+                    encounter: encounter.clone(),
+                    effective_date_time: date.clone(),
+                    performer: author.clone().into_iter().collect(),
+                    value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
+                    interpretation: interpretation.into_iter().collect(),
+                    body_site: body_site.clone(),
+                    ..Observation::default()
+                });
                 // A row coded in SNOMED CT only (no CODE) reads as the SNOMED CT panel.
                 let native = opt(row, c.code).map(|_| (CodeScheme::ReadV2, BP_READ_CODE));
-                out.push(Resource::Observation(vital_signs::blood_pressure_panel(
-                    id, systolic, diastolic, native,
-                )));
+                let mut panel = vital_signs::blood_pressure_panel(id, systolic, diastolic, native);
+                panel.interpretation = panel_interp.into_iter().collect();
+                out.push(Resource::Observation(panel));
                 return Ok(());
             }
+            // Only a blood pressure row has a panel's and a second reading's interpretation.
+            for i in [0, 2] {
+                if c.interpretation[i].0.and_then(|col| row.opt(col)).is_some() {
+                    return Err(VisionDataError::Invalid {
+                        extract: row.extract(),
+                        row: row.number(),
+                        column: INTERPRETATION_COLUMNS[i],
+                        reason: "only a blood pressure row has this interpretation".into(),
+                    });
+                }
+            }
+            let interpretation = qualifier(
+                row,
+                c.interpretation[1],
+                INTERPRETATION_COLUMNS[1],
+                INTERPRETATION_SYSTEM,
+            )?;
             let mut observation = Observation {
                 meta: meta("Observation", confidential),
                 identifier,
@@ -937,6 +1030,8 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
                 value_quantity: value1.map(|v| quantity(v, units)),
+                interpretation: interpretation.into_iter().collect(),
+                body_site: qualifier(row, c.body_site, "BODY_SITE", SNOMED_SYSTEM)?,
                 ..Observation::default()
             };
             vital_signs::categorise(&mut observation);
@@ -1206,6 +1301,21 @@ pub const WRITE_COLUMNS: [&str; 8] = [
 ];
 /// The columns a journal write adds when the supplier gave the reading an identifier.
 pub const WRITE_IDENTIFIER_COLUMNS: [&str; 2] = ["EXT_SYSTEM", "EXT_ID"];
+/// The columns a journal write adds when a reading carries them: its SNOMED CT code
+/// (a concept without a Read v2 code), the clinician who took it, the row's (a blood
+/// pressure panel's), `VALUE1`'s and `VALUE2`'s interpretations, and the body site.
+pub const WRITE_DETAIL_COLUMNS: [&str; 10] = [
+    "SNOMED_CODE",
+    "AUTHOR",
+    "INTERPRETATION",
+    "INTERPRETATION_TERM",
+    "INTERPRETATION1",
+    "INTERPRETATION1_TERM",
+    "INTERPRETATION2",
+    "INTERPRETATION2_TERM",
+    "BODY_SITE",
+    "BODY_SITE_RUBRIC",
+];
 /// Columns of a contact update (`PUT …/contact`).
 pub const CONTACT_COLUMNS: [&str; 11] = [
     "HOME_PHONE",
@@ -1243,15 +1353,6 @@ fn native_value(m: &Measurement) -> std::result::Result<String, AdapterError> {
     }
 }
 
-fn read_code(m: &Measurement) -> std::result::Result<&str, AdapterError> {
-    terminology::native_code(CodeScheme::ReadV2, &m.snomed).ok_or_else(|| {
-        unprocessable(format!(
-            "Vision has no Read v2 code for SNOMED CT {} ({})",
-            m.snomed, m.display
-        ))
-    })
-}
-
 /// `YYYYMMDD` and `HHMMSS`, UK local time (Vision records wall-clock time, no offset).
 pub fn native_date_time(at: UtcDateTime) -> (String, String) {
     let l = at.uk_local();
@@ -1261,16 +1362,83 @@ pub fn native_date_time(at: UtcDateTime) -> (String, String) {
     )
 }
 
+/// v3 ObservationInterpretation: the code system of Vision's interpretation columns.
+pub const INTERPRETATION_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
+
+/// A code for one of the write's code + term column pairs: Vision holds `system`'s codes
+/// only there.
+fn native_code(
+    coded: Option<&Coded>,
+    system: &str,
+    what: &str,
+) -> std::result::Result<[String; 2], AdapterError> {
+    match coded {
+        None => Ok([String::new(), String::new()]),
+        Some(c) if c.system == system => {
+            Ok([c.code.clone(), c.display.clone().unwrap_or_default()])
+        }
+        Some(c) => Err(unprocessable(format!(
+            "Vision holds a reading's {what} as a {system} code, not {} {}",
+            c.system, c.code
+        ))),
+    }
+}
+
 /// Renders a supplier's observation as a journal write extract: a blood pressure panel
 /// with both readings is Vision's one BP row (`246..`, systolic in `VALUE1`, diastolic
-/// in `VALUE2`); every other measurement is a row of its own, coded in Read v2. A
-/// measurement with no Read v2 code is `Unprocessable`, naming the SNOMED CT code.
+/// in `VALUE2`, the panel's interpretation in `INTERPRETATION`, each reading's in
+/// `INTERPRETATION1`/`INTERPRETATION2`); every other measurement is a row of its own,
+/// coded in Read v2, or by `SNOMED_CODE` alone when Read v2 has no code for it. A
+/// date-only reading leaves `TIME` empty; the clinician who took it is `AUTHOR`, the
+/// body site `BODY_SITE`. Details Vision cannot hold (method, device, other codings, an
+/// interpretation or body site in another code system) are `Unprocessable`; columns no
+/// row uses are left out.
 pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, AdapterError> {
     if obs.measurements.is_empty() {
         return Err(unprocessable("the observation has no measurement".into()));
     }
-    let (date, time) = native_date_time(obs.effective);
-    let row = |code: &str, rubric: &str, v1: String, v2: String, units: &str| {
+    let d = &obs.details;
+    let refused = [
+        (d.method.is_some(), "a method"),
+        (d.device.is_some(), "a device"),
+        (!d.original_codings.is_empty(), "other codings"),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+        return Err(unprocessable(format!(
+            "Vision does not hold {what} with a reading"
+        )));
+    }
+    let (date, time) = if d.date_only {
+        let e = obs.effective;
+        (
+            format!("{:04}{:02}{:02}", e.year, e.month, e.day),
+            String::new(),
+        )
+    } else {
+        native_date_time(obs.effective)
+    };
+    let body_site = native_code(d.body_site.as_ref(), SNOMED_SYSTEM, "body site")?;
+    let author = d.performer.clone().unwrap_or_default();
+    let identifier = obs.identifier.clone().unwrap_or_default();
+    // Every column a row may carry, in this order; unused optional ones are dropped.
+    let columns: Vec<&str> = WRITE_COLUMNS
+        .iter()
+        .chain(&WRITE_IDENTIFIER_COLUMNS)
+        .chain(&WRITE_DETAIL_COLUMNS)
+        .copied()
+        .collect();
+    #[allow(clippy::too_many_arguments)]
+    let row = |code: &str,
+               snomed: &str,
+               rubric: &str,
+               v1: String,
+               v2: String,
+               units: &str,
+               interpretations: [[String; 2]; 3]|
+     -> Vec<String> {
+        let [panel, first, second] = interpretations;
         let mut r = vec![
             "OBSERVATION".to_owned(),
             date.clone(),
@@ -1280,19 +1448,28 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             v1,
             v2,
             units.to_owned(),
+            identifier.0.clone(),
+            identifier.1.clone(),
+            snomed.to_owned(),
+            author.clone(),
         ];
-        if let Some((system, value)) = &obs.identifier {
-            r.extend([system.clone(), value.clone()]);
-        }
+        r.extend(panel);
+        r.extend(first);
+        r.extend(second);
+        r.extend(body_site.clone());
         r
     };
+    let interpretation =
+        |m: Option<&Coded>, what: &str| native_code(m, INTERPRETATION_SYSTEM, what);
+    let none = || [String::new(), String::new()];
     let mut rest: Vec<&Measurement> = obs.measurements.iter().collect();
     let mut rows = Vec::new();
     let find = |rest: &[&Measurement], code: &str| rest.iter().position(|m| m.snomed == code);
+    let mut panel_interpretation = d.interpretation.as_ref();
     if obs.snomed == BLOOD_PRESSURE_PANEL
-        && let (Some(s), Some(d)) = (find(&rest, SYSTOLIC), find(&rest, DIASTOLIC))
+        && let (Some(s), Some(di)) = (find(&rest, SYSTOLIC), find(&rest, DIASTOLIC))
     {
-        let (sys, dia) = (rest[s], rest[d]);
+        let (sys, dia) = (rest[s], rest[di]);
         if sys.unit != dia.unit {
             return Err(unprocessable(format!(
                 "a Vision blood pressure row holds both readings in one unit, not {} and {}",
@@ -1303,27 +1480,59 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             .unwrap_or(BP_READ_CODE);
         rows.push(row(
             code,
+            "",
             &obs.display,
             native_value(sys)?,
             native_value(dia)?,
             &sys.unit,
+            [
+                interpretation(panel_interpretation.take(), "interpretation")?,
+                interpretation(sys.interpretation.as_ref(), "interpretation")?,
+                interpretation(dia.interpretation.as_ref(), "interpretation")?,
+            ],
         ));
         rest.retain(|m| m.snomed != SYSTOLIC && m.snomed != DIASTOLIC);
     }
+    // A single reading's interpretation is its row's; Vision has no other place for it.
+    if let Some(whole) = panel_interpretation {
+        match rest.as_slice() {
+            [only]
+                if only.interpretation.is_none() || only.interpretation.as_ref() == Some(whole) => {
+            }
+            _ => {
+                return Err(unprocessable(
+                    "Vision holds an interpretation per row: a blood pressure's, or one reading's"
+                        .into(),
+                ));
+            }
+        }
+    }
     for m in rest {
+        let (code, snomed) = match terminology::native_code(CodeScheme::ReadV2, &m.snomed) {
+            Some(read) => (read, ""),
+            None => ("", m.snomed.as_str()),
+        };
+        let own = m.interpretation.as_ref().or(panel_interpretation);
         rows.push(row(
-            read_code(m)?,
+            code,
+            snomed,
             &m.display,
             native_value(m)?,
             String::new(),
             &m.unit,
+            [none(), interpretation(own, "interpretation")?, none()],
         ));
     }
-    let mut columns = WRITE_COLUMNS.to_vec();
-    if obs.identifier.is_some() {
-        columns.extend(WRITE_IDENTIFIER_COLUMNS);
-    }
-    Ok(extract::write(&columns, &rows))
+    // The base columns always; the others only when some row fills them.
+    let keep: Vec<usize> = (0..columns.len())
+        .filter(|&i| i < WRITE_COLUMNS.len() || rows.iter().any(|r| !r[i].is_empty()))
+        .collect();
+    let header: Vec<&str> = keep.iter().map(|&i| columns[i]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+        .collect();
+    Ok(extract::write(&header, &rows))
 }
 
 /// The ids [`crate::VisionAdapter::search`] gives the entries in a journal write's answer

@@ -691,11 +691,12 @@ fn sent_code(
         }
         return Ok(None);
     }
-    let code_ok = value.chars().count() <= 20
-        && !value.chars().any(|c| c.is_control() || c.is_whitespace());
+    let code_ok =
+        value.chars().count() <= 20 && !value.chars().any(|c| c.is_control() || c.is_whitespace());
     let snomed_ok = system != SNOMED_SYSTEM
         || ((6..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()));
-    let term_ok = display.chars().count() <= MAX_FIELD_CHARS && !display.chars().any(char::is_control);
+    let term_ok =
+        display.chars().count() <= MAX_FIELD_CHARS && !display.chars().any(char::is_control);
     if !(code_ok && snomed_ok && term_ok) {
         return Err(error(
             422,
@@ -727,8 +728,14 @@ fn readings(body: &[u8]) -> Result<Readings, Reply> {
     let snomed = optional("SNOMED_CODE");
     let author_col = optional("AUTHOR");
     let interpretation = (optional("INTERPRETATION"), optional("INTERPRETATION_TERM"));
-    let interpretation1 = (optional("INTERPRETATION1"), optional("INTERPRETATION1_TERM"));
-    let interpretation2 = (optional("INTERPRETATION2"), optional("INTERPRETATION2_TERM"));
+    let interpretation1 = (
+        optional("INTERPRETATION1"),
+        optional("INTERPRETATION1_TERM"),
+    );
+    let interpretation2 = (
+        optional("INTERPRETATION2"),
+        optional("INTERPRETATION2_TERM"),
+    );
     let body_site = (optional("BODY_SITE"), optional("BODY_SITE_RUBRIC"));
     let mut external_id: Option<ExternalId> = None;
     let mut details = Qualifiers::default();
@@ -1431,7 +1438,11 @@ fn put_code(r: &mut Row, code: Option<&Code>, (at, term): (usize, usize)) {
 /// panel's, and the body site.
 fn qualify(r: &mut Row, q: Option<&Qualifiers>) {
     let Some(q) = q else { return };
-    put_code(r, q.interpretation.as_ref(), (INTERPRETATION1, INTERPRETATION1_TERM));
+    put_code(
+        r,
+        q.interpretation.as_ref(),
+        (INTERPRETATION1, INTERPRETATION1_TERM),
+    );
     put_code(
         r,
         q.panel_interpretation.as_ref(),

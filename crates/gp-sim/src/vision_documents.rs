@@ -294,8 +294,18 @@ impl super::Vision {
 /// `YYYYMMDDHHMMSS`, `CONTENT_ID` a Vision number.
 fn filing(body: &[u8]) -> Result<NewSimDocument, Reply> {
     let row = super::book::one_row(body, &FILING_COLUMNS)?;
-    let [content, key, type_snomed, type_term, title, created, author_ods, author_name, ext_system, ext_id] =
-        <[String; 10]>::try_from(row).map_err(|_| super::bad_extract("a filing row"))?;
+    let [
+        content,
+        key,
+        type_snomed,
+        type_term,
+        title,
+        created,
+        author_ods,
+        author_name,
+        ext_system,
+        ext_id,
+    ] = <[String; 10]>::try_from(row).map_err(|_| super::bad_extract("a filing row"))?;
     if key.is_empty()
         || key.len() > 64
         || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -318,9 +328,10 @@ fn filing(body: &[u8]) -> Result<NewSimDocument, Reply> {
         })?;
     let external_id = match (ext_system.as_str(), ext_id.as_str()) {
         ("", "") => None,
-        (system, value) => Some(ExternalId::new(system, value).map_err(|m| {
-            error(422, "INVALID_FIELD", &format!("EXT_SYSTEM/EXT_ID: {m}"))
-        })?),
+        (system, value) => Some(
+            ExternalId::new(system, value)
+                .map_err(|m| error(422, "INVALID_FIELD", &format!("EXT_SYSTEM/EXT_ID: {m}")))?,
+        ),
     };
     Ok(NewSimDocument {
         key,
