@@ -1756,21 +1756,129 @@ mod tests {
         );
     }
 
+    fn coded(system: &str, code: &str, display: &str) -> Coded {
+        Coded {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        }
+    }
+
     #[test]
-    fn measurements_vision_cannot_hold_are_unprocessable() {
+    fn concepts_without_a_read_v2_code_are_written_by_snomed_code_alone() {
         let mut o = bp(taken(1, 2, 9));
         o.measurements
-            .push(m("1234567890123", "Something new", 1.0, "1"));
-        match render_observation(&o) {
-            Err(AdapterError::Unprocessable { system, detail }) => {
-                assert_eq!(system, crate::SYSTEM);
-                assert_eq!(
-                    detail,
-                    "Vision has no Read v2 code for SNOMED CT 1234567890123 (Something new)"
-                );
-            }
-            other => panic!("{other:?}"),
+            .push(m("431314004", "Peripheral oxygen saturation", 97.0, "%"));
+        assert_eq!(
+            render_observation(&o).unwrap(),
+            "TYPE|DATE|TIME|CODE|RUBRIC|VALUE1|VALUE2|UNITS|SNOMED_CODE\r\n\
+             OBSERVATION|20260102|093205|246..|Blood pressure|131|84|mm[Hg]|\r\n\
+             OBSERVATION|20260102|093205||Peripheral oxygen saturation|97||%|431314004\r\n\
+             EOF|2\r\n"
+        );
+    }
+
+    #[test]
+    fn reading_details_are_vision_columns() {
+        let mut o = bp(taken(7, 14, 7));
+        o.measurements[0].interpretation = Some(coded(INTERPRETATION_SYSTEM, "H", "High"));
+        o.measurements[1].interpretation = Some(coded(INTERPRETATION_SYSTEM, "N", "Normal"));
+        o.details = gp_adapter::ReadingDetails {
+            date_only: true,
+            interpretation: Some(coded(INTERPRETATION_SYSTEM, "A", "Abnormal")),
+            body_site: Some(coded(SNOMED_SYSTEM, "368209003", "Right upper arm")),
+            performer: Some("staff-1".into()),
+            ..Default::default()
+        };
+        // Date-only: the calendar date as given, no TIME (07:32 UTC would be 08:32 BST).
+        assert_eq!(
+            render_observation(&o).unwrap(),
+            "TYPE|DATE|TIME|CODE|RUBRIC|VALUE1|VALUE2|UNITS|AUTHOR|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC\r\n\
+             OBSERVATION|20260714||246..|Blood pressure|131|84|mm[Hg]|staff-1|A|Abnormal|H|High|N|Normal|368209003|Right upper arm\r\n\
+             EOF|1\r\n"
+        );
+        // A single reading's whole interpretation is its row's VALUE1 interpretation.
+        let weight = NewObservation {
+            key: "k2".into(),
+            identifier: None,
+            snomed: "27113001".into(),
+            display: "Body weight".into(),
+            effective: taken(1, 2, 9),
+            measurements: vec![m("27113001", "Body weight", 72.4, "kg")],
+            details: gp_adapter::ReadingDetails {
+                interpretation: Some(coded(INTERPRETATION_SYSTEM, "H", "High")),
+                ..Default::default()
+            },
+        };
+        assert!(
+            render_observation(&weight)
+                .unwrap()
+                .ends_with("|INTERPRETATION1|INTERPRETATION1_TERM\r\nOBSERVATION|20260102|093205|22A..|Body weight|72.4||kg|H|High\r\nEOF|1\r\n")
+        );
+        // What Vision cannot hold is refused, not dropped.
+        for details in [
+            gp_adapter::ReadingDetails {
+                method: Some(coded(SNOMED_SYSTEM, "37931006", "Auscultation")),
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                device: Some("Cuff".into()),
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                original_codings: vec![coded("http://loinc.org", "85354-9", "BP panel")],
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                body_site: Some(coded("http://example.org/sites", "arm", "Arm")),
+                ..Default::default()
+            },
+        ] {
+            let mut refused = bp(taken(1, 2, 9));
+            refused.details = details;
+            assert!(
+                matches!(render_observation(&refused), Err(AdapterError::Unprocessable { .. })),
+                "{:?}",
+                refused.details
+            );
         }
+    }
+
+    #[test]
+    fn qualifier_columns_are_read_strictly() {
+        let header = "PID|ID|DATE|CODE|SNOMED_CODE|DMD_CODE|RUBRIC|VALUE1|VALUE2|END_DATE|SEVERITY|TIME|TYPE|STATUS|UNITS|CATEGORY|AUTHOR|CONSULTATION_ID|CONFIDENTIAL|DOSAGE|QUANTITY|QUANTITY_UNITS|PRESCRIPTION_TYPE|BATCH|DOSE_NO|REACTION_CODE|REACTION_SNOMED|REACTION_RUBRIC|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC";
+        let owner = JournalOwner {
+            pid: "p1".into(),
+            nhs_number: NhsNumber::parse("9000000009").unwrap(),
+            ods: OdsCode::parse("B82617").unwrap(),
+        };
+        let page = |row: &str| format!("{header}\r\n{row}\r\nEOF|1\r\n");
+        let weight = "p1|j1|20260714|22A..|27113001||Body weight|72.4|||||OBSERVATION||kg||||N|||||||||";
+        let good = map_journal(&[page(&format!("{weight}|||H|High|||7569003|Finger"))], &owner).unwrap();
+        let Resource::Observation(o) = &good[0] else {
+            panic!("{good:?}")
+        };
+        assert_eq!(o.interpretation, vec![coded(INTERPRETATION_SYSTEM, "H", "High").concept()]);
+        assert_eq!(o.body_site, Some(coded(SNOMED_SYSTEM, "7569003", "Finger").concept()));
+        assert_eq!(o.effective_date_time.as_deref(), Some("2026-07-14"));
+        for bad in [
+            // A panel's or second reading's interpretation on a single reading.
+            "A|Abnormal||||||",
+            "||||N|Normal||",
+            // A term without a code; a body site that is not a SNOMED CT id.
+            "|High||||||",
+            "||||||arm|Arm",
+            "||H H|||||",
+        ] {
+            assert!(
+                map_journal(&[page(&format!("{weight}|{bad}"))], &owner).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn measurements_vision_cannot_hold_are_unprocessable() {
         let mut mixed = bp(taken(1, 2, 9));
         mixed.measurements[1].unit = "kPa".into();
         assert!(matches!(

@@ -1670,6 +1670,123 @@ mod tests {
         assert_eq!(time(at.plus_seconds(5)), "103005");
     }
 
+    fn write_extract(header: &str, rows: &[&str]) -> Vec<u8> {
+        let mut out = format!("{header}\r\n");
+        for r in rows {
+            out.push_str(r);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("EOF|{}\r\n", rows.len()));
+        out.into_bytes()
+    }
+
+    const DETAIL_HEADER: &str = "TYPE|DATE|TIME|CODE|SNOMED_CODE|VALUE1|VALUE2|UNITS|AUTHOR|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC";
+
+    #[test]
+    fn writes_carry_interpretations_body_site_author_and_date_alone() {
+        let body = write_extract(
+            DETAIL_HEADER,
+            &["OBSERVATION|20260714||246..||150|95|mm[Hg]|abc|H|High|H|High|N|Normal|368209003|Right upper arm"],
+        );
+        let r = readings(&body).unwrap();
+        assert_eq!(r.when, SimDate::ymd(2026, 7, 14));
+        assert_eq!(r.author.as_deref(), Some("abc"));
+        let code = |system: &str, code: &str, display: &str| Code {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        };
+        assert_eq!(
+            r.details.panel_interpretation,
+            Some(code(INTERPRETATION_SYSTEM, "H", "High"))
+        );
+        assert_eq!(
+            r.details.body_site,
+            Some(code(SNOMED_SYSTEM, "368209003", "Right upper arm"))
+        );
+        assert_eq!(
+            r.readings.iter().map(|x| (x.concept.key, x.value, x.interpretation.clone())).collect::<Vec<_>>(),
+            [
+                ("systolic-bp", 150.0, Some(code(INTERPRETATION_SYSTEM, "H", "High"))),
+                ("diastolic-bp", 95.0, Some(code(INTERPRETATION_SYSTEM, "N", "Normal"))),
+            ]
+        );
+        // A concept without a Read v2 code is written by its SNOMED CT id alone.
+        let spo2 = write_extract(
+            DETAIL_HEADER,
+            &["OBSERVATION|20260714|0930||431314004|97||%||||L|Low||||"],
+        );
+        let r = readings(&spo2).unwrap();
+        assert_eq!(r.readings[0].concept.key, "oxygen-saturation");
+        assert_eq!(r.when, SimDate::ymd(2026, 7, 14).at(9, 30, 0));
+        for (row, code) in [
+            ("OBSERVATION|20260714|0930||999999999|97||%||||||||", "UNKNOWN_CODE"),
+            ("OBSERVATION|20260714|0930||431314004|97||%|||||N|Normal||", "INVALID_VALUE"),
+            ("OBSERVATION|20260714|0930||431314004|97||%|||||||RIGHT ARM|", "INVALID_FIELD"),
+            ("OBSERVATION|20260714|0930||431314004|97||%||||||||Right arm", "INVALID_FIELD"),
+            ("OBSERVATION|20260714|0930||431314004|97||%|||High||||||", "INVALID_FIELD"),
+        ] {
+            let Err(reply) = readings(&write_extract(DETAIL_HEADER, &[row])) else {
+                panic!("{row} was accepted");
+            };
+            let text = String::from_utf8(reply.body).unwrap();
+            assert!(text.starts_with(&format!("ERROR|{code}|")), "{row}: {text}");
+        }
+    }
+
+    #[test]
+    fn written_details_are_served_back_on_the_journal_row() {
+        let store = SimStore::new(crate::Population::generate(
+            1,
+            &crate::PopulationSpec::sandbox(),
+        ));
+        let v = Vision {
+            store: store.clone(),
+        };
+        let (practice, nhs) = store.read(|pop| {
+            let p = pop
+                .practices
+                .iter()
+                .find(|p| p.system == SystemKind::Vision)
+                .unwrap()
+                .clone();
+            let nhs = pop
+                .patients
+                .iter()
+                .find(|x| x.practice == p.ods)
+                .unwrap()
+                .nhs_number
+                .clone();
+            (p, nhs)
+        });
+        let staff = practice.clinicians[0].id.to_ascii_lowercase();
+        let row = format!(
+            "OBSERVATION|20260714||246..||150|95|mm[Hg]|{staff}|H|High|H|High|N|Normal|368209003|Right upper arm"
+        );
+        let reply = v.record(&practice.ods, &nhs, Some("k-details"), &write_extract(DETAIL_HEADER, &[&row]));
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        let answer = String::from_utf8(reply.body).unwrap();
+        assert!(
+            answer.contains(&format!(
+                "|20260714|246..|75367002||O/E - blood pressure reading|150|95||||OBSERVATION||mm[Hg]||{}||N|"
+                , practice.clinicians[0].id
+            )),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("|H|High|H|High|N|Normal|368209003|Right upper arm\r\nEOF|1\r\n"),
+            "{answer}"
+        );
+        let unknown = v.record(
+            &practice.ods,
+            &nhs,
+            Some("k-unknown-staff"),
+            &write_extract(DETAIL_HEADER, &[&row.replace(&staff, "nobody")]),
+        );
+        assert_eq!(unknown.status, 422);
+        assert!(String::from_utf8(unknown.body).unwrap().starts_with("ERROR|UNKNOWN_STAFF|"));
+    }
+
     #[test]
     fn tokens_are_checked() {
         let t = token("9658218865", 500);

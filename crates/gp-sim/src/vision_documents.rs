@@ -349,3 +349,245 @@ fn filing(body: &[u8]) -> Result<NewSimDocument, Reply> {
 /// The body cap of the upload route: content up to [`MAX_UPLOAD`], one byte more so an
 /// oversized body is answered `413 BODY_TOO_LARGE` with its size.
 pub const UPLOAD_BODY_LIMIT: usize = MAX_UPLOAD + 1;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::server::{HeaderMap, Method, Simulator};
+    use crate::{Population, PopulationSpec, SimStore};
+
+    struct Fixture {
+        vision: super::super::Vision,
+        store: SimStore,
+        ods: String,
+        /// Registered patients; the first has documents.
+        patients: Vec<String>,
+    }
+
+    fn fixture() -> Fixture {
+        let pop = Population::generate(3, &PopulationSpec::sandbox());
+        let ods = pop
+            .practices
+            .iter()
+            .find(|p| p.system == SystemKind::Vision)
+            .unwrap()
+            .ods
+            .clone();
+        let store = SimStore::new(pop.clone());
+        let mut patients: Vec<String> = pop
+            .patients
+            .iter()
+            .filter(|p| p.practice == ods)
+            .map(|p| p.nhs_number.clone())
+            .collect();
+        patients.sort_by_key(|nhs| {
+            store
+                .documents_of(SystemKind::Vision, &ods, nhs)
+                .unwrap()
+                .is_empty()
+        });
+        Fixture {
+            vision: super::super::Vision {
+                store: store.clone(),
+            },
+            store,
+            ods,
+            patients,
+        }
+    }
+
+    fn text(r: &Reply) -> String {
+        String::from_utf8(r.body.clone()).unwrap()
+    }
+
+    fn get(f: &Fixture, path: &str) -> (Reply, Vec<(&'static str, String)>) {
+        let (routed, headers) = f.vision.route_query(&Method::GET, path, None);
+        (routed.reply, headers)
+    }
+
+    fn post(f: &Fixture, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", content_type.parse().unwrap());
+        f.vision
+            .route_write(&Method::POST, path, &headers, body)
+            .unwrap()
+            .reply
+    }
+
+    fn filing_row(content: &str, key: &str) -> String {
+        format!(
+            "{}\r\n{content}|{key}|371530004|Clinical consultation report|\"Online consultation | cough\"|20260714093000|Y90002|Demo Consult Ltd|https://supplier.example/doc|d-1\r\nEOF|1\r\n",
+            FILING_COLUMNS.join("|")
+        )
+    }
+
+    #[test]
+    fn the_document_extract_lists_the_stores_documents_in_local_time() {
+        let f = fixture();
+        let nhs = &f.patients[0];
+        let held = f
+            .store
+            .documents_of(SystemKind::Vision, &f.ods, nhs)
+            .unwrap();
+        assert!(!held.is_empty());
+        let (reply, _) = get(
+            &f,
+            &format!("/vision/practices/{}/patients/{nhs}/documents", f.ods),
+        );
+        assert_eq!(reply.status, 200);
+        let body = text(&reply);
+        assert!(body.starts_with(&DOCUMENT_COLUMNS.join("|")));
+        assert!(body.ends_with(&format!("EOF|{}\r\n", held.len())));
+        for d in &held {
+            let created = timestamp(clock::local_from_utc(d.created));
+            assert!(
+                body.contains(&format!("{}|{}|", d.number, d.content_number)),
+                "{body}"
+            );
+            assert!(body.contains(&created));
+            assert!(body.contains(&hex(&d.sha1)));
+        }
+        let (unknown, _) = get(
+            &f,
+            &format!("/vision/practices/{}/patients/9000000009/documents", f.ods),
+        );
+        assert_eq!(unknown.status, 404);
+        assert!(text(&unknown).starts_with("ERROR|PATIENT_NOT_FOUND|"));
+        let (bad, _) = get(
+            &f,
+            &format!("/vision/practices/{}/patients/123/documents", f.ods),
+        );
+        assert!(text(&bad).starts_with("ERROR|INVALID_NHS_NUMBER|"));
+    }
+
+    #[test]
+    fn content_is_served_raw_with_its_type_patient_and_confidentiality() {
+        let f = fixture();
+        let nhs = &f.patients[0];
+        let d = &f
+            .store
+            .documents_of(SystemKind::Vision, &f.ods, nhs)
+            .unwrap()[0];
+        let (reply, headers) = get(
+            &f,
+            &format!("/vision/practices/{}/content/{}", f.ods, d.content_number),
+        );
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, "application/pdf");
+        let held = f
+            .store
+            .document_content(SystemKind::Vision, &f.ods, &d.content_id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.body, held.bytes.to_vec());
+        assert!(headers.contains(&(CONTENT_NHS_HEADER, nhs.clone())));
+        let flag = if d.confidential { "Y" } else { "N" };
+        assert!(headers.contains(&(CONTENT_CONFIDENTIAL_HEADER, flag.to_owned())));
+        for id in ["99999999999", "not-a-number", &d.content_id] {
+            let (gone, _) = get(&f, &format!("/vision/practices/{}/content/{id}", f.ods));
+            assert_eq!(gone.status, 404, "{id}");
+            assert!(text(&gone).starts_with("ERROR|CONTENT_NOT_FOUND|"));
+        }
+    }
+
+    #[test]
+    fn uploads_take_raw_bodies_up_to_16_mib_of_an_allowed_type() {
+        let f = fixture();
+        let nhs = &f.patients[1];
+        let path = format!("/vision/practices/{}/patients/{nhs}/content", f.ods);
+        assert_eq!(
+            f.vision.max_write_body(&Method::POST, &path),
+            MAX_UPLOAD + 1
+        );
+        assert_eq!(
+            f.vision.max_write_body(
+                &Method::POST,
+                &format!("/vision/practices/{}/patients/{nhs}/journal", f.ods)
+            ),
+            crate::server::MAX_WRITE_BODY
+        );
+        let reply = post(&f, &path, "text/plain; charset=utf-8", b"Cough for 3 days");
+        assert_eq!(reply.status, 201, "{}", text(&reply));
+        let body = text(&reply);
+        let row: Vec<&str> = body.lines().nth(1).unwrap().split('|').collect();
+        assert_eq!(row[1..4], [nhs.as_str(), "text/plain", "16"]);
+        let held = f
+            .store
+            .document_content(SystemKind::Vision, &f.ods, row[0])
+            .unwrap()
+            .unwrap();
+        assert_eq!(&held.bytes[..], b"Cough for 3 days");
+        let refused = post(&f, &path, "image/png", b"x");
+        assert_eq!(refused.status, 422);
+        assert!(text(&refused).starts_with("ERROR|INVALID_CONTENT_TYPE|"));
+        let too_big = post(&f, &path, "text/plain", &vec![b'a'; MAX_UPLOAD + 1]);
+        assert_eq!(too_big.status, 413);
+        assert!(text(&too_big).starts_with("ERROR|BODY_TOO_LARGE|"));
+    }
+
+    #[test]
+    fn filing_is_keyed_and_refuses_unknown_foreign_or_filed_content() {
+        let f = fixture();
+        let (a, b) = (&f.patients[1], &f.patients[2]);
+        let upload = |nhs: &str| {
+            let r = post(
+                &f,
+                &format!("/vision/practices/{}/patients/{nhs}/content", f.ods),
+                "text/plain",
+                b"note",
+            );
+            text(&r)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .split('|')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let content = upload(a);
+        let file = |nhs: &str, body: String| {
+            post(
+                &f,
+                &format!("/vision/practices/{}/patients/{nhs}/documents", f.ods),
+                "text/plain",
+                body.as_bytes(),
+            )
+        };
+        let foreign = file(b, filing_row(&content, "k-1"));
+        assert_eq!(foreign.status, 422);
+        assert!(text(&foreign).starts_with("ERROR|CONTENT_OF_ANOTHER_PATIENT|"));
+        let first = file(a, filing_row(&content, "k-1"));
+        assert_eq!(first.status, 201, "{}", text(&first));
+        let body = text(&first);
+        assert!(
+            body.contains("|AWAITING_REVIEW|N|https://supplier.example/doc|d-1|k-1\r\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("|20260714093000|"),
+            "CREATED is kept in local time: {body}"
+        );
+        let again = file(a, filing_row(&content, "k-1"));
+        assert_eq!(again.status, 200);
+        assert_eq!(text(&again), body);
+        let refiled = file(a, filing_row(&content, "k-2"));
+        assert_eq!(refiled.status, 422);
+        assert!(text(&refiled).starts_with("ERROR|CONTENT_ALREADY_FILED|"));
+        let unknown = file(a, filing_row("99999999999", "k-3"));
+        assert_eq!(unknown.status, 404);
+        assert!(text(&unknown).starts_with("ERROR|CONTENT_NOT_FOUND|"));
+        let bad_key = file(a, filing_row(&content, "not a key"));
+        assert_eq!(bad_key.status, 400);
+        assert!(text(&bad_key).starts_with("ERROR|INVALID_FILING_KEY|"));
+        let listed = f.store.documents_of(SystemKind::Vision, &f.ods, a).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|d| d.external_key.as_deref() == Some("k-1"))
+                .count(),
+            1
+        );
+    }
+}
