@@ -463,7 +463,9 @@ impl Adapter for VisionAdapter {
             .documents(&req.practice, req.nhs_number, &req.context)
             .await?;
         let mut list = documents::map_documents(&body, "document extract", req.nhs_number)?;
-        list.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+        // Newest first; documents created together, the later-numbered first.
+        let number = |d: &DocumentMeta| d.id.parse::<u64>().unwrap_or_default();
+        list.sort_by(|a, b| (b.created, number(b)).cmp(&(a.created, number(a))));
         Ok(list)
     }
 

@@ -1429,7 +1429,6 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
         .chain(&WRITE_DETAIL_COLUMNS)
         .copied()
         .collect();
-    #[allow(clippy::too_many_arguments)]
     let row = |code: &str,
                snomed: &str,
                rubric: &str,
@@ -1837,7 +1836,10 @@ mod tests {
             let mut refused = bp(taken(1, 2, 9));
             refused.details = details;
             assert!(
-                matches!(render_observation(&refused), Err(AdapterError::Unprocessable { .. })),
+                matches!(
+                    render_observation(&refused),
+                    Err(AdapterError::Unprocessable { .. })
+                ),
                 "{:?}",
                 refused.details
             );
@@ -1853,13 +1855,24 @@ mod tests {
             ods: OdsCode::parse("B82617").unwrap(),
         };
         let page = |row: &str| format!("{header}\r\n{row}\r\nEOF|1\r\n");
-        let weight = "p1|j1|20260714|22A..|27113001||Body weight|72.4|||||OBSERVATION||kg||||N|||||||||";
-        let good = map_journal(&[page(&format!("{weight}|||H|High|||7569003|Finger"))], &owner).unwrap();
+        let weight =
+            "p1|j1|20260714|22A..|27113001||Body weight|72.4|||||OBSERVATION||kg||||N|||||||||";
+        let good = map_journal(
+            &[page(&format!("{weight}|||H|High|||7569003|Finger"))],
+            &owner,
+        )
+        .unwrap();
         let Resource::Observation(o) = &good[0] else {
             panic!("{good:?}")
         };
-        assert_eq!(o.interpretation, vec![coded(INTERPRETATION_SYSTEM, "H", "High").concept()]);
-        assert_eq!(o.body_site, Some(coded(SNOMED_SYSTEM, "7569003", "Finger").concept()));
+        assert_eq!(
+            o.interpretation,
+            vec![coded(INTERPRETATION_SYSTEM, "H", "High").concept()]
+        );
+        assert_eq!(
+            o.body_site,
+            Some(coded(SNOMED_SYSTEM, "7569003", "Finger").concept())
+        );
         assert_eq!(o.effective_date_time.as_deref(), Some("2026-07-14"));
         for bad in [
             // A panel's or second reading's interpretation on a single reading.

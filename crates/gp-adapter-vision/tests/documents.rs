@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use gp_adapter::harness::sim;
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, ContentRequest, DocumentSearchRequest,
-    FileDocumentRequest, NewDocument, UploadContentRequest, UtcDateTime,
+    Adapter, AdapterError, CallContext, ContentRequest, DocumentSearchRequest, FileDocumentRequest,
+    NewDocument, UploadContentRequest, UtcDateTime,
 };
 use gp_adapter_vision::documents::map_documents;
 use gp_adapter_vision::{VisionAdapter, VisionConfig};
@@ -242,7 +242,10 @@ async fn upload_and_file_round_trip_and_a_retried_key_files_nothing_new() {
     );
     assert_eq!(doc.content_id, content);
     assert_eq!(doc.title, "Online consultation | cough");
-    assert_eq!(doc.created.hour, 8, "the UTC time is kept through Vision's local time");
+    assert_eq!(
+        doc.created.hour, 8,
+        "the UTC time is kept through Vision's local time"
+    );
     assert_eq!(doc.size, 31);
     let listed = p.list(nhs).await.unwrap();
     let found = listed.iter().find(|d| d.id == doc.id).unwrap();
@@ -290,7 +293,10 @@ async fn malformed_answers_are_invalid_native_data() {
     for fault in [Fault::Garbage, Fault::Truncated, Fault::MisEncoded] {
         p.sim.set_fault(fault);
         assert!(
-            matches!(p.list(nhs).await, Err(AdapterError::InvalidNativeData { .. })),
+            matches!(
+                p.list(nhs).await,
+                Err(AdapterError::InvalidNativeData { .. })
+            ),
             "{fault:?}"
         );
     }
@@ -321,10 +327,13 @@ async fn malformed_answers_are_invalid_native_data() {
         good.replace("|N|||", "|N|https://x.example||"),
         good.replace("|12|", "|twelve|"),
     ] {
-        let err = map_documents(body(&[&good, &bad]).as_bytes(), "document extract", nhs)
-            .unwrap_err();
+        let err =
+            map_documents(body(&[&good, &bad]).as_bytes(), "document extract", nhs).unwrap_err();
         assert!(
-            matches!(AdapterError::from(err), AdapterError::InvalidNativeData { .. }),
+            matches!(
+                AdapterError::from(err),
+                AdapterError::InvalidNativeData { .. }
+            ),
             "{bad}"
         );
     }

@@ -80,7 +80,12 @@ fn measurement(snomed: &str, display: &str, value: f64, unit: &str) -> Measureme
     }
 }
 
-fn single(key: &str, m: Measurement, effective: UtcDateTime, details: ReadingDetails) -> NewObservation {
+fn single(
+    key: &str,
+    m: Measurement,
+    effective: UtcDateTime,
+    details: ReadingDetails,
+) -> NewObservation {
     NewObservation {
         key: key.into(),
         identifier: Some(("https://supplier.example/obs".into(), key.into())),
@@ -195,7 +200,10 @@ async fn a_blood_pressure_keeps_each_interpretation_its_body_site_and_performer(
         .unwrap()
         .unwrap();
     assert_eq!(practitioner.id, p.staff);
-    assert_eq!(o.effective_date_time.as_deref(), Some("2026-07-14T08:15:09+01:00"));
+    assert_eq!(
+        o.effective_date_time.as_deref(),
+        Some("2026-07-14T08:15:09+01:00")
+    );
 }
 
 #[tokio::test]
@@ -240,7 +248,10 @@ async fn vital_signs_coded_in_snomed_ct_alone_are_written_and_read() {
     assert_eq!(o.code.coding.len(), 1, "no Read v2 coding: {:?}", o.code);
     let q = o.value_quantity.unwrap();
     assert_eq!((q.value.0, q.code.as_deref()), (97.0, Some("%")));
-    assert_eq!(o.interpretation, vec![code(INTERPRETATION, "N", "Normal").concept()]);
+    assert_eq!(
+        o.interpretation,
+        vec![code(INTERPRETATION, "N", "Normal").concept()]
+    );
     assert_eq!(o.body_site, Some(site.concept()));
     assert_eq!(o.performer, vec![Reference::to("Practitioner", &p.staff)]);
     let temperature = measurement("386725007", "Body temperature", 37.2, "Cel");

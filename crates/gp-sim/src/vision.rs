@@ -1686,7 +1686,9 @@ mod tests {
     fn writes_carry_interpretations_body_site_author_and_date_alone() {
         let body = write_extract(
             DETAIL_HEADER,
-            &["OBSERVATION|20260714||246..||150|95|mm[Hg]|abc|H|High|H|High|N|Normal|368209003|Right upper arm"],
+            &[
+                "OBSERVATION|20260714||246..||150|95|mm[Hg]|abc|H|High|H|High|N|Normal|368209003|Right upper arm",
+            ],
         );
         let r = readings(&body).unwrap();
         assert_eq!(r.when, SimDate::ymd(2026, 7, 14));
@@ -1705,10 +1707,21 @@ mod tests {
             Some(code(SNOMED_SYSTEM, "368209003", "Right upper arm"))
         );
         assert_eq!(
-            r.readings.iter().map(|x| (x.concept.key, x.value, x.interpretation.clone())).collect::<Vec<_>>(),
+            r.readings
+                .iter()
+                .map(|x| (x.concept.key, x.value, x.interpretation.clone()))
+                .collect::<Vec<_>>(),
             [
-                ("systolic-bp", 150.0, Some(code(INTERPRETATION_SYSTEM, "H", "High"))),
-                ("diastolic-bp", 95.0, Some(code(INTERPRETATION_SYSTEM, "N", "Normal"))),
+                (
+                    "systolic-bp",
+                    150.0,
+                    Some(code(INTERPRETATION_SYSTEM, "H", "High"))
+                ),
+                (
+                    "diastolic-bp",
+                    95.0,
+                    Some(code(INTERPRETATION_SYSTEM, "N", "Normal"))
+                ),
             ]
         );
         // A concept without a Read v2 code is written by its SNOMED CT id alone.
@@ -1720,11 +1733,26 @@ mod tests {
         assert_eq!(r.readings[0].concept.key, "oxygen-saturation");
         assert_eq!(r.when, SimDate::ymd(2026, 7, 14).at(9, 30, 0));
         for (row, code) in [
-            ("OBSERVATION|20260714|0930||999999999|97||%||||||||", "UNKNOWN_CODE"),
-            ("OBSERVATION|20260714|0930||431314004|97||%|||||N|Normal||", "INVALID_VALUE"),
-            ("OBSERVATION|20260714|0930||431314004|97||%|||||||RIGHT ARM|", "INVALID_FIELD"),
-            ("OBSERVATION|20260714|0930||431314004|97||%||||||||Right arm", "INVALID_FIELD"),
-            ("OBSERVATION|20260714|0930||431314004|97||%|||High||||||", "INVALID_FIELD"),
+            (
+                "OBSERVATION|20260714|0930||999999999|97||%|||||||||",
+                "UNKNOWN_CODE",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%||||||N|Normal||",
+                "INVALID_VALUE",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%||||||||RIGHT ARM|",
+                "INVALID_FIELD",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%|||||||||Right arm",
+                "INVALID_FIELD",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%|||High||||||",
+                "INVALID_FIELD",
+            ),
         ] {
             let Err(reply) = readings(&write_extract(DETAIL_HEADER, &[row])) else {
                 panic!("{row} was accepted");
@@ -1763,8 +1791,18 @@ mod tests {
         let row = format!(
             "OBSERVATION|20260714||246..||150|95|mm[Hg]|{staff}|H|High|H|High|N|Normal|368209003|Right upper arm"
         );
-        let reply = v.record(&practice.ods, &nhs, Some("k-details"), &write_extract(DETAIL_HEADER, &[&row]));
-        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        let reply = v.record(
+            &practice.ods,
+            &nhs,
+            Some("k-details"),
+            &write_extract(DETAIL_HEADER, &[&row]),
+        );
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
         let answer = String::from_utf8(reply.body).unwrap();
         assert!(
             answer.contains(&format!(
@@ -1784,7 +1822,11 @@ mod tests {
             &write_extract(DETAIL_HEADER, &[&row.replace(&staff, "nobody")]),
         );
         assert_eq!(unknown.status, 422);
-        assert!(String::from_utf8(unknown.body).unwrap().starts_with("ERROR|UNKNOWN_STAFF|"));
+        assert!(
+            String::from_utf8(unknown.body)
+                .unwrap()
+                .starts_with("ERROR|UNKNOWN_STAFF|")
+        );
     }
 
     #[test]
