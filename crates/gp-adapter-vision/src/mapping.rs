@@ -1004,7 +1004,12 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
             }
             // Only a blood pressure row has a panel's and a second reading's interpretation.
             for i in [0, 2] {
-                if c.interpretation[i].0.and_then(|col| row.opt(col)).is_some() {
+                let (code, term) = c.interpretation[i];
+                if [code, term]
+                    .into_iter()
+                    .flatten()
+                    .any(|col| row.opt(col).is_some())
+                {
                     return Err(VisionDataError::Invalid {
                         extract: row.extract(),
                         row: row.number(),

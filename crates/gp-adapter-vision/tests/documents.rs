@@ -305,7 +305,7 @@ async fn malformed_answers_are_invalid_native_data() {
     // whole extract rather than giving part of it.
     let header = "DOC_ID|CONTENT_ID|PID|NHS_NUMBER|TYPE_SNOMED|TYPE_RUBRIC|TITLE|CREATED|RECEIVED|MIME_TYPE|SIZE|SHA1|AUTHOR_ODS|AUTHOR_NAME|WORKFLOW|CONFIDENTIAL|EXT_SYSTEM|EXT_ID|FILING_KEY";
     let good = format!(
-        "7000001|7000002|P1|{nhs}|371530004|Clinical consultation report|Letter|20260714093000|20260714100000|application/pdf|12|||||FILED|N|||"
+        "7000001|7000002|P1|{nhs}|371530004|Clinical consultation report|Letter|20260714093000|20260714100000|application/pdf|12||||FILED|N|||"
     );
     let body = |rows: &[&str]| {
         let mut b = format!("{header}\r\n");
