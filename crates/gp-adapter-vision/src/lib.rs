@@ -465,7 +465,7 @@ impl Adapter for VisionAdapter {
         let mut list = documents::map_documents(&body, "document extract", req.nhs_number)?;
         // Newest first; documents created together, the later-numbered first.
         let number = |d: &DocumentMeta| d.id.parse::<u64>().unwrap_or_default();
-        list.sort_by(|a, b| (b.created, number(b)).cmp(&(a.created, number(a))));
+        list.sort_by_key(|d| std::cmp::Reverse((d.created, number(d))));
         Ok(list)
     }
 
