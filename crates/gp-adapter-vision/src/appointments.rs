@@ -147,7 +147,7 @@ fn at(row: &Row, date: (i32, u8, u8), c: Col) -> Result<UtcDateTime> {
 }
 
 /// `YYYYMMDDHHMMSS` (UK local) as a UTC instant.
-fn stamp(row: &Row, c: Col) -> Result<UtcDateTime> {
+pub(crate) fn stamp(row: &Row, c: Col) -> Result<UtcDateTime> {
     let raw = req(row, c)?;
     let bad = || invalid(row, c, format!("'{}' is not YYYYMMDDHHMMSS", shown(raw)));
     let (y, m, d) = raw

@@ -15,6 +15,7 @@ pub const SYSTEM: GpSystem = GpSystem::new("vision", "Vision");
 pub mod appointments;
 pub mod client;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod mapping;
@@ -25,10 +26,11 @@ use async_trait::async_trait;
 use gp_adapter::appointments::AppointmentStatus;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
-    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
-    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
-    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
-    paging,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ContentRequest,
+    CreateObservationRequest, Created, DocumentContent, DocumentMeta, DocumentSearchRequest,
+    FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest, PatientRecord,
+    PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
+    SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -430,6 +432,112 @@ impl Adapter for VisionAdapter {
             .into());
         }
         Ok(a)
+    }
+
+    /// Vision holds a reading's date alone, its interpretations (a blood pressure row:
+    /// the panel's and each reading's), body site and the clinician who took it; not
+    /// other codings, a method or a device.
+    fn reading_support(&self) -> ReadingSupport {
+        ReadingSupport {
+            date_only: true,
+            interpretation: true,
+            body_site: true,
+            performer: true,
+            original_codings: false,
+            method: false,
+            device: false,
+        }
+    }
+
+    fn manages_documents(&self) -> bool {
+        true
+    }
+
+    /// One native call: the patient's document extract, every row mapped or none.
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        let body = self
+            .client
+            .documents(&req.practice, req.nhs_number, &req.context)
+            .await?;
+        let mut list = documents::map_documents(&body, "document extract", req.nhs_number)?;
+        // Newest first; documents created together, the later-numbered first.
+        let number = |d: &DocumentMeta| d.id.parse::<u64>().unwrap_or_default();
+        list.sort_by_key(|d| std::cmp::Reverse((d.created, number(d))));
+        Ok(list)
+    }
+
+    /// One native call: the raw content; an id that is not a Vision number names
+    /// nothing (no call).
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        if !appointments::is_number(&req.content_id) {
+            return Ok(None);
+        }
+        let Some(response) = self
+            .client
+            .content(&req.practice, &req.content_id, &req.context)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(documents::map_content(response)?))
+    }
+
+    /// One native call: the bytes as the raw body (not copied), the MIME type as its
+    /// `Content-Type`.
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        let body = self
+            .client
+            .upload(
+                &req.practice,
+                req.nhs_number,
+                &req.content_type,
+                req.bytes.clone(),
+                &req.context,
+            )
+            .await?;
+        Ok(documents::map_uploaded(
+            &body,
+            req.nhs_number,
+            req.bytes.len(),
+        )?)
+    }
+
+    /// One native call: the filing row under the document's key. Content that is not a
+    /// Vision number is unknown content (no call).
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        let doc = &req.document;
+        if !appointments::is_number(&doc.content_id) {
+            return Err(AdapterError::NotFound {
+                system: SYSTEM,
+                what: format!(
+                    "content '{}'",
+                    gp_fhir::text::shown(&doc.content_id.chars().take(56).collect::<String>())
+                ),
+            });
+        }
+        let (created, answer) = self
+            .client
+            .file(
+                &req.practice,
+                req.nhs_number,
+                documents::render_filing(doc),
+                &req.context,
+            )
+            .await?;
+        let filed = documents::map_documents(&answer, "filing answer", req.nhs_number)?;
+        let [document] =
+            <[DocumentMeta; 1]>::try_from(filed).map_err(|rows| VisionDataError::RowCount {
+                extract: "filing answer",
+                found: rows.len(),
+                expected: "exactly 1",
+            })?;
+        Ok(Filed { document, created })
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

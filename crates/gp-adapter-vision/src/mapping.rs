@@ -11,7 +11,7 @@ use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs;
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
-    AdapterError, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
+    AdapterError, Coded, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
 };
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -115,7 +115,7 @@ pub(crate) fn invalid(row: &Row, c: Col, reason: impl Into<String>) -> VisionDat
 }
 
 /// `Y`/`N` (empty = `N`).
-fn yes_no(row: &Row, c: Col) -> Result<bool> {
+pub(crate) fn yes_no(row: &Row, c: Col) -> Result<bool> {
     match opt(row, c) {
         None | Some("N" | "n") => Ok(false),
         Some("Y" | "y") => Ok(true),
@@ -388,7 +388,7 @@ fn practitioner_ref(id: Option<String>) -> Option<Reference> {
     id.map(|g| Reference::to("Practitioner", &g))
 }
 
-fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
+pub(crate) fn exactly_one<'e, 'a>(ex: &'e Extract<'a>) -> Result<Row<'e, 'a>> {
     if ex.rows() != 1 {
         return Err(VisionDataError::RowCount {
             extract: ex.name(),
@@ -620,6 +620,10 @@ struct JournalCols {
     /// The supplier's identifier of a reading it wrote (optional columns).
     ext_system: Option<usize>,
     ext_id: Option<usize>,
+    /// A reading's interpretations (the row's, `VALUE1`'s, `VALUE2`'s) and body site:
+    /// (code, term) optional columns.
+    interpretation: [(Option<usize>, Option<usize>); 3],
+    body_site: (Option<usize>, Option<usize>),
 }
 
 impl JournalCols {
@@ -656,6 +660,16 @@ impl JournalCols {
             reaction_rubric: c("REACTION_RUBRIC")?,
             ext_system: ex.optional_column("EXT_SYSTEM"),
             ext_id: ex.optional_column("EXT_ID"),
+            interpretation: [
+                ("INTERPRETATION", "INTERPRETATION_TERM"),
+                ("INTERPRETATION1", "INTERPRETATION1_TERM"),
+                ("INTERPRETATION2", "INTERPRETATION2_TERM"),
+            ]
+            .map(|(code, term)| (ex.optional_column(code), ex.optional_column(term))),
+            body_site: (
+                ex.optional_column("BODY_SITE"),
+                ex.optional_column("BODY_SITE_RUBRIC"),
+            ),
         })
     }
 }
@@ -799,6 +813,53 @@ fn number(row: &Row, c: Col) -> Result<Option<f64>> {
         .transpose()
 }
 
+/// The names of the qualifier columns, for messages.
+const INTERPRETATION_COLUMNS: [&str; 3] = ["INTERPRETATION", "INTERPRETATION1", "INTERPRETATION2"];
+
+/// A qualifier (code, term) column pair as a CodeableConcept of `system`; `None` when the
+/// code is empty. A term without a code, a code with spaces or control characters or
+/// over 20 characters, or a body site that is not a SNOMED CT id, fails the row.
+fn qualifier(
+    row: &Row,
+    (code, term): (Option<usize>, Option<usize>),
+    name: &'static str,
+    system: &str,
+) -> Result<Option<CodeableConcept>> {
+    let value = code.and_then(|c| row.opt(c));
+    let display = term.and_then(|c| row.opt(c));
+    let fail = |reason: String| VisionDataError::Invalid {
+        extract: row.extract(),
+        row: row.number(),
+        column: name,
+        reason,
+    };
+    let Some(value) = value else {
+        return match display {
+            None => Ok(None),
+            Some(_) => Err(fail("a term without a code".into())),
+        };
+    };
+    let ok = if system == SNOMED_SYSTEM {
+        (6..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+    } else {
+        value.chars().count() <= 20 && !value.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
+    if !ok {
+        return Err(fail(format!(
+            "'{}' is not a code Vision holds here",
+            shown(value)
+        )));
+    }
+    Ok(Some(
+        Coded {
+            system: system.to_owned(),
+            code: value.to_owned(),
+            display: owned(display),
+        }
+        .concept(),
+    ))
+}
+
 fn quantity(value: f64, units: Option<&str>) -> Quantity {
     match units {
         Some(u) => Quantity::ucum(value, u),
@@ -903,29 +964,66 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     row: row.number(),
                     column: "VALUE1",
                 })?;
+                let [panel_interp, sys_interp, dia_interp] = [0, 1, 2].map(|i| {
+                    qualifier(
+                        row,
+                        c.interpretation[i],
+                        INTERPRETATION_COLUMNS[i],
+                        INTERPRETATION_SYSTEM,
+                    )
+                });
+                let (panel_interp, sys_interp, dia_interp) =
+                    (panel_interp?, sys_interp?, dia_interp?);
+                let body_site = qualifier(row, c.body_site, "BODY_SITE", SNOMED_SYSTEM)?;
                 // One panel, as every GP system's blood pressure reads: the row's id.
-                let [systolic, diastolic] = [(BP_PARTS[0], systolic), (BP_PARTS[1], value2)].map(
-                    |((code, term), value)| Observation {
-                        id: id.clone(),
-                        meta: meta("Observation", confidential),
-                        identifier: identifier.clone(),
-                        status: "final".into(),
-                        code: terminology::coded(CodeScheme::ReadV2, code, term, None),
-                        subject: ctx.patient_ref.clone(),
-                        encounter: encounter.clone(),
-                        effective_date_time: date.clone(),
-                        performer: author.clone().into_iter().collect(),
-                        value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
-                        ..Observation::default()
-                    },
-                );
+                let [systolic, diastolic] = [
+                    (BP_PARTS[0], systolic, sys_interp),
+                    (BP_PARTS[1], value2, dia_interp),
+                ]
+                .map(|((code, term), value, interpretation)| Observation {
+                    id: id.clone(),
+                    meta: meta("Observation", confidential),
+                    identifier: identifier.clone(),
+                    status: "final".into(),
+                    code: terminology::coded(CodeScheme::ReadV2, code, term, None),
+                    subject: ctx.patient_ref.clone(),
+                    encounter: encounter.clone(),
+                    effective_date_time: date.clone(),
+                    performer: author.clone().into_iter().collect(),
+                    value_quantity: Some(quantity(value, Some(units.unwrap_or("mm[Hg]")))),
+                    interpretation: interpretation.into_iter().collect(),
+                    body_site: body_site.clone(),
+                    ..Observation::default()
+                });
                 // A row coded in SNOMED CT only (no CODE) reads as the SNOMED CT panel.
                 let native = opt(row, c.code).map(|_| (CodeScheme::ReadV2, BP_READ_CODE));
-                out.push(Resource::Observation(vital_signs::blood_pressure_panel(
-                    id, systolic, diastolic, native,
-                )));
+                let mut panel = vital_signs::blood_pressure_panel(id, systolic, diastolic, native);
+                panel.interpretation = panel_interp.into_iter().collect();
+                out.push(Resource::Observation(panel));
                 return Ok(());
             }
+            // Only a blood pressure row has a panel's and a second reading's interpretation.
+            for i in [0, 2] {
+                let (code, term) = c.interpretation[i];
+                if [code, term]
+                    .into_iter()
+                    .flatten()
+                    .any(|col| row.opt(col).is_some())
+                {
+                    return Err(VisionDataError::Invalid {
+                        extract: row.extract(),
+                        row: row.number(),
+                        column: INTERPRETATION_COLUMNS[i],
+                        reason: "only a blood pressure row has this interpretation".into(),
+                    });
+                }
+            }
+            let interpretation = qualifier(
+                row,
+                c.interpretation[1],
+                INTERPRETATION_COLUMNS[1],
+                INTERPRETATION_SYSTEM,
+            )?;
             let mut observation = Observation {
                 meta: meta("Observation", confidential),
                 identifier,
@@ -937,6 +1035,8 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
                 value_quantity: value1.map(|v| quantity(v, units)),
+                interpretation: interpretation.into_iter().collect(),
+                body_site: qualifier(row, c.body_site, "BODY_SITE", SNOMED_SYSTEM)?,
                 ..Observation::default()
             };
             vital_signs::categorise(&mut observation);
@@ -1206,6 +1306,21 @@ pub const WRITE_COLUMNS: [&str; 8] = [
 ];
 /// The columns a journal write adds when the supplier gave the reading an identifier.
 pub const WRITE_IDENTIFIER_COLUMNS: [&str; 2] = ["EXT_SYSTEM", "EXT_ID"];
+/// The columns a journal write adds when a reading carries them: its SNOMED CT code
+/// (a concept without a Read v2 code), the clinician who took it, the row's (a blood
+/// pressure panel's), `VALUE1`'s and `VALUE2`'s interpretations, and the body site.
+pub const WRITE_DETAIL_COLUMNS: [&str; 10] = [
+    "SNOMED_CODE",
+    "AUTHOR",
+    "INTERPRETATION",
+    "INTERPRETATION_TERM",
+    "INTERPRETATION1",
+    "INTERPRETATION1_TERM",
+    "INTERPRETATION2",
+    "INTERPRETATION2_TERM",
+    "BODY_SITE",
+    "BODY_SITE_RUBRIC",
+];
 /// Columns of a contact update (`PUT …/contact`).
 pub const CONTACT_COLUMNS: [&str; 11] = [
     "HOME_PHONE",
@@ -1243,15 +1358,6 @@ fn native_value(m: &Measurement) -> std::result::Result<String, AdapterError> {
     }
 }
 
-fn read_code(m: &Measurement) -> std::result::Result<&str, AdapterError> {
-    terminology::native_code(CodeScheme::ReadV2, &m.snomed).ok_or_else(|| {
-        unprocessable(format!(
-            "Vision has no Read v2 code for SNOMED CT {} ({})",
-            m.snomed, m.display
-        ))
-    })
-}
-
 /// `YYYYMMDD` and `HHMMSS`, UK local time (Vision records wall-clock time, no offset).
 pub fn native_date_time(at: UtcDateTime) -> (String, String) {
     let l = at.uk_local();
@@ -1261,16 +1367,82 @@ pub fn native_date_time(at: UtcDateTime) -> (String, String) {
     )
 }
 
+/// v3 ObservationInterpretation: the code system of Vision's interpretation columns.
+pub const INTERPRETATION_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
+
+/// A code for one of the write's code + term column pairs: Vision holds `system`'s codes
+/// only there.
+fn native_code(
+    coded: Option<&Coded>,
+    system: &str,
+    what: &str,
+) -> std::result::Result<[String; 2], AdapterError> {
+    match coded {
+        None => Ok([String::new(), String::new()]),
+        Some(c) if c.system == system => {
+            Ok([c.code.clone(), c.display.clone().unwrap_or_default()])
+        }
+        Some(c) => Err(unprocessable(format!(
+            "Vision holds a reading's {what} as a {system} code, not {} {}",
+            c.system, c.code
+        ))),
+    }
+}
+
 /// Renders a supplier's observation as a journal write extract: a blood pressure panel
 /// with both readings is Vision's one BP row (`246..`, systolic in `VALUE1`, diastolic
-/// in `VALUE2`); every other measurement is a row of its own, coded in Read v2. A
-/// measurement with no Read v2 code is `Unprocessable`, naming the SNOMED CT code.
+/// in `VALUE2`, the panel's interpretation in `INTERPRETATION`, each reading's in
+/// `INTERPRETATION1`/`INTERPRETATION2`); every other measurement is a row of its own,
+/// coded in Read v2, or by `SNOMED_CODE` alone when Read v2 has no code for it. A
+/// date-only reading leaves `TIME` empty; the clinician who took it is `AUTHOR`, the
+/// body site `BODY_SITE`. Details Vision cannot hold (method, device, other codings, an
+/// interpretation or body site in another code system) are `Unprocessable`; columns no
+/// row uses are left out.
 pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, AdapterError> {
     if obs.measurements.is_empty() {
         return Err(unprocessable("the observation has no measurement".into()));
     }
-    let (date, time) = native_date_time(obs.effective);
-    let row = |code: &str, rubric: &str, v1: String, v2: String, units: &str| {
+    let d = &obs.details;
+    let refused = [
+        (d.method.is_some(), "a method"),
+        (d.device.is_some(), "a device"),
+        (!d.original_codings.is_empty(), "other codings"),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+        return Err(unprocessable(format!(
+            "Vision does not hold {what} with a reading"
+        )));
+    }
+    let (date, time) = if d.date_only {
+        let e = obs.effective;
+        (
+            format!("{:04}{:02}{:02}", e.year, e.month, e.day),
+            String::new(),
+        )
+    } else {
+        native_date_time(obs.effective)
+    };
+    let body_site = native_code(d.body_site.as_ref(), SNOMED_SYSTEM, "body site")?;
+    let author = d.performer.clone().unwrap_or_default();
+    let identifier = obs.identifier.clone().unwrap_or_default();
+    // Every column a row may carry, in this order; unused optional ones are dropped.
+    let columns: Vec<&str> = WRITE_COLUMNS
+        .iter()
+        .chain(&WRITE_IDENTIFIER_COLUMNS)
+        .chain(&WRITE_DETAIL_COLUMNS)
+        .copied()
+        .collect();
+    let row = |code: &str,
+               snomed: &str,
+               rubric: &str,
+               v1: String,
+               v2: String,
+               units: &str,
+               interpretations: [[String; 2]; 3]|
+     -> Vec<String> {
+        let [panel, first, second] = interpretations;
         let mut r = vec![
             "OBSERVATION".to_owned(),
             date.clone(),
@@ -1280,19 +1452,28 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             v1,
             v2,
             units.to_owned(),
+            identifier.0.clone(),
+            identifier.1.clone(),
+            snomed.to_owned(),
+            author.clone(),
         ];
-        if let Some((system, value)) = &obs.identifier {
-            r.extend([system.clone(), value.clone()]);
-        }
+        r.extend(panel);
+        r.extend(first);
+        r.extend(second);
+        r.extend(body_site.clone());
         r
     };
+    let interpretation =
+        |m: Option<&Coded>, what: &str| native_code(m, INTERPRETATION_SYSTEM, what);
+    let none = || [String::new(), String::new()];
     let mut rest: Vec<&Measurement> = obs.measurements.iter().collect();
     let mut rows = Vec::new();
     let find = |rest: &[&Measurement], code: &str| rest.iter().position(|m| m.snomed == code);
+    let mut panel_interpretation = d.interpretation.as_ref();
     if obs.snomed == BLOOD_PRESSURE_PANEL
-        && let (Some(s), Some(d)) = (find(&rest, SYSTOLIC), find(&rest, DIASTOLIC))
+        && let (Some(s), Some(di)) = (find(&rest, SYSTOLIC), find(&rest, DIASTOLIC))
     {
-        let (sys, dia) = (rest[s], rest[d]);
+        let (sys, dia) = (rest[s], rest[di]);
         if sys.unit != dia.unit {
             return Err(unprocessable(format!(
                 "a Vision blood pressure row holds both readings in one unit, not {} and {}",
@@ -1303,27 +1484,59 @@ pub fn render_observation(obs: &NewObservation) -> std::result::Result<String, A
             .unwrap_or(BP_READ_CODE);
         rows.push(row(
             code,
+            "",
             &obs.display,
             native_value(sys)?,
             native_value(dia)?,
             &sys.unit,
+            [
+                interpretation(panel_interpretation.take(), "interpretation")?,
+                interpretation(sys.interpretation.as_ref(), "interpretation")?,
+                interpretation(dia.interpretation.as_ref(), "interpretation")?,
+            ],
         ));
         rest.retain(|m| m.snomed != SYSTOLIC && m.snomed != DIASTOLIC);
     }
+    // A single reading's interpretation is its row's; Vision has no other place for it.
+    if let Some(whole) = panel_interpretation {
+        match rest.as_slice() {
+            [only]
+                if only.interpretation.is_none() || only.interpretation.as_ref() == Some(whole) => {
+            }
+            _ => {
+                return Err(unprocessable(
+                    "Vision holds an interpretation per row: a blood pressure's, or one reading's"
+                        .into(),
+                ));
+            }
+        }
+    }
     for m in rest {
+        let (code, snomed) = match terminology::native_code(CodeScheme::ReadV2, &m.snomed) {
+            Some(read) => (read, ""),
+            None => ("", m.snomed.as_str()),
+        };
+        let own = m.interpretation.as_ref().or(panel_interpretation);
         rows.push(row(
-            read_code(m)?,
+            code,
+            snomed,
             &m.display,
             native_value(m)?,
             String::new(),
             &m.unit,
+            [none(), interpretation(own, "interpretation")?, none()],
         ));
     }
-    let mut columns = WRITE_COLUMNS.to_vec();
-    if obs.identifier.is_some() {
-        columns.extend(WRITE_IDENTIFIER_COLUMNS);
-    }
-    Ok(extract::write(&columns, &rows))
+    // The base columns always; the others only when some row fills them.
+    let keep: Vec<usize> = (0..columns.len())
+        .filter(|&i| i < WRITE_COLUMNS.len() || rows.iter().any(|r| !r[i].is_empty()))
+        .collect();
+    let header: Vec<&str> = keep.iter().map(|&i| columns[i]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+        .collect();
+    Ok(extract::write(&header, &rows))
 }
 
 /// The ids [`crate::VisionAdapter::search`] gives the entries in a journal write's answer
@@ -1547,21 +1760,143 @@ mod tests {
         );
     }
 
+    fn coded(system: &str, code: &str, display: &str) -> Coded {
+        Coded {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        }
+    }
+
     #[test]
-    fn measurements_vision_cannot_hold_are_unprocessable() {
+    fn concepts_without_a_read_v2_code_are_written_by_snomed_code_alone() {
         let mut o = bp(taken(1, 2, 9));
         o.measurements
-            .push(m("1234567890123", "Something new", 1.0, "1"));
-        match render_observation(&o) {
-            Err(AdapterError::Unprocessable { system, detail }) => {
-                assert_eq!(system, crate::SYSTEM);
-                assert_eq!(
-                    detail,
-                    "Vision has no Read v2 code for SNOMED CT 1234567890123 (Something new)"
-                );
-            }
-            other => panic!("{other:?}"),
+            .push(m("431314004", "Peripheral oxygen saturation", 97.0, "%"));
+        assert_eq!(
+            render_observation(&o).unwrap(),
+            "TYPE|DATE|TIME|CODE|RUBRIC|VALUE1|VALUE2|UNITS|SNOMED_CODE\r\n\
+             OBSERVATION|20260102|093205|246..|Blood pressure|131|84|mm[Hg]|\r\n\
+             OBSERVATION|20260102|093205||Peripheral oxygen saturation|97||%|431314004\r\n\
+             EOF|2\r\n"
+        );
+    }
+
+    #[test]
+    fn reading_details_are_vision_columns() {
+        let mut o = bp(taken(7, 14, 7));
+        o.measurements[0].interpretation = Some(coded(INTERPRETATION_SYSTEM, "H", "High"));
+        o.measurements[1].interpretation = Some(coded(INTERPRETATION_SYSTEM, "N", "Normal"));
+        o.details = gp_adapter::ReadingDetails {
+            date_only: true,
+            interpretation: Some(coded(INTERPRETATION_SYSTEM, "A", "Abnormal")),
+            body_site: Some(coded(SNOMED_SYSTEM, "368209003", "Right upper arm")),
+            performer: Some("staff-1".into()),
+            ..Default::default()
+        };
+        // Date-only: the calendar date as given, no TIME (07:32 UTC would be 08:32 BST).
+        assert_eq!(
+            render_observation(&o).unwrap(),
+            "TYPE|DATE|TIME|CODE|RUBRIC|VALUE1|VALUE2|UNITS|AUTHOR|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC\r\n\
+             OBSERVATION|20260714||246..|Blood pressure|131|84|mm[Hg]|staff-1|A|Abnormal|H|High|N|Normal|368209003|Right upper arm\r\n\
+             EOF|1\r\n"
+        );
+        // A single reading's whole interpretation is its row's VALUE1 interpretation.
+        let weight = NewObservation {
+            key: "k2".into(),
+            identifier: None,
+            snomed: "27113001".into(),
+            display: "Body weight".into(),
+            effective: taken(1, 2, 9),
+            measurements: vec![m("27113001", "Body weight", 72.4, "kg")],
+            details: gp_adapter::ReadingDetails {
+                interpretation: Some(coded(INTERPRETATION_SYSTEM, "H", "High")),
+                ..Default::default()
+            },
+        };
+        assert!(
+            render_observation(&weight)
+                .unwrap()
+                .ends_with("|INTERPRETATION1|INTERPRETATION1_TERM\r\nOBSERVATION|20260102|093205|22A..|Body weight|72.4||kg|H|High\r\nEOF|1\r\n")
+        );
+        // What Vision cannot hold is refused, not dropped.
+        for details in [
+            gp_adapter::ReadingDetails {
+                method: Some(coded(SNOMED_SYSTEM, "37931006", "Auscultation")),
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                device: Some("Cuff".into()),
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                original_codings: vec![coded("http://loinc.org", "85354-9", "BP panel")],
+                ..Default::default()
+            },
+            gp_adapter::ReadingDetails {
+                body_site: Some(coded("http://example.org/sites", "arm", "Arm")),
+                ..Default::default()
+            },
+        ] {
+            let mut refused = bp(taken(1, 2, 9));
+            refused.details = details;
+            assert!(
+                matches!(
+                    render_observation(&refused),
+                    Err(AdapterError::Unprocessable { .. })
+                ),
+                "{:?}",
+                refused.details
+            );
         }
+    }
+
+    #[test]
+    fn qualifier_columns_are_read_strictly() {
+        let header = "PID|ID|DATE|CODE|SNOMED_CODE|DMD_CODE|RUBRIC|VALUE1|VALUE2|END_DATE|SEVERITY|TIME|TYPE|STATUS|UNITS|CATEGORY|AUTHOR|CONSULTATION_ID|CONFIDENTIAL|DOSAGE|QUANTITY|QUANTITY_UNITS|PRESCRIPTION_TYPE|BATCH|DOSE_NO|REACTION_CODE|REACTION_SNOMED|REACTION_RUBRIC|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC";
+        let owner = JournalOwner {
+            pid: "p1".into(),
+            nhs_number: NhsNumber::parse("9000000009").unwrap(),
+            ods: OdsCode::parse("B82617").unwrap(),
+        };
+        let page = |row: &str| format!("{header}\r\n{row}\r\nEOF|1\r\n");
+        let weight =
+            "p1|j1|20260714|22A..|27113001||Body weight|72.4|||||OBSERVATION||kg||||N|||||||||";
+        let good = map_journal(
+            &[page(&format!("{weight}|||H|High|||7569003|Finger"))],
+            &owner,
+        )
+        .unwrap();
+        let Resource::Observation(o) = &good[0] else {
+            panic!("{good:?}")
+        };
+        assert_eq!(
+            o.interpretation,
+            vec![coded(INTERPRETATION_SYSTEM, "H", "High").concept()]
+        );
+        assert_eq!(
+            o.body_site,
+            Some(coded(SNOMED_SYSTEM, "7569003", "Finger").concept())
+        );
+        assert_eq!(o.effective_date_time.as_deref(), Some("2026-07-14"));
+        for bad in [
+            // A panel's or second reading's interpretation on a single reading.
+            "A|Abnormal||||||",
+            "||||N|Normal||",
+            // A term without a code; a body site that is not a SNOMED CT id.
+            "|High||||||",
+            "||||||arm|Arm",
+            "||H H|||||",
+        ] {
+            assert!(
+                map_journal(&[page(&format!("{weight}|{bad}"))], &owner).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn measurements_vision_cannot_hold_are_unprocessable() {
         let mut mixed = bp(taken(1, 2, 9));
         mixed.measurements[1].unit = "kPa".into();
         assert!(matches!(

@@ -14,6 +14,8 @@ use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteErro
 
 #[path = "vision_book.rs"]
 pub mod book;
+#[path = "vision_documents.rs"]
+pub mod documents;
 
 /// Content type of every Vision extract and error body.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -53,7 +55,7 @@ pub const PATIENT_COLUMNS: [&str; 26] = [
 ];
 
 /// Journal extract columns, in the order the simulator writes them.
-pub const JOURNAL_COLUMNS: [&str; 30] = [
+pub const JOURNAL_COLUMNS: [&str; 38] = [
     "PID",
     "ID",
     "DATE",
@@ -84,6 +86,14 @@ pub const JOURNAL_COLUMNS: [&str; 30] = [
     "REACTION_RUBRIC",
     "EXT_SYSTEM",
     "EXT_ID",
+    "INTERPRETATION",
+    "INTERPRETATION_TERM",
+    "INTERPRETATION1",
+    "INTERPRETATION1_TERM",
+    "INTERPRETATION2",
+    "INTERPRETATION2_TERM",
+    "BODY_SITE",
+    "BODY_SITE_RUBRIC",
 ];
 
 /// Staff extract columns.
@@ -127,6 +137,23 @@ pub const WRITE_COLUMNS: [&str; 8] = [
 /// Columns a journal write may add: the supplier's identifier of the observation
 /// (its identifier space and value), kept with the rows.
 pub const WRITE_IDENTIFIER_COLUMNS: [&str; 2] = ["EXT_SYSTEM", "EXT_ID"];
+/// Columns a journal write may add for what a reading carries beyond its value: its
+/// SNOMED CT code (with `CODE` empty, for concepts without a Read v2 code), the
+/// clinician who took it (`STAFF_ID`), the interpretation of the row (a BP row: the
+/// panel's) and of `VALUE1` and `VALUE2` (v3 ObservationInterpretation code and term),
+/// and the body site (SNOMED CT id and rubric).
+pub const WRITE_DETAIL_COLUMNS: [&str; 10] = [
+    "SNOMED_CODE",
+    "AUTHOR",
+    "INTERPRETATION",
+    "INTERPRETATION_TERM",
+    "INTERPRETATION1",
+    "INTERPRETATION1_TERM",
+    "INTERPRETATION2",
+    "INTERPRETATION2_TERM",
+    "BODY_SITE",
+    "BODY_SITE_RUBRIC",
+];
 /// Most rows one journal write carries.
 pub const MAX_WRITE_ROWS: usize = 16;
 /// Columns of a contact update (all required).
@@ -209,6 +236,20 @@ impl Simulator for Vision {
                 reply: self.patient_appointments(ods, nhs, query),
                 record: true,
             },
+            ["", "vision", "practices", ods, "patients", nhs, "documents"] if get => Routed {
+                reply: self.documents(ods, nhs),
+                record: true,
+            },
+            ["", "vision", "practices", ods, "content", id] if get => {
+                let (reply, headers) = self.content(ods, id);
+                return (
+                    Routed {
+                        reply,
+                        record: true,
+                    },
+                    headers,
+                );
+            }
             ["", "vision", "practices", ods, "patients", nhs, "journal"] if get => {
                 let continuation = query
                     .unwrap_or_default()
@@ -229,7 +270,7 @@ impl Simulator for Vision {
             ["", "vision", ..] if !get => not_record(error(
                 405,
                 "METHOD_NOT_ALLOWED",
-                "Only GET, and the journal POST, contact PUT and appointment book writes, are supported",
+                "Only GET, and the journal POST, contact PUT, document and appointment book writes, are supported",
             )),
             _ => not_record(error(404, "NOT_FOUND", &format!("No endpoint at {path}"))),
         };
@@ -297,6 +338,17 @@ impl Simulator for Vision {
         [&body[..start], &body[end..]].concat()
     }
 
+    fn max_write_body(&self, method: &Method, path: &str) -> usize {
+        let upload = method == Method::POST
+            && path.starts_with("/vision/practices/")
+            && path.trim_end_matches('/').ends_with("/content");
+        if upload {
+            documents::UPLOAD_BODY_LIMIT
+        } else {
+            server::MAX_WRITE_BODY
+        }
+    }
+
     fn route_write(
         &self,
         method: &Method,
@@ -321,6 +373,19 @@ impl Simulator for Vision {
             }
             ["", "vision", "practices", ods, "appointments"] if method == Method::POST => {
                 self.book(ods, body)
+            }
+            ["", "vision", "practices", ods, "patients", nhs, "content"]
+                if method == Method::POST =>
+            {
+                let content_type = headers
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                self.upload(ods, nhs, content_type, body)
+            }
+            ["", "vision", "practices", ods, "patients", nhs, "documents"]
+                if method == Method::POST =>
+            {
+                self.file(ods, nhs, body)
             }
             ["", "vision", "practices", ods, "appointments", id] if method == Method::PUT => {
                 self.change(ods, id, false, body)
@@ -472,17 +537,35 @@ impl Vision {
                 "X-Vision-Idempotency-Key must be 1 to 64 letters, digits or hyphens",
             );
         };
-        let (when, readings, external_id) = match readings(body) {
+        let sent = match readings(body) {
             Ok(r) => r,
             Err(e) => return e,
         };
+        // AUTHOR names a member of the practice's staff (its STAFF_ID, in any case).
+        let author = match &sent.author {
+            None => None,
+            Some(a) => match self
+                .store
+                .practice(ods)
+                .and_then(|p| p.clinician(a).map(|c| c.id.clone()))
+            {
+                Some(id) => Some(id),
+                None => {
+                    return error(
+                        422,
+                        "UNKNOWN_STAFF",
+                        &format!("AUTHOR '{a}' is not a STAFF_ID of the practice"),
+                    );
+                }
+            },
+        };
         let write = ReadingsWrite {
             key,
-            date: when,
-            readings: &readings,
-            external_id: external_id.as_ref(),
-            details: &Qualifiers::default(),
-            author: None,
+            date: sent.when,
+            readings: &sent.readings,
+            external_id: sent.external_id.as_ref(),
+            details: &sent.details,
+            author: author.as_deref(),
         };
         let recorded = match self
             .store
@@ -573,18 +656,90 @@ fn bad_extract(why: impl std::fmt::Display) -> Reply {
     error(400, "INVALID_EXTRACT", &why.to_string())
 }
 
-/// Reads a journal write extract: one observation's rows, all taken at one time.
-fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>), Reply> {
+/// What a journal write extract carries: when, the readings, the supplier's identifier,
+/// the whole reading's details and the clinician who took it.
+struct Readings {
+    when: SimDate,
+    readings: Vec<NewReading>,
+    external_id: Option<ExternalId>,
+    details: Qualifiers,
+    author: Option<String>,
+}
+
+/// v3 ObservationInterpretation: the code system of Vision's interpretation columns.
+pub const INTERPRETATION_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
+
+/// A code column and its term column of row `n` (`None` when the code is empty): the
+/// code 1 to 20 characters without spaces or control characters, the term at most 255.
+fn sent_code(
+    row: &[String],
+    n: usize,
+    (code, term): (Option<usize>, Option<usize>),
+    (name, system): (&str, &str),
+) -> Result<Option<Code>, Reply> {
+    let field = |c: Option<usize>| c.map_or("", |c| row[c].as_str());
+    let (value, display) = (field(code), field(term));
+    if value.is_empty() {
+        if !display.is_empty() {
+            return Err(error(
+                422,
+                "INVALID_FIELD",
+                &format!("row {n}: {name}'s term without a {name} code"),
+            ));
+        }
+        return Ok(None);
+    }
+    let code_ok =
+        value.chars().count() <= 20 && !value.chars().any(|c| c.is_control() || c.is_whitespace());
+    let snomed_ok = system != SNOMED_SYSTEM
+        || ((6..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()));
+    let term_ok =
+        display.chars().count() <= MAX_FIELD_CHARS && !display.chars().any(char::is_control);
+    if !(code_ok && snomed_ok && term_ok) {
+        return Err(error(
+            422,
+            "INVALID_FIELD",
+            &format!("row {n}: {name} '{value}' or its term is not one Vision holds"),
+        ));
+    }
+    Ok(Some(Code {
+        system: system.to_owned(),
+        code: value.to_owned(),
+        display: Some(display.to_owned()).filter(|d| !d.is_empty()),
+    }))
+}
+
+/// Reads a journal write extract: one observation's rows, all taken at one time (a
+/// `DATE` with an empty `TIME`: the date alone).
+fn readings(body: &[u8]) -> Result<Readings, Reply> {
     let sent = Sent::parse(body).map_err(bad_extract)?;
     let mut allowed = WRITE_COLUMNS.to_vec();
     allowed.extend(WRITE_IDENTIFIER_COLUMNS);
+    allowed.extend(WRITE_DETAIL_COLUMNS);
     sent.only(&allowed)?;
     let [kind, day, at, code, value1, units] =
         ["TYPE", "DATE", "TIME", "CODE", "VALUE1", "UNITS"].map(|c| sent.column(c));
     let (kind, day, at, code, value1, units) = (kind?, day?, at?, code?, value1?, units?);
-    let value2 = sent.column("VALUE2").ok();
-    let (ext_system, ext_id) = (sent.column("EXT_SYSTEM").ok(), sent.column("EXT_ID").ok());
+    let optional = |c: &str| sent.column(c).ok();
+    let value2 = optional("VALUE2");
+    let (ext_system, ext_id) = (optional("EXT_SYSTEM"), optional("EXT_ID"));
+    let snomed = optional("SNOMED_CODE");
+    let author_col = optional("AUTHOR");
+    let interpretation = (optional("INTERPRETATION"), optional("INTERPRETATION_TERM"));
+    let interpretation1 = (
+        optional("INTERPRETATION1"),
+        optional("INTERPRETATION1_TERM"),
+    );
+    let interpretation2 = (
+        optional("INTERPRETATION2"),
+        optional("INTERPRETATION2_TERM"),
+    );
+    let body_site = (optional("BODY_SITE"), optional("BODY_SITE_RUBRIC"));
     let mut external_id: Option<ExternalId> = None;
+    let mut details = Qualifiers::default();
+    let mut author: Option<String> = None;
     if sent.rows.is_empty() || sent.rows.len() > MAX_WRITE_ROWS {
         return Err(bad_extract(format!(
             "a write carries 1 to {MAX_WRITE_ROWS} rows, not {}",
@@ -611,9 +766,14 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
                 &format!("row {n}: only OBSERVATION rows can be written"),
             ));
         }
-        let taken = parse_when(&row[day], &row[at]).ok_or_else(|| {
+        let taken = if row[at].is_empty() {
+            parse_day(&row[day])
+        } else {
+            parse_when(&row[day], &row[at])
+        };
+        let taken = taken.ok_or_else(|| {
             bad_extract(format!(
-                "row {n}: '{}' '{}' is not a YYYYMMDD DATE with an HHMM or HHMMSS TIME",
+                "row {n}: '{}' '{}' is not a YYYYMMDD DATE with an HHMM or HHMMSS TIME (or none)",
                 row[day], row[at]
             ))
         })?;
@@ -625,7 +785,8 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
             ));
         }
         when = Some(taken);
-        // The supplier's identifier of the observation: the same on every row, or none.
+        // The supplier's identifier, the clinician and the body site: the same on every
+        // row, or none.
         let field = |c: Option<usize>| c.map_or("", |c| row[c].as_str());
         let ext = match (field(ext_system), field(ext_id)) {
             ("", "") => None,
@@ -637,14 +798,38 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
                 )
             })?),
         };
-        if i > 0 && ext != external_id {
+        let staff = Some(field(author_col).to_owned()).filter(|a| !a.is_empty());
+        let site = sent_code(row, n, body_site, ("BODY_SITE", SNOMED_SYSTEM))?;
+        if i > 0 && (ext != external_id || staff != author || site != details.body_site) {
             return Err(error(
                 422,
                 "INVALID_FIELD",
-                &format!("row {n}: the rows of one write carry one EXT_SYSTEM and EXT_ID"),
+                &format!(
+                    "row {n}: the rows of one write carry one EXT_SYSTEM and EXT_ID, AUTHOR and BODY_SITE"
+                ),
             ));
         }
         external_id = ext;
+        author = staff;
+        details.body_site = site;
+        let own = sent_code(
+            row,
+            n,
+            interpretation1,
+            ("INTERPRETATION1", INTERPRETATION_SYSTEM),
+        )?;
+        let second_own = sent_code(
+            row,
+            n,
+            interpretation2,
+            ("INTERPRETATION2", INTERPRETATION_SYSTEM),
+        )?;
+        let panel = sent_code(
+            row,
+            n,
+            interpretation,
+            ("INTERPRETATION", INTERPRETATION_SYSTEM),
+        )?;
         let number = |c: usize| {
             row[c]
                 .parse::<f64>()
@@ -662,7 +847,8 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
             Some(c) if !row[c].is_empty() => Some(number(c)?),
             _ => None,
         };
-        let code = row[code].as_str();
+        let read = row[code].as_str();
+        let sct = field(snomed);
         let unit_error = |term: &str, want: &str| {
             error(
                 422,
@@ -673,7 +859,8 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
                 ),
             )
         };
-        if code == BP_READ_CODE {
+        let is_bp = read == BP_READ_CODE || (read.is_empty() && sct == BP_SNOMED);
+        if is_bp {
             let Some(diastolic) = second else {
                 return Err(error(
                     422,
@@ -687,30 +874,48 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
             if Some(row[units].as_str()) != sys.units {
                 return Err(unit_error("blood pressure", sys.units.unwrap_or_default()));
             }
+            if panel.is_some() && details.panel_interpretation.is_some() {
+                return Err(error(
+                    422,
+                    "INVALID_FIELD",
+                    &format!("row {n}: one write holds one panel INTERPRETATION"),
+                ));
+            }
+            if panel.is_some() {
+                details.panel_interpretation = panel;
+            }
             readings.push(NewReading {
                 concept: sys,
                 value: first,
-                interpretation: None,
+                interpretation: own,
             });
             readings.push(NewReading {
                 concept: dia,
                 value: diastolic,
-                interpretation: None,
+                interpretation: second_own,
             });
             continue;
         }
-        let Some(concept) = crate::concepts::measurement_by_read2(code) else {
-            return Err(error(
-                422,
-                "UNKNOWN_CODE",
-                &format!("row {n}: '{code}' is not a Read v2 code Vision records a value for"),
-            ));
+        let concept = if read.is_empty() {
+            crate::concepts::measurement_by_snomed(sct).filter(|c| c.units.is_some())
+        } else {
+            crate::concepts::measurement_by_read2(read)
         };
-        if second.is_some() {
+        let Some(concept) = concept else {
+            let what = if read.is_empty() {
+                format!("SNOMED_CODE '{sct}' is not a SNOMED CT concept Vision records a value for")
+            } else {
+                format!("'{read}' is not a Read v2 code Vision records a value for")
+            };
+            return Err(error(422, "UNKNOWN_CODE", &format!("row {n}: {what}")));
+        };
+        if second.is_some() || second_own.is_some() || panel.is_some() {
             return Err(error(
                 422,
                 "INVALID_VALUE",
-                &format!("row {n}: VALUE2 is only used by blood pressure (246..) rows"),
+                &format!(
+                    "row {n}: VALUE2, INTERPRETATION2 and INTERPRETATION are only used by blood pressure (246..) rows"
+                ),
             ));
         }
         if Some(row[units].as_str()) != concept.units {
@@ -719,11 +924,17 @@ fn readings(body: &[u8]) -> Result<(SimDate, Vec<NewReading>, Option<ExternalId>
         readings.push(NewReading {
             concept,
             value: first,
-            interpretation: None,
+            interpretation: own,
         });
     }
     let when = when.ok_or_else(|| bad_extract("no rows"))?;
-    Ok((when, readings, external_id))
+    Ok(Readings {
+        when,
+        readings,
+        external_id,
+        details,
+        author,
+    })
 }
 
 /// Reads a contact update extract: the new details and the `LAST_MODIFIED` they were
@@ -1173,7 +1384,7 @@ pub fn render_journal(p: &SimPatient) -> String {
     w.finish()
 }
 
-type Row = [String; 30];
+type Row = [String; 38];
 
 // Column positions in JOURNAL_COLUMNS.
 const PID: usize = 0;
@@ -1206,9 +1417,42 @@ const REACTION_SNOMED: usize = 26;
 const REACTION_RUBRIC: usize = 27;
 const EXT_SYSTEM: usize = 28;
 const EXT_ID: usize = 29;
+const INTERPRETATION: usize = 30;
+const INTERPRETATION_TERM: usize = 31;
+const INTERPRETATION1: usize = 32;
+const INTERPRETATION1_TERM: usize = 33;
+const INTERPRETATION2: usize = 34;
+const INTERPRETATION2_TERM: usize = 35;
+const BODY_SITE: usize = 36;
+const BODY_SITE_RUBRIC: usize = 37;
+
+/// Fills a code column and its term column.
+fn put_code(r: &mut Row, code: Option<&Code>, (at, term): (usize, usize)) {
+    if let Some(c) = code {
+        r[at] = c.code.clone();
+        r[term] = c.display.clone().unwrap_or_default();
+    }
+}
+
+/// Fills the qualifier columns of a reading's row: its (VALUE1's) interpretation, the
+/// panel's, and the body site.
+fn qualify(r: &mut Row, q: Option<&Qualifiers>) {
+    let Some(q) = q else { return };
+    put_code(
+        r,
+        q.interpretation.as_ref(),
+        (INTERPRETATION1, INTERPRETATION1_TERM),
+    );
+    put_code(
+        r,
+        q.panel_interpretation.as_ref(),
+        (INTERPRETATION, INTERPRETATION_TERM),
+    );
+    put_code(r, q.body_site.as_ref(), (BODY_SITE, BODY_SITE_RUBRIC));
+}
 
 fn base(p: &SimPatient, kind: &str, meta: &EntryMeta) -> Row {
-    let mut r: Row = Default::default();
+    let mut r: Row = std::array::from_fn(|_| String::new());
     r[PID] = p.id.clone();
     r[ID] = meta.id.clone();
     r[DATE] = date(meta.date);
@@ -1284,6 +1528,16 @@ pub fn journal_rows(p: &SimPatient) -> Vec<Row> {
             r[VALUE1] = value(sys);
             r[VALUE2] = value(dia);
             r[UNITS] = "mm[Hg]".to_owned();
+            qualify(&mut r, x.qualifiers.as_deref());
+            let dia_interpretation = p.observations[j]
+                .qualifiers
+                .as_deref()
+                .and_then(|q| q.interpretation.as_ref());
+            put_code(
+                &mut r,
+                dia_interpretation,
+                (INTERPRETATION2, INTERPRETATION2_TERM),
+            );
             rows.push(r);
             continue;
         }
@@ -1293,6 +1547,7 @@ pub fn journal_rows(p: &SimPatient) -> Vec<Row> {
             r[VALUE1] = value(v);
             r[UNITS] = x.units.unwrap_or_default().to_owned();
         }
+        qualify(&mut r, x.qualifiers.as_deref());
         rows.push(r);
     }
     for x in &p.immunisations {
@@ -1413,6 +1668,165 @@ mod tests {
         assert_eq!(parse_timestamp(&timestamp(at)), Some(at));
         assert_eq!(time(at), "1030");
         assert_eq!(time(at.plus_seconds(5)), "103005");
+    }
+
+    fn write_extract(header: &str, rows: &[&str]) -> Vec<u8> {
+        let mut out = format!("{header}\r\n");
+        for r in rows {
+            out.push_str(r);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("EOF|{}\r\n", rows.len()));
+        out.into_bytes()
+    }
+
+    const DETAIL_HEADER: &str = "TYPE|DATE|TIME|CODE|SNOMED_CODE|VALUE1|VALUE2|UNITS|AUTHOR|INTERPRETATION|INTERPRETATION_TERM|INTERPRETATION1|INTERPRETATION1_TERM|INTERPRETATION2|INTERPRETATION2_TERM|BODY_SITE|BODY_SITE_RUBRIC";
+
+    #[test]
+    fn writes_carry_interpretations_body_site_author_and_date_alone() {
+        let body = write_extract(
+            DETAIL_HEADER,
+            &[
+                "OBSERVATION|20260714||246..||150|95|mm[Hg]|abc|H|High|H|High|N|Normal|368209003|Right upper arm",
+            ],
+        );
+        let r = readings(&body).unwrap();
+        assert_eq!(r.when, SimDate::ymd(2026, 7, 14));
+        assert_eq!(r.author.as_deref(), Some("abc"));
+        let code = |system: &str, code: &str, display: &str| Code {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        };
+        assert_eq!(
+            r.details.panel_interpretation,
+            Some(code(INTERPRETATION_SYSTEM, "H", "High"))
+        );
+        assert_eq!(
+            r.details.body_site,
+            Some(code(SNOMED_SYSTEM, "368209003", "Right upper arm"))
+        );
+        assert_eq!(
+            r.readings
+                .iter()
+                .map(|x| (x.concept.key, x.value, x.interpretation.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "systolic-bp",
+                    150.0,
+                    Some(code(INTERPRETATION_SYSTEM, "H", "High"))
+                ),
+                (
+                    "diastolic-bp",
+                    95.0,
+                    Some(code(INTERPRETATION_SYSTEM, "N", "Normal"))
+                ),
+            ]
+        );
+        // A concept without a Read v2 code is written by its SNOMED CT id alone.
+        let spo2 = write_extract(
+            DETAIL_HEADER,
+            &["OBSERVATION|20260714|0930||431314004|97||%||||L|Low||||"],
+        );
+        let r = readings(&spo2).unwrap();
+        assert_eq!(r.readings[0].concept.key, "oxygen-saturation");
+        assert_eq!(r.when, SimDate::ymd(2026, 7, 14).at(9, 30, 0));
+        for (row, code) in [
+            (
+                "OBSERVATION|20260714|0930||999999999|97||%|||||||||",
+                "UNKNOWN_CODE",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%||||||N|Normal||",
+                "INVALID_VALUE",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%||||||||RIGHT ARM|",
+                "INVALID_FIELD",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%|||||||||Right arm",
+                "INVALID_FIELD",
+            ),
+            (
+                "OBSERVATION|20260714|0930||431314004|97||%|||High||||||",
+                "INVALID_FIELD",
+            ),
+        ] {
+            let Err(reply) = readings(&write_extract(DETAIL_HEADER, &[row])) else {
+                panic!("{row} was accepted");
+            };
+            let text = String::from_utf8(reply.body).unwrap();
+            assert!(text.starts_with(&format!("ERROR|{code}|")), "{row}: {text}");
+        }
+    }
+
+    #[test]
+    fn written_details_are_served_back_on_the_journal_row() {
+        let store = SimStore::new(crate::Population::generate(
+            1,
+            &crate::PopulationSpec::sandbox(),
+        ));
+        let v = Vision {
+            store: store.clone(),
+        };
+        let (practice, nhs) = store.read(|pop| {
+            let p = pop
+                .practices
+                .iter()
+                .find(|p| p.system == SystemKind::Vision)
+                .unwrap()
+                .clone();
+            let nhs = pop
+                .patients
+                .iter()
+                .find(|x| x.practice == p.ods)
+                .unwrap()
+                .nhs_number
+                .clone();
+            (p, nhs)
+        });
+        let staff = practice.clinicians[0].id.to_ascii_lowercase();
+        let row = format!(
+            "OBSERVATION|20260714||246..||150|95|mm[Hg]|{staff}|H|High|H|High|N|Normal|368209003|Right upper arm"
+        );
+        let reply = v.record(
+            &practice.ods,
+            &nhs,
+            Some("k-details"),
+            &write_extract(DETAIL_HEADER, &[&row]),
+        );
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let answer = String::from_utf8(reply.body).unwrap();
+        assert!(
+            answer.contains(&format!(
+                "|20260714|246..|75367002||O/E - blood pressure reading|150|95||||OBSERVATION||mm[Hg]||{}||N|"
+                , practice.clinicians[0].id
+            )),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("|H|High|H|High|N|Normal|368209003|Right upper arm\r\nEOF|1\r\n"),
+            "{answer}"
+        );
+        let unknown = v.record(
+            &practice.ods,
+            &nhs,
+            Some("k-unknown-staff"),
+            &write_extract(DETAIL_HEADER, &[&row.replace(&staff, "nobody")]),
+        );
+        assert_eq!(unknown.status, 422);
+        assert!(
+            String::from_utf8(unknown.body)
+                .unwrap()
+                .starts_with("ERROR|UNKNOWN_STAFF|")
+        );
     }
 
     #[test]

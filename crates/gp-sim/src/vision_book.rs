@@ -373,7 +373,7 @@ fn text_field(
 }
 
 /// The one row of a write extract with exactly `columns`.
-fn one_row(body: &[u8], columns: &[&str]) -> Result<Vec<String>, Reply> {
+pub(super) fn one_row(body: &[u8], columns: &[&str]) -> Result<Vec<String>, Reply> {
     let sent = Sent::parse(body).map_err(bad_extract)?;
     sent.only(columns)?;
     let mut positions = Vec::with_capacity(columns.len());

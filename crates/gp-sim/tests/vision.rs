@@ -580,7 +580,15 @@ async fn refused_journal_writes_change_nothing() {
         (
             path.clone(),
             extract(
-                &["TYPE", "DATE", "TIME", "CODE", "VALUE1", "UNITS", "AUTHOR"],
+                &[
+                    "TYPE",
+                    "DATE",
+                    "TIME",
+                    "CODE",
+                    "VALUE1",
+                    "UNITS",
+                    "CONSULTATION_ID",
+                ],
                 &[&[
                     "OBSERVATION",
                     "20260714",
