@@ -211,6 +211,20 @@ impl NativeClient {
         headers: &[(&str, String)],
         ctx: &CallContext,
     ) -> Result<NativeResponse, AdapterError> {
+        let body = body.map(|(content_type, bytes)| (content_type, Bytes::from(bytes)));
+        self.send_bytes(method, path, body, headers, ctx).await
+    }
+
+    /// [`NativeClient::send`] with a body that is already [`Bytes`] (a document's
+    /// content): sent as it is, never copied.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+        headers: &[(&str, String)],
+        ctx: &CallContext,
+    ) -> Result<NativeResponse, AdapterError> {
         let mut extra = HeaderMap::with_capacity(headers.len());
         for (name, value) in headers {
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -232,6 +246,7 @@ impl NativeClient {
         headers: HeaderMap,
         ctx: &CallContext,
     ) -> Result<NativeResponse, AdapterError> {
+        let body = body.map(|(content_type, bytes)| (content_type, Bytes::from(bytes)));
         self.call(method, path, body, headers, ctx, false).await
     }
 
@@ -249,7 +264,7 @@ impl NativeClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<(&str, Vec<u8>)>,
+        body: Option<(&str, Bytes)>,
         mut headers: HeaderMap,
         ctx: &CallContext,
         authenticate: bool,
@@ -273,7 +288,7 @@ impl NativeClient {
                 let content_type = HeaderValue::from_str(content_type)
                     .map_err(|e| self.unbuildable(&e.to_string()))?;
                 headers.insert(CONTENT_TYPE, content_type);
-                Bytes::from(bytes)
+                bytes
             }
             None => Bytes::new(),
         };

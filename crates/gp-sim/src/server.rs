@@ -113,8 +113,14 @@ pub trait Simulator: Send + Sync + 'static {
     ) -> (Routed, Vec<(&'static str, String)>) {
         (self.route(method, path), Vec::new())
     }
+    /// The largest write body this simulator reads for `path`: [`MAX_WRITE_BODY`], unless
+    /// a route takes more (a document upload). A larger body is answered
+    /// [`Simulator::error_reply`] `413`.
+    fn max_write_body(&self, _path: &str) -> usize {
+        MAX_WRITE_BODY
+    }
     /// Answers a write (`POST`, `PUT`, `PATCH`) with its headers and body (at most
-    /// [`MAX_WRITE_BODY`] bytes). `None` = no write endpoint here: answered by `route`.
+    /// [`Simulator::max_write_body`] bytes). `None` = no write endpoint here: answered by `route`.
     /// Writes are record requests: faults replace the reply after the write happened,
     /// like a GP system whose answer is lost on the way back.
     fn route_write(
@@ -132,13 +138,13 @@ pub trait Simulator: Send + Sync + 'static {
 /// [`Simulator::error_reply`] `413` without reaching [`Simulator::route_write`].
 pub const MAX_WRITE_BODY: usize = 256 * 1024;
 
-/// Reads a request body up to [`MAX_WRITE_BODY`]; `None` when larger or broken.
-async fn read_body(mut body: Incoming) -> Option<Vec<u8>> {
+/// Reads a request body up to `limit` bytes; `None` when larger or broken.
+async fn read_body(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
     use http_body_util::BodyExt;
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.ok()?.into_data() {
-            if out.len() + data.len() > MAX_WRITE_BODY {
+            if out.len() + data.len() > limit {
                 return None;
             }
             out.extend_from_slice(&data);
@@ -282,7 +288,7 @@ async fn handle(
     let path = parts.uri.path().to_owned();
     let is_write = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let written = if is_write {
-        match read_body(body).await {
+        match read_body(body, sim.max_write_body(&path)).await {
             Some(bytes) => sim.route_write(&parts.method, &path, &parts.headers, &bytes),
             None => Some(Routed {
                 reply: sim.error_reply(413),
