@@ -23,6 +23,8 @@ struct Setup {
     ods: OdsCode,
     nhs: NhsNumber,
     other: NhsNumber,
+    /// A patient of the practice with generated documents (not every patient has some).
+    with_documents: NhsNumber,
 }
 
 async fn setup() -> Setup {
@@ -35,7 +37,23 @@ async fn setup() -> Setup {
         .find(|p| p.practice == ods.as_str() && p.nhs_number != nhs.to_string())
         .map(|p| NhsNumber::parse(&p.nhs_number).unwrap())
         .expect("a second patient at the practice");
+    let neighbours: Vec<String> = population
+        .patients
+        .iter()
+        .filter(|p| p.practice == ods.as_str())
+        .map(|p| p.nhs_number.clone())
+        .collect();
     let store = SimStore::new(population);
+    let with_documents = neighbours
+        .iter()
+        .find(|n| {
+            !store
+                .documents_of(SystemKind::Emis, ods.as_str(), n)
+                .unwrap()
+                .is_empty()
+        })
+        .map(|n| NhsNumber::parse(n).unwrap())
+        .expect("a patient with documents at the practice");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = gp_sim::start(SystemKind::Emis, store.clone(), listener)
         .await
@@ -48,6 +66,7 @@ async fn setup() -> Setup {
         ods,
         nhs,
         other,
+        with_documents,
     }
 }
 
@@ -137,14 +156,18 @@ impl Setup {
 async fn the_list_is_the_stores_documents_newest_first() {
     let s = setup().await;
     assert!(s.adapter.manages_documents());
-    let listed = s.adapter.search_documents(&s.search(s.nhs)).await.unwrap();
-    let stored = s.stored(s.nhs);
-    assert!(!stored.is_empty(), "the fixture patient has documents");
+    let listed = s
+        .adapter
+        .search_documents(&s.search(s.with_documents))
+        .await
+        .unwrap();
+    let stored = s.stored(s.with_documents);
+    assert!(!stored.is_empty());
     assert_eq!(listed.len(), stored.len());
     for (l, d) in listed.iter().zip(&stored) {
         assert_eq!(l.id, d.id);
         assert_eq!(l.content_id, d.content_id);
-        assert_eq!(l.nhs_number, s.nhs);
+        assert_eq!(l.nhs_number, s.with_documents);
         assert_eq!(l.created, utc(d.created), "{}", d.id);
         assert_eq!(l.indexed, utc(d.received), "{}", d.id);
         assert_eq!(
@@ -170,29 +193,70 @@ async fn the_list_is_the_stores_documents_newest_first() {
 #[tokio::test]
 async fn content_is_byte_identical_even_when_large() {
     let s = setup().await;
-    // Some patient of the practice has a large scanned document.
-    let population = sim::population();
-    let large = population
+    // One patient in twenty has a large scanned document: a larger population than the
+    // sandbox's has some at an EMIS practice.
+    let population = gp_sim::Population::generate(
+        sim::SEED,
+        &gp_sim::PopulationSpec {
+            patients_per_practice: 80,
+            ..gp_sim::PopulationSpec::sandbox()
+        },
+    );
+    let big_store = SimStore::new(population.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let big_sim = gp_sim::start(SystemKind::Emis, big_store.clone(), listener)
+        .await
+        .unwrap();
+    let big = EmisAdapter::new(EmisConfig::new(big_sim.base_url())).unwrap();
+    let (large_ods, large) = population
         .patients
         .iter()
-        .filter(|p| p.practice == s.ods.as_str())
-        .flat_map(|p| {
-            s.store
-                .documents_of(SystemKind::Emis, s.ods.as_str(), &p.nhs_number)
-                .unwrap()
+        .filter(|p| {
+            population
+                .practice(&p.practice)
+                .is_some_and(|pr| pr.system == SystemKind::Emis)
         })
-        .find(|d| d.size == LARGE_DOCUMENT)
-        .expect("a large scanned document at the practice");
-    let small = &s.stored(s.nhs)[0];
-    for d in [small, &large] {
+        .flat_map(|p| {
+            big_store
+                .documents_of(SystemKind::Emis, &p.practice, &p.nhs_number)
+                .unwrap()
+                .into_iter()
+                .map(|d| (p.practice.clone(), d))
+        })
+        .find(|(_, d)| d.size == LARGE_DOCUMENT)
+        .expect("a large scanned document at an EMIS practice");
+    let want = big_store
+        .document_content(SystemKind::Emis, &large_ods, &large.content_id)
+        .unwrap()
+        .unwrap();
+    let got = big
+        .read_content(&ContentRequest {
+            practice: OdsCode::parse(&large_ods).unwrap(),
+            content_id: large.content_id.clone(),
+            context: ctx(),
+        })
+        .await
+        .unwrap()
+        .expect("the large content");
+    assert_eq!(got.bytes.len() as u64, LARGE_DOCUMENT);
+    assert!(got.bytes == want.bytes, "byte-identical large content");
+    assert_eq!(got.content_type, "application/pdf");
+
+    let small = s.stored(s.with_documents)[0].clone();
+    {
+        let (ods, d) = (s.ods.as_str().to_owned(), small);
         let want = s
             .store
-            .document_content(SystemKind::Emis, s.ods.as_str(), &d.content_id)
+            .document_content(SystemKind::Emis, &ods, &d.content_id)
             .unwrap()
             .unwrap();
         let got = s
             .adapter
-            .read_content(&s.content(&d.content_id))
+            .read_content(&ContentRequest {
+                practice: OdsCode::parse(&ods).unwrap(),
+                content_id: d.content_id.clone(),
+                context: ctx(),
+            })
             .await
             .unwrap()
             .expect("the content");
