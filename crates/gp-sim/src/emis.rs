@@ -1200,6 +1200,91 @@ mod tests {
         assert!(parse_request(b"<A>\xC3\x28</A>").is_err());
     }
 
+    fn batch(inner: &str) -> Result<Batch, Reply> {
+        let body = format!(
+            "<ObservationBatch xmlns=\"{NAMESPACE}\"><ExternalKey>k-1</ExternalKey>{inner}</ObservationBatch>"
+        );
+        let doc = parse_request(body.as_bytes())?;
+        read_batch(doc.root())
+    }
+
+    fn refused_code(r: Result<Batch, Reply>) -> (u16, String) {
+        let reply = r.err().expect("refused");
+        let text = String::from_utf8(reply.body).unwrap();
+        let code = text
+            .split("<Code>")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        (reply.status, code.to_owned())
+    }
+
+    #[test]
+    fn a_batch_carries_date_only_snomed_codes_interpretations_body_site_and_author() {
+        let b = batch(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <AuthorID>{ABC}</AuthorID>\
+             <Interpretation><Value>H</Value><Scheme>HL7V3</Scheme><Term>High</Term></Interpretation>\
+             <BodySite><Value>368209003</Value><Scheme>SNOMED</Scheme><Term>Right arm</Term></BodySite>\
+             <Observation><Code><Value>431314004</Value><Scheme>SNOMED</Scheme></Code>\
+             <NumericValue>97</NumericValue><Units>%</Units>\
+             <Interpretation><Value>N</Value><Scheme>HL7V3</Scheme></Interpretation></Observation>",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(b.date, SimDate::ymd(2026, 7, 14), "a date alone");
+        assert_eq!(b.author.as_deref(), Some("{ABC}"));
+        assert_eq!(b.readings[0].concept.snomed, "431314004");
+        assert_eq!(
+            b.readings[0]
+                .interpretation
+                .as_ref()
+                .map(|c| c.code.as_str()),
+            Some("N")
+        );
+        assert_eq!(
+            b.details
+                .panel_interpretation
+                .as_ref()
+                .map(|c| (c.system.as_str(), c.code.as_str())),
+            Some(("HL7V3", "H"))
+        );
+        assert_eq!(
+            b.details
+                .body_site
+                .as_ref()
+                .and_then(|c| c.display.as_deref()),
+            Some("Right arm")
+        );
+
+        let reading = "<Observation><Code><Value>22A..</Value><Scheme>READ2</Scheme></Code>\
+                       <NumericValue>70</NumericValue><Units>kg</Units></Observation>";
+        let ymd_with_time = format!(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart><AssignedTime>08:00:00</AssignedTime>{reading}"
+        );
+        assert_eq!(
+            refused_code(batch(&ymd_with_time)),
+            (400, "INVALID_REQUEST".into())
+        );
+        let site_in_v3 = format!(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <BodySite><Value>H</Value><Scheme>HL7V3</Scheme></BodySite>{reading}"
+        );
+        assert_eq!(
+            refused_code(batch(&site_in_v3)),
+            (422, "UNKNOWN_CODE".into())
+        );
+        let unknown_snomed = "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <Observation><Code><Value>38341003</Value><Scheme>SNOMED</Scheme></Code>\
+             <NumericValue>1</NumericValue><Units>kg</Units></Observation>";
+        assert_eq!(
+            refused_code(batch(unknown_snomed)),
+            (422, "UNKNOWN_CODE".into())
+        );
+    }
+
     #[test]
     fn write_values_are_checked() {
         assert_eq!(parse_date("29/02/2024"), Some(SimDate::ymd(2024, 2, 29)));
