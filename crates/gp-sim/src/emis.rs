@@ -1,6 +1,7 @@
 //! EMIS Web simulator: serves exactly `docs/native-formats/emis.md` (MedicalRecord XML)
-//! for patients of practices whose system is EMIS, and files the write-back requests
-//! (`ObservationBatch`, `UpdateContactDetails`) that document describes.
+//! for patients of practices whose system is EMIS, files the write-back requests
+//! (`ObservationBatch`, `UpdateContactDetails`) that document describes, and serves the
+//! appointment book (`emis_book.rs`) and the patients' documents (`emis_documents.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
