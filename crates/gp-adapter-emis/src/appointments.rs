@@ -159,7 +159,7 @@ pub fn native_id(raw: &str) -> Option<String> {
 }
 
 /// Whether `id` can be one the adapter gave out (and so is safe in a URL path).
-fn is_id(id: &str) -> bool {
+pub(crate) fn is_id(id: &str) -> bool {
     (1..=56).contains(&id.len())
         && id
             .bytes()
@@ -510,9 +510,9 @@ pub fn render_booking(a: &NewAppointment) -> Result<String> {
 
 // ---- answers -------------------------------------------------------------------------
 
-type DataResult<T> = std::result::Result<T, EmisDataError>;
+pub(crate) type DataResult<T> = std::result::Result<T, EmisDataError>;
 
-fn root_named<'a, 'i>(doc: &'a Document<'i>, name: &str) -> DataResult<Node<'a, 'i>> {
+pub(crate) fn root_named<'a, 'i>(doc: &'a Document<'i>, name: &str) -> DataResult<Node<'a, 'i>> {
     let root = doc.root_element();
     if root.has_tag_name(Some(NS), name) {
         Ok(root)
@@ -527,7 +527,7 @@ fn root_named<'a, 'i>(doc: &'a Document<'i>, name: &str) -> DataResult<Node<'a, 
     }
 }
 
-fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+pub(crate) fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     n.children().find(|c| c.has_tag_name(Some(NS), name))
 }
 
@@ -536,44 +536,44 @@ fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = 
 }
 
 /// Where an element sits, for error messages (`SlotList/Slot[3]`).
-struct At(String);
+pub(crate) struct At(pub(crate) String);
 
 impl At {
-    fn nth(parent: &str, name: &str, index: usize) -> At {
+    pub(crate) fn nth(parent: &str, name: &str, index: usize) -> At {
         At(format!("{parent}/{name}[{index}]"))
     }
-    fn missing(&self, element: &str) -> EmisDataError {
+    pub(crate) fn missing(&self, element: &str) -> EmisDataError {
         EmisDataError::Missing {
             path: format!("{}/{element}", self.0),
         }
     }
-    fn invalid(&self, element: &str, reason: impl Into<String>) -> EmisDataError {
+    pub(crate) fn invalid(&self, element: &str, reason: impl Into<String>) -> EmisDataError {
         EmisDataError::Invalid {
             path: format!("{}/{element}", self.0),
             reason: reason.into(),
         }
     }
-    fn opt<'a>(&self, n: Node<'a, '_>, element: &str) -> Option<&'a str> {
+    pub(crate) fn opt<'a>(&self, n: Node<'a, '_>, element: &str) -> Option<&'a str> {
         child(n, element).and_then(|c| c.trimmed_text())
     }
-    fn req<'a>(&self, n: Node<'a, '_>, element: &str) -> DataResult<&'a str> {
+    pub(crate) fn req<'a>(&self, n: Node<'a, '_>, element: &str) -> DataResult<&'a str> {
         self.opt(n, element).ok_or_else(|| self.missing(element))
     }
-    fn owned(&self, n: Node, element: &str) -> Option<String> {
+    pub(crate) fn owned(&self, n: Node, element: &str) -> Option<String> {
         self.opt(n, element).map(str::to_owned)
     }
-    fn id(&self, n: Node, element: &str) -> DataResult<String> {
+    pub(crate) fn id(&self, n: Node, element: &str) -> DataResult<String> {
         let raw = self.req(n, element)?;
         native_id(raw)
             .ok_or_else(|| self.invalid(element, format!("'{}' is not a GUID", shown(raw))))
     }
-    fn opt_id(&self, n: Node, element: &str) -> DataResult<Option<String>> {
+    pub(crate) fn opt_id(&self, n: Node, element: &str) -> DataResult<Option<String>> {
         match self.opt(n, element) {
             None => Ok(None),
             Some(_) => self.id(n, element).map(Some),
         }
     }
-    fn time(&self, n: Node, element: &str) -> DataResult<UtcDateTime> {
+    pub(crate) fn time(&self, n: Node, element: &str) -> DataResult<UtcDateTime> {
         let raw = self.req(n, element)?;
         parse_local(raw).ok_or_else(|| {
             self.invalid(
@@ -583,7 +583,7 @@ impl At {
         })
     }
     /// `StartDateTime` and `Duration` (whole minutes, 1 to a day) as start and end.
-    fn span(&self, n: Node) -> DataResult<(UtcDateTime, UtcDateTime)> {
+    pub(crate) fn span(&self, n: Node) -> DataResult<(UtcDateTime, UtcDateTime)> {
         let start = self.time(n, "StartDateTime")?;
         let raw = self.req(n, "Duration")?;
         let minutes = raw
@@ -598,7 +598,7 @@ impl At {
             })?;
         Ok((start, from_seconds(seconds(start) + minutes * 60)))
     }
-    fn channel(&self, n: Node) -> DataResult<Option<DeliveryChannel>> {
+    pub(crate) fn channel(&self, n: Node) -> DataResult<Option<DeliveryChannel>> {
         Ok(match self.opt(n, "DeliveryChannel") {
             None => None,
             Some("FaceToFace") => Some(DeliveryChannel::InPerson),

@@ -2,7 +2,8 @@
 //! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`); files
 //! supplier observations and contact-detail updates back through the same API; keeps
 //! the practice's appointment book (`appointments`): slot searches, bookings, amends
-//! and cancels with EMIS's own concurrency control.
+//! and cancels with EMIS's own concurrency control; and the patient's documents
+//! (`documents`): lists, attachment downloads and uploads, and filing.
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
@@ -19,6 +20,7 @@ pub const SYSTEM: GpSystem = GpSystem::new("emis", "EMIS Web");
 pub mod appointments;
 pub mod client;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod mapping;
 
@@ -27,10 +29,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
-    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
-    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
-    PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest, UpdateContactRequest,
-    paging,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ContentRequest,
+    CreateObservationRequest, Created, DocumentContent, DocumentMeta, DocumentSearchRequest,
+    FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest, PatientRecord,
+    PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
+    SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -174,6 +177,21 @@ impl Adapter for EmisAdapter {
         })
     }
 
+    /// What EMIS Web holds with a reading: a date without a time (`DatePart` `YMD`),
+    /// interpretations, body site and the clinician who took it (`AuthorID`); no method,
+    /// device or codings beyond its own.
+    fn reading_support(&self) -> ReadingSupport {
+        ReadingSupport {
+            date_only: true,
+            interpretation: true,
+            body_site: true,
+            performer: true,
+            original_codings: false,
+            method: false,
+            device: false,
+        }
+    }
+
     async fn update_contact(&self, req: &UpdateContactRequest) -> Result<String, AdapterError> {
         let update = mapping::render_contact_details(&req.expected_version, &req.details)?;
         let body = self
@@ -210,6 +228,32 @@ impl Adapter for EmisAdapter {
         req: &ChangeAppointmentRequest,
     ) -> Result<BookedAppointment, AdapterError> {
         appointments::change(&self.client, req).await
+    }
+
+    fn manages_documents(&self) -> bool {
+        true
+    }
+
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        documents::search(&self.client, req).await
+    }
+
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        documents::read_content(&self.client, req).await
+    }
+
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        documents::upload(&self.client, req).await
+    }
+
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        documents::file(&self.client, req).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -12,7 +12,7 @@ use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{AdapterError, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
+use gp_adapter::{AdapterError, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -641,7 +641,20 @@ fn map_root(root: Node) -> Result<MappedRecord> {
         |at, n| map_medication(&ctx, at, n).map(Resource::MedicationStatement),
     )?;
 
+    let panel_interpretations = panel_interpretations(root)?;
     gp_adapter::vital_signs::finish(&mut clinical, &links);
+    // A joined blood pressure panel carries its own interpretation; a reading left
+    // alone (not a panel) has only its own.
+    for (id, interpretation) in panel_interpretations {
+        for r in &mut clinical {
+            if let Resource::Observation(o) = r
+                && o.id == id
+                && !o.component.is_empty()
+            {
+                o.interpretation = vec![interpretation.clone()];
+            }
+        }
+    }
     Ok(MappedRecord {
         nhs_number: nhs,
         ods,
@@ -700,6 +713,68 @@ fn panel_links(root: Node) -> Result<Vec<PanelLink>> {
         }
     }
     Ok(links)
+}
+
+/// A written reading's coded detail (`Interpretation`, `PanelInterpretation`,
+/// `BodySite`: `Value`, `Scheme`, `Term`) as the CodeableConcept of its one coding;
+/// `snomed_only` for a body site. A scheme EMIS does not hold it in is invalid.
+fn coded_detail(
+    parent: &At,
+    n: Node,
+    element: &'static str,
+    snomed_only: bool,
+) -> Result<Option<CodeableConcept>> {
+    let Some(d) = child(n, element) else {
+        return Ok(None);
+    };
+    let at = At {
+        parent: Some(parent),
+        name: element,
+        index: None,
+    };
+    let value = at.req(d, "Value")?;
+    let scheme = at.req(d, "Scheme")?;
+    let system = system_of_scheme(scheme)
+        .filter(|_| !snomed_only || scheme == "SNOMED")
+        .ok_or_else(|| {
+            at.invalid(
+                "Scheme",
+                format!(
+                    "'{}' is not {}",
+                    shown(scheme),
+                    if snomed_only {
+                        "SNOMED"
+                    } else {
+                        "HL7V3 or SNOMED"
+                    }
+                ),
+            )
+        })?;
+    Ok(Some(
+        Coded {
+            system: system.to_owned(),
+            code: value.to_owned(),
+            display: owned(opt(d, "Term")),
+        }
+        .concept(),
+    ))
+}
+
+/// Each Event's `PanelInterpretation`: a blood pressure's own interpretation, which EMIS
+/// keeps on the systolic reading, keyed by that reading's id (the panel's, once joined).
+fn panel_interpretations(root: Node) -> Result<Vec<(String, CodeableConcept)>> {
+    let Some(list) = child(root, "EventList") else {
+        return Ok(Vec::new());
+    };
+    let list_at = At::root("EventList");
+    let mut out = Vec::new();
+    for (i, n) in children(list, "Event").enumerate() {
+        let at = At::nth(&list_at, "Event", i + 1);
+        if let Some(c) = coded_detail(&at, n, "PanelInterpretation", false)? {
+            out.push((guid(&at, n, "GUID")?, c));
+        }
+    }
+    Ok(out)
 }
 
 fn map_person(at: &At, n: Node, id: String) -> Result<Practitioner> {
@@ -790,6 +865,10 @@ fn map_event(ctx: &Ctx, at: &At, n: Node) -> Result<Resource> {
                 effective_date_time: date,
                 performer: author.into_iter().collect(),
                 value_quantity,
+                interpretation: coded_detail(at, n, "Interpretation", false)?
+                    .into_iter()
+                    .collect(),
+                body_site: coded_detail(at, n, "BodySite", true)?,
                 ..Observation::default()
             }))
         }
@@ -1056,10 +1135,73 @@ impl Doc {
     }
 }
 
+/// HL7 v3 ObservationInterpretation: the code system of `H`, `L`, `N` and the rest.
+pub const V3_INTERPRETATION: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+
+/// The native scheme EMIS holds a code system in: `HL7V3` for v3 ObservationInterpretation,
+/// `SNOMED` for SNOMED CT (the only two an `Interpretation` may be coded in; a `BodySite`
+/// is SNOMED CT only).
+fn native_scheme(system: &str) -> Option<&'static str> {
+    match system {
+        V3_INTERPRETATION => Some("HL7V3"),
+        gp_fhir::model::SNOMED => Some("SNOMED"),
+        _ => None,
+    }
+}
+
+/// The code system of a native scheme [`native_scheme`] gives.
+fn system_of_scheme(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "HL7V3" => Some(V3_INTERPRETATION),
+        "SNOMED" => Some(gp_fhir::model::SNOMED),
+        _ => None,
+    }
+}
+
+/// A coded detail (`<Interpretation>`, `<BodySite>`) as `Value`, `Scheme`, `Term`; a code
+/// system EMIS cannot hold it in (`snomed_only` for a body site) is `Unprocessable`.
+fn render_coded_detail(
+    doc: &mut Doc,
+    element: &str,
+    coded: &Coded,
+    snomed_only: bool,
+) -> std::result::Result<(), AdapterError> {
+    let scheme = native_scheme(&coded.system)
+        .filter(|s| !snomed_only || *s == "SNOMED")
+        .ok_or_else(|| {
+            unprocessable(format!(
+                "EMIS Web holds a reading's {element} coded in {}, not {}",
+                if snomed_only {
+                    "SNOMED CT"
+                } else {
+                    "SNOMED CT or HL7 v3 ObservationInterpretation"
+                },
+                coded.system
+            ))
+        })?;
+    exact(&format!("the {element} code"), &coded.code)?;
+    if coded.code.is_empty() {
+        return Err(unprocessable(format!("the {element} code is empty")));
+    }
+    doc.open(element);
+    doc.text("Value", &coded.code);
+    doc.text("Scheme", scheme);
+    if let Some(term) = coded.display.as_deref().filter(|t| !t.is_empty()) {
+        exact(&format!("the {element} display"), term)?;
+        doc.text("Term", term);
+    }
+    doc.close(element);
+    Ok(())
+}
+
 /// `NewObservation` → an `ObservationBatch`: one `<Observation>` per measurement (EMIS
 /// files a blood pressure as separate systolic `2469.` and diastolic `246A.` readings),
-/// Read v2 coded, at the measured instant in UK local time. A measurement without a
-/// Read v2 code is `Unprocessable`, naming its SNOMED CT code.
+/// Read v2 coded where the concept has a Read v2 code and SNOMED CT coded otherwise, at
+/// the measured instant in UK local time (or on the date alone, `DatePart` `YMD`).
+/// EMIS holds a reading's interpretations (each measurement's, and a panel's own on the
+/// batch), body site and the practice clinician who took it (`AuthorID`); a reading
+/// carrying a method, a device or other codings is `Unprocessable`, naming the element.
 pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<String, AdapterError> {
     if o.measurements.is_empty() {
         return Err(unprocessable(format!(
@@ -1067,7 +1209,21 @@ pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<Strin
             o.snomed, o.display
         )));
     }
-    let local = o.effective.uk_local();
+    let details = &o.details;
+    for (held, what) in [
+        (details.method.is_none(), "a method"),
+        (details.device.is_none(), "a device"),
+        (
+            details.original_codings.is_empty(),
+            "codings other than SNOMED CT",
+        ),
+    ] {
+        if !held {
+            return Err(unprocessable(format!(
+                "EMIS Web cannot hold {what} with a reading"
+            )));
+        }
+    }
     let mut doc = Doc::new("ObservationBatch");
     doc.text("ExternalKey", &o.key);
     if let Some((system, value)) = &o.identifier {
@@ -1076,22 +1232,44 @@ pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<Strin
         doc.text("Value", value);
         doc.close("ExternalIdentifier");
     }
-    doc.text(
-        "AssignedDate",
-        &format!("{:02}/{:02}/{:04}", local.day, local.month, local.year),
-    );
-    doc.text("DatePart", "YMDT");
-    doc.text(
-        "AssignedTime",
-        &format!("{:02}:{:02}:{:02}", local.hour, local.minute, local.second),
-    );
-    for m in &o.measurements {
-        let read2 = terminology::native_code(CodeScheme::ReadV2, &m.snomed).ok_or_else(|| {
+    if details.date_only {
+        // The date as the supplier gave it: a calendar date has no time zone to convert.
+        let e = o.effective;
+        doc.text(
+            "AssignedDate",
+            &format!("{:02}/{:02}/{:04}", e.day, e.month, e.year),
+        );
+        doc.text("DatePart", "YMD");
+    } else {
+        let local = o.effective.uk_local();
+        doc.text(
+            "AssignedDate",
+            &format!("{:02}/{:02}/{:04}", local.day, local.month, local.year),
+        );
+        doc.text("DatePart", "YMDT");
+        doc.text(
+            "AssignedTime",
+            &format!("{:02}:{:02}:{:02}", local.hour, local.minute, local.second),
+        );
+    }
+    if let Some(performer) = &details.performer {
+        let guid = uk_core::guid_id(performer).ok_or_else(|| {
             unprocessable(format!(
-                "SNOMED CT {} ({}) has no Read v2 code EMIS Web can file",
-                m.snomed, m.display
+                "performer {} is not an EMIS Web person GUID",
+                shown(performer)
             ))
         })?;
+        doc.text("AuthorID", &guid);
+    }
+    // A single reading's interpretation is its own; only a panel has one of its own too.
+    let single = o.measurements.len() == 1;
+    if let Some(i) = details.interpretation.as_ref().filter(|_| !single) {
+        render_coded_detail(&mut doc, "Interpretation", i, false)?;
+    }
+    if let Some(site) = &details.body_site {
+        render_coded_detail(&mut doc, "BodySite", site, true)?;
+    }
+    for m in &o.measurements {
         if !m.value.is_finite() {
             return Err(unprocessable(format!(
                 "{} of {} is not a number",
@@ -1100,13 +1278,37 @@ pub fn render_observation_batch(o: &NewObservation) -> std::result::Result<Strin
         }
         doc.open("Observation");
         doc.open("Code");
-        doc.text("Value", read2);
-        doc.text("Scheme", "READ2");
+        match terminology::native_code(CodeScheme::ReadV2, &m.snomed) {
+            Some(read2) => {
+                doc.text("Value", read2);
+                doc.text("Scheme", "READ2");
+            }
+            // EMIS Web has coded in SNOMED CT since 2018: a concept without a Read v2
+            // code is filed by its SNOMED CT id.
+            None => {
+                if m.snomed.is_empty() || !m.snomed.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(unprocessable(format!(
+                        "'{}' ({}) is not a SNOMED CT id",
+                        shown(&m.snomed),
+                        m.display
+                    )));
+                }
+                doc.text("Value", &m.snomed);
+                doc.text("Scheme", "SNOMED");
+            }
+        }
         doc.text("Term", &m.display);
         doc.close("Code");
         // Display of an f64 is the shortest text that parses back to the same value.
         doc.text("NumericValue", &m.value.to_string());
         doc.text("Units", &m.unit);
+        let own = m
+            .interpretation
+            .as_ref()
+            .or(details.interpretation.as_ref().filter(|_| single));
+        if let Some(i) = own {
+            render_coded_detail(&mut doc, "Interpretation", i, false)?;
+        }
         doc.close("Observation");
     }
     Ok(doc.finish("ObservationBatch"))
@@ -1388,19 +1590,24 @@ mod tests {
     }
 
     #[test]
-    fn a_measurement_without_a_read_v2_code_is_unprocessable() {
+    fn a_measurement_without_a_read_v2_code_is_filed_by_its_snomed_ct_id() {
         let mut o = body_weight("key-4");
-        o.measurements.push(Measurement {
-            snomed: "1234567008".into(),
-            display: "Something new".into(),
-            value: 1.0,
-            unit: "kg".into(),
+        o.measurements[0] = Measurement {
+            snomed: "431314004".into(),
+            display: "Peripheral oxygen saturation".into(),
+            value: 97.0,
+            unit: "%".into(),
             interpretation: None,
-        });
+        };
+        let l = leaves(&render_observation_batch(&o).unwrap());
+        assert_eq!(leaf(&l, "Observation/Code/Value"), ["431314004"]);
+        assert_eq!(leaf(&l, "Observation/Code/Scheme"), ["SNOMED"]);
+        assert_eq!(leaf(&l, "Observation/Units"), ["%"]);
+        o.measurements[0].snomed = "not-a-code".into();
         match render_observation_batch(&o) {
             Err(AdapterError::Unprocessable { system, detail }) => {
                 assert_eq!(system, crate::SYSTEM);
-                assert!(detail.contains("1234567008"), "{detail}");
+                assert!(detail.contains("not-a-code"), "{detail}");
             }
             other => panic!("{other:?}"),
         }
@@ -1409,6 +1616,93 @@ mod tests {
             render_observation_batch(&o),
             Err(AdapterError::Unprocessable { .. })
         ));
+    }
+
+    fn coded(system: &str, code: &str, display: &str) -> Coded {
+        Coded {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        }
+    }
+
+    #[test]
+    fn reading_details_render_as_emis_holds_them() {
+        let mut bp = blood_pressure("key-6");
+        bp.measurements[0].interpretation = Some(coded(V3_INTERPRETATION, "H", "High"));
+        bp.measurements[1].interpretation = Some(coded(V3_INTERPRETATION, "N", "Normal"));
+        bp.details.interpretation = Some(coded(V3_INTERPRETATION, "H", "High"));
+        bp.details.body_site = Some(coded(gp_fhir::model::SNOMED, "368209003", "Right arm"));
+        bp.details.performer = Some("{ABCDEF01-2345-4678-9ABC-DEF012345678}".into());
+        let l = leaves(&render_observation_batch(&bp).unwrap());
+        assert_eq!(
+            leaf(&l, "AuthorID"),
+            ["abcdef01-2345-4678-9abc-def012345678"]
+        );
+        assert_eq!(leaf(&l, "Interpretation/Value"), ["H"]);
+        assert_eq!(leaf(&l, "Interpretation/Scheme"), ["HL7V3"]);
+        assert_eq!(leaf(&l, "BodySite/Value"), ["368209003"]);
+        assert_eq!(leaf(&l, "BodySite/Scheme"), ["SNOMED"]);
+        assert_eq!(leaf(&l, "Observation/Interpretation/Value"), ["H", "N"]);
+
+        // A single reading: the whole reading's interpretation is the reading's own.
+        let mut w = body_weight("key-7");
+        w.details.interpretation = Some(coded(V3_INTERPRETATION, "L", "Low"));
+        w.details.date_only = true;
+        w.effective = UtcDateTime {
+            year: 2026,
+            month: 7,
+            day: 14,
+            hour: 0,
+            minute: 0,
+            second: 0,
+        };
+        let l = leaves(&render_observation_batch(&w).unwrap());
+        assert_eq!(leaf(&l, "Interpretation/Value"), Vec::<&str>::new());
+        assert_eq!(leaf(&l, "Observation/Interpretation/Value"), ["L"]);
+        assert_eq!(
+            leaf(&l, "AssignedDate"),
+            ["14/07/2026"],
+            "a date is not shifted"
+        );
+        assert_eq!(leaf(&l, "DatePart"), ["YMD"]);
+        assert_eq!(leaf(&l, "AssignedTime"), Vec::<&str>::new());
+
+        for (what, change) in [
+            ("method", {
+                let mut o = body_weight("k");
+                o.details.method = Some(coded(gp_fhir::model::SNOMED, "37931006", "Auscultation"));
+                o
+            }),
+            ("device", {
+                let mut o = body_weight("k");
+                o.details.device = Some("Acme scales".into());
+                o
+            }),
+            ("codings", {
+                let mut o = body_weight("k");
+                o.details.original_codings =
+                    vec![coded("http://loinc.org", "29463-7", "Body weight")];
+                o
+            }),
+            ("BodySite", {
+                let mut o = body_weight("k");
+                o.details.body_site = Some(coded(V3_INTERPRETATION, "H", "High"));
+                o
+            }),
+            ("Interpretation", {
+                let mut o = body_weight("k");
+                o.measurements[0].interpretation = Some(coded("http://example.org/x", "H", "High"));
+                o
+            }),
+        ] {
+            match render_observation_batch(&change) {
+                Err(AdapterError::Unprocessable { detail, .. }) => {
+                    assert!(detail.contains(what), "{what}: {detail}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! EMIS Web simulator: serves exactly `docs/native-formats/emis.md` (MedicalRecord XML)
-//! for patients of practices whose system is EMIS, and files the write-back requests
-//! (`ObservationBatch`, `UpdateContactDetails`) that document describes.
+//! for patients of practices whose system is EMIS, files the write-back requests
+//! (`ObservationBatch`, `UpdateContactDetails`) that document describes, and serves the
+//! appointment book (`emis_book.rs`) and the patients' documents (`emis_documents.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 #[path = "emis_book.rs"]
 mod book;
+#[path = "emis_documents.rs"]
+mod documents;
 
 /// Default namespace of every EMIS Open document.
 pub const NAMESPACE: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
@@ -99,9 +102,20 @@ impl Simulator for Emis {
         query: Option<&str>,
     ) -> (Routed, Vec<(&'static str, String)>) {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        if let Some(answer) = documents::route_read(&self.store, method, &segments) {
+            return answer;
+        }
         let routed = book::route_read(&self.store, method, &segments, query)
             .unwrap_or_else(|| self.route(method, path));
         (routed, Vec::new())
+    }
+
+    fn max_write_body(&self, _method: &Method, path: &str) -> usize {
+        if documents::is_upload(path) {
+            crate::documents::MAX_UPLOAD
+        } else {
+            server::MAX_WRITE_BODY
+        }
     }
 
     fn garbage(&self) -> Vec<u8> {
@@ -159,7 +173,10 @@ impl Simulator for Emis {
                     (method_not_allowed("PUT"), false)
                 }
             }
-            _ => return book::route_write(&self.store, method, &segments, headers, body),
+            _ => {
+                return documents::route_write(&self.store, method, &segments, headers, body)
+                    .or_else(|| book::route_write(&self.store, method, &segments, headers, body));
+            }
         };
         Some(Routed { reply, record })
     }
@@ -289,13 +306,28 @@ impl Emis {
             Ok(batch) => batch,
             Err(reply) => return reply,
         };
+        let author = match batch.author.as_deref() {
+            None => None,
+            Some(guid) => match self
+                .store
+                .practice(ods)
+                .and_then(|p| p.clinician(guid).map(|c| c.id.clone()))
+            {
+                Some(id) => Some(id),
+                None => {
+                    return invalid_value(&format!(
+                        "AuthorID {guid} is not a person who works at {ods}"
+                    ));
+                }
+            },
+        };
         let write = ReadingsWrite {
             key: &batch.key,
             date: batch.date,
             readings: &batch.readings,
             external_id: batch.external_id.as_ref(),
-            details: &Qualifiers::default(),
-            author: None,
+            details: &batch.details,
+            author: author.as_deref(),
         };
         match self
             .store
@@ -395,24 +427,37 @@ fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
             )
         }
     };
-    match doc.child_text("DatePart").as_deref() {
-        Some("YMDT") => {}
-        other => {
-            return Err(invalid_request(&format!(
-                "DatePart is {:?}; readings are filed with DatePart YMDT",
-                other.unwrap_or("")
-            )));
-        }
-    }
     let day = doc
         .child_text("AssignedDate")
         .and_then(|d| parse_date(&d))
         .ok_or_else(|| invalid_request("AssignedDate is not a dd/mm/yyyy date"))?;
-    let (h, m, s) = doc
-        .child_text("AssignedTime")
-        .and_then(|t| parse_time(&t))
-        .ok_or_else(|| invalid_request("AssignedTime is not HH:MM:SS"))?;
-    let date = day.at(h, m, s);
+    let date = match doc.child_text("DatePart").as_deref() {
+        Some("YMDT") => {
+            let (h, m, s) = doc
+                .child_text("AssignedTime")
+                .and_then(|t| parse_time(&t))
+                .ok_or_else(|| invalid_request("AssignedTime is not HH:MM:SS"))?;
+            day.at(h, m, s)
+        }
+        Some("YMD") if doc.child("AssignedTime").is_none() => day,
+        Some("YMD") => {
+            return Err(invalid_request(
+                "AssignedTime is given with DatePart YMD; a date-only reading has no time",
+            ));
+        }
+        other => {
+            return Err(invalid_request(&format!(
+                "DatePart is {:?}; readings are filed with DatePart YMDT or YMD",
+                other.unwrap_or("")
+            )));
+        }
+    };
+    let author = doc.child_text("AuthorID").map(Cow::into_owned);
+    let details = Qualifiers {
+        panel_interpretation: read_code(doc, "Interpretation", INTERPRETATION_SCHEMES)?,
+        body_site: read_code(doc, "BodySite", &["SNOMED"])?,
+        ..Qualifiers::default()
+    };
     let items: Vec<Element> = doc.children_named("Observation").collect();
     if items.is_empty() || items.len() > MAX_BATCH_OBSERVATIONS {
         return Err(invalid_request(&format!(
@@ -430,18 +475,24 @@ fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
             invalid_request(&format!("{at}/Code/Value is missing"))
         })?;
         let scheme = code.child_text("Scheme").unwrap_or_default();
-        if scheme != "READ2" {
-            return Err(error(
-                422,
-                "UNKNOWN_CODE",
-                &format!("{at}/Code/Scheme is {scheme:?}; readings are filed with READ2 codes"),
-            ));
+        let concept = match &*scheme {
+            "READ2" => concepts::measurement_by_read2(&value),
+            "SNOMED" => concepts::measurement_by_snomed(&value),
+            _ => {
+                return Err(error(
+                    422,
+                    "UNKNOWN_CODE",
+                    &format!(
+                        "{at}/Code/Scheme is {scheme:?}; readings are filed with READ2 or SNOMED codes"
+                    ),
+                ));
+            }
         }
-        let concept = concepts::measurement_by_read2(&value).ok_or_else(|| {
+        .ok_or_else(|| {
             error(
                 422,
                 "UNKNOWN_CODE",
-                &format!("READ2 code {value} is not a measurement EMIS Web files with a value"),
+                &format!("{scheme} code {value} is not a measurement EMIS Web files with a value"),
             )
         })?;
         let number = item
@@ -466,7 +517,7 @@ fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
         readings.push(NewReading {
             concept,
             value: number,
-            interpretation: None,
+            interpretation: read_code(item, "Interpretation", INTERPRETATION_SCHEMES)?,
         });
     }
     Ok(Batch {
@@ -474,7 +525,40 @@ fn read_batch(doc: Element<'_, '_>) -> Result<Batch, Reply> {
         date,
         readings,
         external_id,
+        author,
+        details,
     })
+}
+
+/// Schemes an interpretation is coded in: HL7 v3 ObservationInterpretation (`H`, `L`,
+/// `N`, …) or SNOMED CT.
+const INTERPRETATION_SCHEMES: &[&str] = &["HL7V3", "SNOMED"];
+
+/// An optional coded element (`<Interpretation>`, `<BodySite>`: `Value`, `Scheme`,
+/// `Term`) in one of `schemes`, kept with its native scheme; or the native error.
+fn read_code(parent: Element<'_, '_>, name: &str, schemes: &[&str]) -> Result<Option<Code>, Reply> {
+    let Some(e) = parent.child(name) else {
+        return Ok(None);
+    };
+    let value = e.required_text("Value", || {
+        invalid_request(&format!("{name}/Value is missing"))
+    })?;
+    let scheme = e.child_text("Scheme").unwrap_or_default();
+    if !schemes.contains(&&*scheme) {
+        return Err(error(
+            422,
+            "UNKNOWN_CODE",
+            &format!(
+                "{name}/Scheme is {scheme:?}; EMIS Web holds a {name} coded in {}",
+                schemes.join(" or ")
+            ),
+        ));
+    }
+    Ok(Some(Code {
+        system: scheme.into_owned(),
+        code: value.into_owned(),
+        display: e.child_text("Term").map(Cow::into_owned),
+    }))
 }
 
 /// What an `ObservationBatch` asks EMIS Web to file.
@@ -483,6 +567,10 @@ struct Batch {
     date: SimDate,
     readings: Vec<NewReading>,
     external_id: Option<ExternalId>,
+    /// `AuthorID`: the practice clinician who took the readings.
+    author: Option<String>,
+    /// The batch's `Interpretation` (a panel's own) and `BodySite`.
+    details: Qualifiers,
 }
 
 /// The expected `LastModified` and the new details of an `UpdateContactDetails`.
@@ -799,6 +887,17 @@ pub fn render_record(practice: &Practice, p: &SimPatient) -> String {
         if let Some(ext) = &x.meta.external_id {
             external_identifier(&mut w, ext);
         }
+        // What EMIS holds of a written reading's details: interpretations and body site
+        // (method, device and other codings have nowhere to go in EMIS Web).
+        if let Some(q) = &x.qualifiers {
+            qualifier(&mut w, "Interpretation", q.interpretation.as_ref());
+            qualifier(
+                &mut w,
+                "PanelInterpretation",
+                q.panel_interpretation.as_ref(),
+            );
+            qualifier(&mut w, "BodySite", q.body_site.as_ref());
+        }
         event_tail(&mut w, &x.meta);
     }
     for x in &p.immunisations {
@@ -911,6 +1010,17 @@ fn event_head(w: &mut XmlWriter, kind: &str, meta: &EntryMeta, concept: &Concept
     );
     w.opt("ConsultationID", meta.consultation.as_deref());
     coded(w, "Code", concept, meta);
+}
+
+/// A written reading's coded detail, as filed: `Value`, `Scheme`, `Term`.
+fn qualifier(w: &mut XmlWriter, tag: &str, code: Option<&Code>) {
+    if let Some(c) = code {
+        w.open(tag);
+        w.text("Value", &c.code);
+        w.text("Scheme", &c.system);
+        w.opt("Term", c.display.as_deref());
+        w.close(tag);
+    }
 }
 
 /// `<ExternalIdentifier>`: the supplier's identifier of a reading it filed.
@@ -1089,6 +1199,91 @@ mod tests {
         let over = format!("{}{}", "<A>".repeat(17), "</A>".repeat(17));
         assert!(parse_request(over.as_bytes()).is_err());
         assert!(parse_request(b"<A>\xC3\x28</A>").is_err());
+    }
+
+    fn batch(inner: &str) -> Result<Batch, Reply> {
+        let body = format!(
+            "<ObservationBatch xmlns=\"{NAMESPACE}\"><ExternalKey>k-1</ExternalKey>{inner}</ObservationBatch>"
+        );
+        let doc = parse_request(body.as_bytes())?;
+        read_batch(doc.root())
+    }
+
+    fn refused_code(r: Result<Batch, Reply>) -> (u16, String) {
+        let reply = r.err().expect("refused");
+        let text = String::from_utf8(reply.body).unwrap();
+        let code = text
+            .split("<Code>")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        (reply.status, code.to_owned())
+    }
+
+    #[test]
+    fn a_batch_carries_date_only_snomed_codes_interpretations_body_site_and_author() {
+        let b = batch(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <AuthorID>{ABC}</AuthorID>\
+             <Interpretation><Value>H</Value><Scheme>HL7V3</Scheme><Term>High</Term></Interpretation>\
+             <BodySite><Value>368209003</Value><Scheme>SNOMED</Scheme><Term>Right arm</Term></BodySite>\
+             <Observation><Code><Value>431314004</Value><Scheme>SNOMED</Scheme></Code>\
+             <NumericValue>97</NumericValue><Units>%</Units>\
+             <Interpretation><Value>N</Value><Scheme>HL7V3</Scheme></Interpretation></Observation>",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(b.date, SimDate::ymd(2026, 7, 14), "a date alone");
+        assert_eq!(b.author.as_deref(), Some("{ABC}"));
+        assert_eq!(b.readings[0].concept.snomed, "431314004");
+        assert_eq!(
+            b.readings[0]
+                .interpretation
+                .as_ref()
+                .map(|c| c.code.as_str()),
+            Some("N")
+        );
+        assert_eq!(
+            b.details
+                .panel_interpretation
+                .as_ref()
+                .map(|c| (c.system.as_str(), c.code.as_str())),
+            Some(("HL7V3", "H"))
+        );
+        assert_eq!(
+            b.details
+                .body_site
+                .as_ref()
+                .and_then(|c| c.display.as_deref()),
+            Some("Right arm")
+        );
+
+        let reading = "<Observation><Code><Value>22A..</Value><Scheme>READ2</Scheme></Code>\
+                       <NumericValue>70</NumericValue><Units>kg</Units></Observation>";
+        let ymd_with_time = format!(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart><AssignedTime>08:00:00</AssignedTime>{reading}"
+        );
+        assert_eq!(
+            refused_code(batch(&ymd_with_time)),
+            (400, "INVALID_REQUEST".into())
+        );
+        let site_in_v3 = format!(
+            "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <BodySite><Value>H</Value><Scheme>HL7V3</Scheme></BodySite>{reading}"
+        );
+        assert_eq!(
+            refused_code(batch(&site_in_v3)),
+            (422, "UNKNOWN_CODE".into())
+        );
+        let unknown_snomed = "<AssignedDate>14/07/2026</AssignedDate><DatePart>YMD</DatePart>\
+             <Observation><Code><Value>38341003</Value><Scheme>SNOMED</Scheme></Code>\
+             <NumericValue>1</NumericValue><Units>kg</Units></Observation>";
+        assert_eq!(
+            refused_code(batch(unknown_snomed)),
+            (422, "UNKNOWN_CODE".into())
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn ok(status: u16, body: String) -> Reply {
 }
 
 /// A GUID as EMIS takes it: braces (also percent-encoded, in a URL) and case ignored.
-fn bare_guid(raw: &str) -> String {
+pub(super) fn bare_guid(raw: &str) -> String {
     let raw = raw.trim();
     let raw = raw
         .strip_prefix("%7B")
@@ -132,7 +132,7 @@ fn bare_guid(raw: &str) -> String {
 }
 
 /// The EMIS practice `ods`, or `404 PRACTICE_NOT_FOUND`.
-fn emis_practice(store: &SimStore, ods: &str) -> Result<Practice, Reply> {
+pub(super) fn emis_practice(store: &SimStore, ods: &str) -> Result<Practice, Reply> {
     match store.practice(ods) {
         Some(p) if p.system == SystemKind::Emis => Ok(p),
         _ => Err(practice_not_found(ods)),
@@ -141,7 +141,11 @@ fn emis_practice(store: &SimStore, ods: &str) -> Result<Practice, Reply> {
 
 /// The practice and a registered patient, checked in the order the record reads check
 /// them: practice, NHS number, registration.
-fn practice_and_patient(store: &SimStore, ods: &str, nhs: &str) -> Result<Practice, Reply> {
+pub(super) fn practice_and_patient(
+    store: &SimStore,
+    ods: &str,
+    nhs: &str,
+) -> Result<Practice, Reply> {
     let practice = emis_practice(store, ods)?;
     if !crate::nhs::is_valid(nhs) {
         return Err(error(

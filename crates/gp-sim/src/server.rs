@@ -114,7 +114,7 @@ pub trait Simulator: Send + Sync + 'static {
         (self.route(method, path), Vec::new())
     }
     /// Answers a write (`POST`, `PUT`, `PATCH`) with its headers and body (at most
-    /// [`MAX_WRITE_BODY`] bytes). `None` = no write endpoint here: answered by `route`.
+    /// [`Simulator::max_write_body`] bytes). `None` = no write endpoint here: answered by `route`.
     /// Writes are record requests: faults replace the reply after the write happened,
     /// like a GP system whose answer is lost on the way back.
     fn route_write(
@@ -127,7 +127,8 @@ pub trait Simulator: Send + Sync + 'static {
         None
     }
     /// The largest body [`Simulator::route_write`] takes for `method` on `path`.
-    /// Default: [`MAX_WRITE_BODY`]; a document upload route answers more.
+    /// Default: [`MAX_WRITE_BODY`]; a document upload route answers more. A larger body
+    /// is answered [`Simulator::error_reply`] `413`.
     fn max_write_body(&self, _method: &Method, _path: &str) -> usize {
         MAX_WRITE_BODY
     }

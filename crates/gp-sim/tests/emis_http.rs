@@ -476,9 +476,10 @@ async fn refused_readings_change_nothing() {
     let path = format!("/emis/practices/{ods}/patients/9000000009/observations");
     let before = get(sim.addr, &record_path(&ods, "9000000009")).await.body;
 
+    // READ2 and SNOMED are the schemes readings are filed with; CTV3 is SystmOne's.
     let wrong_scheme = blood_pressure("k-2").replace(
         "<Value>2469.</Value><Scheme>READ2</Scheme>",
-        "<Value>271649006</Value><Scheme>SNOMED</Scheme>",
+        "<Value>2469.</Value><Scheme>CTV3</Scheme>",
     );
     let cases: Vec<RefusedCase> = vec![
         // Asthma is a Read v2 code, but not a measurement.
