@@ -13,6 +13,7 @@ pub mod error;
 pub mod harness;
 pub mod json;
 pub mod native;
+pub mod practice_ids;
 pub mod paging;
 pub mod registry;
 pub mod terminology;
