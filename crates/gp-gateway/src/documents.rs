@@ -10,8 +10,6 @@
 //! decoded in the body's own buffer (`inline_data`), so filing a 5 MB PDF costs about
 //! one copy of its base64.
 
-use std::borrow::Cow;
-
 use bytes::{Bytes, BytesMut};
 use gp_adapter::documents::fhir as map;
 use gp_adapter::practice_ids::{fhir_id, split_id};
@@ -35,7 +33,7 @@ use crate::appointments::{date_bound, epoch, practice_of, unknown};
 use crate::context::RequestIds;
 use crate::document_content::{self as content, Refused};
 use crate::error::{GatewayError, Rescue};
-use crate::inline_data::Inline;
+use crate::inline_data::{Inline, Text};
 use crate::release::released_patient;
 use crate::write_body::Invalid;
 
@@ -541,7 +539,7 @@ struct IncomingBinary<'a> {
     content_type: Option<String>,
     security_context: Option<Value>,
     #[serde(borrow)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Text<'a>>,
 }
 
 /// `POST /Binary`: content staged in the patient's record, unfiled, for a
@@ -586,7 +584,7 @@ pub(crate) async fn create_binary(
         let data = parsed
             .data
             .ok_or_else(|| Invalid::resource("Binary.data", "is required (base64)"))?;
-        let at = Inline::of(&body, data);
+        let at = Inline::of(&body, data.0);
         let bytes = at
             .decode(body)
             .map_err(|e| Invalid::resource("Binary.data", e.to_string()))?;
@@ -684,7 +682,7 @@ struct IncomingContent<'a> {
 struct IncomingAttachment<'a> {
     content_type: Option<String>,
     #[serde(borrow)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Text<'a>>,
     url: Option<String>,
     title: Option<String>,
     creation: Option<String>,
@@ -821,7 +819,7 @@ fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
     let creation = instant_value(attachment.creation.as_deref(), &format!("{AT}.creation"))?;
     let created = creation.or(date).unwrap_or_else(now_utc);
     let source = match (attachment.data, attachment.url.as_deref()) {
-        (Some(data), None) => ContentSource::Inline(Inline::of(body, data)),
+        (Some(data), None) => ContentSource::Inline(Inline::of(body, data.0)),
         (None, Some(url)) => {
             let id = url
                 .rsplit_once("Binary/")

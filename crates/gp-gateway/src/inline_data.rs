@@ -57,6 +57,34 @@ impl Inline {
     }
 }
 
+/// A JSON string borrowed from the body when it has no escapes (serde gives an
+/// `Option<Cow<str>>` field an owned copy whatever `#[serde(borrow)]` says, so the
+/// borrow is asked for here).
+#[derive(Debug)]
+pub struct Text<'a>(pub std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
 /// Not base64: the offset of the first character that cannot be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("is not base64 (RFC 4648, standard alphabet) from character {at}")]
@@ -204,6 +232,16 @@ mod tests {
         let s = std::str::from_utf8(&body[start..start + len]).unwrap();
         let at = Inline::of(&body, std::borrow::Cow::Borrowed(s));
         assert!(matches!(at, Inline::InBody { .. }));
+        // Parsed as a body field is: borrowed, not copied.
+        #[derive(serde::Deserialize)]
+        struct Holder<'a> {
+            #[serde(borrow)]
+            data: Option<Text<'a>>,
+        }
+        let h: Holder<'_> = serde_json::from_slice(&body).unwrap();
+        assert!(matches!(h.data.unwrap().0, std::borrow::Cow::Borrowed(_)));
+        let escaped: Holder<'_> = serde_json::from_slice(br#"{"data":"QQ\/="}"#).unwrap();
+        assert!(matches!(escaped.data.unwrap().0, std::borrow::Cow::Owned(_)));
         let base = body.as_ptr() as usize;
         let decoded = at.decode(body).unwrap();
         assert_eq!(&decoded[..], raw);
