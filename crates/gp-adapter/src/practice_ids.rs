@@ -21,4 +21,3 @@ pub fn split_id(id: &str) -> Option<(OdsCode, &str)> {
     let ods = OdsCode::parse(ods).ok()?;
     (!native.is_empty() && ods.as_str() == id.get(..ods.as_str().len())?).then_some((ods, native))
 }
-

@@ -10,7 +10,12 @@
 //!
 //!   cargo run --release -p gp-gateway --example document_memory
 //!   DOC_BYTES=10000000 cargo run --release -p gp-gateway --example document_memory
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,7 +71,10 @@ impl Adapter for Consuming {
     }
     async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
         // As a GP system client streaming the bytes out would: every byte read once.
-        let sum = req.bytes.iter().fold(0u64, |a, b| a.wrapping_add(u64::from(*b)));
+        let sum = req
+            .bytes
+            .iter()
+            .fold(0u64, |a, b| a.wrapping_add(u64::from(*b)));
         self.checksum.fetch_add(sum, Ordering::Relaxed);
         Ok(Uploaded {
             content_id: "C1".into(),
@@ -244,7 +252,13 @@ async fn main() {
         ]
     };
     // Warm up: the patient located and cached, every path taken once.
-    let (status, answer) = send("POST", url.clone(), headers(), body(&nhs, "warm", &pdf(50_000))).await;
+    let (status, answer) = send(
+        "POST",
+        url.clone(),
+        headers(),
+        body(&nhs, "warm", &pdf(50_000)),
+    )
+    .await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
 
     // Reset the peak to now, then measure the filing's peak while a child process sends it.

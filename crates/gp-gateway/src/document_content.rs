@@ -112,7 +112,10 @@ fn check_pdf(bytes: &[u8]) -> Result<(), Refused> {
     }
     let mut i = 0;
     let mut name = Vec::new();
-    while let Some(rel) = bytes.get(i..).and_then(|rest| rest.iter().position(|b| *b == b'/')) {
+    while let Some(rel) = bytes
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'/'))
+    {
         i += rel + 1;
         name.clear();
         while let Some(&b) = bytes.get(i) {
@@ -146,8 +149,8 @@ fn check_pdf(bytes: &[u8]) -> Result<(), Refused> {
 
 /// Elements that run, embed or submit something, or change how the page is read.
 const HTML_ACTIVE_ELEMENTS: &[&str] = &[
-    "script", "iframe", "frame", "frameset", "object", "embed", "applet", "form", "base",
-    "link", "svg", "math", "portal",
+    "script", "iframe", "frame", "frameset", "object", "embed", "applet", "form", "base", "link",
+    "svg", "math", "portal",
 ];
 
 /// Attributes holding a URL.
@@ -189,7 +192,10 @@ fn check_html(s: &str) -> Result<(), Refused> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut elements = 0usize;
-    while let Some(rel) = b.get(i..).and_then(|rest| rest.iter().position(|c| *c == b'<')) {
+    while let Some(rel) = b
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|c| *c == b'<'))
+    {
         i += rel;
         let rest = &b[i..];
         if rest.starts_with(b"<!--") {
@@ -290,7 +296,9 @@ fn css_unescaped(css: &str) -> String {
             }
             '\\' => {
                 let mut hex = String::new();
-                while let Some(h) = chars.peek().filter(|h| h.is_ascii_hexdigit() && hex.len() < 6)
+                while let Some(h) = chars
+                    .peek()
+                    .filter(|h| h.is_ascii_hexdigit() && hex.len() < 6)
                 {
                     hex.push(*h);
                     chars.next();
@@ -385,7 +393,10 @@ fn read_tag(b: &[u8], at: usize) -> (Tag, usize) {
                 }
                 _ => {
                     let mut e = j;
-                    while b.get(e).is_some_and(|c| !c.is_ascii_whitespace() && *c != b'>') {
+                    while b
+                        .get(e)
+                        .is_some_and(|c| !c.is_ascii_whitespace() && *c != b'>')
+                    {
                         e += 1;
                     }
                     (&b[j..e], e)
@@ -431,7 +442,13 @@ fn decode_references(s: &str) -> String {
             };
             let len = digits
                 .bytes()
-                .take_while(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() })
+                .take_while(|c| {
+                    if hex {
+                        c.is_ascii_hexdigit()
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
                 .count();
             if len > 0 {
                 let value = u32::from_str_radix(&digits[..len.min(8)], if hex { 16 } else { 10 })
@@ -534,15 +551,25 @@ mod tests {
             check("text/html", b"<p>\xff</p>"),
             Err(Refused::Mismatch(_))
         ));
-        assert!(matches!(check("text/plain", b"a\0b"), Err(Refused::Mismatch(_))));
-        assert!(matches!(check("text/plain", b"\xc3"), Err(Refused::Mismatch(_))));
+        assert!(matches!(
+            check("text/plain", b"a\0b"),
+            Err(Refused::Mismatch(_))
+        ));
+        assert!(matches!(
+            check("text/plain", b"\xc3"),
+            Err(Refused::Mismatch(_))
+        ));
         check("text/plain", "Seen today: ça va.".as_bytes()).unwrap();
     }
 
     #[test]
     fn pdfs_must_be_pdfs_without_actions() {
         let pdf = |body: &str| format!("%PDF-1.7\n{body}\ntrailer\n%%EOF\n").into_bytes();
-        check("application/pdf", &pdf("1 0 obj << /Type /Catalog >> endobj")).unwrap();
+        check(
+            "application/pdf",
+            &pdf("1 0 obj << /Type /Catalog >> endobj"),
+        )
+        .unwrap();
         assert!(matches!(
             check("application/pdf", b"<html></html>"),
             Err(Refused::Mismatch(_))

@@ -283,7 +283,11 @@ fn parse_search(
 impl DocumentSearch {
     fn keeps(&self, d: &DocumentMeta) -> bool {
         let dates_ok = self.dates.iter().all(|(name, prefix, bound, instant)| {
-            let t = epoch(if *name == "date" { d.indexed } else { d.created });
+            let t = epoch(if *name == "date" {
+                d.indexed
+            } else {
+                d.created
+            });
             match (prefix.as_str(), instant) {
                 ("ge", _) => t >= *bound,
                 ("gt", true) => t > *bound,
@@ -293,7 +297,7 @@ impl DocumentSearch {
                 _ => false,
             }
         });
-        let type_ok = self.types.is_empty() || self.types.iter().any(|t| *t == d.type_snomed);
+        let type_ok = self.types.is_empty() || self.types.contains(&d.type_snomed);
         let author_ok = self.authors.is_empty()
             || d.author_ods
                 .as_deref()
@@ -492,7 +496,9 @@ pub(crate) async fn read_binary(
     caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     if let Some((k, _)) = query.iter().find(|(k, _)| k != "_format") {
-        return Err(SearchError::UnknownParameter(crate::routes::shown(k), "_format".into()).into());
+        return Err(
+            SearchError::UnknownParameter(crate::routes::shown(k), "_format".into()).into(),
+        );
     }
     let (_, _, content, _) = released_content(app, "Binary", id, ids, caller).await?;
     let size = content.bytes.len() as u64;
@@ -553,7 +559,9 @@ pub(crate) async fn create_binary(
     body: BytesMut,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     if let Some((k, _)) = query.iter().find(|(k, _)| k != "_format") {
-        return Err(SearchError::UnknownParameter(crate::routes::shown(k), "_format".into()).into());
+        return Err(
+            SearchError::UnknownParameter(crate::routes::shown(k), "_format".into()).into(),
+        );
     }
     let declared = headers
         .get(header::CONTENT_TYPE)
@@ -565,8 +573,10 @@ pub(crate) async fn create_binary(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let (nhs, media, bytes) = if matches!(essence.as_str(), "application/fhir+json" | "application/json")
-    {
+    let (nhs, media, bytes) = if matches!(
+        essence.as_str(),
+        "application/fhir+json" | "application/json"
+    ) {
         let parsed: IncomingBinary<'_> = serde_json::from_slice(&body)
             .map_err(|e| Invalid::request(format!("the body is not a FHIR JSON Binary: {e}")))?;
         if parsed.resource_type.as_deref() != Some("Binary") {
@@ -613,13 +623,12 @@ pub(crate) async fn create_binary(
         (nhs, media, body.freeze())
     };
     if bytes.len() > app.documents.max_upload_bytes {
-        return Err(GatewayError::BodyTooLarge(
-            bytes.len() as u64,
-            app.documents.max_upload_bytes,
-        )
-        .into());
+        return Err(
+            GatewayError::BodyTooLarge(bytes.len() as u64, app.documents.max_upload_bytes).into(),
+        );
     }
-    content::check(media, &bytes).map_err(|r| refused_at(r, "Binary.contentType", "Binary.data"))?;
+    content::check(media, &bytes)
+        .map_err(|r| refused_at(r, "Binary.contentType", "Binary.data"))?;
     let released = released_patient(app, nhs, ids, caller).await?;
     let uploaded = released
         .adapter
@@ -708,7 +717,11 @@ struct Filing {
     source: ContentSource,
 }
 
-fn text_value<'v>(v: Option<&'v Value>, path: &str, max: usize) -> Result<Option<&'v str>, Invalid> {
+fn text_value<'v>(
+    v: Option<&'v Value>,
+    path: &str,
+    max: usize,
+) -> Result<Option<&'v str>, Invalid> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max => Ok(Some(s)),
@@ -722,7 +735,10 @@ fn text_value<'v>(v: Option<&'v Value>, path: &str, max: usize) -> Result<Option
 fn instant_value(v: Option<&str>, path: &str) -> Result<Option<UtcDateTime>, Invalid> {
     v.map(|s| {
         gp_adapter::appointments::fhir::parse_instant(s).ok_or_else(|| {
-            Invalid::resource(path, "must be a dateTime with its time zone (e.g. 2026-07-01T09:30:00+01:00)")
+            Invalid::resource(
+                path,
+                "must be a dateTime with its time zone (e.g. 2026-07-01T09:30:00+01:00)",
+            )
         })
     })
     .transpose()
@@ -732,8 +748,11 @@ fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
     if body.is_empty() {
         return Err(Invalid::request("the request has no body").into());
     }
-    let doc: IncomingDocument<'_> = serde_json::from_slice(body)
-        .map_err(|e| Invalid::request(format!("the body is not a FHIR JSON DocumentReference: {e}")))?;
+    let doc: IncomingDocument<'_> = serde_json::from_slice(body).map_err(|e| {
+        Invalid::request(format!(
+            "the body is not a FHIR JSON DocumentReference: {e}"
+        ))
+    })?;
     if doc.resource_type.as_deref() != Some("DocumentReference") {
         return Err(Invalid::request("the body's resourceType must be DocumentReference").into());
     }
@@ -772,7 +791,10 @@ fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
         }
     }
     let subject = doc.subject.as_ref().ok_or_else(|| {
-        Invalid::resource("DocumentReference.subject", "is required: Patient/{NHS number}")
+        Invalid::resource(
+            "DocumentReference.subject",
+            "is required: Patient/{NHS number}",
+        )
     })?;
     let nhs = crate::write_body::subject_nhs_number(subject, "DocumentReference.subject")?;
     let (type_snomed, type_display) = document_type(doc.type_.as_ref())?;
@@ -799,7 +821,11 @@ fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
     const AT: &str = "DocumentReference.content[0].attachment";
     let media = content::media_type(attachment.content_type.as_deref().unwrap_or(""))
         .map_err(|r| Invalid::resource(format!("{AT}.contentType"), r.to_string()))?;
-    let description = text_value(doc.description.as_ref(), "DocumentReference.description", 500)?;
+    let description = text_value(
+        doc.description.as_ref(),
+        "DocumentReference.description",
+        500,
+    )?;
     let title = description
         .map(str::to_owned)
         .or_else(|| attachment.title.clone().filter(|t| !t.trim().is_empty()))
@@ -869,13 +895,18 @@ fn document_type(v: Option<&Value>) -> Result<(String, String), Invalid> {
         .into_iter()
         .flatten()
         .find(|c| c.get("system").and_then(Value::as_str) == Some(SNOMED))
-        .ok_or_else(|| Invalid::resource(format!("{PATH}.coding"), format!("needs a {SNOMED} coding")))?;
+        .ok_or_else(|| {
+            Invalid::resource(format!("{PATH}.coding"), format!("needs a {SNOMED} coding"))
+        })?;
     let code = coding
         .get("code")
         .and_then(Value::as_str)
         .filter(|c| (6..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| {
-            Invalid::resource(format!("{PATH}.coding.code"), "must be a SNOMED CT concept id")
+            Invalid::resource(
+                format!("{PATH}.coding.code"),
+                "must be a SNOMED CT concept id",
+            )
         })?;
     let display = coding
         .get("display")
@@ -889,7 +920,10 @@ fn document_type(v: Option<&Value>) -> Result<(String, String), Invalid> {
                 .map(|(_, d)| (*d).to_owned())
         })
         .ok_or_else(|| {
-            Invalid::resource(format!("{PATH}.coding.display"), "is required for this code")
+            Invalid::resource(
+                format!("{PATH}.coding.display"),
+                "is required for this code",
+            )
         })?;
     Ok((code.to_owned(), display))
 }
@@ -985,7 +1019,10 @@ pub(crate) async fn create_document(
     let inline = match filing.source {
         ContentSource::Inline(at) => {
             let bytes = at.decode(body).map_err(|e| {
-                Invalid::resource("DocumentReference.content[0].attachment.data", e.to_string())
+                Invalid::resource(
+                    "DocumentReference.content[0].attachment.data",
+                    e.to_string(),
+                )
             })?;
             if bytes.len() > app.documents.max_upload_bytes {
                 return Err(GatewayError::BodyTooLarge(
@@ -1013,13 +1050,19 @@ pub(crate) async fn create_document(
                 )
                 .into());
             }
-            return file(app, ids, caller, &identifier, &new, released, nhs, native).await;
+            return file(app, ids, caller, &new, released, nhs, native).await;
         }
     };
     let released = released_patient(app, nhs, ids, caller).await?;
     // A retry of a document already filed answers it without sending the content again.
     if let Some(previous) = filed_before(&released, nhs, &new, ids).await? {
-        return Ok(filed_response(app, ids, &released.practice, &previous, false));
+        return Ok(filed_response(
+            app,
+            ids,
+            &released.practice,
+            &previous,
+            false,
+        ));
     }
     let Some(bytes) = inline else {
         return Err(GatewayError::Internal("inline content went missing".into()).into());
@@ -1035,17 +1078,7 @@ pub(crate) async fn create_document(
         })
         .await
         .map_err(GatewayError::Adapter)?;
-    file(
-        app,
-        ids,
-        caller,
-        &identifier,
-        &new,
-        released,
-        nhs,
-        uploaded.content_id,
-    )
-    .await
+    file(app, ids, caller, &new, released, nhs, uploaded.content_id).await
 }
 
 /// The neutral document a filing asks for (its content id filled in by [`file`]).
@@ -1096,7 +1129,6 @@ async fn file(
     app: &App,
     ids: &RequestIds,
     caller: &Caller,
-    identifier: &(String, String),
     new: &NewDocument,
     released: crate::release::Released,
     nhs: NhsNumber,
@@ -1118,7 +1150,7 @@ async fn file(
         supplier = caller.client_id().unwrap_or("-"),
         practice = %released.practice,
         created = filed.created,
-        identifier_system = %crate::routes::shown(&identifier.0),
+        identifier_system = %new.identifier.as_ref().map(|i| crate::routes::shown(&i.0)).unwrap_or_default(),
         "document filed"
     );
     Ok(filed_response(
@@ -1170,8 +1202,14 @@ mod tests {
             m
         };
         let pdf = "application/pdf";
-        assert_eq!(binary_as(&[], &HeaderMap::new(), pdf).unwrap(), BinaryAs::Raw);
-        assert_eq!(binary_as(&[], &h("application/pdf"), pdf).unwrap(), BinaryAs::Raw);
+        assert_eq!(
+            binary_as(&[], &HeaderMap::new(), pdf).unwrap(),
+            BinaryAs::Raw
+        );
+        assert_eq!(
+            binary_as(&[], &h("application/pdf"), pdf).unwrap(),
+            BinaryAs::Raw
+        );
         assert_eq!(binary_as(&[], &h("*/*"), pdf).unwrap(), BinaryAs::Raw);
         assert_eq!(
             binary_as(&[], &h("application/fhir+json"), pdf).unwrap(),
@@ -1193,11 +1231,24 @@ mod tests {
     fn searches_are_refused_naming_the_parameter() {
         let limits = gp_fhir::search::PagingLimits::default();
         let bad = |pairs: &[(&str, &str)]| {
-            parse_search(&q(pairs), limits).err().unwrap().error.expression()
+            parse_search(&q(pairs), limits)
+                .err()
+                .unwrap()
+                .error
+                .expression()
         };
-        assert_eq!(bad(&[("patient", "9000000009"), ("date", "eq2026-01-01")]), ["date"]);
-        assert_eq!(bad(&[("patient", "9000000009"), ("created", "ge2026")]), ["created"]);
-        assert_eq!(bad(&[("patient", "9000000009"), ("type", "http://loinc.org|1")]), ["type"]);
+        assert_eq!(
+            bad(&[("patient", "9000000009"), ("date", "eq2026-01-01")]),
+            ["date"]
+        );
+        assert_eq!(
+            bad(&[("patient", "9000000009"), ("created", "ge2026")]),
+            ["created"]
+        );
+        assert_eq!(
+            bad(&[("patient", "9000000009"), ("type", "http://loinc.org|1")]),
+            ["type"]
+        );
         assert_eq!(
             bad(&[("patient", "9000000009"), ("author:identifier", "X|A1")]),
             ["author:identifier"]
@@ -1206,7 +1257,10 @@ mod tests {
             &q(&[
                 ("patient", "Patient/9000000009"),
                 ("type", "http://snomed.info/sct|371530004,823691000000103"),
-                ("author:identifier", "https://fhir.nhs.uk/Id/ods-organization-code|y90003"),
+                (
+                    "author:identifier",
+                    "https://fhir.nhs.uk/Id/ods-organization-code|y90003",
+                ),
                 ("_count", "1000"),
             ]),
             limits,

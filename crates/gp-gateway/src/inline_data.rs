@@ -71,7 +71,10 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
                 Ok(Text(std::borrow::Cow::Borrowed(v)))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -215,7 +218,10 @@ mod tests {
             }
         }
         for bad in ["A", "A===", "AB=C", "ABC*", "AB==AB==", "=AAA"] {
-            assert!(decode_in_place(&mut bad.as_bytes().to_vec()).is_err(), "{bad}");
+            assert!(
+                decode_in_place(&mut bad.as_bytes().to_vec()).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -241,7 +247,10 @@ mod tests {
         let h: Holder<'_> = serde_json::from_slice(&body).unwrap();
         assert!(matches!(h.data.unwrap().0, std::borrow::Cow::Borrowed(_)));
         let escaped: Holder<'_> = serde_json::from_slice(br#"{"data":"QQ\/="}"#).unwrap();
-        assert!(matches!(escaped.data.unwrap().0, std::borrow::Cow::Owned(_)));
+        assert!(matches!(
+            escaped.data.unwrap().0,
+            std::borrow::Cow::Owned(_)
+        ));
         let base = body.as_ptr() as usize;
         let decoded = at.decode(body).unwrap();
         assert_eq!(&decoded[..], raw);

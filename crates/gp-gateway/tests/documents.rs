@@ -17,8 +17,7 @@ use gp_adapter::time::UtcDateTime;
 use gp_adapter::{
     Adapter, AdapterError, CallContext, ClinicalType, ContentRequest, DocumentContent,
     DocumentMeta, DocumentSearchRequest, FileDocumentRequest, Filed, GpSystem, PatientRecord,
-    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, UploadContentRequest,
-    Uploaded,
+    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, UploadContentRequest, Uploaded,
 };
 use gp_fhir::NhsNumber;
 use gp_gateway::sandbox::Sandbox;
@@ -336,7 +335,10 @@ impl World {
             if a.status != 429 {
                 return a;
             }
-            let wait = a.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let wait = a
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
         }
     }
@@ -463,10 +465,50 @@ async fn documents_are_listed_filtered_paged_and_read_with_their_content() {
     let practice = w.practices()[0].clone();
     let nhs = w.patient(&practice);
     let letter = pdf(3000);
-    let d1 = w.seed(&practice, &nhs, "L1", at(2026, 1, 10), CLINICAL_LETTER, "RR8", "application/pdf", letter.clone(), false);
-    let d2 = w.seed(&practice, &nhs, "C2", at(2026, 3, 5), CONSULTATION_REPORT, "Y90003", "text/plain", b"Seen today.".to_vec(), false);
-    let d3 = w.seed(&practice, &nhs, "S3", at(2026, 2, 1), CLINICAL_LETTER, "RR8", "application/pdf", pdf(6 * 1024 * 1024), false);
-    let d4 = w.seed(&practice, &nhs, "X4", at(2026, 4, 1), CLINICAL_LETTER, "RR8", "application/pdf", pdf(2000), true);
+    let d1 = w.seed(
+        &practice,
+        &nhs,
+        "L1",
+        at(2026, 1, 10),
+        CLINICAL_LETTER,
+        "RR8",
+        "application/pdf",
+        letter.clone(),
+        false,
+    );
+    let d2 = w.seed(
+        &practice,
+        &nhs,
+        "C2",
+        at(2026, 3, 5),
+        CONSULTATION_REPORT,
+        "Y90003",
+        "text/plain",
+        b"Seen today.".to_vec(),
+        false,
+    );
+    let d3 = w.seed(
+        &practice,
+        &nhs,
+        "S3",
+        at(2026, 2, 1),
+        CLINICAL_LETTER,
+        "RR8",
+        "application/pdf",
+        pdf(6 * 1024 * 1024),
+        false,
+    );
+    let d4 = w.seed(
+        &practice,
+        &nhs,
+        "X4",
+        at(2026, 4, 1),
+        CLINICAL_LETTER,
+        "RR8",
+        "application/pdf",
+        pdf(2000),
+        true,
+    );
 
     let ids = |a: &Answer| -> Vec<String> {
         entries(&a.json())
@@ -481,23 +523,59 @@ async fn documents_are_listed_filtered_paged_and_read_with_their_content() {
     assert_eq!(ids(&a), [d2.clone(), d3.clone(), d1.clone()]);
     assert_eq!(a.json()["total"], 3);
 
-    let a = w.call("GET", &search(&format!("&type=http://snomed.info/sct|{CLINICAL_LETTER}")), &token, &[], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &search(&format!("&type=http://snomed.info/sct|{CLINICAL_LETTER}")),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(ids(&a), [d3.clone(), d1.clone()]);
-    let a = w.call("GET", &search("&author=Y90003"), &token, &[], b"").await;
-    assert_eq!(ids(&a), [d2.clone()]);
-    let a = w.call("GET", &search(&format!("&author:identifier={ODS}|RR8")), &token, &[], b"").await;
+    let a = w
+        .call("GET", &search("&author=Y90003"), &token, &[], b"")
+        .await;
+    assert_eq!(ids(&a), [d2.as_str()]);
+    let a = w
+        .call(
+            "GET",
+            &search(&format!("&author:identifier={ODS}|RR8")),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(ids(&a), [d3.clone(), d1.clone()]);
-    let a = w.call("GET", &search("&date=ge2026-02-01&date=lt2026-03-01"), &token, &[], b"").await;
-    assert_eq!(ids(&a), [d3.clone()]);
-    let a = w.call("GET", &search("&created=gt2026-01-10&created=le2026-03-05"), &token, &[], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &search("&date=ge2026-02-01&date=lt2026-03-01"),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(ids(&a), [d3.as_str()]);
+    let a = w
+        .call(
+            "GET",
+            &search("&created=gt2026-01-10&created=le2026-03-05"),
+            &token,
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(ids(&a), [d2.clone(), d3.clone()]);
-    let a = w.call("GET", &search("&date=eq2026-02-01"), &token, &[], b"").await;
+    let a = w
+        .call("GET", &search("&date=eq2026-02-01"), &token, &[], b"")
+        .await;
     assert_eq!(a.status, 422);
     assert_eq!(a.expression(), json!(["date"]));
 
     // Paged: the next link serves the next page.
     let a = w.call("GET", &search("&_count=1"), &token, &[], b"").await;
-    assert_eq!(ids(&a), [d2.clone()]);
+    assert_eq!(ids(&a), [d2.as_str()]);
     let next = a.json()["link"]
         .as_array()
         .unwrap()
@@ -509,39 +587,80 @@ async fn documents_are_listed_filtered_paged_and_read_with_their_content() {
         .to_owned();
     let path = next.strip_prefix(&w.sandbox.manifest.base_url).unwrap();
     let a = w.call("GET", path, &token, &[], b"").await;
-    assert_eq!(ids(&a), [d3.clone()]);
+    assert_eq!(ids(&a), [d3.as_str()]);
 
     // The large one is listed without a URL, with the placeholder title.
-    let a = w.call("GET", &format!("/DocumentReference/{d3}"), &token, &[], b"").await;
+    let a = w
+        .call("GET", &format!("/DocumentReference/{d3}"), &token, &[], b"")
+        .await;
     assert_eq!(a.status, 200, "{}", a.text());
     let large = a.json();
     assert_eq!(large["content"][0]["attachment"].get("url"), None);
-    assert_eq!(large["description"], gp_adapter::documents::fhir::TOO_LARGE_TITLE);
-    let a = w.call("GET", &format!("/Binary/{d3}"), &token, &[("accept", "*/*")], b"").await;
+    assert_eq!(
+        large["description"],
+        gp_adapter::documents::fhir::TOO_LARGE_TITLE
+    );
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{d3}"),
+            &token,
+            &[("accept", "*/*")],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 403, "{}", a.text());
     assert_eq!(a.json()["issue"][0]["code"], "too-costly");
 
     // One by id, as the search gave it; its content raw and as a FHIR Binary.
-    let a = w.call("GET", &format!("/DocumentReference/{d1}"), &token, &[], b"").await;
+    let a = w
+        .call("GET", &format!("/DocumentReference/{d1}"), &token, &[], b"")
+        .await;
     assert_eq!(a.status, 200);
     let doc = a.json();
-    assert_eq!(doc["content"][0]["attachment"]["url"], format!("Binary/{d1}"));
+    assert_eq!(
+        doc["content"][0]["attachment"]["url"],
+        format!("Binary/{d1}")
+    );
     assert_eq!(doc["custodian"]["identifier"]["value"], practice);
     assert_eq!(doc["author"][0]["identifier"]["value"], "RR8");
-    let a = w.call("GET", &format!("/Binary/{d1}"), &token, &[("accept", "application/pdf")], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{d1}"),
+            &token,
+            &[("accept", "application/pdf")],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-type"), Some("application/pdf"));
     assert_eq!(&a.body[..], &letter[..]);
-    let a = w.call("GET", &format!("/Binary/{d1}"), &token, &[], b"").await;
+    let a = w
+        .call("GET", &format!("/Binary/{d1}"), &token, &[], b"")
+        .await;
     assert_eq!(a.json()["resourceType"], "Binary");
     assert_eq!(a.json()["data"], b64(&letter));
-    assert_eq!(a.json()["securityContext"]["reference"], format!("Patient/{nhs}"));
-    let a = w.call("GET", &format!("/Binary/{d1}"), &token, &[("accept", "text/html")], b"").await;
+    assert_eq!(
+        a.json()["securityContext"]["reference"],
+        format!("Patient/{nhs}")
+    );
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{d1}"),
+            &token,
+            &[("accept", "text/html")],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 406);
 
     // The confidential one is unknown, by either id.
     for path in [format!("/DocumentReference/{d4}"), format!("/Binary/{d4}")] {
-        let a = w.call("GET", &path, &token, &[("accept", "*/*")], b"").await;
+        let a = w
+            .call("GET", &path, &token, &[("accept", "*/*")], b"")
+            .await;
         assert_eq!(a.status, 404, "{path}: {}", a.text());
     }
 }
@@ -555,8 +674,14 @@ async fn documents_are_filed_inline_or_staged_and_a_retry_files_nothing_again() 
 
     // A PDF inline.
     let content = pdf(20_000);
-    let body = bytes_of(&document(&nhs, "pdf-1", json!({ "contentType": "application/pdf", "data": b64(&content) })));
-    let a = w.call("POST", "/DocumentReference", &token, &[], &body).await;
+    let body = bytes_of(&document(
+        &nhs,
+        "pdf-1",
+        json!({ "contentType": "application/pdf", "data": b64(&content) }),
+    ));
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &body)
+        .await;
     assert_eq!(a.status, 201, "{}", a.text());
     let filed = a.json();
     let id = filed["id"].as_str().unwrap().to_owned();
@@ -567,14 +692,30 @@ async fn documents_are_filed_inline_or_staged_and_a_retry_files_nothing_again() 
     assert_eq!(filed["author"][0]["identifier"]["value"], "Y90003");
     assert_eq!(filed["docStatus"], "preliminary");
     assert_eq!(filed["type"]["coding"][0]["code"], CONSULTATION_REPORT);
-    let a = w.call("GET", &format!("/DocumentReference/{id}"), &token, &[], b"").await;
-    assert_eq!(a.json(), filed, "the filing answers the document as a read gives it");
-    let a = w.call("GET", &format!("/Binary/{id}"), &token, &[("accept", "application/pdf")], b"").await;
+    let a = w
+        .call("GET", &format!("/DocumentReference/{id}"), &token, &[], b"")
+        .await;
+    assert_eq!(
+        a.json(),
+        filed,
+        "the filing answers the document as a read gives it"
+    );
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{id}"),
+            &token,
+            &[("accept", "application/pdf")],
+            b"",
+        )
+        .await;
     assert_eq!(&a.body[..], &content[..]);
 
     // The retry: 200, the same document, nothing uploaded or filed again.
     let writes = w.calls.writes();
-    let a = w.call("POST", "/DocumentReference", &token, &[], &body).await;
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &body)
+        .await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.json()["id"], id.as_str());
     assert_eq!(w.calls.writes(), writes);
@@ -583,34 +724,82 @@ async fn documents_are_filed_inline_or_staged_and_a_retry_files_nothing_again() 
     let text = "Seen today: advice given.\nReview in two weeks.".as_bytes();
     let security = format!("Patient/{nhs}");
     let a = w
-        .call("POST", "/Binary", &token, &[("content-type", "text/plain; charset=utf-8"), ("x-security-context", &security)], text)
+        .call(
+            "POST",
+            "/Binary",
+            &token,
+            &[
+                ("content-type", "text/plain; charset=utf-8"),
+                ("x-security-context", &security),
+            ],
+            text,
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.text());
     let location = a.header("location").unwrap().to_owned();
     let binary = location.rsplit_once("/Binary/").unwrap().1.to_owned();
-    let body = bytes_of(&document(&nhs, "txt-1", json!({ "contentType": "text/plain", "url": format!("Binary/{binary}"), "title": "Advice" })));
-    let a = w.call("POST", "/DocumentReference", &token, &[], &body).await;
+    let body = bytes_of(&document(
+        &nhs,
+        "txt-1",
+        json!({ "contentType": "text/plain", "url": format!("Binary/{binary}"), "title": "Advice" }),
+    ));
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &body)
+        .await;
     assert_eq!(a.status, 201, "{}", a.text());
     let id = a.json()["id"].as_str().unwrap().to_owned();
-    let a = w.call("GET", &format!("/Binary/{id}"), &token, &[("accept", "text/plain")], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{id}"),
+            &token,
+            &[("accept", "text/plain")],
+            b"",
+        )
+        .await;
     assert_eq!(&a.body[..], text);
-    let a = w.call("POST", "/DocumentReference", &token, &[], &body).await;
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &body)
+        .await;
     assert_eq!(a.status, 200, "{}", a.text());
 
     // An HTML summary staged as a FHIR Binary, filed with If-None-Exist.
     let html = b"<!DOCTYPE html><html><body><h1>Summary</h1><p>Cough, 3 days.</p></body></html>";
     let staged = json!({ "resourceType": "Binary", "contentType": "text/html", "securityContext": { "reference": security }, "data": b64(html) });
-    let a = w.call("POST", "/Binary", &token, &[], &bytes_of(&staged)).await;
+    let a = w
+        .call("POST", "/Binary", &token, &[], &bytes_of(&staged))
+        .await;
     assert_eq!(a.status, 201, "{}", a.text());
     let binary = a.json()["id"].as_str().unwrap().to_owned();
-    let mut doc = document(&nhs, "html-1", json!({ "contentType": "text/html", "url": format!("Binary/{binary}") }));
+    let mut doc = document(
+        &nhs,
+        "html-1",
+        json!({ "contentType": "text/html", "url": format!("Binary/{binary}") }),
+    );
     doc.as_object_mut().unwrap().remove("identifier");
     let a = w
-        .call("POST", "/DocumentReference", &token, &[("if-none-exist", "identifier=https://consult.example/documents|html-1")], &bytes_of(&doc))
+        .call(
+            "POST",
+            "/DocumentReference",
+            &token,
+            &[(
+                "if-none-exist",
+                "identifier=https://consult.example/documents|html-1",
+            )],
+            &bytes_of(&doc),
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.text());
     let id = a.json()["id"].as_str().unwrap().to_owned();
-    let a = w.call("GET", &format!("/Binary/{id}"), &token, &[("accept", "*/*")], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{id}"),
+            &token,
+            &[("accept", "*/*")],
+            b"",
+        )
+        .await;
     assert_eq!(a.header("content-type"), Some("text/html"));
     assert_eq!(&a.body[..], html);
 }
@@ -634,9 +823,18 @@ async fn refused_documents_never_reach_the_gp_system() {
     let mut no_identifier = document(&nhs, "r-3", inline("text/plain", b"hello"));
     no_identifier.as_object_mut().unwrap().remove("identifier");
     cases.push((no_identifier, "DocumentReference.identifier"));
-    cases.push((document(&nhs, "r-4", inline("image/png", b"\x89PNG\r\n")), content_type));
-    cases.push((document(&nhs, "r-5", inline("application/pdf", b"just text")), content_type));
-    cases.push((document(&nhs, "r-6", inline("text/html", b"plain words, no markup")), content_type));
+    cases.push((
+        document(&nhs, "r-4", inline("image/png", b"\x89PNG\r\n")),
+        content_type,
+    ));
+    cases.push((
+        document(&nhs, "r-5", inline("application/pdf", b"just text")),
+        content_type,
+    ));
+    cases.push((
+        document(&nhs, "r-6", inline("text/html", b"plain words, no markup")),
+        content_type,
+    ));
     for (i, evasion) in [
         "<html><body><ScRiPt>alert(1)</sCrIpT></body></html>",
         "<p><img src=x onerror=alert(1)></p>",
@@ -646,25 +844,66 @@ async fn refused_documents_never_reach_the_gp_system() {
     .into_iter()
     .enumerate()
     {
-        cases.push((document(&nhs, &format!("h-{i}"), inline("text/html", evasion.as_bytes())), data));
+        cases.push((
+            document(
+                &nhs,
+                &format!("h-{i}"),
+                inline("text/html", evasion.as_bytes()),
+            ),
+            data,
+        ));
     }
-    let with_js = String::from_utf8(pdf(2000)).unwrap().replace("/Catalog", "/Catalog /OpenAction << /S /J#61vaScript /JS (app.alert(1)) >>");
-    cases.push((document(&nhs, "p-1", inline("application/pdf", with_js.as_bytes())), data));
+    let with_js = String::from_utf8(pdf(2000)).unwrap().replace(
+        "/Catalog",
+        "/Catalog /OpenAction << /S /J#61vaScript /JS (app.alert(1)) >>",
+    );
+    cases.push((
+        document(&nhs, "p-1", inline("application/pdf", with_js.as_bytes())),
+        data,
+    ));
     for (body, element) in cases {
-        let a = w.call("POST", "/DocumentReference", &token, &[], &bytes_of(&body)).await;
+        let a = w
+            .call("POST", "/DocumentReference", &token, &[], &bytes_of(&body))
+            .await;
         assert_eq!(a.status, 422, "{element}: {}", a.text());
         assert_eq!(a.expression(), json!([element]), "{}", a.text());
     }
     let security = format!("Patient/{nhs}");
     let a = w
-        .call("POST", "/Binary", &token, &[("content-type", "image/png"), ("x-security-context", &security)], b"\x89PNG")
+        .call(
+            "POST",
+            "/Binary",
+            &token,
+            &[
+                ("content-type", "image/png"),
+                ("x-security-context", &security),
+            ],
+            b"\x89PNG",
+        )
         .await;
     assert_eq!(a.status, 415, "{}", a.text());
     let a = w
-        .call("POST", "/Binary", &token, &[("content-type", "text/html"), ("x-security-context", &security)], b"<svg onload=alert(1)>")
+        .call(
+            "POST",
+            "/Binary",
+            &token,
+            &[
+                ("content-type", "text/html"),
+                ("x-security-context", &security),
+            ],
+            b"<svg onload=alert(1)>",
+        )
         .await;
     assert_eq!(a.status, 422, "{}", a.text());
-    let a = w.call("POST", "/Binary", &token, &[("content-type", "text/plain")], b"hello").await;
+    let a = w
+        .call(
+            "POST",
+            "/Binary",
+            &token,
+            &[("content-type", "text/plain")],
+            b"hello",
+        )
+        .await;
     assert_eq!(a.status, 400, "no X-Security-Context: {}", a.text());
     assert_eq!(w.calls.writes(), 0, "nothing refused reaches the GP system");
 }
@@ -698,7 +937,9 @@ async fn an_oversized_body_is_refused_before_it_is_sent() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     // The document route takes the base64 of 10 MiB plus 64 KiB, no more.
     let big = vec![b'A'; 14 * 1024 * 1024 + 200 * 1024];
-    let a = w.call("POST", "/DocumentReference", &token, &[], &big).await;
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &big)
+        .await;
     assert_eq!(a.status, 413, "{}", a.text());
     // A body within the server's ordinary limit would never have been allowed this far.
     let writes = w.calls.writes();
@@ -711,15 +952,40 @@ async fn a_supplier_needs_the_document_scopes_and_a_paired_practice() {
     let practices = w.practices();
     let monitoring = w.token("demo-monitoring").await;
     let nhs = w.patient(&practices[0]);
-    let a = w.call("GET", &format!("/DocumentReference?patient={nhs}"), &monitoring, &[], b"").await;
-    assert_eq!(a.status, 403, "{}", a.text());
-    assert!(a.text().contains("system/DocumentReference.s"), "{}", a.text());
-    let security = format!("Patient/{nhs}");
     let a = w
-        .call("POST", "/Binary", &monitoring, &[("content-type", "text/plain"), ("x-security-context", &security)], b"hi")
+        .call(
+            "GET",
+            &format!("/DocumentReference?patient={nhs}"),
+            &monitoring,
+            &[],
+            b"",
+        )
         .await;
     assert_eq!(a.status, 403, "{}", a.text());
-    assert!(a.text().contains("system/DocumentReference.c"), "{}", a.text());
+    assert!(
+        a.text().contains("system/DocumentReference.s"),
+        "{}",
+        a.text()
+    );
+    let security = format!("Patient/{nhs}");
+    let a = w
+        .call(
+            "POST",
+            "/Binary",
+            &monitoring,
+            &[
+                ("content-type", "text/plain"),
+                ("x-security-context", &security),
+            ],
+            b"hi",
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(
+        a.text().contains("system/DocumentReference.c"),
+        "{}",
+        a.text()
+    );
 
     // demo-consult, paired now with the north practices only.
     let current = gp_gateway::sandbox::current_suppliers(&w.sandbox).unwrap();
@@ -732,31 +998,78 @@ async fn a_supplier_needs_the_document_scopes_and_a_paired_practice() {
         .unwrap()
         .practices
         .clone();
-    let south = practices.iter().find(|p| !north.contains(p)).unwrap().clone();
+    let south = practices
+        .iter()
+        .find(|p| !north.contains(p))
+        .unwrap()
+        .clone();
     let patient = w.patient(&south);
-    let theirs = w.seed(&south, &patient, "T1", at(2026, 1, 1), CLINICAL_LETTER, "RR8", "text/plain", b"private".to_vec(), false);
+    let theirs = w.seed(
+        &south,
+        &patient,
+        "T1",
+        at(2026, 1, 1),
+        CLINICAL_LETTER,
+        "RR8",
+        "text/plain",
+        b"private".to_vec(),
+        false,
+    );
     let mut doc: toml::Value = toml::from_str(&current).unwrap();
     for s in doc["suppliers"].as_array_mut().unwrap() {
         if s["client_id"].as_str() == Some("demo-consult") {
-            s["practices"] =
-                toml::Value::Array(north.iter().map(|p| toml::Value::String(p.clone())).collect());
+            s["practices"] = toml::Value::Array(
+                north
+                    .iter()
+                    .map(|p| toml::Value::String(p.clone()))
+                    .collect(),
+            );
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("suppliers.toml");
     std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
-    w.sandbox.app.auth.as_ref().unwrap().reload_from(&path).unwrap();
+    w.sandbox
+        .app
+        .auth
+        .as_ref()
+        .unwrap()
+        .reload_from(&path)
+        .unwrap();
     let consult = w.token("demo-consult").await;
-    let body = bytes_of(&document(&patient, "u-1", json!({ "contentType": "text/plain", "data": b64(b"hello") })));
-    let a = w.call("POST", "/DocumentReference", &consult, &[], &body).await;
+    let body = bytes_of(&document(
+        &patient,
+        "u-1",
+        json!({ "contentType": "text/plain", "data": b64(b"hello") }),
+    ));
+    let a = w
+        .call("POST", "/DocumentReference", &consult, &[], &body)
+        .await;
     assert_eq!(a.status, 404, "{}", a.text());
-    for path in [format!("/Binary/{theirs}"), format!("/DocumentReference/{theirs}")] {
-        let a = w.call("GET", &path, &consult, &[("accept", "*/*")], b"").await;
+    for path in [
+        format!("/Binary/{theirs}"),
+        format!("/DocumentReference/{theirs}"),
+    ] {
+        let a = w
+            .call("GET", &path, &consult, &[("accept", "*/*")], b"")
+            .await;
         assert_eq!(a.status, 404, "{path}: {}", a.text());
     }
-    let a = w.call("GET", &format!("/DocumentReference?patient={patient}"), &consult, &[], b"").await;
+    let a = w
+        .call(
+            "GET",
+            &format!("/DocumentReference?patient={patient}"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(a.status, 404, "{}", a.text());
     assert_eq!(w.calls.writes(), 0);
-    assert_eq!(w.calls.read.load(Ordering::SeqCst), 0, "an unpaired practice's content is never read");
+    assert_eq!(
+        w.calls.read.load(Ordering::SeqCst),
+        0,
+        "an unpaired practice's content is never read"
+    );
     assert_eq!(w.calls.search.load(Ordering::SeqCst), 0);
 }

@@ -9,8 +9,8 @@
 use base64::Engine as _;
 use gp_fhir::OdsCode;
 use gp_fhir::model::{
-    Attachment, CodeableConcept, DocumentContentElement, DocumentReference, Identifier,
-    Reference, SNOMED,
+    Attachment, CodeableConcept, DocumentContentElement, DocumentReference, Identifier, Reference,
+    SNOMED,
 };
 
 use super::DocumentMeta;
@@ -142,7 +142,13 @@ mod tests {
         assert_eq!(a.url.as_deref(), Some("Binary/A12345-C-1"));
         assert_eq!(a.hash.as_deref(), Some("AAAAAAAAAAAAAAAAAAAAAAAAAAA="));
         assert_eq!(d.description.as_deref(), Some("Discharge letter"));
-        assert!(d.meta.unwrap().security.iter().any(|c| c.code.as_deref() == Some("R")));
+        assert!(
+            d.meta
+                .unwrap()
+                .security
+                .iter()
+                .any(|c| c.code.as_deref() == Some("R"))
+        );
         let big = document_reference(&ods, &meta(6000), 5000);
         assert_eq!(big.content[0].attachment.url, None);
         assert_eq!(big.description.as_deref(), Some(TOO_LARGE_TITLE));

@@ -205,12 +205,20 @@ fn status(a: &Answer, want: u16, what: &str) -> Check {
         format!(
             "{what} answered HTTP {}{}, expected HTTP {want}",
             a.status,
-            a.spine_code().map(|(_, c)| format!(" ({c})")).unwrap_or_default()
+            a.spine_code()
+                .map(|(_, c)| format!(" ({c})"))
+                .unwrap_or_default()
         )
     })
 }
 
-async fn post(on: &On<'_>, path: &str, headers: &[(&str, &str)], body: &[u8], p: &mut Probe) -> Result<Answer, Verdict> {
+async fn post(
+    on: &On<'_>,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    p: &mut Probe,
+) -> Result<Answer, Verdict> {
     let mut h = vec![("content-type", "application/fhir+json")];
     h.retain(|(k, _)| !headers.iter().any(|(x, _)| x == k));
     h.extend_from_slice(headers);
@@ -225,28 +233,64 @@ async fn post(on: &On<'_>, path: &str, headers: &[(&str, &str)], body: &[u8], p:
 }
 
 /// Files `body`, checking the 201 and the answer; records what was filed.
-async fn file(on: &On<'_>, flow: &mut Flow, body: Value, content_type: &'static str, bytes: Vec<u8>, p: &mut Probe) -> Check {
+async fn file(
+    on: &On<'_>,
+    flow: &mut Flow,
+    body: Value,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+    p: &mut Probe,
+) -> Check {
     let nhs = need(flow)?.to_owned();
-    let a = post(on, "DocumentReference", &[], &serde_json::to_vec(&body).unwrap_or_default(), p).await?;
+    let a = post(
+        on,
+        "DocumentReference",
+        &[],
+        &serde_json::to_vec(&body).unwrap_or_default(),
+        p,
+    )
+    .await?;
     status(&a, 201, "POST /DocumentReference")?;
     let v = a.json()?;
     let id = v["id"].as_str().unwrap_or_default().to_owned();
     let location = format!("{}/DocumentReference/{id}", on.ctx.manifest.base_url);
     ensure(a.header("location") == Some(location.as_str()), || {
-        format!("the 201's Location is {:?}, expected {location}", a.header("location"))
+        format!(
+            "the 201's Location is {:?}, expected {location}",
+            a.header("location")
+        )
     })?;
-    ensure(v["subject"]["reference"] == format!("Patient/{nhs}"), || {
-        format!("DocumentReference.subject is {}, not Patient/{nhs}", v["subject"])
-    })?;
-    ensure(v["type"]["coding"][0]["code"] == CONSULTATION_REPORT, || {
-        format!("DocumentReference.type is {}", v["type"])
-    })?;
-    ensure(v["author"][0]["identifier"]["system"] == "https://fhir.nhs.uk/Id/ods-organization-code", || {
-        format!("DocumentReference.author is {}, not the supplier's organisation by its ODS code", v["author"])
-    })?;
-    ensure(v["content"][0]["attachment"]["url"] == format!("Binary/{id}"), || {
-        format!("attachment.url is {}, expected Binary/{id}", v["content"][0]["attachment"]["url"])
-    })?;
+    ensure(
+        v["subject"]["reference"] == format!("Patient/{nhs}"),
+        || {
+            format!(
+                "DocumentReference.subject is {}, not Patient/{nhs}",
+                v["subject"]
+            )
+        },
+    )?;
+    ensure(
+        v["type"]["coding"][0]["code"] == CONSULTATION_REPORT,
+        || format!("DocumentReference.type is {}", v["type"]),
+    )?;
+    ensure(
+        v["author"][0]["identifier"]["system"] == "https://fhir.nhs.uk/Id/ods-organization-code",
+        || {
+            format!(
+                "DocumentReference.author is {}, not the supplier's organisation by its ODS code",
+                v["author"]
+            )
+        },
+    )?;
+    ensure(
+        v["content"][0]["attachment"]["url"] == format!("Binary/{id}"),
+        || {
+            format!(
+                "attachment.url is {}, expected Binary/{id}",
+                v["content"][0]["attachment"]["url"]
+            )
+        },
+    )?;
     flow.filed.push(Filed {
         id,
         content_type,
@@ -259,7 +303,10 @@ async fn file(on: &On<'_>, flow: &mut Flow, body: Value, content_type: &'static 
 async fn file_pdf(on: &On<'_>, flow: &mut Flow, p: &mut Probe) -> Check {
     let nhs = need(flow)?.to_owned();
     let bytes = pdf();
-    let body = document(&nhs, json!({ "contentType": "application/pdf", "data": b64(&bytes) }));
+    let body = document(
+        &nhs,
+        json!({ "contentType": "application/pdf", "data": b64(&bytes) }),
+    );
     file(on, flow, body, "application/pdf", bytes, p).await
 }
 
@@ -267,21 +314,41 @@ async fn file_staged_text(on: &On<'_>, flow: &mut Flow, p: &mut Probe) -> Check 
     let nhs = need(flow)?.to_owned();
     let bytes = b"Conformance kit: seen today, advice given. Review in two weeks.".to_vec();
     let security = format!("Patient/{nhs}");
-    let a = post(on, "Binary", &[("content-type", "text/plain"), ("x-security-context", &security)], &bytes, p).await?;
+    let a = post(
+        on,
+        "Binary",
+        &[
+            ("content-type", "text/plain"),
+            ("x-security-context", &security),
+        ],
+        &bytes,
+        p,
+    )
+    .await?;
     status(&a, 201, "POST /Binary")?;
     let location = a.header("location").unwrap_or_default().to_owned();
     let id = location
         .strip_prefix(&format!("{}/Binary/", on.ctx.manifest.base_url))
-        .ok_or_else(|| Verdict::Fail(format!("the 201's Location {location:?} is not [base]/Binary/{{id}}")))?
+        .ok_or_else(|| {
+            Verdict::Fail(format!(
+                "the 201's Location {location:?} is not [base]/Binary/{{id}}"
+            ))
+        })?
         .to_owned();
-    let body = document(&nhs, json!({ "contentType": "text/plain", "url": format!("Binary/{id}") }));
+    let body = document(
+        &nhs,
+        json!({ "contentType": "text/plain", "url": format!("Binary/{id}") }),
+    );
     file(on, flow, body, "text/plain", bytes, p).await
 }
 
 async fn file_html(on: &On<'_>, flow: &mut Flow, p: &mut Probe) -> Check {
     let nhs = need(flow)?.to_owned();
     let bytes = b"<!DOCTYPE html><html><head><title>Summary</title></head><body><h1>Consultation summary</h1><p>Conformance kit.</p></body></html>".to_vec();
-    let body = document(&nhs, json!({ "contentType": "text/html", "data": b64(&bytes) }));
+    let body = document(
+        &nhs,
+        json!({ "contentType": "text/html", "data": b64(&bytes) }),
+    );
     file(on, flow, body, "text/html", bytes, p).await
 }
 
@@ -295,7 +362,10 @@ fn need_filed(flow: &Flow) -> Result<&[Filed], Verdict> {
 async fn list(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
     let nhs = need(flow)?;
     let filed = need_filed(flow)?;
-    let mut url = format!("{}/DocumentReference?patient={nhs}&_count=50", on.ctx.manifest.base_url);
+    let mut url = format!(
+        "{}/DocumentReference?patient={nhs}&_count=50",
+        on.ctx.manifest.base_url
+    );
     let mut seen = Vec::new();
     for _ in 0..MAX_PAGES {
         let a = p.get(&url, Some(on.token)).await?;
@@ -321,7 +391,10 @@ async fn list(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
     }
     for f in filed {
         ensure(seen.contains(&f.id), || {
-            format!("DocumentReference/{} is not in the patient's documents", f.id)
+            format!(
+                "DocumentReference/{} is not in the patient's documents",
+                f.id
+            )
         })?;
     }
     let a = p
@@ -341,7 +414,12 @@ async fn list(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
         .flatten()
         .find(|e| e["resource"]["type"]["coding"][0]["code"] != CONSULTATION_REPORT);
     ensure(wrong.is_none(), || {
-        format!("type={CONSULTATION_REPORT} answered another type: {}", wrong.map(|e| e["resource"]["type"].to_string()).unwrap_or_default())
+        format!(
+            "type={CONSULTATION_REPORT} answered another type: {}",
+            wrong
+                .map(|e| e["resource"]["type"].to_string())
+                .unwrap_or_default()
+        )
     })
 }
 
@@ -358,13 +436,32 @@ async fn read_back(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
             )
             .await?;
         status(&a, 200, "GET /Binary/{id}")?;
-        ensure(a.header("content-type").is_some_and(|t| t.starts_with(f.content_type)), || {
-            format!("Binary/{} answered Content-Type {:?}, not {}", f.id, a.header("content-type"), f.content_type)
-        })?;
+        ensure(
+            a.header("content-type")
+                .is_some_and(|t| t.starts_with(f.content_type)),
+            || {
+                format!(
+                    "Binary/{} answered Content-Type {:?}, not {}",
+                    f.id,
+                    a.header("content-type"),
+                    f.content_type
+                )
+            },
+        )?;
         ensure(a.body[..] == f.bytes[..], || {
-            format!("Binary/{} answered {} bytes that differ from the {} filed", f.id, a.body.len(), f.bytes.len())
+            format!(
+                "Binary/{} answered {} bytes that differ from the {} filed",
+                f.id,
+                a.body.len(),
+                f.bytes.len()
+            )
         })?;
-        let a = p.get(&format!("{base}/DocumentReference/{}", f.id), Some(on.token)).await?;
+        let a = p
+            .get(
+                &format!("{base}/DocumentReference/{}", f.id),
+                Some(on.token),
+            )
+            .await?;
         status(&a, 200, "GET /DocumentReference/{id}")?;
     }
     Ok(())
@@ -374,27 +471,56 @@ async fn retry(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
     let first = need_filed(flow)?
         .first()
         .ok_or_else(|| Verdict::Omit("not run: nothing filed".into()))?;
-    let a = post(on, "DocumentReference", &[], &serde_json::to_vec(&first.body).unwrap_or_default(), p).await?;
+    let a = post(
+        on,
+        "DocumentReference",
+        &[],
+        &serde_json::to_vec(&first.body).unwrap_or_default(),
+        p,
+    )
+    .await?;
     status(&a, 200, "the same POST /DocumentReference again")?;
     let v = a.json()?;
     ensure(v["id"] == first.id.as_str(), || {
-        format!("the retry answered DocumentReference/{}, not {}", v["id"], first.id)
+        format!(
+            "the retry answered DocumentReference/{}, not {}",
+            v["id"], first.id
+        )
     })
 }
 
 async fn refused(on: &On<'_>, body: Value, element: &str, p: &mut Probe) -> Check {
-    let a = post(on, "DocumentReference", &[], &serde_json::to_vec(&body).unwrap_or_default(), p).await?;
+    let a = post(
+        on,
+        "DocumentReference",
+        &[],
+        &serde_json::to_vec(&body).unwrap_or_default(),
+        p,
+    )
+    .await?;
     status(&a, 422, "the refused POST /DocumentReference")?;
     let v = a.json()?;
     ensure(v["issue"][0]["expression"][0] == element, || {
-        format!("issue[0].expression is {}, expected [{element}]", v["issue"][0]["expression"])
+        format!(
+            "issue[0].expression is {}, expected [{element}]",
+            v["issue"][0]["expression"]
+        )
     })
 }
 
 async fn wrong_type(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
     let nhs = need(flow)?;
-    let body = document(nhs, json!({ "contentType": "application/pdf", "data": b64(b"not a PDF at all") }));
-    refused(on, body, "DocumentReference.content[0].attachment.contentType", p).await
+    let body = document(
+        nhs,
+        json!({ "contentType": "application/pdf", "data": b64(b"not a PDF at all") }),
+    );
+    refused(
+        on,
+        body,
+        "DocumentReference.content[0].attachment.contentType",
+        p,
+    )
+    .await
 }
 
 async fn active_html(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
@@ -404,7 +530,10 @@ async fn active_html(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
         "<html><body><ScRiPt>alert(1)</sCrIpT></body></html>",
         "<p><a href=\"jav&#x61;script:alert(1)\">leaflet</a></p>",
     ] {
-        let body = document(nhs, json!({ "contentType": "text/html", "data": b64(html.as_bytes()) }));
+        let body = document(
+            nhs,
+            json!({ "contentType": "text/html", "data": b64(html.as_bytes()) }),
+        );
         refused(on, body, "DocumentReference.content[0].attachment.data", p).await?;
     }
     Ok(())
@@ -414,7 +543,17 @@ async fn oversize(on: &On<'_>, flow: &Flow, p: &mut Probe) -> Check {
     let nhs = need(flow)?;
     let security = format!("Patient/{nhs}");
     let body = vec![b'a'; DEFAULT_MAX_UPLOAD + 1];
-    let a = post(on, "Binary", &[("content-type", "text/plain"), ("x-security-context", &security)], &body, p).await?;
+    let a = post(
+        on,
+        "Binary",
+        &[
+            ("content-type", "text/plain"),
+            ("x-security-context", &security),
+        ],
+        &body,
+        p,
+    )
+    .await?;
     status(&a, 413, "POST /Binary over the limit")
 }
 
@@ -431,7 +570,21 @@ async fn unpaired(on: &On<'_>, p: &mut Probe) -> Check {
             on.sup.client_id
         )));
     };
-    let body = document(&patient.nhs_number, json!({ "contentType": "text/plain", "data": b64(b"Conformance kit") }));
-    let a = post(on, "DocumentReference", &[], &serde_json::to_vec(&body).unwrap_or_default(), p).await?;
-    status(&a, 404, "POST /DocumentReference for an unpaired practice's patient")
+    let body = document(
+        &patient.nhs_number,
+        json!({ "contentType": "text/plain", "data": b64(b"Conformance kit") }),
+    );
+    let a = post(
+        on,
+        "DocumentReference",
+        &[],
+        &serde_json::to_vec(&body).unwrap_or_default(),
+        p,
+    )
+    .await?;
+    status(
+        &a,
+        404,
+        "POST /DocumentReference for an unpaired practice's patient",
+    )
 }
