@@ -194,3 +194,57 @@ pub fn capability_statement(
         }],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(documents: bool) -> Vec<String> {
+        let c = capability_statement(
+            "https://gw.example/FHIR/R4",
+            &[ClinicalType::Observation],
+            true,
+            documents,
+            "2026-12-07",
+            None,
+        );
+        c["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn documents_are_offered_only_where_a_gp_system_manages_them() {
+        let without = types(false);
+        assert!(
+            !without
+                .iter()
+                .any(|t| t == "DocumentReference" || t == "Binary")
+        );
+        let with = types(true);
+        assert!(with.iter().any(|t| t == "DocumentReference"));
+        assert!(with.iter().any(|t| t == "Binary"));
+        let c = capability_statement("b", &[], false, true, "d", None);
+        let doc = c["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "DocumentReference")
+            .unwrap()
+            .clone();
+        assert_eq!(doc["conditionalCreate"], true);
+        let params: Vec<&str> = doc["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            params,
+            ["patient", "date", "created", "type", "author", "_count"]
+        );
+    }
+}
