@@ -1007,6 +1007,26 @@ mod tests {
     }
 
     #[test]
+    fn document_limits_are_read_and_checked() {
+        let mut cfg = example();
+        // The shipped example spells out the defaults.
+        assert_eq!(cfg.gateway.documents.max_inline_bytes, 5 * 1024 * 1024);
+        assert_eq!(cfg.gateway.documents.max_upload_bytes, 10 * 1024 * 1024);
+        cfg.gateway.documents.max_inline_bytes = 10;
+        cfg.gateway.documents.max_upload_bytes = 1024 * 1024 * 1024;
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec![
+                "gateway.toml: documents.max_inline_bytes: must be between 1024 and 268435456",
+                "gateway.toml: documents.max_upload_bytes: must be between 1024 and 268435456",
+            ]
+        );
+        let d: DocumentsConfig = toml::from_str("max_inline_bytes = 2048").unwrap();
+        assert_eq!(d.max_upload_bytes, 10 * 1024 * 1024);
+        assert!(toml::from_str::<DocumentsConfig>("max_bytes = 1").is_err());
+    }
+
+    #[test]
     fn tls_toml_shape() {
         let tls: TlsConfig = toml::from_str(
             "cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\nclient_auth = \"required\"",
