@@ -8,6 +8,8 @@
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
 #   5. free slots   EMIS's native 14-day slot search against GET /Slot with every include,
 #                   one connection: the p50 the gateway adds (target ≤ 2 ms)
+#   6. documents    filing a 5 MB PDF inline: the gateway's peak RSS rise as a ratio of the
+#                   document's size (examples/document_memory.rs; target < 2.0; DOCS=0 skips)
 #
 # Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
 # turned off: open-loop runs (oha at a fixed rate, half the cached gateway's peak) for the
@@ -590,8 +592,15 @@ LUA
     SOAK="soak: $n requests in ${SOAK_SECONDS} s ($(printf '%.0f' "$rate") req/s; p50 $p50 ms, p99 $p99 ms; $bad non-2xx, $sock socket errors; answers by route and status: $SOAK_STATUSES) at $SOAK_CONNS connections over $SOAK_N patients, cache bounds $SOAK_MAX_PATIENTS patients / $SOAK_MAX_ENTRIES entries; gateway RSS (MiB) every 10 s: ${samples[*]}; **$SOAK_VERDICT** (target ≤ 100 MiB after 1,000,000 requests, flat)"
 fi
 
+# --- filing a 5 MB document ---------------------------------------------------------------
+DOC_MEMORY="not run (DOCS=0)"
+if [ "${DOCS:-1}" = 1 ]; then
+    log "filing a 5 MB document: the gateway's peak RSS rise"
+    DOC_MEMORY=$(cd "$ROOT" && cargo run --release -q -p gp-gateway --example document_memory 2>/dev/null | tail -1)
+fi
+
 # --- micro-benchmarks ----------------------------------------------------------------------
-MICRO_TABLE=""
+MICRO_TABLE="
 if [ "$MICRO" = 1 ]; then
     log "criterion micro-benchmarks ($MICRO_ARGS)"
     for pb in gp-adapter-emis:mapping gp-adapter-tpp:mapping gp-adapter-vision:mapping \
@@ -658,6 +667,10 @@ $TABLE
 ${OPEN_SECTION}### Free-slot search (wrk, 1 connection, $DURATION each after a $WARMUP warm-up)
 
 $SLOT_TABLE
+
+### Filing a 5 MB document (issue 24)
+
+$DOC_MEMORY
 
 ### Targets (this run)
 

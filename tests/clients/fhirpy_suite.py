@@ -10,6 +10,7 @@ Run by scripts/clients: fhirpy_suite.py MANIFEST GATEWAY_BINARY RESULTS_JSON
 """
 
 import asyncio
+import base64
 import datetime
 import json
 import subprocess
@@ -50,6 +51,7 @@ REFERENCED_TYPES = ["Patient", "Practitioner", "Organization", "Encounter"]
 READER_NEEDS = {"Patient": "rus", **{kind: "rs" for kind in CLINICAL_TYPES}}
 WRITER_NEEDS = {"Observation": "crs"}
 BOOKER_NEEDS = {"Slot": "rs", "Appointment": "cru"}
+FILER_NEEDS = {"DocumentReference": "crs", "Binary": "r"}
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 CHECK_SECONDS = 60
 HEADERS_SHOWN = ("content-type", "if-match", "if-none-match", "if-none-exist", "prefer")
@@ -241,6 +243,10 @@ class Suite:
         booker = supplier_with(manifest, BOOKER_NEEDS)
         self.booker_wire = Wire(booker)
         self.booker = client_for(self.base, access_token(gateway, self.token_url, booker), self.booker_wire)
+        # The filer files documents and reads them back (demo-consult).
+        filer = supplier_with(manifest, FILER_NEEDS)
+        self.filer_wire = Wire(filer)
+        self.filer = client_for(self.base, access_token(gateway, self.token_url, filer), self.filer_wire)
         self.practice_of = {p["nhs_number"]: p["practice"] for p in manifest["patients"]}
         self.results = []
 
@@ -730,6 +736,37 @@ class Suite:
 
     # -- the gateway ------------------------------------------------------------------
 
+    async def file_document_read_back(self, s):
+        """A consultation summary filed inline, listed, read back and its content byte-identical."""
+        content = f"Client library check {self.run_id}: seen today, advice given.\n".encode()
+        sent = {
+            "resourceType": "DocumentReference",
+            "identifier": [
+                {"system": "https://gp-gateway.invalid/client-suite/document", "value": f"{LIBRARY}-{self.run_id}-{s.name}"}
+            ],
+            "status": "current",
+            "type": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "371530004", "display": "Clinical consultation report"}]
+            },
+            "subject": {"reference": f"Patient/{s.write_nhs}"},
+            "description": "Client library check: consultation summary",
+            "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(content).decode()}}],
+        }
+        created = await self.filer.resource("DocumentReference", **sent).save()
+        rid = created.get("id")
+        if not rid:
+            raise Failed("the filing answered no id")
+        listed = await self.filer.resources("DocumentReference").search(patient=s.write_nhs).fetch_all()
+        if not any(d.get("id") == rid for d in listed):
+            raise Failed(f"DocumentReference/{rid} is not in the patient's documents")
+        got = await self.filer.reference("DocumentReference", rid).to_resource()
+        url = got["content"][0]["attachment"].get("url")
+        if url != f"Binary/{rid}":
+            raise Failed(f"attachment.url is {url}, not Binary/{rid}")
+        binary = await self.filer.reference("Binary", rid).to_resource()
+        if base64.b64decode(binary.get("data", "")) != content:
+            raise Failed("the Binary's data differs from the content filed")
+
     async def discover_smart_configuration(self):
         url = f"{self.base}/.well-known/smart-configuration"
         config = get_json(url)
@@ -776,6 +813,7 @@ class Suite:
             ("slot-search-include", self.slot_search_include),
             ("book-appointment-read-back", self.book_appointment_read_back),
             ("cancel-appointment-update", self.cancel_appointment_update),
+            ("file-document-read-back", self.file_document_read_back),
         ]
         gateway = [
             ("discover-smart-configuration", self.discover_smart_configuration),

@@ -31,6 +31,7 @@ const REFERENCED_TYPES = ['Patient', 'Practitioner', 'Organization', 'Encounter'
 const READER_NEEDS = { Patient: 'rus', ...Object.fromEntries(CLINICAL_TYPES.map((t) => [t, 'rs'])) };
 const WRITER_NEEDS = { Observation: 'crs' };
 const BOOKER_NEEDS = { Slot: 'rs', Appointment: 'cru' };
+const FILER_NEEDS = { DocumentReference: 'crs', Binary: 'r' };
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
 const CHECK_SECONDS = 60;
 const HEADERS_SHOWN = ['content-type', 'if-match', 'if-none-match', 'if-none-exist', 'prefer'];
@@ -208,6 +209,8 @@ class Suite {
     this.systems = pickPatients(manifest, reader, writer);
     // The booker finds free slots and books, amends and cancels (demo-booking).
     this.bookerWire = new Wire(supplierWith(manifest, BOOKER_NEEDS));
+    // The filer files documents and reads them back (demo-consult).
+    this.filerWire = new Wire(supplierWith(manifest, FILER_NEEDS));
     this.practiceOf = Object.fromEntries(manifest.patients.map((p) => [p.nhs_number, p.practice]));
     this.results = [];
   }
@@ -217,6 +220,30 @@ class Suite {
     this.reader = clientFor(this.origin, this.base, await token(this.readerWire), this.readerWire);
     this.writer = clientFor(this.origin, this.base, await token(this.writerWire), this.writerWire);
     this.booker = clientFor(this.origin, this.base, await token(this.bookerWire), this.bookerWire);
+    this.filer = clientFor(this.origin, this.base, await token(this.filerWire), this.filerWire);
+  }
+
+  // A consultation summary filed inline, listed, read back and its content byte-identical.
+  async fileDocumentReadBack(s) {
+    const content = `Client library check ${this.runId}: seen today, advice given.\n`;
+    const sent = {
+      resourceType: 'DocumentReference',
+      identifier: [{ system: 'https://example.com/medplum-suite/documents', value: `${this.runId}-${s.name}` }],
+      status: 'current',
+      type: { coding: [{ system: 'http://snomed.info/sct', code: '371530004', display: 'Clinical consultation report' }] },
+      subject: { reference: `Patient/${s.writeNhs}` },
+      description: 'Client library check: consultation summary',
+      content: [{ attachment: { contentType: 'text/plain', data: Buffer.from(content).toString('base64') } }],
+    };
+    const created = await this.filer.createResource(structuredClone(sent));
+    if (!created.id) throw new Failed('the filing answered no id');
+    const listed = await this.filer.searchResources('DocumentReference', { patient: s.writeNhs });
+    if (!listed.some((d) => d.id === created.id)) throw new Failed(`DocumentReference/${created.id} is not in the patient's documents`);
+    const got = await this.filer.readResource('DocumentReference', created.id);
+    const url = got.content?.[0]?.attachment?.url;
+    if (url !== `Binary/${created.id}`) throw new Failed(`attachment.url is ${url}, not Binary/${created.id}`);
+    const binary = await this.filer.readResource('Binary', created.id);
+    if (Buffer.from(binary.data ?? '', 'base64').toString() !== content) throw new Failed("the Binary's data differs from the content filed");
   }
 
   // -- reads ------------------------------------------------------------------------
@@ -804,6 +831,7 @@ class Suite {
       ['slot-search-include', (s) => this.freeSlot(s)],
       ['book-appointment-read-back', (s) => this.bookAppointmentReadBack(s)],
       ['cancel-appointment-update', (s) => this.cancelAppointmentUpdate(s)],
+      ['file-document-read-back', (s) => this.fileDocumentReadBack(s)],
     ];
     const gateway = [
       ['discover-smart-configuration', () => this.discoverSmartConfiguration()],

@@ -12,6 +12,8 @@
 //! them with the practice's ODS code to make FHIR ids it can route. Content travels as
 //! [`Bytes`]: an adapter sends it to the GP system without copying it.
 
+pub mod fhir;
+
 use bytes::Bytes;
 use gp_fhir::{NhsNumber, OdsCode};
 

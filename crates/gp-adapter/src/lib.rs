@@ -14,6 +14,7 @@ pub mod harness;
 pub mod json;
 pub mod native;
 pub mod paging;
+pub mod practice_ids;
 pub mod registry;
 pub mod terminology;
 pub mod time;

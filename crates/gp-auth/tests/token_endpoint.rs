@@ -72,7 +72,7 @@ async fn es384_supplier_gets_a_token() {
 async fn rs384_supplier_gets_a_token() {
     happy(
         CONSULT,
-        "system/AllergyIntolerance.rs system/Condition.rs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus system/Practitioner.r",
+        "system/AllergyIntolerance.rs system/Binary.r system/Condition.rs system/DocumentReference.crs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus system/Practitioner.r",
     )
     .await;
 }

@@ -29,6 +29,8 @@ pub struct App {
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
     pub paging: PagingLimits,
     pub max_body_bytes: usize,
+    /// `[documents]`: content served inline, and the largest filed.
+    pub documents: crate::config::DocumentsConfig,
     /// Largest request head (request line + headers) answered; see `head::check_head`.
     pub max_header_bytes: usize,
     pub request_timeout: Duration,
@@ -155,6 +157,7 @@ impl App {
             &public_base,
             &clinical,
             adapters.values().any(|a| a.manages_appointments()),
+            adapters.values().any(|a| a.manages_documents()),
             &today,
             g.auth
                 .as_ref()
@@ -177,6 +180,7 @@ impl App {
                 max_count: g.search.max_count,
             },
             max_body_bytes: g.server.max_body_bytes,
+            documents: g.documents,
             max_header_bytes: g.server.max_header_bytes,
             request_timeout: Duration::from_millis(g.server.request_timeout_ms),
             access: g.access.mode,

@@ -81,7 +81,7 @@ fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn epoch(t: UtcDateTime) -> i64 {
+pub(crate) fn epoch(t: UtcDateTime) -> i64 {
     days_from_civil(t.year, t.month, t.day) * 86_400
         + i64::from(t.hour) * 3600
         + i64::from(t.minute) * 60
@@ -125,7 +125,7 @@ fn uk_midnight((y, m, d): (i32, u8, u8)) -> i64 {
 
 /// A date search value's bound: a date alone is a whole UK day (`from_day_end`: the
 /// instant after it ends), a dateTime is its instant.
-fn date_bound(value: &str, day_end: bool) -> Option<i64> {
+pub(crate) fn date_bound(value: &str, day_end: bool) -> Option<i64> {
     if value.contains('T') {
         return map::parse_instant(value).map(epoch);
     }
@@ -161,7 +161,7 @@ fn bad_parameter(name: &str, why: impl std::fmt::Display) -> Invalid {
 #[error(
     "supplier {0} has no ODS code in the supplier registry, and a booking records its booker's ODS code in the GP system: ask the gateway's operator to add ods_code to your registry entry"
 )]
-pub struct NoBookingOrganisation(String);
+pub struct NoBookingOrganisation(pub(crate) String);
 
 impl FhirError for NoBookingOrganisation {
     fn status(&self) -> u16 {
@@ -198,7 +198,7 @@ impl FhirError for Unchangeable {
     }
 }
 
-fn unknown(resource_type: &str, id: &str) -> GatewayError {
+pub(crate) fn unknown(resource_type: &str, id: &str) -> GatewayError {
     GatewayError::NotFound(format!(
         "no {resource_type}/{} is known to you",
         gp_fhir::text::shown(id)
@@ -207,7 +207,7 @@ fn unknown(resource_type: &str, id: &str) -> GatewayError {
 
 /// The practice and adapter of an `{ODS}-{native}` id, when the caller may see that
 /// practice; anything else is "unknown" (not paired looks exactly like not served).
-fn practice_of<'a>(
+pub(crate) fn practice_of<'a>(
     app: &'a App,
     id: &'a str,
     caller: &Caller,
@@ -219,7 +219,7 @@ fn practice_of<'a>(
         .and_then(|p| app.adapters.get(&p.system))?
         .clone();
     if !caller.paired_with(&ods) {
-        tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %ods, "appointment id withheld");
+        tracing::info!(reason = "not-paired", supplier = caller.client_id().unwrap_or("-"), practice = %ods, "id withheld");
         return None;
     }
     Some((ods, native, adapter))

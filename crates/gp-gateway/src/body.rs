@@ -1,6 +1,6 @@
 //! Capped request-body reads: the only way the gateway reads a body.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -26,6 +26,35 @@ pub async fn read_capped(
         )),
         Err(e) => Err(GatewayError::BodyRead(e.to_string())),
     }
+}
+
+/// Reads a whole body into one buffer the caller may change in place (a document's
+/// content is decoded over its base64), refusing it once it passes `limit` bytes: a
+/// declared length over the limit before a byte is read, a body streaming past it as soon
+/// as it does. The buffer is sized from the declared length, so it is filled without
+/// growing.
+pub async fn read_capped_mut(
+    mut body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<BytesMut, GatewayError> {
+    if let Some(len) = declared.filter(|l| *l > limit as u64) {
+        return Err(GatewayError::BodyTooLarge(len, limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |l| l as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(GatewayError::BodyTooLarge(
+                    declared.unwrap_or((buf.len() + data.len()) as u64),
+                    limit,
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
 }
 
 /// The bytes of an answer the gateway built itself (whole in memory already, so there

@@ -26,6 +26,19 @@ fn search_params(resource_type: &str) -> Value {
             { "name": "service-type", "type": "string", "documentation": "the slot type (Slot.serviceType.text)" }
         ]);
     }
+    if resource_type == "DocumentReference" {
+        return json!([
+            { "name": "patient", "type": "reference", "documentation": "the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber} (required)" },
+            { "name": "date", "type": "date", "documentation": "when the practice received it (indexed): prefixes ge, gt, le, lt" },
+            { "name": "created", "type": "date", "documentation": "when the document was created: prefixes ge, gt, le, lt" },
+            { "name": "type", "type": "token", "documentation": "SNOMED CT record artifact: http://snomed.info/sct|{code} or {code}" },
+            { "name": "author", "type": "reference", "documentation": "the author organisation's ODS code; author:identifier=https://fhir.nhs.uk/Id/ods-organization-code|{ODS}" },
+            { "name": "_count", "type": "number", "documentation": "page size; follow Bundle.link next" }
+        ]);
+    }
+    if resource_type == "Binary" {
+        return json!([]);
+    }
     if resource_type == "Appointment" {
         return json!([
             { "name": "patient", "type": "reference", "documentation": "the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber} (required)" },
@@ -61,7 +74,7 @@ fn versioning(t: &str, interactions: &[Interaction]) -> &'static str {
 /// Core does not profile.
 fn profile(t: &str) -> String {
     match t {
-        "Bundle" => "http://hl7.org/fhir/StructureDefinition/Bundle".to_owned(),
+        "Bundle" | "Binary" => format!("http://hl7.org/fhir/StructureDefinition/{t}"),
         t => format!("{}{t}", gp_fhir::model::UK_CORE_PROFILE_BASE),
     }
 }
@@ -71,6 +84,7 @@ pub fn capability_statement(
     base_url: &str,
     clinical: &[ClinicalType],
     appointments: bool,
+    documents: bool,
     date: &str,
     token_url: Option<&str>,
 ) -> Value {
@@ -78,12 +92,14 @@ pub fn capability_statement(
         .into_iter()
         // Slots and appointments only where some GP system manages appointments.
         .filter(|(t, _)| appointments || !matches!(*t, "Slot" | "Appointment"))
+        // Documents only where some GP system manages documents.
+        .filter(|(t, _)| documents || !matches!(*t, "DocumentReference" | "Binary"))
         .map(|(t, interactions)| {
             let mut resource = json!({
                 "type": t,
                 "profile": profile(t),
                 "interaction": interactions.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
-                "conditionalCreate": t == "Observation" || t == "Appointment",
+                "conditionalCreate": matches!(t, "Observation" | "Appointment" | "DocumentReference"),
                 // Patient reads carry meta.versionId and its ETag, and its update is
                 // version-aware (If-Match). Record entries carry a versionId naming their
                 // content (vread serves the current one; GP systems keep no history).
@@ -108,6 +124,11 @@ pub fn capability_statement(
                 resource["searchInclude"] = json!(includes);
             }
             // Types returned only as a free-slot search's includes, each with its profile.
+            if t == "Binary" {
+                resource["documentation"] = json!(
+                    "A document's content: GET answers the bytes with their Content-Type (or a FHIR Binary with base64 data when application/fhir+json is asked for) and needs system/Binary.r; POST stages content for a DocumentReference to file (application/pdf, text/plain or text/html with X-Security-Context: Patient/{nhsNumber}, or a FHIR Binary) and needs system/DocumentReference.c."
+                );
+            }
             if t == "Slot" {
                 resource["documentation"] = json!(format!(
                     "Free slots. Their includes are Schedule ({}), Practitioner ({}), PractitionerRole ({}), Location ({}) and Organization ({}); Schedule, Location and PractitionerRole are not read on their own.",
@@ -172,4 +193,58 @@ pub fn capability_statement(
             }],
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(documents: bool) -> Vec<String> {
+        let c = capability_statement(
+            "https://gw.example/FHIR/R4",
+            &[ClinicalType::Observation],
+            true,
+            documents,
+            "2026-12-07",
+            None,
+        );
+        c["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn documents_are_offered_only_where_a_gp_system_manages_them() {
+        let without = types(false);
+        assert!(
+            !without
+                .iter()
+                .any(|t| t == "DocumentReference" || t == "Binary")
+        );
+        let with = types(true);
+        assert!(with.iter().any(|t| t == "DocumentReference"));
+        assert!(with.iter().any(|t| t == "Binary"));
+        let c = capability_statement("b", &[], false, true, "d", None);
+        let doc = c["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "DocumentReference")
+            .unwrap()
+            .clone();
+        assert_eq!(doc["conditionalCreate"], true);
+        let params: Vec<&str> = doc["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            params,
+            ["patient", "date", "created", "type", "author", "_count"]
+        );
+    }
 }

@@ -87,6 +87,41 @@ pub struct GatewayConfig {
     /// `[admin]`: the operators' listener (`/metrics`, probes), apart from suppliers'.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[documents]`: the sizes of documents served and filed.
+    #[serde(default)]
+    pub documents: DocumentsConfig,
+}
+
+/// `[documents]`: how large a document's content may be, served or filed.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// Content larger than this (bytes) is listed but not served: its DocumentReference
+    /// has no `attachment.url` and a placeholder title, and `GET /Binary/{id}` refuses it.
+    #[serde(default = "default_max_inline")]
+    pub max_inline_bytes: u64,
+    /// The largest content a supplier may file (bytes): a raw `POST /Binary` body, or the
+    /// decoded `attachment.data` of a `POST /DocumentReference` (whose JSON body may be
+    /// the base64 of this plus 64 KiB).
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: usize,
+}
+
+fn default_max_inline() -> u64 {
+    5 * 1024 * 1024
+}
+
+fn default_max_upload() -> usize {
+    10 * 1024 * 1024
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            max_inline_bytes: default_max_inline(),
+            max_upload_bytes: default_max_upload(),
+        }
+    }
 }
 
 /// `[admin]`: a second listener for operational endpoints that are not for suppliers:
@@ -695,6 +730,20 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
             "must be between 1024 and 67108864",
         ));
     }
+    if !(1024..=256 * 1024 * 1024).contains(&c.documents.max_inline_bytes) {
+        errors.push(invalid(
+            file,
+            "documents.max_inline_bytes",
+            "must be between 1024 and 268435456",
+        ));
+    }
+    if !(1024..=256 * 1024 * 1024).contains(&c.documents.max_upload_bytes) {
+        errors.push(invalid(
+            file,
+            "documents.max_upload_bytes",
+            "must be between 1024 and 268435456",
+        ));
+    }
     if !(8192..=1024 * 1024).contains(&c.server.max_header_bytes) {
         errors.push(invalid(
             file,
@@ -955,6 +1004,26 @@ mod tests {
         );
         let err = toml::from_str::<AdminConfig>("listen = \"127.0.0.1:9\"\nport = 9").unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn document_limits_are_read_and_checked() {
+        let mut cfg = example();
+        // The shipped example spells out the defaults.
+        assert_eq!(cfg.gateway.documents.max_inline_bytes, 5 * 1024 * 1024);
+        assert_eq!(cfg.gateway.documents.max_upload_bytes, 10 * 1024 * 1024);
+        cfg.gateway.documents.max_inline_bytes = 10;
+        cfg.gateway.documents.max_upload_bytes = 1024 * 1024 * 1024;
+        assert_eq!(
+            problems(&cfg.gateway),
+            vec![
+                "gateway.toml: documents.max_inline_bytes: must be between 1024 and 268435456",
+                "gateway.toml: documents.max_upload_bytes: must be between 1024 and 268435456",
+            ]
+        );
+        let d: DocumentsConfig = toml::from_str("max_inline_bytes = 2048").unwrap();
+        assert_eq!(d.max_upload_bytes, 10 * 1024 * 1024);
+        assert!(toml::from_str::<DocumentsConfig>("max_bytes = 1").is_err());
     }
 
     #[test]

@@ -64,6 +64,24 @@ pub async fn serve(
             let whole = matches!(route, Route::AppointmentUpdate(_));
             crate::appointments::change(app, id, whole, headers, ids, caller, body).await
         }
+        Route::DocumentReferenceSearch => crate::documents::search(app, query, ids, caller).await,
+        Route::DocumentReferenceRead(id) => {
+            reject_params(query, &["_format"])?;
+            crate::documents::read(app, &id, ids, caller).await
+        }
+        Route::BinaryRead(id) => {
+            crate::documents::read_binary(app, &id, query, headers, ids, caller).await
+        }
+        // The pipeline serves these with their body in a buffer of their own
+        // (`pipeline::upload`); a body given here is copied into one.
+        Route::DocumentReferenceCreate => {
+            let body = bytes::BytesMut::from(body);
+            crate::documents::create_document(app, query, headers, ids, caller, body).await
+        }
+        Route::BinaryCreate => {
+            let body = bytes::BytesMut::from(body);
+            crate::documents::create_binary(app, query, headers, ids, caller, body).await
+        }
         Route::AuditEventSearch => {
             let search = crate::audit::search::parse(query, caller.audit_scope())?;
             let rows = app.audit.query(search.query.clone()).await?;

@@ -384,15 +384,35 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
                 ("application/merge-patch+json", "MergePatch"),
             ],
         ),
+        Route::DocumentReferenceSearch => (200, "Bundle", &[]),
+        Route::DocumentReferenceRead(_) | Route::BinaryRead(_) => (200, "Resource", &[]),
+        Route::DocumentReferenceCreate => {
+            (201, "Resource", &[("application/fhir+json", "Resource")])
+        }
+        Route::BinaryCreate => (
+            201,
+            "Resource",
+            &[
+                ("application/pdf", "RawContent"),
+                ("text/plain", "RawContent"),
+                ("text/html", "RawContent"),
+                ("application/fhir+json", "Resource"),
+            ],
+        ),
     };
     match route {
         Route::ObservationCreate => {
             parameters.push(reference("parameters/IfNoneExist"));
             parameters.push(reference("parameters/identifierCondition"));
         }
-        Route::AppointmentCreate => {
+        Route::AppointmentCreate | Route::DocumentReferenceCreate => {
             parameters.push(reference("parameters/IfNoneExist"));
             parameters.push(reference("parameters/identifierCondition"));
+        }
+        Route::BinaryCreate => {
+            parameters.push(json!({ "name": "X-Security-Context", "in": "header", "required": false,
+                "schema": { "type": "string", "pattern": "^Patient/[0-9]{10}$" },
+                "description": "Patient/{nhsNumber}: the patient whose record the content is for (required with a raw body)" }));
         }
         Route::PatientPatch(_)
         | Route::PatientUpdate(_)
@@ -451,7 +471,13 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
     ) {
         ok_headers["ETag"] = reference("headers/ETag");
     }
-    if matches!(route, Route::ObservationCreate | Route::AppointmentCreate) {
+    if matches!(
+        route,
+        Route::ObservationCreate
+            | Route::AppointmentCreate
+            | Route::DocumentReferenceCreate
+            | Route::BinaryCreate
+    ) {
         ok_headers["Location"] = reference("headers/Location");
     }
     if bearer {
@@ -467,6 +493,12 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
         responses.insert(
             "200".into(),
             json!({ "description": "a retry of a reading already recorded (same identifier): nothing recorded again", "headers": ok_headers, "content": fhir_content("Observation") }),
+        );
+    }
+    if matches!(route, Route::DocumentReferenceCreate) {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "a retry of a document already filed (same identifier): nothing filed again", "headers": ok_headers, "content": fhir_content("Resource") }),
         );
     }
     if matches!(route, Route::AppointmentCreate) {
@@ -503,6 +535,8 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
             | Route::AppointmentCreate
             | Route::AppointmentUpdate(_)
             | Route::AppointmentPatch(_)
+            | Route::DocumentReferenceCreate
+            | Route::BinaryCreate
     );
     let patient_data = !matches!(route, Route::Metadata | Route::AuditEventSearch);
     let mut bad_request = vec![S::InvalidValue, S::InvalidParameter];
@@ -516,6 +550,7 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
             | Route::AuditEventSearch
             | Route::SlotSearch
             | Route::AppointmentSearch
+            | Route::DocumentReferenceSearch
     ) {
         bad_request.extend([S::InvalidSearchData, S::MissingValue]);
     }
@@ -555,6 +590,16 @@ fn errors(route: &Route, bearer: bool, form_search: bool) -> Vec<(u16, Vec<Spine
     match route {
         Route::ObservationCreate => out.push((409, vec![S::DuplicateRejected])),
         Route::AppointmentCreate => out.push((409, vec![S::DuplicateRejected])),
+        // A GP system whose adapter cannot manage documents yet.
+        Route::DocumentReferenceSearch
+        | Route::DocumentReferenceRead(_)
+        | Route::DocumentReferenceCreate
+        | Route::BinaryCreate => out.push((501, vec![S::NotImplemented])),
+        // Content over the inline limit: ask the practice.
+        Route::BinaryRead(_) => {
+            out.push((403, vec![S::AccessDenied]));
+            out.push((501, vec![S::NotImplemented]));
+        }
         // A GP system whose adapter cannot manage appointments yet.
         Route::AppointmentRead(_) | Route::AppointmentVread(..) => {
             out.push((501, vec![S::NotImplemented]));
@@ -726,6 +771,51 @@ fn query_parameters(route: &Route) -> Vec<Value> {
                 "date=ge{date}&date=le{date}: from today on, at most 31 days",
             ),
         ],
+        Route::DocumentReferenceSearch => vec![
+            q("patient", true, patient, "the NHS number"),
+            q(
+                "date",
+                false,
+                date("ge|gt|le|lt"),
+                "when the practice received it",
+            ),
+            q(
+                "created",
+                false,
+                date("ge|gt|le|lt"),
+                "when the document was created",
+            ),
+            q(
+                "type",
+                false,
+                json!({ "type": "string", "example": "http://snomed.info/sct|371530004" }),
+                "SNOMED CT record artifact: http://snomed.info/sct|{code} or {code}",
+            ),
+            q(
+                "author",
+                false,
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9]{3,10}$" }),
+                "the author organisation's ODS code",
+            ),
+            q(
+                "author:identifier",
+                false,
+                json!({ "type": "string", "pattern": "^https://fhir\\.nhs\\.uk/Id/ods-organization-code\\|[A-Za-z0-9]{3,10}$" }),
+                "the author organisation's ODS code as an identifier",
+            ),
+            q(
+                "_count",
+                false,
+                json!({ "type": "integer", "minimum": 0, "default": 50 }),
+                "page size",
+            ),
+            q(
+                "_offset",
+                false,
+                json!({ "type": "integer", "minimum": 0 }),
+                "paging: follow Bundle.link next",
+            ),
+        ],
         Route::PatientSearch => search("Patient"),
         Route::ClinicalSearch(t) => search(t.as_str()),
         Route::AuditEventSearch => vec![
@@ -888,6 +978,8 @@ fn components(origin: &str, scopes: &[String]) -> Value {
                         } } }
                 }
             },
+            "RawContent": { "type": "string", "format": "binary",
+                "description": "a document's content as it is: a PDF, plain text (UTF-8) or an HTML consultation summary, with no active content" },
             "MergePatch": { "type": "object", "additionalProperties": true,
                 "description": "a JSON Merge Patch (RFC 7386) of the Patient: telecom, address and communication may change; any other member must leave its element as it is (null removes an element)" },
             "FhirPatch": { "type": "object", "additionalProperties": true,

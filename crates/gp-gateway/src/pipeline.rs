@@ -294,10 +294,16 @@ async fn route(
         found => fhir_route(found, &parts.method, path, base),
     };
 
-    // 5. Body limits: refuse a body over the limit unread.
+    // 5. Body limits: refuse a body over the limit unread (a document's content has a
+    // larger limit of its own).
     let declared = content_length(&parts.headers);
-    if let Some(len) = declared.filter(|l| *l > app.max_body_bytes as u64) {
-        return Err(GatewayError::BodyTooLarge(len, app.max_body_bytes).into());
+    let limit = route
+        .as_ref()
+        .ok()
+        .and_then(|r| upload_limit(app, r))
+        .unwrap_or(app.max_body_bytes);
+    if let Some(len) = declared.filter(|l| *l > limit as u64) {
+        return Err(GatewayError::BodyTooLarge(len, limit).into());
     }
 
     // 6–7. FHIR route refusals, content negotiation, then authenticate, authorise and
@@ -314,6 +320,25 @@ async fn route(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // A document's content: read into a buffer of its own, decoded and checked there.
+    if let Some(limit) = upload_limit(app, &route) {
+        let body = crate::body::read_capped_mut(body, declared, limit).await?;
+        let mut resp = match route {
+            Route::BinaryCreate => {
+                crate::documents::create_binary(app, &query, &parts.headers, ids, &caller, body)
+                    .await?
+            }
+            _ => {
+                gp_fhir::format::check_content_type(content_type, &[])?;
+                crate::documents::create_document(app, &query, &parts.headers, ids, &caller, body)
+                    .await?
+            }
+        };
+        if let crate::access::Caller::Supplier { decision, .. } = &caller {
+            crate::auth::rate_limit_headers(resp.headers_mut(), decision);
+        }
+        return Ok(resp);
+    }
     let searched = matches!(route, Route::PatientSearch | Route::ClinicalSearch(_));
     let body = match parts.method {
         // FHIR's POST _search: the parameters in a form body, beside any in the query.
@@ -346,6 +371,14 @@ async fn route(
         return batch(app, &parts, &body, ids, &caller).await;
     }
     answer(app, route, &query, &parts.headers, ids, &caller, &body).await
+}
+
+/// The body limit of a route that takes a document's content: a raw `POST /Binary` up to
+/// `[documents] max_upload_bytes`, a JSON one (or a `POST /DocumentReference`) up to its
+/// base64 plus 64 KiB. `None` for every other route (`[server] max_body_bytes`).
+fn upload_limit(app: &App, route: &Route) -> Option<usize> {
+    matches!(route, Route::BinaryCreate | Route::DocumentReferenceCreate)
+        .then(|| crate::documents::upload_body_limit(app.documents.max_upload_bytes))
 }
 
 /// The route a FHIR path's lookup found, or the refusal a request to it gets: 405 with
@@ -398,7 +431,10 @@ async fn authorise(
     query: &[(String, String)],
     ids: &RequestIds,
 ) -> Result<crate::access::Caller, Rescue> {
-    negotiate(query, &parts.headers)?;
+    // A Binary is answered as its own type too: `documents` negotiates it.
+    if !matches!(route, Route::BinaryRead(_)) {
+        negotiate(query, &parts.headers)?;
+    }
     if let Some((resource_type, interaction)) = route.interaction() {
         ids.facts.route(interaction.code(), resource_type);
     }

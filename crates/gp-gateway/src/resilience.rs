@@ -14,6 +14,10 @@ use gp_adapter::{
     PatientRequest, PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest,
     UpdateContactRequest,
 };
+use gp_adapter::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, UploadContentRequest, Uploaded,
+};
 use gp_fhir::model::Practitioner;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -384,6 +388,33 @@ impl Adapter for Resilient {
         req: &ChangeAppointmentRequest,
     ) -> Result<BookedAppointment, AdapterError> {
         self.once(self.inner.change_appointment(req)).await
+    }
+
+    fn manages_documents(&self) -> bool {
+        self.inner.manages_documents()
+    }
+
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        self.read(|| self.inner.search_documents(req)).await
+    }
+
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        self.read(|| self.inner.read_content(req)).await
+    }
+
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        // Content is kept unfiled: a retry could leave a second copy, so sent once.
+        self.once(self.inner.upload_content(req)).await
+    }
+
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        self.once(self.inner.file_document(req)).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

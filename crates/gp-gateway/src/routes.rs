@@ -63,6 +63,16 @@ pub enum Route {
     AppointmentUpdate(String),
     /// `PATCH /Appointment/{id}`: amend or cancel with a JSON Patch or merge patch.
     AppointmentPatch(String),
+    /// `GET /DocumentReference?patient=…`: a patient's documents, metadata only.
+    DocumentReferenceSearch,
+    /// `GET /DocumentReference/{id}`.
+    DocumentReferenceRead(String),
+    /// `POST /DocumentReference`: file a document into the patient's record.
+    DocumentReferenceCreate,
+    /// `GET /Binary/{id}`: a document's content.
+    BinaryRead(String),
+    /// `POST /Binary`: stage a document's content for a `POST /DocumentReference`.
+    BinaryCreate,
     /// `POST /` with a `batch` Bundle: reads and searches, each entry served as its own
     /// request (routed, authorised, rate-limited and audited like one).
     Batch,
@@ -195,6 +205,8 @@ pub const NAMED_TYPES: &[&str] = &[
     "Slot",
     "Schedule",
     "Appointment",
+    "DocumentReference",
+    "Binary",
 ];
 
 /// The named type a FHIR path below `base` is about, when it is well formed (ids,
@@ -307,6 +319,11 @@ impl Route {
             Self::AppointmentSearch => Some(("Appointment", Interaction::SearchType)),
             Self::AppointmentUpdate(_) => Some(("Appointment", Interaction::Update)),
             Self::AppointmentPatch(_) => Some(("Appointment", Interaction::Patch)),
+            Self::DocumentReferenceSearch => Some(("DocumentReference", Interaction::SearchType)),
+            Self::DocumentReferenceRead(_) => Some(("DocumentReference", Interaction::Read)),
+            Self::DocumentReferenceCreate => Some(("DocumentReference", Interaction::Create)),
+            Self::BinaryRead(_) => Some(("Binary", Interaction::Read)),
+            Self::BinaryCreate => Some(("Binary", Interaction::Create)),
         }
     }
 
@@ -316,6 +333,8 @@ impl Route {
     pub fn scope(&self) -> Option<(&'static str, Interaction)> {
         match self {
             Self::ListRead(_) | Self::BundleRead(_) => Some(("Patient", Interaction::Read)),
+            // Staged content is half of filing a document: it needs what filing needs.
+            Self::BinaryCreate => Some(("DocumentReference", Interaction::Create)),
             _ => self.interaction(),
         }
     }
@@ -742,6 +761,56 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "The patch is applied to the appointment as it stands, then checked as a PUT is. If-Match with a read's ETag (412 when stale).",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("DocumentReference")],
+        Access::Bearer,
+        |_| Some(Route::DocumentReferenceSearch),
+        "A patient's documents (letters, reports, what suppliers filed), metadata only",
+    )
+    .described(
+        "patient (the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber}) is required; date (when the practice received it) and created (when it was written) take ge, gt, le and lt; type a SNOMED CT record artifact (http://snomed.info/sct|{code} or {code}); author the author organisation's ODS code (or author:identifier=https://fhir.nhs.uk/Id/ods-organization-code|{ODS}); _count pages (follow Bundle.link next). Newest first. A document larger than [documents] max_inline_bytes is listed without attachment.url and with a placeholder title: ask the practice for it. Documents the practice marked confidential are left out. Needs system/DocumentReference.s.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("DocumentReference"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::DocumentReferenceRead(s[1].to_owned())),
+        "Read one document's metadata, as the GP system holds it now",
+    )
+    .described(
+        "The id is a search's or a filing's; under the same pairing and release rules as the search (a confidential document, or one of a patient you may not see, is 404 RESOURCE_NOT_FOUND). Needs system/DocumentReference.r.",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("DocumentReference")],
+        Access::Bearer,
+        |_| Some(Route::DocumentReferenceCreate),
+        "File a document (PDF, plain text or an HTML consultation summary) into the patient's record (201; 200 for a retry)",
+    )
+    .described(
+        "subject Patient/{nhsNumber}; status current; type a SNOMED CT record artifact (e.g. 371530004 clinical consultation report, 823691000000103 clinical letter); description or content[0].attachment.title; content[0].attachment with contentType application/pdf, text/plain or text/html and either data (base64, inline) or url Binary/{id} (from POST /Binary); author, when given, your own organisation (https://fhir.nhs.uk/Id/ods-organization-code|{your ODS code}); date and attachment.creation default to now. Content is checked against its type and refused with active content (scripts, event handlers, javascript: URLs in HTML; JavaScript, launch actions or embedded files in PDF): 422 naming the element. The body may be up to the base64 of [documents] max_upload_bytes plus 64 KiB (413 otherwise, before it is read). Idempotent on identifier or If-None-Exist: identifier=system|value. Needs system/DocumentReference.c.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Binary"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::BinaryRead(s[1].to_owned())),
+        "A document's content: the bytes with their Content-Type, or a FHIR Binary",
+    )
+    .described(
+        "Accept the content's type or */* for the bytes themselves; application/fhir+json for a Binary with base64 data and securityContext. Content larger than [documents] max_inline_bytes is refused 403 (issue too-costly): ask the practice for a copy. The same pairing and release rules as the patient's record (a confidential document is 404). Needs system/Binary.r.",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Binary")],
+        Access::Bearer,
+        |_| Some(Route::BinaryCreate),
+        "Stage a document's content, to be filed by a POST /DocumentReference naming it (201)",
+    )
+    .described(
+        "The raw bytes with Content-Type application/pdf, text/plain or text/html and the header X-Security-Context: Patient/{nhsNumber} (other types are 415), or a FHIR Binary (application/fhir+json) with contentType, securityContext and base64 data. At most [documents] max_upload_bytes (413 before the body is read). Content is checked as a filing's is (422). The answer's Location is [base]/Binary/{id}: name it in content[0].attachment.url. Staging is part of filing: it needs system/DocumentReference.c.",
     ),
     fhir(
         Method::GET,
@@ -1225,6 +1294,15 @@ mod tests {
                         Interaction::Patch
                     ]
                 ),
+                (
+                    "DocumentReference",
+                    vec![
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Create
+                    ]
+                ),
+                ("Binary", vec![Interaction::Read, Interaction::Create]),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );

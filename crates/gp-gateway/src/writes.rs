@@ -90,16 +90,26 @@ const MAX_IDENTIFIER: usize = 200;
 
 /// Refuses an identifier the GP systems would not keep exactly as sent (they keep 1 to
 /// 200 characters, and some trim spaces), so it reads back as it was written.
-fn keepable((system, value): &(String, String)) -> Result<(), Invalid> {
+fn keepable(identifier: &(String, String)) -> Result<(), Invalid> {
+    keepable_as(identifier, "Observation", "the reading")
+}
+
+/// Checks a create's identifier (of `resource_type`, kept with `what`) can be kept and
+/// read back as written.
+pub(crate) fn keepable_as(
+    (system, value): &(String, String),
+    resource_type: &str,
+    what: &str,
+) -> Result<(), Invalid> {
     for (part, v) in [("system", system), ("value", value)] {
         let ok = (1..=MAX_IDENTIFIER).contains(&v.chars().count())
             && v.trim() == v
             && !v.chars().any(char::is_control);
         if !ok {
             return Err(Invalid::resource(
-                format!("Observation.identifier[0].{part}"),
+                format!("{resource_type}.identifier[0].{part}"),
                 format!(
-                    "must be 1 to {MAX_IDENTIFIER} characters without surrounding spaces or control characters: the GP system keeps it with the reading, and it must read back as written"
+                    "must be 1 to {MAX_IDENTIFIER} characters without surrounding spaces or control characters: the GP system keeps it with {what}, and it must read back as written"
                 ),
             ));
         }

@@ -30,22 +30,7 @@ pub const SDS_USER_ID_SYSTEM: &str = "https://fhir.nhs.uk/Id/sds-user-id";
 /// The id of the contained booking organisation.
 pub const BOOKING_ORGANISATION_ID: &str = "booking-organisation";
 
-/// The FHIR id of a practice's native id: `{ODS}-{native}`.
-pub fn fhir_id(practice: &OdsCode, native: &str) -> String {
-    let mut id = String::with_capacity(practice.as_str().len() + 1 + native.len());
-    id.push_str(practice.as_str());
-    id.push('-');
-    id.push_str(native);
-    id
-}
-
-/// The practice and native id a FHIR id made by [`fhir_id`] names; `None` for any other
-/// id (no hyphen, not an ODS code, an empty native id).
-pub fn split_id(id: &str) -> Option<(OdsCode, &str)> {
-    let (ods, native) = id.split_once('-')?;
-    let ods = OdsCode::parse(ods).ok()?;
-    (!native.is_empty() && ods.as_str() == id.get(..ods.as_str().len())?).then_some((ods, native))
-}
+pub use crate::practice_ids::{fhir_id, split_id};
 
 /// An instant as a FHIR instant with the UK offset (`2026-06-12T09:40:00+01:00`), as
 /// every other time the gateway gives.

@@ -10,15 +10,17 @@ use crate::model::{Check, Status, TestDef, TestResult, Verdict};
 
 pub mod appointments;
 pub mod assessment;
+pub mod documents;
 pub mod provider;
 pub mod security;
 
 /// Suites the kit can run, in the order `list` shows them.
-pub const SUITES: [&str; 4] = [
+pub const SUITES: [&str; 5] = [
     "gateway-security",
     "provider",
     "supplier-assessment",
     "appointments",
+    "documents",
 ];
 
 /// Every catalogue, by suite.
@@ -28,6 +30,7 @@ pub fn catalogue(suite: &str) -> Option<&'static [TestDef]> {
         "provider" => Some(provider::CATALOGUE),
         "supplier-assessment" => Some(assessment::CATALOGUE),
         "appointments" => Some(appointments::CATALOGUE),
+        "documents" => Some(documents::CATALOGUE),
         _ => None,
     }
 }
@@ -39,6 +42,7 @@ pub async fn run(name: &str, ctx: &Ctx, rec: &mut Recorder) {
         "provider" => provider::run(ctx, rec).await,
         "supplier-assessment" => assessment::run(ctx, rec).await,
         "appointments" => appointments::run(ctx, rec).await,
+        "documents" => documents::run(ctx, rec).await,
         _ => rec.omit_rest(&format!("unknown suite '{name}'")),
     }
 }
