@@ -18,7 +18,7 @@ use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, PatientFlags};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
-    ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
+    Coding, ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
     Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
     Resource, SDS_USER_ID_SYSTEM,
@@ -96,6 +96,9 @@ pub struct RecordPage {
     /// Diastolic readings linked to their systolic one (`ParentEventUID`), which may be
     /// on another page.
     pub links: Vec<PanelLink>,
+    /// A blood pressure's own interpretation (`PanelInterpretation`), by the EventUID of
+    /// the systolic reading holding it: the panel's once the pages are assembled.
+    pub panel_interpretations: Vec<(String, CodeableConcept)>,
 }
 
 pub(crate) type Result<T> = std::result::Result<T, TppDataError>;
@@ -254,13 +257,16 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
     };
     let mut clinical = first.clinical;
     let mut links = first.links;
+    let mut panel_interpretations = first.panel_interpretations;
     clinical.reserve(total.saturating_sub(clinical.len()));
     for p in pages {
         clinical.extend(p.clinical);
         links.extend(p.links);
+        panel_interpretations.extend(p.panel_interpretations);
     }
     // A blood pressure is one panel, whichever pages its two events were on.
     vital_signs::finish(&mut clinical, &links);
+    set_panel_interpretations(&mut clinical, panel_interpretations);
     Ok(MappedRecord {
         nhs_number: first.nhs_number,
         ods: first.ods,
@@ -804,6 +810,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
     );
     let mut events = 0u32;
     let mut links = Vec::new();
+    let mut panel_interpretations = Vec::new();
     if let Some(list) = clinical_list {
         let clinical_at = patient_at.under("Clinical");
         for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
@@ -816,6 +823,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
                 &mut Mapped {
                     resources: &mut clinical,
                     links: &mut links,
+                    panel_interpretations: &mut panel_interpretations,
                 },
             )?;
         }
@@ -829,6 +837,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
 
     Ok(RecordPage {
         links,
+        panel_interpretations,
         paging,
         events,
         patient_uid,
@@ -900,6 +909,8 @@ struct EventHead {
 struct Mapped<'a> {
     resources: &'a mut Vec<Resource>,
     links: &'a mut Vec<PanelLink>,
+    /// `(systolic EventUID, PanelInterpretation)`.
+    panel_interpretations: &'a mut Vec<(String, CodeableConcept)>,
 }
 
 /// The consultation Event a grouped Event inherits from.
@@ -984,12 +995,16 @@ fn map_event(
                 map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), mapped)?;
             }
         }
-        "ClinicalCode" => out.push(map_clinical_code(
-            ctx,
-            &at.under("ClinicalCode"),
-            item,
-            head,
-        )?),
+        "ClinicalCode" => {
+            let code_at = at.under("ClinicalCode");
+            if let Some(p) = child(item, "PanelInterpretation") {
+                let panel = interpretation(&code_at, p, "PanelInterpretation")?;
+                mapped.panel_interpretations.push((head.id.clone(), panel));
+            }
+            mapped
+                .resources
+                .push(map_clinical_code(ctx, &code_at, item, head)?);
+        }
         "Medication" => out.push(Resource::MedicationStatement(map_medication(
             ctx,
             &at.under("Medication"),
@@ -1091,6 +1106,12 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
             })
         }
     };
+    let interpretation = match child(n, "Interpretation") {
+        Some(i) => vec![self::interpretation(at, i, "Interpretation")?],
+        None => Vec::new(),
+    };
+    let body_site = snomed_qualifier(at, n, "BodySite")?;
+    let method = snomed_qualifier(at, n, "Method")?;
     // The supplier's identifier of a reading it recorded comes first, then SystmOne's.
     let identifier = head
         .supplier_identifier
@@ -1107,9 +1128,63 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
         effective_date_time: Some(head.date),
         performer: author.into_iter().collect(),
         value_quantity,
+        interpretation,
+        body_site,
+        method,
         id: head.id,
         ..Observation::default()
     }))
+}
+
+/// An `<Interpretation System=… Code=…>display</Interpretation>` (or
+/// `PanelInterpretation`): the one coding it holds, as it was written.
+fn interpretation(at: &At, n: Node, element: &str) -> Result<CodeableConcept> {
+    let system = attr(n, "System").ok_or_else(|| at.missing(&format!("{element}/@System")))?;
+    let code = attr(n, "Code").ok_or_else(|| at.missing(&format!("{element}/@Code")))?;
+    Ok(CodeableConcept {
+        coding: vec![Coding::new(system, code, n.text().unwrap_or_default())],
+        text: None,
+    })
+}
+
+/// A SNOMED CT qualifier of a reading (`<BodySite>`, `<Method>`): its `<Code
+/// Scheme="Snomed">` and `<Rubric>`, as written. Any other scheme is refused.
+fn snomed_qualifier(at: &At, n: Node, element: &'static str) -> Result<Option<CodeableConcept>> {
+    let Some(q) = child(n, element) else {
+        return Ok(None);
+    };
+    let q_at = at.under(element);
+    let code = q_at.node(q, "Code")?;
+    if !attr(code, "Scheme").is_some_and(|s| s.eq_ignore_ascii_case("Snomed")) {
+        return Err(q_at.invalid("Code/@Scheme", "a reading's qualifier is SNOMED CT (Snomed)"));
+    }
+    let value = text(Some(code)).ok_or_else(|| q_at.missing("Code"))?;
+    Ok(Some(CodeableConcept {
+        coding: vec![Coding::new(
+            gp_fhir::model::SNOMED,
+            value,
+            opt(q, "Rubric").unwrap_or_default(),
+        )],
+        text: None,
+    }))
+}
+
+/// Puts each blood pressure's own interpretation on its panel (the Observation with the
+/// systolic reading's id); a single reading that has none of its own takes it too.
+fn set_panel_interpretations(
+    resources: &mut [Resource],
+    panel_interpretations: Vec<(String, CodeableConcept)>,
+) {
+    for (id, concept) in panel_interpretations {
+        for r in resources.iter_mut() {
+            if let Resource::Observation(o) = r
+                && o.id == id
+                && (!o.component.is_empty() || o.interpretation.is_empty())
+            {
+                o.interpretation = vec![concept.clone()];
+            }
+        }
+    }
 }
 
 fn map_allergy(

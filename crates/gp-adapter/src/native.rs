@@ -219,7 +219,29 @@ impl NativeClient {
             let (name, value) = header.map_err(|e| self.unbuildable(&e))?;
             extra.append(name, value);
         }
+        let body = body.map(|(content_type, bytes)| (content_type, Bytes::from(bytes)));
         self.call(method, path, body, extra, ctx, true).await
+    }
+
+    /// [`NativeClient::send`] with a body already in [`Bytes`] (document content): the
+    /// bytes are sent as they are, never copied.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+        ctx: &CallContext,
+    ) -> Result<NativeResponse, AdapterError> {
+        self.call(
+            method,
+            path,
+            Some((content_type, body)),
+            HeaderMap::new(),
+            ctx,
+            true,
+        )
+        .await
     }
 
     /// [`NativeClient::send`] without the client's [`NativeAuth`] (a token endpoint's
@@ -232,6 +254,7 @@ impl NativeClient {
         headers: HeaderMap,
         ctx: &CallContext,
     ) -> Result<NativeResponse, AdapterError> {
+        let body = body.map(|(content_type, bytes)| (content_type, Bytes::from(bytes)));
         self.call(method, path, body, headers, ctx, false).await
     }
 
@@ -249,7 +272,7 @@ impl NativeClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<(&str, Vec<u8>)>,
+        body: Option<(&str, Bytes)>,
         mut headers: HeaderMap,
         ctx: &CallContext,
         authenticate: bool,
@@ -273,7 +296,7 @@ impl NativeClient {
                 let content_type = HeaderValue::from_str(content_type)
                     .map_err(|e| self.unbuildable(&e.to_string()))?;
                 headers.insert(CONTENT_TYPE, content_type);
-                Bytes::from(bytes)
+                bytes
             }
             None => Bytes::new(),
         };

@@ -126,19 +126,25 @@ pub trait Simulator: Send + Sync + 'static {
     ) -> Option<Routed> {
         None
     }
+    /// The largest write body this simulator reads for `method` `path`: [`MAX_WRITE_BODY`],
+    /// unless the route takes document content (up to [`crate::documents::MAX_UPLOAD`]).
+    fn max_write_body(&self, _method: &Method, _path: &str) -> usize {
+        MAX_WRITE_BODY
+    }
 }
 
-/// The largest write body a simulator reads; a larger one is answered
-/// [`Simulator::error_reply`] `413` without reaching [`Simulator::route_write`].
+/// The largest write body a simulator reads (unless [`Simulator::max_write_body`] says
+/// otherwise for a route); a larger one is answered [`Simulator::error_reply`] `413`
+/// without reaching [`Simulator::route_write`].
 pub const MAX_WRITE_BODY: usize = 256 * 1024;
 
-/// Reads a request body up to [`MAX_WRITE_BODY`]; `None` when larger or broken.
-async fn read_body(mut body: Incoming) -> Option<Vec<u8>> {
+/// Reads a request body up to `limit` bytes; `None` when larger or broken.
+async fn read_body(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
     use http_body_util::BodyExt;
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.ok()?.into_data() {
-            if out.len() + data.len() > MAX_WRITE_BODY {
+            if out.len() + data.len() > limit {
                 return None;
             }
             out.extend_from_slice(&data);
@@ -282,7 +288,8 @@ async fn handle(
     let path = parts.uri.path().to_owned();
     let is_write = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let written = if is_write {
-        match read_body(body).await {
+        let limit = sim.max_write_body(&parts.method, &path);
+        match read_body(body, limit).await {
             Some(bytes) => sim.route_write(&parts.method, &path, &parts.headers, &bytes),
             None => Some(Routed {
                 reply: sim.error_reply(413),

@@ -1,7 +1,8 @@
 //! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
 //! XML, clinical events in pages) for patients of practices whose system is TPP, and
 //! takes its two writes: recording measurements and replacing contact details. The
-//! appointment book's endpoints are routed here and served by [`book`].
+//! appointment book's endpoints are routed here and served by [`book`], the patient
+//! documents' by [`documents`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 #[path = "tpp_book.rs"]
 mod book;
+#[path = "tpp_documents.rs"]
+mod documents;
 
 /// Largest `pageSize` the API accepts.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -118,6 +121,71 @@ impl Simulator for Tpp {
                 reply: book::patient_appointments(&self.store, ods, nhs, query),
                 record: true,
             },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "documents",
+            ] if method == Method::GET => Routed {
+                reply: documents::list(&self.store, ods, nhs),
+                record: true,
+            },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "documents",
+                "content",
+                id,
+            ] if method == Method::GET => {
+                let (reply, headers) = documents::content(&self.store, ods, id);
+                return (
+                    Routed {
+                        reply,
+                        record: true,
+                    },
+                    headers,
+                );
+            }
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "documents",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET and POST are supported here",
+            )),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "documents",
+                "content",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only POST is supported here",
+            )),
             [
                 "",
                 "systmone",
@@ -253,6 +321,29 @@ impl Simulator for Tpp {
                 "v1",
                 "organisations",
                 ods,
+                "patients",
+                nhs,
+                "documents",
+            ] if method == Method::POST => documents::file(&self.store, ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "documents",
+                "content",
+            ] if method == Method::POST => documents::upload(&self.store, ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
                 "appointments",
                 id,
             ] if method == Method::PUT => book::amend(&self.store, ods, id, headers, body),
@@ -275,13 +366,25 @@ impl Simulator for Tpp {
         })
     }
 
+    /// Document content may be up to 16 MiB; every other write body 256 KiB.
+    fn max_write_body(&self, method: &Method, path: &str) -> usize {
+        let upload = method == Method::POST
+            && path.starts_with("/systmone/api/v1/organisations/")
+            && path.trim_end_matches('/').ends_with("/documents/content");
+        if upload {
+            crate::documents::MAX_UPLOAD
+        } else {
+            server::MAX_WRITE_BODY
+        }
+    }
+
     fn error_reply(&self, status: u16) -> Reply {
         // 413 is the server's answer to an oversized write body, not an injected fault.
         if status == 413 {
             return error(
                 413,
                 "REQUEST_TOO_LARGE",
-                "The request body is larger than 256 KiB",
+                "The request body is larger than the endpoint accepts (256 KiB; 16 MiB for document content)",
             );
         }
         let code = match status {
