@@ -34,6 +34,7 @@ use gp_adapter::documents::{
     ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
     Filed, UploadContentRequest, Uploaded,
 };
+use gp_adapter::write::ReadingSupport;
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 
@@ -181,6 +182,12 @@ impl Adapter for TppAdapter {
             Ok(Some(mapping::map_staff_document(&body)?))
         })
         .await
+    }
+
+    /// Date-only readings, interpretations (each reading's and a blood pressure's own),
+    /// body site, method and the clinician who took it; no device, no other codings.
+    fn reading_support(&self) -> ReadingSupport {
+        mapping::READING_SUPPORT
     }
 
     async fn create_observation(

@@ -13,7 +13,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
-use gp_adapter::write::{ContactDetails, Created, NewObservation};
+use gp_adapter::write::{Coded, ContactDetails, Created, NewObservation, ReadingSupport};
 use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, PatientFlags};
 use gp_fhir::model::{
@@ -1384,11 +1384,55 @@ fn unprocessable(detail: String) -> AdapterError {
     }
 }
 
+/// What SystmOne holds with a reading (`docs/native-formats/tpp.md`, "Reading details").
+pub const READING_SUPPORT: ReadingSupport = ReadingSupport {
+    date_only: true,
+    interpretation: true,
+    body_site: true,
+    method: true,
+    performer: true,
+    original_codings: false,
+    device: false,
+};
+
+/// `<{name} System="…" Code="…">display</{name}>`.
+fn render_interpretation(name: &str, c: &Coded) -> String {
+    format!(
+        "<{name} System=\"{}\" Code=\"{}\">{}</{name}>",
+        escape(&c.system),
+        escape(&c.code),
+        escape(c.display.as_deref().unwrap_or(""))
+    )
+}
+
+/// `<{name}><Code Scheme="Snomed">…</Code><Rubric>…</Rubric></{name}>`; a coding that is
+/// not SNOMED CT is [`AdapterError::Unprocessable`] (SystmOne qualifies in SNOMED CT).
+fn render_snomed_qualifier(
+    name: &str,
+    c: &Coded,
+) -> std::result::Result<String, AdapterError> {
+    if c.system != gp_fhir::model::SNOMED {
+        return Err(unprocessable(format!(
+            "SystmOne records a reading's {name} in SNOMED CT, not {}",
+            shown(&c.system)
+        )));
+    }
+    Ok(format!(
+        "  <{name}><Code Scheme=\"Snomed\">{}</Code><Rubric>{}</Rubric></{name}>\n",
+        escape(&c.code),
+        escape(c.display.as_deref().unwrap_or(""))
+    ))
+}
+
 /// The `RecordEventsRequest` body for `o`: one `ClinicalCode` (one SystmOne event) per
-/// measurement, each coded in CTV3, at the measured instant in UTC, under the
-/// observation's idempotency key. A blood pressure panel is its systolic and diastolic
-/// measurements (SystmOne records them as two events); the panel code itself is not sent.
-/// A measurement with no CTV3 code is [`AdapterError::Unprocessable`], naming it.
+/// measurement, coded in CTV3 where the concept has a CTV3 code and in SNOMED CT
+/// (`Scheme="Snomed"`) otherwise, at the measured instant in UTC (a date alone:
+/// `T00:00:00Z` with `DatePrecision="Date"`), under the observation's idempotency key.
+/// Each measurement carries its `Interpretation`; the whole reading its
+/// `PanelInterpretation`, `BodySite`, `Method` and the clinician who took it (`DoneBy`).
+/// A blood pressure panel is its systolic and diastolic measurements (SystmOne records
+/// them as two events); the panel code itself is not sent. What SystmOne cannot hold (a
+/// device, other codings) is [`AdapterError::Unprocessable`], never dropped.
 pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, AdapterError> {
     if o.measurements.is_empty() {
         return Err(unprocessable(format!(
@@ -1396,10 +1440,31 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
             o.snomed, o.display
         )));
     }
+    let d = &o.details;
+    if d.device.is_some() {
+        return Err(unprocessable("SystmOne holds no device with a reading".into()));
+    }
+    if !d.original_codings.is_empty() {
+        return Err(unprocessable(
+            "SystmOne holds a reading's SNOMED CT or CTV3 code only, no other codings".into(),
+        ));
+    }
+    let e = o.effective;
+    let when = if d.date_only {
+        format!(
+            "DateTime=\"{:04}-{:02}-{:02}T00:00:00Z\" DatePrecision=\"Date\"",
+            e.year, e.month, e.day
+        )
+    } else {
+        format!("DateTime=\"{}\"", e.to_rfc3339())
+    };
+    let done_by = match &d.performer {
+        Some(id) => format!(" DoneBy=\"{}\"", escape(id)),
+        None => String::new(),
+    };
     let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RecordEventsRequest ExternalReference=\"{}\" DateTime=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RecordEventsRequest ExternalReference=\"{}\" {when}{done_by}>\n",
         escape(&o.key),
-        o.effective.to_rfc3339()
     );
     if let Some((system, value)) = &o.identifier {
         xml.push_str(&format!(
@@ -1408,26 +1473,44 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
             escape(value)
         ));
     }
-    for m in &o.measurements {
-        let ctv3 = terminology::native_code(CodeScheme::Ctv3, &m.snomed).ok_or_else(|| {
-            unprocessable(format!(
-                "SNOMED CT {} ({}) has no CTV3 code SystmOne can record it with",
-                m.snomed, m.display
-            ))
-        })?;
+    // A single reading's own interpretation may come as the whole reading's.
+    let single = o.measurements.len() == 1;
+    for (i, m) in o.measurements.iter().enumerate() {
+        let (scheme, code) = match terminology::native_code(CodeScheme::Ctv3, &m.snomed) {
+            Some(ctv3) => ("CTV3", ctv3),
+            None => ("Snomed", m.snomed.as_str()),
+        };
         if !m.value.is_finite() {
             return Err(unprocessable(format!(
                 "{} ({}) has no finite value",
                 m.snomed, m.display
             )));
         }
+        let own = m
+            .interpretation
+            .as_ref()
+            .or(d.interpretation.as_ref().filter(|_| single && i == 0));
         xml.push_str(&format!(
-            "  <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">{}</Code><Rubric>{}</Rubric><Value>{}</Value><Units>{}</Units></ClinicalCode>\n",
-            escape(ctv3),
+            "  <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"{scheme}\">{}</Code><Rubric>{}</Rubric><Value>{}</Value><Units>{}</Units>{}</ClinicalCode>\n",
+            escape(code),
             escape(&m.display),
             m.value,
-            escape(&m.unit)
+            escape(&m.unit),
+            own.map(|c| render_interpretation("Interpretation", c))
+                .unwrap_or_default()
         ));
+    }
+    if let Some(c) = d.interpretation.as_ref().filter(|_| !single) {
+        xml.push_str(&format!(
+            "  {}\n",
+            render_interpretation("PanelInterpretation", c)
+        ));
+    }
+    if let Some(c) = &d.body_site {
+        xml.push_str(&render_snomed_qualifier("BodySite", c)?);
+    }
+    if let Some(c) = &d.method {
+        xml.push_str(&render_snomed_qualifier("Method", c)?);
     }
     xml.push_str("</RecordEventsRequest>\n");
     Ok(xml)
