@@ -1747,19 +1747,81 @@ mod tests {
     }
 
     #[test]
-    fn a_measurement_without_a_ctv3_code_is_unprocessable() {
-        let mut o = weight("mmol/L");
-        o.measurements[0].snomed = "1005671000000105".into();
-        let err = render_record_events(&o).unwrap_err();
+    fn a_measurement_without_a_ctv3_code_is_written_in_snomed_ct() {
+        let mut o = weight("%");
+        o.measurements[0].snomed = "431314004".into();
+        let xml = render_record_events(&o).unwrap();
         assert!(
-            matches!(&err, AdapterError::Unprocessable { system: crate::SYSTEM, detail } if detail.contains("SNOMED CT 1005671000000105")),
-            "{err:?}"
+            xml.contains("<Code Scheme=\"Snomed\">431314004</Code>"),
+            "{xml}"
         );
         o.measurements.clear();
         assert!(matches!(
             render_record_events(&o),
             Err(AdapterError::Unprocessable { .. })
         ));
+    }
+
+    fn coded(system: &str, code: &str, display: &str) -> Coded {
+        Coded {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        }
+    }
+
+    #[test]
+    fn reading_details_are_rendered_where_systmone_takes_them() {
+        let mut bp = gp_adapter::harness::blood_pressure("bp-key-2");
+        let v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+        bp.measurements[0].interpretation = Some(coded(v3, "H", "High"));
+        bp.details.interpretation = Some(coded(v3, "A", "Abnormal"));
+        bp.details.body_site = Some(coded(gp_fhir::model::SNOMED, "368209003", "Right arm"));
+        bp.details.method = Some(coded(gp_fhir::model::SNOMED, "37931006", "Auscultation"));
+        bp.details.performer = Some("0a1b".into());
+        bp.details.date_only = true;
+        let xml = render_record_events(&bp).unwrap();
+        for part in [
+            "DateTime=\"2026-07-14T00:00:00Z\" DatePrecision=\"Date\" DoneBy=\"0a1b\">",
+            &format!("<Units>mm[Hg]</Units><Interpretation System=\"{v3}\" Code=\"H\">High</Interpretation></ClinicalCode>"),
+            "<Units>mm[Hg]</Units></ClinicalCode>",
+            &format!("<PanelInterpretation System=\"{v3}\" Code=\"A\">Abnormal</PanelInterpretation>"),
+            "<BodySite><Code Scheme=\"Snomed\">368209003</Code><Rubric>Right arm</Rubric></BodySite>",
+            "<Method><Code Scheme=\"Snomed\">37931006</Code><Rubric>Auscultation</Rubric></Method>",
+        ] {
+            assert!(xml.contains(part), "{part} not in {xml}");
+        }
+        Document::parse(&xml).unwrap();
+
+        // A single reading's interpretation given as the whole reading's is its own.
+        let mut w = weight("kg");
+        w.details.interpretation = Some(coded(v3, "L", "Low"));
+        let xml = render_record_events(&w).unwrap();
+        assert!(xml.contains("<Interpretation System="), "{xml}");
+        assert!(!xml.contains("PanelInterpretation"), "{xml}");
+
+        for refused in [
+            {
+                let mut w = weight("kg");
+                w.details.device = Some("scales".into());
+                w
+            },
+            {
+                let mut w = weight("kg");
+                w.details.original_codings = vec![coded("http://loinc.org", "29463-7", "Weight")];
+                w
+            },
+            {
+                let mut w = weight("kg");
+                w.details.method = Some(coded("http://example.org", "m", "M"));
+                w
+            },
+        ] {
+            assert!(matches!(
+                render_record_events(&refused),
+                Err(AdapterError::Unprocessable { .. })
+            ));
+        }
     }
 
     #[test]

@@ -1628,6 +1628,76 @@ mod tests {
     }
 
     #[test]
+    fn reading_details_are_parsed() {
+        let body = r#"<RecordEventsRequest ExternalReference="k-1" DateTime="2026-07-14T00:00:00Z" DatePrecision="Date" DoneBy="{ABC}">
+            <ClinicalCode><Code Scheme="Snomed">431314004</Code><Value>97</Value><Units>%</Units>
+              <Interpretation System="urn:v3" Code="N">Normal</Interpretation></ClinicalCode>
+            <PanelInterpretation System="urn:v3" Code="A">Abnormal</PanelInterpretation>
+            <BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>
+            <Method><Code Scheme="Snomed">37931006</Code></Method>
+          </RecordEventsRequest>"#;
+        let r = parse_record_events(body.as_bytes()).unwrap();
+        assert_eq!(r.date, SimDate::ymd(2026, 7, 14), "a date alone, not shifted");
+        assert_eq!(r.done_by.as_deref(), Some("{ABC}"));
+        assert_eq!(r.readings[0].concept.snomed, "431314004");
+        let code = |system: &str, code: &str, display: Option<&str>| Code {
+            system: system.into(),
+            code: code.into(),
+            display: display.map(Into::into),
+        };
+        assert_eq!(
+            r.readings[0].interpretation,
+            Some(code("urn:v3", "N", Some("Normal")))
+        );
+        assert_eq!(
+            r.details.panel_interpretation,
+            Some(code("urn:v3", "A", Some("Abnormal")))
+        );
+        assert_eq!(
+            r.details.body_site,
+            Some(code(SNOMED_SYSTEM, "368209003", Some("Right arm")))
+        );
+        assert_eq!(r.details.method, Some(code(SNOMED_SYSTEM, "37931006", None)));
+
+        for (bad, status) in [
+            (body.replace("T00:00:00Z\" DatePrecision", "T10:00:00Z\" DatePrecision"), 400),
+            (body.replace("DatePrecision=\"Date\"", "DatePrecision=\"Month\""), 400),
+            (body.replace("<Method><Code Scheme=\"Snomed\">", "<Method><Code Scheme=\"CTV3\">"), 422),
+            (body.replace(" Code=\"N\"", ""), 400),
+            (body.replace("431314004", "999999999"), 422),
+        ] {
+            let refusal = parse_record_events(bad.as_bytes()).unwrap_err();
+            assert_eq!(refusal.reply().status, status, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reading_details_are_rendered_on_the_event() {
+        let mut w = XmlWriter::new();
+        qualifiers(
+            &mut w,
+            &Qualifiers {
+                interpretation: Some(Code {
+                    system: "urn:v3".into(),
+                    code: "H".into(),
+                    display: Some("High".into()),
+                }),
+                body_site: Some(Code {
+                    system: SNOMED_SYSTEM.into(),
+                    code: "368209003".into(),
+                    display: Some("Right arm".into()),
+                }),
+                device: Some("Not held".into()),
+                ..Qualifiers::default()
+            },
+        );
+        let xml = w.finish();
+        assert!(xml.contains(r#"<Interpretation System="urn:v3" Code="H">High</Interpretation>"#), "{xml}");
+        assert!(xml.contains(r#"<BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>"#), "{xml}");
+        assert!(!xml.contains("Not held"), "SystmOne holds no device: {xml}");
+    }
+
+    #[test]
     fn paging_parameters() {
         assert_eq!(paging_params(None), Ok((1, 100)));
         assert_eq!(paging_params(Some("page=3&pageSize=10&x=y")), Ok((3, 10)));
