@@ -4,18 +4,20 @@
 //! answer is mapped whole or refused as [`TppDataError`], never half-mapped.
 
 use bytes::Bytes;
-use gp_adapter::documents::{CONTENT_TYPES, DocumentContent, DocumentMeta, Filed, NewDocument, Uploaded};
+use gp_adapter::documents::{
+    CONTENT_TYPES, DocumentContent, DocumentMeta, Filed, NewDocument, Uploaded,
+};
 use gp_adapter::native::{Method, NativeResponse};
 use gp_adapter::xml::Node;
 use gp_adapter::{AdapterError, CallContext};
 use gp_fhir::text::shown;
 use gp_fhir::{NhsNumber, OdsCode};
 
+use crate::TppClient;
 use crate::appointments::utc_element;
 use crate::client::{XML, refusal, write_error_from};
 use crate::error::TppDataError;
 use crate::mapping::{At, Result, at_attr, attr, bool_value, child, document, escape, is, opt};
-use crate::TppClient;
 
 /// Response header naming the patient a content belongs to.
 pub const NHS_NUMBER_HEADER: &str = "x-tpp-nhsnumber";
@@ -173,7 +175,10 @@ fn map_document(at: &At, n: Node, nhs: NhsNumber) -> Result<DocumentMeta> {
         .ok()
         .filter(|_| raw_size.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| {
-            content_at.invalid("@Size", format!("'{}' is not a byte count", shown(raw_size)))
+            content_at.invalid(
+                "@Size",
+                format!("'{}' is not a byte count", shown(raw_size)),
+            )
         })?;
     let sha1 = match attr(content, "SHA1") {
         None => None,
@@ -268,14 +273,20 @@ pub fn map_documents(body: &[u8], nhs: NhsNumber, ods: &OdsCode) -> Result<Vec<D
     if NhsNumber::parse(listed_nhs).ok() != Some(nhs) {
         return Err(at.invalid(
             "NHSNumber",
-            format!("the list is for {}, but {nhs} was asked for", shown(listed_nhs)),
+            format!(
+                "the list is for {}, but {nhs} was asked for",
+                shown(listed_nhs)
+            ),
         ));
     }
     let listed_ods = at.req(root, "OrganisationID")?;
     if listed_ods != ods.as_str() {
         return Err(at.invalid(
             "OrganisationID",
-            format!("the list is from {}, but {ods} was asked for", shown(listed_ods)),
+            format!(
+                "the list is from {}, but {ods} was asked for",
+                shown(listed_ods)
+            ),
         ));
     }
     root.children()
@@ -371,11 +382,17 @@ pub fn map_file_response(
     if said != created {
         return Err(at.invalid(
             "@Created",
-            format!("Created=\"{said}\" came with HTTP {}", if created { 201 } else { 200 }),
+            format!(
+                "Created=\"{said}\" came with HTTP {}",
+                if created { 201 } else { 200 }
+            ),
         ));
     }
     if attr(root, "ExternalReference") != Some(doc.key.as_str()) {
-        return Err(at.invalid("@ExternalReference", "is not the key the document was filed with"));
+        return Err(at.invalid(
+            "@ExternalReference",
+            "is not the key the document was filed with",
+        ));
     }
     let document = map_document(&at.under("Document"), at.node(root, "Document")?, nhs)?;
     if document.content_id != doc.content_id {

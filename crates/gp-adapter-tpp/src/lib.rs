@@ -23,6 +23,11 @@ pub mod mapping;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gp_adapter::documents::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, UploadContentRequest, Uploaded,
+};
+use gp_adapter::write::ReadingSupport;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentChange, AppointmentRequest,
     BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest,
@@ -30,11 +35,6 @@ use gp_adapter::{
     PatientRequest, PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest,
     UpdateContactRequest, paging,
 };
-use gp_adapter::documents::{
-    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
-    Filed, UploadContentRequest, Uploaded,
-};
-use gp_adapter::write::ReadingSupport;
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
 

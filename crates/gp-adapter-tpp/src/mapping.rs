@@ -17,8 +17,8 @@ use gp_adapter::write::{Coded, ContactDetails, Created, NewObservation, ReadingS
 use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, PatientFlags};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
-    Coding, ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Coding, Condition,
+    ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
     Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
     Resource, SDS_USER_ID_SYSTEM,
@@ -1156,7 +1156,10 @@ fn snomed_qualifier(at: &At, n: Node, element: &'static str) -> Result<Option<Co
     let q_at = at.under(element);
     let code = q_at.node(q, "Code")?;
     if !attr(code, "Scheme").is_some_and(|s| s.eq_ignore_ascii_case("Snomed")) {
-        return Err(q_at.invalid("Code/@Scheme", "a reading's qualifier is SNOMED CT (Snomed)"));
+        return Err(q_at.invalid(
+            "Code/@Scheme",
+            "a reading's qualifier is SNOMED CT (Snomed)",
+        ));
     }
     let value = text(Some(code)).ok_or_else(|| q_at.missing("Code"))?;
     Ok(Some(CodeableConcept {
@@ -1407,10 +1410,7 @@ fn render_interpretation(name: &str, c: &Coded) -> String {
 
 /// `<{name}><Code Scheme="Snomed">…</Code><Rubric>…</Rubric></{name}>`; a coding that is
 /// not SNOMED CT is [`AdapterError::Unprocessable`] (SystmOne qualifies in SNOMED CT).
-fn render_snomed_qualifier(
-    name: &str,
-    c: &Coded,
-) -> std::result::Result<String, AdapterError> {
+fn render_snomed_qualifier(name: &str, c: &Coded) -> std::result::Result<String, AdapterError> {
     if c.system != gp_fhir::model::SNOMED {
         return Err(unprocessable(format!(
             "SystmOne records a reading's {name} in SNOMED CT, not {}",
@@ -1442,7 +1442,9 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
     }
     let d = &o.details;
     if d.device.is_some() {
-        return Err(unprocessable("SystmOne holds no device with a reading".into()));
+        return Err(unprocessable(
+            "SystmOne holds no device with a reading".into(),
+        ));
     }
     if !d.original_codings.is_empty() {
         return Err(unprocessable(
@@ -1783,9 +1785,13 @@ mod tests {
         let xml = render_record_events(&bp).unwrap();
         for part in [
             "DateTime=\"2026-07-14T00:00:00Z\" DatePrecision=\"Date\" DoneBy=\"0a1b\">",
-            &format!("<Units>mm[Hg]</Units><Interpretation System=\"{v3}\" Code=\"H\">High</Interpretation></ClinicalCode>"),
+            &format!(
+                "<Units>mm[Hg]</Units><Interpretation System=\"{v3}\" Code=\"H\">High</Interpretation></ClinicalCode>"
+            ),
             "<Units>mm[Hg]</Units></ClinicalCode>",
-            &format!("<PanelInterpretation System=\"{v3}\" Code=\"A\">Abnormal</PanelInterpretation>"),
+            &format!(
+                "<PanelInterpretation System=\"{v3}\" Code=\"A\">Abnormal</PanelInterpretation>"
+            ),
             "<BodySite><Code Scheme=\"Snomed\">368209003</Code><Rubric>Right arm</Rubric></BodySite>",
             "<Method><Code Scheme=\"Snomed\">37931006</Code><Rubric>Auscultation</Rubric></Method>",
         ] {

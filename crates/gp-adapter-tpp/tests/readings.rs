@@ -6,7 +6,9 @@
 
 use gp_adapter::harness::{blood_pressure, body_weight};
 use gp_adapter::write::{Coded, Measurement, NewObservation, ReadingSupport};
-use gp_adapter::{Adapter, AdapterError, CallContext, ClinicalType, CreateObservationRequest, SearchRequest};
+use gp_adapter::{
+    Adapter, AdapterError, CallContext, ClinicalType, CreateObservationRequest, SearchRequest,
+};
 use gp_adapter_tpp::{TppAdapter, TppConfig};
 use gp_fhir::date::DateRange;
 use gp_fhir::model::{Observation, Resource, SNOMED};
@@ -141,7 +143,10 @@ async fn a_blood_pressure_keeps_each_interpretation_body_site_method_and_perform
         vec![Some(format!("Practitioner/{}", env.clinician))]
     );
     assert!(
-        o.effective_date_time.as_deref().unwrap().starts_with("2026-07-14T08:32:05"),
+        o.effective_date_time
+            .as_deref()
+            .unwrap()
+            .starts_with("2026-07-14T08:32:05"),
         "{:?}",
         o.effective_date_time
     );
@@ -157,7 +162,10 @@ async fn a_single_reading_keeps_its_interpretation() {
     let o = env.read(&id).await;
     assert_eq!(o.interpretation, vec![low.concept()]);
     assert!(o.component.is_empty());
-    assert!(o.performer.is_empty(), "the supplier took it, no practice performer");
+    assert!(
+        o.performer.is_empty(),
+        "the supplier took it, no practice performer"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +188,13 @@ async fn a_date_only_reading_reads_back_as_the_date() {
 async fn concepts_coded_in_snomed_ct_alone_are_written_and_read() {
     let env = env().await;
     for (key, snomed, display, value, unit) in [
-        ("spo2-1", "431314004", "Peripheral oxygen saturation", 97.0, "%"),
+        (
+            "spo2-1",
+            "431314004",
+            "Peripheral oxygen saturation",
+            97.0,
+            "%",
+        ),
         ("temp-1", "386725007", "Body temperature", 37.2, "Cel"),
     ] {
         let o = NewObservation {

@@ -1637,7 +1637,11 @@ mod tests {
             <Method><Code Scheme="Snomed">37931006</Code></Method>
           </RecordEventsRequest>"#;
         let r = parse_record_events(body.as_bytes()).unwrap();
-        assert_eq!(r.date, SimDate::ymd(2026, 7, 14), "a date alone, not shifted");
+        assert_eq!(
+            r.date,
+            SimDate::ymd(2026, 7, 14),
+            "a date alone, not shifted"
+        );
         assert_eq!(r.done_by.as_deref(), Some("{ABC}"));
         assert_eq!(r.readings[0].concept.snomed, "431314004");
         let code = |system: &str, code: &str, display: Option<&str>| Code {
@@ -1657,12 +1661,27 @@ mod tests {
             r.details.body_site,
             Some(code(SNOMED_SYSTEM, "368209003", Some("Right arm")))
         );
-        assert_eq!(r.details.method, Some(code(SNOMED_SYSTEM, "37931006", None)));
+        assert_eq!(
+            r.details.method,
+            Some(code(SNOMED_SYSTEM, "37931006", None))
+        );
 
         for (bad, status) in [
-            (body.replace("T00:00:00Z\" DatePrecision", "T10:00:00Z\" DatePrecision"), 400),
-            (body.replace("DatePrecision=\"Date\"", "DatePrecision=\"Month\""), 400),
-            (body.replace("<Method><Code Scheme=\"Snomed\">", "<Method><Code Scheme=\"CTV3\">"), 422),
+            (
+                body.replace("T00:00:00Z\" DatePrecision", "T10:00:00Z\" DatePrecision"),
+                400,
+            ),
+            (
+                body.replace("DatePrecision=\"Date\"", "DatePrecision=\"Month\""),
+                400,
+            ),
+            (
+                body.replace(
+                    "<Method><Code Scheme=\"Snomed\">",
+                    "<Method><Code Scheme=\"CTV3\">",
+                ),
+                422,
+            ),
             (body.replace(" Code=\"N\"", ""), 400),
             (body.replace("431314004", "999999999"), 422),
         ] {
@@ -1692,8 +1711,16 @@ mod tests {
             },
         );
         let xml = w.finish();
-        assert!(xml.contains(r#"<Interpretation System="urn:v3" Code="H">High</Interpretation>"#), "{xml}");
-        assert!(xml.contains(r#"<BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>"#), "{xml}");
+        assert!(
+            xml.contains(r#"<Interpretation System="urn:v3" Code="H">High</Interpretation>"#),
+            "{xml}"
+        );
+        // The writer indents: compare without the layout.
+        let flat: String = xml.lines().map(str::trim).collect();
+        assert!(
+            flat.contains(r#"<BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>"#),
+            "{xml}"
+        );
         assert!(!xml.contains("Not held"), "SystmOne holds no device: {xml}");
     }
 

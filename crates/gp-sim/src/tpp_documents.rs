@@ -291,14 +291,19 @@ fn parse_file_request(body: &[u8]) -> Result<NewSimDocument, Refusal> {
     let code = kind
         .child("Code")
         .ok_or_else(|| malformed("DocumentType/Code is missing"))?;
-    if !code.attr("Scheme").is_some_and(|s| s.eq_ignore_ascii_case("Snomed")) {
+    if !code
+        .attr("Scheme")
+        .is_some_and(|s| s.eq_ignore_ascii_case("Snomed"))
+    {
         return Err(Refusal::Unprocessable(
             "INVALID_DOCUMENT",
             "DocumentType/Code must be a SNOMED CT record artifact (Scheme=\"Snomed\")".into(),
         ));
     }
     let type_term = kind.required_text("Rubric", || malformed("DocumentType/Rubric is missing"))?;
-    let title = root.required_text("Title", || malformed("FileDocumentRequest/Title is missing"))?;
+    let title = root.required_text("Title", || {
+        malformed("FileDocumentRequest/Title is missing")
+    })?;
     let raw_created = root.required_text("DateCreated", || {
         malformed("FileDocumentRequest/DateCreated is missing")
     })?;
@@ -355,10 +360,7 @@ mod tests {
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            hyper::header::CONTENT_TYPE,
-            content_type.parse().unwrap(),
-        );
+        h.insert(hyper::header::CONTENT_TYPE, content_type.parse().unwrap());
         h
     }
 
@@ -407,13 +409,22 @@ mod tests {
         let first = &held[0];
         assert!(b.contains(&format!("DocumentID=\"{}\"", first.number)));
         assert!(b.contains(&format!("ContentID=\"{}\"", first.content_number)));
-        assert!(b.contains(&format!("<DateCreated>{}</DateCreated>", utc(first.created))));
-        assert!(b.contains(&format!("<Code Scheme=\"Snomed\">{}</Code>", first.type_snomed)));
+        assert!(b.contains(&format!(
+            "<DateCreated>{}</DateCreated>",
+            utc(first.created)
+        )));
+        assert!(b.contains(&format!(
+            "<Code Scheme=\"Snomed\">{}</Code>",
+            first.type_snomed
+        )));
 
         let unknown = list(&store, &ods, "1234567890");
         assert_eq!(unknown.status, 400);
         let r = list(&store, "ZZZ99", &a);
-        assert_eq!((r.status, error_code(&r)), (404, "ORGANISATION_NOT_FOUND".into()));
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (404, "ORGANISATION_NOT_FOUND".into())
+        );
     }
 
     #[test]
@@ -427,7 +438,11 @@ mod tests {
         assert!(headers.contains(&(NHS_NUMBER_HEADER, a.clone())));
         for id in ["999999", &d.content_id, ""] {
             let (r, _) = content(&store, &ods, id);
-            assert_eq!((r.status, error_code(&r)), (404, "CONTENT_NOT_FOUND".into()), "{id}");
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (404, "CONTENT_NOT_FOUND".into()),
+                "{id}"
+            );
         }
     }
 
@@ -438,7 +453,10 @@ mod tests {
         let (r, _) = content(&store, &ods, &id);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
         let r = upload(&store, &ods, &a, &headers("image/png"), b"png");
-        assert_eq!((r.status, error_code(&r)), (415, "UNSUPPORTED_MEDIA_TYPE".into()));
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (415, "UNSUPPORTED_MEDIA_TYPE".into())
+        );
         let r = upload(&store, &ods, &a, &headers("text/plain"), b"");
         assert_eq!((r.status, error_code(&r)), (422, "INVALID_DOCUMENT".into()));
         let outsider = store.read(|p| {
@@ -470,15 +488,32 @@ mod tests {
         assert_eq!(tag(&fb, "Title"), tag(&body(&again), "Title"));
 
         let r = file(&store, &ods, &a, &xml, filing("k-2", &id).as_bytes());
-        assert_eq!((r.status, error_code(&r)), (422, "INVALID_DOCUMENT".into()), "filed already");
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (422, "INVALID_DOCUMENT".into()),
+            "filed already"
+        );
         let other = upload_text(&store, &ods, &b, "theirs");
         let r = file(&store, &ods, &a, &xml, filing("k-3", &other).as_bytes());
-        assert_eq!((r.status, error_code(&r)), (422, "INVALID_DOCUMENT".into()), "another patient's");
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (422, "INVALID_DOCUMENT".into()),
+            "another patient's"
+        );
         let r = file(&store, &ods, &a, &xml, filing("k-4", "987654").as_bytes());
-        assert_eq!((r.status, error_code(&r)), (404, "CONTENT_NOT_FOUND".into()));
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (404, "CONTENT_NOT_FOUND".into())
+        );
         let r = file(&store, &ods, &a, &xml, b"<Other/>");
         assert_eq!((r.status, error_code(&r)), (400, "INVALID_REQUEST".into()));
-        let r = file(&store, &ods, &a, &headers("application/json"), filing("k-5", &id).as_bytes());
+        let r = file(
+            &store,
+            &ods,
+            &a,
+            &headers("application/json"),
+            filing("k-5", &id).as_bytes(),
+        );
         assert_eq!(r.status, 415);
     }
 }
