@@ -668,7 +668,7 @@ fn reading_details_are_read_and_malformed_ones_refused() {
     let good = with(
         r#"<Interpretation System="urn:v3" Code="L">Low</Interpretation><BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite><Method><Code Scheme="Snomed">37931006</Code><Rubric>Auscultation</Rubric></Method>"#,
     );
-    let r = pages(&[good.clone()], 100).unwrap();
+    let r = pages(std::slice::from_ref(&good), 100).unwrap();
     let Resource::Observation(o) = &r.clinical[0] else {
         panic!("not an Observation")
     };
@@ -703,6 +703,6 @@ fn reading_details_are_read_and_malformed_ones_refused() {
         ),
         good.replace(r#"<Code Scheme="Snomed">37931006</Code>"#, ""),
     ] {
-        assert!(pages(&[bad.clone()], 100).is_err(), "{bad}");
+        assert!(pages(std::slice::from_ref(&bad), 100).is_err(), "{bad}");
     }
 }
