@@ -290,7 +290,7 @@ fn utc_value(at: &At, what: &str, raw: &str) -> Result<UtcDateTime> {
     })
 }
 
-fn utc_element(at: &At, n: Node, element: &'static str) -> Result<UtcDateTime> {
+pub(crate) fn utc_element(at: &At, n: Node, element: &'static str) -> Result<UtcDateTime> {
     utc_value(at, element, at.req(n, element)?)
 }
 

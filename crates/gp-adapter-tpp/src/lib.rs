@@ -1,12 +1,14 @@
 //! The reference adapter for TPP SystmOne: reads a patient's PatientRecord XML over the
 //! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`); writes
 //! supplier measurements (CTV3-coded events) and contact details back; keeps the
-//! practice's appointment book (`appointments`: slots, booking, amend, cancel).
+//! practice's appointment book (`appointments`: slots, booking, amend, cancel) and the
+//! patient's documents (`documents`: list, raw content, upload, filing).
 //!
 //! Same anatomy as every vendor crate: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), `appointments.rs` (the appointment book's native
-//! calls and mapping), and this file wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs` and `documents.rs` (the
+//! appointment book's and the documents' native calls and mapping), and this file
+//! wiring them into [`Adapter`].
 
 /// TPP SystmOne: `[systems.tpp]` in config, `tpp` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
@@ -14,12 +16,18 @@ pub const SYSTEM: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
 pub mod appointments;
 pub mod client;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod mapping;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gp_adapter::documents::{
+    ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
+    Filed, UploadContentRequest, Uploaded,
+};
+use gp_adapter::write::ReadingSupport;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentChange, AppointmentRequest,
     BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest,
@@ -174,6 +182,12 @@ impl Adapter for TppAdapter {
             Ok(Some(mapping::map_staff_document(&body)?))
         })
         .await
+    }
+
+    /// Date-only readings, interpretations (each reading's and a blood pressure's own),
+    /// body site, method and the clinician who took it; no device, no other codings.
+    fn reading_support(&self) -> ReadingSupport {
+        mapping::READING_SUPPORT
     }
 
     async fn create_observation(
@@ -363,6 +377,85 @@ impl Adapter for TppAdapter {
         let a = appointments::map_appointment_document(&body)?;
         same_appointment(&a, &req.id)?;
         Ok(a)
+    }
+
+    fn manages_documents(&self) -> bool {
+        true
+    }
+
+    /// One native list, which must be the patient's at the practice.
+    async fn search_documents(
+        &self,
+        req: &DocumentSearchRequest,
+    ) -> Result<Vec<DocumentMeta>, AdapterError> {
+        let body = self
+            .client
+            .documents(&req.practice, req.nhs_number, &req.context)
+            .await?;
+        Ok(documents::map_documents(
+            &body,
+            req.nhs_number,
+            &req.practice,
+        )?)
+    }
+
+    /// An id that is not a SystmOne ContentID names no content: no call is made.
+    async fn read_content(
+        &self,
+        req: &ContentRequest,
+    ) -> Result<Option<DocumentContent>, AdapterError> {
+        if !documents::is_native_id(&req.content_id) {
+            return Ok(None);
+        }
+        let Some(response) = self
+            .client
+            .content(&req.practice, &req.content_id, &req.context)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(documents::map_content(response)?))
+    }
+
+    /// The bytes are the request body as they are (a refcount clone of the `Bytes`).
+    async fn upload_content(&self, req: &UploadContentRequest) -> Result<Uploaded, AdapterError> {
+        let body = self
+            .client
+            .upload_content(
+                &req.practice,
+                req.nhs_number,
+                &req.content_type,
+                req.bytes.clone(),
+                &req.context,
+            )
+            .await?;
+        Ok(documents::map_upload_response(&body)?)
+    }
+
+    /// A content id that is not a SystmOne ContentID names no content (`NotFound`, no
+    /// call made); otherwise one `FileDocumentRequest` keyed by the document's key.
+    async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
+        let d = &req.document;
+        if !documents::is_native_id(&d.content_id) {
+            return Err(AdapterError::NotFound {
+                system: SYSTEM,
+                what: format!(
+                    "such document content ('{}' is not a SystmOne ContentID)",
+                    gp_fhir::text::shown(&d.content_id)
+                ),
+            });
+        }
+        let body = documents::render_file_request(d);
+        let (created, answer) = self
+            .client
+            .file_document(&req.practice, req.nhs_number, body, &req.context)
+            .await?;
+        Ok(documents::map_file_response(
+            &answer,
+            created,
+            req.nhs_number,
+            d,
+        )?)
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -13,11 +13,11 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, uk_local_from_utc};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
-use gp_adapter::write::{ContactDetails, Created, NewObservation};
+use gp_adapter::write::{Coded, ContactDetails, Created, NewObservation, ReadingSupport};
 use gp_adapter::xml::{Document, Node};
 use gp_adapter::{AdapterError, PatientFlags};
 use gp_fhir::model::{
-    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
+    Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Coding, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
     ImmunizationPerformer, MedicationStatement, NhsVerification, Observation, Organization,
     Patient, PatientCommunication, Period, Practitioner, ProtocolApplied, Quantity, Reference,
@@ -96,6 +96,9 @@ pub struct RecordPage {
     /// Diastolic readings linked to their systolic one (`ParentEventUID`), which may be
     /// on another page.
     pub links: Vec<PanelLink>,
+    /// A blood pressure's own interpretation (`PanelInterpretation`), by the EventUID of
+    /// the systolic reading holding it: the panel's once the pages are assembled.
+    pub panel_interpretations: Vec<(String, CodeableConcept)>,
 }
 
 pub(crate) type Result<T> = std::result::Result<T, TppDataError>;
@@ -254,13 +257,16 @@ pub fn assemble(pages: Vec<RecordPage>, page_size: u32) -> Result<MappedRecord> 
     };
     let mut clinical = first.clinical;
     let mut links = first.links;
+    let mut panel_interpretations = first.panel_interpretations;
     clinical.reserve(total.saturating_sub(clinical.len()));
     for p in pages {
         clinical.extend(p.clinical);
         links.extend(p.links);
+        panel_interpretations.extend(p.panel_interpretations);
     }
     // A blood pressure is one panel, whichever pages its two events were on.
     vital_signs::finish(&mut clinical, &links);
+    set_panel_interpretations(&mut clinical, panel_interpretations);
     Ok(MappedRecord {
         nhs_number: first.nhs_number,
         ods: first.ods,
@@ -804,6 +810,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
     );
     let mut events = 0u32;
     let mut links = Vec::new();
+    let mut panel_interpretations = Vec::new();
     if let Some(list) = clinical_list {
         let clinical_at = patient_at.under("Clinical");
         for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
@@ -816,6 +823,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
                 &mut Mapped {
                     resources: &mut clinical,
                     links: &mut links,
+                    panel_interpretations: &mut panel_interpretations,
                 },
             )?;
         }
@@ -829,6 +837,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
 
     Ok(RecordPage {
         links,
+        panel_interpretations,
         paging,
         events,
         patient_uid,
@@ -900,6 +909,8 @@ struct EventHead {
 struct Mapped<'a> {
     resources: &'a mut Vec<Resource>,
     links: &'a mut Vec<PanelLink>,
+    /// `(systolic EventUID, PanelInterpretation)`.
+    panel_interpretations: &'a mut Vec<(String, CodeableConcept)>,
 }
 
 /// The consultation Event a grouped Event inherits from.
@@ -984,12 +995,16 @@ fn map_event(
                 map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), mapped)?;
             }
         }
-        "ClinicalCode" => out.push(map_clinical_code(
-            ctx,
-            &at.under("ClinicalCode"),
-            item,
-            head,
-        )?),
+        "ClinicalCode" => {
+            let code_at = at.under("ClinicalCode");
+            if let Some(p) = child(item, "PanelInterpretation") {
+                let panel = interpretation(&code_at, p, "PanelInterpretation")?;
+                mapped.panel_interpretations.push((head.id.clone(), panel));
+            }
+            mapped
+                .resources
+                .push(map_clinical_code(ctx, &code_at, item, head)?);
+        }
         "Medication" => out.push(Resource::MedicationStatement(map_medication(
             ctx,
             &at.under("Medication"),
@@ -1091,6 +1106,12 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
             })
         }
     };
+    let interpretation = match child(n, "Interpretation") {
+        Some(i) => vec![self::interpretation(at, i, "Interpretation")?],
+        None => Vec::new(),
+    };
+    let body_site = snomed_qualifier(at, n, "BodySite")?;
+    let method = snomed_qualifier(at, n, "Method")?;
     // The supplier's identifier of a reading it recorded comes first, then SystmOne's.
     let identifier = head
         .supplier_identifier
@@ -1107,9 +1128,66 @@ fn map_clinical_code(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Res
         effective_date_time: Some(head.date),
         performer: author.into_iter().collect(),
         value_quantity,
+        interpretation,
+        body_site,
+        method,
         id: head.id,
         ..Observation::default()
     }))
+}
+
+/// An `<Interpretation System=… Code=…>display</Interpretation>` (or
+/// `PanelInterpretation`): the one coding it holds, as it was written.
+fn interpretation(at: &At, n: Node, element: &str) -> Result<CodeableConcept> {
+    let system = attr(n, "System").ok_or_else(|| at.missing(&format!("{element}/@System")))?;
+    let code = attr(n, "Code").ok_or_else(|| at.missing(&format!("{element}/@Code")))?;
+    Ok(CodeableConcept {
+        coding: vec![Coding::new(system, code, n.text().unwrap_or_default())],
+        text: None,
+    })
+}
+
+/// A SNOMED CT qualifier of a reading (`<BodySite>`, `<Method>`): its `<Code
+/// Scheme="Snomed">` and `<Rubric>`, as written. Any other scheme is refused.
+fn snomed_qualifier(at: &At, n: Node, element: &'static str) -> Result<Option<CodeableConcept>> {
+    let Some(q) = child(n, element) else {
+        return Ok(None);
+    };
+    let q_at = at.under(element);
+    let code = q_at.node(q, "Code")?;
+    if !attr(code, "Scheme").is_some_and(|s| s.eq_ignore_ascii_case("Snomed")) {
+        return Err(q_at.invalid(
+            "Code/@Scheme",
+            "a reading's qualifier is SNOMED CT (Snomed)",
+        ));
+    }
+    let value = text(Some(code)).ok_or_else(|| q_at.missing("Code"))?;
+    Ok(Some(CodeableConcept {
+        coding: vec![Coding::new(
+            gp_fhir::model::SNOMED,
+            value,
+            opt(q, "Rubric").unwrap_or_default(),
+        )],
+        text: None,
+    }))
+}
+
+/// Puts each blood pressure's own interpretation on its panel (the Observation with the
+/// systolic reading's id); a single reading that has none of its own takes it too.
+fn set_panel_interpretations(
+    resources: &mut [Resource],
+    panel_interpretations: Vec<(String, CodeableConcept)>,
+) {
+    for (id, concept) in panel_interpretations {
+        for r in resources.iter_mut() {
+            if let Resource::Observation(o) = r
+                && o.id == id
+                && (!o.component.is_empty() || o.interpretation.is_empty())
+            {
+                o.interpretation = vec![concept.clone()];
+            }
+        }
+    }
 }
 
 fn map_allergy(
@@ -1309,11 +1387,52 @@ fn unprocessable(detail: String) -> AdapterError {
     }
 }
 
+/// What SystmOne holds with a reading (`docs/native-formats/tpp.md`, "Reading details").
+pub const READING_SUPPORT: ReadingSupport = ReadingSupport {
+    date_only: true,
+    interpretation: true,
+    body_site: true,
+    method: true,
+    performer: true,
+    original_codings: false,
+    device: false,
+};
+
+/// `<{name} System="…" Code="…">display</{name}>`.
+fn render_interpretation(name: &str, c: &Coded) -> String {
+    format!(
+        "<{name} System=\"{}\" Code=\"{}\">{}</{name}>",
+        escape(&c.system),
+        escape(&c.code),
+        escape(c.display.as_deref().unwrap_or(""))
+    )
+}
+
+/// `<{name}><Code Scheme="Snomed">…</Code><Rubric>…</Rubric></{name}>`; a coding that is
+/// not SNOMED CT is [`AdapterError::Unprocessable`] (SystmOne qualifies in SNOMED CT).
+fn render_snomed_qualifier(name: &str, c: &Coded) -> std::result::Result<String, AdapterError> {
+    if c.system != gp_fhir::model::SNOMED {
+        return Err(unprocessable(format!(
+            "SystmOne records a reading's {name} in SNOMED CT, not {}",
+            shown(&c.system)
+        )));
+    }
+    Ok(format!(
+        "  <{name}><Code Scheme=\"Snomed\">{}</Code><Rubric>{}</Rubric></{name}>\n",
+        escape(&c.code),
+        escape(c.display.as_deref().unwrap_or(""))
+    ))
+}
+
 /// The `RecordEventsRequest` body for `o`: one `ClinicalCode` (one SystmOne event) per
-/// measurement, each coded in CTV3, at the measured instant in UTC, under the
-/// observation's idempotency key. A blood pressure panel is its systolic and diastolic
-/// measurements (SystmOne records them as two events); the panel code itself is not sent.
-/// A measurement with no CTV3 code is [`AdapterError::Unprocessable`], naming it.
+/// measurement, coded in CTV3 where the concept has a CTV3 code and in SNOMED CT
+/// (`Scheme="Snomed"`) otherwise, at the measured instant in UTC (a date alone:
+/// `T00:00:00Z` with `DatePrecision="Date"`), under the observation's idempotency key.
+/// Each measurement carries its `Interpretation`; the whole reading its
+/// `PanelInterpretation`, `BodySite`, `Method` and the clinician who took it (`DoneBy`).
+/// A blood pressure panel is its systolic and diastolic measurements (SystmOne records
+/// them as two events); the panel code itself is not sent. What SystmOne cannot hold (a
+/// device, other codings) is [`AdapterError::Unprocessable`], never dropped.
 pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, AdapterError> {
     if o.measurements.is_empty() {
         return Err(unprocessable(format!(
@@ -1321,10 +1440,33 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
             o.snomed, o.display
         )));
     }
+    let d = &o.details;
+    if d.device.is_some() {
+        return Err(unprocessable(
+            "SystmOne holds no device with a reading".into(),
+        ));
+    }
+    if !d.original_codings.is_empty() {
+        return Err(unprocessable(
+            "SystmOne holds a reading's SNOMED CT or CTV3 code only, no other codings".into(),
+        ));
+    }
+    let e = o.effective;
+    let when = if d.date_only {
+        format!(
+            "DateTime=\"{:04}-{:02}-{:02}T00:00:00Z\" DatePrecision=\"Date\"",
+            e.year, e.month, e.day
+        )
+    } else {
+        format!("DateTime=\"{}\"", e.to_rfc3339())
+    };
+    let done_by = match &d.performer {
+        Some(id) => format!(" DoneBy=\"{}\"", escape(id)),
+        None => String::new(),
+    };
     let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RecordEventsRequest ExternalReference=\"{}\" DateTime=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RecordEventsRequest ExternalReference=\"{}\" {when}{done_by}>\n",
         escape(&o.key),
-        o.effective.to_rfc3339()
     );
     if let Some((system, value)) = &o.identifier {
         xml.push_str(&format!(
@@ -1333,26 +1475,44 @@ pub fn render_record_events(o: &NewObservation) -> std::result::Result<String, A
             escape(value)
         ));
     }
-    for m in &o.measurements {
-        let ctv3 = terminology::native_code(CodeScheme::Ctv3, &m.snomed).ok_or_else(|| {
-            unprocessable(format!(
-                "SNOMED CT {} ({}) has no CTV3 code SystmOne can record it with",
-                m.snomed, m.display
-            ))
-        })?;
+    // A single reading's own interpretation may come as the whole reading's.
+    let single = o.measurements.len() == 1;
+    for (i, m) in o.measurements.iter().enumerate() {
+        let (scheme, code) = match terminology::native_code(CodeScheme::Ctv3, &m.snomed) {
+            Some(ctv3) => ("CTV3", ctv3),
+            None => ("Snomed", m.snomed.as_str()),
+        };
         if !m.value.is_finite() {
             return Err(unprocessable(format!(
                 "{} ({}) has no finite value",
                 m.snomed, m.display
             )));
         }
+        let own = m
+            .interpretation
+            .as_ref()
+            .or(d.interpretation.as_ref().filter(|_| single && i == 0));
         xml.push_str(&format!(
-            "  <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"CTV3\">{}</Code><Rubric>{}</Rubric><Value>{}</Value><Units>{}</Units></ClinicalCode>\n",
-            escape(ctv3),
+            "  <ClinicalCode IsAllergy=\"false\"><Code Scheme=\"{scheme}\">{}</Code><Rubric>{}</Rubric><Value>{}</Value><Units>{}</Units>{}</ClinicalCode>\n",
+            escape(code),
             escape(&m.display),
             m.value,
-            escape(&m.unit)
+            escape(&m.unit),
+            own.map(|c| render_interpretation("Interpretation", c))
+                .unwrap_or_default()
         ));
+    }
+    if let Some(c) = d.interpretation.as_ref().filter(|_| !single) {
+        xml.push_str(&format!(
+            "  {}\n",
+            render_interpretation("PanelInterpretation", c)
+        ));
+    }
+    if let Some(c) = &d.body_site {
+        xml.push_str(&render_snomed_qualifier("BodySite", c)?);
+    }
+    if let Some(c) = &d.method {
+        xml.push_str(&render_snomed_qualifier("Method", c)?);
     }
     xml.push_str("</RecordEventsRequest>\n");
     Ok(xml)
@@ -1589,19 +1749,85 @@ mod tests {
     }
 
     #[test]
-    fn a_measurement_without_a_ctv3_code_is_unprocessable() {
-        let mut o = weight("mmol/L");
-        o.measurements[0].snomed = "1005671000000105".into();
-        let err = render_record_events(&o).unwrap_err();
+    fn a_measurement_without_a_ctv3_code_is_written_in_snomed_ct() {
+        let mut o = weight("%");
+        o.measurements[0].snomed = "431314004".into();
+        let xml = render_record_events(&o).unwrap();
         assert!(
-            matches!(&err, AdapterError::Unprocessable { system: crate::SYSTEM, detail } if detail.contains("SNOMED CT 1005671000000105")),
-            "{err:?}"
+            xml.contains("<Code Scheme=\"Snomed\">431314004</Code>"),
+            "{xml}"
         );
         o.measurements.clear();
         assert!(matches!(
             render_record_events(&o),
             Err(AdapterError::Unprocessable { .. })
         ));
+    }
+
+    fn coded(system: &str, code: &str, display: &str) -> Coded {
+        Coded {
+            system: system.into(),
+            code: code.into(),
+            display: Some(display.into()),
+        }
+    }
+
+    #[test]
+    fn reading_details_are_rendered_where_systmone_takes_them() {
+        let mut bp = gp_adapter::harness::blood_pressure("bp-key-2");
+        let v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+        bp.measurements[0].interpretation = Some(coded(v3, "H", "High"));
+        bp.details.interpretation = Some(coded(v3, "A", "Abnormal"));
+        bp.details.body_site = Some(coded(gp_fhir::model::SNOMED, "368209003", "Right arm"));
+        bp.details.method = Some(coded(gp_fhir::model::SNOMED, "37931006", "Auscultation"));
+        bp.details.performer = Some("0a1b".into());
+        bp.details.date_only = true;
+        let xml = render_record_events(&bp).unwrap();
+        for part in [
+            "DateTime=\"2026-07-14T00:00:00Z\" DatePrecision=\"Date\" DoneBy=\"0a1b\">",
+            &format!(
+                "<Units>mm[Hg]</Units><Interpretation System=\"{v3}\" Code=\"H\">High</Interpretation></ClinicalCode>"
+            ),
+            "<Units>mm[Hg]</Units></ClinicalCode>",
+            &format!(
+                "<PanelInterpretation System=\"{v3}\" Code=\"A\">Abnormal</PanelInterpretation>"
+            ),
+            "<BodySite><Code Scheme=\"Snomed\">368209003</Code><Rubric>Right arm</Rubric></BodySite>",
+            "<Method><Code Scheme=\"Snomed\">37931006</Code><Rubric>Auscultation</Rubric></Method>",
+        ] {
+            assert!(xml.contains(part), "{part} not in {xml}");
+        }
+        Document::parse(&xml).unwrap();
+
+        // A single reading's interpretation given as the whole reading's is its own.
+        let mut w = weight("kg");
+        w.details.interpretation = Some(coded(v3, "L", "Low"));
+        let xml = render_record_events(&w).unwrap();
+        assert!(xml.contains("<Interpretation System="), "{xml}");
+        assert!(!xml.contains("PanelInterpretation"), "{xml}");
+
+        for refused in [
+            {
+                let mut w = weight("kg");
+                w.details.device = Some("scales".into());
+                w
+            },
+            {
+                let mut w = weight("kg");
+                w.details.original_codings = vec![coded("http://loinc.org", "29463-7", "Weight")];
+                w
+            },
+            {
+                let mut w = weight("kg");
+                w.details.method = Some(coded("http://example.org", "m", "M"));
+                w
+            },
+        ] {
+            assert!(matches!(
+                render_record_events(&refused),
+                Err(AdapterError::Unprocessable { .. })
+            ));
+        }
     }
 
     #[test]

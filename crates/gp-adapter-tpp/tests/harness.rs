@@ -192,19 +192,20 @@ async fn refused_writes_become_typed_errors() {
         observation,
         context: CallContext::new("t"),
     };
-    // No CTV3 code for the concept: refused before any native call.
+    // No CTV3 code for the concept: sent in SNOMED CT, and SystmOne's refusal of a
+    // concept it does not record with a value is kept.
     let before = sim.requests();
-    let mut cholesterol = harness::body_weight("chol-1");
-    cholesterol.measurements[0].snomed = "1005671000000105".into();
+    let mut unknown = harness::body_weight("unknown-1");
+    unknown.measurements[0].snomed = "1234567000000109".into();
     let err = adapter
-        .create_observation(&create(cholesterol))
+        .create_observation(&create(unknown))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("1005671000000105")),
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.contains("INVALID_CODE") && detail.contains("1234567000000109")),
         "{err:?}"
     );
-    assert_eq!(sim.requests(), before);
+    assert_eq!(sim.requests(), before + 1);
     // A unit SystmOne does not record the concept in: the native 422, message kept.
     let mut grams = harness::body_weight("grams-1");
     grams.measurements[0].unit = "g".into();

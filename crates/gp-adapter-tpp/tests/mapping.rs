@@ -656,3 +656,53 @@ fn map_page_alone_reads_one_page() {
     assert_eq!((p.paging.page, p.paging.total_events, p.events), (2, 4, 2));
     assert_eq!(p.patient_uid, "p-1");
 }
+
+#[test]
+fn reading_details_are_read_and_malformed_ones_refused() {
+    let with = |details: &str| {
+        page(NHS, 1, 100, 1, &[1]).replace(
+            "<Units>kg</Units></ClinicalCode>",
+            &format!("<Units>kg</Units>{details}</ClinicalCode>"),
+        )
+    };
+    let good = with(
+        r#"<Interpretation System="urn:v3" Code="L">Low</Interpretation><BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite><Method><Code Scheme="Snomed">37931006</Code><Rubric>Auscultation</Rubric></Method>"#,
+    );
+    let r = pages(std::slice::from_ref(&good), 100).unwrap();
+    let Resource::Observation(o) = &r.clinical[0] else {
+        panic!("not an Observation")
+    };
+    let coding = |cc: &gp_fhir::model::CodeableConcept| {
+        (
+            cc.coding[0].system.clone().unwrap(),
+            cc.coding[0].code.clone().unwrap(),
+            cc.coding[0].display.clone(),
+        )
+    };
+    assert_eq!(
+        coding(&o.interpretation[0]),
+        ("urn:v3".into(), "L".into(), Some("Low".into()))
+    );
+    assert_eq!(
+        coding(o.body_site.as_ref().unwrap()),
+        (SNOMED.into(), "368209003".into(), Some("Right arm".into()))
+    );
+    assert_eq!(
+        coding(o.method.as_ref().unwrap()),
+        (
+            SNOMED.into(),
+            "37931006".into(),
+            Some("Auscultation".into())
+        )
+    );
+    for bad in [
+        good.replace(r#" Code="L""#, ""),
+        good.replace(
+            r#"<Code Scheme="Snomed">368209003"#,
+            r#"<Code Scheme="CTV3">368209003"#,
+        ),
+        good.replace(r#"<Code Scheme="Snomed">37931006</Code>"#, ""),
+    ] {
+        assert!(pages(std::slice::from_ref(&bad), 100).is_err(), "{bad}");
+    }
+}

@@ -1,7 +1,8 @@
 //! TPP SystmOne simulator: serves exactly `docs/native-formats/tpp.md` (PatientRecord
 //! XML, clinical events in pages) for patients of practices whose system is TPP, and
 //! takes its two writes: recording measurements and replacing contact details. The
-//! appointment book's endpoints are routed here and served by [`book`].
+//! appointment book's endpoints are routed here and served by [`book`], the patient
+//! documents' by [`documents`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 #[path = "tpp_book.rs"]
 mod book;
+#[path = "tpp_documents.rs"]
+mod documents;
 
 /// Largest `pageSize` the API accepts.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -118,6 +121,71 @@ impl Simulator for Tpp {
                 reply: book::patient_appointments(&self.store, ods, nhs, query),
                 record: true,
             },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "documents",
+            ] if method == Method::GET => Routed {
+                reply: documents::list(&self.store, ods, nhs),
+                record: true,
+            },
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "documents",
+                "content",
+                id,
+            ] if method == Method::GET => {
+                let (reply, headers) = documents::content(&self.store, ods, id);
+                return (
+                    Routed {
+                        reply,
+                        record: true,
+                    },
+                    headers,
+                );
+            }
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "documents",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only GET and POST are supported here",
+            )),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                _,
+                "patients",
+                _,
+                "documents",
+                "content",
+            ] => not_record(error(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only POST is supported here",
+            )),
             [
                 "",
                 "systmone",
@@ -253,6 +321,29 @@ impl Simulator for Tpp {
                 "v1",
                 "organisations",
                 ods,
+                "patients",
+                nhs,
+                "documents",
+            ] if method == Method::POST => documents::file(&self.store, ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
+                "patients",
+                nhs,
+                "documents",
+                "content",
+            ] if method == Method::POST => documents::upload(&self.store, ods, nhs, headers, body),
+            [
+                "",
+                "systmone",
+                "api",
+                "v1",
+                "organisations",
+                ods,
                 "appointments",
                 id,
             ] if method == Method::PUT => book::amend(&self.store, ods, id, headers, body),
@@ -275,13 +366,25 @@ impl Simulator for Tpp {
         })
     }
 
+    /// Document content may be up to 16 MiB; every other write body 256 KiB.
+    fn max_write_body(&self, method: &Method, path: &str) -> usize {
+        let upload = method == Method::POST
+            && path.starts_with("/systmone/api/v1/organisations/")
+            && path.trim_end_matches('/').ends_with("/documents/content");
+        if upload {
+            crate::documents::MAX_UPLOAD
+        } else {
+            server::MAX_WRITE_BODY
+        }
+    }
+
     fn error_reply(&self, status: u16) -> Reply {
         // 413 is the server's answer to an oversized write body, not an injected fault.
         if status == 413 {
             return error(
                 413,
                 "REQUEST_TOO_LARGE",
-                "The request body is larger than 256 KiB",
+                "The request body is larger than the endpoint accepts (256 KiB; 16 MiB for document content)",
             );
         }
         let code = match status {
@@ -443,13 +546,30 @@ impl Tpp {
             Ok(r) => r,
             Err(refusal) => return refusal.reply(),
         };
+        // DoneBy names a member of the organisation's staff, kept as the staff list has it.
+        let author = match &request.done_by {
+            None => None,
+            Some(uid) => match self.organisation(ods) {
+                Ok(p) => match p.clinician(uid) {
+                    Some(c) => Some(c.id.clone()),
+                    None => {
+                        return error(
+                            422,
+                            "INVALID_EVENT",
+                            &format!("DoneBy {uid} is not a member of staff at {ods}"),
+                        );
+                    }
+                },
+                Err(reply) => return reply,
+            },
+        };
         let write = ReadingsWrite {
             key: &request.key,
             date: request.date,
             readings: &request.readings,
             external_id: request.external_id.as_ref(),
-            details: &Qualifiers::default(),
-            author: None,
+            details: &request.details,
+            author: author.as_deref(),
         };
         match self.store.record_readings(SystemKind::Tpp, ods, nhs, write) {
             Ok(recorded) => {
@@ -594,12 +714,72 @@ pub(crate) fn malformed(why: impl Into<String>) -> Refusal {
 #[derive(Debug)]
 struct RecordEvents {
     key: String,
-    /// UK local time (the store's clock), converted from the request's UTC.
+    /// UK local time (the store's clock), converted from the request's UTC; a date alone
+    /// (precision YMD) for `DatePrecision="Date"`.
     date: SimDate,
     readings: Vec<NewReading>,
     /// The supplier's identifier of the reading (`ExternalIdentifier`).
     external_id: Option<ExternalId>,
+    /// The whole reading's `PanelInterpretation`, `BodySite` and `Method`.
+    details: Qualifiers,
+    /// `DoneBy`: the StaffUID of the clinician who took it.
+    done_by: Option<String>,
 }
+
+/// A coded qualifier as written: `<BodySite><Code Scheme="Snomed">…</Code><Rubric>…`.
+fn snomed_qualifier(parent: Element, name: &str) -> Result<Option<Code>, Refusal> {
+    let Some(q) = parent.child(name) else {
+        return Ok(None);
+    };
+    let code = q
+        .child("Code")
+        .ok_or_else(|| malformed(format!("{name}/Code is missing")))?;
+    if !code
+        .attr("Scheme")
+        .is_some_and(|s| s.eq_ignore_ascii_case("Snomed"))
+    {
+        return Err(Refusal::Unprocessable(
+            "INVALID_CODE",
+            format!("{name} is recorded with a SNOMED CT code (Scheme=\"Snomed\")"),
+        ));
+    }
+    let value = code.text();
+    if value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refusal::Unprocessable(
+            "INVALID_CODE",
+            format!("{name}: '{value}' is not a SNOMED CT id"),
+        ));
+    }
+    Ok(Some(Code {
+        system: SNOMED_SYSTEM.to_owned(),
+        code: value.into_owned(),
+        display: q.child_text("Rubric").map(|r| r.into_owned()),
+    }))
+}
+
+/// An interpretation as written: `<Interpretation System="…" Code="…">display</…>`.
+fn interpretation(parent: Element, name: &str) -> Result<Option<Code>, Refusal> {
+    let Some(i) = parent.child(name) else {
+        return Ok(None);
+    };
+    let system = i.attr("System").unwrap_or("");
+    let code = i.attr("Code").unwrap_or("");
+    let ok = |v: &str| !v.is_empty() && v.len() <= 200 && !v.chars().any(char::is_control);
+    if !ok(system) || !ok(code) {
+        return Err(malformed(format!(
+            "{name} needs a System and a Code of 1 to 200 characters"
+        )));
+    }
+    let display = i.text();
+    Ok(Some(Code {
+        system: system.to_owned(),
+        code: code.to_owned(),
+        display: (!display.is_empty()).then(|| display.into_owned()),
+    }))
+}
+
+/// The SNOMED CT code system URI, as qualifiers are stored.
+const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
 
 fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
     let doc = parse_xml(body)?;
@@ -621,11 +801,28 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
     let raw_date = root
         .attr("DateTime")
         .ok_or_else(|| malformed("RecordEventsRequest/@DateTime is missing"))?;
-    let date = local_from_utc(raw_date).ok_or_else(|| {
-        malformed(format!(
-            "DateTime '{raw_date}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
-        ))
-    })?;
+    let date = match root.attr("DatePrecision") {
+        None | Some("DateTime") => local_from_utc(raw_date).ok_or_else(|| {
+            malformed(format!(
+                "DateTime '{raw_date}' is not a YYYY-MM-DDTHH:MM:SSZ date-time"
+            ))
+        })?,
+        // A date alone: its first instant, not shifted to local time (as records show it).
+        Some("Date") => parse_utc(raw_date)
+            .filter(|d| d.time == Some((0, 0, 0)))
+            .map(|d| d.truncate(Precision::YMD))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "DateTime '{raw_date}' is not a YYYY-MM-DDT00:00:00Z date (DatePrecision=\"Date\")"
+                ))
+            })?,
+        Some(other) => {
+            return Err(malformed(format!(
+                "DatePrecision '{other}' is not Date or DateTime"
+            )));
+        }
+    };
+    let done_by = root.attr("DoneBy").map(str::to_owned);
     let codes: Vec<Element> = root.children_named("ClinicalCode").collect();
     if codes.is_empty() || codes.len() > MAX_EVENTS_PER_REQUEST {
         return Err(malformed(format!(
@@ -647,17 +844,24 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
             .ok_or_else(|| malformed(format!("{at}/Code is missing")))?;
         let scheme = code.attr("Scheme").unwrap_or("");
         let value = code.text();
-        if !scheme.eq_ignore_ascii_case("CTV3") {
+        // CTV3, or SNOMED CT (every concept since SystmOne moved to SNOMED CT in 2020).
+        let concept = if scheme.eq_ignore_ascii_case("CTV3") {
+            crate::concepts::measurement_by_ctv3(&value)
+        } else if scheme.eq_ignore_ascii_case("Snomed") {
+            crate::concepts::measurement_by_snomed(&value)
+        } else {
             return Err(Refusal::Unprocessable(
                 "INVALID_CODE",
-                format!("{at}: measurements are recorded with CTV3 codes, not Scheme '{scheme}'"),
+                format!(
+                    "{at}: measurements are recorded with CTV3 or Snomed codes, not Scheme '{scheme}'"
+                ),
             ));
-        }
-        let concept = crate::concepts::measurement_by_ctv3(&value).ok_or_else(|| {
+        };
+        let concept = concept.ok_or_else(|| {
             Refusal::Unprocessable(
                 "INVALID_CODE",
                 format!(
-                    "{at}: CTV3 code '{value}' is not a measurement SystmOne records with a value"
+                    "{at}: {scheme} code '{value}' is not a measurement SystmOne records with a value"
                 ),
             )
         })?;
@@ -681,7 +885,7 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
         readings.push(NewReading {
             concept,
             value,
-            interpretation: None,
+            interpretation: interpretation(c, "Interpretation")?,
         });
     }
     let external_id = match root.child("ExternalIdentifier") {
@@ -691,11 +895,19 @@ fn parse_record_events(body: &[u8]) -> Result<RecordEvents, Refusal> {
                 .map_err(|m| malformed(format!("ExternalIdentifier: {m}")))?,
         ),
     };
+    let details = Qualifiers {
+        panel_interpretation: interpretation(root, "PanelInterpretation")?,
+        body_site: snomed_qualifier(root, "BodySite")?,
+        method: snomed_qualifier(root, "Method")?,
+        ..Qualifiers::default()
+    };
     Ok(RecordEvents {
         key: key.to_owned(),
         date,
         readings,
         external_id,
+        details,
+        done_by,
     })
 }
 
@@ -1107,6 +1319,9 @@ fn entry_event(w: &mut XmlWriter, e: Entry, parents: &HashMap<&str, &str>) {
                 w.text("Value", &v.to_string());
                 w.text("Units", x.units.unwrap_or(""));
             }
+            if let Some(q) = &x.qualifiers {
+                qualifiers(w, q);
+            }
             w.close("ClinicalCode");
         }
         Entry::Problem(x) => {
@@ -1208,6 +1423,32 @@ fn entry_event(w: &mut XmlWriter, e: Entry, parents: &HashMap<&str, &str>) {
         }
     }
     w.close("Event");
+}
+
+/// What SystmOne holds with a reading beyond its value: its interpretation, and on the
+/// first (systolic) event of a reading the whole reading's interpretation, body site
+/// and method. A device or other codings are not held, so never shown.
+fn qualifiers(w: &mut XmlWriter, q: &Qualifiers) {
+    for (name, i) in [
+        ("Interpretation", &q.interpretation),
+        ("PanelInterpretation", &q.panel_interpretation),
+    ] {
+        if let Some(i) = i {
+            w.text_with(
+                name,
+                &[("System", &i.system), ("Code", &i.code)],
+                i.display.as_deref().unwrap_or(""),
+            );
+        }
+    }
+    for (name, c) in [("BodySite", &q.body_site), ("Method", &q.method)] {
+        if let Some(c) = c.as_ref().filter(|c| c.system == SNOMED_SYSTEM) {
+            w.open(name);
+            w.text_with("Code", &[("Scheme", "Snomed")], &c.code);
+            w.text("Rubric", c.display.as_deref().unwrap_or(""));
+            w.close(name);
+        }
+    }
 }
 
 /// `<Code Scheme=…>` and `<Rubric>`. Which scheme SystmOne would use: dm+d for drugs;
@@ -1384,6 +1625,103 @@ mod tests {
         ] {
             assert_eq!(local_from_utc(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn reading_details_are_parsed() {
+        let body = r#"<RecordEventsRequest ExternalReference="k-1" DateTime="2026-07-14T00:00:00Z" DatePrecision="Date" DoneBy="{ABC}">
+            <ClinicalCode><Code Scheme="Snomed">431314004</Code><Value>97</Value><Units>%</Units>
+              <Interpretation System="urn:v3" Code="N">Normal</Interpretation></ClinicalCode>
+            <PanelInterpretation System="urn:v3" Code="A">Abnormal</PanelInterpretation>
+            <BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>
+            <Method><Code Scheme="Snomed">37931006</Code></Method>
+          </RecordEventsRequest>"#;
+        let r = parse_record_events(body.as_bytes()).unwrap();
+        assert_eq!(
+            r.date,
+            SimDate::ymd(2026, 7, 14),
+            "a date alone, not shifted"
+        );
+        assert_eq!(r.done_by.as_deref(), Some("{ABC}"));
+        assert_eq!(r.readings[0].concept.snomed, "431314004");
+        let code = |system: &str, code: &str, display: Option<&str>| Code {
+            system: system.into(),
+            code: code.into(),
+            display: display.map(Into::into),
+        };
+        assert_eq!(
+            r.readings[0].interpretation,
+            Some(code("urn:v3", "N", Some("Normal")))
+        );
+        assert_eq!(
+            r.details.panel_interpretation,
+            Some(code("urn:v3", "A", Some("Abnormal")))
+        );
+        assert_eq!(
+            r.details.body_site,
+            Some(code(SNOMED_SYSTEM, "368209003", Some("Right arm")))
+        );
+        assert_eq!(
+            r.details.method,
+            Some(code(SNOMED_SYSTEM, "37931006", None))
+        );
+
+        for (bad, status) in [
+            (
+                body.replace("T00:00:00Z\" DatePrecision", "T10:00:00Z\" DatePrecision"),
+                400,
+            ),
+            (
+                body.replace("DatePrecision=\"Date\"", "DatePrecision=\"Month\""),
+                400,
+            ),
+            (
+                body.replace(
+                    "<Method><Code Scheme=\"Snomed\">",
+                    "<Method><Code Scheme=\"CTV3\">",
+                ),
+                422,
+            ),
+            (body.replace(" Code=\"N\"", ""), 400),
+            (body.replace("431314004", "999999999"), 422),
+        ] {
+            let refusal = parse_record_events(bad.as_bytes()).unwrap_err();
+            assert_eq!(refusal.reply().status, status, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reading_details_are_rendered_on_the_event() {
+        let mut w = XmlWriter::new();
+        qualifiers(
+            &mut w,
+            &Qualifiers {
+                interpretation: Some(Code {
+                    system: "urn:v3".into(),
+                    code: "H".into(),
+                    display: Some("High".into()),
+                }),
+                body_site: Some(Code {
+                    system: SNOMED_SYSTEM.into(),
+                    code: "368209003".into(),
+                    display: Some("Right arm".into()),
+                }),
+                device: Some("Not held".into()),
+                ..Qualifiers::default()
+            },
+        );
+        let xml = w.finish();
+        assert!(
+            xml.contains(r#"<Interpretation System="urn:v3" Code="H">High</Interpretation>"#),
+            "{xml}"
+        );
+        // The writer indents: compare without the layout.
+        let flat: String = xml.lines().map(str::trim).collect();
+        assert!(
+            flat.contains(r#"<BodySite><Code Scheme="Snomed">368209003</Code><Rubric>Right arm</Rubric></BodySite>"#),
+            "{xml}"
+        );
+        assert!(!xml.contains("Not held"), "SystmOne holds no device: {xml}");
     }
 
     #[test]
