@@ -85,6 +85,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             "PRV-WRT-03",
             "PRV-WRT-04",
             "PRV-WRT-05",
+            "PRV-WRT-06",
             "PRV-PAGE-01",
             "PRV-DATE-01",
             "PRV-SORT-01",
@@ -105,7 +106,7 @@ async fn sandbox_passes_every_suite_and_reports_are_well_formed() {
             .expect("per-system provider test");
         assert_eq!(r.status, Status::Pass, "{system}: {}", r.message);
     }
-    assert_eq!(report.summary.total, 30 + 22 * 4 + 1 + 6);
+    assert_eq!(report.summary.total, 30 + 23 * 4 + 1 + 6);
 
     let dir = scratch("reports");
     let paths = report::write_all(&report, &dir).unwrap();
