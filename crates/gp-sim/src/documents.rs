@@ -142,6 +142,15 @@ pub enum DocumentError {
     PatientNotFound(String),
     #[error("no content {0} at this practice")]
     ContentNotFound(String),
+    /// The content belongs to another patient's record.
+    #[error("content {0} belongs to another patient")]
+    OtherPatient(String),
+    /// The content is filed already, as another document (under another key).
+    #[error("content {0} is filed already as another document")]
+    AlreadyFiled(String),
+    /// The content type is not one documents may have.
+    #[error("content type {0} is not one of application/pdf, text/plain, text/html")]
+    ContentType(String),
     /// The write is not acceptable (bad key, type, size, another patient's content,
     /// content filed already under another key).
     #[error("{0}")]
@@ -414,10 +423,7 @@ impl PracticeDocuments {
         guid: String,
     ) -> Result<ContentView, DocumentError> {
         if !CONTENT_TYPES.contains(&content_type) {
-            return Err(DocumentError::Invalid(format!(
-                "content type {content_type} is not one of {}",
-                CONTENT_TYPES.join(", ")
-            )));
+            return Err(DocumentError::ContentType(content_type.to_owned()));
         }
         if bytes.is_empty() || bytes.len() > MAX_UPLOAD {
             return Err(DocumentError::Invalid(format!(
@@ -488,16 +494,10 @@ impl PracticeDocuments {
             .content_index(&doc.content)
             .ok_or_else(|| DocumentError::ContentNotFound(doc.content.clone()))?;
         if self.contents[i].nhs != nhs {
-            return Err(DocumentError::Invalid(format!(
-                "content {} belongs to another patient",
-                doc.content
-            )));
+            return Err(DocumentError::OtherPatient(doc.content));
         }
         if self.contents[i].filed_as.is_some() {
-            return Err(DocumentError::Invalid(format!(
-                "content {} is filed already as another document",
-                doc.content
-            )));
+            return Err(DocumentError::AlreadyFiled(doc.content));
         }
         let bytes = self.contents[i].body.bytes();
         let number = self.next_number;
@@ -607,7 +607,7 @@ mod tests {
         };
         assert!(matches!(
             d.file(b, new("k1"), now(), "d-0".into()),
-            Err(DocumentError::Invalid(_))
+            Err(DocumentError::OtherPatient(_))
         ));
         let (doc, created) = d.file(a, new("k1"), now(), "d-1".into()).unwrap();
         assert!(created);
@@ -618,7 +618,7 @@ mod tests {
         assert_eq!(again.id, "d-1");
         assert!(matches!(
             d.file(a, new("k2"), now(), "d-3".into()),
-            Err(DocumentError::Invalid(m)) if m.contains("filed already")
+            Err(DocumentError::AlreadyFiled(_))
         ));
         assert!(d.of_patient(a).iter().any(|x| x.id == "d-1"));
         assert!(!d.of_patient(b).iter().any(|x| x.id == "d-1"));

@@ -380,9 +380,13 @@ fn document_error(e: DocumentError) -> Reply {
         DocumentError::PracticeNotFound(ods) => practice_not_found(&ods),
         DocumentError::PatientNotFound(ods) => patient_not_found(&ods),
         DocumentError::ContentNotFound(guid) => attachment_not_found(&guid),
-        DocumentError::Invalid(m) if m.contains("filed already") => {
-            error(409, "ATTACHMENT_ALREADY_FILED", &m)
+        e @ DocumentError::AlreadyFiled(_) => {
+            error(409, "ATTACHMENT_ALREADY_FILED", &e.to_string())
         }
+        e @ DocumentError::OtherPatient(_) => {
+            error(422, "ATTACHMENT_PATIENT_MISMATCH", &e.to_string())
+        }
+        e @ DocumentError::ContentType(_) => error(415, "UNSUPPORTED_MEDIA_TYPE", &e.to_string()),
         DocumentError::Invalid(m) => invalid_value(&m),
     }
 }

@@ -86,13 +86,18 @@ fn document_error(e: &DocumentError) -> Reply {
                 id.chars().take(64).collect::<String>()
             ),
         ),
-        DocumentError::Invalid(reason) if reason.contains("another patient") => unprocessable(
+        e @ DocumentError::OtherPatient(_) => unprocessable(
             "CONTENT_OF_ANOTHER_PATIENT",
             "Content of another patient",
-            reason,
+            &e.to_string(),
         ),
-        DocumentError::Invalid(reason) if reason.contains("filed already") => {
-            unprocessable("CONTENT_ALREADY_FILED", "Content already filed", reason)
+        e @ DocumentError::AlreadyFiled(_) => unprocessable(
+            "CONTENT_ALREADY_FILED",
+            "Content already filed",
+            &e.to_string(),
+        ),
+        e @ DocumentError::ContentType(_) => {
+            unprocessable("INVALID_DOCUMENT", "Invalid document", &e.to_string())
         }
         DocumentError::Invalid(reason) => {
             unprocessable("INVALID_DOCUMENT", "Invalid document", reason)

@@ -30,6 +30,9 @@ fn document_error(ods: &str, e: &DocumentError) -> Reply {
         ),
         DocumentError::ContentNotFound(id) => content_not_found(ods, id),
         DocumentError::Invalid(why) => error(422, "INVALID_DOCUMENT", why),
+        e @ (DocumentError::OtherPatient(_)
+        | DocumentError::AlreadyFiled(_)
+        | DocumentError::ContentType(_)) => error(422, "INVALID_DOCUMENT", &e.to_string()),
     }
 }
 

@@ -132,15 +132,11 @@ fn document_error(e: &DocumentError) -> Reply {
             &format!("No patient with that NHS number is registered at {ods}"),
         ),
         DocumentError::ContentNotFound(id) => content_not_found(id),
-        DocumentError::Invalid(why) if why.contains("another patient") => {
-            error(422, "CONTENT_OF_ANOTHER_PATIENT", why)
+        e @ DocumentError::OtherPatient(_) => {
+            error(422, "CONTENT_OF_ANOTHER_PATIENT", &e.to_string())
         }
-        DocumentError::Invalid(why) if why.contains("filed already") => {
-            error(422, "CONTENT_ALREADY_FILED", why)
-        }
-        DocumentError::Invalid(why) if why.contains("content type") => {
-            error(422, "INVALID_CONTENT_TYPE", why)
-        }
+        e @ DocumentError::AlreadyFiled(_) => error(422, "CONTENT_ALREADY_FILED", &e.to_string()),
+        e @ DocumentError::ContentType(_) => error(422, "INVALID_CONTENT_TYPE", &e.to_string()),
         DocumentError::Invalid(why) => error(422, "INVALID_VALUE", why),
     }
 }
