@@ -744,6 +744,79 @@ fn instant_value(v: Option<&str>, path: &str) -> Result<Option<UtcDateTime>, Inv
     .transpose()
 }
 
+/// The element names of a DocumentReference body, read without their values.
+#[derive(Deserialize)]
+struct Shape {
+    #[serde(default)]
+    content: Vec<ContentShape>,
+    #[serde(flatten)]
+    top: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ContentShape {
+    #[serde(default)]
+    attachment: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// Refuses an element a GP system does not record (`category`, `context`, `format`, …),
+/// naming it: it is refused, never dropped.
+fn elements_recorded(body: &[u8]) -> Result<(), Invalid> {
+    let shape: Shape = serde_json::from_slice(body).map_err(|e| {
+        Invalid::request(format!(
+            "the body is not a FHIR JSON DocumentReference: {e}"
+        ))
+    })?;
+    let mut known: Vec<&str> = vec![
+        "masterIdentifier",
+        "docStatus",
+        "category",
+        "authenticator",
+        "custodian",
+        "relatesTo",
+        "securityLabel",
+        "context",
+    ];
+    known.extend_from_slice(crate::write_body::RESOURCE_ELEMENTS);
+    crate::write_body::only_keys(
+        shape.top.keys().map(String::as_str),
+        "DocumentReference",
+        &[
+            "resourceType",
+            "id",
+            "meta",
+            "identifier",
+            "status",
+            "type",
+            "subject",
+            "date",
+            "author",
+            "description",
+        ],
+        &known,
+    )?;
+    for (i, c) in shape.content.iter().enumerate() {
+        let at = format!("DocumentReference.content[{i}]");
+        crate::write_body::only_keys(
+            c.other.keys().map(String::as_str),
+            &at,
+            &["attachment"],
+            &["format", "id", "extension", "modifierExtension"],
+        )?;
+        if let Some(a) = &c.attachment {
+            crate::write_body::only_keys(
+                a.keys().map(String::as_str),
+                &format!("{at}.attachment"),
+                &["contentType", "data", "url", "title", "creation"],
+                &["language", "size", "hash", "id", "extension"],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
     if body.is_empty() {
         return Err(Invalid::request("the request has no body").into());
@@ -756,6 +829,7 @@ fn parse_document(body: &[u8]) -> Result<Filing, Rescue> {
     if doc.resource_type.as_deref() != Some("DocumentReference") {
         return Err(Invalid::request("the body's resourceType must be DocumentReference").into());
     }
+    elements_recorded(body)?;
     let identifier = match &doc.identifier {
         None | Some(Value::Null) => None,
         Some(Value::Array(list)) if !list.is_empty() => {
@@ -1186,6 +1260,35 @@ fn filed_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_a_gp_system_does_not_record_are_refused_by_name() {
+        let body = |extra: &str| {
+            format!(
+                r#"{{"resourceType":"DocumentReference","status":"current",{extra}"content":[{{"attachment":{{"contentType":"text/plain","data":"aGk="}}}}]}}"#
+            )
+        };
+        assert!(elements_recorded(body("").as_bytes()).is_ok());
+        for (extra, path) in [
+            (r#""category":[],"#, "DocumentReference.category"),
+            (r#""context":{},"#, "DocumentReference.context"),
+            (r#""flavour":"x","#, "DocumentReference.flavour"),
+        ] {
+            let e = elements_recorded(body(extra).as_bytes()).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert_eq!(e.status, 422);
+        }
+        let e = elements_recorded(
+            br#"{"resourceType":"DocumentReference","content":[{"format":{},"attachment":{}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "DocumentReference.content[0].format");
+        let e = elements_recorded(
+            br#"{"resourceType":"DocumentReference","content":[{"attachment":{"size":3,"data":"aGk="}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "DocumentReference.content[0].attachment.size");
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -139,14 +139,24 @@ pub(crate) fn only(
     allowed: &[&str],
     known: &[&str],
 ) -> Result<(), Invalid> {
-    for key in map.keys() {
-        if allowed.contains(&key.as_str()) {
+    only_keys(map.keys().map(String::as_str), path, allowed, known)
+}
+
+/// [`only`] for keys read without their values (a body too large to hold as JSON values).
+pub(crate) fn only_keys<'k>(
+    keys: impl IntoIterator<Item = &'k str>,
+    path: &str,
+    allowed: &[&str],
+    known: &[&str],
+) -> Result<(), Invalid> {
+    for key in keys {
+        if allowed.contains(&key) {
             continue;
         }
         let shown = crate::routes::shown(key);
         let at = format!("{path}.{shown}");
         let supported = allowed.join(", ");
-        return Err(if known.contains(&key.as_str()) || key.starts_with('_') {
+        return Err(if known.contains(&key) || key.starts_with('_') {
             Invalid::resource(
                 at,
                 format!(
@@ -164,7 +174,7 @@ pub(crate) fn only(
 }
 
 /// Elements every resource may carry that writes do not record.
-const RESOURCE_ELEMENTS: &[&str] = &[
+pub(crate) const RESOURCE_ELEMENTS: &[&str] = &[
     "implicitRules",
     "language",
     "text",
