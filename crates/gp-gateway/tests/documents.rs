@@ -1073,3 +1073,221 @@ async fn a_supplier_needs_the_document_scopes_and_a_paired_practice() {
     );
     assert_eq!(w.calls.search.load(Ordering::SeqCst), 0);
 }
+
+/// A PDF of exactly `len` bytes.
+fn pdf_of(len: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n".to_vec();
+    let tail = b"\n%%EOF\n";
+    v.resize(len - tail.len(), b'%');
+    v.extend_from_slice(tail);
+    v
+}
+
+#[tokio::test]
+async fn limits_hold_to_the_byte_and_unknown_parameters_are_refused() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let practice = w.practices()[0].clone();
+    let nhs = w.patient(&practice);
+    // Content of exactly the inline limit (5 MiB) is served; a byte more is not.
+    let limit = 5 * 1024 * 1024;
+    let at_limit = w.seed(
+        &practice,
+        &nhs,
+        "L1",
+        at(2026, 3, 1),
+        CLINICAL_LETTER,
+        "RR8",
+        "application/pdf",
+        pdf_of(limit),
+        false,
+    );
+    let over = w.seed(
+        &practice,
+        &nhs,
+        "L2",
+        at(2026, 3, 2),
+        CLINICAL_LETTER,
+        "RR8",
+        "application/pdf",
+        pdf_of(limit + 1),
+        false,
+    );
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{at_limit}"),
+            &token,
+            &[("accept", "*/*")],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.body.len(), limit);
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{over}"),
+            &token,
+            &[("accept", "*/*")],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.text());
+    // A parameter a Binary read or create does not take is refused, not ignored.
+    let a = w
+        .call(
+            "GET",
+            &format!("/Binary/{at_limit}?version=2"),
+            &token,
+            &[("accept", "*/*")],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    let security = format!("Patient/{nhs}");
+    let raw = [
+        ("content-type", "text/plain"),
+        ("x-security-context", security.as_str()),
+    ];
+    let a = w
+        .call("POST", "/Binary?version=2", &token, &raw, b"hello")
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(w.calls.writes(), 0, "nothing refused reached the GP system");
+    // A FHIR Binary's decoded content is held to the upload limit (10 MiB) to the byte.
+    let upload = 10 * 1024 * 1024;
+    let binary = |len: usize| {
+        serde_json::to_vec(&json!({
+            "resourceType": "Binary",
+            "contentType": "application/pdf",
+            "securityContext": {"reference": format!("Patient/{nhs}")},
+            "data": b64(&pdf_of(len)),
+        }))
+        .unwrap()
+    };
+    let a = w
+        .call("POST", "/Binary", &token, &[], &binary(upload + 1))
+        .await;
+    assert_eq!(a.status, 413, "{}", a.text());
+    assert_eq!(w.calls.writes(), 0);
+    let a = w
+        .call("POST", "/Binary", &token, &[], &binary(upload))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+}
+
+#[tokio::test]
+async fn a_retry_is_only_ever_this_suppliers_own_visible_document() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let practice = w.practices()[0].clone();
+    let nhs = w.patient(&practice);
+    let system = "https://consult.example/documents";
+    // Another organisation's document under the same identifier, and this supplier's own
+    // that the practice has since marked confidential.
+    let theirs = w.seed(
+        &practice,
+        &nhs,
+        "T1",
+        at(2026, 4, 1),
+        CONSULTATION_REPORT,
+        "RR8",
+        "text/plain",
+        b"theirs".to_vec(),
+        false,
+    );
+    let hidden = w.seed(
+        &practice,
+        &nhs,
+        "T2",
+        at(2026, 4, 2),
+        CONSULTATION_REPORT,
+        "Y90003",
+        "text/plain",
+        b"hidden".to_vec(),
+        true,
+    );
+    {
+        let mut store = w.store.lock().unwrap();
+        for (i, (_, d)) in store.documents.iter_mut().enumerate() {
+            if d.content_id == "T1" || d.content_id == "T2" {
+                d.identifier = Some((system.into(), format!("same-{i}")));
+            }
+        }
+    }
+    let identifier_of = |content: &str| {
+        let store = w.store.lock().unwrap();
+        store
+            .documents
+            .iter()
+            .find(|(_, d)| d.content_id == content)
+            .and_then(|(_, d)| d.identifier.clone())
+            .unwrap()
+            .1
+    };
+    for (seeded, value) in [
+        (&theirs, identifier_of("T1")),
+        (&hidden, identifier_of("T2")),
+    ] {
+        let body = document(
+            &nhs,
+            &value,
+            json!({"contentType": "text/plain", "data": b64(b"mine")}),
+        );
+        let a = w
+            .call("POST", "/DocumentReference", &token, &[], &bytes_of(&body))
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text());
+        assert_ne!(
+            a.json()["id"].as_str(),
+            Some(seeded.as_str()),
+            "{}",
+            a.text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_author_and_a_title_must_be_what_they_say() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let practice = w.practices()[0].clone();
+    let nhs = w.patient(&practice);
+    // The author's identifier must be an ODS code, not any identifier with the same value.
+    let mut body = document(
+        &nhs,
+        "auth-1",
+        json!({"contentType": "text/plain", "data": b64(b"x")}),
+    );
+    body["author"] =
+        json!([{"identifier": {"system": "https://example.org/not-ods", "value": "Y90003"}}]);
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &bytes_of(&body))
+        .await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert_eq!(
+        a.json()["issue"][0]["expression"][0],
+        "DocumentReference.author[0]",
+        "{}",
+        a.text()
+    );
+    // A blank attachment title is no title.
+    let mut body = document(
+        &nhs,
+        "title-1",
+        json!({"contentType": "text/plain", "data": b64(b"x"), "title": "   "}),
+    );
+    body.as_object_mut().unwrap().remove("description");
+    let a = w
+        .call("POST", "/DocumentReference", &token, &[], &bytes_of(&body))
+        .await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert_eq!(
+        a.json()["issue"][0]["expression"][0],
+        "DocumentReference.description",
+        "{}",
+        a.text()
+    );
+    assert_eq!(w.calls.writes(), 0);
+}
