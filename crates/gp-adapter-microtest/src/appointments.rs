@@ -197,6 +197,30 @@ fn booking_refused(r: &NativeResponse) -> AdapterError {
     }
 }
 
+/// The checks every walk of Evolution's cursor pages makes of a page's `next_cursor`:
+/// an empty page must not promise more, and a cursor must not lead back to a page
+/// already read (a loop). `what` names the list (`slot`, `document`) in the error.
+pub(crate) fn follow_cursor(
+    seen: &mut HashSet<String>,
+    next: String,
+    empty_page: bool,
+    what: &str,
+) -> std::result::Result<String, MicrotestDataError> {
+    let broken = |reason: String| MicrotestDataError::BrokenCursor {
+        what: what.into(),
+        reason,
+    };
+    if empty_page {
+        return Err(broken("an empty page has a next_cursor".into()));
+    }
+    if !seen.insert(next.clone()) {
+        return Err(broken(format!(
+            "next_cursor '{next}' repeats a page already read"
+        )));
+    }
+    Ok(next)
+}
+
 fn broken(reason: String) -> MicrotestDataError {
     MicrotestDataError::BrokenCursor {
         what: "slot".into(),
@@ -707,18 +731,7 @@ impl crate::MicrotestAdapter {
                         _ => Ok(collected.finish(start, end)?),
                     };
                 }
-                Some(_) if on_page == 0 => {
-                    return Err(broken("an empty page has a next_cursor".into()).into());
-                }
-                Some(next) => {
-                    if !seen.insert(next.clone()) {
-                        return Err(broken(format!(
-                            "next_cursor '{next}' repeats a page already read"
-                        ))
-                        .into());
-                    }
-                    cursor = Some(next);
-                }
+                Some(next) => cursor = Some(follow_cursor(&mut seen, next, on_page == 0, "slot")?),
             }
         }
         Err(broken(format!("still more pages after {MAX_SLOT_PAGES}")).into())

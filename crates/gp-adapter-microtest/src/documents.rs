@@ -453,17 +453,10 @@ impl MicrotestAdapter {
                         _ => Ok(out),
                     };
                 }
-                Some(_) if empty => {
-                    return Err(broken("an empty page has a next_cursor".into()).into());
-                }
                 Some(next) => {
-                    if !seen.insert(next.clone()) {
-                        return Err(broken(format!(
-                            "next_cursor '{next}' repeats a page already read"
-                        ))
-                        .into());
-                    }
-                    cursor = Some(next);
+                    cursor = Some(crate::appointments::follow_cursor(
+                        &mut seen, next, empty, "document",
+                    )?);
                 }
             }
         }
