@@ -30,6 +30,7 @@ impl SuiteTarget for Acme {
             // gp-sim's handle is a FaultTarget: the suite switches its faults.
             faults: Box::new(sim),
             fixture: fixture(),
+            practice: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! resources: they never see tokens, suppliers or the gateway's HTTP.
 
 pub mod appointments;
+pub mod changes;
 pub mod documents;
 pub mod endpoint;
 pub mod error;
@@ -35,6 +36,7 @@ pub use appointments::{
     AppointmentBook, AppointmentChange, AppointmentRequest, BookRequest, Booked, BookedAppointment,
     ChangeAppointmentRequest, PatientAppointmentsRequest, SlotSearchRequest,
 };
+pub use changes::{ChangeKind, ChangesPage, ChangesRequest, RecordChange};
 pub use documents::{
     ContentRequest, DocumentContent, DocumentMeta, DocumentSearchRequest, FileDocumentRequest,
     Filed, NewDocument, UploadContentRequest, Uploaded,
@@ -395,6 +397,25 @@ pub trait Adapter: Send + Sync {
             system: self.system(),
             what: "documents".into(),
         }
+    }
+
+    /// Whether this adapter implements [`Adapter::changes_since`]. Called once at
+    /// start-up: the gateway polls only practices whose adapter does. Default: false.
+    fn tracks_changes(&self) -> bool {
+        false
+    }
+
+    /// The changes to records at `req.practice` after `req.cursor`, oldest first, from
+    /// the GP system's own change log: one native call per page (see [`changes`]).
+    /// Without a cursor: an empty page whose cursor is the log's current end. A cursor
+    /// the system no longer honours is [`AdapterError::Unprocessable`]. Default:
+    /// [`AdapterError::NotSupported`].
+    async fn changes_since(&self, req: &ChangesRequest) -> Result<ChangesPage, AdapterError> {
+        let _ = req;
+        Err(AdapterError::NotSupported {
+            system: self.system(),
+            what: "changes since a cursor".into(),
+        })
     }
 
     /// Readiness probe, called by the gateway's `/_ready` endpoint. Default: always ready.

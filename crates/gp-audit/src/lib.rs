@@ -9,6 +9,7 @@
 //! request, and each request waits only for its own batch.
 
 mod log;
+pub mod notify;
 mod postgres;
 pub mod search;
 mod sqlite;
@@ -23,6 +24,10 @@ use gp_fhir::{FhirError, IssueType, SpineCode};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub use notify::{
+    Delivery, NewEvent, Notification, NotificationStore, StoredEvent, SubscriptionRow,
+    SubscriptionStatus,
+};
 pub use postgres::PostgresAudit;
 pub use sqlite::SqliteAudit;
 
@@ -117,6 +122,29 @@ pub trait AuditStore: Send + Sync {
     /// trail holds the row, if at all, as [`AuditRecord::withheld`]: the answer the
     /// caller must then send. A commit that ended after the deadline is overwritten so.
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError>;
+    /// As [`append`](Self::append), committing `events` to the notification outbox in
+    /// the same transaction as the row, and only when the row commits as given (a
+    /// success withheld or refused carries no event; see [`notify`]). Default: a store
+    /// without an outbox refuses events.
+    async fn append_with_events(
+        &self,
+        record: AuditRecord,
+        events: Vec<NewEvent>,
+    ) -> Result<(), AuditError> {
+        if events.is_empty() {
+            self.append(record).await
+        } else {
+            Err(AuditError(format!(
+                "the {} audit store keeps no notification outbox",
+                self.backend()
+            )))
+        }
+    }
+    /// The subscriptions, outbox and delivery state kept in the same database
+    /// ([`notify`]); `None` for a store without them.
+    fn notifications(&self) -> Option<Arc<dyn NotificationStore>> {
+        None
+    }
     /// Rows matching `query`, most recent first.
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError>;
     /// Whether rows can be written now: not while the last write failed (within

@@ -15,6 +15,7 @@
 //! instead of naming four.
 
 pub mod appointments;
+pub mod changes;
 pub mod clock;
 pub mod concepts;
 pub mod date;

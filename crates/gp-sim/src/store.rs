@@ -6,6 +6,7 @@ use crate::appointments::{
     self, Appointment, Book, BookError, BookView, Books, Change, NewBooking,
 };
 
+use crate::changes::{ChangeKind, ChangeLogs, ChangesError, ChangesPage};
 use crate::concepts::Concept;
 use crate::date::SimDate;
 use crate::documents::{
@@ -25,6 +26,8 @@ pub struct SimStore {
     books: Arc<Mutex<Books>>,
     /// The practices' documents, generated on first use.
     documents: Arc<Mutex<Documents>>,
+    /// The practices' change logs.
+    changes: Arc<Mutex<ChangeLogs>>,
 }
 
 impl SimStore {
@@ -34,6 +37,7 @@ impl SimStore {
             inner: Arc::new(RwLock::new(population)),
             books: Arc::new(Mutex::new(Books::default())),
             documents: Arc::new(Mutex::new(Documents::default())),
+            changes: Arc::new(Mutex::new(ChangeLogs::default())),
         }
     }
 
@@ -118,9 +122,20 @@ impl SimStore {
         if self.patient(ods, &booking.nhs).is_none() {
             return Err(BookError::PatientNotFound(ods.to_owned()));
         }
-        self.with_book(system, ods, |_, book| {
+        let by_practice = booking.booked_by.is_none();
+        let (appointment, created) = self.with_book(system, ods, |_, book| {
             book.book(booking, appointments::now())
-        })?
+        })??;
+        if created {
+            self.log_change(
+                ods,
+                &appointment.nhs,
+                ChangeKind::AppointmentBooked,
+                Some((appointment.id.clone(), Some(appointment.number))),
+                by_practice,
+            );
+        }
+        Ok((appointment, created))
     }
 
     /// Changes appointment `id` of practice `ods`. See [`Book::change`].
@@ -132,9 +147,49 @@ impl SimStore {
         expected_version: Option<u64>,
         change: Change,
     ) -> Result<Appointment, BookError> {
-        self.with_book(system, ods, |_, book| {
+        self.change_appointment_by(system, ods, id, expected_version, change, false)
+    }
+
+    /// Changes appointment `id` of practice `ods` at the practice itself (a receptionist
+    /// cancelling, say): as [`SimStore::change_appointment`], logged as the practice's.
+    pub fn change_appointment_at_practice(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+        change: Change,
+    ) -> Result<Appointment, BookError> {
+        self.change_appointment_by(system, ods, id, None, change, true)
+    }
+
+    fn change_appointment_by(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        id: &str,
+        expected_version: Option<u64>,
+        change: Change,
+        by_practice: bool,
+    ) -> Result<Appointment, BookError> {
+        let kind = match change {
+            Change::Amend { .. } => ChangeKind::AppointmentAmended,
+            Change::Cancel { .. } => ChangeKind::AppointmentCancelled,
+        };
+        let before = self.with_book(system, ods, |_, book| book.appointment(id).cloned())?;
+        let after = self.with_book(system, ods, |_, book| {
             book.change(id, expected_version, change)
-        })?
+        })??;
+        // A repeated cancel (or an amend to the same values) changes nothing.
+        if before.as_ref() != Some(&after) {
+            self.log_change(
+                ods,
+                &after.nhs,
+                kind,
+                Some((after.id.clone(), Some(after.number))),
+                by_practice,
+            );
+        }
+        Ok(after)
     }
 
     /// Appointment `id` (GUID or number) of practice `ods`.
@@ -287,9 +342,19 @@ impl SimStore {
         self.with_documents(system, ods, |_| ())?;
         self.registered(ods, nhs)?;
         let guid = write_guid(&format!("document:{}", doc.key), next_serial());
-        self.with_documents(system, ods, |d| {
+        let (filed, created) = self.with_documents(system, ods, |d| {
             d.file(nhs, doc, crate::documents::now(), guid)
-        })?
+        })??;
+        if created {
+            self.log_change(
+                ods,
+                nhs,
+                ChangeKind::DocumentFiled,
+                Some((filed.id.clone(), Some(filed.number))),
+                false,
+            );
+        }
+        Ok((filed, created))
     }
 }
 
@@ -439,7 +504,7 @@ impl SimStore {
                 )));
             }
         }
-        self.write(|pop| {
+        let recorded = self.write(|pop| {
             let practice = pop.practice(ods).filter(|p| p.system == system);
             let Some(practice) = practice else {
                 return Err(WriteError::PracticeNotFound(ods.to_owned()));
@@ -503,7 +568,21 @@ impl SimStore {
                 });
             }
             Ok(Recorded { ids, created: true })
-        })
+        })?;
+        // One change per write, naming its first entry: a blood pressure is one
+        // reading, whichever entries hold it.
+        if recorded.created
+            && let Some(first) = recorded.ids.first()
+        {
+            self.log_change(
+                ods,
+                nhs,
+                ChangeKind::ReadingRecorded,
+                Some((first.clone(), None)),
+                false,
+            );
+        }
+        Ok(recorded)
     }
 
     /// Replaces patient `nhs`'s contact details if their demographics are still at
@@ -517,7 +596,36 @@ impl SimStore {
         expected: SimDate,
         update: ContactUpdate,
     ) -> Result<SimDate, WriteError> {
-        self.write(|pop| {
+        self.update_contact_by(system, ods, nhs, expected, update, false)
+    }
+
+    /// Replaces patient `nhs`'s contact details at the practice itself (the patient
+    /// told the receptionist): as [`SimStore::update_contact`], logged as the practice's.
+    pub fn update_contact_at_practice(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        update: ContactUpdate,
+    ) -> Result<SimDate, WriteError> {
+        let expected = self
+            .patient(ods, nhs)
+            .ok_or_else(|| WriteError::PatientNotFound(ods.to_owned()))?
+            .1
+            .last_modified;
+        self.update_contact_by(system, ods, nhs, expected, update, true)
+    }
+
+    fn update_contact_by(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        expected: SimDate,
+        update: ContactUpdate,
+        by_practice: bool,
+    ) -> Result<SimDate, WriteError> {
+        let modified = self.write(|pop| {
             let practice_ok = pop.practice(ods).is_some_and(|p| p.system == system);
             if !practice_ok {
                 return Err(WriteError::PracticeNotFound(ods.to_owned()));
@@ -537,6 +645,132 @@ impl SimStore {
             patient.language = update.language;
             patient.last_modified = patient.last_modified.plus_seconds(1);
             Ok(patient.last_modified)
-        })
+        })?;
+        self.log_change(ods, nhs, ChangeKind::ContactChanged, None, by_practice);
+        Ok(modified)
+    }
+}
+
+// ---- change logs ----
+
+impl SimStore {
+    fn log_change(
+        &self,
+        ods: &str,
+        nhs: &str,
+        kind: ChangeKind,
+        entry: Option<(String, Option<u64>)>,
+        by_practice: bool,
+    ) {
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(ods, nhs, kind, entry, by_practice);
+    }
+
+    /// Up to `limit` changes to the records of practice `ods` (which must run
+    /// `system`) after change number `after` (0: from the first), oldest first.
+    pub fn changes_since(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangesPage, ChangesError> {
+        if self.practice(ods).is_none_or(|p| p.system != system) {
+            return Err(ChangesError::PracticeNotFound(ods.to_owned()));
+        }
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .since(ods, after, limit)
+    }
+
+    /// A reading recorded at practice `ods` by one of its clinicians (a nurse taking a
+    /// blood pressure at the surgery): `value` in the concept's units, now. Returns the
+    /// new entry's id.
+    pub fn record_reading_at_practice(
+        &self,
+        system: SystemKind,
+        ods: &str,
+        nhs: &str,
+        concept: &'static Concept,
+        value: f64,
+    ) -> Result<String, WriteError> {
+        let id = write_guid(&format!("practice-reading:{ods}:{nhs}"), next_serial());
+        self.write(|pop| {
+            let practice = pop
+                .practice(ods)
+                .filter(|p| p.system == system)
+                .ok_or_else(|| WriteError::PracticeNotFound(ods.to_owned()))?;
+            let author = practice
+                .clinicians
+                .first()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            let patient = pop
+                .patients
+                .iter_mut()
+                .find(|p| p.practice == ods && p.nhs_number == nhs)
+                .ok_or_else(|| WriteError::PatientNotFound(ods.to_owned()))?;
+            patient.observations.push(Observation {
+                meta: EntryMeta {
+                    id: id.clone(),
+                    date: crate::documents::now(),
+                    author,
+                    consultation: None,
+                    confidential: false,
+                    external_key: None,
+                    external_id: None,
+                },
+                concept,
+                value: Some(value),
+                units: concept.units,
+                qualifiers: None,
+            });
+            Ok(())
+        })?;
+        self.log_change(
+            ods,
+            nhs,
+            ChangeKind::ReadingRecorded,
+            Some((id.clone(), None)),
+            true,
+        );
+        Ok(id)
+    }
+
+    /// Moves patient `nhs` to practice `to` (any system): they leave their practice and
+    /// register at `to`, their record going with them (GP2GP). Each practice's log
+    /// records its side. Returns the practice they left.
+    pub fn transfer_patient(&self, nhs: &str, to: &str) -> Result<String, WriteError> {
+        let from = self.write(|pop| {
+            let usual_gp = pop
+                .practice(to)
+                .ok_or_else(|| WriteError::PracticeNotFound(to.to_owned()))?
+                .clinicians
+                .first()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            let today = crate::documents::now().truncate(crate::date::Precision::YMD);
+            let patient = pop
+                .patients
+                .iter_mut()
+                .find(|p| p.nhs_number == nhs)
+                .ok_or_else(|| WriteError::PatientNotFound(to.to_owned()))?;
+            if patient.practice == to {
+                return Err(WriteError::Invalid(format!(
+                    "the patient is already registered at {to}"
+                )));
+            }
+            let from = std::mem::replace(&mut patient.practice, to.to_owned());
+            patient.registered_on = today;
+            patient.usual_gp = usual_gp;
+            patient.last_modified = patient.last_modified.plus_seconds(1);
+            Ok(from)
+        })?;
+        self.log_change(&from, nhs, ChangeKind::Deregistered, None, true);
+        self.log_change(to, nhs, ChangeKind::Registered, None, true);
+        Ok(from)
     }
 }

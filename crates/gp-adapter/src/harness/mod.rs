@@ -20,11 +20,17 @@
 //! detail the adapter's `reading_support()` claims (date-only, interpretation, body
 //! site, method, device, performer, original codings) round-trips.
 //!
+//! Change logs are checked by [`run_changes`] (`ADP-CHG-*`, the `changes` group): the
+//! start-from-now cursor, changes made through the adapter and at the practice (the
+//! latter through the backend's [`PracticeSide`]), a practice move, a page walk, a
+//! cursor the system never gave.
+//!
 //! Backend failures are asserted with [`check_backend_failure`]: switch the simulator's
 //! fault injection on (e.g. a 500, a hang, garbage), then check the adapter answers the
 //! typed error, naming its system, for both a read and a search.
 
 mod appointments;
+mod changes;
 mod documents;
 mod faults;
 mod people;
@@ -34,6 +40,7 @@ mod suite;
 mod write;
 
 pub use appointments::{BOOKED_BY, BOOKINGS_SYSTEM, run_appointments};
+pub use changes::{PracticeSide, run_changes};
 pub use documents::{DOCUMENTS_SYSTEM, FILED_BY, run_documents};
 pub use faults::{
     ExpectedFailure, Fault, FaultTarget, READ_FAULTS, WRITE_FAULTS, check_backend_failure,

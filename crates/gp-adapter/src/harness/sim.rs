@@ -7,7 +7,7 @@
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::{Population, PopulationSpec, SimHandle, SimPatient, SimStore, SystemKind};
 
-use super::{Backend, CanonicalRecord, Fault, FaultTarget, HarnessFixture};
+use super::{Backend, CanonicalRecord, Fault, FaultTarget, HarnessFixture, PracticeSide};
 use crate::ClinicalType;
 
 /// The population every simulator-backed suite run reads.
@@ -58,11 +58,99 @@ pub async fn start(system: SystemKind, population: Population) -> SimHandle {
 pub async fn backend(system: SystemKind) -> Backend {
     let population = population();
     let fixture = fixture(&population, system);
-    let sim = start(system, population).await;
+    let store = SimStore::new(population);
+    let sim = start_over(system, store.clone()).await;
     Backend {
         base_url: sim.base_url(),
         faults: Box::new(sim),
         fixture,
+        practice: Some(Box::new(AtPractice { system, store })),
+    }
+}
+
+/// Starts `system`'s simulator over `store` on a loopback port of its own.
+///
+/// # Panics
+/// When no loopback port can be bound (test support).
+#[allow(
+    clippy::expect_used,
+    reason = "test support: a simulator that cannot start must fail the calling test"
+)]
+pub async fn start_over(system: SystemKind, store: SimStore) -> SimHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port for the simulator");
+    gp_sim::start(system, store, listener)
+        .await
+        .expect("start the simulator")
+}
+
+/// Changes made at a simulated practice, through its store (what a receptionist or
+/// nurse does at the GP system's own screens).
+pub struct AtPractice {
+    pub system: SystemKind,
+    pub store: SimStore,
+}
+
+#[async_trait::async_trait]
+impl PracticeSide for AtPractice {
+    async fn record_reading(&self, practice: &OdsCode, nhs: NhsNumber) -> Result<String, String> {
+        let pulse = gp_sim::concepts::measurement_by_snomed("78564009")
+            .ok_or("the simulator has no pulse rate concept")?;
+        self.store
+            .record_reading_at_practice(
+                self.system,
+                practice.as_str(),
+                &nhs.to_string(),
+                pulse,
+                72.0,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    async fn change_contact(&self, practice: &OdsCode, nhs: NhsNumber) -> Result<(), String> {
+        let (_, patient) = self
+            .store
+            .patient(practice.as_str(), &nhs.to_string())
+            .ok_or("no such patient at the practice")?;
+        let update = gp_sim::store::ContactUpdate {
+            home_phone: patient.home_phone.clone(),
+            mobile: Some("07700 900999".into()),
+            email: patient.email.clone(),
+            address: patient.address.clone(),
+            language: patient.language.clone(),
+        };
+        self.store
+            .update_contact_at_practice(self.system, practice.as_str(), &nhs.to_string(), update)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn cancel_appointment(&self, practice: &OdsCode) -> Result<(NhsNumber, i64), String> {
+        let booking = self
+            .store
+            .practice_booking(self.system, practice.as_str(), gp_sim::appointments::now())
+            .ok_or("no appointment booked at the practice to cancel")?;
+        let cancelled = self
+            .store
+            .change_appointment_at_practice(
+                self.system,
+                practice.as_str(),
+                &booking.id,
+                gp_sim::appointments::Change::Cancel {
+                    reason: "Clinician unavailable".into(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let nhs = NhsNumber::parse(&cancelled.nhs).map_err(|e| e.to_string())?;
+        Ok((nhs, cancelled.start))
+    }
+
+    async fn transfer(&self, nhs: NhsNumber, to: &OdsCode) -> Result<(), String> {
+        self.store
+            .transfer_patient(&nhs.to_string(), to.as_str())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

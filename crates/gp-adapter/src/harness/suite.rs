@@ -39,6 +39,9 @@ pub struct Backend {
     pub faults: Box<dyn FaultTarget>,
     /// The patients the backend holds (and one it does not).
     pub fixture: HarnessFixture,
+    /// Makes changes at the practice itself, for the `changes` group; `None` skips
+    /// those checks.
+    pub practice: Option<Box<dyn super::PracticeSide>>,
 }
 
 /// What is system-specific about running the suite.
@@ -68,6 +71,7 @@ impl<T: SuiteTarget> Suite<T> {
         let mut report = self.reads().await;
         report.extend(self.writes().await);
         report.extend(self.appointments().await);
+        report.extend(self.changes().await);
         report.extend(self.faults().await);
         report.extend(self.down().await);
         report
@@ -121,6 +125,20 @@ impl<T: SuiteTarget> Suite<T> {
         let backend = self.target.start().await;
         let adapter = self.target.adapter(&backend.base_url, REQUEST_TIMEOUT_MS);
         super::run_reading_details(adapter.as_ref(), &backend.fixture).await
+    }
+
+    /// Change logs ([`super::run_changes`], skipped when the adapter does not track
+    /// changes): the cursor from now, changes through the adapter and at the practice,
+    /// a practice move, a page walk, bad cursors.
+    pub async fn changes(&self) -> HarnessReport {
+        let backend = self.target.start().await;
+        let adapter = self.target.adapter(&backend.base_url, REQUEST_TIMEOUT_MS);
+        super::run_changes(
+            adapter.as_ref(),
+            &backend.fixture,
+            backend.practice.as_deref(),
+        )
+        .await
     }
 
     /// The fault matrix, reads and writes ([`super::check_fault_matrix`]), against the
@@ -233,6 +251,11 @@ macro_rules! adapter_suite {
             #[tokio::test]
             async fn readings() {
                 group("readings", $crate::harness::Suite::new($target).readings()).await;
+            }
+
+            #[tokio::test]
+            async fn changes() {
+                group("changes", $crate::harness::Suite::new($target).changes()).await;
             }
 
             #[tokio::test]

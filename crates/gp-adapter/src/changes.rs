@@ -1,0 +1,121 @@
+//! "Changes since a cursor": what changed in a practice's records, so the gateway can
+//! notify suppliers of changes made in the GP system itself (at the practice, or by
+//! another route) without reading every record again.
+//!
+//! The gateway polls each practice it serves at `[notifications] poll_interval_ms`:
+//! it asks [`Adapter::changes_since`](crate::Adapter::changes_since) with the cursor the
+//! last page gave (kept in the audit database, so a restart resumes where it stopped),
+//! and turns each change into an event for subscribed suppliers. The first call for a
+//! practice has no cursor: answer an empty page whose cursor is the log's current end,
+//! so a new gateway starts from now rather than replaying history.
+//!
+//! Changes the gateway itself made through the adapter (`by_practice: false`) are
+//! reported too; the gateway already announced them from its own outbox, and skips
+//! them. A cursor the system no longer honours (its log was trimmed) is
+//! [`AdapterError::Unprocessable`](crate::AdapterError::Unprocessable): the gateway then
+//! starts again from the current end, and says so in its logs and metrics.
+
+use gp_fhir::{NhsNumber, OdsCode};
+
+use crate::CallContext;
+
+/// What happened to a patient's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// A measured reading was recorded (one Observation).
+    ReadingRecorded,
+    /// A document was filed (one DocumentReference).
+    DocumentFiled,
+    AppointmentBooked,
+    /// An appointment's description or comment changed.
+    AppointmentAmended,
+    AppointmentCancelled,
+    /// Telephone, email, address or language changed (the Patient).
+    ContactDetailsChanged,
+    /// The patient registered at the practice.
+    Registered,
+    /// The patient left the practice.
+    Deregistered,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 8] = [
+        Self::ReadingRecorded,
+        Self::DocumentFiled,
+        Self::AppointmentBooked,
+        Self::AppointmentAmended,
+        Self::AppointmentCancelled,
+        Self::ContactDetailsChanged,
+        Self::Registered,
+        Self::Deregistered,
+    ];
+
+    /// The FHIR resource type the change is to.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Self::ReadingRecorded => "Observation",
+            Self::DocumentFiled => "DocumentReference",
+            Self::AppointmentBooked | Self::AppointmentAmended | Self::AppointmentCancelled => {
+                "Appointment"
+            }
+            Self::ContactDetailsChanged | Self::Registered | Self::Deregistered => "Patient",
+        }
+    }
+
+    /// Stable name, as stored and reported: `reading-recorded`, `document-filed`, …
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ReadingRecorded => "reading-recorded",
+            Self::DocumentFiled => "document-filed",
+            Self::AppointmentBooked => "appointment-booked",
+            Self::AppointmentAmended => "appointment-amended",
+            Self::AppointmentCancelled => "appointment-cancelled",
+            Self::ContactDetailsChanged => "contact-details-changed",
+            Self::Registered => "registered",
+            Self::Deregistered => "deregistered",
+        }
+    }
+
+    /// The kind a [`ChangeKind::code`] names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+/// One change to a patient's record at a practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChange {
+    pub nhs_number: NhsNumber,
+    pub kind: ChangeKind,
+    /// The id of what changed, as this adapter's own methods answer it: for a reading,
+    /// the Observation id [`Created::ids`](crate::Created) leads with (a blood pressure
+    /// is one change, named by its panel); for a document, [`DocumentMeta::id`](crate::DocumentMeta);
+    /// for an appointment, [`BookedAppointment::id`](crate::BookedAppointment). `None`
+    /// for the Patient kinds (the patient is `nhs_number`).
+    pub resource_id: Option<String>,
+    /// When it was made, RFC 3339 UTC (`2026-12-07T10:15:00Z`).
+    pub occurred: String,
+    /// True when made at the practice (or anywhere but a third party's API call);
+    /// false when a third party (the gateway) made it through the system's API.
+    pub by_practice: bool,
+}
+
+/// `changes_since` for one practice.
+#[derive(Debug, Clone)]
+pub struct ChangesRequest {
+    pub practice: OdsCode,
+    /// The cursor the last page answered; `None` on the first call (start from now).
+    pub cursor: Option<String>,
+    pub context: CallContext,
+}
+
+/// A page of changes, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesPage {
+    pub changes: Vec<RecordChange>,
+    /// Where the next call starts: opaque to the gateway, stored as given (at most 256
+    /// characters).
+    pub cursor: String,
+    /// True when more changes are waiting past this page (call again at once).
+    pub more: bool,
+}
