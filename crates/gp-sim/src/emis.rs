@@ -1,7 +1,8 @@
 //! EMIS Web simulator: serves exactly `docs/native-formats/emis.md` (MedicalRecord XML)
 //! for patients of practices whose system is EMIS, files the write-back requests
 //! (`ObservationBatch`, `UpdateContactDetails`) that document describes, and serves the
-//! appointment book (`emis_book.rs`) and the patients' documents (`emis_documents.rs`).
+//! appointment book (`emis_book.rs`), the patients' documents (`emis_documents.rs`) and
+//! the practice's change log (`emis_changes.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 #[path = "emis_book.rs"]
 mod book;
+#[path = "emis_changes.rs"]
+mod changes;
 #[path = "emis_documents.rs"]
 mod documents;
 
@@ -106,6 +109,7 @@ impl Simulator for Emis {
             return answer;
         }
         let routed = book::route_read(&self.store, method, &segments, query)
+            .or_else(|| changes::route_read(&self.store, method, &segments, query))
             .unwrap_or_else(|| self.route(method, path));
         (routed, Vec::new())
     }

@@ -2,7 +2,7 @@
 //! XML, clinical events in pages) for patients of practices whose system is TPP, and
 //! takes its two writes: recording measurements and replacing contact details. The
 //! appointment book's endpoints are routed here and served by [`book`], the patient
-//! documents' by [`documents`].
+//! documents' by [`documents`], the organisation's change log by [`changes`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use crate::xml::{Element, ReadRules, RequestDoc, XmlWriter, insert_after, remove
 
 #[path = "tpp_book.rs"]
 mod book;
+#[path = "tpp_changes.rs"]
+mod changes;
 #[path = "tpp_documents.rs"]
 mod documents;
 
@@ -91,6 +93,14 @@ impl Simulator for Tpp {
             {
                 Routed {
                     reply: book::slots(&self.store, ods, query),
+                    record: true,
+                }
+            }
+            ["", "systmone", "api", "v1", "organisations", ods, "changes"]
+                if method == Method::GET =>
+            {
+                Routed {
+                    reply: changes::changes(&self.store, ods, query),
                     record: true,
                 }
             }

@@ -485,7 +485,7 @@ fn appointment_number(id: &str) -> Option<u64> {
 }
 
 /// An instant as SystmOne writes it: `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc(t: Instant) -> String {
+pub(super) fn utc(t: Instant) -> String {
     let d = appointments::utc_date_time(t);
     let (h, m, s) = d.time.unwrap_or((0, 0, 0));
     format!(
