@@ -9,7 +9,7 @@ use hyper::Method;
 use super::book::emis_practice;
 use super::{NAMESPACE, XML, date_time, error, invalid_request, practice_not_found, spaced_nhs};
 use crate::appointments;
-use crate::changes::{ChangeKind, ChangesError, SimChange};
+use crate::changes::{ChangeKind, ChangesError, ChangesPage, SimChange};
 use crate::model::SystemKind;
 use crate::server::{Reply, Routed};
 use crate::store::SimStore;
@@ -90,11 +90,16 @@ fn changes(store: &SimStore, ods: &str, raw_query: Option<&str>) -> Reply {
         Err(reply) => return reply,
     };
     // Without After, no changes: only the number of the latest, to start from.
-    let (after, limit) = match q.after {
-        Some(after) => (after, q.page_size),
-        None => (0, 0),
+    let page = match q.after {
+        Some(after) => store.changes_since(SystemKind::Emis, ods, after, q.page_size),
+        None => store
+            .latest_change(SystemKind::Emis, ods)
+            .map(|latest| ChangesPage {
+                changes: Vec::new(),
+                latest,
+            }),
     };
-    match store.changes_since(SystemKind::Emis, ods, after, limit) {
+    match page {
         Ok(page) => {
             let mut w = XmlWriter::new();
             w.open_with("ChangeList", &[("xmlns", NAMESPACE)]);
@@ -283,6 +288,15 @@ mod tests {
         let r = read(&store, &path, Some("After=2&PageSize=1")).reply;
         assert_eq!(r.status, 200);
         assert!(body(&r).contains("<ChangeNumber>3</ChangeNumber>"));
+        let end = read(&store, &path, None).reply;
+        let latest = crate::changes::KEPT + 2;
+        assert_eq!(
+            end.status, 200,
+            "where the log stands, however much expired"
+        );
+        assert!(body(&end).contains(&format!(
+            "<LatestChangeNumber>{latest}</LatestChangeNumber>"
+        )));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::book::utc;
 use super::{MAX_PAGE_SIZE, XML, error, organisation_not_found};
-use crate::changes::{ChangeKind, ChangesError, SimChange};
+use crate::changes::{ChangeKind, ChangesError, ChangesPage, SimChange};
 use crate::model::SystemKind;
 use crate::server::Reply;
 use crate::store::SimStore;
@@ -61,11 +61,16 @@ pub(crate) fn changes(store: &SimStore, ods: &str, raw_query: Option<&str>) -> R
         Err(why) => return error(400, "INVALID_PARAMETER", &why),
     };
     // Without `after`, no changes: only the latest ChangeID, to start from.
-    let (after, limit) = match q.after {
-        Some(after) => (after, q.page_size),
-        None => (0, 0),
+    let page = match q.after {
+        Some(after) => store.changes_since(SystemKind::Tpp, ods, after, q.page_size),
+        None => store
+            .latest_change(SystemKind::Tpp, ods)
+            .map(|latest| ChangesPage {
+                changes: Vec::new(),
+                latest,
+            }),
     };
-    match store.changes_since(SystemKind::Tpp, ods, after, limit) {
+    match page {
         Ok(page) => {
             let latest = page.latest.to_string();
             let after_text = q.after.map(|a| a.to_string());
@@ -325,6 +330,13 @@ mod tests {
         let r = changes(&store, &ods, Some("after=2&pageSize=1"));
         assert_eq!(r.status, 200);
         assert!(body(&r).contains("<Change ChangeID=\"3\""));
+        let end = changes(&store, &ods, None);
+        let latest = crate::changes::KEPT + 2;
+        assert_eq!(
+            end.status, 200,
+            "where the log stands, however much expired"
+        );
+        assert!(body(&end).contains(&format!("LatestChangeID=\"{latest}\"")));
     }
 
     #[test]
