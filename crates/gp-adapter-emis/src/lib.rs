@@ -2,13 +2,14 @@
 //! XML over the native API (`client`) and maps it to UK Core R4 (`mapping`); files
 //! supplier observations and contact-detail updates back through the same API; keeps
 //! the practice's appointment book (`appointments`): slot searches, bookings, amends
-//! and cancels with EMIS's own concurrency control; and the patient's documents
-//! (`documents`): lists, attachment downloads and uploads, and filing.
+//! and cancels with EMIS's own concurrency control; the patient's documents
+//! (`documents`): lists, attachment downloads and uploads, and filing; and the practice's
+//! change log (`changes`): what changed in its records since a cursor.
 //!
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), `appointments.rs` (the appointment book's calls and
-//! mapping), and this file wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs`, `documents.rs` and `changes.rs`
+//! (each capability's calls and mapping), and this file wiring them into [`Adapter`].
 
 /// The EMIS Open MedicalRecord namespace; every element is in it. At the crate's root:
 /// the mapping reads it and the errors name it.
@@ -18,6 +19,7 @@ pub const NS: &str = "http://www.e-mis.com/emisopen/MedicalRecord";
 pub const SYSTEM: GpSystem = GpSystem::new("emis", "EMIS Web");
 
 pub mod appointments;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod documents;
@@ -29,10 +31,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
-    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ContentRequest,
-    CreateObservationRequest, Created, DocumentContent, DocumentMeta, DocumentSearchRequest,
-    FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest, PatientRecord,
-    PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ChangesPage, ChangesRequest,
+    ContentRequest, CreateObservationRequest, Created, DocumentContent, DocumentMeta,
+    DocumentSearchRequest, FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest,
+    PatientRecord, PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
     SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, paging,
 };
 use gp_fhir::model::Practitioner;
@@ -254,6 +256,16 @@ impl Adapter for EmisAdapter {
 
     async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
         documents::file(&self.client, req).await
+    }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    /// One `GET …/changes` per page: without a cursor, where the practice's log stands;
+    /// with one, up to [`changes::PAGE_SIZE`] changes after it.
+    async fn changes_since(&self, req: &ChangesRequest) -> Result<ChangesPage, AdapterError> {
+        changes::changes_since(&self.client, req).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
