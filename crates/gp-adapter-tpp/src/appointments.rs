@@ -251,7 +251,7 @@ pub fn is_number(v: &str) -> bool {
     (1..=18).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0')
 }
 
-fn number_attr(at: &At, n: Node, name: &str) -> Result<String> {
+pub(crate) fn number_attr(at: &At, n: Node, name: &str) -> Result<String> {
     let v = attr(n, name).ok_or_else(|| at.missing(&at_attr(name)))?;
     if is_number(v) {
         Ok(v.to_owned())
@@ -273,7 +273,7 @@ fn uid(at: &At, n: Node, name: &str) -> Result<String> {
     Ok(id)
 }
 
-fn utc_value(at: &At, what: &str, raw: &str) -> Result<UtcDateTime> {
+pub(crate) fn utc_value(at: &At, what: &str, raw: &str) -> Result<UtcDateTime> {
     let (year, month, day, hour, minute, second) = iso_utc(raw).ok_or_else(|| {
         at.invalid(
             what,

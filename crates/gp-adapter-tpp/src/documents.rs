@@ -143,7 +143,7 @@ fn document_write_error(response: &NativeResponse) -> AdapterError {
 // ---- native → neutral ----------------------------------------------------------------
 
 /// A `DocumentID` or `ContentID` attribute: digits, at most [`MAX_ID`].
-fn id_attr(at: &At, n: Node, name: &str) -> Result<String> {
+pub(crate) fn id_attr(at: &At, n: Node, name: &str) -> Result<String> {
     let raw = attr(n, name).ok_or_else(|| at.missing(&at_attr(name)))?;
     if !is_native_id(raw) || raw.len() > MAX_ID {
         return Err(at.invalid(

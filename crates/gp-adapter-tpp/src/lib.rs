@@ -1,19 +1,21 @@
 //! The reference adapter for TPP SystmOne: reads a patient's PatientRecord XML over the
 //! native API, page by page (`client`), and maps it to UK Core R4 (`mapping`); writes
 //! supplier measurements (CTV3-coded events) and contact details back; keeps the
-//! practice's appointment book (`appointments`: slots, booking, amend, cancel) and the
-//! patient's documents (`documents`: list, raw content, upload, filing).
+//! practice's appointment book (`appointments`: slots, booking, amend, cancel), the
+//! patient's documents (`documents`: list, raw content, upload, filing) and the
+//! organisation's change log (`changes`: what changed in its records since a cursor).
 //!
 //! Same anatomy as every vendor crate: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
-//! `error.rs` (native data errors), `appointments.rs` and `documents.rs` (the
-//! appointment book's and the documents' native calls and mapping), and this file
-//! wiring them into [`Adapter`].
+//! `error.rs` (native data errors), `appointments.rs`, `documents.rs` and `changes.rs`
+//! (the appointment book's, the documents' and the change log's native calls and
+//! mapping), and this file wiring them into [`Adapter`].
 
 /// TPP SystmOne: `[systems.tpp]` in config, `tpp` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("tpp", "TPP SystmOne");
 
 pub mod appointments;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod documents;
@@ -30,10 +32,10 @@ use gp_adapter::documents::{
 use gp_adapter::write::ReadingSupport;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentChange, AppointmentRequest,
-    BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest,
-    CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest, PatientRecord,
-    PatientRequest, PractitionerRequest, SearchPage, SearchRequest, SlotSearchRequest,
-    UpdateContactRequest, paging,
+    BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ChangesPage,
+    ChangesRequest, CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest,
+    PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
+    SlotSearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -456,6 +458,16 @@ impl Adapter for TppAdapter {
             req.nhs_number,
             d,
         )?)
+    }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    /// One `GET …/changes` per page: without a cursor, where the organisation's log
+    /// stands; with one, up to `page_size` changes after it.
+    async fn changes_since(&self, req: &ChangesRequest) -> Result<ChangesPage, AdapterError> {
+        changes::changes_since(&self.client, req).await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
