@@ -686,6 +686,19 @@ impl SimStore {
             .since(ods, after, limit)
     }
 
+    /// The number of the last change to the records of practice `ods` (which must run
+    /// `system`); 0 when none has been made yet. Where a reader starts from now.
+    pub fn latest_change(&self, system: SystemKind, ods: &str) -> Result<u64, ChangesError> {
+        if self.practice(ods).is_none_or(|p| p.system != system) {
+            return Err(ChangesError::PracticeNotFound(ods.to_owned()));
+        }
+        Ok(self
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest(ods))
+    }
+
     /// A reading recorded at practice `ods` by one of its clinicians (a nurse taking a
     /// blood pressure at the surgery): `value` in the concept's units, now. Returns the
     /// new entry's id.
