@@ -162,7 +162,7 @@ fn code_of(r: &NativeResponse) -> (u16, Option<String>) {
     (r.status, parse_problem(&r.body).map(|p| p.code))
 }
 
-fn site_not_found(ods: &OdsCode) -> AdapterError {
+pub(crate) fn site_not_found(ods: &OdsCode) -> AdapterError {
     AdapterError::NotFound {
         system: crate::SYSTEM,
         what: format!("site {ods}"),

@@ -5,13 +5,14 @@
 //! Anatomy every vendor crate copies: `config.rs` (serde config, pure validation),
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), `appointments.rs` (the appointment book's calls and
-//! mapping), `documents.rs` (documents' calls and mapping), and this file wiring them
-//! into [`Adapter`].
+//! mapping), `documents.rs` (documents' calls and mapping), `changes.rs` (the change
+//! feed's call and mapping), and this file wiring them into [`Adapter`].
 
 /// Microtest Evolution: `[systems.microtest]` in config, `microtest` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("microtest", "Microtest Evolution");
 
 pub mod appointments;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod documents;
@@ -28,10 +29,10 @@ use gp_adapter::documents::{
 };
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
-    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, CreateObservationRequest,
-    Created, GpSystem, PatientAppointmentsRequest, PatientRecord, PatientRequest,
-    PractitionerRequest, ReadingSupport, SearchPage, SearchRequest, SlotSearchRequest,
-    UpdateContactRequest, paging,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ChangesPage, ChangesRequest,
+    CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest, PatientRecord,
+    PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
+    SlotSearchRequest, UpdateContactRequest, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -401,6 +402,18 @@ impl Adapter for MicrotestAdapter {
     /// once however often it is retried and answers the same document.
     async fn file_document(&self, req: &FileDocumentRequest) -> Result<Filed, AdapterError> {
         self.file(req).await
+    }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    /// One `GET …/changes`: without a cursor the feed's end, with one (Evolution's own,
+    /// refused by Evolution if it did not issue it for this site) the next
+    /// [`changes::PAGE_SIZE`] changes.
+    async fn changes_since(&self, req: &ChangesRequest) -> Result<ChangesPage, AdapterError> {
+        self.change_page(&req.practice, req.cursor.as_deref(), &req.context)
+            .await
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

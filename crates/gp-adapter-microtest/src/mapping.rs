@@ -139,7 +139,7 @@ fn valid_id(v: &str) -> bool {
 }
 
 /// An Evolution id, used as the FHIR id as it is: 1-64 of `A-Z a-z 0-9 - .`.
-fn id(n: Node) -> Result<String> {
+pub(crate) fn id(n: Node) -> Result<String> {
     let raw = n.str()?;
     if valid_id(raw) {
         Ok(raw.to_owned())

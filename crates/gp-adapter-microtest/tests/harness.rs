@@ -326,3 +326,61 @@ async fn invalid_data_errors_name_microtest_and_the_field() {
     );
     sim.set_fault(Fault::None);
 }
+
+/// The change feed through the simulator: a change without its NHS number is bad data
+/// naming the field, and a cursor whose changes are no longer kept is Unprocessable.
+#[tokio::test]
+async fn change_feed_refusals_and_bad_pages() {
+    let population = sim::population();
+    let fx = fixture(&population);
+    let store = gp_sim::SimStore::new(population);
+    let sim = sim::start_over(SystemKind::Microtest, store.clone()).await;
+    let adapter = adapter(&sim, 5000);
+    let (nhs, ods) = fx.patients[0].clone();
+    let req = |cursor: Option<String>| gp_adapter::ChangesRequest {
+        practice: ods.clone(),
+        cursor,
+        context: CallContext::new("t"),
+    };
+    let start = adapter.changes_since(&req(None)).await.unwrap().cursor;
+    let pulse = gp_sim::concepts::measurement_by_snomed("78564009").unwrap();
+    let nurse = || {
+        store
+            .record_reading_at_practice(
+                SystemKind::Microtest,
+                ods.as_str(),
+                &nhs.to_string(),
+                pulse,
+                72.0,
+            )
+            .unwrap()
+    };
+    nurse();
+    sim.set_fault(Fault::MissingNhsNumber);
+    let err = adapter
+        .changes_since(&req(Some(start.clone())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Microtest Evolution returned data that cannot be read: changes[0].nhs_number is missing"
+    );
+    sim.set_fault(Fault::Truncated);
+    let err = adapter
+        .changes_since(&req(Some(start.clone())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AdapterError::InvalidNativeData { .. }),
+        "{err}"
+    );
+    sim.set_fault(Fault::None);
+    for _ in 0..gp_sim::changes::KEPT {
+        nurse();
+    }
+    let err = adapter.changes_since(&req(Some(start))).await.unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::Unprocessable { detail, .. } if detail.starts_with("CURSOR_EXPIRED: ")),
+        "{err:?}"
+    );
+}

@@ -7,12 +7,14 @@
 //! `client.rs` (native calls and native errors), `mapping.rs` (pure native → FHIR),
 //! `error.rs` (native data errors), and this file wiring them into [`Adapter`]. Vision
 //! adds `extract.rs`, the delimited-row reader its format needs, and `appointments.rs`,
-//! the appointment book's native calls and mapping.
+//! `documents.rs` and `changes.rs`, the appointment book's, documents' and change log's
+//! native calls and mapping.
 
 /// Vision: `[systems.vision]` in config, `vision` in the practice registry.
 pub const SYSTEM: GpSystem = GpSystem::new("vision", "Vision");
 
 pub mod appointments;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod documents;
@@ -26,10 +28,10 @@ use async_trait::async_trait;
 use gp_adapter::appointments::AppointmentStatus;
 use gp_adapter::{
     Adapter, AdapterError, AdapterFactory, AppointmentBook, AppointmentRequest, BookRequest,
-    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ContentRequest,
-    CreateObservationRequest, Created, DocumentContent, DocumentMeta, DocumentSearchRequest,
-    FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest, PatientRecord,
-    PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
+    Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ChangesPage, ChangesRequest,
+    ContentRequest, CreateObservationRequest, Created, DocumentContent, DocumentMeta,
+    DocumentSearchRequest, FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest,
+    PatientRecord, PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
     SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, paging,
 };
 use gp_fhir::model::Practitioner;
@@ -538,6 +540,39 @@ impl Adapter for VisionAdapter {
                 expected: "exactly 1",
             })?;
         Ok(Filed { document, created })
+    }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    /// One native call. Without a cursor: the log's last `SEQ`, as the cursor of an empty
+    /// page. With one (`vision.{ODS}.{SEQ}`, checked to be this adapter's for this
+    /// practice): up to [`changes::PAGE_ROWS`] changes after its `SEQ`.
+    async fn changes_since(&self, req: &ChangesRequest) -> Result<ChangesPage, AdapterError> {
+        let ods = &req.practice;
+        let after = match &req.cursor {
+            None => None,
+            Some(c) => Some(changes::parse_cursor(c, ods)?),
+        };
+        let response = self
+            .client
+            .changes(ods, after, changes::PAGE_ROWS, &req.context)
+            .await?;
+        let Some(after) = after else {
+            let last = changes::map_end(&response)?;
+            return Ok(ChangesPage {
+                changes: Vec::new(),
+                cursor: changes::render_cursor(ods, last),
+                more: false,
+            });
+        };
+        let page = changes::map_changes(&response, after, changes::PAGE_ROWS)?;
+        Ok(ChangesPage {
+            changes: page.changes,
+            cursor: changes::render_cursor(ods, page.last),
+            more: page.more,
+        })
     }
 
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {

@@ -205,3 +205,61 @@ async fn invalid_data_errors_name_vision_and_the_field() {
     assert!(err.to_string().starts_with("Vision returned data"), "{err}");
     sim.set_fault(Fault::None);
 }
+
+/// The change log through the simulator: a row without its NHS number is bad data naming
+/// the column, and a `SEQ` whose changes are no longer kept is Unprocessable.
+#[tokio::test]
+async fn change_log_refusals_and_bad_rows() {
+    let population = sim::population();
+    let fx = fixture(&population);
+    let store = gp_sim::SimStore::new(population);
+    let sim = sim::start_over(SystemKind::Vision, store.clone()).await;
+    let adapter = adapter(&sim, 5000);
+    let (nhs, ods) = fx.patients[0].clone();
+    let req = |cursor: Option<String>| gp_adapter::ChangesRequest {
+        practice: ods.clone(),
+        cursor,
+        context: CallContext::new("t"),
+    };
+    let start = adapter.changes_since(&req(None)).await.unwrap().cursor;
+    let pulse = gp_sim::concepts::measurement_by_snomed("78564009").unwrap();
+    let nurse = || {
+        store
+            .record_reading_at_practice(
+                SystemKind::Vision,
+                ods.as_str(),
+                &nhs.to_string(),
+                pulse,
+                72.0,
+            )
+            .unwrap()
+    };
+    nurse();
+    sim.set_fault(Fault::MissingNhsNumber);
+    let err = adapter
+        .changes_since(&req(Some(start.clone())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Vision returned data that cannot be read: change extract row 2 NHS_NUMBER is missing"
+    );
+    sim.set_fault(Fault::Truncated);
+    let err = adapter
+        .changes_since(&req(Some(start.clone())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, gp_adapter::AdapterError::InvalidNativeData { .. }),
+        "{err}"
+    );
+    sim.set_fault(Fault::None);
+    for _ in 0..gp_sim::changes::KEPT {
+        nurse();
+    }
+    let err = adapter.changes_since(&req(Some(start))).await.unwrap_err();
+    assert!(
+        matches!(&err, gp_adapter::AdapterError::Unprocessable { detail, .. } if detail.starts_with("HTTP 410 CHANGES_EXPIRED: ")),
+        "{err:?}"
+    );
+}

@@ -22,6 +22,10 @@ pub use book::{MAX_RANGE_DAYS, MAX_SLOTS, SLOT_PAGE_SIZE};
 #[path = "microtest_documents.rs"]
 mod documents;
 pub use documents::{CONFIDENTIAL_HEADER, DOCUMENT_PAGE_SIZE, NHS_HEADER, SIZE_HEADER};
+// The change feed, likewise.
+#[path = "microtest_changes.rs"]
+mod changes;
+pub use changes::{CHANGE_PAGE_SIZE, MAX_CHANGE_PAGE, change_cursor, change_type};
 
 /// Path prefix of every Evolution v2 endpoint.
 pub const PREFIX: &str = "/evolution/v2";
@@ -271,6 +275,7 @@ impl Microtest {
             }
             ["", "sites", ods, "appointments", id] => record(self.appointment(ods, id)),
             ["", "sites", ods, "documents"] => record(self.documents(ods, query)),
+            ["", "sites", ods, "changes"] => record(self.changes(ods, query)),
             _ => not_record(not_found(path)),
         }
     }

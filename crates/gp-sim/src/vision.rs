@@ -14,6 +14,8 @@ use crate::store::{ContactUpdate, NewReading, ReadingsWrite, SimStore, WriteErro
 
 #[path = "vision_book.rs"]
 pub mod book;
+#[path = "vision_changes.rs"]
+pub mod changes;
 #[path = "vision_documents.rs"]
 pub mod documents;
 
@@ -250,6 +252,16 @@ impl Simulator for Vision {
                     headers,
                 );
             }
+            ["", "vision", "practices", ods, "changes"] if get => {
+                let (reply, headers) = self.changes(ods, query);
+                return (
+                    Routed {
+                        reply,
+                        record: true,
+                    },
+                    headers,
+                );
+            }
             ["", "vision", "practices", ods, "patients", nhs, "journal"] if get => {
                 let continuation = query
                     .unwrap_or_default()
@@ -313,10 +325,12 @@ impl Simulator for Vision {
 
     fn drop_nhs_number(&self, body: &[u8]) -> Vec<u8> {
         // The patient extract carries the NHS number in its second column, the
-        // appointment extract in its third: blanked in the first data row.
+        // appointment and change extracts in their third: blanked in the first data row.
         let skip = if body.starts_with(b"PID|NHS_NUMBER|") {
             1
-        } else if body.starts_with(b"APPT_ID|SEQ|NHS_NUMBER|") {
+        } else if body.starts_with(b"APPT_ID|SEQ|NHS_NUMBER|")
+            || body.starts_with(b"SEQ|CHANGED|NHS_NUMBER|")
+        {
             2
         } else {
             return body.to_vec();
@@ -1854,6 +1868,11 @@ mod tests {
         assert_eq!(
             v.mis_encode(body),
             b"PID|NHS_NUMBER|SURNAME\r\nabc|9658218865|\xE9Smith\r\nEOF|1\r\n"
+        );
+        let changes = b"SEQ|CHANGED|NHS_NUMBER|CHANGE_TYPE\r\n7|20261207101500|9658218865|REGISTERED\r\nEOF|1\r\n";
+        assert_eq!(
+            v.drop_nhs_number(changes),
+            b"SEQ|CHANGED|NHS_NUMBER|CHANGE_TYPE\r\n7|20261207101500||REGISTERED\r\nEOF|1\r\n"
         );
     }
 }

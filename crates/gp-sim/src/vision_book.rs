@@ -310,7 +310,7 @@ fn book_error(e: &BookError) -> Reply {
     }
 }
 
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+pub(super) fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
