@@ -431,6 +431,8 @@ impl Claim {
 /// An append waiting for its commit.
 pub(crate) struct PendingAppend {
     record: AuditRecord,
+    /// Notification events to commit with the row, only as it is given ([`Writer`]).
+    events: Vec<NewEvent>,
     claim: Claim,
     done: oneshot::Sender<Result<(), AuditError>>,
 }
@@ -463,6 +465,17 @@ pub(crate) fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<PendingAp
 /// the owed row replaces it, stores writing owed rows over rows with the same id). Owed
 /// rows are committed in a commit of their own before the next batch, so a row the
 /// trail refuses never holds up the others.
+///
+/// Notification events ([`AuditStore::append_with_events`]) go only with a row committed
+/// as given: the row taken by the writer and its commit succeeding. They are committed in
+/// the same transaction as the row (the same log frame, for SQLite), so they stand or
+/// fall with it. An owed row carries no events: one whose request gave up before the
+/// writer took it, or whose commit failed, has none committed, ever; the change its
+/// events would announce is one the client was told failed. The one row owed *after* its
+/// events committed is one whose request gave up while its commit ran: the commit
+/// cannot be taken back, so its events stand (the change they announce was made, and
+/// the client's 503 says the trail was late, not that the write failed), while the owed
+/// row records the refusal the client got.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     owed: Vec<AuditRecord>,
@@ -477,6 +490,7 @@ impl Writer {
             if a.claim.take() {
                 taken.push(a);
             } else {
+                // Its events go with it: never committed.
                 self.owe(a.record.withheld());
             }
         }
@@ -490,24 +504,31 @@ impl Writer {
         taken.iter().map(|a| &a.record)
     }
 
+    /// The events of a batch, in the order of its rows, to commit with them.
+    pub(crate) fn events(taken: &[PendingAppend]) -> Vec<&NewEvent> {
+        taken.iter().flat_map(|a| &a.events).collect()
+    }
+
     /// Tells each request of a batch the commit's outcome, and owes the rows the trail
     /// does not hold as their clients were answered. On success `committed` gets the
-    /// batch's rows before any request is answered (a query sent after an answer must
-    /// find its row).
+    /// batch's rows and the events committed with them before any request is answered (a
+    /// query sent after an answer must find its row).
     pub(crate) fn settle(
         &mut self,
         taken: Vec<PendingAppend>,
         result: Result<(), AuditError>,
-        committed: impl FnOnce(Vec<AuditRecord>),
+        committed: impl FnOnce(Vec<AuditRecord>, Vec<NewEvent>),
     ) {
         self.outcome(&result);
         if let Err(e) = &result {
             tracing::error!(error = %e, rows = taken.len(), "audit rows not committed");
         }
         let mut rows = Vec::with_capacity(taken.len());
+        let mut events = Vec::new();
         let mut answers = Vec::with_capacity(taken.len());
         for PendingAppend {
             record,
+            events: its_events,
             claim,
             done,
         } in taken
@@ -520,14 +541,16 @@ impl Writer {
                 self.owe(record.withheld());
             } else {
                 if !told {
-                    // Committed as given, but its client was refused meanwhile.
+                    // Committed as given, but its client was refused meanwhile: its
+                    // events committed with it, and stand (see above).
                     self.owe(record.clone().withheld());
                 }
                 rows.push(record);
+                events.extend(its_events);
             }
         }
         if result.is_ok() {
-            committed(rows);
+            committed(rows, events);
         }
         for done in answers {
             let _ = done.send(result.clone());
@@ -652,19 +675,22 @@ pub(crate) async fn submit<T>(
         .unwrap_or_else(|_| Err(missed(timeout)))
 }
 
-/// Queues `record` and waits for its commit until `timeout`. `Ok` means the row is
-/// committed as given. On `Err` the row is either not in the trail, or (committed
-/// later) recorded as [`AuditRecord::withheld`]: what the caller must then answer.
+/// Queues `record` (with `events`, committed only with the row as given) and waits for
+/// its commit until `timeout`. `Ok` means the row is committed as given, its events
+/// with it. On `Err` the row is either not in the trail, or (committed later) recorded
+/// as [`AuditRecord::withheld`]: what the caller must then answer.
 pub(crate) async fn submit_append(
     tx: &mpsc::Sender<Job>,
     timeout: Duration,
     record: AuditRecord,
+    events: Vec<NewEvent>,
 ) -> Result<(), AuditError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let claim = Claim::default();
     let (done, answer) = oneshot::channel();
     let job = Job::Append(PendingAppend {
         record,
+        events,
         claim: claim.clone(),
         done,
     });
@@ -767,6 +793,22 @@ pub(crate) fn sample(n: u32, patient: &str, supplier: &str, recorded: &str) -> A
         status: 200,
         outcome_code: None,
         replica: "test".into(),
+    }
+}
+
+/// A notification event about `patient`, numbered `n`.
+#[cfg(test)]
+pub(crate) fn sample_event(n: u32, patient: &str) -> NewEvent {
+    NewEvent {
+        id: format!("00000000-0000-7000-9000-{n:012}"),
+        kind: "reading-recorded".into(),
+        patient: patient.into(),
+        practice: "A12345".into(),
+        resource_type: "Observation".into(),
+        resource_id: Some(format!("obs-{n}")),
+        occurred: "2026-12-01T10:00:00.000Z".into(),
+        source: "gateway".into(),
+        supplier: Some("demo-consult".into()),
     }
 }
 

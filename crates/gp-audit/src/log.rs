@@ -12,9 +12,17 @@
 //! rows' own bytes, and the index's page writes and checkpoint flushes leave the request
 //! path (BENCHMARKS.md, "Audit trail durability").
 //!
+//! A frame also carries the notification events committed with its rows
+//! ([`AuditStore::append_with_events`](crate::AuditStore::append_with_events)): they become
+//! durable in the same write, and the indexer inserts them into the outbox (`notify_event`)
+//! in the same transaction as the rows, so a crash after the flush replays both or neither.
+//!
 //! Segments are files `<20-digit number>.log` in the log directory. A frame is
 //! `magic | segment number (u64 LE) | payload length (u32 LE) | checksum (8 bytes) | payload`,
 //! the checksum being the first 8 bytes of SHA-256 over the number, length and payload.
+//! The magic says what the payload holds: `GPA1`, rows only (the only frame before events
+//! existed, and still what a batch without events is written as, byte for byte, so a
+//! log of such frames stays readable by an older gateway); `GPA2`, rows then events.
 //! Reading a segment stops at the first frame that is incomplete, bears another
 //! segment's number or fails its checksum: a torn last write ends its segment, never
 //! the log.
@@ -40,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{AuditError, AuditRecord};
+use super::{AuditError, AuditRecord, NewEvent};
 
 /// A segment is closed once it holds this many bytes; a spare made from nothing is this
 /// many zeros.
@@ -54,7 +62,10 @@ const SPARE_AFTER_SHARE: u64 = 16;
 /// A spare being zero-filled; left by a crash, it is removed.
 const SPARE_PARTIAL: &str = "spare.partial";
 
-const MAGIC: [u8; 4] = *b"GPA1";
+/// A frame of rows only.
+const MAGIC_ROWS: [u8; 4] = *b"GPA1";
+/// A frame of rows, then the notification events committed with them.
+const MAGIC_EVENTS: [u8; 4] = *b"GPA2";
 const HEADER: usize = 4 + 8 + 4 + 8;
 /// Largest payload a frame may declare: far above a full batch, and a bound on what a
 /// damaged length can make the reader allocate.
@@ -74,8 +85,14 @@ pub(crate) struct Position {
     pub offset: u64,
 }
 
-/// Rows of one frame, and where the frame ends.
-pub(crate) type Frame = (Vec<AuditRecord>, Position);
+/// One frame as read back (or as handed to the indexer): its rows, the events committed
+/// with them, and where the frame ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub rows: Vec<AuditRecord>,
+    pub events: Vec<NewEvent>,
+    pub end: Position,
+}
 
 /// The log's writing end.
 pub(crate) struct Log {
@@ -213,14 +230,15 @@ impl Log {
         Ok((log, pending, spares))
     }
 
-    /// Writes `rows` as one frame (flushed to disk first when the log flushes) and
-    /// returns where it ends.
-    pub(crate) fn append<'a>(
+    /// Writes `rows` and `events` as one frame (flushed to disk first when the log
+    /// flushes) and returns where it ends.
+    pub(crate) fn append<'a, 'e>(
         &mut self,
         rows: impl IntoIterator<Item = &'a AuditRecord, IntoIter: ExactSizeIterator>,
+        events: impl IntoIterator<Item = &'e NewEvent, IntoIter: ExactSizeIterator>,
     ) -> Result<Position, AuditError> {
         self.ready()?;
-        let frame = encode_frame(self.segment, rows.into_iter());
+        let frame = encode_frame(self.segment, rows.into_iter(), events.into_iter());
         let written = self.file.write_all_at(&frame, self.len).and_then(|()| {
             if self.flush {
                 self.file.sync_data()
@@ -418,15 +436,29 @@ fn checksum(segment: u64, len: u32, payload: &[u8]) -> [u8; 8] {
     out
 }
 
-fn encode_frame<'a>(segment: u64, rows: impl ExactSizeIterator<Item = &'a AuditRecord>) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(rows.len() * 320);
+fn encode_frame<'a, 'e>(
+    segment: u64,
+    rows: impl ExactSizeIterator<Item = &'a AuditRecord>,
+    events: impl ExactSizeIterator<Item = &'e NewEvent>,
+) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(rows.len() * 320 + events.len() * 200);
     put_u32(&mut payload, rows.len());
     for r in rows {
         encode_record(&mut payload, r);
     }
+    // Without events, the frame is the one written before events existed.
+    let magic = if events.len() == 0 {
+        MAGIC_ROWS
+    } else {
+        put_u32(&mut payload, events.len());
+        for e in events {
+            encode_event(&mut payload, e);
+        }
+        MAGIC_EVENTS
+    };
     let len = payload.len() as u32;
     let mut frame = Vec::with_capacity(HEADER + payload.len());
-    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&magic);
     frame.extend_from_slice(&segment.to_le_bytes());
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(&checksum(segment, len, &payload));
@@ -439,26 +471,31 @@ fn encode_frame<'a>(segment: u64, rows: impl ExactSizeIterator<Item = &'a AuditR
 fn read_frames(bytes: &[u8], segment: u64, from: u64) -> (Vec<Frame>, u64) {
     let mut frames = Vec::new();
     let mut at = usize::try_from(from).unwrap_or(usize::MAX);
-    while let Some((rows, next)) = bytes.get(at..).and_then(|rest| frame_at(rest, segment)) {
+    while let Some((rows, events, next)) = bytes.get(at..).and_then(|rest| frame_at(rest, segment))
+    {
         at += next;
-        frames.push((
+        frames.push(Frame {
             rows,
-            Position {
+            events,
+            end: Position {
                 segment,
                 offset: at as u64,
             },
-        ));
+        });
     }
     (frames, at.min(bytes.len()) as u64)
 }
 
-/// The frame at the start of `bytes`, with its length, if it is whole and belongs to
-/// `segment`.
-fn frame_at(bytes: &[u8], segment: u64) -> Option<(Vec<AuditRecord>, usize)> {
+/// The frame at the start of `bytes` (its rows and events), with its length, if it is
+/// whole and belongs to `segment`.
+fn frame_at(bytes: &[u8], segment: u64) -> Option<(Vec<AuditRecord>, Vec<NewEvent>, usize)> {
     let header = bytes.get(..HEADER)?;
-    if header[..4] != MAGIC {
-        return None;
-    }
+    let magic: [u8; 4] = header[..4].try_into().ok()?;
+    let with_events = match magic {
+        MAGIC_ROWS => false,
+        MAGIC_EVENTS => true,
+        _ => return None,
+    };
     let number = u64::from_le_bytes(header[4..12].try_into().ok()?);
     let len = u32::from_le_bytes(header[12..16].try_into().ok()?);
     let len_usize = usize::try_from(len).ok().filter(|&n| n <= MAX_PAYLOAD)?;
@@ -475,7 +512,18 @@ fn frame_at(bytes: &[u8], segment: u64) -> Option<(Vec<AuditRecord>, usize)> {
     for _ in 0..count {
         rows.push(reader.record()?);
     }
-    reader.0.is_empty().then_some((rows, HEADER + len_usize))
+    let mut events = Vec::new();
+    if with_events {
+        let count = reader.u32()?;
+        events.reserve(count.min(4_096) as usize);
+        for _ in 0..count {
+            events.push(reader.event()?);
+        }
+    }
+    reader
+        .0
+        .is_empty()
+        .then_some((rows, events, HEADER + len_usize))
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
@@ -515,6 +563,18 @@ fn encode_record(out: &mut Vec<u8>, r: &AuditRecord) {
     out.extend_from_slice(&r.status.to_le_bytes());
     put_opt(out, r.outcome_code.as_deref());
     put_str(out, &r.replica);
+}
+
+fn encode_event(out: &mut Vec<u8>, e: &NewEvent) {
+    put_str(out, &e.id);
+    put_str(out, &e.kind);
+    put_str(out, &e.patient);
+    put_str(out, &e.practice);
+    put_str(out, &e.resource_type);
+    put_opt(out, e.resource_id.as_deref());
+    put_str(out, &e.occurred);
+    put_str(out, &e.source);
+    put_opt(out, e.supplier.as_deref());
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -568,11 +628,24 @@ impl Reader<'_> {
             replica: self.string()?,
         })
     }
+    fn event(&mut self) -> Option<NewEvent> {
+        Some(NewEvent {
+            id: self.string()?,
+            kind: self.string()?,
+            patient: self.string()?,
+            practice: self.string()?,
+            resource_type: self.string()?,
+            resource_id: self.opt()?,
+            occurred: self.string()?,
+            source: self.string()?,
+            supplier: self.opt()?,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample;
+    use super::super::{sample, sample_event};
     use super::*;
 
     fn rows(from: u32, n: u32) -> Vec<AuditRecord> {
@@ -586,17 +659,29 @@ mod tests {
             .collect()
     }
 
+    /// A frame of rows only, as read back.
+    fn frame(rows: Vec<AuditRecord>, end: Position) -> Frame {
+        Frame {
+            rows,
+            events: Vec::new(),
+            end,
+        }
+    }
+
     #[test]
     fn frames_come_back_in_order_with_their_positions_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, pending, _) = Log::open(dir.path(), None, true).unwrap();
         assert!(pending.is_empty());
-        let first = log.append(&rows(0, 3)).unwrap();
-        let second = log.append(&rows(3, 1)).unwrap();
+        let first = log.append(&rows(0, 3), []).unwrap();
+        let second = log.append(&rows(3, 1), []).unwrap();
         assert!(second > first);
         drop(log);
         let (log, pending, _) = Log::open(dir.path(), None, true).unwrap();
-        assert_eq!(pending, vec![(rows(0, 3), first), (rows(3, 1), second)]);
+        assert_eq!(
+            pending,
+            vec![frame(rows(0, 3), first), frame(rows(3, 1), second)]
+        );
         assert!(
             log.segment > first.segment,
             "writing goes on in a new segment"
@@ -604,15 +689,124 @@ mod tests {
         drop(log);
         // From a position, only what follows it.
         let (_log, pending, _) = Log::open(dir.path(), Some(first), true).unwrap();
-        assert_eq!(pending, vec![(rows(3, 1), second)]);
+        assert_eq!(pending, vec![frame(rows(3, 1), second)]);
+    }
+
+    /// Events numbered `from..from + n`, about one patient.
+    fn events(from: u32, n: u32) -> Vec<NewEvent> {
+        (from..from + n)
+            .map(|i| {
+                let mut e = sample_event(i, "9000000009");
+                e.resource_id = (i % 2 == 0).then(|| format!("obs-{i}"));
+                e.supplier = (i % 3 != 0).then(|| "demo-consult".into());
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_come_back_with_the_rows_of_their_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = Log::open(dir.path(), None, true).unwrap();
+        let first = log.append(&rows(0, 2), &events(0, 3)).unwrap();
+        let second = log.append(&rows(2, 1), []).unwrap();
+        let third = log.append(&rows(3, 1), &events(3, 1)).unwrap();
+        drop(log);
+        let bytes = std::fs::read(segment_path(dir.path(), first.segment)).unwrap();
+        assert_eq!(&bytes[..4], b"GPA2", "a frame with events says so");
+        let second_start = usize::try_from(first.offset).unwrap();
+        assert_eq!(
+            &bytes[second_start..second_start + 4],
+            b"GPA1",
+            "a frame without events is written as before"
+        );
+        let (_log, pending, _) = Log::open(dir.path(), None, true).unwrap();
+        assert_eq!(
+            pending,
+            vec![
+                Frame {
+                    rows: rows(0, 2),
+                    events: events(0, 3),
+                    end: first
+                },
+                frame(rows(2, 1), second),
+                Frame {
+                    rows: rows(3, 1),
+                    events: events(3, 1),
+                    end: third
+                },
+            ]
+        );
+    }
+
+    /// A frame the log wrote before events existed: `encode_frame` as of commit 43ae766
+    /// (`git show 43ae766:crates/gp-audit/src/log.rs`), segment 3, the row [`old_row`],
+    /// printed as hex.
+    const OLD_FRAME: &str = concat!(
+        "475041310300000000000000a1000000d4397cc829f2d5cd01000000240000003031396130303030",
+        "2d303030302d373030302d383030302d30303030303030303030303118000000323032362d31312d",
+        "30315431303a30303a30302e3030305a050000007265712d3102010c00000064656d6f2d636f6e73",
+        "756c7400010a00000039303030303030303039010600000041313233343506000000637265617465",
+        "010b0000004f62736572766174696f6ec90000020000007231",
+    );
+
+    fn old_row() -> AuditRecord {
+        AuditRecord {
+            id: "019a0000-0000-7000-8000-000000000001".into(),
+            recorded: "2026-11-01T10:00:00.000Z".into(),
+            request_id: "req-1".into(),
+            request_id_supplied: Some(true),
+            supplier: Some("demo-consult".into()),
+            token_id: None,
+            patient: Some("9000000009".into()),
+            practice: Some("A12345".into()),
+            interaction: "create".into(),
+            resource_type: Some("Observation".into()),
+            status: 201,
+            outcome_code: None,
+            replica: "r1".into(),
+        }
+    }
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_from_before_events_still_reads_and_a_frame_without_events_is_still_one() {
+        let bytes = unhex(OLD_FRAME);
+        let end = Position {
+            segment: 3,
+            offset: bytes.len() as u64,
+        };
+        assert_eq!(
+            read_frames(&bytes, 3, 0),
+            (vec![frame(vec![old_row()], end)], end.offset)
+        );
+        assert_eq!(
+            encode_frame(3, [old_row()].iter(), [].iter()),
+            bytes,
+            "a batch without events is written byte for byte as before"
+        );
+        // A frame with events is read as it was written; as a frame of rows only, or
+        // cut short, it is not read at all.
+        let with = encode_frame(3, [old_row()].iter(), events(0, 2).iter());
+        assert_eq!(read_frames(&with, 3, 0).0[0].events, events(0, 2));
+        let mut relabelled = with.clone();
+        relabelled[..4].copy_from_slice(&MAGIC_ROWS);
+        assert!(read_frames(&relabelled, 3, 0).0.is_empty());
+        assert!(read_frames(&with[..with.len() - 1], 3, 0).0.is_empty());
     }
 
     #[test]
     fn a_torn_last_frame_ends_its_segment_and_later_segments_still_count() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _, _) = Log::open(dir.path(), None, true).unwrap();
-        let kept = log.append(&rows(0, 2)).unwrap();
-        log.append(&rows(2, 2)).unwrap();
+        let kept = log.append(&rows(0, 2), []).unwrap();
+        log.append(&rows(2, 2), []).unwrap();
         drop(log);
         let path = segment_path(dir.path(), kept.segment);
         let len = std::fs::metadata(&path).unwrap().len();
@@ -624,23 +818,33 @@ mod tests {
             .set_len(len - 5)
             .unwrap();
         let (mut log, pending, _) = Log::open(dir.path(), None, true).unwrap();
-        assert_eq!(pending, vec![(rows(0, 2), kept)]);
-        let later = log.append(&rows(10, 1)).unwrap();
+        assert_eq!(pending, vec![frame(rows(0, 2), kept)]);
+        let later = log.append(&rows(10, 1), []).unwrap();
         drop(log);
         let (_log, pending, _) = Log::open(dir.path(), None, true).unwrap();
-        assert_eq!(pending, vec![(rows(0, 2), kept), (rows(10, 1), later)]);
+        assert_eq!(
+            pending,
+            vec![frame(rows(0, 2), kept), frame(rows(10, 1), later)]
+        );
     }
 
     #[test]
     fn a_damaged_byte_or_a_frame_of_another_segment_is_not_read() {
-        let frame = encode_frame(7, rows(0, 2).iter());
-        assert_eq!(read_frames(&frame, 7, 0).0.len(), 1);
+        let plain = encode_frame(7, rows(0, 2).iter(), [].iter());
+        let with_events = encode_frame(7, rows(0, 2).iter(), events(0, 2).iter());
+        for frame in [plain, with_events] {
+            damaged_frames_are_not_read(&frame);
+        }
+    }
+
+    fn damaged_frames_are_not_read(frame: &[u8]) {
+        assert_eq!(read_frames(frame, 7, 0).0.len(), 1);
         assert!(
-            read_frames(&frame, 8, 0).0.is_empty(),
+            read_frames(frame, 8, 0).0.is_empty(),
             "a recycled segment's stale frame"
         );
         for at in [0, 5, 13, 17, HEADER, HEADER + 9, frame.len() - 1] {
-            let mut damaged = frame.clone();
+            let mut damaged = frame.to_vec();
             damaged[at] ^= 0x20;
             assert_eq!(
                 read_frames(&damaged, 7, 0),
@@ -649,7 +853,7 @@ mod tests {
             );
         }
         // A length beyond the file, or beyond any real frame, is not trusted.
-        let mut long = frame.clone();
+        let mut long = frame.to_vec();
         long[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(read_frames(&long, 7, 0).0.is_empty());
     }
@@ -661,9 +865,9 @@ mod tests {
         let start = log.segment;
         assert!(log.growing, "no spare yet: the first segment grows");
         log.len = SEGMENT_BYTES - 1;
-        let old = log.append(&rows(0, 1)).unwrap();
+        let old = log.append(&rows(0, 1), []).unwrap();
         assert_eq!(old.segment, start);
-        let next = log.append(&rows(1, 1)).unwrap();
+        let next = log.append(&rows(1, 1), []).unwrap();
         assert_eq!(
             next.segment,
             start + 1,
@@ -674,7 +878,7 @@ mod tests {
         // writer moves to it at once, since its own segment has no blocks ahead of it.
         spares.recycle(next).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), vec![next.segment]);
-        let moved = log.append(&rows(2, 1)).unwrap();
+        let moved = log.append(&rows(2, 1), []).unwrap();
         assert_eq!(moved.segment, start + 2);
         assert!(!log.growing);
         assert!(
@@ -687,7 +891,7 @@ mod tests {
         let found: Vec<u32> = read_after(dir.path(), None)
             .unwrap()
             .iter()
-            .flat_map(|(rows, _)| rows)
+            .flat_map(|f| &f.rows)
             .map(|r| r.request_id[4..].parse().unwrap())
             .collect();
         assert_eq!(
@@ -715,10 +919,10 @@ mod tests {
     fn a_spare_that_has_gone_costs_no_frame() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _, _) = Log::open(dir.path(), None, true).unwrap();
-        let first = log.append(&rows(0, 1)).unwrap();
+        let first = log.append(&rows(0, 1), []).unwrap();
         // Announced, but not there (removed by hand).
         log.spare_ready.store(true, Ordering::Release);
-        let next = log.append(&rows(1, 1)).unwrap();
+        let next = log.append(&rows(1, 1), []).unwrap();
         assert_eq!(next.segment, first.segment + 1);
         assert!(log.growing && !log.spare_ready.load(Ordering::Acquire));
         drop(log);

@@ -27,6 +27,9 @@
 //! once. A replica killed mid-delivery loses its lease when it expires, and the next holder
 //! delivers the same notification again (same id: receivers de-duplicate by it).
 
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
 use async_trait::async_trait;
 
 use crate::AuditError;

@@ -1,7 +1,11 @@
 //! The shared audit store: PostgreSQL, for several replicas writing one trail. One
 //! writer task per replica commits queued rows as one multi-row INSERT, and reconnects
 //! after a failure (the rows of a failed batch are refused, never silently dropped).
+//! A batch carrying notification events commits them in the same transaction, after its
+//! rows (see [`crate::notify`] for the outbox's order); the notification store has a
+//! connection of its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,18 +13,20 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 
+use super::notify::postgres::{self as notify_pg, PostgresNotify};
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, Writer,
-    gather, query_sql, submit, submit_append, valid_schema,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, NewEvent, NotificationStore,
+    QUEUE, Synchronous, Writer, gather, query_sql, submit, submit_append, valid_schema,
 };
 
 /// The PostgreSQL audit store.
 pub struct PostgresAudit {
     tx: mpsc::Sender<Job>,
     timeout: Duration,
+    notify: Arc<PostgresNotify>,
 }
 
-fn pg_error(e: tokio_postgres::Error) -> AuditError {
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> AuditError {
     // The Display of a server error is only "db error": the detail is in its source.
     let detail = e
         .as_db_error()
@@ -29,7 +35,9 @@ fn pg_error(e: tokio_postgres::Error) -> AuditError {
     AuditError(format!("PostgreSQL: {detail}"))
 }
 
-async fn connect(
+/// A connection to the trail, its tables created if absent (the notification tables
+/// too), its session set for the audit's writes.
+pub(crate) async fn connect(
     config: &Config,
     schema: &str,
     synchronous: Synchronous,
@@ -71,7 +79,9 @@ async fn connect(
              ALTER TABLE {schema}.audit_event ADD COLUMN IF NOT EXISTS request_id_supplied BOOLEAN;
              CREATE INDEX IF NOT EXISTS audit_event_patient ON {schema}.audit_event (patient, recorded);
              CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);
-             COMMIT;"
+             {notify}
+             COMMIT;",
+            notify = notify_pg::ddl(schema)
         ))
         .await
         .map_err(pg_error)?;
@@ -95,8 +105,9 @@ async fn connect(
 }
 
 impl PostgresAudit {
-    /// Connects (creating schema and table if needed) and starts the writer task, which
-    /// reconnects with the same settings after a failure.
+    /// Connects (creating schema and tables if needed) and starts the writer task, which
+    /// reconnects with the same settings after a failure; connects the notification
+    /// store's own client too.
     pub async fn connect(
         config: Config,
         schema: &str,
@@ -107,6 +118,8 @@ impl PostgresAudit {
             return Err(AuditError(format!("invalid schema name {schema:?}")));
         }
         let client = connect(&config, schema, synchronous, timeout).await?;
+        let notify =
+            Arc::new(PostgresNotify::connect(config.clone(), schema, synchronous, timeout).await?);
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(
             config,
@@ -116,7 +129,11 @@ impl PostgresAudit {
             Some(client),
             rx,
         ));
-        Ok(Self { tx, timeout })
+        Ok(Self {
+            tx,
+            timeout,
+            notify,
+        })
     }
 }
 
@@ -146,10 +163,19 @@ async fn writer(
         }
         if !taken.is_empty() {
             let rows: Vec<&AuditRecord> = Writer::rows(&taken).collect();
-            let result = commit(&mut client, &schema, timeout, &rows, Conflict::Refuse).await;
-            drop(rows);
+            let events = Writer::events(&taken);
+            let result = commit(
+                &mut client,
+                &schema,
+                timeout,
+                &rows,
+                &events,
+                Conflict::Refuse,
+            )
+            .await;
+            drop((rows, events));
             let committed = result.is_ok();
-            w.settle(taken, result, drop);
+            w.settle(taken, result, |_, _| {});
             // A request that gave up while its rows committed is owed its refusal now.
             if committed && w.owes() {
                 pay(&mut client, &schema, timeout, &mut w).await;
@@ -182,11 +208,12 @@ fn unreachable() -> AuditError {
     AuditError("PostgreSQL unreachable".into())
 }
 
-/// Commits the rows owed to the trail, over rows of the same id.
+/// Commits the rows owed to the trail, over rows of the same id. Owed rows carry no
+/// events.
 async fn pay(client: &mut Option<Client>, schema: &str, timeout: Duration, w: &mut Writer) {
     let rows = w.owed();
     let refs: Vec<&AuditRecord> = rows.iter().collect();
-    let result = commit(client, schema, timeout, &refs, Conflict::Replace).await;
+    let result = commit(client, schema, timeout, &refs, &[], Conflict::Replace).await;
     drop(refs);
     w.paid(result.map_err(|e| (rows, e)));
 }
@@ -202,22 +229,34 @@ enum Conflict {
 
 /// How long past the server's own `statement_timeout` the writer waits for an answer
 /// before it gives the connection up (a silent network would otherwise hold it).
-const CLIENT_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
-/// Inserts `rows` in one statement, bounded in time. When no answer comes, the
-/// connection is dropped: whether the rows committed is unknown, and they are treated
-/// as not committed (owed rows then replace them).
+/// Inserts `rows` in one statement (and `events`, if any, in the same transaction, after
+/// them), bounded in time. When no answer comes, the connection is dropped: whether the
+/// rows committed is unknown, and they are treated as not committed (owed rows then
+/// replace them).
 async fn commit(
     client: &mut Option<Client>,
     schema: &str,
     timeout: Duration,
     rows: &[&AuditRecord],
+    events: &[&NewEvent],
     conflict: Conflict,
 ) -> Result<(), AuditError> {
-    let Some(c) = client.as_ref() else {
+    let Some(c) = client.as_mut() else {
         return Err(unreachable());
     };
-    match tokio::time::timeout(timeout + CLIENT_GRACE, insert(c, schema, rows, conflict)).await {
+    let work = async {
+        if events.is_empty() {
+            return insert(c, schema, rows, conflict).await;
+        }
+        let tx = c.transaction().await.map_err(pg_error)?;
+        insert(&tx, schema, rows, conflict).await?;
+        // Last: the outbox lock is held from here to the commit.
+        notify_pg::insert_events(&tx, schema, events).await?;
+        tx.commit().await.map_err(pg_error)
+    };
+    match tokio::time::timeout(timeout + CLIENT_GRACE, work).await {
         Ok(result) => result,
         Err(_) => {
             *client = None;
@@ -343,7 +382,17 @@ impl AuditStore for PostgresAudit {
         "postgres"
     }
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        submit_append(&self.tx, self.timeout, record).await
+        submit_append(&self.tx, self.timeout, record, Vec::new()).await
+    }
+    async fn append_with_events(
+        &self,
+        record: AuditRecord,
+        events: Vec<NewEvent>,
+    ) -> Result<(), AuditError> {
+        submit_append(&self.tx, self.timeout, record, events).await
+    }
+    fn notifications(&self) -> Option<Arc<dyn NotificationStore>> {
+        Some(self.notify.clone())
     }
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
         submit(&self.tx, self.timeout, |done| Job::Query(query, done)).await

@@ -14,20 +14,27 @@
 //! `synchronous = NORMAL` leaves out the per-batch flush of the log: rows are on disk
 //! once the indexer's next checkpoint has flushed the database file, within about a
 //! second.
+//!
+//! Notification events committed with a batch's rows are in the batch's log frame, and
+//! the indexer inserts them into the outbox (`notify_event`) in the transaction that
+//! inserts the rows; subscriptions and delivery state live in the same file, written by
+//! the notification store's own connection ([`crate::notify`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 use tokio::sync::mpsc;
 
 use super::log::{self, Frame, Log, Position, Spares};
+use super::notify::sqlite::{self as notify_sqlite, SqliteNotify};
 use super::{
-    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, QUEUE, Synchronous, Writer,
-    gather, query_sql, submit, submit_append,
+    AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, NewEvent, NotificationStore,
+    QUEUE, Synchronous, Writer, gather, query_sql, submit, submit_append,
 };
 
 /// How often the indexer checkpoints SQLite's WAL into the database file (and then drops
@@ -59,6 +66,7 @@ pub struct SqliteAudit {
     tx: Option<mpsc::Sender<Job>>,
     timeout: Duration,
     writer: Option<JoinHandle<()>>,
+    notify: Arc<SqliteNotify>,
     #[cfg_attr(not(test), expect(dead_code, reason = "only tests play a bad disk"))]
     disk: DiskFault,
 }
@@ -128,6 +136,8 @@ impl SqliteAudit {
         ))
         .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        conn.execute_batch(notify_sqlite::SCHEMA)
+            .map_err(sql_error)?;
         upgrade(&conn)?;
         let log_dir = log::dir_for(path);
         let indexed = position(&conn)?;
@@ -138,13 +148,16 @@ impl SqliteAudit {
             segment_bytes,
         )?;
         if !pending.is_empty() {
-            let rows: usize = pending.iter().map(|(rows, _)| rows.len()).sum();
+            let rows: usize = pending.iter().map(|f| f.rows.len()).sum();
+            let events: usize = pending.iter().map(|f| f.events.len()).sum();
             tracing::info!(
                 rows,
-                "audit rows from the log inserted into the trail's index"
+                events,
+                "audit rows and notification events from the log inserted into the trail's index"
             );
         }
         insert(&mut conn, &pending)?;
+        let notify = Arc::new(SqliteNotify::open(path, synchronous)?);
         let (index_tx, index_rx) = std_mpsc::sync_channel(INDEX_QUEUE);
         let indexer = std::thread::Builder::new()
             .name("audit-index".into())
@@ -163,6 +176,7 @@ impl SqliteAudit {
             tx: Some(tx),
             timeout,
             writer: Some(writer),
+            notify,
             disk,
         })
     }
@@ -293,11 +307,11 @@ fn writer(
         if !taken.is_empty() {
             let written = disk
                 .before_write()
-                .and_then(|()| log.append(Writer::rows(&taken)));
+                .and_then(|()| log.append(Writer::rows(&taken), Writer::events(&taken)));
             let end = written.as_ref().ok().copied();
-            w.settle(taken, written.map(|_| ()), |rows| {
+            w.settle(taken, written.map(|_| ()), |rows, events| {
                 if let Some(end) = end {
-                    let _ = index.send(Index::Rows((rows, end)));
+                    let _ = index.send(Index::Rows(Frame { rows, events, end }));
                 }
             });
             // A request that gave up while its frame was written is owed its refusal
@@ -327,12 +341,16 @@ fn writer(
 }
 
 /// Writes the rows owed to the trail as a frame of their own (the index writes them
-/// over rows of the same id).
+/// over rows of the same id). Owed rows carry no events.
 fn pay(log: &mut Log, w: &mut Writer, index: &std_mpsc::SyncSender<Index>, disk: &DiskFault) {
     let rows = w.owed();
-    match disk.before_write().and_then(|()| log.append(&rows)) {
+    match disk.before_write().and_then(|()| log.append(&rows, [])) {
         Ok(end) => {
-            let _ = index.send(Index::Rows((rows, end)));
+            let _ = index.send(Index::Rows(Frame {
+                rows,
+                events: Vec::new(),
+                end,
+            }));
             w.paid(Ok(()));
         }
         Err(e) => w.paid(Err((rows, e))),
@@ -445,7 +463,7 @@ fn insert_new(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError>
     let indexed = position(conn)?;
     let first_new = frames
         .iter()
-        .position(|(_, end)| indexed.is_none_or(|p| *end > p))
+        .position(|f| indexed.is_none_or(|p| f.end > p))
         .unwrap_or(frames.len());
     insert(conn, &frames[first_new..])
 }
@@ -474,15 +492,19 @@ fn checkpoint(conn: &Connection) -> Result<Option<Position>, AuditError> {
     position(conn)
 }
 
-/// Inserts the frames' rows and moves the index's position to the last frame's end, in
-/// one transaction. A row whose id is already there takes the later frame's status and
-/// outcome: the same values for a frame inserted again after a crash, the refusal its
-/// client got for a row owed to the trail ([`Writer`]).
+/// Inserts the frames' rows and their events (into the outbox, in frame order) and moves
+/// the index's position to the last frame's end, in one transaction. A row whose id is
+/// already there takes the later frame's status and outcome: the same values for a frame
+/// inserted again after a crash, the refusal its client got for a row owed to the trail
+/// ([`Writer`]). The notification store writes to the same file: the transaction takes
+/// the write lock at once, so it waits for (never fails on) one of its commits.
 fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
-    let Some((_, end)) = frames.last() else {
+    let Some(Frame { end, .. }) = frames.last() else {
         return Ok(());
     };
-    let tx = conn.transaction().map_err(sql_error)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
     {
         let mut stmt = tx
             .prepare_cached(&format!(
@@ -490,7 +512,7 @@ fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, outcome_code = excluded.outcome_code"
             ))
             .map_err(sql_error)?;
-        for r in frames.iter().flat_map(|(rows, _)| rows) {
+        for r in frames.iter().flat_map(|f| &f.rows) {
             stmt.execute(rusqlite::params![
                 r.id,
                 r.recorded,
@@ -508,6 +530,8 @@ fn insert(conn: &mut Connection, frames: &[Frame]) -> Result<(), AuditError> {
             ])
             .map_err(sql_error)?;
         }
+        notify_sqlite::insert_events(&tx, frames.iter().flat_map(|f| &f.events))
+            .map_err(sql_error)?;
         tx.execute(
             "INSERT INTO audit_log_position (one, segment, end_offset) VALUES (1, ?1, ?2) \
              ON CONFLICT (one) DO UPDATE SET segment = excluded.segment, end_offset = excluded.end_offset",
@@ -550,7 +574,17 @@ impl AuditStore for SqliteAudit {
         "sqlite"
     }
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        submit_append(self.sender()?, self.timeout, record).await
+        submit_append(self.sender()?, self.timeout, record, Vec::new()).await
+    }
+    async fn append_with_events(
+        &self,
+        record: AuditRecord,
+        events: Vec<NewEvent>,
+    ) -> Result<(), AuditError> {
+        submit_append(self.sender()?, self.timeout, record, events).await
+    }
+    fn notifications(&self) -> Option<Arc<dyn NotificationStore>> {
+        Some(self.notify.clone())
     }
     async fn query(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
         submit(self.sender()?, self.timeout, |done| Job::Query(query, done)).await
@@ -704,27 +738,36 @@ mod tests {
         let last_segment = {
             let (mut log, pending, _) = Log::open(&log_dir, indexed, true).unwrap();
             assert!(pending.is_empty(), "a clean close leaves nothing to insert");
-            log.append(&[sample(
-                5,
-                "9690937278",
-                "demo-booking",
-                "2026-11-02T10:00:00.000Z",
-            )])
-            .unwrap();
-            let end = log
-                .append(&[sample(
-                    6,
+            log.append(
+                &[sample(
+                    5,
                     "9690937278",
                     "demo-booking",
-                    "2026-11-02T10:00:01.000Z",
-                )])
+                    "2026-11-02T10:00:00.000Z",
+                )],
+                [],
+            )
+            .unwrap();
+            let end = log
+                .append(
+                    &[sample(
+                        6,
+                        "9690937278",
+                        "demo-booking",
+                        "2026-11-02T10:00:01.000Z",
+                    )],
+                    [],
+                )
                 .unwrap();
-            log.append(&[sample(
-                7,
-                "9690937278",
-                "demo-booking",
-                "2026-11-02T10:00:02.000Z",
-            )])
+            log.append(
+                &[sample(
+                    7,
+                    "9690937278",
+                    "demo-booking",
+                    "2026-11-02T10:00:02.000Z",
+                )],
+                [],
+            )
             .unwrap();
             end
         };
@@ -975,8 +1018,8 @@ mod tests {
         {
             let indexed = position(&Connection::open(&path).unwrap()).unwrap();
             let (mut log, _, _) = Log::open(&log::dir_for(&path), indexed, true).unwrap();
-            log.append(std::slice::from_ref(&row)).unwrap();
-            log.append(&[row.clone().withheld()]).unwrap();
+            log.append(std::slice::from_ref(&row), []).unwrap();
+            log.append(&[row.clone().withheld()], []).unwrap();
         }
         assert_eq!(
             statuses(&open(&path), &[&row.id]).await,
