@@ -286,6 +286,26 @@ impl SupplierRegistry {
     }
 }
 
+impl SupplierRegistry {
+    /// The supplier `client_id` as the *current* registry holds it, with every scope it
+    /// is registered for: what background work done on its behalf (a notification
+    /// delivered to it) may release. A suspended or removed supplier is refused, as its
+    /// requests would be.
+    pub fn view_of(&self, client_id: &str) -> Result<SupplierView, AccessError> {
+        let set = self.snapshot();
+        let supplier = set
+            .get(client_id)
+            .ok_or_else(|| AccessError::UnknownSupplier(client_id.to_owned()))?;
+        if supplier.status == SupplierStatus::Suspended {
+            return Err(AccessError::SupplierSuspended(client_id.to_owned()));
+        }
+        Ok(SupplierView {
+            granted: supplier.scopes.clone(),
+            supplier: Arc::clone(supplier),
+        })
+    }
+}
+
 /// An authorised supplier, as the request pipeline sees it.
 #[derive(Clone)]
 pub struct SupplierView {

@@ -132,6 +132,7 @@ pub async fn check(
         Interaction::SearchType => Some(Permission::Search),
         Interaction::Create => Some(Permission::Create),
         Interaction::Patch | Interaction::Update => Some(Permission::Update),
+        Interaction::Delete => Some(Permission::Delete),
         // A batch needs no scope of its own: each entry is authorised as itself.
         Interaction::Batch => None,
     };

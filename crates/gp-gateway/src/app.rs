@@ -62,6 +62,8 @@ pub struct App {
     pub replica: String,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Change notifications (`[notifications]`), when configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Why the gateway could not be assembled from a valid config.
@@ -73,6 +75,8 @@ pub enum BuildError {
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    Notify(#[from] crate::notify::NotifySetupError),
 }
 
 impl App {
@@ -86,6 +90,16 @@ impl App {
     pub async fn build_with_keys(
         cfg: &LoadedConfig,
         keys: Option<gp_auth::GatewayKeys>,
+    ) -> Result<Self, BuildError> {
+        Self::build_with(cfg, keys, None).await
+    }
+
+    /// As [`App::build_with_keys`], with the notification signing key's PEM supplied
+    /// (the sandbox embeds it) instead of read from `[notifications] signing_key`.
+    pub async fn build_with(
+        cfg: &LoadedConfig,
+        keys: Option<gp_auth::GatewayKeys>,
+        webhook_key: Option<&[u8]>,
     ) -> Result<Self, BuildError> {
         let g = &cfg.gateway;
         let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
@@ -120,6 +134,33 @@ impl App {
         }
         if g.access.mode == AccessMode::Oauth {
             app.auth = Some(crate::auth::AuthState::build(cfg, keys).await?);
+        }
+        if let Some(n) = &g.notifications {
+            let pem = match webhook_key {
+                Some(pem) => pem.to_vec(),
+                None => {
+                    let path = cfg.dir.join(&n.signing_key);
+                    std::fs::read(&path).map_err(|e| {
+                        crate::notify::NotifySetupError::Key(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                }
+            };
+            let notifier = crate::notify::Notifier::new(
+                n.clone(),
+                app.audit.as_ref(),
+                &pem,
+                &app.public_base,
+                &cfg.dir,
+            )?;
+            // Receivers verify deliveries with the key published beside the token keys.
+            if let Some(auth) = app.auth.as_mut() {
+                auth.jwks =
+                    bytes::Bytes::from(crate::notify::sign::with_key(&auth.jwks, &notifier.signer));
+            }
+            app.notifier = Some(Arc::new(notifier));
         }
         Ok(app)
     }
@@ -158,6 +199,7 @@ impl App {
             &clinical,
             adapters.values().any(|a| a.manages_appointments()),
             adapters.values().any(|a| a.manages_documents()),
+            g.notifications.is_some(),
             &today,
             g.auth
                 .as_ref()
@@ -202,6 +244,7 @@ impl App {
             audit,
             replica: crate::audit::replica_name(),
             metrics,
+            notifier: None,
         }
     }
 

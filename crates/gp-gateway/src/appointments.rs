@@ -943,6 +943,12 @@ pub(crate) async fn book(
         StatusCode::OK
     };
     let mut appointment = map::appointment(&practice, &booked.appointment, None);
+    if booked.created {
+        ids.facts.changed(
+            gp_adapter::ChangeKind::AppointmentBooked,
+            Some(appointment.id.clone()),
+        );
+    }
     if booked.created
         && let Some(m) = appointment.meta.as_mut()
     {
@@ -1352,7 +1358,14 @@ pub(crate) async fn change(
         cancelled = changed.status == AppointmentStatus::Cancelled,
         "appointment changed"
     );
-    let resource = Resource::Appointment(map::appointment(&ods, &changed, None));
+    let appointment = map::appointment(&ods, &changed, None);
+    let kind = if changed.status == AppointmentStatus::Cancelled {
+        gp_adapter::ChangeKind::AppointmentCancelled
+    } else {
+        gp_adapter::ChangeKind::AppointmentAmended
+    };
+    ids.facts.changed(kind, Some(appointment.id.clone()));
+    let resource = Resource::Appointment(appointment);
     Ok(crate::respond::entry(StatusCode::OK, &resource))
 }
 

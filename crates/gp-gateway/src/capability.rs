@@ -39,6 +39,17 @@ fn search_params(resource_type: &str) -> Value {
     if resource_type == "Binary" {
         return json!([]);
     }
+    if resource_type == "Subscription" {
+        return json!([
+            { "name": "status", "type": "token", "documentation": "requested, active, error or off (comma-separated: any of them)" }
+        ]);
+    }
+    if resource_type == "Basic" {
+        return json!([
+            { "name": "code", "type": "token", "documentation": "SubscriptionTopic (the only Basic served)" },
+            { "name": "url", "type": "uri", "documentation": "a topic's canonical URL" }
+        ]);
+    }
     if resource_type == "Appointment" {
         return json!([
             { "name": "patient", "type": "reference", "documentation": "the NHS number, Patient/{nhsNumber} or https://fhir.nhs.uk/Id/nhs-number|{nhsNumber} (required)" },
@@ -79,12 +90,39 @@ fn profile(t: &str) -> String {
     }
 }
 
+/// The Subscription entry's backport parts: the topics (the IG's
+/// `capabilitystatement-subscriptiontopic-canonical`), the profile, `$status` and `$events`.
+fn subscription_entry(resource: &mut Value) {
+    let extension: Vec<Value> = crate::notify::topics::TOPICS
+        .iter()
+        .map(|t| {
+            json!({
+                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+                "valueCanonical": t.canonical()
+            })
+        })
+        .collect();
+    resource["extension"] = Value::Array(extension);
+    resource["profile"] = json!("http://hl7.org/fhir/StructureDefinition/Subscription");
+    resource["supportedProfile"] = json!([crate::notify::subscription::PROFILE]);
+    resource["versioning"] = json!("no-version");
+    resource["conditionalCreate"] = json!(false);
+    resource["operation"] = json!([
+        { "name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status" },
+        { "name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events" }
+    ]);
+    resource["documentation"] = json!(
+        "rest-hook subscriptions to the topics listed (GET /Basic?code=SubscriptionTopic): notifications POSTed to your HTTPS endpoint, signed the Standard Webhooks way (v1a, Ed25519; key in /oauth2/jwks), decided at delivery time under the release rules."
+    );
+}
+
 /// Builds the CapabilityStatement for the types the adapters support.
 pub fn capability_statement(
     base_url: &str,
     clinical: &[ClinicalType],
     appointments: bool,
     documents: bool,
+    notifications: bool,
     date: &str,
     token_url: Option<&str>,
 ) -> Value {
@@ -94,6 +132,8 @@ pub fn capability_statement(
         .filter(|(t, _)| appointments || !matches!(*t, "Slot" | "Appointment"))
         // Documents only where some GP system manages documents.
         .filter(|(t, _)| documents || !matches!(*t, "DocumentReference" | "Binary"))
+        // Subscriptions and their topics only where notifications are configured.
+        .filter(|(t, _)| notifications || !matches!(*t, "Subscription" | "Basic"))
         .map(|(t, interactions)| {
             let mut resource = json!({
                 "type": t,
@@ -138,6 +178,15 @@ pub fn capability_statement(
                     profile("Location"),
                     profile("Organization")
                 ));
+            }
+            if t == "Subscription" {
+                subscription_entry(&mut resource);
+            }
+            if t == "Basic" {
+                resource["documentation"] = json!(
+                    "Subscription topics only (code SubscriptionTopic), in the Subscriptions Backport IG's R4 form: no token needed."
+                );
+                resource["profile"] = json!("http://hl7.org/fhir/StructureDefinition/Basic");
             }
             let revincludes: Vec<String> = gp_fhir::include::revincludes_of(t)
                 .map(gp_fhir::include::IncludeDef::name)
@@ -205,6 +254,7 @@ mod tests {
             &[ClinicalType::Observation],
             true,
             documents,
+            true,
             "2026-12-07",
             None,
         );
@@ -227,7 +277,7 @@ mod tests {
         let with = types(true);
         assert!(with.iter().any(|t| t == "DocumentReference"));
         assert!(with.iter().any(|t| t == "Binary"));
-        let c = capability_statement("b", &[], false, true, "d", None);
+        let c = capability_statement("b", &[], false, true, false, "d", None);
         let doc = c["rest"][0]["resource"]
             .as_array()
             .unwrap()

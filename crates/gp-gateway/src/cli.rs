@@ -239,6 +239,17 @@ async fn serve(path: &Path, cfg: LoadedConfig) -> Result<(), String> {
             path.display()
         ));
     }
+    if cfg
+        .gateway
+        .notifications
+        .as_ref()
+        .is_some_and(|n| n.allow_loopback)
+    {
+        return Err(format!(
+            "{}: notifications.allow_loopback lets subscriptions deliver to loopback over http:// and is accepted only by `gp-gateway sandbox`",
+            path.display()
+        ));
+    }
     let tls = match &cfg.gateway.server.tls {
         Some(tls) => Some(server::tls_acceptor(tls, &cfg.dir).map_err(|e| e.to_string())?),
         None => None,

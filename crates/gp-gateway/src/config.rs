@@ -90,6 +90,9 @@ pub struct GatewayConfig {
     /// `[documents]`: the sizes of documents served and filed.
     #[serde(default)]
     pub documents: DocumentsConfig,
+    /// `[notifications]`: subscriptions and their deliveries. Absent: none offered.
+    #[serde(default)]
+    pub notifications: Option<crate::notify::NotificationsConfig>,
 }
 
 /// `[documents]`: how large a document's content may be, served or filed.
@@ -874,6 +877,11 @@ fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
     }
     for (key, problem) in c.telemetry.problems() {
         errors.push(invalid(file, key, problem));
+    }
+    if let Some(n) = &c.notifications {
+        for (key, problem) in n.problems() {
+            errors.push(invalid(file, key, problem));
+        }
     }
     if c.access.mode == AccessMode::Oauth {
         match &c.auth {

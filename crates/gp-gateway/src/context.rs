@@ -133,6 +133,10 @@ pub struct Facts {
     pub interaction: Option<&'static str>,
     pub resource_type: Option<String>,
     pub outcome_code: Option<String>,
+    /// Changes the request made to the patient's record (a successful write), for the
+    /// notification outbox: committed with the audit row, and only if it records a
+    /// success.
+    pub changes: Vec<(gp_adapter::ChangeKind, Option<String>)>,
 }
 
 impl RequestFacts {
@@ -183,6 +187,12 @@ impl RequestFacts {
     /// Where the patient's record was found.
     pub fn practice(&self, ods: &str) {
         self.with(|f| f.practice = Some(ods.to_owned()));
+    }
+
+    /// A change the request made to the patient's record: what happened, and the FHIR
+    /// id of the resource changed (`None`: the Patient).
+    pub fn changed(&self, kind: gp_adapter::ChangeKind, resource_id: Option<String>) {
+        self.with(|f| f.changes.push((kind, resource_id)));
     }
 
     /// The error code of a refusal.

@@ -1246,6 +1246,10 @@ fn filed_response(
     let document = map::document_reference(practice, d, app.documents.max_inline_bytes);
     let location = format!("{}/DocumentReference/{}", ids.base_url, document.id);
     let status = if created {
+        ids.facts.changed(
+            gp_adapter::ChangeKind::DocumentFiled,
+            Some(document.id.clone()),
+        );
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -82,6 +82,40 @@ pub async fn serve(
             let body = bytes::BytesMut::from(body);
             crate::documents::create_binary(app, query, headers, ids, caller, body).await
         }
+        Route::SubscriptionCreate => {
+            reject_params(query, &["_format"])?;
+            crate::notify::api::create(app, ids, caller, body).await
+        }
+        Route::SubscriptionRead(id) => {
+            reject_params(query, &["_format"])?;
+            crate::notify::api::read(app, &id, caller).await
+        }
+        Route::SubscriptionSearch => crate::notify::api::search(app, query, ids, caller).await,
+        Route::SubscriptionDelete(id) => {
+            reject_params(query, &["_format"])?;
+            crate::notify::api::delete(app, &id, caller).await
+        }
+        Route::SubscriptionStatus(id) => {
+            if id.is_some() {
+                reject_params(query, &["_format"])?;
+            } else {
+                reject_params(query, &["_format", "id", "status"])?;
+            }
+            crate::notify::api::status_of(app, id.as_deref(), query, caller).await
+        }
+        Route::SubscriptionEvents(id) => {
+            // POST: the parameters in a form body, joined to the query's.
+            let mut params = query.to_vec();
+            if !body.is_empty() {
+                params.extend(form_pairs(body));
+            }
+            crate::notify::api::events(app, &id, &params, caller).await
+        }
+        Route::TopicRead(code) => {
+            reject_params(query, &["_format"])?;
+            crate::notify::api::topic(&code)
+        }
+        Route::TopicSearch => crate::notify::api::topic_search(query, &ids.base_url),
         Route::AuditEventSearch => {
             let search = crate::audit::search::parse(query, caller.audit_scope())?;
             let rows = app.audit.query(search.query.clone()).await?;
@@ -746,4 +780,12 @@ async fn structured_answer(
         areas,
     );
     Ok(serde_json::to_vec(&bundle).unwrap_or_default())
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` body (an unreadable one has none).
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|b| gp_fhir::search::parse_query(b).ok())
+        .unwrap_or_default()
 }

@@ -44,6 +44,7 @@ pub mod inline_data;
 pub mod invalidate;
 pub mod locator;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod patch;
 pub mod patient_change;

@@ -45,6 +45,8 @@ pub struct Metrics {
     breaker_open: Family<Labels, Counter>,
     connections_refused: Family<Labels, Counter>,
     panics: Counter,
+    notifications: Family<Labels, Counter>,
+    cursor_resets: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +64,8 @@ impl Default for Metrics {
             breaker_open: Family::default(),
             connections_refused: Family::default(),
             panics: Counter::default(),
+            notifications: Family::default(),
+            cursor_resets: Counter::default(),
         };
         let mut registry = Registry::default();
         // Counters are registered without `_total`: the encoder adds it.
@@ -114,6 +118,16 @@ impl Default for Metrics {
             "gp_gateway_panics",
             "Requests whose handling panicked (answered 500, audited)",
             m.panics.clone(),
+        );
+        registry.register(
+            "gp_gateway_notifications",
+            "Notification deliveries attempted, by outcome (delivered, failed)",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "gp_gateway_change_cursor_resets",
+            "Change-log cursors a GP system no longer honoured, started again from its end (changes in between missed)",
+            m.cursor_resets.clone(),
         );
         registry.register_collector(Box::new(UnmappedCodes));
         Self { registry, ..m }
@@ -194,6 +208,19 @@ impl Metrics {
     }
 
     /// An audit row that could not be committed.
+    /// A notification delivery ended: delivered (2xx) or failed.
+    pub fn notification(&self, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.notifications
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// A GP system refused a change-log cursor; polling restarted from its end.
+    pub fn change_cursor_reset(&self) {
+        self.cursor_resets.inc();
+    }
+
     pub fn audit_failure(&self) {
         self.audit_failures.inc();
     }

@@ -96,6 +96,7 @@ fn scope(op: &Operation) -> Option<String> {
         Interaction::SearchType => 's',
         Interaction::Create => 'c',
         Interaction::Patch | Interaction::Update => 'u',
+        Interaction::Delete => 'd',
         // Each entry of a batch needs the scope it would need alone.
         Interaction::Batch => return None,
     };
@@ -399,6 +400,13 @@ fn fhir_operation(route: &Route, op: &Operation, bearer: bool) -> Map<String, Va
                 ("application/fhir+json", "Resource"),
             ],
         ),
+        Route::SubscriptionCreate => (201, "Resource", &[("application/fhir+json", "Resource")]),
+        Route::SubscriptionRead(_) | Route::TopicRead(_) => (200, "Resource", &[]),
+        Route::SubscriptionDelete(_) => (204, "Resource", &[]),
+        Route::SubscriptionSearch | Route::SubscriptionStatus(_) | Route::TopicSearch => {
+            (200, "Bundle", &[])
+        }
+        Route::SubscriptionEvents(_) => (200, "Bundle", &[]),
     };
     match route {
         Route::ObservationCreate => {
@@ -818,6 +826,60 @@ fn query_parameters(route: &Route) -> Vec<Value> {
         ],
         Route::PatientSearch => search("Patient"),
         Route::ClinicalSearch(t) => search(t.as_str()),
+        Route::SubscriptionSearch => vec![q(
+            "status",
+            false,
+            json!({ "type": "string", "pattern": "^(requested|active|error|off)(,(requested|active|error|off))*$" }),
+            "requested, active, error or off (comma-separated: any of them)",
+        )],
+        Route::SubscriptionStatus(None) => vec![
+            q(
+                "id",
+                false,
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9-]{1,64}(,[A-Za-z0-9-]{1,64})*$" }),
+                "subscription ids (comma-separated)",
+            ),
+            q(
+                "status",
+                false,
+                json!({ "type": "string", "pattern": "^(requested|active|error|off)(,(requested|active|error|off))*$" }),
+                "requested, active, error or off",
+            ),
+        ],
+        Route::SubscriptionEvents(_) => vec![
+            q(
+                "eventsSinceNumber",
+                false,
+                json!({ "type": "integer", "minimum": 1 }),
+                "the first event number (inclusive)",
+            ),
+            q(
+                "eventsUntilNumber",
+                false,
+                json!({ "type": "integer", "minimum": 1 }),
+                "the last event number (inclusive; at most 100 after the first)",
+            ),
+            q(
+                "content",
+                false,
+                json!({ "type": "string", "enum": ["empty", "id-only", "full-resource"] }),
+                "how much of each changed resource to include",
+            ),
+        ],
+        Route::TopicSearch => vec![
+            q(
+                "code",
+                false,
+                json!({ "type": "string", "enum": ["SubscriptionTopic"] }),
+                "SubscriptionTopic",
+            ),
+            q(
+                "url",
+                false,
+                json!({ "type": "string" }),
+                "a topic's canonical URL",
+            ),
+        ],
         Route::AuditEventSearch => vec![
             q("patient", false, patient, "the NHS number"),
             q(

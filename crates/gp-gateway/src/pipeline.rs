@@ -688,17 +688,22 @@ async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Resp
         recorded: crate::audit::now_recorded(),
         request_id: ids.request_id.clone(),
         request_id_supplied: Some(facts.request_id_supplied),
-        supplier: facts.supplier,
-        token_id: facts.token_id,
-        patient: facts.patient,
-        practice: facts.practice,
+        supplier: facts.supplier.clone(),
+        token_id: facts.token_id.clone(),
+        patient: facts.patient.clone(),
+        practice: facts.practice.clone(),
         interaction: facts.interaction.unwrap_or("none").to_owned(),
-        resource_type: facts.resource_type,
+        resource_type: facts.resource_type.clone(),
         status,
-        outcome_code: facts.outcome_code,
+        outcome_code: facts.outcome_code.clone(),
         replica: app.replica.clone(),
     };
-    let result = app.audit.append(record).await;
+    let events = crate::notify::events_of(&facts, &record, status);
+    let result = if events.is_empty() {
+        app.audit.append(record).await
+    } else {
+        app.audit.append_with_events(record, events).await
+    };
     if result.is_err() {
         app.metrics.audit_failure();
     }

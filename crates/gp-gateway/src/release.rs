@@ -134,3 +134,42 @@ pub(crate) fn is_confidential(r: &Resource) -> bool {
         })
     })
 }
+
+/// Whether a supplier paired with `practice` may learn of a change to patient `nhs`'s
+/// record there *now* (a notification, decided when it is delivered): the patient is
+/// neither restricted (in PDS or by their GP system) nor dissenting, as their GP system
+/// holds them today, wherever they are registered now. A patient PDS no longer knows is
+/// not to be spoken of. Pairing and scopes are the caller's to check; errors (PDS or a
+/// GP system unreachable) mean "not known yet": try again later, release nothing.
+pub(crate) async fn may_learn_of(
+    app: &App,
+    nhs: NhsNumber,
+    ids: &RequestIds,
+) -> Result<bool, GatewayError> {
+    // Fresh: a patient who became restricted since the cache was filled must not leak.
+    app.locations.invalidate(&nhs).await;
+    let (location, _, adapter) = match app.locate(nhs, &ids.request_id).await {
+        Ok(found) => found,
+        Err(GatewayError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if location.restricted {
+        return Ok(false);
+    }
+    app.records.invalidate(&location.practice, nhs).await;
+    let record = match app
+        .records
+        .patient(
+            adapter.as_ref(),
+            &location.practice,
+            nhs,
+            &ids.call_context(),
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(gp_adapter::AdapterError::PatientNotFound) => return Ok(false),
+        Err(e) => return Err(GatewayError::Adapter(e)),
+    };
+    Ok(!(record.flags.restricted || record.patient.is_restricted() || record.flags.dissent))
+}

@@ -417,6 +417,17 @@ impl Adapter for Resilient {
         self.once(self.inner.file_document(req)).await
     }
 
+    fn tracks_changes(&self) -> bool {
+        self.inner.tracks_changes()
+    }
+
+    async fn changes_since(
+        &self,
+        req: &gp_adapter::ChangesRequest,
+    ) -> Result<gp_adapter::ChangesPage, AdapterError> {
+        self.read(|| self.inner.changes_since(req)).await
+    }
+
     async fn ready(&self, ctx: &CallContext) -> Result<(), AdapterError> {
         if let State::Open { until } = *self.lock() {
             return Err(AdapterError::Unavailable {

@@ -76,6 +76,22 @@ pub enum Route {
     /// `POST /` with a `batch` Bundle: reads and searches, each entry served as its own
     /// request (routed, authorised, rate-limited and audited like one).
     Batch,
+    /// `POST /Subscription`: subscribe to a topic (the Subscriptions Backport IG).
+    SubscriptionCreate,
+    /// `GET /Subscription/{id}`: one of the caller's subscriptions.
+    SubscriptionRead(String),
+    /// `GET /Subscription`: the caller's subscriptions.
+    SubscriptionSearch,
+    /// `DELETE /Subscription/{id}`.
+    SubscriptionDelete(String),
+    /// `GET /Subscription/{id}/$status`, or `GET /Subscription/$status` (`None`).
+    SubscriptionStatus(Option<String>),
+    /// `GET|POST /Subscription/{id}/$events`: notifications to catch up on.
+    SubscriptionEvents(String),
+    /// `GET /Basic/{id}`: a subscription topic, in the backport IG's R4 form.
+    TopicRead(String),
+    /// `GET /Basic?code=SubscriptionTopic`: the subscription topics.
+    TopicSearch,
 }
 
 /// An operational endpoint: answered before the FHIR pipeline's body limit and access
@@ -207,6 +223,8 @@ pub const NAMED_TYPES: &[&str] = &[
     "Appointment",
     "DocumentReference",
     "Binary",
+    "Subscription",
+    "Basic",
 ];
 
 /// The named type a FHIR path below `base` is about, when it is well formed (ids,
@@ -266,6 +284,7 @@ pub enum Interaction {
     Create,
     Update,
     Patch,
+    Delete,
     /// A system-level `batch` of reads and searches (each entry is authorised as itself).
     Batch,
 }
@@ -281,6 +300,7 @@ impl Interaction {
             Self::Create => "create",
             Self::Update => "update",
             Self::Patch => "patch",
+            Self::Delete => "delete",
             Self::Batch => "batch",
         }
     }
@@ -324,6 +344,15 @@ impl Route {
             Self::DocumentReferenceCreate => Some(("DocumentReference", Interaction::Create)),
             Self::BinaryRead(_) => Some(("Binary", Interaction::Read)),
             Self::BinaryCreate => Some(("Binary", Interaction::Create)),
+            Self::SubscriptionCreate => Some(("Subscription", Interaction::Create)),
+            Self::SubscriptionRead(_) => Some(("Subscription", Interaction::Read)),
+            Self::SubscriptionSearch => Some(("Subscription", Interaction::SearchType)),
+            Self::SubscriptionDelete(_) => Some(("Subscription", Interaction::Delete)),
+            Self::SubscriptionStatus(_) | Self::SubscriptionEvents(_) => {
+                Some(("Subscription", Interaction::Operation))
+            }
+            Self::TopicRead(_) => Some(("Basic", Interaction::Read)),
+            Self::TopicSearch => Some(("Basic", Interaction::SearchType)),
         }
     }
 
@@ -335,6 +364,8 @@ impl Route {
             Self::ListRead(_) | Self::BundleRead(_) => Some(("Patient", Interaction::Read)),
             // Staged content is half of filing a document: it needs what filing needs.
             Self::BinaryCreate => Some(("DocumentReference", Interaction::Create)),
+            // The topics are published, like the CapabilityStatement: no token needed.
+            Self::TopicRead(_) | Self::TopicSearch => None,
             _ => self.interaction(),
         }
     }
@@ -811,6 +842,82 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "The raw bytes with Content-Type application/pdf, text/plain or text/html and the header X-Security-Context: Patient/{nhsNumber} (other types are 415), or a FHIR Binary (application/fhir+json) with contentType, securityContext and base64 data. At most [documents] max_upload_bytes (413 before the body is read). Content is checked as a filing's is (422). The answer's Location is [base]/Binary/{id}: name it in content[0].attachment.url. Staging is part of filing: it needs system/DocumentReference.c.",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Subscription")],
+        Access::Bearer,
+        |_| Some(Route::SubscriptionCreate),
+        "Subscribe to a topic: notifications of changes POSTed, signed, to your HTTPS endpoint (201)",
+    )
+    .described(
+        "An R4 Subscription with the Subscriptions Backport IG's profile: criteria a topic's canonical URL (GET /Basic?code=SubscriptionTopic lists them); filters in criteria's backport-filter-criteria extensions, each [{Type}?]patient={nhsNumber}, practice={ODS} or _type={Type,...} (ANDed); channel.type rest-hook; channel.endpoint https:// resolving to public addresses only; channel.payload application/fhir+json with backport-payload-content empty, id-only (default) or full-resource; optional backport-heartbeat-period (at least 10 s), backport-timeout and channel.header lines sent as given. Answered with status requested: a handshake is delivered, then it is active. Deliveries carry Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature v1a, Ed25519 over {id}.{timestamp}.{body}; the key is in /oauth2/jwks). What each notification may say is decided when it is delivered, under the release rules. An element the gateway does not take is 422 naming it. Needs system/Subscription.c.",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Subscription")],
+        Access::Bearer,
+        |_| Some(Route::SubscriptionSearch),
+        "Your subscriptions (status narrows), with their current status",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Subscription"), Seg::Lit("$status")],
+        Access::Bearer,
+        |_| Some(Route::SubscriptionStatus(None)),
+        "The status of your subscriptions (id and status narrow): a searchset of backport subscription statuses",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Subscription"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::SubscriptionRead(s[1].to_owned())),
+        "Read one of your subscriptions, with its current status (and error, while in error)",
+    ),
+    fhir(
+        Method::DELETE,
+        &[Seg::Lit("Subscription"), Seg::EntryId],
+        Access::Bearer,
+        |s| Some(Route::SubscriptionDelete(s[1].to_owned())),
+        "Delete one of your subscriptions: no more deliveries (204)",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Subscription"), Seg::EntryId, Seg::Lit("$status")],
+        Access::Bearer,
+        |s| Some(Route::SubscriptionStatus(Some(s[1].to_owned()))),
+        "One subscription's status: events since it started, its status and last error",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Subscription"), Seg::EntryId, Seg::Lit("$events")],
+        Access::Bearer,
+        |s| Some(Route::SubscriptionEvents(s[1].to_owned())),
+        "Catch up on notifications: eventsSinceNumber, eventsUntilNumber (inclusive; at most 100) and content",
+    )
+    .described(
+        "A history Bundle in the notification form (type query-event): each event numbered in the range that you may still learn of now (pairing, scopes, sensitive and dissenting patients decided again), with its focus, and with full-resource content the resources as a read answers them now.",
+    ),
+    fhir(
+        Method::POST,
+        &[Seg::Lit("Subscription"), Seg::EntryId, Seg::Lit("$events")],
+        Access::Bearer,
+        |s| Some(Route::SubscriptionEvents(s[1].to_owned())),
+        "Catch up on notifications, the parameters in a form body",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Basic")],
+        Access::Public,
+        |_| Some(Route::TopicSearch),
+        "The subscription topics (code=SubscriptionTopic; url narrows), in the backport IG's R4 form",
+    ),
+    fhir(
+        Method::GET,
+        &[Seg::Lit("Basic"), Seg::EntryId],
+        Access::Public,
+        |s| Some(Route::TopicRead(s[1].to_owned())),
+        "One subscription topic: its canonical URL, triggers and filters",
     ),
     fhir(
         Method::GET,

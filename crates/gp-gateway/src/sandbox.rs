@@ -22,6 +22,9 @@ pub const SANDBOX_CONFIG: &str = include_str!("../../../config/sandbox/gateway.t
 const SUPPLIERS: &str = include_str!("../../../fixtures/sandbox/suppliers.toml");
 const GATEWAY_SIGNING_KEY: &[u8] =
     include_bytes!("../../../fixtures/sandbox/gateway-signing-ed25519.pem");
+/// Signs the sandbox's notification deliveries (TEST-ONLY).
+const WEBHOOK_SIGNING_KEY: &[u8] =
+    include_bytes!("../../../fixtures/sandbox/webhook-signing-ed25519.pem");
 /// client id, JWKS, private key.
 const DEMO_KEYS: [(&str, &str, &str); 5] = [
     (
@@ -81,6 +84,17 @@ pub struct Manifest {
     pub practices: Vec<PracticeEntry>,
     /// Base URLs of the running simulators (empty for `--print-manifest`).
     pub simulators: std::collections::BTreeMap<String, String>,
+    /// The demo notification receiver (`null` for `--print-manifest`).
+    pub receiver: Option<ManifestReceiver>,
+}
+
+/// The sandbox's demo notification receiver in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestReceiver {
+    /// Subscribe with this as `channel.endpoint`.
+    pub url: String,
+    /// `GET` it for what arrived (JSON, oldest first; `?since=N` for those after the Nth).
+    pub inbox: String,
 }
 
 /// A demo supplier in the manifest.
@@ -369,6 +383,7 @@ pub fn manifest(
         patients: population.manifest_patients(),
         practices: cfg.practices.values().cloned().collect(),
         simulators: Default::default(),
+        receiver: None,
     })
 }
 
@@ -383,6 +398,8 @@ pub struct Sandbox {
     pub manifest: Manifest,
     /// The configuration it runs with.
     pub config: LoadedConfig,
+    /// The demo notification receiver.
+    pub receiver: crate::notify::receiver::Receiver,
 }
 
 /// The running sandbox's supplier registry, as TOML (to edit and reload).
@@ -396,6 +413,7 @@ impl Sandbox {
         let deadline = std::time::Duration::from_secs(5);
         self.server.shutdown(deadline).await;
         self.admin.shutdown(deadline).await;
+        self.receiver.stop();
         for (_, sim) in self.simulators {
             sim.shutdown().await;
         }
@@ -479,7 +497,19 @@ async fn start_inner(
     for (kind, url) in &urls {
         manifest.simulators.insert(kind.id().into(), url.clone());
     }
-    let mut app = App::build_with_keys(&cfg, Some(gateway_keys(&cfg)?)).await?;
+    let mut app =
+        App::build_with(&cfg, Some(gateway_keys(&cfg)?), Some(WEBHOOK_SIGNING_KEY)).await?;
+    let keys = app
+        .notifier
+        .as_ref()
+        .map(|n| vec![n.signer.public_key().to_vec()])
+        .unwrap_or_default();
+    let receiver = crate::notify::receiver::Receiver::start(loopback().await?, keys, true)
+        .map_err(|e| SandboxError::Bind("the demo receiver".into(), e))?;
+    manifest.receiver = Some(ManifestReceiver {
+        url: receiver.url(),
+        inbox: format!("http://{}/", receiver.addr),
+    });
     if let Some(layer) = &layer {
         for adapter in app.adapters.values_mut() {
             *adapter = layer(adapter.clone());
@@ -512,6 +542,7 @@ async fn start_inner(
         app,
         manifest,
         config: cfg,
+        receiver,
     })
 }
 

@@ -482,7 +482,12 @@ pub fn start(
         app.trusted_proxies.clone(),
         app.metrics.clone(),
     );
-    serve(app, listener, server, tls, Endpoints::Main, limits)
+    let handle = serve(app.clone(), listener, server, tls, Endpoints::Main, limits)?;
+    // Notification deliveries and change polling run beside the main listener, off the
+    // request path, and stop with it.
+    crate::notify::worker::spawn(app.clone(), handle.shutdown.subscribe());
+    crate::notify::poller::spawn(app, handle.shutdown.subscribe());
+    Ok(handle)
 }
 
 /// Starts the admin listener (`[admin] listen`): `/metrics`, `/_health` and `/_ready`,

@@ -258,6 +258,8 @@ pub(crate) async fn create_observation(
         .into());
     };
     let status = if created.created {
+        ids.facts
+            .changed(gp_adapter::ChangeKind::ReadingRecorded, Some(first.clone()));
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -442,6 +444,8 @@ async fn change_patient(
     app.records.invalidate(&practice, nhs).await;
     app.invalidator.publish(&practice, nhs).await;
     let version = result.map_err(GatewayError::Adapter)?;
+    ids.facts
+        .changed(gp_adapter::ChangeKind::ContactDetailsChanged, None);
     tracing::info!(
         supplier = caller.client_id().unwrap_or("-"),
         practice = %practice,

@@ -1,0 +1,809 @@
+//! Change notifications end to end, on every GP system: what one supplier records, or
+//! the practice changes, another subscribed supplier is told of, signed and in order;
+//! what a supplier may no longer see, it is told nothing of; a receiver that fails gets
+//! its notifications later, in order, and can catch up with `$events`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use gp_e2e::World;
+use gp_gateway::notify::receiver::{Received, Receiver};
+use serde_json::{Value, json};
+
+const SYSTEMS: [&str; 4] = ["emis", "tpp", "vision", "microtest"];
+const SNOMED: &str = "http://snomed.info/sct";
+const UCUM: &str = "http://unitsofmeasure.org";
+const FHIR_JSON: (&str, &str) = ("content-type", "application/fhir+json");
+const TOPIC: &str = "https://gp-gateway.invalid/SubscriptionTopic/";
+const FILTER: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
+const CONTENT: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
+/// Long enough for a delivery (or a practice change poll, every second) on a busy machine.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn subscription(topic: &str, filters: &[&str], content: &str, endpoint: &str) -> Value {
+    let mut v = json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "e2e",
+        "criteria": format!("{TOPIC}{topic}"),
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": endpoint,
+            "payload": "application/fhir+json",
+            "_payload": { "extension": [{ "url": CONTENT, "valueCode": content }] },
+            "header": ["X-Receiver-Secret: e2e"]
+        }
+    });
+    if !filters.is_empty() {
+        let ext: Vec<Value> = filters
+            .iter()
+            .map(|f| json!({ "url": FILTER, "valueString": f }))
+            .collect();
+        v["_criteria"] = json!({ "extension": ext });
+    }
+    v
+}
+
+/// Subscribes and waits until the handshake has made it active; answers its id.
+async fn subscribe(w: &World, token: &str, body: &Value, receiver: &Receiver) -> String {
+    let created = w
+        .call(
+            "POST",
+            "/Subscription",
+            token,
+            &[FHIR_JSON],
+            &serde_json::to_vec(body).unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.diagnostics());
+    let sub = created.json();
+    assert_eq!(sub["status"], "requested", "{sub}");
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let got = receiver
+        .wait_for(WAIT, |r| {
+            r.iter()
+                .any(|n| kind(n) == "handshake" && subscription_of(n) == id)
+        })
+        .await;
+    let handshake = got
+        .iter()
+        .find(|n| kind(n) == "handshake" && subscription_of(n) == id)
+        .unwrap_or_else(|| panic!("no handshake for {id}: {got:?}"));
+    assert!(handshake.verified, "the handshake's signature verifies");
+    for _ in 0..100 {
+        if w.call("GET", &format!("/Subscription/{id}"), token, &[], b"")
+            .await
+            .json()["status"]
+            == "active"
+        {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("subscription {id} never became active");
+}
+
+fn param<'a>(n: &'a Received, name: &str) -> Option<&'a Value> {
+    n.body
+        .pointer("/entry/0/resource/parameter")?
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+}
+
+fn kind(n: &Received) -> String {
+    param(n, "type")
+        .and_then(|p| p["valueCode"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn subscription_of(n: &Received) -> String {
+    param(n, "subscription")
+        .and_then(|p| p["valueReference"]["reference"].as_str())
+        .and_then(|r| r.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The (event number, focus) of an event notification.
+fn event_of(n: &Received) -> (i64, String) {
+    let part = param(n, "notification-event").unwrap()["part"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let get = |name: &str| {
+        part.iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    (
+        get("event-number")["valueString"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        get("focus")["valueReference"]["reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn events_for(received: &[Received], sub: &str) -> Vec<Received> {
+    received
+        .iter()
+        .filter(|n| kind(n) == "event-notification" && subscription_of(n) == sub)
+        .cloned()
+        .collect()
+}
+
+fn weight(nhs: &str, key: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "resourceType": "Observation",
+        "identifier": [{"system": "https://demo-monitoring.example/readings", "value": key}],
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": SNOMED, "code": "27113001", "display": "Body weight"}]},
+        "subject": {"reference": format!("Patient/{nhs}")},
+        "effectiveDateTime": "2026-12-01T08:30:00+00:00",
+        "valueQuantity": {"value": 72.5, "unit": "kg", "system": UCUM, "code": "kg"}
+    }))
+    .unwrap()
+}
+
+/// Records a reading for `nhs` as `token`'s supplier; answers the Observation id.
+async fn record(w: &World, token: &str, nhs: &str) -> String {
+    let key = uuid::Uuid::new_v4().to_string();
+    let a = w
+        .call(
+            "POST",
+            "/Observation",
+            token,
+            &[FHIR_JSON],
+            &weight(nhs, &key),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.diagnostics());
+    a.json()["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_reading_recorded_by_one_supplier_is_notified_to_another_on_every_system() {
+    let w = World::start().await;
+    let receiver = &w.sandbox.receiver;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let body = subscription(
+        "patient-record-changed",
+        &["Observation?_type=Observation"],
+        "full-resource",
+        &receiver.url(),
+    );
+    let sub = subscribe(&w, &consult, &body, receiver).await;
+    let mut written = Vec::new();
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        written.push((nhs.clone(), record(&w, &monitoring, &nhs).await));
+    }
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &sub).len() >= 4)
+        .await;
+    let events = events_for(&got, &sub);
+    assert_eq!(events.len(), 4, "one notification per reading: {events:?}");
+    let base = &w.manifest().base_url;
+    for (i, (n, (nhs, id))) in events.iter().zip(&written).enumerate() {
+        assert!(n.verified, "signed with the key in the JWKS");
+        assert!(
+            n.headers
+                .iter()
+                .any(|(k, v)| k == "x-receiver-secret" && v == "e2e"),
+            "channel.header sent as given"
+        );
+        let (number, focus) = event_of(n);
+        assert_eq!(number, i as i64 + 1, "numbered in order");
+        assert_eq!(focus, format!("{base}/Observation/{id}"));
+        let resource = &n.body["entry"][1]["resource"];
+        assert_eq!(resource["id"], id.as_str(), "the full resource: {resource}");
+        assert_eq!(resource["subject"]["reference"], format!("Patient/{nhs}"));
+        assert_eq!(n.body["type"], "history");
+    }
+    let ids: std::collections::BTreeSet<&str> = events.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "each notification has its own webhook-id");
+    // The key receivers verify with is the one the JWKS publishes.
+    let jwks = w
+        .send(
+            "GET",
+            &w.manifest().token_url.replace("/token", "/jwks"),
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == "sandbox-webhook-1")
+        .unwrap();
+    assert_eq!(key["crv"], "Ed25519");
+    // The supplier catches up with $events, and sees the count in $status.
+    let status = w
+        .call(
+            "GET",
+            &format!("/Subscription/{sub}/$status"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(status.status, 200, "{}", status.diagnostics());
+    let st = status.json();
+    let since = st["entry"][0]["resource"]["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "events-since-subscription-start")
+        .unwrap()["valueString"]
+        .clone();
+    assert_eq!(since, "4");
+    let caught = w
+        .call(
+            "GET",
+            &format!("/Subscription/{sub}/$events?eventsSinceNumber=2&eventsUntilNumber=3"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(caught.status, 200, "{}", caught.diagnostics());
+    let numbers: Vec<String> = caught.json()["entry"][0]["resource"]["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "notification-event")
+        .map(|p| p["part"][0]["valueString"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers, ["2", "3"]);
+    // Another supplier neither sees nor manages this subscription.
+    let booking = w.token("demo-booking").await;
+    assert_eq!(
+        w.call("GET", &format!("/Subscription/{sub}"), &booking, &[], b"")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        w.call(
+            "DELETE",
+            &format!("/Subscription/{sub}"),
+            &booking,
+            &[],
+            b""
+        )
+        .await
+        .status,
+        404
+    );
+    let theirs = w
+        .call("GET", "/Subscription", &booking, &[], b"")
+        .await
+        .json();
+    assert_eq!(theirs["total"], 0, "{theirs}");
+    assert_eq!(
+        w.call(
+            "DELETE",
+            &format!("/Subscription/{sub}"),
+            &consult,
+            &[],
+            b""
+        )
+        .await
+        .status,
+        204
+    );
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn changes_made_at_the_practice_are_notified_on_every_system() {
+    let w = World::start().await;
+    let receiver = &w.sandbox.receiver;
+    let consult = w.token("demo-consult").await;
+    let booking = w.token("demo-booking").await;
+    let appointments = subscription("appointment-changed", &[], "id-only", &receiver.url());
+    let sub = subscribe(&w, &booking, &appointments, receiver).await;
+    let registrations = subscription("registration-changed", &[], "id-only", &receiver.url());
+    let reg = subscribe(&w, &consult, &registrations, receiver).await;
+    let store = &w.sandbox.store;
+    let mut expected: Vec<String> = Vec::new();
+    for system in SYSTEMS {
+        let kind = system_kind(system);
+        let practice = w.practice_of(&w.ordinary_patient(system, "demo-consult"));
+        let booking = practice_booking_of_ordinary_patient(&w, kind, &practice)
+            .unwrap_or_else(|| panic!("{system}: no practice booking to cancel"));
+        store
+            .change_appointment_at_practice(
+                kind,
+                &practice,
+                &booking.id,
+                gp_sim::appointments::Change::Cancel {
+                    reason: "Clinician ill".into(),
+                },
+            )
+            .unwrap();
+        expected.push(practice);
+    }
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &sub).len() >= 4)
+        .await;
+    let events = events_for(&got, &sub);
+    assert_eq!(events.len(), 4, "{events:?}");
+    let mut told = Vec::new();
+    for n in &events {
+        let (_, focus) = event_of(n);
+        let path = focus
+            .strip_prefix(&w.manifest().base_url)
+            .unwrap()
+            .to_owned();
+        let id = path
+            .strip_prefix("/Appointment/")
+            .unwrap_or_else(|| panic!("{focus}"));
+        told.push(id.split('-').next().unwrap().to_owned());
+        // The focus reads back as the cancelled appointment.
+        let read = w.call("GET", &path, &booking, &[], b"").await;
+        assert_eq!(read.status, 200, "{}", read.diagnostics());
+        assert_eq!(read.json()["status"], "cancelled");
+    }
+    told.sort();
+    expected.sort();
+    assert_eq!(
+        told, expected,
+        "one cancellation per practice, practice-prefixed ids"
+    );
+    // A patient moves from one practice to another: both sides are told.
+    let mover = w.ordinary_patient("emis", "demo-consult");
+    let from = w.practice_of(&mover);
+    let to = w
+        .practices_of("demo-consult")
+        .into_iter()
+        .find(|p| *p != from)
+        .unwrap();
+    store.transfer_patient(&mover, &to).unwrap();
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &reg).len() >= 2)
+        .await;
+    let moved = events_for(&got, &reg);
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    for n in &moved {
+        assert_eq!(
+            event_of(n).1,
+            format!("{}/Patient/{mover}", w.manifest().base_url)
+        );
+    }
+    w.sandbox.shutdown().await;
+}
+
+/// The event notifications `sub` has received, by focus.
+fn foci(received: &[Received], sub: &str) -> Vec<String> {
+    events_for(received, sub)
+        .iter()
+        .map(|n| event_of(n).1)
+        .collect()
+}
+
+#[tokio::test]
+async fn nothing_is_said_of_a_patient_the_supplier_may_no_longer_see() {
+    let w = World::start().await;
+    let receiver = &w.sandbox.receiver;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let body = subscription("patient-record-changed", &[], "id-only", &receiver.url());
+    let sub = subscribe(&w, &consult, &body, receiver).await;
+    let base = w.manifest().base_url.clone();
+    let store = &w.sandbox.store;
+    let pulse = gp_sim::concepts::measurement_by_snomed("78564009").unwrap();
+    let emis = gp_sim::SystemKind::Emis;
+    let ordinary = w.ordinary_patient("emis", "demo-consult");
+    let practice = w.practice_of(&ordinary);
+    // Sensitive and dissenting patients' changes at the practice: nothing.
+    for flag in ["sensitive", "dissent"] {
+        let nhs = w.patient(&practice, flag);
+        store
+            .record_reading_at_practice(emis, &practice, &nhs, pulse, 70.0)
+            .unwrap();
+    }
+    // A control change after them: it arrives, so the ones before were passed over.
+    let control = store
+        .record_reading_at_practice(emis, &practice, &ordinary, pulse, 71.0)
+        .unwrap();
+    let got = receiver
+        .wait_for(WAIT, |r| !events_for(r, &sub).is_empty())
+        .await;
+    assert_eq!(
+        foci(&got, &sub),
+        [format!("{base}/Observation/{control}")],
+        "only the control"
+    );
+
+    // Pairing removed: the practice's changes are no longer told.
+    let other = w.ordinary_patient("tpp", "demo-monitoring");
+    let other_practice = w.practice_of(&other);
+    w.reload_suppliers(|toml| edit_supplier(&toml, "demo-consult", Some(&other_practice), None));
+    record(&w, &monitoring, &other).await;
+    let control = store
+        .record_reading_at_practice(emis, &practice, &ordinary, pulse, 72.0)
+        .unwrap();
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &sub).len() >= 2)
+        .await;
+    assert_eq!(
+        foci(&got, &sub)[1..],
+        [format!("{base}/Observation/{control}")],
+        "nothing about the unpaired practice's patient"
+    );
+    // $events decides again now: nothing from the unpaired practice ever shows.
+    let all = w
+        .call(
+            "GET",
+            &format!("/Subscription/{sub}/$events"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    assert!(!all.to_string().contains(&other), "{all}");
+
+    // Scope removed: Observation is no longer readable, so readings are not told.
+    // (Each reload starts from the registry the sandbox began with: both edits at once.)
+    w.reload_suppliers(|toml| {
+        edit_supplier(
+            &toml,
+            "demo-consult",
+            Some(&other_practice),
+            Some("system/Observation.crs"),
+        )
+    });
+    store
+        .record_reading_at_practice(emis, &practice, &ordinary, pulse, 73.0)
+        .unwrap();
+    let (_, held) = store.patient(&practice, &ordinary).unwrap();
+    store
+        .update_contact_at_practice(
+            emis,
+            &practice,
+            &ordinary,
+            gp_sim::store::ContactUpdate {
+                home_phone: held.home_phone.clone(),
+                mobile: Some("07700 900321".into()),
+                email: held.email.clone(),
+                address: held.address.clone(),
+                language: held.language.clone(),
+            },
+        )
+        .unwrap();
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &sub).len() >= 3)
+        .await;
+    let seen = foci(&got, &sub);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen[2],
+        format!("{base}/Patient/{ordinary}"),
+        "the contact change, not the reading"
+    );
+    w.sandbox.shutdown().await;
+}
+
+/// The supplier registry TOML with `practice` taken out of `client_id`'s pairings and
+/// `scope` out of its scopes.
+fn edit_supplier(
+    toml_text: &str,
+    client_id: &str,
+    practice: Option<&str>,
+    scope: Option<&str>,
+) -> String {
+    let mut v: toml::Value = toml::from_str(toml_text).unwrap();
+    let groups = v["practice_groups"].clone();
+    for s in v["suppliers"].as_array_mut().unwrap() {
+        if s["client_id"].as_str() != Some(client_id) {
+            continue;
+        }
+        let expanded: Vec<toml::Value> = s["practices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| match p.as_str().unwrap().strip_prefix("group:") {
+                Some(g) => groups[g].as_array().unwrap().clone(),
+                None => vec![p.clone()],
+            })
+            .filter(|p| p.as_str() != practice)
+            .collect();
+        s["practices"] = toml::Value::Array(expanded);
+        let scopes: Vec<toml::Value> = s["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x.as_str() != scope)
+            .cloned()
+            .collect();
+        s["scopes"] = toml::Value::Array(scopes);
+    }
+    toml::to_string(&v).unwrap()
+}
+
+/// A future appointment booked at `practice` itself, of a patient with no flag (the
+/// release rules would rightly withhold a sensitive or dissenting patient's).
+fn practice_booking_of_ordinary_patient(
+    w: &World,
+    kind: gp_sim::SystemKind,
+    practice: &str,
+) -> Option<gp_sim::appointments::Appointment> {
+    let ordinary: Vec<String> = w
+        .manifest()
+        .patients
+        .iter()
+        .filter(|p| p.practice == practice && p.flags.is_empty())
+        .map(|p| p.nhs_number.clone())
+        .collect();
+    let now = gp_sim::appointments::now();
+    w.sandbox
+        .store
+        .with_book(kind, practice, |_, book| {
+            book.appointments
+                .iter()
+                .find(|a| {
+                    a.booked_by.is_none()
+                        && a.state == gp_sim::appointments::AppointmentState::Booked
+                        && a.start > now + 3_600
+                        && ordinary.contains(&a.nhs)
+                })
+                .cloned()
+        })
+        .ok()
+        .flatten()
+}
+
+fn system_kind(system: &str) -> gp_sim::SystemKind {
+    gp_sim::SystemKind::ALL
+        .into_iter()
+        .find(|k| k.id() == system)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_its_notifications_later_in_order_and_the_status_says_so() {
+    let w = World::start().await;
+    let receiver = &w.sandbox.receiver;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let body = subscription(
+        "patient-record-changed",
+        &["_type=Observation"],
+        "id-only",
+        &receiver.url(),
+    );
+    let sub = subscribe(&w, &consult, &body, receiver).await;
+    receiver.set_status(503);
+    let nhs = w.ordinary_patient("vision", "demo-monitoring");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(record(&w, &monitoring, &nhs).await);
+    }
+    // Failures in a row put it in error, with the receiver's answer as the reason.
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = w
+            .call("GET", &format!("/Subscription/{sub}"), &consult, &[], b"")
+            .await
+            .json();
+        if status["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "error", "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("503"),
+        "{status}"
+    );
+    // Catching up needs no delivery: the first event is there to read.
+    let caught = w
+        .call(
+            "GET",
+            &format!("/Subscription/{sub}/$events"),
+            &consult,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    assert!(caught.to_string().contains(&ids[0]), "{caught}");
+    receiver.set_status(204);
+    let got = receiver
+        .wait_for(Duration::from_secs(60), |r| events_for(r, &sub).len() >= 3)
+        .await;
+    let events = events_for(&got, &sub);
+    let numbers: Vec<i64> = events.iter().map(|n| event_of(n).0).collect();
+    assert_eq!(numbers, [1, 2, 3], "in order, each once");
+    let foci: Vec<String> = events.iter().map(|n| event_of(n).1).collect();
+    let want: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{}/Observation/{id}", w.manifest().base_url))
+        .collect();
+    assert_eq!(foci, want);
+    let back = w
+        .call("GET", &format!("/Subscription/{sub}"), &consult, &[], b"")
+        .await
+        .json();
+    assert_eq!(back["status"], "active", "{back}");
+    assert!(back.get("error").is_none());
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscriptions_are_checked_element_by_element() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let cases = [
+        (
+            subscription(
+                "patient-record-changed",
+                &[],
+                "id-only",
+                "http://hooks.example.com/in",
+            ),
+            "Subscription.channel.endpoint",
+        ),
+        (
+            subscription(
+                "patient-record-changed",
+                &[],
+                "id-only",
+                "https://10.1.2.3/in",
+            ),
+            "Subscription.channel.endpoint",
+        ),
+        (
+            subscription(
+                "patient-record-changed",
+                &[],
+                "id-only",
+                "http://127.0.0.1:1/in?x#f",
+            ),
+            "Subscription.channel.endpoint",
+        ),
+        (
+            subscription("no-such-topic", &[], "id-only", "http://127.0.0.1:1/in"),
+            "Subscription.criteria",
+        ),
+        (
+            subscription(
+                "patient-record-changed",
+                &["Slot?patient=9000000009"],
+                "id-only",
+                "http://127.0.0.1:1/in",
+            ),
+            "Subscription.criteria.extension[0].valueString",
+        ),
+    ];
+    for (body, path) in cases {
+        let a = w
+            .call(
+                "POST",
+                "/Subscription",
+                &consult,
+                &[FHIR_JSON],
+                &serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, 422, "{path}: {}", a.diagnostics());
+        let expression = a.json()["issue"][0]["expression"][0].clone();
+        assert_eq!(expression, path, "{}", a.diagnostics());
+    }
+    // A supplier without the scope cannot subscribe at all.
+    let operator = w.token("demo-operator").await;
+    let body = subscription(
+        "patient-record-changed",
+        &[],
+        "id-only",
+        "http://127.0.0.1:1/in",
+    );
+    let a = w
+        .call(
+            "POST",
+            "/Subscription",
+            &operator,
+            &[FHIR_JSON],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.diagnostics());
+    // The topics are published, without a token.
+    let topics = w.get("/Basic?code=SubscriptionTopic", None).await;
+    assert_eq!(topics.status, 200);
+    assert_eq!(topics.json()["total"], 4);
+    let cs = w.get("/metadata", None).await.json();
+    let entry = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Subscription")
+        .unwrap()
+        .clone();
+    let canonicals: Vec<&str> = entry["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["valueCanonical"].as_str().unwrap())
+        .collect();
+    assert_eq!(canonicals.len(), 4, "{entry}");
+    assert!(canonicals.contains(&"https://gp-gateway.invalid/SubscriptionTopic/document-filed"));
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn notifications_committed_before_a_restart_are_delivered_after_it() {
+    let dir = std::env::temp_dir().join(format!("gp-e2e-restart-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = gp_gateway::audit::AuditConfig {
+        sqlite_path: dir.join("audit.sqlite"),
+        ..Default::default()
+    };
+    let first = World::start_with_audit(audit.clone()).await;
+    let keys = vec![
+        first
+            .sandbox
+            .app
+            .notifier
+            .as_ref()
+            .unwrap()
+            .signer
+            .public_key()
+            .to_vec(),
+    ];
+    // A receiver of the test's own, alive across both gateways.
+    let receiver = Receiver::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        keys,
+        false,
+    )
+    .unwrap();
+    let consult = first.token("demo-consult").await;
+    let monitoring = first.token("demo-monitoring").await;
+    let body = subscription(
+        "patient-record-changed",
+        &["_type=Observation"],
+        "id-only",
+        &receiver.url(),
+    );
+    let sub = subscribe(&first, &consult, &body, &receiver).await;
+    receiver.set_status(500);
+    let nhs = first.ordinary_patient("microtest", "demo-monitoring");
+    let id = record(&first, &monitoring, &nhs).await;
+    receiver.wait_for(Duration::from_secs(5), |_| false).await;
+    first.sandbox.shutdown().await;
+    receiver.set_status(204);
+    let second = World::start_with_audit(audit).await;
+    let got = receiver
+        .wait_for(Duration::from_secs(60), |r| !events_for(r, &sub).is_empty())
+        .await;
+    let events = events_for(&got, &sub);
+    assert_eq!(events.len(), 1, "{got:?}");
+    assert!(events[0].verified);
+    // The focus is the delivering gateway's URL of the reading.
+    assert_eq!(
+        event_of(&events[0]),
+        (
+            1,
+            format!("{}/Observation/{id}", second.manifest().base_url)
+        )
+    );
+    second.sandbox.shutdown().await;
+    receiver.stop();
+    std::fs::remove_dir_all(&dir).ok();
+}
