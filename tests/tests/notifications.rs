@@ -807,3 +807,146 @@ async fn notifications_committed_before_a_restart_are_delivered_after_it() {
     receiver.stop();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// PostgreSQL on 127.0.0.1:5432; a schema per test, dropped at the end.
+const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
+
+fn pg_audit(schema: &str) -> gp_gateway::audit::AuditConfig {
+    gp_gateway::audit::AuditConfig {
+        backend: gp_gateway::audit::AuditBackend::Postgres,
+        postgres_url: Some(PG.into()),
+        postgres_schema: schema.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn drop_schema(schema: &str) {
+    let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}"));
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_replicas_deliver_each_event_once_and_hand_over_a_dead_replicas_lease() {
+    let schema = format!("e2e_notify_{}", uuid::Uuid::new_v4().simple());
+    let a = World::start_with_audit(pg_audit(&schema)).await;
+    let b = World::start_with_audit(pg_audit(&schema)).await;
+    let keys = vec![
+        a.sandbox
+            .app
+            .notifier
+            .as_ref()
+            .unwrap()
+            .signer
+            .public_key()
+            .to_vec(),
+    ];
+    let receiver = Receiver::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        keys,
+        false,
+    )
+    .unwrap();
+    let consult = a.token("demo-consult").await;
+    let body = subscription(
+        "patient-record-changed",
+        &["_type=Observation"],
+        "id-only",
+        &receiver.url(),
+    );
+    let sub = subscribe(&a, &consult, &body, &receiver).await;
+    // Readings written through both replicas, interleaved.
+    let mut ids = Vec::new();
+    for (i, system) in SYSTEMS.iter().chain(SYSTEMS.iter()).enumerate() {
+        let w = if i % 2 == 0 { &a } else { &b };
+        let token = w.token("demo-monitoring").await;
+        let nhs = w.ordinary_patient(system, "demo-monitoring");
+        ids.push(record(w, &token, &nhs).await);
+    }
+    let got = receiver
+        .wait_for(WAIT, |r| events_for(r, &sub).len() >= ids.len())
+        .await;
+    // A moment more: a second delivery of any of them would show now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = events_for(&receiver.received(), &sub);
+    assert!(got.len() >= ids.len());
+    let numbers: Vec<i64> = events.iter().map(|n| event_of(n).0).collect();
+    assert_eq!(
+        numbers,
+        (1..=ids.len() as i64).collect::<Vec<_>>(),
+        "each once, in order"
+    );
+    let told: std::collections::BTreeSet<String> = events
+        .iter()
+        .map(|n| event_of(n).1.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        told,
+        ids.iter().cloned().collect(),
+        "every reading, whichever replica wrote it"
+    );
+
+    // A replica takes the subscription and dies mid-delivery (numbered, never finished):
+    // once its lease runs out, a live replica delivers that same notification.
+    let store = a.sandbox.app.notifier.as_ref().unwrap().store.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let taken = loop {
+        let t = store.claim("dead-replica", now, 3_000, 1000).await.unwrap();
+        if t.iter().any(|s| s.id == sub) {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(taken.iter().any(|s| s.id == sub));
+    let monitoring = a.token("demo-monitoring").await;
+    let nhs = a.ordinary_patient("emis", "demo-monitoring");
+    let last = record(&a, &monitoring, &nhs).await;
+    let row = store.subscription(&sub).await.unwrap().unwrap();
+    let next = loop {
+        let e = store.events_after(row.cursor, 100).await.unwrap();
+        if let Some(e) = e
+            .into_iter()
+            .find(|e| e.event.resource_id.as_deref() == Some(last.as_str()))
+        {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let dead = store
+        .enqueue(&sub, "dead-replica", next.seq, "dead-replica-notification")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.number, ids.len() as i64 + 1);
+    let got = receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            events_for(r, &sub).len() > ids.len()
+        })
+        .await;
+    let handed = events_for(&got, &sub);
+    let redelivered = handed.last().unwrap();
+    assert_eq!(
+        redelivered.id, "dead-replica-notification",
+        "the same notification id: receivers de-duplicate by it"
+    );
+    assert_eq!(event_of(redelivered).0, dead.number);
+    assert!(event_of(redelivered).1.ends_with(&last));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        events_for(&receiver.received(), &sub).len(),
+        ids.len() + 1,
+        "delivered once more, no more"
+    );
+    a.sandbox.shutdown().await;
+    b.sandbox.shutdown().await;
+    receiver.stop();
+    drop_schema(&schema).await;
+}
