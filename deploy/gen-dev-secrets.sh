@@ -4,13 +4,14 @@
 # organisation's PKI and secret store (see deploy/README.md, "Secrets").
 #
 #   signing-ed25519.pem   the gateway's access-token signing key (Ed25519, PKCS#8)
+#   webhook-ed25519.pem   the change-notification signing key (Ed25519, PKCS#8)
 #   ca.crt                a throwaway CA that signed server.crt (give it to clients: curl --cacert)
 #   server.crt/.key       TLS for https://localhost:8443 and https://gateway:8443 (compose network)
 #   postgres-password     the audit database user's password (PostgreSQL and the gateway read it)
 #   redis-password        the Redis password (Redis and the gateway read it)
 #
-# Needs openssl 3. Existing files are kept (a missing password file is still made); pass
-# --force to replace them all.
+# Needs openssl 3. Existing files are kept (a missing password file or notification key
+# is still made); pass --force to replace them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p secrets
@@ -27,6 +28,15 @@ for name in postgres-password redis-password; do
     echo "made $name"
   fi
 done
+
+# The notification key came later than the others: made on its own when missing, so an
+# existing deploy/secrets/ gains it without --force.
+if [ ! -e webhook-ed25519.pem ] || [ "$force" = true ]; then
+  openssl genpkey -quiet -algorithm ed25519 -out webhook-ed25519.pem
+  # Read by uid 10001 in the container (see the chmod below): TEST-ONLY.
+  chmod 0644 webhook-ed25519.pem
+  echo "made webhook-ed25519.pem"
+fi
 
 if [ -e signing-ed25519.pem ] && [ "$force" = false ]; then
   echo "deploy/secrets/ already has keys (use --force to replace them)"
