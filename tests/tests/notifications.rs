@@ -950,3 +950,289 @@ async fn two_replicas_deliver_each_event_once_and_hand_over_a_dead_replicas_leas
     receiver.stop();
     drop_schema(&schema).await;
 }
+
+/// A UTC day `offset` days from today, `YYYY-MM-DD`.
+fn day(offset: i64) -> String {
+    let d = gp_sim::appointments::utc_date_time(gp_sim::appointments::now() + offset * 86_400);
+    format!(
+        "{:04}-{:02}-{:02}",
+        d.year,
+        d.month.unwrap_or(1),
+        d.day.unwrap_or(1)
+    )
+}
+
+#[tokio::test]
+async fn bookings_documents_and_contact_details_changed_through_the_gateway_are_notified() {
+    let w = World::start().await;
+    let receiver = &w.sandbox.receiver;
+    let booking = w.token("demo-booking").await;
+    let consult = w.token("demo-consult").await;
+    // demo-booking hears of appointments; demo-consult of documents and contact details.
+    let appointments = subscribe(
+        &w,
+        &booking,
+        &subscription("appointment-changed", &[], "full-resource", &receiver.url()),
+        receiver,
+    )
+    .await;
+    let record = subscribe(
+        &w,
+        &consult,
+        &subscription(
+            "patient-record-changed",
+            &["_type=DocumentReference,Patient"],
+            "id-only",
+            &receiver.url(),
+        ),
+        receiver,
+    )
+    .await;
+    let base = w.manifest().base_url.clone();
+    let nhs = w.ordinary_patient("tpp", "demo-booking");
+    let practice = w.practice_of(&nhs);
+    // Book a free slot, then cancel it.
+    let slots = w
+        .call(
+            "GET",
+            &format!(
+                "/Slot?start=ge{}&end=le{}&status=free&_include=Slot:schedule&practice={practice}",
+                day(1),
+                day(13)
+            ),
+            &booking,
+            &[],
+            b"",
+        )
+        .await
+        .json();
+    let entries = slots["entry"].as_array().unwrap();
+    let slot = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Slot")
+        .unwrap()
+        .clone();
+    let schedule = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| {
+            Some(format!("Schedule/{}", r["id"].as_str().unwrap()).as_str())
+                == slot["schedule"]["reference"].as_str()
+        })
+        .unwrap();
+    let location = schedule["actor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| {
+            a["reference"]
+                .as_str()
+                .filter(|r| r.starts_with("Location/"))
+        })
+        .unwrap();
+    let body = json!({
+        "resourceType": "Appointment",
+        "identifier": [{ "system": "https://demo-booking.example/bookings", "value": uuid::Uuid::new_v4().to_string() }],
+        "status": "booked",
+        "slot": [{ "reference": format!("Slot/{}", slot["id"].as_str().unwrap()) }],
+        "start": slot["start"], "end": slot["end"],
+        "created": format!("{}T09:00:00+00:00", day(0)),
+        "description": "Notification test",
+        "participant": [
+            { "actor": { "reference": format!("Patient/{nhs}") }, "status": "accepted" },
+            { "actor": { "reference": location }, "status": "accepted" }
+        ]
+    });
+    let booked = w
+        .call(
+            "POST",
+            "/Appointment",
+            &booking,
+            &[FHIR_JSON],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(booked.status, 201, "{}", booked.diagnostics());
+    let appt = booked.json();
+    let id = appt["id"].as_str().unwrap().to_owned();
+    let etag = booked.header("etag").unwrap().to_owned();
+    let cancel = serde_json::to_vec(&json!([
+        { "op": "replace", "path": "/status", "value": "cancelled" },
+        { "op": "add", "path": "/cancelationReason", "value": { "text": "No longer needed" } }
+    ]))
+    .unwrap();
+    let cancelled = w
+        .call(
+            "PATCH",
+            &format!("/Appointment/{id}"),
+            &booking,
+            &[
+                ("content-type", "application/json-patch+json"),
+                ("if-match", &etag),
+            ],
+            &cancel,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.diagnostics());
+    // File a document; change the patient's contact details.
+    let doc = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "identifier": [{ "system": "https://demo-consult.example/docs", "value": uuid::Uuid::new_v4().to_string() }],
+        "type": { "coding": [{ "system": SNOMED, "code": "371530004" }] },
+        "subject": { "reference": format!("Patient/{nhs}") },
+        "description": "Notification test",
+        "content": [{ "attachment": { "contentType": "text/plain", "data": "Tm90aWZpY2F0aW9uIHRlc3QK" } }]
+    });
+    let filed = w
+        .call(
+            "POST",
+            "/DocumentReference",
+            &consult,
+            &[FHIR_JSON],
+            &serde_json::to_vec(&doc).unwrap(),
+        )
+        .await;
+    assert_eq!(filed.status, 201, "{}", filed.diagnostics());
+    let doc_id = filed.json()["id"].as_str().unwrap().to_owned();
+    let patient = w
+        .call("GET", &format!("/Patient/{nhs}"), &consult, &[], b"")
+        .await;
+    let patch = serde_json::to_vec(&json!([{ "op": "add", "path": "/telecom/-", "value": { "system": "email", "value": "notify.test@example.com", "use": "home" } }])).unwrap();
+    let changed = w
+        .call(
+            "PATCH",
+            &format!("/Patient/{nhs}"),
+            &consult,
+            &[
+                ("content-type", "application/json-patch+json"),
+                ("if-match", patient.header("etag").unwrap()),
+            ],
+            &patch,
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.diagnostics());
+
+    let got = receiver
+        .wait_for(WAIT, |r| {
+            events_for(r, &appointments).len() >= 2 && events_for(r, &record).len() >= 2
+        })
+        .await;
+    let told: Vec<String> = events_for(&got, &appointments)
+        .iter()
+        .map(|n| event_of(n).1)
+        .collect();
+    assert_eq!(
+        told,
+        [
+            format!("{base}/Appointment/{id}"),
+            format!("{base}/Appointment/{id}")
+        ],
+        "booked, then cancelled"
+    );
+    let full = events_for(&got, &appointments);
+    assert_eq!(full[0].body["entry"][1]["resource"]["id"], id.as_str());
+    assert_eq!(
+        full[0].body["entry"][1]["request"]["method"], "POST",
+        "booked: created"
+    );
+    assert_eq!(
+        full[1].body["entry"][1]["request"]["method"], "PUT",
+        "cancelled: updated"
+    );
+    assert_eq!(
+        full[1].body["entry"][1]["resource"]["status"], "cancelled",
+        "as read now"
+    );
+    let told: Vec<String> = events_for(&got, &record)
+        .iter()
+        .map(|n| event_of(n).1)
+        .collect();
+    assert_eq!(
+        told,
+        [
+            format!("{base}/DocumentReference/{doc_id}"),
+            format!("{base}/Patient/{nhs}")
+        ]
+    );
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_hangs_holds_up_neither_requests_nor_other_subscriptions() {
+    let w = World::start().await;
+    let consult = w.token("demo-consult").await;
+    let monitoring = w.token("demo-monitoring").await;
+    let keys = vec![
+        w.sandbox
+            .app
+            .notifier
+            .as_ref()
+            .unwrap()
+            .signer
+            .public_key()
+            .to_vec(),
+    ];
+    let hanging = Receiver::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        keys,
+        false,
+    )
+    .unwrap();
+    let slow = subscribe(
+        &w,
+        &consult,
+        &subscription(
+            "patient-record-changed",
+            &["_type=Observation"],
+            "id-only",
+            &hanging.url(),
+        ),
+        &hanging,
+    )
+    .await;
+    hanging.set_delay(Duration::from_secs(600));
+    let live = subscribe(
+        &w,
+        &monitoring,
+        &subscription(
+            "patient-record-changed",
+            &["_type=Observation"],
+            "id-only",
+            &w.sandbox.receiver.url(),
+        ),
+        &w.sandbox.receiver,
+    )
+    .await;
+    let nhs = w.ordinary_patient("emis", "demo-monitoring");
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let id = record(&w, &monitoring, &nhs).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a write waits on no delivery: {:?}",
+            started.elapsed()
+        );
+        let got = w
+            .sandbox
+            .receiver
+            .wait_for(Duration::from_secs(3), |r| {
+                events_for(r, &live)
+                    .iter()
+                    .any(|n| event_of(n).1.ends_with(&id))
+            })
+            .await;
+        assert!(
+            events_for(&got, &live)
+                .iter()
+                .any(|n| event_of(n).1.ends_with(&id)),
+            "the live subscription is told within 3 s while the other's receiver hangs"
+        );
+    }
+    assert!(
+        events_for(&hanging.received(), &slow).is_empty(),
+        "nothing completed at the hanging receiver"
+    );
+    hanging.stop();
+    w.sandbox.shutdown().await;
+}

@@ -95,8 +95,12 @@ pub struct RecordChange {
     pub resource_id: Option<String>,
     /// When it was made, RFC 3339 UTC (`2026-12-07T10:15:00Z`).
     pub occurred: String,
-    /// True when made at the practice (or anywhere but a third party's API call);
-    /// false when a third party (the gateway) made it through the system's API.
+    /// False when this gateway made it, through this adapter's own API identity (the
+    /// gateway announced it from its outbox already); true for every other change: at
+    /// the practice, or by another system's integration. A GP system that cannot tell
+    /// its API clients apart reports every API change false, and changes other
+    /// integrations make then go unannounced (the simulators have one API client: the
+    /// gateway).
     pub by_practice: bool,
 }
 

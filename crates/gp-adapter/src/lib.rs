@@ -399,8 +399,9 @@ pub trait Adapter: Send + Sync {
         }
     }
 
-    /// Whether this adapter implements [`Adapter::changes_since`]. Called once at
-    /// start-up: the gateway polls only practices whose adapter does. Default: false.
+    /// Whether this adapter implements [`Adapter::changes_since`]: the gateway polls only
+    /// practices whose adapter does (it asks at each poll; keep it a constant). Default:
+    /// false.
     fn tracks_changes(&self) -> bool {
         false
     }

@@ -76,8 +76,8 @@ async fn exchange(
     signed: &Signed,
     body: Bytes,
 ) -> Result<u16, String> {
-    let addr = policy.resolve(endpoint).await?;
-    let conn = policy.connect(endpoint, addr).await?;
+    let addrs = policy.resolve(endpoint).await?;
+    let conn = policy.connect(endpoint, &addrs).await?;
     let mut req = Request::post(endpoint.path.as_str())
         .header(http::header::HOST, endpoint.authority.as_str())
         .header(http::header::CONTENT_TYPE, "application/fhir+json")

@@ -80,10 +80,10 @@ impl EndpointPolicy {
         parse(url, self.allow_loopback)
     }
 
-    /// Resolves `e` and answers the address to connect to: every address it resolves to
-    /// must be allowed (public; loopback too where allowed), so a name cannot smuggle a
-    /// private address in among public ones.
-    pub async fn resolve(&self, e: &Endpoint) -> Result<SocketAddr, String> {
+    /// Resolves `e` and answers the addresses to connect to, in the resolver's order:
+    /// every address it resolves to must be allowed (public; loopback too where allowed),
+    /// so a name cannot smuggle a private address in among public ones.
+    pub async fn resolve(&self, e: &Endpoint) -> Result<Vec<SocketAddr>, String> {
         let addrs: Vec<SocketAddr> = match e.host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, e.port)],
             Err(_) => {
@@ -97,9 +97,9 @@ impl EndpointPolicy {
                 found.collect()
             }
         };
-        let Some(first) = addrs.first().copied() else {
+        if addrs.is_empty() {
             return Err(format!("{} resolves to no address", e.host));
-        };
+        }
         for a in &addrs {
             let ip = a.ip();
             let allowed = is_public(ip) || (self.allow_loopback && ip.is_loopback());
@@ -116,15 +116,27 @@ impl EndpointPolicy {
                 ));
             }
         }
-        Ok(first)
+        Ok(addrs)
     }
 
-    /// Opens a connection to `e` at `addr` (from [`EndpointPolicy::resolve`]), TLS for
-    /// `https://`.
-    pub async fn connect(&self, e: &Endpoint, addr: SocketAddr) -> Result<Conn, String> {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|err| format!("cannot connect: {}", err.kind()))?;
+    /// Opens a connection to `e` at the first of `addrs` (from
+    /// [`EndpointPolicy::resolve`]) that answers, TLS for `https://`.
+    pub async fn connect(&self, e: &Endpoint, addrs: &[SocketAddr]) -> Result<Conn, String> {
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(t) => {
+                    tcp = Some(t);
+                    break;
+                }
+                Err(err) => last = Some(err.kind()),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| match last {
+            Some(kind) => format!("cannot connect: {kind}"),
+            None => "cannot connect: no address".to_owned(),
+        })?;
         let _ = tcp.set_nodelay(true);
         if !e.https {
             return Ok(Conn::Plain(tcp));
@@ -373,7 +385,7 @@ mod tests {
             tls: None,
         };
         let e = sandbox.parse("http://127.0.0.1:9/hook").unwrap();
-        assert_eq!(sandbox.resolve(&e).await.unwrap().port(), 9);
+        assert_eq!(sandbox.resolve(&e).await.unwrap()[0].port(), 9);
         let private = sandbox.parse("http://10.0.0.1/hook").unwrap();
         assert!(
             sandbox.resolve(&private).await.is_err(),

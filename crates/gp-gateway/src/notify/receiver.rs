@@ -42,6 +42,8 @@ pub struct Received {
     pub body: serde_json::Value,
     /// The raw body's length.
     pub bytes: usize,
+    /// When it arrived (Unix ms).
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +262,7 @@ async fn answer(state: &State, req: Request<Incoming>, log: bool) -> Response<Fu
         headers,
         body: parsed,
         bytes: body.len(),
+        at_ms: super::now_ms(),
     });
     while inbox.len() > KEPT {
         inbox.pop_front();
