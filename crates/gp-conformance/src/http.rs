@@ -267,7 +267,7 @@ pub fn retry_after(answer: &Answer) -> Duration {
     Duration::from_secs(secs.clamp(1, 5))
 }
 
-fn redact_header(name: &str, value: &str) -> String {
+pub(crate) fn redact_header(name: &str, value: &str) -> String {
     if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie") {
         match value.split_once(' ') {
             Some((scheme, _)) => format!("{scheme} [REDACTED]"),
@@ -278,7 +278,7 @@ fn redact_header(name: &str, value: &str) -> String {
     }
 }
 
-fn redact_body(body: &[u8]) -> String {
+pub(crate) fn redact_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut out = redact_text(&text);
     if out.len() > EVIDENCE_BODY_CHARS {

@@ -9,6 +9,7 @@ pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod suites;
+pub mod webhook;
 
 pub use manifest::Manifest;
 pub use model::{Report, Status, TestResult};

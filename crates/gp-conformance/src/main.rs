@@ -26,7 +26,8 @@ enum Command {
         /// The gateway's origin, e.g. http://127.0.0.1:8080.
         #[arg(long)]
         target: String,
-        /// Suite to run (repeatable): gateway-security, provider, supplier-assessment.
+        /// Suite to run (repeatable): gateway-security, provider, supplier-assessment,
+        /// appointments, documents, notifications (`list` shows their tests).
         #[arg(long = "suite", required = true)]
         suites: Vec<String>,
         /// Manifest file (sandbox manifest format); default: GET {target}/_sandbox/manifest.

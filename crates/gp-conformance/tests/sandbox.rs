@@ -394,3 +394,101 @@ async fn without_a_booking_supplier_the_appointments_suite_is_skipped_saying_why
     let _ = std::fs::remove_dir_all(&dir);
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_notifies_subscribers_signed_in_order_and_only_where_paired() {
+    let sandbox = support::sandbox().await;
+    let opts = support::options(&support::origin(&sandbox), &["notifications"]);
+    let report = support::run(&opts, 240).await;
+
+    let bad: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| r.status != Status::Pass)
+        .map(|r| format!("{} {:?}: {}", r.id, r.status, r.message))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "notification tests not passing:\n{}",
+        bad.join("\n")
+    );
+    let catalogue = gp_conformance::suites::notifications::CATALOGUE;
+    assert_eq!(report.summary.total, catalogue.len());
+    for def in catalogue {
+        assert!(report.result(def.id).is_some(), "{} ran", def.id);
+    }
+    // The kit judged what its own receiver got, shown as evidence: the handshakes and
+    // events, each with its signature headers.
+    let signatures = report.result("NOT-03").unwrap();
+    let received: Vec<_> = signatures
+        .evidence
+        .iter()
+        .filter(|e| e.method == gp_conformance::webhook::RECEIVED)
+        .collect();
+    // Two handshakes, three readings, the pairing check's control, NOT-07's control.
+    assert!(received.len() >= 7, "{}", received.len());
+    assert!(received.iter().all(|e| {
+        e.request_headers
+            .iter()
+            .any(|(k, v)| k == "webhook-signature" && v.starts_with("v1a,"))
+    }));
+    // The unpaired supplier's check wrote for a patient it is not paired with.
+    let pairing = report.result("NOT-06").unwrap();
+    assert!(
+        pairing
+            .evidence
+            .iter()
+            .any(|e| e.method == "POST" && e.url.ends_with("/Observation") && e.status == 201)
+    );
+    // Never the sandbox's demo receiver: the kit listens for itself.
+    assert!(sandbox.receiver.received().is_empty());
+    // Its subscriptions are gone: none left for any demo supplier.
+    for client_id in ["demo-consult", "demo-monitoring"] {
+        let app = support::App::new(&sandbox, client_id);
+        let token = app.token(&[]).await;
+        let held: serde_json::Value =
+            serde_json::from_slice(&app.get("Subscription", &token, true).await.body).unwrap();
+        assert_eq!(held["total"], 0, "{client_id}: {held}");
+    }
+    let json = serde_json::to_string(&report).unwrap();
+    for p in &sandbox.manifest.patients {
+        assert!(
+            !json.contains(&p.nhs_number),
+            "NHS number {} leaked",
+            p.nhs_number
+        );
+    }
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_unpaired_supplier_the_pairing_check_is_a_skip_saying_why() {
+    let sandbox = support::sandbox().await;
+    // Without demo-monitoring every supplier that may subscribe is paired with every
+    // practice, and demo-consult writes the readings it is told of itself.
+    let mut manifest = serde_json::to_value(&sandbox.manifest).unwrap();
+    manifest["suppliers"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["client_id"] != "demo-monitoring");
+    let dir = scratch("no-unpaired-supplier");
+    let opts = RunOptions {
+        manifest: Some(manifest_file(&manifest, &dir)),
+        ..support::options(&support::origin(&sandbox), &["notifications"])
+    };
+    let report = support::run(&opts, 240).await;
+    let pairing = report.result("NOT-06").unwrap();
+    assert_eq!(pairing.status, Status::Skip, "{}", pairing.message);
+    assert!(
+        pairing.message.contains("no unpaired supplier"),
+        "{}",
+        pairing.message
+    );
+    assert!(pairing.evidence.is_empty(), "nothing is sent");
+    for r in report.results.iter().filter(|r| r.id != "NOT-06") {
+        assert_eq!(r.status, Status::Pass, "{}: {}", r.id, r.message);
+    }
+    assert!(report.passed());
+    let _ = std::fs::remove_dir_all(&dir);
+    sandbox.shutdown().await;
+}

@@ -11,16 +11,18 @@ use crate::model::{Check, Status, TestDef, TestResult, Verdict};
 pub mod appointments;
 pub mod assessment;
 pub mod documents;
+pub mod notifications;
 pub mod provider;
 pub mod security;
 
 /// Suites the kit can run, in the order `list` shows them.
-pub const SUITES: [&str; 5] = [
+pub const SUITES: [&str; 6] = [
     "gateway-security",
     "provider",
     "supplier-assessment",
     "appointments",
     "documents",
+    "notifications",
 ];
 
 /// Every catalogue, by suite.
@@ -31,6 +33,7 @@ pub fn catalogue(suite: &str) -> Option<&'static [TestDef]> {
         "supplier-assessment" => Some(assessment::CATALOGUE),
         "appointments" => Some(appointments::CATALOGUE),
         "documents" => Some(documents::CATALOGUE),
+        "notifications" => Some(notifications::CATALOGUE),
         _ => None,
     }
 }
@@ -43,6 +46,7 @@ pub async fn run(name: &str, ctx: &Ctx, rec: &mut Recorder) {
         "supplier-assessment" => assessment::run(ctx, rec).await,
         "appointments" => appointments::run(ctx, rec).await,
         "documents" => documents::run(ctx, rec).await,
+        "notifications" => notifications::run(ctx, rec).await,
         _ => rec.omit_rest(&format!("unknown suite '{name}'")),
     }
 }

@@ -1,6 +1,6 @@
 //! A demo notification receiver: what `gp-gateway sandbox` starts on loopback so a
-//! developer sees notifications arrive, and what tests and the conformance kit point
-//! subscriptions at. It accepts any `POST`, checks its Standard Webhooks signature
+//! developer sees notifications arrive, and what tests point subscriptions at (the
+//! conformance kit runs a receiver of its own). It accepts any `POST`, checks its Standard Webhooks signature
 //! against the keys it was given, keeps the last [`KEPT`] notifications (newest last)
 //! and answers them as JSON at `GET /` (`?since=N` for those after the Nth). It can be
 //! told to refuse (`set_status`) or to hang (`set_delay`), to play a failing receiver.
