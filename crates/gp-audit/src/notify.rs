@@ -29,6 +29,8 @@
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use async_trait::async_trait;
 
