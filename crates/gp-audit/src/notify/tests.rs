@@ -262,12 +262,29 @@ pub(crate) async fn claims_are_exclusive_renewed_and_handed_over(
             .unwrap()
             .is_empty()
     );
-    // Replica 1 renews (its own are answered again), replica 2 does not.
+    // Replica 1 renews (its own are answered again, before any free one is taken),
+    // replica 2 does not.
+    for i in 0..2 {
+        a.insert_subscription(&subscription(&format!("sub-new-{i}"), "demo-consult"))
+            .await
+            .unwrap();
+    }
     let renewed = ids(&a
-        .claim("replica-1", t0 + MINUTE / 2, MINUTE, 10)
+        .claim("replica-1", t0 + MINUTE / 2, MINUTE, 3)
         .await
         .unwrap());
-    assert_eq!(renewed, one, "its own leases, renewed; none of the others'");
+    assert_eq!(
+        renewed, one,
+        "its own leases, renewed first; none of the others'"
+    );
+    for i in 0..2 {
+        let id = format!("sub-new-{i}");
+        assert!(
+            a.set_status(&id, SubscriptionStatus::Off, None)
+                .await
+                .unwrap()
+        );
+    }
     // Replica 2's leases expire at t0 + 1 min and are taken over; replica 1's, renewed
     // until t0 + 1.5 min, are not.
     let taken = ids(&b.claim("replica-3", t0 + MINUTE, MINUTE, 10).await.unwrap());
