@@ -224,9 +224,9 @@ pub(crate) async fn claims_are_exclusive_renewed_and_handed_over(
 ) {
     let t0: i64 = 1_800_000_000_000;
     for i in 0..6 {
-        a.insert_subscription(&subscription(&format!("sub-{i}"), "demo-consult"))
-            .await
-            .unwrap();
+        let mut s = subscription(&format!("sub-{i}"), "demo-consult");
+        s.next_attempt_ms = t0;
+        a.insert_subscription(&s).await.unwrap();
     }
     let mut off = subscription("sub-off", "demo-consult");
     off.status = SubscriptionStatus::Off;
@@ -265,6 +265,7 @@ pub(crate) async fn claims_are_exclusive_renewed_and_handed_over(
     // Replica 1 renews (its own are answered again, before any free one is taken),
     // replica 2 does not.
     for i in 0..2 {
+        // Due for longer than replica 1's own.
         a.insert_subscription(&subscription(&format!("sub-new-{i}"), "demo-consult"))
             .await
             .unwrap();
