@@ -7,6 +7,15 @@
 //! `log.rs`), PostgreSQL when several replicas must share one trail. Both batch the rows
 //! that arrive together (group commit), so durability does not cost a disk flush per
 //! request, and each request waits only for its own batch.
+//!
+//! The same database keeps change notifications' state ([`notify`]): an **outbox** of
+//! events (`notify_event`), which a write's audit row commits with it
+//! ([`AuditStore::append_with_events`]: same transaction, same SQLite log frame, and only
+//! when the row commits as given), subscriptions and their delivery state
+//! (`notify_subscription`, `notify_notification`) and the GP systems' change-log cursors
+//! (`notify_change_cursor`). The outbox is read in commit order (`seq`), never past an
+//! event a still-running transaction may yet precede; see [`notify`] for the tables and
+//! that rule.
 
 mod log;
 pub mod notify;
@@ -124,8 +133,10 @@ pub trait AuditStore: Send + Sync {
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError>;
     /// As [`append`](Self::append), committing `events` to the notification outbox in
     /// the same transaction as the row, and only when the row commits as given (a
-    /// success withheld or refused carries no event; see [`notify`]). Default: a store
-    /// without an outbox refuses events.
+    /// success withheld or refused carries no event; see [`notify`]). `Ok` means the
+    /// events are committed; [`NotificationStore::events_after`] answers them once they
+    /// are settled (see [`notify`], "The outbox's order"). Default: a store without an
+    /// outbox refuses events.
     async fn append_with_events(
         &self,
         record: AuditRecord,

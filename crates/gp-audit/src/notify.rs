@@ -8,7 +8,10 @@
 //!   commits its events with the write's audit row, in the same transaction (the same log
 //!   frame, for SQLite), and only when the row commits as the success it records: an event
 //!   is never announced for a write the supplier was told failed, and never lost for one
-//!   it was told succeeded;
+//!   it was told succeeded. (One race is beyond any store: a request that gives up at its
+//!   deadline while its row's commit is already running is answered 503, yet that commit,
+//!   events included, goes through; the row is then overwritten as the 503 it got, and its
+//!   events stand: the change they announce was made.)
 //! - a change made in the GP system itself: the gateway's poller reads each practice's
 //!   change log and commits the events with the log's new cursor
 //!   ([`NotificationStore::record_changes`]), compare-and-set, so two replicas polling the
@@ -26,9 +29,54 @@
 //! ([`NotificationStore::enqueue`]) and delivers that: in order, one at a time, at least
 //! once. A replica killed mid-delivery loses its lease when it expires, and the next holder
 //! delivers the same notification again (same id: receivers de-duplicate by it).
+//!
+//! # Tables
+//!
+//! Both backends keep them beside `audit_event` (SQLite: in the trail's file; PostgreSQL:
+//! in its schema), created if absent when the store opens:
+//!
+//! | table | holds | key |
+//! |---|---|---|
+//! | `notify_event` | the outbox: `seq, id, kind, patient, practice, resource_type, resource_id, occurred, source, supplier` (PostgreSQL also `xid8`, the writing transaction's id) | `seq`; `id` unique |
+//! | `notify_subscription` | each subscription and its delivery state: the [`SubscriptionRow`] fields, and its lease (`lease_owner`, `lease_until_ms`) | `id` |
+//! | `notify_notification` | numbered notifications: `subscription, number, event_seq, id, created, outcome, attempts` (`outcome`: `sent`, `withheld`, or null while undelivered) | `(subscription, number)`; `id` unique |
+//! | `notify_change_cursor` | each GP system change log's cursor | `source` |
+//!
+//! # The outbox's order
+//!
+//! `seq` is the commit order, and [`NotificationStore::events_after`] answers a prefix of
+//! it: never an event while one with a lower `seq` may still commit. SQLite commits one
+//! transaction at a time, each taking the next `seq`s. PostgreSQL's transactions commit
+//! side by side: transactions inserting events take an advisory lock just before they do
+//! and hold it to their commit, and a reader stops at the first event whose transaction
+//! is not older than every one still running (`xid8 < pg_snapshot_xmin(pg_current_snapshot())`);
+//! see `notify/postgres.rs`. [`NotificationStore::last_seq`] is the last `seq` that prefix
+//! holds.
+//!
+//! How soon an event is answered: one committed with an audit row on SQLite once the
+//! trail's indexer has inserted the row's log frame, within its gathering time (100 ms)
+//! after the row's answer; on PostgreSQL once every transaction that was running when it
+//! committed has ended. One written by [`NotificationStore::record_changes`], at once on
+//! SQLite, as PostgreSQL's on PostgreSQL.
+//!
+//! # Leases
+//!
+//! A lease stays its holder's until the holder releases it or another owner claims it
+//! once it has expired (`lease_until_ms <= now_ms` of that claim): the lease holder's
+//! writes are checked against `lease_owner` alone, since they carry no time. A claim
+//! answers the owner's own leases first (renewing them), then the subscriptions due the
+//! longest. The writes do only what they say: [`NotificationStore::enqueue`] does not
+//! check that `event_seq` is past the cursor, and [`NotificationStore::finish`] leaves a
+//! notification that has already ended as it ended (the subscription's part of a `Sent`
+//! still applies).
+//!
+//! Every write is committed as `[audit] synchronous` says: with `full`, flushed to disk
+//! before it returns.
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use async_trait::async_trait;
 

@@ -404,7 +404,8 @@ impl AuditStore for PostgresAudit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AuditConfig, FIRST_RELEASE_ROW, check_upgraded, sample};
+    use super::super::notify::tests as checks;
+    use super::super::{AuditConfig, FIRST_RELEASE_ROW, check_upgraded, sample, sample_event};
     use super::*;
 
     /// The machine's PostgreSQL (CI has it); a unique schema per run, dropped after.
@@ -719,5 +720,302 @@ mod tests {
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
             .unwrap();
+    }
+
+    // ---- notifications ----
+
+    fn new_schema() -> String {
+        format!("audit_test_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    async fn drop_schema(schema: &str) {
+        other_session()
+            .await
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_committed_with_rows_come_in_commit_order() {
+        let schema = new_schema();
+        let store = Arc::new(store_in(&schema).await);
+        checks::events_committed_with_rows_come_in_commit_order(store).await;
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn record_changes_is_compare_and_set_between_replicas() {
+        let schema = new_schema();
+        let (one, two) = (store_in(&schema).await, store_in(&schema).await);
+        checks::record_changes_is_compare_and_set(
+            one.notifications().unwrap().as_ref(),
+            two.notifications().unwrap().as_ref(),
+        )
+        .await;
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn claims_are_exclusive_between_replicas_renewed_and_handed_over() {
+        let schema = new_schema();
+        let (one, two) = (store_in(&schema).await, store_in(&schema).await);
+        checks::claims_are_exclusive_renewed_and_handed_over(
+            one.notifications().unwrap().as_ref(),
+            two.notifications().unwrap().as_ref(),
+        )
+        .await;
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn many_claims_at_once_never_share_a_subscription() {
+        let schema = new_schema();
+        let replicas = [
+            store_in(&schema).await,
+            store_in(&schema).await,
+            store_in(&schema).await,
+        ];
+        let stores: Vec<_> = replicas
+            .iter()
+            .map(|r| r.notifications().unwrap())
+            .collect();
+        for i in 0..40 {
+            stores[0]
+                .insert_subscription(&checks::subscription(
+                    &format!("sub-{i:02}"),
+                    "demo-consult",
+                ))
+                .await
+                .unwrap();
+        }
+        let now = 1_800_000_000_000;
+        // Each round's leases have expired by the next: all are claimable again.
+        for round in 0..5 {
+            let mut claims = tokio::task::JoinSet::new();
+            for (i, n) in stores.iter().enumerate() {
+                let (n, owner) = (n.clone(), format!("replica-{i}"));
+                claims.spawn(async move { n.claim(&owner, now + round * 60_000, 60_000, 7).await });
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut total = 0;
+            while let Some(claimed) = claims.join_next().await {
+                for s in claimed.unwrap().unwrap() {
+                    total += 1;
+                    assert!(
+                        seen.insert(s.id.clone()),
+                        "{} claimed twice in round {round}",
+                        s.id
+                    );
+                }
+            }
+            assert_eq!(total, 21, "each replica got its 7");
+        }
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn delivery_state_moves_only_for_the_lease_holder() {
+        let schema = new_schema();
+        let store = store_in(&schema).await;
+        checks::delivery_state_moves_only_for_the_lease_holder(
+            store.notifications().unwrap().as_ref(),
+        )
+        .await;
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_row_refused_or_withheld_carries_no_event() {
+        let schema = new_schema();
+        let store = Arc::new(store_waiting(&schema, Duration::from_millis(300)).await);
+        let n = store.notifications().unwrap();
+        let other = other_session().await;
+        let at = "2026-11-01T10:00:00.000Z";
+        let append = |i: u32| {
+            let store = store.clone();
+            async move {
+                store
+                    .append_with_events(
+                        sample(i, "9000000009", "demo-consult", at),
+                        vec![sample_event(i, "9000000009")],
+                    )
+                    .await
+            }
+        };
+        // The table locked: the first batch's commit fails at the deadline, the rows
+        // queued behind it miss theirs before they are taken.
+        let locker = other_session().await;
+        locker
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {schema}.audit_event IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 1..=4u32 {
+            let append = append(i);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(40 * u64::from(i))).await;
+                append.await
+            }));
+        }
+        for t in tasks {
+            t.await
+                .unwrap()
+                .expect_err("refused while the table is locked");
+        }
+        locker.batch_execute("COMMIT").await.unwrap();
+        // The events' insert fails: so does the row's commit, in the same transaction.
+        other
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.notify_event ADD CONSTRAINT refuse_all CHECK (seq < 0) NOT VALID"
+            ))
+            .await
+            .unwrap();
+        append(5).await.expect_err("the outbox refuses the event");
+        other
+            .batch_execute(&format!(
+                "ALTER TABLE {schema}.notify_event DROP CONSTRAINT refuse_all"
+            ))
+            .await
+            .unwrap();
+        append(6).await.unwrap();
+        let ids: Vec<String> = (1..=6).map(|i| sample(i, "", "", "").id).collect();
+        let refusal = Some((503, Some("SERVICE_UNAVAILABLE".to_owned())));
+        let mut expected = vec![refusal; 5];
+        expected.push(Some((200, None)));
+        assert_eq!(statuses(&store, &ids).await, expected);
+        let events = checks::wait_for_events(n.as_ref(), 0, 1).await;
+        assert_eq!(
+            checks::plain(&events),
+            vec![sample_event(6, "9000000009")],
+            "only the row committed as given has its event"
+        );
+        drop_schema(&schema).await;
+    }
+
+    /// The columns of an event inserted by hand, as another session would.
+    fn raw_event(schema: &str, id: &str) -> String {
+        format!(
+            "INSERT INTO {schema}.notify_event (id, kind, patient, practice, resource_type, occurred, source) \
+             VALUES ('{id}', 'reading-recorded', '9000000009', 'A12345', 'Observation', '2026-12-01T10:00:00.000Z', 'gp-system')"
+        )
+    }
+
+    fn ids(events: &[super::super::StoredEvent]) -> Vec<String> {
+        events.iter().map(|e| e.event.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_event_is_not_answered_while_a_lower_seq_may_still_commit() {
+        let schema = new_schema();
+        let store = store_in(&schema).await;
+        let n = store.notifications().unwrap();
+        let at = "2026-11-01T10:00:00.000Z";
+        let e = |i: u32| sample_event(i, "9000000009");
+        store
+            .append_with_events(sample(1, "9000000009", "x", at), vec![e(1)])
+            .await
+            .unwrap();
+        let first = checks::wait_for_events(n.as_ref(), 0, 1).await;
+        assert_eq!(ids(&first), [e(1).id]);
+
+        // Another session takes the next seq and holds its transaction open; the store
+        // then commits a higher seq.
+        let held = other_session().await;
+        held.batch_execute(&format!("BEGIN; {}", raw_event(&schema, "held")))
+            .await
+            .unwrap();
+        store
+            .append_with_events(sample(2, "9000000009", "x", at), vec![e(2)])
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = other_session()
+            .await
+            .query(
+                &format!("SELECT seq FROM {schema}.notify_event ORDER BY seq"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(seqs.len(), 2, "the held one is not visible: {seqs:?}");
+        assert_eq!(seqs[1], seqs[0] + 2, "the held one took the seq between");
+        for _ in 0..3 {
+            assert_eq!(
+                ids(&n.events_after(0, 100).await.unwrap()),
+                [e(1).id],
+                "not past the held transaction"
+            );
+            assert!(n.events_after(first[0].seq, 100).await.unwrap().is_empty());
+            assert_eq!(n.last_seq().await.unwrap(), first[0].seq);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        held.batch_execute("COMMIT").await.unwrap();
+        let all = checks::wait_for_events(n.as_ref(), 0, 3).await;
+        assert_eq!(ids(&all), [e(1).id, "held".to_owned(), e(2).id]);
+
+        // Rolled back instead: the higher one is answered once it has ended.
+        held.batch_execute(&format!("BEGIN; {}", raw_event(&schema, "aborted")))
+            .await
+            .unwrap();
+        store
+            .append_with_events(sample(3, "9000000009", "x", at), vec![e(3)])
+            .await
+            .unwrap();
+        let last = all[2].seq;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(n.events_after(last, 100).await.unwrap().is_empty());
+        held.batch_execute("ROLLBACK").await.unwrap();
+        let after = checks::wait_for_events(n.as_ref(), last, 1).await;
+        assert_eq!(ids(&after), [e(3).id]);
+        drop_schema(&schema).await;
+    }
+
+    #[tokio::test]
+    async fn commits_carrying_events_take_their_seqs_one_after_the_other() {
+        let schema = new_schema();
+        let store = Arc::new(store_in(&schema).await);
+        let n = store.notifications().unwrap();
+        // Another writer of events (a replica's commit) holds the outbox lock, its
+        // transaction open with a seq drawn.
+        let replica = other_session().await;
+        replica
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({}); {}",
+                notify_pg::OUTBOX_LOCK,
+                raw_event(&schema, "replica")
+            ))
+            .await
+            .unwrap();
+        let at = "2026-11-01T10:00:00.000Z";
+        let appending = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .append_with_events(
+                        sample(1, "9000000009", "x", at),
+                        vec![sample_event(1, "9000000009")],
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !appending.is_finished(),
+            "a commit with events waits for the one before it"
+        );
+        replica.batch_execute("COMMIT").await.unwrap();
+        appending.await.unwrap().unwrap();
+        let all = checks::wait_for_events(n.as_ref(), 0, 2).await;
+        assert_eq!(
+            ids(&all),
+            ["replica".to_owned(), sample_event(1, "").id],
+            "seq order is commit order"
+        );
+        drop_schema(&schema).await;
     }
 }

@@ -596,7 +596,8 @@ impl AuditStore for SqliteAudit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FIRST_RELEASE_ROW, check_upgraded, sample};
+    use super::super::notify::tests as checks;
+    use super::super::{FIRST_RELEASE_ROW, check_upgraded, sample, sample_event};
     use super::*;
 
     #[tokio::test]
@@ -1047,5 +1048,229 @@ mod tests {
             statuses(&store, &[&row.id]).await,
             vec![(503, Some("SERVICE_UNAVAILABLE".to_owned()))]
         );
+    }
+
+    // ---- notifications ----
+
+    #[tokio::test]
+    async fn events_committed_with_rows_come_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(&dir.path().join("trail.sqlite")));
+        checks::events_committed_with_rows_come_in_commit_order(store).await;
+    }
+
+    #[tokio::test]
+    async fn record_changes_is_compare_and_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("trail.sqlite"));
+        let n = store.notifications().unwrap();
+        checks::record_changes_is_compare_and_set(n.as_ref(), n.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn claims_are_exclusive_renewed_and_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("trail.sqlite"));
+        let n = store.notifications().unwrap();
+        checks::claims_are_exclusive_renewed_and_handed_over(n.as_ref(), n.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn delivery_state_moves_only_for_the_lease_holder_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        let store = open(&path);
+        checks::delivery_state_moves_only_for_the_lease_holder(
+            store.notifications().unwrap().as_ref(),
+        )
+        .await;
+        drop(store);
+        let n = open(&path).notifications().unwrap();
+        let a = n.subscription("sub-a").await.unwrap().unwrap();
+        assert_eq!(a.events_since_start, 1);
+        assert_eq!(n.notifications("sub-b", 1, 1, 10).await.unwrap().len(), 1);
+        assert_eq!(n.events_after(0, 100).await.unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_row_withheld_or_refused_carries_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        let store = Arc::new(
+            SqliteAudit::open(&path, Duration::from_millis(150), Synchronous::Full).unwrap(),
+        );
+        let n = store.notifications().unwrap();
+        let at = "2026-11-01T10:00:00.000Z";
+        // A disk that takes 500 ms per write: row 1 is taken, and its request gives up
+        // while its frame is written; rows 2 and 3 miss their deadline in the queue.
+        store.disk.stall(500);
+        let mut tasks = Vec::new();
+        for i in 1..=3u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(i))).await;
+                store
+                    .append_with_events(
+                        sample(i, "9000000009", "demo-consult", at),
+                        vec![sample_event(i, "9000000009")],
+                    )
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap_err();
+        }
+        store.disk.stall(0);
+        // The writer settles them on its own: all three recorded as the 503 sent.
+        let ids: Vec<String> = (1..=3).map(|i| sample(i, "", "", "").id).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let rows = store.query(all_rows()).await.unwrap_or_default();
+            if ids.iter().all(|id| {
+                rows.iter()
+                    .any(|r| &r.id == id && !super::super::releases(r.status))
+            }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            statuses(&store, &refs).await,
+            vec![(503, Some("SERVICE_UNAVAILABLE".to_owned())); 3]
+        );
+        // A commit that fails: no event.
+        store.disk.fail(true);
+        store
+            .append_with_events(
+                sample(4, "9000000009", "demo-consult", at),
+                vec![sample_event(4, "9000000009")],
+            )
+            .await
+            .unwrap_err();
+        store.disk.fail(false);
+        store.ready().await.expect("the refused row is written");
+        assert_eq!(
+            statuses(&store, &[&sample(4, "", "", "").id]).await,
+            vec![(503, Some("SERVICE_UNAVAILABLE".to_owned()))]
+        );
+        // Then one that commits in time.
+        store
+            .append_with_events(
+                sample(5, "9000000009", "demo-consult", at),
+                vec![sample_event(5, "9000000009")],
+            )
+            .await
+            .unwrap();
+        // Rows 2 and 3 were never taken, row 4's commit failed: none of theirs. Row 1's
+        // events committed with it before its request gave up, and stand (see `Writer`).
+        let events = checks::wait_for_events(n.as_ref(), 0, 2).await;
+        assert_eq!(
+            checks::plain(&events),
+            vec![sample_event(1, "9000000009"), sample_event(5, "9000000009")]
+        );
+        drop(store);
+        let reopened = open(&path).notifications().unwrap();
+        assert_eq!(reopened.events_after(0, 100).await.unwrap(), events, "kept");
+    }
+
+    #[tokio::test]
+    async fn events_flushed_to_the_log_but_not_yet_indexed_are_there_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.sqlite");
+        let at = "2026-11-02T10:00:00.000Z";
+        {
+            let store = open(&path);
+            store
+                .append_with_events(
+                    sample(0, "9000000009", "demo-consult", at),
+                    vec![sample_event(0, "9000000009")],
+                )
+                .await
+                .unwrap();
+        }
+        // What a crash right after the writer's flushes leaves: frames the index has not
+        // taken (one with events, one of rows only, as written before events existed,
+        // one with events again) and a last frame with events cut short, never
+        // acknowledged.
+        let log_dir = log::dir_for(&path);
+        let indexed = position(&Connection::open(&path).unwrap()).unwrap();
+        let torn = {
+            let (mut log, pending, _) = Log::open(&log_dir, indexed, true).unwrap();
+            assert!(pending.is_empty(), "a clean close leaves nothing to insert");
+            log.append(
+                &[sample(1, "9690937278", "demo-booking", at)],
+                &[sample_event(1, "9690937278"), sample_event(2, "9690937278")],
+            )
+            .unwrap();
+            log.append(&[sample(2, "9690937278", "demo-booking", at)], [])
+                .unwrap();
+            let end = log
+                .append(
+                    &[sample(3, "9690937278", "demo-booking", at)],
+                    &[sample_event(3, "9690937278")],
+                )
+                .unwrap();
+            log.append(
+                &[sample(4, "9690937278", "demo-booking", at)],
+                &[sample_event(4, "9690937278")],
+            )
+            .unwrap();
+            end
+        };
+        let segment = log::segment_path(&log_dir, torn.segment);
+        let bytes = std::fs::read(&segment).unwrap();
+        // Opening starts a new segment: the first frame written is at its start.
+        assert_eq!(&bytes[..4], b"GPA2");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(torn.offset + 30)
+            .unwrap();
+
+        let store = open(&path);
+        let n = store.notifications().unwrap();
+        let expected: Vec<NewEvent> = [
+            (0, "9000000009"),
+            (1, "9690937278"),
+            (2, "9690937278"),
+            (3, "9690937278"),
+        ]
+        .into_iter()
+        .map(|(i, p)| sample_event(i, p))
+        .collect();
+        let events = n.events_after(0, 100).await.unwrap();
+        assert_eq!(
+            checks::plain(&events),
+            expected,
+            "every flushed event, in order, not the torn one's"
+        );
+        let mut ids: Vec<String> = store
+            .query(all_rows())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            (0..4).map(|i| sample(i, "", "", "").id).collect::<Vec<_>>()
+        );
+        // The outbox goes on after them; nothing is inserted twice on the next opening.
+        store
+            .append_with_events(
+                sample(5, "9000000009", "demo-consult", at),
+                vec![sample_event(5, "9000000009")],
+            )
+            .await
+            .unwrap();
+        let after = checks::wait_for_events(n.as_ref(), 0, 5).await;
+        assert_eq!(after[..4], events[..]);
+        assert!(after[4].seq > events[3].seq);
+        drop((store, n));
+        let reopened = open(&path).notifications().unwrap();
+        assert_eq!(reopened.events_after(0, 100).await.unwrap(), after);
     }
 }

@@ -4,6 +4,9 @@
 //! the trail afterwards, whole, and once. Segments are made small (64 KiB) so that the
 //! kills land on segment switches, recycled segments and spares being zero-filled, not
 //! only on plain appends. Bounded: at most [`ROUNDS`] children within [`BUDGET`].
+//!
+//! Every third row carries a notification event (its write's): the event must be in the
+//! outbox exactly when its row is in the trail, once, whatever the kill interrupted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
@@ -13,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gp_audit::{AuditQuery, AuditRecord, AuditStore, SqliteAudit, Synchronous};
+use gp_audit::{AuditQuery, AuditRecord, AuditStore, NewEvent, SqliteAudit, Synchronous};
 
 /// Set in a child: the trail's path. The child appends until it is killed.
 const CHILD_TRAIL: &str = "GP_AUDIT_CRASH_TRAIL";
@@ -48,6 +51,29 @@ fn row(id: &str) -> AuditRecord {
     }
 }
 
+/// Whether the row `id` carries an event: every third a writer appends.
+fn has_event(id: &str) -> bool {
+    id.rsplit('-')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|n| n % 3 == 0)
+}
+
+/// The event the row `id` carries, derived from the id.
+fn event(id: &str) -> NewEvent {
+    NewEvent {
+        id: format!("event-{id}"),
+        kind: "reading-recorded".into(),
+        patient: "9000000009".into(),
+        practice: "A12345".into(),
+        resource_type: "Observation".into(),
+        resource_id: Some(format!("obs-{id}")),
+        occurred: "2026-12-06T10:00:00.000Z".into(),
+        source: "gateway".into(),
+        supplier: Some("crash-test".into()),
+    }
+}
+
 fn open(path: &Path) -> SqliteAudit {
     SqliteAudit::open_sized(
         path,
@@ -79,7 +105,12 @@ fn child(trail: &str) {
                 let mut n = 0u32;
                 while started.elapsed() < CHILD_LIFETIME {
                     let id = format!("r{round:03}-w{t:02}-{n:07}");
-                    store.append(row(&id)).await.unwrap();
+                    let events = if has_event(&id) {
+                        vec![event(&id)]
+                    } else {
+                        Vec::new()
+                    };
+                    store.append_with_events(row(&id), events).await.unwrap();
                     let mut out = stdout.lock().unwrap();
                     use std::io::Write;
                     writeln!(out, "ack {id}").unwrap();
@@ -183,21 +214,51 @@ fn every_acknowledged_row_survives_repeated_kill_9() {
     );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let rows = runtime.block_on(async {
+    let (rows, events) = runtime.block_on(async {
         let store = open(&trail);
-        store
+        let rows = store
             .query(AuditQuery {
                 limit: 10_000_000,
                 ..AuditQuery::default()
             })
             .await
+            .unwrap();
+        let events = store
+            .notifications()
             .unwrap()
+            .events_after(0, 10_000_000)
+            .await
+            .unwrap();
+        (rows, events)
     });
     let mut ids = HashSet::new();
     for r in &rows {
         assert!(ids.insert(r.id.as_str()), "row {} is there twice", r.id);
         assert_eq!(*r, row(&r.id), "row {} is whole", r.id);
     }
+    // Events: each once and whole, in seq order, and exactly those of the rows in the
+    // trail that carry one.
+    let mut event_ids = HashSet::new();
+    for e in &events {
+        let id = e.event.id.strip_prefix("event-").unwrap();
+        assert!(event_ids.insert(id), "event of {id} is there twice");
+        assert_eq!(e.event, event(id), "event of {id} is whole");
+        assert!(
+            ids.contains(id),
+            "event of {id}, whose row is not in the trail"
+        );
+    }
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let without: Vec<&&str> = ids
+        .iter()
+        .filter(|id| has_event(id) && !event_ids.contains(*id))
+        .collect();
+    assert!(
+        without.is_empty(),
+        "{} rows in the trail without their event (seed {seed}), e.g. {:?}",
+        without.len(),
+        &without[..without.len().min(5)]
+    );
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !ids.contains(id.as_str()))
@@ -223,9 +284,10 @@ fn every_acknowledged_row_survives_repeated_kill_9() {
         .max()
         .unwrap_or(0);
     println!(
-        "{} rows acknowledged, {} in the trail, {rounds} kills, {last_segment} segments",
+        "{} rows acknowledged, {} in the trail, {} events, {rounds} kills, {last_segment} segments",
         acknowledged.len(),
-        rows.len()
+        rows.len(),
+        events.len()
     );
     assert!(
         last_segment > u64::from(rounds) * 2,

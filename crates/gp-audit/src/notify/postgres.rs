@@ -13,9 +13,14 @@
 //!   that may still be running, by its `xid8` column (the writing transaction's id,
 //!   `pg_current_xact_id()`): those with `xid8 < pg_snapshot_xmin(pg_current_snapshot())`
 //!   are settled (every transaction older than the oldest still running has ended), and
-//!   the answer stops at the first event that is not. This also covers an event inserted
-//!   by hand, without the lock; the lock covers what the xid alone cannot, a transaction
-//!   that got its xid before another but drew its `seq` after it.
+//!   the answer stops at the first event that is not.
+//!
+//! The xid rule alone holds back a later event while an *older* transaction (one that
+//! began writing first) may still commit a lower `seq`; it cannot see a *younger*
+//! transaction that drew a lower `seq` and is still running while an older one commits a
+//! higher one (xids are taken at a transaction's first write, `seq`s at its inserts).
+//! The lock rules that out among the trail's own writers; it is why an event must never
+//! be inserted without it.
 //!
 //! So an event is answered once its transaction, and every transaction running when it
 //! committed, has ended: a long-running writing transaction anywhere on the server (not
@@ -459,13 +464,15 @@ impl NotificationStore for PostgresNotify {
     async fn last_seq(&self) -> Result<i64, AuditError> {
         self.run(move |c, schema| {
             Box::pin(async move {
-                // Where `events_after` would stop reading: just before the first event that
-                // may not be settled, else the last.
+                // The last event `events_after(0, ..)` would answer: the last one before the
+                // first that may not be settled (not that one's seq - 1: a seq between
+                // may belong to a transaction still running).
                 let unsettled = unsettled_after(schema);
                 let row = c
                     .query_one(
                         &format!(
-                            "SELECT coalesce({unsettled} - 1, (SELECT max(seq) FROM {schema}.notify_event), 0)"
+                            "SELECT coalesce(max(seq), 0) FROM {schema}.notify_event \
+                             WHERE seq < coalesce({unsettled}, 9223372036854775807)"
                         ),
                         &[&0i64],
                     )

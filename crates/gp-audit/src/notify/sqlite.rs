@@ -12,8 +12,9 @@
 //! An event written with an audit row is in the outbox once the indexer has taken its
 //! frame: after the row's answer, within the indexer's gathering time
 //! (`INDEX_EVERY`, 100 ms) and its commit; sooner when a query of the trail arrives,
-//! which ends the gathering. Until then [`NotificationStore::events_after`] does not
-//! answer it (nor anything after it).
+//! which ends the gathering; longer while the index is behind its log (an insert failed,
+//! and the trail reports itself unready until it has caught up). Until then
+//! [`NotificationStore::events_after`] does not answer it (nor anything after it).
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
