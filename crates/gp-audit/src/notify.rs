@@ -275,7 +275,9 @@ pub trait NotificationStore: Send + Sync {
 
     /// Numbers outbox event `event_seq` for subscription `id` (number
     /// `events_since_start + 1`, notification id `notification_id`) and moves its cursor
-    /// to `event_seq`, in one transaction; `None` when `owner` does not hold the lease.
+    /// to `event_seq`, in one transaction; `None` when `owner` does not hold the lease, or
+    /// when the cursor is at or past `event_seq` already (an event is never numbered twice
+    /// for one subscription, whatever a stale reader asks).
     async fn enqueue(
         &self,
         id: &str,

@@ -655,7 +655,7 @@ impl NotificationStore for PostgresNotify {
                         &format!(
                             "UPDATE {schema}.notify_subscription \
                              SET events_since_start = events_since_start + 1, cursor = $3 \
-                             WHERE id = $1 AND lease_owner = $2 RETURNING events_since_start"
+                             WHERE id = $1 AND lease_owner = $2 AND cursor < $3 RETURNING events_since_start"
                         ),
                         &[&id, &owner, &event_seq],
                     )

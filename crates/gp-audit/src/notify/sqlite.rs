@@ -510,7 +510,7 @@ impl NotificationStore for SqliteNotify {
                 .query_row(
                     "UPDATE notify_subscription \
                      SET events_since_start = events_since_start + 1, cursor = ?3 \
-                     WHERE id = ?1 AND lease_owner = ?2 RETURNING events_since_start",
+                     WHERE id = ?1 AND lease_owner = ?2 AND cursor < ?3 RETURNING events_since_start",
                     params![id, owner, event_seq],
                     |row| row.get(0),
                 )

@@ -426,6 +426,13 @@ pub(crate) async fn delivery_state_moves_only_for_the_lease_holder(n: &dyn Notif
         None
     );
     assert!(!n.advance("sub-a", "r2", seq(5)).await.unwrap());
+    // A stale reader asking again for an event at or before the cursor numbers nothing.
+    for again in [seq(2), seq(4)] {
+        assert_eq!(
+            n.enqueue("sub-a", "r1", again, "note-again").await.unwrap(),
+            None
+        );
+    }
     let row = n.subscription("sub-a").await.unwrap().unwrap();
     assert_eq!((row.events_since_start, row.cursor), (3, seq(4)));
     assert_eq!(n.undelivered("sub-a").await.unwrap(), Some(one.clone()));
