@@ -10,6 +10,9 @@
 #                   one connection: the p50 the gateway adds (target ≤ 2 ms)
 #   6. documents    filing a 5 MB PDF inline: the gateway's peak RSS rise as a ratio of the
 #                   document's size (examples/document_memory.rs; target < 2.0; DOCS=0 skips)
+#   7. notifications a write's 2xx to its notification at a loopback receiver at 100 events/s
+#                   (p99 target ≤ 200 ms), and resident memory with 10,000 events queued for
+#                   a dead receiver beside a live one (examples/notify_latency.rs; NOTIFY=0 skips)
 #
 # Each peer runs for DURATION at CONNS connections (wrk, after a WARMUP run). Then, unless
 # turned off: open-loop runs (oha at a fixed rate, half the cached gateway's peak) for the
@@ -599,8 +602,14 @@ if [ "${DOCS:-1}" = 1 ]; then
     DOC_MEMORY=$(cd "$ROOT" && cargo run --release -q -p gp-gateway --example document_memory 2>/dev/null | tail -1)
 fi
 
+NOTIFY_RESULT="not run (NOTIFY=0)"
+if [ "${NOTIFY:-1}" = 1 ]; then
+    log "notifications: write to receiver at 100 events/s, and a dead receiver's queue"
+    NOTIFY_RESULT=$(cd "$ROOT" && cargo run --release -q -p gp-gateway --example notify_latency 2>/dev/null | grep -E '^(latency|dead receiver):' | sed 's/^/- /')
+fi
+
 # --- micro-benchmarks ----------------------------------------------------------------------
-MICRO_TABLE="
+MICRO_TABLE=""
 if [ "$MICRO" = 1 ]; then
     log "criterion micro-benchmarks ($MICRO_ARGS)"
     for pb in gp-adapter-emis:mapping gp-adapter-tpp:mapping gp-adapter-vision:mapping \
@@ -671,6 +680,10 @@ $SLOT_TABLE
 ### Filing a 5 MB document (issue 24)
 
 $DOC_MEMORY
+
+### Notifications (issue 25)
+
+$NOTIFY_RESULT
 
 ### Targets (this run)
 

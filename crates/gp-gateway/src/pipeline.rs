@@ -702,7 +702,11 @@ async fn audit(app: &App, ids: &RequestIds, resp: Response<Full<Bytes>>) -> Resp
     let result = if events.is_empty() {
         app.audit.append(record).await
     } else {
-        app.audit.append_with_events(record, events).await
+        let committed = app.audit.append_with_events(record, events).await;
+        if let (Ok(()), Some(n)) = (&committed, &app.notifier) {
+            n.wake.notify_one();
+        }
+        committed
     };
     if result.is_err() {
         app.metrics.audit_failure();

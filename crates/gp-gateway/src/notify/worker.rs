@@ -39,6 +39,10 @@ use crate::context::RequestIds;
 /// How often the worker looks for due subscriptions when nothing wakes it.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// How often it looks, for [`EAGER_FOR`] after a wake.
+const EAGER_TICK: Duration = Duration::from_millis(10);
+const EAGER_FOR: Duration = Duration::from_millis(300);
+
 /// Most notifications one turn delivers before giving the slot back.
 const TURN: usize = 100;
 
@@ -53,10 +57,21 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(notifier.config.max_concurrent_deliveries));
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+        // After a wake (this replica committed events), look often for a while: the
+        // events become readable once the trail has indexed them (SQLite: within about a
+        // tenth of a second), and a notification should not wait a whole tick more.
+        let mut eager_until = tokio::time::Instant::now();
         loop {
+            let pause = if tokio::time::Instant::now() < eager_until {
+                EAGER_TICK
+            } else {
+                TICK
+            };
             tokio::select! {
-                () = notifier.wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = notifier.wake.notified() => {
+                    eager_until = tokio::time::Instant::now() + EAGER_FOR;
+                }
+                () = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => break,
             }
             let free = slots.available_permits();
