@@ -1098,7 +1098,23 @@ async fn bookings_documents_and_contact_details_changed_through_the_gateway_are_
     let patient = w
         .call("GET", &format!("/Patient/{nhs}"), &consult, &[], b"")
         .await;
-    let patch = serde_json::to_vec(&json!([{ "op": "add", "path": "/telecom/-", "value": { "system": "email", "value": "notify.test@example.com", "use": "home" } }])).unwrap();
+    // A new mobile number: replace the one held, or add one.
+    let telecom = patient.json()["telecom"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mobile = telecom
+        .iter()
+        .position(|t| t["system"] == "phone" && t["use"] == "mobile");
+    let op = match mobile {
+        Some(i) => {
+            json!({ "op": "replace", "path": format!("/telecom/{i}/value"), "value": "07700 900555" })
+        }
+        None => {
+            json!({ "op": "add", "path": "/telecom/-", "value": { "system": "phone", "value": "07700 900555", "use": "mobile" } })
+        }
+    };
+    let patch = serde_json::to_vec(&json!([op])).unwrap();
     let changed = w
         .call(
             "PATCH",

@@ -48,9 +48,13 @@ async fn every_route_in_the_table_answers_on_each_listener_it_names() {
                 let a = w
                     .send(row.method.as_str(), &format!("{at}{path}"), &[], b"")
                     .await;
+                // A public read of an id nobody has is a routed 404 (not "no route").
+                let routed_not_found = a.status == 404
+                    && row.access == gp_gateway::routes::Access::Public
+                    && !String::from_utf8_lossy(&a.body).contains("no route for");
                 if row.on(listener) {
                     assert!(
-                        a.status != 404 && a.status != 405,
+                        routed_not_found || (a.status != 404 && a.status != 405),
                         "{} {path} on {listener:?}: {} {}",
                         row.method,
                         a.status,

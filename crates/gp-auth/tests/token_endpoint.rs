@@ -54,7 +54,7 @@ async fn happy(supplier: (&str, &str, Algorithm, &str), expected_scope: &str) {
 async fn rs512_supplier_gets_a_token_with_all_its_scopes() {
     happy(
         BOOKING,
-        "system/Appointment.cruds system/Patient.rs system/Slot.rs",
+        "system/Appointment.cruds system/Patient.rs system/Slot.rs system/Subscription.crds",
     )
     .await;
 }
@@ -63,7 +63,7 @@ async fn rs512_supplier_gets_a_token_with_all_its_scopes() {
 async fn es384_supplier_gets_a_token() {
     happy(
         MONITORING,
-        "system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r",
+        "system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r system/Subscription.crds",
     )
     .await;
 }
@@ -72,7 +72,7 @@ async fn es384_supplier_gets_a_token() {
 async fn rs384_supplier_gets_a_token() {
     happy(
         CONSULT,
-        "system/AllergyIntolerance.rs system/Binary.r system/Condition.rs system/DocumentReference.crs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus system/Practitioner.r",
+        "system/AllergyIntolerance.rs system/Binary.r system/Condition.rs system/DocumentReference.crs system/Encounter.rs system/Immunization.rs system/MedicationStatement.rs system/Observation.crs system/Organization.r system/Patient.rus system/Practitioner.r system/Subscription.crds",
     )
     .await;
 }
@@ -591,7 +591,7 @@ async fn requested_scopes_wholly_beyond_allowed() {
     assert_refused(
         &err,
         "invalid_scope",
-        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r",
+        "None of the requested scopes is allowed for client 'demo-monitoring'; allowed: system/Observation.crs system/Organization.r system/Patient.rs system/Practitioner.r system/Subscription.crds",
         400,
     );
 }

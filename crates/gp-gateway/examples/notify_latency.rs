@@ -20,6 +20,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
     clippy::cast_possible_truncation,
     clippy::cast_precision_loss
 )]

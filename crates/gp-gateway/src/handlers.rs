@@ -84,16 +84,16 @@ pub async fn serve(
         }
         Route::SubscriptionCreate => {
             reject_params(query, &["_format"])?;
-            crate::notify::api::create(app, ids, caller, body).await
+            crate::subscriptions::create(app, ids, caller, body).await
         }
         Route::SubscriptionRead(id) => {
             reject_params(query, &["_format"])?;
-            crate::notify::api::read(app, &id, caller).await
+            crate::subscriptions::read(app, &id, caller).await
         }
-        Route::SubscriptionSearch => crate::notify::api::search(app, query, ids, caller).await,
+        Route::SubscriptionSearch => crate::subscriptions::search(app, query, ids, caller).await,
         Route::SubscriptionDelete(id) => {
             reject_params(query, &["_format"])?;
-            crate::notify::api::delete(app, &id, caller).await
+            crate::subscriptions::delete(app, &id, caller).await
         }
         Route::SubscriptionStatus(id) => {
             if id.is_some() {
@@ -101,7 +101,7 @@ pub async fn serve(
             } else {
                 reject_params(query, &["_format", "id", "status"])?;
             }
-            crate::notify::api::status_of(app, id.as_deref(), query, caller).await
+            crate::subscriptions::status_of(app, id.as_deref(), query, caller).await
         }
         Route::SubscriptionEvents(id) => {
             // POST: the parameters in a form body, joined to the query's.
@@ -109,13 +109,13 @@ pub async fn serve(
             if !body.is_empty() {
                 params.extend(form_pairs(body));
             }
-            crate::notify::api::events(app, &id, &params, caller).await
+            crate::subscriptions::events(app, &id, &params, caller, read_changed_boxed).await
         }
         Route::TopicRead(code) => {
             reject_params(query, &["_format"])?;
-            crate::notify::api::topic(&code)
+            crate::subscriptions::topic(&code)
         }
-        Route::TopicSearch => crate::notify::api::topic_search(query, &ids.base_url),
+        Route::TopicSearch => crate::subscriptions::topic_search(query, &ids.base_url),
         Route::AuditEventSearch => {
             let search = crate::audit::search::parse(query, caller.audit_scope())?;
             let rows = app.audit.query(search.query.clone()).await?;
@@ -788,4 +788,71 @@ fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
         .ok()
         .and_then(|b| gp_fhir::search::parse_query(b).ok())
         .unwrap_or_default()
+}
+
+/// [`read_changed`], boxed with its type named (outside [`serve`], which awaits it
+/// through `$events`: the compiler needs the cycle broken here).
+pub fn read_changed_boxed<'a>(
+    app: &'a App,
+    caller: &'a Caller,
+    event: &'a gp_audit::NewEvent,
+    ids: &'a RequestIds,
+) -> crate::subscriptions::Fetch<'a> {
+    Box::pin(read_changed(app, caller, event, ids))
+}
+
+/// The resource `event` changed, read as `caller` would read it now, through the same
+/// handler and release rules as its own `GET`: `Ok(None)` when the read is refused or
+/// finds nothing, `Err` when the GP system could not answer.
+pub async fn read_changed(
+    app: &App,
+    caller: &Caller,
+    event: &gp_audit::NewEvent,
+    ids: &RequestIds,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    let Ok(nhs) = NhsNumber::parse(&event.patient) else {
+        return Ok(None);
+    };
+    let kind = gp_adapter::ChangeKind::from_code(&event.kind);
+    let route = match (
+        kind.map(gp_adapter::ChangeKind::resource_type),
+        &event.resource_id,
+    ) {
+        (Some("Patient"), _) => Route::PatientRead(nhs.to_string()),
+        (Some("Observation"), Some(id)) => {
+            // A read by id finds its patient in the entry index: the event names them.
+            app.entries
+                .remember(nhs, vec![(ClinicalType::Observation, id.clone())])
+                .await;
+            Route::ClinicalRead(ClinicalType::Observation, id.clone())
+        }
+        (Some("Appointment"), Some(id)) => Route::AppointmentRead(id.clone()),
+        (Some("DocumentReference"), Some(id)) => Route::DocumentReferenceRead(id.clone()),
+        _ => return Ok(None),
+    };
+    let headers = http::HeaderMap::new();
+    let answer = crate::handlers::serve(app, route, &[], &headers, ids, caller, &[]).await;
+    let resp = match answer {
+        Ok(r) => r,
+        Err(rescue) => {
+            let status = rescue.error.status();
+            if status >= 500 {
+                return Err(GatewayError::Internal(format!(
+                    "reading the changed {} answered {status}",
+                    event.resource_type
+                )));
+            }
+            return Ok(None);
+        }
+    };
+    if !resp.status().is_success() {
+        return Ok(None);
+    }
+    // The gateway's own answer, already whole in memory (`Full`).
+    #[allow(clippy::disallowed_methods)]
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    Ok(serde_json::from_slice(&body).ok())
 }

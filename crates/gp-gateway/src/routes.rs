@@ -1313,16 +1313,13 @@ mod tests {
                         row.method
                     );
                 }
-                let interaction = match &handler {
-                    Handler::Fhir(route) => route.interaction(),
+                let scope = match &handler {
+                    Handler::Fhir(route) => route.scope(),
                     Handler::Endpoint(_) => None,
                 };
-                // The access check reads the scope a bearer row needs from its interaction.
-                assert_eq!(
-                    row.access == Access::Bearer,
-                    interaction.is_some(),
-                    "{path}"
-                );
+                // The access check reads the scope a bearer row needs from its route; a
+                // public row needs none (the topics are published like the metadata).
+                assert_eq!(row.access == Access::Bearer, scope.is_some(), "{path}");
                 // FHIR interactions hang below the FHIR base; operational endpoints at
                 // the origin, and SMART discovery also below the base.
                 assert!(
@@ -1410,6 +1407,16 @@ mod tests {
                     ]
                 ),
                 ("Binary", vec![Interaction::Read, Interaction::Create]),
+                (
+                    "Subscription",
+                    vec![
+                        Interaction::Create,
+                        Interaction::SearchType,
+                        Interaction::Read,
+                        Interaction::Delete
+                    ]
+                ),
+                ("Basic", vec![Interaction::SearchType, Interaction::Read]),
                 ("AuditEvent", vec![Interaction::SearchType]),
             ]
         );

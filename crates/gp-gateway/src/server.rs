@@ -485,8 +485,8 @@ pub fn start(
     let handle = serve(app.clone(), listener, server, tls, Endpoints::Main, limits)?;
     // Notification deliveries and change polling run beside the main listener, off the
     // request path, and stop with it.
-    crate::notify::worker::spawn(app.clone(), handle.shutdown.subscribe());
-    crate::notify::poller::spawn(app, handle.shutdown.subscribe());
+    crate::delivery::worker::spawn(app.clone(), handle.shutdown.subscribe());
+    crate::delivery::poller::spawn(app, handle.shutdown.subscribe());
     Ok(handle)
 }
 

@@ -43,6 +43,8 @@ fn config() -> LoadedConfig {
         gp_gateway::sandbox::config("127.0.0.1:1".parse().unwrap(), &unused, &urls, &population)
             .unwrap();
     cfg.gateway.access.mode = AccessMode::Open;
+    // Notifications sign with the sandbox's embedded key, which only the sandbox loads.
+    cfg.gateway.notifications = None;
     cfg
 }
 

@@ -145,6 +145,8 @@ async fn rig() -> Rig {
     )
     .unwrap();
     cfg.gateway.access.mode = AccessMode::Open;
+    // Notifications sign with the sandbox's embedded key, which only the sandbox loads.
+    cfg.gateway.notifications = None;
     let app = Arc::new(gp_gateway::app::App::build(&cfg).await.unwrap());
     let server = gp_gateway::server::start(app, listener, &cfg.gateway.server, None).unwrap();
     let emis_ods: Vec<&str> = population

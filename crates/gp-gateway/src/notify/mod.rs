@@ -5,29 +5,27 @@
 //!   (`gp_audit::notify`): a successful write through the gateway (a reading, a document,
 //!   a booking, an amend or cancel, new contact details) records its change in the
 //!   request's facts, and the pipeline commits it with the request's audit row
-//!   ([`events_of`]); changes made in the GP system itself are found by the [`poller`],
+//!   ([`events_of`]); changes made in the GP system itself are found by the poller
+//!   (`crate::delivery::poller`),
 //!   which reads each practice's change log through its adapter
 //!   (`Adapter::changes_since`).
-//! - **Subscriptions** ([`api`]) name a [`topics`] canonical, filters, an endpoint and a
+//! - **Subscriptions** (`crate::subscriptions`) name a [`topics`] canonical, filters, an endpoint and a
 //!   payload; they belong to the supplier that made them.
-//! - **Delivery** ([`worker`]) runs off the request path: each replica leases
+//! - **Delivery** (`crate::delivery::worker`) runs off the request path: each replica leases
 //!   subscriptions from the store, and for each delivers its notifications one at a time,
 //!   in order, at least once, retrying with exponential backoff; every delivery is signed
-//!   ([`sign`], Standard Webhooks `v1a`) and decided at delivery time ([`authorise`]):
+//!   ([`sign`], Standard Webhooks `v1a`) and decided at delivery time
+//!   (`crate::subscriptions::decide`):
 //!   what the supplier may learn *now*, not when it subscribed.
 
-pub mod api;
-pub mod authorise;
 pub mod config;
 pub mod deliver;
 pub mod endpoint;
 pub mod payload;
-pub mod poller;
 pub mod receiver;
 pub mod sign;
 pub mod subscription;
 pub mod topics;
-pub mod worker;
 
 use std::sync::Arc;
 
@@ -132,7 +130,7 @@ pub fn events_of(facts: &Facts, record: &AuditRecord, status: u16) -> Vec<NewEve
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

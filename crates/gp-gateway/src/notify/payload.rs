@@ -270,3 +270,13 @@ mod tests {
         );
     }
 }
+
+/// The URL of what `event` changed, under `base`.
+pub fn focus_url(base: &str, event: &gp_audit::StoredEvent) -> String {
+    let e = &event.event;
+    match (&e.resource_id, e.resource_type.as_str()) {
+        (_, "Patient") => format!("{base}/Patient/{}", e.patient),
+        (Some(id), t) => format!("{base}/{t}/{id}"),
+        (None, t) => format!("{base}/{t}?patient={}", e.patient),
+    }
+}

@@ -1,6 +1,19 @@
 //! The FHIR interactions of notifications: `Subscription` create, read, search and
 //! delete (a supplier sees and manages only its own), `$status` and `$events`, and the
-//! topics as `Basic` resources.
+//! topics as `Basic` resources; and the delivery-time decision ([`decide`]) both
+//! `$events` and the delivery worker (`crate::delivery`) make.
+//!
+//! Delivery-time authorisation: whether a supplier may learn of an event *now*. Decided
+//! when each notification is delivered (and again when `$events` answers it), never when
+//! the subscription was made, with the rules every read obeys:
+//! - the supplier is still registered and not suspended;
+//! - its registered scopes still allow reading the resource type changed;
+//! - it is paired with the practice whose record changed;
+//! - the patient is not restricted (sensitive) nor dissenting, as PDS and their GP
+//!   system hold them now ([`crate::release::may_learn_of`]).
+//!
+//! A `full-resource` payload is then read as the supplier would read it, through the same
+//! handler and release rules as its own `GET` (`crate::handlers::read_changed`, handed in).
 
 use bytes::Bytes;
 use gp_adapter::ChangeKind;
@@ -10,16 +23,35 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use super::authorise::{Decision, decide, fetch};
-use super::payload::{About, Event, Kind, bundle, method_of, status, status_bundle};
-use super::subscription::{self, Content};
-use super::{Notifier, topics};
+use crate::notify::payload::{
+    About, Event, Kind, bundle, focus_url, method_of, status, status_bundle,
+};
+use crate::notify::subscription::{self, Content};
+use crate::notify::{Notifier, topics};
+use gp_audit::NewEvent;
+use gp_auth::{Permission, RateDecision};
+use gp_fhir::{NhsNumber, OdsCode};
+
 use crate::access::Caller;
 use crate::app::App;
 use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
 use crate::respond::fhir as fhir_response;
 use crate::write_body::Invalid;
+
+/// Reads the resource an event changed as a caller would read it now (`Ok(None)`:
+/// refused or gone; `Err`: the GP system could not answer). The handlers hand theirs in:
+/// this module sits below them.
+pub type ReadChanged = for<'a> fn(&'a App, &'a Caller, &'a NewEvent, &'a RequestIds) -> Fetch<'a>;
+
+/// The future of a [`ReadChanged`], boxed with its type named.
+pub type Fetch<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Option<serde_json::Value>, GatewayError>>
+            + Send
+            + 'a,
+    >,
+>;
 
 /// Most notifications one `$events` call answers.
 pub const MAX_EVENTS: i64 = 100;
@@ -344,6 +376,7 @@ pub async fn events(
     id: &str,
     query: &[(String, String)],
     caller: &Caller,
+    read: ReadChanged,
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let n = notifier(app)?;
     let row = own(n, id, caller).await?;
@@ -405,7 +438,7 @@ pub async fn events(
         let kind = ChangeKind::from_code(&event.event.kind);
         let resource = if content == Content::FullResource && kind != Some(ChangeKind::Deregistered)
         {
-            match fetch(app, &who, &event.event, &ids).await {
+            match read(app, &who, &event.event, &ids).await {
                 Ok(Some(r)) => Some(r),
                 Ok(None) => continue,
                 Err(e) => return Err(e.into()),
@@ -416,7 +449,7 @@ pub async fn events(
         out.push(Event {
             number: notification.number,
             timestamp: event.event.occurred.clone(),
-            focus: Some(super::worker::focus_url(&n.base_url, &event)),
+            focus: Some(focus_url(&n.base_url, &event)),
             resource,
             method: kind.map_or("PUT", method_of),
         });
@@ -493,4 +526,61 @@ pub fn topic_search(
         b["entry"] = Value::Array(entries);
     }
     Ok(json_response(StatusCode::OK, &b))
+}
+
+/// What a supplier may be told of an event.
+pub enum Decision {
+    /// Deliver it, reading any payload as this caller.
+    Allow(Caller),
+    /// Tell the supplier nothing of it; why, for the logs (never patient data).
+    Withhold(&'static str),
+}
+
+/// Decides whether `supplier` may learn of `event` now. `Err`: the answer is not known
+/// yet (PDS or a GP system did not answer): deliver nothing, try again later.
+pub async fn decide(
+    app: &App,
+    supplier: &str,
+    event: &NewEvent,
+    ids: &RequestIds,
+) -> Result<Decision, GatewayError> {
+    let caller = match &app.auth {
+        // The sandbox's open mode: no suppliers, no pairings; release rules still hold.
+        None => Caller::Open,
+        Some(auth) => match auth.registry.view_of(supplier) {
+            Err(_) => return Ok(Decision::Withhold("supplier-not-active")),
+            Ok(view) => {
+                if view
+                    .require(&event.resource_type, Permission::Read)
+                    .is_err()
+                {
+                    return Ok(Decision::Withhold("scope"));
+                }
+                Caller::Supplier {
+                    view,
+                    decision: RateDecision {
+                        allowed: true,
+                        limit: 0,
+                        remaining: 0,
+                        reset_after_secs: 0,
+                        retry_after_secs: 0,
+                        window_secs: 0,
+                    },
+                }
+            }
+        },
+    };
+    let Ok(practice) = OdsCode::parse(&event.practice) else {
+        return Ok(Decision::Withhold("bad-practice"));
+    };
+    if !caller.paired_with(&practice) {
+        return Ok(Decision::Withhold("not-paired"));
+    }
+    let Ok(nhs) = NhsNumber::parse(&event.patient) else {
+        return Ok(Decision::Withhold("bad-patient"));
+    };
+    if !crate::release::may_learn_of(app, nhs, ids).await? {
+        return Ok(Decision::Withhold("patient-withheld"));
+    }
+    Ok(Decision::Allow(caller))
 }

@@ -27,14 +27,15 @@ use gp_adapter::ChangeKind;
 use gp_audit::{Delivery, Notification, StoredEvent, SubscriptionRow, SubscriptionStatus};
 use tokio::sync::{Semaphore, watch};
 
-use super::authorise::{Decision, decide, fetch};
-use super::deliver::{Outcome, parse_header, post};
-use super::payload::{About, Event, Kind, bundle, method_of};
-use super::subscription::{Content, Spec};
-use super::{Notifier, now_ms};
 use crate::access::Caller;
 use crate::app::App;
 use crate::context::RequestIds;
+use crate::handlers::read_changed as fetch;
+use crate::notify::deliver::{Outcome, parse_header, post};
+use crate::notify::payload::{About, Event, Kind, bundle, focus_url, method_of};
+use crate::notify::subscription::{Content, Spec};
+use crate::notify::{Notifier, now_ms};
+use crate::subscriptions::{Decision, decide};
 
 /// How often the worker looks for due subscriptions when nothing wakes it.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -42,6 +43,10 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// How often it looks, for [`EAGER_FOR`] after a wake.
 const EAGER_TICK: Duration = Duration::from_millis(10);
 const EAGER_FOR: Duration = Duration::from_millis(300);
+
+/// Subscriptions are leased at least this often even when no event arrived: retries,
+/// handshakes and heartbeats fall due within it.
+const IDLE_CLAIM: Duration = Duration::from_millis(500);
 
 /// Most notifications one turn delivers before giving the slot back.
 const TURN: usize = 100;
@@ -61,15 +66,19 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         // events become readable once the trail has indexed them (SQLite: within about a
         // tenth of a second), and a notification should not wait a whole tick more.
         let mut eager_until = tokio::time::Instant::now();
+        let mut seen_end = -1;
+        let mut last_claim = tokio::time::Instant::now();
         loop {
             let pause = if tokio::time::Instant::now() < eager_until {
                 EAGER_TICK
             } else {
                 TICK
             };
+            let mut woken = false;
             tokio::select! {
                 () = notifier.wake.notified() => {
                     eager_until = tokio::time::Instant::now() + EAGER_FOR;
+                    woken = true;
                 }
                 () = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => break,
@@ -78,6 +87,16 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             if free == 0 {
                 continue;
             }
+            // Subscriptions are leased when there may be work: an event committed (here,
+            // or by another replica: the outbox's end moved), a wake (a new subscription),
+            // or at least every IDLE_CLAIM for retries, handshakes and heartbeats falling
+            // due. An idle gateway asks the store one cheap question per tick.
+            let end = notifier.store.last_seq().await.unwrap_or(seen_end);
+            if !woken && end == seen_end && last_claim.elapsed() < IDLE_CLAIM {
+                continue;
+            }
+            seen_end = end;
+            last_claim = tokio::time::Instant::now();
             let lease = i64::try_from(notifier.config.lease_ms).unwrap_or(i64::MAX);
             let claimed = match notifier
                 .store
@@ -183,6 +202,10 @@ async fn turn(app: &App, n: &Notifier, sub: SubscriptionRow) {
             Step::Failed => return,
         }
     }
+    if sent >= TURN || Instant::now() >= until {
+        // More may be waiting: lease it again at once rather than at the next idle claim.
+        n.wake.notify_one();
+    }
     if sent == 0
         && let Some(period) = spec.heartbeat_secs
         && now_ms().saturating_sub(sub.last_sent_ms)
@@ -196,7 +219,7 @@ async fn turn(app: &App, n: &Notifier, sub: SubscriptionRow) {
 fn spec_of(sub: &SubscriptionRow) -> Option<Spec> {
     let v: serde_json::Value = serde_json::from_str(&sub.resource).ok()?;
     // Checked when it was made; the endpoint is checked again at each delivery.
-    super::subscription::parse(&v, &|_| Ok(())).ok()
+    crate::notify::subscription::parse(&v, &|_| Ok(())).ok()
 }
 
 fn supplier_active(app: &App, supplier: &str) -> bool {
@@ -207,7 +230,7 @@ fn supplier_active(app: &App, supplier: &str) -> bool {
 
 /// Where and how a subscription's notifications go.
 struct Channel {
-    endpoint: super::endpoint::Endpoint,
+    endpoint: crate::notify::endpoint::Endpoint,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     timeout: Duration,
 }
@@ -440,7 +463,7 @@ async fn deliver_one(
     .await
     {
         Outcome::Delivered(status) => {
-            n.metrics_delivered(app, true);
+            app.metrics.notification(true);
             if let Err(e) = n
                 .store
                 .finish(
@@ -457,7 +480,7 @@ async fn deliver_one(
             Step::Delivered
         }
         Outcome::Failed(why) => {
-            n.metrics_delivered(app, false);
+            app.metrics.notification(false);
             let _ = audit(
                 app,
                 sub,
@@ -470,16 +493,6 @@ async fn deliver_one(
             let _ = fail(n, sub, &why).await;
             Step::Failed
         }
-    }
-}
-
-/// The URL of what `event` changed.
-pub(crate) fn focus_url(base: &str, event: &StoredEvent) -> String {
-    let e = &event.event;
-    match (&e.resource_id, e.resource_type.as_str()) {
-        (_, "Patient") => format!("{base}/Patient/{}", e.patient),
-        (Some(id), t) => format!("{base}/{t}/{id}"),
-        (None, t) => format!("{base}/{t}?patient={}", e.patient),
     }
 }
 
@@ -586,10 +599,4 @@ async fn audit(
         replica: app.replica.clone(),
     };
     app.audit.append(record).await
-}
-
-impl Notifier {
-    fn metrics_delivered(&self, app: &App, ok: bool) {
-        app.metrics.notification(ok);
-    }
 }
