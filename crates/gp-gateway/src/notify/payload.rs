@@ -175,6 +175,16 @@ pub fn method_of(kind: gp_adapter::ChangeKind) -> &'static str {
     }
 }
 
+/// The URL of what `event` changed, under `base`.
+pub fn focus_url(base: &str, event: &gp_audit::StoredEvent) -> String {
+    let e = &event.event;
+    match (&e.resource_id, e.resource_type.as_str()) {
+        (_, "Patient") => format!("{base}/Patient/{}", e.patient),
+        (Some(id), t) => format!("{base}/{t}/{id}"),
+        (None, t) => format!("{base}/{t}?patient={}", e.patient),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,15 +278,5 @@ mod tests {
                 "events-since-subscription-start"
             ]
         );
-    }
-}
-
-/// The URL of what `event` changed, under `base`.
-pub fn focus_url(base: &str, event: &gp_audit::StoredEvent) -> String {
-    let e = &event.event;
-    match (&e.resource_id, e.resource_type.as_str()) {
-        (_, "Patient") => format!("{base}/Patient/{}", e.patient),
-        (Some(id), t) => format!("{base}/{t}/{id}"),
-        (None, t) => format!("{base}/{t}?patient={}", e.patient),
     }
 }
