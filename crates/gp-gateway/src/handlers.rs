@@ -104,12 +104,7 @@ pub async fn serve(
             crate::subscriptions::status_of(app, id.as_deref(), query, caller).await
         }
         Route::SubscriptionEvents(id) => {
-            // POST: the parameters in a form body, joined to the query's.
-            let mut params = query.to_vec();
-            if !body.is_empty() {
-                params.extend(form_pairs(body));
-            }
-            crate::subscriptions::events(app, &id, &params, caller, read_changed_boxed).await
+            crate::subscriptions::events(app, &id, query, caller, read_changed_boxed).await
         }
         Route::TopicRead(code) => {
             reject_params(query, &["_format"])?;
@@ -780,14 +775,6 @@ async fn structured_answer(
         areas,
     );
     Ok(serde_json::to_vec(&bundle).unwrap_or_default())
-}
-
-/// The pairs of an `application/x-www-form-urlencoded` body (an unreadable one has none).
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    std::str::from_utf8(body)
-        .ok()
-        .and_then(|b| gp_fhir::search::parse_query(b).ok())
-        .unwrap_or_default()
 }
 
 /// [`read_changed`], boxed with its type named (outside [`serve`], which awaits it

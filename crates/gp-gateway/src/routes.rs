@@ -86,7 +86,7 @@ pub enum Route {
     SubscriptionDelete(String),
     /// `GET /Subscription/{id}/$status`, or `GET /Subscription/$status` (`None`).
     SubscriptionStatus(Option<String>),
-    /// `GET|POST /Subscription/{id}/$events`: notifications to catch up on.
+    /// `GET /Subscription/{id}/$events`: notifications to catch up on.
     SubscriptionEvents(String),
     /// `GET /Basic/{id}`: a subscription topic, in the backport IG's R4 form.
     TopicRead(String),
@@ -897,13 +897,6 @@ pub const ROUTES: &[Row] = &[
     )
     .described(
         "A history Bundle in the notification form (type query-event): each event numbered in the range that you may still learn of now (pairing, scopes, sensitive and dissenting patients decided again), with its focus, and with full-resource content the resources as a read answers them now.",
-    ),
-    fhir(
-        Method::POST,
-        &[Seg::Lit("Subscription"), Seg::EntryId, Seg::Lit("$events")],
-        Access::Bearer,
-        |s| Some(Route::SubscriptionEvents(s[1].to_owned())),
-        "Catch up on notifications, the parameters in a form body",
     ),
     fhir(
         Method::GET,

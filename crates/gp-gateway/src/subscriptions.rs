@@ -368,7 +368,7 @@ pub async fn status_of(
     Ok(json_response(StatusCode::OK, &status_bundle(statuses)))
 }
 
-/// `GET|POST /Subscription/{id}/$events?eventsSinceNumber=&eventsUntilNumber=&content=`:
+/// `GET /Subscription/{id}/$events?eventsSinceNumber=&eventsUntilNumber=&content=`:
 /// the notifications numbered in that range (at most [`MAX_EVENTS`]), each authorised
 /// again now: what the caller may no longer learn of is left out.
 pub async fn events(
