@@ -71,7 +71,7 @@ pub async fn changes_since(client: &EmisClient, req: &ChangesRequest) -> Result<
         .await?
         .ok_body(|r| refused(ods, after, r))?;
     let list = map_change_list(&body, after)?;
-    Ok(list.page(ods, after))
+    Ok(list.page(after, |n| cursor(ods, n)))
 }
 
 /// Maps a refused change list: a cursor EMIS no longer honours (its changes expired, or
@@ -103,33 +103,9 @@ fn refused(ods: &OdsCode, after: Option<u64>, response: &NativeResponse) -> Adap
     }
 }
 
-/// A `ChangeList`, checked against the `After` it was asked with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeList {
-    /// `LatestChangeNumber`: the practice's last change so far.
-    pub latest: u64,
-    /// The changes, oldest first, each with its `ChangeNumber`.
-    pub changes: Vec<(u64, RecordChange)>,
-}
-
-impl ChangeList {
-    /// The page this list makes for a call after change `after` (none: the log's end).
-    pub fn page(self, ods: &OdsCode, after: Option<u64>) -> ChangesPage {
-        let Some(after) = after else {
-            return ChangesPage {
-                changes: Vec::new(),
-                cursor: cursor(ods, self.latest),
-                more: false,
-            };
-        };
-        let last = self.changes.last().map_or(after, |(n, _)| *n);
-        ChangesPage {
-            changes: self.changes.into_iter().map(|(_, c)| c).collect(),
-            cursor: cursor(ods, last),
-            more: last < self.latest,
-        }
-    }
-}
+/// A `ChangeList`, checked against what was asked: numbered changes (see
+/// [`gp_adapter::changes::NumberedChanges`]).
+pub type ChangeList = gp_adapter::changes::NumberedChanges;
 
 /// A change number: digits, a whole number.
 fn number(at: &At, n: Node, element: &str) -> DataResult<u64> {
@@ -299,7 +275,7 @@ mod tests {
         assert!(contact.by_practice);
         assert_eq!(contact.nhs_number.to_string(), "9000000009");
 
-        let page = mapped.page(&ods(), Some(7));
+        let page = mapped.page(Some(7), |n| cursor(&ods(), n));
         assert_eq!(page.cursor, "emis:A81001:9");
         assert!(!page.more);
     }
@@ -363,7 +339,7 @@ mod tests {
     #[test]
     fn pages_carry_the_cursor_on_and_say_when_more_wait() {
         let end = map_change_list(list(42, "").as_bytes(), None).unwrap();
-        let page = end.page(&ods(), None);
+        let page = end.page(None, |n| cursor(&ods(), n));
         assert_eq!(
             (page.changes.len(), page.cursor.as_str(), page.more),
             (0, "emis:A81001:42", false)
@@ -371,11 +347,11 @@ mod tests {
         let first = list(3, &change(1, "AppointmentBooked", GUID));
         let page = map_change_list(first.as_bytes(), Some(0))
             .unwrap()
-            .page(&ods(), Some(0));
+            .page(Some(0), |n| cursor(&ods(), n));
         assert_eq!((page.cursor.as_str(), page.more), ("emis:A81001:1", true));
         let none = map_change_list(list(3, "").as_bytes(), Some(3))
             .unwrap()
-            .page(&ods(), Some(3));
+            .page(Some(3), |n| cursor(&ods(), n));
         assert_eq!((none.cursor.as_str(), none.more), ("emis:A81001:3", false));
     }
 

@@ -87,7 +87,7 @@ pub async fn changes_since(
         .map(|c| cursor_id(c, ods))
         .transpose()?;
     let body = client.changes(ods, after, &req.context).await?;
-    Ok(map_record_changes(&body, ods, after)?.page(ods, after))
+    Ok(map_record_changes(&body, ods, after)?.page(after, |n| cursor(ods, n)))
 }
 
 /// Maps a refused change request: a cursor SystmOne no longer honours (its changes
@@ -116,33 +116,9 @@ fn refused(ods: &OdsCode, after: Option<u64>, response: &NativeResponse) -> Adap
 
 // ---- native → neutral ----------------------------------------------------------------
 
-/// A `RecordChanges` answer, checked against what was asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordChanges {
-    /// `LatestChangeID`: the organisation's last change so far.
-    pub latest: u64,
-    /// The changes, oldest first, each with its `ChangeID`.
-    pub changes: Vec<(u64, RecordChange)>,
-}
-
-impl RecordChanges {
-    /// The page these changes make for a call after change `after` (none: the log's end).
-    pub fn page(self, ods: &OdsCode, after: Option<u64>) -> ChangesPage {
-        let Some(after) = after else {
-            return ChangesPage {
-                changes: Vec::new(),
-                cursor: cursor(ods, self.latest),
-                more: false,
-            };
-        };
-        let last = self.changes.last().map_or(after, |(id, _)| *id);
-        ChangesPage {
-            changes: self.changes.into_iter().map(|(_, c)| c).collect(),
-            cursor: cursor(ods, last),
-            more: last < self.latest,
-        }
-    }
-}
+/// A `RecordChanges`, checked against what was asked: numbered changes (see
+/// [`gp_adapter::changes::NumberedChanges`]).
+pub type RecordChanges = gp_adapter::changes::NumberedChanges;
 
 /// A `ChangeID`-like attribute: digits, a whole number (`0` allowed).
 fn id_number(at: &At, n: Node, name: &str) -> Result<u64> {
@@ -378,7 +354,7 @@ mod tests {
         );
         assert_eq!(mapped.changes[0].1.occurred, "2026-07-07T10:15:00Z");
         assert_eq!(mapped.changes[0].1.nhs_number.to_string(), "9000000009");
-        let page = mapped.page(&ods(), Some(4));
+        let page = mapped.page(Some(4), |n| cursor(&ods(), n));
         assert_eq!((page.cursor.as_str(), page.more), ("tpp:A81001:8", false));
     }
 
@@ -463,14 +439,14 @@ mod tests {
         assert!(map_record_changes(b"<PatientDocuments/>", &ods(), None).is_err());
 
         let end = map_record_changes(answer(None, 42, "").as_bytes(), &ods(), None).unwrap();
-        let page = end.page(&ods(), None);
+        let page = end.page(None, |n| cursor(&ods(), n));
         assert_eq!(
             (page.changes.len(), page.cursor.as_str(), page.more),
             (0, "tpp:A81001:42", false)
         );
         let first = map_record_changes(answer(Some(0), 3, &one).as_bytes(), &ods(), Some(0))
             .unwrap()
-            .page(&ods(), Some(0));
+            .page(Some(0), |n| cursor(&ods(), n));
         assert_eq!((first.cursor.as_str(), first.more), ("tpp:A81001:1", true));
     }
 

@@ -123,3 +123,33 @@ pub struct ChangesPage {
     /// True when more changes are waiting past this page (call again at once).
     pub more: bool,
 }
+
+/// A page of a change log whose changes are numbered 1, 2, 3… (as EMIS's, SystmOne's and
+/// Vision's are), as a native answer gave it: what [`ChangesPage`] it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedChanges {
+    /// The number of the practice's last change so far.
+    pub latest: u64,
+    /// The changes, oldest first, each with its number.
+    pub changes: Vec<(u64, RecordChange)>,
+}
+
+impl NumberedChanges {
+    /// The page for a call after change `after` (`None`: the log's end, no changes),
+    /// its cursor made from a change number by `cursor`.
+    pub fn page(self, after: Option<u64>, cursor: impl Fn(u64) -> String) -> ChangesPage {
+        let Some(after) = after else {
+            return ChangesPage {
+                changes: Vec::new(),
+                cursor: cursor(self.latest),
+                more: false,
+            };
+        };
+        let last = self.changes.last().map_or(after, |(n, _)| *n);
+        ChangesPage {
+            changes: self.changes.into_iter().map(|(_, c)| c).collect(),
+            cursor: cursor(last),
+            more: last < self.latest,
+        }
+    }
+}
