@@ -19,6 +19,7 @@
 
 mod log;
 pub mod notify;
+mod pg;
 mod postgres;
 pub mod search;
 mod sqlite;

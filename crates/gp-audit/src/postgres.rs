@@ -11,9 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
+use tokio_postgres::{Client, Config, GenericClient, Row};
 
 use super::notify::postgres::{self as notify_pg, PostgresNotify};
+use super::pg::{CLIENT_GRACE, connect, pg_error};
 use super::{
     AuditError, AuditQuery, AuditRecord, AuditStore, COLUMNS, Job, NewEvent, NotificationStore,
     QUEUE, Synchronous, Writer, gather, query_sql, submit, submit_append, valid_schema,
@@ -24,84 +25,6 @@ pub struct PostgresAudit {
     tx: mpsc::Sender<Job>,
     timeout: Duration,
     notify: Arc<PostgresNotify>,
-}
-
-pub(crate) fn pg_error(e: tokio_postgres::Error) -> AuditError {
-    // The Display of a server error is only "db error": the detail is in its source.
-    let detail = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string());
-    AuditError(format!("PostgreSQL: {detail}"))
-}
-
-/// A connection to the trail, its tables created if absent (the notification tables
-/// too), its session set for the audit's writes.
-pub(crate) async fn connect(
-    config: &Config,
-    schema: &str,
-    synchronous: Synchronous,
-    timeout: Duration,
-) -> Result<Client, AuditError> {
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
-        .await
-        .map_err(|_| AuditError("PostgreSQL: connect timed out".into()))?
-        .map_err(pg_error)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "audit PostgreSQL connection closed");
-        }
-    });
-    // `schema` was checked by `valid_schema`: safe to put in the statement.
-    client
-        .batch_execute(&format!(
-            // Replicas start together: an advisory lock serialises their DDL (CREATE …
-            // IF NOT EXISTS alone races on the catalogue's unique indexes).
-            "BEGIN;
-             SELECT pg_advisory_xact_lock(7242170651);
-             CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.audit_event (
-                seq BIGSERIAL PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                recorded TEXT NOT NULL,
-                request_id TEXT NOT NULL,
-                supplier TEXT,
-                token_id TEXT,
-                patient TEXT,
-                practice TEXT,
-                interaction TEXT NOT NULL,
-                resource_type TEXT,
-                status INTEGER NOT NULL,
-                outcome_code TEXT,
-                replica TEXT NOT NULL
-             );
-             -- Added after the first release: trails created before it gain the column.
-             ALTER TABLE {schema}.audit_event ADD COLUMN IF NOT EXISTS request_id_supplied BOOLEAN;
-             CREATE INDEX IF NOT EXISTS audit_event_patient ON {schema}.audit_event (patient, recorded);
-             CREATE INDEX IF NOT EXISTS audit_event_supplier ON {schema}.audit_event (supplier, recorded);
-             {notify}
-             COMMIT;",
-            notify = notify_pg::ddl(schema)
-        ))
-        .await
-        .map_err(pg_error)?;
-    // The server gives up a statement (an INSERT waiting on a locked table, say) at the
-    // requests' own deadline, so the rows behind it are not held longer than theirs.
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}",
-            timeout.as_millis().max(1)
-        ))
-        .await
-        .map_err(pg_error)?;
-    if synchronous == Synchronous::Normal {
-        // This session's commits return before their WAL is flushed (`[audit] synchronous`).
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(pg_error)?;
-    }
-    Ok(client)
 }
 
 impl PostgresAudit {
@@ -226,10 +149,6 @@ enum Conflict {
     /// Take the new row's status and outcome: a row owed to the trail.
     Replace,
 }
-
-/// How long past the server's own `statement_timeout` the writer waits for an answer
-/// before it gives the connection up (a silent network would otherwise hold it).
-pub(crate) const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
 /// Inserts `rows` in one statement (and `events`, if any, in the same transaction, after
 /// them), bounded in time. When no answer comes, the connection is dropped: whether the
@@ -617,7 +536,7 @@ mod tests {
     /// A plain connection to the machine's PostgreSQL, for a test to play another
     /// session (an operator, a migration) against the trail.
     async fn other_session() -> Client {
-        let (client, conn) = tokio_postgres::connect(URL, NoTls)
+        let (client, conn) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| {
                 panic!("PostgreSQL at 127.0.0.1:5432 is needed for this test: {e}")

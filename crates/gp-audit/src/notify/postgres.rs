@@ -40,66 +40,12 @@ use super::{
     Delivery, NewEvent, Notification, NotificationStore, StoredEvent, SubscriptionRow,
     SubscriptionStatus,
 };
-use crate::postgres::{CLIENT_GRACE, connect, pg_error};
+use crate::pg::{CLIENT_GRACE, connect, pg_error};
 use crate::{AuditError, Synchronous};
 
 /// The advisory lock (transaction level) held by a transaction inserting outbox events,
 /// from just before the inserts to its commit. (The schema's DDL takes 7242170651.)
 pub(crate) const OUTBOX_LOCK: i64 = 7_242_170_652;
-
-/// The notification tables in `schema`, for the trail's DDL (run under its advisory
-/// lock, so replicas starting together do not race).
-pub(crate) fn ddl(schema: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.notify_event (
-            seq BIGSERIAL PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            patient TEXT NOT NULL,
-            practice TEXT NOT NULL,
-            resource_type TEXT NOT NULL,
-            resource_id TEXT,
-            occurred TEXT NOT NULL,
-            source TEXT NOT NULL,
-            supplier TEXT,
-            xid8 xid8 NOT NULL DEFAULT pg_current_xact_id()
-         );
-         -- Finds the events of transactions that may still be running (few, recent).
-         CREATE INDEX IF NOT EXISTS notify_event_xid8 ON {schema}.notify_event (xid8);
-         CREATE TABLE IF NOT EXISTS {schema}.notify_subscription (
-            id TEXT PRIMARY KEY,
-            made BIGSERIAL NOT NULL,
-            supplier TEXT NOT NULL,
-            resource TEXT NOT NULL,
-            topic TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created TEXT NOT NULL,
-            events_since_start BIGINT NOT NULL,
-            cursor BIGINT NOT NULL,
-            failures INTEGER NOT NULL,
-            next_attempt_ms BIGINT NOT NULL,
-            last_sent_ms BIGINT NOT NULL,
-            last_error TEXT,
-            lease_owner TEXT,
-            lease_until_ms BIGINT NOT NULL DEFAULT 0
-         );
-         CREATE INDEX IF NOT EXISTS notify_subscription_supplier ON {schema}.notify_subscription (supplier);
-         CREATE TABLE IF NOT EXISTS {schema}.notify_notification (
-            subscription TEXT NOT NULL,
-            number BIGINT NOT NULL,
-            event_seq BIGINT NOT NULL,
-            id TEXT NOT NULL UNIQUE,
-            created TEXT NOT NULL,
-            outcome TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (subscription, number)
-         );
-         CREATE TABLE IF NOT EXISTS {schema}.notify_change_cursor (
-            source TEXT PRIMARY KEY,
-            cursor TEXT NOT NULL
-         );"
-    )
-}
 
 /// Events per INSERT statement (9 bind parameters each, far below PostgreSQL's 65,535).
 const EVENTS_PER_STATEMENT: usize = 1_000;
