@@ -492,7 +492,12 @@ async fn out_of_file_descriptors_the_gateway_backs_off_and_recovers() {
     let (status, _) = retry_get(loopback(), addr, "/_health").await;
     assert_eq!(status, 200);
     let text = std::fs::read_to_string(log.path()).unwrap();
-    let warnings = text.matches("accept failed").count();
+    // The gateway's own listener (the sandbox's simulators log theirs too: the change
+    // poller calls them every second, and they run out of descriptors alike).
+    let warnings = text
+        .lines()
+        .filter(|l| l.contains("gp_gateway::connections") && l.contains("accept failed"))
+        .count();
     assert!(
         (1..=2).contains(&warnings),
         "{warnings} accept warnings (one per 10 s expected):\n{text}"
