@@ -46,6 +46,21 @@ fn subscription(topic: &str, filters: &[&str], content: &str, endpoint: &str) ->
     v
 }
 
+/// A receiver of the test's own (not the sandbox's), verifying with `w`'s notification key.
+async fn own_receiver(w: &World) -> Receiver {
+    let key = w
+        .sandbox
+        .app
+        .notifier
+        .as_ref()
+        .unwrap()
+        .signer
+        .public_key()
+        .to_vec();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Receiver::start(listener, vec![key], false).unwrap()
+}
+
 /// Subscribes and waits until the handshake has made it active; answers its id.
 async fn subscribe(w: &World, token: &str, body: &Value, receiver: &Receiver) -> String {
     let created = w
@@ -755,24 +770,8 @@ async fn notifications_committed_before_a_restart_are_delivered_after_it() {
         ..Default::default()
     };
     let first = World::start_with_audit(audit.clone()).await;
-    let keys = vec![
-        first
-            .sandbox
-            .app
-            .notifier
-            .as_ref()
-            .unwrap()
-            .signer
-            .public_key()
-            .to_vec(),
-    ];
     // A receiver of the test's own, alive across both gateways.
-    let receiver = Receiver::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        keys,
-        false,
-    )
-    .unwrap();
+    let receiver = own_receiver(&first).await;
     let consult = first.token("demo-consult").await;
     let monitoring = first.token("demo-monitoring").await;
     let body = subscription(
@@ -836,22 +835,7 @@ async fn two_replicas_deliver_each_event_once_and_hand_over_a_dead_replicas_leas
     let schema = format!("e2e_notify_{}", uuid::Uuid::new_v4().simple());
     let a = World::start_with_audit(pg_audit(&schema)).await;
     let b = World::start_with_audit(pg_audit(&schema)).await;
-    let keys = vec![
-        a.sandbox
-            .app
-            .notifier
-            .as_ref()
-            .unwrap()
-            .signer
-            .public_key()
-            .to_vec(),
-    ];
-    let receiver = Receiver::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        keys,
-        false,
-    )
-    .unwrap();
+    let receiver = own_receiver(&a).await;
     let consult = a.token("demo-consult").await;
     let body = subscription(
         "patient-record-changed",
@@ -1179,22 +1163,7 @@ async fn a_receiver_that_hangs_holds_up_neither_requests_nor_other_subscriptions
     let w = World::start().await;
     let consult = w.token("demo-consult").await;
     let monitoring = w.token("demo-monitoring").await;
-    let keys = vec![
-        w.sandbox
-            .app
-            .notifier
-            .as_ref()
-            .unwrap()
-            .signer
-            .public_key()
-            .to_vec(),
-    ];
-    let hanging = Receiver::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        keys,
-        false,
-    )
-    .unwrap();
+    let hanging = own_receiver(&w).await;
     let slow = subscribe(
         &w,
         &consult,
