@@ -8,6 +8,7 @@
 //! the ids this adapter's other methods answer. Every answer is mapped whole or refused
 //! as [`AdapterError::InvalidNativeData`], never half-mapped.
 
+use gp_adapter::changes::{PageFault, check_number, check_page};
 use gp_adapter::native::{Call, NativeResponse, refusal_detail, status_error};
 use gp_adapter::xml::Node;
 use gp_adapter::{AdapterError, ChangeKind, ChangesPage, ChangesRequest, RecordChange};
@@ -128,40 +129,24 @@ pub fn map_change_list(body: &[u8], after: Option<u64>) -> DataResult<ChangeList
         .children()
         .filter(|c| c.has_tag_name(Some(crate::NS), "Change"))
         .collect();
+    if let Err((fault, why)) = check_page(after, latest, nodes.len(), "After") {
+        let element = match fault {
+            PageFault::LatestBelowAfter => "LatestChangeNumber",
+            PageFault::ChangesWithoutAfter | PageFault::NoneWhileMore => "Change",
+        };
+        return Err(top.invalid(element, why));
+    }
     let Some(after) = after else {
-        if !nodes.is_empty() {
-            return Err(top.invalid("Change", "changes answered to a call without After"));
-        }
         return Ok(ChangeList {
             latest,
             changes: Vec::new(),
         });
     };
-    if latest < after {
-        return Err(top.invalid(
-            "LatestChangeNumber",
-            format!("{latest} is below change {after}, which the changes were asked after"),
-        ));
-    }
-    if nodes.is_empty() && latest > after {
-        return Err(top.invalid(
-            "Change",
-            format!("none answered after change {after}, yet the latest is {latest}"),
-        ));
-    }
     let mut changes = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.into_iter().enumerate() {
         let at = At::nth("ChangeList", "Change", i + 1);
         let seq = number(&at, n, "ChangeNumber")?;
-        let expected = after.saturating_add(1).saturating_add(i as u64);
-        if seq != expected || seq > latest {
-            return Err(at.invalid(
-                "ChangeNumber",
-                format!(
-                    "{seq} is not {expected}, the next change after {after} (the latest is {latest})"
-                ),
-            ));
-        }
+        check_number(after, i, seq, latest).map_err(|why| at.invalid("ChangeNumber", why))?;
         changes.push((seq, map_change(&at, n)?));
     }
     Ok(ChangeList { latest, changes })

@@ -10,6 +10,7 @@
 //! [`TppDataError`], never half-mapped.
 
 use bytes::Bytes;
+use gp_adapter::changes::{PageFault, check_number, check_page};
 use gp_adapter::native::{Call, NativeResponse, status_error};
 use gp_adapter::xml::Node;
 use gp_adapter::{
@@ -171,40 +172,24 @@ pub fn map_record_changes(body: &[u8], ods: &OdsCode, after: Option<u64>) -> Res
         ));
     }
     let nodes: Vec<Node> = root.children().filter(|c| is(c, "Change")).collect();
+    if let Err((fault, why)) = check_page(after, latest, nodes.len(), "after") {
+        let element = match fault {
+            PageFault::LatestBelowAfter => "@LatestChangeID",
+            PageFault::ChangesWithoutAfter | PageFault::NoneWhileMore => "Change",
+        };
+        return Err(at.invalid(element, why));
+    }
     let Some(after) = after else {
-        if !nodes.is_empty() {
-            return Err(at.invalid("Change", "changes answered to a call without after"));
-        }
         return Ok(RecordChanges {
             latest,
             changes: Vec::new(),
         });
     };
-    if latest < after {
-        return Err(at.invalid(
-            "@LatestChangeID",
-            format!("{latest} is below change {after}, which the changes were asked after"),
-        ));
-    }
-    if nodes.is_empty() && latest > after {
-        return Err(at.invalid(
-            "Change",
-            format!("none answered after change {after}, yet the latest is {latest}"),
-        ));
-    }
     let mut changes = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.into_iter().enumerate() {
         let c_at = at.nth("Change", i + 1);
         let id = id_number(&c_at, n, "ChangeID")?;
-        let expected = after.saturating_add(1).saturating_add(i as u64);
-        if id != expected || id > latest {
-            return Err(c_at.invalid(
-                "@ChangeID",
-                format!(
-                    "{id} is not {expected}, the next change after {after} (the latest is {latest})"
-                ),
-            ));
-        }
+        check_number(after, i, id, latest).map_err(|why| c_at.invalid("@ChangeID", why))?;
         changes.push((id, map_change(&c_at, n)?));
     }
     Ok(RecordChanges { latest, changes })

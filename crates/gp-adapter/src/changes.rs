@@ -153,3 +153,86 @@ impl NumberedChanges {
         }
     }
 }
+
+/// What is wrong with the shape of a numbered change log's page: the adapter names the
+/// element at fault in its own native terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFault {
+    /// Changes answered to a call asking only where the log stands.
+    ChangesWithoutAfter,
+    /// The latest number is below the one the changes were asked after.
+    LatestBelowAfter,
+    /// No change answered, yet the latest number says more were made.
+    NoneWhileMore,
+}
+
+/// Checks a numbered page before its changes are read: `answered` changes for a call after
+/// `after` (`None`: only where the log stands, asked with parameter `after_name`), the
+/// latest change being `latest`.
+pub fn check_page(
+    after: Option<u64>,
+    latest: u64,
+    answered: usize,
+    after_name: &str,
+) -> Result<(), (PageFault, String)> {
+    let Some(after) = after else {
+        return match answered {
+            0 => Ok(()),
+            _ => Err((
+                PageFault::ChangesWithoutAfter,
+                format!("changes answered to a call without {after_name}"),
+            )),
+        };
+    };
+    if latest < after {
+        return Err((
+            PageFault::LatestBelowAfter,
+            format!("{latest} is below change {after}, which the changes were asked after"),
+        ));
+    }
+    if answered == 0 && latest > after {
+        return Err((
+            PageFault::NoneWhileMore,
+            format!("none answered after change {after}, yet the latest is {latest}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the `i`th change (from 0) of a page after `after` carries number `seq`:
+/// the numbers run on from `after` with no gap, and none is past `latest`.
+pub fn check_number(after: u64, i: usize, seq: u64, latest: u64) -> Result<(), String> {
+    let expected = after.saturating_add(1).saturating_add(i as u64);
+    if seq != expected || seq > latest {
+        return Err(format!(
+            "{seq} is not {expected}, the next change after {after} (the latest is {latest})"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_numbered_page_is_checked_before_and_as_its_changes_are_read() {
+        assert!(check_page(None, 9, 0, "After").is_ok());
+        assert_eq!(
+            check_page(None, 9, 1, "After").unwrap_err().0,
+            PageFault::ChangesWithoutAfter
+        );
+        assert_eq!(
+            check_page(Some(5), 4, 0, "After").unwrap_err().0,
+            PageFault::LatestBelowAfter
+        );
+        assert_eq!(
+            check_page(Some(5), 6, 0, "After").unwrap_err().0,
+            PageFault::NoneWhileMore
+        );
+        assert!(check_page(Some(5), 5, 0, "After").is_ok());
+        assert!(check_number(5, 0, 6, 9).is_ok());
+        assert!(check_number(5, 1, 8, 9).is_err(), "a gap");
+        assert!(check_number(5, 3, 9, 8).is_err(), "past the latest");
+    }
+}
