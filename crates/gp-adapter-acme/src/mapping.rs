@@ -196,7 +196,13 @@ fn snomed(at: At, code: &str, term: &str) -> Result<CodeableConcept> {
             format!("'{}' is not a SNOMED CT id", shown(code)),
         ));
     }
-    Ok(terminology::coded(CodeScheme::Snomed, code, term, None))
+    Ok(terminology::coded(
+        crate::SYSTEM,
+        CodeScheme::Snomed,
+        code,
+        term,
+        None,
+    ))
 }
 
 fn human_name(at: At, n: &NName) -> Result<HumanName> {

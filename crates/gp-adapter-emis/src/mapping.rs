@@ -441,7 +441,13 @@ fn coded_item(at: &At, code: Node) -> Result<CodeableConcept> {
     // EMIS's own map is used only when it says it is SNOMED CT (or does not say).
     let supplied =
         opt(code, "MapCode").filter(|_| opt(code, "MapScheme").is_none_or(|s| s == "SNOMED"));
-    Ok(terminology::coded(scheme, value, term, supplied))
+    Ok(terminology::coded(
+        crate::SYSTEM,
+        scheme,
+        value,
+        term,
+        supplied,
+    ))
 }
 
 /// The coded item under `wrapper` (`<Type>`, `<Drug>`, `<Reaction>`, or `<Code>` itself):

@@ -353,7 +353,13 @@ fn coded(c: Node) -> Result<Option<CodeableConcept>> {
             .invalid(format!("'{}' is not {what}", shown(value)))
             .into());
     }
-    Ok(Some(terminology::coded(scheme, value, term, None)))
+    Ok(Some(terminology::coded(
+        crate::SYSTEM,
+        scheme,
+        value,
+        term,
+        None,
+    )))
 }
 
 fn req_coded(c: Node) -> Result<CodeableConcept> {
@@ -855,7 +861,7 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
         };
         let mut one = observation(
             rid_text.clone(),
-            terminology::coded(CodeScheme::ReadV2, read, term, None),
+            terminology::coded(crate::SYSTEM, CodeScheme::ReadV2, read, term, None),
             Some(value),
         );
         one.interpretation = native_coding(r.get("interpretation"))?
@@ -873,7 +879,7 @@ fn map_observation(ctx: &Ctx, e: Node, head: Head, out: &mut Vec<Resource>) -> R
                 head.id.clone(),
                 systolic,
                 diastolic,
-                Some((CodeScheme::ReadV2, "246..")),
+                Some((crate::SYSTEM, CodeScheme::ReadV2, "246..")),
             );
             if !ids.contains(&head.id) {
                 panel.identifier.push(microtest_id("observation", &head.id));
@@ -913,7 +919,7 @@ fn native_coding(n: Node) -> Result<Option<Coding>> {
         system: Some(uri.to_owned()),
         code: Some(value.to_owned()),
         display: c.get("term").opt_str()?.map(str::to_owned),
-        user_selected: None,
+        ..Coding::default()
     }))
 }
 

@@ -644,7 +644,13 @@ fn coded(at: &At, n: Node) -> Result<Option<CodeableConcept>> {
         }
     };
     let rubric = opt(n, "Rubric").unwrap_or_default();
-    Ok(Some(terminology::coded(scheme, value, rubric, None)))
+    Ok(Some(terminology::coded(
+        crate::SYSTEM,
+        scheme,
+        value,
+        rubric,
+        None,
+    )))
 }
 
 fn required_code(at: &At, n: Node) -> Result<CodeableConcept> {

@@ -766,7 +766,13 @@ fn coded(
         None => None,
     };
     if prefer_dmd && let Some(d) = dmd_code {
-        return Ok(Some(terminology::coded(CodeScheme::Dmd, d, term, None)));
+        return Ok(Some(terminology::coded(
+            crate::SYSTEM,
+            CodeScheme::Dmd,
+            d,
+            term,
+            None,
+        )));
     }
     if let Some(code) = opt(row, read) {
         let ok = code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
@@ -778,6 +784,7 @@ fn coded(
             ));
         }
         return Ok(Some(terminology::coded(
+            crate::SYSTEM,
             CodeScheme::ReadV2,
             code,
             term,
@@ -785,8 +792,20 @@ fn coded(
         )));
     }
     Ok(match (sct, dmd_code) {
-        (Some(s), _) => Some(terminology::coded(CodeScheme::Snomed, s, term, None)),
-        (None, Some(d)) => Some(terminology::coded(CodeScheme::Dmd, d, term, None)),
+        (Some(s), _) => Some(terminology::coded(
+            crate::SYSTEM,
+            CodeScheme::Snomed,
+            s,
+            term,
+            None,
+        )),
+        (None, Some(d)) => Some(terminology::coded(
+            crate::SYSTEM,
+            CodeScheme::Dmd,
+            d,
+            term,
+            None,
+        )),
         (None, None) => None,
     })
 }
@@ -985,7 +1004,7 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     meta: meta("Observation", confidential),
                     identifier: identifier.clone(),
                     status: "final".into(),
-                    code: terminology::coded(CodeScheme::ReadV2, code, term, None),
+                    code: terminology::coded(crate::SYSTEM, CodeScheme::ReadV2, code, term, None),
                     subject: ctx.patient_ref.clone(),
                     encounter: encounter.clone(),
                     effective_date_time: date.clone(),
@@ -996,7 +1015,8 @@ fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
                     ..Observation::default()
                 });
                 // A row coded in SNOMED CT only (no CODE) reads as the SNOMED CT panel.
-                let native = opt(row, c.code).map(|_| (CodeScheme::ReadV2, BP_READ_CODE));
+                let native =
+                    opt(row, c.code).map(|_| (crate::SYSTEM, CodeScheme::ReadV2, BP_READ_CODE));
                 let mut panel = vital_signs::blood_pressure_panel(id, systolic, diastolic, native);
                 panel.interpretation = panel_interp.into_iter().collect();
                 out.push(Resource::Observation(panel));

@@ -10,6 +10,7 @@ use gp_fhir::model::{
     CodeableConcept, Coding, Identifier, Observation, ObservationComponent, Resource, SNOMED,
 };
 
+use crate::GpSystem;
 use crate::terminology::{self, CodeScheme};
 pub use crate::write::BLOOD_PRESSURE_PANEL;
 
@@ -70,14 +71,14 @@ pub fn blood_pressure_panel(
     id: String,
     systolic: Observation,
     diastolic: Observation,
-    native_panel: Option<(CodeScheme, &str)>,
+    native_panel: Option<(GpSystem, CodeScheme, &str)>,
 ) -> Observation {
     let term = "Blood pressure";
     let code = match native_panel {
-        Some((scheme, code)) => {
-            terminology::coded(scheme, code, "O/E - blood pressure reading", None)
+        Some((system, scheme, code)) => {
+            terminology::coded(system, scheme, code, "O/E - blood pressure reading", None)
         }
-        None => terminology::coded(CodeScheme::Snomed, BLOOD_PRESSURE_PANEL, term, None),
+        None => terminology::snomed(BLOOD_PRESSURE_PANEL, term),
     };
     let mut identifier = systolic.identifier.clone();
     for i in diastolic.identifier {
@@ -208,7 +209,13 @@ mod tests {
             meta: Some(Meta::uk_core("Observation")),
             identifier: vec![Identifier::new("https://emis.com/Id/event-guid", id)],
             status: "final".into(),
-            code: terminology::coded(CodeScheme::ReadV2, code, term, None),
+            code: terminology::coded(
+                GpSystem::new("emis", "EMIS Web"),
+                CodeScheme::ReadV2,
+                code,
+                term,
+                None,
+            ),
             subject: Reference::to("Patient", "9000000009"),
             effective_date_time: Some("2026-07-14T08:32:05+01:00".into()),
             value_quantity: Some(Quantity::ucum(value, "mm[Hg]")),

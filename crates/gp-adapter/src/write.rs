@@ -38,7 +38,7 @@ impl Coded {
             system: Some(self.system.clone()),
             code: Some(self.code.clone()),
             display: self.display.clone(),
-            user_selected: None,
+            ..Default::default()
         }
     }
 

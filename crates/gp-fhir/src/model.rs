@@ -98,6 +98,10 @@ impl Meta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Coding {
+    /// Extensions: gp-gateway marks a SNOMED CT coding mapped by a map that is not
+    /// clinically assured (see `gp_adapter::terminology`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,7 +120,7 @@ impl Coding {
             system: Some(system.to_owned()),
             code: Some(code.to_owned()),
             display: (!display.is_empty()).then(|| display.to_owned()),
-            user_selected: None,
+            ..Self::default()
         }
     }
 }

@@ -13,6 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_te
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -134,8 +135,8 @@ impl Default for Metrics {
     }
 }
 
-/// The adapters' counts of native codes answered without a SNOMED CT mapping, read at
-/// each scrape.
+/// The adapters' counts of native codes answered without a SNOMED CT mapping, by GP
+/// system and scheme, read at each scrape.
 #[derive(Debug)]
 struct UnmappedCodes;
 
@@ -143,17 +144,29 @@ impl Collector for UnmappedCodes {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "gp_gateway_unmapped_codes",
-            "Native codes answered without a SNOMED CT mapping, by scheme",
+            "Native codes answered without a SNOMED CT mapping, by GP system and scheme",
             None,
             MetricType::Counter,
         )?;
-        for (name, scheme) in [
-            ("readv2", gp_adapter::terminology::CodeScheme::ReadV2),
-            ("ctv3", gp_adapter::terminology::CodeScheme::Ctv3),
-            ("emis", gp_adapter::terminology::CodeScheme::EmisLocal),
-        ] {
-            let count = ConstCounter::new(gp_adapter::terminology::unmapped_count(scheme));
-            count.encode(family.encode_family(&[("scheme", name)])?)?;
+        for (system, scheme, n) in gp_adapter::terminology::unmapped_counts() {
+            ConstCounter::new(n)
+                .encode(family.encode_family(&[("system", system), ("scheme", scheme.label())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "gp_gateway_terminology_codes",
+            "Codes the running terminology maps map to SNOMED CT, by scheme and source (embedded or files)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let maps = gp_adapter::terminology::current();
+        for scheme in gp_adapter::terminology::MAPPED_SCHEMES {
+            let source = match maps.source(scheme) {
+                Some(gp_adapter::terminology::Source::Files(_)) => "files",
+                _ => "embedded",
+            };
+            let n = i64::try_from(maps.len(scheme)).unwrap_or(i64::MAX);
+            ConstGauge::new(n)
+                .encode(family.encode_family(&[("scheme", scheme.label()), ("source", source)])?)?;
         }
         Ok(())
     }
@@ -265,6 +278,14 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
+        // One CTV3 code SystmOne recorded that no map knows.
+        gp_adapter::terminology::coded(
+            gp_adapter::GpSystem::new("tpp", "TPP SystmOne"),
+            gp_adapter::terminology::CodeScheme::Ctv3,
+            "Zz999",
+            "Unknown",
+            None,
+        );
         m.request("read Patient", 200, Duration::from_micros(800));
         m.request("read Patient", 200, Duration::from_millis(30));
         m.request("read Patient", 404, Duration::from_micros(300));
@@ -298,7 +319,10 @@ mod tests {
             text.contains("gp_gateway_backend_errors_total{system=\"emis\",kind=\"timeout\"} 1")
         );
         assert!(text.contains("gp_gateway_rate_limited_total{client_id=\"demo-consult\"} 1"));
-        assert!(text.contains("gp_gateway_unmapped_codes_total{scheme=\"ctv3\"}"));
+        assert!(text.contains("gp_gateway_unmapped_codes_total{system=\"tpp\",scheme=\"ctv3\"} 1"));
+        assert!(
+            text.contains("gp_gateway_terminology_codes{scheme=\"readv2\",source=\"embedded\"} ")
+        );
         // Every line is a comment or `name{labels} value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
