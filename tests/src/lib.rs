@@ -84,6 +84,19 @@ impl World {
         }
     }
 
+    /// Starts the sandbox with `options`.
+    pub async fn start_with(options: gp_gateway::sandbox::Options) -> Self {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sandbox =
+            gp_gateway::sandbox::start_with(listen, gp_gateway::sandbox::DEFAULT_SEED, options)
+                .await
+                .expect("sandbox starts");
+        Self {
+            sandbox,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     /// Starts the sandbox with `layer` between the gateway and every GP system's adapter.
     pub async fn start_layered(layer: gp_gateway::sandbox::AdapterLayer) -> Self {
         let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -77,6 +77,8 @@ pub enum BuildError {
     Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Notify(#[from] crate::notify::NotifySetupError),
+    #[error("terminology: {0}")]
+    Terminology(#[from] gp_adapter::terminology::LoadError),
 }
 
 impl App {
@@ -102,6 +104,7 @@ impl App {
         webhook_key: Option<&[u8]>,
     ) -> Result<Self, BuildError> {
         let g = &cfg.gateway;
+        crate::terminology::install(g.terminology.as_ref(), &cfg.dir).await?;
         let mut adapters: BTreeMap<GpSystem, Arc<dyn Adapter>> = BTreeMap::new();
         for (system, config) in &cfg.systems {
             let adapter = config

@@ -167,6 +167,17 @@ impl RecordCache {
         result
     }
 
+    /// Forgets everything cached (the terminology maps changed: every cached record was
+    /// mapped with the old ones).
+    pub fn clear(&self) {
+        if let Some(c) = &self.patients {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.areas {
+            c.invalidate_all();
+        }
+    }
+
     /// Forgets everything cached about a patient (after a write through the gateway).
     pub async fn invalidate(&self, practice: &OdsCode, nhs: NhsNumber) {
         if let Some(c) = &self.patients {

@@ -86,6 +86,11 @@ enum Command {
         #[arg(long, default_value_t = SEED)]
         seed: u64,
     },
+    /// Terminology map files (TRUD's NHS Data Migration forward maps, local codes).
+    Terminology {
+        #[command(subcommand)]
+        command: TerminologyCommand,
+    },
     /// Print a signed client assertion (JWT) for a token request, as a supplier's code
     /// would make one. Defaults to a sandbox demo supplier's TEST-ONLY key.
     ClientAssertion {
@@ -108,6 +113,21 @@ enum Command {
         /// load tests of the token endpoint: an assertion is accepted once).
         #[arg(long, default_value_t = 1)]
         count: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TerminologyCommand {
+    /// Read map files as the gateway would and report on each: the scheme recognised,
+    /// rows read, active maps, the assured share, and the codes with several candidate
+    /// concepts. Exits 0, or 2 naming the file and line of the first fault in a file.
+    Check {
+        /// Map files (rcsctmap2_uk_*.txt, ctv3sctmap2_uk_*.txt, a local-codes TSV).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// List every code with several candidates (default: the first 20).
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -196,6 +216,9 @@ pub fn main(systems: Registry) -> ExitCode {
                 write_manifest,
                 seed,
             } => run_sandbox(listen, print_manifest, write_manifest, seed).await,
+            Command::Terminology {
+                command: TerminologyCommand::Check { files, all },
+            } => terminology_check(&files, all),
             Command::ClientAssertion {
                 client_id,
                 token_url,
@@ -221,6 +244,22 @@ pub fn main(systems: Registry) -> ExitCode {
 
 fn check_config(path: &Path, systems: &Registry) -> Result<(), String> {
     let cfg = LoadedConfig::load(path, systems).map_err(|e| e.to_string())?;
+    if let Some(t) = &cfg.gateway.terminology {
+        let files = t.files(&cfg.dir);
+        let (maps, _) =
+            gp_adapter::terminology::Maps::load(&files).map_err(|e| format!("terminology: {e}"))?;
+        for scheme in gp_adapter::terminology::MAPPED_SCHEMES {
+            let source = match maps.source(scheme) {
+                Some(gp_adapter::terminology::Source::Files(f)) => format!("{} files", f.len()),
+                _ => "embedded".to_owned(),
+            };
+            println!(
+                "terminology: {}: {} codes ({source})",
+                scheme.name(),
+                maps.len(scheme)
+            );
+        }
+    }
     let systems: Vec<&str> = cfg.systems.keys().map(|s| s.id()).collect();
     println!(
         "{}: OK ({} practices; GP systems: {}; access: {:?})",
@@ -229,6 +268,103 @@ fn check_config(path: &Path, systems: &Registry) -> Result<(), String> {
         systems.join(", "),
         cfg.gateway.access.mode
     );
+    Ok(())
+}
+
+/// `gp-gateway terminology check`: each file's report on stdout; a file that fails to
+/// load is named with its line on stderr, and the command fails.
+fn terminology_check(files: &[PathBuf], all: bool) -> Result<(), String> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = Vec::new();
+    for path in files {
+        match gp_adapter::terminology::load::check(path) {
+            Ok(loaded) => write_report(&mut out, path, &loaded, all).map_err(|e| e.to_string())?,
+            Err(e) => {
+                out.flush().map_err(|e| e.to_string())?;
+                eprintln!("gp-gateway: terminology check: {e}");
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "terminology check: {} of {} files refused: {}",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+/// How many codes with several candidates a report lists without `--all`.
+const CANDIDATES_SHOWN: usize = 20;
+
+fn write_report(
+    out: &mut impl std::io::Write,
+    path: &Path,
+    loaded: &gp_adapter::terminology::load::Loaded,
+    all: bool,
+) -> std::io::Result<()> {
+    let r = &loaded.report;
+    writeln!(out, "{}", path.display())?;
+    writeln!(
+        out,
+        "  scheme:              {} -> SNOMED CT",
+        loaded.scheme.name()
+    )?;
+    writeln!(out, "  rows read:           {}", r.rows)?;
+    writeln!(
+        out,
+        "  active maps:         {} (retired {}, superseded revisions {}, rows mapping to no concept {})",
+        r.active, r.retired, r.superseded, r.no_concept
+    )?;
+    writeln!(
+        out,
+        "  codes mapped:        {} ({} only through a synonym term)",
+        r.codes, r.synonym_only
+    )?;
+    if r.assurance_column {
+        writeln!(
+            out,
+            "  assured:             {:.1}% of active maps ({} of {})",
+            r.assured_share() * 100.0,
+            r.assured,
+            r.active
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  assured:             {:.1}% of active maps (the file has no IS_ASSURED column)",
+            r.assured_share() * 100.0
+        )?;
+    }
+    writeln!(out, "  several candidates:  {} codes", r.candidates.len())?;
+    let shown = if all {
+        r.candidates.len()
+    } else {
+        CANDIDATES_SHOWN
+    };
+    for c in r.candidates.iter().take(shown) {
+        let others: Vec<String> = c.others.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "    {}  chose {} ({}) over {}",
+            c.code,
+            c.chosen,
+            c.decided_by.as_str(),
+            others.join(", ")
+        )?;
+    }
+    if r.candidates.len() > shown {
+        writeln!(
+            out,
+            "    ... {} more (--all lists them)",
+            r.candidates.len() - shown
+        )?;
+    }
     Ok(())
 }
 
@@ -260,8 +396,12 @@ async fn serve(path: &Path, cfg: LoadedConfig) -> Result<(), String> {
     spawn_supplier_reload(app.clone());
     let admin = server::start_admin(app.clone(), admin_listener, &cfg.gateway.server)
         .map_err(|e| e.to_string())?;
+    let (records, metrics) = (app.records.clone(), app.metrics.clone());
     let handle =
         server::start(app, listener, &cfg.gateway.server, tls).map_err(|e| e.to_string())?;
+    if let Some(t) = &cfg.gateway.terminology {
+        crate::terminology::spawn_reload(t, &cfg.dir, records, metrics, handle.stopping());
+    }
     tracing::info!(addr = %handle.addr, admin = %admin.addr, tls = cfg.gateway.server.tls.is_some(), "gp-gateway ready");
     wait_for_signal().await;
     tracing::info!("shutting down: readiness off, draining in-flight requests");

@@ -93,6 +93,10 @@ pub struct GatewayConfig {
     /// `[notifications]`: subscriptions and their deliveries. Absent: none offered.
     #[serde(default)]
     pub notifications: Option<crate::notify::NotificationsConfig>,
+    /// `[terminology]`: the national map files to SNOMED CT. Absent: the curated maps
+    /// built into the gateway.
+    #[serde(default)]
+    pub terminology: Option<crate::terminology::TerminologyConfig>,
 }
 
 /// `[documents]`: how large a document's content may be, served or filed.
@@ -695,6 +699,11 @@ fn check_url(errors: &mut Vec<ConfigError>, file: &Path, key: &str, url: &str) {
 
 fn validate_gateway(c: &GatewayConfig, file: &Path) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    if let Some(t) = &c.terminology {
+        for (key, problem) in t.problems() {
+            errors.push(invalid(file, key, problem));
+        }
+    }
     if c.server.listen.parse::<std::net::SocketAddr>().is_err() {
         errors.push(invalid(
             file,

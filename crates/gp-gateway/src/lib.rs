@@ -64,6 +64,7 @@ pub mod structured;
 pub mod subscriptions;
 pub mod systems;
 pub mod telemetry;
+pub mod terminology;
 pub mod vitals;
 pub mod write_body;
 pub mod writes;

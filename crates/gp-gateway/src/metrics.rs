@@ -48,6 +48,7 @@ pub struct Metrics {
     panics: Counter,
     notifications: Family<Labels, Counter>,
     cursor_resets: Counter,
+    terminology_reloads: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,6 +68,7 @@ impl Default for Metrics {
             panics: Counter::default(),
             notifications: Family::default(),
             cursor_resets: Counter::default(),
+            terminology_reloads: Family::default(),
         };
         let mut registry = Registry::default();
         // Counters are registered without `_total`: the encoder adds it.
@@ -129,6 +131,11 @@ impl Default for Metrics {
             "gp_gateway_change_cursor_resets",
             "Change-log cursors a GP system no longer honoured, started again from its end (changes in between missed)",
             m.cursor_resets.clone(),
+        );
+        registry.register(
+            "gp_gateway_terminology_reloads",
+            "Reloads of the terminology map files, by result (ok, refused: the running maps kept)",
+            m.terminology_reloads.clone(),
         );
         registry.register_collector(Box::new(UnmappedCodes));
         Self { registry, ..m }
@@ -232,6 +239,14 @@ impl Metrics {
     /// A GP system refused a change-log cursor; polling restarted from its end.
     pub fn change_cursor_reset(&self) {
         self.cursor_resets.inc();
+    }
+
+    /// A reload of the terminology maps: `ok`, or refused (the running maps kept).
+    pub fn terminology_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.terminology_reloads
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
     }
 
     pub fn audit_failure(&self) {

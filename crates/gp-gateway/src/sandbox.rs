@@ -438,7 +438,35 @@ pub async fn start_with_audit(
     seed: u64,
     audit: Option<crate::audit::AuditConfig>,
 ) -> Result<Sandbox, SandboxError> {
-    start_inner(listen, seed, audit, None).await
+    start_with(
+        listen,
+        seed,
+        Options {
+            audit,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// What a test changes in the sandbox's configuration.
+#[derive(Default)]
+pub struct Options {
+    /// The audit trail, instead of a fresh SQLite file.
+    pub audit: Option<crate::audit::AuditConfig>,
+    /// A layer over every GP system's adapter (see [`start_layered`]).
+    pub layer: Option<AdapterLayer>,
+    /// `[terminology]` (absolute paths): map files instead of the embedded maps.
+    pub terminology: Option<crate::terminology::TerminologyConfig>,
+}
+
+/// As [`start`], with `options`.
+pub async fn start_with(
+    listen: SocketAddr,
+    seed: u64,
+    options: Options,
+) -> Result<Sandbox, SandboxError> {
+    start_inner(listen, seed, options).await
 }
 
 /// Puts a layer between the gateway and each GP system's adapter.
@@ -454,15 +482,27 @@ pub async fn start_layered(
     seed: u64,
     layer: AdapterLayer,
 ) -> Result<Sandbox, SandboxError> {
-    start_inner(listen, seed, None, Some(layer)).await
+    start_with(
+        listen,
+        seed,
+        Options {
+            layer: Some(layer),
+            ..Options::default()
+        },
+    )
+    .await
 }
 
 async fn start_inner(
     listen: SocketAddr,
     seed: u64,
-    audit: Option<crate::audit::AuditConfig>,
-    layer: Option<AdapterLayer>,
+    options: Options,
 ) -> Result<Sandbox, SandboxError> {
+    let Options {
+        audit,
+        layer,
+        terminology,
+    } = options;
     let population = population(seed);
     let store = SimStore::new(population.clone());
     let pds = gp_sim::start_pds(store.clone(), loopback().await?)
@@ -491,6 +531,9 @@ async fn start_inner(
     )?;
     if let Some(audit) = audit {
         cfg.gateway.audit = audit;
+    }
+    if terminology.is_some() {
+        cfg.gateway.terminology = terminology;
     }
     let mut manifest = manifest(bound, &population, &cfg)?;
     manifest.simulators.insert("pds".into(), pds.base_url());
@@ -532,6 +575,15 @@ async fn start_inner(
         .map_err(|e| SandboxError::Bind(admin_listen, e))?;
     let server = crate::server::start(app.clone(), listener, &cfg.gateway.server, None)
         .map_err(|e| SandboxError::Bind(bound.to_string(), e))?;
+    if let Some(t) = &cfg.gateway.terminology {
+        crate::terminology::spawn_reload(
+            t,
+            &cfg.dir,
+            app.records.clone(),
+            app.metrics.clone(),
+            server.stopping(),
+        );
+    }
     Ok(Sandbox {
         server,
         admin,

@@ -466,6 +466,12 @@ impl ServerHandle {
     pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+
+    /// A receiver that changes when the server starts shutting down, for tasks that
+    /// run beside it and stop with it.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
 }
 
 /// Starts serving `app` to suppliers on `listener`.

@@ -133,7 +133,9 @@ const EMIS_TSV: &str = include_str!("../../terminology/emis-snomed.tsv");
 
 /// The curated files' lines `code<TAB>snomed<TAB>term`; comments (`#`) and malformed
 /// lines are skipped (a unit test proves the shipped files have none, so nothing is lost).
-fn curated(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+fn curated_lines(
+    text: &'static str,
+) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {
@@ -145,9 +147,20 @@ fn curated(text: &'static str) -> impl Iterator<Item = (&'static str, &'static s
         })
 }
 
+/// Every entry of the curated maps built into the gateway: (scheme, code, SNOMED CT id).
+pub fn curated() -> Vec<(CodeScheme, &'static str, &'static str)> {
+    MAPPED_SCHEMES
+        .into_iter()
+        .zip([READV2_TSV, CTV3_TSV, EMIS_TSV])
+        .flat_map(|(scheme, text)| {
+            curated_lines(text).map(move |(code, sctid, _)| (scheme, code, sctid))
+        })
+        .collect()
+}
+
 fn curated_table(text: &'static str) -> Table {
     let mut t = Table::with_capacity(64);
-    for (code, snomed, _) in curated(text) {
+    for (code, snomed, _) in curated_lines(text) {
         if let Ok(sctid) = snomed.parse() {
             t.insert(
                 code,
@@ -165,7 +178,7 @@ fn curated_table(text: &'static str) -> Table {
 fn curated_terms() -> HashMap<u64, Box<str>, FixedState> {
     let mut terms = HashMap::default();
     for text in [READV2_TSV, CTV3_TSV, EMIS_TSV] {
-        for (_, snomed, term) in curated(text) {
+        for (_, snomed, term) in curated_lines(text) {
             if let Ok(id) = snomed.parse() {
                 terms.entry(id).or_insert_with(|| term.into());
             }
@@ -289,7 +302,7 @@ pub fn lookup(scheme: CodeScheme, code: &str) -> Option<(String, Option<String>,
 static REVERSE: LazyLock<[HashMap<&'static str, &'static str>; 3]> = LazyLock::new(|| {
     let reverse = |text: &'static str| {
         let mut out = HashMap::new();
-        for (code, snomed, _) in curated(text) {
+        for (code, snomed, _) in curated_lines(text) {
             out.entry(snomed).or_insert(code);
         }
         out
