@@ -1,6 +1,8 @@
 //! `gp-gateway terminology check` and `[terminology]` in `check-config`, run as the
 //! operator runs them: the binary, on files generated in the TRUD release formats.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Plain #[test]s driving a child process: there is no async runtime here to block.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -183,4 +185,161 @@ fn check_config_loads_the_configured_maps_and_refuses_a_broken_one() {
         stderr.contains(":3: ConceptId \"not-an-id\" is not a SNOMED CT id"),
         "{stderr}"
     );
+}
+
+/// A `serve` config in `dir` whose `[terminology]` names `read_v2` (reload on SIGHUP only).
+fn serve_config(dir: &Path, read_v2: &Path) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sandbox");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        dir.join("practices.toml"),
+        "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\nsystem = \"emis\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("suppliers.toml"), "suppliers = []\n").unwrap();
+    let public = format!("http://127.0.0.1:{port}");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"practices_file = "practices.toml"
+suppliers_file = "suppliers.toml"
+
+[server]
+listen = "127.0.0.1:{port}"
+public_base_url = "{public}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[locator]
+pds_base_url = "http://127.0.0.1:9/personal-demographics/FHIR/R4"
+
+[auth]
+token_url = "{public}/oauth2/token"
+issuer = "{public}"
+audience = "{public}/FHIR/R4"
+active_kid = "k1"
+signing_keys = [{{ kid = "k1", private_key_pem = "{key}" }}]
+
+[audit]
+backend = "sqlite"
+sqlite_path = "{audit}"
+
+[terminology]
+read_v2 = ["{read_v2}"]
+reload_interval_secs = 0
+
+[systems.emis]
+base_url = "http://127.0.0.1:9"
+"#,
+            key = fixtures.join("gateway-signing-ed25519.pem").display(),
+            audit = dir.join("audit.sqlite").display(),
+            read_v2 = read_v2.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Waits (at most 20 s) until the log at `path` holds `needle`; returns the log.
+fn wait_for_log(path: &Path, needle: &str) -> String {
+    for _ in 0..200 {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "the log never said {needle:?}: {}",
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+fn hangup(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_reloads_on_sighup_keeping_the_running_maps_when_the_file_is_broken() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (read_v2, g) = generated(dir.path(), CodeScheme::ReadV2, Options::default());
+    let config = serve_config(dir.path(), &read_v2);
+    let log_path = dir.path().join("gateway.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gp-gateway"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(&mut child);
+    let log = wait_for_log(&log_path, "gp-gateway ready");
+    assert!(log.contains("\"message\":\"terminology map\""), "{log}");
+    assert!(log.contains(&format!("\"rows\":{}", g.rows)), "{log}");
+
+    // Broken: a changed file alone reloads nothing (SIGHUP only); SIGHUP refuses it.
+    let mut file = std::fs::read_to_string(&read_v2).unwrap();
+    file.push_str("{X}\tH33..\t00\t195967001\t\t1\t2026-13-01\t1\r\n");
+    std::fs::write(&read_v2, &file).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("NOT reloaded")
+    );
+    hangup(guard.0);
+    let log = wait_for_log(&log_path, "terminology maps NOT reloaded");
+    let line = g.rows + 2;
+    assert!(
+        log.contains(&format!(
+            ":{line}: EffectiveDate is \\\"2026-13-01\\\": not a calendar date"
+        )),
+        "{log}"
+    );
+
+    // Mended: the next SIGHUP takes it.
+    file.truncate(file.len() - "{X}\tH33..\t00\t195967001\t\t1\t2026-13-01\t1\r\n".len());
+    std::fs::write(&read_v2, &file).unwrap();
+    hangup(guard.0);
+    wait_for_log(&log_path, "\"message\":\"terminology maps reloaded\"");
+    drop(guard);
+
+    // A malformed file at start: serve refuses to start, naming the line.
+    std::fs::write(
+        &read_v2,
+        "MapId\tReadCode\tConceptId\tMapStatus\nm1\tH33..\t195967001\tyes\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gp-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(":2: MapStatus is \"yes\": expected 0 or 1"),
+        "{stderr}"
+    );
+}
+
+/// Kills the child when the test ends, passing or not.
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
