@@ -341,7 +341,11 @@ fn write_report(
             r.assured_share() * 100.0
         )?;
     }
-    writeln!(out, "  several candidates:  {} codes", r.candidates.len())?;
+    writeln!(
+        out,
+        "  several candidates:  {} (codes whose maps name more than one concept)",
+        r.candidates.len()
+    )?;
     let shown = if all {
         r.candidates.len()
     } else {
@@ -515,7 +519,7 @@ fn spawn_supplier_reload(app: Arc<App>) {
     tokio::spawn(async move {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let mut last = modified(&path);
-        let mut hangups = crate::server::Hangups::listen();
+        let mut hangups = crate::signals::Hangups::listen();
         loop {
             let signalled = hangups.next();
             tokio::select! {

@@ -60,6 +60,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod secrets;
 pub mod server;
+pub mod signals;
 pub mod structured;
 pub mod subscriptions;
 pub mod systems;

@@ -245,39 +245,12 @@ pub fn tls_acceptor(tls: &TlsConfig, dir: &Path) -> Result<ServerTls, TlsError> 
     })
 }
 
-/// SIGHUPs, which ask for a reload (the supplier registry, the TLS certificate). Where
-/// there are no such signals, or none can be listened for, none ever arrives.
-pub struct Hangups {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangups {
-    /// Starts listening.
-    pub fn listen() -> Self {
-        Self {
-            #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        }
-    }
-
-    /// The next SIGHUP.
-    pub async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some(signal) = self.signal.as_mut() {
-            signal.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await
-    }
-}
-
 /// Reloads the certificate on SIGHUP and whenever its files change (polled), until
 /// `stop` fires. A pair that fails to load is logged and the running one kept.
 fn spawn_cert_reload(tls: ServerTls, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut last = tls.loaded;
-        let mut hangups = Hangups::listen();
+        let mut hangups = crate::signals::Hangups::listen();
         loop {
             let signalled = hangups.next();
             let polled = async {

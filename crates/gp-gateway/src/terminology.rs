@@ -166,7 +166,7 @@ pub fn spawn_reload(
         (cfg.reload_interval_secs > 0).then(|| Duration::from_secs(cfg.reload_interval_secs));
     tokio::spawn(async move {
         let mut last = stamp(&files);
-        let mut hangups = crate::server::Hangups::listen();
+        let mut hangups = crate::signals::Hangups::listen();
         loop {
             let polled = async {
                 match every {

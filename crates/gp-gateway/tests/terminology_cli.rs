@@ -84,7 +84,10 @@ fn reports_each_file_truthfully_and_exits_0() {
         );
         assert_eq!(
             field(&stdout, path, "several candidates:"),
-            format!("{} codes", g.candidates)
+            format!(
+                "{} (codes whose maps name more than one concept)",
+                g.candidates
+            )
         );
         let assured = g.expect.values().flatten().filter(|v| v.1).count();
         assert!(
