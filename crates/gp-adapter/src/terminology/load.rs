@@ -8,7 +8,9 @@
 //! accepted. What a loaded file means:
 //!
 //! - a map (`MapId`) may appear in several revisions: the one with the latest
-//!   `EffectiveDate` stands (the last in the file on a tie), earlier ones are superseded;
+//!   `EffectiveDate` stands (the last in the file on a tie), earlier ones are superseded,
+//!   across all the files of a scheme; a row naming no map (no `MapId` column, as in a
+//!   local-codes file, or an empty one) is a map of its own;
 //! - only maps whose standing revision has `MapStatus` 1 are active;
 //! - rows that map to no concept (CTV3's `_DRUG`, whose drugs map through dm+d) are
 //!   counted and skipped;
@@ -20,6 +22,7 @@
 //!
 //! A malformed row refuses the whole file, naming the line and the reason.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -141,6 +144,9 @@ pub struct Loaded {
 const ACTIVE: u8 = 1;
 const ASSURED: u8 = 2;
 const PREFERRED: u8 = 4;
+/// The row names its map (a non-empty `MapId`): rows naming one map are its revisions.
+/// A row without one is a map of its own.
+const IDENTIFIED: u8 = 8;
 /// Bit 63 of a key marks a code too long to pack: the rest indexes [`Rows::long`].
 const LONG: u64 = 1 << 63;
 
@@ -338,6 +344,24 @@ fn map_id(v: &str) -> u128 {
     (u128::from(a) << 64) | u128::from(b)
 }
 
+/// Why `line` is not text: the column and byte where the first bad byte is, when the
+/// header is known.
+fn not_utf8(cols: Option<&Columns>, line: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    let byte = line.get(at).copied().unwrap_or_default();
+    let field = line[..at].iter().filter(|b| **b == b'\t').count();
+    match cols.and_then(|c| c.names.get(field)) {
+        Some(name) => format!(
+            "{name} is not UTF-8 text (byte 0x{byte:02X} at byte {} of the line): save the file as UTF-8",
+            at + 1
+        ),
+        None => format!(
+            "not UTF-8 text (byte 0x{byte:02X} at byte {} of the line): save the file as UTF-8",
+            at + 1
+        ),
+    }
+}
+
 impl Rows {
     /// No rows yet, for `scheme`.
     pub fn new(scheme: CodeScheme) -> Self {
@@ -395,7 +419,7 @@ impl Rows {
                 bytes = rest;
             }
             let line = std::str::from_utf8(bytes)
-                .map_err(|e| at(line_no, format!("not UTF-8 text ({e})")))?;
+                .map_err(|e| at(line_no, not_utf8(cols.as_ref(), bytes, &e)))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -474,7 +498,13 @@ impl Rows {
             Some((i, preferred)) if fields[i].trim() != preferred => {}
             _ => flags |= PREFERRED,
         }
-        let map_id = c.map_id.map_or(0, |i| map_id(fields[i].trim()));
+        let map_id = match c.map_id.map(|i| fields[i].trim()) {
+            Some(id) if !id.is_empty() => {
+                flags |= IDENTIFIED;
+                map_id(id)
+            }
+            _ => 0,
+        };
         if concept.starts_with('_') {
             self.report.no_concept += 1;
             return Ok(());
@@ -543,16 +573,17 @@ impl Rows {
             ..Rows::new(scheme)
         };
         if revisions {
-            rows.sort_unstable_by_key(|r| (r.map_id, r.date, r.order));
+            // Each map's revisions together, the standing one (latest date, then last
+            // row) first; rows naming no map after them, each its own.
+            rows.sort_unstable_by_key(|r| {
+                let own = r.flags & IDENTIFIED == 0;
+                (own, r.map_id, Reverse(r.date), Reverse(r.order))
+            });
             let before = rows.len();
-            let mut kept = Vec::with_capacity(rows.len());
-            for (i, r) in rows.iter().enumerate() {
-                if rows.get(i + 1).is_none_or(|next| next.map_id != r.map_id) {
-                    kept.push(*r);
-                }
-            }
-            report.superseded = (before - kept.len()) as u64;
-            rows = kept;
+            rows.dedup_by(|later, standing| {
+                later.flags & standing.flags & IDENTIFIED != 0 && later.map_id == standing.map_id
+            });
+            report.superseded = (before - rows.len()) as u64;
         }
         let standing = rows.len();
         rows.retain(|r| r.flags & ACTIVE != 0);
