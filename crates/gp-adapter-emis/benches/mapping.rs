@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! EMIS Web MedicalRecord XML → UK Core: the demo patient's record and a 1,000-entry
-//! record, both rendered by the EMIS simulator; and a fortnight's appointment book of
-//! 4,000 slots → the neutral book. `cargo bench -p gp-adapter-emis`.
+//! record, both rendered by the EMIS simulator, the latter also with national-size
+//! terminology maps; and a fortnight's appointment book of 4,000 slots → the neutral
+//! book. `cargo bench -p gp-adapter-emis`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gp_adapter::terminology::{self, Maps, testdata};
 use gp_sim::SystemKind;
 
 #[path = "../../../bench/support/records.rs"]
@@ -24,6 +26,17 @@ fn mapping(c: &mut Criterion) {
             b.iter(|| gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap())
         });
     }
+    // The 1,000-entry record again with national-size maps installed in place of the
+    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
+    // BENCHMARKS.md, "Terminology").
+    let xml = gp_sim::emis::render_record(&practice, &large);
+    let map = || gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap();
+    let embedded = map();
+    terminology::install(testdata::national_maps().unwrap());
+    assert!(map() == embedded, "the national maps map the record alike");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000_entries_national_maps", |b| b.iter(map));
+    terminology::install(Maps::embedded());
     group.finish();
 }
 

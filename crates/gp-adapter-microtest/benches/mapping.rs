@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Microtest Evolution JSON → UK Core: the patient document plus one entries page per
-//! entry type, for the demo patient and a 1,000-entry record, rendered by the Evolution
-//! simulator. `cargo bench -p gp-adapter-microtest`.
+//! entry type, for the demo patient and a 1,000-entry record (also with national-size
+//! terminology maps), rendered by the Evolution simulator. `cargo bench -p gp-adapter-microtest`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_microtest::{EntryType, map_entries, map_patient};
 use gp_fhir::{NhsNumber, OdsCode};
-use gp_sim::SystemKind;
+use gp_sim::{Practice, SimPatient, SystemKind};
 use serde_json::json;
 
 #[path = "../../../bench/support/records.rs"]
@@ -23,42 +24,58 @@ const TYPES: [EntryType; 6] = [
     EntryType::Consultation,
 ];
 
+/// The patient document and one entries page per entry type, as the simulator serves them.
+fn native(practice: &Practice, p: &SimPatient) -> (Vec<u8>, Vec<(EntryType, Vec<u8>)>) {
+    let doc = serde_json::to_vec(&gp_sim::microtest::render_patient(practice, p)).unwrap();
+    let pages = TYPES
+        .iter()
+        .map(|t| {
+            let entries = gp_sim::microtest::render_entries(p, t.as_str());
+            let total = entries.len();
+            let page = json!({"entries": entries, "total": total, "next_cursor": null});
+            (*t, serde_json::to_vec(&page).unwrap())
+        })
+        .collect();
+    (doc, pages)
+}
+
 fn mapping(c: &mut Criterion) {
     let (practice, patient) = records::typical(SystemKind::Microtest);
     let large = records::grown(&patient, records::LARGE);
     let nhs = NhsNumber::parse(&patient.nhs_number).unwrap();
     let ods = OdsCode::parse(&practice.ods).unwrap();
+    let map = |doc: &[u8], pages: &[(EntryType, Vec<u8>)]| {
+        let patient = map_patient(black_box(doc)).unwrap();
+        let clinical: Vec<_> = pages
+            .iter()
+            .map(|(t, body)| map_entries(black_box(body), *t, nhs, &ods).unwrap())
+            .collect();
+        (patient, clinical)
+    };
     let mut group = c.benchmark_group("microtest/map_record");
     for (name, p) in [("typical", &patient), ("1000_entries", &large)] {
-        let doc = serde_json::to_vec(&gp_sim::microtest::render_patient(&practice, p)).unwrap();
-        let pages: Vec<(EntryType, Vec<u8>)> = TYPES
-            .iter()
-            .map(|t| {
-                let entries = gp_sim::microtest::render_entries(p, t.as_str());
-                let total = entries.len();
-                let page = json!({"entries": entries, "total": total, "next_cursor": null});
-                (*t, serde_json::to_vec(&page).unwrap())
-            })
-            .collect();
+        let (doc, pages) = native(&practice, p);
         // The same calls the timed loop makes, so `--list` under callgrind profiles exactly them.
-        map_patient(&doc).unwrap();
-        let mapped: usize = pages
-            .iter()
-            .map(|(t, b)| map_entries(b, *t, nhs, &ods).unwrap().resources.len())
-            .sum();
+        let mapped: usize = map(&doc, &pages).1.iter().map(|m| m.resources.len()).sum();
         assert!(mapped >= records::entries(p) / 2, "{name}");
         group.throughput(Throughput::Elements(records::entries(p) as u64));
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let patient = map_patient(black_box(&doc)).unwrap();
-                let clinical: Vec<_> = pages
-                    .iter()
-                    .map(|(t, body)| map_entries(black_box(body), *t, nhs, &ods).unwrap())
-                    .collect();
-                (patient, clinical)
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| map(&doc, &pages)));
     }
+    // The 1,000-entry record again with national-size maps installed in place of the
+    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
+    // BENCHMARKS.md, "Terminology").
+    let (doc, pages) = native(&practice, &large);
+    let embedded = map(&doc, &pages);
+    terminology::install(testdata::national_maps().unwrap());
+    assert!(
+        map(&doc, &pages) == embedded,
+        "the national maps map the record alike"
+    );
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000_entries_national_maps", |b| {
+        b.iter(|| map(&doc, &pages))
+    });
+    terminology::install(Maps::embedded());
     group.finish();
 }
 

@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! TPP SystmOne paged PatientRecord XML → UK Core: the demo patient's record and a
-//! 1,000-entry record, rendered by the SystmOne simulator in pages of the adapter's
-//! default size and joined as the adapter joins them. `cargo bench -p gp-adapter-tpp`.
+//! 1,000-entry record (also with national-size terminology maps), rendered by the
+//! SystmOne simulator in pages of the adapter's default size and joined as the adapter
+//! joins them. `cargo bench -p gp-adapter-tpp`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_tpp::config::MAX_PAGE_SIZE;
 use gp_sim::{Practice, SimPatient, SystemKind};
 
@@ -43,6 +45,18 @@ fn mapping(c: &mut Criterion) {
             b.iter(|| gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap())
         });
     }
+    // The 1,000-entry record again with national-size maps installed in place of the
+    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
+    // BENCHMARKS.md, "Terminology").
+    let pages = pages(&practice, &large);
+    let bodies: Vec<&[u8]> = pages.iter().map(|s| s.as_bytes()).collect();
+    let map = || gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap();
+    let embedded = map();
+    terminology::install(testdata::national_maps().unwrap());
+    assert!(map() == embedded, "the national maps map the record alike");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000_entries_national_maps", |b| b.iter(map));
+    terminology::install(Maps::embedded());
     group.finish();
 }
 

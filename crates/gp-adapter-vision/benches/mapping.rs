@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Vision delimited extracts → UK Core: the patient extract plus the journal of the demo
-//! patient and of a 1,000-entry record, rendered by the Vision simulator.
+//! patient and of a 1,000-entry record (also with national-size terminology maps),
+//! rendered by the Vision simulator.
 //! `cargo bench -p gp-adapter-vision`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_vision::{JournalOwner, map_journal, map_patient};
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::SystemKind;
@@ -22,24 +24,43 @@ fn mapping(c: &mut Criterion) {
         nhs_number: NhsNumber::parse(&patient.nhs_number).unwrap(),
         ods: ods.clone(),
     };
+    let map = |extract: &str, journal: &[String]| {
+        let patient = map_patient(black_box(extract.as_bytes()), &ods).unwrap();
+        let clinical = map_journal(black_box(journal), &owner).unwrap();
+        (patient, clinical)
+    };
+    // The patient extract, and one page holding the whole journal (the simulator splits
+    // at 500 rows).
+    let native = |p| {
+        (
+            gp_sim::vision::render_patient(p),
+            [gp_sim::vision::render_journal(p)],
+        )
+    };
     let mut group = c.benchmark_group("vision/map_record");
     for (name, p) in [("typical", &patient), ("1000_entries", &large)] {
-        let extract = gp_sim::vision::render_patient(p);
-        // One page holding the whole journal (the simulator splits at 500 rows).
-        let journal = [gp_sim::vision::render_journal(p)];
+        let (extract, journal) = native(p);
         // The same calls the timed loop makes, so `--list` under callgrind profiles exactly them.
-        map_patient(extract.as_bytes(), &ods).unwrap();
-        let mapped = map_journal(&journal, &owner).unwrap();
+        let (_, mapped) = map(&extract, &journal);
         assert!(mapped.len() >= records::entries(p) / 2, "{name}");
         group.throughput(Throughput::Elements(records::entries(p) as u64));
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let patient = map_patient(black_box(extract.as_bytes()), &ods).unwrap();
-                let clinical = map_journal(black_box(&journal), &owner).unwrap();
-                (patient, clinical)
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| map(&extract, &journal)));
     }
+    // The 1,000-entry record again with national-size maps installed in place of the
+    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
+    // BENCHMARKS.md, "Terminology").
+    let (extract, journal) = native(&large);
+    let embedded = map(&extract, &journal);
+    terminology::install(testdata::national_maps().unwrap());
+    assert!(
+        map(&extract, &journal) == embedded,
+        "the national maps map the record alike"
+    );
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000_entries_national_maps", |b| {
+        b.iter(|| map(&extract, &journal))
+    });
+    terminology::install(Maps::embedded());
     group.finish();
 }
 

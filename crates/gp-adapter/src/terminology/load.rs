@@ -8,7 +8,9 @@
 //! accepted. What a loaded file means:
 //!
 //! - a map (`MapId`) may appear in several revisions: the one with the latest
-//!   `EffectiveDate` stands (the last in the file on a tie), earlier ones are superseded;
+//!   `EffectiveDate` stands (the last in the file on a tie), earlier ones are superseded,
+//!   across all the files of a scheme; a row naming no map (no `MapId` column, as in a
+//!   local-codes file, or an empty one) is a map of its own;
 //! - only maps whose standing revision has `MapStatus` 1 are active;
 //! - rows that map to no concept (CTV3's `_DRUG`, whose drugs map through dm+d) are
 //!   counted and skipped;
@@ -20,6 +22,7 @@
 //!
 //! A malformed row refuses the whole file, naming the line and the reason.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -138,21 +141,40 @@ pub struct Loaded {
     pub report: Report,
 }
 
-const ACTIVE: u8 = 1;
-const ASSURED: u8 = 2;
-const PREFERRED: u8 = 4;
+// A row's flags, in the top bits of its concept id (an SCTID has at most 18 digits: < 2^60).
+const ACTIVE: u64 = 1 << 60;
+const ASSURED: u64 = 1 << 61;
+const PREFERRED: u64 = 1 << 62;
+/// The row names its map (a non-empty `MapId`): rows naming one map are its revisions.
+/// A row without one is a map of its own.
+const IDENTIFIED: u64 = 1 << 63;
+const FLAGS: u64 = ACTIVE | ASSURED | PREFERRED | IDENTIFIED;
 /// Bit 63 of a key marks a code too long to pack: the rest indexes [`Rows::long`].
 const LONG: u64 = 1 << 63;
 
-/// One data row, as it matters for choosing a map.
+/// One data row, as it matters for choosing a map: 40 bytes, and a national map has
+/// half a million of them.
 #[derive(Debug, Clone, Copy)]
 struct Row {
-    map_id: u128,
+    /// The map id's two halves (not a `u128`, whose alignment would pad the row to 48).
+    map_id: (u64, u64),
     key: u64,
-    sctid: u64,
+    /// The concept id and the row's flags.
+    sctid_flags: u64,
     date: u32,
     order: u32,
-    flags: u8,
+}
+
+const _: () = assert!(size_of::<Row>() == 40);
+
+impl Row {
+    fn sctid(&self) -> u64 {
+        self.sctid_flags & !FLAGS
+    }
+
+    fn is(&self, flag: u64) -> bool {
+        self.sctid_flags & flag != 0
+    }
 }
 
 /// Rows read from one or more files of one scheme.
@@ -298,20 +320,21 @@ fn flag(name: &str, v: &str) -> Result<bool, String> {
 /// `YYYYMMDD` or `YYYY-MM-DD` as the number `YYYYMMDD`.
 fn date(name: &str, v: &str) -> Result<u32, String> {
     let v = v.trim();
-    let digits: String = match v.len() {
-        8 => v.to_owned(),
-        10 if v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-' => {
-            v.chars().filter(|c| *c != '-').collect()
+    let b = v.as_bytes();
+    let digits: Option<[u8; 8]> = match b.len() {
+        8 => b.try_into().ok(),
+        10 if b[4] == b'-' && b[7] == b'-' => {
+            Some([b[0], b[1], b[2], b[3], b[5], b[6], b[8], b[9]])
         }
-        _ => String::new(),
+        _ => None,
     };
-    let n: u32 = match digits.parse() {
-        Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => n,
-        _ => {
-            return Err(format!(
-                "{name} is {v:?}: expected a date as YYYYMMDD or YYYY-MM-DD"
-            ));
-        }
+    let Some(n) = digits
+        .filter(|d| d.iter().all(u8::is_ascii_digit))
+        .map(|d| d.iter().fold(0u32, |n, c| n * 10 + u32::from(c - b'0')))
+    else {
+        return Err(format!(
+            "{name} is {v:?}: expected a date as YYYYMMDD or YYYY-MM-DD"
+        ));
     };
     let (month, day) = (n / 100 % 100, n % 100);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
@@ -320,22 +343,68 @@ fn date(name: &str, v: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-/// A map id as 128 bits: a GUID's own (braces and dashes ignored, case-insensitive),
-/// else a 128-bit hash of the text.
-fn map_id(v: &str) -> u128 {
-    let hex: String = v
-        .chars()
-        .filter(|c| !matches!(c, '{' | '}' | '-'))
-        .collect();
-    if hex.len() == 32
-        && let Ok(n) = u128::from_str_radix(&hex, 16)
-    {
-        return n;
+/// A map id as 128 bits, in halves: a GUID's own (braces and dashes ignored,
+/// case-insensitive), else a 128-bit hash of the text.
+fn map_id(v: &str) -> (u64, u64) {
+    let mut n = 0u128;
+    let mut digits = 0;
+    for b in v.bytes() {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            b'{' | b'}' | b'-' => continue,
+            _ => {
+                digits = 0;
+                break;
+            }
+        };
+        digits += 1;
+        if digits > 32 {
+            break;
+        }
+        n = n << 4 | u128::from(d);
+    }
+    if digits == 32 {
+        return ((n >> 64) as u64, n as u64);
     }
     use std::hash::BuildHasher;
     let a = FixedState::with_seed(0x5eed_0001).hash_one(v);
     let b = FixedState::with_seed(0x5eed_0002).hash_one(v);
-    (u128::from(a) << 64) | u128::from(b)
+    (a, b)
+}
+
+/// Lines in the file at `path` (a read of a file about to be read again, which the page
+/// cache then holds), to size the rows once rather than doubling them as they come.
+fn count_lines(path: &Path) -> std::io::Result<usize> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 1;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
+    }
+}
+
+/// Why `line` is not text: the column and byte where the first bad byte is, when the
+/// header is known.
+fn not_utf8(cols: Option<&Columns>, line: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    let byte = line.get(at).copied().unwrap_or_default();
+    let field = line[..at].iter().filter(|b| **b == b'\t').count();
+    match cols.and_then(|c| c.names.get(field)) {
+        Some(name) => format!(
+            "{name} is not UTF-8 text (byte 0x{byte:02X} at byte {} of the line): save the file as UTF-8",
+            at + 1
+        ),
+        None => format!(
+            "not UTF-8 text (byte 0x{byte:02X} at byte {} of the line): save the file as UTF-8",
+            at + 1
+        ),
+    }
 }
 
 impl Rows {
@@ -359,6 +428,9 @@ impl Rows {
             line: 0,
             reason: format!("cannot open: {e}"),
         })?;
+        if let Ok(lines) = count_lines(path) {
+            self.rows.reserve(lines);
+        }
         self.read(path, file)
     }
 
@@ -373,6 +445,7 @@ impl Rows {
         let mut buf = Vec::with_capacity(256);
         let mut line_no = 0u64;
         let mut cols = None;
+        let mut fields = Vec::new();
         loop {
             buf.clear();
             let n = reader
@@ -395,7 +468,7 @@ impl Rows {
                 bytes = rest;
             }
             let line = std::str::from_utf8(bytes)
-                .map_err(|e| at(line_no, format!("not UTF-8 text ({e})")))?;
+                .map_err(|e| at(line_no, not_utf8(cols.as_ref(), bytes, &e)))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -417,7 +490,7 @@ impl Rows {
                     self.revisions |= c.map_id.is_some();
                     cols = Some(c);
                 }
-                Some(c) => self.row(c, line).map_err(|r| at(line_no, r))?,
+                Some(c) => self.row(c, line, &mut fields).map_err(|r| at(line_no, r))?,
             }
         }
         if cols.is_none() {
@@ -429,18 +502,32 @@ impl Rows {
         Ok(())
     }
 
-    fn row(&mut self, c: &Columns, line: &str) -> Result<(), String> {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != c.names.len() {
+    /// Reads one data row; `bounds` is room for its fields' byte ranges, kept from row
+    /// to row.
+    fn row(
+        &mut self,
+        c: &Columns,
+        line: &str,
+        bounds: &mut Vec<(usize, usize)>,
+    ) -> Result<(), String> {
+        bounds.clear();
+        let mut start = 0;
+        for tab in memchr::memchr_iter(b'\t', line.as_bytes()) {
+            bounds.push((start, tab));
+            start = tab + 1;
+        }
+        bounds.push((start, line.len()));
+        if bounds.len() != c.names.len() {
             return Err(format!(
                 "{} tab-separated fields, the header names {}",
-                fields.len(),
+                bounds.len(),
                 c.names.len()
             ));
         }
+        let fields = |i: usize| &line[bounds[i].0..bounds[i].1];
         self.report.rows += 1;
         let name = |i: usize| c.names[i].as_str();
-        let code = fields[c.code].trim();
+        let code = fields(c.code).trim();
         if code.is_empty() {
             return Err(format!("{} is empty", name(c.code)));
         }
@@ -450,16 +537,16 @@ impl Rows {
                 name(c.code)
             ));
         }
-        let concept = fields[c.concept].trim();
-        let mut flags = 0u8;
+        let concept = fields(c.concept).trim();
+        let mut flags = 0u64;
         if match c.status {
-            Some(i) => flag(name(i), fields[i])?,
+            Some(i) => flag(name(i), fields(i))?,
             None => true,
         } {
             flags |= ACTIVE;
         }
         if match c.assured {
-            Some(i) => flag(name(i), fields[i])?,
+            Some(i) => flag(name(i), fields(i))?,
             // A local-codes file is the operator's own curation; the national
             // "not clinically assured" releases have no such column.
             None => self.scheme == CodeScheme::EmisLocal,
@@ -467,14 +554,20 @@ impl Rows {
             flags |= ASSURED;
         }
         let date = match c.date {
-            Some(i) => date(name(i), fields[i])?,
+            Some(i) => date(name(i), fields(i))?,
             None => 0,
         };
         match c.term_kind {
-            Some((i, preferred)) if fields[i].trim() != preferred => {}
+            Some((i, preferred)) if fields(i).trim() != preferred => {}
             _ => flags |= PREFERRED,
         }
-        let map_id = c.map_id.map_or(0, |i| map_id(fields[i].trim()));
+        let map_id = match c.map_id.map(|i| fields(i).trim()) {
+            Some(id) if !id.is_empty() => {
+                flags |= IDENTIFIED;
+                map_id(id)
+            }
+            _ => (0, 0),
+        };
         if concept.starts_with('_') {
             self.report.no_concept += 1;
             return Ok(());
@@ -489,7 +582,7 @@ impl Rows {
             .parse()
             .map_err(|_| format!("{} {concept:?} is too large", name(c.concept)))?;
         if let Some(i) = c.term {
-            let term = fields[i].trim();
+            let term = fields(i).trim();
             if !term.is_empty() {
                 self.terms.push((sctid, term.into()));
             }
@@ -510,10 +603,9 @@ impl Rows {
         self.rows.push(Row {
             map_id,
             key,
-            sctid,
+            sctid_flags: sctid | flags,
             date,
             order,
-            flags,
         });
         Ok(())
     }
@@ -543,50 +635,52 @@ impl Rows {
             ..Rows::new(scheme)
         };
         if revisions {
-            rows.sort_unstable_by_key(|r| (r.map_id, r.date, r.order));
+            // Each map's revisions together, the standing one (latest date, then last
+            // row) first; rows naming no map after them, each its own.
+            rows.sort_unstable_by_key(|r| {
+                (
+                    !r.is(IDENTIFIED),
+                    r.map_id,
+                    Reverse(r.date),
+                    Reverse(r.order),
+                )
+            });
             let before = rows.len();
-            let mut kept = Vec::with_capacity(rows.len());
-            for (i, r) in rows.iter().enumerate() {
-                if rows.get(i + 1).is_none_or(|next| next.map_id != r.map_id) {
-                    kept.push(*r);
-                }
-            }
-            report.superseded = (before - kept.len()) as u64;
-            rows = kept;
+            rows.dedup_by(|later, standing| {
+                later.is(IDENTIFIED) && standing.is(IDENTIFIED) && later.map_id == standing.map_id
+            });
+            report.superseded = (before - rows.len()) as u64;
         }
         let standing = rows.len();
-        rows.retain(|r| r.flags & ACTIVE != 0);
+        rows.retain(|r| r.is(ACTIVE));
         report.retired = (standing - rows.len()) as u64;
         report.active = rows.len() as u64;
-        report.assured = rows.iter().filter(|r| r.flags & ASSURED != 0).count() as u64;
+        report.assured = rows.iter().filter(|r| r.is(ASSURED)).count() as u64;
         rows.sort_unstable_by_key(|r| (r.key, r.order));
-        let mut table = Table::with_capacity(rows.len() / 2);
+        let mut table = Table::with_capacity(rows.chunk_by(|a, b| a.key == b.key).count());
         let mut concepts: Vec<(u64, bool, u32)> = Vec::new();
         for group in rows.chunk_by(|a, b| a.key == b.key) {
-            let preferred = group.iter().any(|r| r.flags & PREFERRED != 0);
+            let preferred = group.iter().any(|r| r.is(PREFERRED));
             if !preferred {
                 report.synonym_only += 1;
             }
             concepts.clear();
-            for r in group
-                .iter()
-                .filter(|r| !preferred || r.flags & PREFERRED != 0)
-            {
-                let assured = r.flags & ASSURED != 0;
-                match concepts.iter_mut().find(|c| c.0 == r.sctid) {
+            for r in group.iter().filter(|r| !preferred || r.is(PREFERRED)) {
+                let assured = r.is(ASSURED);
+                match concepts.iter_mut().find(|c| c.0 == r.sctid()) {
                     Some(c) => {
                         c.1 |= assured;
                         c.2 = c.2.max(r.date);
                     }
-                    None => concepts.push((r.sctid, assured, r.date)),
+                    None => concepts.push((r.sctid(), assured, r.date)),
                 }
             }
             concepts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
             let (sctid, assured, date) = concepts[0];
-            let code = codes.code(group[0].key);
+            let key = group[0].key;
             if let Some(second) = concepts.get(1) {
                 report.candidates.push(Candidates {
-                    code: code.clone(),
+                    code: codes.code(key),
                     chosen: sctid,
                     others: concepts[1..].iter().map(|c| c.0).collect(),
                     decided_by: if assured != second.1 {
@@ -598,7 +692,12 @@ impl Rows {
                     },
                 });
             }
-            table.insert(&code, Entry { sctid, assured });
+            let entry = Entry { sctid, assured };
+            if key & LONG == 0 {
+                table.insert_packed(key, entry);
+            } else {
+                table.insert(&codes.code(key), entry);
+            }
         }
         report.codes = table.len() as u64;
         report.candidates.sort_by(|a, b| a.code.cmp(&b.code));
@@ -659,4 +758,42 @@ pub fn detect(path: &Path) -> Result<CodeScheme, LoadError> {
 pub fn check(path: &Path) -> Result<Loaded, LoadError> {
     let scheme = detect(path)?;
     load(scheme, &[path.to_owned()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_guid_is_one_map_however_it_is_written() {
+        let id = map_id("{9A000002-0000-4000-8000-00000000002B}");
+        assert_eq!(id, (0x9A00_0002_0000_4000, 0x8000_0000_0000_002B));
+        assert_eq!(map_id("9a000002-0000-4000-8000-00000000002b"), id);
+        assert_eq!(
+            map_id("9A0000020000400080000000000002B"),
+            map_id("9A0000020000400080000000000002B")
+        );
+        // Not 32 hex digits: hashed, and still told apart.
+        assert_ne!(map_id("9A0000020000400080000000000002B"), id, "31 digits");
+        assert_ne!(map_id("9A000002000040008000000000000002B"), id, "33 digits");
+        assert_ne!(map_id("MAP-1"), map_id("MAP-2"));
+        assert_eq!(map_id("MAP-1"), map_id("MAP-1"));
+    }
+
+    #[test]
+    fn dates_are_read_in_both_release_forms() {
+        assert_eq!(date("EffectiveDate", "20200401"), Ok(20200401));
+        assert_eq!(date("EffectiveDate", " 2020-04-01 "), Ok(20200401));
+        for bad in [
+            "2020/04/01",
+            "2020-0401",
+            "+2020041",
+            "20200431x",
+            "20200001",
+            "20200400",
+        ] {
+            let e = date("EffectiveDate", bad).unwrap_err();
+            assert!(e.starts_with("EffectiveDate is "), "{bad}: {e}");
+        }
+    }
 }

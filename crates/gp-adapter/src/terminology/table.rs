@@ -2,11 +2,14 @@
 //!
 //! Read v2 and CTV3 codes are five characters, so almost every code packs into a `u64`
 //! key (no allocation per code); the rare longer code (some EMIS local codes) goes to a
-//! second map keyed by the string. A value is the concept id as a number and whether the
-//! map is clinically assured: 16 bytes. 500,000 rows of a national map collapse into
-//! one entry per code.
+//! second map keyed by the string. A packed code (with the assured flag in its top bit,
+//! which no packed code uses) and its concept id share one 16-byte slot of an
+//! open-addressing table probed linearly, so a lookup in a national map touches one
+//! cache line where a general hash map touches two (its control bytes and its buckets
+//! live apart); the table is at most 5/8 full, about 26 bytes a code.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 
@@ -20,10 +23,18 @@ pub struct Entry {
     pub assured: bool,
 }
 
+/// The assured flag, in a slot's key: packed codes are ASCII, so bit 63 is theirs to spare.
+const ASSURED: u64 = 1 << 63;
+
 /// One scheme's map.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
-    short: HashMap<u64, Entry, FixedState>,
+    /// (packed code | [`ASSURED`], concept id); a key of 0 marks an empty slot (no code
+    /// packs to 0). Empty, or at most 5/8 full.
+    slots: Vec<(u64, u64)>,
+    /// Codes in `slots`.
+    short: usize,
+    /// Codes too long to pack.
     long: HashMap<Box<str>, Entry, FixedState>,
 }
 
@@ -39,11 +50,25 @@ pub(crate) fn pack(code: &str) -> Option<u64> {
     Some(u64::from_le_bytes(key))
 }
 
+/// Slots for `codes` codes, at most 5/8 full.
+fn slots_for(codes: usize) -> usize {
+    (codes.saturating_mul(8) / 5).max(8)
+}
+
+/// The slot `key` probes first, of `len`: its hash scaled to the length (no power of
+/// two needed, so the table is no larger than its load factor asks).
+#[inline]
+fn home(key: u64, len: usize) -> usize {
+    let hash = FixedState::with_seed(0x7ab1e).hash_one(key);
+    ((u128::from(hash) * len as u128) >> 64) as usize
+}
+
 impl Table {
-    /// An empty table with room for `codes` codes.
+    /// An empty table with room for `codes` codes that pack.
     pub fn with_capacity(codes: usize) -> Self {
         Self {
-            short: HashMap::with_capacity_and_hasher(codes, FixedState::default()),
+            slots: vec![(0, 0); slots_for(codes)],
+            short: 0,
             long: HashMap::default(),
         }
     }
@@ -51,12 +76,48 @@ impl Table {
     /// Maps `code` to `entry`, replacing any earlier entry for it.
     pub fn insert(&mut self, code: &str, entry: Entry) {
         match pack(code) {
-            Some(key) => {
-                self.short.insert(key, entry);
-            }
+            Some(key) => self.insert_packed(key, entry),
             None => {
                 self.long.insert(code.into(), entry);
             }
+        }
+    }
+
+    /// Maps the code that packs to `key` (from [`pack`]) to `entry`.
+    pub(crate) fn insert_packed(&mut self, key: u64, entry: Entry) {
+        if slots_for(self.short + 1) > self.slots.len() {
+            self.grow();
+        }
+        let tagged = key | if entry.assured { ASSURED } else { 0 };
+        let len = self.slots.len();
+        let mut i = home(key, len);
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.0 & !ASSURED == key {
+                *slot = (tagged, entry.sctid);
+                return;
+            }
+            if slot.0 == 0 {
+                *slot = (tagged, entry.sctid);
+                self.short += 1;
+                return;
+            }
+            i = if i + 1 == len { 0 } else { i + 1 };
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(
+            &mut self.slots,
+            vec![(0, 0); slots_for((self.short + 1).max(self.short * 2))],
+        );
+        let len = self.slots.len();
+        for slot in old.into_iter().filter(|s| s.0 != 0) {
+            let mut i = home(slot.0 & !ASSURED, len);
+            while self.slots[i].0 != 0 {
+                i = if i + 1 == len { 0 } else { i + 1 };
+            }
+            self.slots[i] = slot;
         }
     }
 
@@ -64,14 +125,37 @@ impl Table {
     #[inline]
     pub fn get(&self, code: &str) -> Option<Entry> {
         match pack(code) {
-            Some(key) => self.short.get(&key).copied(),
+            Some(key) => self.get_packed(key),
             None => self.long.get(code).copied(),
+        }
+    }
+
+    #[inline]
+    fn get_packed(&self, key: u64) -> Option<Entry> {
+        let len = self.slots.len();
+        if len == 0 {
+            return None;
+        }
+        let mut i = home(key, len);
+        // Never full: an empty slot ends every probe.
+        loop {
+            let (k, sctid) = *self.slots.get(i)?;
+            if k & !ASSURED == key {
+                return Some(Entry {
+                    sctid,
+                    assured: k & ASSURED != 0,
+                });
+            }
+            if k == 0 {
+                return None;
+            }
+            i = if i + 1 == len { 0 } else { i + 1 };
         }
     }
 
     /// How many codes are mapped.
     pub fn len(&self) -> usize {
-        self.short.len() + self.long.len()
+        self.short + self.long.len()
     }
 
     /// True when no code is mapped.
@@ -114,5 +198,67 @@ mod tests {
         assert_eq!(pack("é"), None);
         assert_eq!(pack(""), None);
         assert!(pack("~~~~~~~~").is_some_and(|k| k >> 63 == 0));
+    }
+
+    #[test]
+    fn answers_as_a_hash_map_does_through_growth_and_replacement() {
+        // From an empty table and from one sized too small: both grow, none is lost.
+        for start in [0, 10] {
+            let mut t = Table::with_capacity(start);
+            let mut want = HashMap::new();
+            let code = |n: u64| format!("{:05}", n.wrapping_mul(2_654_435_761) % 100_000);
+            for n in 0..20_000u64 {
+                let entry = Entry {
+                    sctid: 100_000 + n,
+                    assured: n % 3 != 0,
+                };
+                // Some codes come twice: the later entry replaces the earlier.
+                t.insert(&code(n), entry);
+                want.insert(code(n), entry);
+                assert!(slots_for(t.short) <= t.slots.len().max(8));
+            }
+            assert_eq!(t.len(), want.len());
+            for (c, e) in &want {
+                assert_eq!(t.get(c), Some(*e), "{c}");
+            }
+            for n in 100_000..101_000u64 {
+                assert_eq!(t.get(&format!("{n}")), None);
+            }
+        }
+    }
+
+    #[test]
+    fn the_assured_flag_and_any_id_are_kept() {
+        let mut t = Table::with_capacity(4);
+        let big = Entry {
+            sctid: u64::MAX,
+            assured: false,
+        };
+        t.insert("~~~~~~~~", big);
+        t.insert(
+            "A2",
+            Entry {
+                assured: true,
+                ..big
+            },
+        );
+        assert_eq!(t.get("~~~~~~~~"), Some(big));
+        assert_eq!(t.get("A2").map(|e| e.assured), Some(true));
+        // Re-mapped unassured: the flag goes with the new entry.
+        t.insert(
+            "A2",
+            Entry {
+                sctid: 5,
+                assured: false,
+            },
+        );
+        assert_eq!(
+            t.get("A2"),
+            Some(Entry {
+                sctid: 5,
+                assured: false
+            })
+        );
+        assert_eq!(t.len(), 2);
     }
 }

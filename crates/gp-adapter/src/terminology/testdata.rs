@@ -12,10 +12,12 @@
 //! case as it is generated rather than derived by a loader's rules.
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{CodeScheme, MapFiles};
+use super::{CodeScheme, MapFiles, Maps};
 
 /// How to generate a file.
 #[derive(Debug, Clone, Copy)]
@@ -196,8 +198,9 @@ impl Writer {
 
 /// A synthetic code of `scheme` numbered `n`: five characters for Read v2 and CTV3
 /// (lowercase letters first, so none collides with the curated codes), `EMISSYN…` for
-/// local codes.
-fn code(scheme: CodeScheme, n: u64) -> String {
+/// local codes. [`generate`] writes codes from `n` = 1 up, so a code numbered beyond the
+/// rows written is one no generated file holds.
+pub fn code(scheme: CodeScheme, n: u64) -> String {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     match scheme {
         CodeScheme::ReadV2 | CodeScheme::Ctv3 => {
@@ -432,11 +435,51 @@ pub fn file_name(scheme: CodeScheme) -> &'static str {
     }
 }
 
-/// Writes a Read v2, a CTV3 and an EMIS local-codes file of about `rows` rows each into
+/// How many rows to write of each scheme's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Read v2 rows.
+    pub read_v2: usize,
+    /// CTV3 rows.
+    pub ctv3: usize,
+    /// EMIS local-code rows.
+    pub emis_local: usize,
+}
+
+impl Sizes {
+    /// National scale as issue 26's targets set it: 500,000 rows of each forward map,
+    /// and a few thousand local codes.
+    pub const NATIONAL: Self = Self {
+        read_v2: 500_000,
+        ctv3: 500_000,
+        emis_local: 5_000,
+    };
+
+    /// `rows` rows of every scheme.
+    pub const fn all(rows: usize) -> Self {
+        Self {
+            read_v2: rows,
+            ctv3: rows,
+            emis_local: rows,
+        }
+    }
+
+    /// The rows of `scheme`'s file.
+    pub fn of(self, scheme: CodeScheme) -> usize {
+        match scheme {
+            CodeScheme::ReadV2 => self.read_v2,
+            CodeScheme::Ctv3 => self.ctv3,
+            CodeScheme::EmisLocal => self.emis_local,
+            CodeScheme::Snomed | CodeScheme::Dmd => 0,
+        }
+    }
+}
+
+/// Writes a Read v2, a CTV3 and an EMIS local-codes file of about `sizes` rows into
 /// `dir` (CRLF, as the releases), each mapping its `known` codes, and names them.
 pub fn write_all(
     dir: &Path,
-    rows: usize,
+    sizes: Sizes,
     known: &[(CodeScheme, &str, &str)],
 ) -> std::io::Result<MapFiles> {
     let mut files = MapFiles::default();
@@ -450,7 +493,7 @@ pub fn write_all(
             scheme,
             &mine,
             &Options {
-                rows,
+                rows: sizes.of(scheme),
                 expect: false,
                 ..Options::default()
             },
@@ -464,6 +507,40 @@ pub fn write_all(
         }
     }
     Ok(files)
+}
+
+/// Every code the embedded (curated) maps hold, with its concept. Passed as `known`, they
+/// make generated maps answer every code the embedded maps know exactly as those do.
+pub fn curated_codes() -> Vec<(CodeScheme, &'static str, &'static str)> {
+    let mut codes = Vec::new();
+    for (scheme, text) in [
+        (CodeScheme::ReadV2, super::READV2_TSV),
+        (CodeScheme::Ctv3, super::CTV3_TSV),
+        (CodeScheme::EmisLocal, super::EMIS_TSV),
+    ] {
+        codes.extend(super::curated(text).map(|(code, snomed, _)| (scheme, code, snomed)));
+    }
+    codes
+}
+
+/// National-size maps ([`Sizes::NATIONAL`]) that answer every code the embedded maps know
+/// as they do (terms included), beside hundreds of thousands of synthetic codes: the
+/// maps to measure mapping against, so that only their size differs. Written to a fresh
+/// temporary directory and loaded as the gateway loads an operator's `[terminology]`
+/// files; the directory is removed again.
+pub fn national_maps() -> Result<Maps, Box<dyn Error + Send + Sync>> {
+    static DIRS: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gp-gateway-national-maps-{}-{}",
+        std::process::id(),
+        DIRS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let loaded = write_all(&dir, Sizes::NATIONAL, &curated_codes())
+        .map_err(Box::from)
+        .and_then(|files| Maps::load(&files).map(|(maps, _)| maps).map_err(Box::from));
+    std::fs::remove_dir_all(&dir)?;
+    loaded
 }
 
 #[cfg(test)]
@@ -509,5 +586,29 @@ mod tests {
                 assert_eq!(loaded.report.no_concept, g.no_concept as u64);
             }
         }
+    }
+
+    #[test]
+    fn maps_written_with_the_curated_codes_answer_them_as_the_embedded_maps() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let curated = curated_codes();
+        let files =
+            write_all(dir.path(), Sizes::all(3_000), &curated).unwrap_or_else(|e| panic!("{e}"));
+        let (maps, reports) = Maps::load(&files).unwrap_or_else(|e| panic!("{e}"));
+        let embedded = Maps::embedded();
+        for (scheme, code, _) in &curated {
+            assert_eq!(
+                maps.get(*scheme, code),
+                embedded.get(*scheme, code),
+                "{code}"
+            );
+        }
+        for scheme in super::super::MAPPED_SCHEMES {
+            assert!(
+                maps.len(scheme) > 1_000 + embedded.len(scheme),
+                "{scheme:?}"
+            );
+        }
+        assert_eq!(reports.len(), 3);
     }
 }
