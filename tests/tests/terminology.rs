@@ -47,7 +47,7 @@ impl Drop for TempDir {
 /// codes the adapters add themselves (the blood pressure panel's), as the curated maps
 /// map them.
 fn population() -> Vec<(CodeScheme, &'static str, &'static str)> {
-    let mut out = gp_adapter::terminology::curated();
+    let mut out = testdata::curated_codes();
     for c in gp_sim::concepts::all() {
         for (scheme, code) in [
             (CodeScheme::ReadV2, c.read2),
@@ -92,7 +92,7 @@ fn write_files(dir: &Path, rows: usize, remapped_to: &str) -> (TerminologyConfig
             (snomed.to_owned(), true),
         );
     }
-    let files = testdata::write_all(dir, rows, &known).unwrap();
+    let files = testdata::write_all(dir, testdata::Sizes::all(rows), &known).unwrap();
     let unassured_path = dir.join("rcsctmap_uk_20261001000001.txt");
     std::fs::write(
         &unassured_path,

@@ -631,6 +631,29 @@ fn a_non_utf8_byte_names_the_column_it_is_in() {
 }
 
 #[test]
+fn a_header_without_rows_is_refused_as_a_truncated_file() {
+    let header = testdata::header(CodeScheme::ReadV2);
+    for (text, line) in [
+        (format!("{header}\r\n"), 1),
+        (format!("\u{FEFF}{header}\r\n\r\n\r\n"), 3),
+    ] {
+        let e = load_text(CodeScheme::ReadV2, &text).unwrap_err();
+        assert_eq!(e.line, line, "{text:?}");
+        assert!(
+            e.reason.starts_with("no data rows after the header"),
+            "{}",
+            e.reason
+        );
+    }
+    // Several files: each must hold rows of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("rcsctmap_uk_empty.txt");
+    std::fs::write(&empty, format!("{header}\n")).unwrap();
+    let e = load::load(CodeScheme::ReadV2, &[fixture(READ_V2), empty.clone()]).unwrap_err();
+    assert_eq!(e.path, empty);
+}
+
+#[test]
 fn malformed_headers_and_files_are_refused_at_line_one() {
     let header = testdata::header(CodeScheme::ReadV2);
     let row = String::from_utf8(row_with("MapStatus", "1")).unwrap();
@@ -680,19 +703,19 @@ fn malformed_headers_and_files_are_refused_at_line_one() {
             "a CTV3 map given as Read v2",
             CodeScheme::ReadV2,
             fixture_text(CTV3),
-            &["this is a CTV3 map (CTV3_CONCEPTID), given as Read v2"],
+            &["this is a map of CTV3 codes (its CTV3_CONCEPTID column), given as Read v2 codes"],
         ),
         (
             "a Read v2 map given as CTV3",
             CodeScheme::Ctv3,
             fixture_text(READ_V2),
-            &["this is a Read v2 map (ReadCode), given as CTV3"],
+            &["this is a map of Read v2 codes (its ReadCode column), given as CTV3 codes"],
         ),
         (
             "a local-codes file given as Read v2",
             CodeScheme::ReadV2,
             fixture_text(LOCAL),
-            &["(LocalCode), given as Read v2"],
+            &["this is a map of EMIS local codes (its LocalCode column), given as Read v2 codes"],
         ),
     ];
     for (what, scheme, text, reason) in cases {
@@ -719,16 +742,11 @@ fn a_ctv3_file_given_where_read_v2_is_expected_names_both() {
     assert_eq!(e.line, 1);
     assert!(e.reason.contains("CTV3") && e.reason.contains("Read v2"));
     // What its header names, for `gp-gateway terminology check`.
-    assert_eq!(load::detect(&fixture(CTV3)).unwrap(), CodeScheme::Ctv3);
-    assert_eq!(load::detect(&fixture(READ_V2)).unwrap(), CodeScheme::ReadV2);
-    assert_eq!(
-        load::detect(&fixture(READ_V2_UNASSURED)).unwrap(),
-        CodeScheme::ReadV2
-    );
-    assert_eq!(
-        load::detect(&fixture(LOCAL)).unwrap(),
-        CodeScheme::EmisLocal
-    );
+    let scheme = |f| load::check(&fixture(f)).unwrap().scheme;
+    assert_eq!(scheme(CTV3), CodeScheme::Ctv3);
+    assert_eq!(scheme(READ_V2), CodeScheme::ReadV2);
+    assert_eq!(scheme(READ_V2_UNASSURED), CodeScheme::ReadV2);
+    assert_eq!(scheme(LOCAL), CodeScheme::EmisLocal);
     assert_eq!(load::check(&fixture(CTV3)).unwrap().report.codes, 3);
     let e = load::check(Path::new("/nonexistent/rcsctmap2_uk.txt")).unwrap_err();
     assert_eq!(e.line, 0);

@@ -73,7 +73,7 @@ fn reports_each_file_truthfully_and_exits_0() {
     for (path, g, scheme) in [
         (&read_v2, &g2, "Read v2 -> SNOMED CT"),
         (&ctv3, &g3, "CTV3 -> SNOMED CT"),
-        (&local, &gl, "EMIS local code -> SNOMED CT"),
+        (&local, &gl, "EMIS local -> SNOMED CT"),
     ] {
         assert_eq!(field(&stdout, path, "scheme:"), scheme);
         assert_eq!(field(&stdout, path, "rows read:"), g.rows.to_string());

@@ -181,6 +181,8 @@ impl Row {
 #[derive(Debug)]
 pub struct Rows {
     scheme: CodeScheme,
+    /// Take the scheme from the first header read ([`Rows::any`]).
+    adopt: bool,
     rows: Vec<Row>,
     long: Vec<Box<str>>,
     long_index: HashMap<Box<str>, u64, FixedState>,
@@ -412,12 +414,22 @@ impl Rows {
     pub fn new(scheme: CodeScheme) -> Self {
         Self {
             scheme,
+            adopt: false,
             rows: Vec::new(),
             long: Vec::new(),
             long_index: HashMap::default(),
             terms: Vec::new(),
             report: Report::default(),
             revisions: false,
+        }
+    }
+
+    /// No rows yet; the scheme is the first file's, as its header names it (`gp-gateway
+    /// terminology check`).
+    pub fn any() -> Self {
+        Self {
+            adopt: true,
+            ..Self::new(CodeScheme::ReadV2)
         }
     }
 
@@ -441,6 +453,7 @@ impl Rows {
             line,
             reason,
         };
+        let rows_before = self.report.rows;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut buf = Vec::with_capacity(256);
         let mut line_no = 0u64;
@@ -475,11 +488,13 @@ impl Rows {
             match &cols {
                 None => {
                     let (scheme, c) = columns(line).map_err(|r| at(line_no, r))?;
-                    if scheme != self.scheme {
+                    if std::mem::take(&mut self.adopt) {
+                        self.scheme = scheme;
+                    } else if scheme != self.scheme {
                         return Err(at(
                             line_no,
                             format!(
-                                "this is a {} map ({}), given as {}",
+                                "this is a map of {} codes (its {} column), given as {} codes",
                                 scheme.name(),
                                 c.names[c.code],
                                 self.scheme.name()
@@ -497,6 +512,14 @@ impl Rows {
             return Err(at(
                 1,
                 "empty file: expected a header row naming the columns".to_owned(),
+            ));
+        }
+        if self.report.rows == rows_before {
+            // A header alone is a truncated download far more often than an empty map:
+            // taking it would leave every code of the scheme unmapped.
+            return Err(at(
+                line_no,
+                "no data rows after the header: a map file holds at least one map".to_owned(),
             ));
         }
         Ok(())
@@ -719,45 +742,11 @@ pub fn load(scheme: CodeScheme, paths: &[PathBuf]) -> Result<Loaded, LoadError> 
     Ok(rows.finish())
 }
 
-/// The scheme a map file's header row names.
-pub fn detect(path: &Path) -> Result<CodeScheme, LoadError> {
-    let at = |line: u64, reason: String| LoadError {
-        path: path.to_owned(),
-        line,
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| at(0, format!("cannot open: {e}")))?;
-    let mut reader = BufReader::new(file);
-    let mut line_no = 0;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| at(line_no + 1, format!("cannot read: {e}")))?
-            == 0
-        {
-            return Err(at(
-                1,
-                "empty file: expected a header row naming the columns".to_owned(),
-            ));
-        }
-        line_no += 1;
-        let bytes = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf);
-        let line =
-            std::str::from_utf8(bytes).map_err(|e| at(line_no, format!("not UTF-8 text ({e})")))?;
-        if !line.trim().is_empty() {
-            return columns(line.trim_end_matches(['\r', '\n']))
-                .map(|(s, _)| s)
-                .map_err(|r| at(line_no, r));
-        }
-    }
-}
-
 /// Loads one file of whichever scheme its header names (`gp-gateway terminology check`).
 pub fn check(path: &Path) -> Result<Loaded, LoadError> {
-    let scheme = detect(path)?;
-    load(scheme, &[path.to_owned()])
+    let mut rows = Rows::any();
+    rows.read_path(path)?;
+    Ok(rows.finish())
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl CodeScheme {
         match self {
             Self::ReadV2 => "Read v2",
             Self::Ctv3 => "CTV3",
-            Self::EmisLocal => "EMIS local code",
+            Self::EmisLocal => "EMIS local",
             Self::Snomed => "SNOMED CT",
             Self::Dmd => "dm+d",
         }
@@ -145,17 +145,6 @@ fn curated_lines(
                 _ => None,
             }
         })
-}
-
-/// Every entry of the curated maps built into the gateway: (scheme, code, SNOMED CT id).
-pub fn curated() -> Vec<(CodeScheme, &'static str, &'static str)> {
-    MAPPED_SCHEMES
-        .into_iter()
-        .zip([READV2_TSV, CTV3_TSV, EMIS_TSV])
-        .flat_map(|(scheme, text)| {
-            curated_lines(text).map(move |(code, sctid, _)| (scheme, code, sctid))
-        })
-        .collect()
 }
 
 fn curated_table(text: &'static str) -> Table {

@@ -137,7 +137,7 @@ impl Writer {
             (l.map >> 16) & 0xFFFF,
             l.map & 0xFFF,
             (l.map >> 12) & 0xFFF,
-            l.map.wrapping_mul(0x9E37_79B9)
+            l.map.wrapping_mul(0x9E37_79B9) & 0xFFFF_FFFF_FFFF
         );
         let description = sctid(self.next_item * 7 + 3, "11");
         let (assured, active) = (u8::from(l.assured), u8::from(l.active));
@@ -518,7 +518,7 @@ pub fn curated_codes() -> Vec<(CodeScheme, &'static str, &'static str)> {
         (CodeScheme::Ctv3, super::CTV3_TSV),
         (CodeScheme::EmisLocal, super::EMIS_TSV),
     ] {
-        codes.extend(super::curated(text).map(|(code, snomed, _)| (scheme, code, snomed)));
+        codes.extend(super::curated_lines(text).map(|(code, snomed, _)| (scheme, code, snomed)));
     }
     codes
 }
