@@ -10,6 +10,7 @@ use gp_fhir::model::Resource;
 use gp_fhir::search::{
     Paging, PatientSearchParams, Shape, parse_clinical_search, parse_patient_search,
 };
+use gp_fhir::subset::Subset;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -541,6 +542,14 @@ async fn included(
 /// as R4 says, what `_include` brought in comes whole) and the whole indented when
 /// `_pretty=true`.
 fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
+    fhir_response(StatusCode::OK, shaped_bytes(bundle, shape))
+}
+
+fn shaped_bytes(bundle: &Bundle, shape: &Shape) -> Vec<u8> {
+    if shape.subset == Subset::Full && !shape.pretty {
+        // Nothing to cut or indent: straight to bytes, without a JSON tree between.
+        return serde_json::to_vec(bundle).unwrap_or_default();
+    }
     let mut value = serde_json::to_value(bundle).unwrap_or_default();
     if let Some(entries) = value.get_mut("entry").and_then(|e| e.as_array_mut()) {
         for entry in entries
@@ -557,7 +566,7 @@ fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
     } else {
         serde_json::to_vec(&value)
     };
-    fhir_response(StatusCode::OK, body.unwrap_or_default())
+    body.unwrap_or_default()
 }
 
 /// `$gpc.getstructuredrecord`: the Bundle, under a fresh id, and how it and each of its
@@ -842,4 +851,55 @@ pub async fn read_changed(
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     Ok(serde_json::from_slice(&body).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use gp_fhir::model::{Observation, Quantity};
+
+    /// The direct path writes the very bytes the JSON-tree path wrote (member order,
+    /// decimals as given), so skipping the tree changes nothing a client sees.
+    #[test]
+    fn an_unshaped_searchset_is_the_same_bytes_without_the_json_tree() {
+        let observation = Observation {
+            id: "obs-1".into(),
+            status: "final".into(),
+            value_quantity: Some(Quantity::ucum(72.50, "kg")),
+            ..Observation::default()
+        };
+        let params = vec![("patient".to_owned(), "9000000009".to_owned())];
+        let set = Searchset {
+            base_url: "http://127.0.0.1/FHIR/R4",
+            resource_type: "Observation",
+            params: &params,
+            paging: Paging {
+                count: 50,
+                offset: 0,
+            },
+            total: 1,
+            id: "req-1",
+            last_updated: "2026-12-07T00:00:00Z",
+        };
+        let bundle = set.build_with(vec![Resource::Observation(observation)], Vec::new());
+        let full = Shape {
+            subset: Subset::Full,
+            pretty: false,
+        };
+        let through_tree = serde_json::to_vec(&serde_json::to_value(&bundle).unwrap()).unwrap();
+        assert_eq!(shaped_bytes(&bundle, &full), through_tree);
+        let text = String::from_utf8(shaped_bytes(&bundle, &full)).unwrap();
+        assert!(text.contains("\"value\":72.5"), "{text}");
+        // A subset still cuts the matches.
+        let summary = Shape {
+            subset: Subset::Elements(vec!["status".into()]),
+            pretty: false,
+        };
+        let cut = String::from_utf8(shaped_bytes(&bundle, &summary)).unwrap();
+        assert!(
+            !cut.contains("valueQuantity") && cut.contains("SUBSETTED"),
+            "{cut}"
+        );
+    }
 }
