@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gp_adapter::terminology::{self, Maps, testdata};
+use gp_adapter_emis::Want;
 use gp_sim::SystemKind;
 
 #[path = "../../../bench/support/records.rs"]
@@ -37,6 +38,19 @@ fn mapping(c: &mut Criterion) {
     group.throughput(Throughput::Elements(records::entries(&large) as u64));
     group.bench_function("1000_entries_national_maps", |b| b.iter(map));
     terminology::install(Maps::embedded());
+    // What a Patient read and an Observation search map of the same record (issue 27:
+    // work the answer never uses is not done).
+    for (name, want) in [
+        ("1000_entries_demographics_only", Want::Demographics),
+        (
+            "1000_entries_observations_only",
+            Want::Area(gp_adapter::ClinicalType::Observation),
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| gp_adapter_emis::map_record_for(black_box(xml.as_bytes()), want).unwrap())
+        });
+    }
     group.finish();
 }
 

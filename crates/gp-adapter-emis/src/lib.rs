@@ -43,7 +43,7 @@ use gp_fhir::{NhsNumber, OdsCode};
 pub use client::EmisClient;
 pub use config::{EmisConfig, EmisConfigError};
 pub use error::EmisDataError;
-pub use mapping::{MappedRecord, map_record};
+pub use mapping::{MappedRecord, Want, map_record, map_record_for};
 
 /// EMIS Web, as gp-gateway sees it.
 #[derive(Debug, Clone)]
@@ -65,9 +65,10 @@ impl EmisAdapter {
         nhs: NhsNumber,
         ods: &OdsCode,
         ctx: &CallContext,
+        want: Want,
     ) -> Result<MappedRecord, AdapterError> {
         let body = self.client.medical_record(ods, nhs, ctx).await?;
-        let record = map_record(&body)?;
+        let record = map_record_for(&body, want)?;
         // A record for someone else, or from another practice, must never be answered.
         if record.nhs_number != nhs {
             return Err(EmisDataError::Invalid {
@@ -121,7 +122,12 @@ impl Adapter for EmisAdapter {
 
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
         let r = self
-            .record(req.nhs_number, &req.practice, &req.context)
+            .record(
+                req.nhs_number,
+                &req.practice,
+                &req.context,
+                Want::Demographics,
+            )
             .await?;
         Ok(PatientRecord {
             patient: r.patient,
@@ -134,7 +140,12 @@ impl Adapter for EmisAdapter {
 
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
         let r = self
-            .record(req.nhs_number, &req.practice, &req.context)
+            .record(
+                req.nhs_number,
+                &req.practice,
+                &req.context,
+                Want::Area(req.resource_type),
+            )
             .await?;
         let wanted = r
             .clinical

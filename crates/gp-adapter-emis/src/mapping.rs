@@ -12,7 +12,9 @@ use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{AdapterError, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
+use gp_adapter::{
+    AdapterError, ClinicalType, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
+};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -58,6 +60,35 @@ pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
 
 /// Maps a MedicalRecord body (bytes as received) to UK Core.
 pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
+    map_record_for(body, Want::Everything)
+}
+
+/// What a read needs of a MedicalRecord: mapping only that is the same as mapping the
+/// whole record and keeping only that, for less work (a Patient read maps no clinical
+/// entry; a search maps only the lists and events of its clinical area).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Demographics and every clinical entry.
+    Everything,
+    /// Demographics only (`clinical` empty).
+    Demographics,
+    /// Demographics and the entries of one clinical area.
+    Area(ClinicalType),
+}
+
+impl Want {
+    /// Whether entries of `resource_type` are wanted.
+    fn takes(self, resource_type: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Demographics => false,
+            Self::Area(area) => area.as_str() == resource_type,
+        }
+    }
+}
+
+/// Maps what `want` asks of a MedicalRecord (see [`Want`]).
+pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
     let doc = document(body)?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
@@ -65,7 +96,7 @@ pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
             found: qualified(root),
         });
     }
-    map_root(root)
+    map_root(root, want)
 }
 
 /// Maps a `<Person>` document (a people read) to a UK Core Practitioner, as the
@@ -509,7 +540,7 @@ fn encounter_ref(ctx: &Ctx, at: &At, n: Node) -> Result<Option<Reference>> {
     }
 }
 
-fn map_root(root: Node) -> Result<MappedRecord> {
+fn map_root(root: Node, want: Want) -> Result<MappedRecord> {
     let reg_at = At::root("Registration");
     let reg = child(root, "Registration").ok_or_else(|| EmisDataError::Missing {
         path: "Registration".into(),
@@ -613,41 +644,69 @@ fn map_root(root: Node) -> Result<MappedRecord> {
     // One resource per entry: sized once rather than grown (a Resource is large to move).
     let entries = LISTS
         .iter()
-        .filter_map(|list| child(root, list))
+        .filter(|(_, resource_types)| resource_types.iter().any(|t| want.takes(t)))
+        .filter_map(|(list, _)| child(root, list))
         .map(|list| list.children().count())
         .sum();
     let mut clinical = Vec::with_capacity(entries);
-    map_list(
-        root,
-        "ConsultationList",
-        "Consultation",
-        &mut clinical,
-        |at, n| map_consultation(&ctx, at, n),
-    )?;
-    let ctx = Ctx {
-        encounters: clinical
-            .iter()
-            .filter(|r| matches!(r, Resource::Encounter(_)))
-            .map(|r| r.id().to_owned())
-            .collect(),
-        ..ctx
+    if want.takes("Encounter") {
+        map_list(
+            root,
+            "ConsultationList",
+            "Consultation",
+            &mut clinical,
+            |at, n| map_consultation(&ctx, at, n),
+        )?;
+    }
+    let wants_events = ["Observation", "Condition", "Immunization"]
+        .iter()
+        .any(|t| want.takes(t));
+    let ctx = if wants_events {
+        // Events refer to their consultation: its id is its GUID, mapped or not.
+        Ctx {
+            encounters: consultation_ids(root)?,
+            ..ctx
+        }
+    } else {
+        ctx
     };
-    map_list(root, "EventList", "Event", &mut clinical, |at, n| {
-        map_event(&ctx, at, n)
-    })?;
-    let links = panel_links(root)?;
-    map_list(root, "AllergyList", "Allergy", &mut clinical, |at, n| {
-        map_allergy(&ctx, at, n).map(Resource::AllergyIntolerance)
-    })?;
-    map_list(
-        root,
-        "MedicationList",
-        "Medication",
-        &mut clinical,
-        |at, n| map_medication(&ctx, at, n).map(Resource::MedicationStatement),
-    )?;
+    if wants_events {
+        map_events(root, &mut clinical, |at, n| {
+            let kept = match opt(n, "EventType") {
+                Some("Observation") => want.takes("Observation"),
+                Some("Problem") => want.takes("Condition"),
+                Some("Immunisation") => want.takes("Immunization"),
+                // Missing or unknown: mapped, so it is refused as the whole record's is.
+                _ => true,
+            };
+            kept.then(|| map_event(&ctx, at, n)).transpose()
+        })?;
+    }
+    let links = if want.takes("Observation") {
+        panel_links(root)?
+    } else {
+        Vec::new()
+    };
+    if want.takes("AllergyIntolerance") {
+        map_list(root, "AllergyList", "Allergy", &mut clinical, |at, n| {
+            map_allergy(&ctx, at, n).map(Resource::AllergyIntolerance)
+        })?;
+    }
+    if want.takes("MedicationStatement") {
+        map_list(
+            root,
+            "MedicationList",
+            "Medication",
+            &mut clinical,
+            |at, n| map_medication(&ctx, at, n).map(Resource::MedicationStatement),
+        )?;
+    }
 
-    let panel_interpretations = panel_interpretations(root)?;
+    let panel_interpretations = if want.takes("Observation") {
+        panel_interpretations(root)?
+    } else {
+        Vec::new()
+    };
     gp_adapter::vital_signs::finish(&mut clinical, &links);
     // A joined blood pressure panel carries its own interpretation; a reading left
     // alone (not a panel) has only its own.
@@ -676,13 +735,42 @@ fn map_root(root: Node) -> Result<MappedRecord> {
     })
 }
 
-/// The lists of clinical entries, in the order they are mapped.
-const LISTS: [&str; 4] = [
-    "ConsultationList",
-    "EventList",
-    "AllergyList",
-    "MedicationList",
+/// The lists of clinical entries, in the order they are mapped, with the resource types
+/// each gives.
+const LISTS: [(&str, &[&str]); 4] = [
+    ("ConsultationList", &["Encounter"]),
+    ("EventList", &["Observation", "Condition", "Immunization"]),
+    ("AllergyList", &["AllergyIntolerance"]),
+    ("MedicationList", &["MedicationStatement"]),
 ];
+
+/// The id of every Consultation (its GUID, as [`map_consultation`] gives it).
+fn consultation_ids(root: Node) -> Result<HashSet<String>> {
+    let Some(list) = child(root, "ConsultationList") else {
+        return Ok(HashSet::new());
+    };
+    let list_at = At::root("ConsultationList");
+    children(list, "Consultation")
+        .enumerate()
+        .map(|(i, n)| guid(&At::nth(&list_at, "Consultation", i + 1), n, "GUID"))
+        .collect()
+}
+
+/// Maps the EventList's events that `f` keeps (`Ok(None)`: skipped unmapped).
+fn map_events(
+    root: Node,
+    out: &mut Vec<Resource>,
+    f: impl Fn(&At, Node) -> Result<Option<Resource>>,
+) -> Result<()> {
+    let Some(l) = child(root, "EventList") else {
+        return Ok(());
+    };
+    let list_at = At::root("EventList");
+    for (i, n) in children(l, "Event").enumerate() {
+        out.extend(f(&At::nth(&list_at, "Event", i + 1), n)?);
+    }
+    Ok(())
+}
 
 fn map_list(
     root: Node,

@@ -559,3 +559,51 @@ fn written_contact_details_read_back_exactly() {
         assert_eq!(p.preferred_language(), Some("pl"));
     }
 }
+
+/// Mapping only what a read wants gives exactly what mapping the whole record and keeping
+/// that gives: the hand-written record, and every EMIS patient of the sandbox population
+/// (and one grown to 1,000 entries), for the demographics and each clinical area.
+#[test]
+fn mapping_only_what_is_wanted_is_the_whole_mapping_filtered() {
+    use gp_adapter::ClinicalType;
+    use gp_adapter_emis::{Want, map_record_for};
+    use gp_sim::{Population, PopulationSpec, SystemKind};
+
+    let population = Population::generate(20_261_123, &PopulationSpec::sandbox());
+    let mut bodies = vec![FULL.to_owned()];
+    for p in population.patients.iter().filter(|p| {
+        population
+            .practice(&p.practice)
+            .is_some_and(|pr| pr.system == SystemKind::Emis)
+    }) {
+        let practice = population.practice(&p.practice).unwrap();
+        bodies.push(gp_sim::emis::render_record(practice, p));
+    }
+    assert!(bodies.len() > 10, "the population has EMIS patients");
+    let mut areas_seen = std::collections::BTreeSet::new();
+    for body in &bodies {
+        let whole = map_record(body.as_bytes()).unwrap();
+        let demographics = map_record_for(body.as_bytes(), Want::Demographics).unwrap();
+        assert_eq!(demographics.patient, whole.patient);
+        assert_eq!(demographics.organization, whole.organization);
+        assert_eq!(demographics.practitioner, whole.practitioner);
+        assert_eq!(demographics.version, whole.version);
+        assert_eq!(demographics.flags, whole.flags);
+        assert!(demographics.clinical.is_empty());
+        for area in ClinicalType::ALL {
+            let wanted: Vec<&Resource> =
+                whole.clinical.iter().filter(|r| area.matches(r)).collect();
+            let mapped = map_record_for(body.as_bytes(), Want::Area(*area)).unwrap();
+            assert_eq!(mapped.patient, whole.patient);
+            assert_eq!(
+                mapped.clinical.iter().collect::<Vec<_>>(),
+                wanted,
+                "{area:?}"
+            );
+            if !wanted.is_empty() {
+                areas_seen.insert(area.as_str());
+            }
+        }
+    }
+    assert_eq!(areas_seen.len(), ClinicalType::ALL.len(), "{areas_seen:?}");
+}
