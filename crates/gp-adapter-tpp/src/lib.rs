@@ -89,29 +89,45 @@ impl TppAdapter {
             pages.push(self.page(nhs, ods, number, ctx).await?);
         }
         let record = assemble(pages, size)?;
-        // A record for someone else, or from another practice, must never be answered.
-        if record.nhs_number != nhs {
-            return Err(TppDataError::Invalid {
-                path: "Patient/Identity/NHSNumber".into(),
-                reason: format!(
-                    "the record is for {}, but {nhs} was requested",
-                    record.nhs_number
-                ),
-            }
-            .into());
-        }
-        if record.ods != *ods {
-            return Err(TppDataError::Invalid {
-                path: "OrganisationID".into(),
-                reason: format!(
-                    "the record is from organisation {}, but {ods} was requested",
-                    record.ods
-                ),
-            }
-            .into());
-        }
+        is_asked_for(record.nhs_number, &record.ods, nhs, ods)?;
         Ok(record)
     }
+
+    /// The patient's demographics, from the record's first page only: every page carries
+    /// them, so a Patient read neither fetches nor maps the rest of the record.
+    async fn demographics(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        ctx: &CallContext,
+    ) -> Result<RecordPage, AdapterError> {
+        let first = self.page(nhs, ods, 1, ctx).await?;
+        mapping::check_first(&first.paging, self.client.page_size())?;
+        is_asked_for(first.nhs_number, &first.ods, nhs, ods)?;
+        Ok(first)
+    }
+}
+
+/// A record for someone else, or from another practice, must never be answered.
+fn is_asked_for(
+    got_nhs: NhsNumber,
+    got_ods: &OdsCode,
+    nhs: NhsNumber,
+    ods: &OdsCode,
+) -> Result<(), TppDataError> {
+    if got_nhs != nhs {
+        return Err(TppDataError::Invalid {
+            path: "Patient/Identity/NHSNumber".into(),
+            reason: format!("the record is for {got_nhs}, but {nhs} was requested"),
+        });
+    }
+    if got_ods != ods {
+        return Err(TppDataError::Invalid {
+            path: "OrganisationID".into(),
+            reason: format!("the record is from organisation {got_ods}, but {ods} was requested"),
+        });
+    }
+    Ok(())
 }
 
 /// How the gateway builds this adapter from `[systems.tpp]` (registered once, in
@@ -142,7 +158,7 @@ impl Adapter for TppAdapter {
 
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
         let r = self
-            .record(req.nhs_number, &req.practice, &req.context)
+            .demographics(req.nhs_number, &req.practice, &req.context)
             .await?;
         Ok(PatientRecord {
             patient: r.patient,

@@ -159,7 +159,7 @@ pub fn pages_to_fetch(first: &RecordPage, page_size: u32) -> Result<u32> {
     Ok(first.paging.pages())
 }
 
-fn check_first(p: &Paging, page_size: u32) -> Result<()> {
+pub(crate) fn check_first(p: &Paging, page_size: u32) -> Result<()> {
     if p.page != 1 {
         return Err(TppDataError::Paging(format!(
             "page 1 was requested, but Page {} was answered",

@@ -74,17 +74,35 @@ async fn small_pages_give_the_same_record_as_one_big_page() {
             );
         }
     }
-    let before = sim.requests();
     let demo = PatientRequest {
         nhs_number: fx.patients[0].0,
         practice: fx.patients[0].1.clone(),
         context: CallContext::new("t"),
     };
-    paged.read_patient(&demo).await.unwrap();
+    let before = sim.requests();
+    paged
+        .search(&gp_adapter::SearchRequest {
+            nhs_number: demo.nhs_number,
+            practice: demo.practice.clone(),
+            resource_type: gp_adapter::ClinicalType::Observation,
+            date: Default::default(),
+            count: u32::MAX,
+            offset: 0,
+            context: CallContext::new("t"),
+        })
+        .await
+        .unwrap();
     assert!(
         sim.requests() - before > 2,
         "the demo record spans several pages of 2"
     );
+    // A Patient read fetches the first page only: every page carries the demographics.
+    let before = sim.requests();
+    assert_eq!(
+        paged.read_patient(&demo).await.unwrap(),
+        one.read_patient(&demo).await.unwrap()
+    );
+    assert_eq!(sim.requests() - before, 2, "one page each");
 }
 
 #[tokio::test]
