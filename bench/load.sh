@@ -221,7 +221,7 @@ client_id = "demo-consult"
 name = "Load benchmark (TEST-ONLY sandbox key)"
 status = "active"
 jwks_file = "$ROOT/fixtures/sandbox/demo-consult.jwks.json"
-scopes = ["system/Patient.rus", "system/Observation.crs"]
+scopes = ["system/Patient.rus", "system/Observation.crs", "system/Condition.rs", "system/MedicationStatement.rs", "system/AllergyIntolerance.rs", "system/Immunization.rs", "system/Encounter.rs"]
 practices = $ALL_ODS
 rate_limit = { per_second = 1000000.0, burst = 1000000 }
 token_rate_limit = { per_second = 1000000.0, burst = 1000000 }
@@ -349,6 +349,72 @@ measure "4a. gateway Patient/{nhs}, cached" "http://127.0.0.1:$P_GW$FHIR/Patient
 measure "4b. gateway Observation?patient, cached" "http://127.0.0.1:$P_GW$FHIR/Observation?patient=$NHS" "$TOKEN"
 measure "4c. gateway Patient/{nhs}, no cache" "http://127.0.0.1:$P_GW_NOCACHE$FHIR/Patient/$NHS" "$TOKEN_NC"
 measure "4d. gateway Observation?patient, no cache" "http://127.0.0.1:$P_GW_NOCACHE$FHIR/Observation?patient=$NHS" "$TOKEN_NC"
+
+# --- a realistic mix: many patients, all four GP systems -----------------------------------
+# Every unflagged patient of the population (about 20 on each GP system), each request a
+# random one of them: 40% GET /Patient/{nhs}, 30% Observation?patient= (_count=20), 10%
+# Condition, 5% MedicationStatement, 5% AllergyIntolerance searches, 10% the whole
+# structured record (POST $gpc.getstructuredrecord). Once through the cached gateway (its
+# hit rate, from its own /metrics over the run, is stated in the row) and once through the
+# no-cache one (every read a miss). MIX=0 skips.
+MIX_NOTE="not run (MIX=0)"
+if [ "${MIX:-1}" = 1 ]; then
+    jq -r '.patients[] | select(.flags == []) | .nhs_number' "$TMP/manifest.json" >"$TMP/mix-nhs.txt"
+    MIX_N=$(wc -l <"$TMP/mix-nhs.txt")
+    MIX_SYSTEMS=$(jq -r '[.patients[] | select(.flags == []) | .system] | group_by(.) | map("\(.[0]) \(length)") | join(", ")' "$TMP/manifest.json")
+    cat >"$TMP/mix.lua" <<'LUA'
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+init = function(args)
+    nhs = {}
+    for line in io.lines(os.getenv("MIX_NHS")) do table.insert(nhs, line) end
+    math.randomseed(os.time() + tonumber(string.sub(tostring({}), 8), 16))
+end
+-- wrk.format's own headers replace wrk.headers: the token goes in again.
+local json = { ["Content-Type"] = "application/fhir+json", ["Authorization"] = wrk.headers["Authorization"] }
+request = function()
+    local n = nhs[math.random(#nhs)]
+    local r = math.random(100)
+    local f = "/FHIR/R4/"
+    if r <= 40 then return wrk.format("GET", f .. "Patient/" .. n) end
+    if r <= 70 then return wrk.format("GET", f .. "Observation?patient=" .. n .. "&_count=20") end
+    if r <= 80 then return wrk.format("GET", f .. "Condition?patient=" .. n) end
+    if r <= 85 then return wrk.format("GET", f .. "MedicationStatement?patient=" .. n) end
+    if r <= 90 then return wrk.format("GET", f .. "AllergyIntolerance?patient=" .. n) end
+    return wrk.format("POST", f .. "Patient/$gpc.getstructuredrecord", json,
+        '{"resourceType":"Parameters","parameter":[{"name":"patientNHSNumber","valueIdentifier":' ..
+        '{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"' .. n .. '"}},' ..
+        '{"name":"includeAllergies","part":[{"name":"includeResolvedAllergies","valueBoolean":true}]},' ..
+        '{"name":"includeMedication"},{"name":"includeProblems"},{"name":"includeImmunisations"},' ..
+        '{"name":"includeConsultations","part":[{"name":"includeNumberOfMostRecent","valuePositiveInt":3}]},' ..
+        '{"name":"includeInvestigations"}]}')
+end
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("RESULT %d %.1f %.3f %.3f %.3f %d %d\n", summary.requests,
+        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+        latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, e.status,
+        e.connect + e.read + e.write + e.timeout))
+end
+LUA
+    cache_counts() { # admin port: "hits misses" of the record caches so far
+        curl -sf "http://127.0.0.1:$1/metrics" | awk '/^gp_gateway_cache_requests_total\{/ {
+            if ($0 ~ /result="hit"/) h += $NF; else if ($0 ~ /result="miss"/) m += $NF } END { printf "%d %d", h, m }'
+    }
+    mix() { # label, port, token, admin port
+        BENCH_TOKEN=$3 MIX_NHS=$TMP/mix-nhs.txt wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$TMP/mix.lua" "http://127.0.0.1:$2" >/dev/null
+        local before after line hit
+        before=$(cache_counts "$4")
+        line=$(BENCH_TOKEN=$3 MIX_NHS=$TMP/mix-nhs.txt wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$TMP/mix.lua" "http://127.0.0.1:$2" | grep '^RESULT')
+        after=$(cache_counts "$4")
+        hit=$(awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " "); h = y[1] - x[1]; m = y[2] - x[2]
+            printf "%.0f", (h + m > 0 ? 100 * h / (h + m) : 0) }')
+        log "$1 ($hit% cache hits): $line"
+        printf '%s\t%s\n' "$1 ($hit% cache hits)" "$(printf '%s' "${line#RESULT }" | tr ' ' '\t')" >>"$RESULTS"
+    }
+    mix "4e. gateway mixed load, $MIX_N patients, cached" "$P_GW" "$TOKEN" $((P_GW + 100))
+    mix "4f. gateway mixed load, $MIX_N patients, no cache" "$P_GW_NOCACHE" "$TOKEN_NC" $((P_GW_NOCACHE + 100))
+    MIX_NOTE="rows 4e/4f: $MIX_N unflagged patients ($MIX_SYSTEMS), each request a random one: 40% \`GET /Patient/{nhs}\`, 30% \`Observation?patient=&_count=20\`, 10% \`Condition?patient=\`, 5% \`MedicationStatement?patient=\`, 5% \`AllergyIntolerance?patient=\`, 10% \`POST \$gpc.getstructuredrecord\` (every area); the cache hit rate in the row is the gateway's own (its /metrics, over the measured run)"
+fi
 
 # --- free-slot search: what the gateway adds to the native call --------------------------
 # One connection (latency, not throughput), the same practice and 14 days both ways: EMIS's
@@ -668,6 +734,7 @@ GENERATED=$(cat <<EOF
 - Native read measured: \`GET $NATIVE_PATH\` (whole EMIS MedicalRecord XML).
 - Gateway: \`gp-gateway serve\` (release), OAuth2 bearer token of \`demo-consult\`, $TRAIL, \`GP_GATEWAY_LOG=warn\`; "cached" = \`[cache] ttl_secs = 30\`, "no cache" = \`ttl_secs = 0\`
   (locator cache on in both).
+- Mixed load: $MIX_NOTE.
 
 ### Load
 
