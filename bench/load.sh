@@ -6,6 +6,9 @@
 #   3. haproxy-jwt  HAProxy verifying an RS256 JWT per request (jwt_verify), same simulator
 #   4. gateway      authenticated FHIR GET /Patient/{nhs} and Observation?patient={nhs},
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
+#                   and a mixed load (4e/4f): every unflagged patient on all four GP systems,
+#                   Patient reads, five clinical areas' searches and structured records
+#                   (MIX=0 skips), the cached gateway's hit rate stated
 #   5. free slots   EMIS's native 14-day slot search against GET /Slot with every include,
 #                   one connection: the p50 the gateway adds (target ≤ 2 ms)
 #   6. documents    filing a 5 MB PDF inline: the gateway's peak RSS rise as a ratio of the
