@@ -321,9 +321,9 @@ TOKEN=$(token_for "$P_GW")
 TOKEN_NC=$(token_for "$P_GW_NOCACHE")
 
 # --- load ----------------------------------------------------------------------------------
-cat >"$TMP/wrk.lua" <<'EOF'
-local token = os.getenv("BENCH_TOKEN")
-if token ~= nil and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+# The line every wrk run here ends with: RESULT requests req/s p50 p99 p99.9 (ms) non-2xx
+# socket-errors. Appended to each script.
+WRK_DONE=$(cat <<'EOF'
 done = function(summary, latency, requests)
     local secs = summary.duration / 1e6
     local e = summary.errors
@@ -332,6 +332,12 @@ done = function(summary, latency, requests)
         latency:percentile(99.9) / 1000, e.status, e.connect + e.read + e.write + e.timeout))
 end
 EOF
+)
+{ cat <<'EOF'
+local token = os.getenv("BENCH_TOKEN")
+if token ~= nil and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+EOF
+printf '%s\n' "$WRK_DONE"; } >"$TMP/wrk.lua"
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
 measure() { # label, url, token
@@ -365,7 +371,7 @@ if [ "${MIX:-1}" = 1 ]; then
     jq -r '.patients[] | select(.flags == []) | .nhs_number' "$TMP/manifest.json" >"$TMP/mix-nhs.txt"
     MIX_N=$(wc -l <"$TMP/mix-nhs.txt")
     MIX_SYSTEMS=$(jq -r '[.patients[] | select(.flags == []) | .system] | group_by(.) | map("\(.[0]) \(length)") | join(", ")' "$TMP/manifest.json")
-    cat >"$TMP/mix.lua" <<'LUA'
+    { cat <<'LUA'
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
 init = function(args)
     nhs = {}
@@ -391,14 +397,8 @@ request = function()
         '{"name":"includeConsultations","part":[{"name":"includeNumberOfMostRecent","valuePositiveInt":3}]},' ..
         '{"name":"includeInvestigations"}]}')
 end
-done = function(summary, latency, requests)
-    local e = summary.errors
-    io.write(string.format("RESULT %d %.1f %.3f %.3f %.3f %d %d\n", summary.requests,
-        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-        latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, e.status,
-        e.connect + e.read + e.write + e.timeout))
-end
 LUA
+    printf '%s\n' "$WRK_DONE"; } >"$TMP/mix.lua"
     cache_counts() { # admin port: "hits misses" of the record caches so far
         curl -sf "http://127.0.0.1:$1/metrics" | awk '/^gp_gateway_cache_requests_total\{/ {
             if ($0 ~ /result="hit"/) h += $NF; else if ($0 ~ /result="miss"/) m += $NF } END { printf "%d %d", h, m }'
@@ -616,7 +616,7 @@ if [ "$SOAK_SECONDS" -gt 0 ]; then
     SOAK_GW_PID=$LAST_PID
     wait_http "http://127.0.0.1:$P_SOAK_GW/_ready"
     SOAK_TOKEN=$(token_for "$P_SOAK_GW")
-    cat >"$TMP/soak.lua" <<'LUA'
+    { cat <<'LUA'
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
 init = function(args)
     nhs, i = {}, 0
@@ -628,14 +628,8 @@ request = function()
     if i % 2 == 0 then return wrk.format(nil, "/FHIR/R4/Patient/" .. n) end
     return wrk.format(nil, "/FHIR/R4/Observation?patient=" .. n .. "&_count=20")
 end
-done = function(summary, latency, requests)
-    local e = summary.errors
-    io.write(string.format("RESULT %d %.1f %.3f %.3f %.3f %d %d\n", summary.requests,
-        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-        latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, e.status,
-        e.connect + e.read + e.write + e.timeout))
-end
 LUA
+    printf '%s\n' "$WRK_DONE"; } >"$TMP/soak.lua"
     log "soak: $SOAK_SECONDS s at $SOAK_CONNS connections over $SOAK_N patients (cache bounds: $SOAK_MAX_PATIENTS patients, $SOAK_MAX_ENTRIES entries), RSS every 10 s"
     BENCH_TOKEN=$SOAK_TOKEN SOAK_NHS=$TMP/soak-nhs.txt wrk -t"$THREADS" -c"$SOAK_CONNS" -d"${SOAK_SECONDS}s" \
         --timeout 10s -s "$TMP/soak.lua" "http://127.0.0.1:$P_SOAK_GW" >"$TMP/soak.out" &

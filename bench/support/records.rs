@@ -81,3 +81,22 @@ pub fn grown(p: &SimPatient, n: usize) -> SimPatient {
     }
     out
 }
+
+/// Benches `map`, the 1,000-entry record's mapping, again as `1000_entries_national_maps`
+/// with national-size terminology maps installed in place of the embedded ones, which answer
+/// its codes alike (asserted first): only the maps' size differs (issue 26; BENCHMARKS.md,
+/// "Terminology"). The embedded maps are installed again after.
+#[allow(dead_code)] // the gateway's bench maps no record twice
+pub fn with_national_maps<T: PartialEq>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    entries: usize,
+    map: impl Fn() -> T,
+) {
+    use gp_adapter::terminology::{self, Maps, testdata};
+    let embedded = map();
+    terminology::install(testdata::national_maps().unwrap());
+    assert!(map() == embedded, "the national maps map the record alike");
+    group.throughput(criterion::Throughput::Elements(entries as u64));
+    group.bench_function("1000_entries_national_maps", |b| b.iter(&map));
+    terminology::install(Maps::embedded());
+}

@@ -7,7 +7,6 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_emis::Want;
 use gp_sim::SystemKind;
 
@@ -27,17 +26,10 @@ fn mapping(c: &mut Criterion) {
             b.iter(|| gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap())
         });
     }
-    // The 1,000-entry record again with national-size maps installed in place of the
-    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
-    // BENCHMARKS.md, "Terminology").
     let xml = gp_sim::emis::render_record(&practice, &large);
-    let map = || gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap();
-    let embedded = map();
-    terminology::install(testdata::national_maps().unwrap());
-    assert!(map() == embedded, "the national maps map the record alike");
-    group.throughput(Throughput::Elements(records::entries(&large) as u64));
-    group.bench_function("1000_entries_national_maps", |b| b.iter(map));
-    terminology::install(Maps::embedded());
+    records::with_national_maps(&mut group, records::entries(&large), || {
+        gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap()
+    });
     // What a Patient read and an Observation search map of the same record (issue 27:
     // work the answer never uses is not done).
     for (name, want) in [

@@ -7,7 +7,6 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_tpp::config::MAX_PAGE_SIZE;
 use gp_sim::{Practice, SimPatient, SystemKind};
 
@@ -45,18 +44,11 @@ fn mapping(c: &mut Criterion) {
             b.iter(|| gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap())
         });
     }
-    // The 1,000-entry record again with national-size maps installed in place of the
-    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
-    // BENCHMARKS.md, "Terminology").
     let pages = pages(&practice, &large);
     let bodies: Vec<&[u8]> = pages.iter().map(|s| s.as_bytes()).collect();
-    let map = || gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap();
-    let embedded = map();
-    terminology::install(testdata::national_maps().unwrap());
-    assert!(map() == embedded, "the national maps map the record alike");
-    group.throughput(Throughput::Elements(records::entries(&large) as u64));
-    group.bench_function("1000_entries_national_maps", |b| b.iter(map));
-    terminology::install(Maps::embedded());
+    records::with_national_maps(&mut group, records::entries(&large), || {
+        gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap()
+    });
     group.finish();
 }
 

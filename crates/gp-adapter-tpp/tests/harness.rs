@@ -58,15 +58,7 @@ async fn small_pages_give_the_same_record_as_one_big_page() {
     harness::run(&paged, &fx).await.assert_passed();
     for (nhs, ods) in &fx.patients {
         for &t in gp_adapter::ClinicalType::ALL {
-            let req = gp_adapter::SearchRequest {
-                nhs_number: *nhs,
-                practice: ods.clone(),
-                resource_type: t,
-                date: Default::default(),
-                count: u32::MAX,
-                offset: 0,
-                context: CallContext::new("t"),
-            };
+            let req = everything(*nhs, ods.clone(), t);
             assert_eq!(
                 one.search(&req).await.unwrap(),
                 paged.search(&req).await.unwrap(),
@@ -81,15 +73,11 @@ async fn small_pages_give_the_same_record_as_one_big_page() {
     };
     let before = sim.requests();
     paged
-        .search(&gp_adapter::SearchRequest {
-            nhs_number: demo.nhs_number,
-            practice: demo.practice.clone(),
-            resource_type: gp_adapter::ClinicalType::Observation,
-            date: Default::default(),
-            count: u32::MAX,
-            offset: 0,
-            context: CallContext::new("t"),
-        })
+        .search(&everything(
+            demo.nhs_number,
+            demo.practice.clone(),
+            gp_adapter::ClinicalType::Observation,
+        ))
         .await
         .unwrap();
     assert!(
@@ -147,15 +135,7 @@ async fn written_observations_have_no_performer_and_keep_their_ctv3_code() {
         "systolic and diastolic are two events"
     );
     let page = adapter
-        .search(&gp_adapter::SearchRequest {
-            nhs_number: nhs,
-            practice: ods,
-            resource_type: gp_adapter::ClinicalType::Observation,
-            date: Default::default(),
-            count: u32::MAX,
-            offset: 0,
-            context: CallContext::new("t"),
-        })
+        .search(&everything(nhs, ods, gp_adapter::ClinicalType::Observation))
         .await
         .unwrap();
     let written: Vec<_> = page
@@ -304,5 +284,22 @@ async fn the_preferred_language_is_patient_communication() {
                 .iter()
                 .all(|c| c.preferred == Some(true))
         );
+    }
+}
+
+/// A search of one clinical area asking for every entry at once.
+fn everything(
+    nhs_number: gp_fhir::NhsNumber,
+    practice: gp_fhir::OdsCode,
+    resource_type: gp_adapter::ClinicalType,
+) -> gp_adapter::SearchRequest {
+    gp_adapter::SearchRequest {
+        nhs_number,
+        practice,
+        resource_type,
+        date: Default::default(),
+        count: u32::MAX,
+        offset: 0,
+        context: CallContext::new("t"),
     }
 }

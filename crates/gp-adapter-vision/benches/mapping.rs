@@ -7,7 +7,6 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gp_adapter::terminology::{self, Maps, testdata};
 use gp_adapter_vision::{JournalOwner, map_journal, map_patient};
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::SystemKind;
@@ -46,21 +45,10 @@ fn mapping(c: &mut Criterion) {
         group.throughput(Throughput::Elements(records::entries(p) as u64));
         group.bench_function(name, |b| b.iter(|| map(&extract, &journal)));
     }
-    // The 1,000-entry record again with national-size maps installed in place of the
-    // embedded ones, which answer its codes alike: only the maps' size differs (issue 26;
-    // BENCHMARKS.md, "Terminology").
     let (extract, journal) = native(&large);
-    let embedded = map(&extract, &journal);
-    terminology::install(testdata::national_maps().unwrap());
-    assert!(
-        map(&extract, &journal) == embedded,
-        "the national maps map the record alike"
-    );
-    group.throughput(Throughput::Elements(records::entries(&large) as u64));
-    group.bench_function("1000_entries_national_maps", |b| {
-        b.iter(|| map(&extract, &journal))
+    records::with_national_maps(&mut group, records::entries(&large), || {
+        map(&extract, &journal)
     });
-    terminology::install(Maps::embedded());
     group.finish();
 }
 

@@ -4,8 +4,9 @@
 //! requests are answered as usual and `serve` still exits promptly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -293,61 +294,14 @@ async fn with_opentelemetry_on_and_no_collector_requests_complete_and_stay_in_th
 async fn serve_with_a_collector_that_is_not_there_answers_and_exits_promptly() {
     use std::process::{Command, Stdio};
 
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sandbox");
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    std::fs::write(
-        dir.path().join("practices.toml"),
-        "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\nsystem = \"emis\"\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("suppliers.toml"), "suppliers = []\n").unwrap();
-    let public = format!("http://127.0.0.1:{port}");
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"practices_file = "practices.toml"
-suppliers_file = "suppliers.toml"
-
-[server]
-listen = "127.0.0.1:{port}"
-public_base_url = "{public}"
-
-# Replicas and test runs side by side: each admin listener on a port of its own.
-[admin]
-listen = "127.0.0.1:0"
-
-[locator]
-pds_base_url = "http://127.0.0.1:9/personal-demographics/FHIR/R4"
-
-[auth]
-token_url = "{public}/oauth2/token"
-issuer = "{public}"
-audience = "{public}/FHIR/R4"
-active_kid = "k1"
-signing_keys = [{{ kid = "k1", private_key_pem = "{key}" }}]
-
-[audit]
-backend = "sqlite"
-sqlite_path = "{audit}"
-
-[telemetry]
-otlp_endpoint = "{otlp}"
-service_name = "gp-gateway-test"
-
-[systems.emis]
-base_url = "http://127.0.0.1:9"
-"#,
-            key = fixtures.join("gateway-signing-ed25519.pem").display(),
-            audit = dir.path().join("audit.sqlite").display(),
-            otlp = closed_port(),
+    let (config, public) = support::serve_config(
+        dir.path(),
+        &format!(
+            "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"gp-gateway-test\"\n",
+            closed_port()
         ),
-    )
-    .unwrap();
+    );
     let log_path = dir.path().join("gateway.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gp-gateway"))
         .args(["--log-format", "json", "serve", "--config"])

@@ -4,6 +4,8 @@
 // Plain #[test]s driving a child process: there is no async runtime here to block.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -192,60 +194,11 @@ fn check_config_loads_the_configured_maps_and_refuses_a_broken_one() {
 
 /// A `serve` config in `dir` whose `[terminology]` names `read_v2` (reload on SIGHUP only).
 fn serve_config(dir: &Path, read_v2: &Path) -> PathBuf {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sandbox");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    std::fs::write(
-        dir.join("practices.toml"),
-        "[[practice]]\nods = \"B82617\"\nname = \"Riverside\"\nsystem = \"emis\"\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("suppliers.toml"), "suppliers = []\n").unwrap();
-    let public = format!("http://127.0.0.1:{port}");
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"practices_file = "practices.toml"
-suppliers_file = "suppliers.toml"
-
-[server]
-listen = "127.0.0.1:{port}"
-public_base_url = "{public}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[locator]
-pds_base_url = "http://127.0.0.1:9/personal-demographics/FHIR/R4"
-
-[auth]
-token_url = "{public}/oauth2/token"
-issuer = "{public}"
-audience = "{public}/FHIR/R4"
-active_kid = "k1"
-signing_keys = [{{ kid = "k1", private_key_pem = "{key}" }}]
-
-[audit]
-backend = "sqlite"
-sqlite_path = "{audit}"
-
-[terminology]
-read_v2 = ["{read_v2}"]
-reload_interval_secs = 0
-
-[systems.emis]
-base_url = "http://127.0.0.1:9"
-"#,
-            key = fixtures.join("gateway-signing-ed25519.pem").display(),
-            audit = dir.join("audit.sqlite").display(),
-            read_v2 = read_v2.display(),
-        ),
-    )
-    .unwrap();
-    config
+    let terminology = format!(
+        "[terminology]\nread_v2 = [\"{}\"]\nreload_interval_secs = 0\n",
+        read_v2.display()
+    );
+    support::serve_config(dir, &terminology).0
 }
 
 /// Waits (at most 20 s) until the log at `path` holds `needle`; returns the log.
