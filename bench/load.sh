@@ -6,9 +6,10 @@
 #   3. haproxy-jwt  HAProxy verifying an RS256 JWT per request (jwt_verify), same simulator
 #   4. gateway      authenticated FHIR GET /Patient/{nhs} and Observation?patient={nhs},
 #                   record cache on (hits) and off ([cache] ttl_secs = 0)
-#                   and a mixed load (4e/4f): every unflagged patient on all four GP systems,
-#                   Patient reads, five clinical areas' searches and structured records
-#                   (MIX=0 skips), the cached gateway's hit rate stated
+#                   and a mixed load (4e-4g): every unflagged patient on all four GP systems,
+#                   Patient reads, five clinical areas' searches and structured records,
+#                   through caches of all, some (MIX_CACHED patients) and none of them,
+#                   each row's hit rate stated (MIX=0 skips)
 #   5. free slots   EMIS's native 14-day slot search against GET /Slot with every include,
 #                   one connection: the p50 the gateway adds (target ≤ 2 ms)
 #   6. documents    filing a 5 MB PDF inline: the gateway's peak RSS rise as a ratio of the
@@ -399,8 +400,8 @@ request = function()
 end
 LUA
     printf '%s\n' "$WRK_DONE"; } >"$TMP/mix.lua"
-    cache_counts() { # admin port: "hits misses" of the record caches so far
-        curl -sf "http://127.0.0.1:$1/metrics" | awk '/^gp_gateway_cache_requests_total\{/ {
+    cache_counts() { # admin port: "hits misses" of the record caches so far (not the locator's)
+        curl -sf "http://127.0.0.1:$1/metrics" | awk '/^gp_gateway_cache_requests_total\{cache="(patient|area)"/ {
             if ($0 ~ /result="hit"/) h += $NF; else if ($0 ~ /result="miss"/) m += $NF } END { printf "%d %d", h, m }'
     }
     mix() { # label, port, token, admin port
@@ -414,9 +415,18 @@ LUA
         log "$1 ($hit% cache hits): $line"
         printf '%s\t%s\n' "$1 ($hit% cache hits)" "$(printf '%s' "${line#RESULT }" | tr ' ' '\t')" >>"$RESULTS"
     }
-    mix "4e. gateway mixed load, $MIX_N patients, cached" "$P_GW" "$TOKEN" $((P_GW + 100))
-    mix "4f. gateway mixed load, $MIX_N patients, no cache" "$P_GW_NOCACHE" "$TOKEN_NC" $((P_GW_NOCACHE + 100))
-    MIX_NOTE="rows 4e/4f: $MIX_N unflagged patients ($MIX_SYSTEMS), each request a random one: 40% \`GET /Patient/{nhs}\`, 30% \`Observation?patient=&_count=20\`, 10% \`Condition?patient=\`, 5% \`MedicationStatement?patient=\`, 5% \`AllergyIntolerance?patient=\`, 10% \`POST \$gpc.getstructuredrecord\` (every area); the cache hit rate in the row is the gateway's own (its /metrics, over the measured run)"
+    # A third gateway whose cache holds a quarter of the patients (MIX_CACHED of them):
+    # most reads miss, as in a practice's day, where an app reads a patient once or twice.
+    P_GW_MIX=$((PORT_BASE + 16))
+    gateway_config "$P_GW_MIX" 30 | sed -e "s/^max_patients = .*/max_patients = ${MIX_CACHED:-20}/" \
+        -e "s/^max_entries = .*/max_entries = $((${MIX_CACHED:-20} * 60))/" >"$TMP/gateway-mix.toml"
+    start gateway-mix "$GW" serve --config "$TMP/gateway-mix.toml"
+    wait_http "http://127.0.0.1:$P_GW_MIX/_ready"
+    TOKEN_MIX=$(token_for "$P_GW_MIX")
+    mix "4e. gateway mixed load, $MIX_N patients, cache of all" "$P_GW" "$TOKEN" $((P_GW + 100))
+    mix "4f. gateway mixed load, $MIX_N patients, cache of ${MIX_CACHED:-20}" "$P_GW_MIX" "$TOKEN_MIX" $((P_GW_MIX + 100))
+    mix "4g. gateway mixed load, $MIX_N patients, no cache" "$P_GW_NOCACHE" "$TOKEN_NC" $((P_GW_NOCACHE + 100))
+    MIX_NOTE="rows 4e–4g: $MIX_N unflagged patients ($MIX_SYSTEMS), each request a random one: 40% \`GET /Patient/{nhs}\`, 30% \`Observation?patient=&_count=20\`, 10% \`Condition?patient=\`, 5% \`MedicationStatement?patient=\`, 5% \`AllergyIntolerance?patient=\`, 10% \`POST \$gpc.getstructuredrecord\` (every area); through a gateway whose cache holds them all (4e), one whose cache holds ${MIX_CACHED:-20} patients and $((${MIX_CACHED:-20} * 60)) entries (4f: most reads miss) and the no-cache one (4g); the record-cache hit rate in each row is the gateway's own (its /metrics, over the measured run)"
 fi
 
 # --- free-slot search: what the gateway adds to the native call --------------------------
@@ -452,7 +462,7 @@ SLOT_ADDED=$(awk -F'\t' 'NR == 1 { d = $4 } NR == 2 { printf "%.2f", $4 - d }' "
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 RSS_GW=$(rss_mib "$GW_PID")
 RSS_GW_NC=$(rss_mib "$GW_NC_PID")
-SERVED=$(awk -F'\t' '$1 ~ /gateway.*cached/ {n += $2} END {print n}' "$RESULTS")
+SERVED=$(awk -F'\t' '$1 ~ /gateway.*(cached|cache of all)/ {n += $2} END {print n}' "$RESULTS")
 
 # --- open loop: p99 at half of the gateway's peak, same fixed rate for every peer ---------
 # wrk is closed-loop (a slow answer delays the next request, hiding queueing), so the
