@@ -89,6 +89,13 @@ impl Want {
 
 /// Maps what `want` asks of a MedicalRecord (see [`Want`]).
 pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
+    if want == Want::Demographics
+        && let Some(head) = demographics_head(body)
+        && let Ok(doc) = Document::parse_data(&head)
+        && let Ok(record) = map_root(doc.root_element(), want)
+    {
+        return Ok(record);
+    }
     let doc = document(body)?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
@@ -733,6 +740,40 @@ fn map_root(root: Node, want: Want) -> Result<MappedRecord> {
         },
         clinical,
     })
+}
+
+/// The part of a MedicalRecord a Patient read needs, as a document of its own: the text
+/// before the first clinical list, closed. Parsing the whole record is most of a Patient
+/// read's cost, and the demographics (`Registration`, `Organisation`, `PeopleList`) come
+/// before the clinical lists. `None`, and the whole record is parsed, whenever that is not
+/// plainly so: the body is not UTF-8, does not end with the root's end tag (a cut answer
+/// must fail as it always has), has no clinical list, or names a demographic element after
+/// the first clinical list. A head that does not parse or map is parsed whole too, so
+/// every error is the whole record's.
+fn demographics_head(body: &[u8]) -> Option<String> {
+    const END: &str = "</MedicalRecord>";
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_end().ends_with(END) {
+        return None;
+    }
+    let starts = |name: &str| {
+        let tag = format!("<{name}");
+        text.match_indices(&tag).map(|(i, _)| i).find(|&i| {
+            matches!(
+                text.as_bytes().get(i + tag.len()),
+                Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n')
+            )
+        })
+    };
+    let cut = LISTS.iter().filter_map(|(list, _)| starts(list)).min()?;
+    let tail = &text[cut..];
+    if ["<Registration", "<Organisation", "<PeopleList"]
+        .iter()
+        .any(|t| tail.contains(t))
+    {
+        return None;
+    }
+    Some(format!("{}{END}", &text[..cut]))
 }
 
 /// The lists of clinical entries, in the order they are mapped, with the resource types

@@ -607,3 +607,57 @@ fn mapping_only_what_is_wanted_is_the_whole_mapping_filtered() {
     }
     assert_eq!(areas_seen.len(), ClinicalType::ALL.len(), "{areas_seen:?}");
 }
+
+/// A Patient read parses the record only up to its first clinical list, and only when that
+/// is plainly safe: whatever the record's shape, it answers what mapping the whole record
+/// answers, and a cut answer fails as it always has.
+#[test]
+fn a_patient_read_answers_as_the_whole_record_whatever_its_shape() {
+    use gp_adapter_emis::{Want, map_record_for};
+    let demographics = |xml: &str| map_record_for(xml.as_bytes(), Want::Demographics);
+    let whole = full();
+    let same = |r: &MappedRecord| {
+        assert_eq!(r.patient, whole.patient);
+        assert_eq!(r.organization, whole.organization);
+        assert_eq!(r.practitioner, whole.practitioner);
+        assert_eq!((&r.version, r.flags), (&whole.version, whole.flags));
+        assert!(r.clinical.is_empty());
+    };
+    same(&demographics(FULL).unwrap());
+    // PeopleList after the clinical lists: the usual GP is still found.
+    let start = FULL.find("  <PeopleList>").unwrap();
+    let end = FULL.find("</PeopleList>").unwrap() + "</PeopleList>\n".len();
+    let people = &FULL[start..end];
+    let moved = FULL.replacen(people, "", 1).replacen(
+        "</MedicalRecord>",
+        &format!("{people}</MedicalRecord>"),
+        1,
+    );
+    same(&demographics(&moved).unwrap());
+    // A comment that looks like a list's start tag before the demographics end.
+    let commented = FULL.replacen(
+        "  <PeopleList>",
+        "  <!-- <EventList> -->\n  <PeopleList>",
+        1,
+    );
+    same(&demographics(&commented).unwrap());
+    // The clinical part is not read at all: a fault there does not stop the demographics
+    // (mapping the whole record refuses it).
+    let bad_tail = FULL.replacen("<EventList>", "<EventList><Event><GUID>x</Event>", 1);
+    assert!(map_record(bad_tail.as_bytes()).is_err());
+    same(&demographics(&bad_tail).unwrap());
+    // Cut in half: refused, as the whole record is.
+    let cut = &FULL[..FULL.len() / 2];
+    assert_eq!(
+        demographics(cut).unwrap_err().to_string(),
+        map_record(cut.as_bytes()).unwrap_err().to_string()
+    );
+    // Demographics in error: the whole record's error, not another.
+    let no_family =
+        FULL.replacen("<FamilyName>", "<Surname>", 1)
+            .replacen("</FamilyName>", "</Surname>", 1);
+    assert_eq!(
+        demographics(&no_family).unwrap_err().to_string(),
+        map_record(no_family.as_bytes()).unwrap_err().to_string()
+    );
+}
