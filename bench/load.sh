@@ -241,61 +241,8 @@ practices = $ALL_ODS
 rate_limit = { per_second = 1000000.0, burst = 1000000 }
 token_rate_limit = { per_second = 1000000.0, burst = 1000000 }
 EOF
-gateway_config() { # port, cache ttl
-    cat <<EOF
-practices_file = "practices.toml"
-suppliers_file = "suppliers.toml"
-[server]
-listen = "127.0.0.1:$1"
-public_base_url = "http://127.0.0.1:$1"
-fhir_base_path = "/FHIR/R4"
-# Every load connection comes from 127.0.0.1: the per-peer cap is lifted to the overall one.
-max_connections_per_peer = 4096
-[admin]
-# /metrics: each gateway's admin port is 100 above its main port.
-listen = "127.0.0.1:$(($1 + 100))"
-[locator]
-pds_base_url = "http://127.0.0.1:$P_PDS/personal-demographics/FHIR/R4"
-timeout_ms = 2000
-[access]
-mode = "oauth"
-[auth]
-token_url = "http://127.0.0.1:$1/oauth2/token"
-issuer = "http://127.0.0.1:$1"
-audience = "http://127.0.0.1:$1/FHIR/R4"
-active_kid = "sandbox-gw-1"
-# One token serves each wrk run (the soak's up to an hour), so it must outlive it.
-access_token_ttl_secs = 3600
-signing_keys = [{ kid = "sandbox-gw-1", private_key_pem = "$ROOT/fixtures/sandbox/gateway-signing-ed25519.pem" }]
-[state]
-backend = "memory"
-[cache]
-ttl_secs = $2
-max_patients = 1000
-max_entries = 8000
-[resilience]
-max_concurrent_calls = 512
-queue_wait_ms = 1000
-breaker_failures = 50
-breaker_cooldown_ms = 1000
-read_retries = 0
-retry_backoff_ms = 50
-[audit]
-backend = "$AUDIT_BACKEND"
-sqlite_path = "audit-$1.sqlite"
-postgres_url = "$PG_URL"
-postgres_schema = "${PG_SCHEMA_PREFIX}_$1"
-synchronous = "$AUDIT_SYNC"
-[systems.emis]
-base_url = "http://127.0.0.1:$P_EMIS"
-[systems.tpp]
-base_url = "http://127.0.0.1:$P_TPP"
-[systems.vision]
-base_url = "http://127.0.0.1:$P_VISION"
-[systems.microtest]
-base_url = "http://127.0.0.1:$P_MT"
-EOF
-}
+# gateway_config and token_for: bench/support/gateway.sh
+source "$ROOT/bench/support/gateway.sh"
 gateway_config "$P_GW" 30 >"$TMP/gateway.toml"
 gateway_config "$P_GW_NOCACHE" 0 >"$TMP/gateway-nocache.toml"
 "$GW" check-config --config "$TMP/gateway.toml" >/dev/null
@@ -311,13 +258,6 @@ wait_http "http://127.0.0.1:$P_GW_NOCACHE/_ready"
 wait_http "http://127.0.0.1:$P_NGINX$NATIVE_PATH"
 wait_http "http://127.0.0.1:$P_HAPROXY$NATIVE_PATH" "Authorization: Bearer $HAPROXY_JWT"
 
-token_for() { # gateway port, [client id]
-    local assertion
-    assertion=$("$GW" client-assertion --client-id "${2:-demo-consult}" --token-url "http://127.0.0.1:$1/oauth2/token")
-    curl -sf "http://127.0.0.1:$1/oauth2/token" -d grant_type=client_credentials \
-        -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \
-        -d client_assertion="$assertion" | jq -r .access_token
-}
 TOKEN=$(token_for "$P_GW")
 TOKEN_NC=$(token_for "$P_GW_NOCACHE")
 

@@ -153,65 +153,10 @@ practices = $ALL_ODS
 rate_limit = { per_second = 1000000.0, burst = 1000000 }
 token_rate_limit = { per_second = 1000000.0, burst = 1000000 }
 EOF
-gateway_config() { # port, cache ttl, audit synchronous
-    cat <<EOF
-practices_file = "practices.toml"
-suppliers_file = "suppliers.toml"
-[server]
-listen = "127.0.0.1:$1"
-public_base_url = "http://127.0.0.1:$1"
-fhir_base_path = "/FHIR/R4"
-max_connections_per_peer = 4096
-[admin]
-listen = "127.0.0.1:$(($1 + 100))"
-[locator]
-pds_base_url = "http://127.0.0.1:$P_PDS/personal-demographics/FHIR/R4"
-timeout_ms = 2000
-[access]
-mode = "oauth"
-[auth]
-token_url = "http://127.0.0.1:$1/oauth2/token"
-issuer = "http://127.0.0.1:$1"
-audience = "http://127.0.0.1:$1/FHIR/R4"
-active_kid = "sandbox-gw-1"
-access_token_ttl_secs = 3600
-signing_keys = [{ kid = "sandbox-gw-1", private_key_pem = "$ROOT/fixtures/sandbox/gateway-signing-ed25519.pem" }]
-[state]
-backend = "memory"
-[cache]
-ttl_secs = $2
-max_patients = 1000
-max_entries = 8000
-[resilience]
-max_concurrent_calls = 512
-queue_wait_ms = 1000
-breaker_failures = 50
-breaker_cooldown_ms = 1000
-read_retries = 0
-retry_backoff_ms = 50
-[audit]
-backend = "sqlite"
-sqlite_path = "audit-$1.sqlite"
-synchronous = "$3"
-[systems.emis]
-base_url = "http://127.0.0.1:$P_EMIS"
-[systems.tpp]
-base_url = "http://127.0.0.1:$P_TPP"
-[systems.vision]
-base_url = "http://127.0.0.1:$P_VISION"
-[systems.microtest]
-base_url = "http://127.0.0.1:$P_MT"
-EOF
-}
+# gateway_config and token_for, as bench/load.sh's: bench/support/gateway.sh
+source "$ROOT/bench/support/gateway.sh"
 export GP_GATEWAY_LOG=warn
 
-token_for() { # gateway port
-    local assertion
-    assertion=$("$GW" client-assertion --client-id demo-consult --token-url "http://127.0.0.1:$1/oauth2/token")
-    curl -sf --max-time 60 "http://127.0.0.1:$1/oauth2/token" -d grant_type=client_credentials \
-        -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \
-        -d client_assertion="$assertion" | jq -r .access_token
-}
 
 FHIR=/FHIR/R4
 row_path() {
