@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # What bench/load.sh and bench/profile-requests.sh share: a benchmark gateway's config and a
 # demo supplier's token. Sourced; needs ROOT, GW and the simulators' ports (P_PDS, P_EMIS,
 # P_TPP, P_VISION, P_MT); the trail from AUDIT_BACKEND (sqlite, or postgres with PG_URL and
