@@ -3,7 +3,16 @@
 //! `_sort`, `_total`, `_pretty`, patient references, POST `_search`, and every refusal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use gp_adapter::{
+    Adapter, AdapterError, ClinicalType, GpSystem, PatientRecord, PatientRequest,
+    PractitionerRequest, SearchPage, SearchRequest,
+};
 use gp_e2e::{Answer, World};
+use gp_fhir::model::Practitioner;
 use gp_fhir::search::percent_encode;
 use serde_json::Value;
 
@@ -1168,4 +1177,162 @@ async fn includes_the_gateway_cannot_serve_are_refused_naming_the_value() {
             .contains(&Value::from("Observation:encounter"))
     );
     w.sandbox.shutdown().await;
+}
+
+/// How many requests `system`'s simulator has answered.
+fn native_calls(w: &World, system: &str) -> u64 {
+    w.sandbox
+        .simulators
+        .iter()
+        .find(|(name, _)| name == system)
+        .unwrap()
+        .1
+        .requests()
+}
+
+#[tokio::test]
+async fn a_search_of_a_record_the_gateway_holds_nothing_of_reads_it_once() {
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    // EMIS's medical record and SystmOne's pages each hold the demographics and every
+    // area: the release check's demographics come with the area searched, at no extra call.
+    // (Counts only, `_summary=count`: no entry answered, so no staff read to name anyone.)
+    for system in ["emis", "tpp"] {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let before = native_calls(&w, system);
+        let count = found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_summary=count"),
+        )
+        .await;
+        assert!(count["total"].as_u64().unwrap() > 0, "{system}: {count}");
+        let first = native_calls(&w, system) - before;
+
+        // The demographics are held now: another area costs its own read only.
+        let before = native_calls(&w, system);
+        found(
+            &w,
+            &token,
+            &format!("/Condition?patient={nhs}&_summary=count"),
+        )
+        .await;
+        let area_alone = native_calls(&w, system) - before;
+        assert!(first >= 1, "{system}: the first search read nothing");
+        assert_eq!(
+            first, area_alone,
+            "{system}: the first search read the record {first} time(s) where the area alone takes {area_alone}"
+        );
+
+        // Both were cached by the one read: neither the Patient nor the search again
+        // calls the GP system.
+        let before = native_calls(&w, system);
+        let a = search(&w, &token, &format!("/Patient/{nhs}")).await;
+        assert_eq!(a.status, 200, "{system}");
+        found(
+            &w,
+            &token,
+            &format!("/Observation?patient={nhs}&_summary=count"),
+        )
+        .await;
+        assert_eq!(native_calls(&w, system), before, "{system}");
+    }
+}
+
+/// A GP system whose staff reads fail while `staff_down` is set.
+struct StaffOutage {
+    inner: Arc<dyn Adapter>,
+    staff_down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Adapter for StaffOutage {
+    fn system(&self) -> GpSystem {
+        self.inner.system()
+    }
+    fn supported_types(&self) -> &'static [ClinicalType] {
+        self.inner.supported_types()
+    }
+    async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
+        self.inner.read_patient(req).await
+    }
+    async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
+        self.inner.search(req).await
+    }
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        self.inner.read_patient_and_search(req).await
+    }
+    async fn read_practitioner(
+        &self,
+        req: &PractitionerRequest,
+    ) -> Result<Option<Practitioner>, AdapterError> {
+        if self.staff_down.load(Ordering::SeqCst) {
+            // Not a failure of the system (that would open its circuit): unanswered.
+            return Err(AdapterError::NotSupported {
+                system: self.inner.system(),
+                what: "reading practice staff, for now (test)".into(),
+            });
+        }
+        self.inner.read_practitioner(req).await
+    }
+}
+
+/// The `display` of every Practitioner reference in the matches, by entry.
+fn practitioner_displays(bundle: &Value) -> Vec<Option<String>> {
+    gp_e2e::references(bundle)
+        .into_iter()
+        .filter(|(r, _)| r.starts_with("Practitioner/"))
+        .map(|(_, display)| display)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cached_search_answers_what_a_fresh_one_does_and_names_people_once_they_answer() {
+    let staff_down = Arc::new(AtomicBool::new(true));
+    let down = Arc::clone(&staff_down);
+    let w = World::start_layered(Box::new(move |inner| {
+        Arc::new(StaffOutage {
+            inner,
+            staff_down: Arc::clone(&down),
+        })
+    }))
+    .await;
+    let token = w.token("demo-consult").await;
+    let query = "/Observation?patient=9000000009";
+
+    // The staff directory is down: the entries are answered, their people unnamed.
+    let unnamed = found(&w, &token, query).await;
+    let displays = practitioner_displays(&unnamed);
+    assert!(!displays.is_empty(), "the demo record names no one");
+    assert!(displays.iter().all(Option::is_none), "{displays:?}");
+
+    // It is back: the cached entries are named now (what was answered unnamed was not
+    // kept), and from then on each hit answers the same entries as the first.
+    staff_down.store(false, Ordering::SeqCst);
+    let named = found(&w, &token, query).await;
+    let displays = practitioner_displays(&named);
+    assert!(displays.iter().all(Option::is_some), "{displays:?}");
+    let again = found(&w, &token, query).await;
+    assert_eq!(resources(&again), resources(&named));
+
+    // The kept JSON is what the typed path writes: the same entries, indented.
+    let pretty = found(&w, &token, &format!("{query}&_pretty=true")).await;
+    assert_eq!(resources(&pretty), resources(&named));
+    assert_eq!(
+        pretty["entry"].as_array().unwrap().len(),
+        named["entry"].as_array().unwrap().len()
+    );
+    for (a, b) in pretty["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(named["entry"].as_array().unwrap())
+    {
+        assert_eq!(a["fullUrl"], b["fullUrl"]);
+        assert_eq!(a["search"], b["search"]);
+    }
+    assert_eq!(pretty["total"], named["total"]);
 }

@@ -94,6 +94,40 @@ impl EmisAdapter {
     }
 }
 
+impl EmisAdapter {
+    /// The demographics and one clinical area's page, from one MedicalRecord read.
+    async fn area(&self, req: &SearchRequest) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        let r = self
+            .record(
+                req.nhs_number,
+                &req.practice,
+                &req.context,
+                Want::Area(req.resource_type),
+            )
+            .await?;
+        let (patient, clinical) = r.into_parts();
+        let wanted = clinical
+            .into_iter()
+            .filter(|res| req.resource_type.matches(res))
+            .collect();
+        Ok((patient, paging::page(wanted, req)))
+    }
+}
+
+impl MappedRecord {
+    /// The record's demographics as a Patient read answers them, and its clinical entries.
+    fn into_parts(self) -> (PatientRecord, Vec<gp_fhir::model::Resource>) {
+        let patient = PatientRecord {
+            patient: self.patient,
+            organization: Some(self.organization),
+            practitioner: self.practitioner,
+            version: self.version,
+            flags: self.flags,
+        };
+        (patient, self.clinical)
+    }
+}
+
 /// How the gateway builds this adapter from `[systems.emis]` (registered once, in
 /// `gp_gateway::systems::builtin`, or by a binary of your own: see docs/adding-a-gp-system.md §4).
 impl AdapterFactory for EmisAdapter {
@@ -129,30 +163,19 @@ impl Adapter for EmisAdapter {
                 Want::Demographics,
             )
             .await?;
-        Ok(PatientRecord {
-            patient: r.patient,
-            organization: Some(r.organization),
-            practitioner: r.practitioner,
-            version: r.version,
-            flags: r.flags,
-        })
+        Ok(r.into_parts().0)
     }
 
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
-        let r = self
-            .record(
-                req.nhs_number,
-                &req.practice,
-                &req.context,
-                Want::Area(req.resource_type),
-            )
-            .await?;
-        let wanted = r
-            .clinical
-            .into_iter()
-            .filter(|res| req.resource_type.matches(res))
-            .collect();
-        Ok(paging::page(wanted, req))
+        Ok(self.area(req).await?.1)
+    }
+
+    /// One MedicalRecord read answers both: its head is the demographics.
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        self.area(req).await
     }
 
     fn manages_appointments(&self) -> bool {

@@ -108,6 +108,28 @@ impl TppAdapter {
     }
 }
 
+impl TppAdapter {
+    /// The demographics and one clinical area's page, from one walk of the record's pages.
+    async fn area(&self, req: &SearchRequest) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        let r = self
+            .record(req.nhs_number, &req.practice, &req.context)
+            .await?;
+        let patient = PatientRecord {
+            patient: r.patient,
+            organization: Some(r.organization),
+            practitioner: r.practitioner,
+            version: r.version,
+            flags: r.flags,
+        };
+        let wanted = r
+            .clinical
+            .into_iter()
+            .filter(|res| req.resource_type.matches(res))
+            .collect();
+        Ok((patient, paging::page(wanted, req)))
+    }
+}
+
 /// A record for someone else, or from another practice, must never be answered.
 fn is_asked_for(
     got_nhs: NhsNumber,
@@ -170,15 +192,15 @@ impl Adapter for TppAdapter {
     }
 
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
-        let r = self
-            .record(req.nhs_number, &req.practice, &req.context)
-            .await?;
-        let wanted = r
-            .clinical
-            .into_iter()
-            .filter(|res| req.resource_type.matches(res))
-            .collect();
-        Ok(paging::page(wanted, req))
+        Ok(self.area(req).await?.1)
+    }
+
+    /// The record's pages answer both: every page carries the demographics.
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        self.area(req).await
     }
 
     /// One `RecordEventsRequest` holding one CTV3-coded event per measurement, keyed by

@@ -198,7 +198,8 @@ pub trait Adapter: Send + Sync {
     fn system(&self) -> GpSystem;
 
     /// Reads a patient's demographics. Called for `GET /Patient/{nhs}` and before every
-    /// search, so keep it to one native call. A patient the system does not hold at
+    /// search whose demographics the gateway holds no longer (see
+    /// [`Adapter::read_patient_and_search`]), so keep it to one native call. A patient the system does not hold at
     /// `req.practice` is [`AdapterError::PatientNotFound`].
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError>;
 
@@ -207,6 +208,28 @@ pub trait Adapter: Send + Sync {
     /// pages. Entries a clinician marked confidential are still returned with
     /// `meta.security` `R`; the gateway decides what each caller sees.
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError>;
+
+    /// Reads a patient's demographics and searches one clinical area of their record
+    /// together: what the gateway calls when it holds neither (an uncached search), so
+    /// that one native read can answer both. Must answer exactly what
+    /// [`Adapter::read_patient`] and [`Adapter::search`] would (the shared suite checks
+    /// it); a patient the system does not hold is [`AdapterError::PatientNotFound`]. The
+    /// gateway releases nothing of the page until it has checked the demographics.
+    /// Default: both calls, concurrently; override it when one native read holds both
+    /// (EMIS's medical record, SystmOne's first page).
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        let patient = PatientRequest {
+            nhs_number: req.nhs_number,
+            practice: req.practice.clone(),
+            context: req.context.clone(),
+        };
+        let (record, page) = tokio::join!(self.read_patient(&patient), self.search(req));
+        // The demographics' error first: it says whether the patient is there at all.
+        Ok((record?, page?))
+    }
 
     /// The clinical types [`Adapter::search`] supports. Called once at start-up, to build
     /// the CapabilityStatement. Default: all of them.

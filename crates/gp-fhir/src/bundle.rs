@@ -18,13 +18,14 @@ pub struct EntrySearch {
     pub mode: String,
 }
 
-/// `Bundle.entry`.
+/// `Bundle.entry`: a typed resource by default, or one serialised already
+/// ([`EntryResource`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BundleEntry {
+pub struct BundleEntry<R = Resource> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_url: Option<String>,
-    pub resource: Resource,
+    pub resource: R,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<EntrySearch>,
 }
@@ -39,7 +40,7 @@ pub struct BundleMeta {
 /// A FHIR R4 Bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "resourceType", rename = "Bundle")]
-pub struct Bundle {
+pub struct Bundle<R = Resource> {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<BundleMeta>,
@@ -50,10 +51,20 @@ pub struct Bundle {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link: Vec<BundleLink>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub entry: Vec<BundleEntry>,
+    pub entry: Vec<BundleEntry<R>>,
 }
 
-impl Bundle {
+/// An entry's resource as a Bundle is written: typed, or the JSON it serialised to
+/// before (kept with a cached entry, so that a second answer copies it rather than
+/// serialising it again). Both write the same bytes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EntryResource<'a> {
+    Typed(Box<Resource>),
+    Json(&'a serde_json::value::RawValue),
+}
+
+impl<R: Serialize> Bundle<R> {
     /// Serialises to FHIR JSON.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
@@ -99,12 +110,41 @@ impl Searchset<'_> {
     /// The Bundle for `page` and what `_include` / `_revinclude` brought in with it
     /// (`search.mode` `include`; `total` counts the matches only).
     pub fn build_with(&self, page: Vec<Resource>, included: Vec<Resource>) -> Bundle {
+        let n = page.len();
+        let matches = page.into_iter().map(|r| (r, "match"));
+        let entry = matches
+            .chain(included.into_iter().map(|r| (r, "include")))
+            .map(|(r, mode)| {
+                let full_url = self.full_url(&r);
+                self.entry(full_url, r, mode)
+            })
+            .collect();
+        self.build_from(n, entry)
+    }
+
+    /// `Bundle.entry.fullUrl` for `r`: where it is read on the public base URL.
+    pub fn full_url(&self, r: &Resource) -> String {
+        format!("{}/{}/{}", self.base_url, r.resource_type(), r.id())
+    }
+
+    /// One entry, a match or an include (`mode`).
+    pub fn entry<R>(&self, full_url: String, resource: R, mode: &str) -> BundleEntry<R> {
+        BundleEntry {
+            full_url: Some(full_url),
+            resource,
+            search: Some(EntrySearch { mode: mode.into() }),
+        }
+    }
+
+    /// The Bundle of `entry`, whose first `matches` are the page's matches and the
+    /// rest what `_include` brought in.
+    pub fn build_from<R>(&self, matches: usize, entry: Vec<BundleEntry<R>>) -> Bundle<R> {
         let Paging { count, offset } = self.paging;
         let mut link = vec![BundleLink {
             relation: "self".into(),
             url: self.link(offset),
         }];
-        let served_to = offset.saturating_add(page.len() as u32);
+        let served_to = offset.saturating_add(u32::try_from(matches).unwrap_or(u32::MAX));
         // A count-only answer (`_count=0`) has no pages to link.
         if count > 0 && served_to < self.total {
             link.push(BundleLink {
@@ -118,20 +158,6 @@ impl Searchset<'_> {
                 url: self.link(offset.saturating_sub(count)),
             });
         }
-        let matches = page.into_iter().map(|r| (r, "match"));
-        let entry = matches
-            .chain(included.into_iter().map(|r| (r, "include")))
-            .map(|(r, mode)| BundleEntry {
-                full_url: Some(format!(
-                    "{}/{}/{}",
-                    self.base_url,
-                    r.resource_type(),
-                    r.id()
-                )),
-                resource: r,
-                search: Some(EntrySearch { mode: mode.into() }),
-            })
-            .collect();
         Bundle {
             id: self.id.to_owned(),
             meta: Some(BundleMeta {
@@ -159,24 +185,57 @@ mod tests {
         })
     }
 
+    /// An Observation searchset of `_count` `count` from `offset`, of `total` matches.
+    fn observations(
+        params: &[(String, String)],
+        count: u32,
+        offset: u32,
+        total: u32,
+    ) -> Searchset<'_> {
+        Searchset {
+            base_url: "https://gw.example/FHIR/R4",
+            resource_type: "Observation",
+            params,
+            paging: Paging { count, offset },
+            total,
+            id: "req-1",
+            last_updated: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    #[test]
+    fn entries_serialised_before_write_the_bytes_of_typed_ones() {
+        let params = vec![("patient".to_string(), "9690937278".to_string())];
+        let s = observations(&params, 2, 0, 3);
+        let (page, included) = (vec![obs("a"), obs("b")], vec![obs("c")]);
+        let typed = s.build_with(page.clone(), included.clone()).to_json();
+        let json: Vec<_> = page
+            .iter()
+            .map(|r| serde_json::value::to_raw_value(r).unwrap())
+            .collect();
+        let mut entry: Vec<_> = page
+            .iter()
+            .zip(&json)
+            .map(|(r, j)| s.entry(s.full_url(r), EntryResource::Json(j), "match"))
+            .collect();
+        entry.extend(
+            included
+                .into_iter()
+                .map(|r| s.entry(s.full_url(&r), EntryResource::Typed(Box::new(r)), "include")),
+        );
+        assert_eq!(
+            String::from_utf8(s.build_from(page.len(), entry).to_json()).unwrap(),
+            String::from_utf8(typed).unwrap()
+        );
+    }
+
     #[test]
     fn pages_link_forward_and_back_with_total() {
         let params = vec![
             ("patient".to_string(), "9690937278".to_string()),
             ("date".into(), "ge2020-01-01".into()),
         ];
-        let s = Searchset {
-            base_url: "https://gw.example/FHIR/R4",
-            resource_type: "Observation",
-            params: &params,
-            paging: Paging {
-                count: 2,
-                offset: 2,
-            },
-            total: 5,
-            id: "req-1",
-            last_updated: "2026-01-01T00:00:00Z",
-        };
+        let s = observations(&params, 2, 2, 5);
         let b = s.build(vec![obs("a"), obs("b")]);
         let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
         assert_eq!(v["type"], "searchset");
@@ -215,19 +274,7 @@ mod tests {
     #[test]
     fn a_count_only_answer_has_the_total_and_no_page_links() {
         let params = vec![("patient".to_string(), "9690937278".to_string())];
-        let b = Searchset {
-            base_url: "https://gw.example/FHIR/R4",
-            resource_type: "Observation",
-            params: &params,
-            paging: Paging {
-                count: 0,
-                offset: 3,
-            },
-            total: 5,
-            id: "req-1",
-            last_updated: "2026-01-01T00:00:00Z",
-        }
-        .build(Vec::new());
+        let b = observations(&params, 0, 3, 5).build(Vec::new());
         assert_eq!(b.total, Some(5));
         assert!(b.entry.is_empty());
         let relations: Vec<&str> = b.link.iter().map(|l| l.relation.as_str()).collect();

@@ -906,18 +906,26 @@ impl ClinicalSearchParams {
     /// Orders `entries` as `_sort` asks (a stable sort: entries of one moment keep the
     /// GP system's order); entries with no date come last either way.
     pub fn sort(&self, entries: &mut [&Resource]) {
+        self.sort_by(entries, |r| r);
+    }
+
+    /// Like [`ClinicalSearchParams::sort`], for items that each hold an entry (`resource`).
+    pub fn sort_by<T>(&self, entries: &mut [T], resource: impl Fn(&T) -> &Resource) {
         let Some(order) = self.sort else {
             return;
         };
-        entries.sort_by(
-            |a, b| match (date_key(a.clinical_date()), date_key(b.clinical_date())) {
+        entries.sort_by(|a, b| {
+            match (
+                date_key(resource(a).clinical_date()),
+                date_key(resource(b).clinical_date()),
+            ) {
                 (Some(x), Some(y)) if order == SortOrder::Date => x.cmp(&y),
                 (Some(x), Some(y)) => y.cmp(&x),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
                 (None, None) => std::cmp::Ordering::Equal,
-            },
-        );
+            }
+        });
     }
 
     /// The parameters a page link repeats (all but paging, which it sets itself).

@@ -3,16 +3,18 @@
 //! them; what a caller may see (confidential entries, dates, pages, scopes) is decided
 //! after the cache, so one supplier's view never leaks into another's.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gp_adapter::{
-    Adapter, AdapterError, CallContext, ClinicalType, PatientRecord, PatientRequest, SearchRequest,
+    Adapter, AdapterError, CallContext, ClinicalType, PatientRecord, PatientRequest, SearchPage,
+    SearchRequest,
 };
 use gp_fhir::date::DateRange;
 use gp_fhir::model::Resource;
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Most entries of one clinical type fetched from a GP system for one patient.
 pub const MAX_ENTRIES_PER_AREA: u32 = 10_000;
@@ -50,10 +52,53 @@ fn list_weight(entries: usize) -> u32 {
 }
 type AreaKey = (OdsCode, NhsNumber, ClinicalType);
 
+/// One clinical area of a patient's record, as cached: every entry as the GP system
+/// holds it (all dates, confidential included), and each entry's JSON as a searchset
+/// answers it (names on its references), kept once made, so a cache hit copies it
+/// rather than cloning, naming and serialising the entry again.
+pub struct Area {
+    entries: Vec<Resource>,
+    answered: Vec<OnceLock<Box<RawValue>>>,
+}
+
+impl Area {
+    /// The area of `entries`.
+    pub fn new(entries: Vec<Resource>) -> Self {
+        let answered = std::iter::repeat_with(OnceLock::new)
+            .take(entries.len())
+            .collect();
+        Self { entries, answered }
+    }
+
+    /// Entry `i`'s JSON as answered before, if it was kept.
+    pub fn answered(&self, i: usize) -> Option<&RawValue> {
+        self.answered
+            .get(i)
+            .and_then(OnceLock::get)
+            .map(AsRef::as_ref)
+    }
+
+    /// Keeps entry `i`'s JSON as answered, for the next answer (a second keeper's is
+    /// dropped: both are the same entry).
+    pub fn keep_answered(&self, i: usize, json: Box<RawValue>) {
+        if let Some(slot) = self.answered.get(i) {
+            let _ = slot.set(json);
+        }
+    }
+}
+
+impl std::ops::Deref for Area {
+    type Target = Vec<Resource>;
+
+    fn deref(&self) -> &Vec<Resource> {
+        &self.entries
+    }
+}
+
 /// The caches.
 pub struct RecordCache {
     patients: Option<moka::future::Cache<PatientKey, Arc<PatientRecord>>>,
-    areas: Option<moka::future::Cache<AreaKey, Arc<Vec<Resource>>>>,
+    areas: Option<moka::future::Cache<AreaKey, Arc<Area>>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -78,7 +123,7 @@ impl RecordCache {
             areas: Some(
                 moka::future::Cache::builder()
                     .max_capacity(config.max_entries)
-                    .weigher(|_, list: &Arc<Vec<Resource>>| list_weight(list.len()))
+                    .weigher(|_, list: &Arc<Area>| list_weight(list.len()))
                     .time_to_live(ttl)
                     .build(),
             ),
@@ -127,33 +172,12 @@ impl RecordCache {
         nhs: NhsNumber,
         area: ClinicalType,
         ctx: &CallContext,
-    ) -> Result<Arc<Vec<Resource>>, AdapterError> {
+    ) -> Result<Arc<Area>, AdapterError> {
         let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
             missed.store(true, std::sync::atomic::Ordering::Relaxed);
-            let req = SearchRequest {
-                nhs_number: nhs,
-                practice: practice.clone(),
-                resource_type: area,
-                date: DateRange::default(),
-                count: MAX_ENTRIES_PER_AREA,
-                offset: 0,
-                context: ctx.clone(),
-            };
-            adapter.search(&req).await.map(|page| {
-                // An adapter's list often shares the allocation of the whole record it
-                // was filtered from (`into_iter().filter().collect()` reuses it), so a
-                // list of 10 entries could hold room for the record's 100 (824 bytes a
-                // slot) for as long as it is cached. A kept list holds its entries only.
-                let mut resources = page.resources;
-                resources.shrink_to_fit();
-                // Every entry answered (search, read, vread, structured record, a create's
-                // answer) names its content version: meta.versionId and the ETag.
-                for r in &mut resources {
-                    r.stamp_content_version();
-                }
-                Arc::new(resources)
-            })
+            let req = whole_area(practice, nhs, area, ctx);
+            adapter.search(&req).await.map(kept)
         };
         let result = match &self.areas {
             None => load.await,
@@ -165,6 +189,65 @@ impl RecordCache {
         self.metrics
             .cache("area", !missed.load(std::sync::atomic::Ordering::Relaxed));
         result
+    }
+
+    /// A patient's demographics for a read of `area` (a search, an entry by id), and
+    /// the area too when one GP system call answered both
+    /// ([`Adapter::read_patient_and_search`]): when neither is cached, one native read
+    /// rather than two. Otherwise as [`RecordCache::patient`], and the area is `None`
+    /// (read it with [`RecordCache::area`] once the patient is released).
+    pub async fn patient_for(
+        &self,
+        adapter: &dyn Adapter,
+        practice: &OdsCode,
+        nhs: NhsNumber,
+        area: ClinicalType,
+        ctx: &CallContext,
+    ) -> Result<(Arc<PatientRecord>, Option<Arc<Area>>), AdapterError> {
+        let key = (practice.clone(), nhs);
+        let area_key = (practice.clone(), nhs, area);
+        let patient_cached = self.patients.as_ref().is_some_and(|c| c.contains_key(&key));
+        let area_cached = self
+            .areas
+            .as_ref()
+            .is_some_and(|c| c.contains_key(&area_key));
+        if patient_cached || area_cached {
+            let record = self.patient(adapter, practice, nhs, ctx).await?;
+            return Ok((record, None));
+        }
+        let fetched = std::sync::Mutex::new(None);
+        let missed = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            let req = whole_area(practice, nhs, area, ctx);
+            let (record, page) = adapter.read_patient_and_search(&req).await?;
+            if let Ok(mut slot) = fetched.lock() {
+                *slot = Some(kept(page));
+            }
+            Ok(Arc::new(record))
+        };
+        let result = match &self.patients {
+            None => load.await,
+            Some(cache) => cache
+                .try_get_with(key, load)
+                .await
+                .map_err(|e: Arc<AdapterError>| (*e).clone()),
+        };
+        let list = fetched.into_inner().ok().flatten();
+        // Another request's read may have answered this one's demographics (concurrent
+        // misses share one call): then this one read nothing, and its area is read later.
+        self.metrics.cache(
+            "patient",
+            !missed.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let record = result?;
+        if let Some(list) = &list {
+            self.metrics.cache("area", false);
+            if let Some(c) = &self.areas {
+                c.insert(area_key, Arc::clone(list)).await;
+            }
+        }
+        Ok((record, list))
     }
 
     /// Forgets everything cached (the terminology maps changed: every cached record was
@@ -189,6 +272,40 @@ impl RecordCache {
             }
         }
     }
+}
+
+/// A search for every entry of one clinical area, as the caches hold it.
+fn whole_area(
+    practice: &OdsCode,
+    nhs: NhsNumber,
+    area: ClinicalType,
+    ctx: &CallContext,
+) -> SearchRequest {
+    SearchRequest {
+        nhs_number: nhs,
+        practice: practice.clone(),
+        resource_type: area,
+        date: DateRange::default(),
+        count: MAX_ENTRIES_PER_AREA,
+        offset: 0,
+        context: ctx.clone(),
+    }
+}
+
+/// A clinical area's entries as they are kept and answered.
+fn kept(page: SearchPage) -> Arc<Area> {
+    // An adapter's list often shares the allocation of the whole record it was filtered
+    // from (`into_iter().filter().collect()` reuses it), so a list of 10 entries could
+    // hold room for the record's 100 (824 bytes a slot) for as long as it is cached. A
+    // kept list holds its entries only.
+    let mut resources = page.resources;
+    resources.shrink_to_fit();
+    // Every entry answered (search, read, vread, structured record, a create's answer)
+    // names its content version: meta.versionId and the ETag.
+    for r in &mut resources {
+        r.stamp_content_version();
+    }
+    Arc::new(Area::new(resources))
 }
 
 #[cfg(test)]

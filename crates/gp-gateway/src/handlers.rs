@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
-use gp_fhir::bundle::{Bundle, Searchset};
+use gp_fhir::bundle::{Bundle, EntryResource, Searchset};
 use gp_fhir::model::Resource;
 use gp_fhir::search::{
     Paging, PatientSearchParams, Shape, parse_clinical_search, parse_patient_search,
@@ -18,7 +18,7 @@ use crate::access::Caller;
 use crate::app::App;
 use crate::context::RequestIds;
 use crate::error::{GatewayError, Rescue};
-use crate::release::{Released, is_confidential, released_patient};
+use crate::release::{Released, is_confidential, released_for, released_patient};
 use crate::respond::fhir as fhir_response;
 use crate::routes::Route;
 
@@ -319,20 +319,22 @@ async fn remember_people<'a>(
 }
 
 /// Names the Practitioners `entries` refer to (`display`), as far as the GP system
-/// answers now.
+/// answers now: `false` when it did not answer for someone (their references stay
+/// unnamed this time).
 async fn name_people(
     app: &App,
     adapter: &dyn gp_adapter::Adapter,
     practice: &gp_fhir::OdsCode,
     entries: &mut [Resource],
     ctx: &gp_adapter::CallContext,
-) {
+) -> bool {
     let refs: Vec<&Resource> = entries.iter().collect();
-    let people = app.staff.referred(adapter, practice, &refs, ctx).await;
+    let (people, answered) = app.staff.referred_all(adapter, practice, &refs, ctx).await;
     let names = crate::people::names_of(people.iter().map(|p| p.as_ref()));
     for entry in entries {
         crate::people::name_references(entry, &names);
     }
+    answered
 }
 
 /// A member of a practice's staff, by the id an answer referred to them with: to a
@@ -396,7 +398,7 @@ async fn clinical_entry(
     };
     // A patient withheld from the caller reads like an id never answered: the caller
     // did not name the patient, and the refusal must not name them either.
-    let released = released_patient(app, nhs, ids, caller)
+    let released = released_for(app, nhs, resource_type, ids, caller)
         .await
         .map_err(|e| match e {
             GatewayError::NotFound(_) => not_found(),
@@ -463,40 +465,46 @@ async fn clinical_search(
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let params = parse_clinical_search(resource_type.as_str(), query, app.paging, &ids.base_url)?;
     crate::include::authorise(&params.includes, caller)?;
-    let patient = released_patient(app, params.patient, ids, caller).await?;
+    let patient = released_for(app, params.patient, resource_type, ids, caller).await?;
     let Released {
         practice, adapter, ..
     } = &patient;
     let area = patient
         .area(app, params.patient, resource_type, ids)
         .await?;
-    // Filtered after the cache: the cache holds what the GP system holds.
-    let mut released: Vec<&Resource> = area
+    // Filtered after the cache: the cache holds what the GP system holds. Each match
+    // keeps its place in the area, where its JSON is kept once answered.
+    let mut released: Vec<(usize, &Resource)> = area
         .iter()
-        .filter(|r| !is_confidential(r) && params.matches(r))
+        .enumerate()
+        .filter(|(_, r)| !is_confidential(r) && params.matches(r))
         .collect();
-    params.sort(&mut released);
+    params.sort_by(&mut released, |(_, r)| r);
     let total = released.len() as u32;
     let Paging { count, offset } = params.paging;
-    let mut page: Vec<Resource> = released
+    let page: Vec<(usize, &Resource)> = released
         .into_iter()
         .skip(offset as usize)
         .take(count as usize)
-        .cloned()
         .collect();
-    let included = included(app, params.patient, &patient, &page, &params.includes, ids).await?;
+    let included = if params.includes.is_empty() {
+        Vec::new()
+    } else {
+        let matched: Vec<Resource> = page.iter().map(|(_, r)| (*r).clone()).collect();
+        included(
+            app,
+            params.patient,
+            &patient,
+            &matched,
+            &params.includes,
+            ids,
+        )
+        .await?
+    };
     // Each entry answered can be read by its fullUrl, and each person it names.
-    let answered = app.entries.unknown(&page);
+    let answered = app.entries.unknown(page.iter().map(|(_, r)| *r));
     app.entries.remember(params.patient, answered).await;
-    remember_people(app, practice, &page).await;
-    name_people(
-        app,
-        adapter.as_ref(),
-        practice,
-        &mut page,
-        &ids.call_context(),
-    )
-    .await;
+    remember_people(app, practice, page.iter().map(|(_, r)| *r)).await;
     let link_params = params.link_params(query);
     let last_updated = now_rfc3339();
     let set = searchset(
@@ -507,7 +515,54 @@ async fn clinical_search(
         ids,
         &last_updated,
     );
-    Ok(shaped(&set.build_with(page, included), &params.shape))
+    let ctx = ids.call_context();
+    if params.shape.subset != Subset::Full || params.shape.pretty {
+        // Cut or indented: each entry named and shaped afresh.
+        let mut page: Vec<Resource> = page.iter().map(|(_, r)| (*r).clone()).collect();
+        name_people(app, adapter.as_ref(), practice, &mut page, &ctx).await;
+        return Ok(shaped(&set.build_with(page, included), &params.shape));
+    }
+    // Whole entries: each match's JSON as answered before, or named and serialised now
+    // (and kept with the cached area when every person it names was answered for).
+    let unanswered: Vec<usize> = page
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| area.answered(*i).is_none())
+        .collect();
+    let mut made: Vec<(usize, Box<serde_json::value::RawValue>)> = Vec::new();
+    if !unanswered.is_empty() {
+        let mut named: Vec<Resource> = unanswered.iter().map(|i| area[*i].clone()).collect();
+        let keep = name_people(app, adapter.as_ref(), practice, &mut named, &ctx).await;
+        for (i, entry) in unanswered.into_iter().zip(&named) {
+            let json = serde_json::value::to_raw_value(entry)
+                .map_err(|e| GatewayError::Internal(format!("an entry did not serialise: {e}")))?;
+            if keep {
+                area.keep_answered(i, json);
+            } else {
+                made.push((i, json));
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(page.len() + included.len());
+    for (i, r) in &page {
+        let json = area
+            .answered(*i)
+            .or_else(|| made.iter().find(|(m, _)| m == i).map(|(_, j)| j.as_ref()))
+            .ok_or_else(|| GatewayError::Internal("an entry's JSON was not made".into()))?;
+        entries.push(set.entry(set.full_url(r), EntryResource::Json(json), "match"));
+    }
+    for r in included {
+        entries.push(set.entry(
+            set.full_url(&r),
+            EntryResource::Typed(Box::new(r)),
+            "include",
+        ));
+    }
+    let bundle = set.build_from(page.len(), entries);
+    Ok(fhir_response(
+        StatusCode::OK,
+        serde_json::to_vec(&bundle).unwrap_or_default(),
+    ))
 }
 
 /// What `includes` bring in with `page`, remembered and named as the matches are:
@@ -702,6 +757,7 @@ async fn structured_answer(
         record,
         practice,
         adapter,
+        ..
     } = released;
     let ctx = ids.call_context();
     let mut demographics = vec![Resource::Patient(crate::people::named_patient(record))];

@@ -71,6 +71,19 @@ impl StaffCache {
         resources: &[&Resource],
         ctx: &CallContext,
     ) -> Vec<Arc<Practitioner>> {
+        self.referred_all(adapter, practice, resources, ctx).await.0
+    }
+
+    /// Like [`StaffCache::referred`], and whether the GP system answered for every
+    /// person (found or known to be absent): `false` when a read failed, so names
+    /// made now may be missing one that a later answer would carry.
+    pub async fn referred_all(
+        &self,
+        adapter: &dyn Adapter,
+        practice: &OdsCode,
+        resources: &[&Resource],
+        ctx: &CallContext,
+    ) -> (Vec<Arc<Practitioner>>, bool) {
         let mut ids: Vec<&str> = Vec::new();
         for r in resources {
             for reference in r.references() {
@@ -83,6 +96,7 @@ impl StaffCache {
         }
         let reads = ids.iter().map(|id| self.read(adapter, practice, id, ctx));
         let mut out = Vec::with_capacity(ids.len());
+        let mut answered = true;
         for (id, read) in ids.iter().zip(futures_util::future::join_all(reads).await) {
             match read {
                 Ok(Some(p)) => out.push(p),
@@ -92,11 +106,12 @@ impl StaffCache {
                     tracing::debug!(%practice, practitioner = %id, "a record names a person its practice does not hold")
                 }
                 Err(e) => {
+                    answered = false;
                     tracing::debug!(%practice, practitioner = %id, error = %e, "person not read: the reference stays unnamed")
                 }
             }
         }
-        out
+        (out, answered)
     }
 }
 

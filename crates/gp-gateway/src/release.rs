@@ -9,7 +9,9 @@
 //! - **confidential** entries (`meta.security` R from the GP system) are left out of
 //!   every answer.
 
-use gp_adapter::PatientRecord;
+use std::sync::Arc;
+
+use gp_adapter::{ClinicalType, PatientRecord};
 use gp_fhir::NhsNumber;
 use gp_fhir::model::Resource;
 
@@ -20,9 +22,11 @@ use crate::error::GatewayError;
 
 /// A patient a third-party supplier may see, with where their record lives.
 pub(crate) struct Released {
-    pub(crate) record: std::sync::Arc<PatientRecord>,
+    pub(crate) record: Arc<PatientRecord>,
     pub(crate) practice: gp_fhir::OdsCode,
-    pub(crate) adapter: std::sync::Arc<dyn gp_adapter::Adapter>,
+    pub(crate) adapter: Arc<dyn gp_adapter::Adapter>,
+    /// The area read with the demographics, when one GP system call answered both.
+    fetched: Option<(ClinicalType, Arc<crate::cache::Area>)>,
 }
 
 impl Released {
@@ -32,9 +36,14 @@ impl Released {
         &self,
         app: &App,
         nhs: NhsNumber,
-        t: gp_adapter::ClinicalType,
+        t: ClinicalType,
         ids: &RequestIds,
-    ) -> Result<std::sync::Arc<Vec<Resource>>, GatewayError> {
+    ) -> Result<Arc<crate::cache::Area>, GatewayError> {
+        if let Some((area, list)) = &self.fetched
+            && *area == t
+        {
+            return Ok(Arc::clone(list));
+        }
         app.records
             .area(
                 self.adapter.as_ref(),
@@ -56,7 +65,20 @@ pub(crate) async fn released_patient(
     ids: &RequestIds,
     caller: &Caller,
 ) -> Result<Released, GatewayError> {
-    released(app, nhs, ids, caller, false).await
+    released(app, nhs, ids, caller, Read::Patient).await
+}
+
+/// Like [`released_patient`], for a read of one clinical area (a search, an entry by
+/// id): when the cache holds neither the demographics nor the area, one GP system call
+/// reads both, and [`Released::area`] answers the area without another.
+pub(crate) async fn released_for(
+    app: &App,
+    nhs: NhsNumber,
+    area: ClinicalType,
+    ids: &RequestIds,
+    caller: &Caller,
+) -> Result<Released, GatewayError> {
+    released(app, nhs, ids, caller, Read::Area(area)).await
 }
 
 /// Like [`released_patient`], reading the GP system's current demographics rather than
@@ -67,7 +89,18 @@ pub(crate) async fn released_patient_fresh(
     ids: &RequestIds,
     caller: &Caller,
 ) -> Result<Released, GatewayError> {
-    released(app, nhs, ids, caller, true).await
+    released(app, nhs, ids, caller, Read::Fresh).await
+}
+
+/// What a release reads of the patient's record.
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// The demographics, through the cache.
+    Patient,
+    /// The demographics as the GP system holds them now (for a write).
+    Fresh,
+    /// The demographics, and this area with them when neither is cached.
+    Area(ClinicalType),
 }
 
 async fn released(
@@ -75,7 +108,7 @@ async fn released(
     nhs: NhsNumber,
     ids: &RequestIds,
     caller: &Caller,
-    fresh: bool,
+    read: Read,
 ) -> Result<Released, GatewayError> {
     ids.facts.patient(&nhs.to_string());
     let (location, practice, adapter) = app.locate(nhs, &ids.request_id).await?;
@@ -91,19 +124,22 @@ async fn released(
         tracing::debug!(reason = "restricted-in-pds", "patient withheld");
         return Err(not_found());
     }
-    if fresh {
+    if read == Read::Fresh {
         app.records.invalidate(&location.practice, nhs).await;
     }
-    let record = match app
-        .records
-        .patient(
-            adapter.as_ref(),
-            &location.practice,
-            nhs,
-            &ids.call_context(),
-        )
-        .await
-    {
+    let (records, ctx) = (&app.records, &ids.call_context());
+    let answer = match read {
+        Read::Area(area) => {
+            records
+                .patient_for(adapter.as_ref(), &location.practice, nhs, area, ctx)
+                .await
+        }
+        Read::Patient | Read::Fresh => records
+            .patient(adapter.as_ref(), &location.practice, nhs, ctx)
+            .await
+            .map(|record| (record, None)),
+    };
+    let (record, fetched) = match answer {
         Ok(r) => r,
         Err(gp_adapter::AdapterError::PatientNotFound) => {
             tracing::warn!(practice = %practice.ods, "PDS names a practice whose GP system does not hold the patient");
@@ -118,10 +154,15 @@ async fn released(
     if record.flags.dissent {
         return Err(GatewayError::NoConsent);
     }
+    let fetched = match read {
+        Read::Area(area) => fetched.map(|list| (area, list)),
+        Read::Patient | Read::Fresh => None,
+    };
     Ok(Released {
         record,
         practice: location.practice,
         adapter,
+        fetched,
     })
 }
 

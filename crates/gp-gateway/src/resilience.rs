@@ -329,6 +329,13 @@ impl Adapter for Resilient {
         self.read(|| self.inner.search(req)).await
     }
 
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        self.read(|| self.inner.read_patient_and_search(req)).await
+    }
+
     fn supported_types(&self) -> &'static [ClinicalType] {
         self.inner.supported_types()
     }

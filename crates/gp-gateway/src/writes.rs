@@ -417,6 +417,7 @@ async fn change_patient(
         record,
         practice,
         adapter,
+        ..
     } = released_patient_fresh(app, nhs, ids, caller).await?;
     if let Some(asked) = &expected
         && !asked.accepts(&record.version)

@@ -339,6 +339,7 @@ pub async fn run(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessRepo
         empty,
     );
 
+    check_together(&mut report, adapter, &data).await;
     check_patients(&mut report, &data);
     check_resources(&mut report, &data);
     check_unknown(&mut report, adapter, fixture).await;
@@ -349,6 +350,54 @@ pub async fn run(adapter: &dyn Adapter, fixture: &HarnessFixture) -> HarnessRepo
     check_parity(&mut report, fixture, &data);
     people::check_practitioners(&mut report, adapter, &data).await;
     report
+}
+
+/// `read_patient_and_search` answers what `read_patient` and `search` answered apart, for
+/// every patient and type, in a full page and in a later one.
+async fn check_together(report: &mut HarnessReport, adapter: &dyn Adapter, data: &[PatientData]) {
+    let mut failures = Vec::new();
+    for p in data {
+        for (t, apart) in &p.clinical {
+            let pages = [(u32::MAX, 0), (2, 1)];
+            for (count, offset) in pages {
+                let req = search_req(p.nhs, &p.ods, *t, DateRange::default(), count, offset);
+                let what = format!(
+                    "read_patient_and_search {t} for {} (_count {count}, offset {offset})",
+                    p.nhs
+                );
+                match adapter.read_patient_and_search(&req).await {
+                    Err(e) => failures.push(format!("{what} failed: {e}")),
+                    Ok((record, page)) => {
+                        if record != p.record {
+                            failures.push(format!(
+                                "{what}: the demographics differ from read_patient's"
+                            ));
+                        }
+                        let want: Vec<&Resource> = apart
+                            .iter()
+                            .skip(offset as usize)
+                            .take(count as usize)
+                            .collect();
+                        let got: Vec<&Resource> = page.resources.iter().collect();
+                        if got != want || page.total as usize != apart.len() {
+                            failures.push(format!(
+                                "{what}: {} entries of {} in all, search answered {} of {}",
+                                got.len(),
+                                page.total,
+                                want.len(),
+                                apart.len()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report.add(
+        "ADP-PAT-04",
+        "read_patient_and_search answers what read_patient and search answer apart",
+        failures,
+    );
 }
 
 /// The SNOMED CT and dm+d codes of a resource's primary concept.
@@ -772,6 +821,18 @@ async fn both_fail(
             Err(e) => search_fail.push(format!("search {t} for {nhs} gave {e:?}, not {expected}")),
             Ok(_) => search_fail.push(format!(
                 "search {t} for {nhs} answered a page, not {expected}"
+            )),
+        }
+        match adapter
+            .read_patient_and_search(&search_req(*nhs, ods, t, DateRange::default(), 10, 0))
+            .await
+        {
+            Err(e) if accepts(&e) => {}
+            Err(e) => search_fail.push(format!(
+                "read_patient_and_search {t} for {nhs} gave {e:?}, not {expected}"
+            )),
+            Ok(_) => search_fail.push(format!(
+                "read_patient_and_search {t} for {nhs} answered, not {expected}"
             )),
         }
     }
