@@ -13,6 +13,7 @@ use gp_fhir::search::{
 use gp_fhir::subset::Subset;
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use serde_json::value::RawValue;
 
 use crate::access::Caller;
 use crate::app::App;
@@ -522,29 +523,59 @@ async fn clinical_search(
         name_people(app, adapter.as_ref(), practice, &mut page, &ctx).await;
         return Ok(shaped(&set.build_with(page, included), &params.shape));
     }
-    // Whole entries: each match's JSON as answered before, or named and serialised now
-    // (and kept with the cached area when every person it names was answered for).
+    let made = matches_json(app, &patient, &area, &page, &ctx).await?;
+    Ok(fhir_response(
+        StatusCode::OK,
+        searchset_bytes(&set, &area, &page, &made, included)?,
+    ))
+}
+
+/// Each match's JSON as a searchset answers it: kept with the cached area from an answer
+/// before, or named and serialised now and kept there when the GP system answered for
+/// every person it names. Answers what was made for this answer only (someone's name
+/// could not be read: the next answer names them if it can), by the match's place.
+async fn matches_json(
+    app: &App,
+    released: &Released,
+    area: &crate::cache::Area,
+    page: &[(usize, &Resource)],
+    ctx: &gp_adapter::CallContext,
+) -> Result<Vec<(usize, Box<RawValue>)>, GatewayError> {
     let unanswered: Vec<usize> = page
         .iter()
         .map(|(i, _)| *i)
         .filter(|i| area.answered(*i).is_none())
         .collect();
-    let mut made: Vec<(usize, Box<serde_json::value::RawValue>)> = Vec::new();
-    if !unanswered.is_empty() {
-        let mut named: Vec<Resource> = unanswered.iter().map(|i| area[*i].clone()).collect();
-        let keep = name_people(app, adapter.as_ref(), practice, &mut named, &ctx).await;
-        for (i, entry) in unanswered.into_iter().zip(&named) {
-            let json = serde_json::value::to_raw_value(entry)
-                .map_err(|e| GatewayError::Internal(format!("an entry did not serialise: {e}")))?;
-            if keep {
-                area.keep_answered(i, json);
-            } else {
-                made.push((i, json));
-            }
+    let mut made = Vec::new();
+    if unanswered.is_empty() {
+        return Ok(made);
+    }
+    let mut named: Vec<Resource> = unanswered.iter().map(|i| area[*i].clone()).collect();
+    let (adapter, practice) = (released.adapter.as_ref(), &released.practice);
+    let keep = name_people(app, adapter, practice, &mut named, ctx).await;
+    for (i, entry) in unanswered.into_iter().zip(&named) {
+        let json = serde_json::value::to_raw_value(entry)
+            .map_err(|e| GatewayError::Internal(format!("an entry did not serialise: {e}")))?;
+        if keep {
+            area.keep_answered(i, json);
+        } else {
+            made.push((i, json));
         }
     }
+    Ok(made)
+}
+
+/// The searchset's bytes: the page's matches from their JSON (kept with the area or
+/// `made` for this answer), then what `_include` brought in.
+fn searchset_bytes(
+    set: &Searchset<'_>,
+    area: &crate::cache::Area,
+    page: &[(usize, &Resource)],
+    made: &[(usize, Box<RawValue>)],
+    included: Vec<Resource>,
+) -> Result<Vec<u8>, GatewayError> {
     let mut entries = Vec::with_capacity(page.len() + included.len());
-    for (i, r) in &page {
+    for (i, r) in page {
         let json = area
             .answered(*i)
             .or_else(|| made.iter().find(|(m, _)| m == i).map(|(_, j)| j.as_ref()))
@@ -558,11 +589,8 @@ async fn clinical_search(
             "include",
         ));
     }
-    let bundle = set.build_from(page.len(), entries);
-    Ok(fhir_response(
-        StatusCode::OK,
-        serde_json::to_vec(&bundle).unwrap_or_default(),
-    ))
+    serde_json::to_vec(&set.build_from(page.len(), entries))
+        .map_err(|e| GatewayError::Internal(format!("a searchset did not serialise: {e}")))
 }
 
 /// What `includes` bring in with `page`, remembered and named as the matches are:
