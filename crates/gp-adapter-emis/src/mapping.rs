@@ -756,21 +756,24 @@ fn demographics_head(body: &[u8]) -> Option<String> {
     if !text.trim_end().ends_with(END) {
         return None;
     }
-    let starts = |name: &str| {
-        let tag = format!("<{name}");
-        text.match_indices(&tag).map(|(i, _)| i).find(|&i| {
-            matches!(
-                text.as_bytes().get(i + tag.len()),
+    // One pass over the `<`s (memchr), not a substring search per name over the body.
+    let bytes = text.as_bytes();
+    let opens = |from: usize| memchr::memchr_iter(b'<', &bytes[from..]).map(move |i| from + i);
+    let is_start_tag = |at: usize, name: &str| {
+        let rest = &bytes[at + 1..];
+        rest.starts_with(name.as_bytes())
+            && matches!(
+                rest.get(name.len()),
                 Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n')
             )
-        })
     };
-    let cut = LISTS.iter().filter_map(|(list, _)| starts(list)).min()?;
-    let tail = &text[cut..];
-    if ["<Registration", "<Organisation", "<PeopleList"]
-        .iter()
-        .any(|t| tail.contains(t))
-    {
+    let cut = opens(0).find(|&i| LISTS.iter().any(|(list, _)| is_start_tag(i, list)))?;
+    let demographic = |at: usize| {
+        ["Registration", "Organisation", "PeopleList"]
+            .iter()
+            .any(|name| bytes[at + 1..].starts_with(name.as_bytes()))
+    };
+    if opens(cut).any(demographic) {
         return None;
     }
     Some(format!("{}{END}", &text[..cut]))
