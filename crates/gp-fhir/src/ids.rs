@@ -113,10 +113,10 @@ impl NhsNumber {
 
 impl fmt::Display for NhsNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in self.0 {
-            write!(f, "{d}")?;
-        }
-        Ok(())
+        // One write of ten ASCII digits, not ten formatted integers: it is written
+        // several times a request (ids, references, audit, logs).
+        let digits = self.0.map(|d| b'0' + d);
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
     }
 }
 
