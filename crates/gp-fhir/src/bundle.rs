@@ -56,7 +56,7 @@ pub struct Bundle {
 impl Bundle {
     /// Serialises to FHIR JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 }
 
