@@ -100,3 +100,27 @@ pub fn with_national_maps<T: PartialEq>(
     group.bench_function("1000_entries_national_maps", |b| b.iter(&map));
     terminology::install(Maps::embedded());
 }
+
+/// The searchset Bundle the gateway answers for `resources` (each a match, all on one
+/// page), as JSON bytes, made as a search answer is made (`gp_fhir::bundle::Searchset`,
+/// then straight to bytes): with the mapping, the whole uncached path from native record
+/// bytes to answer bytes (issue 27).
+#[allow(dead_code)] // the gateway's bench builds its own Bundles
+pub fn bundle_bytes(resources: Vec<gp_fhir::model::Resource>) -> Vec<u8> {
+    let total = u32::try_from(resources.len()).unwrap();
+    let params = [("patient".to_owned(), "9000000009".to_owned())];
+    gp_fhir::bundle::Searchset {
+        base_url: "http://127.0.0.1:8080/FHIR/R4",
+        resource_type: "Observation",
+        params: &params,
+        paging: gp_fhir::search::Paging {
+            count: total,
+            offset: 0,
+        },
+        total,
+        id: "bench",
+        last_updated: "2026-11-23T00:00:00Z",
+    }
+    .build(resources)
+    .to_json()
+}

@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gp_adapter_emis::Want;
+use gp_fhir::model::Resource;
 use gp_sim::SystemKind;
 
 #[path = "../../../bench/support/records.rs"]
@@ -43,6 +44,20 @@ fn mapping(c: &mut Criterion) {
             b.iter(|| gp_adapter_emis::map_record_for(black_box(xml.as_bytes()), want).unwrap())
         });
     }
+    group.finish();
+    // Native bytes to answer bytes: the whole record mapped, then every entry
+    // serialised into the searchset Bundle.
+    let mut group = c.benchmark_group("emis/record_to_bundle_bytes");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000", |b| {
+        b.iter(|| {
+            let r = gp_adapter_emis::map_record(black_box(xml.as_bytes())).unwrap();
+            let mut resources = Vec::with_capacity(r.clinical.len() + 1);
+            resources.push(Resource::Patient(r.patient));
+            resources.extend(r.clinical);
+            records::bundle_bytes(resources)
+        })
+    });
     group.finish();
 }
 

@@ -12,9 +12,7 @@ use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{
-    AdapterError, ClinicalType, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime,
-};
+use gp_adapter::{AdapterError, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -63,29 +61,8 @@ pub fn map_record(body: &[u8]) -> Result<MappedRecord> {
     map_record_for(body, Want::Everything)
 }
 
-/// What a read needs of a MedicalRecord: mapping only that is the same as mapping the
-/// whole record and keeping only that, for less work (a Patient read maps no clinical
-/// entry; a search maps only the lists and events of its clinical area).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    /// Demographics and every clinical entry.
-    Everything,
-    /// Demographics only (`clinical` empty).
-    Demographics,
-    /// Demographics and the entries of one clinical area.
-    Area(ClinicalType),
-}
-
-impl Want {
-    /// Whether entries of `resource_type` are wanted.
-    fn takes(self, resource_type: &str) -> bool {
-        match self {
-            Self::Everything => true,
-            Self::Demographics => false,
-            Self::Area(area) => area.as_str() == resource_type,
-        }
-    }
-}
+/// What a read needs of a MedicalRecord (see [`Want`]).
+pub use gp_adapter::Want;
 
 /// Maps what `want` asks of a MedicalRecord (see [`Want`]).
 pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {

@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gp_adapter_microtest::{EntryType, map_entries, map_patient};
+use gp_fhir::model::Resource;
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::{Practice, SimPatient, SystemKind};
 use serde_json::json;
@@ -62,6 +63,19 @@ fn mapping(c: &mut Criterion) {
     }
     let (doc, pages) = native(&practice, &large);
     records::with_national_maps(&mut group, records::entries(&large), || map(&doc, &pages));
+    group.finish();
+    // Native bytes to answer bytes: the whole record mapped (the patient document and a
+    // page of each entry type), then every entry serialised into the searchset Bundle.
+    let mut group = c.benchmark_group("microtest/record_to_bundle_bytes");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000", |b| {
+        b.iter(|| {
+            let (patient, pages) = map(&doc, &pages);
+            let mut resources = vec![Resource::Patient(patient.patient)];
+            resources.extend(pages.into_iter().flat_map(|p| p.resources));
+            records::bundle_bytes(resources)
+        })
+    });
     group.finish();
 }
 

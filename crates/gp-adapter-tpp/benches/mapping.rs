@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gp_adapter_tpp::config::MAX_PAGE_SIZE;
+use gp_fhir::model::Resource;
 use gp_sim::{Practice, SimPatient, SystemKind};
 
 #[path = "../../../bench/support/records.rs"]
@@ -48,6 +49,20 @@ fn mapping(c: &mut Criterion) {
     let bodies: Vec<&[u8]> = pages.iter().map(|s| s.as_bytes()).collect();
     records::with_national_maps(&mut group, records::entries(&large), || {
         gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap()
+    });
+    group.finish();
+    // Native bytes to answer bytes: the whole record mapped, then every entry
+    // serialised into the searchset Bundle.
+    let mut group = c.benchmark_group("tpp/record_to_bundle_bytes");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000", |b| {
+        b.iter(|| {
+            let r = gp_adapter_tpp::map_record(black_box(&bodies), MAX_PAGE_SIZE).unwrap();
+            let mut resources = Vec::with_capacity(r.clinical.len() + 1);
+            resources.push(Resource::Patient(r.patient));
+            resources.extend(r.clinical);
+            records::bundle_bytes(resources)
+        })
     });
     group.finish();
 }

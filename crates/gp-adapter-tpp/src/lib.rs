@@ -35,7 +35,7 @@ use gp_adapter::{
     BookRequest, Booked, BookedAppointment, CallContext, ChangeAppointmentRequest, ChangesPage,
     ChangesRequest, CreateObservationRequest, Created, GpSystem, PatientAppointmentsRequest,
     PatientRecord, PatientRequest, PractitionerRequest, SearchPage, SearchRequest,
-    SlotSearchRequest, UpdateContactRequest, paging,
+    SlotSearchRequest, UpdateContactRequest, Want, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -43,7 +43,9 @@ use gp_fhir::{NhsNumber, OdsCode};
 pub use client::TppClient;
 pub use config::{TppConfig, TppConfigError};
 pub use error::TppDataError;
-pub use mapping::{MappedRecord, RecordPage, assemble, map_page, map_record};
+pub use mapping::{
+    MappedRecord, RecordPage, assemble, map_page, map_page_for, map_record, map_record_for,
+};
 
 /// TPP SystmOne, as gp-gateway sees it.
 #[derive(Debug, Clone)]
@@ -59,34 +61,36 @@ impl TppAdapter {
         })
     }
 
-    /// Fetches and maps one page.
+    /// Fetches one page and maps what `want` asks of it.
     async fn page(
         &self,
         nhs: NhsNumber,
         ods: &OdsCode,
         number: u32,
         ctx: &CallContext,
+        want: Want,
     ) -> Result<RecordPage, AdapterError> {
         let body = self.client.record_page(ods, nhs, number, ctx).await?;
-        map_page(&body).map_err(|e| e.on_page(number).into())
+        map_page_for(&body, want).map_err(|e| e.on_page(number).into())
     }
 
-    /// Fetches every page, maps and joins them, and checks it is the record that was
-    /// asked for.
+    /// Fetches every page, maps what `want` asks of them and joins them, and checks it
+    /// is the record that was asked for.
     async fn record(
         &self,
         nhs: NhsNumber,
         ods: &OdsCode,
         ctx: &CallContext,
+        want: Want,
     ) -> Result<MappedRecord, AdapterError> {
         let size = self.client.page_size();
-        let first = self.page(nhs, ods, 1, ctx).await?;
+        let first = self.page(nhs, ods, 1, ctx, want).await?;
         let needed = mapping::pages_to_fetch(&first, size)?;
         let mut pages = Vec::with_capacity(needed as usize);
         pages.push(first);
         // Sequential on purpose: pages are small, and a failing page stops the walk.
         for number in 2..=needed {
-            pages.push(self.page(nhs, ods, number, ctx).await?);
+            pages.push(self.page(nhs, ods, number, ctx, want).await?);
         }
         let record = assemble(pages, size)?;
         is_asked_for(record.nhs_number, &record.ods, nhs, ods)?;
@@ -94,14 +98,14 @@ impl TppAdapter {
     }
 
     /// The patient's demographics, from the record's first page only: every page carries
-    /// them, so a Patient read neither fetches nor maps the rest of the record.
+    /// them, so a Patient read neither fetches the rest of the record nor maps an event.
     async fn demographics(
         &self,
         nhs: NhsNumber,
         ods: &OdsCode,
         ctx: &CallContext,
     ) -> Result<RecordPage, AdapterError> {
-        let first = self.page(nhs, ods, 1, ctx).await?;
+        let first = self.page(nhs, ods, 1, ctx, Want::Demographics).await?;
         mapping::check_first(&first.paging, self.client.page_size())?;
         is_asked_for(first.nhs_number, &first.ods, nhs, ods)?;
         Ok(first)
@@ -112,7 +116,12 @@ impl TppAdapter {
     /// The demographics and one clinical area's page, from one walk of the record's pages.
     async fn area(&self, req: &SearchRequest) -> Result<(PatientRecord, SearchPage), AdapterError> {
         let r = self
-            .record(req.nhs_number, &req.practice, &req.context)
+            .record(
+                req.nhs_number,
+                &req.practice,
+                &req.context,
+                Want::Area(req.resource_type),
+            )
             .await?;
         let patient = PatientRecord {
             patient: r.patient,

@@ -15,7 +15,7 @@ use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
 use gp_adapter::write::{Coded, ContactDetails, Created, NewObservation, ReadingSupport};
 use gp_adapter::xml::{Document, Node};
-use gp_adapter::{AdapterError, PatientFlags};
+use gp_adapter::{AdapterError, PatientFlags, Want};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Coding, Condition,
     ContactPoint, Dosage, Encounter, EncounterParticipant, HumanName, Identifier, Immunization,
@@ -106,10 +106,15 @@ pub(crate) type Result<T> = std::result::Result<T, TppDataError>;
 /// Maps every page of a record, in page order, and joins them; `page_size` is the
 /// `pageSize` the pages were requested with.
 pub fn map_record(pages: &[&[u8]], page_size: u32) -> Result<MappedRecord> {
+    map_record_for(pages, page_size, Want::Everything)
+}
+
+/// Maps what `want` asks of every page of a record (see [`Want`]) and joins them.
+pub fn map_record_for(pages: &[&[u8]], page_size: u32, want: Want) -> Result<MappedRecord> {
     let mut mapped = Vec::with_capacity(pages.len());
     for (i, body) in pages.iter().enumerate() {
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        mapped.push(map_page(body).map_err(|e| e.on_page(number))?);
+        mapped.push(map_page_for(body, want).map_err(|e| e.on_page(number))?);
     }
     assemble(mapped, page_size)
 }
@@ -124,6 +129,12 @@ pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
 
 /// Maps one page body (bytes as received).
 pub fn map_page(body: &[u8]) -> Result<RecordPage> {
+    map_page_for(body, Want::Everything)
+}
+
+/// Maps what `want` asks of one page body (see [`Want`]): the Events of other clinical
+/// areas are counted but not mapped.
+pub fn map_page_for(body: &[u8], want: Want) -> Result<RecordPage> {
     let doc = document(body)?;
     let root = doc.root_element();
     if root.tag_name().name() != "PatientRecord" {
@@ -131,7 +142,7 @@ pub fn map_page(body: &[u8]) -> Result<RecordPage> {
             found: root.tag_name().name().to_owned(),
         });
     }
-    map_root(root)
+    map_root(root, want)
 }
 
 /// Maps a `<StaffMember>` document (a staff read) to a UK Core Practitioner, as the
@@ -666,9 +677,10 @@ fn practitioner_ref(uid: Option<&str>) -> Option<Reference> {
 struct Ctx {
     patient_ref: Reference,
     org_ref: Reference,
+    want: Want,
 }
 
-fn map_root(root: Node) -> Result<RecordPage> {
+fn map_root(root: Node, want: Want) -> Result<RecordPage> {
     let doc = At::DOC;
     let paging = map_paging(&doc, root)?;
     let patient_uid = uid_checked(&doc, "PatientUID", doc.req(root, "PatientUID")?)?;
@@ -808,6 +820,7 @@ fn map_root(root: Node) -> Result<RecordPage> {
     let ctx = Ctx {
         patient_ref: Reference::to("Patient", &patient.id),
         org_ref: Reference::to("Organization", ods.as_str()),
+        want,
     };
     let clinical_list = child(patient_node, "Clinical");
     // One resource per event at least (nested events add more): reserve once.
@@ -821,6 +834,9 @@ fn map_root(root: Node) -> Result<RecordPage> {
         let clinical_at = patient_at.under("Clinical");
         for (i, e) in list.children().filter(|c| is(c, "Event")).enumerate() {
             events += 1;
+            if want == Want::Demographics {
+                continue;
+            }
             map_event(
                 &ctx,
                 &clinical_at.nth("Event", i + 1),
@@ -944,6 +960,24 @@ fn map_event(
             diastolic: id.clone(),
         });
     }
+    if let Some(resource_type) = resource_type(n)
+        && !ctx.want.takes(resource_type)
+    {
+        // Not wanted: skipped unmapped, but a consultation still groups the Events
+        // recorded in it, which may be.
+        if resource_type != "Encounter" {
+            return Ok(());
+        }
+        let grouping = Grouping {
+            consultation_id: &id,
+            confidential: grouped_in.is_some_and(|g| g.confidential)
+                || bool_attr(at, n, "Confidential")?,
+        };
+        for (i, e) in n.children().filter(|c| is(c, "Event")).enumerate() {
+            map_event(ctx, &at.nth("Event", i + 1), e, Some(&grouping), mapped)?;
+        }
+        return Ok(());
+    }
     let out = &mut *mapped.resources;
     let raw_date = attr(n, "DateTime").ok_or_else(|| at.missing("@DateTime"))?;
     let date = precise(at, "@DateTime", raw_date, None, attr(n, "DatePrecision"))?;
@@ -1025,6 +1059,25 @@ fn map_event(
         )?)),
     }
     Ok(())
+}
+
+/// The FHIR resource type an Event maps to, read leniently, to skip one not wanted
+/// unmapped; `None` when that is not plain (the Event is then mapped, and refused as it
+/// is in the whole record).
+fn resource_type(n: Node) -> Option<&'static str> {
+    let item = n
+        .children()
+        .find(|c| c.is_element() && CONTENT.contains(&c.tag_name().name()))?;
+    Some(match item.tag_name().name() {
+        "Consultation" => "Encounter",
+        "Medication" => "MedicationStatement",
+        "Vaccination" => "Immunization",
+        _ => match bool_value(&At::DOC, item, "IsAllergy").ok()? {
+            Some(true) => "AllergyIntolerance",
+            _ if child(item, "Problem").is_some() => "Condition",
+            _ => "Observation",
+        },
+    })
 }
 
 fn map_consultation(ctx: &Ctx, at: &At, n: Node, head: EventHead) -> Result<Resource> {

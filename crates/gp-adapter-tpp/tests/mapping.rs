@@ -706,3 +706,67 @@ fn reading_details_are_read_and_malformed_ones_refused() {
         assert!(pages(std::slice::from_ref(&bad), 100).is_err(), "{bad}");
     }
 }
+
+/// Mapping only what a read wants gives exactly what mapping the whole record and keeping
+/// that gives: the hand-written record, and every SystmOne patient of the sandbox
+/// population, in pages small enough that blood pressures and consultations straddle
+/// them, for the demographics and each clinical area.
+#[test]
+fn mapping_only_what_is_wanted_is_the_whole_mapping_filtered() {
+    use gp_adapter::{ClinicalType, Want};
+    use gp_adapter_tpp::{map_page_for, map_record_for};
+    use gp_sim::{Population, PopulationSpec, SystemKind};
+
+    const SIZE: usize = 7;
+    let population = Population::generate(20_261_123, &PopulationSpec::sandbox());
+    let mut records: Vec<(Vec<String>, u32)> = vec![(vec![FULL.to_owned()], 100)];
+    for p in &population.patients {
+        let Some(practice) = population
+            .practice(&p.practice)
+            .filter(|pr| pr.system == SystemKind::Tpp)
+        else {
+            continue;
+        };
+        let mut pages = vec![gp_sim::tpp::render_page(practice, p, 1, SIZE)];
+        let total = map_page(pages[0].as_bytes()).unwrap().paging.pages();
+        for n in 2..=total as usize {
+            pages.push(gp_sim::tpp::render_page(practice, p, n, SIZE));
+        }
+        records.push((pages, SIZE as u32));
+    }
+    assert!(records.len() > 10, "the population has SystmOne patients");
+    let mut areas_seen = std::collections::BTreeSet::new();
+    for (pages, size) in &records {
+        let bodies: Vec<&[u8]> = pages.iter().map(|s| s.as_bytes()).collect();
+        let whole = map_record(&bodies, *size).unwrap();
+        let first = map_page(bodies[0]).unwrap();
+        let demographics = map_page_for(bodies[0], Want::Demographics).unwrap();
+        assert_eq!(demographics.patient, whole.patient);
+        assert_eq!(demographics.organization, whole.organization);
+        assert_eq!(demographics.practitioner, whole.practitioner);
+        assert_eq!(
+            (&demographics.version, demographics.flags),
+            (&whole.version, whole.flags)
+        );
+        assert_eq!(
+            (demographics.paging, demographics.events),
+            (first.paging, first.events)
+        );
+        assert!(demographics.clinical.is_empty());
+        for area in ClinicalType::ALL {
+            let wanted: Vec<&Resource> =
+                whole.clinical.iter().filter(|r| area.matches(r)).collect();
+            let mapped = map_record_for(&bodies, *size, Want::Area(*area)).unwrap();
+            assert_eq!(mapped.patient, whole.patient);
+            assert_eq!(
+                mapped.clinical.iter().collect::<Vec<_>>(),
+                wanted,
+                "{area:?}"
+            );
+            if !wanted.is_empty() {
+                areas_seen.insert(area.as_str());
+            }
+        }
+    }
+    assert_eq!(areas_seen.len(), ClinicalType::ALL.len(), "{areas_seen:?}");
+}

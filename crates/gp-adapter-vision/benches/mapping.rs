@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gp_adapter_vision::{JournalOwner, map_journal, map_patient};
+use gp_fhir::model::Resource;
 use gp_fhir::{NhsNumber, OdsCode};
 use gp_sim::SystemKind;
 
@@ -48,6 +49,20 @@ fn mapping(c: &mut Criterion) {
     let (extract, journal) = native(&large);
     records::with_national_maps(&mut group, records::entries(&large), || {
         map(&extract, &journal)
+    });
+    group.finish();
+    // Native bytes to answer bytes: the whole record mapped, then every entry
+    // serialised into the searchset Bundle.
+    let mut group = c.benchmark_group("vision/record_to_bundle_bytes");
+    group.throughput(Throughput::Elements(records::entries(&large) as u64));
+    group.bench_function("1000", |b| {
+        b.iter(|| {
+            let (patient, clinical) = map(&extract, &journal);
+            let mut resources = Vec::with_capacity(clinical.len() + 1);
+            resources.push(Resource::Patient(patient.patient));
+            resources.extend(clinical);
+            records::bundle_bytes(resources)
+        })
     });
     group.finish();
 }

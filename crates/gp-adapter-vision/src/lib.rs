@@ -32,7 +32,7 @@ use gp_adapter::{
     ContentRequest, CreateObservationRequest, Created, DocumentContent, DocumentMeta,
     DocumentSearchRequest, FileDocumentRequest, Filed, GpSystem, PatientAppointmentsRequest,
     PatientRecord, PatientRequest, PractitionerRequest, ReadingSupport, SearchPage, SearchRequest,
-    SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, paging,
+    SlotSearchRequest, UpdateContactRequest, UploadContentRequest, Uploaded, Want, paging,
 };
 use gp_fhir::model::Practitioner;
 use gp_fhir::{NhsNumber, OdsCode};
@@ -41,8 +41,9 @@ pub use client::VisionClient;
 pub use config::{VisionConfig, VisionConfigError};
 pub use error::VisionDataError;
 pub use mapping::{
-    JournalOwner, MappedPatient, map_contact_answer, map_journal, map_journal_page, map_patient,
-    map_practice, map_staff, native_timestamp, render_contact, render_observation, written_ids,
+    JournalOwner, MappedPatient, map_contact_answer, map_journal, map_journal_for,
+    map_journal_page, map_journal_page_for, map_patient, map_practice, map_staff, native_timestamp,
+    render_contact, render_observation, written_ids,
 };
 
 /// Vision, as gp-gateway sees it.
@@ -171,7 +172,8 @@ impl Adapter for VisionAdapter {
         };
         let mut resources = Vec::new();
         for (i, page) in pages.iter().enumerate() {
-            let rows = map_journal_page(page, &owner, &mut resources)?;
+            let rows =
+                map_journal_page_for(page, &owner, Want::Area(req.resource_type), &mut resources)?;
             // A page that promises more but carries nothing would be followed forever.
             if rows == 0 && i + 1 < pages.len() {
                 return Err(VisionDataError::Continuation(format!(

@@ -12,6 +12,7 @@ use gp_adapter::vital_signs;
 use gp_adapter::write::BLOOD_PRESSURE_PANEL;
 use gp_adapter::{
     AdapterError, Coded, ContactDetails, Measurement, NewObservation, PatientFlags, UtcDateTime,
+    Want,
 };
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -681,6 +682,17 @@ pub fn map_journal_page(
     owner: &JournalOwner,
     out: &mut Vec<Resource>,
 ) -> Result<usize> {
+    map_journal_page_for(body, owner, Want::Everything, out)
+}
+
+/// Maps what `want` asks of one journal page (see [`Want`]): rows of other clinical
+/// areas are checked to be the owner's but not mapped. Returns the number of rows read.
+pub fn map_journal_page_for(
+    body: &[u8],
+    owner: &JournalOwner,
+    want: Want,
+    out: &mut Vec<Resource>,
+) -> Result<usize> {
     let ex = Extract::parse("journal extract", body)?;
     let cols = JournalCols::of(&ex)?;
     let patient_ref = Reference::to("Patient", &owner.nhs_number.to_string());
@@ -689,6 +701,7 @@ pub fn map_journal_page(
         cols: &cols,
         patient_ref: &patient_ref,
         org_ref: &org_ref,
+        want,
     };
     // Room for exactly the page's resources (a BP row, the one with a VALUE2, gives two),
     // mapped straight into `out`; a bad row truncates `out` back to as it was.
@@ -715,9 +728,18 @@ pub fn map_journal_page(
 
 /// Maps a whole journal given as pages; the pure core of a search.
 pub fn map_journal<B: AsRef<[u8]>>(pages: &[B], owner: &JournalOwner) -> Result<Vec<Resource>> {
+    map_journal_for(pages, owner, Want::Everything)
+}
+
+/// Maps what `want` asks of a whole journal given as pages (see [`Want`]).
+pub fn map_journal_for<B: AsRef<[u8]>>(
+    pages: &[B],
+    owner: &JournalOwner,
+    want: Want,
+) -> Result<Vec<Resource>> {
     let mut out = Vec::new();
     for page in pages {
-        map_journal_page(page.as_ref(), owner, &mut out)?;
+        map_journal_page_for(page.as_ref(), owner, want, &mut out)?;
     }
     Ok(out)
 }
@@ -726,6 +748,7 @@ struct Ctx<'c> {
     cols: &'c JournalCols,
     patient_ref: &'c Reference,
     org_ref: &'c Reference,
+    want: Want,
 }
 
 /// A coded item from (Read v2 code, SNOMED CT code, dm+d code, rubric) columns: a Read v2
@@ -917,8 +940,29 @@ fn opt_ref(row: &Row, c: Col, resource_type: &str) -> Result<Option<Reference>> 
     }))
 }
 
+/// The FHIR resource type a journal row of `TYPE` `kind` maps to; `None` for a type
+/// Vision does not have (the row is then mapped, and refused as it is in the whole
+/// journal).
+fn resource_type(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "CONSULTATION" => "Encounter",
+        "OBSERVATION" => "Observation",
+        "PROBLEM" => "Condition",
+        "IMMUNISATION" => "Immunization",
+        "ALLERGY" => "AllergyIntolerance",
+        "THERAPY" => "MedicationStatement",
+        _ => return None,
+    })
+}
+
 fn map_row(ctx: &Ctx, row: &Row, out: &mut Vec<Resource>) -> Result<()> {
     let c = ctx.cols;
+    // A row of an area not wanted is skipped unmapped.
+    if let Some(t) = opt(row, c.kind).and_then(resource_type)
+        && !ctx.want.takes(t)
+    {
+        return Ok(());
+    }
     let id = id(row, c.id)?;
     let confidential = yes_no(row, c.confidential)?;
     let date = date_time(row, c.date, c.time)?;

@@ -659,3 +659,48 @@ fn written_rows_have_seconds_and_no_performer() {
         assert!(e.contains("is not HHMM or HHMMSS"), "{bad}: {e}");
     }
 }
+
+/// Mapping only the clinical area a search wants gives exactly what mapping the whole
+/// journal and keeping that area gives, for every Vision patient of the sandbox
+/// population and each clinical area.
+#[test]
+fn mapping_only_the_wanted_area_is_the_whole_journal_filtered() {
+    use gp_adapter::{ClinicalType, Want};
+    use gp_adapter_vision::map_journal_for;
+    use gp_sim::{Population, PopulationSpec, SystemKind};
+
+    let population = Population::generate(20_261_123, &PopulationSpec::sandbox());
+    let mut journals = 0;
+    let mut areas_seen = std::collections::BTreeSet::new();
+    for p in &population.patients {
+        let Some(practice) = population
+            .practice(&p.practice)
+            .filter(|pr| pr.system == SystemKind::Vision)
+        else {
+            continue;
+        };
+        let owner = JournalOwner {
+            pid: p.id.clone(),
+            nhs_number: NhsNumber::parse(&p.nhs_number).unwrap(),
+            ods: OdsCode::parse(&practice.ods).unwrap(),
+        };
+        let pages = [gp_sim::vision::render_journal(p)];
+        let whole = map_journal(&pages, &owner).unwrap();
+        journals += 1;
+        assert!(
+            map_journal_for(&pages, &owner, Want::Demographics)
+                .unwrap()
+                .is_empty()
+        );
+        for area in ClinicalType::ALL {
+            let wanted: Vec<&Resource> = whole.iter().filter(|r| area.matches(r)).collect();
+            let mapped = map_journal_for(&pages, &owner, Want::Area(*area)).unwrap();
+            assert_eq!(mapped.iter().collect::<Vec<_>>(), wanted, "{area:?}");
+            if !wanted.is_empty() {
+                areas_seen.insert(area.as_str());
+            }
+        }
+    }
+    assert!(journals > 10, "the population has Vision patients");
+    assert_eq!(areas_seen.len(), ClinicalType::ALL.len(), "{areas_seen:?}");
+}

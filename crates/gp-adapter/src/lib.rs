@@ -99,6 +99,31 @@ impl fmt::Display for ClinicalType {
     }
 }
 
+/// What a read needs of a patient's record: mapping only that is the same as mapping the
+/// whole record and keeping only that, for less work (a Patient read maps no clinical
+/// entry; a search maps only the entries of its clinical area). An adapter whose GP
+/// system serves the record whole may use it to skip the entries it would throw away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Demographics and every clinical entry.
+    Everything,
+    /// Demographics only (no clinical entry).
+    Demographics,
+    /// Demographics and the entries of one clinical area.
+    Area(ClinicalType),
+}
+
+impl Want {
+    /// Whether entries of the FHIR resource type `resource_type` are wanted.
+    pub fn takes(self, resource_type: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Demographics => false,
+            Self::Area(area) => area.as_str() == resource_type,
+        }
+    }
+}
+
 /// Context every adapter call carries.
 #[derive(Debug, Clone)]
 pub struct CallContext {

@@ -6,6 +6,8 @@
 //! SNOMED CT code when the GP system stores no category; and a reading a supplier wrote
 //! carries the supplier's identifier the GP system kept with it.
 
+use std::collections::{HashMap, VecDeque};
+
 use gp_fhir::model::{
     CodeableConcept, Coding, Identifier, Observation, ObservationComponent, Resource, SNOMED,
 };
@@ -137,43 +139,78 @@ pub struct PanelLink {
 /// diastolic Observation of the same confidentiality is left alone (both stay as
 /// they are): it never loses a reading.
 pub fn finish(resources: &mut Vec<Resource>, links: &[PanelLink]) {
-    for link in links {
-        let position = |id: &str, code: &str| {
-            resources.iter().position(|r| match r {
-                Resource::Observation(o) => {
-                    o.id == id && snomed(&o.code) == Some(code) && o.component.is_empty()
-                }
-                _ => false,
-            })
-        };
-        let (Some(s), Some(d)) = (
-            position(&link.systolic, SYSTOLIC),
-            position(&link.diastolic, DIASTOLIC),
-        ) else {
-            continue;
-        };
-        if resources[s].meta() != resources[d].meta() {
-            continue;
+    let pairs = panel_pairs(resources, links);
+    if !pairs.is_empty() {
+        let mut dropped = vec![false; resources.len()];
+        for (s, d) in pairs {
+            let empty = || Resource::Observation(Observation::default());
+            let (Resource::Observation(systolic), Resource::Observation(diastolic)) = (
+                std::mem::replace(&mut resources[s], empty()),
+                std::mem::replace(&mut resources[d], empty()),
+            ) else {
+                continue;
+            };
+            resources[s] = Resource::Observation(blood_pressure_panel(
+                systolic.id.clone(),
+                systolic,
+                diastolic,
+                None,
+            ));
+            dropped[d] = true;
         }
-        let Resource::Observation(diastolic) = resources.remove(d) else {
-            continue;
-        };
-        let s = if d < s { s - 1 } else { s };
-        let Some(Resource::Observation(systolic)) = resources.get(s).cloned() else {
-            continue;
-        };
-        resources[s] = Resource::Observation(blood_pressure_panel(
-            systolic.id.clone(),
-            systolic,
-            diastolic,
-            None,
-        ));
+        let mut dropped = dropped.into_iter();
+        resources.retain(|_| !dropped.next().unwrap_or(false));
     }
     for r in resources.iter_mut() {
         if let Resource::Observation(o) = r {
             categorise(o);
         }
     }
+}
+
+/// The positions of the (systolic, diastolic) pairs `links` join, in link order. A link
+/// takes the first reading of each id that no earlier link took, as joining them one
+/// link at a time would; the readings are indexed once, so this is linear in the record.
+fn panel_pairs(resources: &[Resource], links: &[PanelLink]) -> Vec<(usize, usize)> {
+    if links.is_empty() {
+        return Vec::new();
+    }
+    // Readings of each code by id, in record order; a taken reading leaves the front.
+    let mut systolics: HashMap<&str, VecDeque<usize>> = HashMap::new();
+    let mut diastolics: HashMap<&str, VecDeque<usize>> = HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        let Resource::Observation(o) = r else {
+            continue;
+        };
+        if !o.component.is_empty() {
+            continue;
+        }
+        let by_id = match snomed(&o.code) {
+            Some(SYSTOLIC) => &mut systolics,
+            Some(DIASTOLIC) => &mut diastolics,
+            _ => continue,
+        };
+        by_id.entry(o.id.as_str()).or_default().push_back(i);
+    }
+    let mut pairs = Vec::new();
+    for link in links {
+        let (Some(s_queue), Some(d_queue)) = (
+            systolics.get_mut(link.systolic.as_str()),
+            diastolics.get_mut(link.diastolic.as_str()),
+        ) else {
+            continue;
+        };
+        let (Some(&s), Some(&d)) = (s_queue.front(), d_queue.front()) else {
+            continue;
+        };
+        if resources[s].meta() != resources[d].meta() {
+            continue;
+        }
+        s_queue.pop_front();
+        d_queue.pop_front();
+        pairs.push((s, d));
+    }
+    pairs
 }
 
 /// Adds the `vital-signs` category to a vital sign that lacks it.
@@ -281,5 +318,148 @@ mod tests {
             Resource::Observation(o) => o.component.is_empty(),
             _ => false,
         }));
+    }
+}
+
+#[cfg(test)]
+mod linear {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use gp_fhir::model::{Meta, Quantity, Reference};
+
+    /// `finish` as it was before it indexed the readings: one link at a time, each
+    /// found by a scan and joined with `Vec::remove` (quadratic in the record).
+    fn finish_one_link_at_a_time(resources: &mut Vec<Resource>, links: &[PanelLink]) {
+        for link in links {
+            let position = |id: &str, code: &str| {
+                resources.iter().position(|r| match r {
+                    Resource::Observation(o) => {
+                        o.id == id && snomed(&o.code) == Some(code) && o.component.is_empty()
+                    }
+                    _ => false,
+                })
+            };
+            let (Some(s), Some(d)) = (
+                position(&link.systolic, SYSTOLIC),
+                position(&link.diastolic, DIASTOLIC),
+            ) else {
+                continue;
+            };
+            if resources[s].meta() != resources[d].meta() {
+                continue;
+            }
+            let Resource::Observation(diastolic) = resources.remove(d) else {
+                continue;
+            };
+            let s = if d < s { s - 1 } else { s };
+            let Some(Resource::Observation(systolic)) = resources.get(s).cloned() else {
+                continue;
+            };
+            resources[s] = Resource::Observation(blood_pressure_panel(
+                systolic.id.clone(),
+                systolic,
+                diastolic,
+                None,
+            ));
+        }
+        for r in resources.iter_mut() {
+            if let Resource::Observation(o) = r {
+                categorise(o);
+            }
+        }
+    }
+
+    fn reading(id: &str, code: &str, value: f64, restricted: bool) -> Resource {
+        let mut meta = Meta::uk_core("Observation");
+        if restricted {
+            meta.security.push(Coding::new(
+                "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                "R",
+                "restricted",
+            ));
+        }
+        Resource::Observation(Observation {
+            id: id.into(),
+            meta: Some(meta),
+            identifier: vec![Identifier::new("https://example.org/Id/event", id)],
+            status: "final".into(),
+            code: terminology::snomed(code, "reading"),
+            subject: Reference::to("Patient", "9000000009"),
+            value_quantity: Some(Quantity::ucum(value, "mm[Hg]")),
+            ..Observation::default()
+        })
+    }
+
+    fn link(systolic: &str, diastolic: &str) -> PanelLink {
+        PanelLink {
+            systolic: systolic.into(),
+            diastolic: diastolic.into(),
+        }
+    }
+
+    #[test]
+    fn joining_by_index_gives_what_joining_one_link_at_a_time_gave() {
+        let record = vec![
+            reading("w", "27113001", 72.0, false),
+            // Systolic first, then diastolic.
+            reading("s1", SYSTOLIC, 131.0, false),
+            reading("d1", DIASTOLIC, 84.0, false),
+            // Diastolic first, far from its systolic.
+            reading("d2", DIASTOLIC, 79.0, false),
+            reading("p", "78564009", 64.0, false),
+            // Metas that differ: left alone.
+            reading("s3", SYSTOLIC, 140.0, true),
+            reading("d3", DIASTOLIC, 90.0, false),
+            reading("s2", SYSTOLIC, 122.0, false),
+            // A systolic whose diastolic is missing, a diastolic whose systolic is.
+            reading("s4", SYSTOLIC, 118.0, false),
+            reading("d5", DIASTOLIC, 77.0, false),
+            // Two readings with one id: the first is taken first.
+            reading("s6", SYSTOLIC, 125.0, false),
+            reading("d6", DIASTOLIC, 81.0, false),
+            reading("s6", SYSTOLIC, 126.0, false),
+            reading("d6", DIASTOLIC, 82.0, false),
+            // Both restricted: joined.
+            reading("d7", DIASTOLIC, 88.0, true),
+            reading("s7", SYSTOLIC, 150.0, true),
+        ];
+        let links = [
+            link("s1", "d1"),
+            link("s2", "d2"),
+            link("s3", "d3"),
+            link("s4", "d4"),
+            link("s5", "d5"),
+            link("s6", "d6"),
+            link("s6", "d6"),
+            link("s6", "d6"),
+            link("s7", "d7"),
+            // Already joined: a second link to either half does nothing.
+            link("s1", "d1"),
+            link("s1", "d3"),
+            // Halves named the wrong way round.
+            link("d3", "s3"),
+            link("p", "w"),
+        ];
+        let mut by_index = record.clone();
+        finish(&mut by_index, &links);
+        let mut one_at_a_time = record.clone();
+        finish_one_link_at_a_time(&mut one_at_a_time, &links);
+        assert_eq!(by_index, one_at_a_time);
+        let panels = by_index
+            .iter()
+            .filter(|r| matches!(r, Resource::Observation(o) if !o.component.is_empty()))
+            .count();
+        assert_eq!(panels, 5, "s1, s2, both s6 and s7 are panels");
+        assert_eq!(by_index.len(), record.len() - panels);
+
+        for shift in 1..record.len() {
+            let mut rotated = record.clone();
+            rotated.rotate_left(shift);
+            let mut by_index = rotated.clone();
+            finish(&mut by_index, &links);
+            let mut one_at_a_time = rotated;
+            finish_one_link_at_a_time(&mut one_at_a_time, &links);
+            assert_eq!(by_index, one_at_a_time, "rotated by {shift}");
+        }
     }
 }

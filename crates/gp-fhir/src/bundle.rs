@@ -67,7 +67,7 @@ pub enum EntryResource<'a> {
 impl<R: Serialize> Bundle<R> {
     /// Serialises to FHIR JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod date;
 pub mod format;
 pub mod ids;
 pub mod include;
+pub mod json;
 pub mod model;
 pub mod outcome;
 pub mod search;

@@ -1197,7 +1197,7 @@ impl Resource {
 
     /// Serialises to FHIR JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 }
 

@@ -360,10 +360,7 @@ pub(crate) async fn search(
         last_updated: &last_updated,
     }
     .build(page);
-    Ok(crate::respond::fhir(
-        StatusCode::OK,
-        serde_json::to_vec(&bundle).unwrap_or_default(),
-    ))
+    Ok(crate::respond::fhir(StatusCode::OK, bundle.to_json()))
 }
 
 // ---------------------------------------------------------------------------------------

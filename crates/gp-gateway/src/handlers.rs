@@ -631,7 +631,7 @@ fn shaped(bundle: &Bundle, shape: &Shape) -> Response<Full<Bytes>> {
 fn shaped_bytes(bundle: &Bundle, shape: &Shape) -> Vec<u8> {
     if shape.subset == Subset::Full && !shape.pretty {
         // Nothing to cut or indent: straight to bytes, without a JSON tree between.
-        return serde_json::to_vec(bundle).unwrap_or_default();
+        return bundle.to_json();
     }
     let mut value = serde_json::to_value(bundle).unwrap_or_default();
     if let Some(entries) = value.get_mut("entry").and_then(|e| e.as_array_mut()) {
@@ -867,7 +867,7 @@ async fn structured_answer(
         demographics,
         areas,
     );
-    Ok(serde_json::to_vec(&bundle).unwrap_or_default())
+    Ok(gp_fhir::json::to_vec(&bundle))
 }
 
 /// [`read_changed`], boxed with its type named (outside [`serve`], which awaits it
@@ -985,5 +985,136 @@ mod tests {
             !cut.contains("valueQuantity") && cut.contains("SUBSETTED"),
             "{cut}"
         );
+    }
+}
+
+/// `gp_fhir::json` writes the very bytes serde_json wrote, on every record of the sandbox
+/// population of every GP system: each resource, and the searchset Bundle of them all.
+#[cfg(test)]
+mod json_bytes {
+    #![allow(clippy::unwrap_used)]
+    use gp_fhir::bundle::Searchset;
+    use gp_fhir::model::Resource;
+    use gp_fhir::search::Paging;
+    use gp_fhir::{NhsNumber, OdsCode};
+    use gp_sim::{Population, PopulationSpec, SystemKind};
+
+    fn mapped(
+        kind: SystemKind,
+        practice: &gp_sim::Practice,
+        p: &gp_sim::SimPatient,
+    ) -> Vec<Resource> {
+        let ods = OdsCode::parse(&practice.ods).unwrap();
+        let nhs = NhsNumber::parse(&p.nhs_number).unwrap();
+        match kind {
+            SystemKind::Emis => {
+                let r = gp_adapter_emis::map_record(
+                    gp_sim::emis::render_record(practice, p).as_bytes(),
+                )
+                .unwrap();
+                [
+                    Resource::Patient(r.patient),
+                    Resource::Organization(r.organization),
+                ]
+                .into_iter()
+                .chain(r.clinical)
+                .collect()
+            }
+            SystemKind::Tpp => {
+                let size = gp_adapter_tpp::config::MAX_PAGE_SIZE;
+                let mut pages = vec![gp_sim::tpp::render_page(practice, p, 1, size as usize)];
+                let count = gp_adapter_tpp::map_page(pages[0].as_bytes())
+                    .unwrap()
+                    .paging
+                    .pages();
+                for n in 2..=count as usize {
+                    pages.push(gp_sim::tpp::render_page(practice, p, n, size as usize));
+                }
+                let bodies: Vec<&[u8]> = pages.iter().map(|s| s.as_bytes()).collect();
+                let r = gp_adapter_tpp::map_record(&bodies, size).unwrap();
+                [
+                    Resource::Patient(r.patient),
+                    Resource::Organization(r.organization),
+                ]
+                .into_iter()
+                .chain(r.clinical)
+                .collect()
+            }
+            SystemKind::Vision => {
+                let patient = gp_adapter_vision::map_patient(
+                    gp_sim::vision::render_patient(p).as_bytes(),
+                    &ods,
+                )
+                .unwrap();
+                let owner = gp_adapter_vision::JournalOwner {
+                    pid: patient.pid.clone(),
+                    nhs_number: nhs,
+                    ods,
+                };
+                let journal = [gp_sim::vision::render_journal(p)];
+                std::iter::once(Resource::Patient(patient.patient))
+                    .chain(gp_adapter_vision::map_journal(&journal, &owner).unwrap())
+                    .collect()
+            }
+            SystemKind::Microtest => {
+                use gp_adapter_microtest::EntryType;
+                let doc =
+                    serde_json::to_vec(&gp_sim::microtest::render_patient(practice, p)).unwrap();
+                let mut out = vec![Resource::Patient(
+                    gp_adapter_microtest::map_patient(&doc).unwrap().patient,
+                )];
+                for kind in [
+                    EntryType::Allergy,
+                    EntryType::Medication,
+                    EntryType::Problem,
+                    EntryType::Observation,
+                    EntryType::Immunisation,
+                    EntryType::Consultation,
+                ] {
+                    let entries = gp_sim::microtest::render_entries(p, kind.as_str());
+                    let body = serde_json::json!({"entries": entries, "next_cursor": null});
+                    let page = gp_adapter_microtest::map_entries(
+                        &serde_json::to_vec(&body).unwrap(),
+                        kind,
+                        nhs,
+                        &ods,
+                    )
+                    .unwrap();
+                    out.extend(page.resources);
+                }
+                out
+            }
+        }
+    }
+
+    #[test]
+    fn every_sandbox_record_serialises_to_the_bytes_serde_json_wrote() {
+        let population = Population::generate(20_261_123, &PopulationSpec::sandbox());
+        let mut systems = std::collections::BTreeSet::new();
+        for p in &population.patients {
+            let practice = population.practice(&p.practice).unwrap();
+            let resources = mapped(practice.system, practice, p);
+            for r in &resources {
+                assert_eq!(r.to_json(), serde_json::to_vec(r).unwrap(), "{}", r.id());
+            }
+            let params = [("patient".to_owned(), p.nhs_number.clone())];
+            let total = resources.len() as u32;
+            let bundle = Searchset {
+                base_url: "http://127.0.0.1/FHIR/R4",
+                resource_type: "Observation",
+                params: &params,
+                paging: Paging {
+                    count: total,
+                    offset: 0,
+                },
+                total,
+                id: "req-1",
+                last_updated: "2026-12-07T00:00:00Z",
+            }
+            .build(resources);
+            assert_eq!(bundle.to_json(), serde_json::to_vec(&bundle).unwrap());
+            systems.insert(format!("{:?}", practice.system));
+        }
+        assert_eq!(systems.len(), 4, "{systems:?}");
     }
 }

@@ -1,0 +1,558 @@
+//! Compact JSON bytes of the resource model, exactly as `serde_json::to_vec` writes them,
+//! in less time: most of serialising a Bundle is `serde_json` looking up every byte of
+//! every string in its escape table, where the model's strings (codes, ids, URLs, terms)
+//! almost never need escaping. Here a string is checked in one vectorisable pass and
+//! copied whole; one that needs escaping, every number, and anything unusual is written
+//! by `serde_json` itself, so the bytes are the same (tests compare them).
+
+use std::fmt::Display;
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+
+type Error = serde_json::Error;
+type Result<T = ()> = std::result::Result<T, Error>;
+
+/// The compact JSON of `value`, byte for byte what `serde_json::to_vec` gives.
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    match value.serialize(Writer { out: &mut out }) {
+        Ok(()) => out,
+        // Something this writer leaves to serde_json (its private tokens): all of it is.
+        Err(_) => serde_json::to_vec(value).unwrap_or_default(),
+    }
+}
+
+/// True when `s` holds a byte JSON must escape (a control character, `"` or `\`), eight
+/// bytes at a time: the classic "has a zero byte" / "has a byte less than" word tests,
+/// exact as yes/no answers (a UTF-8 byte, 0x80 and up, never matches).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let less_than = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+    let has = |w: u64, b: u8| less_than(w ^ (ONES * u64::from(b)), 1);
+    let mut words = s.chunks_exact(8);
+    for chunk in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(bytes);
+        if less_than(w, 0x20) || has(w, b'"') || has(w, b'\\') {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result {
+    if needs_escape(s.as_bytes()) {
+        return serde_json::to_writer(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
+/// Refuses what serde_json writes in its own way (`arbitrary_precision` numbers, raw
+/// values): the whole value is then written by serde_json.
+fn plain(name: &str) -> Result {
+    if name.starts_with("$serde_json::private::") {
+        return Err(ser::Error::custom("left to serde_json"));
+    }
+    Ok(())
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+/// An array or object being written: `first` until its first element.
+struct Compound<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// The bytes that close it (`]`, `}`, or `}}` for a variant's).
+    close: &'static [u8],
+}
+
+impl<'a> Compound<'a> {
+    fn open(out: &'a mut Vec<u8>, open: &[u8], close: &'static [u8]) -> Self {
+        out.extend_from_slice(open);
+        Self {
+            out,
+            first: true,
+            close,
+        }
+    }
+
+    fn comma(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.comma();
+        value.serialize(Writer { out: self.out })
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result {
+        self.comma();
+        write_str(self.out, key)?;
+        self.out.push(b':');
+        value.serialize(Writer { out: self.out })
+    }
+
+    fn close(self) -> Result {
+        self.out.extend_from_slice(self.close);
+        Ok(())
+    }
+}
+
+/// Writes a number (or anything else) as serde_json writes it.
+fn by_serde_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Result {
+    serde_json::to_writer(out, v)
+}
+
+impl<'a> ser::Serializer for Writer<'a> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_i16(self, v: i16) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_i32(self, v: i32) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_i64(self, v: i64) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_i128(self, v: i128) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_u8(self, v: u8) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_u16(self, v: u16) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_u32(self, v: u32) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_u64(self, v: u64) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_u128(self, v: u128) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_f32(self, v: f32) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_f64(self, v: f64) -> Result {
+        by_serde_json(self.out, &v)
+    }
+    fn serialize_char(self, v: char) -> Result {
+        write_str(self.out, v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> Result {
+        write_str(self.out, v)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result {
+        by_serde_json(self.out, v)
+    }
+    fn serialize_none(self) -> Result {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, name: &'static str) -> Result {
+        plain(name)?;
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
+        write_str(self.out, variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result {
+        plain(name)?;
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result {
+        let mut c = Compound::open(self.out, b"{", b"}");
+        c.field(variant, value)?;
+        c.close()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>> {
+        Ok(Compound::open(self.out, b"[", b"]"))
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'a>> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Compound<'a>> {
+        plain(name)?;
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>> {
+        self.out.push(b'{');
+        write_str(self.out, variant)?;
+        Ok(Compound::open(self.out, b":[", b"]}"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>> {
+        Ok(Compound::open(self.out, b"{", b"}"))
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Compound<'a>> {
+        plain(name)?;
+        Ok(Compound::open(self.out, b"{", b"}"))
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>> {
+        plain(name)?;
+        self.out.push(b'{');
+        write_str(self.out, variant)?;
+        Ok(Compound::open(self.out, b":{", b"}}"))
+    }
+    fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result {
+        write_str(self.out, &value.to_string())
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
+        self.comma();
+        key.serialize(KeyWriter { out: self.out })?;
+        self.out.push(b':');
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        value.serialize(Writer { out: self.out })
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
+        self.field(key, value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
+        self.field(key, value)
+    }
+    fn end(self) -> Result {
+        self.close()
+    }
+}
+
+/// A map key: a string as it stands; any other key is left to serde_json (which quotes
+/// numbers and refuses the rest), by refusing the whole value.
+struct KeyWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+fn not_a_string() -> Error {
+    ser::Error::custom("a map key that is not a string is left to serde_json")
+}
+
+impl ser::Serializer for KeyWriter<'_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    fn serialize_str(self, v: &str) -> Result {
+        write_str(self.out, v)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
+        write_str(self.out, variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result {
+        v.serialize(self)
+    }
+    fn serialize_char(self, v: char) -> Result {
+        write_str(self.out, v.encode_utf8(&mut [0; 4]))
+    }
+    fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result {
+        write_str(self.out, &value.to_string())
+    }
+    fn serialize_bool(self, _: bool) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_i8(self, _: i8) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_i16(self, _: i16) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_i32(self, _: i32) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_i64(self, _: i64) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_u8(self, _: u8) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_u16(self, _: u16) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_u32(self, _: u32) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_u64(self, _: u64) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_f32(self, _: f32) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_f64(self, _: f64) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_none(self) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_unit(self) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result {
+        Err(not_a_string())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        Err(not_a_string())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        Err(not_a_string())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        Err(not_a_string())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        Err(not_a_string())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        Err(not_a_string())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+        Err(not_a_string())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        Err(not_a_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    #[serde(tag = "kind")]
+    enum Tagged {
+        A { x: u8 },
+        B(Inner),
+    }
+
+    #[derive(Serialize)]
+    struct Inner {
+        s: String,
+        n: Option<f64>,
+    }
+
+    #[derive(Serialize)]
+    enum External {
+        Unit,
+        New(i32),
+        Tuple(u8, String),
+        Struct { a: bool },
+    }
+
+    fn same<T: Serialize>(v: &T) {
+        assert_eq!(
+            String::from_utf8(to_vec(v)).unwrap(),
+            serde_json::to_string(v).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_string_needs_escaping_exactly_when_a_byte_does() {
+        let naive = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    // Around it: plain ASCII, UTF-8 continuation bytes, and the boundaries.
+                    for fill in [b'a', 0x80, 0xff, 0x20, 0x21, 0x5b, 0x5d] {
+                        let mut s = vec![fill; len];
+                        s[at] = b;
+                        assert_eq!(needs_escape(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn writes_what_serde_json_writes() {
+        same(&"plain");
+        same(&"quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f} é 😀 </script>");
+        same(&[1.0_f64, 0.1, -2.5e-10, 1e300, f64::NAN, f64::INFINITY]);
+        same(&[u64::MAX, 0]);
+        same(&[i64::MIN, -1]);
+        same(&(true, false, (), 'x', '"'));
+        same(&Some(Vec::<u8>::new()));
+        same(&Option::<String>::None);
+        same(&[
+            Tagged::A { x: 1 },
+            Tagged::B(Inner {
+                s: "é\"".into(),
+                n: None,
+            }),
+        ]);
+        same(&[
+            External::Unit,
+            External::New(-3),
+            External::Tuple(1, "a".into()),
+            External::Struct { a: true },
+        ]);
+        let map: BTreeMap<&str, Vec<&str>> = [("k\"", vec!["v"]), ("", vec![])].into();
+        same(&map);
+        let numeric: BTreeMap<u32, u32> = [(1, 2)].into();
+        same(&numeric);
+        same(&serde_json::json!({"a": 1.5, "b": [1, "x", null, {"c": 12345678901234567890u64}]}));
+    }
+}
