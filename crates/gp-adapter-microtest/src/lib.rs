@@ -64,6 +64,72 @@ impl MicrotestAdapter {
         })
     }
 
+    /// The patient document of `patient_id` (the Evolution id of `nhs` at `ods`), and the
+    /// usual clinician it names: what a patient read answers.
+    async fn demographics(
+        &self,
+        nhs: NhsNumber,
+        ods: &OdsCode,
+        ctx: &CallContext,
+        patient_id: &str,
+    ) -> Result<PatientRecord, AdapterError> {
+        let body = self.client.patient(ods, patient_id, ctx).await?;
+        let p = map_patient(&body)?;
+        // A record for someone else, or from another site, must never be answered.
+        if p.nhs_number != nhs {
+            return Err(MicrotestDataError::Invalid {
+                path: "nhs_number".into(),
+                reason: format!(
+                    "the patient document is for {}, but {nhs} was requested",
+                    p.nhs_number
+                ),
+            }
+            .into());
+        }
+        if p.ods != *ods {
+            return Err(MicrotestDataError::Invalid {
+                path: "site.ods_code".into(),
+                reason: format!(
+                    "the patient is registered at {}, but {ods} was requested",
+                    p.ods
+                ),
+            }
+            .into());
+        }
+        let practitioner = match &p.usual_clinician_id {
+            None => None,
+            Some(id) => {
+                // A clinician the patient document names but the site does not know is
+                // bad native data, not a missing patient.
+                let body = self.client.clinician(ods, id, ctx).await?.ok_or_else(|| {
+                    MicrotestDataError::Invalid {
+                        path: "usual_clinician_id".into(),
+                        reason: format!("clinician {id} is not known at site {ods}"),
+                    }
+                })?;
+                let practitioner = map_clinician(&body)?;
+                if practitioner.id != *id {
+                    return Err(MicrotestDataError::Invalid {
+                        path: "clinician_id".into(),
+                        reason: format!(
+                            "the clinician document is for {}, but {id} was requested",
+                            practitioner.id
+                        ),
+                    }
+                    .into());
+                }
+                Some(practitioner)
+            }
+        };
+        Ok(PatientRecord {
+            patient: p.patient,
+            organization: Some(p.organization),
+            practitioner,
+            version: p.version,
+            flags: p.flags,
+        })
+    }
+
     /// The Evolution patient id of `nhs` at `ods`, from the patient index.
     async fn patient_id(
         &self,
@@ -162,61 +228,7 @@ impl Adapter for MicrotestAdapter {
     async fn read_patient(&self, req: &PatientRequest) -> Result<PatientRecord, AdapterError> {
         let (nhs, ods, ctx) = (req.nhs_number, &req.practice, &req.context);
         let patient_id = self.patient_id(nhs, ods, ctx).await?;
-        let body = self.client.patient(ods, &patient_id, ctx).await?;
-        let p = map_patient(&body)?;
-        // A record for someone else, or from another site, must never be answered.
-        if p.nhs_number != nhs {
-            return Err(MicrotestDataError::Invalid {
-                path: "nhs_number".into(),
-                reason: format!(
-                    "the patient document is for {}, but {nhs} was requested",
-                    p.nhs_number
-                ),
-            }
-            .into());
-        }
-        if p.ods != *ods {
-            return Err(MicrotestDataError::Invalid {
-                path: "site.ods_code".into(),
-                reason: format!(
-                    "the patient is registered at {}, but {ods} was requested",
-                    p.ods
-                ),
-            }
-            .into());
-        }
-        let practitioner = match &p.usual_clinician_id {
-            None => None,
-            Some(id) => {
-                // A clinician the patient document names but the site does not know is
-                // bad native data, not a missing patient.
-                let body = self.client.clinician(ods, id, ctx).await?.ok_or_else(|| {
-                    MicrotestDataError::Invalid {
-                        path: "usual_clinician_id".into(),
-                        reason: format!("clinician {id} is not known at site {ods}"),
-                    }
-                })?;
-                let practitioner = map_clinician(&body)?;
-                if practitioner.id != *id {
-                    return Err(MicrotestDataError::Invalid {
-                        path: "clinician_id".into(),
-                        reason: format!(
-                            "the clinician document is for {}, but {id} was requested",
-                            practitioner.id
-                        ),
-                    }
-                    .into());
-                }
-                Some(practitioner)
-            }
-        };
-        Ok(PatientRecord {
-            patient: p.patient,
-            organization: Some(p.organization),
-            practitioner,
-            version: p.version,
-            flags: p.flags,
-        })
+        self.demographics(nhs, ods, ctx, &patient_id).await
     }
 
     async fn search(&self, req: &SearchRequest) -> Result<SearchPage, AdapterError> {
@@ -225,6 +237,21 @@ impl Adapter for MicrotestAdapter {
             .await?;
         let resources = self.all_entries(req, &patient_id).await?;
         Ok(paging::page(resources, req))
+    }
+
+    /// The patient is looked up once; the patient document and the entries are then
+    /// read concurrently.
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        let (nhs, ods, ctx) = (req.nhs_number, &req.practice, &req.context);
+        let patient_id = self.patient_id(nhs, ods, ctx).await?;
+        let (record, resources) = tokio::try_join!(
+            self.demographics(nhs, ods, ctx, &patient_id),
+            self.all_entries(req, &patient_id),
+        )?;
+        Ok((record, paging::page(resources, req)))
     }
 
     /// One call: the site's clinician document.

@@ -53,6 +53,73 @@ pub struct VisionAdapter {
 }
 
 /// A patient extract for someone else is never answered.
+/// A patient read's answer, from the patient's mapped extract and the practice and
+/// staff extracts (the usual GP picked from it).
+fn demographics(
+    patient: MappedPatient,
+    practice: &[u8],
+    staff: &[u8],
+    ods: &OdsCode,
+) -> Result<PatientRecord, AdapterError> {
+    let (practice_ods, organization) = map_practice(practice)?;
+    if practice_ods != *ods {
+        return Err(VisionDataError::Invalid {
+            extract: "practice extract",
+            row: 2,
+            column: "ODS_CODE",
+            reason: format!("the extract is for {practice_ods}, but {ods} was requested"),
+        }
+        .into());
+    }
+    let practitioner = match &patient.usual_gp {
+        None => None,
+        Some(gp) => Some(
+            map_staff(staff, gp)?.ok_or_else(|| VisionDataError::Invalid {
+                extract: "patient extract",
+                row: 2,
+                column: "GP_USUAL",
+                reason: format!("{gp} is not in the practice's staff extract"),
+            })?,
+        ),
+    };
+    Ok(PatientRecord {
+        patient: patient.patient,
+        organization: Some(organization),
+        practitioner,
+        version: patient.version,
+        flags: patient.flags,
+    })
+}
+
+/// One clinical area's page, from the journal pages of `patient`: only the area's rows
+/// mapped, then ordered and paged like every adapter.
+fn area(
+    patient: &MappedPatient,
+    pages: &[bytes::Bytes],
+    req: &SearchRequest,
+) -> Result<SearchPage, AdapterError> {
+    let owner = JournalOwner {
+        pid: patient.pid.clone(),
+        nhs_number: req.nhs_number,
+        ods: OdsCode::clone(&req.practice),
+    };
+    let mut resources = Vec::new();
+    for (i, page) in pages.iter().enumerate() {
+        let rows =
+            map_journal_page_for(page, &owner, Want::Area(req.resource_type), &mut resources)?;
+        // A page that promises more but carries nothing would be followed forever.
+        if rows == 0 && i + 1 < pages.len() {
+            return Err(VisionDataError::Continuation(format!(
+                "page {} has no rows but a continuation token",
+                i + 1
+            ))
+            .into());
+        }
+    }
+    resources.retain(|r| req.resource_type.matches(r));
+    Ok(paging::page(resources, req))
+}
+
 fn check_is(patient: &MappedPatient, nhs: NhsNumber) -> Result<(), AdapterError> {
     if patient.nhs_number == nhs {
         return Ok(());
@@ -125,34 +192,7 @@ impl Adapter for VisionAdapter {
         )?;
         let patient = map_patient(&patient, ods)?;
         check_is(&patient, req.nhs_number)?;
-        let (practice_ods, organization) = map_practice(&practice)?;
-        if practice_ods != *ods {
-            return Err(VisionDataError::Invalid {
-                extract: "practice extract",
-                row: 2,
-                column: "ODS_CODE",
-                reason: format!("the extract is for {practice_ods}, but {ods} was requested"),
-            }
-            .into());
-        }
-        let practitioner = match &patient.usual_gp {
-            None => None,
-            Some(gp) => Some(
-                map_staff(&staff, gp)?.ok_or_else(|| VisionDataError::Invalid {
-                    extract: "patient extract",
-                    row: 2,
-                    column: "GP_USUAL",
-                    reason: format!("{gp} is not in the practice's staff extract"),
-                })?,
-            ),
-        };
-        Ok(PatientRecord {
-            patient: patient.patient,
-            organization: Some(organization),
-            practitioner,
-            version: patient.version,
-            flags: patient.flags,
-        })
+        demographics(patient, &practice, &staff, ods)
     }
 
     /// The patient extract (to tie journal rows to the patient) and every journal page,
@@ -165,26 +205,25 @@ impl Adapter for VisionAdapter {
         )?;
         let patient = map_patient(&patient, ods)?;
         check_is(&patient, nhs)?;
-        let owner = JournalOwner {
-            pid: patient.pid,
-            nhs_number: nhs,
-            ods: OdsCode::clone(ods),
-        };
-        let mut resources = Vec::new();
-        for (i, page) in pages.iter().enumerate() {
-            let rows =
-                map_journal_page_for(page, &owner, Want::Area(req.resource_type), &mut resources)?;
-            // A page that promises more but carries nothing would be followed forever.
-            if rows == 0 && i + 1 < pages.len() {
-                return Err(VisionDataError::Continuation(format!(
-                    "page {} has no rows but a continuation token",
-                    i + 1
-                ))
-                .into());
-            }
-        }
-        resources.retain(|r| req.resource_type.matches(r));
-        Ok(paging::page(resources, req))
+        area(&patient, &pages, req)
+    }
+
+    /// The four extracts both need, fetched concurrently: the patient extract once.
+    async fn read_patient_and_search(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(PatientRecord, SearchPage), AdapterError> {
+        let (ods, nhs, ctx) = (&req.practice, req.nhs_number, &req.context);
+        let (patient, practice, staff, pages) = tokio::try_join!(
+            self.client.patient(ods, nhs, ctx),
+            self.client.practice(ods, ctx),
+            self.client.staff(ods, ctx),
+            self.client.journal(ods, nhs, ctx),
+        )?;
+        let patient = map_patient(&patient, ods)?;
+        check_is(&patient, nhs)?;
+        let page = area(&patient, &pages, req)?;
+        Ok((demographics(patient, &practice, &staff, ods)?, page))
     }
 
     /// One native call: the observation as a journal write extract (a blood pressure is

@@ -158,6 +158,8 @@ async fn read_body(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
 struct Shared {
     fault: Mutex<Fault>,
     requests: AtomicU64,
+    /// Of `requests`, the change-log polls (`…/changes`).
+    change_polls: AtomicU64,
 }
 
 /// A running simulator. Dropping it stops accepting; [`SimHandle::shutdown`] also
@@ -199,6 +201,12 @@ impl SimHandle {
     /// not disturb retry counts in tests).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests for records, staff and the rest: [`SimHandle::requests`] without the
+    /// change-log polls a gateway makes in the background at its own pace.
+    pub fn record_requests(&self) -> u64 {
+        self.requests() - self.shared.change_polls.load(Ordering::SeqCst)
     }
 
     /// Stops accepting, releases hung requests and waits (at most 5 s) for connections to close.
@@ -305,6 +313,9 @@ async fn handle(
     };
     let is_health = path.ends_with("/health");
     if !is_health {
+        if path.ends_with("/changes") {
+            shared.change_polls.fetch_add(1, Ordering::SeqCst);
+        }
         shared.requests.fetch_add(1, Ordering::SeqCst);
     }
     let mut reply = routed.reply;
