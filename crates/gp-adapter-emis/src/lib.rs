@@ -106,11 +106,7 @@ impl EmisAdapter {
             )
             .await?;
         let (patient, clinical) = r.into_parts();
-        let wanted = clinical
-            .into_iter()
-            .filter(|res| req.resource_type.matches(res))
-            .collect();
-        Ok((patient, paging::page(wanted, req)))
+        Ok((patient, paging::area(clinical, req)))
     }
 }
 

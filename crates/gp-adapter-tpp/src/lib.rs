@@ -130,12 +130,7 @@ impl TppAdapter {
             version: r.version,
             flags: r.flags,
         };
-        let wanted = r
-            .clinical
-            .into_iter()
-            .filter(|res| req.resource_type.matches(res))
-            .collect();
-        Ok((patient, paging::page(wanted, req)))
+        Ok((patient, paging::area(r.clinical, req)))
     }
 }
 

@@ -116,8 +116,7 @@ fn area(
             .into());
         }
     }
-    resources.retain(|r| req.resource_type.matches(r));
-    Ok(paging::page(resources, req))
+    Ok(paging::area(resources, req))
 }
 
 fn check_is(patient: &MappedPatient, nhs: NhsNumber) -> Result<(), AdapterError> {

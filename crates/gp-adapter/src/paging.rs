@@ -4,6 +4,13 @@ use gp_fhir::model::Resource;
 
 use crate::{SearchPage, SearchRequest};
 
+/// The requested page of a clinical area, from `resources` of any type (a whole record,
+/// or the lists a [`crate::Want`] mapped): those of the requested type, then as [`page`].
+pub fn area(mut resources: Vec<Resource>, req: &SearchRequest) -> SearchPage {
+    resources.retain(|r| req.resource_type.matches(r));
+    page(resources, req)
+}
+
 /// Filters `resources` (already of the requested type) by the request's date range,
 /// orders them most recent first (undated last, then by id for stability), and cuts
 /// the requested page.
