@@ -1345,3 +1345,29 @@ async fn a_cached_search_answers_what_a_fresh_one_does_and_names_people_once_the
     }
     assert_eq!(pretty["total"], named["total"]);
 }
+
+#[tokio::test]
+async fn an_include_on_a_record_read_for_the_first_time_brings_in_what_it_refers_to() {
+    // The first search of a patient reads their demographics and the searched area in one
+    // call; what `_include` needs of another area is read apart, not taken from that one.
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    let mut included_anywhere = 0;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        let query = format!("/Observation?patient={nhs}&_count=250&_include=Observation:encounter");
+        let first = found(&w, &token, &query).await;
+        let again = found(&w, &token, &query).await;
+        let included = sorted(in_mode(&first, "include"));
+        assert!(
+            included.iter().all(|r| r.starts_with("Encounter/")),
+            "{system}: {included:?}"
+        );
+        assert_eq!(included, sorted(in_mode(&again, "include")), "{system}");
+        included_anywhere += included.len();
+    }
+    assert!(
+        included_anywhere > 0,
+        "no observation refers to an encounter"
+    );
+}
