@@ -140,9 +140,7 @@ impl RecordCache {
         nhs: NhsNumber,
         ctx: &CallContext,
     ) -> Result<Arc<PatientRecord>, AdapterError> {
-        let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
-            missed.store(true, std::sync::atomic::Ordering::Relaxed);
             let req = PatientRequest {
                 nhs_number: nhs,
                 practice: practice.clone(),
@@ -150,18 +148,9 @@ impl RecordCache {
             };
             adapter.read_patient(&req).await.map(Arc::new)
         };
-        let result = match &self.patients {
-            None => load.await,
-            Some(cache) => cache
-                .try_get_with((practice.clone(), nhs), load)
-                .await
-                .map_err(|e| (*e).clone()),
-        };
-        self.metrics.cache(
-            "patient",
-            !missed.load(std::sync::atomic::Ordering::Relaxed),
-        );
-        result
+        let key = (practice.clone(), nhs);
+        self.through("patient", self.patients.as_ref(), key, load)
+            .await
     }
 
     /// Every entry of one clinical area, as the GP system holds it (all dates, confidential included).
@@ -173,22 +162,12 @@ impl RecordCache {
         area: ClinicalType,
         ctx: &CallContext,
     ) -> Result<Arc<Area>, AdapterError> {
-        let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
-            missed.store(true, std::sync::atomic::Ordering::Relaxed);
             let req = whole_area(practice, nhs, area, ctx);
             adapter.search(&req).await.map(kept)
         };
-        let result = match &self.areas {
-            None => load.await,
-            Some(cache) => cache
-                .try_get_with((practice.clone(), nhs, area), load)
-                .await
-                .map_err(|e| (*e).clone()),
-        };
-        self.metrics
-            .cache("area", !missed.load(std::sync::atomic::Ordering::Relaxed));
-        result
+        let key = (practice.clone(), nhs, area);
+        self.through("area", self.areas.as_ref(), key, load).await
     }
 
     /// A patient's demographics for a read of `area` (a search, an entry by id), and
@@ -216,9 +195,7 @@ impl RecordCache {
             return Ok((record, None));
         }
         let fetched = std::sync::Mutex::new(None);
-        let missed = std::sync::atomic::AtomicBool::new(false);
         let load = async {
-            missed.store(true, std::sync::atomic::Ordering::Relaxed);
             let req = whole_area(practice, nhs, area, ctx);
             let (record, page) = adapter.read_patient_and_search(&req).await?;
             if let Ok(mut slot) = fetched.lock() {
@@ -226,20 +203,12 @@ impl RecordCache {
             }
             Ok(Arc::new(record))
         };
-        let result = match &self.patients {
-            None => load.await,
-            Some(cache) => cache
-                .try_get_with(key, load)
-                .await
-                .map_err(|e: Arc<AdapterError>| (*e).clone()),
-        };
-        let list = fetched.into_inner().ok().flatten();
+        let result = self
+            .through("patient", self.patients.as_ref(), key, load)
+            .await;
         // Another request's read may have answered this one's demographics (concurrent
         // misses share one call): then this one read nothing, and its area is read later.
-        self.metrics.cache(
-            "patient",
-            !missed.load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let list = fetched.into_inner().ok().flatten();
         let record = result?;
         if let Some(list) = &list {
             self.metrics.cache("area", false);
@@ -248,6 +217,37 @@ impl RecordCache {
             }
         }
         Ok((record, list))
+    }
+
+    /// `load`'s answer through `cache` (straight from `load` when caching is off):
+    /// concurrent misses of one key share one load, errors are never cached, and the
+    /// hit or miss is counted under `kind`.
+    async fn through<K, V>(
+        &self,
+        kind: &'static str,
+        cache: Option<&moka::future::Cache<K, V>>,
+        key: K,
+        load: impl std::future::Future<Output = Result<V, AdapterError>>,
+    ) -> Result<V, AdapterError>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let missed = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            load.await
+        };
+        let result = match cache {
+            None => load.await,
+            Some(cache) => cache
+                .try_get_with(key, load)
+                .await
+                .map_err(|e: Arc<AdapterError>| (*e).clone()),
+        };
+        let hit = !missed.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.cache(kind, hit);
+        result
     }
 
     /// Forgets everything cached (the terminology maps changed: every cached record was
