@@ -61,7 +61,7 @@ pub struct Bundle<R = Resource> {
 #[serde(untagged)]
 pub enum EntryResource<'a> {
     Typed(Box<Resource>),
-    Json(&'a serde_json::value::RawValue),
+    Json(&'a crate::json::RawJson),
 }
 
 impl<R: Serialize> Bundle<R> {
@@ -209,10 +209,7 @@ mod tests {
         let s = observations(&params, 2, 0, 3);
         let (page, included) = (vec![obs("a"), obs("b")], vec![obs("c")]);
         let typed = s.build_with(page.clone(), included.clone()).to_json();
-        let json: Vec<_> = page
-            .iter()
-            .map(|r| serde_json::value::to_raw_value(r).unwrap())
-            .collect();
+        let json: Vec<_> = page.iter().map(crate::json::RawJson::of).collect();
         let mut entry: Vec<_> = page
             .iter()
             .zip(&json)

@@ -23,6 +23,42 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     }
 }
 
+/// The name under which `serde_json` passes a raw value's text to a serializer (its
+/// `RawValue` writes itself as a struct of this name with one field of this name): a
+/// serializer that knows it copies the text; [`RawJson`] writes itself the same way, so
+/// both this writer and `serde_json` copy it.
+const RAW_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// JSON text kept to be written again as it stands: inside a value serialised by
+/// [`to_vec`] or by `serde_json`, its text is copied, not serialised again. Made by
+/// [`RawJson::of`], so it is always the JSON of a value (never checked again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    /// The compact JSON of `value`, as [`to_vec`] writes it.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
+        // `to_vec` writes UTF-8 (strings copied whole from `&str`s, or serde_json's).
+        let text = String::from_utf8(to_vec(value))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Self(text.into_boxed_str())
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use ser::SerializeStruct;
+        let mut s = serializer.serialize_struct(RAW_TOKEN, 1)?;
+        s.serialize_field(RAW_TOKEN, self.get())?;
+        s.end()
+    }
+}
+
 /// True when `s` holds a byte JSON must escape (a control character, `"` or `\`). No
 /// early exit, so the loop is vectorised: the model's strings are short.
 fn needs_escape(s: &[u8]) -> bool {
@@ -61,6 +97,8 @@ struct Compound<'a> {
     first: bool,
     /// The bytes that close it (`]`, `}`, or `}}` for a variant's).
     close: &'static [u8],
+    /// A raw value's struct ([`RAW_TOKEN`]): its one field's text is copied as it stands.
+    raw: bool,
 }
 
 impl<'a> Compound<'a> {
@@ -70,6 +108,7 @@ impl<'a> Compound<'a> {
             out,
             first: true,
             close,
+            raw: false,
         }
     }
 
@@ -225,6 +264,12 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(Compound::open(self.out, b"{", b"}"))
     }
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Compound<'a>> {
+        if name == RAW_TOKEN {
+            return Ok(Compound {
+                raw: true,
+                ..Compound::open(self.out, b"", b"")
+            });
+        }
         plain(name)?;
         Ok(Compound::open(self.out, b"{", b"}"))
     }
@@ -294,7 +339,10 @@ impl ser::SerializeMap for Compound<'_> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
         self.comma();
-        key.serialize(KeyWriter { out: self.out })?;
+        key.serialize(KeyWriter {
+            out: self.out,
+            raw: false,
+        })?;
         self.out.push(b':');
         Ok(())
     }
@@ -310,6 +358,12 @@ impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
+        if self.raw {
+            return value.serialize(KeyWriter {
+                out: self.out,
+                raw: true,
+            });
+        }
         self.field(key, value)
     }
     fn end(self) -> Result {
@@ -329,9 +383,11 @@ impl ser::SerializeStructVariant for Compound<'_> {
 }
 
 /// A map key: a string as it stands; any other key is left to serde_json (which quotes
-/// numbers and refuses the rest), by refusing the whole value.
+/// numbers and refuses the rest), by refusing the whole value. With `raw`, a raw value's
+/// text, copied without quotes.
 struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
+    raw: bool,
 }
 
 fn not_a_string() -> Error {
@@ -350,6 +406,10 @@ impl ser::Serializer for KeyWriter<'_> {
     type SerializeStructVariant = Impossible<(), Error>;
 
     fn serialize_str(self, v: &str) -> Result {
+        if self.raw {
+            self.out.extend_from_slice(v.as_bytes());
+            return Ok(());
+        }
         write_str(self.out, v)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
@@ -521,6 +581,26 @@ mod tests {
         same(&map);
         let numeric: BTreeMap<u32, u32> = [(1, 2)].into();
         same(&numeric);
+    }
+
+    #[test]
+    fn kept_json_is_copied_as_it_stands_by_both_writers() {
+        let inner = Inner {
+            s: "é\"\n".into(),
+            n: Some(1.5),
+        };
+        let kept = RawJson::of(&inner);
+        assert_eq!(kept.get(), serde_json::to_string(&inner).unwrap());
+        let outer = (vec![kept.clone(), kept], "after");
+        let expected = format!(
+            "[[{0},{0}],\"after\"]",
+            serde_json::to_string(&inner).unwrap()
+        );
+        assert_eq!(String::from_utf8(to_vec(&outer)).unwrap(), expected);
+        assert_eq!(serde_json::to_string(&outer).unwrap(), expected);
+        // serde_json's own raw values are written as serde_json writes them.
+        let theirs = serde_json::value::to_raw_value(&inner).unwrap();
+        same(&[&theirs]);
         same(&serde_json::json!({"a": 1.5, "b": [1, "x", null, {"c": 12345678901234567890u64}]}));
     }
 }

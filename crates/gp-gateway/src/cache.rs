@@ -11,10 +11,10 @@ use gp_adapter::{
     SearchRequest,
 };
 use gp_fhir::date::DateRange;
+use gp_fhir::json::RawJson;
 use gp_fhir::model::Resource;
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// Most entries of one clinical type fetched from a GP system for one patient.
 pub const MAX_ENTRIES_PER_AREA: u32 = 10_000;
@@ -58,7 +58,7 @@ type AreaKey = (OdsCode, NhsNumber, ClinicalType);
 /// rather than cloning, naming and serialising the entry again.
 pub struct Area {
     entries: Vec<Resource>,
-    answered: Vec<OnceLock<Box<RawValue>>>,
+    answered: Vec<OnceLock<RawJson>>,
 }
 
 impl Area {
@@ -71,16 +71,13 @@ impl Area {
     }
 
     /// Entry `i`'s JSON as answered before, if it was kept.
-    pub fn answered(&self, i: usize) -> Option<&RawValue> {
-        self.answered
-            .get(i)
-            .and_then(OnceLock::get)
-            .map(AsRef::as_ref)
+    pub fn answered(&self, i: usize) -> Option<&RawJson> {
+        self.answered.get(i).and_then(OnceLock::get)
     }
 
     /// Keeps entry `i`'s JSON as answered, for the next answer (a second keeper's is
     /// dropped: both are the same entry).
-    pub fn keep_answered(&self, i: usize, json: Box<RawValue>) {
+    pub fn keep_answered(&self, i: usize, json: RawJson) {
         if let Some(slot) = self.answered.get(i) {
             let _ = slot.set(json);
         }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::{Bundle, EntryResource, Searchset};
+use gp_fhir::json::RawJson;
 use gp_fhir::model::Resource;
 use gp_fhir::search::{
     Paging, PatientSearchParams, Shape, parse_clinical_search, parse_patient_search,
@@ -13,7 +14,6 @@ use gp_fhir::search::{
 use gp_fhir::subset::Subset;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde_json::value::RawValue;
 
 use crate::access::Caller;
 use crate::app::App;
@@ -540,7 +540,7 @@ async fn matches_json(
     area: &crate::cache::Area,
     page: &[(usize, &Resource)],
     ctx: &gp_adapter::CallContext,
-) -> Result<Vec<(usize, Box<RawValue>)>, GatewayError> {
+) -> Result<Vec<(usize, RawJson)>, GatewayError> {
     let unanswered: Vec<usize> = page
         .iter()
         .map(|(i, _)| *i)
@@ -554,8 +554,7 @@ async fn matches_json(
     let (adapter, practice) = (released.adapter.as_ref(), &released.practice);
     let keep = name_people(app, adapter, practice, &mut named, ctx).await;
     for (i, entry) in unanswered.into_iter().zip(&named) {
-        let json = serde_json::value::to_raw_value(entry)
-            .map_err(|e| GatewayError::Internal(format!("an entry did not serialise: {e}")))?;
+        let json = RawJson::of(entry);
         if keep {
             area.keep_answered(i, json);
         } else {
@@ -571,14 +570,14 @@ fn searchset_bytes(
     set: &Searchset<'_>,
     area: &crate::cache::Area,
     page: &[(usize, &Resource)],
-    made: &[(usize, Box<RawValue>)],
+    made: &[(usize, RawJson)],
     included: Vec<Resource>,
 ) -> Result<Vec<u8>, GatewayError> {
     let mut entries = Vec::with_capacity(page.len() + included.len());
     for (i, r) in page {
         let json = area
             .answered(*i)
-            .or_else(|| made.iter().find(|(m, _)| m == i).map(|(_, j)| j.as_ref()))
+            .or_else(|| made.iter().find(|(m, _)| m == i).map(|(_, j)| j))
             .ok_or_else(|| GatewayError::Internal("an entry's JSON was not made".into()))?;
         entries.push(set.entry(set.full_url(r), EntryResource::Json(json), "match"));
     }
@@ -589,8 +588,7 @@ fn searchset_bytes(
             "include",
         ));
     }
-    serde_json::to_vec(&set.build_from(page.len(), entries))
-        .map_err(|e| GatewayError::Internal(format!("a searchset did not serialise: {e}")))
+    Ok(set.build_from(page.len(), entries).to_json())
 }
 
 /// What `includes` bring in with `page`, remembered and named as the matches are:
