@@ -745,12 +745,13 @@ fn demographics_head(body: &[u8]) -> Option<String> {
             )
     };
     let cut = opens(0).find(|&i| LISTS.iter().any(|(list, _)| is_start_tag(i, list)))?;
-    let demographic = |at: usize| {
-        ["Registration", "Organisation", "PeopleList"]
-            .iter()
-            .any(|name| bytes[at + 1..].starts_with(name.as_bytes()))
-    };
-    if opens(cut).any(demographic) {
+    // The rest is searched for each name with `memmem` (vectorised), not tag by tag: the
+    // clinical lists are most of the body.
+    let rest = &bytes[cut..];
+    let demographic = ["<Registration", "<Organisation", "<PeopleList"]
+        .iter()
+        .any(|tag| memchr::memmem::find(rest, tag.as_bytes()).is_some());
+    if demographic {
         return None;
     }
     Some(format!("{}{END}", &text[..cut]))
