@@ -50,10 +50,17 @@ type Result<T> = std::result::Result<T, EmisDataError>;
 
 /// A native XML body (bytes as received) as a document.
 pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
+    document_skipping(body, &[])
+}
+
+/// [`document`], the root's child elements named in `skip` built without their content
+/// where that is plainly safe ([`Document::parse_data_skipping`]).
+fn document_skipping<'b>(body: &'b [u8], skip: &[&'static str]) -> Result<Document<'b>> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    Document::parse_data(text).map_err(|e| EmisDataError::MalformedXml(e.to_string()))
+    Document::parse_data_skipping(text, skip)
+        .map_err(|e| EmisDataError::MalformedXml(e.to_string()))
 }
 
 /// Maps a MedicalRecord body (bytes as received) to UK Core.
@@ -73,7 +80,12 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
     {
         return Ok(record);
     }
-    let doc = document(body)?;
+    // A search reads only its own area's lists: the others are not built.
+    let skip = match want {
+        Want::Area(_) => unread_lists(want),
+        Want::Everything | Want::Demographics => Vec::new(),
+    };
+    let doc = document_skipping(body, &skip)?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
         return Err(EmisDataError::WrongRoot {
@@ -81,6 +93,20 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
         });
     }
     map_root(root, want)
+}
+
+/// The clinical lists [`map_root`] does not read for `want`: those of other areas (an
+/// event's area still reads the consultations, whose ids its events refer to).
+fn unread_lists(want: Want) -> Vec<&'static str> {
+    let events = EVENT_TYPES.iter().any(|t| want.takes(t));
+    LISTS
+        .iter()
+        .filter(|(list, types)| {
+            let read = types.iter().any(|t| want.takes(t)) || events && *list == "ConsultationList";
+            !read
+        })
+        .map(|(list, _)| *list)
+        .collect()
 }
 
 /// Maps a `<Person>` document (a people read) to a UK Core Practitioner, as the
@@ -642,9 +668,7 @@ fn map_root(root: Node, want: Want) -> Result<MappedRecord> {
             |at, n| map_consultation(&ctx, at, n),
         )?;
     }
-    let wants_events = ["Observation", "Condition", "Immunization"]
-        .iter()
-        .any(|t| want.takes(t));
+    let wants_events = EVENT_TYPES.iter().any(|t| want.takes(t));
     let ctx = if wants_events {
         // Events refer to their consultation: its id is its GUID, mapped or not.
         Ctx {
@@ -761,10 +785,13 @@ fn demographics_head(body: &[u8]) -> Option<String> {
 /// each gives.
 const LISTS: [(&str, &[&str]); 4] = [
     ("ConsultationList", &["Encounter"]),
-    ("EventList", &["Observation", "Condition", "Immunization"]),
+    ("EventList", &EVENT_TYPES),
     ("AllergyList", &["AllergyIntolerance"]),
     ("MedicationList", &["MedicationStatement"]),
 ];
+
+/// The resource types of the EventList's events.
+const EVENT_TYPES: [&str; 3] = ["Observation", "Condition", "Immunization"];
 
 /// The id of every Consultation (its GUID, as [`map_consultation`] gives it).
 fn consultation_ids(root: Node) -> Result<HashSet<String>> {

@@ -207,6 +207,19 @@ impl<'input> Document<'input> {
         Parser::new(text, Limits::default(), false).run()
     }
 
+    /// [`Document::parse_data`], building the root's child elements whose local name is in
+    /// `skip` without their content (an element with no children), where the reader will
+    /// not look: a search for one clinical area need not build the others' lists. Skipped
+    /// only where plainly safe, else built as any other: the first end tag of the same
+    /// name after the start tag must close it (no element of that name starts in
+    /// between) and no comment, CDATA section or PI may lie in between (where markup
+    /// could hide). What is skipped is not checked: a fault in it is not reported.
+    pub fn parse_data_skipping(text: &'input str, skip: &[&'static str]) -> Result<Self, XmlError> {
+        let mut parser = Parser::new(text, Limits::default(), false);
+        parser.skip = skip.to_vec();
+        parser.run()
+    }
+
     /// The document node (parent of the root element).
     pub fn root(&self) -> Node<'_, 'input> {
         self.node(0)
@@ -669,6 +682,9 @@ struct Parser<'input> {
     open_text_blank: bool,
     /// Build text nodes that hold only whitespace (false for [`Document::parse_data`]).
     keep_blank: bool,
+    /// Local names of the root's children built without content
+    /// ([`Document::parse_data_skipping`]).
+    skip: Vec<&'static str>,
 }
 
 type PResult<T> = Result<T, XmlError>;
@@ -705,7 +721,33 @@ impl<'input> Parser<'input> {
             open_text_prev: NONE,
             open_text_blank: false,
             keep_blank,
+            skip: Vec::new(),
         }
+    }
+
+    /// Moves to the end tag of the element just opened (a child of the root), past its
+    /// content, when that is plainly safe (see [`Document::parse_data_skipping`]).
+    fn skip_content(&mut self) {
+        let Some(open) = self.open.last() else {
+            return;
+        };
+        let name = &self.b[open.name.clone()];
+        let rest = &self.b[self.pos..];
+        let ends_name = |at: usize| rest.get(at).is_some_and(|&c| QNAME[c as usize] == Q_STOP);
+        let close = [b"</", name].concat();
+        let Some(end) = memmem::find(rest, &close) else {
+            return;
+        };
+        let inner = &rest[..end];
+        let start = [b"<", name].concat();
+        if !ends_name(end + close.len())
+            || memmem::find(inner, b"<!").is_some()
+            || memmem::find(inner, b"<?").is_some()
+            || memmem::find_iter(inner, &start).any(|i| ends_name(i + start.len()))
+        {
+            return;
+        }
+        self.pos += end;
     }
 
     #[cold]
@@ -1320,6 +1362,9 @@ impl<'input> Parser<'input> {
                 local,
                 ns_len,
             });
+            if self.open.len() == 2 && self.skip.contains(&local) {
+                self.skip_content();
+            }
         } else {
             self.scope.truncate(ns_len);
         }
@@ -1539,6 +1584,53 @@ mod xml_diff_tests {
                 format!("{depth} {body}")
             })
             .collect()
+    }
+
+    /// The tree `parse_data` builds with the content of the root's children named `skip`
+    /// left out (what `parse_data_skipping` must build wherever it skips).
+    fn without_content_of(text: &str, skip: &str) -> Vec<String> {
+        let doc = Document::parse_data(text).unwrap();
+        let kept = doc.descendants().filter(|n| {
+            !n.ancestors().any(|a| {
+                a != *n
+                    && a.parent().is_some_and(|p| p == doc.root_element())
+                    && a.tag_name().name() == skip
+            })
+        });
+        dump(kept)
+    }
+
+    #[test]
+    fn a_skipped_list_is_built_empty_and_only_where_plainly_safe() {
+        let skipped = |text: &str| ours(&Document::parse_data_skipping(text, &["B"]).unwrap());
+        let whole = |text: &str| ours(&Document::parse_data(text).unwrap());
+        // Skipped: the root's child <B>, its attributes kept; <B> deeper is built whole.
+        for text in [
+            "<r><a>1</a><B x='1'><c>2<d/></c>text</B><e><B><c/></B></e></r>",
+            "<r xmlns='urn:x'><B ><c>&amp;</c></B ><B/><Bx><c/></Bx></r>",
+            "<r><B><c>a</c><Bc/><cB>b</cB></B><z/></r>",
+        ] {
+            assert_eq!(skipped(text), without_content_of(text, "B"), "{text}");
+            assert_ne!(skipped(text), whole(text), "{text}");
+        }
+        // Not skipped, built whole: a comment, CDATA or PI inside; a nested <B>; the first
+        // `</B` not the end tag of B.
+        for text in [
+            "<r><B><!-- </B> --><c/></B></r>",
+            "<r><B><![CDATA[</B>]]><c/></B></r>",
+            "<r><B><?pi </B>?><c/></B></r>",
+            "<r><B><B><c/></B><c/></B></r>",
+            "<r><B><B/><c/></B></r>",
+            "<r><B><Bx></Bx></B></r>",
+        ] {
+            assert_eq!(skipped(text), whole(text), "{text}");
+        }
+        // Outside what is skipped, a fault is still refused; inside it, it is not read.
+        assert!(Document::parse_data_skipping("<r><B><c/></B><d></r>", &["B"]).is_err());
+        assert!(Document::parse_data_skipping("<r><B><c></B><d/></r>", &["B"]).is_ok());
+        assert!(Document::parse_data("<r><B><c></B><d/></r>").is_err());
+        // A body cut inside the skipped element is refused.
+        assert!(Document::parse_data_skipping("<r><B><c/>", &["B"]).is_err());
     }
 
     /// Refusals roxmltree does not make (see the module docs).
