@@ -13,8 +13,8 @@ use crate::config::{AccessMode, LoadedConfig, PracticeEntry};
 use crate::error::GatewayError;
 use crate::locator::{Location, Locator, PdsLocator};
 
-/// Record entries whose patient is remembered for reads by id (some 150 bytes each, so
-/// at most about 30 MiB); the least recently answered go first.
+/// Record entries whose patient is remembered for reads by id (about 50 bytes each in
+/// `entries::Remembered`, so some 10 MiB); the least recently answered go first.
 const ENTRIES_REMEMBERED: u64 = 200_000;
 
 /// Everything a request needs, shared by all connections.
