@@ -398,7 +398,7 @@ KEY = [
     ("EmisAdapter::read_patient: native read + whole record mapped", r"^<gp_adapter_emis::EmisAdapter as gp_adapter::Adapter>::read_patient\b", ("crates/gp-adapter-emis/src/lib.rs", ["read_patient"])),
     ("EmisAdapter::search: native read + whole record mapped + filtered", r"^<gp_adapter_emis::EmisAdapter as gp_adapter::Adapter>::search\b", ("crates/gp-adapter-emis/src/lib.rs", ["search"])),
     ("  mapping::map_record: parse + map, whole record", r"^gp_adapter_emis::mapping::map_record\b", ("crates/gp-adapter-emis/src/mapping.rs", ["map_record"])),
-    ("    xml::Document::parse_data: the DOM", r"^gp_adapter::xml::Document::parse_data\b", ("crates/gp-adapter/src/xml.rs", ["parse_data"])),
+    ("    xml::Document::parse_data: the DOM", r"^gp_adapter::xml::Document::parse_data(_skipping)?\b", ("crates/gp-adapter/src/xml.rs", ["parse_data", "parse_data_skipping"])),
     ("    mapping::map_root: the mapping", r"^gp_adapter_emis::mapping::map_root\b", ("crates/gp-adapter-emis/src/mapping.rs", ["map_root"])),
     ("      clinical entries (map_list x4, panel_links, panel_interpretations, vital_signs::finish)", r"^gp_adapter_emis::mapping::(map_list|panel_links|panel_interpretations)\b|^gp_adapter::vital_signs::finish\b", ("crates/gp-adapter-emis/src/mapping.rs", ["map_list", "panel_links", "panel_interpretations"])),
     ("entries dropped (drop_in_place of MappedRecord, Resource, Vec<Resource>)", r"^core::ptr::drop_in_place<(gp_adapter_emis::mapping::MappedRecord|gp_fhir::model::Resource|alloc::vec::Vec<gp_fhir::model::Resource>)>$", None),
