@@ -6,7 +6,9 @@ use std::process::ExitCode;
 /// mimalloc rather than glibc's malloc: glibc hands the freed top of its heap back to the
 /// kernel after each uncached record is mapped and faults it in again on the next, which
 /// cost up to 2x on mapping; mimalloc keeps freed pages for reuse (BENCHMARKS.md,
-/// "Allocator").
+/// "Allocator"). The `system-allocator` feature leaves glibc's, for heap profilers that
+/// follow `malloc` (heaptrack; BENCHMARKS.md, "The soak's heap").
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
