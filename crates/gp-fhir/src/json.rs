@@ -23,6 +23,33 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     }
 }
 
+/// A 64-bit hash of `value`'s compact JSON as [`to_vec`] writes it: XXH3-64, whose output
+/// its specification fixes, so the same JSON hashes alike on every replica, after a
+/// restart and across releases. Written into a buffer kept per thread, not a new one.
+pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            if value.serialize(Writer { out: &mut out }).is_err() {
+                out.clear();
+                // serde_json writes what this writer leaves to it (as `to_vec` does).
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            let hash = xxhash_rust::xxh3::xxh3_64(&out);
+            // A rare large entry does not keep its room for the thread's life.
+            if out.capacity() > 64 * 1024 {
+                *out = Vec::new();
+            }
+            hash
+        }
+        // Only if serialising `value` hashed another value: then without the buffer.
+        Err(_) => xxhash_rust::xxh3::xxh3_64(&to_vec(value)),
+    })
+}
+
 /// The name under which `serde_json` passes a raw value's text to a serializer (its
 /// `RawValue` writes itself as a struct of this name with one field of this name): a
 /// serializer that knows it copies the text; [`RawJson`] writes itself the same way, so
@@ -657,5 +684,32 @@ mod tests {
         let theirs = serde_json::value::to_raw_value(&inner).unwrap();
         same(&[&theirs]);
         same(&serde_json::json!({"a": 1.5, "b": [1, "x", null, {"c": 12345678901234567890u64}]}));
+    }
+
+    #[test]
+    fn a_content_hash_is_xxh3_of_the_json_and_fixed_across_releases() {
+        let inner = Inner {
+            s: "é\"\n".into(),
+            n: Some(1.5),
+        };
+        let json = serde_json::to_vec(&inner).unwrap();
+        assert_eq!(content_hash(&inner), xxhash_rust::xxh3::xxh3_64(&json));
+        // Left to serde_json (its raw and arbitrary-precision values): the same bytes.
+        let theirs = serde_json::json!({"a": 1.5, "b": [12345678901234567890u64]});
+        assert_eq!(
+            content_hash(&theirs),
+            xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&theirs).unwrap())
+        );
+        // The buffer is reused: a shorter value after a longer one hashes its own bytes.
+        let long = "x".repeat(100_000);
+        assert_eq!(
+            content_hash(&long),
+            xxhash_rust::xxh3::xxh3_64(&to_vec(&long))
+        );
+        assert_eq!(content_hash(&"x"), xxhash_rust::xxh3::xxh3_64(b"\"x\""));
+        // Entry versions name content on every replica and release: pinned, so a change
+        // of algorithm (which would change every version and ETag) is seen.
+        assert_eq!(content_hash(&"x"), 0xbbc5_544a_8f0e_d47d);
+        assert_ne!(content_hash(&"x"), content_hash(&"y"));
     }
 }

@@ -1106,7 +1106,8 @@ impl Resource {
     }
 
     /// Sets `meta.versionId` to a version of what the resource holds: 16 hex digits of a
-    /// 64-bit FNV-1a hash of its JSON without `meta.versionId` and `meta.lastUpdated`.
+    /// 64-bit hash of its JSON without `meta.versionId` and `meta.lastUpdated`
+    /// ([`crate::json::content_hash`]).
     /// GP systems keep no versions of record entries, so this names the content: the
     /// same on every replica and after a restart, and different once the GP system
     /// changes the entry. Returns it.
@@ -1115,12 +1116,7 @@ impl Resource {
             m.version_id = None;
             m.last_updated = None;
         }
-        let hash = self
-            .to_json()
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            });
+        let hash = crate::json::content_hash(self);
         let version = format!("{hash:016x}");
         self.meta_mut().get_or_insert_with(Meta::default).version_id = Some(version.clone());
         version
