@@ -11,7 +11,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
-use gp_adapter::xml::{Document, Node};
+use gp_adapter::xml::{Document, Node, SkipItems};
 use gp_adapter::{AdapterError, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -50,16 +50,20 @@ type Result<T> = std::result::Result<T, EmisDataError>;
 
 /// A native XML body (bytes as received) as a document.
 pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
-    document_skipping(body, &[])
+    document_skipping(body, &[], None)
 }
 
 /// [`document`], the root's child elements named in `skip` built without their content
 /// where that is plainly safe ([`Document::parse_data_skipping`]).
-fn document_skipping<'b>(body: &'b [u8], skip: &[&'static str]) -> Result<Document<'b>> {
+fn document_skipping<'b>(
+    body: &'b [u8],
+    skip: &[&'static str],
+    items: Option<&SkipItems>,
+) -> Result<Document<'b>> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    Document::parse_data_skipping(text, skip)
+    Document::parse_data_skipping_items(text, skip, items)
         .map_err(|e| EmisDataError::MalformedXml(e.to_string()))
 }
 
@@ -85,7 +89,11 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
         Want::Area(_) => unread_lists(want),
         Want::Everything | Want::Demographics => Vec::new(),
     };
-    let doc = document_skipping(body, &skip)?;
+    let items = match want {
+        Want::Area(_) => unread_events(want),
+        Want::Everything | Want::Demographics => None,
+    };
+    let doc = document_skipping(body, &skip, items.as_ref())?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
         return Err(EmisDataError::WrongRoot {
@@ -93,6 +101,23 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
         });
     }
     map_root(root, want)
+}
+
+/// The events [`map_root`] does not read for `want`, where it reads the EventList: those
+/// whose `EventType` maps to another resource type (an Observation search builds no
+/// Problem or Immunisation event).
+fn unread_events(want: Want) -> Option<SkipItems> {
+    let values: Vec<&'static str> = EVENT_KINDS
+        .iter()
+        .filter(|(_, t)| !want.takes(t))
+        .map(|(kind, _)| *kind)
+        .collect();
+    (values.len() < EVENT_KINDS.len()).then_some(SkipItems {
+        list: "EventList",
+        item: "Event",
+        marker: "EventType",
+        values,
+    })
 }
 
 /// The clinical lists [`map_root`] does not read for `want`: those of other areas (an
@@ -680,12 +705,15 @@ fn map_root(root: Node, want: Want) -> Result<MappedRecord> {
     };
     if wants_events {
         map_events(root, &mut clinical, |at, n| {
-            let kept = match opt(n, "EventType") {
-                Some("Observation") => want.takes("Observation"),
-                Some("Problem") => want.takes("Condition"),
-                Some("Immunisation") => want.takes("Immunization"),
+            if n.content_skipped() {
+                // Another type's event, not built (`unread_events`).
+                return Ok(None);
+            }
+            let kind = opt(n, "EventType").and_then(|k| EVENT_KINDS.iter().find(|(e, _)| *e == k));
+            let kept = match kind {
+                Some((_, t)) => want.takes(t),
                 // Missing or unknown: mapped, so it is refused as the whole record's is.
-                _ => true,
+                None => true,
             };
             kept.then(|| map_event(&ctx, at, n)).transpose()
         })?;
@@ -790,8 +818,15 @@ const LISTS: [(&str, &[&str]); 4] = [
     ("MedicationList", &["MedicationStatement"]),
 ];
 
+/// Each `EventType` an event may have, and the resource type it maps to.
+const EVENT_KINDS: [(&str, &str); 3] = [
+    ("Observation", "Observation"),
+    ("Problem", "Condition"),
+    ("Immunisation", "Immunization"),
+];
+
 /// The resource types of the EventList's events.
-const EVENT_TYPES: [&str; 3] = ["Observation", "Condition", "Immunization"];
+const EVENT_TYPES: [&str; 3] = [EVENT_KINDS[0].1, EVENT_KINDS[1].1, EVENT_KINDS[2].1];
 
 /// The id of every Consultation (its GUID, as [`map_consultation`] gives it).
 fn consultation_ids(root: Node) -> Result<HashSet<String>> {

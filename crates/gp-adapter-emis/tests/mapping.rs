@@ -608,6 +608,35 @@ fn mapping_only_what_is_wanted_is_the_whole_mapping_filtered() {
     assert_eq!(areas_seen.len(), ClinicalType::ALL.len(), "{areas_seen:?}");
 }
 
+/// A search for one area of events builds no event of another type: a Problem event
+/// that is not even well-formed fails the Condition search (and the whole record) but not
+/// the Observation or Immunization search, which never build it; an event that is not
+/// plainly safe to pass over (a comment inside) is built, and fails them all.
+#[test]
+fn an_events_search_does_not_build_other_types_events() {
+    use gp_adapter::ClinicalType;
+    use gp_adapter_emis::{Want, map_record_for};
+    let problem = "<EventType>Problem</EventType>";
+    assert_eq!(FULL.matches(problem).count(), 2);
+    // The first Problem holds an element never closed.
+    let broken = FULL.replacen(problem, &format!("{problem}<Unclosed>"), 1);
+    assert_ne!(broken, FULL);
+    let area = |xml: &str, t| map_record_for(xml.as_bytes(), Want::Area(t));
+    assert!(map_record(broken.as_bytes()).is_err());
+    assert!(area(&broken, ClinicalType::Condition).is_err());
+    let whole = full();
+    for t in [ClinicalType::Observation, ClinicalType::Immunization] {
+        let mapped = area(&broken, t).unwrap();
+        let wanted: Vec<&Resource> = whole.clinical.iter().filter(|r| t.matches(r)).collect();
+        assert_eq!(mapped.clinical.iter().collect::<Vec<_>>(), wanted, "{t:?}");
+        assert!(!wanted.is_empty());
+    }
+    // Not plainly safe to pass over: built, so refused.
+    let commented = broken.replacen("<Unclosed>", "<Unclosed><!-- c -->", 1);
+    assert_ne!(commented, broken);
+    assert!(area(&commented, ClinicalType::Observation).is_err());
+}
+
 /// A Patient read parses the record only up to its first clinical list, and only when that
 /// is plainly safe: whatever the record's shape, it answers what mapping the whole record
 /// answers, and a cut answer fails as it always has.

@@ -152,6 +152,8 @@ enum Kind<'input> {
         /// Index into `Document::uris`, or `NONE`.
         ns: u32,
         attrs: (u32, u32),
+        /// Built without its content ([`SkipItems`]).
+        skipped: bool,
     },
     Text(Cow<'input, str>),
     Comment(&'input str),
@@ -215,8 +217,21 @@ impl<'input> Document<'input> {
     /// between) and no comment, CDATA section or PI may lie in between (where markup
     /// could hide). What is skipped is not checked: a fault in it is not reported.
     pub fn parse_data_skipping(text: &'input str, skip: &[&'static str]) -> Result<Self, XmlError> {
+        Self::parse_data_skipping_items(text, skip, None)
+    }
+
+    /// [`Document::parse_data_skipping`], also building without their content the items of
+    /// one of the root's lists that `items` marks (a search for Observations need not build
+    /// the record's Problem events): under the same conditions, and only where the item
+    /// holds its marker element once. Such an item reads as [`Node::content_skipped`].
+    pub fn parse_data_skipping_items(
+        text: &'input str,
+        skip: &[&'static str],
+        items: Option<&SkipItems>,
+    ) -> Result<Self, XmlError> {
         let mut parser = Parser::new(text, Limits::default(), false);
         parser.skip = skip.to_vec();
+        parser.skip_items = items.cloned();
         parser.run()
     }
 
@@ -252,6 +267,49 @@ impl<'input> Document<'input> {
         } else {
             Some(&self.uris[idx as usize])
         }
+    }
+}
+
+/// Which items of one of the root's lists [`Document::parse_data_skipping_items`] builds
+/// without their content: each `item` child of the root's child `list` whose one
+/// `marker` child reads, as written, one of `values` (`<EventType>Problem</EventType>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipItems {
+    /// The local name of the root's child holding the items.
+    pub list: &'static str,
+    /// The items' local name.
+    pub item: &'static str,
+    /// The local name of the item's child that marks it, unprefixed.
+    pub marker: &'static str,
+    /// The marker's texts whose items are skipped.
+    pub values: Vec<&'static str>,
+}
+
+impl SkipItems {
+    /// Whether `inner` (an item's content, as written) holds the marker once, reading one
+    /// of the values.
+    fn marks(&self, inner: &[u8]) -> bool {
+        let marker = self.marker.as_bytes();
+        let ends_name = |at: usize| inner.get(at).is_some_and(|&c| QNAME[c as usize] == Q_STOP);
+        let start = [b"<", marker].concat();
+        let mut found = memmem::find_iter(inner, &start).filter(|&i| ends_name(i + start.len()));
+        let (Some(at), None) = (found.next(), found.next()) else {
+            return false;
+        };
+        // A prefixed marker (`<x:EventType>`) could be the one a reader finds: not skipped.
+        let prefixed = [b":", marker].concat();
+        if memmem::find_iter(inner, &prefixed).any(|i| ends_name(i + prefixed.len())) {
+            return false;
+        }
+        let Some(rest) = inner[at + start.len()..].strip_prefix(b">") else {
+            return false;
+        };
+        self.values.iter().any(|v| {
+            rest.strip_prefix(v.as_bytes())
+                .and_then(|r| r.strip_prefix(b"</"))
+                .and_then(|r| r.strip_prefix(marker))
+                .is_some_and(|r| r.first() == Some(&b'>'))
+        })
     }
 }
 
@@ -331,6 +389,12 @@ impl<'a, 'input> Node<'a, 'input> {
 
     pub fn is_element(&self) -> bool {
         matches!(self.d.kind, Kind::Element { .. })
+    }
+
+    /// An element built without its content, as [`SkipItems`] chose: what it holds was
+    /// not read.
+    pub fn content_skipped(&self) -> bool {
+        matches!(self.d.kind, Kind::Element { skipped: true, .. })
     }
 
     pub fn is_text(&self) -> bool {
@@ -685,6 +749,8 @@ struct Parser<'input> {
     /// Local names of the root's children built without content
     /// ([`Document::parse_data_skipping`]).
     skip: Vec<&'static str>,
+    /// Items of a root's child built without content ([`SkipItems`]).
+    skip_items: Option<SkipItems>,
 }
 
 type PResult<T> = Result<T, XmlError>;
@@ -722,32 +788,58 @@ impl<'input> Parser<'input> {
             open_text_blank: false,
             keep_blank,
             skip: Vec::new(),
+            skip_items: None,
         }
     }
 
     /// Moves to the end tag of the element just opened (a child of the root), past its
     /// content, when that is plainly safe (see [`Document::parse_data_skipping`]).
     fn skip_content(&mut self) {
-        let Some(open) = self.open.last() else {
+        if let Some(end) = self.skippable_end() {
+            self.pos += end;
+        }
+    }
+
+    /// Moves past the content of the item just opened when `SkipItems` marks it and that
+    /// is plainly safe, and records it as skipped.
+    fn skip_item(&mut self) {
+        let (Some(items), Some(open)) = (&self.skip_items, self.open.last()) else {
             return;
         };
+        let node = open.node;
+        let Some(end) = self.skippable_end() else {
+            return;
+        };
+        if !items.marks(&self.b[self.pos..self.pos + end]) {
+            return;
+        }
+        self.pos += end;
+        if let Kind::Element { skipped, .. } = &mut self.doc.nodes[node as usize].kind {
+            *skipped = true;
+        }
+    }
+
+    /// Where the end tag of the element just opened starts (from `pos`), when its content
+    /// can be passed over plainly safely: the first end tag of its name closes it (there
+    /// is no element of that name inside), no element of
+    /// that name starts in between, and no comment, CDATA section or PI lies in between.
+    fn skippable_end(&self) -> Option<usize> {
+        let open = self.open.last()?;
         let name = &self.b[open.name.clone()];
         let rest = &self.b[self.pos..];
         let ends_name = |at: usize| rest.get(at).is_some_and(|&c| QNAME[c as usize] == Q_STOP);
         let close = [b"</", name].concat();
-        let Some(end) = memmem::find(rest, &close) else {
-            return;
-        };
+        // The first end tag of this name (`</EventType` is another's).
+        let end = memmem::find_iter(rest, &close).find(|&i| ends_name(i + close.len()))?;
         let inner = &rest[..end];
         let start = [b"<", name].concat();
-        if !ends_name(end + close.len())
-            || memmem::find(inner, b"<!").is_some()
+        if memmem::find(inner, b"<!").is_some()
             || memmem::find(inner, b"<?").is_some()
             || memmem::find_iter(inner, &start).any(|i| ends_name(i + start.len()))
         {
-            return;
+            return None;
         }
-        self.pos += end;
+        Some(end)
     }
 
     #[cold]
@@ -1353,7 +1445,15 @@ impl<'input> Parser<'input> {
         if self.open.len() >= self.limits.max_depth as usize {
             return Err(self.err(XmlErrorKind::TooDeep, start));
         }
-        let node = self.append(Kind::Element { local, ns, attrs }, start)?;
+        let node = self.append(
+            Kind::Element {
+                local,
+                ns,
+                attrs,
+                skipped: false,
+            },
+            start,
+        )?;
         if open {
             self.open.push(OpenElement {
                 node,
@@ -1364,6 +1464,13 @@ impl<'input> Parser<'input> {
             });
             if self.open.len() == 2 && self.skip.contains(&local) {
                 self.skip_content();
+            } else if self.open.len() == 3
+                && self
+                    .skip_items
+                    .as_ref()
+                    .is_some_and(|i| i.item == local && i.list == self.open[1].local)
+            {
+                self.skip_item();
             }
         } else {
             self.scope.truncate(ns_len);
@@ -1609,19 +1716,21 @@ mod xml_diff_tests {
             "<r><a>1</a><B x='1'><c>2<d/></c>text</B><e><B><c/></B></e></r>",
             "<r xmlns='urn:x'><B ><c>&amp;</c></B ><B/><Bx><c/></Bx></r>",
             "<r><B><c>a</c><Bc/><cB>b</cB></B><z/></r>",
+            // `</Bx` ends another element's name: the first end tag of B is `</B>`.
+            "<r><B><Bx></Bx></B></r>",
+            "<r><B><Bx>1</Bx ><c/></B ></r>",
         ] {
             assert_eq!(skipped(text), without_content_of(text, "B"), "{text}");
             assert_ne!(skipped(text), whole(text), "{text}");
         }
-        // Not skipped, built whole: a comment, CDATA or PI inside; a nested <B>; the first
-        // `</B` not the end tag of B.
+        // Not skipped, built whole: a comment, CDATA or PI inside; a nested <B>.
         for text in [
             "<r><B><!-- </B> --><c/></B></r>",
             "<r><B><![CDATA[</B>]]><c/></B></r>",
             "<r><B><?pi </B>?><c/></B></r>",
             "<r><B><B><c/></B><c/></B></r>",
             "<r><B><B/><c/></B></r>",
-            "<r><B><Bx></Bx></B></r>",
+            "<r><B><B ><c/></B></B></r>",
         ] {
             assert_eq!(skipped(text), whole(text), "{text}");
         }
@@ -1631,6 +1740,81 @@ mod xml_diff_tests {
         assert!(Document::parse_data("<r><B><c></B><d/></r>").is_err());
         // A body cut inside the skipped element is refused.
         assert!(Document::parse_data_skipping("<r><B><c/>", &["B"]).is_err());
+    }
+
+    #[test]
+    fn marked_items_are_built_empty_and_only_where_plainly_safe() {
+        let items = SkipItems {
+            list: "L",
+            item: "E",
+            marker: "T",
+            values: vec!["no", "nor"],
+        };
+        fn parse<'t>(text: &'t str, items: &SkipItems) -> Result<Document<'t>, XmlError> {
+            Document::parse_data_skipping_items(text, &[], Some(items))
+        }
+        // (text, which items of L are skipped, in order)
+        for (text, expected) in [
+            (
+                "<r><L><E><T>no</T><c>1</c></E><E x='1'><T>yes</T><c/></E><E><c/><T>nor</T></E></L></r>",
+                vec![true, false, true],
+            ),
+            // Not marked: another value, spaces, no marker, a marker twice or prefixed.
+            (
+                "<r><L><E><T>nob</T></E><E><T> no</T></E><E><c/></E></L></r>",
+                vec![false; 3],
+            ),
+            (
+                "<r><L><E><T>no</T><T>no</T></E><E><T>no</T><x:T xmlns:x='u'>yes</x:T></E></L></r>",
+                vec![false; 2],
+            ),
+            (
+                "<r><L><E><Tx>no</Tx></E><E><T a='1'>no</T></E></L></r>",
+                vec![false; 2],
+            ),
+            // Not plainly safe: a comment, a PI, CDATA or a nested item inside.
+            (
+                "<r><L><E><T>no</T><!-- x --></E><E><T>no</T><?p?></E></L></r>",
+                vec![false; 2],
+            ),
+            (
+                "<r><L><E><T>no</T><![CDATA[x]]></E><E><T>no</T><E/></E></L></r>",
+                vec![false; 2],
+            ),
+        ] {
+            let doc = parse(text, &items).unwrap();
+            let list = doc.root_element().first_child().unwrap();
+            let found: Vec<bool> = list
+                .children()
+                .filter(|n| n.tag_name().name() == "E")
+                .map(|n| n.content_skipped())
+                .collect();
+            assert_eq!(found, expected, "{text}");
+            for e in list.children().filter(|n| n.tag_name().name() == "E") {
+                if e.content_skipped() {
+                    assert_eq!(e.children().count(), 0, "{text}");
+                } else {
+                    // Built whole, as parse_data builds it.
+                    assert!(e.children().count() > 0, "{text}");
+                }
+            }
+            let whole = Document::parse_data(text).unwrap();
+            assert_eq!(
+                whole.descendants().filter(|n| n.content_skipped()).count(),
+                0
+            );
+        }
+        // Items elsewhere than the root's list L are built whole.
+        let doc = parse(
+            "<r><M><E><T>no</T></E></M><L><x><E><T>no</T></E></x></L></r>",
+            &items,
+        )
+        .unwrap();
+        assert_eq!(doc.descendants().filter(|n| n.content_skipped()).count(), 0);
+        // A fault outside a skipped item is still refused; inside it, it is not read.
+        assert!(parse("<r><L><E><T>no</T><c></E></L></r>", &items).is_ok());
+        assert!(parse("<r><L><E><T>yes</T><c></E></L></r>", &items).is_err());
+        assert!(parse("<r><L><E><T>no</T></E><d></L></r>", &items).is_err());
     }
 
     /// Refusals roxmltree does not make (see the module docs).
