@@ -91,6 +91,12 @@ impl NhsNumber {
         Some(Self(digits))
     }
 
+    /// The first nine digits as a number: `NhsNumber::from_stem(n.stem()) == Some(n)`
+    /// (the tenth is their check digit), so a number packs into 30 bits.
+    pub fn stem(&self) -> u32 {
+        self.0[..9].iter().fold(0, |n, d| n * 10 + u32::from(*d))
+    }
+
     /// Modulus 11: weights 10..2 on digits 1-9; check = 11 - (sum mod 11), 11 → 0, 10 → invalid.
     fn check_digit(digits: &[u8; 10]) -> Option<u8> {
         let sum: u32 = digits[..9]
@@ -271,6 +277,9 @@ mod tests {
     fn from_stem_round_trips_and_skips_invalid_stems() {
         let n = NhsNumber::from_stem(969_093_727).unwrap();
         assert_eq!(n.to_string(), "9690937278");
+        assert_eq!(n.stem(), 969_093_727);
+        let zeros = NhsNumber::parse("0000000000").unwrap();
+        assert_eq!((zeros.stem(), NhsNumber::from_stem(0)), (0, Some(zeros)));
         assert!(NhsNumber::from_stem(123_456_789).is_none());
         assert!(NhsNumber::from_stem(1_000_000_000).is_none());
         let mut valid = 0;
@@ -278,6 +287,7 @@ mod tests {
             if let Some(n) = NhsNumber::from_stem(stem) {
                 valid += 1;
                 assert_eq!(NhsNumber::parse(&n.to_string()), Ok(n));
+                assert_eq!(n.stem(), stem);
             }
         }
         assert!(

@@ -258,8 +258,8 @@ impl EntryIndex {
 }
 
 /// The patient of each answered entry, kept compactly: a 64-bit hash of the entry's type
-/// and id (keyed at random per process) to the NHS number and when it was answered, about
-/// 50 bytes an entry with the eviction queue, where a general cache node (the key's String,
+/// and id (keyed at random per process) to the NHS number and when it was answered (one
+/// word), about 30 bytes an entry with the eviction queue and the table's spare room, where a general cache node (the key's String,
 /// the node, its deques and hash table slot) took several hundred, enough to add some 40 MiB
 /// under load at 200,000 entries. Two entries sharing a hash cannot release the wrong one:
 /// a read by id looks for the id itself in the remembered patient's record, so the entry
@@ -277,11 +277,31 @@ const SHARDS: usize = 16;
 
 #[derive(Default)]
 struct Shard {
-    /// Hash of (type, id) → (patient, the answer's sequence number, its second).
-    map: HashMap<u64, (NhsNumber, u32, u32), BuildHasherDefault<Passed>>,
-    /// (hash, sequence number, second) in the order answered: the front goes first.
-    order: VecDeque<(u64, u32, u32)>,
+    /// Hash of (type, id) → the patient ([`NhsNumber::stem`]), the answer's sequence
+    /// number, and its second.
+    map: HashMap<u64, Entry, BuildHasherDefault<Passed>>,
+    /// (hash, sequence number) in the order answered, as three words: the front goes
+    /// first. An entry answered again is queued again; its earlier place is passed over.
+    order: VecDeque<[u32; 3]>,
     next: u32,
+}
+
+/// What a shard keeps of an entry, in three words.
+#[derive(Clone, Copy)]
+struct Entry {
+    stem: u32,
+    seq: u32,
+    at: u32,
+}
+
+/// A queued (hash, sequence number).
+fn queued(key: u64, seq: u32) -> [u32; 3] {
+    [(key >> 32) as u32, key as u32, seq]
+}
+
+/// The hash and sequence number of a queued place.
+fn unqueued(q: [u32; 3]) -> (u64, u32) {
+    (u64::from(q[0]) << 32 | u64::from(q[1]), q[2])
 }
 
 /// The keys are hashes already: passed through as they are.
@@ -348,8 +368,11 @@ impl Remembered {
     fn get_at(&self, t: ClinicalType, id: &str, now: u32) -> Option<NhsNumber> {
         let key = self.key(t, id);
         let shard = self.shard(key);
-        let &(nhs, _, at) = shard.map.get(&key)?;
-        self.fresh(at, now).then_some(nhs)
+        let entry = *shard.map.get(&key)?;
+        if !self.fresh(entry.at, now) {
+            return None;
+        }
+        NhsNumber::from_stem(entry.stem)
     }
 
     /// [`Remembered::insert`] at second `now` of the index.
@@ -358,20 +381,28 @@ impl Remembered {
         let mut shard = self.shard(key);
         let seq = shard.next;
         shard.next = seq.wrapping_add(1);
-        shard.map.insert(key, (nhs, seq, now));
-        shard.order.push_back((key, seq, now));
+        let entry = Entry {
+            stem: nhs.stem(),
+            seq,
+            at: now,
+        };
+        shard.map.insert(key, entry);
+        shard.order.push_back(queued(key, seq));
         // Over the bound (or a queue grown by repeats), or answered too long ago: the
-        // oldest go. A queued repeat no longer current leaves its entry alone.
+        // oldest go. A queued place no longer current (the entry was answered again
+        // since) is passed over, leaving its entry alone.
         let most_queued = self.per_shard + self.per_shard / 4 + 1;
-        while let Some(&(old, old_seq, at)) = shard.order.front() {
-            let over = shard.map.len() > self.per_shard || shard.order.len() > most_queued;
-            if !over && self.fresh(at, now) {
-                break;
-            }
-            shard.order.pop_front();
-            if shard.map.get(&old).is_some_and(|e| e.1 == old_seq) {
+        while let Some(&front) = shard.order.front() {
+            let (old, old_seq) = unqueued(front);
+            let current = shard.map.get(&old).filter(|e| e.seq == old_seq).copied();
+            if let Some(e) = current {
+                let over = shard.map.len() > self.per_shard || shard.order.len() > most_queued;
+                if !over && self.fresh(e.at, now) {
+                    break;
+                }
                 shard.map.remove(&old);
             }
+            shard.order.pop_front();
         }
     }
 }
@@ -465,7 +496,7 @@ mod tests {
             r.shard(key)
                 .order
                 .iter()
-                .any(|q| q.0 == key && q.1 == first)
+                .any(|&q| unqueued(q) == (key, first))
         };
         // Others answered until its shard is full, then it is answered again (now for
         // another patient, as after a GP system's merge), then others until its first
@@ -505,6 +536,6 @@ mod tests {
         }
         let shard = remembered.shard(old);
         assert!(!shard.map.contains_key(&old));
-        assert!(shard.order.iter().all(|q| q.0 != old));
+        assert!(shard.order.iter().all(|&q| unqueued(q).0 != old));
     }
 }
