@@ -3,8 +3,9 @@
 //! them; what a caller may see (confidential entries, dates, pages, scopes) is decided
 //! after the cache, so one supplier's view never leaks into another's.
 
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gp_adapter::{
     Adapter, AdapterError, CallContext, ClinicalType, PatientRecord, PatientRequest, SearchPage,
@@ -28,9 +29,10 @@ pub struct CacheConfig {
     /// Most patients whose demographics are kept.
     pub max_patients: u64,
     /// Most clinical entries (FHIR resources) kept across every cached (patient,
-    /// clinical area) list: a list weighs its entry count (an empty list weighs 1).
-    /// Bounds memory by what is held, not by how many lists hold it; a list larger
-    /// than the whole bound is never cached.
+    /// clinical area) list: a list weighs its entry count (an empty list weighs 1),
+    /// plus one for each entry whose answered JSON it keeps (about as large as the
+    /// entry). Bounds memory by what is held, not by how many lists hold it; a list
+    /// larger than the whole bound is never cached.
     pub max_entries: u64,
 }
 
@@ -46,41 +48,101 @@ impl Default for CacheConfig {
 
 type PatientKey = (OdsCode, NhsNumber);
 
-/// What a cached entry list weighs against `max_entries`.
-fn list_weight(entries: usize) -> u32 {
-    u32::try_from(entries).unwrap_or(u32::MAX).max(1)
+/// What a cached entry list weighs against `max_entries`: its entries and the JSON it
+/// keeps of them.
+fn list_weight(area: &Area) -> u32 {
+    u32::try_from(area.len().saturating_add(area.kept()))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// A cached area expires `ttl` after it was read from the GP system, however often it is
+/// put again to be weighed again ([`RecordCache::reweigh`]).
+struct FromRead(Duration);
+
+impl moka::Expiry<AreaKey, Arc<Area>> for FromRead {
+    fn expire_after_create(&self, _: &AreaKey, area: &Arc<Area>, _: Instant) -> Option<Duration> {
+        Some(self.0.saturating_sub(area.read.elapsed()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &AreaKey,
+        area: &Arc<Area>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.0.saturating_sub(area.read.elapsed()))
+    }
 }
 type AreaKey = (OdsCode, NhsNumber, ClinicalType);
 
 /// One clinical area of a patient's record, as cached: every entry as the GP system
-/// holds it (all dates, confidential included), and each entry's JSON as a searchset
-/// answers it (names on its references), kept once made, so a cache hit copies it
-/// rather than cloning, naming and serialising the entry again.
+/// holds it (all dates, confidential included), and, once the area answers a second
+/// time, each entry's JSON as a searchset answers it (names on its references), kept once
+/// made, so a further cache hit copies it rather than cloning, naming and serialising
+/// the entry again. An area answered once keeps none: under a load of misses most are
+/// never answered again, and their JSON would only take room (about as much as the
+/// entries themselves) from the entries the bound lets in.
 pub struct Area {
     entries: Vec<Resource>,
-    answered: Vec<OnceLock<RawJson>>,
+    /// When the GP system answered it.
+    read: Instant,
+    /// Answers given from this area, counted to 2.
+    answers: AtomicU8,
+    /// Made on the second answer: a slot per entry.
+    answered: OnceLock<Box<[OnceLock<RawJson>]>>,
+    /// How many slots hold JSON.
+    kept: AtomicUsize,
 }
 
 impl Area {
-    /// The area of `entries`.
+    /// The area of `entries`, as the GP system answered it now.
     pub fn new(entries: Vec<Resource>) -> Self {
-        let answered = std::iter::repeat_with(OnceLock::new)
-            .take(entries.len())
-            .collect();
-        Self { entries, answered }
+        Self {
+            entries,
+            read: Instant::now(),
+            answers: AtomicU8::new(0),
+            answered: OnceLock::new(),
+            kept: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many of its entries' JSON it keeps.
+    pub fn kept(&self) -> usize {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// Counts an answer from this area (its JSON is kept from the second on).
+    pub fn answering(&self) {
+        let _ = self
+            .answers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < 2).then_some(n + 1)
+            });
     }
 
     /// Entry `i`'s JSON as answered before, if it was kept.
     pub fn answered(&self, i: usize) -> Option<&RawJson> {
-        self.answered.get(i).and_then(OnceLock::get)
+        self.answered.get()?.get(i)?.get()
     }
 
-    /// Keeps entry `i`'s JSON as answered, for the next answer (a second keeper's is
-    /// dropped: both are the same entry).
-    pub fn keep_answered(&self, i: usize, json: RawJson) {
-        if let Some(slot) = self.answered.get(i) {
-            let _ = slot.set(json);
+    /// Keeps entry `i`'s JSON as answered, for the next answer, once the area has
+    /// answered twice (a second keeper's is dropped: both are the same entry); before
+    /// that, gives it back.
+    pub fn keep_answered(&self, i: usize, json: RawJson) -> Result<(), RawJson> {
+        if self.answers.load(Ordering::Relaxed) < 2 || i >= self.entries.len() {
+            return Err(json);
         }
+        let slots = self.answered.get_or_init(|| {
+            std::iter::repeat_with(OnceLock::new)
+                .take(self.entries.len())
+                .collect()
+        });
+        if slots[i].set(json).is_ok() {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -120,8 +182,8 @@ impl RecordCache {
             areas: Some(
                 moka::future::Cache::builder()
                     .max_capacity(config.max_entries)
-                    .weigher(|_, list: &Arc<Area>| list_weight(list.len()))
-                    .time_to_live(ttl)
+                    .weigher(|_, list: &Arc<Area>| list_weight(list))
+                    .expire_after(FromRead(ttl))
                     .build(),
             ),
             metrics,
@@ -245,6 +307,31 @@ impl RecordCache {
         let hit = !missed.load(std::sync::atomic::Ordering::Relaxed);
         self.metrics.cache(kind, hit);
         result
+    }
+
+    /// Weighs `area` again, now that it keeps more of its entries' JSON, if it is still
+    /// the one cached for its key (not replaced, invalidated or evicted since): the bound
+    /// counts the JSON, and other lists go to make room. Its expiry is unchanged.
+    pub async fn reweigh(
+        &self,
+        practice: &OdsCode,
+        nhs: NhsNumber,
+        t: ClinicalType,
+        area: &Arc<Area>,
+    ) {
+        let Some(c) = &self.areas else {
+            return;
+        };
+        c.entry((practice.clone(), nhs, t))
+            .and_compute_with(|cached| async move {
+                match cached {
+                    Some(e) if Arc::ptr_eq(e.value(), area) => {
+                        moka::ops::compute::Op::Put(Arc::clone(area))
+                    }
+                    _ => moka::ops::compute::Op::Nop,
+                }
+            })
+            .await;
     }
 
     /// Forgets everything cached (the terminology maps changed: every cached record was
@@ -426,5 +513,119 @@ mod tests {
             Arc::ptr_eq(&first, &again),
             "the second read is a cache hit"
         );
+    }
+
+    #[tokio::test]
+    async fn the_json_a_list_keeps_counts_against_the_bound() {
+        let cache = RecordCache::new(
+            CacheConfig {
+                ttl_secs: 60,
+                max_patients: 10,
+                max_entries: 100,
+            },
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        let adapter = Lists {
+            entries: 10,
+            spare: 0,
+        };
+        let practice = OdsCode::parse("A12345").unwrap();
+        let ctx = CallContext::new("t");
+        let t = ClinicalType::ALL[0];
+        let mut lists = Vec::new();
+        for i in 0..10 {
+            lists.push(
+                cache
+                    .area(&adapter, &practice, nhs(i), t, &ctx)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let areas = cache.areas.as_ref().unwrap();
+        areas.run_pending_tasks().await;
+        assert_eq!((areas.weighted_size(), areas.entry_count()), (100, 10));
+        // The first list answers twice and keeps its entries' JSON: it weighs 20, and
+        // room is made for it.
+        let first = &lists[0];
+        first.answering();
+        first.answering();
+        for i in 0..first.len() {
+            first.keep_answered(i, RawJson::of(&first[i])).unwrap();
+        }
+        assert_eq!(list_weight(first), 20);
+        cache.reweigh(&practice, nhs(0), t, first).await;
+        areas.run_pending_tasks().await;
+        assert!(areas.weighted_size() <= 100, "{}", areas.weighted_size());
+        assert!(areas.entry_count() <= 9, "{}", areas.entry_count());
+        let cached = areas.get(&(practice.clone(), nhs(0), t)).await;
+        assert!(
+            cached.is_some_and(|c| Arc::ptr_eq(&c, first)),
+            "still cached"
+        );
+        // A list no longer the cached one (dropped after a write) is not put back.
+        cache.invalidate(&practice, nhs(1)).await;
+        cache.reweigh(&practice, nhs(1), t, &lists[1]).await;
+        areas.run_pending_tasks().await;
+        assert!(!areas.contains_key(&(practice.clone(), nhs(1), t)));
+    }
+
+    #[test]
+    fn a_list_expires_as_of_its_read_however_often_it_is_weighed_again() {
+        let ttl = Duration::from_secs(30);
+        let expiry = FromRead(ttl);
+        let key = (
+            OdsCode::parse("A12345").unwrap(),
+            nhs(0),
+            ClinicalType::ALL[0],
+        );
+        let fresh = Arc::new(Area::new(Vec::new()));
+        let old = Arc::new(Area {
+            read: Instant::now() - Duration::from_secs(20),
+            ..Area::new(Vec::new())
+        });
+        let now = Instant::now();
+        use moka::Expiry;
+        for left in [
+            expiry.expire_after_create(&key, &fresh, now),
+            expiry.expire_after_update(&key, &fresh, now, Some(Duration::from_secs(1))),
+        ] {
+            assert!(left.unwrap() > Duration::from_secs(29), "{left:?}");
+        }
+        for left in [
+            expiry.expire_after_create(&key, &old, now),
+            expiry.expire_after_update(&key, &old, now, Some(ttl)),
+        ] {
+            let left = left.unwrap();
+            assert!(left <= Duration::from_secs(10), "{left:?}");
+            assert!(left > Duration::from_secs(5), "{left:?}");
+        }
+    }
+
+    #[test]
+    fn an_area_keeps_its_answered_json_from_its_second_answer_only() {
+        let org = |id: &str| {
+            Resource::Organization(Organization {
+                id: id.into(),
+                ..Organization::default()
+            })
+        };
+        let area = Area::new(vec![org("a"), org("b")]);
+        let json = |i: usize| RawJson::of(&area[i]);
+        // Answered once (most areas under a load of misses): nothing kept, no slots made.
+        area.answering();
+        assert_eq!(area.keep_answered(0, json(0)), Err(json(0)));
+        assert!(area.answered(0).is_none());
+        assert!(area.answered.get().is_none(), "no room taken");
+        // Answered again: kept, and copied by later answers.
+        area.answering();
+        assert_eq!(area.keep_answered(0, json(0)), Ok(()));
+        assert_eq!(area.answered(0), Some(&json(0)));
+        assert!(area.answered(1).is_none());
+        area.answering();
+        assert_eq!(area.keep_answered(1, json(1)), Ok(()));
+        assert_eq!(area.answered(1), Some(&json(1)));
+        // An entry it does not hold is refused, not kept.
+        assert_eq!(area.keep_answered(2, json(1)), Err(json(1)));
+        assert!(area.answered(2).is_none());
     }
 }

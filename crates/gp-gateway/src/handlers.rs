@@ -523,7 +523,12 @@ async fn clinical_search(
         name_people(app, adapter.as_ref(), practice, &mut page, &ctx).await;
         return Ok(shaped(&set.build_with(page, included), &params.shape));
     }
-    let made = matches_json(app, &patient, &area, &page, &ctx).await?;
+    let (made, kept) = matches_json(app, &patient, &area, &page, &ctx).await?;
+    if kept {
+        app.records
+            .reweigh(practice, params.patient, resource_type, &area)
+            .await;
+    }
     Ok(fhir_response(
         StatusCode::OK,
         searchset_bytes(&set, &area, &page, &made, included)?,
@@ -531,16 +536,19 @@ async fn clinical_search(
 }
 
 /// Each match's JSON as a searchset answers it: kept with the cached area from an answer
-/// before, or named and serialised now and kept there when the GP system answered for
-/// every person it names. Answers what was made for this answer only (someone's name
-/// could not be read: the next answer names them if it can), by the match's place.
+/// before, or named and serialised now and kept there (from the area's second answer:
+/// [`crate::cache::Area`]) when the GP system answered for every person it names.
+/// Answers what was made for this answer only (someone's name could not be read: the
+/// next answer names them if it can), by the match's place, and whether the area now
+/// keeps more JSON.
 async fn matches_json(
     app: &App,
     released: &Released,
     area: &crate::cache::Area,
     page: &[(usize, &Resource)],
     ctx: &gp_adapter::CallContext,
-) -> Result<Vec<(usize, RawJson)>, GatewayError> {
+) -> Result<(Vec<(usize, RawJson)>, bool), GatewayError> {
+    area.answering();
     let unanswered: Vec<usize> = page
         .iter()
         .map(|(i, _)| *i)
@@ -548,20 +556,25 @@ async fn matches_json(
         .collect();
     let mut made = Vec::new();
     if unanswered.is_empty() {
-        return Ok(made);
+        return Ok((made, false));
     }
+    let unanswered_count = unanswered.len();
     let mut named: Vec<Resource> = unanswered.iter().map(|i| area[*i].clone()).collect();
     let (adapter, practice) = (released.adapter.as_ref(), &released.practice);
     let keep = name_people(app, adapter, practice, &mut named, ctx).await;
     for (i, entry) in unanswered.into_iter().zip(&named) {
         let json = RawJson::of(entry);
-        if keep {
-            area.keep_answered(i, json);
+        let kept = if keep {
+            area.keep_answered(i, json)
         } else {
+            Err(json)
+        };
+        if let Err(json) = kept {
             made.push((i, json));
         }
     }
-    Ok(made)
+    let kept = made.len() < unanswered_count;
+    Ok((made, kept))
 }
 
 /// The searchset's bytes: the page's matches from their JSON (kept with the area or
