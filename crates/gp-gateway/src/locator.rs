@@ -50,6 +50,12 @@ pub struct PdsLocator {
     timeout: Duration,
 }
 
+/// Most idle connections to PDS kept for reuse: lookups come in bursts (a cold start, a
+/// new practice's patients) and are cached after; each connection kept holds some 30 KiB
+/// of buffers, and a burst of 256 left 184 of them idle (BENCHMARKS.md, "The soak's
+/// heap").
+const IDLE_PDS_CONNECTIONS: usize = 16;
+
 /// Largest PDS answer read.
 const MAX_PDS_BYTES: usize = 256 * 1024;
 
@@ -60,7 +66,10 @@ impl PdsLocator {
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(IDLE_PDS_CONNECTIONS)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
             base_url: base_url.trim_end_matches('/').to_owned(),
             timeout,
         }
@@ -148,7 +157,73 @@ pub fn parse_pds_patient(body: &[u8]) -> Result<Option<Location>, LocateError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A PDS that answers every lookup 404 after `delay`, counting the connections open.
+    async fn slow_pds(delay: Duration) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (o, m) = (open.clone(), most.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let o = o.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            tokio::time::sleep(delay).await;
+                            let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                            if socket.write_all(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, open, most)
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_lookups_leaves_few_connections_open() {
+        let (url, open, most) = slow_pds(Duration::from_millis(100)).await;
+        let locator = Arc::new(PdsLocator::new(&url, Duration::from_secs(10)));
+        let nhs = NhsNumber::parse("9000000009").unwrap();
+        let lookups: Vec<_> = (0..64)
+            .map(|i| {
+                let locator = locator.clone();
+                tokio::spawn(async move { locator.locate(nhs, &format!("r{i}")).await })
+            })
+            .collect();
+        for lookup in lookups {
+            assert_eq!(lookup.await.unwrap().unwrap(), None);
+        }
+        assert!(most.load(Ordering::SeqCst) > IDLE_PDS_CONNECTIONS * 2, "a burst");
+        // The connections beyond those kept idle are closed as they come back.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > IDLE_PDS_CONNECTIONS
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = open.load(Ordering::SeqCst);
+        assert!(left <= IDLE_PDS_CONNECTIONS, "{left} connections left open");
+        assert!(left > 0, "some are kept for reuse");
+    }
 
     #[test]
     fn reads_practice_and_restriction() {
