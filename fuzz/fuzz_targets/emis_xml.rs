@@ -1,5 +1,5 @@
 //! EMIS Web XML as the EMIS adapter reads it: a MedicalRecord, an error document and the
-//! answers to write-backs (gp_adapter_emis::mapping).
+//! answers to write-backs (gp_adapter_emis::mapping), and each clinical area read alone.
 #![no_main]
 
 use gp_adapter_emis::mapping;
@@ -7,6 +7,16 @@ use gp_fhir::model::Resource;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(whole) = mapping::map_record(data) {
+        // A search reads only its area (lists and events of other types are built
+        // without their content): what the whole record maps to, filtered.
+        for t in gp_adapter::ClinicalType::ALL {
+            let part = mapping::map_record_for(data, mapping::Want::Area(*t))
+                .expect("a record that maps whole maps each area");
+            let wanted: Vec<&Resource> = whole.clinical.iter().filter(|r| t.matches(r)).collect();
+            assert_eq!(part.clinical.iter().collect::<Vec<_>>(), wanted, "{t:?}");
+        }
+    }
     if let Ok(record) = mapping::map_record(data) {
         // What is mapped is served: it must serialise.
         let _ = Resource::Patient(record.patient).to_json();

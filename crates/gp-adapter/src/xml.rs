@@ -231,7 +231,13 @@ impl<'input> Document<'input> {
     ) -> Result<Self, XmlError> {
         let mut parser = Parser::new(text, Limits::default(), false);
         parser.skip = skip.to_vec();
-        parser.skip_items = items.cloned();
+        parser.skip_items = items.map(|items| {
+            let open = format!("<{}>", items.marker);
+            (
+                items.clone(),
+                memmem::Finder::new(open.as_bytes()).into_owned(),
+            )
+        });
         parser.run()
     }
 
@@ -290,18 +296,21 @@ impl SkipItems {
     /// of the values.
     fn marks(&self, inner: &[u8]) -> bool {
         let marker = self.marker.as_bytes();
-        let ends_name = |at: usize| inner.get(at).is_some_and(|&c| QNAME[c as usize] == Q_STOP);
-        let start = [b"<", marker].concat();
-        let mut found = memmem::find_iter(inner, &start).filter(|&i| ends_name(i + start.len()));
-        let (Some(at), None) = (found.next(), found.next()) else {
-            return false;
-        };
-        // A prefixed marker (`<x:EventType>`) could be the one a reader finds: not skipped.
-        let prefixed = [b":", marker].concat();
-        if memmem::find_iter(inner, &prefixed).any(|i| ends_name(i + prefixed.len())) {
-            return false;
+        // Each start tag's name, once: a short item's tags, not a search per needle.
+        let mut found = None;
+        for i in memchr::memchr_iter(b'<', inner) {
+            let name = tag_name(&inner[i + 1..]);
+            let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
+            if local != marker {
+                continue;
+            }
+            // Twice, or prefixed (`<x:EventType>` could be the one a reader finds).
+            if found.is_some() || name.len() != marker.len() {
+                return false;
+            }
+            found = Some(i + 1 + name.len());
         }
-        let Some(rest) = inner[at + start.len()..].strip_prefix(b">") else {
+        let Some(rest) = found.and_then(|at| inner[at..].strip_prefix(b">")) else {
             return false;
         };
         self.values.iter().any(|v| {
@@ -311,6 +320,15 @@ impl SkipItems {
                 .is_some_and(|r| r.first() == Some(&b'>'))
         })
     }
+}
+
+/// The qualified name `b` starts with (up to the first byte that cannot be in a name).
+fn tag_name(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .position(|&c| QNAME[c as usize] == Q_STOP)
+        .unwrap_or(b.len());
+    &b[..end]
 }
 
 /// An element's or attribute's namespace URI and local name.
@@ -750,7 +768,8 @@ struct Parser<'input> {
     /// ([`Document::parse_data_skipping`]).
     skip: Vec<&'static str>,
     /// Items of a root's child built without content ([`SkipItems`]).
-    skip_items: Option<SkipItems>,
+    /// With a search for the marker's start tag, made once.
+    skip_items: Option<(SkipItems, memmem::Finder<'static>)>,
 }
 
 type PResult<T> = Result<T, XmlError>;
@@ -803,14 +822,30 @@ impl<'input> Parser<'input> {
     /// Moves past the content of the item just opened when `SkipItems` marks it and that
     /// is plainly safe, and records it as skipped.
     fn skip_item(&mut self) {
-        let (Some(items), Some(open)) = (&self.skip_items, self.open.last()) else {
+        let (Some((items, find_marker)), Some(open)) = (&self.skip_items, self.open.last()) else {
             return;
         };
         let node = open.node;
+        // Cheap first, as most items are kept: the next marker, read as one of the
+        // values. Only then is the item scanned for what makes passing over it safe.
+        let rest = &self.b[self.pos..];
+        let Some(at) = find_marker.find(rest) else {
+            return;
+        };
+        let value = &rest[at + find_marker.needle().len()..];
+        let close = |v: &[u8]| {
+            value
+                .strip_prefix(v)
+                .and_then(|r| r.strip_prefix(b"</"))
+                .is_some_and(|r| r.starts_with(items.marker.as_bytes()))
+        };
+        if !items.values.iter().any(|v| close(v.as_bytes())) {
+            return;
+        }
         let Some(end) = self.skippable_end() else {
             return;
         };
-        if !items.marks(&self.b[self.pos..self.pos + end]) {
+        if at >= end || !items.marks(&rest[..end]) {
             return;
         }
         self.pos += end;
@@ -827,19 +862,18 @@ impl<'input> Parser<'input> {
         let open = self.open.last()?;
         let name = &self.b[open.name.clone()];
         let rest = &self.b[self.pos..];
-        let ends_name = |at: usize| rest.get(at).is_some_and(|&c| QNAME[c as usize] == Q_STOP);
-        let close = [b"</", name].concat();
-        // The first end tag of this name (`</EventType` is another's).
-        let end = memmem::find_iter(rest, &close).find(|&i| ends_name(i + close.len()))?;
-        let inner = &rest[..end];
-        let start = [b"<", name].concat();
-        if memmem::find(inner, b"<!").is_some()
-            || memmem::find(inner, b"<?").is_some()
-            || memmem::find_iter(inner, &start).any(|i| ends_name(i + start.len()))
-        {
-            return None;
+        // Every `<` in order, up to the first end tag of this name (`</EventType` is
+        // another's): one pass, where a search per needle cost more on short items.
+        for i in memchr::memchr_iter(b'<', rest) {
+            match rest.get(i + 1) {
+                Some(b'!' | b'?') | None => return None,
+                Some(b'/') if tag_name(&rest[i + 2..]) == name => return Some(i),
+                Some(b'/') => {}
+                Some(_) if tag_name(&rest[i + 1..]) == name => return None,
+                Some(_) => {}
+            }
         }
-        Some(end)
+        None
     }
 
     #[cold]
@@ -1468,7 +1502,7 @@ impl<'input> Parser<'input> {
                 && self
                     .skip_items
                     .as_ref()
-                    .is_some_and(|i| i.item == local && i.list == self.open[1].local)
+                    .is_some_and(|(i, _)| i.item == local && i.list == self.open[1].local)
             {
                 self.skip_item();
             }

@@ -212,7 +212,10 @@ mod tests {
         for lookup in lookups {
             assert_eq!(lookup.await.unwrap().unwrap(), None);
         }
-        assert!(most.load(Ordering::SeqCst) > IDLE_PDS_CONNECTIONS * 2, "a burst");
+        assert!(
+            most.load(Ordering::SeqCst) > IDLE_PDS_CONNECTIONS * 2,
+            "a burst"
+        );
         // The connections beyond those kept idle are closed as they come back.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while open.load(Ordering::SeqCst) > IDLE_PDS_CONNECTIONS
