@@ -437,16 +437,21 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn entry_lists_are_bounded_by_the_entries_they_hold_not_by_their_number() {
-        let cache = RecordCache::new(
+    /// Caches of 10 patients and `max_entries` entries, for a minute.
+    fn bounded(max_entries: u64) -> RecordCache {
+        RecordCache::new(
             CacheConfig {
                 ttl_secs: 60,
                 max_patients: 10,
-                max_entries: 1_000,
+                max_entries,
             },
             Arc::new(crate::metrics::Metrics::default()),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn entry_lists_are_bounded_by_the_entries_they_hold_not_by_their_number() {
+        let cache = bounded(1_000);
         let adapter = Lists {
             entries: 100,
             spare: 0,
@@ -517,14 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_json_a_list_keeps_counts_against_the_bound() {
-        let cache = RecordCache::new(
-            CacheConfig {
-                ttl_secs: 60,
-                max_patients: 10,
-                max_entries: 100,
-            },
-            Arc::new(crate::metrics::Metrics::default()),
-        );
+        let cache = bounded(100);
         let adapter = Lists {
             entries: 10,
             spare: 0,
