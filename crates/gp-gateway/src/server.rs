@@ -420,6 +420,9 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Tasks beside the listener (notification deliveries, change polling) that stop
+    /// with it: awaited on shutdown, so none holds the gateway (its audit trail) after.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -428,6 +431,13 @@ impl ServerHandle {
     pub async fn shutdown(self, deadline: Duration) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(deadline + Duration::from_secs(1), self.task).await;
+        for mut task in self.background {
+            if tokio::time::timeout(deadline, &mut task).await.is_err() {
+                // Cut short, and awaited until what it held is dropped.
+                task.abort();
+                let _ = task.await;
+            }
+        }
     }
 
     /// Waits until the server stops on its own (it does not, short of a shutdown).
@@ -464,8 +474,15 @@ pub fn start(
     let handle = serve(app.clone(), listener, server, tls, Endpoints::Main, limits)?;
     // Notification deliveries and change polling run beside the main listener, off the
     // request path, and stop with it.
-    crate::delivery::worker::spawn(app.clone(), handle.shutdown.subscribe());
-    crate::delivery::poller::spawn(app, handle.shutdown.subscribe());
+    let mut handle = handle;
+    handle.background.extend(crate::delivery::worker::spawn(
+        app.clone(),
+        handle.shutdown.subscribe(),
+    ));
+    handle.background.extend(crate::delivery::poller::spawn(
+        app,
+        handle.shutdown.subscribe(),
+    ));
     Ok(handle)
 }
 
@@ -584,6 +601,7 @@ fn serve(
         }
     });
     Ok(ServerHandle {
+        background: Vec::new(),
         addr,
         shutdown: tx,
         task,

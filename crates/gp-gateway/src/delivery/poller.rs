@@ -16,6 +16,7 @@ use gp_adapter::{Adapter, ChangeKind, ChangesRequest, DocumentSearchRequest, Rec
 use gp_audit::NewEvent;
 use gp_fhir::OdsCode;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::app::App;
 
@@ -23,20 +24,23 @@ use crate::app::App;
 const MAX_PAGES: usize = 20;
 
 /// Starts the poller for `app`'s notifier; it stops when `stop` turns true.
-pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let Some(notifier) = app.notifier.clone() else {
-        return;
-    };
+pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let notifier = app.notifier.clone()?;
     let interval = std::time::Duration::from_millis(notifier.config.poll_interval_ms);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         loop {
-            poll_all(&app).await;
+            // A poll under way stops with the gateway: each practice's changes are
+            // committed with its cursor at once, so the next start goes on from there.
+            tokio::select! {
+                () = poll_all(&app) => {}
+                _ = stop.changed() => break,
+            }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => break,
             }
         }
-    });
+    }))
 }
 
 /// Polls every practice once, concurrently (each GP system's bulkhead bounds its own).

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use gp_adapter::ChangeKind;
 use gp_audit::{Delivery, Notification, StoredEvent, SubscriptionRow, SubscriptionStatus};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 
 use crate::access::Caller;
 use crate::app::App;
@@ -55,11 +56,11 @@ const TURN: usize = 100;
 const BATCH: u32 = 200;
 
 /// Starts the worker for `app`'s notifier; it stops when `stop` turns true.
-pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let Some(notifier) = app.notifier.clone() else {
-        return;
-    };
-    tokio::spawn(async move {
+pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let notifier = app.notifier.clone()?;
+    Some(tokio::spawn(async move {
+        // Each subscription's turn, so that none outlives the gateway's shutdown.
+        let mut turns = tokio::task::JoinSet::new();
         let slots = Arc::new(Semaphore::new(notifier.config.max_concurrent_deliveries));
         let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
         // After a wake (this replica committed events), look often for a while: the
@@ -83,6 +84,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 () = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => break,
             }
+            while turns.try_join_next().is_some() {}
             let free = slots.available_permits();
             if free == 0 {
                 continue;
@@ -129,7 +131,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     break;
                 };
                 let (app, notifier, busy) = (app.clone(), notifier.clone(), busy.clone());
-                tokio::spawn(async move {
+                turns.spawn(async move {
                     let id = sub.id.clone();
                     turn(&app, &notifier, sub).await;
                     if let Err(e) = notifier.store.release(&id, &notifier.owner).await {
@@ -142,8 +144,19 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 });
             }
         }
-    });
+        // Stopping: turns under way finish (each stops well inside its lease), for at
+        // most STOP_GRACE; any left are cut short, and their leases run out for the next
+        // replica or start to deliver what they were sending.
+        let finished = async { while turns.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_GRACE, finished).await.is_err() {
+            turns.abort_all();
+            while turns.join_next().await.is_some() {}
+        }
+    }))
 }
+
+/// How long a stopping gateway waits for deliveries under way.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// One subscription's turn: see the module's documentation.
 async fn turn(app: &App, n: &Notifier, sub: SubscriptionRow) {
