@@ -292,32 +292,28 @@ pub struct SkipItems {
 }
 
 impl SkipItems {
-    /// Whether `inner` (an item's content, as written) holds the marker once, reading one
-    /// of the values.
-    fn marks(&self, inner: &[u8]) -> bool {
+    /// Whether `value` (what follows the marker's start tag) reads one of the values,
+    /// then the marker's end tag.
+    fn reads_a_value(&self, value: &[u8]) -> bool {
         let marker = self.marker.as_bytes();
-        // Each start tag's name, once: a short item's tags, not a search per needle.
-        let mut found = None;
-        for i in memchr::memchr_iter(b'<', inner) {
-            let name = tag_name(&inner[i + 1..]);
-            let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
-            if local != marker {
-                continue;
-            }
-            // Twice, or prefixed (`<x:EventType>` could be the one a reader finds).
-            if found.is_some() || name.len() != marker.len() {
-                return false;
-            }
-            found = Some(i + 1 + name.len());
-        }
-        let Some(rest) = found.and_then(|at| inner[at..].strip_prefix(b">")) else {
-            return false;
-        };
         self.values.iter().any(|v| {
-            rest.strip_prefix(v.as_bytes())
+            value
+                .strip_prefix(v.as_bytes())
                 .and_then(|r| r.strip_prefix(b"</"))
                 .and_then(|r| r.strip_prefix(marker))
                 .is_some_and(|r| r.first() == Some(&b'>'))
+        })
+    }
+
+    /// Whether `inner` (an item's content, as written) starts the marker once, unprefixed
+    /// (`<x:EventType>` could be the one a reader finds), and only at `at`.
+    fn marked_once_at(&self, inner: &[u8], at: usize) -> bool {
+        let marker = self.marker.as_bytes();
+        // Each start tag's name, once: a short item's tags, not a search per needle.
+        memchr::memchr_iter(b'<', inner).all(|i| {
+            let name = tag_name(&inner[i + 1..]);
+            let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
+            local != marker || (i == at && name.len() == marker.len())
         })
     }
 }
@@ -832,20 +828,13 @@ impl<'input> Parser<'input> {
         let Some(at) = find_marker.find(rest) else {
             return;
         };
-        let value = &rest[at + find_marker.needle().len()..];
-        let close = |v: &[u8]| {
-            value
-                .strip_prefix(v)
-                .and_then(|r| r.strip_prefix(b"</"))
-                .is_some_and(|r| r.starts_with(items.marker.as_bytes()))
-        };
-        if !items.values.iter().any(|v| close(v.as_bytes())) {
+        if !items.reads_a_value(&rest[at + find_marker.needle().len()..]) {
             return;
         }
         let Some(end) = self.skippable_end() else {
             return;
         };
-        if at >= end || !items.marks(&rest[..end]) {
+        if at >= end || !items.marked_once_at(&rest[..end], at) {
             return;
         }
         self.pos += end;
