@@ -85,13 +85,9 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
         return Ok(record);
     }
     // A search reads only its own area's lists: the others are not built.
-    let skip = match want {
-        Want::Area(_) => unread_lists(want),
-        Want::Everything | Want::Demographics => Vec::new(),
-    };
-    let items = match want {
-        Want::Area(_) => unread_events(want),
-        Want::Everything | Want::Demographics => None,
+    let (skip, items) = match want {
+        Want::Area(_) => (unread_lists(want), unread_events(want)),
+        Want::Everything | Want::Demographics => (Vec::new(), None),
     };
     let doc = document_skipping(body, &skip, items.as_ref())?;
     let root = doc.root_element();

@@ -844,9 +844,9 @@ impl<'input> Parser<'input> {
     }
 
     /// Where the end tag of the element just opened starts (from `pos`), when its content
-    /// can be passed over plainly safely: the first end tag of its name closes it (there
-    /// is no element of that name inside), no element of
-    /// that name starts in between, and no comment, CDATA section or PI lies in between.
+    /// can be passed over plainly safely: no element of its name starts before the first
+    /// end tag of its name (which therefore closes it), and no comment, CDATA section or
+    /// PI lies in between.
     fn skippable_end(&self) -> Option<usize> {
         let open = self.open.last()?;
         let name = &self.b[open.name.clone()];

@@ -60,9 +60,16 @@ fn list_weight(area: &Area) -> u32 {
 /// put again to be weighed again ([`RecordCache::reweigh`]).
 struct FromRead(Duration);
 
+impl FromRead {
+    /// What is left of `area`'s time.
+    fn left(&self, area: &Area) -> Option<Duration> {
+        Some(self.0.saturating_sub(area.read.elapsed()))
+    }
+}
+
 impl moka::Expiry<AreaKey, Arc<Area>> for FromRead {
     fn expire_after_create(&self, _: &AreaKey, area: &Arc<Area>, _: Instant) -> Option<Duration> {
-        Some(self.0.saturating_sub(area.read.elapsed()))
+        self.left(area)
     }
 
     fn expire_after_update(
@@ -72,7 +79,7 @@ impl moka::Expiry<AreaKey, Arc<Area>> for FromRead {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.0.saturating_sub(area.read.elapsed()))
+        self.left(area)
     }
 }
 type AreaKey = (OdsCode, NhsNumber, ClinicalType);
