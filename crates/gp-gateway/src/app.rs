@@ -39,7 +39,7 @@ pub struct App {
     pub adapters: BTreeMap<GpSystem, Arc<dyn Adapter>>,
     pub locator: Arc<dyn Locator>,
     /// NHS number → location, so PDS is not asked on every request.
-    pub locations: moka::future::Cache<NhsNumber, Location>,
+    pub locations: crate::locator::Locations,
     /// GP system reads, per patient.
     pub records: Arc<crate::cache::RecordCache>,
     /// The patient of each record entry answered, for reads by id.
@@ -232,10 +232,10 @@ impl App {
             practices: cfg.practices.clone(),
             adapters,
             locator,
-            locations: moka::future::Cache::builder()
-                .max_capacity(g.locator.cache_max_entries)
-                .time_to_live(Duration::from_secs(g.locator.cache_ttl_secs))
-                .build(),
+            locations: crate::locator::Locations::new(
+                g.locator.cache_max_entries,
+                g.locator.cache_ttl_secs,
+            ),
             records: Arc::new(crate::cache::RecordCache::new(g.cache, metrics.clone())),
             entries: crate::entries::EntryIndex::new(ENTRIES_REMEMBERED),
             staff: crate::people::StaffCache::default(),
@@ -261,7 +261,7 @@ impl App {
     ) -> Result<(Location, &PracticeEntry, Arc<dyn Adapter>), GatewayError> {
         let not_found =
             || GatewayError::NotFound(format!("no patient record found for NHS number {nhs}"));
-        let cached = self.locations.get(&nhs).await;
+        let cached = self.locations.get(nhs);
         self.metrics.cache("locator", cached.is_some());
         let location = match cached {
             Some(hit) => hit,
@@ -275,7 +275,7 @@ impl App {
                     tracing::debug!(reason = "not-registered", "patient not located");
                     return Err(not_found());
                 };
-                self.locations.insert(nhs, found.clone()).await;
+                self.locations.insert(nhs, &found);
                 found
             }
         };

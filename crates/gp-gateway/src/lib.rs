@@ -53,6 +53,7 @@ pub mod people;
 pub mod pipeline;
 pub mod redact;
 pub mod release;
+pub(crate) mod remembered;
 pub mod resilience;
 pub mod respond;
 pub mod routes;

@@ -1,6 +1,8 @@
 //! The record locator: NHS number → registered practice (from the Personal
 //! Demographics Service) → GP system (from the practice registry) → adapter.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,12 +13,98 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::remembered::{self, Remembered};
+
 /// Where a patient is registered, according to PDS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub practice: OdsCode,
     /// PDS marks the patient restricted (sensitive): never released to third parties.
     pub restricted: bool,
+}
+
+/// Where patients were located, kept for `ttl_secs` and at most `max_entries`
+/// (`[locator] cache_*`): each in three words of a [`Remembered`] table, the NHS number
+/// (exactly: its stem, mixed) to its practice's place in a list of the practices seen and
+/// the restricted flag. A general cache node took some 300 bytes a patient (nearly 30 MiB
+/// at the default bound of 100,000).
+pub struct Locations {
+    table: Option<Remembered>,
+    practices: Mutex<Practices>,
+}
+
+/// The practices patients were located at, each once: a [`Location`] keeps its place.
+#[derive(Default)]
+struct Practices {
+    codes: Vec<OdsCode>,
+    places: HashMap<OdsCode, u32>,
+}
+
+/// Most distinct practices kept (England has some 6,500 GP practices): a patient at any
+/// other is looked up in PDS each time.
+const MOST_PRACTICES: usize = 1 << 20;
+
+impl Locations {
+    /// No more than `max_entries` patients, each for `ttl_secs`; either 0: none kept.
+    pub fn new(max_entries: u64, ttl_secs: u64) -> Self {
+        Self {
+            table: (max_entries > 0 && ttl_secs > 0)
+                .then(|| Remembered::new(max_entries, Duration::from_secs(ttl_secs))),
+            practices: Mutex::default(),
+        }
+    }
+
+    fn key(nhs: NhsNumber) -> u64 {
+        remembered::mixed(u64::from(nhs.stem()))
+    }
+
+    fn practices(&self) -> std::sync::MutexGuard<'_, Practices> {
+        self.practices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where `nhs` was located, if it was within the time.
+    pub fn get(&self, nhs: NhsNumber) -> Option<Location> {
+        let kept = self.table.as_ref()?.get(Self::key(nhs))?;
+        let practice = self
+            .practices()
+            .codes
+            .get(usize::try_from(kept >> 1).ok()?)?
+            .clone();
+        Some(Location {
+            practice,
+            restricted: kept & 1 == 1,
+        })
+    }
+
+    /// Keeps where `nhs` is located.
+    pub fn insert(&self, nhs: NhsNumber, location: &Location) {
+        let Some(table) = &self.table else { return };
+        let place = {
+            let mut practices = self.practices();
+            match practices.places.get(&location.practice) {
+                Some(&place) => place,
+                None if practices.codes.len() < MOST_PRACTICES => {
+                    let Ok(place) = u32::try_from(practices.codes.len()) else {
+                        return;
+                    };
+                    practices.codes.push(location.practice.clone());
+                    practices.places.insert(location.practice.clone(), place);
+                    place
+                }
+                None => return,
+            }
+        };
+        table.insert(Self::key(nhs), place << 1 | u32::from(location.restricted));
+    }
+
+    /// Forgets where `nhs` is located: the next lookup asks PDS.
+    pub fn invalidate(&self, nhs: NhsNumber) {
+        if let Some(table) = &self.table {
+            table.remove(Self::key(nhs));
+        }
+    }
 }
 
 /// Why a lookup failed (not "not found", which is `Ok(None)`).
@@ -162,6 +250,64 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn nhs(n: &str) -> NhsNumber {
+        NhsNumber::parse(n).unwrap()
+    }
+
+    fn at(practice: &str, restricted: bool) -> Location {
+        Location {
+            practice: OdsCode::parse(practice).unwrap(),
+            restricted,
+        }
+    }
+
+    #[test]
+    fn each_patient_is_kept_at_their_own_practice_with_their_own_flag() {
+        let locations = Locations::new(100, 300);
+        let (a, b, c) = (nhs("9000000009"), nhs("9000000017"), nhs("9000000025"));
+        locations.insert(a, &at("A12345", false));
+        locations.insert(b, &at("B82001", true));
+        locations.insert(c, &at("A12345", true));
+        assert_eq!(locations.get(a), Some(at("A12345", false)));
+        assert_eq!(locations.get(b), Some(at("B82001", true)));
+        assert_eq!(locations.get(c), Some(at("A12345", true)));
+        assert_eq!(locations.get(nhs("9000000033")), None, "never located");
+
+        // Moved practice and became restricted: the newer location is kept.
+        locations.insert(a, &at("B82001", true));
+        assert_eq!(locations.get(a), Some(at("B82001", true)));
+
+        locations.invalidate(b);
+        assert_eq!(locations.get(b), None, "invalidated: PDS is asked again");
+        assert_eq!(locations.get(c), Some(at("A12345", true)), "others stay");
+    }
+
+    #[test]
+    fn the_bound_holds_and_a_zero_bound_or_time_keeps_nothing() {
+        let locations = Locations::new(1_600, 300);
+        let numbers: Vec<NhsNumber> = (100_000_000..)
+            .filter_map(NhsNumber::from_stem)
+            .take(10_000)
+            .collect();
+        for n in &numbers {
+            locations.insert(*n, &at("A12345", false));
+        }
+        let kept = numbers
+            .iter()
+            .filter(|n| locations.get(**n).is_some())
+            .count();
+        assert!((1_200..=1_600).contains(&kept), "{kept} kept");
+        assert!(
+            locations.get(numbers[9_999]).is_some(),
+            "the latest is kept"
+        );
+
+        for none in [Locations::new(0, 300), Locations::new(100, 0)] {
+            none.insert(numbers[0], &at("A12345", false));
+            assert_eq!(none.get(numbers[0]), None);
+        }
+    }
 
     /// A PDS that answers every lookup 404 after `delay`, counting the connections open.
     async fn slow_pds(delay: Duration) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {

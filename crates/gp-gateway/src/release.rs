@@ -188,7 +188,7 @@ pub(crate) async fn may_learn_of(
     ids: &RequestIds,
 ) -> Result<bool, GatewayError> {
     // Fresh: a patient who became restricted since the cache was filled must not leak.
-    app.locations.invalidate(&nhs).await;
+    app.locations.invalidate(nhs);
     let (location, _, adapter) = match app.locate(nhs, &ids.request_id).await {
         Ok(found) => found,
         Err(GatewayError::NotFound(_)) => return Ok(false),
