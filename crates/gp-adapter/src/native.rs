@@ -144,6 +144,9 @@ pub fn is_https(url: &str) -> bool {
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
+/// How much a native connection reads at a time.
+const NATIVE_READ_BUFFER: usize = 8 * 1024;
+
 impl NativeClient {
     /// A client for `system` at `base_url`. `connect_timeout` bounds the TCP connect,
     /// `request_timeout` the whole call (credentials, TLS handshake, headers and body);
@@ -166,6 +169,11 @@ impl NativeClient {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            // Each connection reads into a buffer of its own, kept while it is open: read
+            // in 8 KiB steps it stays 8 KiB, where hyper's adaptive reads grow it to fit
+            // the largest record read (and keep that) on every one of the hundreds of
+            // connections a busy gateway holds to its GP systems.
+            .http1_read_buf_exact_size(NATIVE_READ_BUFFER)
             .build(tls::Connector::new(connector, tls));
         Ok(Self {
             system,
