@@ -283,8 +283,11 @@ impl NhsVerification {
 pub struct Reference {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Boxed: few references carry one (an organisation's ODS code), and every resource
+    /// holds several references: inline, it made each 64 bytes larger, and with it every
+    /// cached entry's slot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
 }
@@ -1200,6 +1203,19 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every cached, mapped or answered entry takes a `Resource`'s room, whatever its
+    /// type: a field added inline to the largest (an Observation) grows them all. It was
+    /// 944 bytes with each reference's identifier inline.
+    #[test]
+    fn a_resource_takes_at_most_752_bytes() {
+        assert_eq!(std::mem::size_of::<Reference>(), 56);
+        assert!(
+            std::mem::size_of::<Resource>() <= 752,
+            "{} bytes",
+            std::mem::size_of::<Resource>()
+        );
+    }
 
     #[test]
     fn patient_serialises_as_uk_core_json() {

@@ -387,7 +387,7 @@ fn whole_area(
 fn kept(page: SearchPage) -> Arc<Area> {
     // An adapter's list often shares the allocation of the whole record it was filtered
     // from (`into_iter().filter().collect()` reuses it), so a list of 10 entries could
-    // hold room for the record's 100 (824 bytes a slot) for as long as it is cached. A
+    // hold room for the record's 100 (752 bytes a slot) for as long as it is cached. A
     // kept list holds its entries only.
     let mut resources = page.resources;
     resources.shrink_to_fit();

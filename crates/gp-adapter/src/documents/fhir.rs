@@ -43,7 +43,10 @@ pub fn document_reference(
     let too_large = d.size > inline_limit;
     let author = d.author_ods.as_deref().map(|ods| Reference {
         reference: None,
-        identifier: Some(Identifier::new(gp_fhir::ids::ODS_CODE_SYSTEM, ods)),
+        identifier: Some(Box::new(Identifier::new(
+            gp_fhir::ids::ODS_CODE_SYSTEM,
+            ods,
+        ))),
         display: d.author_name.clone(),
     });
     let created = crate::appointments::fhir::instant(d.created);
@@ -66,7 +69,7 @@ pub fn document_reference(
         author: author.into_iter().collect(),
         custodian: Some(Reference {
             reference: None,
-            identifier: Some(Identifier::ods(practice)),
+            identifier: Some(Box::new(Identifier::ods(practice))),
             display: None,
         }),
         description: Some(if too_large {
