@@ -40,9 +40,9 @@ struct Practices {
     places: HashMap<OdsCode, u32>,
 }
 
-/// Most distinct practices kept (England has some 6,500 GP practices): a patient at any
-/// other is looked up in PDS each time.
-const MOST_PRACTICES: usize = 1 << 20;
+/// Most distinct practices kept (England has some 6,500 GP practices; this many codes
+/// take under 4 MiB): a patient at any other is looked up in PDS each time.
+const MOST_PRACTICES: usize = 1 << 16;
 
 impl Locations {
     /// No more than `max_entries` patients, each for `ttl_secs`; either 0: none kept.
@@ -281,6 +281,30 @@ mod tests {
         locations.invalidate(b);
         assert_eq!(locations.get(b), None, "invalidated: PDS is asked again");
         assert_eq!(locations.get(c), Some(at("A12345", true)), "others stay");
+    }
+
+    #[test]
+    fn patients_at_more_practices_than_are_kept_are_asked_of_pds_again() {
+        let locations = Locations::new(200_000, 300);
+        let numbers: Vec<NhsNumber> = (100_000_000..)
+            .filter_map(NhsNumber::from_stem)
+            .take(MOST_PRACTICES + 1)
+            .collect();
+        let practice = |i: usize| at(&format!("P{i:06}"), false);
+        for (i, n) in numbers.iter().enumerate() {
+            locations.insert(*n, &practice(i));
+        }
+        assert_eq!(locations.get(numbers[0]), Some(practice(0)));
+        let last = MOST_PRACTICES - 1;
+        assert_eq!(locations.get(numbers[last]), Some(practice(last)));
+        assert_eq!(
+            locations.get(numbers[MOST_PRACTICES]),
+            None,
+            "a practice too many"
+        );
+        // A patient at a practice already seen is still kept.
+        locations.insert(numbers[MOST_PRACTICES], &practice(7));
+        assert_eq!(locations.get(numbers[MOST_PRACTICES]), Some(practice(7)));
     }
 
     #[test]
