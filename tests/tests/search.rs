@@ -1347,6 +1347,35 @@ async fn a_cached_search_answers_what_a_fresh_one_does_and_names_people_once_the
 }
 
 #[tokio::test]
+async fn a_first_search_names_people_as_the_cached_answers_after_it_do() {
+    // The first answer writes its matches with their names as it goes; the second keeps
+    // them, named, with the cached area; the third copies what was kept. All alike.
+    let w = World::start().await;
+    let token = w.token("demo-consult").await;
+    for system in SYSTEMS {
+        let nhs = w.ordinary_patient(system, "demo-consult");
+        for area in ["Observation", "Condition", "MedicationStatement"] {
+            let query = format!("/{area}?patient={nhs}&_count=250");
+            let first = found(&w, &token, &query).await;
+            let displays = practitioner_displays(&first);
+            assert!(
+                displays.iter().all(Option::is_some),
+                "{system} {area}: {displays:?}"
+            );
+            for _ in 0..2 {
+                let again = found(&w, &token, &query).await;
+                assert_eq!(resources(&again), resources(&first), "{system} {area}");
+            }
+        }
+    }
+    let first = found(&w, &token, "/Observation?patient=9000000009").await;
+    assert!(
+        !practitioner_displays(&first).is_empty(),
+        "the demo record names no one"
+    );
+}
+
+#[tokio::test]
 async fn an_include_on_a_record_read_for_the_first_time_brings_in_what_it_refers_to() {
     // The first search of a patient reads their demographics and the searched area in one
     // call; what `_include` needs of another area is read apart, not taken from that one.

@@ -54,13 +54,14 @@ pub struct Bundle<R = Resource> {
     pub entry: Vec<BundleEntry<R>>,
 }
 
-/// An entry's resource as a Bundle is written: typed, or the JSON it serialised to
-/// before (kept with a cached entry, so that a second answer copies it rather than
-/// serialising it again). Both write the same bytes.
+/// An entry's resource as a Bundle is written: typed (owned, or borrowed from where it is
+/// kept), or the JSON it serialised to before (kept with a cached entry, so that a second
+/// answer copies it rather than serialising it again). All write the same bytes.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum EntryResource<'a> {
     Typed(Box<Resource>),
+    Borrowed(&'a Resource),
     Json(&'a crate::json::RawJson),
 }
 

@@ -5,6 +5,7 @@
 //! copied whole; one that needs escaping, every number, and anything unusual is written
 //! by `serde_json` itself, so the bytes are the same (tests compare them).
 
+use std::collections::HashMap;
 use std::fmt::Display;
 
 use serde::Serialize;
@@ -16,11 +17,34 @@ type Result<T = ()> = std::result::Result<T, Error>;
 /// The compact JSON of `value`, byte for byte what `serde_json::to_vec` gives.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    match value.serialize(Writer { out: &mut out }) {
+    match value.serialize(Writer {
+        out: &mut out,
+        names: None,
+    }) {
         Ok(()) => out,
         // Something this writer leaves to serde_json (its private tokens): all of it is.
         Err(_) => serde_json::to_vec(value).unwrap_or_default(),
     }
+}
+
+/// Names to give references as they are written ([`to_vec_named`]): a reference's text
+/// (`Practitioner/{id}`) to its `display`.
+pub type Names = HashMap<String, String>;
+
+/// [`to_vec`] of `value` with every [`crate::model::Reference`] that has no `display`,
+/// and whose `reference` is one of `names`, written with that name as its display: the
+/// bytes `to_vec` gives for a copy of `value` named so, without the copy (naming an
+/// answer's entries was a clone of each). `None` when part of `value` is left to
+/// serde_json, which knows no names: name a copy then.
+pub fn to_vec_named<T: Serialize + ?Sized>(value: &T, names: &Names) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    value
+        .serialize(Writer {
+            out: &mut out,
+            names: Some(names),
+        })
+        .ok()?;
+    Some(out)
 }
 
 /// A 64-bit hash of `value`'s compact JSON as [`to_vec`] writes it: XXH3-64, whose output
@@ -33,7 +57,11 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
     BUFFER.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut out) => {
             out.clear();
-            if value.serialize(Writer { out: &mut out }).is_err() {
+            let writer = Writer {
+                out: &mut out,
+                names: None,
+            };
+            if value.serialize(writer).is_err() {
                 out.clear();
                 // serde_json writes what this writer leaves to it (as `to_vec` does).
                 let _ = serde_json::to_writer(&mut *out, value);
@@ -65,8 +93,18 @@ pub struct RawJson(Box<str>);
 impl RawJson {
     /// The compact JSON of `value`, as [`to_vec`] writes it.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
-        // `to_vec` writes UTF-8 (strings copied whole from `&str`s, or serde_json's).
-        let text = String::from_utf8(to_vec(value))
+        Self::of_bytes(to_vec(value))
+    }
+
+    /// The compact JSON of `value` with `names` on its references, as [`to_vec_named`]
+    /// writes it (`None` where that gives none).
+    pub fn of_named<T: Serialize + ?Sized>(value: &T, names: &Names) -> Option<Self> {
+        to_vec_named(value, names).map(Self::of_bytes)
+    }
+
+    fn of_bytes(json: Vec<u8>) -> Self {
+        // The writers give UTF-8 (strings copied whole from `&str`s, or serde_json's).
+        let text = String::from_utf8(json)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Self(text.into_boxed_str())
     }
@@ -148,27 +186,106 @@ fn plain(name: &str) -> Result {
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
+    /// Names to give references ([`to_vec_named`]).
+    names: Option<&'a Names>,
+}
+
+/// The name under which the model's `Reference` serialises itself (its struct's name).
+const REFERENCE: &str = "Reference";
+
+/// A `Reference` being written with names to give: where its `reference` text was
+/// written (the JSON string, quotes included), and whether it has a `display`.
+#[derive(Clone, Copy)]
+struct Naming {
+    text: Option<(usize, usize)>,
+    displayed: bool,
 }
 
 /// An array or object being written: `first` until its first element.
 struct Compound<'a> {
     out: &'a mut Vec<u8>,
+    names: Option<&'a Names>,
     first: bool,
     /// The bytes that close it (`]`, `}`, or `}}` for a variant's).
     close: &'static [u8],
     /// A raw value's struct ([`RAW_TOKEN`]): its one field's text is copied as it stands.
     raw: bool,
+    /// A `Reference` that may be given a name (only when there are names to give).
+    naming: Option<Naming>,
 }
 
 impl<'a> Compound<'a> {
-    fn open(out: &'a mut Vec<u8>, open: &[u8], close: &'static [u8]) -> Self {
-        out.extend_from_slice(open);
+    fn open(w: Writer<'a>, open: &[u8], close: &'static [u8]) -> Self {
+        w.out.extend_from_slice(open);
         Self {
-            out,
+            out: w.out,
+            names: w.names,
             first: true,
             close,
             raw: false,
+            naming: None,
         }
+    }
+
+    fn writer(&mut self) -> Writer<'_> {
+        Writer {
+            out: self.out,
+            names: self.names,
+        }
+    }
+
+    /// A struct's field, noting a `Reference`'s text and display as they go by.
+    fn struct_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
+        let Some(naming) = self.naming else {
+            return self.field(key, value);
+        };
+        let start = self.out.len() + usize::from(!self.first) + key.len() + 3;
+        self.field(key, value)?;
+        match key {
+            "reference" => {
+                self.naming = Some(Naming {
+                    text: Some((start, self.out.len())),
+                    ..naming
+                })
+            }
+            "display" => {
+                self.naming = Some(Naming {
+                    displayed: true,
+                    ..naming
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A `Reference` without a display whose text is one of the names: the name, written
+    /// last as serde would (`display` is its last field).
+    fn give_name(&mut self) -> Result {
+        let (
+            Some(names),
+            Some(Naming {
+                text: Some((start, end)),
+                displayed: false,
+            }),
+        ) = (self.names, self.naming)
+        else {
+            return Ok(());
+        };
+        let written = &self.out[start..end];
+        let name = match written {
+            [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+                std::str::from_utf8(text).ok().and_then(|t| names.get(t))
+            }
+            _ => serde_json::from_slice::<String>(written)
+                .ok()
+                .and_then(|t| names.get(&t)),
+        };
+        if let Some(name) = name {
+            self.out.extend_from_slice(b",\"display\":");
+            write_str(self.out, name)?;
+        }
+        Ok(())
     }
 
     fn comma(&mut self) {
@@ -180,14 +297,14 @@ impl<'a> Compound<'a> {
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.comma();
-        value.serialize(Writer { out: self.out })
+        value.serialize(self.writer())
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result {
         self.comma();
         write_str(self.out, key)?;
         self.out.push(b':');
-        value.serialize(Writer { out: self.out })
+        value.serialize(self.writer())
     }
 
     fn close(self) -> Result {
@@ -294,12 +411,12 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         value: &T,
     ) -> Result {
-        let mut c = Compound::open(self.out, b"{", b"}");
+        let mut c = Compound::open(self, b"{", b"}");
         c.field(variant, value)?;
         c.close()
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>> {
-        Ok(Compound::open(self.out, b"[", b"]"))
+        Ok(Compound::open(self, b"[", b"]"))
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>> {
         self.serialize_seq(Some(len))
@@ -317,20 +434,27 @@ impl<'a> ser::Serializer for Writer<'a> {
     ) -> Result<Compound<'a>> {
         self.out.push(b'{');
         write_str(self.out, variant)?;
-        Ok(Compound::open(self.out, b":[", b"]}"))
+        Ok(Compound::open(self, b":[", b"]}"))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>> {
-        Ok(Compound::open(self.out, b"{", b"}"))
+        Ok(Compound::open(self, b"{", b"}"))
     }
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Compound<'a>> {
         if name == RAW_TOKEN {
             return Ok(Compound {
                 raw: true,
-                ..Compound::open(self.out, b"", b"")
+                ..Compound::open(self, b"", b"")
             });
         }
         plain(name)?;
-        Ok(Compound::open(self.out, b"{", b"}"))
+        let naming = (self.names.is_some() && name == REFERENCE).then_some(Naming {
+            text: None,
+            displayed: false,
+        });
+        Ok(Compound {
+            naming,
+            ..Compound::open(self, b"{", b"}")
+        })
     }
     fn serialize_struct_variant(
         self,
@@ -342,7 +466,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         plain(name)?;
         self.out.push(b'{');
         write_str(self.out, variant)?;
-        Ok(Compound::open(self.out, b":{", b"}}"))
+        Ok(Compound::open(self, b":{", b"}}"))
     }
     fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result {
         write_str(self.out, &value.to_string())
@@ -406,7 +530,7 @@ impl ser::SerializeMap for Compound<'_> {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        value.serialize(Writer { out: self.out })
+        value.serialize(self.writer())
     }
     fn end(self) -> Result {
         self.close()
@@ -423,9 +547,10 @@ impl ser::SerializeStruct for Compound<'_> {
                 raw: true,
             });
         }
-        self.field(key, value)
+        self.struct_field(key, value)
     }
-    fn end(self) -> Result {
+    fn end(mut self) -> Result {
+        self.give_name()?;
         self.close()
     }
 }
@@ -711,5 +836,91 @@ mod tests {
         // of algorithm (which would change every version and ETag) is seen.
         assert_eq!(content_hash(&"x"), 0xbbc5_544a_8f0e_d47d);
         assert_ne!(content_hash(&"x"), content_hash(&"y"));
+    }
+
+    /// An Observation with every kind of reference naming could meet.
+    fn referring() -> crate::model::Resource {
+        use crate::model::{Identifier, Observation, Reference, Resource};
+        let to = |r: &str| Reference {
+            reference: Some(r.into()),
+            identifier: None,
+            display: None,
+        };
+        let json = serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"text": "BP"}, "subject": {"reference": "Patient/9000000009"}});
+        let mut o: Observation = serde_json::from_value(json).unwrap();
+        o.performer = vec![
+            to("Practitioner/p1"),
+            // Named by the GP system: kept as it is.
+            Reference {
+                display: Some("Dr As Recorded".into()),
+                ..to("Practitioner/p1")
+            },
+            // Named after its identifier, as serde writes the fields.
+            Reference {
+                identifier: Some(Box::new(Identifier {
+                    system: Some("https://fhir.nhs.uk/Id/ods-organization-code".into()),
+                    value: Some("A12345".into()),
+                    ..Default::default()
+                })),
+                ..to("Organization/A12345")
+            },
+            // Escaped in JSON, matched as its text.
+            to("Practitioner/p\"2"),
+            // No reference text: nothing to look up.
+            Reference {
+                reference: None,
+                ..to("")
+            },
+            to("Practitioner/unknown"),
+        ];
+        Resource::Observation(o)
+    }
+
+    #[test]
+    fn named_json_is_the_json_of_a_named_copy() {
+        let names: Names = [
+            ("Practitioner/p1", "Dr Priya Clarke"),
+            ("Organization/A12345", "Northgate \"Medical\" Practice"),
+            ("Practitioner/p\"2", "Mr Quoted"),
+            ("Patient/9000000009", "Mrs Chloe Jackson"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let resource = referring();
+        let mut copy = resource.clone();
+        for r in copy.references_mut() {
+            if r.display.is_none()
+                && let Some(name) = r.reference.as_deref().and_then(|t| names.get(t))
+            {
+                r.display = Some(name.clone());
+            }
+        }
+        let named = String::from_utf8(to_vec_named(&resource, &names).unwrap()).unwrap();
+        assert_eq!(named, serde_json::to_string(&copy).unwrap());
+        assert!(named.contains(r#"{"reference":"Practitioner/p1","display":"Dr Priya Clarke"}"#));
+        assert!(named.contains(r#""display":"Dr As Recorded""#));
+        assert!(named.contains(r#"{"reference":"Practitioner/unknown"}"#));
+        // Inside a Bundle, and kept: the same bytes.
+        let entries = vec![crate::bundle::BundleEntry {
+            full_url: None,
+            resource: resource.clone(),
+            search: None,
+        }];
+        assert_eq!(
+            RawJson::of_named(&resource, &names).unwrap().get(),
+            named.as_str()
+        );
+        assert!(
+            String::from_utf8(to_vec_named(&entries, &names).unwrap())
+                .unwrap()
+                .contains(&named)
+        );
+        // Without names, nothing is named.
+        assert_eq!(
+            to_vec_named(&resource, &Names::new()).unwrap(),
+            to_vec(&resource)
+        );
     }
 }

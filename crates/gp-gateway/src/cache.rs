@@ -134,11 +134,16 @@ impl Area {
         self.answered.get()?.get(i)?.get()
     }
 
+    /// Whether it keeps its entries' JSON as answered (from its second answer on).
+    pub fn keeps_answers(&self) -> bool {
+        self.answers.load(Ordering::Relaxed) >= 2
+    }
+
     /// Keeps entry `i`'s JSON as answered, for the next answer, once the area has
     /// answered twice (a second keeper's is dropped: both are the same entry); before
     /// that, gives it back.
     pub fn keep_answered(&self, i: usize, json: RawJson) -> Result<(), RawJson> {
-        if self.answers.load(Ordering::Relaxed) < 2 || i >= self.entries.len() {
+        if !self.keeps_answers() || i >= self.entries.len() {
             return Err(json);
         }
         let slots = self.answered.get_or_init(|| {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use gp_adapter::ClinicalType;
 use gp_fhir::NhsNumber;
 use gp_fhir::bundle::{Bundle, EntryResource, Searchset};
-use gp_fhir::json::RawJson;
+use gp_fhir::json::{Names, RawJson};
 use gp_fhir::model::Resource;
 use gp_fhir::search::{
     Paging, PatientSearchParams, Shape, parse_clinical_search, parse_patient_search,
@@ -330,12 +330,29 @@ async fn name_people(
     ctx: &gp_adapter::CallContext,
 ) -> bool {
     let refs: Vec<&Resource> = entries.iter().collect();
-    let (people, answered) = app.staff.referred_all(adapter, practice, &refs, ctx).await;
-    let names = crate::people::names_of(people.iter().map(|p| p.as_ref()));
+    let (names, answered) = people_names(app, adapter, practice, &refs, ctx).await;
     for entry in entries {
         crate::people::name_references(entry, &names);
     }
     answered
+}
+
+/// The names of the Practitioners `entries` refer to, by reference, to be written on
+/// them ([`gp_fhir::json::to_vec_named`]), as far as the GP system answers now: `false`
+/// when it did not answer for someone.
+async fn people_names(
+    app: &App,
+    adapter: &dyn gp_adapter::Adapter,
+    practice: &gp_fhir::OdsCode,
+    entries: &[&Resource],
+    ctx: &gp_adapter::CallContext,
+) -> (Names, bool) {
+    let (people, answered) = app
+        .staff
+        .referred_all(adapter, practice, entries, ctx)
+        .await;
+    let names = crate::people::names_of(people.iter().map(|p| p.as_ref()));
+    (names, answered)
 }
 
 /// A member of a practice's staff, by the id an answer referred to them with: to a
@@ -523,7 +540,7 @@ async fn clinical_search(
         name_people(app, adapter.as_ref(), practice, &mut page, &ctx).await;
         return Ok(shaped(&set.build_with(page, included), &params.shape));
     }
-    let (made, kept) = matches_json(app, &patient, &area, &page, &ctx).await?;
+    let (names, kept) = matches_json(app, &patient, &area, &page, &ctx).await;
     if kept {
         app.records
             .reweigh(practice, params.patient, resource_type, &area)
@@ -531,68 +548,71 @@ async fn clinical_search(
     }
     Ok(fhir_response(
         StatusCode::OK,
-        searchset_bytes(&set, &area, &page, &made, included)?,
+        searchset_bytes(&set, &area, &page, &names, included),
     ))
 }
 
-/// Each match's JSON as a searchset answers it: kept with the cached area from an answer
-/// before, or named and serialised now and kept there (from the area's second answer:
-/// [`crate::cache::Area`]) when the GP system answered for every person it names.
-/// Answers what was made for this answer only (someone's name could not be read: the
-/// next answer names them if it can), by the match's place, and whether the area now
-/// keeps more JSON.
+/// Names the matches whose JSON the cached area does not keep from an answer before,
+/// and keeps their JSON, named, with the area (from its second answer:
+/// [`crate::cache::Area`]) when the GP system answered for every person they name.
+/// Answers the names, for the matches this answer writes itself (before the area keeps
+/// JSON, or when someone's name could not be read: the next answer names them if it
+/// can), and whether the area now keeps more JSON.
 async fn matches_json(
     app: &App,
     released: &Released,
     area: &crate::cache::Area,
     page: &[(usize, &Resource)],
     ctx: &gp_adapter::CallContext,
-) -> Result<(Vec<(usize, RawJson)>, bool), GatewayError> {
+) -> (Names, bool) {
     area.answering();
     let unanswered: Vec<usize> = page
         .iter()
         .map(|(i, _)| *i)
         .filter(|i| area.answered(*i).is_none())
         .collect();
-    let mut made = Vec::new();
     if unanswered.is_empty() {
-        return Ok((made, false));
+        return (Names::new(), false);
     }
-    let unanswered_count = unanswered.len();
-    let mut named: Vec<Resource> = unanswered.iter().map(|i| area[*i].clone()).collect();
+    let entries: Vec<&Resource> = unanswered.iter().map(|i| &area[*i]).collect();
     let (adapter, practice) = (released.adapter.as_ref(), &released.practice);
-    let keep = name_people(app, adapter, practice, &mut named, ctx).await;
-    for (i, entry) in unanswered.into_iter().zip(&named) {
-        let json = RawJson::of(entry);
-        let kept = if keep {
-            area.keep_answered(i, json)
-        } else {
-            Err(json)
-        };
-        if let Err(json) = kept {
-            made.push((i, json));
-        }
+    let (names, keep) = people_names(app, adapter, practice, &entries, ctx).await;
+    if !keep || !area.keeps_answers() {
+        return (names, false);
     }
-    let kept = made.len() < unanswered_count;
-    Ok((made, kept))
+    let mut kept = false;
+    for i in unanswered {
+        let entry = &area[i];
+        let json = RawJson::of_named(entry, &names)
+            .unwrap_or_else(|| RawJson::of(&named_copy(entry, &names)));
+        kept |= area.keep_answered(i, json).is_ok();
+    }
+    (names, kept)
 }
 
-/// The searchset's bytes: the page's matches from their JSON (kept with the area or
-/// `made` for this answer), then what `_include` brought in.
+/// A copy of `entry` with `names` on its references.
+fn named_copy(entry: &Resource, names: &Names) -> Resource {
+    let mut copy = entry.clone();
+    crate::people::name_references(&mut copy, names);
+    copy
+}
+
+/// The searchset's bytes: the page's matches from the JSON kept with the area, or
+/// written now with `names` on their references, then what `_include` brought in.
 fn searchset_bytes(
     set: &Searchset<'_>,
     area: &crate::cache::Area,
     page: &[(usize, &Resource)],
-    made: &[(usize, RawJson)],
+    names: &Names,
     included: Vec<Resource>,
-) -> Result<Vec<u8>, GatewayError> {
+) -> Vec<u8> {
     let mut entries = Vec::with_capacity(page.len() + included.len());
     for (i, r) in page {
-        let json = area
-            .answered(*i)
-            .or_else(|| made.iter().find(|(m, _)| m == i).map(|(_, j)| j))
-            .ok_or_else(|| GatewayError::Internal("an entry's JSON was not made".into()))?;
-        entries.push(set.entry(set.full_url(r), EntryResource::Json(json), "match"));
+        let resource = match area.answered(*i) {
+            Some(json) => EntryResource::Json(json),
+            None => EntryResource::Borrowed(r),
+        };
+        entries.push(set.entry(set.full_url(r), resource, "match"));
     }
     for r in included {
         entries.push(set.entry(
@@ -601,7 +621,17 @@ fn searchset_bytes(
             "include",
         ));
     }
-    Ok(set.build_from(page.len(), entries).to_json())
+    let mut bundle = set.build_from(page.len(), entries);
+    if let Some(json) = gp_fhir::json::to_vec_named(&bundle, names) {
+        return json;
+    }
+    // Part of it is serde_json's to write, which knows no names: named copies.
+    for entry in &mut bundle.entry {
+        if let EntryResource::Borrowed(r) = entry.resource {
+            entry.resource = EntryResource::Typed(Box::new(named_copy(r, names)));
+        }
+    }
+    bundle.to_json()
 }
 
 /// What `includes` bring in with `page`, remembered and named as the matches are:
