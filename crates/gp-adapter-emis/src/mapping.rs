@@ -11,7 +11,7 @@ use gp_adapter::terminology::{self, CodeScheme};
 use gp_adapter::time::{fhir_date, fhir_year, fhir_year_month, local_date_time};
 use gp_adapter::uk_core::{self, meta};
 use gp_adapter::vital_signs::{self, PanelLink};
-use gp_adapter::xml::{Document, Node, SkipItems};
+use gp_adapter::xml::{Document, Marked, Node, SkipItems};
 use gp_adapter::{AdapterError, Coded, ContactDetails, NewObservation, PatientFlags, UtcDateTime};
 use gp_fhir::model::{
     Address, AllergyIntolerance, AllergyReaction, Annotation, CodeableConcept, Condition,
@@ -50,7 +50,7 @@ type Result<T> = std::result::Result<T, EmisDataError>;
 
 /// A native XML body (bytes as received) as a document.
 pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
-    document_skipping(body, &[], None)
+    document_skipping(body, &[], &[])
 }
 
 /// [`document`], the root's child elements named in `skip` built without their content
@@ -58,7 +58,7 @@ pub(crate) fn document(body: &[u8]) -> Result<Document<'_>> {
 fn document_skipping<'b>(
     body: &'b [u8],
     skip: &[&'static str],
-    items: Option<&SkipItems>,
+    items: &[SkipItems],
 ) -> Result<Document<'b>> {
     let text = std::str::from_utf8(body).map_err(|e| EmisDataError::NotUtf8 {
         offset: e.valid_up_to(),
@@ -86,10 +86,10 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
     }
     // A search reads only its own area's lists: the others are not built.
     let (skip, items) = match want {
-        Want::Area(_) => (unread_lists(want), unread_events(want)),
-        Want::Everything | Want::Demographics => (Vec::new(), None),
+        Want::Area(_) => (unread_lists(want), unread_items(want)),
+        Want::Everything | Want::Demographics => (Vec::new(), Vec::new()),
     };
-    let doc = document_skipping(body, &skip, items.as_ref())?;
+    let doc = document_skipping(body, &skip, &items)?;
     let root = doc.root_element();
     if root.tag_name().name() != "MedicalRecord" || root.tag_name().namespace() != Some(NS) {
         return Err(EmisDataError::WrongRoot {
@@ -99,21 +99,34 @@ pub fn map_record_for(body: &[u8], want: Want) -> Result<MappedRecord> {
     map_root(root, want)
 }
 
-/// The events [`map_root`] does not read for `want`, where it reads the EventList: those
+/// The items [`map_root`] does not read for `want`, in the lists it reads: the events
 /// whose `EventType` maps to another resource type (an Observation search builds no
-/// Problem or Immunisation event).
-fn unread_events(want: Want) -> Option<SkipItems> {
+/// Problem or Immunisation event), and, unless Encounters are wanted, all but the `GUID`
+/// of each consultation (what its events refer to).
+fn unread_items(want: Want) -> Vec<SkipItems> {
     let values: Vec<&'static str> = EVENT_KINDS
         .iter()
         .filter(|(_, t)| !want.takes(t))
         .map(|(kind, _)| *kind)
         .collect();
-    (values.len() < EVENT_KINDS.len()).then_some(SkipItems {
-        list: "EventList",
-        item: "Event",
-        marker: "EventType",
-        values,
-    })
+    let mut items = Vec::new();
+    if values.len() < EVENT_KINDS.len() {
+        items.push(SkipItems {
+            list: "EventList",
+            item: "Event",
+            marker: "EventType",
+            marked: Marked::Reading(values),
+        });
+    }
+    if !want.takes("Encounter") {
+        items.push(SkipItems {
+            list: "ConsultationList",
+            item: "Consultation",
+            marker: "GUID",
+            marked: Marked::First,
+        });
+    }
+    items
 }
 
 /// The clinical lists [`map_root`] does not read for `want`: those of other areas (an
@@ -261,7 +274,12 @@ fn boolean(at: &At, n: Node, element: &'static str) -> Result<bool> {
 
 /// An EMIS GUID as a FHIR id: braces dropped, lower case, only `A-Za-z0-9-.`, ≤ 64.
 fn guid(at: &At, n: Node, element: &'static str) -> Result<String> {
-    let raw = at.req(n, element)?;
+    guid_text(at, opt(n, element), element)
+}
+
+/// [`guid`] of the element's trimmed text, `None` when it has none.
+fn guid_text(at: &At, raw: Option<&str>, element: &'static str) -> Result<String> {
+    let raw = raw.ok_or_else(|| at.missing(element))?;
     uk_core::guid_id(raw)
         .ok_or_else(|| at.invalid(element, format!("'{}' is not a GUID", shown(raw))))
 }
@@ -702,7 +720,7 @@ fn map_root(root: Node, want: Want) -> Result<MappedRecord> {
     if wants_events {
         map_events(root, &mut clinical, |at, n| {
             if n.content_skipped() {
-                // Another type's event, not built (`unread_events`).
+                // Another type's event, not built (`unread_items`).
                 return Ok(None);
             }
             let kind = opt(n, "EventType").and_then(|k| EVENT_KINDS.iter().find(|(e, _)| *e == k));
@@ -832,7 +850,14 @@ fn consultation_ids(root: Node) -> Result<HashSet<String>> {
     let list_at = At::root("ConsultationList");
     children(list, "Consultation")
         .enumerate()
-        .map(|(i, n)| guid(&At::nth(&list_at, "Consultation", i + 1), n, "GUID"))
+        .map(|(i, n)| {
+            let at = At::nth(&list_at, "Consultation", i + 1);
+            match n.skipped_marker() {
+                // Built without its content (`unread_items`): its GUID, read as `guid` reads one.
+                Some(raw) => guid_text(&at, Some(raw.trim()).filter(|t| !t.is_empty()), "GUID"),
+                None => guid(&at, n, "GUID"),
+            }
+        })
         .collect()
 }
 

@@ -637,6 +637,71 @@ fn an_events_search_does_not_build_other_types_events() {
     assert!(area(&commented, ClinicalType::Observation).is_err());
 }
 
+/// A search for events reads the consultations only for their GUIDs (what events refer
+/// to): a fault after a consultation's GUID fails the Encounter search (and the whole
+/// record) but not the Observation search; a GUID that is not one, or an event referring
+/// to a consultation the list does not hold, fails them all alike.
+#[test]
+fn an_events_search_reads_consultations_for_their_ids_only() {
+    use gp_adapter::ClinicalType;
+    use gp_adapter_emis::{Want, map_record_for};
+    let area = |xml: &str, t| map_record_for(xml.as_bytes(), Want::Area(t));
+    let first = "<GUID>c0000000-0000-0000-0000-000000000001</GUID>";
+    assert_eq!(FULL.matches(first).count(), 1);
+    let whole = full();
+    let observations: Vec<&Resource> = whole
+        .clinical
+        .iter()
+        .filter(|r| ClinicalType::Observation.matches(r))
+        .collect();
+    assert!(observations.iter().any(|r| {
+        serde_json::to_string(r)
+            .unwrap()
+            .contains("Encounter/c0000000-0000-0000-0000-000000000002")
+    }));
+    // Not well-formed after the GUID: only what reads the consultation whole fails.
+    let broken = FULL.replacen(first, &format!("{first}<Unclosed>"), 1);
+    assert!(map_record(broken.as_bytes()).is_err());
+    assert!(area(&broken, ClinicalType::Encounter).is_err());
+    let mapped = area(&broken, ClinicalType::Observation).unwrap();
+    assert_eq!(mapped.clinical.iter().collect::<Vec<_>>(), observations);
+    // Its GUID braced and spaced as EMIS may write it: read alike either way.
+    let braced = FULL.replacen(
+        first,
+        "<GUID> {C0000000-0000-0000-0000-000000000001}\n</GUID>",
+        1,
+    );
+    let mapped = area(&braced, ClinicalType::Observation).unwrap();
+    assert_eq!(mapped.clinical.iter().collect::<Vec<_>>(), observations);
+    // A GUID that is not one, or none: refused with the same words as the whole record.
+    for bad in ["<GUID>not a guid</GUID>", "<GUID></GUID>", "<GUID/>"] {
+        let xml = FULL.replacen(first, bad, 1);
+        let expected = map_record(xml.as_bytes()).unwrap_err().to_string();
+        assert!(
+            expected.contains("ConsultationList/Consultation[1]/GUID"),
+            "{expected}"
+        );
+        let found = area(&xml, ClinicalType::Observation)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(found, expected, "{bad}");
+    }
+    // Another consultation's GUID: the event referring to the second one is refused.
+    let moved = FULL.replacen(
+        "<GUID>c0000000-0000-0000-0000-000000000002</GUID>",
+        "<GUID>c0000000-0000-0000-0000-00000000000f</GUID>",
+        1,
+    );
+    let expected = map_record(moved.as_bytes()).unwrap_err().to_string();
+    assert!(expected.contains("is not a Consultation"), "{expected}");
+    assert_eq!(
+        area(&moved, ClinicalType::Observation)
+            .unwrap_err()
+            .to_string(),
+        expected
+    );
+}
+
 /// A Patient read parses the record only up to its first clinical list, and only when that
 /// is plainly safe: whatever the record's shape, it answers what mapping the whole record
 /// answers, and a cut answer fails as it always has.

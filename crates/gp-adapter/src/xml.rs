@@ -152,8 +152,9 @@ enum Kind<'input> {
         /// Index into `Document::uris`, or `NONE`.
         ns: u32,
         attrs: (u32, u32),
-        /// Built without its content ([`SkipItems`]).
-        skipped: bool,
+        /// Built without its content ([`SkipItems`]): its marker's text, in
+        /// `Document::skipped`; `NONE` when built whole.
+        skipped: u32,
     },
     Text(Cow<'input, str>),
     Comment(&'input str),
@@ -186,6 +187,8 @@ pub struct Document<'input> {
     attrs: Vec<AttrData<'input>>,
     /// Namespace URIs, one per declaration (index 0 is the `xml` namespace).
     uris: Vec<Cow<'input, str>>,
+    /// The marker texts of the items built without their content ([`SkipItems`]).
+    skipped: Vec<&'input str>,
 }
 
 impl<'input> Document<'input> {
@@ -217,27 +220,32 @@ impl<'input> Document<'input> {
     /// between) and no comment, CDATA section or PI may lie in between (where markup
     /// could hide). What is skipped is not checked: a fault in it is not reported.
     pub fn parse_data_skipping(text: &'input str, skip: &[&'static str]) -> Result<Self, XmlError> {
-        Self::parse_data_skipping_items(text, skip, None)
+        Self::parse_data_skipping_items(text, skip, &[])
     }
 
     /// [`Document::parse_data_skipping`], also building without their content the items of
-    /// one of the root's lists that `items` marks (a search for Observations need not build
-    /// the record's Problem events): under the same conditions, and only where the item
-    /// holds its marker element once. Such an item reads as [`Node::content_skipped`].
+    /// the root's lists that `items` marks (a search for Observations need not build the
+    /// record's Problem events, nor more of its consultations than their ids): under the
+    /// same conditions, and only where the item holds its marker element once. Such an
+    /// item reads as [`Node::content_skipped`], its marker's text as
+    /// [`Node::skipped_marker`].
     pub fn parse_data_skipping_items(
         text: &'input str,
         skip: &[&'static str],
-        items: Option<&SkipItems>,
+        items: &[SkipItems],
     ) -> Result<Self, XmlError> {
         let mut parser = Parser::new(text, Limits::default(), false);
         parser.skip = skip.to_vec();
-        parser.skip_items = items.map(|items| {
-            let open = format!("<{}>", items.marker);
-            (
-                items.clone(),
-                memmem::Finder::new(open.as_bytes()).into_owned(),
-            )
-        });
+        parser.skip_items = items
+            .iter()
+            .map(|items| {
+                let open = format!("<{}>", items.marker);
+                (
+                    items.clone(),
+                    memmem::Finder::new(open.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         parser.run()
     }
 
@@ -278,7 +286,7 @@ impl<'input> Document<'input> {
 
 /// Which items of one of the root's lists [`Document::parse_data_skipping_items`] builds
 /// without their content: each `item` child of the root's child `list` whose one
-/// `marker` child reads, as written, one of `values` (`<EventType>Problem</EventType>`).
+/// `marker` child marks it as [`Marked`] says (`<EventType>Problem</EventType>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkipItems {
     /// The local name of the root's child holding the items.
@@ -287,34 +295,41 @@ pub struct SkipItems {
     pub item: &'static str,
     /// The local name of the item's child that marks it, unprefixed.
     pub marker: &'static str,
-    /// The marker's texts whose items are skipped.
-    pub values: Vec<&'static str>,
+    /// Which of the marker's texts mark an item to skip.
+    pub marked: Marked,
+}
+
+/// Which marker texts mark an item of [`SkipItems`] to skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marked {
+    /// One of these, as written (`Problem`).
+    Reading(Vec<&'static str>),
+    /// Any text, where the marker is the item's first child and holds plain text (no
+    /// markup, no reference): for a list read only for its items' ids (the marker), as
+    /// [`Node::skipped_marker`] gives them.
+    First,
 }
 
 impl SkipItems {
-    /// Whether `value` (what follows the marker's start tag) reads one of the values,
-    /// then the marker's end tag.
-    fn reads_a_value(&self, value: &[u8]) -> bool {
+    /// The length of the marker's text when it marks the item: `value` is what follows
+    /// the marker's start tag, and reads the text, then the marker's end tag.
+    fn marked_value(&self, value: &[u8]) -> Option<usize> {
         let marker = self.marker.as_bytes();
-        self.values.iter().any(|v| {
-            value
-                .strip_prefix(v.as_bytes())
-                .and_then(|r| r.strip_prefix(b"</"))
+        let closes = |r: &[u8]| {
+            r.strip_prefix(b"</")
                 .and_then(|r| r.strip_prefix(marker))
                 .is_some_and(|r| r.first() == Some(&b'>'))
-        })
-    }
-
-    /// Whether `inner` (an item's content, as written) starts the marker once, unprefixed
-    /// (`<x:EventType>` could be the one a reader finds), and only at `at`.
-    fn marked_once_at(&self, inner: &[u8], at: usize) -> bool {
-        let marker = self.marker.as_bytes();
-        // Each start tag's name, once: a short item's tags, not a search per needle.
-        memchr::memchr_iter(b'<', inner).all(|i| {
-            let name = tag_name(&inner[i + 1..]);
-            let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
-            local != marker || (i == at && name.len() == marker.len())
-        })
+        };
+        match &self.marked {
+            Marked::Reading(values) => values
+                .iter()
+                .find(|v| value.strip_prefix(v.as_bytes()).is_some_and(closes))
+                .map(|v| v.len()),
+            Marked::First => {
+                let len = memchr2(b'<', b'&', value)?;
+                (value[len] == b'<' && closes(&value[len..])).then_some(len)
+            }
+        }
     }
 }
 
@@ -408,7 +423,18 @@ impl<'a, 'input> Node<'a, 'input> {
     /// An element built without its content, as [`SkipItems`] chose: what it holds was
     /// not read.
     pub fn content_skipped(&self) -> bool {
-        matches!(self.d.kind, Kind::Element { skipped: true, .. })
+        matches!(self.d.kind, Kind::Element { skipped, .. } if skipped != NONE)
+    }
+
+    /// An item built without its content: its marker's text, as written (not trimmed,
+    /// not checked: it holds no markup and no reference).
+    pub fn skipped_marker(&self) -> Option<&'a str> {
+        match self.d.kind {
+            Kind::Element { skipped, .. } if skipped != NONE => {
+                self.doc.skipped.get(skipped as usize).copied()
+            }
+            _ => None,
+        }
     }
 
     pub fn is_text(&self) -> bool {
@@ -764,8 +790,8 @@ struct Parser<'input> {
     /// ([`Document::parse_data_skipping`]).
     skip: Vec<&'static str>,
     /// Items of a root's child built without content ([`SkipItems`]).
-    /// With a search for the marker's start tag, made once.
-    skip_items: Option<(SkipItems, memmem::Finder<'static>)>,
+    /// Each with a search for the marker's start tag, made once.
+    skip_items: Vec<(SkipItems, memmem::Finder<'static>)>,
 }
 
 type PResult<T> = Result<T, XmlError>;
@@ -794,6 +820,7 @@ impl<'input> Parser<'input> {
                 nodes,
                 attrs: Vec::with_capacity(memchr::memchr_iter(b'=', b).count()),
                 uris: vec![Cow::Borrowed(NS_XML_URI)],
+                skipped: Vec::new(),
             },
             open: Vec::new(),
             scope: Vec::new(),
@@ -803,7 +830,7 @@ impl<'input> Parser<'input> {
             open_text_blank: false,
             keep_blank,
             skip: Vec::new(),
-            skip_items: None,
+            skip_items: Vec::new(),
         }
     }
 
@@ -818,29 +845,65 @@ impl<'input> Parser<'input> {
     /// Moves past the content of the item just opened when `SkipItems` marks it and that
     /// is plainly safe, and records it as skipped.
     fn skip_item(&mut self) {
-        let (Some((items, find_marker)), Some(open)) = (&self.skip_items, self.open.last()) else {
+        let (Some(open), Some(list)) = (self.open.last(), self.open.get(1)) else {
             return;
         };
         let node = open.node;
-        // Cheap first, as most items are kept: the next marker, read as one of the
-        // values. Only then is the item scanned for what makes passing over it safe.
+        let Some((items, find_marker)) = self
+            .skip_items
+            .iter()
+            .find(|(i, _)| i.item == open.local && i.list == list.local)
+        else {
+            return;
+        };
+        // Cheap first, as most items are kept: the next marker, read as marking the
+        // item. Only then is the item scanned for what makes passing over it safe.
         let rest = &self.b[self.pos..];
         let Some(at) = find_marker.find(rest) else {
             return;
         };
-        if !items.reads_a_value(&rest[at + find_marker.needle().len()..]) {
-            return;
-        }
-        let Some(end) = self.skippable_end() else {
+        let value_at = at + find_marker.needle().len();
+        let Some(value_len) = items.marked_value(&rest[value_at..]) else {
             return;
         };
-        if at >= end || !items.marked_once_at(&rest[..end], at) {
+        if items.marked == Marked::First && !rest[..at].iter().all(|&c| is_space(c)) {
             return;
         }
+        let Some(end) = self.skippable_item_end(items.marker.as_bytes(), at) else {
+            return;
+        };
+        let value = self.pos + value_at;
+        let marker = &self.text[value..value + value_len];
         self.pos += end;
+        let index = self.doc.skipped.len() as u32;
+        self.doc.skipped.push(marker);
         if let Kind::Element { skipped, .. } = &mut self.doc.nodes[node as usize].kind {
-            *skipped = true;
+            *skipped = index;
         }
+    }
+
+    /// [`Parser::skippable_end`] of the item just opened, when it also starts `marker`
+    /// once, unprefixed (`<x:EventType>` could be the one a reader finds), and only at
+    /// `at`, before its end: in the same one pass over its tags, each name read once.
+    fn skippable_item_end(&self, marker: &[u8], at: usize) -> Option<usize> {
+        let open = self.open.last()?;
+        let name = &self.b[open.name.clone()];
+        let rest = &self.b[self.pos..];
+        for i in memchr::memchr_iter(b'<', rest) {
+            match rest.get(i + 1) {
+                Some(b'!' | b'?') | None => return None,
+                Some(b'/') if tag_name(&rest[i + 2..]) == name => return (at < i).then_some(i),
+                Some(b'/') => {}
+                Some(_) => {
+                    let tag = tag_name(&rest[i + 1..]);
+                    let local = tag.rsplit(|&c| c == b':').next().unwrap_or(tag);
+                    if tag == name || (local == marker && (i != at || tag.len() != marker.len())) {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Where the end tag of the element just opened starts (from `pos`), when its content
@@ -1473,7 +1536,7 @@ impl<'input> Parser<'input> {
                 local,
                 ns,
                 attrs,
-                skipped: false,
+                skipped: NONE,
             },
             start,
         )?;
@@ -1487,12 +1550,7 @@ impl<'input> Parser<'input> {
             });
             if self.open.len() == 2 && self.skip.contains(&local) {
                 self.skip_content();
-            } else if self.open.len() == 3
-                && self
-                    .skip_items
-                    .as_ref()
-                    .is_some_and(|(i, _)| i.item == local && i.list == self.open[1].local)
-            {
+            } else if self.open.len() == 3 && !self.skip_items.is_empty() {
                 self.skip_item();
             }
         } else {
@@ -1771,10 +1829,10 @@ mod xml_diff_tests {
             list: "L",
             item: "E",
             marker: "T",
-            values: vec!["no", "nor"],
+            marked: Marked::Reading(vec!["no", "nor"]),
         };
         fn parse<'t>(text: &'t str, items: &SkipItems) -> Result<Document<'t>, XmlError> {
-            Document::parse_data_skipping_items(text, &[], Some(items))
+            Document::parse_data_skipping_items(text, &[], std::slice::from_ref(items))
         }
         // (text, which items of L are skipped, in order)
         for (text, expected) in [
@@ -1838,6 +1896,65 @@ mod xml_diff_tests {
         assert!(parse("<r><L><E><T>no</T><c></E></L></r>", &items).is_ok());
         assert!(parse("<r><L><E><T>yes</T><c></E></L></r>", &items).is_err());
         assert!(parse("<r><L><E><T>no</T></E><d></L></r>", &items).is_err());
+    }
+
+    #[test]
+    fn items_wanted_for_their_ids_keep_the_marker_first_in_them() {
+        let ids = SkipItems {
+            list: "C",
+            item: "E",
+            marker: "Id",
+            marked: Marked::First,
+        };
+        let events = SkipItems {
+            list: "L",
+            item: "E",
+            marker: "T",
+            marked: Marked::Reading(vec!["no"]),
+        };
+        // (text, each E of C: its marker when skipped, None when built whole)
+        for (text, expected) in [
+            (
+                "<r><C><E>\n  <Id>a-1</Id><x><y/></x></E><E><Id> b 2 </Id></E></C></r>",
+                vec![Some("a-1"), Some(" b 2 ")],
+            ),
+            // Built whole: the marker not first, empty, holding markup or a reference,
+            // given twice or prefixed; a comment inside.
+            (
+                "<r><C><E><x/><Id>a</Id></E><E><Id/></E><E><Id><b/></Id></E></C></r>",
+                vec![None; 3],
+            ),
+            (
+                "<r><C><E><Id>a&amp;b</Id></E><E><Id>a</Id><Id>b</Id></E></C></r>",
+                vec![None; 2],
+            ),
+            (
+                "<r><C><E><Id>a</Id><p:Id xmlns:p='u'>b</p:Id></E><E><Id>a</Id><!-- c --></E></C></r>",
+                vec![None; 2],
+            ),
+            // An empty text is skipped (an id the reader then refuses).
+            ("<r><C><E><Id></Id><x/></E></C></r>", vec![Some("")]),
+        ] {
+            let doc =
+                Document::parse_data_skipping_items(text, &[], &[events.clone(), ids.clone()])
+                    .unwrap();
+            let list = doc.root_element().first_child().unwrap();
+            let found: Vec<Option<&str>> = list.children().map(|n| n.skipped_marker()).collect();
+            assert_eq!(found, expected, "{text}");
+            for e in list.children() {
+                assert_eq!(e.content_skipped(), e.skipped_marker().is_some(), "{text}");
+                assert_eq!(e.content_skipped(), e.children().count() == 0, "{text}");
+            }
+        }
+        // Both lists at once, each by its own rule; an item named alike elsewhere is not.
+        let text = "<r><C><E><Id>a</Id></E></C><L><E><T>no</T></E><E><T>yes</T></E><E><Id>a</Id></E></L></r>";
+        let doc = Document::parse_data_skipping_items(text, &[], &[events, ids]).unwrap();
+        let markers: Vec<Option<&str>> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "E")
+            .map(|n| n.skipped_marker())
+            .collect();
+        assert_eq!(markers, vec![Some("a"), Some("no"), None, None]);
     }
 
     /// Refusals roxmltree does not make (see the module docs).
