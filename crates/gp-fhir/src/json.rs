@@ -20,6 +20,7 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     match value.serialize(Writer {
         out: &mut out,
         names: None,
+        marks: None,
     }) {
         Ok(()) => out,
         // Something this writer leaves to serde_json (its private tokens): all of it is.
@@ -42,6 +43,7 @@ pub fn to_vec_named<T: Serialize + ?Sized>(value: &T, names: &Names) -> Option<V
         .serialize(Writer {
             out: &mut out,
             names: Some(names),
+            marks: None,
         })
         .ok()?;
     Some(out)
@@ -60,6 +62,7 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
             let writer = Writer {
                 out: &mut out,
                 names: None,
+                marks: None,
             };
             if value.serialize(writer).is_err() {
                 out.clear();
@@ -76,6 +79,67 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> u64 {
         // Only if serialising `value` hashed another value: then without the buffer.
         Err(_) => xxhash_rust::xxh3::xxh3_64(&to_vec(value)),
     })
+}
+
+/// An entry's compact JSON as written to name its content version (the bytes
+/// [`content_hash`] hashes: no `meta.versionId`, no `meta.lastUpdated`), with where an
+/// answer adds to it: the version in its `meta`, names on its references. The answer's
+/// JSON is then copied from it ([`Fresh::answer`]) rather than the entry serialised again.
+#[derive(Debug)]
+pub struct Fresh {
+    json: Vec<u8>,
+    marks: Marks,
+}
+
+impl Fresh {
+    /// `value`'s JSON with its marks (`None` where part of it is serde_json's to write).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Self> {
+        let mut json = Vec::with_capacity(1024);
+        let mut marks = Marks::default();
+        value
+            .serialize(Writer {
+                out: &mut json,
+                names: None,
+                marks: Some(&mut marks),
+            })
+            .ok()?;
+        Some(Self { json, marks })
+    }
+
+    /// [`content_hash`] of the entry, from the bytes written.
+    pub fn content_hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.json)
+    }
+
+    /// The JSON [`to_vec_named`] writes of the entry with `meta.versionId` set to
+    /// `version` (its only difference from the entry written): the bytes written, with
+    /// the version and the names added where they go. `None` for an entry with no `meta`
+    /// (where the version would go is not marked).
+    pub fn answer(&self, version: &str, names: &Names) -> Option<RawJson> {
+        let json = &self.json;
+        let meta = self.marks.meta?;
+        let mut out = Vec::with_capacity(json.len() + 64);
+        out.extend_from_slice(&json[..meta]);
+        write_key(&mut out, "versionId");
+        write_str(&mut out, version).ok()?;
+        if json.get(meta) != Some(&b'}') {
+            out.push(b',');
+        }
+        let mut at = meta;
+        for &(close, (start, end)) in &self.marks.references {
+            if close < at {
+                return None;
+            }
+            if let Some(name) = name_of(&json[start..end], names) {
+                out.extend_from_slice(&json[at..close]);
+                out.extend_from_slice(b",\"display\":");
+                write_str(&mut out, name).ok()?;
+                at = close;
+            }
+        }
+        out.extend_from_slice(&json[at..]);
+        Some(RawJson::of_bytes(out))
+    }
 }
 
 /// The name under which `serde_json` passes a raw value's text to a serializer (its
@@ -164,6 +228,18 @@ fn word_needs_escape(w: u64) -> bool {
     (below(w, 0x20) | has(b'"') | has(b'\\')) != 0
 }
 
+/// The name `names` gives a reference whose text was `written` (a JSON string).
+fn name_of<'n>(written: &[u8], names: &'n Names) -> Option<&'n String> {
+    match written {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+            std::str::from_utf8(text).ok().and_then(|t| names.get(t))
+        }
+        _ => serde_json::from_slice::<String>(written)
+            .ok()
+            .and_then(|t| names.get(&t)),
+    }
+}
+
 /// A struct's field name and its colon. The names are the model's, fixed when it is
 /// compiled (serde's derive gives them as `&'static str`), and none holds a byte to escape
 /// (checked in debug builds, so every test run checks every name it writes): not checked
@@ -200,7 +276,22 @@ struct Writer<'a> {
     out: &'a mut Vec<u8>,
     /// Names to give references ([`to_vec_named`]).
     names: Option<&'a Names>,
+    /// Where an answer's additions go, noted as it is written ([`Fresh`]).
+    marks: Option<&'a mut Marks>,
 }
+
+/// Where [`Fresh::answer`] adds to an entry's JSON.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Just after the first `Meta`'s `{`.
+    meta: Option<usize>,
+    /// Each `Reference` without a display, in the order they close: where its `}` is,
+    /// and where its `reference` text is (the JSON string, quotes included).
+    references: Vec<(usize, (usize, usize))>,
+}
+
+/// The name under which the model's `Meta` serialises itself.
+const META: &str = "Meta";
 
 /// The name under which the model's `Reference` serialises itself (its struct's name).
 const REFERENCE: &str = "Reference";
@@ -217,6 +308,7 @@ struct Naming {
 struct Compound<'a> {
     out: &'a mut Vec<u8>,
     names: Option<&'a Names>,
+    marks: Option<&'a mut Marks>,
     first: bool,
     /// The bytes that close it (`]`, `}`, or `}}` for a variant's).
     close: &'static [u8],
@@ -232,6 +324,7 @@ impl<'a> Compound<'a> {
         Self {
             out: w.out,
             names: w.names,
+            marks: w.marks,
             first: true,
             close,
             raw: false,
@@ -243,6 +336,7 @@ impl<'a> Compound<'a> {
         Writer {
             out: self.out,
             names: self.names,
+            marks: self.marks.as_deref_mut(),
         }
     }
 
@@ -274,26 +368,20 @@ impl<'a> Compound<'a> {
     /// A `Reference` without a display whose text is one of the names: the name, written
     /// last as serde would (`display` is its last field).
     fn give_name(&mut self) -> Result {
-        let (
-            Some(names),
-            Some(Naming {
-                text: Some((start, end)),
-                displayed: false,
-            }),
-        ) = (self.names, self.naming)
+        let Some(Naming {
+            text: Some((start, end)),
+            displayed: false,
+        }) = self.naming
         else {
             return Ok(());
         };
-        let written = &self.out[start..end];
-        let name = match written {
-            [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
-                std::str::from_utf8(text).ok().and_then(|t| names.get(t))
-            }
-            _ => serde_json::from_slice::<String>(written)
-                .ok()
-                .and_then(|t| names.get(&t)),
+        if let Some(marks) = self.marks.as_deref_mut() {
+            marks.references.push((self.out.len(), (start, end)));
+        }
+        let Some(names) = self.names else {
+            return Ok(());
         };
-        if let Some(name) = name {
+        if let Some(name) = name_of(&self.out[start..end], names) {
             self.out.extend_from_slice(b",\"display\":");
             write_str(self.out, name)?;
         }
@@ -458,14 +546,23 @@ impl<'a> ser::Serializer for Writer<'a> {
             });
         }
         plain(name)?;
-        let naming = (self.names.is_some() && name == REFERENCE).then_some(Naming {
+        let marking = self.marks.is_some();
+        let naming = ((self.names.is_some() || marking) && name == REFERENCE).then_some(Naming {
             text: None,
             displayed: false,
         });
-        Ok(Compound {
+        let mut c = Compound {
             naming,
             ..Compound::open(self, b"{", b"}")
-        })
+        };
+        if marking
+            && name == META
+            && let Some(marks) = c.marks.as_deref_mut()
+            && marks.meta.is_none()
+        {
+            marks.meta = Some(c.out.len());
+        }
+        Ok(c)
     }
     fn serialize_struct_variant(
         self,
@@ -928,6 +1025,35 @@ mod tests {
                 .unwrap()
                 .contains(&named)
         );
+        // Stamped with its version, an answer copied from the JSON the version hashed
+        // is what the named writer writes of it: with a meta of its own, or an empty one;
+        // without a meta, there is nowhere marked to put the version.
+        for meta in [
+            Some(crate::model::Meta::uk_core("Observation")),
+            Some(Default::default()),
+        ] {
+            let mut stamped = resource.clone();
+            *stamped.meta_mut() = meta;
+            stamped.meta_mut().as_mut().unwrap().last_updated = Some("2026-01-01".into());
+            let mut hashed = stamped.clone();
+            let fresh = stamped.stamp_fresh().unwrap();
+            assert_eq!(
+                hashed.stamp_content_version(),
+                stamped.meta().unwrap().version_id.clone().unwrap()
+            );
+            assert_eq!(hashed, stamped);
+            let version = stamped.meta().unwrap().version_id.clone().unwrap();
+            for names in [&names, &Names::new()] {
+                assert_eq!(
+                    fresh.answer(&version, names).unwrap().get().as_bytes(),
+                    to_vec_named(&stamped, names).unwrap(),
+                );
+            }
+        }
+        let mut bare = resource.clone();
+        assert!(bare.meta().is_none());
+        let fresh = bare.stamp_fresh().unwrap();
+        assert!(fresh.answer("0", &names).is_none());
         // Without names, nothing is named.
         assert_eq!(
             to_vec_named(&resource, &Names::new()).unwrap(),

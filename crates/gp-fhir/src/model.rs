@@ -1125,6 +1125,24 @@ impl Resource {
         version
     }
 
+    /// [`Resource::stamp_content_version`], keeping the JSON it hashed with where an
+    /// answer's additions go ([`crate::json::Fresh`]), so that an answer made from it
+    /// copies it rather than serialising the entry again. `None`, the version stamped
+    /// all the same, where part of it is serde_json's to write.
+    pub fn stamp_fresh(&mut self) -> Option<crate::json::Fresh> {
+        if let Some(m) = self.meta_mut() {
+            m.version_id = None;
+            m.last_updated = None;
+        }
+        let Some(fresh) = crate::json::Fresh::of(self) else {
+            self.stamp_content_version();
+            return None;
+        };
+        let version = format!("{:016x}", fresh.content_hash());
+        self.meta_mut().get_or_insert_with(Meta::default).version_id = Some(version);
+        Some(fresh)
+    }
+
     /// The clinically relevant date used by `date` searches (onset, effective,
     /// occurrence, period start, assertion date), as FHIR date/dateTime text.
     pub fn clinical_date(&self) -> Option<&str> {

@@ -12,7 +12,7 @@ use gp_adapter::{
     SearchRequest,
 };
 use gp_fhir::date::DateRange;
-use gp_fhir::json::RawJson;
+use gp_fhir::json::{Fresh, RawJson};
 use gp_fhir::model::Resource;
 use gp_fhir::{NhsNumber, OdsCode};
 use serde::Deserialize;
@@ -233,12 +233,32 @@ impl RecordCache {
         area: ClinicalType,
         ctx: &CallContext,
     ) -> Result<Arc<Area>, AdapterError> {
+        let (area, _) = self.area_read(adapter, practice, nhs, area, ctx).await?;
+        Ok(area)
+    }
+
+    /// [`RecordCache::area`], and, when this call read it from the GP system, each
+    /// entry's [`Fresh`] JSON for its first answer (another request's read gives none).
+    pub async fn area_read(
+        &self,
+        adapter: &dyn Adapter,
+        practice: &OdsCode,
+        nhs: NhsNumber,
+        area: ClinicalType,
+        ctx: &CallContext,
+    ) -> Result<(Arc<Area>, Option<FreshEntries>), AdapterError> {
+        let fresh = std::sync::Mutex::new(None);
         let load = async {
             let req = whole_area(practice, nhs, area, ctx);
-            adapter.search(&req).await.map(kept)
+            let (list, entries) = kept(adapter.search(&req).await?);
+            if let Ok(mut slot) = fresh.lock() {
+                *slot = Some(entries);
+            }
+            Ok(list)
         };
         let key = (practice.clone(), nhs, area);
-        self.through("area", self.areas.as_ref(), key, load).await
+        let list = self.through("area", self.areas.as_ref(), key, load).await?;
+        Ok((list, fresh.into_inner().ok().flatten()))
     }
 
     /// A patient's demographics for a read of `area` (a search, an entry by id), and
@@ -253,7 +273,7 @@ impl RecordCache {
         nhs: NhsNumber,
         area: ClinicalType,
         ctx: &CallContext,
-    ) -> Result<(Arc<PatientRecord>, Option<Arc<Area>>), AdapterError> {
+    ) -> Result<(Arc<PatientRecord>, Option<(Arc<Area>, FreshEntries)>), AdapterError> {
         let key = (practice.clone(), nhs);
         let area_key = (practice.clone(), nhs, area);
         let patient_cached = self.patients.as_ref().is_some_and(|c| c.contains_key(&key));
@@ -281,7 +301,7 @@ impl RecordCache {
         // misses share one call): then this one read nothing, and its area is read later.
         let list = fetched.into_inner().ok().flatten();
         let record = result?;
-        if let Some(list) = &list {
+        if let Some((list, _)) = &list {
             self.metrics.cache("area", false);
             if let Some(c) = &self.areas {
                 c.insert(area_key, Arc::clone(list)).await;
@@ -388,8 +408,13 @@ fn whole_area(
     }
 }
 
-/// A clinical area's entries as they are kept and answered.
-fn kept(page: SearchPage) -> Arc<Area> {
+/// Each entry of an area as read just now, by its place: the JSON its version was named
+/// from ([`Fresh`]; `None` where it could not be kept), which its first answer copies.
+pub type FreshEntries = Vec<Option<Fresh>>;
+
+/// A clinical area's entries as they are kept and answered, with each one's [`Fresh`]
+/// JSON, for an answer made now.
+fn kept(page: SearchPage) -> (Arc<Area>, FreshEntries) {
     // An adapter's list often shares the allocation of the whole record it was filtered
     // from (`into_iter().filter().collect()` reuses it), so a list of 10 entries could
     // hold room for the record's 100 (752 bytes a slot) for as long as it is cached. A
@@ -398,10 +423,8 @@ fn kept(page: SearchPage) -> Arc<Area> {
     resources.shrink_to_fit();
     // Every entry answered (search, read, vread, structured record, a create's answer)
     // names its content version: meta.versionId and the ETag.
-    for r in &mut resources {
-        r.stamp_content_version();
-    }
-    Arc::new(Area::new(resources))
+    let fresh = resources.iter_mut().map(Resource::stamp_fresh).collect();
+    (Arc::new(Area::new(resources)), fresh)
 }
 
 #[cfg(test)]

@@ -483,13 +483,14 @@ async fn clinical_search(
 ) -> Result<Response<Full<Bytes>>, Rescue> {
     let params = parse_clinical_search(resource_type.as_str(), query, app.paging, &ids.base_url)?;
     crate::include::authorise(&params.includes, caller)?;
-    let patient = released_for(app, params.patient, resource_type, ids, caller).await?;
+    let mut patient = released_for(app, params.patient, resource_type, ids, caller).await?;
+    let (area, fresh) = patient
+        .area_read(app, params.patient, resource_type, ids)
+        .await?;
+    let fresh = fresh.unwrap_or_default();
     let Released {
         practice, adapter, ..
     } = &patient;
-    let area = patient
-        .area(app, params.patient, resource_type, ids)
-        .await?;
     // Filtered after the cache: the cache holds what the GP system holds. Each match
     // keeps its place in the area, where its JSON is kept once answered.
     let mut released: Vec<(usize, &Resource)> = area
@@ -540,7 +541,7 @@ async fn clinical_search(
         name_people(app, adapter.as_ref(), practice, &mut page, &ctx).await;
         return Ok(shaped(&set.build_with(page, included), &params.shape));
     }
-    let (names, kept) = matches_json(app, &patient, &area, &page, &ctx).await;
+    let (names, kept) = matches_json(app, &patient, &area, &fresh, &page, &ctx).await;
     if kept {
         app.records
             .reweigh(practice, params.patient, resource_type, &area)
@@ -548,8 +549,20 @@ async fn clinical_search(
     }
     Ok(fhir_response(
         StatusCode::OK,
-        searchset_bytes(&set, &area, &page, &names, included),
+        searchset_bytes(&set, &area, &fresh, &page, &names, included),
     ))
+}
+
+/// Entry `i`'s JSON as a searchset answers it with `names`, copied from the JSON its
+/// version was named from when this request read it ([`gp_fhir::json::Fresh`]).
+fn fresh_json(
+    area: &crate::cache::Area,
+    fresh: &crate::cache::FreshEntries,
+    i: usize,
+    names: &Names,
+) -> Option<RawJson> {
+    let version = area.get(i)?.meta()?.version_id.as_deref()?;
+    fresh.get(i)?.as_ref()?.answer(version, names)
 }
 
 /// Names the matches whose JSON the cached area does not keep from an answer before,
@@ -562,6 +575,7 @@ async fn matches_json(
     app: &App,
     released: &Released,
     area: &crate::cache::Area,
+    fresh: &crate::cache::FreshEntries,
     page: &[(usize, &Resource)],
     ctx: &gp_adapter::CallContext,
 ) -> (Names, bool) {
@@ -583,7 +597,8 @@ async fn matches_json(
     let mut kept = false;
     for i in unanswered {
         let entry = &area[i];
-        let json = RawJson::of_named(entry, &names)
+        let json = fresh_json(area, fresh, i, &names)
+            .or_else(|| RawJson::of_named(entry, &names))
             .unwrap_or_else(|| RawJson::of(&named_copy(entry, &names)));
         kept |= area.keep_answered(i, json).is_ok();
     }
@@ -597,20 +612,29 @@ fn named_copy(entry: &Resource, names: &Names) -> Resource {
     copy
 }
 
-/// The searchset's bytes: the page's matches from the JSON kept with the area, or
-/// written now with `names` on their references, then what `_include` brought in.
+/// The searchset's bytes: the page's matches from the JSON kept with the area, copied
+/// from what their versions were named from when this request read them, or written now,
+/// each with `names` on their references; then what `_include` brought in.
 fn searchset_bytes(
     set: &Searchset<'_>,
     area: &crate::cache::Area,
+    fresh: &crate::cache::FreshEntries,
     page: &[(usize, &Resource)],
     names: &Names,
     included: Vec<Resource>,
 ) -> Vec<u8> {
+    let copied: Vec<Option<RawJson>> = page
+        .iter()
+        .map(|(i, _)| match area.answered(*i) {
+            Some(_) => None,
+            None => fresh_json(area, fresh, *i, names),
+        })
+        .collect();
     let mut entries = Vec::with_capacity(page.len() + included.len());
-    for (i, r) in page {
-        let resource = match area.answered(*i) {
-            Some(json) => EntryResource::Json(json),
-            None => EntryResource::Borrowed(r),
+    for ((i, r), copy) in page.iter().zip(&copied) {
+        let resource = match (area.answered(*i), copy) {
+            (Some(json), _) | (None, Some(json)) => EntryResource::Json(json),
+            (None, None) => EntryResource::Borrowed(r),
         };
         entries.push(set.entry(set.full_url(r), resource, "match"));
     }

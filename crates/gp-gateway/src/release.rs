@@ -17,6 +17,7 @@ use gp_fhir::model::Resource;
 
 use crate::access::Caller;
 use crate::app::App;
+use crate::cache::FreshEntries;
 use crate::context::RequestIds;
 use crate::error::GatewayError;
 
@@ -25,8 +26,9 @@ pub(crate) struct Released {
     pub(crate) record: Arc<PatientRecord>,
     pub(crate) practice: gp_fhir::OdsCode,
     pub(crate) adapter: Arc<dyn gp_adapter::Adapter>,
-    /// The area read with the demographics, when one GP system call answered both.
-    fetched: Option<(ClinicalType, Arc<crate::cache::Area>)>,
+    /// The area read with the demographics, when one GP system call answered both, with
+    /// its entries' JSON for their first answer until taken.
+    fetched: Option<(ClinicalType, Arc<crate::cache::Area>, Option<FreshEntries>)>,
 }
 
 impl Released {
@@ -39,13 +41,40 @@ impl Released {
         t: ClinicalType,
         ids: &RequestIds,
     ) -> Result<Arc<crate::cache::Area>, GatewayError> {
-        if let Some((area, list)) = &self.fetched
+        if let Some((area, list, _)) = &self.fetched
             && *area == t
         {
             return Ok(Arc::clone(list));
         }
         app.records
             .area(
+                self.adapter.as_ref(),
+                &self.practice,
+                nhs,
+                t,
+                &ids.call_context(),
+            )
+            .await
+            .map_err(GatewayError::Adapter)
+    }
+
+    /// [`Released::area`] for an answer made from it now: with each entry's JSON as its
+    /// version was named from, when this request read the area from the GP system (taken:
+    /// a second call for the same area gets none).
+    pub(crate) async fn area_read(
+        &mut self,
+        app: &App,
+        nhs: NhsNumber,
+        t: ClinicalType,
+        ids: &RequestIds,
+    ) -> Result<(Arc<crate::cache::Area>, Option<FreshEntries>), GatewayError> {
+        if let Some((area, list, fresh)) = &mut self.fetched
+            && *area == t
+        {
+            return Ok((Arc::clone(list), fresh.take()));
+        }
+        app.records
+            .area_read(
                 self.adapter.as_ref(),
                 &self.practice,
                 nhs,
@@ -155,7 +184,7 @@ async fn released(
         return Err(GatewayError::NoConsent);
     }
     let fetched = match read {
-        Read::Area(area) => fetched.map(|list| (area, list)),
+        Read::Area(area) => fetched.map(|(list, fresh)| (area, list, Some(fresh))),
         Read::Patient | Read::Fresh => None,
     };
     Ok(Released {
