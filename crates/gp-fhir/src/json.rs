@@ -93,6 +93,8 @@ pub struct Fresh {
 
 impl Fresh {
     /// `value`'s JSON with its marks (`None` where part of it is serde_json's to write).
+    /// Kept in room of its own size: an area's entries are kept until its answer is
+    /// made, on every request reading one at once.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Self> {
         let mut json = Vec::with_capacity(1024);
         let mut marks = Marks::default();
@@ -103,6 +105,8 @@ impl Fresh {
                 marks: Some(&mut marks),
             })
             .ok()?;
+        json.shrink_to_fit();
+        marks.references.shrink_to_fit();
         Some(Self { json, marks })
     }
 
