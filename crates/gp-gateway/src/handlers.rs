@@ -623,18 +623,25 @@ fn searchset_bytes(
     names: &Names,
     included: Vec<Resource>,
 ) -> Vec<u8> {
-    let copied: Vec<Option<RawJson>> = page
-        .iter()
-        .map(|(i, _)| match area.answered(*i) {
-            Some(_) => None,
-            None => fresh_json(area, fresh, *i, names),
-        })
-        .collect();
+    // Only a request that read the area has fresh JSON (a cache hit has none).
+    let copied: Vec<Option<RawJson>> = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        page.iter()
+            .map(|(i, _)| match area.answered(*i) {
+                Some(_) => None,
+                None => fresh_json(area, fresh, *i, names),
+            })
+            .collect()
+    };
     let mut entries = Vec::with_capacity(page.len() + included.len());
-    for ((i, r), copy) in page.iter().zip(&copied) {
-        let resource = match (area.answered(*i), copy) {
-            (Some(json), _) | (None, Some(json)) => EntryResource::Json(json),
-            (None, None) => EntryResource::Borrowed(r),
+    for (k, (i, r)) in page.iter().enumerate() {
+        let json = area
+            .answered(*i)
+            .or_else(|| copied.get(k).and_then(Option::as_ref));
+        let resource = match json {
+            Some(json) => EntryResource::Json(json),
+            None => EntryResource::Borrowed(r),
         };
         entries.push(set.entry(set.full_url(r), resource, "match"));
     }
