@@ -300,8 +300,9 @@ const META: &str = "Meta";
 /// The name under which the model's `Reference` serialises itself (its struct's name).
 const REFERENCE: &str = "Reference";
 
-/// A `Reference` being written with names to give: where its `reference` text was
-/// written (the JSON string, quotes included), and whether it has a `display`.
+/// A `Reference` being written with names to give or marks to note: where its
+/// `reference` text was written (the JSON string, quotes included), and whether it has
+/// a `display`.
 #[derive(Clone, Copy)]
 struct Naming {
     text: Option<(usize, usize)>,
@@ -318,7 +319,8 @@ struct Compound<'a> {
     close: &'static [u8],
     /// A raw value's struct ([`RAW_TOKEN`]): its one field's text is copied as it stands.
     raw: bool,
-    /// A `Reference` that may be given a name (only when there are names to give).
+    /// A `Reference` that may be given a name, or whose place is marked (only when there
+    /// are names to give or marks to note).
     naming: Option<Naming>,
 }
 

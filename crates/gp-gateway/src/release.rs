@@ -46,16 +46,8 @@ impl Released {
         {
             return Ok(Arc::clone(list));
         }
-        app.records
-            .area(
-                self.adapter.as_ref(),
-                &self.practice,
-                nhs,
-                t,
-                &ids.call_context(),
-            )
-            .await
-            .map_err(GatewayError::Adapter)
+        let (list, _) = self.read_area(app, nhs, t, ids).await?;
+        Ok(list)
     }
 
     /// [`Released::area`] for an answer made from it now: with each entry's JSON as its
@@ -73,6 +65,17 @@ impl Released {
         {
             return Ok((Arc::clone(list), fresh.take()));
         }
+        self.read_area(app, nhs, t, ids).await
+    }
+
+    /// The area through the gateway's cache (read from the GP system on a miss).
+    async fn read_area(
+        &self,
+        app: &App,
+        nhs: NhsNumber,
+        t: ClinicalType,
+        ids: &RequestIds,
+    ) -> Result<(Arc<crate::cache::Area>, Option<FreshEntries>), GatewayError> {
         app.records
             .area_read(
                 self.adapter.as_ref(),
