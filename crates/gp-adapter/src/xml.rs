@@ -837,7 +837,7 @@ impl<'input> Parser<'input> {
     /// Moves to the end tag of the element just opened (a child of the root), past its
     /// content, when that is plainly safe (see [`Document::parse_data_skipping`]).
     fn skip_content(&mut self) {
-        if let Some(end) = self.skippable_end() {
+        if let Some(end) = self.skippable_end(None) {
             self.pos += end;
         }
     }
@@ -869,7 +869,7 @@ impl<'input> Parser<'input> {
         if items.marked == Marked::First && !rest[..at].iter().all(|&c| is_space(c)) {
             return;
         }
-        let Some(end) = self.skippable_item_end(items.marker.as_bytes(), at) else {
+        let Some(end) = self.skippable_end(Some((items.marker.as_bytes(), at))) else {
             return;
         };
         let value = self.pos + value_at;
@@ -882,47 +882,41 @@ impl<'input> Parser<'input> {
         }
     }
 
-    /// [`Parser::skippable_end`] of the item just opened, when it also starts `marker`
-    /// once, unprefixed (`<x:EventType>` could be the one a reader finds), and only at
-    /// `at`, before its end: in the same one pass over its tags, each name read once.
-    fn skippable_item_end(&self, marker: &[u8], at: usize) -> Option<usize> {
-        let open = self.open.last()?;
-        let name = &self.b[open.name.clone()];
-        let rest = &self.b[self.pos..];
-        for i in memchr::memchr_iter(b'<', rest) {
-            match rest.get(i + 1) {
-                Some(b'!' | b'?') | None => return None,
-                Some(b'/') if tag_name(&rest[i + 2..]) == name => return (at < i).then_some(i),
-                Some(b'/') => {}
-                Some(_) => {
-                    let tag = tag_name(&rest[i + 1..]);
-                    let local = tag.rsplit(|&c| c == b':').next().unwrap_or(tag);
-                    if tag == name || (local == marker && (i != at || tag.len() != marker.len())) {
-                        return None;
-                    }
-                }
-            }
-        }
-        None
-    }
-
     /// Where the end tag of the element just opened starts (from `pos`), when its content
     /// can be passed over plainly safely: no element of its name starts before the first
     /// end tag of its name (which therefore closes it), and no comment, CDATA section or
-    /// PI lies in between.
-    fn skippable_end(&self) -> Option<usize> {
+    /// PI lies in between. With `marked` (an item of [`SkipItems`]), also only when it
+    /// starts the marker once, unprefixed (`<x:EventType>` could be the one a reader
+    /// finds), and only at the offset given, before its end.
+    fn skippable_end(&self, marked: Option<(&[u8], usize)>) -> Option<usize> {
         let open = self.open.last()?;
         let name = &self.b[open.name.clone()];
         let rest = &self.b[self.pos..];
         // Every `<` in order, up to the first end tag of this name (`</EventType` is
-        // another's): one pass, where a search per needle cost more on short items.
+        // another's), each name read once: one pass, where a search per needle cost more
+        // on short items.
         for i in memchr::memchr_iter(b'<', rest) {
             match rest.get(i + 1) {
                 Some(b'!' | b'?') | None => return None,
-                Some(b'/') if tag_name(&rest[i + 2..]) == name => return Some(i),
+                Some(b'/') if tag_name(&rest[i + 2..]) == name => {
+                    return match marked {
+                        Some((_, at)) if at >= i => None,
+                        _ => Some(i),
+                    };
+                }
                 Some(b'/') => {}
-                Some(_) if tag_name(&rest[i + 1..]) == name => return None,
-                Some(_) => {}
+                Some(_) => {
+                    let tag = tag_name(&rest[i + 1..]);
+                    if tag == name {
+                        return None;
+                    }
+                    if let Some((marker, at)) = marked {
+                        let local = tag.rsplit(|&c| c == b':').next().unwrap_or(tag);
+                        if local == marker && (i != at || tag.len() != marker.len()) {
+                            return None;
+                        }
+                    }
+                }
             }
         }
         None
