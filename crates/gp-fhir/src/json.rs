@@ -136,8 +136,7 @@ impl Fresh {
             }
             if let Some(name) = name_of(&json[start..end], names) {
                 out.extend_from_slice(&json[at..close]);
-                out.extend_from_slice(b",\"display\":");
-                write_str(&mut out, name).ok()?;
+                write_display(&mut out, name).ok()?;
                 at = close;
             }
         }
@@ -242,6 +241,12 @@ fn name_of<'n>(written: &[u8], names: &'n Names) -> Option<&'n String> {
             .ok()
             .and_then(|t| names.get(&t)),
     }
+}
+
+/// A name given to a reference: its `display`, after the fields written before it.
+fn write_display(out: &mut Vec<u8>, name: &str) -> Result {
+    out.extend_from_slice(b",\"display\":");
+    write_str(out, name)
 }
 
 /// A struct's field name and its colon. The names are the model's, fixed when it is
@@ -387,11 +392,10 @@ impl<'a> Compound<'a> {
         let Some(names) = self.names else {
             return Ok(());
         };
-        if let Some(name) = name_of(&self.out[start..end], names) {
-            self.out.extend_from_slice(b",\"display\":");
-            write_str(self.out, name)?;
+        match name_of(&self.out[start..end], names) {
+            Some(name) => write_display(self.out, name),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn comma(&mut self) {
