@@ -233,12 +233,15 @@ impl RecordCache {
         area: ClinicalType,
         ctx: &CallContext,
     ) -> Result<Arc<Area>, AdapterError> {
-        let (area, _) = self.area_read(adapter, practice, nhs, area, ctx).await?;
+        let (area, _) = self
+            .area_read(adapter, practice, nhs, area, ctx, false)
+            .await?;
         Ok(area)
     }
 
-    /// [`RecordCache::area`], and, when this call read it from the GP system, each
-    /// entry's [`Fresh`] JSON for its first answer (another request's read gives none).
+    /// [`RecordCache::area`], and, when `fresh_wanted` and this call read it from the GP system,
+    /// each entry's [`Fresh`] JSON for an answer made now (another request's read gives
+    /// none; a read for anything else need not keep them).
     pub async fn area_read(
         &self,
         adapter: &dyn Adapter,
@@ -246,11 +249,12 @@ impl RecordCache {
         nhs: NhsNumber,
         area: ClinicalType,
         ctx: &CallContext,
+        fresh_wanted: bool,
     ) -> Result<(Arc<Area>, Option<FreshEntries>), AdapterError> {
         let fresh = std::sync::Mutex::new(None);
         let load = async {
             let req = whole_area(practice, nhs, area, ctx);
-            let (list, entries) = kept(adapter.search(&req).await?);
+            let (list, entries) = kept(adapter.search(&req).await?, fresh_wanted);
             if let Ok(mut slot) = fresh.lock() {
                 *slot = Some(entries);
             }
@@ -290,7 +294,7 @@ impl RecordCache {
             let req = whole_area(practice, nhs, area, ctx);
             let (record, page) = adapter.read_patient_and_search(&req).await?;
             if let Ok(mut slot) = fetched.lock() {
-                *slot = Some(kept(page));
+                *slot = Some(kept(page, true));
             }
             Ok(Arc::new(record))
         };
@@ -413,8 +417,8 @@ fn whole_area(
 pub type FreshEntries = Vec<Option<Fresh>>;
 
 /// A clinical area's entries as they are kept and answered, with each one's [`Fresh`]
-/// JSON, for an answer made now.
-fn kept(page: SearchPage) -> (Arc<Area>, FreshEntries) {
+/// JSON for an answer made now when `fresh` (none otherwise).
+fn kept(page: SearchPage, fresh: bool) -> (Arc<Area>, FreshEntries) {
     // An adapter's list often shares the allocation of the whole record it was filtered
     // from (`into_iter().filter().collect()` reuses it), so a list of 10 entries could
     // hold room for the record's 100 (752 bytes a slot) for as long as it is cached. A
@@ -423,7 +427,14 @@ fn kept(page: SearchPage) -> (Arc<Area>, FreshEntries) {
     resources.shrink_to_fit();
     // Every entry answered (search, read, vread, structured record, a create's answer)
     // names its content version: meta.versionId and the ETag.
-    let fresh = resources.iter_mut().map(Resource::stamp_fresh).collect();
+    let fresh = if fresh {
+        resources.iter_mut().map(Resource::stamp_fresh).collect()
+    } else {
+        for r in &mut resources {
+            r.stamp_content_version();
+        }
+        Vec::new()
+    };
     (Arc::new(Area::new(resources)), fresh)
 }
 

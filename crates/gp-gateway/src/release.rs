@@ -46,7 +46,7 @@ impl Released {
         {
             return Ok(Arc::clone(list));
         }
-        let (list, _) = self.read_area(app, nhs, t, ids).await?;
+        let (list, _) = self.read_area(app, nhs, t, ids, false).await?;
         Ok(list)
     }
 
@@ -65,25 +65,22 @@ impl Released {
         {
             return Ok((Arc::clone(list), fresh.take()));
         }
-        self.read_area(app, nhs, t, ids).await
+        self.read_area(app, nhs, t, ids, true).await
     }
 
-    /// The area through the gateway's cache (read from the GP system on a miss).
+    /// The area through the gateway's cache (read from the GP system on a miss), with its
+    /// entries' fresh JSON when `fresh` and this request read it.
     async fn read_area(
         &self,
         app: &App,
         nhs: NhsNumber,
         t: ClinicalType,
         ids: &RequestIds,
+        fresh: bool,
     ) -> Result<(Arc<crate::cache::Area>, Option<FreshEntries>), GatewayError> {
+        let ctx = ids.call_context();
         app.records
-            .area_read(
-                self.adapter.as_ref(),
-                &self.practice,
-                nhs,
-                t,
-                &ids.call_context(),
-            )
+            .area_read(self.adapter.as_ref(), &self.practice, nhs, t, &ctx, fresh)
             .await
             .map_err(GatewayError::Adapter)
     }
